@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Both start from nothing but the
+# package registries: they create .venv and install the project into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+DATA ?= data
+SERVER_NAME ?= localhost:8448
+BIN = $(VENV)/bin
+
+.PHONY: run test lint install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	@test -f $(DATA)/homeserver.yaml || $(BIN)/python -m homeserver init \
+		--data-dir $(DATA) --server-name $(SERVER_NAME) --metrics-port 9108 --open-registration
+	$(BIN)/python -m homeserver run --config $(DATA)/homeserver.yaml
+
+test: $(VENV)/.installed-test
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict homeserver/protocol storage

@@ -1,0 +1,7 @@
+"""`python -m homeserver`: see homeserver.cli."""
+
+import sys
+
+from homeserver.cli import main
+
+sys.exit(main())

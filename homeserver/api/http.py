@@ -1,0 +1,157 @@
+"""What every Client-Server route shares: the error/log/metrics middleware and body parsing.
+
+Routes only parse, call one service and shape the response; everything cross-cutting is here so
+that a 500 can only come from a bug, never from a client's input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from homeserver import metrics
+from homeserver.errors import MatrixError, bad_json, too_large
+
+log = logging.getLogger("homeserver.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=_CORS_HEADERS,
+    )
+
+
+def error_response(err: MatrixError) -> web.Response:
+    return json_response(err.to_json(), status=err.status)
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, access log line, metrics, CORS, and Matrix-shaped errors."""
+    request_id = uuid.uuid4().hex[:12]
+    start = time.perf_counter()
+    route = _route_name(request)
+    response: web.StreamResponse
+    try:
+        if request.method == "OPTIONS":
+            response = web.Response(headers=_CORS_HEADERS)
+        else:
+            response = await handler(request)
+    except MatrixError as e:
+        response = error_response(e)
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(too_large("Request body is too large"))
+    except web.HTTPNotFound:
+        response = error_response(MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request"))
+    except web.HTTPMethodNotAllowed:
+        response = error_response(
+            MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
+        )
+    except Exception:
+        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+    duration = time.perf_counter() - start
+    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
+    metrics.HTTP_SECONDS.labels(route, request.method).observe(duration)
+    log.info(
+        "%s %s %s %s %d %.1fms", request_id, request.remote, request.method, route,
+        response.status, duration * 1000,
+    )
+    return response
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, or M_NOT_JSON / M_BAD_JSON / M_TOO_LARGE."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large("Request body is too large") from None
+    if not raw.strip() and allow_empty:
+        return {}
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+    if not isinstance(value, dict):
+        raise bad_json("Request body must be a JSON object")
+    return value
+
+
+# Typed field access for request bodies: one place that turns a wrong type into M_BAD_JSON.
+
+def field_str(body: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = body.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise bad_json(f"'{key}' must be a string")
+    return value
+
+
+def require_str(body: dict[str, Any], key: str) -> str:
+    value = field_str(body, key)
+    if value is None:
+        raise bad_json(f"'{key}' is required")
+    return value
+
+
+def field_bool(body: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise bad_json(f"'{key}' must be a boolean")
+    return value
+
+
+def field_obj(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise bad_json(f"'{key}' must be an object")
+    return value
+
+
+def field_list(body: dict[str, Any], key: str) -> list[Any]:
+    value = body.get(key, [])
+    if not isinstance(value, list):
+        raise bad_json(f"'{key}' must be an array")
+    return value
+
+
+def query_int(request: web.Request, key: str, default: int, *, lo: int, hi: int) -> int:
+    """An integer query parameter clamped to [lo, hi]; garbage is M_INVALID_PARAM."""
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", f"'{key}' must be an integer") from None
+    return max(lo, min(hi, value))
+
+
+def is_json_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

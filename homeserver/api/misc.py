@@ -1,0 +1,42 @@
+"""Discovery: `/versions`, `/.well-known/matrix/client` and `/capabilities`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.auth import require_requester
+from homeserver.api.context import CONFIG
+from homeserver.api.http import json_response
+from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS
+
+routes = web.RouteTableDef()
+
+SPEC_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+                 "v1.10", "v1.11", "v1.12"]
+
+
+@routes.get("/_matrix/client/versions")
+async def versions(request: web.Request) -> web.Response:
+    return json_response({"versions": SPEC_VERSIONS, "unstable_features": {}})
+
+
+@routes.get("/.well-known/matrix/client")
+async def well_known(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    base = config.server.public_baseurl or f"http://{request.host}"
+    return json_response({"m.homeserver": {"base_url": base.rstrip("/")}})
+
+
+@routes.get("/_matrix/client/v3/capabilities")
+async def capabilities(request: web.Request) -> web.Response:
+    await require_requester(request)
+    config = request.app[CONFIG]
+    return json_response({
+        "capabilities": {
+            "m.room_versions": {
+                "default": config.rooms.default_room_version,
+                "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
+            },
+            "m.change_password": {"enabled": False},
+        }
+    })

@@ -1,0 +1,83 @@
+"""Joining, inviting, leaving, forgetting, kicking, banning and unbanning."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.auth import require_requester
+from homeserver.api.context import ROOMS
+from homeserver.api.http import field_str, json_response, read_json_body, require_str
+from homeserver.errors import forbidden
+
+routes = web.RouteTableDef()
+
+V3 = "/_matrix/client/v3"
+
+
+async def _join(request: web.Request, target: str) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request, allow_empty=True)
+    room_id = await request.app[ROOMS].join(requester, target, field_str(body, "reason"))
+    return json_response({"room_id": room_id})
+
+
+@routes.post(V3 + "/join/{room_id_or_alias}")
+async def join_by_id_or_alias(request: web.Request) -> web.Response:
+    return await _join(request, request.match_info["room_id_or_alias"])
+
+
+@routes.post(V3 + "/rooms/{room_id}/join")
+async def join_room(request: web.Request) -> web.Response:
+    return await _join(request, request.match_info["room_id"])
+
+
+async def _set(request: web.Request, membership: str, *, target_from_body: bool) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request, allow_empty=not target_from_body)
+    target = require_str(body, "user_id") if target_from_body else requester.user_id
+    await request.app[ROOMS].set_membership(
+        requester, request.match_info["room_id"], target, membership, field_str(body, "reason")
+    )
+    return json_response({})
+
+
+@routes.post(V3 + "/rooms/{room_id}/invite")
+async def invite(request: web.Request) -> web.Response:
+    return await _set(request, "invite", target_from_body=True)
+
+
+@routes.post(V3 + "/rooms/{room_id}/leave")
+async def leave(request: web.Request) -> web.Response:
+    return await _set(request, "leave", target_from_body=False)
+
+
+@routes.post(V3 + "/rooms/{room_id}/kick")
+async def kick(request: web.Request) -> web.Response:
+    return await _set(request, "leave", target_from_body=True)
+
+
+@routes.post(V3 + "/rooms/{room_id}/ban")
+async def ban(request: web.Request) -> web.Response:
+    return await _set(request, "ban", target_from_body=True)
+
+
+@routes.post(V3 + "/rooms/{room_id}/unban")
+async def unban(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request)
+    target = require_str(body, "user_id")
+    rooms = request.app[ROOMS]
+    room_id = request.match_info["room_id"]
+    members = await rooms.reads.members(requester, room_id, "ban", None)
+    if not any(m["state_key"] == target for m in members):
+        raise forbidden(f"{target} is not banned")
+    await rooms.set_membership(requester, room_id, target, "leave", field_str(body, "reason"))
+    return json_response({})
+
+
+@routes.post(V3 + "/rooms/{room_id}/forget")
+async def forget(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    await read_json_body(request, allow_empty=True)
+    await request.app[ROOMS].forget(requester, request.match_info["room_id"])
+    return json_response({})

@@ -1,0 +1,55 @@
+"""Sending events: messages (idempotent per device and transaction ID), state, redactions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.auth import require_requester
+from homeserver.api.context import ROOMS
+from homeserver.api.http import field_str, json_response, read_json_body
+
+routes = web.RouteTableDef()
+
+V3 = "/_matrix/client/v3"
+
+
+@routes.put(V3 + "/rooms/{room_id}/send/{event_type}/{txn_id}")
+async def send_message(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    content = await read_json_body(request)
+    m = request.match_info
+    event_id = await request.app[ROOMS].send_event(
+        requester, m["room_id"], m["event_type"], content, txn_id=m["txn_id"]
+    )
+    return json_response({"event_id": event_id})
+
+
+async def _put_state(request: web.Request, state_key: str) -> web.Response:
+    requester = await require_requester(request)
+    content = await read_json_body(request)
+    m = request.match_info
+    event_id = await request.app[ROOMS].send_event(
+        requester, m["room_id"], m["event_type"], content, state_key=state_key
+    )
+    return json_response({"event_id": event_id})
+
+
+@routes.put(V3 + "/rooms/{room_id}/state/{event_type}")
+async def put_state_empty_key(request: web.Request) -> web.Response:
+    return await _put_state(request, "")
+
+
+@routes.put(V3 + "/rooms/{room_id}/state/{event_type}/{state_key}")
+async def put_state(request: web.Request) -> web.Response:
+    return await _put_state(request, request.match_info["state_key"])
+
+
+@routes.put(V3 + "/rooms/{room_id}/redact/{event_id}/{txn_id}")
+async def redact(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request, allow_empty=True)
+    m = request.match_info
+    event_id = await request.app[ROOMS].redact(
+        requester, m["room_id"], m["event_id"], field_str(body, "reason"), m["txn_id"]
+    )
+    return json_response({"event_id": event_id})

@@ -1,0 +1,142 @@
+"""`python -m homeserver init | run | migrate | register-user` (also installed as `moot`).
+
+Scripts and operators depend on these subcommands and flags; change them only compatibly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from homeserver.config import Config, ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moot", description="Moot Matrix homeserver")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="write a config, signing key and TLS certificate")
+    init.add_argument("--data-dir", required=True, type=Path)
+    init.add_argument("--server-name", required=True)
+    init.add_argument("--client-port", type=int, default=8008)
+    init.add_argument("--federation-port", type=int, default=8448)
+    init.add_argument("--metrics-port", type=int, default=None)
+    init.add_argument("--database-url", default=None)
+    init.add_argument("--open-registration", action="store_true")
+    init.add_argument("--no-rate-limits", action="store_true")
+
+    run = sub.add_parser("run", help="run the server until SIGTERM or SIGINT")
+    run.add_argument("--config", required=True, type=Path)
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations and exit")
+    mig.add_argument("--config", required=True, type=Path)
+
+    reg = sub.add_parser("register-user", help="create an account (password from stdin)")
+    reg.add_argument("--config", required=True, type=Path)
+    reg.add_argument("user", help="localpart or full user ID")
+    reg.add_argument("--admin", action="store_true")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from homeserver.setup import init_data_dir
+
+    path = init_data_dir(
+        args.data_dir, args.server_name, client_port=args.client_port,
+        federation_port=args.federation_port, metrics_port=args.metrics_port,
+        database_url=args.database_url, open_registration=args.open_registration,
+        rate_limits=not args.no_rate_limits,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+async def _run(config: Config) -> None:
+    from homeserver.app import Homeserver
+
+    server = Homeserver(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        logging.getLogger(__name__).info("signal received, stopping")
+    finally:
+        await server.stop()
+
+
+async def _with_database(config: Config, action: str, args: argparse.Namespace) -> int:
+    """Run a one-off command against the configured (or embedded) database."""
+    from homeserver.app import open_database
+
+    db, embedded = await open_database(config)
+    try:
+        if action == "migrate":
+            print("database is up to date")
+            return 0
+        from homeserver.services.accounts import AccountsService
+        from homeserver.services.ratelimit import RateLimiter
+
+        password = _read_password()
+        accounts = AccountsService(db, config, RateLimiter(config.rate_limits))
+        localpart = args.user
+        if localpart.startswith("@"):
+            localpart = localpart[1:].split(":", 1)[0]
+        user_id = await accounts.create_user(localpart, password, admin=args.admin)
+        print(f"created {user_id}")
+        return 0
+    finally:
+        await db.close()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("passwords differ")
+    if not password:
+        raise SystemExit("an empty password is not allowed")
+    return password
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "init":
+        return cmd_init(args)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    _setup_logging(config.logging.level)
+    if args.command == "run":
+        asyncio.run(_run(config))
+        return 0
+    try:
+        return asyncio.run(_with_database(config, args.command, args))
+    except Exception as e:
+        from homeserver.errors import MatrixError
+        from storage.migrations import MigrationError
+
+        if isinstance(e, MatrixError | MigrationError):
+            print(f"error: {getattr(e, 'error', e)}", file=sys.stderr)
+            return 1
+        raise

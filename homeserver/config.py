@@ -1,0 +1,181 @@
+"""The server's configuration: one YAML file read into frozen dataclasses.
+
+Every key and its default lives here, once; `config.sample.yaml` documents the same keys and a
+test keeps the two in agreement. Unknown keys are errors that name their dotted path, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_ROOM_MEMBERS = 256
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or has a wrong key or value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    server_name: str = "localhost:8448"
+    signing_key_path: str = "signing.key"
+    public_baseurl: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FederationListenerConfig:
+    host: str = "127.0.0.1"
+    port: int | None = 8448
+    tls_certificate_path: str = "tls.crt"
+    tls_private_key_path: str = "tls.key"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenersConfig:
+    client: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8008))
+    federation: FederationListenerConfig = field(default_factory=FederationListenerConfig)
+    metrics: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=9108))
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str | None = None
+    embedded_dir: str = "postgres"
+    embedded_bindir: str | None = None
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationConfig:
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsConfig:
+    max_members: int = MAX_ROOM_MEMBERS
+    default_room_version: str = "12"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_request_body_bytes: int = 1_048_576
+    sync_timeout_max_ms: int = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    per_second: float = 10.0
+    burst: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitsConfig:
+    enabled: bool = True
+    per_user: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=50))
+    per_ip: RateConfig = field(default_factory=lambda: RateConfig(per_second=20.0, burst=100))
+    login_failures: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.1, burst=5))
+    registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Where relative paths in the file are resolved: the directory holding the config file.
+    data_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path from the config against the data directory."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.data_dir / p
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    """Turn a mapping into the dataclass `cls`, refusing unknown keys and wrong types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in known:
+            raise ConfigError(f"unknown configuration key: {path}")
+        kwargs[key] = _convert(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{path}: a value is required")
+    base = next((a for a in hint.__args__ if a is not type(None)), hint) if optional else hint
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if not isinstance(value, base):
+        raise ConfigError(f"{path}: expected {base.__name__}, got {value!r}")
+    return value
+
+
+def validate(config: Config) -> Config:
+    """Check the cross-field rules the types alone cannot say."""
+    if not 2 <= config.rooms.max_members <= MAX_ROOM_MEMBERS:
+        raise ConfigError(
+            f"rooms.max_members: must be between 2 and {MAX_ROOM_MEMBERS}, "
+            f"got {config.rooms.max_members}"
+        )
+    if config.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"logging.level: unknown level {config.logging.level!r}")
+    return config
+
+
+def parse_config(text: str, data_dir: Path) -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"configuration is not valid YAML: {e}") from e
+    config = _build(Config, raw, "")
+    return validate(dataclasses.replace(config, data_dir=data_dir))
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path).resolve()
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {p}: {e}") from e
+    return parse_config(text, p.parent)

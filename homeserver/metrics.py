@@ -1,0 +1,29 @@
+"""Every Prometheus metric the server exports, named moot_<subsystem>_<what>_<unit>.
+
+Defining them in one module keeps names consistent and lets operators find them all at once.
+The default registry also carries the process and platform collectors.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "moot_http_requests_total", "HTTP requests served, by route, method and status",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "moot_http_request_duration_seconds", "HTTP request latency, by route and method",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+EVENTS_PERSISTED = Counter(
+    "moot_events_persisted_total", "Events persisted to the room DAG, by event type", ["type"]
+)
+EVENTS_REFUSED = Counter(
+    "moot_events_refused_total", "Events refused by the room engine, by reason", ["reason"]
+)
+SYNC_LONG_POLLS = Gauge("moot_sync_long_polls_in_flight", "/sync requests currently waiting")
+DB_POOL_SIZE = Gauge("moot_db_pool_connections", "Connections open in the database pool")
+DB_POOL_IN_USE = Gauge("moot_db_pool_connections_in_use", "Pool connections lent out")
+USERS = Gauge("moot_users", "Registered, non-deactivated users")
+ROOMS = Gauge("moot_rooms", "Rooms known to this server")
+DEVICES = Gauge("moot_devices", "Devices (logged-in sessions)")

@@ -1,0 +1,120 @@
+"""Canonical JSON: strict validation, encoding and decoding.
+
+Implements appendices.md "Canonical JSON" (and rooms "Canonical JSON", v6+: servers MUST
+strictly enforce it). The byte encoding itself is delegated to the ``canonicaljson``
+library; what this module adds is the *value* rules the library does not enforce:
+
+- numbers must be integers in ``[-(2**53)+1, (2**53)-1]``;
+- floats are not permitted at all (``1.0`` and ``1.5`` alike);
+- object keys must be strings, strings must be encodable as UTF-8 (no lone surrogates).
+
+Decoding is the place where a JSON *text* such as ``1e10`` or ``-0`` is mapped to the integer
+it denotes, as the appendices' last example requires (``{"a":-0,"b":1e10}`` canonicalises to
+``{"a":0,"b":10000000000}``). A number with a real fractional part stays a float and is then
+refused by :func:`check_canonical_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+import canonicaljson
+
+from homeserver.protocol.errors import CanonicalJSONError
+
+MIN_INT = -(2**53) + 1
+MAX_INT = 2**53 - 1
+
+
+def _normalise(value: object, path: str) -> object:
+    """Validate ``value`` recursively and return it as plain dict/list/str/int/bool/None."""
+    # bool is a subclass of int: test it first so True is not range-checked as 1.
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise CanonicalJSONError(f"integer out of canonical JSON range at {path}")
+        return int(value)
+    if isinstance(value, float):
+        raise CanonicalJSONError(f"floats are not permitted in canonical JSON (at {path})")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise CanonicalJSONError(f"string is not valid Unicode at {path}") from e
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CanonicalJSONError(f"object key {k!r} is not a string at {path}")
+            _normalise(k, path)
+            out[k] = _normalise(v, f"{path}.{k}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalise(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise CanonicalJSONError(f"type {type(value).__name__} is not JSON at {path}")
+
+
+def check_canonical_json(value: object) -> None:
+    """Raise :class:`CanonicalJSONError` unless ``value`` is representable as canonical JSON."""
+    _normalise(value, "$")
+
+
+def encode_canonical_json(value: object) -> bytes:
+    """Encode ``value`` as canonical JSON bytes, refusing floats and out-of-range integers."""
+    return canonicaljson.encode_canonical_json(_normalise(value, "$"))
+
+
+def _reject_constant(name: str) -> object:
+    raise CanonicalJSONError(f"JSON constant {name} is not permitted")
+
+
+def _parse_number_with_fraction(text: str) -> object:
+    # JSON texts like 1e10 or 2.0 denote integers; keep those as int so they encode
+    # canonically without exponent or decimal point. Anything else stays a float, which
+    # check_canonical_json will refuse.
+    try:
+        d = Decimal(text)
+    except InvalidOperation as e:  # pragma: no cover - json already validated the syntax
+        raise CanonicalJSONError(f"bad number {text!r}") from e
+    if d.is_finite() and d == d.to_integral_value():
+        return int(d)
+    return float(text)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in pairs:
+        if k in out:
+            raise CanonicalJSONError(f"duplicate object key {k!r}")
+        out[k] = v
+    return out
+
+
+def decode_json_strict(data: bytes | str) -> object:
+    """Parse JSON, refusing ``NaN``/``Infinity``, duplicate keys and invalid UTF-8.
+
+    Integral numbers written with an exponent or fraction become ``int``; callers still
+    validate ranges and remaining floats with :func:`check_canonical_json`.
+    """
+    if isinstance(data, bytes | bytearray):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CanonicalJSONError("JSON is not valid UTF-8") from e
+    else:
+        text = data
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_parse_number_with_fraction,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except CanonicalJSONError:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise CanonicalJSONError(f"invalid JSON: {e}") from e

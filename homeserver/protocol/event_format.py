@@ -1,0 +1,122 @@
+"""Event format checks: is this a well-formed PDU for its room version?
+
+Implements server-server "Checks performed on receipt of a PDU" step 1 (the event complies
+with the event format of its room version: rooms fragments v6-event-format / v11 / v12, i.e.
+the ``pdu_v6``/``pdu_v11``/``pdu_v12`` schemas) and client-server "Size limits" (the whole
+PDU at most 65536 bytes of canonical JSON; sender, room_id, state_key, type and event_id at
+most 255 bytes). Failing here means the event is *dropped*, not rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeserver.protocol.canonical_json import MAX_INT, MIN_INT, encode_canonical_json
+from homeserver.protocol.errors import CanonicalJSONError, InvalidEventError
+from homeserver.protocol.identifiers import (
+    MAX_IDENTIFIER_BYTES,
+    is_hash_event_id,
+    is_valid_room_id,
+    is_valid_user_id,
+)
+from homeserver.protocol.room_versions import RoomVersion
+
+MAX_PDU_BYTES = 65536
+MAX_PREV_EVENTS = 20
+MAX_AUTH_EVENTS = 10
+MAX_KEY_BYTES = 255
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and MIN_INT <= value <= MAX_INT
+
+
+def _check_short_string(event: Mapping[str, Any], key: str) -> None:
+    value = event[key]
+    if not isinstance(value, str):
+        raise InvalidEventError(f"{key} must be a string")
+    if len(value.encode("utf-8", errors="surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidEventError(f"{key} exceeds {MAX_KEY_BYTES} bytes")
+
+
+def _check_event_id_list(event: Mapping[str, Any], key: str, limit: int) -> None:
+    value = event.get(key)
+    if not isinstance(value, list):
+        raise InvalidEventError(f"{key} must be a list of event IDs")
+    if len(value) > limit:
+        raise InvalidEventError(f"{key} has {len(value)} entries, at most {limit} allowed")
+    for item in value:
+        if not isinstance(item, str) or not is_hash_event_id(item):
+            raise InvalidEventError(f"{key} contains an invalid event ID: {item!r}")
+
+
+def check_event_format(event: Mapping[str, Any], room_version: RoomVersion) -> None:
+    """Raise :class:`InvalidEventError` unless ``event`` is a well-formed PDU."""
+    if not isinstance(event, Mapping):
+        raise InvalidEventError("event must be a JSON object")
+    for key in ("type", "sender", "content", "depth", "origin_server_ts", "hashes",
+                "signatures", "auth_events", "prev_events"):
+        if key not in event:
+            raise InvalidEventError(f"event lacks required key {key!r}")
+
+    _check_short_string(event, "type")
+    _check_short_string(event, "sender")
+    if not is_valid_user_id(event["sender"]):
+        raise InvalidEventError(f"sender is not a valid user ID: {event['sender']!r}")
+
+    is_v12_create = room_version.room_id_from_create_event and event["type"] == "m.room.create"
+    if "room_id" in event:
+        _check_short_string(event, "room_id")
+        if not is_valid_room_id(event["room_id"]):
+            raise InvalidEventError(f"room_id is not a valid room ID: {event['room_id']!r}")
+    elif not is_v12_create:
+        # v12 omits room_id only on m.room.create (its ID *is* the room ID); whether a
+        # v12 create that has one is acceptable is auth rule 1.2, not a format question.
+        raise InvalidEventError("event lacks required key 'room_id'")
+
+    if "state_key" in event:
+        _check_short_string(event, "state_key")
+    if "event_id" in event:
+        # Not part of a v4+ PDU, but if present it is bounded like any event ID.
+        _check_short_string(event, "event_id")
+        if len(event["event_id"].encode("utf-8", errors="surrogatepass")) > MAX_IDENTIFIER_BYTES:
+            raise InvalidEventError("event_id exceeds 255 bytes")
+
+    if not isinstance(event["content"], Mapping):
+        raise InvalidEventError("content must be an object")
+    if not _is_int(event["depth"]):
+        raise InvalidEventError("depth must be an integer in the canonical range")
+    if not _is_int(event["origin_server_ts"]):
+        raise InvalidEventError("origin_server_ts must be an integer")
+
+    hashes = event["hashes"]
+    if not isinstance(hashes, Mapping) or not isinstance(hashes.get("sha256"), str):
+        raise InvalidEventError("hashes.sha256 must be a string")
+    signatures = event["signatures"]
+    if not isinstance(signatures, Mapping) or not all(
+        isinstance(v, Mapping) and all(isinstance(s, str) for s in v.values())
+        for v in signatures.values()
+    ):
+        raise InvalidEventError("signatures must map server names to key IDs to strings")
+    if "unsigned" in event and not isinstance(event["unsigned"], Mapping):
+        raise InvalidEventError("unsigned must be an object")
+
+    _check_event_id_list(event, "prev_events", MAX_PREV_EVENTS)
+    _check_event_id_list(event, "auth_events", MAX_AUTH_EVENTS)
+
+    if event["type"] == "m.room.redaction":
+        redacts = (
+            event["content"].get("redacts")
+            if room_version.redacts_in_content
+            else event.get("redacts")
+        )
+        if redacts is not None and not isinstance(redacts, str):
+            raise InvalidEventError("redacts must be an event ID string")
+
+    try:
+        size = len(encode_canonical_json(event))
+    except CanonicalJSONError as e:
+        raise InvalidEventError(f"event is not canonical JSON: {e}") from e
+    if size > MAX_PDU_BYTES:
+        raise InvalidEventError(f"event is {size} bytes, more than {MAX_PDU_BYTES}")

@@ -1,0 +1,123 @@
+"""Building outgoing PDUs and shaping stored PDUs for clients.
+
+Implements the PDU layout of rooms v10-v12 (rooms fragments v6/v11/v12 event format:
+``pdu_v6``, ``pdu_v11``, ``pdu_v12``), server-server "Adding hashes and signatures to
+outgoing events" (content hash, then sign the redacted event, then the event ID from the
+reference hash), and the client-server ``ClientEvent`` format including the v11 advice to
+mirror ``redacts`` between the top level and ``content`` of ``m.room.redaction`` events.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from signedjson.types import SigningKey
+
+from homeserver.protocol.canonical_json import check_canonical_json
+from homeserver.protocol.errors import CanonicalJSONError, InvalidEventError
+from homeserver.protocol.event_format import check_event_format
+from homeserver.protocol.hashing import add_content_hash, compute_event_id
+from homeserver.protocol.identifiers import EventID
+from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.signing import sign_event
+
+
+def build_event(
+    *,
+    room_version: RoomVersion,
+    room_id: str | None,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None,
+    prev_events: list[str],
+    auth_events: list[str],
+    depth: int,
+    origin_server_ts: int,
+    server_name: str,
+    signing_key: SigningKey,
+    redacts: str | None = None,
+    unsigned: dict[str, Any] | None = None,
+) -> tuple[EventID, dict[str, Any]]:
+    """Assemble, hash and sign a PDU; return ``(event_id, pdu)`` as sent over federation.
+
+    The PDU has no ``event_id`` key (room versions 4+ derive it from the reference hash).
+    In v12 the create event has no ``room_id``: pass ``room_id=None`` and take the room ID
+    from ``hashing.compute_room_id``. Raises ``InvalidEventError`` if the result breaks the
+    event format (size limits, bad IDs...).
+    """
+    is_v12_create = room_version.room_id_from_create_event and event_type == "m.room.create"
+    if room_id is None and not is_v12_create:
+        raise ValueError("room_id is required except for a room v12 m.room.create")
+    if room_id is not None and is_v12_create:
+        raise ValueError("a room v12 m.room.create must not have a room_id")
+
+    body = copy.deepcopy(content)
+    pdu: dict[str, Any] = {
+        "auth_events": list(auth_events),
+        "content": body,
+        "depth": depth,
+        "origin_server_ts": origin_server_ts,
+        "prev_events": list(prev_events),
+        "sender": sender,
+        "type": event_type,
+    }
+    if room_id is not None:
+        pdu["room_id"] = room_id
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    if redacts is not None:
+        # v11 moved `redacts` into content; earlier versions keep it at the top level.
+        if room_version.redacts_in_content:
+            body["redacts"] = redacts
+        else:
+            pdu["redacts"] = redacts
+
+    try:
+        check_canonical_json(pdu)
+    except CanonicalJSONError as e:
+        raise InvalidEventError(f"event is not canonical JSON: {e}") from e
+    pdu = add_content_hash(pdu)
+    pdu["signatures"] = {}
+    pdu = sign_event(pdu, server_name, signing_key, room_version)
+    if unsigned is not None:
+        # Not covered by hash nor signature, so it can be attached last.
+        pdu["unsigned"] = copy.deepcopy(unsigned)
+    check_event_format(pdu, room_version)
+    return compute_event_id(pdu, room_version), pdu
+
+
+def client_event(
+    pdu: Mapping[str, Any],
+    event_id: str,
+    room_id: str,
+    unsigned: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The Client-Server ``ClientEvent`` form of a stored PDU.
+
+    Federation-only keys (auth_events, prev_events, hashes, signatures, depth, origin) are
+    left out. For ``m.room.redaction`` the ``redacts`` value is given in both places: top
+    level for older clients (v11+ rooms) and in ``content`` for newer ones (pre-v11 rooms),
+    as rooms/v11.md "Moving the redacts property" recommends.
+    """
+    content = copy.deepcopy(dict(pdu.get("content") or {}))
+    out: dict[str, Any] = {
+        "content": content,
+        "event_id": event_id,
+        "origin_server_ts": pdu.get("origin_server_ts"),
+        "room_id": room_id,
+        "sender": pdu.get("sender"),
+        "type": pdu.get("type"),
+    }
+    if "state_key" in pdu:
+        out["state_key"] = pdu["state_key"]
+    if pdu.get("type") == "m.room.redaction":
+        redacts = pdu.get("redacts", content.get("redacts"))
+        if isinstance(redacts, str):
+            out["redacts"] = redacts
+            content.setdefault("redacts", redacts)
+    if unsigned is not None:
+        out["unsigned"] = copy.deepcopy(unsigned)
+    return out

@@ -1,0 +1,174 @@
+"""Typing notifications and receipts: the per-room ephemeral events /sync delivers.
+
+Typing lives in memory only (the spec lets a server forget who stopped typing): each room keeps
+who is typing until when, and the typing-stream position of its last change. An expiry timer per
+typist removes the entry and counts as a change, so long-polls see a typist stop even when the
+client never says so. Receipts are durable: one row per (room, type, user, thread) carrying its
+receipt-stream position; `m.read.private` receipts are only ever shown to their owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.services.account_data import AccountDataService
+from homeserver.services.notifier import Notifier
+from homeserver.services.room_engine import RoomEngine
+from storage import events as events_store
+from storage import receipts as receipts_store
+from storage.database import Database
+from storage.streams import StreamIdGenerator
+
+DEFAULT_TYPING_TIMEOUT_MS = 30_000
+MAX_TYPING_TIMEOUT_MS = 120_000
+PUBLIC_RECEIPT = "m.read"
+PRIVATE_RECEIPT = "m.read.private"
+FULLY_READ = "m.fully_read"
+RECEIPT_TYPES = (PUBLIC_RECEIPT, PRIVATE_RECEIPT, FULLY_READ)
+
+
+async def _require_joined(db: Database, engine: RoomEngine, user_id: str, room_id: str) -> None:
+    members = await db.run(lambda conn: engine.joined_members(conn, room_id))
+    if user_id not in members:
+        raise forbidden("You are not joined to this room")
+
+
+class TypingService:
+    def __init__(
+        self, db: Database, engine: RoomEngine, stream: StreamIdGenerator, notifier: Notifier
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.stream = stream
+        self.notifier = notifier
+        self._typing: defaultdict[str, dict[str, asyncio.TimerHandle]] = defaultdict(dict)
+        self._serial: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def set_typing(
+        self, user_id: str, room_id: str, typing: bool, timeout_ms: int | None
+    ) -> None:
+        """Start (for timeout_ms, clamped) or stop `user_id` typing in a room they are joined to."""
+        await _require_joined(self.db, self.engine, user_id, room_id)
+        typists = self._typing[room_id]
+        previous = typists.pop(user_id, None)
+        if previous is not None:
+            previous.cancel()
+        if typing:
+            timeout = min(timeout_ms or DEFAULT_TYPING_TIMEOUT_MS, MAX_TYPING_TIMEOUT_MS)
+            typists[user_id] = asyncio.get_running_loop().call_later(
+                timeout / 1000, self._expire, room_id, user_id
+            )
+        elif previous is None:
+            return  # stopping while not typing changes nothing
+        await self._changed(room_id)
+
+    def _expire(self, room_id: str, user_id: str) -> None:
+        self._typing[room_id].pop(user_id, None)
+        task = asyncio.get_running_loop().create_task(self._changed(room_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _changed(self, room_id: str) -> None:
+        with self.stream.allocate() as position:
+            self._serial[room_id] = position
+        members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
+        self.notifier.notify_users(members)
+
+    def events(self, room_ids: Iterable[str], after: int | None) -> dict[str, dict[str, Any]]:
+        """room_id -> m.typing event for rooms whose typists changed after `after`.
+
+        An initial sync (after None) gets the rooms where someone is typing now.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for room_id in room_ids:
+            typists = self._typing.get(room_id)
+            if after is None:
+                changed = bool(typists)
+            else:
+                changed = self._serial.get(room_id, 0) > after
+            if changed:
+                out[room_id] = {
+                    "type": "m.typing", "content": {"user_ids": sorted(typists or ())},
+                }
+        return out
+
+
+class ReceiptsService:
+    def __init__(
+        self, db: Database, engine: RoomEngine, stream: StreamIdGenerator, notifier: Notifier,
+        account_data: AccountDataService,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.stream = stream
+        self.notifier = notifier
+        self.account_data = account_data
+
+    async def mark_read(
+        self, user_id: str, room_id: str, markers: dict[str, str], thread_id: str | None = None
+    ) -> None:
+        """Apply receipts and the fully-read marker: receipt type -> event ID.
+
+        Serves both `/receipt/{type}/{eventId}` and `/read_markers`.
+        """
+        for receipt_type in markers:
+            if receipt_type not in RECEIPT_TYPES:
+                raise invalid_param(f"Unknown receipt type {receipt_type}")
+        if thread_id is not None and (not thread_id or FULLY_READ in markers):
+            raise invalid_param("thread_id must be a non-empty string on m.read receipts")
+        await _require_joined(self.db, self.engine, user_id, room_id)
+        found = await self.db.run(lambda conn: events_store.get_events(conn, markers.values()))
+        for event_id in markers.values():
+            stored = found.get(event_id)
+            if stored is None or stored.room_id != room_id:
+                raise not_found(f"Event {event_id} not found in this room")
+        fully_read = markers.get(FULLY_READ)
+        if fully_read is not None:
+            await self.account_data.set(user_id, room_id, FULLY_READ, {"event_id": fully_read})
+        receipts = {t: e for t, e in markers.items() if t != FULLY_READ}
+        if not receipts:
+            return
+        data: dict[str, Any] = {"ts": int(time.time() * 1000)}
+        if thread_id is not None:
+            data["thread_id"] = thread_id
+
+        async def store(conn: asyncpg.Connection, position: int) -> None:
+            for receipt_type, event_id in receipts.items():
+                await receipts_store.upsert_receipt(
+                    conn, room_id=room_id, receipt_type=receipt_type, user_id=user_id,
+                    thread_id=thread_id or "", event_id=event_id, data=data, stream_id=position,
+                )
+
+        with self.stream.allocate() as position:
+            await self.db.transaction(lambda conn: store(conn, position), name="receipts")
+        if PUBLIC_RECEIPT in receipts:
+            members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
+            self.notifier.notify_users(members | {user_id})
+        else:
+            self.notifier.notify_users([user_id])
+
+    async def events(
+        self, conn: asyncpg.Connection, user_id: str, room_ids: list[str], after: int, upto: int
+    ) -> dict[str, dict[str, Any]]:
+        """room_id -> one batched m.receipt event with the receipts changed in (after, upto]."""
+        if after >= upto or not room_ids:
+            return {}
+        contents: dict[str, dict[str, Any]] = {}
+        for r in await receipts_store.get_receipts(conn, room_ids, after, upto):
+            if r.receipt_type == PRIVATE_RECEIPT and r.user_id != user_id:
+                continue
+            by_event = contents.setdefault(r.room_id, {}).setdefault(r.event_id, {})
+            by_event.setdefault(r.receipt_type, {})[r.user_id] = r.data
+        return {
+            room_id: {"type": "m.receipt", "content": content}
+            for room_id, content in contents.items()
+        }
+

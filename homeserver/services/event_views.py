@@ -1,0 +1,115 @@
+"""How stored events look to a client: the ClientEvent format and who may see them.
+
+Both /sync and the room read endpoints go through these two functions, so redaction,
+`unsigned` fields and history visibility are decided in exactly one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from homeserver.protocol import events as protocol_events
+from homeserver.protocol.redaction import redact_event
+from homeserver.services.requester import Requester
+from homeserver.services.room_engine import RoomEngine
+from storage import rooms as rooms_store
+from storage import state as state_store
+from storage.events import StoredEvent, get_events
+
+
+async def serialize_events(
+    conn: asyncpg.Connection, engine: RoomEngine, stored: Sequence[StoredEvent],
+    viewer: Requester | None, *, now_ms: int | None = None,
+) -> list[dict[str, Any]]:
+    """Client-format events with `unsigned.age`, `transaction_id` (for the viewer's own device),
+    `prev_content` of replaced state, and redactions applied."""
+    if not stored:
+        return []
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    extra_ids = [e.replaces_state for e in stored if e.replaces_state]
+    extra_ids += [e.redacted_by for e in stored if e.redacted_by]
+    pdus = await engine.get_pdus(conn, [e.event_id for e in stored] + extra_ids)
+    txn_ids: dict[str, str] = {}
+    if viewer is not None:
+        own = [e.event_id for e in stored if e.sender == viewer.user_id]
+        if own:
+            txn_ids = await rooms_store.get_txn_ids_for_events(
+                conn, viewer.user_id, viewer.device_id, own
+            )
+    out = []
+    for event in stored:
+        pdu = pdus[event.event_id]
+        unsigned: dict[str, Any] = {"age": max(0, now - pdu["origin_server_ts"])}
+        if event.event_id in txn_ids:
+            unsigned["transaction_id"] = txn_ids[event.event_id]
+        if event.redacted_by and event.redacted_by in pdus:
+            version = await engine.room_version(conn, event.room_id)
+            pdu = redact_event(pdu, version)
+            redaction = pdus[event.redacted_by]
+            unsigned["redacted_because"] = protocol_events.client_event(
+                redaction, event.redacted_by, event.room_id
+            )
+        previous = pdus.get(event.replaces_state) if event.replaces_state else None
+        if previous is not None:
+            unsigned["prev_content"] = previous["content"]
+            unsigned["replaces_state"] = event.replaces_state
+            unsigned["prev_sender"] = previous["sender"]
+        out.append(protocol_events.client_event(pdu, event.event_id, event.room_id, unsigned))
+    return out
+
+
+async def load_events(
+    conn: asyncpg.Connection, event_ids: Sequence[str]
+) -> list[StoredEvent]:
+    """Stored events in the order of `event_ids`, skipping unknown ones."""
+    found = await get_events(conn, event_ids)
+    return [found[e] for e in event_ids if e in found]
+
+
+_VISIBLE_ALWAYS = "world_readable"
+
+
+async def filter_visible(
+    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, stored: Sequence[StoredEvent]
+) -> list[StoredEvent]:
+    """The events `user_id` may see under the rooms' history visibility (spec: "History
+    visibility"): world_readable; or joined at the event; or `shared` and joined now; or
+    invited at the event under `invited`.
+
+    Fast path: a user who is joined now sees everything from their current join onwards.
+    """
+    by_room: defaultdict[str, list[StoredEvent]] = defaultdict(list)
+    for event in stored:
+        by_room[event.room_id].append(event)
+    visible: set[str] = set()
+    for room_id, events in by_room.items():
+        membership = await state_store.get_membership(conn, room_id, user_id)
+        joined_now = membership is not None and membership["membership"] == "join"
+        join_pos = membership["stream_ordering"] if joined_now and membership else None
+        checks: defaultdict[int, list[StoredEvent]] = defaultdict(list)
+        for event in events:
+            if join_pos is not None and (event.stream_ordering or 0) >= join_pos:
+                visible.add(event.event_id)
+            elif event.state_group is not None:
+                checks[event.state_group].append(event)
+        keys = [("m.room.history_visibility", ""), ("m.room.member", user_id)]
+        for group, group_events in checks.items():
+            state = await state_store.get_state_for_keys(conn, group, keys)
+            pdus = await engine.get_pdus(conn, list(state.values()))
+            hv_pdu = pdus.get(state.get(keys[0], ""))
+            member_pdu = pdus.get(state.get(keys[1], ""))
+            history = hv_pdu["content"].get("history_visibility", "shared") if hv_pdu else "shared"
+            member = member_pdu["content"].get("membership") if member_pdu else None
+            if (
+                history == _VISIBLE_ALWAYS
+                or member == "join"
+                or (history == "shared" and joined_now)
+                or (history == "invited" and member == "invite")
+            ):
+                visible.update(e.event_id for e in group_events)
+    return [e for e in stored if e.event_id in visible]

@@ -1,0 +1,56 @@
+"""Wakes long-polling /sync requests when something they can see happens.
+
+Theory of operation: a /sync that may have to wait first registers a future under its user ID
+(`listen`), then reads the streams, then waits on the future. Registering before reading means a
+change that lands between the read and the wait still wakes it. Writers call `notify_users` with
+the users who can see the change (the room engine passes the room's joined members plus the
+target of a membership event), so a send wakes only those waiters. A spurious wake-up costs one
+empty read; a missed one would cost a whole timeout, so writers err on the side of waking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from homeserver import metrics
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    def notify_users(self, user_ids: Iterable[str]) -> None:
+        for user_id in user_ids:
+            for fut in self._waiters.pop(user_id, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    @contextmanager
+    def listen(self, user_id: str) -> Iterator[asyncio.Future[None]]:
+        """A future that completes the next time `user_id` is notified."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[user_id].add(fut)
+        metrics.SYNC_LONG_POLLS.inc()
+        try:
+            yield fut
+        finally:
+            metrics.SYNC_LONG_POLLS.dec()
+            waiters = self._waiters.get(user_id)
+            if waiters is not None:
+                waiters.discard(fut)
+                if not waiters:
+                    del self._waiters[user_id]
+
+
+async def wait_for_wake(fut: asyncio.Future[None], timeout_s: float) -> bool:
+    """True if the future fired within the timeout."""
+    if timeout_s <= 0:
+        return fut.done()
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        return True
+    except TimeoutError:
+        return False

@@ -1,0 +1,75 @@
+"""Token-bucket rate limits per user, per IP, for login failures and for registration.
+
+Buckets live in memory: a restart forgives everyone, which is the right failure direction for
+a limiter. Benchmarks switch the whole thing off with `rate_limits.enabled: false`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from homeserver.config import RateConfig, RateLimitsConfig
+from homeserver.errors import limit_exceeded
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(
+        self, config: RateLimitsConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+
+    def _rate(self, kind: str) -> RateConfig:
+        rate: RateConfig = getattr(self.config, kind)
+        return rate
+
+    def _refill(self, kind: str, key: str) -> tuple[_Bucket, RateConfig]:
+        rate = self._rate(kind)
+        now = self.clock()
+        bucket = self._buckets.get((kind, key))
+        if bucket is None:
+            self._evict_full_buckets(now)
+            bucket = self._buckets[(kind, key)] = _Bucket(float(rate.burst), now)
+        bucket.tokens = min(rate.burst, bucket.tokens + (now - bucket.updated) * rate.per_second)
+        bucket.updated = now
+        return bucket, rate
+
+    def _refuse_below(self, bucket: _Bucket, rate: RateConfig, needed: float) -> None:
+        if bucket.tokens < needed:
+            wait_s = (needed - bucket.tokens) / rate.per_second if rate.per_second > 0 else 3600
+            raise limit_exceeded(max(1, math.ceil(wait_s * 1000)))
+
+    def check(self, kind: str, key: str) -> None:
+        """Take a token from the bucket (kind, key) or raise 429 M_LIMIT_EXCEEDED."""
+        if not self.config.enabled:
+            return
+        bucket, rate = self._refill(kind, key)
+        self._refuse_below(bucket, rate, 1.0)
+        bucket.tokens -= 1.0
+
+    def peek(self, kind: str, key: str) -> None:
+        """Raise if the bucket is empty, without taking a token (for login failures: only a
+        failed attempt costs, but an exhausted bucket refuses even a correct password)."""
+        if not self.config.enabled:
+            return
+        bucket, rate = self._refill(kind, key)
+        self._refuse_below(bucket, rate, 1.0)
+
+    def _evict_full_buckets(self, now: float) -> None:
+        # Keep memory bounded: a bucket that has refilled completely carries no information.
+        if len(self._buckets) < 100_000:
+            return
+        for k, b in list(self._buckets.items()):
+            rate = self._rate(k[0])
+            if b.tokens + (now - b.updated) * rate.per_second >= rate.burst:
+                del self._buckets[k]

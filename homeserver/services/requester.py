@@ -1,0 +1,10 @@
+"""Who is making a request: resolved once from the access token by the accounts service."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    user_id: str
+    device_id: str
+    is_admin: bool = False

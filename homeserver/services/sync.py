@@ -1,0 +1,235 @@
+"""/sync (Client-Server API "Syncing"): everything that changed for a user between two tokens.
+
+Theory of operation. A token is the tuple of stream positions (`StreamToken`). A request reads
+`Streams.current()` as the token it will hand out (`next_batch`) and returns what lies between
+`since` and it: rooms whose events, membership, receipts, typing or room account data moved, and
+global account data. An initial sync (no `since`) returns every room in full.
+
+Long-polling: the request registers with the notifier *before* reading the streams, computes,
+and if nothing concerns this user it waits for a wake-up (or the timeout) and computes again, so
+a change landing between the read and the wait is never missed. A stream that did not move costs
+no query at all; an incremental sync in which only other rooms moved costs two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver.config import Config
+from homeserver.errors import invalid_param
+from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.ephemeral import ReceiptsService, TypingService
+from homeserver.services.filters import Filter, FilterError, FiltersService
+from homeserver.services.notifier import Notifier, wait_for_wake
+from homeserver.services.requester import Requester
+from homeserver.services.room_engine import RoomEngine
+from homeserver.services.streams import Streams, StreamToken
+from homeserver.services.sync_rooms import (
+    RoomWindow,
+    invite_state,
+    membership_before,
+    room_summary,
+    room_timeline_and_state,
+)
+from storage import events as events_store
+from storage import state as state_store
+from storage.database import Database
+
+NO_NOTIFICATIONS = {"notification_count": 0, "highlight_count": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    since: StreamToken | None = None
+    timeout_ms: int = 0
+    full_state: bool = False
+    filter: str | None = None  # inline filter JSON or the ID of an uploaded filter
+
+
+@dataclass(slots=True)
+class _Rooms:
+    """The user's rooms by section, as of the token being issued."""
+
+    joined: list[tuple[str, bool]]  # (room_id, joined since `since`)
+    invited: list[tuple[str, str]]  # (room_id, invite event)
+    left: list[tuple[str, int]]  # (room_id, position of the leave)
+
+
+class SyncService:
+    def __init__(
+        self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
+        streams: Streams,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.engine = engine
+        self.notifier = notifier
+        self.streams = streams
+        self.filters = FiltersService(db)
+        self.account_data = AccountDataService(db, streams.account_data, notifier)
+        self.typing = TypingService(db, engine, streams.typing, notifier)
+        self.receipts = ReceiptsService(
+            db, engine, streams.receipts, notifier, self.account_data
+        )
+
+    async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
+        """The /sync response body; waits up to the timeout while nothing is new."""
+        flt = await self._filter(requester.user_id, request.filter)
+        loop = asyncio.get_running_loop()
+        timeout_ms = min(max(request.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
+        deadline = loop.time() + timeout_ms / 1000
+        may_wait = request.since is not None and not request.full_state
+        while True:
+            with self.notifier.listen(requester.user_id) as woken:
+                body, has_updates = await self._compute(requester, request, flt)
+                remaining = deadline - loop.time()
+                if has_updates or not may_wait or remaining <= 0:
+                    return body
+                if not await wait_for_wake(woken, remaining):
+                    return body
+
+    async def _filter(self, user_id: str, param: str | None) -> Filter:
+        if param is None:
+            return Filter()
+        if param.lstrip().startswith("{"):
+            try:
+                return Filter.parse(json.loads(param))
+            except (ValueError, FilterError) as e:
+                raise invalid_param(f"Invalid filter: {e}") from None
+        if not param.isascii() or not param.isdigit():
+            raise invalid_param("filter must be a filter ID or a JSON object")
+        return await self.filters.get(user_id, param)
+
+    async def _compute(
+        self, requester: Requester, request: SyncRequest, flt: Filter
+    ) -> tuple[dict[str, Any], bool]:
+        since = request.since
+        upto = self.streams.current()
+        body: dict[str, Any] = {
+            "next_batch": upto.encode(),
+            "account_data": {"events": []},
+            "presence": {"events": []},
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {},
+            "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
+        }
+        async with self.db.connection() as conn:
+            changes = await self.account_data.changes(
+                conn, requester.user_id, since.account_data if since else 0, upto.account_data
+            )
+            room_data: dict[str, list[dict[str, Any]]] = {}
+            for entry in changes:
+                event = {"type": entry.type, "content": entry.content}
+                if entry.room_id == GLOBAL:
+                    if flt.account_data.allows(event):
+                        body["account_data"]["events"].append(event)
+                elif flt.room.account_data.allows(event, entry.room_id):
+                    room_data.setdefault(entry.room_id, []).append(event)
+            await self._rooms(conn, requester, request, upto, flt, room_data, body["rooms"])
+        rooms = body["rooms"]
+        has_updates = bool(
+            body["account_data"]["events"] or rooms["join"] or rooms["invite"] or rooms["leave"]
+        )
+        return body, has_updates
+
+    async def _rooms(
+        self, conn: asyncpg.Connection, requester: Requester, request: SyncRequest,
+        upto: StreamToken, flt: Filter, room_data: dict[str, list[dict[str, Any]]],
+        out: dict[str, Any],
+    ) -> None:
+        since = request.since
+        full = since is None or request.full_state
+        if since is not None and not full and not room_data and (
+            since.events >= upto.events and since.receipts >= upto.receipts
+            and since.typing >= upto.typing
+        ):
+            return  # the hot path: nothing moved, nothing to read
+        rooms = await self._classify(conn, requester.user_id, since, upto, flt)
+        after = since.events if since is not None else 0
+        joined_ids = [room_id for room_id, _ in rooms.joined]
+        moved: set[str] = set()
+        if since is not None and not full and since.events < upto.events:
+            moved = await events_store.get_rooms_changed(conn, joined_ids, after, upto.events)
+        receipts = await self.receipts.events(
+            conn, requester.user_id, joined_ids, since.receipts if since else 0, upto.receipts
+        )
+        typing = self.typing.events(joined_ids, since.typing if since else None)
+        for room_id, newly_joined in rooms.joined:
+            ephemeral = [
+                e for e in (typing.get(room_id), receipts.get(room_id))
+                if e is not None and flt.room.ephemeral.allows(e, room_id)
+            ]
+            account_data = room_data.get(room_id, [])
+            full_room = full or newly_joined
+            if not (full_room or room_id in moved or ephemeral or account_data):
+                continue
+            window = RoomWindow(room_id, after, upto.events, full_room)
+            section = await self._room(conn, requester, window, flt, room_id in moved)
+            section["ephemeral"] = {"events": ephemeral}
+            section["account_data"] = {"events": account_data}
+            section["unread_notifications"] = dict(NO_NOTIFICATIONS)
+            out["join"][room_id] = section
+        for room_id, invite_id in rooms.invited:
+            events = await invite_state(conn, self.engine, room_id, invite_id)
+            out["invite"][room_id] = {"invite_state": {"events": events}}
+        for room_id, left_at in rooms.left:
+            window = RoomWindow(room_id, after, left_at, full)
+            section = await self._room(conn, requester, window, flt, True)
+            section["account_data"] = {"events": room_data.get(room_id, [])}
+            out["leave"][room_id] = section
+
+    async def _room(
+        self, conn: asyncpg.Connection, requester: Requester, window: RoomWindow, flt: Filter,
+        moved: bool,
+    ) -> dict[str, Any]:
+        """Timeline, state and (when membership may have changed) summary of one room."""
+        if not (window.full_state or moved):
+            return {
+                "timeline": {
+                    "events": [], "limited": False,
+                    "prev_batch": StreamToken(events=window.upto).encode(),
+                },
+                "state": {"events": []},
+            }
+        section = await room_timeline_and_state(conn, self.engine, requester, window, flt)
+        shown = section["timeline"]["events"] + section["state"]["events"]
+        if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
+            section["summary"] = await room_summary(conn, window.room_id, requester.user_id)
+        return section
+
+    async def _classify(
+        self, conn: asyncpg.Connection, user_id: str, since: StreamToken | None,
+        upto: StreamToken, flt: Filter,
+    ) -> _Rooms:
+        """Sort the user's rooms into join/invite/leave for this response.
+
+        A membership newer than `upto` is left for the next sync, which will see it as a change.
+        """
+        rows = await state_store.get_rooms_for_user(
+            conn, user_id, ["join", "invite", "leave", "ban"]
+        )
+        rooms = _Rooms([], [], [])
+        for row in rows:
+            room_id, membership = row["room_id"], row["membership"]
+            position = row["stream_ordering"]
+            if position > upto.events or not flt.room.allows_room(room_id):
+                continue
+            changed = since is None or position > since.events
+            if membership == "join":
+                newly = since is not None and changed and await membership_before(
+                    conn, row["event_id"], since.events
+                ) != "join"
+                rooms.joined.append((room_id, newly))
+            elif membership == "invite" and changed:
+                rooms.invited.append((room_id, row["event_id"]))
+            elif membership in ("leave", "ban") and changed:
+                if since is not None or flt.room.include_leave:
+                    rooms.left.append((room_id, position))
+        return rooms
+

@@ -1,0 +1,204 @@
+"""The per-room sections of a /sync response: timeline, state, summary and invite state.
+
+Theory of operation. A room's timeline is the newest `limit` events in (after, upto] of the
+stream, where `after` is the since token's position (0 on an initial sync) and `upto` is the
+token being issued (or the user's leave event, for a room they left). One extra event is fetched
+to know whether the timeline is `limited`. The `state` section then depends on the mode:
+
+* full (initial sync, `full_state`, a room joined since `since`): the whole state just before the
+  timeline's first event, i.e. the state after the room's previous event;
+* incremental: the state changes between `since` and the timeline's first event, which is empty
+  (and costs no query) unless the timeline was cut short or filtered.
+
+Lazy-loading members is per response: only the member events of the timeline's senders and of
+the syncing user are sent; nothing remembers which members a device already holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver.services.event_views import filter_visible, serialize_events
+from homeserver.services.filters import EventFilter, Filter
+from homeserver.services.requester import Requester
+from homeserver.services.room_engine import RoomEngine
+from homeserver.services.streams import StreamToken
+from storage import events as events_store
+from storage import state as state_store
+from storage.events import StoredEvent
+
+DEFAULT_TIMELINE_LIMIT = 10
+MAX_TIMELINE_LIMIT = 100
+MAX_HEROES = 5
+# The state a client is shown of a room it is invited to (spec "Stripped state").
+STRIPPED_STATE_TYPES = (
+    "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+    "m.room.canonical_alias", "m.room.encryption",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomWindow:
+    """Which slice of one room a response covers, and how much state it owes."""
+
+    room_id: str
+    after: int
+    upto: int
+    full_state: bool
+
+
+def sync_event(event: dict[str, Any], flt: Filter) -> dict[str, Any]:
+    """A client event as /sync shows it: without `room_id`, cut to the filter's event_fields."""
+    event.pop("room_id", None)
+    return flt.project(event)
+
+
+def _state_allowed(stored: StoredEvent, state_filter: EventFilter, members: set[str]) -> bool:
+    if not state_filter.allows_type(stored.type) or not state_filter.allows_sender(stored.sender):
+        return False
+    if state_filter.lazy_load_members and stored.type == "m.room.member":
+        return stored.state_key in members
+    return True
+
+
+async def _state_at(conn: asyncpg.Connection, room_id: str, position: int) -> dict[Any, str]:
+    """The room's state after its last event at or before `position` (empty before creation)."""
+    last = await events_store.get_room_events(
+        conn, room_id, after=0, upto=position, limit=1, newest_first=True
+    )
+    if not last or last[0].state_group is None:
+        return {}
+    return await state_store.get_state(conn, last[0].state_group)
+
+
+async def room_timeline_and_state(
+    conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
+    flt: Filter,
+) -> dict[str, Any]:
+    """`timeline` and `state` of one room for the window; see the module docstring."""
+    timeline_filter = flt.room.timeline
+    limit = min(timeline_filter.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+    fetched = await events_store.get_room_events(
+        conn, window.room_id, after=window.after, upto=window.upto, limit=limit + 1,
+        newest_first=True, types=timeline_filter.sql_types(),
+        senders=timeline_filter.sql_senders(),
+    )
+    limited = len(fetched) > limit
+    chronological = list(reversed(fetched[:limit]))
+    visible = await filter_visible(conn, engine, requester.user_id, chronological)
+    serialized = await serialize_events(conn, engine, visible, requester)
+    shown = [
+        (stored, event) for stored, event in zip(visible, serialized, strict=True)
+        if timeline_filter.allows(event, window.room_id)
+    ]
+    first = chronological[0].stream_ordering if chronological else None
+    start = first - 1 if first is not None else window.upto
+    state_ids = await _state_ids(conn, window, start, limited, timeline_filter)
+    in_timeline = {stored.event_id for stored, _ in shown}
+    state_ids = [e for e in state_ids if e not in in_timeline]
+    senders = {stored.sender for stored, _ in shown} | {requester.user_id}
+    state_events = [
+        e for e in await _load(conn, state_ids)
+        if _state_allowed(e, flt.room.state, senders)
+    ]
+    state_serialized = await serialize_events(conn, engine, state_events, requester)
+    timeline: dict[str, Any] = {
+        "events": [sync_event(event, flt) for _, event in shown],
+        "limited": limited,
+        "prev_batch": StreamToken(events=start).encode(),
+    }
+    return {
+        "timeline": timeline,
+        "state": {"events": [sync_event(e, flt) for e in state_serialized]},
+    }
+
+
+async def _state_ids(
+    conn: asyncpg.Connection, window: RoomWindow, start: int, limited: bool,
+    timeline_filter: EventFilter,
+) -> list[str]:
+    if window.full_state:
+        return list((await _state_at(conn, window.room_id, start)).values())
+    filtered = (
+        timeline_filter.types is not None or timeline_filter.senders is not None
+        or bool(timeline_filter.not_types) or bool(timeline_filter.not_senders)
+    )
+    if not (limited or filtered):
+        return []
+    upto = window.upto if filtered else start
+    changes = await events_store.get_state_changes(conn, window.room_id, window.after, upto)
+    return [e.event_id for e in changes]
+
+
+async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEvent]:
+    if not event_ids:
+        return []
+    found = await events_store.get_events(conn, event_ids)
+    return sorted(
+        (found[e] for e in event_ids if e in found), key=lambda e: e.stream_ordering or 0
+    )
+
+
+async def room_summary(conn: asyncpg.Connection, room_id: str, user_id: str) -> dict[str, Any]:
+    """`summary`: member counts and up to five heroes (other members, oldest first)."""
+    members = await state_store.get_members(conn, room_id, ["join", "invite"])
+    joined = sum(1 for m in members if m["membership"] == "join")
+    heroes = [m["user_id"] for m in members if m["user_id"] != user_id][:MAX_HEROES]
+    return {
+        "m.heroes": heroes,
+        "m.joined_member_count": joined,
+        "m.invited_member_count": len(members) - joined,
+    }
+
+
+async def membership_before(
+    conn: asyncpg.Connection, member_event_id: str, position: int
+) -> str | None:
+    """The membership a user had at `position`, walking back from their current member event.
+
+    Tells a room joined since a token (full state owed) from a profile change of a member.
+    """
+    event_id: str | None = member_event_id
+    while event_id is not None:
+        stored = (await events_store.get_events(conn, [event_id])).get(event_id)
+        if stored is None:
+            return None
+        if (stored.stream_ordering or 0) <= position:
+            membership: str | None = json.loads(stored.json)["content"].get("membership")
+            return membership
+        event_id = stored.replaces_state
+    return None
+
+
+def _stripped(pdu: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": pdu["type"], "state_key": pdu["state_key"], "content": pdu["content"],
+        "sender": pdu["sender"],
+    }
+
+
+async def invite_state(
+    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, invite_event_id: str
+) -> list[dict[str, Any]]:
+    """Stripped state of a room the user is invited to, ending with the invite itself.
+
+    Uses the invite's `unsigned.invite_room_state` when it carries one (a remote invite);
+    otherwise the room's current state as this server knows it.
+    """
+    invite = (await engine.get_pdus(conn, [invite_event_id]))[invite_event_id]
+    carried = invite.get("unsigned", {}).get("invite_room_state")
+    if isinstance(carried, list):
+        return [*carried, _stripped(invite)]
+    state = await state_store.get_current_state(conn, room_id, list(STRIPPED_STATE_TYPES))
+    ids = [e for (_, key), e in sorted(state.items()) if key == ""]
+    inviter = await state_store.get_current_state_event_id(
+        conn, room_id, ("m.room.member", invite["sender"])
+    )
+    if inviter is not None:
+        ids.append(inviter)
+    pdus = await engine.get_pdus(conn, ids)
+    return [_stripped(pdus[e]) for e in ids if e in pdus] + [_stripped(invite)]

@@ -1,0 +1,57 @@
+"""The `account_data` table: per-user global ('' room) and per-room account data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class AccountData:
+    room_id: str
+    type: str
+    content: dict[str, Any]
+    stream_id: int
+
+
+UPSERT_ACCOUNT_DATA = """
+INSERT INTO account_data (user_id, room_id, type, content, stream_id) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (user_id, room_id, type) DO UPDATE
+SET content = EXCLUDED.content, stream_id = EXCLUDED.stream_id
+"""
+
+
+async def upsert_account_data(
+    conn: asyncpg.Connection, user_id: str, room_id: str, type: str, content: dict[str, Any],
+    stream_id: int,
+) -> None:
+    await conn.execute(UPSERT_ACCOUNT_DATA, user_id, room_id, type, content, stream_id)
+
+
+GET_ACCOUNT_DATA = """
+SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3
+"""
+
+
+async def get_account_data(
+    conn: asyncpg.Connection, user_id: str, room_id: str, type: str
+) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = await conn.fetchval(GET_ACCOUNT_DATA, user_id, room_id, type)
+    return value
+
+
+GET_CHANGES = """
+SELECT room_id, type, content, stream_id FROM account_data
+WHERE user_id = $1 AND stream_id > $2 AND stream_id <= $3
+ORDER BY stream_id
+"""
+
+
+async def get_account_data_changes(
+    conn: asyncpg.Connection, user_id: str, after: int, upto: int
+) -> list[AccountData]:
+    """Every entry (global and per room) whose last change lies in (after, upto]."""
+    rows = await conn.fetch(GET_CHANGES, user_id, after, upto)
+    return [AccountData(r["room_id"], r["type"], r["content"], r["stream_id"]) for r in rows]

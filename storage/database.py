@@ -1,0 +1,100 @@
+"""The asyncpg connection pool and the one helper that runs a transaction with retries.
+
+Storage modules never open transactions themselves: they take a connection as their first
+argument and the caller composes them, so an event, its edges, its state and its stream
+position commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+
+from storage import metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Serialization failures and deadlocks are the database asking us to try again.
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+_MAX_ATTEMPTS = 5
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb columns come back as Python values; text columns holding event JSON stay text.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Database:
+    """Owns the pool; hands out connections and retrying transactions."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 20) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+            statement_cache_size=1024,
+        )
+        assert pool is not None
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        metrics.POOL_WAITERS.inc()
+        try:
+            conn_cm = self.pool.acquire()
+            conn = await conn_cm.__aenter__()
+        finally:
+            metrics.POOL_WAITERS.dec()
+        try:
+            yield conn
+        finally:
+            await conn_cm.__aexit__(None, None, None)
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn` on a pooled connection outside any explicit transaction (reads)."""
+        async with self.connection() as conn:
+            return await fn(conn)
+
+    async def transaction(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, name: str = "txn"
+    ) -> T:
+        """Run `fn` in one transaction, retrying on serialization failure or deadlock.
+
+        `fn` may run more than once, so it must not have side effects outside the database.
+        """
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            start = time.perf_counter()
+            try:
+                async with self.connection() as conn, conn.transaction():
+                    return await fn(conn)
+            except _RETRYABLE as e:
+                if attempt == _MAX_ATTEMPTS:
+                    raise
+                log.info("transaction %s retried after %s (attempt %d)", name, e, attempt)
+                await asyncio.sleep(0.01 * 2**attempt)
+            finally:
+                metrics.TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - start)
+        raise AssertionError("unreachable")
+
+    def pool_stats(self) -> dict[str, int]:
+        size = self.pool.get_size()
+        return {"size": size, "in_use": size - self.pool.get_idle_size()}
+
+
+def row_json(value: Any) -> Any:
+    """Decode a JSON text column (event JSON is kept as text to preserve it byte for byte)."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,201 @@
+"""The `events` table and its DAG edges: insert a PDU, read events, page through a room."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event_id: str
+    room_id: str
+    stream_ordering: int | None
+    depth: int
+    type: str
+    state_key: str | None
+    sender: str
+    json: str
+    state_group: int | None
+    rejected: bool
+    replaces_state: str | None
+    redacted_by: str | None
+
+
+_EVENT_COLUMNS = """
+    e.event_id, e.room_id, e.stream_ordering, e.depth, e.type, e.state_key, e.sender, e.json,
+    e.state_group, e.rejection_reason IS NOT NULL AS rejected, e.replaces_state,
+    (SELECT r.redaction_id FROM event_redactions r WHERE r.redacts = e.event_id
+      ORDER BY r.redaction_id LIMIT 1) AS redacted_by
+"""
+
+
+def _row(row: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(*row)
+
+
+INSERT_EVENT = """
+INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,
+                    origin_server_ts, json, state_group, replaces_state, rejection_reason,
+                    soft_failed, outlier)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+"""
+
+
+async def insert_event(
+    conn: asyncpg.Connection, *, event_id: str, room_id: str, stream_ordering: int | None,
+    depth: int, type: str, state_key: str | None, sender: str, origin_server_ts: int,
+    json: str, state_group: int | None, replaces_state: str | None = None,
+    rejection_reason: str | None = None, soft_failed: bool = False, outlier: bool = False,
+) -> None:
+    await conn.execute(
+        INSERT_EVENT, event_id, room_id, stream_ordering, depth, type, state_key, sender,
+        origin_server_ts, json, state_group, replaces_state, rejection_reason, soft_failed,
+        outlier,
+    )
+
+
+INSERT_EDGES = "INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, unnest($2::text[])"
+INSERT_AUTH_EDGES = """
+INSERT INTO event_auth_edges (event_id, auth_event_id) SELECT $1, unnest($2::text[])
+"""
+
+
+async def insert_edges(
+    conn: asyncpg.Connection, event_id: str, prev_ids: Sequence[str], auth_ids: Sequence[str]
+) -> None:
+    if prev_ids:
+        await conn.execute(INSERT_EDGES, event_id, list(prev_ids))
+    if auth_ids:
+        await conn.execute(INSERT_AUTH_EDGES, event_id, list(auth_ids))
+
+
+INSERT_REDACTION = """
+INSERT INTO event_redactions (redaction_id, redacts) VALUES ($1, $2) ON CONFLICT DO NOTHING
+"""
+
+
+async def insert_redaction(conn: asyncpg.Connection, redaction_id: str, redacts: str) -> None:
+    await conn.execute(INSERT_REDACTION, redaction_id, redacts)
+
+
+GET_FORWARD_EXTREMITIES = """
+SELECT f.event_id, e.depth, e.state_group
+FROM forward_extremities f JOIN events e USING (event_id)
+WHERE f.room_id = $1
+"""
+
+
+async def get_forward_extremities(
+    conn: asyncpg.Connection, room_id: str
+) -> list[tuple[str, int, int | None]]:
+    rows = await conn.fetch(GET_FORWARD_EXTREMITIES, room_id)
+    return [(r["event_id"], r["depth"], r["state_group"]) for r in rows]
+
+
+DELETE_EXTREMITIES = "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)"
+INSERT_EXTREMITY = "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)"
+
+
+async def replace_forward_extremities(
+    conn: asyncpg.Connection, room_id: str, removed: Sequence[str], added: str
+) -> None:
+    """The new event becomes an extremity; the events it points to stop being ones."""
+    if removed:
+        await conn.execute(DELETE_EXTREMITIES, room_id, list(removed))
+    await conn.execute(INSERT_EXTREMITY, room_id, added)
+
+
+GET_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.event_id = ANY($1)"
+
+
+async def get_events(conn: asyncpg.Connection, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+    rows = await conn.fetch(GET_EVENTS, list(set(event_ids)))
+    return {r["event_id"]: _row(r) for r in rows}
+
+
+GET_ROOM_EVENTS_BACKWARDS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE e.room_id = $1 AND e.stream_ordering <= $2 AND e.stream_ordering > $3
+  AND e.rejection_reason IS NULL AND NOT e.soft_failed
+  AND ($5::text[] IS NULL OR e.type = ANY($5))
+  AND ($6::text[] IS NULL OR e.sender = ANY($6))
+ORDER BY e.stream_ordering DESC LIMIT $4
+"""
+GET_ROOM_EVENTS_FORWARDS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE e.room_id = $1 AND e.stream_ordering > $2 AND e.stream_ordering <= $3
+  AND e.rejection_reason IS NULL AND NOT e.soft_failed
+  AND ($5::text[] IS NULL OR e.type = ANY($5))
+  AND ($6::text[] IS NULL OR e.sender = ANY($6))
+ORDER BY e.stream_ordering ASC LIMIT $4
+"""
+
+
+async def get_room_events(
+    conn: asyncpg.Connection, room_id: str, *, after: int, upto: int, limit: int,
+    newest_first: bool, types: Sequence[str] | None = None,
+    senders: Sequence[str] | None = None,
+) -> list[StoredEvent]:
+    """Timeline events with after < stream_ordering <= upto, at most `limit` of them.
+
+    newest_first picks the newest `limit` events (for /sync timelines and backward pagination);
+    otherwise the oldest. The result is always in the order it was fetched.
+    """
+    types_arg = list(types) if types is not None else None
+    senders_arg = list(senders) if senders is not None else None
+    if newest_first:
+        rows = await conn.fetch(
+            GET_ROOM_EVENTS_BACKWARDS, room_id, upto, after, limit, types_arg, senders_arg
+        )
+    else:
+        rows = await conn.fetch(
+            GET_ROOM_EVENTS_FORWARDS, room_id, after, upto, limit, types_arg, senders_arg
+        )
+    return [_row(r) for r in rows]
+
+
+GET_ROOMS_WITH_NEW_EVENTS = """
+SELECT DISTINCT room_id FROM events
+WHERE room_id = ANY($1) AND stream_ordering > $2 AND stream_ordering <= $3
+"""
+
+
+async def get_rooms_changed(
+    conn: asyncpg.Connection, room_ids: Sequence[str], after: int, upto: int
+) -> set[str]:
+    rows = await conn.fetch(GET_ROOMS_WITH_NEW_EVENTS, list(room_ids), after, upto)
+    return {r["room_id"] for r in rows}
+
+
+GET_STATE_CHANGES = f"""
+SELECT DISTINCT ON (e.type, e.state_key) {_EVENT_COLUMNS} FROM events e
+WHERE e.room_id = $1 AND e.stream_ordering > $2 AND e.stream_ordering <= $3
+  AND e.state_key IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
+ORDER BY e.type, e.state_key, e.stream_ordering DESC
+"""
+
+
+async def get_state_changes(
+    conn: asyncpg.Connection, room_id: str, after: int, upto: int
+) -> list[StoredEvent]:
+    """The latest state event per (type, state_key) that changed in (after, upto]."""
+    return [_row(r) for r in await conn.fetch(GET_STATE_CHANGES, room_id, after, upto)]
+
+
+GET_MEMBERSHIP_CHANGES = """
+SELECT DISTINCT ON (room_id) room_id, event_id, stream_ordering FROM events
+WHERE type = 'm.room.member' AND state_key = $1 AND stream_ordering > $2
+  AND stream_ordering <= $3 AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY room_id, stream_ordering DESC
+"""
+
+
+async def get_membership_changes(
+    conn: asyncpg.Connection, user_id: str, after: int, upto: int
+) -> dict[str, tuple[str, int]]:
+    """room_id -> (latest membership event, its position) for the user in (after, upto]."""
+    rows = await conn.fetch(GET_MEMBERSHIP_CHANGES, user_id, after, upto)
+    return {r["room_id"]: (r["event_id"], r["stream_ordering"]) for r in rows}

@@ -1,0 +1,13 @@
+"""Database metrics, defined once and updated by `storage.database`."""
+
+from prometheus_client import Gauge, Histogram
+
+POOL_WAITERS = Gauge(
+    "moot_db_pool_waiters", "Tasks waiting for a database connection from the pool"
+)
+TRANSACTION_SECONDS = Histogram(
+    "moot_db_transaction_duration_seconds",
+    "Time spent in one database transaction, by name",
+    ["name"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

@@ -1,0 +1,214 @@
+"""Room state: snapshots stored as deltas, and the materialized current state and membership.
+
+Theory of operation: a state group is a set of (type, state_key) -> event_id entries plus an
+optional parent group. The state of a group is its parent's state overlaid with its own entries.
+A chain of deltas is cut by writing a full snapshot every MAX_DELTA_DEPTH hops, so reading a
+state costs at most that many joins however long the room's history is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import asyncpg
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+MAX_DELTA_DEPTH = 64
+
+INSERT_GROUP = """
+INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES ($1, $2, $3)
+RETURNING state_group
+"""
+INSERT_ENTRIES = """
+INSERT INTO state_group_entries (state_group, type, state_key, event_id)
+SELECT $1, t, k, e FROM unnest($2::text[], $3::text[], $4::text[]) AS x(t, k, e)
+"""
+GET_DELTA_DEPTH = "SELECT delta_depth FROM state_groups WHERE state_group = $1"
+
+
+async def insert_state_group(
+    conn: asyncpg.Connection, room_id: str, prev_group: int | None, delta: Mapping[StateKey, str]
+) -> int:
+    """Store the state `prev_group` + `delta` and return its group ID.
+
+    When the parent's chain is already MAX_DELTA_DEPTH long, the full state is written instead.
+    """
+    depth = 0
+    entries: Mapping[StateKey, str] = delta
+    if prev_group is not None:
+        parent_depth = await conn.fetchval(GET_DELTA_DEPTH, prev_group)
+        if parent_depth + 1 >= MAX_DELTA_DEPTH:
+            entries = {**await get_state(conn, prev_group), **delta}
+            prev_group = None
+        else:
+            depth = parent_depth + 1
+    group: int = await conn.fetchval(INSERT_GROUP, room_id, prev_group, depth)
+    if entries:
+        keys = list(entries)
+        await conn.execute(
+            INSERT_ENTRIES, group, [k[0] for k in keys], [k[1] for k in keys],
+            [entries[k] for k in keys],
+        )
+    return group
+
+
+GET_STATE = """
+WITH RECURSIVE chain(state_group, prev_group, hop) AS (
+    SELECT state_group, prev_group, 0 FROM state_groups WHERE state_group = $1
+    UNION ALL
+    SELECT g.state_group, g.prev_group, c.hop + 1
+    FROM state_groups g JOIN chain c ON g.state_group = c.prev_group
+)
+SELECT DISTINCT ON (s.type, s.state_key) s.type, s.state_key, s.event_id
+FROM state_group_entries s JOIN chain c USING (state_group)
+WHERE ($2::text[] IS NULL OR s.type = ANY($2))
+ORDER BY s.type, s.state_key, c.hop
+"""
+
+
+async def get_state(
+    conn: asyncpg.Connection, group: int, types: Sequence[str] | None = None
+) -> StateMap:
+    """The full state of a group, optionally only the given event types."""
+    rows = await conn.fetch(GET_STATE, group, list(types) if types is not None else None)
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
+GET_STATE_FOR_KEYS = """
+WITH RECURSIVE chain(state_group, prev_group, hop) AS (
+    SELECT state_group, prev_group, 0 FROM state_groups WHERE state_group = $1
+    UNION ALL
+    SELECT g.state_group, g.prev_group, c.hop + 1
+    FROM state_groups g JOIN chain c ON g.state_group = c.prev_group
+)
+SELECT DISTINCT ON (s.type, s.state_key) s.type, s.state_key, s.event_id
+FROM state_group_entries s JOIN chain c USING (state_group)
+WHERE (s.type, s.state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+ORDER BY s.type, s.state_key, c.hop
+"""
+
+
+async def get_state_for_keys(
+    conn: asyncpg.Connection, group: int, keys: Sequence[StateKey]
+) -> StateMap:
+    """Only the given (type, state_key) entries of a group's state."""
+    rows = await conn.fetch(
+        GET_STATE_FOR_KEYS, group, [k[0] for k in keys], [k[1] for k in keys]
+    )
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
+GET_CURRENT_STATE = """
+SELECT type, state_key, event_id FROM current_state
+WHERE room_id = $1 AND ($2::text[] IS NULL OR type = ANY($2))
+"""
+
+
+async def get_current_state(
+    conn: asyncpg.Connection, room_id: str, types: Sequence[str] | None = None
+) -> StateMap:
+    rows = await conn.fetch(GET_CURRENT_STATE, room_id, list(types) if types else None)
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
+GET_CURRENT_STATE_EVENT = """
+SELECT event_id FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3
+"""
+
+
+async def get_current_state_event_id(
+    conn: asyncpg.Connection, room_id: str, key: StateKey
+) -> str | None:
+    result: str | None = await conn.fetchval(GET_CURRENT_STATE_EVENT, room_id, key[0], key[1])
+    return result
+
+
+UPSERT_CURRENT_STATE = """
+INSERT INTO current_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
+ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id
+"""
+
+
+async def upsert_current_state(
+    conn: asyncpg.Connection, room_id: str, key: StateKey, event_id: str
+) -> None:
+    await conn.execute(UPSERT_CURRENT_STATE, room_id, key[0], key[1], event_id)
+
+
+UPSERT_MEMBERSHIP = """
+INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (room_id, user_id) DO UPDATE
+SET membership = EXCLUDED.membership, event_id = EXCLUDED.event_id,
+    stream_ordering = EXCLUDED.stream_ordering, forgotten = false
+"""
+
+
+async def upsert_membership(
+    conn: asyncpg.Connection, room_id: str, user_id: str, membership: str, event_id: str,
+    stream_ordering: int,
+) -> None:
+    await conn.execute(UPSERT_MEMBERSHIP, room_id, user_id, membership, event_id, stream_ordering)
+
+
+GET_MEMBERSHIP = """
+SELECT membership, event_id, stream_ordering, forgotten FROM room_memberships
+WHERE room_id = $1 AND user_id = $2
+"""
+
+
+async def get_membership(
+    conn: asyncpg.Connection, room_id: str, user_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET_MEMBERSHIP, room_id, user_id)
+
+
+COUNT_MEMBERS = """
+SELECT count(*) FROM room_memberships WHERE room_id = $1 AND membership = ANY($2)
+"""
+
+
+async def count_members(
+    conn: asyncpg.Connection, room_id: str, memberships: Iterable[str]
+) -> int:
+    result: int = await conn.fetchval(COUNT_MEMBERS, room_id, list(memberships))
+    return result
+
+
+GET_MEMBERS = """
+SELECT user_id, membership, event_id FROM room_memberships
+WHERE room_id = $1 AND ($2::text[] IS NULL OR membership = ANY($2))
+ORDER BY stream_ordering
+"""
+
+
+async def get_members(
+    conn: asyncpg.Connection, room_id: str, memberships: Iterable[str] | None = None
+) -> list[asyncpg.Record]:
+    arg = list(memberships) if memberships is not None else None
+    return list(await conn.fetch(GET_MEMBERS, room_id, arg))
+
+
+GET_ROOMS_FOR_USER = """
+SELECT room_id, membership, event_id, stream_ordering FROM room_memberships
+WHERE user_id = $1 AND membership = ANY($2) AND NOT forgotten
+"""
+
+
+async def get_rooms_for_user(
+    conn: asyncpg.Connection, user_id: str, memberships: Iterable[str]
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(GET_ROOMS_FOR_USER, user_id, list(memberships)))
+
+
+FORGET_ROOM = """
+UPDATE room_memberships SET forgotten = true
+WHERE room_id = $1 AND user_id = $2 AND membership IN ('leave', 'ban')
+"""
+
+
+async def forget_room(conn: asyncpg.Connection, room_id: str, user_id: str) -> bool:
+    status: str = await conn.execute(FORGET_ROOM, room_id, user_id)
+    return status.endswith(" 1")

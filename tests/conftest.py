@@ -1,0 +1,158 @@
+"""The shared test harness: a real PostgreSQL and real Moot servers on loopback.
+
+One PostgreSQL cluster serves the whole run: the embedded one (started in a temporary
+directory) unless MOOT_TEST_DATABASE_URL names a server we may create databases on. A template
+database is migrated once; every test gets its own database cloned from it, so tests cannot see
+each other's data and need no clean-up order.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+import yaml
+
+from homeserver.app import Homeserver
+from homeserver.config import load_config
+from homeserver.setup import init_data_dir
+from storage.embedded import EmbeddedPostgres
+from storage.migrations import migrate
+from tests.helpers import MatrixApi
+
+TEMPLATE_DB = f"moot_template_{os.getpid()}"
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server DSN pointed at database `name`."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+async def postgres_dsn() -> AsyncIterator[str]:
+    """An admin DSN of the cluster the tests use, with a migrated template database."""
+    configured = os.environ.get("MOOT_TEST_DATABASE_URL")
+    embedded: EmbeddedPostgres | None = None
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if configured:
+        dsn = configured
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="moot-test-pg-")
+        # Our own directory: let the unprivileged PostgreSQL user (when run as root) reach it.
+        os.chmod(tmp.name, 0o755)
+        embedded = EmbeddedPostgres(Path(tmp.name) / "pg")
+        dsn = await embedded.start()
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        conn = await asyncpg.connect(with_database(dsn, TEMPLATE_DB))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield dsn
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    finally:
+        await admin.close()
+        if embedded is not None:
+            await embedded.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+@pytest.fixture
+async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"moot_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        yield with_database(postgres_dsn, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@dataclass
+class RunningServer:
+    hs: Homeserver
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.hs.ports['client']}"
+
+    @property
+    def server_name(self) -> str:
+        return self.hs.config.server.server_name
+
+
+def write_test_config(
+    data_dir: Path, database_url: str, overrides: dict[str, Any] | None = None,
+    server_name: str = "localhost",
+) -> Path:
+    """A config for a server on ephemeral loopback ports: open registration, no rate limits."""
+    path = init_data_dir(
+        data_dir, server_name, client_port=0, federation_port=0, metrics_port=0,
+        database_url=database_url, open_registration=True, rate_limits=False,
+    )
+    if overrides:
+        raw = yaml.safe_load(path.read_text())
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = raw
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+MakeServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def make_homeserver(
+    database_url: str, tmp_path: Path
+) -> AsyncIterator[MakeServer]:
+    """Factory for servers on this test's database (overrides are dotted config keys)."""
+    started: list[Homeserver] = []
+
+    async def make(overrides: dict[str, Any] | None = None, **kw: Any) -> RunningServer:
+        data_dir = tmp_path / f"hs{len(started)}"
+        config = load_config(write_test_config(data_dir, database_url, overrides, **kw))
+        hs = Homeserver(config)
+        await hs.start()
+        started.append(hs)
+        return RunningServer(hs, data_dir)
+
+    yield make
+    for hs in reversed(started):
+        await hs.stop()
+
+
+@pytest.fixture
+async def homeserver(make_homeserver: MakeServer) -> RunningServer:
+    return await make_homeserver()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def api(homeserver: RunningServer, http: aiohttp.ClientSession) -> MatrixApi:
+    return MatrixApi(homeserver.url, http)

@@ -1,0 +1,163 @@
+"""Authorisation of m.room.power_levels changes and v12 room creators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from homeserver.protocol.errors import AuthError, InvalidEventError
+
+from .room_builder import RoomBuilder
+
+ALICE = "@alice:a.example"
+BOB = "@bob:b.example"
+CAROL = "@carol:c.example"
+DAVE = "@dave:d.example"
+VERSIONS = ["10", "11", "12"]
+
+
+def moderated_room(version: str) -> RoomBuilder:
+    """Bob is a moderator (50) who may send power levels; Carol 50, Dave 75."""
+    b = RoomBuilder.standard(version)
+    for user in (BOB, CAROL, DAVE):
+        b.join(user)
+    pl = b.power_levels()
+    pl["users"] = {**pl["users"], BOB: 50, CAROL: 50, DAVE: 75}
+    pl["events"] = {**pl["events"], "m.room.power_levels": 50}
+    b.set_power_levels(ALICE, pl)
+    return b
+
+
+def refused(b: RoomBuilder, sender: str, content: dict[str, Any]) -> str:
+    with pytest.raises(AuthError) as info:
+        b.set_power_levels(sender, content)
+    return info.value.reason
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_first_power_levels_event_only_needs_valid_shape(version: str) -> None:
+    b = RoomBuilder(version)
+    b.join(ALICE)
+    b.set_power_levels(ALICE, {"users_default": 100, "ban": 1000})
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "bad",
+    [{"ban": "50"}, {"kick": True}, {"users_default": None}, {"events": {"m.x": "1"}},
+     {"events": []}, {"notifications": {"room": "50"}}, {"users": {"@x:x.example": "100"}},
+     {"users": {"not-a-user": 1}}, {"users": []}, {"invite": 2**53}],
+)
+def test_non_integer_levels_are_refused(version: str, bad: dict[str, Any]) -> None:
+    b = RoomBuilder(version)
+    b.join(ALICE)
+    if "invite" in bad:
+        with pytest.raises(InvalidEventError):  # out of canonical range: cannot be built
+            b.set_power_levels(ALICE, bad)
+        return
+    with pytest.raises(AuthError, match=r"9\.[123]"):
+        b.set_power_levels(ALICE, bad)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cannot_raise_anyone_above_own_level(version: str) -> None:
+    b = moderated_room(version)
+    pl = b.power_levels()
+    assert "9.9" in refused(b, BOB, {**pl, "users": {**pl["users"], "@new:x.example": 51}})
+    b.set_power_levels(BOB, {**pl, "users": {**pl["users"], "@new:x.example": 50}})
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cannot_change_others_at_or_above_own_level(version: str) -> None:
+    b = moderated_room(version)
+    pl = b.power_levels()
+    assert "9.8" in refused(b, BOB, {**pl, "users": {**pl["users"], CAROL: 10}})
+    without_dave = {k: v for k, v in pl["users"].items() if k != DAVE}
+    assert "9.8" in refused(b, BOB, {**pl, "users": without_dave})
+    # but one's own level may be lowered
+    b.set_power_levels(BOB, {**pl, "users": {**pl["users"], BOB: 20}})
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_level_keys_changes(version: str) -> None:
+    b = moderated_room(version)
+    pl = b.power_levels()
+    assert "9.5.2" in refused(b, BOB, {**pl, "ban": 60})
+    b.set_power_levels(BOB, {**pl, "ban": 40})
+    pl = b.power_levels()
+    b.set_power_levels(ALICE, {**pl, "kick": 75})
+    pl = b.power_levels()
+    assert "9.5.1" in refused(b, BOB, {**pl, "kick": 50})
+    without_kick = {k: v for k, v in pl.items() if k != "kick"}
+    assert "9.5.1" in refused(b, BOB, without_kick)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_events_and_notifications_entries(version: str) -> None:
+    b = moderated_room(version)
+    pl = b.power_levels()
+    events = pl["events"]
+    assert "9.7" in refused(b, BOB, {**pl, "events": {**events, "m.room.topic": 60}})
+    assert "9.6" in refused(b, BOB, {**pl, "events": {**events, "m.room.tombstone": 0}})
+    assert "9.7" in refused(b, BOB, {**pl, "notifications": {"room": 60}})
+    b.set_power_levels(BOB, {**pl, "events": {**events, "m.room.topic": 50},
+                             "notifications": {"room": 20}})
+
+
+# -- v12 creators -----------------------------------------------------------------------------
+
+def test_v12_creators_cannot_be_listed_in_users() -> None:
+    b = RoomBuilder.standard("12", create_content={"additional_creators": [BOB]})
+    pl = b.power_levels()
+    assert "10.4" in refused(b, ALICE, {**pl, "users": {ALICE: 100}})
+    assert "10.4" in refused(b, ALICE, {**pl, "users": {BOB: 100}})
+
+
+def test_v11_creator_is_listed_and_can_be_demoted() -> None:
+    b = RoomBuilder.standard("11")
+    pl = b.power_levels()
+    assert pl["users"] == {ALICE: 100}
+    b.set_power_levels(ALICE, {**pl, "users": {ALICE: 10}})
+    with pytest.raises(AuthError):
+        b.set_power_levels(ALICE, pl)
+
+
+def test_v12_creators_have_infinite_power() -> None:
+    b = RoomBuilder.standard("12", create_content={"additional_creators": [BOB]})
+    b.join(BOB)
+    b.join(CAROL)
+    pl = b.power_levels()
+    b.set_power_levels(ALICE, {**pl, "users": {CAROL: 2**53 - 1},
+                               "events": {**pl["events"], "m.room.power_levels": 2**53 - 1}})
+    # Carol has the biggest finite level, yet cannot touch creators
+    with pytest.raises(AuthError):
+        b.kick(CAROL, BOB)
+    with pytest.raises(AuthError):
+        b.ban(CAROL, ALICE)
+    # an additional creator outranks any finite level and sends anything...
+    b.send(BOB, "m.room.tombstone", {"body": "moved", "replacement_room": "!x"}, "")
+    b.kick(BOB, CAROL)
+    # ...but creators are equal to each other
+    with pytest.raises(AuthError):
+        b.kick(BOB, ALICE)
+
+
+def test_v12_additional_creator_needs_to_join_normally() -> None:
+    b = RoomBuilder.standard("12", join_rule="invite",
+                             create_content={"additional_creators": [BOB]})
+    with pytest.raises(AuthError):
+        b.join(BOB)  # the first-join shortcut is only for the create event's sender
+    b.invite(ALICE, BOB)
+    b.join(BOB)
+
+
+def test_v12_creator_without_power_levels_event() -> None:
+    b = RoomBuilder("12", create_content={"additional_creators": [BOB]})
+    b.join(ALICE)
+    b.set_join_rule(ALICE, "public")
+    b.join(BOB)
+    b.send(BOB, "m.room.name", {"name": "n"}, "")
+    b.join(CAROL)
+    with pytest.raises(AuthError):
+        b.send(CAROL, "m.room.name", {"name": "n"}, "")

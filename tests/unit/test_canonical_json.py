@@ -1,0 +1,124 @@
+"""Canonical JSON: every example of appendices "Canonical JSON", plus the value rules."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homeserver.protocol.canonical_json import (
+    MAX_INT,
+    MIN_INT,
+    check_canonical_json,
+    decode_json_strict,
+    encode_canonical_json,
+)
+from homeserver.protocol.errors import CanonicalJSONError
+
+SPEC_EXAMPLES = [
+    ("{}", "{}"),
+    ('{\n    "one": 1,\n    "two": "Two"\n}', '{"one":1,"two":"Two"}'),
+    ('{\n    "b": "2",\n    "a": "1"\n}', '{"a":"1","b":"2"}'),
+    ('{"b":"2","a":"1"}', '{"a":"1","b":"2"}'),
+    (
+        """{
+            "auth": {
+                "success": true,
+                "mxid": "@john.doe:example.com",
+                "profile": {
+                    "display_name": "John Doe",
+                    "three_pids": [
+                        {"medium": "email", "address": "john.doe@example.org"},
+                        {"medium": "msisdn", "address": "123456789"}
+                    ]
+                }
+            }
+        }""",
+        '{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe",'
+        '"three_pids":[{"address":"john.doe@example.org","medium":"email"},'
+        '{"address":"123456789","medium":"msisdn"}]},"success":true}}',
+    ),
+    ('{\n    "a": "日本語"\n}', '{"a":"日本語"}'),
+    ('{\n    "本": 2,\n    "日": 1\n}', '{"日":1,"本":2}'),
+    ('{\n    "a": "\\u65E5"\n}', '{"a":"日"}'),
+    ('{\n    "a": null\n}', '{"a":null}'),
+    ('{\n    "a": -0,\n    "b": 1e10\n}', '{"a":0,"b":10000000000}'),
+]
+
+
+@pytest.mark.parametrize(("given_json", "expected"), SPEC_EXAMPLES)
+def test_spec_examples(given_json: str, expected: str) -> None:
+    assert encode_canonical_json(decode_json_strict(given_json)) == expected.encode("utf-8")
+
+
+def test_control_characters_use_short_escapes() -> None:
+    assert encode_canonical_json({"a": "\n\t\x01\"\\"}) == b'{"a":"\\n\\t\\u0001\\"\\\\"}'
+
+
+@pytest.mark.parametrize("value", [1.5, 1.0, -0.0, float("nan"), float("inf"), {"a": [0.5]}])
+def test_floats_are_refused(value: object) -> None:
+    with pytest.raises(CanonicalJSONError):
+        encode_canonical_json(value)
+
+
+@pytest.mark.parametrize("value", [MAX_INT + 1, MIN_INT - 1, 2**64, {"x": [-(2**53)]}])
+def test_integers_out_of_range_are_refused(value: object) -> None:
+    with pytest.raises(CanonicalJSONError):
+        check_canonical_json(value)
+
+
+def test_range_bounds_are_accepted() -> None:
+    assert encode_canonical_json([MIN_INT, MAX_INT]) == b"[-9007199254740991,9007199254740991]"
+
+
+@pytest.mark.parametrize(
+    "value", [{1: "a"}, {"a": {b"x": 1}}, {"a": object()}, {"a": "\ud800"}, {"a": {1, 2}}]
+)
+def test_non_json_values_are_refused(value: object) -> None:
+    with pytest.raises(CanonicalJSONError):
+        encode_canonical_json(value)
+
+
+def test_booleans_are_not_integers() -> None:
+    assert encode_canonical_json({"t": True, "f": False}) == b'{"f":false,"t":true}'
+
+
+@pytest.mark.parametrize(
+    "text", ["NaN", '{"a": Infinity}', "[-Infinity]", '{"a":1,"a":2}', "{", b"\xff"]
+)
+def test_decode_refuses_non_strict_json(text: str | bytes) -> None:
+    with pytest.raises(CanonicalJSONError):
+        decode_json_strict(text)
+
+
+def test_decode_keeps_real_fractions_as_floats_for_the_caller_to_refuse() -> None:
+    value = decode_json_strict('{"a": 1.5}')
+    with pytest.raises(CanonicalJSONError):
+        check_canonical_json(value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(MIN_INT, MAX_INT) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_round_trip(value: object) -> None:
+    encoded = encode_canonical_json(value)
+    assert decode_json_strict(encoded) == value
+    assert encode_canonical_json(decode_json_strict(encoded)) == encoded
+
+
+@given(st.integers(min_value=MAX_INT + 1) | st.integers(max_value=MIN_INT - 1))
+def test_any_out_of_range_integer_is_refused(i: int) -> None:
+    with pytest.raises(CanonicalJSONError):
+        encode_canonical_json({"i": i})
+
+
+@given(st.floats())
+def test_any_float_is_refused(f: float) -> None:
+    with pytest.raises(CanonicalJSONError):
+        encode_canonical_json([f])

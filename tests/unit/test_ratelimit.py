@@ -1,0 +1,87 @@
+"""The token-bucket rate limiter, driven by an injected clock (no sleeping)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from homeserver.config import RateConfig, RateLimitsConfig
+from homeserver.errors import MatrixError
+from homeserver.services.ratelimit import RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter(clock: FakeClock, *, enabled: bool = True) -> RateLimiter:
+    config = RateLimitsConfig(
+        enabled=enabled, login_failures=RateConfig(per_second=0.5, burst=3)
+    )
+    return RateLimiter(config, clock)
+
+
+def refused_after_ms(fn: Callable[[str, str], None], *args: str) -> int:
+    """Call `fn(kind, key)`, expect a 429 and return its retry_after_ms."""
+    with pytest.raises(MatrixError) as info:
+        fn(*args)
+    assert (info.value.status, info.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    retry: int = info.value.extra["retry_after_ms"]
+    return retry
+
+
+def test_burst_then_refusal_with_retry_after() -> None:
+    clock = FakeClock()
+    rl = limiter(clock)
+    for _ in range(3):
+        rl.check("login_failures", "k")
+    # Empty bucket, 0.5 tokens/s: one token is 2 s away.
+    assert refused_after_ms(rl.check, "login_failures", "k") == 2000
+    clock.now += 1.5
+    assert refused_after_ms(rl.check, "login_failures", "k") == 500
+
+
+def test_refill_is_proportional_and_capped_at_burst() -> None:
+    clock = FakeClock()
+    rl = limiter(clock)
+    for _ in range(3):
+        rl.check("login_failures", "k")
+    clock.now += 2.0
+    rl.check("login_failures", "k")
+    refused_after_ms(rl.check, "login_failures", "k")
+    clock.now += 3600
+    for _ in range(3):
+        rl.check("login_failures", "k")
+    refused_after_ms(rl.check, "login_failures", "k")
+
+
+def test_peek_does_not_take_a_token() -> None:
+    clock = FakeClock()
+    rl = limiter(clock)
+    for _ in range(10):
+        rl.peek("login_failures", "k")
+    for _ in range(3):
+        rl.check("login_failures", "k")
+    assert refused_after_ms(rl.peek, "login_failures", "k") == 2000
+
+
+def test_keys_and_kinds_have_separate_buckets() -> None:
+    clock = FakeClock()
+    rl = limiter(clock)
+    for _ in range(3):
+        rl.check("login_failures", "a")
+    refused_after_ms(rl.check, "login_failures", "a")
+    rl.check("login_failures", "b")
+    rl.check("registration", "a")
+
+
+def test_disabled_limiter_never_refuses() -> None:
+    rl = limiter(FakeClock(), enabled=False)
+    for _ in range(100):
+        rl.check("login_failures", "k")
+        rl.peek("login_failures", "k")
