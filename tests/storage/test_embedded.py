@@ -178,6 +178,21 @@ async def test_unreachable_data_dir_moves_to_var_lib_moot(
             shutil.rmtree(cluster, ignore_errors=True)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may create /var/lib/moot")
+async def test_too_long_socket_path_moves_to_var_lib_moot(
+    make: Make, open_dir: pathlib.Path
+) -> None:
+    pg = make(open_dir / ("x" * 90) / "postgres")
+    try:
+        dsn = await pg.start()
+        assert pg.cluster_dir.parent == pathlib.Path("/var/lib/moot")
+        await _execute(dsn, "SELECT 1")
+    finally:
+        await pg.stop()
+        if pg._cluster is not None:
+            shutil.rmtree(pg.cluster_dir, ignore_errors=True)
+
+
 def test_find_postgres_bindir_honours_the_configured_one() -> None:
     found = find_postgres_bindir()
     assert (found / "initdb").is_file() and (found / "pg_ctl").is_file()

@@ -43,8 +43,14 @@ def forks(b: RoomBuilder) -> tuple[Fork, Fork]:
 
 def auth_difference(b: RoomBuilder, state_sets: Sequence[Mapping[StateKey, str]]) -> set[str]:
     graph = _Graph(b.events)
-    chains = [set().union(*({e} | graph.auth_chain(e) for e in s.values())) for s in state_sets]
-    return set().union(*chains) - set.intersection(*chains)
+    # Like Synapse, each state set's auth chain includes the state events themselves.
+    chains: list[set[str]] = []
+    for s in state_sets:
+        chain: set[str] = set()
+        for e in s.values():
+            chain |= {e} | graph.auth_chain(e)
+        chains.append(chain)
+    return set[str]().union(*chains) - chains[0].intersection(*chains[1:])
 
 
 def resolve(b: RoomBuilder, *state_sets: Mapping[StateKey, str]) -> dict[StateKey, str]:
