@@ -113,6 +113,22 @@ async def get_current_state(
     return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
 
 
+GET_CURRENT_STATE_FOR_KEYS = """
+SELECT type, state_key, event_id FROM current_state
+WHERE room_id = $1 AND (type, state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+"""
+
+
+async def get_current_state_for_keys(
+    conn: asyncpg.Connection, room_id: str, keys: Sequence[StateKey]
+) -> StateMap:
+    """Only the given (type, state_key) entries of the current state (the auth events)."""
+    rows = await conn.fetch(
+        GET_CURRENT_STATE_FOR_KEYS, room_id, [k[0] for k in keys], [k[1] for k in keys]
+    )
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
 GET_CURRENT_STATE_EVENT = """
 SELECT event_id FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3
 """

@@ -15,6 +15,10 @@ class InvalidEventError(ProtocolError):
     """The event does not have the format its room version requires (dropped on receipt)."""
 
 
+class EventTooLargeError(InvalidEventError):
+    """The PDU exceeds the 65536-byte limit (clients get 413 M_TOO_LARGE for it)."""
+
+
 class AuthError(ProtocolError):
     """The authorisation rules refused the event; ``reason`` says which rule."""
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeserver.protocol.canonical_json import MAX_INT, MIN_INT, encode_canonical_json
-from homeserver.protocol.errors import CanonicalJSONError, InvalidEventError
+from homeserver.protocol.errors import CanonicalJSONError, EventTooLargeError, InvalidEventError
 from homeserver.protocol.identifiers import (
     MAX_IDENTIFIER_BYTES,
     is_hash_event_id,
@@ -119,4 +119,4 @@ def check_event_format(event: Mapping[str, Any], room_version: RoomVersion) -> N
     except CanonicalJSONError as e:
         raise InvalidEventError(f"event is not canonical JSON: {e}") from e
     if size > MAX_PDU_BYTES:
-        raise InvalidEventError(f"event is {size} bytes, more than {MAX_PDU_BYTES}")
+        raise EventTooLargeError(f"event is {size} bytes, more than {MAX_PDU_BYTES}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping
@@ -28,7 +29,12 @@ from homeserver import metrics
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, too_large
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.canonical_json import check_canonical_json, encode_canonical_json
-from homeserver.protocol.errors import AuthError, CanonicalJSONError, InvalidEventError
+from homeserver.protocol.errors import (
+    AuthError,
+    CanonicalJSONError,
+    EventTooLargeError,
+    InvalidEventError,
+)
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services.notifier import Notifier
 from storage import events as events_store
@@ -40,7 +46,7 @@ from storage.streams import StreamIdGenerator
 log = logging.getLogger(__name__)
 
 StateKey = tuple[str, str]
-MAX_PDU_BYTES = 65536
+_CREATE = ("m.room.create", "")
 _SEATED = ("join", "invite")
 
 
@@ -140,11 +146,14 @@ class RoomEngine:
         self, creator: str, room_version: RoomVersion, content: dict[str, Any], *, is_public: bool
     ) -> str:
         """Send the m.room.create event of a new room and return the room ID."""
-        pdu = self._build(
-            room_version, None, creator, "m.room.create", content, "", [], [], depth=1
-        )
-        room_id = self._room_id_of_create(pdu, room_version)
-        if not room_version.room_id_from_create_event:
+        if room_version.room_id_from_create_event:
+            pdu = self._build(
+                room_version, None, creator, "m.room.create", content, "", [], [], depth=1
+            )
+            room_id = hashing.compute_room_id(pdu, room_version)
+        else:
+            # Pre-v12 room IDs are opaque: any unique localpart on this server will do.
+            room_id = f"!{secrets.token_urlsafe(18)}:{self.server_name}"
             pdu = self._build(
                 room_version, room_id, creator, "m.room.create", content, "", [], [], depth=1
             )
@@ -159,13 +168,6 @@ class RoomEngine:
         self._after_persist(room_id, persisted)
         return room_id
 
-    def _room_id_of_create(self, pdu: dict[str, Any], room_version: RoomVersion) -> str:
-        if room_version.room_id_from_create_event:
-            return hashing.compute_room_id(pdu, room_version)
-        # Pre-v12 rooms get an opaque ID; derive it from the create event for uniqueness.
-        event_id = hashing.compute_event_id(pdu, room_version)
-        return f"!{event_id[1:19]}:{self.server_name}"
-
     async def _persist_create(
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
         pdu: dict[str, Any], is_public: bool, position: int,
@@ -176,7 +178,7 @@ class RoomEngine:
         )
         self._versions[room_id] = room_version
         self._joined[room_id] = set()
-        self._check(pdu, room_version, {})
+        self._check(pdu, room_version, [], {})
         return await self._store(conn, room_id, room_version, pdu, None, position)
 
     async def send(
@@ -229,21 +231,19 @@ class RoomEngine:
         wanted = auth_rules.auth_types_for_event(
             event_type, sender, state_key, content, room_version
         )
-        current = await state_store.get_current_state(
-            conn, room_id, sorted({t for t, _ in wanted} | {"m.room.create"})
-        )
-        auth_ids = [current[k] for k in wanted if k in current]
-        replaces = None
+        keys = list(dict.fromkeys([*wanted, _CREATE]))
         if state_key is not None:
-            replaces = await state_store.get_current_state_event_id(
-                conn, room_id, (event_type, state_key)
-            )
+            keys.append((event_type, state_key))
+        current = await state_store.get_current_state_for_keys(conn, room_id, keys)
+        auth_ids = [current[k] for k in wanted if k in current]
+        replaces = current.get((event_type, state_key)) if state_key is not None else None
         pdu = self._build(
             room_version, room_id, sender, event_type, content, state_key, [prev_id], auth_ids,
             depth=prev_depth + 1, redacts=redacts,
         )
-        auth_state = await self._state_events(conn, {k: current[k] for k in current})
-        self._check(pdu, room_version, auth_state)
+        pdus = await self.get_pdus(conn, list(current.values()))
+        state_before = {k: pdus[e] for k, e in current.items()}
+        self._check(pdu, room_version, [pdus[e] for e in auth_ids], state_before)
         await self._check_member_cap(conn, room_id, pdu)
         persisted = await self._store(
             conn, room_id, room_version, pdu, prev_group, position, replaces
@@ -260,42 +260,30 @@ class RoomEngine:
         content: dict[str, Any], state_key: str | None, prev: list[str], auth: list[str], *,
         depth: int, redacts: str | None = None,
     ) -> dict[str, Any]:
-        _, pdu = events.build_event(
-            room_version=room_version, room_id=room_id, sender=sender, event_type=event_type,
-            content=content, state_key=state_key, prev_events=prev, auth_events=auth,
-            depth=depth, origin_server_ts=int(self.clock() * 1000),
-            server_name=self.server_name, signing_key=self.signing_key, redacts=redacts,
-        )
+        try:
+            _, pdu = events.build_event(
+                room_version=room_version, room_id=room_id, sender=sender,
+                event_type=event_type, content=content, state_key=state_key, prev_events=prev,
+                auth_events=auth, depth=depth, origin_server_ts=int(self.clock() * 1000),
+                server_name=self.server_name, signing_key=self.signing_key, redacts=redacts,
+            )
+        except InvalidEventError as e:
+            raise _format_error(e) from None
         return pdu
-
-    async def _state_events(
-        self, conn: asyncpg.Connection, state: Mapping[StateKey, str]
-    ) -> dict[StateKey, dict[str, Any]]:
-        pdus = await self.get_pdus(conn, list(state.values()))
-        return {k: pdus[e] for k, e in state.items() if e in pdus}
 
     def _check(
         self, pdu: dict[str, Any], room_version: RoomVersion,
-        state_before: Mapping[StateKey, Mapping[str, Any]],
+        auth_events: list[dict[str, Any]], state_before: Mapping[StateKey, Mapping[str, Any]],
     ) -> None:
-        """Size, format and authorization against the state before the event.
-
-        For a local event on a linear DAG the auth events are a subset of that state, so one
-        check covers both the auth-events and the state-before steps.
-        """
-        try:
-            size = len(encode_canonical_json(pdu))
-        except CanonicalJSONError as e:
-            raise bad_json(str(e)) from None
-        if size > MAX_PDU_BYTES:
-            metrics.EVENTS_REFUSED.labels("too_large").inc()
-            raise too_large(f"Event is {size} bytes; the limit is {MAX_PDU_BYTES}")
+        """Size, format, the auth-events selection, and the auth rules against the state
+        before the event (for a local event on a linear DAG its auth events are a subset of
+        that state, so this one check also covers "auth against its auth events")."""
         try:
             auth_rules.check_event_format(pdu, room_version)
         except InvalidEventError as e:
-            metrics.EVENTS_REFUSED.labels("format").inc()
-            raise bad_json(f"Invalid event: {e}") from None
+            raise _format_error(e) from None
         try:
+            auth_rules.check_auth_events_selection(pdu, auth_events, room_version)
             auth_rules.check_auth_rules(pdu, state_before, room_version)
         except AuthError as e:
             metrics.EVENTS_REFUSED.labels("auth").inc()
@@ -369,3 +357,12 @@ class RoomEngine:
                 else:
                     members.discard(target)
         self.notifier.notify_users(to_wake)
+
+
+def _format_error(e: InvalidEventError) -> MatrixError:
+    """A malformed event is the client's fault: 413 when too large, else 400."""
+    if isinstance(e, EventTooLargeError):
+        metrics.EVENTS_REFUSED.labels("too_large").inc()
+        return too_large(f"Event too large: {e}")
+    metrics.EVENTS_REFUSED.labels("format").inc()
+    return bad_json(f"Invalid event: {e}")

@@ -220,17 +220,10 @@ class RoomsService:
         version, target = found["version"], found["target"]
         if target["sender"] != requester.user_id:
             await self._require_redact_power(requester.user_id, room_id, version)
-        content: dict[str, Any] = {}
-        if reason is not None:
-            content["reason"] = reason
-        top_level = None
-        if version.identifier in ("10",):
-            top_level = event_id
-        else:
-            content["redacts"] = event_id
+        content: dict[str, Any] = {} if reason is None else {"reason": reason}
         txn = ClientTxn(requester.user_id, requester.device_id, txn_id)
         return await self.engine.send(
-            room_id, requester.user_id, "m.room.redaction", content, txn=txn, redacts=top_level
+            room_id, requester.user_id, "m.room.redaction", content, txn=txn, redacts=event_id
         )
 
     async def _require_redact_power(self, user_id: str, room_id: str, version: Any) -> None:

@@ -1,0 +1,171 @@
+"""Moot servers run as real subprocesses (`python -m homeserver run --config FILE`).
+
+The in-process `homeserver` fixture cannot be killed with SIGKILL or stopped with SIGTERM the way
+an operator's server is; these fixtures can. A subprocess cannot report a port chosen with port 0,
+so the config gets free ports picked by binding 127.0.0.1:0 first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import write_test_config
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+START_DEADLINE_S = 60.0
+STOP_DEADLINE_S = 20.0
+POLL_INTERVAL_S = 0.05
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_overrides() -> dict[str, Any]:
+    """Config overrides putting every listener on its own free loopback port."""
+    return {
+        "listeners.client.port": free_port(),
+        "listeners.federation.port": free_port(),
+        "listeners.metrics.port": free_port(),
+    }
+
+
+@dataclass
+class ServerProcess:
+    """One Moot server process; it can be killed and restarted on the same config and database."""
+
+    config_path: Path
+    log_path: Path
+    client_port: int
+    proc: subprocess.Popen[bytes] | None = None
+    _logs: list[Any] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def start(self) -> None:
+        """Start the process and wait until the client API answers /versions."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        log = self.log_path.open("ab")
+        self._logs.append(log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "homeserver", "run", "--config", str(self.config_path)],
+            cwd=CHECKOUT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        await self._wait_until_up()
+
+    async def _wait_until_up(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + START_DEADLINE_S
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"server exited with {self.proc.returncode}:\n{self.log_tail()}"
+                    )
+                try:
+                    async with session.get(self.url + "/_matrix/client/versions") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(POLL_INTERVAL_S)
+        raise AssertionError(f"server not up after {START_DEADLINE_S} s:\n{self.log_tail()}")
+
+    async def _wait(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    async def kill(self) -> None:
+        """SIGKILL the server process (only it: an embedded postmaster lives on)."""
+        assert self.proc is not None
+        self.proc.kill()
+        await self._wait(STOP_DEADLINE_S)
+
+    async def stop(self) -> int:
+        """SIGTERM, wait for a graceful exit (SIGKILL if it hangs); return the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            if await self._wait(STOP_DEADLINE_S) is None:
+                self.proc.kill()
+                await self._wait(STOP_DEADLINE_S)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        return self.proc.returncode
+
+    async def restart_after_kill(self) -> None:
+        await self.kill()
+        await self.start()
+
+
+SpawnServer = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def spawn_server(tmp_path: Path) -> AsyncIterator[SpawnServer]:
+    """Factory: `await spawn_server(database_url, data_dir=None, overrides=None)`.
+
+    `database_url=None` leaves the database unconfigured: the server starts its embedded one in
+    the data directory. Every server still running at teardown gets SIGTERM.
+    """
+    started: list[ServerProcess] = []
+
+    async def spawn(
+        database_url: str | None, data_dir: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> ServerProcess:
+        data_dir = data_dir or tmp_path / f"hs{len(started)}"
+        ports = port_overrides()
+        all_overrides = {**ports, **(overrides or {})}
+        if database_url is None:
+            all_overrides["database.url"] = None
+        config = write_test_config(data_dir, database_url or "", all_overrides)
+        server = ServerProcess(
+            config, tmp_path / f"hs{len(started)}.log", ports["listeners.client.port"]
+        )
+        started.append(server)
+        await server.start()
+        return server
+
+    yield spawn
+    for server in reversed(started):
+        if server.proc is not None:
+            await server.stop()
+
+
+def signal_postmaster(cluster_dir: Path, sig: signal.Signals) -> None:
+    """Signal the postmaster of an embedded cluster by its postmaster.pid, if it still runs."""
+    pidfile = cluster_dir / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split("\n", 1)[0])
+        os.kill(pid, sig)
+    except (OSError, ValueError):
+        pass
