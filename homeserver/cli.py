@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+import asyncpg
+
 from homeserver.config import Config, ConfigError, load_config
 
 
@@ -79,19 +81,22 @@ async def _run(config: Config) -> None:
         await server.stop()
 
 
-async def _with_database(config: Config, action: str, args: argparse.Namespace) -> int:
-    """Run a one-off command against the configured (or embedded) database."""
+async def _with_database(config: Config, args: argparse.Namespace, password: str | None) -> int:
+    """Run a one-off command against the configured (or embedded) database.
+
+    `password` is None for `migrate`; `register-user` reads it before connecting, so a typo
+    in it is reported without waiting for the database.
+    """
     from homeserver.app import open_database
 
     db, embedded = await open_database(config)
     try:
-        if action == "migrate":
+        if password is None:
             print("database is up to date")
             return 0
         from homeserver.services.accounts import AccountsService
         from homeserver.services.ratelimit import RateLimiter
 
-        password = _read_password()
         accounts = AccountsService(db, config, RateLimiter(config.rate_limits))
         localpart = args.user
         if localpart.startswith("@"):
@@ -127,16 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
     _setup_logging(config.logging.level)
-    if args.command == "run":
-        asyncio.run(_run(config))
-        return 0
+    password = _read_password() if args.command == "register-user" else None
     try:
-        return asyncio.run(_with_database(config, args.command, args))
+        if args.command == "run":
+            asyncio.run(_run(config))
+            return 0
+        return asyncio.run(_with_database(config, args, password))
     except Exception as e:
         from homeserver.errors import MatrixError
+        from storage.embedded import EmbeddedPostgresError
         from storage.migrations import MigrationError
 
-        if isinstance(e, MatrixError | MigrationError):
+        if isinstance(e, MatrixError | MigrationError | EmbeddedPostgresError):
             print(f"error: {getattr(e, 'error', e)}", file=sys.stderr)
+            return 1
+        if isinstance(e, OSError | asyncpg.PostgresError):
+            print(f"error: cannot use the database: {e}", file=sys.stderr)
             return 1
         raise

@@ -81,7 +81,9 @@ async def filter_visible(
     visibility"): world_readable; or joined at the event; or `shared` and joined now; or
     invited at the event under `invited`.
 
-    Fast path: a user who is joined now sees everything from their current join onwards.
+    A user always sees their own membership events (a leave or kick judged by the state
+    after it would otherwise hide itself). Fast path: a user who is joined now sees
+    everything from their current join onwards.
     """
     by_room: defaultdict[str, list[StoredEvent]] = defaultdict(list)
     for event in stored:
@@ -93,7 +95,10 @@ async def filter_visible(
         join_pos = membership["stream_ordering"] if joined_now and membership else None
         checks: defaultdict[int, list[StoredEvent]] = defaultdict(list)
         for event in events:
-            if join_pos is not None and (event.stream_ordering or 0) >= join_pos:
+            own_membership = event.type == "m.room.member" and event.state_key == user_id
+            if own_membership or (
+                join_pos is not None and (event.stream_ordering or 0) >= join_pos
+            ):
                 visible.add(event.event_id)
             elif event.state_group is not None:
                 checks[event.state_group].append(event)

@@ -136,6 +136,7 @@ class RoomEngine:
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:
         members = self._joined.get(room_id)
         if members is None:
+            await self.room_version(conn, room_id)  # 404 for unknown rooms: cache only real ones
             rows = await state_store.get_members(conn, room_id, ["join"])
             members = self._joined[room_id] = {r["user_id"] for r in rows}
         return members

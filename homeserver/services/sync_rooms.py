@@ -89,7 +89,7 @@ async def room_timeline_and_state(
     )
     limited = len(fetched) > limit
     chronological = list(reversed(fetched[:limit]))
-    visible = await _visible(conn, engine, requester.user_id, chronological)
+    visible = await filter_visible(conn, engine, requester.user_id, chronological)
     serialized = await serialize_events(conn, engine, visible, requester)
     shown = [
         (stored, event) for stored, event in zip(visible, serialized, strict=True)
@@ -115,18 +115,6 @@ async def room_timeline_and_state(
         "timeline": timeline,
         "state": {"events": [sync_event(e, flt) for e in state_serialized]},
     }
-
-
-async def _visible(
-    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, events: list[StoredEvent]
-) -> list[StoredEvent]:
-    """History visibility, except that users always see their own membership changes (their
-    leave or kick is judged by the state after it, where they are no longer joined)."""
-    allowed = {e.event_id for e in await filter_visible(conn, engine, user_id, events)}
-    return [
-        e for e in events
-        if e.event_id in allowed or (e.type == "m.room.member" and e.state_key == user_id)
-    ]
 
 
 async def _state_ids(

@@ -40,9 +40,11 @@ async def test_typing_start_and_stop_in_sync(api: MatrixApi) -> None:
 async def test_typing_expires_on_its_own(api: MatrixApi) -> None:
     alice, bob, room_id = await shared_room(api)
     path = f"rooms/{room_id}/typing/{alice.user_id}"
-    await api.ok("PUT", path, json={"typing": True, "timeout": 100}, token=alice.token)
-    since = (await api.sync(bob))["next_batch"]
-    body = await api.sync(bob, since=since, timeout=10000)
+    await api.ok("PUT", path, json={"typing": True, "timeout": 1500}, token=alice.token)
+    initial = await api.sync(bob)
+    # Still typing at `since`, so the long-poll below can only end by the expiry.
+    assert ephemeral(initial, room_id)["m.typing"] == {"user_ids": [alice.user_id]}
+    body = await api.sync(bob, since=initial["next_batch"], timeout=20000)
     assert ephemeral(body, room_id)["m.typing"] == {"user_ids": []}
 
 

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -54,7 +53,7 @@ class ServerProcess:
     config_path: Path
     log_path: Path
     client_port: int
-    proc: subprocess.Popen[bytes] | None = None
+    proc: asyncio.subprocess.Process | None = None
     _logs: list[Any] = field(default_factory=list)
 
     @property
@@ -67,12 +66,12 @@ class ServerProcess:
 
     async def start(self) -> None:
         """Start the process and wait until the client API answers /versions."""
-        assert self.proc is None or self.proc.poll() is not None, "already running"
+        assert self.proc is None or self.proc.returncode is not None, "already running"
         log = self.log_path.open("ab")
         self._logs.append(log)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "homeserver", "run", "--config", str(self.config_path)],
-            cwd=CHECKOUT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "homeserver", "run", "--config", str(self.config_path),
+            cwd=CHECKOUT, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         await self._wait_until_up()
@@ -82,7 +81,7 @@ class ServerProcess:
         deadline = time.monotonic() + START_DEADLINE_S
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
+                if self.proc.returncode is not None:
                     raise AssertionError(
                         f"server exited with {self.proc.returncode}:\n{self.log_tail()}"
                     )
@@ -95,11 +94,12 @@ class ServerProcess:
                 await asyncio.sleep(POLL_INTERVAL_S)
         raise AssertionError(f"server not up after {START_DEADLINE_S} s:\n{self.log_tail()}")
 
-    async def _wait(self, timeout: float) -> int | None:
+    async def _wait(self, deadline_s: float) -> int | None:
+        """The exit code, or None if the process is still running after `deadline_s`."""
         assert self.proc is not None
         try:
-            return await asyncio.to_thread(self.proc.wait, timeout)
-        except subprocess.TimeoutExpired:
+            return await asyncio.wait_for(self.proc.wait(), deadline_s)
+        except TimeoutError:
             return None
 
     async def kill(self) -> None:
@@ -111,7 +111,7 @@ class ServerProcess:
     async def stop(self) -> int:
         """SIGTERM, wait for a graceful exit (SIGKILL if it hangs); return the exit code."""
         assert self.proc is not None
-        if self.proc.poll() is None:
+        if self.proc.returncode is None:
             self.proc.terminate()
             if await self._wait(STOP_DEADLINE_S) is None:
                 self.proc.kill()
@@ -119,6 +119,7 @@ class ServerProcess:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        assert self.proc.returncode is not None
         return self.proc.returncode
 
     async def restart_after_kill(self) -> None:

@@ -1,0 +1,123 @@
+"""`config.sample.yaml` and the config dataclasses agree, and bad configs are refused clearly.
+
+The sample documents every key with its default; if a key is added to one side only, operators
+either cannot find it or get an "unknown key" error for a documented setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homeserver.config import Config, ConfigError, parse_config
+from homeserver.setup import sample_config_text
+
+DATA_DIR = Path("/srv/moot")
+
+
+def dataclass_keys(cls: type[Any], prefix: str = "") -> Iterator[str]:
+    """Every dotted leaf key of a config dataclass, skipping internal fields."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        path = prefix + f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from dataclass_keys(hints[f.name], path + ".")
+        else:
+            yield path
+
+
+def yaml_keys(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """Every dotted leaf key of a parsed YAML mapping."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from yaml_keys(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key
+
+
+def sample_with(dotted: str, value: Any) -> str:
+    """The sample config with one key set (created if missing), as YAML text."""
+    raw = yaml.safe_load(sample_config_text())
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return yaml.safe_dump(raw)
+
+
+def test_sample_and_dataclasses_have_the_same_keys() -> None:
+    in_sample = set(yaml_keys(yaml.safe_load(sample_config_text())))
+    in_code = set(dataclass_keys(Config))
+    assert in_sample - in_code == set(), "documented in config.sample.yaml but not in the code"
+    assert in_code - in_sample == set(), "in the code but not documented in config.sample.yaml"
+
+
+def test_sample_parses_to_the_defaults() -> None:
+    assert parse_config(sample_config_text(), DATA_DIR) == dataclasses.replace(
+        Config(), data_dir=DATA_DIR
+    )
+
+
+def test_an_empty_file_means_all_defaults() -> None:
+    assert parse_config("", DATA_DIR) == dataclasses.replace(Config(), data_dir=DATA_DIR)
+
+
+@pytest.mark.parametrize(
+    "dotted", ["colour", "server.nmae", "listeners.client.tls", "rate_limits.per_user.rate"]
+)
+def test_unknown_keys_are_refused_by_dotted_path(dotted: str) -> None:
+    with pytest.raises(ConfigError, match=rf"unknown configuration key: {re.escape(dotted)}$"):
+        parse_config(sample_with(dotted, 1), DATA_DIR)
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [
+        ("listeners.client.port", "8008"),
+        ("listeners.client.port", True),
+        ("registration.enabled", "yes"),
+        ("rooms.max_members", 25.5),
+        ("rate_limits.per_user.per_second", "fast"),
+        ("server.server_name", None),
+        ("server", "localhost"),
+        ("rate_limits.per_ip", [1, 2]),
+    ],
+)
+def test_wrong_types_are_refused_naming_the_key(dotted: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=rf"^{re.escape(dotted)}:"):
+        parse_config(sample_with(dotted, value), DATA_DIR)
+
+
+def test_an_integer_is_accepted_where_a_float_is_expected() -> None:
+    config = parse_config(sample_with("rate_limits.per_user.per_second", 3), DATA_DIR)
+    assert config.rate_limits.per_user.per_second == 3.0
+
+
+@pytest.mark.parametrize("members", [300, 257, 1])
+def test_max_members_out_of_range_is_refused(members: int) -> None:
+    with pytest.raises(ConfigError, match=r"rooms\.max_members.*256"):
+        parse_config(sample_with("rooms.max_members", members), DATA_DIR)
+
+
+def test_max_members_may_be_lowered() -> None:
+    assert parse_config(sample_with("rooms.max_members", 5), DATA_DIR).rooms.max_members == 5
+
+
+def test_invalid_yaml_is_refused() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("server: [unclosed", DATA_DIR)
+
+
+def test_a_top_level_list_is_refused() -> None:
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_config("- server\n", DATA_DIR)

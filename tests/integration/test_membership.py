@@ -1,0 +1,242 @@
+"""Membership over HTTP: join, invite, leave, forget, kick, ban, unban, member lists, aliases."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from tests.helpers import MatrixApi, User
+
+
+async def post(api: MatrixApi, user: User, path: str, **body: Any) -> tuple[int, Any]:
+    return await api.request("POST", path, json=body, token=user.token)
+
+
+async def joined_rooms(api: MatrixApi, user: User) -> list[str]:
+    result: list[str] = (await api.ok("GET", "joined_rooms", token=user.token))["joined_rooms"]
+    return result
+
+
+async def membership_of(api: MatrixApi, viewer: User, room: str, user: User) -> str:
+    content = await api.ok(
+        "GET", f"rooms/{room}/state/m.room.member/{user.user_id}", token=viewer.token
+    )
+    result: str = content["membership"]
+    return result
+
+
+def alias_path(alias: str) -> str:
+    return f"directory/room/{quote(alias)}"
+
+
+async def test_join_public_room_by_id_and_by_alias(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    room = await api.create_room(alice, preset="public_chat", room_alias_name="hall")
+    status, body = await post(api, bob, f"join/{room}")
+    assert (status, body) == (200, {"room_id": room})
+    status, body = await post(api, carol, f"join/{quote('#hall:' + api_server(alice))}")
+    assert (status, body) == (200, {"room_id": room})
+    assert await joined_rooms(api, carol) == [room]
+    assert await membership_of(api, alice, room, bob) == "join"
+    # /rooms/{id}/join is the same operation and is idempotent for a joined user.
+    assert await post(api, bob, f"rooms/{room}/join") == (200, {"room_id": room})
+
+
+def api_server(user: User) -> str:
+    return user.user_id.split(":", 1)[1]
+
+
+async def test_join_unknown_room_and_alias(api: MatrixApi) -> None:
+    bob = await api.register("bob")
+    status, body = await post(api, bob, f"join/{quote('#nowhere:' + api_server(bob))}")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await post(api, bob, "join/!nope:" + api_server(bob))
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await post(api, bob, "join/not-a-room")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_private_room_needs_an_invite(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice, preset="private_chat")
+    status, body = await post(api, bob, f"join/{room}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+    assert await post(api, alice, f"rooms/{room}/invite", user_id=bob.user_id) == (200, {})
+    assert await membership_of(api, alice, room, bob) == "invite"
+    await api.join(bob, room)
+    assert await joined_rooms(api, bob) == [room]
+
+
+async def test_invite_validates_its_body(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    status, body = await post(api, alice, f"rooms/{room}/invite")
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+    status, body = await post(api, alice, f"rooms/{room}/invite", user_id=5)
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+    status, body = await post(api, alice, f"rooms/{room}/invite", user_id="bob")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_leave_then_forget(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+
+    status, body = await post(api, bob, f"rooms/{room}/forget")
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN")
+
+    assert await post(api, bob, f"rooms/{room}/leave") == (200, {})
+    assert await joined_rooms(api, bob) == []
+    assert await membership_of(api, alice, room, bob) == "leave"
+    assert await post(api, bob, f"rooms/{room}/forget") == (200, {})
+    sync = await api.sync(bob)
+    assert room not in sync.get("rooms", {}).get("leave", {})
+
+
+async def test_kick_needs_power(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    await api.join(carol, room)
+
+    status, body = await post(api, bob, f"rooms/{room}/kick", user_id=carol.user_id)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert await membership_of(api, alice, room, carol) == "join"
+
+    status, body = await post(
+        api, alice, f"rooms/{room}/kick", user_id=carol.user_id, reason="spam"
+    )
+    assert (status, body) == (200, {})
+    kicked = await api.ok(
+        "GET", f"rooms/{room}/state/m.room.member/{carol.user_id}", token=alice.token
+    )
+    assert kicked == {"membership": "leave", "reason": "spam"}
+    assert await joined_rooms(api, carol) == []
+
+
+async def test_ban_unban_and_rejoin(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice, preset="private_chat", invite=[bob.user_id])
+    await api.join(bob, room)
+
+    status, body = await post(api, bob, f"rooms/{room}/ban", user_id=alice.user_id)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert await post(api, alice, f"rooms/{room}/ban", user_id=bob.user_id) == (200, {})
+    assert await membership_of(api, alice, room, bob) == "ban"
+    status, body = await post(api, bob, f"join/{room}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await post(api, alice, f"rooms/{room}/invite", user_id=bob.user_id)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+    assert await post(api, alice, f"rooms/{room}/unban", user_id=bob.user_id) == (200, {})
+    assert await membership_of(api, alice, room, bob) == "leave"
+    status, body = await post(api, bob, f"join/{room}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # still invite-only
+    await api.invite(alice, room, bob)
+    await api.join(bob, room)
+    assert await joined_rooms(api, bob) == [room]
+
+
+async def test_unban_of_a_user_who_is_not_banned(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice)
+    status, body = await post(api, alice, f"rooms/{room}/unban", user_id=bob.user_id)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_members_and_joined_members(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    await api.ok("PUT", f"profile/{bob.user_id}/displayname", json={"displayname": "Bobby"},
+                 token=bob.token)
+    room = await api.create_room(alice, preset="public_chat", invite=[carol.user_id])
+    await api.join(bob, room)
+
+    def members(chunk: list[dict[str, Any]]) -> dict[str, str]:
+        return {e["state_key"]: e["content"]["membership"] for e in chunk}
+
+    everyone = await api.ok("GET", f"rooms/{room}/members", token=alice.token)
+    assert members(everyone["chunk"]) == {
+        alice.user_id: "join", bob.user_id: "join", carol.user_id: "invite"
+    }
+    assert all(e["type"] == "m.room.member" for e in everyone["chunk"])
+    invited = await api.ok("GET", f"rooms/{room}/members", token=alice.token,
+                           params={"membership": "invite"})
+    assert members(invited["chunk"]) == {carol.user_id: "invite"}
+    not_joined = await api.ok("GET", f"rooms/{room}/members", token=alice.token,
+                              params={"not_membership": "join"})
+    assert members(not_joined["chunk"]) == {carol.user_id: "invite"}
+
+    joined = await api.ok("GET", f"rooms/{room}/joined_members", token=bob.token)
+    assert set(joined["joined"]) == {alice.user_id, bob.user_id}
+    assert joined["joined"][bob.user_id]["display_name"] == "Bobby"
+
+    outsider = await api.register("dave")
+    status, body = await api.request("GET", f"rooms/{room}/members", token=outsider.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await api.request("GET", f"rooms/{room}/joined_members", token=outsider.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_aliases_put_get_delete(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    server = api_server(alice)
+    alias = f"#den:{server}"
+
+    assert await api.request(
+        "PUT", alias_path(alias), json={"room_id": room}, token=alice.token
+    ) == (200, {})
+    assert (await api.ok("GET", alias_path(alias)))["room_id"] == room
+    status, body = await api.request(
+        "PUT", alias_path(alias), json={"room_id": room}, token=bob.token
+    )
+    assert (status, body["errcode"]) == (409, "M_UNKNOWN")
+    listed = await api.ok("GET", f"rooms/{room}/aliases", token=bob.token)
+    assert listed == {"aliases": [alias]}
+
+    status, body = await api.request("DELETE", alias_path(alias), token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert await api.request("DELETE", alias_path(alias), token=alice.token) == (200, {})
+    status, body = await api.request("GET", alias_path(alias))
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await api.request("DELETE", alias_path(alias), token=alice.token)
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    assert await api.ok("GET", f"rooms/{room}/aliases", token=bob.token) == {"aliases": []}
+
+
+async def test_alias_validation(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    cases = [
+        (alias_path("#x:elsewhere.example"), {"room_id": room}, 400, "M_INVALID_PARAM"),
+        (alias_path("nohash"), {"room_id": room}, 400, "M_INVALID_PARAM"),
+        (alias_path(f"#x:{api_server(alice)}"), {}, 400, "M_BAD_JSON"),
+        (alias_path(f"#x:{api_server(alice)}"), {"room_id": 1}, 400, "M_BAD_JSON"),
+        (alias_path(f"#x:{api_server(alice)}"), {"room_id": f"!none:{api_server(alice)}"},
+         404, "M_NOT_FOUND"),
+    ]
+    for path, body, status, errcode in cases:
+        got_status, got = await api.request("PUT", path, json=body, token=alice.token)
+        assert (got_status, got["errcode"]) == (status, errcode), (path, body, got)
+
+
+async def test_room_aliases_needs_membership(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice)
+    status, body = await api.request("GET", f"rooms/{room}/aliases", token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
