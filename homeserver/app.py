@@ -16,7 +16,7 @@ from federation.api import federation_routes
 from federation.api.keys import ServerKeys
 from homeserver import metrics
 from homeserver.api import client_routes
-from homeserver.api.context import ACCOUNTS, CONFIG, ROOMS, SYNC
+from homeserver.api.context import ACCOUNTS, CONFIG, RATELIMITER, ROOMS, SYNC
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config
 from homeserver.protocol.signing import read_signing_keys
@@ -106,6 +106,7 @@ class Homeserver:
         client[ACCOUNTS] = accounts
         client[ROOMS] = rooms
         client[SYNC] = sync
+        client[RATELIMITER] = ratelimiter
         client.add_routes(client_routes())
         listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from homeserver.config import Config
+from homeserver.services.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
@@ -17,3 +18,4 @@ CONFIG = web.AppKey("config", Config)
 ACCOUNTS: web.AppKey[AccountsService] = web.AppKey("accounts")
 ROOMS: web.AppKey[RoomsService] = web.AppKey("rooms")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
+RATELIMITER = web.AppKey("ratelimiter", RateLimiter)

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver import metrics
+from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, too_large
 
 log = logging.getLogger("homeserver.access")
@@ -59,6 +60,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         if request.method == "OPTIONS":
             response = web.Response(headers=_CORS_HEADERS)
         else:
+            _limit_anonymous(request)
             response = await handler(request)
     except MatrixError as e:
         response = error_response(e)
@@ -81,6 +83,16 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         response.status, duration * 1000,
     )
     return response
+
+
+def _limit_anonymous(request: web.Request) -> None:
+    """Requests without an access token are limited per client address; authenticated ones
+    are limited per user where they create events (in the services)."""
+    limiter = request.app.get(RATELIMITER)
+    if limiter is None:
+        return
+    if "Authorization" not in request.headers and "access_token" not in request.query:
+        limiter.check("per_ip", request.remote or "")
 
 
 def _reject_constant(name: str) -> Any:

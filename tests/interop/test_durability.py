@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -62,9 +63,9 @@ async def sender(
             ledger.enough.set()
 
 
-async def all_messages(api: MatrixApi, user: User, room_id: str) -> list[dict[str, object]]:
+async def all_messages(api: MatrixApi, user: User, room_id: str) -> list[dict[str, Any]]:
     """Every m.room.message of the room, oldest first, paginating /messages backwards."""
-    events: list[dict[str, object]] = []
+    events: list[dict[str, Any]] = []
     params = {"dir": "b", "limit": "50"}
     while True:
         _, page = await api.request(
@@ -93,6 +94,7 @@ async def kill_while_sending(server: ServerProcess) -> None:
         await asyncio.wait_for(ledger.enough.wait(), timeout=60)
         await server.kill()
         await asyncio.gather(*tasks)
+    assert ledger.in_flight, "the kill should interrupt sends in flight"
     await server.start()
     await check_room(server, users, room_id, ledger)
 
@@ -133,7 +135,7 @@ async def test_sigkill_with_external_database(
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
     """A data directory the embedded PostgreSQL's unprivileged user can reach (tmp_path is 0700)."""
-    with tempfile.TemporaryDirectory(prefix="moot-dur-") as name:
+    with tempfile.TemporaryDirectory(prefix="moot-dur-", ignore_cleanup_errors=True) as name:
         Path(name).chmod(0o755)
         yield Path(name)
         # The restarted server reused a postmaster it did not start, so it left it running.
