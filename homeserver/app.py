@@ -143,9 +143,7 @@ class Homeserver:
         site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
         self.runners.append(runner)
-        server = site._server
-        assert server is not None
-        self.ports[name] = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.ports[name] = runner.addresses[0][1]  # the real port when the config says 0
 
     async def _refresh_gauges(self) -> None:
         assert self.db is not None

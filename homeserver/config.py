@@ -134,7 +134,7 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
     optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
     if value is None:

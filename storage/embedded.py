@@ -137,6 +137,31 @@ async def _ensure_user() -> pwd.struct_passwd:
     )
 
 
+OWNER_FILE = "moot-owner.pid"  # the PID of the Moot process responsible for stopping the server
+
+
+def _read_owner(cluster: pathlib.Path) -> int | None:
+    try:
+        return int((cluster / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_owner(cluster: pathlib.Path) -> None:
+    (cluster / OWNER_FILE).write_text(str(os.getpid()))
+
+
+def _process_alive(pid: int | None) -> bool:
+    """True for a running process (zombies count as dead: nobody reaps them here)."""
+    if pid is None:
+        return False
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 @dataclass
 class EmbeddedPostgres:
     """One private cluster: ``start()`` makes or reuses it; ``stop()`` stops what it started."""
@@ -165,13 +190,21 @@ class EmbeddedPostgres:
         if os.geteuid() == 0 and self._user is None:
             self._user = await _ensure_user()
         self._cluster = cluster = self._locate()
-        if await self._alive():
-            log.info("embedded postgres: reusing the server already running in %s", cluster)
-            return self.dsn
         major = int(v.read_text()) if (v := cluster / "PG_VERSION").exists() else 0
         if major and self._user and (owner := cluster.stat().st_uid) not in (0, self._user.pw_uid):
             self._user = pwd.getpwuid(owner)  # made earlier as the fallback user ``postgres``
         self._bin = await asyncio.to_thread(self._pick_bindir, major)
+        if await self._alive():
+            # A server whose Moot died (kill -9) is adopted, so that the next clean stop of
+            # Moot stops it; one that a living Moot process started is only borrowed.
+            if not self._started and not _process_alive(_read_owner(cluster)):
+                self._started = True
+                _write_owner(cluster)
+            log.info(
+                "embedded postgres: %s the server already running in %s",
+                "adopting" if self._started else "reusing", cluster,
+            )
+            return self.dsn
         if not major:
             await self._initdb()
         for lockfile in (cluster / "postmaster.pid", cluster / f"{SOCKET_NAME}.lock"):
@@ -191,6 +224,7 @@ class EmbeddedPostgres:
                     return self.dsn
             raise
         self._started = True
+        _write_owner(cluster)
         await self._create_database()
         log.info("embedded postgres: ready in %.2f s at %s", time.monotonic() - t0, cluster)
         return self.dsn
@@ -201,6 +235,7 @@ class EmbeddedPostgres:
             return
         await self._run("pg_ctl", "stop", "-m", "fast", "-w", "-t", "60")
         self._started = False
+        (self.cluster_dir / OWNER_FILE).unlink(missing_ok=True)
 
     def _locate(self) -> pathlib.Path:
         """The cluster directory, moved to ``/var/lib/moot`` if the server could not use it."""

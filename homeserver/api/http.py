@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from homeserver import metrics
 from homeserver.api.context import RATELIMITER
-from homeserver.errors import MatrixError, bad_json, too_large
+from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 
 log = logging.getLogger("homeserver.access")
 
@@ -72,6 +73,12 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(
             MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
         )
+    except asyncpg.DataError as e:
+        # PostgreSQL refuses some values a client can send (U+0000 in text or jsonb, numbers
+        # out of a column's range): that is a bad request, not a server fault.
+        log.warning("request %s %s %s: unstorable value: %s", request_id, request.method,
+                    request.path, e)
+        response = error_response(invalid_param("The request holds a value that cannot be stored"))
     except Exception:
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))

