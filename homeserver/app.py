@@ -85,6 +85,10 @@ class Homeserver:
                 receipts=await StreamIdGenerator.load(conn, "receipts", "stream_id"),
                 # Typing lives in memory; starting from the clock keeps old tokens behind it.
                 typing=StreamIdGenerator(int(time.time() * 1000)),
+                to_device=await StreamIdGenerator.load_watermark(conn, "to_device"),
+                device_lists=await StreamIdGenerator.load(
+                    conn, "device_list_changes", "stream_id"
+                ),
             )
         signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
         server_name = config.server.server_name

@@ -71,6 +71,14 @@ class RoomsConfig:
     default_room_version: str = "12"
 
 
+ENCRYPTION_DEFAULTS = ("private", "all", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionConfig:
+    default: str = "private"
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     max_request_body_bytes: int = 1_048_576
@@ -104,6 +112,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -157,6 +166,11 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"rooms.max_members: must be between 2 and {MAX_ROOM_MEMBERS}, "
             f"got {config.rooms.max_members}"
+        )
+    if config.encryption.default not in ENCRYPTION_DEFAULTS:
+        raise ConfigError(
+            f"encryption.default: must be one of {', '.join(ENCRYPTION_DEFAULTS)}, "
+            f"got {config.encryption.default!r}"
         )
     if config.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"logging.level: unknown level {config.logging.level!r}")

@@ -13,6 +13,17 @@ from contextlib import contextmanager
 
 import asyncpg
 
+GET_WATERMARK = "SELECT position FROM stream_watermarks WHERE stream = $1"
+ADVANCE_WATERMARK = """
+INSERT INTO stream_watermarks (stream, position) VALUES ($1, $2)
+ON CONFLICT (stream) DO UPDATE SET position = GREATEST(stream_watermarks.position, $2)
+"""
+
+
+async def advance_watermark(conn: asyncpg.Connection, stream: str, position: int) -> None:
+    """Record `position` as written, in the transaction that writes it."""
+    await conn.execute(ADVANCE_WATERMARK, stream, position)
+
 
 class StreamIdGenerator:
     def __init__(self, current: int) -> None:
@@ -24,6 +35,12 @@ class StreamIdGenerator:
         # Table and column names are code constants, never user input.
         value = await conn.fetchval(f"SELECT coalesce(max({column}), 0) FROM {table}")
         return cls(int(value))
+
+    @classmethod
+    async def load_watermark(cls, conn: asyncpg.Connection, stream: str) -> StreamIdGenerator:
+        """For streams whose rows get deleted: start from the recorded high-water mark."""
+        value = await conn.fetchval(GET_WATERMARK, stream)
+        return cls(int(value or 0))
 
     @contextmanager
     def allocate(self) -> Iterator[int]:

@@ -7,7 +7,6 @@ from aiohttp import web
 from homeserver.api.auth import require_requester
 from homeserver.api.context import ROOMS
 from homeserver.api.http import field_str, json_response, read_json_body, require_str
-from homeserver.errors import forbidden
 
 routes = web.RouteTableDef()
 
@@ -31,12 +30,12 @@ async def join_room(request: web.Request) -> web.Response:
     return await _join(request, request.match_info["room_id"])
 
 
-async def _set(request: web.Request, membership: str, *, target_from_body: bool) -> web.Response:
+async def _set(request: web.Request, action: str, *, target_from_body: bool) -> web.Response:
     requester = await require_requester(request)
     body = await read_json_body(request, allow_empty=not target_from_body)
     target = require_str(body, "user_id") if target_from_body else requester.user_id
     await request.app[ROOMS].set_membership(
-        requester, request.match_info["room_id"], target, membership, field_str(body, "reason")
+        requester, request.match_info["room_id"], target, action, field_str(body, "reason")
     )
     return json_response({})
 
@@ -53,7 +52,7 @@ async def leave(request: web.Request) -> web.Response:
 
 @routes.post(V3 + "/rooms/{room_id}/kick")
 async def kick(request: web.Request) -> web.Response:
-    return await _set(request, "leave", target_from_body=True)
+    return await _set(request, "kick", target_from_body=True)
 
 
 @routes.post(V3 + "/rooms/{room_id}/ban")
@@ -63,16 +62,7 @@ async def ban(request: web.Request) -> web.Response:
 
 @routes.post(V3 + "/rooms/{room_id}/unban")
 async def unban(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
-    body = await read_json_body(request)
-    target = require_str(body, "user_id")
-    rooms = request.app[ROOMS]
-    room_id = request.match_info["room_id"]
-    members = await rooms.reads.members(requester, room_id, "ban", None)
-    if not any(m["state_key"] == target for m in members):
-        raise forbidden(f"{target} is not banned")
-    await rooms.set_membership(requester, room_id, target, "leave", field_str(body, "reason"))
-    return json_response({})
+    return await _set(request, "unban", target_from_body=True)
 
 
 @routes.post(V3 + "/rooms/{room_id}/forget")

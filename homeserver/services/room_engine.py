@@ -190,6 +190,8 @@ class RoomEngine:
 
         Raises MatrixError (403 when the auth rules or the member cap refuse it).
         """
+        if event_type == "m.room.create":
+            raise forbidden("A room has exactly one m.room.create event, sent when it is created")
         try:
             check_canonical_json(content)
         except CanonicalJSONError as e:

@@ -36,6 +36,15 @@ PRESETS = {
     "public_chat": ("public", "shared", "forbidden"),
 }
 
+# action -> (the membership it sends, the target's memberships it needs; empty: any)
+MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "invite": ("invite", ()),
+    "leave": ("leave", ()),
+    "kick": ("leave", ("join", "invite", "knock")),
+    "ban": ("ban", ()),
+    "unban": ("leave", ("ban",)),
+}
+
 
 class RoomsService:
     def __init__(
@@ -57,6 +66,8 @@ class RoomsService:
         self.ratelimiter.check("per_user", requester.user_id)
         req = _CreateRequest.parse(body, self.config.rooms.default_room_version)
         user = requester.user_id
+        if user in req.invite:
+            raise MatrixError(400, "M_INVALID_PARAM", "The creator cannot invite themselves")
         if 1 + len(req.invite) > self.engine.max_members:
             raise forbidden(
                 f"Room is full: it holds at most {self.engine.max_members} members "
@@ -65,7 +76,8 @@ class RoomsService:
         alias = None
         if req.alias_name is not None:
             alias = f"#{req.alias_name}:{self.server_name}"
-            if not identifiers.is_valid_room_alias(alias) or ":" in req.alias_name:
+            valid = ":" not in req.alias_name and identifiers.is_valid_room_alias(alias)
+            if not req.alias_name or not valid:
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias name {alias}")
             if await self.db.run(lambda c: rooms_store.get_alias(c, alias)) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", f"Room alias {alias} already exists")
@@ -82,9 +94,24 @@ class RoomsService:
             if not isinstance(extra, list):
                 raise bad_json("creation_content.additional_creators must be an array")
             create_content["additional_creators"] = list(dict.fromkeys([*extra, *req.invite]))
-        room_id = await self.engine.create_room(
-            user, version, create_content, is_public=req.visibility == "public"
-        )
+        try:
+            room_id = await self.engine.create_room(
+                user, version, create_content, is_public=req.visibility == "public"
+            )
+        except MatrixError as e:
+            raise _invalid_room_state(e) from None
+        try:
+            await self._populate(room_id, user, req, preset, alias)
+        except MatrixError as e:
+            await self._abandon(room_id, user, alias)
+            raise _invalid_room_state(e) from None
+        return room_id
+
+    async def _populate(
+        self, room_id: str, user: str, req: _CreateRequest, preset: str, alias: str | None
+    ) -> None:
+        """The events after m.room.create, in the spec's order."""
+        version = get_room_version(req.room_version)
         send = self._sender(room_id, user)
         await send("m.room.member", await self._member_content(user, "join"), user)
         power = default_power_levels_content(user, version, preset, invitees=req.invite)
@@ -108,7 +135,20 @@ class RoomsService:
             if req.is_direct:
                 content["is_direct"] = True
             await send("m.room.member", content, invitee)
-        return room_id
+
+    async def _abandon(self, room_id: str, user: str, alias: str | None) -> None:
+        """Undo what a half-built room would show: its alias and the creator's seat."""
+        if alias is not None:
+            name = alias
+            row = await self.db.run(lambda c: rooms_store.get_alias(c, name))
+            if row is not None and row["room_id"] == room_id:
+                await self.db.run(lambda c: rooms_store.delete_alias(c, name))
+        try:
+            await self.engine.send(
+                room_id, user, "m.room.member", {"membership": "leave"}, state_key=user
+            )
+        except MatrixError:
+            pass  # the creator never joined: there is no seat to give up
 
     def _sender(self, room_id: str, user: str) -> Any:
         async def send(event_type: str, content: dict[str, Any], state_key: str) -> str:
@@ -149,12 +189,24 @@ class RoomsService:
         return room_id
 
     async def set_membership(
-        self, requester: Requester, room_id: str, target: str, membership: str,
+        self, requester: Requester, room_id: str, target: str, action: str,
         reason: str | None,
     ) -> None:
-        """invite, leave (own or kick), ban; unban is a leave of a banned user."""
+        """invite, leave (own), kick, ban or unban `target` (an action of `MEMBERSHIP_ACTIONS`).
+
+        The auth rules allow a kick of someone not in the room and an unban of someone not
+        banned; the spec's endpoints refuse both with 403, so that is checked here.
+        """
         if not identifiers.is_valid_user_id(target):
             raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user ID {target!r}")
+        membership, required = MEMBERSHIP_ACTIONS[action]
+        if required:
+            async def current(conn: Any) -> str | None:
+                await self.engine.room_version(conn, room_id)  # 404 for unknown rooms
+                row = await state_store.get_membership(conn, room_id, target)
+                return None if row is None else str(row["membership"])
+            if await self.db.run(current) not in required:
+                raise forbidden(f"Cannot {action} {target}: their membership does not allow it")
         if membership == "invite":
             content = await self._member_content(target, "invite")
         else:
@@ -193,10 +245,8 @@ class RoomsService:
         *, state_key: str | None = None, txn_id: str | None = None,
     ) -> str:
         self.ratelimiter.check("per_user", requester.user_id)
-        if event_type == "m.room.create" or (
-            state_key is None and event_type == "m.room.redaction"
-        ):
-            raise forbidden(f"Cannot send {event_type} this way")
+        if state_key is None and event_type == "m.room.redaction":
+            raise forbidden("Redactions are sent with the /redact endpoint")
         txn = ClientTxn(requester.user_id, requester.device_id, txn_id) if txn_id else None
         return await self.engine.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
@@ -322,6 +372,10 @@ class _CreateRequest:
         for item in _opt(body, "initial_state", list) or []:
             if not isinstance(item, dict) or not isinstance(item.get("type"), str):
                 raise bad_json("initial_state entries need a string 'type'")
+            if item["type"] == "m.room.create":
+                raise MatrixError(
+                    400, "M_INVALID_ROOM_STATE", "initial_state cannot hold m.room.create"
+                )
             state_key = item.get("state_key", "")
             content = item.get("content", {})
             if not isinstance(state_key, str) or not isinstance(content, dict):
@@ -330,6 +384,14 @@ class _CreateRequest:
                 {"type": item["type"], "state_key": state_key, "content": content}
             )
         return req
+
+
+def _invalid_room_state(error: MatrixError) -> MatrixError:
+    """A refused event implied by the createRoom parameters is the spec's
+    400 M_INVALID_ROOM_STATE; other errors (too large, bad JSON) keep their own code."""
+    if error.status != 403:
+        return error
+    return MatrixError(400, "M_INVALID_ROOM_STATE", error.error)
 
 
 def _opt(body: dict[str, Any], key: str, kind: type) -> Any:

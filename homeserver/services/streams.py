@@ -17,6 +17,8 @@ class StreamToken:
     account_data: int = 0
     receipts: int = 0
     typing: int = 0
+    to_device: int = 0
+    device_lists: int = 0
 
     def encode(self) -> str:
         return "s" + "_".join(str(getattr(self, f.name)) for f in fields(self))
@@ -43,6 +45,8 @@ class Streams:
     account_data: StreamIdGenerator
     receipts: StreamIdGenerator
     typing: StreamIdGenerator
+    to_device: StreamIdGenerator
+    device_lists: StreamIdGenerator
 
     def current(self) -> StreamToken:
         return StreamToken(
@@ -50,4 +54,6 @@ class Streams:
             account_data=self.account_data.current,
             receipts=self.receipts.current,
             typing=self.typing.current,
+            to_device=self.to_device.current,
+            device_lists=self.device_lists.current,
         )
