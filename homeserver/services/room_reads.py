@@ -70,6 +70,12 @@ class RoomReads:
         content: dict[str, Any] = pdu["content"]
         return content
 
+    async def current_state_content(
+        self, room_id: str, key: StateKey
+    ) -> dict[str, Any] | None:
+        """The content of one current state event, without an access check (server policy)."""
+        return await self.db.run(lambda conn: self._state_content(conn, room_id, key))
+
     async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             view = await self._view(conn, room_id, requester.user_id)

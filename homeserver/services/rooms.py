@@ -30,6 +30,9 @@ from storage.database import Database
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
 
+ENCRYPTION = "m.room.encryption"
+MEGOLM = "m.megolm.v1.aes-sha2"
+
 PRESETS = {
     "private_chat": ("invite", "shared", "can_join"),
     "trusted_private_chat": ("invite", "shared", "can_join"),
@@ -120,6 +123,12 @@ class RoomsService:
         if alias is not None:
             await self._put_alias(alias, room_id, user)
             await send("m.room.canonical_alias", {"alias": alias}, "")
+        if self._encrypt_by_default(preset, req) and not any(
+            st["type"] == ENCRYPTION and st["state_key"] == "" for st in req.initial_state
+        ):
+            req.initial_state.append(
+                {"type": ENCRYPTION, "state_key": "", "content": {"algorithm": MEGOLM}}
+            )
         join_rule, history, guest = PRESETS[preset]
         await send("m.room.join_rules", {"join_rule": join_rule}, "")
         await send("m.room.history_visibility", {"history_visibility": history}, "")
@@ -149,6 +158,11 @@ class RoomsService:
             )
         except MatrixError:
             pass  # the creator never joined: there is no seat to give up
+
+    def _encrypt_by_default(self, preset: str, req: _CreateRequest) -> bool:
+        policy = self.config.encryption.default
+        private = preset in ("private_chat", "trusted_private_chat") or req.is_direct
+        return policy == "all" or (policy == "private" and private)
 
     def _sender(self, room_id: str, user: str) -> Any:
         async def send(event_type: str, content: dict[str, Any], state_key: str) -> str:
@@ -247,10 +261,19 @@ class RoomsService:
         self.ratelimiter.check("per_user", requester.user_id)
         if state_key is None and event_type == "m.room.redaction":
             raise forbidden("Redactions are sent with the /redact endpoint")
+        if event_type == ENCRYPTION and state_key == "":
+            await self._refuse_encryption_change(room_id, content)
         txn = ClientTxn(requester.user_id, requester.device_id, txn_id) if txn_id else None
         return await self.engine.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
+
+    async def _refuse_encryption_change(self, room_id: str, content: dict[str, Any]) -> None:
+        """Once a room is encrypted it stays so, with the same settings: a changed
+        m.room.encryption could downgrade or switch off encryption for every member."""
+        current = await self.reads.current_state_content(room_id, (ENCRYPTION, ""))
+        if current is not None and current != content:
+            raise forbidden("Encryption cannot be switched off or changed once enabled")
 
     async def redact(
         self, requester: Requester, room_id: str, event_id: str, reason: str | None,
@@ -324,6 +347,8 @@ class RoomsService:
         await self.db.run(lambda c: rooms_store.delete_alias(c, alias))
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
+        """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""
+        await self.reads.state_event(requester, room_id, "m.room.create", "")
         return await self.db.run(lambda c: rooms_store.get_aliases_for_room(c, room_id))
 
 
@@ -364,7 +389,9 @@ class _CreateRequest:
         req.topic = _opt(body, "topic", str)
         req.is_direct = _opt(body, "is_direct", bool) or False
         invite = _opt(body, "invite", list) or []
-        if not all(isinstance(u, str) and identifiers.is_valid_user_id(u) for u in invite):
+        if not all(isinstance(u, str) for u in invite):
+            raise bad_json("invite must be a list of strings")
+        if not all(identifiers.is_valid_user_id(u) for u in invite):
             raise MatrixError(400, "M_INVALID_PARAM", "invite must be a list of user IDs")
         req.invite = list(dict.fromkeys(invite))
         req.creation_content = _opt(body, "creation_content", dict) or {}
