@@ -74,25 +74,27 @@ async def delete_alias(conn: asyncpg.Connection, alias: str) -> None:
 
 
 GET_TXN = """
-SELECT event_id FROM client_transactions WHERE user_id = $1 AND device_id = $2 AND txn_id = $3
+SELECT event_id FROM client_transactions
+WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND scope = $4
 """
 INSERT_TXN = """
-INSERT INTO client_transactions (user_id, device_id, txn_id, event_id, created_ts)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO client_transactions (user_id, device_id, txn_id, scope, event_id, created_ts)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 
 async def get_client_txn(
-    conn: asyncpg.Connection, user_id: str, device_id: str, txn_id: str
+    conn: asyncpg.Connection, user_id: str, device_id: str, txn_id: str, scope: str
 ) -> str | None:
-    result: str | None = await conn.fetchval(GET_TXN, user_id, device_id, txn_id)
+    result: str | None = await conn.fetchval(GET_TXN, user_id, device_id, txn_id, scope)
     return result
 
 
 async def insert_client_txn(
-    conn: asyncpg.Connection, user_id: str, device_id: str, txn_id: str, event_id: str, ts: int
+    conn: asyncpg.Connection, user_id: str, device_id: str, txn_id: str, scope: str,
+    event_id: str, ts: int,
 ) -> None:
-    await conn.execute(INSERT_TXN, user_id, device_id, txn_id, event_id, ts)
+    await conn.execute(INSERT_TXN, user_id, device_id, txn_id, scope, event_id, ts)
 
 
 GET_TXN_IDS_FOR_EVENTS = """

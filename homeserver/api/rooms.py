@@ -52,7 +52,5 @@ async def delete_alias(request: web.Request) -> web.Response:
 @routes.get(V3 + "/rooms/{room_id}/aliases")
 async def room_aliases(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    rooms = request.app[ROOMS]
-    room_id = request.match_info["room_id"]
-    await rooms.reads.members(requester, room_id, "join", None)  # membership check
-    return json_response({"aliases": await rooms.room_aliases(requester, room_id)})
+    aliases = await request.app[ROOMS].room_aliases(requester, request.match_info["room_id"])
+    return json_response({"aliases": aliases})

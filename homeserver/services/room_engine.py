@@ -52,11 +52,13 @@ _SEATED = ("join", "invite")
 
 @dataclass(frozen=True, slots=True)
 class ClientTxn:
-    """A client's idempotency key: the same (user, device, txn_id) yields the same event."""
+    """A client's idempotency key: the same (user, device, txn_id) for the same request
+    (`scope`, e.g. "send/<room>/<type>") yields the same event."""
 
     user_id: str
     device_id: str
     txn_id: str
+    scope: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,8 @@ class RoomEngine:
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:
         members = self._joined.get(room_id)
         if members is None:
-            await self.room_version(conn, room_id)  # 404 for unknown rooms: cache only real ones
+            if await rooms_store.get_room_version(conn, room_id) is None:
+                return set()  # an unknown room has no members; cache only real rooms
             rows = await state_store.get_members(conn, room_id, ["join"])
             members = self._joined[room_id] = {r["user_id"] for r in rows}
         return members
@@ -218,7 +221,7 @@ class RoomEngine:
     ) -> PersistedEvent | str:
         if txn is not None:
             existing = await rooms_store.get_client_txn(
-                conn, txn.user_id, txn.device_id, txn.txn_id
+                conn, txn.user_id, txn.device_id, txn.txn_id, txn.scope
             )
             if existing is not None:
                 return existing
@@ -253,7 +256,7 @@ class RoomEngine:
         )
         if txn is not None:
             await rooms_store.insert_client_txn(
-                conn, txn.user_id, txn.device_id, txn.txn_id, persisted.event_id,
+                conn, txn.user_id, txn.device_id, txn.txn_id, txn.scope, persisted.event_id,
                 pdu["origin_server_ts"],
             )
         return persisted

@@ -263,7 +263,10 @@ class RoomsService:
             raise forbidden("Redactions are sent with the /redact endpoint")
         if event_type == ENCRYPTION and state_key == "":
             await self._refuse_encryption_change(room_id, content)
-        txn = ClientTxn(requester.user_id, requester.device_id, txn_id) if txn_id else None
+        txn = None
+        if txn_id is not None:
+            scope = f"send/{room_id}/{event_type}"
+            txn = ClientTxn(requester.user_id, requester.device_id, txn_id, scope)
         return await self.engine.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
@@ -294,7 +297,9 @@ class RoomsService:
         if target["sender"] != requester.user_id:
             await self._require_redact_power(requester.user_id, room_id, version)
         content: dict[str, Any] = {} if reason is None else {"reason": reason}
-        txn = ClientTxn(requester.user_id, requester.device_id, txn_id)
+        txn = ClientTxn(
+            requester.user_id, requester.device_id, txn_id, f"redact/{room_id}/{event_id}"
+        )
         return await self.engine.send(
             room_id, requester.user_id, "m.room.redaction", content, txn=txn, redacts=event_id
         )

@@ -121,6 +121,13 @@ async def test_kick_needs_power(api: MatrixApi) -> None:
     assert kicked == {"membership": "leave", "reason": "spam"}
     assert await joined_rooms(api, carol) == []
 
+    # The auth rules would allow it, but the endpoint refuses to kick someone not in the room.
+    status, body = await post(api, alice, f"rooms/{room}/kick", user_id=carol.user_id)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await post(api, alice, f"rooms/!nope:{api_server(alice)}/kick",
+                              user_id=carol.user_id)
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
 
 async def test_ban_unban_and_rejoin(api: MatrixApi) -> None:
     alice = await api.register("alice")

@@ -70,6 +70,20 @@ async def test_txn_id_is_idempotent_per_device(api: MatrixApi) -> None:
     assert "transaction_id" not in from_phone["unsigned"]
 
 
+async def test_txn_id_is_scoped_to_the_request_path(api: MatrixApi) -> None:
+    """Spec "Transaction identifiers": a retransmission has the same txn ID *and* path."""
+    alice = await api.register("alice")
+    first = await api.create_room(alice)
+    second = await api.create_room(alice)
+    status, one = await send(api, alice, first, "same")
+    assert status == 200
+    status, two = await send(api, alice, second, "same")
+    assert status == 200
+    assert two["event_id"] != one["event_id"]
+    page = await messages(api, alice, second)
+    assert one["event_id"] not in {e["event_id"] for e in page["chunk"]}
+
+
 async def test_state_put_and_get(api: MatrixApi) -> None:
     alice = await api.register("alice")
     room = await api.create_room(alice)
@@ -168,15 +182,21 @@ async def test_size_and_number_limits(api: MatrixApi) -> None:
     room = await api.create_room(alice)
     status, err = await send(api, alice, room, "big", {"body": "x" * 66000})
     assert (status, err["errcode"]) == (413, "M_TOO_LARGE")
-    for i, bad in enumerate(['{"n": 1.5}', '{"n": 9007199254740992}', '{"n": NaN}']):
+    cases = [('{"n": 1.5}', "M_BAD_JSON"), ('{"n": 9007199254740992}', "M_BAD_JSON"),
+             ('{"a": {"b": [-9007199254740992]}}', "M_BAD_JSON"), ('{"n": NaN}', "M_NOT_JSON")]
+    for i, (bad, errcode) in enumerate(cases):
         status, err = await api.request(
             "PUT", f"rooms/{room}/send/m.room.message/n{i}", raw=bad.encode(),
             token=alice.token, headers={"Content-Type": "application/json"},
         )
-        assert status == 400 and err["errcode"] in ("M_BAD_JSON", "M_NOT_JSON"), (bad, err)
+        assert (status, err["errcode"]) == (400, errcode), bad
     status, _ = await send(api, alice, room, "ok", {"n": 2**53 - 1, "body": "fine"})
     assert status == 200
     status, err = await send(api, alice, room, "create", {}, event_type="m.room.create")
+    assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
+    status, err = await api.request(
+        "PUT", f"rooms/{room}/state/m.room.create", json={}, token=alice.token
+    )
     assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
 
 
