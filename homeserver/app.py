@@ -16,11 +16,25 @@ from federation.api import federation_routes
 from federation.api.keys import ServerKeys
 from homeserver import metrics
 from homeserver.api import client_routes
-from homeserver.api.context import ACCOUNTS, CONFIG, RATELIMITER, ROOMS, SYNC
+from homeserver.api.context import (
+    ACCOUNTS,
+    CONFIG,
+    CROSS_SIGNING,
+    E2E_KEYS,
+    KEY_BACKUP,
+    RATELIMITER,
+    ROOMS,
+    SYNC,
+    TO_DEVICE,
+)
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.accounts import AccountsService
+from homeserver.services.cross_signing import CrossSigningService
+from homeserver.services.device_lists import DeviceListService
+from homeserver.services.e2e_keys import E2EKeysService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.room_engine import RoomEngine
@@ -98,9 +112,11 @@ class Homeserver:
             db, server_name=server_name, signing_key=signing_key,
             max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
         )
-        accounts = AccountsService(db, config, ratelimiter)
+        device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
+        e2e_keys = E2EKeysService(db, server_name, device_lists)
+        accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
         rooms = RoomsService(db, config, engine, accounts, ratelimiter)
-        sync = SyncService(db, config, engine, notifier, streams)
+        sync = SyncService(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
 
         client = web.Application(
             client_max_size=config.limits.max_request_body_bytes,
@@ -111,6 +127,10 @@ class Homeserver:
         client[ROOMS] = rooms
         client[SYNC] = sync
         client[RATELIMITER] = ratelimiter
+        client[E2E_KEYS] = e2e_keys
+        client[CROSS_SIGNING] = CrossSigningService(db, device_lists, accounts)
+        client[TO_DEVICE] = sync.to_device
+        client[KEY_BACKUP] = KeyBackupService(db)
         client.add_routes(client_routes())
         listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)

@@ -112,11 +112,17 @@ def _retrieve(uri: str) -> referencing.Resource[Any]:
 def validate_response(
     schema_file: str, path: str, method: str, status: int, body: Any
 ) -> None:
-    """Validate a response body against the spec's OpenAPI definition of that response."""
+    """Validate a response body against the spec's OpenAPI definition of that response.
+
+    The schema is reached by a JSON pointer into the OpenAPI file, so references inside the
+    file (`#/components/...`) and to other files both resolve.
+    """
     file = CS_API / schema_file
-    doc = _load_yaml(file)
-    response = doc["paths"][path][method.lower()]["responses"][str(status)]
-    schema = dict(response["content"]["application/json"]["schema"])
-    schema["$id"] = file.as_uri()
-    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_retrieve)
+    pointer = "/".join(
+        part.replace("~", "~0").replace("/", "~1")
+        for part in ("paths", path, method.lower(), "responses", str(status), "content",
+                     "application/json", "schema")
+    )
+    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+    schema = {"$ref": f"{file.as_uri()}#/{pointer}"}
     jsonschema.Draft202012Validator(schema, registry=registry).validate(body)

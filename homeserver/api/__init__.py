@@ -11,6 +11,8 @@ def client_routes() -> list[web.AbstractRouteDef]:
         account_data,
         ephemeral,
         filters,
+        key_backup,
+        keys,
         misc,
         profile,
         room_membership,
@@ -18,10 +20,11 @@ def client_routes() -> list[web.AbstractRouteDef]:
         room_sends,
         rooms,
         sync,
+        to_device,
     )
 
     modules = (
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
-        account_data, ephemeral,
+        account_data, ephemeral, to_device, key_backup, keys,
     )
     return [route for module in modules for route in module.routes]

@@ -20,6 +20,7 @@ from aiohttp import web
 from homeserver import metrics
 from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
+from homeserver.services.streams import StreamToken
 
 log = logging.getLogger("homeserver.access")
 
@@ -174,3 +175,16 @@ def query_int(request: web.Request, key: str, default: int, *, lo: int, hi: int)
 
 def is_json_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def query_token(request: web.Request, key: str) -> StreamToken | None:
+    """A sync token from the query string; garbage is M_INVALID_PARAM."""
+    raw = request.query.get(key)
+    if raw is None:
+        return None
+    try:
+        return StreamToken.parse(raw)
+    except ValueError:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"'{key}' is not a sync token from this server"
+        ) from None

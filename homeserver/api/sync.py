@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple
-
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import SYNC
-from homeserver.api.http import json_response, query_int
+from homeserver.api.http import json_response, query_int, query_token
 from homeserver.errors import invalid_param
-from homeserver.services.streams import StreamToken
 from homeserver.services.sync import SyncRequest
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
 PRESENCE_STATES = ("offline", "online", "unavailable")
-MAX_POSITION = 2**63 - 1  # stream positions are PostgreSQL bigints
 MAX_TIMEOUT_MS = 2**31
 
 
@@ -28,19 +24,6 @@ def query_bool(request: web.Request, key: str) -> bool:
     return raw == "true"
 
 
-def _since(request: web.Request) -> StreamToken | None:
-    raw = request.query.get("since")
-    if raw is None:
-        return None
-    try:
-        token = StreamToken.parse(raw)
-    except ValueError:
-        raise invalid_param("'since' is not a sync token from this server") from None
-    if any(position > MAX_POSITION for position in astuple(token)):
-        raise invalid_param("'since' is not a sync token from this server")
-    return token
-
-
 @routes.get(PREFIX + "/sync")
 async def sync(request: web.Request) -> web.Response:
     requester = await require_requester(request)
@@ -48,7 +31,7 @@ async def sync(request: web.Request) -> web.Response:
     if presence is not None and presence not in PRESENCE_STATES:
         raise invalid_param("'set_presence' must be offline, online or unavailable")
     sync_request = SyncRequest(
-        since=_since(request),
+        since=query_token(request, "since"),
         timeout_ms=query_int(request, "timeout", 0, lo=0, hi=MAX_TIMEOUT_MS),
         full_state=query_bool(request, "full_state"),
         filter=request.query.get("filter"),

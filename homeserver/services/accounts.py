@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from argon2 import PasswordHasher
@@ -38,6 +38,9 @@ from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
 from storage import accounts as store
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from homeserver.services.device_lists import DeviceListService
 
 TOKEN_PREFIX = "mat_"
 TOKEN_CACHE_TTL_S = 60.0
@@ -119,8 +122,11 @@ class AccountsService:
     def __init__(
         self, db: Database, config: Config, ratelimiter: RateLimiter,
         clock: Callable[[], float] = time.monotonic,
+        device_lists: DeviceListService | None = None,
     ) -> None:
         self._db = db
+        # Told when a device goes away, so other users stop encrypting for it.
+        self._device_lists = device_lists
         self._config = config
         self._ratelimiter = ratelimiter
         self._hasher = PasswordHasher()  # argon2id with the library's recommended cost
@@ -275,6 +281,7 @@ class AccountsService:
             name="logout",
         )
         self._tokens.drop(requester.user_id, requester.device_id)
+        await self._devices_changed(requester.user_id)
 
     async def logout_all(self, requester: Requester) -> None:
         """Delete every device of the requester, so every access token of theirs dies."""
@@ -282,6 +289,25 @@ class AccountsService:
             lambda conn: store.delete_user_devices(conn, requester.user_id), name="logout_all"
         )
         self._tokens.drop(requester.user_id)
+        await self._devices_changed(requester.user_id)
+
+    async def _devices_changed(self, user_id: str) -> None:
+        if self._device_lists is not None:
+            await self._device_lists.mark_changed(user_id)
+
+    async def check_password(self, user_id: str, password: str) -> bool:
+        """User-Interactive Authentication's password stage for an authenticated user.
+
+        Failures count against the same limit as failed logins, so a stolen access token
+        cannot be used to guess the account's password.
+        """
+        failure_key = f"uia|{user_id}"
+        self._ratelimiter.peek("login_failures", failure_key)
+        row = await self._db.run(lambda conn: store.get_user(conn, user_id))
+        if await self._verify_password(row["password_hash"] if row else None, password):
+            return True
+        self._ratelimiter.check("login_failures", failure_key)
+        return False
 
     async def _issue_token(
         self, conn: asyncpg.Connection, user_id: str, device_id: str,

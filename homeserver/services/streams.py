@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 
 from storage.streams import StreamIdGenerator
 
+MAX_POSITION = 2**63 - 1  # stream positions are PostgreSQL bigints
+
 
 @dataclass(frozen=True, slots=True)
 class StreamToken:
@@ -32,8 +34,8 @@ class StreamToken:
         if not 1 <= len(parts) <= len(fields(cls)):
             raise ValueError("wrong number of stream positions")
         values = [int(p) for p in parts]
-        if any(v < 0 for v in values):
-            raise ValueError("negative stream position")
+        if any(not 0 <= v <= MAX_POSITION for v in values):
+            raise ValueError("stream position out of range")
         return cls(*values)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -23,6 +23,7 @@ import asyncpg
 from homeserver.config import Config
 from homeserver.errors import invalid_param
 from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import Filter, FilterError, FiltersService
 from homeserver.services.notifier import Notifier, wait_for_wake
@@ -36,6 +37,7 @@ from homeserver.services.sync_rooms import (
     room_summary,
     room_timeline_and_state,
 )
+from homeserver.services.to_device import ToDeviceService
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
@@ -63,9 +65,10 @@ class _Rooms:
 class SyncService:
     def __init__(
         self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
-        streams: Streams,
+        streams: Streams, *, e2e_keys: E2EKeysService,
     ) -> None:
         self.db = db
+        self.e2e_keys = e2e_keys
         self.config = config
         self.engine = engine
         self.notifier = notifier
@@ -75,6 +78,9 @@ class SyncService:
         self.typing = TypingService(db, engine, streams.typing, notifier)
         self.receipts = ReceiptsService(
             db, engine, streams.receipts, notifier, self.account_data
+        )
+        self.to_device = ToDeviceService(
+            db, config.server.server_name, streams.to_device, notifier
         )
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
@@ -131,10 +137,26 @@ class SyncService:
                         body["account_data"]["events"].append(event)
                 elif flt.room.account_data.allows(event, entry.room_id):
                     room_data.setdefault(entry.room_id, []).append(event)
+            delivery = await self.to_device.deliver(
+                conn, requester, since.to_device if since else 0, upto.to_device
+            )
+            body["to_device"]["events"] = delivery.events
+            if delivery.capped_at is not None:  # the next sync picks up the rest
+                body["next_batch"] = replace(upto, to_device=delivery.capped_at).encode()
+            counts, unused_fallback = await self.e2e_keys.key_counts(conn, requester)
+            body["device_one_time_keys_count"] = counts
+            body["device_unused_fallback_key_types"] = unused_fallback
+            if since is not None:
+                changed, left = await self.e2e_keys.device_lists.changes(
+                    conn, requester.user_id, since, upto
+                )
+                body["device_lists"] = {"changed": changed, "left": left}
             await self._rooms(conn, requester, request, upto, flt, room_data, body["rooms"])
         rooms = body["rooms"]
         has_updates = bool(
-            body["account_data"]["events"] or rooms["join"] or rooms["invite"] or rooms["leave"]
+            body["account_data"]["events"] or body["to_device"]["events"]
+            or body["device_lists"]["changed"] or body["device_lists"]["left"]
+            or rooms["join"] or rooms["invite"] or rooms["leave"]
         )
         return body, has_updates
 

@@ -1,0 +1,222 @@
+"""Cross-signing (spec "Cross-signing"): uploading a user's master, self-signing and user-signing
+keys, and the signatures those keys (or a device) make over other keys.
+
+Theory of operation. The first set of keys needs no further authentication; replacing an
+existing key needs the account password through User-Interactive Authentication, because a new
+master key is a new identity for everyone who verified the old one. Re-uploading the stored keys
+is idempotent and free (the spec's rule for a lost response). A signature is stored only after
+the server checked it: a device key signed by its owner's self-signing key, the owner's master
+key signed by one of their devices, or another user's master key signed by the requester's
+user-signing key. Anything else is reported per key in `failures`, as the spec describes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
+from homeserver.services.accounts import AccountsService
+from homeserver.services.device_lists import DeviceListService
+from homeserver.services.e2e_checks import (
+    check_signed_by,
+    ed25519_verify_key,
+    invalid_signature,
+    public_key_of,
+)
+from homeserver.services.e2e_keys import CROSS_SIGNING_TYPES
+from homeserver.services.requester import Requester
+from storage import accounts as accounts_store
+from storage import e2e_keys as store
+from storage.database import Database
+
+PASSWORD_STAGE = "m.login.password"
+SignatureRow = tuple[str, str, str, str, str]
+
+
+class AuthRequired(MatrixError):
+    """A User-Interactive Authentication challenge (401): the flows, and after a failed attempt
+    the reason. The first challenge carries no errcode, as the spec's examples show."""
+
+    def __init__(self, session: str | None, error: str | None = None) -> None:
+        super().__init__(401, "M_FORBIDDEN", error or "Authentication required")
+        self.session = session or secrets.token_urlsafe(16)
+        self.failed = error is not None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "flows": [{"stages": [PASSWORD_STAGE]}], "params": {}, "session": self.session,
+        }
+        if self.failed:
+            body |= {"errcode": self.errcode, "error": self.error}
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordAuth:
+    """The `auth` of a request: the password stage's password, if the client sent one."""
+
+    password: str | None
+    session: str | None
+
+
+def _check_cross_signing_key(key: dict[str, Any], key_type: str, user_id: str) -> str:
+    """The public key of a well-formed CrossSigningKey of `key_type`, or a 400."""
+    if key.get("user_id") != user_id:
+        raise invalid_param(f"The {key_type} key's 'user_id' must be your own user ID")
+    usage = key.get("usage")
+    if not isinstance(usage, list) or key_type not in usage:
+        raise bad_json(f"The {key_type} key's 'usage' must list {key_type!r}")
+    public = key.get("keys")
+    if not isinstance(public, dict) or len(public) != 1:
+        raise bad_json(f"The {key_type} key's 'keys' must hold exactly one key")
+    [(name, value)] = public.items()
+    if not isinstance(value, str) or name != f"ed25519:{value}":
+        raise bad_json(f"The {key_type} key must be 'ed25519:<public key>': <public key>")
+    if "signatures" in key and not isinstance(key["signatures"], dict):
+        raise bad_json(f"The {key_type} key's 'signatures' must be an object")
+    ed25519_verify_key(value, f"The {key_type} key")
+    return value
+
+
+def _same_key(signed: dict[str, Any], stored: dict[str, Any]) -> None:
+    """The signed object must be the stored key, apart from its signatures."""
+    def strip(obj: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+
+    if strip(signed) != strip(stored):
+        raise invalid_signature("The signed object does not match the stored key")
+
+
+def _signed_by(
+    obj: dict[str, Any], user_id: str, public: str, what: str, key_id: str | None = None
+) -> SignatureRow:
+    """Check `user_id`'s signature with ed25519 key `public` (named `key_id`, by default
+    `ed25519:<public>` as cross-signing keys are); the signature's column values."""
+    key_id = key_id or f"ed25519:{public}"
+    check_signed_by(obj, user_id, key_id, ed25519_verify_key(public, what), what)
+    return "", "", user_id, key_id, obj["signatures"][user_id][key_id]
+
+
+class CrossSigningService:
+    def __init__(
+        self, db: Database, device_lists: DeviceListService, accounts: AccountsService
+    ) -> None:
+        self.db = db
+        self.device_lists = device_lists
+        self.accounts = accounts
+
+    async def upload_keys(
+        self, requester: Requester, keys: dict[str, dict[str, Any]], auth: PasswordAuth | None
+    ) -> None:
+        """Publish cross-signing keys (key type -> CrossSigningKey)."""
+        user_id = requester.user_id
+        publics = {t: _check_cross_signing_key(k, t, user_id) for t, k in keys.items()}
+
+        async def read(conn: asyncpg.Connection) -> tuple[dict[str, Any], set[str]]:
+            stored = await store.get_cross_signing_keys(conn, [user_id], CROSS_SIGNING_TYPES)
+            devices = await accounts_store.get_devices(conn, user_id)
+            return {t: k for (_, t), k in stored.items()}, {r["device_id"] for r in devices}
+
+        existing, device_ids = await self.db.run(read)
+        if all(existing.get(t) == k for t, k in keys.items()):
+            return  # nothing new: an idempotent retry needs no authentication
+        master = keys.get("master", existing.get("master"))
+        for key_type in ("self_signing", "user_signing"):
+            if key_type in keys:
+                if master is None:
+                    raise MatrixError(400, "M_MISSING_PARAM", "No master signing key is available")
+                _signed_by(keys[key_type], user_id, public_key_of(master), f"{key_type} key")
+        if any(public in device_ids for public in publics.values()):
+            raise forbidden("Key ID in use: a device of yours has that ID")
+        if "master" in existing:
+            await self._authenticate(user_id, auth)
+        now = int(time.time() * 1000)
+
+        async def write(conn: asyncpg.Connection) -> None:
+            for key_type, key in keys.items():
+                await store.upsert_cross_signing_key(conn, user_id, key_type, key, now)
+
+        await self.db.transaction(write, name="cross_signing_upload")
+        await self.device_lists.mark_changed(user_id)
+
+    async def _authenticate(self, user_id: str, auth: PasswordAuth | None) -> None:
+        if auth is None or auth.password is None:
+            raise AuthRequired(auth.session if auth else None)
+        if not await self.accounts.check_password(user_id, auth.password):
+            raise AuthRequired(auth.session, "Invalid password")
+
+    async def upload_signatures(
+        self, requester: Requester, signed: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Check and store signatures (user -> key ID -> signed object); per-key failures."""
+        me = requester.user_id
+
+        async def read(
+            conn: asyncpg.Connection,
+        ) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
+            users = list({me, *signed})
+            keys = await store.get_cross_signing_keys(conn, users, CROSS_SIGNING_TYPES)
+            devices = await store.get_users_device_keys(conn, [me])
+            return keys, {r["device_id"]: r["key_json"] for r in devices}
+
+        cross_signing, my_devices = await self.db.run(read)
+        rows: list[SignatureRow] = []
+        failures: dict[str, dict[str, Any]] = {}
+        for user_id, by_key in signed.items():
+            for key_id, obj in by_key.items():
+                try:
+                    if not isinstance(obj, dict):
+                        raise bad_json("The signed key must be an object")
+                    checked = self._signatures_on(me, user_id, key_id, obj, cross_signing,
+                                                  my_devices)
+                except MatrixError as e:
+                    failures.setdefault(user_id, {})[key_id] = e.to_json()
+                    continue
+                rows.extend((user_id, key_id, *row[2:]) for row in checked)
+        if rows:
+            await self.db.transaction(
+                lambda conn: store.upsert_signatures(conn, rows), name="signatures_upload"
+            )
+            for user_id in sorted({row[0] for row in rows}):
+                await self.device_lists.mark_changed(user_id)
+        return {"failures": failures}
+
+    @staticmethod
+    def _signatures_on(
+        me: str, user_id: str, key_id: str, obj: dict[str, Any],
+        cross_signing: dict[tuple[str, str], Any], my_devices: dict[str, Any],
+    ) -> list[SignatureRow]:
+        """The verified new signatures on one key (target columns left blank), or raise."""
+        if not isinstance(obj.get("signatures"), dict):
+            raise bad_json("The signed key has no 'signatures' object")
+        master = cross_signing.get((user_id, "master"))
+        if user_id == me and key_id in my_devices:
+            self_signing = cross_signing.get((me, "self_signing"))
+            if self_signing is None:
+                raise not_found("You have no self-signing key to sign devices with")
+            _same_key(obj, my_devices[key_id])
+            return [_signed_by(obj, me, public_key_of(self_signing), "device signature")]
+        if master is None or key_id != public_key_of(master):
+            raise not_found(f"Unknown key {key_id} of {user_id}")
+        _same_key(obj, master)
+        if user_id != me:
+            user_signing = cross_signing.get((me, "user_signing"))
+            if user_signing is None:
+                raise not_found("You have no user-signing key to sign other users with")
+            return [_signed_by(obj, me, public_key_of(user_signing), "user signature")]
+        # One's own master key, signed by one's devices (migrating from device verification).
+        mine = obj["signatures"].get(me)
+        found = [
+            _signed_by(obj, me, my_devices[d]["keys"][f"ed25519:{d}"], "master key signature",
+                       f"ed25519:{d}")
+            for d in my_devices
+            if isinstance(mine, dict) and f"ed25519:{d}" in mine
+        ]
+        if not found:
+            raise invalid_signature("The master key carries no signature by one of your devices")
+        return found

@@ -1,0 +1,93 @@
+"""Device-list tracking: who must re-download whose keys ("Tracking the device list for a user").
+
+Theory of operation. A change to a user's devices or cross-signing keys takes the next position
+of the device-list stream and is recorded in `device_list_changes`; then every local user who
+shares a joined room with them (and the user themselves, for their other devices) is woken.
+A syncing user's `device_lists` between two tokens is then:
+
+- `changed`: users sharing a room with them whose device list moved in (since, upto]; users who
+  joined a room they share in the events range; everyone in a room they joined in that range;
+- `left`: users with a membership change in that range (theirs or the syncer's) who no longer
+  share any room with them.
+
+The spec lets a server report a user in `changed` when a room is newly shared even if another
+room already was; that is what happens here. Nothing moved in either stream costs no query.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from homeserver.services.notifier import Notifier
+from homeserver.services.room_engine import RoomEngine
+from homeserver.services.streams import StreamToken
+from storage import device_lists as store
+from storage import state as state_store
+from storage.database import Database
+from storage.streams import StreamIdGenerator
+
+GONE = ("leave", "ban")
+
+
+class DeviceListService:
+    def __init__(
+        self, db: Database, gen: StreamIdGenerator, notifier: Notifier, engine: RoomEngine
+    ) -> None:
+        self.db = db
+        self.gen = gen
+        self.notifier = notifier
+        self.engine = engine
+
+    async def mark_changed(self, user_id: str) -> None:
+        """Record that `user_id`'s devices or cross-signing keys changed and wake who cares."""
+        with self.gen.allocate() as position:
+            await self.db.transaction(
+                lambda conn: store.insert_change(conn, position, user_id),
+                name="device_list_change",
+            )
+        # Woken only after the position is released, so their /sync can read up to it.
+        self.notifier.notify_users(await self.db.run(lambda c: self._audience(c, user_id)))
+
+    async def _audience(self, conn: asyncpg.Connection, user_id: str) -> set[str]:
+        """The user and every local user in one of their joined rooms (from the engine cache)."""
+        audience = {user_id}
+        for row in await state_store.get_rooms_for_user(conn, user_id, ["join"]):
+            audience |= await self.engine.joined_members(conn, row["room_id"])
+        return audience
+
+    async def changes(
+        self, conn: asyncpg.Connection, user_id: str, since: StreamToken, upto: StreamToken
+    ) -> tuple[list[str], list[str]]:
+        """(changed, left) for `user_id` between two sync tokens, both sorted."""
+        changed: set[str] = set()
+        if since.device_lists < upto.device_lists:
+            changed = await store.get_changed_users_sharing(
+                conn, user_id, since.device_lists, upto.device_lists
+            )
+        if since.events >= upto.events:
+            return sorted(changed), []
+        rows = await store.get_membership_changes_in_rooms_of(
+            conn, user_id, since.events, upto.events
+        )
+        if not rows:
+            return sorted(changed), []
+        left: set[str] = set()
+        my_joins: list[str] = []
+        my_leaves: list[str] = []
+        for row in rows:
+            membership = row["membership"]
+            if row["user_id"] == user_id:
+                if membership == "join":
+                    my_joins.append(row["room_id"])
+                elif membership in GONE:
+                    my_leaves.append(row["room_id"])
+            elif membership == "join":
+                changed.add(row["user_id"])
+            elif membership in GONE:
+                left.add(row["user_id"])
+        if my_joins:
+            changed |= await store.get_joined_users_in_rooms(conn, my_joins)
+        if my_leaves:
+            left |= await store.get_joined_users_in_rooms(conn, my_leaves)
+        sharing = await store.get_users_sharing_room(conn, user_id) | {user_id}
+        return sorted(changed & sharing), sorted(left - sharing)

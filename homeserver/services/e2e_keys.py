@@ -1,0 +1,281 @@
+"""End-to-end keys (spec "End-to-End Encryption", "Key management API"): upload, query and claim
+of device, one-time and fallback keys, and the device-list and key counts /sync reports.
+
+The server never interprets keys beyond what protects other users: the device keys' signature
+by the device's own ed25519 key, the one-time and fallback keys' signature by that same key, and
+a device's identity keys staying fixed once published (a change would let a server or thief
+substitute a device behind its owner's back). Everything else is stored and served verbatim.
+Cross-signing lives in `cross_signing.py`; both share the key checks in `e2e_checks.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import bad_json, invalid_param, unknown_token
+from homeserver.protocol.identifiers import parse_user_id
+from homeserver.services.device_lists import DeviceListService
+from homeserver.services.e2e_checks import (
+    check_key_b64,
+    check_signed_by,
+    device_identity,
+    ed25519_verify_key,
+    merge_signatures,
+    public_key_of,
+)
+from homeserver.services.requester import Requester
+from homeserver.services.streams import StreamToken
+from storage import e2e_keys as store
+from storage.database import Database
+
+DEFAULT_OTK_ALGORITHM = "signed_curve25519"
+CROSS_SIGNING_TYPES = ("master", "self_signing", "user_signing")
+UNREACHABLE = {"errcode": "M_UNKNOWN", "error": "Federation is not available on this server"}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpload:
+    """The body of /keys/upload, typed at the edge; contents are checked by the service."""
+
+    device_keys: dict[str, Any] | None = None
+    one_time_keys: dict[str, Any] = field(default_factory=dict)
+    fallback_keys: dict[str, Any] = field(default_factory=dict)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def split_by_server(user_ids: list[str], server_name: str) -> tuple[list[str], set[str]]:
+    """(local user IDs, remote server names); a malformed user ID is M_INVALID_PARAM."""
+    local: list[str] = []
+    remote: set[str] = set()
+    for user_id in user_ids:
+        try:
+            _, server = parse_user_id(user_id)
+        except ValueError:
+            raise invalid_param(f"{user_id!r} is not a valid user ID") from None
+        if server == server_name:
+            local.append(user_id)
+        else:
+            remote.add(server)
+    return local, remote
+
+
+def _key_entries(keys: Mapping[str, Any], what: str) -> list[tuple[str, str, Any]]:
+    """`algorithm:key_id` -> key map as (algorithm, key_id, key); malformed entries are 400."""
+    entries = []
+    for name, value in keys.items():
+        algorithm, sep, key_id = name.partition(":")
+        if not (sep and algorithm and key_id):
+            raise bad_json(f"'{what}' names must be '<algorithm>:<key_id>', not {name!r}")
+        if isinstance(value, str) and algorithm.startswith("signed_"):
+            raise bad_json(f"{what} {name!r} must be a signed key object")
+        if not isinstance(value, str | dict):
+            raise bad_json(f"{what} {name!r} must be a string or an object")
+        public = value if isinstance(value, str) else value.get("key")
+        if not isinstance(public, str):
+            raise bad_json(f"{what} {name!r} needs a string 'key'")
+        if "curve25519" in algorithm:
+            check_key_b64(public, f"{what} {name!r}")
+        entries.append((algorithm, key_id, value))
+    return entries
+
+
+class E2EKeysService:
+    def __init__(self, db: Database, server_name: str, device_lists: DeviceListService) -> None:
+        self.db = db
+        self.server_name = server_name
+        self.device_lists = device_lists
+
+    # ---- /keys/upload -------------------------------------------------------------------------
+
+    async def upload(self, requester: Requester, upload: KeyUpload) -> dict[str, int]:
+        """Store the device's keys; returns its one-time key counts per algorithm."""
+        user_id, device_id = requester.user_id, requester.device_id
+        new_keys = None
+        if upload.device_keys is not None:
+            new_keys = self._check_device_keys(requester, upload.device_keys)
+        one_time = _key_entries(upload.one_time_keys, "one_time_keys")
+        fallback = _key_entries(upload.fallback_keys, "fallback_keys")
+        if len({algorithm for algorithm, _, _ in fallback}) != len(fallback):
+            raise bad_json("'fallback_keys' may hold only one key per algorithm")
+
+        async def txn(conn: asyncpg.Connection) -> tuple[dict[str, int], bool]:
+            stored = await store.get_device_keys(conn, user_id, device_id)
+            changed = False
+            if new_keys is not None:
+                if stored is not None and device_identity(stored) != device_identity(new_keys):
+                    raise invalid_param(
+                        "A device's identity keys never change: log in as a new device instead"
+                    )
+                if stored != new_keys:
+                    await store.upsert_device_keys(conn, user_id, device_id, new_keys, _now_ms())
+                    changed = True
+                stored = new_keys
+            device_ed25519 = device_identity(stored)[0] if stored is not None else None
+            if device_ed25519 is not None:
+                # Keys signed by the device: only checkable once its ed25519 key is known.
+                signing_key = ed25519_verify_key(device_ed25519, "device key")
+                for algorithm, key_id, value in one_time + fallback:
+                    if isinstance(value, dict):
+                        check_signed_by(
+                            value, user_id, f"ed25519:{device_id}", signing_key,
+                            f"key {algorithm}:{key_id}",
+                        )
+            await self._store_one_time_keys(conn, user_id, device_id, one_time)
+            for algorithm, key_id, value in fallback:
+                await store.upsert_fallback_key(conn, user_id, device_id, algorithm, key_id, value)
+            counts, _ = await store.get_key_counts(conn, user_id, device_id)
+            return counts, changed
+
+        try:
+            counts, changed = await self.db.transaction(txn, name="keys_upload")
+        except asyncpg.ForeignKeyViolationError:
+            raise unknown_token("This device has been logged out") from None
+        if changed:
+            await self.device_lists.mark_changed(user_id)
+        return {DEFAULT_OTK_ALGORITHM: 0, **counts}
+
+    @staticmethod
+    def _check_device_keys(requester: Requester, keys: dict[str, Any]) -> dict[str, Any]:
+        """The DeviceKeys object to store (without `unsigned`), or a 400 naming the fault."""
+        if keys.get("user_id") != requester.user_id:
+            raise invalid_param("'device_keys.user_id' must be your own user ID")
+        if keys.get("device_id") != requester.device_id:
+            raise invalid_param("'device_keys.device_id' must be the device of the access token")
+        algorithms = keys.get("algorithms")
+        if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
+            raise bad_json("'device_keys.algorithms' must be an array of strings")
+        public = keys.get("keys")
+        if not isinstance(public, dict) or not all(isinstance(v, str) for v in public.values()):
+            raise bad_json("'device_keys.keys' must be an object of strings")
+        if not isinstance(keys.get("signatures"), dict):
+            raise bad_json("'device_keys.signatures' must be an object")
+        ed25519, curve25519 = device_identity(keys)
+        if ed25519 is None or curve25519 is None:
+            raise bad_json(
+                f"'device_keys.keys' needs ed25519:{requester.device_id} and "
+                f"curve25519:{requester.device_id}"
+            )
+        check_key_b64(curve25519, "device curve25519 key")
+        verify_key = ed25519_verify_key(ed25519, "device ed25519 key")
+        check_signed_by(
+            keys, requester.user_id, f"ed25519:{requester.device_id}", verify_key, "device_keys"
+        )
+        return {k: v for k, v in keys.items() if k != "unsigned"}
+
+    @staticmethod
+    async def _store_one_time_keys(
+        conn: asyncpg.Connection, user_id: str, device_id: str,
+        entries: list[tuple[str, str, Any]],
+    ) -> None:
+        """Insert new keys; re-uploading a stored key is fine, changing one is not."""
+        if not entries:
+            return
+        stored = await store.get_one_time_keys(
+            conn, user_id, device_id, [(a, k) for a, k, _ in entries]
+        )
+        for algorithm, key_id, value in entries:
+            if (algorithm, key_id) in stored and stored[algorithm, key_id] != value:
+                raise invalid_param(
+                    f"One-time key {algorithm}:{key_id} already exists with different content"
+                )
+        await store.insert_one_time_keys(
+            conn, user_id, device_id, [e for e in entries if (e[0], e[1]) not in stored]
+        )
+
+    # ---- /keys/query --------------------------------------------------------------------------
+
+    async def query(self, requester: Requester, wanted: dict[str, list[str]]) -> dict[str, Any]:
+        """Device keys and cross-signing keys of the users, with visible signatures merged."""
+        local, remote = split_by_server(list(wanted), self.server_name)
+
+        async def read(
+            conn: asyncpg.Connection,
+        ) -> tuple[list[asyncpg.Record], dict[tuple[str, str], Any], list[asyncpg.Record]]:
+            return (
+                await store.get_users_device_keys(conn, local),
+                await store.get_cross_signing_keys(conn, local, CROSS_SIGNING_TYPES),
+                await store.get_signatures(conn, local, requester.user_id),
+            )
+
+        devices, cross_signing, signature_rows = await self.db.run(read)
+        signatures: dict[tuple[str, str], list[asyncpg.Record]] = {}
+        for row in signature_rows:
+            signatures.setdefault((row["target_user_id"], row["target_key_id"]), []).append(row)
+        device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
+        for row in devices:
+            user_id, device_id = row["user_id"], row["device_id"]
+            if wanted[user_id] and device_id not in wanted[user_id]:
+                continue
+            keys = merge_signatures(row["key_json"], signatures.get((user_id, device_id), []))
+            keys["unsigned"] = (
+                {} if row["display_name"] is None
+                else {"device_display_name": row["display_name"]}
+            )
+            device_keys[user_id][device_id] = keys
+        body: dict[str, Any] = {
+            "failures": {server: dict(UNREACHABLE) for server in remote},
+            "device_keys": device_keys,
+            "master_keys": {}, "self_signing_keys": {}, "user_signing_keys": {},
+        }
+        for (user_id, key_type), key in cross_signing.items():
+            if key_type == "user_signing" and user_id != requester.user_id:
+                continue  # a user-signing key is only ever shown to its owner
+            key_sigs = signatures.get((user_id, public_key_of(key)), [])
+            body[f"{key_type}_keys"][user_id] = merge_signatures(key, key_sigs)
+        return body
+
+    # ---- /keys/claim --------------------------------------------------------------------------
+
+    async def claim(
+        self, requester: Requester, wanted: dict[str, dict[str, str]]
+    ) -> dict[str, Any]:
+        """One key per requested device: a one-time key if any is left, else the fallback key."""
+        local, remote = split_by_server(list(wanted), self.server_name)
+
+        async def txn(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+            claimed: dict[str, dict[str, Any]] = {}
+            for user_id in local:
+                for device_id, algorithm in wanted[user_id].items():
+                    row = await store.claim_one_time_key(conn, user_id, device_id, algorithm)
+                    if row is None:
+                        row = await store.claim_fallback_key(conn, user_id, device_id, algorithm)
+                    if row is not None:
+                        claimed.setdefault(user_id, {})[device_id] = {
+                            f"{algorithm}:{row['key_id']}": row["key_json"]
+                        }
+            return claimed
+
+        claimed = await self.db.transaction(txn, name="keys_claim")
+        return {
+            "failures": {server: dict(UNREACHABLE) for server in remote},
+            "one_time_keys": claimed,
+        }
+
+    # ---- device lists and counts --------------------------------------------------------------
+
+    async def changes(
+        self, requester: Requester, since: StreamToken, upto: StreamToken
+    ) -> dict[str, list[str]]:
+        """/keys/changes: the users whose keys changed or who stopped sharing a room."""
+        changed, left = await self.db.run(
+            lambda conn: self.device_lists.changes(conn, requester.user_id, since, upto)
+        )
+        return {"changed": changed, "left": left}
+
+    @staticmethod
+    async def key_counts(
+        conn: asyncpg.Connection, requester: Requester
+    ) -> tuple[dict[str, int], list[str]]:
+        """/sync's `device_one_time_keys_count` and `device_unused_fallback_key_types`."""
+        counts, unused_fallback = await store.get_key_counts(
+            conn, requester.user_id, requester.device_id
+        )
+        return {DEFAULT_OTK_ALGORITHM: 0, **counts}, unused_fallback
