@@ -64,10 +64,17 @@ class Database:
         finally:
             await conn_cm.__aexit__(None, None, None)
 
-    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `fn` on a pooled connection outside any explicit transaction (reads)."""
-        async with self.connection() as conn:
-            return await fn(conn)
+    async def run(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, name: str = "read"
+    ) -> T:
+        """Run `fn` on a pooled connection outside any explicit transaction (reads: each
+        statement is its own implicit transaction)."""
+        start = time.perf_counter()
+        try:
+            async with self.connection() as conn:
+                return await fn(conn)
+        finally:
+            metrics.TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - start)
 
     async def transaction(
         self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, name: str = "txn"
