@@ -47,14 +47,12 @@ async def insert_state_group(
     group: int = await conn.fetchval(INSERT_GROUP, room_id, prev_group, depth)
     if entries:
         keys = list(entries)
-        await conn.execute(
-            INSERT_ENTRIES, group, [k[0] for k in keys], [k[1] for k in keys],
-            [entries[k] for k in keys],
-        )
+        await conn.execute(INSERT_ENTRIES, group, *_columns(keys), [entries[k] for k in keys])
     return group
 
 
-GET_STATE = """
+# The entries of group $1 and all its ancestors, nearest first per (type, state_key).
+_GROUP_STATE = """
 WITH RECURSIVE chain(state_group, prev_group, hop) AS (
     SELECT state_group, prev_group, 0 FROM state_groups WHERE state_group = $1
     UNION ALL
@@ -63,9 +61,22 @@ WITH RECURSIVE chain(state_group, prev_group, hop) AS (
 )
 SELECT DISTINCT ON (s.type, s.state_key) s.type, s.state_key, s.event_id
 FROM state_group_entries s JOIN chain c USING (state_group)
-WHERE ($2::text[] IS NULL OR s.type = ANY($2))
+WHERE {condition}
 ORDER BY s.type, s.state_key, c.hop
 """
+GET_STATE = _GROUP_STATE.format(condition="$2::text[] IS NULL OR s.type = ANY($2)")
+GET_STATE_FOR_KEYS = _GROUP_STATE.format(
+    condition="(s.type, s.state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
+)
+
+
+def _state_map(rows: Iterable[asyncpg.Record]) -> StateMap:
+    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+
+def _columns(keys: Sequence[StateKey]) -> tuple[list[str], list[str]]:
+    """(types, state_keys) as two arrays, for `unnest($n, $m)`."""
+    return [k[0] for k in keys], [k[1] for k in keys]
 
 
 async def get_state(
@@ -73,31 +84,14 @@ async def get_state(
 ) -> StateMap:
     """The full state of a group, optionally only the given event types."""
     rows = await conn.fetch(GET_STATE, group, list(types) if types is not None else None)
-    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
-
-
-GET_STATE_FOR_KEYS = """
-WITH RECURSIVE chain(state_group, prev_group, hop) AS (
-    SELECT state_group, prev_group, 0 FROM state_groups WHERE state_group = $1
-    UNION ALL
-    SELECT g.state_group, g.prev_group, c.hop + 1
-    FROM state_groups g JOIN chain c ON g.state_group = c.prev_group
-)
-SELECT DISTINCT ON (s.type, s.state_key) s.type, s.state_key, s.event_id
-FROM state_group_entries s JOIN chain c USING (state_group)
-WHERE (s.type, s.state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-ORDER BY s.type, s.state_key, c.hop
-"""
+    return _state_map(rows)
 
 
 async def get_state_for_keys(
     conn: asyncpg.Connection, group: int, keys: Sequence[StateKey]
 ) -> StateMap:
     """Only the given (type, state_key) entries of a group's state."""
-    rows = await conn.fetch(
-        GET_STATE_FOR_KEYS, group, [k[0] for k in keys], [k[1] for k in keys]
-    )
-    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+    return _state_map(await conn.fetch(GET_STATE_FOR_KEYS, group, *_columns(keys)))
 
 
 GET_CURRENT_STATE = """
@@ -110,7 +104,7 @@ async def get_current_state(
     conn: asyncpg.Connection, room_id: str, types: Sequence[str] | None = None
 ) -> StateMap:
     rows = await conn.fetch(GET_CURRENT_STATE, room_id, list(types) if types else None)
-    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+    return _state_map(rows)
 
 
 GET_CURRENT_STATE_FOR_KEYS = """
@@ -123,10 +117,7 @@ async def get_current_state_for_keys(
     conn: asyncpg.Connection, room_id: str, keys: Sequence[StateKey]
 ) -> StateMap:
     """Only the given (type, state_key) entries of the current state (the auth events)."""
-    rows = await conn.fetch(
-        GET_CURRENT_STATE_FOR_KEYS, room_id, [k[0] for k in keys], [k[1] for k in keys]
-    )
-    return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+    return _state_map(await conn.fetch(GET_CURRENT_STATE_FOR_KEYS, room_id, *_columns(keys)))
 
 
 GET_CURRENT_STATE_EVENT = """

@@ -8,7 +8,7 @@ new record here plus whatever new rule it brings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 EventIdFormat = Literal["v4"]
@@ -67,38 +67,16 @@ ROOM_V10 = RoomVersion(
     additional_creators=False,
 )
 
-ROOM_V11 = RoomVersion(
-    identifier="11",
-    event_id_format="v4",
-    redaction_rules="v11",
-    state_res="v2",
-    knock_join_rule=True,
-    restricted_join_rule=True,
-    knock_restricted_join_rule=True,
-    enforce_int_power_levels=True,
-    implicit_room_creator=True,
+# v11: the creator comes from the sender, and redaction rules changed (`redacts` in content).
+ROOM_V11 = replace(
+    ROOM_V10, identifier="11", redaction_rules="v11", implicit_room_creator=True,
     redacts_in_content=True,
-    room_id_from_create_event=False,
-    create_event_in_auth_events=True,
-    privileged_creators=False,
-    additional_creators=False,
 )
 
-ROOM_V12 = RoomVersion(
-    identifier="12",
-    event_id_format="v4",
-    redaction_rules="v11",
-    state_res="v2.1",
-    knock_join_rule=True,
-    restricted_join_rule=True,
-    knock_restricted_join_rule=True,
-    enforce_int_power_levels=True,
-    implicit_room_creator=True,
-    redacts_in_content=True,
-    room_id_from_create_event=True,
-    create_event_in_auth_events=False,
-    privileged_creators=True,
-    additional_creators=True,
+# v12: room IDs are the create event's hash, creators have infinite power, state res v2.1.
+ROOM_V12 = replace(
+    ROOM_V11, identifier="12", state_res="v2.1", room_id_from_create_event=True,
+    create_event_in_auth_events=False, privileged_creators=True, additional_creators=True,
 )
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {

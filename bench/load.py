@@ -1,0 +1,401 @@
+"""Group-chat load against any Matrix homeserver, spec Client-Server API only.
+
+Theory of operation: register `--users` accounts (UIA with the `m.login.dummy` stage), the first
+creates a public room (preset `public_chat`, so no server encrypts it by default), the others join
+it one request each (timed), `--receivers` of them long-poll `/sync` from a token taken before the
+first message, and `--senders` others send `--messages` text messages in total. Every message
+carries a unique id and its send start time in its content, so each receiver can tell when it
+arrived (fan-out latency) and whether it saw it exactly once (lost, duplicates). The server
+process's resident memory is sampled from /proc while the load runs. One JSON object goes to
+stdout; progress goes to stderr. It only measures: it asserts nothing and never retries a send.
+
+Only /register, /createRoom, /join, /rooms/{id}/send and /sync are used, so the same run works
+against Synapse and Moot. Loopback servers only; everything is bounded by `--deadline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+CLIENT_PREFIX = "/_matrix/client/v3"
+PASSWORD = "bench password 1"
+SYNC_TIMEOUT_MS = 30_000
+RSS_SAMPLE_S = 0.1
+SYNC_ERROR_BACKOFF_S = 0.5
+
+
+class BenchError(Exception):
+    """A set-up step (register, create, join) failed: the run cannot measure anything."""
+
+
+@dataclass(slots=True)
+class User:
+    user_id: str
+    token: str
+
+
+@dataclass(slots=True)
+class Receiver:
+    """What one long-polling receiver saw: bench id → arrival count, and fan-out samples."""
+
+    seen: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    syncs: int = 0
+    limited_syncs: int = 0
+    sync_errors: int = 0
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None for no samples (a server that delivered nothing)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(len(ordered) * pct / 100))
+    return round(ordered[rank - 1], 1)
+
+
+class Client:
+    """A thin JSON client: every call returns (status, body, elapsed seconds)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/") + CLIENT_PREFIX
+
+    async def call(
+        self, method: str, path: str, token: str | None = None,
+        body: dict[str, Any] | None = None, params: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any], float]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        started = time.monotonic()
+        async with self._session.request(
+            method, self._base + path, json=body, params=params, headers=headers,
+        ) as resp:
+            raw = await resp.read()
+        elapsed = time.monotonic() - started
+        try:
+            parsed = json.loads(raw) if raw else {}
+        except ValueError:
+            parsed = {"raw": raw[:200].decode(errors="replace")}
+        return resp.status, parsed if isinstance(parsed, dict) else {}, elapsed
+
+    async def setup_call(
+        self, method: str, path: str, token: str | None = None, body: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], float]:
+        """A set-up request that must succeed; waits out a 429 in case a limit was left on."""
+        while True:
+            status, reply, elapsed = await self.call(method, path, token, body)
+            if status == 429:
+                await asyncio.sleep(reply.get("retry_after_ms", 1000) / 1000)
+                continue
+            if status != 200:
+                raise BenchError(f"{method} {path} -> {status} {reply}")
+            return reply, elapsed
+
+
+async def register(client: Client, localpart: str) -> User:
+    """Two-step UIA: the 401 hands out a session, the retry completes the dummy stage."""
+    body: dict[str, Any] = {"username": localpart, "password": PASSWORD}
+    status, reply, _ = await client.call("POST", "/register", body=body)
+    if status != 401 or "session" not in reply:
+        raise BenchError(f"register {localpart}: expected a UIA 401, got {status} {reply}")
+    body["auth"] = {"type": "m.login.dummy", "session": reply["session"]}
+    reply, _ = await client.setup_call("POST", "/register", body=body)
+    return User(reply["user_id"], reply["access_token"])
+
+
+async def bounded(limit: int, jobs: list[Any]) -> list[Any]:
+    """Run coroutines with at most `limit` in flight, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Any) -> Any:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+def sync_filter(room_id: str, timeline_limit: int) -> str:
+    return json.dumps({
+        "room": {
+            "rooms": [room_id],
+            "timeline": {"limit": timeline_limit},
+            "state": {"lazy_load_members": True},
+        },
+    })
+
+
+async def initial_sync(client: Client, user: User, filter_json: str) -> str:
+    """The token every receiver starts from, taken before the first message is sent."""
+    status, reply, _ = await client.call(
+        "GET", "/sync", user.token, params={"filter": filter_json, "timeout": "0"},
+    )
+    if status != 200 or "next_batch" not in reply:
+        raise BenchError(f"initial sync of {user.user_id} -> {status} {reply}")
+    return str(reply["next_batch"])
+
+
+async def receive(
+    client: Client, user: User, room_id: str, filter_json: str, since: str,
+    state: Receiver, progress: asyncio.Event,
+) -> None:
+    """Long-poll /sync until cancelled, recording each bench message's arrival."""
+    while True:
+        try:
+            status, reply, _ = await client.call("GET", "/sync", user.token, params={
+                "filter": filter_json, "since": since, "timeout": str(SYNC_TIMEOUT_MS),
+            })
+        except (aiohttp.ClientError, TimeoutError):
+            status, reply = 0, {}
+        arrived = time.time()
+        if status != 200:
+            state.sync_errors += 1
+            await asyncio.sleep(SYNC_ERROR_BACKOFF_S)  # a failing server is not hammered
+            continue
+        state.syncs += 1
+        since = str(reply.get("next_batch", since))
+        timeline = reply.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {})
+        if timeline.get("limited"):
+            state.limited_syncs += 1
+        for event in timeline.get("events", []):
+            content = event.get("content", {})
+            bench_id = content.get("bench_id")
+            if event.get("type") != "m.room.message" or not isinstance(bench_id, str):
+                continue
+            state.seen[bench_id] = state.seen.get(bench_id, 0) + 1
+            if state.seen[bench_id] == 1:
+                state.latencies_ms.append(arrived * 1000 - int(content["bench_t_us"]) / 1000)
+        progress.set()
+
+
+@dataclass(slots=True)
+class SendResult:
+    sent: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
+
+
+async def send_all(
+    client: Client, senders: list[User], room_id: str, total: int, prefix: str,
+) -> tuple[SendResult, float]:
+    """`senders` workers share one counter; each sends sequentially, as a chat client would."""
+    result = SendResult()
+    counter = iter(range(total))
+    path = f"/rooms/{quote(room_id, safe='')}/send/m.room.message/"
+
+    async def worker(user: User) -> None:
+        for index in counter:
+            bench_id = f"{prefix}-{index}"
+            started = time.time()
+            # Integer microseconds: canonical JSON (room versions 6+) forbids floats.
+            started_us = int(started * 1_000_000)
+            content = {
+                "msgtype": "m.text", "body": f"bench message {bench_id} sent at {started_us} us",
+                "bench_id": bench_id, "bench_t_us": started_us,
+            }
+            try:
+                status, reply, elapsed = await client.call(
+                    "PUT", path + bench_id, user.token, content,
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status, reply, elapsed = 0, {"error": repr(exc)}, time.time() - started
+            if status == 200:
+                result.sent.append(bench_id)
+                result.latencies_ms.append(elapsed * 1000)
+            else:
+                result.errors += 1
+                result.first_error = result.first_error or f"{status} {reply}"[:300]
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker(user) for user in senders))
+    return result, time.monotonic() - started
+
+
+def read_status_kb(pid: int, key: str) -> int | None:
+    """A `VmRSS:`/`VmHWM:` line of /proc/PID/status in kB, None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass(slots=True)
+class RssSampler:
+    """Peak VmRSS per phase of the run, so a peak can be blamed on registration, joins or sends.
+
+    VmHWM (read at the end) is the process's lifetime peak and is what the target compares;
+    the per-phase peaks explain it.
+    """
+
+    pid: int
+    phase: str = "register"
+    peaks_kb: dict[str, int] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        while True:
+            rss = read_status_kb(self.pid, "VmRSS")
+            if rss is not None and rss > self.peaks_kb.get(self.phase, 0):
+                self.peaks_kb[self.phase] = rss
+            await asyncio.sleep(RSS_SAMPLE_S)
+
+
+async def wait_delivered(
+    receivers: list[Receiver], expected: list[str], progress: asyncio.Event, drain_s: float,
+) -> None:
+    """Until every receiver saw every sent message, or `drain_s` passed without it."""
+    deadline = time.monotonic() + drain_s
+    wanted = set(expected)
+    while any(not wanted <= r.seen.keys() for r in receivers):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        progress.clear()
+        try:
+            await asyncio.wait_for(progress.wait(), remaining)
+        except TimeoutError:
+            return
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.users < args.senders + args.receivers:
+        raise BenchError("--users must be at least --senders + --receivers")
+    host = urlsplit(args.url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise BenchError(f"refusing to load a non-loopback server: {host}")
+    sampler = RssSampler(args.pid) if args.pid else None
+    sampling = asyncio.create_task(sampler.run()) if sampler else None
+    load_before = os.getloadavg()
+    limit = args.senders + args.receivers + args.concurrency + 8
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
+    timeout = aiohttp.ClientTimeout(total=SYNC_TIMEOUT_MS / 1000 + 60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        client = Client(session, args.url)
+        log(f"registering {args.users} users as {args.prefix}-*")
+        users: list[User] = await bounded(args.concurrency, [
+            register(client, f"{args.prefix}-{i}") for i in range(args.users)
+        ])
+        created, _ = await client.setup_call(
+            "POST", "/createRoom", users[0].token,
+            {"preset": "public_chat", "name": f"bench {args.prefix}"},
+        )
+        room_id = str(created["room_id"])
+        log(f"room {room_id}; {args.users - 1} joins")
+        join_path = f"/join/{quote(room_id, safe='')}"
+        if sampler:
+            sampler.phase = "join"
+        joins_started = time.monotonic()
+        joins = await bounded(args.concurrency, [
+            client.setup_call("POST", join_path, user.token, {}) for user in users[1:]
+        ])
+        joins_total = time.monotonic() - joins_started
+        join_ms = [elapsed * 1000 for _, elapsed in joins]
+
+        filter_json = sync_filter(room_id, args.timeline_limit)
+        receiver_users = users[-args.receivers:]
+        tokens = await bounded(args.concurrency, [
+            initial_sync(client, user, filter_json) for user in receiver_users
+        ])
+        states = [Receiver() for _ in receiver_users]
+        progress = asyncio.Event()
+        tasks = [
+            asyncio.create_task(receive(client, user, room_id, filter_json, since, state, progress))
+            for user, since, state in zip(receiver_users, tokens, states, strict=True)
+        ]
+        log(f"sending {args.messages} messages from {args.senders} senders")
+        if sampler:
+            sampler.phase = "send"
+        sent, send_s = await send_all(
+            client, users[:args.senders], room_id, args.messages, args.prefix,
+        )
+        log(f"sent {len(sent.sent)} in {send_s:.1f} s; waiting for delivery")
+        await wait_delivered(states, sent.sent, progress, args.drain)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if sampling is not None:
+        sampling.cancel()
+    peaks = sampler.peaks_kb if sampler else {}
+    hwm = max([read_status_kb(args.pid, "VmHWM") or 0, *peaks.values()]) if args.pid else 0
+    fanout = [ms for state in states for ms in state.latencies_ms]
+    expected = set(sent.sent)
+    return {
+        "url": args.url, "users": args.users, "messages": args.messages,
+        "senders": args.senders, "receivers": args.receivers,
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "joins": {
+            "count": len(join_ms), "p50_ms": percentile(join_ms, 50),
+            "p99_ms": percentile(join_ms, 99), "total_s": round(joins_total, 2),
+        },
+        "send": {
+            "sent": len(sent.sent),
+            "msgs_per_s": round(len(sent.sent) / send_s, 1) if send_s else None,
+            "p50_ms": percentile(sent.latencies_ms, 50),
+            "p99_ms": percentile(sent.latencies_ms, 99),
+            "errors": sent.errors, "first_error": sent.first_error,
+        },
+        "fanout": {
+            "p50_ms": percentile(fanout, 50), "p99_ms": percentile(fanout, 99),
+            "max_ms": round(max(fanout), 1) if fanout else None,
+        },
+        "lost": sum(len(expected - state.seen.keys()) for state in states),
+        "duplicates": sum(n - 1 for state in states for n in state.seen.values() if n > 1),
+        "syncs": sum(state.syncs for state in states),
+        "limited_syncs": sum(state.limited_syncs for state in states),
+        "sync_errors": sum(state.sync_errors for state in states),
+        "peak_rss_mb": round(hwm / 1024, 1) if hwm else None,
+        "rss_peak_mb_by_phase": {phase: round(kb / 1024, 1) for phase, kb in peaks.items()},
+    }
+
+
+def log(message: str) -> None:
+    print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True, help="client API base URL, e.g. http://127.0.0.1:8008")
+    parser.add_argument("--users", type=int, default=256)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--senders", type=int, default=16)
+    parser.add_argument("--receivers", type=int, default=16)
+    parser.add_argument("--pid", type=int, default=None, help="server process to sample RSS of")
+    parser.add_argument("--prefix", default=f"bench{secrets.token_hex(3)}",
+                        help="user name prefix, unique per run (default: random)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="registrations, joins and initial syncs in flight")
+    parser.add_argument("--timeline-limit", type=int, default=100)
+    parser.add_argument("--drain", type=float, default=60.0,
+                        help="seconds to wait for delivery after the last send")
+    parser.add_argument("--deadline", type=float, default=1200.0, help="whole run, seconds")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = asyncio.run(asyncio.wait_for(run(args), args.deadline))
+    except (BenchError, TimeoutError, aiohttp.ClientError) as exc:
+        print(f"load.py: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
