@@ -27,7 +27,8 @@ class StoredEvent:
 _EVENT_COLUMNS = """
     e.event_id, e.room_id, e.stream_ordering, e.depth, e.type, e.state_key, e.sender, e.json,
     e.state_group, e.rejection_reason IS NOT NULL AS rejected, e.replaces_state,
-    (SELECT r.redaction_id FROM event_redactions r WHERE r.redacts = e.event_id
+    (SELECT r.redaction_id FROM event_redactions r JOIN events re ON re.event_id = r.redaction_id
+      WHERE r.redacts = e.event_id AND re.room_id = e.room_id
       ORDER BY r.redaction_id LIMIT 1) AS redacted_by
 """
 

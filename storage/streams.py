@@ -1,9 +1,13 @@
 """Stream position allocation that never lets a reader skip a position still being written.
 
-Positions are handed out in memory by the one process that writes a stream. Transactions may
-commit out of order, so the position readers are told (`current`) is the highest one below
-which every allocated position has finished, committed or rolled back. A /sync that reads up to
-`current` therefore never misses an event that commits later with a smaller position.
+Theory of operation. Positions are handed out in memory by the one process that writes a
+stream. A writer opens an `allocate()` block around its transaction and takes the position
+(`slot.position`) only when it is about to write a row, so a transaction that ends up writing
+nothing (a retransmitted client transaction, a refused event) takes none. Transactions may
+commit out of order, so the position readers are told (`current`) is the highest one such
+that every position at or below it has finished, and it only ever names a position whose row
+was committed: a token handed to a client never points past the data, and after a restart
+(which resumes from the highest stored position) no position a client holds is reused.
 """
 
 from __future__ import annotations
@@ -25,9 +29,24 @@ async def advance_watermark(conn: asyncpg.Connection, stream: str, position: int
     await conn.execute(ADVANCE_WATERMARK, stream, position)
 
 
+class Slot:
+    """One transaction's claim on a stream position, reserved on first use."""
+
+    def __init__(self, generator: StreamIdGenerator) -> None:
+        self._generator = generator
+        self.reserved: int | None = None
+
+    @property
+    def position(self) -> int:
+        if self.reserved is None:
+            self.reserved = self._generator._reserve()
+        return self.reserved
+
+
 class StreamIdGenerator:
     def __init__(self, current: int) -> None:
         self._last_allocated = current
+        self._committed = current
         self._in_flight: set[int] = set()
 
     @classmethod
@@ -42,20 +61,29 @@ class StreamIdGenerator:
         value = await conn.fetchval(GET_WATERMARK, stream)
         return cls(int(value or 0))
 
-    @contextmanager
-    def allocate(self) -> Iterator[int]:
-        """Reserve the next position for the duration of the block (one transaction)."""
+    def _reserve(self) -> int:
         self._last_allocated += 1
-        position = self._last_allocated
-        self._in_flight.add(position)
+        self._in_flight.add(self._last_allocated)
+        return self._last_allocated
+
+    @contextmanager
+    def allocate(self) -> Iterator[Slot]:
+        """A slot for the duration of the block, which must enclose the transaction's commit:
+        leaving the block normally means the row at `slot.position` (if taken) is committed."""
+        slot = Slot(self)
+        committed = False
         try:
-            yield position
+            yield slot
+            committed = True
         finally:
-            self._in_flight.discard(position)
+            if slot.reserved is not None:
+                self._in_flight.discard(slot.reserved)
+                if committed:
+                    self._committed = max(self._committed, slot.reserved)
 
     @property
     def current(self) -> int:
         """The highest position readers may safely read up to."""
         if self._in_flight:
-            return min(self._in_flight) - 1
-        return self._last_allocated
+            return min(min(self._in_flight) - 1, self._committed)
+        return self._committed

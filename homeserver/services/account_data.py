@@ -41,10 +41,10 @@ class AccountDataService:
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
     ) -> None:
         """Store an entry (room_id '' for global) and wake the owner's syncs."""
-        with self.stream.allocate() as position:
+        with self.stream.allocate() as slot:
             await self.db.transaction(
                 lambda conn: account_data_store.upsert_account_data(
-                    conn, user_id, room_id, data_type, content, position
+                    conn, user_id, room_id, data_type, content, slot.position
                 ),
                 name="account_data",
             )

@@ -40,9 +40,9 @@ class DeviceListService:
 
     async def mark_changed(self, user_id: str) -> None:
         """Record that `user_id`'s devices or cross-signing keys changed and wake who cares."""
-        with self.gen.allocate() as position:
+        with self.gen.allocate() as slot:
             await self.db.transaction(
-                lambda conn: store.insert_change(conn, position, user_id),
+                lambda conn: store.insert_change(conn, slot.position, user_id),
                 name="device_list_change",
             )
         # Woken only after the position is released, so their /sync can read up to it.

@@ -77,8 +77,8 @@ class TypingService:
         task.add_done_callback(self._tasks.discard)
 
     async def _changed(self, room_id: str) -> None:
-        with self.stream.allocate() as position:
-            self._serial[room_id] = position
+        with self.stream.allocate() as slot:
+            self._serial[room_id] = slot.position
         members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
         self.notifier.notify_users(members)
 
@@ -147,8 +147,8 @@ class ReceiptsService:
                     thread_id=thread_id or "", event_id=event_id, data=data, stream_id=position,
                 )
 
-        with self.stream.allocate() as position:
-            await self.db.transaction(lambda conn: store(conn, position), name="receipts")
+        with self.stream.allocate() as slot:
+            await self.db.transaction(lambda conn: store(conn, slot.position), name="receipts")
         if PUBLIC_RECEIPT in receipts:
             members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
             self.notifier.notify_users(members | {user_id})

@@ -19,8 +19,9 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -41,12 +42,13 @@ from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
-from storage.streams import StreamIdGenerator
+from storage.streams import Slot, StreamIdGenerator
 
 log = logging.getLogger(__name__)
 
 StateKey = tuple[str, str]
 _CREATE = ("m.room.create", "")
+_CREATE_ATTEMPTS = 5
 _SEATED = ("join", "invite")
 
 
@@ -104,6 +106,11 @@ class RoomEngine:
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._versions: dict[str, RoomVersion] = {}
         self._joined: dict[str, set[str]] = {}
+        # Bumped after every committed membership change of a room, so a cache fill that
+        # raced with one is not stored (it may have read the members before the change).
+        self._member_epochs: defaultdict[str, int] = defaultdict(int)
+        # (position, users) wake-ups waiting for `stream.current` to reach their position.
+        self._pending_wakes: list[tuple[int, set[str]]] = []
 
     # ---- reads shared by the services -------------------------------------------------------
 
@@ -140,8 +147,11 @@ class RoomEngine:
         if members is None:
             if await rooms_store.get_room_version(conn, room_id) is None:
                 return set()  # an unknown room has no members; cache only real rooms
+            epoch = self._member_epochs[room_id]
             rows = await state_store.get_members(conn, room_id, ["join"])
-            members = self._joined[room_id] = {r["user_id"] for r in rows}
+            members = {r["user_id"] for r in rows}
+            if self._member_epochs[room_id] == epoch:
+                self._joined.setdefault(room_id, members)
         return members
 
     # ---- the write path ---------------------------------------------------------------------
@@ -150,40 +160,59 @@ class RoomEngine:
         self, creator: str, room_version: RoomVersion, content: dict[str, Any], *, is_public: bool
     ) -> str:
         """Send the m.room.create event of a new room and return the room ID."""
-        if room_version.room_id_from_create_event:
-            pdu = self._build(
-                room_version, None, creator, "m.room.create", content, "", [], [], depth=1
-            )
-            room_id: str = hashing.compute_room_id(pdu, room_version)
-        else:
-            # Pre-v12 room IDs are opaque: any unique localpart on this server will do.
-            room_id = f"!{secrets.token_urlsafe(18)}:{self.server_name}"
-            pdu = self._build(
-                room_version, room_id, creator, "m.room.create", content, "", [], [], depth=1
-            )
-        async with self._room_locks[room_id]:
-            with self.stream.allocate() as position:
-                persisted = await self.db.transaction(
-                    lambda conn: self._persist_create(
-                        conn, room_id, room_version, pdu, is_public, position
-                    ),
-                    name="create_room",
+        for attempt in range(_CREATE_ATTEMPTS):
+            # A v12 room ID is the create event's hash: two identical requests in the same
+            # millisecond would collide, so a retry moves the timestamp on.
+            ts = int(self.clock() * 1000) + attempt
+            if room_version.room_id_from_create_event:
+                pdu = self._build(
+                    room_version, None, creator, "m.room.create", content, "", [], [], depth=1,
+                    origin_server_ts=ts,
                 )
-        self._after_persist(room_id, persisted)
-        return room_id
+                room_id: str = hashing.compute_room_id(pdu, room_version)
+            else:
+                # Pre-v12 room IDs are opaque: any unique localpart on this server will do.
+                room_id = f"!{secrets.token_urlsafe(18)}:{self.server_name}"
+                pdu = self._build(
+                    room_version, room_id, creator, "m.room.create", content, "", [], [],
+                    depth=1, origin_server_ts=ts,
+                )
+            try:
+                persisted = await self._write(
+                    room_id, "create_room",
+                    partial(self._persist_create, room_id, room_version, pdu, is_public),
+                )
+            except asyncpg.UniqueViolationError:
+                continue
+            assert isinstance(persisted, PersistedEvent)
+            self._versions[room_id] = room_version
+            self._joined.setdefault(room_id, set())
+            self._after_persist(room_id, persisted)
+            return room_id
+        raise MatrixError(503, "M_UNKNOWN", "Could not allocate a room ID; try again")
 
     async def _persist_create(
-        self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
-        pdu: dict[str, Any], is_public: bool, position: int,
+        self, room_id: str, room_version: RoomVersion, pdu: dict[str, Any], is_public: bool,
+        conn: asyncpg.Connection, slot: Slot,
     ) -> PersistedEvent:
         await rooms_store.insert_room(
             conn, room_id, room_version.identifier, pdu["sender"], pdu["origin_server_ts"],
             is_public,
         )
-        self._versions[room_id] = room_version
-        self._joined[room_id] = set()
         self._check(pdu, room_version, [], {})
-        return await self._store(conn, room_id, room_version, pdu, None, position)
+        return await self._store(conn, room_id, room_version, pdu, None, slot)
+
+    async def _write(
+        self, room_id: str, name: str,
+        body: Callable[[asyncpg.Connection, Slot], Awaitable[PersistedEvent | str]],
+    ) -> PersistedEvent | str:
+        """Run one room write: serialized per room, with a stream slot held past commit."""
+        async with self._room_locks[room_id]:
+            try:
+                with self.stream.allocate() as slot:
+                    return await self.db.transaction(lambda conn: body(conn, slot), name=name)
+            finally:
+                self._flush_wakes()
 
     async def send(
         self, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
@@ -199,16 +228,14 @@ class RoomEngine:
             check_canonical_json(content)
         except CanonicalJSONError as e:
             raise bad_json(f"Event content is not valid canonical JSON: {e}") from None
-        async with self._room_locks[room_id]:
-            # The position is held until after commit, so no reader skips past it.
-            with self.stream.allocate() as position:
-                result = await self.db.transaction(
-                    lambda conn: self._send_txn(
-                        conn, room_id, sender, event_type, content, state_key, txn, redacts,
-                        position,
-                    ),
-                    name="send_event",
-                )
+        if room_id not in self._versions:  # 404 before taking a lock for the room
+            await self.db.run(lambda conn: self.room_version(conn, room_id))
+        result = await self._write(
+            room_id, "send_event",
+            lambda conn, slot: self._send_txn(
+                conn, room_id, sender, event_type, content, state_key, txn, redacts, slot
+            ),
+        )
         if isinstance(result, str):
             return result
         self._after_persist(room_id, result)
@@ -217,7 +244,7 @@ class RoomEngine:
     async def _send_txn(
         self, conn: asyncpg.Connection, room_id: str, sender: str, event_type: str,
         content: dict[str, Any], state_key: str | None, txn: ClientTxn | None,
-        redacts: str | None, position: int,
+        redacts: str | None, slot: Slot,
     ) -> PersistedEvent | str:
         if txn is not None:
             existing = await rooms_store.get_client_txn(
@@ -250,9 +277,10 @@ class RoomEngine:
         pdus = await self.get_pdus(conn, list(current.values()))
         state_before = {k: pdus[e] for k, e in current.items()}
         self._check(pdu, room_version, [pdus[e] for e in auth_ids], state_before)
+        _refuse_encryption_change(pdu, state_before)
         await self._check_member_cap(conn, room_id, pdu)
         persisted = await self._store(
-            conn, room_id, room_version, pdu, prev_group, position, replaces
+            conn, room_id, room_version, pdu, prev_group, slot, replaces
         )
         if txn is not None:
             await rooms_store.insert_client_txn(
@@ -264,13 +292,14 @@ class RoomEngine:
     def _build(
         self, room_version: RoomVersion, room_id: str | None, sender: str, event_type: str,
         content: dict[str, Any], state_key: str | None, prev: list[str], auth: list[str], *,
-        depth: int, redacts: str | None = None,
+        depth: int, redacts: str | None = None, origin_server_ts: int | None = None,
     ) -> dict[str, Any]:
         try:
             _, pdu = events.build_event(
                 room_version=room_version, room_id=room_id, sender=sender,
                 event_type=event_type, content=content, state_key=state_key, prev_events=prev,
-                auth_events=auth, depth=depth, origin_server_ts=int(self.clock() * 1000),
+                auth_events=auth, depth=depth,
+                origin_server_ts=origin_server_ts or int(self.clock() * 1000),
                 server_name=self.server_name, signing_key=self.signing_key, redacts=redacts,
             )
         except InvalidEventError as e:
@@ -314,7 +343,7 @@ class RoomEngine:
 
     async def _store(
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
-        pdu: dict[str, Any], prev_group: int | None, position: int,
+        pdu: dict[str, Any], prev_group: int | None, slot: Slot,
         replaces_state: str | None = None,
     ) -> PersistedEvent:
         event_id = hashing.compute_event_id(pdu, room_version)
@@ -323,6 +352,7 @@ class RoomEngine:
         group = prev_group
         if key is not None:
             group = await state_store.insert_state_group(conn, room_id, prev_group, {key: event_id})
+        position = slot.position
         await events_store.insert_event(
             conn, event_id=event_id, room_id=room_id, stream_ordering=position,
             depth=pdu["depth"], type=pdu["type"], state_key=state_key, sender=pdu["sender"],
@@ -343,8 +373,11 @@ class RoomEngine:
                     conn, room_id, key[1], pdu["content"]["membership"], event_id, position,
                 )
         redacts = pdu["content"].get("redacts", pdu.get("redacts"))
-        if pdu["type"] == "m.room.redaction" and isinstance(redacts, str):
-            await events_store.insert_redaction(conn, event_id, redacts)
+        if pdu["type"] == "m.room.redaction" and state_key is None and isinstance(redacts, str):
+            # A redaction applies only within its own room.
+            target = (await events_store.get_events(conn, [redacts])).get(redacts)
+            if target is None or target.room_id == room_id:
+                await events_store.insert_redaction(conn, event_id, redacts)
         return PersistedEvent(event_id, pdu, position)
 
     def _after_persist(self, room_id: str, persisted: PersistedEvent) -> None:
@@ -356,13 +389,26 @@ class RoomEngine:
         if pdu["type"] == "m.room.member":
             target = pdu["state_key"]
             to_wake.add(target)
+            self._member_epochs[room_id] += 1
             members = self._joined.get(room_id)
             if members is not None:
                 if pdu["content"].get("membership") == "join":
                     members.add(target)
                 else:
                     members.discard(target)
-        self.notifier.notify_users(to_wake)
+        self._pending_wakes.append((persisted.stream_ordering, to_wake))
+        self._flush_wakes()
+
+    def _flush_wakes(self) -> None:
+        """Wake the users of every committed event readers can now see. An event that
+        committed while a lower position was still in flight waits here until that one
+        finishes; waking its users earlier would let their /sync read past nothing."""
+        current = self.stream.current
+        ready = [users for position, users in self._pending_wakes if position <= current]
+        if ready:
+            self._pending_wakes = [w for w in self._pending_wakes if w[0] > current]
+            for users in ready:
+                self.notifier.notify_users(users)
 
 
 def _format_error(e: InvalidEventError) -> MatrixError:
@@ -372,3 +418,15 @@ def _format_error(e: InvalidEventError) -> MatrixError:
         return too_large(f"Event too large: {e}")
     metrics.EVENTS_REFUSED.labels("format").inc()
     return bad_json(f"Invalid event: {e}")
+
+
+def _refuse_encryption_change(
+    pdu: Mapping[str, Any], state_before: Mapping[StateKey, Mapping[str, Any]]
+) -> None:
+    """Server policy on top of the auth rules: once a room is encrypted it stays so, with the
+    same settings, since a changed m.room.encryption could downgrade every member's messages."""
+    if pdu["type"] != "m.room.encryption" or pdu.get("state_key") != "":
+        return
+    current = state_before.get(("m.room.encryption", ""))
+    if current is not None and current["content"] != pdu["content"]:
+        raise forbidden("Encryption cannot be switched off or changed once enabled")

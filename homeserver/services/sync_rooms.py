@@ -155,23 +155,35 @@ async def room_summary(conn: asyncpg.Connection, room_id: str, user_id: str) -> 
     }
 
 
-async def membership_before(
+async def member_event_at(
     conn: asyncpg.Connection, member_event_id: str, position: int
-) -> str | None:
-    """The membership a user had at `position`, walking back from their current member event.
-
-    Tells a room joined since a token (full state owed) from a profile change of a member.
-    """
+) -> StoredEvent | None:
+    """The user's member event in force at `position`, walking back from a later one."""
     event_id: str | None = member_event_id
     while event_id is not None:
         stored = (await events_store.get_events(conn, [event_id])).get(event_id)
         if stored is None:
             return None
         if (stored.stream_ordering or 0) <= position:
-            membership: str | None = json.loads(stored.json)["content"].get("membership")
-            return membership
+            return stored
         event_id = stored.replaces_state
     return None
+
+
+def membership_of(stored: StoredEvent) -> str | None:
+    membership: str | None = json.loads(stored.json)["content"].get("membership")
+    return membership
+
+
+async def membership_before(
+    conn: asyncpg.Connection, member_event_id: str, position: int
+) -> str | None:
+    """The membership a user had at `position` (None: none yet).
+
+    Tells a room joined since a token (full state owed) from a profile change of a member.
+    """
+    stored = await member_event_at(conn, member_event_id, position)
+    return membership_of(stored) if stored is not None else None
 
 
 def _stripped(pdu: dict[str, Any]) -> dict[str, Any]:

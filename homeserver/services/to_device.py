@@ -24,7 +24,7 @@ from homeserver.services.notifier import Notifier
 from homeserver.services.requester import Requester
 from storage import to_device as to_device_store
 from storage.database import Database
-from storage.streams import StreamIdGenerator, advance_watermark
+from storage.streams import Slot, StreamIdGenerator, advance_watermark
 
 # Matches the limit on a whole event (Client-Server API "Size limits"), measured on the message
 # exactly as /sync would deliver it.
@@ -74,20 +74,21 @@ class ToDeviceService:
             if server_name_of(user_id) == self.server_name:
                 rows.append((user_id, device_id, message))
 
-        async def store(conn: asyncpg.Connection, position: int) -> set[str]:
+        async def store(conn: asyncpg.Connection, slot: Slot) -> set[str]:
             now = int(time.time() * 1000)
             if not await to_device_store.insert_transaction(
                 conn, requester.user_id, requester.device_id, txn_id, now, TRANSACTION_KEEP_MS
             ):
                 return set()
-            await advance_watermark(conn, "to_device", position)
+            # A retransmission returned above without taking a position.
+            await advance_watermark(conn, "to_device", slot.position)
             if not rows:
                 return set()
-            return await to_device_store.insert_messages(conn, position, rows)
+            return await to_device_store.insert_messages(conn, slot.position, rows)
 
-        with self.stream.allocate() as position:
+        with self.stream.allocate() as slot:
             recipients = await self.db.transaction(
-                lambda conn: store(conn, position), name="send_to_device"
+                lambda conn: store(conn, slot), name="send_to_device"
             )
         self.notifier.notify_users(recipients)
 

@@ -299,3 +299,25 @@ async def test_context_and_event(api: MatrixApi) -> None:
     for path in (f"rooms/{room}/event/{ids[0]}", f"rooms/{room}/context/{ids[0]}"):
         status, err = await api.request("GET", path, token=dave.token)
         assert (status, err["errcode"]) == (403, "M_FORBIDDEN"), path
+
+
+async def test_a_redaction_never_reaches_into_another_room(api: MatrixApi) -> None:
+    """A redaction smuggled in as a state event, or aimed at another room's event, redacts
+    nothing outside its own room."""
+    victim = await api.register("victim")
+    mallory = await api.register("mallory")
+    victims_room = await api.create_room(victim, preset="public_chat")
+    target = await api.send_message(victim, victims_room, "keep me")
+    own_room = await api.create_room(mallory, preset="public_chat")
+    status, _ = await api.request(
+        "PUT", f"rooms/{own_room}/state/m.room.redaction",
+        json={"redacts": target}, token=mallory.token,
+    )
+    assert status == 200  # a state event of that type is allowed; it just redacts nothing
+    status, body = await api.request(
+        "PUT", f"rooms/{own_room}/redact/{target}/t1", json={}, token=mallory.token
+    )
+    assert status == 404, body
+    event = await api.ok("GET", f"rooms/{victims_room}/event/{target}", token=victim.token)
+    assert event["content"] == {"msgtype": "m.text", "body": "keep me"}
+    assert "redacted_because" not in event["unsigned"]
