@@ -47,3 +47,12 @@ def limit_exceeded(retry_after_ms: int) -> MatrixError:
 
 def unknown_token(error: str = "Unknown or expired access token") -> MatrixError:
     return MatrixError(401, "M_UNKNOWN_TOKEN", error, soft_logout=False)
+
+
+def room_full_error(limit: int, detail: str = "") -> MatrixError:
+    """The member cap (`rooms.max_members`) refused a seat; one wording wherever it is hit."""
+    suffix = f"; {detail}" if detail else ""
+    return forbidden(
+        f"Room is full: it holds at most {limit} members (joined and invited users count)"
+        f"{suffix}"
+    )

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
@@ -26,6 +26,14 @@ T = TypeVar("T")
 # Serialization failures and deadlocks are the database asking us to try again.
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _MAX_ATTEMPTS = 5
+
+
+class DataError(Exception):
+    """PostgreSQL refused a value (U+0000 in text or jsonb, a number out of a column's range).
+
+    Raised instead of ``asyncpg.DataError`` so that callers can tell "this input cannot be
+    stored" (a client's fault) from a server fault without depending on the driver.
+    """
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -53,6 +61,7 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; a value PostgreSQL refuses surfaces as :class:`DataError`."""
         metrics.POOL_WAITERS.inc()
         try:
             conn_cm = self.pool.acquire()
@@ -61,6 +70,8 @@ class Database:
             metrics.POOL_WAITERS.dec()
         try:
             yield conn
+        except asyncpg.DataError as e:
+            raise DataError(str(e)) from e
         finally:
             await conn_cm.__aexit__(None, None, None)
 
@@ -100,8 +111,3 @@ class Database:
     def pool_stats(self) -> dict[str, int]:
         size = self.pool.get_size()
         return {"size": size, "in_use": size - self.pool.get_idle_size()}
-
-
-def row_json(value: Any) -> Any:
-    """Decode a JSON text column (event JSON is kept as text to preserve it byte for byte)."""
-    return json.loads(value) if isinstance(value, str) else value

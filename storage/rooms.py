@@ -33,14 +33,6 @@ async def lock_room(conn: asyncpg.Connection, room_id: str) -> bool:
     return await conn.fetchval(LOCK_ROOM, room_id) is not None
 
 
-COUNT_ROOMS = "SELECT count(*) FROM rooms"
-
-
-async def count_rooms(conn: asyncpg.Connection) -> int:
-    result: int = await conn.fetchval(COUNT_ROOMS)
-    return result
-
-
 INSERT_ALIAS = """
 INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
 """

@@ -6,9 +6,7 @@ from aiohttp import web
 
 from homeserver.api.context import SYNC
 from homeserver.api.filters import own_user_id
-from homeserver.api.http import json_response, read_json_body
-from homeserver.errors import invalid_param
-from homeserver.protocol.identifiers import is_valid_room_id
+from homeserver.api.http import json_response, path_room_id, read_json_body
 from homeserver.services.account_data import GLOBAL
 
 routes = web.RouteTableDef()
@@ -19,12 +17,8 @@ ROOM_PATH = PREFIX + "/user/{userId}/rooms/{roomId}/account_data/{type}"
 
 
 def _room_id(request: web.Request) -> str:
-    room_id = request.match_info.get("roomId")
-    if room_id is None:
-        return GLOBAL
-    if not is_valid_room_id(room_id):
-        raise invalid_param(f"{room_id!r} is not a valid room ID")
-    return room_id
+    """The room of a per-room path, or GLOBAL for the global one."""
+    return path_room_id(request) if "roomId" in request.match_info else GLOBAL
 
 
 @routes.get(GLOBAL_PATH)

@@ -9,21 +9,20 @@ from aiohttp import web
 from homeserver.api.auth import require_requester
 from homeserver.api.context import SYNC
 from homeserver.api.filters import own_user_id
-from homeserver.api.http import field_str, is_json_number, json_response, read_json_body
+from homeserver.api.http import (
+    field_str,
+    is_json_number,
+    json_response,
+    path_room_id,
+    read_json_body,
+)
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.protocol.identifiers import is_valid_event_id, is_valid_room_id
+from homeserver.protocol.identifiers import is_valid_event_id
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
 READ_MARKER_KEYS = ("m.fully_read", "m.read", "m.read.private")
-
-
-def _room_id(request: web.Request) -> str:
-    room_id = request.match_info["roomId"]
-    if not is_valid_room_id(room_id):
-        raise invalid_param(f"{room_id!r} is not a valid room ID")
-    return room_id
 
 
 def _event_id(value: str) -> str:
@@ -47,7 +46,7 @@ def _typing_body(body: dict[str, Any]) -> tuple[bool, int | None]:
 @routes.put(PREFIX + "/rooms/{roomId}/typing/{userId}")
 async def set_typing(request: web.Request) -> web.Response:
     user_id = await own_user_id(request)
-    room_id = _room_id(request)
+    room_id = path_room_id(request)
     typing, timeout = _typing_body(await read_json_body(request))
     await request.app[SYNC].typing.set_typing(user_id, room_id, typing, timeout)
     return json_response({})
@@ -56,7 +55,7 @@ async def set_typing(request: web.Request) -> web.Response:
 @routes.post(PREFIX + "/rooms/{roomId}/receipt/{receiptType}/{eventId}")
 async def send_receipt(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    room_id = _room_id(request)
+    room_id = path_room_id(request)
     event_id = _event_id(request.match_info["eventId"])
     body = await read_json_body(request, allow_empty=True)
     thread_id = field_str(body, "thread_id")
@@ -68,7 +67,7 @@ async def send_receipt(request: web.Request) -> web.Response:
 @routes.post(PREFIX + "/rooms/{roomId}/read_markers")
 async def set_read_markers(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    room_id = _room_id(request)
+    room_id = path_room_id(request)
     body = await read_json_body(request)
     markers: dict[str, str] = {}
     for key in READ_MARKER_KEYS:

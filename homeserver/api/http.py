@@ -14,13 +14,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from homeserver import metrics
 from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
+from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
+from homeserver.protocol.identifiers import is_valid_room_id
 from homeserver.services.streams import StreamToken
+from storage.database import DataError
 
 log = logging.getLogger("homeserver.access")
 
@@ -74,7 +76,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(
             MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
         )
-    except asyncpg.DataError as e:
+    except DataError as e:
         # PostgreSQL refuses some values a client can send (U+0000 in text or jsonb, numbers
         # out of a column's range): that is a bad request, not a server fault.
         log.warning("request %s %s %s: unstorable value: %s", request_id, request.method,
@@ -103,10 +105,6 @@ def _limit_anonymous(request: web.Request) -> None:
         limiter.check("per_ip", request.remote or "")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 async def read_json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
     """The request body as a JSON object, or M_NOT_JSON / M_BAD_JSON / M_TOO_LARGE."""
     try:
@@ -116,8 +114,10 @@ async def read_json_body(request: web.Request, *, allow_empty: bool = False) -> 
     if not raw.strip() and allow_empty:
         return {}
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        value = loads_bounded(raw)
+    except JSONNestingError:
+        raise bad_json("JSON nested too deeply") from None
+    except ValueError:  # also UnicodeDecodeError
         raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
     if not isinstance(value, dict):
         raise bad_json("Request body must be a JSON object")
@@ -154,13 +154,6 @@ def field_obj(body: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value
 
 
-def field_list(body: dict[str, Any], key: str) -> list[Any]:
-    value = body.get(key, [])
-    if not isinstance(value, list):
-        raise bad_json(f"'{key}' must be an array")
-    return value
-
-
 def query_int(request: web.Request, key: str, default: int, *, lo: int, hi: int) -> int:
     """An integer query parameter clamped to [lo, hi]; garbage is M_INVALID_PARAM."""
     raw = request.query.get(key)
@@ -169,8 +162,20 @@ def query_int(request: web.Request, key: str, default: int, *, lo: int, hi: int)
     try:
         value = int(raw)
     except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"'{key}' must be an integer") from None
+        raise invalid_param(f"'{key}' must be an integer") from None
     return max(lo, min(hi, value))
+
+
+def valid_room_id(room_id: str) -> str:
+    """`room_id` if well-formed; a malformed one is M_INVALID_PARAM, not a 404 later."""
+    if not is_valid_room_id(room_id):
+        raise invalid_param(f"{room_id!r} is not a valid room ID")
+    return room_id
+
+
+def path_room_id(request: web.Request) -> str:
+    """The `{roomId}` path parameter, validated."""
+    return valid_room_id(request.match_info["roomId"])
 
 
 def is_json_number(value: Any) -> bool:
@@ -185,6 +190,4 @@ def query_token(request: web.Request, key: str) -> StreamToken | None:
     try:
         return StreamToken.parse(raw)
     except ValueError:
-        raise MatrixError(
-            400, "M_INVALID_PARAM", f"'{key}' is not a sync token from this server"
-        ) from None
+        raise invalid_param(f"'{key}' is not a sync token from this server") from None

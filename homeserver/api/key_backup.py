@@ -18,10 +18,10 @@ from homeserver.api.http import (
     json_response,
     read_json_body,
     require_str,
+    valid_room_id,
 )
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
-from homeserver.protocol.identifiers import is_valid_room_id
-from storage.key_backup import RoomKey
+from homeserver.services.key_backup import RoomKey
 
 routes = web.RouteTableDef()
 
@@ -42,12 +42,6 @@ def _count(data: dict[str, Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
         raise bad_json(f"'{key}' must be a non-negative integer")
     return value
-
-
-def _room_id(room_id: str) -> str:
-    if not is_valid_room_id(room_id):
-        raise invalid_param(f"{room_id!r} is not a valid room ID")
-    return room_id
 
 
 def _key(room_id: str, session_id: str, data: Any) -> RoomKey:
@@ -77,7 +71,7 @@ def _parse_keys(room_id: str | None, session_id: str | None, body: dict[str, Any
     """The body of a PUT at the level the path names."""
     if room_id is None:
         rooms = _require_obj(body, "rooms")
-        return [k for r, backup in rooms.items() for k in _sessions(_room_id(r), backup)]
+        return [k for r, backup in rooms.items() for k in _sessions(valid_room_id(r), backup)]
     if session_id is None:
         return _sessions(room_id, body)
     return [_key(room_id, session_id, body)]
@@ -100,7 +94,8 @@ def _version_param(request: web.Request) -> str:
 def _scope(request: web.Request) -> tuple[str | None, str | None]:
     """(room_id, session_id) of the path; None where the path covers everything."""
     room_id = request.match_info.get("roomId")
-    return (None if room_id is None else _room_id(room_id)), request.match_info.get("sessionId")
+    session_id = request.match_info.get("sessionId")
+    return (None if room_id is None else valid_room_id(room_id)), session_id
 
 
 @routes.post(PREFIX + "/version")

@@ -12,6 +12,10 @@ Decoding is the place where a JSON *text* such as ``1e10`` or ``-0`` is mapped t
 it denotes, as the appendices' last example requires (``{"a":-0,"b":1e10}`` canonicalises to
 ``{"a":0,"b":10000000000}``). A number with a real fractional part stays a float and is then
 refused by :func:`check_canonical_json`.
+
+:func:`loads_bounded` is the lenient parser for client input: plain JSON, but with ``NaN`` /
+``Infinity`` refused and nesting bounded, so that no request body can exhaust the stack of the
+code that walks it later.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import canonicaljson
 
@@ -26,6 +31,13 @@ from homeserver.protocol.errors import CanonicalJSONError
 
 MIN_INT = -(2**53) + 1
 MAX_INT = 2**53 - 1
+
+# Deeper than any real Matrix body; shallow enough that recursive walkers stay safe.
+MAX_NESTING_DEPTH = 64
+
+
+class JSONNestingError(ValueError):
+    """The JSON text is well-formed but nested deeper than :data:`MAX_NESTING_DEPTH`."""
 
 
 def _normalise(value: object, path: str) -> object:
@@ -118,3 +130,31 @@ def decode_json_strict(data: bytes | str) -> object:
         raise
     except (ValueError, RecursionError) as e:
         raise CanonicalJSONError(f"invalid JSON: {e}") from e
+
+
+def _nesting_exceeds(value: dict[str, Any] | list[Any], max_depth: int) -> bool:
+    """Whether arrays/objects nest deeper than ``max_depth`` (iterative: no recursion)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth >= max_depth:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def loads_bounded(text: str | bytes, max_depth: int = MAX_NESTING_DEPTH) -> Any:
+    """Parse client JSON: ``ValueError`` if invalid, :class:`JSONNestingError` if too deep.
+
+    ``json`` recurses once per nesting level, so a text like ``[[[[…`` thousands deep raises
+    ``RecursionError`` mid-parse; that is reported as invalid JSON like any other bad input.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply to parse") from None
+    if isinstance(value, dict | list) and _nesting_exceeds(value, max_depth):
+        raise JSONNestingError(f"JSON nested deeper than {max_depth} levels")
+    return value

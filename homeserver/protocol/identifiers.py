@@ -141,11 +141,6 @@ def is_valid_room_id(s: str) -> bool:
     return bool(localpart) and _is_tolerant_localpart(localpart) and is_valid_server_name(domain)
 
 
-def is_hash_room_id(s: str) -> bool:
-    """True for a v12 room ID: ``!`` followed by a URL-safe unpadded base64 sha256."""
-    return isinstance(s, str) and s.startswith("!") and _HASH_ID_RE.fullmatch(s[1:]) is not None
-
-
 def is_hash_event_id(s: str) -> bool:
     """True for a room v4+ event ID: ``$`` followed by a URL-safe unpadded base64 sha256."""
     return isinstance(s, str) and s.startswith("$") and _HASH_ID_RE.fullmatch(s[1:]) is not None

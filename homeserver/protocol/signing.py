@@ -20,7 +20,7 @@ import nacl.exceptions
 import signedjson.key
 import signedjson.sign
 from signedjson.types import SigningKey
-from unpaddedbase64 import decode_base64, encode_base64
+from unpaddedbase64 import decode_base64
 
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.errors import CanonicalJSONError, SignatureError
@@ -177,19 +177,3 @@ def verify_event_signature(
     Works whether we were sent the full event or an already-redacted copy.
     """
     verify_json(redact_event(event, room_version), server_name, key_id, verify_key)
-
-
-def signature_ids(obj: Mapping[str, Any], server_name: str) -> list[str]:
-    """The ed25519 key IDs ``server_name`` signed ``obj`` with (unknown algorithms skipped)."""
-    signatures = obj.get("signatures")
-    if not isinstance(signatures, Mapping):
-        return []
-    by_server = signatures.get(server_name)
-    if not isinstance(by_server, Mapping):
-        return []
-    return sorted(k for k in by_server if isinstance(k, str) and k.startswith("ed25519:"))
-
-
-def encode_signature(signature: bytes) -> str:
-    """Unpadded base64 of raw signature bytes."""
-    return encode_base64(signature)

@@ -34,6 +34,7 @@ from homeserver.protocol.identifiers import (
     is_valid_localpart_for_registration,
     parse_user_id,
 )
+from homeserver.services.clock import now_ms
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
 from storage import accounts as store
@@ -73,10 +74,6 @@ def invalid_username(error: str) -> MatrixError:
 
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class _TokenCache:
@@ -153,7 +150,7 @@ class AccountsService:
             row = await store.get_token_owner(conn, token_hash)
             if row is not None and not row["deactivated"]:
                 await store.update_device_last_seen(
-                    conn, row["user_id"], row["device_id"], _now_ms(), ip
+                    conn, row["user_id"], row["device_id"], now_ms(), ip
                 )
             return row
 
@@ -219,7 +216,7 @@ class AccountsService:
         if password is not None and len(password) > MAX_PASSWORD_LENGTH:
             raise invalid_param(f"Passwords may not be longer than {MAX_PASSWORD_LENGTH} chars")
         password_hash = None if password is None else await self._hash_password(password)
-        now = _now_ms()
+        now = now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
             if not await store.insert_user(conn, user_id, password_hash, admin, now):
@@ -266,7 +263,7 @@ class AccountsService:
         if row["deactivated"]:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         device = self._device_id(device_id)
-        now = _now_ms()
+        now = now_ms()
         session = await self._db.transaction(
             lambda conn: self._issue_token(conn, user_id, device, device_display_name, now),
             name="login",

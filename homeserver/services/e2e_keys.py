@@ -10,7 +10,6 @@ Cross-signing lives in `cross_signing.py`; both share the key checks in `e2e_che
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ import asyncpg
 
 from homeserver.errors import bad_json, invalid_param, unknown_token
 from homeserver.protocol.identifiers import parse_user_id
+from homeserver.services.clock import now_ms
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import (
     check_key_b64,
@@ -45,10 +45,6 @@ class KeyUpload:
     device_keys: dict[str, Any] | None = None
     one_time_keys: dict[str, Any] = field(default_factory=dict)
     fallback_keys: dict[str, Any] = field(default_factory=dict)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def split_by_server(user_ids: list[str], server_name: str) -> tuple[list[str], set[str]]:
@@ -115,7 +111,7 @@ class E2EKeysService:
                         "A device's identity keys never change: log in as a new device instead"
                     )
                 if stored != new_keys:
-                    await store.upsert_device_keys(conn, user_id, device_id, new_keys, _now_ms())
+                    await store.upsert_device_keys(conn, user_id, device_id, new_keys, now_ms())
                     changed = True
                 stored = new_keys
             device_ed25519 = device_identity(stored)[0] if stored is not None else None

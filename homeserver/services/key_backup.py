@@ -16,7 +16,8 @@ import asyncpg
 from homeserver.errors import MatrixError, invalid_param, not_found
 from storage import key_backup as store
 from storage.database import Database
-from storage.key_backup import BackupVersion, RoomKey
+from storage.key_backup import BackupVersion
+from storage.key_backup import RoomKey as RoomKey  # re-exported: routes build these, not storage
 
 CURVE25519_AES_SHA2 = "m.megolm_backup.v1.curve25519-aes-sha2"
 ALGORITHMS = frozenset({CURVE25519_AES_SHA2})

@@ -1,18 +1,23 @@
 """Token-bucket rate limits per user, per IP, for login failures and for registration.
 
 Buckets live in memory: a restart forgives everyone, which is the right failure direction for
-a limiter. Benchmarks switch the whole thing off with `rate_limits.enabled: false`.
+a limiter. Memory is bounded by a hard cap on buckets with least-recently-used eviction, so a
+flood of new keys (addresses, user IDs) costs O(1) per request and forgets the idlest keys
+first. Benchmarks switch the whole thing off with `rate_limits.enabled: false`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import limit_exceeded
+
+MAX_BUCKETS = 100_000
 
 
 @dataclass(slots=True)
@@ -23,11 +28,14 @@ class _Bucket:
 
 class RateLimiter:
     def __init__(
-        self, config: RateLimitsConfig, clock: Callable[[], float] = time.monotonic
+        self, config: RateLimitsConfig, clock: Callable[[], float] = time.monotonic,
+        *, max_buckets: int = MAX_BUCKETS,
     ) -> None:
         self.config = config
         self.clock = clock
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self.max_buckets = max_buckets
+        # Least recently used first: eviction pops from the front.
+        self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
 
     def _rate(self, kind: str) -> RateConfig:
         rate: RateConfig = getattr(self.config, kind)
@@ -38,8 +46,11 @@ class RateLimiter:
         now = self.clock()
         bucket = self._buckets.get((kind, key))
         if bucket is None:
-            self._evict_full_buckets(now)
             bucket = self._buckets[(kind, key)] = _Bucket(float(rate.burst), now)
+            while len(self._buckets) > self.max_buckets:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end((kind, key))
         bucket.tokens = min(rate.burst, bucket.tokens + (now - bucket.updated) * rate.per_second)
         bucket.updated = now
         return bucket, rate
@@ -64,12 +75,3 @@ class RateLimiter:
             return
         bucket, rate = self._refill(kind, key)
         self._refuse_below(bucket, rate, 1.0)
-
-    def _evict_full_buckets(self, now: float) -> None:
-        # Keep memory bounded: a bucket that has refilled completely carries no information.
-        if len(self._buckets) < 100_000:
-            return
-        for k, b in list(self._buckets.items()):
-            rate = self._rate(k[0])
-            if b.tokens + (now - b.updated) * rate.per_second >= rate.burst:
-                del self._buckets[k]

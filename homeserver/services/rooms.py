@@ -2,8 +2,8 @@
 
 Each turns a request into one or more events for the room engine; the engine alone decides
 whether an event is allowed. What is checked here is only what the auth rules cannot know
-(room versions on offer, aliases, the member cap of a createRoom invite list, redaction
-ownership).
+(aliases, kick/unban targets, redaction ownership). createRoom itself is built by
+`room_creation`; this service is its entry point.
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.config import Config
-from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
-from homeserver.protocol.power_levels import (
-    default_power_levels_content,
-    required_level,
-    user_power_level,
-)
-from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
+from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
+from homeserver.services.room_creation import RoomCreation
 from homeserver.services.room_engine import ClientTxn, RoomEngine
 from homeserver.services.room_reads import RoomReads
 from storage import events as events_store
@@ -30,15 +26,6 @@ from storage.database import Database
 
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
-
-ENCRYPTION = "m.room.encryption"
-MEGOLM = "m.megolm.v1.aes-sha2"
-
-PRESETS = {
-    "private_chat": ("invite", "shared", "can_join"),
-    "trusted_private_chat": ("invite", "shared", "can_join"),
-    "public_chat": ("public", "shared", "forbidden"),
-}
 
 # action -> (the membership it sends, the target's memberships it needs; empty: any)
 MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -56,119 +43,17 @@ class RoomsService:
         ratelimiter: RateLimiter,
     ) -> None:
         self.db = db
-        self.config = config
         self.engine = engine
         self.accounts = accounts
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
         self.reads = RoomReads(db, engine)
-
-    # ---- createRoom -------------------------------------------------------------------------
+        self.creation = RoomCreation(db, config, engine, self._member_content, self._put_alias)
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
-        """Spec createRoom: the events in the spec's order, each through the room engine."""
+        """Spec createRoom (see room_creation); rate limited like any event a user sends."""
         self.ratelimiter.check("per_user", requester.user_id)
-        req = _CreateRequest.parse(body, self.config.rooms.default_room_version)
-        user = requester.user_id
-        if user in req.invite:
-            raise MatrixError(400, "M_INVALID_PARAM", "The creator cannot invite themselves")
-        if 1 + len(req.invite) > self.engine.max_members:
-            raise forbidden(
-                f"Room is full: it holds at most {self.engine.max_members} members "
-                f"(joined and invited users count); the invite list has {len(req.invite)}"
-            )
-        alias = None
-        if req.alias_name is not None:
-            alias = f"#{req.alias_name}:{self.server_name}"
-            valid = ":" not in req.alias_name and identifiers.is_valid_room_alias(alias)
-            if not req.alias_name or not valid:
-                raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias name {alias}")
-            if await self.db.run(lambda c: rooms_store.get_alias(c, alias)) is not None:
-                raise MatrixError(400, "M_ROOM_IN_USE", f"Room alias {alias} already exists")
-        version = get_room_version(req.room_version)
-        preset = req.preset or ("public_chat" if req.visibility == "public" else "private_chat")
-        create_content = dict(req.creation_content)
-        create_content["room_version"] = version.identifier
-        if not version.implicit_room_creator:
-            create_content["creator"] = user
-        else:
-            create_content.pop("creator", None)
-        if preset == "trusted_private_chat" and version.privileged_creators:
-            extra = create_content.get("additional_creators", [])
-            if not isinstance(extra, list):
-                raise bad_json("creation_content.additional_creators must be an array")
-            create_content["additional_creators"] = list(dict.fromkeys([*extra, *req.invite]))
-        try:
-            room_id = await self.engine.create_room(
-                user, version, create_content, is_public=req.visibility == "public"
-            )
-        except MatrixError as e:
-            raise _invalid_room_state(e) from None
-        try:
-            await self._populate(room_id, user, req, preset, alias)
-        except MatrixError as e:
-            await self._abandon(room_id, user, alias)
-            raise _invalid_room_state(e) from None
-        return room_id
-
-    async def _populate(
-        self, room_id: str, user: str, req: _CreateRequest, preset: str, alias: str | None
-    ) -> None:
-        """The events after m.room.create, in the spec's order."""
-        version = get_room_version(req.room_version)
-        send = self._sender(room_id, user)
-        await send("m.room.member", await self._member_content(user, "join"), user)
-        power = default_power_levels_content(user, version, preset, invitees=req.invite)
-        power.update(req.power_level_override)
-        await send("m.room.power_levels", power, "")
-        if alias is not None:
-            await self._put_alias(alias, room_id, user)
-            await send("m.room.canonical_alias", {"alias": alias}, "")
-        if self._encrypt_by_default(preset, req) and not any(
-            st["type"] == ENCRYPTION and st["state_key"] == "" for st in req.initial_state
-        ):
-            req.initial_state.append(
-                {"type": ENCRYPTION, "state_key": "", "content": {"algorithm": MEGOLM}}
-            )
-        join_rule, history, guest = PRESETS[preset]
-        await send("m.room.join_rules", {"join_rule": join_rule}, "")
-        await send("m.room.history_visibility", {"history_visibility": history}, "")
-        await send("m.room.guest_access", {"guest_access": guest}, "")
-        for state in req.initial_state:
-            await send(state["type"], state["content"], state["state_key"])
-        if req.name is not None:
-            await send("m.room.name", {"name": req.name}, "")
-        if req.topic is not None:
-            await send("m.room.topic", {"topic": req.topic}, "")
-        for invitee in req.invite:
-            content = await self._member_content(invitee, "invite")
-            if req.is_direct:
-                content["is_direct"] = True
-            await send("m.room.member", content, invitee)
-
-    async def _abandon(self, room_id: str, user: str, alias: str | None) -> None:
-        """Undo what a half-built room would show: its alias and the creator's seat."""
-        if alias is not None:
-            name = alias
-            row = await self.db.run(lambda c: rooms_store.get_alias(c, name))
-            if row is not None and row["room_id"] == room_id:
-                await self.db.run(lambda c: rooms_store.delete_alias(c, name))
-        try:
-            await self.engine.send(
-                room_id, user, "m.room.member", {"membership": "leave"}, state_key=user
-            )
-        except MatrixError:
-            pass  # the creator never joined: there is no seat to give up
-
-    def _encrypt_by_default(self, preset: str, req: _CreateRequest) -> bool:
-        policy = self.config.encryption.default
-        private = preset in ("private_chat", "trusted_private_chat") or req.is_direct
-        return policy == "all" or (policy == "private" and private)
-
-    def _sender(self, room_id: str, user: str) -> Any:
-        async def send(event_type: str, content: dict[str, Any], state_key: str) -> str:
-            return await self.engine.send(room_id, user, event_type, content, state_key=state_key)
-        return send
+        return await self.creation.create_room(requester.user_id, body)
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Member event content with the user's profile, if this server knows it."""
@@ -193,7 +78,7 @@ class RoomsService:
             room_id: str = row["room_id"]
             return room_id
         if not identifiers.is_valid_room_id(room_id_or_alias):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room ID {room_id_or_alias!r}")
+            raise invalid_param(f"Invalid room ID {room_id_or_alias!r}")
         return room_id_or_alias
 
     async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None) -> str:
@@ -213,7 +98,7 @@ class RoomsService:
         banned; the spec's endpoints refuse both with 403, so that is checked here.
         """
         if not identifiers.is_valid_user_id(target):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user ID {target!r}")
+            raise invalid_param(f"Invalid user ID {target!r}")
         membership, required = MEMBERSHIP_ACTIONS[action]
         if required:
             async def current(conn: Any) -> str | None:
@@ -317,9 +202,9 @@ class RoomsService:
 
     async def put_alias(self, requester: Requester, alias: str, room_id: str) -> None:
         if not identifiers.is_valid_room_alias(alias):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias {alias!r}")
+            raise invalid_param(f"Invalid room alias {alias!r}")
         if identifiers.server_name_of(alias) != self.server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "Aliases must be on this server")
+            raise invalid_param("Aliases must be on this server")
         await self.db.run(lambda c: self.engine.room_version(c, room_id))
         await self._put_alias(alias, room_id, requester.user_id)
 
@@ -330,7 +215,7 @@ class RoomsService:
 
     async def get_alias(self, alias: str) -> dict[str, Any]:
         if not identifiers.is_valid_room_alias(alias):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias {alias!r}")
+            raise invalid_param(f"Invalid room alias {alias!r}")
         row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))
         if row is None:
             raise not_found(f"Room alias {alias} not found")
@@ -348,80 +233,3 @@ class RoomsService:
         """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""
         await self.reads.state_event(requester, room_id, "m.room.create", "")
         return await self.db.run(lambda c: rooms_store.get_aliases_for_room(c, room_id))
-
-
-class _CreateRequest:
-    """A validated createRoom body: every wrong type is M_BAD_JSON before anything is created."""
-
-    def __init__(self) -> None:
-        self.room_version = ""
-        self.preset: str | None = None
-        self.visibility = "private"
-        self.alias_name: str | None = None
-        self.name: str | None = None
-        self.topic: str | None = None
-        self.invite: list[str] = []
-        self.is_direct = False
-        self.creation_content: dict[str, Any] = {}
-        self.power_level_override: dict[str, Any] = {}
-        self.initial_state: list[dict[str, Any]] = []
-
-    @classmethod
-    def parse(cls, body: dict[str, Any], default_version: str) -> _CreateRequest:
-        req = cls()
-        req.room_version = _opt(body, "room_version", str) or default_version
-        if req.room_version not in KNOWN_ROOM_VERSIONS:
-            raise MatrixError(
-                400, "M_UNSUPPORTED_ROOM_VERSION",
-                f"Room version {req.room_version!r} is not supported; "
-                f"choose one of {sorted(KNOWN_ROOM_VERSIONS)}",
-            )
-        req.preset = _opt(body, "preset", str)
-        if req.preset is not None and req.preset not in PRESETS:
-            raise bad_json(f"Unknown preset {req.preset!r}")
-        req.visibility = _opt(body, "visibility", str) or "private"
-        if req.visibility not in ("public", "private"):
-            raise bad_json("visibility must be 'public' or 'private'")
-        req.alias_name = _opt(body, "room_alias_name", str)
-        req.name = _opt(body, "name", str)
-        req.topic = _opt(body, "topic", str)
-        req.is_direct = _opt(body, "is_direct", bool) or False
-        invite = _opt(body, "invite", list) or []
-        if not all(isinstance(u, str) for u in invite):
-            raise bad_json("invite must be a list of strings")
-        if not all(identifiers.is_valid_user_id(u) for u in invite):
-            raise MatrixError(400, "M_INVALID_PARAM", "invite must be a list of user IDs")
-        req.invite = list(dict.fromkeys(invite))
-        req.creation_content = _opt(body, "creation_content", dict) or {}
-        req.power_level_override = _opt(body, "power_level_content_override", dict) or {}
-        for item in _opt(body, "initial_state", list) or []:
-            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-                raise bad_json("initial_state entries need a string 'type'")
-            if item["type"] == "m.room.create":
-                raise MatrixError(
-                    400, "M_INVALID_ROOM_STATE", "initial_state cannot hold m.room.create"
-                )
-            state_key = item.get("state_key", "")
-            content = item.get("content", {})
-            if not isinstance(state_key, str) or not isinstance(content, dict):
-                raise bad_json("initial_state entries need a string state_key and object content")
-            req.initial_state.append(
-                {"type": item["type"], "state_key": state_key, "content": content}
-            )
-        return req
-
-
-def _invalid_room_state(error: MatrixError) -> MatrixError:
-    """A refused event implied by the createRoom parameters is the spec's
-    400 M_INVALID_ROOM_STATE; other errors (too large, bad JSON) keep their own code."""
-    if error.status != 403:
-        return error
-    return MatrixError(400, "M_INVALID_ROOM_STATE", error.error)
-
-
-def _opt(body: dict[str, Any], key: str, kind: type) -> Any:
-    value = body.get(key)
-    wrong_bool = isinstance(value, bool) != (kind is bool)
-    if value is not None and (not isinstance(value, kind) or wrong_bool):
-        raise bad_json(f"'{key}' has the wrong type; expected {kind.__name__}")
-    return value

@@ -216,3 +216,60 @@ async def test_missing_and_bogus_tokens(api: MatrixApi) -> None:
         "GET", "joined_rooms", headers={"Authorization": "Basic abc"}
     )
     assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+def nested(depth: int) -> bytes:
+    """A JSON object whose `body` nests arrays so the whole text is `depth` levels deep."""
+    return b'{"msgtype": "m.text", "body": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "errcode"),
+    [
+        (nested(65), "M_BAD_JSON"),
+        (b'{"a":' * 100 + b"1" + b"}" * 100, "M_BAD_JSON"),
+        (nested(5000), "M_NOT_JSON"),  # too deep for the parser itself
+        (b"[" * 5000, "M_NOT_JSON"),
+    ],
+)
+async def test_deeply_nested_bodies_are_refused(
+    api: MatrixApi, scene: Scene, raw: bytes, errcode: str
+) -> None:
+    for method, path in [
+        ("PUT", f"rooms/{scene.room}/send/m.room.message/deep{len(raw)}"),
+        ("POST", "createRoom"),
+        ("PUT", f"user/{scene.alice.user_id}/account_data/org.example.deep"),
+    ]:
+        status, body = await api.request(
+            method, path, raw=raw, token=scene.alice.token,
+            headers={"Content-Type": "application/json"},
+        )
+        assert (status, body["errcode"]) == (400, errcode), (path, len(raw))
+
+
+async def test_nesting_up_to_the_bound_is_accepted(api: MatrixApi, scene: Scene) -> None:
+    status, body = await api.request(
+        "PUT", f"rooms/{scene.room}/send/m.room.message/deep64", raw=nested(64),
+        token=scene.alice.token, headers={"Content-Type": "application/json"},
+    )
+    assert status == 200, body
+
+
+# Too deep to keep; too deep to parse (kept short enough for aiohttp's 8 KiB request line).
+@pytest.mark.parametrize("text", ['{"types": ' + "[" * 64 + "]" * 64 + "}", "[" * 2000])
+async def test_deeply_nested_messages_filter_is_refused(
+    api: MatrixApi, scene: Scene, text: str
+) -> None:
+    status, body = await api.request(
+        "GET", f"rooms/{scene.room}/messages", token=scene.alice.token, params={"filter": text}
+    )
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), len(text)
+
+
+async def test_unstorable_nul_is_a_bad_request(api: MatrixApi, scene: Scene) -> None:
+    """PostgreSQL refuses U+0000 in jsonb; storage reports it and the client gets a 400."""
+    status, body = await api.request(
+        "PUT", f"user/{scene.alice.user_id}/account_data/org.example.nul",
+        json={"a": "x\x00y"}, token=scene.alice.token,
+    )
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), body

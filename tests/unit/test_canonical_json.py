@@ -8,10 +8,13 @@ from hypothesis import strategies as st
 
 from homeserver.protocol.canonical_json import (
     MAX_INT,
+    MAX_NESTING_DEPTH,
     MIN_INT,
+    JSONNestingError,
     check_canonical_json,
     decode_json_strict,
     encode_canonical_json,
+    loads_bounded,
 )
 from homeserver.protocol.errors import CanonicalJSONError
 
@@ -122,3 +125,25 @@ def test_any_out_of_range_integer_is_refused(i: int) -> None:
 def test_any_float_is_refused(f: float) -> None:
     with pytest.raises(CanonicalJSONError):
         encode_canonical_json([f])
+
+
+def test_loads_bounded_allows_the_bound_and_refuses_one_more() -> None:
+    at_bound = "[" * MAX_NESTING_DEPTH + "]" * MAX_NESTING_DEPTH
+    assert loads_bounded(at_bound) is not None
+    assert loads_bounded('{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+    with pytest.raises(JSONNestingError):
+        loads_bounded("[" + at_bound + "]")
+    with pytest.raises(JSONNestingError):
+        loads_bounded('{"a":' * 3 + "1" + "}" * 3, max_depth=2)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "[" * 5000 + "]" * 5000, "NaN", "[Infinity]", "{"])
+def test_loads_bounded_reports_bad_or_unparseable_json_as_value_error(text: str) -> None:
+    with pytest.raises(ValueError) as info:
+        loads_bounded(text)
+    assert not isinstance(info.value, JSONNestingError)
+
+
+def test_loads_bounded_takes_bytes_and_scalars() -> None:
+    assert loads_bounded(b'{"x": 1}') == {"x": 1}
+    assert loads_bounded("3") == 3

@@ -85,3 +85,16 @@ def test_disabled_limiter_never_refuses() -> None:
     for _ in range(100):
         rl.check("login_failures", "k")
         rl.peek("login_failures", "k")
+
+
+def test_bucket_cap_evicts_least_recently_used() -> None:
+    clock = FakeClock()
+    config = RateLimitsConfig(enabled=True, per_ip=RateConfig(per_second=0.001, burst=1))
+    rl = RateLimiter(config, clock, max_buckets=2)
+    rl.check("per_ip", "a")
+    rl.check("per_ip", "b")
+    refused_after_ms(rl.peek, "per_ip", "a")  # touches "a": "b" is now the oldest
+    rl.check("per_ip", "c")  # a third key evicts "b", not "a"
+    assert len(rl._buckets) == 2
+    refused_after_ms(rl.check, "per_ip", "a")
+    rl.check("per_ip", "b")  # forgotten, so a fresh bucket
