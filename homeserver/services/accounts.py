@@ -127,6 +127,9 @@ class AccountsService:
         self._config = config
         self._ratelimiter = ratelimiter
         self._hasher = PasswordHasher()  # argon2id with the library's recommended cost
+        # Each argon2 hash holds 64 MiB while it runs; one at a time bounds the process's
+        # memory (a burst of registrations otherwise multiplies it by the thread pool size).
+        self._kdf = asyncio.Semaphore(1)
         self._tokens = _TokenCache(clock)
         self._dummy_hash: str | None = None
 
@@ -326,7 +329,8 @@ class AccountsService:
         return given
 
     async def _hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        async with self._kdf:
+            return await asyncio.to_thread(self._hasher.hash, password)
 
     async def _verify_password(self, password_hash: str | None, password: str) -> bool:
         """True if `password` matches; an absent hash still costs one verification."""
@@ -338,7 +342,8 @@ class AccountsService:
             password_hash = self._dummy_hash
             password = ""  # never matches the random dummy password
         try:
-            return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+            async with self._kdf:
+                return await asyncio.to_thread(self._hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

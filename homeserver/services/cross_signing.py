@@ -13,7 +13,6 @@ user-signing key. Anything else is reported per key in `failures`, as the spec d
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.services.accounts import AccountsService
+from homeserver.services.clock import now_ms
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import (
     check_signed_by,
@@ -135,7 +135,7 @@ class CrossSigningService:
             raise forbidden("Key ID in use: a device of yours has that ID")
         if "master" in existing:
             await self._authenticate(user_id, auth)
-        now = int(time.time() * 1000)
+        now = now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:
             for key_type, key in keys.items():

@@ -10,7 +10,6 @@ receipt-stream position; `m.read.private` receipts are only ever shown to their 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +18,7 @@ import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_engine import RoomEngine
 from storage import events as events_store
@@ -136,7 +136,7 @@ class ReceiptsService:
         receipts = {t: e for t, e in markers.items() if t != FULLY_READ}
         if not receipts:
             return
-        data: dict[str, Any] = {"ts": int(time.time() * 1000)}
+        data: dict[str, Any] = {"ts": now_ms()}
         if thread_id is not None:
             data["thread_id"] = thread_id
 

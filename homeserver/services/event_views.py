@@ -6,7 +6,6 @@ Both /sync and the room read endpoints go through these two functions, so redact
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +14,7 @@ import asyncpg
 
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
+from homeserver.services import clock
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
 from storage import rooms as rooms_store
@@ -24,13 +24,13 @@ from storage.events import StoredEvent, get_events
 
 async def serialize_events(
     conn: asyncpg.Connection, engine: RoomEngine, stored: Sequence[StoredEvent],
-    viewer: Requester | None, *, now_ms: int | None = None,
+    viewer: Requester | None, *, now: int | None = None,
 ) -> list[dict[str, Any]]:
     """Client-format events with `unsigned.age`, `transaction_id` (for the viewer's own device),
     `prev_content` of replaced state, and redactions applied."""
     if not stored:
         return []
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now if now is not None else clock.now_ms()
     extra_ids = [e.replaces_state for e in stored if e.replaces_state]
     extra_ids += [e.redacted_by for e in stored if e.redacted_by]
     pdus = await engine.get_pdus(conn, [e.event_id for e in stored] + extra_ids)

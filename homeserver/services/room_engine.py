@@ -27,7 +27,14 @@ from typing import Any
 import asyncpg
 
 from homeserver import metrics
-from homeserver.errors import MatrixError, bad_json, forbidden, not_found, too_large
+from homeserver.errors import (
+    MatrixError,
+    bad_json,
+    forbidden,
+    not_found,
+    room_full_error,
+    too_large,
+)
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.canonical_json import check_canonical_json, encode_canonical_json
 from homeserver.protocol.errors import (
@@ -336,10 +343,7 @@ class RoomEngine:
         seated = await state_store.count_members(conn, room_id, _SEATED)
         if seated >= self.max_members:
             metrics.EVENTS_REFUSED.labels("room_full").inc()
-            raise forbidden(
-                f"Room is full: it holds at most {self.max_members} members "
-                "(joined and invited users count)"
-            )
+            raise room_full_error(self.max_members)
 
     async def _store(
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,

@@ -14,7 +14,6 @@ no query at all; an incremental sync in which only other rooms moved costs two.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +21,7 @@ import asyncpg
 
 from homeserver.config import Config
 from homeserver.errors import invalid_param
+from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
@@ -106,7 +106,7 @@ class SyncService:
             return Filter()
         if param.lstrip().startswith("{"):
             try:
-                return Filter.parse(json.loads(param))
+                return Filter.parse(loads_bounded(param))
             except (ValueError, FilterError) as e:
                 raise invalid_param(f"Invalid filter: {e}") from None
         if not param.isascii() or not param.isdigit():

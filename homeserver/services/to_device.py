@@ -12,7 +12,6 @@ messages again, and a message is never lost between a response and its acknowled
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ import asyncpg
 
 from homeserver.errors import too_large
 from homeserver.protocol.identifiers import server_name_of
+from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
 from homeserver.services.requester import Requester
 from storage import to_device as to_device_store
@@ -75,7 +75,7 @@ class ToDeviceService:
                 rows.append((user_id, device_id, message))
 
         async def store(conn: asyncpg.Connection, slot: Slot) -> set[str]:
-            now = int(time.time() * 1000)
+            now = now_ms()
             if not await to_device_store.insert_transaction(
                 conn, requester.user_id, requester.device_id, txn_id, now, TRANSACTION_KEEP_MS
             ):
