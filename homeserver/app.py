@@ -17,30 +17,45 @@ from federation.api.keys import ServerKeys
 from homeserver import metrics
 from homeserver.api import client_routes
 from homeserver.api.context import (
+    ACCOUNT_MANAGEMENT,
     ACCOUNTS,
     CONFIG,
     CROSS_SIGNING,
+    DEVICES,
+    DIRECTORY,
     E2E_KEYS,
     KEY_BACKUP,
+    MEDIA,
+    PUSH,
     RATELIMITER,
     ROOMS,
+    SEARCH,
     SYNC,
+    TAGS,
     TO_DEVICE,
 )
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config
 from homeserver.protocol.signing import read_signing_keys
+from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
 from homeserver.services.cross_signing import CrossSigningService
 from homeserver.services.device_lists import DeviceListService
+from homeserver.services.devices import DevicesService
+from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
+from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.rooms import RoomsService
+from homeserver.services.search import SearchService
 from homeserver.services.streams import Streams
 from homeserver.services.sync import SyncService
+from homeserver.services.tags import TagsService
+from homeserver.services.uia import UserInteractiveAuth
 from storage import stats
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
@@ -103,6 +118,7 @@ class Homeserver:
                 device_lists=await StreamIdGenerator.load(
                     conn, "device_list_changes", "stream_id"
                 ),
+                presence=await StreamIdGenerator.load(conn, "presence", "stream_id"),
             )
         signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
         server_name = config.server.server_name
@@ -117,6 +133,9 @@ class Homeserver:
         accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
         rooms = RoomsService(db, config, engine, accounts, ratelimiter)
         sync = SyncService(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
+        self._background.append(asyncio.create_task(sync.presence.run_idle_sweeper()))
+        push = PushService(db, engine, sync.account_data, server_name)
+        engine.observers.append(push)
 
         client = web.Application(
             client_max_size=config.limits.max_request_body_bytes,
@@ -128,9 +147,17 @@ class Homeserver:
         client[SYNC] = sync
         client[RATELIMITER] = ratelimiter
         client[E2E_KEYS] = e2e_keys
-        client[CROSS_SIGNING] = CrossSigningService(db, device_lists, accounts)
+        uia = UserInteractiveAuth(db, accounts)
+        client[CROSS_SIGNING] = CrossSigningService(db, device_lists, uia)
+        client[DEVICES] = DevicesService(db, accounts, uia, device_lists)
+        client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[TO_DEVICE] = sync.to_device
         client[KEY_BACKUP] = KeyBackupService(db)
+        client[DIRECTORY] = DirectoryService(db, engine)
+        client[SEARCH] = SearchService(db, engine)
+        client[TAGS] = TagsService(sync.account_data)
+        client[MEDIA] = MediaService(db, config, ratelimiter)
+        client[PUSH] = push
         client.add_routes(client_routes())
         listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)

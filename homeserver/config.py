@@ -66,6 +66,13 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    # Lifetime of an access token issued with a refresh token (clients that ask for none get
+    # access tokens that never expire).
+    access_token_lifetime_ms: int = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
 class RoomsConfig:
     max_members: int = MAX_ROOM_MEMBERS
     default_room_version: str = "12"
@@ -77,6 +84,22 @@ ENCRYPTION_DEFAULTS = ("private", "all", "off")
 @dataclass(frozen=True, slots=True)
 class EncryptionConfig:
     default: str = "private"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    idle_timeout_ms: int = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    # Where uploads are kept, relative to the data directory.
+    store_path: str = "media"
+    max_upload_bytes: int = 50 * 1024 * 1024
+    # Images with more pixels are not thumbnailed (decoding them costs ~4 bytes a pixel).
+    max_image_pixels: int = 32_000_000
+    # IDs a user may hold from POST /create without having uploaded to them yet.
+    max_pending_uploads: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +134,14 @@ class Config:
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     # Where relative paths in the file are resolved: the directory holding the config file.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -167,11 +193,21 @@ def validate(config: Config) -> Config:
             f"rooms.max_members: must be between 2 and {MAX_ROOM_MEMBERS}, "
             f"got {config.rooms.max_members}"
         )
+    if config.accounts.access_token_lifetime_ms < 1:
+        raise ConfigError(
+            "accounts.access_token_lifetime_ms: must be at least 1, "
+            f"got {config.accounts.access_token_lifetime_ms}"
+        )
     if config.encryption.default not in ENCRYPTION_DEFAULTS:
         raise ConfigError(
             f"encryption.default: must be one of {', '.join(ENCRYPTION_DEFAULTS)}, "
             f"got {config.encryption.default!r}"
         )
+    if config.presence.idle_timeout_ms < 1:
+        raise ConfigError("presence.idle_timeout_ms: must be at least 1")
+    for key in ("max_upload_bytes", "max_image_pixels", "max_pending_uploads"):
+        if getattr(config.media, key) < 1:
+            raise ConfigError(f"media.{key}: must be at least 1")
     if config.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"logging.level: unknown level {config.logging.level!r}")
     return config

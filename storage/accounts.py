@@ -1,7 +1,8 @@
-"""The `users`, `profiles`, `devices` and `access_tokens` tables.
+"""The `users`, `profiles`, `devices`, `access_tokens` and `refresh_tokens` tables.
 
-Access tokens are only ever stored as their SHA-256 digest, so a leaked database dump cannot be
-replayed against the server. Deleting a device deletes its tokens (ON DELETE CASCADE).
+Access and refresh tokens are only ever stored as their SHA-256 digest, so a leaked database
+dump cannot be replayed against the server. Deleting a device deletes its tokens, and deleting a
+refresh token the access token issued with it (ON DELETE CASCADE).
 """
 
 from __future__ import annotations
@@ -55,20 +56,54 @@ async def get_devices(conn: asyncpg.Connection, user_id: str) -> list[asyncpg.Re
     return list(await conn.fetch(GET_DEVICES, user_id))
 
 
-DELETE_DEVICE = "DELETE FROM devices WHERE user_id = $1 AND device_id = $2"
+GET_DEVICE = """
+SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
+WHERE user_id = $1 AND device_id = $2
+"""
 
 
-async def delete_device(conn: asyncpg.Connection, user_id: str, device_id: str) -> None:
-    """Delete one device and, through the foreign key, its access tokens."""
-    await conn.execute(DELETE_DEVICE, user_id, device_id)
+async def get_device(
+    conn: asyncpg.Connection, user_id: str, device_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET_DEVICE, user_id, device_id)
 
 
-DELETE_USER_DEVICES = "DELETE FROM devices WHERE user_id = $1"
+UPDATE_DEVICE_DISPLAY_NAME = """
+UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2
+"""
 
 
-async def delete_user_devices(conn: asyncpg.Connection, user_id: str) -> None:
-    """Delete every device of the user and so every one of their access tokens."""
-    await conn.execute(DELETE_USER_DEVICES, user_id)
+async def update_device_display_name(
+    conn: asyncpg.Connection, user_id: str, device_id: str, display_name: str
+) -> bool:
+    """False if the user has no such device."""
+    status: str = await conn.execute(UPDATE_DEVICE_DISPLAY_NAME, user_id, device_id, display_name)
+    return status.endswith(" 1")
+
+
+DELETE_DEVICES = """
+DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2::text[]) RETURNING device_id
+"""
+
+
+async def delete_devices(
+    conn: asyncpg.Connection, user_id: str, device_ids: list[str]
+) -> list[str]:
+    """Delete the listed devices (and their tokens and keys); the IDs that existed."""
+    return [r["device_id"] for r in await conn.fetch(DELETE_DEVICES, user_id, device_ids)]
+
+
+DELETE_OTHER_DEVICES = """
+DELETE FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2 RETURNING device_id
+"""
+
+
+async def delete_other_devices(
+    conn: asyncpg.Connection, user_id: str, keep_device_id: str | None
+) -> list[str]:
+    """Delete every device of the user except `keep_device_id`; the IDs deleted."""
+    rows = await conn.fetch(DELETE_OTHER_DEVICES, user_id, keep_device_id)
+    return [r["device_id"] for r in rows]
 
 
 UPDATE_DEVICE_LAST_SEEN = """
@@ -83,34 +118,113 @@ async def update_device_last_seen(
 
 
 INSERT_ACCESS_TOKEN = """
-INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)
+INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts,
+                           refresh_token_hash)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 
 async def insert_access_token(
-    conn: asyncpg.Connection, token_hash: bytes, user_id: str, device_id: str, created_ts: int
+    conn: asyncpg.Connection, token_hash: bytes, user_id: str, device_id: str, created_ts: int,
+    expires_ts: int | None = None, refresh_token_hash: bytes | None = None,
 ) -> None:
-    await conn.execute(INSERT_ACCESS_TOKEN, token_hash, user_id, device_id, created_ts)
+    await conn.execute(
+        INSERT_ACCESS_TOKEN, token_hash, user_id, device_id, created_ts, expires_ts,
+        refresh_token_hash,
+    )
 
 
 DELETE_DEVICE_TOKENS = "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2"
+DELETE_DEVICE_REFRESH_TOKENS = "DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2"
 
 
 async def delete_device_tokens(conn: asyncpg.Connection, user_id: str, device_id: str) -> None:
-    """Revoke the device's tokens but keep the device (a re-login on the same device ID)."""
+    """Revoke the device's access and refresh tokens but keep the device (a re-login on the
+    same device ID)."""
+    await conn.execute(DELETE_DEVICE_REFRESH_TOKENS, user_id, device_id)
     await conn.execute(DELETE_DEVICE_TOKENS, user_id, device_id)
 
 
 GET_TOKEN_OWNER = """
-SELECT t.user_id, t.device_id, u.is_admin, u.deactivated
+SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated,
+       r.token_hash AS refresh_token_hash, r.previous_hash
 FROM access_tokens t JOIN users u USING (user_id)
+LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_token_hash
 WHERE t.token_hash = $1
 """
 
 
 async def get_token_owner(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
-    """(user_id, device_id, is_admin, deactivated) of the token, or None if unknown."""
+    """(user_id, device_id, expires_ts, is_admin, deactivated, refresh_token_hash,
+    previous_hash) of the token, or None if unknown. `previous_hash` is the refresh token
+    exchanged for this token's pair, still alive until this pair is first used."""
     return await conn.fetchrow(GET_TOKEN_OWNER, token_hash)
+
+
+INSERT_REFRESH_TOKEN = """
+INSERT INTO refresh_tokens (token_hash, user_id, device_id, previous_hash, created_ts)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+async def insert_refresh_token(
+    conn: asyncpg.Connection, token_hash: bytes, user_id: str, device_id: str,
+    previous_hash: bytes | None, created_ts: int,
+) -> None:
+    await conn.execute(
+        INSERT_REFRESH_TOKEN, token_hash, user_id, device_id, previous_hash, created_ts
+    )
+
+
+GET_REFRESH_TOKEN_FOR_UPDATE = """
+SELECT user_id, device_id, previous_hash FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
+"""
+
+
+async def get_refresh_token_for_update(
+    conn: asyncpg.Connection, token_hash: bytes
+) -> asyncpg.Record | None:
+    """(user_id, device_id, previous_hash) of a refresh token, locked until the transaction
+    ends so that two concurrent refreshes of one token run one after the other."""
+    return await conn.fetchrow(GET_REFRESH_TOKEN_FOR_UPDATE, token_hash)
+
+
+DELETE_REFRESH_TOKENS = """
+DELETE FROM refresh_tokens WHERE token_hash = ANY($1::bytea[]) OR previous_hash = ANY($2::bytea[])
+"""
+
+
+async def delete_refresh_tokens(
+    conn: asyncpg.Connection, token_hashes: list[bytes], successors_of: list[bytes]
+) -> None:
+    """Revoke the given refresh tokens and those exchanged for `successors_of`, with the
+    access tokens issued alongside them."""
+    await conn.execute(DELETE_REFRESH_TOKENS, token_hashes, successors_of)
+
+
+CLEAR_PREVIOUS_REFRESH_TOKEN = """
+UPDATE refresh_tokens SET previous_hash = NULL WHERE token_hash = $1
+"""
+
+
+async def clear_previous_refresh_token(conn: asyncpg.Connection, token_hash: bytes) -> None:
+    """The pair of `token_hash` is in use: its predecessor is gone and need not be revoked."""
+    await conn.execute(CLEAR_PREVIOUS_REFRESH_TOKEN, token_hash)
+
+
+UPDATE_PASSWORD_HASH = "UPDATE users SET password_hash = $2 WHERE user_id = $1"
+
+
+async def update_password_hash(conn: asyncpg.Connection, user_id: str, password_hash: str) -> None:
+    await conn.execute(UPDATE_PASSWORD_HASH, user_id, password_hash)
+
+
+DEACTIVATE_USER = "UPDATE users SET deactivated = true WHERE user_id = $1"
+
+
+async def deactivate_user(conn: asyncpg.Connection, user_id: str) -> None:
+    """Mark the account deactivated; the row stays, so the user ID is never handed out again."""
+    await conn.execute(DEACTIVATE_USER, user_id)
 
 
 INSERT_PROFILE = "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)"

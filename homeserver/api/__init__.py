@@ -9,22 +9,31 @@ def client_routes() -> list[web.AbstractRouteDef]:
     from homeserver.api import (
         account,
         account_data,
+        account_management,
+        devices,
+        directory,
         ephemeral,
         filters,
         key_backup,
         keys,
+        media,
         misc,
+        presence,
         profile,
+        push,
         room_membership,
         room_reads,
         room_sends,
         rooms,
+        search,
         sync,
+        tags,
         to_device,
     )
 
     modules = (
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
-        account_data, ephemeral, to_device, key_backup, keys,
+        account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
+        push, presence, tags, directory, search,
     )
     return [route for module in modules for route in module.routes]

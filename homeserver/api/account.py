@@ -1,4 +1,4 @@
-"""Client-Server routes for registration, login, logout and whoami.
+"""Client-Server routes for registration, login, token refresh, logout and whoami.
 
 Registration uses User-Interactive Authentication with the single stage `m.login.dummy`: the
 first request without `auth` is answered 401 with the flows, and a retry carrying a dummy `auth`
@@ -46,6 +46,9 @@ def _session_json(session: Session) -> dict[str, Any]:
     if session.access_token is not None:
         body["access_token"] = session.access_token
         body["device_id"] = session.device_id
+    if session.refresh_token is not None:
+        body["refresh_token"] = session.refresh_token
+        body["expires_in_ms"] = session.expires_in_ms
     return body
 
 
@@ -64,6 +67,7 @@ async def register(request: web.Request) -> web.Response:
     device_id = field_str(body, "device_id")
     display_name = field_str(body, "initial_device_display_name")
     inhibit_login = field_bool(body, "inhibit_login")
+    refresh = field_bool(body, "refresh_token")
     auth = field_obj(body, "auth")
     accounts = request.app[ACCOUNTS]
     # The spec wants M_USER_IN_USE / M_INVALID_USERNAME before any authentication stage.
@@ -82,7 +86,7 @@ async def register(request: web.Request) -> web.Response:
         )
     session = await accounts.register(
         username, password, device_id=device_id, device_display_name=display_name,
-        inhibit_login=inhibit_login, ip=request.remote or "",
+        inhibit_login=inhibit_login, ip=request.remote or "", refresh=refresh,
     )
     return json_response(_session_json(session))
 
@@ -101,8 +105,9 @@ async def login_flows(request: web.Request) -> web.Response:
     return json_response({"flows": [{"type": PASSWORD_LOGIN}]})
 
 
-def _login_user(body: dict[str, Any]) -> str:
-    """Who a login names: `identifier` (m.id.user), else the deprecated top-level `user`."""
+def login_user(body: dict[str, Any]) -> str:
+    """Who a login (or a password stage of UIA) names: `identifier` (m.id.user), else the
+    deprecated top-level `user`."""
     identifier = field_obj(body, "identifier")
     if identifier is not None:
         id_type = require_str(identifier, "type")
@@ -121,18 +126,31 @@ async def login(request: web.Request) -> web.Response:
     login_type = require_str(body, "type")
     if login_type != PASSWORD_LOGIN:
         raise MatrixError(400, "M_UNKNOWN", f"Bad login type {login_type!r}")
-    user = _login_user(body)
+    user = login_user(body)
     password = require_str(body, "password")
     session = await request.app[ACCOUNTS].login(
         user, password, device_id=field_str(body, "device_id"),
         device_display_name=field_str(body, "initial_device_display_name"),
-        ip=request.remote or "",
+        ip=request.remote or "", refresh=field_bool(body, "refresh_token"),
     )
     response = _session_json(session)
     base_url = request.app[CONFIG].server.public_baseurl
     if base_url is not None:
         response["well_known"] = {"m.homeserver": {"base_url": base_url}}
     return json_response(response)
+
+
+@routes.post(f"{PREFIX}/refresh")
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_json_body(request)
+    refresh_token = field_str(body, "refresh_token")
+    if refresh_token is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "'refresh_token' is required")
+    session = await request.app[ACCOUNTS].refresh(refresh_token)
+    return json_response({
+        "access_token": session.access_token, "refresh_token": session.refresh_token,
+        "expires_in_ms": session.expires_in_ms,
+    })
 
 
 @routes.post(f"{PREFIX}/logout")

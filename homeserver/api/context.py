@@ -10,12 +10,19 @@ from homeserver.config import Config
 from homeserver.services.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
+    from homeserver.services.account_management import AccountManagementService
     from homeserver.services.accounts import AccountsService
     from homeserver.services.cross_signing import CrossSigningService
+    from homeserver.services.devices import DevicesService
+    from homeserver.services.directory import DirectoryService
     from homeserver.services.e2e_keys import E2EKeysService
     from homeserver.services.key_backup import KeyBackupService
+    from homeserver.services.media import MediaService
+    from homeserver.services.push import PushService
     from homeserver.services.rooms import RoomsService
+    from homeserver.services.search import SearchService
     from homeserver.services.sync import SyncService
+    from homeserver.services.tags import TagsService
     from homeserver.services.to_device import ToDeviceService
 
 CONFIG = web.AppKey("config", Config)
@@ -27,3 +34,10 @@ E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
 CROSS_SIGNING: web.AppKey[CrossSigningService] = web.AppKey("cross_signing")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")
 KEY_BACKUP: web.AppKey[KeyBackupService] = web.AppKey("key_backup")
+DIRECTORY: web.AppKey[DirectoryService] = web.AppKey("directory")
+SEARCH: web.AppKey[SearchService] = web.AppKey("search")
+TAGS: web.AppKey[TagsService] = web.AppKey("tags")
+MEDIA: web.AppKey[MediaService] = web.AppKey("media")
+DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
+ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
+PUSH: web.AppKey[PushService] = web.AppKey("push")

@@ -28,7 +28,7 @@ log = logging.getLogger("homeserver.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_CORS_HEADERS = {
+CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
@@ -40,7 +40,7 @@ def json_response(body: Any, status: int = 200) -> web.Response:
         body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
         status=status,
         content_type="application/json",
-        headers=_CORS_HEADERS,
+        headers=CORS_HEADERS,
     )
 
 
@@ -62,7 +62,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
     response: web.StreamResponse
     try:
         if request.method == "OPTIONS":
-            response = web.Response(headers=_CORS_HEADERS)
+            response = web.Response(headers=CORS_HEADERS)
         else:
             _limit_anonymous(request)
             response = await handler(request)

@@ -11,18 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.api.account_management import uia_request
 from homeserver.api.auth import require_requester
 from homeserver.api.context import CROSS_SIGNING, E2E_KEYS
 from homeserver.api.http import (
     field_obj,
-    field_str,
     is_json_number,
     json_response,
     query_token,
     read_json_body,
 )
 from homeserver.errors import MatrixError, bad_json
-from homeserver.services.cross_signing import PASSWORD_STAGE, AuthRequired, PasswordAuth
 from homeserver.services.e2e_keys import KeyUpload
 from homeserver.services.streams import StreamToken
 
@@ -118,16 +117,7 @@ async def upload_cross_signing_keys(request: web.Request) -> web.Response:
         key_type: key for name, key_type in CROSS_SIGNING_FIELDS.items()
         if (key := field_obj(body, name)) is not None
     }
-    auth = field_obj(body, "auth")
-    password_auth = None
-    if auth is not None:
-        auth_type = field_str(auth, "type")
-        session = field_str(auth, "session")
-        if auth_type not in (None, PASSWORD_STAGE):
-            raise AuthRequired(session, f"Unsupported authentication type {auth_type!r}")
-        password = field_str(auth, "password") if auth_type == PASSWORD_STAGE else None
-        password_auth = PasswordAuth(password, session)
-    await request.app[CROSS_SIGNING].upload_keys(requester, keys, password_auth)
+    await request.app[CROSS_SIGNING].upload_keys(requester, keys, uia_request(request, body))
     return json_response({})
 
 

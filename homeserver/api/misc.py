@@ -37,6 +37,10 @@ async def capabilities(request: web.Request) -> web.Response:
                 "default": config.rooms.default_room_version,
                 "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
             },
-            "m.change_password": {"enabled": False},
+            "m.change_password": {"enabled": True},
+            # Profiles are editable (see profile.py); third-party IDs are not kept at all.
+            "m.set_displayname": {"enabled": True},
+            "m.set_avatar_url": {"enabled": True},
+            "m.3pid_changes": {"enabled": False},
         }
     })

@@ -8,12 +8,12 @@ from homeserver.api.auth import require_requester
 from homeserver.api.context import SYNC
 from homeserver.api.http import json_response, query_int, query_token
 from homeserver.errors import invalid_param
+from homeserver.services.presence import PRESENCE_STATES
 from homeserver.services.sync import SyncRequest
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
-PRESENCE_STATES = ("offline", "online", "unavailable")
 MAX_TIMEOUT_MS = 2**31
 
 
@@ -35,5 +35,6 @@ async def sync(request: web.Request) -> web.Response:
         timeout_ms=query_int(request, "timeout", 0, lo=0, hi=MAX_TIMEOUT_MS),
         full_state=query_bool(request, "full_state"),
         filter=request.query.get("filter"),
+        set_presence=presence,
     )
     return json_response(await request.app[SYNC].sync(requester, sync_request))

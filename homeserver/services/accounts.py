@@ -1,31 +1,33 @@
-"""Accounts: registration, password login, access tokens, devices' sessions and profiles.
+"""Accounts: registration, password login, access and refresh tokens, devices' sessions,
+passwords, deactivation and profiles.
 
 Theory of operation. An access token is `mat_` plus 32 random bytes; the database only ever sees
 its SHA-256 digest. Every authenticated request resolves its token through `authenticate`, so
-that path is served from a small in-process cache: an entry lives at most `TOKEN_CACHE_TTL_S`,
-and each refill from the database also records the device's last-seen time and address, which
-therefore move at most once a minute per token. A logout drops the cached entries at once in
-this process; other processes sharing the database stop honouring the token within the TTL.
+that path is served from a small in-process cache (`token_cache`): an entry lives at most a
+minute and never past the token's expiry, and each refill from the database also records the
+device's last-seen time and address, which therefore move at most once a minute per token. A
+logout drops the cached entries at once in this process; other processes sharing the database
+stop honouring the token within the TTL.
 
-Passwords are hashed with argon2id in a worker thread, so a login never stalls the event loop.
-An unknown user is checked against a dummy hash, so that timing does not reveal which names exist.
+Refresh tokens (spec "Refreshing access tokens"). A client that asks for one gets an access
+token that expires after `accounts.access_token_lifetime_ms` and a `mar_` refresh token, bound
+to the same device. `/refresh` exchanges a refresh token for a new pair; the old refresh token
+(and its access token) stays valid until the new pair is first used, so a client that lost the
+response can repeat the exchange; repeating it revokes the unused pair it got before.
+
+Passwords are hashed by `passwords` (argon2id in a worker thread, a dummy hash for unknown users).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import secrets
 import string
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found, unknown_token
@@ -35,8 +37,10 @@ from homeserver.protocol.identifiers import (
     parse_user_id,
 )
 from homeserver.services.clock import now_ms
+from homeserver.services.passwords import Passwords, check_new_password
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
+from homeserver.services.token_cache import TokenCache, hash_token
 from storage import accounts as store
 from storage.database import Database
 
@@ -44,12 +48,9 @@ if TYPE_CHECKING:
     from homeserver.services.device_lists import DeviceListService
 
 TOKEN_PREFIX = "mat_"
-TOKEN_CACHE_TTL_S = 60.0
-TOKEN_CACHE_SIZE = 50_000
+REFRESH_TOKEN_PREFIX = "mar_"
 DEVICE_ID_LENGTH = 10
 MAX_DEVICE_ID_BYTES = 255
-# argon2 hashes whatever it is given: a cap keeps a megabyte "password" from costing CPU.
-MAX_PASSWORD_LENGTH = 512
 MAX_DISPLAYNAME_LENGTH = 256
 MAX_AVATAR_URL_LENGTH = 1000
 _GENERATED_LOCALPART_ATTEMPTS = 5
@@ -62,6 +63,19 @@ class Session:
     user_id: str
     device_id: str | None = None
     access_token: str | None = None
+    refresh_token: str | None = None
+    expires_in_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    """The session a registration or login starts: on which device, and whether the client
+    can refresh tokens (and so gets an expiring access token)."""
+
+    device_id: str
+    display_name: str | None
+    ip: str  # the device is "last seen" at the address that logged it in
+    refresh: bool = False
 
 
 def user_in_use() -> MatrixError:
@@ -70,49 +84,6 @@ def user_in_use() -> MatrixError:
 
 def invalid_username(error: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_USERNAME", error)
-
-
-def hash_token(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-class _TokenCache:
-    """Token hash → Requester, bounded LRU with a TTL.
-
-    `generation` moves on every invalidation, so a lookup that raced a logout does not put
-    the revoked token back into the cache.
-    """
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._items: OrderedDict[bytes, tuple[Requester, float]] = OrderedDict()
-        self.generation = 0
-
-    def get(self, token_hash: bytes) -> Requester | None:
-        item = self._items.get(token_hash)
-        if item is None:
-            return None
-        requester, stored = item
-        if self._clock() - stored >= TOKEN_CACHE_TTL_S:
-            del self._items[token_hash]
-            return None
-        self._items.move_to_end(token_hash)
-        return requester
-
-    def put(self, token_hash: bytes, requester: Requester, generation: int) -> None:
-        if generation != self.generation:
-            return
-        self._items[token_hash] = (requester, self._clock())
-        self._items.move_to_end(token_hash)
-        if len(self._items) > TOKEN_CACHE_SIZE:
-            self._items.popitem(last=False)
-
-    def drop(self, user_id: str, device_id: str | None = None) -> None:
-        """Forget the tokens of one device, or of every device when `device_id` is None."""
-        self.generation += 1
-        for key, (requester, _) in list(self._items.items()):
-            if requester.user_id == user_id and device_id in (None, requester.device_id):
-                del self._items[key]
 
 
 class AccountsService:
@@ -126,12 +97,8 @@ class AccountsService:
         self._device_lists = device_lists
         self._config = config
         self._ratelimiter = ratelimiter
-        self._hasher = PasswordHasher()  # argon2id with the library's recommended cost
-        # Each argon2 hash holds 64 MiB while it runs; one at a time bounds the process's
-        # memory (a burst of registrations otherwise multiplies it by the thread pool size).
-        self._kdf = asyncio.Semaphore(1)
-        self._tokens = _TokenCache(clock)
-        self._dummy_hash: str | None = None
+        self._passwords = Passwords()
+        self._tokens = TokenCache(clock)
 
     @property
     def server_name(self) -> str:
@@ -140,7 +107,7 @@ class AccountsService:
     # Authentication of requests
 
     async def authenticate(self, token: str, ip: str) -> Requester:
-        """The owner of an access token, or 401 M_UNKNOWN_TOKEN."""
+        """The owner of an access token, or 401 M_UNKNOWN_TOKEN (`soft_logout` if expired)."""
         if not token.startswith(TOKEN_PREFIX):
             raise unknown_token()
         token_hash = hash_token(token)
@@ -148,21 +115,53 @@ class AccountsService:
         if cached is not None:
             return cached
         generation = self._tokens.generation
+        now = now_ms()
 
         async def fetch(conn: asyncpg.Connection) -> asyncpg.Record | None:
             row = await store.get_token_owner(conn, token_hash)
-            if row is not None and not row["deactivated"]:
-                await store.update_device_last_seen(
-                    conn, row["user_id"], row["device_id"], now_ms(), ip
-                )
+            if row is None or row["deactivated"] or _expired(row["expires_ts"], now):
+                return row
+            await store.update_device_last_seen(conn, row["user_id"], row["device_id"], now, ip)
+            if row["previous_hash"] is not None:
+                # The first use of a refreshed pair revokes the refresh token it replaced.
+                await store.delete_refresh_tokens(conn, [row["previous_hash"]], [])
+                await store.clear_previous_refresh_token(conn, row["refresh_token_hash"])
             return row
 
         row = await self._db.run(fetch)
         if row is None or row["deactivated"]:
             raise unknown_token()
+        if _expired(row["expires_ts"], now):
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
         requester = Requester(row["user_id"], row["device_id"], row["is_admin"])
-        self._tokens.put(token_hash, requester, generation)
+        if row["previous_hash"] is not None:
+            self._tokens.drop(requester.user_id, requester.device_id)
+            generation = self._tokens.generation
+        self._tokens.put(token_hash, requester, row["expires_ts"], generation)
         return requester
+
+    async def refresh(self, refresh_token: str) -> Session:
+        """Exchange a refresh token for a new access and refresh token on the same device."""
+        if not refresh_token.startswith(REFRESH_TOKEN_PREFIX):
+            raise unknown_token("Unknown refresh token")
+        token_hash = hash_token(refresh_token)
+        now = now_ms()
+
+        async def txn(conn: asyncpg.Connection) -> Session:
+            row = await store.get_refresh_token_for_update(conn, token_hash)
+            if row is None:
+                raise unknown_token("Unknown refresh token")
+            # Using this token proves its predecessor is no longer needed; a pair this token
+            # was exchanged for before (its response lost) is superseded by the new one.
+            revoked = [] if row["previous_hash"] is None else [row["previous_hash"]]
+            await store.delete_refresh_tokens(conn, revoked, [token_hash])
+            return await self._new_tokens(
+                conn, row["user_id"], row["device_id"], now, refresh=True, previous=token_hash
+            )
+
+        session = await self._db.transaction(txn, name="refresh")
+        self._tokens.drop(session.user_id, session.device_id)
+        return session
 
     # Registration
 
@@ -193,11 +192,13 @@ class AccountsService:
 
     async def register(
         self, localpart: str | None, password: str | None, *, device_id: str | None,
-        device_display_name: str | None, inhibit_login: bool, ip: str,
+        device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
     ) -> Session:
         """Create an account and, unless `inhibit_login`, its first device and access token."""
         self._ratelimiter.check("registration", ip)
-        login = None if inhibit_login else (self._device_id(device_id), device_display_name)
+        login = None if inhibit_login else DeviceLogin(
+            self._device_id(device_id), device_display_name, ip, refresh
+        )
         if localpart is not None:
             return await self._create(localpart, password, admin=False, login=login)
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
@@ -209,16 +210,13 @@ class AccountsService:
         raise MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID")
 
     async def _create(
-        self, localpart: str, password: str | None, *, admin: bool,
-        login: tuple[str, str | None] | None,
+        self, localpart: str, password: str | None, *, admin: bool, login: DeviceLogin | None,
     ) -> Session:
-        """Insert user and profile, and with `login` = (device ID, display name) a session."""
+        """Insert user and profile, and with `login` a session."""
         user_id = self._user_id_for_registration(localpart)
-        if password is not None and not password:
-            raise MatrixError(400, "M_WEAK_PASSWORD", "The password may not be empty")
-        if password is not None and len(password) > MAX_PASSWORD_LENGTH:
-            raise invalid_param(f"Passwords may not be longer than {MAX_PASSWORD_LENGTH} chars")
-        password_hash = None if password is None else await self._hash_password(password)
+        if password is not None:
+            check_new_password(password)
+        password_hash = None if password is None else await self._passwords.hash(password)
         now = now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
@@ -227,13 +225,13 @@ class AccountsService:
             await store.insert_profile(conn, user_id, localpart)
             if login is None:
                 return Session(user_id)
-            return await self._issue_token(conn, user_id, login[0], login[1], now)
+            return await self._issue_token(conn, user_id, login, now)
 
         return await self._db.transaction(txn, name="register")
 
     # Login and logout
 
-    def _login_user_id(self, user: str) -> str | None:
+    def local_user_id(self, user: str) -> str | None:
         """The local user ID a login names (a localpart or a full user ID), or None."""
         if user.startswith("@"):
             try:
@@ -249,51 +247,84 @@ class AccountsService:
 
     async def login(
         self, user: str, password: str, *, device_id: str | None,
-        device_display_name: str | None, ip: str,
+        device_display_name: str | None, ip: str, refresh: bool = False,
     ) -> Session:
         """Check a password and start a session on a (new or existing) device."""
-        user_id = self._login_user_id(user)
+        user_id = self.local_user_id(user)
         failure_key = f"{ip}|{user_id or user}"
         # An exhausted bucket refuses even the right password, or guessing would go on.
         self._ratelimiter.peek("login_failures", failure_key)
         row = None
         if user_id is not None:
             row = await self._db.run(lambda conn: store.get_user(conn, user_id))
-        if not await self._verify_password(row["password_hash"] if row else None, password):
+        if not await self._passwords.verify(row["password_hash"] if row else None, password):
             self._ratelimiter.check("login_failures", failure_key)
             raise forbidden("Invalid username or password")
         assert row is not None and user_id is not None
         if row["deactivated"]:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
-        device = self._device_id(device_id)
+        login = DeviceLogin(self._device_id(device_id), device_display_name, ip, refresh)
         now = now_ms()
         session = await self._db.transaction(
-            lambda conn: self._issue_token(conn, user_id, device, device_display_name, now),
-            name="login",
+            lambda conn: self._issue_token(conn, user_id, login, now), name="login",
         )
-        self._tokens.drop(user_id, device)
+        self._tokens.drop(user_id, login.device_id)
         return session
 
     async def logout(self, requester: Requester) -> None:
         """Delete the requester's device, and with it its access tokens."""
-        await self._db.transaction(
-            lambda conn: store.delete_device(conn, requester.user_id, requester.device_id),
-            name="logout",
-        )
-        self._tokens.drop(requester.user_id, requester.device_id)
-        await self._devices_changed(requester.user_id)
+        await self.delete_devices(requester.user_id, [requester.device_id])
 
     async def logout_all(self, requester: Requester) -> None:
         """Delete every device of the requester, so every access token of theirs dies."""
-        await self._db.transaction(
-            lambda conn: store.delete_user_devices(conn, requester.user_id), name="logout_all"
+        await self.delete_other_devices(requester.user_id, None)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Delete devices of `user_id` with their tokens (and, by the foreign keys, their
+        end-to-end keys and to-device inbox); unknown IDs are ignored."""
+        deleted = await self._db.transaction(
+            lambda conn: store.delete_devices(conn, user_id, device_ids), name="delete_devices"
         )
-        self._tokens.drop(requester.user_id)
-        await self._devices_changed(requester.user_id)
+        for device_id in deleted:
+            self._tokens.drop(user_id, device_id)
+        if deleted:
+            await self._devices_changed(user_id)
+
+    async def delete_other_devices(self, user_id: str, keep_device_id: str | None) -> None:
+        """Delete every device of `user_id` but `keep_device_id` (None: every device)."""
+        await self._db.transaction(
+            lambda conn: store.delete_other_devices(conn, user_id, keep_device_id),
+            name="delete_other_devices",
+        )
+        self._tokens.drop(user_id)
+        await self._devices_changed(user_id)
 
     async def _devices_changed(self, user_id: str) -> None:
         if self._device_lists is not None:
             await self._device_lists.mark_changed(user_id)
+
+    # Password and deactivation
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        """Replace the account's password (the caller decides which sessions survive)."""
+        check_new_password(password)
+        password_hash = await self._passwords.hash(password)
+        await self._db.transaction(
+            lambda conn: store.update_password_hash(conn, user_id, password_hash),
+            name="set_password",
+        )
+
+    async def deactivate(self, user_id: str) -> None:
+        """Mark the account deactivated and delete every device and token of it. The user ID
+        stays taken forever, so nobody can register it and inherit its rooms or trust."""
+
+        async def txn(conn: asyncpg.Connection) -> None:
+            await store.deactivate_user(conn, user_id)
+            await store.delete_other_devices(conn, user_id, None)
+
+        await self._db.transaction(txn, name="deactivate")
+        self._tokens.drop(user_id)
+        await self._devices_changed(user_id)
 
     async def check_password(self, user_id: str, password: str) -> bool:
         """User-Interactive Authentication's password stage for an authenticated user.
@@ -304,21 +335,40 @@ class AccountsService:
         failure_key = f"uia|{user_id}"
         self._ratelimiter.peek("login_failures", failure_key)
         row = await self._db.run(lambda conn: store.get_user(conn, user_id))
-        if await self._verify_password(row["password_hash"] if row else None, password):
+        # A deactivated account authenticates nothing any more.
+        password_hash = row["password_hash"] if row and not row["deactivated"] else None
+        if await self._passwords.verify(password_hash, password):
             return True
         self._ratelimiter.check("login_failures", failure_key)
         return False
 
     async def _issue_token(
-        self, conn: asyncpg.Connection, user_id: str, device_id: str,
-        display_name: str | None, now: int,
+        self, conn: asyncpg.Connection, user_id: str, login: DeviceLogin, now: int
     ) -> Session:
         # Logging in again on a known device replaces its tokens and keeps its display name.
-        if not await store.insert_device(conn, user_id, device_id, display_name, now):
+        device_id = login.device_id
+        if not await store.insert_device(conn, user_id, device_id, login.display_name, now):
             await store.delete_device_tokens(conn, user_id, device_id)
+        await store.update_device_last_seen(conn, user_id, device_id, now, login.ip)
+        return await self._new_tokens(conn, user_id, device_id, now, refresh=login.refresh)
+
+    async def _new_tokens(
+        self, conn: asyncpg.Connection, user_id: str, device_id: str, now: int, *,
+        refresh: bool, previous: bytes | None = None,
+    ) -> Session:
+        """A new access token, and with `refresh` an expiring one plus a refresh token."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await store.insert_access_token(conn, hash_token(token), user_id, device_id, now)
-        return Session(user_id, device_id, token)
+        if not refresh:
+            await store.insert_access_token(conn, hash_token(token), user_id, device_id, now)
+            return Session(user_id, device_id, token)
+        refresh_token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        refresh_hash = hash_token(refresh_token)
+        lifetime = self._config.accounts.access_token_lifetime_ms
+        await store.insert_refresh_token(conn, refresh_hash, user_id, device_id, previous, now)
+        await store.insert_access_token(
+            conn, hash_token(token), user_id, device_id, now, now + lifetime, refresh_hash
+        )
+        return Session(user_id, device_id, token, refresh_token, lifetime)
 
     @staticmethod
     def _device_id(given: str | None) -> str:
@@ -327,25 +377,6 @@ class AccountsService:
         if not given or len(given.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID_BYTES:
             raise invalid_param(f"'device_id' must be 1 to {MAX_DEVICE_ID_BYTES} bytes")
         return given
-
-    async def _hash_password(self, password: str) -> str:
-        async with self._kdf:
-            return await asyncio.to_thread(self._hasher.hash, password)
-
-    async def _verify_password(self, password_hash: str | None, password: str) -> bool:
-        """True if `password` matches; an absent hash still costs one verification."""
-        if len(password) > MAX_PASSWORD_LENGTH:
-            return False
-        if password_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self._hash_password(secrets.token_urlsafe(16))
-            password_hash = self._dummy_hash
-            password = ""  # never matches the random dummy password
-        try:
-            async with self._kdf:
-                return await asyncio.to_thread(self._hasher.verify, password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
 
     # Profiles
 
@@ -376,3 +407,7 @@ class AccountsService:
             raise forbidden("You may only change your own profile")
         if len(value) > max_length:
             raise invalid_param(f"'{field}' may not be longer than {max_length} characters")
+
+
+def _expired(expires_ts: int | None, now: int) -> bool:
+    return expires_ts is not None and now >= expires_ts

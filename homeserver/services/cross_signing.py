@@ -12,14 +12,11 @@ user-signing key. Anything else is reported per key in `failures`, as the spec d
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
-from homeserver.services.accounts import AccountsService
 from homeserver.services.clock import now_ms
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import (
@@ -30,38 +27,12 @@ from homeserver.services.e2e_checks import (
 )
 from homeserver.services.e2e_keys import CROSS_SIGNING_TYPES
 from homeserver.services.requester import Requester
+from homeserver.services.uia import UiaRequest, UserInteractiveAuth
 from storage import accounts as accounts_store
 from storage import e2e_keys as store
 from storage.database import Database
 
-PASSWORD_STAGE = "m.login.password"
 SignatureRow = tuple[str, str, str, str, str]
-
-
-class AuthRequired(MatrixError):
-    """A User-Interactive Authentication challenge (401): the flows, and after a failed attempt
-    the reason. The first challenge carries no errcode, as the spec's examples show."""
-
-    def __init__(self, session: str | None, error: str | None = None) -> None:
-        super().__init__(401, "M_FORBIDDEN", error or "Authentication required")
-        self.session = session or secrets.token_urlsafe(16)
-        self.failed = error is not None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "flows": [{"stages": [PASSWORD_STAGE]}], "params": {}, "session": self.session,
-        }
-        if self.failed:
-            body |= {"errcode": self.errcode, "error": self.error}
-        return body
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordAuth:
-    """The `auth` of a request: the password stage's password, if the client sent one."""
-
-    password: str | None
-    session: str | None
 
 
 def _check_cross_signing_key(key: dict[str, Any], key_type: str, user_id: str) -> str:
@@ -104,14 +75,14 @@ def _signed_by(
 
 class CrossSigningService:
     def __init__(
-        self, db: Database, device_lists: DeviceListService, accounts: AccountsService
+        self, db: Database, device_lists: DeviceListService, uia: UserInteractiveAuth
     ) -> None:
         self.db = db
         self.device_lists = device_lists
-        self.accounts = accounts
+        self.uia = uia
 
     async def upload_keys(
-        self, requester: Requester, keys: dict[str, dict[str, Any]], auth: PasswordAuth | None
+        self, requester: Requester, keys: dict[str, dict[str, Any]], request: UiaRequest
     ) -> None:
         """Publish cross-signing keys (key type -> CrossSigningKey)."""
         user_id = requester.user_id
@@ -134,7 +105,7 @@ class CrossSigningService:
         if any(public in device_ids for public in publics.values()):
             raise forbidden("Key ID in use: a device of yours has that ID")
         if "master" in existing:
-            await self._authenticate(user_id, auth)
+            await self.uia.authenticate(request, user_id)
         now = now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:
@@ -143,12 +114,6 @@ class CrossSigningService:
 
         await self.db.transaction(write, name="cross_signing_upload")
         await self.device_lists.mark_changed(user_id)
-
-    async def _authenticate(self, user_id: str, auth: PasswordAuth | None) -> None:
-        if auth is None or auth.password is None:
-            raise AuthRequired(auth.session if auth else None)
-        if not await self.accounts.check_password(user_id, auth.password):
-            raise AuthRequired(auth.session, "Invalid password")
 
     async def upload_signatures(
         self, requester: Requester, signed: dict[str, dict[str, Any]]

@@ -22,7 +22,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -47,6 +47,7 @@ from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services.notifier import Notifier
 from storage import events as events_store
 from storage import rooms as rooms_store
+from storage import search as search_store
 from storage import state as state_store
 from storage.database import Database
 from storage.streams import Slot, StreamIdGenerator
@@ -97,6 +98,17 @@ class EventCache:
             self._items.popitem(last=False)
 
 
+class EventObserver(Protocol):
+    """Told of every persisted event inside the transaction that stores it, so that what it
+    writes (push notifications) commits with the event; it must not act outside the database,
+    since a retried transaction calls it again."""
+
+    async def on_event(
+        self, conn: asyncpg.Connection, room_id: str, event_id: str, pdu: dict[str, Any],
+        stream_ordering: int,
+    ) -> None: ...
+
+
 class RoomEngine:
     def __init__(
         self, db: Database, *, server_name: str, signing_key: Any, max_members: int,
@@ -118,6 +130,7 @@ class RoomEngine:
         self._member_epochs: defaultdict[str, int] = defaultdict(int)
         # (position, users) wake-ups waiting for `stream.current` to reach their position.
         self._pending_wakes: list[tuple[int, set[str]]] = []
+        self.observers: list[EventObserver] = []  # plugged in by app.py
 
     # ---- reads shared by the services -------------------------------------------------------
 
@@ -367,6 +380,7 @@ class RoomEngine:
         await events_store.insert_edges(
             conn, event_id, pdu["prev_events"], pdu["auth_events"]
         )
+        await search_store.index_event(conn, event_id, room_id, position, pdu)
         await events_store.replace_forward_extremities(
             conn, room_id, pdu["prev_events"], event_id
         )
@@ -382,6 +396,8 @@ class RoomEngine:
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
             if target is None or target.room_id == room_id:
                 await events_store.insert_redaction(conn, event_id, redacts)
+        for observer in self.observers:
+            await observer.on_event(conn, room_id, event_id, pdu, position)
         return PersistedEvent(event_id, pdu, position)
 
     def _after_persist(self, room_id: str, persisted: PersistedEvent) -> None:

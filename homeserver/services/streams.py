@@ -21,6 +21,7 @@ class StreamToken:
     typing: int = 0
     to_device: int = 0
     device_lists: int = 0
+    presence: int = 0
 
     def encode(self) -> str:
         return "s" + "_".join(str(getattr(self, f.name)) for f in fields(self))
@@ -49,6 +50,7 @@ class Streams:
     typing: StreamIdGenerator
     to_device: StreamIdGenerator
     device_lists: StreamIdGenerator
+    presence: StreamIdGenerator
 
     def current(self) -> StreamToken:
         return StreamToken(
@@ -58,4 +60,5 @@ class Streams:
             typing=self.typing.current,
             to_device=self.to_device.current,
             device_lists=self.device_lists.current,
+            presence=self.presence.current,
         )

@@ -27,6 +27,7 @@ from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import Filter, FilterError, FiltersService
 from homeserver.services.notifier import Notifier, wait_for_wake
+from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.streams import Streams, StreamToken
@@ -41,6 +42,7 @@ from homeserver.services.sync_rooms import (
 )
 from homeserver.services.to_device import ToDeviceService
 from storage import events as events_store
+from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
 
@@ -53,6 +55,7 @@ class SyncRequest:
     timeout_ms: int = 0
     full_state: bool = False
     filter: str | None = None  # inline filter JSON or the ID of an uploaded filter
+    set_presence: str | None = None  # online (the default), unavailable or offline
 
 
 @dataclass(slots=True)
@@ -84,10 +87,12 @@ class SyncService:
         self.to_device = ToDeviceService(
             db, config.server.server_name, streams.to_device, notifier
         )
+        self.presence = PresenceService(db, streams.presence, notifier, config.presence)
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
         """The /sync response body; waits up to the timeout while nothing is new."""
         flt = await self._filter(requester.user_id, request.filter)
+        await self.presence.sync_activity(requester.user_id, request.set_presence)
         loop = asyncio.get_running_loop()
         timeout_ms = min(max(request.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
         deadline = loop.time() + timeout_ms / 1000
@@ -147,6 +152,10 @@ class SyncService:
                 body["next_batch"] = replace(upto, to_device=delivery.capped_at).encode()
             counts, unused_fallback = await self.e2e_keys.key_counts(conn, requester)
             body["device_one_time_keys_count"] = counts
+            presence = await self.presence.events(
+                conn, requester.user_id, since.presence if since else 0, upto.presence
+            )
+            body["presence"]["events"] = [e for e in presence if flt.presence.allows(e)]
             body["device_unused_fallback_key_types"] = unused_fallback
             if since is not None:
                 changed, left = await self.e2e_keys.device_lists.changes(
@@ -157,6 +166,7 @@ class SyncService:
         rooms = body["rooms"]
         has_updates = bool(
             body["account_data"]["events"] or body["to_device"]["events"]
+            or body["presence"]["events"]
             or body["device_lists"]["changed"] or body["device_lists"]["left"]
             or rooms["join"] or rooms["invite"] or rooms["leave"]
         )
@@ -199,6 +209,8 @@ class SyncService:
             section["account_data"] = {"events": account_data}
             section["unread_notifications"] = dict(NO_NOTIFICATIONS)
             out["join"][room_id] = section
+        if out["join"]:
+            await _add_unread_counts(conn, requester.user_id, out["join"], upto.events)
         for room_id, invite_id in rooms.invited:
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
@@ -265,3 +277,14 @@ class SyncService:
                     rooms.left.append((room_id, position))
         return rooms
 
+
+async def _add_unread_counts(
+    conn: asyncpg.Connection, user_id: str, joined: dict[str, Any], upto: int
+) -> None:
+    """`unread_notifications` of the joined rooms in the response, in one query: the push
+    notifications after the user's read receipt, up to the token being issued."""
+    counts = await push_store.get_unread_counts(conn, user_id, joined, upto)
+    for room_id, (notifications, highlights) in counts.items():
+        joined[room_id]["unread_notifications"] = {
+            "notification_count": notifications, "highlight_count": highlights,
+        }

@@ -1,0 +1,116 @@
+"""Client-Server routes for room discovery and the user directory.
+
+`/publicRooms` (GET is open to anyone, as in the spec; POST needs an access token),
+`/directory/list/room/{roomId}` and `/user_directory/search`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.api.auth import require_requester
+from homeserver.api.context import CONFIG, DIRECTORY
+from homeserver.api.http import (
+    field_bool,
+    field_obj,
+    field_str,
+    json_response,
+    path_room_id,
+    query_int,
+    read_json_body,
+)
+from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.services.directory import PublicRoomsQuery
+
+routes = web.RouteTableDef()
+
+PREFIX = "/_matrix/client/v3"
+DEFAULT_ROOMS_LIMIT = 100
+MAX_ROOMS_LIMIT = 500
+DEFAULT_USERS_LIMIT = 10
+MAX_USERS_LIMIT = 100
+VISIBILITIES = ("public", "private")
+
+
+def _body_int(body: dict[str, Any], key: str, default: int, hi: int) -> int:
+    """An integer body field clamped to [1, hi]; any other type is M_BAD_JSON."""
+    value = body.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_json(f"'{key}' must be an integer")
+    return max(1, min(hi, value))
+
+
+def _check_server(request: web.Request) -> None:
+    """Only this server's directory is served; asking a remote one needs federation."""
+    server = request.query.get("server")
+    if server is not None and server != request.app[CONFIG].server.server_name:
+        raise invalid_param("Listing another server's directory is not supported")
+
+
+def _room_types(raw: Any) -> tuple[str | None, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(t is None or isinstance(t, str) for t in raw):
+        raise bad_json("'filter.room_types' must be a list of strings and nulls")
+    return tuple(raw)
+
+
+@routes.get(PREFIX + "/publicRooms")
+async def get_public_rooms(request: web.Request) -> web.Response:
+    _check_server(request)
+    query = PublicRoomsQuery(
+        limit=query_int(request, "limit", DEFAULT_ROOMS_LIMIT, lo=1, hi=MAX_ROOMS_LIMIT),
+        since=request.query.get("since"),
+    )
+    return json_response(await request.app[DIRECTORY].public_rooms(query))
+
+
+@routes.post(PREFIX + "/publicRooms")
+async def query_public_rooms(request: web.Request) -> web.Response:
+    await require_requester(request)
+    _check_server(request)
+    body = await read_json_body(request)
+    flt = field_obj(body, "filter") or {}
+    include_all = field_bool(body, "include_all_networks")
+    instance = field_str(body, "third_party_instance_id")
+    if include_all and instance is not None:
+        raise invalid_param("third_party_instance_id cannot be used with include_all_networks")
+    query = PublicRoomsQuery(
+        limit=_body_int(body, "limit", DEFAULT_ROOMS_LIMIT, MAX_ROOMS_LIMIT),
+        since=field_str(body, "since"),
+        search_term=field_str(flt, "generic_search_term"),
+        room_types=_room_types(flt.get("room_types")),
+        third_party_instance_id=instance,
+    )
+    return json_response(await request.app[DIRECTORY].public_rooms(query))
+
+
+@routes.get(PREFIX + "/directory/list/room/{roomId}")
+async def get_visibility(request: web.Request) -> web.Response:
+    room_id = path_room_id(request)
+    return json_response({"visibility": await request.app[DIRECTORY].visibility(room_id)})
+
+
+@routes.put(PREFIX + "/directory/list/room/{roomId}")
+async def set_visibility(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    room_id = path_room_id(request)
+    body = await read_json_body(request)
+    visibility = field_str(body, "visibility", "public")
+    if visibility is None or visibility not in VISIBILITIES:
+        raise invalid_param("'visibility' must be public or private")
+    await request.app[DIRECTORY].set_visibility(requester, room_id, visibility)
+    return json_response({})
+
+
+@routes.post(PREFIX + "/user_directory/search")
+async def search_users(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request)
+    if "search_term" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "'search_term' is required")
+    term = field_str(body, "search_term") or ""
+    limit = _body_int(body, "limit", DEFAULT_USERS_LIMIT, MAX_USERS_LIMIT)
+    return json_response(await request.app[DIRECTORY].search_users(requester, term, limit))

@@ -1,0 +1,226 @@
+"""Client-Server routes of the content repository (spec: "Content repository").
+
+Authenticated downloads live under `/_matrix/client/v1/media`; uploads, `/create` and the
+deprecated unauthenticated downloads under `/_matrix/media`. Served content carries the
+headers that keep a browser from running it: a sandboxing Content-Security-Policy, `nosniff`,
+and `Content-Disposition: inline` only for the spec's list of harmless types.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from urllib.parse import quote
+
+from aiohttp import web
+
+from homeserver.api.auth import require_requester
+from homeserver.api.context import MEDIA
+from homeserver.api.http import CORS_HEADERS, json_response, query_int
+from homeserver.errors import MatrixError, invalid_param
+from homeserver.protocol.identifiers import is_valid_server_name
+from homeserver.services.media import MediaFile, Upload
+from homeserver.services.media_thumbnails import METHODS
+
+routes = web.RouteTableDef()
+
+CLIENT_V1 = "/_matrix/client/v1/media"
+MEDIA_V1 = "/_matrix/media/v1"
+MEDIA_V3 = "/_matrix/media/v3"
+
+UPLOAD_CHUNK_BYTES = 64 * 1024
+DEFAULT_TIMEOUT_MS = 20_000
+MAX_TIMEOUT_MS = 60_000
+MAX_FILENAME_CHARS = 255
+# Thumbnail dimensions beyond any image we would decode; larger requests are served as this.
+MAX_DIMENSION = 65_535
+
+_MEDIA_ID_RE = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+# RFC 9110 media type: token "/" token, then parameters in printable ASCII.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+"
+_CONTENT_TYPE_RE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;[\x20-\x7e]*)?")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters RFC 8187 lets stand unescaped in `filename*`.
+_ATTR_CHARS = string.ascii_letters + string.digits + "!#$&+-.^_`|~"
+
+# The spec's "Serving inline content" list; everything else is served as an attachment.
+INLINE_TYPES = frozenset({
+    "text/css", "text/plain", "text/csv", "application/json", "application/ld+json",
+    "image/jpeg", "image/gif", "image/png", "image/apng", "image/webp", "image/avif",
+    "video/mp4", "video/webm", "video/ogg", "video/quicktime",
+    "audio/mp4", "audio/webm", "audio/aac", "audio/mpeg", "audio/ogg", "audio/wave",
+    "audio/wav", "audio/x-wav", "audio/x-pn-wav", "audio/flac", "audio/x-flac",
+})
+SERVING_HEADERS = {
+    **CORS_HEADERS,
+    # The spec's recommended policy: even HTML that slips through cannot run or load anything.
+    "Content-Security-Policy": (
+        "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; "
+        "style-src 'unsafe-inline'; media-src 'self'; object-src 'self';"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    # A media ID's content never changes.
+    "Cache-Control": "private, max-age=31536000, immutable",
+}
+_THUMBNAIL_NAMES = {"image/jpeg": "thumbnail.jpg", "image/png": "thumbnail.png",
+                    "image/gif": "thumbnail.gif", "image/webp": "thumbnail.webp"}
+
+
+@routes.post(MEDIA_V3 + "/upload")
+async def upload(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    uri = await request.app[MEDIA].upload(requester, _upload(request))
+    return json_response({"content_uri": uri})
+
+
+@routes.post(MEDIA_V1 + "/create")
+async def create(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    uri, expires = await request.app[MEDIA].create(requester)
+    return json_response({"content_uri": uri, "unused_expires_at": expires})
+
+
+@routes.put(MEDIA_V3 + "/upload/{serverName}/{mediaId}")
+async def upload_to(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    server_name, media_id = _media_ref(request)
+    await request.app[MEDIA].upload_to(requester, server_name, media_id, _upload(request))
+    return json_response({})
+
+
+@routes.get(CLIENT_V1 + "/download/{serverName}/{mediaId}")
+@routes.get(CLIENT_V1 + "/download/{serverName}/{mediaId}/{fileName}")
+async def download(request: web.Request) -> web.StreamResponse:
+    await require_requester(request)
+    return await _download(request)
+
+
+@routes.get(MEDIA_V3 + "/download/{serverName}/{mediaId}")
+@routes.get(MEDIA_V3 + "/download/{serverName}/{mediaId}/{fileName}")
+async def legacy_download(request: web.Request) -> web.StreamResponse:
+    """Deprecated and unauthenticated, but still what older clients call."""
+    return await _download(request)
+
+
+@routes.get(CLIENT_V1 + "/thumbnail/{serverName}/{mediaId}")
+async def thumbnail(request: web.Request) -> web.StreamResponse:
+    await require_requester(request)
+    return await _thumbnail(request)
+
+
+@routes.get(MEDIA_V3 + "/thumbnail/{serverName}/{mediaId}")
+async def legacy_thumbnail(request: web.Request) -> web.StreamResponse:
+    return await _thumbnail(request)
+
+
+@routes.get(CLIENT_V1 + "/config")
+@routes.get(MEDIA_V3 + "/config")
+async def media_config(request: web.Request) -> web.Response:
+    await require_requester(request)
+    return json_response({"m.upload.size": request.app[MEDIA].max_upload_bytes})
+
+
+@routes.get(CLIENT_V1 + "/preview_url")
+@routes.get(MEDIA_V3 + "/preview_url")
+async def preview_url(request: web.Request) -> web.Response:
+    """Not built: fetching arbitrary URLs for clients needs its own SSRF defences. The spec's
+    answer for an endpoint a server does not implement is 404 M_UNRECOGNIZED."""
+    await require_requester(request)
+    raise MatrixError(404, "M_UNRECOGNIZED", "URL previews are not enabled on this server")
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    server_name, media_id = _media_ref(request)
+    file_name = request.match_info.get("fileName")
+    if file_name is not None:
+        _check_filename(file_name)
+    media = await request.app[MEDIA].get_content(server_name, media_id, _timeout_ms(request))
+    name = file_name if file_name is not None else media.upload_name
+    return _serve(media, content_disposition(media.content_type, name))
+
+
+async def _thumbnail(request: web.Request) -> web.StreamResponse:
+    server_name, media_id = _media_ref(request)
+    width, height = _dimension(request, "width"), _dimension(request, "height")
+    method = request.query.get("method", "scale")
+    if method not in METHODS:
+        raise invalid_param(f"'method' must be one of {', '.join(METHODS)}")
+    if request.query.get("animated", "false") not in ("true", "false"):
+        raise invalid_param("'animated' must be true or false")
+    # Animated thumbnails are not made: the spec lets `animated=true` behave as false.
+    media = await request.app[MEDIA].get_thumbnail(
+        server_name, media_id, width, height, method, _timeout_ms(request)
+    )
+    name = _THUMBNAIL_NAMES.get(media.content_type, "thumbnail")
+    return _serve(media, f'inline; filename="{name}"')
+
+
+def _serve(media: MediaFile, disposition: str) -> web.FileResponse:
+    """The file with its type and the safety headers; FileResponse adds ranges and ETags."""
+    return web.FileResponse(media.path, headers={
+        **SERVING_HEADERS,
+        "Content-Type": media.content_type,
+        "Content-Disposition": disposition,
+    })
+
+
+def content_disposition(content_type: str, filename: str | None) -> str:
+    """`inline` only for the spec's harmless types; the name quoted per RFC 6266, or
+    percent-encoded as `filename*` (RFC 8187) when it is not plain ASCII."""
+    base_type = content_type.split(";", 1)[0].strip().lower()
+    kind = "inline" if base_type in INLINE_TYPES else "attachment"
+    if not filename:
+        return kind
+    if filename.isascii() and not any(c in filename for c in '"\\') and filename.isprintable():
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename*=utf-8''{quote(filename, safe=_ATTR_CHARS)}"
+
+
+def _upload(request: web.Request) -> Upload:
+    """The request body as an upload: streamed, never read into memory whole."""
+    content_type = request.headers.get("Content-Type", "").strip() or "application/octet-stream"
+    if len(content_type) > 255 or not _CONTENT_TYPE_RE.fullmatch(content_type):
+        raise invalid_param("Content-Type is not a valid media type")
+    upload_name = request.query.get("filename")
+    if upload_name is not None:
+        _check_filename(upload_name)
+    return Upload(
+        request.content.iter_chunked(UPLOAD_CHUNK_BYTES), request.content_length, content_type,
+        upload_name or None,
+    )
+
+
+def _media_ref(request: web.Request) -> tuple[str, str]:
+    """`{serverName}` and `{mediaId}`, restricted as the spec's security section requires
+    (valid server name; media ID of `A-Za-z0-9_-` only) so no path can be smuggled in."""
+    server_name, media_id = request.match_info["serverName"], request.match_info["mediaId"]
+    if not is_valid_server_name(server_name):
+        raise invalid_param(f"{server_name!r} is not a valid server name")
+    if not _MEDIA_ID_RE.fullmatch(media_id):
+        raise invalid_param(f"{media_id!r} is not a valid media ID")
+    return server_name, media_id
+
+
+def _check_filename(name: str) -> None:
+    if len(name) > MAX_FILENAME_CHARS or _CONTROL_RE.search(name):
+        raise invalid_param(
+            f"A file name is at most {MAX_FILENAME_CHARS} characters, without control characters"
+        )
+
+
+def _dimension(request: web.Request, key: str) -> int:
+    raw = request.query.get(key)
+    if raw is None:
+        raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_param(f"'{key}' must be an integer") from None
+    if value < 1:
+        raise invalid_param(f"'{key}' must be positive")
+    return min(value, MAX_DIMENSION)
+
+
+def _timeout_ms(request: web.Request) -> int:
+    return query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, lo=0, hi=MAX_TIMEOUT_MS)

@@ -1,0 +1,164 @@
+"""The published room directory (`/publicRooms`, `/directory/list/room`) and the user directory.
+
+A room is published when `rooms.is_public` is set: by `createRoom` with `visibility: public`, or
+by a room admin through `/directory/list/room/{roomId}`. Listings are offset-paginated in a
+stable order (most joined members first, then room ID); a token is `o<offset>`.
+
+The user directory finds users joined to a room the searcher is joined to, or to a room with a
+public join rule or world-readable history (the spec's minimum), by user ID or display name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.protocol.power_levels import event_power_level, user_power_level
+from homeserver.services.requester import Requester
+from homeserver.services.room_engine import RoomEngine
+from storage import directory as directory_store
+from storage import state as state_store
+from storage.database import Database
+
+MAX_TOKEN_OFFSET = 10**9
+# Who may publish a room: whoever may change its canonical alias, the way clients present it.
+PUBLISH_EVENT_TYPE = "m.room.canonical_alias"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRoomsQuery:
+    limit: int
+    since: str | None = None
+    search_term: str | None = None
+    room_types: tuple[str | None, ...] | None = None
+    third_party_instance_id: str | None = None
+
+
+def _offset(token: str) -> int:
+    digits = token[1:]
+    if not token.startswith("o") or not digits.isascii() or not digits.isdigit():
+        raise invalid_param("'since' is not a pagination token from this server")
+    offset = int(digits)
+    if offset > MAX_TOKEN_OFFSET:
+        raise invalid_param("'since' is out of range")
+    return offset
+
+
+def _str_field(state: dict[str, Any], event_type: str, key: str) -> str | None:
+    content = state.get(event_type)
+    value = content.get(key) if isinstance(content, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _chunk_entry(room_id: str, joined: int, state: dict[str, Any]) -> dict[str, Any]:
+    """One `PublishedRoomsChunk`: optional fields only when the state has a valid value."""
+    entry: dict[str, Any] = {
+        "room_id": room_id,
+        "num_joined_members": joined,
+        "world_readable": _str_field(state, "m.room.history_visibility", "history_visibility")
+        == "world_readable",
+        "guest_can_join": _str_field(state, "m.room.guest_access", "guest_access") == "can_join",
+    }
+    optional = {
+        "name": _str_field(state, "m.room.name", "name"),
+        "topic": _str_field(state, "m.room.topic", "topic"),
+        "join_rule": _str_field(state, "m.room.join_rules", "join_rule"),
+        "room_type": _str_field(state, "m.room.create", "type"),
+    }
+    alias = _str_field(state, "m.room.canonical_alias", "alias")
+    if alias is not None and alias.startswith("#"):
+        optional["canonical_alias"] = alias
+    avatar = _str_field(state, "m.room.avatar", "url")
+    if avatar is not None and avatar.startswith("mxc://"):
+        optional["avatar_url"] = avatar
+    entry.update((k, v) for k, v in optional.items() if v is not None)
+    return entry
+
+
+class DirectoryService:
+    def __init__(self, db: Database, engine: RoomEngine) -> None:
+        self.db = db
+        self.engine = engine
+
+    # ---- room visibility --------------------------------------------------------------------
+
+    async def visibility(self, room_id: str) -> str:
+        is_public = await self.db.run(
+            lambda conn: directory_store.get_room_visibility(conn, room_id)
+        )
+        if is_public is None:
+            raise not_found("Room not found")
+        return "public" if is_public else "private"
+
+    async def set_visibility(self, requester: Requester, room_id: str, visibility: str) -> None:
+        """Publish or unpublish: room admins (power to set the canonical alias), the
+        creators, and server admins."""
+        async def run(conn: asyncpg.Connection) -> None:
+            if await directory_store.get_room_visibility(conn, room_id) is None:
+                raise not_found("Room not found")
+            if not requester.is_admin:
+                await self._require_room_admin(conn, requester.user_id, room_id)
+            await directory_store.set_room_visibility(conn, room_id, visibility == "public")
+
+        await self.db.transaction(run, name="room_visibility")
+
+    async def _require_room_admin(
+        self, conn: asyncpg.Connection, user_id: str, room_id: str
+    ) -> None:
+        version = await self.engine.room_version(conn, room_id)
+        keys = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)]
+        state = await state_store.get_current_state_for_keys(conn, room_id, keys)
+        pdus = await self.engine.get_pdus(conn, list(state.values()))
+        create, levels, member = (pdus.get(state.get(k, "")) for k in keys)
+        if member is None or member["content"].get("membership") != "join" or create is None:
+            raise forbidden("You are not joined to this room")
+        pl_content = levels["content"] if levels is not None else None
+        needed = event_power_level(PUBLISH_EVENT_TYPE, "", pl_content)
+        if user_power_level(user_id, pl_content, create, version) < needed:
+            raise forbidden("Only room admins may change the room's visibility in the directory")
+
+    # ---- listings ---------------------------------------------------------------------------
+
+    async def public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
+        """A page of the published room directory (spec `PublishedRoomsResponse`)."""
+        offset = _offset(query.since) if query.since is not None else 0
+        if query.third_party_instance_id is not None:
+            # No application-service networks exist here, so none of their rooms do either.
+            return {"chunk": [], "total_room_count_estimate": 0}
+        types = query.room_types
+        term = query.search_term.strip() if query.search_term else ""
+        rows = await self.db.run(lambda conn: directory_store.get_public_rooms(
+            conn,
+            pattern=directory_store.like_pattern(term) if term else None,
+            room_types=[t for t in types if t is not None] if types is not None else None,
+            include_untyped=types is not None and None in types,
+            limit=query.limit, offset=offset,
+        ))
+        total = rows[0]["total"] if rows else 0
+        body: dict[str, Any] = {
+            "chunk": [_chunk_entry(r["room_id"], r["joined"], r["state"]) for r in rows],
+            "total_room_count_estimate": total if rows else offset,
+        }
+        if rows and offset + len(rows) < total:
+            body["next_batch"] = f"o{offset + len(rows)}"
+        if offset > 0:
+            body["prev_batch"] = f"o{max(0, offset - query.limit)}"
+        return body
+
+    async def search_users(self, requester: Requester, term: str, limit: int) -> dict[str, Any]:
+        """Spec `/user_directory/search`: at most `limit` results and whether there were more."""
+        rows = await self.db.run(
+            lambda conn: directory_store.search_users(conn, requester.user_id, term, limit + 1)
+        )
+        results = []
+        for row in rows[:limit]:
+            result = {"user_id": row["user_id"]}
+            if row["displayname"] is not None:
+                result["display_name"] = row["displayname"]
+            if row["avatar_url"] is not None:
+                result["avatar_url"] = row["avatar_url"]
+            results.append(result)
+        return {"results": results, "limited": len(rows) > limit}

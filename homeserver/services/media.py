@@ -1,0 +1,265 @@
+"""The media repository: uploads, asynchronous uploads (`/create`), downloads and thumbnails.
+
+Bytes go to the content-addressed `ContentStore`; `local_media` maps each random media ID to a
+content hash. Nothing is held open while a client streams an upload: the file is written and
+hashed first, and only then is the row inserted, so a slow or aborted upload costs no database
+connection and leaves no row.
+
+Remote media (another server's name in the `mxc://` URI) answers 404 for now: fetching it
+needs federation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from homeserver.config import Config
+from homeserver.errors import MatrixError, forbidden, not_found, too_large
+from homeserver.services.clock import now_ms
+from homeserver.services.media_store import ContentStore
+from homeserver.services.media_thumbnails import (
+    ImageTooLarge,
+    NotAnImage,
+    ThumbnailSize,
+    render,
+    target_for,
+)
+from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.requester import Requester
+from storage import media as store
+from storage.database import Database
+
+# The spec's recommended lifetime of an ID from /create that nothing was uploaded to.
+UNUSED_ID_LIFETIME_MS = 24 * 60 * 60 * 1000
+# Thumbnails decoded at once: each holds a decoded image in memory and a core busy.
+THUMBNAIL_CONCURRENCY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An upload as the client sent it: a byte stream and what the client said about it."""
+
+    chunks: AsyncIterable[bytes]
+    declared_length: int | None
+    content_type: str
+    upload_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    """A file to serve: where its bytes are and what to call them."""
+
+    path: Path
+    content_type: str
+    upload_name: str | None
+
+
+class MediaService:
+    def __init__(
+        self, db: Database, config: Config, ratelimiter: RateLimiter,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.db = db
+        self.server_name = config.server.server_name
+        self.limits = config.media
+        self.content = ContentStore(config.path(config.media.store_path))
+        self.ratelimiter = ratelimiter
+        self.clock = clock
+        self._uploads = _UploadWaiters()
+        self._thumbnail_slots = asyncio.Semaphore(THUMBNAIL_CONCURRENCY)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.limits.max_upload_bytes
+
+    def mxc_uri(self, media_id: str) -> str:
+        return f"mxc://{self.server_name}/{media_id}"
+
+    async def upload(self, requester: Requester, upload: Upload) -> str:
+        """Store new content under a fresh media ID; return its `mxc://` URI."""
+        self.ratelimiter.check("per_user", requester.user_id)
+        content = await self._store(upload)
+        media_id = _new_media_id()
+
+        async def insert(conn: asyncpg.Connection) -> None:
+            await store.insert_uploaded(conn, media_id, requester.user_id, self.clock(), content)
+
+        await self.db.transaction(insert, name="media_upload")
+        return self.mxc_uri(media_id)
+
+    async def create(self, requester: Requester) -> tuple[str, int]:
+        """Reserve a media ID to upload to later; return its URI and when it expires."""
+        self.ratelimiter.check("per_user", requester.user_id)
+        media_id = _new_media_id()
+        now = self.clock()
+        expires = now + UNUSED_ID_LIFETIME_MS
+
+        async def reserve(conn: asyncpg.Connection) -> None:
+            if await store.count_pending(conn, requester.user_id, now) >= (
+                self.limits.max_pending_uploads
+            ):
+                raise MatrixError(
+                    429, "M_LIMIT_EXCEEDED",
+                    "Too many media IDs waiting for their upload; upload to those first",
+                )
+            await store.insert_pending(conn, media_id, requester.user_id, now, expires)
+
+        await self.db.transaction(reserve, name="media_create")
+        return self.mxc_uri(media_id), expires
+
+    async def upload_to(
+        self, requester: Requester, server_name: str, media_id: str, upload: Upload
+    ) -> None:
+        """Fill an ID reserved with `create`: only its creator may, and only once."""
+        row = await self._local_row(server_name, media_id)
+        if row.user_id != requester.user_id:
+            raise forbidden("This media ID was created by another user")
+        if row.content_hash is not None:
+            raise _cannot_overwrite()
+        content = await self._store(upload)
+
+        async def complete(conn: asyncpg.Connection) -> bool:
+            return await store.complete_pending(
+                conn, media_id, requester.user_id, self.clock(), content
+            )
+
+        if not await self.db.transaction(complete, name="media_upload"):
+            raise _cannot_overwrite()
+        self._uploads.notify(media_id)
+
+    async def get_content(self, server_name: str, media_id: str, timeout_ms: int) -> MediaFile:
+        """The uploaded file, waiting up to `timeout_ms` for an upload still to come."""
+        row = await self._uploaded_row(server_name, media_id, timeout_ms)
+        assert row.content_hash is not None and row.content_type is not None
+        path = await self._existing(row.content_hash)
+        return MediaFile(path, row.content_type, row.upload_name)
+
+    async def get_thumbnail(
+        self, server_name: str, media_id: str, width: int, height: int, method: str,
+        timeout_ms: int,
+    ) -> MediaFile:
+        """A thumbnail of an uploaded image, made on first request and cached after."""
+        row = await self._uploaded_row(server_name, media_id, timeout_ms)
+        source_hash = row.content_hash
+        assert source_hash is not None
+        size = target_for(width, height, method)
+
+        async def cached(conn: asyncpg.Connection) -> store.ThumbnailRow | None:
+            return await store.get_thumbnail(conn, source_hash, size.width, size.height, method)
+
+        thumbnail = await self.db.run(cached)
+        if thumbnail is None:
+            source = await self._existing(source_hash)
+            async with self._thumbnail_slots:
+                thumbnail = await asyncio.to_thread(self._make_thumbnail, source, size)
+
+            async def remember(conn: asyncpg.Connection) -> None:
+                assert thumbnail is not None
+                await store.insert_thumbnail(
+                    conn, source_hash, size.width, size.height, method, thumbnail
+                )
+
+            await self.db.transaction(remember, name="media_thumbnail")
+        path = await self._existing(thumbnail.thumbnail_hash)
+        return MediaFile(path, thumbnail.content_type, None)
+
+    def _make_thumbnail(self, source: Path, size: ThumbnailSize) -> store.ThumbnailRow:
+        """Render and store a thumbnail (blocking: runs in a worker thread)."""
+        try:
+            rendered = render(source, size, self.limits.max_image_pixels)
+        except NotAnImage:
+            raise MatrixError(
+                400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content"
+            ) from None
+        except ImageTooLarge:
+            raise too_large("Content is too large to thumbnail") from None
+        if rendered.data is None:
+            return store.ThumbnailRow(source.name, rendered.content_type)
+        return store.ThumbnailRow(self.content.put_bytes(rendered.data), rendered.content_type)
+
+    async def _store(self, upload: Upload) -> store.Content:
+        limit = self.limits.max_upload_bytes
+        if upload.declared_length is not None and upload.declared_length > limit:
+            raise too_large(f"Uploads are limited to {limit} bytes")
+        content_hash, size = await self.content.put_stream(upload.chunks, limit)
+        return store.Content(content_hash, size, upload.content_type, upload.upload_name)
+
+    async def _local_row(self, server_name: str, media_id: str) -> store.MediaRow:
+        """The row of a local media ID, or 404 (remote, unknown, or reserved and expired)."""
+        if server_name != self.server_name:
+            raise not_found("Media from other servers is not available: no federation yet")
+
+        async def read(conn: asyncpg.Connection) -> store.MediaRow | None:
+            return await store.get_media(conn, media_id)
+
+        row = await self.db.run(read)
+        if row is None or (
+            row.content_hash is None and (row.unused_expires_ts or 0) <= self.clock()
+        ):
+            raise not_found("Unknown media ID")
+        return row
+
+    async def _uploaded_row(
+        self, server_name: str, media_id: str, timeout_ms: int
+    ) -> store.MediaRow:
+        # Watch before reading, so an upload finishing between the read and the wait still
+        # wakes us.
+        with self._uploads.watch(media_id) as uploaded:
+            row = await self._local_row(server_name, media_id)
+            if row.content_hash is None and timeout_ms > 0:
+                try:
+                    await asyncio.wait_for(uploaded.wait(), timeout_ms / 1000)
+                except TimeoutError:
+                    pass
+                row = await self._local_row(server_name, media_id)
+        if row.content_hash is None:
+            raise MatrixError(504, "M_NOT_YET_UPLOADED", "Content has not yet been uploaded")
+        return row
+
+    async def _existing(self, content_hash: str) -> Path:
+        """The file of `content_hash`; 404 if it went missing from disk (an operator's doing)."""
+        path = self.content.path_of(content_hash)
+        if not await asyncio.to_thread(path.is_file):
+            raise not_found("The content of this media is no longer stored")
+        return path
+
+
+def _new_media_id() -> str:
+    """24 random characters from the spec's media ID alphabet (URL-safe base64)."""
+    return secrets.token_urlsafe(18)
+
+
+def _cannot_overwrite() -> MatrixError:
+    return MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
+
+
+class _UploadWaiters:
+    """Wake-ups for downloads waiting on an asynchronous upload, within this process."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+
+    @contextmanager
+    def watch(self, media_id: str) -> Iterator[asyncio.Event]:
+        event, watchers = self._events.get(media_id, (asyncio.Event(), 0))
+        self._events[media_id] = (event, watchers + 1)
+        try:
+            yield event
+        finally:
+            event, watchers = self._events[media_id]
+            if watchers == 1:
+                del self._events[media_id]
+            else:
+                self._events[media_id] = (event, watchers - 1)
+
+    def notify(self, media_id: str) -> None:
+        entry = self._events.get(media_id)
+        if entry is not None:
+            entry[0].set()

@@ -1,0 +1,202 @@
+"""Presence (Client-Server API "Presence"): online, unavailable or offline, and since when.
+
+Theory of operation. A user's presence is one row: the state they (or their syncing clients)
+last set, a status message, the time of their last activity and the presence-stream position of
+the last change others should hear about. /sync sends `m.presence` events for the rows of users
+sharing a joined room with the syncer whose position lies between two tokens.
+
+Activity is cheap: a /sync marks its user online (unless `set_presence` says otherwise) but
+writes only when the state changes or the stored activity time is older than a granularity;
+moving the activity time alone takes no stream position and wakes nobody. Going idle is both
+computed lazily (a row whose activity is older than `presence.idle_timeout_ms` reads as
+offline everywhere) and made durable by a periodic sweep that sets such rows offline with a new
+position, so the users sharing a room with them are woken and told.
+
+Writes are serialized by one lock, so positions commit in order and the position a woken
+/sync reads up to always includes the change that woke it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import asyncpg
+
+from homeserver.config import PresenceConfig
+from homeserver.errors import forbidden
+from homeserver.services.clock import now_ms
+from homeserver.services.notifier import Notifier
+from storage import presence as presence_store
+from storage.database import Database
+from storage.presence import PresenceRow
+from storage.streams import Slot, StreamIdGenerator
+
+log = logging.getLogger(__name__)
+
+ONLINE, UNAVAILABLE, OFFLINE = "online", "unavailable", "offline"
+PRESENCE_STATES = (ONLINE, UNAVAILABLE, OFFLINE)
+# A user active within this window (and online) is `currently_active`.
+CURRENTLY_ACTIVE_MS = 60_000
+MAX_SWEEP_INTERVAL_S = 30.0
+SWEEP_BATCH = 500
+
+
+class PresenceService:
+    def __init__(
+        self, db: Database, stream: StreamIdGenerator, notifier: Notifier,
+        config: PresenceConfig, clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.db = db
+        self.stream = stream
+        self.notifier = notifier
+        self.clock = clock
+        self.idle_ms = config.idle_timeout_ms
+        self.active_ms = min(CURRENTLY_ACTIVE_MS, self.idle_ms)
+        # Activity is written at most this often per user while nothing else changes.
+        self.granularity_ms = self.active_ms // 2
+        # user -> (state, activity time) as last written by this process.
+        self._written: dict[str, tuple[str, int]] = {}
+        self._lock = asyncio.Lock()
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    async def set_presence(self, user_id: str, state: str, status_msg: str | None) -> None:
+        """An explicit PUT: always a change others hear about."""
+        await self._write(user_id, state, status_msg, keep_status=False)
+
+    async def sync_activity(self, user_id: str, set_presence: str | None) -> None:
+        """A /sync's `set_presence` (default online); `offline` leaves presence untouched."""
+        state = set_presence or ONLINE
+        if state == OFFLINE:
+            return
+        written = self._written.get(user_id)
+        if written is not None and written[0] == state and (
+            self.clock() - written[1] < self.granularity_ms
+        ):
+            return
+        await self._write(user_id, state, None, keep_status=True)
+
+    async def _write(
+        self, user_id: str, state: str, status_msg: str | None, *, keep_status: bool
+    ) -> None:
+        now = self.clock()
+
+        async def run(conn: asyncpg.Connection, slot: Slot) -> bool:
+            row = await presence_store.get_presence(conn, user_id)
+            if keep_status and row is not None and self.effective_state(row, now) == state:
+                await presence_store.touch_presence(conn, user_id, now)
+                return False
+            status = row.status_msg if keep_status and row is not None else status_msg
+            await presence_store.upsert_presence(conn, user_id, state, status, now, slot.position)
+            return True
+
+        async with self._lock:
+            with self.stream.allocate() as slot:
+                changed = await self.db.transaction(lambda conn: run(conn, slot), name="presence")
+            self._written[user_id] = (state, now)
+        if changed:
+            await self._notify(user_id)
+
+    async def sweep_idle(self) -> int:
+        """Set users idle past the timeout offline; returns how many changed."""
+        bound = self.clock() - self.idle_ms
+        users = await self.db.run(
+            lambda conn: presence_store.get_idle_users(conn, bound, SWEEP_BATCH)
+        )
+        changed = 0
+        for user_id in users:
+            async with self._lock:
+                with self.stream.allocate() as slot:
+                    done = await self.db.transaction(
+                        partial(_set_offline, user_id=user_id, idle_before=bound, slot=slot),
+                        name="presence_idle",
+                    )
+                self._written.pop(user_id, None)
+            if done:
+                changed += 1
+                await self._notify(user_id)
+        return changed
+
+    async def run_idle_sweeper(self) -> None:
+        """Background task: sweep a few times per idle timeout (at least every 30 s)."""
+        interval = min(self.idle_ms / 2000, MAX_SWEEP_INTERVAL_S)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep_idle()
+            except Exception:
+                log.exception("presence idle sweep failed")
+
+    async def _notify(self, user_id: str) -> None:
+        roommates = await self.db.run(lambda conn: presence_store.get_roommates(conn, user_id))
+        self.notifier.notify_users(roommates | {user_id})
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def effective_state(self, row: PresenceRow, now: int) -> str:
+        """The stored state, or offline once the user has been idle past the timeout."""
+        if row.state != OFFLINE and now - row.last_active_ts > self.idle_ms:
+            return OFFLINE
+        return row.state
+
+    def content(self, row: PresenceRow, now: int) -> dict[str, Any]:
+        """`m.presence` content (also the GET /presence/{userId}/status body)."""
+        state = self.effective_state(row, now)
+        ago = max(0, now - row.last_active_ts)
+        content: dict[str, Any] = {
+            "presence": state,
+            "last_active_ago": ago,
+            "currently_active": state == ONLINE and ago <= self.active_ms,
+        }
+        if row.status_msg is not None:
+            content["status_msg"] = row.status_msg
+        if row.displayname is not None:
+            content["displayname"] = row.displayname
+        if row.avatar_url is not None:
+            content["avatar_url"] = row.avatar_url
+        return content
+
+    async def get_presence(self, viewer: str, user_id: str) -> dict[str, Any]:
+        """A user's presence, for themselves or anyone sharing a room with them (else 403)."""
+        async def run(conn: asyncpg.Connection) -> PresenceRow | None:
+            if viewer != user_id and not await presence_store.shares_room(conn, viewer, user_id):
+                raise forbidden("You are not allowed to see their presence")
+            return await presence_store.get_presence(conn, user_id)
+
+        row = await self.db.run(run)
+        if row is None:
+            return {"presence": OFFLINE}
+        return self.content(row, self.clock())
+
+    async def events(
+        self, conn: asyncpg.Connection, user_id: str, after: int, upto: int
+    ) -> Sequence[dict[str, Any]]:
+        """For /sync: `m.presence` events of roommates changed in (after, upto].
+
+        An initial sync (after 0) leaves out users who are offline: nothing changed for it.
+        """
+        if after >= upto:
+            return []
+        rows = await presence_store.get_changes_for_roommates(conn, user_id, after, upto)
+        now = self.clock()
+        events = []
+        for row in rows:
+            content = self.content(row, now)
+            if after == 0 and content["presence"] == OFFLINE:
+                continue
+            events.append({"type": "m.presence", "sender": row.user_id, "content": content})
+        return events
+
+
+async def _set_offline(
+    conn: asyncpg.Connection, *, user_id: str, idle_before: int, slot: Slot
+) -> bool:
+    """Set an idle user offline; the position is only taken when they still are idle."""
+    if not await presence_store.lock_if_idle(conn, user_id, idle_before):
+        return False
+    await presence_store.set_offline(conn, user_id, slot.position)
+    return True

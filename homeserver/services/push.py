@@ -1,0 +1,332 @@
+"""Push rules, notifications and pushers (Client-Server API "Push Notifications").
+
+Theory of operation. A user's rules are their own rows plus their changes to the server-default
+rules, merged by the pure `homeserver.protocol.push_rules`. Every change is stored, drops the
+user's compiled ruleset from the in-memory cache and republishes the whole ruleset as the
+`m.push_rules` global account data event, which /sync delivers.
+
+The room engine calls `on_event` inside the transaction that persists each event, so the
+notification rows of an event commit with it and appear in the same /sync as the event itself
+(the spec requires that). It evaluates the rules of every local joined member except the sender
+(plus a local invitee), from cached compiled rulesets, with one query for the room's power levels
+and one batched insert for all the notifications. Counts are not stored: /sync counts the rows
+after the user's latest `m.read`/`m.read.private` receipt, so a receipt resets them by itself.
+Pushers are stored; nothing delivers to push gateways yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.protocol import push_rules
+from homeserver.protocol.identifiers import server_name_of
+from homeserver.protocol.power_levels import user_power_level
+from homeserver.protocol.push_rules import CompiledRuleset, EventContext, InvalidPushRule
+from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.clock import now_ms
+from homeserver.services.event_views import load_events, serialize_events
+from homeserver.services.requester import Requester
+from homeserver.services.room_engine import RoomEngine
+from storage import push as push_store
+from storage import state as state_store
+from storage.database import Database
+from storage.push import NewNotification, Pusher
+
+log = logging.getLogger(__name__)
+
+PUSH_RULES_TYPE = "m.push_rules"
+_POWER_LEVELS = ("m.room.power_levels", "")
+_CREATE = ("m.room.create", "")
+_RULESET_CACHE_SIZE = 50_000
+
+
+def _rule_error(e: InvalidPushRule) -> MatrixError:
+    return MatrixError(400, e.errcode, str(e))
+
+
+def check_kind(kind: str) -> str:
+    if kind not in push_rules.KINDS:
+        raise invalid_param(f"Unknown push rule kind {kind!r}")
+    return kind
+
+
+class PushService:
+    def __init__(
+        self, db: Database, engine: RoomEngine, account_data: AccountDataService,
+        server_name: str,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.account_data = account_data
+        self.server_name = server_name
+        self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
+        # Bumped on every change of a user's rules, so a cache fill that raced one is dropped.
+        self._epochs: defaultdict[str, int] = defaultdict(int)
+        self._user_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # ---- the rules API ----------------------------------------------------------------------
+
+    async def ruleset(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        return await self.db.run(lambda conn: self._ruleset(conn, user_id))
+
+    async def _ruleset(
+        self, conn: asyncpg.Connection, user_id: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        own = await push_store.get_user_rules(conn, [user_id])
+        changes = await push_store.get_default_changes(conn, [user_id])
+        return push_rules.build_ruleset(user_id, own[user_id], changes[user_id])
+
+    async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
+        """The rule as the ruleset shows it, or M_NOT_FOUND."""
+        for rule in (await self.ruleset(user_id))[check_kind(kind)]:
+            if rule["rule_id"] == rule_id:
+                return rule
+        raise not_found("The push rule was not found.")
+
+    async def put_rule(
+        self, user_id: str, kind: str, rule_id: str, body: dict[str, Any],
+        before: str | None, after: str | None,
+    ) -> None:
+        """Create or update a user rule; `before`/`after` place it next to another user rule."""
+        try:
+            rule = push_rules.parse_user_rule(check_kind(kind), rule_id, body)
+        except InvalidPushRule as e:
+            raise _rule_error(e) from None
+
+        async def store(conn: asyncpg.Connection) -> None:
+            own = (await push_store.get_user_rules(conn, [user_id]))[user_id]
+            ids = [r.rule_id for r in own if r.kind == kind]
+            order = _place(ids, rule_id, before, after)
+            await push_store.upsert_rule(conn, user_id, rule)
+            await push_store.set_priorities(conn, user_id, kind, order)
+
+        await self._change(user_id, store)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        check_kind(kind)
+
+        async def delete(conn: asyncpg.Connection) -> None:
+            if not await push_store.delete_rule(conn, user_id, kind, rule_id):
+                if push_rules.is_default_rule_id(kind, rule_id):
+                    raise not_found("Server-default push rules cannot be deleted.")
+                raise not_found("The push rule was not found.")
+
+        await self._change(user_id, delete)
+
+    async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
+        await self._update(user_id, kind, rule_id, enabled=enabled)
+
+    async def set_actions(self, user_id: str, kind: str, rule_id: str, actions: Any) -> None:
+        try:
+            checked = push_rules.validate_actions(actions)
+        except InvalidPushRule as e:
+            raise _rule_error(e) from None
+        await self._update(user_id, kind, rule_id, actions=checked)
+
+    async def _update(
+        self, user_id: str, kind: str, rule_id: str, *, enabled: bool | None = None,
+        actions: list[Any] | None = None,
+    ) -> None:
+        """Change a user rule, or record the user's change to a server-default rule."""
+        check_kind(kind)
+
+        async def update(conn: asyncpg.Connection) -> None:
+            if push_rules.is_default_rule_id(kind, rule_id):
+                await push_store.upsert_default_change(
+                    conn, user_id, kind, rule_id, enabled=enabled, actions=actions
+                )
+            elif not await push_store.update_rule(
+                conn, user_id, kind, rule_id, enabled=enabled, actions=actions
+            ):
+                raise not_found("The push rule was not found.")
+
+        await self._change(user_id, update)
+
+    async def _change(
+        self, user_id: str, fn: Callable[[asyncpg.Connection], Awaitable[None]]
+    ) -> None:
+        """Store a change (one writer per user), drop the cached ruleset, publish m.push_rules."""
+        async def run(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+            await fn(conn)
+            return await self._ruleset(conn, user_id)
+
+        async with self._user_locks[user_id]:
+            try:
+                ruleset = await self.db.transaction(run, name="push_rules")
+            finally:
+                self._epochs[user_id] += 1
+                self._compiled.pop(user_id, None)
+            await self.account_data.set(user_id, GLOBAL, PUSH_RULES_TYPE, {"global": ruleset})
+
+    # ---- evaluation (called by the room engine inside the event's transaction) ---------------
+
+    async def on_event(
+        self, conn: asyncpg.Connection, room_id: str, event_id: str, pdu: dict[str, Any],
+        stream_ordering: int,
+    ) -> None:
+        """Store a notification row for every local user the event notifies."""
+        sender = pdu["sender"]
+        members = await self.engine.joined_members(conn, room_id)
+        recipients = [u for u in members if u != sender and self._is_local(u)]
+        invitee = pdu.get("state_key")
+        if (
+            pdu["type"] == "m.room.member" and pdu["content"].get("membership") == "invite"
+            and isinstance(invitee, str) and invitee != sender and self._is_local(invitee)
+            and invitee not in members
+        ):
+            recipients.append(invitee)
+        if not recipients:
+            return
+        rulesets = await self._rulesets(conn, recipients)
+        state = await state_store.get_current_state_for_keys(
+            conn, room_id, [_POWER_LEVELS, _CREATE]
+        )
+        pdus = await self.engine.get_pdus(conn, list(state.values()))
+        power_levels = pdus[state[_POWER_LEVELS]]["content"] if _POWER_LEVELS in state else None
+        create = pdus[state[_CREATE]] if _CREATE in state else {}
+        version = await self.engine.room_version(conn, room_id)
+        names: dict[str, str] = {}
+        if any(rulesets[u].uses_display_name for u in recipients):
+            names = await self._display_names(conn, room_id, recipients)
+        ctx = EventContext(
+            {**pdu, "event_id": event_id}, len(members),
+            user_power_level(sender, power_levels, create, version), power_levels,
+        )
+        rows = []
+        try:
+            for user_id in recipients:
+                actions = push_rules.evaluate(rulesets[user_id], ctx, names.get(user_id))
+                if push_rules.notifies(actions):
+                    assert actions is not None
+                    rows.append(
+                        NewNotification(user_id, list(actions), push_rules.highlights(actions))
+                    )
+        except Exception:  # a rule we cannot evaluate must not stop the room
+            log.exception("push rule evaluation failed for %s", event_id)
+            return
+        if rows:
+            await push_store.insert_notifications(
+                conn, room_id, event_id, stream_ordering, now_ms(), rows
+            )
+
+    def _is_local(self, user_id: str) -> bool:
+        return server_name_of(user_id) == self.server_name
+
+    async def _rulesets(
+        self, conn: asyncpg.Connection, user_ids: Sequence[str]
+    ) -> dict[str, CompiledRuleset]:
+        """Compiled rulesets from the cache; the missing ones with two queries in all."""
+        out: dict[str, CompiledRuleset] = {}
+        missing = []
+        for user_id in user_ids:
+            compiled = self._compiled.get(user_id)
+            if compiled is None:
+                missing.append(user_id)
+            else:
+                self._compiled.move_to_end(user_id)
+                out[user_id] = compiled
+        if not missing:
+            return out
+        epochs = {u: self._epochs[u] for u in missing}
+        own = await push_store.get_user_rules(conn, missing)
+        changes = await push_store.get_default_changes(conn, missing)
+        for user_id in missing:
+            ruleset = push_rules.build_ruleset(user_id, own[user_id], changes[user_id])
+            out[user_id] = compiled = push_rules.compile_ruleset(ruleset)
+            if self._epochs[user_id] == epochs[user_id]:
+                self._compiled[user_id] = compiled
+        while len(self._compiled) > _RULESET_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return out
+
+    async def _display_names(
+        self, conn: asyncpg.Connection, room_id: str, user_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Each user's display name in the room, from their current member event."""
+        keys = [("m.room.member", u) for u in user_ids]
+        state = await state_store.get_current_state_for_keys(conn, room_id, keys)
+        pdus = await self.engine.get_pdus(conn, list(state.values()))
+        names = {}
+        for (_, user_id), event_id in state.items():
+            name = pdus[event_id]["content"].get("displayname")
+            if isinstance(name, str) and name:
+                names[user_id] = name
+        return names
+
+    # ---- notifications ----------------------------------------------------------------------
+
+    async def notifications(
+        self, requester: Requester, before: int, limit: int, only_highlight: bool
+    ) -> dict[str, Any]:
+        """`GET /notifications`: newest first, `next_token` while a full page came back."""
+
+        async def read(conn: asyncpg.Connection) -> dict[str, Any]:
+            rows = await push_store.get_notifications(
+                conn, requester.user_id, before, only_highlight, limit
+            )
+            stored = await load_events(conn, [r.event_id for r in rows])
+            events = await serialize_events(conn, self.engine, stored, requester)
+            by_id = {e["event_id"]: e for e in events}
+            out = []
+            for row in rows:
+                event = by_id.get(row.event_id)
+                if event is None:
+                    continue
+                event.pop("room_id", None)
+                out.append({
+                    "actions": row.actions, "event": event, "read": row.read,
+                    "room_id": row.room_id, "ts": row.ts,
+                })
+            body: dict[str, Any] = {"notifications": out}
+            if len(rows) == limit:
+                body["next_token"] = str(rows[-1].stream_ordering)
+            return body
+
+        return await self.db.run(read)
+
+    # ---- pushers ----------------------------------------------------------------------------
+
+    async def pushers(self, user_id: str) -> list[Pusher]:
+        return await self.db.run(lambda conn: push_store.get_pushers(conn, user_id))
+
+    async def set_pusher(self, requester: Requester, pusher: Pusher, append: bool) -> None:
+        """Create or replace; without `append` the pushkey is taken from any other user."""
+
+        async def store(conn: asyncpg.Connection) -> None:
+            if not append:
+                await push_store.delete_other_users_pushers(
+                    conn, pusher.app_id, pusher.pushkey, requester.user_id
+                )
+            await push_store.upsert_pusher(
+                conn, requester.user_id, requester.device_id, pusher, now_ms()
+            )
+
+        await self.db.transaction(store, name="pushers")
+
+    async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> None:
+        await self.db.transaction(
+            lambda conn: push_store.delete_pusher(conn, user_id, app_id, pushkey),
+            name="pushers",
+        )
+
+
+def _place(ids: list[str], rule_id: str, before: str | None, after: str | None) -> list[str]:
+    """The kind's rule IDs, most important first, with `rule_id` placed as asked: next to
+    `before` (above it) or `after` (below it); a new rule goes on top, an updated one stays."""
+    anchor = before if before is not None else after
+    others = [i for i in ids if i != rule_id]
+    if anchor is None:
+        return ids if rule_id in ids else [rule_id, *others]
+    if anchor.startswith("."):
+        raise invalid_param("A rule cannot be placed relative to a server-default rule")
+    if anchor not in others:
+        raise MatrixError(400, "M_UNKNOWN", f"before/after rule not found: {anchor}")
+    index = others.index(anchor) + (0 if before is not None else 1)
+    return [*others[:index], rule_id, *others[index:]]

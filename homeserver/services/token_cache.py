@@ -1,0 +1,65 @@
+"""The in-process cache in front of access-token lookups (see `accounts` for how it is used).
+
+Entries live at most `TOKEN_CACHE_TTL_S` and never past the token's own expiry, so an expiring
+access token stops working on time even while it is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+
+from homeserver.services.clock import now_ms
+from homeserver.services.requester import Requester
+
+TOKEN_CACHE_TTL_S = 60.0
+TOKEN_CACHE_SIZE = 50_000
+
+
+def hash_token(token: str) -> bytes:
+    """What the database stores of an access or refresh token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class TokenCache:
+    """Token hash → Requester, bounded LRU with a TTL.
+
+    `generation` moves on every invalidation, so a lookup that raced a logout does not put
+    the revoked token back into the cache.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._items: OrderedDict[bytes, tuple[Requester, float, int | None]] = OrderedDict()
+        self.generation = 0
+
+    def get(self, token_hash: bytes) -> Requester | None:
+        item = self._items.get(token_hash)
+        if item is None:
+            return None
+        requester, stored, expires_ts = item
+        if self._clock() - stored >= TOKEN_CACHE_TTL_S or (
+            expires_ts is not None and now_ms() >= expires_ts
+        ):
+            del self._items[token_hash]
+            return None
+        self._items.move_to_end(token_hash)
+        return requester
+
+    def put(
+        self, token_hash: bytes, requester: Requester, expires_ts: int | None, generation: int
+    ) -> None:
+        if generation != self.generation:
+            return
+        self._items[token_hash] = (requester, self._clock(), expires_ts)
+        self._items.move_to_end(token_hash)
+        if len(self._items) > TOKEN_CACHE_SIZE:
+            self._items.popitem(last=False)
+
+    def drop(self, user_id: str, device_id: str | None = None) -> None:
+        """Forget the tokens of one device, or of every device when `device_id` is None."""
+        self.generation += 1
+        for key, (requester, _, _) in list(self._items.items()):
+            if requester.user_id == user_id and device_id in (None, requester.device_id):
+                del self._items[key]

@@ -1,0 +1,140 @@
+"""The `local_media` and `media_thumbnails` tables: what each media ID and thumbnail points at.
+
+The bytes themselves are files named by their SHA-256 (the media service's content store);
+these rows only map IDs to hashes. A row with a NULL `content_hash` is an ID reserved by
+`POST /create` whose upload has not arrived yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRow:
+    media_id: str
+    user_id: str
+    created_ts: int
+    unused_expires_ts: int | None
+    content_hash: str | None
+    content_type: str | None
+    upload_name: str | None
+    size_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What an upload stored: the file's hash and length and what the uploader said of it."""
+
+    content_hash: str
+    size_bytes: int
+    content_type: str
+    upload_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbnailRow:
+    thumbnail_hash: str
+    content_type: str
+
+
+INSERT_UPLOADED = """
+INSERT INTO local_media (media_id, user_id, created_ts, content_hash, content_type, upload_name,
+                         size_bytes, uploaded_ts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $3)
+"""
+
+
+async def insert_uploaded(
+    conn: asyncpg.Connection, media_id: str, user_id: str, now_ts: int, content: Content
+) -> None:
+    await conn.execute(
+        INSERT_UPLOADED, media_id, user_id, now_ts, content.content_hash, content.content_type,
+        content.upload_name, content.size_bytes,
+    )
+
+
+INSERT_PENDING = """
+INSERT INTO local_media (media_id, user_id, created_ts, unused_expires_ts) VALUES ($1, $2, $3, $4)
+"""
+
+
+async def insert_pending(
+    conn: asyncpg.Connection, media_id: str, user_id: str, now_ts: int, expires_ts: int
+) -> None:
+    await conn.execute(INSERT_PENDING, media_id, user_id, now_ts, expires_ts)
+
+
+COUNT_PENDING = """
+SELECT count(*) FROM local_media
+WHERE user_id = $1 AND content_hash IS NULL AND unused_expires_ts > $2
+"""
+
+
+async def count_pending(conn: asyncpg.Connection, user_id: str, now_ts: int) -> int:
+    """How many IDs `user_id` reserved that are neither uploaded nor expired."""
+    count: int = await conn.fetchval(COUNT_PENDING, user_id, now_ts)
+    return count
+
+
+COMPLETE_PENDING = """
+UPDATE local_media
+SET content_hash = $3, content_type = $4, upload_name = $5, size_bytes = $6, uploaded_ts = $7
+WHERE media_id = $1 AND user_id = $2 AND content_hash IS NULL
+"""
+
+
+async def complete_pending(
+    conn: asyncpg.Connection, media_id: str, user_id: str, now_ts: int, content: Content
+) -> bool:
+    """Fill in a reserved ID; False if it was filled meanwhile (the first upload wins)."""
+    result: str = await conn.execute(
+        COMPLETE_PENDING, media_id, user_id, content.content_hash, content.content_type,
+        content.upload_name, content.size_bytes, now_ts,
+    )
+    return result != "UPDATE 0"
+
+
+GET_MEDIA = """
+SELECT media_id, user_id, created_ts, unused_expires_ts, content_hash, content_type,
+       upload_name, size_bytes
+FROM local_media WHERE media_id = $1
+"""
+
+
+async def get_media(conn: asyncpg.Connection, media_id: str) -> MediaRow | None:
+    row = await conn.fetchrow(GET_MEDIA, media_id)
+    return None if row is None else MediaRow(**dict(row))
+
+
+GET_THUMBNAIL = """
+SELECT thumbnail_hash, content_type FROM media_thumbnails
+WHERE source_hash = $1 AND width = $2 AND height = $3 AND method = $4
+"""
+
+
+async def get_thumbnail(
+    conn: asyncpg.Connection, source_hash: str, width: int, height: int, method: str
+) -> ThumbnailRow | None:
+    row = await conn.fetchrow(GET_THUMBNAIL, source_hash, width, height, method)
+    return None if row is None else ThumbnailRow(row["thumbnail_hash"], row["content_type"])
+
+
+INSERT_THUMBNAIL = """
+INSERT INTO media_thumbnails (source_hash, width, height, method, thumbnail_hash, content_type)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def insert_thumbnail(
+    conn: asyncpg.Connection, source_hash: str, width: int, height: int, method: str,
+    thumbnail: ThumbnailRow,
+) -> None:
+    """Remember a thumbnail; two requests that made the same one at once both succeed."""
+    await conn.execute(
+        INSERT_THUMBNAIL, source_hash, width, height, method, thumbnail.thumbnail_hash,
+        thumbnail.content_type,
+    )

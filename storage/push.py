@@ -1,0 +1,267 @@
+"""The push tables: user push rules, changes to server-default rules, notifications, pushers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver.protocol.push_rules import DefaultChange, UserRule
+
+# ---- push rules -------------------------------------------------------------------------------
+
+GET_USER_RULES = """
+SELECT user_id, kind, rule_id, conditions, pattern, actions, enabled FROM push_rules
+WHERE user_id = ANY($1) ORDER BY user_id, kind, priority DESC
+"""
+
+
+async def get_user_rules(
+    conn: asyncpg.Connection, user_ids: Sequence[str]
+) -> dict[str, list[UserRule]]:
+    """user -> their own rules, most important first within each kind."""
+    out: dict[str, list[UserRule]] = {u: [] for u in user_ids}
+    for r in await conn.fetch(GET_USER_RULES, list(user_ids)):
+        out[r["user_id"]].append(UserRule(
+            r["kind"], r["rule_id"], r["actions"], r["enabled"], r["conditions"], r["pattern"]
+        ))
+    return out
+
+
+GET_DEFAULT_CHANGES = """
+SELECT user_id, kind, rule_id, enabled, actions FROM push_rule_default_changes
+WHERE user_id = ANY($1)
+"""
+
+
+async def get_default_changes(
+    conn: asyncpg.Connection, user_ids: Sequence[str]
+) -> dict[str, dict[tuple[str, str], DefaultChange]]:
+    out: dict[str, dict[tuple[str, str], DefaultChange]] = {u: {} for u in user_ids}
+    for r in await conn.fetch(GET_DEFAULT_CHANGES, list(user_ids)):
+        out[r["user_id"]][(r["kind"], r["rule_id"])] = DefaultChange(r["enabled"], r["actions"])
+    return out
+
+
+UPSERT_RULE = """
+INSERT INTO push_rules (user_id, kind, rule_id, priority, conditions, pattern, actions, enabled)
+VALUES ($1, $2, $3, 0, $4, $5, $6, true)
+ON CONFLICT (user_id, kind, rule_id) DO UPDATE
+SET conditions = EXCLUDED.conditions, pattern = EXCLUDED.pattern, actions = EXCLUDED.actions
+"""
+
+
+async def upsert_rule(conn: asyncpg.Connection, user_id: str, rule: UserRule) -> None:
+    """Create (enabled) or update a rule's definition; `set_priorities` places it."""
+    await conn.execute(
+        UPSERT_RULE, user_id, rule.kind, rule.rule_id, rule.conditions, rule.pattern,
+        rule.actions,
+    )
+
+
+SET_PRIORITIES = """
+UPDATE push_rules p SET priority = o.priority
+FROM unnest($3::text[], $4::integer[]) AS o(rule_id, priority)
+WHERE p.user_id = $1 AND p.kind = $2 AND p.rule_id = o.rule_id
+"""
+
+
+async def set_priorities(
+    conn: asyncpg.Connection, user_id: str, kind: str, rule_ids: Sequence[str]
+) -> None:
+    """Order a kind's rules: `rule_ids` lists them most important first."""
+    count = len(rule_ids)
+    await conn.execute(
+        SET_PRIORITIES, user_id, kind, list(rule_ids), [count - i for i in range(count)]
+    )
+
+
+DELETE_RULE = "DELETE FROM push_rules WHERE user_id = $1 AND kind = $2 AND rule_id = $3"
+
+
+async def delete_rule(conn: asyncpg.Connection, user_id: str, kind: str, rule_id: str) -> bool:
+    result: str = await conn.execute(DELETE_RULE, user_id, kind, rule_id)
+    return result != "DELETE 0"
+
+
+SET_RULE_ATTRIBUTE = """
+UPDATE push_rules SET enabled = coalesce($4, enabled), actions = coalesce($5, actions)
+WHERE user_id = $1 AND kind = $2 AND rule_id = $3
+"""
+
+
+async def update_rule(
+    conn: asyncpg.Connection, user_id: str, kind: str, rule_id: str, *,
+    enabled: bool | None = None, actions: list[Any] | None = None,
+) -> bool:
+    """Change a user rule's enabled flag or actions (None leaves it); False if no such rule."""
+    result: str = await conn.execute(SET_RULE_ATTRIBUTE, user_id, kind, rule_id, enabled, actions)
+    return result != "UPDATE 0"
+
+
+UPSERT_DEFAULT_CHANGE = """
+INSERT INTO push_rule_default_changes (user_id, kind, rule_id, enabled, actions)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (user_id, kind, rule_id) DO UPDATE
+SET enabled = coalesce(EXCLUDED.enabled, push_rule_default_changes.enabled),
+    actions = coalesce(EXCLUDED.actions, push_rule_default_changes.actions)
+"""
+
+
+async def upsert_default_change(
+    conn: asyncpg.Connection, user_id: str, kind: str, rule_id: str, *,
+    enabled: bool | None = None, actions: list[Any] | None = None,
+) -> None:
+    await conn.execute(UPSERT_DEFAULT_CHANGE, user_id, kind, rule_id, enabled, actions)
+
+
+# ---- notifications ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    user_id: str
+    actions: list[Any]
+    highlight: bool
+
+
+INSERT_NOTIFICATIONS = """
+INSERT INTO push_notifications
+    (user_id, room_id, event_id, stream_ordering, actions, highlight, ts)
+SELECT u, $1, $2, $3, a::jsonb, h, $4
+FROM unnest($5::text[], $6::text[], $7::boolean[]) AS n(u, a, h)
+"""
+
+
+async def insert_notifications(
+    conn: asyncpg.Connection, room_id: str, event_id: str, stream_ordering: int, ts: int,
+    rows: Sequence[NewNotification],
+) -> None:
+    """One statement for every member an event notifies (actions travel as JSON text: an
+    array of jsonb arrays would be read as a multi-dimensional array)."""
+    await conn.execute(
+        INSERT_NOTIFICATIONS, room_id, event_id, stream_ordering, ts,
+        [r.user_id for r in rows], [json.dumps(r.actions) for r in rows],
+        [r.highlight for r in rows],
+    )
+
+
+# Where a user has read a room up to: the later of their m.read and m.read.private receipts.
+# Threaded receipts other than the main timeline's do not move it (counts are not partitioned
+# by thread).
+_READ_POSITION = """
+SELECT max(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id
+WHERE r.room_id = n.room_id AND r.user_id = n.user_id
+  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')
+"""
+
+GET_UNREAD_COUNTS = f"""
+SELECT n.room_id, count(*) AS notification_count,
+       count(*) FILTER (WHERE n.highlight) AS highlight_count
+FROM push_notifications n
+WHERE n.user_id = $1 AND n.room_id = ANY($2) AND n.stream_ordering <= $3
+  AND n.stream_ordering > coalesce(({_READ_POSITION}), 0)
+GROUP BY n.room_id
+"""
+
+
+async def get_unread_counts(
+    conn: asyncpg.Connection, user_id: str, room_ids: Iterable[str], upto: int
+) -> dict[str, tuple[int, int]]:
+    """room -> (notification_count, highlight_count) after the user's read receipt, for the
+    rooms that have any; events after `upto` (the sync token) are not counted yet."""
+    rows = await conn.fetch(GET_UNREAD_COUNTS, user_id, list(room_ids), upto)
+    return {r["room_id"]: (r["notification_count"], r["highlight_count"]) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    room_id: str
+    event_id: str
+    stream_ordering: int
+    actions: list[Any]
+    ts: int
+    read: bool
+
+
+GET_NOTIFICATIONS = f"""
+SELECT n.room_id, n.event_id, n.stream_ordering, n.actions, n.ts,
+       n.stream_ordering <= coalesce(({_READ_POSITION}), 0) AS read
+FROM push_notifications n
+WHERE n.user_id = $1 AND n.stream_ordering < $2 AND (n.highlight OR NOT $3)
+ORDER BY n.stream_ordering DESC LIMIT $4
+"""
+
+
+async def get_notifications(
+    conn: asyncpg.Connection, user_id: str, before: int, only_highlight: bool, limit: int
+) -> list[Notification]:
+    """The user's notifications below position `before`, newest first."""
+    rows = await conn.fetch(GET_NOTIFICATIONS, user_id, before, only_highlight, limit)
+    return [Notification(*r) for r in rows]
+
+
+# ---- pushers ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Pusher:
+    app_id: str
+    pushkey: str
+    kind: str
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
+    data: dict[str, Any]
+
+
+UPSERT_PUSHER = """
+INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+                     profile_tag, lang, data, device_id, created_ts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (user_id, app_id, pushkey) DO UPDATE
+SET kind = EXCLUDED.kind, app_display_name = EXCLUDED.app_display_name,
+    device_display_name = EXCLUDED.device_display_name, profile_tag = EXCLUDED.profile_tag,
+    lang = EXCLUDED.lang, data = EXCLUDED.data, device_id = EXCLUDED.device_id
+"""
+
+
+async def upsert_pusher(
+    conn: asyncpg.Connection, user_id: str, device_id: str, pusher: Pusher, now: int
+) -> None:
+    await conn.execute(
+        UPSERT_PUSHER, user_id, pusher.app_id, pusher.pushkey, pusher.kind,
+        pusher.app_display_name, pusher.device_display_name, pusher.profile_tag, pusher.lang,
+        pusher.data, device_id, now,
+    )
+
+
+DELETE_PUSHER = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3"
+
+
+async def delete_pusher(conn: asyncpg.Connection, user_id: str, app_id: str, pushkey: str) -> None:
+    await conn.execute(DELETE_PUSHER, user_id, app_id, pushkey)
+
+
+DELETE_OTHER_USERS_PUSHERS = """
+DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3
+"""
+
+
+async def delete_other_users_pushers(
+    conn: asyncpg.Connection, app_id: str, pushkey: str, user_id: str
+) -> None:
+    """`append: false`: a pushkey belongs to one user at a time."""
+    await conn.execute(DELETE_OTHER_USERS_PUSHERS, app_id, pushkey, user_id)
+
+
+GET_PUSHERS = """
+SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data
+FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id, pushkey
+"""
+
+
+async def get_pushers(conn: asyncpg.Connection, user_id: str) -> list[Pusher]:
+    return [Pusher(*r) for r in await conn.fetch(GET_PUSHERS, user_id)]

@@ -1,0 +1,381 @@
+"""Push rules, notification counts in /sync, /notifications and pushers, over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.helpers import MatrixApi, User, validate_response
+from tests.integration.test_bad_input import assert_sane, bodies, collect, segments
+
+RULES = "pushrules/global"
+GATEWAY = "https://push.example.org/_matrix/push/v1/notify"
+_txn = itertools.count()
+
+
+def pusher(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "kind": "http", "app_id": "org.example.app", "pushkey": "key-1",
+        "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+        "data": {"url": GATEWAY, "format": "event_id_only"},
+    }
+    body.update(overrides)
+    return body
+
+
+async def rule_ids(api: MatrixApi, user: User, kind: str) -> list[str]:
+    body = await api.ok("GET", f"{RULES}/", token=user.token)
+    return [r["rule_id"] for r in body[kind]]
+
+
+@dataclass
+class Room:
+    alice: User
+    bob: User
+    carol: User
+    room: str
+
+
+@pytest.fixture
+async def room(api: MatrixApi) -> Room:
+    """Three members, so the default group-chat rules (not the one-to-one ones) apply."""
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    await api.join(carol, room_id)
+    return Room(alice, bob, carol, room_id)
+
+
+async def send(api: MatrixApi, user: User, room_id: str, event_type: str, content: Any) -> str:
+    body = await api.ok(
+        "PUT", f"rooms/{room_id}/send/{event_type}/push{next(_txn)}",
+        json=content, token=user.token,
+    )
+    event_id: str = body["event_id"]
+    return event_id
+
+
+async def counts(
+    api: MatrixApi, user: User, room_id: str, since: str
+) -> tuple[dict[str, Any], str]:
+    body = await api.sync(user, since=since, timeout=0)
+    return body["rooms"]["join"][room_id]["unread_notifications"], body["next_batch"]
+
+
+# ---- rules ------------------------------------------------------------------------------------
+
+async def test_default_rules_are_served(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    body = await api.ok("GET", "pushrules/", token=alice.token)
+    validate_response("pushrules.yaml", "/pushrules/", "get", 200, body)
+    assert body["global"]["override"][0]["rule_id"] == ".m.rule.master"
+    rules = await api.ok("GET", f"{RULES}/", token=alice.token)
+    validate_response("pushrules.yaml", "/pushrules/global/", "get", 200, rules)
+    assert rules == body["global"]
+    underride = [r["rule_id"] for r in rules["underride"]]
+    assert underride[-2:] == [".m.rule.message", ".m.rule.encrypted"]
+    mention = next(r for r in rules["override"] if r["rule_id"] == ".m.rule.is_user_mention")
+    assert mention["conditions"][0]["value"] == alice.user_id
+    one = await api.ok("GET", f"{RULES}/underride/.m.rule.message", token=alice.token)
+    validate_response("pushrules.yaml", "/pushrules/global/{kind}/{ruleId}", "get", 200, one)
+    assert one == {
+        "rule_id": ".m.rule.message", "default": True, "enabled": True, "actions": ["notify"],
+        "conditions": [{"kind": "event_match", "key": "type", "pattern": "m.room.message"}],
+    }
+
+
+async def test_rule_crud_with_ordering(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    since = (await api.sync(alice))["next_batch"]
+    for rule_id in ("a", "b"):
+        await api.ok("PUT", f"{RULES}/override/{rule_id}", token=alice.token, json={
+            "actions": ["notify"],
+            "conditions": [{"kind": "event_match", "key": "content.body", "pattern": rule_id}],
+        })
+    assert (await rule_ids(api, alice, "override"))[:3] == [".m.rule.master", "b", "a"]
+    await api.ok("PUT", f"{RULES}/override/c", token=alice.token, json={"actions": []},
+                 params={"before": "a"})
+    await api.ok("PUT", f"{RULES}/override/d", token=alice.token, json={"actions": []},
+                 params={"after": "a"})
+    assert (await rule_ids(api, alice, "override"))[1:6] == [
+        "b", "c", "a", "d", ".m.rule.suppress_notices"
+    ]
+    # Updating keeps the place; before/after move it.
+    await api.ok("PUT", f"{RULES}/override/b", token=alice.token, json={"actions": ["notify"]})
+    assert (await rule_ids(api, alice, "override"))[1:5] == ["b", "c", "a", "d"]
+    await api.ok("PUT", f"{RULES}/override/b", token=alice.token, json={"actions": []},
+                 params={"after": "d"})
+    assert (await rule_ids(api, alice, "override"))[1:5] == ["c", "a", "d", "b"]
+
+    await api.ok("PUT", f"{RULES}/content/cake", token=alice.token,
+                 json={"pattern": "cake*lie", "actions": ["notify"]})
+    rule = await api.ok("GET", f"{RULES}/content/cake", token=alice.token)
+    validate_response("pushrules.yaml", "/pushrules/global/{kind}/{ruleId}", "get", 200, rule)
+    assert rule == {"rule_id": "cake", "default": False, "enabled": True,
+                    "actions": ["notify"], "pattern": "cake*lie"}
+    await api.ok("PUT", f"{RULES}/content/cake/enabled", token=alice.token,
+                 json={"enabled": False})
+    enabled = await api.ok("GET", f"{RULES}/content/cake/enabled", token=alice.token)
+    validate_response("pushrules.yaml", "/pushrules/global/{kind}/{ruleId}/enabled", "get",
+                      200, enabled)
+    assert enabled == {"enabled": False}
+    tweak = ["notify", {"set_tweak": "sound", "value": "bing"}]
+    await api.ok("PUT", f"{RULES}/content/cake/actions", token=alice.token,
+                 json={"actions": tweak})
+    actions = await api.ok("GET", f"{RULES}/content/cake/actions", token=alice.token)
+    validate_response("pushrules.yaml", "/pushrules/global/{kind}/{ruleId}/actions", "get",
+                      200, actions)
+    assert actions == {"actions": tweak}
+    await api.ok("DELETE", f"{RULES}/content/cake", token=alice.token)
+    status, body = await api.request("GET", f"{RULES}/content/cake", token=alice.token)
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+    sync = await api.sync(alice, since=since, timeout=0)
+    events = [e for e in sync["account_data"]["events"] if e["type"] == "m.push_rules"]
+    assert events and events[-1]["content"]["global"] == await api.ok(
+        "GET", f"{RULES}/", token=alice.token
+    )
+
+
+async def test_default_rules_can_be_changed_not_deleted(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    await api.ok("PUT", f"{RULES}/override/.m.rule.master/enabled", token=alice.token,
+                 json={"enabled": True})
+    await api.ok("PUT", f"{RULES}/underride/.m.rule.message/actions", token=alice.token,
+                 json={"actions": []})
+    rules = await api.ok("GET", f"{RULES}/", token=alice.token)
+    assert rules["override"][0]["enabled"] is True
+    message = next(r for r in rules["underride"] if r["rule_id"] == ".m.rule.message")
+    assert message["actions"] == [] and message["default"] is True
+    status, body = await api.request("DELETE", f"{RULES}/underride/.m.rule.message",
+                                     token=alice.token)
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await api.request("PUT", f"{RULES}/override/.m.rule.master",
+                                     token=alice.token, json={"actions": []})
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "params", "status", "errcode"),
+    [
+        ("GET", f"{RULES}/sideways/x", None, None, 400, "M_INVALID_PARAM"),
+        ("PUT", f"{RULES}/sideways/x", {"actions": []}, None, 400, "M_INVALID_PARAM"),
+        ("GET", f"{RULES}/override/nope", None, None, 404, "M_NOT_FOUND"),
+        ("DELETE", f"{RULES}/override/nope", None, None, 404, "M_NOT_FOUND"),
+        ("GET", f"{RULES}/override/nope/enabled", None, None, 404, "M_NOT_FOUND"),
+        ("PUT", f"{RULES}/override/nope/enabled", {"enabled": True}, None, 404, "M_NOT_FOUND"),
+        ("PUT", f"{RULES}/override/nope/actions", {"actions": []}, None, 404, "M_NOT_FOUND"),
+        ("PUT", f"{RULES}/override/x", {"actions": []}, {"before": "nope"}, 400, "M_UNKNOWN"),
+        ("PUT", f"{RULES}/override/x", {"actions": []}, {"after": ".m.rule.master"}, 400,
+         "M_INVALID_PARAM"),
+        ("PUT", f"{RULES}/override/x", {}, None, 400, "M_MISSING_PARAM"),
+        ("PUT", f"{RULES}/override/x", {"actions": ["shout"]}, None, 400, "M_INVALID_PARAM"),
+        ("PUT", f"{RULES}/content/x", {"actions": []}, None, 400, "M_MISSING_PARAM"),
+        ("PUT", f"{RULES}/override/.m.rule.master/enabled", {}, None, 400, "M_MISSING_PARAM"),
+        ("PUT", f"{RULES}/override/.m.rule.master/enabled", {"enabled": "yes"}, None, 400,
+         "M_BAD_JSON"),
+        ("PUT", f"{RULES}/override/.m.rule.master/actions", {"actions": 1}, None, 400,
+         "M_INVALID_PARAM"),
+        ("PUT", "user/{me}/account_data/m.push_rules", {"global": {}}, None, 405, "M_BAD_JSON"),
+    ],
+)
+async def test_rule_errors(
+    api: MatrixApi, method: str, path: str, body: Any, params: dict[str, str] | None,
+    status: int, errcode: str,
+) -> None:
+    alice = await api.register("alice")
+    got, answer = await api.request(
+        method, path.format(me=alice.user_id), json=body, token=alice.token, params=params
+    )
+    assert (got, answer["errcode"]) == (status, errcode), answer
+
+
+async def test_rules_need_a_token(api: MatrixApi) -> None:
+    status, body = await api.request("GET", f"{RULES}/")
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+# ---- counts -----------------------------------------------------------------------------------
+
+async def test_counts_rise_on_messages_and_mentions_and_reset_on_receipt(
+    api: MatrixApi, room: Room
+) -> None:
+    since = (await api.sync(room.alice))["next_batch"]
+    await api.send_message(room.bob, room.room, "plain message")
+    unread, since = await counts(api, room.alice, room.room, since)
+    assert unread == {"notification_count": 1, "highlight_count": 0}
+    mention = {"msgtype": "m.text", "body": "hey alice",
+               "m.mentions": {"user_ids": [room.alice.user_id]}}
+    last = await send(api, room.bob, room.room, "m.room.message", mention)
+    unread, since = await counts(api, room.alice, room.room, since)
+    assert unread == {"notification_count": 2, "highlight_count": 1}
+    # Carol was not mentioned; the sender's own events never count for him.
+    carol = (await api.sync(room.carol))["rooms"]["join"][room.room]["unread_notifications"]
+    assert carol == {"notification_count": 2, "highlight_count": 0}
+    bob = (await api.sync(room.bob))["rooms"]["join"][room.room]["unread_notifications"]
+    assert bob == {"notification_count": 0, "highlight_count": 0}
+
+    await api.ok("POST", f"rooms/{room.room}/receipt/m.read/{last}", json={},
+                 token=room.alice.token)
+    unread, since = await counts(api, room.alice, room.room, since)
+    assert unread == {"notification_count": 0, "highlight_count": 0}
+    # A private receipt resets too.
+    notice = await api.send_message(room.bob, room.room, "another")
+    unread, since = await counts(api, room.alice, room.room, since)
+    assert unread["notification_count"] == 1
+    await api.ok("POST", f"rooms/{room.room}/receipt/m.read.private/{notice}", json={},
+                 token=room.alice.token)
+    unread, since = await counts(api, room.alice, room.room, since)
+    assert unread == {"notification_count": 0, "highlight_count": 0}
+
+
+async def test_encrypted_events_and_notices(api: MatrixApi, room: Room) -> None:
+    since = (await api.sync(room.alice))["next_batch"]
+    encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEn", "sender_key": "k",
+                 "device_id": "D", "session_id": "s"}
+    await send(api, room.bob, room.room, "m.room.encrypted", encrypted)
+    await send(api, room.bob, room.room, "m.room.message", {"msgtype": "m.notice", "body": "n"})
+    unread, _ = await counts(api, room.alice, room.room, since)
+    assert unread == {"notification_count": 1, "highlight_count": 0}
+
+
+async def test_room_mention_needs_power(api: MatrixApi, room: Room) -> None:
+    since = (await api.sync(room.carol))["next_batch"]
+    everyone = {"msgtype": "m.text", "body": "@room", "m.mentions": {"room": True}}
+    await send(api, room.bob, room.room, "m.room.message", everyone)  # bob has level 0
+    await send(api, room.alice, room.room, "m.room.message", everyone)  # alice created it
+    unread, _ = await counts(api, room.carol, room.room, since)
+    assert unread == {"notification_count": 2, "highlight_count": 1}
+
+
+async def test_user_rules_change_what_counts(api: MatrixApi, room: Room) -> None:
+    await api.ok("PUT", f"{RULES}/room/{quote(room.room)}", token=room.alice.token,
+                 json={"actions": []})
+    await api.ok("PUT", f"{RULES}/content/tea", token=room.carol.token,
+                 json={"pattern": "tea", "actions": ["notify", {"set_tweak": "highlight"}]})
+    since_a = (await api.sync(room.alice))["next_batch"]
+    since_c = (await api.sync(room.carol))["next_batch"]
+    await api.send_message(room.bob, room.room, "time for TEA!")
+    assert (await counts(api, room.alice, room.room, since_a))[0]["notification_count"] == 0
+    assert (await counts(api, room.carol, room.room, since_c))[0] == {
+        "notification_count": 1, "highlight_count": 1,
+    }
+
+
+async def test_notifications_endpoint(api: MatrixApi, room: Room) -> None:
+    first = await api.send_message(room.bob, room.room, "one")
+    mention = {"msgtype": "m.text", "body": "two",
+               "m.mentions": {"user_ids": [room.alice.user_id]}}
+    second = await send(api, room.bob, room.room, "m.room.message", mention)
+    await api.ok("POST", f"rooms/{room.room}/receipt/m.read/{first}", json={},
+                 token=room.alice.token)
+    body = await api.ok("GET", "notifications", token=room.alice.token)
+    validate_response("notifications.yaml", "/notifications", "get", 200, body)
+    listed = [(n["event"]["event_id"], n["read"]) for n in body["notifications"]]
+    assert listed == [(second, False), (first, True)]
+    assert body["notifications"][0]["room_id"] == room.room
+    assert "next_token" not in body
+    highlights = await api.ok("GET", "notifications", token=room.alice.token,
+                              params={"only": "highlight"})
+    assert [n["event"]["event_id"] for n in highlights["notifications"]] == [second]
+    page = await api.ok("GET", "notifications", token=room.alice.token, params={"limit": "1"})
+    assert [n["event"]["event_id"] for n in page["notifications"]] == [second]
+    rest = await api.ok("GET", "notifications", token=room.alice.token,
+                        params={"limit": "1", "from": page["next_token"]})
+    assert [n["event"]["event_id"] for n in rest["notifications"]] == [first]
+    for params in ({"from": "x"}, {"from": "-1"}, {"limit": "z"}):
+        status, error = await api.request("GET", "notifications", token=room.alice.token,
+                                          params=params)
+        assert (status, error["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+# ---- pushers ----------------------------------------------------------------------------------
+
+async def test_pushers_round_trip(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    assert await api.ok("GET", "pushers", token=alice.token) == {"pushers": []}
+    await api.ok("POST", "pushers/set", json=pusher(profile_tag="tag"), token=alice.token)
+    body = await api.ok("GET", "pushers", token=alice.token)
+    validate_response("pusher.yaml", "/pushers", "get", 200, body)
+    expected = {k: v for k, v in pusher(profile_tag="tag").items() if k != "append"}
+    assert body == {"pushers": [expected]}
+    await api.ok("POST", "pushers/set", json=pusher(lang="de"), token=alice.token)
+    assert [p["lang"] for p in (await api.ok("GET", "pushers", token=alice.token))["pushers"]] \
+        == ["de"]
+    # append: true shares the pushkey; without it, Bob takes it from Alice.
+    await api.ok("POST", "pushers/set", json=pusher(append=True), token=bob.token)
+    assert len((await api.ok("GET", "pushers", token=alice.token))["pushers"]) == 1
+    await api.ok("POST", "pushers/set", json=pusher(), token=bob.token)
+    assert (await api.ok("GET", "pushers", token=alice.token))["pushers"] == []
+    await api.ok("POST", "pushers/set", json={"kind": None, "app_id": "org.example.app",
+                                              "pushkey": "key-1"}, token=bob.token)
+    assert (await api.ok("GET", "pushers", token=bob.token))["pushers"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        ({"app_id": "a", "pushkey": "k"}, "M_MISSING_PARAM"),
+        (pusher(lang=None) | {"lang": None}, "M_BAD_JSON"),
+        ({k: v for k, v in pusher().items() if k not in ("lang", "data")}, "M_MISSING_PARAM"),
+        (pusher(kind="carrier-pigeon"), "M_INVALID_PARAM"),
+        (pusher(app_id="x" * 65), "M_INVALID_PARAM"),
+        (pusher(pushkey="k" * 513), "M_INVALID_PARAM"),
+        (pusher(data={"url": "http://push.example.org/_matrix/push/v1/notify"}),
+         "M_INVALID_PARAM"),
+        (pusher(data={"url": "https://push.example.org/other"}), "M_INVALID_PARAM"),
+        (pusher(data={}), "M_MISSING_PARAM"),
+        (pusher(data={"url": GATEWAY, "format": "full"}), "M_INVALID_PARAM"),
+        (pusher(data=[]), "M_BAD_JSON"),
+        (pusher(append="yes"), "M_BAD_JSON"),
+    ],
+)
+async def test_pusher_errors(api: MatrixApi, body: dict[str, Any], errcode: str) -> None:
+    alice = await api.register("alice")
+    status, answer = await api.request("POST", "pushers/set", json=body, token=alice.token)
+    assert (status, answer["errcode"]) == (400, errcode), answer
+
+
+# ---- hostile input ----------------------------------------------------------------------------
+
+WRITES = [
+    ("PUT", f"{RULES}/override/fuzz"), ("PUT", f"{RULES}/content/fuzz"),
+    ("PUT", f"{RULES}/override/.m.rule.master/enabled"),
+    ("PUT", f"{RULES}/underride/.m.rule.message/actions"), ("POST", "pushers/set"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+async def test_write_endpoints_survive_arbitrary_bodies(
+    api: MatrixApi, method: str, path: str
+) -> None:
+    alice = await api.register("alice")
+    for kind, value in collect(bodies):
+        if kind == "raw":
+            status, body = await api.request(
+                method, path, raw=value, token=alice.token,
+                headers={"Content-Type": "application/json"},
+            )
+        else:
+            status, body = await api.request(method, path, json=value, token=alice.token)
+        assert_sane(status, body, (path, value))
+
+
+async def test_rule_paths_survive_arbitrary_segments(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    for segment in collect(segments):
+        part = quote(segment, safe="")
+        for method, path in [
+            ("PUT", f"{RULES}/override/{part}"), ("GET", f"{RULES}/{part}/x"),
+            ("DELETE", f"{RULES}/room/{part}"), ("PUT", f"{RULES}/sender/{part}/enabled"),
+        ]:
+            status, body = await api.request(
+                method, path, json={"actions": ["notify"], "enabled": True}, token=alice.token,
+                params={"before": segment} if method == "PUT" else None,
+            )
+            assert_sane(status, body, (method, path))
