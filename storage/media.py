@@ -122,6 +122,14 @@ async def get_thumbnail(
     return None if row is None else ThumbnailRow(row["thumbnail_hash"], row["content_type"])
 
 
+COUNT_THUMBNAILS = "SELECT count(*) FROM media_thumbnails WHERE source_hash = $1"
+
+
+async def count_thumbnails(conn: asyncpg.Connection, source_hash: str) -> int:
+    result: int = await conn.fetchval(COUNT_THUMBNAILS, source_hash)
+    return result
+
+
 INSERT_THUMBNAIL = """
 INSERT INTO media_thumbnails (source_hash, width, height, method, thumbnail_hash, content_type)
 VALUES ($1, $2, $3, $4, $5, $6)

@@ -37,13 +37,13 @@ def uia_request(request: web.Request, body: dict[str, Any]) -> UiaRequest:
     auth = field_obj(body, "auth")
     rest = {key: value for key, value in body.items() if key != "auth"}
     if auth is None:
-        return UiaRequest(request.method, request.path, rest, None)
+        return UiaRequest(request.method, request.path, rest, None, request.remote or "")
     user = login_user(auth) if "identifier" in auth or "user" in auth else None
     submission = AuthSubmission(
         type=field_str(auth, "type"), session=field_str(auth, "session"), user=user,
         password=field_str(auth, "password"),
     )
-    return UiaRequest(request.method, request.path, rest, submission)
+    return UiaRequest(request.method, request.path, rest, submission, request.remote or "")
 
 
 async def optional_requester(request: web.Request) -> Requester | None:

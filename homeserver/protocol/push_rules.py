@@ -24,7 +24,7 @@ MASTER = ".m.rule.master"
 HISTORICAL_ACTIONS = frozenset({"dont_notify", "coalesce"})
 MAX_SAFE_INT = 2**53 - 1
 _USER = "[the user's Matrix ID]"
-_MEMBER_COUNT = re.compile(r"(==|<=|>=|<|>)?([0-9]+)")
+_MEMBER_COUNT = re.compile(r"(==|<=|>=|<|>)?([0-9]{1,15})")
 _WORD = "A-Za-z0-9_"
 
 Actions = tuple[Any, ...]
@@ -204,6 +204,8 @@ def validate_actions(actions: Any) -> list[Any]:
     return out
 
 
+MAX_CONDITION_TEXT = 1024  # patterns, keys and counts: bounded work per evaluation
+
 _CONDITION_FIELDS: dict[str, tuple[str, ...]] = {
     "event_match": ("key", "pattern"),
     "event_property_is": ("key",),
@@ -225,6 +227,12 @@ def validate_conditions(conditions: Any) -> list[dict[str, Any]]:
         for name in _CONDITION_FIELDS.get(condition["kind"], ()):
             if not isinstance(condition.get(name), str):
                 raise InvalidPushRule(f"{condition['kind']} conditions need a string '{name}'")
+            if len(condition[name]) > MAX_CONDITION_TEXT:
+                raise InvalidPushRule(f"'{name}' is longer than {MAX_CONDITION_TEXT} characters")
+        if condition["kind"] == "room_member_count" and not _MEMBER_COUNT.fullmatch(
+            condition["is"]
+        ):
+            raise InvalidPushRule("room_member_count 'is' must look like ==2, <10 or >=3")
         if condition["kind"] in ("event_property_is", "event_property_contains") and (
             "value" not in condition or not _is_scalar(condition["value"])
         ):
@@ -294,19 +302,54 @@ def lookup(event: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _glob(pattern: str, words: bool) -> re.Pattern[str]:
-    """`*` and `?` globs, case-insensitive; `words` anchors at word boundaries (content.body)."""
-    body = "".join(
-        ".*?" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-    )
-    if words:
-        body = f"(?<![{_WORD}]){body}(?![{_WORD}])"
+def _segment(text: str, before: bool, after: bool) -> re.Pattern[str]:
+    """One star-free piece of a glob: fixed length (`?` is one character), so searching for
+    it cannot backtrack; `before`/`after` demand a word boundary on that side."""
+    body = "".join("." if c == "?" else re.escape(c) for c in text)
+    if before:
+        body = f"(?<![{_WORD}]){body}"
+    if after:
+        body = f"{body}(?![{_WORD}])"
     return re.compile(body, re.IGNORECASE | re.DOTALL)
 
 
 def glob_matches(pattern: str, value: str, *, words: bool = False) -> bool:
-    regex = _glob(pattern, words)
-    return bool(regex.search(value) if words else regex.fullmatch(value))
+    """`*`/`?` glob match, case-insensitive: the whole value, or with `words` any substring
+    bounded by word boundaries (content.body).
+
+    Theory of operation: the pattern is split at its stars into fixed-length pieces, matched
+    left to right, each at its leftmost possible place. Taking the leftmost place never loses
+    a match (anything later leaves less room for the rest), so the match costs one scan of
+    the value per piece. A regular expression with `.*?` per star would backtrack, and a
+    client-chosen pattern over a 64 KiB body could stall the server.
+    """
+    pieces = pattern.split("*")
+    first, last = pieces[0], pieces[-1]
+    if len(pieces) == 1:
+        rx = _segment(first, words, words)
+        return bool(rx.search(value) if words else rx.fullmatch(value))
+    if words:
+        found = _segment(first, True, False).search(value) if first else None
+        if first and found is None:
+            return False
+        pos = found.end() if found is not None else 0
+    else:
+        found = _segment(first, False, False).match(value)
+        if found is None:
+            return False
+        pos = found.end()
+    for piece in pieces[1:-1]:
+        if piece:
+            found = _segment(piece, False, False).search(value, pos)
+            if found is None:
+                return False
+            pos = found.end()
+    if not last:
+        return True
+    if words:
+        return _segment(last, False, True).search(value, pos) is not None
+    start = len(value) - len(last)
+    return start >= pos and _segment(last, False, False).fullmatch(value, start) is not None
 
 
 def _strict_equal(a: Any, b: Any) -> bool:

@@ -326,13 +326,14 @@ class AccountsService:
         self._tokens.drop(user_id)
         await self._devices_changed(user_id)
 
-    async def check_password(self, user_id: str, password: str) -> bool:
+    async def check_password(self, user_id: str, password: str, ip: str = "") -> bool:
         """User-Interactive Authentication's password stage for an authenticated user.
 
         Failures count against the same limit as failed logins, so a stolen access token
-        cannot be used to guess the account's password.
+        cannot be used to guess the account's password. The key includes the address, so a
+        stranger's wrong guesses cannot lock the user out of their own re-authentication.
         """
-        failure_key = f"uia|{user_id}"
+        failure_key = f"uia|{ip}|{user_id}"
         self._ratelimiter.peek("login_failures", failure_key)
         row = await self._db.run(lambda conn: store.get_user(conn, user_id))
         # A deactivated account authenticates nothing any more.

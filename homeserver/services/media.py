@@ -28,6 +28,8 @@ from homeserver.services.media_thumbnails import (
     ImageTooLarge,
     NotAnImage,
     ThumbnailSize,
+    is_standard,
+    largest_standard,
     render,
     target_for,
 )
@@ -59,6 +61,9 @@ class MediaFile:
     path: Path
     content_type: str
     upload_name: str | None
+
+
+MAX_THUMBNAILS_PER_SOURCE = 16
 
 
 class MediaService:
@@ -152,7 +157,18 @@ class MediaService:
         size = target_for(width, height, method)
 
         async def cached(conn: asyncpg.Connection) -> store.ThumbnailRow | None:
-            return await store.get_thumbnail(conn, source_hash, size.width, size.height, method)
+            nonlocal size
+            found = await store.get_thumbnail(conn, source_hash, size.width, size.height, method)
+            if found is None and not is_standard(size) and (
+                await store.count_thumbnails(conn, source_hash) >= MAX_THUMBNAILS_PER_SOURCE
+            ):
+                # Unusual sizes each cost a decode and a file; past a few per image (any
+                # caller, even unauthenticated, can ask), answer with the largest standard one.
+                size = largest_standard(method)
+                found = await store.get_thumbnail(
+                    conn, source_hash, size.width, size.height, method
+                )
+            return found
 
         thumbnail = await self.db.run(cached)
         if thumbnail is None:

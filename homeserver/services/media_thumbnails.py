@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +37,6 @@ _FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 _SERVABLE = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 _EXIF_ORIENTATION = 0x0112
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-# What Pillow raises on malformed input, besides its own errors.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
 
 class NotAnImage(Exception):
@@ -78,6 +75,15 @@ def target_for(width: int, height: int, method: str) -> ThumbnailSize:
     return ThumbnailSize(width, height, method)
 
 
+def is_standard(size: ThumbnailSize) -> bool:
+    return (size.width, size.height, size.method) in STANDARD_SIZES
+
+
+def largest_standard(method: str) -> ThumbnailSize:
+    w, h, m = max((s for s in STANDARD_SIZES if s[2] == method), key=lambda s: s[0] * s[1])
+    return ThumbnailSize(w, h, m)
+
+
 def render(source: Path, size: ThumbnailSize, max_pixels: int) -> Rendered:
     """Make the thumbnail of the image file `source` (blocking: run it in a thread)."""
     try:
@@ -85,7 +91,9 @@ def render(source: Path, size: ThumbnailSize, max_pixels: int) -> Rendered:
             return _render(image, size, max_pixels)
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(str(e)) from e
-    except _DECODE_ERRORS as e:
+    except ImageTooLarge:
+        raise
+    except Exception as e:  # Pillow on hostile input: any failure means "not an image we can do"
         raise NotAnImage(str(e)) from e
 
 

@@ -200,17 +200,17 @@ class PushService:
             user_power_level(sender, power_levels, create, version), power_levels,
         )
         rows = []
-        try:
-            for user_id in recipients:
+        for user_id in recipients:
+            try:
                 actions = push_rules.evaluate(rulesets[user_id], ctx, names.get(user_id))
-                if push_rules.notifies(actions):
-                    assert actions is not None
-                    rows.append(
-                        NewNotification(user_id, list(actions), push_rules.highlights(actions))
-                    )
-        except Exception:  # a rule we cannot evaluate must not stop the room
-            log.exception("push rule evaluation failed for %s", event_id)
-            return
+            except Exception:  # one user's unusable rule must not cost the others their counts
+                log.exception("push rules of %s failed on %s", user_id, event_id)
+                continue
+            if push_rules.notifies(actions):
+                assert actions is not None
+                rows.append(
+                    NewNotification(user_id, list(actions), push_rules.highlights(actions))
+                )
         if rows:
             await push_store.insert_notifications(
                 conn, room_id, event_id, stream_ordering, now_ms(), rows

@@ -107,10 +107,14 @@ class SearchService:
                 result["context"] = await self._context(conn, requester, hit, criteria)
             results.append(result)
         body: dict[str, Any] = {
-            "count": total,
             "results": results,
             "highlights": await self._highlights(conn, criteria.search_term),
         }
+        if position == 0 and len(hits) == total and len(visible) == len(hits):
+            # `count` is optional. The total comes from before history visibility, so it is
+            # given only when every match is on this page and visible: otherwise it could tell
+            # a user how many messages they may not read contain the term.
+            body["count"] = total
         if criteria.order_by == "rank" and hits and position + len(hits) < total:
             body["next_batch"] = f"k{position + len(hits)}"
         elif criteria.order_by == "recent" and hits and len(hits) < total:

@@ -75,6 +75,7 @@ class UiaRequest:
     path: str
     body: dict[str, Any]  # without `auth`
     auth: AuthSubmission | None
+    client_ip: str = ""  # failed password stages are limited per (address, user), as logins
 
     def digest(self, session_id: str) -> bytes:
         # ASCII-only JSON with sorted keys: the same request always hashes alike.
@@ -123,7 +124,7 @@ class UserInteractiveAuth:
                 session_id, completed, f"Unsupported authentication type {auth.type!r}",
                 "M_UNRECOGNIZED",
             )
-        authenticated = await self._password_stage(auth, owner, session_id)
+        authenticated = await self._password_stage(auth, owner, session_id, request.client_ip)
         await self._db.run(
             lambda conn: store.complete_stage(conn, session_id, authenticated, PASSWORD_STAGE)
         )
@@ -143,7 +144,7 @@ class UserInteractiveAuth:
         return session_id
 
     async def _password_stage(
-        self, auth: AuthSubmission, owner: str | None, session_id: str
+        self, auth: AuthSubmission, owner: str | None, session_id: str, client_ip: str
     ) -> str:
         """Check the stage's password for the session's user; who passed it."""
         if auth.password is None:
@@ -154,6 +155,6 @@ class UserInteractiveAuth:
         failure = AuthRequired(session_id, None, "Invalid username or password")
         if named is None or (owner is not None and named != owner):
             raise failure
-        if not await self._accounts.check_password(named, auth.password):
+        if not await self._accounts.check_password(named, auth.password, client_ip):
             raise failure
         return named

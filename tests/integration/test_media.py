@@ -377,6 +377,25 @@ async def test_thumbnail_sizes(
     assert image_of(body).size == size
 
 
+async def test_unusual_thumbnail_sizes_are_bounded_per_image(
+    api: MatrixApi, homeserver: RunningServer, http: aiohttp.ClientSession, alice: User,
+) -> None:
+    """Anyone may ask for any size; past a handful of unusual ones per image the server
+    answers with a standard size instead of decoding and storing yet another file."""
+    media_id = await upload(api, alice, png(1000, 500), "image/png")
+    for i in range(24):
+        status, _, body = await thumbnail(
+            http, api, homeserver, media_id, alice.token, width=100, height=40 + i,
+            method="crop",
+        )
+        assert status == 200, body
+    assert homeserver.hs.db is not None
+    stored = await homeserver.hs.db.run(
+        lambda c: c.fetchval("SELECT count(*) FROM media_thumbnails")
+    )
+    assert stored <= 17  # 16 unusual sizes, plus the largest standard crop
+
+
 async def test_crop_never_upscales(
     api: MatrixApi, homeserver: RunningServer, http: aiohttp.ClientSession, alice: User
 ) -> None:

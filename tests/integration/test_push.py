@@ -317,6 +317,17 @@ async def test_pushers_round_trip(api: MatrixApi) -> None:
     assert (await api.ok("GET", "pushers", token=bob.token))["pushers"] == []
 
 
+async def test_a_pusher_goes_with_the_device_that_registered_it(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    await api.ok("POST", "pushers/set", json=pusher(), token=alice.token)
+    phone = await api.ok("POST", "login", json={
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": alice.password,
+    })
+    await api.ok("POST", "logout", json={}, token=alice.token)  # deletes the first device
+    assert await api.ok("GET", "pushers", token=phone["access_token"]) == {"pushers": []}
+
+
 @pytest.mark.parametrize(
     ("body", "errcode"),
     [

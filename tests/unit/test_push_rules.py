@@ -262,3 +262,31 @@ def test_invalid_rules_are_refused(
     with pytest.raises(pr.InvalidPushRule) as e:
         pr.parse_user_rule(kind, rule_id, body)
     assert e.value.errcode == errcode
+
+
+def test_glob_has_no_catastrophic_backtracking() -> None:
+    """A client-chosen pattern with many stars against a long body stays linear."""
+    import time
+
+    from homeserver.protocol.push_rules import glob_matches
+
+    body = "a" * 60_000
+    start = time.perf_counter()
+    assert not glob_matches("*a*a*a*a*a*a*a*a*a*a*b", body, words=True)
+    assert not glob_matches("*a*a*a*a*a*a*a*a*a*a*b", body)
+    assert time.perf_counter() - start < 1.0  # a backtracking regex takes minutes here
+
+
+def test_glob_semantics() -> None:
+    from homeserver.protocol.push_rules import glob_matches
+
+    assert glob_matches("cake*lie", "CakeIsALie")
+    assert not glob_matches("cake*lie", "cake is a lie!")
+    assert glob_matches("lie", "the cake is a lie!", words=True)
+    assert not glob_matches("lie", "believe", words=True)
+    assert glob_matches("ca?e", "cake")
+    assert glob_matches("*", "")
+    assert glob_matches("a*b*c", "a-b-b-c")
+    assert not glob_matches("a*b*c", "a-c-b")
+    assert glob_matches("be*not", "to be or not", words=True)
+    assert glob_matches("m.room.*", "m.room.message")
