@@ -12,6 +12,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,17 +72,27 @@ async def postgres_dsn() -> AsyncIterator[str]:
             tmp.cleanup()
 
 
-@pytest.fixture
-async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
+@asynccontextmanager
+async def throwaway_database(
+    postgres_dsn: str, template: str | None = TEMPLATE_DB
+) -> AsyncIterator[str]:
+    """A new database (a clone of `template`, or empty with None), dropped afterwards."""
     name = f"moot_test_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
     admin = await asyncpg.connect(postgres_dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
         yield with_database(postgres_dsn, name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    async with throwaway_database(postgres_dsn) as url:
+        yield url
 
 
 @dataclass

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nio
 import pytest
 
-from tests.conftest import write_test_config
+from tests.conftest import RunningServer, write_test_config
+from tests.interop.test_nio_e2e import new_client
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60.0
@@ -170,3 +172,17 @@ def signal_postmaster(cluster_dir: Path, sig: signal.Signals) -> None:
         os.kill(pid, sig)
     except (OSError, ValueError):
         pass
+
+
+@pytest.fixture
+async def clients(homeserver: RunningServer) -> AsyncIterator[Callable[[str], nio.AsyncClient]]:
+    """Makes nio clients and closes their HTTP sessions at the end."""
+    made: list[nio.AsyncClient] = []
+
+    def make(localpart: str) -> nio.AsyncClient:
+        made.append(new_client(homeserver, localpart))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.close()

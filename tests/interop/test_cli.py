@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from cryptography import x509
 
 from homeserver.config import load_config
 from storage.migrations import available_migrations
-from tests.conftest import with_database
+from tests.conftest import throwaway_database
 from tests.helpers import MatrixApi
 from tests.interop.conftest import CHECKOUT, SpawnServer
 
@@ -97,14 +96,8 @@ def test_init_writes_keys_and_keeps_the_signing_key(tmp_path: Path) -> None:
 @pytest.fixture
 async def empty_database(postgres_dsn: str) -> AsyncIterator[str]:
     """A database with no schema at all (not cloned from the migrated template)."""
-    name = f"moot_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(postgres_dsn, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with throwaway_database(postgres_dsn, template=None) as url:
+        yield url
 
 
 async def test_migrate_applies_and_refuses_a_newer_database(

@@ -9,31 +9,15 @@ the way an application built on nio would call an endpoint nio does not wrap.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import nio
-import pytest
 
-from tests.conftest import RunningServer
 from tests.helpers import PASSWORD
-from tests.interop.test_nio_e2e import new_client, ok, register
+from tests.interop.test_nio_e2e import ok, register
 
 NEW_PASSWORD = "a much better passphrase"
-
-
-@pytest.fixture
-async def clients(homeserver: RunningServer) -> AsyncIterator[Callable[[str], nio.AsyncClient]]:
-    """Makes nio clients and closes their HTTP sessions at the end."""
-    made: list[nio.AsyncClient] = []
-
-    def make(localpart: str) -> nio.AsyncClient:
-        made.append(new_client(homeserver, localpart))
-        return made[-1]
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 def password_stage(client: nio.AsyncClient, session: str, password: str) -> dict[str, Any]:

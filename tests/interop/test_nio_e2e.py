@@ -8,11 +8,10 @@ back with /messages. nio's own room model must then agree with what the server s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import nio
-import pytest
 
 from tests.conftest import RunningServer
 from tests.helpers import PASSWORD
@@ -31,20 +30,6 @@ def ok(response: T, what: str) -> T:
 def new_client(server: RunningServer, localpart: str) -> nio.AsyncClient:
     config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
     return nio.AsyncClient(server.url, localpart, config=config)
-
-
-@pytest.fixture
-async def clients(homeserver: RunningServer) -> AsyncIterator[Callable[[str], nio.AsyncClient]]:
-    """Makes nio clients and closes their HTTP sessions at the end."""
-    made: list[nio.AsyncClient] = []
-
-    def make(localpart: str) -> nio.AsyncClient:
-        made.append(new_client(homeserver, localpart))
-        return made[-1]
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def sync_until(
