@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import uvloop
 
 from homeserver.config import Config, ConfigError, load_config
 
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     password = _read_password() if args.command == "register-user" else None
     try:
         if args.command == "run":
-            asyncio.run(_run(config))
+            # uvloop: a faster event loop (and asyncpg's fast path) for the long-running server.
+            uvloop.run(_run(config))
             return 0
         return asyncio.run(_with_database(config, args, password))
     except Exception as e:

@@ -106,6 +106,7 @@ class MediaConfig:
 class LimitsConfig:
     max_request_body_bytes: int = 1_048_576
     sync_timeout_max_ms: int = 60_000
+    sync_coalesce_ms: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,8 @@ def validate(config: Config) -> Config:
             f"encryption.default: must be one of {', '.join(ENCRYPTION_DEFAULTS)}, "
             f"got {config.encryption.default!r}"
         )
+    if not 0 <= config.limits.sync_coalesce_ms <= 1000:
+        raise ConfigError("limits.sync_coalesce_ms: must be between 0 and 1000")
     if config.presence.idle_timeout_ms < 1:
         raise ConfigError("presence.idle_timeout_ms: must be at least 1")
     for key in ("max_upload_bytes", "max_image_pixels", "max_pending_uploads"):

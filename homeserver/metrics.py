@@ -18,6 +18,10 @@ HTTP_SECONDS = Histogram(
 EVENTS_PERSISTED = Counter(
     "moot_events_persisted_total", "Events persisted to the room DAG, by event type", ["type"]
 )
+SEND_BATCH_SIZE = Histogram(
+    "moot_send_batch_size", "Client sends persisted together in one room transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 EVENTS_REFUSED = Counter(
     "moot_events_refused_total", "Events refused by the room engine, by reason", ["reason"]
 )

@@ -10,6 +10,7 @@ claims never hand out the same key twice and never wait on each other.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -140,26 +141,32 @@ async def claim_fallback_key(
 
 
 GET_KEY_COUNTS = """
-SELECT algorithm, count(*)::int AS n, false AS fallback FROM e2e_one_time_keys
-WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
+SELECT device_id, algorithm, count(*)::int AS n, false AS fallback FROM e2e_one_time_keys
+WHERE user_id = $1 GROUP BY device_id, algorithm
 UNION ALL
-SELECT algorithm, 0, true FROM e2e_fallback_keys
-WHERE user_id = $1 AND device_id = $2 AND NOT used
+SELECT device_id, algorithm, 0, true FROM e2e_fallback_keys
+WHERE user_id = $1 AND NOT used
 """
 
 
-async def get_key_counts(
-    conn: asyncpg.Connection, user_id: str, device_id: str
-) -> tuple[dict[str, int], list[str]]:
-    """One query for /sync: one-time keys left per algorithm, and unused fallback algorithms."""
-    counts: dict[str, int] = {}
-    unused_fallback: list[str] = []
-    for row in await conn.fetch(GET_KEY_COUNTS, user_id, device_id):
+@dataclass(frozen=True, slots=True)
+class KeyCounts:
+    one_time: dict[str, int]  # one-time keys left per algorithm
+    unused_fallback: list[str]  # algorithms with an unused fallback key, sorted
+
+
+async def get_key_counts(conn: asyncpg.Connection, user_id: str) -> dict[str, KeyCounts]:
+    """device -> its key counts, for every device of the user that has keys, in one query."""
+    out: dict[str, KeyCounts] = {}
+    for row in await conn.fetch(GET_KEY_COUNTS, user_id):
+        counts = out.setdefault(row["device_id"], KeyCounts({}, []))
         if row["fallback"]:
-            unused_fallback.append(row["algorithm"])
+            counts.unused_fallback.append(row["algorithm"])
         else:
-            counts[row["algorithm"]] = row["n"]
-    return counts, sorted(unused_fallback)
+            counts.one_time[row["algorithm"]] = row["n"]
+    for counts in out.values():
+        counts.unused_fallback.sort()
+    return out
 
 
 # ---- cross-signing keys and signatures --------------------------------------------------------

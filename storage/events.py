@@ -37,40 +37,53 @@ def _row(row: asyncpg.Record) -> StoredEvent:
     return StoredEvent(*row)
 
 
-INSERT_EVENT = """
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An `events` row to write; `stored` is what readers will get back."""
+
+    stored: StoredEvent
+    origin_server_ts: int
+    prev_events: Sequence[str]
+    auth_events: Sequence[str]
+    rejection_reason: str | None = None
+    soft_failed: bool = False
+    outlier: bool = False
+
+
+INSERT_EVENTS = """
 INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,
                     origin_server_ts, json, state_group, replaces_state, rejection_reason,
                     soft_failed, outlier)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[],
+                     $11::text[], $12::text[], $13::boolean[], $14::boolean[])
 """
-
-
-async def insert_event(
-    conn: asyncpg.Connection, *, event_id: str, room_id: str, stream_ordering: int | None,
-    depth: int, type: str, state_key: str | None, sender: str, origin_server_ts: int,
-    json: str, state_group: int | None, replaces_state: str | None = None,
-    rejection_reason: str | None = None, soft_failed: bool = False, outlier: bool = False,
-) -> None:
-    await conn.execute(
-        INSERT_EVENT, event_id, room_id, stream_ordering, depth, type, state_key, sender,
-        origin_server_ts, json, state_group, replaces_state, rejection_reason, soft_failed,
-        outlier,
-    )
-
-
-INSERT_EDGES = "INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, unnest($2::text[])"
+INSERT_EDGES = """
+INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($1::text[], $2::text[])
+"""
 INSERT_AUTH_EDGES = """
-INSERT INTO event_auth_edges (event_id, auth_event_id) SELECT $1, unnest($2::text[])
+INSERT INTO event_auth_edges (event_id, auth_event_id)
+SELECT * FROM unnest($1::text[], $2::text[])
 """
 
 
-async def insert_edges(
-    conn: asyncpg.Connection, event_id: str, prev_ids: Sequence[str], auth_ids: Sequence[str]
-) -> None:
-    if prev_ids:
-        await conn.execute(INSERT_EDGES, event_id, list(prev_ids))
-    if auth_ids:
-        await conn.execute(INSERT_AUTH_EDGES, event_id, list(auth_ids))
+async def insert_events(conn: asyncpg.Connection, new: Sequence[NewEvent]) -> None:
+    """Write events and their DAG edges: three statements, however many events."""
+    columns: list[list[object]] = [[] for _ in range(14)]
+    for n in new:
+        e = n.stored
+        row = (
+            e.event_id, e.room_id, e.stream_ordering, e.depth, e.type, e.state_key, e.sender,
+            n.origin_server_ts, e.json, e.state_group, e.replaces_state, n.rejection_reason,
+            n.soft_failed, n.outlier,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    await conn.execute(INSERT_EVENTS, *columns)
+    for statement, attr in ((INSERT_EDGES, "prev_events"), (INSERT_AUTH_EDGES, "auth_events")):
+        pairs = [(n.stored.event_id, target) for n in new for target in getattr(n, attr)]
+        if pairs:
+            await conn.execute(statement, [a for a, _ in pairs], [b for _, b in pairs])
 
 
 INSERT_REDACTION = """
@@ -83,17 +96,22 @@ async def insert_redaction(conn: asyncpg.Connection, redaction_id: str, redacts:
 
 
 GET_FORWARD_EXTREMITIES = """
-SELECT f.event_id, e.depth, e.state_group
+SELECT f.event_id, e.depth, e.state_group, e.stream_ordering
 FROM forward_extremities f JOIN events e USING (event_id)
 WHERE f.room_id = $1
 """
 
 
-async def get_forward_extremities(
-    conn: asyncpg.Connection, room_id: str
-) -> list[tuple[str, int, int | None]]:
-    rows = await conn.fetch(GET_FORWARD_EXTREMITIES, room_id)
-    return [(r["event_id"], r["depth"], r["state_group"]) for r in rows]
+@dataclass(frozen=True, slots=True)
+class Extremity:
+    event_id: str
+    depth: int
+    state_group: int | None
+    stream_ordering: int | None
+
+
+async def get_forward_extremities(conn: asyncpg.Connection, room_id: str) -> list[Extremity]:
+    return [Extremity(*r) for r in await conn.fetch(GET_FORWARD_EXTREMITIES, room_id)]
 
 
 DELETE_EXTREMITIES = "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)"

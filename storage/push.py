@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,31 +120,45 @@ async def upsert_default_change(
 # ---- notifications ----------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class NewNotification:
-    user_id: str
-    actions: list[Any]
-    highlight: bool
+class EventNotifications:
+    """The notifications one event gives: user_ids[i] gets actions_json[i]."""
+
+    room_id: str
+    event_id: str
+    stream_ordering: int
+    ts: int
+    user_ids: list[str]
+    actions_json: list[str]
+    highlights: list[bool]
 
 
 INSERT_NOTIFICATIONS = """
 INSERT INTO push_notifications
     (user_id, room_id, event_id, stream_ordering, actions, highlight, ts)
-SELECT u, $1, $2, $3, a::jsonb, h, $4
-FROM unnest($5::text[], $6::text[], $7::boolean[]) AS n(u, a, h)
+SELECT u, r, e, s, a::jsonb, h, t
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::boolean[],
+            $7::bigint[]) AS n(u, r, e, s, a, h, t)
 """
 
 
 async def insert_notifications(
-    conn: asyncpg.Connection, room_id: str, event_id: str, stream_ordering: int, ts: int,
-    rows: Sequence[NewNotification],
+    conn: asyncpg.Connection, events: Sequence[EventNotifications]
 ) -> None:
-    """One statement for every member an event notifies (actions travel as JSON text: an
-    array of jsonb arrays would be read as a multi-dimensional array)."""
-    await conn.execute(
-        INSERT_NOTIFICATIONS, room_id, event_id, stream_ordering, ts,
-        [r.user_id for r in rows], [json.dumps(r.actions) for r in rows],
-        [r.highlight for r in rows],
-    )
+    """One statement for every member the events of a batch notify (actions travel as JSON
+    text: an array of jsonb arrays would be read as a multi-dimensional array)."""
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    users, rooms, event_ids, positions, actions, highlights, times = columns
+    for n in events:
+        count = len(n.user_ids)
+        users += n.user_ids
+        rooms += [n.room_id] * count
+        event_ids += [n.event_id] * count
+        positions += [n.stream_ordering] * count
+        actions += n.actions_json
+        highlights += n.highlights
+        times += [n.ts] * count
+    if users:
+        await conn.execute(INSERT_NOTIFICATIONS, *columns)
 
 
 # Where a user has read a room up to: the later of their m.read and m.read.private receipts.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import asyncpg
 
 INSERT_ROOM = """
@@ -65,28 +68,56 @@ async def delete_alias(conn: asyncpg.Connection, alias: str) -> None:
     await conn.execute(DELETE_ALIAS, alias)
 
 
-GET_TXN = """
-SELECT event_id FROM client_transactions
-WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND scope = $4
+@dataclass(frozen=True, slots=True)
+class ClientTxnKey:
+    """A client's idempotency key: the same (user, device, txn_id) for the same request
+    (`scope`, e.g. "send/<room>/<type>") yields the same event."""
+
+    user_id: str
+    device_id: str
+    txn_id: str
+    scope: str
+
+
+GET_TXNS = """
+SELECT t.user_id, t.device_id, t.txn_id, t.scope, t.event_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(u, d, x, s)
+JOIN client_transactions t
+  ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x AND t.scope = k.s
 """
-INSERT_TXN = """
+INSERT_TXNS = """
 INSERT INTO client_transactions (user_id, device_id, txn_id, scope, event_id, created_ts)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
 """
 
 
-async def get_client_txn(
-    conn: asyncpg.Connection, user_id: str, device_id: str, txn_id: str, scope: str
-) -> str | None:
-    result: str | None = await conn.fetchval(GET_TXN, user_id, device_id, txn_id, scope)
-    return result
+def _key_columns(keys: Sequence[ClientTxnKey]) -> list[list[str]]:
+    return [
+        [k.user_id for k in keys], [k.device_id for k in keys], [k.txn_id for k in keys],
+        [k.scope for k in keys],
+    ]
 
 
-async def insert_client_txn(
-    conn: asyncpg.Connection, user_id: str, device_id: str, txn_id: str, scope: str,
-    event_id: str, ts: int,
+async def get_client_txns(
+    conn: asyncpg.Connection, keys: Sequence[ClientTxnKey]
+) -> dict[ClientTxnKey, str]:
+    """The events earlier requests with these keys created."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(GET_TXNS, *_key_columns(keys))
+    return {ClientTxnKey(r[0], r[1], r[2], r[3]): r["event_id"] for r in rows}
+
+
+async def insert_client_txns(
+    conn: asyncpg.Connection, txns: Sequence[tuple[ClientTxnKey, str]], ts: int
 ) -> None:
-    await conn.execute(INSERT_TXN, user_id, device_id, txn_id, scope, event_id, ts)
+    """Remember which event each request created."""
+    if not txns:
+        return
+    keys = [k for k, _ in txns]
+    await conn.execute(
+        INSERT_TXNS, *_key_columns(keys), [e for _, e in txns], [ts] * len(txns)
+    )
 
 
 GET_TXN_IDS_FOR_EVENTS = """

@@ -24,31 +24,42 @@ SEARCHABLE: dict[str, tuple[str, str]] = {
 }
 SEARCH_KEYS = tuple(key for key, _ in SEARCHABLE.values())
 
-INSERT_EVENT_TEXT = f"""
+INSERT_EVENT_TEXTS = f"""
 INSERT INTO event_search (event_id, room_id, stream_ordering, key, vector)
-VALUES ($1, $2, $3, $4, to_tsvector('{TS_CONFIG}', $5))
+SELECT e, r, s, k, to_tsvector('{TS_CONFIG}', t)
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS n(e, r, s, k, t)
 ON CONFLICT (event_id) DO NOTHING
 """
 
 
-async def index_event(
-    conn: asyncpg.Connection, event_id: str, room_id: str, stream_ordering: int,
-    pdu: dict[str, Any],
-) -> None:
-    """Index a persisted event if it is searchable (in the transaction that stores it)."""
+def _searchable_text(pdu: dict[str, Any]) -> tuple[str, str] | None:
+    """(search key, text) of an event that is indexed, else None."""
     searchable = SEARCHABLE.get(pdu["type"])
     if searchable is None:
-        return
+        return None
     if pdu["type"] != "m.room.message" and pdu.get("state_key") != "":
-        return
+        return None
     key, field = searchable
     text = pdu["content"].get(field)
     if not isinstance(text, str) or not text:
-        return
+        return None
     # PostgreSQL text cannot hold U+0000; the event itself keeps it in its escaped JSON.
-    await conn.execute(
-        INSERT_EVENT_TEXT, event_id, room_id, stream_ordering, key, text.replace("\x00", " ")
-    )
+    return key, text.replace("\x00", " ")
+
+
+async def index_events(
+    conn: asyncpg.Connection, events: Sequence[tuple[str, str, int, dict[str, Any]]]
+) -> None:
+    """Index the searchable ones of (event_id, room_id, stream_ordering, pdu), in the
+    transaction that stores them."""
+    rows = []
+    for event_id, room_id, position, pdu in events:
+        found = _searchable_text(pdu)
+        if found is not None:
+            rows.append((event_id, room_id, position, *found))
+    if rows:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        await conn.execute(INSERT_EVENT_TEXTS, *columns)
 
 
 @dataclass(frozen=True, slots=True)

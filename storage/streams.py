@@ -30,17 +30,30 @@ async def advance_watermark(conn: asyncpg.Connection, stream: str, position: int
 
 
 class Slot:
-    """One transaction's claim on a stream position, reserved on first use."""
+    """One transaction's claim on stream positions, each reserved on first use.
+
+    Most writers take one (`position`); a batch takes `nth(0)`, `nth(1)`... in order. A retried
+    transaction asks again from its first position (`restart`) and gets the same ones back;
+    only those its last attempt took count as written.
+    """
 
     def __init__(self, generator: StreamIdGenerator) -> None:
         self._generator = generator
-        self.reserved: int | None = None
+        self.reserved: list[int] = []
+        self.used = 0
 
     @property
     def position(self) -> int:
-        if self.reserved is None:
-            self.reserved = self._generator._reserve()
-        return self.reserved
+        return self.nth(0)
+
+    def nth(self, index: int) -> int:
+        while len(self.reserved) <= index:
+            self.reserved.append(self._generator._reserve())
+        self.used = max(self.used, index + 1)
+        return self.reserved[index]
+
+    def restart(self) -> None:
+        self.used = 0
 
 
 class StreamIdGenerator:
@@ -76,10 +89,9 @@ class StreamIdGenerator:
             yield slot
             committed = True
         finally:
-            if slot.reserved is not None:
-                self._in_flight.discard(slot.reserved)
-                if committed:
-                    self._committed = max(self._committed, slot.reserved)
+            self._in_flight.difference_update(slot.reserved)
+            if committed and slot.used:
+                self._committed = max(self._committed, slot.reserved[slot.used - 1])
 
     @property
     def current(self) -> int:

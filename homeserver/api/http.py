@@ -6,7 +6,6 @@ that a 500 can only come from a bug, never from a client's input.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -14,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from homeserver import metrics
@@ -37,7 +37,7 @@ CORS_HEADERS = {
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=orjson.dumps(body),
         status=status,
         content_type="application/json",
         headers=CORS_HEADERS,

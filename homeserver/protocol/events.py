@@ -101,8 +101,11 @@ def client_event(
     left out. For ``m.room.redaction`` the ``redacts`` value is given in both places: top
     level for older clients (v11+ rooms) and in ``content`` for newer ones (pre-v11 rooms),
     as rooms/v11.md "Moving the redacts property" recommends.
+
+    The returned event shares `content` with the PDU (copying it for every reader of every
+    event was a large share of /sync's time): it is read-only, like the PDU itself.
     """
-    content = copy.deepcopy(dict(pdu.get("content") or {}))
+    content: dict[str, Any] = pdu.get("content") or {}
     out: dict[str, Any] = {
         "content": content,
         "event_id": event_id,
@@ -117,7 +120,7 @@ def client_event(
         redacts = pdu.get("redacts", content.get("redacts"))
         if isinstance(redacts, str):
             out["redacts"] = redacts
-            content.setdefault("redacts", redacts)
+            out["content"] = {**content, "redacts": content.get("redacts", redacts)}
     if unsigned is not None:
-        out["unsigned"] = copy.deepcopy(unsigned)
+        out["unsigned"] = dict(unsigned)
     return out

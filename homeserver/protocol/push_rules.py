@@ -13,6 +13,7 @@ rule whose conditions all hold decides the actions; no match means no notificati
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -295,7 +296,8 @@ def split_path(key: str) -> tuple[str, ...]:
 def lookup(event: Mapping[str, Any], path: Sequence[str]) -> Any:
     value: Any = event
     for part in path:
-        if not isinstance(value, Mapping) or part not in value:
+        # `type(...) is dict` first: parsed JSON is plain dicts, and the ABC check is slow.
+        if not (type(value) is dict or isinstance(value, Mapping)) or part not in value:
             return _MISSING
         value = value[part]
     return value
@@ -382,14 +384,27 @@ def _condition(
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     rule_id: str
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Condition, ...]  # the same for every user whose ruleset has this shape
+    personal: tuple[Condition, ...]  # those naming the owner, or their display name
     actions: Actions
+    actions_json: str  # the actions as stored with a notification
+
+    @property
+    def notifies(self) -> bool:
+        return "notify" in self.actions
+
+    @property
+    def highlight(self) -> bool:
+        return highlights(self.actions)
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRuleset:
     rules: tuple[CompiledRule, ...]
     uses_display_name: bool
+    # Equal (the same object) for rulesets that differ only in their personal conditions, as
+    # the server-default rulesets of all users do: an event is matched against a shape once.
+    shape: object
 
 
 def _compile_condition(raw: Mapping[str, Any]) -> Condition:
@@ -417,8 +432,23 @@ def _actions(actions: Sequence[Any]) -> Actions:
     return tuple(a for a in actions if not (isinstance(a, str) and a in HISTORICAL_ACTIONS))
 
 
-def compile_ruleset(ruleset: Mapping[str, Sequence[Mapping[str, Any]]]) -> CompiledRuleset:
-    """The enabled rules in evaluation order with parsed conditions."""
+@lru_cache(maxsize=4096)
+def _shape_token(key: tuple[Any, ...]) -> object:
+    """One small object per distinct shape, so that per-event lookups hash an identity."""
+    return object()
+
+
+def _is_personal(condition: Condition, owner: str | None) -> bool:
+    return condition.kind == "contains_display_name" or (
+        owner is not None and owner in (condition.value, condition.pattern)
+    )
+
+
+def compile_ruleset(
+    ruleset: Mapping[str, Sequence[Mapping[str, Any]]], owner: str | None = None
+) -> CompiledRuleset:
+    """The enabled rules in evaluation order with parsed conditions; conditions naming
+    `owner` are kept apart so that users' rulesets can share a shape."""
     rules: list[CompiledRule] = []
     for kind in KINDS:
         for rule in ruleset.get(kind, ()):
@@ -436,9 +466,18 @@ def compile_ruleset(ruleset: Mapping[str, Sequence[Mapping[str, Any]]]) -> Compi
                 conditions = (_condition("event_property_is", ("sender",), "", rule_id, "str"),)
             else:
                 conditions = tuple(_compile_condition(c) for c in rule.get("conditions", ()))
-            rules.append(CompiledRule(rule_id, conditions, _actions(rule.get("actions", ()))))
-    uses = any(c.kind == "contains_display_name" for r in rules for c in r.conditions)
-    return CompiledRuleset(tuple(rules), uses)
+            actions = _actions(rule.get("actions", ()))
+            rules.append(CompiledRule(
+                rule_id, tuple(c for c in conditions if not _is_personal(c, owner)),
+                tuple(c for c in conditions if _is_personal(c, owner)), actions,
+                json.dumps(actions, sort_keys=True),
+            ))
+    uses = any(c.kind == "contains_display_name" for r in rules for c in r.personal)
+    shape = _shape_token(tuple(
+        (r.rule_id, r.actions_json, r.conditions, tuple(c.kind for c in r.personal))
+        for r in rules
+    ))
+    return CompiledRuleset(tuple(rules), uses, shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +489,16 @@ class EventContext:
     sender_power: float
     power_levels: Mapping[str, Any] | None
     memo: dict[Condition, bool] = field(default_factory=dict)
+    # ruleset shape -> indexes of its rules whose shared conditions hold for this event
+    candidates: dict[object, list[int]] = field(default_factory=dict)
+    values: dict[tuple[str, ...], Any] = field(default_factory=dict)  # path -> event value
+
+    def value(self, path: tuple[str, ...]) -> Any:
+        try:
+            return self.values[path]
+        except KeyError:
+            found = self.values[path] = lookup(self.event, path)
+            return found
 
 
 def _notification_level(power_levels: Mapping[str, Any] | None, key: str) -> int:
@@ -463,14 +512,14 @@ def _holds(condition: Condition, ctx: EventContext) -> bool:
     """Conditions that do not depend on who is notified (all but contains_display_name)."""
     kind = condition.kind
     if kind == "event_match":
-        value = lookup(ctx.event, condition.path)
+        value = ctx.value(condition.path)
         return isinstance(value, str) and glob_matches(
             condition.pattern, value, words=condition.words
         )
     if kind == "event_property_is":
-        return _strict_equal(lookup(ctx.event, condition.path), condition.value)
+        return _strict_equal(ctx.value(condition.path), condition.value)
     if kind == "event_property_contains":
-        values = lookup(ctx.event, condition.path)
+        values = ctx.value(condition.path)
         return isinstance(values, list) and any(
             _strict_equal(v, condition.value) for v in values
         )
@@ -504,25 +553,47 @@ def _display_name_in_body(event: Mapping[str, Any], display_name: str | None) ->
     return _literal_words(display_name).search(body) is not None
 
 
+def _memo_holds(condition: Condition, ctx: EventContext) -> bool:
+    cached = ctx.memo.get(condition)
+    if cached is None:
+        cached = ctx.memo[condition] = _holds(condition, ctx)
+    return cached
+
+
+def evaluate_rule(
+    ruleset: CompiledRuleset, ctx: EventContext, display_name: str | None = None
+) -> CompiledRule | None:
+    """The first matching rule, or None when no rule matches.
+
+    The rules whose shared conditions hold are found once per event and shape; for each user
+    only their personal conditions (a mention of them, their display name) remain to check.
+    """
+    candidates = ctx.candidates.get(ruleset.shape)
+    if candidates is None:
+        candidates = ctx.candidates[ruleset.shape] = [
+            i for i, rule in enumerate(ruleset.rules)
+            if all(_memo_holds(c, ctx) for c in rule.conditions)
+        ]
+    for i in candidates:
+        rule = ruleset.rules[i]
+        for condition in rule.personal:
+            if condition.kind == "contains_display_name":
+                holds = _display_name_in_body(ctx.event, display_name)
+            else:
+                holds = _memo_holds(condition, ctx)
+            if not holds:
+                break
+        else:
+            return rule
+    return None
+
+
 def evaluate(
     ruleset: CompiledRuleset, ctx: EventContext, display_name: str | None = None
 ) -> Actions | None:
     """The actions of the first matching rule, or None when no rule matches."""
-    memo = ctx.memo
-    for rule in ruleset.rules:
-        for condition in rule.conditions:
-            if condition.kind == "contains_display_name":
-                holds = _display_name_in_body(ctx.event, display_name)
-            else:
-                cached = memo.get(condition)
-                if cached is None:
-                    cached = memo[condition] = _holds(condition, ctx)
-                holds = cached
-            if not holds:
-                break
-        else:
-            return rule.actions
-    return None
+    rule = evaluate_rule(ruleset, ctx, display_name)
+    return rule.actions if rule is not None else None
 
 
 def notifies(actions: Actions | None) -> bool:

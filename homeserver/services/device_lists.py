@@ -16,6 +16,9 @@ room already was; that is what happens here. Nothing moved in either stream cost
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import asyncpg
 
 from homeserver.services.notifier import Notifier
@@ -37,6 +40,8 @@ class DeviceListService:
         self.gen = gen
         self.notifier = notifier
         self.engine = engine
+        # Told the user ID after every recorded change (caches keyed by a user's devices).
+        self.on_change: list[Callable[[str], None]] = []
 
     async def mark_changed(self, user_id: str) -> None:
         """Record that `user_id`'s devices or cross-signing keys changed and wake who cares."""
@@ -45,8 +50,30 @@ class DeviceListService:
                 lambda conn: store.insert_change(conn, slot.position, user_id),
                 name="device_list_change",
             )
+        for listener in self.on_change:
+            listener(user_id)
         # Woken only after the position is released, so their /sync can read up to it.
         self.notifier.notify_users(await self.db.run(lambda c: self._audience(c, user_id)))
+
+    async def _membership_changes(
+        self, conn: asyncpg.Connection, user_id: str, after: int, upto: int
+    ) -> list[tuple[str, str, str | None]]:
+        """(room, member, membership) of each member's latest change in (after, upto] in the
+        rooms of `user_id`: from the engine's recent events when they cover the range."""
+        rooms = await self.engine.memberships(conn, user_id)
+        events = self.engine.recent.member_events(rooms, after, upto)
+        if events is None:
+            return [
+                (r["room_id"], r["user_id"], r["membership"])
+                for r in await store.get_membership_changes_in_rooms_of(
+                    conn, user_id, after, upto
+                )
+            ]
+        latest = {(e.room_id, e.state_key): e for e in events}  # oldest first: the last wins
+        return [
+            (room_id, member, json.loads(e.json)["content"].get("membership"))
+            for (room_id, member), e in latest.items() if member is not None
+        ]
 
     async def _audience(self, conn: asyncpg.Connection, user_id: str) -> set[str]:
         """The user and every local user in one of their joined rooms (from the engine cache)."""
@@ -66,25 +93,22 @@ class DeviceListService:
             )
         if since.events >= upto.events:
             return sorted(changed), []
-        rows = await store.get_membership_changes_in_rooms_of(
-            conn, user_id, since.events, upto.events
-        )
+        rows = await self._membership_changes(conn, user_id, since.events, upto.events)
         if not rows:
             return sorted(changed), []
         left: set[str] = set()
         my_joins: list[str] = []
         my_leaves: list[str] = []
-        for row in rows:
-            membership = row["membership"]
-            if row["user_id"] == user_id:
+        for room_id, member, membership in rows:
+            if member == user_id:
                 if membership == "join":
-                    my_joins.append(row["room_id"])
+                    my_joins.append(room_id)
                 elif membership in GONE:
-                    my_leaves.append(row["room_id"])
+                    my_leaves.append(room_id)
             elif membership == "join":
-                changed.add(row["user_id"])
+                changed.add(member)
             elif membership in GONE:
-                left.add(row["user_id"])
+                left.add(member)
         if my_joins:
             changed |= await store.get_joined_users_in_rooms(conn, my_joins)
         if my_leaves:

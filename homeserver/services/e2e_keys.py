@@ -28,6 +28,7 @@ from homeserver.services.e2e_checks import (
     merge_signatures,
     public_key_of,
 )
+from homeserver.services.fill_cache import FillCache
 from homeserver.services.requester import Requester
 from homeserver.services.streams import StreamToken
 from storage import e2e_keys as store
@@ -36,6 +37,8 @@ from storage.database import Database
 DEFAULT_OTK_ALGORITHM = "signed_curve25519"
 CROSS_SIGNING_TYPES = ("master", "self_signing", "user_signing")
 UNREACHABLE = {"errcode": "M_UNKNOWN", "error": "Federation is not available on this server"}
+_NO_KEYS = store.KeyCounts({}, [])
+_COUNTS_CACHE_USERS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,10 @@ class E2EKeysService:
         self.db = db
         self.server_name = server_name
         self.device_lists = device_lists
+        # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
+        # change of the user's devices (a device deleted and logged in again starts at zero).
+        self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(_COUNTS_CACHE_USERS)
+        device_lists.on_change.append(self._counts.invalidate)
 
     # ---- /keys/upload -------------------------------------------------------------------------
 
@@ -127,13 +134,14 @@ class E2EKeysService:
             await self._store_one_time_keys(conn, user_id, device_id, one_time)
             for algorithm, key_id, value in fallback:
                 await store.upsert_fallback_key(conn, user_id, device_id, algorithm, key_id, value)
-            counts, _ = await store.get_key_counts(conn, user_id, device_id)
-            return counts, changed
+            counts = (await store.get_key_counts(conn, user_id)).get(device_id, _NO_KEYS)
+            return counts.one_time, changed
 
         try:
             counts, changed = await self.db.transaction(txn, name="keys_upload")
         except asyncpg.ForeignKeyViolationError:
             raise unknown_token("This device has been logged out") from None
+        self._counts.invalidate(user_id)
         if changed:
             await self.device_lists.mark_changed(user_id)
         return {DEFAULT_OTK_ALGORITHM: 0, **counts}
@@ -250,6 +258,8 @@ class E2EKeysService:
             return claimed
 
         claimed = await self.db.transaction(txn, name="keys_claim")
+        for user_id in claimed:
+            self._counts.invalidate(user_id)
         return {
             "failures": {server: dict(UNREACHABLE) for server in remote},
             "one_time_keys": claimed,
@@ -266,12 +276,13 @@ class E2EKeysService:
         )
         return {"changed": changed, "left": left}
 
-    @staticmethod
     async def key_counts(
-        conn: asyncpg.Connection, requester: Requester
+        self, conn: asyncpg.Connection, requester: Requester
     ) -> tuple[dict[str, int], list[str]]:
-        """/sync's `device_one_time_keys_count` and `device_unused_fallback_key_types`."""
-        counts, unused_fallback = await store.get_key_counts(
-            conn, requester.user_id, requester.device_id
+        """/sync's `device_one_time_keys_count` and `device_unused_fallback_key_types`: every
+        /sync carries them, so they are cached until an upload, a claim or a device change."""
+        by_device = await self._counts.get_or_load(
+            requester.user_id, lambda: store.get_key_counts(conn, requester.user_id)
         )
-        return {DEFAULT_OTK_ALGORITHM: 0, **counts}, unused_fallback
+        counts = by_device.get(requester.device_id, _NO_KEYS)
+        return {DEFAULT_OTK_ALGORITHM: 0, **counts.one_time}, list(counts.unused_fallback)

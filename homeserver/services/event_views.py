@@ -90,9 +90,9 @@ async def filter_visible(
         by_room[event.room_id].append(event)
     visible: set[str] = set()
     for room_id, events in by_room.items():
-        membership = await state_store.get_membership(conn, room_id, user_id)
-        joined_now = membership is not None and membership["membership"] == "join"
-        join_pos = membership["stream_ordering"] if joined_now and membership else None
+        membership = (await engine.memberships(conn, user_id)).get(room_id)
+        joined_now = membership is not None and membership.membership == "join"
+        join_pos = membership.stream_ordering if joined_now and membership else None
         checks: defaultdict[int, list[StoredEvent]] = defaultdict(list)
         for event in events:
             own_membership = event.type == "m.room.member" and event.state_key == user_id

@@ -15,10 +15,12 @@ from functools import lru_cache
 from typing import Any
 
 from homeserver.errors import bad_json, not_found
+from homeserver.services.fill_cache import FillCache
 from storage import filters as filters_store
 from storage.database import Database
 
 EVENT_FORMATS = ("client", "federation")
+_PARSED_CACHE_SIZE = 10_000
 
 
 class FilterError(ValueError):
@@ -218,10 +220,12 @@ def _copy_path(src: dict[str, Any], dst: dict[str, Any], path: list[str]) -> Non
 
 
 class FiltersService:
-    """Uploaded filters: stored as sent, parsed again when a sync names them."""
+    """Uploaded filters: stored as sent; parsed when a sync names them, and kept parsed (a
+    filter never changes once uploaded)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._parsed: FillCache[tuple[str, str], Filter] = FillCache(_PARSED_CACHE_SIZE)
 
     async def create(self, user_id: str, raw: dict[str, Any]) -> str:
         """Store a filter after checking its shape (M_BAD_JSON when it is wrong)."""
@@ -243,8 +247,11 @@ class FiltersService:
         return raw
 
     async def get(self, user_id: str, filter_id: str) -> Filter:
-        raw = await self.get_raw(user_id, filter_id)
-        try:
-            return Filter.parse(raw)
-        except FilterError:
-            raise not_found("No such filter") from None
+        async def load() -> Filter:
+            raw = await self.get_raw(user_id, filter_id)
+            try:
+                return Filter.parse(raw)
+            except FilterError:
+                raise not_found("No such filter") from None
+
+        return await self._parsed.get_or_load((user_id, filter_id), load)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -33,11 +33,11 @@ from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.clock import now_ms
 from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.room_engine import EventWrites, PersistedEvent, RoomEngine, StateKey
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
-from storage.push import NewNotification, Pusher
+from storage.push import EventNotifications, Pusher
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class PushService:
         self.engine = engine
         self.account_data = account_data
         self.server_name = server_name
+        self._local_suffix = ":" + server_name
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
         # Bumped on every change of a user's rules, so a cache fill that raced one is dropped.
         self._epochs: defaultdict[str, int] = defaultdict(int)
@@ -168,13 +169,14 @@ class PushService:
     # ---- evaluation (called by the room engine inside the event's transaction) ---------------
 
     async def on_event(
-        self, conn: asyncpg.Connection, room_id: str, event_id: str, pdu: dict[str, Any],
-        stream_ordering: int,
+        self, conn: asyncpg.Connection, event: PersistedEvent,
+        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites,
     ) -> None:
-        """Store a notification row for every local user the event notifies."""
+        """Stage a notification row for every local user the event notifies."""
+        pdu, room_id = event.pdu, event.stored.room_id
         sender = pdu["sender"]
         members = await self.engine.joined_members(conn, room_id)
-        recipients = [u for u in members if u != sender and self._is_local(u)]
+        recipients = [u for u in members if u != sender and u.endswith(self._local_suffix)]
         invitee = pdu.get("state_key")
         if (
             pdu["type"] == "m.room.member" and pdu["content"].get("membership") == "invite"
@@ -185,36 +187,32 @@ class PushService:
         if not recipients:
             return
         rulesets = await self._rulesets(conn, recipients)
-        state = await state_store.get_current_state_for_keys(
-            conn, room_id, [_POWER_LEVELS, _CREATE]
-        )
-        pdus = await self.engine.get_pdus(conn, list(state.values()))
-        power_levels = pdus[state[_POWER_LEVELS]]["content"] if _POWER_LEVELS in state else None
-        create = pdus[state[_CREATE]] if _CREATE in state else {}
+        # Every event's auth types include the power levels and the create event.
+        power_levels_event = state_before.get(_POWER_LEVELS)
+        power_levels = power_levels_event["content"] if power_levels_event else None
+        create = state_before.get(_CREATE, {})
         version = await self.engine.room_version(conn, room_id)
         names: dict[str, str] = {}
         if any(rulesets[u].uses_display_name for u in recipients):
             names = await self._display_names(conn, room_id, recipients)
         ctx = EventContext(
-            {**pdu, "event_id": event_id}, len(members),
+            {**pdu, "event_id": event.event_id}, len(members),
             user_power_level(sender, power_levels, create, version), power_levels,
         )
-        rows = []
+        notified = EventNotifications(
+            room_id, event.event_id, event.stream_ordering, now_ms(), [], [], []
+        )
         for user_id in recipients:
             try:
-                actions = push_rules.evaluate(rulesets[user_id], ctx, names.get(user_id))
+                rule = push_rules.evaluate_rule(rulesets[user_id], ctx, names.get(user_id))
             except Exception:  # one user's unusable rule must not cost the others their counts
-                log.exception("push rules of %s failed on %s", user_id, event_id)
+                log.exception("push rules of %s failed on %s", user_id, event.event_id)
                 continue
-            if push_rules.notifies(actions):
-                assert actions is not None
-                rows.append(
-                    NewNotification(user_id, list(actions), push_rules.highlights(actions))
-                )
-        if rows:
-            await push_store.insert_notifications(
-                conn, room_id, event_id, stream_ordering, now_ms(), rows
-            )
+            if rule is not None and rule.notifies:
+                notified.user_ids.append(user_id)
+                notified.actions_json.append(rule.actions_json)
+                notified.highlights.append(rule.highlight)
+        writes.notifications.append(notified)
 
     def _is_local(self, user_id: str) -> bool:
         return server_name_of(user_id) == self.server_name
@@ -239,7 +237,7 @@ class PushService:
         changes = await push_store.get_default_changes(conn, missing)
         for user_id in missing:
             ruleset = push_rules.build_ruleset(user_id, own[user_id], changes[user_id])
-            out[user_id] = compiled = push_rules.compile_ruleset(ruleset)
+            out[user_id] = compiled = push_rules.compile_ruleset(ruleset, user_id)
             if self._epochs[user_id] == epochs[user_id]:
                 self._compiled[user_id] = compiled
         while len(self._compiled) > _RULESET_CACHE_SIZE:

@@ -19,10 +19,10 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -44,12 +44,18 @@ from homeserver.protocol.errors import (
     InvalidEventError,
 )
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
+from homeserver.services.fill_cache import FillCache
 from homeserver.services.notifier import Notifier
+from homeserver.services.recent_events import RecentEvents
 from storage import events as events_store
+from storage import push as push_store
 from storage import rooms as rooms_store
 from storage import search as search_store
 from storage import state as state_store
 from storage.database import Database
+from storage.events import StoredEvent
+from storage.push import EventNotifications
+from storage.rooms import ClientTxnKey
 from storage.streams import Slot, StreamIdGenerator
 
 log = logging.getLogger(__name__)
@@ -58,23 +64,28 @@ StateKey = tuple[str, str]
 _CREATE = ("m.room.create", "")
 _CREATE_ATTEMPTS = 5
 _SEATED = ("join", "invite")
-
-
-@dataclass(frozen=True, slots=True)
-class ClientTxn:
-    """A client's idempotency key: the same (user, device, txn_id) for the same request
-    (`scope`, e.g. "send/<room>/<type>") yields the same event."""
-
-    user_id: str
-    device_id: str
-    txn_id: str
-    scope: str
+_MEMBERSHIP_CACHE_USERS = 100_000
+# The most queued sends one transaction persists.
+_MAX_BATCH = 64
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class PersistedEvent:
     event_id: str
     pdu: dict[str, Any]
+    stream_ordering: int
+    stored: StoredEvent
+    previous_position: int | None  # of the room's event before it (None: the first)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's current membership of one room (a row of `room_memberships`)."""
+
+    room_id: str
+    membership: str
+    event_id: str
     stream_ordering: int
 
 
@@ -98,15 +109,52 @@ class EventCache:
             self._items.popitem(last=False)
 
 
+@dataclass(slots=True)
+class EventWrites:
+    """The append-only rows of one write transaction, written together at its end with one
+    statement per table: a batch of forty messages costs the queries of one."""
+
+    events: list[events_store.NewEvent] = field(default_factory=list)
+    notifications: list[EventNotifications] = field(default_factory=list)
+    client_txns: list[tuple[ClientTxnKey, str]] = field(default_factory=list)
+    searchable: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
+
+    async def flush(
+        self, conn: asyncpg.Connection, room_id: str, extremity_replaced: Sequence[str]
+    ) -> None:
+        if not self.events:
+            return
+        await events_store.insert_events(conn, self.events)
+        await search_store.index_events(conn, self.searchable)
+        await events_store.replace_forward_extremities(
+            conn, room_id, extremity_replaced, self.events[-1].stored.event_id
+        )
+        await push_store.insert_notifications(conn, self.notifications)
+        await rooms_store.insert_client_txns(
+            conn, self.client_txns, self.events[-1].origin_server_ts
+        )
+
+
 class EventObserver(Protocol):
-    """Told of every persisted event inside the transaction that stores it, so that what it
-    writes (push notifications) commits with the event; it must not act outside the database,
-    since a retried transaction calls it again."""
+    """Told of every event about to be persisted, inside the transaction that stores it, with
+    the room state before it; what it stages in `writes` (push notifications) commits with the
+    event. It must not act outside the database, since a retried transaction calls it again."""
 
     async def on_event(
-        self, conn: asyncpg.Connection, room_id: str, event_id: str, pdu: dict[str, Any],
-        stream_ordering: int,
+        self, conn: asyncpg.Connection, event: PersistedEvent,
+        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites,
     ) -> None: ...
+
+
+@dataclass(slots=True)
+class _SendRequest:
+    sender: str
+    event_type: str
+    content: dict[str, Any]
+    state_key: str | None
+    txn: ClientTxnKey | None
+    redacts: str | None
+    done: asyncio.Future[PersistedEvent | str]
 
 
 class RoomEngine:
@@ -128,6 +176,14 @@ class RoomEngine:
         # Bumped after every committed membership change of a room, so a cache fill that
         # raced with one is not stored (it may have read the members before the change).
         self._member_epochs: defaultdict[str, int] = defaultdict(int)
+        # user -> room -> their membership (forgotten rooms left out).
+        self._memberships: FillCache[str, dict[str, Membership]] = FillCache(
+            _MEMBERSHIP_CACHE_USERS
+        )
+        self.recent = RecentEvents(stream.current)
+        # Sends waiting for their room's writer task, and the running writer tasks.
+        self._queues: defaultdict[str, list[_SendRequest]] = defaultdict(list)
+        self._writers: dict[str, asyncio.Task[None]] = {}
         # (position, users) wake-ups waiting for `stream.current` to reach their position.
         self._pending_wakes: list[tuple[int, set[str]]] = []
         self.observers: list[EventObserver] = []  # plugged in by app.py
@@ -174,6 +230,20 @@ class RoomEngine:
                 self._joined.setdefault(room_id, members)
         return members
 
+    async def memberships(self, conn: asyncpg.Connection, user_id: str) -> dict[str, Membership]:
+        """room -> the user's membership, for every room they have not forgotten."""
+        async def load() -> dict[str, Membership]:
+            rows = await state_store.get_rooms_for_user(
+                conn, user_id, ["join", "invite", "leave", "ban", "knock"]
+            )
+            return {r["room_id"]: Membership(*r) for r in rows}
+
+        return await self._memberships.get_or_load(user_id, load)
+
+    def memberships_changed(self, user_id: str) -> None:
+        """Drop the user's cached memberships (a member event, or a room forgotten)."""
+        self._memberships.invalidate(user_id)
+
     # ---- the write path ---------------------------------------------------------------------
 
     async def create_room(
@@ -204,7 +274,6 @@ class RoomEngine:
                 )
             except asyncpg.UniqueViolationError:
                 continue
-            assert isinstance(persisted, PersistedEvent)
             self._versions[room_id] = room_version
             self._joined.setdefault(room_id, set())
             self._after_persist(room_id, persisted)
@@ -220,13 +289,17 @@ class RoomEngine:
             is_public,
         )
         self._check(pdu, room_version, [], {})
-        return await self._store(conn, room_id, room_version, pdu, None, slot)
+        writes = EventWrites()
+        persisted = await self._store(
+            conn, room_id, room_version, pdu, None, slot.position, {}, writes
+        )
+        await writes.flush(conn, room_id, [])
+        return persisted
 
     async def _write(
-        self, room_id: str, name: str,
-        body: Callable[[asyncpg.Connection, Slot], Awaitable[PersistedEvent | str]],
-    ) -> PersistedEvent | str:
-        """Run one room write: serialized per room, with a stream slot held past commit."""
+        self, room_id: str, name: str, body: Callable[[asyncpg.Connection, Slot], Awaitable[T]],
+    ) -> T:
+        """Run one room write: serialized per room, with stream positions held past commit."""
         async with self._room_locks[room_id]:
             try:
                 with self.stream.allocate() as slot:
@@ -236,11 +309,15 @@ class RoomEngine:
 
     async def send(
         self, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
-        state_key: str | None = None, txn: ClientTxn | None = None, redacts: str | None = None,
+        state_key: str | None = None, txn: ClientTxnKey | None = None,
+        redacts: str | None = None,
     ) -> str:
         """Build, authorize and persist a local event; return its event ID.
 
-        Raises MatrixError (403 when the auth rules or the member cap refuse it).
+        Concurrent sends to one room are persisted together, in arrival order, by the room's
+        writer task (`_drain`): one transaction and one commit for all that queued up while the
+        previous batch was being written. Raises MatrixError (403 when the auth rules or the
+        member cap refuse it).
         """
         if event_type == "m.room.create":
             raise forbidden("A room has exactly one m.room.create event, sent when it is created")
@@ -248,30 +325,71 @@ class RoomEngine:
             check_canonical_json(content)
         except CanonicalJSONError as e:
             raise bad_json(f"Event content is not valid canonical JSON: {e}") from None
-        if room_id not in self._versions:  # 404 before taking a lock for the room
+        if room_id not in self._versions:  # 404 before queueing for the room
             await self.db.run(lambda conn: self.room_version(conn, room_id))
-        result = await self._write(
-            room_id, "send_event",
-            lambda conn, slot: self._send_txn(
-                conn, room_id, sender, event_type, content, state_key, txn, redacts, slot
-            ),
+        request = _SendRequest(
+            sender, event_type, content, state_key, txn, redacts,
+            asyncio.get_running_loop().create_future(),
         )
-        if isinstance(result, str):
-            return result
-        self._after_persist(room_id, result)
-        return result.event_id
+        self._queues[room_id].append(request)
+        if room_id not in self._writers:
+            self._writers[room_id] = asyncio.create_task(self._drain(room_id))
+        # Shielded: a client that hangs up does not cancel the batch its event is in.
+        result = await asyncio.shield(request.done)
+        return result if isinstance(result, str) else result.event_id
 
-    async def _send_txn(
-        self, conn: asyncpg.Connection, room_id: str, sender: str, event_type: str,
-        content: dict[str, Any], state_key: str | None, txn: ClientTxn | None,
-        redacts: str | None, slot: Slot,
-    ) -> PersistedEvent | str:
-        if txn is not None:
-            existing = await rooms_store.get_client_txn(
-                conn, txn.user_id, txn.device_id, txn.txn_id, txn.scope
+    async def _drain(self, room_id: str) -> None:
+        """The room's writer: persist queued sends in batches until the queue is empty."""
+        queue = self._queues[room_id]
+        batch: list[_SendRequest] = []
+        try:
+            while queue:
+                batch = queue[:_MAX_BATCH]
+                del queue[:_MAX_BATCH]
+                await self._send_batch(room_id, batch)
+        finally:
+            del self._writers[room_id]
+            if not queue:
+                del self._queues[room_id]
+            for request in batch:  # cancelled at shutdown: nobody is left waiting forever
+                if not request.done.done():
+                    request.done.set_exception(
+                        MatrixError(503, "M_UNKNOWN", "The server is shutting down")
+                    )
+
+    async def _send_batch(self, room_id: str, batch: list[_SendRequest]) -> None:
+        metrics.SEND_BATCH_SIZE.observe(len(batch))
+        try:
+            outcomes = await self._write(
+                room_id, "send_events",
+                lambda conn, slot: self._send_batch_txn(conn, room_id, batch, slot),
             )
-            if existing is not None:
-                return existing
+        except Exception as e:
+            if len(batch) > 1 and not isinstance(e, MatrixError):
+                # One request broke the whole transaction (a database error): each on its own,
+                # so that it fails alone.
+                for request in batch:
+                    await self._send_batch(room_id, [request])
+                return
+            for request in batch:
+                if not request.done.done():
+                    request.done.set_exception(e)
+            return
+        for request, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, PersistedEvent):
+                self._after_persist(room_id, outcome)
+            if request.done.done():
+                continue
+            if isinstance(outcome, MatrixError):
+                request.done.set_exception(outcome)
+            else:
+                request.done.set_result(outcome)
+
+    async def _send_batch_txn(
+        self, conn: asyncpg.Connection, room_id: str, batch: list[_SendRequest], slot: Slot,
+    ) -> list[PersistedEvent | str | MatrixError]:
+        """Build, check and store each request in turn, each on top of the one before."""
+        slot.restart()
         room_version = await self.room_version(conn, room_id)
         if not await rooms_store.lock_room(conn, room_id):
             raise not_found(f"Unknown room {room_id}")
@@ -280,34 +398,63 @@ class RoomEngine:
         if len(extremities) != 1:
             # Only federation can fork a room; state resolution joins that path.
             raise MatrixError(500, "M_UNKNOWN", "Room has a forked DAG; cannot send yet")
-        prev_id, prev_depth, prev_group = extremities[0]
-        wanted = auth_rules.auth_types_for_event(
-            event_type, sender, state_key, content, room_version
-        )
-        keys = list(dict.fromkeys([*wanted, _CREATE]))
-        if state_key is not None:
-            keys.append((event_type, state_key))
+        head = extremities[0]
+        first_prev = head.event_id
+        wanted = [
+            auth_rules.auth_types_for_event(
+                r.event_type, r.sender, r.state_key, r.content, room_version
+            ) for r in batch
+        ]
+        keys = list(dict.fromkeys([
+            _CREATE, *(k for w in wanted for k in w),
+            *((r.event_type, r.state_key) for r in batch if r.state_key is not None),
+        ]))
         current = await state_store.get_current_state_for_keys(conn, room_id, keys)
-        auth_ids = [current[k] for k in wanted if k in current]
-        replaces = current.get((event_type, state_key)) if state_key is not None else None
-        pdu = self._build(
-            room_version, room_id, sender, event_type, content, state_key, [prev_id], auth_ids,
-            depth=prev_depth + 1, redacts=redacts,
-        )
         pdus = await self.get_pdus(conn, list(current.values()))
-        state_before = {k: pdus[e] for k, e in current.items()}
-        self._check(pdu, room_version, [pdus[e] for e in auth_ids], state_before)
-        _refuse_encryption_change(pdu, state_before)
-        await self._check_member_cap(conn, room_id, pdu)
-        persisted = await self._store(
-            conn, room_id, room_version, pdu, prev_group, slot, replaces
+        state = {k: pdus[e] for k, e in current.items()}
+        earlier = await rooms_store.get_client_txns(
+            conn, [r.txn for r in batch if r.txn is not None]
         )
-        if txn is not None:
-            await rooms_store.insert_client_txn(
-                conn, txn.user_id, txn.device_id, txn.txn_id, txn.scope, persisted.event_id,
-                pdu["origin_server_ts"],
+        writes = EventWrites()
+        outcomes: list[PersistedEvent | str | MatrixError] = []
+        for request, auth_types in zip(batch, wanted, strict=True):
+            if request.txn is not None and request.txn in earlier:
+                outcomes.append(earlier[request.txn])
+                continue
+            try:
+                pdu = self._build(
+                    room_version, room_id, request.sender, request.event_type, request.content,
+                    request.state_key, [head.event_id],
+                    [current[k] for k in auth_types if k in current],
+                    depth=head.depth + 1, redacts=request.redacts,
+                )
+                self._check(
+                    pdu, room_version, [state[k] for k in auth_types if k in state], state
+                )
+                _refuse_encryption_change(pdu, state)
+                await self._check_member_cap(conn, room_id, pdu)
+            except MatrixError as e:
+                outcomes.append(e)
+                continue
+            key = None if request.state_key is None else (request.event_type, request.state_key)
+            persisted = await self._store(
+                conn, room_id, room_version, pdu, head.state_group, slot.nth(len(writes.events)),
+                state, writes, replaces_state=current.get(key) if key is not None else None,
+                previous_position=head.stream_ordering,
             )
-        return persisted
+            if request.txn is not None:
+                writes.client_txns.append((request.txn, persisted.event_id))
+                earlier[request.txn] = persisted.event_id  # a retry queued in the same batch
+            if key is not None:
+                current[key] = persisted.event_id
+                state[key] = pdu
+            stored = persisted.stored
+            head = events_store.Extremity(
+                stored.event_id, stored.depth, stored.state_group, stored.stream_ordering
+            )
+            outcomes.append(persisted)
+        await writes.flush(conn, room_id, [first_prev])
+        return outcomes
 
     def _build(
         self, room_version: RoomVersion, room_id: str | None, sender: str, event_type: str,
@@ -328,7 +475,7 @@ class RoomEngine:
 
     def _check(
         self, pdu: dict[str, Any], room_version: RoomVersion,
-        auth_events: list[dict[str, Any]], state_before: Mapping[StateKey, Mapping[str, Any]],
+        auth_events: list[Mapping[str, Any]], state_before: Mapping[StateKey, Mapping[str, Any]],
     ) -> None:
         """Size, format, the auth-events selection, and the auth rules against the state
         before the event (for a local event on a linear DAG its auth events are a subset of
@@ -360,55 +507,60 @@ class RoomEngine:
 
     async def _store(
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
-        pdu: dict[str, Any], prev_group: int | None, slot: Slot,
-        replaces_state: str | None = None,
+        pdu: dict[str, Any], prev_group: int | None, position: int,
+        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites, *,
+        replaces_state: str | None = None, previous_position: int | None = None,
     ) -> PersistedEvent:
+        """Stage the event's rows in `writes`; state changes are written at once, so that the
+        next event of a batch (a member cap count, a state group) reads them."""
         event_id = hashing.compute_event_id(pdu, room_version)
         state_key = pdu.get("state_key")
         key = (pdu["type"], state_key) if state_key is not None else None
         group = prev_group
         if key is not None:
             group = await state_store.insert_state_group(conn, room_id, prev_group, {key: event_id})
-        position = slot.position
-        await events_store.insert_event(
-            conn, event_id=event_id, room_id=room_id, stream_ordering=position,
-            depth=pdu["depth"], type=pdu["type"], state_key=state_key, sender=pdu["sender"],
-            origin_server_ts=pdu["origin_server_ts"],
-            json=encode_canonical_json(pdu).decode(), state_group=group,
-            replaces_state=replaces_state,
+        stored = StoredEvent(
+            event_id=event_id, room_id=room_id, stream_ordering=position, depth=pdu["depth"],
+            type=pdu["type"], state_key=state_key, sender=pdu["sender"],
+            json=encode_canonical_json(pdu).decode(), state_group=group, rejected=False,
+            replaces_state=replaces_state, redacted_by=None,
         )
-        await events_store.insert_edges(
-            conn, event_id, pdu["prev_events"], pdu["auth_events"]
-        )
-        await search_store.index_event(conn, event_id, room_id, position, pdu)
-        await events_store.replace_forward_extremities(
-            conn, room_id, pdu["prev_events"], event_id
-        )
+        writes.events.append(events_store.NewEvent(
+            stored, pdu["origin_server_ts"], pdu["prev_events"], pdu["auth_events"]
+        ))
+        if pdu["type"] in search_store.SEARCHABLE:
+            writes.searchable.append((event_id, room_id, position, pdu))
         if key is not None:
             await state_store.upsert_current_state(conn, room_id, key, event_id)
             if pdu["type"] == "m.room.member":
                 await state_store.upsert_membership(
                     conn, room_id, key[1], pdu["content"]["membership"], event_id, position,
                 )
-        redacts = pdu["content"].get("redacts", pdu.get("redacts"))
-        if pdu["type"] == "m.room.redaction" and state_key is None and isinstance(redacts, str):
+        redacts = _redacts(pdu)
+        if redacts is not None:
             # A redaction applies only within its own room.
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
             if target is None or target.room_id == room_id:
                 await events_store.insert_redaction(conn, event_id, redacts)
+        persisted = PersistedEvent(event_id, pdu, position, stored, previous_position)
         for observer in self.observers:
-            await observer.on_event(conn, room_id, event_id, pdu, position)
-        return PersistedEvent(event_id, pdu, position)
+            await observer.on_event(conn, persisted, state_before, writes)
+        return persisted
 
     def _after_persist(self, room_id: str, persisted: PersistedEvent) -> None:
         """After commit and after the position is released: cache, metrics, wake-ups."""
         pdu = persisted.pdu
         self.cache.put(persisted.event_id, pdu)
+        self.recent.append(persisted.stored, persisted.previous_position)
+        redacts = _redacts(pdu)
+        if redacts is not None:
+            self.recent.redact(room_id, redacts, persisted.event_id)
         metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
         to_wake = set(self._joined.get(room_id, ()))
         if pdu["type"] == "m.room.member":
             target = pdu["state_key"]
             to_wake.add(target)
+            self.memberships_changed(target)
             self._member_epochs[room_id] += 1
             members = self._joined.get(room_id)
             if members is not None:
@@ -429,6 +581,14 @@ class RoomEngine:
             self._pending_wakes = [w for w in self._pending_wakes if w[0] > current]
             for users in ready:
                 self.notifier.notify_users(users)
+
+
+def _redacts(pdu: Mapping[str, Any]) -> str | None:
+    """The event a redaction names (`content.redacts` from v11, top-level before)."""
+    if pdu["type"] != "m.room.redaction" or "state_key" in pdu:
+        return None
+    redacts = pdu["content"].get("redacts", pdu.get("redacts"))
+    return redacts if isinstance(redacts, str) else None
 
 
 def _format_error(e: InvalidEventError) -> MatrixError:

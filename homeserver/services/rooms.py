@@ -17,12 +17,13 @@ from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
 from homeserver.services.room_creation import RoomCreation
-from homeserver.services.room_engine import ClientTxn, RoomEngine
+from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_reads import RoomReads
 from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
+from storage.rooms import ClientTxnKey
 
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
@@ -131,6 +132,7 @@ class RoomsService:
                 raise MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")
             await state_store.forget_room(conn, room_id, requester.user_id)
         await self.db.transaction(run, name="forget_room")
+        self.engine.memberships_changed(requester.user_id)
 
     async def joined_rooms(self, requester: Requester) -> list[str]:
         rows = await self.db.run(
@@ -150,7 +152,7 @@ class RoomsService:
         txn = None
         if txn_id is not None:
             scope = f"send/{room_id}/{event_type}"
-            txn = ClientTxn(requester.user_id, requester.device_id, txn_id, scope)
+            txn = ClientTxnKey(requester.user_id, requester.device_id, txn_id, scope)
         return await self.engine.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
@@ -175,7 +177,7 @@ class RoomsService:
         if target["sender"] != requester.user_id:
             await self._require_redact_power(requester.user_id, room_id, version)
         content: dict[str, Any] = {} if reason is None else {"reason": reason}
-        txn = ClientTxn(
+        txn = ClientTxnKey(
             requester.user_id, requester.device_id, txn_id, f"redact/{room_id}/{event_id}"
         )
         return await self.engine.send(

@@ -43,7 +43,6 @@ from homeserver.services.sync_rooms import (
 from homeserver.services.to_device import ToDeviceService
 from storage import events as events_store
 from storage import push as push_store
-from storage import state as state_store
 from storage.database import Database
 
 NO_NOTIFICATIONS = {"notification_count": 0, "highlight_count": 0}
@@ -88,6 +87,7 @@ class SyncService:
             db, config.server.server_name, streams.to_device, notifier
         )
         self.presence = PresenceService(db, streams.presence, notifier, config.presence)
+        self._coalesce_s = config.limits.sync_coalesce_ms / 1000
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
         """The /sync response body; waits up to the timeout while nothing is new."""
@@ -105,6 +105,9 @@ class SyncService:
                     return body
                 if not await wait_for_wake(woken, remaining):
                     return body
+            # Let the wake-ups of a busy room gather: one response then carries several
+            # events, instead of one response per event per client.
+            await asyncio.sleep(min(self._coalesce_s, max(deadline - loop.time(), 0)))
 
     async def _filter(self, user_id: str, param: str | None) -> Filter:
         if param is None:
@@ -189,7 +192,10 @@ class SyncService:
         joined_ids = [room_id for room_id, _ in rooms.joined]
         moved: set[str] = set()
         if since is not None and not full and since.events < upto.events:
-            moved = await events_store.get_rooms_changed(conn, joined_ids, after, upto.events)
+            held = self.engine.recent.rooms_changed(joined_ids, after, upto.events)
+            moved = held if held is not None else await events_store.get_rooms_changed(
+                conn, joined_ids, after, upto.events
+            )
         receipts = await self.receipts.events(
             conn, requester.user_id, joined_ids, since.receipts if since else 0, upto.receipts
         )
@@ -247,14 +253,11 @@ class SyncService:
 
         A membership newer than `upto` counts as it was at `upto`; the next sync sees the change.
         """
-        rows = await state_store.get_rooms_for_user(
-            conn, user_id, ["join", "invite", "leave", "ban"]
-        )
         rooms = _Rooms([], [], [])
-        for row in rows:
-            room_id, membership = row["room_id"], row["membership"]
-            event_id, position = row["event_id"], row["stream_ordering"]
-            if not flt.room.allows_room(room_id):
+        for row in (await self.engine.memberships(conn, user_id)).values():
+            room_id, event_id, position = row.room_id, row.event_id, row.stream_ordering
+            membership: str | None = row.membership
+            if membership == "knock" or not flt.room.allows_room(room_id):
                 continue
             if position > upto.events:
                 # Changed while this sync ran: answer with the membership as of `upto`, so

@@ -82,11 +82,16 @@ async def room_timeline_and_state(
     """`timeline` and `state` of one room for the window; see the module docstring."""
     timeline_filter = flt.room.timeline
     limit = min(timeline_filter.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
-    fetched = await events_store.get_room_events(
-        conn, window.room_id, after=window.after, upto=window.upto, limit=limit + 1,
-        newest_first=True, types=timeline_filter.sql_types(),
-        senders=timeline_filter.sql_senders(),
+    wanted_types, wanted_senders = timeline_filter.sql_types(), timeline_filter.sql_senders()
+    fetched = engine.recent.window(
+        window.room_id, after=window.after, upto=window.upto, limit=limit + 1,
+        types=wanted_types, senders=wanted_senders,
     )
+    if fetched is None:
+        fetched = await events_store.get_room_events(
+            conn, window.room_id, after=window.after, upto=window.upto, limit=limit + 1,
+            newest_first=True, types=wanted_types, senders=wanted_senders,
+        )
     limited = len(fetched) > limit
     chronological = list(reversed(fetched[:limit]))
     visible = await filter_visible(conn, engine, requester.user_id, chronological)

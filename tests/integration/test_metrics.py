@@ -61,7 +61,7 @@ async def test_metrics_after_traffic(
     assert sample(text, "moot_events_persisted_total", type="m.room.create") >= 1
     assert sample(text, "moot_sync_long_polls_in_flight") >= 0
     assert sample(text, "moot_db_pool_connections") >= 1
-    assert sample(text, "moot_db_transaction_duration_seconds_count", name="send_event") >= 2
+    assert sample(text, "moot_db_transaction_duration_seconds_count", name="send_events") >= 1
     sample(text, "moot_users")  # refreshed every 15 s: only its presence is certain
     assert sample(text, "process_resident_memory_bytes") > 0
 

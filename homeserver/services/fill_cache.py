@@ -1,0 +1,50 @@
+"""A bounded in-memory cache of values loaded from the database, safe against racing changes.
+
+Theory of operation. A value is loaded on a miss (`get_or_load`) and dropped by the code that
+changes it (`invalidate`), after that change committed. A load is an await, so a change can
+commit while one is in flight, after it read the old value: such a load is marked stale and its
+result is returned to its caller but not kept. Only keys with a load in flight are tracked for
+this, so the bookkeeping stays as small as the cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class FillCache(Generic[K, V]):
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._loading: dict[K, int] = {}
+        self._stale: set[K] = set()
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        self._loading[key] = self._loading.get(key, 0) + 1
+        try:
+            value = await load()
+        finally:
+            stale = key in self._stale
+            remaining = self._loading.pop(key) - 1
+            if remaining:
+                self._loading[key] = remaining
+            else:
+                self._stale.discard(key)
+        if not stale:
+            self._items[key] = value
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+    def invalidate(self, key: K) -> None:
+        self._items.pop(key, None)
+        if key in self._loading:
+            self._stale.add(key)

@@ -1,0 +1,124 @@
+"""The newest events of each room, held in memory so that a woken /sync reads them without a query.
+
+Theory of operation. Sixteen clients long-polling one busy room each want the same few new
+events; reading them from PostgreSQL once per client per message was most of /sync's cost. The
+room engine appends every event it persists here, right after the commit and in the room's
+stream order (it writes each room under one lock), and a reader asks for a window
+`(after, upto]` of a room. A room's *tail* holds all of its events after `complete_after`: a
+window starting at or after that is answered here; any other returns None and the caller reads
+the database. Rooms without a tail had no event since `known_since` (this process saw every
+event after that), so "which rooms moved" is answered for them too. Eviction (the oldest events
+of a long tail, the least recently written rooms) only moves those bounds forward.
+
+Only accepted events are appended (never rejected or soft-failed ones), as the database query
+the window replaces filters them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from storage.events import StoredEvent
+
+# A /sync timeline shows at most 100 events and asks for one more to know it was cut short.
+DEFAULT_PER_ROOM = 101
+DEFAULT_MAX_ROOMS = 20_000
+
+
+@dataclass(slots=True)
+class _Tail:
+    complete_after: int
+    events: deque[StoredEvent]
+
+
+class RecentEvents:
+    def __init__(
+        self, known_since: int, *, per_room: int = DEFAULT_PER_ROOM,
+        max_rooms: int = DEFAULT_MAX_ROOMS,
+    ) -> None:
+        self.known_since = known_since
+        self._per_room = per_room
+        self._max_rooms = max_rooms
+        self._tails: OrderedDict[str, _Tail] = OrderedDict()
+
+    def append(self, stored: StoredEvent, previous_position: int | None) -> None:
+        """Record a committed event; `previous_position` is the stream position of the room's
+        event before it (None for the room's first event)."""
+        position = stored.stream_ordering
+        assert position is not None
+        tail = self._tails.get(stored.room_id)
+        if tail is None:
+            tail = _Tail(previous_position or 0, deque())
+            self._tails[stored.room_id] = tail
+        self._tails.move_to_end(stored.room_id)
+        tail.events.append(stored)
+        if len(tail.events) > self._per_room:
+            tail.complete_after = tail.events.popleft().stream_ordering or 0
+        if len(self._tails) > self._max_rooms:
+            _, evicted = self._tails.popitem(last=False)
+            newest = evicted.events[-1].stream_ordering or 0
+            self.known_since = max(self.known_since, newest)
+
+    def redact(self, room_id: str, event_id: str, redaction_id: str) -> None:
+        """Show a held event as redacted, as a database read after the redaction would."""
+        tail = self._tails.get(room_id)
+        if tail is None:
+            return
+        for i, held in enumerate(tail.events):
+            if held.event_id == event_id:
+                if held.redacted_by is None:
+                    tail.events[i] = dataclasses.replace(held, redacted_by=redaction_id)
+                return
+
+    def window(
+        self, room_id: str, *, after: int, upto: int, limit: int,
+        types: Sequence[str] | None = None, senders: Sequence[str] | None = None,
+    ) -> list[StoredEvent] | None:
+        """The newest `limit` events of the room in (after, upto], newest first, filtered like
+        `storage.events.get_room_events`; None when this cache cannot answer for the window."""
+        tail = self._tails.get(room_id)
+        if tail is None:
+            return [] if after >= self.known_since else None
+        if after < tail.complete_after:
+            return None
+        out: list[StoredEvent] = []
+        for held in reversed(tail.events):
+            position = held.stream_ordering or 0
+            if position <= after or len(out) >= limit:
+                break
+            if position > upto:
+                continue
+            if (types is None or held.type in types) and (
+                senders is None or held.sender in senders
+            ):
+                out.append(held)
+        return out
+
+    def rooms_changed(self, room_ids: Iterable[str], after: int, upto: int) -> set[str] | None:
+        """Which of the rooms have an event in (after, upto]; None when one cannot be told."""
+        moved = set()
+        for room_id in room_ids:
+            held = self.window(room_id, after=after, upto=upto, limit=1)
+            if held is None:
+                return None
+            if held:
+                moved.add(room_id)
+        return moved
+
+    def member_events(
+        self, room_ids: Iterable[str], after: int, upto: int
+    ) -> list[StoredEvent] | None:
+        """The m.room.member events of the rooms in (after, upto], oldest first; None when one
+        of the rooms cannot be told."""
+        out: list[StoredEvent] = []
+        for room_id in room_ids:
+            held = self.window(
+                room_id, after=after, upto=upto, limit=self._per_room, types=("m.room.member",)
+            )
+            if held is None:
+                return None
+            out.extend(reversed(held))
+        return out
