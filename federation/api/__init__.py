@@ -1,15 +1,11 @@
-"""The Server-Server API listener's routes."""
+"""The Server-Server API listener's routes: one module per spec area."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from federation.api.keys import ServerKeys
+from federation.api import keys, query
 
 
-def federation_routes(keys: ServerKeys) -> list[web.RouteDef]:
-    return [
-        web.get("/_matrix/key/v2/server", keys.handle_server_keys),
-        web.get("/_matrix/key/v2/server/{key_id}", keys.handle_server_keys),
-        web.get("/_matrix/federation/v1/version", keys.handle_version),
-    ]
+def federation_routes() -> list[web.AbstractRouteDef]:
+    return [*keys.routes, *query.routes]

@@ -1,38 +1,74 @@
-"""`GET /_matrix/key/v2/server`: this server's signing key, self-signed (server-server API,
-"Retrieving server keys"), and `GET /_matrix/federation/v1/version`."""
+"""Key routes: this server's keys (`GET /_matrix/key/v2/server`), the notary API
+(`GET /_matrix/key/v2/query/{serverName}`, `POST /_matrix/key/v2/query`), and
+`GET /_matrix/federation/v1/version`. None of them is authenticated (keys_query.yaml,
+keys_server.yaml): a server must be able to learn keys before it can check signatures.
+"""
 
 from __future__ import annotations
 
-import time
+from importlib.metadata import version
 from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.http import json_response
-from homeserver.protocol.signing import key_id, sign_json, verify_key_base64
+from federation.api.context import NOTARY, OWN_KEYS
+from homeserver.api.http import json_response, read_json_body
+from homeserver.errors import bad_json, invalid_param
+from homeserver.services.clock import now_ms
 
-# How long peers may cache our key. Short enough that a rotated key is picked up within a day.
-KEY_VALIDITY_MS = 24 * 3600 * 1000
+routes = web.RouteTableDef()
 
 
-class ServerKeys:
-    def __init__(self, server_name: str, signing_key: Any) -> None:
-        self.server_name = server_name
-        self.signing_key = signing_key
+@routes.get("/_matrix/key/v2/server")
+@routes.get("/_matrix/key/v2/server/{key_id}")  # deprecated form; the key ID is ignored
+async def server_keys(request: web.Request) -> web.Response:
+    return json_response(request.app[OWN_KEYS].response(now_ms()))
 
-    def server_keys_json(self, now_ms: int) -> dict[str, Any]:
-        body = {
-            "server_name": self.server_name,
-            "valid_until_ts": now_ms + KEY_VALIDITY_MS,
-            "verify_keys": {key_id(self.signing_key): {"key": verify_key_base64(self.signing_key)}},
-            "old_verify_keys": {},
-        }
-        return sign_json(body, self.server_name, self.signing_key)
 
-    async def handle_server_keys(self, request: web.Request) -> web.Response:
-        return json_response(self.server_keys_json(int(time.time() * 1000)))
+@routes.get("/_matrix/federation/v1/version")
+async def server_version(request: web.Request) -> web.Response:
+    return json_response({"server": {"name": "Moot", "version": version("moot")}})
 
-    async def handle_version(self, request: web.Request) -> web.Response:
-        from importlib.metadata import version
 
-        return json_response({"server": {"name": "Moot", "version": version("moot")}})
+def _timestamp(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_json(f"'{what}' must be an integer")
+    return value
+
+
+@routes.get("/_matrix/key/v2/query/{serverName}")
+async def query_one(request: web.Request) -> web.Response:
+    raw = request.query.get("minimum_valid_until_ts")
+    minimum = None
+    if raw is not None:
+        try:
+            minimum = int(raw)
+        except ValueError:
+            raise invalid_param("'minimum_valid_until_ts' must be an integer") from None
+    keys = await request.app[NOTARY].query({request.match_info["serverName"]: minimum})
+    return json_response({"server_keys": keys})
+
+
+@routes.post("/_matrix/key/v2/query")
+async def query_many(request: web.Request) -> web.Response:
+    body = await read_json_body(request)
+    criteria = body.get("server_keys")
+    if not isinstance(criteria, dict):
+        raise bad_json("'server_keys' must be an object")
+    minimums: dict[str, int | None] = {}
+    for server_name, by_key in criteria.items():
+        if not isinstance(by_key, dict):
+            raise bad_json(f"server_keys.{server_name} must be an object")
+        wanted: list[int] = []
+        for key_id, criterion in by_key.items():
+            if not isinstance(criterion, dict):
+                raise bad_json(f"server_keys.{server_name}.{key_id} must be an object")
+            ts = _timestamp(criterion.get("minimum_valid_until_ts"), "minimum_valid_until_ts")
+            if ts is not None:
+                wanted.append(ts)
+        # One answer per server covers all its keys: it must last as long as the most
+        # demanding criterion.
+        minimums[server_name] = max(wanted) if wanted else None
+    return json_response({"server_keys": await request.app[NOTARY].query(minimums)})

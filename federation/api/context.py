@@ -1,0 +1,15 @@
+"""Typed keys under which the federation stack places what the Server-Server routes call."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from federation.inbound_auth import RequestAuthenticator
+from federation.notary import Notary
+from federation.own_keys import OwnKeys
+from federation.queries import FederationQueries
+
+OWN_KEYS = web.AppKey("own_keys", OwnKeys)
+NOTARY = web.AppKey("notary", Notary)
+AUTHENTICATOR = web.AppKey("authenticator", RequestAuthenticator)
+QUERIES = web.AppKey("queries", FederationQueries)

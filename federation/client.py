@@ -1,0 +1,104 @@
+"""Outbound federation requests: discovered, signed with X-Matrix, sent over the pooled transport.
+
+Every request this server makes to another server goes through :class:`FederationClient`, so
+every one is signed (server-server-api.md "Request Authentication": the origin and destination
+are server names *before* delegation), goes where discovery says, and is subject to the
+transport's address policy, TLS verification and timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from federation.discovery import ServerDiscovery
+from federation.request_auth import authorization_header
+from federation.transport import DEFAULT_MAX_RESPONSE_BYTES, FederationError, Transport
+from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.signing import SigningKey
+
+__all__ = ["FederationClient", "HttpResponseError", "path_segment"]
+
+Query = Mapping[str, str | Sequence[str]]
+
+
+class HttpResponseError(FederationError):
+    """The remote server answered with a non-2xx status."""
+
+    def __init__(self, destination: str, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        self.errcode = body.get("errcode") if isinstance(body, dict) else None
+        super().__init__(f"{destination} answered {status} {self.errcode or ''}".rstrip())
+
+
+def path_segment(value: str) -> str:
+    """``value`` percent-encoded for use as one path segment (user IDs, server names...)."""
+    return quote(value, safe="")
+
+
+class FederationClient:
+    """Signed JSON requests to other homeservers, as ``server_name``."""
+
+    def __init__(
+        self, server_name: str, signing_key: SigningKey, transport: Transport,
+        discovery: ServerDiscovery,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.transport = transport
+        self.discovery = discovery
+
+    async def request(
+        self, method: str, destination: str, path: str, *, query: Query | None = None,
+        content: Any = None, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> Any:
+        """Send a signed request and return the parsed JSON answer.
+
+        ``path`` is already percent-encoded (see :func:`path_segment`); the signature covers
+        it and the query exactly as they go on the request line. ``content`` None sends no
+        body. Raises :class:`HttpResponseError` for a non-2xx answer, ForbiddenAddress or
+        another :class:`FederationError` when the server cannot be reached.
+        """
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/': {path!r}")
+        uri = path
+        if query:
+            uri += "?" + urlencode(query, doseq=True, quote_via=quote)
+        target = await self.discovery.resolve(destination)
+        headers = {
+            "Authorization": authorization_header(
+                method, uri, self.server_name, destination, content, self.signing_key
+            ),
+        }
+        body = None
+        if content is not None:
+            body = encode_canonical_json(content)
+            headers["Content-Type"] = "application/json"
+        response = await self.transport.request(
+            method.upper(), target, uri, headers=headers, body=body, max_bytes=max_bytes
+        )
+        try:
+            parsed = json.loads(response.body) if response.body else None
+        except ValueError:
+            parsed = None
+            if 200 <= response.status < 300:
+                raise FederationError(f"{destination} answered with invalid JSON") from None
+        if not 200 <= response.status < 300:
+            raise HttpResponseError(destination, response.status, parsed)
+        return parsed
+
+    async def get_json(self, destination: str, path: str, query: Query | None = None) -> Any:
+        return await self.request("GET", destination, path, query=query)
+
+    async def post_json(
+        self, destination: str, path: str, content: Any, query: Query | None = None
+    ) -> Any:
+        return await self.request("POST", destination, path, query=query, content=content)
+
+    async def put_json(
+        self, destination: str, path: str, content: Any, query: Query | None = None
+    ) -> Any:
+        return await self.request("PUT", destination, path, query=query, content=content)

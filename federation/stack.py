@@ -1,0 +1,97 @@
+"""Builds the federation components from the config and hands them to `homeserver/app.py`.
+
+`app.py` stays the composition root; this is the federation corner of it, kept here so that
+the order in which the parts depend on each other (transport, discovery, client, keyring,
+authenticator, notary) is written down once, beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from federation.addresses import AddressPolicy
+from federation.api import federation_routes
+from federation.api.context import AUTHENTICATOR, NOTARY, OWN_KEYS, QUERIES
+from federation.client import FederationClient
+from federation.discovery import DnsSrvResolver, HttpsWellKnownFetcher, ServerDiscovery, SrvResolver
+from federation.inbound_auth import RequestAuthenticator
+from federation.keyring import Keyring
+from federation.notary import Notary
+from federation.own_keys import OwnKeys
+from federation.queries import FederationQueries, ProfileSource
+from federation.transport import HostResolver, Transport
+from homeserver.config import FederationConfig
+from homeserver.protocol.signing import SigningKey, verify_key_of
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Federation:
+    transport: Transport
+    discovery: ServerDiscovery
+    client: FederationClient
+    keyring: Keyring
+    authenticator: RequestAuthenticator
+    own_keys: OwnKeys
+    notary: Notary
+    queries: FederationQueries
+
+    def install(self, app: web.Application) -> None:
+        """Mount the Server-Server routes and what they call on the federation listener."""
+        app[OWN_KEYS] = self.own_keys
+        app[NOTARY] = self.notary
+        app[AUTHENTICATOR] = self.authenticator
+        app[QUERIES] = self.queries
+        app.add_routes(federation_routes())
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+def make_client(
+    server_name: str, signing_key: SigningKey, config: FederationConfig, *,
+    srv_resolver: SrvResolver | None = None, host_resolver: HostResolver | None = None,
+) -> FederationClient:
+    """A federation client with its own transport and discovery, set up as ``config`` says."""
+    transport = Transport(
+        policy=AddressPolicy(allow_private=config.allow_private_addresses),
+        verify_certificates=config.verify_certificates,
+        connect_timeout_s=config.connect_timeout_s, request_timeout_s=config.request_timeout_s,
+        resolver=host_resolver,
+    )
+    discovery = ServerDiscovery(srv_resolver or DnsSrvResolver(), HttpsWellKnownFetcher(transport))
+    return FederationClient(server_name, signing_key, transport, discovery)
+
+
+def build_federation(
+    server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
+    profiles: ProfileSource,
+) -> Federation:
+    """Every federation component of one server; warns when a safety switch is off."""
+    if not config.verify_certificates:
+        log.warning(
+            "federation.verify_certificates is off: peers' TLS certificates are NOT checked "
+            "(only for servers federating on one machine, in tests)"
+        )
+    if config.allow_private_addresses:
+        log.warning(
+            "federation.allow_private_addresses is on: outbound federation may connect to "
+            "loopback, private and link-local addresses"
+        )
+    client = make_client(server_name, signing_key, config)
+    own_keys = OwnKeys(server_name, signing_key)
+    keyring = Keyring(
+        db, client, server_name=server_name, own_key_id=own_keys.key_id,
+        own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
+    )
+    return Federation(
+        transport=client.transport, discovery=client.discovery, client=client,
+        keyring=keyring, authenticator=RequestAuthenticator(server_name, keyring),
+        own_keys=own_keys, notary=Notary(own_keys, keyring),
+        queries=FederationQueries(server_name, profiles),
+    )

@@ -1,0 +1,292 @@
+"""Server discovery in the spec's order (server-server-api.md "Resolving server names").
+
+SRV answers and `.well-known` answers come from in-memory tables behind the two interfaces
+discovery takes; the HTTPS fetcher itself is tested over real sockets in
+tests/integration/test_federation_transport.py.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+import pytest
+
+from federation.discovery import (
+    WELL_KNOWN_DEFAULT_S,
+    WELL_KNOWN_INVALID_S,
+    WELL_KNOWN_MAX_S,
+    WELL_KNOWN_MIN_S,
+    DiscoveryError,
+    ServerDiscovery,
+    SrvRecord,
+    WellKnownAnswer,
+    parse_well_known,
+    pick_srv,
+    well_known_lifetime,
+)
+from federation.transport import Target
+
+
+class Srv:
+    """SRV answers from a table; records every name asked."""
+
+    def __init__(self, records: dict[str, list[SrvRecord]] | None = None) -> None:
+        self.records = records or {}
+        self.asked: list[str] = []
+
+    async def lookup(self, name: str) -> list[SrvRecord]:
+        self.asked.append(name)
+        return self.records.get(name, [])
+
+
+class WellKnown:
+    """`.well-known` answers from a table (no entry: no answer at all); counts fetches."""
+
+    def __init__(self, answers: dict[str, WellKnownAnswer] | None = None) -> None:
+        self.answers = answers or {}
+        self.fetched: list[str] = []
+
+    async def fetch(self, hostname: str) -> WellKnownAnswer:
+        self.fetched.append(hostname)
+        return self.answers.get(hostname, WellKnownAnswer(None))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def delegate(to: str, **headers: str) -> WellKnownAnswer:
+    return WellKnownAnswer(200, f'{{"m.server": "{to}"}}'.encode(), headers)
+
+
+def discovery(
+    srv: Srv | None = None, well_known: WellKnown | None = None, clock: Clock | None = None
+) -> ServerDiscovery:
+    clock = clock or Clock()
+    return ServerDiscovery(srv or Srv(), well_known or WellKnown(), monotonic=clock,
+                           wall_clock=lambda: 1_700_000_000.0)
+
+
+# --- step 1: IP literals ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("1.2.3.4", Target("1.2.3.4", 8448, "1.2.3.4", "1.2.3.4")),
+        ("1.2.3.4:1234", Target("1.2.3.4", 1234, "1.2.3.4", "1.2.3.4:1234")),
+        ("127.0.0.1:18448", Target("127.0.0.1", 18448, "127.0.0.1", "127.0.0.1:18448")),
+        ("[1234:5678::abcd]", Target("1234:5678::abcd", 8448, "1234:5678::abcd",
+                                     "[1234:5678::abcd]")),
+        ("[::1]:5678", Target("::1", 5678, "::1", "[::1]:5678")),
+    ],
+)
+async def test_ip_literals_are_used_directly(name: str, target: Target) -> None:
+    srv, wk = Srv(), WellKnown()
+    assert await discovery(srv, wk).resolve(name) == target
+    assert srv.asked == [] and wk.fetched == []
+
+
+# --- step 2: explicit port --------------------------------------------------------------------
+
+async def test_an_explicit_port_skips_well_known_and_srv() -> None:
+    srv = Srv({"_matrix-fed._tcp.example.org": [SrvRecord(0, 0, 1, "x.example.org")]})
+    wk = WellKnown({"example.org": delegate("elsewhere.org")})
+    target = await discovery(srv, wk).resolve("example.org:8888")
+    assert target == Target("example.org", 8888, "example.org", "example.org:8888")
+    assert srv.asked == [] and wk.fetched == []
+
+
+# --- step 3: .well-known delegation -----------------------------------------------------------
+
+async def test_delegation_to_an_ip_literal() -> None:
+    wk = WellKnown({"example.org": delegate("10.0.0.5")})
+    assert await discovery(well_known=wk).resolve("example.org") == Target(
+        "10.0.0.5", 8448, "10.0.0.5", "10.0.0.5"
+    )
+    wk = WellKnown({"example.org": delegate("[2001:db8::1]:9000")})
+    assert await discovery(well_known=wk).resolve("example.org") == Target(
+        "2001:db8::1", 9000, "2001:db8::1", "[2001:db8::1]:9000"
+    )
+
+
+async def test_delegation_with_its_own_port() -> None:
+    srv = Srv({"_matrix-fed._tcp.matrix.example.org": [SrvRecord(0, 0, 1, "x.example.org")]})
+    wk = WellKnown({"example.org": delegate("matrix.example.org:1234")})
+    assert await discovery(srv, wk).resolve("example.org") == Target(
+        "matrix.example.org", 1234, "matrix.example.org", "matrix.example.org:1234"
+    )
+    assert srv.asked == []
+
+
+async def test_delegation_then_srv_matrix_fed() -> None:
+    srv = Srv({
+        "_matrix-fed._tcp.matrix.example.org": [SrvRecord(10, 0, 443, "fed.example.net.")],
+        "_matrix._tcp.matrix.example.org": [SrvRecord(10, 0, 8449, "old.example.net")],
+    })
+    wk = WellKnown({"example.org": delegate("matrix.example.org")})
+    # Connect to the SRV target, but expect the certificate and Host of the delegated name.
+    assert await discovery(srv, wk).resolve("example.org") == Target(
+        "fed.example.net", 443, "matrix.example.org", "matrix.example.org"
+    )
+    assert srv.asked == ["_matrix-fed._tcp.matrix.example.org"]
+
+
+async def test_delegation_then_deprecated_srv_matrix() -> None:
+    srv = Srv({"_matrix._tcp.matrix.example.org": [SrvRecord(10, 0, 8449, "old.example.net")]})
+    wk = WellKnown({"example.org": delegate("matrix.example.org")})
+    assert await discovery(srv, wk).resolve("example.org") == Target(
+        "old.example.net", 8449, "matrix.example.org", "matrix.example.org"
+    )
+    assert srv.asked == ["_matrix-fed._tcp.matrix.example.org", "_matrix._tcp.matrix.example.org"]
+
+
+async def test_delegation_without_srv_uses_8448() -> None:
+    wk = WellKnown({"example.org": delegate("matrix.example.org")})
+    assert await discovery(well_known=wk).resolve("example.org") == Target(
+        "matrix.example.org", 8448, "matrix.example.org", "matrix.example.org"
+    )
+
+
+# --- steps 4 to 6: no delegation --------------------------------------------------------------
+
+async def test_srv_matrix_fed_is_preferred_over_matrix() -> None:
+    srv = Srv({
+        "_matrix-fed._tcp.example.org": [SrvRecord(10, 5, 8443, "fed.example.org")],
+        "_matrix._tcp.example.org": [SrvRecord(0, 0, 8449, "old.example.org")],
+    })
+    assert await discovery(srv).resolve("example.org") == Target(
+        "fed.example.org", 8443, "example.org", "example.org"
+    )
+    assert srv.asked == ["_matrix-fed._tcp.example.org"]
+
+
+async def test_deprecated_srv_matrix_when_no_matrix_fed() -> None:
+    srv = Srv({"_matrix._tcp.example.org": [SrvRecord(0, 0, 8449, "old.example.org")]})
+    assert await discovery(srv).resolve("example.org") == Target(
+        "old.example.org", 8449, "example.org", "example.org"
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        WellKnownAnswer(None),
+        WellKnownAnswer(404, b'{"m.server": "ignored.example.org"}'),
+        WellKnownAnswer(200, b"not json"),
+        WellKnownAnswer(200, b'["m.server"]'),
+        WellKnownAnswer(200, b"{}"),
+        WellKnownAnswer(200, b'{"m.server": 5}'),
+        WellKnownAnswer(200, b'{"m.server": "bad name!"}'),
+        WellKnownAnswer(200, b'{"m.server": "host:99999"}'),
+    ],
+)
+async def test_no_valid_delegation_falls_back_to_8448(answer: WellKnownAnswer) -> None:
+    srv = Srv()
+    wk = WellKnown({"example.org": answer})
+    assert await discovery(srv, wk).resolve("example.org") == Target(
+        "example.org", 8448, "example.org", "example.org"
+    )
+    assert srv.asked == ["_matrix-fed._tcp.example.org", "_matrix._tcp.example.org"]
+
+
+async def test_not_a_server_name() -> None:
+    with pytest.raises(DiscoveryError):
+        await discovery().resolve("not a server")
+
+
+def test_srv_choice() -> None:
+    records = [
+        SrvRecord(20, 100, 1, "c.example"),
+        SrvRecord(10, 1, 2, "b.example"),
+        SrvRecord(10, 50, 3, "a.example"),
+    ]
+    assert pick_srv(records) == SrvRecord(10, 50, 3, "a.example")
+    assert pick_srv([SrvRecord(0, 0, 0, ".")]) is None  # "service decidedly not available"
+    assert pick_srv([]) is None
+
+
+def test_parse_well_known_ignores_the_content_type() -> None:
+    answer = WellKnownAnswer(200, b'{"m.server":"a.example:1"}', {})
+    assert parse_well_known(answer) == "a.example:1"
+
+
+# --- caching ----------------------------------------------------------------------------------
+
+async def test_well_known_answers_are_cached_for_their_lifetime() -> None:
+    clock = Clock()
+    wk = WellKnown({"example.org": delegate("m.example.org:1", **{"Cache-Control": "max-age=600"})})
+    d = discovery(well_known=wk, clock=clock)
+    for _ in range(3):
+        assert (await d.resolve("example.org")).port == 1
+    assert wk.fetched == ["example.org"]
+    clock.now += 601
+    wk.answers["example.org"] = delegate("m.example.org:2")
+    assert (await d.resolve("example.org")).port == 2
+    assert wk.fetched == ["example.org"] * 2
+
+
+async def test_invalid_answers_are_cached_for_an_hour() -> None:
+    clock = Clock()
+    wk = WellKnown({"example.org": WellKnownAnswer(404)})
+    d = discovery(well_known=wk, clock=clock)
+    await d.resolve("example.org")
+    clock.now += WELL_KNOWN_INVALID_S - 1
+    await d.resolve("example.org")
+    assert len(wk.fetched) == 1
+    clock.now += 2
+    await d.resolve("example.org")
+    assert len(wk.fetched) == 2
+
+
+async def test_repeated_failures_back_off_exponentially() -> None:
+    clock = Clock()
+    wk = WellKnown()  # never answers
+    d = discovery(well_known=wk, clock=clock)
+    waits = []
+    for _ in range(7):
+        await d.resolve("example.org")
+        fetched = len(wk.fetched)
+        waited = 0.0
+        while len(wk.fetched) == fetched:
+            clock.now += 30
+            waited += 30
+            await d.resolve("example.org")
+        waits.append(waited)
+    assert waits == [120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0]
+
+
+async def test_concurrent_resolutions_share_one_fetch() -> None:
+    import asyncio
+
+    wk = WellKnown({"example.org": delegate("m.example.org:1")})
+    d = discovery(well_known=wk)
+    targets = await asyncio.gather(*(d.resolve("example.org") for _ in range(5)))
+    assert {t.port for t in targets} == {1} and wk.fetched == ["example.org"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, WELL_KNOWN_DEFAULT_S),
+        ({"Cache-Control": "public, max-age=7200"}, 7200.0),
+        ({"Cache-Control": "max-age=10"}, WELL_KNOWN_MIN_S),
+        ({"Cache-Control": "max-age=9999999"}, WELL_KNOWN_MAX_S),
+        ({"Cache-Control": "no-store"}, WELL_KNOWN_MIN_S),
+        ({"Cache-Control": "max-age=oops"}, WELL_KNOWN_DEFAULT_S),
+        ({"Expires": formatdate(1_700_000_000.0 + 3600, usegmt=True)}, 3600.0),
+        ({"Expires": "garbage"}, WELL_KNOWN_MIN_S),
+        ({"Cache-Control": "max-age=7200", "Expires": formatdate(0, usegmt=True)}, 7200.0),
+    ],
+)
+def test_lifetime_of_a_valid_answer(headers: dict[str, str], expected: float) -> None:
+    answer = WellKnownAnswer(200, b'{"m.server": "a.example"}', headers)
+    assert well_known_lifetime(answer, 0, 1_700_000_000.0) == expected
+
+
+def test_server_errors_count_as_no_answer() -> None:
+    assert well_known_lifetime(WellKnownAnswer(503), 1, 0.0) == 120.0
+    assert well_known_lifetime(WellKnownAnswer(404), 1, 0.0) == WELL_KNOWN_INVALID_S
