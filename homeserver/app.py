@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from federation.api import federation_routes
-from federation.api.keys import ServerKeys
+from federation.stack import Federation, build_federation
 from homeserver import metrics
-from homeserver.api import client_routes
+from homeserver.api import client_routes, worker_routes
 from homeserver.api.context import (
     ACCOUNT_MANAGEMENT,
     ACCOUNTS,
@@ -35,7 +33,7 @@ from homeserver.api.context import (
     TO_DEVICE,
 )
 from homeserver.api.http import matrix_middleware
-from homeserver.config import Config
+from homeserver.config import Config, ListenerConfig
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
@@ -49,26 +47,37 @@ from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.recent_events import RecentEvents
+from homeserver.services.replication import (
+    MainReplication,
+    Replicated,
+    WorkerReplication,
+    WorkerSyncService,
+)
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.rooms import RoomsService
 from homeserver.services.search import SearchService
-from homeserver.services.streams import Streams
+from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncService
 from homeserver.services.tags import TagsService
 from homeserver.services.uia import UserInteractiveAuth
 from storage import stats
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
-from storage.migrations import migrate
-from storage.streams import StreamIdGenerator
+from storage.migrations import check_schema, migrate
 
 log = logging.getLogger(__name__)
 
 GAUGE_REFRESH_S = 15.0
+# A recent-events cache that has seen nothing: every read goes to the database.
+NEVER = 2**62
 
 
-async def open_database(config: Config) -> tuple[Database, EmbeddedPostgres | None]:
-    """Connect to the configured database, or start the embedded one; then migrate it."""
+async def open_database(
+    config: Config, *, run_migrations: bool = True
+) -> tuple[Database, EmbeddedPostgres | None]:
+    """Connect to the configured database, or start the embedded one; then migrate it (or,
+    for a worker, which never migrates, check that the main process has)."""
     embedded = None
     dsn = config.database.url
     if dsn is None:
@@ -79,9 +88,13 @@ async def open_database(config: Config) -> tuple[Database, EmbeddedPostgres | No
     db = await Database.connect(
         dsn, min_size=config.database.pool_min_size, max_size=config.database.pool_max_size
     )
+    applied: list[int] = []
     try:
         async with db.connection() as conn:
-            applied = await migrate(conn)
+            if run_migrations:
+                applied = await migrate(conn)
+            else:
+                await check_schema(conn)
     except BaseException:
         await db.close()
         if embedded is not None:
@@ -92,78 +105,108 @@ async def open_database(config: Config) -> tuple[Database, EmbeddedPostgres | No
     return db, embedded
 
 
+@dataclass(slots=True)
+class Core:
+    """The services every process builds: what /sync needs and what they stand on."""
+
+    streams: Streams
+    notifier: Notifier
+    ratelimiter: RateLimiter
+    engine: RoomEngine
+    device_lists: DeviceListService
+    e2e_keys: E2EKeysService
+    accounts: AccountsService
+    sync: SyncService
+
+    def replicated(self) -> Replicated:
+        return Replicated(
+            self.streams, self.notifier, self.engine, self.e2e_keys, self.accounts.token_cache,
+            self.sync.typing, self.sync.presence,
+        )
+
+
+def build_core(
+    config: Config, db: Database, streams: Streams, sync_class: type[SyncService] = SyncService
+) -> Core:
+    signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
+    server_name = config.server.server_name
+    notifier = Notifier()
+    ratelimiter = RateLimiter(config.rate_limits)
+    engine = RoomEngine(
+        db, server_name=server_name, signing_key=signing_key,
+        max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
+    )
+    device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
+    e2e_keys = E2EKeysService(db, server_name, device_lists)
+    accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
+    sync = sync_class(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
+    return Core(streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync)
+
+
 @dataclass
 class Homeserver:
-    """One running server: its database, services and listeners."""
+    """One running server process: its database, services and listeners.
+
+    The main process (`worker` None) serves every API and writes every stream; a worker serves
+    /sync on its own listener and follows the main process through `replication`.
+    """
 
     config: Config
+    worker: str | None = None
     db: Database | None = None
     embedded: EmbeddedPostgres | None = None
+    replication: MainReplication | WorkerReplication | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
+    federation: Federation | None = None
 
     async def start(self) -> None:
+        if self.worker is None:
+            await self._start_main()
+        else:
+            await self._start_worker(self.worker)
+        role = "" if self.worker is None else f" (worker {self.worker})"
+        log.info("Moot %s is up%s: %s", self.config.server.server_name, role, self.ports)
+
+    async def _start_main(self) -> None:
         config = self.config
         db, self.embedded = await open_database(config)
         self.db = db
         async with db.connection() as conn:
-            streams = Streams(
-                events=await StreamIdGenerator.load(conn, "events", "stream_ordering"),
-                account_data=await StreamIdGenerator.load(conn, "account_data", "stream_id"),
-                receipts=await StreamIdGenerator.load(conn, "receipts", "stream_id"),
-                # Typing lives in memory; starting from the clock keeps old tokens behind it.
-                typing=StreamIdGenerator(int(time.time() * 1000)),
-                to_device=await StreamIdGenerator.load_watermark(conn, "to_device"),
-                device_lists=await StreamIdGenerator.load(
-                    conn, "device_list_changes", "stream_id"
-                ),
-                presence=await StreamIdGenerator.load(conn, "presence", "stream_id"),
-            )
-        signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
+            streams = await load_streams(conn)
+        core = build_core(config, db, streams)
+        engine, sync, accounts = core.engine, core.sync, core.accounts
         server_name = config.server.server_name
-        notifier = Notifier()
-        ratelimiter = RateLimiter(config.rate_limits)
-        engine = RoomEngine(
-            db, server_name=server_name, signing_key=signing_key,
-            max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
-        )
-        device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
-        e2e_keys = E2EKeysService(db, server_name, device_lists)
-        accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
-        rooms = RoomsService(db, config, engine, accounts, ratelimiter)
-        sync = SyncService(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
+        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
         self._background.append(asyncio.create_task(sync.presence.run_idle_sweeper()))
-        push = PushService(db, engine, sync.account_data, server_name)
+        push = PushService(db, engine, sync.account_data, server_name, sync.unread)
         engine.observers.append(push)
+        if config.workers and config.database.url is not None:
+            await self._replicate(MainReplication(config.database.url, core.replicated()))
 
-        client = web.Application(
-            client_max_size=config.limits.max_request_body_bytes,
-            middlewares=[matrix_middleware],
-        )
-        client[CONFIG] = config
-        client[ACCOUNTS] = accounts
+        client = self._client_app(core)
         client[ROOMS] = rooms
-        client[SYNC] = sync
-        client[RATELIMITER] = ratelimiter
-        client[E2E_KEYS] = e2e_keys
         uia = UserInteractiveAuth(db, accounts)
-        client[CROSS_SIGNING] = CrossSigningService(db, device_lists, uia)
-        client[DEVICES] = DevicesService(db, accounts, uia, device_lists)
+        client[CROSS_SIGNING] = CrossSigningService(db, core.device_lists, uia)
+        client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[TO_DEVICE] = sync.to_device
         client[KEY_BACKUP] = KeyBackupService(db)
         client[DIRECTORY] = DirectoryService(db, engine)
         client[SEARCH] = SearchService(db, engine)
         client[TAGS] = TagsService(sync.account_data)
-        client[MEDIA] = MediaService(db, config, ratelimiter)
+        client[MEDIA] = MediaService(db, config, core.ratelimiter)
         client[PUSH] = push
         client.add_routes(client_routes())
         listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
         federation = web.Application(middlewares=[matrix_middleware])
-        federation.add_routes(federation_routes(ServerKeys(server_name, signing_key)))
+        self.federation = build_federation(
+            server_name, engine.signing_key, config.federation, db, accounts
+        )
+        self.federation.install(federation)
         if listeners.federation.port is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(
@@ -174,14 +217,55 @@ class Homeserver:
                 "federation", federation, listeners.federation.host, listeners.federation.port,
                 tls,
             )
-        if listeners.metrics.port is not None:
-            metrics_app = web.Application()
-            metrics_app.router.add_get("/metrics", _serve_metrics)
-            await self._listen(
-                "metrics", metrics_app, listeners.metrics.host, listeners.metrics.port
-            )
+        if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
-        log.info("Moot %s is up: %s", server_name, self.ports)
+
+    async def _start_worker(self, name: str) -> None:
+        """/sync only, reading what the main process writes (see `services/replication.py`)."""
+        config = self.config
+        settings = config.worker(name)
+        assert config.database.url is not None  # checked by `config.worker`
+        db, self.embedded = await open_database(config, run_migrations=False)
+        self.db = db
+        core = build_core(config, db, follower_streams(), WorkerSyncService)
+        # Only the process that persists events fills the recent-events cache and keeps unread
+        # counts current: here, every timeline and count is read from the database.
+        core.engine.recent = RecentEvents(known_since=NEVER)
+        core.sync.unread.live = False
+        replication = WorkerReplication(config.database.url, core.replicated(), db)
+        assert isinstance(core.sync, WorkerSyncService)
+        core.sync.replication = replication
+        await self._replicate(replication)  # serves nothing before it knows the positions
+
+        client = self._client_app(core)
+        client.add_routes(worker_routes())
+        await self._listen("client", client, settings.client.host, settings.client.port)
+        await self._serve_metrics(settings.metrics)
+
+    def _client_app(self, core: Core) -> web.Application:
+        """The Client-Server application with what the /sync route needs."""
+        client = web.Application(
+            client_max_size=self.config.limits.max_request_body_bytes,
+            middlewares=[matrix_middleware],
+        )
+        client[CONFIG] = self.config
+        client[ACCOUNTS] = core.accounts
+        client[SYNC] = core.sync
+        client[RATELIMITER] = core.ratelimiter
+        client[E2E_KEYS] = core.e2e_keys
+        return client
+
+    async def _replicate(self, replication: MainReplication | WorkerReplication) -> None:
+        await replication.start()
+        self.replication = replication
+
+    async def _serve_metrics(self, listener: ListenerConfig) -> bool:
+        if listener.port is None:
+            return False
+        metrics_app = web.Application()
+        metrics_app.router.add_get("/metrics", _serve_metrics)
+        await self._listen("metrics", metrics_app, listener.host, listener.port)
+        return True
 
     async def _listen(
         self, name: str, app: web.Application, host: str, port: int | None,
@@ -218,6 +302,12 @@ class Homeserver:
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()
+        if self.federation is not None:
+            await self.federation.close()
+            self.federation = None
+        if self.replication is not None:
+            await self.replication.close()
+            self.replication = None
         if self.db is not None:
             await self.db.close()
         if self.embedded is not None:

@@ -1,4 +1,4 @@
-"""`python -m homeserver init | run | migrate | register-user` (also installed as `moot`).
+"""`python -m homeserver init | run [--worker NAME] | migrate | register-user` (also `moot`).
 
 Scripts and operators depend on these subcommands and flags; change them only compatibly.
 """
@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import uvloop
 
 from homeserver.config import Config, ConfigError, load_config
 
@@ -32,9 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--database-url", default=None)
     init.add_argument("--open-registration", action="store_true")
     init.add_argument("--no-rate-limits", action="store_true")
+    init.add_argument(
+        "--insecure-federation", action="store_true",
+        help="accept self-signed peer certificates and peers on loopback and private addresses "
+        "(servers federating on one machine, in tests)",
+    )
 
     run = sub.add_parser("run", help="run the server until SIGTERM or SIGINT")
     run.add_argument("--config", required=True, type=Path)
+    run.add_argument(
+        "--worker", metavar="NAME", default=None,
+        help="run as worker NAME of the config's `workers:` (serves /sync only)",
+    )
 
     mig = sub.add_parser("migrate", help="apply pending database migrations and exit")
     mig.add_argument("--config", required=True, type=Path)
@@ -60,16 +68,16 @@ def cmd_init(args: argparse.Namespace) -> int:
         args.data_dir, args.server_name, client_port=args.client_port,
         federation_port=args.federation_port, metrics_port=args.metrics_port,
         database_url=args.database_url, open_registration=args.open_registration,
-        rate_limits=not args.no_rate_limits,
+        rate_limits=not args.no_rate_limits, insecure_federation=args.insecure_federation,
     )
     print(f"wrote {path}")
     return 0
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, worker: str | None) -> None:
     from homeserver.app import Homeserver
 
-    server = Homeserver(config)
+    server = Homeserver(config, worker=worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_init(args)
     try:
         config = load_config(args.config)
+        if getattr(args, "worker", None) is not None:
+            config.worker(args.worker)
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
@@ -136,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     password = _read_password() if args.command == "register-user" else None
     try:
         if args.command == "run":
-            # uvloop: a faster event loop (and asyncpg's fast path) for the long-running server.
-            uvloop.run(_run(config))
+            asyncio.run(_run(config, args.worker))
             return 0
         return asyncio.run(_with_database(config, args, password))
     except Exception as e:

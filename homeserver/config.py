@@ -8,6 +8,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from homeserver.protocol.identifiers import is_valid_server_name
+
 MAX_ROOM_MEMBERS = 256
+WORKER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ConfigError(Exception):
@@ -106,7 +110,6 @@ class MediaConfig:
 class LimitsConfig:
     max_request_body_bytes: int = 1_048_576
     sync_timeout_max_ms: int = 60_000
-    sync_coalesce_ms: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,28 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """Outbound federation: who we may connect to and how long we wait."""
+
+    # Check peers' TLS certificates against the system's trust store.
+    verify_certificates: bool = True
+    # Connect to loopback, private and link-local addresses (servers on one machine/network).
+    allow_private_addresses: bool = False
+    # Servers asked for a server's keys when it cannot be reached itself.
+    trusted_notaries: tuple[str, ...] = ()
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """One worker process (`run --worker NAME`): it serves /sync on its own client listener."""
+
+    client: ListenerConfig = field(default_factory=ListenerConfig)
+    metrics: ListenerConfig = field(default_factory=ListenerConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
@@ -143,6 +168,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
+    workers: dict[str, WorkerConfig] = field(default_factory=dict)
+    federation: FederationConfig = field(default_factory=FederationConfig)
     # Where relative paths in the file are resolved: the directory holding the config file.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -150,6 +177,19 @@ class Config:
         """Resolve a path from the config against the data directory."""
         p = Path(relative)
         return p if p.is_absolute() else self.data_dir / p
+
+    def worker(self, name: str) -> WorkerConfig:
+        """The settings of worker `name`; a ConfigError if it cannot run as one."""
+        worker = self.workers.get(name)
+        if worker is None:
+            known = ", ".join(sorted(self.workers)) or "none"
+            raise ConfigError(f"workers: no worker named {name!r} (configured: {known})")
+        if self.database.url is None:
+            raise ConfigError(
+                "database.url: workers share the main process's PostgreSQL, so it must be "
+                "configured (the embedded one serves a single process)"
+            )
+        return worker
 
 
 def _build(cls: type[Any], raw: Any, where: str) -> Any:
@@ -172,6 +212,21 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
 def _convert(hint: Any, value: Any, path: str) -> Any:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        item_type = typing.get_args(hint)[0]
+        return tuple(_convert(item_type, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if typing.get_origin(hint) is dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        key_type, value_type = typing.get_args(hint)
+        return {
+            _convert(key_type, k, path): _convert(value_type, v, f"{path}.{k}")
+            for k, v in value.items()
+        }
     optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
     if value is None:
         if optional:
@@ -204,13 +259,24 @@ def validate(config: Config) -> Config:
             f"encryption.default: must be one of {', '.join(ENCRYPTION_DEFAULTS)}, "
             f"got {config.encryption.default!r}"
         )
-    if not 0 <= config.limits.sync_coalesce_ms <= 1000:
-        raise ConfigError("limits.sync_coalesce_ms: must be between 0 and 1000")
     if config.presence.idle_timeout_ms < 1:
         raise ConfigError("presence.idle_timeout_ms: must be at least 1")
     for key in ("max_upload_bytes", "max_image_pixels", "max_pending_uploads"):
         if getattr(config.media, key) < 1:
             raise ConfigError(f"media.{key}: must be at least 1")
+    for name, worker in config.workers.items():
+        if not WORKER_NAME.fullmatch(name):
+            raise ConfigError(
+                f"workers.{name}: a worker name is letters, digits, '-' and '_' (at most 64)"
+            )
+        if worker.client.port is None:
+            raise ConfigError(f"workers.{name}.client.port: a worker needs a client port")
+    for key in ("connect_timeout_s", "request_timeout_s"):
+        if getattr(config.federation, key) <= 0:
+            raise ConfigError(f"federation.{key}: must be more than 0")
+    for i, notary in enumerate(config.federation.trusted_notaries):
+        if not is_valid_server_name(notary):
+            raise ConfigError(f"federation.trusted_notaries[{i}]: {notary!r} is not a server name")
     if config.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"logging.level: unknown level {config.logging.level!r}")
     return config

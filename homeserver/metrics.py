@@ -31,3 +31,17 @@ DB_POOL_IN_USE = Gauge("moot_db_pool_connections_in_use", "Pool connections lent
 USERS = Gauge("moot_users", "Registered, non-deactivated users")
 ROOMS = Gauge("moot_rooms", "Rooms known to this server")
 DEVICES = Gauge("moot_devices", "Devices (logged-in sessions)")
+REPLICATION_MESSAGES = Counter(
+    "moot_replication_messages_total",
+    "Replication messages between processes (PostgreSQL NOTIFY payloads), by direction",
+    ["direction"],
+)
+REPLICATION_RECONNECTS = Counter(
+    "moot_replication_reconnects_total", "Times the LISTEN connection was lost and re-established"
+)
+REPLICATION_RESYNCS = Counter(
+    "moot_replication_resyncs_total",
+    "Stream-position catch-ups of a worker, by source (main: answered by the main process; "
+    "database: read from PostgreSQL because the main process did not answer)",
+    ["source"],
+)

@@ -93,7 +93,7 @@ def init_data_dir(
     data_dir: Path, server_name: str, *, client_port: int = 8008, federation_port: int = 8448,
     metrics_port: int | None = None, database_url: str | None = None,
     open_registration: bool = False, rate_limits: bool = True,
-    extra: dict[str, Any] | None = None,
+    insecure_federation: bool = False, extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write DATA_DIR/homeserver.yaml, signing.key, tls.crt and tls.key; return the config path.
 
@@ -109,6 +109,9 @@ def init_data_dir(
         "database.url": database_url,
         "registration.enabled": open_registration,
         "rate_limits.enabled": rate_limits,
+        # For servers federating on one machine: self-signed certificates, loopback peers.
+        "federation.verify_certificates": not insecure_federation,
+        "federation.allow_private_addresses": insecure_federation,
         **(extra or {}),
     }
     for dotted, value in values.items():

@@ -82,3 +82,28 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+_VERSION_TABLE_EXISTS = "SELECT to_regclass('schema_version') IS NOT NULL"
+
+
+async def check_schema(conn: asyncpg.Connection) -> None:
+    """Refuse a schema that is not exactly at the newest version this code knows.
+
+    For processes that must not migrate (workers): the main process owns migrations.
+    """
+    migrations = available_migrations()
+    expected = migrations[-1].version if migrations else 0
+    found = 0
+    if await conn.fetchval(_VERSION_TABLE_EXISTS):
+        found = max((r["version"] for r in await conn.fetch(_SELECT_APPLIED)), default=0)
+    if found < expected:
+        raise MigrationError(
+            f"the database schema is at version {found}, but this Moot expects {expected}; "
+            "start the main process (without --worker) first: it applies the migrations"
+        )
+    if found > expected:
+        raise MigrationError(
+            f"the database schema is at version {found}, newer than this Moot (which knows "
+            f"versions up to {expected}); upgrade Moot before starting it on this database"
+        )

@@ -120,45 +120,39 @@ async def upsert_default_change(
 # ---- notifications ----------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class EventNotifications:
-    """The notifications one event gives: user_ids[i] gets actions_json[i]."""
+class NotificationGroup:
+    """The users one event notifies with the same actions."""
 
     room_id: str
     event_id: str
     stream_ordering: int
+    actions_json: str
+    highlight: bool
     ts: int
     user_ids: list[str]
-    actions_json: list[str]
-    highlights: list[bool]
 
 
-INSERT_NOTIFICATIONS = """
-INSERT INTO push_notifications
-    (user_id, room_id, event_id, stream_ordering, actions, highlight, ts)
-SELECT u, r, e, s, a::jsonb, h, t
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::boolean[],
-            $7::bigint[]) AS n(u, r, e, s, a, h, t)
+INSERT_PUSH_ACTIONS = """
+INSERT INTO push_actions
+    (room_id, event_id, stream_ordering, actions, highlight, ts, user_ids, part)
+VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8)
 """
 
 
 async def insert_notifications(
-    conn: asyncpg.Connection, events: Sequence[EventNotifications]
+    conn: asyncpg.Connection, groups: Sequence[NotificationGroup]
 ) -> None:
-    """One statement for every member the events of a batch notify (actions travel as JSON
-    text: an array of jsonb arrays would be read as a multi-dimensional array)."""
-    columns: list[list[Any]] = [[] for _ in range(7)]
-    users, rooms, event_ids, positions, actions, highlights, times = columns
-    for n in events:
-        count = len(n.user_ids)
-        users += n.user_ids
-        rooms += [n.room_id] * count
-        event_ids += [n.event_id] * count
-        positions += [n.stream_ordering] * count
-        actions += n.actions_json
-        highlights += n.highlights
-        times += [n.ts] * count
-    if users:
-        await conn.execute(INSERT_NOTIFICATIONS, *columns)
+    """One row per event and set of actions (actions travel as JSON text)."""
+    parts: dict[int, int] = {}
+    rows = []
+    for g in groups:
+        part = parts[g.stream_ordering] = parts.get(g.stream_ordering, -1) + 1
+        rows.append((
+            g.room_id, g.event_id, g.stream_ordering, g.actions_json, g.highlight, g.ts,
+            g.user_ids, part,
+        ))
+    if rows:
+        await conn.executemany(INSERT_PUSH_ACTIONS, rows)
 
 
 # Where a user has read a room up to: the later of their m.read and m.read.private receipts.
@@ -166,27 +160,35 @@ async def insert_notifications(
 # by thread).
 _READ_POSITION = """
 SELECT max(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id
-WHERE r.room_id = n.room_id AND r.user_id = n.user_id
+WHERE r.room_id = n.room_id AND r.user_id = $1
   AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')
 """
 
 GET_UNREAD_COUNTS = f"""
 SELECT n.room_id, count(*) AS notification_count,
-       count(*) FILTER (WHERE n.highlight) AS highlight_count
-FROM push_notifications n
-WHERE n.user_id = $1 AND n.room_id = ANY($2) AND n.stream_ordering <= $3
+       count(*) FILTER (WHERE n.highlight) AS highlight_count,
+       coalesce(max(n.stream_ordering), 0) AS last
+FROM push_actions n
+WHERE n.room_id = ANY($2) AND n.stream_ordering <= $3 AND $1 = ANY(n.user_ids)
   AND n.stream_ordering > coalesce(({_READ_POSITION}), 0)
 GROUP BY n.room_id
 """
 
 
+@dataclass(slots=True)
+class UnreadCount:
+    notifications: int
+    highlights: int
+    last: int  # the position of the newest notification counted (0: none)
+
+
 async def get_unread_counts(
     conn: asyncpg.Connection, user_id: str, room_ids: Iterable[str], upto: int
-) -> dict[str, tuple[int, int]]:
-    """room -> (notification_count, highlight_count) after the user's read receipt, for the
-    rooms that have any; events after `upto` (the sync token) are not counted yet."""
+) -> dict[str, UnreadCount]:
+    """room -> counts after the user's read receipt, for the rooms that have any; events after
+    `upto` are not counted."""
     rows = await conn.fetch(GET_UNREAD_COUNTS, user_id, list(room_ids), upto)
-    return {r["room_id"]: (r["notification_count"], r["highlight_count"]) for r in rows}
+    return {r["room_id"]: UnreadCount(r[1], r[2], r[3]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +204,9 @@ class Notification:
 GET_NOTIFICATIONS = f"""
 SELECT n.room_id, n.event_id, n.stream_ordering, n.actions, n.ts,
        n.stream_ordering <= coalesce(({_READ_POSITION}), 0) AS read
-FROM push_notifications n
-WHERE n.user_id = $1 AND n.stream_ordering < $2 AND (n.highlight OR NOT $3)
+FROM push_actions n
+WHERE n.room_id IN (SELECT room_id FROM room_memberships WHERE user_id = $1)
+  AND $1 = ANY(n.user_ids) AND n.stream_ordering < $2 AND (n.highlight OR NOT $3)
 ORDER BY n.stream_ordering DESC LIMIT $4
 """
 

@@ -210,6 +210,17 @@ async def get_rooms_for_user(
     return list(await conn.fetch(GET_ROOMS_FOR_USER, user_id, list(memberships)))
 
 
+GET_MEMBERSHIPS_OF = """
+SELECT room_id, membership, event_id, stream_ordering, forgotten FROM room_memberships
+WHERE user_id = $1
+"""
+
+
+async def get_memberships_of(conn: asyncpg.Connection, user_id: str) -> list[asyncpg.Record]:
+    """Every membership row of the user, forgotten rooms included."""
+    return list(await conn.fetch(GET_MEMBERSHIPS_OF, user_id))
+
+
 FORGET_ROOM = """
 UPDATE room_memberships SET forgotten = true
 WHERE room_id = $1 AND user_id = $2 AND membership IN ('leave', 'ban')

@@ -8,12 +8,16 @@ commit out of order, so the position readers are told (`current`) is the highest
 that every position at or below it has finished, and it only ever names a position whose row
 was committed: a token handed to a client never points past the data, and after a restart
 (which resumes from the highest stored position) no position a client holds is reused.
+
+Other processes sharing the database (workers) hold a `FollowerStreamIdGenerator` per stream:
+it never allocates, and its `current` moves only when told the writer's (`advance_to`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import asyncpg
 
@@ -74,6 +78,11 @@ class StreamIdGenerator:
         value = await conn.fetchval(GET_WATERMARK, stream)
         return cls(int(value or 0))
 
+    @property
+    def last_allocated(self) -> int:
+        """The highest position handed out, committed or not."""
+        return self._last_allocated
+
     def _reserve(self) -> int:
         self._last_allocated += 1
         self._in_flight.add(self._last_allocated)
@@ -99,3 +108,22 @@ class StreamIdGenerator:
         if self._in_flight:
             return min(min(self._in_flight) - 1, self._committed)
         return self._committed
+
+
+class FollowerStreamIdGenerator(StreamIdGenerator):
+    """A stream that another process writes: this one only reads up to what it is told.
+
+    Exactly one process allocates each stream's positions; a follower that tried would hand
+    out positions the writer also hands out, so `allocate` raises.
+    """
+
+    def _reserve(self) -> int:
+        raise RuntimeError("this process follows the stream: only the main process writes it")
+
+    def allocate(self) -> NoReturn:
+        raise RuntimeError("this process follows the stream: only the main process writes it")
+
+    def advance_to(self, position: int) -> None:
+        """Move `current` up to a position the writer has made readable; never backwards."""
+        if position > self._committed:
+            self._committed = self._last_allocated = position

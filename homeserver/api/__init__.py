@@ -37,3 +37,11 @@ def client_routes() -> list[web.AbstractRouteDef]:
         push, presence, tags, directory, search,
     )
     return [route for module in modules for route in module.routes]
+
+
+def worker_routes() -> list[web.AbstractRouteDef]:
+    """A worker process's routes: /sync, and /versions for load balancers' health checks.
+    Everything else answers 404 M_UNRECOGNIZED there (the reverse proxy sends it to main)."""
+    from homeserver.api import misc, sync
+
+    return [*sync.routes, web.get("/_matrix/client/versions", misc.versions)]

@@ -70,13 +70,45 @@ def _normalise(value: object, path: str) -> object:
     raise CanonicalJSONError(f"type {type(value).__name__} is not JSON at {path}")
 
 
+def _plain_and_valid(value: object) -> bool:
+    """True when ``value`` holds only dict, list, str, int, bool and None, all within the
+    rules; False when it holds another type (a tuple, a Mapping) that `_normalise` converts.
+    A rule broken is left to `_normalise`, whose error names the path: this walk builds no
+    paths and copies nothing, since events are hashed and signed several times each."""
+    if isinstance(value, str):
+        return type(value) is str and (value.isascii() or _encodable(value))
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return type(value) is int and MIN_INT <= value <= MAX_INT
+    if isinstance(value, dict):
+        return type(value) is dict and all(
+            isinstance(k, str) and _plain_and_valid(k) and _plain_and_valid(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return type(value) is list and all(_plain_and_valid(v) for v in value)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_canonical_json(value: object) -> None:
     """Raise :class:`CanonicalJSONError` unless ``value`` is representable as canonical JSON."""
-    _normalise(value, "$")
+    if not _plain_and_valid(value):
+        _normalise(value, "$")
 
 
 def encode_canonical_json(value: object) -> bytes:
     """Encode ``value`` as canonical JSON bytes, refusing floats and out-of-range integers."""
+    if _plain_and_valid(value):
+        return canonicaljson.encode_canonical_json(value)
     return canonicaljson.encode_canonical_json(_normalise(value, "$"))
 
 

@@ -439,9 +439,20 @@ def _shape_token(key: tuple[Any, ...]) -> object:
 
 
 def _is_personal(condition: Condition, owner: str | None) -> bool:
-    return condition.kind == "contains_display_name" or (
-        owner is not None and owner in (condition.value, condition.pattern)
-    )
+    """Whether the condition names its owner (so it differs from user to user)."""
+    if condition.kind == "contains_display_name":
+        return True
+    if owner is None:
+        return False
+    if condition.kind == "event_match":
+        return condition.pattern == owner
+    return bool(condition.value == owner)
+
+
+def _personal_form(condition: Condition, owner: str | None) -> tuple[str, tuple[str, ...], bool]:
+    """What a personal condition tests, the same for every user: kind, path, and whether it
+    compares the path's value with the owner's ID (then its holders can be read off the event)."""
+    return condition.kind, condition.path, owner is not None and condition.value == owner
 
 
 def compile_ruleset(
@@ -474,7 +485,8 @@ def compile_ruleset(
             ))
     uses = any(c.kind == "contains_display_name" for r in rules for c in r.personal)
     shape = _shape_token(tuple(
-        (r.rule_id, r.actions_json, r.conditions, tuple(c.kind for c in r.personal))
+        (r.rule_id, r.actions_json, r.conditions,
+         tuple(_personal_form(c, owner) for c in r.personal))
         for r in rules
     ))
     return CompiledRuleset(tuple(rules), uses, shape)
@@ -500,6 +512,17 @@ class EventContext:
             found = self.values[path] = lookup(self.event, path)
             return found
 
+    def strings_in(self, path: tuple[str, ...]) -> frozenset[str]:
+        """The strings of the array at `path` (a mention list, read once per event)."""
+        key = ("\0strings", *path)
+        found = self.values.get(key)
+        if found is None:
+            values = self.value(path)
+            found = self.values[key] = frozenset(
+                v for v in values if isinstance(v, str)
+            ) if isinstance(values, list) else frozenset()
+        return found
+
 
 def _notification_level(power_levels: Mapping[str, Any] | None, key: str) -> int:
     default = 50
@@ -519,6 +542,8 @@ def _holds(condition: Condition, ctx: EventContext) -> bool:
     if kind == "event_property_is":
         return _strict_equal(ctx.value(condition.path), condition.value)
     if kind == "event_property_contains":
+        if isinstance(condition.value, str):
+            return condition.value in ctx.strings_in(condition.path)
         values = ctx.value(condition.path)
         return isinstance(values, list) and any(
             _strict_equal(v, condition.value) for v in values
@@ -568,24 +593,93 @@ def evaluate_rule(
     The rules whose shared conditions hold are found once per event and shape; for each user
     only their personal conditions (a mention of them, their display name) remain to check.
     """
+    for i in _candidates(ruleset, ctx):
+        rule = ruleset.rules[i]
+        if _personal_holds(rule, ctx, display_name):
+            return rule
+    return None
+
+
+def _candidates(ruleset: CompiledRuleset, ctx: EventContext) -> list[int]:
+    """Indexes of the rules whose shared conditions hold for the event (once per shape)."""
     candidates = ctx.candidates.get(ruleset.shape)
     if candidates is None:
         candidates = ctx.candidates[ruleset.shape] = [
             i for i, rule in enumerate(ruleset.rules)
             if all(_memo_holds(c, ctx) for c in rule.conditions)
         ]
-    for i in candidates:
-        rule = ruleset.rules[i]
-        for condition in rule.personal:
-            if condition.kind == "contains_display_name":
-                holds = _display_name_in_body(ctx.event, display_name)
-            else:
-                holds = _memo_holds(condition, ctx)
-            if not holds:
-                break
+    return candidates
+
+
+def _personal_holds(rule: CompiledRule, ctx: EventContext, display_name: str | None) -> bool:
+    for condition in rule.personal:
+        if condition.kind == "contains_display_name":
+            holds = _display_name_in_body(ctx.event, display_name)
+        else:  # not memoized: a personal condition is this user's alone
+            holds = _holds(condition, ctx)
+        if not holds:
+            return False
+    return True
+
+
+def _owners_holding(rule: CompiledRule, ctx: EventContext) -> frozenset[str] | None:
+    """The users for whom the rule's personal conditions all hold, when each compares a value
+    of the event with the owner's ID (a mention); None when one must be checked per user."""
+    holders: frozenset[str] | None = None
+    for condition in rule.personal:
+        if not isinstance(condition.value, str) or condition.kind == "event_match":
+            return None
+        if condition.kind == "event_property_contains":
+            found = ctx.strings_in(condition.path)
+        elif condition.kind == "event_property_is":
+            value = ctx.value(condition.path)
+            found = frozenset((value,)) if isinstance(value, str) else frozenset()
         else:
-            return rule
-    return None
+            return None
+        holders = found if holders is None else holders & found
+    return holders
+
+
+def evaluate_many(
+    rulesets: Mapping[str, CompiledRuleset], ctx: EventContext,
+    display_names: Mapping[str, str] | None = None,
+) -> dict[str, CompiledRule]:
+    """user -> the first rule of theirs that matches (users matching none are left out).
+
+    The same as `evaluate_rule` per user, but a shape's rules are walked once for all its
+    users: a rule without personal conditions takes every user still unmatched, and a mention
+    rule takes just the users the event mentions.
+    """
+    names = display_names or {}
+    by_shape: dict[object, list[str]] = {}
+    for user_id, ruleset in rulesets.items():
+        by_shape.setdefault(ruleset.shape, []).append(user_id)
+    out: dict[str, CompiledRule] = {}
+    for users in by_shape.values():
+        template = rulesets[users[0]]
+        remaining = users
+        for i in _candidates(template, ctx):
+            if not remaining:
+                break
+            rule = template.rules[i]
+            if not rule.personal:
+                for user_id in remaining:
+                    out[user_id] = rulesets[user_id].rules[i]
+                break
+            holders = _owners_holding(rule, ctx)
+            if holders is not None and not holders:
+                continue
+            unmatched = []
+            for user_id in remaining:
+                own = rulesets[user_id].rules[i]
+                if (user_id in holders) if holders is not None else _personal_holds(
+                    own, ctx, names.get(user_id)
+                ):
+                    out[user_id] = own
+                else:
+                    unmatched.append(user_id)
+            remaining = unmatched
+    return out
 
 
 def evaluate(

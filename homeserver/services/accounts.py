@@ -6,8 +6,8 @@ its SHA-256 digest. Every authenticated request resolves its token through `auth
 that path is served from a small in-process cache (`token_cache`): an entry lives at most a
 minute and never past the token's expiry, and each refill from the database also records the
 device's last-seen time and address, which therefore move at most once a minute per token. A
-logout drops the cached entries at once in this process; other processes sharing the database
-stop honouring the token within the TTL.
+logout drops the cached entries at once in this process, and replication (`on_drop`) drops
+them in the worker processes sharing the database.
 
 Refresh tokens (spec "Refreshing access tokens"). A client that asks for one gets an access
 token that expires after `accounts.access_token_lifetime_ms` and a `mar_` refresh token, bound
@@ -103,6 +103,11 @@ class AccountsService:
     @property
     def server_name(self) -> str:
         return self._config.server.server_name
+
+    @property
+    def token_cache(self) -> TokenCache:
+        """The cache of resolved access tokens (replication keeps processes' caches in step)."""
+        return self._tokens
 
     # Authentication of requests
 

@@ -45,13 +45,15 @@ class DeviceListService:
 
     async def mark_changed(self, user_id: str) -> None:
         """Record that `user_id`'s devices or cross-signing keys changed and wake who cares."""
-        with self.gen.allocate() as slot:
-            await self.db.transaction(
-                lambda conn: store.insert_change(conn, slot.position, user_id),
-                name="device_list_change",
-            )
-        for listener in self.on_change:
-            listener(user_id)
+        try:
+            with self.gen.allocate() as slot:
+                await self.db.transaction(
+                    lambda conn: store.insert_change(conn, slot.position, user_id),
+                    name="device_list_change",
+                )
+        finally:  # the devices changed even if recording it failed
+            for listener in self.on_change:
+                listener(user_id)
         # Woken only after the position is released, so their /sync can read up to it.
         self.notifier.notify_users(await self.db.run(lambda c: self._audience(c, user_id)))
 

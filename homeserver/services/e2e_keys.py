@@ -10,7 +10,7 @@ Cross-signing lives in `cross_signing.py`; both share the key checks in `e2e_che
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +94,21 @@ class E2EKeysService:
         # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
         # change of the user's devices (a device deleted and logged in again starts at zero).
         self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(_COUNTS_CACHE_USERS)
-        device_lists.on_change.append(self._counts.invalidate)
+        # Told the user after each such change here (replication tells other processes).
+        self.on_counts_changed: list[Callable[[str], None]] = []
+        device_lists.on_change.append(self._counts_changed)
+
+    def _counts_changed(self, user_id: str) -> None:
+        self.forget_counts(user_id)
+        for hook in self.on_counts_changed:
+            hook(user_id)
+
+    def forget_counts(self, user_id: str | None = None) -> None:
+        """Drop the user's cached key counts (another process changed them), or everyone's."""
+        if user_id is None:
+            self._counts.clear()
+        else:
+            self._counts.invalidate(user_id)
 
     # ---- /keys/upload -------------------------------------------------------------------------
 
@@ -141,7 +155,7 @@ class E2EKeysService:
             counts, changed = await self.db.transaction(txn, name="keys_upload")
         except asyncpg.ForeignKeyViolationError:
             raise unknown_token("This device has been logged out") from None
-        self._counts.invalidate(user_id)
+        self._counts_changed(user_id)
         if changed:
             await self.device_lists.mark_changed(user_id)
         return {DEFAULT_OTK_ALGORITHM: 0, **counts}
@@ -259,7 +273,7 @@ class E2EKeysService:
 
         claimed = await self.db.transaction(txn, name="keys_claim")
         for user_id in claimed:
-            self._counts.invalidate(user_id)
+            self._counts_changed(user_id)
         return {
             "failures": {server: dict(UNREACHABLE) for server in remote},
             "one_time_keys": claimed,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -48,9 +48,12 @@ class TypingService:
         self.engine = engine
         self.stream = stream
         self.notifier = notifier
-        self._typing: defaultdict[str, dict[str, asyncio.TimerHandle]] = defaultdict(dict)
+        # room -> typist -> expiry timer (None where another process keeps the timer).
+        self._typing: defaultdict[str, dict[str, asyncio.TimerHandle | None]] = defaultdict(dict)
         self._serial: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told (room, typists, position) after every change (replication mirrors it).
+        self.on_change: list[Callable[[str, list[str], int], None]] = []
 
     async def set_typing(
         self, user_id: str, room_id: str, typing: bool, timeout_ms: int | None
@@ -79,8 +82,35 @@ class TypingService:
     async def _changed(self, room_id: str) -> None:
         with self.stream.allocate() as slot:
             self._serial[room_id] = slot.position
+        for hook in self.on_change:
+            hook(room_id, sorted(self._typing.get(room_id, ())), slot.position)
         members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
         self.notifier.notify_users(members)
+
+    def changed_since(self, position: int) -> list[tuple[str, list[str], int]]:
+        """(room, typists, position) of every room whose typists changed after `position`."""
+        return [
+            (room_id, sorted(self._typing.get(room_id, ())), serial)
+            for room_id, serial in self._serial.items() if serial > position
+        ]
+
+    # ---- in a process that shows another one's typing (a worker) -----------------------------
+
+    def mirror(self, room_id: str, user_ids: Iterable[str], position: int, *, add: bool) -> None:
+        """Show the typists of a room as the writing process reported them at `position`
+        (`add`: more typists of the same report, which came in several parts)."""
+        typists = self._typing[room_id]
+        if not add:
+            typists.clear()
+        typists.update(dict.fromkeys(user_ids))
+        self._serial[room_id] = max(self._serial.get(room_id, 0), position)
+
+    def clear_mirror(self, position: int) -> None:
+        """The writing process restarted and forgot its typists: so does this one."""
+        for room_id, typists in self._typing.items():
+            if typists:
+                typists.clear()
+                self._serial[room_id] = max(self._serial.get(room_id, 0), position)
 
     def events(self, room_ids: Iterable[str], after: int | None) -> dict[str, dict[str, Any]]:
         """room_id -> m.typing event for rooms whose typists changed after `after`.
@@ -111,6 +141,8 @@ class ReceiptsService:
         self.stream = stream
         self.notifier = notifier
         self.account_data = account_data
+        # Told (user, room) after a receipt that moves where the user has read up to.
+        self.on_read: list[Callable[[str, str], None]] = []
 
     async def mark_read(
         self, user_id: str, room_id: str, markers: dict[str, str], thread_id: str | None = None
@@ -149,6 +181,8 @@ class ReceiptsService:
 
         with self.stream.allocate() as slot:
             await self.db.transaction(lambda conn: store(conn, slot.position), name="receipts")
+        for listener in self.on_read:
+            listener(user_id, room_id)
         if PUBLIC_RECEIPT in receipts:
             members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
             self.notifier.notify_users(members | {user_id})

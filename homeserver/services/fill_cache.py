@@ -10,7 +10,7 @@ this, so the bookkeeping stays as small as the cache.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -24,25 +24,47 @@ class FillCache(Generic[K, V]):
         self._loading: dict[K, int] = {}
         self._stale: set[K] = set()
 
+    def peek(self, key: K) -> V | None:
+        return self._items.get(key)
+
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        self._loading[key] = self._loading.get(key, 0) + 1
+
+        async def load_one(keys: Sequence[K]) -> dict[K, V]:
+            return {key: await load()}
+
+        return (await self.load_many([key], load_one))[key]
+
+    async def load_many(
+        self, keys: Sequence[K], load: Callable[[Sequence[K]], Awaitable[dict[K, V]]]
+    ) -> dict[K, V]:
+        """Load `keys` with one call (it must return a value for each) and keep those no
+        change touched meanwhile."""
+        for key in keys:
+            self._loading[key] = self._loading.get(key, 0) + 1
         try:
-            value = await load()
+            values = await load(keys)
         finally:
-            stale = key in self._stale
-            remaining = self._loading.pop(key) - 1
-            if remaining:
-                self._loading[key] = remaining
-            else:
-                self._stale.discard(key)
-        if not stale:
-            self._items[key] = value
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
+            stale = {key for key in keys if key in self._stale}
+            for key in keys:
+                remaining = self._loading.pop(key) - 1
+                if remaining:
+                    self._loading[key] = remaining
+                else:
+                    self._stale.discard(key)
+        for key, value in values.items():
+            if key not in stale:
+                self._items[key] = value
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return values
+
+    def clear(self) -> None:
+        """Forget everything (changes may have been missed); loads in flight are not kept."""
+        self._items.clear()
+        self._stale.update(self._loading)
 
     def invalidate(self, key: K) -> None:
         self._items.pop(key, None)

@@ -6,13 +6,17 @@ change that lands between the read and the wait still wakes it. Writers call `no
 the users who can see the change (the room engine passes the room's joined members plus the
 target of a membership event), so a send wakes only those waiters. A spurious wake-up costs one
 empty read; a missed one would cost a whole timeout, so writers err on the side of waking.
+
+Other processes sharing the database learn of the same wake-ups through `on_notify`: every
+writer calls `notify_users` only after its write committed, so this is the one place a
+wake-up passes through, and `app.py` plugs replication in here.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from homeserver import metrics
@@ -21,12 +25,27 @@ from homeserver import metrics
 class Notifier:
     def __init__(self) -> None:
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        # Told the users of every `notify_users` call, after the local wake-ups.
+        self.on_notify: list[Callable[[list[str]], None]] = []
 
     def notify_users(self, user_ids: Iterable[str]) -> None:
+        if not self.on_notify:
+            self._wake(user_ids)
+            return
+        users = list(user_ids)
+        self._wake(users)
+        for hook in self.on_notify:
+            hook(users)
+
+    def _wake(self, user_ids: Iterable[str]) -> None:
         for user_id in user_ids:
             for fut in self._waiters.pop(user_id, ()):
                 if not fut.done():
                     fut.set_result(None)
+
+    def notify_all(self) -> None:
+        """Wake every waiting /sync (after missing wake-ups: they read and wait again)."""
+        self.notify_users(list(self._waiters))
 
     @contextmanager
     def listen(self, user_id: str) -> Iterator[asyncio.Future[None]]:

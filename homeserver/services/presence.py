@@ -61,6 +61,9 @@ class PresenceService:
         # user -> (state, activity time) as last written by this process.
         self._written: dict[str, tuple[str, int]] = {}
         self._lock = asyncio.Lock()
+        # Set in a process that does not write the presence stream (a worker): /sync activity
+        # is handed to it, for the process that does, instead of being written here.
+        self.forward: Callable[[str, str], None] | None = None
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -77,6 +80,10 @@ class PresenceService:
         if written is not None and written[0] == state and (
             self.clock() - written[1] < self.granularity_ms
         ):
+            return
+        if self.forward is not None:
+            self.forward(user_id, state)
+            self._written[user_id] = (state, self.clock())
             return
         await self._write(user_id, state, None, keep_status=True)
 

@@ -6,11 +6,12 @@ user's compiled ruleset from the in-memory cache and republishes the whole rules
 `m.push_rules` global account data event, which /sync delivers.
 
 The room engine calls `on_event` inside the transaction that persists each event, so the
-notification rows of an event commit with it and appear in the same /sync as the event itself
-(the spec requires that). It evaluates the rules of every local joined member except the sender
-(plus a local invitee), from cached compiled rulesets, with one query for the room's power levels
-and one batched insert for all the notifications. Counts are not stored: /sync counts the rows
-after the user's latest `m.read`/`m.read.private` receipt, so a receipt resets them by itself.
+notifications of an event commit with it and count in the same /sync that shows the event (the
+spec requires that). It evaluates the rules of every local joined member except the sender (plus
+a local invitee), from cached compiled rulesets and the state the engine already holds, and
+stages one row per set of actions with the users it notifies (`NotificationGroup`); the engine
+writes a batch's rows in one statement. After the commit (`committed`) the in-memory unread
+counts (`UnreadCounts`) take them in; a read receipt drops a user's count for the room.
 Pushers are stored; nothing delivers to push gateways yet.
 """
 
@@ -34,10 +35,11 @@ from homeserver.services.clock import now_ms
 from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import EventWrites, PersistedEvent, RoomEngine, StateKey
+from homeserver.services.unread_counts import UnreadCounts
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
-from storage.push import EventNotifications, Pusher
+from storage.push import NotificationGroup, Pusher
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,10 @@ def check_kind(kind: str) -> str:
 class PushService:
     def __init__(
         self, db: Database, engine: RoomEngine, account_data: AccountDataService,
-        server_name: str,
+        server_name: str, unread: UnreadCounts,
     ) -> None:
         self.db = db
+        self.unread = unread
         self.engine = engine
         self.account_data = account_data
         self.server_name = server_name
@@ -170,12 +173,12 @@ class PushService:
 
     async def on_event(
         self, conn: asyncpg.Connection, event: PersistedEvent,
-        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites,
+        state_before: Mapping[StateKey, Mapping[str, Any]], members: set[str],
+        writes: EventWrites,
     ) -> None:
         """Stage a notification row for every local user the event notifies."""
         pdu, room_id = event.pdu, event.stored.room_id
         sender = pdu["sender"]
-        members = await self.engine.joined_members(conn, room_id)
         recipients = [u for u in members if u != sender and u.endswith(self._local_suffix)]
         invitee = pdu.get("state_key")
         if (
@@ -199,20 +202,44 @@ class PushService:
             {**pdu, "event_id": event.event_id}, len(members),
             user_power_level(sender, power_levels, create, version), power_levels,
         )
-        notified = EventNotifications(
-            room_id, event.event_id, event.stream_ordering, now_ms(), [], [], []
-        )
-        for user_id in recipients:
-            try:
-                rule = push_rules.evaluate_rule(rulesets[user_id], ctx, names.get(user_id))
-            except Exception:  # one user's unusable rule must not cost the others their counts
-                log.exception("push rules of %s failed on %s", user_id, event.event_id)
+        groups: dict[str, NotificationGroup] = {}
+        ts = now_ms()
+        for user_id, rule in self._evaluate(rulesets, ctx, names, event.event_id).items():
+            if not rule.notifies:
                 continue
-            if rule is not None and rule.notifies:
-                notified.user_ids.append(user_id)
-                notified.actions_json.append(rule.actions_json)
-                notified.highlights.append(rule.highlight)
-        writes.notifications.append(notified)
+            group = groups.get(rule.actions_json)
+            if group is None:
+                group = groups[rule.actions_json] = NotificationGroup(
+                    room_id, event.event_id, event.stream_ordering, rule.actions_json,
+                    rule.highlight, ts, [],
+                )
+            group.user_ids.append(user_id)
+        writes.notifications.extend(groups.values())
+
+    @staticmethod
+    def _evaluate(
+        rulesets: dict[str, CompiledRuleset], ctx: EventContext, names: dict[str, str],
+        event_id: str,
+    ) -> dict[str, push_rules.CompiledRule]:
+        """Every recipient's matching rule; if that fails, user by user, so that one user's
+        unusable rule does not cost the others their notifications."""
+        try:
+            return push_rules.evaluate_many(rulesets, ctx, names)
+        except Exception:
+            log.exception("push rules failed on %s; evaluating user by user", event_id)
+        out = {}
+        for user_id, ruleset in rulesets.items():
+            try:
+                rule = push_rules.evaluate_rule(ruleset, ctx, names.get(user_id))
+            except Exception:
+                log.exception("push rules of %s failed on %s", user_id, event_id)
+                continue
+            if rule is not None:
+                out[user_id] = rule
+        return out
+
+    def committed(self, writes: EventWrites) -> None:
+        self.unread.notified(writes.notifications)
 
     def _is_local(self, user_id: str) -> bool:
         return server_name_of(user_id) == self.server_name

@@ -8,7 +8,8 @@ stream order (it writes each room under one lock), and a reader asks for a windo
 window starting at or after that is answered here; any other returns None and the caller reads
 the database. Rooms without a tail had no event since `known_since` (this process saw every
 event after that), so "which rooms moved" is answered for them too. Eviction (the oldest events
-of a long tail, the least recently written rooms) only moves those bounds forward.
+of a long tail; whole tails of the least recently written rooms once `max_events` are held, to
+bound the memory) only moves those bounds forward.
 
 Only accepted events are appended (never rejected or soft-failed ones), as the database query
 the window replaces filters them out.
@@ -25,7 +26,7 @@ from storage.events import StoredEvent
 
 # A /sync timeline shows at most 100 events and asks for one more to know it was cut short.
 DEFAULT_PER_ROOM = 101
-DEFAULT_MAX_ROOMS = 20_000
+DEFAULT_MAX_EVENTS = 50_000  # about 50 MB of event JSON at most
 
 
 @dataclass(slots=True)
@@ -37,11 +38,12 @@ class _Tail:
 class RecentEvents:
     def __init__(
         self, known_since: int, *, per_room: int = DEFAULT_PER_ROOM,
-        max_rooms: int = DEFAULT_MAX_ROOMS,
+        max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self.known_since = known_since
         self._per_room = per_room
-        self._max_rooms = max_rooms
+        self._max_events = max_events
+        self._held = 0
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
 
     def append(self, stored: StoredEvent, previous_position: int | None) -> None:
@@ -50,17 +52,36 @@ class RecentEvents:
         position = stored.stream_ordering
         assert position is not None
         tail = self._tails.get(stored.room_id)
+        if tail is not None and tail.events and (
+            tail.events[-1].stream_ordering != previous_position
+        ):
+            self._drop(stored.room_id)  # an event went by without being appended: start over
+            tail = None
         if tail is None:
             tail = _Tail(previous_position or 0, deque())
             self._tails[stored.room_id] = tail
         self._tails.move_to_end(stored.room_id)
         tail.events.append(stored)
+        self._held += 1
         if len(tail.events) > self._per_room:
             tail.complete_after = tail.events.popleft().stream_ordering or 0
-        if len(self._tails) > self._max_rooms:
-            _, evicted = self._tails.popitem(last=False)
-            newest = evicted.events[-1].stream_ordering or 0
-            self.known_since = max(self.known_since, newest)
+            self._held -= 1
+        while self._held > self._max_events and len(self._tails) > 1:
+            self._drop(next(iter(self._tails)))
+
+    def _drop(self, room_id: str) -> None:
+        """Forget a room's tail; rooms without one are answered only after its last event."""
+        tail = self._tails.pop(room_id)
+        self._held -= len(tail.events)
+        if tail.events:
+            self.known_since = max(self.known_since, tail.events[-1].stream_ordering or 0)
+
+    def forget(self, room_id: str, position: int) -> None:
+        """The room may have events up to `position` that were never appended (a commit whose
+        outcome is unknown): answer nothing for it at or before that position."""
+        if room_id in self._tails:
+            self._drop(room_id)
+        self.known_since = max(self.known_since, position)
 
     def redact(self, room_id: str, event_id: str, redaction_id: str) -> None:
         """Show a held event as redacted, as a database read after the redaction would."""

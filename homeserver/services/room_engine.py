@@ -52,9 +52,9 @@ from storage import push as push_store
 from storage import rooms as rooms_store
 from storage import search as search_store
 from storage import state as state_store
-from storage.database import Database
+from storage.database import Database, DataError
 from storage.events import StoredEvent
-from storage.push import EventNotifications
+from storage.push import NotificationGroup
 from storage.rooms import ClientTxnKey
 from storage.streams import Slot, StreamIdGenerator
 
@@ -87,6 +87,7 @@ class Membership:
     membership: str
     event_id: str
     stream_ordering: int
+    forgotten: bool  # left, then forgotten: no longer shown in /sync
 
 
 class EventCache:
@@ -115,7 +116,7 @@ class EventWrites:
     statement per table: a batch of forty messages costs the queries of one."""
 
     events: list[events_store.NewEvent] = field(default_factory=list)
-    notifications: list[EventNotifications] = field(default_factory=list)
+    notifications: list[NotificationGroup] = field(default_factory=list)
     client_txns: list[tuple[ClientTxnKey, str]] = field(default_factory=list)
     searchable: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
 
@@ -137,13 +138,17 @@ class EventWrites:
 
 class EventObserver(Protocol):
     """Told of every event about to be persisted, inside the transaction that stores it, with
-    the room state before it; what it stages in `writes` (push notifications) commits with the
-    event. It must not act outside the database, since a retried transaction calls it again."""
+    the room state and joined members before it; what it stages in `writes` (push
+    notifications) commits with the event. It must not act outside the database, since a
+    retried transaction calls it again; `committed` follows once the writes are durable."""
 
     async def on_event(
         self, conn: asyncpg.Connection, event: PersistedEvent,
-        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites,
+        state_before: Mapping[StateKey, Mapping[str, Any]], members: set[str],
+        writes: EventWrites,
     ) -> None: ...
+
+    def committed(self, writes: EventWrites) -> None: ...
 
 
 @dataclass(slots=True)
@@ -176,7 +181,7 @@ class RoomEngine:
         # Bumped after every committed membership change of a room, so a cache fill that
         # raced with one is not stored (it may have read the members before the change).
         self._member_epochs: defaultdict[str, int] = defaultdict(int)
-        # user -> room -> their membership (forgotten rooms left out).
+        # user -> room -> their membership.
         self._memberships: FillCache[str, dict[str, Membership]] = FillCache(
             _MEMBERSHIP_CACHE_USERS
         )
@@ -184,9 +189,13 @@ class RoomEngine:
         # Sends waiting for their room's writer task, and the running writer tasks.
         self._queues: defaultdict[str, list[_SendRequest]] = defaultdict(list)
         self._writers: dict[str, asyncio.Task[None]] = {}
+        # room -> the PDUs its write in progress has stored but not committed, so that what
+        # reads state inside that transaction (push rules reading display names) finds them.
+        self._staged: dict[str, dict[str, dict[str, Any]]] = {}
         # (position, users) wake-ups waiting for `stream.current` to reach their position.
         self._pending_wakes: list[tuple[int, set[str]]] = []
         self.observers: list[EventObserver] = []  # plugged in by app.py
+        self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
 
     # ---- reads shared by the services -------------------------------------------------------
 
@@ -207,6 +216,8 @@ class RoomEngine:
         missing = []
         for event_id in event_ids:
             pdu = self.cache.get(event_id)
+            if pdu is None:
+                pdu = next((s[event_id] for s in self._staged.values() if event_id in s), None)
             if pdu is None:
                 missing.append(event_id)
             else:
@@ -231,18 +242,22 @@ class RoomEngine:
         return members
 
     async def memberships(self, conn: asyncpg.Connection, user_id: str) -> dict[str, Membership]:
-        """room -> the user's membership, for every room they have not forgotten."""
+        """room -> the user's membership, for every room they have one in."""
         async def load() -> dict[str, Membership]:
-            rows = await state_store.get_rooms_for_user(
-                conn, user_id, ["join", "invite", "leave", "ban", "knock"]
-            )
+            rows = await state_store.get_memberships_of(conn, user_id)
             return {r["room_id"]: Membership(*r) for r in rows}
 
         return await self._memberships.get_or_load(user_id, load)
 
+    def forget_memberships(self) -> None:
+        """Drop every cached membership (changes by another process may have been missed)."""
+        self._memberships.clear()
+
     def memberships_changed(self, user_id: str) -> None:
         """Drop the user's cached memberships (a member event, or a room forgotten)."""
         self._memberships.invalidate(user_id)
+        for hook in self.on_memberships_changed:
+            hook(user_id)
 
     # ---- the write path ---------------------------------------------------------------------
 
@@ -291,7 +306,7 @@ class RoomEngine:
         self._check(pdu, room_version, [], {})
         writes = EventWrites()
         persisted = await self._store(
-            conn, room_id, room_version, pdu, None, slot.position, {}, writes
+            conn, room_id, room_version, pdu, None, slot.position, {}, writes, members=set()
         )
         await writes.flush(conn, room_id, [])
         return persisted
@@ -299,13 +314,16 @@ class RoomEngine:
     async def _write(
         self, room_id: str, name: str, body: Callable[[asyncpg.Connection, Slot], Awaitable[T]],
     ) -> T:
-        """Run one room write: serialized per room, with stream positions held past commit."""
+        """Run one room write: serialized per room, with stream positions held past commit.
+        After a success the caller must call `_after_persist`, which wakes readers once the
+        caches know the new events."""
         async with self._room_locks[room_id]:
             try:
                 with self.stream.allocate() as slot:
                     return await self.db.transaction(lambda conn: body(conn, slot), name=name)
-            finally:
-                self._flush_wakes()
+            except BaseException:
+                self._flush_wakes()  # positions released: other rooms' wake-ups may be due
+                raise
 
     async def send(
         self, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
@@ -346,7 +364,11 @@ class RoomEngine:
             while queue:
                 batch = queue[:_MAX_BATCH]
                 del queue[:_MAX_BATCH]
-                await self._send_batch(room_id, batch)
+                try:
+                    await self._send_batch(room_id, batch)
+                except Exception as e:  # a bug after the commit: keep the room's queue moving
+                    log.exception("sending a batch of %d to %s failed", len(batch), room_id)
+                    _fail(batch, e)
         finally:
             del self._writers[room_id]
             if not queue:
@@ -360,24 +382,33 @@ class RoomEngine:
     async def _send_batch(self, room_id: str, batch: list[_SendRequest]) -> None:
         metrics.SEND_BATCH_SIZE.observe(len(batch))
         try:
-            outcomes = await self._write(
+            outcomes, writes = await self._write(
                 room_id, "send_events",
                 lambda conn, slot: self._send_batch_txn(conn, room_id, batch, slot),
             )
-        except Exception as e:
+        except (DataError, asyncpg.IntegrityConstraintViolationError, MatrixError) as e:
             if len(batch) > 1 and not isinstance(e, MatrixError):
-                # One request broke the whole transaction (a database error): each on its own,
-                # so that it fails alone.
+                # One request's data broke the whole transaction: each on its own, so that
+                # it fails alone.
+                log.warning("a batch for %s failed (%s); sending one by one", room_id, e)
                 for request in batch:
                     await self._send_batch(room_id, [request])
                 return
-            for request in batch:
-                if not request.done.done():
-                    request.done.set_exception(e)
+            _fail(batch, e)
             return
+        except Exception as e:
+            # The commit may or may not have happened (a lost connection): what is held in
+            # memory for the room can no longer be trusted to be complete.
+            self.recent.forget(room_id, self.stream.last_allocated)
+            _fail(batch, e)
+            return
+        finally:
+            self._staged.pop(room_id, None)
+        for observer in self.observers:
+            observer.committed(writes)
+        persisted = [o for o in outcomes if isinstance(o, PersistedEvent)]
+        self._after_persist(room_id, *persisted)
         for request, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, PersistedEvent):
-                self._after_persist(room_id, outcome)
             if request.done.done():
                 continue
             if isinstance(outcome, MatrixError):
@@ -387,13 +418,16 @@ class RoomEngine:
 
     async def _send_batch_txn(
         self, conn: asyncpg.Connection, room_id: str, batch: list[_SendRequest], slot: Slot,
-    ) -> list[PersistedEvent | str | MatrixError]:
+    ) -> tuple[list[PersistedEvent | str | MatrixError], EventWrites]:
         """Build, check and store each request in turn, each on top of the one before."""
         slot.restart()
+        self._staged[room_id] = {}
         room_version = await self.room_version(conn, room_id)
         if not await rooms_store.lock_room(conn, room_id):
             raise not_found(f"Unknown room {room_id}")
-        await self.joined_members(conn, room_id)  # warm the cache _after_persist wakes from
+        # The members as of each event of the batch (push rules notify them), from the cache
+        # _after_persist updates and wakes from.
+        members = set(await self.joined_members(conn, room_id))
         extremities = await events_store.get_forward_extremities(conn, room_id)
         if len(extremities) != 1:
             # Only federation can fork a room; state resolution joins that path.
@@ -439,9 +473,15 @@ class RoomEngine:
             key = None if request.state_key is None else (request.event_type, request.state_key)
             persisted = await self._store(
                 conn, room_id, room_version, pdu, head.state_group, slot.nth(len(writes.events)),
-                state, writes, replaces_state=current.get(key) if key is not None else None,
+                state, writes, members=members,
+                replaces_state=current.get(key) if key is not None else None,
                 previous_position=head.stream_ordering,
             )
+            if request.event_type == "m.room.member" and request.state_key is not None:
+                if pdu["content"].get("membership") == "join":
+                    members.add(request.state_key)
+                else:
+                    members.discard(request.state_key)
             if request.txn is not None:
                 writes.client_txns.append((request.txn, persisted.event_id))
                 earlier[request.txn] = persisted.event_id  # a retry queued in the same batch
@@ -454,7 +494,7 @@ class RoomEngine:
             )
             outcomes.append(persisted)
         await writes.flush(conn, room_id, [first_prev])
-        return outcomes
+        return outcomes, writes
 
     def _build(
         self, room_version: RoomVersion, room_id: str | None, sender: str, event_type: str,
@@ -509,7 +549,8 @@ class RoomEngine:
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
         pdu: dict[str, Any], prev_group: int | None, position: int,
         state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites, *,
-        replaces_state: str | None = None, previous_position: int | None = None,
+        members: set[str], replaces_state: str | None = None,
+        previous_position: int | None = None,
     ) -> PersistedEvent:
         """Stage the event's rows in `writes`; state changes are written at once, so that the
         next event of a batch (a member cap count, a state group) reads them."""
@@ -543,32 +584,40 @@ class RoomEngine:
             if target is None or target.room_id == room_id:
                 await events_store.insert_redaction(conn, event_id, redacts)
         persisted = PersistedEvent(event_id, pdu, position, stored, previous_position)
+        staged = self._staged.get(room_id)
+        if staged is not None:
+            staged[event_id] = pdu
         for observer in self.observers:
-            await observer.on_event(conn, persisted, state_before, writes)
+            await observer.on_event(conn, persisted, state_before, members, writes)
         return persisted
 
-    def _after_persist(self, room_id: str, persisted: PersistedEvent) -> None:
-        """After commit and after the position is released: cache, metrics, wake-ups."""
-        pdu = persisted.pdu
-        self.cache.put(persisted.event_id, pdu)
-        self.recent.append(persisted.stored, persisted.previous_position)
-        redacts = _redacts(pdu)
-        if redacts is not None:
-            self.recent.redact(room_id, redacts, persisted.event_id)
-        metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
-        to_wake = set(self._joined.get(room_id, ()))
-        if pdu["type"] == "m.room.member":
-            target = pdu["state_key"]
-            to_wake.add(target)
-            self.memberships_changed(target)
-            self._member_epochs[room_id] += 1
-            members = self._joined.get(room_id)
-            if members is not None:
-                if pdu["content"].get("membership") == "join":
-                    members.add(target)
-                else:
-                    members.discard(target)
-        self._pending_wakes.append((persisted.stream_ordering, to_wake))
+    def _after_persist(self, room_id: str, *persisted: PersistedEvent) -> None:
+        """After commit and after the positions are released: every cache learns of all the
+        events first, then readers are woken (a reader, or a worker told of the new positions,
+        must not see them before the caches do)."""
+        wakes = []
+        for event in persisted:
+            pdu = event.pdu
+            self.cache.put(event.event_id, pdu)
+            self.recent.append(event.stored, event.previous_position)
+            redacts = _redacts(pdu)
+            if redacts is not None:
+                self.recent.redact(room_id, redacts, event.event_id)
+            metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
+            to_wake = set(self._joined.get(room_id, ()))
+            if pdu["type"] == "m.room.member":
+                target = pdu["state_key"]
+                to_wake.add(target)
+                self.memberships_changed(target)
+                self._member_epochs[room_id] += 1
+                members = self._joined.get(room_id)
+                if members is not None:
+                    if pdu["content"].get("membership") == "join":
+                        members.add(target)
+                    else:
+                        members.discard(target)
+            wakes.append((event.stream_ordering, to_wake))
+        self._pending_wakes.extend(wakes)
         self._flush_wakes()
 
     def _flush_wakes(self) -> None:
@@ -581,6 +630,12 @@ class RoomEngine:
             self._pending_wakes = [w for w in self._pending_wakes if w[0] > current]
             for users in ready:
                 self.notifier.notify_users(users)
+
+
+def _fail(batch: list[_SendRequest], error: Exception) -> None:
+    for request in batch:
+        if not request.done.done():
+            request.done.set_exception(error)
 
 
 def _redacts(pdu: Mapping[str, Any]) -> str | None:

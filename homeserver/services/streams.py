@@ -6,9 +6,12 @@ a token from an older server version simply lacks them and parses with zeros.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 
-from storage.streams import StreamIdGenerator
+import asyncpg
+
+from storage.streams import FollowerStreamIdGenerator, StreamIdGenerator
 
 MAX_POSITION = 2**63 - 1  # stream positions are PostgreSQL bigints
 
@@ -62,3 +65,34 @@ class Streams:
             device_lists=self.device_lists.current,
             presence=self.presence.current,
         )
+
+    def advance_to(self, token: StreamToken) -> None:
+        """Followers only: move each stream up to the writer's position in `token`."""
+        for f in fields(token):
+            generator = getattr(self, f.name)
+            if not isinstance(generator, FollowerStreamIdGenerator):
+                raise TypeError(f"the {f.name} stream is written here, not followed")
+            generator.advance_to(getattr(token, f.name))
+
+
+async def load_streams(conn: asyncpg.Connection, *, follower: bool = False) -> Streams:
+    """Every stream at its highest stored position: the writer's at start-up, or (`follower`)
+    generators that never allocate, for a process that reads what the writer wrote."""
+    cls = FollowerStreamIdGenerator if follower else StreamIdGenerator
+    return Streams(
+        events=await cls.load(conn, "events", "stream_ordering"),
+        account_data=await cls.load(conn, "account_data", "stream_id"),
+        receipts=await cls.load(conn, "receipts", "stream_id"),
+        # Typing lives in the writer's memory; starting from the clock keeps old tokens
+        # behind it. A follower learns the writer's position from replication.
+        typing=cls(0 if follower else int(time.time() * 1000)),
+        to_device=await cls.load_watermark(conn, "to_device"),
+        device_lists=await cls.load(conn, "device_list_changes", "stream_id"),
+        presence=await cls.load(conn, "presence", "stream_id"),
+    )
+
+
+def follower_streams() -> Streams:
+    """Followers at position 0, for a process that learns the positions before serving."""
+    gen = FollowerStreamIdGenerator
+    return Streams(gen(0), gen(0), gen(0), gen(0), gen(0), gen(0), gen(0))

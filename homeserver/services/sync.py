@@ -41,8 +41,8 @@ from homeserver.services.sync_rooms import (
     room_timeline_and_state,
 )
 from homeserver.services.to_device import ToDeviceService
+from homeserver.services.unread_counts import UnreadCounts
 from storage import events as events_store
-from storage import push as push_store
 from storage.database import Database
 
 NO_NOTIFICATIONS = {"notification_count": 0, "highlight_count": 0}
@@ -87,7 +87,8 @@ class SyncService:
             db, config.server.server_name, streams.to_device, notifier
         )
         self.presence = PresenceService(db, streams.presence, notifier, config.presence)
-        self._coalesce_s = config.limits.sync_coalesce_ms / 1000
+        self.unread = UnreadCounts()
+        self.receipts.on_read.append(self.unread.read_moved)
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
         """The /sync response body; waits up to the timeout while nothing is new."""
@@ -105,9 +106,6 @@ class SyncService:
                     return body
                 if not await wait_for_wake(woken, remaining):
                     return body
-            # Let the wake-ups of a busy room gather: one response then carries several
-            # events, instead of one response per event per client.
-            await asyncio.sleep(min(self._coalesce_s, max(deadline - loop.time(), 0)))
 
     async def _filter(self, user_id: str, param: str | None) -> Filter:
         if param is None:
@@ -216,7 +214,13 @@ class SyncService:
             section["unread_notifications"] = dict(NO_NOTIFICATIONS)
             out["join"][room_id] = section
         if out["join"]:
-            await _add_unread_counts(conn, requester.user_id, out["join"], upto.events)
+            counts = await self.unread.get(
+                conn, requester.user_id, list(out["join"]), upto.events
+            )
+            for room_id, (notifications, highlights) in counts.items():
+                out["join"][room_id]["unread_notifications"] = {
+                    "notification_count": notifications, "highlight_count": highlights,
+                }
         for room_id, invite_id in rooms.invited:
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
@@ -257,7 +261,7 @@ class SyncService:
         for row in (await self.engine.memberships(conn, user_id)).values():
             room_id, event_id, position = row.room_id, row.event_id, row.stream_ordering
             membership: str | None = row.membership
-            if membership == "knock" or not flt.room.allows_room(room_id):
+            if row.forgotten or membership == "knock" or not flt.room.allows_room(room_id):
                 continue
             if position > upto.events:
                 # Changed while this sync ran: answer with the membership as of `upto`, so
@@ -279,15 +283,3 @@ class SyncService:
                 if since is not None or flt.room.include_leave:
                     rooms.left.append((room_id, position))
         return rooms
-
-
-async def _add_unread_counts(
-    conn: asyncpg.Connection, user_id: str, joined: dict[str, Any], upto: int
-) -> None:
-    """`unread_notifications` of the joined rooms in the response, in one query: the push
-    notifications after the user's read receipt, up to the token being issued."""
-    counts = await push_store.get_unread_counts(conn, user_id, joined, upto)
-    for room_id, (notifications, highlights) in counts.items():
-        joined[room_id]["unread_notifications"] = {
-            "notification_count": notifications, "highlight_count": highlights,
-        }

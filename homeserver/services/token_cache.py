@@ -33,6 +33,8 @@ class TokenCache:
         self._clock = clock
         self._items: OrderedDict[bytes, tuple[Requester, float, int | None]] = OrderedDict()
         self.generation = 0
+        # Told (user, device or None) after every drop, so other processes drop it too.
+        self.on_drop: list[Callable[[str, str | None], None]] = []
 
     def get(self, token_hash: bytes) -> Requester | None:
         item = self._items.get(token_hash)
@@ -59,6 +61,16 @@ class TokenCache:
 
     def drop(self, user_id: str, device_id: str | None = None) -> None:
         """Forget the tokens of one device, or of every device when `device_id` is None."""
+        self.forget(user_id, device_id)
+        for hook in self.on_drop:
+            hook(user_id, device_id)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._items.clear()
+
+    def forget(self, user_id: str, device_id: str | None = None) -> None:
+        """`drop` in this process only (another process dropped them and says so)."""
         self.generation += 1
         for key, (requester, _, _) in list(self._items.items()):
             if requester.user_id == user_id and device_id in (None, requester.device_id):

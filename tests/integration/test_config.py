@@ -36,9 +36,9 @@ def dataclass_keys(cls: type[Any], prefix: str = "") -> Iterator[str]:
 
 
 def yaml_keys(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
-    """Every dotted leaf key of a parsed YAML mapping."""
+    """Every dotted leaf key of a parsed YAML mapping (an empty mapping is a leaf: `{}`)."""
     for key, value in node.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             yield from yaml_keys(value, f"{prefix}{key}.")
         else:
             yield prefix + key
@@ -121,3 +121,49 @@ def test_invalid_yaml_is_refused() -> None:
 def test_a_top_level_list_is_refused() -> None:
     with pytest.raises(ConfigError, match="expected a mapping"):
         parse_config("- server\n", DATA_DIR)
+
+
+WORKERS = """
+database:
+  url: postgresql://moot@db/moot
+workers:
+  sync1:
+    client: {host: 127.0.0.1, port: 8018}
+    metrics: {host: 127.0.0.1, port: 9118}
+  sync2:
+    client: {port: 8019}
+    metrics: null
+"""
+
+
+def test_workers_are_read_by_name() -> None:
+    config = parse_config(WORKERS, DATA_DIR)
+    assert config.worker("sync1").client.port == 8018
+    assert config.worker("sync1").metrics.port == 9118
+    assert config.worker("sync2").metrics.port is None  # null: no metrics listener
+
+
+def test_an_unknown_worker_name_is_a_config_error_naming_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no worker named 'sync3' \(configured: sync1, sync2\)"):
+        parse_config(WORKERS, DATA_DIR).worker("sync3")
+
+
+def test_a_worker_needs_an_external_database() -> None:
+    config = parse_config(WORKERS.replace("url: postgresql://moot@db/moot", "url: null"), DATA_DIR)
+    with pytest.raises(ConfigError, match=r"^database\.url:"):
+        config.worker("sync1")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("workers:\n  sync1: {metrics: null}\n", r"^workers\.sync1\.client\.port:"),
+        ("workers:\n  sync1: {client: {port: 1}, federation: {}}\n",
+         r"unknown configuration key: workers\.sync1\.federation$"),
+        ("workers:\n  'a/b': {client: {port: 1}}\n", r"^workers\.a/b: a worker name"),
+        ("workers: [sync1]\n", r"^workers: expected a mapping"),
+    ],
+)
+def test_bad_worker_sections_are_refused_naming_the_key(text: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        parse_config(text, DATA_DIR)

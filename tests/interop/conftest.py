@@ -56,6 +56,7 @@ class ServerProcess:
     log_path: Path
     client_port: int
     proc: asyncio.subprocess.Process | None = None
+    extra_args: tuple[str, ...] = ()  # after `run --config FILE`, e.g. ("--worker", "sync1")
     _logs: list[Any] = field(default_factory=list)
 
     @property
@@ -73,7 +74,8 @@ class ServerProcess:
         self._logs.append(log)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "homeserver", "run", "--config", str(self.config_path),
-            cwd=CHECKOUT, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            *self.extra_args, cwd=CHECKOUT, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+            stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         await self._wait_until_up()

@@ -290,3 +290,65 @@ def test_glob_semantics() -> None:
     assert not glob_matches("a*b*c", "a-c-b")
     assert glob_matches("be*not", "to be or not", words=True)
     assert glob_matches("m.room.*", "m.room.message")
+
+
+# ---- evaluating a whole room at once ----------------------------------------------------------
+
+ROOM_USERS = [f"@user{i}:example.org" for i in range(12)]
+
+
+def _room_rulesets() -> dict[str, pr.CompiledRuleset]:
+    """Default rulesets for most users; a few with their own rules or changed defaults."""
+    out = {}
+    for i, user in enumerate(ROOM_USERS):
+        rules: list[UserRule] = []
+        changes: dict[tuple[str, str], DefaultChange] = {}
+        if i == 3:  # mutes the room
+            rules = [UserRule("room", ROOM, [], True, None, None)]
+        if i == 4:  # a keyword
+            rules = [UserRule("content", "kw", ["notify"], True, None, "lunch")]
+        if i == 5:  # no plain-message notifications
+            changes = {("underride", ".m.rule.message"): DefaultChange(False, None)}
+        if i == 6:  # the mention rule switched off
+            changes = {("override", ".m.rule.is_user_mention"): DefaultChange(False, None)}
+        if i == 8:  # a condition carrying the owner's ID in a field its kind ignores
+            rules = [UserRule("override", "odd", ["notify"], True, [{
+                "kind": "event_property_is", "key": "content.body", "value": "hi", "is": user,
+            }], None)]
+        if i == 9:  # a custom rule matching the owner's ID as a glob
+            rules = [UserRule("override", "me", ["notify"], True, [{
+                "kind": "event_match", "key": "content.body", "pattern": user,
+            }], None)]
+        built = pr.build_ruleset(user, rules, changes)
+        out[user] = pr.compile_ruleset(built, user)
+    return out
+
+
+@pytest.mark.parametrize("event", [
+    message(),
+    message("lunch time"),
+    message(ROOM_USERS[9]),
+    message("hi", **{"m.mentions": {"user_ids": [ROOM_USERS[1], ROOM_USERS[6], "@x:y"]}}),
+    message("all", **{"m.mentions": {"room": True}}),
+    message("note", msgtype="m.notice"),
+    {"type": "m.room.member", "sender": BOB, "room_id": ROOM, "state_key": ROOM_USERS[2],
+     "content": {"membership": "invite"}},
+    {"type": "m.room.encrypted", "sender": BOB, "room_id": ROOM, "content": {}},
+])
+def test_evaluate_many_agrees_with_each_user_evaluated_alone(event: dict[str, Any]) -> None:
+    rulesets = _room_rulesets()
+    names = {ROOM_USERS[7]: "Lunch"}
+    pl = {"notifications": {"room": 0}}
+    together = pr.evaluate_many(rulesets, EventContext(event, 12, 100, pl), names)
+    for user, ruleset in rulesets.items():
+        alone = pr.evaluate_rule(ruleset, EventContext(event, 12, 100, pl), names.get(user))
+        assert together.get(user) == alone, user
+
+
+def test_default_rulesets_share_one_shape_and_mentions_still_reach_only_the_mentioned() -> None:
+    rulesets = {u: pr.compile_ruleset(pr.build_ruleset(u, [], {}), u) for u in ROOM_USERS}
+    assert len({r.shape for r in rulesets.values()}) == 1
+    event = message("hi", **{"m.mentions": {"user_ids": [ROOM_USERS[0]]}})
+    matched = pr.evaluate_many(rulesets, EventContext(event, 12, 0, None))
+    assert matched[ROOM_USERS[0]].rule_id == ".m.rule.is_user_mention"
+    assert {matched[u].rule_id for u in ROOM_USERS[1:]} == {".m.rule.message"}

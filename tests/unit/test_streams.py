@@ -2,7 +2,8 @@
 
 import pytest
 
-from storage.streams import StreamIdGenerator
+from homeserver.services.streams import Streams, StreamToken, follower_streams
+from storage.streams import FollowerStreamIdGenerator, StreamIdGenerator
 
 
 def test_current_waits_for_lower_positions_in_flight() -> None:
@@ -35,3 +36,37 @@ def test_a_block_that_writes_nothing_takes_no_position() -> None:
         assert slot.position == 4
         assert slot.position == 4  # the same position however often it is asked for
     assert gen.current == 4
+
+
+def test_a_follower_moves_only_forward_to_what_it_is_told() -> None:
+    follower = FollowerStreamIdGenerator(5)
+    assert follower.current == 5
+    follower.advance_to(9)
+    assert follower.current == 9
+    follower.advance_to(7)  # an older message arriving late changes nothing
+    assert follower.current == 9
+
+
+def test_a_follower_refuses_to_allocate() -> None:
+    """Exactly one process writes each stream: a follower handing out positions would hand
+    out the writer's."""
+    follower = FollowerStreamIdGenerator(5)
+    with pytest.raises(RuntimeError, match="main process"):
+        follower.allocate()
+    with pytest.raises(RuntimeError, match="main process"):
+        follower._reserve()
+    assert follower.current == 5
+
+
+def test_streams_advance_each_follower_to_the_token() -> None:
+    streams = follower_streams()
+    streams.advance_to(StreamToken(events=10, typing=3, presence=2))
+    streams.advance_to(StreamToken(events=8, typing=5))
+    assert streams.current() == StreamToken(events=10, typing=5, presence=2)
+
+
+def test_a_writers_streams_cannot_be_advanced_from_outside() -> None:
+    gen = StreamIdGenerator(0)
+    streams = Streams(gen, gen, gen, gen, gen, gen, gen)
+    with pytest.raises(TypeError):
+        streams.advance_to(StreamToken(events=1))

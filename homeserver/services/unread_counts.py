@@ -1,0 +1,83 @@
+"""Unread notification counts per user and room, for every /sync that shows the room.
+
+Theory of operation. Counting a user's notifications after their read receipt in the database
+reads every notification since then, and a room whose members do not read accumulates many.
+The process that persists events knows every notification as it commits, so it keeps each
+(user, room) count in memory (`notified`): loaded once from the database, then incremented, and
+dropped when the user's read receipt moves (`read_moved`). A count that may include an event
+past the sync's token is read from the database instead, so a response never counts an event
+it does not show yet. A process that does not persist events (a worker) cannot keep counts
+current and always reads the database (`live=False`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+
+from homeserver.services.fill_cache import FillCache
+from storage import push as push_store
+from storage.push import NotificationGroup, UnreadCount
+
+_CACHE_SIZE = 200_000
+_NO_BOUND = 2**62  # the loads that fill the cache count every committed notification
+
+
+class UnreadCounts:
+    def __init__(self, *, live: bool = True) -> None:
+        self.live = live
+        self._counts: FillCache[tuple[str, str], UnreadCount] = FillCache(_CACHE_SIZE)
+
+    def notified(self, groups: Iterable[NotificationGroup]) -> None:
+        """After the commit of the events that gave these notifications."""
+        for group in groups:
+            for user_id in group.user_ids:
+                key = (user_id, group.room_id)
+                count = self._counts.peek(key)
+                if count is None:
+                    self._counts.invalidate(key)  # a load in flight may have missed it
+                    continue
+                if group.stream_ordering <= count.last:
+                    continue  # a load that ran after the commit already counted it
+                count.notifications += 1
+                count.highlights += group.highlight
+                count.last = max(count.last, group.stream_ordering)
+
+    def read_moved(self, user_id: str, room_id: str) -> None:
+        self._counts.invalidate((user_id, room_id))
+
+    async def get(
+        self, conn: asyncpg.Connection, user_id: str, room_ids: Sequence[str], upto: int
+    ) -> dict[str, tuple[int, int]]:
+        """room -> (notifications, highlights) after the read receipt, up to `upto`."""
+        out: dict[str, tuple[int, int]] = {}
+        missing = []
+        for room_id in room_ids:
+            count = self._counts.peek((user_id, room_id)) if self.live else None
+            if count is None and self.live:
+                missing.append(room_id)
+            elif count is not None and count.last <= upto:
+                out[room_id] = (count.notifications, count.highlights)
+        if missing:
+            filled = await self._counts.load_many(
+                [(user_id, r) for r in missing],
+                lambda keys: self._load(conn, user_id, [room for _, room in keys]),
+            )
+            for (_, room_id), count in filled.items():
+                if count.last <= upto:
+                    out[room_id] = (count.notifications, count.highlights)
+        rest = [r for r in room_ids if r not in out]
+        if rest:  # not live, or a count that includes an event past `upto`
+            exact = await push_store.get_unread_counts(conn, user_id, rest, upto)
+            for room_id in rest:
+                found = exact.get(room_id)
+                out[room_id] = (found.notifications, found.highlights) if found else (0, 0)
+        return out
+
+    @staticmethod
+    async def _load(
+        conn: asyncpg.Connection, user_id: str, room_ids: list[str]
+    ) -> dict[tuple[str, str], UnreadCount]:
+        found = await push_store.get_unread_counts(conn, user_id, room_ids, _NO_BOUND)
+        return {(user_id, r): found.get(r) or UnreadCount(0, 0, 0) for r in room_ids}

@@ -1,0 +1,72 @@
+"""RecentEvents answers a room window only when it holds every event of it, like the query it
+replaces; otherwise it says so (None) and the caller reads the database."""
+
+from __future__ import annotations
+
+from homeserver.services.recent_events import RecentEvents
+from storage.events import StoredEvent
+
+
+def event(
+    room: str, position: int, kind: str = "m.room.message", sender: str = "@a:x"
+) -> StoredEvent:
+    return StoredEvent(
+        event_id=f"${room}{position}", room_id=room, stream_ordering=position, depth=position,
+        type=kind, state_key="@a:x" if kind == "m.room.member" else None, sender=sender,
+        json="{}", state_group=None, rejected=False, replaces_state=None, redacted_by=None,
+    )
+
+
+def ids(events: list[StoredEvent] | None) -> list[str] | None:
+    return None if events is None else [e.event_id for e in events]
+
+
+def test_a_window_is_served_newest_first_within_its_bounds() -> None:
+    recent = RecentEvents(known_since=10)
+    previous = 5
+    for position in (11, 12, 14):
+        recent.append(event("!r", position), previous)
+        previous = position
+    assert ids(recent.window("!r", after=11, upto=14, limit=10)) == ["$!r14", "$!r12"]
+    assert ids(recent.window("!r", after=11, upto=13, limit=10)) == ["$!r12"]
+    assert ids(recent.window("!r", after=5, upto=14, limit=2)) == ["$!r14", "$!r12"]
+
+
+def test_a_window_reaching_before_what_is_held_goes_to_the_database() -> None:
+    recent = RecentEvents(known_since=10)
+    recent.append(event("!r", 11), 7)  # the room's previous event was at 7
+    assert recent.window("!r", after=6, upto=11, limit=10) is None
+    assert ids(recent.window("!r", after=7, upto=11, limit=10)) == ["$!r11"]
+
+
+def test_a_room_without_events_since_known_since_has_none_and_earlier_is_unknown() -> None:
+    recent = RecentEvents(known_since=10)
+    assert recent.window("!quiet", after=10, upto=20, limit=5) == []
+    assert recent.window("!quiet", after=9, upto=20, limit=5) is None
+    assert recent.rooms_changed(["!quiet"], 9, 20) is None
+
+
+def test_eviction_moves_the_bounds_forward() -> None:
+    recent = RecentEvents(known_since=0, per_room=2, max_events=2)
+    recent.append(event("!r", 1), None)
+    recent.append(event("!r", 2), 1)
+    recent.append(event("!r", 3), 2)  # evicts position 1
+    assert recent.window("!r", after=0, upto=3, limit=5) is None
+    assert ids(recent.window("!r", after=1, upto=3, limit=5)) == ["$!r3", "$!r2"]
+    recent.append(event("!s", 4), None)  # evicts room !r, which last moved at 3
+    assert recent.window("!r", after=2, upto=9, limit=5) is None
+    assert recent.window("!r", after=3, upto=9, limit=5) == []
+
+
+def test_filters_rooms_changed_member_events_and_redactions() -> None:
+    recent = RecentEvents(known_since=0)
+    recent.append(event("!r", 1, "m.room.member"), None)
+    recent.append(event("!r", 2, sender="@b:x"), 1)
+    recent.append(event("!s", 3), None)
+    assert ids(recent.window("!r", after=0, upto=9, limit=9, types=["m.room.member"])) == ["$!r1"]
+    assert ids(recent.window("!r", after=0, upto=9, limit=9, senders=["@b:x"])) == ["$!r2"]
+    assert recent.rooms_changed(["!r", "!s", "!t"], 2, 9) == {"!s"}
+    assert ids(recent.member_events(["!r", "!s"], 0, 9)) == ["$!r1"]
+    recent.redact("!r", "$!r2", "$redaction")
+    held = recent.window("!r", after=1, upto=2, limit=1)
+    assert held is not None and held[0].redacted_by == "$redaction"
