@@ -16,7 +16,7 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, room_full_er
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.room_engine import MEMBER_LIMIT_TYPE, RoomEngine
 from storage import rooms as rooms_store
 from storage.database import Database
 
@@ -119,6 +119,7 @@ class RoomCreation:
         await send("m.room.join_rules", {"join_rule": join_rule}, "")
         await send("m.room.history_visibility", {"history_visibility": history}, "")
         await send("m.room.guest_access", {"guest_access": guest}, "")
+        await send(MEMBER_LIMIT_TYPE, {"max_members": self.engine.max_members}, "")
         for state in req.initial_state:
             await send(state["type"], state["content"], state["state_key"])
         if req.name is not None:

@@ -64,6 +64,10 @@ StateKey = tuple[str, str]
 _CREATE = ("m.room.create", "")
 _CREATE_ATTEMPTS = 5
 _SEATED = ("join", "invite")
+# The room's own member limit, a state event of this project's namespace written at creation so
+# that every server in the room can see it (the auth rules know of no limit).
+MEMBER_LIMIT_TYPE = "org.moot.room.member_limit"
+_MEMBER_LIMIT = (MEMBER_LIMIT_TYPE, "")
 _MEMBERSHIP_CACHE_USERS = 100_000
 # The most queued sends one transaction persists.
 _MAX_BATCH = 64
@@ -440,7 +444,7 @@ class RoomEngine:
             ) for r in batch
         ]
         keys = list(dict.fromkeys([
-            _CREATE, *(k for w in wanted for k in w),
+            _CREATE, _MEMBER_LIMIT, *(k for w in wanted for k in w),
             *((r.event_type, r.state_key) for r in batch if r.state_key is not None),
         ]))
         current = await state_store.get_current_state_for_keys(conn, room_id, keys)
@@ -466,7 +470,7 @@ class RoomEngine:
                     pdu, room_version, [state[k] for k in auth_types if k in state], state
                 )
                 _refuse_encryption_change(pdu, state)
-                await self._check_member_cap(conn, room_id, pdu)
+                await self._check_member_cap(conn, room_id, pdu, state)
             except MatrixError as e:
                 outcomes.append(e)
                 continue
@@ -531,19 +535,30 @@ class RoomEngine:
             metrics.EVENTS_REFUSED.labels("auth").inc()
             raise forbidden(str(e)) from None
 
+    def member_limit(self, state: Mapping[StateKey, Mapping[str, Any]]) -> int:
+        """The room's effective member limit: the lower of its own limit event and this
+        server's `rooms.max_members` (a limit event that is not a positive integer is ignored)."""
+        event = state.get(_MEMBER_LIMIT)
+        limit = event["content"].get("max_members") if event is not None else None
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return min(limit, self.max_members)
+        return self.max_members
+
     async def _check_member_cap(
-        self, conn: asyncpg.Connection, room_id: str, pdu: Mapping[str, Any]
+        self, conn: asyncpg.Connection, room_id: str, pdu: Mapping[str, Any],
+        state: Mapping[StateKey, Mapping[str, Any]],
     ) -> None:
-        """Refuse a join or invite that would seat more than max_members users."""
+        """Refuse a join or invite that would seat more users than the room's limit."""
         if pdu["type"] != "m.room.member" or pdu["content"].get("membership") not in _SEATED:
             return
         current = await state_store.get_membership(conn, room_id, pdu["state_key"])
         if current is not None and current["membership"] in _SEATED:
             return
+        limit = self.member_limit(state)
         seated = await state_store.count_members(conn, room_id, _SEATED)
-        if seated >= self.max_members:
+        if seated >= limit:
             metrics.EVENTS_REFUSED.labels("room_full").inc()
-            raise room_full_error(self.max_members)
+            raise room_full_error(limit)
 
     async def _store(
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,

@@ -131,3 +131,32 @@ async def test_configured_cap_of_five(
         if result[0] == 403:
             assert_full(result, 5)
     assert await seated(api, alice, room) == 5
+
+
+async def test_the_room_carries_its_limit_and_the_lower_limit_wins(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    """The limit is a state event every server in the room can read (content
+    `{"max_members": N}`, written at creation from `rooms.max_members`); the effective limit
+    is the lower of it and the local config."""
+    server = await make_homeserver(overrides={"rooms.max_members": 5})
+    api = MatrixApi(server.url, http)
+    alice, ann, ben = await register_all(api, "alice", "ann", "ben")
+    room = await api.create_room(alice, preset="public_chat")
+    limit_path = f"rooms/{room}/state/org.moot.room.member_limit"
+    assert await api.ok("GET", limit_path, token=alice.token) == {"max_members": 5}
+
+    # The room's own limit lowered to 2: alice and ann fit, ben does not.
+    await api.ok("PUT", limit_path, json={"max_members": 2}, token=alice.token)
+    assert (await join(api, ann, room))[0] == 200
+    assert_full(await join(api, ben, room), 2)
+    # A seat freed by a leave is taken again.
+    await api.ok("POST", f"rooms/{room}/leave", json={}, token=ann.token)
+    assert (await join(api, ben, room))[0] == 200
+
+    # Raised above the server's config, the config still caps it.
+    await api.ok("PUT", limit_path, json={"max_members": 100}, token=alice.token)
+    for invitee in (ann.user_id, *ghosts(alice, 2)):  # alice, ben + 3 = 5 seats
+        status, body = await act(api, alice, room, "invite", invitee)
+        assert status == 200, body
+    assert_full(await act(api, alice, room, "invite", "@x:" + api_server(alice)), 5)
