@@ -15,7 +15,7 @@ it never allocates, and its `current` moves only when told the writer's (`advanc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -59,12 +59,19 @@ class Slot:
     def restart(self) -> None:
         self.used = 0
 
+    @property
+    def last_written(self) -> int | None:
+        """The highest position the transaction wrote (None: it wrote none)."""
+        return self.reserved[self.used - 1] if self.used else None
+
 
 class StreamIdGenerator:
     def __init__(self, current: int) -> None:
         self._last_allocated = current
         self._committed = current
         self._in_flight: set[int] = set()
+        # Called after every write ends (committed or not): `current` may have moved.
+        self.on_release: list[Callable[[], None]] = []
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, table: str, column: str) -> StreamIdGenerator:
@@ -101,6 +108,9 @@ class StreamIdGenerator:
             self._in_flight.difference_update(slot.reserved)
             if committed and slot.used:
                 self._committed = max(self._committed, slot.reserved[slot.used - 1])
+            if slot.reserved:
+                for callback in self.on_release:
+                    callback()
 
     @property
     def current(self) -> int:

@@ -13,6 +13,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, not_found
 from homeserver.services.notifier import Notifier
+from homeserver.services.stream_wakes import StreamWakes
 from storage import account_data as account_data_store
 from storage.account_data import AccountData
 from storage.database import Database
@@ -28,6 +29,7 @@ class AccountDataService:
         self.db = db
         self.stream = stream
         self.notifier = notifier
+        self.wakes = StreamWakes(notifier, stream)
 
     async def set_by_client(
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
@@ -48,7 +50,7 @@ class AccountDataService:
                 ),
                 name="account_data",
             )
-        self.notifier.notify_users([user_id])
+        self.wakes.add(slot.last_written, [user_id])
 
     async def get(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any]:
         """The content, or M_NOT_FOUND when the user never set it."""

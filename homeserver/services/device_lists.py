@@ -23,6 +23,7 @@ import asyncpg
 
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_engine import RoomEngine
+from homeserver.services.stream_wakes import StreamWakes
 from homeserver.services.streams import StreamToken
 from storage import device_lists as store
 from storage import state as state_store
@@ -39,6 +40,7 @@ class DeviceListService:
         self.db = db
         self.gen = gen
         self.notifier = notifier
+        self.wakes = StreamWakes(notifier, gen)
         self.engine = engine
         # Told the user ID after every recorded change (caches keyed by a user's devices).
         self.on_change: list[Callable[[str], None]] = []
@@ -54,8 +56,8 @@ class DeviceListService:
         finally:  # the devices changed even if recording it failed
             for listener in self.on_change:
                 listener(user_id)
-        # Woken only after the position is released, so their /sync can read up to it.
-        self.notifier.notify_users(await self.db.run(lambda c: self._audience(c, user_id)))
+        audience = await self.db.run(lambda c: self._audience(c, user_id))
+        self.wakes.add(slot.last_written, audience)
 
     async def _membership_changes(
         self, conn: asyncpg.Connection, user_id: str, after: int, upto: int

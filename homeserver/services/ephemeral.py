@@ -21,6 +21,7 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_engine import RoomEngine
+from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
 from storage import receipts as receipts_store
 from storage.database import Database
@@ -140,6 +141,7 @@ class ReceiptsService:
         self.engine = engine
         self.stream = stream
         self.notifier = notifier
+        self.wakes = StreamWakes(notifier, stream)
         self.account_data = account_data
         # Told (user, room) after a receipt that moves where the user has read up to.
         self.on_read: list[Callable[[str, str], None]] = []
@@ -185,9 +187,9 @@ class ReceiptsService:
             listener(user_id, room_id)
         if PUBLIC_RECEIPT in receipts:
             members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
-            self.notifier.notify_users(members | {user_id})
+            self.wakes.add(slot.last_written, members | {user_id})
         else:
-            self.notifier.notify_users([user_id])
+            self.wakes.add(slot.last_written, [user_id])
 
     async def events(
         self, conn: asyncpg.Connection, user_id: str, room_ids: list[str], after: int, upto: int

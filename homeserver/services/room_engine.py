@@ -47,6 +47,7 @@ from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.notifier import Notifier
 from homeserver.services.recent_events import RecentEvents
+from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
 from storage import push as push_store
 from storage import rooms as rooms_store
@@ -196,8 +197,7 @@ class RoomEngine:
         # room -> the PDUs its write in progress has stored but not committed, so that what
         # reads state inside that transaction (push rules reading display names) finds them.
         self._staged: dict[str, dict[str, dict[str, Any]]] = {}
-        # (position, users) wake-ups waiting for `stream.current` to reach their position.
-        self._pending_wakes: list[tuple[int, set[str]]] = []
+        self._wakes = StreamWakes(notifier, stream, flush_on_release=False)
         self.observers: list[EventObserver] = []  # plugged in by app.py
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
 
@@ -326,7 +326,7 @@ class RoomEngine:
                 with self.stream.allocate() as slot:
                     return await self.db.transaction(lambda conn: body(conn, slot), name=name)
             except BaseException:
-                self._flush_wakes()  # positions released: other rooms' wake-ups may be due
+                self._wakes.flush()  # positions released: other rooms' wake-ups may be due
                 raise
 
     async def send(
@@ -632,19 +632,7 @@ class RoomEngine:
                     else:
                         members.discard(target)
             wakes.append((event.stream_ordering, to_wake))
-        self._pending_wakes.extend(wakes)
-        self._flush_wakes()
-
-    def _flush_wakes(self) -> None:
-        """Wake the users of every committed event readers can now see. An event that
-        committed while a lower position was still in flight waits here until that one
-        finishes; waking its users earlier would let their /sync read past nothing."""
-        current = self.stream.current
-        ready = [users for position, users in self._pending_wakes if position <= current]
-        if ready:
-            self._pending_wakes = [w for w in self._pending_wakes if w[0] > current]
-            for users in ready:
-                self.notifier.notify_users(users)
+        self._wakes.add_many(wakes)
 
 
 def _fail(batch: list[_SendRequest], error: Exception) -> None:

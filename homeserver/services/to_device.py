@@ -22,6 +22,7 @@ from homeserver.protocol.identifiers import server_name_of
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
 from homeserver.services.requester import Requester
+from homeserver.services.stream_wakes import StreamWakes
 from storage import to_device as to_device_store
 from storage.database import Database
 from storage.streams import Slot, StreamIdGenerator, advance_watermark
@@ -51,6 +52,7 @@ class ToDeviceService:
         self.server_name = server_name
         self.stream = stream
         self.notifier = notifier
+        self.wakes = StreamWakes(notifier, stream)
         # Devices handed messages they have not acknowledged yet, with the highest position
         # handed out: lets a sync whose stream did not move skip the query unless it acks.
         # Lost on restart, which only delays deleting acknowledged rows until the next message.
@@ -90,7 +92,7 @@ class ToDeviceService:
             recipients = await self.db.transaction(
                 lambda conn: store(conn, slot), name="send_to_device"
             )
-        self.notifier.notify_users(recipients)
+        self.wakes.add(slot.last_written, recipients)
 
     async def deliver(
         self, conn: asyncpg.Connection, requester: Requester, since: int, upto: int
