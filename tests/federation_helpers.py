@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import referencing
 from aiohttp import web
 
 from federation.addresses import IPAddress, ip_literal
@@ -24,7 +22,7 @@ from federation.stack import make_client
 from homeserver.config import FederationConfig
 from homeserver.protocol.signing import SigningKey
 from homeserver.setup import write_tls_certificate
-from tests.helpers import SPEC_API, _retrieve
+from tests.helpers import SPEC_API, validate_response
 
 SS_API = SPEC_API / "server-server"
 INSECURE = FederationConfig(verify_certificates=False, allow_private_addresses=True)
@@ -125,13 +123,5 @@ def validate_ss_response(
     schema_file: str, path: str, method: str, status: int, body: Any
 ) -> None:
     """Validate a body against the Server-Server OpenAPI definition of that response."""
-    file = SS_API / schema_file
-    pointer = "/".join(
-        part.replace("~", "~0").replace("/", "~1")
-        for part in ("paths", path, method.lower(), "responses", str(status), "content",
-                     "application/json", "schema")
-    )
-    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_retrieve)  # type: ignore[call-arg]
-    schema = {"$ref": f"{file.as_uri()}#/{pointer}"}
-    jsonschema.Draft202012Validator(schema, registry=registry).validate(body)
+    validate_response(schema_file, path, method, status, body, api=SS_API)
 

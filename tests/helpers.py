@@ -110,14 +110,15 @@ def _retrieve(uri: str) -> referencing.Resource[Any]:
 
 
 def validate_response(
-    schema_file: str, path: str, method: str, status: int, body: Any
+    schema_file: str, path: str, method: str, status: int, body: Any, api: Path = CS_API
 ) -> None:
-    """Validate a response body against the spec's OpenAPI definition of that response.
+    """Validate a response body against the spec's OpenAPI definition of that response (the
+    Client-Server API's unless `api` names another directory of definitions).
 
     The schema is reached by a JSON pointer into the OpenAPI file, so references inside the
     file (`#/components/...`) and to other files both resolve.
     """
-    file = CS_API / schema_file
+    file = api / schema_file
     pointer = "/".join(
         part.replace("~", "~0").replace("/", "~1")
         for part in ("paths", path, method.lower(), "responses", str(status), "content",
