@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect
+from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 from tests.integration.test_devices import login, password_auth, with_uia
 
 if TYPE_CHECKING:
@@ -282,12 +282,6 @@ async def test_account_endpoints_survive_arbitrary_bodies(
     alice = await api.register("alice")
     token = alice.token if with_token else None
     for kind, value in collect(bodies):
-        if kind == "raw":
-            status, body = await api.request(
-                method, path, raw=value, token=token,
-                headers={"Content-Type": "application/json"},
-            )
-        else:
-            status, body = await api.request(method, path, json=value, token=token)
+        status, body = await send_body(api, method, path, token, kind, value)
         assert_sane(status, body, (path, value))
     assert (await whoami_status(api, alice.token))[0] == 200

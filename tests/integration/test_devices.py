@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.helpers import PASSWORD, MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect
+from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 from tests.integration.test_keys import claim, query
 from tests.olm_device import OlmDevice
 
@@ -326,11 +326,5 @@ async def test_device_endpoints_survive_arbitrary_bodies(api: MatrixApi, endpoin
     method, template = endpoint.split(" ")
     path = template.format(device=quote(alice.device_id))
     for kind, value in collect(bodies):
-        if kind == "raw":
-            status, body = await api.request(
-                method, path, raw=value, token=alice.token,
-                headers={"Content-Type": "application/json"},
-            )
-        else:
-            status, body = await api.request(method, path, json=value, token=alice.token)
+        status, body = await send_body(api, method, path, alice.token, kind, value)
         assert_sane(status, body, (endpoint, value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect
+from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 
 VISIBILITY = "/directory/list/room/{roomId}"
 
@@ -202,11 +202,5 @@ async def test_write_endpoints_survive_arbitrary_bodies(api: MatrixApi) -> None:
                  ("POST", "user_directory/search")]
     for kind, value in collect(bodies):
         for method, path in endpoints:
-            if kind == "raw":
-                status, body = await api.request(
-                    method, path, raw=value, token=alice.token,
-                    headers={"Content-Type": "application/json"},
-                )
-            else:
-                status, body = await api.request(method, path, json=value, token=alice.token)
+            status, body = await send_body(api, method, path, alice.token, kind, value)
             assert_sane(status, body, (path, value))

@@ -9,7 +9,7 @@ import aiohttp
 
 from tests.conftest import MakeServer
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect
+from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 
 
 def status_path(user: User) -> str:
@@ -147,13 +147,5 @@ async def test_idle_users_go_offline_and_room_mates_hear_it(
 async def test_put_presence_survives_arbitrary_bodies(api: MatrixApi) -> None:
     alice = await api.register("alice")
     for kind, value in collect(bodies):
-        if kind == "raw":
-            status, body = await api.request(
-                "PUT", status_path(alice), raw=value, token=alice.token,
-                headers={"Content-Type": "application/json"},
-            )
-        else:
-            status, body = await api.request(
-                "PUT", status_path(alice), json=value, token=alice.token
-            )
+        status, body = await send_body(api, "PUT", status_path(alice), alice.token, kind, value)
         assert_sane(status, body, value)

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect, segments
+from tests.integration.test_bad_input import assert_sane, bodies, collect, segments, send_body
 
 RULES = "pushrules/global"
 GATEWAY = "https://push.example.org/_matrix/push/v1/notify"
@@ -367,13 +367,7 @@ async def test_write_endpoints_survive_arbitrary_bodies(
 ) -> None:
     alice = await api.register("alice")
     for kind, value in collect(bodies):
-        if kind == "raw":
-            status, body = await api.request(
-                method, path, raw=value, token=alice.token,
-                headers={"Content-Type": "application/json"},
-            )
-        else:
-            status, body = await api.request(method, path, json=value, token=alice.token)
+        status, body = await send_body(api, method, path, alice.token, kind, value)
         assert_sane(status, body, (path, value))
 
 
