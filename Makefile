@@ -6,8 +6,9 @@ VENV ?= .venv
 DATA ?= data
 SERVER_NAME ?= localhost:8448
 BIN = $(VENV)/bin
+SYNAPSE_VENV ?= bench/.synapse-venv
 
-.PHONY: run test lint install
+.PHONY: run test lint install synapse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +24,20 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Synapse from PyPI in its own venv: a federation peer for tests/interop/ (and bench/compare.sh).
+# The script is idempotent; touching the stamp keeps make from re-running it after an edit to it.
+$(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh
+	bash bench/synapse-venv.sh $(SYNAPSE_VENV)
+	touch $@
+
+synapse: $(SYNAPSE_VENV)/.installed
+
 run: $(VENV)/.installed
 	@test -f $(DATA)/homeserver.yaml || $(BIN)/python -m homeserver init \
 		--data-dir $(DATA) --server-name $(SERVER_NAME) --metrics-port 9108 --open-registration
 	$(BIN)/python -m homeserver run --config $(DATA)/homeserver.yaml
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test

@@ -81,12 +81,7 @@ if [[ ! -x "$MOOT_PY" ]]; then
     log "creating Moot's .venv (make install)"
     make -C "$ROOT" install >&2
 fi
-if [[ ! -x "$SYNAPSE_VENV/bin/synapse_homeserver" ]]; then
-    log "installing matrix-synapse into $SYNAPSE_VENV"
-    python3 -m venv "$SYNAPSE_VENV"
-    "$SYNAPSE_VENV/bin/pip" install --quiet --upgrade pip >&2
-    "$SYNAPSE_VENV/bin/pip" install --quiet 'matrix-synapse[postgres]' >&2
-fi
+bash "$ROOT/bench/synapse-venv.sh" "$SYNAPSE_VENV"
 SYNAPSE_VERSION="$("$SYNAPSE_VENV/bin/python" -c "from importlib.metadata import version; print(version('matrix-synapse'))")"
 createdb -E UTF8 --lc-collate=C --lc-ctype=C -T template0 "$SYNAPSE_DB"
 createdb -E UTF8 --lc-collate=C --lc-ctype=C -T template0 "$MOOT_DB"

@@ -9,7 +9,7 @@ authenticated only when every step passes, and every failure is a :class:`Reques
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +36,19 @@ class AuthenticatedRequest:
 
 
 class RequestAuthenticator:
-    """Verifies X-Matrix headers for ``server_name`` with keys from ``keyring``."""
+    """Verifies X-Matrix headers for ``server_name`` with keys from ``keyring``.
 
-    def __init__(self, server_name: str, keyring: Keyring) -> None:
+    ``on_peer_contact`` is told the origin of every request that authenticates: a peer that
+    reaches us is up, so the outbound sender can stop backing off from it.
+    """
+
+    def __init__(
+        self, server_name: str, keyring: Keyring, *,
+        on_peer_contact: Callable[[str], None] | None = None,
+    ) -> None:
         self.server_name = server_name
         self.keyring = keyring
+        self.on_peer_contact = on_peer_contact
 
     async def authenticate(
         self, method: str, uri: str, authorization: Iterable[str], body: bytes
@@ -70,4 +78,6 @@ class RequestAuthenticator:
             credentials, method=method, uri=uri, content=content,
             this_server=self.server_name, verify_key=key,
         )
+        if self.on_peer_contact is not None:
+            self.on_peer_contact(credentials.origin)
         return AuthenticatedRequest(credentials.origin, content)

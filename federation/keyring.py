@@ -103,7 +103,7 @@ class Keyring:
         if not _usable(stored, valid_at, for_requests):
             if stored is not None and for_requests and stored.expired_ts is not None:
                 raise KeyLookupError(f"{key_id} of {server_name} is an old key")
-            await self._refresh(server_name)
+            await self._refresh(server_name, key_id, valid_at)
             stored = await self._stored(server_name, key_id)
         if stored is None or not _usable(stored, valid_at, for_requests):
             why = self._last_errors.get(server_name)
@@ -124,7 +124,7 @@ class Keyring:
         if (stored is None or stored.valid_until_ts < minimum_valid_until_ts) and self._may_try(
             server_name
         ):
-            await self._fetch(server_name, use_notaries=False)
+            await self._fetch(server_name)
             stored = await self.db.run(lambda c: store.get_key_response(c, server_name))
         if stored is None:
             return None
@@ -145,18 +145,25 @@ class Keyring:
         self._last_attempt[server_name] = now
         return True
 
-    async def _refresh(self, server_name: str) -> None:
+    async def _refresh(self, server_name: str, key_id: str, valid_at: int) -> None:
         """Fetch the server's keys (origin, then notaries), sharing a fetch in flight."""
         task = self._inflight.get(server_name)
         if task is None:
             if not self._may_try(server_name):
                 return
-            task = asyncio.create_task(self._fetch(server_name, use_notaries=True))
+            # Notaries are asked for the key by ID with a minimum validity, both optional in
+            # the spec: Synapse fetches from the origin on a cache miss only for a query that
+            # names the key, and refuses criteria without the timestamp.
+            query = {key_id: {"minimum_valid_until_ts": valid_at}}
+            task = asyncio.create_task(self._fetch(server_name, notary_query=query))
             self._inflight[server_name] = task
             task.add_done_callback(lambda _t: self._inflight.pop(server_name, None))
         await asyncio.shield(task)
 
-    async def _fetch(self, server_name: str, *, use_notaries: bool) -> None:
+    async def _fetch(
+        self, server_name: str, *, notary_query: dict[str, Any] | None = None
+    ) -> None:
+        """From the server itself, then, with a ``notary_query``, from each notary."""
         errors: list[str] = []
         try:
             response = await self.client.get_json(server_name, KEY_PATH)
@@ -166,20 +173,25 @@ class Keyring:
             return
         except (FederationError, KeyResponseError) as e:
             errors.append(f"{server_name}: {e}")
-        for notary in self.notaries if use_notaries else ():
-            if notary == server_name:
-                continue
-            try:
-                if await self._fetch_via_notary(server_name, notary, errors):
-                    self._last_errors.pop(server_name, None)
-                    return
-            except (FederationError, KeyResponseError, KeyLookupError) as e:
-                errors.append(f"notary {notary}: {e}")
+        if notary_query is not None:
+            for notary in self.notaries:
+                if notary == server_name:
+                    continue
+                try:
+                    if await self._fetch_via_notary(server_name, notary, notary_query, errors):
+                        self._last_errors.pop(server_name, None)
+                        return
+                except (FederationError, KeyResponseError, KeyLookupError) as e:
+                    errors.append(f"notary {notary}: {e}")
         self._last_errors[server_name] = "; ".join(errors)
         log.warning("could not fetch the keys of %s: %s", server_name, "; ".join(errors))
 
-    async def _fetch_via_notary(self, server_name: str, notary: str, errors: list[str]) -> bool:
-        body = await self.client.post_json(notary, QUERY_PATH, {"server_keys": {server_name: {}}})
+    async def _fetch_via_notary(
+        self, server_name: str, notary: str, query: dict[str, Any], errors: list[str]
+    ) -> bool:
+        body = await self.client.post_json(
+            notary, QUERY_PATH, {"server_keys": {server_name: query}}
+        )
         entries = body.get("server_keys") if isinstance(body, dict) else None
         if not isinstance(entries, list):
             raise KeyResponseError("the notary's answer has no server_keys list")
@@ -217,7 +229,7 @@ class Keyring:
         """The notary's current key, asked of the notary itself (never of other notaries)."""
         stored = await self._stored(notary, key_id)
         if not _usable(stored, self._clock(), True) and self._may_try(notary):
-            await self._fetch(notary, use_notaries=False)
+            await self._fetch(notary)
             stored = await self._stored(notary, key_id)
         if stored is None or not _usable(stored, self._clock(), True):
             raise KeyLookupError(f"no valid key {key_id} of the notary {notary}")

@@ -1,7 +1,8 @@
-"""Answers to the federation query API about this server's users (`query/profile`).
+"""Answers to the federation query API about this server's users and aliases
+(`query/profile`, `query/directory`).
 
-server-server-api.md "Querying for information": peers ask only about users of the receiving
-server, so a user ID of another server is a bad request, not an unknown user.
+server-server-api.md "Querying for information": peers ask only about users and aliases of the
+receiving server, so an identifier of another server is a bad request, not an unknown one.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, invalid_param, not_found
-from homeserver.protocol.identifiers import parse_user_id
+from homeserver.protocol.identifiers import is_valid_room_alias, parse_user_id, server_name_of
 
 
 class ProfileSource(Protocol):
@@ -20,10 +21,27 @@ class ProfileSource(Protocol):
         ...
 
 
+class AliasSource(Protocol):
+    """Local aliases: the client API's rooms service fits."""
+
+    async def local_alias(self, alias: str) -> dict[str, Any]:
+        """{room_id, servers} of an alias of this server; MatrixError 404 when unknown."""
+        ...
+
+
 class FederationQueries:
-    def __init__(self, server_name: str, profiles: ProfileSource) -> None:
+    def __init__(self, server_name: str, profiles: ProfileSource, aliases: AliasSource) -> None:
         self.server_name = server_name
         self.profiles = profiles
+        self.aliases = aliases
+
+    async def room_alias(self, alias: str) -> dict[str, Any]:
+        """The room ID of a local alias and the servers likely to hold the room."""
+        if not is_valid_room_alias(alias):
+            raise invalid_param(f"{alias!r} is not a room alias")
+        if server_name_of(alias) != self.server_name:
+            raise invalid_param(f"{alias} is not an alias of this server")
+        return await self.aliases.local_alias(alias)
 
     async def profile(self, user_id: str, field: str | None) -> dict[str, Any]:
         """The public profile of a local user, or only ``field`` of it (404 if it is unset)."""

@@ -14,17 +14,28 @@ from aiohttp import web
 
 from federation.addresses import AddressPolicy
 from federation.api import federation_routes
-from federation.api.context import AUTHENTICATOR, NOTARY, OWN_KEYS, QUERIES
+from federation.api.context import (
+    AUTHENTICATOR,
+    DIRECTORY,
+    E2E_KEYS,
+    NOTARY,
+    OWN_KEYS,
+    QUERIES,
+)
 from federation.client import FederationClient
 from federation.discovery import DnsSrvResolver, HttpsWellKnownFetcher, ServerDiscovery, SrvResolver
 from federation.inbound_auth import RequestAuthenticator
 from federation.keyring import Keyring
 from federation.notary import Notary
 from federation.own_keys import OwnKeys
-from federation.queries import FederationQueries, ProfileSource
+from federation.queries import AliasSource, FederationQueries, ProfileSource
+from federation.remote_queries import FederationRemoteQueries
+from federation.sender import FederationSender
 from federation.transport import HostResolver, Transport
 from homeserver.config import FederationConfig
 from homeserver.protocol.signing import SigningKey, verify_key_of
+from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e_keys import E2EKeysService
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,11 @@ class Federation:
     own_keys: OwnKeys
     notary: Notary
     queries: FederationQueries
+    sender: FederationSender
+    directory: DirectoryService
+    e2e_keys: E2EKeysService
+    # What the client API's services ask other servers through (app.py plugs it in).
+    remote_queries: FederationRemoteQueries
 
     def install(self, app: web.Application) -> None:
         """Mount the Server-Server routes and what they call on the federation listener."""
@@ -47,9 +63,13 @@ class Federation:
         app[NOTARY] = self.notary
         app[AUTHENTICATOR] = self.authenticator
         app[QUERIES] = self.queries
+        app[DIRECTORY] = self.directory
+        app[E2E_KEYS] = self.e2e_keys
         app.add_routes(federation_routes())
 
     async def close(self) -> None:
+        """Stop the sender (its queue stays in the database), then close the connections."""
+        await self.sender.stop()
         await self.transport.close()
 
 
@@ -70,7 +90,8 @@ def make_client(
 
 def build_federation(
     server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
-    profiles: ProfileSource,
+    profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
+    e2e_keys: E2EKeysService,
 ) -> Federation:
     """Every federation component of one server; warns when a safety switch is off."""
     if not config.verify_certificates:
@@ -89,9 +110,15 @@ def build_federation(
         db, client, server_name=server_name, own_key_id=own_keys.key_id,
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
     )
+    sender = FederationSender(db, client, server_name)
     return Federation(
         transport=client.transport, discovery=client.discovery, client=client,
-        keyring=keyring, authenticator=RequestAuthenticator(server_name, keyring),
+        keyring=keyring,
+        authenticator=RequestAuthenticator(
+            server_name, keyring, on_peer_contact=sender.peer_is_back
+        ),
         own_keys=own_keys, notary=Notary(own_keys, keyring),
-        queries=FederationQueries(server_name, profiles),
+        queries=FederationQueries(server_name, profiles, aliases),
+        sender=sender,
+        directory=directory, e2e_keys=e2e_keys, remote_queries=FederationRemoteQueries(client),
     )

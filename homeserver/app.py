@@ -42,6 +42,7 @@ from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
+from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
@@ -160,6 +161,7 @@ class Homeserver:
     ports: dict[str, int] = field(default_factory=dict)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     federation: Federation | None = None
+    incoming: IncomingEvents | None = None  # the room engine's path for remote events
 
     async def start(self) -> None:
         if self.worker is None:
@@ -179,6 +181,7 @@ class Homeserver:
         engine, sync, accounts = core.engine, core.sync, core.accounts
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
+        self.incoming = IncomingEvents(engine)
         self._background.append(asyncio.create_task(sync.presence.run_idle_sweeper()))
         push = PushService(db, engine, sync.account_data, server_name, sync.unread)
         engine.observers.append(push)
@@ -193,7 +196,7 @@ class Homeserver:
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[TO_DEVICE] = sync.to_device
         client[KEY_BACKUP] = KeyBackupService(db)
-        client[DIRECTORY] = DirectoryService(db, engine)
+        client[DIRECTORY] = directory = DirectoryService(db, engine)
         client[SEARCH] = SearchService(db, engine)
         client[TAGS] = TagsService(sync.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter)
@@ -204,8 +207,16 @@ class Homeserver:
 
         federation = web.Application(middlewares=[matrix_middleware])
         self.federation = build_federation(
-            server_name, engine.signing_key, config.federation, db, accounts
+            server_name, engine.signing_key, config.federation, db, accounts,
+            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys,
         )
+        if listeners.federation.port is not None:
+            # Only a server that peers can reach (and fetch keys from) asks them anything.
+            remote = self.federation.remote_queries
+            core.e2e_keys.remote = accounts.remote = rooms.remote = remote
+        # Stopped by `federation.close()` in `stop`, before the pool closes.
+        engine.observers.append(self.federation.sender)
+        await self.federation.sender.start()
         self.federation.install(federation)
         if listeners.federation.port is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

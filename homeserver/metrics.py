@@ -25,6 +25,12 @@ SEND_BATCH_SIZE = Histogram(
 EVENTS_REFUSED = Counter(
     "moot_events_refused_total", "Events refused by the room engine, by reason", ["reason"]
 )
+EVENTS_SOFT_FAILED = Counter(
+    "moot_events_soft_failed_total",
+    "Remote events kept in the DAG but not applied, because they fail against the current "
+    "state (auth) or would seat more members than the room's limit (room_full)",
+    ["reason"],
+)
 SYNC_LONG_POLLS = Gauge("moot_sync_long_polls_in_flight", "/sync requests currently waiting")
 DB_POOL_SIZE = Gauge("moot_db_pool_connections", "Connections open in the database pool")
 DB_POOL_IN_USE = Gauge("moot_db_pool_connections_in_use", "Pool connections lent out")
@@ -44,4 +50,32 @@ REPLICATION_RESYNCS = Counter(
     "Stream-position catch-ups of a worker, by source (main: answered by the main process; "
     "database: read from PostgreSQL because the main process did not answer)",
     ["source"],
+)
+FEDERATION_QUEUED = Gauge(
+    "moot_federation_outbox_queued_items",
+    "PDUs plus EDUs queued for a destination server and not yet delivered", ["destination"],
+)
+FEDERATION_TRANSACTIONS_SENT = Counter(
+    "moot_federation_transactions_sent_total",
+    "Transactions a destination server accepted (200)", ["destination"],
+)
+FEDERATION_TRANSACTIONS_FAILED = Counter(
+    "moot_federation_transactions_failed_total",
+    "Transaction attempts that failed (unreachable, timeout, non-200 answer), dropped ones "
+    "included", ["destination"],
+)
+FEDERATION_TRANSACTIONS_DROPPED = Counter(
+    "moot_federation_transactions_dropped_total",
+    "Transactions given up because the destination refused them as malformed or too large "
+    "(400, 413): retrying could not succeed", ["destination"],
+)
+FEDERATION_BACKOFF_SECONDS = Gauge(
+    "moot_federation_backoff_seconds",
+    "The current retry delay of a destination server (0 while it is healthy)", ["destination"],
+)
+FEDERATION_PDU_AGE_SECONDS = Histogram(
+    "moot_federation_pdu_delivery_age_seconds",
+    "Time from queueing a PDU (the transaction that stored its event) to its delivery to a "
+    "destination server, by our own clock", ["destination"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
 )

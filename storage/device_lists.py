@@ -13,6 +13,15 @@ async def insert_change(conn: asyncpg.Connection, stream_id: int, user_id: str) 
     await conn.execute(INSERT_CHANGE, stream_id, user_id)
 
 
+GET_LATEST_CHANGE = "SELECT max(stream_id) FROM device_list_changes WHERE user_id = $1"
+
+
+async def get_latest_change(conn: asyncpg.Connection, user_id: str) -> int:
+    """The stream position of the user's last device-list change (0: none recorded)."""
+    position: int | None = await conn.fetchval(GET_LATEST_CHANGE, user_id)
+    return position or 0
+
+
 GET_CHANGED_USERS_SHARING = """
 SELECT DISTINCT c.user_id FROM device_list_changes c
 WHERE c.stream_id > $2 AND c.stream_id <= $3 AND (

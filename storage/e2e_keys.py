@@ -221,7 +221,8 @@ WHERE target_user_id = ANY($1) AND (signer_user_id = target_user_id OR signer_us
 
 
 async def get_signatures(
-    conn: asyncpg.Connection, target_user_ids: Sequence[str], viewer: str
+    conn: asyncpg.Connection, target_user_ids: Sequence[str], viewer: str | None
 ) -> list[asyncpg.Record]:
-    """Signatures on the users' keys that `viewer` may see: the owner's own, and the viewer's."""
+    """Signatures on the users' keys that `viewer` may see: the owner's own, and the viewer's
+    (None, for another server: the owner's own only)."""
     return list(await conn.fetch(GET_SIGNATURES, list(target_user_ids), viewer))

@@ -20,6 +20,20 @@ async def insert_room(
     await conn.execute(INSERT_ROOM, room_id, room_version, creator, created_ts, is_public)
 
 
+INSERT_ROOM_IF_ABSENT = INSERT_ROOM + " ON CONFLICT (room_id) DO NOTHING"
+
+
+async def insert_room_if_absent(
+    conn: asyncpg.Connection, room_id: str, room_version: str, creator: str, created_ts: int,
+    is_public: bool,
+) -> None:
+    """A room that lives on other servers, recorded when we join it (maybe not the first
+    time: a room we left and join again)."""
+    await conn.execute(
+        INSERT_ROOM_IF_ABSENT, room_id, room_version, creator, created_ts, is_public
+    )
+
+
 GET_ROOM_VERSION = "SELECT room_version FROM rooms WHERE room_id = $1"
 
 

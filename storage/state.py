@@ -230,3 +230,17 @@ WHERE room_id = $1 AND user_id = $2 AND membership IN ('leave', 'ban')
 async def forget_room(conn: asyncpg.Connection, room_id: str, user_id: str) -> bool:
     status: str = await conn.execute(FORGET_ROOM, room_id, user_id)
     return status.endswith(" 1")
+
+
+DELETE_CURRENT_STATE = """
+DELETE FROM current_state
+WHERE room_id = $1 AND (type, state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+"""
+
+
+async def delete_current_state(
+    conn: asyncpg.Connection, room_id: str, keys: Sequence[StateKey]
+) -> None:
+    """Drop entries from the current state (state resolution may leave a key unset)."""
+    if keys:
+        await conn.execute(DELETE_CURRENT_STATE, room_id, *_columns(keys))

@@ -30,6 +30,10 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrations import migrate
 from tests.helpers import MatrixApi
 
+# The multi-server harness (`peers`, `peer_http`) and a real Synapse as a peer (`synapse`), for
+# any test module that asks for them.
+pytest_plugins = ["tests.federation_peers", "tests.synapse_peer"]
+
 TEMPLATE_DB = f"moot_template_{os.getpid()}"
 
 

@@ -56,6 +56,8 @@ class StandIn:
     tls_dir: Path
     port: int = 0
     handlers: dict[str, Handler] = field(default_factory=dict)
+    # For paths with a variable tail (a txnId...): the first prefix the path starts with.
+    prefix_handlers: dict[str, Handler] = field(default_factory=dict)
     requests: list[web.Request] = field(default_factory=list)
     runner: web.AppRunner | None = None
 
@@ -84,7 +86,9 @@ class StandIn:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request)
-        handler = self.handlers.get(request.path)
+        handler = self.handlers.get(request.path) or next(
+            (h for p, h in self.prefix_handlers.items() if request.path.startswith(p)), None
+        )
         if handler is None:
             return web.json_response({"errcode": "M_UNRECOGNIZED"}, status=404)
         return await handler(request)

@@ -8,8 +8,12 @@ from federation.inbound_auth import RequestAuthenticator
 from federation.notary import Notary
 from federation.own_keys import OwnKeys
 from federation.queries import FederationQueries
+from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e_keys import E2EKeysService
 
 OWN_KEYS = web.AppKey("own_keys", OwnKeys)
 NOTARY = web.AppKey("notary", Notary)
 AUTHENTICATOR = web.AppKey("authenticator", RequestAuthenticator)
 QUERIES = web.AppKey("queries", FederationQueries)
+DIRECTORY = web.AppKey("directory", DirectoryService)
+E2E_KEYS = web.AppKey("e2e_keys", E2EKeysService)

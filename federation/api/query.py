@@ -1,4 +1,5 @@
-"""`GET /_matrix/federation/v1/query/profile`: a local user's profile, for signed requests."""
+"""The federation query API, for signed requests: `query/profile` (a local user's profile)
+and `query/directory` (what a local alias points to)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,12 @@ async def query_profile(request: web.Request, auth: AuthenticatedRequest) -> web
         raise MatrixError(400, "M_MISSING_PARAM", "'user_id' is required")
     field = request.query.get("field")
     return json_response(await request.app[QUERIES].profile(user_id, field))
+
+
+@routes.get("/_matrix/federation/v1/query/directory")
+@authenticated
+async def query_directory(request: web.Request, auth: AuthenticatedRequest) -> web.Response:
+    alias = request.query.get("room_alias")
+    if alias is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "'room_alias' is required")
+    return json_response(await request.app[QUERIES].room_alias(alias))

@@ -67,23 +67,27 @@ async def get_public_rooms(request: web.Request) -> web.Response:
     return json_response(await request.app[DIRECTORY].public_rooms(query))
 
 
-@routes.post(PREFIX + "/publicRooms")
-async def query_public_rooms(request: web.Request) -> web.Response:
-    await require_requester(request)
-    _check_server(request)
-    body = await read_json_body(request)
+def public_rooms_query(body: dict[str, Any]) -> PublicRoomsQuery:
+    """The body of `POST /publicRooms`, which the federation API takes in the same shape."""
     flt = field_obj(body, "filter") or {}
     include_all = field_bool(body, "include_all_networks")
     instance = field_str(body, "third_party_instance_id")
     if include_all and instance is not None:
         raise invalid_param("third_party_instance_id cannot be used with include_all_networks")
-    query = PublicRoomsQuery(
+    return PublicRoomsQuery(
         limit=_body_int(body, "limit", DEFAULT_ROOMS_LIMIT, MAX_ROOMS_LIMIT),
         since=field_str(body, "since"),
         search_term=field_str(flt, "generic_search_term"),
         room_types=_room_types(flt.get("room_types")),
         third_party_instance_id=instance,
     )
+
+
+@routes.post(PREFIX + "/publicRooms")
+async def query_public_rooms(request: web.Request) -> web.Response:
+    await require_requester(request)
+    _check_server(request)
+    query = public_rooms_query(await read_json_body(request))
     return json_response(await request.app[DIRECTORY].public_rooms(query))
 
 

@@ -22,7 +22,7 @@ from homeserver.api.http import (
     read_json_body,
 )
 from homeserver.errors import MatrixError, bad_json
-from homeserver.services.e2e_keys import KeyUpload
+from homeserver.services.e2e_keys import DEFAULT_REMOTE_TIMEOUT_S, KeyUpload
 from homeserver.services.streams import StreamToken
 
 routes = web.RouteTableDef()
@@ -44,10 +44,13 @@ def _require_obj(body: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _check_timeout(body: dict[str, Any]) -> None:
-    """`timeout` only bounds waiting for remote servers, which are never asked (yet)."""
-    if "timeout" in body and not is_json_number(body["timeout"]):
+def _timeout_s(body: dict[str, Any]) -> float:
+    """`timeout` (ms): how long to wait for other servers; at most the default."""
+    if "timeout" not in body:
+        return DEFAULT_REMOTE_TIMEOUT_S
+    if not is_json_number(body["timeout"]):
         raise bad_json("'timeout' must be a number of milliseconds")
+    return float(max(0.0, min(body["timeout"] / 1000, DEFAULT_REMOTE_TIMEOUT_S)))
 
 
 def _objects_of(value: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
@@ -82,24 +85,24 @@ async def upload_keys(request: web.Request) -> web.Response:
 async def query_keys(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     body = await read_json_body(request)
-    _check_timeout(body)
+    timeout_s = _timeout_s(body)
     wanted = _require_obj(body, "device_keys")
     for user_id, devices in wanted.items():
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
             raise bad_json(f"'device_keys' of {user_id} must be an array of device IDs")
-    return json_response(await request.app[E2E_KEYS].query(requester, wanted))
+    return json_response(await request.app[E2E_KEYS].query(requester, wanted, timeout_s))
 
 
 @routes.post(PREFIX + "/keys/claim")
 async def claim_keys(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     body = await read_json_body(request)
-    _check_timeout(body)
+    timeout_s = _timeout_s(body)
     wanted = _objects_of(_require_obj(body, "one_time_keys"), "one_time_keys")
     for user_id, devices in wanted.items():
         if not all(isinstance(algorithm, str) for algorithm in devices.values()):
             raise bad_json(f"'one_time_keys' of {user_id} must map device IDs to algorithms")
-    return json_response(await request.app[E2E_KEYS].claim(requester, wanted))
+    return json_response(await request.app[E2E_KEYS].claim(requester, wanted, timeout_s))
 
 
 @routes.get(PREFIX + "/keys/changes")

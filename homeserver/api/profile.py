@@ -41,13 +41,13 @@ def _key_name(request: web.Request) -> str:
 
 @routes.get(PREFIX + "/profile/{userId}")
 async def get_profile(request: web.Request) -> web.Response:
-    return json_response(await request.app[ACCOUNTS].get_profile(_user_id(request)))
+    return json_response(await request.app[ACCOUNTS].lookup_profile(_user_id(request)))
 
 
 @routes.get(PREFIX + "/profile/{userId}/{keyName}")
 async def get_profile_field(request: web.Request) -> web.Response:
     user_id, key = _user_id(request), _key_name(request)
-    profile = await request.app[ACCOUNTS].get_profile(user_id)
+    profile = await request.app[ACCOUNTS].lookup_profile(user_id)
     if key not in profile:
         raise not_found(f"This user has no {key!r} in their profile")
     return json_response({key: profile[key]})

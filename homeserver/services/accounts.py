@@ -46,6 +46,7 @@ from storage.database import Database
 
 if TYPE_CHECKING:
     from homeserver.services.device_lists import DeviceListService
+    from homeserver.services.remote_queries import RemoteQueries
 
 TOKEN_PREFIX = "mat_"
 REFRESH_TOKEN_PREFIX = "mar_"
@@ -99,6 +100,8 @@ class AccountsService:
         self._ratelimiter = ratelimiter
         self._passwords = Passwords()
         self._tokens = TokenCache(clock)
+        # Other servers' profiles are asked of them (plugged in by app.py with federation).
+        self.remote: RemoteQueries | None = None
 
     @property
     def server_name(self) -> str:
@@ -392,6 +395,13 @@ class AccountsService:
         if row is None:
             raise not_found("Profile not found")
         return {key: row[key] for key in ("displayname", "avatar_url") if row[key] is not None}
+
+    async def lookup_profile(self, user_id: str) -> dict[str, Any]:
+        """The profile a client asks for: a user of another server's from their server (as
+        `get_profile` without federation)."""
+        if self.remote is not None and parse_user_id(user_id)[1] != self.server_name:
+            return await self.remote.profile(user_id)
+        return await self.get_profile(user_id)
 
     async def set_displayname(self, requester: Requester, user_id: str, name: str) -> None:
         self._check_profile_write(requester, user_id, "displayname", name, MAX_DISPLAYNAME_LENGTH)

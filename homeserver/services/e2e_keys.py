@@ -29,14 +29,17 @@ from homeserver.services.e2e_checks import (
     public_key_of,
 )
 from homeserver.services.fill_cache import FillCache
+from homeserver.services.remote_queries import RemoteQueries, ask_each
 from homeserver.services.requester import Requester
 from homeserver.services.streams import StreamToken
+from storage import device_lists as device_lists_store
 from storage import e2e_keys as store
 from storage.database import Database
 
 DEFAULT_OTK_ALGORITHM = "signed_curve25519"
 CROSS_SIGNING_TYPES = ("master", "self_signing", "user_signing")
-UNREACHABLE = {"errcode": "M_UNKNOWN", "error": "Federation is not available on this server"}
+# How long /keys/query and /keys/claim wait for other servers when the client does not say.
+DEFAULT_REMOTE_TIMEOUT_S = 10.0
 _NO_KEYS = store.KeyCounts({}, [])
 _COUNTS_CACHE_USERS = 100_000
 
@@ -50,10 +53,13 @@ class KeyUpload:
     fallback_keys: dict[str, Any] = field(default_factory=dict)
 
 
-def split_by_server(user_ids: list[str], server_name: str) -> tuple[list[str], set[str]]:
-    """(local user IDs, remote server names); a malformed user ID is M_INVALID_PARAM."""
+def split_by_server(
+    user_ids: list[str], server_name: str
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(local user IDs, remote server name -> its user IDs); a malformed user ID is
+    M_INVALID_PARAM."""
     local: list[str] = []
-    remote: set[str] = set()
+    remote: dict[str, list[str]] = {}
     for user_id in user_ids:
         try:
             _, server = parse_user_id(user_id)
@@ -62,7 +68,7 @@ def split_by_server(user_ids: list[str], server_name: str) -> tuple[list[str], s
         if server == server_name:
             local.append(user_id)
         else:
-            remote.add(server)
+            remote.setdefault(server, []).append(user_id)
     return local, remote
 
 
@@ -87,10 +93,15 @@ def _key_entries(keys: Mapping[str, Any], what: str) -> list[tuple[str, str, Any
 
 
 class E2EKeysService:
-    def __init__(self, db: Database, server_name: str, device_lists: DeviceListService) -> None:
+    def __init__(
+        self, db: Database, server_name: str, device_lists: DeviceListService,
+        remote: RemoteQueries | None = None,
+    ) -> None:
         self.db = db
         self.server_name = server_name
         self.device_lists = device_lists
+        # Other servers' users' keys are asked of their servers; None: reported as failures.
+        self.remote = remote
         # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
         # change of the user's devices (a device deleted and logged in again starts at zero).
         self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(_COUNTS_CACHE_USERS)
@@ -210,9 +221,31 @@ class E2EKeysService:
 
     # ---- /keys/query --------------------------------------------------------------------------
 
-    async def query(self, requester: Requester, wanted: dict[str, list[str]]) -> dict[str, Any]:
-        """Device keys and cross-signing keys of the users, with visible signatures merged."""
+    async def query(
+        self, requester: Requester, wanted: dict[str, list[str]],
+        timeout_s: float = DEFAULT_REMOTE_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        """Device keys and cross-signing keys of the users, with visible signatures merged;
+        other servers' users are asked of their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
+        body = await self.local_keys({u: wanted[u] for u in local}, requester.user_id)
+        answers, failures = await ask_each(
+            self.remote, remote,
+            lambda peer, server, users: peer.query_keys(server, {u: wanted[u] for u in users}),
+            timeout_s,
+        )
+        for answer in answers.values():
+            for field_name in ("device_keys", "master_keys", "self_signing_keys"):
+                body[field_name].update(answer.get(field_name, {}))
+        return {"failures": failures, **body}
+
+    async def local_keys(
+        self, wanted: dict[str, list[str]], viewer: str | None
+    ) -> dict[str, Any]:
+        """{device_keys, master_keys, self_signing_keys, user_signing_keys} of local users
+        (device IDs, empty for all), with the signatures ``viewer`` may see (None: another
+        server, which sees the owners' own signatures only)."""
+        local = list(wanted)
 
         async def read(
             conn: asyncpg.Connection,
@@ -220,7 +253,7 @@ class E2EKeysService:
             return (
                 await store.get_users_device_keys(conn, local),
                 await store.get_cross_signing_keys(conn, local, CROSS_SIGNING_TYPES),
-                await store.get_signatures(conn, local, requester.user_id),
+                await store.get_signatures(conn, local, viewer),
             )
 
         devices, cross_signing, signature_rows = await self.db.run(read)
@@ -239,29 +272,63 @@ class E2EKeysService:
             )
             device_keys[user_id][device_id] = keys
         body: dict[str, Any] = {
-            "failures": {server: dict(UNREACHABLE) for server in remote},
             "device_keys": device_keys,
             "master_keys": {}, "self_signing_keys": {}, "user_signing_keys": {},
         }
         for (user_id, key_type), key in cross_signing.items():
-            if key_type == "user_signing" and user_id != requester.user_id:
+            if key_type == "user_signing" and user_id != viewer:
                 continue  # a user-signing key is only ever shown to its owner
             key_sigs = signatures.get((user_id, public_key_of(key)), [])
             body[f"{key_type}_keys"][user_id] = merge_signatures(key, key_sigs)
         return body
 
+    async def user_devices(self, user_id: str) -> dict[str, Any]:
+        """Federation `user/devices`: a local user's devices that have keys, their
+        cross-signing keys, and the device-list position the answer is current at (read
+        first, so that a change racing this read comes with a later position)."""
+        stream_id = await self.db.run(
+            lambda conn: device_lists_store.get_latest_change(conn, user_id)
+        )
+        keys = await self.local_keys({user_id: []}, None)
+        devices = []
+        for device_id, device in keys["device_keys"][user_id].items():
+            unsigned = device.pop("unsigned")
+            devices.append({"device_id": device_id, "keys": device, **unsigned})
+        body: dict[str, Any] = {"user_id": user_id, "stream_id": stream_id, "devices": devices}
+        for key_type in ("master", "self_signing"):
+            if user_id in keys[f"{key_type}_keys"]:
+                body[f"{key_type}_key"] = keys[f"{key_type}_keys"][user_id]
+        return body
+
     # ---- /keys/claim --------------------------------------------------------------------------
 
     async def claim(
-        self, requester: Requester, wanted: dict[str, dict[str, str]]
+        self, requester: Requester, wanted: dict[str, dict[str, str]],
+        timeout_s: float = DEFAULT_REMOTE_TIMEOUT_S,
     ) -> dict[str, Any]:
-        """One key per requested device: a one-time key if any is left, else the fallback key."""
+        """One key per requested device: a one-time key if any is left, else the fallback key;
+        other servers' users' keys are claimed from their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
+        claimed = await self.claim_local({u: wanted[u] for u in local})
+        answers, failures = await ask_each(
+            self.remote, remote,
+            lambda peer, server, users: peer.claim_keys(server, {u: wanted[u] for u in users}),
+            timeout_s,
+        )
+        for answer in answers.values():
+            claimed.update(answer)
+        return {"failures": failures, "one_time_keys": claimed}
+
+    async def claim_local(
+        self, wanted: dict[str, dict[str, str]]
+    ) -> dict[str, dict[str, Any]]:
+        """Claim keys of local users (user -> device -> algorithm), for a client of this
+        server or another server: user -> device -> {"<algorithm>:<key_id>": key}."""
 
         async def txn(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
             claimed: dict[str, dict[str, Any]] = {}
-            for user_id in local:
-                for device_id, algorithm in wanted[user_id].items():
+            for user_id, devices in wanted.items():
+                for device_id, algorithm in devices.items():
                     row = await store.claim_one_time_key(conn, user_id, device_id, algorithm)
                     if row is None:
                         row = await store.claim_fallback_key(conn, user_id, device_id, algorithm)
@@ -274,10 +341,7 @@ class E2EKeysService:
         claimed = await self.db.transaction(txn, name="keys_claim")
         for user_id in claimed:
             self._counts_changed(user_id)
-        return {
-            "failures": {server: dict(UNREACHABLE) for server in remote},
-            "one_time_keys": claimed,
-        }
+        return claimed
 
     # ---- device lists and counts --------------------------------------------------------------
 

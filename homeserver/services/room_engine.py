@@ -44,11 +44,13 @@ from homeserver.protocol.errors import (
     InvalidEventError,
 )
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
+from homeserver.services import room_state
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.notifier import Notifier
 from homeserver.services.recent_events import RecentEvents
 from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
+from storage import outbox as outbox_store
 from storage import push as push_store
 from storage import rooms as rooms_store
 from storage import search as search_store
@@ -72,6 +74,8 @@ _MEMBER_LIMIT = (MEMBER_LIMIT_TYPE, "")
 _MEMBERSHIP_CACHE_USERS = 100_000
 # The most queued sends one transaction persists.
 _MAX_BATCH = 64
+# The most forward extremities one local event merges (the spec allows 20 prev_events).
+_MAX_PREV_EVENTS = 20
 T = TypeVar("T")
 
 
@@ -82,6 +86,9 @@ class PersistedEvent:
     stream_ordering: int
     stored: StoredEvent
     previous_position: int | None  # of the room's event before it (None: the first)
+    # This server sends it to the other servers in the room: its own events, and the joins,
+    # leaves and knocks that reached the room through this server (send_join and friends).
+    federate: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +131,22 @@ class EventWrites:
     notifications: list[NotificationGroup] = field(default_factory=list)
     client_txns: list[tuple[ClientTxnKey, str]] = field(default_factory=list)
     searchable: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
+    outbound: list[tuple[str, str]] = field(default_factory=list)  # (destination, event_id)
 
     async def flush(
-        self, conn: asyncpg.Connection, room_id: str, extremity_replaced: Sequence[str]
+        self, conn: asyncpg.Connection, room_id: str, extremity_replaced: Sequence[str] | None
     ) -> None:
+        """`extremity_replaced`: the forward extremities the last event replaces (None: the
+        caller maintains the extremities itself, as the path for remote events does)."""
         if not self.events:
             return
         await events_store.insert_events(conn, self.events)
+        await outbox_store.insert_pdus(conn, self.outbound)
         await search_store.index_events(conn, self.searchable)
-        await events_store.replace_forward_extremities(
-            conn, room_id, extremity_replaced, self.events[-1].stored.event_id
-        )
+        if extremity_replaced is not None:
+            await events_store.replace_forward_extremities(
+                conn, room_id, extremity_replaced, self.events[-1].stored.event_id
+            )
         await push_store.insert_notifications(conn, self.notifications)
         await rooms_store.insert_client_txns(
             conn, self.client_txns, self.events[-1].origin_server_ts
@@ -253,6 +265,18 @@ class RoomEngine:
 
         return await self._memberships.get_or_load(user_id, load)
 
+    def remember_room(self, room_id: str, room_version: RoomVersion) -> None:
+        """A room this server just learnt of (joining it over federation)."""
+        self._versions[room_id] = room_version
+
+    def memberships_resolved(self, room_id: str, user_ids: set[str]) -> None:
+        """State resolution changed these users' memberships of the room in ways no single
+        event says: drop what is cached about them and the room's members."""
+        self._joined.pop(room_id, None)
+        self._member_epochs[room_id] += 1
+        for user_id in user_ids:
+            self.memberships_changed(user_id)
+
     def forget_memberships(self) -> None:
         """Drop every cached membership (changes by another process may have been missed)."""
         self._memberships.clear()
@@ -287,7 +311,7 @@ class RoomEngine:
                     depth=1, origin_server_ts=ts,
                 )
             try:
-                persisted = await self._write(
+                persisted = await self.write(
                     room_id, "create_room",
                     partial(self._persist_create, room_id, room_version, pdu, is_public),
                 )
@@ -295,7 +319,7 @@ class RoomEngine:
                 continue
             self._versions[room_id] = room_version
             self._joined.setdefault(room_id, set())
-            self._after_persist(room_id, persisted)
+            self.after_persist(room_id, persisted)
             return room_id
         raise MatrixError(503, "M_UNKNOWN", "Could not allocate a room ID; try again")
 
@@ -315,11 +339,11 @@ class RoomEngine:
         await writes.flush(conn, room_id, [])
         return persisted
 
-    async def _write(
+    async def write(
         self, room_id: str, name: str, body: Callable[[asyncpg.Connection, Slot], Awaitable[T]],
     ) -> T:
         """Run one room write: serialized per room, with stream positions held past commit.
-        After a success the caller must call `_after_persist`, which wakes readers once the
+        After a success the caller must call `after_persist`, which wakes readers once the
         caches know the new events."""
         async with self._room_locks[room_id]:
             try:
@@ -386,7 +410,7 @@ class RoomEngine:
     async def _send_batch(self, room_id: str, batch: list[_SendRequest]) -> None:
         metrics.SEND_BATCH_SIZE.observe(len(batch))
         try:
-            outcomes, writes = await self._write(
+            outcomes, writes = await self.write(
                 room_id, "send_events",
                 lambda conn, slot: self._send_batch_txn(conn, room_id, batch, slot),
             )
@@ -411,7 +435,7 @@ class RoomEngine:
         for observer in self.observers:
             observer.committed(writes)
         persisted = [o for o in outcomes if isinstance(o, PersistedEvent)]
-        self._after_persist(room_id, *persisted)
+        self.after_persist(room_id, *persisted)
         for request, outcome in zip(batch, outcomes, strict=True):
             if request.done.done():
                 continue
@@ -430,14 +454,10 @@ class RoomEngine:
         if not await rooms_store.lock_room(conn, room_id):
             raise not_found(f"Unknown room {room_id}")
         # The members as of each event of the batch (push rules notify them), from the cache
-        # _after_persist updates and wakes from.
+        # after_persist updates and wakes from.
         members = set(await self.joined_members(conn, room_id))
-        extremities = await events_store.get_forward_extremities(conn, room_id)
-        if len(extremities) != 1:
-            # Only federation can fork a room; state resolution joins that path.
-            raise MatrixError(500, "M_UNKNOWN", "Room has a forked DAG; cannot send yet")
-        head = extremities[0]
-        first_prev = head.event_id
+        replaced, head = await self._head(conn, room_id, room_version)
+        prev_events = replaced
         wanted = [
             auth_rules.auth_types_for_event(
                 r.event_type, r.sender, r.state_key, r.content, room_version
@@ -462,7 +482,7 @@ class RoomEngine:
             try:
                 pdu = self._build(
                     room_version, room_id, request.sender, request.event_type, request.content,
-                    request.state_key, [head.event_id],
+                    request.state_key, prev_events,
                     [current[k] for k in auth_types if k in current],
                     depth=head.depth + 1, redacts=request.redacts,
                 )
@@ -496,9 +516,34 @@ class RoomEngine:
             head = events_store.Extremity(
                 stored.event_id, stored.depth, stored.state_group, stored.stream_ordering
             )
+            prev_events = [stored.event_id]
             outcomes.append(persisted)
-        await writes.flush(conn, room_id, [first_prev])
+        await writes.flush(conn, room_id, replaced)
         return outcomes, writes
+
+    async def _head(
+        self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion
+    ) -> tuple[list[str], events_store.Extremity]:
+        """What a new local event builds on: the forward extremities it will replace (its
+        prev_events) and one stand-in extremity with their depth, newest position and a state
+        group of the room's current state. Where the DAG forked, the current state is the
+        resolution of the heads' states (kept so by the path for remote events), so the merge
+        needs no resolution here: one event referencing up to twenty heads closes the fork."""
+        extremities = await events_store.get_forward_extremities(conn, room_id)
+        if not extremities:
+            raise not_found(f"This server has no events of room {room_id}")
+        if len(extremities) == 1:
+            return [extremities[0].event_id], extremities[0]
+        heads = sorted(extremities, key=lambda e: (-e.depth, e.event_id))[:_MAX_PREV_EVENTS]
+        base = next((h.state_group for h in heads if h.state_group is not None), None)
+        base_state = await state_store.get_state(conn, base) if base is not None else {}
+        group = await room_state.state_group_for(
+            conn, room_id, base, base_state, await state_store.get_current_state(conn, room_id)
+        )
+        positions = [h.stream_ordering for h in heads if h.stream_ordering is not None]
+        return [h.event_id for h in heads], events_store.Extremity(
+            heads[0].event_id, heads[0].depth, group, max(positions, default=None)
+        )
 
     def _build(
         self, room_version: RoomVersion, room_id: str | None, sender: str, event_type: str,
@@ -514,7 +559,7 @@ class RoomEngine:
                 server_name=self.server_name, signing_key=self.signing_key, redacts=redacts,
             )
         except InvalidEventError as e:
-            raise _format_error(e) from None
+            raise format_error(e) from None
         return pdu
 
     def _check(
@@ -527,7 +572,7 @@ class RoomEngine:
         try:
             auth_rules.check_event_format(pdu, room_version)
         except InvalidEventError as e:
-            raise _format_error(e) from None
+            raise format_error(e) from None
         try:
             auth_rules.check_auth_events_selection(pdu, auth_events, room_version)
             auth_rules.check_auth_rules(pdu, state_before, room_version)
@@ -549,16 +594,25 @@ class RoomEngine:
         state: Mapping[StateKey, Mapping[str, Any]],
     ) -> None:
         """Refuse a join or invite that would seat more users than the room's limit."""
-        if pdu["type"] != "m.room.member" or pdu["content"].get("membership") not in _SEATED:
-            return
-        current = await state_store.get_membership(conn, room_id, pdu["state_key"])
-        if current is not None and current["membership"] in _SEATED:
-            return
-        limit = self.member_limit(state)
-        seated = await state_store.count_members(conn, room_id, _SEATED)
-        if seated >= limit:
+        limit = await self.exceeded_member_limit(conn, room_id, pdu, state)
+        if limit is not None:
             metrics.EVENTS_REFUSED.labels("room_full").inc()
             raise room_full_error(limit)
+
+    async def exceeded_member_limit(
+        self, conn: asyncpg.Connection, room_id: str, pdu: Mapping[str, Any],
+        state: Mapping[StateKey, Mapping[str, Any]],
+    ) -> int | None:
+        """The room's limit when `pdu` is a join or invite that would seat one user too many
+        against the current memberships (None: it takes no seat, or one is free)."""
+        if pdu["type"] != "m.room.member" or pdu["content"].get("membership") not in _SEATED:
+            return None
+        current = await state_store.get_membership(conn, room_id, pdu["state_key"])
+        if current is not None and current["membership"] in _SEATED:
+            return None
+        limit = self.member_limit(state)
+        seated = await state_store.count_members(conn, room_id, _SEATED)
+        return limit if seated >= limit else None
 
     async def _store(
         self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
@@ -567,18 +621,39 @@ class RoomEngine:
         members: set[str], replaces_state: str | None = None,
         previous_position: int | None = None,
     ) -> PersistedEvent:
-        """Stage the event's rows in `writes`; state changes are written at once, so that the
-        next event of a batch (a member cap count, a state group) reads them."""
+        """Stage a local event on top of the current state, which it then changes; state
+        changes are written at once, so that the next event of a batch (a member cap count, a
+        state group) reads them."""
         event_id = hashing.compute_event_id(pdu, room_version)
         state_key = pdu.get("state_key")
-        key = (pdu["type"], state_key) if state_key is not None else None
         group = prev_group
-        if key is not None:
+        if state_key is not None:
+            key = (pdu["type"], state_key)
             group = await state_store.insert_state_group(conn, room_id, prev_group, {key: event_id})
+            await state_store.upsert_current_state(conn, room_id, key, event_id)
+            if pdu["type"] == "m.room.member":
+                await state_store.upsert_membership(
+                    conn, room_id, key[1], pdu["content"]["membership"], event_id, position,
+                )
+        return await self.stage(
+            conn, room_id, pdu, event_id, group, position, state_before, writes,
+            members=members, replaces_state=replaces_state,
+            previous_position=previous_position,
+        )
+
+    async def stage(
+        self, conn: asyncpg.Connection, room_id: str, pdu: dict[str, Any], event_id: str,
+        state_group: int | None, position: int,
+        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites, *,
+        members: set[str], replaces_state: str | None, previous_position: int | None,
+        federate: bool = True,
+    ) -> PersistedEvent:
+        """Stage the rows of an accepted timeline event, local or remote, in `writes`, and
+        tell the observers (push rules, the federation outbox)."""
         stored = StoredEvent(
             event_id=event_id, room_id=room_id, stream_ordering=position, depth=pdu["depth"],
-            type=pdu["type"], state_key=state_key, sender=pdu["sender"],
-            json=encode_canonical_json(pdu).decode(), state_group=group, rejected=False,
+            type=pdu["type"], state_key=pdu.get("state_key"), sender=pdu["sender"],
+            json=encode_canonical_json(pdu).decode(), state_group=state_group, rejected=False,
             replaces_state=replaces_state, redacted_by=None,
         )
         writes.events.append(events_store.NewEvent(
@@ -586,19 +661,15 @@ class RoomEngine:
         ))
         if pdu["type"] in search_store.SEARCHABLE:
             writes.searchable.append((event_id, room_id, position, pdu))
-        if key is not None:
-            await state_store.upsert_current_state(conn, room_id, key, event_id)
-            if pdu["type"] == "m.room.member":
-                await state_store.upsert_membership(
-                    conn, room_id, key[1], pdu["content"]["membership"], event_id, position,
-                )
         redacts = _redacts(pdu)
         if redacts is not None:
             # A redaction applies only within its own room.
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
             if target is None or target.room_id == room_id:
                 await events_store.insert_redaction(conn, event_id, redacts)
-        persisted = PersistedEvent(event_id, pdu, position, stored, previous_position)
+        persisted = PersistedEvent(
+            event_id, pdu, position, stored, previous_position, federate=federate
+        )
         staged = self._staged.get(room_id)
         if staged is not None:
             staged[event_id] = pdu
@@ -606,7 +677,7 @@ class RoomEngine:
             await observer.on_event(conn, persisted, state_before, members, writes)
         return persisted
 
-    def _after_persist(self, room_id: str, *persisted: PersistedEvent) -> None:
+    def after_persist(self, room_id: str, *persisted: PersistedEvent) -> None:
         """After commit and after the positions are released: every cache learns of all the
         events first, then readers are woken (a reader, or a worker told of the new positions,
         must not see them before the caches do)."""
@@ -649,7 +720,7 @@ def _redacts(pdu: Mapping[str, Any]) -> str | None:
     return redacts if isinstance(redacts, str) else None
 
 
-def _format_error(e: InvalidEventError) -> MatrixError:
+def format_error(e: InvalidEventError) -> MatrixError:
     """A malformed event is the client's fault: 413 when too large, else 400."""
     if isinstance(e, EventTooLargeError):
         metrics.EVENTS_REFUSED.labels("too_large").inc()

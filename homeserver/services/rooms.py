@@ -27,6 +27,7 @@ from storage.rooms import ClientTxnKey
 
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
+    from homeserver.services.remote_queries import RemoteQueries
 
 # action -> (the membership it sends, the target's memberships it needs; empty: any)
 MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -49,6 +50,8 @@ class RoomsService:
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
         self.reads = RoomReads(db, engine)
+        # Other servers' aliases are asked of them (plugged in by app.py with federation).
+        self.remote: RemoteQueries | None = None
         self.creation = RoomCreation(db, config, engine, self._member_content, self._put_alias)
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
@@ -216,12 +219,28 @@ class RoomsService:
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
 
     async def get_alias(self, alias: str) -> dict[str, Any]:
+        """{room_id, servers} of an alias; another server's is asked of that server."""
         if not identifiers.is_valid_room_alias(alias):
             raise invalid_param(f"Invalid room alias {alias!r}")
-        row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))
-        if row is None:
+        if self.remote is not None and identifiers.server_name_of(alias) != self.server_name:
+            return await self.remote.room_alias(alias)
+        return await self.local_alias(alias)
+
+    async def local_alias(self, alias: str) -> dict[str, Any]:
+        """{room_id, servers} of an alias in this server's directory: this server first, then
+        the servers of the room's joined members (those that can help a remote join)."""
+        async def read(conn: Any) -> tuple[str, set[str]] | None:
+            row = await rooms_store.get_alias(conn, alias)
+            if row is None:
+                return None
+            return row["room_id"], await self.engine.joined_members(conn, row["room_id"])
+
+        found = await self.db.run(read)
+        if found is None:
             raise not_found(f"Room alias {alias} not found")
-        return {"room_id": row["room_id"], "servers": [self.server_name]}
+        room_id, members = found
+        others = {identifiers.server_name_of(m) for m in members} - {self.server_name}
+        return {"room_id": room_id, "servers": [self.server_name, *sorted(others)]}
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))

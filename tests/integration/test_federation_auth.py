@@ -8,10 +8,7 @@ federation switches on (self-signed certificates, loopback peers), as `init
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,118 +21,18 @@ import yarl
 from federation.client import HttpResponseError, path_segment
 from federation.keyring import KeyLookupError
 from federation.request_auth import authorization_header
-from federation.stack import Federation
-from homeserver.app import Homeserver
 from homeserver.cli import main as cli_main
 from homeserver.config import load_config
-from homeserver.protocol.signing import (
-    SigningKey,
-    generate_signing_key,
-    key_id,
-    read_signing_keys,
-)
-from tests.conftest import throwaway_database, write_test_config
-from tests.federation_helpers import free_port, validate_ss_response
-from tests.helpers import MatrixApi
+from homeserver.protocol.signing import SigningKey, generate_signing_key, key_id
+from tests.federation_helpers import validate_ss_response
+from tests.federation_peers import Peer, Peers, register
 
 PROFILE = "/_matrix/federation/v1/query/profile"
 
 
-@dataclass
-class Peer:
-    """One Moot server of a test: stoppable and restartable on the same data and database."""
-
-    label: str
-    data_dir: Path
-    database_url: str
-    port: int
-    notaries: tuple[str, ...] = ()
-    hs: Homeserver | None = None
-    config_path: Path | None = None
-    _users: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def federation(self) -> Federation:
-        assert self.hs is not None and self.hs.federation is not None
-        return self.hs.federation
-
-    @property
-    def client_url(self) -> str:
-        assert self.hs is not None
-        return f"http://127.0.0.1:{self.hs.ports['client']}"
-
-    @property
-    def federation_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def signing_key(self) -> SigningKey:
-        assert self.config_path is not None
-        return read_signing_keys((self.data_dir / "signing.key").read_text())[0]
-
-    async def start(self) -> Peer:
-        if self.config_path is None:
-            self.config_path = write_test_config(
-                self.data_dir, self.database_url, {
-                    "listeners.federation.port": self.port,
-                    "federation.verify_certificates": False,
-                    "federation.allow_private_addresses": True,
-                    "federation.trusted_notaries": list(self.notaries),
-                }, server_name=self.name,
-            )
-        self.hs = Homeserver(load_config(self.config_path))
-        await self.hs.start()
-        return self
-
-    async def stop(self) -> None:
-        if self.hs is not None:
-            await self.hs.stop()
-            self.hs = None
-
-
-@dataclass
-class Peers:
-    postgres_dsn: str
-    tmp_path: Path
-    stack: contextlib.AsyncExitStack
-    all: list[Peer] = field(default_factory=list)
-
-    async def new(self, label: str, *, port: int | None = None,
-                  notaries: tuple[str, ...] = (), start: bool = True) -> Peer:
-        url = await self.stack.enter_async_context(throwaway_database(self.postgres_dsn))
-        peer = Peer(label, self.tmp_path / label, url, port or free_port(), notaries)
-        self.all.append(peer)
-        return await peer.start() if start else peer
-
-
 @pytest.fixture
-async def peers(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[Peers]:
-    async with contextlib.AsyncExitStack() as stack:
-        group = Peers(postgres_dsn, tmp_path, stack)
-        try:
-            yield group
-        finally:
-            for peer in reversed(group.all):
-                await peer.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    # Tests play a peer by hand: they trust the self-signed certificates like one would.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
-        yield session
-
-
-async def register(peer: Peer, http: aiohttp.ClientSession, localpart: str) -> str:
-    api = MatrixApi(peer.client_url, http)
-    user = await api.register(localpart)
-    await api.ok("PUT", f"profile/{quote(user.user_id)}/displayname",
-                 json={"displayname": f"{localpart.title()} of {peer.label}"}, token=user.token)
-    return user.user_id
+def http(peer_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return peer_http
 
 
 def profile_uri(user_id: str, field: str | None = None) -> str:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install Synapse from PyPI into its own virtualenv (never Moot's .venv), once.
+#
+# Shared by bench/compare.sh (Synapse as the benchmark's yardstick) and `make test` (Synapse as a
+# federation peer in tests/interop/). Idempotent: a stamp file records the requirement that was
+# installed, so a second run with the same requirement does nothing and a changed one reinstalls.
+#
+# Usage: bench/synapse-venv.sh [VENV]   (default: bench/.synapse-venv beside this script)
+set -euo pipefail
+
+# One range for every user of the venv: the release line the tests and the benchmark were written
+# against, with its bug-fix releases. The postgres extra is for the benchmark (the tests use SQLite).
+REQUIREMENT='matrix-synapse[postgres]~=1.163.2'
+
+VENV="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/.synapse-venv}"
+STAMP="$VENV/.installed"
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$REQUIREMENT" && -x "$VENV/bin/python" ]]; then
+    exit 0
+fi
+echo "installing $REQUIREMENT into $VENV" >&2
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --upgrade pip >&2
+"$VENV/bin/pip" install --quiet "$REQUIREMENT" >&2
+echo "$REQUIREMENT" > "$STAMP"

@@ -1,0 +1,203 @@
+"""Received PDUs on their way into the room engine: the checks that need keys, then whatever
+the event names that we lack, fetched from the server that sent it.
+
+Theory of operation. `on_pdu` checks the room, the room's server ACL, the signatures and the
+content hash (`pdu_checks`), and hands the event to `IncomingEvents.receive`. When that answers
+MissingEvents:
+
+- missing *auth* events: the event's auth chain is fetched (`/event_auth`), checked and stored
+  as outliers, then the event is tried again;
+- missing *prev* events: the gap is asked for once (`/get_missing_events` between our forward
+  extremities and the event, at most ten events); what comes back takes this same path, oldest
+  first, without asking again;
+- prev events still missing: the state after each of them is fetched (`/state` and `/event`),
+  its events stored as outliers, and the event is persisted on top of that state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from federation.client import FederationClient, path_segment
+from federation.pdu_checks import PduChecker, PduCheckError
+from federation.transport import FederationError
+from homeserver.errors import MatrixError
+from homeserver.protocol.hashing import compute_event_id
+from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.server_acl import server_allowed
+from homeserver.services.incoming_events import IncomingEvents, MissingEvents, Received
+from homeserver.services.room_engine import RoomEngine
+from storage import events as events_store
+from storage import state as state_store
+from storage.state import StateMap
+
+log = logging.getLogger(__name__)
+
+_GAP_LIMIT = 10
+_ATTEMPTS = 4
+V1 = "/_matrix/federation/v1"
+
+
+class PduError(Exception):
+    """The PDU was not persisted; the message goes back to its sender."""
+
+
+class InboundPdus:
+    def __init__(
+        self, engine: RoomEngine, incoming: IncomingEvents, checker: PduChecker,
+        client: FederationClient,
+    ) -> None:
+        self.engine = engine
+        self.incoming = incoming
+        self.checker = checker
+        self.client = client
+
+    async def room_version(self, room_id: str) -> RoomVersion | None:
+        try:
+            return await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
+        except MatrixError:
+            return None
+
+    async def server_allowed(self, room_id: str, server: str) -> bool:
+        """Whether the room's m.room.server_acl admits `server`."""
+        async def acl(conn: Any) -> Mapping[str, Any] | None:
+            event_id = await state_store.get_current_state_event_id(
+                conn, room_id, ("m.room.server_acl", "")
+            )
+            if event_id is None:
+                return None
+            return (await self.engine.get_pdus(conn, [event_id])).get(event_id, {}).get("content")
+
+        return server_allowed(await self.engine.db.run(acl), server)
+
+    async def on_pdu(self, origin: str, pdu: Mapping[str, Any]) -> tuple[str, Received]:
+        """Check and persist one PDU of a transaction; raises PduError."""
+        room_id = pdu.get("room_id")
+        if not isinstance(room_id, str):
+            raise PduError("the event has no room_id")
+        room_version = await self.room_version(room_id)
+        if room_version is None:
+            raise PduError(f"this server is not in room {room_id}")
+        try:
+            event_id = compute_event_id(pdu, room_version)
+        except Exception:  # anything unhashable is malformed
+            raise PduError("the event is malformed") from None
+        if not await self.server_allowed(room_id, origin):
+            raise PduError(f"{origin} is denied by the room's server ACL")
+        return event_id, await self.check_and_persist(origin, room_id, pdu, room_version)
+
+    async def check_and_persist(
+        self, origin: str, room_id: str, pdu: Mapping[str, Any], room_version: RoomVersion,
+        *, fetch_gap: bool = True, federate: bool = False,
+    ) -> Received:
+        try:
+            checked = await self.checker.check(pdu, room_version)
+        except PduCheckError as e:
+            raise PduError(str(e)) from None
+        try:
+            return await self._persist(origin, room_id, checked, room_version, fetch_gap, federate)
+        except MatrixError as e:
+            raise PduError(e.error) from None
+        except (MissingEvents, FederationError) as e:
+            raise PduError(f"could not fetch what the event refers to: {e}") from None
+
+    async def _persist(
+        self, origin: str, room_id: str, pdu: dict[str, Any], room_version: RoomVersion,
+        fetch_gap: bool, federate: bool,
+    ) -> Received:
+        event_id = compute_event_id(pdu, room_version)
+        auth_ids = {str(a) for a in pdu.get("auth_events", [])}
+        if room_version.room_id_from_create_event:
+            auth_ids.add("$" + room_id[1:])
+        fetched_auth = False
+        for _ in range(_ATTEMPTS):
+            try:
+                return await self.incoming.receive(room_id, pdu, federate=federate)
+            except MissingEvents as e:
+                missing = set(e.event_ids)
+            if missing & auth_ids and not fetched_auth:
+                fetched_auth = True
+                await self._fetch_auth_chain(origin, room_id, event_id, room_version)
+            elif fetch_gap:
+                fetch_gap = False
+                await self._fill_gap(origin, room_id, event_id, room_version)
+            else:
+                states = await self._states_after(origin, room_id, sorted(missing), room_version)
+                return await self.incoming.receive(
+                    room_id, pdu, prev_states=states, federate=federate
+                )
+        raise MissingEvents(sorted(missing))
+
+    async def checked(
+        self, pdus: Sequence[Any], room_version: RoomVersion
+    ) -> list[dict[str, Any]]:
+        """The PDUs whose signatures verify (as kept: redacted on a bad content hash)."""
+        out = []
+        for pdu in pdus:
+            if not isinstance(pdu, dict):
+                continue
+            try:
+                out.append(await self.checker.check(pdu, room_version))
+            except PduCheckError as e:
+                log.info("dropping a fetched event: %s", e)
+        return out
+
+    async def _fetch_auth_chain(
+        self, origin: str, room_id: str, event_id: str, room_version: RoomVersion
+    ) -> None:
+        path = f"{V1}/event_auth/{path_segment(room_id)}/{path_segment(event_id)}"
+        answer = await self.client.get_json(origin, path)
+        chain = answer.get("auth_chain") if isinstance(answer, dict) else None
+        if isinstance(chain, list):
+            await self.incoming.store_outliers(room_id, await self.checked(chain, room_version))
+
+    async def _fill_gap(
+        self, origin: str, room_id: str, event_id: str, room_version: RoomVersion
+    ) -> None:
+        heads = await self.engine.db.run(
+            lambda c: events_store.get_forward_extremities(c, room_id)
+        )
+        answer = await self.client.post_json(
+            origin, f"{V1}/get_missing_events/{path_segment(room_id)}", {
+                "earliest_events": [h.event_id for h in heads], "latest_events": [event_id],
+                "limit": _GAP_LIMIT, "min_depth": 0,
+            },
+        )
+        found = answer.get("events") if isinstance(answer, dict) else None
+        if not isinstance(found, list):
+            return
+        events = [e for e in found if isinstance(e, dict)]
+        events.sort(key=lambda e: e.get("depth", 0) if isinstance(e.get("depth"), int) else 0)
+        for event in events:
+            try:
+                await self.check_and_persist(
+                    origin, room_id, event, room_version, fetch_gap=False
+                )
+            except PduError as e:
+                log.info("an event of the gap before %s was not persisted: %s", event_id, e)
+
+    async def _states_after(
+        self, origin: str, room_id: str, prev_ids: Sequence[str], room_version: RoomVersion
+    ) -> dict[str, StateMap]:
+        """The state after each of `prev_ids`, fetched from `origin` (its events stored)."""
+        states: dict[str, StateMap] = {}
+        for prev_id in prev_ids:
+            room = path_segment(room_id)
+            answer = await self.client.get_json(
+                origin, f"{V1}/state/{room}", {"event_id": prev_id}
+            )
+            event = await self.client.get_json(origin, f"{V1}/event/{path_segment(prev_id)}")
+            if not isinstance(answer, dict) or not isinstance(event, dict):
+                raise FederationError(f"{origin} sent no state for {prev_id}")
+            state = await self.checked(answer.get("pdus") or [], room_version)
+            chain = await self.checked(answer.get("auth_chain") or [], room_version)
+            prev = await self.checked(event.get("pdus") or [], room_version)
+            await self.incoming.store_outliers(room_id, [*chain, *state, *prev])
+            after: StateMap = {
+                (str(e["type"]), str(e["state_key"])): compute_event_id(e, room_version)
+                for e in [*state, *prev] if isinstance(e.get("state_key"), str)
+            }
+            states[prev_id] = after
+        return states

@@ -1,0 +1,86 @@
+"""The checks on a received PDU that need other servers' keys: signatures and the content hash
+(server-server-api.md "Checks performed on receipt of a PDU", steps 2 and 3).
+
+Everything after them (auth rules against three states, soft-failing) is the room engine's
+(`homeserver/services/incoming_events.py`). The servers that must have signed an event are the
+sender's server and, for a restricted join, the server of `join_authorised_via_users_server`
+(rooms/v8+ "Signing"). A content hash that does not match is no reason to drop the event: its
+redacted copy is what we keep and pass on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from federation.keyring import KeyLookupError, Keyring
+from homeserver.protocol.errors import SignatureError
+from homeserver.protocol.hashing import check_content_hash
+from homeserver.protocol.identifiers import server_name_of
+from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.signing import verify_event_signature
+
+
+class PduCheckError(Exception):
+    """The PDU cannot be accepted from anyone: a required signature is missing or wrong."""
+
+
+def required_signers(pdu: Mapping[str, Any]) -> list[str]:
+    """Servers whose signature the event must carry."""
+    try:
+        servers = [server_name_of(str(pdu.get("sender")))]
+    except ValueError:
+        raise PduCheckError("the sender is not a user ID") from None
+    content = pdu.get("content")
+    authoriser = (
+        content.get("join_authorised_via_users_server") if isinstance(content, Mapping) else None
+    )
+    if (
+        pdu.get("type") == "m.room.member" and isinstance(authoriser, str)
+        and isinstance(content, Mapping) and content.get("membership") == "join"
+    ):
+        try:
+            servers.append(server_name_of(authoriser))
+        except ValueError:
+            raise PduCheckError("join_authorised_via_users_server is not a user ID") from None
+    return list(dict.fromkeys(servers))
+
+
+class PduChecker:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    async def check(self, pdu: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
+        """The PDU as it is to be kept (redacted when its content hash is wrong); raises
+        PduCheckError when a required signature does not verify."""
+        signatures = pdu.get("signatures")
+        if not isinstance(signatures, Mapping):
+            raise PduCheckError("the event has no signatures")
+        ts = pdu.get("origin_server_ts")
+        valid_at = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+        for server in required_signers(pdu):
+            await self._check_signed_by(pdu, server, signatures.get(server), valid_at, room_version)
+        if check_content_hash(pdu):
+            return dict(pdu)
+        return redact_event(pdu, room_version)
+
+    async def _check_signed_by(
+        self, pdu: Mapping[str, Any], server: str, theirs: Any, valid_at: int | None,
+        room_version: RoomVersion,
+    ) -> None:
+        if not isinstance(theirs, Mapping) or not theirs:
+            raise PduCheckError(f"the event is not signed by {server}")
+        errors = []
+        for key_id in theirs:
+            if not str(key_id).startswith("ed25519:"):
+                continue
+            try:
+                key = await self.keyring.get_verify_key(server, str(key_id), valid_at_ts=valid_at)
+                verify_event_signature(pdu, server, str(key_id), key, room_version)
+                return
+            except (KeyLookupError, SignatureError) as e:
+                errors.append(str(e))
+        raise PduCheckError(
+            f"no valid signature of {server}: {'; '.join(errors) or 'no ed25519 key'}"
+        )

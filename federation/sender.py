@@ -1,0 +1,325 @@
+"""The outbound federation sender: delivers the durable per-destination queue as transactions.
+
+Theory of operation. Rows are queued in PostgreSQL (`storage/outbox.py`) by the transaction
+that makes them durable: the room engine's, for PDUs (this class is one of its observers and
+stages the rows in `EventWrites.outbound`), or `send_edu`'s own, for EDUs. After the commit the
+destinations are woken: each destination with work has one task, which reads the oldest batch
+(≤ 50 PDUs, ≤ 100 EDUs), PUTs it as one transaction and waits for the answer, so exactly one
+transaction is in flight per destination and the peer sees our events in queue order. On a 200
+the batch's rows are deleted and the next batch goes out at once (catch-up after an outage is
+just this loop running until the queue is empty). On a failure the *same* batch, under the same
+txnId, is retried after an exponential backoff (`federation/backoff.py`) whose state is stored,
+so a restart resumes where it stopped; any request from the peer (`peer_is_back`) cuts the wait
+short. Rows leave the queue only when the peer accepted them, or when it refused the whole
+transaction with 400 or 413, which no retry can change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from federation.backoff import Backoff
+from federation.client import FederationClient, HttpResponseError, path_segment
+from homeserver import metrics
+from homeserver.protocol.identifiers import server_name_of
+from homeserver.services.room_engine import EventWrites, PersistedEvent, StateKey
+from storage import outbox as outbox_store
+from storage.database import Database
+from storage.outbox import Batch, DestinationState
+
+log = logging.getLogger(__name__)
+
+SEND_PATH = "/_matrix/federation/v1/send/"
+# Answers to a whole transaction that retrying cannot change: its shape or its size.
+_HOPELESS = frozenset({400, 413})
+
+
+def destinations_for(pdu: Mapping[str, Any], members: Iterable[str], own_server: str) -> list[str]:
+    """The servers an event goes to: those of the room's joined members before it and, for a
+    membership event, its target's (an invitee, or a user joining through another server);
+    never our own. Sorted, so the queue rows come out in the same order every time."""
+    users = set(members)
+    if pdu.get("type") == "m.room.member" and isinstance(pdu.get("state_key"), str):
+        users.add(pdu["state_key"])
+    servers = set()
+    for user in users:
+        try:
+            servers.add(server_name_of(user))
+        except ValueError:
+            continue  # not a user ID: nobody to send to
+    servers.discard(own_server)
+    return sorted(servers)
+
+
+def transaction_id(batch: Batch) -> str:
+    """The txnId of a batch: its first and last queue positions. Positions are never reused
+    and delivered rows are deleted, so no two batches of a destination share one, also across
+    restarts; a batch rebuilt after a restart with more rows in it gets a new one, so the peer
+    does not mistake it for the smaller transaction it may already have processed."""
+    p = [batch.pdus[0].position, batch.pdus[-1].position] if batch.pdus else [0, 0]
+    e = [batch.edus[0].position, batch.edus[-1].position] if batch.edus else [0, 0]
+    return "-".join(str(n) for n in (*p, *e))
+
+
+@dataclass(slots=True)
+class _Destination:
+    """What the sender holds in memory for one destination."""
+
+    name: str
+    failures: int = 0
+    retry_at: int | None = None  # ms; None while healthy
+    pending: bool = False  # rows were queued since its task last read the queue
+    task: asyncio.Task[None] | None = None
+    retry_now: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FederationSender:
+    """Sends every queued PDU and EDU to its destination, in order, exactly one transaction in
+    flight per destination; an `EventObserver` of the room engine."""
+
+    def __init__(
+        self, db: Database, client: FederationClient, server_name: str, *,
+        clock: Callable[[], float] = time.time, max_backoff_s: float = 300.0,
+        base_backoff_s: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.server_name = server_name
+        self.clock = clock
+        self.backoff = Backoff(base_backoff_s, max_backoff_s)
+        self._destinations: dict[str, _Destination] = {}
+        self._stopped = False
+
+    # ---- the room engine's EventObserver --------------------------------------------------
+
+    async def on_event(
+        self, conn: asyncpg.Connection, event: PersistedEvent,
+        state_before: Mapping[StateKey, Mapping[str, Any]], members: set[str],
+        writes: EventWrites,
+    ) -> None:
+        if event.federate:
+            writes.outbound.extend(
+                (d, event.event_id) for d in destinations_for(event.pdu, members, self.server_name)
+            )
+
+    def committed(self, writes: EventWrites) -> None:
+        counts: dict[str, int] = {}
+        for destination, _ in writes.outbound:
+            counts[destination] = counts.get(destination, 0) + 1
+        for destination, n in counts.items():
+            self._wake(destination, n)
+
+    # ---- the public interface ---------------------------------------------------------------
+
+    async def send_edu(
+        self, destinations: Iterable[str], edu_type: str, content: dict[str, Any]
+    ) -> None:
+        """Queue an EDU for each destination; durable once this returns."""
+        targets = sorted(set(destinations) - {self.server_name})
+        if not targets:
+            return
+        await self.db.transaction(
+            lambda conn: outbox_store.insert_edus(conn, targets, edu_type, content),
+            name="outbox_edus",
+        )
+        for destination in targets:
+            self._wake(destination, 1)
+
+    def peer_is_back(self, destination: str) -> None:
+        """The peer just reached us, so it is up: drop its backoff and retry at once. Called
+        for every authenticated inbound request, so it costs nothing for a healthy peer."""
+        dest = self._destinations.get(destination)
+        if dest is None or dest.failures == 0:
+            return
+        log.info("%s contacted us: retrying it now", destination)
+        dest.failures, dest.retry_at = 0, None
+        metrics.FEDERATION_BACKOFF_SECONDS.labels(destination).set(0)
+        dest.retry_now.set()
+
+    async def start(self) -> None:
+        """Resume every destination with queued rows (after a stop or a crash), each no
+        earlier than its stored retry time."""
+        async def load(
+            conn: asyncpg.Connection,
+        ) -> tuple[dict[str, int], dict[str, DestinationState]]:
+            depths = await outbox_store.get_queue_depths(conn)
+            return depths, await outbox_store.get_destination_states(conn, list(depths))
+
+        depths, states = await self.db.run(load, name="outbox_resume")
+        for destination, depth in depths.items():
+            dest = self._destination(destination)
+            state = states.get(destination)
+            if state is not None:
+                dest.failures, dest.retry_at = state.failures, state.retry_at
+            metrics.FEDERATION_QUEUED.labels(destination).set(depth)
+            metrics.FEDERATION_BACKOFF_SECONDS.labels(destination).set(
+                self.backoff.delay_s(dest.failures)
+            )
+            self._wake(destination, 0)
+        if depths:
+            log.info("federation sender resumed %d destinations", len(depths))
+
+    async def stop(self) -> None:
+        """Cancel every destination's task. Nothing is lost: undelivered rows stay queued and
+        the backoff state is already stored; `start` picks both up again."""
+        self._stopped = True
+        tasks = [d.task for d in self._destinations.values() if d.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- one destination's task -------------------------------------------------------------
+
+    def _destination(self, destination: str) -> _Destination:
+        dest = self._destinations.get(destination)
+        if dest is None:
+            dest = self._destinations[destination] = _Destination(destination)
+        return dest
+
+    def _wake(self, destination: str, queued: int) -> None:
+        metrics.FEDERATION_QUEUED.labels(destination).inc(queued)
+        if self._stopped:
+            return  # the rows are durable; the next start sends them
+        dest = self._destination(destination)
+        dest.pending = True
+        if dest.task is None:
+            dest.task = asyncio.create_task(
+                self._run(dest), name=f"federation-sender {destination}"
+            )
+
+    async def _run(self, dest: _Destination) -> None:
+        """Send batches until the queue is empty; then the task ends (a wake starts another)."""
+        try:
+            while True:
+                await self._wait_until_due(dest)
+                dest.pending = False
+                try:
+                    batch = await self.db.run(
+                        lambda conn: outbox_store.get_batch(conn, dest.name), name="outbox_read"
+                    )
+                    if not batch:
+                        if dest.pending:
+                            continue  # queued while we read: look again
+                        return
+                    await self._deliver(dest, batch)
+                except Exception:
+                    # The database failed us (the peer's failures are handled in _deliver):
+                    # back off like for a failed transaction rather than lose the task.
+                    log.exception("federation sender for %s failed", dest.name)
+                    await self._failed(dest)
+        finally:
+            dest.task = None
+            if dest.failures == 0 and not dest.pending:
+                self._destinations.pop(dest.name, None)
+
+    async def _wait_until_due(self, dest: _Destination) -> None:
+        while dest.retry_at is not None:
+            delay = dest.retry_at / 1000 - self.clock()
+            if delay <= 0:
+                return
+            dest.retry_now.clear()
+            try:
+                await asyncio.wait_for(dest.retry_now.wait(), delay)
+            except TimeoutError:
+                return
+
+    async def _deliver(self, dest: _Destination, batch: Batch) -> None:
+        """Send one batch until the peer takes it; the body and the txnId stay the same across
+        the retries, so the peer can deduplicate them. Every failure is retried after the
+        backoff except a 400 or 413 answer to the whole transaction: the peer finds it
+        malformed or too large, which no retry changes, so the batch is logged, counted and
+        dropped rather than wedging the destination's queue behind it forever."""
+        txn_id = transaction_id(batch)
+        body = {
+            "origin": self.server_name,
+            "origin_server_ts": int(self.clock() * 1000),
+            "pdus": [json.loads(p.json) for p in batch.pdus],
+            "edus": [{"edu_type": e.edu_type, "content": e.content} for e in batch.edus],
+        }
+        path = SEND_PATH + path_segment(txn_id)
+        while True:
+            try:
+                response = await self.client.put_json(dest.name, path, body)
+            except HttpResponseError as e:
+                if e.status not in _HOPELESS:
+                    await self._attempt_failed(dest, txn_id, e)
+                    continue
+                log.error(
+                    "%s refused transaction %s for good (%s): dropping its %d PDUs and %d EDUs",
+                    dest.name, txn_id, e, len(batch.pdus), len(batch.edus),
+                )
+                metrics.FEDERATION_TRANSACTIONS_FAILED.labels(dest.name).inc()
+                metrics.FEDERATION_TRANSACTIONS_DROPPED.labels(dest.name).inc()
+                await self._done(dest, batch)  # the peer did answer: it is up
+                return
+            except Exception as e:
+                await self._attempt_failed(dest, txn_id, e)
+                continue
+            metrics.FEDERATION_TRANSACTIONS_SENT.labels(dest.name).inc()
+            await self._done(dest, batch)
+            _log_pdu_errors(dest.name, txn_id, response)
+            return
+
+    async def _attempt_failed(self, dest: _Destination, txn_id: str, error: Exception) -> None:
+        metrics.FEDERATION_TRANSACTIONS_FAILED.labels(dest.name).inc()
+        await self._failed(dest)
+        log.warning(
+            "transaction %s to %s failed (%s); retrying in %.1f s", txn_id, dest.name,
+            str(error) or type(error).__name__, self.backoff.delay_s(dest.failures),
+        )
+        await self._wait_until_due(dest)
+
+    async def _failed(self, dest: _Destination) -> None:
+        """One more consecutive failure: the next attempt waits longer, also after a restart."""
+        dest.failures += 1
+        dest.retry_at = self.backoff.retry_at_ms(dest.failures, int(self.clock() * 1000))
+        metrics.FEDERATION_BACKOFF_SECONDS.labels(dest.name).set(
+            self.backoff.delay_s(dest.failures)
+        )
+        state = DestinationState(dest.failures, dest.retry_at, None)
+        try:
+            await self.db.transaction(
+                lambda conn: outbox_store.upsert_destination_state(conn, dest.name, state),
+                name="outbox_backoff",
+            )
+        except Exception:
+            log.exception("storing the backoff of %s failed", dest.name)
+
+    async def _done(self, dest: _Destination, batch: Batch) -> None:
+        """The peer answered the batch: its rows leave the queue and the backoff is reset, in
+        one transaction. Should it fail, the batch is sent again, under the same txnId."""
+        now_ms = int(self.clock() * 1000)
+        state = DestinationState(0, None, now_ms)
+
+        async def record(conn: asyncpg.Connection) -> None:
+            await outbox_store.delete_batch(conn, dest.name, batch)
+            await outbox_store.upsert_destination_state(conn, dest.name, state)
+
+        await self.db.transaction(record, name="outbox_delivered")
+        dest.failures, dest.retry_at = 0, None
+        metrics.FEDERATION_BACKOFF_SECONDS.labels(dest.name).set(0)
+        metrics.FEDERATION_QUEUED.labels(dest.name).dec(len(batch.pdus) + len(batch.edus))
+        age = metrics.FEDERATION_PDU_AGE_SECONDS.labels(dest.name)
+        for pdu in batch.pdus:
+            age.observe(max(0, now_ms - pdu.enqueued_ts) / 1000)
+
+
+def _log_pdu_errors(destination: str, txn_id: str, response: Any) -> None:
+    """A peer's per-PDU errors are its verdict on those events; they are not retried."""
+    results = response.get("pdus") if isinstance(response, dict) else None
+    if not isinstance(results, dict):
+        return
+    for event_id, result in results.items():
+        if isinstance(result, dict) and "error" in result:
+            log.warning(
+                "%s rejected %s (transaction %s): %s",
+                destination, event_id, txn_id, result["error"],
+            )

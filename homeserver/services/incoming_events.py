@@ -1,0 +1,431 @@
+"""Events from other servers entering a room's DAG: the room engine's path for remote PDUs.
+
+Theory of operation. Federation does the steps that need keys or the network (signatures,
+content hashes, fetching missing auth events, prev events and the state at a gap) and hands
+every PDU here oldest first. This module takes the steps of server-server-api.md "Checks
+performed on receipt of a PDU" that need only the DAG:
+
+1. format and size (as for a local event);
+2. auth against its own auth events, which must be stored; failing: *rejected*;
+3. auth against the state before it: the state after its prev events, resolved when there are
+   several; failing: *rejected*;
+4. auth against the room's current state and the room's member limit; failing: *soft-failed*.
+
+A rejected event is kept (its ID must not be fetched again) with the state before it as its
+state group, but it has no stream position, is no forward extremity and never becomes state. A
+soft-failed event is kept with the state after it, so that events built on it by others still
+have state, but it has no stream position either: clients never see it. An accepted event
+takes the local path's `stage` step (timeline row, search, push, outbox) and then moves the
+room's forward extremities and current state: when it extends exactly the room's heads, by its
+own key; otherwise the heads' states are resolved again.
+
+*Outliers* (auth chains and state fetched to fill a gap or to join) are stored with no place in
+the timeline and no state of their own, each checked against its auth events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver import metrics
+from homeserver.errors import MatrixError, not_found
+from homeserver.protocol import auth_rules, hashing
+from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.errors import AuthError, InvalidEventError
+from homeserver.protocol.room_versions import RoomVersion
+from homeserver.services import room_state
+from homeserver.services.room_engine import (
+    MEMBER_LIMIT_TYPE,
+    EventWrites,
+    PersistedEvent,
+    RoomEngine,
+    format_error,
+)
+from storage import event_graph
+from storage import events as events_store
+from storage import rooms as rooms_store
+from storage import state as state_store
+from storage.events import NewEvent, StoredEvent
+from storage.state import StateKey, StateMap
+from storage.streams import Slot
+
+_CREATE = ("m.room.create", "")
+_POWER_LEVELS = ("m.room.power_levels", "")
+
+
+class MissingEvents(Exception):
+    """The event names auth or prev events this server does not have: fetch them first."""
+
+    def __init__(self, event_ids: Sequence[str]) -> None:
+        self.event_ids = list(event_ids)
+        super().__init__(f"missing events: {', '.join(self.event_ids)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    event_id: str
+    outcome: str  # "accepted", "soft_failed", "rejected" or "known" (stored before)
+    reason: str | None = None
+
+
+class IncomingEvents:
+    """The remote half of the room engine; it shares the engine's lock, caches and writes."""
+
+    def __init__(self, engine: RoomEngine) -> None:
+        self.engine = engine
+
+    # ---- outliers -----------------------------------------------------------------------------
+
+    async def store_outliers(self, room_id: str, pdus: Iterable[Mapping[str, Any]]) -> None:
+        """Store events fetched for their part in auth chains or state, in auth order."""
+        await self.engine.write(
+            room_id, "store_outliers",
+            lambda conn, slot: self._store_outliers(conn, room_id, list(pdus)),
+        )
+
+    async def _store_outliers(
+        self, conn: asyncpg.Connection, room_id: str, pdus: list[Mapping[str, Any]]
+    ) -> None:
+        room_version = await self.engine.room_version(conn, room_id)
+        by_id: dict[str, dict[str, Any]] = {}
+        for pdu in pdus:
+            by_id.setdefault(hashing.compute_event_id(pdu, room_version), dict(pdu))
+        known = await events_store.get_events(conn, list(by_id))
+        todo = {i: p for i, p in by_id.items() if i not in known}
+        new: list[NewEvent] = []
+        rejected: set[str] = {i for i, e in known.items() if e.rejected}
+        for event_id in _auth_order(todo):
+            pdu = todo[event_id]
+            try:
+                auth_rules.check_event_format(pdu, room_version)
+                reason = await self._auth_events_verdict(
+                    conn, room_id, room_version, pdu, by_id, rejected
+                )
+            except (InvalidEventError, MissingEvents):
+                continue  # not stored, so it can be fetched again when it is wanted
+            if reason is not None:
+                rejected.add(event_id)
+            new.append(_outlier_row(room_id, event_id, pdu, reason))
+        if new:
+            await events_store.insert_events(conn, new)
+
+    # ---- timeline events ----------------------------------------------------------------------
+
+    async def receive(
+        self, room_id: str, pdu: Mapping[str, Any], *,
+        prev_states: Mapping[str, StateMap] | None = None, federate: bool = False,
+    ) -> Received:
+        """Check and persist one remote event whose signatures federation has verified.
+
+        `prev_states` gives the state after prev events this server does not hold (a gap, or
+        the room's history before our join). `federate`: we pass the event on to the room's
+        other servers (a join that reached the room through us). Raises MissingEvents, or
+        MatrixError for an unknown room or a malformed event.
+        """
+        changed_members: set[str] = set()
+        outcome, persisted, writes = await self.engine.write(
+            room_id, "receive_event",
+            lambda conn, slot: self._receive(
+                conn, slot, room_id, dict(pdu), prev_states or {}, federate, changed_members
+            ),
+        )
+        if persisted is not None:
+            for observer in self.engine.observers:
+                observer.committed(writes)
+            self.engine.after_persist(room_id, persisted)
+        if changed_members:
+            self.engine.memberships_resolved(room_id, changed_members)
+        return outcome
+
+    async def _receive(
+        self, conn: asyncpg.Connection, slot: Slot, room_id: str, pdu: dict[str, Any],
+        prev_states: Mapping[str, StateMap], federate: bool, changed_members: set[str],
+    ) -> tuple[Received, PersistedEvent | None, EventWrites]:
+        changed_members.clear()  # a retried transaction starts over
+        slot.restart()
+        engine = self.engine
+        room_version = await engine.room_version(conn, room_id)
+        try:
+            auth_rules.check_event_format(pdu, room_version)
+        except InvalidEventError as e:
+            raise format_error(e) from None
+        if pdu.get("room_id", room_id) != room_id:
+            raise MatrixError(400, "M_BAD_JSON", "The event belongs to another room")
+        event_id = hashing.compute_event_id(pdu, room_version)
+        if not await rooms_store.lock_room(conn, room_id):
+            raise not_found(f"Unknown room {room_id}")
+        existing = (await events_store.get_events(conn, [event_id])).get(event_id)
+        if existing is not None and not await event_graph.delete_outlier(conn, event_id):
+            return Received(event_id, "known"), None, EventWrites()
+
+        reason = await self._auth_events_verdict(conn, room_id, room_version, pdu, {}, set())
+        state_before, before_group = await self._state_before(
+            conn, room_id, room_version, pdu, prev_states
+        )
+        keys = _keys_for(pdu, room_version)
+        before_ids = {k: state_before[k] for k in keys if k in state_before}
+        before = _by_key(before_ids, await engine.get_pdus(conn, list(before_ids.values())))
+        if reason is None:
+            reason = _auth_verdict(pdu, before, room_version, "the state before it")
+        state_key = pdu.get("state_key")
+        key = (pdu["type"], state_key) if isinstance(state_key, str) else None
+        if reason is not None:
+            metrics.EVENTS_REFUSED.labels("rejected").inc()
+            await events_store.insert_events(
+                conn, [_row(room_id, event_id, pdu, before_group, reason=reason)]
+            )
+            return Received(event_id, "rejected", reason), None, EventWrites()
+
+        extremities = await events_store.get_forward_extremities(conn, room_id)
+        after_group = before_group
+        if key is not None:
+            after_group = await state_store.insert_state_group(
+                conn, room_id, before_group, {key: event_id}
+            )
+        soft_reason = None
+        if extremities:  # a room we are joining has no current state to judge by yet
+            soft_reason = await self._soft_fail_verdict(conn, room_id, room_version, pdu, keys)
+        if soft_reason is not None:
+            metrics.EVENTS_SOFT_FAILED.labels(soft_reason.split(":")[0]).inc()
+            await events_store.insert_events(
+                conn, [_row(room_id, event_id, pdu, after_group, soft_failed=True)]
+            )
+            return Received(event_id, "soft_failed", soft_reason), None, EventWrites()
+
+        previous = await event_graph.get_latest_position(conn, room_id)
+        members = set(await engine.joined_members(conn, room_id))
+        writes = EventWrites()
+        persisted = await engine.stage(
+            conn, room_id, pdu, event_id, after_group, slot.nth(0), before, writes,
+            members=members, replaces_state=before_ids.get(key) if key else None,
+            previous_position=previous, federate=federate,
+        )
+        await writes.flush(conn, room_id, None)
+        await self._advance(
+            conn, room_id, room_version, persisted, extremities, after_group, changed_members
+        )
+        return Received(event_id, "accepted"), persisted, writes
+
+    async def _auth_events_verdict(
+        self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
+        pdu: Mapping[str, Any], pending: Mapping[str, Mapping[str, Any]], rejected: set[str],
+    ) -> str | None:
+        """Why the event fails against its own auth events (None: it passes). Auth events are
+        looked up in `pending` (a batch being stored) and then in the database; a missing one
+        raises MissingEvents."""
+        auth_ids = [str(i) for i in pdu.get("auth_events", [])]
+        wanted = list(auth_ids)
+        if room_version.room_id_from_create_event and pdu.get("type") != "m.room.create":
+            wanted.append("$" + room_id[1:])  # v12: the create event is implied
+        stored = await events_store.get_events(conn, [i for i in wanted if i not in pending])
+        missing = [i for i in wanted if i not in pending and i not in stored]
+        if missing:
+            raise MissingEvents(missing)
+        if any(i in rejected or (i in stored and stored[i].rejected) for i in auth_ids):
+            return "an auth event was rejected"
+        loaded = await self.engine.get_pdus(conn, [i for i in wanted if i not in pending])
+        pdus = {**loaded, **{i: dict(p) for i, p in pending.items() if i in wanted}}
+        try:
+            auth_rules.check_auth_events_selection(pdu, [pdus[i] for i in auth_ids], room_version)
+        except AuthError as e:
+            return f"auth events: {e}"
+        auth_state = {
+            (str(p["type"]), str(p["state_key"])): p for p in (pdus[i] for i in wanted)
+            if isinstance(p.get("state_key"), str)
+        }
+        return _auth_verdict(pdu, auth_state, room_version, "its auth events")
+
+    async def _state_before(
+        self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
+        pdu: Mapping[str, Any], prev_states: Mapping[str, StateMap],
+    ) -> tuple[StateMap, int]:
+        """The state before the event and a state group holding it."""
+        prev_ids = [str(p) for p in pdu["prev_events"]]
+        stored = await events_store.get_events(conn, prev_ids)
+        groups = [
+            g for p in prev_ids if p not in prev_states
+            for g in [stored[p].state_group if p in stored else None] if g is not None
+        ]
+        missing = [
+            p for p in prev_ids
+            if p not in prev_states and (p not in stored or stored[p].state_group is None)
+        ]
+        if missing:
+            raise MissingEvents(missing)
+        given = [dict(prev_states[p]) for p in prev_ids if p in prev_states]
+        if not given:
+            return await room_state.merged_state(conn, room_id, room_version, groups)
+        sets = [await state_store.get_state(conn, g) for g in dict.fromkeys(groups)] + given
+        state = await room_state.resolve(conn, room_version, sets)
+        base = groups[0] if groups else None
+        base_state = sets[0] if groups else {}
+        return state, await room_state.state_group_for(conn, room_id, base, base_state, state)
+
+    async def _soft_fail_verdict(
+        self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
+        pdu: Mapping[str, Any], keys: Sequence[StateKey],
+    ) -> str | None:
+        """Why the event fails against the room's current state (None: it passes)."""
+        current_ids = await state_store.get_current_state_for_keys(conn, room_id, keys)
+        current = _by_key(current_ids, await self.engine.get_pdus(conn, list(current_ids.values())))
+        reason = _auth_verdict(pdu, current, room_version, "the current state")
+        if reason is not None:
+            return f"auth: {reason}"
+        limit = await self.engine.exceeded_member_limit(conn, room_id, pdu, current)
+        if limit is not None:
+            return f"room_full: the room is limited to {limit} members"
+        return None
+
+    async def _advance(
+        self, conn: asyncpg.Connection, room_id: str, room_version: RoomVersion,
+        event: PersistedEvent, extremities: list[events_store.Extremity], group: int | None,
+        changed_members: set[str],
+    ) -> None:
+        """Make the accepted event a forward extremity and bring the current state up to the
+        resolution of the new heads' states."""
+        pdu, event_id = event.pdu, event.event_id
+        prev_ids = set(pdu["prev_events"])
+        old = {e.event_id for e in extremities}
+        await events_store.replace_forward_extremities(
+            conn, room_id, list(prev_ids & old), event_id
+        )
+        if old and old == prev_ids:
+            # The event extends every head: the state after it is the current state plus it.
+            if isinstance(pdu.get("state_key"), str):
+                # `after_persist` updates the caches for the event's own membership.
+                await self._apply_state(
+                    conn, room_id, {(pdu["type"], pdu["state_key"]): event_id}, [],
+                    event.stream_ordering, set(),
+                )
+            return
+        heads = [e for e in extremities if e.event_id not in prev_ids]
+        groups = [e.state_group for e in heads if e.state_group is not None]
+        assert group is not None
+        state, _ = await room_state.merged_state(conn, room_id, room_version, [group, *groups])
+        current = await state_store.get_current_state(conn, room_id)
+        changed = {k: v for k, v in state.items() if current.get(k) != v}
+        removed = [k for k in current if k not in state]
+        await self._apply_state(
+            conn, room_id, changed, removed, event.stream_ordering, changed_members
+        )
+
+    async def _apply_state(
+        self, conn: asyncpg.Connection, room_id: str, changed: Mapping[StateKey, str],
+        removed: Sequence[StateKey], position: int, changed_members: set[str],
+    ) -> None:
+        for key, event_id in changed.items():
+            await state_store.upsert_current_state(conn, room_id, key, event_id)
+        await state_store.delete_current_state(conn, room_id, removed)
+        member_events = {k[1]: e for k, e in changed.items() if k[0] == "m.room.member"}
+        pdus = await self.engine.get_pdus(conn, list(member_events.values()))
+        for user_id, event_id in member_events.items():
+            membership = pdus[event_id]["content"].get("membership")
+            await state_store.upsert_membership(
+                conn, room_id, user_id, str(membership), event_id, position
+            )
+            changed_members.add(user_id)
+
+    # ---- joining a room that lives on other servers ------------------------------------------
+
+    async def join_room(
+        self, room_id: str, room_version: RoomVersion, join: Mapping[str, Any],
+        state: Sequence[Mapping[str, Any]], auth_chain: Sequence[Mapping[str, Any]],
+    ) -> Received:
+        """Persist our join to a remote room from a send_join answer: the room's state before
+        the join and its auth chain become outliers, and the join the room's first event here."""
+        create = next((e for e in state if e.get("type") == "m.room.create"), None)
+        if create is None:
+            raise MatrixError(502, "M_UNKNOWN", "The resident server sent no m.room.create")
+        await self.engine.db.transaction(
+            lambda conn: rooms_store.insert_room_if_absent(
+                conn, room_id, room_version.identifier, str(create.get("sender")),
+                int(create.get("origin_server_ts", 0)), False,
+            ),
+            name="insert_remote_room",
+        )
+        self.engine.remember_room(room_id, room_version)
+        await self.store_outliers(room_id, [*auth_chain, *state])
+        state_ids: StateMap = {
+            (str(e["type"]), str(e["state_key"])): hashing.compute_event_id(e, room_version)
+            for e in state if isinstance(e.get("state_key"), str)
+        }
+        prev_states = {str(p): state_ids for p in join["prev_events"]}
+        return await self.receive(room_id, join, prev_states=prev_states)
+
+
+def _keys_for(pdu: Mapping[str, Any], room_version: RoomVersion) -> list[StateKey]:
+    """The state keys the checks read: the auth types, the create and power levels events (push
+    rules read them) and the room's member limit."""
+    state_key = pdu.get("state_key")
+    auth_types = auth_rules.auth_types_for_event(
+        str(pdu["type"]), str(pdu["sender"]), state_key if isinstance(state_key, str) else None,
+        pdu.get("content", {}), room_version,
+    )
+    return list(dict.fromkeys([_CREATE, _POWER_LEVELS, (MEMBER_LIMIT_TYPE, ""), *auth_types]))
+
+
+def _by_key(
+    ids: Mapping[StateKey, str], pdus: Mapping[str, dict[str, Any]]
+) -> dict[StateKey, dict[str, Any]]:
+    return {k: pdus[i] for k, i in ids.items() if i in pdus}
+
+
+def _auth_verdict(
+    pdu: Mapping[str, Any], state: Mapping[StateKey, Mapping[str, Any]],
+    room_version: RoomVersion, against: str,
+) -> str | None:
+    try:
+        auth_rules.check_auth_rules(pdu, state, room_version)
+    except AuthError as e:
+        return f"not allowed by {against}: {e}"
+    return None
+
+
+def _auth_order(pdus: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Event IDs ordered so that each comes after its auth events among `pdus`."""
+    order: list[str] = []
+    done: set[str] = set()
+
+    def visit(event_id: str, path: set[str]) -> None:
+        if event_id in done or event_id in path or event_id not in pdus:
+            return
+        path.add(event_id)
+        for auth_id in pdus[event_id].get("auth_events", []):
+            visit(str(auth_id), path)
+        path.discard(event_id)
+        done.add(event_id)
+        order.append(event_id)
+
+    for event_id in sorted(pdus, key=lambda i: (int(pdus[i].get("depth", 0)), i)):
+        visit(event_id, set())
+    return order
+
+
+def _row(
+    room_id: str, event_id: str, pdu: Mapping[str, Any], state_group: int | None, *,
+    reason: str | None = None, soft_failed: bool = False, outlier: bool = False,
+) -> NewEvent:
+    """The events row of an event with no place in the timeline (no stream position)."""
+    state_key = pdu.get("state_key")
+    stored = StoredEvent(
+        event_id=event_id, room_id=room_id, stream_ordering=None, depth=int(pdu["depth"]),
+        type=str(pdu["type"]), state_key=state_key if isinstance(state_key, str) else None,
+        sender=str(pdu["sender"]), json=encode_canonical_json(pdu).decode(),
+        state_group=state_group, rejected=reason is not None, replaces_state=None,
+        redacted_by=None,
+    )
+    return NewEvent(
+        stored, int(pdu["origin_server_ts"]), [str(p) for p in pdu.get("prev_events", [])],
+        [str(a) for a in pdu.get("auth_events", [])], rejection_reason=reason,
+        soft_failed=soft_failed, outlier=outlier,
+    )
+
+
+def _outlier_row(
+    room_id: str, event_id: str, pdu: Mapping[str, Any], reason: str | None
+) -> NewEvent:
+    return _row(room_id, event_id, pdu, None, reason=reason, outlier=True)

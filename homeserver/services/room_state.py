@@ -1,0 +1,77 @@
+"""The state of a room where its DAG forks: the state at several events, merged by state
+resolution.
+
+The resolution algorithm itself is pure (`protocol/state_res.py`); this module loads what it
+needs (the state maps, the conflicted events, the auth-chain difference and the auth chains of
+all of those) and stores the result as a state group, so that later events on top of a merge
+read it like any other state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from homeserver.protocol import state_res
+from homeserver.protocol.room_versions import RoomVersion
+from storage import event_graph
+from storage import events as events_store
+from storage import state as state_store
+from storage.state import StateKey, StateMap
+
+
+async def resolve(
+    conn: asyncpg.Connection, room_version: RoomVersion, state_sets: Sequence[StateMap]
+) -> StateMap:
+    """Merge state maps with the room version's state resolution algorithm."""
+    if not state_sets:
+        return {}
+    first = state_sets[0]
+    if all(s == first for s in state_sets[1:]):
+        return dict(first)
+    keys = {k for s in state_sets for k in s}
+    conflicted = {
+        s[k] for k in keys for s in state_sets
+        if k in s and any(other.get(k) != s[k] for other in state_sets)
+    }
+    chains = [await event_graph.get_auth_chain_ids(conn, s.values()) for s in state_sets]
+    union: set[str] = set().union(*chains)
+    common: set[str] = chains[0].intersection(*chains[1:])
+    difference = union - common
+    wanted = conflicted | difference
+    wanted |= await event_graph.get_auth_chain_ids(conn, wanted)
+    stored = await events_store.get_events(conn, wanted)
+    event_map: dict[str, dict[str, Any]] = {i: json.loads(e.json) for i, e in stored.items()}
+    rejected = {i for i, e in stored.items() if e.rejected}
+    return state_res.resolve_state(
+        room_version, state_sets, event_map, difference, rejected_events=rejected
+    )
+
+
+async def state_group_for(
+    conn: asyncpg.Connection, room_id: str, base_group: int | None, base: StateMap,
+    state: Mapping[StateKey, str],
+) -> int:
+    """A state group holding exactly `state`, stored as a delta on `base_group` (whose state
+    is `base`); keys `state` lacks are cut by starting a full snapshot instead."""
+    if base_group is not None and all(k in state for k in base):
+        delta = {k: v for k, v in state.items() if base.get(k) != v}
+        if not delta:
+            return base_group
+        return await state_store.insert_state_group(conn, room_id, base_group, delta)
+    return await state_store.insert_state_group(conn, room_id, None, dict(state))
+
+
+async def merged_state(
+    conn: asyncpg.Connection, room_id: str, room_version: RoomVersion, groups: Sequence[int],
+) -> tuple[StateMap, int]:
+    """The resolved state after several events (by their state groups), and a group for it."""
+    unique = list(dict.fromkeys(groups))
+    if len(unique) == 1:
+        return await state_store.get_state(conn, unique[0]), unique[0]
+    sets = [await state_store.get_state(conn, g) for g in unique]
+    state = await resolve(conn, room_version, sets)
+    return state, await state_group_for(conn, room_id, unique[0], sets[0], state)
