@@ -41,7 +41,12 @@ V1 = "/_matrix/federation/v1"
 
 
 class PduError(Exception):
-    """The PDU was not persisted; the message goes back to its sender."""
+    """The PDU was not persisted; the message goes back to its sender (under `event_id`, when
+    the event was sound enough to have one)."""
+
+    def __init__(self, message: str, event_id: str | None = None) -> None:
+        super().__init__(message)
+        self.event_id = event_id
 
 
 class InboundPdus:
@@ -84,9 +89,12 @@ class InboundPdus:
             event_id = compute_event_id(pdu, room_version)
         except Exception:  # anything unhashable is malformed
             raise PduError("the event is malformed") from None
-        if not await self.server_allowed(room_id, origin):
-            raise PduError(f"{origin} is denied by the room's server ACL")
-        return event_id, await self.check_and_persist(origin, room_id, pdu, room_version)
+        try:
+            if not await self.server_allowed(room_id, origin):
+                raise PduError(f"{origin} is denied by the room's server ACL")
+            return event_id, await self.check_and_persist(origin, room_id, pdu, room_version)
+        except PduError as e:
+            raise PduError(str(e), event_id) from None
 
     async def check_and_persist(
         self, origin: str, room_id: str, pdu: Mapping[str, Any], room_version: RoomVersion,

@@ -147,6 +147,7 @@ class FederationSender:
     async def start(self) -> None:
         """Resume every destination with queued rows (after a stop or a crash), each no
         earlier than its stored retry time."""
+        self._stopped = False
         async def load(
             conn: asyncpg.Connection,
         ) -> tuple[dict[str, int], dict[str, DestinationState]]:

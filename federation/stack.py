@@ -18,24 +18,33 @@ from federation.api.context import (
     AUTHENTICATOR,
     DIRECTORY,
     E2E_KEYS,
+    JOINS,
     NOTARY,
     OWN_KEYS,
     QUERIES,
+    ROOM_READS,
+    TRANSACTIONS,
 )
 from federation.client import FederationClient
 from federation.discovery import DnsSrvResolver, HttpsWellKnownFetcher, ServerDiscovery, SrvResolver
 from federation.inbound_auth import RequestAuthenticator
+from federation.inbound_pdus import InboundPdus
+from federation.joins import Joins
 from federation.keyring import Keyring
 from federation.notary import Notary
 from federation.own_keys import OwnKeys
+from federation.pdu_checks import PduChecker
 from federation.queries import AliasSource, FederationQueries, ProfileSource
 from federation.remote_queries import FederationRemoteQueries
+from federation.room_reads import RoomReads
 from federation.sender import FederationSender
+from federation.transactions import TransactionHandler
 from federation.transport import HostResolver, Transport
 from homeserver.config import FederationConfig
 from homeserver.protocol.signing import SigningKey, verify_key_of
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
+from homeserver.services.incoming_events import IncomingEvents
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,10 @@ class Federation:
     e2e_keys: E2EKeysService
     # What the client API's services ask other servers through (app.py plugs it in).
     remote_queries: FederationRemoteQueries
+    pdus: InboundPdus
+    transactions: TransactionHandler
+    joins: Joins
+    room_reads: RoomReads
 
     def install(self, app: web.Application) -> None:
         """Mount the Server-Server routes and what they call on the federation listener."""
@@ -65,6 +78,9 @@ class Federation:
         app[QUERIES] = self.queries
         app[DIRECTORY] = self.directory
         app[E2E_KEYS] = self.e2e_keys
+        app[TRANSACTIONS] = self.transactions
+        app[JOINS] = self.joins
+        app[ROOM_READS] = self.room_reads
         app.add_routes(federation_routes())
 
     async def close(self) -> None:
@@ -91,7 +107,7 @@ def make_client(
 def build_federation(
     server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
     profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
-    e2e_keys: E2EKeysService,
+    e2e_keys: E2EKeysService, incoming: IncomingEvents,
 ) -> Federation:
     """Every federation component of one server; warns when a safety switch is off."""
     if not config.verify_certificates:
@@ -111,6 +127,7 @@ def build_federation(
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
     )
     sender = FederationSender(db, client, server_name)
+    pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
     return Federation(
         transport=client.transport, discovery=client.discovery, client=client,
         keyring=keyring,
@@ -121,4 +138,7 @@ def build_federation(
         queries=FederationQueries(server_name, profiles, aliases),
         sender=sender,
         directory=directory, e2e_keys=e2e_keys, remote_queries=FederationRemoteQueries(client),
+        pdus=pdus, transactions=TransactionHandler(db, pdus),
+        joins=Joins(incoming, pdus, client, server_name, signing_key),
+        room_reads=RoomReads(incoming.engine, pdus.server_allowed),
     )

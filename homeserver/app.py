@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from federation.edus import InboundEdus
 from federation.stack import Federation, build_federation
 from homeserver import metrics
 from homeserver.api import client_routes, worker_routes
@@ -38,6 +39,7 @@ from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
 from homeserver.services.cross_signing import CrossSigningService
+from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
 from homeserver.services.directory import DirectoryService
@@ -46,6 +48,7 @@ from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import OutboundEdus
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.recent_events import RecentEvents
@@ -191,7 +194,7 @@ class Homeserver:
         client = self._client_app(core)
         client[ROOMS] = rooms
         uia = UserInteractiveAuth(db, accounts)
-        client[CROSS_SIGNING] = CrossSigningService(db, core.device_lists, uia)
+        client[CROSS_SIGNING] = cross_signing = CrossSigningService(db, core.device_lists, uia)
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[TO_DEVICE] = sync.to_device
@@ -208,12 +211,14 @@ class Homeserver:
         federation = web.Application(middlewares=[matrix_middleware])
         self.federation = build_federation(
             server_name, engine.signing_key, config.federation, db, accounts,
-            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys,
+            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys, incoming=self.incoming,
         )
         if listeners.federation.port is not None:
             # Only a server that peers can reach (and fetch keys from) asks them anything.
             remote = self.federation.remote_queries
             core.e2e_keys.remote = accounts.remote = rooms.remote = remote
+            rooms.remote_rooms = self.federation.joins
+            self._plug_edus(core, cross_signing)
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         engine.observers.append(self.federation.sender)
         await self.federation.sender.start()
@@ -230,6 +235,21 @@ class Homeserver:
             )
         if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
+
+    def _plug_edus(self, core: Core, cross_signing: CrossSigningService) -> None:
+        """EDUs both ways: local users' go out through the federation sender, peers' come in
+        through the transaction handler; both reach the same services."""
+        assert self.federation is not None
+        fed, sync, server_name = self.federation, core.sync, self.config.server.server_name
+        edus = OutboundEdus(core.engine.db, core.engine, server_name, fed.sender)
+        sync.typing.edus = sync.receipts.edus = sync.presence.edus = edus
+        sync.to_device.edus = cross_signing.edus = edus
+        core.device_lists.publisher = DeviceListUpdates(core.e2e_keys, edus)
+        InboundEdus(
+            server_name, core.engine, fed.pdus, fed.client, typing=sync.typing,
+            receipts=sync.receipts, presence=sync.presence, to_device=sync.to_device,
+            device_lists=core.device_lists, cross_signing=cross_signing,
+        ).register(fed.transactions.edu_handlers)
 
     async def _start_worker(self, name: str) -> None:
         """/sync only, reading what the main process writes (see `services/replication.py`)."""

@@ -1,5 +1,6 @@
-"""The device-list stream (`device_list_changes`) and the membership reads that decide who
-must hear about a change: the users who share a joined room with someone.
+"""The device-list stream (`device_list_changes`), the membership reads that decide who must
+hear about a change (the users who share a joined room with someone), and where other servers'
+users' device-list updates have got to (`remote_device_list_streams`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,23 @@ INSERT_CHANGE = "INSERT INTO device_list_changes (stream_id, user_id) VALUES ($1
 
 async def insert_change(conn: asyncpg.Connection, stream_id: int, user_id: str) -> None:
     await conn.execute(INSERT_CHANGE, stream_id, user_id)
+
+
+GET_REMOTE_STREAM = "SELECT stream_id FROM remote_device_list_streams WHERE user_id = $1"
+UPSERT_REMOTE_STREAM = """
+INSERT INTO remote_device_list_streams (user_id, stream_id) VALUES ($1, $2)
+ON CONFLICT (user_id) DO UPDATE SET stream_id = EXCLUDED.stream_id
+"""
+
+
+async def get_remote_stream(conn: asyncpg.Connection, user_id: str) -> int | None:
+    """The stream_id of the last device-list update applied for another server's user."""
+    position: int | None = await conn.fetchval(GET_REMOTE_STREAM, user_id)
+    return position
+
+
+async def upsert_remote_stream(conn: asyncpg.Connection, user_id: str, stream_id: int) -> None:
+    await conn.execute(UPSERT_REMOTE_STREAM, user_id, stream_id)
 
 
 GET_LATEST_CHANGE = "SELECT max(stream_id) FROM device_list_changes WHERE user_id = $1"

@@ -57,3 +57,74 @@ GET_OUTLIER_IDS = "SELECT event_id FROM events WHERE event_id = ANY($1) AND outl
 
 async def get_outlier_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> set[str]:
     return {r["event_id"] for r in await conn.fetch(GET_OUTLIER_IDS, list(event_ids))}
+
+
+# The walk of get_missing_events: breadth-first from the prev events of $2, never entering an
+# event of $3 (what the asker has, and the starting events), one below depth $5, a rejected one
+# or one of another room. Hops are bounded by the limit $4: the first $4 events of a
+# breadth-first walk are at most $4 hops away, so the walk never reads the whole history.
+# Of each event reached at several hops, its nearest one counts; the chosen events come back
+# oldest first.
+GET_MISSING_EVENTS = """
+WITH RECURSIVE walk(event_id, depth, hop) AS (
+    SELECT e.event_id, e.depth, 1
+    FROM event_edges g JOIN events e ON e.event_id = g.prev_event_id
+    WHERE g.event_id = ANY($2) AND e.room_id = $1 AND e.rejection_reason IS NULL
+      AND e.depth >= $5 AND e.event_id <> ALL($3)
+    UNION
+    SELECT e.event_id, e.depth, w.hop + 1
+    FROM walk w
+    JOIN event_edges g ON g.event_id = w.event_id
+    JOIN events e ON e.event_id = g.prev_event_id
+    WHERE w.hop < $4 AND e.room_id = $1 AND e.rejection_reason IS NULL
+      AND e.depth >= $5 AND e.event_id <> ALL($3)
+),
+nearest AS (
+    SELECT DISTINCT ON (event_id) event_id, depth, hop FROM walk ORDER BY event_id, hop
+),
+chosen AS (
+    SELECT event_id, depth FROM nearest ORDER BY hop, depth DESC, event_id LIMIT $4
+)
+SELECT event_id FROM chosen ORDER BY depth, event_id
+"""
+
+
+async def get_missing_event_ids(
+    conn: asyncpg.Connection, room_id: str, earliest: Sequence[str], latest: Sequence[str],
+    limit: int, min_depth: int,
+) -> list[str]:
+    """The events before `latest` that a server holding `earliest` lacks, oldest first:
+    at most `limit`, nearest to `latest` first (breadth-first), none below `min_depth`."""
+    skip = list({*earliest, *latest})
+    rows = await conn.fetch(GET_MISSING_EVENTS, room_id, list(latest), skip, limit, min_depth)
+    return [r["event_id"] for r in rows]
+
+
+# The walk of backfill: the events $2 and their ancestors through prev edges, in room $1 and
+# not rejected, the $3 deepest of them newest first. An event among the $3 deepest is fewer
+# than $3 hops from a starting event (every event on the way is deeper, so ahead of it),
+# which bounds the walk.
+GET_BACKFILL = """
+WITH RECURSIVE walk(event_id, hop) AS (
+    SELECT e.event_id, 0 FROM events e
+    WHERE e.event_id = ANY($2) AND e.room_id = $1 AND e.rejection_reason IS NULL
+    UNION
+    SELECT e.event_id, w.hop + 1
+    FROM walk w
+    JOIN event_edges g ON g.event_id = w.event_id
+    JOIN events e ON e.event_id = g.prev_event_id
+    WHERE w.hop + 1 < $3 AND e.room_id = $1 AND e.rejection_reason IS NULL
+)
+SELECT e.event_id FROM events e
+WHERE e.event_id IN (SELECT event_id FROM walk)
+ORDER BY e.depth DESC, e.event_id DESC
+LIMIT $3
+"""
+
+
+async def get_backfill_ids(
+    conn: asyncpg.Connection, room_id: str, event_ids: Sequence[str], limit: int
+) -> list[str]:
+    """`event_ids` and the events before them, at most `limit`, deepest (newest) first."""
+    rows = await conn.fetch(GET_BACKFILL, room_id, list(set(event_ids)), limit)
+    return [r["event_id"] for r in rows]

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from federation.api import devices, e2e_keys, keys, public_rooms, query
+from federation.api import (
+    backfill,
+    devices,
+    e2e_keys,
+    events,
+    keys,
+    membership,
+    public_rooms,
+    query,
+    transactions,
+)
 
 
 def federation_routes() -> list[web.AbstractRouteDef]:
     return [
         *keys.routes, *query.routes, *public_rooms.routes, *devices.routes, *e2e_keys.routes,
+        *transactions.routes, *membership.routes, *events.routes, *backfill.routes,
     ]

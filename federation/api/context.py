@@ -5,9 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from federation.inbound_auth import RequestAuthenticator
+from federation.joins import Joins
 from federation.notary import Notary
 from federation.own_keys import OwnKeys
 from federation.queries import FederationQueries
+from federation.room_reads import RoomReads
+from federation.transactions import TransactionHandler
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 
@@ -17,3 +20,6 @@ AUTHENTICATOR = web.AppKey("authenticator", RequestAuthenticator)
 QUERIES = web.AppKey("queries", FederationQueries)
 DIRECTORY = web.AppKey("directory", DirectoryService)
 E2E_KEYS = web.AppKey("e2e_keys", E2EKeysService)
+TRANSACTIONS = web.AppKey("transactions", TransactionHandler)
+JOINS = web.AppKey("joins", Joins)
+ROOM_READS = web.AppKey("room_reads", RoomReads)

@@ -16,7 +16,11 @@ V3 = "/_matrix/client/v3"
 async def _join(request: web.Request, target: str) -> web.Response:
     requester = await require_requester(request)
     body = await read_json_body(request, allow_empty=True)
-    room_id = await request.app[ROOMS].join(requester, target, field_str(body, "reason"))
+    # `server_name` is the older name of `via` (client-server-api "Joining rooms").
+    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
+    room_id = await request.app[ROOMS].join(
+        requester, target, field_str(body, "reason"), servers
+    )
     return json_response({"room_id": room_id})
 
 

@@ -296,20 +296,20 @@ class AccountsService:
         for device_id in deleted:
             self._tokens.drop(user_id, device_id)
         if deleted:
-            await self._devices_changed(user_id)
+            await self._devices_changed(user_id, deleted)
 
     async def delete_other_devices(self, user_id: str, keep_device_id: str | None) -> None:
         """Delete every device of `user_id` but `keep_device_id` (None: every device)."""
-        await self._db.transaction(
+        deleted = await self._db.transaction(
             lambda conn: store.delete_other_devices(conn, user_id, keep_device_id),
             name="delete_other_devices",
         )
         self._tokens.drop(user_id)
-        await self._devices_changed(user_id)
+        await self._devices_changed(user_id, deleted)
 
-    async def _devices_changed(self, user_id: str) -> None:
+    async def _devices_changed(self, user_id: str, device_ids: list[str]) -> None:
         if self._device_lists is not None:
-            await self._device_lists.mark_changed(user_id)
+            await self._device_lists.mark_changed(user_id, device_ids)
 
     # Password and deactivation
 
@@ -326,13 +326,13 @@ class AccountsService:
         """Mark the account deactivated and delete every device and token of it. The user ID
         stays taken forever, so nobody can register it and inherit its rooms or trust."""
 
-        async def txn(conn: asyncpg.Connection) -> None:
+        async def txn(conn: asyncpg.Connection) -> list[str]:
             await store.deactivate_user(conn, user_id)
-            await store.delete_other_devices(conn, user_id, None)
+            return await store.delete_other_devices(conn, user_id, None)
 
-        await self._db.transaction(txn, name="deactivate")
+        deleted = await self._db.transaction(txn, name="deactivate")
         self._tokens.drop(user_id)
-        await self._devices_changed(user_id)
+        await self._devices_changed(user_id, deleted)
 
     async def check_password(self, user_id: str, password: str, ip: str = "") -> bool:
         """User-Interactive Authentication's password stage for an authenticated user.

@@ -8,6 +8,11 @@ is idempotent and free (the spec's rule for a lost response). A signature is sto
 the server checked it: a device key signed by its owner's self-signing key, the owner's master
 key signed by one of their devices, or another user's master key signed by the requester's
 user-signing key. Anything else is reported per key in `failures`, as the spec describes.
+
+Over federation, a local user's new master and self-signing keys go to the servers sharing a
+room with them (`m.signing_key_update`, through `edus`), and a device's new signature goes as
+that device's update; another server's user's keys, as their server sends them, are stored
+here too (`set_remote_keys`), so that local users can sign them and see them change.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from homeserver.services.e2e_checks import (
     public_key_of,
 )
 from homeserver.services.e2e_keys import CROSS_SIGNING_TYPES
+from homeserver.services.outbound_edus import OutboundEdus
 from homeserver.services.requester import Requester
 from homeserver.services.uia import UiaRequest, UserInteractiveAuth
 from storage import accounts as accounts_store
@@ -33,6 +39,8 @@ from storage import e2e_keys as store
 from storage.database import Database
 
 SignatureRow = tuple[str, str, str, str, str]
+# The keys other servers are told about; a user-signing key never leaves its owner's server.
+PUBLIC_TYPES = ("master", "self_signing")
 
 
 def _check_cross_signing_key(key: dict[str, Any], key_type: str, user_id: str) -> str:
@@ -80,6 +88,8 @@ class CrossSigningService:
         self.db = db
         self.device_lists = device_lists
         self.uia = uia
+        # Where local users' new keys go to other servers (None: no federation).
+        self.edus: OutboundEdus | None = None
 
     async def upload_keys(
         self, requester: Requester, keys: dict[str, dict[str, Any]], request: UiaRequest
@@ -113,6 +123,44 @@ class CrossSigningService:
                 await store.upsert_cross_signing_key(conn, user_id, key_type, key, now)
 
         await self.db.transaction(write, name="cross_signing_upload")
+        await self.device_lists.mark_changed(user_id)
+        update = {f"{t}_key": keys[t] for t in PUBLIC_TYPES if t in keys}
+        if update and self.edus is not None:
+            await self.edus.to_roommates(
+                user_id, "m.signing_key_update", {"user_id": user_id, **update}
+            )
+
+    async def set_remote_keys(self, user_id: str, keys: dict[str, Any]) -> None:
+        """Another server's user's master and self-signing keys (key type -> key), as their
+        server sends them; a malformed key, or a self-signing key its master key did not
+        sign, is left out. Marks the user's device list changed when a key is new."""
+        stored = await self.db.run(
+            lambda conn: store.get_cross_signing_keys(conn, [user_id], PUBLIC_TYPES)
+        )
+        accepted: dict[str, dict[str, Any]] = {}
+        for key_type in PUBLIC_TYPES:  # the master key first: it signs the other
+            key = keys.get(key_type)
+            if not isinstance(key, dict) or stored.get((user_id, key_type)) == key:
+                continue
+            master = accepted.get("master", stored.get((user_id, "master")))
+            try:
+                _check_cross_signing_key(key, key_type, user_id)
+                if key_type == "self_signing":
+                    if master is None:
+                        raise bad_json("The self_signing key comes without a master key")
+                    _signed_by(key, user_id, public_key_of(master), "self_signing key")
+            except MatrixError:
+                continue
+            accepted[key_type] = key
+        if not accepted:
+            return
+        now = now_ms()
+
+        async def write(conn: asyncpg.Connection) -> None:
+            for key_type, key in accepted.items():
+                await store.upsert_cross_signing_key(conn, user_id, key_type, key, now)
+
+        await self.db.transaction(write, name="cross_signing_remote")
         await self.device_lists.mark_changed(user_id)
 
     async def upload_signatures(
@@ -148,7 +196,9 @@ class CrossSigningService:
                 lambda conn: store.upsert_signatures(conn, rows), name="signatures_upload"
             )
             for user_id in sorted({row[0] for row in rows}):
-                await self.device_lists.mark_changed(user_id)
+                # A signed device of one's own is that device's change, for other servers too.
+                devices = sorted({r[1] for r in rows if r[0] == me and r[1] in my_devices})
+                await self.device_lists.mark_changed(user_id, devices if user_id == me else [])
         return {"failures": failures}
 
     @staticmethod

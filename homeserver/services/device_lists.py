@@ -12,12 +12,21 @@ A syncing user's `device_lists` between two tokens is then:
 
 The spec lets a server report a user in `changed` when a room is newly shared even if another
 room already was; that is what happens here. Nothing moved in either stream costs no query.
+
+Over federation the stream positions double as the `stream_id`s of `m.device_list_update`: a
+local user's change of one device is handed to the `publisher` with its position and the
+user's previous one (`prev_id`), which is also the `stream_id` that `user/devices` answers
+with. Another server's user's updates are followed per user (`remote_update`): one that
+builds on a position we have not seen asks for a resync, and an applied one or a resync is
+recorded as a change of that user here, so local clients sharing a room with them see it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 
@@ -28,9 +37,26 @@ from homeserver.services.streams import StreamToken
 from storage import device_lists as store
 from storage import state as state_store
 from storage.database import Database
-from storage.streams import StreamIdGenerator
+from storage.streams import Slot, StreamIdGenerator
 
 GONE = ("leave", "ban")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    """One device's change, numbered for `m.device_list_update`."""
+
+    device_id: str
+    stream_id: int
+    prev_id: int  # the user's previous change (0: none)
+
+
+class DeviceListPublisher(Protocol):
+    async def devices_changed(
+        self, user_id: str, changes: Sequence[DeviceChange], audience: set[str]
+    ) -> None:
+        """Tell the servers of `audience` (the users sharing a room with `user_id`)."""
+        ...
 
 
 class DeviceListService:
@@ -44,20 +70,62 @@ class DeviceListService:
         self.engine = engine
         # Told the user ID after every recorded change (caches keyed by a user's devices).
         self.on_change: list[Callable[[str], None]] = []
+        # Tells other servers about local users' device changes (None: no federation).
+        self.publisher: DeviceListPublisher | None = None
 
-    async def mark_changed(self, user_id: str) -> None:
-        """Record that `user_id`'s devices or cross-signing keys changed and wake who cares."""
+    async def mark_changed(self, user_id: str, device_ids: Sequence[str] = ()) -> None:
+        """Record that `user_id`'s devices (these ones, one position each) or cross-signing
+        keys (no device) changed and wake who cares."""
+
+        async def record(conn: asyncpg.Connection, slot: Slot) -> list[DeviceChange]:
+            slot.restart()
+            prev = await store.get_latest_change(conn, user_id)
+            if not device_ids:
+                await store.insert_change(conn, slot.position, user_id)
+                return []
+            changes = []
+            for i, device_id in enumerate(device_ids):
+                await store.insert_change(conn, slot.nth(i), user_id)
+                changes.append(DeviceChange(device_id, slot.nth(i), prev))
+                prev = slot.nth(i)
+            return changes
+
         try:
             with self.gen.allocate() as slot:
-                await self.db.transaction(
-                    lambda conn: store.insert_change(conn, slot.position, user_id),
-                    name="device_list_change",
+                changes = await self.db.transaction(
+                    lambda conn: record(conn, slot), name="device_list_change"
                 )
         finally:  # the devices changed even if recording it failed
             for listener in self.on_change:
                 listener(user_id)
         audience = await self.db.run(lambda c: self._audience(c, user_id))
         self.wakes.add(slot.last_written, audience)
+        if changes and self.publisher is not None:
+            await self.publisher.devices_changed(user_id, changes, audience)
+
+    # ---- other servers' users ---------------------------------------------------------------
+
+    async def remote_update(self, user_id: str, stream_id: int, prev_ids: Sequence[int]) -> bool:
+        """Apply an `m.device_list_update` of another server's user; False when it builds on
+        an update we have not seen (or we never followed the user), so the caller resyncs.
+        An update at or below the position we have is a repeat and changes nothing."""
+        seen = await self.db.run(lambda conn: store.get_remote_stream(conn, user_id))
+        if seen is not None and stream_id <= seen:
+            return True
+        if any(prev > (seen or 0) for prev in prev_ids):
+            return False
+        await self.remote_resynced(user_id, stream_id)
+        return True
+
+    async def remote_resynced(self, user_id: str, stream_id: int | None) -> None:
+        """Another server's user's device list changed, as of `stream_id` (None: unknown,
+        their server could not say): local clients are told to fetch their keys again."""
+        if stream_id is not None:
+            await self.db.transaction(
+                lambda conn: store.upsert_remote_stream(conn, user_id, stream_id),
+                name="remote_device_list_stream",
+            )
+        await self.mark_changed(user_id)
 
     async def _membership_changes(
         self, conn: asyncpg.Connection, user_id: str, after: int, upto: int

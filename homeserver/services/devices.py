@@ -69,7 +69,7 @@ class DevicesService:
         if not updated:
             raise not_found("You have no device with that ID")
         # Other users see the name in /keys/query (`unsigned.device_display_name`).
-        await self._device_lists.mark_changed(requester.user_id)
+        await self._device_lists.mark_changed(requester.user_id, [device_id])
 
     async def delete_devices(
         self, requester: Requester, device_ids: list[str], request: UiaRequest

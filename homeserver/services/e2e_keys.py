@@ -168,7 +168,7 @@ class E2EKeysService:
             raise unknown_token("This device has been logged out") from None
         self._counts_changed(user_id)
         if changed:
-            await self.device_lists.mark_changed(user_id)
+            await self.device_lists.mark_changed(user_id, [device_id])
         return {DEFAULT_OTK_ALGORITHM: 0, **counts}
 
     @staticmethod

@@ -5,11 +5,16 @@ who is typing until when, and the typing-stream position of its last change. An 
 typist removes the entry and counts as a change, so long-polls see a typist stop even when the
 client never says so. Receipts are durable: one row per (room, type, user, thread) carrying its
 receipt-stream position; `m.read.private` receipts are only ever shown to their owner.
+
+Other servers' users arrive through `set_remote` (from their servers' EDUs) and take the same
+path as local ones; local users' typing and public receipts go out to the other servers in the
+room through `edus`, when federation is on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,6 +25,7 @@ from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import OutboundEdus
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
@@ -29,10 +35,14 @@ from storage.streams import StreamIdGenerator
 
 DEFAULT_TYPING_TIMEOUT_MS = 30_000
 MAX_TYPING_TIMEOUT_MS = 120_000
+# A typing EDU carries no timeout; its server renews it while the user types (as clients do).
+REMOTE_TYPING_TIMEOUT_MS = 60_000
 PUBLIC_RECEIPT = "m.read"
 PRIVATE_RECEIPT = "m.read.private"
 FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (PUBLIC_RECEIPT, PRIVATE_RECEIPT, FULLY_READ)
+
+log = logging.getLogger(__name__)
 
 
 async def _require_joined(db: Database, engine: RoomEngine, user_id: str, room_id: str) -> None:
@@ -55,30 +65,57 @@ class TypingService:
         self._tasks: set[asyncio.Task[None]] = set()
         # Told (room, typists, position) after every change (replication mirrors it).
         self.on_change: list[Callable[[str, list[str], int], None]] = []
+        # Where local users' typing goes to other servers (None: no federation).
+        self.edus: OutboundEdus | None = None
 
     async def set_typing(
         self, user_id: str, room_id: str, typing: bool, timeout_ms: int | None
     ) -> None:
         """Start (for timeout_ms, clamped) or stop `user_id` typing in a room they are joined to."""
         await _require_joined(self.db, self.engine, user_id, room_id)
+        timeout = min(timeout_ms or DEFAULT_TYPING_TIMEOUT_MS, MAX_TYPING_TIMEOUT_MS)
+        if not self._apply(room_id, user_id, typing, timeout):
+            return
+        await self._changed(room_id)
+        await self._federate(room_id, user_id, typing)
+
+    async def set_remote(self, user_id: str, room_id: str, typing: bool) -> None:
+        """Another server's user started or stopped typing (its server vouches for them);
+        ignored unless they are joined to the room."""
+        members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
+        if user_id in members and self._apply(room_id, user_id, typing, REMOTE_TYPING_TIMEOUT_MS):
+            await self._changed(room_id)
+
+    def _apply(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> bool:
+        """Start (or renew) or stop a typist's timer; False when nothing changed."""
         typists = self._typing[room_id]
         previous = typists.pop(user_id, None)
         if previous is not None:
             previous.cancel()
         if typing:
-            timeout = min(timeout_ms or DEFAULT_TYPING_TIMEOUT_MS, MAX_TYPING_TIMEOUT_MS)
             typists[user_id] = asyncio.get_running_loop().call_later(
-                timeout / 1000, self._expire, room_id, user_id
+                timeout_ms / 1000, self._expire, room_id, user_id
             )
-        elif previous is None:
-            return  # stopping while not typing changes nothing
-        await self._changed(room_id)
+        return typing or previous is not None  # stopping while not typing changes nothing
+
+    async def _federate(self, room_id: str, user_id: str, typing: bool) -> None:
+        if self.edus is not None and self.edus.is_local(user_id):
+            await self.edus.to_room(
+                room_id, "m.typing", {"room_id": room_id, "user_id": user_id, "typing": typing}
+            )
 
     def _expire(self, room_id: str, user_id: str) -> None:
         self._typing[room_id].pop(user_id, None)
-        task = asyncio.get_running_loop().create_task(self._changed(room_id))
+        task = asyncio.get_running_loop().create_task(self._expired(room_id, user_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _expired(self, room_id: str, user_id: str) -> None:
+        try:
+            await self._changed(room_id)
+            await self._federate(room_id, user_id, False)
+        except Exception:  # a timer's task has nobody to report to
+            log.exception("ending %s typing in %s failed", user_id, room_id)
 
     async def _changed(self, room_id: str) -> None:
         with self.stream.allocate() as slot:
@@ -145,6 +182,8 @@ class ReceiptsService:
         self.account_data = account_data
         # Told (user, room) after a receipt that moves where the user has read up to.
         self.on_read: list[Callable[[str, str], None]] = []
+        # Where local users' public receipts go to other servers (None: no federation).
+        self.edus: OutboundEdus | None = None
 
     async def mark_read(
         self, user_id: str, room_id: str, markers: dict[str, str], thread_id: str | None = None
@@ -173,7 +212,30 @@ class ReceiptsService:
         data: dict[str, Any] = {"ts": now_ms()}
         if thread_id is not None:
             data["thread_id"] = thread_id
+        members = await self._store(user_id, room_id, receipts, data, thread_id)
+        public = receipts.get(PUBLIC_RECEIPT)
+        if public is not None and self.edus is not None:
+            read = {user_id: {"event_ids": [public], "data": data}}
+            await self.edus.to_servers_of(
+                members, "m.receipt", {room_id: {PUBLIC_RECEIPT: read}}
+            )
 
+    async def set_remote(
+        self, user_id: str, room_id: str, event_id: str, data: dict[str, Any]
+    ) -> None:
+        """Another server's user's public receipt (its server vouches for them); ignored
+        unless they are joined to the room. `data` is {ts, thread_id?}."""
+        members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
+        if user_id in members:
+            thread_id = data.get("thread_id")
+            await self._store(user_id, room_id, {PUBLIC_RECEIPT: event_id}, data, thread_id)
+
+    async def _store(
+        self, user_id: str, room_id: str, receipts: dict[str, str], data: dict[str, Any],
+        thread_id: str | None,
+    ) -> set[str]:
+        """Write receipts (type -> event ID) and wake who sees them: the room's members for
+        a public one (returned), else the user alone."""
         async def store(conn: asyncpg.Connection, position: int) -> None:
             for receipt_type, event_id in receipts.items():
                 await receipts_store.upsert_receipt(
@@ -188,8 +250,9 @@ class ReceiptsService:
         if PUBLIC_RECEIPT in receipts:
             members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
             self.wakes.add(slot.last_written, members | {user_id})
-        else:
-            self.wakes.add(slot.last_written, [user_id])
+            return members
+        self.wakes.add(slot.last_written, [user_id])
+        return set()
 
     async def events(
         self, conn: asyncpg.Connection, user_id: str, room_ids: list[str], after: int, upto: int

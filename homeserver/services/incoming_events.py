@@ -192,7 +192,10 @@ class IncomingEvents:
         if soft_reason is not None:
             metrics.EVENTS_SOFT_FAILED.labels(soft_reason.split(":")[0]).inc()
             await events_store.insert_events(
-                conn, [_row(room_id, event_id, pdu, after_group, soft_failed=True)]
+                conn, [_row(
+                    room_id, event_id, pdu, after_group, soft_failed=True,
+                    replaces_state=before_ids.get(key) if key else None,
+                )]
             )
             return Received(event_id, "soft_failed", soft_reason), None, EventWrites()
 
@@ -359,13 +362,16 @@ class IncomingEvents:
 
 def _keys_for(pdu: Mapping[str, Any], room_version: RoomVersion) -> list[StateKey]:
     """The state keys the checks read: the auth types, the create and power levels events (push
-    rules read them) and the room's member limit."""
+    rules read them), the room's member limit and the event's own key (what it replaces)."""
     state_key = pdu.get("state_key")
+    own = [(str(pdu["type"]), state_key)] if isinstance(state_key, str) else []
     auth_types = auth_rules.auth_types_for_event(
         str(pdu["type"]), str(pdu["sender"]), state_key if isinstance(state_key, str) else None,
         pdu.get("content", {}), room_version,
     )
-    return list(dict.fromkeys([_CREATE, _POWER_LEVELS, (MEMBER_LIMIT_TYPE, ""), *auth_types]))
+    return list(dict.fromkeys(
+        [_CREATE, _POWER_LEVELS, (MEMBER_LIMIT_TYPE, ""), *auth_types, *own]
+    ))
 
 
 def _by_key(
@@ -408,6 +414,7 @@ def _auth_order(pdus: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def _row(
     room_id: str, event_id: str, pdu: Mapping[str, Any], state_group: int | None, *,
     reason: str | None = None, soft_failed: bool = False, outlier: bool = False,
+    replaces_state: str | None = None,
 ) -> NewEvent:
     """The events row of an event with no place in the timeline (no stream position)."""
     state_key = pdu.get("state_key")
@@ -415,7 +422,7 @@ def _row(
         event_id=event_id, room_id=room_id, stream_ordering=None, depth=int(pdu["depth"]),
         type=str(pdu["type"]), state_key=state_key if isinstance(state_key, str) else None,
         sender=str(pdu["sender"]), json=encode_canonical_json(pdu).decode(),
-        state_group=state_group, rejected=reason is not None, replaces_state=None,
+        state_group=state_group, rejected=reason is not None, replaces_state=replaces_state,
         redacted_by=None,
     )
     return NewEvent(

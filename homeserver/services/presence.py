@@ -14,6 +14,11 @@ position, so the users sharing a room with them are woken and told.
 
 Writes are serialized by one lock, so positions commit in order and the position a woken
 /sync reads up to always includes the change that woke it.
+
+Other servers' users' presence arrives through `set_remote` (from `m.presence` EDUs) and is
+stored like a local user's, idle timeout included; a local user's changes go, through `edus`,
+to the other servers sharing a room with them, and so does an active user's unchanged
+presence every half idle timeout, which keeps it from timing out there.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from homeserver.config import PresenceConfig
 from homeserver.errors import forbidden
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import OutboundEdus
 from storage import presence as presence_store
 from storage.database import Database
 from storage.presence import PresenceRow
@@ -43,6 +49,8 @@ PRESENCE_STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 CURRENTLY_ACTIVE_MS = 60_000
 MAX_SWEEP_INTERVAL_S = 30.0
 SWEEP_BATCH = 500
+# What an `m.presence` EDU says of a user (their profile is not part of it).
+EDU_FIELDS = ("presence", "status_msg", "last_active_ago", "currently_active")
 
 
 class PresenceService:
@@ -64,6 +72,10 @@ class PresenceService:
         # Set in a process that does not write the presence stream (a worker): /sync activity
         # is handed to it, for the process that does, instead of being written here.
         self.forward: Callable[[str, str], None] | None = None
+        # Where local users' changes go to other servers (None: no federation), and when
+        # each was last sent there.
+        self.edus: OutboundEdus | None = None
+        self._announced: dict[str, int] = {}
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -87,14 +99,30 @@ class PresenceService:
             return
         await self._write(user_id, state, None, keep_status=True)
 
-    async def _write(
-        self, user_id: str, state: str, status_msg: str | None, *, keep_status: bool
+    async def set_remote(
+        self, user_id: str, state: str, status_msg: str | None, last_active_ago: int
     ) -> None:
-        now = self.clock()
+        """Another server's user's presence, as their server tells it. Repeating the stored
+        state and status only moves the activity time, as a local user's /sync does."""
+        await self._write(
+            user_id, state, status_msg, keep_status=False,
+            active_ts=self.clock() - last_active_ago, only_changes=True,
+        )
+
+    async def _write(
+        self, user_id: str, state: str, status_msg: str | None, *, keep_status: bool,
+        active_ts: int | None = None, only_changes: bool = False,
+    ) -> None:
+        """`keep_status`: keep the stored status message, and only move the activity time
+        while the state stays; `only_changes`: that too, unless the status message differs."""
+        now = self.clock() if active_ts is None else active_ts
 
         async def run(conn: asyncpg.Connection, slot: Slot) -> bool:
             row = await presence_store.get_presence(conn, user_id)
-            if keep_status and row is not None and self.effective_state(row, now) == state:
+            same = row is not None and self.effective_state(row, self.clock()) == state and (
+                keep_status or (only_changes and row.status_msg == status_msg)
+            )
+            if same:
                 await presence_store.touch_presence(conn, user_id, now)
                 return False
             status = row.status_msg if keep_status and row is not None else status_msg
@@ -107,6 +135,9 @@ class PresenceService:
             self._written[user_id] = (state, now)
         if changed:
             await self._notify(user_id)
+        elif self._announce_due(user_id):
+            roommates = await self.db.run(lambda c: presence_store.get_roommates(c, user_id))
+            await self._announce(user_id, roommates)
 
     async def sweep_idle(self) -> int:
         """Set users idle past the timeout offline; returns how many changed."""
@@ -139,8 +170,33 @@ class PresenceService:
                 log.exception("presence idle sweep failed")
 
     async def _notify(self, user_id: str) -> None:
+        """Wake the user and their roommates; tell the roommates' servers of a local user."""
         roommates = await self.db.run(lambda conn: presence_store.get_roommates(conn, user_id))
         self.notifier.notify_users(roommates | {user_id})
+        if self.edus is not None and self.edus.is_local(user_id):
+            await self._announce(user_id, roommates)
+
+    def _announce_due(self, user_id: str) -> bool:
+        """Whether a local user whose presence stays the same should be announced again:
+        other servers only hear of changes, so without this their idle timeout would take
+        an active user offline there."""
+        last = self._announced.get(user_id)
+        return self.edus is not None and self.edus.is_local(user_id) and (
+            last is None or self.clock() - last >= self.idle_ms // 2
+        )
+
+    async def _announce(self, user_id: str, roommates: set[str]) -> None:
+        """Send a local user's presence to the other servers of their roommates."""
+        edus = self.edus
+        if edus is None or all(edus.is_local(u) for u in roommates):
+            return
+        row = await self.db.run(lambda conn: presence_store.get_presence(conn, user_id))
+        if row is not None:
+            self._announced[user_id] = self.clock()
+            content = self.content(row, self.clock())
+            update: dict[str, Any] = {"user_id": user_id}
+            update.update((k, content[k]) for k in EDU_FIELDS if k in content)
+            await edus.to_servers_of(roommates, "m.presence", {"push": [update]})
 
     # ---- reads ----------------------------------------------------------------------------
 

@@ -545,6 +545,45 @@ class RoomEngine:
             heads[0].event_id, heads[0].depth, group, max(positions, default=None)
         )
 
+    async def template(
+        self, room_id: str, sender: str, event_type: str, content: dict[str, Any],
+        state_key: str | None,
+    ) -> tuple[RoomVersion, dict[str, Any]]:
+        """An unsigned event on the room's current heads, for another server to sign (the
+        make_join, make_leave and make_knock answers). It must pass the auth rules and the
+        member cap against the current state, else MatrixError 403."""
+        async def build(conn: asyncpg.Connection) -> tuple[RoomVersion, dict[str, Any]]:
+            room_version = await self.room_version(conn, room_id)
+            heads = sorted(
+                await events_store.get_forward_extremities(conn, room_id),
+                key=lambda e: (-e.depth, e.event_id),
+            )[:_MAX_PREV_EVENTS]
+            if not heads:
+                raise not_found(f"This server has no events of room {room_id}")
+            auth_types = auth_rules.auth_types_for_event(
+                event_type, sender, state_key, content, room_version
+            )
+            keys = list(dict.fromkeys([_CREATE, _MEMBER_LIMIT, *auth_types]))
+            current = await state_store.get_current_state_for_keys(conn, room_id, keys)
+            pdus = await self.get_pdus(conn, list(current.values()))
+            state = {k: pdus[e] for k, e in current.items() if e in pdus}
+            pdu: dict[str, Any] = {
+                "type": event_type, "content": content, "room_id": room_id, "sender": sender,
+                "origin_server_ts": int(self.clock() * 1000), "depth": heads[0].depth + 1,
+                "prev_events": [h.event_id for h in heads],
+                "auth_events": [current[k] for k in auth_types if k in current],
+            }
+            if state_key is not None:
+                pdu["state_key"] = state_key
+            try:
+                auth_rules.check_auth_rules(pdu, state, room_version)
+            except AuthError as e:
+                raise forbidden(str(e)) from None
+            await self._check_member_cap(conn, room_id, pdu, state)
+            return room_version, pdu
+
+        return await self.db.run(build)
+
     def _build(
         self, room_version: RoomVersion, room_id: str | None, sender: str, event_type: str,
         content: dict[str, Any], state_key: str | None, prev: list[str], auth: list[str], *,

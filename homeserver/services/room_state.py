@@ -20,6 +20,7 @@ from homeserver.protocol.room_versions import RoomVersion
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
+from storage.events import StoredEvent
 from storage.state import StateKey, StateMap
 
 
@@ -43,6 +44,9 @@ async def resolve(
     difference = union - common
     wanted = conflicted | difference
     wanted |= await event_graph.get_auth_chain_ids(conn, wanted)
+    create = first.get(("m.room.create", ""))
+    if create is not None:
+        wanted.add(create)  # v12 names it in no auth_events, yet every check needs it
     stored = await events_store.get_events(conn, wanted)
     event_map: dict[str, dict[str, Any]] = {i: json.loads(e.json) for i, e in stored.items()}
     rejected = {i for i, e in stored.items() if e.rejected}
@@ -75,3 +79,18 @@ async def merged_state(
     sets = [await state_store.get_state(conn, g) for g in unique]
     state = await resolve(conn, room_version, sets)
     return state, await state_group_for(conn, room_id, unique[0], sets[0], state)
+
+
+async def state_before_event(conn: asyncpg.Connection, stored: StoredEvent) -> StateMap:
+    """The state before a stored event: its own state group (the state after it) with its own
+    key put back to what it replaced. Empty for an outlier, which has no state of its own."""
+    if stored.state_group is None:
+        return {}
+    state = await state_store.get_state(conn, stored.state_group)
+    if stored.state_key is not None and not stored.rejected:
+        key = (stored.type, stored.state_key)
+        if stored.replaces_state is not None:
+            state[key] = stored.replaces_state
+        else:
+            state.pop(key, None)
+    return state

@@ -8,6 +8,7 @@ whether an event is allowed. What is checked here is only what the auth rules ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.config import Config
@@ -28,6 +29,7 @@ from storage.rooms import ClientTxnKey
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
     from homeserver.services.remote_queries import RemoteQueries
+    from homeserver.services.remote_rooms import RemoteRooms
 
 # action -> (the membership it sends, the target's memberships it needs; empty: any)
 MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -52,6 +54,7 @@ class RoomsService:
         self.reads = RoomReads(db, engine)
         # Other servers' aliases are asked of them (plugged in by app.py with federation).
         self.remote: RemoteQueries | None = None
+        self.remote_rooms: RemoteRooms | None = None  # plugged in by app.py with federation
         self.creation = RoomCreation(db, config, engine, self._member_content, self._put_alias)
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
@@ -85,12 +88,46 @@ class RoomsService:
             raise invalid_param(f"Invalid room ID {room_id_or_alias!r}")
         return room_id_or_alias
 
-    async def join(self, requester: Requester, room_id_or_alias: str, reason: str | None) -> str:
-        room_id = await self.resolve_room(room_id_or_alias)
-        await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
+    async def join(
+        self, requester: Requester, room_id_or_alias: str, reason: str | None,
+        servers: Sequence[str] = (),
+    ) -> str:
+        """Join a room: through our own copy of it when this server is in it, else through
+        the servers named (`via`), those the alias lists, and the room ID's own server."""
+        candidates = list(servers)
+        if room_id_or_alias.startswith("#") and self.remote is not None and (
+            identifiers.server_name_of(room_id_or_alias) != self.server_name
+        ):
+            found = await self.get_alias(room_id_or_alias)
+            room_id = str(found["room_id"])
+            candidates += [str(s) for s in found.get("servers", [])]
+        else:
+            room_id = await self.resolve_room(room_id_or_alias)
         content = await self._member_content(requester.user_id, "join")
-        await self._membership(requester, room_id, requester.user_id, content, reason)
+        if reason is not None:
+            content["reason"] = reason
+        if self.remote_rooms is not None and not await self._resident(room_id):
+            self.ratelimiter.check("per_user", requester.user_id)
+            if ":" in room_id:  # pre-v12 room IDs name the server that created the room
+                candidates.append(identifiers.server_name_of(room_id))
+            await self.remote_rooms.join_remote(
+                room_id, requester.user_id, content, candidates
+            )
+            return room_id
+        await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
+        await self._membership(requester, room_id, requester.user_id, content, None)
         return room_id
+
+    async def _resident(self, room_id: str) -> bool:
+        """Whether this server is in the room: it knows it and one of its users is joined."""
+        async def read(conn: Any) -> bool:
+            if await rooms_store.get_room_version(conn, room_id) is None:
+                return False
+            members = await self.engine.joined_members(conn, room_id)
+            return any(identifiers.server_name_of(m) == self.server_name for m in members)
+
+        resident: bool = await self.db.run(read)
+        return resident
 
     async def set_membership(
         self, requester: Requester, room_id: str, target: str, action: str,

@@ -7,10 +7,16 @@ transaction ID, so a retried request queues nothing new), then wakes the recipie
 and at most `MAX_PER_SYNC` of them; rows are deleted only when the device syncs again with a
 token at or past them. A client that repeats a sync with its old token therefore gets the same
 messages again, and a message is never lost between a response and its acknowledgement.
+
+Messages for other servers' users go, one `m.direct_to_device` EDU per server, through `edus`.
+Messages from other servers (`receive_remote`) take the same path as local sends, their
+`message_id` standing in for the transaction ID so that a repeated EDU queues nothing new.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +27,7 @@ from homeserver.errors import too_large
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import OutboundEdus
 from homeserver.services.requester import Requester
 from homeserver.services.stream_wakes import StreamWakes
 from storage import to_device as to_device_store
@@ -34,6 +41,19 @@ MAX_MESSAGE_BYTES = 65536
 MAX_PER_SYNC = 100
 # How long a sender's transaction ID is remembered for idempotent retries.
 TRANSACTION_KEEP_MS = 24 * 3600 * 1000
+# Remote senders' devices are unknown: their messages' IDs are remembered under this device.
+REMOTE_SENDER_DEVICE = ""
+# The spec's limit on an EDU's message_id.
+MESSAGE_ID_LENGTH = 32
+
+Message = tuple[str, str, dict[str, Any]]  # (user_id, device_id or "*", content)
+
+
+def message_id(requester: Requester, txn_id: str) -> str:
+    """The EDU message_id of a client's send: the same for the same transaction, so a
+    retried send that queues the EDU again is deduplicated by the receiving server."""
+    digest = hashlib.sha256(json.dumps([requester.user_id, requester.device_id, txn_id]).encode())
+    return base64.urlsafe_b64encode(digest.digest()).decode()[:MESSAGE_ID_LENGTH]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +77,61 @@ class ToDeviceService:
         # handed out: lets a sync whose stream did not move skip the query unless it acks.
         # Lost on restart, which only delays deleting acknowledged rows until the next message.
         self._delivered: dict[tuple[str, str], int] = {}
+        # Where messages for other servers' users go (None: no federation, they are dropped).
+        self.edus: OutboundEdus | None = None
 
     async def send(
-        self, requester: Requester, event_type: str, txn_id: str,
-        messages: list[tuple[str, str, dict[str, Any]]],
+        self, requester: Requester, event_type: str, txn_id: str, messages: list[Message]
     ) -> None:
-        """Queue `(user_id, device_id or "*", content)` messages for local devices.
+        """Queue `(user_id, device_id or "*", content)` messages: in local devices' inboxes,
+        and in one EDU per other server for its users.
 
-        Unknown local devices are skipped, as the spec's "all known devices" implies. Remote
-        users are skipped too until federation carries to-device EDUs.
+        Unknown local devices are skipped, as the spec's "all known devices" implies. The EDUs
+        are queued first: should storing the rest fail, the client's retry queues them again
+        under the same message_id, which the receiving server ignores as a repeat.
         """
-        rows: list[tuple[str, str, dict[str, Any]]] = []
+        local: list[Message] = []
+        remote: dict[str, dict[str, dict[str, Any]]] = {}  # server -> user -> device -> content
         for user_id, device_id, content in messages:
             message = {"sender": requester.user_id, "type": event_type, "content": content}
             size = len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode())
             if size > MAX_MESSAGE_BYTES:
                 raise too_large(f"A to-device message must not exceed {MAX_MESSAGE_BYTES} bytes")
-            if server_name_of(user_id) == self.server_name:
-                rows.append((user_id, device_id, message))
+            server = server_name_of(user_id)
+            if server == self.server_name:
+                local.append((user_id, device_id, message))
+            else:
+                remote.setdefault(server, {}).setdefault(user_id, {})[device_id] = content
+        if self.edus is not None:
+            edu_id = message_id(requester, txn_id)
+            for server, by_user in sorted(remote.items()):
+                await self.edus.to_server(server, "m.direct_to_device", {
+                    "sender": requester.user_id, "type": event_type, "message_id": edu_id,
+                    "messages": by_user,
+                })
+        await self._queue(requester.user_id, requester.device_id, txn_id, local)
 
+    async def receive_remote(
+        self, sender: str, event_type: str, edu_message_id: str, messages: list[Message]
+    ) -> None:
+        """Messages from another server's user (its server vouches for them) for local users'
+        devices; a message_id seen before from the same sender queues nothing."""
+        message = {"sender": sender, "type": event_type}
+        local = [
+            (user_id, device_id, {**message, "content": content})
+            for user_id, device_id, content in messages
+            if server_name_of(user_id) == self.server_name
+        ]
+        await self._queue(sender, REMOTE_SENDER_DEVICE, edu_message_id, local)
+
+    async def _queue(
+        self, sender: str, sender_device: str, txn_id: str, rows: list[Message]
+    ) -> None:
+        """Store the messages at one position, unless the sender's transaction was seen."""
         async def store(conn: asyncpg.Connection, slot: Slot) -> set[str]:
             now = now_ms()
             if not await to_device_store.insert_transaction(
-                conn, requester.user_id, requester.device_id, txn_id, now, TRANSACTION_KEEP_MS
+                conn, sender, sender_device, txn_id, now, TRANSACTION_KEEP_MS
             ):
                 return set()
             # A retransmission returned above without taking a position.

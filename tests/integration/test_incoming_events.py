@@ -115,10 +115,11 @@ async def test_missing_prev_events_are_asked_for(
     assert missing.value.event_ids == [gap_id]
 
 
+@pytest.mark.parametrize("version", ["11", "12"])  # v12: the create event is in no auth_events
 async def test_a_fork_resolves_like_state_resolution_and_a_local_send_merges_it(
-    homeserver: RunningServer, api: MatrixApi
+    homeserver: RunningServer, api: MatrixApi, version: str
 ) -> None:
-    builder, me, incoming = await joined(homeserver, api)
+    builder, me, incoming = await joined(homeserver, api, version)
     room_id = _room(builder)
     fork_point = list(builder.latest)
     base_state = dict(builder.state_ids)

@@ -1,0 +1,82 @@
+"""Inbound transactions (`PUT /send/{txnId}`): each PDU into the room engine, each EDU to the
+handler registered for its type, and the answer remembered so that a retry is not processed
+twice (server-server-api.md "Transactions").
+
+PDUs are taken oldest first (by depth), so that events of one transaction that build on each
+other do not look like gaps. A PDU that fails is reported in the answer's `pdus` map and does
+not fail the transaction; an EDU that fails is logged, since the spec gives it no answer.
+Transactions of one origin are processed one at a time, as their sender sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from federation.inbound_pdus import InboundPdus, PduError
+from homeserver.services.clock import now_ms
+from storage import inbound_txns
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+
+# (origin, content) -> None; registered per edu_type by the modules that handle them.
+EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+class TransactionHandler:
+    def __init__(self, db: Database, pdus: InboundPdus) -> None:
+        self.db = db
+        self.pdus = pdus
+        self.edu_handlers: dict[str, EduHandler] = {}
+        self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def handle(
+        self, origin: str, txn_id: str, pdus: list[dict[str, Any]], edus: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        async with self._origin_locks[origin]:
+            earlier = await self.db.run(lambda c: inbound_txns.get_response(c, origin, txn_id))
+            if earlier is not None:
+                return earlier
+            results: dict[str, Any] = {}
+            for pdu in sorted(pdus, key=_depth):
+                try:
+                    event_id, received = await self.pdus.on_pdu(origin, pdu)
+                except PduError as e:
+                    if e.event_id is not None:
+                        results[e.event_id] = {"error": str(e)}
+                    log.info("a PDU from %s was refused: %s", origin, e)
+                    continue
+                results[event_id] = (
+                    {"error": received.reason} if received.outcome == "rejected" else {}
+                )
+            for edu in edus:
+                await self._edu(origin, edu)
+            response = {"pdus": results}
+            await self.db.transaction(
+                lambda c: inbound_txns.insert_response(c, origin, txn_id, response, now_ms()),
+                name="insert_inbound_txn",
+            )
+            return response
+
+    async def _edu(self, origin: str, edu: Mapping[str, Any]) -> None:
+        edu_type, content = edu.get("edu_type"), edu.get("content")
+        handler = self.edu_handlers.get(edu_type) if isinstance(edu_type, str) else None
+        if handler is None or not isinstance(content, Mapping):
+            return
+        try:
+            await handler(origin, content)
+        except Exception:  # a peer's EDU must never fail the transaction it came in
+            log.exception("handling a %s EDU from %s failed", edu_type, origin)
+
+
+def _depth(pdu: Mapping[str, Any]) -> int:
+    depth = pdu.get("depth")
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) else 0
+
