@@ -17,16 +17,18 @@ from typing import Any
 
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.inbound_pdus import InboundPdus, PduError
+from federation.pdu_checks import PduCheckError
 from federation.room_reads import auth_chain_events
 from federation.transport import FederationError
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_full_error
 from homeserver.protocol import events, hashing
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.protocol.signing import SigningKey
+from homeserver.protocol.signing import SigningKey, sign_event
 from homeserver.services import room_state
 from homeserver.services.clock import now_ms
 from homeserver.services.incoming_events import IncomingEvents
+from homeserver.services.sync_rooms import stripped_state
 from storage import events as events_store
 from storage import state as state_store
 
@@ -102,9 +104,69 @@ class Joins:
             raise forbidden(f"The event was not accepted: {e}") from None
         if received.outcome in ("rejected", "soft_failed"):
             raise forbidden(f"The event was not accepted: {received.reason}")
+        if membership == "knock":
+            return {"knock_room_state": await self.engine.db.run(
+                lambda c: stripped_state(c, self.engine, room_id, sender)
+            )}
         if membership != "join":
             return {}
         return await self._join_answer(room_id, event_id)
+
+    async def on_invite(
+        self, origin: str, room_id: str, event_id: str, body: Any
+    ) -> dict[str, Any]:
+        """`PUT /invite/v2`: another server invites one of our users. We countersign; when we
+        are not in the room, the invite is kept for the user's /sync (with the stripped state
+        the inviting server sent), otherwise it arrives again with the room's events."""
+        if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
+            raise bad_json("The body must carry the invite 'event'")
+        version_id = body.get("room_version")
+        room_version = KNOWN_ROOM_VERSIONS.get(version_id) if isinstance(version_id, str) else None
+        if room_version is None:
+            raise MatrixError(
+                400, "M_INCOMPATIBLE_ROOM_VERSION",
+                f"This server does not support room version {version_id!r}",
+                room_version=version_id,
+            )
+        pdu = dict(body["event"])
+        content = pdu.get("content")
+        target, sender = pdu.get("state_key"), pdu.get("sender")
+        if (
+            pdu.get("type") != "m.room.member" or pdu.get("room_id") != room_id
+            or not isinstance(content, dict) or content.get("membership") != "invite"
+            or not isinstance(target, str) or not isinstance(sender, str)
+        ):
+            raise bad_json("The event must be an invite into this room")
+        _require_origin_user(origin, sender)
+        if server_name_of(target) != self.server_name:
+            raise bad_json(f"{target} is not a user of this server")
+        try:
+            computed = hashing.compute_event_id(pdu, room_version)
+            await self.pdus.checker.check_signed_by(pdu, origin, room_version)
+        except PduCheckError as e:
+            raise forbidden(str(e)) from None
+        except Exception:
+            raise bad_json("The event is malformed") from None
+        if computed != event_id:
+            raise bad_json("The event ID in the path is not the event's")
+        signed = sign_event(pdu, self.server_name, self.signing_key, room_version)
+        if not await self._resident_quietly(room_id):
+            stripped = body.get("invite_room_state")
+            kept = dict(signed)
+            if isinstance(stripped, list):
+                kept["unsigned"] = {
+                    **(kept.get("unsigned") or {}),
+                    "invite_room_state": [e for e in stripped if isinstance(e, dict)],
+                }
+            await self.incoming.store_out_of_band(room_id, room_version, kept)
+        return {"event": signed}
+
+    async def _resident_quietly(self, room_id: str) -> bool:
+        try:
+            await self._require_resident(room_id, self.server_name)
+        except MatrixError:
+            return False
+        return True
 
     async def _require_resident(self, room_id: str, origin: str) -> RoomVersion:
         """The room's version, when this server is in the room and the origin may take part."""
@@ -184,6 +246,79 @@ class Joins:
                 error = MatrixError(502, "M_UNKNOWN", f"Joining through {server} failed: {e}")
         raise error
 
+    async def invite_remote(
+        self, room_id: str, inviter: str, invitee: str, content: Mapping[str, Any]
+    ) -> None:
+        """Invite a user of another server: their server countersigns the invite before we
+        persist it and send it to the room (server-server-api.md "Inviting to a room")."""
+        room_version, template = await self.engine.template(
+            room_id, inviter, "m.room.member", {**content, "membership": "invite"}, invitee
+        )
+        event_id, pdu = self._build(room_version, room_id, inviter, invitee, template)
+        stripped = await self.engine.db.run(
+            lambda c: stripped_state(c, self.engine, room_id, inviter)
+        )
+        server = server_name_of(invitee)
+        try:
+            answer = await self.client.put_json(
+                server, f"{V2}/invite/{path_segment(room_id)}/{path_segment(event_id)}",
+                {"event": pdu, "room_version": room_version.identifier,
+                 "invite_room_state": stripped},
+            )
+            signed = answer["event"]
+            if hashing.compute_event_id(signed, room_version) != event_id:
+                raise PduCheckError("the countersigned invite is another event")
+            await self.pdus.checker.check_signed_by(signed, server, room_version)
+        except HttpResponseError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            raise MatrixError(
+                403 if e.status < 500 else 502, str(body.get("errcode") or "M_FORBIDDEN"),
+                f"{server} refused the invite: {body.get('error') or e}",
+            ) from None
+        except (FederationError, PduCheckError, KeyError, TypeError) as e:
+            raise MatrixError(502, "M_UNKNOWN", f"Inviting through {server} failed: {e}") from None
+        received = await self.incoming.receive(room_id, signed, federate=True)
+        if received.outcome not in ("accepted", "known"):
+            raise forbidden(f"The invite was not accepted: {received.reason}")
+
+    async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
+        """Leave a room this server is not in (reject an invite, withdraw a knock) through one
+        of `servers`: make_leave, then send_leave; the leave is kept for the user's /sync."""
+        error: MatrixError = not_found(f"No server could help leaving {room_id}")
+        for server in dict.fromkeys(s for s in servers if s != self.server_name):
+            room, user = path_segment(room_id), path_segment(user_id)
+            try:
+                answer = await self.client.get_json(server, f"{V1}/make_leave/{room}/{user}")
+                room_version = KNOWN_ROOM_VERSIONS[str(answer["room_version"])]
+                event_id, pdu = self._build(
+                    room_version, room_id, user_id, user_id, answer["event"]
+                )
+                await self.client.put_json(
+                    server, f"{V2}/send_leave/{room}/{path_segment(event_id)}", pdu
+                )
+            except (FederationError, KeyError, TypeError, ValueError) as e:
+                log.info("leaving %s through %s failed: %s", room_id, server, e)
+                error = MatrixError(502, "M_UNKNOWN", f"Leaving through {server} failed: {e}")
+                continue
+            await self.incoming.store_out_of_band(room_id, room_version, pdu)
+            return
+        raise error
+
+    def _build(
+        self, room_version: RoomVersion, room_id: str, sender: str, target: str,
+        template: Mapping[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        """Our signed event from a template (ours or a resident's)."""
+        event_id, pdu = events.build_event(
+            room_version=room_version, room_id=room_id, sender=sender,
+            event_type="m.room.member", content=dict(template.get("content", {})),
+            state_key=target, prev_events=list(template["prev_events"]),
+            auth_events=list(template["auth_events"]), depth=int(template["depth"]),
+            origin_server_ts=now_ms(), server_name=self.server_name,
+            signing_key=self.signing_key,
+        )
+        return event_id, pdu
+
     async def _join_via(
         self, server: str, room_id: str, user_id: str, content: Mapping[str, Any]
     ) -> None:
@@ -193,14 +328,9 @@ class Joins:
         )
         room_version = KNOWN_ROOM_VERSIONS[str(answer["room_version"])]
         template = answer["event"]
-        event_id, pdu = events.build_event(
-            room_version=room_version, room_id=room_id, sender=user_id,
-            event_type="m.room.member",
-            content={**template.get("content", {}), **content, "membership": "join"},
-            state_key=user_id, prev_events=list(template["prev_events"]),
-            auth_events=list(template["auth_events"]), depth=int(template["depth"]),
-            origin_server_ts=now_ms(), server_name=self.server_name,
-            signing_key=self.signing_key,
+        joined = {**template.get("content", {}), **content, "membership": "join"}
+        event_id, pdu = self._build(
+            room_version, room_id, user_id, user_id, {**template, "content": joined}
         )
         sent = await self.client.put_json(
             server, f"{V2}/send_join/{room}/{path_segment(event_id)}", pdu

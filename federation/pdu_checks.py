@@ -54,21 +54,22 @@ class PduChecker:
     async def check(self, pdu: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
         """The PDU as it is to be kept (redacted when its content hash is wrong); raises
         PduCheckError when a required signature does not verify."""
-        signatures = pdu.get("signatures")
-        if not isinstance(signatures, Mapping):
+        if not isinstance(pdu.get("signatures"), Mapping):
             raise PduCheckError("the event has no signatures")
-        ts = pdu.get("origin_server_ts")
-        valid_at = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
         for server in required_signers(pdu):
-            await self._check_signed_by(pdu, server, signatures.get(server), valid_at, room_version)
+            await self.check_signed_by(pdu, server, room_version)
         if check_content_hash(pdu):
             return dict(pdu)
         return redact_event(pdu, room_version)
 
-    async def _check_signed_by(
-        self, pdu: Mapping[str, Any], server: str, theirs: Any, valid_at: int | None,
-        room_version: RoomVersion,
+    async def check_signed_by(
+        self, pdu: Mapping[str, Any], server: str, room_version: RoomVersion
     ) -> None:
+        """Raise PduCheckError unless `server` signed the event with a key valid then."""
+        signatures = pdu.get("signatures")
+        theirs = signatures.get(server) if isinstance(signatures, Mapping) else None
+        ts = pdu.get("origin_server_ts")
+        valid_at = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
         if not isinstance(theirs, Mapping) or not theirs:
             raise PduCheckError(f"the event is not signed by {server}")
         errors = []

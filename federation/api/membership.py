@@ -1,5 +1,6 @@
-"""The membership handshakes a resident server answers: make_join/send_join v2,
-make_leave/send_leave v2, make_knock/send_knock."""
+"""The membership handshakes with other servers: make_join/send_join v2, make_leave/send_leave
+v2, make_knock/send_knock (answered as a resident server) and invite v2 (answered for our
+invited users)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,12 @@ async def make_knock(request: web.Request, auth: AuthenticatedRequest) -> web.Re
 @authenticated
 async def send_knock(request: web.Request, auth: AuthenticatedRequest) -> web.Response:
     return await _send(request, auth, "knock")
+
+
+@routes.put(V2 + "/invite/{roomId}/{eventId}")
+@authenticated
+async def invite(request: web.Request, auth: AuthenticatedRequest) -> web.Response:
+    answer = await request.app[JOINS].on_invite(
+        auth.origin, request.match_info["roomId"], request.match_info["eventId"], auth.content
+    )
+    return json_response(answer)

@@ -33,7 +33,9 @@ async def _state_event(request: web.Request, state_key: str) -> web.Response:
     return json_response(event["content"])
 
 
+# With an empty state key the trailing slash is optional (room_state.yaml).
 @routes.get(V3 + "/rooms/{room_id}/state/{event_type}")
+@routes.get(V3 + "/rooms/{room_id}/state/{event_type}/")
 async def get_state_event_empty_key(request: web.Request) -> web.Response:
     return await _state_event(request, "")
 

@@ -34,7 +34,9 @@ async def _put_state(request: web.Request, state_key: str) -> web.Response:
     return json_response({"event_id": event_id})
 
 
+# With an empty state key the trailing slash is optional (room_state.yaml).
 @routes.put(V3 + "/rooms/{room_id}/state/{event_type}")
+@routes.put(V3 + "/rooms/{room_id}/state/{event_type}/")
 async def put_state_empty_key(request: web.Request) -> web.Response:
     return await _put_state(request, "")
 

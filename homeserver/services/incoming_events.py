@@ -360,6 +360,46 @@ class IncomingEvents:
         return await self.receive(room_id, join, prev_states=prev_states)
 
 
+    # ---- memberships of rooms this server is not in ------------------------------------------
+
+    async def store_out_of_band(
+        self, room_id: str, room_version: RoomVersion, pdu: Mapping[str, Any]
+    ) -> str:
+        """Record a local user's membership event of a room this server is not in (an invite
+        from another server, or the leave that rejects it): no state, no forward extremity,
+        but a stream position and a membership row, so that the user's /sync shows it."""
+        engine = self.engine
+        event_id = hashing.compute_event_id(pdu, room_version)
+        user_id = str(pdu["state_key"])
+
+        async def store(conn: asyncpg.Connection, slot: Slot) -> PersistedEvent | None:
+            slot.restart()
+            await rooms_store.insert_room_if_absent(
+                conn, room_id, room_version.identifier, str(pdu["sender"]),
+                int(pdu["origin_server_ts"]), False,
+            )
+            if await events_store.get_events(conn, [event_id]):
+                return None
+            writes = EventWrites()
+            position = slot.nth(0)
+            previous = await event_graph.get_latest_position(conn, room_id)
+            persisted = await engine.stage(
+                conn, room_id, dict(pdu), event_id, None, position, {}, writes, members=set(),
+                replaces_state=None, previous_position=previous, federate=False,
+            )
+            await writes.flush(conn, room_id, None)
+            await state_store.upsert_membership(
+                conn, room_id, user_id, str(pdu["content"]["membership"]), event_id, position
+            )
+            return persisted
+
+        engine.remember_room(room_id, room_version)
+        persisted = await engine.write(room_id, "store_out_of_band", store)
+        if persisted is not None:
+            engine.after_persist(room_id, persisted)
+        return event_id
+
+
 def _keys_for(pdu: Mapping[str, Any], room_version: RoomVersion) -> list[StateKey]:
     """The state keys the checks read: the auth types, the create and power levels events (push
     rules read them), the room's member limit and the event's own key (what it replaces)."""

@@ -13,3 +13,13 @@ class RemoteRooms(Protocol):
     ) -> None:
         """Join through the first of `servers` that lets us; MatrixError otherwise."""
         ...
+
+    async def invite_remote(
+        self, room_id: str, inviter: str, invitee: str, content: Mapping[str, Any]
+    ) -> None:
+        """Invite a user of another server (their server countersigns it first)."""
+        ...
+
+    async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
+        """Leave (reject an invite to) a room this server is not in, through `servers`."""
+        ...

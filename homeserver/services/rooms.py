@@ -108,6 +108,7 @@ class RoomsService:
             content["reason"] = reason
         if self.remote_rooms is not None and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
+            candidates += await self._inviting_server(room_id, requester.user_id)
             if ":" in room_id:  # pre-v12 room IDs name the server that created the room
                 candidates.append(identifiers.server_name_of(room_id))
             await self.remote_rooms.join_remote(
@@ -117,6 +118,19 @@ class RoomsService:
         await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
         await self._membership(requester, room_id, requester.user_id, content, None)
         return room_id
+
+    async def _inviting_server(self, room_id: str, user_id: str) -> list[str]:
+        """The server whose user invited `user_id` (or made their last membership event)."""
+        async def read(conn: Any) -> list[str]:
+            row = await state_store.get_membership(conn, room_id, user_id)
+            if row is None:
+                return []
+            pdus = await self.engine.get_pdus(conn, [row["event_id"]])
+            sender = pdus.get(row["event_id"], {}).get("sender")
+            return [identifiers.server_name_of(sender)] if isinstance(sender, str) else []
+
+        servers: list[str] = await self.db.run(read)
+        return servers
 
     async def _resident(self, room_id: str) -> bool:
         """Whether this server is in the room: it knows it and one of its users is joined."""
@@ -148,11 +162,39 @@ class RoomsService:
                 return None if row is None else str(row["membership"])
             if await self.db.run(current) not in required:
                 raise forbidden(f"Cannot {action} {target}: their membership does not allow it")
+        if self.remote_rooms is not None and await self._through_federation(
+            requester, room_id, target, membership, reason
+        ):
+            return
         if membership == "invite":
             content = await self._member_content(target, "invite")
         else:
             content = {"membership": membership}
         await self._membership(requester, room_id, target, content, reason)
+
+    async def _through_federation(
+        self, requester: Requester, room_id: str, target: str, membership: str,
+        reason: str | None,
+    ) -> bool:
+        """Invites of other servers' users, and our users' leaves of rooms this server is not
+        in (rejecting a remote invite), go through the other server; True when done so."""
+        assert self.remote_rooms is not None
+        extra = {} if reason is None else {"reason": reason}
+        if membership == "invite" and identifiers.server_name_of(target) != self.server_name:
+            self.ratelimiter.check("per_user", requester.user_id)
+            await self.remote_rooms.invite_remote(
+                room_id, requester.user_id, target, {"membership": "invite", **extra}
+            )
+            return True
+        if membership != "leave" or target != requester.user_id or await self._resident(room_id):
+            return False
+
+        candidates = await self._inviting_server(room_id, target)
+        if not candidates:
+            return False
+        self.ratelimiter.check("per_user", requester.user_id)
+        await self.remote_rooms.leave_remote(room_id, target, candidates)
+        return True
 
     async def _membership(
         self, requester: Requester, room_id: str, target: str, content: dict[str, Any],

@@ -210,12 +210,20 @@ async def invite_state(
     carried = invite.get("unsigned", {}).get("invite_room_state")
     if isinstance(carried, list):
         return [*carried, _stripped(invite)]
+    return [*await stripped_state(conn, engine, room_id, invite["sender"]), _stripped(invite)]
+
+
+async def stripped_state(
+    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, member: str
+) -> list[dict[str, Any]]:
+    """The room's current stripped state, with `member`'s membership event (the inviter's),
+    as invites and knocks show it to users outside the room."""
     state = await state_store.get_current_state(conn, room_id, list(STRIPPED_STATE_TYPES))
     ids = [e for (_, key), e in sorted(state.items()) if key == ""]
-    inviter = await state_store.get_current_state_event_id(
-        conn, room_id, ("m.room.member", invite["sender"])
+    membership = await state_store.get_current_state_event_id(
+        conn, room_id, ("m.room.member", member)
     )
-    if inviter is not None:
-        ids.append(inviter)
+    if membership is not None:
+        ids.append(membership)
     pdus = await engine.get_pdus(conn, ids)
-    return [_stripped(pdus[e]) for e in ids if e in pdus] + [_stripped(invite)]
+    return [_stripped(pdus[e]) for e in ids if e in pdus]
