@@ -23,6 +23,7 @@ from federation.transport import FederationError
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_full_error
 from homeserver.protocol import events, hashing
 from homeserver.protocol.identifiers import server_name_of
+from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.signing import SigningKey, sign_event
 from homeserver.services import room_state
@@ -60,8 +61,13 @@ class Joins:
         """The template answer of make_join, make_leave or make_knock."""
         _require_origin_user(origin, user_id)
         await self._require_resident(room_id, origin)
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "join":
+            authoriser = await self._authoriser(room_id, user_id)
+            if authoriser is not None:
+                content["join_authorised_via_users_server"] = authoriser
         room_version, template = await self.engine.template(
-            room_id, user_id, "m.room.member", {"membership": membership}, user_id
+            room_id, user_id, "m.room.member", content, user_id
         )
         if versions is not None and room_version.identifier not in versions:
             raise MatrixError(
@@ -96,6 +102,8 @@ class Joins:
             raise bad_json("The event ID in the path is not the event's")
         if membership == "join":
             await self._require_seat(room_id, pdu)
+            if content.get("join_authorised_via_users_server") is not None:
+                pdu = self._countersign_restricted_join(pdu, room_version)
         try:
             received = await self.pdus.check_and_persist(
                 origin, room_id, pdu, room_version, federate=True
@@ -111,6 +119,66 @@ class Joins:
         if membership != "join":
             return {}
         return await self._join_answer(room_id, event_id)
+
+    async def _authoriser(self, room_id: str, user_id: str) -> str | None:
+        """For a restricted room (rooms v8+ "restricted" join rule): one of our joined users
+        who may invite, when `user_id` is joined to a room the rule allows and not already
+        invited or joined; None when the join needs no authorising (or none can be given:
+        the auth rules then refuse the template with 403)."""
+        async def read(conn: Any) -> str | None:
+            room_version = await self.engine.room_version(conn, room_id)
+            keys = [
+                ("m.room.join_rules", ""), ("m.room.power_levels", ""), ("m.room.create", ""),
+                ("m.room.member", user_id),
+            ]
+            ids = await state_store.get_current_state_for_keys(conn, room_id, keys)
+            pdus = await self.engine.get_pdus(conn, list(ids.values()))
+            state = {k: pdus[i] for k, i in ids.items() if i in pdus}
+            rule = state.get(keys[0], {}).get("content", {})
+            member = state.get(keys[3], {}).get("content", {}).get("membership")
+            if rule.get("join_rule") not in ("restricted", "knock_restricted") or member in (
+                "invite", "join"
+            ):
+                return None
+            allowed = [
+                a.get("room_id") for a in rule.get("allow", []) if isinstance(a, dict)
+                and a.get("type") == "m.room_membership" and isinstance(a.get("room_id"), str)
+            ]
+            memberships = await self.engine.memberships(conn, user_id)
+            if not any(
+                r in memberships and memberships[r].membership == "join" for r in allowed
+            ):
+                raise MatrixError(
+                    403, "M_UNABLE_TO_GRANT_JOIN",
+                    "The user is in none of the rooms this room's join rule allows",
+                )
+            power = state.get(keys[1], {}).get("content")
+            create = state.get(keys[2], {})
+            needed = required_level(power, "invite")
+            for candidate in sorted(await self.engine.joined_members(conn, room_id)):
+                if server_name_of(candidate) == self.server_name and user_power_level(
+                    candidate, power, create, room_version
+                ) >= needed:
+                    return candidate
+            raise MatrixError(
+                400, "M_UNABLE_TO_AUTHORISE_JOIN", "No user of this server may invite"
+            )
+
+        authoriser: str | None = await self.engine.db.run(read)
+        return authoriser
+
+    def _countersign_restricted_join(
+        self, pdu: dict[str, Any], room_version: RoomVersion
+    ) -> dict[str, Any]:
+        """Add our signature to a join that names one of our users as its authoriser."""
+        via = pdu["content"]["join_authorised_via_users_server"]
+        try:
+            ours = isinstance(via, str) and server_name_of(via) == self.server_name
+        except ValueError:
+            raise bad_json("join_authorised_via_users_server is not a user ID") from None
+        if not ours:
+            return pdu
+        return sign_event(pdu, self.server_name, self.signing_key, room_version)
 
     async def on_invite(
         self, origin: str, room_id: str, event_id: str, body: Any

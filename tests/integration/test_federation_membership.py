@@ -155,3 +155,35 @@ def _soft_failed_room_full() -> float:
 
 async def _is(api: MatrixApi, user: User, room_id: str, who: str, membership: str) -> bool:
     return await _membership(api, user, room_id, who) == membership
+
+
+async def test_a_restricted_room_admits_members_of_an_allowed_room(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice = await api_a.register("alice")
+    member, stranger = await api_b.register("member"), await api_b.register("stranger")
+    space = await api_a.create_room(alice, preset="public_chat")
+    room_id = await api_a.create_room(alice, preset="private_chat", initial_state=[{
+        "type": "m.room.join_rules", "state_key": "",
+        "content": {"join_rule": "restricted",
+                    "allow": [{"type": "m.room_membership", "room_id": space}]},
+    }])
+    await join_via(api_b, member, space, a)
+    # A member of the allowed room joins: A's user authorises it and A countersigns.
+    await join_via(api_b, member, room_id, a)
+    await eventually(
+        lambda: _is(api_a, alice, room_id, member.user_id, "join"), "the restricted join on A"
+    )
+    state = await api_b.ok(
+        "GET", f"rooms/{quote(room_id)}/state/m.room.member/{quote(member.user_id)}",
+        token=member.token,
+    )
+    assert state["join_authorised_via_users_server"] == alice.user_id
+    # Someone in none of the allowed rooms is refused.
+    status, body = await api_b.request(
+        "POST", f"join/{quote(room_id)}", token=stranger.token, json={},
+        params={"via": a.name},
+    )
+    assert status == 403, body

@@ -187,3 +187,18 @@ async def _joined_members(api: MatrixApi, user: User, room_id: str, want: set[st
 
 async def _has(api: MatrixApi, user: User, room_id: str, body: str) -> bool:
     return body in await timeline_bodies(api, user, room_id)
+
+
+async def test_a_remote_room_is_joined_by_its_alias(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_a.create_room(alice, preset="public_chat", room_alias_name="lobby")
+    alias = f"#lobby:{a.name}"
+    # No `via`: B asks A's directory for the room and the servers that can help.
+    joined = await api_b.ok("POST", f"join/{quote(alias)}", token=bob.token, json={})
+    assert joined["room_id"] == room_id
+    await api_a.send_message(alice, room_id, "welcome")
+    await eventually(lambda: _has(api_b, bob, room_id, "welcome"), "A's message on B")
