@@ -62,6 +62,11 @@ class Joins:
         _require_origin_user(origin, user_id)
         await self._require_resident(room_id, origin)
         content: dict[str, Any] = {"membership": membership}
+        if membership == "knock":
+            # A knock takes no seat, but it asks for one: refused when none is left.
+            await self._require_seat(room_id, {
+                "type": "m.room.member", "state_key": user_id, "content": {"membership": "join"},
+            })
         if membership == "join":
             authoriser = await self._authoriser(room_id, user_id)
             if authoriser is not None:

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import aiohttp
 from prometheus_client import REGISTRY
 
+from federation.client import HttpResponseError
 from tests.federation_peers import Peers
 from tests.helpers import MatrixApi, User
 from tests.integration.test_federation_rooms import eventually, join_via
@@ -187,3 +188,28 @@ async def test_a_restricted_room_admits_members_of_an_allowed_room(
         params={"via": a.name},
     )
     assert status == 403, body
+
+
+async def test_a_knock_on_a_full_room_is_refused(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    a, b = await peers.new("a", overrides=LIMIT), await peers.new("b")
+    api_a = a.api(peer_http)
+    alice, a2, a3 = [await api_a.register(n) for n in ("alice", "a2", "a3")]
+    room_id = await api_a.create_room(alice, preset="private_chat", room_version="12",
+                                      initial_state=[{"type": "m.room.join_rules",
+                                                      "state_key": "",
+                                                      "content": {"join_rule": "knock"}}])
+    knock = (f"/_matrix/federation/v1/make_knock/{quote(room_id, safe='')}/"
+             f"{quote('@bob:' + b.name, safe='')}")
+    answer = await b.federation.client.get_json(a.name, knock, {"ver": ["12"]})
+    assert answer["event"]["content"]["membership"] == "knock"
+    for user in (a2, a3):  # invites take the two seats left
+        await api_a.ok("POST", f"rooms/{quote(room_id)}/invite", token=alice.token,
+                       json={"user_id": user.user_id})
+    try:
+        await b.federation.client.get_json(a.name, knock, {"ver": ["12"]})
+    except HttpResponseError as e:
+        assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
+    else:
+        raise AssertionError("a knock on a full room was answered")
