@@ -109,6 +109,7 @@ class RoomsService:
         if self.remote_rooms is not None and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
             candidates += await self._inviting_server(room_id, requester.user_id)
+            candidates += await self._last_known_servers(room_id)
             if ":" in room_id:  # pre-v12 room IDs name the server that created the room
                 candidates.append(identifiers.server_name_of(room_id))
             await self.remote_rooms.join_remote(
@@ -131,6 +132,17 @@ class RoomsService:
 
         servers: list[str] = await self.db.run(read)
         return servers
+
+    async def _last_known_servers(self, room_id: str) -> list[str]:
+        """The servers of the members a room had when this server last was in it (a room
+        whose last local member left, joined again)."""
+        async def read(conn: Any) -> set[str]:
+            if await rooms_store.get_room_version(conn, room_id) is None:
+                return set()
+            members = await self.engine.joined_members(conn, room_id)
+            return {identifiers.server_name_of(m) for m in members}
+
+        return sorted(await self.db.run(read))
 
     async def _resident(self, room_id: str) -> bool:
         """Whether this server is in the room: it knows it and one of its users is joined."""

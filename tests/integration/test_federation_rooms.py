@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from prometheus_client import REGISTRY
 
 from storage import state as state_store
 from tests.federation_peers import Peer, Peers
@@ -202,3 +203,31 @@ async def test_a_remote_room_is_joined_by_its_alias(
     assert joined["room_id"] == room_id
     await api_a.send_message(alice, room_id, "welcome")
     await eventually(lambda: _has(api_b, bob, room_id, "welcome"), "A's message on B")
+
+
+async def test_a_room_left_by_every_local_member_is_left_cleanly_and_joined_again(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    (a, b), (api_a, api_b), (alice, bob), room_id = await shared_room(peers, peer_http)
+    await api_b.ok("POST", f"rooms/{quote(room_id)}/leave", token=bob.token, json={})
+    await eventually(
+        lambda: _joined_members(api_a, alice, room_id, {alice.user_id}), "Bob's leave on A"
+    )
+    # B is out: A's events no longer go to B (neither queued for it nor sent to it).
+    sent_before = _sent_to(b)
+    await api_a.send_message(alice, room_id, "while b is away")
+    assert a.hs is not None and a.hs.db is not None
+    queued = await a.hs.db.run(lambda c: c.fetchval(
+        "SELECT count(*) FROM federation_outbox_pdus WHERE destination = $1", b.name
+    ))
+    assert (queued, _sent_to(b)) == (0, sent_before)
+    # Joining again needs no `via`: B remembers which servers were in the room.
+    await api_b.ok("POST", f"join/{quote(room_id)}", token=bob.token, json={})
+    await api_a.send_message(alice, room_id, "welcome back")
+    await eventually(lambda: _has(api_b, bob, room_id, "welcome back"), "A's message on B")
+
+
+def _sent_to(peer: Peer) -> float:
+    return REGISTRY.get_sample_value(
+        "moot_federation_transactions_sent_total", {"destination": peer.name}
+    ) or 0.0
