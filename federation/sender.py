@@ -44,10 +44,17 @@ _HOPELESS = frozenset({400, 413})
 
 def destinations_for(pdu: Mapping[str, Any], members: Iterable[str], own_server: str) -> list[str]:
     """The servers an event goes to: those of the room's joined members before it and, for a
-    membership event, its target's (an invitee, or a user joining through another server);
-    never our own. Sorted, so the queue rows come out in the same order every time."""
+    membership event other than a join, its target's (an invite revoked, a kick or a ban);
+    never our own. A join's own server has it already (it made the event through send_join),
+    and would refuse it while it is still storing the room. Sorted, so the queue rows come
+    out in the same order every time."""
     users = set(members)
-    if pdu.get("type") == "m.room.member" and isinstance(pdu.get("state_key"), str):
+    content = pdu.get("content")
+    membership = content.get("membership") if isinstance(content, Mapping) else None
+    if (
+        pdu.get("type") == "m.room.member" and isinstance(pdu.get("state_key"), str)
+        and membership != "join"
+    ):
         users.add(pdu["state_key"])
     servers = set()
     for user in users:

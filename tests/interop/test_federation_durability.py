@@ -1,10 +1,11 @@
 """Federation durability: a server killed with SIGKILL mid-stream loses nothing any server
 acknowledged, and every acknowledged event reaches every server once it is back.
 
-Three servers share a public room created on A: A and C run in-process, B is a real
-subprocess that is SIGKILLed while a user on each server sends messages, kept down while A and
-C go on sending (their outbound queues to B back off), and restarted on the same config,
-database and federation port; B's user then retries its interrupted send under the same
+Three servers share a public room created on A: A runs in-process, B and C are real
+subprocesses. A user on each server sends messages; C is stopped (SIGSTOP) for a moment so that
+B's transactions to it hang, then B is SIGKILLed with acknowledged events still in its outbound
+queue, kept down while A and C go on sending (their queues to B back off), and restarted on the
+same config, database and federation port; B's user retries its interrupted send under the same
 transaction ID and sends the rest. Afterwards every message answered with 200 on any server is
 in the room's history on every server exactly once, and every outbound queue is empty.
 """
@@ -12,8 +13,10 @@ in the room's history on every server exactly once, and every outbound queue is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,9 @@ from tests.interop.conftest import ServerProcess, SpawnServer
 
 MESSAGES = 30  # per sender
 PACE_S = 0.1  # between one sender's messages, so that the kill lands mid-stream
+B_ACKS_BEFORE_STALL = 5  # C is stopped from here to the kill
 B_ACKS_BEFORE_KILL = 10
-DOWN_S = 12.0  # how long B stays dead while A and C keep sending
+DOWN_S = 3.0  # how long B stays dead while A and C keep sending
 CONVERGE_DEADLINE_S = 30.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
@@ -58,6 +62,7 @@ class Ledger:
     acked_by: dict[str, set[str]] = field(default_factory=dict)  # site label -> event IDs
     while_b_down: set[str] = field(default_factory=set)  # A's and C's, acked while B was dead
     b_up: asyncio.Event = field(default_factory=asyncio.Event)
+    b_stall: asyncio.Event = field(default_factory=asyncio.Event)
     b_enough: asyncio.Event = field(default_factory=asyncio.Event)
     b_retries: int = 0  # sends of B's that never got an answer and were sent again
 
@@ -89,8 +94,11 @@ async def send_all(site: Site, room_id: str, ledger: Ledger) -> None:
                     await ledger.b_up.wait()
             assert status == 200, (site.label, i, status, resp)
             ledger.ack(site, resp["event_id"], body)
-            if site.label == "b" and len(ledger.acked_by["b"]) >= B_ACKS_BEFORE_KILL:
-                ledger.b_enough.set()
+            if site.label == "b":
+                if len(ledger.acked_by["b"]) >= B_ACKS_BEFORE_STALL:
+                    ledger.b_stall.set()
+                if len(ledger.acked_by["b"]) >= B_ACKS_BEFORE_KILL:
+                    ledger.b_enough.set()
             await asyncio.sleep(PACE_S)
 
 
@@ -135,14 +143,29 @@ async def converged(sites: list[Site], room_id: str, ledger: Ledger) -> bool:
     return all([await queued_pdus(site) == 0 for site in sites])
 
 
+async def arrival(site: Site, room_id: str, event_ids: set[str], since: float) -> float:
+    """Seconds from `since` until every one of `event_ids` is in `site`'s history."""
+    deadline = time.monotonic() + CONVERGE_DEADLINE_S
+    while not event_ids <= set(await history(site, room_id)):
+        assert time.monotonic() < deadline, f"{site.label} still lacks events"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - since
+
+
 @pytest.fixture
-async def b_database(postgres_dsn: str) -> AsyncIterator[str]:
-    async with throwaway_database(postgres_dsn) as url:
-        yield url
+async def databases(postgres_dsn: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Factory of throwaway databases, dropped after the servers using them have stopped."""
+    async with contextlib.AsyncExitStack() as stack:
+        async def new() -> str:
+            return await stack.enter_async_context(throwaway_database(postgres_dsn))
+
+        yield new
 
 
-async def start_b(spawn_server: SpawnServer, database_url: str, data_dir: Path) -> ServerProcess:
-    """B as a subprocess named after a federation port fixed now, so a restart keeps both."""
+async def spawn_peer(
+    spawn_server: SpawnServer, database_url: str, data_dir: Path
+) -> ServerProcess:
+    """A subprocess named after a federation port fixed now, so that a restart keeps both."""
     port = free_port()
     return await spawn_server(database_url, data_dir=data_dir, overrides={
         "server.server_name": f"127.0.0.1:{port}",
@@ -152,43 +175,75 @@ async def start_b(spawn_server: SpawnServer, database_url: str, data_dir: Path) 
     })
 
 
+async def undelivered(site: Site, event_ids: set[str]) -> set[str]:
+    """Which of `event_ids` still wait in `site`'s outbound queue."""
+    conn = await asyncpg.connect(site.database_url)
+    try:
+        rows = await conn.fetch("SELECT event_id FROM federation_outbox_pdus")
+        return event_ids & {r["event_id"] for r in rows}
+    finally:
+        await conn.close()
+
+
 async def test_a_server_killed_mid_stream_catches_up_and_loses_nothing(
-    b_database: str, peers: Peers, spawn_server: SpawnServer, tmp_path: Path
+    databases: Callable[[], Awaitable[str]], peers: Peers, spawn_server: SpawnServer,
+    tmp_path: Path,
 ) -> None:
-    a, c = await peers.new("a"), await peers.new("c")
-    b = await start_b(spawn_server, b_database, tmp_path / "b")
+    a = await peers.new("a")
+    b_database, c_database = await databases(), await databases()
+    b = await spawn_peer(spawn_server, b_database, tmp_path / "b")
+    c = await spawn_peer(spawn_server, c_database, tmp_path / "c")
+    assert b.proc is not None and c.proc is not None
     sites = [
         Site("a", a.client_url, a.database_url),
         Site("b", b.url, b_database),
-        Site("c", c.client_url, c.database_url),
+        Site("c", c.url, c_database),
     ]
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as http:
-        for site in sites:
-            site.user = await site.api(http).register(f"user{site.label}")
-        room_id = await sites[0].api(http).create_room(sites[0].user, preset="public_chat")
-        for site in sites[1:]:
+        users = [await site.api(http).register(f"user{site.label}") for site in sites]
+        for site, user in zip(sites, users, strict=True):
+            site.user = user
+        room_id = await sites[0].api(http).create_room(users[0], preset="public_chat")
+        for site, user in zip(sites[1:], users[1:], strict=True):
             await site.api(http).ok(
-                "POST", f"join/{quote(room_id)}", token=site.user.token, json={},
+                "POST", f"join/{quote(room_id)}", token=user.token, json={},
                 params={"via": a.name},
             )
 
     ledger = Ledger()
     ledger.b_up.set()
     senders = [asyncio.create_task(send_all(site, room_id, ledger)) for site in sites]
-    await asyncio.wait_for(ledger.b_enough.wait(), timeout=30)
-    await b.kill()
+    # C stalls (SIGSTOP) for B's last sends before the kill, so that B dies with events it
+    # acknowledged still in its outbound queue rather than delivered already.
+    await asyncio.wait_for(ledger.b_stall.wait(), timeout=30)
+    c.proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.wait_for(ledger.b_enough.wait(), timeout=30)
+        await b.kill()
+    finally:
+        c.proc.send_signal(signal.SIGCONT)
     ledger.b_up.clear()
     killed_at = time.monotonic()
     b_acked_before_kill = set(ledger.acked_by["b"])
+    queued_at_kill = await undelivered(sites[1], b_acked_before_kill)
+    assert queued_at_kill, "B should die with acknowledged events not yet sent to C"
     await asyncio.sleep(DOWN_S)
     await b.start()
     back_at = time.monotonic()
     ledger.b_up.set()
+    # How long the catch-up takes while B's user goes on sending: A's and C's queues to B
+    # (backing off since the kill) and B's events that C lacked at the kill (B's resumed
+    # queue sends them, unless C filled the gap from A first; the queue must drain either way).
+    b_caught_up, c_caught_up = await asyncio.gather(
+        arrival(sites[1], room_id, set(ledger.while_b_down), back_at),
+        arrival(sites[2], room_id, queued_at_kill, back_at),
+    )
     await asyncio.gather(*senders)
     sent_at = time.monotonic()
 
     assert len(ledger.acked) == 3 * MESSAGES
-    assert ledger.while_b_down, "A and C should have sent while B was down"
+    for label in "ac":
+        assert ledger.while_b_down & ledger.acked_by[label], f"{label} sent nothing with B down"
     deadline = time.monotonic() + CONVERGE_DEADLINE_S
     while not await converged(sites, room_id, ledger):
         assert time.monotonic() < deadline, (
@@ -197,13 +252,14 @@ async def test_a_server_killed_mid_stream_catches_up_and_loses_nothing(
         await asyncio.sleep(0.2)
     done_at = time.monotonic()
 
-    for site in sites:  # the same messages everywhere, nothing extra (no duplicated retry)
-        ids = await history(site, room_id)
-        assert set(ids) == set(ledger.acked), site.label
-        assert b_acked_before_kill <= set(ids) and ledger.while_b_down <= set(ids)
+    # The same messages everywhere (so B's acknowledged before the kill and A's and C's sent
+    # while B was down too), and nothing more: a retried send made no second event.
+    for site in sites:
+        assert set(await history(site, room_id)) == set(ledger.acked), site.label
     print(
-        f"\nB down {back_at - killed_at:.1f} s (killed after {len(b_acked_before_kill)} of its"
-        f" acks; {len(ledger.while_b_down)} A/C acks while down; {ledger.b_retries} B retries);"
-        f" last send {sent_at - back_at:.1f} s after restart; converged {done_at - back_at:.1f} s"
-        f" after restart, {done_at - sent_at:.1f} s after the last send"
+        f"\nB down {back_at - killed_at:.1f} s, killed after {len(b_acked_before_kill)} acks"
+        f" ({len(queued_at_kill)} still queued for C); {len(ledger.while_b_down)} A/C acks while"
+        f" down, all on B {b_caught_up:.1f} s after restart; B's queued ones on C after"
+        f" {c_caught_up:.1f} s; {ledger.b_retries} B retries; last send"
+        f" {sent_at - back_at:.1f} s and convergence {done_at - back_at:.1f} s after restart"
     )

@@ -36,11 +36,16 @@ def test_an_event_goes_to_every_other_server_with_a_joined_member() -> None:
 
 def test_a_membership_event_also_goes_to_its_target_server() -> None:
     members = {"@a:own.example", "@b:one.example"}
-    invite = {"type": "m.room.member", "state_key": "@new:three.example", "content": {}}
+    invite = {"type": "m.room.member", "state_key": "@new:three.example",
+              "content": {"membership": "invite"}}
     assert destinations_for(invite, members, OWN) == ["one.example", "three.example"]
     # A leave of the last member of a server: it is no longer joined, but still hears of it.
     leave = {"type": "m.room.member", "state_key": "@b:one.example", "content": {}}
     assert destinations_for(leave, {"@a:own.example"}, OWN) == ["one.example"]
+    # A join is not sent back to the joiner's server, which made it through send_join.
+    join = {"type": "m.room.member", "state_key": "@new:three.example",
+            "content": {"membership": "join"}}
+    assert destinations_for(join, members, OWN) == ["one.example"]
     # A non-member state event with a user-ID-like state key adds nobody.
     other = {"type": "m.room.power_levels", "state_key": "@x:four.example", "content": {}}
     assert destinations_for(other, members, OWN) == ["one.example"]
