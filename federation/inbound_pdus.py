@@ -24,10 +24,15 @@ from federation.client import FederationClient, path_segment
 from federation.pdu_checks import PduChecker, PduCheckError
 from federation.transport import FederationError
 from homeserver.errors import MatrixError
-from homeserver.protocol.hashing import compute_event_id
+from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.server_acl import server_allowed
-from homeserver.services.incoming_events import IncomingEvents, MissingEvents, Received
+from homeserver.services.incoming_events import (
+    IncomingEvents,
+    MissingEvents,
+    Received,
+    state_map,
+)
 from homeserver.services.room_engine import RoomEngine
 from storage import events as events_store
 from storage import state as state_store
@@ -77,13 +82,18 @@ class InboundPdus:
 
         return server_allowed(await self.engine.db.run(acl), server)
 
+    async def _resident(self, room_id: str) -> bool:
+        members = await self.engine.db.run(lambda c: self.engine.joined_members(c, room_id))
+        return any(self.engine.is_local(m) for m in members)
+
     async def on_pdu(self, origin: str, pdu: Mapping[str, Any]) -> tuple[str, Received]:
         """Check and persist one PDU of a transaction; raises PduError."""
         room_id = pdu.get("room_id")
         if not isinstance(room_id, str):
             raise PduError("the event has no room_id")
         room_version = await self.room_version(room_id)
-        if room_version is None:
+        if room_version is None or not await self._resident(room_id):
+            # Known from an invite only, or left: its state here is nothing to judge by.
             raise PduError(f"this server is not in room {room_id}")
         try:
             event_id = compute_event_id(pdu, room_version)
@@ -98,14 +108,17 @@ class InboundPdus:
 
     async def check_and_persist(
         self, origin: str, room_id: str, pdu: Mapping[str, Any], room_version: RoomVersion,
-        *, fetch_gap: bool = True, federate: bool = False,
+        *, fetch_gap: bool = True, federate: bool = False, historical: bool = False,
     ) -> Received:
+        """`historical`: an event from before our join (backfill), kept out of the stream."""
         try:
             checked = await self.checker.check(pdu, room_version)
         except PduCheckError as e:
             raise PduError(str(e)) from None
         try:
-            return await self._persist(origin, room_id, checked, room_version, fetch_gap, federate)
+            return await self._persist(
+                origin, room_id, checked, room_version, fetch_gap, federate, historical
+            )
         except MatrixError as e:
             raise PduError(e.error) from None
         except (MissingEvents, FederationError) as e:
@@ -113,16 +126,18 @@ class InboundPdus:
 
     async def _persist(
         self, origin: str, room_id: str, pdu: dict[str, Any], room_version: RoomVersion,
-        fetch_gap: bool, federate: bool,
+        fetch_gap: bool, federate: bool, historical: bool,
     ) -> Received:
         event_id = compute_event_id(pdu, room_version)
         auth_ids = {str(a) for a in pdu.get("auth_events", [])}
         if room_version.room_id_from_create_event:
-            auth_ids.add("$" + room_id[1:])
+            auth_ids.add(create_event_id(room_id))
         fetched_auth = False
         for _ in range(_ATTEMPTS):
             try:
-                return await self.incoming.receive(room_id, pdu, federate=federate)
+                return await self.incoming.receive(
+                    room_id, pdu, federate=federate, historical=historical
+                )
             except MissingEvents as e:
                 missing = set(e.event_ids)
             if missing & auth_ids and not fetched_auth:
@@ -134,7 +149,7 @@ class InboundPdus:
             else:
                 states = await self._states_after(origin, room_id, sorted(missing), room_version)
                 return await self.incoming.receive(
-                    room_id, pdu, prev_states=states, federate=federate
+                    room_id, pdu, prev_states=states, federate=federate, historical=historical
                 )
         raise MissingEvents(sorted(missing))
 
@@ -202,10 +217,6 @@ class InboundPdus:
             state = await self.checked(answer.get("pdus") or [], room_version)
             chain = await self.checked(answer.get("auth_chain") or [], room_version)
             prev = await self.checked(event.get("pdus") or [], room_version)
-            await self.incoming.store_outliers(room_id, [*chain, *state, *prev])
-            after: StateMap = {
-                (str(e["type"]), str(e["state_key"])): compute_event_id(e, room_version)
-                for e in [*state, *prev] if isinstance(e.get("state_key"), str)
-            }
-            states[prev_id] = after
+            accepted = await self.incoming.store_outliers(room_id, [*chain, *state, *prev])
+            states[prev_id] = state_map([*state, *prev], room_version, accepted)
         return states

@@ -12,16 +12,16 @@ joining server starts its copy of the room.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.inbound_pdus import InboundPdus, PduError
 from federation.pdu_checks import PduCheckError
 from federation.room_reads import auth_chain_events
-from federation.transport import FederationError
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_full_error
-from homeserver.protocol import events, hashing
+from homeserver.protocol import auth_rules, events, hashing
+from homeserver.protocol.errors import InvalidEventError
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -34,10 +34,11 @@ from storage import events as events_store
 from storage import state as state_store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 V1, V2 = "/_matrix/federation/v1", "/_matrix/federation/v2"
-# What a resident answers for each kind of handshake: the membership it makes.
-MEMBERSHIPS = {"join": "join", "leave": "leave", "knock": "knock"}
+# The most stripped state events kept with an invite (the spec names six types).
+_MAX_STRIPPED_STATE = 50
 
 
 class Joins:
@@ -108,6 +109,8 @@ class Joins:
         if membership == "join":
             await self._require_seat(room_id, pdu)
             if content.get("join_authorised_via_users_server") is not None:
+                # make_join's check again: a joining server need not have asked it first.
+                await self._authoriser(room_id, sender)
                 pdu = self._countersign_restricted_join(pdu, room_version)
         try:
             received = await self.pdus.check_and_persist(
@@ -145,8 +148,10 @@ class Joins:
                 "invite", "join"
             ):
                 return None
+            allow = rule.get("allow")
             allowed = [
-                a.get("room_id") for a in rule.get("allow", []) if isinstance(a, dict)
+                a.get("room_id") for a in (allow if isinstance(allow, list) else [])
+                if isinstance(a, dict)
                 and a.get("type") == "m.room_membership" and isinstance(a.get("room_id"), str)
             ]
             memberships = await self.engine.memberships(conn, user_id)
@@ -211,15 +216,18 @@ class Joins:
         ):
             raise bad_json("The event must be an invite into this room")
         _require_origin_user(origin, sender)
-        if server_name_of(target) != self.server_name:
-            raise bad_json(f"{target} is not a user of this server")
+        _require_origin_user(self.server_name, target)
         try:
+            auth_rules.check_event_format(pdu, room_version)
             computed = hashing.compute_event_id(pdu, room_version)
+        except InvalidEventError as e:
+            raise bad_json(f"The event is malformed: {e}") from None
+        try:
             await self.pdus.checker.check_signed_by(pdu, origin, room_version)
         except PduCheckError as e:
             raise forbidden(str(e)) from None
-        except Exception:
-            raise bad_json("The event is malformed") from None
+        if not await self.pdus.server_allowed(room_id, origin):
+            raise forbidden(f"{origin} is denied by the room's server ACL")
         if computed != event_id:
             raise bad_json("The event ID in the path is not the event's")
         signed = sign_event(pdu, self.server_name, self.signing_key, room_version)
@@ -229,7 +237,9 @@ class Joins:
             if isinstance(stripped, list):
                 kept["unsigned"] = {
                     **(kept.get("unsigned") or {}),
-                    "invite_room_state": [e for e in stripped if isinstance(e, dict)],
+                    "invite_room_state": [
+                        e for e in stripped[:_MAX_STRIPPED_STATE] if isinstance(e, dict)
+                    ],
                 }
             await self.incoming.store_out_of_band(room_id, room_version, kept)
         return {"event": signed}
@@ -302,22 +312,18 @@ class Joins:
     ) -> None:
         """Join `room_id` through the first of `servers` that lets us; MatrixError otherwise
         (the last server's refusal, or 404 when none could be reached)."""
-        error: MatrixError = not_found(f"No server could help joining {room_id}")
-        for server in dict.fromkeys(s for s in servers if s != self.server_name):
-            try:
-                await self._join_via(server, room_id, user_id, content)
-                return
-            except HttpResponseError as e:
-                body = e.body if isinstance(e.body, dict) else {}
-                error = MatrixError(
-                    e.status if 400 <= e.status < 500 else 502,
-                    str(body.get("errcode") or "M_UNKNOWN"),
-                    f"{server}: {body.get('error') or e}",
-                )
-            except (FederationError, PduError, KeyError, TypeError, ValueError) as e:
-                log.info("joining %s through %s failed: %s", room_id, server, e)
-                error = MatrixError(502, "M_UNKNOWN", f"Joining through {server} failed: {e}")
-        raise error
+        await self._through_first(
+            servers, f"No server could help joining {room_id}",
+            lambda server: self._join_via(server, room_id, user_id, content),
+        )
+
+    async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
+        """Leave a room this server is not in (reject an invite, withdraw a knock) through one
+        of `servers`: make_leave, then send_leave; the leave is kept for the user's /sync."""
+        await self._through_first(
+            servers, f"No server could help leaving {room_id}",
+            lambda server: self._leave_via(server, room_id, user_id),
+        )
 
     async def invite_remote(
         self, room_id: str, inviter: str, invitee: str, content: Mapping[str, Any]
@@ -332,56 +338,67 @@ class Joins:
             lambda c: stripped_state(c, self.engine, room_id, inviter)
         )
         server = server_name_of(invitee)
-        try:
+
+        async def ask(server: str) -> dict[str, Any]:
             answer = await self.client.put_json(
                 server, f"{V2}/invite/{path_segment(room_id)}/{path_segment(event_id)}",
                 {"event": pdu, "room_version": room_version.identifier,
                  "invite_room_state": stripped},
             )
-            signed = answer["event"]
-            if hashing.compute_event_id(signed, room_version) != event_id:
-                raise PduCheckError("the countersigned invite is another event")
-            await self.pdus.checker.check_signed_by(signed, server, room_version)
-        except HttpResponseError as e:
-            body = e.body if isinstance(e.body, dict) else {}
-            raise MatrixError(
-                403 if e.status < 500 else 502, str(body.get("errcode") or "M_FORBIDDEN"),
-                f"{server} refused the invite: {body.get('error') or e}",
-            ) from None
-        except (FederationError, PduCheckError, KeyError, TypeError) as e:
-            raise MatrixError(502, "M_UNKNOWN", f"Inviting through {server} failed: {e}") from None
+            return await self._with_signature_of(
+                server, pdu, _field(answer, "event"), room_version
+            )
+
+        signed = await self._through_first([server], f"{server} cannot be reached", ask)
         received = await self.incoming.receive(room_id, signed, federate=True)
         if received.outcome not in ("accepted", "known"):
             raise forbidden(f"The invite was not accepted: {received.reason}")
 
-    async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
-        """Leave a room this server is not in (reject an invite, withdraw a knock) through one
-        of `servers`: make_leave, then send_leave; the leave is kept for the user's /sync."""
-        error: MatrixError = not_found(f"No server could help leaving {room_id}")
+    async def _through_first(
+        self, servers: Sequence[str], none_found: str,
+        attempt: Callable[[str], Awaitable[T]],
+    ) -> T:
+        """The result of `attempt` with the first server that succeeds. Every failure of a
+        server, whatever it is, becomes a MatrixError for the client (the server's own refusal
+        as it said it, anything else 502) and the next server is tried."""
+        error: MatrixError = not_found(none_found)
         for server in dict.fromkeys(s for s in servers if s != self.server_name):
-            room, user = path_segment(room_id), path_segment(user_id)
             try:
-                answer = await self.client.get_json(server, f"{V1}/make_leave/{room}/{user}")
-                room_version = KNOWN_ROOM_VERSIONS[str(answer["room_version"])]
-                event_id, pdu = self._build(
-                    room_version, room_id, user_id, user_id, answer["event"]
+                return await attempt(server)
+            except HttpResponseError as e:
+                body = e.body if isinstance(e.body, dict) else {}
+                error = MatrixError(
+                    e.status if 400 <= e.status < 500 else 502,
+                    str(body.get("errcode") or "M_UNKNOWN"),
+                    f"{server}: {body.get('error') or e}",
                 )
-                await self.client.put_json(
-                    server, f"{V2}/send_leave/{room}/{path_segment(event_id)}", pdu
-                )
-            except (FederationError, KeyError, TypeError, ValueError) as e:
-                log.info("leaving %s through %s failed: %s", room_id, server, e)
-                error = MatrixError(502, "M_UNKNOWN", f"Leaving through {server} failed: {e}")
-                continue
-            await self.incoming.store_out_of_band(room_id, room_version, pdu)
-            return
+            except MatrixError as e:
+                error = e
+            except Exception as e:  # a peer's malformed answer must not become our 500
+                log.info("asking %s failed: %r", server, e)
+                error = MatrixError(502, "M_UNKNOWN", f"{server} failed: {e}")
         raise error
+
+    async def _with_signature_of(
+        self, server: str, ours: dict[str, Any], returned: Any, room_version: RoomVersion
+    ) -> dict[str, Any]:
+        """Our event with `server`'s signature from the copy it returned, checked. Nothing else
+        of the returned copy is taken: the event ID does not cover everything in it."""
+        signatures = returned.get("signatures") if isinstance(returned, dict) else None
+        theirs = signatures.get(server) if isinstance(signatures, dict) else None
+        if not isinstance(theirs, dict):
+            raise PduCheckError(f"{server} did not sign the event")
+        merged = {**ours, "signatures": {**ours.get("signatures", {}), server: theirs}}
+        await self.pdus.checker.check_signed_by(merged, server, room_version)
+        return merged
 
     def _build(
         self, room_version: RoomVersion, room_id: str, sender: str, target: str,
-        template: Mapping[str, Any],
+        template: Any,
     ) -> tuple[str, dict[str, Any]]:
         """Our signed event from a template (ours or a resident's)."""
+        if not isinstance(template, dict):
+            raise PduCheckError("the template is not an object")
         event_id, pdu = events.build_event(
             room_version=room_version, room_id=room_id, sender=sender,
             event_type="m.room.member", content=dict(template.get("content", {})),
@@ -392,32 +409,69 @@ class Joins:
         )
         return event_id, pdu
 
+    async def _template(
+        self, server: str, kind: str, room_id: str, user_id: str
+    ) -> tuple[RoomVersion, dict[str, Any]]:
+        """A resident's make_join/make_leave answer: the room version and the template."""
+        answer = await self.client.get_json(
+            server, f"{V1}/make_{kind}/{path_segment(room_id)}/{path_segment(user_id)}",
+            {"ver": list(KNOWN_ROOM_VERSIONS)} if kind == "join" else None,
+        )
+        version = _field(answer, "room_version")
+        room_version = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
+        if room_version is None:
+            raise MatrixError(
+                400, "M_UNSUPPORTED_ROOM_VERSION", f"Room version {version!r} is not supported"
+            )
+        template = _field(answer, "event")
+        if not isinstance(template, dict):
+            raise PduCheckError("the template is not an object")
+        return room_version, template
+
     async def _join_via(
         self, server: str, room_id: str, user_id: str, content: Mapping[str, Any]
     ) -> None:
-        room, user = path_segment(room_id), path_segment(user_id)
-        answer = await self.client.get_json(
-            server, f"{V1}/make_join/{room}/{user}", {"ver": list(KNOWN_ROOM_VERSIONS)}
-        )
-        room_version = KNOWN_ROOM_VERSIONS[str(answer["room_version"])]
-        template = answer["event"]
-        joined = {**template.get("content", {}), **content, "membership": "join"}
+        room_version, template = await self._template(server, "join", room_id, user_id)
+        template_content = template.get("content")
+        joined = {
+            **(template_content if isinstance(template_content, dict) else {}), **content,
+            "membership": "join",
+        }
         event_id, pdu = self._build(
             room_version, room_id, user_id, user_id, {**template, "content": joined}
         )
         sent = await self.client.put_json(
-            server, f"{V2}/send_join/{room}/{path_segment(event_id)}", pdu
+            server, f"{V2}/send_join/{path_segment(room_id)}/{path_segment(event_id)}", pdu
         )
-        returned = sent.get("event")
-        if isinstance(returned, dict) and hashing.compute_event_id(
-            returned, room_version
-        ) == event_id:
-            pdu = returned  # a restricted join comes back with the authorising signature
-        state = await self.pdus.checked(sent.get("state") or [], room_version)
-        chain = await self.pdus.checked(sent.get("auth_chain") or [], room_version)
+        authoriser = joined.get("join_authorised_via_users_server")
+        if isinstance(authoriser, str):  # a restricted join needs the authoriser's signature
+            pdu = await self._with_signature_of(
+                server_name_of(authoriser), pdu, _field(sent, "event"), room_version
+            )
+        state = await self.pdus.checked(_list(sent, "state"), room_version)
+        chain = await self.pdus.checked(_list(sent, "auth_chain"), room_version)
         received = await self.incoming.join_room(room_id, room_version, pdu, state, chain)
         if received.outcome not in ("accepted", "known"):
             raise PduError(f"our join was {received.outcome}: {received.reason}")
+
+    async def _leave_via(self, server: str, room_id: str, user_id: str) -> None:
+        room_version, template = await self._template(server, "leave", room_id, user_id)
+        event_id, pdu = self._build(room_version, room_id, user_id, user_id, template)
+        await self.client.put_json(
+            server, f"{V2}/send_leave/{path_segment(room_id)}/{path_segment(event_id)}", pdu
+        )
+        await self.incoming.store_out_of_band(room_id, room_version, pdu)
+
+
+def _field(answer: Any, key: str) -> Any:
+    if not isinstance(answer, dict):
+        raise PduCheckError("the answer is not a JSON object")
+    return answer.get(key)
+
+
+def _list(answer: Any, key: str) -> list[Any]:
+    value = _field(answer, key)
+    return value if isinstance(value, list) else []
 
 
 def _require_origin_user(origin: str, user_id: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, not_found
+from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services import room_state
@@ -222,7 +223,7 @@ async def auth_chain_events(
     ids = set(event_ids)
     chain = await event_graph.get_auth_chain_ids(conn, ids)
     if version.room_id_from_create_event:
-        create_id = "$" + room_id[1:]
+        create_id = create_event_id(room_id)
         if ids - {create_id}:
             chain.add(create_id)
     events = await _load_all(conn, list(chain))

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 MAX_PDUS = 50
 MAX_EDUS = 100
+# The largest body a full transaction may need: every PDU and EDU at the spec's 64 KiB event
+# size limit. The federation listener accepts at least this, whatever the client API's limit.
+MAX_TRANSACTION_BYTES = (MAX_PDUS + MAX_EDUS) * 65_536
 
 # (origin, content) -> None; registered per edu_type by the modules that handle them.
 EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -52,6 +55,11 @@ class TransactionHandler:
                     if e.event_id is not None:
                         results[e.event_id] = {"error": str(e)}
                     log.info("a PDU from %s was refused: %s", origin, e)
+                    continue
+                except Exception:
+                    # A bug of ours on a peer's PDU must not fail its whole transaction (it
+                    # would send it again forever): that PDU alone fails.
+                    log.exception("a PDU from %s could not be processed", origin)
                     continue
                 results[event_id] = (
                     {"error": received.reason} if received.outcome == "rejected" else {}

@@ -128,3 +128,40 @@ async def get_backfill_ids(
     """`event_ids` and the events before them, at most `limit`, deepest (newest) first."""
     rows = await conn.fetch(GET_BACKFILL, room_id, list(set(event_ids)), limit)
     return [r["event_id"] for r in rows]
+
+
+# The prev events the bottom of a room's DAG names but this server lacks (or holds only as
+# outliers): where backfill goes on. Only events no deeper than the first of the room's
+# stream (our join, or the room's creation here) count, so that a gap after the join is left
+# to gap filling. Shallowest first: the oldest edge of what we hold is where a reader of
+# /messages going back arrives.
+GET_BACKWARD_EXTREMITIES = """
+SELECT g.prev_event_id, min(child.depth) AS depth
+FROM events child
+JOIN event_edges g ON g.event_id = child.event_id
+LEFT JOIN events prev ON prev.event_id = g.prev_event_id
+WHERE child.room_id = $1 AND NOT child.outlier AND child.rejection_reason IS NULL
+  AND child.depth <= (
+      SELECT depth FROM events WHERE room_id = $1 AND stream_ordering IS NOT NULL
+      ORDER BY stream_ordering LIMIT 1
+  )
+  AND (prev.event_id IS NULL OR prev.outlier)
+GROUP BY g.prev_event_id
+ORDER BY depth, g.prev_event_id
+LIMIT $2
+"""
+
+
+async def get_backward_extremities(
+    conn: asyncpg.Connection, room_id: str, limit: int
+) -> list[str]:
+    """At most `limit` prev events missing at the bottom of the room, shallowest first."""
+    rows = await conn.fetch(GET_BACKWARD_EXTREMITIES, room_id, limit)
+    return [r["prev_event_id"] for r in rows]
+
+
+IS_SOFT_FAILED = "SELECT soft_failed FROM events WHERE event_id = $1"
+
+
+async def is_soft_failed(conn: asyncpg.Connection, event_id: str) -> bool:
+    return bool(await conn.fetchval(IS_SOFT_FAILED, event_id))

@@ -80,3 +80,9 @@ def compute_room_id(create_event: Mapping[str, Any], room_version: RoomVersion) 
     if not room_version.room_id_from_create_event:
         raise ValueError(f"room version {room_version.identifier} does not hash room IDs")
     return RoomID("!" + compute_event_id(create_event, room_version)[1:])
+
+
+def create_event_id(room_id: str) -> str:
+    """The ID of a room version 12 room's create event: the room ID is that event's reference
+    hash with "!" for "$" (rooms/v12.md), so the one can be read off the other."""
+    return "$" + room_id[1:]

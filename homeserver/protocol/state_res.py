@@ -36,6 +36,7 @@ from typing import Any
 
 from homeserver.protocol.auth_rules import StateKey, auth_types_for_event, check_auth_rules
 from homeserver.protocol.errors import AuthError
+from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.room_versions import RoomVersion
 
@@ -141,7 +142,7 @@ class _Resolver:
         # v12: the create event is implied by the room ID ("!" + its event ID's hash).
         room_id = event.get("room_id")
         if isinstance(room_id, str):
-            return self.events.get("$" + room_id[1:], {})
+            return self.events.get(create_event_id(room_id), {})
         return {}
 
     def _sender_power(self, event_id: str) -> float:

@@ -80,57 +80,74 @@ class IncomingEvents:
 
     # ---- outliers -----------------------------------------------------------------------------
 
-    async def store_outliers(self, room_id: str, pdus: Iterable[Mapping[str, Any]]) -> None:
-        """Store events fetched for their part in auth chains or state, in auth order."""
-        await self.engine.write(
+    async def store_outliers(
+        self, room_id: str, pdus: Iterable[Mapping[str, Any]]
+    ) -> set[str]:
+        """Store events fetched for their part in auth chains or state, in auth order, and
+        return the IDs among them this server now holds as *accepted* (not rejected; events
+        that are malformed, of another room or missing auth events are not stored)."""
+        accepted: set[str] = await self.engine.write(
             room_id, "store_outliers",
             lambda conn, slot: self._store_outliers(conn, room_id, list(pdus)),
         )
+        return accepted
 
     async def _store_outliers(
         self, conn: asyncpg.Connection, room_id: str, pdus: list[Mapping[str, Any]]
-    ) -> None:
+    ) -> set[str]:
         room_version = await self.engine.room_version(conn, room_id)
         by_id: dict[str, dict[str, Any]] = {}
         for pdu in pdus:
-            by_id.setdefault(hashing.compute_event_id(pdu, room_version), dict(pdu))
+            try:
+                auth_rules.check_event_format(pdu, room_version)
+            except InvalidEventError:
+                continue
+            pdu_id = hashing.compute_event_id(pdu, room_version)
+            if _belongs_to(pdu, pdu_id, room_id, room_version):
+                by_id.setdefault(pdu_id, dict(pdu))
         known = await events_store.get_events(conn, list(by_id))
         todo = {i: p for i, p in by_id.items() if i not in known}
         new: list[NewEvent] = []
         rejected: set[str] = {i for i, e in known.items() if e.rejected}
+        stored: dict[str, dict[str, Any]] = {}  # this batch's, as its later events see them
         for event_id in _auth_order(todo):
             pdu = todo[event_id]
             try:
-                auth_rules.check_event_format(pdu, room_version)
                 reason = await self._auth_events_verdict(
-                    conn, room_id, room_version, pdu, by_id, rejected
+                    conn, room_id, room_version, pdu, stored, rejected
                 )
-            except (InvalidEventError, MissingEvents):
+            except MissingEvents:
                 continue  # not stored, so it can be fetched again when it is wanted
             if reason is not None:
                 rejected.add(event_id)
+            stored[event_id] = pdu
             new.append(_outlier_row(room_id, event_id, pdu, reason))
         if new:
             await events_store.insert_events(conn, new)
+        return (set(known) | set(stored)) - rejected
 
     # ---- timeline events ----------------------------------------------------------------------
 
     async def receive(
         self, room_id: str, pdu: Mapping[str, Any], *,
         prev_states: Mapping[str, StateMap] | None = None, federate: bool = False,
+        historical: bool = False,
     ) -> Received:
         """Check and persist one remote event whose signatures federation has verified.
 
         `prev_states` gives the state after prev events this server does not hold (a gap, or
         the room's history before our join). `federate`: we pass the event on to the room's
-        other servers (a join that reached the room through us). Raises MissingEvents, or
+        other servers (a join that reached the room through us). `historical`: the event is
+        from before our join (backfill), checked like any other but then kept out of the
+        stream, the forward extremities and the current state. Raises MissingEvents, or
         MatrixError for an unknown room or a malformed event.
         """
         changed_members: set[str] = set()
         outcome, persisted, writes = await self.engine.write(
             room_id, "receive_event",
             lambda conn, slot: self._receive(
-                conn, slot, room_id, dict(pdu), prev_states or {}, federate, changed_members
+                conn, slot, room_id, dict(pdu), prev_states or {}, federate, changed_members,
+                historical,
             ),
         )
         if persisted is not None:
@@ -144,6 +161,7 @@ class IncomingEvents:
     async def _receive(
         self, conn: asyncpg.Connection, slot: Slot, room_id: str, pdu: dict[str, Any],
         prev_states: Mapping[str, StateMap], federate: bool, changed_members: set[str],
+        historical: bool,
     ) -> tuple[Received, PersistedEvent | None, EventWrites]:
         changed_members.clear()  # a retried transaction starts over
         slot.restart()
@@ -159,8 +177,15 @@ class IncomingEvents:
         if not await rooms_store.lock_room(conn, room_id):
             raise not_found(f"Unknown room {room_id}")
         existing = (await events_store.get_events(conn, [event_id])).get(event_id)
+        if not pdu["prev_events"] and not historical:
+            # Only a room's create event has none, and this room has its own already (as
+            # an event or an outlier): nothing without prev events joins its live DAG.
+            if existing is not None:
+                return Received(event_id, "known"), None, EventWrites()
+            raise MatrixError(400, "M_BAD_JSON", "Only a room's create event has no prev_events")
         if existing is not None and not await event_graph.delete_outlier(conn, event_id):
-            return Received(event_id, "known"), None, EventWrites()
+            soft_failed = await event_graph.is_soft_failed(conn, event_id)
+            return _known(existing, soft_failed), None, EventWrites()
 
         reason = await self._auth_events_verdict(conn, room_id, room_version, pdu, {}, set())
         state_before, before_group = await self._state_before(
@@ -186,8 +211,19 @@ class IncomingEvents:
             after_group = await state_store.insert_state_group(
                 conn, room_id, before_group, {key: event_id}
             )
+        if historical:
+            # Kept with its state (history visibility, events built on it) but no stream
+            # position: /sync never hands it out as news, and it moves no head or state.
+            await events_store.insert_events(conn, [_row(
+                room_id, event_id, pdu, after_group,
+                replaces_state=before_ids.get(key) if key else None,
+            )])
+            return Received(event_id, "accepted"), None, EventWrites()
+        members = set(await engine.joined_members(conn, room_id))
         soft_reason = None
-        if extremities:  # a room we are joining has no current state to judge by yet
+        if any(engine.is_local(m) for m in members):
+            # Without a member here, the current state is stale or empty (a room we are
+            # joining, or joining again): nothing to judge by.
             soft_reason = await self._soft_fail_verdict(conn, room_id, room_version, pdu, keys)
         if soft_reason is not None:
             metrics.EVENTS_SOFT_FAILED.labels(soft_reason.split(":")[0]).inc()
@@ -200,7 +236,6 @@ class IncomingEvents:
             return Received(event_id, "soft_failed", soft_reason), None, EventWrites()
 
         previous = await event_graph.get_latest_position(conn, room_id)
-        members = set(await engine.joined_members(conn, room_id))
         writes = EventWrites()
         persisted = await engine.stage(
             conn, room_id, pdu, event_id, after_group, slot.nth(0), before, writes,
@@ -223,7 +258,7 @@ class IncomingEvents:
         auth_ids = [str(i) for i in pdu.get("auth_events", [])]
         wanted = list(auth_ids)
         if room_version.room_id_from_create_event and pdu.get("type") != "m.room.create":
-            wanted.append("$" + room_id[1:])  # v12: the create event is implied
+            wanted.append(hashing.create_event_id(room_id))  # v12: the create event is implied
         stored = await events_store.get_events(conn, [i for i in wanted if i not in pending])
         missing = [i for i in wanted if i not in pending and i not in stored]
         if missing:
@@ -305,6 +340,10 @@ class IncomingEvents:
                     event.stream_ordering, set(),
                 )
             return
+        if pdu["type"] == "m.room.member":
+            # Resolution may keep another event for the event's own key: its target's cached
+            # membership cannot be updated from the event alone.
+            changed_members.add(pdu["state_key"])
         heads = [e for e in extremities if e.event_id not in prev_ids]
         groups = [e.state_group for e in heads if e.state_group is not None]
         assert group is not None
@@ -341,8 +380,15 @@ class IncomingEvents:
         """Persist our join to a remote room from a send_join answer: the room's state before
         the join and its auth chain become outliers, and the join the room's first event here."""
         create = next((e for e in state if e.get("type") == "m.room.create"), None)
-        if create is None:
-            raise MatrixError(502, "M_UNKNOWN", "The resident server sent no m.room.create")
+        content = create.get("content") if create is not None else None
+        if not isinstance(content, dict) or (
+            content.get("room_version", "1") != room_version.identifier
+        ):
+            raise MatrixError(
+                502, "M_UNKNOWN",
+                "The resident server sent no m.room.create of the room version it named",
+            )
+        assert create is not None
         await self.engine.db.transaction(
             lambda conn: rooms_store.insert_room_if_absent(
                 conn, room_id, room_version.identifier, str(create.get("sender")),
@@ -351,11 +397,10 @@ class IncomingEvents:
             name="insert_remote_room",
         )
         self.engine.remember_room(room_id, room_version)
-        await self.store_outliers(room_id, [*auth_chain, *state])
-        state_ids: StateMap = {
-            (str(e["type"]), str(e["state_key"])): hashing.compute_event_id(e, room_version)
-            for e in state if isinstance(e.get("state_key"), str)
-        }
+        accepted = await self.store_outliers(room_id, [*auth_chain, *state])
+        state_ids = state_map(state, room_version, accepted)
+        if ("m.room.create", "") not in state_ids:
+            raise MatrixError(502, "M_UNKNOWN", "The room's m.room.create was not valid")
         prev_states = {str(p): state_ids for p in join["prev_events"]}
         return await self.receive(room_id, join, prev_states=prev_states)
 
@@ -400,6 +445,32 @@ class IncomingEvents:
         return event_id
 
 
+def _known(stored: StoredEvent, soft_failed: bool) -> Received:
+    """What became of an event received before (a retried send_join must not succeed for a
+    join that was rejected or soft-failed the first time)."""
+    if stored.rejected:
+        return Received(stored.event_id, "rejected", "it was rejected before")
+    if soft_failed:
+        return Received(stored.event_id, "soft_failed", "it was soft-failed before")
+    return Received(stored.event_id, "known")
+
+
+def state_map(
+    events: Iterable[Mapping[str, Any]], room_version: RoomVersion, accepted: set[str]
+) -> StateMap:
+    """(type, state_key) -> event ID of the state events among `events` that this server
+    holds as accepted: a state another server hands us is only taken as far as it checks."""
+    out: StateMap = {}
+    for event in events:
+        state_key = event.get("state_key")
+        if not isinstance(state_key, str):
+            continue
+        event_id = hashing.compute_event_id(event, room_version)
+        if event_id in accepted:
+            out[(str(event.get("type")), state_key)] = event_id
+    return out
+
+
 def _keys_for(pdu: Mapping[str, Any], room_version: RoomVersion) -> list[StateKey]:
     """The state keys the checks read: the auth types, the create and power levels events (push
     rules read them), the room's member limit and the event's own key (what it replaces)."""
@@ -432,23 +503,38 @@ def _auth_verdict(
 
 
 def _auth_order(pdus: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Event IDs ordered so that each comes after its auth events among `pdus`."""
+    """Event IDs ordered so that each comes after its auth events among `pdus` (a depth-first
+    walk with an explicit stack: auth chains may be thousands of events long). The events
+    have passed the format check, so `depth` is an integer and `auth_events` a list."""
     order: list[str] = []
     done: set[str] = set()
-
-    def visit(event_id: str, path: set[str]) -> None:
-        if event_id in done or event_id in path or event_id not in pdus:
-            return
-        path.add(event_id)
-        for auth_id in pdus[event_id].get("auth_events", []):
-            visit(str(auth_id), path)
-        path.discard(event_id)
-        done.add(event_id)
-        order.append(event_id)
-
-    for event_id in sorted(pdus, key=lambda i: (int(pdus[i].get("depth", 0)), i)):
-        visit(event_id, set())
+    for root in sorted(pdus, key=lambda i: (pdus[i]["depth"], i)):
+        stack: list[tuple[str, bool]] = [(root, False)]
+        on_path: set[str] = set()
+        while stack:
+            event_id, expanded = stack.pop()
+            if expanded:
+                on_path.discard(event_id)
+                if event_id not in done:
+                    done.add(event_id)
+                    order.append(event_id)
+                continue
+            if event_id in done or event_id in on_path or event_id not in pdus:
+                continue
+            on_path.add(event_id)
+            stack.append((event_id, True))
+            stack.extend((str(a), False) for a in reversed(pdus[event_id]["auth_events"]))
     return order
+
+
+def _belongs_to(
+    pdu: Mapping[str, Any], event_id: str, room_id: str, room_version: RoomVersion
+) -> bool:
+    """Whether a fetched event is of this room: its room_id, or for a v12 create event (which
+    has none) its ID, of which the room ID is made."""
+    if "room_id" in pdu:
+        return bool(pdu["room_id"] == room_id)
+    return room_version.room_id_from_create_event and event_id == hashing.create_event_id(room_id)
 
 
 def _row(

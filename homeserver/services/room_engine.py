@@ -43,6 +43,7 @@ from homeserver.protocol.errors import (
     EventTooLargeError,
     InvalidEventError,
 )
+from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services import room_state
 from homeserver.services.fill_cache import FillCache
@@ -264,6 +265,9 @@ class RoomEngine:
             return {r["room_id"]: Membership(*r) for r in rows}
 
         return await self._memberships.get_or_load(user_id, load)
+
+    def is_local(self, user_id: str) -> bool:
+        return user_id.endswith(":" + self.server_name)
 
     def remember_room(self, room_id: str, room_version: RoomVersion) -> None:
         """A room this server just learnt of (joining it over federation)."""
@@ -705,9 +709,8 @@ class RoomEngine:
             writes.searchable.append((event_id, room_id, position, pdu))
         redacts = _redacts(pdu)
         if redacts is not None:
-            # A redaction applies only within its own room.
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
-            if target is None or target.room_id == room_id:
+            if _may_redact(pdu, target, room_id, state_before, self._versions[room_id]):
                 await events_store.insert_redaction(conn, event_id, redacts)
         persisted = PersistedEvent(
             event_id, pdu, position, stored, previous_position, federate=federate
@@ -760,6 +763,25 @@ def _redacts(pdu: Mapping[str, Any]) -> str | None:
         return None
     redacts = pdu["content"].get("redacts", pdu.get("redacts"))
     return redacts if isinstance(redacts, str) else None
+
+
+def _may_redact(
+    pdu: Mapping[str, Any], target: StoredEvent | None, room_id: str,
+    state_before: Mapping[StateKey, Mapping[str, Any]], room_version: RoomVersion,
+) -> bool:
+    """Whether a redaction takes effect (rooms v3+ "Handling redactions"): within its own room
+    only, by a sender with the redact power level, or by a user of the server whose user sent
+    the target. A redaction of an event not yet seen needs the power level."""
+    if target is not None and target.room_id != room_id:
+        return False
+    sender = str(pdu["sender"])
+    if target is not None and sender.split(":", 1)[1] == target.sender.split(":", 1)[1]:
+        return True
+    power_levels = state_before.get(("m.room.power_levels", ""))
+    content = power_levels.get("content") if power_levels is not None else None
+    create = state_before.get(_CREATE, {})
+    level = user_power_level(sender, content, create, room_version)
+    return level >= required_level(content, "redact")
 
 
 def format_error(e: InvalidEventError) -> MatrixError:
