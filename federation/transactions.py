@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import asyncpg
+
 from federation.inbound_pdus import InboundPdus, PduError
 from homeserver.services.clock import now_ms
 from storage import inbound_txns
@@ -28,6 +30,12 @@ MAX_EDUS = 100
 # The largest body a full transaction may need: every PDU and EDU at the spec's 64 KiB event
 # size limit. The federation listener accepts at least this, whatever the client API's limit.
 MAX_TRANSACTION_BYTES = (MAX_PDUS + MAX_EDUS) * 65_536
+
+# Failures that say nothing about the PDU: the database or a peer was out of reach.
+TRANSIENT = (
+    asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.SerializationError, asyncpg.DeadlockDetectedError, ConnectionError, TimeoutError,
+)
 
 # (origin, content) -> None; registered per edu_type by the modules that handle them.
 EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -56,6 +64,8 @@ class TransactionHandler:
                         results[e.event_id] = {"error": str(e)}
                     log.info("a PDU from %s was refused: %s", origin, e)
                     continue
+                except TRANSIENT:
+                    raise  # 500: the sender keeps the transaction and tries again later
                 except Exception:
                     # A bug of ours on a peer's PDU must not fail its whole transaction (it
                     # would send it again forever): that PDU alone fails.
