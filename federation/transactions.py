@@ -25,6 +25,10 @@ from storage.database import Database
 
 log = logging.getLogger(__name__)
 
+# Answers are kept a day (retries come within minutes), pruned every thousand transactions.
+_KEEP_ANSWERS_MS = 24 * 3600 * 1000
+_PRUNE_EVERY = 1000
+
 MAX_PDUS = 50
 MAX_EDUS = 100
 # The largest body a full transaction may need: every PDU and EDU at the spec's 64 KiB event
@@ -47,6 +51,7 @@ class TransactionHandler:
         self.pdus = pdus
         self.edu_handlers: dict[str, EduHandler] = {}
         self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._stored = 0
 
     async def handle(
         self, origin: str, txn_id: str, pdus: list[dict[str, Any]], edus: list[dict[str, Any]]
@@ -81,6 +86,12 @@ class TransactionHandler:
                 lambda c: inbound_txns.insert_response(c, origin, txn_id, response, now_ms()),
                 name="insert_inbound_txn",
             )
+            self._stored += 1
+            if self._stored % _PRUNE_EVERY == 0:
+                await self.db.transaction(
+                    lambda c: inbound_txns.delete_older_than(c, now_ms() - _KEEP_ANSWERS_MS),
+                    name="prune_inbound_txns",
+                )
             return response
 
     async def _edu(self, origin: str, edu: Mapping[str, Any]) -> None:

@@ -33,3 +33,11 @@ async def insert_response(
     conn: asyncpg.Connection, origin: str, txn_id: str, response: dict[str, Any], ts: int
 ) -> None:
     await conn.execute(INSERT_RESPONSE, origin, txn_id, json.dumps(response), ts)
+
+
+DELETE_OLDER_THAN = "DELETE FROM federation_inbound_txns WHERE received_ts < $1"
+
+
+async def delete_older_than(conn: asyncpg.Connection, ts: int) -> None:
+    """Forget answers older than `ts`: a sender retries a transaction for minutes, not days."""
+    await conn.execute(DELETE_OLDER_THAN, ts)

@@ -34,6 +34,15 @@ async def insert_room_if_absent(
     )
 
 
+SET_ROOM_VERSION = "UPDATE rooms SET room_version = $2 WHERE room_id = $1"
+
+
+async def set_room_version(conn: asyncpg.Connection, room_id: str, room_version: str) -> None:
+    """Correct the version of a room known only from an invite (whose sender named it) once
+    its create event says which it is."""
+    await conn.execute(SET_ROOM_VERSION, room_id, room_version)
+
+
 GET_ROOM_VERSION = "SELECT room_version FROM rooms WHERE room_id = $1"
 
 

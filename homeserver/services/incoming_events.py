@@ -389,13 +389,14 @@ class IncomingEvents:
                 "The resident server sent no m.room.create of the room version it named",
             )
         assert create is not None
-        await self.engine.db.transaction(
-            lambda conn: rooms_store.insert_room_if_absent(
+        async def record(conn: asyncpg.Connection) -> None:
+            await rooms_store.insert_room_if_absent(
                 conn, room_id, room_version.identifier, str(create.get("sender")),
                 int(create.get("origin_server_ts", 0)), False,
-            ),
-            name="insert_remote_room",
-        )
+            )
+            await rooms_store.set_room_version(conn, room_id, room_version.identifier)
+
+        await self.engine.db.transaction(record, name="insert_remote_room")
         self.engine.remember_room(room_id, room_version)
         accepted = await self.store_outliers(room_id, [*auth_chain, *state])
         state_ids = state_map(state, room_version, accepted)
