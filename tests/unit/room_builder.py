@@ -52,7 +52,7 @@ class RoomBuilder:
         creator: str = "@alice:a.example",
         *,
         create_content: Mapping[str, Any] | None = None,
-        room_id: str = "!room:a.example",
+        room_id: str | None = None,
     ) -> None:
         self.rv: RoomVersion = get_room_version(version)
         self.creator = creator
@@ -65,7 +65,10 @@ class RoomBuilder:
         content: dict[str, Any] = {"room_version": version, **(create_content or {})}
         if not self.rv.implicit_room_creator:
             content.setdefault("creator", creator)
-        self.room_id: str | None = None if self.rv.room_id_from_create_event else room_id
+        # Before v12 the room ID's server must be the creator's (auth rule 1.2).
+        self.room_id: str | None = None if self.rv.room_id_from_create_event else (
+            room_id or f"!room:{server_name_of(creator)}"
+        )
         self.create_id = self.send(creator, "m.room.create", content, "")
         if self.rv.room_id_from_create_event:
             self.room_id = compute_room_id(self.events[self.create_id], self.rv)

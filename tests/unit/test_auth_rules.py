@@ -51,7 +51,7 @@ def test_create_with_prev_events_is_rejected() -> None:
 
 def test_create_room_id_domain_must_match_sender() -> None:
     with pytest.raises(AuthError, match=r"1\.2"):
-        RoomBuilder("11", creator="@alice:other.example")
+        RoomBuilder("11", creator="@alice:other.example", room_id="!room:a.example")
 
 
 def test_v12_create_must_not_have_room_id() -> None:
