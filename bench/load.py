@@ -48,10 +48,11 @@ class User:
 
 @dataclass(slots=True)
 class Receiver:
-    """What one long-polling receiver saw: bench id → arrival count, and fan-out samples."""
+    """What one long-polling receiver saw: bench id → arrival count, and bench id → fan-out
+    latency of its first arrival (keyed, so a run can split the samples by sender)."""
 
     seen: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: dict[str, float] = field(default_factory=dict)
     syncs: int = 0
     limited_syncs: int = 0
     sync_errors: int = 0
@@ -64,6 +65,14 @@ def percentile(values: list[float], pct: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(len(ordered) * pct / 100))
     return round(ordered[rank - 1], 1)
+
+
+def spread(values: list[float]) -> dict[str, float | int | None]:
+    """p50, p99 and max of latency samples in ms, and how many there were."""
+    return {
+        "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99),
+        "max_ms": round(max(values), 1) if values else None, "samples": len(values),
+    }
 
 
 class Client:
@@ -92,10 +101,11 @@ class Client:
 
     async def setup_call(
         self, method: str, path: str, token: str | None = None, body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
     ) -> tuple[dict[str, Any], float]:
         """A set-up request that must succeed; waits out a 429 in case a limit was left on."""
         while True:
-            status, reply, elapsed = await self.call(method, path, token, body)
+            status, reply, elapsed = await self.call(method, path, token, body, params)
             if status == 429:
                 await asyncio.sleep(reply.get("retry_after_ms", 1000) / 1000)
                 continue
@@ -175,7 +185,7 @@ async def receive(
                 continue
             state.seen[bench_id] = state.seen.get(bench_id, 0) + 1
             if state.seen[bench_id] == 1:
-                state.latencies_ms.append(arrived * 1000 - int(content["bench_t_us"]) / 1000)
+                state.latencies_ms[bench_id] = arrived * 1000 - int(content["bench_t_us"]) / 1000
         progress.set()
 
 
@@ -189,14 +199,20 @@ class SendResult:
 
 async def send_all(
     client: Client, senders: list[User], room_id: str, total: int, prefix: str,
+    rate: float | None = None,
 ) -> tuple[SendResult, float]:
-    """`senders` workers share one counter; each sends sequentially, as a chat client would."""
+    """`senders` workers share one counter; each sends sequentially, as a chat client would.
+    With a `rate` (msgs/s), message i is not sent before i / rate seconds into the phase, so
+    a faster server is offered no more messages than a slower one."""
     result = SendResult()
     counter = iter(range(total))
     path = f"/rooms/{quote(room_id, safe='')}/send/m.room.message/"
+    phase_start = time.monotonic()
 
     async def worker(user: User) -> None:
         for index in counter:
+            if rate:
+                await asyncio.sleep(phase_start + index / rate - time.monotonic())
             bench_id = f"{prefix}-{index}"
             started = time.time()
             # Integer microseconds: canonical JSON (room versions 6+) forbids floats.
@@ -255,6 +271,19 @@ class RssSampler:
             await asyncio.sleep(RSS_SAMPLE_S)
 
 
+def rss_report(sampler: RssSampler | None) -> dict[str, Any]:
+    """The process's lifetime peak (VmHWM, or the highest sample once it is gone) and the peak
+    of each phase, in MB."""
+    if sampler is None:
+        return {"peak_rss_mb": None, "rss_peak_mb_by_phase": {}}
+    peaks = sampler.peaks_kb
+    hwm = max([read_status_kb(sampler.pid, "VmHWM") or 0, *peaks.values()])
+    return {
+        "peak_rss_mb": round(hwm / 1024, 1) if hwm else None,
+        "rss_peak_mb_by_phase": {phase: round(kb / 1024, 1) for phase, kb in peaks.items()},
+    }
+
+
 async def wait_delivered(
     receivers: list[Receiver], expected: list[str], progress: asyncio.Event, drain_s: float,
 ) -> None:
@@ -272,12 +301,17 @@ async def wait_delivered(
             return
 
 
+def require_loopback(url: str) -> None:
+    """This machine's servers only: a load run never targets another address."""
+    host = urlsplit(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise BenchError(f"refusing to load a non-loopback server: {host}")
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.users < args.senders + args.receivers:
         raise BenchError("--users must be at least --senders + --receivers")
-    host = urlsplit(args.url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise BenchError(f"refusing to load a non-loopback server: {host}")
+    require_loopback(args.url)
     sampler = RssSampler(args.pid) if args.pid else None
     sampling = asyncio.create_task(sampler.run()) if sampler else None
     load_before = os.getloadavg()
@@ -330,9 +364,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
     if sampling is not None:
         sampling.cancel()
-    peaks = sampler.peaks_kb if sampler else {}
-    hwm = max([read_status_kb(args.pid, "VmHWM") or 0, *peaks.values()]) if args.pid else 0
-    fanout = [ms for state in states for ms in state.latencies_ms]
+    fanout = [ms for state in states for ms in state.latencies_ms.values()]
     expected = set(sent.sent)
     return {
         "url": args.url, "users": args.users, "messages": args.messages,
@@ -349,17 +381,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p99_ms": percentile(sent.latencies_ms, 99),
             "errors": sent.errors, "first_error": sent.first_error,
         },
-        "fanout": {
-            "p50_ms": percentile(fanout, 50), "p99_ms": percentile(fanout, 99),
-            "max_ms": round(max(fanout), 1) if fanout else None,
-        },
+        "fanout": spread(fanout),
         "lost": sum(len(expected - state.seen.keys()) for state in states),
         "duplicates": sum(n - 1 for state in states for n in state.seen.values() if n > 1),
         "syncs": sum(state.syncs for state in states),
         "limited_syncs": sum(state.limited_syncs for state in states),
         "sync_errors": sum(state.sync_errors for state in states),
-        "peak_rss_mb": round(hwm / 1024, 1) if hwm else None,
-        "rss_peak_mb_by_phase": {phase: round(kb / 1024, 1) for phase, kb in peaks.items()},
+        **rss_report(sampler),
     }
 
 

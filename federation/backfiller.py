@@ -18,6 +18,7 @@ from typing import Any
 
 from federation.client import FederationClient, path_segment
 from federation.inbound_pdus import InboundPdus, PduError
+from federation.room_reads import MAX_BACKFILL_EVENTS
 from federation.transport import FederationError
 from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.identifiers import server_name_of
@@ -39,6 +40,7 @@ class Backfiller:
         room_version = await self.pdus.room_version(room_id)
         if room_version is None:
             return 0
+        limit = min(limit, MAX_BACKFILL_EVENTS)
         for server in await self._servers(room_id):
             try:
                 answer = await self.client.get_json(
@@ -49,7 +51,9 @@ class Backfiller:
                 log.info("backfilling %s from %s failed: %s", room_id, server, e)
                 continue
             stored = 0
-            for pdu in _oldest_first(answer, room_id, room_version):
+            # The deepest `limit` (those next to what we hold; a server may send more), oldest
+            # first so that each finds its prev events stored.
+            for pdu in _oldest_first(answer, room_id, room_version)[-limit:]:
                 try:
                     received = await self.pdus.check_and_persist(
                         server, room_id, pdu, room_version, fetch_gap=False, historical=True
@@ -57,7 +61,6 @@ class Backfiller:
                 except PduError as e:
                     log.info("a backfilled event of %s was not stored: %s", room_id, e)
                     continue
-                log.warning("DEBUG %s %s %s", pdu.get("type"), received.outcome, received.reason)
                 stored += received.outcome == "accepted"
             if stored:
                 return stored

@@ -1,9 +1,10 @@
 """Received PDUs on their way into the room engine: the checks that need keys, then whatever
 the event names that we lack, fetched from the server that sent it.
 
-Theory of operation. `on_pdu` checks the room, the room's server ACL, the signatures and the
-content hash (`pdu_checks`), and hands the event to `IncomingEvents.receive`. When that answers
-MissingEvents:
+Theory of operation. `on_room_pdus` checks the room, the room's server ACL, the signatures and
+the content hash (`pdu_checks`) of a transaction's PDUs of one room, and hands those that pass
+to `IncomingEvents.receive_batch`, which writes them together. An event that answers
+MissingEvents then takes the one-at-a-time path:
 
 - missing *auth* events: the event's auth chain is fetched (`/event_auth`), checked and stored
   as outliers, then the event is tried again;
@@ -19,6 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import asyncpg
 
 from federation.client import FederationClient, path_segment
 from federation.pdu_checks import PduChecker, PduCheckError
@@ -39,6 +42,13 @@ from storage import state as state_store
 from storage.state import StateMap
 
 log = logging.getLogger(__name__)
+
+# Failures that say nothing about the PDUs: the database or a peer was out of reach. They fail
+# the transaction (500), so that its sender keeps it and tries again later.
+TRANSIENT = (
+    asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.SerializationError, asyncpg.DeadlockDetectedError, ConnectionError, TimeoutError,
+)
 
 _GAP_LIMIT = 10
 _ATTEMPTS = 4
@@ -72,39 +82,86 @@ class InboundPdus:
 
     async def server_allowed(self, room_id: str, server: str) -> bool:
         """Whether the room's m.room.server_acl admits `server`."""
-        async def acl(conn: Any) -> Mapping[str, Any] | None:
-            event_id = await state_store.get_current_state_event_id(
-                conn, room_id, ("m.room.server_acl", "")
-            )
-            if event_id is None:
+        return await self.engine.db.run(lambda c: self._acl_allows(c, room_id, server))
+
+    async def _acl_allows(self, conn: Any, room_id: str, server: str) -> bool:
+        event_id = await state_store.get_current_state_event_id(
+            conn, room_id, ("m.room.server_acl", "")
+        )
+        if event_id is None:
+            return server_allowed(None, server)
+        acl = (await self.engine.get_pdus(conn, [event_id])).get(event_id, {}).get("content")
+        return server_allowed(acl, server)
+
+    async def _admission(self, room_id: str, origin: str) -> tuple[RoomVersion, bool] | None:
+        """The room's version and whether its ACL admits `origin`; None when this server is not
+        in the room. One pooled connection for the three reads: this runs for every PDU, and
+        each connection taken from the pool costs a wait on a busy server."""
+        async def read(conn: Any) -> tuple[RoomVersion, bool] | None:
+            try:
+                version = await self.engine.room_version(conn, room_id)
+            except MatrixError:
                 return None
-            return (await self.engine.get_pdus(conn, [event_id])).get(event_id, {}).get("content")
+            members = await self.engine.joined_members(conn, room_id)
+            if not any(self.engine.is_local(m) for m in members):
+                return None
+            return version, await self._acl_allows(conn, room_id, origin)
 
-        return server_allowed(await self.engine.db.run(acl), server)
+        return await self.engine.db.run(read)
 
-    async def _resident(self, room_id: str) -> bool:
-        members = await self.engine.db.run(lambda c: self.engine.joined_members(c, room_id))
-        return any(self.engine.is_local(m) for m in members)
-
-    async def on_pdu(self, origin: str, pdu: Mapping[str, Any]) -> tuple[str, Received]:
-        """Check and persist one PDU of a transaction; raises PduError."""
-        room_id = pdu.get("room_id")
-        if not isinstance(room_id, str):
-            raise PduError("the event has no room_id")
-        room_version = await self.room_version(room_id)
-        if room_version is None or not await self._resident(room_id):
+    async def on_room_pdus(
+        self, origin: str, room_id: str, pdus: Sequence[Mapping[str, Any]]
+    ) -> dict[str, dict[str, str]]:
+        """Check and persist the PDUs of one room from one transaction, oldest first; the
+        answer's `pdus` entries for them ({} or {"error": ...}). Those whose checks pass are
+        written together (`IncomingEvents.receive_batch`); an event that names what we lack
+        then takes the one-at-a-time path that fetches it."""
+        admission = await self._admission(room_id, origin)
+        results: dict[str, dict[str, str]] = {}
+        if admission is None:
             # Known from an invite only, or left: its state here is nothing to judge by.
-            raise PduError(f"this server is not in room {room_id}")
+            return results
+        room_version, allowed = admission
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for pdu in pdus:
+            try:
+                event_id: str = compute_event_id(pdu, room_version)
+            except Exception:  # anything unhashable is malformed: no ID to answer under
+                continue
+            if not allowed:
+                results[event_id] = {"error": f"{origin} is denied by the room's server ACL"}
+                continue
+            try:
+                checked.append((event_id, await self.checker.check(pdu, room_version)))
+            except PduCheckError as e:
+                results[event_id] = {"error": str(e)}
         try:
-            event_id = compute_event_id(pdu, room_version)
-        except Exception:  # anything unhashable is malformed
-            raise PduError("the event is malformed") from None
-        try:
-            if not await self.server_allowed(room_id, origin):
-                raise PduError(f"{origin} is denied by the room's server ACL")
-            return event_id, await self.check_and_persist(origin, room_id, pdu, room_version)
-        except PduError as e:
-            raise PduError(str(e), event_id) from None
+            outcomes: Sequence[Received | MissingEvents | MatrixError] = (
+                await self.incoming.receive_batch(room_id, [p for _, p in checked])
+            )
+        except TRANSIENT:
+            raise
+        except Exception:
+            log.exception("a batch of %d events of %s failed; one by one", len(checked), room_id)
+            outcomes = [MissingEvents([]) for _ in checked]  # the one-at-a-time path
+        for (event_id, pdu), outcome in zip(checked, outcomes, strict=True):
+            if isinstance(outcome, MissingEvents):
+                try:
+                    outcome = await self._persist(
+                        origin, room_id, pdu, room_version, True, False, False
+                    )
+                except MatrixError as e:
+                    outcome = e
+                except (MissingEvents, FederationError) as e:
+                    results[event_id] = {"error": f"could not fetch what it refers to: {e}"}
+                    continue
+            if isinstance(outcome, MatrixError):
+                results[event_id] = {"error": outcome.error}
+            elif outcome.outcome == "rejected":
+                results[event_id] = {"error": outcome.reason or "rejected"}
+            else:
+                results[event_id] = {}
+        return results
 
     async def check_and_persist(
         self, origin: str, room_id: str, pdu: Mapping[str, Any], room_version: RoomVersion,

@@ -7,7 +7,8 @@ Theory of operation:
 
 - A stored key answers if its ``valid_until_ts`` is after T. Keys the server lists as old
   (``old_verify_keys``) answer for events signed before their ``expired_ts``, never for
-  requests.
+  requests. Stored keys are kept in memory once read (the signatures of every received PDU
+  ask for them); storing a server's keys forgets the ones kept.
 - Otherwise the server is asked (`GET /_matrix/key/v2/server`). When it cannot be reached or
   its answer fails the checks, each configured notary is asked in turn
   (`POST /_matrix/key/v2/query`); a notary's answer counts only with the server's own valid
@@ -87,6 +88,7 @@ class Keyring:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._last_attempt: dict[str, float] = {}
         self._last_errors: dict[str, str] = {}
+        self._keys: dict[tuple[str, str], store.StoredVerifyKey] = {}
 
     async def get_verify_key(
         self, server_name: str, key_id: str, *, valid_at_ts: int | None = None,
@@ -134,7 +136,14 @@ class Keyring:
     # --- fetching -------------------------------------------------------------------------
 
     async def _stored(self, server_name: str, key_id: str) -> store.StoredVerifyKey | None:
-        return await self.db.run(lambda c: store.get_verify_key(c, server_name, key_id))
+        """The stored key, kept in memory once read: every signature of every received PDU
+        asks for it, and only `_store` changes the rows (it forgets the server's keys)."""
+        key = self._keys.get((server_name, key_id))
+        if key is None:
+            key = await self.db.run(lambda c: store.get_verify_key(c, server_name, key_id))
+            if key is not None:
+                self._keys[(server_name, key_id)] = key
+        return key
 
     def _may_try(self, server_name: str) -> bool:
         """Whether the server may be asked now; if so, the attempt is recorded."""
@@ -252,5 +261,7 @@ class Keyring:
             )
 
         await self.db.transaction(write, name="store_server_keys")
+        for cached in [k for k in self._keys if k[0] == checked.server_name]:
+            del self._keys[cached]
         log.info("stored %d key(s) of %s from %s", len(keys), checked.server_name, fetched_from)
 

@@ -25,6 +25,7 @@ from federation.api.context import (
     ROOM_READS,
     TRANSACTIONS,
 )
+from federation.backfiller import Backfiller
 from federation.client import FederationClient
 from federation.discovery import DnsSrvResolver, HttpsWellKnownFetcher, ServerDiscovery, SrvResolver
 from federation.inbound_auth import RequestAuthenticator
@@ -69,6 +70,7 @@ class Federation:
     transactions: TransactionHandler
     joins: Joins
     room_reads: RoomReads
+    backfiller: Backfiller  # the history /messages asks for (app.py plugs it in)
 
     def install(self, app: web.Application) -> None:
         """Mount the Server-Server routes and what they call on the federation listener."""
@@ -141,4 +143,5 @@ def build_federation(
         pdus=pdus, transactions=TransactionHandler(db, pdus),
         joins=Joins(incoming, pdus, client, server_name, signing_key),
         room_reads=RoomReads(incoming.engine, pdus.server_allowed),
+        backfiller=Backfiller(pdus, client, server_name),
     )

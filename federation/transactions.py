@@ -16,9 +16,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import asyncpg
-
-from federation.inbound_pdus import InboundPdus, PduError
+from federation.inbound_pdus import TRANSIENT, InboundPdus
 from homeserver.services.clock import now_ms
 from storage import inbound_txns
 from storage.database import Database
@@ -34,12 +32,6 @@ MAX_EDUS = 100
 # The largest body a full transaction may need: every PDU and EDU at the spec's 64 KiB event
 # size limit. The federation listener accepts at least this, whatever the client API's limit.
 MAX_TRANSACTION_BYTES = (MAX_PDUS + MAX_EDUS) * 65_536
-
-# Failures that say nothing about the PDU: the database or a peer was out of reach.
-TRANSIENT = (
-    asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-    asyncpg.SerializationError, asyncpg.DeadlockDetectedError, ConnectionError, TimeoutError,
-)
 
 # (origin, content) -> None; registered per edu_type by the modules that handle them.
 EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -61,24 +53,20 @@ class TransactionHandler:
             if earlier is not None:
                 return earlier
             results: dict[str, Any] = {}
+            by_room: dict[str, list[dict[str, Any]]] = {}
             for pdu in sorted(pdus, key=_depth):
+                room_id = pdu.get("room_id")
+                if isinstance(room_id, str):
+                    by_room.setdefault(room_id, []).append(pdu)
+            for room_id, room_pdus in by_room.items():
                 try:
-                    event_id, received = await self.pdus.on_pdu(origin, pdu)
-                except PduError as e:
-                    if e.event_id is not None:
-                        results[e.event_id] = {"error": str(e)}
-                    log.info("a PDU from %s was refused: %s", origin, e)
-                    continue
+                    results.update(await self.pdus.on_room_pdus(origin, room_id, room_pdus))
                 except TRANSIENT:
                     raise  # 500: the sender keeps the transaction and tries again later
                 except Exception:
-                    # A bug of ours on a peer's PDU must not fail its whole transaction (it
-                    # would send it again forever): that PDU alone fails.
-                    log.exception("a PDU from %s could not be processed", origin)
-                    continue
-                results[event_id] = (
-                    {"error": received.reason} if received.outcome == "rejected" else {}
-                )
+                    # A bug of ours on a peer's PDUs must not fail its whole transaction (it
+                    # would send it again forever): that room's PDUs alone fail.
+                    log.exception("PDUs of %s from %s could not be processed", room_id, origin)
             for edu in edus:
                 await self._edu(origin, edu)
             response = {"pdus": results}

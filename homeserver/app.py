@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation.edus import InboundEdus
 from federation.stack import Federation, build_federation
+from federation.transactions import MAX_TRANSACTION_BYTES
 from homeserver import metrics
 from homeserver.api import client_routes, worker_routes
 from homeserver.api.context import (
@@ -208,7 +209,10 @@ class Homeserver:
         listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
-        federation = web.Application(middlewares=[matrix_middleware])
+        federation = web.Application(
+            client_max_size=max(config.limits.max_request_body_bytes, MAX_TRANSACTION_BYTES),
+            middlewares=[matrix_middleware],
+        )
         self.federation = build_federation(
             server_name, engine.signing_key, config.federation, db, accounts,
             aliases=rooms, directory=directory, e2e_keys=core.e2e_keys, incoming=self.incoming,
@@ -218,6 +222,7 @@ class Homeserver:
             remote = self.federation.remote_queries
             core.e2e_keys.remote = accounts.remote = rooms.remote = remote
             rooms.remote_rooms = self.federation.joins
+            rooms.reads.history = self.federation.backfiller
             self._plug_edus(core, cross_signing)
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         engine.observers.append(self.federation.sender)

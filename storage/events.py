@@ -176,6 +176,51 @@ async def get_room_events(
     return [_row(r) for r in rows]
 
 
+# Events from before this server joined the room, fetched by backfill: kept with their state,
+# but with no stream position (they are no news to /sync), and neither outliers, rejected nor
+# soft-failed. They page by (depth, event ID), all of them older than the room's stream.
+_HISTORICAL = """
+e.room_id = $1 AND e.stream_ordering IS NULL AND NOT e.outlier AND NOT e.soft_failed
+  AND e.rejection_reason IS NULL
+  AND ($5::text[] IS NULL OR e.type = ANY($5))
+  AND ($6::text[] IS NULL OR e.sender = ANY($6))
+"""
+GET_HISTORY_BACKWARDS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE {_HISTORICAL} AND ($2::bigint IS NULL OR (e.depth, e.event_id) < ($2, $3::text))
+ORDER BY e.depth DESC, e.event_id DESC LIMIT $4
+"""
+GET_HISTORY_FORWARDS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE {_HISTORICAL} AND ($2::bigint IS NULL OR (e.depth, e.event_id) >= ($2, $3::text))
+ORDER BY e.depth ASC, e.event_id ASC LIMIT $4
+"""
+
+
+async def get_historical_events(
+    conn: asyncpg.Connection, room_id: str, *, key: tuple[int, str] | None, limit: int,
+    newest_first: bool, types: Sequence[str] | None = None,
+    senders: Sequence[str] | None = None,
+) -> list[StoredEvent]:
+    """Historical events below `key` (newest_first) or from `key` up, at most `limit`; a
+    `key` of None starts at the newest (or the oldest)."""
+    depth, event_id = key if key is not None else (None, None)
+    rows = await conn.fetch(
+        GET_HISTORY_BACKWARDS if newest_first else GET_HISTORY_FORWARDS, room_id, depth,
+        event_id, limit, list(types) if types is not None else None,
+        list(senders) if senders is not None else None,
+    )
+    return [_row(r) for r in rows]
+
+
+GET_SOFT_FAILED_IDS = "SELECT event_id FROM events WHERE event_id = ANY($1) AND soft_failed"
+
+
+async def get_soft_failed_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> set[str]:
+    """The soft-failed events among `event_ids` (clients never see those)."""
+    return {r["event_id"] for r in await conn.fetch(GET_SOFT_FAILED_IDS, list(event_ids))}
+
+
 GET_ROOMS_WITH_NEW_EVENTS = """
 SELECT DISTINCT room_id FROM events
 WHERE room_id = ANY($1) AND stream_ordering > $2 AND stream_ordering <= $3

@@ -143,28 +143,78 @@ class IncomingEvents:
         MatrixError for an unknown room or a malformed event.
         """
         changed_members: set[str] = set()
-        outcome, persisted, writes = await self.engine.write(
-            room_id, "receive_event",
-            lambda conn, slot: self._receive(
-                conn, slot, room_id, dict(pdu), prev_states or {}, federate, changed_members,
-                historical,
-            ),
-        )
-        if persisted is not None:
-            for observer in self.engine.observers:
-                observer.committed(writes)
-            self.engine.after_persist(room_id, persisted)
-        if changed_members:
-            self.engine.memberships_resolved(room_id, changed_members)
+
+        async def body(
+            conn: asyncpg.Connection, slot: Slot
+        ) -> tuple[Received, PersistedEvent | None, EventWrites]:
+            changed_members.clear()  # a retried transaction starts over
+            slot.restart()
+            return await self._receive(
+                conn, slot, 0, room_id, dict(pdu), prev_states or {}, federate,
+                changed_members, historical,
+            )
+
+        outcome, persisted, writes = await self.engine.write(room_id, "receive_event", body)
+        self._committed(room_id, [(persisted, writes)], changed_members)
         return outcome
 
+    async def receive_batch(
+        self, room_id: str, pdus: Sequence[Mapping[str, Any]]
+    ) -> list[Received | MissingEvents | MatrixError]:
+        """Check and persist several remote events of one room, oldest first, in one write:
+        the events of an inbound transaction cost one lock wait and one commit, as queued local
+        sends do. An event that names what we lack (MissingEvents) or is malformed
+        (MatrixError) is left out and its exception returned in its place, for the caller's
+        slower path; an error of the database fails the whole batch."""
+        changed_members: set[str] = set()
+
+        async def body(conn: asyncpg.Connection, slot: Slot) -> tuple[
+            list[Received | MissingEvents | MatrixError],
+            list[tuple[PersistedEvent | None, EventWrites]],
+        ]:
+            changed_members.clear()
+            slot.restart()
+            outcomes: list[Received | MissingEvents | MatrixError] = []
+            stored: list[tuple[PersistedEvent | None, EventWrites]] = []
+            for pdu in pdus:
+                try:
+                    received, persisted, writes = await self._receive(
+                        conn, slot, len(stored), room_id, dict(pdu), {}, False,
+                        changed_members, False,
+                    )
+                except (MissingEvents, MatrixError) as e:
+                    outcomes.append(e)  # raised before it wrote anything
+                    continue
+                outcomes.append(received)
+                if persisted is not None:
+                    stored.append((persisted, writes))
+            return outcomes, stored
+
+        outcomes, stored = await self.engine.write(room_id, "receive_events", body)
+        self._committed(room_id, stored, changed_members)
+        return outcomes
+
+    def _committed(
+        self, room_id: str, stored: list[tuple[PersistedEvent | None, EventWrites]],
+        changed_members: set[str],
+    ) -> None:
+        """After the commit: the observers' post-commit step, the caches, the wake-ups."""
+        persisted = [p for p, _ in stored if p is not None]
+        for p, writes in stored:
+            if p is not None:
+                for observer in self.engine.observers:
+                    observer.committed(writes)
+        if persisted:
+            self.engine.after_persist(room_id, *persisted)
+        if changed_members:
+            self.engine.memberships_resolved(room_id, changed_members)
+
     async def _receive(
-        self, conn: asyncpg.Connection, slot: Slot, room_id: str, pdu: dict[str, Any],
-        prev_states: Mapping[str, StateMap], federate: bool, changed_members: set[str],
-        historical: bool,
+        self, conn: asyncpg.Connection, slot: Slot, index: int, room_id: str,
+        pdu: dict[str, Any], prev_states: Mapping[str, StateMap], federate: bool,
+        changed_members: set[str], historical: bool,
     ) -> tuple[Received, PersistedEvent | None, EventWrites]:
-        changed_members.clear()  # a retried transaction starts over
-        slot.restart()
+        """One event inside a write: `index` is the stream slot its position comes from."""
         engine = self.engine
         room_version = await engine.room_version(conn, room_id)
         try:
@@ -177,13 +227,17 @@ class IncomingEvents:
         if not await rooms_store.lock_room(conn, room_id):
             raise not_found(f"Unknown room {room_id}")
         existing = (await events_store.get_events(conn, [event_id])).get(event_id)
-        if not pdu["prev_events"] and not historical:
+        if not pdu["prev_events"]:
             # Only a room's create event has none, and this room has its own already (as
-            # an event or an outlier): nothing without prev events joins its live DAG.
-            if existing is not None:
+            # an event or an outlier): nothing without prev events joins its live DAG, and
+            # backfill brings only that one (an outlier) into the history.
+            if existing is None:
+                raise MatrixError(
+                    400, "M_BAD_JSON", "Only a room's create event has no prev_events"
+                )
+            if not historical:
                 return Received(event_id, "known"), None, EventWrites()
-            raise MatrixError(400, "M_BAD_JSON", "Only a room's create event has no prev_events")
-        if existing is not None and not await event_graph.delete_outlier(conn, event_id):
+        if existing is not None and not await event_graph.get_outlier_ids(conn, [event_id]):
             soft_failed = await event_graph.is_soft_failed(conn, event_id)
             return _known(existing, soft_failed), None, EventWrites()
 
@@ -198,6 +252,10 @@ class IncomingEvents:
             reason = _auth_verdict(pdu, before, room_version, "the state before it")
         state_key = pdu.get("state_key")
         key = (pdu["type"], state_key) if isinstance(state_key, str) else None
+        if existing is not None:
+            # An outlier (an auth event, say) now in the room's history: stored again as
+            # such. Only now, past every check that may raise before anything is written.
+            await event_graph.delete_outlier(conn, event_id)
         if reason is not None:
             metrics.EVENTS_REFUSED.labels("rejected").inc()
             await events_store.insert_events(
@@ -238,7 +296,7 @@ class IncomingEvents:
         previous = await event_graph.get_latest_position(conn, room_id)
         writes = EventWrites()
         persisted = await engine.stage(
-            conn, room_id, pdu, event_id, after_group, slot.nth(0), before, writes,
+            conn, room_id, pdu, event_id, after_group, slot.nth(index), before, writes,
             members=members, replaces_state=before_ids.get(key) if key else None,
             previous_position=previous, federate=federate,
         )
@@ -339,6 +397,10 @@ class IncomingEvents:
                     conn, room_id, {(pdu["type"], pdu["state_key"]): event_id}, [],
                     event.stream_ordering, set(),
                 )
+            return
+        if old and all(e.state_group == group for e in extremities):
+            # The event and every head share one state group (a fork of messages, as when
+            # two servers send at once): the current state, their resolution, is it already.
             return
         if pdu["type"] == "m.room.member":
             # Resolution may keep another event for the event's own key: its target's cached

@@ -6,7 +6,7 @@ reads it as it was at their leave; anyone else is refused unless history is worl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,20 @@ from homeserver.services.event_views import filter_visible, load_events, seriali
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
+from homeserver.services.room_history import (
+    BACKFILL_POINTS,
+    BACKFILL_ROUNDS,
+    Page,
+    PageQuery,
+    RemoteHistory,
+    encode_position,
+    parse_position,
+    position_after,
+    position_before,
+    read_page,
+)
 from homeserver.services.streams import StreamToken
+from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
@@ -37,6 +50,8 @@ class RoomReads:
     def __init__(self, db: Database, engine: RoomEngine) -> None:
         self.db = db
         self.engine = engine
+        # Where /messages asks for history from before our join (plugged in by app.py).
+        self.history: RemoteHistory | None = None
 
     async def _view(self, conn: asyncpg.Connection, room_id: str, user_id: str) -> View:
         await self.engine.room_version(conn, room_id)  # 404 for unknown rooms
@@ -125,8 +140,11 @@ class RoomReads:
         async def run(conn: asyncpg.Connection) -> dict[str, Any]:
             await self._view(conn, room_id, requester.user_id)
             stored = await load_events(conn, [event_id])
+            # Soft-failed events are never relayed to clients (server-server-api "Soft failure").
+            hidden = await events_store.get_soft_failed_ids(conn, [event_id])
             visible = await filter_visible(conn, self.engine, requester.user_id, [
-                e for e in stored if e.room_id == room_id and not e.rejected
+                e for e in stored
+                if e.room_id == room_id and not e.rejected and e.event_id not in hidden
             ])
             if not visible:
                 raise not_found("Event not found")
@@ -139,36 +157,45 @@ class RoomReads:
     ) -> dict[str, Any]:
         """Spec /messages: a page of events, the token to continue from, and the members
         needed to render them when lazy loading."""
-        start = _parse_token(from_token) if from_token else None
-        stop = _parse_token(to_token) if to_token else None
+        start = parse_position(from_token) if from_token else None
+        stop = parse_position(to_token) if to_token else None
 
-        async def run(conn: asyncpg.Connection) -> dict[str, Any]:
+        async def run(conn: asyncpg.Connection) -> tuple[dict[str, Any], Page]:
             view = await self._view(conn, room_id, requester.user_id)
             ceiling = self.engine.stream.current if view.upto is None else view.upto
-            if backwards:
-                upto = min(start if start is not None else ceiling, ceiling)
-                after = stop if stop is not None else 0
-            else:
-                after = start if start is not None else 0
-                upto = min(stop if stop is not None else ceiling, ceiling)
-            page = await events_store.get_room_events(
-                conn, room_id, after=after, upto=upto, limit=limit, newest_first=backwards,
-                types=event_filter.sql_types(), senders=event_filter.sql_senders(),
-            )
-            visible = await filter_visible(conn, self.engine, requester.user_id, page)
+            page = await read_page(conn, PageQuery(
+                room_id, start, stop, ceiling, limit, event_filter.sql_types(),
+                event_filter.sql_senders(),
+            ), backwards=backwards)
+            visible = await filter_visible(conn, self.engine, requester.user_id, page.events)
             chunk = [
                 e for e in await serialize_events(conn, self.engine, visible, requester)
                 if event_filter.allows(e)
             ]
-            begin = StreamToken(events=upto if backwards else after).encode()
-            result: dict[str, Any] = {"start": begin, "chunk": chunk}
-            if len(page) == limit:
-                last = page[-1].stream_ordering or 0
-                result["end"] = StreamToken(events=last - 1 if backwards else last).encode()
+            result: dict[str, Any] = {"start": page.start, "chunk": chunk}
+            if page.end is not None:
+                result["end"] = page.end
             if event_filter.lazy_load_members:
                 result["state"] = await self._members_of(conn, room_id, view, chunk, requester)
-            return result
-        return await self.db.run(run)
+            return result, page
+
+        result, page = await self.db.run(run)
+        for _ in range(BACKFILL_ROUNDS):
+            if not page.at_bottom or not await self._backfill(room_id, limit):
+                return result
+            result, page = await self.db.run(run)
+        if page.at_bottom:  # other servers are still giving history: the client asks again
+            result["end"] = page.resume()
+        return result
+
+    async def _backfill(self, room_id: str, limit: int) -> bool:
+        """Whether other servers gave us history from before what this server holds."""
+        if self.history is None:
+            return False
+        points = await self.db.run(
+            lambda conn: event_graph.get_backward_extremities(conn, room_id, BACKFILL_POINTS)
+        )
+        return bool(points) and await self.history.backfill(room_id, points, limit) > 0
 
     async def _members_of(
         self, conn: asyncpg.Connection, room_id: str, view: View, chunk: list[dict[str, Any]],
@@ -189,18 +216,24 @@ class RoomReads:
         async def run(conn: asyncpg.Connection) -> dict[str, Any]:
             view = await self._view(conn, room_id, requester.user_id)
             stored = (await load_events(conn, [event_id]))[0]
-            position = stored.stream_ordering or 0
             ceiling = self.engine.stream.current if view.upto is None else view.upto
             before_n, after_n = limit // 2, limit - limit // 2
-            types, senders = event_filter.sql_types(), event_filter.sql_senders()
-            before = await events_store.get_room_events(
-                conn, room_id, after=0, upto=position - 1, limit=before_n, newest_first=True,
-                types=types, senders=senders,
+            query = PageQuery(
+                room_id, None, None, ceiling, 1, event_filter.sql_types(),
+                event_filter.sql_senders(),
             )
-            after = await events_store.get_room_events(
-                conn, room_id, after=position, upto=ceiling, limit=after_n, newest_first=False,
-                types=types, senders=senders,
+            older = None
+            if before_n:
+                older = await read_page(
+                    conn, replace(query, start=position_before(stored), limit=before_n),
+                    backwards=True,
+                )
+            newer = await read_page(
+                conn, replace(query, start=await position_after(conn, stored), limit=after_n),
+                backwards=False,
             )
+            before = older.events if older is not None else []
+            after = newer.events
             uid = requester.user_id
             before_v = await filter_visible(conn, self.engine, uid, before)
             after_v = await filter_visible(conn, self.engine, uid, after)
@@ -211,24 +244,21 @@ class RoomReads:
             state = await serialize_events(
                 conn, self.engine, await load_events(conn, list(state_ids.values())), requester
             )
-            start = (before[-1].stream_ordering or 1) - 1 if before else position - 1
-            end = after[-1].stream_ordering if after else position
+            start = (
+                encode_position(position_before(stored)) if older is None
+                else older.end or older.resume()
+            )
+            # A forward page short of its limit read everything up to the ceiling.
+            end = newer.end or StreamToken(events=ceiling).encode()
             return {
                 "event": target,
                 "events_before": await serialize_events(conn, self.engine, before_v, requester),
                 "events_after": await serialize_events(conn, self.engine, after_v, requester),
                 "state": state,
-                "start": StreamToken(events=start).encode(),
-                "end": StreamToken(events=end or 0).encode(),
+                "start": start,
+                "end": end,
             }
         return await self.db.run(run)
-
-
-def _parse_token(token: str) -> int:
-    try:
-        return StreamToken.parse(token).events
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid pagination token {token!r}") from None
 
 
 def parse_event_filter(raw: str | None) -> EventFilter:

@@ -74,6 +74,8 @@ async def merged_state(
 ) -> tuple[StateMap, int]:
     """The resolved state after several events (by their state groups), and a group for it."""
     unique = list(dict.fromkeys(groups))
+    if not unique:  # after no event at all (before the create event): nothing
+        return {}, await state_store.insert_state_group(conn, room_id, None, {})
     if len(unique) == 1:
         return await state_store.get_state(conn, unique[0]), unique[0]
     sets = [await state_store.get_state(conn, g) for g in unique]

@@ -95,6 +95,10 @@ class RoomsService:
         """Join a room: through our own copy of it when this server is in it, else through
         the servers named (`via`), those the alias lists, and the room ID's own server."""
         candidates = list(servers)
+        if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
+            room_id_or_alias
+        ):
+            raise invalid_param(f"Invalid room alias {room_id_or_alias!r}")
         if room_id_or_alias.startswith("#") and self.remote is not None and (
             identifiers.server_name_of(room_id_or_alias) != self.server_name
         ):
