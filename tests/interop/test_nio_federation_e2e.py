@@ -10,22 +10,39 @@ from pathlib import Path
 import aiohttp
 import nio
 
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peers
 from tests.interop.test_nio_encryption import ENCRYPTION, TEST_DEADLINE_S, Device, ok, raw, register
 
 
-def nio_device(peer: Peer, localpart: str, store: Path) -> Device:
+def nio_device(client_url: str, localpart: str, store: Path) -> Device:
+    """A nio client with encryption on and its own crypto store, for a server's client API."""
     store.mkdir(parents=True)
     config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True)
-    return Device(nio.AsyncClient(peer.client_url, localpart, store_path=str(store), config=config))
+    return Device(nio.AsyncClient(client_url, localpart, store_path=str(store), config=config))
+
+
+async def converse(alice: Device, bob: Device, room_id: str, via: str) -> None:
+    """Bob (on another server) joins Alice's encrypted room through `via`; then a message each
+    way must decrypt: device lists, key claims and the room keys crossed the federation."""
+    await raw(bob.client, "POST", f"join/{room_id}?server_name={via}", {})
+    await bob.sync_until(lambda d: room_id in d.client.rooms, "the joined room")
+    await alice.sync_until(
+        lambda d: room_id in d.client.rooms and bob.user_id in d.client.rooms[room_id].users,
+        "Bob in the room",
+    )
+    assert alice.client.rooms[room_id].encrypted
+    await alice.send(room_id, f"hello {bob.user_id}")
+    assert (await bob.decrypts(f"hello {bob.user_id}")).sender == alice.user_id
+    await bob.send(room_id, f"hello {alice.user_id}")
+    assert (await alice.decrypts(f"hello {alice.user_id}")).sender == bob.user_id
 
 
 async def test_an_encrypted_conversation_between_two_servers(
     peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     a, b = await peers.new("a"), await peers.new("b")
-    alice = nio_device(a, "alice", tmp_path / "alice")
-    bob = nio_device(b, "bob", tmp_path / "bob")
+    alice = nio_device(a.client_url, "alice", tmp_path / "alice")
+    bob = nio_device(b.client_url, "bob", tmp_path / "bob")
     try:
         async with asyncio.timeout(TEST_DEADLINE_S):
             await register(alice)
@@ -33,20 +50,7 @@ async def test_an_encrypted_conversation_between_two_servers(
             created = ok(await alice.client.room_create(
                 name="across", initial_state=[ENCRYPTION], preset=nio.RoomPreset.public_chat,
             ), "room_create")
-            room_id = created.room_id
-            await raw(bob.client, "POST", f"join/{room_id}?via={a.name}", {})
-            await bob.sync_until(lambda d: room_id in d.client.rooms, "the joined room")
-            await alice.sync_until(
-                lambda d: room_id in d.client.rooms
-                and bob.user_id in d.client.rooms[room_id].users, "Bob in the room",
-            )
-            assert alice.client.rooms[room_id].encrypted
-
-            await alice.send(room_id, "hello bob, from a")
-            received = await bob.decrypts("hello bob, from a")
-            assert received.sender == alice.user_id
-            await bob.send(room_id, "hello alice, from b")
-            assert (await alice.decrypts("hello alice, from b")).sender == bob.user_id
+            await converse(alice, bob, created.room_id, a.name)
     finally:
         await alice.client.close()
         await bob.client.close()
