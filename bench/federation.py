@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import sys
@@ -47,6 +46,7 @@ from load import (
     register,
     require_loopback,
     rss_report,
+    run_cli,
     send_all,
     spread,
     sync_filter,
@@ -291,14 +291,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        result = asyncio.run(asyncio.wait_for(run(args), args.deadline))
-    except (BenchError, TimeoutError, aiohttp.ClientError) as exc:
-        print(f"federation.py: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return run_cli("federation.py", run, parse_args(argv))
 
 
 if __name__ == "__main__":

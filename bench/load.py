@@ -23,6 +23,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -414,15 +415,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_cli(
+    name: str, run: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]],
+    args: argparse.Namespace,
+) -> int:
+    """Run a load under its whole-run deadline; print its figures as JSON (exit status 0) or
+    what stopped it (1). Shared by this script and federation.py."""
     try:
         result = asyncio.run(asyncio.wait_for(run(args), args.deadline))
     except (BenchError, TimeoutError, aiohttp.ClientError) as exc:
-        print(f"load.py: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("load.py", run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import yaml
 from homeserver.app import Homeserver
 from homeserver.config import load_config
 from homeserver.setup import init_data_dir
+from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import migrate
 from tests.helpers import MatrixApi
@@ -97,6 +98,14 @@ async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
     async with throwaway_database(postgres_dsn) as url:
         yield url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A small pool on this test's fresh database, for tests of one component."""
+    database = await Database.connect(database_url, min_size=1, max_size=4)
+    yield database
+    await database.close()
 
 
 @dataclass

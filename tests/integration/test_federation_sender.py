@@ -128,13 +128,6 @@ class Destination:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(database_url, min_size=1, max_size=4)
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def make_sender(db: Database) -> AsyncIterator[Callable[..., FederationSender]]:
     made: list[FederationSender] = []
 

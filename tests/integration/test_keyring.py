@@ -39,13 +39,6 @@ NOW = 1_700_000_000_000
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(database_url, min_size=1, max_size=4)
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[FederationClient]:
     c = insecure_client("asker.example", generate_signing_key("me"))
     yield c

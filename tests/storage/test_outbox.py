@@ -4,7 +4,7 @@ isolation, depths and the stored backoff state."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -27,13 +27,6 @@ def new_event(room_id: str, n: int) -> NewEvent:
         state_group=None, rejected=False, replaces_state=None, redacted_by=None,
     )
     return NewEvent(stored, n, [], [])
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(database_url, min_size=1, max_size=2)
-    yield database
-    await database.close()
 
 
 async def queue_pdus(db: Database, rows: Sequence[tuple[str, int]]) -> None:
