@@ -29,6 +29,7 @@ from homeserver.protocol.signing import SigningKey, sign_event
 from homeserver.services import room_state
 from homeserver.services.clock import now_ms
 from homeserver.services.incoming_events import IncomingEvents
+from homeserver.services.remote_memberships import RemoteMemberships
 from homeserver.services.sync_rooms import stripped_state
 from storage import events as events_store
 from storage import state as state_store
@@ -47,6 +48,7 @@ class Joins:
         server_name: str, signing_key: SigningKey,
     ) -> None:
         self.incoming = incoming
+        self.memberships = RemoteMemberships(incoming)
         self.engine = incoming.engine
         self.pdus = pdus
         self.client = client
@@ -241,7 +243,7 @@ class Joins:
                         e for e in stripped[:_MAX_STRIPPED_STATE] if isinstance(e, dict)
                     ],
                 }
-            await self.incoming.store_out_of_band(room_id, room_version, kept)
+            await self.memberships.store_out_of_band(room_id, room_version, kept)
         return {"event": signed}
 
     async def _resident_quietly(self, room_id: str) -> bool:
@@ -450,7 +452,7 @@ class Joins:
             )
         state = await self.pdus.checked(_list(sent, "state"), room_version)
         chain = await self.pdus.checked(_list(sent, "auth_chain"), room_version)
-        received = await self.incoming.join_room(room_id, room_version, pdu, state, chain)
+        received = await self.memberships.join_room(room_id, room_version, pdu, state, chain)
         if received.outcome not in ("accepted", "known"):
             raise PduError(f"our join was {received.outcome}: {received.reason}")
 
@@ -460,7 +462,7 @@ class Joins:
         await self.client.put_json(
             server, f"{V2}/send_leave/{path_segment(room_id)}/{path_segment(event_id)}", pdu
         )
-        await self.incoming.store_out_of_band(room_id, room_version, pdu)
+        await self.memberships.store_out_of_band(room_id, room_version, pdu)
 
 
 def _field(answer: Any, key: str) -> Any:

@@ -38,12 +38,12 @@ from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.errors import AuthError, InvalidEventError
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services import room_state
+from homeserver.services.event_policy import format_error
 from homeserver.services.room_engine import (
     MEMBER_LIMIT_TYPE,
     EventWrites,
     PersistedEvent,
     RoomEngine,
-    format_error,
 )
 from storage import event_graph
 from storage import events as events_store
@@ -432,80 +432,6 @@ class IncomingEvents:
                 conn, room_id, user_id, str(membership), event_id, position
             )
             changed_members.add(user_id)
-
-    # ---- joining a room that lives on other servers ------------------------------------------
-
-    async def join_room(
-        self, room_id: str, room_version: RoomVersion, join: Mapping[str, Any],
-        state: Sequence[Mapping[str, Any]], auth_chain: Sequence[Mapping[str, Any]],
-    ) -> Received:
-        """Persist our join to a remote room from a send_join answer: the room's state before
-        the join and its auth chain become outliers, and the join the room's first event here."""
-        create = next((e for e in state if e.get("type") == "m.room.create"), None)
-        content = create.get("content") if create is not None else None
-        if not isinstance(content, dict) or (
-            content.get("room_version", "1") != room_version.identifier
-        ):
-            raise MatrixError(
-                502, "M_UNKNOWN",
-                "The resident server sent no m.room.create of the room version it named",
-            )
-        assert create is not None
-        async def record(conn: asyncpg.Connection) -> None:
-            await rooms_store.insert_room_if_absent(
-                conn, room_id, room_version.identifier, str(create.get("sender")),
-                int(create.get("origin_server_ts", 0)), False,
-            )
-            await rooms_store.set_room_version(conn, room_id, room_version.identifier)
-
-        await self.engine.db.transaction(record, name="insert_remote_room")
-        self.engine.remember_room(room_id, room_version)
-        accepted = await self.store_outliers(room_id, [*auth_chain, *state])
-        state_ids = state_map(state, room_version, accepted)
-        if ("m.room.create", "") not in state_ids:
-            raise MatrixError(502, "M_UNKNOWN", "The room's m.room.create was not valid")
-        prev_states = {str(p): state_ids for p in join["prev_events"]}
-        return await self.receive(room_id, join, prev_states=prev_states)
-
-
-    # ---- memberships of rooms this server is not in ------------------------------------------
-
-    async def store_out_of_band(
-        self, room_id: str, room_version: RoomVersion, pdu: Mapping[str, Any]
-    ) -> str:
-        """Record a local user's membership event of a room this server is not in (an invite
-        from another server, or the leave that rejects it): no state, no forward extremity,
-        but a stream position and a membership row, so that the user's /sync shows it."""
-        engine = self.engine
-        event_id = hashing.compute_event_id(pdu, room_version)
-        user_id = str(pdu["state_key"])
-
-        async def store(conn: asyncpg.Connection, slot: Slot) -> PersistedEvent | None:
-            slot.restart()
-            await rooms_store.insert_room_if_absent(
-                conn, room_id, room_version.identifier, str(pdu["sender"]),
-                int(pdu["origin_server_ts"]), False,
-            )
-            if await events_store.get_events(conn, [event_id]):
-                return None
-            writes = EventWrites()
-            position = slot.nth(0)
-            previous = await event_graph.get_latest_position(conn, room_id)
-            persisted = await engine.stage(
-                conn, room_id, dict(pdu), event_id, None, position, {}, writes, members=set(),
-                replaces_state=None, previous_position=previous, federate=False,
-            )
-            await writes.flush(conn, room_id, None)
-            await state_store.upsert_membership(
-                conn, room_id, user_id, str(pdu["content"]["membership"]), event_id, position
-            )
-            return persisted
-
-        engine.remember_room(room_id, room_version)
-        persisted = await engine.write(room_id, "store_out_of_band", store)
-        if persisted is not None:
-            engine.after_persist(room_id, persisted)
-        return event_id
 
 
 def _known(stored: StoredEvent, soft_failed: bool) -> Received:

@@ -33,19 +33,22 @@ from homeserver.errors import (
     forbidden,
     not_found,
     room_full_error,
-    too_large,
 )
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.canonical_json import check_canonical_json, encode_canonical_json
 from homeserver.protocol.errors import (
     AuthError,
     CanonicalJSONError,
-    EventTooLargeError,
     InvalidEventError,
 )
-from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services import room_state
+from homeserver.services.event_policy import (
+    format_error,
+    may_redact,
+    redacts_of,
+    refuse_encryption_change,
+)
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.notifier import Notifier
 from homeserver.services.recent_events import RecentEvents
@@ -493,7 +496,7 @@ class RoomEngine:
                 self._check(
                     pdu, room_version, [state[k] for k in auth_types if k in state], state
                 )
-                _refuse_encryption_change(pdu, state)
+                refuse_encryption_change(pdu, state)
                 await self._check_member_cap(conn, room_id, pdu, state)
             except MatrixError as e:
                 outcomes.append(e)
@@ -707,10 +710,10 @@ class RoomEngine:
         ))
         if pdu["type"] in search_store.SEARCHABLE:
             writes.searchable.append((event_id, room_id, position, pdu))
-        redacts = _redacts(pdu)
+        redacts = redacts_of(pdu)
         if redacts is not None:
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
-            if _may_redact(pdu, target, room_id, state_before, self._versions[room_id]):
+            if may_redact(pdu, target, room_id, state_before, self._versions[room_id]):
                 await events_store.insert_redaction(conn, event_id, redacts)
         persisted = PersistedEvent(
             event_id, pdu, position, stored, previous_position, federate=federate
@@ -731,7 +734,7 @@ class RoomEngine:
             pdu = event.pdu
             self.cache.put(event.event_id, pdu)
             self.recent.append(event.stored, event.previous_position)
-            redacts = _redacts(pdu)
+            redacts = redacts_of(pdu)
             if redacts is not None:
                 self.recent.redact(room_id, redacts, event.event_id)
             metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
@@ -755,51 +758,3 @@ def _fail(batch: list[_SendRequest], error: Exception) -> None:
     for request in batch:
         if not request.done.done():
             request.done.set_exception(error)
-
-
-def _redacts(pdu: Mapping[str, Any]) -> str | None:
-    """The event a redaction names (`content.redacts` from v11, top-level before)."""
-    if pdu["type"] != "m.room.redaction" or "state_key" in pdu:
-        return None
-    redacts = pdu["content"].get("redacts", pdu.get("redacts"))
-    return redacts if isinstance(redacts, str) else None
-
-
-def _may_redact(
-    pdu: Mapping[str, Any], target: StoredEvent | None, room_id: str,
-    state_before: Mapping[StateKey, Mapping[str, Any]], room_version: RoomVersion,
-) -> bool:
-    """Whether a redaction takes effect (rooms v3+ "Handling redactions"): within its own room
-    only, by a sender with the redact power level, or by a user of the server whose user sent
-    the target. A redaction of an event not yet seen needs the power level."""
-    if target is not None and target.room_id != room_id:
-        return False
-    sender = str(pdu["sender"])
-    if target is not None and sender.split(":", 1)[1] == target.sender.split(":", 1)[1]:
-        return True
-    power_levels = state_before.get(("m.room.power_levels", ""))
-    content = power_levels.get("content") if power_levels is not None else None
-    create = state_before.get(_CREATE, {})
-    level = user_power_level(sender, content, create, room_version)
-    return level >= required_level(content, "redact")
-
-
-def format_error(e: InvalidEventError) -> MatrixError:
-    """A malformed event is the client's fault: 413 when too large, else 400."""
-    if isinstance(e, EventTooLargeError):
-        metrics.EVENTS_REFUSED.labels("too_large").inc()
-        return too_large(f"Event too large: {e}")
-    metrics.EVENTS_REFUSED.labels("format").inc()
-    return bad_json(f"Invalid event: {e}")
-
-
-def _refuse_encryption_change(
-    pdu: Mapping[str, Any], state_before: Mapping[StateKey, Mapping[str, Any]]
-) -> None:
-    """Server policy on top of the auth rules: once a room is encrypted it stays so, with the
-    same settings, since a changed m.room.encryption could downgrade every member's messages."""
-    if pdu["type"] != "m.room.encryption" or pdu.get("state_key") != "":
-        return
-    current = state_before.get(("m.room.encryption", ""))
-    if current is not None and current["content"] != pdu["content"]:
-        raise forbidden("Encryption cannot be switched off or changed once enabled")

@@ -11,6 +11,7 @@ import pytest
 
 from homeserver.protocol import state_res
 from homeserver.services.incoming_events import IncomingEvents, MissingEvents
+from homeserver.services.remote_memberships import RemoteMemberships
 from tests.conftest import RunningServer
 from tests.helpers import MatrixApi, User
 from tests.unit.room_builder import RoomBuilder
@@ -32,7 +33,7 @@ async def joined(homeserver: RunningServer, api: MatrixApi, version: str = "11")
     state = [builder.events[i] for i in builder.state_ids.values()]
     join_id, join = builder.make(me.user_id, "m.room.member", {"membership": "join"},
                                  me.user_id)
-    outcome = await incoming.join_room(
+    outcome = await RemoteMemberships(incoming).join_room(
         _room(builder), builder.rv, join, state, list(builder.events.values())
     )
     assert (outcome.event_id, outcome.outcome) == (join_id, "accepted")

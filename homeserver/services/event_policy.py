@@ -1,0 +1,69 @@
+"""Server policy on an event, beyond the auth rules: whether a redaction takes effect, the
+refusal to change a room's encryption, and which Matrix error a malformed event is.
+
+Pure functions over the event and the state before it, shared by the room engine's paths for
+local and remote events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeserver import metrics
+from homeserver.errors import MatrixError, bad_json, forbidden, too_large
+from homeserver.protocol.errors import EventTooLargeError, InvalidEventError
+from homeserver.protocol.power_levels import required_level, user_power_level
+from homeserver.protocol.room_versions import RoomVersion
+from storage.events import StoredEvent
+
+StateKey = tuple[str, str]
+_CREATE = ("m.room.create", "")
+
+
+def redacts_of(pdu: Mapping[str, Any]) -> str | None:
+    """The event a redaction names (`content.redacts` from v11, top-level before)."""
+    if pdu["type"] != "m.room.redaction" or "state_key" in pdu:
+        return None
+    redacts = pdu["content"].get("redacts", pdu.get("redacts"))
+    return redacts if isinstance(redacts, str) else None
+
+
+def may_redact(
+    pdu: Mapping[str, Any], target: StoredEvent | None, room_id: str,
+    state_before: Mapping[StateKey, Mapping[str, Any]], room_version: RoomVersion,
+) -> bool:
+    """Whether a redaction takes effect (rooms v3+ "Handling redactions"): within its own room
+    only, by a sender with the redact power level, or by a user of the server whose user sent
+    the target. A redaction of an event not yet seen needs the power level."""
+    if target is not None and target.room_id != room_id:
+        return False
+    sender = str(pdu["sender"])
+    if target is not None and sender.split(":", 1)[1] == target.sender.split(":", 1)[1]:
+        return True
+    power_levels = state_before.get(("m.room.power_levels", ""))
+    content = power_levels.get("content") if power_levels is not None else None
+    create = state_before.get(_CREATE, {})
+    level = user_power_level(sender, content, create, room_version)
+    return level >= required_level(content, "redact")
+
+
+def format_error(e: InvalidEventError) -> MatrixError:
+    """A malformed event is the client's fault: 413 when too large, else 400."""
+    if isinstance(e, EventTooLargeError):
+        metrics.EVENTS_REFUSED.labels("too_large").inc()
+        return too_large(f"Event too large: {e}")
+    metrics.EVENTS_REFUSED.labels("format").inc()
+    return bad_json(f"Invalid event: {e}")
+
+
+def refuse_encryption_change(
+    pdu: Mapping[str, Any], state_before: Mapping[StateKey, Mapping[str, Any]]
+) -> None:
+    """Server policy on top of the auth rules: once a room is encrypted it stays so, with the
+    same settings, since a changed m.room.encryption could downgrade every member's messages."""
+    if pdu["type"] != "m.room.encryption" or pdu.get("state_key") != "":
+        return
+    current = state_before.get(("m.room.encryption", ""))
+    if current is not None and current["content"] != pdu["content"]:
+        raise forbidden("Encryption cannot be switched off or changed once enabled")
