@@ -9,8 +9,11 @@
 set -euo pipefail
 
 # One range for every user of the venv: the release line the tests and the benchmark were written
-# against, with its bug-fix releases. The postgres extra is for the benchmark (the tests use SQLite).
-REQUIREMENT='matrix-synapse[postgres]~=1.163.2'
+# against, with its bug-fix releases. The benchmark runs Synapse on PostgreSQL (the tests use
+# SQLite): its driver comes as the psycopg2-binary wheel rather than through Synapse's `postgres`
+# extra, whose psycopg2 builds from source and needs a compiler and libpq's headers.
+REQUIREMENTS=(matrix-synapse~=1.163.2 psycopg2-binary)
+REQUIREMENT="${REQUIREMENTS[*]}"
 
 VENV="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/.synapse-venv}"
 STAMP="$VENV/.installed"
@@ -21,5 +24,5 @@ fi
 echo "installing $REQUIREMENT into $VENV" >&2
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --upgrade pip >&2
-"$VENV/bin/pip" install --quiet "$REQUIREMENT" >&2
+"$VENV/bin/pip" install --quiet "${REQUIREMENTS[@]}" >&2
 echo "$REQUIREMENT" > "$STAMP"
