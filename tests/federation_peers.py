@@ -9,8 +9,10 @@ the `peers` and `peer_http` fixtures are there for any test that names them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from homeserver.config import load_config
 from homeserver.protocol.signing import SigningKey, read_signing_keys
 from tests.conftest import throwaway_database, write_test_config
 from tests.federation_helpers import free_port
-from tests.helpers import MatrixApi
+from tests.helpers import MatrixApi, User
 
 
 @dataclass
@@ -142,3 +144,44 @@ async def register(peer: Peer, http: aiohttp.ClientSession, localpart: str) -> s
     await api.ok("PUT", f"profile/{quote(user.user_id)}/displayname",
                  json={"displayname": f"{localpart.title()} of {peer.label}"}, token=user.token)
     return user.user_id
+
+
+DEADLINE_S = 30.0
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    """Poll `check` until it returns something truthy, or fail after the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not (result := await check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def joined_members(api: MatrixApi, user: User, room_id: str) -> set[str]:
+    """The room's joined members as `user`'s server sees them (empty when it may not look)."""
+    status, body = await api.request(
+        "GET", f"rooms/{quote(room_id)}/joined_members", token=user.token
+    )
+    return set(body["joined"]) if status == 200 else set()
+
+
+async def join_via(api: MatrixApi, user: User, room_id: str, server: Peer) -> None:
+    """`user` joins a room of another server, through `server`."""
+    await api.ok(
+        "POST", f"join/{quote(room_id)}", token=user.token, json={},
+        params={"via": server.name},
+    )
+
+
+async def join_and_wait(
+    guest_api: MatrixApi, guest: User, room_id: str, host: Peer, host_api: MatrixApi,
+    host_user: User,
+) -> None:
+    """`guest` joins `host`'s room, and the host's server has seen the join."""
+    await join_via(guest_api, guest, room_id, host)
+
+    async def seen() -> bool:
+        return guest.user_id in await joined_members(host_api, host_user, room_id)
+
+    await eventually(seen, f"{guest.user_id}'s join on {host.name}")

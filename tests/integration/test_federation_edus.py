@@ -25,7 +25,7 @@ from storage import device_lists as device_lists_store
 from storage import e2e_keys as e2e_store
 from storage.database import Database
 from tests.federation_helpers import validate_ss_response
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peer, Peers, eventually, join_and_wait
 from tests.helpers import SPEC_API, MatrixApi, User, _retrieve
 from tests.integration.test_cross_signing import upload_identity
 from tests.olm_device import OlmDevice
@@ -78,14 +78,6 @@ def validate_edu(edu_type: str, content: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema, registry=registry).validate(edu)
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while not (result := await check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
-
-
 async def pair(
     peers: Peers, http: aiohttp.ClientSession,
     before_join: Callable[[MatrixApi, User], Awaitable[Any]] | None = None,
@@ -101,18 +93,7 @@ async def pair(
     if before_join is not None:
         await before_join(api_b, bob)
     room_id = await api_a.create_room(alice, preset="public_chat")
-    await api_b.ok(
-        "POST", f"join/{quote(room_id)}", token=bob.token, json={},
-        params={"server_name": a.name},
-    )
-
-    async def both_joined() -> bool:
-        members = await api_a.ok(
-            "GET", f"rooms/{quote(room_id)}/joined_members", token=alice.token
-        )
-        return set(members["joined"]) == {alice.user_id, bob.user_id}
-
-    await eventually(both_joined, "Bob's join on A")
+    await join_and_wait(api_b, bob, room_id, a, api_a, alice)
     return Pair(a, b, api_a, api_b, alice, bob, room_id, seen_by_a, seen_by_b)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from storage import e2e_keys as e2e_store
 from storage import presence as presence_store
-from tests.federation_peers import Peers
+from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User
 from tests.integration.test_cross_signing import Identity, upload_identity
 from tests.integration.test_federation_edus import (
@@ -24,7 +24,6 @@ from tests.integration.test_federation_edus import (
     changed,
     db,
     ephemeral,
-    eventually,
     pair,
     remote_stream,
     remote_stream_above,

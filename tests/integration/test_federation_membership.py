@@ -10,9 +10,8 @@ import aiohttp
 from prometheus_client import REGISTRY
 
 from federation.client import HttpResponseError
-from tests.federation_peers import Peers
+from tests.federation_peers import Peers, eventually, join_via
 from tests.helpers import MatrixApi, User
-from tests.integration.test_federation_rooms import eventually, join_via
 
 LIMIT = {"rooms.max_members": 3}
 

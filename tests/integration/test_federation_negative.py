@@ -37,9 +37,8 @@ from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
 from tests.federation_helpers import validate_ss_response
-from tests.federation_peers import Peer, peer_group
+from tests.federation_peers import Peer, join_and_wait, peer_group
 from tests.helpers import MatrixApi, User
-from tests.integration.test_federation_rooms import eventually
 
 SEND = "/_matrix/federation/v1/send/"
 
@@ -88,18 +87,7 @@ async def shared_room(
     tag = uuid.uuid4().hex[:8]
     alice, bob = await api_a.register(f"alice{tag}"), await api_b.register(f"bob{tag}")
     room_id = await api_a.create_room(alice, preset="public_chat", **create)
-    await api_b.ok(
-        "POST", f"join/{quote(room_id)}", token=bob.token, json={},
-        params={"server_name": a.name},
-    )
-
-    async def joined_on_a() -> bool:
-        members = await api_a.ok(
-            "GET", f"rooms/{quote(room_id)}/joined_members", token=alice.token
-        )
-        return set(members["joined"]) == {alice.user_id, bob.user_id}
-
-    await eventually(joined_on_a, "Bob's join on A")
+    await join_and_wait(api_b, bob, room_id, a, api_a, alice)
     version = await db(a).run(lambda c: rooms_store.get_room_version(c, room_id))
     assert version is not None
     return Room(a, b, http, api_a, api_b, alice, bob, room_id, get_room_version(version))

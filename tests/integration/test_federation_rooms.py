@@ -4,32 +4,16 @@ every server, and a server killed and restarted while its peers keep sending."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from prometheus_client import REGISTRY
 
 from storage import state as state_store
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peer, Peers, eventually, join_via, joined_members
 from tests.helpers import MatrixApi, User
 
 DEADLINE_S = 30.0
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """Poll `check` until it returns something truthy, or fail after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def timeline_bodies(api: MatrixApi, user: User, room_id: str) -> list[str]:
@@ -41,13 +25,6 @@ async def timeline_bodies(api: MatrixApi, user: User, room_id: str) -> list[str]
         e["content"].get("body") for e in reversed(messages["chunk"])
         if e["type"] == "m.room.message"
     ]
-
-
-async def join_via(api: MatrixApi, user: User, room_id: str, server: Peer) -> None:
-    await api.ok(
-        "POST", f"join/{quote(room_id)}", token=user.token, json={},
-        params={"via": server.name},
-    )
 
 
 async def shared_room(
@@ -182,8 +159,7 @@ async def _topic(api: MatrixApi, user: User, room_id: str, topic: str) -> bool:
 
 
 async def _joined_members(api: MatrixApi, user: User, room_id: str, want: set[str]) -> bool:
-    members = await api.ok("GET", f"rooms/{quote(room_id)}/joined_members", token=user.token)
-    return set(members["joined"]) == want
+    return await joined_members(api, user, room_id) == want
 
 
 async def _has(api: MatrixApi, user: User, room_id: str, body: str) -> bool:

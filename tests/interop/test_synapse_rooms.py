@@ -21,10 +21,9 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peer, Peers, eventually, joined_members
 from tests.helpers import MatrixApi, User
 from tests.integration.test_federation_edus import ephemeral, sync_until, token, typists
-from tests.integration.test_federation_rooms import eventually
 from tests.synapse_peer import SynapsePeer
 
 _USER_NUMBERS = itertools.count()
@@ -74,13 +73,6 @@ async def state_content(
     return body if status == 200 else None
 
 
-async def joined(api: MatrixApi, user: User, room_id: str) -> set[str]:
-    status, body = await api.request(
-        "GET", f"rooms/{quote(room_id)}/joined_members", token=user.token
-    )
-    return set(body["joined"]) if status == 200 else set()
-
-
 async def join(
     api: MatrixApi, user: User, room_id: str, server: str, param: str = "via"
 ) -> None:
@@ -128,8 +120,10 @@ async def test_a_synapse_user_joins_a_moot_room(
     await join(sapi, bob, room_id, moot.name, "server_name")
 
     both = {alice.user_id, bob.user_id}
-    await eventually(lambda: _equal(joined(api, alice, room_id), both), "Bob's join on Moot")
-    assert await joined(sapi, bob, room_id) == both
+    await eventually(
+        lambda: _equal(joined_members(api, alice, room_id), both), "Bob's join on Moot"
+    )
+    assert await joined_members(sapi, bob, room_id) == both
     await exchange_messages((api, alice), (sapi, bob), room_id)
 
     # Moot's state change reaches Synapse; Synapse's (Bob's own member event) reaches Moot.
@@ -164,11 +158,11 @@ async def test_a_moot_user_joins_a_synapse_room(
     await join(api, alice, room_id, synapse.server_name)
 
     both = {alice.user_id, bob.user_id}
-    assert await joined(api, alice, room_id) == both
+    assert await joined_members(api, alice, room_id) == both
     assert (await state_content(api, alice, room_id, "m.room.topic") or {}).get(
         "topic") == "set on synapse"
     await eventually(
-        lambda: _equal(joined(sapi, bob, room_id), both), "Alice's join on Synapse"
+        lambda: _equal(joined_members(sapi, bob, room_id), both), "Alice's join on Synapse"
     )
     await exchange_messages((sapi, bob), (api, alice), room_id)
 
@@ -246,7 +240,7 @@ async def test_a_moot_user_reads_a_synapse_rooms_history_from_before_the_join(
     assert room_id not in body.get("rooms", {}).get("join", {})
     assert (await state_content(api, alice, room_id, "m.room.topic") or {}).get(
         "topic") == "second topic"
-    assert await joined(api, alice, room_id) == {alice.user_id, bob.user_id}
+    assert await joined_members(api, alice, room_id) == {alice.user_id, bob.user_id}
 
 
 async def test_a_synapse_user_reads_a_moot_rooms_history_from_before_the_join(
@@ -323,7 +317,9 @@ async def shared_moot_room(
     sapi, bob = await synapse_user(synapse, "bob")
     await join(sapi, bob, room_id, moot.name, "server_name")
     both = {alice.user_id, bob.user_id}
-    await eventually(lambda: _equal(joined(api, alice, room_id), both), "Bob's join on Moot")
+    await eventually(
+        lambda: _equal(joined_members(api, alice, room_id), both), "Bob's join on Moot"
+    )
     return Shared(moot, api, alice, sapi, bob, room_id)
 
 
