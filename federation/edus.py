@@ -169,9 +169,7 @@ class InboundEdus:
         if not isinstance(answer, dict) or answer.get("user_id") != user_id:
             await self.device_lists.remote_resynced(user_id, None)
             return
-        await self.cross_signing.set_remote_keys(
-            user_id, {t: answer[f"{t}_key"] for t in PUBLIC_TYPES if f"{t}_key" in answer}
-        )
+        await self.cross_signing.set_remote_keys(user_id, _signing_keys(answer))
         stream_id = answer.get("stream_id")
         await self.device_lists.remote_resynced(user_id, stream_id if _is_int(stream_id) else None)
 
@@ -179,6 +177,10 @@ class InboundEdus:
         user_id = content.get("user_id")
         if not _user_of(user_id, origin) or not await self._concerns_us(user_id):
             return
-        await self.cross_signing.set_remote_keys(
-            user_id, {t: content[f"{t}_key"] for t in PUBLIC_TYPES if f"{t}_key" in content}
-        )
+        await self.cross_signing.set_remote_keys(user_id, _signing_keys(content))
+
+
+def _signing_keys(found: Mapping[str, Any]) -> dict[str, Any]:
+    """Key type -> the cross-signing key a `user/devices` answer or an `m.signing_key_update`
+    carries under `<type>_key` (the public types only)."""
+    return {t: found[f"{t}_key"] for t in PUBLIC_TYPES if f"{t}_key" in found}

@@ -29,7 +29,7 @@ import asyncpg
 from federation.backoff import Backoff
 from federation.client import FederationClient, HttpResponseError, path_segment
 from homeserver import metrics
-from homeserver.protocol.identifiers import server_name_of
+from homeserver.services.outbound_edus import servers_of
 from homeserver.services.room_engine import EventWrites, PersistedEvent, StateKey
 from storage import outbox as outbox_store
 from storage.database import Database
@@ -56,12 +56,7 @@ def destinations_for(pdu: Mapping[str, Any], members: Iterable[str], own_server:
         and membership != "join"
     ):
         users.add(pdu["state_key"])
-    servers = set()
-    for user in users:
-        try:
-            servers.add(server_name_of(user))
-        except ValueError:
-            continue  # not a user ID: nobody to send to
+    servers = servers_of(users)
     servers.discard(own_server)
     return sorted(servers)
 

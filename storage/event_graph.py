@@ -159,9 +159,3 @@ async def get_backward_extremities(
     rows = await conn.fetch(GET_BACKWARD_EXTREMITIES, room_id, limit)
     return [r["prev_event_id"] for r in rows]
 
-
-IS_SOFT_FAILED = "SELECT soft_failed FROM events WHERE event_id = $1"
-
-
-async def is_soft_failed(conn: asyncpg.Connection, event_id: str) -> bool:
-    return bool(await conn.fetchval(IS_SOFT_FAILED, event_id))

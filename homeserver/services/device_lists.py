@@ -31,11 +31,11 @@ from typing import Protocol
 import asyncpg
 
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import users_sharing_room
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.stream_wakes import StreamWakes
 from homeserver.services.streams import StreamToken
 from storage import device_lists as store
-from storage import state as state_store
 from storage.database import Database
 from storage.streams import Slot, StreamIdGenerator
 
@@ -149,10 +149,7 @@ class DeviceListService:
 
     async def _audience(self, conn: asyncpg.Connection, user_id: str) -> set[str]:
         """The user and every local user in one of their joined rooms (from the engine cache)."""
-        audience = {user_id}
-        for row in await state_store.get_rooms_for_user(conn, user_id, ["join"]):
-            audience |= await self.engine.joined_members(conn, row["room_id"])
-        return audience
+        return await users_sharing_room(self.engine, conn, user_id) | {user_id}
 
     async def changes(
         self, conn: asyncpg.Connection, user_id: str, since: StreamToken, upto: StreamToken

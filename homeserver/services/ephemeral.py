@@ -212,7 +212,7 @@ class ReceiptsService:
         data: dict[str, Any] = {"ts": now_ms()}
         if thread_id is not None:
             data["thread_id"] = thread_id
-        members = await self._store(user_id, room_id, receipts, data, thread_id)
+        members = await self._store(user_id, room_id, receipts, data)
         public = receipts.get(PUBLIC_RECEIPT)
         if public is not None and self.edus is not None:
             read = {user_id: {"event_ids": [public], "data": data}}
@@ -227,15 +227,14 @@ class ReceiptsService:
         unless they are joined to the room. `data` is {ts, thread_id?}."""
         members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
         if user_id in members:
-            thread_id = data.get("thread_id")
-            await self._store(user_id, room_id, {PUBLIC_RECEIPT: event_id}, data, thread_id)
+            await self._store(user_id, room_id, {PUBLIC_RECEIPT: event_id}, data)
 
     async def _store(
         self, user_id: str, room_id: str, receipts: dict[str, str], data: dict[str, Any],
-        thread_id: str | None,
     ) -> set[str]:
-        """Write receipts (type -> event ID) and wake who sees them: the room's members for
-        a public one (returned), else the user alone."""
+        """Write receipts (type -> event ID; `data` is {ts, thread_id?}) and wake who sees
+        them: the room's members for a public one (returned), else the user alone."""
+        thread_id = data.get("thread_id")
         async def store(conn: asyncpg.Connection, position: int) -> None:
             for receipt_type, event_id in receipts.items():
                 await receipts_store.upsert_receipt(

@@ -238,7 +238,7 @@ class IncomingEvents:
             if not historical:
                 return Received(event_id, "known"), None, EventWrites()
         if existing is not None and not await event_graph.get_outlier_ids(conn, [event_id]):
-            soft_failed = await event_graph.is_soft_failed(conn, event_id)
+            soft_failed = event_id in await events_store.get_soft_failed_ids(conn, [event_id])
             return _known(existing, soft_failed), None, EventWrites()
 
         reason = await self._auth_events_verdict(conn, room_id, room_version, pdu, {}, set())

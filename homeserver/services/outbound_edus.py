@@ -61,10 +61,7 @@ class OutboundEdus:
         self.outbox = outbox
 
     def is_local(self, user_id: str) -> bool:
-        try:
-            return server_name_of(user_id) == self.server_name
-        except ValueError:
-            return False
+        return self.engine.is_local(user_id)
 
     async def to_servers_of(
         self, users: Iterable[str], edu_type: str, content: dict[str, Any]
