@@ -45,6 +45,7 @@ from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
+from homeserver.services.ephemeral import TypingService
 from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
@@ -166,6 +167,7 @@ class Homeserver:
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     federation: Federation | None = None
     incoming: IncomingEvents | None = None  # the room engine's path for remote events
+    typing: TypingService | None = None  # its expiry timers stop before the pool closes
 
     async def start(self) -> None:
         if self.worker is None:
@@ -182,6 +184,7 @@ class Homeserver:
         async with db.connection() as conn:
             streams = await load_streams(conn)
         core = build_core(config, db, streams)
+        self.typing = core.sync.typing
         engine, sync, accounts = core.engine, core.sync, core.accounts
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
@@ -264,6 +267,7 @@ class Homeserver:
         db, self.embedded = await open_database(config, run_migrations=False)
         self.db = db
         core = build_core(config, db, follower_streams(), WorkerSyncService)
+        self.typing = core.sync.typing
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
         core.engine.recent = RecentEvents(known_since=NEVER)
@@ -338,6 +342,8 @@ class Homeserver:
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()
+        if self.typing is not None:
+            await self.typing.close()
         if self.federation is not None:
             await self.federation.close()
             self.federation = None

@@ -125,6 +125,19 @@ class TypingService:
         members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
         self.notifier.notify_users(members)
 
+    async def close(self) -> None:
+        """Cancel every expiry timer and wait out the expiries already running: they use the
+        database pool, which the process closes next."""
+        for typists in self._typing.values():
+            for timer in typists.values():
+                if timer is not None:
+                    timer.cancel()
+        self._typing.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def changed_since(self, position: int) -> list[tuple[str, list[str], int]]:
         """(room, typists, position) of every room whose typists changed after `position`."""
         return [

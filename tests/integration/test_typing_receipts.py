@@ -138,3 +138,22 @@ async def test_read_markers(api: MatrixApi) -> None:
     marker = await api.ok("GET", f"user/{bob.user_id}/rooms/{room_id}/account_data/m.fully_read",
                           token=bob.token)
     assert marker == {"event_id": event_id}
+
+
+async def test_stopping_the_server_cancels_typing_timers(make_homeserver: Any, http: Any) -> None:
+    """A typing timer left running after stop would end the typing on a closed pool (it did,
+    and logged an error, when a test server stopped while someone was typing)."""
+    server = await make_homeserver()
+    api = MatrixApi(server.url, http)
+    alice, _, room_id = await shared_room(api)
+    path = f"rooms/{room_id}/typing/{alice.user_id}"
+    await api.ok("PUT", path, json={"typing": True, "timeout": 30000}, token=alice.token)
+    typing = server.hs.typing
+    assert typing is not None
+    await server.hs.stop()
+    loop = asyncio.get_running_loop()
+    pending = [
+        h for h in loop._scheduled  # type: ignore[attr-defined]
+        if not h.cancelled() and getattr(h._callback, "__self__", None) is typing
+    ]
+    assert pending == []
