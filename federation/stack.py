@@ -100,7 +100,7 @@ def make_client(
         policy=AddressPolicy(allow_private=config.allow_private_addresses),
         verify_certificates=config.verify_certificates,
         connect_timeout_s=config.connect_timeout_s, request_timeout_s=config.request_timeout_s,
-        resolver=host_resolver,
+        resolver=host_resolver, resolve_timeout_s=config.dns_timeout_s,
     )
     discovery = ServerDiscovery(srv_resolver or DnsSrvResolver(), HttpsWellKnownFetcher(transport))
     return FederationClient(server_name, signing_key, transport, discovery)
