@@ -127,6 +127,7 @@ def build_federation(
     keyring = Keyring(
         db, client, server_name=server_name, own_key_id=own_keys.key_id,
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
+        unknown_fetches_per_minute=config.unknown_server_key_fetches_per_minute,
     )
     sender = FederationSender(db, client, server_name)
     pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
