@@ -129,7 +129,10 @@ def build_federation(
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
         unknown_fetches_per_minute=config.unknown_server_key_fetches_per_minute,
     )
-    sender = FederationSender(db, client, server_name)
+    sender = FederationSender(
+        db, client, server_name, destination_expiry_ms=config.destination_expiry_ms,
+        metrics_destinations=config.metrics_destinations,
+    )
     pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
     return Federation(
         transport=client.transport, discovery=client.discovery, client=client,
