@@ -51,3 +51,43 @@ async def test_destinations_that_never_answer_expire_and_share_one_metric_label(
         await asyncio.sleep(0.2)
     assert value(text, QUEUED, destination="other") == value(before, QUEUED, destination="other")
     assert not any(f'destination="{name}"' in text for name in nowhere)
+
+
+async def test_requests_naming_too_many_other_servers_are_refused(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    server = await make_homeserver({
+        "federation.max_servers_per_request": 3, "federation.max_servers_per_user": 5,
+    })
+    api = MatrixApi(server.url, http)
+    alice = await api.register("alice")
+    # Private addresses are refused (the default): nothing is ever sent to these.
+    others = [f"127.0.0.1:{10_000 + i}" for i in range(7)]
+    users = [f"@u:{name}" for name in others]
+
+    too_many = [
+        ("PUT", "sendToDevice/m.test/big", {
+            "messages": {u: {"*": {"body": "hi"}} for u in users[:4]},
+        }),
+        ("POST", "keys/query", {"device_keys": {u: [] for u in users[:4]}}),
+        ("POST", "keys/claim", {
+            "one_time_keys": {u: {"DEV": "signed_curve25519"} for u in users[:4]},
+        }),
+        ("POST", "createRoom", {"invite": users[:4]}),
+    ]
+    for method, path, body in too_many:
+        status, answer = await api.request(method, path, json=body, token=alice.token)
+        assert (status, answer["errcode"]) == (413, "M_TOO_LARGE"), (path, answer)
+
+    await send_to_device(api, alice.token, others[:3], "t1")
+    await api.ok("POST", "keys/query", json={"device_keys": {u: [] for u in users[2:5]}},
+                 token=alice.token)
+    status, answer = await api.request(
+        "PUT", "sendToDevice/m.test/t2", token=alice.token,
+        json={"messages": {users[5]: {"*": {"body": "one server too many"}}}},
+    )
+    assert (status, answer["errcode"]) == (429, "M_LIMIT_EXCEEDED"), answer
+    assert answer["retry_after_ms"] > 0
+    await send_to_device(api, alice.token, others[:2], "t3")  # counted already: free
+    bob = await api.register("bob")
+    await send_to_device(api, bob.token, others[5:], "t4")  # a budget of his own
