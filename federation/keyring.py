@@ -17,10 +17,13 @@ Theory of operation:
   (:mod:`federation.key_response` holds the checks).
 - Lookups of one server share one fetch; a server is fetched at most once per
   ``refetch_interval_s``, so requests signed with made-up key IDs cannot make us hammer it.
-- Servers we hold no keys of are fetched at most ``unknown_fetches_per_minute`` times a
-  minute in all: anyone can sign requests as a fresh made-up origin, and each would otherwise
-  cost a discovery, a DNS lookup and a connection attempt. The per-server attempt times and
-  errors are kept for the ``MAX_TRACKED_SERVERS`` most recently seen servers only.
+- For request authentication, servers we hold no keys of are fetched at most
+  ``unknown_fetches_per_minute`` times a minute in all: anyone can sign requests as a fresh
+  made-up origin, and each would otherwise cost a discovery, a DNS lookup and a connection
+  attempt. Event signatures are not budgeted: joining a room may need the keys of hundreds of
+  servers at once, and events arrive from servers we asked or whose requests authenticated.
+  The per-server attempt times and errors are kept for the ``MAX_TRACKED_SERVERS`` most
+  recently seen servers only.
 - Fetching the key of a notary, and fetching on behalf of the notary API, go to that server
   only (never through notaries), so no fetch ever waits on another and two servers that are
   each other's notary cannot deadlock.
@@ -114,7 +117,7 @@ class Keyring:
         if not _usable(stored, valid_at, for_requests):
             if stored is not None and for_requests and stored.expired_ts is not None:
                 raise KeyLookupError(f"{key_id} of {server_name} is an old key")
-            await self._refresh(server_name, key_id, valid_at)
+            await self._refresh(server_name, key_id, valid_at, budgeted=for_requests)
             stored = await self._stored(server_name, key_id)
         if stored is None or not _usable(stored, valid_at, for_requests):
             why = self._last_errors.get(server_name)
@@ -163,21 +166,27 @@ class Keyring:
         self._last_attempt.set(server_name, now)
         return True
 
-    async def _may_fetch_unknown(self, server_name: str) -> bool:
-        """Whether a fetch of ``server_name`` fits the budget for servers we hold no keys of
-        (servers we know are always fetched)."""
-        known = await self.db.run(lambda c: store.get_key_response(c, server_name))
-        if known is not None or self._unknown_fetches.take():
+    def _may_fetch_unknown(self, server_name: str) -> bool:
+        """Whether a fetch of ``server_name``, of which we hold no keys, fits the budget."""
+        if self._unknown_fetches.take():
             return True
         self._last_errors.set(server_name, "too many key fetches for unknown servers")
         log.warning("not fetching the keys of unknown server %s: over the budget", server_name)
         return False
 
-    async def _refresh(self, server_name: str, key_id: str, valid_at: int) -> None:
-        """Fetch the server's keys (origin, then notaries), sharing a fetch in flight."""
-        task = self._inflight.get(server_name)
+    async def _refresh(
+        self, server_name: str, key_id: str, valid_at: int, *, budgeted: bool
+    ) -> None:
+        """Fetch the server's keys (origin, then notaries), sharing a fetch in flight;
+        ``budgeted``: within the budget for servers we hold no keys of."""
+        unknown = budgeted and await self.db.run(
+            lambda c: store.get_key_response(c, server_name)
+        ) is None
+        task = self._inflight.get(server_name)  # read after the await: no fetch is missed
         if task is None:
-            if not self._may_try(server_name) or not await self._may_fetch_unknown(server_name):
+            if not self._may_try(server_name):
+                return
+            if unknown and not self._may_fetch_unknown(server_name):
                 return
             # Notaries are asked for the key by ID with a minimum validity, both optional in
             # the spec: Synapse fetches from the origin on a cache miss only for a query that
