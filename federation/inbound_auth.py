@@ -4,11 +4,12 @@ The pure checks live in :mod:`federation.request_auth`; this module adds the one
 step between them, asking the keyring for the origin's current key. A request is
 authenticated only when every step passes, and every failure is a :class:`RequestAuthError`
 (401 at the HTTP edge): a key that cannot be found is the sender's problem to fix, never a
-500 of ours.
+500 of ours. Why a key could not be found is logged, not answered (it names addresses).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,11 @@ from federation.request_auth import (
 )
 from homeserver.protocol.canonical_json import decode_json_strict
 from homeserver.protocol.errors import CanonicalJSONError
+
+log = logging.getLogger(__name__)
+
+# All a sender learns when the origin's key cannot be had.
+FAILED_TO_VERIFY = "Failed to verify the request's signature"
 
 
 class RequestBodyError(Exception):
@@ -73,7 +79,10 @@ class RequestAuthenticator:
                 credentials.origin, credentials.key_id, for_requests=True
             )
         except KeyLookupError as e:
-            raise RequestAuthError(f"cannot check the signature: {e}") from e
+            # The details (what the origin's name resolved to, why connecting failed) stay in
+            # our log: echoed, they would let anyone probe DNS and our network through us.
+            log.info("request from %s: cannot check its signature: %s", credentials.origin, e)
+            raise RequestAuthError(FAILED_TO_VERIFY) from e
         verify_request(
             credentials, method=method, uri=uri, content=content,
             this_server=self.server_name, verify_key=key,

@@ -155,6 +155,13 @@ class InboundPdus:
                 except (MissingEvents, FederationError) as e:
                     results[event_id] = {"error": f"could not fetch what it refers to: {e}"}
                     continue
+                except TRANSIENT:
+                    raise
+                except Exception:
+                    # A bug of ours on one event must not cost the room's other events.
+                    log.exception("event %s of %s could not be processed", event_id, room_id)
+                    results[event_id] = {"error": "the event could not be processed"}
+                    continue
             if isinstance(outcome, MatrixError):
                 results[event_id] = {"error": outcome.error}
             elif outcome.outcome == "rejected":

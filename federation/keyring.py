@@ -17,6 +17,13 @@ Theory of operation:
   (:mod:`federation.key_response` holds the checks).
 - Lookups of one server share one fetch; a server is fetched at most once per
   ``refetch_interval_s``, so requests signed with made-up key IDs cannot make us hammer it.
+- For request authentication, servers we hold no keys of are fetched at most
+  ``unknown_fetches_per_minute`` times a minute in all: anyone can sign requests as a fresh
+  made-up origin, and each would otherwise cost a discovery, a DNS lookup and a connection
+  attempt. Event signatures are not budgeted: joining a room may need the keys of hundreds of
+  servers at once, and events arrive from servers we asked or whose requests authenticated.
+  The per-server attempt times and errors are kept for the ``MAX_TRACKED_SERVERS`` most
+  recently seen servers only.
 - Fetching the key of a notary, and fetching on behalf of the notary API, go to that server
   only (never through notaries), so no fetch ever waits on another and two servers that are
   each other's notary cannot deadlock.
@@ -30,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from federation.bounded import LruDict, WindowBudget
 from federation.key_response import (
     CheckedKeyResponse,
     KeyResponseError,
@@ -49,6 +57,8 @@ log = logging.getLogger(__name__)
 KEY_PATH = "/_matrix/key/v2/server"
 QUERY_PATH = "/_matrix/key/v2/query"
 DEFAULT_REFETCH_INTERVAL_S = 60.0
+DEFAULT_UNKNOWN_FETCHES_PER_MINUTE = 60
+MAX_TRACKED_SERVERS = 10_000
 
 
 class KeyLookupError(Exception):
@@ -75,6 +85,7 @@ class Keyring:
         own_verify_key: VerifyKeyLike, notaries: Sequence[str] = (),
         clock: Callable[[], int] = now_ms, monotonic: Callable[[], float] = time.monotonic,
         refetch_interval_s: float = DEFAULT_REFETCH_INTERVAL_S,
+        unknown_fetches_per_minute: int = DEFAULT_UNKNOWN_FETCHES_PER_MINUTE,
     ) -> None:
         self.db = db
         self.client = client
@@ -86,8 +97,9 @@ class Keyring:
         self._monotonic = monotonic
         self.refetch_interval_s = refetch_interval_s
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._last_attempt: dict[str, float] = {}
-        self._last_errors: dict[str, str] = {}
+        self._last_attempt: LruDict[str, float] = LruDict(MAX_TRACKED_SERVERS)
+        self._last_errors: LruDict[str, str] = LruDict(MAX_TRACKED_SERVERS)
+        self._unknown_fetches = WindowBudget(unknown_fetches_per_minute, 60.0, monotonic)
         self._keys: dict[tuple[str, str], store.StoredVerifyKey] = {}
 
     async def get_verify_key(
@@ -105,7 +117,7 @@ class Keyring:
         if not _usable(stored, valid_at, for_requests):
             if stored is not None and for_requests and stored.expired_ts is not None:
                 raise KeyLookupError(f"{key_id} of {server_name} is an old key")
-            await self._refresh(server_name, key_id, valid_at)
+            await self._refresh(server_name, key_id, valid_at, budgeted=for_requests)
             stored = await self._stored(server_name, key_id)
         if stored is None or not _usable(stored, valid_at, for_requests):
             why = self._last_errors.get(server_name)
@@ -151,14 +163,30 @@ class Keyring:
         now = self._monotonic()
         if last is not None and now - last < self.refetch_interval_s:
             return False
-        self._last_attempt[server_name] = now
+        self._last_attempt.set(server_name, now)
         return True
 
-    async def _refresh(self, server_name: str, key_id: str, valid_at: int) -> None:
-        """Fetch the server's keys (origin, then notaries), sharing a fetch in flight."""
-        task = self._inflight.get(server_name)
+    def _may_fetch_unknown(self, server_name: str) -> bool:
+        """Whether a fetch of ``server_name``, of which we hold no keys, fits the budget."""
+        if self._unknown_fetches.take():
+            return True
+        self._last_errors.set(server_name, "too many key fetches for unknown servers")
+        log.warning("not fetching the keys of unknown server %s: over the budget", server_name)
+        return False
+
+    async def _refresh(
+        self, server_name: str, key_id: str, valid_at: int, *, budgeted: bool
+    ) -> None:
+        """Fetch the server's keys (origin, then notaries), sharing a fetch in flight;
+        ``budgeted``: within the budget for servers we hold no keys of."""
+        unknown = budgeted and await self.db.run(
+            lambda c: store.get_key_response(c, server_name)
+        ) is None
+        task = self._inflight.get(server_name)  # read after the await: no fetch is missed
         if task is None:
             if not self._may_try(server_name):
+                return
+            if unknown and not self._may_fetch_unknown(server_name):
                 return
             # Notaries are asked for the key by ID with a minimum validity, both optional in
             # the spec: Synapse fetches from the origin on a cache miss only for a query that
@@ -178,7 +206,7 @@ class Keyring:
             response = await self.client.get_json(server_name, KEY_PATH)
             await self._store(check_key_response(response, server_name, self._clock()),
                               server_name)
-            self._last_errors.pop(server_name, None)
+            self._last_errors.pop(server_name)
             return
         except (FederationError, KeyResponseError) as e:
             errors.append(f"{server_name}: {e}")
@@ -188,11 +216,11 @@ class Keyring:
                     continue
                 try:
                     if await self._fetch_via_notary(server_name, notary, notary_query, errors):
-                        self._last_errors.pop(server_name, None)
+                        self._last_errors.pop(server_name)
                         return
                 except (FederationError, KeyResponseError, KeyLookupError) as e:
                     errors.append(f"notary {notary}: {e}")
-        self._last_errors[server_name] = "; ".join(errors)
+        self._last_errors.set(server_name, "; ".join(errors))
         log.warning("could not fetch the keys of %s: %s", server_name, "; ".join(errors))
 
     async def _fetch_via_notary(

@@ -11,12 +11,20 @@ just this loop running until the queue is empty). On a failure the *same* batch,
 txnId, is retried after an exponential backoff (`federation/backoff.py`) whose state is stored,
 so a restart resumes where it stopped; any request from the peer (`peer_is_back`) cuts the wait
 short. Rows leave the queue only when the peer accepted them, or when it refused the whole
-transaction with 400 or 413, which no retry can change.
+transaction with 400 or 413, which no retry can change, or when the destination expired: it
+accepted no transaction since the oldest queued row was queued, `destination_expiry_ms` ago
+(days by default). A server that never answers (a made-up name) then costs nothing more than
+its retries until then; its whole queue is dropped and counted.
+
+The per-destination metrics name at most `metrics_destinations` destinations; a destination
+keeps the label it was given when the sender first took it up until it goes idle
+(`federation/metric_labels.py`), so its gauges add up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,6 +36,7 @@ import asyncpg
 
 from federation.backoff import Backoff
 from federation.client import FederationClient, HttpResponseError, path_segment
+from federation.metric_labels import OTHER, DestinationLabels
 from homeserver import metrics
 from homeserver.services.outbound_edus import servers_of
 from homeserver.services.room_engine import EventWrites, PersistedEvent, StateKey
@@ -40,6 +49,13 @@ log = logging.getLogger(__name__)
 SEND_PATH = "/_matrix/federation/v1/send/"
 # Answers to a whole transaction that retrying cannot change: its shape or its size.
 _HOPELESS = frozenset({400, 413})
+DEFAULT_DESTINATION_EXPIRY_MS = 3 * 24 * 3600 * 1000
+DEFAULT_METRICS_DESTINATIONS = 50
+_LABELLED_METRICS = (
+    metrics.FEDERATION_QUEUED, metrics.FEDERATION_TRANSACTIONS_SENT,
+    metrics.FEDERATION_TRANSACTIONS_FAILED, metrics.FEDERATION_TRANSACTIONS_DROPPED,
+    metrics.FEDERATION_BACKOFF_SECONDS, metrics.FEDERATION_PDU_AGE_SECONDS,
+)
 
 
 def destinations_for(pdu: Mapping[str, Any], members: Iterable[str], own_server: str) -> list[str]:
@@ -76,7 +92,9 @@ class _Destination:
     """What the sender holds in memory for one destination."""
 
     name: str
+    label: str  # on the per-destination metrics: its name, or "other"
     failures: int = 0
+    last_success_ts: int | None = None  # ms; None: none known
     retry_at: int | None = None  # ms; None while healthy
     pending: bool = False  # rows were queued since its task last read the queue
     task: asyncio.Task[None] | None = None
@@ -91,12 +109,16 @@ class FederationSender:
         self, db: Database, client: FederationClient, server_name: str, *,
         clock: Callable[[], float] = time.time, max_backoff_s: float = 300.0,
         base_backoff_s: float = 1.0,
+        destination_expiry_ms: int = DEFAULT_DESTINATION_EXPIRY_MS,
+        metrics_destinations: int = DEFAULT_METRICS_DESTINATIONS,
     ) -> None:
         self.db = db
         self.client = client
         self.server_name = server_name
         self.clock = clock
         self.backoff = Backoff(base_backoff_s, max_backoff_s)
+        self.destination_expiry_ms = destination_expiry_ms
+        self.labels = DestinationLabels(metrics_destinations)
         self._destinations: dict[str, _Destination] = {}
         self._stopped = False
 
@@ -143,7 +165,7 @@ class FederationSender:
             return
         log.info("%s contacted us: retrying it now", destination)
         dest.failures, dest.retry_at = 0, None
-        metrics.FEDERATION_BACKOFF_SECONDS.labels(destination).set(0)
+        self._show_backoff(dest)
         dest.retry_now.set()
 
     async def start(self) -> None:
@@ -157,15 +179,23 @@ class FederationSender:
             return depths, await outbox_store.get_destination_states(conn, list(depths))
 
         depths, states = await self.db.run(load, name="outbox_resume")
-        for destination, depth in depths.items():
+        # Those that accepted a transaction most recently take the metric labels first.
+        def last_success(destination: str) -> int:
+            state = states.get(destination)
+            return -(state.last_success_ts or 0) if state is not None else 0
+
+        totals: dict[str, int] = {OTHER: 0}
+        for destination in sorted(depths, key=last_success):
             dest = self._destination(destination)
             state = states.get(destination)
             if state is not None:
                 dest.failures, dest.retry_at = state.failures, state.retry_at
-            metrics.FEDERATION_QUEUED.labels(destination).set(depth)
-            metrics.FEDERATION_BACKOFF_SECONDS.labels(destination).set(
-                self.backoff.delay_s(dest.failures)
-            )
+                dest.last_success_ts = state.last_success_ts
+            totals[dest.label] = totals.get(dest.label, 0) + depths[destination]
+            self._show_backoff(dest)
+        for label, total in totals.items():
+            metrics.FEDERATION_QUEUED.labels(label).set(total)
+        for destination in depths:
             self._wake(destination, 0)
         if depths:
             log.info("federation sender resumed %d destinations", len(depths))
@@ -184,14 +214,22 @@ class FederationSender:
     def _destination(self, destination: str) -> _Destination:
         dest = self._destinations.get(destination)
         if dest is None:
-            dest = self._destinations[destination] = _Destination(destination)
+            dest = _Destination(destination, self.labels.label(destination))
+            self._destinations[destination] = dest
         return dest
 
+    def _show_backoff(self, dest: _Destination) -> None:
+        """The backoff gauge, for destinations with their own label (a sum means nothing)."""
+        if dest.label != OTHER:
+            metrics.FEDERATION_BACKOFF_SECONDS.labels(dest.label).set(
+                self.backoff.delay_s(dest.failures)
+            )
+
     def _wake(self, destination: str, queued: int) -> None:
-        metrics.FEDERATION_QUEUED.labels(destination).inc(queued)
         if self._stopped:
-            return  # the rows are durable; the next start sends them
+            return  # the rows are durable; the next start counts and sends them
         dest = self._destination(destination)
+        metrics.FEDERATION_QUEUED.labels(dest.label).inc(queued)
         dest.pending = True
         if dest.task is None:
             dest.task = asyncio.create_task(
@@ -253,40 +291,76 @@ class FederationSender:
                 response = await self.client.put_json(dest.name, path, body)
             except HttpResponseError as e:
                 if e.status not in _HOPELESS:
-                    await self._attempt_failed(dest, txn_id, e)
-                    continue
+                    if await self._attempt_failed(dest, batch, txn_id, e):
+                        continue
+                    return
                 log.error(
                     "%s refused transaction %s for good (%s): dropping its %d PDUs and %d EDUs",
                     dest.name, txn_id, e, len(batch.pdus), len(batch.edus),
                 )
-                metrics.FEDERATION_TRANSACTIONS_FAILED.labels(dest.name).inc()
-                metrics.FEDERATION_TRANSACTIONS_DROPPED.labels(dest.name).inc()
+                metrics.FEDERATION_TRANSACTIONS_FAILED.labels(dest.label).inc()
+                metrics.FEDERATION_TRANSACTIONS_DROPPED.labels(dest.label).inc()
                 await self._done(dest, batch)  # the peer did answer: it is up
                 return
             except Exception as e:
-                await self._attempt_failed(dest, txn_id, e)
-                continue
-            metrics.FEDERATION_TRANSACTIONS_SENT.labels(dest.name).inc()
+                if await self._attempt_failed(dest, batch, txn_id, e):
+                    continue
+                return
+            metrics.FEDERATION_TRANSACTIONS_SENT.labels(dest.label).inc()
             await self._done(dest, batch)
             _log_pdu_errors(dest.name, txn_id, response)
             return
 
-    async def _attempt_failed(self, dest: _Destination, txn_id: str, error: Exception) -> None:
-        metrics.FEDERATION_TRANSACTIONS_FAILED.labels(dest.name).inc()
+    async def _attempt_failed(
+        self, dest: _Destination, batch: Batch, txn_id: str, error: Exception
+    ) -> bool:
+        """Count the failure and wait out the backoff; False if the destination expired
+        instead (its queue is gone: nothing to retry)."""
+        metrics.FEDERATION_TRANSACTIONS_FAILED.labels(dest.label).inc()
+        if self._expired(dest, batch):
+            await self._expire(dest)
+            return False
         await self._failed(dest)
         log.warning(
             "transaction %s to %s failed (%s); retrying in %.1f s", txn_id, dest.name,
             str(error) or type(error).__name__, self.backoff.delay_s(dest.failures),
         )
         await self._wait_until_due(dest)
+        return True
+
+    def _expired(self, dest: _Destination, batch: Batch) -> bool:
+        """Whether the destination accepted nothing since its oldest queued row (the batch's
+        first) was queued, which is longer ago than the expiry."""
+        firsts = [p.enqueued_ts for p in batch.pdus[:1]] + [e.enqueued_ts for e in batch.edus[:1]]
+        oldest = min(firsts)
+        if dest.last_success_ts is not None and dest.last_success_ts >= oldest:
+            return False
+        return int(self.clock() * 1000) - oldest >= self.destination_expiry_ms
+
+    async def _expire(self, dest: _Destination) -> None:
+        """Drop the destination's whole queue and forget it (its stored backoff stays); rows
+        queued for it later start afresh."""
+        dropped = await self.db.transaction(
+            lambda conn: outbox_store.delete_destination_queue(conn, dest.name),
+            name="outbox_expire",
+        )
+        log.warning(
+            "%s accepted no transaction for %d ms: dropped the %d items queued for it",
+            dest.name, self.destination_expiry_ms, dropped,
+        )
+        metrics.FEDERATION_DESTINATIONS_EXPIRED.inc()
+        metrics.FEDERATION_QUEUED.labels(dest.label).dec(dropped)
+        if self.labels.release(dest.name):
+            for metric in _LABELLED_METRICS:
+                with contextlib.suppress(KeyError):
+                    metric.remove(dest.name)
+        dest.failures, dest.retry_at = 0, None  # so that the task's end forgets it
 
     async def _failed(self, dest: _Destination) -> None:
         """One more consecutive failure: the next attempt waits longer, also after a restart."""
         dest.failures += 1
         dest.retry_at = self.backoff.retry_at_ms(dest.failures, int(self.clock() * 1000))
-        metrics.FEDERATION_BACKOFF_SECONDS.labels(dest.name).set(
-            self.backoff.delay_s(dest.failures)
-        )
+        self._show_backoff(dest)
         state = DestinationState(dest.failures, dest.retry_at, None)
         try:
             await self.db.transaction(
@@ -307,10 +381,10 @@ class FederationSender:
             await outbox_store.upsert_destination_state(conn, dest.name, state)
 
         await self.db.transaction(record, name="outbox_delivered")
-        dest.failures, dest.retry_at = 0, None
-        metrics.FEDERATION_BACKOFF_SECONDS.labels(dest.name).set(0)
-        metrics.FEDERATION_QUEUED.labels(dest.name).dec(len(batch.pdus) + len(batch.edus))
-        age = metrics.FEDERATION_PDU_AGE_SECONDS.labels(dest.name)
+        dest.failures, dest.retry_at, dest.last_success_ts = 0, None, now_ms
+        self._show_backoff(dest)
+        metrics.FEDERATION_QUEUED.labels(dest.label).dec(len(batch.pdus) + len(batch.edus))
+        age = metrics.FEDERATION_PDU_AGE_SECONDS.labels(dest.label)
         for pdu in batch.pdus:
             age.observe(max(0, now_ms - pdu.enqueued_ts) / 1000)
 

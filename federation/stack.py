@@ -100,7 +100,7 @@ def make_client(
         policy=AddressPolicy(allow_private=config.allow_private_addresses),
         verify_certificates=config.verify_certificates,
         connect_timeout_s=config.connect_timeout_s, request_timeout_s=config.request_timeout_s,
-        resolver=host_resolver,
+        resolver=host_resolver, resolve_timeout_s=config.dns_timeout_s,
     )
     discovery = ServerDiscovery(srv_resolver or DnsSrvResolver(), HttpsWellKnownFetcher(transport))
     return FederationClient(server_name, signing_key, transport, discovery)
@@ -127,8 +127,12 @@ def build_federation(
     keyring = Keyring(
         db, client, server_name=server_name, own_key_id=own_keys.key_id,
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
+        unknown_fetches_per_minute=config.unknown_server_key_fetches_per_minute,
     )
-    sender = FederationSender(db, client, server_name)
+    sender = FederationSender(
+        db, client, server_name, destination_expiry_ms=config.destination_expiry_ms,
+        metrics_destinations=config.metrics_destinations,
+    )
     pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
     return Federation(
         transport=client.transport, discovery=client.discovery, client=client,

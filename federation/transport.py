@@ -19,8 +19,9 @@ import logging
 import socket
 import ssl
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -67,13 +68,41 @@ class HostResolver(Protocol):
     async def resolve(self, host: str, port: int) -> list[IPAddress]: ...
 
 
+# Threads of the resolver's own pool: lookups of hundreds of hanging names then wait on
+# these few threads (and time out), never on the default executor that password hashing and
+# media files use.
+RESOLVER_THREADS = 4
+DEFAULT_RESOLVE_TIMEOUT_S = 10.0
+
+
+def _getaddrinfo(host: str, port: int) -> list[Any]:
+    # Looked up at call time, so that a test can stand in a resolver that hangs.
+    return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
 class SystemResolver:
-    """The operating system's resolver (getaddrinfo, run off the event loop by asyncio)."""
+    """The operating system's resolver (getaddrinfo: /etc/hosts, then DNS), run in a small
+    thread pool of its own and bounded by a timeout.
+
+    getaddrinfo cannot be interrupted, and a name whose DNS servers never answer holds its
+    thread for the system's whole retry schedule. Run on asyncio's default executor, a few
+    hundred such names queued every password check behind them; here they wait only for
+    each other, and a lookup still queued when its timeout passes is withdrawn unrun.
+    """
+
+    def __init__(
+        self, *, threads: int = RESOLVER_THREADS, timeout_s: float = DEFAULT_RESOLVE_TIMEOUT_S,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="moot-dns")
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            async with asyncio.timeout(self.timeout_s):
+                infos = await loop.run_in_executor(self._pool, _getaddrinfo, host, port)
+        except TimeoutError:
+            raise FederationError(f"resolving {host} took over {self.timeout_s:g}s") from None
         except OSError as e:
             raise FederationError(f"cannot resolve {host}: {e}") from e
         out: list[IPAddress] = []
@@ -82,6 +111,10 @@ class SystemResolver:
             if ip is not None and ip not in out:
                 out.append(ip)
         return out
+
+    def close(self) -> None:
+        """Withdraw queued lookups; threads stuck in getaddrinfo end when it returns."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _format_host(ip: IPAddress) -> str:
@@ -95,13 +128,15 @@ class Transport:
         self, *, policy: AddressPolicy, verify_certificates: bool = True,
         connect_timeout_s: float = 10.0, request_timeout_s: float = 60.0,
         resolver: HostResolver | None = None,
+        resolve_timeout_s: float = DEFAULT_RESOLVE_TIMEOUT_S,
     ) -> None:
         self.policy = policy
         self.verify_certificates = verify_certificates
         self.timeout = aiohttp.ClientTimeout(
             total=request_timeout_s, sock_connect=connect_timeout_s
         )
-        self.resolver: HostResolver = resolver or SystemResolver()
+        self._own_resolver = SystemResolver(timeout_s=resolve_timeout_s)
+        self.resolver: HostResolver = resolver or self._own_resolver
         self._session: aiohttp.ClientSession | None = None
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -127,6 +162,7 @@ class Transport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._own_resolver.close()
 
     async def allowed_addresses(self, host: str, port: int) -> list[IPAddress]:
         """The addresses of ``host`` we may connect to; ForbiddenAddress if there are none."""

@@ -54,6 +54,7 @@ from homeserver.services.outbound_edus import OutboundEdus
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.recent_events import RecentEvents
+from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.replication import (
     MainReplication,
     Replicated,
@@ -224,6 +225,9 @@ class Homeserver:
             # Only a server that peers can reach (and fetch keys from) asks them anything.
             remote = self.federation.remote_queries
             core.e2e_keys.remote = accounts.remote = rooms.remote = remote
+            limits = RemoteServerLimits(server_name, config.federation)
+            core.e2e_keys.server_limits = sync.to_device.server_limits = limits
+            rooms.server_limits = limits
             rooms.remote_rooms = self.federation.joins
             rooms.reads.history = self.federation.backfiller
             self._plug_edus(core, cross_signing)

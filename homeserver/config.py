@@ -144,6 +144,21 @@ class FederationConfig:
     trusted_notaries: tuple[str, ...] = ()
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 60.0
+    # The longest a server name's address lookup may take (it runs in a small pool of its own).
+    dns_timeout_s: float = 10.0
+    # Queued items for a destination that has accepted no transaction since the oldest of them
+    # was queued this long ago are dropped, with the destination's whole queue.
+    destination_expiry_ms: int = 3 * 24 * 3600 * 1000
+    # Destinations with their own label on the per-destination metrics; the rest are "other".
+    metrics_destinations: int = 50
+    # Distinct other servers one client request may make us contact (to-device, keys, invites).
+    max_servers_per_request: int = 300
+    # Distinct other servers one user's requests may make us contact per period.
+    max_servers_per_user: int = 1000
+    servers_per_user_period_ms: int = 3600 * 1000
+    # Key fetches for servers we hold no keys of, per minute (signed requests from unknown
+    # origins each cost one); over it, such requests get 401 until the minute is over.
+    unknown_server_key_fetches_per_minute: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,9 +286,15 @@ def validate(config: Config) -> Config:
             )
         if worker.client.port is None:
             raise ConfigError(f"workers.{name}.client.port: a worker needs a client port")
-    for key in ("connect_timeout_s", "request_timeout_s"):
+    for key in (
+        "connect_timeout_s", "request_timeout_s", "dns_timeout_s", "destination_expiry_ms",
+        "max_servers_per_request", "max_servers_per_user", "servers_per_user_period_ms",
+        "unknown_server_key_fetches_per_minute",
+    ):
         if getattr(config.federation, key) <= 0:
             raise ConfigError(f"federation.{key}: must be more than 0")
+    if config.federation.metrics_destinations < 0:
+        raise ConfigError("federation.metrics_destinations: must be at least 0")
     for i, notary in enumerate(config.federation.trusted_notaries):
         if not is_valid_server_name(notary):
             raise ConfigError(f"federation.trusted_notaries[{i}]: {notary!r} is not a server name")

@@ -51,6 +51,9 @@ REPLICATION_RESYNCS = Counter(
     "database: read from PostgreSQL because the main process did not answer)",
     ["source"],
 )
+# The per-destination federation metrics label at most `federation.metrics_destinations`
+# destinations by name; the others are summed under destination="other"
+# (federation/metric_labels.py). The backoff gauge has no "other" series.
 FEDERATION_QUEUED = Gauge(
     "moot_federation_outbox_queued_items",
     "PDUs plus EDUs queued for a destination server and not yet delivered", ["destination"],
@@ -78,4 +81,9 @@ FEDERATION_PDU_AGE_SECONDS = Histogram(
     "Time from queueing a PDU (the transaction that stored its event) to its delivery to a "
     "destination server, by our own clock", ["destination"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
+FEDERATION_DESTINATIONS_EXPIRED = Counter(
+    "moot_federation_destinations_expired_total",
+    "Destinations whose whole queue was dropped because they accepted no transaction for "
+    "federation.destination_expiry_ms after the oldest item was queued",
 )

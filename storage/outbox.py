@@ -157,3 +157,16 @@ async def upsert_destination_state(
         UPSERT_DESTINATION_STATE, destination, state.failures, state.retry_at,
         state.last_success_ts,
     )
+
+
+DELETE_DESTINATION_PDUS = "DELETE FROM federation_outbox_pdus WHERE destination = $1"
+DELETE_DESTINATION_EDUS = "DELETE FROM federation_outbox_edus WHERE destination = $1"
+
+
+async def delete_destination_queue(conn: asyncpg.Connection, destination: str) -> int:
+    """Drop everything queued for ``destination`` (it expired); how many rows that was."""
+    dropped = 0
+    for statement in (DELETE_DESTINATION_PDUS, DELETE_DESTINATION_EDUS):
+        status = await conn.execute(statement, destination)  # "DELETE <rows>"
+        dropped += int(status.split()[-1])
+    return dropped

@@ -49,6 +49,10 @@ def _check_event_id_list(event: Mapping[str, Any], key: str, limit: int) -> None
     for item in value:
         if not isinstance(item, str) or not is_hash_event_id(item):
             raise InvalidEventError(f"{key} contains an invalid event ID: {item!r}")
+    if len(set(value)) != len(value):
+        # An event refers to another at most once; a repeat would also be a second row of
+        # the same edge when stored.
+        raise InvalidEventError(f"{key} lists an event more than once")
 
 
 def check_event_format(event: Mapping[str, Any], room_version: RoomVersion) -> None:

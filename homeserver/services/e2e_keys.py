@@ -30,6 +30,7 @@ from homeserver.services.e2e_checks import (
 )
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.remote_queries import RemoteQueries, ask_each
+from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.streams import StreamToken
 from storage import device_lists as device_lists_store
@@ -102,6 +103,8 @@ class E2EKeysService:
         self.device_lists = device_lists
         # Other servers' users' keys are asked of their servers; None: reported as failures.
         self.remote = remote
+        # How many other servers a user may have asked (plugged in by app.py with federation).
+        self.server_limits: RemoteServerLimits | None = None
         # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
         # change of the user's devices (a device deleted and logged in again starts at zero).
         self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(_COUNTS_CACHE_USERS)
@@ -219,6 +222,10 @@ class E2EKeysService:
             conn, user_id, device_id, [e for e in entries if (e[0], e[1]) not in stored]
         )
 
+    def _check_servers(self, requester: Requester, remote: Mapping[str, list[str]]) -> None:
+        if self.remote is not None and self.server_limits is not None:
+            self.server_limits.check(requester.user_id, remote)
+
     # ---- /keys/query --------------------------------------------------------------------------
 
     async def query(
@@ -228,6 +235,7 @@ class E2EKeysService:
         """Device keys and cross-signing keys of the users, with visible signatures merged;
         other servers' users are asked of their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
+        self._check_servers(requester, remote)
         body = await self.local_keys({u: wanted[u] for u in local}, requester.user_id)
         answers, failures = await ask_each(
             self.remote, remote,
@@ -309,6 +317,7 @@ class E2EKeysService:
         """One key per requested device: a one-time key if any is left, else the fallback key;
         other servers' users' keys are claimed from their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
+        self._check_servers(requester, remote)
         claimed = await self.claim_local({u: wanted[u] for u in local})
         answers, failures = await ask_each(
             self.remote, remote,

@@ -16,6 +16,7 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, room_full_er
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
+from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.room_engine import MEMBER_LIMIT_TYPE, RoomEngine
 from storage import rooms as rooms_store
 from storage.database import Database
@@ -53,8 +54,11 @@ class RoomCreation:
         self.put_alias = put_alias
         self.server_name = config.server.server_name
 
-    async def create_room(self, user: str, body: dict[str, Any]) -> str:
-        """Spec createRoom: the events in the spec's order, each through the room engine."""
+    async def create_room(
+        self, user: str, body: dict[str, Any], server_limits: RemoteServerLimits | None = None,
+    ) -> str:
+        """Spec createRoom: the events in the spec's order, each through the room engine;
+        ``server_limits`` counts the invitees' servers (with federation)."""
         req = _CreateRequest.parse(body, self.config.rooms.default_room_version)
         if user in req.invite:
             raise invalid_param("The creator cannot invite themselves")
@@ -62,6 +66,8 @@ class RoomCreation:
             raise room_full_error(
                 self.engine.max_members, f"the invite list has {len(req.invite)}"
             )
+        if server_limits is not None:
+            server_limits.check(user, {identifiers.server_name_of(u) for u in req.invite})
         alias = None
         if req.alias_name is not None:
             alias = f"#{req.alias_name}:{self.server_name}"

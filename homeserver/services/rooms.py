@@ -16,6 +16,7 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.room_creation import RoomCreation
 from homeserver.services.room_engine import RoomEngine
@@ -55,12 +56,14 @@ class RoomsService:
         # Other servers' aliases are asked of them (plugged in by app.py with federation).
         self.remote: RemoteQueries | None = None
         self.remote_rooms: RemoteRooms | None = None  # plugged in by app.py with federation
+        # How many other servers a user may invite from (plugged in by app.py with federation).
+        self.server_limits: RemoteServerLimits | None = None
         self.creation = RoomCreation(db, config, engine, self._member_content, self._put_alias)
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
         self.ratelimiter.check("per_user", requester.user_id)
-        return await self.creation.create_room(requester.user_id, body)
+        return await self.creation.create_room(requester.user_id, body, self.server_limits)
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Member event content with the user's profile, if this server knows it."""
@@ -198,6 +201,8 @@ class RoomsService:
         extra = {} if reason is None else {"reason": reason}
         if membership == "invite" and identifiers.server_name_of(target) != self.server_name:
             self.ratelimiter.check("per_user", requester.user_id)
+            if self.server_limits is not None:
+                self.server_limits.check(requester.user_id, [identifiers.server_name_of(target)])
             await self.remote_rooms.invite_remote(
                 room_id, requester.user_id, target, {"membership": "invite", **extra}
             )

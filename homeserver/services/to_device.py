@@ -28,6 +28,7 @@ from homeserver.protocol.identifiers import server_name_of
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.stream_wakes import StreamWakes
 from storage import to_device as to_device_store
@@ -79,6 +80,8 @@ class ToDeviceService:
         self._delivered: dict[tuple[str, str], int] = {}
         # Where messages for other servers' users go (None: no federation, they are dropped).
         self.edus: OutboundEdus | None = None
+        # How many other servers a sender may reach (plugged in by app.py with federation).
+        self.server_limits: RemoteServerLimits | None = None
 
     async def send(
         self, requester: Requester, event_type: str, txn_id: str, messages: list[Message]
@@ -103,6 +106,8 @@ class ToDeviceService:
             else:
                 remote.setdefault(server, {}).setdefault(user_id, {})[device_id] = content
         if self.edus is not None:
+            if self.server_limits is not None:
+                self.server_limits.check(requester.user_id, remote)
             edu_id = message_id(requester, txn_id)
             for server, by_user in sorted(remote.items()):
                 await self.edus.to_server(server, "m.direct_to_device", {

@@ -547,3 +547,22 @@ async def test_a_server_the_room_acl_denies_has_its_pdus_refused(room: Room) -> 
     assert "ACL" in answer["pdus"][event_id]["error"]
     assert await stored(room, event_id) is None
     assert await snapshot(room) == before
+
+
+async def test_an_event_naming_an_event_twice_fails_alone(room: Room) -> None:
+    """Duplicate auth or prev events are a format error of that event (they once broke the
+    storing of every event of the room in the transaction)."""
+    _, sound = await message(room, "a template")
+    twice_auth = resign(room, {**sound, "auth_events": [*sound["auth_events"],
+                                                        sound["auth_events"][0]]})
+    twice_prev = resign(room, {**sound, "prev_events": sound["prev_events"] * 2,
+                               "content": {"msgtype": "m.text", "body": "twice"}})
+    good_id, good = await message(room, "a sound event beside them")
+
+    answer = await send(room, transaction(room, [twice_auth[1], twice_prev[1], good]))
+
+    for event_id, _ in (twice_auth, twice_prev):
+        assert "more than once" in answer["pdus"][event_id]["error"]
+        assert await stored(room, event_id) is None
+    assert answer["pdus"][good_id] == {}
+    assert good_id in [e["event_id"] for e in await timeline(room)]

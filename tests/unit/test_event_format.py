@@ -33,6 +33,11 @@ def pdu(**overrides: Any) -> dict[str, Any]:
 DROP = object()
 
 
+def eids(n: int) -> list[str]:
+    """``n`` distinct event IDs."""
+    return [f"${i:043d}" for i in range(n)]
+
+
 def test_valid_event_passes() -> None:
     for rv in (ROOM_V10, ROOM_V11, ROOM_V12):
         check_event_format(pdu(), rv)
@@ -55,6 +60,7 @@ def test_valid_event_passes() -> None:
         {"type": "t" * 256}, {"state_key": "s" * 256},
         {"sender": "@" + "a" * 250 + ":example.org"},
         {"content": {"body": "x" * 65536}}, {"content": {"f": 0.5}},
+        {"prev_events": [EID, EID]}, {"auth_events": eids(2) + eids(1)},
     ],
 )
 def test_malformed_events_are_refused(overrides: dict[str, Any]) -> None:
@@ -71,7 +77,7 @@ def test_room_id_only_optional_for_v12_create() -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    check_event_format(pdu(prev_events=[EID] * 20, auth_events=[EID] * 10,
+    check_event_format(pdu(prev_events=eids(20), auth_events=eids(10),
                            state_key="s" * 255, type="t" * 255), ROOM_V11)
     body = "x" * (65536 - len(b'{"body":""}') - 400)
     check_event_format(pdu(content={"body": body}), ROOM_V11)

@@ -1,0 +1,119 @@
+"""While address lookups of hundreds of other servers hang, local users still log in as usual.
+
+The stand-in is the operating system's resolver itself: `socket.getaddrinfo` blocks for every
+name under `hang.test`, as it does for names whose DNS servers never answer. Two floods make
+the server look such names up: a to-device message to users of a couple of hundred made-up
+servers (each becomes a destination of the federation sender), and signed federation requests
+from made-up origins (each asks the keyring for the origin's key). A login, with real argon2,
+must answer about as fast during them as before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import yarl
+
+from federation.request_auth import authorization_header
+from homeserver.protocol.signing import generate_signing_key
+from tests.conftest import RunningServer
+from tests.helpers import PASSWORD, MatrixApi
+
+HANGING_DOMAIN = ".hang.test"
+DESTINATIONS = 200
+ORIGINS = 100
+# The pools lookups may run in have at least this many threads (ours 4, asyncio's 6 here).
+BLOCKED_THREADS = 4
+MARGIN_S = 2.0
+
+
+class HangingResolver:
+    """getaddrinfo that hangs for names under `hang.test` (until released) and answers the
+    rest as the system does."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.released = threading.Event()
+        self.blocked = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(HANGING_DOMAIN):
+            with self._lock:
+                self.blocked += 1
+            self.released.wait(120)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return self.real(host, port, *args, **kwargs)
+
+
+@pytest.fixture
+def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[HangingResolver]:
+    resolver = HangingResolver(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    yield resolver
+    resolver.released.set()
+
+
+async def login_seconds(api: MatrixApi, localpart: str, limit_s: float) -> float:
+    start = time.monotonic()
+    async with asyncio.timeout(limit_s):
+        await api.ok("POST", "login", json={
+            "type": "m.login.password", "password": PASSWORD,
+            "identifier": {"type": "m.id.user", "user": localpart},
+        })
+    return time.monotonic() - start
+
+
+async def signed_request_from(
+    http: aiohttp.ClientSession, server: RunningServer, origin: str
+) -> None:
+    """A signed federation request from `origin`: checking it needs the origin's key."""
+    uri = "/_matrix/federation/v1/query/profile?user_id=%40alice%3Alocalhost"
+    auth = authorization_header(
+        "GET", uri, origin, server.server_name, None, generate_signing_key("k1")
+    )
+    url = yarl.URL(f"https://127.0.0.1:{server.hs.ports['federation']}{uri}", encoded=True)
+    with contextlib.suppress(aiohttp.ClientError):
+        async with http.get(url, headers={"Authorization": auth}, ssl=False) as resp:
+            await resp.read()
+
+
+async def test_logins_answer_while_lookups_of_hundreds_of_servers_hang(
+    homeserver: RunningServer, api: MatrixApi, http: aiohttp.ClientSession,
+    hanging_dns: HangingResolver,
+) -> None:
+    alice = await api.register("alice")
+    await api.register("bob")
+    before = max([await login_seconds(api, "bob", 30) for _ in range(3)])
+
+    messages = {
+        f"@u{i}:s{i}{HANGING_DOMAIN}:8448": {"*": {"body": "hello"}} for i in range(DESTINATIONS)
+    }
+    await api.ok(
+        "PUT", "sendToDevice/m.test/flood1", json={"messages": messages}, token=alice.token
+    )
+    origins = [
+        asyncio.create_task(signed_request_from(http, homeserver, f"o{i}{HANGING_DOMAIN}:8448"))
+        for i in range(ORIGINS)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while hanging_dns.blocked < BLOCKED_THREADS:  # the lookups have started and hang
+            assert time.monotonic() < deadline, "no lookup of a made-up server started"
+            await asyncio.sleep(0.05)
+        during = max(
+            [await login_seconds(api, "bob", before + MARGIN_S + 10) for _ in range(3)]
+        )
+    finally:
+        for task in origins:
+            task.cancel()
+        await asyncio.gather(*origins, return_exceptions=True)
+    assert during < before + MARGIN_S, (before, during)
