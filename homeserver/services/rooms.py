@@ -363,11 +363,25 @@ class RoomsService:
     # ---- aliases ------------------------------------------------------------------------------
 
     async def put_alias(self, requester: Requester, alias: str, room_id: str) -> None:
+        """Point a new alias of this server at a room the requester is joined to.
+
+        The spec leaves who may do so to the server; like Synapse (its default
+        `require_membership_for_aliases`), only the room's joined members may, and server
+        admins without being in the room. No power level is asked for: the directory is not
+        room state, and publishing an alias in the room is `m.room.canonical_alias`, which
+        the power levels guard."""
         if not identifiers.is_valid_room_alias(alias):
             raise invalid_param(f"Invalid room alias {alias!r}")
         if identifiers.server_name_of(alias) != self.server_name:
             raise invalid_param("Aliases must be on this server")
-        await self.db.run(lambda c: self.engine.room_version(c, room_id))
+
+        async def membership(conn: Any) -> str | None:
+            await self.engine.room_version(conn, room_id)  # 404 for unknown rooms
+            row = await state_store.get_membership(conn, room_id, requester.user_id)
+            return None if row is None else str(row["membership"])
+
+        if await self.db.run(membership) != "join" and not requester.is_admin:
+            raise forbidden("You must be in the room to create an alias for it")
         await self._put_alias(alias, room_id, requester.user_id)
 
     async def _put_alias(self, alias: str, room_id: str, creator: str) -> None:
