@@ -11,7 +11,7 @@ only when the joining user is joined to one of the rooms the rule's `allow` list
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from homeserver.protocol.power_levels import required_level, user_power_level
@@ -39,17 +39,14 @@ def allowed_rooms(join_rules_content: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def pick_authoriser(
-    joined: Iterable[str], is_ours: Callable[[str], bool],
-    power_levels_content: Mapping[str, Any] | None, create: Mapping[str, Any],
-    room_version: RoomVersion,
-) -> str | None:
-    """One of our joined users whose power level reaches the invite level (the same one each
-    time: the lowest user ID), or None when we have none."""
+def may_authorise(
+    joined: Iterable[str], power_levels_content: Mapping[str, Any] | None,
+    create: Mapping[str, Any], room_version: RoomVersion,
+) -> list[str]:
+    """The joined users whose power level reaches the invite level, sorted (so that a server
+    names the same one each time)."""
     needed = required_level(power_levels_content, "invite")
-    for user_id in sorted(joined):
-        if is_ours(user_id) and user_power_level(
-            user_id, power_levels_content, create, room_version
-        ) >= needed:
-            return user_id
-    return None
+    return [
+        user_id for user_id in sorted(joined)
+        if user_power_level(user_id, power_levels_content, create, room_version) >= needed
+    ]

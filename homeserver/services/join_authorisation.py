@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from homeserver.protocol.restricted_joins import allowed_rooms, is_restricted, pick_authoriser
+from homeserver.protocol.identifiers import server_name_of
+from homeserver.protocol.restricted_joins import allowed_rooms, is_restricted, may_authorise
 from storage import state as state_store
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class JoinAuthorisation:
     needed: bool  # restricted, and the user is neither invited nor joined
     qualifies: bool = False  # joined to one of the rooms the rule allows
     authoriser: str | None = None  # one of our users who may invite (when needed)
+    # Other servers with a user who may invite: where to join through when we have none.
+    other_servers: tuple[str, ...] = ()
 
 
 async def authorise_join(
@@ -50,8 +53,13 @@ async def authorise_join(
         r in memberships and memberships[r].membership == "join" for r in allowed_rooms(rule)
     ):
         return JoinAuthorisation(needed=True)
-    authoriser = pick_authoriser(
-        await engine.joined_members(conn, room_id), engine.is_local,
-        state.get(_POWER_LEVELS, {}).get("content"), state.get(_CREATE, {}), room_version,
+    able = may_authorise(
+        await engine.joined_members(conn, room_id), state.get(_POWER_LEVELS, {}).get("content"),
+        state.get(_CREATE, {}), room_version,
     )
-    return JoinAuthorisation(needed=True, qualifies=True, authoriser=authoriser)
+    ours = [u for u in able if engine.is_local(u)]
+    others = dict.fromkeys(server_name_of(u) for u in able if not engine.is_local(u))
+    return JoinAuthorisation(
+        needed=True, qualifies=True, authoriser=ours[0] if ours else None,
+        other_servers=tuple(others),
+    )

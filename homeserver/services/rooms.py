@@ -138,7 +138,14 @@ class RoomsService:
         if verdict.needed and not verdict.qualifies:
             raise forbidden("You are in none of the rooms this room's join rule allows")
         if verdict.needed and verdict.authoriser is None:
-            raise forbidden("No user of this server may authorise joining this room")
+            if self.remote_rooms is None or not verdict.other_servers:
+                raise forbidden("No user in the room may authorise joining it")
+            # As Synapse: a server whose users may invite authorises it (make_join).
+            self.ratelimiter.check("per_user", requester.user_id)
+            await self.remote_rooms.join_remote(
+                room_id, requester.user_id, content, list(verdict.other_servers)
+            )
+            return None
         if verdict.authoriser is not None:
             content = {**content, AUTHORISER: verdict.authoriser}
         return await self._membership(requester, room_id, requester.user_id, content)
