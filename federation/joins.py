@@ -23,12 +23,13 @@ from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.errors import InvalidEventError
 from homeserver.protocol.identifiers import server_name_of
-from homeserver.protocol.power_levels import required_level, user_power_level
+from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.signing import SigningKey, sign_event
 from homeserver.services import room_state
 from homeserver.services.clock import now_ms
 from homeserver.services.incoming_events import IncomingEvents
+from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.remote_memberships import RemoteMemberships
 from homeserver.services.sync_rooms import stripped_state
 from storage import events as events_store
@@ -73,7 +74,7 @@ class Joins:
         if membership == "join":
             authoriser = await self._authoriser(room_id, user_id)
             if authoriser is not None:
-                content["join_authorised_via_users_server"] = authoriser
+                content[AUTHORISER] = authoriser
         room_version, template = await self.engine.template(
             room_id, user_id, "m.room.member", content, user_id
         )
@@ -110,7 +111,7 @@ class Joins:
             raise bad_json("The event ID in the path is not the event's")
         if membership == "join":
             await self._require_seat(room_id, pdu)
-            if content.get("join_authorised_via_users_server") is not None:
+            if content.get(AUTHORISER) is not None:
                 # make_join's check again: a joining server need not have asked it first.
                 await self._authoriser(room_id, sender)
                 pdu = self._countersign_restricted_join(pdu, room_version)
@@ -131,59 +132,31 @@ class Joins:
         return await self._join_answer(room_id, event_id)
 
     async def _authoriser(self, room_id: str, user_id: str) -> str | None:
-        """For a restricted room (rooms v8+ "restricted" join rule): one of our joined users
-        who may invite, when `user_id` is joined to a room the rule allows and not already
-        invited or joined; None when the join needs no authorising (or none can be given:
-        the auth rules then refuse the template with 403)."""
-        async def read(conn: Any) -> str | None:
-            room_version = await self.engine.room_version(conn, room_id)
-            keys = [
-                ("m.room.join_rules", ""), ("m.room.power_levels", ""), ("m.room.create", ""),
-                ("m.room.member", user_id),
-            ]
-            ids = await state_store.get_current_state_for_keys(conn, room_id, keys)
-            pdus = await self.engine.get_pdus(conn, list(ids.values()))
-            state = {k: pdus[i] for k, i in ids.items() if i in pdus}
-            rule = state.get(keys[0], {}).get("content", {})
-            member = state.get(keys[3], {}).get("content", {}).get("membership")
-            if rule.get("join_rule") not in ("restricted", "knock_restricted") or member in (
-                "invite", "join"
-            ):
-                return None
-            allow = rule.get("allow")
-            allowed = [
-                a.get("room_id") for a in (allow if isinstance(allow, list) else [])
-                if isinstance(a, dict)
-                and a.get("type") == "m.room_membership" and isinstance(a.get("room_id"), str)
-            ]
-            memberships = await self.engine.memberships(conn, user_id)
-            if not any(
-                r in memberships and memberships[r].membership == "join" for r in allowed
-            ):
-                raise MatrixError(
-                    403, "M_UNABLE_TO_GRANT_JOIN",
-                    "The user is in none of the rooms this room's join rule allows",
-                )
-            power = state.get(keys[1], {}).get("content")
-            create = state.get(keys[2], {})
-            needed = required_level(power, "invite")
-            for candidate in sorted(await self.engine.joined_members(conn, room_id)):
-                if server_name_of(candidate) == self.server_name and user_power_level(
-                    candidate, power, create, room_version
-                ) >= needed:
-                    return candidate
+        """For a restricted room: the user of ours `make_join` names as the join's authoriser
+        (None when the join needs none). MatrixError as the spec has it when the user is in
+        none of the allowed rooms (403: another server will say the same) or when none of our
+        users may invite (400: another server may have one)."""
+        verdict = await self.engine.db.run(
+            lambda conn: authorise_join(conn, self.engine, room_id, user_id)
+        )
+        if not verdict.needed:
+            return None
+        if not verdict.qualifies:
+            raise MatrixError(
+                403, "M_UNABLE_TO_GRANT_JOIN",
+                "The user is in none of the rooms this room's join rule allows",
+            )
+        if verdict.authoriser is None:
             raise MatrixError(
                 400, "M_UNABLE_TO_AUTHORISE_JOIN", "No user of this server may invite"
             )
-
-        authoriser: str | None = await self.engine.db.run(read)
-        return authoriser
+        return verdict.authoriser
 
     def _countersign_restricted_join(
         self, pdu: dict[str, Any], room_version: RoomVersion
     ) -> dict[str, Any]:
         """Add our signature to a join that names one of our users as its authoriser."""
-        via = pdu["content"]["join_authorised_via_users_server"]
+        via = pdu["content"][AUTHORISER]
         try:
             ours = isinstance(via, str) and server_name_of(via) == self.server_name
         except ValueError:
@@ -445,7 +418,7 @@ class Joins:
         sent = await self.client.put_json(
             server, f"{V2}/send_join/{path_segment(room_id)}/{path_segment(event_id)}", pdu
         )
-        authoriser = joined.get("join_authorised_via_users_server")
+        authoriser = joined.get(AUTHORISER)
         if isinstance(authoriser, str):  # a restricted join needs the authoriser's signature
             pdu = await self._with_signature_of(
                 server_name_of(authoriser), pdu, _field(sent, "event"), room_version

@@ -24,8 +24,10 @@ rule 2, so v12's numbers are one higher from there on.
 
 Signatures by the sender's server are checked on receipt, outside these rules. The one
 signature *inside* the rules, by the server of ``join_authorised_via_users_server``, needs a
-key the caller holds: pass ``is_signed_by``; without it we require that such a signature is
-present (the caller has then verified every signature it had keys for on receipt).
+key the caller holds, so every caller says how it knows: ``is_signed_by`` is required. A caller
+whose events all had that signature verified on receipt (the federation path verifies the
+authoriser's server among an event's required signers) passes :func:`signature_present`; a
+server judging an event it built itself knows that only its own signature is on it.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ __all__ = [
     "check_auth_events_selection",
     "check_auth_rules",
     "check_event_format",
+    "signature_present",
 ]
 
 AuthState = Mapping[StateKey, Mapping[str, Any]]
@@ -155,11 +158,9 @@ def _check_v12_room_id(event: Mapping[str, Any], room: _Room) -> None:
         raise AuthError("rule 2: room_id is not the ID of the room's m.room.create event")
 
 
-def _authoriser_signed(
-    event: Mapping[str, Any], server: str, is_signed_by: SignatureCheck | None
-) -> bool:
-    if is_signed_by is not None:
-        return is_signed_by(event, server)
+def signature_present(event: Mapping[str, Any], server: str) -> bool:
+    """The ``is_signed_by`` of a caller that verified the event's signatures on receipt:
+    a signature of ``server`` is there. Never for events whose signatures nobody verified."""
     signatures = event.get("signatures")
     by_server = signatures.get(server) if isinstance(signatures, Mapping) else None
     return isinstance(by_server, Mapping) and len(by_server) > 0
@@ -289,7 +290,7 @@ _MEMBERSHIP_RULES = {
 
 
 def _check_member(
-    event: Mapping[str, Any], room: _Room, is_signed_by: SignatureCheck | None
+    event: Mapping[str, Any], room: _Room, is_signed_by: SignatureCheck
 ) -> None:
     content = event.get("content")
     target = event.get("state_key")
@@ -304,7 +305,7 @@ def _check_member(
             server = server_name_of(via) if isinstance(via, str) else None
         except ValueError:
             server = None
-        if server is None or not _authoriser_signed(event, server, is_signed_by):
+        if server is None or not is_signed_by(event, server):
             raise AuthError("rule 4.2.1: not signed by the authorising user's server")
     rule = _MEMBERSHIP_RULES.get(membership) if isinstance(membership, str) else None
     if rule is None:
@@ -317,9 +318,10 @@ def check_auth_rules(
     auth_state: AuthState,
     room_version: RoomVersion,
     *,
-    is_signed_by: SignatureCheck | None = None,
+    is_signed_by: SignatureCheck,
 ) -> None:
-    """Raise :class:`AuthError` unless ``event`` is allowed given ``auth_state``."""
+    """Raise :class:`AuthError` unless ``event`` is allowed given ``auth_state``;
+    ``is_signed_by(event, server)`` says whether ``server`` validly signed the event."""
     event_type = event.get("type")
     if event_type == "m.room.create":
         _check_create(event, room_version)

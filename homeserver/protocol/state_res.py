@@ -34,7 +34,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from homeserver.protocol.auth_rules import StateKey, auth_types_for_event, check_auth_rules
+from homeserver.protocol.auth_rules import (
+    StateKey,
+    auth_types_for_event,
+    check_auth_rules,
+    signature_present,
+)
 from homeserver.protocol.errors import AuthError
 from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.power_levels import user_power_level
@@ -236,7 +241,8 @@ class _Resolver:
                 if create:
                     auth_state[("m.room.create", "")] = create
             try:
-                check_auth_rules(event, auth_state, self.rv)
+                # Events already accepted: their signatures were verified on receipt.
+                check_auth_rules(event, auth_state, self.rv, is_signed_by=signature_present)
             except AuthError:
                 continue
             state[(str(event.get("type")), state_key)] = event_id

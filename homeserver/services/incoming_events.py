@@ -485,7 +485,12 @@ def _auth_verdict(
     room_version: RoomVersion, against: str,
 ) -> str | None:
     try:
-        auth_rules.check_auth_rules(pdu, state, room_version)
+        # Every event that comes here had its required signatures, the restricted join's
+        # authorising server's among them, verified on receipt (federation/pdu_checks.py),
+        # or is our own join whose authoriser's signature joins.py verified.
+        auth_rules.check_auth_rules(
+            pdu, state, room_version, is_signed_by=auth_rules.signature_present
+        )
     except AuthError as e:
         return f"not allowed by {against}: {e}"
     return None

@@ -624,10 +624,17 @@ class RoomEngine:
             raise format_error(e) from None
         try:
             auth_rules.check_auth_events_selection(pdu, auth_events, room_version)
-            auth_rules.check_auth_rules(pdu, state_before, room_version)
+            auth_rules.check_auth_rules(
+                pdu, state_before, room_version, is_signed_by=self._signed_here
+            )
         except AuthError as e:
             metrics.EVENTS_REFUSED.labels("auth").inc()
             raise forbidden(str(e)) from None
+
+    def _signed_here(self, pdu: Mapping[str, Any], server: str) -> bool:
+        """The signatures of an event this server just built: its own, and no other. (A
+        restricted join names one of our users only when `RoomsService` chose them.)"""
+        return server == self.server_name
 
     def member_limit(self, state: Mapping[StateKey, Mapping[str, Any]]) -> int:
         """The room's effective member limit: the lower of its own limit event and this

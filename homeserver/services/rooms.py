@@ -15,6 +15,8 @@ from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
+from homeserver.protocol.restricted_joins import AUTHORISER
+from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
@@ -113,6 +115,16 @@ class RoomsService:
         content = await self._member_content(requester.user_id, "join")
         if reason is not None:
             content["reason"] = reason
+        await self._join(requester, room_id, content, candidates)
+        return room_id
+
+    async def _join(
+        self, requester: Requester, room_id: str, content: dict[str, Any],
+        candidates: list[str],
+    ) -> str | None:
+        """The requester's join with `content`; its event ID when this server built it (None
+        when another server's make_join/send_join did). For a restricted room this server
+        names the authoriser itself, when the requester qualifies through the join rule."""
         if self.remote_rooms is not None and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
             candidates += await self._inviting_server(room_id, requester.user_id)
@@ -122,10 +134,68 @@ class RoomsService:
             await self.remote_rooms.join_remote(
                 room_id, requester.user_id, content, candidates
             )
-            return room_id
-        await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
-        await self._membership(requester, room_id, requester.user_id, content, None)
-        return room_id
+            return None
+        verdict = await self.db.run(
+            lambda c: authorise_join(c, self.engine, room_id, requester.user_id)
+        )
+        if verdict.needed and not verdict.qualifies:
+            raise forbidden("You are in none of the rooms this room's join rule allows")
+        if verdict.needed and verdict.authoriser is None:
+            if self.remote_rooms is None or not verdict.other_servers:
+                raise forbidden("No user in the room may authorise joining it")
+            # As Synapse: a server whose users may invite authorises it (make_join).
+            self.ratelimiter.check("per_user", requester.user_id)
+            await self.remote_rooms.join_remote(
+                room_id, requester.user_id, content, list(verdict.other_servers)
+            )
+            return None
+        if verdict.authoriser is not None:
+            content = {**content, AUTHORISER: verdict.authoriser}
+        return await self._membership(requester, room_id, requester.user_id, content)
+
+    async def update_membership(
+        self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
+    ) -> str:
+        """A member event a client sends as state (`PUT /rooms/{id}/state/m.room.member/
+        {userId}`), taken through the same paths and checks as the membership endpoints (as
+        Synapse does), with the client's content kept (a per-room display name, a reason).
+        `join_authorised_via_users_server` is only ever this server's to name: a client's is
+        dropped. Returns the member event's ID."""
+        if not identifiers.is_valid_user_id(target):
+            raise invalid_param(f"Invalid user ID {target!r}")
+        content = {k: v for k, v in content.items() if k != AUTHORISER}
+        membership = content.get("membership")
+        event_id: str | None
+        if membership == "join":
+            if target != requester.user_id:
+                raise forbidden("Cannot join on behalf of another user")
+            event_id = await self._join(requester, room_id, content, [])
+        elif membership in ("invite", "ban"):
+            event_id = await self.set_membership(
+                requester, room_id, target, str(membership), None, content=content
+            )
+        elif membership == "leave":
+            action = await self._leave_action(requester, room_id, target)
+            event_id = await self.set_membership(
+                requester, room_id, target, action, None, content=content
+            )
+        else:  # a knock (no endpoint of its own here) or no membership: the rules decide
+            event_id = await self._membership(requester, room_id, target, content)
+        return event_id or await self._member_event_id(room_id, target)
+
+    async def _leave_action(self, requester: Requester, room_id: str, target: str) -> str:
+        """Which endpoint a `leave` of `target` stands for: leave, unban or kick."""
+        if target == requester.user_id:
+            return "leave"
+        row = await self.db.run(lambda c: state_store.get_membership(c, room_id, target))
+        return "unban" if row is not None and row["membership"] == "ban" else "kick"
+
+    async def _member_event_id(self, room_id: str, user_id: str) -> str:
+        """The user's current member event (one another server made for us)."""
+        row = await self.db.run(lambda c: state_store.get_membership(c, room_id, user_id))
+        if row is None:
+            raise not_found(f"No membership of {user_id} in {room_id}")
+        return str(row["event_id"])
 
     async def _inviting_server(self, room_id: str, user_id: str) -> list[str]:
         """The server whose user invited `user_id` (or made their last membership event)."""
@@ -164,9 +234,11 @@ class RoomsService:
 
     async def set_membership(
         self, requester: Requester, room_id: str, target: str, action: str,
-        reason: str | None,
-    ) -> None:
-        """invite, leave (own), kick, ban or unban `target` (an action of `MEMBERSHIP_ACTIONS`).
+        reason: str | None, *, content: dict[str, Any] | None = None,
+    ) -> str | None:
+        """invite, leave (own), kick, ban or unban `target` (an action of `MEMBERSHIP_ACTIONS`),
+        with `content` when the client gave the whole event (else the server makes it); the
+        event's ID when this server built it (None when it went through another server).
 
         The auth rules allow a kick of someone not in the room and an unban of someone not
         banned; the spec's endpoints refuse both with 403, so that is checked here.
@@ -181,31 +253,29 @@ class RoomsService:
                 return None if row is None else str(row["membership"])
             if await self.db.run(current) not in required:
                 raise forbidden(f"Cannot {action} {target}: their membership does not allow it")
-        if self.remote_rooms is not None and await self._through_federation(
-            requester, room_id, target, membership, reason
-        ):
-            return
-        if membership == "invite":
+        if content is None and membership == "invite":
             content = await self._member_content(target, "invite")
-        else:
-            content = {"membership": membership}
-        await self._membership(requester, room_id, target, content, reason)
+        content = {**(content or {}), "membership": membership}
+        if reason is not None:
+            content["reason"] = reason
+        if self.remote_rooms is not None and await self._through_federation(
+            requester, room_id, target, content
+        ):
+            return None
+        return await self._membership(requester, room_id, target, content)
 
     async def _through_federation(
-        self, requester: Requester, room_id: str, target: str, membership: str,
-        reason: str | None,
+        self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
     ) -> bool:
         """Invites of other servers' users, and our users' leaves of rooms this server is not
         in (rejecting a remote invite), go through the other server; True when done so."""
         assert self.remote_rooms is not None
-        extra = {} if reason is None else {"reason": reason}
+        membership = content["membership"]
         if membership == "invite" and identifiers.server_name_of(target) != self.server_name:
             self.ratelimiter.check("per_user", requester.user_id)
             if self.server_limits is not None:
                 self.server_limits.check(requester.user_id, [identifiers.server_name_of(target)])
-            await self.remote_rooms.invite_remote(
-                room_id, requester.user_id, target, {"membership": "invite", **extra}
-            )
+            await self.remote_rooms.invite_remote(room_id, requester.user_id, target, content)
             return True
         if membership != "leave" or target != requester.user_id or await self._resident(room_id):
             return False
@@ -218,13 +288,10 @@ class RoomsService:
         return True
 
     async def _membership(
-        self, requester: Requester, room_id: str, target: str, content: dict[str, Any],
-        reason: str | None,
-    ) -> None:
+        self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
+    ) -> str:
         self.ratelimiter.check("per_user", requester.user_id)
-        if reason is not None:
-            content["reason"] = reason
-        await self.engine.send(
+        return await self.engine.send(
             room_id, requester.user_id, "m.room.member", content, state_key=target
         )
 
@@ -249,6 +316,8 @@ class RoomsService:
         self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
         *, state_key: str | None = None, txn_id: str | None = None,
     ) -> str:
+        if event_type == "m.room.member" and state_key is not None:
+            return await self.update_membership(requester, room_id, state_key, content)
         self.ratelimiter.check("per_user", requester.user_id)
         if state_key is None and event_type == "m.room.redaction":
             raise forbidden("Redactions are sent with the /redact endpoint")
@@ -306,11 +375,25 @@ class RoomsService:
     # ---- aliases ------------------------------------------------------------------------------
 
     async def put_alias(self, requester: Requester, alias: str, room_id: str) -> None:
+        """Point a new alias of this server at a room the requester is joined to.
+
+        The spec leaves who may do so to the server; like Synapse (its default
+        `require_membership_for_aliases`), only the room's joined members may, and server
+        admins without being in the room. No power level is asked for: the directory is not
+        room state, and publishing an alias in the room is `m.room.canonical_alias`, which
+        the power levels guard."""
         if not identifiers.is_valid_room_alias(alias):
             raise invalid_param(f"Invalid room alias {alias!r}")
         if identifiers.server_name_of(alias) != self.server_name:
             raise invalid_param("Aliases must be on this server")
-        await self.db.run(lambda c: self.engine.room_version(c, room_id))
+
+        async def membership(conn: Any) -> str | None:
+            await self.engine.room_version(conn, room_id)  # 404 for unknown rooms
+            row = await state_store.get_membership(conn, room_id, requester.user_id)
+            return None if row is None else str(row["membership"])
+
+        if await self.db.run(membership) != "join" and not requester.is_admin:
+            raise forbidden("You must be in the room to create an alias for it")
         await self._put_alias(alias, room_id, requester.user_id)
 
     async def _put_alias(self, alias: str, room_id: str, creator: str) -> None:

@@ -4,12 +4,20 @@ path another server can take into the room."""
 
 from __future__ import annotations
 
+import time
+import uuid
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from prometheus_client import REGISTRY
 
 from federation.client import HttpResponseError
+from homeserver.protocol.events import build_event
+from homeserver.protocol.restricted_joins import AUTHORISER
+from homeserver.protocol.room_versions import get_room_version
+from homeserver.protocol.signing import key_id
 from tests.federation_peers import Peers, eventually, join_via
 from tests.helpers import MatrixApi, User
 
@@ -157,19 +165,30 @@ async def _is(api: MatrixApi, user: User, room_id: str, who: str, membership: st
     return await _membership(api, user, room_id, who) == membership
 
 
+async def restricted_room(
+    api: MatrixApi, creator: User, rule: str, version: str, **create: Any
+) -> tuple[str, str]:
+    """(space, room): a public room and a room `rule` restricts to its members."""
+    space = await api.create_room(creator, preset="public_chat", room_version=version)
+    room_id = await api.create_room(
+        creator, preset="private_chat", room_version=version, **create, initial_state=[{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": {"join_rule": rule,
+                        "allow": [{"type": "m.room_membership", "room_id": space}]},
+        }],
+    )
+    return space, room_id
+
+
+@pytest.mark.parametrize(("rule", "version"), [("restricted", "11"), ("knock_restricted", "12")])
 async def test_a_restricted_room_admits_members_of_an_allowed_room(
-    peers: Peers, peer_http: aiohttp.ClientSession
+    peers: Peers, peer_http: aiohttp.ClientSession, rule: str, version: str
 ) -> None:
     a, b = await peers.new("a"), await peers.new("b")
     api_a, api_b = a.api(peer_http), b.api(peer_http)
     alice = await api_a.register("alice")
     member, stranger = await api_b.register("member"), await api_b.register("stranger")
-    space = await api_a.create_room(alice, preset="public_chat")
-    room_id = await api_a.create_room(alice, preset="private_chat", initial_state=[{
-        "type": "m.room.join_rules", "state_key": "",
-        "content": {"join_rule": "restricted",
-                    "allow": [{"type": "m.room_membership", "room_id": space}]},
-    }])
+    space, room_id = await restricted_room(api_a, alice, rule, version)
     await join_via(api_b, member, space, a)
     # A member of the allowed room joins: A's user authorises it and A countersigns.
     await join_via(api_b, member, room_id, a)
@@ -180,13 +199,92 @@ async def test_a_restricted_room_admits_members_of_an_allowed_room(
         "GET", f"rooms/{quote(room_id)}/state/m.room.member/{quote(member.user_id)}",
         token=member.token,
     )
-    assert state["join_authorised_via_users_server"] == alice.user_id
+    assert state[AUTHORISER] == alice.user_id
     # Someone in none of the allowed rooms is refused.
     status, body = await api_b.request(
         "POST", f"join/{quote(room_id)}", token=stranger.token, json={},
         params={"via": a.name},
     )
     assert status == 403, body
+    assert await _membership(api_a, alice, room_id, stranger.user_id) is None
+
+
+async def test_a_remote_join_with_an_authoriser_the_resident_did_not_grant_is_refused(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """B plays a hostile server: joins of a restricted room of A naming an authoriser,
+    without A's signature, with a forged one, naming a user who may not invite, or for a user
+    in none of the allowed rooms. None gets in, by /send or by send_join."""
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice = await api_a.register("alice")
+    bob, carol, stranger = [await api_b.register(n) for n in ("bob", "carol", "stranger")]
+    space, room_id = await restricted_room(
+        api_a, alice, "restricted", "12", power_level_content_override={"invite": 50}
+    )
+    for user in (bob, carol):
+        await join_via(api_b, user, space, a)
+    await join_via(api_b, bob, room_id, a)  # Bob is in, at level 0: he may not invite
+    await eventually(lambda: _is(api_a, alice, room_id, bob.user_id, "join"), "Bob on A")
+    room = quote(room_id, safe="")
+
+    async def join_event(user: User, authoriser: str) -> tuple[str, dict[str, Any]]:
+        """`user`'s join naming `authoriser`, built by B on A's make_join template (Carol's:
+        she qualifies, so A answers) and signed by B only."""
+        template = (await b.federation.client.get_json(
+            a.name, f"/_matrix/federation/v1/make_join/{room}/{quote(carol.user_id, safe='')}",
+            {"ver": ["12"]},
+        ))["event"]
+        assert template["content"][AUTHORISER] == alice.user_id
+        event_id, pdu = build_event(
+            room_version=get_room_version("12"), room_id=room_id, sender=user.user_id,
+            event_type="m.room.member", state_key=user.user_id,
+            content={"membership": "join", AUTHORISER: authoriser},
+            prev_events=template["prev_events"], auth_events=template["auth_events"],
+            depth=template["depth"], origin_server_ts=int(time.time() * 1000),
+            server_name=b.name, signing_key=b.signing_key,
+        )
+        return str(event_id), pdu
+
+    async def through_send(event_id: str, pdu: dict[str, Any]) -> None:
+        answer = await b.federation.client.put_json(
+            a.name, f"/_matrix/federation/v1/send/{uuid.uuid4().hex}",
+            {"origin": b.name, "origin_server_ts": int(time.time() * 1000), "pdus": [pdu],
+             "edus": []},
+        )
+        assert "error" in answer["pdus"][event_id], answer
+
+    async def through_send_join(event_id: str, pdu: dict[str, Any]) -> None:
+        with pytest.raises(HttpResponseError) as refused:
+            await b.federation.client.put_json(
+                a.name, f"/_matrix/federation/v2/send_join/{room}/{quote(event_id, safe='')}",
+                pdu,
+            )
+        assert refused.value.status == 403, refused.value
+
+    # Not signed by A, whose user it names.
+    await through_send(*await join_event(carol, alice.user_id))
+    # "Signed" by A with B's signature bytes under A's key ID.
+    event_id, pdu = await join_event(carol, alice.user_id)
+    [b_signature] = pdu["signatures"][b.name].values()
+    a_key = key_id(a.signing_key)
+    forged = {**pdu, "signatures": {**pdu["signatures"], a.name: {a_key: b_signature}}}
+    await through_send(event_id, forged)
+    # Naming Bob, who is joined and whose server signs, but may not invite.
+    await through_send_join(*await join_event(carol, bob.user_id))
+    await through_send(*await join_event(carol, bob.user_id))
+    # Naming Alice, for a user in none of the allowed rooms: A does not countersign.
+    await through_send_join(*await join_event(stranger, alice.user_id))
+
+    for user in (carol, stranger):
+        assert await _membership(api_a, alice, room_id, user.user_id) is None
+    # Carol does qualify. B is in the room but no user of B may invite: B's /join asks A,
+    # whose Alice may, through make_join/send_join (as Synapse does).
+    await api_b.ok("POST", f"join/{room}", token=carol.token, json={})
+    await eventually(lambda: _is(api_a, alice, room_id, carol.user_id, "join"), "Carol on A")
+    assert await _is(api_b, bob, room_id, carol.user_id, "join")
+    joined = await api_b.ok("GET", "joined_rooms", token=carol.token)
+    assert room_id in joined["joined_rooms"]
 
 
 async def test_a_knock_on_a_full_room_is_refused(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from tests.conftest import RunningServer
 from tests.helpers import MatrixApi, User
 
 
@@ -161,6 +162,39 @@ async def test_unban_of_a_user_who_is_not_banned(api: MatrixApi) -> None:
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
+async def test_member_events_sent_as_state_take_the_membership_paths(api: MatrixApi) -> None:
+    """PUT /state/m.room.member/{userId} does what the matching endpoint does, with the
+    endpoint's checks, and keeps the client's content."""
+    alice, bob, carol, dan = [await api.register(n) for n in ("alice", "bob", "carol", "dan")]
+    room = await api.create_room(alice, preset="private_chat")
+
+    async def put(user: User, target: User, content: dict[str, Any]) -> tuple[int, Any]:
+        return await api.request(
+            "PUT", f"rooms/{room}/state/m.room.member/{quote(target.user_id)}",
+            json=content, token=user.token,
+        )
+
+    status, body = await put(alice, bob, {"membership": "invite", "reason": "hi"})
+    assert status == 200 and body["event_id"].startswith("$"), body
+    assert await membership_of(api, alice, room, bob) == "invite"
+    status, body = await put(alice, bob, {"membership": "join"})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # nobody joins for another
+    assert (await put(bob, bob, {"membership": "join", "displayname": "B"}))[0] == 200
+    assert await api.ok("GET", f"rooms/{room}/state/m.room.member/{quote(bob.user_id)}",
+                        token=alice.token) == {"membership": "join", "displayname": "B"}
+    # A leave of someone else is a kick, or an unban of a banned user: with their checks.
+    status, body = await put(alice, carol, {"membership": "leave"})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # Carol is not in the room
+    assert (await put(alice, bob, {"membership": "leave", "reason": "out"}))[0] == 200
+    assert await membership_of(api, alice, room, bob) == "leave"
+    assert (await put(alice, dan, {"membership": "ban"}))[0] == 200
+    assert await membership_of(api, alice, room, dan) == "ban"
+    assert (await put(alice, dan, {"membership": "leave"}))[0] == 200
+    assert await membership_of(api, alice, room, dan) == "leave"
+    status, body = await put(bob, bob, {"membership": "join"})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # invite-only, and not invited
+
+
 async def test_members_and_joined_members(api: MatrixApi) -> None:
     alice = await api.register("alice")
     bob = await api.register("bob")
@@ -223,6 +257,46 @@ async def test_aliases_put_get_delete(api: MatrixApi) -> None:
     status, body = await api.request("DELETE", alias_path(alias), token=alice.token)
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     assert await api.ok("GET", f"rooms/{room}/aliases", token=bob.token) == {"aliases": []}
+
+
+async def test_only_members_of_a_room_give_it_an_alias(
+    api: MatrixApi, homeserver: RunningServer
+) -> None:
+    """Issue 22 item 8: an alias for a room one is not joined to (which would reveal the
+    servers of its members to whoever resolves it) is refused; a joined member needs no
+    power level for it, and a server admin need not be in the room."""
+    alice, bob, mallory = [await api.register(n) for n in ("alice", "bob", "mallory")]
+    room = await api.create_room(alice, preset="private_chat", room_alias_name="made")
+    server = api_server(alice)
+    assert (await api.ok("GET", alias_path(f"#made:{server}")))["room_id"] == room
+    await api.invite(alice, room, bob)
+
+    async def put(user: User, name: str) -> tuple[int, Any]:
+        return await api.request(
+            "PUT", alias_path(f"#{name}:{server}"), json={"room_id": room}, token=user.token
+        )
+
+    for user, name in ((mallory, "stranger"), (bob, "invited")):
+        status, body = await put(user, name)
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), (name, body)
+        status, body = await api.request("GET", alias_path(f"#{name}:{server}"))
+        assert status == 404, body
+    await api.join(bob, room)
+    assert await put(bob, "member") == (200, {})  # power level 0: membership is enough
+    await post(api, bob, f"rooms/{room}/leave")
+    status, body = await put(bob, "left")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+    # A server admin (as `register-user --admin` makes one), with a token issued since.
+    assert homeserver.hs.db is not None
+    await homeserver.hs.db.run(lambda c: c.execute(
+        "UPDATE users SET is_admin = true WHERE user_id = $1", mallory.user_id
+    ))
+    login = await api.ok("POST", "login", json={
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "mallory"},
+        "password": mallory.password,
+    })
+    assert await put(User(mallory.user_id, login["access_token"], ""), "admin") == (200, {})
 
 
 async def test_alias_validation(api: MatrixApi) -> None:

@@ -29,12 +29,20 @@ from homeserver.protocol.auth_rules import (
     check_auth_events_selection,
     check_auth_rules,
 )
+from homeserver.protocol.errors import SignatureError
 from homeserver.protocol.events import build_event
 from homeserver.protocol.hashing import compute_room_id
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
-from homeserver.protocol.signing import SigningKey, decode_signing_key_base64, sign_event
+from homeserver.protocol.signing import (
+    SigningKey,
+    decode_signing_key_base64,
+    key_id,
+    sign_event,
+    verify_event_signature,
+    verify_key_of,
+)
 
 Event = dict[str, Any]
 
@@ -148,7 +156,17 @@ class RoomBuilder:
     def check(self, pdu: Mapping[str, Any]) -> None:
         """Run the auth rules for ``pdu`` against the current state (raises AuthError)."""
         check_auth_events_selection(pdu, [self.events[i] for i in pdu["auth_events"]], self.rv)
-        check_auth_rules(pdu, self.auth_state(), self.rv)
+        check_auth_rules(pdu, self.auth_state(), self.rv, is_signed_by=self.is_signed_by)
+
+    def is_signed_by(self, event: Mapping[str, Any], server: str) -> bool:
+        """Whether ``server`` validly signed ``event`` with its test key (the check a server
+        makes with the keys it fetched)."""
+        key = server_key(server)
+        try:
+            verify_event_signature(event, server, key_id(key), verify_key_of(key), self.rv)
+        except SignatureError:
+            return False
+        return True
 
     def apply(self, event_id: str, pdu: Mapping[str, Any]) -> None:
         self.latest = [event_id]

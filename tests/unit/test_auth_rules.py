@@ -12,12 +12,14 @@ from homeserver.protocol.auth_rules import (
     auth_types_for_event,
     check_auth_events_selection,
     check_auth_rules,
+    signature_present,
 )
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.errors import AuthError
 from homeserver.protocol.room_versions import ROOM_V10, ROOM_V11, ROOM_V12
+from homeserver.protocol.signing import sign_event
 
-from .room_builder import RoomBuilder
+from .room_builder import RoomBuilder, server_key
 
 ALICE = "@alice:a.example"
 BOB = "@bob:b.example"
@@ -46,7 +48,7 @@ def test_create_with_prev_events_is_rejected() -> None:
     b = RoomBuilder("11")
     _, pdu = b.make(ALICE, "m.room.create", {}, "", prev_events=[b.create_id])
     with pytest.raises(AuthError, match=r"1\.1"):
-        check_auth_rules(pdu, {}, b.rv)
+        check_auth_rules(pdu, {}, b.rv, is_signed_by=b.is_signed_by)
 
 
 def test_create_room_id_domain_must_match_sender() -> None:
@@ -58,7 +60,7 @@ def test_v12_create_must_not_have_room_id() -> None:
     b = RoomBuilder("12")
     create = {**b.events[b.create_id], "room_id": "!x:a.example"}
     with pytest.raises(AuthError, match=r"1\.2"):
-        check_auth_rules(create, {}, ROOM_V12)
+        check_auth_rules(create, {}, ROOM_V12, is_signed_by=b.is_signed_by)
 
 
 def test_create_unknown_room_version_is_rejected() -> None:
@@ -71,9 +73,10 @@ def test_v10_create_needs_creator() -> None:
     create = dict(b.events[b.create_id])
     create["content"] = {"room_version": "10"}
     with pytest.raises(AuthError, match="creator"):
-        check_auth_rules(create, {}, ROOM_V10)
+        check_auth_rules(create, {}, ROOM_V10, is_signed_by=b.is_signed_by)
     create["content"] = {}
-    check_auth_rules(create, {}, ROOM_V11)  # v11 dropped the creator property
+    # v11 dropped the creator property
+    check_auth_rules(create, {}, ROOM_V11, is_signed_by=b.is_signed_by)
 
 
 def test_v12_additional_creators_must_be_user_ids() -> None:
@@ -90,7 +93,7 @@ def test_v12_room_id_must_be_the_create_events_hash() -> None:
     state = b.auth_state()
     state[("m.room.create", "")] = other.state[("m.room.create", "")]
     with pytest.raises(AuthError, match="rule 2"):
-        check_auth_rules(pdu, state, ROOM_V12)
+        check_auth_rules(pdu, state, ROOM_V12, is_signed_by=b.is_signed_by)
 
 
 def test_missing_create_event_is_rejected() -> None:
@@ -99,7 +102,7 @@ def test_missing_create_event_is_rejected() -> None:
     state = b.auth_state()
     del state[("m.room.create", "")]
     with pytest.raises(AuthError, match="create"):
-        check_auth_rules(pdu, state, ROOM_V11)
+        check_auth_rules(pdu, state, ROOM_V11, is_signed_by=b.is_signed_by)
 
 
 # -- auth events selection ----------------------------------------------------------------
@@ -247,6 +250,24 @@ def test_join_authorised_signature_callback() -> None:
 
     check_auth_rules(pdu, b.auth_state(), b.rv, is_signed_by=signed_by)
     assert seen == ["a.example"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("rule", ["restricted", "knock_restricted"])
+def test_a_forged_authoriser_signature_is_refused(version: str, rule: str) -> None:
+    """A signature entry of the authoriser's server that does not verify: present, but not
+    valid. The check that verifies refuses it; mere presence is only ever for events whose
+    signatures were verified on receipt."""
+    b = RoomBuilder.standard(version, join_rule=rule)
+    _, pdu = b.make(CAROL, "m.room.member",
+                    {"membership": "join", "join_authorised_via_users_server": ALICE}, CAROL)
+    carols = pdu["signatures"]["c.example"]
+    forged = {**pdu, "signatures": {**pdu["signatures"], "a.example": dict(carols)}}
+    with pytest.raises(AuthError, match=r"4\.2\.1"):
+        check_auth_rules(forged, b.auth_state(), b.rv, is_signed_by=b.is_signed_by)
+    check_auth_rules(forged, b.auth_state(), b.rv, is_signed_by=signature_present)
+    cosigned = sign_event(pdu, "a.example", server_key("a.example"), b.rv)
+    check_auth_rules(cosigned, b.auth_state(), b.rv, is_signed_by=b.is_signed_by)
 
 
 # -- invites --------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ class Fork:
              state_key: str | None = None, ts: int | None = None) -> str:
         event_id, pdu = self.b.make(sender, event_type, content, state_key,
                                     prev_events=self.tip, state=self.state, ts=ts)
-        check_auth_rules(pdu, {k: self.b.events[v] for k, v in self.state.items()}, self.b.rv)
+        check_auth_rules(pdu, {k: self.b.events[v] for k, v in self.state.items()}, self.b.rv,
+                         is_signed_by=self.b.is_signed_by)
         if state_key is not None:
             self.state[(event_type, state_key)] = event_id
         self.tip = [event_id]
