@@ -223,3 +223,46 @@ async def test_the_room_is_unchanged(world: World, version: str) -> None:
         assert event["content"].get("body") == f"by {name}"
     rules = await api.ok("GET", f"{path}/state/m.room.join_rules", token=alice.token)
     assert rules == {"join_rule": "public"}
+
+
+# ---- joins and aliases that need more than the sender has ---------------------------------
+
+@pytest.mark.parametrize("join_rule", ["restricted", "knock_restricted"])
+async def test_restricted_room_cannot_be_joined_through_put_state(
+    world: World, join_rule: str
+) -> None:
+    """Carol is in no room the allow list names: her own join through PUT /state, naming a
+    joined user with invite power as the authoriser, is refused as /join refuses it (issue 22
+    item 1: `join_authorised_via_users_server` from a client is never trusted)."""
+    api, alice, carol = world.api, world.users["alice"], world.users["carol"]
+    allowed_room = await api.create_room(alice, preset="private_chat")
+    room_id = await api.create_room(alice, preset="private_chat", room_version="10",
+                                    initial_state=[{
+                                        "type": "m.room.join_rules", "state_key": "",
+                                        "content": {"join_rule": join_rule, "allow": [{
+                                            "type": "m.room_membership",
+                                            "room_id": allowed_room}]}}])
+    status, reply = await api.request("POST", f"rooms/{room_id}/join", json={},
+                                      token=carol.token)
+    assert (status, errcode(reply)) == (403, "M_FORBIDDEN"), reply
+    status, reply = await api.request(
+        "PUT", f"rooms/{room_id}/state/m.room.member/{carol.user_id}", token=carol.token,
+        json={"membership": "join", "join_authorised_via_users_server": alice.user_id},
+    )
+    assert (status, errcode(reply)) == (403, "M_FORBIDDEN"), reply
+    status, reply = await api.request("GET", f"rooms/{room_id}/state", token=carol.token)
+    assert (status, errcode(reply)) == (403, "M_FORBIDDEN"), reply
+
+
+async def test_no_alias_for_a_room_one_is_not_in(world: World) -> None:
+    """An alias names a room only if its creator is in it (issue 22 item 8; Synapse's
+    require_membership_for_aliases): otherwise anyone could point names at any room."""
+    api, alice = world.api, world.users["alice"]
+    outsider = await api.register("outsider")
+    room_id = await api.create_room(alice, preset="private_chat")
+    alias = f"#not-yours:{alice.user_id.split(':', 1)[1]}"
+    status, reply = await api.request("PUT", f"directory/room/{quote(alias)}",
+                                      json={"room_id": room_id}, token=outsider.token)
+    assert (status, errcode(reply)) == (403, "M_FORBIDDEN"), reply
+    status, reply = await api.request("GET", f"directory/room/{quote(alias)}")
+    assert (status, errcode(reply)) == (404, "M_NOT_FOUND"), reply
