@@ -126,6 +126,30 @@ async def filter_visible(
     return [e for e in stored if e.event_id in visible]
 
 
+async def world_readable(conn: asyncpg.Connection, engine: RoomEngine, room_id: str) -> bool:
+    """Whether the room's current history visibility lets anyone read it."""
+    event_id = await state_store.get_current_state_event_id(
+        conn, room_id, ("m.room.history_visibility", "")
+    )
+    if event_id is None:
+        return False
+    pdu = (await engine.get_pdus(conn, [event_id]))[event_id]
+    return bool(pdu["content"].get("history_visibility") == _VISIBLE_ALWAYS)
+
+
+async def never_a_reader(
+    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, member_event_id: str
+) -> bool:
+    """Whether a user whose membership is the leave or ban `member_event_id` may read none of
+    the room (room_state.yaml 403: "You aren't a member of the room and weren't previously a
+    member of the room"): that membership ended no join (a pre-emptive ban, an invite kicked
+    or refused) and the room is not world_readable."""
+    return (
+        await get_last_departure(conn, member_event_id) is None
+        and not await world_readable(conn, engine, room_id)
+    )
+
+
 async def _departure_position(
     conn: asyncpg.Connection, membership: Membership | None
 ) -> int | None:

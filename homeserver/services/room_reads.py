@@ -14,7 +14,12 @@ import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
-from homeserver.services.event_views import filter_visible, load_events, serialize_events
+from homeserver.services.event_views import (
+    filter_visible,
+    load_events,
+    serialize_events,
+    world_readable,
+)
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
@@ -65,8 +70,7 @@ class RoomReads:
         row = await state_store.get_membership(conn, room_id, user_id)
         if row is not None and row["membership"] == "join":
             return View(None, None)
-        history = await self._state_content(conn, room_id, ("m.room.history_visibility", ""))
-        if history is not None and history.get("history_visibility") == "world_readable":
+        if await world_readable(conn, self.engine, room_id):
             return View(None, None)
         if row is not None and row["membership"] in ("leave", "ban") and not row["forgotten"]:
             departure = await events_store.get_last_departure(conn, row["event_id"])
@@ -80,16 +84,6 @@ class RoomReads:
         if view.state_group is None:
             return await state_store.get_current_state(conn, room_id, types)
         return await state_store.get_state(conn, view.state_group, types)
-
-    async def _state_content(
-        self, conn: asyncpg.Connection, room_id: str, key: StateKey
-    ) -> dict[str, Any] | None:
-        event_id = await state_store.get_current_state_event_id(conn, room_id, key)
-        if event_id is None:
-            return None
-        pdu = (await self.engine.get_pdus(conn, [event_id]))[event_id]
-        content: dict[str, Any] = pdu["content"]
-        return content
 
     async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ The spec's answers (client-server-api "Room History Visibility", rooms.yaml, roo
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "invited": ("invite",),
 }
 DEPARTED = {"left", "banned_after_join"}
+FORGOTTEN = {"left_forgotten", "banned_forgotten", "pre_banned_forgotten"}
 
 
 @dataclass
@@ -303,3 +305,39 @@ async def test_room_search(world: World, kind: str, role: str) -> None:
         assert room.late_event not in found
         if role not in DEPARTED:
             assert not found
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_room_in_sync(world: World, kind: str, role: str) -> None:
+    """/sync (with left rooms included) gives each user what the read endpoints give: a joined
+    member the room, a departed member the room up to their leave, a user who never was a
+    member only their own membership events (the room itself if world_readable), and a
+    forgotten room not at all."""
+    room, user = world.rooms[kind], world.users[role]
+    body = await world.api.sync(user, filter=json.dumps({"room": {"include_leave": True}}))
+    sections = {name: rooms for name, rooms in body["rooms"].items() if room.room_id in rooms}
+    if role == "joined":
+        assert list(sections) == ["join"]
+    elif role == "invited":
+        assert list(sections) == ["invite"]
+        return
+    elif role in ("outsider", *FORGOTTEN):
+        assert not sections
+        return
+    else:
+        assert list(sections) == ["leave"]
+    section = next(iter(sections.values()))[room.room_id]
+    events = section["state"]["events"] + section["timeline"]["events"]
+    topics = {e["content"].get("topic") for e in events if e["type"] == "m.room.topic"}
+    if role == "joined":
+        assert "late topic" in topics
+        return
+    assert room.late_event not in _ids(events) and "late topic" not in topics
+    if role in DEPARTED:
+        assert topics == {"early topic"}
+    elif kind != "world_readable":
+        others = [e for e in events
+                  if (e["type"], e.get("state_key")) != ("m.room.member", user.user_id)]
+        assert not others, others
+        assert "summary" not in section
