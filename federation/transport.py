@@ -28,6 +28,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from federation.addresses import AddressPolicy, IPAddress, ip_literal
+from homeserver import metrics
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,10 @@ class Transport:
         allowed = [ip for ip in resolved if self.policy.refusal(ip) is None]
         if not allowed:
             ip = resolved[0]
+            reason = self.policy.refusal(ip)
+            metrics.FEDERATION_ADDRESSES_REFUSED.labels(reason).inc()
             raise ForbiddenAddress(
-                f"refusing to connect to {host} ({ip} is {self.policy.refusal(ip)}); set "
+                f"refusing to connect to {host} ({ip} is {reason}); set "
                 "federation.allow_private_addresses to federate on private networks"
             )
         return allowed

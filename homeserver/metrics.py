@@ -72,6 +72,13 @@ FEDERATION_TRANSACTIONS_DROPPED = Counter(
     "Transactions given up because the destination refused them as malformed or too large "
     "(400, 413): retrying could not succeed", ["destination"],
 )
+FEDERATION_ADDRESSES_REFUSED = Counter(
+    "moot_federation_addresses_refused_total",
+    "Outbound federation connections refused before they were opened because every address of "
+    "the target server is non-public (server-side request forgery attempts through chosen "
+    "server names, or peers on private networks while federation.allow_private_addresses is "
+    "off), by why the first address was refused", ["reason"],
+)
 FEDERATION_BACKOFF_SECONDS = Gauge(
     "moot_federation_backoff_seconds",
     "The current retry delay of a destination server (0 while it is healthy)", ["destination"],

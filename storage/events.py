@@ -263,3 +263,34 @@ async def get_membership_changes(
     """room_id -> (latest membership event, its position) for the user in (after, upto]."""
     rows = await conn.fetch(GET_MEMBERSHIP_CHANGES, user_id, after, upto)
     return {r["room_id"]: (r["event_id"], r["stream_ordering"]) for r in rows}
+
+
+# A membership event's predecessors, newest first, through `replaces_state` (the member event
+# it replaced in the state); the first of them that replaced a join is where the user last
+# stopped being joined. The walk is bounded: a chain of invites and kicks with no join in it
+# must not make each read walk the whole room history of that user.
+MEMBERSHIP_CHAIN_HOPS = 200
+GET_LAST_DEPARTURE = f"""
+WITH RECURSIVE chain(event_id, replaces_state, hop) AS (
+    SELECT event_id, replaces_state, 0 FROM events WHERE event_id = $1
+    UNION ALL
+    SELECT e.event_id, e.replaces_state, c.hop + 1
+    FROM chain c JOIN events e ON e.event_id = c.replaces_state
+    WHERE c.hop < $2
+)
+SELECT {_EVENT_COLUMNS} FROM chain c
+JOIN events p ON p.event_id = c.replaces_state
+JOIN events e ON e.event_id = c.event_id
+WHERE p.json::jsonb -> 'content' ->> 'membership' = 'join'
+ORDER BY c.hop LIMIT 1
+"""
+
+
+async def get_last_departure(
+    conn: asyncpg.Connection, member_event_id: str
+) -> StoredEvent | None:
+    """The membership event, at or before `member_event_id` in the chain of the same user's
+    membership, that ended their last join; None if they were never joined (within
+    MEMBERSHIP_CHAIN_HOPS events of the chain)."""
+    row = await conn.fetchrow(GET_LAST_DEPARTURE, member_event_id, MEMBERSHIP_CHAIN_HOPS)
+    return None if row is None else _row(row)

@@ -16,10 +16,10 @@ from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
 from homeserver.services import clock
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.room_engine import Membership, RoomEngine
 from storage import rooms as rooms_store
 from storage import state as state_store
-from storage.events import StoredEvent, get_events
+from storage.events import StoredEvent, get_events, get_last_departure
 
 
 async def serialize_events(
@@ -81,6 +81,9 @@ async def filter_visible(
     visibility"): world_readable; or joined at the event; or `shared` and joined now; or
     invited at the event under `invited`.
 
+    A user who was joined and has left "joined the room at any point after" every event
+    before their leave (until they forget the room): under `shared` they keep seeing those.
+
     A user always sees their own membership events (a leave or kick judged by the state
     after it would otherwise hide itself). Fast path: a user who is joined now sees
     everything from their current join onwards.
@@ -93,6 +96,7 @@ async def filter_visible(
         membership = (await engine.memberships(conn, user_id)).get(room_id)
         joined_now = membership is not None and membership.membership == "join"
         join_pos = membership.stream_ordering if joined_now and membership else None
+        left_at = await _departure_position(conn, membership)
         checks: defaultdict[int, list[StoredEvent]] = defaultdict(list)
         for event in events:
             own_membership = event.type == "m.room.member" and event.state_key == user_id
@@ -117,4 +121,46 @@ async def filter_visible(
                 or (history == "invited" and member == "invite")
             ):
                 visible.update(e.event_id for e in group_events)
+            elif history == "shared" and left_at is not None:
+                visible.update(e.event_id for e in group_events if _before(e, left_at))
     return [e for e in stored if e.event_id in visible]
+
+
+async def world_readable(conn: asyncpg.Connection, engine: RoomEngine, room_id: str) -> bool:
+    """Whether the room's current history visibility lets anyone read it."""
+    event_id = await state_store.get_current_state_event_id(
+        conn, room_id, ("m.room.history_visibility", "")
+    )
+    if event_id is None:
+        return False
+    pdu = (await engine.get_pdus(conn, [event_id]))[event_id]
+    return bool(pdu["content"].get("history_visibility") == _VISIBLE_ALWAYS)
+
+
+async def never_a_reader(
+    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, member_event_id: str
+) -> bool:
+    """Whether a user whose membership is the leave or ban `member_event_id` may read none of
+    the room (room_state.yaml 403: "You aren't a member of the room and weren't previously a
+    member of the room"): that membership ended no join (a pre-emptive ban, an invite kicked
+    or refused) and the room is not world_readable."""
+    return (
+        await get_last_departure(conn, member_event_id) is None
+        and not await world_readable(conn, engine, room_id)
+    )
+
+
+async def _departure_position(
+    conn: asyncpg.Connection, membership: Membership | None
+) -> int | None:
+    """Where a user who was joined and left (not forgotten) stopped being joined, if so."""
+    if membership is None or membership.forgotten or membership.membership not in ("leave", "ban"):
+        return None
+    departure = await get_last_departure(conn, membership.event_id)
+    return None if departure is None else departure.stream_ordering
+
+
+def _before(event: StoredEvent, position: int) -> bool:
+    """Whether `event` precedes `position` (historical events, backfilled from before this
+    server joined, have no position and precede every join of its users)."""
+    return event.stream_ordering is None or event.stream_ordering < position

@@ -1,7 +1,8 @@
 """Reading a room: state, members, single events, context and /messages pagination.
 
-A user who is joined reads the room as it is now; a user who left (or was kicked or banned)
-reads it as it was at their leave; anyone else is refused unless history is world-readable.
+A user who is joined reads the room as it is now; a user who was joined and left (or was
+kicked or banned) reads it as it was at their leave, until they forget the room; anyone else
+is refused unless history is world-readable.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
-from homeserver.services.event_views import filter_visible, load_events, serialize_events
+from homeserver.services.event_views import (
+    filter_visible,
+    load_events,
+    serialize_events,
+    world_readable,
+)
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
@@ -54,18 +60,22 @@ class RoomReads:
         self.history: RemoteHistory | None = None
 
     async def _view(self, conn: asyncpg.Connection, room_id: str, user_id: str) -> View:
+        """Who may read a room (room_state.yaml 403: "You aren't a member of the room and
+        weren't previously a member of the room"): a joined user, and anyone while the room is
+        world_readable, read it as it is now; a user who was joined and then left, was kicked
+        or banned reads it as it was when their last join ended, until they forget the room
+        (Synapse treats a forgotten room as one never joined). A user whose membership never
+        was a join (an invitee, a pre-emptive ban, an invitee kicked or refusing) is refused."""
         await self.engine.room_version(conn, room_id)  # 404 for unknown rooms
         row = await state_store.get_membership(conn, room_id, user_id)
         if row is not None and row["membership"] == "join":
             return View(None, None)
-        if row is not None and row["membership"] in ("leave", "ban"):
-            leave = await events_store.get_events(conn, [row["event_id"]])
-            stored = leave.get(row["event_id"])
-            if stored is not None:
-                return View(stored.state_group, stored.stream_ordering)
-        history = await self._state_content(conn, room_id, ("m.room.history_visibility", ""))
-        if history is not None and history.get("history_visibility") == "world_readable":
+        if await world_readable(conn, self.engine, room_id):
             return View(None, None)
+        if row is not None and row["membership"] in ("leave", "ban") and not row["forgotten"]:
+            departure = await events_store.get_last_departure(conn, row["event_id"])
+            if departure is not None:
+                return View(departure.state_group, departure.stream_ordering)
         raise forbidden(f"You are not a member of {room_id}")
 
     async def _state_ids(
@@ -74,16 +84,6 @@ class RoomReads:
         if view.state_group is None:
             return await state_store.get_current_state(conn, room_id, types)
         return await state_store.get_state(conn, view.state_group, types)
-
-    async def _state_content(
-        self, conn: asyncpg.Connection, room_id: str, key: StateKey
-    ) -> dict[str, Any] | None:
-        event_id = await state_store.get_current_state_event_id(conn, room_id, key)
-        if event_id is None:
-            return None
-        pdu = (await self.engine.get_pdus(conn, [event_id]))[event_id]
-        content: dict[str, Any] = pdu["content"]
-        return content
 
     async def state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
@@ -127,6 +127,11 @@ class RoomReads:
         return await self.db.run(run)
 
     async def joined_members(self, requester: Requester, room_id: str) -> dict[str, Any]:
+        """rooms.yaml: "The current user must be in the room" (or the room world_readable):
+        who left does not learn who is joined now, nor gets a stale list as the current one."""
+        view = await self.db.run(lambda conn: self._view(conn, room_id, requester.user_id))
+        if view.state_group is not None:
+            raise forbidden(f"You are not joined to {room_id}")
         events = await self.members(requester, room_id, "join", None)
         return {
             e["state_key"]: {
@@ -138,18 +143,29 @@ class RoomReads:
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         async def run(conn: asyncpg.Connection) -> dict[str, Any]:
-            await self._view(conn, room_id, requester.user_id)
-            stored = await load_events(conn, [event_id])
-            # Soft-failed events are never relayed to clients (server-server-api "Soft failure").
-            hidden = await events_store.get_soft_failed_ids(conn, [event_id])
-            visible = await filter_visible(conn, self.engine, requester.user_id, [
-                e for e in stored
-                if e.room_id == room_id and not e.rejected and e.event_id not in hidden
-            ])
-            if not visible:
-                raise not_found("Event not found")
-            return (await serialize_events(conn, self.engine, visible, requester))[0]
+            try:
+                await self._view(conn, room_id, requester.user_id)
+            except MatrixError as e:
+                # rooms.yaml: 404 "not found or you do not have permission to read this event".
+                if e.errcode == "M_FORBIDDEN":
+                    raise not_found("Event not found") from None
+                raise
+            return await self._visible_event(conn, requester, room_id, event_id)
         return await self.db.run(run)
+
+    async def _visible_event(
+        self, conn: asyncpg.Connection, requester: Requester, room_id: str, event_id: str
+    ) -> dict[str, Any]:
+        stored = await load_events(conn, [event_id])
+        # Soft-failed events are never relayed to clients (server-server-api "Soft failure").
+        hidden = await events_store.get_soft_failed_ids(conn, [event_id])
+        visible = await filter_visible(conn, self.engine, requester.user_id, [
+            e for e in stored
+            if e.room_id == room_id and not e.rejected and e.event_id not in hidden
+        ])
+        if not visible:
+            raise not_found("Event not found")
+        return (await serialize_events(conn, self.engine, visible, requester))[0]
 
     async def messages(
         self, requester: Requester, room_id: str, *, from_token: str | None,
@@ -211,10 +227,9 @@ class RoomReads:
         event_filter: EventFilter,
     ) -> dict[str, Any]:
         """The event, `limit` events around it (split before/after), and the state at it."""
-        target = await self.event(requester, room_id, event_id)
-
         async def run(conn: asyncpg.Connection) -> dict[str, Any]:
             view = await self._view(conn, room_id, requester.user_id)
+            target = await self._visible_event(conn, requester, room_id, event_id)
             stored = (await load_events(conn, [event_id]))[0]
             ceiling = self.engine.stream.current if view.upto is None else view.upto
             before_n, after_n = limit // 2, limit - limit // 2

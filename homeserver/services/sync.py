@@ -25,6 +25,7 @@ from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
+from homeserver.services.event_views import never_a_reader
 from homeserver.services.filters import Filter, FilterError, FiltersService
 from homeserver.services.notifier import Notifier, wait_for_wake
 from homeserver.services.presence import PresenceService
@@ -63,7 +64,7 @@ class _Rooms:
 
     joined: list[tuple[str, bool]]  # (room_id, joined since `since`)
     invited: list[tuple[str, str]]  # (room_id, invite event)
-    left: list[tuple[str, int]]  # (room_id, position of the leave)
+    left: list[tuple[str, int, str]]  # (room_id, position of the leave, its event ID)
 
 
 class SyncService:
@@ -224,9 +225,14 @@ class SyncService:
         for room_id, invite_id in rooms.invited:
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
-        for room_id, left_at in rooms.left:
+        for room_id, left_at, leave_id in rooms.left:
             window = RoomWindow(room_id, after, left_at, full)
             section = await self._room(conn, requester, window, flt, True)
+            if await never_a_reader(conn, self.engine, room_id, leave_id):
+                # Never a member: their own membership events (the timeline's visibility
+                # filter leaves those), not the room's state or members.
+                section["state"] = {"events": []}
+                section.pop("summary", None)
             section["account_data"] = {"events": room_data.get(room_id, [])}
             out["leave"][room_id] = section
 
@@ -281,5 +287,5 @@ class SyncService:
                 rooms.invited.append((room_id, event_id))
             elif membership in ("leave", "ban") and changed:
                 if since is not None or flt.room.include_leave:
-                    rooms.left.append((room_id, position))
+                    rooms.left.append((room_id, position, event_id))
         return rooms
