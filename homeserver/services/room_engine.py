@@ -41,6 +41,7 @@ from homeserver.protocol.errors import (
     CanonicalJSONError,
     InvalidEventError,
 )
+from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services import room_state
 from homeserver.services.event_policy import (
@@ -93,6 +94,8 @@ class PersistedEvent:
     # This server sends it to the other servers in the room: its own events, and the joins,
     # leaves and knocks that reached the room through this server (send_join and friends).
     federate: bool = True
+    # For a redaction that took effect on an event this server holds: that event's ID.
+    redacted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +110,14 @@ class Membership:
 
 
 class EventCache:
-    """A bounded LRU of parsed PDUs by event ID; events are immutable, so it never goes stale."""
+    """A bounded LRU of parsed PDUs by event ID. An event changes only when it is redacted,
+    which `discard`s it; `generation` moves with every discard, so that a fill that read the
+    database before the redaction committed can tell not to store its stale copy."""
 
     def __init__(self, size: int = 50_000) -> None:
         self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._size = size
+        self.generation = 0
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         pdu = self._items.get(event_id)
@@ -125,6 +131,15 @@ class EventCache:
         if len(self._items) > self._size:
             self._items.popitem(last=False)
 
+    def discard(self, event_id: str) -> None:
+        self._items.pop(event_id, None)
+        self.generation += 1
+
+    def clear(self) -> None:
+        """Forget everything (redactions by another process may have been missed)."""
+        self._items.clear()
+        self.generation += 1
+
 
 @dataclass(slots=True)
 class EventWrites:
@@ -136,6 +151,9 @@ class EventWrites:
     client_txns: list[tuple[ClientTxnKey, str]] = field(default_factory=list)
     searchable: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     outbound: list[tuple[str, str]] = field(default_factory=list)  # (destination, event_id)
+    # (event_id, room_id, redacted JSON) of events a redaction took effect on; written after
+    # the inserts, since the event may be of this same batch.
+    censored: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def flush(
         self, conn: asyncpg.Connection, room_id: str, extremity_replaced: Sequence[str] | None
@@ -145,6 +163,8 @@ class EventWrites:
         if not self.events:
             return
         await events_store.insert_events(conn, self.events)
+        await events_store.censor_events(conn, self.censored)
+        await search_store.delete_events(conn, [c[0] for c in self.censored])
         await outbox_store.insert_pdus(conn, self.outbound)
         await search_store.index_events(conn, self.searchable)
         if extremity_replaced is not None:
@@ -216,6 +236,7 @@ class RoomEngine:
         self._wakes = StreamWakes(notifier, stream, flush_on_release=False)
         self.observers: list[EventObserver] = []  # plugged in by app.py
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
+        self.on_event_redacted: list[Callable[[str], None]] = []  # replication
 
     # ---- reads shared by the services -------------------------------------------------------
 
@@ -231,7 +252,8 @@ class RoomEngine:
     async def get_pdus(
         self, conn: asyncpg.Connection, event_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
-        """Parsed PDUs for the IDs this server holds, through the cache."""
+        """Parsed PDUs for the IDs this server holds, through the cache; redacted events in
+        their redacted form."""
         found: dict[str, dict[str, Any]] = {}
         missing = []
         for event_id in event_ids:
@@ -243,11 +265,30 @@ class RoomEngine:
             else:
                 found[event_id] = pdu
         if missing:
+            generation = self.cache.generation
             for event_id, stored in (await events_store.get_events(conn, missing)).items():
                 pdu = json.loads(stored.json)
-                self.cache.put(event_id, pdu)
+                if stored.redacted_by is not None:
+                    # Rows are censored when their redaction is stored; this catches the rows
+                    # of databases written before that was done.
+                    pdu = redact_event(pdu, await self.room_version(conn, stored.room_id))
+                if self.cache.generation == generation:
+                    self.cache.put(event_id, pdu)
                 found[event_id] = pdu
         return found
+
+    async def censor_redacted(
+        self, conn: asyncpg.Connection, room_id: str, pdus: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """`pdus` (by event ID, arriving from another server) with the ones that a redaction
+        already stored took effect on in their redacted form: the row is written censored."""
+        redacted = await events_store.get_redacted_ids(conn, room_id, list(pdus))
+        if not redacted:
+            return pdus
+        version = await self.room_version(conn, room_id)
+        return {
+            i: redact_event(pdu, version) if i in redacted else pdu for i, pdu in pdus.items()
+        }
 
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:
         members = self._joined.get(room_id)
@@ -711,12 +752,15 @@ class RoomEngine:
         if pdu["type"] in search_store.SEARCHABLE:
             writes.searchable.append((event_id, room_id, position, pdu))
         redacts = redacts_of(pdu)
+        redacted = None
         if redacts is not None:
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
             if may_redact(pdu, target, room_id, state_before, self._versions[room_id]):
                 await events_store.insert_redaction(conn, event_id, redacts)
+                redacted = self._censor(room_id, redacts, target, writes)
         persisted = PersistedEvent(
-            event_id, pdu, position, stored, previous_position, federate=federate
+            event_id, pdu, position, stored, previous_position, federate=federate,
+            redacted=redacted,
         )
         staged = self._staged.get(room_id)
         if staged is not None:
@@ -724,6 +768,25 @@ class RoomEngine:
         for observer in self.observers:
             await observer.on_event(conn, persisted, state_before, members, writes)
         return persisted
+
+    def _censor(
+        self, room_id: str, target_id: str, target: StoredEvent | None, writes: EventWrites
+    ) -> str | None:
+        """Stage the redacted form of `target_id` for its row, if this server holds it in this
+        room (stored, or staged by this same write); return its ID then. One not yet held is
+        censored when it arrives (`censor_redacted`)."""
+        staged = self._staged.get(room_id, {})
+        if target_id in staged:
+            original = staged[target_id]
+        elif target is not None and target.room_id == room_id:
+            original = json.loads(target.json)
+        else:
+            return None
+        pruned = redact_event(original, self._versions[room_id])
+        if target_id in staged:
+            staged[target_id] = pruned
+        writes.censored.append((target_id, room_id, encode_canonical_json(pruned).decode()))
+        return target_id
 
     def after_persist(self, room_id: str, *persisted: PersistedEvent) -> None:
         """After commit and after the positions are released: every cache learns of all the
@@ -734,9 +797,11 @@ class RoomEngine:
             pdu = event.pdu
             self.cache.put(event.event_id, pdu)
             self.recent.append(event.stored, event.previous_position)
-            redacts = redacts_of(pdu)
-            if redacts is not None:
-                self.recent.redact(room_id, redacts, event.event_id)
+            if event.redacted is not None:
+                self.cache.discard(event.redacted)
+                self.recent.redact(room_id, event.redacted, event.event_id)
+                for hook in self.on_event_redacted:
+                    hook(event.redacted)
             metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
             to_wake = set(self._joined.get(room_id, ()))
             if pdu["type"] == "m.room.member":
