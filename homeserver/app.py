@@ -140,6 +140,8 @@ def build_core(
     engine = RoomEngine(
         db, server_name=server_name, signing_key=signing_key,
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
+        event_cache_max_bytes=config.caches.event_cache_max_bytes,
+        recent_events_max_bytes=config.caches.recent_events_max_bytes,
     )
     device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
     e2e_keys = E2EKeysService(db, server_name, device_lists)
@@ -266,7 +268,9 @@ class Homeserver:
         core = build_core(config, db, follower_streams(), WorkerSyncService)
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
-        core.engine.recent = RecentEvents(known_since=NEVER)
+        core.engine.recent = RecentEvents(
+            known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
+        )
         core.sync.unread.live = False
         replication = WorkerReplication(config.database.url, core.replicated(), db)
         assert isinstance(core.sync, WorkerSyncService)

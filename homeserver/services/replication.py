@@ -7,8 +7,8 @@ advances its follower streams to that token and wakes the same users locally. Th
 state a worker's /sync reads and the main process changes goes through the same channel, ahead
 of the wake-up that follows the change (one queue keeps them in order): cached memberships,
 one-time-key counts, access tokens and redacted events are dropped, and typing (which lives
-only in memory) is mirrored. Workers send the main process what their /sync would write (presence activity) and
-the access tokens they revoked, on `moot_to_main`.
+only in memory) is mirrored. Workers send the main process what their /sync would write
+(presence activity) and the access tokens they revoked, on `moot_to_main`.
 
 Positions. A worker serves nothing before it knows the positions: it asks the main process
 (`hello`), which answers with its current token and the typing that changed since the worker's

@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -44,6 +44,7 @@ from homeserver.protocol.errors import (
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services import room_state
+from homeserver.services.event_cache import EventCache
 from homeserver.services.event_policy import (
     format_error,
     may_redact,
@@ -107,38 +108,6 @@ class Membership:
     event_id: str
     stream_ordering: int
     forgotten: bool  # left, then forgotten: no longer shown in /sync
-
-
-class EventCache:
-    """A bounded LRU of parsed PDUs by event ID. An event changes only when it is redacted,
-    which `discard`s it; `generation` moves with every discard, so that a fill that read the
-    database before the redaction committed can tell not to store its stale copy."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._size = size
-        self.generation = 0
-
-    def get(self, event_id: str) -> dict[str, Any] | None:
-        pdu = self._items.get(event_id)
-        if pdu is not None:
-            self._items.move_to_end(event_id)
-        return pdu
-
-    def put(self, event_id: str, pdu: dict[str, Any]) -> None:
-        self._items[event_id] = pdu
-        self._items.move_to_end(event_id)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def discard(self, event_id: str) -> None:
-        self._items.pop(event_id, None)
-        self.generation += 1
-
-    def clear(self) -> None:
-        """Forget everything (redactions by another process may have been missed)."""
-        self._items.clear()
-        self.generation += 1
 
 
 @dataclass(slots=True)
@@ -207,6 +176,7 @@ class RoomEngine:
     def __init__(
         self, db: Database, *, server_name: str, signing_key: Any, max_members: int,
         notifier: Notifier, stream: StreamIdGenerator, clock: Callable[[], float] = time.time,
+        event_cache_max_bytes: int, recent_events_max_bytes: int,
     ) -> None:
         self.db = db
         self.server_name = server_name
@@ -215,7 +185,7 @@ class RoomEngine:
         self.notifier = notifier
         self.stream = stream
         self.clock = clock
-        self.cache = EventCache()
+        self.cache = EventCache(max_bytes=event_cache_max_bytes)
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._versions: dict[str, RoomVersion] = {}
         self._joined: dict[str, set[str]] = {}
@@ -226,7 +196,7 @@ class RoomEngine:
         self._memberships: FillCache[str, dict[str, Membership]] = FillCache(
             _MEMBERSHIP_CACHE_USERS
         )
-        self.recent = RecentEvents(stream.current)
+        self.recent = RecentEvents(stream.current, max_bytes=recent_events_max_bytes)
         # Sends waiting for their room's writer task, and the running writer tasks.
         self._queues: defaultdict[str, list[_SendRequest]] = defaultdict(list)
         self._writers: dict[str, asyncio.Task[None]] = {}
@@ -273,7 +243,7 @@ class RoomEngine:
                     # of databases written before that was done.
                     pdu = redact_event(pdu, await self.room_version(conn, stored.room_id))
                 if self.cache.generation == generation:
-                    self.cache.put(event_id, pdu)
+                    self.cache.put(event_id, pdu, len(stored.json))
                 found[event_id] = pdu
         return found
 
@@ -795,7 +765,7 @@ class RoomEngine:
         wakes = []
         for event in persisted:
             pdu = event.pdu
-            self.cache.put(event.event_id, pdu)
+            self.cache.put(event.event_id, pdu, len(event.stored.json))
             self.recent.append(event.stored, event.previous_position)
             if event.redacted is not None:
                 self.cache.discard(event.redacted)
