@@ -185,6 +185,9 @@ class Homeserver:
             streams = await load_streams(conn)
         core = build_core(config, db, streams)
         engine, sync, accounts = core.engine, core.sync, core.accounts
+        censored = await db.transaction(engine.censor_redacted_state, name="censor_redacted")
+        if censored:
+            log.info("censored %d redacted state events stored uncensored", censored)
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
         self.incoming = IncomingEvents(engine)

@@ -109,6 +109,22 @@ async def get_redacted_ids(
     return {r["redacts"] for r in await conn.fetch(GET_REDACTED_IDS, list(event_ids), room_id)}
 
 
+GET_REDACTED_CURRENT_STATE = """
+SELECT e.event_id, e.room_id, e.json
+FROM event_redactions r
+JOIN events re ON re.event_id = r.redaction_id
+JOIN events e ON e.event_id = r.redacts AND e.room_id = re.room_id
+JOIN current_state cs ON cs.room_id = e.room_id AND cs.type = e.type
+                     AND cs.state_key = e.state_key AND cs.event_id = e.event_id
+"""
+
+
+async def get_redacted_current_state(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    """(event_id, room_id, stored JSON) of every redacted event in some room's current state."""
+    rows = await conn.fetch(GET_REDACTED_CURRENT_STATE)
+    return [(r["event_id"], r["room_id"], r["json"]) for r in rows]
+
+
 CENSOR_EVENTS = """
 UPDATE events e SET json = c.json
 FROM unnest($1::text[], $2::text[], $3::text[]) AS c(event_id, room_id, json)

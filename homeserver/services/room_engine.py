@@ -247,6 +247,19 @@ class RoomEngine:
                 found[event_id] = pdu
         return found
 
+    async def censor_redacted_state(self, conn: asyncpg.Connection) -> int:
+        """Censor the rows of redacted current state still holding their original content
+        (stored before redactions were censored into rows), as the room directory reads them
+        with SQL; other reads redact on reading. Returns how many rows changed."""
+        censored = []
+        for event_id, room_id, stored in await events_store.get_redacted_current_state(conn):
+            version = await self.room_version(conn, room_id)
+            pruned = encode_canonical_json(redact_event(json.loads(stored), version)).decode()
+            if pruned != stored:
+                censored.append((event_id, room_id, pruned))
+        await events_store.censor_events(conn, censored)
+        return len(censored)
+
     async def censor_redacted(
         self, conn: asyncpg.Connection, room_id: str, pdus: dict[str, dict[str, Any]]
     ) -> dict[str, dict[str, Any]]:

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import aiohttp
+
+from homeserver.app import Homeserver
+from storage import events as events_store
 from tests.helpers import MatrixApi, User
+
+if TYPE_CHECKING:
+    from tests.conftest import MakeServer
 
 MARKER = "quokkasecret"
 
@@ -120,3 +127,37 @@ async def test_redacted_content_is_served_by_no_client_endpoint(api: MatrixApi) 
     searched = await check("POST /publicRooms", "POST", "publicRooms", bob,
                            json={"filter": {"generic_search_term": MARKER}})
     assert searched["chunk"] == []
+
+
+async def test_redacted_state_stored_uncensored_is_censored_at_start(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    """A database written before redactions were censored into rows still holds a redacted
+    name in full: the next start censors it, so the directory (read with SQL) drops it."""
+    server = await make_homeserver()
+    api = MatrixApi(server.url, http)
+    alice = await api.register("alice")
+    room_id = await api.create_room(
+        alice, preset="public_chat", visibility="public", name=f"The {MARKER} room"
+    )
+    state = await api.ok("GET", f"rooms/{quote(room_id)}/state", token=alice.token)
+    [name_id] = [e["event_id"] for e in state if e["type"] == "m.room.name"]
+    db = server.hs.db
+    assert db is not None
+    original = (await db.run(lambda c: events_store.get_events(c, [name_id])))[name_id].json
+    await api.ok(
+        "PUT", f"rooms/{quote(room_id)}/redact/{quote(name_id)}/r1", json={}, token=alice.token
+    )
+    # The row as such a database holds it: the redaction recorded, the content not pruned.
+    await db.run(lambda c: events_store.censor_events(c, [(name_id, room_id, original)]))
+    await server.hs.stop()
+
+    restarted = Homeserver(server.hs.config)
+    await restarted.start()
+    try:
+        api = MatrixApi(f"http://127.0.0.1:{restarted.ports['client']}", http)
+        listing = await api.ok("GET", "publicRooms")
+        assert_no_marker("/publicRooms after a restart", listing)
+        assert [r for r in listing["chunk"] if r["room_id"] == room_id]
+    finally:
+        await restarted.stop()
