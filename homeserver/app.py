@@ -39,6 +39,7 @@ from homeserver.config import Config, ListenerConfig
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
+from homeserver.services.censoring import censor_current_state
 from homeserver.services.cross_signing import CrossSigningService
 from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
@@ -185,7 +186,9 @@ class Homeserver:
             streams = await load_streams(conn)
         core = build_core(config, db, streams)
         engine, sync, accounts = core.engine, core.sync, core.accounts
-        censored = await db.transaction(engine.censor_redacted_state, name="censor_redacted")
+        censored = await db.transaction(
+            lambda conn: censor_current_state(conn, engine), name="censor_current_state"
+        )
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
         server_name = config.server.server_name

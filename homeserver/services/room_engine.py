@@ -247,32 +247,6 @@ class RoomEngine:
                 found[event_id] = pdu
         return found
 
-    async def censor_redacted_state(self, conn: asyncpg.Connection) -> int:
-        """Censor the rows of redacted current state still holding their original content
-        (stored before redactions were censored into rows), as the room directory reads them
-        with SQL; other reads redact on reading. Returns how many rows changed."""
-        censored = []
-        for event_id, room_id, stored in await events_store.get_redacted_current_state(conn):
-            version = await self.room_version(conn, room_id)
-            pruned = encode_canonical_json(redact_event(json.loads(stored), version)).decode()
-            if pruned != stored:
-                censored.append((event_id, room_id, pruned))
-        await events_store.censor_events(conn, censored)
-        return len(censored)
-
-    async def censor_redacted(
-        self, conn: asyncpg.Connection, room_id: str, pdus: dict[str, dict[str, Any]]
-    ) -> dict[str, dict[str, Any]]:
-        """`pdus` (by event ID, arriving from another server) with the ones that a redaction
-        already stored took effect on in their redacted form: the row is written censored."""
-        redacted = await events_store.get_redacted_ids(conn, room_id, list(pdus))
-        if not redacted:
-            return pdus
-        version = await self.room_version(conn, room_id)
-        return {
-            i: redact_event(pdu, version) if i in redacted else pdu for i, pdu in pdus.items()
-        }
-
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:
         members = self._joined.get(room_id)
         if members is None:
@@ -757,7 +731,7 @@ class RoomEngine:
     ) -> str | None:
         """Stage the redacted form of `target_id` for its row, if this server holds it in this
         room (stored, or staged by this same write); return its ID then. One not yet held is
-        censored when it arrives (`censor_redacted`)."""
+        censored when it arrives (`services.censoring`)."""
         staged = self._staged.get(room_id, {})
         if target_id in staged:
             original = staged[target_id]
