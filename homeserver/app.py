@@ -39,6 +39,7 @@ from homeserver.config import Config, ListenerConfig
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
+from homeserver.services.censoring import censor_current_state
 from homeserver.services.cross_signing import CrossSigningService
 from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
@@ -142,6 +143,8 @@ def build_core(
     engine = RoomEngine(
         db, server_name=server_name, signing_key=signing_key,
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
+        event_cache_max_bytes=config.caches.event_cache_max_bytes,
+        recent_events_max_bytes=config.caches.recent_events_max_bytes,
     )
     device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
     e2e_keys = E2EKeysService(db, server_name, device_lists)
@@ -187,6 +190,11 @@ class Homeserver:
         core = build_core(config, db, streams)
         self.typing = core.sync.typing
         engine, sync, accounts = core.engine, core.sync, core.accounts
+        censored = await db.transaction(
+            lambda conn: censor_current_state(conn, engine), name="censor_current_state"
+        )
+        if censored:
+            log.info("censored %d redacted state events stored uncensored", censored)
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
         self.incoming = IncomingEvents(engine)
@@ -274,7 +282,9 @@ class Homeserver:
         self.typing = core.sync.typing
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
-        core.engine.recent = RecentEvents(known_since=NEVER)
+        core.engine.recent = RecentEvents(
+            known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
+        )
         core.sync.unread.live = False
         replication = WorkerReplication(config.database.url, core.replicated(), db)
         assert isinstance(core.sync, WorkerSyncService)

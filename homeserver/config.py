@@ -113,6 +113,14 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CachesConfig:
+    """Memory bounds of the in-memory event caches, in bytes of event JSON."""
+
+    event_cache_max_bytes: int = 128 * 1024 * 1024
+    recent_events_max_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class RateConfig:
     per_second: float = 10.0
     burst: int = 50
@@ -179,6 +187,7 @@ class Config:
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    caches: CachesConfig = field(default_factory=CachesConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)

@@ -37,6 +37,15 @@ DB_POOL_IN_USE = Gauge("moot_db_pool_connections_in_use", "Pool connections lent
 USERS = Gauge("moot_users", "Registered, non-deactivated users")
 ROOMS = Gauge("moot_rooms", "Rooms known to this server")
 DEVICES = Gauge("moot_devices", "Devices (logged-in sessions)")
+CACHE_ENTRIES = Gauge(
+    "moot_cache_entries", "Entries held by an in-memory cache (events, recent_events)", ["cache"]
+)
+CACHE_SIZE_BYTES = Gauge(
+    "moot_cache_size_bytes",
+    "Bytes of event JSON held by an in-memory cache (events, recent_events); the Python "
+    "objects holding them take somewhat more",
+    ["cache"],
+)
 REPLICATION_MESSAGES = Counter(
     "moot_replication_messages_total",
     "Replication messages between processes (PostgreSQL NOTIFY payloads), by direction",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import secrets
 import string
 from importlib import resources
@@ -57,6 +58,23 @@ def set_value(text: str, dotted: str, value: Any) -> str:
     raise KeyError(f"{dotted} is not in the configuration template")
 
 
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` readable by its owner only from the first byte on: a new file is
+    created with mode 0600 (never 0644 then chmod'ed, which leaves a window for other local
+    users to open it) and renamed over `path`, so an existing file is replaced whole."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_tls_certificate(cert_path: Path, key_path: Path, server_name: str) -> None:
     """A self-signed certificate for the federation listener (replace it for production)."""
     host = server_name.rsplit(":", 1)[0] if not server_name.endswith("]") else server_name
@@ -79,13 +97,10 @@ def write_tls_certificate(cert_path: Path, key_path: Path, server_name: str) -> 
         .add_extension(x509.SubjectAlternativeName([san]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
+    write_private_file(key_path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -120,15 +135,13 @@ def init_data_dir(
     signing_key_path = config.path(config.server.signing_key_path)
     if not signing_key_path.exists():
         key = generate_signing_key("a_" + _key_suffix())
-        signing_key_path.write_text(write_signing_keys([key]))
-        signing_key_path.chmod(0o600)
+        write_private_file(signing_key_path, write_signing_keys([key]).encode())
     cert = config.path(config.listeners.federation.tls_certificate_path)
     tls_key = config.path(config.listeners.federation.tls_private_key_path)
     if not cert.exists() or not tls_key.exists():
         write_tls_certificate(cert, tls_key, server_name)
     config_path = data_dir / CONFIG_FILE
-    config_path.write_text(text)
-    config_path.chmod(0o600)
+    write_private_file(config_path, text.encode())
     return config_path
 
 

@@ -95,6 +95,52 @@ async def insert_redaction(conn: asyncpg.Connection, redaction_id: str, redacts:
     await conn.execute(INSERT_REDACTION, redaction_id, redacts)
 
 
+GET_REDACTED_IDS = """
+SELECT DISTINCT r.redacts FROM event_redactions r JOIN events re ON re.event_id = r.redaction_id
+WHERE r.redacts = ANY($1) AND re.room_id = $2
+"""
+
+
+async def get_redacted_ids(
+    conn: asyncpg.Connection, room_id: str, event_ids: Sequence[str]
+) -> set[str]:
+    """Which of `event_ids` a redaction of `room_id` already took effect on (one that arrived
+    before the event it redacts)."""
+    return {r["redacts"] for r in await conn.fetch(GET_REDACTED_IDS, list(event_ids), room_id)}
+
+
+GET_REDACTED_CURRENT_STATE = """
+SELECT e.event_id, e.room_id, e.json
+FROM event_redactions r
+JOIN events re ON re.event_id = r.redaction_id
+JOIN events e ON e.event_id = r.redacts AND e.room_id = re.room_id
+JOIN current_state cs ON cs.room_id = e.room_id AND cs.type = e.type
+                     AND cs.state_key = e.state_key AND cs.event_id = e.event_id
+"""
+
+
+async def get_redacted_current_state(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    """(event_id, room_id, stored JSON) of every redacted event in some room's current state."""
+    rows = await conn.fetch(GET_REDACTED_CURRENT_STATE)
+    return [(r["event_id"], r["room_id"], r["json"]) for r in rows]
+
+
+CENSOR_EVENTS = """
+UPDATE events e SET json = c.json
+FROM unnest($1::text[], $2::text[], $3::text[]) AS c(event_id, room_id, json)
+WHERE e.event_id = c.event_id AND e.room_id = c.room_id
+"""
+
+
+async def censor_events(
+    conn: asyncpg.Connection, censored: Sequence[tuple[str, str, str]]
+) -> None:
+    """Replace the stored JSON of redacted events, (event_id, room_id, redacted JSON), by
+    their redacted form: every reader of the row, SQL or not, then serves only that."""
+    if censored:
+        await conn.execute(CENSOR_EVENTS, *(list(c) for c in zip(*censored, strict=True)))
+
+
 GET_FORWARD_EXTREMITIES = """
 SELECT f.event_id, e.depth, e.state_group, e.stream_ordering
 FROM forward_extremities f JOIN events e USING (event_id)

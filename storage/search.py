@@ -62,6 +62,15 @@ async def index_events(
         await conn.execute(INSERT_EVENT_TEXTS, *columns)
 
 
+DELETE_EVENTS = "DELETE FROM event_search WHERE event_id = ANY($1)"
+
+
+async def delete_events(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
+    """Forget the words of events (redacted ones: their text must not linger here)."""
+    if event_ids:
+        await conn.execute(DELETE_EVENTS, list(event_ids))
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     event_id: str

@@ -80,10 +80,12 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         # PostgreSQL refuses some values a client can send (U+0000 in text or jsonb, numbers
         # out of a column's range): that is a bad request, not a server fault.
         log.warning("request %s %s %s: unstorable value: %s", request_id, request.method,
-                    request.path, e)
+                    loggable_path(request), one_line(str(e)))
         response = error_response(invalid_param("The request holds a value that cannot be stored"))
     except Exception:
-        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        log.exception(
+            "request %s %s %s failed", request_id, request.method, loggable_path(request)
+        )
         response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
     duration = time.perf_counter() - start
     metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
@@ -93,6 +95,18 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         response.status, duration * 1000,
     )
     return response
+
+
+def one_line(text: str) -> str:
+    """`text` with newlines and anything else unprintable backslash-escaped, so that what a
+    client controls never starts a log line of its own."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def loggable_path(request: web.Request) -> str:
+    """The path as the client sent it (percent-encoded), on one line: the decoded
+    `request.path` turns `%0A` into a newline, which would forge log lines."""
+    return one_line(request.raw_path)
 
 
 def _limit_anonymous(request: web.Request) -> None:

@@ -38,6 +38,7 @@ from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.errors import AuthError, InvalidEventError
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services import room_state
+from homeserver.services.censoring import censor_arriving
 from homeserver.services.event_policy import format_error
 from homeserver.services.room_engine import (
     MEMBER_LIMIT_TYPE,
@@ -106,7 +107,9 @@ class IncomingEvents:
             if _belongs_to(pdu, pdu_id, room_id, room_version):
                 by_id.setdefault(pdu_id, dict(pdu))
         known = await events_store.get_events(conn, list(by_id))
-        todo = {i: p for i, p in by_id.items() if i not in known}
+        todo = await censor_arriving(
+            conn, self.engine, room_id, {i: p for i, p in by_id.items() if i not in known}
+        )
         new: list[NewEvent] = []
         rejected: set[str] = {i for i, e in known.items() if e.rejected}
         stored: dict[str, dict[str, Any]] = {}  # this batch's, as its later events see them
@@ -241,6 +244,7 @@ class IncomingEvents:
             soft_failed = event_id in await events_store.get_soft_failed_ids(conn, [event_id])
             return _known(existing, soft_failed), None, EventWrites()
 
+        pdu = (await censor_arriving(conn, engine, room_id, {event_id: pdu}))[event_id]
         reason = await self._auth_events_verdict(conn, room_id, room_version, pdu, {}, set())
         state_before, before_group = await self._state_before(
             conn, room_id, room_version, pdu, prev_states

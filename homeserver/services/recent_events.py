@@ -8,8 +8,8 @@ stream order (it writes each room under one lock), and a reader asks for a windo
 window starting at or after that is answered here; any other returns None and the caller reads
 the database. Rooms without a tail had no event since `known_since` (this process saw every
 event after that), so "which rooms moved" is answered for them too. Eviction (the oldest events
-of a long tail; whole tails of the least recently written rooms once `max_events` are held, to
-bound the memory) only moves those bounds forward.
+of a long tail; whole tails of the least recently written rooms once `max_events` are held or
+their JSON passes `max_bytes`, to bound the memory) only moves those bounds forward.
 
 Only accepted events are appended (never rejected or soft-failed ones), as the database query
 the window replaces filters them out.
@@ -22,11 +22,12 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from homeserver import metrics
 from storage.events import StoredEvent
 
 # A /sync timeline shows at most 100 events and asks for one more to know it was cut short.
 DEFAULT_PER_ROOM = 101
-DEFAULT_MAX_EVENTS = 50_000  # about 50 MB of event JSON at most
+DEFAULT_MAX_EVENTS = 50_000
 
 
 @dataclass(slots=True)
@@ -37,14 +38,18 @@ class _Tail:
 
 class RecentEvents:
     def __init__(
-        self, known_since: int, *, per_room: int = DEFAULT_PER_ROOM,
+        self, known_since: int, *, max_bytes: int, per_room: int = DEFAULT_PER_ROOM,
         max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self.known_since = known_since
         self._per_room = per_room
         self._max_events = max_events
+        self._max_bytes = max_bytes
         self._held = 0
+        self.bytes = 0  # of the held events' JSON
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
+        self._entries_metric = metrics.CACHE_ENTRIES.labels("recent_events")
+        self._bytes_metric = metrics.CACHE_SIZE_BYTES.labels("recent_events")
 
     def append(self, stored: StoredEvent, previous_position: int | None) -> None:
         """Record a committed event; `previous_position` is the stream position of the room's
@@ -63,24 +68,42 @@ class RecentEvents:
         self._tails.move_to_end(stored.room_id)
         tail.events.append(stored)
         self._held += 1
+        self.bytes += len(stored.json)
         if len(tail.events) > self._per_room:
-            tail.complete_after = tail.events.popleft().stream_ordering or 0
-            self._held -= 1
-        while self._held > self._max_events and len(self._tails) > 1:
-            self._drop(next(iter(self._tails)))
+            self._pop_oldest(tail)
+        while self._held > self._max_events or self.bytes > self._max_bytes:
+            if len(self._tails) > 1:
+                self._drop(next(iter(self._tails)))
+            elif len(tail.events) > 1:
+                self._pop_oldest(tail)  # one room alone is over the budget
+            else:
+                break
+        self._report()
+
+    def _pop_oldest(self, tail: _Tail) -> None:
+        oldest = tail.events.popleft()
+        tail.complete_after = oldest.stream_ordering or 0
+        self._held -= 1
+        self.bytes -= len(oldest.json)
 
     def _drop(self, room_id: str) -> None:
         """Forget a room's tail; rooms without one are answered only after its last event."""
         tail = self._tails.pop(room_id)
         self._held -= len(tail.events)
+        self.bytes -= sum(len(e.json) for e in tail.events)
         if tail.events:
             self.known_since = max(self.known_since, tail.events[-1].stream_ordering or 0)
+
+    def _report(self) -> None:
+        self._entries_metric.set(self._held)
+        self._bytes_metric.set(self.bytes)
 
     def forget(self, room_id: str, position: int) -> None:
         """The room may have events up to `position` that were never appended (a commit whose
         outcome is unknown): answer nothing for it at or before that position."""
         if room_id in self._tails:
             self._drop(room_id)
+            self._report()
         self.known_since = max(self.known_since, position)
 
     def redact(self, room_id: str, event_id: str, redaction_id: str) -> None:

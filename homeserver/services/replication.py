@@ -6,9 +6,9 @@ publishes those users with its current stream token on the `moot_replication` ch
 advances its follower streams to that token and wakes the same users locally. The in-memory
 state a worker's /sync reads and the main process changes goes through the same channel, ahead
 of the wake-up that follows the change (one queue keeps them in order): cached memberships,
-one-time-key counts and access tokens are dropped, and typing (which lives only in memory) is
-mirrored. Workers send the main process what their /sync would write (presence activity) and
-the access tokens they revoked, on `moot_to_main`.
+one-time-key counts, access tokens and redacted events are dropped, and typing (which lives
+only in memory) is mirrored. Workers send the main process what their /sync would write
+(presence activity) and the access tokens they revoked, on `moot_to_main`.
 
 Positions. A worker serves nothing before it knows the positions: it asks the main process
 (`hello`), which answers with its current token and the typing that changed since the worker's
@@ -23,6 +23,7 @@ Messages, JSON of at most `MAX_PAYLOAD_BYTES` (longer lists are split over sever
                                              "all": wake everyone, "hello": the nonce answered)
                   {"inv": "memberships" | "key_counts", "k": [user]}
                   {"inv": "tokens", "k": [[user, device or null]]}
+                  {"inv": "events", "k": [event_id]}  (redacted: drop the cached PDU)
                   {"typing": room, "u": [user], "p": position}
   workers → main  {"presence": [user, state]}, {"inv": "tokens", ...} and
                   {"hello": nonce, "typing": position}
@@ -139,6 +140,9 @@ class MainReplication(_Endpoint):
         state.engine.on_memberships_changed.append(
             lambda user: self.send(REPLICATION, {"inv": "memberships", "k": [user]})
         )
+        state.engine.on_event_redacted.append(
+            lambda event_id: self.send(REPLICATION, {"inv": "events", "k": [event_id]})
+        )
         state.e2e_keys.on_counts_changed.append(
             lambda user: self.send(REPLICATION, {"inv": "key_counts", "k": [user]})
         )
@@ -211,6 +215,7 @@ class WorkerReplication(_Endpoint):
         await super()._on_connect(reconnected)
         if reconnected:  # changes announced while disconnected were missed
             self.state.engine.forget_memberships()
+            self.state.engine.cache.clear()
             self.state.e2e_keys.forget_counts()
             self.state.tokens.clear()
         await self.resync()
@@ -280,6 +285,9 @@ class WorkerReplication(_Endpoint):
         elif message.get("inv") == "memberships":
             for user_id in message["k"]:
                 state.engine.memberships_changed(str(user_id))
+        elif message.get("inv") == "events":
+            for event_id in message["k"]:
+                state.engine.cache.discard(str(event_id))
         elif message.get("inv") == "key_counts":
             for user_id in message["k"]:
                 state.e2e_keys.forget_counts(str(user_id))

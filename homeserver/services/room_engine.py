@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,8 +41,10 @@ from homeserver.protocol.errors import (
     CanonicalJSONError,
     InvalidEventError,
 )
+from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services import room_state
+from homeserver.services.event_cache import EventCache
 from homeserver.services.event_policy import (
     format_error,
     may_redact,
@@ -93,6 +95,8 @@ class PersistedEvent:
     # This server sends it to the other servers in the room: its own events, and the joins,
     # leaves and knocks that reached the room through this server (send_join and friends).
     federate: bool = True
+    # For a redaction that took effect on an event this server holds: that event's ID.
+    redacted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,26 +110,6 @@ class Membership:
     forgotten: bool  # left, then forgotten: no longer shown in /sync
 
 
-class EventCache:
-    """A bounded LRU of parsed PDUs by event ID; events are immutable, so it never goes stale."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._size = size
-
-    def get(self, event_id: str) -> dict[str, Any] | None:
-        pdu = self._items.get(event_id)
-        if pdu is not None:
-            self._items.move_to_end(event_id)
-        return pdu
-
-    def put(self, event_id: str, pdu: dict[str, Any]) -> None:
-        self._items[event_id] = pdu
-        self._items.move_to_end(event_id)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-
 @dataclass(slots=True)
 class EventWrites:
     """The append-only rows of one write transaction, written together at its end with one
@@ -136,6 +120,9 @@ class EventWrites:
     client_txns: list[tuple[ClientTxnKey, str]] = field(default_factory=list)
     searchable: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     outbound: list[tuple[str, str]] = field(default_factory=list)  # (destination, event_id)
+    # (event_id, room_id, redacted JSON) of events a redaction took effect on; written after
+    # the inserts, since the event may be of this same batch.
+    censored: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def flush(
         self, conn: asyncpg.Connection, room_id: str, extremity_replaced: Sequence[str] | None
@@ -145,6 +132,8 @@ class EventWrites:
         if not self.events:
             return
         await events_store.insert_events(conn, self.events)
+        await events_store.censor_events(conn, self.censored)
+        await search_store.delete_events(conn, [c[0] for c in self.censored])
         await outbox_store.insert_pdus(conn, self.outbound)
         await search_store.index_events(conn, self.searchable)
         if extremity_replaced is not None:
@@ -187,6 +176,7 @@ class RoomEngine:
     def __init__(
         self, db: Database, *, server_name: str, signing_key: Any, max_members: int,
         notifier: Notifier, stream: StreamIdGenerator, clock: Callable[[], float] = time.time,
+        event_cache_max_bytes: int, recent_events_max_bytes: int,
     ) -> None:
         self.db = db
         self.server_name = server_name
@@ -195,7 +185,7 @@ class RoomEngine:
         self.notifier = notifier
         self.stream = stream
         self.clock = clock
-        self.cache = EventCache()
+        self.cache = EventCache(max_bytes=event_cache_max_bytes)
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._versions: dict[str, RoomVersion] = {}
         self._joined: dict[str, set[str]] = {}
@@ -206,7 +196,7 @@ class RoomEngine:
         self._memberships: FillCache[str, dict[str, Membership]] = FillCache(
             _MEMBERSHIP_CACHE_USERS
         )
-        self.recent = RecentEvents(stream.current)
+        self.recent = RecentEvents(stream.current, max_bytes=recent_events_max_bytes)
         # Sends waiting for their room's writer task, and the running writer tasks.
         self._queues: defaultdict[str, list[_SendRequest]] = defaultdict(list)
         self._writers: dict[str, asyncio.Task[None]] = {}
@@ -216,6 +206,7 @@ class RoomEngine:
         self._wakes = StreamWakes(notifier, stream, flush_on_release=False)
         self.observers: list[EventObserver] = []  # plugged in by app.py
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
+        self.on_event_redacted: list[Callable[[str], None]] = []  # replication
 
     # ---- reads shared by the services -------------------------------------------------------
 
@@ -231,7 +222,8 @@ class RoomEngine:
     async def get_pdus(
         self, conn: asyncpg.Connection, event_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
-        """Parsed PDUs for the IDs this server holds, through the cache."""
+        """Parsed PDUs for the IDs this server holds, through the cache; redacted events in
+        their redacted form."""
         found: dict[str, dict[str, Any]] = {}
         missing = []
         for event_id in event_ids:
@@ -243,9 +235,15 @@ class RoomEngine:
             else:
                 found[event_id] = pdu
         if missing:
+            generation = self.cache.generation
             for event_id, stored in (await events_store.get_events(conn, missing)).items():
                 pdu = json.loads(stored.json)
-                self.cache.put(event_id, pdu)
+                if stored.redacted_by is not None:
+                    # Rows are censored when their redaction is stored; this catches the rows
+                    # of databases written before that was done.
+                    pdu = redact_event(pdu, await self.room_version(conn, stored.room_id))
+                if self.cache.generation == generation:
+                    self.cache.put(event_id, pdu, len(stored.json))
                 found[event_id] = pdu
         return found
 
@@ -718,12 +716,15 @@ class RoomEngine:
         if pdu["type"] in search_store.SEARCHABLE:
             writes.searchable.append((event_id, room_id, position, pdu))
         redacts = redacts_of(pdu)
+        redacted = None
         if redacts is not None:
             target = (await events_store.get_events(conn, [redacts])).get(redacts)
             if may_redact(pdu, target, room_id, state_before, self._versions[room_id]):
                 await events_store.insert_redaction(conn, event_id, redacts)
+                redacted = self._censor(room_id, redacts, target, writes)
         persisted = PersistedEvent(
-            event_id, pdu, position, stored, previous_position, federate=federate
+            event_id, pdu, position, stored, previous_position, federate=federate,
+            redacted=redacted,
         )
         staged = self._staged.get(room_id)
         if staged is not None:
@@ -732,6 +733,25 @@ class RoomEngine:
             await observer.on_event(conn, persisted, state_before, members, writes)
         return persisted
 
+    def _censor(
+        self, room_id: str, target_id: str, target: StoredEvent | None, writes: EventWrites
+    ) -> str | None:
+        """Stage the redacted form of `target_id` for its row, if this server holds it in this
+        room (stored, or staged by this same write); return its ID then. One not yet held is
+        censored when it arrives (`services.censoring`)."""
+        staged = self._staged.get(room_id, {})
+        if target_id in staged:
+            original = staged[target_id]
+        elif target is not None and target.room_id == room_id:
+            original = json.loads(target.json)
+        else:
+            return None
+        pruned = redact_event(original, self._versions[room_id])
+        if target_id in staged:
+            staged[target_id] = pruned
+        writes.censored.append((target_id, room_id, encode_canonical_json(pruned).decode()))
+        return target_id
+
     def after_persist(self, room_id: str, *persisted: PersistedEvent) -> None:
         """After commit and after the positions are released: every cache learns of all the
         events first, then readers are woken (a reader, or a worker told of the new positions,
@@ -739,11 +759,13 @@ class RoomEngine:
         wakes = []
         for event in persisted:
             pdu = event.pdu
-            self.cache.put(event.event_id, pdu)
+            self.cache.put(event.event_id, pdu, len(event.stored.json))
             self.recent.append(event.stored, event.previous_position)
-            redacts = redacts_of(pdu)
-            if redacts is not None:
-                self.recent.redact(room_id, redacts, event.event_id)
+            if event.redacted is not None:
+                self.cache.discard(event.redacted)
+                self.recent.redact(room_id, event.redacted, event.event_id)
+                for hook in self.on_event_redacted:
+                    hook(event.redacted)
             metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
             to_wake = set(self._joined.get(room_id, ()))
             if pdu["type"] == "m.room.member":

@@ -7,6 +7,7 @@ generated input is sent (no shrinking), and a failure names the input that cause
 
 from __future__ import annotations
 
+import logging
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,3 +279,21 @@ async def test_unstorable_nul_is_a_bad_request(api: MatrixApi, scene: Scene) -> 
         json={"a": "x\x00y"}, token=scene.alice.token,
     )
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), body
+
+
+async def test_encoded_newlines_in_the_path_forge_no_log_line(
+    api: MatrixApi, scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path with %0A/%0D that reaches a logged failure is logged on one line, escaped."""
+    event_type = "org.example%0D%0Aforged%20line%0A"
+    with caplog.at_level(logging.INFO, logger="homeserver.access"):
+        status, _ = await api.request(
+            "PUT", f"user/{scene.alice.user_id}/account_data/{event_type}",
+            json={"a": "x\x00y"}, token=scene.alice.token,
+        )
+    assert status == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "homeserver.access"]
+    logged = [line for line in lines if "forged" in line]
+    assert len(logged) == 1, lines
+    assert "\n" not in logged[0] and "\r" not in logged[0], logged
+    assert "%0A" in logged[0], logged

@@ -5,6 +5,7 @@ who may ask (a server with a user in the room, admitted by the room's server ACL
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from storage import events as events_store
 from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peer, Peers, eventually
 from tests.helpers import MatrixApi, User
 
 V1 = "/_matrix/federation/v1"
@@ -411,3 +412,106 @@ async def test_a_rejected_event_is_never_served(
     assert await error(
         room, "GET", f"/event_auth/{room.room}/{path_segment(rejected)}"
     ) == (404, "M_NOT_FOUND")
+
+
+MARKER = "quokkasecret"
+
+
+async def test_redacted_content_goes_out_to_no_server_and_no_remote_client(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """After redactions of a name, a topic and a message, neither a's federation reads
+    (/event, /state, /backfill) nor b's clients (who got the events over federation) see the
+    redacted words; the name stays current state, with empty content."""
+    room = await shared_room(peers, peer_http)
+    redacted = [
+        await room.set_state("m.room.name", {"name": MARKER}),
+        await room.set_state("m.room.topic", {"topic": MARKER}),
+        await room.api.send_message(room.alice, room.room_id, MARKER),
+    ]
+    for i, event_id in enumerate(redacted):
+        await room.api.ok(
+            "PUT", f"rooms/{quote(room.room_id)}/redact/{quote(event_id)}/r{i}",
+            token=room.alice.token, json={},
+        )
+    latest = await room.set_state("m.room.topic", {"topic": "plain"})
+
+    served = [await room.ok("GET", f"/event/{path_segment(e)}") for e in [*redacted, latest]]
+    served.append(await room.ok("GET", f"/state/{room.room}", query={"event_id": latest}))
+    served.append(await room.ok(
+        "GET", f"/backfill/{room.room}", query={"v": latest, "limit": "100"}
+    ))
+    assert MARKER not in json.dumps(served)
+
+    name_path = f"rooms/{quote(room.room_id)}/state/m.room.name/"
+
+    async def name_redacted_on_b() -> bool:
+        status, body = await room.api_b.request("GET", name_path, token=room.bob.token)
+        return status == 200 and body == {}
+
+    await eventually(name_redacted_on_b, "b to apply the redaction of the name")
+    await eventually(
+        lambda: topic_on_b(room, "plain"), "b to receive the topic after the redactions"
+    )
+    seen_by_bob = [
+        await room.api_b.ok("GET", f"rooms/{quote(room.room_id)}/state", token=room.bob.token),
+        await room.api_b.ok(
+            "GET", f"rooms/{quote(room.room_id)}/messages", token=room.bob.token,
+            params={"dir": "b", "limit": "100"},
+        ),
+        await room.api_b.sync(room.bob),
+    ]
+    assert MARKER not in json.dumps(seen_by_bob)
+
+
+async def topic_on_b(room: Room, topic: str) -> bool:
+    status, body = await room.api_b.request(
+        "GET", f"rooms/{quote(room.room_id)}/state/m.room.topic/", token=room.bob.token
+    )
+    return status == 200 and body.get("topic") == topic
+
+
+async def test_an_event_arriving_after_its_redaction_is_stored_redacted(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """b's redaction of a name event reaches a before the name event itself: a stores the
+    name already redacted, so its room directory (which reads stored state) never shows it."""
+    room = await shared_room(peers, peer_http)
+    await room.api.ok(
+        "PUT", f"directory/list/room/{quote(room.room_id)}", token=room.alice.token,
+        json={"visibility": "public"},
+    )
+    levels = await room.api.ok(
+        "GET", f"rooms/{quote(room.room_id)}/state/m.room.power_levels/", token=room.alice.token
+    )
+    levels["users"][room.bob.user_id] = 100
+    await room.set_state("m.room.power_levels", levels)
+    assert room.a.hs is not None and room.a.hs.db is not None and room.a.hs.incoming
+    db = room.a.hs.db
+    heads = await db.run(lambda c: events_store.get_forward_extremities(c, room.room_id))
+    state = await room.current_state()
+    auth = [state[("m.room.power_levels", "")], state[("m.room.member", room.bob.user_id)]]
+    if not room.version.room_id_from_create_event:
+        auth.append(state[("m.room.create", "")])
+
+    def bob_event(event_type: str, content: dict[str, Any], **kw: Any) -> tuple[str, Any]:
+        return build_event(
+            room_version=room.version, room_id=room.room_id, sender=room.bob.user_id,
+            event_type=event_type, content=content, prev_events=[h.event_id for h in heads],
+            auth_events=auth, depth=max(h.depth for h in heads) + 1,
+            origin_server_ts=int(time.time() * 1000), server_name=room.b.name,
+            signing_key=room.b.signing_key, **kw,
+        )
+
+    name_id, name = bob_event("m.room.name", {"name": MARKER}, state_key="")
+    _, redaction = bob_event("m.room.redaction", {}, state_key=None, redacts=name_id)
+    assert (await room.a.hs.incoming.receive(room.room_id, redaction)).outcome == "accepted"
+    assert (await room.a.hs.incoming.receive(room.room_id, name)).outcome == "accepted"
+
+    assert (await room.current_state())[("m.room.name", "")] == name_id
+    listing = await room.api.ok("GET", "publicRooms")
+    assert MARKER not in json.dumps(listing)
+    [entry] = [r for r in listing["chunk"] if r["room_id"] == room.room_id]
+    assert "name" not in entry
+    [pdu] = (await room.ok("GET", f"/event/{path_segment(name_id)}"))["pdus"]
+    assert pdu["content"] == {}

@@ -11,7 +11,7 @@ import aiohttp
 from tests.helpers import MatrixApi
 
 if TYPE_CHECKING:
-    from tests.conftest import RunningServer
+    from tests.conftest import MakeServer, RunningServer
 
 
 async def scrape(homeserver: RunningServer, http: aiohttp.ClientSession) -> str:
@@ -86,3 +86,26 @@ async def test_long_poll_gauge_counts_a_waiting_sync(
     result = await waiting
     assert room in result["rooms"]["join"]
     assert sample(await scrape(homeserver, http), gauge) == idle
+
+
+async def test_event_caches_report_their_size_within_their_byte_bounds(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    """Big events fill the caches by bytes, not by count: of five 40 KB messages, caches of
+    100 KB hold at most two, and the metrics say how many events and how many bytes."""
+    bound = 100_000
+    homeserver = await make_homeserver(overrides={
+        "caches.event_cache_max_bytes": bound, "caches.recent_events_max_bytes": bound,
+    })
+    api = MatrixApi(homeserver.url, http)
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    for _ in range(5):
+        await api.send_message(alice, room, "x" * 40_000)
+
+    text = await scrape(homeserver, http)
+    for cache in ("events", "recent_events"):
+        size = sample(text, "moot_cache_size_bytes", cache=cache)
+        entries = sample(text, "moot_cache_entries", cache=cache)
+        assert 40_000 < size <= bound, (cache, size)
+        assert entries >= 1, (cache, entries)

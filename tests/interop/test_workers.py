@@ -246,6 +246,46 @@ async def test_a_leave_through_main_shows_in_the_workers_sync(cluster: Cluster) 
     assert room_id not in body["rooms"]["join"]
 
 
+async def test_a_redaction_through_main_reaches_the_workers_event_cache(
+    cluster: Cluster
+) -> None:
+    """The worker cached a topic before main redacted it: the next topic's prev_content,
+    which the worker's /sync builds from that cache, shows the redacted form."""
+    alice, bob, room_id = await cluster.room_of_two()
+    marker = "quokkasecret"
+
+    async def set_topic(topic: str) -> str:
+        body = await cluster.on_main.ok(
+            "PUT", f"rooms/{room_id}/state/m.room.topic/", json={"topic": topic},
+            token=alice.token,
+        )
+        return str(body["event_id"])
+
+    topic = await set_topic(marker)
+    since = ""
+
+    async def worker_shows_topic() -> bool:
+        nonlocal since
+        body = await cluster.on_worker.ok("GET", "sync", token=bob.token)
+        since = body["next_batch"]
+        return marker in json.dumps(body)  # read through the worker's event cache
+
+    await until(worker_shows_topic, "the worker's /sync to show the topic")
+    await cluster.on_main.ok(
+        "PUT", f"rooms/{room_id}/redact/{topic}/r1", json={}, token=alice.token
+    )
+    plain = await set_topic("plain")
+    bodies = []
+    while plain not in json.dumps(bodies):
+        assert len(bodies) < 20, "the worker never delivered the new topic"
+        body = await cluster.on_worker.ok(
+            "GET", "sync", token=bob.token, params={"since": since, "timeout": "1000"}
+        )
+        bodies.append(body)
+        since = body["next_batch"]
+    assert marker not in json.dumps(bodies)
+
+
 async def test_typing_and_presence_cross_between_the_processes(cluster: Cluster) -> None:
     alice, bob, room_id = await cluster.room_of_two()
     since = (await sync(cluster.on_worker, bob))["next_batch"]
