@@ -166,6 +166,7 @@ class Homeserver:
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     federation: Federation | None = None
     incoming: IncomingEvents | None = None  # the room engine's path for remote events
+    accounts: AccountsService | None = None  # its password hashing threads stop with us
 
     async def start(self) -> None:
         if self.worker is None:
@@ -183,6 +184,7 @@ class Homeserver:
             streams = await load_streams(conn)
         core = build_core(config, db, streams)
         engine, sync, accounts = core.engine, core.sync, core.accounts
+        self.accounts = accounts
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
         self.incoming = IncomingEvents(engine)
@@ -264,6 +266,7 @@ class Homeserver:
         db, self.embedded = await open_database(config, run_migrations=False)
         self.db = db
         core = build_core(config, db, follower_streams(), WorkerSyncService)
+        self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
         core.engine.recent = RecentEvents(known_since=NEVER)
@@ -344,6 +347,8 @@ class Homeserver:
         if self.replication is not None:
             await self.replication.close()
             self.replication = None
+        if self.accounts is not None:
+            self.accounts.close()
         if self.db is not None:
             await self.db.close()
         if self.embedded is not None:

@@ -74,6 +74,9 @@ class AccountsConfig:
     # Lifetime of an access token issued with a refresh token (clients that ask for none get
     # access tokens that never expire).
     access_token_lifetime_ms: int = 3_600_000
+    # Threads of the pool that runs argon2 (password checks and hashing), apart from the
+    # default pool that DNS and media use; each run holds 64 MiB while it lasts.
+    password_hash_threads: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,11 @@ class RateLimitsConfig:
     per_user: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=50))
     per_ip: RateConfig = field(default_factory=lambda: RateConfig(per_second=20.0, burst=100))
     login_failures: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.1, burst=5))
+    login_failures_per_ip: RateConfig = field(
+        default_factory=lambda: RateConfig(per_second=0.5, burst=30)
+    )
+    # Password checks one client address may have running or waiting at once.
+    password_checks_per_ip: int = 1
     registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
 
 
@@ -253,6 +261,16 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             "accounts.access_token_lifetime_ms: must be at least 1, "
             f"got {config.accounts.access_token_lifetime_ms}"
+        )
+    if config.accounts.password_hash_threads < 1:
+        raise ConfigError(
+            "accounts.password_hash_threads: must be at least 1, "
+            f"got {config.accounts.password_hash_threads}"
+        )
+    if config.rate_limits.password_checks_per_ip < 1:
+        raise ConfigError(
+            "rate_limits.password_checks_per_ip: must be at least 1, "
+            f"got {config.rate_limits.password_checks_per_ip}"
         )
     if config.encryption.default not in ENCRYPTION_DEFAULTS:
         raise ConfigError(
