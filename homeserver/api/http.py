@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from homeserver import metrics
+from homeserver.api.auth import is_authenticated
 from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
@@ -64,7 +65,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         if request.method == "OPTIONS":
             response = web.Response(headers=CORS_HEADERS)
         else:
-            _limit_anonymous(request)
+            await _limit_unauthenticated(request)
             response = await handler(request)
     except MatrixError as e:
         response = error_response(e)
@@ -95,13 +96,14 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
-def _limit_anonymous(request: web.Request) -> None:
-    """Requests without an access token are limited per client address; authenticated ones
-    are limited per user where they create events (in the services)."""
+async def _limit_unauthenticated(request: web.Request) -> None:
+    """Requests not authenticated by a valid access token are limited per client address,
+    before their route does any work (an invalid token buys nothing); authenticated ones are
+    limited per user where they create events (in the services)."""
     limiter = request.app.get(RATELIMITER)
     if limiter is None:
         return
-    if "Authorization" not in request.headers and "access_token" not in request.query:
+    if not await is_authenticated(request):
         limiter.check("per_ip", request.remote or "")
 
 
