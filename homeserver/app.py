@@ -142,7 +142,7 @@ def build_core(
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
     )
     device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
-    e2e_keys = E2EKeysService(db, server_name, device_lists)
+    e2e_keys = E2EKeysService(db, server_name, device_lists, config.quotas)
     accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
     sync = sync_class(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
     return Core(streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync)

@@ -116,6 +116,29 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotasConfig:
+    """What one user may store; set far above what real clients use, so that only abuse
+    meets them. A write past a count is 403 M_FORBIDDEN, one too big 413 M_TOO_LARGE."""
+
+    # Account data entries of one user, global and per-room together (tags included).
+    max_account_data_entries: int = 10_000
+    # Bytes of one account data entry's content, as JSON.
+    max_account_data_bytes: int = 512 * 1024
+    # Tags on one room of one user.
+    max_tags_per_room: int = 100
+    # Sync filters one user has uploaded, and the size of one filter as JSON.
+    max_filters_per_user: int = 1_000
+    max_filter_bytes: int = 64 * 1024
+    # Room aliases one user has created (and not deleted).
+    max_aliases_per_user: int = 100
+    # One-time keys in one /keys/upload, and unclaimed ones stored for one device.
+    max_one_time_keys_per_upload: int = 200
+    max_one_time_keys_per_device: int = 1_000
+    # initial_state entries in one createRoom (each becomes an event through the engine).
+    max_initial_state: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class RateConfig:
     per_second: float = 10.0
     burst: int = 50
@@ -133,6 +156,7 @@ class RateLimitsConfig:
     # Password checks one client address may have running or waiting at once.
     password_checks_per_ip: int = 1
     registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
+    user_writes: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=100))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +197,7 @@ class Config:
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)

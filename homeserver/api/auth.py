@@ -4,13 +4,14 @@ The middleware resolves a request's token once, before its route runs (`is_authe
 that every request not authenticated by a valid token — no token, or a malformed, unknown or
 expired one — counts against its address's anonymous rate limit, whatever route it names.
 The outcome is kept on the request, and `require_requester` answers from it.
+`require_writer` also limits, per user, the writes of per-user data (`rate_limits.user_writes`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.context import ACCOUNTS
+from homeserver.api.context import ACCOUNTS, RATELIMITER
 from homeserver.errors import MatrixError
 from homeserver.services.requester import Requester
 
@@ -53,3 +54,13 @@ async def require_requester(request: web.Request) -> Requester:
     if isinstance(resolved, MatrixError):
         raise resolved
     return resolved
+
+
+async def require_writer(request: web.Request) -> Requester:
+    """`require_requester` for a write of per-user data (account data, tags, filters, aliases,
+    typing, keys, key backup): 429 M_LIMIT_EXCEEDED past the user's `user_writes` budget."""
+    requester = await require_requester(request)
+    limiter = request.app.get(RATELIMITER)
+    if limiter is not None:
+        limiter.check("user_writes", requester.user_id)
+    return requester
