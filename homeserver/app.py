@@ -201,7 +201,7 @@ class Homeserver:
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[TO_DEVICE] = sync.to_device
-        client[KEY_BACKUP] = KeyBackupService(db)
+        client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, engine)
         client[SEARCH] = SearchService(db, engine)
         client[TAGS] = TagsService(sync.account_data)

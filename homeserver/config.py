@@ -134,6 +134,9 @@ class QuotasConfig:
     # One-time keys in one /keys/upload, and unclaimed ones stored for one device.
     max_one_time_keys_per_upload: int = 200
     max_one_time_keys_per_device: int = 1_000
+    # Backed-up room keys of one user, every backup version together (heavy users hold a few
+    # hundred thousand).
+    max_backup_keys_per_user: int = 1_000_000
     # initial_state entries in one createRoom (each becomes an event through the engine).
     max_initial_state: int = 100
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from tests.helpers import MatrixApi, User
+from tests.integration.test_key_backup import ALGORITHM, auth_data, key
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer
@@ -137,6 +138,30 @@ async def test_one_time_keys_per_upload_and_per_device_are_capped(
     assert_error(await api.request(
         "POST", "keys/upload", json={"one_time_keys": second}, token=user.token
     ), 403, "M_FORBIDDEN")
+
+
+async def test_backed_up_keys_per_user_are_capped(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    api, user = await server_api(make_homeserver, http, {"quotas.max_backup_keys_per_user": 2})
+    created = await api.ok("POST", "room_keys/version", json={
+        "algorithm": ALGORITHM, "auth_data": auth_data()
+    }, token=user.token)
+    params = {"version": created["version"]}
+
+    def keys(*sessions: str, tag: str = "data") -> dict[str, Any]:
+        return {"rooms": {"!r:localhost": {"sessions": {s: key(tag=tag) for s in sessions}}}}
+
+    await api.ok("PUT", "room_keys/keys", json=keys("s1"), token=user.token, params=params)
+    assert_error(await api.request(
+        "PUT", "room_keys/keys", json=keys("s2", "s3"), token=user.token, params=params
+    ), 403, "M_FORBIDDEN")
+    # Nothing of the refused write was kept; within the quota, writes go on.
+    result = await api.ok(
+        "PUT", "room_keys/keys", json=keys("s1", "s2", tag="new"), token=user.token,
+        params=params,
+    )
+    assert result["count"] == 2
 
 
 async def test_typing_is_rate_limited_per_user(
