@@ -53,6 +53,8 @@ class ListenersConfig:
     client: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8008))
     federation: FederationListenerConfig = field(default_factory=FederationListenerConfig)
     metrics: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=9108))
+    # Peers of the client listeners (reverse proxies) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True, slots=True)

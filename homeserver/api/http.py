@@ -18,7 +18,8 @@ from aiohttp import web
 
 from homeserver import metrics
 from homeserver.api.auth import is_authenticated
-from homeserver.api.context import RATELIMITER
+from homeserver.api.client_address import forwarded_for
+from homeserver.api.context import CONFIG, RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
 from homeserver.protocol.identifiers import is_valid_room_id
@@ -56,7 +57,10 @@ def _route_name(request: web.Request) -> str:
 
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, access log line, metrics, CORS, and Matrix-shaped errors."""
+    """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
+    config = request.app.get(CONFIG)
+    if config is not None and (client := forwarded_for(request, config.listeners.trusted_proxies)):
+        request = request.clone(remote=client)
     request_id = uuid.uuid4().hex[:12]
     start = time.perf_counter()
     route = _route_name(request)

@@ -66,6 +66,25 @@ async def test_invalid_tokens_count_against_the_address(make_homeserver: MakeSer
         assert (await attacker.request("GET", "account/whoami", token=user.token))[0] == 200
 
 
+async def test_a_trusted_proxy_names_the_client_address(make_homeserver: MakeServer) -> None:
+    """Behind the reverse proxy (on loopback by default) clients keep their own budgets;
+    anyone else's X-Forwarded-For is ignored, so it cannot buy fresh budgets."""
+    server = await limited_server(make_homeserver, per_ip={"per_second": 0.001, "burst": 2})
+
+    async def whoami(api: MatrixApi, forwarded: str) -> int:
+        status, _ = await api.request(
+            "GET", "account/whoami", token="mat_junk", headers={"X-Forwarded-For": forwarded}
+        )
+        return status
+
+    async with client_at(server, "127.0.0.1") as proxy:
+        assert [await whoami(proxy, "10.0.0.7") for _ in range(3)] == [401, 401, 429]
+        assert await whoami(proxy, "10.9.9.9, 10.0.0.8") == 401  # the proxy's own entry counts
+    async with client_at(server, ATTACKER) as attacker:
+        statuses = [await whoami(attacker, f"10.1.0.{i}") for i in range(3)]
+        assert statuses == [401, 401, 429]
+
+
 async def test_fresh_user_names_hit_the_per_address_failure_limit(
     make_homeserver: MakeServer,
 ) -> None:
