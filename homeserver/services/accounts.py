@@ -221,10 +221,12 @@ class AccountsService:
             self._device_id(device_id), device_display_name, ip, refresh
         )
         if localpart is not None:
-            return await self._create(localpart, password, admin=False, login=login)
+            return await self._create(localpart, password, admin=False, login=login, ip=ip)
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
             try:
-                return await self._create(secrets.token_hex(6), password, admin=False, login=login)
+                return await self._create(
+                    secrets.token_hex(6), password, admin=False, login=login, ip=ip
+                )
             except MatrixError as e:
                 if e.errcode != "M_USER_IN_USE":
                     raise
@@ -232,14 +234,14 @@ class AccountsService:
 
     async def _create(
         self, localpart: str, password: str | None, *, admin: bool, login: DeviceLogin | None,
+        ip: str = "",
     ) -> Session:
-        """Insert user and profile, and with `login` a session."""
+        """Insert user and profile, and with `login` a session; `ip`: the client's address,
+        whose share of the password hashing threads the new password's hash takes."""
         user_id = self._user_id_for_registration(localpart)
         if password is not None:
             check_new_password(password)
-        password_hash = None if password is None else await self._passwords.hash(
-            password, "" if login is None else login.ip
-        )
+        password_hash = None if password is None else await self._passwords.hash(password, ip)
         now = now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
