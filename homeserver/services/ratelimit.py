@@ -1,4 +1,6 @@
-"""Token-bucket rate limits per user, per IP, for login failures and for registration.
+"""Token-bucket rate limits: one bucket per (kind, key), a kind per `rate_limits.*` setting
+(event sends and per-user data writes per user; unauthenticated requests, registrations and
+failed password checks per client address).
 
 Buckets live in memory: a restart forgives everyone, which is the right failure direction for
 a limiter. Memory is bounded by a hard cap on buckets with least-recently-used eviction, so a
