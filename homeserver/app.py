@@ -147,7 +147,7 @@ def build_core(
         recent_events_max_bytes=config.caches.recent_events_max_bytes,
     )
     device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
-    e2e_keys = E2EKeysService(db, server_name, device_lists)
+    e2e_keys = E2EKeysService(db, server_name, device_lists, config.quotas)
     accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
     sync = sync_class(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
     return Core(streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync)
@@ -172,6 +172,7 @@ class Homeserver:
     federation: Federation | None = None
     incoming: IncomingEvents | None = None  # the room engine's path for remote events
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
+    accounts: AccountsService | None = None  # its password hashing threads stop with us
 
     async def start(self) -> None:
         if self.worker is None:
@@ -195,6 +196,7 @@ class Homeserver:
         )
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
+        self.accounts = accounts
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
         self.incoming = IncomingEvents(engine)
@@ -211,7 +213,7 @@ class Homeserver:
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[TO_DEVICE] = sync.to_device
-        client[KEY_BACKUP] = KeyBackupService(db)
+        client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, engine)
         client[SEARCH] = SearchService(db, engine)
         client[TAGS] = TagsService(sync.account_data)
@@ -280,6 +282,7 @@ class Homeserver:
         self.db = db
         core = build_core(config, db, follower_streams(), WorkerSyncService)
         self.typing = core.sync.typing
+        self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
         core.engine.recent = RecentEvents(
@@ -364,6 +367,8 @@ class Homeserver:
         if self.replication is not None:
             await self.replication.close()
             self.replication = None
+        if self.accounts is not None:
+            self.accounts.close()
         if self.db is not None:
             await self.db.close()
         if self.embedded is not None:

@@ -53,6 +53,8 @@ class ListenersConfig:
     client: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8008))
     federation: FederationListenerConfig = field(default_factory=FederationListenerConfig)
     metrics: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=9108))
+    # Peers of the client listeners (reverse proxies) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,9 @@ class AccountsConfig:
     # Lifetime of an access token issued with a refresh token (clients that ask for none get
     # access tokens that never expire).
     access_token_lifetime_ms: int = 3_600_000
+    # Threads of the pool that runs argon2 (password checks and hashing), apart from the
+    # default pool that DNS and media use; each run holds 64 MiB while it lasts.
+    password_hash_threads: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,32 @@ class CachesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotasConfig:
+    """What one user may store; set far above what real clients use, so that only abuse
+    meets them. A write past a count is 403 M_FORBIDDEN, one too big 413 M_TOO_LARGE."""
+
+    # Account data entries of one user, global and per-room together (tags included).
+    max_account_data_entries: int = 10_000
+    # Bytes of one account data entry's content, as JSON.
+    max_account_data_bytes: int = 512 * 1024
+    # Tags on one room of one user.
+    max_tags_per_room: int = 100
+    # Sync filters one user has uploaded, and the size of one filter as JSON.
+    max_filters_per_user: int = 1_000
+    max_filter_bytes: int = 64 * 1024
+    # Room aliases one user has created (and not deleted).
+    max_aliases_per_user: int = 100
+    # One-time keys in one /keys/upload, and unclaimed ones stored for one device.
+    max_one_time_keys_per_upload: int = 200
+    max_one_time_keys_per_device: int = 1_000
+    # Backed-up room keys of one user, every backup version together (heavy users hold a few
+    # hundred thousand).
+    max_backup_keys_per_user: int = 1_000_000
+    # initial_state entries in one createRoom (each becomes an event through the engine).
+    max_initial_state: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class RateConfig:
     per_second: float = 10.0
     burst: int = 50
@@ -132,7 +163,13 @@ class RateLimitsConfig:
     per_user: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=50))
     per_ip: RateConfig = field(default_factory=lambda: RateConfig(per_second=20.0, burst=100))
     login_failures: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.1, burst=5))
+    login_failures_per_ip: RateConfig = field(
+        default_factory=lambda: RateConfig(per_second=0.5, burst=30)
+    )
+    # Password checks one client address may have running or waiting at once.
+    password_checks_per_ip: int = 1
     registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
+    user_writes: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=100))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +226,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     caches: CachesConfig = field(default_factory=CachesConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
@@ -277,6 +315,16 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             "accounts.access_token_lifetime_ms: must be at least 1, "
             f"got {config.accounts.access_token_lifetime_ms}"
+        )
+    if config.accounts.password_hash_threads < 1:
+        raise ConfigError(
+            "accounts.password_hash_threads: must be at least 1, "
+            f"got {config.accounts.password_hash_threads}"
+        )
+    if config.rate_limits.password_checks_per_ip < 1:
+        raise ConfigError(
+            "rate_limits.password_checks_per_ip: must be at least 1, "
+            f"got {config.rate_limits.password_checks_per_ip}"
         )
     if config.encryption.default not in ENCRYPTION_DEFAULTS:
         raise ConfigError(

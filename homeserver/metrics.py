@@ -46,6 +46,15 @@ CACHE_SIZE_BYTES = Gauge(
     "objects holding them take somewhat more",
     ["cache"],
 )
+PASSWORD_CHECKS_REFUSED = Counter(
+    "moot_password_checks_refused_total",
+    "Password checks refused with 429 because their address had too many running or waiting "
+    "(rate_limits.password_checks_per_ip)",
+)
+RATE_LIMITED = Counter(
+    "moot_ratelimit_refused_total", "Requests refused with 429 by a rate limit, by its kind",
+    ["kind"],
+)
 REPLICATION_MESSAGES = Counter(
     "moot_replication_messages_total",
     "Replication messages between processes (PostgreSQL NOTIFY payloads), by direction",

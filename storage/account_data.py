@@ -30,6 +30,24 @@ async def upsert_account_data(
     await conn.execute(UPSERT_ACCOUNT_DATA, user_id, room_id, type, content, stream_id)
 
 
+COUNT_IF_NEW = """
+SELECT CASE
+    WHEN EXISTS (SELECT 1 FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3)
+    THEN NULL
+    ELSE (SELECT count(*) FROM account_data WHERE user_id = $1)
+END
+"""
+
+
+async def count_account_data_if_new(
+    conn: asyncpg.Connection, user_id: str, room_id: str, type: str
+) -> int | None:
+    """How many entries the user holds, if (room_id, type) is not one of them yet; None if it
+    is (writing it again adds no entry)."""
+    count: int | None = await conn.fetchval(COUNT_IF_NEW, user_id, room_id, type)
+    return count
+
+
 GET_ACCOUNT_DATA = """
 SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3
 """

@@ -140,6 +140,17 @@ async def claim_fallback_key(
     return await conn.fetchrow(CLAIM_FALLBACK_KEY, user_id, device_id, algorithm)
 
 
+COUNT_ONE_TIME_KEYS = """
+SELECT count(*) FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
+"""
+
+
+async def count_one_time_keys(conn: asyncpg.Connection, user_id: str, device_id: str) -> int:
+    """Unclaimed one-time keys of one device, every algorithm together."""
+    count: int = await conn.fetchval(COUNT_ONE_TIME_KEYS, user_id, device_id)
+    return count
+
+
 GET_KEY_COUNTS = """
 SELECT device_id, algorithm, count(*)::int AS n, false AS fallback FROM e2e_one_time_keys
 WHERE user_id = $1 GROUP BY device_id, algorithm

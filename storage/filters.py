@@ -24,3 +24,11 @@ async def get_filter(
 ) -> dict[str, Any] | None:
     value: dict[str, Any] | None = await conn.fetchval(GET_FILTER, user_id, filter_id)
     return value
+
+
+COUNT_FILTERS = "SELECT count(*) FROM filters WHERE user_id = $1"
+
+
+async def count_filters(conn: asyncpg.Connection, user_id: str) -> int:
+    count: int = await conn.fetchval(COUNT_FILTERS, user_id)
+    return count

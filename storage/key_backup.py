@@ -187,6 +187,15 @@ async def delete_keys(
     return int(status.rsplit(" ", 1)[1])
 
 
+COUNT_USER_KEYS = "SELECT count(*) FROM e2e_room_keys WHERE user_id = $1"
+
+
+async def count_user_keys(conn: asyncpg.Connection, user_id: str) -> int:
+    """The user's stored keys in every version together."""
+    count: int = await conn.fetchval(COUNT_USER_KEYS, user_id)
+    return count
+
+
 COUNT_KEYS = "SELECT count(*) FROM e2e_room_keys WHERE user_id = $1 AND version = $2"
 
 

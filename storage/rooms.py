@@ -84,6 +84,14 @@ async def get_aliases_for_room(conn: asyncpg.Connection, room_id: str) -> list[s
     return [r["alias"] for r in await conn.fetch(GET_ALIASES_FOR_ROOM, room_id)]
 
 
+COUNT_ALIASES_BY_CREATOR = "SELECT count(*) FROM room_aliases WHERE creator = $1"
+
+
+async def count_aliases_by_creator(conn: asyncpg.Connection, creator: str) -> int:
+    count: int = await conn.fetchval(COUNT_ALIASES_BY_CREATOR, creator)
+    return count
+
+
 DELETE_ALIAS = "DELETE FROM room_aliases WHERE alias = $1"
 
 

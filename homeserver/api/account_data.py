@@ -33,7 +33,7 @@ async def get_account_data(request: web.Request) -> web.Response:
 @routes.put(GLOBAL_PATH)
 @routes.put(ROOM_PATH)
 async def put_account_data(request: web.Request) -> web.Response:
-    user_id = await own_user_id(request)
+    user_id = await own_user_id(request, write=True)
     room_id = _room_id(request)
     content = await read_json_body(request)
     service = request.app[SYNC].account_data

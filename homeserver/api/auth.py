@@ -1,12 +1,22 @@
-"""Resolving the access token of a request into a Requester."""
+"""Resolving the access token of a request into a Requester.
+
+The middleware resolves a request's token once, before its route runs (`is_authenticated`), so
+that every request not authenticated by a valid token — no token, or a malformed, unknown or
+expired one — counts against its address's anonymous rate limit, whatever route it names.
+The outcome is kept on the request, and `require_requester` answers from it.
+`require_writer` also limits, per user, the writes of per-user data (`rate_limits.user_writes`).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.context import ACCOUNTS
+from homeserver.api.context import ACCOUNTS, RATELIMITER
 from homeserver.errors import MatrixError
 from homeserver.services.requester import Requester
+
+# Request-scoped: the Requester or the MatrixError the request's access token resolved to.
+_RESOLVED = web.RequestKey[Requester | MatrixError]("moot_auth_resolved")
 
 
 def access_token(request: web.Request) -> str | None:
@@ -19,9 +29,38 @@ def access_token(request: web.Request) -> str | None:
     return request.query.get("access_token")
 
 
-async def require_requester(request: web.Request) -> Requester:
-    """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
+async def _resolve(request: web.Request) -> Requester:
     token = access_token(request)
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
     return await request.app[ACCOUNTS].authenticate(token, request.remote or "")
+
+
+async def is_authenticated(request: web.Request) -> bool:
+    """Whether the request carries a valid access token (resolving it once per request)."""
+    try:
+        request[_RESOLVED] = await _resolve(request)
+    except MatrixError as e:
+        request[_RESOLVED] = e
+        return False
+    return True
+
+
+async def require_requester(request: web.Request) -> Requester:
+    """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
+    resolved = request.get(_RESOLVED)
+    if resolved is None:
+        resolved = await _resolve(request)
+    if isinstance(resolved, MatrixError):
+        raise resolved
+    return resolved
+
+
+async def require_writer(request: web.Request) -> Requester:
+    """`require_requester` for a write of per-user data (account data, tags, filters, aliases,
+    typing, keys, key backup): 429 M_LIMIT_EXCEEDED past the user's `user_writes` budget."""
+    requester = await require_requester(request)
+    limiter = request.app.get(RATELIMITER)
+    if limiter is not None:
+        limiter.check("user_writes", requester.user_id)
+    return requester

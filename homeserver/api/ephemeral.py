@@ -45,7 +45,7 @@ def _typing_body(body: dict[str, Any]) -> tuple[bool, int | None]:
 
 @routes.put(PREFIX + "/rooms/{roomId}/typing/{userId}")
 async def set_typing(request: web.Request) -> web.Response:
-    user_id = await own_user_id(request)
+    user_id = await own_user_id(request, write=True)
     room_id = path_room_id(request)
     typing, timeout = _typing_body(await read_json_body(request))
     await request.app[SYNC].typing.set_typing(user_id, room_id, typing, timeout)

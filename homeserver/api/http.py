@@ -17,7 +17,9 @@ import orjson
 from aiohttp import web
 
 from homeserver import metrics
-from homeserver.api.context import RATELIMITER
+from homeserver.api.auth import is_authenticated
+from homeserver.api.client_address import forwarded_for
+from homeserver.api.context import CONFIG, RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
 from homeserver.protocol.identifiers import is_valid_room_id
@@ -55,7 +57,10 @@ def _route_name(request: web.Request) -> str:
 
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, access log line, metrics, CORS, and Matrix-shaped errors."""
+    """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
+    config = request.app.get(CONFIG)
+    if config is not None and (client := forwarded_for(request, config.listeners.trusted_proxies)):
+        request = request.clone(remote=client)
     request_id = uuid.uuid4().hex[:12]
     start = time.perf_counter()
     route = _route_name(request)
@@ -64,7 +69,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         if request.method == "OPTIONS":
             response = web.Response(headers=CORS_HEADERS)
         else:
-            _limit_anonymous(request)
+            await _limit_unauthenticated(request)
             response = await handler(request)
     except MatrixError as e:
         response = error_response(e)
@@ -109,13 +114,14 @@ def loggable_path(request: web.Request) -> str:
     return one_line(request.raw_path)
 
 
-def _limit_anonymous(request: web.Request) -> None:
-    """Requests without an access token are limited per client address; authenticated ones
-    are limited per user where they create events (in the services)."""
+async def _limit_unauthenticated(request: web.Request) -> None:
+    """Requests not authenticated by a valid access token are limited per client address,
+    before their route does any work (an invalid token buys nothing); authenticated ones are
+    limited per user where they create events (in the services)."""
     limiter = request.app.get(RATELIMITER)
     if limiter is None:
         return
-    if "Authorization" not in request.headers and "access_token" not in request.query:
+    if not await is_authenticated(request):
         limiter.check("per_ip", request.remote or "")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.auth import require_requester
+from homeserver.api.auth import require_requester, require_writer
 from homeserver.api.context import KEY_BACKUP
 from homeserver.api.http import (
     field_obj,
@@ -100,7 +100,7 @@ def _scope(request: web.Request) -> tuple[str | None, str | None]:
 
 @routes.post(PREFIX + "/version")
 async def create_version(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     body = await read_json_body(request)
     version = await request.app[KEY_BACKUP].create_version(
         requester.user_id, require_str(body, "algorithm"), _require_obj(body, "auth_data")
@@ -119,7 +119,7 @@ async def get_version(request: web.Request) -> web.Response:
 
 @routes.put(PREFIX + "/version/{version}")
 async def update_version(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     body = await read_json_body(request)
     await request.app[KEY_BACKUP].update_version(
         requester.user_id, request.match_info["version"], require_str(body, "algorithm"),
@@ -130,13 +130,13 @@ async def update_version(request: web.Request) -> web.Response:
 
 @routes.delete(PREFIX + "/version/{version}")
 async def delete_version(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     await request.app[KEY_BACKUP].delete_version(requester.user_id, request.match_info["version"])
     return json_response({})
 
 
 async def put_keys(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     version = _version_param(request)
     room_id, session_id = _scope(request)
     keys = _parse_keys(room_id, session_id, await read_json_body(request))
@@ -163,7 +163,7 @@ async def get_keys(request: web.Request) -> web.Response:
 
 
 async def delete_keys(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     version = _version_param(request)
     room_id, session_id = _scope(request)
     return json_response(await request.app[KEY_BACKUP].delete_keys(

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.account_management import uia_request
-from homeserver.api.auth import require_requester
+from homeserver.api.auth import require_requester, require_writer
 from homeserver.api.context import CROSS_SIGNING, E2E_KEYS
 from homeserver.api.http import (
     field_obj,
@@ -70,7 +70,7 @@ def _token(request: web.Request, key: str) -> StreamToken:
 
 @routes.post(PREFIX + "/keys/upload")
 async def upload_keys(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     body = await read_json_body(request)
     upload = KeyUpload(
         device_keys=field_obj(body, "device_keys"),
@@ -114,7 +114,7 @@ async def key_changes(request: web.Request) -> web.Response:
 
 @routes.post(PREFIX + "/keys/device_signing/upload")
 async def upload_cross_signing_keys(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     body = await read_json_body(request)
     keys = {
         key_type: key for name, key_type in CROSS_SIGNING_FIELDS.items()
@@ -126,6 +126,6 @@ async def upload_cross_signing_keys(request: web.Request) -> web.Response:
 
 @routes.post(PREFIX + "/keys/signatures/upload")
 async def upload_signatures(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     signed = _objects_of(await read_json_body(request), "signatures")
     return json_response(await request.app[CROSS_SIGNING].upload_signatures(requester, signed))

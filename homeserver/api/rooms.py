@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.auth import require_requester
+from homeserver.api.auth import require_requester, require_writer
 from homeserver.api.context import ROOMS
 from homeserver.api.http import json_response, read_json_body, require_str
 
@@ -29,7 +29,7 @@ async def joined_rooms(request: web.Request) -> web.Response:
 
 @routes.put(V3 + "/directory/room/{alias}")
 async def put_alias(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     body = await read_json_body(request)
     await request.app[ROOMS].put_alias(
         requester, request.match_info["alias"], require_str(body, "room_id")
@@ -44,7 +44,7 @@ async def get_alias(request: web.Request) -> web.Response:
 
 @routes.delete(V3 + "/directory/room/{alias}")
 async def delete_alias(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
+    requester = await require_writer(request)
     await request.app[ROOMS].delete_alias(requester, request.match_info["alias"])
     return json_response({})
 

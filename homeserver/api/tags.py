@@ -32,7 +32,7 @@ async def get_tags(request: web.Request) -> web.Response:
 
 @routes.put(TAGS_PATH + "/{tag}")
 async def put_tag(request: web.Request) -> web.Response:
-    user_id = await own_user_id(request)
+    user_id = await own_user_id(request, write=True)
     room_id = path_room_id(request)
     tag = _tag(request)
     content = await read_json_body(request)
@@ -44,7 +44,7 @@ async def put_tag(request: web.Request) -> web.Response:
 
 @routes.delete(TAGS_PATH + "/{tag}")
 async def delete_tag(request: web.Request) -> web.Response:
-    user_id = await own_user_id(request)
+    user_id = await own_user_id(request, write=True)
     room_id = path_room_id(request)
     await request.app[TAGS].delete_tag(user_id, room_id, _tag(request))
     return json_response({})

@@ -2,7 +2,8 @@
 
 Every write takes a position on the account-data stream inside the transaction that stores the
 row, so /sync returns exactly the entries whose position lies between two tokens; the owner's
-long-polls are woken afterwards.
+long-polls are woken afterwards. A user holds at most `quotas.max_account_data_entries` entries
+of at most `quotas.max_account_data_bytes` each; rewriting an entry never counts as a new one.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Any
 
 import asyncpg
 
+from homeserver.config import QuotasConfig
 from homeserver.errors import MatrixError, not_found
 from homeserver.services.notifier import Notifier
+from homeserver.services.quotas import check_size, over_quota
 from homeserver.services.stream_wakes import StreamWakes
 from storage import account_data as account_data_store
 from storage.account_data import AccountData
@@ -25,8 +28,11 @@ GLOBAL = ""
 
 
 class AccountDataService:
-    def __init__(self, db: Database, stream: StreamIdGenerator, notifier: Notifier) -> None:
+    def __init__(
+        self, db: Database, stream: StreamIdGenerator, notifier: Notifier, quotas: QuotasConfig,
+    ) -> None:
         self.db = db
+        self.quotas = quotas
         self.stream = stream
         self.notifier = notifier
         self.wakes = StreamWakes(notifier, stream)
@@ -43,13 +49,21 @@ class AccountDataService:
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
     ) -> None:
         """Store an entry (room_id '' for global) and wake the owner's syncs."""
-        with self.stream.allocate() as slot:
-            await self.db.transaction(
-                lambda conn: account_data_store.upsert_account_data(
-                    conn, user_id, room_id, data_type, content, slot.position
-                ),
-                name="account_data",
+        quotas = self.quotas
+        check_size(content, "An account data entry", quotas.max_account_data_bytes)
+
+        async def txn(conn: asyncpg.Connection, position: int) -> None:
+            held = await account_data_store.count_account_data_if_new(
+                conn, user_id, room_id, data_type
             )
+            if held is not None and held >= quotas.max_account_data_entries:
+                raise over_quota("account data entries", quotas.max_account_data_entries)
+            await account_data_store.upsert_account_data(
+                conn, user_id, room_id, data_type, content, position
+            )
+
+        with self.stream.allocate() as slot:
+            await self.db.transaction(lambda conn: txn(conn, slot.position), name="account_data")
         self.wakes.add(slot.last_written, [user_id])
 
     async def get(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any]:

@@ -15,7 +15,12 @@ to the same device. `/refresh` exchanges a refresh token for a new pair; the old
 (and its access token) stays valid until the new pair is first used, so a client that lost the
 response can repeat the exchange; repeating it revokes the unused pair it got before.
 
-Passwords are hashed by `passwords` (argon2id in a worker thread, a dummy hash for unknown users).
+Passwords are hashed by `passwords` (argon2id on its own thread pool, shared fairly between
+client addresses, a dummy hash for unknown users). A failed password check costs a token of
+the address's bucket for that user and of the address's bucket across users
+(`rate_limits.login_failures` and `login_failures_per_ip`); an empty bucket refuses even the
+right password from that address, so guessing stops there, while the user's logins from other
+addresses keep working.
 """
 
 from __future__ import annotations
@@ -98,10 +103,18 @@ class AccountsService:
         self._device_lists = device_lists
         self._config = config
         self._ratelimiter = ratelimiter
-        self._passwords = Passwords()
+        limits = config.rate_limits
+        self._passwords = Passwords(
+            config.accounts.password_hash_threads,
+            limits.password_checks_per_ip if limits.enabled else None,
+        )
         self._tokens = TokenCache(clock)
         # Other servers' profiles are asked of them (plugged in by app.py with federation).
         self.remote: RemoteQueries | None = None
+
+    def close(self) -> None:
+        """Stop the password hashing threads."""
+        self._passwords.close()
 
     @property
     def server_name(self) -> str:
@@ -208,10 +221,12 @@ class AccountsService:
             self._device_id(device_id), device_display_name, ip, refresh
         )
         if localpart is not None:
-            return await self._create(localpart, password, admin=False, login=login)
+            return await self._create(localpart, password, admin=False, login=login, ip=ip)
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
             try:
-                return await self._create(secrets.token_hex(6), password, admin=False, login=login)
+                return await self._create(
+                    secrets.token_hex(6), password, admin=False, login=login, ip=ip
+                )
             except MatrixError as e:
                 if e.errcode != "M_USER_IN_USE":
                     raise
@@ -219,12 +234,14 @@ class AccountsService:
 
     async def _create(
         self, localpart: str, password: str | None, *, admin: bool, login: DeviceLogin | None,
+        ip: str = "",
     ) -> Session:
-        """Insert user and profile, and with `login` a session."""
+        """Insert user and profile, and with `login` a session; `ip`: the client's address,
+        whose share of the password hashing threads the new password's hash takes."""
         user_id = self._user_id_for_registration(localpart)
         if password is not None:
             check_new_password(password)
-        password_hash = None if password is None else await self._passwords.hash(password)
+        password_hash = None if password is None else await self._passwords.hash(password, ip)
         now = now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
@@ -259,14 +276,12 @@ class AccountsService:
     ) -> Session:
         """Check a password and start a session on a (new or existing) device."""
         user_id = self.local_user_id(user)
-        failure_key = f"{ip}|{user_id or user}"
-        # An exhausted bucket refuses even the right password, or guessing would go on.
-        self._ratelimiter.peek("login_failures", failure_key)
+        failures = self._failure_buckets(ip, f"{ip}|{user_id or user}")
         row = None
         if user_id is not None:
             row = await self._db.run(lambda conn: store.get_user(conn, user_id))
-        if not await self._passwords.verify(row["password_hash"] if row else None, password):
-            self._ratelimiter.check("login_failures", failure_key)
+        if not await self._passwords.verify(row["password_hash"] if row else None, password, ip):
+            self._charge(failures)
             raise forbidden("Invalid username or password")
         assert row is not None and user_id is not None
         if row["deactivated"]:
@@ -316,7 +331,7 @@ class AccountsService:
     async def set_password(self, user_id: str, password: str) -> None:
         """Replace the account's password (the caller decides which sessions survive)."""
         check_new_password(password)
-        password_hash = await self._passwords.hash(password)
+        password_hash = await self._passwords.hash(password, user_id)
         await self._db.transaction(
             lambda conn: store.update_password_hash(conn, user_id, password_hash),
             name="set_password",
@@ -341,15 +356,27 @@ class AccountsService:
         cannot be used to guess the account's password. The key includes the address, so a
         stranger's wrong guesses cannot lock the user out of their own re-authentication.
         """
-        failure_key = f"uia|{ip}|{user_id}"
-        self._ratelimiter.peek("login_failures", failure_key)
+        failures = self._failure_buckets(ip, f"uia|{ip}|{user_id}")
         row = await self._db.run(lambda conn: store.get_user(conn, user_id))
         # A deactivated account authenticates nothing any more.
         password_hash = row["password_hash"] if row and not row["deactivated"] else None
-        if await self._passwords.verify(password_hash, password):
+        if await self._passwords.verify(password_hash, password, ip):
             return True
-        self._ratelimiter.check("login_failures", failure_key)
+        self._charge(failures)
         return False
+
+    def _failure_buckets(self, ip: str, user_key: str) -> list[tuple[str, str]]:
+        """The failed-password buckets a check from `ip` counts against; raises 429 if one
+        is empty (an exhausted bucket refuses even the right password, or guessing would go
+        on). Per address and user, and per address across users (fresh names cost too)."""
+        buckets = [("login_failures", user_key), ("login_failures_per_ip", ip)]
+        for kind, key in buckets:
+            self._ratelimiter.peek(kind, key)
+        return buckets
+
+    def _charge(self, buckets: list[tuple[str, str]]) -> None:
+        for kind, key in buckets:
+            self._ratelimiter.charge(kind, key)
 
     async def _issue_token(
         self, conn: asyncpg.Connection, user_id: str, login: DeviceLogin, now: int

@@ -6,6 +6,9 @@ by the device's own ed25519 key, the one-time and fallback keys' signature by th
 a device's identity keys staying fixed once published (a change would let a server or thief
 substitute a device behind its owner's back). Everything else is stored and served verbatim.
 Cross-signing lives in `cross_signing.py`; both share the key checks in `e2e_checks.py`.
+One upload carries at most `quotas.max_one_time_keys_per_upload` one-time and fallback keys, and
+a device keeps at most `quotas.max_one_time_keys_per_device` unclaimed one-time keys (clients
+keep about a hundred; the cap stops a device from filling the table).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.errors import bad_json, invalid_param, unknown_token
+from homeserver.config import QuotasConfig
+from homeserver.errors import bad_json, invalid_param, too_large, unknown_token
 from homeserver.protocol.identifiers import parse_user_id
 from homeserver.services.clock import now_ms
 from homeserver.services.device_lists import DeviceListService
@@ -29,6 +33,7 @@ from homeserver.services.e2e_checks import (
     public_key_of,
 )
 from homeserver.services.fill_cache import FillCache
+from homeserver.services.quotas import over_quota
 from homeserver.services.remote_queries import RemoteQueries, ask_each
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
@@ -96,9 +101,10 @@ def _key_entries(keys: Mapping[str, Any], what: str) -> list[tuple[str, str, Any
 class E2EKeysService:
     def __init__(
         self, db: Database, server_name: str, device_lists: DeviceListService,
-        remote: RemoteQueries | None = None,
+        quotas: QuotasConfig, remote: RemoteQueries | None = None,
     ) -> None:
         self.db = db
+        self.quotas = quotas
         self.server_name = server_name
         self.device_lists = device_lists
         # Other servers' users' keys are asked of their servers; None: reported as failures.
@@ -136,6 +142,11 @@ class E2EKeysService:
         fallback = _key_entries(upload.fallback_keys, "fallback_keys")
         if len({algorithm for algorithm, _, _ in fallback}) != len(fallback):
             raise bad_json("'fallback_keys' may hold only one key per algorithm")
+        if len(one_time) + len(fallback) > self.quotas.max_one_time_keys_per_upload:
+            raise too_large(
+                f"One upload may carry at most {self.quotas.max_one_time_keys_per_upload} "
+                "one-time and fallback keys"
+            )
 
         async def txn(conn: asyncpg.Connection) -> tuple[dict[str, int], bool]:
             stored = await store.get_device_keys(conn, user_id, device_id)
@@ -202,9 +213,8 @@ class E2EKeysService:
         )
         return {k: v for k, v in keys.items() if k != "unsigned"}
 
-    @staticmethod
     async def _store_one_time_keys(
-        conn: asyncpg.Connection, user_id: str, device_id: str,
+        self, conn: asyncpg.Connection, user_id: str, device_id: str,
         entries: list[tuple[str, str, Any]],
     ) -> None:
         """Insert new keys; re-uploading a stored key is fine, changing one is not."""
@@ -218,9 +228,11 @@ class E2EKeysService:
                 raise invalid_param(
                     f"One-time key {algorithm}:{key_id} already exists with different content"
                 )
-        await store.insert_one_time_keys(
-            conn, user_id, device_id, [e for e in entries if (e[0], e[1]) not in stored]
-        )
+        new = [e for e in entries if (e[0], e[1]) not in stored]
+        limit = self.quotas.max_one_time_keys_per_device
+        if new and await store.count_one_time_keys(conn, user_id, device_id) + len(new) > limit:
+            raise over_quota("unclaimed one-time keys per device", limit)
+        await store.insert_one_time_keys(conn, user_id, device_id, new)
 
     def _check_servers(self, requester: Requester, remote: Mapping[str, list[str]]) -> None:
         if self.remote is not None and self.server_limits is not None:

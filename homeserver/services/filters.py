@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
+
+from homeserver.config import QuotasConfig
 from homeserver.errors import bad_json, not_found
 from homeserver.services.fill_cache import FillCache
+from homeserver.services.quotas import check_size, over_quota
 from storage import filters as filters_store
 from storage.database import Database
 
@@ -221,10 +225,12 @@ def _copy_path(src: dict[str, Any], dst: dict[str, Any], path: list[str]) -> Non
 
 class FiltersService:
     """Uploaded filters: stored as sent; parsed when a sync names them, and kept parsed (a
-    filter never changes once uploaded)."""
+    filter never changes once uploaded). A user keeps at most `quotas.max_filters_per_user`
+    of at most `quotas.max_filter_bytes` each."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quotas: QuotasConfig) -> None:
         self.db = db
+        self.quotas = quotas
         self._parsed: FillCache[tuple[str, str], Filter] = FillCache(_PARSED_CACHE_SIZE)
 
     async def create(self, user_id: str, raw: dict[str, Any]) -> str:
@@ -233,8 +239,15 @@ class FiltersService:
             Filter.parse(raw)
         except FilterError as e:
             raise bad_json(f"Invalid filter: {e}") from None
-        filter_id = await self.db.run(lambda conn: filters_store.insert_filter(conn, user_id, raw))
-        return str(filter_id)
+        quotas = self.quotas
+        check_size(raw, "A filter", quotas.max_filter_bytes)
+
+        async def insert(conn: asyncpg.Connection) -> int:
+            if await filters_store.count_filters(conn, user_id) >= quotas.max_filters_per_user:
+                raise over_quota("filters per user", quotas.max_filters_per_user)
+            return await filters_store.insert_filter(conn, user_id, raw)
+
+        return str(await self.db.transaction(insert, name="create_filter"))
 
     async def get_raw(self, user_id: str, filter_id: str) -> dict[str, Any]:
         """The filter as uploaded, or M_NOT_FOUND."""

@@ -4,7 +4,8 @@ The server stores what clients encrypted for themselves and never looks inside `
 `session_data` beyond their shape. Keys may only be written to the current (latest live)
 version; an older version answers 403 M_WRONG_ROOM_KEYS_VERSION naming the current one, so a
 client that missed a new backup finds out. Every writer holds the user's backup lock for its
-transaction, which makes "check the version, then write" atomic.
+transaction, which makes "check the version, then write" atomic. A user stores at most
+`quotas.max_backup_keys_per_user` keys across their versions; a write past it stores nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from homeserver.config import QuotasConfig
 from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.services.quotas import over_quota
 from storage import key_backup as store
 from storage.database import Database
 from storage.key_backup import BackupVersion
@@ -50,8 +53,9 @@ def _updated(etag: int, count: int) -> dict[str, Any]:
 
 
 class KeyBackupService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quotas: QuotasConfig) -> None:
         self.db = db
+        self.max_keys = quotas.max_backup_keys_per_user
 
     async def create_version(
         self, user_id: str, algorithm: str, auth_data: dict[str, Any]
@@ -132,6 +136,8 @@ class KeyBackupService:
                 )
             etag = current.etag
             if keys and await store.upsert_keys(conn, user_id, current.version, keys):
+                if await store.count_user_keys(conn, user_id) > self.max_keys:
+                    raise over_quota("backed-up room keys per user", self.max_keys)
                 etag = await store.bump_etag(conn, user_id, current.version)
             return _updated(etag, await store.count_keys(conn, user_id, current.version))
 

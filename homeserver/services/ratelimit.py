@@ -1,4 +1,6 @@
-"""Token-bucket rate limits per user, per IP, for login failures and for registration.
+"""Token-bucket rate limits: one bucket per (kind, key), a kind per `rate_limits.*` setting
+(event sends and per-user data writes per user; unauthenticated requests, registrations and
+failed password checks per client address).
 
 Buckets live in memory: a restart forgives everyone, which is the right failure direction for
 a limiter. Memory is bounded by a hard cap on buckets with least-recently-used eviction, so a
@@ -14,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from homeserver import metrics
 from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import limit_exceeded
 
@@ -55,8 +58,9 @@ class RateLimiter:
         bucket.updated = now
         return bucket, rate
 
-    def _refuse_below(self, bucket: _Bucket, rate: RateConfig, needed: float) -> None:
+    def _refuse_below(self, kind: str, bucket: _Bucket, rate: RateConfig, needed: float) -> None:
         if bucket.tokens < needed:
+            metrics.RATE_LIMITED.labels(kind).inc()
             wait_s = (needed - bucket.tokens) / rate.per_second if rate.per_second > 0 else 3600
             raise limit_exceeded(max(1, math.ceil(wait_s * 1000)))
 
@@ -65,7 +69,7 @@ class RateLimiter:
         if not self.config.enabled:
             return
         bucket, rate = self._refill(kind, key)
-        self._refuse_below(bucket, rate, 1.0)
+        self._refuse_below(kind, bucket, rate, 1.0)
         bucket.tokens -= 1.0
 
     def peek(self, kind: str, key: str) -> None:
@@ -74,4 +78,12 @@ class RateLimiter:
         if not self.config.enabled:
             return
         bucket, rate = self._refill(kind, key)
-        self._refuse_below(bucket, rate, 1.0)
+        self._refuse_below(kind, bucket, rate, 1.0)
+
+    def charge(self, kind: str, key: str) -> None:
+        """Take a token that is owed (a failure that already happened), even below zero:
+        failures that raced past `peek` together still all count."""
+        if not self.config.enabled:
+            return
+        bucket, _ = self._refill(kind, key)
+        bucket.tokens -= 1.0

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.config import Config
-from homeserver.errors import MatrixError, bad_json, invalid_param, room_full_error
+from homeserver.errors import MatrixError, bad_json, invalid_param, room_full_error, too_large
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
@@ -59,7 +59,9 @@ class RoomCreation:
     ) -> str:
         """Spec createRoom: the events in the spec's order, each through the room engine;
         ``server_limits`` counts the invitees' servers (with federation)."""
-        req = _CreateRequest.parse(body, self.config.rooms.default_room_version)
+        req = _CreateRequest.parse(
+            body, self.config.rooms.default_room_version, self.config.quotas.max_initial_state
+        )
         if user in req.invite:
             raise invalid_param("The creator cannot invite themselves")
         if 1 + len(req.invite) > self.engine.max_members:
@@ -181,7 +183,10 @@ class _CreateRequest:
         self.initial_state: list[dict[str, Any]] = []
 
     @classmethod
-    def parse(cls, body: dict[str, Any], default_version: str) -> _CreateRequest:
+    def parse(
+        cls, body: dict[str, Any], default_version: str, max_initial_state: int
+    ) -> _CreateRequest:
+        """`max_initial_state`: each entry becomes an event through the room engine."""
         req = cls()
         req.room_version = _opt(body, "room_version", str) or default_version
         if req.room_version not in KNOWN_ROOM_VERSIONS:
@@ -208,7 +213,10 @@ class _CreateRequest:
         req.invite = list(dict.fromkeys(invite))
         req.creation_content = _opt(body, "creation_content", dict) or {}
         req.power_level_override = _opt(body, "power_level_content_override", dict) or {}
-        for item in _opt(body, "initial_state", list) or []:
+        initial_state = _opt(body, "initial_state", list) or []
+        if len(initial_state) > max_initial_state:
+            raise too_large(f"initial_state may hold at most {max_initial_state} entries")
+        for item in initial_state:
             if not isinstance(item, dict) or not isinstance(item.get("type"), str):
                 raise bad_json("initial_state entries need a string 'type'")
             if item["type"] == "m.room.create":

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.services.join_authorisation import authorise_join
+from homeserver.services.quotas import over_quota
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
@@ -54,6 +57,7 @@ class RoomsService:
         self.accounts = accounts
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
+        self.max_aliases = config.quotas.max_aliases_per_user
         self.reads = RoomReads(db, engine)
         # Other servers' aliases are asked of them (plugged in by app.py with federation).
         self.remote: RemoteQueries | None = None
@@ -397,7 +401,14 @@ class RoomsService:
         await self._put_alias(alias, room_id, requester.user_id)
 
     async def _put_alias(self, alias: str, room_id: str, creator: str) -> None:
-        created = await self.db.run(lambda c: rooms_store.insert_alias(c, alias, room_id, creator))
+        """Create an alias; a user holds at most `quotas.max_aliases_per_user` of them."""
+
+        async def insert(conn: asyncpg.Connection) -> bool:
+            if await rooms_store.count_aliases_by_creator(conn, creator) >= self.max_aliases:
+                raise over_quota("room aliases per user", self.max_aliases)
+            return await rooms_store.insert_alias(conn, alias, room_id, creator)
+
+        created = await self.db.transaction(insert, name="put_alias")
         if not created:
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
 

@@ -78,8 +78,10 @@ class SyncService:
         self.engine = engine
         self.notifier = notifier
         self.streams = streams
-        self.filters = FiltersService(db)
-        self.account_data = AccountDataService(db, streams.account_data, notifier)
+        self.filters = FiltersService(db, config.quotas)
+        self.account_data = AccountDataService(
+            db, streams.account_data, notifier, config.quotas
+        )
         self.typing = TypingService(db, engine, streams.typing, notifier)
         self.receipts = ReceiptsService(
             db, engine, streams.receipts, notifier, self.account_data

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.quotas import over_quota
 from storage import account_data as account_data_store
 
 TAG_TYPE = "m.tag"
@@ -31,8 +32,13 @@ class TagsService:
         return tags if isinstance(tags, dict) else {}
 
     async def set_tag(self, user_id: str, room_id: str, tag: str, content: dict[str, Any]) -> None:
+        """Add or change a tag; a room holds at most `quotas.max_tags_per_room` of them (the
+        entry's size and the user's entries are account data's quotas)."""
+        limit = self.account_data.quotas.max_tags_per_room
         async with self._lock:
             tags = await self.get_tags(user_id, room_id)
+            if tag not in tags and len(tags) >= limit:
+                raise over_quota("tags per room", limit)
             tags[tag] = content
             await self.account_data.set(user_id, room_id, TAG_TYPE, {"tags": tags})
 
