@@ -35,6 +35,7 @@ from homeserver.api.context import (
 )
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
+from homeserver.listeners import GuardedRunner, ListenerLimits
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
@@ -307,7 +308,12 @@ class Homeserver:
     ) -> None:
         if port is None:
             return
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        limits = self.config.limits
+        runner = GuardedRunner(
+            app, name, ListenerLimits(
+                limits.header_timeout_s, limits.request_timeout_s, limits.max_connections
+            ), access_log=None, shutdown_timeout=10.0,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
