@@ -76,9 +76,8 @@ async def test_large_bodies_sent_to_send_do_not_stall_the_server(
     assert size - 1024 < len(body) <= MAX_TRANSACTION_BYTES
 
     def signed(uri: str, origin: str, key_version: str) -> str:
-        # A real signature, by a key that is not the one the origin publishes.
-        content = None  # the content is not what it signs, so it never verifies
-        return authorization_header("PUT", uri, origin, b.name, content,
+        # Well-formed, by a key the origin does not publish, for a request without a body.
+        return authorization_header("PUT", uri, origin, b.name, None,
                                     generate_signing_key(key_version))
 
     posts = []
