@@ -24,9 +24,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.protocol.errors import SignatureError
+from homeserver.protocol.canonical_json import check_canonical_json, encode_canonical_json
+from homeserver.protocol.errors import CanonicalJSONError, SignatureError
 from homeserver.protocol.identifiers import is_valid_server_name
-from homeserver.protocol.signing import SigningKey, VerifyKeyLike, key_id, sign_json, verify_json
+from homeserver.protocol.signing import (
+    SigningKey,
+    VerifyKeyLike,
+    key_id,
+    sign_json,
+    signature_matches,
+    verify_json,
+)
 
 __all__ = [
     "RequestAuthError",
@@ -212,7 +220,8 @@ def check_destination(credentials: XMatrixCredentials, this_server: str) -> None
 
 def verify_request(
     credentials: XMatrixCredentials, *, method: str, uri: str, content: Any,
-    this_server: str, verify_key: VerifyKeyLike,
+    this_server: str, verify_key: VerifyKeyLike, raw_content: bytes | None = None,
+    gradual: bool = False,
 ) -> None:
     """Check the header's signature over the request as received.
 
@@ -220,12 +229,27 @@ def verify_request(
     body or None when the request had none, ``verify_key`` the origin's key named by
     ``credentials.key_id``. A header without ``destination`` is checked as if it named this
     server, so that a signature made for another destination still fails.
+
+    ``raw_content``, the body as received, is tried first as the content's canonical form:
+    senders normally send the bytes they signed, and then nothing needs encoding again. It is
+    sound: the signature covers exactly these bytes, which parse to exactly ``content``.
+    Otherwise the content is encoded canonically (``gradual``: see `encode_canonical_json`).
     """
     check_destination(credentials, this_server)
+    if raw_content is not None and content is not None:
+        head = encode_canonical_json(request_json(method, uri, credentials.origin, this_server))
+        # "content" sorts before every other key of the signed object.
+        message = b'{"content":' + raw_content.strip() + b"," + head[1:]
+        if signature_matches(message, credentials.signature, verify_key):
+            try:
+                check_canonical_json(content)
+            except CanonicalJSONError as e:
+                raise RequestAuthError(f"the body is not canonical JSON: {e}") from e
+            return
     obj: dict[str, Any] = request_json(method, uri, credentials.origin, this_server, content)
     obj["signatures"] = {credentials.origin: {credentials.key_id: credentials.signature}}
     try:
-        verify_json(obj, credentials.origin, credentials.key_id, verify_key)
+        verify_json(obj, credentials.origin, credentials.key_id, verify_key, gradual=gradual)
     except SignatureError as e:
         raise RequestAuthError(f"the X-Matrix signature does not verify: {e}") from e
 

@@ -16,6 +16,7 @@ from federation.addresses import AddressPolicy
 from federation.api import federation_routes
 from federation.api.context import (
     AUTHENTICATOR,
+    BODY_LIMIT,
     DIRECTORY,
     E2E_KEYS,
     JOINS,
@@ -72,8 +73,10 @@ class Federation:
     room_reads: RoomReads
     backfiller: Backfiller  # the history /messages asks for (app.py plugs it in)
 
-    def install(self, app: web.Application) -> None:
-        """Mount the Server-Server routes and what they call on the federation listener."""
+    def install(self, app: web.Application, body_limit: int) -> None:
+        """Mount the Server-Server routes and what they call on the federation listener;
+        authenticated routes read bodies up to ``body_limit`` (`PUT /send`: a transaction)."""
+        app[BODY_LIMIT] = body_limit
         app[OWN_KEYS] = self.own_keys
         app[NOTARY] = self.notary
         app[AUTHENTICATOR] = self.authenticator
@@ -88,6 +91,7 @@ class Federation:
     async def close(self) -> None:
         """Stop the sender (its queue stays in the database), then close the connections."""
         await self.sender.stop()
+        self.authenticator.close()
         await self.transport.close()
 
 

@@ -13,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation.edus import InboundEdus
 from federation.stack import Federation, build_federation
-from federation.transactions import MAX_TRANSACTION_BYTES
 from homeserver import metrics
 from homeserver.api import client_routes, worker_routes
 from homeserver.api.context import (
@@ -36,6 +35,7 @@ from homeserver.api.context import (
 )
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
+from homeserver.listeners import GuardedRunner, ListenerLimits
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
@@ -224,8 +224,7 @@ class Homeserver:
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
         federation = web.Application(
-            client_max_size=max(config.limits.max_request_body_bytes, MAX_TRANSACTION_BYTES),
-            middlewares=[matrix_middleware],
+            client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
             server_name, engine.signing_key, config.federation, db, accounts,
@@ -244,7 +243,7 @@ class Homeserver:
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         engine.observers.append(self.federation.sender)
         await self.federation.sender.start()
-        self.federation.install(federation)
+        self.federation.install(federation, config.limits.max_request_body_bytes)
         if listeners.federation.port is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(
@@ -330,7 +329,12 @@ class Homeserver:
     ) -> None:
         if port is None:
             return
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        limits = self.config.limits
+        runner = GuardedRunner(
+            app, name, ListenerLimits(
+                limits.header_timeout_s, limits.request_timeout_s, limits.max_connections
+            ), access_log=None, shutdown_timeout=10.0,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()

@@ -115,6 +115,12 @@ class MediaConfig:
 class LimitsConfig:
     max_request_body_bytes: int = 1_048_576
     sync_timeout_max_ms: int = 60_000
+    # A request's headers must arrive within this many seconds of its first byte (of the
+    # connection, for its first request), the whole request within request_timeout_s.
+    header_timeout_s: float = 30.0
+    request_timeout_s: float = 60.0
+    # Connections each listener holds at most (see homeserver/listeners.py).
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +349,11 @@ def validate(config: Config) -> Config:
             )
         if worker.client.port is None:
             raise ConfigError(f"workers.{name}.client.port: a worker needs a client port")
+    for key in ("header_timeout_s", "request_timeout_s", "max_connections"):
+        if getattr(config.limits, key) <= 0:
+            raise ConfigError(f"limits.{key}: must be more than 0")
+    if config.limits.header_timeout_s > config.limits.request_timeout_s:
+        raise ConfigError("limits.header_timeout_s: must not be more than request_timeout_s")
     for key in (
         "connect_timeout_s", "request_timeout_s", "dns_timeout_s", "destination_expiry_ms",
         "max_servers_per_request", "max_servers_per_user", "servers_per_user_period_ms",

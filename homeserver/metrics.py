@@ -15,6 +15,15 @@ HTTP_SECONDS = Histogram(
     ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+HTTP_CONNECTIONS = Gauge(
+    "moot_http_connections", "Connections open, by listener", ["listener"]
+)
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "moot_http_connections_closed_total",
+    "Connections the server closed or refused, by listener and reason (header_timeout, "
+    "request_timeout, idle_evicted, over_capacity)",
+    ["listener", "reason"],
+)
 EVENTS_PERSISTED = Counter(
     "moot_events_persisted_total", "Events persisted to the room DAG, by event type", ["type"]
 )

@@ -23,3 +23,5 @@ E2E_KEYS = web.AppKey("e2e_keys", E2EKeysService)
 TRANSACTIONS = web.AppKey("transactions", TransactionHandler)
 JOINS = web.AppKey("joins", Joins)
 ROOM_READS = web.AppKey("room_reads", RoomReads)
+# The largest body an authenticated route reads (`PUT /send` takes at least a transaction).
+BODY_LIMIT = web.AppKey("body_limit", int)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from federation.api.auth import authenticated
+from federation.api.auth import authenticated_transaction
 from federation.api.context import TRANSACTIONS
 from federation.inbound_auth import AuthenticatedRequest
 from federation.transactions import MAX_EDUS, MAX_PDUS
@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 
 
 @routes.put("/_matrix/federation/v1/send/{txnId}")
-@authenticated
+@authenticated_transaction
 async def send_transaction(request: web.Request, auth: AuthenticatedRequest) -> web.Response:
     body = auth.content
     if not isinstance(body, dict):

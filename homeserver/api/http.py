@@ -81,6 +81,14 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(
             MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
         )
+    except ConnectionResetError:
+        if request.transport is not None and not request.transport.is_closing():
+            raise
+        # The client went away, or was cut off for sending too slowly (homeserver/listeners.py),
+        # while its body was being read: nobody will read an answer, and it is no fault of ours.
+        log.info("request %s %s %s: the connection closed before the request arrived",
+                 request_id, request.method, route)
+        response = error_response(MatrixError(408, "M_UNKNOWN", "The request did not arrive"))
     except DataError as e:
         # PostgreSQL refuses some values a client can send (U+0000 in text or jsonb, numbers
         # out of a column's range): that is a bad request, not a server fault.

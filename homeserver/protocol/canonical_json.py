@@ -105,11 +105,69 @@ def check_canonical_json(value: object) -> None:
         _normalise(value, "$")
 
 
-def encode_canonical_json(value: object) -> bytes:
-    """Encode ``value`` as canonical JSON bytes, refusing floats and out-of-range integers."""
-    if _plain_and_valid(value):
-        return canonicaljson.encode_canonical_json(value)
-    return canonicaljson.encode_canonical_json(_normalise(value, "$"))
+def encode_canonical_json(value: object, *, gradual: bool = False) -> bytes:
+    """Encode ``value`` as canonical JSON bytes, refusing floats and out-of-range integers.
+
+    ``gradual`` produces the same bytes in many short calls of the C encoder instead of one,
+    for large values encoded in a worker thread: one call holds the GIL throughout (about a
+    second for a 9 MB federation transaction), which would stall the event loop as surely
+    as encoding on it.
+    """
+    plain = value if _plain_and_valid(value) else _normalise(value, "$")
+    if not gradual:
+        return canonicaljson.encode_canonical_json(plain)
+    pieces: list[bytes] = []
+    _encode_gradually(plain, pieces)
+    return b"".join(pieces)
+
+
+# The most flat members (values, or a few values in an array or object) encoded in one call.
+_GRADUAL_BATCH = 256
+
+
+def _encode_gradually(value: object, pieces: list[bytes]) -> None:
+    """Append the canonical encoding of ``value`` to ``pieces`` in short calls of the C
+    encoder: a container is written here, each run of its flat members encoded in one call
+    (a run of an array as an array, of an object as an object, without their brackets), its
+    other members recursively. Keys are taken in sorted order, so the bytes are the same.
+    Runs are slices, never per-member objects: millions of those would make the garbage
+    collector's passes, which hold the GIL too, as long as the encoding they replace."""
+    if _flat(value):
+        pieces.append(canonicaljson.encode_canonical_json(value))
+        return
+    is_object = isinstance(value, dict)
+    if isinstance(value, dict):
+        keys = sorted(value)
+        members = [value[k] for k in keys]
+    else:
+        assert isinstance(value, list)
+        keys, members = [], value
+    count = len(members)
+    pieces.append(b"{" if is_object else b"[")
+    i = 0
+    while i < count:
+        separator = b"," if i else b""
+        j = i
+        while j < count and j - i < _GRADUAL_BATCH and _flat(members[j]):
+            j += 1
+        if j > i:
+            run = dict(zip(keys[i:j], members[i:j], strict=True)) if is_object else members[i:j]
+            pieces.append(separator + canonicaljson.encode_canonical_json(run)[1:-1])
+            i = j
+            continue
+        key = canonicaljson.encode_canonical_json(keys[i]) + b":" if is_object else b""
+        pieces.append(separator + key)
+        _encode_gradually(members[i], pieces)
+        i += 1
+    pieces.append(b"}" if is_object else b"]")
+
+
+def _flat(value: object) -> bool:
+    """A value, or an array or object of at most a few values: quick to encode in one call."""
+    if not isinstance(value, dict | list):
+        return True
+    members = value.values() if isinstance(value, dict) else value
+    return len(members) <= 16 and not any(isinstance(m, dict | list) for m in members)
 
 
 def _reject_constant(name: str) -> object:

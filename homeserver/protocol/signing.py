@@ -113,12 +113,14 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
 
 
 def verify_json(
-    obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKeyLike
+    obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKeyLike, *,
+    gradual: bool = False,
 ) -> None:
     """Check the ``key_id`` signature of ``server_name`` on ``obj``; raise SignatureError.
 
     Follows appendices "Checking for a Signature": the entry must exist, decode as base64,
     and verify over the canonical JSON of the object without ``signatures`` and ``unsigned``.
+    ``gradual`` is for large objects checked in a worker thread (see `encode_canonical_json`).
     """
     signatures = obj.get("signatures")
     if not isinstance(signatures, Mapping):
@@ -130,18 +132,26 @@ def verify_json(
     if not isinstance(sig_b64, str):
         raise SignatureError(f"no signature from {server_name} with key {key_id}")
     try:
-        signature = decode_base64(sig_b64)
+        decode_base64(sig_b64)
     except Exception as e:  # binascii.Error, UnicodeEncodeError: a malformed signature
         raise SignatureError(f"signature {key_id} of {server_name} is not base64") from e
     stripped = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
     try:
-        message = encode_canonical_json(stripped)
+        message = encode_canonical_json(stripped, gradual=gradual)
     except CanonicalJSONError as e:
         raise SignatureError(f"signed object is not canonical JSON: {e}") from e
+    if not signature_matches(message, sig_b64, verify_key):
+        raise SignatureError(f"bad signature {key_id} from {server_name}")
+
+
+def signature_matches(message: bytes, signature_b64: str, verify_key: VerifyKeyLike) -> bool:
+    """Whether ``signature_b64`` (unpadded base64) is ``verify_key``'s signature of
+    ``message``; a malformed signature matches nothing."""
     try:
-        verify_key.verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as e:
-        raise SignatureError(f"bad signature {key_id} from {server_name}") from e
+        verify_key.verify(message, decode_base64(signature_b64))
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError, UnicodeEncodeError):
+        return False  # binascii.Error is a ValueError
+    return True
 
 
 def sign_event(

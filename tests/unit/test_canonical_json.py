@@ -147,3 +147,26 @@ def test_loads_bounded_reports_bad_or_unparseable_json_as_value_error(text: str)
 def test_loads_bounded_takes_bytes_and_scalars() -> None:
     assert loads_bounded(b'{"x": 1}') == {"x": 1}
     assert loads_bounded("3") == 3
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(MIN_INT, MAX_INT) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=40)
+    | st.dictionaries(st.text(max_size=5), children, max_size=40),
+    max_leaves=400,
+)
+
+
+@given(JSON_VALUES)
+def test_gradual_encoding_is_the_same_bytes(value: object) -> None:
+    assert encode_canonical_json(value, gradual=True) == encode_canonical_json(value)
+
+
+def test_gradual_encoding_of_long_runs_and_nested_members() -> None:
+    value = {
+        "runs": [{"a": i} for i in range(1000)] + [[[i]] for i in range(300)],
+        "wide": {f"k{i:04}": i if i % 3 else {"n": [[i], {}]} for i in range(1000)},
+    }
+    assert encode_canonical_json(value, gradual=True) == encode_canonical_json(value)
+    with pytest.raises(CanonicalJSONError):
+        encode_canonical_json({"x": [{"a": 1}] * 300 + [1.5]}, gradual=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import signedjson.sign
+from unpaddedbase64 import encode_base64
 
 from federation.request_auth import (
     RequestAuthError,
@@ -243,3 +244,26 @@ def test_a_body_that_is_not_canonical_json_cannot_verify() -> None:
     header = authorization_header("POST", "/t", ORIGIN, DEST, {"a": 1}, KEY)
     with pytest.raises(RequestAuthError):
         verify(header, uri="/t", content={"a": 1.5})
+
+
+def test_the_body_as_received_is_checked_without_encoding_it_again() -> None:
+    content = {"b": [1, 2], "a": "x"}
+    header = authorization_header("PUT", "/t", ORIGIN, DEST, content, KEY)
+    creds = parse_authorization(header)
+
+    def check(raw: bytes, value: Any = content) -> None:
+        verify_request(creds, method="PUT", uri="/t", content=value, this_server=DEST,
+                       verify_key=verify_key_of(KEY), raw_content=raw)
+
+    check(b'{"a":"x","b":[1,2]}')  # what was signed, as sent
+    check(b'{ "b": [1, 2],\n "a": "x" }\n')  # sent otherwise: encoded again, still verifies
+    with pytest.raises(RequestAuthError, match="does not verify"):
+        check(b'{"a":"y","b":[1,2]}', {"a": "y", "b": [1, 2]})
+    # A sender that signed the raw bytes of a float: the value rules still hold.
+    message = (b'{"content":{"a":1.5},"destination":"' + DEST.encode() + b'","method":"PUT",'
+               b'"origin":"' + ORIGIN.encode() + b'","uri":"/t"}')
+    sig = encode_base64(KEY.sign(message).signature)
+    floaty = XMatrixCredentials(ORIGIN, DEST, creds.key_id, sig)
+    with pytest.raises(RequestAuthError, match="not canonical"):
+        verify_request(floaty, method="PUT", uri="/t", content={"a": 1.5}, this_server=DEST,
+                       verify_key=verify_key_of(KEY), raw_content=b'{"a":1.5}')
