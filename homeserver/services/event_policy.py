@@ -7,7 +7,7 @@ local and remote events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from homeserver import metrics
@@ -21,29 +21,42 @@ StateKey = tuple[str, str]
 _CREATE = ("m.room.create", "")
 
 
-def redacts_of(pdu: Mapping[str, Any]) -> str | None:
-    """The event a redaction names (`content.redacts` from v11, top-level before)."""
+def redacts_of(pdu: Mapping[str, Any], room_version: RoomVersion) -> str | None:
+    """The event a redaction names: `content.redacts` from v11, the top-level key before. The
+    other key means nothing in that version, so it must not decide what is censored."""
     if pdu["type"] != "m.room.redaction" or "state_key" in pdu:
         return None
-    redacts = pdu["content"].get("redacts", pdu.get("redacts"))
+    if room_version.redacts_in_content:
+        redacts = pdu["content"].get("redacts")
+    else:
+        redacts = pdu.get("redacts")
     return redacts if isinstance(redacts, str) else None
 
 
 def may_redact(
     pdu: Mapping[str, Any], target: StoredEvent | None, room_id: str,
-    state_before: Mapping[StateKey, Mapping[str, Any]], room_version: RoomVersion,
+    states: Sequence[Mapping[StateKey, Mapping[str, Any]]], room_version: RoomVersion,
 ) -> bool:
     """Whether a redaction takes effect (rooms v3+ "Handling redactions"): within its own room
-    only, by a sender with the redact power level, or by a user of the server whose user sent
-    the target. A redaction of an event not yet seen needs the power level."""
+    only, by a user of the server whose user sent the target, or by a sender with the redact
+    power level in every state of `states`. The room engine passes the state before the
+    redaction and, for another server's redaction, the current state too: that server chose
+    the state before through `prev_events`, so a demoted moderator could date a redaction
+    back to when they had the power. A redaction of an event not yet seen needs the power."""
     if target is not None and target.room_id != room_id:
         return False
     sender = str(pdu["sender"])
     if target is not None and sender.split(":", 1)[1] == target.sender.split(":", 1)[1]:
         return True
-    power_levels = state_before.get(("m.room.power_levels", ""))
+    return all(_has_redact_power(sender, state, room_version) for state in states)
+
+
+def _has_redact_power(
+    sender: str, state: Mapping[StateKey, Mapping[str, Any]], room_version: RoomVersion
+) -> bool:
+    power_levels = state.get(("m.room.power_levels", ""))
     content = power_levels.get("content") if power_levels is not None else None
-    create = state_before.get(_CREATE, {})
+    create = state.get(_CREATE, {})
     level = user_power_level(sender, content, create, room_version)
     return level >= required_level(content, "redact")
 

@@ -715,13 +715,11 @@ class RoomEngine:
         ))
         if pdu["type"] in search_store.SEARCHABLE:
             writes.searchable.append((event_id, room_id, position, pdu))
-        redacts = redacts_of(pdu)
         redacted = None
-        if redacts is not None:
-            target = (await events_store.get_events(conn, [redacts])).get(redacts)
-            if may_redact(pdu, target, room_id, state_before, self._versions[room_id]):
-                await events_store.insert_redaction(conn, event_id, redacts)
-                redacted = self._censor(room_id, redacts, target, writes)
+        if pdu["type"] == "m.room.redaction":
+            redacted = await self._stage_redaction(
+                conn, room_id, pdu, event_id, state_before, writes
+            )
         persisted = PersistedEvent(
             event_id, pdu, position, stored, previous_position, federate=federate,
             redacted=redacted,
@@ -732,6 +730,35 @@ class RoomEngine:
         for observer in self.observers:
             await observer.on_event(conn, persisted, state_before, members, writes)
         return persisted
+
+    async def _stage_redaction(
+        self, conn: asyncpg.Connection, room_id: str, pdu: dict[str, Any], event_id: str,
+        state_before: Mapping[StateKey, Mapping[str, Any]], writes: EventWrites,
+    ) -> str | None:
+        """Record a redaction that takes effect and stage its target's censored row; the
+        target's ID when it was censored now."""
+        version = self._versions[room_id]
+        redacts = redacts_of(pdu, version)
+        if redacts is None:
+            return None
+        target = (await events_store.get_events(conn, [redacts])).get(redacts)
+        states = [state_before]
+        if not self.is_local(pdu["sender"]):
+            states.append(await self._current_power_state(conn, room_id))
+        if not may_redact(pdu, target, room_id, states, version):
+            return None
+        await events_store.insert_redaction(conn, event_id, redacts)
+        return self._censor(room_id, redacts, target, writes)
+
+    async def _current_power_state(
+        self, conn: asyncpg.Connection, room_id: str
+    ) -> dict[StateKey, dict[str, Any]]:
+        """The room's current create and power levels events (what decides a redact power)."""
+        current = await state_store.get_current_state_for_keys(
+            conn, room_id, [_CREATE, ("m.room.power_levels", "")]
+        )
+        pdus = await self.get_pdus(conn, list(current.values()))
+        return {k: pdus[e] for k, e in current.items() if e in pdus}
 
     def _censor(
         self, room_id: str, target_id: str, target: StoredEvent | None, writes: EventWrites

@@ -109,6 +109,7 @@ async def forge(
     room: Room, sender: str, event_type: str, content: dict[str, Any],
     state_key: str | None = None, *, prev_events: list[str] | None = None,
     state: dict[tuple[str, str], str] | None = None, signing_key: SigningKey | None = None,
+    redacts: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """A PDU signed as B (by default with B's real key) on A's forward extremities (or
     `prev_events`), with auth events from A's current state (or `state`)."""
@@ -130,7 +131,7 @@ async def forge(
         content=content, state_key=state_key, prev_events=prev,
         auth_events=[current[k] for k in keys if k in current], depth=depth,
         origin_server_ts=now_ms(), server_name=room.b.name,
-        signing_key=signing_key or room.b.signing_key,
+        signing_key=signing_key or room.b.signing_key, redacts=redacts,
     )
     return str(event_id), pdu
 
@@ -566,3 +567,46 @@ async def test_an_event_naming_an_event_twice_fails_alone(room: Room) -> None:
         assert await stored(room, event_id) is None
     assert answer["pdus"][good_id] == {}
     assert good_id in [e["event_id"] for e in await timeline(room)]
+
+
+async def test_redactions_that_do_not_take_effect_leave_the_event_intact(room: Room) -> None:
+    """A's message stays whole against B's redactions that must not take effect: one by a user
+    without the redact power; one by a moderator since demoted, dated back (by its prev
+    events and auth state) to when he had the power; and, in a v11+ room, one naming its
+    target only by the top-level `redacts`, which means nothing there. A redaction is stored
+    censored for good, so each is checked against A's row itself."""
+    bob, rid = room.bob.user_id, quote(room.room_id)
+    text = f"keep me {uuid.uuid4().hex}"
+    target = await room.api_a.send_message(room.alice, room.room_id, text)
+
+    async def intact() -> bool:
+        row = await stored(room, target)
+        return row is not None and text in row["json"]
+
+    powerless_id, powerless = await forge(room, bob, "m.room.redaction", {}, redacts=target)
+    assert (await send(room, transaction(room, [powerless])))["pdus"] == {powerless_id: {}}
+    assert await intact()
+
+    levels = await room.api_a.ok(
+        "GET", f"rooms/{rid}/state/m.room.power_levels/", token=room.alice.token
+    )
+    await room.api_a.ok(
+        "PUT", f"rooms/{rid}/state/m.room.power_levels/", token=room.alice.token,
+        json={**levels, "users": {**levels["users"], bob: 50}},
+    )
+    moderator = await snapshot(room)
+    if room.version.redacts_in_content:
+        _, named = await forge(room, bob, "m.room.redaction", {}, redacts=target)
+        top_level_id, top_level = resign(room, {**named, "content": {}, "redacts": target})
+        await send(room, transaction(room, [top_level]))
+        assert (await stored(room, top_level_id)) is not None
+        assert await intact()
+    await room.api_a.ok(
+        "PUT", f"rooms/{rid}/state/m.room.power_levels/", token=room.alice.token, json=levels
+    )
+    _, dated_back = await forge(
+        room, bob, "m.room.redaction", {}, redacts=target,
+        prev_events=sorted(moderator.extremities), state=moderator.state,
+    )
+    await send(room, transaction(room, [dated_back]))
+    assert await intact()
