@@ -332,7 +332,8 @@ class Homeserver:
         limits = self.config.limits
         runner = GuardedRunner(
             app, name, ListenerLimits(
-                limits.header_timeout_s, limits.request_timeout_s, limits.max_connections
+                limits.header_timeout_s, limits.request_timeout_s,
+                limits.min_body_bytes_per_s, limits.max_connections,
             ), access_log=None, shutdown_timeout=10.0,
         )
         await runner.setup()

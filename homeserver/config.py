@@ -119,6 +119,10 @@ class LimitsConfig:
     # connection, for its first request), the whole request within request_timeout_s.
     header_timeout_s: float = 30.0
     request_timeout_s: float = 60.0
+    # A body still arriving at this rate or faster earns the time it needs beyond
+    # request_timeout_s (a large upload over a slow link), as nginx's client_body_timeout
+    # lets a body go on while bytes keep coming.
+    min_body_bytes_per_s: int = 32_768
     # Connections each listener holds at most (see homeserver/listeners.py).
     max_connections: int = 1000
 
@@ -349,7 +353,8 @@ def validate(config: Config) -> Config:
             )
         if worker.client.port is None:
             raise ConfigError(f"workers.{name}.client.port: a worker needs a client port")
-    for key in ("header_timeout_s", "request_timeout_s", "max_connections"):
+    for key in ("header_timeout_s", "request_timeout_s", "min_body_bytes_per_s",
+                "max_connections"):
         if getattr(config.limits, key) <= 0:
             raise ConfigError(f"limits.{key}: must be more than 0")
     if config.limits.header_timeout_s > config.limits.request_timeout_s:

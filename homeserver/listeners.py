@@ -11,7 +11,9 @@ Theory of operation. Each connection is watched by its protocol, :class:`Guarded
 
 - ``fresh``: connected, nothing received. ``receiving``: the first byte of a request has come;
   its headers must be complete within ``header_timeout_s`` and its body within
-  ``request_timeout_s`` of that byte (for the first request, of the connection). ``handling``:
+  ``request_timeout_s`` of that byte (for the first request, of the connection), plus one
+  second for every ``min_body_bytes_per_s`` bytes of body received: a body that keeps coming
+  at that rate is never cut off, one that trickles slower is. ``handling``:
   the request has fully arrived; the time its handler takes (a /sync long-poll) is not
   limited here. ``idle``: between requests on a kept-alive connection.
 - Headers are complete when aiohttp makes the request object (the server's request factory
@@ -61,6 +63,7 @@ OVER_CAPACITY = (
 class ListenerLimits:
     header_timeout_s: float
     request_timeout_s: float
+    min_body_bytes_per_s: int
     max_connections: int
 
 
@@ -105,6 +108,8 @@ class GuardedRequestHandler(web.RequestHandler):
         self._payload: StreamReader | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
+        self._request_deadline = 0.0  # loop time; moved later as body bytes arrive
+        self._body_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -125,6 +130,8 @@ class GuardedRequestHandler(web.RequestHandler):
             if self.phase != FRESH:  # a fresh connection's timers run since it was made
                 self._start_timers()
             self.phase = RECEIVING
+        if self._payload is not None:
+            self._body_bytes += len(data)
         super().data_received(data)
         self._check_body()
 
@@ -134,6 +141,7 @@ class GuardedRequestHandler(web.RequestHandler):
             self._header_timer.cancel()
             self._header_timer = None
         self._payload = payload
+        self._body_bytes = 0
         self.phase = RECEIVING
         self._check_body()
 
@@ -142,8 +150,11 @@ class GuardedRequestHandler(web.RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         """aiohttp's last step of every request: after it, a kept-alive connection waits."""
         result = await super().finish_response(request, resp, start_time)
-        if self.phase == HANDLING:
-            self.phase = IDLE
+        # Also when the answer came before the body was read (a 413, a 401): the next bytes
+        # start the next request's clock, not this one's old timers.
+        self._payload = None
+        self._stop_timers()
+        self.phase = IDLE
         return result
 
     def close_now(self) -> None:
@@ -161,13 +172,25 @@ class GuardedRequestHandler(web.RequestHandler):
         limits = self.guard.limits
         self._stop_timers()
         self._header_timer = loop.call_later(limits.header_timeout_s, self._expire, "header")
-        self._request_timer = loop.call_later(limits.request_timeout_s, self._expire, "request")
+        self._request_deadline = loop.time() + limits.request_timeout_s
+        self._request_timer = loop.call_at(self._request_deadline, self._request_due)
 
     def _stop_timers(self) -> None:
         for timer in (self._header_timer, self._request_timer):
             if timer is not None:
                 timer.cancel()
         self._header_timer = self._request_timer = None
+
+    def _request_due(self) -> None:
+        """The request timer: a body still coming at the minimum rate has earned more time."""
+        earned = self._body_bytes / self.guard.limits.min_body_bytes_per_s
+        deadline = self._request_deadline + earned
+        loop = asyncio.get_running_loop()
+        if self.phase == RECEIVING and deadline > loop.time():
+            self._request_timer = loop.call_at(deadline, self._request_due)
+            self._request_deadline, self._body_bytes = deadline, 0
+            return
+        self._expire("request")
 
     def _expire(self, which: str) -> None:
         if self.phase in (HANDLING, IDLE):

@@ -99,6 +99,25 @@ async def test_a_trickling_body_is_cut_off(
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_body_arriving_at_the_minimum_rate_earns_more_time(
+    make_homeserver: MakeServer,
+) -> None:
+    """A large upload over a slow link outlasts the request timeout as long as its bytes keep
+    coming at `min_body_bytes_per_s`: here 4000 bytes at ~1300 bytes/s (3 s, with a 2 s
+    timeout and a 1000 bytes/s minimum) are answered."""
+    server = await make_homeserver({**FAST, "limits.min_body_bytes_per_s": 1000})
+    connection = await connect(server)
+    body = b"{" + b" " * 3998 + b"}"
+    await connection.send(request_head("POST", "/_matrix/client/v3/login", {
+        "Content-Type": "application/json", "Content-Length": str(len(body)),
+    }))
+    for start in range(0, len(body), 400):
+        await connection.send(body[start:start + 400])
+        await asyncio.sleep(0.3)  # the client's pace, not a wait for the server
+    assert (await connection.read_response_head()).startswith(b"HTTP/1.1 400 ")
+    connection.close()
+
+
 async def test_a_long_poll_is_not_a_slow_request(
     make_homeserver: MakeServer, http: Any,
 ) -> None:
