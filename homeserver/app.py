@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
-from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.recent_events import RecentEvents
@@ -234,7 +235,9 @@ class Homeserver:
             # Only a server that peers can reach (and fetch keys from) asks them anything.
             remote = self.federation.remote_queries
             core.e2e_keys.remote = accounts.remote = rooms.remote = remote
-            limits = RemoteServerLimits(server_name, config.federation)
+            limits = RemoteServerLimits(
+                server_name, config.federation, shared_servers=self._shared_servers(engine)
+            )
             core.e2e_keys.server_limits = sync.to_device.server_limits = limits
             rooms.server_limits = limits
             rooms.remote_rooms = self.federation.joins
@@ -256,6 +259,16 @@ class Homeserver:
             )
         if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
+
+    @staticmethod
+    def _shared_servers(engine: RoomEngine) -> Callable[[str], Awaitable[set[str]]]:
+        """The servers of the users sharing a joined room with a user (free of the caps on
+        other servers a user makes us contact)."""
+        async def shared(user_id: str) -> set[str]:
+            users = await engine.db.run(lambda conn: users_sharing_room(engine, conn, user_id))
+            return servers_of(users)
+
+        return shared
 
     def _plug_edus(self, core: Core, cross_signing: CrossSigningService) -> None:
         """EDUs both ways: local users' go out through the federation sender, peers' come in

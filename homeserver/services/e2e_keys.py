@@ -234,9 +234,11 @@ class E2EKeysService:
             raise over_quota("unclaimed one-time keys per device", limit)
         await store.insert_one_time_keys(conn, user_id, device_id, new)
 
-    def _check_servers(self, requester: Requester, remote: Mapping[str, list[str]]) -> None:
+    async def _check_servers(
+        self, requester: Requester, remote: Mapping[str, list[str]]
+    ) -> None:
         if self.remote is not None and self.server_limits is not None:
-            self.server_limits.check(requester.user_id, remote)
+            await self.server_limits.admit(requester.user_id, remote)
 
     # ---- /keys/query --------------------------------------------------------------------------
 
@@ -247,7 +249,7 @@ class E2EKeysService:
         """Device keys and cross-signing keys of the users, with visible signatures merged;
         other servers' users are asked of their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
-        self._check_servers(requester, remote)
+        await self._check_servers(requester, remote)
         body = await self.local_keys({u: wanted[u] for u in local}, requester.user_id)
         answers, failures = await ask_each(
             self.remote, remote,
@@ -329,7 +331,7 @@ class E2EKeysService:
         """One key per requested device: a one-time key if any is left, else the fallback key;
         other servers' users' keys are claimed from their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
-        self._check_servers(requester, remote)
+        await self._check_servers(requester, remote)
         claimed = await self.claim_local({u: wanted[u] for u in local})
         answers, failures = await ask_each(
             self.remote, remote,

@@ -13,6 +13,10 @@ server busy for minutes. Synapse has no such cap; Moot has two (`federation.*` s
   nothing again, so talking to the same peers never runs out. Over it: 429
   ``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` until the window ends.
 
+Servers that already share a joined room with the user are free when a request would
+otherwise be refused: a member of large federated rooms asks their servers for keys and sends
+them to-device messages all the time, and those are servers the room brought, not the user.
+
 Windows are kept for the ``MAX_USERS`` most recently active users (least recently used
 forgotten first), each holding at most ``max_servers_per_user`` names.
 """
@@ -22,11 +26,11 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from homeserver.config import FederationConfig
-from homeserver.errors import limit_exceeded, too_large
+from homeserver.errors import MatrixError, limit_exceeded, too_large
 
 MAX_USERS = 100_000
 
@@ -41,14 +45,27 @@ class RemoteServerLimits:
     def __init__(
         self, server_name: str, config: FederationConfig, *,
         clock: Callable[[], float] = time.monotonic, max_users: int = MAX_USERS,
+        shared_servers: Callable[[str], Awaitable[set[str]]] | None = None,
     ) -> None:
         self.server_name = server_name
+        # The servers sharing a joined room with a user (read only when a request is refused).
+        self.shared_servers = shared_servers
         self.per_request = config.max_servers_per_request
         self.per_user = config.max_servers_per_user
         self.period_s = config.servers_per_user_period_ms / 1000
         self.clock = clock
         self.max_users = max_users
         self._windows: OrderedDict[str, _Window] = OrderedDict()
+
+    async def admit(self, user_id: str, servers: Iterable[str]) -> None:
+        """`check`, where the servers sharing a joined room with ``user_id`` are free."""
+        wanted = set(servers)
+        try:
+            self.check(user_id, wanted)
+        except MatrixError:
+            if self.shared_servers is None:
+                raise
+            self.check(user_id, wanted - await self.shared_servers(user_id))
 
     def check(self, user_id: str, servers: Iterable[str]) -> None:
         """Count the other servers a request of ``user_id`` is about to contact, or raise

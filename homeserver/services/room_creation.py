@@ -69,7 +69,7 @@ class RoomCreation:
                 self.engine.max_members, f"the invite list has {len(req.invite)}"
             )
         if server_limits is not None:
-            server_limits.check(user, {identifiers.server_name_of(u) for u in req.invite})
+            await server_limits.admit(user, {identifiers.server_name_of(u) for u in req.invite})
         alias = None
         if req.alias_name is not None:
             alias = f"#{req.alias_name}:{self.server_name}"

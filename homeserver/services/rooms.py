@@ -278,7 +278,9 @@ class RoomsService:
         if membership == "invite" and identifiers.server_name_of(target) != self.server_name:
             self.ratelimiter.check("per_user", requester.user_id)
             if self.server_limits is not None:
-                self.server_limits.check(requester.user_id, [identifiers.server_name_of(target)])
+                await self.server_limits.admit(
+                    requester.user_id, [identifiers.server_name_of(target)]
+                )
             await self.remote_rooms.invite_remote(room_id, requester.user_id, target, content)
             return True
         if membership != "leave" or target != requester.user_id or await self._resident(room_id):

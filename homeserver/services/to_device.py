@@ -107,7 +107,7 @@ class ToDeviceService:
                 remote.setdefault(server, {}).setdefault(user_id, {})[device_id] = content
         if self.edus is not None:
             if self.server_limits is not None:
-                self.server_limits.check(requester.user_id, remote)
+                await self.server_limits.admit(requester.user_id, remote)
             edu_id = message_id(requester, txn_id)
             for server, by_user in sorted(remote.items()):
                 await self.edus.to_server(server, "m.direct_to_device", {

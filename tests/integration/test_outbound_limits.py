@@ -10,6 +10,7 @@ import aiohttp
 
 from tests.conftest import MakeServer, RunningServer
 from tests.federation_helpers import free_port
+from tests.federation_peers import Peers, join_and_wait
 from tests.helpers import MatrixApi
 from tests.integration.test_metrics import sample, scrape
 
@@ -91,3 +92,34 @@ async def test_requests_naming_too_many_other_servers_are_refused(
     await send_to_device(api, alice.token, others[:2], "t3")  # counted already: free
     bob = await api.register("bob")
     await send_to_device(api, bob.token, others[5:], "t4")  # a budget of his own
+
+
+async def test_servers_sharing_a_room_with_the_user_are_free_of_the_caps(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """A member of rooms spread over many servers asks them all for keys at once: those
+    servers cost nothing against the caps; only servers the user shares no room with do."""
+    a = await peers.new("a", overrides={
+        "federation.max_servers_per_request": 1, "federation.max_servers_per_user": 1,
+    })
+    b, c = await peers.new("b"), await peers.new("c")
+    api_a = a.api(peer_http)
+    alice = await api_a.register("alice")
+    room_id = await api_a.create_room(alice, preset="public_chat")
+    guests = []
+    for peer in (b, c):
+        api = peer.api(peer_http)
+        guest = await api.register("guest")
+        await join_and_wait(api, guest, room_id, a, api_a, alice)
+        guests.append(guest.user_id)
+
+    await api_a.ok("POST", "keys/query", json={"device_keys": {u: [] for u in guests}},
+                   token=alice.token)
+    strangers = [f"@u:127.0.0.1:{free_port()}" for _ in range(2)]
+    status, answer = await api_a.request(
+        "POST", "keys/query", token=alice.token,
+        json={"device_keys": {u: [] for u in [*guests, *strangers]}},
+    )
+    assert (status, answer["errcode"]) == (413, "M_TOO_LARGE"), answer
+    await api_a.ok("POST", "keys/query", json={"device_keys": {strangers[0]: []}},
+                   token=alice.token)
