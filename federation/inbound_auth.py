@@ -22,10 +22,12 @@ logged, not answered (it names addresses).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,8 @@ from homeserver.protocol.signing import VerifyKeyLike
 # Bodies up to this size are parsed and checked on the event loop (well under a millisecond
 # per KiB); larger ones on the executor, where a thread hand-off is worth its cost.
 OFF_LOOP_BYTES = 256 * 1024
+# Large bodies read and held at once; more wait (unread) for a place.
+LARGE_BODIES_AT_ONCE = 4
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,17 @@ class RequestAuthenticator:
         self.keyring = keyring
         self.on_peer_contact = on_peer_contact
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="moot-federation-body")
+        self._large_bodies = asyncio.Semaphore(LARGE_BODIES_AT_ONCE)
+
+    def reading(self, declared_length: int | None) -> AbstractAsyncContextManager[Any]:
+        """Where a body is read and checked: a large one (or one of unknown length) waits for
+        one of ``LARGE_BODIES_AT_ONCE`` places first. Any server whose key we can fetch gets
+        past step 1, and each large body is held in memory while it waits for the one
+        thread that checks them: without this, a thousand connections could buffer ~10 GB.
+        A waiting request is still bound by the listener's request timeout."""
+        if declared_length is not None and declared_length <= OFF_LOOP_BYTES:
+            return contextlib.nullcontext()
+        return self._large_bodies
 
     async def check_header(self, authorization: Iterable[str]) -> SignedHeader:
         """Step 1: ``authorization`` is every Authorization header value of the request."""

@@ -50,8 +50,12 @@ def _authenticated(
         authenticator = request.app[AUTHENTICATOR]
         try:
             header = await authenticator.check_header(request.headers.getall("Authorization", []))
-            body = await _read_body(request, limit)
-            auth = await authenticator.check_body(header, request.method, request.raw_path, body)
+            declared = request.content_length if request.body_exists else 0
+            async with authenticator.reading(declared):
+                body = await _read_body(request, limit)
+                auth = await authenticator.check_body(
+                    header, request.method, request.raw_path, body
+                )
         except RequestAuthError as e:
             raise MatrixError(401, "M_UNAUTHORIZED", str(e)) from None
         except RequestBodyError as e:

@@ -6,6 +6,7 @@ malformed, forged, replayed or misaddressed.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import signedjson.sign
 from unpaddedbase64 import encode_base64
 
+from federation.inbound_auth import LARGE_BODIES_AT_ONCE, OFF_LOOP_BYTES, RequestAuthenticator
 from federation.request_auth import (
     RequestAuthError,
     XMatrixCredentials,
@@ -267,3 +269,19 @@ def test_the_body_as_received_is_checked_without_encoding_it_again() -> None:
     with pytest.raises(RequestAuthError, match="not canonical"):
         verify_request(floaty, method="PUT", uri="/t", content={"a": 1.5}, this_server=DEST,
                        verify_key=verify_key_of(KEY), raw_content=b'{"a":1.5}')
+
+
+async def test_large_bodies_wait_for_a_place_and_small_ones_do_not() -> None:
+    """At most LARGE_BODIES_AT_ONCE large bodies (or bodies of unknown length) are read and
+    held at once; a small or empty body never waits behind them."""
+    authenticator = RequestAuthenticator("us.example", keyring=None)  # type: ignore[arg-type]
+    large = [authenticator.reading(10 * OFF_LOOP_BYTES) for _ in range(LARGE_BODIES_AT_ONCE)]
+    for place in large:
+        await place.__aenter__()
+    waiting = asyncio.ensure_future(authenticator.reading(None).__aenter__())
+    async with authenticator.reading(0), authenticator.reading(OFF_LOOP_BYTES):
+        pass  # a GET and a small body go straight in
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await large[0].__aexit__(None, None, None)
+    await asyncio.wait_for(waiting, timeout=5)
