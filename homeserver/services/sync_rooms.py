@@ -6,7 +6,9 @@ token being issued (or the user's leave event, for a room they left). One extra 
 to know whether the timeline is `limited`. The `state` section then depends on the mode:
 
 * full (initial sync, `full_state`, a room joined since `since`): the whole state just before the
-  timeline's first event, i.e. the state after the room's previous event;
+  timeline's first event, i.e. the state after the room's previous event (in a room joined
+  through another server, where nothing before the join has a stream position, the state the
+  join was built on);
 * incremental: the state changes between `since` and the timeline's first event, which is empty
   (and costs no query) unless the timeline was cut short or filtered.
 
