@@ -294,11 +294,46 @@ class Joins:
 
     async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
         """Leave a room this server is not in (reject an invite, withdraw a knock) through one
-        of `servers`: make_leave, then send_leave; the leave is kept for the user's /sync."""
-        await self._through_first(
-            servers, f"No server could help leaving {room_id}",
-            lambda server: self._leave_via(server, room_id, user_id),
-        )
+        of `servers`: make_leave, then send_leave; the leave is kept for the user's /sync.
+
+        When none of them helps (unreachable, or no longer in the room), an invite or a knock
+        is rejected here alone, as Synapse does: else an invite nobody can take back would
+        stay in the user's /sync for ever."""
+        try:
+            await self._through_first(
+                servers, f"No server could help leaving {room_id}",
+                lambda server: self._leave_via(server, room_id, user_id),
+            )
+        except MatrixError as e:
+            if not await self._leave_alone(room_id, user_id):
+                raise
+            log.info("left %s without its servers (%s): %s", room_id, ", ".join(servers), e)
+
+    async def _leave_alone(self, room_id: str, user_id: str) -> bool:
+        """Our user's leave after their invite or knock, made and kept here only (an out of
+        band membership: no other server sees it); False when they hold neither."""
+        async def read(conn: Any) -> tuple[RoomVersion, dict[str, Any], str] | None:
+            row = await state_store.get_membership(conn, room_id, user_id)
+            if row is None or row["membership"] not in ("invite", "knock"):
+                return None
+            event_id = str(row["event_id"])
+            pdu = (await self.engine.get_pdus(conn, [event_id])).get(event_id)
+            if pdu is None:
+                return None
+            return await self.engine.room_version(conn, room_id), pdu, event_id
+
+        found = await self.engine.db.run(read)
+        if found is None:
+            return False
+        room_version, previous, previous_id = found
+        # Its only ancestor is the membership it ends, whose auth events authorise it too.
+        _, leave = self._build(room_version, room_id, user_id, user_id, {
+            "content": {"membership": "leave"}, "prev_events": [previous_id],
+            "auth_events": [*previous["auth_events"], previous_id],
+            "depth": int(previous["depth"]) + 1,
+        })
+        await self.memberships.store_out_of_band(room_id, room_version, leave)
+        return True
 
     async def invite_remote(
         self, room_id: str, inviter: str, invitee: str, content: Mapping[str, Any]

@@ -21,5 +21,6 @@ class RemoteRooms(Protocol):
         ...
 
     async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
-        """Leave (reject an invite to) a room this server is not in, through `servers`."""
+        """Leave (reject an invite to) a room this server is not in, through `servers`; an
+        invite or knock none of them helps with is rejected here alone."""
         ...

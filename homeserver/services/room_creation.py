@@ -2,8 +2,10 @@
 
 The events go in the spec's order (create, the creator's join, power levels, canonical alias,
 the preset's join rules / history visibility / guest access, initial_state, name, topic,
-invites), each through the room engine, so the auth rules judge every one. If a later event is
-refused, the half-built room is abandoned: its alias is released and the creator leaves.
+invites), each through the room engine, so the auth rules judge every one. A user of another
+server is invited the way `/invite` does it: their server countersigns the invite first (the
+invite handshake), or their server never hears of it. If a later event is refused, the
+half-built room is abandoned: its alias is released and the creator leaves.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ PRESETS = {
 MemberContent = Callable[[str, str], Awaitable[dict[str, Any]]]
 # (alias, room_id, creator) -> None, or M_UNKNOWN if the alias is taken
 PutAlias = Callable[[str, str, str], Awaitable[None]]
+# (room_id, inviter, invitee, content) -> True when the invitee's server took the invite
+# (a user of another server, with federation); False: the invite is ours to send
+InviteRemote = Callable[[str, str, str, dict[str, Any]], Awaitable[bool]]
 # (event_type, content, state_key) -> event_id
 _Send = Callable[[str, dict[str, Any], str], Awaitable[str]]
 
@@ -45,13 +50,14 @@ class RoomCreation:
 
     def __init__(
         self, db: Database, config: Config, engine: RoomEngine,
-        member_content: MemberContent, put_alias: PutAlias,
+        member_content: MemberContent, put_alias: PutAlias, invite_remote: InviteRemote,
     ) -> None:
         self.db = db
         self.config = config
         self.engine = engine
         self.member_content = member_content
         self.put_alias = put_alias
+        self.invite_remote = invite_remote
         self.server_name = config.server.server_name
 
     async def create_room(
@@ -99,6 +105,7 @@ class RoomCreation:
             raise _invalid_room_state(e) from None
         try:
             await self._populate(room_id, user, req, preset, alias)
+            await self._invite(room_id, user, req)
         except MatrixError as e:
             await self._abandon(room_id, user, alias)
             raise _invalid_room_state(e) from None
@@ -107,7 +114,7 @@ class RoomCreation:
     async def _populate(
         self, room_id: str, user: str, req: _CreateRequest, preset: str, alias: str | None
     ) -> None:
-        """The events after m.room.create, in the spec's order."""
+        """The events after m.room.create up to the topic, in the spec's order."""
         version = get_room_version(req.room_version)
         send = self._sender(room_id, user)
         await send("m.room.member", await self.member_content(user, "join"), user)
@@ -134,11 +141,17 @@ class RoomCreation:
             await send("m.room.name", {"name": req.name}, "")
         if req.topic is not None:
             await send("m.room.topic", {"topic": req.topic}, "")
+
+    async def _invite(self, room_id: str, user: str, req: _CreateRequest) -> None:
+        """The invites, last; `is_direct` in each. Not rate limited one by one (as Synapse):
+        the request was, and `server_limits` counted the invitees' servers up front."""
+        send = self._sender(room_id, user)
         for invitee in req.invite:
             content = await self.member_content(invitee, "invite")
             if req.is_direct:
                 content["is_direct"] = True
-            await send("m.room.member", content, invitee)
+            if not await self.invite_remote(room_id, user, invitee, content):
+                await send("m.room.member", content, invitee)
 
     async def _abandon(self, room_id: str, user: str, alias: str | None) -> None:
         """Undo what a half-built room would show: its alias and the creator's seat."""

@@ -64,7 +64,9 @@ class RoomsService:
         self.remote_rooms: RemoteRooms | None = None  # plugged in by app.py with federation
         # How many other servers a user may invite from (plugged in by app.py with federation).
         self.server_limits: RemoteServerLimits | None = None
-        self.creation = RoomCreation(db, config, engine, self._member_content, self._put_alias)
+        self.creation = RoomCreation(
+            db, config, engine, self._member_content, self._put_alias, self._invite_remote
+        )
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
@@ -281,16 +283,31 @@ class RoomsService:
                 await self.server_limits.admit(
                     requester.user_id, [identifiers.server_name_of(target)]
                 )
-            await self.remote_rooms.invite_remote(room_id, requester.user_id, target, content)
-            return True
+            return await self._invite_remote(room_id, requester.user_id, target, content)
         if membership != "leave" or target != requester.user_id or await self._resident(room_id):
             return False
 
-        candidates = await self._inviting_server(room_id, target)
+        # An inviter of ours means the room's state is here (everyone may have left it since):
+        # the engine makes the leave. Otherwise the inviting server does (or, when it cannot,
+        # this server alone: see `RemoteRooms.leave_remote`).
+        candidates = [
+            s for s in await self._inviting_server(room_id, target) if s != self.server_name
+        ]
         if not candidates:
             return False
         self.ratelimiter.check("per_user", requester.user_id)
         await self.remote_rooms.leave_remote(room_id, target, candidates)
+        return True
+
+    async def _invite_remote(
+        self, room_id: str, inviter: str, invitee: str, content: dict[str, Any]
+    ) -> bool:
+        """Invite a user of another server through the invite handshake (their server
+        countersigns first); False when the invitee is ours, or there is no federation, and
+        the invite is a plain event of this server."""
+        if self.remote_rooms is None or identifiers.server_name_of(invitee) == self.server_name:
+            return False
+        await self.remote_rooms.invite_remote(room_id, inviter, invitee, content)
         return True
 
     async def _membership(

@@ -6,7 +6,9 @@ token being issued (or the user's leave event, for a room they left). One extra 
 to know whether the timeline is `limited`. The `state` section then depends on the mode:
 
 * full (initial sync, `full_state`, a room joined since `since`): the whole state just before the
-  timeline's first event, i.e. the state after the room's previous event;
+  timeline's first event, i.e. the state after the room's previous event (in a room joined
+  through another server, where nothing before the join has a stream position, the state the
+  join was built on);
 * incremental: the state changes between `since` and the timeline's first event, which is empty
   (and costs no query) unless the timeline was cut short or filtered.
 
@@ -22,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from homeserver.services import room_state
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.filters import EventFilter, Filter
 from homeserver.services.requester import Requester
@@ -102,7 +105,7 @@ async def room_timeline_and_state(
     ]
     first = chronological[0].stream_ordering if chronological else None
     start = first - 1 if first is not None else window.upto
-    state_ids = await _state_ids(conn, window, start, limited, timeline_filter)
+    state_ids = await _state_ids(conn, window, start, limited, timeline_filter, chronological)
     in_timeline = {stored.event_id for stored, _ in shown}
     state_ids = [e for e in state_ids if e not in in_timeline]
     senders = {stored.sender for stored, _ in shown} | {requester.user_id}
@@ -124,10 +127,13 @@ async def room_timeline_and_state(
 
 async def _state_ids(
     conn: asyncpg.Connection, window: RoomWindow, start: int, limited: bool,
-    timeline_filter: EventFilter,
+    timeline_filter: EventFilter, timeline: list[StoredEvent],
 ) -> list[str]:
     if window.full_state:
-        return list((await _state_at(conn, window.room_id, start)).values())
+        state = await _state_at(conn, window.room_id, start)
+        if not state:
+            state = await _state_before_first(conn, timeline)
+        return list(state.values())
     filtered = (
         timeline_filter.types is not None or timeline_filter.senders is not None
         or bool(timeline_filter.not_types) or bool(timeline_filter.not_senders)
@@ -137,6 +143,19 @@ async def _state_ids(
     upto = window.upto if filtered else start
     changes = await events_store.get_state_changes(conn, window.room_id, window.after, upto)
     return [e.event_id for e in changes]
+
+
+async def _state_before_first(
+    conn: asyncpg.Connection, timeline: list[StoredEvent]
+) -> dict[Any, str]:
+    """The state before the timeline's first event that has a state of its own. A room joined
+    through another server has nothing with state before our join here (the state sent with
+    the join is outliers, an invite is kept out of band: none has a place in the stream), so
+    its state at the join is the one the join was built on."""
+    for stored in timeline:
+        if stored.state_group is not None:
+            return await room_state.state_before_event(conn, stored)
+    return {}
 
 
 async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEvent]:

@@ -83,6 +83,88 @@ async def test_a_remote_invite_can_be_rejected(
     assert room_id not in left
 
 
+async def test_a_direct_chat_created_with_a_remote_invitee_reaches_their_server(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """createRoom's `invite` list takes the invite handshake for a user of another server
+    (Element's "start DM"), and every invite, local or remote, carries `is_direct`."""
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, carol = await api_a.register("alice"), await api_a.register("carol")
+    bob = await api_b.register("bob")
+    room_id = await api_a.create_room(
+        alice, preset="trusted_private_chat", is_direct=True,
+        invite=[bob.user_id, carol.user_id],
+    )
+
+    for api, user in ((api_b, bob), (api_a, carol)):
+        invite_state = await eventually(
+            lambda api=api, user=user: _invited_to(api, user, room_id),
+            f"{user.user_id}'s invite",
+        )
+        own = [e for e in invite_state
+               if e["type"] == "m.room.member" and e["state_key"] == user.user_id]
+        assert [(e["content"]["membership"], e["content"].get("is_direct")) for e in own] == [
+            ("invite", True)
+        ], own
+    since = (await api_b.sync(bob))["next_batch"]
+    await api_b.ok("POST", f"rooms/{quote(room_id)}/join", token=bob.token, json={})
+    await eventually(
+        lambda: _is(api_a, alice, room_id, bob.user_id, "join"), "Bob's join on A"
+    )
+    # Bob's next sync holds the room's state, m.room.encryption (private rooms are encrypted
+    # by default) among it, though B has none of the room's events before Bob's join.
+    joined = (await api_b.sync(bob, since=since))["rooms"]["join"][room_id]
+    state = {e["type"] for e in joined["state"]["events"] + joined["timeline"]["events"]}
+    assert {"m.room.create", "m.room.encryption", "m.room.power_levels"} <= state, state
+
+
+async def _since_rejected(
+    api: MatrixApi, user: User, room_id: str, since: str
+) -> dict[str, Any]:
+    """The rooms of `user`'s incremental sync after rejecting the invite to `room_id`."""
+    await api.ok("POST", f"rooms/{quote(room_id)}/leave", token=user.token, json={})
+    rooms: dict[str, Any] = (await api.sync(user, since=since))["rooms"]
+    return rooms
+
+
+async def test_an_invite_is_rejected_when_the_inviting_server_cannot_be_reached(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """As Synapse: when no server helps, the rejection is made here alone and the invite goes."""
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_a.create_room(alice, preset="private_chat")
+    await api_a.invite(alice, room_id, bob)
+    await eventually(lambda: _invited_to(api_b, bob, room_id), "Bob's invite")
+    since = (await api_b.sync(bob))["next_batch"]
+    await a.stop()
+
+    rooms = await _since_rejected(api_b, bob, room_id, since)
+    assert room_id not in rooms.get("invite", {})
+    assert room_id in rooms.get("leave", {})
+    assert room_id not in (await api_b.sync(bob))["rooms"].get("invite", {})
+
+
+async def test_an_invite_to_a_room_everyone_else_left_is_rejected(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """The inviting server is no longer in the room (its make_leave answers 404)."""
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_a.create_room(alice, preset="private_chat")
+    await api_a.invite(alice, room_id, bob)
+    await eventually(lambda: _invited_to(api_b, bob, room_id), "Bob's invite")
+    await api_a.ok("POST", f"rooms/{quote(room_id)}/leave", token=alice.token, json={})
+    since = (await api_b.sync(bob))["next_batch"]
+
+    rooms = await _since_rejected(api_b, bob, room_id, since)
+    assert room_id not in rooms.get("invite", {})
+    assert room_id in rooms.get("leave", {})
+
+
 async def test_the_member_limit_holds_across_servers(
     peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:

@@ -72,6 +72,20 @@ async def test_private_room_needs_an_invite(api: MatrixApi) -> None:
     assert await joined_rooms(api, bob) == [room]
 
 
+async def test_an_invite_to_a_room_everyone_else_left_is_rejected(api: MatrixApi) -> None:
+    """The room lives here with nobody joined: the rejection is this server's own event."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room = await api.create_room(alice, preset="private_chat", invite=[bob.user_id])
+    assert (await post(api, alice, f"rooms/{room}/leave"))[0] == 200
+    since = (await api.sync(bob))["next_batch"]
+    assert room in (await api.sync(bob))["rooms"]["invite"]
+
+    assert (await post(api, bob, f"rooms/{room}/leave"))[0] == 200
+    rooms = (await api.sync(bob, since=since))["rooms"]
+    assert room not in rooms["invite"]
+    assert room in rooms["leave"]
+
+
 async def test_invite_validates_its_body(api: MatrixApi) -> None:
     alice = await api.register("alice")
     room = await api.create_room(alice)

@@ -23,18 +23,26 @@ def nio_device(client_url: str, localpart: str, store: Path) -> Device:
 
 async def converse(alice: Device, bob: Device, room_id: str, via: str) -> None:
     """Bob (on another server) joins Alice's encrypted room through `via`; then a message each
-    way must decrypt: device lists, key claims and the room keys crossed the federation."""
+    way must decrypt."""
     await raw(bob.client, "POST", f"join/{room_id}?server_name={via}", {})
+    await talk(alice, bob, room_id)
+
+
+async def talk(alice: Device, bob: Device, room_id: str) -> None:
+    """Once Bob has joined Alice's encrypted room, a message each way must decrypt: device
+    lists, key claims and the room keys crossed the federation."""
     await bob.sync_until(lambda d: room_id in d.client.rooms, "the joined room")
     await alice.sync_until(
         lambda d: room_id in d.client.rooms and bob.user_id in d.client.rooms[room_id].users,
         "Bob in the room",
     )
+    # Both know the room is encrypted (else nio sends in the clear), and what arrives was.
     assert alice.client.rooms[room_id].encrypted
-    await alice.send(room_id, f"hello {bob.user_id}")
-    assert (await bob.decrypts(f"hello {bob.user_id}")).sender == alice.user_id
-    await bob.send(room_id, f"hello {alice.user_id}")
-    assert (await alice.decrypts(f"hello {alice.user_id}")).sender == bob.user_id
+    assert bob.client.rooms[room_id].encrypted
+    for sender, reader in ((alice, bob), (bob, alice)):
+        await sender.send(room_id, f"hello {reader.user_id}")
+        received = await reader.decrypts(f"hello {reader.user_id}")
+        assert (received.sender, received.decrypted) == (sender.user_id, True)
 
 
 async def test_an_encrypted_conversation_between_two_servers(
