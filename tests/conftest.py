@@ -8,10 +8,11 @@ each other's data and need no clean-up order.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,15 @@ async def make_homeserver(
 @pytest.fixture
 async def homeserver(make_homeserver: MakeServer) -> RunningServer:
     return await make_homeserver()
+
+
+@pytest.fixture
+def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test during which anything logged an error (the middleware logs every 500);
+    modules ask for it with `pytestmark = pytest.mark.usefixtures("no_server_errors")`."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 @pytest.fixture

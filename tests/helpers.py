@@ -71,6 +71,17 @@ class MatrixApi:
         assert status == 200, (status, body)
         return User(body["user_id"], body["access_token"], body["device_id"], password)
 
+    async def login(self, user: User, device_id: str | None = None) -> User:
+        """Another device of `user` (or the device `device_id`, created afresh)."""
+        body: dict[str, Any] = {
+            "type": "m.login.password", "password": user.password,
+            "identifier": {"type": "m.id.user", "user": user.user_id},
+        }
+        if device_id is not None:
+            body["device_id"] = device_id
+        result = await self.ok("POST", "login", json=body)
+        return User(result["user_id"], result["access_token"], result["device_id"], user.password)
+
     async def create_room(self, user: User, **body: Any) -> str:
         result = await self.ok("POST", "createRoom", json=body, token=user.token)
         room_id: str = result["room_id"]

@@ -12,17 +12,6 @@ EVENT_TYPE = "org.example.ping"
 LONG_POLL_MS = 20_000
 
 
-async def login(api: MatrixApi, user: User, device_id: str | None = None) -> User:
-    """Another device of `user` (or the device `device_id`, created afresh)."""
-    body: dict[str, Any] = {
-        "type": "m.login.password", "password": user.password,
-        "identifier": {"type": "m.id.user", "user": user.user_id},
-    }
-    if device_id is not None:
-        body["device_id"] = device_id
-    result = await api.ok("POST", "login", json=body)
-    return User(result["user_id"], result["access_token"], result["device_id"], user.password)
-
 
 async def send(
     api: MatrixApi, sender: User, txn_id: str, messages: dict[str, Any],
@@ -52,7 +41,7 @@ def received(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def test_delivered_to_one_device_and_to_every_device(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
-    bob2 = await login(api, bob)
+    bob2 = await api.login(bob)
     tokens = {d.device_id: (await sync(api, d))["next_batch"] for d in (bob, bob2)}
 
     await send_ok(api, alice, "one", {bob.user_id: {bob.device_id: {"n": 1}}})
@@ -69,7 +58,7 @@ async def test_explicit_device_wins_over_wildcard_and_unknown_devices_are_skippe
     api: MatrixApi,
 ) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
-    bob2 = await login(api, bob)
+    bob2 = await api.login(bob)
     await send_ok(api, alice, "t", {
         bob.user_id: {"*": {"to": "all"}, bob2.device_id: {"to": "bob2"}, "NOSUCH": {"x": 1}},
         "@carol:localhost": {"*": {"to": "nobody"}},  # no such user
@@ -81,7 +70,7 @@ async def test_explicit_device_wins_over_wildcard_and_unknown_devices_are_skippe
 
 async def test_transaction_ids_are_idempotent_per_sender_device(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
-    alice2 = await login(api, alice)
+    alice2 = await api.login(alice)
     since = (await sync(api, bob))["next_batch"]
     message = {bob.user_id: {bob.device_id: {"hello": True}}}
 
@@ -120,13 +109,13 @@ async def test_long_poll_wakes_on_a_to_device_message(api: MatrixApi) -> None:
 
 async def test_messages_for_a_logged_out_device_are_dropped(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
-    bob2 = await login(api, bob, device_id="PHONE")
+    bob2 = await api.login(bob, device_id="PHONE")
     await send_ok(api, alice, "a", {bob.user_id: {"PHONE": {"n": 1}}})
     await api.ok("POST", "logout", json={}, token=bob2.token)
     await send_ok(api, alice, "b", {bob.user_id: {"PHONE": {"n": 2}}})  # skipped: no device
 
     # A new device that happens to reuse the ID must not inherit the old device's inbox.
-    again = await login(api, bob, device_id="PHONE")
+    again = await api.login(bob, device_id="PHONE")
     assert received(await sync(api, again)) == []
 
 
