@@ -8,7 +8,7 @@ whether an event is allowed. What is checked here is only what the auth rules ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -98,11 +98,13 @@ class RoomsService:
         return room_id_or_alias
 
     async def join(
-        self, requester: Requester, room_id_or_alias: str, reason: str | None,
+        self, requester: Requester, room_id_or_alias: str, extra: Mapping[str, Any],
         servers: Sequence[str] = (),
     ) -> str:
         """Join a room: through our own copy of it when this server is in it, else through
-        the servers named (`via`), those the alias lists, and the room ID's own server."""
+        the servers named (`via`), those the alias lists, and the room ID's own server.
+        `extra` is what the client asks to have in its member event besides the membership
+        (a `reason`, its own keys, a per-room display name over the profile's)."""
         candidates = list(servers)
         if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
             room_id_or_alias
@@ -116,9 +118,11 @@ class RoomsService:
             candidates += [str(s) for s in found.get("servers", [])]
         else:
             room_id = await self.resolve_room(room_id_or_alias)
-        content = await self._member_content(requester.user_id, "join")
-        if reason is not None:
-            content["reason"] = reason
+        content = {
+            **await self._member_content(requester.user_id, "join"),
+            **{k: v for k, v in extra.items() if k != AUTHORISER},
+            "membership": "join",
+        }
         await self._join(requester, room_id, content, candidates)
         return room_id
 

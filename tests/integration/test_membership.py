@@ -49,6 +49,66 @@ def api_server(user: User) -> str:
     return user.user_id.split(":", 1)[1]
 
 
+async def member_event(api: MatrixApi, viewer: User, room: str, user: User) -> dict[str, Any]:
+    event: dict[str, Any] = await api.ok(
+        "GET", f"rooms/{room}/state/m.room.member/{user.user_id}", token=viewer.token,
+        params={"format": "event"},
+    )
+    return event
+
+
+async def test_joining_again_creates_no_event(api: MatrixApi) -> None:
+    """Issue 13: a join that would repeat the member event (same content) is the existing
+    event, as Synapse answers; one that changes it (a reason) is a new event."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    joined = await member_event(api, alice, room, bob)
+    since = (await api.sync(alice))["next_batch"]
+    for path in (f"join/{room}", f"rooms/{room}/join"):
+        assert await post(api, bob, path) == (200, {"room_id": room})
+    assert (await member_event(api, alice, room, bob))["event_id"] == joined["event_id"]
+    sync = await api.sync(alice, since=since, timeout=0)
+    assert room not in sync.get("rooms", {}).get("join", {})  # nothing new in the room
+    assert (await post(api, bob, f"join/{room}", reason="again"))[0] == 200
+    rejoined = await member_event(api, alice, room, bob)
+    assert rejoined["event_id"] != joined["event_id"]
+    assert rejoined["content"] == {**joined["content"], "reason": "again"}
+
+
+async def test_join_keeps_the_clients_content(api: MatrixApi) -> None:
+    """Issue 13: `POST /join/{roomIdOrAlias}` keeps its body in the member event (Sytest and
+    Complement "can join a room with custom content"), except what is a request parameter or
+    the server's to say; `/rooms/{roomId}/join` keeps only the reason (as in Synapse)."""
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    await api.ok("PUT", f"profile/{bob.user_id}/displayname", json={"displayname": "Bob"},
+                 token=bob.token)
+    room = await api.create_room(alice, preset="public_chat", room_alias_name="custom")
+    status, body = await post(
+        api, bob, f"join/{quote('#custom:' + api_server(alice))}", reason="hello", foo="bar",
+        nested={"a": [1, 2]}, membership="leave",
+        third_party_signed={"sender": alice.user_id, "mxid": bob.user_id, "token": "t",
+                            "signatures": {}},
+        join_authorised_via_users_server=alice.user_id,
+    )
+    assert (status, body) == (200, {"room_id": room}), body
+    assert (await member_event(api, alice, room, bob))["content"] == {
+        "membership": "join", "displayname": "Bob", "reason": "hello", "foo": "bar",
+        "nested": {"a": [1, 2]},
+    }
+    # A per-room display name over the profile's.
+    assert (await post(api, bob, f"join/{room}", displayname="Bobby"))[0] == 200
+    assert (await member_event(api, alice, room, bob))["content"] == {
+        "membership": "join", "displayname": "Bobby",
+    }
+    assert (await post(api, carol, f"rooms/{room}/join", reason="hi", foo="bar"))[0] == 200
+    assert (await member_event(api, alice, room, carol))["content"] == {
+        "membership": "join", "displayname": "carol", "reason": "hi",
+    }
+    status, body = await post(api, carol, f"join/{room}", reason=5)
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+
+
 async def test_join_unknown_room_and_alias(api: MatrixApi) -> None:
     bob = await api.register("bob")
     status, body = await post(api, bob, f"join/{quote('#nowhere:' + api_server(bob))}")
