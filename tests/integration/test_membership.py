@@ -319,6 +319,87 @@ async def test_aliases_put_get_delete(api: MatrixApi) -> None:
     assert await api.ok("GET", f"rooms/{room}/aliases", token=bob.token) == {"aliases": []}
 
 
+async def test_room_admins_delete_aliases_others_made(api: MatrixApi) -> None:
+    """Issue 13: whoever may change the room's `m.room.canonical_alias` (joined, with its
+    power level) may delete an alias of the room someone else made, as in Synapse; a member
+    without that power, or a former admin who left, may not."""
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    await api.join(carol, room)
+    power = await api.ok("GET", f"rooms/{room}/state/m.room.power_levels", token=alice.token)
+    power["users"][bob.user_id] = 50  # the canonical alias level public_chat sets
+    await api.ok("PUT", f"rooms/{room}/state/m.room.power_levels", json=power,
+                 token=alice.token)
+    server = api_server(alice)
+    for name in ("one", "two"):
+        await api.ok("PUT", alias_path(f"#{name}:{server}"), json={"room_id": room},
+                     token=carol.token)
+    assert await api.request("DELETE", alias_path(f"#one:{server}"), token=bob.token) == (
+        200, {}
+    )
+    status, body = await api.request("GET", alias_path(f"#one:{server}"))
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+    dan = await api.register("dan")
+    await api.join(dan, room)
+    status, body = await api.request("DELETE", alias_path(f"#two:{server}"), token=dan.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    await post(api, bob, f"rooms/{room}/leave")
+    status, body = await api.request("DELETE", alias_path(f"#two:{server}"), token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert (await api.ok("GET", alias_path(f"#two:{server}")))["room_id"] == room
+
+
+async def test_canonical_alias_must_point_to_the_room(api: MatrixApi) -> None:
+    """Issue 13 (room_state.yaml 400): an `m.room.canonical_alias` whose `alias` or a new
+    `alt_aliases` entry does not point to the room (or exists nowhere) is 400 M_BAD_ALIAS; a
+    malformed one M_INVALID_PARAM. Only what the event adds is checked, as in Synapse."""
+    alice = await api.register("alice")
+    server = api_server(alice)
+    room = await api.create_room(alice, room_alias_name="home")
+    other = await api.create_room(alice, room_alias_name="elsewhere")
+    home, elsewhere, nowhere = (f"#{n}:{server}" for n in ("home", "elsewhere", "nowhere"))
+    await api.ok("PUT", alias_path(f"#second:{server}"), json={"room_id": room},
+                 token=alice.token)
+
+    async def put(content: dict[str, Any]) -> tuple[int, Any]:
+        return await api.request("PUT", f"rooms/{room}/state/m.room.canonical_alias",
+                                 json=content, token=alice.token)
+
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"alias": elsewhere}, "M_BAD_ALIAS"),
+        ({"alias": nowhere}, "M_BAD_ALIAS"),
+        ({"alias": home, "alt_aliases": [f"#second:{server}", elsewhere]}, "M_BAD_ALIAS"),
+        ({"alias": home, "alt_aliases": [nowhere]}, "M_BAD_ALIAS"),
+        ({"alias": "home"}, "M_INVALID_PARAM"),
+        ({"alias": 7}, "M_INVALID_PARAM"),
+        ({"alias": home, "alt_aliases": home}, "M_INVALID_PARAM"),
+        ({"alias": home, "alt_aliases": ["#bad"]}, "M_INVALID_PARAM"),
+    ]
+    for content, errcode in cases:
+        status, body = await put(content)
+        assert (status, body["errcode"]) == (400, errcode), (content, body)
+    assert await api.ok("GET", f"rooms/{room}/state/m.room.canonical_alias",
+                        token=alice.token) == {"alias": home}
+
+    assert (await put({"alias": home, "alt_aliases": [f"#second:{server}"]}))[0] == 200
+    assert (await put({}))[0] == 200  # unpublishing needs nothing
+    assert (await put({"alias": home, "alt_aliases": [f"#second:{server}"]}))[0] == 200
+    # An alias deleted since it was published does not block editing the rest of the event.
+    await api.ok("DELETE", alias_path(f"#second:{server}"), token=alice.token)
+    status, body = await put({"alias": home, "alt_aliases": [f"#second:{server}"], "x": 1})
+    assert status == 200, body
+    # Another room's admin check comes first: a member without the power learns nothing.
+    bob = await api.register("bob")
+    await api.ok("PUT", f"rooms/{other}/state/m.room.join_rules",
+                 json={"join_rule": "public"}, token=alice.token)
+    await api.join(bob, other)
+    status, body = await api.request("PUT", f"rooms/{other}/state/m.room.canonical_alias",
+                                     json={"alias": nowhere}, token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
 async def test_only_members_of_a_room_give_it_an_alias(
     api: MatrixApi, homeserver: RunningServer
 ) -> None:
