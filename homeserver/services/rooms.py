@@ -376,14 +376,23 @@ class RoomsService:
         self, requester: Requester, room_id: str, event_id: str, reason: str | None,
         txn_id: str,
     ) -> str:
-        """Redact an event: allowed for its sender, or for users with the `redact` level."""
+        """Redact an event: allowed for its sender, or for users with the `redact` level.
+        Only a member may ask (the auth rules would refuse anyone else's redaction), so that
+        nobody else learns from the answer whether an event exists."""
         self.ratelimiter.check("per_user", requester.user_id)
 
         async def check(conn: Any) -> dict[str, Any]:
             version = await self.engine.room_version(conn, room_id)
+            member = await state_store.get_membership(conn, room_id, requester.user_id)
+            if member is None or member["membership"] != "join":
+                raise forbidden(f"You are not joined to {room_id}")
             stored = (await events_store.get_events(conn, [event_id])).get(event_id)
-            if stored is None or stored.room_id != room_id:
+            if stored is None:
                 raise not_found("Event not found")
+            if stored.room_id != room_id:
+                # Synapse's answer (Sytest "PUT /redact disallows redaction of event in
+                # different room"): a redaction never names an event of another room.
+                raise MatrixError(400, "M_UNKNOWN", "Cannot redact an event of another room")
             target = (await self.engine.get_pdus(conn, [event_id]))[event_id]
             return {"version": version, "target": target}
 

@@ -363,7 +363,15 @@ async def test_a_redaction_never_reaches_into_another_room(api: MatrixApi) -> No
     status, body = await api.request(
         "PUT", f"rooms/{own_room}/redact/{target}/t1", json={}, token=mallory.token
     )
-    assert status == 404, body
+    # Issue 13: refused as a bad request, as Synapse does (Sytest "PUT /redact disallows
+    # redaction of event in different room").
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN"), body
+    # Through the victim's room, where she is not: refused before anything is looked up.
+    for event_id in (target, "$unknown"):
+        status, body = await api.request(
+            "PUT", f"rooms/{victims_room}/redact/{event_id}/t2", json={}, token=mallory.token
+        )
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
     event = await api.ok("GET", f"rooms/{victims_room}/event/{target}", token=victim.token)
     assert event["content"] == {"msgtype": "m.text", "body": "keep me"}
     assert "redacted_because" not in event["unsigned"]
