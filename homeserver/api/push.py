@@ -19,12 +19,14 @@ from homeserver.api.http import (
     require_str,
 )
 from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.services.push import check_kind
 from storage.push import Pusher
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
-RULE_PATH = PREFIX + "/pushrules/global/{kind}/{ruleId}"
+PUSHRULES = PREFIX + "/pushrules"
+RULE_PATH = PUSHRULES + "/global/{kind}/{ruleId}"
 MAX_APP_ID_CHARS = 64
 MAX_PUSHKEY_BYTES = 512
 PUSH_GATEWAY_PATH = "/_matrix/push/v1/notify"
@@ -41,18 +43,26 @@ def _missing(*names: str) -> MatrixError:
     return MatrixError(400, "M_MISSING_PARAM", f"Missing parameters: {', '.join(names)}")
 
 
-@routes.get(PREFIX + "/pushrules/")
-@routes.get(PREFIX + "/pushrules")
+# The spec's paths end in a slash (`/pushrules/`, `/pushrules/global/`); as in Synapse, the
+# same path without it is not one of them (see `unrecognized` below).
+@routes.get(PUSHRULES + "/")
 async def get_all_rulesets(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     return json_response({"global": await request.app[PUSH].ruleset(requester.user_id)})
 
 
-@routes.get(PREFIX + "/pushrules/global/")
-@routes.get(PREFIX + "/pushrules/global")
+@routes.get(PUSHRULES + "/global/")
 async def get_global_ruleset(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     return json_response(await request.app[PUSH].ruleset(requester.user_id))
+
+
+@routes.get(PUSHRULES + "/global/{kind}/")
+async def get_kind_rules(request: web.Request) -> web.Response:
+    """The rules of one kind, most important first (Synapse serves this array too)."""
+    requester = await require_requester(request)
+    kind = check_kind(request.match_info["kind"])
+    return json_response((await request.app[PUSH].ruleset(requester.user_id))[kind])
 
 
 @routes.get(RULE_PATH)
@@ -119,6 +129,25 @@ async def put_actions(request: web.Request) -> web.Response:
         raise _missing("actions")
     await request.app[PUSH].set_actions(requester.user_id, kind, rule_id, body["actions"])
     return json_response({})
+
+
+# Registered after every push rules path above, so it answers only what none of them serve: a
+# path without its trailing slash, a scope other than `global`, a missing or empty rule ID, an
+# unknown attribute. The spec defines no such path; Synapse (and Sytest's push rule tests)
+# answer 400 M_UNRECOGNIZED, where a 404 would read as "this server has no push rules".
+@routes.route("GET", PUSHRULES)
+@routes.route("PUT", PUSHRULES)
+@routes.route("DELETE", PUSHRULES)
+@routes.route("GET", PUSHRULES + "/{tail:.*}")
+@routes.route("PUT", PUSHRULES + "/{tail:.*}")
+@routes.route("DELETE", PUSHRULES + "/{tail:.*}")
+async def unrecognized(request: web.Request) -> web.Response:
+    await require_requester(request)
+    raise MatrixError(
+        400, "M_UNRECOGNIZED",
+        "Not a push rules path: /pushrules/global/ + {kind}/ or {kind}/{ruleId}, or /enabled "
+        "or /actions after it (the ruleset paths end in a slash)",
+    )
 
 
 @routes.get(PREFIX + "/notifications")

@@ -13,25 +13,37 @@ routes = web.RouteTableDef()
 V3 = "/_matrix/client/v3"
 
 
-async def _join(request: web.Request, target: str) -> web.Response:
+# Request parameters of the join endpoints that are not member event content.
+_JOIN_PARAMETERS = ("third_party_signed",)
+
+
+async def _join(request: web.Request, target: str, *, whole_body: bool) -> web.Response:
+    """A join; with `whole_body` the body is the member event's content (but its request
+    parameters), else only its `reason` is."""
     requester = await require_requester(request)
     body = await read_json_body(request, allow_empty=True)
+    reason = field_str(body, "reason")
+    if whole_body:
+        extra = {k: v for k, v in body.items() if k not in _JOIN_PARAMETERS}
+    else:
+        extra = {} if reason is None else {"reason": reason}
     # `server_name` is the older name of `via` (client-server-api "Joining rooms").
     servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
-    room_id = await request.app[ROOMS].join(
-        requester, target, field_str(body, "reason"), servers
-    )
+    room_id = await request.app[ROOMS].join(requester, target, extra, servers)
     return json_response({"room_id": room_id})
 
 
+# As Synapse: `/join/{roomIdOrAlias}` keeps the whole body in the member event (custom keys
+# included: Sytest and Complement "can join a room with custom content"), `/rooms/{roomId}/
+# join` only the `reason`.
 @routes.post(V3 + "/join/{room_id_or_alias}")
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
-    return await _join(request, request.match_info["room_id_or_alias"])
+    return await _join(request, request.match_info["room_id_or_alias"], whole_body=True)
 
 
 @routes.post(V3 + "/rooms/{room_id}/join")
 async def join_room(request: web.Request) -> web.Response:
-    return await _join(request, request.match_info["room_id"])
+    return await _join(request, request.match_info["room_id"], whole_body=False)
 
 
 async def _set(request: web.Request, action: str, *, target_from_body: bool) -> web.Response:

@@ -16,16 +16,13 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
-from homeserver.protocol.power_levels import event_power_level, user_power_level
 from homeserver.services.requester import Requester
+from homeserver.services.room_admins import is_room_admin
 from homeserver.services.room_engine import RoomEngine
 from storage import directory as directory_store
-from storage import state as state_store
 from storage.database import Database
 
 MAX_TOKEN_OFFSET = 10**9
-# Who may publish a room: whoever may change its canonical alias, the way clients present it.
-PUBLISH_EVENT_TYPE = "m.room.canonical_alias"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,26 +96,16 @@ class DirectoryService:
         async def run(conn: asyncpg.Connection) -> None:
             if await directory_store.get_room_visibility(conn, room_id) is None:
                 raise not_found("Room not found")
-            if not requester.is_admin:
-                await self._require_room_admin(conn, requester.user_id, room_id)
+            if not requester.is_admin and not await is_room_admin(
+                conn, self.engine, room_id, requester.user_id
+            ):
+                raise forbidden(
+                    "Only room admins (joined, with the power to change the canonical alias) "
+                    "may change the room's visibility in the directory"
+                )
             await directory_store.set_room_visibility(conn, room_id, visibility == "public")
 
         await self.db.transaction(run, name="room_visibility")
-
-    async def _require_room_admin(
-        self, conn: asyncpg.Connection, user_id: str, room_id: str
-    ) -> None:
-        version = await self.engine.room_version(conn, room_id)
-        keys = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)]
-        state = await state_store.get_current_state_for_keys(conn, room_id, keys)
-        pdus = await self.engine.get_pdus(conn, list(state.values()))
-        create, levels, member = (pdus.get(state.get(k, "")) for k in keys)
-        if member is None or member["content"].get("membership") != "join" or create is None:
-            raise forbidden("You are not joined to this room")
-        pl_content = levels["content"] if levels is not None else None
-        needed = event_power_level(PUBLISH_EVENT_TYPE, "", pl_content)
-        if user_power_level(user_id, pl_content, create, version) < needed:
-            raise forbidden("Only room admins may change the room's visibility in the directory")
 
     # ---- listings ---------------------------------------------------------------------------
 

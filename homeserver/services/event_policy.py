@@ -1,5 +1,6 @@
 """Server policy on an event, beyond the auth rules: whether a redaction takes effect, the
-refusal to change a room's encryption, and which Matrix error a malformed event is.
+refusal to change a room's encryption, which Matrix error a malformed event is, and when a
+local state event would only repeat the current state.
 
 Pure functions over the event and the state before it, shared by the room engine's paths for
 local and remote events.
@@ -12,7 +13,8 @@ from typing import Any
 
 from homeserver import metrics
 from homeserver.errors import MatrixError, bad_json, forbidden, too_large
-from homeserver.protocol.errors import EventTooLargeError, InvalidEventError
+from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.errors import CanonicalJSONError, EventTooLargeError, InvalidEventError
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.room_versions import RoomVersion
 from storage.events import StoredEvent
@@ -80,3 +82,19 @@ def refuse_encryption_change(
     current = state_before.get(("m.room.encryption", ""))
     if current is not None and current["content"] != pdu["content"]:
         raise forbidden("Encryption cannot be switched off or changed once enabled")
+
+
+def repeats_state(
+    current: Mapping[str, Any] | None, sender: str, content: Mapping[str, Any]
+) -> bool:
+    """Whether a local state event would repeat the current one of its type and key: the same
+    sender and the same content (compared as canonical JSON, so 1 and true differ). Such a
+    send answers with the event already there and creates none, as Synapse does (its
+    `deduplicate_state_event`), so a client retrying a state change or joining a room it is
+    already in does not grow the room."""
+    if current is None or current.get("sender") != sender:
+        return False
+    try:
+        return encode_canonical_json(current.get("content")) == encode_canonical_json(content)
+    except CanonicalJSONError:  # not canonical, so not what a client may send: not a repeat
+        return False

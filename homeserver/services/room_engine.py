@@ -50,6 +50,7 @@ from homeserver.services.event_policy import (
     may_redact,
     redacts_of,
     refuse_encryption_change,
+    repeats_state,
 )
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.notifier import Notifier
@@ -484,6 +485,10 @@ class RoomEngine:
             if request.txn is not None and request.txn in earlier:
                 outcomes.append(earlier[request.txn])
                 continue
+            key = None if request.state_key is None else (request.event_type, request.state_key)
+            if key is not None and repeats_state(state.get(key), request.sender, request.content):
+                outcomes.append(current[key])
+                continue
             try:
                 pdu = self._build(
                     room_version, room_id, request.sender, request.event_type, request.content,
@@ -499,7 +504,6 @@ class RoomEngine:
             except MatrixError as e:
                 outcomes.append(e)
                 continue
-            key = None if request.state_key is None else (request.event_type, request.state_key)
             persisted = await self._store(
                 conn, room_id, room_version, pdu, head.state_group, slot.nth(len(writes.events)),
                 state, writes, members=members,

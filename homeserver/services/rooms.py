@@ -8,7 +8,7 @@ whether an event is allowed. What is checked here is only what the auth rules ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -18,11 +18,13 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
+from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.quotas import over_quota
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
+from homeserver.services.room_admins import is_room_admin
 from homeserver.services.room_creation import RoomCreation
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_reads import RoomReads
@@ -100,11 +102,13 @@ class RoomsService:
         return room_id_or_alias
 
     async def join(
-        self, requester: Requester, room_id_or_alias: str, reason: str | None,
+        self, requester: Requester, room_id_or_alias: str, extra: Mapping[str, Any],
         servers: Sequence[str] = (),
     ) -> str:
         """Join a room: through our own copy of it when this server is in it, else through
-        the servers named (`via`), those the alias lists, and the room ID's own server."""
+        the servers named (`via`), those the alias lists, and the room ID's own server.
+        `extra` is what the client asks to have in its member event besides the membership
+        (a `reason`, its own keys, a per-room display name over the profile's)."""
         candidates = list(servers)
         if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
             room_id_or_alias
@@ -118,9 +122,11 @@ class RoomsService:
             candidates += [str(s) for s in found.get("servers", [])]
         else:
             room_id = await self.resolve_room(room_id_or_alias)
-        content = await self._member_content(requester.user_id, "join")
-        if reason is not None:
-            content["reason"] = reason
+        content = {
+            **await self._member_content(requester.user_id, "join"),
+            **{k: v for k, v in extra.items() if k != AUTHORISER},
+            "membership": "join",
+        }
         await self._join(requester, room_id, content, candidates)
         return room_id
 
@@ -344,6 +350,8 @@ class RoomsService:
         self.ratelimiter.check("per_user", requester.user_id)
         if state_key is None and event_type == "m.room.redaction":
             raise forbidden("Redactions are sent with the /redact endpoint")
+        if state_key is not None and event_type == CANONICAL_ALIAS:
+            await self._check_canonical_alias(requester.user_id, room_id, state_key, content)
         txn = None
         if txn_id is not None:
             scope = f"send/{room_id}/{event_type}"
@@ -352,18 +360,58 @@ class RoomsService:
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
 
+    async def _check_canonical_alias(
+        self, requester_id: str, room_id: str, state_key: str, content: dict[str, Any]
+    ) -> None:
+        """400 M_BAD_ALIAS unless every alias the event adds points to the room now (another
+        server's alias is asked of that server, as `GET /directory/room` does). Checked only
+        for who may send the event: anyone else learns nothing of the aliases, and gets the
+        room engine's refusal."""
+        async def current(conn: Any) -> tuple[bool, dict[str, Any] | None]:
+            if not await is_room_admin(conn, self.engine, room_id, requester_id):
+                return False, None
+            ids = await state_store.get_current_state_for_keys(
+                conn, room_id, [(CANONICAL_ALIAS, state_key)]
+            )
+            pdus = await self.engine.get_pdus(conn, list(ids.values()))
+            return True, next((p["content"] for p in pdus.values()), None)
+
+        may_send, previous = await self.db.run(current)
+        if not may_send:
+            return
+        for alias in added_aliases(content, previous):
+            try:
+                found = await self.get_alias(alias)
+            except MatrixError as e:
+                if e.errcode != "M_NOT_FOUND":
+                    raise
+                found = {}
+            if found.get("room_id") != room_id:
+                raise MatrixError(
+                    400, "M_BAD_ALIAS", f"The alias {alias} does not point to this room"
+                )
+
     async def redact(
         self, requester: Requester, room_id: str, event_id: str, reason: str | None,
         txn_id: str,
     ) -> str:
-        """Redact an event: allowed for its sender, or for users with the `redact` level."""
+        """Redact an event: allowed for its sender, or for users with the `redact` level.
+        Only a member may ask (the auth rules would refuse anyone else's redaction), so that
+        nobody else learns from the answer whether an event exists."""
         self.ratelimiter.check("per_user", requester.user_id)
 
         async def check(conn: Any) -> dict[str, Any]:
             version = await self.engine.room_version(conn, room_id)
+            member = await state_store.get_membership(conn, room_id, requester.user_id)
+            if member is None or member["membership"] != "join":
+                raise forbidden(f"You are not joined to {room_id}")
             stored = (await events_store.get_events(conn, [event_id])).get(event_id)
-            if stored is None or stored.room_id != room_id:
+            if stored is None:
                 raise not_found("Event not found")
+            if stored.room_id != room_id:
+                # Synapse's answer (Sytest "PUT /redact disallows redaction of event in
+                # different room"): a redaction never names an event of another room.
+                raise MatrixError(400, "M_UNKNOWN", "Cannot redact an event of another room")
             target = (await self.engine.get_pdus(conn, [event_id]))[event_id]
             return {"version": version, "target": target}
 
@@ -456,11 +504,21 @@ class RoomsService:
         return {"room_id": room_id, "servers": [self.server_name, *sorted(others)]}
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
+        """Delete an alias of this server: its creator may, a server admin, and (as in
+        Synapse) an admin of the room it points to (`room_admins`), who may unpublish it from
+        the room's canonical alias anyway."""
         row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))
         if row is None:
             raise not_found(f"Room alias {alias} not found")
-        if row["creator"] != requester.user_id and not requester.is_admin:
-            raise forbidden("Only the alias's creator or an admin may delete it")
+        if row["creator"] != requester.user_id and not requester.is_admin and not (
+            await self.db.run(
+                lambda c: is_room_admin(c, self.engine, row["room_id"], requester.user_id)
+            )
+        ):
+            raise forbidden(
+                "Only the alias's creator, an admin of its room (who may change the canonical "
+                "alias) or a server admin may delete it"
+            )
         await self.db.run(lambda c: rooms_store.delete_alias(c, alias))
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:

@@ -49,6 +49,66 @@ def api_server(user: User) -> str:
     return user.user_id.split(":", 1)[1]
 
 
+async def member_event(api: MatrixApi, viewer: User, room: str, user: User) -> dict[str, Any]:
+    event: dict[str, Any] = await api.ok(
+        "GET", f"rooms/{room}/state/m.room.member/{user.user_id}", token=viewer.token,
+        params={"format": "event"},
+    )
+    return event
+
+
+async def test_joining_again_creates_no_event(api: MatrixApi) -> None:
+    """Issue 13: a join that would repeat the member event (same content) is the existing
+    event, as Synapse answers; one that changes it (a reason) is a new event."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    joined = await member_event(api, alice, room, bob)
+    since = (await api.sync(alice))["next_batch"]
+    for path in (f"join/{room}", f"rooms/{room}/join"):
+        assert await post(api, bob, path) == (200, {"room_id": room})
+    assert (await member_event(api, alice, room, bob))["event_id"] == joined["event_id"]
+    sync = await api.sync(alice, since=since, timeout=0)
+    assert room not in sync.get("rooms", {}).get("join", {})  # nothing new in the room
+    assert (await post(api, bob, f"join/{room}", reason="again"))[0] == 200
+    rejoined = await member_event(api, alice, room, bob)
+    assert rejoined["event_id"] != joined["event_id"]
+    assert rejoined["content"] == {**joined["content"], "reason": "again"}
+
+
+async def test_join_keeps_the_clients_content(api: MatrixApi) -> None:
+    """Issue 13: `POST /join/{roomIdOrAlias}` keeps its body in the member event (Sytest and
+    Complement "can join a room with custom content"), except what is a request parameter or
+    the server's to say; `/rooms/{roomId}/join` keeps only the reason (as in Synapse)."""
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    await api.ok("PUT", f"profile/{bob.user_id}/displayname", json={"displayname": "Bob"},
+                 token=bob.token)
+    room = await api.create_room(alice, preset="public_chat", room_alias_name="custom")
+    status, body = await post(
+        api, bob, f"join/{quote('#custom:' + api_server(alice))}", reason="hello", foo="bar",
+        nested={"a": [1, 2]}, membership="leave",
+        third_party_signed={"sender": alice.user_id, "mxid": bob.user_id, "token": "t",
+                            "signatures": {}},
+        join_authorised_via_users_server=alice.user_id,
+    )
+    assert (status, body) == (200, {"room_id": room}), body
+    assert (await member_event(api, alice, room, bob))["content"] == {
+        "membership": "join", "displayname": "Bob", "reason": "hello", "foo": "bar",
+        "nested": {"a": [1, 2]},
+    }
+    # A per-room display name over the profile's.
+    assert (await post(api, bob, f"join/{room}", displayname="Bobby"))[0] == 200
+    assert (await member_event(api, alice, room, bob))["content"] == {
+        "membership": "join", "displayname": "Bobby",
+    }
+    assert (await post(api, carol, f"rooms/{room}/join", reason="hi", foo="bar"))[0] == 200
+    assert (await member_event(api, alice, room, carol))["content"] == {
+        "membership": "join", "displayname": "carol", "reason": "hi",
+    }
+    status, body = await post(api, carol, f"join/{room}", reason=5)
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+
+
 async def test_join_unknown_room_and_alias(api: MatrixApi) -> None:
     bob = await api.register("bob")
     status, body = await post(api, bob, f"join/{quote('#nowhere:' + api_server(bob))}")
@@ -271,6 +331,87 @@ async def test_aliases_put_get_delete(api: MatrixApi) -> None:
     status, body = await api.request("DELETE", alias_path(alias), token=alice.token)
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     assert await api.ok("GET", f"rooms/{room}/aliases", token=bob.token) == {"aliases": []}
+
+
+async def test_room_admins_delete_aliases_others_made(api: MatrixApi) -> None:
+    """Issue 13: whoever may change the room's `m.room.canonical_alias` (joined, with its
+    power level) may delete an alias of the room someone else made, as in Synapse; a member
+    without that power, or a former admin who left, may not."""
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    await api.join(carol, room)
+    power = await api.ok("GET", f"rooms/{room}/state/m.room.power_levels", token=alice.token)
+    power["users"][bob.user_id] = 50  # the canonical alias level public_chat sets
+    await api.ok("PUT", f"rooms/{room}/state/m.room.power_levels", json=power,
+                 token=alice.token)
+    server = api_server(alice)
+    for name in ("one", "two"):
+        await api.ok("PUT", alias_path(f"#{name}:{server}"), json={"room_id": room},
+                     token=carol.token)
+    assert await api.request("DELETE", alias_path(f"#one:{server}"), token=bob.token) == (
+        200, {}
+    )
+    status, body = await api.request("GET", alias_path(f"#one:{server}"))
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+    dan = await api.register("dan")
+    await api.join(dan, room)
+    status, body = await api.request("DELETE", alias_path(f"#two:{server}"), token=dan.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    await post(api, bob, f"rooms/{room}/leave")
+    status, body = await api.request("DELETE", alias_path(f"#two:{server}"), token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert (await api.ok("GET", alias_path(f"#two:{server}")))["room_id"] == room
+
+
+async def test_canonical_alias_must_point_to_the_room(api: MatrixApi) -> None:
+    """Issue 13 (room_state.yaml 400): an `m.room.canonical_alias` whose `alias` or a new
+    `alt_aliases` entry does not point to the room (or exists nowhere) is 400 M_BAD_ALIAS; a
+    malformed one M_INVALID_PARAM. Only what the event adds is checked, as in Synapse."""
+    alice = await api.register("alice")
+    server = api_server(alice)
+    room = await api.create_room(alice, room_alias_name="home")
+    other = await api.create_room(alice, room_alias_name="elsewhere")
+    home, elsewhere, nowhere = (f"#{n}:{server}" for n in ("home", "elsewhere", "nowhere"))
+    await api.ok("PUT", alias_path(f"#second:{server}"), json={"room_id": room},
+                 token=alice.token)
+
+    async def put(content: dict[str, Any]) -> tuple[int, Any]:
+        return await api.request("PUT", f"rooms/{room}/state/m.room.canonical_alias",
+                                 json=content, token=alice.token)
+
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"alias": elsewhere}, "M_BAD_ALIAS"),
+        ({"alias": nowhere}, "M_BAD_ALIAS"),
+        ({"alias": home, "alt_aliases": [f"#second:{server}", elsewhere]}, "M_BAD_ALIAS"),
+        ({"alias": home, "alt_aliases": [nowhere]}, "M_BAD_ALIAS"),
+        ({"alias": "home"}, "M_INVALID_PARAM"),
+        ({"alias": 7}, "M_INVALID_PARAM"),
+        ({"alias": home, "alt_aliases": home}, "M_INVALID_PARAM"),
+        ({"alias": home, "alt_aliases": ["#bad"]}, "M_INVALID_PARAM"),
+    ]
+    for content, errcode in cases:
+        status, body = await put(content)
+        assert (status, body["errcode"]) == (400, errcode), (content, body)
+    assert await api.ok("GET", f"rooms/{room}/state/m.room.canonical_alias",
+                        token=alice.token) == {"alias": home}
+
+    assert (await put({"alias": home, "alt_aliases": [f"#second:{server}"]}))[0] == 200
+    assert (await put({}))[0] == 200  # unpublishing needs nothing
+    assert (await put({"alias": home, "alt_aliases": [f"#second:{server}"]}))[0] == 200
+    # An alias deleted since it was published does not block editing the rest of the event.
+    await api.ok("DELETE", alias_path(f"#second:{server}"), token=alice.token)
+    status, body = await put({"alias": home, "alt_aliases": [f"#second:{server}"], "x": 1})
+    assert status == 200, body
+    # Another room's admin check comes first: a member without the power learns nothing.
+    bob = await api.register("bob")
+    await api.ok("PUT", f"rooms/{other}/state/m.room.join_rules",
+                 json={"join_rule": "public"}, token=alice.token)
+    await api.join(bob, other)
+    status, body = await api.request("PUT", f"rooms/{other}/state/m.room.canonical_alias",
+                                     json={"alias": nowhere}, token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
 async def test_only_members_of_a_room_give_it_an_alias(

@@ -115,6 +115,49 @@ async def test_state_put_and_get(api: MatrixApi) -> None:
     assert all("event_id" in e and "sender" in e for e in full)
 
 
+async def test_repeating_the_current_state_creates_no_event(api: MatrixApi) -> None:
+    """Issue 13: the same state (type, key, content) from the same sender answers with the
+    event already there and adds none (Synapse's `deduplicate_state_event`); other content,
+    or another sender, is a new event."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+
+    async def put(user: User, event_type: str, key: str, content: Any) -> str:
+        body = await api.ok(
+            "PUT", f"rooms/{room}/state/{event_type}/{key}", json=content, token=user.token
+        )
+        event_id: str = body["event_id"]
+        return event_id
+
+    async def timeline() -> list[str]:
+        page = await messages(api, alice, room, limit=100)
+        return [e["event_id"] for e in page["chunk"]]
+
+    first = await put(alice, "org.example.thing", "k", {"v": 1, "list": [1, "a"]})
+    before = await timeline()
+    assert await put(alice, "org.example.thing", "k", {"list": [1, "a"], "v": 1}) == first
+    assert await api.ok("PUT", f"rooms/{room}/state/org.example.thing/k", token=alice.token,
+                        json={"v": 1, "list": [1, "a"]}) == {"event_id": first}
+    assert await timeline() == before
+    # Content that differs only in JSON type, or comes from someone else, is new state.
+    changed = await put(alice, "org.example.thing", "k", {"v": True, "list": [1, "a"]})
+    assert changed not in (first, *before)
+    assert await put(alice, "org.example.thing", "", {"v": True, "list": [1, "a"]}) != changed
+    power = await api.ok("GET", f"rooms/{room}/state/m.room.power_levels", token=alice.token)
+    power["users"][bob.user_id] = 100
+    levels = await put(alice, "m.room.power_levels", "", power)
+    assert await put(alice, "m.room.power_levels", "", power) == levels
+    by_bob = await put(bob, "m.room.power_levels", "", power)
+    assert by_bob != levels
+    # A member event sent as state takes the membership path, and is deduplicated as well.
+    own = await api.ok("GET", f"rooms/{room}/state/m.room.member/{bob.user_id}",
+                       token=bob.token, params={"format": "event"})
+    assert await put(bob, "m.room.member", bob.user_id, own["content"]) == own["event_id"]
+    assert (await timeline())[0] == by_bob
+
+
 async def test_non_member_and_low_power_are_refused(api: MatrixApi) -> None:
     alice = await api.register("alice")
     bob = await api.register("bob")
@@ -320,7 +363,15 @@ async def test_a_redaction_never_reaches_into_another_room(api: MatrixApi) -> No
     status, body = await api.request(
         "PUT", f"rooms/{own_room}/redact/{target}/t1", json={}, token=mallory.token
     )
-    assert status == 404, body
+    # Issue 13: refused as a bad request, as Synapse does (Sytest "PUT /redact disallows
+    # redaction of event in different room").
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN"), body
+    # Through the victim's room, where she is not: refused before anything is looked up.
+    for event_id in (target, "$unknown"):
+        status, body = await api.request(
+            "PUT", f"rooms/{victims_room}/redact/{event_id}/t2", json={}, token=mallory.token
+        )
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
     event = await api.ok("GET", f"rooms/{victims_room}/event/{target}", token=victim.token)
     assert event["content"] == {"msgtype": "m.text", "body": "keep me"}
     assert "redacted_because" not in event["unsigned"]

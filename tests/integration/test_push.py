@@ -194,6 +194,49 @@ async def test_rule_errors(
     assert (got, answer["errcode"]) == (status, errcode), answer
 
 
+async def test_rules_of_one_kind(api: MatrixApi) -> None:
+    """Issue 13: `GET /pushrules/global/{kind}/` lists that kind's rules, as the ruleset does."""
+    alice = await api.register("alice")
+    await api.ok("PUT", f"{RULES}/content/cake", token=alice.token,
+                 json={"pattern": "cake", "actions": ["notify"]})
+    rules = await api.ok("GET", f"{RULES}/", token=alice.token)
+    for kind in ("override", "content", "room", "sender", "underride"):
+        assert await api.ok("GET", f"{RULES}/{kind}/", token=alice.token) == rules[kind], kind
+    assert rules["content"][0]["rule_id"] == "cake"
+    status, body = await api.request("GET", f"{RULES}/sideways/", token=alice.token)
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        # Without the trailing slash the spec's ruleset paths have (Synapse, Sytest 80torture).
+        ("GET", "pushrules"), ("GET", RULES), ("GET", f"{RULES}/room"),
+        # An unknown scope.
+        ("GET", "pushrules/device/"), ("GET", "pushrules/device/room/x"),
+        ("PUT", "pushrules/device/room/x"), ("DELETE", "pushrules/device/room/x"),
+        # A missing or empty rule ID.
+        ("PUT", f"{RULES}/room"), ("PUT", f"{RULES}/room/"), ("DELETE", f"{RULES}/room/"),
+        ("PUT", RULES), ("PUT", "pushrules/"),
+        # An unknown attribute, or more path after one.
+        ("GET", f"{RULES}/override/.m.rule.master/not_an_attr"),
+        ("PUT", f"{RULES}/override/.m.rule.master/not_an_attr"),
+        ("GET", f"{RULES}/override/.m.rule.master/enabled/more"),
+    ],
+)
+async def test_unrecognized_rule_paths(api: MatrixApi, method: str, path: str) -> None:
+    """Issue 13: a push rules path the spec does not define is a bad request (400
+    M_UNRECOGNIZED, as Synapse answers), not an unknown endpoint, and never a 5xx."""
+    alice = await api.register("alice")
+    status, body = await api.request(
+        method, path, token=alice.token, json={"actions": [], "enabled": True}
+    )
+    assert (status, body["errcode"]) == (400, "M_UNRECOGNIZED"), body
+    # The rules are untouched by it.
+    master = await api.ok("GET", f"{RULES}/override/.m.rule.master", token=alice.token)
+    assert master["enabled"] is False
+
+
 async def test_rules_need_a_token(api: MatrixApi) -> None:
     status, body = await api.request("GET", f"{RULES}/")
     assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
