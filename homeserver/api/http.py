@@ -23,6 +23,7 @@ from homeserver.api.context import CONFIG, RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
 from homeserver.protocol.identifiers import is_valid_room_id
+from homeserver.services.ratelimit import address_key
 from homeserver.services.streams import StreamToken
 from storage.database import DataError
 
@@ -130,7 +131,7 @@ async def _limit_unauthenticated(request: web.Request) -> None:
     if limiter is None:
         return
     if not await is_authenticated(request):
-        limiter.check("per_ip", request.remote or "")
+        limiter.check("per_ip", address_key(request.remote or ""))
 
 
 async def read_json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from homeserver.protocol.identifiers import (
 )
 from homeserver.services.clock import now_ms
 from homeserver.services.passwords import Passwords, check_new_password
-from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.ratelimit import RateLimiter, address_key
 from homeserver.services.requester import Requester
 from homeserver.services.token_cache import TokenCache, hash_token
 from storage import accounts as store
@@ -216,7 +216,7 @@ class AccountsService:
         device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
     ) -> Session:
         """Create an account and, unless `inhibit_login`, its first device and access token."""
-        self._ratelimiter.check("registration", ip)
+        self._ratelimiter.check("registration", address_key(ip))
         login = None if inhibit_login else DeviceLogin(
             self._device_id(device_id), device_display_name, ip, refresh
         )
@@ -241,7 +241,9 @@ class AccountsService:
         user_id = self._user_id_for_registration(localpart)
         if password is not None:
             check_new_password(password)
-        password_hash = None if password is None else await self._passwords.hash(password, ip)
+        password_hash = None if password is None else await self._passwords.hash(
+            password, address_key(ip)
+        )
         now = now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
@@ -276,11 +278,12 @@ class AccountsService:
     ) -> Session:
         """Check a password and start a session on a (new or existing) device."""
         user_id = self.local_user_id(user)
-        failures = self._failure_buckets(ip, f"{ip}|{user_id or user}")
+        who = address_key(ip)
+        failures = self._failure_buckets(who, f"{who}|{user_id or user}")
         row = None
         if user_id is not None:
             row = await self._db.run(lambda conn: store.get_user(conn, user_id))
-        if not await self._passwords.verify(row["password_hash"] if row else None, password, ip):
+        if not await self._passwords.verify(row["password_hash"] if row else None, password, who):
             self._charge(failures)
             raise forbidden("Invalid username or password")
         assert row is not None and user_id is not None
@@ -356,11 +359,12 @@ class AccountsService:
         cannot be used to guess the account's password. The key includes the address, so a
         stranger's wrong guesses cannot lock the user out of their own re-authentication.
         """
-        failures = self._failure_buckets(ip, f"uia|{ip}|{user_id}")
+        who = address_key(ip)
+        failures = self._failure_buckets(who, f"uia|{who}|{user_id}")
         row = await self._db.run(lambda conn: store.get_user(conn, user_id))
         # A deactivated account authenticates nothing any more.
         password_hash = row["password_hash"] if row and not row["deactivated"] else None
-        if await self._passwords.verify(password_hash, password, ip):
+        if await self._passwords.verify(password_hash, password, who):
             return True
         self._charge(failures)
         return False

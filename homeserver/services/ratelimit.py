@@ -10,6 +10,7 @@ first. Benchmarks switch the whole thing off with `rate_limits.enabled: false`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -21,6 +22,21 @@ from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import limit_exceeded
 
 MAX_BUCKETS = 100_000
+
+
+def address_key(ip: str) -> str:
+    """What a client address counts as for the limits: an IPv4 address as it is, an IPv6
+    address as its /64 (one subscriber's network: whoever holds one has all of its 2**64
+    addresses, and would otherwise get a fresh bucket, and evict others', with each)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 4:
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 @dataclass(slots=True)

@@ -83,6 +83,11 @@ async def test_a_trusted_proxy_names_the_client_address(make_homeserver: MakeSer
     async with client_at(server, ATTACKER) as attacker:
         statuses = [await whoami(attacker, f"10.1.0.{i}") for i in range(3)]
         assert statuses == [401, 401, 429]
+    async with client_at(server, "127.0.0.1") as proxy:
+        # An IPv6 client is its /64: every address in it shares one budget.
+        statuses = [await whoami(proxy, f"2001:db8:5:6::{i + 1:x}") for i in range(3)]
+        assert statuses == [401, 401, 429]
+        assert await whoami(proxy, "2001:db8:5:7::1") == 401
 
 
 async def test_fresh_user_names_hit_the_per_address_failure_limit(

@@ -8,7 +8,7 @@ import pytest
 
 from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import MatrixError
-from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.ratelimit import RateLimiter, address_key
 
 
 class FakeClock:
@@ -98,3 +98,15 @@ def test_bucket_cap_evicts_least_recently_used() -> None:
     assert len(rl._buckets) == 2
     refused_after_ms(rl.check, "per_ip", "a")
     rl.check("per_ip", "b")  # forgotten, so a fresh bucket
+
+
+def test_an_ipv6_network_counts_as_one_address() -> None:
+    """Whoever holds an IPv6 /64 holds all of its addresses: they share one bucket, while
+    IPv4 addresses (and IPv4 mapped into IPv6) stay single addresses."""
+    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9") == (
+        "2001:db8:1:2::/64"
+    )
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("not an address") == "not an address"
