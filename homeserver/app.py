@@ -28,6 +28,7 @@ from homeserver.api.context import (
     MEDIA,
     PUSH,
     RATELIMITER,
+    REGISTRATION,
     ROOMS,
     SEARCH,
     SYNC,
@@ -56,6 +57,7 @@ from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sh
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.recent_events import RecentEvents
+from homeserver.services.registration import RegistrationService
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.replication import (
     MainReplication,
@@ -213,6 +215,7 @@ class Homeserver:
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(db, core.device_lists, uia)
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
+        client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = sync.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, engine)

@@ -7,22 +7,26 @@ sessions start; reads ignore them meanwhile.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 INSERT_SESSION = """
-INSERT INTO uia_sessions (session_id, user_id, request_hash, expires_ts) VALUES ($1, $2, $3, $4)
+INSERT INTO uia_sessions (session_id, user_id, method, path, expires_ts) VALUES ($1, $2, $3, $4, $5)
 """
 
 
 async def insert_session(
-    conn: asyncpg.Connection, session_id: str, user_id: str | None, request_hash: bytes,
+    conn: asyncpg.Connection, session_id: str, user_id: str | None, method: str, path: str,
     expires_ts: int,
 ) -> None:
-    await conn.execute(INSERT_SESSION, session_id, user_id, request_hash, expires_ts)
+    await conn.execute(INSERT_SESSION, session_id, user_id, method, path, expires_ts)
 
 
 GET_SESSION = """
-SELECT session_id, user_id, request_hash, completed FROM uia_sessions
+SELECT session_id, user_id, method, path, completed, completed_hash, params, password_hash,
+       registered_user_id
+FROM uia_sessions
 WHERE session_id = $1 AND expires_ts > $2
 """
 
@@ -30,22 +34,45 @@ WHERE session_id = $1 AND expires_ts > $2
 async def get_session(
     conn: asyncpg.Connection, session_id: str, now: int
 ) -> asyncpg.Record | None:
-    """(session_id, user_id, request_hash, completed) of a live session, or None."""
+    """A live session (every column but the expiry), or None."""
     return await conn.fetchrow(GET_SESSION, session_id, now)
 
 
 COMPLETE_STAGE = """
 UPDATE uia_sessions
-SET completed = array_append(completed, $3), user_id = $2
+SET completed = array_append(completed, $3), user_id = $2, completed_hash = $4
 WHERE session_id = $1 AND NOT ($3 = ANY(completed))
 """
 
 
 async def complete_stage(
-    conn: asyncpg.Connection, session_id: str, user_id: str, stage: str
+    conn: asyncpg.Connection, session_id: str, user_id: str | None, stage: str,
+    completed_hash: bytes,
 ) -> None:
-    """Record `stage` as done, by `user_id` (who the session now authenticates)."""
-    await conn.execute(COMPLETE_STAGE, session_id, user_id, stage)
+    """Record `stage` as done, by `user_id` (who the session now authenticates), for the
+    request whose digest is `completed_hash`."""
+    await conn.execute(COMPLETE_STAGE, session_id, user_id, stage, completed_hash)
+
+
+UPDATE_REGISTRATION = """
+UPDATE uia_sessions SET params = $2, password_hash = COALESCE($3, password_hash)
+WHERE session_id = $1
+"""
+
+
+async def update_registration(
+    conn: asyncpg.Connection, session_id: str, params: dict[str, Any],
+    password_hash: str | None,
+) -> None:
+    """Remember a registration's parameters, and the password's hash if one was given."""
+    await conn.execute(UPDATE_REGISTRATION, session_id, params, password_hash)
+
+
+SET_REGISTERED_USER = "UPDATE uia_sessions SET registered_user_id = $2 WHERE session_id = $1"
+
+
+async def set_registered_user(conn: asyncpg.Connection, session_id: str, user_id: str) -> None:
+    await conn.execute(SET_REGISTERED_USER, session_id, user_id)
 
 
 DELETE_EXPIRED_SESSIONS = "DELETE FROM uia_sessions WHERE expires_ts <= $1"

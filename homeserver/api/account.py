@@ -1,44 +1,29 @@
 """Client-Server routes for registration, login, token refresh, logout and whoami.
 
-Registration uses User-Interactive Authentication with the single stage `m.login.dummy`: the
-first request without `auth` is answered 401 with the flows, and a retry carrying a dummy `auth`
-registers. The dummy stage proves nothing, so no session state is kept: the session ID is only
-echoed. Guest accounts are not supported (`kind=guest` is 403).
+Registration goes through User-Interactive Authentication with the single stage
+`m.login.dummy` (services/registration.py: sessions remember the first request's parameters,
+and completing one twice answers the same user). Guest accounts are not supported
+(`kind=guest` is 403).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
-from homeserver.api.context import ACCOUNTS, CONFIG
-from homeserver.api.http import (
-    field_bool,
-    field_obj,
-    field_str,
-    json_response,
-    read_json_body,
-    require_str,
-)
+from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
+from homeserver.api.http import field_bool, field_str, json_response, read_json_body, require_str
+from homeserver.api.uia import login_user, uia_request
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.services.accounts import Session
+from homeserver.services.registration import RegistrationParams
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
-DUMMY_STAGE = "m.login.dummy"
 PASSWORD_LOGIN = "m.login.password"
-
-
-def _uia_challenge(session: str | None) -> dict[str, Any]:
-    return {
-        "flows": [{"stages": [DUMMY_STAGE]}],
-        "params": {},
-        "session": session or secrets.token_urlsafe(16),
-    }
 
 
 def _session_json(session: Session) -> dict[str, Any]:
@@ -52,6 +37,11 @@ def _session_json(session: Session) -> dict[str, Any]:
     return body
 
 
+def _optional_bool(body: dict[str, Any], key: str) -> bool | None:
+    """A boolean field, None when absent (a registration session may know it already)."""
+    return field_bool(body, key) if key in body else None
+
+
 @routes.post(f"{PREFIX}/register")
 async def register(request: web.Request) -> web.Response:
     kind = request.query.get("kind", "user")
@@ -62,32 +52,16 @@ async def register(request: web.Request) -> web.Response:
     if not request.app[CONFIG].registration.enabled:
         raise forbidden("Registration is disabled on this homeserver")
     body = await read_json_body(request)
-    username = field_str(body, "username")
-    password = field_str(body, "password")
-    device_id = field_str(body, "device_id")
-    display_name = field_str(body, "initial_device_display_name")
-    inhibit_login = field_bool(body, "inhibit_login")
-    refresh = field_bool(body, "refresh_token")
-    auth = field_obj(body, "auth")
-    accounts = request.app[ACCOUNTS]
-    # The spec wants M_USER_IN_USE / M_INVALID_USERNAME before any authentication stage.
-    if username is not None:
-        await accounts.check_username_available(username)
-    if auth is None:
-        return json_response(_uia_challenge(None), status=401)
-    auth_type = field_str(auth, "type")
-    session_id = field_str(auth, "session")
-    if auth_type is None:
-        return json_response(_uia_challenge(session_id), status=401)
-    if auth_type != DUMMY_STAGE:
-        raise MatrixError(
-            401, "M_UNRECOGNIZED", f"Unsupported authentication type {auth_type!r}",
-            **_uia_challenge(session_id),
-        )
-    session = await accounts.register(
-        username, password, device_id=device_id, device_display_name=display_name,
-        inhibit_login=inhibit_login, ip=request.remote or "", refresh=refresh,
+    params = RegistrationParams(
+        username=field_str(body, "username"), device_id=field_str(body, "device_id"),
+        initial_device_display_name=field_str(body, "initial_device_display_name"),
+        inhibit_login=_optional_bool(body, "inhibit_login"),
+        refresh_token=_optional_bool(body, "refresh_token"),
     )
+    password = field_str(body, "password")
+    # The password stays out of what the session remembers (it keeps a hash).
+    uia = uia_request(request, {key: value for key, value in body.items() if key != "password"})
+    session = await request.app[REGISTRATION].register(params, password, uia)
     return json_response(_session_json(session))
 
 
@@ -103,21 +77,6 @@ async def register_available(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/login")
 async def login_flows(request: web.Request) -> web.Response:
     return json_response({"flows": [{"type": PASSWORD_LOGIN}]})
-
-
-def login_user(body: dict[str, Any]) -> str:
-    """Who a login (or a password stage of UIA) names: `identifier` (m.id.user), else the
-    deprecated top-level `user`."""
-    identifier = field_obj(body, "identifier")
-    if identifier is not None:
-        id_type = require_str(identifier, "type")
-        if id_type != "m.id.user":
-            raise MatrixError(400, "M_UNKNOWN", f"Unsupported identifier type {id_type!r}")
-        return require_str(identifier, "user")
-    user = field_str(body, "user")
-    if user is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "'identifier' is required")
-    return user
 
 
 @routes.post(f"{PREFIX}/login")

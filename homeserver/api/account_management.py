@@ -1,6 +1,5 @@
 """Client-Server routes for account management: `/account/password`, `/account/deactivate`
-and `/account/3pid`, and the parsing of the User-Interactive Authentication `auth` object that
-every endpoint behind UIA shares.
+(both behind User-Interactive Authentication) and `/account/3pid`.
 
 Moot keeps no third-party identifiers, so `/account/3pid` lists none; the 3PID binding
 endpoints are not served (they answer 404 M_UNRECOGNIZED, which the spec allows a server
@@ -9,41 +8,18 @@ without 3PID support to do).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from homeserver.api.account import login_user
 from homeserver.api.auth import access_token, require_requester
 from homeserver.api.context import ACCOUNT_MANAGEMENT
-from homeserver.api.http import (
-    field_bool,
-    field_obj,
-    field_str,
-    json_response,
-    read_json_body,
-)
+from homeserver.api.http import field_bool, field_str, json_response, read_json_body
+from homeserver.api.uia import uia_request
 from homeserver.errors import MatrixError
 from homeserver.services.requester import Requester
-from homeserver.services.uia import AuthSubmission, UiaRequest
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
-
-
-def uia_request(request: web.Request, body: dict[str, Any]) -> UiaRequest:
-    """The request as User-Interactive Authentication sees it: what it is, and its `auth`."""
-    auth = field_obj(body, "auth")
-    rest = {key: value for key, value in body.items() if key != "auth"}
-    if auth is None:
-        return UiaRequest(request.method, request.path, rest, None, request.remote or "")
-    user = login_user(auth) if "identifier" in auth or "user" in auth else None
-    submission = AuthSubmission(
-        type=field_str(auth, "type"), session=field_str(auth, "session"), user=user,
-        password=field_str(auth, "password"),
-    )
-    return UiaRequest(request.method, request.path, rest, submission, request.remote or "")
 
 
 async def optional_requester(request: web.Request) -> Requester | None:

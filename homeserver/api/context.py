@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from homeserver.services.key_backup import KeyBackupService
     from homeserver.services.media import MediaService
     from homeserver.services.push import PushService
+    from homeserver.services.registration import RegistrationService
     from homeserver.services.rooms import RoomsService
     from homeserver.services.search import SearchService
     from homeserver.services.sync import SyncService
@@ -40,4 +41,5 @@ TAGS: web.AppKey[TagsService] = web.AppKey("tags")
 MEDIA: web.AppKey[MediaService] = web.AppKey("media")
 DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
+REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")

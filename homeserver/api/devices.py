@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.account_management import uia_request
 from homeserver.api.auth import require_requester
 from homeserver.api.context import DEVICES
 from homeserver.api.http import field_str, json_response, read_json_body
+from homeserver.api.uia import uia_request
 from homeserver.errors import MatrixError, bad_json
 
 routes = web.RouteTableDef()

@@ -208,11 +208,19 @@ class AccountsService:
         self, localpart: str, password: str | None, *, admin: bool = False
     ) -> str:
         """Create an account (and its profile) without logging in; returns the user ID."""
-        session = await self._create(localpart, password, admin=admin, login=None)
+        self._user_id_for_registration(localpart)  # before the cost of a hash
+        password_hash = None if password is None else await self.hash_new_password(password)
+        session = await self._create(localpart, password_hash, admin=admin, login=None)
         return session.user_id
 
+    async def hash_new_password(self, password: str, ip: str = "") -> str:
+        """The hash to store for a password a user chose (M_WEAK_PASSWORD etc. first); `ip`:
+        the client's address, whose share of the password hashing threads the hash takes."""
+        check_new_password(password)
+        return await self._passwords.hash(password, address_key(ip))
+
     async def register(
-        self, localpart: str | None, password: str | None, *, device_id: str | None,
+        self, localpart: str | None, password_hash: str | None, *, device_id: str | None,
         device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
     ) -> Session:
         """Create an account and, unless `inhibit_login`, its first device and access token."""
@@ -221,29 +229,38 @@ class AccountsService:
             self._device_id(device_id), device_display_name, ip, refresh
         )
         if localpart is not None:
-            return await self._create(localpart, password, admin=False, login=login, ip=ip)
+            return await self._create(localpart, password_hash, admin=False, login=login)
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
             try:
                 return await self._create(
-                    secrets.token_hex(6), password, admin=False, login=login, ip=ip
+                    secrets.token_hex(6), password_hash, admin=False, login=login
                 )
             except MatrixError as e:
                 if e.errcode != "M_USER_IN_USE":
                     raise
         raise MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID")
 
-    async def _create(
-        self, localpart: str, password: str | None, *, admin: bool, login: DeviceLogin | None,
-        ip: str = "",
+    async def login_registered(
+        self, user_id: str, *, device_id: str | None, device_display_name: str | None,
+        inhibit_login: bool, ip: str, refresh: bool = False,
     ) -> Session:
-        """Insert user and profile, and with `login` a session; `ip`: the client's address,
-        whose share of the password hashing threads the new password's hash takes."""
-        user_id = self._user_id_for_registration(localpart)
-        if password is not None:
-            check_new_password(password)
-        password_hash = None if password is None else await self._passwords.hash(
-            password, address_key(ip)
+        """What a registration that already created `user_id` answers when repeated (Synapse:
+        the same user, logged in afresh unless `inhibit_login`)."""
+        row = await self._db.run(lambda conn: store.get_user(conn, user_id))
+        if row is None or row["deactivated"]:
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        if inhibit_login:
+            return Session(user_id)
+        return await self._start_session(
+            user_id, DeviceLogin(self._device_id(device_id), device_display_name, ip, refresh)
         )
+
+    async def _create(
+        self, localpart: str, password_hash: str | None, *, admin: bool,
+        login: DeviceLogin | None,
+    ) -> Session:
+        """Insert user and profile, and with `login` a session."""
+        user_id = self._user_id_for_registration(localpart)
         now = now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
@@ -290,6 +307,10 @@ class AccountsService:
         if row["deactivated"]:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         login = DeviceLogin(self._device_id(device_id), device_display_name, ip, refresh)
+        return await self._start_session(user_id, login)
+
+    async def _start_session(self, user_id: str, login: DeviceLogin) -> Session:
+        """A new access token on a (new or existing) device of `user_id`."""
         now = now_ms()
         session = await self._db.transaction(
             lambda conn: self._issue_token(conn, user_id, login, now), name="login",

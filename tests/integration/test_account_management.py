@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import MatrixApi, User, validate_response
 from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
-from tests.integration.test_devices import login, password_auth, with_uia
+from tests.integration.test_devices import challenge, login, password_auth, with_uia
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer
@@ -58,6 +58,56 @@ async def test_change_password_can_keep_other_devices(api: MatrixApi) -> None:
     )
     assert status == 200, body
     assert (await whoami_status(api, other.token))[0] == 200
+    assert (await login_status(api, alice, NEW_PASSWORD))[0] == 200
+
+
+async def test_change_password_completing_request_may_add_or_drop_fields(
+    api: MatrixApi,
+) -> None:
+    """The session is bound to the endpoint, not the body: `logout_devices: false` added in
+    the second stage is honoured (it was M_FORBIDDEN "The request changed"), and dropped in
+    the second stage the default (log out) applies: the completing body is what runs."""
+    alice = await api.register("alice")
+    other = await login(api, alice)
+    session = await challenge(
+        api, "post", "account/password", {"new_password": NEW_PASSWORD}, alice.token,
+        PASSWORD_PATH,
+    )
+    status, body = await api.request("POST", "account/password", token=alice.token, json={
+        "new_password": NEW_PASSWORD, "logout_devices": False,
+        "auth": password_auth(alice, session),
+    })
+    assert status == 200, body
+    assert (await whoami_status(api, other.token))[0] == 200
+    assert (await login_status(api, alice, NEW_PASSWORD))[0] == 200
+
+    changed = User(alice.user_id, alice.token, alice.device_id, NEW_PASSWORD)
+    session = await challenge(
+        api, "post", "account/password",
+        {"new_password": "third password", "logout_devices": False}, alice.token,
+        PASSWORD_PATH,
+    )
+    status, body = await api.request("POST", "account/password", token=alice.token, json={
+        "new_password": "third password", "auth": password_auth(changed, session),
+    })
+    assert status == 200, body
+    assert (await whoami_status(api, other.token))[0] == 401
+    assert (await whoami_status(api, alice.token))[0] == 200
+
+
+async def test_completed_password_session_sets_no_other_password(api: MatrixApi) -> None:
+    """A completed session answers its own request again (a lost response), but replayed
+    with another `new_password` it is refused."""
+    alice = await api.register("alice")
+    body = {"new_password": NEW_PASSWORD, "logout_devices": False}
+    session = await challenge(api, "post", "account/password", body, alice.token, PASSWORD_PATH)
+    auth = password_auth(alice, session)
+    await api.ok("POST", "account/password", token=alice.token, json={**body, "auth": auth})
+    await api.ok("POST", "account/password", token=alice.token, json={**body, "auth": auth})
+    status, result = await api.request("POST", "account/password", token=alice.token, json={
+        "new_password": "stolen password", "logout_devices": False, "auth": {"session": session},
+    })
+    assert (status, result["errcode"]) == (403, "M_FORBIDDEN"), result
     assert (await login_status(api, alice, NEW_PASSWORD))[0] == 200
 
 

@@ -84,11 +84,108 @@ async def test_register_taken_name_is_user_in_use_before_auth(api: MatrixApi) ->
         assert (status, error["errcode"]) == (400, "M_USER_IN_USE")
 
 
-@pytest.mark.parametrize("username", ["Eve", "eve smith", "ève", "eve:x", "", "a" * 300])
+@pytest.mark.parametrize("username", ["eve smith", "Ève", "eve:x", "", "a" * 300])
 async def test_register_invalid_username(api: MatrixApi, username: str) -> None:
     status, error = await api.request("POST", "register", json={"username": username,
                                                                 "auth": DUMMY})
     assert (status, error["errcode"]) == (400, "M_INVALID_USERNAME")
+
+
+async def test_register_lowercases_the_username(api: MatrixApi) -> None:
+    """Synapse lowercases a requested localpart; the user logs in under either spelling."""
+    status, result = await api.request("POST", "register", json={
+        "username": "EveSmith", "password": PASSWORD, "auth": DUMMY,
+    })
+    assert status == 200, result
+    assert result["user_id"] == f"@evesmith:{_server_name(result)}"
+    for name in ("EveSmith", "evesmith"):
+        await api.ok("POST", "login", json=password_login(name))
+    status, error = await api.request("POST", "register", json={"username": "EVESMITH",
+                                                                "auth": DUMMY})
+    assert (status, error["errcode"]) == (400, "M_USER_IN_USE")
+
+
+async def _challenge(api: MatrixApi, body: dict[str, Any]) -> str:
+    status, challenge = await api.request("POST", "register", json=body)
+    assert status == 401, challenge
+    assert challenge["completed"] == [] and "errcode" not in challenge
+    session: str = challenge["session"]
+    return session
+
+
+async def test_register_session_remembers_the_first_request(
+    homeserver: RunningServer, api: MatrixApi
+) -> None:
+    """The completing request may carry only `auth`: username, password, device ID and
+    display name come from the first request (whose password is kept only as a hash)."""
+    session = await _challenge(api, {
+        "username": "Iris", "password": PASSWORD, "device_id": "IRISPHONE",
+        "initial_device_display_name": "Iris's phone",
+    })
+    db = homeserver.hs.db
+    assert db is not None
+    async with db.connection() as conn:
+        stored = await conn.fetchrow("SELECT * FROM uia_sessions WHERE session_id = $1", session)
+    assert stored is not None and PASSWORD not in str(dict(stored))
+    status, result = await api.request("POST", "register",
+                                       json={"auth": {**DUMMY, "session": session}})
+    assert status == 200, result
+    validate_response("registration.yaml", "/register", "post", 200, result)
+    assert result["user_id"] == f"@iris:{_server_name(result)}"
+    assert result["device_id"] == "IRISPHONE"
+    devices = await api.ok("GET", "devices", token=result["access_token"])
+    assert [(d["device_id"], d.get("display_name")) for d in devices["devices"]] == [
+        ("IRISPHONE", "Iris's phone")
+    ]
+    await api.ok("POST", "login", json=password_login("iris"))
+
+
+async def test_register_completing_a_session_twice_returns_the_same_user(
+    api: MatrixApi,
+) -> None:
+    """A client that lost the response completes the session again: the same user, logged
+    in afresh (Synapse's `registered_user_id`), not a second account or M_USER_IN_USE."""
+    body = {"username": "jack", "password": PASSWORD}
+    session = await _challenge(api, body)
+    auth = {"auth": {**DUMMY, "session": session}}
+    first = await api.ok("POST", "register", json={**body, **auth})
+    again = await api.ok("POST", "register", json={**body, **auth})
+    only_auth = await api.ok("POST", "register", json=auth)
+    for result in (again, only_auth):
+        validate_response("registration.yaml", "/register", "post", 200, result)
+        assert result["user_id"] == first["user_id"]
+        me = await api.ok("GET", "account/whoami", token=result["access_token"])
+        assert me["user_id"] == first["user_id"]
+    # Without a username the retry is the generated user too, not another one.
+    session = await _challenge(api, {"password": PASSWORD})
+    auth = {"auth": {**DUMMY, "session": session}}
+    generated = await api.ok("POST", "register", json=auth)
+    assert (await api.ok("POST", "register", json=auth))["user_id"] == generated["user_id"]
+
+
+async def test_register_remembered_inhibit_login_returns_no_token(api: MatrixApi) -> None:
+    session = await _challenge(api, {"username": "kate", "password": PASSWORD,
+                                     "inhibit_login": True})
+    for _ in range(2):
+        status, result = await api.request("POST", "register",
+                                           json={"auth": {**DUMMY, "session": session}})
+        assert status == 200, result
+        assert result == {"user_id": result["user_id"]}
+        assert result["user_id"].startswith("@kate:")
+
+
+async def test_register_failed_stage_lists_completed_and_flows(api: MatrixApi) -> None:
+    session = await _challenge(api, {"username": "liam", "password": PASSWORD})
+    for auth in ({"type": "m.login.recaptcha", "session": session}, {"session": session}):
+        status, error = await api.request("POST", "register", json={"auth": auth})
+        assert status == 401, error
+        validate_response("registration.yaml", "/register", "post", 401, error)
+        assert error["completed"] == [] and error["session"] == session
+        assert error["flows"] == [{"stages": ["m.login.dummy"]}] and error["params"] == {}
+    status, error = await api.request(
+        "POST", "register", json={"auth": {**DUMMY, "session": "no-such-session"}}
+    )
+    assert (status, error["errcode"]) == (400, "M_UNKNOWN")
 
 
 async def test_register_guest_is_forbidden(api: MatrixApi) -> None:
@@ -104,7 +201,7 @@ async def test_register_unknown_auth_type_stays_in_uia(api: MatrixApi) -> None:
     )
     assert status == 401
     assert error["flows"] == [{"stages": ["m.login.dummy"]}]
-    assert "errcode" in error
+    assert error["completed"] == [] and error["errcode"] == "M_UNRECOGNIZED"
 
 
 async def test_closed_registration_is_forbidden(

@@ -1,6 +1,8 @@
 """Account management with an unmodified matrix-nio client: listing and deleting devices through
 nio's own User-Interactive Authentication round trip (`delete_devices` without, then with
-`auth`), and changing the password with UIA, after which nio logs in with the new password.
+`auth`), and changing the password with UIA, after which nio logs in with the new password;
+a second stage that adds a field the first lacked, and a stage answered with another user's
+password.
 
 nio has no password-change helper, so that request goes through its raw `AsyncClient.send`,
 the way an application built on nio would call an endpoint nio does not wrap.
@@ -27,16 +29,20 @@ def password_stage(client: nio.AsyncClient, session: str, password: str) -> dict
     }
 
 
-async def change_password(client: nio.AsyncClient, old: str, new: str) -> None:
-    """POST /account/password: the 401 challenge, then the same body with the password stage."""
+async def change_password(
+    client: nio.AsyncClient, old: str, new: str, first: dict[str, Any],
+    added: dict[str, Any] | None = None,
+) -> None:
+    """POST /account/password: the 401 challenge to `first`, then the password stage with
+    `first` plus the fields `added` (clients add or drop fields between stages)."""
     path = nio.Api._build_path(["account", "password"])
     headers = {"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"}
-    body: dict[str, Any] = {"new_password": new, "logout_devices": True}
+    body: dict[str, Any] = {"new_password": new, **first}
     response = await client.send("POST", path, json.dumps(body), headers=headers)
     challenge = await response.json()
     assert response.status == 401, challenge
     assert challenge["flows"] == [{"stages": ["m.login.password"]}]
-    body["auth"] = password_stage(client, challenge["session"], old)
+    body |= {**(added or {}), "auth": password_stage(client, challenge["session"], old)}
     response = await client.send("POST", path, json.dumps(body), headers=headers)
     assert response.status == 200, await response.text()
 
@@ -64,7 +70,7 @@ async def test_devices_and_password_change_with_uia(
     gone = await laptop.whoami()
     assert isinstance(gone, nio.WhoamiError) and gone.status_code == "M_UNKNOWN_TOKEN"
 
-    await change_password(alice, PASSWORD, NEW_PASSWORD)
+    await change_password(alice, PASSWORD, NEW_PASSWORD, {"logout_devices": True})
     assert isinstance(await alice.whoami(), nio.WhoamiResponse)  # this session survives
 
     refused = await clients("alice").login(PASSWORD)
@@ -76,3 +82,38 @@ async def test_devices_and_password_change_with_uia(
     assert isinstance(relogin, nio.LoginResponse)
     devices = ok(await again.devices(), "devices")
     assert {d.id for d in devices.devices} == {alice.device_id, again.device_id}
+
+
+async def test_uia_with_fields_added_between_stages_and_device_owner_checked(
+    clients: Callable[[str], nio.AsyncClient],
+) -> None:
+    """nio's device deletion answered with another user's password is refused (403) and
+    deletes nothing; a password change whose second stage adds `logout_devices: false` (as
+    clients do) succeeds and keeps the other sessions; nio's deletion then completes."""
+    alice, laptop, bob = clients("alice"), clients("alice"), clients("bob")
+    await register(alice)
+    await register(bob)
+    ok(await laptop.login(PASSWORD, device_name="laptop"), "login")
+
+    challenge = await alice.delete_devices([laptop.device_id])
+    assert isinstance(challenge, nio.DeleteDevicesAuthResponse), challenge
+    refused = await alice.delete_devices(
+        [laptop.device_id], password_stage(bob, challenge.session, PASSWORD)
+    )
+    assert isinstance(refused, nio.DeleteDevicesError), refused
+    assert refused.status_code == "M_FORBIDDEN"
+    assert isinstance(await laptop.whoami(), nio.WhoamiResponse)
+
+    await change_password(alice, PASSWORD, NEW_PASSWORD, {}, {"logout_devices": False})
+    assert isinstance(await laptop.whoami(), nio.WhoamiResponse)  # kept, as the client asked
+    relogin = ok(await clients("alice").login(NEW_PASSWORD, device_name="phone"), "login")
+    assert isinstance(relogin, nio.LoginResponse)
+
+    challenge = await alice.delete_devices([laptop.device_id])
+    assert isinstance(challenge, nio.DeleteDevicesAuthResponse), challenge
+    deleted = await alice.delete_devices(
+        [laptop.device_id], password_stage(alice, challenge.session, NEW_PASSWORD)
+    )
+    assert isinstance(deleted, nio.DeleteDevicesResponse), deleted
+    gone = await laptop.whoami()
+    assert isinstance(gone, nio.WhoamiError) and gone.status_code == "M_UNKNOWN_TOKEN"
