@@ -15,6 +15,7 @@ import asyncpg
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
 from homeserver.services import clock
+from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import Membership, RoomEngine
 from storage import rooms as rooms_store
@@ -75,7 +76,8 @@ _VISIBLE_ALWAYS = "world_readable"
 
 
 async def filter_visible(
-    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, stored: Sequence[StoredEvent]
+    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, stored: Sequence[StoredEvent],
+    *, ignored: frozenset[str] | None = None,
 ) -> list[StoredEvent]:
     """The events `user_id` may see under the rooms' history visibility (spec: "History
     visibility"): world_readable; or joined at the event; or `shared` and joined now; or
@@ -87,7 +89,14 @@ async def filter_visible(
     A user always sees their own membership events (a leave or kick judged by the state
     after it would otherwise hide itself). Fast path: a user who is joined now sees
     everything from their current join onwards.
+
+    Events other than state events from users the reader ignores are dropped (spec "Ignoring
+    Users"); `ignored` is that list when the caller already read it.
     """
+    if ignored is None:
+        ignored = await ignored_users(conn, user_id)
+    if ignored:
+        stored = [e for e in stored if e.state_key is not None or e.sender not in ignored]
     by_room: defaultdict[str, list[StoredEvent]] = defaultdict(list)
     for event in stored:
         by_room[event.room_id].append(event)

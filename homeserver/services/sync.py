@@ -27,6 +27,7 @@ from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.event_views import never_a_reader
 from homeserver.services.filters import Filter, FilterError, FiltersService
+from homeserver.services.ignored_users import ignored_users
 from homeserver.services.notifier import Notifier, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
@@ -189,6 +190,7 @@ class SyncService:
         ):
             return  # the hot path: nothing moved, nothing to read
         rooms = await self._classify(conn, requester.user_id, since, upto, flt)
+        ignored = await ignored_users(conn, requester.user_id)
         after = since.events if since is not None else 0
         joined_ids = [room_id for room_id, _ in rooms.joined]
         moved: set[str] = set()
@@ -211,7 +213,12 @@ class SyncService:
             if not (full_room or room_id in moved or ephemeral or account_data):
                 continue
             window = RoomWindow(room_id, after, upto.events, full_room)
-            section = await self._room(conn, requester, window, flt, room_id in moved)
+            section = await self._room(
+                conn, requester, window, flt, room_id in moved, ignored
+            )
+            if not (full_room or ephemeral or account_data or section["timeline"]["events"]
+                    or section["state"]["events"]):
+                continue  # what moved is hidden from this user (an ignored sender's events)
             section["ephemeral"] = {"events": ephemeral}
             section["account_data"] = {"events": account_data}
             section["unread_notifications"] = dict(NO_NOTIFICATIONS)
@@ -224,12 +231,17 @@ class SyncService:
                 out["join"][room_id]["unread_notifications"] = {
                     "notification_count": notifications, "highlight_count": highlights,
                 }
+        inviters = await events_store.get_events(
+            conn, [e for _, e in rooms.invited]
+        ) if ignored and rooms.invited else {}
         for room_id, invite_id in rooms.invited:
+            if invite_id in inviters and inviters[invite_id].sender in ignored:
+                continue  # spec "Ignoring Users": their invites are not sent
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
         for room_id, left_at, leave_id in rooms.left:
             window = RoomWindow(room_id, after, left_at, full)
-            section = await self._room(conn, requester, window, flt, True)
+            section = await self._room(conn, requester, window, flt, True, ignored)
             if await never_a_reader(conn, self.engine, room_id, leave_id):
                 # Never a member: their own membership events (the timeline's visibility
                 # filter leaves those), not the room's state or members.
@@ -240,7 +252,7 @@ class SyncService:
 
     async def _room(
         self, conn: asyncpg.Connection, requester: Requester, window: RoomWindow, flt: Filter,
-        moved: bool,
+        moved: bool, ignored: frozenset[str],
     ) -> dict[str, Any]:
         """Timeline, state and (when membership may have changed) summary of one room."""
         if not (window.full_state or moved):
@@ -251,7 +263,9 @@ class SyncService:
                 },
                 "state": {"events": []},
             }
-        section = await room_timeline_and_state(conn, self.engine, requester, window, flt)
+        section = await room_timeline_and_state(
+            conn, self.engine, requester, window, flt, ignored
+        )
         shown = section["timeline"]["events"] + section["state"]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
             section["summary"] = await room_summary(conn, window.room_id, requester.user_id)

@@ -77,9 +77,10 @@ async def _state_at(conn: asyncpg.Connection, room_id: str, position: int) -> di
 
 async def room_timeline_and_state(
     conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
-    flt: Filter,
+    flt: Filter, ignored: frozenset[str],
 ) -> dict[str, Any]:
-    """`timeline` and `state` of one room for the window; see the module docstring."""
+    """`timeline` and `state` of one room for the window, without the events of the users
+    `ignored`; see the module docstring."""
     timeline_filter = flt.room.timeline
     limit = min(timeline_filter.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
     wanted_types, wanted_senders = timeline_filter.sql_types(), timeline_filter.sql_senders()
@@ -94,7 +95,9 @@ async def room_timeline_and_state(
         )
     limited = len(fetched) > limit
     chronological = list(reversed(fetched[:limit]))
-    visible = await filter_visible(conn, engine, requester.user_id, chronological)
+    visible = await filter_visible(
+        conn, engine, requester.user_id, chronological, ignored=ignored
+    )
     serialized = await serialize_events(conn, engine, visible, requester)
     shown = [
         (stored, event) for stored, event in zip(visible, serialized, strict=True)
