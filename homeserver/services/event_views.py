@@ -25,10 +25,12 @@ from storage.events import StoredEvent, get_events, get_last_departure
 
 async def serialize_events(
     conn: asyncpg.Connection, engine: RoomEngine, stored: Sequence[StoredEvent],
-    viewer: Requester | None, *, now: int | None = None,
+    viewer: Requester | None, *, now: int | None = None, federation: bool = False,
 ) -> list[dict[str, Any]]:
     """Client-format events with `unsigned.age`, `transaction_id` (for the viewer's own device),
-    `prev_content` of replaced state, and redactions applied."""
+    `prev_content` of replaced state, and redactions applied; `federation`: the PDUs as
+    federation has them (a filter's `event_format`), with their event ID, room ID (a v12
+    create event carries none) and these `unsigned` fields."""
     if not stored:
         return []
     now = now if now is not None else clock.now_ms()
@@ -60,7 +62,15 @@ async def serialize_events(
             unsigned["prev_content"] = previous["content"]
             unsigned["replaces_state"] = event.replaces_state
             unsigned["prev_sender"] = previous["sender"]
-        out.append(protocol_events.client_event(pdu, event.event_id, event.room_id, unsigned))
+        if federation:
+            out.append({
+                **pdu, "event_id": event.event_id, "room_id": event.room_id,
+                "unsigned": unsigned,
+            })
+        else:
+            out.append(
+                protocol_events.client_event(pdu, event.event_id, event.room_id, unsigned)
+            )
     return out
 
 

@@ -28,6 +28,7 @@ from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.event_views import never_a_reader
 from homeserver.services.filters import Filter, FilterError, FiltersService
 from homeserver.services.ignored_users import ignored_users
+from homeserver.services.lazy_members import LazyMembers
 from homeserver.services.notifier import Notifier, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
@@ -45,9 +46,20 @@ from homeserver.services.sync_rooms import (
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.unread_counts import UnreadCounts
 from storage import events as events_store
+from storage import state as state_store
 from storage.database import Database
 
 NO_NOTIFICATIONS = {"notification_count": 0, "highlight_count": 0}
+
+
+def _joins(events: list[dict[str, Any]]) -> set[str]:
+    """Users whose join (not a profile change of a member) is among these client events."""
+    return {
+        e["state_key"] for e in events
+        if e.get("type") == "m.room.member" and isinstance(e.get("state_key"), str)
+        and e.get("content", {}).get("membership") == "join"
+        and e.get("unsigned", {}).get("prev_content", {}).get("membership") != "join"
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,7 @@ class SyncService:
         )
         self.presence = PresenceService(db, streams.presence, notifier, config.presence)
         self.unread = UnreadCounts()
+        self.lazy_members = LazyMembers()
         self.receipts.on_read.append(self.unread.read_moved)
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
@@ -167,7 +180,11 @@ class SyncService:
                     conn, requester.user_id, since, upto
                 )
                 body["device_lists"] = {"changed": changed, "left": left}
-            await self._rooms(conn, requester, request, upto, flt, room_data, body["rooms"])
+            newcomers = await self._rooms(
+                conn, requester, request, upto, flt, room_data, body["rooms"]
+            )
+            if since is not None and newcomers:
+                await self._newcomers_presence(conn, newcomers, upto, flt, body["presence"])
         rooms = body["rooms"]
         has_updates = bool(
             body["account_data"]["events"] or body["to_device"]["events"]
@@ -181,14 +198,17 @@ class SyncService:
         self, conn: asyncpg.Connection, requester: Requester, request: SyncRequest,
         upto: StreamToken, flt: Filter, room_data: dict[str, list[dict[str, Any]]],
         out: dict[str, Any],
-    ) -> None:
+    ) -> set[str]:
+        """Fill `out` (the `rooms` section); returns the users the syncing user came to share
+        a room with in this response (whose presence it owes)."""
         since = request.since
+        newcomers: set[str] = set()
         full = since is None or request.full_state
         if since is not None and not full and not room_data and (
             since.events >= upto.events and since.receipts >= upto.receipts
             and since.typing >= upto.typing
         ):
-            return  # the hot path: nothing moved, nothing to read
+            return newcomers  # the hot path: nothing moved, nothing to read
         rooms = await self._classify(conn, requester.user_id, since, upto, flt)
         ignored = await ignored_users(conn, requester.user_id)
         after = since.events if since is not None else 0
@@ -212,12 +232,22 @@ class SyncService:
             full_room = full or newly_joined
             if not (full_room or room_id in moved or ephemeral or account_data):
                 continue
-            window = RoomWindow(room_id, after, upto.events, full_room)
+            # A room joined since `since` reads as in an initial sync (its timeline may reach
+            # back before the join), and is `limited` as the reference server has it: the
+            # client holds none of the room's history.
+            window = RoomWindow(room_id, 0 if newly_joined else after, upto.events, full_room)
             section = await self._room(
                 conn, requester, window, flt, room_id in moved, ignored
             )
-            if not (full_room or ephemeral or account_data or section["timeline"]["events"]
-                    or section["state"]["events"]):
+            if newly_joined:
+                section["timeline"]["limited"] = True
+                joined = await state_store.get_members(conn, room_id, ["join"])
+                newcomers.update(m["user_id"] for m in joined)
+            else:
+                newcomers.update(_joins(section["timeline"]["events"]))
+            timeline = section["timeline"]
+            if not (full_room or ephemeral or account_data or timeline["events"]
+                    or timeline["limited"] or section["state"]["events"]):
                 continue  # what moved is hidden from this user (an ignored sender's events)
             section["ephemeral"] = {"events": ephemeral}
             section["account_data"] = {"events": account_data}
@@ -249,6 +279,20 @@ class SyncService:
                 section.pop("summary", None)
             section["account_data"] = {"events": room_data.get(room_id, [])}
             out["leave"][room_id] = section
+        newcomers.discard(requester.user_id)
+        return newcomers
+
+    async def _newcomers_presence(
+        self, conn: asyncpg.Connection, newcomers: set[str], upto: StreamToken, flt: Filter,
+        out: dict[str, Any],
+    ) -> None:
+        """Add the current presence of users newly sharing a room with the syncing user (its
+        change may be older than `since`), unless the response already carries it."""
+        have = {e["sender"] for e in out["events"]}
+        wanted = sorted(newcomers - have)
+        for event in await self.presence.current_events(conn, wanted, upto.presence):
+            if flt.presence.allows(event):
+                out["events"].append(event)
 
     async def _room(
         self, conn: asyncpg.Connection, requester: Requester, window: RoomWindow, flt: Filter,
@@ -264,11 +308,13 @@ class SyncService:
                 "state": {"events": []},
             }
         section = await room_timeline_and_state(
-            conn, self.engine, requester, window, flt, ignored
+            conn, self.engine, requester, window, flt, ignored, self.lazy_members
         )
         shown = section["timeline"]["events"] + section["state"]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
-            section["summary"] = await room_summary(conn, window.room_id, requester.user_id)
+            section["summary"] = await room_summary(
+                conn, self.engine, window.room_id, requester.user_id
+            )
         return section
 
     async def _classify(
