@@ -240,6 +240,12 @@ class PushService:
 
     def committed(self, writes: EventWrites) -> None:
         self.unread.notified(writes.notifications)
+        # A local user's own event reads the room up to it (push.md "Marking notifications
+        # as read": "by using the API or by sending an event").
+        for new in writes.events:
+            stored = new.stored
+            if stored.stream_ordering is not None and self._is_local(stored.sender):
+                self.unread.read_moved(stored.sender, stored.room_id)
 
     def _is_local(self, user_id: str) -> bool:
         return server_name_of(user_id) == self.server_name
