@@ -37,6 +37,7 @@ from homeserver.services.streams import Streams, StreamToken
 from homeserver.services.sync_rooms import (
     RoomWindow,
     invite_state,
+    lazy_hero_members,
     member_event_at,
     membership_before,
     membership_of,
@@ -312,9 +313,15 @@ class SyncService:
         )
         shown = section["timeline"]["events"] + section["state"]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
-            section["summary"] = await room_summary(
+            summary = section["summary"] = await room_summary(
                 conn, self.engine, window.room_id, requester.user_id
             )
+            if flt.room.state.lazy_load_members and summary.get("m.heroes"):
+                present = {e.get("state_key") for e in shown if e.get("type") == "m.room.member"}
+                section["state"]["events"] += await lazy_hero_members(
+                    conn, self.engine, requester, window, summary["m.heroes"],
+                    {k for k in present if isinstance(k, str)}, flt, self.lazy_members,
+                )
         return section
 
     async def _classify(

@@ -170,6 +170,29 @@ async def _lazy_members(
             and state_filter.allows_sender(e.sender)]
 
 
+async def lazy_hero_members(
+    conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
+    heroes: list[str], present: set[str], flt: Filter, lazy: LazyMembers,
+) -> list[dict[str, Any]]:
+    """The member events of the summary's heroes a lazy-loading client lacks (sync.yaml:
+    "the membership events for the heroes MUST be included in the `state`, unless they are
+    redundant"), leaving out the members the response already carries (`present`)."""
+    keys = [("m.room.member", u) for u in heroes if u not in present]
+    if not keys:
+        return []
+    state = await state_store.get_current_state_for_keys(conn, window.room_id, keys)
+    members = {key: event_id for (_, key), event_id in state.items()}
+    wanted = lazy.take(
+        (requester.user_id, requester.device_id, window.room_id), members, fresh=False,
+        redundant=flt.room.state.include_redundant_members,
+    )
+    loaded = await _load(conn, [e for e in members.values() if e in wanted])
+    serialized = await serialize_events(
+        conn, engine, loaded, requester, federation=flt.event_format == "federation"
+    )
+    return [sync_event(e, flt) for e in serialized]
+
+
 async def _state_ids(
     conn: asyncpg.Connection, window: RoomWindow, start: int, limited: bool,
     timeline_filter: EventFilter,

@@ -103,7 +103,8 @@ async def test_lazy_members_of_a_gappy_sync_and_redundant_members(api: MatrixApi
     alice = await api.register("alice")
     bob = await api.register("bob")
     carol = await api.register("carol")
-    room_id = await api.create_room(alice, preset="public_chat")
+    # Named, so that no heroes' members are owed.
+    room_id = await api.create_room(alice, preset="public_chat", name="Gaps")
     await api.join(bob, room_id)
     await api.join(carol, room_id)
     for i in range(3):
@@ -140,3 +141,15 @@ async def test_heroes_only_for_unnamed_rooms(api: MatrixApi) -> None:
     assert "m.heroes" not in room_of(body, named)["summary"]
     assert room_of(body, unnamed)["summary"]["m.heroes"] == [bob.user_id]
     assert room_of(body, named)["summary"]["m.joined_member_count"] == 2
+
+
+async def test_lazy_loading_sends_the_heroes_members(api: MatrixApi) -> None:
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    await api.join(carol, room_id)
+    for i in range(3):
+        await api.send_message(alice, room_id, f"a{i}")
+    room, _ = await _sync_lazily(api, alice, room_id)
+    assert room["summary"]["m.heroes"] == [bob.user_id, carol.user_id]
+    assert sorted(members(room)) == sorted([alice.user_id, bob.user_id, carol.user_id])
