@@ -23,6 +23,11 @@ class LazyMembers:
         self.max_rooms = max_rooms
         self._sent: OrderedDict[Key, dict[str, str]] = OrderedDict()
 
+    def holds(self, key: Key, user_ids: set[str]) -> bool:
+        """Whether the device was sent a member event of each of these users."""
+        sent = self._sent.get(key)
+        return sent is not None and user_ids <= sent.keys()
+
     def take(
         self, key: Key, members: dict[str, str], *, fresh: bool, redundant: bool
     ) -> set[str]:

@@ -122,7 +122,10 @@ async def room_timeline_and_state(
     state_ids = [e for e in state_ids if e not in in_timeline]
     state_events = [e for e in await _load(conn, state_ids) if _state_allowed(e, flt.room.state)]
     if flt.room.state.lazy_load_members:
-        members = await _lazy_members(conn, requester, window, start, shown, flt, lazy)
+        gappy = limited or _filtered(timeline_filter)
+        members = await _lazy_members(
+            conn, requester, window, start, shown, flt, lazy, gappy
+        )
         state_events = sorted(
             state_events + [e for e in members if e.event_id not in in_timeline],
             key=lambda e: e.stream_ordering or 0,
@@ -144,6 +147,7 @@ async def room_timeline_and_state(
 async def _lazy_members(
     conn: asyncpg.Connection, requester: Requester, window: RoomWindow, start: int,
     shown: list[tuple[StoredEvent, dict[str, Any]]], flt: Filter, lazy: LazyMembers,
+    gappy: bool,
 ) -> list[StoredEvent]:
     """The member events a lazy-loading client needs for this timeline: its senders' (and, on
     a full window, the user's own) membership as of the timeline's start, whether or not it
@@ -153,21 +157,32 @@ async def _lazy_members(
     if window.full_state:
         needed.add(requester.user_id)
     state_filter = flt.room.state
+    key = (requester.user_id, requester.device_id, window.room_id)
+    if not (window.full_state or gappy or state_filter.include_redundant_members) and (
+        lazy.holds(key, needed)
+    ):
+        # Every sender's member event was sent, and any change since is in this timeline.
+        lazy.take(key, _timeline_members(shown), fresh=False, redundant=False)
+        return []
     at_start = await _state_at(
         conn, window.room_id, start, [("m.room.member", u) for u in sorted(needed)]
     )
-    members = {key: event_id for (_, key), event_id in at_start.items()}
-    members.update({
-        stored.state_key: stored.event_id for stored, _ in shown
-        if stored.type == "m.room.member" and stored.state_key is not None
-    })
+    members = {user_id: event_id for (_, user_id), event_id in at_start.items()}
+    members.update(_timeline_members(shown))
     wanted = lazy.take(
-        (requester.user_id, requester.device_id, window.room_id), members,
-        fresh=window.full_state, redundant=state_filter.include_redundant_members,
+        key, members, fresh=window.full_state,
+        redundant=state_filter.include_redundant_members,
     )
     loaded = await _load(conn, [e for e in at_start.values() if e in wanted])
     return [e for e in loaded if state_filter.allows_type(e.type)
             and state_filter.allows_sender(e.sender)]
+
+
+def _timeline_members(shown: list[tuple[StoredEvent, dict[str, Any]]]) -> dict[str, str]:
+    return {
+        stored.state_key: stored.event_id for stored, _ in shown
+        if stored.type == "m.room.member" and stored.state_key is not None
+    }
 
 
 async def lazy_hero_members(
@@ -199,15 +214,21 @@ async def _state_ids(
 ) -> list[str]:
     if window.full_state:
         return list((await _state_at(conn, window.room_id, start)).values())
-    filtered = (
-        timeline_filter.types is not None or timeline_filter.senders is not None
-        or bool(timeline_filter.not_types) or bool(timeline_filter.not_senders)
-    )
+    filtered = _filtered(timeline_filter)
     if not (limited or filtered):
         return []
     upto = window.upto if filtered else start
     changes = await events_store.get_state_changes(conn, window.room_id, window.after, upto)
     return [e.event_id for e in changes]
+
+
+def _filtered(timeline_filter: EventFilter) -> bool:
+    """Whether the timeline may leave out events of the window (its state changes too)."""
+    return (
+        timeline_filter.types is not None or timeline_filter.senders is not None
+        or bool(timeline_filter.not_types) or bool(timeline_filter.not_senders)
+        or timeline_filter.contains_url is not None
+    )
 
 
 async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEvent]:
