@@ -36,6 +36,7 @@ from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import EventWrites, PersistedEvent, RoomEngine, StateKey
 from homeserver.services.unread_counts import UnreadCounts
+from storage import account_data as account_data_store
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
@@ -187,6 +188,19 @@ class PushService:
             and invitee not in members
         ):
             recipients.append(invitee)
+        # Those ignoring the sender hear nothing of their messages nor invites (their other
+        # state events still reach them, spec "Ignoring Users", and so still notify).
+        if "state_key" not in pdu:
+            checked = recipients
+        elif pdu["type"] == "m.room.member" and invitee in recipients and (
+            pdu["content"].get("membership") == "invite"
+        ):
+            checked = [invitee]
+        else:
+            checked = []
+        if checked:
+            ignoring = await account_data_store.get_users_ignoring(conn, checked, sender)
+            recipients = [u for u in recipients if u not in ignoring]
         if not recipients:
             return
         rulesets = await self._rulesets(conn, recipients)

@@ -87,3 +87,19 @@ async def test_a_room_with_only_ignored_news_is_not_shown(api: MatrixApi) -> Non
     await api.send_message(bob, room_id, "ignored")
     body = await api.sync(alice, since=since, filter=json.dumps({"presence": {"types": []}}))
     assert room_id not in body["rooms"]["join"]
+
+
+async def test_ignored_users_messages_do_not_notify(api: MatrixApi) -> None:
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    await api.join(carol, room_id)
+    await ignore(api, alice, bob)
+    await api.send_message(bob, room_id, "ignored")
+    for user, count in ((alice, 0), (carol, 1)):
+        room = (await api.sync(user))["rooms"]["join"][room_id]
+        assert room["unread_notifications"]["notification_count"] == count, user.user_id
+    bobs_room = await api.create_room(bob)
+    await api.invite(bob, bobs_room, alice)
+    notified = await api.ok("GET", "notifications", token=alice.token)
+    assert [n["event"]["sender"] for n in notified["notifications"]] == []
