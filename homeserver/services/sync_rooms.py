@@ -1,9 +1,11 @@
 """The per-room sections of a /sync response: timeline, state, summary and invite state.
 
 Theory of operation. A room's timeline is the newest `limit` events in (after, upto] of the
-stream, where `after` is the since token's position (0 on an initial sync) and `upto` is the
-token being issued (or the user's leave event, for a room they left). One extra event is fetched
-to know whether the timeline is `limited`. The `state` section then depends on the mode:
+stream, where `after` is the since token's position (0 on an initial sync and for a room joined
+since `since`) and `upto` is the token being issued (or the user's leave event, for a room they
+left). One extra event is fetched to know whether the timeline is `limited`. Events the user
+may not see (history visibility) or does not want (the messages of users they ignore) are
+then left out. The `state` section depends on the mode:
 
 * full (initial sync, `full_state`, a room joined since `since`): the whole state just before the
   timeline's first event, i.e. the state after the room's previous event;
@@ -12,7 +14,8 @@ to know whether the timeline is `limited`. The `state` section then depends on t
 
 Lazy-loading members: the member events of the timeline's senders as of its start (and, on a
 full window, the syncing user's), including members whose event lies in a gap, less those
-the device already holds (`LazyMembers`) unless the filter asks for redundant members.
+the device already holds (`LazyMembers`) unless the filter asks for redundant members; and,
+for a room without a name, the members of the summary's heroes.
 """
 
 from __future__ import annotations
