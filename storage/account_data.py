@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,3 +74,18 @@ async def get_account_data_changes(
     """Every entry (global and per room) whose last change lies in (after, upto]."""
     rows = await conn.fetch(GET_CHANGES, user_id, after, upto)
     return [AccountData(r["room_id"], r["type"], r["content"], r["stream_id"]) for r in rows]
+
+
+GET_USERS_IGNORING = """
+SELECT user_id FROM account_data
+WHERE user_id = ANY($1) AND room_id = '' AND type = 'm.ignored_user_list'
+  AND jsonb_typeof(content -> 'ignored_users') = 'object' AND content -> 'ignored_users' ? $2
+"""
+
+
+async def get_users_ignoring(
+    conn: asyncpg.Connection, user_ids: Sequence[str], sender: str
+) -> set[str]:
+    """Those of `user_ids` whose `m.ignored_user_list` names `sender`."""
+    rows = await conn.fetch(GET_USERS_IGNORING, list(user_ids), sender)
+    return {r["user_id"] for r in rows}

@@ -118,7 +118,8 @@ GET_CHANGES_FOR_ROOMMATES = f"""
 SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_id,
        pr.displayname, pr.avatar_url
 FROM presence p LEFT JOIN profiles pr USING (user_id)
-WHERE p.stream_id > $2 AND p.stream_id <= $3 AND p.user_id IN ({_ROOMMATES})
+WHERE p.stream_id > $2 AND p.stream_id <= $3
+  AND (p.user_id = $1 OR p.user_id IN ({_ROOMMATES}))
 ORDER BY p.stream_id
 """
 
@@ -126,5 +127,22 @@ ORDER BY p.stream_id
 async def get_changes_for_roommates(
     conn: asyncpg.Connection, user_id: str, after: int, upto: int
 ) -> Sequence[PresenceRow]:
-    """Presence changed in (after, upto] of the users sharing a room with `user_id`."""
+    """Presence changed in (after, upto] of `user_id` and the users sharing a room with them."""
     return [_row(r) for r in await conn.fetch(GET_CHANGES_FOR_ROOMMATES, user_id, after, upto)]
+
+
+GET_PRESENCE_OF = """
+SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_id,
+       pr.displayname, pr.avatar_url
+FROM presence p LEFT JOIN profiles pr USING (user_id)
+WHERE p.user_id = ANY($1) AND p.stream_id <= $2
+ORDER BY p.stream_id
+"""
+
+
+async def get_presence_of(
+    conn: asyncpg.Connection, user_ids: Sequence[str], upto: int
+) -> Sequence[PresenceRow]:
+    """The presence of these users as last changed at or before `upto` (a later change is the
+    next sync's), for those who have any."""
+    return [_row(r) for r in await conn.fetch(GET_PRESENCE_OF, list(user_ids), upto)]

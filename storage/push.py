@@ -164,14 +164,28 @@ WHERE r.room_id = n.room_id AND r.user_id = $1
   AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')
 """
 
+# A user's own event (a message, their join) reads the room up to it, so the notifications
+# after the receipt count only when they also follow the user's latest own event. That event is
+# looked for only from the oldest of those notifications on (the unread stretch of the room).
 GET_UNREAD_COUNTS = f"""
-SELECT n.room_id, count(*) AS notification_count,
-       count(*) FILTER (WHERE n.highlight) AS highlight_count,
-       coalesce(max(n.stream_ordering), 0) AS last
-FROM push_actions n
-WHERE n.room_id = ANY($2) AND n.stream_ordering <= $3 AND $1 = ANY(n.user_ids)
-  AND n.stream_ordering > coalesce(({_READ_POSITION}), 0)
-GROUP BY n.room_id
+WITH unread AS (
+    SELECT n.room_id, n.stream_ordering, n.highlight FROM push_actions n
+    WHERE n.room_id = ANY($2) AND n.stream_ordering <= $3 AND $1 = ANY(n.user_ids)
+      AND n.stream_ordering > coalesce(({_READ_POSITION}), 0)
+), own AS (
+    SELECT u.room_id, (
+        SELECT max(e.stream_ordering) FROM events e
+        WHERE e.room_id = u.room_id AND e.sender = $1
+          AND e.stream_ordering >= u.first AND e.stream_ordering <= $3
+    ) AS last_own
+    FROM (SELECT room_id, min(stream_ordering) AS first FROM unread GROUP BY room_id) u
+)
+SELECT u.room_id, count(*) AS notification_count,
+       count(*) FILTER (WHERE u.highlight) AS highlight_count,
+       coalesce(max(u.stream_ordering), 0) AS last
+FROM unread u JOIN own o USING (room_id)
+WHERE u.stream_ordering > coalesce(o.last_own, 0)
+GROUP BY u.room_id
 """
 
 
@@ -185,8 +199,8 @@ class UnreadCount:
 async def get_unread_counts(
     conn: asyncpg.Connection, user_id: str, room_ids: Iterable[str], upto: int
 ) -> dict[str, UnreadCount]:
-    """room -> counts after the user's read receipt, for the rooms that have any; events after
-    `upto` are not counted."""
+    """room -> counts after the user's read receipt and their own latest event, for the rooms
+    that have any; events after `upto` are not counted."""
     rows = await conn.fetch(GET_UNREAD_COUNTS, user_id, list(room_ids), upto)
     return {r["room_id"]: UnreadCount(r[1], r[2], r[3]) for r in rows}
 

@@ -15,6 +15,7 @@ import asyncpg
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
 from homeserver.services import clock
+from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import Membership, RoomEngine
 from storage import rooms as rooms_store
@@ -24,10 +25,12 @@ from storage.events import StoredEvent, get_events, get_last_departure
 
 async def serialize_events(
     conn: asyncpg.Connection, engine: RoomEngine, stored: Sequence[StoredEvent],
-    viewer: Requester | None, *, now: int | None = None,
+    viewer: Requester | None, *, now: int | None = None, federation: bool = False,
 ) -> list[dict[str, Any]]:
     """Client-format events with `unsigned.age`, `transaction_id` (for the viewer's own device),
-    `prev_content` of replaced state, and redactions applied."""
+    `prev_content` of replaced state, and redactions applied; `federation`: the PDUs as
+    federation has them (a filter's `event_format`), with their event ID, room ID (a v12
+    create event carries none) and these `unsigned` fields."""
     if not stored:
         return []
     now = now if now is not None else clock.now_ms()
@@ -59,7 +62,15 @@ async def serialize_events(
             unsigned["prev_content"] = previous["content"]
             unsigned["replaces_state"] = event.replaces_state
             unsigned["prev_sender"] = previous["sender"]
-        out.append(protocol_events.client_event(pdu, event.event_id, event.room_id, unsigned))
+        if federation:
+            out.append({
+                **pdu, "event_id": event.event_id, "room_id": event.room_id,
+                "unsigned": unsigned,
+            })
+        else:
+            out.append(
+                protocol_events.client_event(pdu, event.event_id, event.room_id, unsigned)
+            )
     return out
 
 
@@ -75,7 +86,8 @@ _VISIBLE_ALWAYS = "world_readable"
 
 
 async def filter_visible(
-    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, stored: Sequence[StoredEvent]
+    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, stored: Sequence[StoredEvent],
+    *, ignored: frozenset[str] | None = None,
 ) -> list[StoredEvent]:
     """The events `user_id` may see under the rooms' history visibility (spec: "History
     visibility"): world_readable; or joined at the event; or `shared` and joined now; or
@@ -87,7 +99,14 @@ async def filter_visible(
     A user always sees their own membership events (a leave or kick judged by the state
     after it would otherwise hide itself). Fast path: a user who is joined now sees
     everything from their current join onwards.
+
+    Events other than state events from users the reader ignores are dropped (spec "Ignoring
+    Users"); `ignored` is that list when the caller already read it.
     """
+    if ignored is None:
+        ignored = await ignored_users(conn, user_id)
+    if ignored:
+        stored = [e for e in stored if e.state_key is not None or e.sender not in ignored]
     by_room: defaultdict[str, list[StoredEvent]] = defaultdict(list)
     for event in stored:
         by_room[event.room_id].append(event)

@@ -10,6 +10,7 @@ loads uploaded filters.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,7 @@ import asyncpg
 
 from homeserver.config import QuotasConfig
 from homeserver.errors import bad_json, not_found
+from homeserver.protocol.identifiers import is_valid_room_id, is_valid_user_id
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.quotas import check_size, over_quota
 from storage import filters as filters_store
@@ -47,6 +49,18 @@ def _strings(raw: dict[str, Any], key: str, where: str) -> tuple[str, ...] | Non
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise FilterError(f"{where}{key} must be an array of strings")
     return tuple(value)
+
+
+def _ids(
+    raw: dict[str, Any], key: str, where: str, valid: Callable[[str], bool], what: str
+) -> tuple[str, ...] | None:
+    """A list of user or room IDs (as the reference server checks them: a filter naming
+    something that cannot exist is a client's mistake worth a 400, not a filter that
+    silently matches nothing)."""
+    value = _strings(raw, key, where)
+    if value is not None and not all(valid(v) for v in value):
+        raise FilterError(f"{where}{key} must be an array of {what}")
+    return value
 
 
 def _bool(raw: dict[str, Any], key: str, where: str) -> bool:
@@ -82,9 +96,9 @@ class EventFilter:
     def parse(cls, raw: dict[str, Any], where: str) -> EventFilter:
         limit = raw.get("limit")
         if limit is not None and (
-            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
         ):
-            raise FilterError(f"{where}limit must be a positive integer")
+            raise FilterError(f"{where}limit must be a non-negative integer")
         contains_url = raw.get("contains_url")
         if contains_url is not None and not isinstance(contains_url, bool):
             raise FilterError(f"{where}contains_url must be a boolean")
@@ -92,10 +106,10 @@ class EventFilter:
             limit=limit,
             types=_strings(raw, "types", where),
             not_types=_strings(raw, "not_types", where) or (),
-            senders=_strings(raw, "senders", where),
-            not_senders=_strings(raw, "not_senders", where) or (),
-            rooms=_strings(raw, "rooms", where),
-            not_rooms=_strings(raw, "not_rooms", where) or (),
+            senders=_ids(raw, "senders", where, is_valid_user_id, "user IDs"),
+            not_senders=_ids(raw, "not_senders", where, is_valid_user_id, "user IDs") or (),
+            rooms=_ids(raw, "rooms", where, is_valid_room_id, "room IDs"),
+            not_rooms=_ids(raw, "not_rooms", where, is_valid_room_id, "room IDs") or (),
             contains_url=contains_url,
             lazy_load_members=_bool(raw, "lazy_load_members", where),
             include_redundant_members=_bool(raw, "include_redundant_members", where),
@@ -157,8 +171,8 @@ class RoomFilter:
             return EventFilter.parse(_object(raw, key, "room."), f"room.{key}.")
 
         return cls(
-            rooms=_strings(raw, "rooms", "room."),
-            not_rooms=_strings(raw, "not_rooms", "room.") or (),
+            rooms=_ids(raw, "rooms", "room.", is_valid_room_id, "room IDs"),
+            not_rooms=_ids(raw, "not_rooms", "room.", is_valid_room_id, "room IDs") or (),
             include_leave=_bool(raw, "include_leave", "room."),
             timeline=sub("timeline"),
             state=sub("state"),

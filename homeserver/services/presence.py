@@ -238,18 +238,35 @@ class PresenceService:
     async def events(
         self, conn: asyncpg.Connection, user_id: str, after: int, upto: int
     ) -> Sequence[dict[str, Any]]:
-        """For /sync: `m.presence` events of roommates changed in (after, upto].
+        """For /sync: `m.presence` events of the user and their roommates changed in
+        (after, upto].
 
         An initial sync (after 0) leaves out users who are offline: nothing changed for it.
         """
         if after >= upto:
             return []
         rows = await presence_store.get_changes_for_roommates(conn, user_id, after, upto)
+        return self._events(rows, skip_offline=after == 0)
+
+    async def current_events(
+        self, conn: asyncpg.Connection, user_ids: Sequence[str], upto: int
+    ) -> Sequence[dict[str, Any]]:
+        """For /sync: the presence of users the syncing user just came to share a room with,
+        whether or not it changed since their token (offline ones left out, as in an initial
+        sync)."""
+        if not user_ids:
+            return []
+        rows = await presence_store.get_presence_of(conn, user_ids, upto)
+        return self._events(rows, skip_offline=True)
+
+    def _events(
+        self, rows: Sequence[PresenceRow], *, skip_offline: bool
+    ) -> list[dict[str, Any]]:
         now = self.clock()
         events = []
         for row in rows:
             content = self.content(row, now)
-            if after == 0 and content["presence"] == OFFLINE:
+            if skip_offline and content["presence"] == OFFLINE:
                 continue
             events.append({"type": "m.presence", "sender": row.user_id, "content": content})
         return events

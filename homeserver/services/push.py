@@ -36,6 +36,7 @@ from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import EventWrites, PersistedEvent, RoomEngine, StateKey
 from homeserver.services.unread_counts import UnreadCounts
+from storage import account_data as account_data_store
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
@@ -187,6 +188,19 @@ class PushService:
             and invitee not in members
         ):
             recipients.append(invitee)
+        # Those ignoring the sender hear nothing of their messages nor invites (their other
+        # state events still reach them, spec "Ignoring Users", and so still notify).
+        if "state_key" not in pdu:
+            checked = recipients
+        elif pdu["type"] == "m.room.member" and invitee in recipients and (
+            pdu["content"].get("membership") == "invite"
+        ):
+            checked = [invitee]
+        else:
+            checked = []
+        if checked:
+            ignoring = await account_data_store.get_users_ignoring(conn, checked, sender)
+            recipients = [u for u in recipients if u not in ignoring]
         if not recipients:
             return
         rulesets = await self._rulesets(conn, recipients)
@@ -240,6 +254,12 @@ class PushService:
 
     def committed(self, writes: EventWrites) -> None:
         self.unread.notified(writes.notifications)
+        # A local user's own event reads the room up to it (push.md "Marking notifications
+        # as read": "by using the API or by sending an event").
+        for new in writes.events:
+            stored = new.stored
+            if stored.stream_ordering is not None and self._is_local(stored.sender):
+                self.unread.read_moved(stored.sender, stored.room_id)
 
     def _is_local(self, user_id: str) -> bool:
         return server_name_of(user_id) == self.server_name

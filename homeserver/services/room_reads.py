@@ -191,6 +191,14 @@ class RoomReads:
             result: dict[str, Any] = {"start": page.start, "chunk": chunk}
             if page.end is not None:
                 result["end"] = page.end
+            elif page.events and not page.at_bottom:
+                # A page that read events may have more beyond them (a `to` reached, the
+                # newest event going forwards, which new events may follow): as the reference
+                # server does, only an empty page ends the pagination.
+                last = page.events[-1]
+                result["end"] = encode_position(
+                    position_before(last) if backwards else await position_after(conn, last)
+                )
             if event_filter.lazy_load_members:
                 result["state"] = await self._members_of(conn, room_id, view, chunk, requester)
             return result, page

@@ -27,6 +27,8 @@ from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.event_views import never_a_reader
 from homeserver.services.filters import Filter, FilterError, FiltersService
+from homeserver.services.ignored_users import ignored_users
+from homeserver.services.lazy_members import LazyMembers
 from homeserver.services.notifier import Notifier, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
@@ -35,6 +37,7 @@ from homeserver.services.streams import Streams, StreamToken
 from homeserver.services.sync_rooms import (
     RoomWindow,
     invite_state,
+    lazy_hero_members,
     member_event_at,
     membership_before,
     membership_of,
@@ -44,9 +47,20 @@ from homeserver.services.sync_rooms import (
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.unread_counts import UnreadCounts
 from storage import events as events_store
+from storage import state as state_store
 from storage.database import Database
 
 NO_NOTIFICATIONS = {"notification_count": 0, "highlight_count": 0}
+
+
+def _joins(events: list[dict[str, Any]]) -> set[str]:
+    """Users whose join (not a profile change of a member) is among these client events."""
+    return {
+        e["state_key"] for e in events
+        if e.get("type") == "m.room.member" and isinstance(e.get("state_key"), str)
+        and e.get("content", {}).get("membership") == "join"
+        and e.get("unsigned", {}).get("prev_content", {}).get("membership") != "join"
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,7 @@ class SyncService:
         )
         self.presence = PresenceService(db, streams.presence, notifier, config.presence)
         self.unread = UnreadCounts()
+        self.lazy_members = LazyMembers()
         self.receipts.on_read.append(self.unread.read_moved)
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
@@ -166,7 +181,11 @@ class SyncService:
                     conn, requester.user_id, since, upto
                 )
                 body["device_lists"] = {"changed": changed, "left": left}
-            await self._rooms(conn, requester, request, upto, flt, room_data, body["rooms"])
+            newcomers = await self._rooms(
+                conn, requester, request, upto, flt, room_data, body["rooms"]
+            )
+            if since is not None and newcomers:
+                await self._newcomers_presence(conn, newcomers, upto, flt, body["presence"])
         rooms = body["rooms"]
         has_updates = bool(
             body["account_data"]["events"] or body["to_device"]["events"]
@@ -180,15 +199,19 @@ class SyncService:
         self, conn: asyncpg.Connection, requester: Requester, request: SyncRequest,
         upto: StreamToken, flt: Filter, room_data: dict[str, list[dict[str, Any]]],
         out: dict[str, Any],
-    ) -> None:
+    ) -> set[str]:
+        """Fill `out` (the `rooms` section); returns the users the syncing user came to share
+        a room with in this response (whose presence it owes)."""
         since = request.since
+        newcomers: set[str] = set()
         full = since is None or request.full_state
         if since is not None and not full and not room_data and (
             since.events >= upto.events and since.receipts >= upto.receipts
             and since.typing >= upto.typing
         ):
-            return  # the hot path: nothing moved, nothing to read
+            return newcomers  # the hot path: nothing moved, nothing to read
         rooms = await self._classify(conn, requester.user_id, since, upto, flt)
+        ignored = await ignored_users(conn, requester.user_id)
         after = since.events if since is not None else 0
         joined_ids = [room_id for room_id, _ in rooms.joined]
         moved: set[str] = set()
@@ -210,8 +233,23 @@ class SyncService:
             full_room = full or newly_joined
             if not (full_room or room_id in moved or ephemeral or account_data):
                 continue
-            window = RoomWindow(room_id, after, upto.events, full_room)
-            section = await self._room(conn, requester, window, flt, room_id in moved)
+            # A room joined since `since` reads as in an initial sync (its timeline may reach
+            # back before the join), and is `limited` as the reference server has it: the
+            # client holds none of the room's history.
+            window = RoomWindow(room_id, 0 if newly_joined else after, upto.events, full_room)
+            section = await self._room(
+                conn, requester, window, flt, room_id in moved, ignored
+            )
+            if newly_joined:
+                section["timeline"]["limited"] = True
+                joined = await state_store.get_members(conn, room_id, ["join"])
+                newcomers.update(m["user_id"] for m in joined)
+            else:
+                newcomers.update(_joins(section["timeline"]["events"]))
+            timeline = section["timeline"]
+            if not (full_room or ephemeral or account_data or timeline["events"]
+                    or timeline["limited"] or section["state"]["events"]):
+                continue  # what moved is hidden from this user (an ignored sender's events)
             section["ephemeral"] = {"events": ephemeral}
             section["account_data"] = {"events": account_data}
             section["unread_notifications"] = dict(NO_NOTIFICATIONS)
@@ -224,12 +262,17 @@ class SyncService:
                 out["join"][room_id]["unread_notifications"] = {
                     "notification_count": notifications, "highlight_count": highlights,
                 }
+        inviters = await events_store.get_events(
+            conn, [e for _, e in rooms.invited]
+        ) if ignored and rooms.invited else {}
         for room_id, invite_id in rooms.invited:
+            if invite_id in inviters and inviters[invite_id].sender in ignored:
+                continue  # spec "Ignoring Users": their invites are not sent
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
         for room_id, left_at, leave_id in rooms.left:
             window = RoomWindow(room_id, after, left_at, full)
-            section = await self._room(conn, requester, window, flt, True)
+            section = await self._room(conn, requester, window, flt, True, ignored)
             if await never_a_reader(conn, self.engine, room_id, leave_id):
                 # Never a member: their own membership events (the timeline's visibility
                 # filter leaves those), not the room's state or members.
@@ -237,10 +280,24 @@ class SyncService:
                 section.pop("summary", None)
             section["account_data"] = {"events": room_data.get(room_id, [])}
             out["leave"][room_id] = section
+        newcomers.discard(requester.user_id)
+        return newcomers
+
+    async def _newcomers_presence(
+        self, conn: asyncpg.Connection, newcomers: set[str], upto: StreamToken, flt: Filter,
+        out: dict[str, Any],
+    ) -> None:
+        """Add the current presence of users newly sharing a room with the syncing user (its
+        change may be older than `since`), unless the response already carries it."""
+        have = {e["sender"] for e in out["events"]}
+        wanted = sorted(newcomers - have)
+        for event in await self.presence.current_events(conn, wanted, upto.presence):
+            if flt.presence.allows(event):
+                out["events"].append(event)
 
     async def _room(
         self, conn: asyncpg.Connection, requester: Requester, window: RoomWindow, flt: Filter,
-        moved: bool,
+        moved: bool, ignored: frozenset[str],
     ) -> dict[str, Any]:
         """Timeline, state and (when membership may have changed) summary of one room."""
         if not (window.full_state or moved):
@@ -251,10 +308,20 @@ class SyncService:
                 },
                 "state": {"events": []},
             }
-        section = await room_timeline_and_state(conn, self.engine, requester, window, flt)
+        section = await room_timeline_and_state(
+            conn, self.engine, requester, window, flt, ignored, self.lazy_members
+        )
         shown = section["timeline"]["events"] + section["state"]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
-            section["summary"] = await room_summary(conn, window.room_id, requester.user_id)
+            summary = section["summary"] = await room_summary(
+                conn, self.engine, window.room_id, requester.user_id
+            )
+            if flt.room.state.lazy_load_members and summary.get("m.heroes"):
+                present = {e.get("state_key") for e in shown if e.get("type") == "m.room.member"}
+                section["state"]["events"] += await lazy_hero_members(
+                    conn, self.engine, requester, window, summary["m.heroes"],
+                    {k for k in present if isinstance(k, str)}, flt, self.lazy_members,
+                )
         return section
 
     async def _classify(

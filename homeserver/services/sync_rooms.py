@@ -1,9 +1,11 @@
 """The per-room sections of a /sync response: timeline, state, summary and invite state.
 
 Theory of operation. A room's timeline is the newest `limit` events in (after, upto] of the
-stream, where `after` is the since token's position (0 on an initial sync) and `upto` is the
-token being issued (or the user's leave event, for a room they left). One extra event is fetched
-to know whether the timeline is `limited`. The `state` section then depends on the mode:
+stream, where `after` is the since token's position (0 on an initial sync and for a room joined
+since `since`) and `upto` is the token being issued (or the user's leave event, for a room they
+left). One extra event is fetched to know whether the timeline is `limited`. Events the user
+may not see (history visibility) or does not want (the messages of users they ignore) are
+then left out. The `state` section depends on the mode:
 
 * full (initial sync, `full_state`, a room joined since `since`): the whole state just before the
   timeline's first event, i.e. the state after the room's previous event (in a room joined
@@ -12,8 +14,10 @@ to know whether the timeline is `limited`. The `state` section then depends on t
 * incremental: the state changes between `since` and the timeline's first event, which is empty
   (and costs no query) unless the timeline was cut short or filtered.
 
-Lazy-loading members is per response: only the member events of the timeline's senders and of
-the syncing user are sent; nothing remembers which members a device already holds.
+Lazy-loading members: the member events of the timeline's senders as of its start (and, on a
+full window, the syncing user's), including members whose event lies in a gap, less those
+the device already holds (`LazyMembers`) unless the filter asks for redundant members; and,
+for a room without a name, the members of the summary's heroes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncpg
 from homeserver.services import room_state
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.filters import EventFilter, Filter
+from homeserver.services.lazy_members import LazyMembers
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.streams import StreamToken
@@ -55,36 +60,44 @@ class RoomWindow:
 
 
 def sync_event(event: dict[str, Any], flt: Filter) -> dict[str, Any]:
-    """A client event as /sync shows it: without `room_id`, cut to the filter's event_fields."""
-    event.pop("room_id", None)
+    """An event as /sync shows it: a client event without `room_id` (federation events keep
+    it), cut to the filter's event_fields."""
+    if flt.event_format == "client":
+        event.pop("room_id", None)
     return flt.project(event)
 
 
-def _state_allowed(stored: StoredEvent, state_filter: EventFilter, members: set[str]) -> bool:
+def _state_allowed(stored: StoredEvent, state_filter: EventFilter) -> bool:
     if not state_filter.allows_type(stored.type) or not state_filter.allows_sender(stored.sender):
         return False
-    if state_filter.lazy_load_members and stored.type == "m.room.member":
-        return stored.state_key in members
-    return True
+    return not (state_filter.lazy_load_members and stored.type == "m.room.member")
 
 
-async def _state_at(conn: asyncpg.Connection, room_id: str, position: int) -> dict[Any, str]:
-    """The room's state after its last event at or before `position` (empty before creation)."""
+async def _state_at(
+    conn: asyncpg.Connection, room_id: str, position: int,
+    keys: list[tuple[str, str]] | None = None,
+) -> dict[Any, str]:
+    """The room's state after its last event at or before `position` (empty before creation);
+    only `keys` when given."""
     last = await events_store.get_room_events(
         conn, room_id, after=0, upto=position, limit=1, newest_first=True
     )
     if not last or last[0].state_group is None:
         return {}
+    if keys is not None:
+        return await state_store.get_state_for_keys(conn, last[0].state_group, keys)
     return await state_store.get_state(conn, last[0].state_group)
 
 
 async def room_timeline_and_state(
     conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
-    flt: Filter,
+    flt: Filter, ignored: frozenset[str], lazy: LazyMembers,
 ) -> dict[str, Any]:
-    """`timeline` and `state` of one room for the window; see the module docstring."""
+    """`timeline` and `state` of one room for the window, without the events of the users
+    `ignored`; see the module docstring."""
     timeline_filter = flt.room.timeline
-    limit = min(timeline_filter.limit or DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+    wanted = timeline_filter.limit
+    limit = min(DEFAULT_TIMELINE_LIMIT if wanted is None else wanted, MAX_TIMELINE_LIMIT)
     wanted_types, wanted_senders = timeline_filter.sql_types(), timeline_filter.sql_senders()
     fetched = engine.recent.window(
         window.room_id, after=window.after, upto=window.upto, limit=limit + 1,
@@ -97,8 +110,13 @@ async def room_timeline_and_state(
         )
     limited = len(fetched) > limit
     chronological = list(reversed(fetched[:limit]))
-    visible = await filter_visible(conn, engine, requester.user_id, chronological)
-    serialized = await serialize_events(conn, engine, visible, requester)
+    visible = await filter_visible(
+        conn, engine, requester.user_id, chronological, ignored=ignored
+    )
+    federation = flt.event_format == "federation"
+    serialized = await serialize_events(
+        conn, engine, visible, requester, federation=federation
+    )
     shown = [
         (stored, event) for stored, event in zip(visible, serialized, strict=True)
         if timeline_filter.allows(event, window.room_id)
@@ -108,12 +126,19 @@ async def room_timeline_and_state(
     state_ids = await _state_ids(conn, window, start, limited, timeline_filter, chronological)
     in_timeline = {stored.event_id for stored, _ in shown}
     state_ids = [e for e in state_ids if e not in in_timeline]
-    senders = {stored.sender for stored, _ in shown} | {requester.user_id}
-    state_events = [
-        e for e in await _load(conn, state_ids)
-        if _state_allowed(e, flt.room.state, senders)
-    ]
-    state_serialized = await serialize_events(conn, engine, state_events, requester)
+    state_events = [e for e in await _load(conn, state_ids) if _state_allowed(e, flt.room.state)]
+    if flt.room.state.lazy_load_members:
+        gappy = limited or _filtered(timeline_filter)
+        members = await _lazy_members(
+            conn, requester, window, start, shown, flt, lazy, gappy
+        )
+        state_events = sorted(
+            state_events + [e for e in members if e.event_id not in in_timeline],
+            key=lambda e: e.stream_ordering or 0,
+        )
+    state_serialized = await serialize_events(
+        conn, engine, state_events, requester, federation=federation
+    )
     timeline: dict[str, Any] = {
         "events": [sync_event(event, flt) for _, event in shown],
         "limited": limited,
@@ -125,6 +150,70 @@ async def room_timeline_and_state(
     }
 
 
+async def _lazy_members(
+    conn: asyncpg.Connection, requester: Requester, window: RoomWindow, start: int,
+    shown: list[tuple[StoredEvent, dict[str, Any]]], flt: Filter, lazy: LazyMembers,
+    gappy: bool,
+) -> list[StoredEvent]:
+    """The member events a lazy-loading client needs for this timeline: its senders' (and, on
+    a full window, the user's own) membership as of the timeline's start, whether or not it
+    changed in a gap, less those the device already holds unless `include_redundant_members`.
+    Member events in the timeline count as sent."""
+    needed = {stored.sender for stored, _ in shown}
+    if window.full_state:
+        needed.add(requester.user_id)
+    state_filter = flt.room.state
+    key = (requester.user_id, requester.device_id, window.room_id)
+    if not (window.full_state or gappy or state_filter.include_redundant_members) and (
+        lazy.holds(key, needed)
+    ):
+        # Every sender's member event was sent, and any change since is in this timeline.
+        lazy.take(key, _timeline_members(shown), fresh=False, redundant=False)
+        return []
+    at_start = await _state_at(
+        conn, window.room_id, start, [("m.room.member", u) for u in sorted(needed)]
+    )
+    members = {user_id: event_id for (_, user_id), event_id in at_start.items()}
+    members.update(_timeline_members(shown))
+    wanted = lazy.take(
+        key, members, fresh=window.full_state,
+        redundant=state_filter.include_redundant_members,
+    )
+    loaded = await _load(conn, [e for e in at_start.values() if e in wanted])
+    return [e for e in loaded if state_filter.allows_type(e.type)
+            and state_filter.allows_sender(e.sender)]
+
+
+def _timeline_members(shown: list[tuple[StoredEvent, dict[str, Any]]]) -> dict[str, str]:
+    return {
+        stored.state_key: stored.event_id for stored, _ in shown
+        if stored.type == "m.room.member" and stored.state_key is not None
+    }
+
+
+async def lazy_hero_members(
+    conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
+    heroes: list[str], present: set[str], flt: Filter, lazy: LazyMembers,
+) -> list[dict[str, Any]]:
+    """The member events of the summary's heroes a lazy-loading client lacks (sync.yaml:
+    "the membership events for the heroes MUST be included in the `state`, unless they are
+    redundant"), leaving out the members the response already carries (`present`)."""
+    keys = [("m.room.member", u) for u in heroes if u not in present]
+    if not keys:
+        return []
+    state = await state_store.get_current_state_for_keys(conn, window.room_id, keys)
+    members = {key: event_id for (_, key), event_id in state.items()}
+    wanted = lazy.take(
+        (requester.user_id, requester.device_id, window.room_id), members, fresh=False,
+        redundant=flt.room.state.include_redundant_members,
+    )
+    loaded = await _load(conn, [e for e in members.values() if e in wanted])
+    serialized = await serialize_events(
+        conn, engine, loaded, requester, federation=flt.event_format == "federation"
+    )
+    return [sync_event(e, flt) for e in serialized]
+
+
 async def _state_ids(
     conn: asyncpg.Connection, window: RoomWindow, start: int, limited: bool,
     timeline_filter: EventFilter, timeline: list[StoredEvent],
@@ -134,10 +223,7 @@ async def _state_ids(
         if not state:
             state = await _state_before_first(conn, timeline)
         return list(state.values())
-    filtered = (
-        timeline_filter.types is not None or timeline_filter.senders is not None
-        or bool(timeline_filter.not_types) or bool(timeline_filter.not_senders)
-    )
+    filtered = _filtered(timeline_filter)
     if not (limited or filtered):
         return []
     upto = window.upto if filtered else start
@@ -158,6 +244,15 @@ async def _state_before_first(
     return {}
 
 
+def _filtered(timeline_filter: EventFilter) -> bool:
+    """Whether the timeline may leave out events of the window (its state changes too)."""
+    return (
+        timeline_filter.types is not None or timeline_filter.senders is not None
+        or bool(timeline_filter.not_types) or bool(timeline_filter.not_senders)
+        or timeline_filter.contains_url is not None
+    )
+
+
 async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEvent]:
     if not event_ids:
         return []
@@ -167,16 +262,40 @@ async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEv
     )
 
 
-async def room_summary(conn: asyncpg.Connection, room_id: str, user_id: str) -> dict[str, Any]:
-    """`summary`: member counts and up to five heroes (other members, oldest first)."""
-    members = await state_store.get_members(conn, room_id, ["join", "invite"])
-    joined = sum(1 for m in members if m["membership"] == "join")
-    heroes = [m["user_id"] for m in members if m["user_id"] != user_id][:MAX_HEROES]
-    return {
-        "m.heroes": heroes,
+async def room_summary(
+    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str
+) -> dict[str, Any]:
+    """`summary`: member counts and, for a room with neither a name nor a canonical alias, up
+    to five heroes (other joined or invited members, oldest first; failing those, the ones who
+    left or were banned), as sync.yaml has it."""
+    members = await state_store.get_members(conn, room_id)
+    present = [m for m in members if m["membership"] in ("join", "invite")]
+    joined = sum(1 for m in present if m["membership"] == "join")
+    summary: dict[str, Any] = {
         "m.joined_member_count": joined,
-        "m.invited_member_count": len(members) - joined,
+        "m.invited_member_count": len(present) - joined,
     }
+    if not await _is_named(conn, engine, room_id):
+        others = [m["user_id"] for m in present if m["user_id"] != user_id]
+        if not others:
+            others = [m["user_id"] for m in members if m["user_id"] != user_id]
+        summary["m.heroes"] = others[:MAX_HEROES]
+    return summary
+
+
+async def _is_named(conn: asyncpg.Connection, engine: RoomEngine, room_id: str) -> bool:
+    """Whether the room has a non-empty `m.room.name` or `m.room.canonical_alias`."""
+    state = await state_store.get_current_state(
+        conn, room_id, ["m.room.name", "m.room.canonical_alias"]
+    )
+    pdus = await engine.get_pdus(conn, list(state.values()))
+    for (event_type, key), event_id in state.items():
+        content = pdus[event_id]["content"] if event_id in pdus and key == "" else {}
+        field_name = "name" if event_type == "m.room.name" else "alias"
+        value = content.get(field_name)
+        if isinstance(value, str) and value:
+            return True
+    return False
 
 
 async def member_event_at(

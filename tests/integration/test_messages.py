@@ -258,7 +258,9 @@ async def test_messages_paginate_both_ways(api: MatrixApi) -> None:
     forwards = await messages(api, alice, room, dir="f", limit="100")
     assert bodies(forwards["chunk"]) == ["m0", "m1", "m2", "m3", "m4"]
     assert forwards["chunk"][0]["type"] == "m.room.create"
-    assert "end" not in forwards
+    # Newer events may follow the newest: `end` goes on from it; an empty page has none.
+    caught_up = await messages(api, alice, room, dir="f", **{"from": forwards["end"]})
+    assert caught_up["chunk"] == [] and "end" not in caught_up
 
     # Forwards from where the backwards page stopped: the newest two again.
     again = await messages(api, alice, room, dir="f", limit="10", **{"from": page1["end"]})
@@ -273,6 +275,28 @@ async def test_messages_paginate_both_ways(api: MatrixApi) -> None:
             "GET", f"rooms/{room}/messages", token=alice.token, params=bad
         )
         assert (status, err["errcode"]) == (400, "M_INVALID_PARAM"), (bad, err)
+
+
+async def test_messages_end_and_sync_tokens(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    room = await api.create_room(alice)
+    for i in range(3):
+        await api.send_message(alice, room, f"m{i}")
+    next_batch = (await api.sync(alice))["next_batch"]
+    back = await messages(api, alice, room, limit="2", **{"from": next_batch})
+    assert bodies(back["chunk"]) == ["m2", "m1"]
+    assert "end" in back
+    await api.send_message(alice, room, "m3")
+    await api.send_message(alice, room, "m4")
+    # Forwards from a /sync token, short of the limit: `end` still says where to go on.
+    page = await messages(api, alice, room, dir="f", limit="10", **{"from": next_batch})
+    assert bodies(page["chunk"]) == ["m3", "m4"]
+    await api.send_message(alice, room, "m5")
+    page = await messages(api, alice, room, dir="f", limit="10", **{"from": page["end"]})
+    assert bodies(page["chunk"]) == ["m5"]
+    # `to` reached going back: the page still answers `end`.
+    bounded = await messages(api, alice, room, limit="10", to=back["end"])
+    assert bodies(bounded["chunk"]) == ["m5", "m4", "m3", "m2", "m1"] and "end" in bounded
 
 
 async def test_messages_filter_and_lazy_members(api: MatrixApi) -> None:

@@ -149,3 +149,32 @@ async def test_put_presence_survives_arbitrary_bodies(api: MatrixApi) -> None:
     for kind, value in collect(bodies):
         status, body = await send_body(api, "PUT", status_path(alice), alice.token, kind, value)
         assert_sane(status, body, value)
+
+
+async def test_own_presence_and_presence_of_newly_shared_rooms(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    # A user in no room still sees their own presence.
+    body = await api.sync(alice)
+    assert [c["presence"] for c in presence_of(body, alice)] == ["online"]
+    await api.ok(
+        "PUT", status_path(alice), json={"presence": "online", "status_msg": "here"},
+        token=alice.token,
+    )
+    since = body["next_batch"]
+    body = await api.sync(alice, since=since)
+    assert [c.get("status_msg") for c in presence_of(body, alice)] == ["here"]
+
+    # bob's presence is older than alice's token; joining his room brings it, and alice's
+    # presence reaches bob when she joins.
+    await api.sync(bob)
+    bob_since = (await api.sync(bob))["next_batch"]
+    room_id = await api.create_room(bob, preset="public_chat")
+    since = (await api.sync(alice))["next_batch"]
+    await api.join(alice, room_id)
+    body = await api.sync(alice, since=since)
+    assert [c["presence"] for c in presence_of(body, bob)] == ["online"]
+    body = await api.sync(alice, since=body["next_batch"])
+    assert presence_of(body, bob) == []  # once
+    body = await api.sync(bob, since=bob_since)
+    assert [c.get("status_msg") for c in presence_of(body, alice)] == ["here"]

@@ -276,6 +276,34 @@ async def test_counts_rise_on_messages_and_mentions_and_reset_on_receipt(
     assert unread == {"notification_count": 0, "highlight_count": 0}
 
 
+async def test_own_events_read_the_room_up_to_them(api: MatrixApi) -> None:
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(carol, room_id)
+    await api.invite(alice, room_id, bob)
+    since = (await api.sync(bob))["next_batch"]
+    await api.join(bob, room_id)
+    for i in range(3):
+        await api.send_message(alice, room_id, f"m{i}")
+    # The invite (a notification for bob) lies before his join: read.
+    unread, since = await counts(api, bob, room_id, since)
+    assert unread == {"notification_count": 3, "highlight_count": 0}
+    mention = {"msgtype": "m.text", "body": "hey bob",
+               "m.mentions": {"user_ids": [bob.user_id]}}
+    await send(api, alice, room_id, "m.room.message", mention)
+    unread, since = await counts(api, bob, room_id, since)
+    assert unread == {"notification_count": 4, "highlight_count": 1}
+    # Bob's own message reads everything before it; what follows counts again.
+    await api.send_message(bob, room_id, "mine")
+    unread, since = await counts(api, bob, room_id, since)
+    assert unread == {"notification_count": 0, "highlight_count": 0}
+    await api.send_message(carol, room_id, "after")
+    unread, since = await counts(api, bob, room_id, since)
+    assert unread == {"notification_count": 1, "highlight_count": 0}
+    full = (await api.sync(bob))["rooms"]["join"][room_id]["unread_notifications"]
+    assert full == {"notification_count": 1, "highlight_count": 0}
+
+
 async def test_encrypted_events_and_notices(api: MatrixApi, room: Room) -> None:
     since = (await api.sync(room.alice))["next_batch"]
     encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEn", "sender_key": "k",

@@ -127,7 +127,8 @@ async def test_lazy_loading_members(api: MatrixApi) -> None:
     alice = await api.register("alice")
     bob = await api.register("bob")
     carol = await api.register("carol")
-    room_id = await api.create_room(alice, preset="public_chat")
+    # Named: an unnamed room's heroes are sent too (test_sync_details).
+    room_id = await api.create_room(alice, preset="public_chat", name="Lazy")
     await api.join(bob, room_id)
     await api.join(carol, room_id)
     for i in range(3):

@@ -35,7 +35,7 @@ def test_empty_filter_allows_everything() -> None:
         {"room": {"rooms": "!r:hs"}},
         {"room": {"include_leave": "yes"}},
         {"room": {"timeline": {"limit": "10"}}},
-        {"room": {"timeline": {"limit": 0}}},
+        {"room": {"timeline": {"limit": -1}}},
         {"room": {"timeline": {"limit": True}}},
         {"room": {"timeline": {"types": [None]}}},
         {"room": {"state": {"lazy_load_members": 1}}},
