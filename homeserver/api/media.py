@@ -16,7 +16,7 @@ from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import MEDIA
-from homeserver.api.http import CORS_HEADERS, json_response, query_int
+from homeserver.api.http import CORS_HEADERS, json_response, query_bool, query_int
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.protocol.identifiers import is_valid_server_name
 from homeserver.services.media import MediaFile, Upload
@@ -146,9 +146,8 @@ async def _thumbnail(request: web.Request) -> web.StreamResponse:
     method = request.query.get("method", "scale")
     if method not in METHODS:
         raise invalid_param(f"'method' must be one of {', '.join(METHODS)}")
-    if request.query.get("animated", "false") not in ("true", "false"):
-        raise invalid_param("'animated' must be true or false")
     # Animated thumbnails are not made: the spec lets `animated=true` behave as false.
+    query_bool(request, "animated")
     media = await request.app[MEDIA].get_thumbnail(
         server_name, media_id, width, height, method, _timeout_ms(request)
     )

@@ -56,6 +56,7 @@ class SyncRequest:
     full_state: bool = False
     filter: str | None = None  # inline filter JSON or the ID of an uploaded filter
     set_presence: str | None = None  # online (the default), unavailable or offline
+    use_state_after: bool = False  # rooms carry `state_after` instead of `state` (spec v1.16)
 
 
 @dataclass(slots=True)
@@ -210,7 +211,9 @@ class SyncService:
             full_room = full or newly_joined
             if not (full_room or room_id in moved or ephemeral or account_data):
                 continue
-            window = RoomWindow(room_id, after, upto.events, full_room)
+            window = RoomWindow(
+                room_id, after, upto.events, full_room, request.use_state_after
+            )
             section = await self._room(conn, requester, window, flt, room_id in moved)
             section["ephemeral"] = {"events": ephemeral}
             section["account_data"] = {"events": account_data}
@@ -228,12 +231,12 @@ class SyncService:
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
         for room_id, left_at, leave_id in rooms.left:
-            window = RoomWindow(room_id, after, left_at, full)
+            window = RoomWindow(room_id, after, left_at, full, request.use_state_after)
             section = await self._room(conn, requester, window, flt, True)
             if await never_a_reader(conn, self.engine, room_id, leave_id):
                 # Never a member: their own membership events (the timeline's visibility
                 # filter leaves those), not the room's state or members.
-                section["state"] = {"events": []}
+                section[window.state_section] = {"events": []}
                 section.pop("summary", None)
             section["account_data"] = {"events": room_data.get(room_id, [])}
             out["leave"][room_id] = section
@@ -249,10 +252,10 @@ class SyncService:
                     "events": [], "limited": False,
                     "prev_batch": StreamToken(events=window.upto).encode(),
                 },
-                "state": {"events": []},
+                window.state_section: {"events": []},
             }
         section = await room_timeline_and_state(conn, self.engine, requester, window, flt)
-        shown = section["timeline"]["events"] + section["state"]["events"]
+        shown = section["timeline"]["events"] + section[window.state_section]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
             section["summary"] = await room_summary(conn, window.room_id, requester.user_id)
         return section

@@ -10,6 +10,12 @@ to know whether the timeline is `limited`. The `state` section then depends on t
 * incremental: the state changes between `since` and the timeline's first event, which is empty
   (and costs no query) unless the timeline was cut short or filtered.
 
+With `use_state_after` (spec v1.16) the section is `state_after` instead: the state at the
+*end* of the timeline (full), or the entries of that state that differ from the state at
+`since` (incremental), timeline events included, since the client then takes no state from the
+timeline. Both ends are read as state snapshots, so a fork resolved inside the window is shown
+as resolved.
+
 Lazy-loading members is per response: only the member events of the timeline's senders and of
 the syncing user are sent; nothing remembers which members a device already holds.
 """
@@ -49,6 +55,11 @@ class RoomWindow:
     after: int
     upto: int
     full_state: bool
+    state_after: bool = False  # answer `state_after` (end of timeline) instead of `state`
+
+    @property
+    def state_section(self) -> str:
+        return "state_after" if self.state_after else "state"
 
 
 def sync_event(event: dict[str, Any], flt: Filter) -> dict[str, Any]:
@@ -102,9 +113,12 @@ async def room_timeline_and_state(
     ]
     first = chronological[0].stream_ordering if chronological else None
     start = first - 1 if first is not None else window.upto
-    state_ids = await _state_ids(conn, window, start, limited, timeline_filter)
-    in_timeline = {stored.event_id for stored, _ in shown}
-    state_ids = [e for e in state_ids if e not in in_timeline]
+    if window.state_after:
+        state_ids = await _state_after_ids(conn, window)
+    else:
+        state_ids = await _state_ids(conn, window, start, limited, timeline_filter)
+        in_timeline = {stored.event_id for stored, _ in shown}
+        state_ids = [e for e in state_ids if e not in in_timeline]
     senders = {stored.sender for stored, _ in shown} | {requester.user_id}
     state_events = [
         e for e in await _load(conn, state_ids)
@@ -118,8 +132,17 @@ async def room_timeline_and_state(
     }
     return {
         "timeline": timeline,
-        "state": {"events": [sync_event(e, flt) for e in state_serialized]},
+        window.state_section: {"events": [sync_event(e, flt) for e in state_serialized]},
     }
+
+
+async def _state_after_ids(conn: asyncpg.Connection, window: RoomWindow) -> list[str]:
+    """`state_after`: the state at the window's end, less what the client held at `since`."""
+    at_end = await _state_at(conn, window.room_id, window.upto)
+    if window.full_state:
+        return list(at_end.values())
+    at_since = await _state_at(conn, window.room_id, window.after)
+    return [e for key, e in at_end.items() if at_since.get(key) != e]
 
 
 async def _state_ids(
