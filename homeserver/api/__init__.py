@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.api.compat import compat_routes
+
 
 def client_routes() -> list[web.AbstractRouteDef]:
     from homeserver.api import (
@@ -16,6 +18,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         filters,
         key_backup,
         keys,
+        legacy_sync,
         media,
         misc,
         presence,
@@ -34,9 +37,10 @@ def client_routes() -> list[web.AbstractRouteDef]:
     modules = (
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
-        push, presence, tags, directory, search,
+        push, presence, tags, directory, search, legacy_sync,
     )
-    return [route for module in modules for route in module.routes]
+    routes = [route for module in modules for route in module.routes]
+    return routes + compat_routes(routes)
 
 
 def worker_routes() -> list[web.AbstractRouteDef]:
