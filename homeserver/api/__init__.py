@@ -21,12 +21,16 @@ def client_routes() -> list[web.AbstractRouteDef]:
         legacy_sync,
         media,
         misc,
+        not_offered,
+        openid,
         presence,
         profile,
         push,
+        reports,
         room_membership,
         room_reads,
         room_sends,
+        room_upgrades,
         rooms,
         search,
         sync,
@@ -38,6 +42,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
+        not_offered, reports, room_upgrades, openid,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)

@@ -25,8 +25,10 @@ ADDED_AFTER_R0 = (
     "keys/device_signing/upload", "keys/signatures/upload",  # v1.1, cross-signing
     "room_keys/",  # v1.1, key backup
     "knock/",  # v1.1
-    "login/sso/redirect/{idpId}",  # v1.1
+    "login/sso/redirect", "login/sso/redirect/{idpId}",  # v1.1 in the OpenAPI
     "refresh",  # v1.3
+    "rooms/{roomId}/report",  # v1.13 (reporting an event is r0: .../report/{eventId})
+    "users/{userId}/report",  # v1.14
 )
 MEDIA_ADDED_AFTER_R0 = ("upload/{serverName}/{mediaId}",)  # v1.7, asynchronous upload
 # Cross-signing was served under `unstable` before v1.1 (MSC1756), and clients of that time

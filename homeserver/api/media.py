@@ -124,10 +124,14 @@ async def media_config(request: web.Request) -> web.Response:
 @routes.get(CLIENT_V1 + "/preview_url")
 @routes.get(MEDIA_V3 + "/preview_url")
 async def preview_url(request: web.Request) -> web.Response:
-    """Not built: fetching arbitrary URLs for clients needs its own SSRF defences. The spec's
-    answer for an endpoint a server does not implement is 404 M_UNRECOGNIZED."""
+    """Previews are not built: fetching arbitrary URLs for clients needs its own SSRF
+    defences. Every URL answers as one with no preview data (an empty object, which the spec's
+    response allows and clients show as no preview), not as an unknown endpoint: the endpoint
+    is part of every spec version /versions claims."""
     await require_requester(request)
-    raise MatrixError(404, "M_UNRECOGNIZED", "URL previews are not enabled on this server")
+    if not request.query.get("url"):
+        raise MatrixError(400, "M_MISSING_PARAM", "'url' is required")
+    return json_response({})
 
 
 async def _download(request: web.Request) -> web.StreamResponse:

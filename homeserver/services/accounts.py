@@ -42,6 +42,7 @@ from homeserver.protocol.identifiers import (
     parse_user_id,
 )
 from homeserver.services.clock import now_ms
+from homeserver.services.openid import OpenIdTokens
 from homeserver.services.passwords import Passwords, check_new_password
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
@@ -99,6 +100,7 @@ class AccountsService:
         device_lists: DeviceListService | None = None,
     ) -> None:
         self._db = db
+        self.openid = OpenIdTokens()
         # Told when a device goes away, so other users stop encrypting for it.
         self._device_lists = device_lists
         self._config = config

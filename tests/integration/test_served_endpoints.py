@@ -1,0 +1,174 @@
+"""The endpoints added so that /versions may claim r0 and v1.1 (test_versions.py): room
+upgrades, knocking, OpenID tokens, reporting, `admin/whois`, and the answers of features this
+server does not offer (third-party networks and identifiers, TURN, SSO, URL previews)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import RunningServer
+from tests.helpers import MatrixApi, validate_response
+
+
+async def state_event(api: MatrixApi, token: str, room_id: str, event_type: str) -> Any:
+    return await api.ok("GET", f"rooms/{room_id}/state/{event_type}/", token=token)
+
+
+async def test_room_upgrade(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    old = await api.create_room(alice, preset="public_chat", name="Tea", topic="Leaves",
+                                room_version="10")
+    await api.join(bob, old)
+    status, body = await api.request("POST", f"rooms/{old}/upgrade",
+                                     json={"new_version": "11"}, token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await api.request("POST", f"rooms/{old}/upgrade",
+                                     json={"new_version": "nope"}, token=alice.token)
+    assert (status, body["errcode"]) == (400, "M_UNSUPPORTED_ROOM_VERSION")
+
+    body = await api.ok("POST", f"rooms/{old}/upgrade", json={"new_version": "11"},
+                        token=alice.token)
+    validate_response("room_upgrades.yaml", "/rooms/{roomId}/upgrade", "post", 200, body)
+    new = body["replacement_room"]
+    tombstone = await state_event(api, alice.token, old, "m.room.tombstone")
+    assert tombstone["replacement_room"] == new
+    create = await state_event(api, alice.token, new, "m.room.create")
+    assert create["room_version"] == "11" and create["predecessor"]["room_id"] == old
+    assert (await state_event(api, alice.token, new, "m.room.name"))["name"] == "Tea"
+    assert (await state_event(api, alice.token, new, "m.room.topic"))["topic"] == "Leaves"
+    join_rules = await state_event(api, alice.token, new, "m.room.join_rules")
+    assert join_rules["join_rule"] == "public"
+    power = await state_event(api, alice.token, old, "m.room.power_levels")
+    assert power["events_default"] >= 50 and power["invite"] >= 50
+    # Bob follows the tombstone; he can no longer talk in the old room.
+    await api.join(bob, new)
+    status, body = await api.request(
+        "PUT", f"rooms/{old}/send/m.room.message/t1", json={"body": "x", "msgtype": "m.text"},
+        token=bob.token,
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_upgrade_into_a_room_version_with_privileged_creators(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    old = await api.create_room(alice, room_version="11")
+    new = (await api.ok("POST", f"rooms/{old}/upgrade", json={"new_version": "12"},
+                        token=alice.token))["replacement_room"]
+    power = await state_event(api, alice.token, new, "m.room.power_levels")
+    assert alice.user_id not in power.get("users", {})
+    await api.send_message(alice, new, "still in charge")
+
+
+async def test_knock(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    knockable = await api.create_room(alice, room_version="10", initial_state=[
+        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}},
+    ])
+    body = await api.ok("POST", f"knock/{knockable}", json={"reason": "let me in"},
+                        token=bob.token)
+    validate_response("knocking.yaml", "/knock/{roomIdOrAlias}", "post", 200, body)
+    assert body["room_id"] == knockable
+    members = await api.ok("GET", f"rooms/{knockable}/members", token=alice.token)
+    knock = next(e for e in members["chunk"] if e["state_key"] == bob.user_id)
+    assert (knock["content"]["membership"], knock["content"]["reason"]) == ("knock", "let me in")
+
+    private = await api.create_room(alice)
+    status, body = await api.request("POST", f"knock/{private}", json={}, token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_openid_token_names_the_user_to_third_parties(
+    api: MatrixApi, homeserver: RunningServer, http: aiohttp.ClientSession,
+) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    body = await api.ok("POST", f"user/{alice.user_id}/openid/request_token", json={},
+                        token=alice.token)
+    validate_response("openid.yaml", "/user/{userId}/openid/request_token", "post", 200, body)
+    assert body["matrix_server_name"] == homeserver.server_name
+    status, refused = await api.request(
+        "POST", f"user/{alice.user_id}/openid/request_token", json={}, token=bob.token
+    )
+    assert (status, refused["errcode"]) == (403, "M_FORBIDDEN")
+
+    userinfo = f"https://127.0.0.1:{homeserver.hs.ports['federation']}" \
+        "/_matrix/federation/v1/openid/userinfo"
+    for token, expected in ((body["access_token"], 200), ("forged", 401)):
+        async with http.get(userinfo, params={"access_token": token}, ssl=False) as resp:
+            assert resp.status == expected
+            answer = await resp.json()
+        if expected == 200:
+            assert answer == {"sub": alice.user_id}
+        else:
+            assert answer["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+async def test_reports(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice)
+    event_id = await api.send_message(alice, room_id, "spam")
+    assert await api.ok("POST", f"rooms/{room_id}/report/{event_id}",
+                        json={"reason": "spam", "score": -100}, token=alice.token) == {}
+    assert await api.ok("POST", f"rooms/{room_id}/report", json={"reason": "bad"},
+                        token=alice.token) == {}
+    assert await api.ok("POST", f"users/{bob.user_id}/report", json={"reason": "rude"},
+                        token=alice.token) == {}
+    # What bob can't see, he can't report: as if it didn't exist.
+    for path in (f"rooms/{room_id}/report/{event_id}", f"rooms/{room_id}/report",
+                 "users/@nobody:localhost/report"):
+        status, body = await api.request("POST", path, json={"reason": "x"}, token=bob.token)
+        assert (status, body["errcode"]) == (404, "M_NOT_FOUND"), path
+    status, body = await api.request("POST", f"rooms/{room_id}/report/{event_id}",
+                                     json={"score": "high"}, token=alice.token)
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+
+
+async def test_whois(api: MatrixApi, homeserver: RunningServer) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    body = await api.ok("GET", f"admin/whois/{alice.user_id}", token=alice.token)
+    validate_response("admin.yaml", "/v3/admin/whois/{userId}", "get", 200, body)
+    assert body["user_id"] == alice.user_id and alice.device_id in body["devices"]
+    status, body = await api.request("GET", f"admin/whois/{alice.user_id}", token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    await homeserver.hs.db.run(lambda conn: conn.execute(
+        "UPDATE users SET is_admin = true WHERE user_id = $1", bob.user_id
+    ))
+    # A server admin (with a token issued since) may look anyone up.
+    login = await api.ok("POST", "login", json={
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
+        "password": bob.password,
+    })
+    body = await api.ok("GET", f"admin/whois/{alice.user_id}", token=login["access_token"])
+    assert alice.device_id in body["devices"]
+
+
+async def test_features_not_offered_answer_as_the_spec_says(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    ok = {
+        "thirdparty/protocols": {}, "thirdparty/location/irc": [], "thirdparty/user/irc": [],
+        "thirdparty/location?alias=x": [], "thirdparty/user?userid=x": [],
+        "voip/turnServer": {},
+    }
+    for path, expected in ok.items():
+        assert await api.ok("GET", path, token=alice.token) == expected, path
+    refused = {
+        ("GET", "thirdparty/protocol/irc"): (404, "M_NOT_FOUND"),
+        ("POST", "account/3pid/add"): (403, "M_FORBIDDEN"),
+        ("POST", "account/3pid/delete"): (403, "M_FORBIDDEN"),
+        ("POST", "register/email/requestToken"): (403, "M_THREEPID_DENIED"),
+        ("POST", "account/password/msisdn/requestToken"): (403, "M_THREEPID_DENIED"),
+        ("PUT", f"directory/list/appservice/irc/!r:{alice.user_id.split(':')[1]}"):
+            (403, "M_FORBIDDEN"),
+        ("GET", "login/sso/redirect?redirectUrl=https://x.org"): (404, "M_NOT_FOUND"),
+    }
+    for (method, path), expected in refused.items():
+        status, body = await api.request(
+            method, path, json={} if method != "GET" else None, token=alice.token
+        )
+        assert (status, body["errcode"]) == expected, path
