@@ -1,6 +1,6 @@
 """Endpoints of features this server does not offer: third-party networks (bridges through
-application services), TURN, third-party identifiers (e-mail, phone), application services and
-single sign-on.
+application services), TURN, third-party identifiers (e-mail, phone), application services,
+registration tokens and single sign-on.
 
 They are part of every spec version, so each is answered the way the spec (or, where the spec
 is silent, Synapse without the feature configured) says a server without it answers, never with
@@ -13,6 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
+from homeserver.api.context import CONFIG
 from homeserver.api.http import json_response, read_json_body
 from homeserver.errors import MatrixError, forbidden, not_found
 
@@ -77,6 +78,17 @@ async def appservice_directory(request: web.Request) -> web.Response:
     """Only an application service may call this, and none are registered."""
     await require_requester(request)
     raise forbidden("Only an application service may publish to a network's room directory")
+
+
+@routes.get("/_matrix/client/v1/register/m.login.registration_token/validity")
+async def registration_token_validity(request: web.Request) -> web.Response:
+    """Registration needs no token here (there are none): no token is valid, and with
+    registration off the spec's 403 says so."""
+    if not request.app[CONFIG].registration.enabled:
+        raise forbidden("Registration is disabled on this homeserver")
+    if "token" not in request.query:
+        raise MatrixError(400, "M_MISSING_PARAM", "'token' is required")
+    return json_response({"valid": False})
 
 
 @routes.get(V3 + "/login/sso/redirect")

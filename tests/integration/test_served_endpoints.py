@@ -172,3 +172,66 @@ async def test_features_not_offered_answer_as_the_spec_says(api: MatrixApi) -> N
             method, path, json={} if method != "GET" else None, token=alice.token
         )
         assert (status, body["errcode"]) == expected, path
+
+
+async def add_child(api: MatrixApi, token: str, space: str, child: str, **content: Any) -> None:
+    await api.ok("PUT", f"rooms/{space}/state/m.space.child/{child}",
+                 json={"via": ["localhost"], **content}, token=token)
+
+
+async def test_space_hierarchy(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    space = await api.create_room(alice, preset="public_chat", name="Space",
+                                  creation_content={"type": "m.space"})
+    sub = await api.create_room(alice, preset="public_chat", name="Sub",
+                                creation_content={"type": "m.space"})
+    first = await api.create_room(alice, preset="public_chat", name="First")
+    second = await api.create_room(alice, preset="public_chat", name="Second")
+    deep = await api.create_room(alice, preset="public_chat", name="Deep")
+    secret = await api.create_room(alice, name="Secret")  # private: bob may not see it
+    await add_child(api, alice.token, space, second, order="b")
+    await add_child(api, alice.token, space, first, order="a", suggested=True)
+    await add_child(api, alice.token, space, sub, order="c")
+    await add_child(api, alice.token, space, secret, order="d")
+    await add_child(api, alice.token, sub, deep)
+    await add_child(api, alice.token, sub, space)  # a loop is walked once
+
+    path = f"/_matrix/client/v1/rooms/{space}/hierarchy"
+    body = await api.ok("GET", path, token=bob.token)
+    validate_response("space_hierarchy.yaml", "/rooms/{roomId}/hierarchy", "get", 200, body)
+    assert [r["room_id"] for r in body["rooms"]] == [space, first, second, sub, deep]
+    root = body["rooms"][0]
+    assert root["room_type"] == "m.space" and root["name"] == "Space"
+    assert [e["state_key"] for e in root["children_state"]] == [first, second, sub, secret]
+
+    mine = await api.ok("GET", path, token=alice.token)
+    assert secret in [r["room_id"] for r in mine["rooms"]]
+
+    shallow = await api.ok("GET", path, token=bob.token, params={"max_depth": "1"})
+    assert deep not in [r["room_id"] for r in shallow["rooms"]]
+    suggested = await api.ok("GET", path, token=bob.token,
+                             params={"suggested_only": "true"})
+    assert [r["room_id"] for r in suggested["rooms"]] == [space, first]
+
+    page = await api.ok("GET", path, token=bob.token, params={"limit": "2"})
+    assert [r["room_id"] for r in page["rooms"]] == [space, first]
+    rest = await api.ok("GET", path, token=bob.token,
+                        params={"limit": "10", "from": page["next_batch"]})
+    assert [r["room_id"] for r in rest["rooms"]] == [second, sub, deep]
+    assert "next_batch" not in rest
+    for params in ({"from": page["next_batch"], "max_depth": "1"}, {"from": "garbage"},
+                   {"suggested_only": "yes"}):
+        status, error = await api.request("GET", path, token=bob.token, params=params)
+        assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), params
+
+    status, error = await api.request(
+        "GET", f"/_matrix/client/v1/rooms/{secret}/hierarchy", token=bob.token
+    )
+    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_registration_token_validity(api: MatrixApi) -> None:
+    body = await api.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity",
+                        params={"token": "anything"})
+    assert body == {"valid": False}
