@@ -340,3 +340,29 @@ async def get_last_departure(
     MEMBERSHIP_CHAIN_HOPS events of the chain)."""
     row = await conn.fetchrow(GET_LAST_DEPARTURE, member_event_id, MEMBERSHIP_CHAIN_HOPS)
     return None if row is None else _row(row)
+
+
+# Event relationships: the children of an event by their content's `m.relates_to.event_id`
+# (index `events_relates_to`, migration 0016).
+_RELATIONS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' = $2 AND e.room_id = $1
+  AND e.stream_ordering > $5 AND e.stream_ordering < $6
+  AND e.rejection_reason IS NULL AND NOT e.soft_failed
+  AND ($3::text IS NULL OR moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = $3)
+  AND ($4::text IS NULL OR e.type = $4)
+"""
+GET_RELATIONS_BACKWARDS = _RELATIONS + "ORDER BY e.stream_ordering DESC LIMIT $7"
+GET_RELATIONS_FORWARDS = _RELATIONS + "ORDER BY e.stream_ordering ASC LIMIT $7"
+
+
+async def get_relations(
+    conn: asyncpg.Connection, room_id: str, parent_id: str, *, rel_type: str | None,
+    event_type: str | None, after: int, before: int, limit: int, newest_first: bool,
+) -> list[StoredEvent]:
+    """Children of `parent_id` with after < stream_ordering < before, at most `limit`."""
+    query = GET_RELATIONS_BACKWARDS if newest_first else GET_RELATIONS_FORWARDS
+    rows = await conn.fetch(
+        query, room_id, parent_id, rel_type, event_type, after, before, limit
+    )
+    return [_row(r) for r in rows]

@@ -26,6 +26,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         presence,
         profile,
         push,
+        relations,
         reports,
         room_membership,
         room_reads,
@@ -43,7 +44,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
-        not_offered, reports, room_upgrades, openid, spaces,
+        not_offered, reports, room_upgrades, openid, spaces, relations,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)

@@ -235,3 +235,53 @@ async def test_registration_token_validity(api: MatrixApi) -> None:
     body = await api.ok("GET", "/_matrix/client/v1/register/m.login.registration_token/validity",
                         params={"token": "anything"})
     assert body == {"valid": False}
+
+
+async def test_relations(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice)
+    parent = await api.send_message(alice, room_id, "parent")
+
+    async def relate(txn: str, rel_type: str, event_type: str = "m.room.message") -> str:
+        content: dict[str, Any] = {"m.relates_to": {"rel_type": rel_type, "event_id": parent}}
+        if rel_type == "m.annotation":
+            content["m.relates_to"]["key"] = "👍"
+        else:
+            content |= {"msgtype": "m.text", "body": txn}
+        body = await api.ok("PUT", f"rooms/{room_id}/send/{event_type}/{txn}", json=content,
+                            token=alice.token)
+        event_id: str = body["event_id"]
+        return event_id
+
+    thread = [await relate(f"rel{i}", "m.thread") for i in range(3)]
+    reaction = await relate("react", "m.annotation", "m.reaction")
+    await api.send_message(alice, room_id, "unrelated")
+
+    base = f"/_matrix/client/v1/rooms/{room_id}/relations/{parent}"
+    body = await api.ok("GET", base, token=alice.token)
+    validate_response("relations.yaml", "/rooms/{roomId}/relations/{eventId}", "get", 200, body)
+    assert [e["event_id"] for e in body["chunk"]] == [reaction, *reversed(thread)]
+    only_thread = await api.ok("GET", base + "/m.thread", token=alice.token)
+    assert [e["event_id"] for e in only_thread["chunk"]] == list(reversed(thread))
+    reactions = await api.ok("GET", base + "/m.annotation/m.reaction", token=alice.token)
+    assert [e["event_id"] for e in reactions["chunk"]] == [reaction]
+
+    first = await api.ok("GET", base + "/m.thread", token=alice.token, params={"limit": "2"})
+    assert [e["event_id"] for e in first["chunk"]] == [thread[2], thread[1]]
+    rest = await api.ok("GET", base + "/m.thread", token=alice.token,
+                        params={"limit": "2", "from": first["next_batch"]})
+    assert [e["event_id"] for e in rest["chunk"]] == [thread[0]]
+    forwards = await api.ok("GET", base + "/m.thread", token=alice.token, params={"dir": "f"})
+    assert [e["event_id"] for e in forwards["chunk"]] == thread
+
+    for token, path, expected in (
+        (bob.token, base, (404, "M_NOT_FOUND")),  # not in the room: the parent isn't there
+        (alice.token, f"/_matrix/client/v1/rooms/{room_id}/relations/$nothere",
+         (404, "M_NOT_FOUND")),
+    ):
+        status, error = await api.request("GET", path, token=token)
+        assert (status, error["errcode"]) == expected
+    for params in ({"dir": "x"}, {"from": "garbage"}, {"recurse": "1"}):
+        status, error = await api.request("GET", base, token=alice.token, params=params)
+        assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), params

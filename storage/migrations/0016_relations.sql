@@ -1,0 +1,7 @@
+-- Event relationships (client-server-api "Forming relationships between events"): finding
+-- the children of an event by the `m.relates_to.event_id` of their content, for
+-- GET /rooms/{roomId}/relations/{eventId}. Only events that relate to something are indexed.
+
+CREATE INDEX events_relates_to ON events (
+    (moot_event_content(json) -> 'm.relates_to' ->> 'event_id'), stream_ordering
+) WHERE moot_event_content(json) -> 'm.relates_to' ->> 'event_id' IS NOT NULL;
