@@ -366,3 +366,25 @@ async def get_relations(
         query, room_id, parent_id, rel_type, event_type, after, before, limit
     )
     return [_row(r) for r in rows]
+
+
+GET_THREADS = """
+SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
+       max(e.stream_ordering) AS latest, count(*) AS replies,
+       bool_or(e.sender = $2) AS participated,
+       (array_agg(e.event_id ORDER BY e.stream_ordering DESC))[1] AS latest_event
+FROM events e
+WHERE e.room_id = $1 AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
+  AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
+GROUP BY root
+HAVING max(e.stream_ordering) < $3
+ORDER BY latest DESC LIMIT $4
+"""
+
+
+async def get_threads(
+    conn: asyncpg.Connection, room_id: str, user_id: str, *, before: int, limit: int,
+) -> list[asyncpg.Record]:
+    """The room's threads whose latest reply is before `before`, newest activity first: root
+    event ID, latest reply (position and ID), reply count, whether `user_id` replied."""
+    return list(await conn.fetch(GET_THREADS, room_id, user_id, before, limit))

@@ -37,6 +37,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         spaces,
         sync,
         tags,
+        threads,
         to_device,
     )
 
@@ -44,7 +45,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
-        not_offered, reports, room_upgrades, openid, spaces, relations,
+        not_offered, reports, room_upgrades, openid, spaces, relations, threads,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)

@@ -12,11 +12,11 @@ from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS
 routes = web.RouteTableDef()
 
 # Only versions every Client-Server endpoint of which is served (up to the first one that isn't:
-# v1.4 adds /threads), as tests/integration/test_versions.py derives from the routes; r0.x
+# v1.6 adds /timestamp_to_event; v1.5 added no endpoint), as tests/integration/test_versions.py derives from the routes; r0.x
 # are what v1.0 renamed.
 SPEC_VERSIONS = [
     "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1",
-    "v1.2", "v1.3",
+    "v1.2", "v1.3", "v1.4", "v1.5",
 ]
 
 

@@ -5,3 +5,7 @@
 CREATE INDEX events_relates_to ON events (
     (moot_event_content(json) -> 'm.relates_to' ->> 'event_id'), stream_ordering
 ) WHERE moot_event_content(json) -> 'm.relates_to' ->> 'event_id' IS NOT NULL;
+
+-- The threads of a room by their latest reply, for GET /rooms/{roomId}/threads.
+CREATE INDEX events_thread_replies ON events (room_id, stream_ordering)
+WHERE moot_event_content(json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread';

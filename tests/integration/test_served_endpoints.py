@@ -285,3 +285,47 @@ async def test_relations(api: MatrixApi) -> None:
     for params in ({"dir": "x"}, {"from": "garbage"}, {"recurse": "1"}):
         status, error = await api.request("GET", base, token=alice.token, params=params)
         assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), params
+
+
+async def test_threads(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    roots = [await api.send_message(alice, room_id, f"root {i}") for i in range(3)]
+
+    async def reply(user: Any, root: str, txn: str) -> str:
+        body = await api.ok("PUT", f"rooms/{room_id}/send/m.room.message/{txn}", json={
+            "msgtype": "m.text", "body": txn,
+            "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+        }, token=user.token)
+        event_id: str = body["event_id"]
+        return event_id
+
+    await reply(alice, roots[0], "reply-a")
+    await reply(bob, roots[1], "reply-b")
+    latest = await reply(alice, roots[0], "reply-c")  # thread 0 is now the most recent
+
+    path = f"/_matrix/client/v1/rooms/{room_id}/threads"
+    body = await api.ok("GET", path, token=bob.token)
+    validate_response("threads_list.yaml", "/rooms/{roomId}/threads", "get", 200, body)
+    assert [e["event_id"] for e in body["chunk"]] == [roots[0], roots[1]]
+    thread = body["chunk"][0]["unsigned"]["m.relations"]["m.thread"]
+    assert thread["latest_event"]["event_id"] == latest
+    assert (thread["count"], thread["current_user_participated"]) == (2, False)
+
+    mine = await api.ok("GET", path, token=bob.token, params={"include": "participated"})
+    assert [e["event_id"] for e in mine["chunk"]] == [roots[1]]
+    first = await api.ok("GET", path, token=bob.token, params={"limit": "1"})
+    rest = await api.ok("GET", path, token=bob.token, params={"from": first["next_batch"]})
+    assert [e["event_id"] for e in first["chunk"] + rest["chunk"]] == [roots[0], roots[1]]
+
+    outsider = await api.register("carol")
+    private = await api.create_room(alice)
+    status, error = await api.request(
+        "GET", f"/_matrix/client/v1/rooms/{private}/threads", token=outsider.token
+    )
+    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
+    for params in ({"include": "mine"}, {"from": "garbage"}):
+        status, error = await api.request("GET", path, token=bob.token, params=params)
+        assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), params
