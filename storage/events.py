@@ -388,3 +388,26 @@ async def get_threads(
     """The room's threads whose latest reply is before `before`, newest activity first: root
     event ID, latest reply (position and ID), reply count, whether `user_id` replied."""
     return list(await conn.fetch(GET_THREADS, room_id, user_id, before, limit))
+
+
+# The candidates nearest a timestamp, in either direction (index `events_room_time`).
+GET_EVENTS_AFTER_TS = """
+SELECT event_id FROM events
+WHERE room_id = $1 AND origin_server_ts >= $2 AND stream_ordering IS NOT NULL
+  AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY origin_server_ts, stream_ordering LIMIT $3
+"""
+GET_EVENTS_BEFORE_TS = """
+SELECT event_id FROM events
+WHERE room_id = $1 AND origin_server_ts <= $2 AND stream_ordering IS NOT NULL
+  AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT $3
+"""
+
+
+async def get_events_near_ts(
+    conn: asyncpg.Connection, room_id: str, ts: int, *, forwards: bool, limit: int
+) -> list[str]:
+    """IDs of the room's events at or after (forwards) or at or before `ts`, nearest first."""
+    query = GET_EVENTS_AFTER_TS if forwards else GET_EVENTS_BEFORE_TS
+    return [r["event_id"] for r in await conn.fetch(query, room_id, ts, limit)]

@@ -4,6 +4,12 @@ each: what /versions may claim and which paths had an r0 form are both derived f
 "Added in" is the operation's `x-addedInMatrixVersion`. An operation without one existed in
 r0 (v1.0 is r0.6.1 renamed), except the few whose OpenAPI lacks the field although the spec's
 changelog (content/changelog/v1.*.md) adds them later: those are in `ADDED_BY_CHANGELOG`.
+
+An operation is optional when the spec says a server need not implement it: its description
+says so ("the server is not required to implement this endpoint", `POST /login/get_token`), or
+its documented answer for a server without the feature is the unknown-endpoint error itself
+(a 404 response "With `M_UNRECOGNIZED`: the homeserver does not support ...",
+`GET /auth_metadata` for a server without the OAuth 2.0 API).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import yaml
@@ -35,6 +42,7 @@ class Operation:
     path: str  # the full path template, e.g. /_matrix/client/v3/rooms/{roomId}/send/...
     added: tuple[int, int]  # (1, 0) for r0
     deprecated: bool
+    optional: bool  # the spec lets a server leave it out (see the module docstring)
 
     @property
     def name(self) -> str:
@@ -60,8 +68,17 @@ def operations(api: Path = CS_API) -> tuple[Operation, ...]:
                     continue
                 added = op.get("x-addedInMatrixVersion")
                 version = _version(added) if added else ADDED_BY_CHANGELOG.get(path, R0)
-                found.append(Operation(method.upper(), path, version, bool(op.get("deprecated"))))
+                found.append(Operation(
+                    method.upper(), path, version, bool(op.get("deprecated")), _optional(op)
+                ))
     return tuple(found)
+
+
+def _optional(op: dict[str, Any]) -> bool:
+    if "not required to implement this endpoint" in op.get("description", ""):
+        return True
+    not_found = op.get("responses", {}).get("404", {}).get("description", "")
+    return bool(not_found.startswith("With `M_UNRECOGNIZED`"))
 
 
 def fill(path: str, server_name: str) -> str:

@@ -38,6 +38,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         sync,
         tags,
         threads,
+        timestamps,
         to_device,
     )
 
@@ -46,6 +47,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
         not_offered, reports, room_upgrades, openid, spaces, relations, threads,
+        timestamps,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)

@@ -444,6 +444,14 @@ class AccountsService:
             lambda conn: store.update_avatar_url(conn, user_id, url), name="set_avatar_url"
         )
 
+    async def remove_profile_field(self, requester: Requester, user_id: str, key: str) -> None:
+        """`DELETE /profile/{userId}/{keyName}` (v1.16) of a stored field."""
+        self._check_profile_write(requester, user_id, key, "", 0)
+        update = store.update_displayname if key == "displayname" else store.update_avatar_url
+        await self._db.transaction(
+            lambda conn: update(conn, user_id, None), name="remove_profile_field"
+        )
+
     @staticmethod
     def _check_profile_write(
         requester: Requester, user_id: str, field: str, value: str, max_length: int

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.errors import forbidden, invalid_param
+from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.directory import room_chunk
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
@@ -65,6 +65,32 @@ class SpaceHierarchy:
             body["next_batch"] = f"h{offset + limit}_{max_depth}_{int(suggested_only)}"
         return body
 
+    async def summary(self, user_id: str | None, room_id: str) -> dict[str, Any]:
+        """`GET /room_summary` (v1.15): the room's chunk, version, encryption and the user's
+        membership, under the same rule of who may see it (anyone, unauthenticated, for a
+        public or world-readable room); otherwise 404, as for a room this server is not in."""
+        async def read(conn: asyncpg.Connection) -> dict[str, Any]:
+            entry = await self._entry(conn, user_id, room_id, False)
+            if entry is None:
+                raise not_found("Room not found, or you may not see it")
+            del entry["children_state"]
+            entry["room_version"] = await rooms_store.get_room_version(conn, room_id)
+            encryption = await state_store.get_current_state_event_id(
+                conn, room_id, ("m.room.encryption", "")
+            )
+            if encryption is not None:
+                pdu = (await self.engine.get_pdus(conn, [encryption]))[encryption]
+                algorithm = pdu["content"].get("algorithm")
+                if isinstance(algorithm, str):
+                    entry["encryption"] = algorithm
+            if user_id is not None:
+                membership = await state_store.get_membership(conn, room_id, user_id)
+                if membership is not None:
+                    entry["membership"] = membership["membership"]
+            return entry
+
+        return await self.db.run(read)
+
     async def _walk(
         self, conn: asyncpg.Connection, user_id: str, root: str, suggested_only: bool,
         max_depth: int,
@@ -88,7 +114,7 @@ class SpaceHierarchy:
         return out
 
     async def _entry(
-        self, conn: asyncpg.Connection, user_id: str, room_id: str, suggested_only: bool,
+        self, conn: asyncpg.Connection, user_id: str | None, room_id: str, suggested_only: bool,
     ) -> dict[str, Any] | None:
         """The room's chunk with its children, or None when the user may not see it (or this
         server is not in it)."""
@@ -99,7 +125,9 @@ class SpaceHierarchy:
         )
         pdus = await self.engine.get_pdus(conn, list(ids.values()))
         state = {t: pdus[e]["content"] for (t, key), e in ids.items() if key == "" and e in pdus}
-        membership = await state_store.get_membership(conn, room_id, user_id)
+        membership = (
+            await state_store.get_membership(conn, room_id, user_id) if user_id else None
+        )
         if not (
             (membership is not None and membership["membership"] in ("join", "invite"))
             or state.get("m.room.join_rules", {}).get("join_rule") in VISIBLE_JOIN_RULES

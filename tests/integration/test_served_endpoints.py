@@ -329,3 +329,75 @@ async def test_threads(api: MatrixApi) -> None:
     for params in ({"include": "mine"}, {"from": "garbage"}):
         status, error = await api.request("GET", path, token=bob.token, params=params)
         assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), params
+
+
+async def test_timestamp_to_event(api: MatrixApi, homeserver: RunningServer) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice)
+    events = [await api.send_message(alice, room_id, f"m{i}") for i in range(3)]
+    times = await homeserver.hs.db.run(lambda conn: conn.fetch(
+        "SELECT event_id, origin_server_ts FROM events WHERE event_id = ANY($1)", events
+    ))
+    ts = {r["event_id"]: r["origin_server_ts"] for r in times}
+    path = f"/_matrix/client/v1/rooms/{room_id}/timestamp_to_event"
+    body = await api.ok("GET", path, token=alice.token,
+                        params={"ts": str(ts[events[1]]), "dir": "b"})
+    validate_response("room_event_by_timestamp.yaml", "/rooms/{roomId}/timestamp_to_event",
+                      "get", 200, body)
+    assert ts[body["event_id"]] == ts[events[1]] and body["origin_server_ts"] == ts[events[1]]
+    later = await api.ok("GET", path, token=alice.token,
+                         params={"ts": str(ts[events[2]] + 1), "dir": "b"})
+    assert later["event_id"] == events[2]
+    status, error = await api.request("GET", path, token=alice.token,
+                                      params={"ts": str(ts[events[2]] + 1), "dir": "f"})
+    assert (status, error["errcode"]) == (404, "M_NOT_FOUND")
+    status, error = await api.request("GET", path, token=bob.token,
+                                      params={"ts": "0", "dir": "f"})
+    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
+    for params in ({"ts": "x", "dir": "f"}, {"ts": "1", "dir": "up"}):
+        status, error = await api.request("GET", path, token=alice.token, params=params)
+        assert (status, error["errcode"]) == (400, "M_INVALID_PARAM"), params
+
+
+async def test_room_summary(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    public = await api.create_room(alice, preset="public_chat", name="Lobby",
+                                   room_alias_name="lobby")
+    private = await api.create_room(alice, name="Secret")
+    body = await api.ok("GET", "/_matrix/client/v1/room_summary/%23lobby:localhost",
+                        token=alice.token)
+    validate_response("room_summary.yaml", "/room_summary/{roomIdOrAlias}", "get", 200, body)
+    assert (body["room_id"], body["name"], body["membership"]) == (public, "Lobby", "join")
+    assert body["num_joined_members"] == 1 and "room_version" in body
+    anonymous = await api.ok("GET", f"/_matrix/client/v1/room_summary/{public}")
+    assert anonymous["room_id"] == public and "membership" not in anonymous
+    status, error = await api.request("GET", f"/_matrix/client/v1/room_summary/{private}",
+                                      token=bob.token)
+    assert (status, error["errcode"]) == (404, "M_NOT_FOUND")
+    mine = await api.ok("GET", f"/_matrix/client/v1/room_summary/{private}", token=alice.token)
+    assert mine["encryption"] == "m.megolm.v1.aes-sha2"
+
+
+async def test_delete_profile_field(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    await api.ok("PUT", f"profile/{alice.user_id}/displayname", json={"displayname": "Alice"},
+                 token=alice.token)
+    status, error = await api.request("DELETE", f"profile/{alice.user_id}/displayname",
+                                      token=bob.token)
+    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
+    assert await api.ok("DELETE", f"profile/{alice.user_id}/displayname",
+                        token=alice.token) == {}
+    profile = await api.ok("GET", f"profile/{alice.user_id}", token=alice.token)
+    assert "displayname" not in profile
+
+
+async def test_support_and_appservice_ping_answers(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    status, body = await api.request("GET", "/.well-known/matrix/support")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await api.request("POST", "/_matrix/client/v1/appservice/irc/ping",
+                                     json={}, token=alice.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")

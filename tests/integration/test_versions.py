@@ -12,7 +12,9 @@ What "served" and "claimed" mean here:
   exist, an empty JSON body, the access token of a fresh user) gets any answer but the spec's
   answer for an unknown endpoint: 404 or 405 with M_UNRECOGNIZED. A 404 M_NOT_FOUND for a dummy
   ID, a 403, a 400 for the empty body all mean the endpoint is there.
-* A version may be claimed only if all its operations are served, and is then claimed with all
+* Operations the spec lets a server leave out (`Operation.optional`: `POST /login/get_token`,
+  `GET /auth_metadata` without OAuth 2.0) are not required.
+* A version may be claimed only if all its other operations are served, and is then claimed with all
   lower ones. r0.x (r0.0.1 to r0.6.1, which v1.0 renamed) are claimed when everything in r0 is
   served, as the spec's `/versions` examples and Synapse list them.
 
@@ -53,7 +55,7 @@ async def unserved(api: MatrixApi, homeserver: RunningServer) -> list[Operation]
     missing, failed = [], []
     for op in sorted(operations(), key=lambda op: "/logout" in op.path):
         status, body = await probe(api, op, homeserver.server_name, user.token)
-        if unrecognized(status, body):
+        if unrecognized(status, body) and not op.optional:
             missing.append(op)
         if status >= 500:
             failed.append((op.name, status, body))
