@@ -58,4 +58,8 @@ def worker_routes() -> list[web.AbstractRouteDef]:
     Everything else answers 404 M_UNRECOGNIZED there (the reverse proxy sends it to main)."""
     from homeserver.api import misc, sync
 
-    return [*sync.routes, web.get("/_matrix/client/versions", misc.versions)]
+    # deploy/nginx-workers.conf sends r0/sync here too.
+    return [
+        *sync.routes, *compat_routes(sync.routes),
+        web.get("/_matrix/client/versions", misc.versions),
+    ]

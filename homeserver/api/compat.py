@@ -20,7 +20,8 @@ UNSTABLE = "/_matrix/client/unstable/"
 MEDIA_V3 = "/_matrix/media/v3/"
 MEDIA_R0 = "/_matrix/media/r0/"
 
-# v3 paths (after the prefix) the spec added after v1.0; a trailing "/" covers a subtree.
+# v3 paths (after the prefix) the spec added after v1.0; a trailing "/" covers a subtree, and
+# a leading method names one operation of a path that r0 had.
 ADDED_AFTER_R0 = (
     "keys/device_signing/upload", "keys/signatures/upload",  # v1.1, cross-signing
     "room_keys/",  # v1.1, key backup
@@ -29,6 +30,7 @@ ADDED_AFTER_R0 = (
     "refresh",  # v1.3
     "rooms/{roomId}/report",  # v1.13 (reporting an event is r0: .../report/{eventId})
     "users/{userId}/report",  # v1.14
+    "DELETE profile/{userId}/{keyName}",  # v1.16
 )
 MEDIA_ADDED_AFTER_R0 = ("upload/{serverName}/{mediaId}",)  # v1.7, asynchronous upload
 # Cross-signing was served under `unstable` before v1.1 (MSC1756), and clients of that time
@@ -36,8 +38,14 @@ MEDIA_ADDED_AFTER_R0 = ("upload/{serverName}/{mediaId}",)  # v1.7, asynchronous 
 FROM_UNSTABLE = ("keys/device_signing/upload", "keys/signatures/upload")
 
 
-def _listed(rest: str, paths: tuple[str, ...]) -> bool:
-    return any(rest == p or (p.endswith("/") and rest.startswith(p)) for p in paths)
+def _listed(method: str, rest: str, paths: tuple[str, ...]) -> bool:
+    for entry in paths:
+        only, _, path = entry.rpartition(" ")
+        if only and only != method:
+            continue
+        if rest == path or (path.endswith("/") and rest.startswith(path)):
+            return True
+    return False
 
 
 def compat_routes(routes: Iterable[web.AbstractRouteDef]) -> list[web.RouteDef]:
@@ -49,15 +57,15 @@ def compat_routes(routes: Iterable[web.AbstractRouteDef]) -> list[web.RouteDef]:
         path = route.path
         if path.startswith(V3):
             rest = path.removeprefix(V3)
-            if not _listed(rest, ADDED_AFTER_R0):
+            if not _listed(route.method, rest, ADDED_AFTER_R0):
                 aliases.append(web.RouteDef(route.method, R0 + rest, route.handler, route.kwargs))
-            if _listed(rest, FROM_UNSTABLE):
+            if _listed(route.method, rest, FROM_UNSTABLE):
                 aliases.append(
                     web.RouteDef(route.method, UNSTABLE + rest, route.handler, route.kwargs)
                 )
         elif path.startswith(MEDIA_V3):
             rest = path.removeprefix(MEDIA_V3)
-            if not _listed(rest, MEDIA_ADDED_AFTER_R0):
+            if not _listed(route.method, rest, MEDIA_ADDED_AFTER_R0):
                 aliases.append(
                     web.RouteDef(route.method, MEDIA_R0 + rest, route.handler, route.kwargs)
                 )
