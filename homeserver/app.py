@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from federation.api.context import OPENID as FEDERATION_OPENID
 from federation.edus import InboundEdus
 from federation.stack import Federation, build_federation
 from homeserver import metrics
@@ -250,6 +251,7 @@ class Homeserver:
         engine.observers.append(self.federation.sender)
         await self.federation.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
+        federation[FEDERATION_OPENID] = accounts.openid
         if listeners.federation.port is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(

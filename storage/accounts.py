@@ -244,12 +244,18 @@ async def get_profile(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record 
 UPDATE_DISPLAYNAME = "UPDATE profiles SET displayname = $2 WHERE user_id = $1"
 
 
-async def update_displayname(conn: asyncpg.Connection, user_id: str, displayname: str) -> None:
+async def update_displayname(
+    conn: asyncpg.Connection, user_id: str, displayname: str | None
+) -> None:
+    """Set the display name; None removes it."""
     await conn.execute(UPDATE_DISPLAYNAME, user_id, displayname)
 
 
 UPDATE_AVATAR_URL = "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1"
 
 
-async def update_avatar_url(conn: asyncpg.Connection, user_id: str, avatar_url: str) -> None:
+async def update_avatar_url(
+    conn: asyncpg.Connection, user_id: str, avatar_url: str | None
+) -> None:
+    """Set the avatar URL; None removes it."""
     await conn.execute(UPDATE_AVATAR_URL, user_id, avatar_url)

@@ -340,3 +340,74 @@ async def get_last_departure(
     MEMBERSHIP_CHAIN_HOPS events of the chain)."""
     row = await conn.fetchrow(GET_LAST_DEPARTURE, member_event_id, MEMBERSHIP_CHAIN_HOPS)
     return None if row is None else _row(row)
+
+
+# Event relationships: the children of an event by their content's `m.relates_to.event_id`
+# (index `events_relates_to`, migration 0016).
+_RELATIONS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' = $2 AND e.room_id = $1
+  AND e.stream_ordering > $5 AND e.stream_ordering < $6
+  AND e.rejection_reason IS NULL AND NOT e.soft_failed
+  AND ($3::text IS NULL OR moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = $3)
+  AND ($4::text IS NULL OR e.type = $4)
+"""
+GET_RELATIONS_BACKWARDS = _RELATIONS + "ORDER BY e.stream_ordering DESC LIMIT $7"
+GET_RELATIONS_FORWARDS = _RELATIONS + "ORDER BY e.stream_ordering ASC LIMIT $7"
+
+
+async def get_relations(
+    conn: asyncpg.Connection, room_id: str, parent_id: str, *, rel_type: str | None,
+    event_type: str | None, after: int, before: int, limit: int, newest_first: bool,
+) -> list[StoredEvent]:
+    """Children of `parent_id` with after < stream_ordering < before, at most `limit`."""
+    query = GET_RELATIONS_BACKWARDS if newest_first else GET_RELATIONS_FORWARDS
+    rows = await conn.fetch(
+        query, room_id, parent_id, rel_type, event_type, after, before, limit
+    )
+    return [_row(r) for r in rows]
+
+
+GET_THREADS = """
+SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
+       max(e.stream_ordering) AS latest, count(*) AS replies,
+       bool_or(e.sender = $2) AS participated,
+       (array_agg(e.event_id ORDER BY e.stream_ordering DESC))[1] AS latest_event
+FROM events e
+WHERE e.room_id = $1 AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
+  AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
+GROUP BY root
+HAVING max(e.stream_ordering) < $3
+ORDER BY latest DESC LIMIT $4
+"""
+
+
+async def get_threads(
+    conn: asyncpg.Connection, room_id: str, user_id: str, *, before: int, limit: int,
+) -> list[asyncpg.Record]:
+    """The room's threads whose latest reply is before `before`, newest activity first: root
+    event ID, latest reply (position and ID), reply count, whether `user_id` replied."""
+    return list(await conn.fetch(GET_THREADS, room_id, user_id, before, limit))
+
+
+# The candidates nearest a timestamp, in either direction (index `events_room_time`).
+GET_EVENTS_AFTER_TS = """
+SELECT event_id FROM events
+WHERE room_id = $1 AND origin_server_ts >= $2 AND stream_ordering IS NOT NULL
+  AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY origin_server_ts, stream_ordering LIMIT $3
+"""
+GET_EVENTS_BEFORE_TS = """
+SELECT event_id FROM events
+WHERE room_id = $1 AND origin_server_ts <= $2 AND stream_ordering IS NOT NULL
+  AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT $3
+"""
+
+
+async def get_events_near_ts(
+    conn: asyncpg.Connection, room_id: str, ts: int, *, forwards: bool, limit: int
+) -> list[str]:
+    """IDs of the room's events at or after (forwards) or at or before `ts`, nearest first."""
+    query = GET_EVENTS_AFTER_TS if forwards else GET_EVENTS_BEFORE_TS
+    return [r["event_id"] for r in await conn.fetch(query, room_id, ts, limit)]

@@ -11,6 +11,7 @@ from federation.api import (
     events,
     keys,
     membership,
+    openid,
     public_rooms,
     query,
     transactions,
@@ -21,4 +22,5 @@ def federation_routes() -> list[web.AbstractRouteDef]:
     return [
         *keys.routes, *query.routes, *public_rooms.routes, *devices.routes, *e2e_keys.routes,
         *transactions.routes, *membership.routes, *events.routes, *backfill.routes,
+        *openid.routes,
     ]

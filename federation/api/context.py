@@ -13,6 +13,7 @@ from federation.room_reads import RoomReads
 from federation.transactions import TransactionHandler
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
+from homeserver.services.openid import OpenIdTokens
 
 OWN_KEYS = web.AppKey("own_keys", OwnKeys)
 NOTARY = web.AppKey("notary", Notary)
@@ -23,5 +24,6 @@ E2E_KEYS = web.AppKey("e2e_keys", E2EKeysService)
 TRANSACTIONS = web.AppKey("transactions", TransactionHandler)
 JOINS = web.AppKey("joins", Joins)
 ROOM_READS = web.AppKey("room_reads", RoomReads)
+OPENID = web.AppKey("openid", OpenIdTokens)
 # The largest body an authenticated route reads (`PUT /send` takes at least a transaction).
 BODY_LIMIT = web.AppKey("body_limit", int)

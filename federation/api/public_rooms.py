@@ -15,14 +15,13 @@ from federation.api.bodies import object_body
 from federation.api.context import DIRECTORY
 from federation.inbound_auth import AuthenticatedRequest
 from homeserver.api.directory import MAX_ROOMS_LIMIT, public_rooms_query
-from homeserver.api.http import json_response, query_int
+from homeserver.api.http import json_response, query_bool, query_int
 from homeserver.errors import invalid_param
 from homeserver.services.directory import PublicRoomsQuery
 
 routes = web.RouteTableDef()
 
 PATH = "/_matrix/federation/v1/publicRooms"
-BOOLEANS = {"true": True, "false": False}
 
 
 @routes.get(PATH)
@@ -30,9 +29,7 @@ BOOLEANS = {"true": True, "false": False}
 async def get_public_rooms(request: web.Request, auth: AuthenticatedRequest) -> web.Response:
     # limit 0 or absent means "no limit" here: the largest page, with a token for the rest.
     limit = query_int(request, "limit", 0, lo=0, hi=MAX_ROOMS_LIMIT) or MAX_ROOMS_LIMIT
-    include_all = BOOLEANS.get(request.query.get("include_all_networks", "false"))
-    if include_all is None:
-        raise invalid_param("'include_all_networks' must be true or false")
+    include_all = query_bool(request, "include_all_networks")
     instance = request.query.get("third_party_instance_id")
     if include_all and instance is not None:
         raise invalid_param("third_party_instance_id cannot be used with include_all_networks")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.api.compat import compat_routes
+
 
 def client_routes() -> list[web.AbstractRouteDef]:
     from homeserver.api import (
@@ -16,27 +18,39 @@ def client_routes() -> list[web.AbstractRouteDef]:
         filters,
         key_backup,
         keys,
+        legacy_sync,
         media,
         misc,
+        not_offered,
+        openid,
         presence,
         profile,
         push,
+        relations,
+        reports,
         room_membership,
         room_reads,
         room_sends,
+        room_upgrades,
         rooms,
         search,
+        spaces,
         sync,
         tags,
+        threads,
+        timestamps,
         to_device,
     )
 
     modules = (
         misc, account, profile, rooms, room_membership, room_sends, room_reads, sync, filters,
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
-        push, presence, tags, directory, search,
+        push, presence, tags, directory, search, legacy_sync,
+        not_offered, reports, room_upgrades, openid, spaces, relations, threads,
+        timestamps,
     )
-    return [route for module in modules for route in module.routes]
+    routes = [route for module in modules for route in module.routes]
+    return routes + compat_routes(routes)
 
 
 def worker_routes() -> list[web.AbstractRouteDef]:
@@ -44,4 +58,8 @@ def worker_routes() -> list[web.AbstractRouteDef]:
     Everything else answers 404 M_UNRECOGNIZED there (the reverse proxy sends it to main)."""
     from homeserver.api import misc, sync
 
-    return [*sync.routes, web.get("/_matrix/client/versions", misc.versions)]
+    # deploy/nginx-workers.conf sends r0/sync here too.
+    return [
+        *sync.routes, *compat_routes(sync.routes),
+        web.get("/_matrix/client/versions", misc.versions),
+    ]

@@ -22,6 +22,14 @@ async def list_devices(request: web.Request) -> web.Response:
     return json_response({"devices": await request.app[DEVICES].list_devices(requester)})
 
 
+@routes.get(PREFIX + "/admin/whois/{userId}")
+async def whois(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    return json_response(
+        await request.app[DEVICES].whois(requester, request.match_info["userId"])
+    )
+
+
 @routes.get(PREFIX + "/devices/{deviceId}")
 async def get_device(request: web.Request) -> web.Response:
     requester = await require_requester(request)

@@ -195,6 +195,17 @@ def query_int(request: web.Request, key: str, default: int, *, lo: int, hi: int)
     return max(lo, min(hi, value))
 
 
+def query_bool(request: web.Request, key: str, default: bool = False) -> bool:
+    """A boolean query parameter: exactly `true` or `false`, as the spec's OpenAPI writes
+    booleans; anything else (`1`, `0.0`, `True`) is M_INVALID_PARAM rather than a guess."""
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise invalid_param(f"'{key}' must be true or false")
+    return raw == "true"
+
+
 def valid_room_id(room_id: str) -> str:
     """`room_id` if well-formed; a malformed one is M_INVALID_PARAM, not a 404 later."""
     if not is_valid_room_id(room_id):

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import MEDIA
-from homeserver.api.http import CORS_HEADERS, json_response, query_int
+from homeserver.api.http import CORS_HEADERS, json_response, query_bool, query_int
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.protocol.identifiers import is_valid_server_name
 from homeserver.services.media import MediaFile, Upload
@@ -124,10 +124,14 @@ async def media_config(request: web.Request) -> web.Response:
 @routes.get(CLIENT_V1 + "/preview_url")
 @routes.get(MEDIA_V3 + "/preview_url")
 async def preview_url(request: web.Request) -> web.Response:
-    """Not built: fetching arbitrary URLs for clients needs its own SSRF defences. The spec's
-    answer for an endpoint a server does not implement is 404 M_UNRECOGNIZED."""
+    """Previews are not built: fetching arbitrary URLs for clients needs its own SSRF
+    defences. Every URL answers as one with no preview data (an empty object, which the spec's
+    response allows and clients show as no preview), not as an unknown endpoint: the endpoint
+    is part of every spec version /versions claims."""
     await require_requester(request)
-    raise MatrixError(404, "M_UNRECOGNIZED", "URL previews are not enabled on this server")
+    if not request.query.get("url"):
+        raise MatrixError(400, "M_MISSING_PARAM", "'url' is required")
+    return json_response({})
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
@@ -146,9 +150,8 @@ async def _thumbnail(request: web.Request) -> web.StreamResponse:
     method = request.query.get("method", "scale")
     if method not in METHODS:
         raise invalid_param(f"'method' must be one of {', '.join(METHODS)}")
-    if request.query.get("animated", "false") not in ("true", "false"):
-        raise invalid_param("'animated' must be true or false")
     # Animated thumbnails are not made: the spec lets `animated=true` behave as false.
+    query_bool(request, "animated")
     media = await request.app[MEDIA].get_thumbnail(
         server_name, media_id, width, height, method, _timeout_ms(request)
     )

@@ -7,12 +7,18 @@ from aiohttp import web
 from homeserver.api.auth import require_requester
 from homeserver.api.context import CONFIG
 from homeserver.api.http import json_response
+from homeserver.errors import not_found
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS
 
 routes = web.RouteTableDef()
 
-SPEC_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
-                 "v1.10", "v1.11", "v1.12"]
+# Only versions every Client-Server endpoint of which is served, up to the first one that
+# isn't (v1.18 adds the admin suspend/lock endpoints), as tests/integration/test_versions.py
+# derives from the routes; r0.x are what v1.0 renamed.
+SPEC_VERSIONS = [
+    "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+    *(f"v1.{minor}" for minor in range(1, 18)),
+]
 
 
 @routes.get("/_matrix/client/versions")
@@ -25,6 +31,13 @@ async def well_known(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     base = config.server.public_baseurl or f"http://{request.host}"
     return json_response({"m.homeserver": {"base_url": base.rstrip("/")}})
+
+
+@routes.get("/.well-known/matrix/support")
+async def well_known_support(request: web.Request) -> web.Response:
+    """No support contacts are configured: the spec's 404 for "no server support information
+    available"."""
+    raise not_found("No server support information is available")
 
 
 @routes.get("/_matrix/client/v3/capabilities")

@@ -71,3 +71,13 @@ async def set_profile_field(request: web.Request) -> web.Response:
     else:
         await accounts.set_avatar_url(requester, user_id, value)
     return json_response({})
+
+
+@routes.delete(PREFIX + "/profile/{userId}/{keyName}")
+async def remove_profile_field(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    user_id, key = _user_id(request), _key_name(request)
+    if key not in _STORED_KEYS:
+        raise forbidden(f"This homeserver does not store the profile field {key!r}")
+    await request.app[ACCOUNTS].remove_profile_field(requester, user_id, key)
+    return json_response({})

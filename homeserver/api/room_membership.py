@@ -41,6 +41,16 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
     return await _join(request, request.match_info["room_id_or_alias"], whole_body=True)
 
 
+@routes.post(V3 + "/knock/{room_id_or_alias}")
+async def knock(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request, allow_empty=True)
+    room_id = await request.app[ROOMS].knock(
+        requester, request.match_info["room_id_or_alias"], field_str(body, "reason")
+    )
+    return json_response({"room_id": room_id})
+
+
 @routes.post(V3 + "/rooms/{room_id}/join")
 async def join_room(request: web.Request) -> web.Response:
     return await _join(request, request.match_info["room_id"], whole_body=False)

@@ -24,6 +24,19 @@ async def send_message(request: web.Request) -> web.Response:
     return json_response({"event_id": event_id})
 
 
+@routes.post(V3 + "/rooms/{room_id}/send/{event_type}")
+async def send_message_without_txn(request: web.Request) -> web.Response:
+    """Not in the spec, but served by Synapse and used by older clients and scripts: a send
+    with no transaction ID, so a retried request sends the event again."""
+    requester = await require_requester(request)
+    content = await read_json_body(request)
+    m = request.match_info
+    event_id = await request.app[ROOMS].send_event(
+        requester, m["room_id"], m["event_type"], content
+    )
+    return json_response({"event_id": event_id})
+
+
 async def _put_state(request: web.Request, state_key: str) -> web.Response:
     requester = await require_requester(request)
     content = await read_json_body(request)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import SYNC
-from homeserver.api.http import json_response, query_int, query_token
+from homeserver.api.http import json_response, query_bool, query_int, query_token
 from homeserver.errors import invalid_param
 from homeserver.services.presence import PRESENCE_STATES
 from homeserver.services.sync import SyncRequest
@@ -15,13 +15,6 @@ routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
 MAX_TIMEOUT_MS = 2**31
-
-
-def query_bool(request: web.Request, key: str) -> bool:
-    raw = request.query.get(key, "false")
-    if raw not in ("true", "false"):
-        raise invalid_param(f"'{key}' must be true or false")
-    return raw == "true"
 
 
 @routes.get(PREFIX + "/sync")
@@ -36,5 +29,6 @@ async def sync(request: web.Request) -> web.Response:
         full_state=query_bool(request, "full_state"),
         filter=request.query.get("filter"),
         set_presence=presence,
+        use_state_after=query_bool(request, "use_state_after"),
     )
     return json_response(await request.app[SYNC].sync(requester, sync_request))

@@ -42,6 +42,7 @@ from homeserver.protocol.identifiers import (
     parse_user_id,
 )
 from homeserver.services.clock import now_ms
+from homeserver.services.openid import OpenIdTokens
 from homeserver.services.passwords import Passwords, check_new_password
 from homeserver.services.ratelimit import RateLimiter, address_key
 from homeserver.services.requester import Requester
@@ -99,6 +100,7 @@ class AccountsService:
         device_lists: DeviceListService | None = None,
     ) -> None:
         self._db = db
+        self.openid = OpenIdTokens()
         # Told when a device goes away, so other users stop encrypting for it.
         self._device_lists = device_lists
         self._config = config
@@ -465,6 +467,14 @@ class AccountsService:
         self._check_profile_write(requester, user_id, "avatar_url", url, MAX_AVATAR_URL_LENGTH)
         await self._db.transaction(
             lambda conn: store.update_avatar_url(conn, user_id, url), name="set_avatar_url"
+        )
+
+    async def remove_profile_field(self, requester: Requester, user_id: str, key: str) -> None:
+        """`DELETE /profile/{userId}/{keyName}` (v1.16) of a stored field."""
+        self._check_profile_write(requester, user_id, key, "", 0)
+        update = store.update_displayname if key == "displayname" else store.update_avatar_url
+        await self._db.transaction(
+            lambda conn: update(conn, user_id, None), name="remove_profile_field"
         )
 
     @staticmethod

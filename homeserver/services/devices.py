@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.errors import invalid_param, not_found
+from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.accounts import AccountsService
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.requester import Requester
@@ -42,6 +42,19 @@ class DevicesService:
     async def list_devices(self, requester: Requester) -> list[dict[str, Any]]:
         rows = await self._db.run(lambda conn: store.get_devices(conn, requester.user_id))
         return [_device_json(row) for row in rows]
+
+    async def whois(self, requester: Requester, user_id: str) -> dict[str, Any]:
+        """`GET /admin/whois`: a user's devices and where each was last seen from. Only the
+        user themselves or a server admin may ask (as Synapse allows)."""
+        if user_id != requester.user_id and not requester.is_admin:
+            raise forbidden("Only a server admin may look up another user")
+        rows = await self._db.run(lambda conn: store.get_devices(conn, user_id))
+        return {"user_id": user_id, "devices": {
+            row["device_id"]: {"sessions": [{"connections": [
+                {"ip": row["last_seen_ip"], "last_seen": row["last_seen_ts"]}
+            ] if row["last_seen_ts"] is not None else []}]}
+            for row in rows
+        }}
 
     async def get_device(self, requester: Requester, device_id: str) -> dict[str, Any]:
         row = await self._db.run(lambda conn: store.get_device(conn, requester.user_id, device_id))

@@ -50,7 +50,7 @@ def _str_field(state: dict[str, Any], event_type: str, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _chunk_entry(room_id: str, joined: int, state: dict[str, Any]) -> dict[str, Any]:
+def room_chunk(room_id: str, joined: int, state: dict[str, Any]) -> dict[str, Any]:
     """One `PublishedRoomsChunk`: optional fields only when the state has a valid value."""
     entry: dict[str, Any] = {
         "room_id": room_id,
@@ -126,7 +126,7 @@ class DirectoryService:
         ))
         total = rows[0]["total"] if rows else 0
         body: dict[str, Any] = {
-            "chunk": [_chunk_entry(r["room_id"], r["joined"], r["state"]) for r in rows],
+            "chunk": [room_chunk(r["room_id"], r["joined"], r["state"]) for r in rows],
             "total_room_count_estimate": total if rows else offset,
         }
         if rows and offset + len(rows) < total:

@@ -130,6 +130,22 @@ class RoomsService:
         await self._join(requester, room_id, content, candidates)
         return room_id
 
+    async def knock(
+        self, requester: Requester, room_id_or_alias: str, reason: str | None
+    ) -> str:
+        """Knock on a room this server is in: a knock event through the same engine and auth
+        rules as every membership (the room's join rule must allow knocking). Knocking through
+        another server (make_knock/send_knock) is not built: a room this server is not in
+        answers 404."""
+        room_id = await self.resolve_room(room_id_or_alias)
+        if not await self._resident(room_id):
+            raise not_found("This server can only knock on rooms it is in")
+        content = await self._member_content(requester.user_id, "knock")
+        if reason is not None:
+            content["reason"] = reason
+        await self._membership(requester, room_id, requester.user_id, content)
+        return room_id
+
     async def _join(
         self, requester: Requester, room_id: str, content: dict[str, Any],
         candidates: list[str],

@@ -70,6 +70,7 @@ class SyncRequest:
     full_state: bool = False
     filter: str | None = None  # inline filter JSON or the ID of an uploaded filter
     set_presence: str | None = None  # online (the default), unavailable or offline
+    use_state_after: bool = False  # rooms carry `state_after` instead of `state` (spec v1.16)
 
 
 @dataclass(slots=True)
@@ -236,7 +237,10 @@ class SyncService:
             # A room joined since `since` reads as in an initial sync (its timeline may reach
             # back before the join), and is `limited` as the reference server has it: the
             # client holds none of the room's history.
-            window = RoomWindow(room_id, 0 if newly_joined else after, upto.events, full_room)
+            window = RoomWindow(
+                room_id, 0 if newly_joined else after, upto.events, full_room,
+                request.use_state_after,
+            )
             section = await self._room(
                 conn, requester, window, flt, room_id in moved, ignored
             )
@@ -248,7 +252,7 @@ class SyncService:
                 newcomers.update(_joins(section["timeline"]["events"]))
             timeline = section["timeline"]
             if not (full_room or ephemeral or account_data or timeline["events"]
-                    or timeline["limited"] or section["state"]["events"]):
+                    or timeline["limited"] or section[window.state_section]["events"]):
                 continue  # what moved is hidden from this user (an ignored sender's events)
             section["ephemeral"] = {"events": ephemeral}
             section["account_data"] = {"events": account_data}
@@ -271,12 +275,12 @@ class SyncService:
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
         for room_id, left_at, leave_id in rooms.left:
-            window = RoomWindow(room_id, after, left_at, full)
+            window = RoomWindow(room_id, after, left_at, full, request.use_state_after)
             section = await self._room(conn, requester, window, flt, True, ignored)
             if await never_a_reader(conn, self.engine, room_id, leave_id):
                 # Never a member: their own membership events (the timeline's visibility
                 # filter leaves those), not the room's state or members.
-                section["state"] = {"events": []}
+                section[window.state_section] = {"events": []}
                 section.pop("summary", None)
             section["account_data"] = {"events": room_data.get(room_id, [])}
             out["leave"][room_id] = section
@@ -306,12 +310,12 @@ class SyncService:
                     "events": [], "limited": False,
                     "prev_batch": StreamToken(events=window.upto).encode(),
                 },
-                "state": {"events": []},
+                window.state_section: {"events": []},
             }
         section = await room_timeline_and_state(
             conn, self.engine, requester, window, flt, ignored, self.lazy_members
         )
-        shown = section["timeline"]["events"] + section["state"]["events"]
+        shown = section["timeline"]["events"] + section[window.state_section]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
             summary = section["summary"] = await room_summary(
                 conn, self.engine, window.room_id, requester.user_id

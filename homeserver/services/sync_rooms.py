@@ -14,6 +14,12 @@ then left out. The `state` section depends on the mode:
 * incremental: the state changes between `since` and the timeline's first event, which is empty
   (and costs no query) unless the timeline was cut short or filtered.
 
+With `use_state_after` (spec v1.16) the section is `state_after` instead: the state at the
+*end* of the timeline (full), or the entries of that state that differ from the state at
+`since` (incremental), timeline events included, since the client then takes no state from the
+timeline. Both ends are read as state snapshots, so a fork resolved inside the window is shown
+as resolved.
+
 Lazy-loading members: the member events of the timeline's senders as of its start (and, on a
 full window, the syncing user's), including members whose event lies in a gap, less those
 the device already holds (`LazyMembers`) unless the filter asks for redundant members; and,
@@ -57,6 +63,11 @@ class RoomWindow:
     after: int
     upto: int
     full_state: bool
+    state_after: bool = False  # answer `state_after` (end of timeline) instead of `state`
+
+    @property
+    def state_section(self) -> str:
+        return "state_after" if self.state_after else "state"
 
 
 def sync_event(event: dict[str, Any], flt: Filter) -> dict[str, Any]:
@@ -123,9 +134,12 @@ async def room_timeline_and_state(
     ]
     first = chronological[0].stream_ordering if chronological else None
     start = first - 1 if first is not None else window.upto
-    state_ids = await _state_ids(conn, window, start, limited, timeline_filter, chronological)
     in_timeline = {stored.event_id for stored, _ in shown}
-    state_ids = [e for e in state_ids if e not in in_timeline]
+    if window.state_after:
+        state_ids = await _state_after_ids(conn, window)
+    else:
+        state_ids = await _state_ids(conn, window, start, limited, timeline_filter, chronological)
+        state_ids = [e for e in state_ids if e not in in_timeline]
     state_events = [e for e in await _load(conn, state_ids) if _state_allowed(e, flt.room.state)]
     if flt.room.state.lazy_load_members:
         gappy = limited or _filtered(timeline_filter)
@@ -146,7 +160,7 @@ async def room_timeline_and_state(
     }
     return {
         "timeline": timeline,
-        "state": {"events": [sync_event(e, flt) for e in state_serialized]},
+        window.state_section: {"events": [sync_event(e, flt) for e in state_serialized]},
     }
 
 
@@ -212,6 +226,15 @@ async def lazy_hero_members(
         conn, engine, loaded, requester, federation=flt.event_format == "federation"
     )
     return [sync_event(e, flt) for e in serialized]
+
+
+async def _state_after_ids(conn: asyncpg.Connection, window: RoomWindow) -> list[str]:
+    """`state_after`: the state at the window's end, less what the client held at `since`."""
+    at_end = await _state_at(conn, window.room_id, window.upto)
+    if window.full_state:
+        return list(at_end.values())
+    at_since = await _state_at(conn, window.room_id, window.after)
+    return [e for key, e in at_end.items() if at_since.get(key) != e]
 
 
 async def _state_ids(

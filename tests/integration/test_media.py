@@ -271,12 +271,15 @@ async def test_bad_upload_headers_and_names(api: MatrixApi, alice: User) -> None
         assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), (headers, params)
 
 
-async def test_preview_url_is_not_implemented(api: MatrixApi, alice: User) -> None:
+async def test_preview_url_previews_nothing(api: MatrixApi, alice: User) -> None:
+    """No URL is fetched (no SSRF surface); every URL has no preview data."""
     for prefix in (V1, V3):
-        status, body = await api.request(
+        body = await api.ok(
             "GET", f"{prefix}/preview_url", token=alice.token, params={"url": "https://x.org"}
         )
-        assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
+        assert body == {}
+        status, body = await api.request("GET", f"{prefix}/preview_url", token=alice.token)
+        assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
 
 
 # -- asynchronous upload (POST /create, then PUT) -------------------------------------------

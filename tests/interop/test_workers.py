@@ -315,6 +315,8 @@ async def test_a_worker_serves_only_sync(cluster: Cluster) -> None:
     assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
     versions = await cluster.on_worker.ok("GET", "/_matrix/client/versions")
     assert "v1.12" in versions["versions"]
+    # Older clients sync under r0, which deploy/nginx-workers.conf sends to the worker too.
+    await cluster.on_worker.ok("GET", "/_matrix/client/r0/sync", token=bob.token)
 
 
 def run_worker(config: Path, name: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,106 @@
+"""Endpoints of features this server does not offer: third-party networks (bridges through
+application services), TURN, third-party identifiers (e-mail, phone), application services,
+registration tokens and single sign-on.
+
+They are part of every spec version, so each is answered the way the spec (or, where the spec
+is silent, Synapse without the feature configured) says a server without it answers, never with
+the 404 M_UNRECOGNIZED of an endpoint that does not exist (tests/integration/test_versions.py).
+The capabilities and `GET /login` already tell clients these features are off.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.auth import require_requester
+from homeserver.api.context import CONFIG
+from homeserver.api.http import json_response, read_json_body
+from homeserver.errors import MatrixError, forbidden, not_found
+
+routes = web.RouteTableDef()
+
+V3 = "/_matrix/client/v3"
+NO_THREEPIDS = "This server keeps no third-party identifiers (m.3pid_changes is disabled)"
+
+
+# Third-party networks: there are no application services, so no protocols and no matches.
+@routes.get(V3 + "/thirdparty/protocols")
+async def protocols(request: web.Request) -> web.Response:
+    await require_requester(request)
+    return json_response({})
+
+
+@routes.get(V3 + "/thirdparty/protocol/{protocol}")
+async def protocol(request: web.Request) -> web.Response:
+    await require_requester(request)
+    raise not_found("No such protocol: no bridges are registered on this server")
+
+
+@routes.get(V3 + "/thirdparty/location")
+@routes.get(V3 + "/thirdparty/location/{protocol}")
+@routes.get(V3 + "/thirdparty/user")
+@routes.get(V3 + "/thirdparty/user/{protocol}")
+async def thirdparty_lookup(request: web.Request) -> web.Response:
+    await require_requester(request)
+    return json_response([])
+
+
+@routes.get(V3 + "/voip/turnServer")
+async def turn_server(request: web.Request) -> web.Response:
+    """No TURN server is configured: Synapse answers an empty object then, and clients take
+    it as "no TURN" (the spec is silent on this case)."""
+    await require_requester(request)
+    return json_response({})
+
+
+@routes.post(V3 + "/account/3pid")
+@routes.post(V3 + "/account/3pid/add")
+@routes.post(V3 + "/account/3pid/bind")
+@routes.post(V3 + "/account/3pid/delete")
+@routes.post(V3 + "/account/3pid/unbind")
+async def change_threepids(request: web.Request) -> web.Response:
+    await require_requester(request)
+    await read_json_body(request)
+    raise forbidden(NO_THREEPIDS)
+
+
+@routes.post(V3 + "/account/3pid/{medium:email|msisdn}/requestToken")
+@routes.post(V3 + "/account/password/{medium:email|msisdn}/requestToken")
+@routes.post(V3 + "/register/{medium:email|msisdn}/requestToken")
+async def request_token(request: web.Request) -> web.Response:
+    """The spec's answer for an identifier the server does not permit (M_THREEPID_DENIED)."""
+    await read_json_body(request)
+    raise MatrixError(403, "M_THREEPID_DENIED", NO_THREEPIDS)
+
+
+@routes.put(V3 + "/directory/list/appservice/{networkId}/{roomId}")
+async def appservice_directory(request: web.Request) -> web.Response:
+    """Only an application service may call this, and none are registered."""
+    await require_requester(request)
+    raise forbidden("Only an application service may publish to a network's room directory")
+
+
+@routes.get("/_matrix/client/v1/register/m.login.registration_token/validity")
+async def registration_token_validity(request: web.Request) -> web.Response:
+    """Registration needs no token here (there are none): no token is valid, and with
+    registration off the spec's 403 says so."""
+    if not request.app[CONFIG].registration.enabled:
+        raise forbidden("Registration is disabled on this homeserver")
+    if "token" not in request.query:
+        raise MatrixError(400, "M_MISSING_PARAM", "'token' is required")
+    return json_response({"valid": False})
+
+
+@routes.post("/_matrix/client/v1/appservice/{appserviceId}/ping")
+async def appservice_ping(request: web.Request) -> web.Response:
+    """The spec's answer to a token that is not the application service's own."""
+    await require_requester(request)
+    raise forbidden("Only an application service may ping itself, and none are registered")
+
+
+@routes.get(V3 + "/login/sso/redirect")
+@routes.get(V3 + "/login/sso/redirect/{idpId}")
+async def sso_redirect(request: web.Request) -> web.Response:
+    """No identity provider is configured (`GET /login` offers no m.login.sso): the spec's
+    answer for an identity provider the server does not recognise."""
+    raise not_found("This server offers no single sign-on")

@@ -1,0 +1,82 @@
+"""Threads (spec "Threading", `GET /rooms/{roomId}/threads`): a room's thread roots, the most
+recently active first, each with its `m.thread` aggregation (latest reply, reply count,
+whether the user took part).
+
+A thread is an event with `m.thread` replies (index `events_thread_replies`). The user must be
+able to read the room, and sees the roots and latest replies they may see, as /messages would
+show them. Pages go by the position of each thread's latest reply: `next_batch` is
+`t<position>` of the last thread returned, so threads that gain a reply meanwhile move to the
+front and are not repeated further down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import invalid_param
+from homeserver.services.event_views import filter_visible, load_events, serialize_events
+from homeserver.services.requester import Requester
+from homeserver.services.room_reads import RoomReads
+from storage import events as events_store
+from storage.database import Database
+
+END = 2**62  # above every stream position
+
+
+class Threads:
+    def __init__(self, db: Database, reads: RoomReads) -> None:
+        self.db = db
+        self.reads = reads
+
+    async def threads(
+        self, requester: Requester, room_id: str, *, participated_only: bool,
+        from_token: str | None, limit: int,
+    ) -> dict[str, Any]:
+        before = END
+        if from_token is not None:
+            digits = from_token[1:]
+            if not from_token.startswith("t") or not digits.isascii() or not digits.isdigit():
+                raise invalid_param("'from' is not a pagination token from this server")
+            before = int(digits)
+        # 403 for a room the user may not read, 404 for one that doesn't exist.
+        await self.reads.state_event(requester, room_id, "m.room.create", "")
+        user_id = requester.user_id
+        engine = self.reads.engine
+
+        async def read(conn: asyncpg.Connection) -> dict[str, Any]:
+            rows = await events_store.get_threads(
+                conn, room_id, user_id, before=before, limit=limit
+            )
+            roots = {
+                e.event_id: e for e in await load_events(conn, [r["root"] for r in rows])
+                if e.room_id == room_id and not e.rejected
+            }
+            latest = {e.event_id: e for e in await load_events(
+                conn, [r["latest_event"] for r in rows]
+            )}
+            visible = {e.event_id for e in await filter_visible(
+                conn, engine, user_id, [*roots.values(), *latest.values()]
+            )}
+            chunk = []
+            for row in rows:
+                root = roots.get(row["root"])
+                last = latest.get(row["latest_event"])
+                if root is None or last is None or not {root.event_id, last.event_id} <= visible:
+                    continue
+                took_part = bool(row["participated"]) or root.sender == user_id
+                if participated_only and not took_part:
+                    continue
+                event, reply = await serialize_events(conn, engine, [root, last], requester)
+                event["unsigned"].setdefault("m.relations", {})["m.thread"] = {
+                    "latest_event": reply, "count": row["replies"],
+                    "current_user_participated": took_part,
+                }
+                chunk.append(event)
+            body: dict[str, Any] = {"chunk": chunk}
+            if len(rows) == limit:
+                body["next_batch"] = f"t{rows[-1]['latest']}"
+            return body
+
+        return await self.db.run(read)
