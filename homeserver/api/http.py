@@ -140,7 +140,8 @@ async def read_json_body(
 ) -> dict[str, Any]:
     """The request body as a JSON object, or M_NOT_JSON / M_BAD_JSON / M_TOO_LARGE.
 
-    A string holding U+0000 is M_BAD_JSON: PostgreSQL stores it in neither text nor jsonb.
+    A string holding U+0000 is M_INVALID_PARAM (what it was when the database refused it):
+    PostgreSQL stores it in neither text nor jsonb.
     `event_content`: the body is an event's content, which may hold one (the spec's strings
     allow it, Synapse accepts it, and events are stored as JSON text, where it is escaped)."""
     try:
@@ -158,7 +159,7 @@ async def read_json_body(
     if not isinstance(value, dict):
         raise bad_json("Request body must be a JSON object")
     if not event_content and holds_nul(value):
-        raise bad_json("Strings may not contain U+0000")
+        raise invalid_param("Strings may not contain U+0000: it cannot be stored")
     return value
 
 
