@@ -39,6 +39,9 @@ def _timestamp(value: Any, what: str) -> int | None:
 
 
 @routes.get("/_matrix/key/v2/query/{serverName}")
+# The deprecated form naming one key ID: the answer is the server's whole key response, which
+# holds that key if the server has it (as `/key/v2/server/{keyId}` ignores its key ID).
+@routes.get("/_matrix/key/v2/query/{serverName}/{keyId}")
 async def query_one(request: web.Request) -> web.Response:
     raw = request.query.get("minimum_valid_until_ts")
     minimum = None

@@ -16,7 +16,7 @@ V3 = "/_matrix/client/v3"
 @routes.put(V3 + "/rooms/{room_id}/send/{event_type}/{txn_id}")
 async def send_message(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    content = await read_json_body(request)
+    content = await read_json_body(request, event_content=True)
     m = request.match_info
     event_id = await request.app[ROOMS].send_event(
         requester, m["room_id"], m["event_type"], content, txn_id=m["txn_id"]
@@ -39,7 +39,7 @@ async def send_message_without_txn(request: web.Request) -> web.Response:
 
 async def _put_state(request: web.Request, state_key: str) -> web.Response:
     requester = await require_requester(request)
-    content = await read_json_body(request)
+    content = await read_json_body(request, event_content=True)
     m = request.match_info
     event_id = await request.app[ROOMS].send_event(
         requester, m["room_id"], m["event_type"], content, state_key=state_key

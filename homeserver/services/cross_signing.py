@@ -4,10 +4,12 @@ keys, and the signatures those keys (or a device) make over other keys.
 Theory of operation. The first set of keys needs no further authentication; replacing an
 existing key needs the account password through User-Interactive Authentication, because a new
 master key is a new identity for everyone who verified the old one. Re-uploading the stored keys
-is idempotent and free (the spec's rule for a lost response). A signature is stored only after
-the server checked it: a device key signed by its owner's self-signing key, the owner's master
-key signed by one of their devices, or another user's master key signed by the requester's
-user-signing key. Anything else is reported per key in `failures`, as the spec describes.
+is idempotent and free (the spec's rule for a lost response). Key material is stored as sent,
+never decoded or verified (clients verify the signatures they rely on). A signature is stored
+only where it can belong: a device key signed by its owner's self-signing key, the owner's
+master key signed by one of their devices, or another user's master key signed by the
+requester's user-signing key, the signed object being the stored key. Anything else is reported
+per key in `failures`, as the spec describes.
 
 Over federation, a local user's new master and self-signing keys go to the servers sharing a
 room with them (`m.signing_key_update`, through `edus`), and a device's new signature goes as
@@ -24,12 +26,7 @@ import asyncpg
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.services.clock import now_ms
 from homeserver.services.device_lists import DeviceListService
-from homeserver.services.e2e_checks import (
-    check_signed_by,
-    ed25519_verify_key,
-    invalid_signature,
-    public_key_of,
-)
+from homeserver.services.e2e_checks import invalid_signature, public_key_of, signature_by
 from homeserver.services.e2e_keys import CROSS_SIGNING_TYPES
 from homeserver.services.outbound_edus import OutboundEdus
 from homeserver.services.requester import Requester
@@ -44,7 +41,8 @@ PUBLIC_TYPES = ("master", "self_signing")
 
 
 def _check_cross_signing_key(key: dict[str, Any], key_type: str, user_id: str) -> str:
-    """The public key of a well-formed CrossSigningKey of `key_type`, or a 400."""
+    """The public key of a well-formed CrossSigningKey of `key_type`, or a 400 (its shape
+    only: the key itself is the clients' to verify)."""
     if key.get("user_id") != user_id:
         raise invalid_param(f"The {key_type} key's 'user_id' must be your own user ID")
     usage = key.get("usage")
@@ -53,12 +51,11 @@ def _check_cross_signing_key(key: dict[str, Any], key_type: str, user_id: str) -
     public = key.get("keys")
     if not isinstance(public, dict) or len(public) != 1:
         raise bad_json(f"The {key_type} key's 'keys' must hold exactly one key")
-    [(name, value)] = public.items()
-    if not isinstance(value, str) or name != f"ed25519:{value}":
-        raise bad_json(f"The {key_type} key must be 'ed25519:<public key>': <public key>")
+    [value] = public.values()
+    if not isinstance(value, str):
+        raise bad_json(f"The {key_type} key's public key must be a string")
     if "signatures" in key and not isinstance(key["signatures"], dict):
         raise bad_json(f"The {key_type} key's 'signatures' must be an object")
-    ed25519_verify_key(value, f"The {key_type} key")
     return value
 
 
@@ -71,14 +68,16 @@ def _same_key(signed: dict[str, Any], stored: dict[str, Any]) -> None:
         raise invalid_signature("The signed object does not match the stored key")
 
 
-def _signed_by(
-    obj: dict[str, Any], user_id: str, public: str, what: str, key_id: str | None = None
-) -> SignatureRow:
-    """Check `user_id`'s signature with ed25519 key `public` (named `key_id`, by default
-    `ed25519:<public>` as cross-signing keys are); the signature's column values."""
-    key_id = key_id or f"ed25519:{public}"
-    check_signed_by(obj, user_id, key_id, ed25519_verify_key(public, what), what)
-    return "", "", user_id, key_id, obj["signatures"][user_id][key_id]
+def _signed_by(obj: dict[str, Any], user_id: str, key_id: str, what: str) -> SignatureRow:
+    """The column values of `user_id`'s signature with `key_id` on `obj` (cross-signing keys
+    sign as `ed25519:<public key>`), which must be there."""
+    return "", "", user_id, key_id, signature_by(obj, user_id, key_id, what)
+
+
+def _cross_signing_key_id(key: dict[str, Any]) -> str:
+    """The key ID a cross-signing key signs with: the name it was uploaded under."""
+    name: str = next(iter(key["keys"]))
+    return name
 
 
 class CrossSigningService:
@@ -107,11 +106,8 @@ class CrossSigningService:
         if all(existing.get(t) == k for t, k in keys.items()):
             return  # nothing new: an idempotent retry needs no authentication
         master = keys.get("master", existing.get("master"))
-        for key_type in ("self_signing", "user_signing"):
-            if key_type in keys:
-                if master is None:
-                    raise MatrixError(400, "M_MISSING_PARAM", "No master signing key is available")
-                _signed_by(keys[key_type], user_id, public_key_of(master), f"{key_type} key")
+        if master is None and ("self_signing" in keys or "user_signing" in keys):
+            raise MatrixError(400, "M_MISSING_PARAM", "No master signing key is available")
         if any(public in device_ids for public in publics.values()):
             raise forbidden("Key ID in use: a device of yours has that ID")
         if "master" in existing:
@@ -132,8 +128,9 @@ class CrossSigningService:
 
     async def set_remote_keys(self, user_id: str, keys: dict[str, Any]) -> None:
         """Another server's user's master and self-signing keys (key type -> key), as their
-        server sends them; a malformed key, or a self-signing key its master key did not
-        sign, is left out. Marks the user's device list changed when a key is new."""
+        server sends them; a malformed key, or a self-signing key without a master key, is left
+        out (clients verify the signatures). Marks the user's device list changed when a key is
+        new."""
         stored = await self.db.run(
             lambda conn: store.get_cross_signing_keys(conn, [user_id], PUBLIC_TYPES)
         )
@@ -145,11 +142,9 @@ class CrossSigningService:
             master = accepted.get("master", stored.get((user_id, "master")))
             try:
                 _check_cross_signing_key(key, key_type, user_id)
-                if key_type == "self_signing":
-                    if master is None:
-                        raise bad_json("The self_signing key comes without a master key")
-                    _signed_by(key, user_id, public_key_of(master), "self_signing key")
             except MatrixError:
+                continue
+            if key_type == "self_signing" and master is None:
                 continue
             accepted[key_type] = key
         if not accepted:
@@ -206,7 +201,7 @@ class CrossSigningService:
         me: str, user_id: str, key_id: str, obj: dict[str, Any],
         cross_signing: dict[tuple[str, str], Any], my_devices: dict[str, Any],
     ) -> list[SignatureRow]:
-        """The verified new signatures on one key (target columns left blank), or raise."""
+        """The new signatures on one key (target columns left blank), or raise."""
         if not isinstance(obj.get("signatures"), dict):
             raise bad_json("The signed key has no 'signatures' object")
         master = cross_signing.get((user_id, "master"))
@@ -215,7 +210,7 @@ class CrossSigningService:
             if self_signing is None:
                 raise not_found("You have no self-signing key to sign devices with")
             _same_key(obj, my_devices[key_id])
-            return [_signed_by(obj, me, public_key_of(self_signing), "device signature")]
+            return [_signed_by(obj, me, _cross_signing_key_id(self_signing), "device signature")]
         if master is None or key_id != public_key_of(master):
             raise not_found(f"Unknown key {key_id} of {user_id}")
         _same_key(obj, master)
@@ -223,12 +218,11 @@ class CrossSigningService:
             user_signing = cross_signing.get((me, "user_signing"))
             if user_signing is None:
                 raise not_found("You have no user-signing key to sign other users with")
-            return [_signed_by(obj, me, public_key_of(user_signing), "user signature")]
+            return [_signed_by(obj, me, _cross_signing_key_id(user_signing), "user signature")]
         # One's own master key, signed by one's devices (migrating from device verification).
         mine = obj["signatures"].get(me)
         found = [
-            _signed_by(obj, me, my_devices[d]["keys"][f"ed25519:{d}"], "master key signature",
-                       f"ed25519:{d}")
+            _signed_by(obj, me, f"ed25519:{d}", "master key signature")
             for d in my_devices
             if isinstance(mine, dict) and f"ed25519:{d}" in mine
         ]

@@ -6,9 +6,11 @@ every PDU here oldest first. This module takes the steps of server-server-api.md
 performed on receipt of a PDU" that need only the DAG:
 
 1. format and size (as for a local event);
-2. auth against its own auth events, which must be stored; failing: *rejected*;
+2. auth against its own auth events, which must be stored (an auth event of another room fails
+   rule 2); failing: *rejected*;
 3. auth against the state before it: the state after its prev events, resolved when there are
-   several; failing: *rejected*;
+   several; failing: *rejected*. A prev event of another room refuses the event outright (it
+   is not stored): there is no state before it to judge or keep it by;
 4. auth against the room's current state and the room's member limit; failing: *soft-failed*.
 
 A rejected event is kept (its ID must not be fetched again) with the state before it as its
@@ -346,6 +348,12 @@ class IncomingEvents:
         """The state before the event and a state group holding it."""
         prev_ids = [str(p) for p in pdu["prev_events"]]
         stored = await events_store.get_events(conn, prev_ids)
+        elsewhere = [p for p in prev_ids if p in stored and stored[p].room_id != room_id]
+        if elsewhere:
+            # Its place in another room's DAG would give it that room's state to be judged by.
+            raise MatrixError(
+                400, "M_BAD_JSON", f"prev_events of another room: {', '.join(elsewhere)}"
+            )
         groups = [
             g for p in prev_ids if p not in prev_states
             for g in [stored[p].state_group if p in stored else None] if g is not None

@@ -23,7 +23,6 @@ from storage.key_backup import BackupVersion
 from storage.key_backup import RoomKey as RoomKey  # re-exported: routes build these, not storage
 
 CURVE25519_AES_SHA2 = "m.megolm_backup.v1.curve25519-aes-sha2"
-ALGORITHMS = frozenset({CURVE25519_AES_SHA2})
 MAX_VERSION = 2**63 - 1  # versions are PostgreSQL bigints
 
 
@@ -36,9 +35,8 @@ def parse_version(version: str) -> int | None:
 
 
 def check_backup_config(algorithm: str, auth_data: dict[str, Any]) -> None:
-    """Refuse algorithms we do not know and `auth_data` that cannot belong to them."""
-    if algorithm not in ALGORITHMS:
-        raise invalid_param(f"Unsupported backup algorithm {algorithm!r}")
+    """Refuse `auth_data` that cannot belong to an algorithm we know. Any other algorithm takes
+    any object (as Synapse does): the backup is the clients' to interpret."""
     if algorithm == CURVE25519_AES_SHA2 and not isinstance(auth_data.get("public_key"), str):
         raise invalid_param("auth_data.public_key must be a string for this algorithm")
 

@@ -134,6 +134,11 @@ async def test_unsigned_forged_and_misaddressed_requests_get_401(
         "replayed for another method": signed(method="POST"),
         "origin that does not exist": signed(origin="127.0.0.1:1"),
         "origin that is not a server": signed(origin="bad origin"),
+        "origin with a non-numeric port": signed(origin="127.0.0.1:port"),
+        "origin with an empty port": signed(origin=a.name.partition(":")[0] + ":"),
+        "destination with a non-numeric port": signed(destination=b.name + "x"),
+        "unquoted origin with a non-numeric port":
+            signed().replace(f'origin="{a.name}"', "origin=localhost:abc"),
     }
     for what, header in cases.items():
         status, body = await send_raw(http, b, uri, header)

@@ -1,6 +1,7 @@
 """/keys/upload, /keys/query and /keys/claim over HTTP with keys made by python-olm: what is
-uploaded comes back byte for byte, identity keys never change, every malformed or badly signed
-key is a 400, and each one-time key is handed out exactly once even under concurrent claims.
+uploaded comes back byte for byte, key material is stored as sent (never decoded or verified:
+clients do that), identity keys never change, every malformed key object is a 400, and each
+one-time key is handed out exactly once even under concurrent claims.
 """
 
 from __future__ import annotations
@@ -84,25 +85,39 @@ async def test_identity_keys_never_change(api: MatrixApi) -> None:
     assert "identity keys" in body["error"]
 
 
-async def test_bad_signatures_refused(api: MatrixApi) -> None:
-    alice = await device(api, "alice")
-    tampered = alice.device_keys()
-    tampered["algorithms"] = ["m.olm.v1.curve25519-aes-sha2"]
-    status, body = await alice.upload(device_keys=tampered)
-    assert (status, body["errcode"]) == (400, "M_INVALID_SIGNATURE"), body
-
-    unsigned = {k: v for k, v in alice.device_keys().items() if k != "signatures"}
-    status, body = await alice.upload(device_keys={**unsigned, "signatures": {}})
-    assert (status, body["errcode"]) == (400, "M_INVALID_SIGNATURE"), body
-
-    await alice.upload_ok(device_keys=alice.device_keys())
-    otks = alice.one_time_keys(1)
-    [(name, key)] = otks.items()
-    other = OlmDevice(api, alice.user)  # signed by a key that is not the device's
-    status, body = await alice.upload(one_time_keys={name: other.sign({"key": key["key"]})})
-    assert (status, body["errcode"]) == (400, "M_INVALID_SIGNATURE"), body
-    status, body = await alice.upload(fallback_keys={name: {**key, "fallback": True}})
-    assert (status, body["errcode"]) == (400, "M_INVALID_SIGNATURE"), body
+async def test_placeholder_and_unverified_keys_stored_as_sent(api: MatrixApi) -> None:
+    """Test suites upload placeholder keys and clients verify signatures themselves: the
+    server stores whatever well-shaped keys it is given and serves them back verbatim."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    minimal = {"user_id": alice.user_id, "device_id": alice.device_id}  # as sytest uploads
+    one_time = {
+        "my_algorithm:my_id_1": "my+base64+key",
+        "signed_curve25519:AAAAHQ": {"key": "not really a key",
+                                     "signatures": {alice.user_id: {"ed25519:X": "bogus"}}},
+        "signed_curve25519:AAAAHg": "a string where an object is usual",
+    }
+    status, body = await api.request("POST", "keys/upload", token=alice.token, json={
+        "device_keys": minimal, "one_time_keys": one_time,
+    })
+    assert status == 200, body
+    assert body["one_time_key_counts"] == {"my_algorithm": 1, "signed_curve25519": 2}
+    placeholder = {
+        **minimal, "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+        "keys": {f"ed25519:{alice.device_id}": "placeholder-ed25519",
+                 f"curve25519:{alice.device_id}": "placeholder-curve25519"},
+        "signatures": {alice.user_id: {f"ed25519:{alice.device_id}": "not a signature"}},
+    }
+    await api.ok("POST", "keys/upload", token=alice.token, json={
+        "device_keys": placeholder,
+        "fallback_keys": {"signed_curve25519:F": {"key": "k", "fallback": True,
+                                                  "signatures": {}}},
+    })
+    served = (await query(api, bob, {alice.user_id: []}))["device_keys"][alice.user_id]
+    assert served[alice.device_id] == {**placeholder, "unsigned": {}}
+    claimed = await claim(api, bob, {alice.user_id: {alice.device_id: "my_algorithm"}})
+    assert claimed["one_time_keys"] == {
+        alice.user_id: {alice.device_id: {"my_algorithm:my_id_1": "my+base64+key"}}
+    }
 
 
 async def test_mismatched_user_or_device_refused(api: MatrixApi) -> None:
@@ -119,10 +134,6 @@ async def test_mismatched_user_or_device_refused(api: MatrixApi) -> None:
     ({"device_keys": "nope"}, "M_BAD_JSON"),
     ({"one_time_keys": []}, "M_BAD_JSON"),
     ({"one_time_keys": {"signed_curve25519": {"key": "x"}}}, "M_BAD_JSON"),
-    ({"one_time_keys": {"signed_curve25519:AAAA": "a string, not signed"}}, "M_BAD_JSON"),
-    ({"one_time_keys": {"signed_curve25519:AAAA": {"key": 5}}}, "M_BAD_JSON"),
-    ({"one_time_keys": {"curve25519:AAAA": "not base64!"}}, "M_BAD_JSON"),
-    ({"one_time_keys": {"curve25519:AAAA": "c2hvcnQ"}}, "M_BAD_JSON"),
     ({"one_time_keys": {"curve25519:AAAA": 12}}, "M_BAD_JSON"),
     ({"fallback_keys": {"curve25519:A": "c2hvcnQ", "curve25519:B": "c2hvcnQ"}}, "M_BAD_JSON"),
 ])
@@ -135,7 +146,6 @@ async def test_malformed_upload_is_400(api: MatrixApi, body: dict[str, Any], err
 @pytest.mark.parametrize(("device_keys_change", "errcode"), [
     ({"algorithms": "m.olm"}, "M_BAD_JSON"),
     ({"keys": {"ed25519:X": 1}}, "M_BAD_JSON"),
-    ({"keys": {}}, "M_BAD_JSON"),
     ({"signatures": []}, "M_BAD_JSON"),
 ])
 async def test_malformed_device_keys_are_400(

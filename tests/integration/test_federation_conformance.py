@@ -1,0 +1,290 @@
+"""What other servers and test suites expect of the federation API beyond the happy path: the
+deprecated paths (the single-key notary query; v1 send_join, send_leave and invite with their
+array answers, which the spec has since dropped from its API files, so checked by hand here),
+reads at events that have no state here, and events that reach into another room
+(prev_events, auth_events, a redaction's target), refused or ignored.
+
+Peer b plays the other server with real keys: its events are built and signed by hand and
+sent through b's federation client, as a server that misbehaves would send them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from federation.client import HttpResponseError, path_segment
+from homeserver.protocol.events import build_event
+from homeserver.protocol.signing import key_id
+from storage import events as events_store
+from storage import state as state_store
+from tests.federation_helpers import validate_ss_response
+from tests.federation_peers import Peers, eventually, join_via
+from tests.helpers import MatrixApi, User
+from tests.integration.test_federation_reads import Room, error, shared_room
+
+V1 = "/_matrix/federation/v1"
+
+
+async def forge(
+    room: Room, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
+    state_key: str | None = None, prev_events: list[str] | None = None,
+    auth_keys: list[tuple[str, str]] | None = None, auth_events: list[str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """An event of b in a room of a, on a's heads and with auth events from a's current state
+    (the create event's, the power levels' and the sender's membership), unless told."""
+    hs = room.a.hs
+    assert hs is not None and hs.db is not None
+    heads = await hs.db.run(lambda c: events_store.get_forward_extremities(c, room_id))
+    current = await hs.db.run(lambda c: state_store.get_current_state(c, room_id))
+    keys = auth_keys or [("m.room.power_levels", ""), ("m.room.member", sender)]
+    if room.version.create_event_in_auth_events:
+        keys.append(("m.room.create", ""))
+    event_id, pdu = build_event(
+        room_version=room.version, room_id=room_id, sender=sender, event_type=event_type,
+        content=content, state_key=state_key,
+        prev_events=prev_events or [h.event_id for h in heads],
+        auth_events=auth_events if auth_events is not None else [current[k] for k in keys],
+        depth=max(h.depth for h in heads) + 1, origin_server_ts=int(time.time() * 1000),
+        server_name=room.b.name, signing_key=room.b.signing_key,
+    )
+    return str(event_id), pdu
+
+
+async def send_pdus(room: Room, *pdus: dict[str, Any]) -> dict[str, Any]:
+    """b's transaction to a: the `pdus` answer (event ID -> {} or {"error": ...})."""
+    answer = await room.b.federation.client.put_json(
+        room.a.name, f"{V1}/send/{uuid.uuid4().hex}",
+        {"origin": room.b.name, "origin_server_ts": int(time.time() * 1000),
+         "pdus": list(pdus), "edus": []},
+    )
+    result: dict[str, Any] = answer["pdus"]
+    return result
+
+
+async def stored(room: Room, event_id: str) -> bool:
+    hs = room.a.hs
+    assert hs is not None and hs.db is not None
+    return event_id in await hs.db.run(lambda c: events_store.get_events(c, [event_id]))
+
+
+async def second_room(room: Room) -> str:
+    """Another public room of a that Bob of b joined too."""
+    other = await room.api.create_room(room.alice, preset="public_chat")
+    await join_via(room.api_b, room.bob, other, room.a)
+    await eventually(lambda: _joined(room.api, room.alice, other, room.bob), "Bob in it")
+    return other
+
+
+async def _joined(api: MatrixApi, user: User, room_id: str, member: User) -> bool:
+    status, body = await api.request(
+        "GET", f"rooms/{quote(room_id)}/state/m.room.member/{quote(member.user_id)}",
+        token=user.token,
+    )
+    return status == 200 and body.get("membership") == "join"
+
+
+# ---- deprecated paths ---------------------------------------------------------------------------
+
+async def test_the_single_key_notary_path_answers_with_the_servers_keys(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    b, c = await peers.new("b"), await peers.new("c")
+    kid = key_id(b.signing_key)
+    url = f"{c.federation_url}/_matrix/key/v2/query/{path_segment(b.name)}/{quote(kid)}"
+    async with peer_http.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+    validate_ss_response("keys_query.yaml", "/query/{serverName}", "GET", 200, answer)
+    [entry] = answer["server_keys"]
+    assert entry["server_name"] == b.name and kid in entry["verify_keys"]
+    assert set(entry["signatures"]) == {b.name, c.name}
+
+
+async def test_v1_send_join_and_send_leave_answer_in_the_array_form(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    carol = await room.api_b.register("carol")
+    client, r = room.b.federation.client, room.room
+
+    async def signed_from_template(kind: str) -> tuple[str, dict[str, Any]]:
+        template = (await client.get_json(
+            room.a.name, f"{V1}/make_{kind}/{r}/{quote(carol.user_id, safe='')}",
+            {"ver": [room.version.identifier]},
+        ))["event"]
+        event_id, pdu = build_event(
+            room_version=room.version, room_id=room.room_id, sender=carol.user_id,
+            event_type="m.room.member", state_key=carol.user_id, content=template["content"],
+            prev_events=template["prev_events"], auth_events=template["auth_events"],
+            depth=template["depth"], origin_server_ts=int(time.time() * 1000),
+            server_name=room.b.name, signing_key=room.b.signing_key,
+        )
+        return str(event_id), pdu
+
+    join_id, join = await signed_from_template("join")
+    answer = await client.put_json(
+        room.a.name, f"{V1}/send_join/{r}/{path_segment(join_id)}", join
+    )
+    status, body = answer
+    assert status == 200
+    members = {e["state_key"] for e in body["state"] if e["type"] == "m.room.member"}
+    assert room.alice.user_id in members and body["auth_chain"]
+    assert await _joined(room.api, room.alice, room.room_id, carol)
+
+    leave_id, leave = await signed_from_template("leave")
+    answer = await client.put_json(
+        room.a.name, f"{V1}/send_leave/{r}/{path_segment(leave_id)}", leave
+    )
+    assert answer == [200, {}]
+    assert not await _joined(room.api, room.alice, room.room_id, carol)
+
+
+async def test_v1_invite_is_countersigned_in_the_array_form(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_b.create_room(bob, preset="private_chat")
+    assert b.hs is not None
+    version, template = await b.hs.incoming.engine.template(
+        room_id, bob.user_id, "m.room.member", {"membership": "invite"}, alice.user_id
+    )
+    event_id, pdu = build_event(
+        room_version=version, room_id=room_id, sender=bob.user_id, event_type="m.room.member",
+        state_key=alice.user_id, content=template["content"],
+        prev_events=template["prev_events"], auth_events=template["auth_events"],
+        depth=template["depth"], origin_server_ts=int(time.time() * 1000),
+        server_name=b.name, signing_key=b.signing_key,
+    )
+    create = {"type": "m.room.create", "state_key": "", "sender": bob.user_id,
+              "content": {"room_version": version.identifier}}
+    path = f"{V1}/invite/{path_segment(room_id)}/{path_segment(str(event_id))}"
+
+    # No room version anywhere: the spec's assumption (1 or 2) is a version a does not support.
+    try:
+        await b.federation.client.put_json(a.name, path, pdu)
+        raise AssertionError("a v1 invite of an unknown room version was accepted")
+    except HttpResponseError as e:
+        assert (e.status, e.body["errcode"]) == (400, "M_INCOMPATIBLE_ROOM_VERSION"), e.body
+
+    body = {**pdu, "unsigned": {"invite_room_state": [create]}}
+    answer = await b.federation.client.put_json(a.name, path, body)
+    status, signed = answer
+    assert status == 200
+    assert set(signed["event"]["signatures"]) == {a.name, b.name}
+    invites = (await api_a.sync(alice)).get("rooms", {}).get("invite", {})
+    assert room_id in invites
+
+
+# ---- reads at events without state here ---------------------------------------------------------
+
+async def test_state_at_an_outlier_or_a_rejected_event_is_not_found(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    hs = room.a.hs
+    assert hs is not None and hs.incoming is not None
+    outlier, pdu = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "o"}
+    )
+    assert outlier in await hs.incoming.store_outliers(room.room_id, [pdu])
+    rejected, pdu = await forge(
+        room, room.room_id, "@mallory:" + room.b.name, "m.room.message",
+        {"msgtype": "m.text", "body": "x"}, auth_keys=[("m.room.power_levels", "")],
+    )
+    assert (await hs.incoming.receive(room.room_id, pdu)).outcome == "rejected"
+    for event_id in (outlier, rejected):
+        for read in ("state", "state_ids"):
+            assert await error(
+                room, "GET", f"/{read}/{room.room}", query={"event_id": event_id}
+            ) == (404, "M_NOT_FOUND"), (read, event_id)
+
+
+async def test_backfill_naming_an_event_of_another_room_is_not_found(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    other = await second_room(room)
+    secret = await room.api.send_message(room.alice, other, "of the other room")
+    status, body = await room.ask(
+        "GET", f"/backfill/{room.room}", query={"v": secret, "limit": "10"}
+    )
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    assert "of the other room" not in str(body)
+
+
+# ---- events reaching into another room ----------------------------------------------------------
+
+async def test_an_event_whose_prev_events_are_in_another_room_is_refused(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    other = await second_room(room)
+    elsewhere = await room.api.send_message(room.alice, other, "a head of the other room")
+    event_id, pdu = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.message",
+        {"msgtype": "m.text", "body": "grafted"}, prev_events=[elsewhere],
+    )
+    answer = await send_pdus(room, pdu)
+    assert "another room" in answer[event_id].get("error", ""), answer
+    assert not await stored(room, event_id)
+
+
+async def test_an_event_whose_auth_events_are_in_another_room_is_rejected(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    other = await second_room(room)
+    hs = room.a.hs
+    assert hs is not None and hs.db is not None
+    state = await hs.db.run(lambda c: state_store.get_current_state(c, room.room_id))
+    other_state = await hs.db.run(lambda c: state_store.get_current_state(c, other))
+    auth = [state[("m.room.power_levels", "")],
+            other_state[("m.room.member", room.bob.user_id)]]
+    if room.version.create_event_in_auth_events:
+        auth.append(state[("m.room.create", "")])
+    event_id, pdu = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.message",
+        {"msgtype": "m.text", "body": "borrowed"}, auth_events=auth,
+    )
+    answer = await send_pdus(room, pdu)
+    assert "another room" in answer[event_id].get("error", ""), answer
+    messages = await room.api.ok(
+        "GET", f"rooms/{quote(room.room_id)}/messages", token=room.alice.token,
+        params={"dir": "b", "limit": "50"},
+    )
+    assert event_id not in {e["event_id"] for e in messages["chunk"]}
+
+
+async def test_a_redaction_of_an_event_of_another_room_is_ignored(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    other = await second_room(room)
+    # Bob's own message: were the room not checked, his server could redact it anywhere.
+    target = await room.api_b.send_message(room.bob, other, "stays")
+
+    async def arrived() -> bool:
+        status, _ = await room.api.request(
+            "GET", f"rooms/{quote(other)}/event/{quote(target)}", token=room.alice.token
+        )
+        return status == 200
+
+    await eventually(arrived, "Bob's message on a")
+    assert room.version.updated_redaction_rules  # `redacts` in the content (v11+)
+    event_id, pdu = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.redaction",
+        {"reason": "across rooms", "redacts": target},
+    )
+    assert await send_pdus(room, pdu) == {event_id: {}}
+    event = await room.api.ok(
+        "GET", f"rooms/{quote(other)}/event/{quote(target)}", token=room.alice.token
+    )
+    assert event["content"].get("body") == "stays"
+    assert "redacted_because" not in event.get("unsigned", {})
