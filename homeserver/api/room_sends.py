@@ -29,7 +29,7 @@ async def send_message_without_txn(request: web.Request) -> web.Response:
     """Not in the spec, but served by Synapse and used by older clients and scripts: a send
     with no transaction ID, so a retried request sends the event again."""
     requester = await require_requester(request)
-    content = await read_json_body(request)
+    content = await read_json_body(request, event_content=True)
     m = request.match_info
     event_id = await request.app[ROOMS].send_event(
         requester, m["room_id"], m["event_type"], content
