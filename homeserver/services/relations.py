@@ -18,23 +18,24 @@ from homeserver.errors import invalid_param
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_reads import RoomReads
-from homeserver.services.streams import StreamToken
+from homeserver.services.streams import MAX_POSITION, StreamToken, prefixed_position
 from storage import events as events_store
 from storage.database import Database
 
-END = 2**62  # above every stream position
+END = MAX_POSITION  # no stream position reaches it
 
 
 def _bound(token: str, *, upper: bool) -> int:
     """An exclusive stream bound from a relations (`r<n>`) or stream (`s...`) token."""
     try:
-        if token.startswith("r") and token[1:].isascii() and token[1:].isdigit():
-            return int(token[1:])
+        own = prefixed_position(token, "r")
+        if own is not None:
+            return own
         position = StreamToken.parse(token).events
     except ValueError:
         raise invalid_param("Not a pagination token from this server") from None
     # A stream token is the position of the last event seen: seen ones are excluded.
-    return position + 1 if upper else position
+    return min(position + 1, END) if upper else position
 
 
 class Relations:

@@ -43,6 +43,18 @@ class StreamToken:
         return cls(*values)
 
 
+def prefixed_position(token: str, prefix: str) -> int | None:
+    """The position of a `<prefix><digits>` page token (relations, threads), None when the
+    token is not of that form; ValueError past the largest position (a client's digits must
+    not reach the database's integers)."""
+    digits = token[len(prefix):]
+    if not token.startswith(prefix) or not digits.isascii() or not digits.isdigit():
+        return None
+    if len(digits) > 19 or int(digits) > MAX_POSITION:
+        raise ValueError("stream position out of range")
+    return int(digits)
+
+
 @dataclass(slots=True)
 class Streams:
     """The writers' position generators; `current()` is what a reader may read up to."""

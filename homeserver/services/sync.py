@@ -322,7 +322,7 @@ class SyncService:
             )
             if flt.room.state.lazy_load_members and summary.get("m.heroes"):
                 present = {e.get("state_key") for e in shown if e.get("type") == "m.room.member"}
-                section["state"]["events"] += await lazy_hero_members(
+                section[window.state_section]["events"] += await lazy_hero_members(
                     conn, self.engine, requester, window, summary["m.heroes"],
                     {k for k in present if isinstance(k, str)}, flt, self.lazy_members,
                 )

@@ -19,10 +19,11 @@ from homeserver.errors import invalid_param
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_reads import RoomReads
+from homeserver.services.streams import MAX_POSITION, prefixed_position
 from storage import events as events_store
 from storage.database import Database
 
-END = 2**62  # above every stream position
+END = MAX_POSITION  # no stream position reaches it
 
 
 class Threads:
@@ -36,10 +37,13 @@ class Threads:
     ) -> dict[str, Any]:
         before = END
         if from_token is not None:
-            digits = from_token[1:]
-            if not from_token.startswith("t") or not digits.isascii() or not digits.isdigit():
+            try:
+                position = prefixed_position(from_token, "t")
+            except ValueError:
+                position = None
+            if position is None:
                 raise invalid_param("'from' is not a pagination token from this server")
-            before = int(digits)
+            before = position
         # 403 for a room the user may not read, 404 for one that doesn't exist.
         await self.reads.state_event(requester, room_id, "m.room.create", "")
         user_id = requester.user_id

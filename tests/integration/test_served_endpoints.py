@@ -5,6 +5,7 @@ server does not offer (third-party networks and identifiers, TURN, SSO, URL prev
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -401,3 +402,18 @@ async def test_support_and_appservice_ping_answers(api: MatrixApi) -> None:
     status, body = await api.request("POST", "/_matrix/client/v1/appservice/irc/ping",
                                      json={}, token=alice.token)
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_page_tokens_past_the_largest_position_are_bad_params(api: MatrixApi) -> None:
+    """Relations and threads tokens are digits a client can make as long as it likes: past
+    the largest stream position they are 400, not a database error."""
+    alice = await api.register("alice")
+    room_id = await api.create_room(alice)
+    parent = await api.send_message(alice, room_id, "parent")
+    huge = "9" * 25
+    for path, token in (
+        (f"/_matrix/client/v1/rooms/{quote(room_id)}/relations/{quote(parent)}", f"r{huge}"),
+        (f"/_matrix/client/v1/rooms/{quote(room_id)}/threads", f"t{huge}"),
+    ):
+        status, body = await api.request("GET", path, token=alice.token, params={"from": token})
+        assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), (path, body)

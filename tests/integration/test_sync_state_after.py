@@ -93,3 +93,20 @@ async def test_left_room_state_after(api: MatrixApi) -> None:
     assert "state" not in room
     state = keyed(room["state_after"]["events"])
     assert state[("m.room.member", bob.user_id)] == room["timeline"]["events"][-1]["event_id"]
+
+
+async def test_state_after_with_lazy_loaded_members_in_an_unnamed_room(api: MatrixApi) -> None:
+    """Heroes of an unnamed room go into `state_after` when the client asked for it (they
+    were put into a `state` section that did not exist: a 500 for every lazy-loading client
+    of an unnamed DM)."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    await api.send_message(alice, room_id, "after the join")  # the timeline holds only this
+    lazy = '{"room": {"state": {"lazy_load_members": true}, "timeline": {"limit": 1}}}'
+    body = await api.sync(alice, use_state_after="true", filter=lazy)
+    room = body["rooms"]["join"][room_id]
+    assert "state" not in room
+    members = {e["state_key"] for e in room["state_after"]["events"]
+               if e["type"] == "m.room.member"}
+    assert bob.user_id in members
