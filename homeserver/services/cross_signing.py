@@ -51,9 +51,11 @@ def _check_cross_signing_key(key: dict[str, Any], key_type: str, user_id: str) -
     public = key.get("keys")
     if not isinstance(public, dict) or len(public) != 1:
         raise bad_json(f"The {key_type} key's 'keys' must hold exactly one key")
-    [value] = public.values()
-    if not isinstance(value, str):
-        raise bad_json(f"The {key_type} key's public key must be a string")
+    [(name, value)] = public.items()
+    # Structure, not key material: a cross-signing key is named after itself, so that its
+    # ID can never be one of the user's device IDs and make signatures ambiguous.
+    if not isinstance(value, str) or name != f"ed25519:{value}":
+        raise bad_json(f"The {key_type} key must be 'ed25519:<public key>': <public key>")
     if "signatures" in key and not isinstance(key["signatures"], dict):
         raise bad_json(f"The {key_type} key's 'signatures' must be an object")
     return value

@@ -163,6 +163,16 @@ async def test_placeholder_cross_signing_keys_stored_as_sent(api: MatrixApi) -> 
     assert served_device["signatures"] == signed["signatures"]
 
 
+async def test_a_cross_signing_key_must_be_named_after_itself(api: MatrixApi) -> None:
+    """The one structural rule of a key's name: `ed25519:<public key>`. A master key named
+    after one of the user's devices would make that device's signatures ambiguous."""
+    alice = await api.register("alice")
+    body = {"master_key": {"user_id": alice.user_id, "usage": ["master"],
+                           "keys": {f"ed25519:{alice.device_id}": "other+key"}}}
+    status, answer = await upload_signing_keys(api, alice, body)
+    assert (status, answer["errcode"]) == (400, "M_BAD_JSON"), answer
+
+
 async def test_signatures_upload_merged_into_query(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
     phone = OlmDevice(api, alice)
