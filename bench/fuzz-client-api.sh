@@ -4,11 +4,13 @@
 #
 # Installs schemathesis (the `fuzz` extra of pyproject.toml, a pinned version) into Moot's .venv,
 # bundles the spec's YAML files into one document (bench/fuzz_bundle.py), starts Moot on a fresh
-# PostgreSQL database with registration open and rate limits off, registers a user and creates
-# a room (the room ID is in the log, for reproducing a failure by hand), then runs `st run` with
-# that user's access token. Extra arguments go to `st run` (e.g. `-n 50` for more examples per
-# operation, `--phases fuzzing`). The two logout operations are left out: they would revoke the
-# token mid-run and turn the rest into 401s. KEEP=1 keeps the server log and schemathesis' reports.
+# PostgreSQL database with registration open and rate limits off, registers a user, creates a
+# room and sends a message (their IDs fill half of the path parameters), then runs `st run` with
+# that user's access token and prints how many requests the server answered and how many with a
+# 5xx (from its access log). MAX_EXAMPLES (20 per operation and phase) and SEED (13) set the size
+# and the randomness; extra arguments go to `st run` (e.g. `--phases stateful`). The two logout
+# operations are left out: they would revoke the token mid-run and turn the rest into 401s.
+# KEEP=1 keeps the server log, schemathesis' report and the database. Exits with st's status.
 set -euo pipefail
 WORK="$(mktemp -d /tmp/moot-fuzz.XXXXXX)"
 STAMP="$(date +%s)_$$"
