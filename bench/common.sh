@@ -8,7 +8,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 SYNAPSE_VENV="$ROOT/bench/.synapse-venv"
-MOOT_PY="$ROOT/.venv/bin/python"
+MOOT_PY="${MOOT_PY:-$ROOT/.venv/bin/python}"
 SERVER_PIDS=()   # every server started here, stopped by stop_servers
 DATABASES=()     # every database created here, dropped on exit unless KEEP=1
 
