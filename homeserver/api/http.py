@@ -6,6 +6,7 @@ that a 500 can only come from a bug, never from a client's input.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -40,11 +41,22 @@ CORS_HEADERS = {
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=orjson.dumps(body),
+        body=encode_json(body),
         status=status,
         content_type="application/json",
         headers=CORS_HEADERS,
     )
+
+
+def encode_json(body: Any) -> bytes:
+    """`body` as JSON. orjson writes integers of 64 bits at most; what clients store as they
+    send it (account data, tags, filters, keys, to-device content) may hold larger ones, which
+    jsonb keeps, and the standard encoder writes those (as Synapse serves them) rather than
+    fail every later read of them, a /sync among them."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def error_response(err: MatrixError) -> web.Response:
