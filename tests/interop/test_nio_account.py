@@ -30,14 +30,14 @@ def password_stage(client: nio.AsyncClient, session: str, password: str) -> dict
 
 
 async def change_password(
-    client: nio.AsyncClient, old: str, new: str, first: dict[str, Any],
+    client: nio.AsyncClient, old: str, new: str, first: dict[str, Any] | None = None,
     added: dict[str, Any] | None = None,
 ) -> None:
     """POST /account/password: the 401 challenge to `first`, then the password stage with
     `first` plus the fields `added` (clients add or drop fields between stages)."""
     path = nio.Api._build_path(["account", "password"])
     headers = {"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"}
-    body: dict[str, Any] = {"new_password": new, **first}
+    body: dict[str, Any] = {"new_password": new, **(first or {})}
     response = await client.send("POST", path, json.dumps(body), headers=headers)
     challenge = await response.json()
     assert response.status == 401, challenge

@@ -51,6 +51,9 @@ class Device:
     texts: dict[str, nio.RoomMessageText] = field(default_factory=dict)
     undecrypted: list[nio.MegolmEvent] = field(default_factory=list)
     room_keys: set[str] = field(default_factory=set)  # Megolm session IDs received
+    # Messages sent before this (server time, ms) may stay undecryptable: the history a room
+    # shows a new member was encrypted before anyone shared its keys with them.
+    joined_ms: int = 0
 
     def __post_init__(self) -> None:
         self.client.add_event_callback(self._on_text, nio.RoomMessageText)
@@ -61,7 +64,8 @@ class Device:
         self.texts[event.body] = event
 
     async def _on_undecrypted(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> None:
-        self.undecrypted.append(event)
+        if event.server_timestamp >= self.joined_ms:
+            self.undecrypted.append(event)
 
     async def _on_room_key(self, event: nio.RoomKeyEvent) -> None:
         self.room_keys.add(event.session_id)
@@ -223,6 +227,7 @@ async def scenario(devices: Callable[[str], Device]) -> None:
 
     # A new member decrypts what is sent after joining.
     dave = await register(devices("dave"))
+    dave.joined_ms = int(time.time() * 1000)  # the room's history before it shows too
     ok(await alice.client.room_invite(room_id, dave.user_id), "invite")
     ok(await dave.client.join(room_id), "join")
     await alice.sync_until(lambda d: dave.user_id in d.client.rooms[room_id].users, "Dave join")
@@ -251,6 +256,7 @@ async def scenario(devices: Callable[[str], Device]) -> None:
     erin = await register(devices("erin"))
     fallback_id = await upload_fallback_key(erin)
     assert await drain_one_time_keys(dave.client, erin.client) == fallback_id
+    erin.joined_ms = int(time.time() * 1000)
     ok(await alice.client.room_invite(room_id, erin.user_id), "invite")
     ok(await erin.client.join(room_id), "join")
     await alice.sync_until(lambda d: erin.user_id in d.client.rooms[room_id].users, "Erin join")
