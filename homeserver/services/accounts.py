@@ -199,6 +199,11 @@ class AccountsService:
             raise invalid_username(f"User IDs may not be longer than {MAX_IDENTIFIER_BYTES} bytes")
         return user_id
 
+    def limit_registration(self, ip: str) -> None:
+        """Count one registration request of `ip`, or 429: a challenge opens a session row
+        and may hash a password, so every request counts, not only those that register."""
+        self._ratelimiter.check("registration", address_key(ip))
+
     async def check_username_available(self, localpart: str) -> str:
         """The user ID `localpart` would get, or M_INVALID_USERNAME / M_USER_IN_USE."""
         user_id = self._user_id_for_registration(localpart)
@@ -225,8 +230,8 @@ class AccountsService:
         self, localpart: str | None, password_hash: str | None, *, device_id: str | None,
         device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
     ) -> Session:
-        """Create an account and, unless `inhibit_login`, its first device and access token."""
-        self._ratelimiter.check("registration", address_key(ip))
+        """Create an account and, unless `inhibit_login`, its first device and access token
+        (the caller has counted the request against `limit_registration`)."""
         login = None if inhibit_login else DeviceLogin(
             self._device_id(device_id), device_display_name, ip, refresh
         )

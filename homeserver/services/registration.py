@@ -63,6 +63,7 @@ class RegistrationService:
     ) -> Session:
         """Register (or, for a session that already did, log in again), or AuthRequired."""
         auth, ip = request.auth, request.client_ip
+        self._accounts.limit_registration(ip)
         session = None
         if auth is not None and auth.session is not None:
             session = await self._uia.resume(auth.session, request)

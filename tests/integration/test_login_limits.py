@@ -159,3 +159,22 @@ async def test_a_login_flood_from_one_address_does_not_delay_another(
     assert during <= alone + 2.0, (alone, during)
     # The address's checks beyond the cap were refused at once, the others ran.
     assert set(statuses) == {403, 429} and statuses[403] <= 2, statuses
+
+
+async def test_registration_challenges_count_against_the_address(
+    make_homeserver: MakeServer,
+) -> None:
+    """A registration request without `auth` opens a session row and may hash a password:
+    each counts against the address's registration budget, not only completed ones."""
+    server = await limited_server(make_homeserver, registration={"per_second": 0.001, "burst": 3})
+    async with client_at(server, ATTACKER) as attacker:
+        for i in range(3):
+            status, body = await attacker.request(
+                "POST", "register", json={"username": f"u{i}", "password": "pw-long-enough-1"}
+            )
+            assert status == 401, body
+        assert_limited(*await attacker.request(
+            "POST", "register", json={"username": "u9", "password": "pw-long-enough-1"}
+        ))
+    async with client_at(server, OTHER) as other:
+        await other.register("unhindered")
