@@ -25,6 +25,14 @@ async def is_room_admin(
 ) -> bool:
     """Whether `user_id` is joined to the room and may change its canonical alias (M_NOT_FOUND
     for a room this server does not know)."""
+    return await may_send_state(conn, engine, room_id, user_id, ADMIN_EVENT_TYPE)
+
+
+async def may_send_state(
+    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str, event_type: str
+) -> bool:
+    """Whether `user_id` is joined to the room now and has the power level to send the state
+    event `event_type` (M_NOT_FOUND for a room this server does not know)."""
     version = await engine.room_version(conn, room_id)
     keys = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)]
     state = await state_store.get_current_state_for_keys(conn, room_id, keys)
@@ -33,5 +41,5 @@ async def is_room_admin(
     if member is None or member["content"].get("membership") != "join" or create is None:
         return False
     pl_content = levels["content"] if levels is not None else None
-    needed = event_power_level(ADMIN_EVENT_TYPE, "", pl_content)
+    needed = event_power_level(event_type, "", pl_content)
     return user_power_level(user_id, pl_content, create, version) >= needed

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, forbidden
-from homeserver.protocol.power_levels import event_power_level, user_power_level
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.services.requester import Requester
+from homeserver.services.room_admins import may_send_state
 from homeserver.services.room_creation import RoomCreation
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_reads import RoomReads
@@ -43,19 +43,20 @@ class RoomUpgrades:
         if new_version not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION",
                               f"Room version {new_version!r} is not supported")
+        # Judged on the current state before anything is created: a former admin may still
+        # read the room as it was, but upgrading it is an act in the room as it is.
+        if not await self.engine.db.run(lambda conn: may_send_state(
+            conn, self.engine, room_id, requester.user_id, TOMBSTONE
+        )):
+            raise forbidden("You may not upgrade this room")
         state = {
             (e["type"], e.get("state_key")): e
             for e in await self.reads.state(requester, room_id)
         }
         create = state[("m.room.create", "")]
-        old_version = get_room_version(create["content"].get("room_version", "1"))
         power = state.get(("m.room.power_levels", ""))
         power_content = dict(power["content"]) if power else None
         user = requester.user_id
-        if user_power_level(user, power_content, create, old_version) < event_power_level(
-            TOMBSTONE, "", power_content
-        ):
-            raise forbidden("You may not upgrade this room")
         body: dict[str, Any] = {
             "room_version": new_version,
             "creation_content": {

@@ -53,6 +53,24 @@ async def test_room_upgrade(api: MatrixApi) -> None:
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
+async def test_an_admin_who_left_cannot_upgrade_the_room(api: MatrixApi) -> None:
+    """Upgrading is an act in the room as it is now: a former admin, who may still read the
+    room as it was when they left, gets 403 and no replacement room is made."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room)
+    levels = await state_event(api, alice.token, room, "m.room.power_levels")
+    levels["users"][bob.user_id] = 100
+    await api.ok("PUT", f"rooms/{room}/state/m.room.power_levels", json=levels,
+                 token=alice.token)
+    await api.ok("POST", f"rooms/{room}/leave", json={}, token=bob.token)
+    before = await api.ok("GET", "joined_rooms", token=bob.token)
+    status, body = await api.request("POST", f"rooms/{room}/upgrade",
+                                     json={"new_version": "12"}, token=bob.token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    assert await api.ok("GET", "joined_rooms", token=bob.token) == before
+
+
 async def test_upgrade_into_a_room_version_with_privileged_creators(api: MatrixApi) -> None:
     alice = await api.register("alice")
     old = await api.create_room(alice, room_version="11")
