@@ -57,7 +57,7 @@ async def test_an_admin_who_left_cannot_upgrade_the_room(api: MatrixApi) -> None
     """Upgrading is an act in the room as it is now: a former admin, who may still read the
     room as it was when they left, gets 403 and no replacement room is made."""
     alice, bob = await api.register("alice"), await api.register("bob")
-    room = await api.create_room(alice, preset="public_chat")
+    room = await api.create_room(alice, preset="public_chat", room_version="11")
     await api.join(bob, room)
     levels = await state_event(api, alice.token, room, "m.room.power_levels")
     levels["users"][bob.user_id] = 100
