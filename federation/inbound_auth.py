@@ -37,6 +37,7 @@ from federation.request_auth import (
     XMatrixCredentials,
     check_destination,
     parse_authorization,
+    raw_body_verifies,
     verify_request,
     x_matrix_values,
 )
@@ -158,7 +159,20 @@ class RequestAuthenticator:
         raise refusal
 
     def _verify(self, header: SignedHeader, method: str, uri: str, body: bytes) -> Any:
-        """The parsed body, once the signature over it checks (CPU only: runs in a thread)."""
+        """The parsed body, once the signature over it checks (CPU only: runs in a thread).
+
+        A large body must be the very bytes that were signed (the canonical JSON Synapse and
+        Moot send): that is checked before parsing, so a forged one costs a hash, not a parse
+        of millions of objects whose allocation and release hold the GIL, and with it the
+        event loop, for most of a second."""
+        if len(body) > OFF_LOOP_BYTES and not raw_body_verifies(
+            header.credentials, method=method, uri=uri, this_server=self.server_name,
+            verify_key=header.key, raw_content=body,
+        ):
+            raise RequestAuthError(
+                "the X-Matrix signature does not verify over the body as sent (a large body "
+                "must be sent as the canonical JSON that was signed)"
+            )
         content = None
         if body.strip():
             try:
