@@ -40,6 +40,7 @@ from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
 from homeserver.listeners import GuardedRunner, ListenerLimits
 from homeserver.protocol.signing import read_signing_keys
+from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
 from homeserver.services.censoring import censor_current_state
@@ -49,12 +50,14 @@ from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
-from homeserver.services.ephemeral import TypingService
+from homeserver.services.ephemeral import ReceiptsService, TypingService
+from homeserver.services.filters import FiltersService
 from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
+from homeserver.services.presence import PresenceService
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.recent_events import RecentEvents
@@ -70,9 +73,11 @@ from homeserver.services.room_engine import RoomEngine
 from homeserver.services.rooms import RoomsService
 from homeserver.services.search import SearchService
 from homeserver.services.streams import Streams, follower_streams, load_streams
-from homeserver.services.sync import SyncService
+from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
+from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
+from homeserver.services.unread_counts import UnreadCounts
 from storage import stats
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
@@ -128,18 +133,18 @@ class Core:
     device_lists: DeviceListService
     e2e_keys: E2EKeysService
     accounts: AccountsService
-    sync: SyncService
+    sync_parts: SyncParts
 
     def replicated(self) -> Replicated:
         return Replicated(
             self.streams, self.notifier, self.engine, self.e2e_keys, self.accounts.token_cache,
-            self.sync.typing, self.sync.presence,
+            self.sync_parts.typing, self.sync_parts.presence,
         )
 
 
-def build_core(
-    config: Config, db: Database, streams: Streams, sync_class: type[SyncService] = SyncService
-) -> Core:
+def build_core(config: Config, db: Database, streams: Streams, *, follower: bool = False) -> Core:
+    """``follower``: a worker, which reads what the main process writes (unread counts from
+    the database rather than kept current in memory)."""
     signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
     server_name = config.server.server_name
     notifier = Notifier()
@@ -153,8 +158,29 @@ def build_core(
     device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
     e2e_keys = E2EKeysService(db, server_name, device_lists, config.quotas)
     accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
-    sync = sync_class(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
-    return Core(streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync)
+    sync_parts = build_sync_parts(config, db, streams, notifier, engine, follower=follower)
+    return Core(
+        streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync_parts
+    )
+
+
+def build_sync_parts(
+    config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
+    *, follower: bool,
+) -> SyncParts:
+    account_data = AccountDataService(db, streams.account_data, notifier, config.quotas)
+    receipts = ReceiptsService(db, engine, streams.receipts, notifier, account_data)
+    unread = UnreadCounts(live=not follower)
+    receipts.on_read.append(unread.read_moved)
+    return SyncParts(
+        filters=FiltersService(db, config.quotas),
+        account_data=account_data,
+        typing=TypingService(db, engine, streams.typing, notifier),
+        receipts=receipts,
+        to_device=ToDeviceService(db, config.server.server_name, streams.to_device, notifier),
+        presence=PresenceService(db, streams.presence, notifier, config.presence),
+        unread=unread,
+    )
 
 
 @dataclass
@@ -193,8 +219,12 @@ class Homeserver:
         async with db.connection() as conn:
             streams = await load_streams(conn)
         core = build_core(config, db, streams)
-        self.typing = core.sync.typing
-        engine, sync, accounts = core.engine, core.sync, core.accounts
+        parts = core.sync_parts
+        self.typing = parts.typing
+        engine, accounts = core.engine, core.accounts
+        sync = SyncService(
+            db, config, engine, core.notifier, streams, e2e_keys=core.e2e_keys, parts=parts
+        )
         censored = await db.transaction(
             lambda conn: censor_current_state(conn, engine), name="censor_current_state"
         )
@@ -204,24 +234,24 @@ class Homeserver:
         server_name = config.server.server_name
         rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
         self.incoming = IncomingEvents(engine)
-        self._background.append(asyncio.create_task(sync.presence.run_idle_sweeper()))
-        push = PushService(db, engine, sync.account_data, server_name, sync.unread)
+        self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
+        push = PushService(db, engine, parts.account_data, server_name, parts.unread)
         engine.observers.append(push)
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
-        client = self._client_app(core)
+        client = self._client_app(core, sync)
         client[ROOMS] = rooms
         uia = UserInteractiveAuth(db, accounts)
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(db, core.device_lists, uia)
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
-        client[TO_DEVICE] = sync.to_device
+        client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, engine)
         client[SEARCH] = SearchService(db, engine)
-        client[TAGS] = TagsService(sync.account_data)
+        client[TAGS] = TagsService(parts.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter)
         client[PUSH] = push
         client.add_routes(client_routes())
@@ -242,7 +272,7 @@ class Homeserver:
             limits = RemoteServerLimits(
                 server_name, config.federation, shared_servers=self._shared_servers(engine)
             )
-            core.e2e_keys.server_limits = sync.to_device.server_limits = limits
+            core.e2e_keys.server_limits = parts.to_device.server_limits = limits
             rooms.server_limits = limits
             rooms.remote_rooms = self.federation.joins
             rooms.reads.history = self.federation.backfiller
@@ -279,7 +309,7 @@ class Homeserver:
         """EDUs both ways: local users' go out through the federation sender, peers' come in
         through the transaction handler; both reach the same services."""
         assert self.federation is not None
-        fed, sync, server_name = self.federation, core.sync, self.config.server.server_name
+        fed, sync, server_name = self.federation, core.sync_parts, self.config.server.server_name
         edus = OutboundEdus(core.engine.db, core.engine, server_name, fed.sender)
         sync.typing.edus = sync.receipts.edus = sync.presence.edus = edus
         sync.to_device.edus = cross_signing.edus = edus
@@ -297,26 +327,28 @@ class Homeserver:
         assert config.database.url is not None  # checked by `config.worker`
         db, self.embedded = await open_database(config, run_migrations=False)
         self.db = db
-        core = build_core(config, db, follower_streams(), WorkerSyncService)
-        self.typing = core.sync.typing
+        streams = follower_streams()
+        core = build_core(config, db, streams, follower=True)
+        self.typing = core.sync_parts.typing
         self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
         core.engine.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
-        core.sync.unread.live = False
         replication = WorkerReplication(config.database.url, core.replicated(), db)
-        assert isinstance(core.sync, WorkerSyncService)
-        core.sync.replication = replication
+        sync = WorkerSyncService(
+            db, config, core.engine, core.notifier, streams, e2e_keys=core.e2e_keys,
+            parts=core.sync_parts, replication=replication,
+        )
         await self._replicate(replication)  # serves nothing before it knows the positions
 
-        client = self._client_app(core)
+        client = self._client_app(core, sync)
         client.add_routes(worker_routes())
         await self._listen("client", client, settings.client.host, settings.client.port)
         await self._serve_metrics(settings.metrics)
 
-    def _client_app(self, core: Core) -> web.Application:
+    def _client_app(self, core: Core, sync: SyncService) -> web.Application:
         """The Client-Server application with what the /sync route needs."""
         client = web.Application(
             client_max_size=self.config.limits.max_request_body_bytes,
@@ -324,7 +356,7 @@ class Homeserver:
         )
         client[CONFIG] = self.config
         client[ACCOUNTS] = core.accounts
-        client[SYNC] = core.sync
+        client[SYNC] = sync
         client[RATELIMITER] = core.ratelimiter
         client[E2E_KEYS] = core.e2e_keys
         return client

@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from homeserver import metrics
+from homeserver.config import Config
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import TypingService
 from homeserver.services.notifier import Notifier
@@ -47,7 +48,7 @@ from homeserver.services.presence import PRESENCE_STATES, PresenceService
 from homeserver.services.requester import Requester
 from homeserver.services.room_engine import RoomEngine
 from homeserver.services.streams import Streams, StreamToken, load_streams
-from homeserver.services.sync import SyncRequest, SyncService
+from homeserver.services.sync import SyncParts, SyncRequest, SyncService
 from homeserver.services.token_cache import TokenCache
 from storage.database import Database
 from storage.notify import Listener, Publisher, chunk_payloads
@@ -317,10 +318,16 @@ class WorkerReplication(_Endpoint):
 class WorkerSyncService(SyncService):
     """/sync in a worker: first hear of the positions of the client's token (see above)."""
 
-    replication: WorkerReplication | None = None
+    def __init__(
+        self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
+        streams: Streams, *, e2e_keys: E2EKeysService, parts: SyncParts,
+        replication: WorkerReplication,
+    ) -> None:
+        super().__init__(db, config, engine, notifier, streams, e2e_keys=e2e_keys, parts=parts)
+        self.replication = replication
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
-        if request.since is not None and self.replication is not None:
+        if request.since is not None:
             await self.replication.catch_up(request.since)
         return await super().sync(requester, request)
 

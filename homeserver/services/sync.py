@@ -82,10 +82,24 @@ class _Rooms:
     left: list[tuple[str, int, str]]  # (room_id, position of the leave, its event ID)
 
 
+@dataclass(frozen=True, slots=True)
+class SyncParts:
+    """The services whose streams /sync reads. The composition root builds them, because the
+    API routes, push and federation use the same instances."""
+
+    filters: FiltersService
+    account_data: AccountDataService
+    typing: TypingService
+    receipts: ReceiptsService
+    to_device: ToDeviceService
+    presence: PresenceService
+    unread: UnreadCounts
+
+
 class SyncService:
     def __init__(
         self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
-        streams: Streams, *, e2e_keys: E2EKeysService,
+        streams: Streams, *, e2e_keys: E2EKeysService, parts: SyncParts,
     ) -> None:
         self.db = db
         self.e2e_keys = e2e_keys
@@ -93,21 +107,14 @@ class SyncService:
         self.engine = engine
         self.notifier = notifier
         self.streams = streams
-        self.filters = FiltersService(db, config.quotas)
-        self.account_data = AccountDataService(
-            db, streams.account_data, notifier, config.quotas
-        )
-        self.typing = TypingService(db, engine, streams.typing, notifier)
-        self.receipts = ReceiptsService(
-            db, engine, streams.receipts, notifier, self.account_data
-        )
-        self.to_device = ToDeviceService(
-            db, config.server.server_name, streams.to_device, notifier
-        )
-        self.presence = PresenceService(db, streams.presence, notifier, config.presence)
-        self.unread = UnreadCounts()
+        self.filters = parts.filters
+        self.account_data = parts.account_data
+        self.typing = parts.typing
+        self.receipts = parts.receipts
+        self.to_device = parts.to_device
+        self.presence = parts.presence
+        self.unread = parts.unread
         self.lazy_members = LazyMembers()
-        self.receipts.on_read.append(self.unread.read_moved)
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
         """The /sync response body; waits up to the timeout while nothing is new."""
