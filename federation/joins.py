@@ -44,6 +44,8 @@ _MAX_STRIPPED_STATE = 50
 
 
 class Joins:
+    federates = True  # the `RemoteRooms` of a server with federation
+
     def __init__(
         self, incoming: IncomingEvents, pdus: InboundPdus, client: FederationClient,
         server_name: str, signing_key: SigningKey,

@@ -40,10 +40,10 @@ from federation.queries import AliasSource, FederationQueries, ProfileSource
 from federation.remote_queries import FederationRemoteQueries
 from federation.room_reads import RoomReads
 from federation.sender import FederationSender
-from federation.transactions import TransactionHandler
+from federation.transactions import EduHandler, TransactionHandler
 from federation.transport import HostResolver, Transport
 from homeserver.config import FederationConfig
-from homeserver.protocol.signing import SigningKey, verify_key_of
+from homeserver.protocol.signing import SigningKey, key_id, verify_key_of
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.incoming_events import IncomingEvents
@@ -53,25 +53,36 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Federation:
+class OutboundFederation:
+    """What this server asks of other servers and sends them. Built before the services,
+    which are handed `remote_queries`, `joins` and `backfiller` (as their `Outward`) and whose
+    EDUs leave through `sender`."""
+
     transport: Transport
     discovery: ServerDiscovery
     client: FederationClient
     keyring: Keyring
+    sender: FederationSender
+    remote_queries: FederationRemoteQueries
+    pdus: InboundPdus  # checks and stores what joins, backfill and transactions bring
+    joins: Joins
+    backfiller: Backfiller
+
+
+@dataclass
+class Federation:
+    """One server's federation: the outbound parts, and the inbound ones, built after the
+    services they answer from."""
+
+    outbound: OutboundFederation
     authenticator: RequestAuthenticator
     own_keys: OwnKeys
     notary: Notary
     queries: FederationQueries
-    sender: FederationSender
     directory: DirectoryService
     e2e_keys: E2EKeysService
-    # What the client API's services ask other servers through (app.py plugs it in).
-    remote_queries: FederationRemoteQueries
-    pdus: InboundPdus
     transactions: TransactionHandler
-    joins: Joins
     room_reads: RoomReads
-    backfiller: Backfiller  # the history /messages asks for (app.py plugs it in)
 
     def install(self, app: web.Application, body_limit: int) -> None:
         """Mount the Server-Server routes and what they call on the federation listener;
@@ -84,15 +95,15 @@ class Federation:
         app[DIRECTORY] = self.directory
         app[E2E_KEYS] = self.e2e_keys
         app[TRANSACTIONS] = self.transactions
-        app[JOINS] = self.joins
+        app[JOINS] = self.outbound.joins
         app[ROOM_READS] = self.room_reads
         app.add_routes(federation_routes())
 
     async def close(self) -> None:
         """Stop the sender (its queue stays in the database), then close the connections."""
-        await self.sender.stop()
+        await self.outbound.sender.stop()
         self.authenticator.close()
-        await self.transport.close()
+        await self.outbound.transport.close()
 
 
 def make_client(
@@ -110,12 +121,11 @@ def make_client(
     return FederationClient(server_name, signing_key, transport, discovery)
 
 
-def build_federation(
+def build_outbound(
     server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
-    profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
-    e2e_keys: E2EKeysService, incoming: IncomingEvents,
-) -> Federation:
-    """Every federation component of one server; warns when a safety switch is off."""
+    incoming: IncomingEvents,
+) -> OutboundFederation:
+    """Every part that reaches other servers; warns when a safety switch is off."""
     if not config.verify_certificates:
         log.warning(
             "federation.verify_certificates is off: peers' TLS certificates are NOT checked "
@@ -127,9 +137,8 @@ def build_federation(
             "loopback, private and link-local addresses"
         )
     client = make_client(server_name, signing_key, config)
-    own_keys = OwnKeys(server_name, signing_key)
     keyring = Keyring(
-        db, client, server_name=server_name, own_key_id=own_keys.key_id,
+        db, client, server_name=server_name, own_key_id=key_id(signing_key),
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
         unknown_fetches_per_minute=config.unknown_server_key_fetches_per_minute,
     )
@@ -138,18 +147,30 @@ def build_federation(
         metrics_destinations=config.metrics_destinations,
     )
     pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
-    return Federation(
+    return OutboundFederation(
         transport=client.transport, discovery=client.discovery, client=client,
-        keyring=keyring,
+        keyring=keyring, sender=sender, remote_queries=FederationRemoteQueries(client),
+        pdus=pdus, joins=Joins(incoming, pdus, client, server_name, signing_key),
+        backfiller=Backfiller(pdus, client, server_name),
+    )
+
+
+def build_federation(
+    outbound: OutboundFederation, server_name: str, signing_key: SigningKey, db: Database,
+    profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
+    e2e_keys: E2EKeysService, edu_handlers: dict[str, EduHandler],
+) -> Federation:
+    """The inbound parts, answering from the services (built after them) and ``edu_handlers``."""
+    own_keys = OwnKeys(server_name, signing_key)
+    keyring, pdus = outbound.keyring, outbound.pdus
+    return Federation(
+        outbound=outbound,
         authenticator=RequestAuthenticator(
-            server_name, keyring, on_peer_contact=sender.peer_is_back
+            server_name, keyring, on_peer_contact=outbound.sender.peer_is_back
         ),
         own_keys=own_keys, notary=Notary(own_keys, keyring),
         queries=FederationQueries(server_name, profiles, aliases),
-        sender=sender,
-        directory=directory, e2e_keys=e2e_keys, remote_queries=FederationRemoteQueries(client),
-        pdus=pdus, transactions=TransactionHandler(db, pdus),
-        joins=Joins(incoming, pdus, client, server_name, signing_key),
-        room_reads=RoomReads(incoming.engine, pdus.server_allowed),
-        backfiller=Backfiller(pdus, client, server_name),
+        directory=directory, e2e_keys=e2e_keys,
+        transactions=TransactionHandler(db, pdus, edu_handlers),
+        room_reads=RoomReads(pdus.engine, pdus.server_allowed),
     )

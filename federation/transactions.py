@@ -38,10 +38,12 @@ EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
 
 class TransactionHandler:
-    def __init__(self, db: Database, pdus: InboundPdus) -> None:
+    def __init__(
+        self, db: Database, pdus: InboundPdus, edu_handlers: dict[str, EduHandler]
+    ) -> None:
         self.db = db
         self.pdus = pdus
-        self.edu_handlers: dict[str, EduHandler] = {}
+        self.edu_handlers = edu_handlers
         self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._stored = 0
 

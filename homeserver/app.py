@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation.api.context import OPENID as FEDERATION_OPENID
 from federation.edus import InboundEdus
-from federation.stack import Federation, build_federation
+from federation.stack import Federation, OutboundFederation, build_federation, build_outbound
+from federation.transactions import EduHandler
 from homeserver import metrics
 from homeserver.api import client_routes, worker_routes
 from homeserver.api.context import (
@@ -57,6 +58,7 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
+from homeserver.services.outward import NO_FEDERATION, Outward
 from homeserver.services.presence import PresenceService
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
@@ -142,23 +144,37 @@ class Core:
         )
 
 
-def build_core(config: Config, db: Database, streams: Streams, *, follower: bool = False) -> Core:
-    """``follower``: a worker, which reads what the main process writes (unread counts from
-    the database rather than kept current in memory)."""
+def build_engine(config: Config, db: Database, streams: Streams, notifier: Notifier) -> RoomEngine:
     signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
-    server_name = config.server.server_name
-    notifier = Notifier()
-    ratelimiter = RateLimiter(config.rate_limits)
-    engine = RoomEngine(
-        db, server_name=server_name, signing_key=signing_key,
+    return RoomEngine(
+        db, server_name=config.server.server_name, signing_key=signing_key,
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
         event_cache_max_bytes=config.caches.event_cache_max_bytes,
         recent_events_max_bytes=config.caches.recent_events_max_bytes,
     )
-    device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
-    e2e_keys = E2EKeysService(db, server_name, device_lists, config.quotas)
-    accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
-    sync_parts = build_sync_parts(config, db, streams, notifier, engine, follower=follower)
+
+
+def build_core(
+    config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
+    outward: Outward, *, follower: bool = False,
+) -> Core:
+    """``follower``: a worker, which reads what the main process writes (unread counts from
+    the database rather than kept current in memory)."""
+    server_name = config.server.server_name
+    ratelimiter = RateLimiter(config.rate_limits)
+    device_lists = DeviceListService(
+        db, streams.device_lists, notifier, engine, DeviceListUpdates(db, outward.edus)
+    )
+    e2e_keys = E2EKeysService(
+        db, server_name, device_lists, config.quotas, remote=outward.queries,
+        server_limits=outward.server_limits,
+    )
+    accounts = AccountsService(
+        db, config, ratelimiter, device_lists=device_lists, remote=outward.queries
+    )
+    sync_parts = build_sync_parts(
+        config, db, streams, notifier, engine, outward, follower=follower
+    )
     return Core(
         streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync_parts
     )
@@ -166,21 +182,49 @@ def build_core(config: Config, db: Database, streams: Streams, *, follower: bool
 
 def build_sync_parts(
     config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
-    *, follower: bool,
+    outward: Outward, *, follower: bool,
 ) -> SyncParts:
+    edus = outward.edus
     account_data = AccountDataService(db, streams.account_data, notifier, config.quotas)
-    receipts = ReceiptsService(db, engine, streams.receipts, notifier, account_data)
+    receipts = ReceiptsService(db, engine, streams.receipts, notifier, account_data, edus)
     unread = UnreadCounts(live=not follower)
     receipts.on_read.append(unread.read_moved)
     return SyncParts(
         filters=FiltersService(db, config.quotas),
         account_data=account_data,
-        typing=TypingService(db, engine, streams.typing, notifier),
+        typing=TypingService(db, engine, streams.typing, notifier, edus),
         receipts=receipts,
-        to_device=ToDeviceService(db, config.server.server_name, streams.to_device, notifier),
-        presence=PresenceService(db, streams.presence, notifier, config.presence),
+        to_device=ToDeviceService(
+            db, config.server.server_name, streams.to_device, notifier, edus=edus,
+            server_limits=outward.server_limits,
+        ),
+        presence=PresenceService(db, streams.presence, notifier, config.presence, edus),
         unread=unread,
     )
+
+
+def federation_outward(
+    config: Config, db: Database, engine: RoomEngine, outbound: OutboundFederation
+) -> Outward:
+    """What the services reach other servers through when this server federates."""
+    server_name = config.server.server_name
+    return Outward(
+        queries=outbound.remote_queries, rooms=outbound.joins, history=outbound.backfiller,
+        server_limits=RemoteServerLimits(
+            server_name, config.federation, shared_servers=_shared_servers(engine)
+        ),
+        edus=OutboundEdus(db, engine, server_name, outbound.sender),
+    )
+
+
+def _shared_servers(engine: RoomEngine) -> Callable[[str], Awaitable[set[str]]]:
+    """The servers of the users sharing a joined room with a user (free of the caps on
+    other servers a user makes us contact)."""
+    async def shared(user_id: str) -> set[str]:
+        users = await engine.db.run(lambda conn: users_sharing_room(engine, conn, user_id))
+        return servers_of(users)
+
+    return shared
 
 
 @dataclass
@@ -218,10 +262,20 @@ class Homeserver:
         self.db = db
         async with db.connection() as conn:
             streams = await load_streams(conn)
-        core = build_core(config, db, streams)
+        server_name, listeners = config.server.server_name, config.listeners
+        notifier = Notifier()
+        engine = build_engine(config, db, streams, notifier)
+        self.incoming = IncomingEvents(engine)
+        outbound = build_outbound(
+            server_name, engine.signing_key, config.federation, db, self.incoming
+        )
+        # Only a server that peers can reach (and fetch keys from) asks them anything.
+        federates = listeners.federation.port is not None
+        outward = federation_outward(config, db, engine, outbound) if federates else NO_FEDERATION
+        core = build_core(config, db, streams, notifier, engine, outward)
         parts = core.sync_parts
         self.typing = parts.typing
-        engine, accounts = core.engine, core.accounts
+        accounts = core.accounts
         sync = SyncService(
             db, config, engine, core.notifier, streams, e2e_keys=core.e2e_keys, parts=parts
         )
@@ -231,9 +285,7 @@ class Homeserver:
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
         self.accounts = accounts
-        server_name = config.server.server_name
-        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
-        self.incoming = IncomingEvents(engine)
+        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter, outward)
         self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
         push = PushService(db, engine, parts.account_data, server_name, parts.unread)
         engine.observers.append(push)
@@ -243,7 +295,9 @@ class Homeserver:
         client = self._client_app(core, sync)
         client[ROOMS] = rooms
         uia = UserInteractiveAuth(db, accounts)
-        client[CROSS_SIGNING] = cross_signing = CrossSigningService(db, core.device_lists, uia)
+        client[CROSS_SIGNING] = cross_signing = CrossSigningService(
+            db, core.device_lists, uia, outward.edus
+        )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
@@ -255,34 +309,22 @@ class Homeserver:
         client[MEDIA] = MediaService(db, config, core.ratelimiter)
         client[PUSH] = push
         client.add_routes(client_routes())
-        listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
         federation = web.Application(
             client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
-            server_name, engine.signing_key, config.federation, db, accounts,
-            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys, incoming=self.incoming,
+            outbound, server_name, engine.signing_key, db, accounts, aliases=rooms,
+            directory=directory, e2e_keys=core.e2e_keys,
+            edu_handlers=self._edu_handlers(core, outbound, cross_signing) if federates else {},
         )
-        if listeners.federation.port is not None:
-            # Only a server that peers can reach (and fetch keys from) asks them anything.
-            remote = self.federation.remote_queries
-            core.e2e_keys.remote = accounts.remote = rooms.remote = remote
-            limits = RemoteServerLimits(
-                server_name, config.federation, shared_servers=self._shared_servers(engine)
-            )
-            core.e2e_keys.server_limits = parts.to_device.server_limits = limits
-            rooms.server_limits = limits
-            rooms.remote_rooms = self.federation.joins
-            rooms.reads.history = self.federation.backfiller
-            self._plug_edus(core, cross_signing)
         # Stopped by `federation.close()` in `stop`, before the pool closes.
-        engine.observers.append(self.federation.sender)
-        await self.federation.sender.start()
+        engine.observers.append(outbound.sender)
+        await outbound.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
         federation[FEDERATION_OPENID] = accounts.openid
-        if listeners.federation.port is not None:
+        if federates:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(
                 config.path(listeners.federation.tls_certificate_path),
@@ -295,30 +337,18 @@ class Homeserver:
         if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
 
-    @staticmethod
-    def _shared_servers(engine: RoomEngine) -> Callable[[str], Awaitable[set[str]]]:
-        """The servers of the users sharing a joined room with a user (free of the caps on
-        other servers a user makes us contact)."""
-        async def shared(user_id: str) -> set[str]:
-            users = await engine.db.run(lambda conn: users_sharing_room(engine, conn, user_id))
-            return servers_of(users)
-
-        return shared
-
-    def _plug_edus(self, core: Core, cross_signing: CrossSigningService) -> None:
-        """EDUs both ways: local users' go out through the federation sender, peers' come in
-        through the transaction handler; both reach the same services."""
-        assert self.federation is not None
-        fed, sync, server_name = self.federation, core.sync_parts, self.config.server.server_name
-        edus = OutboundEdus(core.engine.db, core.engine, server_name, fed.sender)
-        sync.typing.edus = sync.receipts.edus = sync.presence.edus = edus
-        sync.to_device.edus = cross_signing.edus = edus
-        core.device_lists.publisher = DeviceListUpdates(core.e2e_keys, edus)
-        InboundEdus(
-            server_name, core.engine, fed.pdus, fed.client, typing=sync.typing,
-            receipts=sync.receipts, presence=sync.presence, to_device=sync.to_device,
-            device_lists=core.device_lists, cross_signing=cross_signing,
-        ).register(fed.transactions.edu_handlers)
+    def _edu_handlers(
+        self, core: Core, outbound: OutboundFederation, cross_signing: CrossSigningService
+    ) -> dict[str, EduHandler]:
+        """Peers' EDUs, for the transaction handler: they reach the same services whose local
+        users' EDUs go out through the sender."""
+        parts = core.sync_parts
+        return InboundEdus(
+            self.config.server.server_name, core.engine, outbound.pdus, outbound.client,
+            typing=parts.typing, receipts=parts.receipts, presence=parts.presence,
+            to_device=parts.to_device, device_lists=core.device_lists,
+            cross_signing=cross_signing,
+        ).handlers()
 
     async def _start_worker(self, name: str) -> None:
         """/sync only, reading what the main process writes (see `services/replication.py`)."""
@@ -328,7 +358,9 @@ class Homeserver:
         db, self.embedded = await open_database(config, run_migrations=False)
         self.db = db
         streams = follower_streams()
-        core = build_core(config, db, streams, follower=True)
+        notifier = Notifier()
+        engine = build_engine(config, db, streams, notifier)
+        core = build_core(config, db, streams, notifier, engine, NO_FEDERATION, follower=True)
         self.typing = core.sync_parts.typing
         self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread

@@ -105,8 +105,11 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
             return 0
         from homeserver.services.accounts import AccountsService
         from homeserver.services.ratelimit import RateLimiter
+        from homeserver.services.remote_queries import NoRemoteQueries
 
-        accounts = AccountsService(db, config, RateLimiter(config.rate_limits))
+        accounts = AccountsService(
+            db, config, RateLimiter(config.rate_limits), remote=NoRemoteQueries()
+        )
         localpart = args.user
         if localpart.startswith("@"):
             localpart = localpart[1:].split(":", 1)[0]

@@ -97,7 +97,7 @@ class AccountsService:
     def __init__(
         self, db: Database, config: Config, ratelimiter: RateLimiter,
         clock: Callable[[], float] = time.monotonic,
-        device_lists: DeviceListService | None = None,
+        device_lists: DeviceListService | None = None, *, remote: RemoteQueries,
     ) -> None:
         self._db = db
         self.openid = OpenIdTokens()
@@ -111,8 +111,7 @@ class AccountsService:
             limits.password_checks_per_ip if limits.enabled else None,
         )
         self._tokens = TokenCache(clock)
-        # Other servers' profiles are asked of them (plugged in by app.py with federation).
-        self.remote: RemoteQueries | None = None
+        self.remote = remote  # other servers' profiles are asked of them
 
     def close(self) -> None:
         """Stop the password hashing threads."""
@@ -458,7 +457,7 @@ class AccountsService:
     async def lookup_profile(self, user_id: str) -> dict[str, Any]:
         """The profile a client asks for: a user of another server's from their server (as
         `get_profile` without federation)."""
-        if self.remote is not None and parse_user_id(user_id)[1] != self.server_name:
+        if parse_user_id(user_id)[1] != self.server_name:
             return await self.remote.profile(user_id)
         return await self.get_profile(user_id)
 

@@ -35,7 +35,7 @@ from homeserver.config import PresenceConfig
 from homeserver.errors import forbidden
 from homeserver.services.clock import now_ms
 from homeserver.services.notifier import Notifier
-from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.outbound_edus import Edus
 from storage import presence as presence_store
 from storage.database import Database
 from storage.presence import PresenceRow
@@ -56,7 +56,7 @@ EDU_FIELDS = ("presence", "status_msg", "last_active_ago", "currently_active")
 class PresenceService:
     def __init__(
         self, db: Database, stream: StreamIdGenerator, notifier: Notifier,
-        config: PresenceConfig, clock: Callable[[], int] = now_ms,
+        config: PresenceConfig, edus: Edus, clock: Callable[[], int] = now_ms,
     ) -> None:
         self.db = db
         self.stream = stream
@@ -72,9 +72,8 @@ class PresenceService:
         # Set in a process that does not write the presence stream (a worker): /sync activity
         # is handed to it, for the process that does, instead of being written here.
         self.forward: Callable[[str, str], None] | None = None
-        # Where local users' changes go to other servers (None: no federation), and when
-        # each was last sent there.
-        self.edus: OutboundEdus | None = None
+        # Where local users' changes go to other servers, and when each was last sent there.
+        self.edus = edus
         self._announced: dict[str, int] = {}
 
     # ---- writes ---------------------------------------------------------------------------
@@ -173,7 +172,7 @@ class PresenceService:
         """Wake the user and their roommates; tell the roommates' servers of a local user."""
         roommates = await self.db.run(lambda conn: presence_store.get_roommates(conn, user_id))
         self.notifier.notify_users(roommates | {user_id})
-        if self.edus is not None and self.edus.is_local(user_id):
+        if self.edus.sends_for(user_id):
             await self._announce(user_id, roommates)
 
     def _announce_due(self, user_id: str) -> bool:
@@ -181,14 +180,14 @@ class PresenceService:
         other servers only hear of changes, so without this their idle timeout would take
         an active user offline there."""
         last = self._announced.get(user_id)
-        return self.edus is not None and self.edus.is_local(user_id) and (
+        return self.edus.sends_for(user_id) and (
             last is None or self.clock() - last >= self.idle_ms // 2
         )
 
     async def _announce(self, user_id: str, roommates: set[str]) -> None:
         """Send a local user's presence to the other servers of their roommates."""
         edus = self.edus
-        if edus is None or all(edus.is_local(u) for u in roommates):
+        if not edus.reaches_any(roommates):
             return
         row = await self.db.run(lambda conn: presence_store.get_presence(conn, user_id))
         if row is not None:

@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from homeserver.config import FederationConfig
 from homeserver.errors import MatrixError, limit_exceeded, too_large
@@ -39,6 +40,20 @@ MAX_USERS = 100_000
 class _Window:
     start_s: float
     servers: set[str] = field(default_factory=set)
+
+
+class ServerLimits(Protocol):
+    async def admit(self, user_id: str, servers: Iterable[str]) -> None:
+        """Count the other servers a request of ``user_id`` is about to contact, or raise
+        413/429 (nothing is counted then)."""
+        ...
+
+
+class NoServerLimits:
+    """Without federation a request contacts no other server: there is nothing to count."""
+
+    async def admit(self, user_id: str, servers: Iterable[str]) -> None:
+        return
 
 
 class RemoteServerLimits:

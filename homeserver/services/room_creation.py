@@ -18,7 +18,7 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, room_full_er
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from homeserver.services.remote_server_limits import RemoteServerLimits
+from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.room_engine import MEMBER_LIMIT_TYPE, RoomEngine
 from storage import rooms as rooms_store
 from storage.database import Database
@@ -61,7 +61,7 @@ class RoomCreation:
         self.server_name = config.server.server_name
 
     async def create_room(
-        self, user: str, body: dict[str, Any], server_limits: RemoteServerLimits | None = None,
+        self, user: str, body: dict[str, Any], server_limits: ServerLimits | None = None,
     ) -> str:
         """Spec createRoom: the events in the spec's order, each through the room engine;
         ``server_limits`` counts the invitees' servers (with federation)."""

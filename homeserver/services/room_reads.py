@@ -53,11 +53,10 @@ class View:
 
 
 class RoomReads:
-    def __init__(self, db: Database, engine: RoomEngine) -> None:
+    def __init__(self, db: Database, engine: RoomEngine, history: RemoteHistory) -> None:
         self.db = db
         self.engine = engine
-        # Where /messages asks for history from before our join (plugged in by app.py).
-        self.history: RemoteHistory | None = None
+        self.history = history  # where /messages asks for history from before our join
 
     async def _view(self, conn: asyncpg.Connection, room_id: str, user_id: str) -> View:
         """Who may read a room (room_state.yaml 403: "You aren't a member of the room and
@@ -214,8 +213,6 @@ class RoomReads:
 
     async def _backfill(self, room_id: str, limit: int) -> bool:
         """Whether other servers gave us history from before what this server holds."""
-        if self.history is None:
-            return False
         points = await self.db.run(
             lambda conn: event_graph.get_backward_extremities(conn, room_id, BACKFILL_POINTS)
         )

@@ -384,7 +384,7 @@ async def test_a_request_from_the_peer_ends_the_backoff_of_a_running_server(
     """The wiring: an authenticated request from a peer reaches the sender of a real Moot."""
     a = await peers.new("a")
     b = await peers.new("b", start=False)  # down: A's transactions to it fail
-    sender = a.federation.sender
+    sender = a.federation.outbound.sender
     await sender.send_edu([b.name], "m.typing", {"room_id": "!r:x", "user_id": "@u:x"})
     assert a.hs is not None and a.hs.db is not None
     db = a.hs.db
@@ -397,7 +397,7 @@ async def test_a_request_from_the_peer_ends_the_backoff_of_a_running_server(
     assert state is not None and state.retry_at is not None
     await b.start()
     with contextlib.suppress(HttpResponseError):  # no such user: it was authenticated first
-        await b.federation.client.get_json(
+        await b.federation.outbound.client.get_json(
             a.name, "/_matrix/federation/v1/query/profile", {"user_id": f"@nobody:{a.name}"}
         )
 

@@ -52,13 +52,13 @@ async def fetched_from(moot: Peer, server_name: str) -> list[str]:
 
 async def test_moot_fetches_synapses_keys_and_version(peers: Peers, synapse: SynapsePeer) -> None:
     moot = await peers.new("moot")
-    found = await moot.federation.keyring.get_verify_key(
+    found = await moot.federation.outbound.keyring.get_verify_key(
         synapse.server_name, key_id(synapse.signing_key), for_requests=True
     )
     assert found.encode() == synapse.signing_key.verify_key.encode()  # type: ignore[attr-defined]
     assert await fetched_from(moot, synapse.server_name) == [synapse.server_name]
 
-    version = await moot.federation.client.get_json(
+    version = await moot.federation.outbound.client.get_json(
         synapse.server_name, "/_matrix/federation/v1/version"
     )
     validate_ss_response("version.yaml", "/version", "GET", 200, version)
@@ -71,14 +71,14 @@ async def test_synapse_accepts_moots_signed_profile_query(
     moot = await peers.new("moot")
     bob = await synapse_user(synapse, "bob")
     # query/profile needs X-Matrix on Synapse: an answer means it checked our signature.
-    profile = await moot.federation.client.get_json(synapse.server_name, PROFILE,
+    profile = await moot.federation.outbound.client.get_json(synapse.server_name, PROFILE,
                                                     {"user_id": bob})
     assert profile.get("displayname") == "Bob of synapse"
-    assert await moot.federation.client.get_json(
+    assert await moot.federation.outbound.client.get_json(
         synapse.server_name, PROFILE, {"user_id": bob, "field": "displayname"}
     ) == {"displayname": "Bob of synapse"}
     with pytest.raises(HttpResponseError) as info:
-        await moot.federation.client.get_json(
+        await moot.federation.outbound.client.get_json(
             synapse.server_name, PROFILE, {"user_id": f"@nobody:{synapse.server_name}"}
         )
     assert (info.value.status, info.value.errcode) == (404, "M_NOT_FOUND")
@@ -106,7 +106,7 @@ async def test_synapse_vouches_for_moots_keys_as_a_notary(
     b_key_id = key_id(b.signing_key)
     # Synapse fetches B's keys from B, checks B's self-signature and adds its own. (Synapse
     # requires the timestamp the spec makes optional.)
-    answer = await a.federation.client.post_json(synapse.server_name, KEY_QUERY, {
+    answer = await a.federation.outbound.client.post_json(synapse.server_name, KEY_QUERY, {
         "server_keys": {b.name: {b_key_id: {"minimum_valid_until_ts": now_ms()}}},
     })
     validate_ss_response("keys_query.yaml", "/query", "POST", 200, answer)
@@ -116,7 +116,7 @@ async def test_synapse_vouches_for_moots_keys_as_a_notary(
 
     # With B down, A still gets B's key through Synapse and checks both signatures.
     await b.stop()
-    found = await a.federation.keyring.get_verify_key(b.name, b_key_id, for_requests=True)
+    found = await a.federation.outbound.keyring.get_verify_key(b.name, b_key_id, for_requests=True)
     assert found.encode() == b.signing_key.verify_key.encode()  # type: ignore[attr-defined]
     assert await fetched_from(a, b.name) == [synapse.server_name]
 
@@ -137,7 +137,7 @@ async def test_moot_gets_keys_through_synapse_of_a_server_only_synapse_reaches(
     try:
         origin.handlers["/_matrix/key/v2/server"] = keys_for_synapse_only
         a = await peers.new("a", notaries=(synapse.server_name,))
-        found = await a.federation.keyring.get_verify_key(
+        found = await a.federation.outbound.keyring.get_verify_key(
             origin.server_name, key_id(origin_key), for_requests=True
         )
         assert found.encode() == origin_key.verify_key.encode()  # type: ignore[attr-defined]

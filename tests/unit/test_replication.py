@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from homeserver.services.ephemeral import TypingService
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import NoEdus
 from homeserver.services.replication import Replicated, WorkerReplication
 from homeserver.services.requester import Requester
 from homeserver.services.streams import StreamToken, follower_streams
@@ -18,7 +19,7 @@ from homeserver.services.token_cache import TokenCache
 def worker() -> WorkerReplication:
     streams = follower_streams()
     notifier = Notifier()
-    typing = TypingService(cast(Any, None), cast(Any, None), streams.typing, notifier)
+    typing = TypingService(cast(Any, None), cast(Any, None), streams.typing, notifier, NoEdus())
     state = Replicated(
         streams, notifier, engine=cast(Any, None), e2e_keys=cast(Any, None),
         tokens=TokenCache(time.monotonic), typing=typing,
