@@ -27,7 +27,7 @@ from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.signing import SigningKey, sign_event
 from homeserver.services import room_state
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.remote_memberships import RemoteMemberships
@@ -48,9 +48,10 @@ class Joins:
 
     def __init__(
         self, incoming: IncomingEvents, pdus: InboundPdus, client: FederationClient,
-        server_name: str, signing_key: SigningKey,
+        server_name: str, signing_key: SigningKey, clock: Clock,
     ) -> None:
         self.incoming = incoming
+        self.clock = clock
         self.memberships = RemoteMemberships(incoming)
         self.engine = incoming.engine
         self.pdus = pdus
@@ -446,7 +447,7 @@ class Joins:
             event_type="m.room.member", content=dict(template.get("content", {})),
             state_key=target, prev_events=list(template["prev_events"]),
             auth_events=list(template["auth_events"]), depth=int(template["depth"]),
-            origin_server_ts=now_ms(), server_name=self.server_name,
+            origin_server_ts=self.clock.now_ms(), server_name=self.server_name,
             signing_key=self.signing_key,
         )
         return event_id, pdu

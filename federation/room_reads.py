@@ -30,7 +30,7 @@ from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services import room_state
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.room_engine import RoomEngine
 from storage import event_graph
 from storage import events as events_store
@@ -51,14 +51,15 @@ Pdu = dict[str, Any]
 
 
 class RoomReads:
-    def __init__(self, engine: RoomEngine, server_allowed: AclCheck) -> None:
+    def __init__(self, engine: RoomEngine, server_allowed: AclCheck, clock: Clock) -> None:
         self.engine = engine
+        self.clock = clock
         self.server_name = engine.server_name
         self.server_allowed = server_allowed
 
     def transaction(self, pdus: list[Pdu]) -> dict[str, Any]:
         """The transaction shape /event and /backfill answer in."""
-        return {"origin": self.server_name, "origin_server_ts": now_ms(), "pdus": pdus}
+        return {"origin": self.server_name, "origin_server_ts": self.clock.now_ms(), "pdus": pdus}
 
     async def event(self, origin: str, event_id: str) -> Pdu:
         found: list[StoredEvent] = await self._read(

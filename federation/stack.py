@@ -17,6 +17,7 @@ from federation.api import federation_routes
 from federation.api.context import (
     AUTHENTICATOR,
     BODY_LIMIT,
+    CLOCK,
     DIRECTORY,
     E2E_KEYS,
     JOINS,
@@ -44,6 +45,7 @@ from federation.transactions import EduHandler, TransactionHandler
 from federation.transport import HostResolver, Transport
 from homeserver.config import FederationConfig
 from homeserver.protocol.signing import SigningKey, key_id, verify_key_of
+from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.incoming_events import IncomingEvents
@@ -75,6 +77,7 @@ class Federation:
     services they answer from."""
 
     outbound: OutboundFederation
+    clock: Clock
     authenticator: RequestAuthenticator
     own_keys: OwnKeys
     notary: Notary
@@ -88,6 +91,7 @@ class Federation:
         """Mount the Server-Server routes and what they call on the federation listener;
         authenticated routes read bodies up to ``body_limit`` (`PUT /send`: a transaction)."""
         app[BODY_LIMIT] = body_limit
+        app[CLOCK] = self.clock
         app[OWN_KEYS] = self.own_keys
         app[NOTARY] = self.notary
         app[AUTHENTICATOR] = self.authenticator
@@ -107,7 +111,7 @@ class Federation:
 
 
 def make_client(
-    server_name: str, signing_key: SigningKey, config: FederationConfig, *,
+    server_name: str, signing_key: SigningKey, config: FederationConfig, clock: Clock, *,
     srv_resolver: SrvResolver | None = None, host_resolver: HostResolver | None = None,
 ) -> FederationClient:
     """A federation client with its own transport and discovery, set up as ``config`` says."""
@@ -117,13 +121,15 @@ def make_client(
         connect_timeout_s=config.connect_timeout_s, request_timeout_s=config.request_timeout_s,
         resolver=host_resolver, resolve_timeout_s=config.dns_timeout_s,
     )
-    discovery = ServerDiscovery(srv_resolver or DnsSrvResolver(), HttpsWellKnownFetcher(transport))
+    discovery = ServerDiscovery(
+        srv_resolver or DnsSrvResolver(), HttpsWellKnownFetcher(transport), clock
+    )
     return FederationClient(server_name, signing_key, transport, discovery)
 
 
 def build_outbound(
     server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
-    incoming: IncomingEvents,
+    incoming: IncomingEvents, clock: Clock,
 ) -> OutboundFederation:
     """Every part that reaches other servers; warns when a safety switch is off."""
     if not config.verify_certificates:
@@ -136,21 +142,21 @@ def build_outbound(
             "federation.allow_private_addresses is on: outbound federation may connect to "
             "loopback, private and link-local addresses"
         )
-    client = make_client(server_name, signing_key, config)
+    client = make_client(server_name, signing_key, config, clock)
     keyring = Keyring(
         db, client, server_name=server_name, own_key_id=key_id(signing_key),
         own_verify_key=verify_key_of(signing_key), notaries=config.trusted_notaries,
-        unknown_fetches_per_minute=config.unknown_server_key_fetches_per_minute,
+        unknown_fetches_per_minute=config.unknown_server_key_fetches_per_minute, clock=clock,
     )
     sender = FederationSender(
-        db, client, server_name, destination_expiry_ms=config.destination_expiry_ms,
+        db, client, server_name, clock=clock, destination_expiry_ms=config.destination_expiry_ms,
         metrics_destinations=config.metrics_destinations,
     )
     pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
     return OutboundFederation(
         transport=client.transport, discovery=client.discovery, client=client,
         keyring=keyring, sender=sender, remote_queries=FederationRemoteQueries(client),
-        pdus=pdus, joins=Joins(incoming, pdus, client, server_name, signing_key),
+        pdus=pdus, joins=Joins(incoming, pdus, client, server_name, signing_key, clock),
         backfiller=Backfiller(pdus, client, server_name),
     )
 
@@ -158,19 +164,19 @@ def build_outbound(
 def build_federation(
     outbound: OutboundFederation, server_name: str, signing_key: SigningKey, db: Database,
     profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
-    e2e_keys: E2EKeysService, edu_handlers: dict[str, EduHandler],
+    e2e_keys: E2EKeysService, edu_handlers: dict[str, EduHandler], clock: Clock,
 ) -> Federation:
     """The inbound parts, answering from the services (built after them) and ``edu_handlers``."""
     own_keys = OwnKeys(server_name, signing_key)
     keyring, pdus = outbound.keyring, outbound.pdus
     return Federation(
-        outbound=outbound,
+        outbound=outbound, clock=clock,
         authenticator=RequestAuthenticator(
             server_name, keyring, on_peer_contact=outbound.sender.peer_is_back
         ),
-        own_keys=own_keys, notary=Notary(own_keys, keyring),
+        own_keys=own_keys, notary=Notary(own_keys, keyring, clock),
         queries=FederationQueries(server_name, profiles, aliases),
         directory=directory, e2e_keys=e2e_keys,
-        transactions=TransactionHandler(db, pdus, edu_handlers),
-        room_reads=RoomReads(pdus.engine, pdus.server_allowed),
+        transactions=TransactionHandler(db, pdus, edu_handlers, clock),
+        room_reads=RoomReads(pdus.engine, pdus.server_allowed, clock),
     )

@@ -45,6 +45,7 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
 from homeserver.services.censoring import censor_current_state
+from homeserver.services.clock import Clock, SystemClock
 from homeserver.services.cross_signing import CrossSigningService
 from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
@@ -156,24 +157,24 @@ def build_engine(config: Config, db: Database, streams: Streams, notifier: Notif
 
 def build_core(
     config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
-    outward: Outward, *, follower: bool = False,
+    outward: Outward, clock: Clock, *, follower: bool = False,
 ) -> Core:
     """``follower``: a worker, which reads what the main process writes (unread counts from
     the database rather than kept current in memory)."""
     server_name = config.server.server_name
-    ratelimiter = RateLimiter(config.rate_limits)
+    ratelimiter = RateLimiter(config.rate_limits, clock)
     device_lists = DeviceListService(
         db, streams.device_lists, notifier, engine, DeviceListUpdates(db, outward.edus)
     )
     e2e_keys = E2EKeysService(
-        db, server_name, device_lists, config.quotas, remote=outward.queries,
+        db, server_name, device_lists, config.quotas, clock, remote=outward.queries,
         server_limits=outward.server_limits,
     )
     accounts = AccountsService(
-        db, config, ratelimiter, device_lists=device_lists, remote=outward.queries
+        db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries
     )
     sync_parts = build_sync_parts(
-        config, db, streams, notifier, engine, outward, follower=follower
+        config, db, streams, notifier, engine, outward, clock, follower=follower
     )
     return Core(
         streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync_parts
@@ -182,11 +183,13 @@ def build_core(
 
 def build_sync_parts(
     config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
-    outward: Outward, *, follower: bool,
+    outward: Outward, clock: Clock, *, follower: bool,
 ) -> SyncParts:
     edus = outward.edus
     account_data = AccountDataService(db, streams.account_data, notifier, config.quotas)
-    receipts = ReceiptsService(db, engine, streams.receipts, notifier, account_data, edus)
+    receipts = ReceiptsService(
+        db, engine, streams.receipts, notifier, account_data, edus, clock
+    )
     unread = UnreadCounts(live=not follower)
     receipts.on_read.append(unread.read_moved)
     return SyncParts(
@@ -195,23 +198,24 @@ def build_sync_parts(
         typing=TypingService(db, engine, streams.typing, notifier, edus),
         receipts=receipts,
         to_device=ToDeviceService(
-            db, config.server.server_name, streams.to_device, notifier, edus=edus,
+            db, config.server.server_name, streams.to_device, notifier, clock, edus=edus,
             server_limits=outward.server_limits,
         ),
-        presence=PresenceService(db, streams.presence, notifier, config.presence, edus),
+        presence=PresenceService(db, streams.presence, notifier, config.presence, edus, clock),
         unread=unread,
     )
 
 
 def federation_outward(
-    config: Config, db: Database, engine: RoomEngine, outbound: OutboundFederation
+    config: Config, db: Database, engine: RoomEngine, outbound: OutboundFederation,
+    clock: Clock,
 ) -> Outward:
     """What the services reach other servers through when this server federates."""
     server_name = config.server.server_name
     return Outward(
         queries=outbound.remote_queries, rooms=outbound.joins, history=outbound.backfiller,
         server_limits=RemoteServerLimits(
-            server_name, config.federation, shared_servers=_shared_servers(engine)
+            server_name, config.federation, clock=clock, shared_servers=_shared_servers(engine)
         ),
         edus=OutboundEdus(db, engine, server_name, outbound.sender),
     )
@@ -237,6 +241,8 @@ class Homeserver:
 
     config: Config
     worker: str | None = None
+    # The one clock every service and federation part reads time from.
+    clock: Clock = field(default_factory=SystemClock)
     db: Database | None = None
     embedded: EmbeddedPostgres | None = None
     replication: MainReplication | WorkerReplication | None = None
@@ -257,27 +263,31 @@ class Homeserver:
         log.info("Moot %s is up%s: %s", self.config.server.server_name, role, self.ports)
 
     async def _start_main(self) -> None:
-        config = self.config
+        config, clock = self.config, self.clock
         db, self.embedded = await open_database(config)
         self.db = db
         async with db.connection() as conn:
-            streams = await load_streams(conn)
+            streams = await load_streams(conn, clock)
         server_name, listeners = config.server.server_name, config.listeners
         notifier = Notifier()
         engine = build_engine(config, db, streams, notifier)
         self.incoming = IncomingEvents(engine)
         outbound = build_outbound(
-            server_name, engine.signing_key, config.federation, db, self.incoming
+            server_name, engine.signing_key, config.federation, db, self.incoming, clock
         )
         # Only a server that peers can reach (and fetch keys from) asks them anything.
         federates = listeners.federation.port is not None
-        outward = federation_outward(config, db, engine, outbound) if federates else NO_FEDERATION
-        core = build_core(config, db, streams, notifier, engine, outward)
+        outward = (
+            federation_outward(config, db, engine, outbound, clock) if federates
+            else NO_FEDERATION
+        )
+        core = build_core(config, db, streams, notifier, engine, outward, clock)
         parts = core.sync_parts
         self.typing = parts.typing
         accounts = core.accounts
         sync = SyncService(
-            db, config, engine, core.notifier, streams, e2e_keys=core.e2e_keys, parts=parts
+            db, config, engine, core.notifier, streams, clock, e2e_keys=core.e2e_keys,
+            parts=parts,
         )
         censored = await db.transaction(
             lambda conn: censor_current_state(conn, engine), name="censor_current_state"
@@ -285,18 +295,18 @@ class Homeserver:
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
         self.accounts = accounts
-        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter, outward)
+        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter, outward, clock)
         self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
-        push = PushService(db, engine, parts.account_data, server_name, parts.unread)
+        push = PushService(db, engine, parts.account_data, server_name, parts.unread, clock)
         engine.observers.append(push)
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
         client = self._client_app(core, sync)
         client[ROOMS] = rooms
-        uia = UserInteractiveAuth(db, accounts)
+        uia = UserInteractiveAuth(db, accounts, clock)
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(
-            db, core.device_lists, uia, outward.edus
+            db, core.device_lists, uia, outward.edus, clock
         )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
@@ -304,9 +314,9 @@ class Homeserver:
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, engine)
-        client[SEARCH] = SearchService(db, engine)
+        client[SEARCH] = SearchService(db, engine, clock)
         client[TAGS] = TagsService(parts.account_data)
-        client[MEDIA] = MediaService(db, config, core.ratelimiter)
+        client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
@@ -318,6 +328,7 @@ class Homeserver:
             outbound, server_name, engine.signing_key, db, accounts, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
             edu_handlers=self._edu_handlers(core, outbound, cross_signing) if federates else {},
+            clock=clock,
         )
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         engine.observers.append(outbound.sender)
@@ -360,7 +371,9 @@ class Homeserver:
         streams = follower_streams()
         notifier = Notifier()
         engine = build_engine(config, db, streams, notifier)
-        core = build_core(config, db, streams, notifier, engine, NO_FEDERATION, follower=True)
+        core = build_core(
+            config, db, streams, notifier, engine, NO_FEDERATION, self.clock, follower=True
+        )
         self.typing = core.sync_parts.typing
         self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
@@ -368,9 +381,9 @@ class Homeserver:
         core.engine.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
-        replication = WorkerReplication(config.database.url, core.replicated(), db)
+        replication = WorkerReplication(config.database.url, core.replicated(), db, self.clock)
         sync = WorkerSyncService(
-            db, config, core.engine, core.notifier, streams, e2e_keys=core.e2e_keys,
+            db, config, core.engine, core.notifier, streams, self.clock, e2e_keys=core.e2e_keys,
             parts=core.sync_parts, replication=replication,
         )
         await self._replicate(replication)  # serves nothing before it knows the positions

@@ -104,11 +104,13 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
             print("database is up to date")
             return 0
         from homeserver.services.accounts import AccountsService
+        from homeserver.services.clock import SystemClock
         from homeserver.services.ratelimit import RateLimiter
         from homeserver.services.remote_queries import NoRemoteQueries
 
+        clock = SystemClock()
         accounts = AccountsService(
-            db, config, RateLimiter(config.rate_limits), remote=NoRemoteQueries()
+            db, config, RateLimiter(config.rate_limits, clock), clock, remote=NoRemoteQueries()
         )
         localpart = args.user
         if localpart.startswith("@"):

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import invalid_signature, public_key_of, signature_by
 from homeserver.services.e2e_keys import CROSS_SIGNING_TYPES
@@ -85,9 +85,10 @@ def _cross_signing_key_id(key: dict[str, Any]) -> str:
 class CrossSigningService:
     def __init__(
         self, db: Database, device_lists: DeviceListService, uia: UserInteractiveAuth,
-        edus: Edus,
+        edus: Edus, clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.device_lists = device_lists
         self.uia = uia
         self.edus = edus  # where local users' new keys go to other servers
@@ -114,7 +115,7 @@ class CrossSigningService:
             raise forbidden("Key ID in use: a device of yours has that ID")
         if "master" in existing:
             await self.uia.authenticate(request, user_id)
-        now = now_ms()
+        now = self.clock.now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:
             for key_type, key in keys.items():
@@ -151,7 +152,7 @@ class CrossSigningService:
             accepted[key_type] = key
         if not accepted:
             return
-        now = now_ms()
+        now = self.clock.now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:
             for key_type, key in accepted.items():

@@ -23,7 +23,7 @@ import asyncpg
 from homeserver.config import QuotasConfig
 from homeserver.errors import bad_json, invalid_param, too_large, unknown_token
 from homeserver.protocol.identifiers import parse_user_id
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import device_identity, merge_signatures, public_key_of
 from homeserver.services.fill_cache import FillCache
@@ -138,9 +138,11 @@ async def read_local_keys(
 class E2EKeysService:
     def __init__(
         self, db: Database, server_name: str, device_lists: DeviceListService,
-        quotas: QuotasConfig, *, remote: RemoteQueries, server_limits: ServerLimits,
+        quotas: QuotasConfig, clock: Clock, *, remote: RemoteQueries,
+        server_limits: ServerLimits,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.quotas = quotas
         self.server_name = server_name
         self.device_lists = device_lists
@@ -192,7 +194,9 @@ class E2EKeysService:
                         "A device's identity keys never change: log in as a new device instead"
                     )
                 if stored != new_keys:
-                    await store.upsert_device_keys(conn, user_id, device_id, new_keys, now_ms())
+                    await store.upsert_device_keys(
+                        conn, user_id, device_id, new_keys, self.clock.now_ms()
+                    )
                     changed = True
             await self._store_one_time_keys(conn, user_id, device_id, one_time)
             for algorithm, key_id, value in fallback:

@@ -23,7 +23,7 @@ import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.account_data import AccountDataService
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import Edus
 from homeserver.services.room_engine import RoomEngine
@@ -185,9 +185,10 @@ class TypingService:
 class ReceiptsService:
     def __init__(
         self, db: Database, engine: RoomEngine, stream: StreamIdGenerator, notifier: Notifier,
-        account_data: AccountDataService, edus: Edus,
+        account_data: AccountDataService, edus: Edus, clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.engine = engine
         self.stream = stream
         self.notifier = notifier
@@ -221,7 +222,7 @@ class ReceiptsService:
         receipts = {t: e for t, e in markers.items() if t != FULLY_READ}
         if not receipts:
             return
-        data: dict[str, Any] = {"ts": now_ms()}
+        data: dict[str, Any] = {"ts": self.clock.now_ms()}
         if thread_id is not None:
             data["thread_id"] = thread_id
         members = await self._store(user_id, room_id, receipts, data)

@@ -24,7 +24,6 @@ forgotten first), each holding at most ``max_servers_per_user`` names.
 from __future__ import annotations
 
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Protocol
 
 from homeserver.config import FederationConfig
 from homeserver.errors import MatrixError, limit_exceeded, too_large
+from homeserver.services.clock import Clock
 
 MAX_USERS = 100_000
 
@@ -59,7 +59,7 @@ class NoServerLimits:
 class RemoteServerLimits:
     def __init__(
         self, server_name: str, config: FederationConfig, *,
-        clock: Callable[[], float] = time.monotonic, max_users: int = MAX_USERS,
+        clock: Clock, max_users: int = MAX_USERS,
         shared_servers: Callable[[str], Awaitable[set[str]]] | None = None,
     ) -> None:
         self.server_name = server_name
@@ -93,7 +93,7 @@ class RemoteServerLimits:
                 f"This request would contact {len(wanted)} other servers; at most "
                 f"{self.per_request} are allowed in one request"
             )
-        now = self.clock()
+        now = self.clock.monotonic()
         window = self._windows.get(user_id)
         if window is None or now - window.start_s >= self.period_s:
             window = _Window(now)

@@ -19,6 +19,7 @@ from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
+from homeserver.services.clock import Clock
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.outward import Outward
 from homeserver.services.quotas import over_quota
@@ -50,7 +51,7 @@ MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 class RoomsService:
     def __init__(
         self, db: Database, config: Config, engine: RoomEngine, accounts: AccountsService,
-        ratelimiter: RateLimiter, outward: Outward,
+        ratelimiter: RateLimiter, outward: Outward, clock: Clock,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -58,7 +59,7 @@ class RoomsService:
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
         self.max_aliases = config.quotas.max_aliases_per_user
-        self.reads = RoomReads(db, engine, outward.history)
+        self.reads = RoomReads(db, engine, outward.history, clock)
         self.remote = outward.queries  # other servers' aliases are asked of them
         self.remote_rooms = outward.rooms
         # How many other servers a user may invite from.

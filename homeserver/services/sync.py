@@ -13,7 +13,6 @@ no query at all; an incremental sync in which only other rooms moved costs two.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +22,7 @@ from homeserver.config import Config
 from homeserver.errors import invalid_param
 from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.clock import Clock
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.event_views import never_a_reader
@@ -99,9 +99,10 @@ class SyncParts:
 class SyncService:
     def __init__(
         self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
-        streams: Streams, *, e2e_keys: E2EKeysService, parts: SyncParts,
+        streams: Streams, clock: Clock, *, e2e_keys: E2EKeysService, parts: SyncParts,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.e2e_keys = e2e_keys
         self.config = config
         self.engine = engine
@@ -120,14 +121,13 @@ class SyncService:
         """The /sync response body; waits up to the timeout while nothing is new."""
         flt = await self._filter(requester.user_id, request.filter)
         await self.presence.sync_activity(requester.user_id, request.set_presence)
-        loop = asyncio.get_running_loop()
         timeout_ms = min(max(request.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
-        deadline = loop.time() + timeout_ms / 1000
+        deadline = self.clock.monotonic() + timeout_ms / 1000
         may_wait = request.since is not None and not request.full_state
         while True:
             with self.notifier.listen(requester.user_id) as woken:
                 body, has_updates = await self._compute(requester, request, flt)
-                remaining = deadline - loop.time()
+                remaining = deadline - self.clock.monotonic()
                 if has_updates or not may_wait or remaining <= 0:
                     return body
                 if not await wait_for_wake(woken, remaining):
@@ -319,8 +319,9 @@ class SyncService:
                 },
                 window.state_section: {"events": []},
             }
+        now = self.clock.now_ms()
         section = await room_timeline_and_state(
-            conn, self.engine, requester, window, flt, ignored, self.lazy_members
+            conn, self.engine, requester, window, flt, ignored, self.lazy_members, now
         )
         shown = section["timeline"]["events"] + section[window.state_section]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
@@ -331,7 +332,7 @@ class SyncService:
                 present = {e.get("state_key") for e in shown if e.get("type") == "m.room.member"}
                 section[window.state_section]["events"] += await lazy_hero_members(
                     conn, self.engine, requester, window, summary["m.heroes"],
-                    {k for k in present if isinstance(k, str)}, flt, self.lazy_members,
+                    {k for k in present if isinstance(k, str)}, flt, self.lazy_members, now,
                 )
         return section
 

@@ -25,7 +25,7 @@ import asyncpg
 
 from homeserver.errors import too_large
 from homeserver.protocol.identifiers import server_name_of
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import Edus
 from homeserver.services.remote_server_limits import ServerLimits
@@ -68,9 +68,10 @@ class Delivery:
 class ToDeviceService:
     def __init__(
         self, db: Database, server_name: str, stream: StreamIdGenerator, notifier: Notifier,
-        *, edus: Edus, server_limits: ServerLimits,
+        clock: Clock, *, edus: Edus, server_limits: ServerLimits,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.server_name = server_name
         self.stream = stream
         self.notifier = notifier
@@ -132,7 +133,7 @@ class ToDeviceService:
     ) -> None:
         """Store the messages at one position, unless the sender's transaction was seen."""
         async def store(conn: asyncpg.Connection, slot: Slot) -> set[str]:
-            now = now_ms()
+            now = self.clock.now_ms()
             if not await to_device_store.insert_transaction(
                 conn, sender, sender_device, txn_id, now, TRANSACTION_KEEP_MS
             ):

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from federation.client import HttpResponseError
 from federation.sender import SEND_PATH, FederationSender
 from homeserver.protocol.signing import generate_signing_key
+from homeserver.services.clock import SYSTEM_CLOCK
 from homeserver.services.room_engine import EventWrites, PersistedEvent
 from storage import outbox
 from storage.database import Database
@@ -134,6 +135,7 @@ async def make_sender(db: Database) -> AsyncIterator[Callable[..., FederationSen
     def make(**kwargs: Any) -> FederationSender:
         kwargs.setdefault("base_backoff_s", 0.02)
         kwargs.setdefault("max_backoff_s", 0.1)
+        kwargs.setdefault("clock", SYSTEM_CLOCK)
         sender = FederationSender(db, insecure_client(ORIGIN, KEY), ORIGIN, **kwargs)
         made.append(sender)
         return sender

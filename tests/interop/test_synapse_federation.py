@@ -21,7 +21,7 @@ from federation.client import HttpResponseError, path_segment
 from federation.own_keys import OwnKeys
 from federation.request_auth import authorization_header
 from homeserver.protocol.signing import generate_signing_key, key_id, verify_key_base64
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import SYSTEM_CLOCK
 from tests.federation_helpers import StandIn, validate_ss_response
 from tests.federation_peers import Peer, Peers, register
 from tests.synapse_peer import SynapsePeer
@@ -107,7 +107,7 @@ async def test_synapse_vouches_for_moots_keys_as_a_notary(
     # Synapse fetches B's keys from B, checks B's self-signature and adds its own. (Synapse
     # requires the timestamp the spec makes optional.)
     answer = await a.federation.outbound.client.post_json(synapse.server_name, KEY_QUERY, {
-        "server_keys": {b.name: {b_key_id: {"minimum_valid_until_ts": now_ms()}}},
+        "server_keys": {b.name: {b_key_id: {"minimum_valid_until_ts": SYSTEM_CLOCK.now_ms()}}},
     })
     validate_ss_response("keys_query.yaml", "/query", "POST", 200, answer)
     (entry,) = answer["server_keys"]
@@ -131,7 +131,8 @@ async def test_moot_gets_keys_through_synapse_of_a_server_only_synapse_reaches(
     async def keys_for_synapse_only(request: web.Request) -> web.StreamResponse:
         if not request.headers.get("User-Agent", "").startswith("Synapse"):
             return web.json_response({"errcode": "M_UNKNOWN"}, status=503)
-        return web.json_response(OwnKeys(origin.server_name, origin_key).response(now_ms()))
+        keys = OwnKeys(origin.server_name, origin_key).response(SYSTEM_CLOCK.now_ms())
+        return web.json_response(keys)
 
     origin = await StandIn(tmp_path / "origin").start()
     try:
