@@ -60,7 +60,7 @@ class RemoteServerLimits:
     def __init__(
         self, server_name: str, config: FederationConfig, *,
         clock: Clock, max_users: int = MAX_USERS,
-        shared_servers: Callable[[str], Awaitable[set[str]]] | None = None,
+        shared_servers: Callable[[str], Awaitable[set[str]]],
     ) -> None:
         self.server_name = server_name
         # The servers sharing a joined room with a user (read only when a request is refused).
@@ -78,8 +78,6 @@ class RemoteServerLimits:
         try:
             self.check(user_id, wanted)
         except MatrixError:
-            if self.shared_servers is None:
-                raise
             self.check(user_id, wanted - await self.shared_servers(user_id))
 
     def check(self, user_id: str, servers: Iterable[str]) -> None:

@@ -51,8 +51,10 @@ class RoomCreation:
     def __init__(
         self, db: Database, config: Config, engine: RoomEngine,
         member_content: MemberContent, put_alias: PutAlias, invite_remote: InviteRemote,
+        server_limits: ServerLimits,
     ) -> None:
         self.db = db
+        self.server_limits = server_limits  # counts the invitees' servers
         self.config = config
         self.engine = engine
         self.member_content = member_content
@@ -60,11 +62,8 @@ class RoomCreation:
         self.invite_remote = invite_remote
         self.server_name = config.server.server_name
 
-    async def create_room(
-        self, user: str, body: dict[str, Any], server_limits: ServerLimits | None = None,
-    ) -> str:
-        """Spec createRoom: the events in the spec's order, each through the room engine;
-        ``server_limits`` counts the invitees' servers (with federation)."""
+    async def create_room(self, user: str, body: dict[str, Any]) -> str:
+        """Spec createRoom: the events in the spec's order, each through the room engine."""
         req = _CreateRequest.parse(
             body, self.config.rooms.default_room_version, self.config.quotas.max_initial_state
         )
@@ -74,8 +73,7 @@ class RoomCreation:
             raise room_full_error(
                 self.engine.max_members, f"the invite list has {len(req.invite)}"
             )
-        if server_limits is not None:
-            await server_limits.admit(user, {identifiers.server_name_of(u) for u in req.invite})
+        await self.server_limits.admit(user, {identifiers.server_name_of(u) for u in req.invite})
         alias = None
         if req.alias_name is not None:
             alias = f"#{req.alias_name}:{self.server_name}"

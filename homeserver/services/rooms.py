@@ -65,13 +65,14 @@ class RoomsService:
         # How many other servers a user may invite from.
         self.server_limits = outward.server_limits
         self.creation = RoomCreation(
-            db, config, engine, self._member_content, self._put_alias, self._invite_remote
+            db, config, engine, self._member_content, self._put_alias, self._invite_remote,
+            self.server_limits,
         )
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
         self.ratelimiter.check("per_user", requester.user_id)
-        return await self.creation.create_room(requester.user_id, body, self.server_limits)
+        return await self.creation.create_room(requester.user_id, body)
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Member event content with the user's profile, if this server knows it."""

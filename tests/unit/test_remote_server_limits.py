@@ -14,8 +14,14 @@ CONFIG = FederationConfig(
 )
 
 
+async def no_shared_servers(user_id: str) -> set[str]:
+    return set()
+
+
 def limits(clock: FakeClock) -> RemoteServerLimits:
-    return RemoteServerLimits("us.example", CONFIG, clock=clock, max_users=2)
+    return RemoteServerLimits(
+        "us.example", CONFIG, clock=clock, max_users=2, shared_servers=no_shared_servers
+    )
 
 
 def servers(*numbers: int) -> list[str]:
