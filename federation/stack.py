@@ -2,7 +2,10 @@
 
 `app.py` stays the composition root; this is the federation corner of it, kept here so that
 the order in which the parts depend on each other (transport, discovery, client, keyring,
-authenticator, notary) is written down once, beside them.
+authenticator, notary) is written down once, beside them. It is built in two steps, which is
+what keeps the services free of optional parts: `build_outbound` before the services (they are
+handed what reaches other servers), `build_federation` after them (what answers other servers
+reads from the services).
 """
 
 from __future__ import annotations
