@@ -183,13 +183,11 @@ async def kill_mid_stream(site: Site, ledger: Ledger, round_no: int) -> None:
     its cluster, which runs crash recovery)."""
     proc = site.server.proc
     assert proc is not None
-    pidfds: list[int] = []
-    killed = asyncio.Event()
+    pidfds: list[int] = []  # of the cluster's processes, once killed
 
     def kill() -> None:
         proc.kill()
         pidfds.extend(kill_cluster(site.cluster_dir))
-        killed.set()
 
     ledger.arm(kill)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -199,13 +197,13 @@ async def kill_mid_stream(site: Site, ledger: Ledger, round_no: int) -> None:
                                        ledger))
             for user in site.users for n in range(SENDERS_PER_USER)
         ]
-        try:
-            await asyncio.wait_for(killed.wait(), KILL_DEADLINE_S)
+        try:  # a sender ends when the kill cuts its connection, or fails the test at once
+            await asyncio.wait_for(asyncio.gather(*tasks), KILL_DEADLINE_S)
         finally:
             ledger.kill = None
-        await asyncio.gather(*tasks)
-    await proc.wait()
+    assert pidfds, "the senders stopped before the kill"
     assert len(pidfds) > 1, "the kill found no process of the cluster but its postmaster"
+    await proc.wait()
     await died(pidfds)
     await site.server.start()
 
