@@ -59,13 +59,13 @@ async def insert(conn: asyncpg.Connection, *new: NewEvent) -> None:
 
 
 def member(
-    event_id: str, room_id: str, user_id: str, membership: str, *, stream: int,
-    replaces: str | None = None,
+    event_id: str, room_id: str, user_id: str, membership: str, *, stream: int | None,
+    **row: Any,
 ) -> NewEvent:
-    """An m.room.member event of `user_id`, sent by them."""
+    """An m.room.member event of `user_id`, sent by them (`row`: more of `event`'s options)."""
     return event(
         event_id, room_id, stream=stream, type="m.room.member", state_key=user_id,
-        sender=user_id, content={"membership": membership}, replaces=replaces,
+        sender=user_id, content={"membership": membership}, **row,
     )
 
 
