@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -77,3 +78,19 @@ async def set_membership(
     event_id = f"$m{stream}"
     await insert(conn, member(event_id, room_id, user_id, membership, stream=stream))
     await state.upsert_membership(conn, room_id, user_id, membership, event_id, stream)
+
+
+async def set_state(
+    conn: asyncpg.Connection, room_id: str, type: str, content: dict[str, Any], *, stream: int,
+    state_key: str = "", json_text: str | None = None,
+) -> str:
+    """Store a state event at `stream` and make it the room's current state for its key;
+    `json_text` replaces the stored JSON (for JSON that PostgreSQL cannot read as jsonb)."""
+    new = event(
+        f"$s{stream}", room_id, stream=stream, type=type, state_key=state_key, content=content
+    )
+    if json_text is not None:
+        new = replace(new, stored=replace(new.stored, json=json_text))
+    await insert(conn, new)
+    await state.upsert_current_state(conn, room_id, (type, state_key), new.stored.event_id)
+    return new.stored.event_id
