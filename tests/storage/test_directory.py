@@ -125,3 +125,18 @@ async def test_users_are_found_through_shared_or_public_rooms(db: Database) -> N
         assert await found("b") == ["@bob:x"]
         assert await found("carol") == []  # shares no room, and theirs is private
         assert await found("ali", limit=1) == ["@alice:x"]
+
+
+async def test_a_user_without_a_profile_does_not_jump_ahead_of_prefix_matches(
+    db: Database,
+) -> None:
+    """Another server's user has no `profiles` row here: their missing display name must
+    rank as "no match", not above every prefix match (NULL sorts first in DESC order)."""
+    at = Positions()
+    async with db.connection() as conn:
+        await add_user(conn, "@alice:x")
+        await accounts.insert_profile(conn, "@alice:x", None)
+        for user in ("@me:x", "@alice:x", "@natalie:remote"):
+            await user_in(conn, at, user, "!shared:x")
+        results = await directory.search_users(conn, "@me:x", "ali", 10)
+        assert [r["user_id"] for r in results] == ["@alice:x", "@natalie:remote"]
