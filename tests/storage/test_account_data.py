@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from storage import account_data as store
 from storage.account_data import AccountData
 from storage.database import Database
@@ -43,7 +45,7 @@ async def test_count_if_new_counts_only_for_an_entry_not_yet_held(db: Database) 
 
 async def test_users_ignoring_reads_only_well_formed_global_ignore_lists(db: Database) -> None:
     spammer = "@spam:x"
-    lists = {
+    lists: dict[str, tuple[str, dict[str, Any]]] = {
         "@a:x": ("", {"ignored_users": {spammer: {}}}),
         "@b:x": ("", {"ignored_users": {"@someone:x": {}}}),
         "@c:x": ("!r:x", {"ignored_users": {spammer: {}}}),  # per room: not an ignore list
