@@ -15,7 +15,7 @@ from homeserver.protocol.restricted_joins import allowed_rooms, is_restricted, m
 from storage import state as state_store
 
 if TYPE_CHECKING:
-    from homeserver.services.room_engine import RoomEngine
+    from homeserver.services.rooms.view import RoomView
 
 _JOIN_RULES, _POWER_LEVELS, _CREATE = (
     ("m.room.join_rules", ""), ("m.room.power_levels", ""), ("m.room.create", "")
@@ -34,7 +34,7 @@ class JoinAuthorisation:
 
 
 async def authorise_join(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str
 ) -> JoinAuthorisation:
     """The verdict from the room's current state (the auth rules check the join again)."""
     room_version = await engine.room_version(conn, room_id)

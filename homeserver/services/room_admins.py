@@ -15,13 +15,13 @@ from homeserver.protocol.power_levels import event_power_level, user_power_level
 from storage import state as state_store
 
 if TYPE_CHECKING:
-    from homeserver.services.room_engine import RoomEngine
+    from homeserver.services.rooms.view import RoomView
 
 ADMIN_EVENT_TYPE = "m.room.canonical_alias"
 
 
 async def is_room_admin(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str
 ) -> bool:
     """Whether `user_id` is joined to the room and may change its canonical alias (M_NOT_FOUND
     for a room this server does not know)."""
@@ -29,7 +29,7 @@ async def is_room_admin(
 
 
 async def may_send_state(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str, event_type: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str, event_type: str
 ) -> bool:
     """Whether `user_id` is joined to the room now and has the power level to send the state
     event `event_type` (M_NOT_FOUND for a room this server does not know)."""

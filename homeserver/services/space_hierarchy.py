@@ -22,7 +22,7 @@ import asyncpg
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.directory import room_chunk
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
@@ -35,7 +35,7 @@ _TOKEN_RE = re.compile(r"h(\d{1,9})_(\d{1,3})_([01])")
 
 
 class SpaceHierarchy:
-    def __init__(self, db: Database, engine: RoomEngine) -> None:
+    def __init__(self, db: Database, engine: RoomView) -> None:
         self.db = db
         self.engine = engine
 
