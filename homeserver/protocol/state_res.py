@@ -43,7 +43,7 @@ from homeserver.protocol.errors import AuthError
 from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.room_versions import RoomVersion
-from homeserver.protocol.state_keys import CREATE, StateKey
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 
 Event = Mapping[str, Any]
 EventMap = Mapping[str, Event]
@@ -288,7 +288,7 @@ def resolve_state(
     partial = resolver.iterative_auth_checks(start, power_order)
 
     others = full - power
-    others_order = resolver.mainline_order(others, partial.get(("m.room.power_levels", "")))
+    others_order = resolver.mainline_order(others, partial.get(POWER_LEVELS))
     resolved = resolver.iterative_auth_checks(partial, others_order)
 
     resolved.update(unconflicted)

@@ -18,6 +18,7 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.quotas import over_quota
@@ -451,8 +452,8 @@ class RoomsService:
                 conn, room_id, ["m.room.power_levels", "m.room.create"]
             )
             pdus = await self.engine.get_pdus(conn, list(state.values()))
-            pl = pdus.get(state.get(("m.room.power_levels", ""), ""))
-            create = pdus[state[("m.room.create", "")]]
+            pl = pdus.get(state.get(POWER_LEVELS, ""))
+            create = pdus[state[CREATE]]
             return (pl["content"] if pl else None), create
 
         pl_content, create = await self.db.run(levels)
@@ -541,5 +542,5 @@ class RoomsService:
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
         """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""
-        await self.reads.state_event(requester, room_id, "m.room.create", "")
+        await self.reads.state_event(requester, room_id, *CREATE)
         return await self.db.run(lambda c: rooms_store.get_aliases_for_room(c, room_id))

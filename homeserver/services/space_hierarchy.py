@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.protocol.state_keys import ENCRYPTION
 from homeserver.services.directory import room_chunk
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
@@ -76,7 +77,7 @@ class SpaceHierarchy:
             del entry["children_state"]
             entry["room_version"] = await rooms_store.get_room_version(conn, room_id)
             encryption = await state_store.get_current_state_event_id(
-                conn, room_id, ("m.room.encryption", "")
+                conn, room_id, ENCRYPTION
             )
             if encryption is not None:
                 pdu = (await self.engine.get_pdus(conn, [encryption]))[encryption]
