@@ -24,6 +24,7 @@ from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services.rooms.remote import Outcome
+from storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ V1 = "/_matrix/federation/v1"
 
 
 class Backfiller:
-    def __init__(self, pdus: InboundPdus, client: FederationClient, server_name: str) -> None:
+    def __init__(
+        self, db: Database, pdus: InboundPdus, client: FederationClient, server_name: str
+    ) -> None:
+        self.db = db
         self.pdus = pdus
         self.engine = pdus.engine
-        self.db = pdus.db
         self.client = client
         self.server_name = server_name
 

@@ -153,5 +153,5 @@ def build_federation(
         pdus=pdus, transactions=TransactionHandler(db, pdus),
         joins=Joins(db, rooms, pdus, client, server_name, signing_key),
         room_reads=RoomReads(db, rooms.cache, server_name, pdus.server_allowed),
-        backfiller=Backfiller(pdus, client, server_name),
+        backfiller=Backfiller(db, pdus, client, server_name),
     )

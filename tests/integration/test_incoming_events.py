@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from homeserver.protocol import state_res
 from homeserver.services.rooms.checks import MissingEvents
@@ -99,11 +100,19 @@ async def test_an_event_the_current_state_forbids_is_soft_failed(
     late_id, late = builder.make(
         BOB, "m.room.message", {"msgtype": "m.text", "body": "late"}, prev_events=before
     )
+    before_count = _soft_failed("auth")
     outcome = await incoming.receive(room_id, late)
     assert outcome.outcome is Outcome.SOFT_FAILED
+    assert outcome.reason is not None and outcome.reason.startswith("auth: not allowed by")
+    # The label dashboards count soft failures by.
+    assert _soft_failed("auth") == before_count + 1
     messages = await api.ok("GET", f"rooms/{room_id}/messages?dir=b&limit=50", token=me.token)
     assert late_id not in [e["event_id"] for e in messages["chunk"]]
     assert (await _current_state(homeserver, room_id))[("m.room.member", BOB)] == ban_id
+
+
+def _soft_failed(reason: str) -> float:
+    return REGISTRY.get_sample_value("moot_events_soft_failed_total", {"reason": reason}) or 0.0
 
 
 async def test_missing_prev_events_are_asked_for(

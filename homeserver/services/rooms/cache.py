@@ -128,10 +128,6 @@ class RoomCache:
         """Whether the room's version is cached (a send to it needs no lookup to queue)."""
         return room_id in self._versions
 
-    def cached_version(self, room_id: str) -> RoomVersion:
-        """The version of a room a write in progress has looked up."""
-        return self._versions[room_id]
-
     def remember_room(self, room_id: str, room_version: RoomVersion) -> None:
         """A room this server just learnt of (creating it, or joining it over federation)."""
         self._versions[room_id] = room_version
