@@ -11,5 +11,10 @@ rooms the rest of the server reads through.
 - `checks`: what both paths check of an event: the state keys read, the auth rules against a
   given state, the member limit;
 - `policy`, `state`, `recent`, `remote_memberships`: server policy on events, state resolution
-  where the DAG forks, the newest events in memory, memberships of rooms on other servers.
+  where the DAG forks, the newest events in memory, memberships of rooms on other servers;
+- `cluster`: the parts built together (one cache, one writer) for app.py to hand out.
+
+Other modules depend on `RoomView` to read; only those that create events hold `LocalEvents`
+(or, in federation, `RemoteEvents` and `Outliers`). Pure rules (state keys, the member limit)
+live in `homeserver/protocol`.
 """
