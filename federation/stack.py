@@ -46,7 +46,7 @@ from homeserver.config import FederationConfig
 from homeserver.protocol.signing import SigningKey, verify_key_of
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
-from homeserver.services.incoming_events import IncomingEvents
+from homeserver.services.rooms.cluster import RoomCluster
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def make_client(
 def build_federation(
     server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
     profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
-    e2e_keys: E2EKeysService, incoming: IncomingEvents,
+    e2e_keys: E2EKeysService, rooms: RoomCluster,
 ) -> Federation:
     """Every federation component of one server; warns when a safety switch is off."""
     if not config.verify_certificates:
@@ -137,7 +137,9 @@ def build_federation(
         db, client, server_name, destination_expiry_ms=config.destination_expiry_ms,
         metrics_destinations=config.metrics_destinations,
     )
-    pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
+    pdus = InboundPdus(
+        db, rooms.cache, rooms.remote, rooms.outliers, PduChecker(keyring), client
+    )
     return Federation(
         transport=client.transport, discovery=client.discovery, client=client,
         keyring=keyring,
@@ -149,7 +151,7 @@ def build_federation(
         sender=sender,
         directory=directory, e2e_keys=e2e_keys, remote_queries=FederationRemoteQueries(client),
         pdus=pdus, transactions=TransactionHandler(db, pdus),
-        joins=Joins(incoming, pdus, client, server_name, signing_key),
-        room_reads=RoomReads(incoming.engine, pdus.server_allowed),
-        backfiller=Backfiller(pdus, client, server_name),
+        joins=Joins(db, rooms, pdus, client, server_name, signing_key),
+        room_reads=RoomReads(db, rooms.cache, server_name, pdus.server_allowed),
+        backfiller=Backfiller(db, pdus, client, server_name),
     )

@@ -50,14 +50,12 @@ from homeserver.services.devices import DevicesService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import TypingService
-from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
-from homeserver.services.recent_events import RecentEvents
 from homeserver.services.registration import RegistrationService
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.replication import (
@@ -66,8 +64,11 @@ from homeserver.services.replication import (
     WorkerReplication,
     WorkerSyncService,
 )
-from homeserver.services.room_engine import RoomEngine
-from homeserver.services.rooms import RoomsService
+from homeserver.services.room_operations import RoomsService
+from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
+from homeserver.services.rooms.recent import RecentEvents
+from homeserver.services.rooms.remote import RemoteEvents
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncService
@@ -124,7 +125,7 @@ class Core:
     streams: Streams
     notifier: Notifier
     ratelimiter: RateLimiter
-    engine: RoomEngine
+    rooms: RoomCluster
     device_lists: DeviceListService
     e2e_keys: E2EKeysService
     accounts: AccountsService
@@ -132,7 +133,7 @@ class Core:
 
     def replicated(self) -> Replicated:
         return Replicated(
-            self.streams, self.notifier, self.engine, self.e2e_keys, self.accounts.token_cache,
+            self.streams, self.notifier, self.rooms.cache, self.e2e_keys, self.accounts.token_cache,
             self.sync.typing, self.sync.presence,
         )
 
@@ -144,17 +145,17 @@ def build_core(
     server_name = config.server.server_name
     notifier = Notifier()
     ratelimiter = RateLimiter(config.rate_limits)
-    engine = RoomEngine(
+    rooms = build_room_cluster(
         db, server_name=server_name, signing_key=signing_key,
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
         event_cache_max_bytes=config.caches.event_cache_max_bytes,
         recent_events_max_bytes=config.caches.recent_events_max_bytes,
     )
-    device_lists = DeviceListService(db, streams.device_lists, notifier, engine)
+    device_lists = DeviceListService(db, streams.device_lists, notifier, rooms.cache)
     e2e_keys = E2EKeysService(db, server_name, device_lists, config.quotas)
     accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
-    sync = sync_class(db, config, engine, notifier, streams, e2e_keys=e2e_keys)
-    return Core(streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync)
+    sync = sync_class(db, config, rooms.cache, notifier, streams, e2e_keys=e2e_keys)
+    return Core(streams, notifier, ratelimiter, rooms, device_lists, e2e_keys, accounts, sync)
 
 
 @dataclass
@@ -174,7 +175,7 @@ class Homeserver:
     ports: dict[str, int] = field(default_factory=dict)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     federation: Federation | None = None
-    incoming: IncomingEvents | None = None  # the room engine's path for remote events
+    incoming: RemoteEvents | None = None  # the room cluster's path for remote events
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
 
@@ -194,19 +195,19 @@ class Homeserver:
             streams = await load_streams(conn)
         core = build_core(config, db, streams)
         self.typing = core.sync.typing
-        engine, sync, accounts = core.engine, core.sync, core.accounts
+        cluster, sync, accounts = core.rooms, core.sync, core.accounts
         censored = await db.transaction(
-            lambda conn: censor_current_state(conn, engine), name="censor_current_state"
+            lambda conn: censor_current_state(conn, cluster.cache), name="censor_current_state"
         )
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
         self.accounts = accounts
         server_name = config.server.server_name
-        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter)
-        self.incoming = IncomingEvents(engine)
+        rooms = RoomsService(db, config, cluster.cache, cluster.local, accounts, core.ratelimiter)
+        self.incoming = cluster.remote
         self._background.append(asyncio.create_task(sync.presence.run_idle_sweeper()))
-        push = PushService(db, engine, sync.account_data, server_name, sync.unread)
-        engine.observers.append(push)
+        push = PushService(db, cluster.cache, sync.account_data, server_name, sync.unread)
+        cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
@@ -215,12 +216,12 @@ class Homeserver:
         uia = UserInteractiveAuth(db, accounts)
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(db, core.device_lists, uia)
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
-        client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
+        client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, cluster.local)
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = sync.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
-        client[DIRECTORY] = directory = DirectoryService(db, engine)
-        client[SEARCH] = SearchService(db, engine)
+        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
+        client[SEARCH] = SearchService(db, cluster.cache, core.streams.events)
         client[TAGS] = TagsService(sync.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter)
         client[PUSH] = push
@@ -232,23 +233,24 @@ class Homeserver:
             client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
-            server_name, engine.signing_key, config.federation, db, accounts,
-            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys, incoming=self.incoming,
+            server_name, cluster.local.signing_key, config.federation, db, accounts,
+            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys, rooms=cluster,
         )
         if listeners.federation.port is not None:
             # Only a server that peers can reach (and fetch keys from) asks them anything.
             remote = self.federation.remote_queries
             core.e2e_keys.remote = accounts.remote = rooms.remote = remote
             limits = RemoteServerLimits(
-                server_name, config.federation, shared_servers=self._shared_servers(engine)
+                server_name, config.federation,
+                shared_servers=self._shared_servers(db, cluster.cache),
             )
             core.e2e_keys.server_limits = sync.to_device.server_limits = limits
             rooms.server_limits = limits
             rooms.remote_rooms = self.federation.joins
             rooms.reads.history = self.federation.backfiller
-            self._plug_edus(core, cross_signing)
+            self._plug_edus(db, core, cross_signing)
         # Stopped by `federation.close()` in `stop`, before the pool closes.
-        engine.observers.append(self.federation.sender)
+        cluster.writes.observers.append(self.federation.sender)
         await self.federation.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
         federation[FEDERATION_OPENID] = accounts.openid
@@ -266,26 +268,26 @@ class Homeserver:
             self._background.append(asyncio.create_task(self._refresh_gauges()))
 
     @staticmethod
-    def _shared_servers(engine: RoomEngine) -> Callable[[str], Awaitable[set[str]]]:
+    def _shared_servers(db: Database, rooms: RoomView) -> Callable[[str], Awaitable[set[str]]]:
         """The servers of the users sharing a joined room with a user (free of the caps on
         other servers a user makes us contact)."""
         async def shared(user_id: str) -> set[str]:
-            users = await engine.db.run(lambda conn: users_sharing_room(engine, conn, user_id))
+            users = await db.run(lambda conn: users_sharing_room(rooms, conn, user_id))
             return servers_of(users)
 
         return shared
 
-    def _plug_edus(self, core: Core, cross_signing: CrossSigningService) -> None:
+    def _plug_edus(self, db: Database, core: Core, cross_signing: CrossSigningService) -> None:
         """EDUs both ways: local users' go out through the federation sender, peers' come in
         through the transaction handler; both reach the same services."""
         assert self.federation is not None
         fed, sync, server_name = self.federation, core.sync, self.config.server.server_name
-        edus = OutboundEdus(core.engine.db, core.engine, server_name, fed.sender)
+        edus = OutboundEdus(db, core.rooms.cache, server_name, fed.sender)
         sync.typing.edus = sync.receipts.edus = sync.presence.edus = edus
         sync.to_device.edus = cross_signing.edus = edus
         core.device_lists.publisher = DeviceListUpdates(core.e2e_keys, edus)
         InboundEdus(
-            server_name, core.engine, fed.pdus, fed.client, typing=sync.typing,
+            server_name, db, core.rooms.cache, fed.pdus, fed.client, typing=sync.typing,
             receipts=sync.receipts, presence=sync.presence, to_device=sync.to_device,
             device_lists=core.device_lists, cross_signing=cross_signing,
         ).register(fed.transactions.edu_handlers)
@@ -302,7 +304,7 @@ class Homeserver:
         self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
-        core.engine.recent = RecentEvents(
+        core.rooms.cache.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
         core.sync.unread.live = False

@@ -14,6 +14,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
+from homeserver.protocol.state_keys import StateKey
 from homeserver.services.event_views import (
     filter_visible,
     load_events,
@@ -22,7 +23,6 @@ from homeserver.services.event_views import (
 )
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_history import (
     BACKFILL_POINTS,
     BACKFILL_ROUNDS,
@@ -35,13 +35,13 @@ from homeserver.services.room_history import (
     position_before,
     read_page,
 )
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import StreamToken
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
-
-StateKey = tuple[str, str]
+from storage.streams import StreamIdGenerator
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,10 @@ class View:
 
 
 class RoomReads:
-    def __init__(self, db: Database, engine: RoomEngine) -> None:
+    def __init__(self, db: Database, engine: RoomView, stream: StreamIdGenerator) -> None:
         self.db = db
         self.engine = engine
+        self.stream = stream
         # Where /messages asks for history from before our join (plugged in by app.py).
         self.history: RemoteHistory | None = None
 
@@ -178,7 +179,7 @@ class RoomReads:
 
         async def run(conn: asyncpg.Connection) -> tuple[dict[str, Any], Page]:
             view = await self._view(conn, room_id, requester.user_id)
-            ceiling = self.engine.stream.current if view.upto is None else view.upto
+            ceiling = self.stream.current if view.upto is None else view.upto
             page = await read_page(conn, PageQuery(
                 room_id, start, stop, ceiling, limit, event_filter.sql_types(),
                 event_filter.sql_senders(),
@@ -239,7 +240,7 @@ class RoomReads:
             view = await self._view(conn, room_id, requester.user_id)
             target = await self._visible_event(conn, requester, room_id, event_id)
             stored = (await load_events(conn, [event_id]))[0]
-            ceiling = self.engine.stream.current if view.upto is None else view.upto
+            ceiling = self.stream.current if view.upto is None else view.upto
             before_n, after_n = limit // 2, limit - limit // 2
             query = PageQuery(
                 room_id, None, None, ceiling, 1, event_filter.sql_types(),

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from federation.client import HttpResponseError
 from federation.sender import SEND_PATH, FederationSender
 from homeserver.protocol.signing import generate_signing_key
-from homeserver.services.room_engine import EventWrites, PersistedEvent
+from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from storage import outbox
 from storage.database import Database
 from storage.outbox import DestinationState

@@ -18,6 +18,7 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.quotas import over_quota
@@ -26,8 +27,9 @@ from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import is_room_admin
 from homeserver.services.room_creation import RoomCreation
-from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_reads import RoomReads
+from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.local import LocalEvents
 from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
@@ -51,23 +53,24 @@ MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 class RoomsService:
     def __init__(
-        self, db: Database, config: Config, engine: RoomEngine, accounts: AccountsService,
-        ratelimiter: RateLimiter,
+        self, db: Database, config: Config, engine: RoomCache, local: LocalEvents,
+        accounts: AccountsService, ratelimiter: RateLimiter,
     ) -> None:
         self.db = db
         self.engine = engine
+        self.local = local
         self.accounts = accounts
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
         self.max_aliases = config.quotas.max_aliases_per_user
-        self.reads = RoomReads(db, engine)
+        self.reads = RoomReads(db, engine, local.writes.stream)
         # Other servers' aliases are asked of them (plugged in by app.py with federation).
         self.remote: RemoteQueries | None = None
         self.remote_rooms: RemoteRooms | None = None  # plugged in by app.py with federation
         # How many other servers a user may invite from (plugged in by app.py with federation).
         self.server_limits: RemoteServerLimits | None = None
         self.creation = RoomCreation(
-            db, config, engine, self._member_content, self._put_alias, self._invite_remote
+            db, config, local, self._member_content, self._put_alias, self._invite_remote
         )
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
@@ -336,7 +339,7 @@ class RoomsService:
         self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
     ) -> str:
         self.ratelimiter.check("per_user", requester.user_id)
-        return await self.engine.send(
+        return await self.local.send(
             room_id, requester.user_id, "m.room.member", content, state_key=target
         )
 
@@ -372,7 +375,7 @@ class RoomsService:
         if txn_id is not None:
             scope = f"send/{room_id}/{event_type}"
             txn = ClientTxnKey(requester.user_id, requester.device_id, txn_id, scope)
-        return await self.engine.send(
+        return await self.local.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
 
@@ -439,7 +442,7 @@ class RoomsService:
         txn = ClientTxnKey(
             requester.user_id, requester.device_id, txn_id, f"redact/{room_id}/{event_id}"
         )
-        return await self.engine.send(
+        return await self.local.send(
             room_id, requester.user_id, "m.room.redaction", content, txn=txn, redacts=event_id
         )
 
@@ -449,8 +452,8 @@ class RoomsService:
                 conn, room_id, ["m.room.power_levels", "m.room.create"]
             )
             pdus = await self.engine.get_pdus(conn, list(state.values()))
-            pl = pdus.get(state.get(("m.room.power_levels", ""), ""))
-            create = pdus[state[("m.room.create", "")]]
+            pl = pdus.get(state.get(POWER_LEVELS, ""))
+            create = pdus[state[CREATE]]
             return (pl["content"] if pl else None), create
 
         pl_content, create = await self.db.run(levels)
@@ -539,5 +542,5 @@ class RoomsService:
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
         """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""
-        await self.reads.state_event(requester, room_id, "m.room.create", "")
+        await self.reads.state_event(requester, room_id, *CREATE)
         return await self.db.run(lambda c: rooms_store.get_aliases_for_room(c, room_id))
