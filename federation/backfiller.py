@@ -23,6 +23,8 @@ from federation.transport import FederationError
 from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.room_versions import RoomVersion
+from homeserver.services.rooms.remote import Outcome
+from storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,10 @@ V1 = "/_matrix/federation/v1"
 
 
 class Backfiller:
-    def __init__(self, pdus: InboundPdus, client: FederationClient, server_name: str) -> None:
+    def __init__(
+        self, db: Database, pdus: InboundPdus, client: FederationClient, server_name: str
+    ) -> None:
+        self.db = db
         self.pdus = pdus
         self.engine = pdus.engine
         self.client = client
@@ -61,14 +66,14 @@ class Backfiller:
                 except PduError as e:
                     log.info("a backfilled event of %s was not stored: %s", room_id, e)
                     continue
-                stored += received.outcome == "accepted"
+                stored += received.outcome is Outcome.ACCEPTED
             if stored:
                 return stored
         return 0
 
     async def _servers(self, room_id: str) -> list[str]:
         """The other servers with users in the room."""
-        members = await self.engine.db.run(lambda c: self.engine.joined_members(c, room_id))
+        members = await self.db.run(lambda c: self.engine.joined_members(c, room_id))
         return sorted({server_name_of(m) for m in members} - {self.server_name})
 
 

@@ -30,8 +30,9 @@ from homeserver.services.device_lists import DeviceListService
 from homeserver.services.ephemeral import PUBLIC_RECEIPT, ReceiptsService, TypingService
 from homeserver.services.outbound_edus import servers_of, users_sharing_room
 from homeserver.services.presence import PRESENCE_STATES, PresenceService
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.to_device import Message, ToDeviceService
+from storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,13 @@ def _user_of(user_id: Any, server: str) -> TypeGuard[str]:
 
 class InboundEdus:
     def __init__(
-        self, server_name: str, engine: RoomEngine, pdus: InboundPdus,
+        self, server_name: str, db: Database, engine: RoomView, pdus: InboundPdus,
         client: FederationClient, *, typing: TypingService, receipts: ReceiptsService,
         presence: PresenceService, to_device: ToDeviceService, device_lists: DeviceListService,
         cross_signing: CrossSigningService,
     ) -> None:
         self.server_name = server_name
+        self.db = db
         self.engine = engine
         self.pdus = pdus
         self.client = client
@@ -83,7 +85,7 @@ class InboundEdus:
 
     async def _concerns_us(self, user_id: str) -> bool:
         """Whether the user shares a joined room with a user of this server."""
-        users = await self.engine.db.run(
+        users = await self.db.run(
             lambda conn: users_sharing_room(self.engine, conn, user_id)
         )
         return self.server_name in servers_of(users)

@@ -1,9 +1,9 @@
-"""Received PDUs on their way into the room engine: the checks that need keys, then whatever
+"""Received PDUs on their way into the room cluster: the checks that need keys, then whatever
 the event names that we lack, fetched from the server that sent it.
 
 Theory of operation. `on_room_pdus` checks the room, the room's server ACL, the signatures and
 the content hash (`pdu_checks`) of a transaction's PDUs of one room, and hands those that pass
-to `IncomingEvents.receive_batch`, which writes them together. An event that answers
+to `RemoteEvents.receive_batch`, which writes them together. An event that answers
 MissingEvents then takes the one-at-a-time path:
 
 - missing *auth* events: the event's auth chain is fetched (`/event_auth`), checked and stored
@@ -30,15 +30,13 @@ from homeserver.errors import MatrixError
 from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.server_acl import server_allowed
-from homeserver.services.incoming_events import (
-    IncomingEvents,
-    MissingEvents,
-    Received,
-    state_map,
-)
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.checks import MissingEvents
+from homeserver.services.rooms.outliers import Outliers
+from homeserver.services.rooms.remote import Outcome, Received, RemoteEvents, state_map
+from homeserver.services.rooms.view import RoomView
 from storage import events as events_store
 from storage import state as state_store
+from storage.database import Database
 from storage.state import StateMap
 
 log = logging.getLogger(__name__)
@@ -66,23 +64,25 @@ class PduError(Exception):
 
 class InboundPdus:
     def __init__(
-        self, engine: RoomEngine, incoming: IncomingEvents, checker: PduChecker,
-        client: FederationClient,
+        self, db: Database, engine: RoomView, incoming: RemoteEvents, outliers: Outliers,
+        checker: PduChecker, client: FederationClient,
     ) -> None:
+        self.db = db
         self.engine = engine
         self.incoming = incoming
+        self.outliers = outliers
         self.checker = checker
         self.client = client
 
     async def room_version(self, room_id: str) -> RoomVersion | None:
         try:
-            return await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
+            return await self.db.run(lambda c: self.engine.room_version(c, room_id))
         except MatrixError:
             return None
 
     async def server_allowed(self, room_id: str, server: str) -> bool:
         """Whether the room's m.room.server_acl admits `server`."""
-        return await self.engine.db.run(lambda c: self._acl_allows(c, room_id, server))
+        return await self.db.run(lambda c: self._acl_allows(c, room_id, server))
 
     async def _acl_allows(self, conn: Any, room_id: str, server: str) -> bool:
         event_id = await state_store.get_current_state_event_id(
@@ -107,14 +107,14 @@ class InboundPdus:
                 return None
             return version, await self._acl_allows(conn, room_id, origin)
 
-        return await self.engine.db.run(read)
+        return await self.db.run(read)
 
     async def on_room_pdus(
         self, origin: str, room_id: str, pdus: Sequence[Mapping[str, Any]]
     ) -> dict[str, dict[str, str]]:
         """Check and persist the PDUs of one room from one transaction, oldest first; the
         answer's `pdus` entries for them ({} or {"error": ...}). Those whose checks pass are
-        written together (`IncomingEvents.receive_batch`); an event that names what we lack
+        written together (`RemoteEvents.receive_batch`); an event that names what we lack
         then takes the one-at-a-time path that fetches it."""
         admission = await self._admission(room_id, origin)
         results: dict[str, dict[str, str]] = {}
@@ -164,7 +164,7 @@ class InboundPdus:
                     continue
             if isinstance(outcome, MatrixError):
                 results[event_id] = {"error": outcome.error}
-            elif outcome.outcome == "rejected":
+            elif outcome.outcome is Outcome.REJECTED:
                 results[event_id] = {"error": outcome.reason or "rejected"}
             else:
                 results[event_id] = {}
@@ -238,12 +238,12 @@ class InboundPdus:
         answer = await self.client.get_json(origin, path)
         chain = answer.get("auth_chain") if isinstance(answer, dict) else None
         if isinstance(chain, list):
-            await self.incoming.store_outliers(room_id, await self.checked(chain, room_version))
+            await self.outliers.store(room_id, await self.checked(chain, room_version))
 
     async def _fill_gap(
         self, origin: str, room_id: str, event_id: str, room_version: RoomVersion
     ) -> None:
-        heads = await self.engine.db.run(
+        heads = await self.db.run(
             lambda c: events_store.get_forward_extremities(c, room_id)
         )
         answer = await self.client.post_json(
@@ -281,6 +281,6 @@ class InboundPdus:
             state = await self.checked(answer.get("pdus") or [], room_version)
             chain = await self.checked(answer.get("auth_chain") or [], room_version)
             prev = await self.checked(event.get("pdus") or [], room_version)
-            accepted = await self.incoming.store_outliers(room_id, [*chain, *state, *prev])
+            accepted = await self.outliers.store(room_id, [*chain, *state, *prev])
             states[prev_id] = state_map([*state, *prev], room_version, accepted)
         return states

@@ -4,7 +4,7 @@ join of a room that lives on other servers.
 
 The make/send handshake: the joining server asks a resident server for a template
 (`make_join`), signs the event it builds from it, and hands it back (`send_join`); the resident
-persists it through the room engine as a remote event that it passes on to the room's other
+persists it through the room cluster as a remote event that it passes on to the room's other
 servers, and answers with the room's state before the join and its auth chain, from which the
 joining server starts its copy of the room.
 """
@@ -23,17 +23,20 @@ from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.errors import InvalidEventError
 from homeserver.protocol.identifiers import server_name_of
+from homeserver.protocol.member_limit import MEMBER_LIMIT
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.signing import SigningKey, sign_event
-from homeserver.services import room_state
 from homeserver.services.clock import Clock
-from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.join_authorisation import authorise_join
-from homeserver.services.remote_memberships import RemoteMemberships
+from homeserver.services.rooms.cluster import RoomCluster
+from homeserver.services.rooms.remote import Outcome
+from homeserver.services.rooms.remote_memberships import RemoteMemberships
+from homeserver.services.rooms.state import state_before_event
 from homeserver.services.sync_rooms import stripped_state
 from storage import events as events_store
 from storage import state as state_store
+from storage.database import Database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,13 +50,15 @@ class Joins:
     federates = True  # the `RemoteRooms` of a server with federation
 
     def __init__(
-        self, incoming: IncomingEvents, pdus: InboundPdus, client: FederationClient,
+        self, db: Database, rooms: RoomCluster, pdus: InboundPdus, client: FederationClient,
         server_name: str, signing_key: SigningKey, clock: Clock,
     ) -> None:
-        self.incoming = incoming
+        self.db = db
         self.clock = clock
-        self.memberships = RemoteMemberships(incoming)
-        self.engine = incoming.engine
+        self.incoming = rooms.remote
+        self.local = rooms.local
+        self.memberships = RemoteMemberships(rooms.remote, rooms.outliers)
+        self.engine = rooms.cache
         self.pdus = pdus
         self.client = client
         self.server_name = server_name
@@ -78,7 +83,7 @@ class Joins:
             authoriser = await self._authoriser(room_id, user_id)
             if authoriser is not None:
                 content[AUTHORISER] = authoriser
-        room_version, template = await self.engine.template(
+        room_version, template = await self.local.template(
             room_id, user_id, "m.room.member", content, user_id
         )
         if versions is not None and room_version.identifier not in versions:
@@ -124,10 +129,10 @@ class Joins:
             )
         except PduError as e:
             raise forbidden(f"The event was not accepted: {e}") from None
-        if received.outcome in ("rejected", "soft_failed"):
+        if received.outcome in (Outcome.REJECTED, Outcome.SOFT_FAILED):
             raise forbidden(f"The event was not accepted: {received.reason}")
         if membership == "knock":
-            return {"knock_room_state": await self.engine.db.run(
+            return {"knock_room_state": await self.db.run(
                 lambda c: stripped_state(c, self.engine, room_id, sender)
             )}
         if membership != "join":
@@ -139,7 +144,7 @@ class Joins:
         (None when the join needs none). MatrixError as the spec has it when the user is in
         none of the allowed rooms (403: another server will say the same) or when none of our
         users may invite (400: another server may have one)."""
-        verdict = await self.engine.db.run(
+        verdict = await self.db.run(
             lambda conn: authorise_join(conn, self.engine, room_id, user_id)
         )
         if not verdict.needed:
@@ -241,7 +246,7 @@ class Joins:
 
     async def _invited_room_version(self, room_id: str, stripped: Any) -> str:
         try:
-            version = await self.engine.db.run(lambda c: self.engine.room_version(c, room_id))
+            version = await self.db.run(lambda c: self.engine.room_version(c, room_id))
             return version.identifier
         except MatrixError:
             pass
@@ -268,7 +273,7 @@ class Joins:
             )
 
         try:
-            room_version, members = await self.engine.db.run(read)
+            room_version, members = await self.db.run(read)
         except MatrixError:
             raise not_found(f"This server is not in room {room_id}") from None
         if not any(server_name_of(m) == self.server_name for m in members):
@@ -281,20 +286,20 @@ class Joins:
         """403 for a join the room's member limit has no seat for."""
         async def check(conn: Any) -> int | None:
             ids = await state_store.get_current_state_for_keys(
-                conn, room_id, [("org.moot.room.member_limit", "")]
+                conn, room_id, [MEMBER_LIMIT]
             )
             pdus = await self.engine.get_pdus(conn, list(ids.values()))
             state = {k: pdus[i] for k, i in ids.items() if i in pdus}
-            return await self.engine.exceeded_member_limit(conn, room_id, pdu, state)
+            return await self.incoming.exceeded_member_limit(conn, room_id, pdu, state)
 
-        limit = await self.engine.db.run(check)
+        limit = await self.db.run(check)
         if limit is not None:
             raise room_full_error(limit)
 
     async def _join_answer(self, room_id: str, event_id: str) -> dict[str, Any]:
         async def read(conn: Any) -> dict[str, Any]:
             stored = (await events_store.get_events(conn, [event_id]))[event_id]
-            state = await room_state.state_before_event(conn, stored)
+            state = await state_before_event(conn, stored)
             room_version = await self.engine.room_version(conn, room_id)
             chain = [e.event_id for e in await auth_chain_events(
                 conn, room_id, room_version, [*state.values(), event_id]
@@ -310,7 +315,7 @@ class Joins:
                 "servers_in_room": sorted({server_name_of(m) for m in members}),
             }
 
-        answer: dict[str, Any] = await self.engine.db.run(read)
+        answer: dict[str, Any] = await self.db.run(read)
         return answer
 
     # ---- our user joining a room that lives elsewhere ----------------------------------------
@@ -355,7 +360,7 @@ class Joins:
                 return None
             return await self.engine.room_version(conn, room_id), pdu, event_id
 
-        found = await self.engine.db.run(read)
+        found = await self.db.run(read)
         if found is None:
             return False
         room_version, previous, previous_id = found
@@ -373,11 +378,11 @@ class Joins:
     ) -> None:
         """Invite a user of another server: their server countersigns the invite before we
         persist it and send it to the room (server-server-api.md "Inviting to a room")."""
-        room_version, template = await self.engine.template(
+        room_version, template = await self.local.template(
             room_id, inviter, "m.room.member", {**content, "membership": "invite"}, invitee
         )
         event_id, pdu = self._build(room_version, room_id, inviter, invitee, template)
-        stripped = await self.engine.db.run(
+        stripped = await self.db.run(
             lambda c: stripped_state(c, self.engine, room_id, inviter)
         )
         server = server_name_of(invitee)
@@ -394,7 +399,7 @@ class Joins:
 
         signed = await self._through_first([server], f"{server} cannot be reached", ask)
         received = await self.incoming.receive(room_id, signed, federate=True)
-        if received.outcome not in ("accepted", "known"):
+        if received.outcome not in (Outcome.ACCEPTED, Outcome.KNOWN):
             raise forbidden(f"The invite was not accepted: {received.reason}")
 
     async def _through_first(
@@ -494,8 +499,8 @@ class Joins:
         state = await self.pdus.checked(_list(sent, "state"), room_version)
         chain = await self.pdus.checked(_list(sent, "auth_chain"), room_version)
         received = await self.memberships.join_room(room_id, room_version, pdu, state, chain)
-        if received.outcome not in ("accepted", "known"):
-            raise PduError(f"our join was {received.outcome}: {received.reason}")
+        if received.outcome not in (Outcome.ACCEPTED, Outcome.KNOWN):
+            raise PduError(f"our join was {received.outcome.value}: {received.reason}")
 
     async def _leave_via(self, server: str, room_id: str, user_id: str) -> None:
         room_version, template = await self._template(server, "leave", room_id, user_id)

@@ -2,7 +2,7 @@
 (server-server-api.md "Checks performed on receipt of a PDU", steps 2 and 3).
 
 Everything after them (auth rules against three states, soft-failing) is the room engine's
-(`homeserver/services/incoming_events.py`). The servers that must have signed an event are the
+(`homeserver/services/rooms/remote.py`). The servers that must have signed an event are the
 sender's server and, for a restricted join, the server of `join_authorised_via_users_server`
 (rooms/v8+ "Signing"). A content hash that does not match is no reason to drop the event: its
 redacted copy is what we keep and pass on.

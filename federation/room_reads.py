@@ -29,12 +29,13 @@ from homeserver.errors import forbidden, not_found
 from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
-from homeserver.services import room_state
 from homeserver.services.clock import Clock
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.state import state_before_event
+from homeserver.services.rooms.view import RoomView
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
+from storage.database import Database
 from storage.events import StoredEvent
 
 # The most events one get_missing_events or backfill answer holds, whatever the asker wants.
@@ -51,10 +52,14 @@ Pdu = dict[str, Any]
 
 
 class RoomReads:
-    def __init__(self, engine: RoomEngine, server_allowed: AclCheck, clock: Clock) -> None:
-        self.engine = engine
+    def __init__(
+        self, db: Database, engine: RoomView, server_name: str, server_allowed: AclCheck,
+        clock: Clock,
+    ) -> None:
+        self.db = db
         self.clock = clock
-        self.server_name = engine.server_name
+        self.engine = engine
+        self.server_name = server_name
         self.server_allowed = server_allowed
 
     def transaction(self, pdus: list[Pdu]) -> dict[str, Any]:
@@ -125,7 +130,7 @@ class RoomReads:
     # ---- helpers ------------------------------------------------------------------------------
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
-        return await self.engine.db.run(fn, name="federation_room_read")
+        return await self.db.run(fn, name="federation_room_read")
 
     async def _admit(self, room_id: str, origin: str) -> RoomVersion:
         """The room's version, once `origin` may read the room (404 for an unknown room)."""
@@ -188,7 +193,7 @@ class RoomReads:
             stored = (await _require(conn, room_id, [event_id]))[0]
             if stored.state_group is None:
                 raise not_found(f"This server does not know the state at {event_id}")
-            ids = await room_state.state_before_event(conn, stored)
+            ids = await state_before_event(conn, stored)
             state = await _load_all(conn, [ids[k] for k in sorted(ids)])
             ids_of_state = [e.event_id for e in state]
             return state, await auth_chain_events(conn, room_id, version, ids_of_state)

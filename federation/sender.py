@@ -1,7 +1,7 @@
 """The outbound federation sender: delivers the durable per-destination queue as transactions.
 
 Theory of operation. Rows are queued in PostgreSQL (`storage/outbox.py`) by the transaction
-that makes them durable: the room engine's, for PDUs (this class is one of its observers and
+that makes them durable: the room cluster's, for PDUs (this class is one of its observers and
 stages the rows in `EventWrites.outbound`), or `send_edu`'s own, for EDUs. After the commit the
 destinations are woken: each destination with work has one task, which reads the oldest batch
 (≤ 50 PDUs, ≤ 100 EDUs), PUTs it as one transaction and waits for the answer, so exactly one
@@ -37,9 +37,10 @@ from federation.backoff import Backoff
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.metric_labels import OTHER, DestinationLabels
 from homeserver import metrics
+from homeserver.protocol.state_keys import StateKey
 from homeserver.services.clock import Clock
 from homeserver.services.outbound_edus import servers_of
-from homeserver.services.room_engine import EventWrites, PersistedEvent, StateKey
+from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from storage import outbox as outbox_store
 from storage.database import Database
 from storage.outbox import Batch, DestinationState
@@ -103,7 +104,7 @@ class _Destination:
 
 class FederationSender:
     """Sends every queued PDU and EDU to its destination, in order, exactly one transaction in
-    flight per destination; an `EventObserver` of the room engine."""
+    flight per destination; an `EventObserver` of the room cluster's writes."""
 
     def __init__(
         self, db: Database, client: FederationClient, server_name: str, *,
@@ -122,7 +123,7 @@ class FederationSender:
         self._destinations: dict[str, _Destination] = {}
         self._stopped = False
 
-    # ---- the room engine's EventObserver --------------------------------------------------
+    # ---- the room cluster's EventObserver -------------------------------------------------
 
     async def on_event(
         self, conn: asyncpg.Connection, event: PersistedEvent,

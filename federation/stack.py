@@ -51,7 +51,7 @@ from homeserver.protocol.signing import SigningKey, key_id, verify_key_of
 from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
-from homeserver.services.incoming_events import IncomingEvents
+from homeserver.services.rooms.cluster import RoomCluster
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def make_client(
 
 def build_outbound(
     server_name: str, signing_key: SigningKey, config: FederationConfig, db: Database,
-    incoming: IncomingEvents, clock: Clock,
+    rooms: RoomCluster, clock: Clock,
 ) -> OutboundFederation:
     """Every part that reaches other servers; warns when a safety switch is off."""
     if not config.verify_certificates:
@@ -155,12 +155,14 @@ def build_outbound(
         db, client, server_name, clock=clock, destination_expiry_ms=config.destination_expiry_ms,
         metrics_destinations=config.metrics_destinations,
     )
-    pdus = InboundPdus(incoming.engine, incoming, PduChecker(keyring), client)
+    pdus = InboundPdus(
+        db, rooms.cache, rooms.remote, rooms.outliers, PduChecker(keyring), client
+    )
     return OutboundFederation(
         transport=client.transport, discovery=client.discovery, client=client,
         keyring=keyring, sender=sender, remote_queries=FederationRemoteQueries(client),
-        pdus=pdus, joins=Joins(incoming, pdus, client, server_name, signing_key, clock),
-        backfiller=Backfiller(pdus, client, server_name),
+        pdus=pdus, joins=Joins(db, rooms, pdus, client, server_name, signing_key, clock),
+        backfiller=Backfiller(db, pdus, client, server_name),
     )
 
 
@@ -181,5 +183,5 @@ def build_federation(
         queries=FederationQueries(server_name, profiles, aliases),
         directory=directory, e2e_keys=e2e_keys,
         transactions=TransactionHandler(db, pdus, edu_handlers, clock),
-        room_reads=RoomReads(pdus.engine, pdus.server_allowed, clock),
+        room_reads=RoomReads(db, pdus.engine, server_name, pdus.server_allowed, clock),
     )

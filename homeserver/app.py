@@ -54,7 +54,6 @@ from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import FiltersService
-from homeserver.services.incoming_events import IncomingEvents
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
@@ -63,7 +62,6 @@ from homeserver.services.outward import NO_FEDERATION, Outward
 from homeserver.services.presence import PresenceService
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
-from homeserver.services.recent_events import RecentEvents
 from homeserver.services.registration import RegistrationService
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.replication import (
@@ -72,8 +70,11 @@ from homeserver.services.replication import (
     WorkerReplication,
     WorkerSyncService,
 )
-from homeserver.services.room_engine import RoomEngine
-from homeserver.services.rooms import RoomsService
+from homeserver.services.room_operations import RoomsService
+from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
+from homeserver.services.rooms.recent import RecentEvents
+from homeserver.services.rooms.remote import RemoteEvents
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
@@ -132,7 +133,7 @@ class Core:
     streams: Streams
     notifier: Notifier
     ratelimiter: RateLimiter
-    engine: RoomEngine
+    rooms: RoomCluster
     device_lists: DeviceListService
     e2e_keys: E2EKeysService
     accounts: AccountsService
@@ -140,23 +141,25 @@ class Core:
 
     def replicated(self) -> Replicated:
         return Replicated(
-            self.streams, self.notifier, self.engine, self.e2e_keys, self.accounts.token_cache,
+            self.streams, self.notifier, self.rooms.cache, self.e2e_keys, self.accounts.token_cache,
             self.sync_parts.typing, self.sync_parts.presence,
         )
 
 
-def build_engine(config: Config, db: Database, streams: Streams, notifier: Notifier) -> RoomEngine:
+def build_rooms(
+    config: Config, db: Database, streams: Streams, notifier: Notifier, clock: Clock
+) -> RoomCluster:
     signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
-    return RoomEngine(
+    return build_room_cluster(
         db, server_name=config.server.server_name, signing_key=signing_key,
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
         event_cache_max_bytes=config.caches.event_cache_max_bytes,
-        recent_events_max_bytes=config.caches.recent_events_max_bytes,
+        recent_events_max_bytes=config.caches.recent_events_max_bytes, clock=clock,
     )
 
 
 def build_core(
-    config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
+    config: Config, db: Database, streams: Streams, notifier: Notifier, rooms: RoomCluster,
     outward: Outward, clock: Clock, *, follower: bool = False,
 ) -> Core:
     """``follower``: a worker, which reads what the main process writes (unread counts from
@@ -164,7 +167,7 @@ def build_core(
     server_name = config.server.server_name
     ratelimiter = RateLimiter(config.rate_limits, clock)
     device_lists = DeviceListService(
-        db, streams.device_lists, notifier, engine, DeviceListUpdates(db, outward.edus)
+        db, streams.device_lists, notifier, rooms.cache, DeviceListUpdates(db, outward.edus)
     )
     e2e_keys = E2EKeysService(
         db, server_name, device_lists, config.quotas, clock, remote=outward.queries,
@@ -174,28 +177,28 @@ def build_core(
         db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries
     )
     sync_parts = build_sync_parts(
-        config, db, streams, notifier, engine, outward, clock, follower=follower
+        config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
     )
     return Core(
-        streams, notifier, ratelimiter, engine, device_lists, e2e_keys, accounts, sync_parts
+        streams, notifier, ratelimiter, rooms, device_lists, e2e_keys, accounts, sync_parts
     )
 
 
 def build_sync_parts(
-    config: Config, db: Database, streams: Streams, notifier: Notifier, engine: RoomEngine,
+    config: Config, db: Database, streams: Streams, notifier: Notifier, rooms: RoomView,
     outward: Outward, clock: Clock, *, follower: bool,
 ) -> SyncParts:
     edus = outward.edus
     account_data = AccountDataService(db, streams.account_data, notifier, config.quotas)
     receipts = ReceiptsService(
-        db, engine, streams.receipts, notifier, account_data, edus, clock
+        db, rooms, streams.receipts, notifier, account_data, edus, clock
     )
     unread = UnreadCounts(live=not follower)
     receipts.on_read.append(unread.read_moved)
     return SyncParts(
         filters=FiltersService(db, config.quotas),
         account_data=account_data,
-        typing=TypingService(db, engine, streams.typing, notifier, edus),
+        typing=TypingService(db, rooms, streams.typing, notifier, edus),
         receipts=receipts,
         to_device=ToDeviceService(
             db, config.server.server_name, streams.to_device, notifier, clock, edus=edus,
@@ -207,25 +210,25 @@ def build_sync_parts(
 
 
 def federation_outward(
-    config: Config, db: Database, engine: RoomEngine, outbound: OutboundFederation,
-    clock: Clock,
+    config: Config, db: Database, rooms: RoomView, outbound: OutboundFederation, clock: Clock
 ) -> Outward:
     """What the services reach other servers through when this server federates."""
     server_name = config.server.server_name
     return Outward(
         queries=outbound.remote_queries, rooms=outbound.joins, history=outbound.backfiller,
         server_limits=RemoteServerLimits(
-            server_name, config.federation, clock=clock, shared_servers=_shared_servers(engine)
+            server_name, config.federation, clock=clock,
+            shared_servers=_shared_servers(db, rooms),
         ),
-        edus=OutboundEdus(db, engine, server_name, outbound.sender),
+        edus=OutboundEdus(db, rooms, server_name, outbound.sender),
     )
 
 
-def _shared_servers(engine: RoomEngine) -> Callable[[str], Awaitable[set[str]]]:
+def _shared_servers(db: Database, rooms: RoomView) -> Callable[[str], Awaitable[set[str]]]:
     """The servers of the users sharing a joined room with a user (free of the caps on
     other servers a user makes us contact)."""
     async def shared(user_id: str) -> set[str]:
-        users = await engine.db.run(lambda conn: users_sharing_room(engine, conn, user_id))
+        users = await db.run(lambda conn: users_sharing_room(rooms, conn, user_id))
         return servers_of(users)
 
     return shared
@@ -250,7 +253,7 @@ class Homeserver:
     ports: dict[str, int] = field(default_factory=dict)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     federation: Federation | None = None
-    incoming: IncomingEvents | None = None  # the room engine's path for remote events
+    incoming: RemoteEvents | None = None  # the room cluster's path for remote events
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
 
@@ -270,35 +273,37 @@ class Homeserver:
             streams = await load_streams(conn, clock)
         server_name, listeners = config.server.server_name, config.listeners
         notifier = Notifier()
-        engine = build_engine(config, db, streams, notifier)
-        self.incoming = IncomingEvents(engine)
+        cluster = build_rooms(config, db, streams, notifier, clock)
+        self.incoming = cluster.remote
         outbound = build_outbound(
-            server_name, engine.signing_key, config.federation, db, self.incoming, clock
+            server_name, cluster.local.signing_key, config.federation, db, cluster, clock
         )
         # Only a server that peers can reach (and fetch keys from) asks them anything.
         federates = listeners.federation.port is not None
         outward = (
-            federation_outward(config, db, engine, outbound, clock) if federates
+            federation_outward(config, db, cluster.cache, outbound, clock) if federates
             else NO_FEDERATION
         )
-        core = build_core(config, db, streams, notifier, engine, outward, clock)
+        core = build_core(config, db, streams, notifier, cluster, outward, clock)
         parts = core.sync_parts
         self.typing = parts.typing
         accounts = core.accounts
         sync = SyncService(
-            db, config, engine, core.notifier, streams, clock, e2e_keys=core.e2e_keys,
+            db, config, cluster.cache, notifier, streams, clock, e2e_keys=core.e2e_keys,
             parts=parts,
         )
         censored = await db.transaction(
-            lambda conn: censor_current_state(conn, engine), name="censor_current_state"
+            lambda conn: censor_current_state(conn, cluster.cache), name="censor_current_state"
         )
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
         self.accounts = accounts
-        rooms = RoomsService(db, config, engine, accounts, core.ratelimiter, outward, clock)
+        rooms = RoomsService(
+            db, config, cluster.cache, cluster.local, accounts, core.ratelimiter, outward, clock
+        )
         self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
-        push = PushService(db, engine, parts.account_data, server_name, parts.unread, clock)
-        engine.observers.append(push)
+        push = PushService(db, cluster.cache, parts.account_data, server_name, parts.unread, clock)
+        cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
@@ -309,12 +314,12 @@ class Homeserver:
             db, core.device_lists, uia, outward.edus, clock
         )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
-        client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, engine)
+        client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, cluster.local)
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
-        client[DIRECTORY] = directory = DirectoryService(db, engine)
-        client[SEARCH] = SearchService(db, engine, clock)
+        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
+        client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = TagsService(parts.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
@@ -325,13 +330,13 @@ class Homeserver:
             client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
-            outbound, server_name, engine.signing_key, db, accounts, aliases=rooms,
+            outbound, server_name, cluster.local.signing_key, db, accounts, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
-            edu_handlers=self._edu_handlers(core, outbound, cross_signing) if federates else {},
+            edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
             clock=clock,
         )
         # Stopped by `federation.close()` in `stop`, before the pool closes.
-        engine.observers.append(outbound.sender)
+        cluster.writes.observers.append(outbound.sender)
         await outbound.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
         federation[FEDERATION_OPENID] = accounts.openid
@@ -349,13 +354,14 @@ class Homeserver:
             self._background.append(asyncio.create_task(self._refresh_gauges()))
 
     def _edu_handlers(
-        self, core: Core, outbound: OutboundFederation, cross_signing: CrossSigningService
+        self, db: Database, core: Core, outbound: OutboundFederation,
+        cross_signing: CrossSigningService,
     ) -> dict[str, EduHandler]:
         """Peers' EDUs, for the transaction handler: they reach the same services whose local
         users' EDUs go out through the sender."""
         parts = core.sync_parts
         return InboundEdus(
-            self.config.server.server_name, core.engine, outbound.pdus, outbound.client,
+            self.config.server.server_name, db, core.rooms.cache, outbound.pdus, outbound.client,
             typing=parts.typing, receipts=parts.receipts, presence=parts.presence,
             to_device=parts.to_device, device_lists=core.device_lists,
             cross_signing=cross_signing,
@@ -370,20 +376,20 @@ class Homeserver:
         self.db = db
         streams = follower_streams()
         notifier = Notifier()
-        engine = build_engine(config, db, streams, notifier)
+        cluster = build_rooms(config, db, streams, notifier, self.clock)
         core = build_core(
-            config, db, streams, notifier, engine, NO_FEDERATION, self.clock, follower=True
+            config, db, streams, notifier, cluster, NO_FEDERATION, self.clock, follower=True
         )
         self.typing = core.sync_parts.typing
         self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
-        core.engine.recent = RecentEvents(
+        cluster.cache.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
         replication = WorkerReplication(config.database.url, core.replicated(), db, self.clock)
         sync = WorkerSyncService(
-            db, config, core.engine, core.notifier, streams, self.clock, e2e_keys=core.e2e_keys,
+            db, config, cluster.cache, notifier, streams, self.clock, e2e_keys=core.e2e_keys,
             parts=core.sync_parts, replication=replication,
         )
         await self._replicate(replication)  # serves nothing before it knows the positions

@@ -81,6 +81,8 @@ async def get_public_rooms(
 
 
 # Users joined to a room the searcher is joined to, or to a room anyone may join or read.
+# A missing display name (another server's user has no profile row) is no prefix match: a
+# NULL would sort ahead of every match in DESC order.
 SEARCH_USERS = """
 WITH visible_rooms AS (
     SELECT room_id FROM room_memberships WHERE user_id = $1 AND membership = 'join'
@@ -101,7 +103,7 @@ LEFT JOIN profiles p USING (user_id)
 LEFT JOIN users u USING (user_id)
 WHERE NOT coalesce(u.deactivated, false)
   AND (c.user_id ILIKE $2 OR p.displayname ILIKE $2)
-ORDER BY (c.user_id ILIKE $3 OR p.displayname ILIKE $4) DESC,
+ORDER BY (c.user_id ILIKE $3 OR coalesce(p.displayname ILIKE $4, false)) DESC,
          (p.displayname IS NOT NULL) DESC, c.user_id
 LIMIT $5
 """

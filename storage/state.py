@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
-StateKey = tuple[str, str]
+from homeserver.protocol.state_keys import StateKey
+
 StateMap = dict[StateKey, str]
 
 MAX_DELTA_DEPTH = 64

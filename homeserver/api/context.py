@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from homeserver.services.media import MediaService
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
-    from homeserver.services.rooms import RoomsService
+    from homeserver.services.room_operations import RoomsService
     from homeserver.services.search import SearchService
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService

@@ -18,5 +18,5 @@ async def upgrade(request: web.Request) -> web.Response:
     room_id = path_room_id(request)
     version = new_version_of(await read_json_body(request))
     rooms = request.app[ROOMS]
-    upgrades = RoomUpgrades(rooms.engine, rooms.reads, rooms.creation)
+    upgrades = RoomUpgrades(rooms.db, rooms.engine, rooms.local, rooms.reads, rooms.creation)
     return json_response({"replacement_room": await upgrades.upgrade(requester, room_id, version)})

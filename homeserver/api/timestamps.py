@@ -15,6 +15,7 @@ from homeserver.api.auth import require_requester
 from homeserver.api.context import ROOMS
 from homeserver.api.http import json_response, path_room_id
 from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.protocol.state_keys import CREATE
 from homeserver.services.event_views import filter_visible, load_events
 from storage import events as events_store
 
@@ -41,7 +42,7 @@ async def timestamp_to_event(request: web.Request) -> web.Response:
         raise invalid_param("'ts' is out of range")
     rooms = request.app[ROOMS]
     # 403 for a room the user may not read, 404 for one that doesn't exist.
-    await rooms.reads.state_event(requester, room_id, "m.room.create", "")
+    await rooms.reads.state_event(requester, room_id, *CREATE)
 
     async def find(conn: asyncpg.Connection) -> dict[str, object]:
         ids = await events_store.get_events_near_ts(

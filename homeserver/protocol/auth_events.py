@@ -14,12 +14,7 @@ from typing import Any
 
 from homeserver.protocol.errors import AuthError
 from homeserver.protocol.room_versions import RoomVersion
-
-StateKey = tuple[str, str]
-
-CREATE: StateKey = ("m.room.create", "")
-POWER_LEVELS: StateKey = ("m.room.power_levels", "")
-JOIN_RULES: StateKey = ("m.room.join_rules", "")
+from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS, StateKey
 
 
 def auth_types_for_event(

@@ -35,14 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from homeserver.protocol.auth_events import (
-    CREATE,
-    JOIN_RULES,
-    POWER_LEVELS,
-    StateKey,
-    auth_types_for_event,
-    check_auth_events_selection,
-)
+from homeserver.protocol.auth_events import auth_types_for_event, check_auth_events_selection
 from homeserver.protocol.errors import AuthError
 from homeserver.protocol.event_format import check_event_format
 from homeserver.protocol.hashing import compute_event_id, compute_room_id
@@ -56,11 +49,11 @@ from homeserver.protocol.power_levels import (
 )
 from homeserver.protocol.power_levels_rules import check_power_levels_change
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS, StateKey
 from homeserver.protocol.third_party_invite import third_party_signature_matches
 
 __all__ = [
     "AuthState",
-    "StateKey",
     "auth_types_for_event",
     "check_auth_events_selection",
     "check_auth_rules",

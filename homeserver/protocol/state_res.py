@@ -35,7 +35,6 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from homeserver.protocol.auth_rules import (
-    StateKey,
     auth_types_for_event,
     check_auth_rules,
     signature_present,
@@ -44,6 +43,7 @@ from homeserver.protocol.errors import AuthError
 from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 
 Event = Mapping[str, Any]
 EventMap = Mapping[str, Event]
@@ -232,14 +232,14 @@ class _Resolver:
                 event.get("content") or {}, self.rv,
             )
             if not self.rv.create_event_in_auth_events:
-                keys.append(("m.room.create", ""))
+                keys.append(CREATE)
             for key in keys:
                 if key in state and state[key] in self.events:
                     auth_state[key] = self.events[state[key]]
-            if ("m.room.create", "") not in auth_state:
+            if CREATE not in auth_state:
                 create = self._create_for(event)
                 if create:
-                    auth_state[("m.room.create", "")] = create
+                    auth_state[CREATE] = create
             try:
                 # Events already accepted: their signatures were verified on receipt.
                 check_auth_rules(event, auth_state, self.rv, is_signed_by=signature_present)
@@ -288,7 +288,7 @@ def resolve_state(
     partial = resolver.iterative_auth_checks(start, power_order)
 
     others = full - power
-    others_order = resolver.mainline_order(others, partial.get(("m.room.power_levels", "")))
+    others_order = resolver.mainline_order(others, partial.get(POWER_LEVELS))
     resolved = resolver.iterative_auth_checks(partial, others_order)
 
     resolved.update(unconflicted)

@@ -16,7 +16,7 @@ from homeserver.errors import MatrixError
 from homeserver.services.accounts import AccountsService
 from homeserver.services.passwords import check_new_password
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.local import LocalEvents
 from homeserver.services.uia import UiaRequest, UserInteractiveAuth
 from storage import state as state_store
 from storage.database import Database
@@ -30,7 +30,7 @@ ACTIVE_MEMBERSHIPS = ("join", "invite", "knock")
 class AccountManagementService:
     def __init__(
         self, db: Database, accounts: AccountsService, uia: UserInteractiveAuth,
-        engine: RoomEngine,
+        engine: LocalEvents,
     ) -> None:
         self._db = db
         self._accounts = accounts

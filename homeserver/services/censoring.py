@@ -6,10 +6,10 @@ redaction takes effect, the row of the event it names is rewritten in its redact
 spec's redaction algorithm; the event ID, hashes and signatures still verify). A redaction
 meets its target in one of three orders:
 
-- after it: the room engine stages the censored row with the redaction (`RoomEngine._censor`);
+- after it: the room cluster stages the censored row with the redaction (`RoomWrites._censor`);
 - before it (a redaction from another server can outrun its target): the target is censored
   here as it arrives (`censor_arriving`);
-- in a database written before rows were censored: `RoomEngine.get_pdus` redacts what it reads,
+- in a database written before rows were censored: `RoomCache.get_pdus` redacts what it reads,
   and `censor_current_state` rewrites at start-up the rows the directory reads with SQL.
 """
 
@@ -22,28 +22,28 @@ import asyncpg
 
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.redaction import redact_event
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from storage import events as events_store
 
 
 async def censor_arriving(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, pdus: dict[str, dict[str, Any]]
+    conn: asyncpg.Connection, rooms: RoomView, room_id: str, pdus: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """`pdus` (by event ID, arriving from another server), those that a stored redaction
     already took effect on in their redacted form, to be stored as such."""
     redacted = await events_store.get_redacted_ids(conn, room_id, list(pdus))
     if not redacted:
         return pdus
-    version = await engine.room_version(conn, room_id)
+    version = await rooms.room_version(conn, room_id)
     return {i: redact_event(pdu, version) if i in redacted else pdu for i, pdu in pdus.items()}
 
 
-async def censor_current_state(conn: asyncpg.Connection, engine: RoomEngine) -> int:
+async def censor_current_state(conn: asyncpg.Connection, rooms: RoomView) -> int:
     """Rewrite the rows of redacted current state that still hold their original content;
     return how many there were."""
     censored = []
     for event_id, room_id, stored in await events_store.get_redacted_current_state(conn):
-        version = await engine.room_version(conn, room_id)
+        version = await rooms.room_version(conn, room_id)
         pruned = encode_canonical_json(redact_event(json.loads(stored), version)).decode()
         if pruned != stored:
             censored.append((event_id, room_id, pruned))

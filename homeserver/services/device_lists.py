@@ -32,7 +32,7 @@ import asyncpg
 
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import users_sharing_room
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.stream_wakes import StreamWakes
 from homeserver.services.streams import StreamToken
 from storage import device_lists as store
@@ -61,7 +61,7 @@ class DeviceListPublisher(Protocol):
 
 class DeviceListService:
     def __init__(
-        self, db: Database, gen: StreamIdGenerator, notifier: Notifier, engine: RoomEngine,
+        self, db: Database, gen: StreamIdGenerator, notifier: Notifier, engine: RoomView,
         publisher: DeviceListPublisher,
     ) -> None:
         self.db = db

@@ -18,7 +18,7 @@ import asyncpg
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import is_room_admin
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from storage import directory as directory_store
 from storage.database import Database
 
@@ -76,7 +76,7 @@ def room_chunk(room_id: str, joined: int, state: dict[str, Any]) -> dict[str, An
 
 
 class DirectoryService:
-    def __init__(self, db: Database, engine: RoomEngine) -> None:
+    def __init__(self, db: Database, engine: RoomView) -> None:
         self.db = db
         self.engine = engine
 

@@ -26,7 +26,7 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import Edus
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
 from storage import receipts as receipts_store
@@ -45,7 +45,7 @@ RECEIPT_TYPES = (PUBLIC_RECEIPT, PRIVATE_RECEIPT, FULLY_READ)
 log = logging.getLogger(__name__)
 
 
-async def _require_joined(db: Database, engine: RoomEngine, user_id: str, room_id: str) -> None:
+async def _require_joined(db: Database, engine: RoomView, user_id: str, room_id: str) -> None:
     members = await db.run(lambda conn: engine.joined_members(conn, room_id))
     if user_id not in members:
         raise forbidden("You are not joined to this room")
@@ -53,7 +53,7 @@ async def _require_joined(db: Database, engine: RoomEngine, user_id: str, room_i
 
 class TypingService:
     def __init__(
-        self, db: Database, engine: RoomEngine, stream: StreamIdGenerator, notifier: Notifier,
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, notifier: Notifier,
         edus: Edus,
     ) -> None:
         self.db = db
@@ -184,7 +184,7 @@ class TypingService:
 
 class ReceiptsService:
     def __init__(
-        self, db: Database, engine: RoomEngine, stream: StreamIdGenerator, notifier: Notifier,
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, notifier: Notifier,
         account_data: AccountDataService, edus: Edus, clock: Clock,
     ) -> None:
         self.db = db

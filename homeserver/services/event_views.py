@@ -16,14 +16,14 @@ from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import Membership, RoomEngine
+from homeserver.services.rooms.view import Membership, RoomView
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.events import StoredEvent, get_events, get_last_departure
 
 
 async def serialize_events(
-    conn: asyncpg.Connection, engine: RoomEngine, stored: Sequence[StoredEvent],
+    conn: asyncpg.Connection, engine: RoomView, stored: Sequence[StoredEvent],
     viewer: Requester | None, *, now: int, federation: bool = False,
 ) -> list[dict[str, Any]]:
     """Client-format events with `unsigned.age` (as of ``now``, ms), `transaction_id` (for the
@@ -84,7 +84,7 @@ _VISIBLE_ALWAYS = "world_readable"
 
 
 async def filter_visible(
-    conn: asyncpg.Connection, engine: RoomEngine, user_id: str, stored: Sequence[StoredEvent],
+    conn: asyncpg.Connection, engine: RoomView, user_id: str, stored: Sequence[StoredEvent],
     *, ignored: frozenset[str] | None = None,
 ) -> list[StoredEvent]:
     """The events `user_id` may see under the rooms' history visibility (spec: "History
@@ -143,7 +143,7 @@ async def filter_visible(
     return [e for e in stored if e.event_id in visible]
 
 
-async def world_readable(conn: asyncpg.Connection, engine: RoomEngine, room_id: str) -> bool:
+async def world_readable(conn: asyncpg.Connection, engine: RoomView, room_id: str) -> bool:
     """Whether the room's current history visibility lets anyone read it."""
     event_id = await state_store.get_current_state_event_id(
         conn, room_id, ("m.room.history_visibility", "")
@@ -155,7 +155,7 @@ async def world_readable(conn: asyncpg.Connection, engine: RoomEngine, room_id: 
 
 
 async def never_a_reader(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, member_event_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, member_event_id: str
 ) -> bool:
     """Whether a user whose membership is the leave or ban `member_event_id` may read none of
     the room (room_state.yaml 403: "You aren't a member of the room and weren't previously a

@@ -12,15 +12,11 @@ import asyncpg
 
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.restricted_joins import allowed_rooms, is_restricted, may_authorise
+from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS
 from storage import state as state_store
 
 if TYPE_CHECKING:
-    from homeserver.services.room_engine import RoomEngine
-
-_JOIN_RULES, _POWER_LEVELS, _CREATE = (
-    ("m.room.join_rules", ""), ("m.room.power_levels", ""), ("m.room.create", "")
-)
-
+    from homeserver.services.rooms.view import RoomView
 
 @dataclass(frozen=True, slots=True)
 class JoinAuthorisation:
@@ -34,17 +30,17 @@ class JoinAuthorisation:
 
 
 async def authorise_join(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str
 ) -> JoinAuthorisation:
     """The verdict from the room's current state (the auth rules check the join again)."""
     room_version = await engine.room_version(conn, room_id)
     member = ("m.room.member", user_id)
     ids = await state_store.get_current_state_for_keys(
-        conn, room_id, [_JOIN_RULES, _POWER_LEVELS, _CREATE, member]
+        conn, room_id, [JOIN_RULES, POWER_LEVELS, CREATE, member]
     )
     pdus = await engine.get_pdus(conn, list(ids.values()))
     state = {k: pdus[i] for k, i in ids.items() if i in pdus}
-    rule = state.get(_JOIN_RULES, {}).get("content", {})
+    rule = state.get(JOIN_RULES, {}).get("content", {})
     membership = state.get(member, {}).get("content", {}).get("membership")
     if not is_restricted(rule, room_version) or membership in ("invite", "join"):
         return JoinAuthorisation(needed=False)
@@ -54,8 +50,8 @@ async def authorise_join(
     ):
         return JoinAuthorisation(needed=True)
     able = may_authorise(
-        await engine.joined_members(conn, room_id), state.get(_POWER_LEVELS, {}).get("content"),
-        state.get(_CREATE, {}), room_version,
+        await engine.joined_members(conn, room_id), state.get(POWER_LEVELS, {}).get("content"),
+        state.get(CREATE, {}), room_version,
     )
     ours = [u for u in able if engine.is_local(u)]
     others = dict.fromkeys(server_name_of(u) for u in able if not engine.is_local(u))

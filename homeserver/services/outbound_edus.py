@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from homeserver.protocol.identifiers import server_name_of
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from storage.database import Database
 
 
@@ -40,7 +40,7 @@ def servers_of(user_ids: Iterable[str]) -> set[str]:
 
 
 async def users_sharing_room(
-    engine: RoomEngine, conn: asyncpg.Connection, user_id: str
+    engine: RoomView, conn: asyncpg.Connection, user_id: str
 ) -> set[str]:
     """Every user joined to a room `user_id` is joined to (with `user_id` when in any)."""
     users: set[str] = set()
@@ -102,7 +102,7 @@ class OutboundEdus:
     """Sends local users' EDUs to the other servers concerned."""
 
     def __init__(
-        self, db: Database, engine: RoomEngine, server_name: str, outbox: EduOutbox
+        self, db: Database, engine: RoomView, server_name: str, outbox: EduOutbox
     ) -> None:
         self.db = db
         self.engine = engine

@@ -30,11 +30,13 @@ from homeserver.protocol import push_rules
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.push_rules import CompiledRuleset, EventContext, InvalidPushRule
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import EventWrites, PersistedEvent, RoomEngine, StateKey
+from homeserver.services.rooms.view import RoomView
+from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from homeserver.services.unread_counts import UnreadCounts
 from storage import account_data as account_data_store
 from storage import push as push_store
@@ -45,8 +47,6 @@ from storage.push import NotificationGroup, Pusher
 log = logging.getLogger(__name__)
 
 PUSH_RULES_TYPE = "m.push_rules"
-_POWER_LEVELS = ("m.room.power_levels", "")
-_CREATE = ("m.room.create", "")
 _RULESET_CACHE_SIZE = 50_000
 
 
@@ -62,7 +62,7 @@ def check_kind(kind: str) -> str:
 
 class PushService:
     def __init__(
-        self, db: Database, engine: RoomEngine, account_data: AccountDataService,
+        self, db: Database, engine: RoomView, account_data: AccountDataService,
         server_name: str, unread: UnreadCounts, clock: Clock,
     ) -> None:
         self.clock = clock
@@ -206,9 +206,9 @@ class PushService:
             return
         rulesets = await self._rulesets(conn, recipients)
         # Every event's auth types include the power levels and the create event.
-        power_levels_event = state_before.get(_POWER_LEVELS)
+        power_levels_event = state_before.get(POWER_LEVELS)
         power_levels = power_levels_event["content"] if power_levels_event else None
-        create = state_before.get(_CREATE, {})
+        create = state_before.get(CREATE, {})
         version = await self.engine.room_version(conn, room_id)
         names: dict[str, str] = {}
         if any(rulesets[u].uses_display_name for u in recipients):

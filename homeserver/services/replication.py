@@ -47,7 +47,8 @@ from homeserver.services.ephemeral import TypingService
 from homeserver.services.notifier import Notifier
 from homeserver.services.presence import PRESENCE_STATES, PresenceService
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import Streams, StreamToken, load_streams
 from homeserver.services.sync import SyncParts, SyncRequest, SyncService
 from homeserver.services.token_cache import TokenCache
@@ -73,7 +74,7 @@ class Replicated:
 
     streams: Streams
     notifier: Notifier
-    engine: RoomEngine
+    engine: RoomCache
     e2e_keys: E2EKeysService
     tokens: TokenCache
     typing: TypingService
@@ -218,7 +219,7 @@ class WorkerReplication(_Endpoint):
         await super()._on_connect(reconnected)
         if reconnected:  # changes announced while disconnected were missed
             self.state.engine.forget_memberships()
-            self.state.engine.cache.clear()
+            self.state.engine.events.clear()
             self.state.e2e_keys.forget_counts()
             self.state.tokens.clear()
         await self.resync()
@@ -292,7 +293,7 @@ class WorkerReplication(_Endpoint):
                 state.engine.memberships_changed(str(user_id))
         elif message.get("inv") == "events":
             for event_id in message["k"]:
-                state.engine.cache.discard(str(event_id))
+                state.engine.events.discard(str(event_id))
         elif message.get("inv") == "key_counts":
             for user_id in message["k"]:
                 state.e2e_keys.forget_counts(str(user_id))
@@ -323,7 +324,7 @@ class WorkerSyncService(SyncService):
     """/sync in a worker: first hear of the positions of the client's token (see above)."""
 
     def __init__(
-        self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
+        self, db: Database, config: Config, engine: RoomView, notifier: Notifier,
         streams: Streams, clock: Clock, *, e2e_keys: E2EKeysService, parts: SyncParts,
         replication: WorkerReplication,
     ) -> None:

@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from homeserver.protocol.power_levels import event_power_level, user_power_level
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from storage import state as state_store
 
 if TYPE_CHECKING:
-    from homeserver.services.room_engine import RoomEngine
+    from homeserver.services.rooms.view import RoomView
 
 ADMIN_EVENT_TYPE = "m.room.canonical_alias"
 
 
 async def is_room_admin(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str
 ) -> bool:
     """Whether `user_id` is joined to the room and may change its canonical alias (M_NOT_FOUND
     for a room this server does not know)."""
@@ -29,12 +30,12 @@ async def is_room_admin(
 
 
 async def may_send_state(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str, event_type: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str, event_type: str
 ) -> bool:
     """Whether `user_id` is joined to the room now and has the power level to send the state
     event `event_type` (M_NOT_FOUND for a room this server does not know)."""
     version = await engine.room_version(conn, room_id)
-    keys = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)]
+    keys = [CREATE, POWER_LEVELS, ("m.room.member", user_id)]
     state = await state_store.get_current_state_for_keys(conn, room_id, keys)
     pdus = await engine.get_pdus(conn, list(state.values()))
     create, levels, member = (pdus.get(state.get(k, "")) for k in keys)

@@ -16,10 +16,11 @@ from typing import Any
 from homeserver.config import Config
 from homeserver.errors import MatrixError, bad_json, invalid_param, room_full_error, too_large
 from homeserver.protocol import identifiers
+from homeserver.protocol.member_limit import MEMBER_LIMIT_TYPE
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.services.remote_server_limits import ServerLimits
-from homeserver.services.room_engine import MEMBER_LIMIT_TYPE, RoomEngine
+from homeserver.services.rooms.local import LocalEvents
 from storage import rooms as rooms_store
 from storage.database import Database
 
@@ -49,7 +50,7 @@ class RoomCreation:
     joins, invites and the directory, and hands them in."""
 
     def __init__(
-        self, db: Database, config: Config, engine: RoomEngine,
+        self, db: Database, config: Config, engine: LocalEvents,
         member_content: MemberContent, put_alias: PutAlias, invite_remote: InviteRemote,
         server_limits: ServerLimits,
     ) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
+from homeserver.protocol.state_keys import StateKey
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import (
     filter_visible,
@@ -24,7 +25,6 @@ from homeserver.services.event_views import (
 )
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_history import (
     BACKFILL_POINTS,
     BACKFILL_ROUNDS,
@@ -37,14 +37,14 @@ from homeserver.services.room_history import (
     position_before,
     read_page,
 )
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import StreamToken
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
 from storage.events import StoredEvent
-
-StateKey = tuple[str, str]
+from storage.streams import StreamIdGenerator
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +57,12 @@ class View:
 
 class RoomReads:
     def __init__(
-        self, db: Database, engine: RoomEngine, history: RemoteHistory, clock: Clock
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, history: RemoteHistory,
+        clock: Clock,
     ) -> None:
         self.db = db
         self.engine = engine
+        self.stream = stream
         self.history = history  # where /messages asks for history from before our join
         self.clock = clock
 
@@ -190,7 +192,7 @@ class RoomReads:
 
         async def run(conn: asyncpg.Connection) -> tuple[dict[str, Any], Page]:
             view = await self._view(conn, room_id, requester.user_id)
-            ceiling = self.engine.stream.current if view.upto is None else view.upto
+            ceiling = self.stream.current if view.upto is None else view.upto
             page = await read_page(conn, PageQuery(
                 room_id, start, stop, ceiling, limit, event_filter.sql_types(),
                 event_filter.sql_senders(),
@@ -249,7 +251,7 @@ class RoomReads:
             view = await self._view(conn, room_id, requester.user_id)
             target = await self._visible_event(conn, requester, room_id, event_id)
             stored = (await load_events(conn, [event_id]))[0]
-            ceiling = self.engine.stream.current if view.upto is None else view.upto
+            ceiling = self.stream.current if view.upto is None else view.upto
             before_n, after_n = limit // 2, limit - limit // 2
             query = PageQuery(
                 room_id, None, None, ceiling, 1, event_filter.sql_types(),

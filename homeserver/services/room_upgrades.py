@@ -17,11 +17,14 @@ from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import may_send_state
 from homeserver.services.room_creation import RoomCreation
-from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_reads import RoomReads
+from homeserver.services.rooms.local import LocalEvents
+from homeserver.services.rooms.view import RoomView
+from storage.database import Database
 
 TOMBSTONE = "m.room.tombstone"
 # State the spec's "Server behaviour" for upgrades lists as copied into the new room.
@@ -33,8 +36,13 @@ RESTRICTED_LEVEL = 50
 
 
 class RoomUpgrades:
-    def __init__(self, engine: RoomEngine, reads: RoomReads, creation: RoomCreation) -> None:
+    def __init__(
+        self, db: Database, engine: RoomView, local: LocalEvents, reads: RoomReads,
+        creation: RoomCreation,
+    ) -> None:
+        self.db = db
         self.engine = engine
+        self.local = local
         self.reads = reads
         self.creation = creation
 
@@ -45,7 +53,7 @@ class RoomUpgrades:
                               f"Room version {new_version!r} is not supported")
         # Judged on the current state before anything is created: a former admin may still
         # read the room as it was, but upgrading it is an act in the room as it is.
-        if not await self.engine.db.run(lambda conn: may_send_state(
+        if not await self.db.run(lambda conn: may_send_state(
             conn, self.engine, room_id, requester.user_id, TOMBSTONE
         )):
             raise forbidden("You may not upgrade this room")
@@ -53,8 +61,8 @@ class RoomUpgrades:
             (e["type"], e.get("state_key")): e
             for e in await self.reads.state(requester, room_id)
         }
-        create = state[("m.room.create", "")]
-        power = state.get(("m.room.power_levels", ""))
+        create = state[CREATE]
+        power = state.get(POWER_LEVELS)
         power_content = dict(power["content"]) if power else None
         user = requester.user_id
         body: dict[str, Any] = {
@@ -72,7 +80,7 @@ class RoomUpgrades:
                 power_content, user, get_room_version(new_version).privileged_creators
             )
         new_room = await self.creation.create_room(user, body)
-        await self.engine.send(
+        await self.local.send(
             room_id, user, TOMBSTONE,
             {"body": "This room has been replaced", "replacement_room": new_room},
             state_key="",
@@ -89,7 +97,7 @@ class RoomUpgrades:
         if restricted == power:
             return
         try:
-            await self.engine.send(room_id, user, "m.room.power_levels", restricted,
+            await self.local.send(room_id, user, "m.room.power_levels", restricted,
                                    state_key="")
         except MatrixError:
             pass  # the upgrader may not change the power levels: the spec only says "should"

@@ -1,6 +1,6 @@
 """Server-side search (Client-Server API "Server Side Search") over room events.
 
-Theory of operation. The room engine indexes the plain text of every `m.room.message` body,
+Theory of operation. The room cluster indexes the plain text of every `m.room.message` body,
 `m.room.name` and `m.room.topic` in the transaction that persists it (`storage.search`);
 encrypted events have no plaintext and are never indexed. A search runs PostgreSQL full-text
 search (`websearch_to_tsquery`, so quotes and `-word` work) over the rooms the user is joined
@@ -24,13 +24,14 @@ from homeserver.services.clock import Clock
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.filters import EventFilter
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import MAX_POSITION, StreamToken
 from storage import events as events_store
 from storage import search as search_store
 from storage import state as state_store
 from storage.database import Database
 from storage.search import SearchHit, SearchQuery
+from storage.streams import StreamIdGenerator
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
@@ -67,9 +68,12 @@ def _parse_batch(token: str | None, order_by: str) -> int:
 
 
 class SearchService:
-    def __init__(self, db: Database, engine: RoomEngine, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, clock: Clock
+    ) -> None:
         self.db = db
         self.engine = engine
+        self.stream = stream
         self.clock = clock
 
     async def search(
@@ -151,7 +155,7 @@ class SearchService:
             conn, hit.room_id, after=0, upto=at - 1, limit=before_n, newest_first=True
         ) if before_n else []
         after = await events_store.get_room_events(
-            conn, hit.room_id, after=at, upto=self.engine.stream.current, limit=after_n,
+            conn, hit.room_id, after=at, upto=self.stream.current, limit=after_n,
             newest_first=False,
         ) if after_n else []
         uid = requester.user_id

@@ -20,9 +20,10 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.protocol.state_keys import ENCRYPTION
 from homeserver.services.directory import room_chunk
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
@@ -35,7 +36,7 @@ _TOKEN_RE = re.compile(r"h(\d{1,9})_(\d{1,3})_([01])")
 
 
 class SpaceHierarchy:
-    def __init__(self, db: Database, engine: RoomEngine) -> None:
+    def __init__(self, db: Database, engine: RoomView) -> None:
         self.db = db
         self.engine = engine
 
@@ -76,7 +77,7 @@ class SpaceHierarchy:
             del entry["children_state"]
             entry["room_version"] = await rooms_store.get_room_version(conn, room_id)
             encryption = await state_store.get_current_state_event_id(
-                conn, room_id, ("m.room.encryption", "")
+                conn, room_id, ENCRYPTION
             )
             if encryption is not None:
                 pdu = (await self.engine.get_pdus(conn, [encryption]))[encryption]

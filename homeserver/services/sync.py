@@ -32,7 +32,7 @@ from homeserver.services.lazy_members import LazyMembers
 from homeserver.services.notifier import Notifier, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import Streams, StreamToken
 from homeserver.services.sync_rooms import (
     RoomWindow,
@@ -98,7 +98,7 @@ class SyncParts:
 
 class SyncService:
     def __init__(
-        self, db: Database, config: Config, engine: RoomEngine, notifier: Notifier,
+        self, db: Database, config: Config, engine: RoomView, notifier: Notifier,
         streams: Streams, clock: Clock, *, e2e_keys: E2EKeysService, parts: SyncParts,
     ) -> None:
         self.db = db

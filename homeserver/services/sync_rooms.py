@@ -34,12 +34,12 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.services import room_state
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.filters import EventFilter, Filter
 from homeserver.services.lazy_members import LazyMembers
 from homeserver.services.requester import Requester
-from homeserver.services.room_engine import RoomEngine
+from homeserver.services.rooms.state import state_before_event
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import StreamToken
 from storage import events as events_store
 from storage import state as state_store
@@ -101,7 +101,7 @@ async def _state_at(
 
 
 async def room_timeline_and_state(
-    conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
+    conn: asyncpg.Connection, engine: RoomView, requester: Requester, window: RoomWindow,
     flt: Filter, ignored: frozenset[str], lazy: LazyMembers, now: int,
 ) -> dict[str, Any]:
     """`timeline` and `state` of one room for the window, without the events of the users
@@ -206,7 +206,7 @@ def _timeline_members(shown: list[tuple[StoredEvent, dict[str, Any]]]) -> dict[s
 
 
 async def lazy_hero_members(
-    conn: asyncpg.Connection, engine: RoomEngine, requester: Requester, window: RoomWindow,
+    conn: asyncpg.Connection, engine: RoomView, requester: Requester, window: RoomWindow,
     heroes: list[str], present: set[str], flt: Filter, lazy: LazyMembers, now: int,
 ) -> list[dict[str, Any]]:
     """The member events of the summary's heroes a lazy-loading client lacks (sync.yaml:
@@ -263,7 +263,7 @@ async def _state_before_first(
     its state at the join is the one the join was built on."""
     for stored in timeline:
         if stored.state_group is not None:
-            return await room_state.state_before_event(conn, stored)
+            return await state_before_event(conn, stored)
     return {}
 
 
@@ -286,7 +286,7 @@ async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEv
 
 
 async def room_summary(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, user_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, user_id: str
 ) -> dict[str, Any]:
     """`summary`: member counts and, for a room with neither a name nor a canonical alias, up
     to five heroes (other joined or invited members, oldest first; failing those, the ones who
@@ -306,7 +306,7 @@ async def room_summary(
     return summary
 
 
-async def _is_named(conn: asyncpg.Connection, engine: RoomEngine, room_id: str) -> bool:
+async def _is_named(conn: asyncpg.Connection, engine: RoomView, room_id: str) -> bool:
     """Whether the room has a non-empty `m.room.name` or `m.room.canonical_alias`."""
     state = await state_store.get_current_state(
         conn, room_id, ["m.room.name", "m.room.canonical_alias"]
@@ -360,7 +360,7 @@ def _stripped(pdu: dict[str, Any]) -> dict[str, Any]:
 
 
 async def invite_state(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, invite_event_id: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, invite_event_id: str
 ) -> list[dict[str, Any]]:
     """Stripped state of a room the user is invited to, ending with the invite itself.
 
@@ -375,7 +375,7 @@ async def invite_state(
 
 
 async def stripped_state(
-    conn: asyncpg.Connection, engine: RoomEngine, room_id: str, member: str
+    conn: asyncpg.Connection, engine: RoomView, room_id: str, member: str
 ) -> list[dict[str, Any]]:
     """The room's current stripped state, with `member`'s membership event (the inviter's),
     as invites and knocks show it to users outside the room."""

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import invalid_param
+from homeserver.protocol.state_keys import CREATE
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_reads import RoomReads
@@ -45,7 +46,7 @@ class Threads:
                 raise invalid_param("'from' is not a pagination token from this server")
             before = position
         # 403 for a room the user may not read, 404 for one that doesn't exist.
-        await self.reads.state_event(requester, room_id, "m.room.create", "")
+        await self.reads.state_event(requester, room_id, *CREATE)
         user_id = requester.user_id
         engine = self.reads.engine
 

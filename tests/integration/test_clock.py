@@ -1,5 +1,5 @@
 """The server's one clock (`Homeserver.clock`) is the time its services read: a test that
-moves it sees presence age and receipts stamped by it, with no sleeping."""
+moves it sees presence age, events and receipts stamped by it, with no sleeping."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ async def test_services_read_the_servers_clock(
     room_id = await api.create_room(alice, preset="public_chat")
     await api.join(bob, room_id)
     event_id = await api.send_message(alice, room_id, "read me")
+    event = await api.ok("GET", f"rooms/{room_id}/event/{event_id}", token=bob.token)
+    assert event["origin_server_ts"] == clock.ms
     await api.ok(
         "POST", f"rooms/{room_id}/receipt/m.read/{event_id}", json={}, token=bob.token
     )

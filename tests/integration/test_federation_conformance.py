@@ -20,6 +20,7 @@ import aiohttp
 from federation.client import HttpResponseError, path_segment
 from homeserver.protocol.events import build_event
 from homeserver.protocol.signing import key_id
+from homeserver.services.rooms.remote import Outcome
 from storage import events as events_store
 from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
@@ -151,8 +152,8 @@ async def test_v1_invite_is_countersigned_in_the_array_form(
     api_a, api_b = a.api(peer_http), b.api(peer_http)
     alice, bob = await api_a.register("alice"), await api_b.register("bob")
     room_id = await api_b.create_room(bob, preset="private_chat")
-    assert b.hs is not None
-    version, template = await b.hs.incoming.engine.template(
+    assert b.hs is not None and b.hs.federation is not None
+    version, template = await b.hs.federation.outbound.joins.local.template(
         room_id, bob.user_id, "m.room.member", {"membership": "invite"}, alice.user_id
     )
     event_id, pdu = build_event(
@@ -189,16 +190,16 @@ async def test_state_at_an_outlier_or_a_rejected_event_is_not_found(
 ) -> None:
     room = await shared_room(peers, peer_http)
     hs = room.a.hs
-    assert hs is not None and hs.incoming is not None
+    assert hs is not None and hs.incoming is not None and hs.federation is not None
     outlier, pdu = await forge(
         room, room.room_id, room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "o"}
     )
-    assert outlier in await hs.incoming.store_outliers(room.room_id, [pdu])
+    assert outlier in await hs.federation.outbound.pdus.outliers.store(room.room_id, [pdu])
     rejected, pdu = await forge(
         room, room.room_id, "@mallory:" + room.b.name, "m.room.message",
         {"msgtype": "m.text", "body": "x"}, auth_keys=[("m.room.power_levels", "")],
     )
-    assert (await hs.incoming.receive(room.room_id, pdu)).outcome == "rejected"
+    assert (await hs.incoming.receive(room.room_id, pdu)).outcome is Outcome.REJECTED
     for event_id in (outlier, rejected):
         for read in ("state", "state_ids"):
             assert await error(

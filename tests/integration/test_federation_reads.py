@@ -18,6 +18,7 @@ from federation.client import HttpResponseError, path_segment
 from homeserver.protocol.events import build_event
 from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.services.rooms.remote import Outcome
 from storage import events as events_store
 from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
@@ -403,7 +404,7 @@ async def test_a_rejected_event_is_never_served(
         server_name=room.b.name, signing_key=room.b.signing_key,
     )
     received = await room.a.hs.incoming.receive(room.room_id, pdu)
-    assert received.outcome == "rejected"
+    assert received.outcome is Outcome.REJECTED
 
     assert await error(room, "GET", f"/event/{path_segment(rejected)}") == (404, "M_NOT_FOUND")
     assert await error(
@@ -505,8 +506,8 @@ async def test_an_event_arriving_after_its_redaction_is_stored_redacted(
 
     name_id, name = bob_event("m.room.name", {"name": MARKER}, state_key="")
     _, redaction = bob_event("m.room.redaction", {}, state_key=None, redacts=name_id)
-    assert (await room.a.hs.incoming.receive(room.room_id, redaction)).outcome == "accepted"
-    assert (await room.a.hs.incoming.receive(room.room_id, name)).outcome == "accepted"
+    assert (await room.a.hs.incoming.receive(room.room_id, redaction)).outcome is Outcome.ACCEPTED
+    assert (await room.a.hs.incoming.receive(room.room_id, name)).outcome is Outcome.ACCEPTED
 
     assert (await room.current_state())[("m.room.name", "")] == name_id
     listing = await room.api.ok("GET", "publicRooms")

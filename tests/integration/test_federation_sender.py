@@ -23,10 +23,11 @@ from federation.client import HttpResponseError
 from federation.sender import SEND_PATH, FederationSender
 from homeserver.protocol.signing import generate_signing_key
 from homeserver.services.clock import SYSTEM_CLOCK
-from homeserver.services.room_engine import EventWrites, PersistedEvent
+from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from storage import outbox
 from storage.database import Database
 from storage.outbox import DestinationState
+from tests.conftest import MakeServer
 from tests.federation_helpers import StandIn, insecure_client
 from tests.federation_peers import Peers
 from tests.storage.test_outbox import new_event
@@ -409,3 +410,14 @@ async def test_a_request_from_the_peer_ends_the_backoff_of_a_running_server(
     await until(retried, "A retrying B")
     # Before the stored retry time: the contact, not the timer, made it try again.
     assert time.time() * 1000 < state.retry_at
+
+
+async def test_a_server_whose_config_is_silent_on_it_caps_the_outbox_backoff_at_5_minutes(
+    make_homeserver: MakeServer,
+) -> None:
+    """The cap production gets from a config that does not set it (no key can): a peer back
+    from an outage that sends us nothing waits at most five minutes for its backlog (see
+    federation/backoff.py). Pinned, so that a change to it is deliberate."""
+    server = await make_homeserver()
+    assert server.hs.federation is not None
+    assert server.hs.federation.outbound.sender.backoff.max_s == 300.0

@@ -1,4 +1,4 @@
-"""The room engine's path for remote events, fed directly with signed events built by a
+"""The room cluster's path for remote events, fed directly with signed events built by a
 `RoomBuilder` (as federation hands them over once signatures are checked): joining a room that
 lives elsewhere, accepted, rejected and soft-failed events, forks resolved by state resolution
 and merged by the next local event."""
@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from homeserver.protocol import state_res
-from homeserver.services.incoming_events import IncomingEvents, MissingEvents
-from homeserver.services.remote_memberships import RemoteMemberships
+from homeserver.services.rooms.checks import MissingEvents
+from homeserver.services.rooms.remote import Outcome, RemoteEvents
 from tests.conftest import RunningServer
 from tests.helpers import MatrixApi, User
 from tests.unit.room_builder import RoomBuilder
@@ -22,21 +23,21 @@ ALICE, BOB, CAROL = "@alice:127.0.0.1:9", "@bob:127.0.0.1:10", "@carol:127.0.0.1
 
 
 async def joined(homeserver: RunningServer, api: MatrixApi, version: str = "11") -> tuple[
-    RoomBuilder, User, IncomingEvents
+    RoomBuilder, User, RemoteEvents
 ]:
     """A room of a.example that our user joins (the join answered by a send_join)."""
     me = await api.register("me")
     builder = RoomBuilder.standard(version, ALICE)
     builder.join(BOB)
-    incoming = homeserver.hs.incoming
-    assert incoming is not None
+    incoming, federation = homeserver.hs.incoming, homeserver.hs.federation
+    assert incoming is not None and federation is not None
     state = [builder.events[i] for i in builder.state_ids.values()]
     join_id, join = builder.make(me.user_id, "m.room.member", {"membership": "join"},
                                  me.user_id)
-    outcome = await RemoteMemberships(incoming).join_room(
+    outcome = await federation.outbound.joins.memberships.join_room(
         _room(builder), builder.rv, join, state, list(builder.events.values())
     )
-    assert (outcome.event_id, outcome.outcome) == (join_id, "accepted")
+    assert (outcome.event_id, outcome.outcome) == (join_id, Outcome.ACCEPTED)
     builder.apply(join_id, join)
     return builder, me, incoming
 
@@ -61,7 +62,7 @@ async def test_a_joined_remote_room_shows_its_state_and_new_messages(
     room_id = _room(builder)
     assert await _current_state(homeserver, room_id) == builder.state_ids
     message = builder.make(BOB, "m.room.message", {"msgtype": "m.text", "body": "hi"})
-    assert (await incoming.receive(room_id, message[1])).outcome == "accepted"
+    assert (await incoming.receive(room_id, message[1])).outcome is Outcome.ACCEPTED
     builder.apply(*message)
 
     response = await api.sync(me)
@@ -71,7 +72,7 @@ async def test_a_joined_remote_room_shows_its_state_and_new_messages(
     members = await api.ok("GET", f"rooms/{room_id}/joined_members", token=me.token)
     assert set(members["joined"]) == {ALICE, BOB, me.user_id}
     # The same event again is no change.
-    assert (await incoming.receive(room_id, message[1])).outcome == "known"
+    assert (await incoming.receive(room_id, message[1])).outcome is Outcome.KNOWN
 
 
 async def test_an_event_failing_its_auth_is_rejected_and_never_seen(
@@ -82,7 +83,7 @@ async def test_an_event_failing_its_auth_is_rejected_and_never_seen(
     # Carol never joined: her message passes no auth check.
     event_id, pdu = builder.make(CAROL, "m.room.message", {"msgtype": "m.text", "body": "x"})
     outcome = await incoming.receive(room_id, pdu)
-    assert outcome.outcome == "rejected"
+    assert outcome.outcome is Outcome.REJECTED
     messages = await api.ok("GET", f"rooms/{room_id}/messages?dir=b&limit=50", token=me.token)
     assert event_id not in [e["event_id"] for e in messages["chunk"]]
 
@@ -94,16 +95,24 @@ async def test_an_event_the_current_state_forbids_is_soft_failed(
     room_id = _room(builder)
     before = list(builder.latest)
     ban_id, ban = builder.make(ALICE, "m.room.member", {"membership": "ban"}, BOB)
-    assert (await incoming.receive(room_id, ban)).outcome == "accepted"
+    assert (await incoming.receive(room_id, ban)).outcome is Outcome.ACCEPTED
     # Bob's message, built on the state before his ban, reaches us after it.
     late_id, late = builder.make(
         BOB, "m.room.message", {"msgtype": "m.text", "body": "late"}, prev_events=before
     )
+    before_count = _soft_failed("auth")
     outcome = await incoming.receive(room_id, late)
-    assert outcome.outcome == "soft_failed"
+    assert outcome.outcome is Outcome.SOFT_FAILED
+    assert outcome.reason is not None and outcome.reason.startswith("auth: not allowed by")
+    # The label dashboards count soft failures by.
+    assert _soft_failed("auth") == before_count + 1
     messages = await api.ok("GET", f"rooms/{room_id}/messages?dir=b&limit=50", token=me.token)
     assert late_id not in [e["event_id"] for e in messages["chunk"]]
     assert (await _current_state(homeserver, room_id))[("m.room.member", BOB)] == ban_id
+
+
+def _soft_failed(reason: str) -> float:
+    return REGISTRY.get_sample_value("moot_events_soft_failed_total", {"reason": reason}) or 0.0
 
 
 async def test_missing_prev_events_are_asked_for(
@@ -133,7 +142,7 @@ async def test_a_fork_resolves_like_state_resolution_and_a_local_send_merges_it(
     ban_id, ban = builder.make(ALICE, "m.room.member", {"membership": "ban"}, BOB,
                                prev_events=fork_point, state=base_state)
     for pdu in (promote, ban):
-        assert (await incoming.receive(room_id, pdu)).outcome == "accepted"
+        assert (await incoming.receive(room_id, pdu)).outcome is Outcome.ACCEPTED
 
     events = dict(builder.events)
     events[promote_id], events[ban_id] = promote, ban
@@ -150,7 +159,7 @@ async def test_a_fork_resolves_like_state_resolution_and_a_local_send_merges_it(
         "SELECT event_id FROM forward_extremities WHERE room_id = $1", room_id
     ))
     assert [h["event_id"] for h in heads] == [sent]
-    engine = homeserver.hs.incoming.engine if homeserver.hs.incoming else None
-    assert engine is not None
-    pdu = (await db.run(lambda c: engine.get_pdus(c, [sent])))[sent]
+    rooms = homeserver.hs.incoming.cache if homeserver.hs.incoming else None
+    assert rooms is not None
+    pdu = (await db.run(lambda c: rooms.get_pdus(c, [sent])))[sent]
     assert set(pdu["prev_events"]) == {promote_id, ban_id}

@@ -24,7 +24,6 @@ from typing import Any
 from unpaddedbase64 import encode_base64
 
 from homeserver.protocol.auth_rules import (
-    StateKey,
     auth_types_for_event,
     check_auth_events_selection,
     check_auth_rules,
@@ -43,6 +42,7 @@ from homeserver.protocol.signing import (
     verify_event_signature,
     verify_key_of,
 )
+from homeserver.protocol.state_keys import StateKey
 
 Event = dict[str, Any]
 

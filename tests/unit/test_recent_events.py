@@ -3,7 +3,7 @@ replaces; otherwise it says so (None) and the caller reads the database."""
 
 from __future__ import annotations
 
-from homeserver.services.recent_events import RecentEvents
+from homeserver.services.rooms.recent import RecentEvents
 from storage.events import StoredEvent
 
 UNBOUNDED = 2**62

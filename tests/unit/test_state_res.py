@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from homeserver.protocol.auth_rules import StateKey, check_auth_rules
+from homeserver.protocol.auth_rules import check_auth_rules
+from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import _Graph, is_power_event, resolve_state
 
 from .room_builder import RoomBuilder

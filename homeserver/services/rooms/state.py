@@ -17,11 +17,12 @@ import asyncpg
 
 from homeserver.protocol import state_res
 from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.state_keys import CREATE, StateKey
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
 from storage.events import StoredEvent
-from storage.state import StateKey, StateMap
+from storage.state import StateMap
 
 
 async def resolve(
@@ -44,7 +45,7 @@ async def resolve(
     difference = union - common
     wanted = conflicted | difference
     wanted |= await event_graph.get_auth_chain_ids(conn, wanted)
-    create = first.get(("m.room.create", ""))
+    create = first.get(CREATE)
     if create is not None:
         wanted.add(create)  # v12 names it in no auth_events, yet every check needs it
     stored = await events_store.get_events(conn, wanted)

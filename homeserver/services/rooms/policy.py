@@ -2,7 +2,7 @@
 refusal to change a room's encryption, which Matrix error a malformed event is, and when a
 local state event would only repeat the current state.
 
-Pure functions over the event and the state before it, shared by the room engine's paths for
+Pure functions over the event and the state before it, shared by the room cluster's paths for
 local and remote events.
 """
 
@@ -17,10 +17,8 @@ from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.errors import CanonicalJSONError, EventTooLargeError, InvalidEventError
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.state_keys import CREATE, ENCRYPTION, POWER_LEVELS, StateKey
 from storage.events import StoredEvent
-
-StateKey = tuple[str, str]
-_CREATE = ("m.room.create", "")
 
 
 def redacts_of(pdu: Mapping[str, Any], room_version: RoomVersion) -> str | None:
@@ -41,7 +39,7 @@ def may_redact(
 ) -> bool:
     """Whether a redaction takes effect (rooms v3+ "Handling redactions"): within its own room
     only, by a user of the server whose user sent the target, or by a sender with the redact
-    power level in every state of `states`. The room engine passes the state before the
+    power level in every state of `states`. The room cluster passes the state before the
     redaction and, for another server's redaction, the current state too: that server chose
     the state before through `prev_events`, so a demoted moderator could date a redaction
     back to when they had the power. A redaction of an event not yet seen needs the power."""
@@ -56,9 +54,9 @@ def may_redact(
 def _has_redact_power(
     sender: str, state: Mapping[StateKey, Mapping[str, Any]], room_version: RoomVersion
 ) -> bool:
-    power_levels = state.get(("m.room.power_levels", ""))
+    power_levels = state.get(POWER_LEVELS)
     content = power_levels.get("content") if power_levels is not None else None
-    create = state.get(_CREATE, {})
+    create = state.get(CREATE, {})
     level = user_power_level(sender, content, create, room_version)
     return level >= required_level(content, "redact")
 
@@ -79,7 +77,7 @@ def refuse_encryption_change(
     same settings, since a changed m.room.encryption could downgrade every member's messages."""
     if pdu["type"] != "m.room.encryption" or pdu.get("state_key") != "":
         return
-    current = state_before.get(("m.room.encryption", ""))
+    current = state_before.get(ENCRYPTION)
     if current is not None and current["content"] != pdu["content"]:
         raise forbidden("Encryption cannot be switched off or changed once enabled")
 

@@ -2,7 +2,7 @@
 answer) and the invites and rejections of rooms this server is not in.
 
 Both start where this server holds nothing of the room; everything after the join takes the
-remote events' path of `incoming_events.py`.
+remote events' path of `remote.py`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import asyncpg
 from homeserver.errors import MatrixError
 from homeserver.protocol import hashing
 from homeserver.protocol.room_versions import RoomVersion
-from homeserver.services.incoming_events import IncomingEvents, Received, state_map
-from homeserver.services.room_engine import EventWrites, PersistedEvent
+from homeserver.protocol.state_keys import CREATE
+from homeserver.services.rooms.outliers import Outliers
+from homeserver.services.rooms.remote import Received, RemoteEvents, state_map
+from homeserver.services.rooms.writes import EventWrites, PersistedEvent, RoomTxn, stored_event
 from storage import event_graph
 from storage import events as events_store
 from storage import rooms as rooms_store
@@ -25,8 +27,11 @@ from storage.streams import Slot
 
 
 class RemoteMemberships:
-    def __init__(self, incoming: IncomingEvents) -> None:
-        self.incoming = incoming
+    def __init__(self, remote: RemoteEvents, outliers: Outliers) -> None:
+        self.remote = remote
+        self.outliers = outliers
+        self.cache = remote.cache
+        self.writes = remote.writes
 
     # ---- joining a room that lives on other servers ------------------------------------------
 
@@ -53,14 +58,14 @@ class RemoteMemberships:
             )
             await rooms_store.set_room_version(conn, room_id, room_version.identifier)
 
-        await self.incoming.engine.db.transaction(record, name="insert_remote_room")
-        self.incoming.engine.remember_room(room_id, room_version)
-        accepted = await self.incoming.store_outliers(room_id, [*auth_chain, *state])
+        await self.writes.db.transaction(record, name="insert_remote_room")
+        self.cache.remember_room(room_id, room_version)
+        accepted = await self.outliers.store(room_id, [*auth_chain, *state])
         state_ids = state_map(state, room_version, accepted)
-        if ("m.room.create", "") not in state_ids:
+        if CREATE not in state_ids:
             raise MatrixError(502, "M_UNKNOWN", "The room's m.room.create was not valid")
         prev_states = {str(p): state_ids for p in join["prev_events"]}
-        return await self.incoming.receive(room_id, join, prev_states=prev_states)
+        return await self.remote.receive(room_id, join, prev_states=prev_states)
 
 
     # ---- memberships of rooms this server is not in ------------------------------------------
@@ -71,7 +76,6 @@ class RemoteMemberships:
         """Record a local user's membership event of a room this server is not in (an invite
         from another server, or the leave that rejects it): no state, no forward extremity,
         but a stream position and a membership row, so that the user's /sync shows it."""
-        engine = self.incoming.engine
         event_id = hashing.compute_event_id(pdu, room_version)
         user_id = str(pdu["state_key"])
 
@@ -83,21 +87,21 @@ class RemoteMemberships:
             )
             if await events_store.get_events(conn, [event_id]):
                 return None
-            writes = EventWrites()
+            txn = RoomTxn(conn, room_id, room_version, EventWrites(), set())
             position = slot.nth(0)
             previous = await event_graph.get_latest_position(conn, room_id)
-            persisted = await engine.stage(
-                conn, room_id, dict(pdu), event_id, None, position, {}, writes, members=set(),
-                replaces_state=None, previous_position=previous, federate=False,
+            persisted = await self.writes.stage(
+                txn, dict(pdu), stored_event(room_id, event_id, pdu, None, position=position),
+                {}, previous_position=previous, federate=False,
             )
-            await writes.flush(conn, room_id, None)
+            await txn.writes.flush(conn, room_id, None)
             await state_store.upsert_membership(
                 conn, room_id, user_id, str(pdu["content"]["membership"]), event_id, position
             )
             return persisted
 
-        engine.remember_room(room_id, room_version)
-        persisted = await engine.write(room_id, "store_out_of_band", store)
+        self.cache.remember_room(room_id, room_version)
+        persisted = await self.writes.write(room_id, "store_out_of_band", store)
         if persisted is not None:
-            engine.after_persist(room_id, persisted)
+            self.writes.after_persist(persisted)
         return event_id

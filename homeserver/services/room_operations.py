@@ -18,6 +18,7 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
+from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.clock import Clock
 from homeserver.services.join_authorisation import authorise_join
@@ -27,8 +28,9 @@ from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import is_room_admin
 from homeserver.services.room_creation import RoomCreation
-from homeserver.services.room_engine import RoomEngine
 from homeserver.services.room_reads import RoomReads
+from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.local import LocalEvents
 from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
@@ -50,22 +52,23 @@ MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 class RoomsService:
     def __init__(
-        self, db: Database, config: Config, engine: RoomEngine, accounts: AccountsService,
-        ratelimiter: RateLimiter, outward: Outward, clock: Clock,
+        self, db: Database, config: Config, engine: RoomCache, local: LocalEvents,
+        accounts: AccountsService, ratelimiter: RateLimiter, outward: Outward, clock: Clock,
     ) -> None:
         self.db = db
         self.engine = engine
+        self.local = local
         self.accounts = accounts
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
         self.max_aliases = config.quotas.max_aliases_per_user
-        self.reads = RoomReads(db, engine, outward.history, clock)
+        self.reads = RoomReads(db, engine, local.writes.stream, outward.history, clock)
         self.remote = outward.queries  # other servers' aliases are asked of them
         self.remote_rooms = outward.rooms
         # How many other servers a user may invite from.
         self.server_limits = outward.server_limits
         self.creation = RoomCreation(
-            db, config, engine, self._member_content, self._put_alias, self._invite_remote,
+            db, config, local, self._member_content, self._put_alias, self._invite_remote,
             self.server_limits,
         )
 
@@ -333,7 +336,7 @@ class RoomsService:
         self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
     ) -> str:
         self.ratelimiter.check("per_user", requester.user_id)
-        return await self.engine.send(
+        return await self.local.send(
             room_id, requester.user_id, "m.room.member", content, state_key=target
         )
 
@@ -369,7 +372,7 @@ class RoomsService:
         if txn_id is not None:
             scope = f"send/{room_id}/{event_type}"
             txn = ClientTxnKey(requester.user_id, requester.device_id, txn_id, scope)
-        return await self.engine.send(
+        return await self.local.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
 
@@ -436,7 +439,7 @@ class RoomsService:
         txn = ClientTxnKey(
             requester.user_id, requester.device_id, txn_id, f"redact/{room_id}/{event_id}"
         )
-        return await self.engine.send(
+        return await self.local.send(
             room_id, requester.user_id, "m.room.redaction", content, txn=txn, redacts=event_id
         )
 
@@ -446,8 +449,8 @@ class RoomsService:
                 conn, room_id, ["m.room.power_levels", "m.room.create"]
             )
             pdus = await self.engine.get_pdus(conn, list(state.values()))
-            pl = pdus.get(state.get(("m.room.power_levels", ""), ""))
-            create = pdus[state[("m.room.create", "")]]
+            pl = pdus.get(state.get(POWER_LEVELS, ""))
+            create = pdus[state[CREATE]]
             return (pl["content"] if pl else None), create
 
         pl_content, create = await self.db.run(levels)
@@ -536,5 +539,5 @@ class RoomsService:
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
         """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""
-        await self.reads.state_event(requester, room_id, "m.room.create", "")
+        await self.reads.state_event(requester, room_id, *CREATE)
         return await self.db.run(lambda c: rooms_store.get_aliases_for_room(c, room_id))
