@@ -10,8 +10,10 @@ trigger, such as fetching their keys.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Generic, TypeVar
+
+from homeserver.services.clock import Clock
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -46,16 +48,16 @@ class LruDict(Generic[K, V]):
 class WindowBudget:
     """``limit`` actions per fixed window of ``window_s`` seconds."""
 
-    def __init__(self, limit: int, window_s: float, monotonic: Callable[[], float]) -> None:
+    def __init__(self, limit: int, window_s: float, clock: Clock) -> None:
         self.limit = limit
         self.window_s = window_s
-        self._monotonic = monotonic
-        self._window_start = monotonic()
+        self._clock = clock
+        self._window_start = clock.monotonic()
         self._used = 0
 
     def take(self) -> bool:
         """Spend one action if the current window has one left."""
-        now = self._monotonic()
+        now = self._clock.monotonic()
         if now - self._window_start >= self.window_s:
             self._window_start, self._used = now, 0
         if self._used >= self.limit:

@@ -31,8 +31,7 @@ import asyncio
 import email.utils
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +42,7 @@ from yarl import URL
 
 from federation.addresses import DEFAULT_FEDERATION_PORT, ip_literal, split_server_name
 from federation.transport import FederationError, Target, Transport
+from homeserver.services.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,11 @@ class ServerDiscovery:
     """Resolves server names in the spec's order, caching `.well-known` answers."""
 
     def __init__(
-        self, srv: SrvResolver, well_known: WellKnownFetcher, *,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        self, srv: SrvResolver, well_known: WellKnownFetcher, clock: Clock
     ) -> None:
         self.srv = srv
         self.well_known = well_known
-        self._monotonic = monotonic
-        self._wall_clock = wall_clock
+        self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
 
@@ -208,7 +205,7 @@ class ServerDiscovery:
 
     async def _delegation(self, hostname: str) -> str | None:
         cached = self._cache.get(hostname)
-        if cached is not None and cached.expires > self._monotonic():
+        if cached is not None and cached.expires > self._clock.monotonic():
             return cached.delegated
         task = self._inflight.get(hostname)
         if task is None:
@@ -221,11 +218,11 @@ class ServerDiscovery:
         answer = await self.well_known.fetch(hostname)
         answerless = answer.status is None or answer.status >= 500
         failures = (previous.failures + 1 if previous else 1) if answerless else 0
-        lifetime = well_known_lifetime(answer, failures, self._wall_clock())
+        lifetime = well_known_lifetime(answer, failures, self._clock.now_ms() / 1000)
         delegated = parse_well_known(answer)
         if len(self._cache) >= _MAX_CACHED_HOSTS:
             self._cache.pop(next(iter(self._cache)))  # the oldest entry: enough to bound it
-        self._cache[hostname] = _Cached(self._monotonic() + lifetime, delegated, failures)
+        self._cache[hostname] = _Cached(self._clock.monotonic() + lifetime, delegated, failures)
         log.debug("well-known of %s: %s (cached %.0fs)", hostname, delegated, lifetime)
         return delegated
 

@@ -72,16 +72,16 @@ class InboundEdus:
         self.device_lists = device_lists
         self.cross_signing = cross_signing
 
-    def register(self, handlers: dict[str, EduHandler]) -> None:
-        """Add a handler per EDU type to a `TransactionHandler.edu_handlers`."""
-        handlers.update({
+    def handlers(self) -> dict[str, EduHandler]:
+        """A handler per EDU type, for the `TransactionHandler`."""
+        return {
             "m.typing": self.on_typing,
             "m.receipt": self.on_receipt,
             "m.presence": self.on_presence,
             "m.direct_to_device": self.on_direct_to_device,
             "m.device_list_update": self.on_device_list_update,
             "m.signing_key_update": self.on_signing_key_update,
-        })
+        }
 
     async def _concerns_us(self, user_id: str) -> bool:
         """Whether the user shares a joined room with a user of this server."""

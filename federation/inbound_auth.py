@@ -84,7 +84,7 @@ class RequestAuthenticator:
 
     def __init__(
         self, server_name: str, keyring: Keyring, *,
-        on_peer_contact: Callable[[str], None] | None = None,
+        on_peer_contact: Callable[[str], None],
     ) -> None:
         self.server_name = server_name
         self.keyring = keyring
@@ -133,8 +133,7 @@ class RequestAuthenticator:
             )
         else:
             content = self._verify(header, method, uri, body)
-        if self.on_peer_contact is not None:
-            self.on_peer_contact(header.credentials.origin)
+        self.on_peer_contact(header.credentials.origin)
         return AuthenticatedRequest(header.credentials.origin, content)
 
     def _verify_without_gc(

@@ -27,7 +27,7 @@ from homeserver.protocol.member_limit import MEMBER_LIMIT
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.signing import SigningKey, sign_event
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.rooms.cluster import RoomCluster
 from homeserver.services.rooms.remote import Outcome
@@ -47,11 +47,14 @@ _MAX_STRIPPED_STATE = 50
 
 
 class Joins:
+    federates = True  # the `RemoteRooms` of a server with federation
+
     def __init__(
         self, db: Database, rooms: RoomCluster, pdus: InboundPdus, client: FederationClient,
-        server_name: str, signing_key: SigningKey,
+        server_name: str, signing_key: SigningKey, clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.incoming = rooms.remote
         self.local = rooms.local
         self.memberships = RemoteMemberships(rooms.remote, rooms.outliers)
@@ -449,7 +452,7 @@ class Joins:
             event_type="m.room.member", content=dict(template.get("content", {})),
             state_key=target, prev_events=list(template["prev_events"]),
             auth_events=list(template["auth_events"]), depth=int(template["depth"]),
-            origin_server_ts=now_ms(), server_name=self.server_name,
+            origin_server_ts=self.clock.now_ms(), server_name=self.server_name,
             signing_key=self.signing_key,
         )
         return event_id, pdu

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from federation.bounded import LruDict, WindowBudget
@@ -48,7 +47,7 @@ from federation.key_response import (
 from federation.transport import FederationError
 from homeserver.protocol.canonical_json import decode_json_strict, encode_canonical_json
 from homeserver.protocol.signing import VerifyKeyLike
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from storage import server_keys as store
 from storage.database import Database
 
@@ -83,8 +82,7 @@ class Keyring:
     def __init__(
         self, db: Database, client: KeyClient, *, server_name: str, own_key_id: str,
         own_verify_key: VerifyKeyLike, notaries: Sequence[str] = (),
-        clock: Callable[[], int] = now_ms, monotonic: Callable[[], float] = time.monotonic,
-        refetch_interval_s: float = DEFAULT_REFETCH_INTERVAL_S,
+        clock: Clock, refetch_interval_s: float = DEFAULT_REFETCH_INTERVAL_S,
         unknown_fetches_per_minute: int = DEFAULT_UNKNOWN_FETCHES_PER_MINUTE,
     ) -> None:
         self.db = db
@@ -94,12 +92,11 @@ class Keyring:
         self.own_verify_key = own_verify_key
         self.notaries = [n for n in notaries if n != server_name]
         self._clock = clock
-        self._monotonic = monotonic
         self.refetch_interval_s = refetch_interval_s
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._last_attempt: LruDict[str, float] = LruDict(MAX_TRACKED_SERVERS)
         self._last_errors: LruDict[str, str] = LruDict(MAX_TRACKED_SERVERS)
-        self._unknown_fetches = WindowBudget(unknown_fetches_per_minute, 60.0, monotonic)
+        self._unknown_fetches = WindowBudget(unknown_fetches_per_minute, 60.0, clock)
         self._keys: dict[tuple[str, str], store.StoredVerifyKey] = {}
 
     async def get_verify_key(
@@ -112,7 +109,7 @@ class Keyring:
             if key_id != self.own_key_id:
                 raise KeyLookupError(f"this server has no key {key_id}")
             return self.own_verify_key
-        valid_at = self._clock() if valid_at_ts is None else valid_at_ts
+        valid_at = self._clock.now_ms() if valid_at_ts is None else valid_at_ts
         stored = await self._stored(server_name, key_id)
         if not _usable(stored, valid_at, for_requests):
             if stored is not None and for_requests and stored.expired_ts is not None:
@@ -160,7 +157,7 @@ class Keyring:
     def _may_try(self, server_name: str) -> bool:
         """Whether the server may be asked now; if so, the attempt is recorded."""
         last = self._last_attempt.get(server_name)
-        now = self._monotonic()
+        now = self._clock.monotonic()
         if last is not None and now - last < self.refetch_interval_s:
             return False
         self._last_attempt.set(server_name, now)
@@ -204,7 +201,7 @@ class Keyring:
         errors: list[str] = []
         try:
             response = await self.client.get_json(server_name, KEY_PATH)
-            await self._store(check_key_response(response, server_name, self._clock()),
+            await self._store(check_key_response(response, server_name, self._clock.now_ms()),
                               server_name)
             self._last_errors.pop(server_name)
             return
@@ -237,7 +234,7 @@ class Keyring:
             if not isinstance(entry, dict) or entry.get("server_name") != server_name:
                 continue
             try:
-                checked = check_key_response(entry, server_name, self._clock())
+                checked = check_key_response(entry, server_name, self._clock.now_ms())
                 await self._check_notary_signature(entry, notary)
             except (KeyResponseError, KeyLookupError) as e:
                 errors.append(f"notary {notary}: {e}")
@@ -265,15 +262,15 @@ class Keyring:
     async def _notary_key(self, notary: str, key_id: str) -> VerifyKeyLike:
         """The notary's current key, asked of the notary itself (never of other notaries)."""
         stored = await self._stored(notary, key_id)
-        if not _usable(stored, self._clock(), True) and self._may_try(notary):
+        if not _usable(stored, self._clock.now_ms(), True) and self._may_try(notary):
             await self._fetch(notary)
             stored = await self._stored(notary, key_id)
-        if stored is None or not _usable(stored, self._clock(), True):
+        if stored is None or not _usable(stored, self._clock.now_ms(), True):
             raise KeyLookupError(f"no valid key {key_id} of the notary {notary}")
         return decode_key(stored.key_id, stored.verify_key)
 
     async def _store(self, checked: CheckedKeyResponse, fetched_from: str) -> None:
-        now = self._clock()
+        now = self._clock.now_ms()
         text = encode_canonical_json(checked.response).decode("utf-8")
         keys = [
             store.NewVerifyKey(k.key_id, k.key_base64, k.valid_until_ts, k.expired_ts)

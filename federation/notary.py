@@ -10,14 +10,14 @@ checks both signatures, so a notary can vouch for keys but never invent them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from federation.keyring import Keyring
 from federation.own_keys import OwnKeys
 from homeserver.protocol.identifiers import is_valid_server_name
 from homeserver.protocol.signing import sign_json
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 
 # The most servers one query may ask about; each may cost a fetch.
 MAX_SERVERS_PER_QUERY = 100
@@ -25,7 +25,7 @@ MAX_SERVERS_PER_QUERY = 100
 
 class Notary:
     def __init__(
-        self, own_keys: OwnKeys, keyring: Keyring, clock: Callable[[], int] = now_ms
+        self, own_keys: OwnKeys, keyring: Keyring, clock: Clock
     ) -> None:
         self.own_keys = own_keys
         self.keyring = keyring
@@ -34,7 +34,7 @@ class Notary:
     async def query(self, minimums: Mapping[str, int | None]) -> list[dict[str, Any]]:
         """Key responses for each server name, keyed to the least ``valid_until_ts`` wanted
         (None: now). Servers we know nothing of, and invalid names, are left out."""
-        now = self._clock()
+        now = self._clock.now_ms()
         names = [n for n in minimums if is_valid_server_name(n)][:MAX_SERVERS_PER_QUERY]
         answers = await asyncio.gather(*(self._one(n, minimums[n] or now, now) for n in names))
         return [a for a in answers if a is not None]

@@ -29,7 +29,7 @@ from homeserver.errors import forbidden, not_found
 from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.rooms.state import state_before_event
 from homeserver.services.rooms.view import RoomView
 from storage import event_graph
@@ -53,16 +53,18 @@ Pdu = dict[str, Any]
 
 class RoomReads:
     def __init__(
-        self, db: Database, engine: RoomView, server_name: str, server_allowed: AclCheck
+        self, db: Database, engine: RoomView, server_name: str, server_allowed: AclCheck,
+        clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.engine = engine
         self.server_name = server_name
         self.server_allowed = server_allowed
 
     def transaction(self, pdus: list[Pdu]) -> dict[str, Any]:
         """The transaction shape /event and /backfill answer in."""
-        return {"origin": self.server_name, "origin_server_ts": now_ms(), "pdus": pdus}
+        return {"origin": self.server_name, "origin_server_ts": self.clock.now_ms(), "pdus": pdus}
 
     async def event(self, origin: str, event_id: str) -> Pdu:
         found: list[StoredEvent] = await self._read(

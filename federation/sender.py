@@ -27,8 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,7 @@ from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.metric_labels import OTHER, DestinationLabels
 from homeserver import metrics
 from homeserver.protocol.state_keys import StateKey
+from homeserver.services.clock import Clock
 from homeserver.services.outbound_edus import servers_of
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from storage import outbox as outbox_store
@@ -108,7 +108,7 @@ class FederationSender:
 
     def __init__(
         self, db: Database, client: FederationClient, server_name: str, *,
-        clock: Callable[[], float] = time.time, max_backoff_s: float = 300.0,
+        clock: Clock, max_backoff_s: float = 300.0,
         base_backoff_s: float = 1.0,
         destination_expiry_ms: int = DEFAULT_DESTINATION_EXPIRY_MS,
         metrics_destinations: int = DEFAULT_METRICS_DESTINATIONS,
@@ -264,7 +264,7 @@ class FederationSender:
 
     async def _wait_until_due(self, dest: _Destination) -> None:
         while dest.retry_at is not None:
-            delay = dest.retry_at / 1000 - self.clock()
+            delay = (dest.retry_at - self.clock.now_ms()) / 1000
             if delay <= 0:
                 return
             dest.retry_now.clear()
@@ -282,7 +282,7 @@ class FederationSender:
         txn_id = transaction_id(batch)
         body = {
             "origin": self.server_name,
-            "origin_server_ts": int(self.clock() * 1000),
+            "origin_server_ts": self.clock.now_ms(),
             "pdus": [json.loads(p.json) for p in batch.pdus],
             "edus": [{"edu_type": e.edu_type, "content": e.content} for e in batch.edus],
         }
@@ -336,7 +336,7 @@ class FederationSender:
         oldest = min(firsts)
         if dest.last_success_ts is not None and dest.last_success_ts >= oldest:
             return False
-        return int(self.clock() * 1000) - oldest >= self.destination_expiry_ms
+        return self.clock.now_ms() - oldest >= self.destination_expiry_ms
 
     async def _expire(self, dest: _Destination) -> None:
         """Drop the destination's whole queue and forget it (its stored backoff stays); rows
@@ -360,7 +360,7 @@ class FederationSender:
     async def _failed(self, dest: _Destination) -> None:
         """One more consecutive failure: the next attempt waits longer, also after a restart."""
         dest.failures += 1
-        dest.retry_at = self.backoff.retry_at_ms(dest.failures, int(self.clock() * 1000))
+        dest.retry_at = self.backoff.retry_at_ms(dest.failures, self.clock.now_ms())
         self._show_backoff(dest)
         state = DestinationState(dest.failures, dest.retry_at, None)
         try:
@@ -374,7 +374,7 @@ class FederationSender:
     async def _done(self, dest: _Destination, batch: Batch) -> None:
         """The peer answered the batch: its rows leave the queue and the backoff is reset, in
         one transaction. Should it fail, the batch is sent again, under the same txnId."""
-        now_ms = int(self.clock() * 1000)
+        now_ms = self.clock.now_ms()
         state = DestinationState(0, None, now_ms)
 
         async def record(conn: asyncpg.Connection) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from federation.inbound_pdus import TRANSIENT, InboundPdus
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from storage import inbound_txns
 from storage.database import Database
 
@@ -38,10 +38,14 @@ EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
 
 class TransactionHandler:
-    def __init__(self, db: Database, pdus: InboundPdus) -> None:
+    def __init__(
+        self, db: Database, pdus: InboundPdus, edu_handlers: dict[str, EduHandler],
+        clock: Clock,
+    ) -> None:
         self.db = db
+        self.clock = clock
         self.pdus = pdus
-        self.edu_handlers: dict[str, EduHandler] = {}
+        self.edu_handlers = edu_handlers
         self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._stored = 0
 
@@ -70,14 +74,15 @@ class TransactionHandler:
             for edu in edus:
                 await self._edu(origin, edu)
             response = {"pdus": results}
+            now = self.clock.now_ms()
             await self.db.transaction(
-                lambda c: inbound_txns.insert_response(c, origin, txn_id, response, now_ms()),
+                lambda c: inbound_txns.insert_response(c, origin, txn_id, response, now),
                 name="insert_inbound_txn",
             )
             self._stored += 1
             if self._stored % _PRUNE_EVERY == 0:
                 await self.db.transaction(
-                    lambda c: inbound_txns.delete_older_than(c, now_ms() - _KEEP_ANSWERS_MS),
+                    lambda c: inbound_txns.delete_older_than(c, now - _KEEP_ANSWERS_MS),
                     name="prune_inbound_txns",
                 )
             return response

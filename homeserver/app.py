@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation.api.context import OPENID as FEDERATION_OPENID
 from federation.edus import InboundEdus
-from federation.stack import Federation, build_federation
+from federation.stack import Federation, OutboundFederation, build_federation, build_outbound
+from federation.transactions import EduHandler
 from homeserver import metrics
 from homeserver.api import client_routes, worker_routes
 from homeserver.api.context import (
@@ -40,20 +41,25 @@ from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
 from homeserver.listeners import GuardedRunner, ListenerLimits
 from homeserver.protocol.signing import read_signing_keys
+from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
 from homeserver.services.censoring import censor_current_state
+from homeserver.services.clock import Clock, SystemClock
 from homeserver.services.cross_signing import CrossSigningService
 from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
-from homeserver.services.ephemeral import TypingService
+from homeserver.services.ephemeral import ReceiptsService, TypingService
+from homeserver.services.filters import FiltersService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
+from homeserver.services.outward import NO_FEDERATION, Outward
+from homeserver.services.presence import PresenceService
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.registration import RegistrationService
@@ -71,9 +77,11 @@ from homeserver.services.rooms.remote import RemoteEvents
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
 from homeserver.services.streams import Streams, follower_streams, load_streams
-from homeserver.services.sync import SyncService
+from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
+from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
+from homeserver.services.unread_counts import UnreadCounts
 from storage import stats
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
@@ -129,33 +137,101 @@ class Core:
     device_lists: DeviceListService
     e2e_keys: E2EKeysService
     accounts: AccountsService
-    sync: SyncService
+    sync_parts: SyncParts
 
     def replicated(self) -> Replicated:
         return Replicated(
             self.streams, self.notifier, self.rooms.cache, self.e2e_keys, self.accounts.token_cache,
-            self.sync.typing, self.sync.presence,
+            self.sync_parts.typing, self.sync_parts.presence,
         )
 
 
-def build_core(
-    config: Config, db: Database, streams: Streams, sync_class: type[SyncService] = SyncService
-) -> Core:
+def build_rooms(
+    config: Config, db: Database, streams: Streams, notifier: Notifier, clock: Clock
+) -> RoomCluster:
     signing_key = read_signing_keys(config.path(config.server.signing_key_path).read_text())[0]
-    server_name = config.server.server_name
-    notifier = Notifier()
-    ratelimiter = RateLimiter(config.rate_limits)
-    rooms = build_room_cluster(
-        db, server_name=server_name, signing_key=signing_key,
+    return build_room_cluster(
+        db, server_name=config.server.server_name, signing_key=signing_key,
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
         event_cache_max_bytes=config.caches.event_cache_max_bytes,
-        recent_events_max_bytes=config.caches.recent_events_max_bytes,
+        recent_events_max_bytes=config.caches.recent_events_max_bytes, clock=clock,
     )
-    device_lists = DeviceListService(db, streams.device_lists, notifier, rooms.cache)
-    e2e_keys = E2EKeysService(db, server_name, device_lists, config.quotas)
-    accounts = AccountsService(db, config, ratelimiter, device_lists=device_lists)
-    sync = sync_class(db, config, rooms.cache, notifier, streams, e2e_keys=e2e_keys)
-    return Core(streams, notifier, ratelimiter, rooms, device_lists, e2e_keys, accounts, sync)
+
+
+def build_core(
+    config: Config, db: Database, streams: Streams, notifier: Notifier, rooms: RoomCluster,
+    outward: Outward, clock: Clock, *, follower: bool = False,
+) -> Core:
+    """``follower``: a worker, which reads what the main process writes (unread counts from
+    the database rather than kept current in memory)."""
+    server_name = config.server.server_name
+    ratelimiter = RateLimiter(config.rate_limits, clock)
+    device_lists = DeviceListService(
+        db, streams.device_lists, notifier, rooms.cache, DeviceListUpdates(db, outward.edus)
+    )
+    e2e_keys = E2EKeysService(
+        db, server_name, device_lists, config.quotas, clock, remote=outward.queries,
+        server_limits=outward.server_limits,
+    )
+    accounts = AccountsService(
+        db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries
+    )
+    sync_parts = build_sync_parts(
+        config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
+    )
+    return Core(
+        streams, notifier, ratelimiter, rooms, device_lists, e2e_keys, accounts, sync_parts
+    )
+
+
+def build_sync_parts(
+    config: Config, db: Database, streams: Streams, notifier: Notifier, rooms: RoomView,
+    outward: Outward, clock: Clock, *, follower: bool,
+) -> SyncParts:
+    edus = outward.edus
+    account_data = AccountDataService(db, streams.account_data, notifier, config.quotas)
+    receipts = ReceiptsService(
+        db, rooms, streams.receipts, notifier, account_data, edus, clock
+    )
+    unread = UnreadCounts(live=not follower)
+    receipts.on_read.append(unread.read_moved)
+    return SyncParts(
+        filters=FiltersService(db, config.quotas),
+        account_data=account_data,
+        typing=TypingService(db, rooms, streams.typing, notifier, edus),
+        receipts=receipts,
+        to_device=ToDeviceService(
+            db, config.server.server_name, streams.to_device, notifier, clock, edus=edus,
+            server_limits=outward.server_limits,
+        ),
+        presence=PresenceService(db, streams.presence, notifier, config.presence, edus, clock),
+        unread=unread,
+    )
+
+
+def federation_outward(
+    config: Config, db: Database, rooms: RoomView, outbound: OutboundFederation, clock: Clock
+) -> Outward:
+    """What the services reach other servers through when this server federates."""
+    server_name = config.server.server_name
+    return Outward(
+        queries=outbound.remote_queries, rooms=outbound.joins, history=outbound.backfiller,
+        server_limits=RemoteServerLimits(
+            server_name, config.federation, clock=clock,
+            shared_servers=_shared_servers(db, rooms),
+        ),
+        edus=OutboundEdus(db, rooms, server_name, outbound.sender),
+    )
+
+
+def _shared_servers(db: Database, rooms: RoomView) -> Callable[[str], Awaitable[set[str]]]:
+    """The servers of the users sharing a joined room with a user (free of the caps on
+    other servers a user makes us contact)."""
+    async def shared(user_id: str) -> set[str]:
+        users = await db.run(lambda conn: users_sharing_room(rooms, conn, user_id))
+        return servers_of(users)
+
+    return shared
 
 
 @dataclass
@@ -168,6 +244,8 @@ class Homeserver:
 
     config: Config
     worker: str | None = None
+    # The one clock every service and federation part reads time from.
+    clock: Clock = field(default_factory=SystemClock)
     db: Database | None = None
     embedded: EmbeddedPostgres | None = None
     replication: MainReplication | WorkerReplication | None = None
@@ -188,73 +266,81 @@ class Homeserver:
         log.info("Moot %s is up%s: %s", self.config.server.server_name, role, self.ports)
 
     async def _start_main(self) -> None:
-        config = self.config
+        config, clock = self.config, self.clock
         db, self.embedded = await open_database(config)
         self.db = db
         async with db.connection() as conn:
-            streams = await load_streams(conn)
-        core = build_core(config, db, streams)
-        self.typing = core.sync.typing
-        cluster, sync, accounts = core.rooms, core.sync, core.accounts
+            streams = await load_streams(conn, clock)
+        server_name, listeners = config.server.server_name, config.listeners
+        notifier = Notifier()
+        cluster = build_rooms(config, db, streams, notifier, clock)
+        self.incoming = cluster.remote
+        outbound = build_outbound(
+            server_name, cluster.local.signing_key, config.federation, db, cluster, clock
+        )
+        # Only a server that peers can reach (and fetch keys from) asks them anything.
+        federates = listeners.federation.port is not None
+        outward = (
+            federation_outward(config, db, cluster.cache, outbound, clock) if federates
+            else NO_FEDERATION
+        )
+        core = build_core(config, db, streams, notifier, cluster, outward, clock)
+        parts = core.sync_parts
+        self.typing = parts.typing
+        accounts = core.accounts
+        sync = SyncService(
+            db, config, cluster.cache, notifier, streams, clock, e2e_keys=core.e2e_keys,
+            parts=parts,
+        )
         censored = await db.transaction(
             lambda conn: censor_current_state(conn, cluster.cache), name="censor_current_state"
         )
         if censored:
             log.info("censored %d redacted state events stored uncensored", censored)
         self.accounts = accounts
-        server_name = config.server.server_name
-        rooms = RoomsService(db, config, cluster.cache, cluster.local, accounts, core.ratelimiter)
-        self.incoming = cluster.remote
-        self._background.append(asyncio.create_task(sync.presence.run_idle_sweeper()))
-        push = PushService(db, cluster.cache, sync.account_data, server_name, sync.unread)
+        rooms = RoomsService(
+            db, config, cluster.cache, cluster.local, accounts, core.ratelimiter, outward, clock
+        )
+        self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
+        push = PushService(db, cluster.cache, parts.account_data, server_name, parts.unread, clock)
         cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
-        client = self._client_app(core)
+        client = self._client_app(core, sync)
         client[ROOMS] = rooms
-        uia = UserInteractiveAuth(db, accounts)
-        client[CROSS_SIGNING] = cross_signing = CrossSigningService(db, core.device_lists, uia)
+        uia = UserInteractiveAuth(db, accounts, clock)
+        client[CROSS_SIGNING] = cross_signing = CrossSigningService(
+            db, core.device_lists, uia, outward.edus, clock
+        )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, cluster.local)
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
-        client[TO_DEVICE] = sync.to_device
+        client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
-        client[SEARCH] = SearchService(db, cluster.cache, core.streams.events)
-        client[TAGS] = TagsService(sync.account_data)
-        client[MEDIA] = MediaService(db, config, core.ratelimiter)
+        client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
+        client[TAGS] = TagsService(parts.account_data)
+        client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
         client.add_routes(client_routes())
-        listeners = config.listeners
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
         federation = web.Application(
             client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
-            server_name, cluster.local.signing_key, config.federation, db, accounts,
-            aliases=rooms, directory=directory, e2e_keys=core.e2e_keys, rooms=cluster,
+            outbound, server_name, cluster.local.signing_key, db, accounts, aliases=rooms,
+            directory=directory, e2e_keys=core.e2e_keys,
+            edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
+            clock=clock,
         )
-        if listeners.federation.port is not None:
-            # Only a server that peers can reach (and fetch keys from) asks them anything.
-            remote = self.federation.remote_queries
-            core.e2e_keys.remote = accounts.remote = rooms.remote = remote
-            limits = RemoteServerLimits(
-                server_name, config.federation,
-                shared_servers=self._shared_servers(db, cluster.cache),
-            )
-            core.e2e_keys.server_limits = sync.to_device.server_limits = limits
-            rooms.server_limits = limits
-            rooms.remote_rooms = self.federation.joins
-            rooms.reads.history = self.federation.backfiller
-            self._plug_edus(db, core, cross_signing)
         # Stopped by `federation.close()` in `stop`, before the pool closes.
-        cluster.writes.observers.append(self.federation.sender)
-        await self.federation.sender.start()
+        cluster.writes.observers.append(outbound.sender)
+        await outbound.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
         federation[FEDERATION_OPENID] = accounts.openid
-        if listeners.federation.port is not None:
+        if federates:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(
                 config.path(listeners.federation.tls_certificate_path),
@@ -267,30 +353,19 @@ class Homeserver:
         if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
 
-    @staticmethod
-    def _shared_servers(db: Database, rooms: RoomView) -> Callable[[str], Awaitable[set[str]]]:
-        """The servers of the users sharing a joined room with a user (free of the caps on
-        other servers a user makes us contact)."""
-        async def shared(user_id: str) -> set[str]:
-            users = await db.run(lambda conn: users_sharing_room(rooms, conn, user_id))
-            return servers_of(users)
-
-        return shared
-
-    def _plug_edus(self, db: Database, core: Core, cross_signing: CrossSigningService) -> None:
-        """EDUs both ways: local users' go out through the federation sender, peers' come in
-        through the transaction handler; both reach the same services."""
-        assert self.federation is not None
-        fed, sync, server_name = self.federation, core.sync, self.config.server.server_name
-        edus = OutboundEdus(db, core.rooms.cache, server_name, fed.sender)
-        sync.typing.edus = sync.receipts.edus = sync.presence.edus = edus
-        sync.to_device.edus = cross_signing.edus = edus
-        core.device_lists.publisher = DeviceListUpdates(core.e2e_keys, edus)
-        InboundEdus(
-            server_name, db, core.rooms.cache, fed.pdus, fed.client, typing=sync.typing,
-            receipts=sync.receipts, presence=sync.presence, to_device=sync.to_device,
-            device_lists=core.device_lists, cross_signing=cross_signing,
-        ).register(fed.transactions.edu_handlers)
+    def _edu_handlers(
+        self, db: Database, core: Core, outbound: OutboundFederation,
+        cross_signing: CrossSigningService,
+    ) -> dict[str, EduHandler]:
+        """Peers' EDUs, for the transaction handler: they reach the same services whose local
+        users' EDUs go out through the sender."""
+        parts = core.sync_parts
+        return InboundEdus(
+            self.config.server.server_name, db, core.rooms.cache, outbound.pdus, outbound.client,
+            typing=parts.typing, receipts=parts.receipts, presence=parts.presence,
+            to_device=parts.to_device, device_lists=core.device_lists,
+            cross_signing=cross_signing,
+        ).handlers()
 
     async def _start_worker(self, name: str) -> None:
         """/sync only, reading what the main process writes (see `services/replication.py`)."""
@@ -299,26 +374,32 @@ class Homeserver:
         assert config.database.url is not None  # checked by `config.worker`
         db, self.embedded = await open_database(config, run_migrations=False)
         self.db = db
-        core = build_core(config, db, follower_streams(), WorkerSyncService)
-        self.typing = core.sync.typing
+        streams = follower_streams()
+        notifier = Notifier()
+        cluster = build_rooms(config, db, streams, notifier, self.clock)
+        core = build_core(
+            config, db, streams, notifier, cluster, NO_FEDERATION, self.clock, follower=True
+        )
+        self.typing = core.sync_parts.typing
         self.accounts = core.accounts
         # Only the process that persists events fills the recent-events cache and keeps unread
         # counts current: here, every timeline and count is read from the database.
-        core.rooms.cache.recent = RecentEvents(
+        cluster.cache.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
-        core.sync.unread.live = False
-        replication = WorkerReplication(config.database.url, core.replicated(), db)
-        assert isinstance(core.sync, WorkerSyncService)
-        core.sync.replication = replication
+        replication = WorkerReplication(config.database.url, core.replicated(), db, self.clock)
+        sync = WorkerSyncService(
+            db, config, cluster.cache, notifier, streams, self.clock, e2e_keys=core.e2e_keys,
+            parts=core.sync_parts, replication=replication,
+        )
         await self._replicate(replication)  # serves nothing before it knows the positions
 
-        client = self._client_app(core)
+        client = self._client_app(core, sync)
         client.add_routes(worker_routes())
         await self._listen("client", client, settings.client.host, settings.client.port)
         await self._serve_metrics(settings.metrics)
 
-    def _client_app(self, core: Core) -> web.Application:
+    def _client_app(self, core: Core, sync: SyncService) -> web.Application:
         """The Client-Server application with what the /sync route needs."""
         client = web.Application(
             client_max_size=self.config.limits.max_request_body_bytes,
@@ -326,7 +407,7 @@ class Homeserver:
         )
         client[CONFIG] = self.config
         client[ACCOUNTS] = core.accounts
-        client[SYNC] = core.sync
+        client[SYNC] = sync
         client[RATELIMITER] = core.ratelimiter
         client[E2E_KEYS] = core.e2e_keys
         return client

@@ -104,9 +104,14 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
             print("database is up to date")
             return 0
         from homeserver.services.accounts import AccountsService
+        from homeserver.services.clock import SystemClock
         from homeserver.services.ratelimit import RateLimiter
+        from homeserver.services.remote_queries import NoRemoteQueries
 
-        accounts = AccountsService(db, config, RateLimiter(config.rate_limits))
+        clock = SystemClock()
+        accounts = AccountsService(
+            db, config, RateLimiter(config.rate_limits, clock), clock, remote=NoRemoteQueries()
+        )
         localpart = args.user
         if localpart.startswith("@"):
             localpart = localpart[1:].split(":", 1)[0]

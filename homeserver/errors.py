@@ -56,3 +56,8 @@ def room_full_error(limit: int, detail: str = "") -> MatrixError:
         f"Room is full: it holds at most {limit} members (joined and invited users count)"
         f"{suffix}"
     )
+
+
+def federation_unavailable() -> MatrixError:
+    """What a server without federation answers where another server would be asked."""
+    return MatrixError(502, "M_UNKNOWN", "Federation is not available on this server")

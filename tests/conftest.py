@@ -26,6 +26,7 @@ import yaml
 
 from homeserver.app import Homeserver
 from homeserver.config import load_config
+from homeserver.services.clock import SYSTEM_CLOCK, Clock
 from homeserver.setup import init_data_dir
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
@@ -151,13 +152,16 @@ MakeServer = Callable[..., Awaitable[RunningServer]]
 async def make_homeserver(
     database_url: str, tmp_path: Path
 ) -> AsyncIterator[MakeServer]:
-    """Factory for servers on this test's database (overrides are dotted config keys)."""
+    """Factory for servers on this test's database (overrides are dotted config keys; a
+    `clock` replaces the system clock)."""
     started: list[Homeserver] = []
 
-    async def make(overrides: dict[str, Any] | None = None, **kw: Any) -> RunningServer:
+    async def make(
+        overrides: dict[str, Any] | None = None, *, clock: Clock = SYSTEM_CLOCK, **kw: Any
+    ) -> RunningServer:
         data_dir = tmp_path / f"hs{len(started)}"
         config = load_config(write_test_config(data_dir, database_url, overrides, **kw))
-        hs = Homeserver(config)
+        hs = Homeserver(config, clock=clock)
         await hs.start()
         started.append(hs)
         return RunningServer(hs, data_dir)

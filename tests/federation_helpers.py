@@ -21,6 +21,7 @@ from federation.client import FederationClient
 from federation.stack import make_client
 from homeserver.config import FederationConfig
 from homeserver.protocol.signing import SigningKey
+from homeserver.services.clock import SYSTEM_CLOCK
 from homeserver.setup import write_tls_certificate
 from tests.helpers import SPEC_API, validate_response
 
@@ -120,7 +121,7 @@ def insecure_client(
     server_name: str, signing_key: SigningKey, **kwargs: Any
 ) -> FederationClient:
     """A client that accepts self-signed certificates and loopback peers (as in tests)."""
-    return make_client(server_name, signing_key, INSECURE, **kwargs)
+    return make_client(server_name, signing_key, INSECURE, SYSTEM_CLOCK, **kwargs)
 
 
 def validate_ss_response(

@@ -11,10 +11,12 @@ from federation.own_keys import OwnKeys
 from federation.queries import FederationQueries
 from federation.room_reads import RoomReads
 from federation.transactions import TransactionHandler
+from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.openid import OpenIdTokens
 
+CLOCK = web.AppKey("clock", Clock)
 OWN_KEYS = web.AppKey("own_keys", OwnKeys)
 NOTARY = web.AppKey("notary", Notary)
 AUTHENTICATOR = web.AppKey("authenticator", RequestAuthenticator)

@@ -11,10 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from federation.api.context import NOTARY, OWN_KEYS
+from federation.api.context import CLOCK, NOTARY, OWN_KEYS
 from homeserver.api.http import json_response, read_json_body
 from homeserver.errors import bad_json, invalid_param
-from homeserver.services.clock import now_ms
 
 routes = web.RouteTableDef()
 
@@ -22,7 +21,7 @@ routes = web.RouteTableDef()
 @routes.get("/_matrix/key/v2/server")
 @routes.get("/_matrix/key/v2/server/{key_id}")  # deprecated form; the key ID is ignored
 async def server_keys(request: web.Request) -> web.Response:
-    return json_response(request.app[OWN_KEYS].response(now_ms()))
+    return json_response(request.app[OWN_KEYS].response(request.app[CLOCK].now_ms()))
 
 
 @routes.get("/_matrix/federation/v1/version")

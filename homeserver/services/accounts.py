@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import secrets
 import string
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +39,7 @@ from homeserver.protocol.identifiers import (
     is_valid_localpart_for_registration,
     parse_user_id,
 )
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.openid import OpenIdTokens
 from homeserver.services.passwords import Passwords, check_new_password
 from homeserver.services.ratelimit import RateLimiter, address_key
@@ -95,12 +93,12 @@ def invalid_username(error: str) -> MatrixError:
 
 class AccountsService:
     def __init__(
-        self, db: Database, config: Config, ratelimiter: RateLimiter,
-        clock: Callable[[], float] = time.monotonic,
-        device_lists: DeviceListService | None = None,
+        self, db: Database, config: Config, ratelimiter: RateLimiter, clock: Clock,
+        device_lists: DeviceListService | None = None, *, remote: RemoteQueries,
     ) -> None:
         self._db = db
-        self.openid = OpenIdTokens()
+        self._clock = clock
+        self.openid = OpenIdTokens(clock)
         # Told when a device goes away, so other users stop encrypting for it.
         self._device_lists = device_lists
         self._config = config
@@ -111,8 +109,7 @@ class AccountsService:
             limits.password_checks_per_ip if limits.enabled else None,
         )
         self._tokens = TokenCache(clock)
-        # Other servers' profiles are asked of them (plugged in by app.py with federation).
-        self.remote: RemoteQueries | None = None
+        self.remote = remote  # other servers' profiles are asked of them
 
     def close(self) -> None:
         """Stop the password hashing threads."""
@@ -138,7 +135,7 @@ class AccountsService:
         if cached is not None:
             return cached
         generation = self._tokens.generation
-        now = now_ms()
+        now = self._clock.now_ms()
 
         async def fetch(conn: asyncpg.Connection) -> asyncpg.Record | None:
             row = await store.get_token_owner(conn, token_hash)
@@ -168,7 +165,7 @@ class AccountsService:
         if not refresh_token.startswith(REFRESH_TOKEN_PREFIX):
             raise unknown_token("Unknown refresh token")
         token_hash = hash_token(refresh_token)
-        now = now_ms()
+        now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
             row = await store.get_refresh_token_for_update(conn, token_hash)
@@ -268,7 +265,7 @@ class AccountsService:
     ) -> Session:
         """Insert user and profile, and with `login` a session."""
         user_id = self._user_id_for_registration(localpart)
-        now = now_ms()
+        now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
             if not await store.insert_user(conn, user_id, password_hash, admin, now):
@@ -318,7 +315,7 @@ class AccountsService:
 
     async def _start_session(self, user_id: str, login: DeviceLogin) -> Session:
         """A new access token on a (new or existing) device of `user_id`."""
-        now = now_ms()
+        now = self._clock.now_ms()
         session = await self._db.transaction(
             lambda conn: self._issue_token(conn, user_id, login, now), name="login",
         )
@@ -458,7 +455,7 @@ class AccountsService:
     async def lookup_profile(self, user_id: str) -> dict[str, Any]:
         """The profile a client asks for: a user of another server's from their server (as
         `get_profile` without federation)."""
-        if self.remote is not None and parse_user_id(user_id)[1] != self.server_name:
+        if parse_user_id(user_id)[1] != self.server_name:
             return await self.remote.profile(user_id)
         return await self.get_profile(user_id)
 

@@ -34,8 +34,3 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
-
-
-def now_ms() -> int:
-    """Milliseconds since the Unix epoch: one definition, so every service stamps alike."""
-    return SYSTEM_CLOCK.now_ms()

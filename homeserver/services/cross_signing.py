@@ -24,11 +24,11 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import invalid_signature, public_key_of, signature_by
 from homeserver.services.e2e_keys import CROSS_SIGNING_TYPES
-from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.outbound_edus import Edus
 from homeserver.services.requester import Requester
 from homeserver.services.uia import UiaRequest, UserInteractiveAuth
 from storage import accounts as accounts_store
@@ -84,13 +84,14 @@ def _cross_signing_key_id(key: dict[str, Any]) -> str:
 
 class CrossSigningService:
     def __init__(
-        self, db: Database, device_lists: DeviceListService, uia: UserInteractiveAuth
+        self, db: Database, device_lists: DeviceListService, uia: UserInteractiveAuth,
+        edus: Edus, clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.device_lists = device_lists
         self.uia = uia
-        # Where local users' new keys go to other servers (None: no federation).
-        self.edus: OutboundEdus | None = None
+        self.edus = edus  # where local users' new keys go to other servers
 
     async def upload_keys(
         self, requester: Requester, keys: dict[str, dict[str, Any]], request: UiaRequest
@@ -114,7 +115,7 @@ class CrossSigningService:
             raise forbidden("Key ID in use: a device of yours has that ID")
         if "master" in existing:
             await self.uia.authenticate(request, user_id)
-        now = now_ms()
+        now = self.clock.now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:
             for key_type, key in keys.items():
@@ -123,7 +124,7 @@ class CrossSigningService:
         await self.db.transaction(write, name="cross_signing_upload")
         await self.device_lists.mark_changed(user_id)
         update = {f"{t}_key": keys[t] for t in PUBLIC_TYPES if t in keys}
-        if update and self.edus is not None:
+        if update:
             await self.edus.to_roommates(
                 user_id, "m.signing_key_update", {"user_id": user_id, **update}
             )
@@ -151,7 +152,7 @@ class CrossSigningService:
             accepted[key_type] = key
         if not accepted:
             return
-        now = now_ms()
+        now = self.clock.now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:
             for key_type, key in accepted.items():

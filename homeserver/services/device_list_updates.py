@@ -14,30 +14,32 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeserver.services.device_lists import DeviceChange
-from homeserver.services.e2e_keys import E2EKeysService
-from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.e2e_keys import read_local_keys
+from homeserver.services.outbound_edus import Edus
 from storage import accounts as accounts_store
+from storage.database import Database
 
 
 class DeviceListUpdates:
-    """The `DeviceListPublisher` that `homeserver/app.py` plugs in when federation is on."""
+    """The `DeviceListPublisher`: sends through `edus`, which without federation sends
+    nothing."""
 
-    def __init__(self, e2e_keys: E2EKeysService, edus: OutboundEdus) -> None:
-        self.e2e_keys = e2e_keys
+    def __init__(self, db: Database, edus: Edus) -> None:
+        self.db = db
         self.edus = edus
 
     async def devices_changed(
         self, user_id: str, changes: Sequence[DeviceChange], audience: set[str]
     ) -> None:
         edus = self.edus
-        if not edus.is_local(user_id) or all(edus.is_local(u) for u in audience):
+        if not edus.sends_for(user_id) or not edus.reaches_any(audience):
             return  # another server's user's change, or nobody elsewhere to tell
         devices = {
             row["device_id"]: row["display_name"]
-            for row in await edus.db.run(lambda conn: accounts_store.get_devices(conn, user_id))
+            for row in await self.db.run(lambda conn: accounts_store.get_devices(conn, user_id))
         }
         wanted = {user_id: [c.device_id for c in changes]}
-        keys = (await self.e2e_keys.local_keys(wanted, None))["device_keys"][user_id]
+        keys = (await read_local_keys(self.db, wanted, None))["device_keys"][user_id]
         for change in changes:
             content: dict[str, Any] = {
                 "user_id": user_id, "device_id": change.device_id,

@@ -61,7 +61,8 @@ class DeviceListPublisher(Protocol):
 
 class DeviceListService:
     def __init__(
-        self, db: Database, gen: StreamIdGenerator, notifier: Notifier, engine: RoomView
+        self, db: Database, gen: StreamIdGenerator, notifier: Notifier, engine: RoomView,
+        publisher: DeviceListPublisher,
     ) -> None:
         self.db = db
         self.gen = gen
@@ -70,8 +71,7 @@ class DeviceListService:
         self.engine = engine
         # Told the user ID after every recorded change (caches keyed by a user's devices).
         self.on_change: list[Callable[[str], None]] = []
-        # Tells other servers about local users' device changes (None: no federation).
-        self.publisher: DeviceListPublisher | None = None
+        self.publisher = publisher  # tells other servers about local users' device changes
 
     async def mark_changed(self, user_id: str, device_ids: Sequence[str] = ()) -> None:
         """Record that `user_id`'s devices (these ones, one position each) or cross-signing
@@ -100,7 +100,7 @@ class DeviceListService:
                 listener(user_id)
         audience = await self.db.run(lambda c: self._audience(c, user_id))
         self.wakes.add(slot.last_written, audience)
-        if changes and self.publisher is not None:
+        if changes:
             await self.publisher.devices_changed(user_id, changes, audience)
 
     # ---- other servers' users ---------------------------------------------------------------

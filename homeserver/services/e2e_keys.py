@@ -23,13 +23,13 @@ import asyncpg
 from homeserver.config import QuotasConfig
 from homeserver.errors import bad_json, invalid_param, too_large, unknown_token
 from homeserver.protocol.identifiers import parse_user_id
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import device_identity, merge_signatures, public_key_of
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.quotas import over_quota
 from homeserver.services.remote_queries import RemoteQueries, ask_each
-from homeserver.services.remote_server_limits import RemoteServerLimits
+from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.streams import StreamToken
 from storage import device_lists as device_lists_store
@@ -91,19 +91,63 @@ def _identity_changed(stored: Mapping[str, Any], new: Mapping[str, Any]) -> bool
     return published != (None, None) and device_identity(new) != published
 
 
+async def read_local_keys(
+    db: Database, wanted: dict[str, list[str]], viewer: str | None
+) -> dict[str, Any]:
+    """{device_keys, master_keys, self_signing_keys, user_signing_keys} of local users
+    (device IDs, empty for all), with the signatures ``viewer`` may see (None: another
+    server, which sees the owners' own signatures only)."""
+    local = list(wanted)
+
+    async def read(
+        conn: asyncpg.Connection,
+    ) -> tuple[list[asyncpg.Record], dict[tuple[str, str], Any], list[asyncpg.Record]]:
+        return (
+            await store.get_users_device_keys(conn, local),
+            await store.get_cross_signing_keys(conn, local, CROSS_SIGNING_TYPES),
+            await store.get_signatures(conn, local, viewer),
+        )
+
+    devices, cross_signing, signature_rows = await db.run(read)
+    signatures: dict[tuple[str, str], list[asyncpg.Record]] = {}
+    for row in signature_rows:
+        signatures.setdefault((row["target_user_id"], row["target_key_id"]), []).append(row)
+    device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
+    for row in devices:
+        user_id, device_id = row["user_id"], row["device_id"]
+        if wanted[user_id] and device_id not in wanted[user_id]:
+            continue
+        keys = merge_signatures(row["key_json"], signatures.get((user_id, device_id), []))
+        keys["unsigned"] = (
+            {} if row["display_name"] is None
+            else {"device_display_name": row["display_name"]}
+        )
+        device_keys[user_id][device_id] = keys
+    body: dict[str, Any] = {
+        "device_keys": device_keys,
+        "master_keys": {}, "self_signing_keys": {}, "user_signing_keys": {},
+    }
+    for (user_id, key_type), key in cross_signing.items():
+        if key_type == "user_signing" and user_id != viewer:
+            continue  # a user-signing key is only ever shown to its owner
+        key_sigs = signatures.get((user_id, public_key_of(key)), [])
+        body[f"{key_type}_keys"][user_id] = merge_signatures(key, key_sigs)
+    return body
+
+
 class E2EKeysService:
     def __init__(
         self, db: Database, server_name: str, device_lists: DeviceListService,
-        quotas: QuotasConfig, remote: RemoteQueries | None = None,
+        quotas: QuotasConfig, clock: Clock, *, remote: RemoteQueries,
+        server_limits: ServerLimits,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.quotas = quotas
         self.server_name = server_name
         self.device_lists = device_lists
-        # Other servers' users' keys are asked of their servers; None: reported as failures.
-        self.remote = remote
-        # How many other servers a user may have asked (plugged in by app.py with federation).
-        self.server_limits: RemoteServerLimits | None = None
+        self.remote = remote  # other servers' users' keys are asked of their servers
+        self.server_limits = server_limits  # how many other servers a user may have asked
         # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
         # change of the user's devices (a device deleted and logged in again starts at zero).
         self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(_COUNTS_CACHE_USERS)
@@ -150,7 +194,9 @@ class E2EKeysService:
                         "A device's identity keys never change: log in as a new device instead"
                     )
                 if stored != new_keys:
-                    await store.upsert_device_keys(conn, user_id, device_id, new_keys, now_ms())
+                    await store.upsert_device_keys(
+                        conn, user_id, device_id, new_keys, self.clock.now_ms()
+                    )
                     changed = True
             await self._store_one_time_keys(conn, user_id, device_id, one_time)
             for algorithm, key_id, value in fallback:
@@ -207,12 +253,6 @@ class E2EKeysService:
             raise over_quota("unclaimed one-time keys per device", limit)
         await store.insert_one_time_keys(conn, user_id, device_id, new)
 
-    async def _check_servers(
-        self, requester: Requester, remote: Mapping[str, list[str]]
-    ) -> None:
-        if self.remote is not None and self.server_limits is not None:
-            await self.server_limits.admit(requester.user_id, remote)
-
     # ---- /keys/query --------------------------------------------------------------------------
 
     async def query(
@@ -222,7 +262,7 @@ class E2EKeysService:
         """Device keys and cross-signing keys of the users, with visible signatures merged;
         other servers' users are asked of their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
-        await self._check_servers(requester, remote)
+        await self.server_limits.admit(requester.user_id, remote)
         body = await self.local_keys({u: wanted[u] for u in local}, requester.user_id)
         answers, failures = await ask_each(
             self.remote, remote,
@@ -237,45 +277,8 @@ class E2EKeysService:
     async def local_keys(
         self, wanted: dict[str, list[str]], viewer: str | None
     ) -> dict[str, Any]:
-        """{device_keys, master_keys, self_signing_keys, user_signing_keys} of local users
-        (device IDs, empty for all), with the signatures ``viewer`` may see (None: another
-        server, which sees the owners' own signatures only)."""
-        local = list(wanted)
-
-        async def read(
-            conn: asyncpg.Connection,
-        ) -> tuple[list[asyncpg.Record], dict[tuple[str, str], Any], list[asyncpg.Record]]:
-            return (
-                await store.get_users_device_keys(conn, local),
-                await store.get_cross_signing_keys(conn, local, CROSS_SIGNING_TYPES),
-                await store.get_signatures(conn, local, viewer),
-            )
-
-        devices, cross_signing, signature_rows = await self.db.run(read)
-        signatures: dict[tuple[str, str], list[asyncpg.Record]] = {}
-        for row in signature_rows:
-            signatures.setdefault((row["target_user_id"], row["target_key_id"]), []).append(row)
-        device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
-        for row in devices:
-            user_id, device_id = row["user_id"], row["device_id"]
-            if wanted[user_id] and device_id not in wanted[user_id]:
-                continue
-            keys = merge_signatures(row["key_json"], signatures.get((user_id, device_id), []))
-            keys["unsigned"] = (
-                {} if row["display_name"] is None
-                else {"device_display_name": row["display_name"]}
-            )
-            device_keys[user_id][device_id] = keys
-        body: dict[str, Any] = {
-            "device_keys": device_keys,
-            "master_keys": {}, "self_signing_keys": {}, "user_signing_keys": {},
-        }
-        for (user_id, key_type), key in cross_signing.items():
-            if key_type == "user_signing" and user_id != viewer:
-                continue  # a user-signing key is only ever shown to its owner
-            key_sigs = signatures.get((user_id, public_key_of(key)), [])
-            body[f"{key_type}_keys"][user_id] = merge_signatures(key, key_sigs)
-        return body
+        """See `read_local_keys`."""
+        return await read_local_keys(self.db, wanted, viewer)
 
     async def user_devices(self, user_id: str) -> dict[str, Any]:
         """Federation `user/devices`: a local user's devices that have keys, their
@@ -304,7 +307,7 @@ class E2EKeysService:
         """One key per requested device: a one-time key if any is left, else the fallback key;
         other servers' users' keys are claimed from their servers, all at once."""
         local, remote = split_by_server(list(wanted), self.server_name)
-        await self._check_servers(requester, remote)
+        await self.server_limits.admit(requester.user_id, remote)
         claimed = await self.claim_local({u: wanted[u] for u in local})
         answers, failures = await ask_each(
             self.remote, remote,

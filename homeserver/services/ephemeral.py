@@ -23,9 +23,9 @@ import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.services.account_data import AccountDataService
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
-from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.outbound_edus import Edus
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
@@ -53,7 +53,8 @@ async def _require_joined(db: Database, engine: RoomView, user_id: str, room_id:
 
 class TypingService:
     def __init__(
-        self, db: Database, engine: RoomView, stream: StreamIdGenerator, notifier: Notifier
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, notifier: Notifier,
+        edus: Edus,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -65,8 +66,7 @@ class TypingService:
         self._tasks: set[asyncio.Task[None]] = set()
         # Told (room, typists, position) after every change (replication mirrors it).
         self.on_change: list[Callable[[str, list[str], int], None]] = []
-        # Where local users' typing goes to other servers (None: no federation).
-        self.edus: OutboundEdus | None = None
+        self.edus = edus  # where local users' typing goes to other servers
 
     async def set_typing(
         self, user_id: str, room_id: str, typing: bool, timeout_ms: int | None
@@ -99,7 +99,7 @@ class TypingService:
         return typing or previous is not None  # stopping while not typing changes nothing
 
     async def _federate(self, room_id: str, user_id: str, typing: bool) -> None:
-        if self.edus is not None and self.edus.is_local(user_id):
+        if self.edus.sends_for(user_id):
             await self.edus.to_room(
                 room_id, "m.typing", {"room_id": room_id, "user_id": user_id, "typing": typing}
             )
@@ -185,9 +185,10 @@ class TypingService:
 class ReceiptsService:
     def __init__(
         self, db: Database, engine: RoomView, stream: StreamIdGenerator, notifier: Notifier,
-        account_data: AccountDataService,
+        account_data: AccountDataService, edus: Edus, clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.engine = engine
         self.stream = stream
         self.notifier = notifier
@@ -195,8 +196,7 @@ class ReceiptsService:
         self.account_data = account_data
         # Told (user, room) after a receipt that moves where the user has read up to.
         self.on_read: list[Callable[[str, str], None]] = []
-        # Where local users' public receipts go to other servers (None: no federation).
-        self.edus: OutboundEdus | None = None
+        self.edus = edus  # where local users' public receipts go to other servers
 
     async def mark_read(
         self, user_id: str, room_id: str, markers: dict[str, str], thread_id: str | None = None
@@ -222,12 +222,12 @@ class ReceiptsService:
         receipts = {t: e for t, e in markers.items() if t != FULLY_READ}
         if not receipts:
             return
-        data: dict[str, Any] = {"ts": now_ms()}
+        data: dict[str, Any] = {"ts": self.clock.now_ms()}
         if thread_id is not None:
             data["thread_id"] = thread_id
         members = await self._store(user_id, room_id, receipts, data)
         public = receipts.get(PUBLIC_RECEIPT)
-        if public is not None and self.edus is not None:
+        if public is not None:
             read = {user_id: {"event_ids": [public], "data": data}}
             await self.edus.to_servers_of(
                 members, "m.receipt", {room_id: {PUBLIC_RECEIPT: read}}

@@ -14,7 +14,6 @@ import asyncpg
 
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
-from homeserver.services import clock
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
@@ -25,15 +24,14 @@ from storage.events import StoredEvent, get_events, get_last_departure
 
 async def serialize_events(
     conn: asyncpg.Connection, engine: RoomView, stored: Sequence[StoredEvent],
-    viewer: Requester | None, *, now: int | None = None, federation: bool = False,
+    viewer: Requester | None, *, now: int, federation: bool = False,
 ) -> list[dict[str, Any]]:
-    """Client-format events with `unsigned.age`, `transaction_id` (for the viewer's own device),
-    `prev_content` of replaced state, and redactions applied; `federation`: the PDUs as
-    federation has them (a filter's `event_format`), with their event ID, room ID (a v12
-    create event carries none) and these `unsigned` fields."""
+    """Client-format events with `unsigned.age` (as of ``now``, ms), `transaction_id` (for the
+    viewer's own device), `prev_content` of replaced state, and redactions applied;
+    `federation`: the PDUs as federation has them (a filter's `event_format`), with their event
+    ID, room ID (a v12 create event carries none) and these `unsigned` fields."""
     if not stored:
         return []
-    now = now if now is not None else clock.now_ms()
     extra_ids = [e.replaces_state for e in stored if e.replaces_state]
     extra_ids += [e.redacted_by for e in stored if e.redacted_by]
     pdus = await engine.get_pdus(conn, [e.event_id for e in stored] + extra_ids)

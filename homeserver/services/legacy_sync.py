@@ -16,7 +16,6 @@ are read through `RoomReads` (state and /messages), so a peeker sees exactly wha
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from dataclasses import replace
 from typing import Any
@@ -62,9 +61,8 @@ class LegacySync:
         if peek and room_id is not None:
             if not await self.db.run(lambda conn: world_readable(conn, self.engine, room_id)):
                 raise forbidden(f"{room_id} is not world-readable and you are not joined")
-        loop = asyncio.get_running_loop()
         timeout_ms = min(max(timeout_ms, 0), self.sync.config.limits.sync_timeout_max_ms)
-        deadline = loop.time() + timeout_ms / 1000
+        deadline = self.sync.clock.monotonic() + timeout_ms / 1000
         while True:
             with self.sync.notifier.listen(requester.user_id) as woken:
                 upto = self.sync.streams.current().events
@@ -76,7 +74,7 @@ class LegacySync:
                     "chunk": chunk, "start": start.encode(),
                     "end": replace(start, events=max(end, start.events)).encode(),
                 }
-                remaining = deadline - loop.time()
+                remaining = deadline - self.sync.clock.monotonic()
                 if chunk or peek or remaining <= 0:
                     return body
                 if not await wait_for_wake(woken, remaining):
@@ -116,7 +114,8 @@ class LegacySync:
             conn, self.engine, requester.user_id, stored,
             ignored=await ignored_users(conn, requester.user_id),
         )
-        return await serialize_events(conn, self.engine, visible, requester), end
+        now = self.sync.clock.now_ms()
+        return await serialize_events(conn, self.engine, visible, requester, now=now), end
 
     async def initial_sync(
         self, requester: Requester, limit: int, archived: bool
@@ -196,5 +195,7 @@ class LegacySync:
         """The user's own invite, which they see without being able to read the room."""
         async def load(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             stored = await events_store.get_events(conn, [event_id])
-            return await serialize_events(conn, self.engine, list(stored.values()), requester)
+            return await serialize_events(
+                conn, self.engine, list(stored.values()), requester, now=self.sync.clock.now_ms()
+            )
         return (await self.db.run(load))[0]

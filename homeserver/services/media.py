@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ import asyncpg
 
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, not_found, too_large
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.media_store import ContentStore
 from homeserver.services.media_thumbnails import (
     ImageTooLarge,
@@ -69,7 +69,7 @@ MAX_THUMBNAILS_PER_SOURCE = 16
 class MediaService:
     def __init__(
         self, db: Database, config: Config, ratelimiter: RateLimiter,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock,
     ) -> None:
         self.db = db
         self.server_name = config.server.server_name
@@ -94,7 +94,9 @@ class MediaService:
         media_id = _new_media_id()
 
         async def insert(conn: asyncpg.Connection) -> None:
-            await store.insert_uploaded(conn, media_id, requester.user_id, self.clock(), content)
+            await store.insert_uploaded(
+                conn, media_id, requester.user_id, self.clock.now_ms(), content
+            )
 
         await self.db.transaction(insert, name="media_upload")
         return self.mxc_uri(media_id)
@@ -103,7 +105,7 @@ class MediaService:
         """Reserve a media ID to upload to later; return its URI and when it expires."""
         self.ratelimiter.check("per_user", requester.user_id)
         media_id = _new_media_id()
-        now = self.clock()
+        now = self.clock.now_ms()
         expires = now + UNUSED_ID_LIFETIME_MS
 
         async def reserve(conn: asyncpg.Connection) -> None:
@@ -132,7 +134,7 @@ class MediaService:
 
         async def complete(conn: asyncpg.Connection) -> bool:
             return await store.complete_pending(
-                conn, media_id, requester.user_id, self.clock(), content
+                conn, media_id, requester.user_id, self.clock.now_ms(), content
             )
 
         if not await self.db.transaction(complete, name="media_upload"):
@@ -217,7 +219,7 @@ class MediaService:
 
         row = await self.db.run(read)
         if row is None or (
-            row.content_hash is None and (row.unused_expires_ts or 0) <= self.clock()
+            row.content_hash is None and (row.unused_expires_ts or 0) <= self.clock.now_ms()
         ):
             raise not_found("Unknown media ID")
         return row

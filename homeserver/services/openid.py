@@ -12,19 +12,20 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 
-from homeserver.services import clock
+from homeserver.services.clock import Clock
 
 LIFETIME_MS = 3_600_000
 MAX_TOKENS = 10_000
 
 
 class OpenIdTokens:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self._tokens: OrderedDict[str, tuple[str, int]] = OrderedDict()  # token -> (user, expiry)
 
     def issue(self, user_id: str) -> tuple[str, int]:
         """A new token for `user_id` and its lifetime in seconds."""
-        now = clock.now_ms()
+        now = self.clock.now_ms()
         while self._tokens and (
             len(self._tokens) >= MAX_TOKENS or next(iter(self._tokens.values()))[1] <= now
         ):
@@ -36,6 +37,6 @@ class OpenIdTokens:
     def user_of(self, token: str) -> str | None:
         """Whose token this is, while it is valid."""
         entry = self._tokens.get(token)
-        if entry is None or entry[1] <= clock.now_ms():
+        if entry is None or entry[1] <= self.clock.now_ms():
             return None
         return entry[0]

@@ -1,8 +1,9 @@
 """EDUs of local users for other servers: the seam to the federation sender, and who gets them.
 
 The services that make ephemeral data (typing, receipts, presence, to-device, device lists,
-cross-signing keys) never import `federation/`: they hand their EDUs to an `EduOutbox`, which
-`homeserver/app.py` fills with the federation sender when a federation listener is configured.
+cross-signing keys) never import `federation/`: they are handed an `Edus` when they are built,
+`OutboundEdus` over the federation sender when a federation listener is configured and
+`NoEdus` otherwise.
 Who gets an EDU is decided here, from the room engine's cached memberships: the servers with
 joined members in a room, or in any room a user is joined to; never this server itself.
 """
@@ -49,6 +50,54 @@ async def users_sharing_room(
     return users
 
 
+class Edus(Protocol):
+    """Where the services send local users' EDUs."""
+
+    def sends_for(self, user_id: str) -> bool:
+        """Whether EDUs about this user go to other servers: a local user's do."""
+        ...
+
+    def reaches_any(self, user_ids: Iterable[str]) -> bool:
+        """Whether any of these users is on a server EDUs go to."""
+        ...
+
+    async def to_servers_of(
+        self, users: Iterable[str], edu_type: str, content: dict[str, Any]
+    ) -> None: ...
+
+    async def to_room(self, room_id: str, edu_type: str, content: dict[str, Any]) -> None: ...
+
+    async def to_roommates(
+        self, user_id: str, edu_type: str, content: dict[str, Any]
+    ) -> None: ...
+
+    async def to_server(self, server: str, edu_type: str, content: dict[str, Any]) -> None: ...
+
+
+class NoEdus:
+    """Without federation no EDU leaves this server, so there is nothing to work out."""
+
+    def sends_for(self, user_id: str) -> bool:
+        return False
+
+    def reaches_any(self, user_ids: Iterable[str]) -> bool:
+        return False
+
+    async def to_servers_of(
+        self, users: Iterable[str], edu_type: str, content: dict[str, Any]
+    ) -> None:
+        return
+
+    async def to_room(self, room_id: str, edu_type: str, content: dict[str, Any]) -> None:
+        return
+
+    async def to_roommates(self, user_id: str, edu_type: str, content: dict[str, Any]) -> None:
+        return
+
+    async def to_server(self, server: str, edu_type: str, content: dict[str, Any]) -> None:
+        return
+
+
 class OutboundEdus:
     """Sends local users' EDUs to the other servers concerned."""
 
@@ -60,8 +109,11 @@ class OutboundEdus:
         self.server_name = server_name
         self.outbox = outbox
 
-    def is_local(self, user_id: str) -> bool:
+    def sends_for(self, user_id: str) -> bool:
         return self.engine.is_local(user_id)
+
+    def reaches_any(self, user_ids: Iterable[str]) -> bool:
+        return not all(self.engine.is_local(u) for u in user_ids)
 
     async def to_servers_of(
         self, users: Iterable[str], edu_type: str, content: dict[str, Any]

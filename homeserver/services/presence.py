@@ -33,9 +33,9 @@ import asyncpg
 
 from homeserver.config import PresenceConfig
 from homeserver.errors import forbidden
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
-from homeserver.services.outbound_edus import OutboundEdus
+from homeserver.services.outbound_edus import Edus
 from storage import presence as presence_store
 from storage.database import Database
 from storage.presence import PresenceRow
@@ -56,7 +56,7 @@ EDU_FIELDS = ("presence", "status_msg", "last_active_ago", "currently_active")
 class PresenceService:
     def __init__(
         self, db: Database, stream: StreamIdGenerator, notifier: Notifier,
-        config: PresenceConfig, clock: Callable[[], int] = now_ms,
+        config: PresenceConfig, edus: Edus, clock: Clock,
     ) -> None:
         self.db = db
         self.stream = stream
@@ -72,9 +72,8 @@ class PresenceService:
         # Set in a process that does not write the presence stream (a worker): /sync activity
         # is handed to it, for the process that does, instead of being written here.
         self.forward: Callable[[str, str], None] | None = None
-        # Where local users' changes go to other servers (None: no federation), and when
-        # each was last sent there.
-        self.edus: OutboundEdus | None = None
+        # Where local users' changes go to other servers, and when each was last sent there.
+        self.edus = edus
         self._announced: dict[str, int] = {}
 
     # ---- writes ---------------------------------------------------------------------------
@@ -90,12 +89,12 @@ class PresenceService:
             return
         written = self._written.get(user_id)
         if written is not None and written[0] == state and (
-            self.clock() - written[1] < self.granularity_ms
+            self.clock.now_ms() - written[1] < self.granularity_ms
         ):
             return
         if self.forward is not None:
             self.forward(user_id, state)
-            self._written[user_id] = (state, self.clock())
+            self._written[user_id] = (state, self.clock.now_ms())
             return
         await self._write(user_id, state, None, keep_status=True)
 
@@ -106,7 +105,7 @@ class PresenceService:
         state and status only moves the activity time, as a local user's /sync does."""
         await self._write(
             user_id, state, status_msg, keep_status=False,
-            active_ts=self.clock() - last_active_ago, only_changes=True,
+            active_ts=self.clock.now_ms() - last_active_ago, only_changes=True,
         )
 
     async def _write(
@@ -115,11 +114,11 @@ class PresenceService:
     ) -> None:
         """`keep_status`: keep the stored status message, and only move the activity time
         while the state stays; `only_changes`: that too, unless the status message differs."""
-        now = self.clock() if active_ts is None else active_ts
+        now = self.clock.now_ms() if active_ts is None else active_ts
 
         async def run(conn: asyncpg.Connection, slot: Slot) -> bool:
             row = await presence_store.get_presence(conn, user_id)
-            same = row is not None and self.effective_state(row, self.clock()) == state and (
+            same = row is not None and self.effective_state(row, self.clock.now_ms()) == state and (
                 keep_status or (only_changes and row.status_msg == status_msg)
             )
             if same:
@@ -141,7 +140,7 @@ class PresenceService:
 
     async def sweep_idle(self) -> int:
         """Set users idle past the timeout offline; returns how many changed."""
-        bound = self.clock() - self.idle_ms
+        bound = self.clock.now_ms() - self.idle_ms
         users = await self.db.run(
             lambda conn: presence_store.get_idle_users(conn, bound, SWEEP_BATCH)
         )
@@ -173,7 +172,7 @@ class PresenceService:
         """Wake the user and their roommates; tell the roommates' servers of a local user."""
         roommates = await self.db.run(lambda conn: presence_store.get_roommates(conn, user_id))
         self.notifier.notify_users(roommates | {user_id})
-        if self.edus is not None and self.edus.is_local(user_id):
+        if self.edus.sends_for(user_id):
             await self._announce(user_id, roommates)
 
     def _announce_due(self, user_id: str) -> bool:
@@ -181,19 +180,19 @@ class PresenceService:
         other servers only hear of changes, so without this their idle timeout would take
         an active user offline there."""
         last = self._announced.get(user_id)
-        return self.edus is not None and self.edus.is_local(user_id) and (
-            last is None or self.clock() - last >= self.idle_ms // 2
+        return self.edus.sends_for(user_id) and (
+            last is None or self.clock.now_ms() - last >= self.idle_ms // 2
         )
 
     async def _announce(self, user_id: str, roommates: set[str]) -> None:
         """Send a local user's presence to the other servers of their roommates."""
         edus = self.edus
-        if edus is None or all(edus.is_local(u) for u in roommates):
+        if not edus.reaches_any(roommates):
             return
         row = await self.db.run(lambda conn: presence_store.get_presence(conn, user_id))
         if row is not None:
-            self._announced[user_id] = self.clock()
-            content = self.content(row, self.clock())
+            self._announced[user_id] = self.clock.now_ms()
+            content = self.content(row, self.clock.now_ms())
             update: dict[str, Any] = {"user_id": user_id}
             update.update((k, content[k]) for k in EDU_FIELDS if k in content)
             await edus.to_servers_of(roommates, "m.presence", {"push": [update]})
@@ -233,7 +232,7 @@ class PresenceService:
         row = await self.db.run(run)
         if row is None:
             return {"presence": OFFLINE}
-        return self.content(row, self.clock())
+        return self.content(row, self.clock.now_ms())
 
     async def events(
         self, conn: asyncpg.Connection, user_id: str, after: int, upto: int
@@ -262,7 +261,7 @@ class PresenceService:
     def _events(
         self, rows: Sequence[PresenceRow], *, skip_offline: bool
     ) -> list[dict[str, Any]]:
-        now = self.clock()
+        now = self.clock.now_ms()
         events = []
         for row in rows:
             content = self.content(row, now)

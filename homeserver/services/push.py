@@ -32,7 +32,7 @@ from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.push_rules import CompiledRuleset, EventContext, InvalidPushRule
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
@@ -63,8 +63,9 @@ def check_kind(kind: str) -> str:
 class PushService:
     def __init__(
         self, db: Database, engine: RoomView, account_data: AccountDataService,
-        server_name: str, unread: UnreadCounts,
+        server_name: str, unread: UnreadCounts, clock: Clock,
     ) -> None:
+        self.clock = clock
         self.db = db
         self.unread = unread
         self.engine = engine
@@ -217,7 +218,7 @@ class PushService:
             user_power_level(sender, power_levels, create, version), power_levels,
         )
         groups: dict[str, NotificationGroup] = {}
-        ts = now_ms()
+        ts = self.clock.now_ms()
         for user_id, rule in self._evaluate(rulesets, ctx, names, event.event_id).items():
             if not rule.notifies:
                 continue
@@ -317,7 +318,9 @@ class PushService:
                 conn, requester.user_id, before, only_highlight, limit
             )
             stored = await load_events(conn, [r.event_id for r in rows])
-            events = await serialize_events(conn, self.engine, stored, requester)
+            events = await serialize_events(
+                conn, self.engine, stored, requester, now=self.clock.now_ms()
+            )
             by_id = {e["event_id"]: e for e in events}
             out = []
             for row in rows:
@@ -350,7 +353,7 @@ class PushService:
                     conn, pusher.app_id, pusher.pushkey, requester.user_id
                 )
             await push_store.upsert_pusher(
-                conn, requester.user_id, requester.device_id, pusher, now_ms()
+                conn, requester.user_id, requester.device_id, pusher, self.clock.now_ms()
             )
 
         await self.db.transaction(store, name="pushers")

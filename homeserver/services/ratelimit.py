@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from homeserver import metrics
 from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import limit_exceeded
+from homeserver.services.clock import Clock
 
 MAX_BUCKETS = 100_000
 
@@ -47,7 +46,7 @@ class _Bucket:
 
 class RateLimiter:
     def __init__(
-        self, config: RateLimitsConfig, clock: Callable[[], float] = time.monotonic,
+        self, config: RateLimitsConfig, clock: Clock,
         *, max_buckets: int = MAX_BUCKETS,
     ) -> None:
         self.config = config
@@ -62,7 +61,7 @@ class RateLimiter:
 
     def _refill(self, kind: str, key: str) -> tuple[_Bucket, RateConfig]:
         rate = self._rate(kind)
-        now = self.clock()
+        now = self.clock.monotonic()
         bucket = self._buckets.get((kind, key))
         if bucket is None:
             bucket = self._buckets[(kind, key)] = _Bucket(float(rate.burst), now)

@@ -64,7 +64,9 @@ class Relations:
             )
             visible = await filter_visible(conn, self.reads.engine, requester.user_id, stored)
             body: dict[str, Any] = {
-                "chunk": await serialize_events(conn, self.reads.engine, visible, requester),
+                "chunk": await serialize_events(
+                    conn, self.reads.engine, visible, requester, now=self.reads.clock.now_ms()
+                ),
             }
             if len(stored) == limit:
                 body["next_batch"] = f"r{stored[-1].stream_ordering}"

@@ -1,9 +1,9 @@
 """`RemoteQueries`: the seam through which client-API services ask another homeserver.
 
 The services that answer about users and aliases (keys, profiles, the room directory) know
-only this interface; `homeserver/app.py` plugs the federation implementation in when a
-federation listener is configured, and leaves it None otherwise, so the services never import
-`federation/`. Every method asks the server named by its arguments and returns that server's
+only this interface, so they never import `federation/`; `homeserver/app.py` hands them the
+federation implementation when a federation listener is configured, and `NoRemoteQueries`
+otherwise. Every method asks the server named by its arguments and returns that server's
 answer, already checked for shape; when the server cannot be reached or answers an error, it
 raises a MatrixError the service may pass on to the client (404 for an unknown user or
 alias, 502 for a server that failed).
@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, federation_unavailable, not_found
 
 T = TypeVar("T")
 
@@ -43,11 +43,29 @@ class RemoteQueries(Protocol):
         ...
 
 
-NO_FEDERATION = {"errcode": "M_UNKNOWN", "error": "Federation is not available on this server"}
+class NoRemoteQueries:
+    """A server without federation answers for other servers what it would find of them in
+    its own database: their users' keys fail, their profiles and aliases are unknown."""
+
+    async def query_keys(
+        self, server_name: str, device_keys: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        raise federation_unavailable()
+
+    async def claim_keys(
+        self, server_name: str, one_time_keys: dict[str, dict[str, str]]
+    ) -> dict[str, Any]:
+        raise federation_unavailable()
+
+    async def profile(self, user_id: str) -> dict[str, Any]:
+        raise not_found("Profile not found")
+
+    async def room_alias(self, alias: str) -> dict[str, Any]:
+        raise not_found(f"Room alias {alias} not found")
 
 
 async def ask_each(
-    remote: RemoteQueries | None, users_by_server: Mapping[str, list[str]],
+    remote: RemoteQueries, users_by_server: Mapping[str, list[str]],
     ask: Callable[[RemoteQueries, str, list[str]], Awaitable[T]], timeout_s: float,
 ) -> tuple[dict[str, T], dict[str, dict[str, Any]]]:
     """Ask every server about its users at once, each for at most ``timeout_s``.
@@ -55,9 +73,6 @@ async def ask_each(
     Returns (answer per server, failure per server): the spec's `failures` of /keys/query
     and /keys/claim, so that one slow or broken server delays nobody else's keys.
     """
-    if remote is None:
-        return {}, {server: dict(NO_FEDERATION) for server in users_by_server}
-
     async def one(server: str, users: list[str]) -> tuple[T | None, dict[str, Any] | None]:
         try:
             async with asyncio.timeout(timeout_s):

@@ -24,13 +24,14 @@ forgotten first), each holding at most ``max_servers_per_user`` names.
 from __future__ import annotations
 
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from homeserver.config import FederationConfig
 from homeserver.errors import MatrixError, limit_exceeded, too_large
+from homeserver.services.clock import Clock
 
 MAX_USERS = 100_000
 
@@ -41,11 +42,25 @@ class _Window:
     servers: set[str] = field(default_factory=set)
 
 
+class ServerLimits(Protocol):
+    async def admit(self, user_id: str, servers: Iterable[str]) -> None:
+        """Count the other servers a request of ``user_id`` is about to contact, or raise
+        413/429 (nothing is counted then)."""
+        ...
+
+
+class NoServerLimits:
+    """Without federation a request contacts no other server: there is nothing to count."""
+
+    async def admit(self, user_id: str, servers: Iterable[str]) -> None:
+        return
+
+
 class RemoteServerLimits:
     def __init__(
         self, server_name: str, config: FederationConfig, *,
-        clock: Callable[[], float] = time.monotonic, max_users: int = MAX_USERS,
-        shared_servers: Callable[[str], Awaitable[set[str]]] | None = None,
+        clock: Clock, max_users: int = MAX_USERS,
+        shared_servers: Callable[[str], Awaitable[set[str]]],
     ) -> None:
         self.server_name = server_name
         # The servers sharing a joined room with a user (read only when a request is refused).
@@ -63,8 +78,6 @@ class RemoteServerLimits:
         try:
             self.check(user_id, wanted)
         except MatrixError:
-            if self.shared_servers is None:
-                raise
             self.check(user_id, wanted - await self.shared_servers(user_id))
 
     def check(self, user_id: str, servers: Iterable[str]) -> None:
@@ -78,7 +91,7 @@ class RemoteServerLimits:
                 f"This request would contact {len(wanted)} other servers; at most "
                 f"{self.per_request} are allowed in one request"
             )
-        now = self.clock()
+        now = self.clock.monotonic()
         window = self._windows.get(user_id)
         if window is None or now - window.start_s >= self.period_s:
             window = _Window(now)

@@ -40,14 +40,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from homeserver import metrics
+from homeserver.config import Config
+from homeserver.services.clock import Clock
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import TypingService
 from homeserver.services.notifier import Notifier
 from homeserver.services.presence import PRESENCE_STATES, PresenceService
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import Streams, StreamToken, load_streams
-from homeserver.services.sync import SyncRequest, SyncService
+from homeserver.services.sync import SyncParts, SyncRequest, SyncService
 from homeserver.services.token_cache import TokenCache
 from storage.database import Database
 from storage.notify import Listener, Publisher, chunk_payloads
@@ -196,9 +199,10 @@ class MainReplication(_Endpoint):
 class WorkerReplication(_Endpoint):
     """A worker's side: follows the main process's positions and applies its changes."""
 
-    def __init__(self, dsn: str, state: Replicated, db: Database) -> None:
+    def __init__(self, dsn: str, state: Replicated, db: Database, clock: Clock) -> None:
         super().__init__(dsn, state, REPLICATION)
         self.db = db
+        self.clock = clock
         self.epoch: str | None = None
         self._hellos: dict[str, asyncio.Future[None]] = {}
         self._advanced: list[asyncio.Future[None]] = []
@@ -226,7 +230,7 @@ class WorkerReplication(_Endpoint):
         """Learn the current positions: from the main process, else from the database."""
         loop = asyncio.get_running_loop()
         async with self._resync_lock:
-            self._last_resync = loop.time()
+            self._last_resync = self.clock.monotonic()
             nonce = secrets.token_hex(8)
             answered = self._hellos[nonce] = loop.create_future()
             self.send(TO_MAIN, {"hello": nonce, "typing": self.state.streams.typing.current})
@@ -238,7 +242,9 @@ class WorkerReplication(_Endpoint):
                     "the main process did not answer within %.0f s; reading stream positions "
                     "from the database", HELLO_TIMEOUT_S,
                 )
-                stored = await self.db.run(lambda conn: load_streams(conn, follower=True))
+                stored = await self.db.run(
+                    lambda conn: load_streams(conn, self.clock, follower=True)
+                )
                 self._advance(stored.current())
                 metrics.REPLICATION_RESYNCS.labels("database").inc()
             finally:
@@ -246,19 +252,19 @@ class WorkerReplication(_Endpoint):
 
     async def catch_up(self, since: StreamToken) -> None:
         """Wait (briefly) until this process has heard of every position in `since`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_TIMEOUT_S
+        deadline = self.clock.monotonic() + CATCH_UP_TIMEOUT_S
         while not self._covers(since):
-            remaining = deadline - loop.time()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 break
-            advanced = loop.create_future()
+            advanced = asyncio.get_running_loop().create_future()
             self._advanced.append(advanced)
             try:
                 await asyncio.wait_for(advanced, remaining)
             except TimeoutError:
                 break
-        if not self._covers(since) and loop.time() - self._last_resync > RESYNC_MIN_INTERVAL_S:
+        since_resync = self.clock.monotonic() - self._last_resync
+        if not self._covers(since) and since_resync > RESYNC_MIN_INTERVAL_S:
             # A wake-up went missing (the main process died before publishing it, say).
             await self.resync()
 
@@ -317,10 +323,18 @@ class WorkerReplication(_Endpoint):
 class WorkerSyncService(SyncService):
     """/sync in a worker: first hear of the positions of the client's token (see above)."""
 
-    replication: WorkerReplication | None = None
+    def __init__(
+        self, db: Database, config: Config, engine: RoomView, notifier: Notifier,
+        streams: Streams, clock: Clock, *, e2e_keys: E2EKeysService, parts: SyncParts,
+        replication: WorkerReplication,
+    ) -> None:
+        super().__init__(
+            db, config, engine, notifier, streams, clock, e2e_keys=e2e_keys, parts=parts
+        )
+        self.replication = replication
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
-        if request.since is not None and self.replication is not None:
+        if request.since is not None:
             await self.replication.catch_up(request.since)
         return await super().sync(requester, request)
 

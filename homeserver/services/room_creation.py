@@ -19,7 +19,7 @@ from homeserver.protocol import identifiers
 from homeserver.protocol.member_limit import MEMBER_LIMIT_TYPE
 from homeserver.protocol.power_levels import default_power_levels_content
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
-from homeserver.services.remote_server_limits import RemoteServerLimits
+from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.rooms.local import LocalEvents
 from storage import rooms as rooms_store
 from storage.database import Database
@@ -52,8 +52,10 @@ class RoomCreation:
     def __init__(
         self, db: Database, config: Config, engine: LocalEvents,
         member_content: MemberContent, put_alias: PutAlias, invite_remote: InviteRemote,
+        server_limits: ServerLimits,
     ) -> None:
         self.db = db
+        self.server_limits = server_limits  # counts the invitees' servers
         self.config = config
         self.engine = engine
         self.member_content = member_content
@@ -61,11 +63,8 @@ class RoomCreation:
         self.invite_remote = invite_remote
         self.server_name = config.server.server_name
 
-    async def create_room(
-        self, user: str, body: dict[str, Any], server_limits: RemoteServerLimits | None = None,
-    ) -> str:
-        """Spec createRoom: the events in the spec's order, each through the room engine;
-        ``server_limits`` counts the invitees' servers (with federation)."""
+    async def create_room(self, user: str, body: dict[str, Any]) -> str:
+        """Spec createRoom: the events in the spec's order, each through the room engine."""
         req = _CreateRequest.parse(
             body, self.config.rooms.default_room_version, self.config.quotas.max_initial_state
         )
@@ -75,8 +74,7 @@ class RoomCreation:
             raise room_full_error(
                 self.engine.max_members, f"the invite list has {len(req.invite)}"
             )
-        if server_limits is not None:
-            await server_limits.admit(user, {identifiers.server_name_of(u) for u in req.invite})
+        await self.server_limits.admit(user, {identifiers.server_name_of(u) for u in req.invite})
         alias = None
         if req.alias_name is not None:
             alias = f"#{req.alias_name}:{self.server_name}"

@@ -52,6 +52,13 @@ class RemoteHistory(Protocol):
         ...
 
 
+class NoRemoteHistory:
+    """Without federation there is no other server to ask: history ends where ours does."""
+
+    async def backfill(self, room_id: str, from_event_ids: Sequence[str], limit: int) -> int:
+        return 0
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryToken:
     """The gap just below the historical event (depth, event_id): going back from it reads

@@ -20,10 +20,11 @@ from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
+from homeserver.services.clock import Clock
 from homeserver.services.join_authorisation import authorise_join
+from homeserver.services.outward import Outward
 from homeserver.services.quotas import over_quota
 from homeserver.services.ratelimit import RateLimiter
-from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import is_room_admin
 from homeserver.services.room_creation import RoomCreation
@@ -38,8 +39,6 @@ from storage.rooms import ClientTxnKey
 
 if TYPE_CHECKING:
     from homeserver.services.accounts import AccountsService
-    from homeserver.services.remote_queries import RemoteQueries
-    from homeserver.services.remote_rooms import RemoteRooms
 
 # action -> (the membership it sends, the target's memberships it needs; empty: any)
 MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -54,7 +53,7 @@ MEMBERSHIP_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 class RoomsService:
     def __init__(
         self, db: Database, config: Config, engine: RoomCache, local: LocalEvents,
-        accounts: AccountsService, ratelimiter: RateLimiter,
+        accounts: AccountsService, ratelimiter: RateLimiter, outward: Outward, clock: Clock,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -63,20 +62,20 @@ class RoomsService:
         self.ratelimiter = ratelimiter
         self.server_name = config.server.server_name
         self.max_aliases = config.quotas.max_aliases_per_user
-        self.reads = RoomReads(db, engine, local.writes.stream)
-        # Other servers' aliases are asked of them (plugged in by app.py with federation).
-        self.remote: RemoteQueries | None = None
-        self.remote_rooms: RemoteRooms | None = None  # plugged in by app.py with federation
-        # How many other servers a user may invite from (plugged in by app.py with federation).
-        self.server_limits: RemoteServerLimits | None = None
+        self.reads = RoomReads(db, engine, local.writes.stream, outward.history, clock)
+        self.remote = outward.queries  # other servers' aliases are asked of them
+        self.remote_rooms = outward.rooms
+        # How many other servers a user may invite from.
+        self.server_limits = outward.server_limits
         self.creation = RoomCreation(
-            db, config, local, self._member_content, self._put_alias, self._invite_remote
+            db, config, local, self._member_content, self._put_alias, self._invite_remote,
+            self.server_limits,
         )
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
         self.ratelimiter.check("per_user", requester.user_id)
-        return await self.creation.create_room(requester.user_id, body, self.server_limits)
+        return await self.creation.create_room(requester.user_id, body)
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Member event content with the user's profile, if this server knows it."""
@@ -117,7 +116,7 @@ class RoomsService:
             room_id_or_alias
         ):
             raise invalid_param(f"Invalid room alias {room_id_or_alias!r}")
-        if room_id_or_alias.startswith("#") and self.remote is not None and (
+        if room_id_or_alias.startswith("#") and (
             identifiers.server_name_of(room_id_or_alias) != self.server_name
         ):
             found = await self.get_alias(room_id_or_alias)
@@ -156,7 +155,7 @@ class RoomsService:
         """The requester's join with `content`; its event ID when this server built it (None
         when another server's make_join/send_join did). For a restricted room this server
         names the authoriser itself, when the requester qualifies through the join rule."""
-        if self.remote_rooms is not None and not await self._resident(room_id):
+        if self.remote_rooms.federates and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
             candidates += await self._inviting_server(room_id, requester.user_id)
             candidates += await self._last_known_servers(room_id)
@@ -172,7 +171,7 @@ class RoomsService:
         if verdict.needed and not verdict.qualifies:
             raise forbidden("You are in none of the rooms this room's join rule allows")
         if verdict.needed and verdict.authoriser is None:
-            if self.remote_rooms is None or not verdict.other_servers:
+            if not self.remote_rooms.federates or not verdict.other_servers:
                 raise forbidden("No user in the room may authorise joining it")
             # As Synapse: a server whose users may invite authorises it (make_join).
             self.ratelimiter.check("per_user", requester.user_id)
@@ -289,7 +288,7 @@ class RoomsService:
         content = {**(content or {}), "membership": membership}
         if reason is not None:
             content["reason"] = reason
-        if self.remote_rooms is not None and await self._through_federation(
+        if self.remote_rooms.federates and await self._through_federation(
             requester, room_id, target, content
         ):
             return None
@@ -300,14 +299,10 @@ class RoomsService:
     ) -> bool:
         """Invites of other servers' users, and our users' leaves of rooms this server is not
         in (rejecting a remote invite), go through the other server; True when done so."""
-        assert self.remote_rooms is not None
         membership = content["membership"]
         if membership == "invite" and identifiers.server_name_of(target) != self.server_name:
             self.ratelimiter.check("per_user", requester.user_id)
-            if self.server_limits is not None:
-                await self.server_limits.admit(
-                    requester.user_id, [identifiers.server_name_of(target)]
-                )
+            await self.server_limits.admit(requester.user_id, [identifiers.server_name_of(target)])
             return await self._invite_remote(room_id, requester.user_id, target, content)
         if membership != "leave" or target != requester.user_id or await self._resident(room_id):
             return False
@@ -330,7 +325,9 @@ class RoomsService:
         """Invite a user of another server through the invite handshake (their server
         countersigns first); False when the invitee is ours, or there is no federation, and
         the invite is a plain event of this server."""
-        if self.remote_rooms is None or identifiers.server_name_of(invitee) == self.server_name:
+        if not self.remote_rooms.federates or (
+            identifiers.server_name_of(invitee) == self.server_name
+        ):
             return False
         await self.remote_rooms.invite_remote(room_id, inviter, invitee, content)
         return True
@@ -502,7 +499,7 @@ class RoomsService:
         """{room_id, servers} of an alias; another server's is asked of that server."""
         if not identifiers.is_valid_room_alias(alias):
             raise invalid_param(f"Invalid room alias {alias!r}")
-        if self.remote is not None and identifiers.server_name_of(alias) != self.server_name:
+        if identifiers.server_name_of(alias) != self.server_name:
             return await self.remote.room_alias(alias)
         return await self.local_alias(alias)
 

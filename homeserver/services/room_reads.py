@@ -7,6 +7,7 @@ is refused unless history is world-readable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,6 +16,7 @@ import asyncpg
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.protocol.state_keys import StateKey
+from homeserver.services.clock import Clock
 from homeserver.services.event_views import (
     filter_visible,
     load_events,
@@ -41,6 +43,7 @@ from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
+from storage.events import StoredEvent
 from storage.streams import StreamIdGenerator
 
 
@@ -53,12 +56,22 @@ class View:
 
 
 class RoomReads:
-    def __init__(self, db: Database, engine: RoomView, stream: StreamIdGenerator) -> None:
+    def __init__(
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, history: RemoteHistory,
+        clock: Clock,
+    ) -> None:
         self.db = db
         self.engine = engine
         self.stream = stream
-        # Where /messages asks for history from before our join (plugged in by app.py).
-        self.history: RemoteHistory | None = None
+        self.history = history  # where /messages asks for history from before our join
+        self.clock = clock
+
+    async def _serialize(
+        self, conn: asyncpg.Connection, stored: Sequence[StoredEvent], requester: Requester
+    ) -> list[dict[str, Any]]:
+        return await serialize_events(
+            conn, self.engine, stored, requester, now=self.clock.now_ms()
+        )
 
     async def _view(self, conn: asyncpg.Connection, room_id: str, user_id: str) -> View:
         """Who may read a room (room_state.yaml 403: "You aren't a member of the room and
@@ -90,8 +103,8 @@ class RoomReads:
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             view = await self._view(conn, room_id, requester.user_id)
             ids = await self._state_ids(conn, room_id, view)
-            return await serialize_events(
-                conn, self.engine, await load_events(conn, list(ids.values())), requester
+            return await self._serialize(
+                conn, await load_events(conn, list(ids.values())), requester
             )
         return await self.db.run(run)
 
@@ -104,8 +117,8 @@ class RoomReads:
             event_id = ids.get((event_type, state_key))
             if event_id is None:
                 raise not_found("Event not found")
-            events = await serialize_events(
-                conn, self.engine, await load_events(conn, [event_id]), requester
+            events = await self._serialize(
+                conn, await load_events(conn, [event_id]), requester
             )
             return events[0]
         return await self.db.run(run)
@@ -117,8 +130,8 @@ class RoomReads:
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             view = await self._view(conn, room_id, requester.user_id)
             ids = await self._state_ids(conn, room_id, view, ["m.room.member"])
-            events = await serialize_events(
-                conn, self.engine, await load_events(conn, list(ids.values())), requester
+            events = await self._serialize(
+                conn, await load_events(conn, list(ids.values())), requester
             )
             return [
                 e for e in events
@@ -166,7 +179,7 @@ class RoomReads:
         ])
         if not visible:
             raise not_found("Event not found")
-        return (await serialize_events(conn, self.engine, visible, requester))[0]
+        return (await self._serialize(conn, visible, requester))[0]
 
     async def messages(
         self, requester: Requester, room_id: str, *, from_token: str | None,
@@ -186,7 +199,7 @@ class RoomReads:
             ), backwards=backwards)
             visible = await filter_visible(conn, self.engine, requester.user_id, page.events)
             chunk = [
-                e for e in await serialize_events(conn, self.engine, visible, requester)
+                e for e in await self._serialize(conn, visible, requester)
                 if event_filter.allows(e)
             ]
             result: dict[str, Any] = {"start": page.start, "chunk": chunk}
@@ -215,8 +228,6 @@ class RoomReads:
 
     async def _backfill(self, room_id: str, limit: int) -> bool:
         """Whether other servers gave us history from before what this server holds."""
-        if self.history is None:
-            return False
         points = await self.db.run(
             lambda conn: event_graph.get_backward_extremities(conn, room_id, BACKFILL_POINTS)
         )
@@ -229,7 +240,7 @@ class RoomReads:
         senders = sorted({e["sender"] for e in chunk})
         ids = await self._state_ids(conn, room_id, view, ["m.room.member"])
         wanted = [ids[("m.room.member", s)] for s in senders if ("m.room.member", s) in ids]
-        return await serialize_events(conn, self.engine, await load_events(conn, wanted), requester)
+        return await self._serialize(conn, await load_events(conn, wanted), requester)
 
     async def context(
         self, requester: Requester, room_id: str, event_id: str, limit: int,
@@ -265,8 +276,8 @@ class RoomReads:
                 await state_store.get_state(conn, stored.state_group)
                 if stored.state_group is not None else {}
             )
-            state = await serialize_events(
-                conn, self.engine, await load_events(conn, list(state_ids.values())), requester
+            state = await self._serialize(
+                conn, await load_events(conn, list(state_ids.values())), requester
             )
             start = (
                 encode_position(position_before(stored)) if older is None
@@ -276,8 +287,8 @@ class RoomReads:
             end = newer.end or StreamToken(events=ceiling).encode()
             return {
                 "event": target,
-                "events_before": await serialize_events(conn, self.engine, before_v, requester),
-                "events_after": await serialize_events(conn, self.engine, after_v, requester),
+                "events_before": await self._serialize(conn, before_v, requester),
+                "events_after": await self._serialize(conn, after_v, requester),
                 "state": state,
                 "start": start,
                 "end": end,

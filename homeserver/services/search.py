@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import invalid_param
+from homeserver.services.clock import Clock
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.filters import EventFilter
 from homeserver.services.requester import Requester
@@ -67,10 +68,13 @@ def _parse_batch(token: str | None, order_by: str) -> int:
 
 
 class SearchService:
-    def __init__(self, db: Database, engine: RoomView, stream: StreamIdGenerator) -> None:
+    def __init__(
+        self, db: Database, engine: RoomView, stream: StreamIdGenerator, clock: Clock
+    ) -> None:
         self.db = db
         self.engine = engine
         self.stream = stream
+        self.clock = clock
 
     async def search(
         self, requester: Requester, criteria: SearchCriteria, next_batch: str | None
@@ -134,7 +138,9 @@ class SearchService:
         """The hits the user may see (history visibility) that pass the whole filter."""
         stored = await load_events(conn, [h.event_id for h in hits])
         visible = await filter_visible(conn, self.engine, requester.user_id, stored)
-        events = await serialize_events(conn, self.engine, visible, requester)
+        events = await serialize_events(
+            conn, self.engine, visible, requester, now=self.clock.now_ms()
+        )
         by_id = {e["event_id"]: e for e in events if flt.allows(e)}
         return [(h, by_id[h.event_id]) for h in hits if h.event_id in by_id]
 
@@ -155,9 +161,12 @@ class SearchService:
         uid = requester.user_id
         before_v = await filter_visible(conn, self.engine, uid, before)
         after_v = await filter_visible(conn, self.engine, uid, after)
+        now = self.clock.now_ms()
         context: dict[str, Any] = {
-            "events_before": await serialize_events(conn, self.engine, before_v, requester),
-            "events_after": await serialize_events(conn, self.engine, after_v, requester),
+            "events_before": await serialize_events(
+                conn, self.engine, before_v, requester, now=now
+            ),
+            "events_after": await serialize_events(conn, self.engine, after_v, requester, now=now),
             "start": StreamToken(events=(before[-1].stream_ordering or 1) - 1 if before
                                  else at - 1).encode(),
             "end": StreamToken(events=after[-1].stream_ordering or at if after else at).encode(),
@@ -190,7 +199,9 @@ class SearchService:
         for room_id in sorted(room_ids):
             ids = await state_store.get_current_state(conn, room_id)
             stored = await load_events(conn, list(ids.values()))
-            out[room_id] = await serialize_events(conn, self.engine, stored, requester)
+            out[room_id] = await serialize_events(
+                conn, self.engine, stored, requester, now=self.clock.now_ms()
+            )
         return out
 
     async def _highlights(self, conn: asyncpg.Connection, term: str) -> list[str]:

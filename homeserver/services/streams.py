@@ -6,11 +6,11 @@ a token from an older server version simply lacks them and parses with zeros.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, fields
 
 import asyncpg
 
+from homeserver.services.clock import Clock
 from storage.streams import FollowerStreamIdGenerator, StreamIdGenerator
 
 MAX_POSITION = 2**63 - 1  # stream positions are PostgreSQL bigints
@@ -87,7 +87,9 @@ class Streams:
             generator.advance_to(getattr(token, f.name))
 
 
-async def load_streams(conn: asyncpg.Connection, *, follower: bool = False) -> Streams:
+async def load_streams(
+    conn: asyncpg.Connection, clock: Clock, *, follower: bool = False
+) -> Streams:
     """Every stream at its highest stored position: the writer's at start-up, or (`follower`)
     generators that never allocate, for a process that reads what the writer wrote."""
     cls = FollowerStreamIdGenerator if follower else StreamIdGenerator
@@ -97,7 +99,7 @@ async def load_streams(conn: asyncpg.Connection, *, follower: bool = False) -> S
         receipts=await cls.load(conn, "receipts", "stream_id"),
         # Typing lives in the writer's memory; starting from the clock keeps old tokens
         # behind it. A follower learns the writer's position from replication.
-        typing=cls(0 if follower else int(time.time() * 1000)),
+        typing=cls(0 if follower else clock.now_ms()),
         to_device=await cls.load_watermark(conn, "to_device"),
         device_lists=await cls.load(conn, "device_list_changes", "stream_id"),
         presence=await cls.load(conn, "presence", "stream_id"),

@@ -13,7 +13,6 @@ no query at all; an incremental sync in which only other rooms moved costs two.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +22,7 @@ from homeserver.config import Config
 from homeserver.errors import invalid_param
 from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.clock import Clock
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.event_views import never_a_reader
@@ -82,45 +82,52 @@ class _Rooms:
     left: list[tuple[str, int, str]]  # (room_id, position of the leave, its event ID)
 
 
+@dataclass(frozen=True, slots=True)
+class SyncParts:
+    """The services whose streams /sync reads. The composition root builds them, because the
+    API routes, push and federation use the same instances."""
+
+    filters: FiltersService
+    account_data: AccountDataService
+    typing: TypingService
+    receipts: ReceiptsService
+    to_device: ToDeviceService
+    presence: PresenceService
+    unread: UnreadCounts
+
+
 class SyncService:
     def __init__(
         self, db: Database, config: Config, engine: RoomView, notifier: Notifier,
-        streams: Streams, *, e2e_keys: E2EKeysService,
+        streams: Streams, clock: Clock, *, e2e_keys: E2EKeysService, parts: SyncParts,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.e2e_keys = e2e_keys
         self.config = config
         self.engine = engine
         self.notifier = notifier
         self.streams = streams
-        self.filters = FiltersService(db, config.quotas)
-        self.account_data = AccountDataService(
-            db, streams.account_data, notifier, config.quotas
-        )
-        self.typing = TypingService(db, engine, streams.typing, notifier)
-        self.receipts = ReceiptsService(
-            db, engine, streams.receipts, notifier, self.account_data
-        )
-        self.to_device = ToDeviceService(
-            db, config.server.server_name, streams.to_device, notifier
-        )
-        self.presence = PresenceService(db, streams.presence, notifier, config.presence)
-        self.unread = UnreadCounts()
+        self.filters = parts.filters
+        self.account_data = parts.account_data
+        self.typing = parts.typing
+        self.receipts = parts.receipts
+        self.to_device = parts.to_device
+        self.presence = parts.presence
+        self.unread = parts.unread
         self.lazy_members = LazyMembers()
-        self.receipts.on_read.append(self.unread.read_moved)
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
         """The /sync response body; waits up to the timeout while nothing is new."""
         flt = await self._filter(requester.user_id, request.filter)
         await self.presence.sync_activity(requester.user_id, request.set_presence)
-        loop = asyncio.get_running_loop()
         timeout_ms = min(max(request.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
-        deadline = loop.time() + timeout_ms / 1000
+        deadline = self.clock.monotonic() + timeout_ms / 1000
         may_wait = request.since is not None and not request.full_state
         while True:
             with self.notifier.listen(requester.user_id) as woken:
                 body, has_updates = await self._compute(requester, request, flt)
-                remaining = deadline - loop.time()
+                remaining = deadline - self.clock.monotonic()
                 if has_updates or not may_wait or remaining <= 0:
                     return body
                 if not await wait_for_wake(woken, remaining):
@@ -312,8 +319,9 @@ class SyncService:
                 },
                 window.state_section: {"events": []},
             }
+        now = self.clock.now_ms()
         section = await room_timeline_and_state(
-            conn, self.engine, requester, window, flt, ignored, self.lazy_members
+            conn, self.engine, requester, window, flt, ignored, self.lazy_members, now
         )
         shown = section["timeline"]["events"] + section[window.state_section]["events"]
         if window.full_state or any(e.get("type") == "m.room.member" for e in shown):
@@ -324,7 +332,7 @@ class SyncService:
                 present = {e.get("state_key") for e in shown if e.get("type") == "m.room.member"}
                 section[window.state_section]["events"] += await lazy_hero_members(
                     conn, self.engine, requester, window, summary["m.heroes"],
-                    {k for k in present if isinstance(k, str)}, flt, self.lazy_members,
+                    {k for k in present if isinstance(k, str)}, flt, self.lazy_members, now,
                 )
         return section
 

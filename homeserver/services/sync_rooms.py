@@ -102,10 +102,10 @@ async def _state_at(
 
 async def room_timeline_and_state(
     conn: asyncpg.Connection, engine: RoomView, requester: Requester, window: RoomWindow,
-    flt: Filter, ignored: frozenset[str], lazy: LazyMembers,
+    flt: Filter, ignored: frozenset[str], lazy: LazyMembers, now: int,
 ) -> dict[str, Any]:
     """`timeline` and `state` of one room for the window, without the events of the users
-    `ignored`; see the module docstring."""
+    `ignored`, with ages as of ``now``; see the module docstring."""
     timeline_filter = flt.room.timeline
     wanted = timeline_filter.limit
     limit = min(DEFAULT_TIMELINE_LIMIT if wanted is None else wanted, MAX_TIMELINE_LIMIT)
@@ -126,7 +126,7 @@ async def room_timeline_and_state(
     )
     federation = flt.event_format == "federation"
     serialized = await serialize_events(
-        conn, engine, visible, requester, federation=federation
+        conn, engine, visible, requester, now=now, federation=federation
     )
     shown = [
         (stored, event) for stored, event in zip(visible, serialized, strict=True)
@@ -151,7 +151,7 @@ async def room_timeline_and_state(
             key=lambda e: e.stream_ordering or 0,
         )
     state_serialized = await serialize_events(
-        conn, engine, state_events, requester, federation=federation
+        conn, engine, state_events, requester, now=now, federation=federation
     )
     timeline: dict[str, Any] = {
         "events": [sync_event(event, flt) for _, event in shown],
@@ -207,7 +207,7 @@ def _timeline_members(shown: list[tuple[StoredEvent, dict[str, Any]]]) -> dict[s
 
 async def lazy_hero_members(
     conn: asyncpg.Connection, engine: RoomView, requester: Requester, window: RoomWindow,
-    heroes: list[str], present: set[str], flt: Filter, lazy: LazyMembers,
+    heroes: list[str], present: set[str], flt: Filter, lazy: LazyMembers, now: int,
 ) -> list[dict[str, Any]]:
     """The member events of the summary's heroes a lazy-loading client lacks (sync.yaml:
     "the membership events for the heroes MUST be included in the `state`, unless they are
@@ -223,7 +223,7 @@ async def lazy_hero_members(
     )
     loaded = await _load(conn, [e for e in members.values() if e in wanted])
     serialized = await serialize_events(
-        conn, engine, loaded, requester, federation=flt.event_format == "federation"
+        conn, engine, loaded, requester, now=now, federation=flt.event_format == "federation"
     )
     return [sync_event(e, flt) for e in serialized]
 

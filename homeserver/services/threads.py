@@ -73,7 +73,9 @@ class Threads:
                 took_part = bool(row["participated"]) or root.sender == user_id
                 if participated_only and not took_part:
                     continue
-                event, reply = await serialize_events(conn, engine, [root, last], requester)
+                event, reply = await serialize_events(
+                    conn, engine, [root, last], requester, now=self.reads.clock.now_ms()
+                )
                 event["unsigned"].setdefault("m.relations", {})["m.thread"] = {
                     "latest_event": reply, "count": row["replies"],
                     "current_user_participated": took_part,

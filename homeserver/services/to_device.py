@@ -25,10 +25,10 @@ import asyncpg
 
 from homeserver.errors import too_large
 from homeserver.protocol.identifiers import server_name_of
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
-from homeserver.services.outbound_edus import OutboundEdus
-from homeserver.services.remote_server_limits import RemoteServerLimits
+from homeserver.services.outbound_edus import Edus
+from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.stream_wakes import StreamWakes
 from storage import to_device as to_device_store
@@ -67,9 +67,11 @@ class Delivery:
 
 class ToDeviceService:
     def __init__(
-        self, db: Database, server_name: str, stream: StreamIdGenerator, notifier: Notifier
+        self, db: Database, server_name: str, stream: StreamIdGenerator, notifier: Notifier,
+        clock: Clock, *, edus: Edus, server_limits: ServerLimits,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.server_name = server_name
         self.stream = stream
         self.notifier = notifier
@@ -78,10 +80,9 @@ class ToDeviceService:
         # handed out: lets a sync whose stream did not move skip the query unless it acks.
         # Lost on restart, which only delays deleting acknowledged rows until the next message.
         self._delivered: dict[tuple[str, str], int] = {}
-        # Where messages for other servers' users go (None: no federation, they are dropped).
-        self.edus: OutboundEdus | None = None
-        # How many other servers a sender may reach (plugged in by app.py with federation).
-        self.server_limits: RemoteServerLimits | None = None
+        # Where messages for other servers' users go (without federation, nowhere).
+        self.edus = edus
+        self.server_limits = server_limits  # how many other servers a sender may reach
 
     async def send(
         self, requester: Requester, event_type: str, txn_id: str, messages: list[Message]
@@ -105,15 +106,13 @@ class ToDeviceService:
                 local.append((user_id, device_id, message))
             else:
                 remote.setdefault(server, {}).setdefault(user_id, {})[device_id] = content
-        if self.edus is not None:
-            if self.server_limits is not None:
-                await self.server_limits.admit(requester.user_id, remote)
-            edu_id = message_id(requester, txn_id)
-            for server, by_user in sorted(remote.items()):
-                await self.edus.to_server(server, "m.direct_to_device", {
-                    "sender": requester.user_id, "type": event_type, "message_id": edu_id,
-                    "messages": by_user,
-                })
+        await self.server_limits.admit(requester.user_id, remote)
+        edu_id = message_id(requester, txn_id)
+        for server, by_user in sorted(remote.items()):
+            await self.edus.to_server(server, "m.direct_to_device", {
+                "sender": requester.user_id, "type": event_type, "message_id": edu_id,
+                "messages": by_user,
+            })
         await self._queue(requester.user_id, requester.device_id, txn_id, local)
 
     async def receive_remote(
@@ -134,7 +133,7 @@ class ToDeviceService:
     ) -> None:
         """Store the messages at one position, unless the sender's transaction was seen."""
         async def store(conn: asyncpg.Connection, slot: Slot) -> set[str]:
-            now = now_ms()
+            now = self.clock.now_ms()
             if not await to_device_store.insert_transaction(
                 conn, sender, sender_device, txn_id, now, TRANSACTION_KEEP_MS
             ):

@@ -10,7 +10,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from homeserver.services.requester import Requester
 
 TOKEN_CACHE_TTL_S = 60.0
@@ -29,7 +29,7 @@ class TokenCache:
     the revoked token back into the cache.
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._items: OrderedDict[bytes, tuple[Requester, float, int | None]] = OrderedDict()
         self.generation = 0
@@ -41,8 +41,8 @@ class TokenCache:
         if item is None:
             return None
         requester, stored, expires_ts = item
-        if self._clock() - stored >= TOKEN_CACHE_TTL_S or (
-            expires_ts is not None and now_ms() >= expires_ts
+        if self._clock.monotonic() - stored >= TOKEN_CACHE_TTL_S or (
+            expires_ts is not None and self._clock.now_ms() >= expires_ts
         ):
             del self._items[token_hash]
             return None
@@ -54,7 +54,7 @@ class TokenCache:
     ) -> None:
         if generation != self.generation:
             return
-        self._items[token_hash] = (requester, self._clock(), expires_ts)
+        self._items[token_hash] = (requester, self._clock.monotonic(), expires_ts)
         self._items.move_to_end(token_hash)
         if len(self._items) > TOKEN_CACHE_SIZE:
             self._items.popitem(last=False)

@@ -30,7 +30,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, forbidden
 from homeserver.services.accounts import AccountsService
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import Clock
 from storage import uia as store
 from storage.database import Database
 
@@ -104,9 +104,10 @@ class UiaSession:
 
 
 class UserInteractiveAuth:
-    def __init__(self, db: Database, accounts: AccountsService) -> None:
+    def __init__(self, db: Database, accounts: AccountsService, clock: Clock) -> None:
         self._db = db
         self._accounts = accounts
+        self._clock = clock
 
     async def authenticate(self, request: UiaRequest, user_id: str | None) -> str:
         """The user the request is authenticated as, or AuthRequired / another 4xx.
@@ -148,7 +149,7 @@ class UserInteractiveAuth:
     async def open(self, request: UiaRequest, user_id: str | None) -> str:
         """A new session for the request's endpoint and `user_id` (None: not known yet)."""
         session_id = secrets.token_urlsafe(24)
-        now = now_ms()
+        now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> None:
             await store.delete_expired_sessions(conn, now)
@@ -162,7 +163,8 @@ class UserInteractiveAuth:
 
     async def resume(self, session_id: str, request: UiaRequest) -> UiaSession:
         """The live session `session_id`, if it was opened by the request's endpoint."""
-        row = await self._db.run(lambda conn: store.get_session(conn, session_id, now_ms()))
+        now = self._clock.now_ms()
+        row = await self._db.run(lambda conn: store.get_session(conn, session_id, now))
         if row is None:
             raise MatrixError(400, "M_UNKNOWN", "Unknown or expired session ID")
         if (row["method"], row["path"]) != (request.method, request.path):

@@ -61,13 +61,15 @@ async def test_a_fetches_bs_keys_and_asks_b_for_a_profile(
     a, b = await peers.new("a"), await peers.new("b")
     alice = await register(b, http, "alice")
     b_key = b.signing_key
-    found = await a.federation.keyring.get_verify_key(b.name, key_id(b_key), for_requests=True)
+    found = await a.federation.outbound.keyring.get_verify_key(
+        b.name, key_id(b_key), for_requests=True
+    )
     assert found.encode() == b_key.verify_key.encode()  # type: ignore[attr-defined]
 
-    profile = await a.federation.client.get_json(b.name, PROFILE, {"user_id": alice})
+    profile = await a.federation.outbound.client.get_json(b.name, PROFILE, {"user_id": alice})
     assert profile == {"displayname": "Alice of b"}
     validate_ss_response("query.yaml", "/query/profile", "GET", 200, profile)
-    assert await a.federation.client.get_json(
+    assert await a.federation.outbound.client.get_json(
         b.name, PROFILE, {"user_id": alice, "field": "displayname"}
     ) == {"displayname": "Alice of b"}
     # B verified A's signature with A's key, which B fetched from A and cached.
@@ -98,7 +100,7 @@ async def test_profile_query_errors(
     await register(b, http, "alice")
     filled = {k: v.format(b=b.name) for k, v in query.items()}
     with pytest.raises(HttpResponseError) as info:
-        await a.federation.client.get_json(b.name, PROFILE, filled)
+        await a.federation.outbound.client.get_json(b.name, PROFILE, filled)
     assert (info.value.status, info.value.errcode) == (status, errcode)
     if status == 404:
         validate_ss_response("query.yaml", "/query/profile", "GET", 404, info.value.body)
@@ -155,7 +157,7 @@ async def test_keys_cached_in_postgres_survive_a_restart_while_the_peer_is_down(
     a, b = await peers.new("a"), await peers.new("b")
     alice = await register(a, http, "alice")
     # B signs requests to A; A fetches B's key to check the first one.
-    assert await b.federation.client.get_json(a.name, PROFILE, {"user_id": alice}) == {
+    assert await b.federation.outbound.client.get_json(a.name, PROFILE, {"user_id": alice}) == {
         "displayname": "Alice of a"
     }
     uri = profile_uri(alice, "displayname")
@@ -166,7 +168,7 @@ async def test_keys_cached_in_postgres_survive_a_restart_while_the_peer_is_down(
     assert await send_raw(http, a, uri, signed_earlier) == (200, {"displayname": "Alice of a"})
     # B is really down: anything that needs its keys anew fails cleanly.
     with pytest.raises(KeyLookupError):
-        await a.federation.keyring.get_verify_key(b.name, "ed25519:other")
+        await a.federation.outbound.keyring.get_verify_key(b.name, "ed25519:other")
 
 
 # --- the notary API -----------------------------------------------------------------------------
@@ -179,7 +181,7 @@ async def test_notary_fallback_when_the_origin_is_down(
     c = await peers.new("c")
     a = await peers.new("a", notaries=(c.name,))
     alice = await register(a, http, "alice")
-    await c.federation.keyring.get_verify_key(b.name, key_id(b.signing_key))
+    await c.federation.outbound.keyring.get_verify_key(b.name, key_id(b.signing_key))
     uri = profile_uri(alice)
     signed_by_b = authorization_header("GET", uri, b.name, a.name, None, b.signing_key)
     await b.stop()

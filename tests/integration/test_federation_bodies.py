@@ -64,7 +64,9 @@ async def test_large_bodies_sent_to_send_do_not_stall_the_server(
 ) -> None:
     a, b = await peers.new("a"), await peers.new("b")
     # B holds A's key already: the forged requests below cost B a parse, not a key fetch.
-    await b.federation.keyring.get_verify_key(a.name, key_id(a.signing_key), for_requests=True)
+    await b.federation.outbound.keyring.get_verify_key(
+        a.name, key_id(a.signing_key), for_requests=True
+    )
     # The slowest answer in two seconds of asking, on this machine as it is loaded now.
     baseline = 0.0
     until = time.monotonic() + 2

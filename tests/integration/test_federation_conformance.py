@@ -58,7 +58,7 @@ async def forge(
 
 async def send_pdus(room: Room, *pdus: dict[str, Any]) -> dict[str, Any]:
     """b's transaction to a: the `pdus` answer (event ID -> {} or {"error": ...})."""
-    answer = await room.b.federation.client.put_json(
+    answer = await room.b.federation.outbound.client.put_json(
         room.a.name, f"{V1}/send/{uuid.uuid4().hex}",
         {"origin": room.b.name, "origin_server_ts": int(time.time() * 1000),
          "pdus": list(pdus), "edus": []},
@@ -111,7 +111,7 @@ async def test_v1_send_join_and_send_leave_answer_in_the_array_form(
 ) -> None:
     room = await shared_room(peers, peer_http)
     carol = await room.api_b.register("carol")
-    client, r = room.b.federation.client, room.room
+    client, r = room.b.federation.outbound.client, room.room
 
     async def signed_from_template(kind: str) -> tuple[str, dict[str, Any]]:
         template = (await client.get_json(
@@ -153,7 +153,7 @@ async def test_v1_invite_is_countersigned_in_the_array_form(
     alice, bob = await api_a.register("alice"), await api_b.register("bob")
     room_id = await api_b.create_room(bob, preset="private_chat")
     assert b.hs is not None and b.hs.federation is not None
-    version, template = await b.hs.federation.joins.local.template(
+    version, template = await b.hs.federation.outbound.joins.local.template(
         room_id, bob.user_id, "m.room.member", {"membership": "invite"}, alice.user_id
     )
     event_id, pdu = build_event(
@@ -169,13 +169,13 @@ async def test_v1_invite_is_countersigned_in_the_array_form(
 
     # No room version anywhere: the spec's assumption (1 or 2) is a version a does not support.
     try:
-        await b.federation.client.put_json(a.name, path, pdu)
+        await b.federation.outbound.client.put_json(a.name, path, pdu)
         raise AssertionError("a v1 invite of an unknown room version was accepted")
     except HttpResponseError as e:
         assert (e.status, e.body["errcode"]) == (400, "M_INCOMPATIBLE_ROOM_VERSION"), e.body
 
     body = {**pdu, "unsigned": {"invite_room_state": [create]}}
-    answer = await b.federation.client.put_json(a.name, path, body)
+    answer = await b.federation.outbound.client.put_json(a.name, path, body)
     status, signed = answer
     assert status == 200
     assert set(signed["event"]["signatures"]) == {a.name, b.name}
@@ -194,7 +194,7 @@ async def test_state_at_an_outlier_or_a_rejected_event_is_not_found(
     outlier, pdu = await forge(
         room, room.room_id, room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "o"}
     )
-    assert outlier in await hs.federation.pdus.outliers.store(room.room_id, [pdu])
+    assert outlier in await hs.federation.outbound.pdus.outliers.store(room.room_id, [pdu])
     rejected, pdu = await forge(
         room, room.room_id, "@mallory:" + room.b.name, "m.room.message",
         {"msgtype": "m.text", "body": "x"}, auth_keys=[("m.room.power_levels", "")],

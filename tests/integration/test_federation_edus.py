@@ -141,7 +141,7 @@ async def send_edus(src: Peer, dst: Peer, *edus: dict[str, Any]) -> dict[str, An
         "origin": src.name, "origin_server_ts": int(time.time() * 1000), "pdus": [],
         "edus": list(edus),
     }
-    answer: dict[str, Any] = await src.federation.client.put_json(
+    answer: dict[str, Any] = await src.federation.outbound.client.put_json(
         dst.name, SEND + uuid.uuid4().hex, body
     )
     validate_ss_response("transactions.yaml", "/send/{txnId}", "put", 200, answer)

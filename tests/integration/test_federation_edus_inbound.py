@@ -47,13 +47,13 @@ async def test_a_gap_in_device_list_updates_makes_a_fetch_the_whole_list(
     p = await pair(peers, peer_http, before_join=cross_signing)
     [identity] = identities
     fetched: list[str] = []
-    get_json = p.a.federation.client.get_json
+    get_json = p.a.federation.outbound.client.get_json
 
     async def spy(destination: str, path: str, query: Any = None) -> Any:
         fetched.append(path)
         return await get_json(destination, path, query)
 
-    monkeypatch.setattr(p.a.federation.client, "get_json", spy)
+    monkeypatch.setattr(p.a.federation.outbound.client, "get_json", spy)
     since = await token(p.api_a, p.alice)
     await send_edus(p.b, p.a, {"edu_type": "m.device_list_update", "content": {
         "user_id": p.bob.user_id, "device_id": "LOST", "stream_id": 1_000_000,

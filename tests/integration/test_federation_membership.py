@@ -221,13 +221,13 @@ async def test_a_join_over_the_limit_from_another_server_is_soft_failed(
     await join_via(api_b, bob, room_id, a)
     await eventually(lambda: _is(api_b, bob, room_id, alice.user_id, "join"), "the room on B")
 
-    await a.federation.sender.stop()
-    await b.federation.sender.stop()
+    await a.federation.outbound.sender.stop()
+    await b.federation.outbound.sender.stop()
     await api_a.ok("POST", f"rooms/{quote(room_id)}/join", token=alice2.token, json={})
     await api_b.ok("POST", f"rooms/{quote(room_id)}/join", token=bob2.token, json={})
     before = _soft_failed_room_full()
-    await a.federation.sender.start()
-    await b.federation.sender.start()
+    await a.federation.outbound.sender.start()
+    await b.federation.outbound.sender.start()
 
     async def both_soft_failed() -> bool:
         return _soft_failed_room_full() >= before + 2
@@ -313,7 +313,7 @@ async def test_a_remote_join_with_an_authoriser_the_resident_did_not_grant_is_re
     async def join_event(user: User, authoriser: str) -> tuple[str, dict[str, Any]]:
         """`user`'s join naming `authoriser`, built by B on A's make_join template (Carol's:
         she qualifies, so A answers) and signed by B only."""
-        template = (await b.federation.client.get_json(
+        template = (await b.federation.outbound.client.get_json(
             a.name, f"/_matrix/federation/v1/make_join/{room}/{quote(carol.user_id, safe='')}",
             {"ver": ["12"]},
         ))["event"]
@@ -329,7 +329,7 @@ async def test_a_remote_join_with_an_authoriser_the_resident_did_not_grant_is_re
         return str(event_id), pdu
 
     async def through_send(event_id: str, pdu: dict[str, Any]) -> None:
-        answer = await b.federation.client.put_json(
+        answer = await b.federation.outbound.client.put_json(
             a.name, f"/_matrix/federation/v1/send/{uuid.uuid4().hex}",
             {"origin": b.name, "origin_server_ts": int(time.time() * 1000), "pdus": [pdu],
              "edus": []},
@@ -338,7 +338,7 @@ async def test_a_remote_join_with_an_authoriser_the_resident_did_not_grant_is_re
 
     async def through_send_join(event_id: str, pdu: dict[str, Any]) -> None:
         with pytest.raises(HttpResponseError) as refused:
-            await b.federation.client.put_json(
+            await b.federation.outbound.client.put_json(
                 a.name, f"/_matrix/federation/v2/send_join/{room}/{quote(event_id, safe='')}",
                 pdu,
             )
@@ -381,13 +381,13 @@ async def test_a_knock_on_a_full_room_is_refused(
                                                       "content": {"join_rule": "knock"}}])
     knock = (f"/_matrix/federation/v1/make_knock/{quote(room_id, safe='')}/"
              f"{quote('@bob:' + b.name, safe='')}")
-    answer = await b.federation.client.get_json(a.name, knock, {"ver": ["12"]})
+    answer = await b.federation.outbound.client.get_json(a.name, knock, {"ver": ["12"]})
     assert answer["event"]["content"]["membership"] == "knock"
     for user in (a2, a3):  # invites take the two seats left
         await api_a.ok("POST", f"rooms/{quote(room_id)}/invite", token=alice.token,
                        json={"user_id": user.user_id})
     try:
-        await b.federation.client.get_json(a.name, knock, {"ver": ["12"]})
+        await b.federation.outbound.client.get_json(a.name, knock, {"ver": ["12"]})
     except HttpResponseError as e:
         assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
     else:

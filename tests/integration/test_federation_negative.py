@@ -153,7 +153,7 @@ def transaction(room: Room, pdus: list[Any], edus: list[Any] | None = None) -> d
 
 async def send(room: Room, body: Any, txn: str | None = None) -> dict[str, Any]:
     """A transaction signed and sent by B's own federation client; A must answer 200."""
-    answer: dict[str, Any] = await room.b.federation.client.put_json(
+    answer: dict[str, Any] = await room.b.federation.outbound.client.put_json(
         room.a.name, SEND + (txn or uuid.uuid4().hex), body
     )
     validate_ss_response("transactions.yaml", "/send/{txnId}", "put", 200, answer)
@@ -163,7 +163,7 @@ async def send(room: Room, body: Any, txn: str | None = None) -> dict[str, Any]:
 async def refused(room: Room, body: Any, txn: str | None = None) -> tuple[int, str | None]:
     """Status and errcode of a transaction A refuses as a whole."""
     with pytest.raises(HttpResponseError) as info:
-        await room.b.federation.client.put_json(
+        await room.b.federation.outbound.client.put_json(
             room.a.name, SEND + (txn or uuid.uuid4().hex), body
         )
     return info.value.status, info.value.errcode

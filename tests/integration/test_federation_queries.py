@@ -81,7 +81,7 @@ async def test_query_directory_for_local_unknown_and_foreign_aliases(
     owner = await api.register("dir_owner")
     room_id = await api.create_room(owner, room_alias_name="lobby")
     alias = f"#lobby:{b.name}"
-    ask = a.federation.client.get_json
+    ask = a.federation.outbound.client.get_json
 
     answer = await ask(b.name, V1 + "/query/directory", {"room_alias": alias})
     validate_ss_response("query.yaml", "/query/directory", "GET", 200, answer)
@@ -112,7 +112,7 @@ async def test_public_rooms_get_and_post_list_the_directory(
         for i in range(3)
     ]
     await api.create_room(owner, visibility="private", name="Quokka secrets")
-    client = a.federation.client
+    client = a.federation.outbound.client
 
     listed = await client.get_json(b.name, V1 + "/publicRooms")
     validate_ss_response("public_rooms.yaml", "/publicRooms", "GET", 200, listed)
@@ -156,7 +156,7 @@ async def test_user_devices_lists_keyed_devices_and_cross_signing_keys(
     })
     path = f"{V1}/user/devices/{path_segment(user_id)}"
 
-    answer = await a.federation.client.get_json(b.name, path)
+    answer = await a.federation.outbound.client.get_json(b.name, path)
     validate_ss_response("user_devices.yaml", "/user/devices/{userId}", "GET", 200, answer)
     assert answer["user_id"] == user_id and answer["stream_id"] > 0
     [listed] = answer["devices"]
@@ -170,17 +170,19 @@ async def test_user_devices_lists_keyed_devices_and_cross_signing_keys(
     # The position moves with the device list.
     await b.api(http).ok("PUT", f"devices/{device.user.device_id}", token=device.user.token,
                          json={"display_name": "Owner's tablet"})
-    again = await a.federation.client.get_json(b.name, path)
+    again = await a.federation.outbound.client.get_json(b.name, path)
     assert again["devices"][0]["device_display_name"] == "Owner's tablet"
     assert again["stream_id"] > answer["stream_id"]
 
-    nobody = await a.federation.client.get_json(
+    nobody = await a.federation.outbound.client.get_json(
         b.name, f"{V1}/user/devices/{path_segment('@nobody:' + b.name)}"
     )
     assert nobody == {"user_id": f"@nobody:{b.name}", "stream_id": 0, "devices": []}
     for foreign in (f"@dev_owner:{a.name}", "not-a-user"):
         status, errcode, _ = await fed_error(
-            a.federation.client.get_json(b.name, f"{V1}/user/devices/{path_segment(foreign)}")
+            a.federation.outbound.client.get_json(
+                b.name, f"{V1}/user/devices/{path_segment(foreign)}"
+            )
         )
         assert (status, errcode) == (400, "M_INVALID_PARAM"), foreign
 
@@ -191,7 +193,7 @@ async def test_user_keys_query_and_claim_answer_for_local_users(
     a, b = pair
     device, uploaded = await e2e_user(b, http, "keys_owner")
     user_id, device_id = device.user.user_id, device.user.device_id
-    client = a.federation.client
+    client = a.federation.outbound.client
     stranger = f"@someone:{a.name}"
 
     answer = await client.post_json(b.name, V1 + "/user/keys/query", {
@@ -243,7 +245,9 @@ async def test_malformed_bodies_are_400(
     pair: tuple[Peer, Peer], path: str, body: Any, errcode: str
 ) -> None:
     a, b = pair
-    status, got, answer = await fed_error(a.federation.client.post_json(b.name, V1 + path, body))
+    status, got, answer = await fed_error(
+        a.federation.outbound.client.post_json(b.name, V1 + path, body)
+    )
     assert (status, got) == (400, errcode), answer
 
 

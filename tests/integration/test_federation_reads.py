@@ -50,7 +50,7 @@ class Room:
         body: Any = None, asker: Peer | None = None,
     ) -> tuple[int, Any]:
         """A signed request from `asker` (b unless told) to a: (status, body)."""
-        client = (asker or self.b).federation.client
+        client = (asker or self.b).federation.outbound.client
         try:
             if method == "GET":
                 return 200, await client.get_json(self.a.name, V1 + path, query)

@@ -108,8 +108,8 @@ async def test_three_servers_see_every_message_and_a_fork_resolves_the_same_ever
 
     # A partition between A and B: each acts on what it knows. Alice demotes Bob while Bob
     # bans Carol.
-    await a.federation.sender.stop()
-    await b.federation.sender.stop()
+    await a.federation.outbound.sender.stop()
+    await b.federation.outbound.sender.stop()
     levels["users"][bob.user_id] = 0
     await apis[0].ok(
         "PUT", f"rooms/{quote(room_id)}/state/m.room.power_levels", token=alice.token,
@@ -118,8 +118,8 @@ async def test_three_servers_see_every_message_and_a_fork_resolves_the_same_ever
     await apis[1].ok(
         "POST", f"rooms/{quote(room_id)}/ban", token=bob.token, json={"user_id": carol.user_id}
     )
-    await a.federation.sender.start()
-    await b.federation.sender.start()
+    await a.federation.outbound.sender.start()
+    await b.federation.outbound.sender.start()
     # Once both events are everywhere, one more event names both heads (B has both as
     # forward extremities) and every server holds the same state.
     await eventually(lambda: _power(apis[1], bob, room_id, bob.user_id, 0), "the demotion on B")

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from federation.client import HttpResponseError
 from federation.sender import SEND_PATH, FederationSender
 from homeserver.protocol.signing import generate_signing_key
+from homeserver.services.clock import SYSTEM_CLOCK
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from storage import outbox
 from storage.database import Database
@@ -135,6 +136,7 @@ async def make_sender(db: Database) -> AsyncIterator[Callable[..., FederationSen
     def make(**kwargs: Any) -> FederationSender:
         kwargs.setdefault("base_backoff_s", 0.02)
         kwargs.setdefault("max_backoff_s", 0.1)
+        kwargs.setdefault("clock", SYSTEM_CLOCK)
         sender = FederationSender(db, insecure_client(ORIGIN, KEY), ORIGIN, **kwargs)
         made.append(sender)
         return sender
@@ -385,7 +387,7 @@ async def test_a_request_from_the_peer_ends_the_backoff_of_a_running_server(
     """The wiring: an authenticated request from a peer reaches the sender of a real Moot."""
     a = await peers.new("a")
     b = await peers.new("b", start=False)  # down: A's transactions to it fail
-    sender = a.federation.sender
+    sender = a.federation.outbound.sender
     await sender.send_edu([b.name], "m.typing", {"room_id": "!r:x", "user_id": "@u:x"})
     assert a.hs is not None and a.hs.db is not None
     db = a.hs.db
@@ -398,7 +400,7 @@ async def test_a_request_from_the_peer_ends_the_backoff_of_a_running_server(
     assert state is not None and state.retry_at is not None
     await b.start()
     with contextlib.suppress(HttpResponseError):  # no such user: it was authenticated first
-        await b.federation.client.get_json(
+        await b.federation.outbound.client.get_json(
             a.name, "/_matrix/federation/v1/query/profile", {"user_id": f"@nobody:{a.name}"}
         )
 
@@ -418,4 +420,4 @@ async def test_a_server_whose_config_is_silent_on_it_caps_the_outbox_backoff_at_
     federation/backoff.py). Pinned, so that a change to it is deliberate."""
     server = await make_homeserver()
     assert server.hs.federation is not None
-    assert server.hs.federation.sender.backoff.max_s == 300.0
+    assert server.hs.federation.outbound.sender.backoff.max_s == 300.0

@@ -29,6 +29,7 @@ from federation.stack import make_client
 from federation.transport import FederationError, ForbiddenAddress, Transport
 from homeserver.config import FederationConfig
 from homeserver.protocol.signing import generate_signing_key, verify_key_of
+from homeserver.services.clock import SYSTEM_CLOCK
 from tests.federation_helpers import (
     INSECURE,
     StandIn,
@@ -67,7 +68,7 @@ async def test_secure_defaults_refuse_loopback_before_connecting() -> None:
 
     listener = await asyncio.start_server(count, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
-    client = make_client("origin.example", KEY, FederationConfig())
+    client = make_client("origin.example", KEY, FederationConfig(), SYSTEM_CLOCK)
     try:
         for destination in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
             with pytest.raises(ForbiddenAddress, match=r"loopback.*allow_private_addresses"):
@@ -82,7 +83,9 @@ async def test_secure_defaults_refuse_loopback_before_connecting() -> None:
 
 async def test_private_addresses_from_dns_are_refused_too() -> None:
     resolver = StaticResolver({"sneaky.example": ["10.0.0.7", "169.254.169.254"]})
-    client = make_client("origin.example", KEY, FederationConfig(), host_resolver=resolver)
+    client = make_client(
+        "origin.example", KEY, FederationConfig(), SYSTEM_CLOCK, host_resolver=resolver
+    )
     try:
         with pytest.raises(ForbiddenAddress, match=r"10\.0\.0\.7 is private"):
             await client.get_json("sneaky.example:8448", "/_matrix/federation/v1/version")
@@ -93,7 +96,7 @@ async def test_private_addresses_from_dns_are_refused_too() -> None:
 async def test_certificates_are_verified_unless_switched_off(stand_in: StandIn) -> None:
     stand_in.handlers["/_matrix/federation/v1/version"] = json_handler({"server": {}})
     checking = make_client(
-        "origin.example", KEY, FederationConfig(allow_private_addresses=True)
+        "origin.example", KEY, FederationConfig(allow_private_addresses=True), SYSTEM_CLOCK
     )
     try:
         with pytest.raises(FederationError, match=r"(?i)certificate"):
@@ -165,6 +168,7 @@ async def test_a_slow_peer_times_out(stand_in: StandIn) -> None:
         "origin.example", KEY,
         FederationConfig(verify_certificates=False, allow_private_addresses=True,
                          request_timeout_s=0.3),
+        SYSTEM_CLOCK,
     )
     try:
         with pytest.raises(FederationError, match="Timeout"):
@@ -237,7 +241,7 @@ async def test_srv_target_gets_the_servers_name_as_host(stand_in: StandIn) -> No
     t = transport(resolver)
     srv = FixedSrv({"_matrix-fed._tcp.example.test": [SrvRecord(0, 0, stand_in.port,
                                                                  "target.test.")]})
-    discovery = ServerDiscovery(srv, HttpsWellKnownFetcher(t, port=stand_in.port))
+    discovery = ServerDiscovery(srv, HttpsWellKnownFetcher(t, port=stand_in.port), SYSTEM_CLOCK)
     client = FederationClient("origin.example", KEY, t, discovery)
     try:
         body = await client.get_json("example.test", "/_matrix/federation/v1/version")

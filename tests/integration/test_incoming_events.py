@@ -34,7 +34,7 @@ async def joined(homeserver: RunningServer, api: MatrixApi, version: str = "11")
     state = [builder.events[i] for i in builder.state_ids.values()]
     join_id, join = builder.make(me.user_id, "m.room.member", {"membership": "join"},
                                  me.user_id)
-    outcome = await federation.joins.memberships.join_room(
+    outcome = await federation.outbound.joins.memberships.join_room(
         _room(builder), builder.rv, join, state, list(builder.events.values())
     )
     assert (outcome.event_id, outcome.outcome) == (join_id, Outcome.ACCEPTED)

@@ -22,20 +22,13 @@ from homeserver.protocol.signing import (
     verify_key_of,
 )
 from storage.database import Database
+from tests.fake_clock import START_MS, FakeClock
 from tests.federation_helpers import StandIn, free_port, insecure_client, json_handler
 
 DAY_MS = 86400_000
 
 
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-NOW = 1_700_000_000_000
+NOW = START_MS
 
 
 @pytest.fixture
@@ -67,12 +60,12 @@ async def key_server(
     return server, key
 
 
-def make_keyring(db: Database, client: FederationClient, clock: Clock | None = None,
+def make_keyring(db: Database, client: FederationClient, clock: FakeClock | None = None,
                  notaries: tuple[str, ...] = (), refetch_interval_s: float = 60.0) -> Keyring:
     own = generate_signing_key("me")
     return Keyring(db, client, server_name="asker.example", own_key_id=key_id(own),
                    own_verify_key=verify_key_of(own), notaries=notaries,
-                   clock=clock or Clock(NOW), refetch_interval_s=refetch_interval_s)
+                   clock=clock or FakeClock(), refetch_interval_s=refetch_interval_s)
 
 
 async def stored_keys(db: Database, server_name: str) -> list[dict[str, Any]]:
@@ -161,10 +154,10 @@ async def test_expired_keys_are_fetched_again(
     db: Database, client: FederationClient, stand_ins: list[StandIn], tmp_path: Path
 ) -> None:
     server, key = await key_server(stand_ins, tmp_path)
-    clock = Clock(NOW)
+    clock = FakeClock()
     keyring = make_keyring(db, client, clock, refetch_interval_s=0.0)
     await keyring.get_verify_key(server.server_name, key_id(key))
-    clock.now = NOW + DAY_MS + 1  # past valid_until_ts: the response the stand-in serves
+    clock.ms = NOW + DAY_MS + 1  # past valid_until_ts: the response the stand-in serves
     with pytest.raises(KeyLookupError, match="not valid at that time"):
         await keyring.get_verify_key(server.server_name, key_id(key))
     assert server.hits("/_matrix/key/v2/server") == 2
@@ -199,13 +192,13 @@ async def test_keys_survive_rotation(
     """A server that rotates to a new key and stops listing the old one: the old key stays
     stored with the validity it had, so old signatures remain checkable."""
     server, first = await key_server(stand_ins, tmp_path)
-    clock = Clock(NOW)
+    clock = FakeClock()
     keyring = make_keyring(db, client, clock, refetch_interval_s=0.0)
     await keyring.get_verify_key(server.server_name, key_id(first))
     second = generate_signing_key("rotated")
-    clock.now = NOW + 1000
+    clock.ms = NOW + 1000
     server.handlers["/_matrix/key/v2/server"] = json_handler(
-        OwnKeys(server.server_name, second).response(clock.now)
+        OwnKeys(server.server_name, second).response(clock.ms)
     )
     await keyring.get_verify_key(server.server_name, key_id(second))
     assert [r["key_id"] for r in await stored_keys(db, server.server_name)] == [
@@ -297,12 +290,12 @@ async def test_notary_response_hands_on_stale_keys_of_a_server_that_is_down(
     db: Database, client: FederationClient, stand_ins: list[StandIn], tmp_path: Path
 ) -> None:
     server, _ = await key_server(stand_ins, tmp_path)
-    clock = Clock(NOW)
+    clock = FakeClock()
     keyring = make_keyring(db, client, clock, refetch_interval_s=0.0)
     fresh = await keyring.notary_response(server.server_name, NOW)
     assert fresh is not None and fresh["server_name"] == server.server_name
     await server.stop()
-    clock.now = NOW + 2 * DAY_MS
-    stale = await keyring.notary_response(server.server_name, clock.now)
+    clock.ms = NOW + 2 * DAY_MS
+    stale = await keyring.notary_response(server.server_name, clock.ms)
     assert stale == fresh
     assert await keyring.notary_response("127.0.0.1:1", NOW) is None

@@ -40,7 +40,7 @@ async def test_a_key_fetch_failure_answers_a_generic_401_that_names_no_address(
 ) -> None:
     # Private addresses are off (the default): the fetch is refused for the address it found.
     assert homeserver.hs.federation is not None
-    homeserver.hs.federation.transport.resolver = StaticResolver(
+    homeserver.hs.federation.outbound.transport.resolver = StaticResolver(
         {"oracle.test": ["10.11.12.13"]}
     )
     status, body = await signed_request(http, homeserver, "oracle.test:8448")
@@ -63,7 +63,7 @@ async def test_key_fetches_for_unknown_origins_are_limited_per_minute(
         })
         assert server.hs.federation is not None
         names = [f"o{i}.test" for i in range(10)]
-        server.hs.federation.transport.resolver = StaticResolver(
+        server.hs.federation.outbound.transport.resolver = StaticResolver(
             {name: ["127.0.0.1"] for name in names}
         )
         for name in names:

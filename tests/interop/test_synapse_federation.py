@@ -21,7 +21,7 @@ from federation.client import HttpResponseError, path_segment
 from federation.own_keys import OwnKeys
 from federation.request_auth import authorization_header
 from homeserver.protocol.signing import generate_signing_key, key_id, verify_key_base64
-from homeserver.services.clock import now_ms
+from homeserver.services.clock import SYSTEM_CLOCK
 from tests.federation_helpers import StandIn, validate_ss_response
 from tests.federation_peers import Peer, Peers, register
 from tests.synapse_peer import SynapsePeer
@@ -52,13 +52,13 @@ async def fetched_from(moot: Peer, server_name: str) -> list[str]:
 
 async def test_moot_fetches_synapses_keys_and_version(peers: Peers, synapse: SynapsePeer) -> None:
     moot = await peers.new("moot")
-    found = await moot.federation.keyring.get_verify_key(
+    found = await moot.federation.outbound.keyring.get_verify_key(
         synapse.server_name, key_id(synapse.signing_key), for_requests=True
     )
     assert found.encode() == synapse.signing_key.verify_key.encode()  # type: ignore[attr-defined]
     assert await fetched_from(moot, synapse.server_name) == [synapse.server_name]
 
-    version = await moot.federation.client.get_json(
+    version = await moot.federation.outbound.client.get_json(
         synapse.server_name, "/_matrix/federation/v1/version"
     )
     validate_ss_response("version.yaml", "/version", "GET", 200, version)
@@ -71,14 +71,14 @@ async def test_synapse_accepts_moots_signed_profile_query(
     moot = await peers.new("moot")
     bob = await synapse_user(synapse, "bob")
     # query/profile needs X-Matrix on Synapse: an answer means it checked our signature.
-    profile = await moot.federation.client.get_json(synapse.server_name, PROFILE,
+    profile = await moot.federation.outbound.client.get_json(synapse.server_name, PROFILE,
                                                     {"user_id": bob})
     assert profile.get("displayname") == "Bob of synapse"
-    assert await moot.federation.client.get_json(
+    assert await moot.federation.outbound.client.get_json(
         synapse.server_name, PROFILE, {"user_id": bob, "field": "displayname"}
     ) == {"displayname": "Bob of synapse"}
     with pytest.raises(HttpResponseError) as info:
-        await moot.federation.client.get_json(
+        await moot.federation.outbound.client.get_json(
             synapse.server_name, PROFILE, {"user_id": f"@nobody:{synapse.server_name}"}
         )
     assert (info.value.status, info.value.errcode) == (404, "M_NOT_FOUND")
@@ -106,8 +106,8 @@ async def test_synapse_vouches_for_moots_keys_as_a_notary(
     b_key_id = key_id(b.signing_key)
     # Synapse fetches B's keys from B, checks B's self-signature and adds its own. (Synapse
     # requires the timestamp the spec makes optional.)
-    answer = await a.federation.client.post_json(synapse.server_name, KEY_QUERY, {
-        "server_keys": {b.name: {b_key_id: {"minimum_valid_until_ts": now_ms()}}},
+    answer = await a.federation.outbound.client.post_json(synapse.server_name, KEY_QUERY, {
+        "server_keys": {b.name: {b_key_id: {"minimum_valid_until_ts": SYSTEM_CLOCK.now_ms()}}},
     })
     validate_ss_response("keys_query.yaml", "/query", "POST", 200, answer)
     (entry,) = answer["server_keys"]
@@ -116,7 +116,7 @@ async def test_synapse_vouches_for_moots_keys_as_a_notary(
 
     # With B down, A still gets B's key through Synapse and checks both signatures.
     await b.stop()
-    found = await a.federation.keyring.get_verify_key(b.name, b_key_id, for_requests=True)
+    found = await a.federation.outbound.keyring.get_verify_key(b.name, b_key_id, for_requests=True)
     assert found.encode() == b.signing_key.verify_key.encode()  # type: ignore[attr-defined]
     assert await fetched_from(a, b.name) == [synapse.server_name]
 
@@ -131,13 +131,14 @@ async def test_moot_gets_keys_through_synapse_of_a_server_only_synapse_reaches(
     async def keys_for_synapse_only(request: web.Request) -> web.StreamResponse:
         if not request.headers.get("User-Agent", "").startswith("Synapse"):
             return web.json_response({"errcode": "M_UNKNOWN"}, status=503)
-        return web.json_response(OwnKeys(origin.server_name, origin_key).response(now_ms()))
+        keys = OwnKeys(origin.server_name, origin_key).response(SYSTEM_CLOCK.now_ms())
+        return web.json_response(keys)
 
     origin = await StandIn(tmp_path / "origin").start()
     try:
         origin.handlers["/_matrix/key/v2/server"] = keys_for_synapse_only
         a = await peers.new("a", notaries=(synapse.server_name,))
-        found = await a.federation.keyring.get_verify_key(
+        found = await a.federation.outbound.keyring.get_verify_key(
             origin.server_name, key_id(origin_key), for_requests=True
         )
         assert found.encode() == origin_key.verify_key.encode()  # type: ignore[attr-defined]

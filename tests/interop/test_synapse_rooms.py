@@ -391,7 +391,7 @@ async def test_a_message_of_a_synapse_user_banned_on_moot_is_soft_failed(
     await exchange_messages((s.api, s.alice), (s.sapi, s.bob), s.room_id)
     # Moot's outbound queue held back: Synapse does not learn of the ban, so it lets Bob post
     # on top of the state before it, as a server that missed the ban (or evades it) would.
-    await s.moot.federation.sender.stop()
+    await s.moot.federation.outbound.sender.stop()
     await s.api.ok("POST", f"rooms/{quote(s.room_id)}/ban", token=s.alice.token,
                    json={"user_id": s.bob.user_id, "reason": "interop"})
     evading = await s.sapi.send_message(s.bob, s.room_id, "posted while banned")
@@ -413,7 +413,7 @@ async def test_a_message_of_a_synapse_user_banned_on_moot_is_soft_failed(
     assert status == 404
 
     # Once the queue flows again Synapse learns of the ban and refuses Bob's next message.
-    await s.moot.federation.sender.start()
+    await s.moot.federation.outbound.sender.start()
     await eventually(lambda: _left_on_synapse(s), "the ban on Synapse")
     assert await _banned_on_synapse(s)
     status, body = await s.sapi.request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from federation.bounded import LruDict, WindowBudget
+from tests.fake_clock import FakeClock
 
 
 def test_lru_dict_forgets_the_least_recently_used_entry() -> None:
@@ -18,10 +19,10 @@ def test_lru_dict_forgets_the_least_recently_used_entry() -> None:
 
 
 def test_window_budget_allows_its_limit_per_window() -> None:
-    now = [100.0]
-    budget = WindowBudget(2, 60.0, lambda: now[0])
+    clock = FakeClock()
+    budget = WindowBudget(2, 60.0, clock)
     assert [budget.take() for _ in range(3)] == [True, True, False]
-    now[0] += 59.0
+    clock.advance(59.0)
     assert not budget.take()
-    now[0] += 1.0
+    clock.advance(1.0)
     assert [budget.take() for _ in range(3)] == [True, True, False]

@@ -25,6 +25,7 @@ from federation.discovery import (
     well_known_lifetime,
 )
 from federation.transport import Target
+from tests.fake_clock import FakeClock
 
 
 class Srv:
@@ -51,24 +52,15 @@ class WellKnown:
         return self.answers.get(hostname, WellKnownAnswer(None))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def delegate(to: str, **headers: str) -> WellKnownAnswer:
     return WellKnownAnswer(200, f'{{"m.server": "{to}"}}'.encode(), headers)
 
 
 def discovery(
-    srv: Srv | None = None, well_known: WellKnown | None = None, clock: Clock | None = None
+    srv: Srv | None = None, well_known: WellKnown | None = None,
+    clock: FakeClock | None = None,
 ) -> ServerDiscovery:
-    clock = clock or Clock()
-    return ServerDiscovery(srv or Srv(), well_known or WellKnown(), monotonic=clock,
-                           wall_clock=lambda: 1_700_000_000.0)
+    return ServerDiscovery(srv or Srv(), well_known or WellKnown(), clock or FakeClock())
 
 
 # --- step 1: IP literals ----------------------------------------------------------------------
@@ -217,33 +209,33 @@ def test_parse_well_known_ignores_the_content_type() -> None:
 # --- caching ----------------------------------------------------------------------------------
 
 async def test_well_known_answers_are_cached_for_their_lifetime() -> None:
-    clock = Clock()
+    clock = FakeClock()
     wk = WellKnown({"example.org": delegate("m.example.org:1", **{"Cache-Control": "max-age=600"})})
     d = discovery(well_known=wk, clock=clock)
     for _ in range(3):
         assert (await d.resolve("example.org")).port == 1
     assert wk.fetched == ["example.org"]
-    clock.now += 601
+    clock.advance(601)
     wk.answers["example.org"] = delegate("m.example.org:2")
     assert (await d.resolve("example.org")).port == 2
     assert wk.fetched == ["example.org"] * 2
 
 
 async def test_invalid_answers_are_cached_for_an_hour() -> None:
-    clock = Clock()
+    clock = FakeClock()
     wk = WellKnown({"example.org": WellKnownAnswer(404)})
     d = discovery(well_known=wk, clock=clock)
     await d.resolve("example.org")
-    clock.now += WELL_KNOWN_INVALID_S - 1
+    clock.advance(WELL_KNOWN_INVALID_S - 1)
     await d.resolve("example.org")
     assert len(wk.fetched) == 1
-    clock.now += 2
+    clock.advance(2)
     await d.resolve("example.org")
     assert len(wk.fetched) == 2
 
 
 async def test_repeated_failures_back_off_exponentially() -> None:
-    clock = Clock()
+    clock = FakeClock()
     wk = WellKnown()  # never answers
     d = discovery(well_known=wk, clock=clock)
     waits = []
@@ -252,7 +244,7 @@ async def test_repeated_failures_back_off_exponentially() -> None:
         fetched = len(wk.fetched)
         waited = 0.0
         while len(wk.fetched) == fetched:
-            clock.now += 30
+            clock.advance(30)
             waited += 30
             await d.resolve("example.org")
         waits.append(waited)

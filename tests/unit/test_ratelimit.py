@@ -9,14 +9,7 @@ import pytest
 from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import MatrixError
 from homeserver.services.ratelimit import RateLimiter, address_key
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import FakeClock
 
 
 def limiter(clock: FakeClock, *, enabled: bool = True) -> RateLimiter:
@@ -42,7 +35,7 @@ def test_burst_then_refusal_with_retry_after() -> None:
         rl.check("login_failures", "k")
     # Empty bucket, 0.5 tokens/s: one token is 2 s away.
     assert refused_after_ms(rl.check, "login_failures", "k") == 2000
-    clock.now += 1.5
+    clock.advance(1.5)
     assert refused_after_ms(rl.check, "login_failures", "k") == 500
 
 
@@ -51,10 +44,10 @@ def test_refill_is_proportional_and_capped_at_burst() -> None:
     rl = limiter(clock)
     for _ in range(3):
         rl.check("login_failures", "k")
-    clock.now += 2.0
+    clock.advance(2.0)
     rl.check("login_failures", "k")
     refused_after_ms(rl.check, "login_failures", "k")
-    clock.now += 3600
+    clock.advance(3600)
     for _ in range(3):
         rl.check("login_failures", "k")
     refused_after_ms(rl.check, "login_failures", "k")

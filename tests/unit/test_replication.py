@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from types import SimpleNamespace
 from typing import Any, cast
 
 from homeserver.services.ephemeral import TypingService
 from homeserver.services.notifier import Notifier
+from homeserver.services.outbound_edus import NoEdus
 from homeserver.services.replication import Replicated, WorkerReplication
 from homeserver.services.requester import Requester
 from homeserver.services.streams import StreamToken, follower_streams
 from homeserver.services.token_cache import TokenCache
+from tests.fake_clock import FakeClock
 
 
 def worker() -> WorkerReplication:
     streams = follower_streams()
     notifier = Notifier()
-    typing = TypingService(cast(Any, None), cast(Any, None), streams.typing, notifier)
+    typing = TypingService(cast(Any, None), cast(Any, None), streams.typing, notifier, NoEdus())
     state = Replicated(
         streams, notifier, engine=cast(Any, None), e2e_keys=cast(Any, None),
-        tokens=TokenCache(time.monotonic), typing=typing,
+        tokens=TokenCache(FakeClock()), typing=typing,
         presence=cast(Any, SimpleNamespace(forward=None)),
     )
-    return WorkerReplication("postgresql://unused", state, cast(Any, None))
+    return WorkerReplication("postgresql://unused", state, cast(Any, None), FakeClock())
 
 
 async def test_a_wake_up_moves_the_positions_then_wakes_its_users() -> None:

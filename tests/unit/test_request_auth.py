@@ -274,7 +274,9 @@ def test_the_body_as_received_is_checked_without_encoding_it_again() -> None:
 async def test_large_bodies_wait_for_a_place_and_small_ones_do_not() -> None:
     """At most LARGE_BODIES_AT_ONCE large bodies (or bodies of unknown length) are read and
     held at once; a small or empty body never waits behind them."""
-    authenticator = RequestAuthenticator("us.example", keyring=None)  # type: ignore[arg-type]
+    authenticator = RequestAuthenticator(
+        "us.example", keyring=None, on_peer_contact=lambda origin: None  # type: ignore[arg-type]
+    )
     large = [authenticator.reading(10 * OFF_LOOP_BYTES) for _ in range(LARGE_BODIES_AT_ONCE)]
     for place in large:
         await place.__aenter__()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.services.clock import SYSTEM_CLOCK, Clock
+from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.local import LocalEvents
@@ -30,7 +30,7 @@ class RoomCluster:
 def build_room_cluster(
     db: Database, *, server_name: str, signing_key: Any, max_members: int, notifier: Notifier,
     stream: StreamIdGenerator, event_cache_max_bytes: int, recent_events_max_bytes: int,
-    clock: Clock = SYSTEM_CLOCK,
+    clock: Clock,
 ) -> RoomCluster:
     cache = RoomCache(
         server_name=server_name, event_cache_max_bytes=event_cache_max_bytes,

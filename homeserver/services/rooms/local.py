@@ -32,7 +32,7 @@ from homeserver.protocol.canonical_json import check_canonical_json
 from homeserver.protocol.errors import AuthError, CanonicalJSONError, InvalidEventError
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import StateKey
-from homeserver.services.clock import SYSTEM_CLOCK, Clock
+from homeserver.services.clock import Clock
 from homeserver.services.rooms import checks
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.policy import (
@@ -84,7 +84,7 @@ class _SendRequest(EventDraft):
 class LocalEvents:
     def __init__(
         self, cache: RoomCache, writes: RoomWrites, *, signing_key: Any, max_members: int,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock,
     ) -> None:
         self.cache = cache
         self.writes = writes
