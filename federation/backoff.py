@@ -29,3 +29,7 @@ class Backoff:
     def retry_at_ms(self, failures: int, now_ms: int) -> int:
         """When the next attempt is due, in ms since the epoch."""
         return now_ms + round(self.delay_s(failures) * 1000)
+
+
+# What a server gets when nothing overrides it: a second, doubling to five minutes.
+PRODUCTION_BACKOFF = Backoff()

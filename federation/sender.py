@@ -33,7 +33,7 @@ from typing import Any
 
 import asyncpg
 
-from federation.backoff import Backoff
+from federation.backoff import PRODUCTION_BACKOFF, Backoff
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.metric_labels import OTHER, DestinationLabels
 from homeserver import metrics
@@ -108,8 +108,7 @@ class FederationSender:
 
     def __init__(
         self, db: Database, client: FederationClient, server_name: str, *,
-        clock: Clock, max_backoff_s: float = 300.0,
-        base_backoff_s: float = 1.0,
+        clock: Clock, backoff: Backoff = PRODUCTION_BACKOFF,
         destination_expiry_ms: int = DEFAULT_DESTINATION_EXPIRY_MS,
         metrics_destinations: int = DEFAULT_METRICS_DESTINATIONS,
     ) -> None:
@@ -117,7 +116,7 @@ class FederationSender:
         self.client = client
         self.server_name = server_name
         self.clock = clock
-        self.backoff = Backoff(base_backoff_s, max_backoff_s)
+        self.backoff = backoff
         self.destination_expiry_ms = destination_expiry_ms
         self.labels = DestinationLabels(metrics_destinations)
         self._destinations: dict[str, _Destination] = {}

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from federation.backoff import Backoff
 from federation.client import HttpResponseError
 from federation.sender import SEND_PATH, FederationSender
 from homeserver.protocol.signing import generate_signing_key
@@ -134,8 +135,7 @@ async def make_sender(db: Database) -> AsyncIterator[Callable[..., FederationSen
     made: list[FederationSender] = []
 
     def make(**kwargs: Any) -> FederationSender:
-        kwargs.setdefault("base_backoff_s", 0.02)
-        kwargs.setdefault("max_backoff_s", 0.1)
+        kwargs.setdefault("backoff", Backoff(base_s=0.02, max_s=0.1))
         kwargs.setdefault("clock", SYSTEM_CLOCK)
         sender = FederationSender(db, insecure_client(ORIGIN, KEY), ORIGIN, **kwargs)
         made.append(sender)
@@ -284,7 +284,7 @@ async def test_backoff_grows_while_the_peer_is_down_and_nothing_is_lost(
 async def test_contact_from_the_peer_ends_its_backoff_at_once(
     db: Database, make_sender: Callable[..., FederationSender], peer: Destination,
 ) -> None:
-    sender = make_sender(base_backoff_s=60.0, max_backoff_s=300.0)
+    sender = make_sender(backoff=Backoff(base_s=60.0, max_s=300.0))
     peer.status = 500
     await persist(db, sender, [1], members_with(peer))
 
@@ -349,7 +349,7 @@ async def test_start_honours_the_stored_retry_time(
         await outbox.insert_edus(conn, [peer.name], "m.typing", {"n": 1})
 
     await db.transaction(queue)
-    sender = make_sender(max_backoff_s=30.0)
+    sender = make_sender(backoff=Backoff(max_s=30.0))
     await sender.start()
     assert sample(QUEUED, peer.name) == 1
     await peer.until(lambda: peer.delivered_edus() == [1], "the delivery")
