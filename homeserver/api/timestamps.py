@@ -2,26 +2,21 @@
 point in time, in the direction asked (the spec's "jump to date").
 
 Only the events this server holds are searched (asking other servers, federation
-`/timestamp_to_event`, is not built). Of the `CANDIDATES` nearest the time, the first the user
-may see is the answer; none is 404 M_NOT_FOUND.
+`/timestamp_to_event`, is not built). Of the few nearest the time, the first the user may see
+is the answer (`RoomReads.event_near`); none is 404 M_NOT_FOUND.
 """
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import ROOMS
 from homeserver.api.http import json_response, path_room_id
-from homeserver.errors import MatrixError, invalid_param, not_found
-from homeserver.protocol.state_keys import CREATE
-from homeserver.services.event_views import filter_visible, load_events
-from storage import events as events_store
+from homeserver.errors import MatrixError, invalid_param
 
 routes = web.RouteTableDef()
 
-CANDIDATES = 20
 MAX_TS = 2**63 - 1
 
 
@@ -40,20 +35,5 @@ async def timestamp_to_event(request: web.Request) -> web.Response:
         raise invalid_param("'ts' must be an integer") from None
     if not 0 <= ts <= MAX_TS:
         raise invalid_param("'ts' is out of range")
-    rooms = request.app[ROOMS]
-    # 403 for a room the user may not read, 404 for one that doesn't exist.
-    await rooms.reads.state_event(requester, room_id, *CREATE)
-
-    async def find(conn: asyncpg.Connection) -> dict[str, object]:
-        ids = await events_store.get_events_near_ts(
-            conn, room_id, ts, forwards=direction == "f", limit=CANDIDATES
-        )
-        visible = await filter_visible(
-            conn, rooms.engine, requester.user_id, await load_events(conn, ids)
-        )
-        if not visible:
-            raise not_found(f"No event found {'after' if direction == 'f' else 'before'} {ts}")
-        pdu = (await rooms.engine.get_pdus(conn, [visible[0].event_id]))[visible[0].event_id]
-        return {"event_id": visible[0].event_id, "origin_server_ts": pdu["origin_server_ts"]}
-
-    return json_response(await rooms.db.run(find))
+    event = await request.app[ROOMS].reads.event_near(requester, room_id, ts, direction == "f")
+    return json_response(event)

@@ -15,7 +15,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
-from homeserver.protocol.state_keys import StateKey
+from homeserver.protocol.state_keys import CREATE, StateKey
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import (
     filter_visible,
@@ -45,6 +45,9 @@ from storage import state as state_store
 from storage.database import Database
 from storage.events import StoredEvent
 from storage.streams import StreamIdGenerator
+
+# How many of the events nearest a time `timestamp_to_event` considers before answering 404.
+NEAR_TS_CANDIDATES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +296,29 @@ class RoomReads:
                 "start": start,
                 "end": end,
             }
+        return await self.db.run(run)
+
+
+    async def event_near(
+        self, requester: Requester, room_id: str, ts: int, forwards: bool
+    ) -> dict[str, Any]:
+        """`timestamp_to_event`: of the `NEAR_TS_CANDIDATES` events nearest `ts` in the
+        direction asked, the first the user may see (only events this server holds)."""
+        # 403 for a room the user may not read, 404 for one that doesn't exist.
+        await self.state_event(requester, room_id, *CREATE)
+
+        async def run(conn: asyncpg.Connection) -> dict[str, Any]:
+            ids = await events_store.get_events_near_ts(
+                conn, room_id, ts, forwards=forwards, limit=NEAR_TS_CANDIDATES
+            )
+            visible = await filter_visible(
+                conn, self.engine, requester.user_id, await load_events(conn, ids)
+            )
+            if not visible:
+                raise not_found(f"No event found {'after' if forwards else 'before'} {ts}")
+            event_id = visible[0].event_id
+            pdu = (await self.engine.get_pdus(conn, [event_id]))[event_id]
+            return {"event_id": event_id, "origin_server_ts": pdu["origin_server_ts"]}
         return await self.db.run(run)
 
 
