@@ -28,7 +28,7 @@ from storage.database import Database
 from storage.outbox import DestinationState
 from tests.federation_helpers import StandIn, insecure_client
 from tests.federation_peers import Peers
-from tests.storage.test_outbox import new_event
+from tests.stored_events import new_event
 
 KEY = generate_signing_key("t1")
 ORIGIN = "origin.example"

@@ -12,21 +12,10 @@ import pytest
 from storage import events as events_store
 from storage import outbox
 from storage.database import Database
-from storage.events import NewEvent, StoredEvent
 from storage.outbox import DestinationState
+from tests.stored_events import new_event
 
 A, B = "a.example", "b.example"
-
-
-def new_event(room_id: str, n: int) -> NewEvent:
-    """A minimal `events` row, numbered so that tests can check order by its content."""
-    pdu = {"room_id": room_id, "type": "m.room.message", "content": {"n": n}}
-    stored = StoredEvent(
-        event_id=f"$e{n}", room_id=room_id, stream_ordering=None, depth=n,
-        type="m.room.message", state_key=None, sender="@u:origin.example", json=json.dumps(pdu),
-        state_group=None, rejected=False, replaces_state=None, redacted_by=None,
-    )
-    return NewEvent(stored, n, [], [])
 
 
 async def queue_pdus(db: Database, rows: Sequence[tuple[str, int]]) -> None:
