@@ -38,6 +38,26 @@ pytest_plugins = ["tests.federation_peers", "tests.synapse_peer"]
 
 TEMPLATE_DB = f"moot_template_{os.getpid()}"
 
+# The tiers, by directory: each test gets its directory's marker (registered in pyproject.toml),
+# so `pytest -m "not interop"` and `make test-fast` select without listing files.
+TIERS = ("unit", "storage", "integration", "interop")
+# Fixtures that run a real Synapse from bench/.synapse-venv (`make synapse`); their tests are
+# marked `synapse` too, so that a run without that venv can leave them out.
+SYNAPSE_FIXTURES = frozenset({"synapse"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, and `synapse` when it needs the Synapse venv. A test
+    outside the tier directories is an error: it would otherwise run in no tier or in every."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(tests_dir).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
+        if SYNAPSE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker("synapse")
+
 
 def with_database(dsn: str, name: str) -> str:
     """The same server DSN pointed at database `name`."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -54,3 +56,10 @@ def test_the_check_sees_absolute_relative_and_submodule_imports(tmp_path: Path) 
     assert [entry.split(" ", 1)[1] for entry in imports_of_test_modules(tmp_path)] == [
         "tests.integration.test_media", ".test_b", "tests.unit.test_c", "tests.unit.test_d",
     ]
+
+
+def test_a_test_carries_the_marker_of_its_directory(request: pytest.FixtureRequest) -> None:
+    """tests/conftest.py marks by directory; `make test-fast` selects on these markers."""
+    markers = {mark.name for mark in request.node.iter_markers()}
+    assert "unit" in markers
+    assert not markers & {"storage", "integration", "interop", "synapse"}
