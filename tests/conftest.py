@@ -31,6 +31,7 @@ from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import migrate
 from tests.helpers import MatrixApi
+from tests.loop_guard import LoopGuard
 
 # The multi-server harness (`peers`, `peer_http`) and a real Synapse as a peer (`synapse`), for
 # any test module that asks for them.
@@ -44,6 +45,8 @@ TIERS = ("unit", "storage", "integration", "interop")
 # Fixtures that run a real Synapse from bench/.synapse-venv (`make synapse`); their tests are
 # marked `synapse` too, so that a run without that venv can leave them out.
 SYNAPSE_FIXTURES = frozenset({"synapse"})
+# The tiers whose servers run on the test's own event loop: there a blocked loop fails the test.
+LOOP_GUARDED_TIERS = ("storage", "integration")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -63,6 +66,28 @@ def with_database(dsn: str, name: str) -> str:
     """The same server DSN pointed at database `name`."""
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def loop_guard() -> Iterator[LoopGuard]:
+    """Times every callback on the test loop's thread for the rest of the session."""
+    guard = LoopGuard()
+    uninstall = guard.install()
+    yield guard
+    uninstall()
+
+
+@pytest.fixture(autouse=True)
+def no_loop_blocking(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a storage or integration test during which (its fixtures' setup and teardown
+    included) a callback blocked the event loop past tests/loop_guard.py's threshold."""
+    if not any(request.node.get_closest_marker(tier) for tier in LOOP_GUARDED_TIERS):
+        yield
+        return
+    guard: LoopGuard = request.getfixturevalue("loop_guard")
+    guard.blocks.clear()
+    yield
+    assert not guard.blocks, "the event loop was blocked:\n" + "\n".join(map(str, guard.blocks))
 
 
 @pytest.fixture(scope="session")
