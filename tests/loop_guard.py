@@ -55,6 +55,16 @@ ALLOWED: tuple[Allowed, ...] = (
         "the test draws its generated inputs with hypothesis before sending any: test-side work"
         " that no request is waiting on",
     ),
+    Allowed(
+        "tests.helpers:_load_yaml",
+        "the test parses a file of the Matrix spec to validate a response against it, once per"
+        " file and session (cached)",
+    ),
+    Allowed(
+        "tests.spec_operations:operations",
+        "the test parses the spec's Client-Server API files for its route list, once per"
+        " session (cached)",
+    ),
 )
 
 
