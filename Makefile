@@ -1,5 +1,6 @@
-# The two commands of the README: `make run` and `make test`. Both start from nothing but the
-# package registries: they create .venv and install the project into it.
+# The two commands of the README: `make run` and `make test` (and `make test-fast`, its quick
+# subset). They start from nothing but the package registries: they create .venv and install the
+# project into it.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ SERVER_NAME ?= localhost:8448
 BIN = $(VENV)/bin
 SYNAPSE_VENV ?= bench/.synapse-venv
 
-.PHONY: run test lint install synapse
+.PHONY: run test test-fast lint install synapse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +38,14 @@ run: $(VENV)/.installed
 		--data-dir $(DATA) --server-name $(SERVER_NAME) --metrics-port 9108 --open-registration
 	$(BIN)/python -m homeserver run --config $(DATA)/homeserver.yaml
 
+# Everything: what CI runs (.ci/run).
 test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed
 	$(BIN)/pytest
+
+# Unit, storage and integration tests: no interop, so no Synapse venv and no subprocess servers.
+# Selected by the markers tests/conftest.py sets from each test's directory.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/pytest -m "not interop and not synapse"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

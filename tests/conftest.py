@@ -32,6 +32,7 @@ from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import migrate
 from tests.helpers import MatrixApi
+from tests.loop_guard import LoopGuard
 
 # The multi-server harness (`peers`, `peer_http`) and a real Synapse as a peer (`synapse`), for
 # any test module that asks for them.
@@ -39,11 +40,55 @@ pytest_plugins = ["tests.federation_peers", "tests.synapse_peer"]
 
 TEMPLATE_DB = f"moot_template_{os.getpid()}"
 
+# The tiers, by directory: each test gets its directory's marker (registered in pyproject.toml),
+# so `pytest -m "not interop"` and `make test-fast` select without listing files.
+TIERS = ("unit", "storage", "integration", "interop")
+# Fixtures that run a real Synapse from bench/.synapse-venv (`make synapse`); their tests are
+# marked `synapse` too, so that a run without that venv can leave them out.
+SYNAPSE_FIXTURES = frozenset({"synapse"})
+# The tiers whose servers run on the test's own event loop: there a blocked loop fails the test.
+LOOP_GUARDED_TIERS = ("storage", "integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, and `synapse` when it needs the Synapse venv. A test
+    outside the tier directories is an error: it would otherwise run in no tier or in every."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(tests_dir).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
+        if SYNAPSE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker("synapse")
+
 
 def with_database(dsn: str, name: str) -> str:
     """The same server DSN pointed at database `name`."""
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def loop_guard() -> Iterator[LoopGuard]:
+    """Times every callback on the test loop's thread for the rest of the session."""
+    guard = LoopGuard()
+    uninstall = guard.install()
+    yield guard
+    uninstall()
+
+
+@pytest.fixture(autouse=True)
+def no_loop_blocking(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a storage or integration test during which (its fixtures' setup and teardown
+    included) a callback blocked the event loop past tests/loop_guard.py's threshold."""
+    if not any(request.node.get_closest_marker(tier) for tier in LOOP_GUARDED_TIERS):
+        yield
+        return
+    guard: LoopGuard = request.getfixturevalue("loop_guard")
+    guard.blocks.clear()
+    yield
+    assert not guard.blocks, "the event loop was blocked:\n" + "\n".join(map(str, guard.blocks))
 
 
 @pytest.fixture(scope="session")

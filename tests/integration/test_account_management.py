@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
+from tests.auth_flows import challenge, login, password_auth, with_uia
+from tests.bad_input import assert_sane, bodies, collect, send_body
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
-from tests.integration.test_devices import challenge, login, password_auth, with_uia
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer

@@ -7,19 +7,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
+from tests.auth_flows import password_login
 from tests.helpers import PASSWORD, MatrixApi, User, validate_response
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer, RunningServer
 
 DUMMY = {"type": "m.login.dummy"}
-
-
-def password_login(user: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
-        "password": password, **extra,
-    }
 
 
 async def whoami(api: MatrixApi, token: str) -> tuple[int, Any]:

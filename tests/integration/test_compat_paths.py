@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 from tests.conftest import RunningServer
+from tests.e2e_keys import Identity
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_cross_signing import Identity
 from tests.spec_operations import R0, fill, operations
 
 V3 = "/_matrix/client/v3/"

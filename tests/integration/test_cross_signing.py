@@ -9,36 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e_keys import Identity, upload_identity, upload_signing_keys
 from tests.helpers import MatrixApi, User, validate_response
 from tests.olm_device import CrossSigningKey, OlmDevice, add_signature
-
-
-class Identity:
-    """A user's three cross-signing keys."""
-
-    def __init__(self, user: User) -> None:
-        self.master = CrossSigningKey(user.user_id, "master")
-        self.self_signing = CrossSigningKey(user.user_id, "self_signing")
-        self.user_signing = CrossSigningKey(user.user_id, "user_signing")
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "master_key": self.master.key(),
-            "self_signing_key": self.self_signing.key(signed_by=self.master),
-            "user_signing_key": self.user_signing.key(signed_by=self.master),
-        }
-
-
-async def upload_signing_keys(api: MatrixApi, user: User, body: dict[str, Any]) -> tuple[int, Any]:
-    return await api.request("POST", "keys/device_signing/upload", json=body, token=user.token)
-
-
-async def upload_identity(api: MatrixApi, user: User) -> Identity:
-    identity = Identity(user)
-    status, body = await upload_signing_keys(api, user, identity.body())
-    assert status == 200, body
-    validate_response("cross_signing.yaml", "/keys/device_signing/upload", "post", 200, body)
-    return identity
 
 
 async def query(api: MatrixApi, user: User, *users: User) -> dict[str, Any]:

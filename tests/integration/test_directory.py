@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.bad_input import assert_sane, bodies, collect, send_body
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 
 VISIBILITY = "/directory/list/room/{roomId}"
 

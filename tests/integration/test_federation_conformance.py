@@ -26,7 +26,7 @@ from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
 from tests.federation_peers import Peers, eventually, join_via
 from tests.helpers import MatrixApi, User
-from tests.integration.test_federation_reads import Room, error, shared_room
+from tests.shared_rooms import Room, error, shared_room
 
 V1 = "/_matrix/federation/v1"
 

@@ -16,10 +16,8 @@ import pytest
 
 from storage import e2e_keys as e2e_store
 from storage import presence as presence_store
-from tests.federation_peers import Peers, eventually
-from tests.helpers import MatrixApi, User
-from tests.integration.test_cross_signing import Identity, upload_identity
-from tests.integration.test_federation_edus import (
+from tests.e2e_keys import Identity, upload_identity
+from tests.edu_helpers import (
     Pair,
     changed,
     db,
@@ -32,6 +30,8 @@ from tests.integration.test_federation_edus import (
     token,
     typists,
 )
+from tests.federation_peers import Peers, eventually
+from tests.helpers import MatrixApi, User
 from tests.olm_device import OlmDevice
 
 

@@ -7,101 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from federation.client import HttpResponseError, path_segment
+from federation.client import path_segment
 from homeserver.protocol.events import build_event
-from homeserver.protocol.hashing import compute_event_id
-from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.rooms.remote import Outcome
 from storage import events as events_store
-from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
-from tests.federation_peers import Peer, Peers, eventually
-from tests.helpers import MatrixApi, User
-
-V1 = "/_matrix/federation/v1"
-
-
-@dataclass
-class Room:
-    """A public room on `a` that a user of `b` joined through federation."""
-
-    a: Peer
-    b: Peer
-    api: MatrixApi
-    alice: User
-    api_b: MatrixApi
-    bob: User
-    room_id: str
-    version: RoomVersion
-
-    @property
-    def room(self) -> str:
-        return path_segment(self.room_id)
-
-    async def ask(
-        self, method: str, path: str, *, query: dict[str, Any] | None = None,
-        body: Any = None, asker: Peer | None = None,
-    ) -> tuple[int, Any]:
-        """A signed request from `asker` (b unless told) to a: (status, body)."""
-        client = (asker or self.b).federation.outbound.client
-        try:
-            if method == "GET":
-                return 200, await client.get_json(self.a.name, V1 + path, query)
-            return 200, await client.post_json(self.a.name, V1 + path, body, query)
-        except HttpResponseError as e:
-            return e.status, e.body
-
-    async def ok(self, method: str, path: str, **kwargs: Any) -> Any:
-        status, body = await self.ask(method, path, **kwargs)
-        assert status == 200, (path, status, body)
-        return body
-
-    async def set_state(self, event_type: str, content: dict[str, Any]) -> str:
-        body = await self.api.ok(
-            "PUT", f"rooms/{quote(self.room_id)}/state/{event_type}", token=self.alice.token,
-            json=content,
-        )
-        event_id: str = body["event_id"]
-        return event_id
-
-    async def current_state(self) -> dict[tuple[str, str], str]:
-        assert self.a.hs is not None and self.a.hs.db is not None
-        return await self.a.hs.db.run(lambda c: state_store.get_current_state(c, self.room_id))
-
-    def event_id(self, pdu: dict[str, Any]) -> str:
-        return compute_event_id(pdu, self.version)
-
-
-async def shared_room(
-    peers: Peers, http: aiohttp.ClientSession,
-    before_join: Callable[[Room], Awaitable[None]] | None = None,
-) -> Room:
-    """A public room on a that Bob of b joined through a real remote join (after
-    `before_join` did its part)."""
-    a, b = await peers.new("a"), await peers.new("b")
-    api_a, api_b = a.api(http), b.api(http)
-    alice, bob = await api_a.register("alice"), await api_b.register("bob")
-    room_id = await api_a.create_room(alice, preset="public_chat")
-    create = await api_a.ok(
-        "GET", f"rooms/{quote(room_id)}/state/m.room.create", token=alice.token
-    )
-    room = Room(
-        a, b, api_a, alice, api_b, bob, room_id, KNOWN_ROOM_VERSIONS[create["room_version"]]
-    )
-    if before_join is not None:
-        await before_join(room)
-    await api_b.ok(
-        "POST", f"join/{quote(room_id)}", token=bob.token, json={},
-        params={"server_name": a.name},
-    )
-    return room
+from tests.federation_peers import Peers, eventually
+from tests.shared_rooms import V1, Room, error, shared_room
 
 
 def assert_chain_complete(room: Room, pdus: list[dict[str, Any]], chain: list[Any]) -> None:
@@ -253,11 +170,6 @@ async def test_backfill_walks_back_newest_first_up_to_the_limit(
     assert pdus[-1]["type"] == "m.room.create"
     assert len(pdus) == depths[m[6]]  # one event per depth, from 1
     assert await backfill([m[3]], 0) == []
-
-
-async def error(room: Room, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
-    status, body = await room.ask(method, path, **kwargs)
-    return status, body["errcode"]
 
 
 async def test_who_may_read_and_what_is_not_found(

@@ -31,7 +31,7 @@ from storage.outbox import DestinationState
 from tests.conftest import MakeServer
 from tests.federation_helpers import StandIn, insecure_client
 from tests.federation_peers import Peers
-from tests.storage.test_outbox import new_event
+from tests.storage.rows import numbered_event
 
 KEY = generate_signing_key("t1")
 ORIGIN = "origin.example"
@@ -171,7 +171,7 @@ async def persist(
 ) -> None:
     """What the room engine does for a batch of events: the observer stages the outbox rows,
     `EventWrites.flush` writes them with the events, `committed` follows the commit."""
-    new = [new_event(ROOM, n) for n in numbers]
+    new = [numbered_event(ROOM, n) for n in numbers]
 
     async def txn(conn: asyncpg.Connection) -> EventWrites:
         writes = EventWrites()

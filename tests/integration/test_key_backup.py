@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
+from tests.e2e_keys import ALGORITHM, auth_data, key
 from tests.helpers import MatrixApi, User, validate_response
 
-ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"
 ROOM = "!room:localhost"
 OTHER_ROOM = "!other:localhost"
 # Megolm session IDs are standard base64: '/' and '+' travel percent-encoded in paths.
@@ -18,21 +18,6 @@ SESSION = "ab/cd+ef"
 def validate_update(body: Any) -> None:
     """Every keys PUT/DELETE answers a RoomKeysUpdateResponse (`etag`, `count`)."""
     validate_response("key_backup.yaml", "/room_keys/keys", "put", 200, body)
-
-
-def auth_data(public_key: str = "pubkey") -> dict[str, Any]:
-    return {"public_key": public_key, "signatures": {"@alice:localhost": {"ed25519:D": "sig"}}}
-
-
-def key(
-    first_message_index: int = 0, forwarded_count: int = 0, is_verified: bool = False,
-    tag: str = "data",
-) -> dict[str, Any]:
-    return {
-        "first_message_index": first_message_index, "forwarded_count": forwarded_count,
-        "is_verified": is_verified,
-        "session_data": {"ephemeral": "e", "ciphertext": tag, "mac": "m"},
-    }
 
 
 def session_path(room_id: str = ROOM, session_id: str = SESSION) -> str:

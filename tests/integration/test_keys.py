@@ -11,28 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests.e2e_keys import claim, query
 from tests.helpers import MatrixApi, User, validate_response
 from tests.olm_device import OTK_ALGORITHM, OlmDevice, canonical
 
 
 async def device(api: MatrixApi, localpart: str) -> OlmDevice:
     return OlmDevice(api, await api.register(localpart))
-
-
-async def query(api: MatrixApi, user: User, wanted: dict[str, list[str]]) -> dict[str, Any]:
-    body: dict[str, Any] = await api.ok(
-        "POST", "keys/query", json={"device_keys": wanted}, token=user.token
-    )
-    validate_response("keys.yaml", "/keys/query", "post", 200, body)
-    return body
-
-
-async def claim(api: MatrixApi, user: User, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
-    body: dict[str, Any] = await api.ok(
-        "POST", "keys/claim", json={"one_time_keys": wanted, "timeout": 10_000}, token=user.token
-    )
-    validate_response("keys.yaml", "/keys/claim", "post", 200, body)
-    return body
 
 
 async def test_upload_and_query_round_trip_byte_identical(api: MatrixApi) -> None:

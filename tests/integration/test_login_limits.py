@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from tests.auth_flows import password_login
 from tests.helpers import PASSWORD, MatrixApi
-from tests.integration.test_accounts import password_login
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer, RunningServer

@@ -19,10 +19,11 @@ from nio.api import ResizingMethod
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
+from tests.bad_input import assert_sane, collect
 from tests.conftest import MakeServer, RunningServer
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, collect
-from tests.interop.test_nio_e2e import new_client, ok, register
+from tests.images import image_of, png
+from tests.nio_clients import new_client, ok, register
 
 V1 = "/_matrix/client/v1/media"
 V3 = "/_matrix/media/v3"
@@ -60,13 +61,6 @@ async def upload(
     server, media_id = body["content_uri"].removeprefix("mxc://").split("/")
     assert server == user.user_id.split(":", 1)[1]
     return str(media_id)
-
-
-def png(width: int, height: int, mode: str = "RGB", fmt: str = "PNG") -> bytes:
-    image = Image.new(mode, (width, height), "red" if mode != "RGBA" else (255, 0, 0, 128))
-    out = io.BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
 
 
 def stored_files(server: RunningServer) -> list[Path]:
@@ -346,10 +340,6 @@ async def thumbnail(
     query = "&".join(f"{k}={v}" for k, v in params.items())
     url = f"{api.base_url}{prefix}/thumbnail/{server.server_name}/{media_id}?{query}"
     return await fetch(http, url, token)
-
-
-def image_of(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
 
 
 @pytest.mark.parametrize(

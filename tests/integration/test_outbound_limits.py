@@ -12,7 +12,7 @@ from tests.conftest import MakeServer, RunningServer
 from tests.federation_helpers import free_port
 from tests.federation_peers import Peers, join_and_wait
 from tests.helpers import MatrixApi
-from tests.integration.test_metrics import sample, scrape
+from tests.metrics_scrape import sample, scrape
 
 EXPIRED = "moot_federation_destinations_expired_total"
 QUEUED = "moot_federation_outbox_queued_items"

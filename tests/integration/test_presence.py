@@ -7,9 +7,9 @@ from typing import Any
 
 import aiohttp
 
+from tests.bad_input import assert_sane, bodies, collect, send_body
 from tests.conftest import MakeServer
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 
 
 def status_path(user: User) -> str:

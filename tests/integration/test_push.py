@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.bad_input import assert_sane, bodies, collect, segments, send_body
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect, segments, send_body
 
 RULES = "pushrules/global"
 GATEWAY = "https://push.example.org/_matrix/push/v1/notify"

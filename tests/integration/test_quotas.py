@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from tests.e2e_keys import ALGORITHM, auth_data, key
 from tests.helpers import MatrixApi, User
-from tests.integration.test_key_backup import ALGORITHM, auth_data, key
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tests.bad_input import assert_sane, bodies, collect, send_body
 from tests.helpers import MatrixApi, User, validate_response
-from tests.integration.test_bad_input import assert_sane, bodies, collect, send_body
 
 TAGS = "/user/{userId}/rooms/{roomId}/tags"
 

@@ -23,7 +23,7 @@ import nio
 import pytest
 
 from tests.conftest import RunningServer, write_test_config
-from tests.interop.test_nio_e2e import new_client
+from tests.nio_clients import new_client
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60.0

@@ -10,41 +10,12 @@ the way an application built on nio would call an endpoint nio does not wrap.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any
 
 import nio
 
 from tests.helpers import PASSWORD
-from tests.interop.test_nio_e2e import ok, register
-
-NEW_PASSWORD = "a much better passphrase"
-
-
-def password_stage(client: nio.AsyncClient, session: str, password: str) -> dict[str, Any]:
-    return {
-        "type": "m.login.password", "session": session, "password": password,
-        "identifier": {"type": "m.id.user", "user": client.user_id},
-    }
-
-
-async def change_password(
-    client: nio.AsyncClient, old: str, new: str, first: dict[str, Any] | None = None,
-    added: dict[str, Any] | None = None,
-) -> None:
-    """POST /account/password: the 401 challenge to `first`, then the password stage with
-    `first` plus the fields `added` (clients add or drop fields between stages)."""
-    path = nio.Api._build_path(["account", "password"])
-    headers = {"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"}
-    body: dict[str, Any] = {"new_password": new, **(first or {})}
-    response = await client.send("POST", path, json.dumps(body), headers=headers)
-    challenge = await response.json()
-    assert response.status == 401, challenge
-    assert challenge["flows"] == [{"stages": ["m.login.password"]}]
-    body |= {**(added or {}), "auth": password_stage(client, challenge["session"], old)}
-    response = await client.send("POST", path, json.dumps(body), headers=headers)
-    assert response.status == 200, await response.text()
+from tests.nio_clients import NEW_PASSWORD, change_password, ok, password_stage, register
 
 
 async def test_devices_and_password_change_with_uia(

@@ -11,10 +11,15 @@ from nio.api import ResizingMethod
 
 from tests.conftest import RunningServer
 from tests.helpers import PASSWORD
-from tests.integration.test_media import image_of, png
-from tests.interop.test_nio_account import NEW_PASSWORD, change_password
-from tests.interop.test_nio_e2e import new_client, ok, register
-from tests.interop.test_nio_notifications import sync_counts_until
+from tests.images import image_of, png
+from tests.nio_clients import (
+    NEW_PASSWORD,
+    change_password,
+    new_client,
+    ok,
+    register,
+    sync_counts_until,
+)
 
 
 async def test_a_day_of_chat(homeserver: RunningServer) -> None:

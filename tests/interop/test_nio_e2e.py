@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import nio
 
 from tests.conftest import RunningServer
 from tests.helpers import PASSWORD
-
-SYNC_DEADLINE_S = 20.0
-SYNC_TIMEOUT_MS = 2_000
-T = TypeVar("T")
-
-
-def ok(response: T, what: str) -> T:
-    """The response, after checking nio did not turn it into an error."""
-    assert not isinstance(response, nio.ErrorResponse), f"{what} failed: {response}"
-    return response
-
-
-def new_client(server: RunningServer, localpart: str) -> nio.AsyncClient:
-    config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
-    return nio.AsyncClient(server.url, localpart, config=config)
+from tests.nio_clients import SYNC_DEADLINE_S, SYNC_TIMEOUT_MS, ok, register
 
 
 async def sync_until(
@@ -40,13 +26,6 @@ async def sync_until(
     while not done(client):
         assert time.monotonic() < deadline, f"{client.user_id}: never saw {what}"
         ok(await client.sync(timeout=SYNC_TIMEOUT_MS), f"{client.user_id} sync")
-
-
-async def register(client: nio.AsyncClient) -> None:
-    response = ok(await client.register(client.user, PASSWORD, "nio test"), "register")
-    assert isinstance(response, nio.RegisterResponse)
-    assert client.access_token == response.access_token
-    assert client.user_id == response.user_id
 
 
 async def test_register_invite_join_talk_and_paginate(

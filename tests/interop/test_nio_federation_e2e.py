@@ -11,38 +11,14 @@ import aiohttp
 import nio
 
 from tests.federation_peers import Peers
-from tests.interop.test_nio_encryption import ENCRYPTION, TEST_DEADLINE_S, Device, ok, raw, register
-
-
-def nio_device(client_url: str, localpart: str, store: Path) -> Device:
-    """A nio client with encryption on and its own crypto store, for a server's client API."""
-    store.mkdir(parents=True)
-    config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True)
-    return Device(nio.AsyncClient(client_url, localpart, store_path=str(store), config=config))
-
-
-async def converse(alice: Device, bob: Device, room_id: str, via: str) -> None:
-    """Bob (on another server) joins Alice's encrypted room through `via`; then a message each
-    way must decrypt."""
-    await raw(bob.client, "POST", f"join/{room_id}?server_name={via}", {})
-    await talk(alice, bob, room_id)
-
-
-async def talk(alice: Device, bob: Device, room_id: str) -> None:
-    """Once Bob has joined Alice's encrypted room, a message each way must decrypt: device
-    lists, key claims and the room keys crossed the federation."""
-    await bob.sync_until(lambda d: room_id in d.client.rooms, "the joined room")
-    await alice.sync_until(
-        lambda d: room_id in d.client.rooms and bob.user_id in d.client.rooms[room_id].users,
-        "Bob in the room",
-    )
-    # Both know the room is encrypted (else nio sends in the clear), and what arrives was.
-    assert alice.client.rooms[room_id].encrypted
-    assert bob.client.rooms[room_id].encrypted
-    for sender, reader in ((alice, bob), (bob, alice)):
-        await sender.send(room_id, f"hello {reader.user_id}")
-        received = await reader.decrypts(f"hello {reader.user_id}")
-        assert (received.sender, received.decrypted) == (sender.user_id, True)
+from tests.nio_devices import (
+    ENCRYPTION,
+    TEST_DEADLINE_S,
+    converse,
+    nio_device,
+    ok,
+    register,
+)
 
 
 async def test_an_encrypted_conversation_between_two_servers(

@@ -3,16 +3,18 @@ mention and fall after a read receipt, through nio's own parsing of /sync."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import nio
 import pytest
 
 from tests.conftest import RunningServer
-from tests.interop.test_nio_e2e import SYNC_DEADLINE_S, SYNC_TIMEOUT_MS, new_client, ok, register
-
-Counts = tuple[int | None, int | None]
+from tests.nio_clients import (
+    new_client,
+    ok,
+    register,
+    sync_counts_until,
+)
 
 
 @pytest.fixture
@@ -21,23 +23,6 @@ async def pair(homeserver: RunningServer) -> AsyncIterator[tuple[nio.AsyncClient
     yield alice, bob
     await alice.close()
     await bob.close()
-
-
-async def sync_counts_until(
-    client: nio.AsyncClient, room_id: str, done: Callable[[Counts], bool], what: str
-) -> Counts:
-    """Long-poll /sync until the room's unread counts, as nio parsed them, satisfy `done`."""
-    deadline = time.monotonic() + SYNC_DEADLINE_S
-    while True:
-        response = ok(await client.sync(timeout=SYNC_TIMEOUT_MS), "sync")
-        assert isinstance(response, nio.SyncResponse)
-        joined = response.rooms.join.get(room_id)
-        if joined is not None:
-            unread = joined.unread_notifications
-            counts = (unread.notification_count, unread.highlight_count)
-            if done(counts):
-                return counts
-        assert time.monotonic() < deadline, f"{client.user_id}: never saw {what}"
 
 
 async def test_mention_raises_and_receipt_clears_unread_counts(

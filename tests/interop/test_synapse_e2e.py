@@ -15,8 +15,8 @@ import nio
 import pytest
 
 from tests.federation_peers import Peers
-from tests.interop.test_nio_encryption import ENCRYPTION, TEST_DEADLINE_S, ok, register
-from tests.interop.test_nio_federation_e2e import converse, nio_device, talk
+from tests.nio_clients import ok
+from tests.nio_devices import ENCRYPTION, TEST_DEADLINE_S, converse, nio_device, register, talk
 from tests.synapse_peer import SynapsePeer
 
 _NAMES = itertools.count()  # the module shares one Synapse: every user name is new

@@ -21,9 +21,9 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from tests.edu_helpers import ephemeral, sync_until, token, typists
 from tests.federation_peers import Peer, Peers, eventually, joined_members
 from tests.helpers import MatrixApi, User
-from tests.integration.test_federation_edus import ephemeral, sync_until, token, typists
 from tests.synapse_peer import SynapsePeer
 
 _USER_NUMBERS = itertools.count()

@@ -55,6 +55,11 @@ def event(
     )
 
 
+def numbered_event(room_id: str, n: int) -> NewEvent:
+    """A minimal `events` row `$e<n>`, numbered so that tests can check order by its content."""
+    return event(f"$e{n}", room_id, stream=None, depth=n, content={"n": n}, ts=n)
+
+
 async def insert(conn: asyncpg.Connection, *new: NewEvent) -> None:
     await events_store.insert_events(conn, new)
 

@@ -3,6 +3,7 @@
 Each test starts real clusters; a fixture stops whatever they left running, even on failure.
 """
 
+import asyncio
 import os
 import pathlib
 import shutil
@@ -175,7 +176,7 @@ async def test_unreachable_data_dir_moves_to_var_lib_moot(
         await pg.stop()
         if cluster is not None:
             _signal_postmaster(cluster, signal.SIGINT)
-            shutil.rmtree(cluster, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, cluster, ignore_errors=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root may create /var/lib/moot")
@@ -190,7 +191,7 @@ async def test_too_long_socket_path_moves_to_var_lib_moot(
     finally:
         await pg.stop()
         if pg._cluster is not None:
-            shutil.rmtree(pg.cluster_dir, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, pg.cluster_dir, ignore_errors=True)
 
 
 def test_find_postgres_bindir_honours_the_configured_one() -> None:

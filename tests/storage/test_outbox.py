@@ -12,23 +12,17 @@ import pytest
 from storage import events as events_store
 from storage import outbox
 from storage.database import Database
-from storage.events import NewEvent
 from storage.outbox import DestinationState
-from tests.storage.rows import event
+from tests.storage.rows import numbered_event
 
 A, B = "a.example", "b.example"
-
-
-def new_event(room_id: str, n: int) -> NewEvent:
-    """A minimal `events` row, numbered so that tests can check order by its content."""
-    return event(f"$e{n}", room_id, stream=None, depth=n, content={"n": n}, ts=n)
 
 
 async def queue_pdus(db: Database, rows: Sequence[tuple[str, int]]) -> None:
     """Store events $e<n> and queue them for their destinations, in one transaction."""
     async def txn(conn: asyncpg.Connection) -> None:
         numbers = sorted({n for _, n in rows})
-        await events_store.insert_events(conn, [new_event("!r:x", n) for n in numbers])
+        await events_store.insert_events(conn, [numbered_event("!r:x", n) for n in numbers])
         await outbox.insert_pdus(conn, [(d, f"$e{n}") for d, n in rows])
 
     await db.transaction(txn)
@@ -85,7 +79,7 @@ async def test_rows_are_queued_with_their_transaction(db: Database) -> None:
         pass
 
     async def rolled_back(conn: asyncpg.Connection) -> None:
-        await events_store.insert_events(conn, [new_event("!r:x", 1)])
+        await events_store.insert_events(conn, [numbered_event("!r:x", 1)])
         await outbox.insert_pdus(conn, [(A, "$e1")])
         raise Abort
 

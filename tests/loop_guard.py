@@ -1,0 +1,223 @@
+"""A guard that fails a test when one callback blocks the event loop for more than 100 ms.
+
+Every request, sync and federation transaction of a server shares one event loop: a callback
+that hashes, compresses or waits on a file in it stalls them all. asyncio's debug mode reports
+such callbacks, but it also wraps every coroutine and checks every call, which slows the whole
+suite; this guard wraps only `Handle._run` (each callback, including each step of a task) and
+costs a clock read and one small read of /proc per callback.
+
+What counts is the time the loop's thread was *blocked*: the callback's wall time minus the time
+the kernel kept the thread runnable but waiting for a CPU (schedstat's run-queue delay), minus
+the time the garbage collector ran. A 2-core machine shared with other test runs makes wall time
+lie; CPU time alone (`time.thread_time`) would not lie, but it misses a callback that sleeps or
+waits on synchronous I/O, which is blocking too. Wall time minus the run-queue delay counts both
+and not the contention. A full collection pauses whichever callback happens to allocate when it
+starts, for as long as the whole heap takes to walk: its length says how big the test process's
+heap has grown (hundreds of servers, hypothesis), not what the interrupted code does.
+
+A thread samples the loop thread's stack once a callback has run past the threshold, so a report
+says where the loop was stuck. Places known to block, each with its reason, are in ALLOWED: a
+report whose sampled stack passes through one of them is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+THRESHOLD_S = 0.100
+SAMPLE_INTERVAL_S = 0.020
+# A report shows the stack's frames in these packages (not the guard's own), then the innermost.
+OWN_PACKAGES = ("homeserver.", "federation.", "storage.", "tests.")
+INNERMOST_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A function (`module:qualname`) that may block the loop, and why that is acceptable."""
+
+    where: str
+    reason: str
+
+
+ALLOWED: tuple[Allowed, ...] = (
+    Allowed(
+        "tests.bad_input:collect",
+        "the test draws its generated inputs with hypothesis before sending any: test-side work"
+        " that no request is waiting on",
+    ),
+    Allowed(
+        "tests.helpers:_load_yaml",
+        "the test parses a file of the Matrix spec to validate a response against it, once per"
+        " file and session (cached)",
+    ),
+    Allowed(
+        "tests.spec_operations:operations",
+        "the test parses the spec's Client-Server API files for its route list, once per"
+        " session (cached)",
+    ),
+    Allowed(
+        "tests.integration.test_federation_sender:sample",
+        "the test reads one sample from the process-wide metrics registry, which walks every"
+        " label set of every server the session started (a production server has one)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One callback that held the loop's thread for longer than the threshold."""
+
+    blocked_s: float
+    wall_s: float
+    callback: str
+    stack: tuple[str, ...]  # `module:qualname`, outermost first; empty when never sampled
+
+    def __str__(self) -> str:
+        inner = len(self.stack) - INNERMOST_SHOWN
+        shown = [
+            frame for i, frame in enumerate(self.stack)
+            if i >= inner or (frame.startswith(OWN_PACKAGES) and not frame.startswith(__name__))
+        ]
+        where = " > ".join(shown) or "(stack not sampled)"
+        return (
+            f"blocked the loop {self.blocked_s * 1000:.0f} ms (wall {self.wall_s * 1000:.0f} ms) "
+            f"in {self.callback}; at {where}"
+        )
+
+
+def run_queue_delay_reader() -> Callable[[], float] | None:
+    """A reader of the calling thread's total run-queue delay in seconds (Linux schedstat), or
+    None where the kernel does not report it."""
+    path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        os.pread(fd, 64, 0).split()[1]
+    except (OSError, IndexError):
+        return None
+
+    def read() -> float:
+        return int(os.pread(fd, 64, 0).split()[1]) / 1e9
+
+    return read
+
+
+def describe(callback: Any) -> str:
+    """The task's coroutine for a task step, else the callback itself."""
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        return f"task {task.get_name()} running {getattr(coro, '__qualname__', coro)!r}"
+    return repr(callback)
+
+
+def stack_of(frame: FrameType | None) -> tuple[str, ...]:
+    names: list[str] = []
+    while frame is not None:
+        names.append(f"{frame.f_globals.get('__name__', '?')}:{frame.f_code.co_qualname}")
+        frame = frame.f_back
+    return tuple(reversed(names))
+
+
+@dataclass
+class LoopGuard:
+    """Times every callback run on one thread; collects the blocks not in `allowed`."""
+
+    allowed: tuple[Allowed, ...] = ALLOWED
+    threshold_s: float = THRESHOLD_S
+    blocks: list[Block] = field(default_factory=list)
+    _thread_id: int = 0
+    _run_queue_delay: Callable[[], float] | None = None
+    # (start, callback) of the callback running now, for the sampler; None between callbacks.
+    _running: tuple[float, Any] | None = None
+    # The sampler's stack, with the `_running` it was taken during.
+    _sampled: tuple[tuple[float, Any] | None, tuple[str, ...]] = (None, ())
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _gc_s: float = 0.0  # total time the garbage collector ran, in any thread (it holds the GIL)
+    _gc_started: float = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc_s += time.perf_counter() - self._gc_started
+
+    def install(self) -> Callable[[], None]:
+        """Start guarding the calling thread's callbacks; returns the uninstaller."""
+        self._thread_id = threading.get_ident()
+        self._run_queue_delay = run_queue_delay_reader()
+        original = asyncio.events.Handle._run
+        guard = self
+
+        def _run(handle: asyncio.events.Handle) -> None:
+            if threading.get_ident() == guard._thread_id:
+                guard._timed(handle, original)
+            else:
+                original(handle)
+
+        sampler = threading.Thread(target=self._sample, name="loop-guard", daemon=True)
+        asyncio.events.Handle._run = _run  # type: ignore[method-assign,assignment]
+        gc.callbacks.append(self._on_gc)
+        sampler.start()
+
+        def uninstall() -> None:
+            asyncio.events.Handle._run = original  # type: ignore[method-assign]
+            gc.callbacks.remove(self._on_gc)
+            self._stop.set()
+            sampler.join()
+
+        return uninstall
+
+    def _timed(
+        self, handle: asyncio.events.Handle, run: Callable[[asyncio.events.Handle], None]
+    ) -> None:
+        delay = self._run_queue_delay
+        queued = delay() if delay is not None else 0.0
+        collecting = self._gc_s
+        start = time.perf_counter()
+        running = self._running = (start, handle._callback)  # type: ignore[attr-defined]
+        try:
+            run(handle)
+        finally:
+            self._running = None
+            sampled_during, stack = self._sampled
+            wall = time.perf_counter() - start
+            if wall > self.threshold_s:
+                waited = delay() - queued if delay is not None else 0.0
+                blocked = wall - waited - (self._gc_s - collecting)
+                if blocked > self.threshold_s:
+                    self._report(Block(
+                        blocked, wall, describe(handle._callback),  # type: ignore[attr-defined]
+                        stack if sampled_during is running else (),
+                    ))
+
+    def _sample(self) -> None:
+        """Take the loop thread's stack once per callback that runs past the threshold."""
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            running = self._running
+            if running is None or self._sampled[0] is running:
+                continue
+            if time.perf_counter() - running[0] > self.threshold_s:
+                self._sampled = (running, stack_of(sys._current_frames().get(self._thread_id)))
+
+    def _report(self, block: Block) -> None:
+        if not any(allowed.where in block.stack for allowed in self.allowed):
+            self.blocks.append(block)
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[Block]]:
+        """The blocks reported inside the block (and only there), kept out of `blocks`."""
+        outer, self.blocks = self.blocks, []
+        try:
+            yield self.blocks
+        finally:
+            self.blocks = outer
