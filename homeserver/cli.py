@@ -103,14 +103,15 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
         if password is None:
             print("database is up to date")
             return 0
-        from homeserver.services.accounts import AccountsService
+        from homeserver.services.accounts import AccountsService, NoDeviceChanges
         from homeserver.services.clock import SystemClock
         from homeserver.services.ratelimit import RateLimiter
         from homeserver.services.remote_queries import NoRemoteQueries
 
         clock = SystemClock()
         accounts = AccountsService(
-            db, config, RateLimiter(config.rate_limits, clock), clock, remote=NoRemoteQueries()
+            db, config, RateLimiter(config.rate_limits, clock), clock, NoDeviceChanges(),
+            remote=NoRemoteQueries(),
         )
         localpart = args.user
         if localpart.startswith("@"):

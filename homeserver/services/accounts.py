@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
@@ -49,7 +50,6 @@ from storage import accounts as store
 from storage.database import Database
 
 if TYPE_CHECKING:
-    from homeserver.services.device_lists import DeviceListService
     from homeserver.services.remote_queries import RemoteQueries
 
 TOKEN_PREFIX = "mat_"
@@ -91,10 +91,23 @@ def invalid_username(error: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_USERNAME", error)
 
 
+class DeviceChanges(Protocol):
+    """Who is told when a user's devices go away (`DeviceListService` in a running server)."""
+
+    async def mark_changed(self, user_id: str, device_ids: Sequence[str] = ()) -> None: ...
+
+
+class NoDeviceChanges:
+    """For a process that serves no clients (`moot register-user`): nobody to tell."""
+
+    async def mark_changed(self, user_id: str, device_ids: Sequence[str] = ()) -> None:
+        return None
+
+
 class AccountsService:
     def __init__(
         self, db: Database, config: Config, ratelimiter: RateLimiter, clock: Clock,
-        device_lists: DeviceListService | None = None, *, remote: RemoteQueries,
+        device_lists: DeviceChanges, *, remote: RemoteQueries,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -351,8 +364,7 @@ class AccountsService:
         await self._devices_changed(user_id, deleted)
 
     async def _devices_changed(self, user_id: str, device_ids: list[str]) -> None:
-        if self._device_lists is not None:
-            await self._device_lists.mark_changed(user_id, device_ids)
+        await self._device_lists.mark_changed(user_id, device_ids)
 
     # Password and deactivation
 
