@@ -16,10 +16,10 @@ starts, for as long as the whole heap takes to walk: its length says how big the
 heap has grown (hundreds of servers, hypothesis), not what the interrupted code does.
 
 Why 250 ms and not 100: at 100 ms, two full runs of the suite on a 2-core VM each failed one
-test on a block of 101–104 ms that the sampler could not place (a fixture's setup, a test's own
+test on a block of 101-104 ms that the sampler could not place (a fixture's setup, a test's own
 parsing); even with run-queue delay taken out, the time of a callback on a shared virtual
 machine jitters by that much. The blocks this guard exists for are larger: formatting the
-metrics page on the loop took 100–600 ms, parsing a forged 9 MB transaction 0.6–0.8 s.
+metrics page on the loop took 100-600 ms, parsing a forged 9 MB transaction 0.6-0.8 s.
 
 A thread samples the loop thread's stack once a callback has run past the threshold, so a report
 says where the loop was stuck. Places known to block, each with its reason, are in ALLOWED: a
