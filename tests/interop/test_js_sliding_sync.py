@@ -64,12 +64,20 @@ async def run_script(base_url: str, user_a: str, user_b: str) -> dict[str, Any]:
     print(err.decode()[-20000:])  # the SDK's log, shown by pytest for the failing test
     failures = [json.loads(x.removeprefix(FAILURE)) for x in lines if x.startswith(FAILURE)]
     if failures:
-        pytest.fail(
-            f"{failures[0]['step']}: {failures[0]['error']}\n"
-            f"evidence:\n{json.dumps(failures[0], indent=1)}",
-            pytrace=False,
-        )
+        pytest.fail(describe(failures[0]), pytrace=False)
     pytest.fail(f"the script exited {proc.returncode} without a result:\n{out.decode()}")
+
+
+def describe(failure: dict[str, Any]) -> str:
+    """The failed expectation, then each device's last exchanges, one JSON line each."""
+    lines = [
+        f"{failure['step']}: {failure['error']}",
+        f"steps passed: {[s['name'] for s in failure['passed']]}",
+    ]
+    for device, exchanges in failure["exchanges"].items():
+        lines.append(f"--- {device}: its last {len(exchanges)} sliding sync exchanges ---")
+        lines.extend(json.dumps(exchange) for exchange in exchanges)
+    return "\n".join(lines)
 
 
 async def two_users(api: MatrixApi) -> tuple[str, str]:

@@ -82,7 +82,9 @@ class Device {
     recordExchanges() {
         const send = this.client.slidingSync.bind(this.client);
         this.client.slidingSync = async (req, proxyBaseUrl, abortSignal) => {
-            const entry = { request: structuredClone(req) };
+            // As sent: the SDK moves pos and timeout into the query string, the rest is the body.
+            const { pos, timeout, clientTimeout, ...body } = structuredClone(req);
+            const entry = { query: { pos, timeout }, body };
             this.exchanges.push(entry);
             if (this.exchanges.length > EVIDENCE_EXCHANGES) this.exchanges.shift();
             try {
