@@ -232,9 +232,13 @@ async def test_filter_is_dm_follows_m_direct(api: MatrixApi) -> None:
     assert rooms(answer)[group].get("is_dm", False) is False
 
 
+ENCRYPTION = [{"type": "m.room.encryption", "state_key": "",
+               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
+
+
 async def test_filter_is_encrypted(api: MatrixApi) -> None:
     alice = await api.register("alice")
-    encrypted = await api.create_room(alice, preset="private_chat")
+    encrypted = await api.create_room(alice, preset="private_chat", initial_state=ENCRYPTION)
     plain = await api.create_room(alice, preset="public_chat")
     assert await listed(api, alice, {"is_encrypted": True}) == {encrypted}
     assert await listed(api, alice, {"is_encrypted": False}) == {plain}
@@ -269,7 +273,8 @@ async def test_filter_room_types(api: MatrixApi) -> None:
 
 async def test_filters_combine_with_and(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
-    encrypted_dm = await api.create_room(alice, preset="trusted_private_chat", is_direct=True)
+    encrypted_dm = await api.create_room(alice, preset="trusted_private_chat", is_direct=True,
+                                         initial_state=ENCRYPTION)
     plain_dm = await api.create_room(alice, preset="public_chat", is_direct=True)
     await api.create_room(alice, preset="private_chat")
     await api.ok("PUT", f"user/{alice.user_id}/account_data/m.direct", token=alice.token,
