@@ -129,7 +129,8 @@ async def test_own_new_device_is_a_device_list_change(api: MatrixApi) -> None:
     alice, _, _ = await room_of_two(api)
     conn = Connection(api, alice, with_extensions(e2ee={"enabled": True}))
     await conn.sync()
-    await api.login(alice)
+    phone = OlmDevice(api, await api.login(alice))
+    await phone.upload_ok(device_keys=phone.device_keys())
     assert alice.user_id in extension(await conn.sync(), "e2ee")["device_lists"]["changed"]
 
 

@@ -109,7 +109,7 @@ async def test_a_non_bumping_event_leaves_bump_stamp_and_order(api: MatrixApi) -
                  json={"topic": "not news"})
     delta = await conn.sync()
     assert rooms(delta)[older].get("bump_stamp", stamp) == stamp
-    top = await Connection(api, alice, one_list(ranges=[[0, 0]])).sync()
+    top = await Connection(api, alice, one_list(ranges=[[0, 0]]), conn_id="top").sync()
     assert set(rooms(top)) == {newer}
     await api.send_message(alice, older, "news")
     assert rooms(await conn.sync())[older]["bump_stamp"] > stamp
@@ -275,7 +275,7 @@ async def test_filters_combine_with_and(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
     encrypted_dm = await api.create_room(alice, preset="trusted_private_chat", is_direct=True,
                                          initial_state=ENCRYPTION)
-    plain_dm = await api.create_room(alice, preset="public_chat", is_direct=True)
+    plain_dm = await api.create_room(alice, preset="public_chat")  # a DM by m.direct alone
     await api.create_room(alice, preset="private_chat")
     await api.ok("PUT", f"user/{alice.user_id}/account_data/m.direct", token=alice.token,
                  json={bob.user_id: [encrypted_dm, plain_dm]})
