@@ -91,12 +91,13 @@ class Connection:
         return body
 
     async def request(
-        self, *, pos: Any = KEEP, timeout_ms: int | None = None, set_presence: str = "offline",
-        body: dict[str, Any] | None = None,
+        self, *, pos: Any = KEEP, timeout_ms: int | None = None,
+        set_presence: str | None = "offline", body: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
-        """Send one request without touching `self.pos` (`pos=None` sends none)."""
+        """Send one request without touching `self.pos` (`pos=None` sends none;
+        `set_presence=None` leaves the parameter out, which marks the user online)."""
         sent_pos = self.pos if pos is KEEP else pos
-        params = {"set_presence": set_presence}
+        params = {} if set_presence is None else {"set_presence": set_presence}
         if sent_pos is not None:
             params["pos"] = sent_pos
         if timeout_ms is not None:

@@ -218,6 +218,18 @@ async def test_connections_per_device_are_bounded(api: MatrixApi) -> None:
     assert rooms(await conns[-1].sync()) == {}
 
 
+@pytest.mark.parametrize(("set_presence", "expected"), [
+    (None, "online"), ("online", "online"), ("unavailable", "unavailable"),
+    ("offline", "offline"),
+])
+async def test_set_presence(api: MatrixApi, set_presence: str | None, expected: str) -> None:
+    """MSC4186: polling marks the user online unless `set_presence` says otherwise."""
+    alice = await api.register("alice")
+    await Connection(api, alice, ALL).sync(set_presence=set_presence)
+    status = await api.ok("GET", f"presence/{alice.user_id}/status", token=alice.token)
+    assert status["presence"] == expected
+
+
 # -- long-polls --------------------------------------------------------------------------------
 
 

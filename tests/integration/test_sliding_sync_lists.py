@@ -208,6 +208,21 @@ async def test_required_state_in_a_delta_is_what_changed(api: MatrixApi) -> None
     assert room["name"] == "Renamed"
 
 
+async def test_widened_required_state_sends_the_newly_wanted_state(api: MatrixApi) -> None:
+    """MSC4186 "Changes to required_state": state the new config matches and the old did not
+    is sent (Synapse: with the room's next update)."""
+    alice, _, _, room_id = await named_room_of_three(api)
+    conn = Connection(api, alice, one_list(required_state=[["m.room.name", ""]]))
+    await conn.sync()
+    conn.body = one_list(required_state=[["m.room.name", ""], ["m.room.topic", ""]])
+    first = rooms(await conn.sync()).get(room_id)
+    if first is None or ("m.room.topic", "") not in state_pairs(first):
+        await api.send_message(alice, room_id, "an update")
+        first = rooms(await conn.sync())[room_id]
+    assert ("m.room.topic", "") in state_pairs(first)
+    assert ("m.room.name", "") not in state_pairs(first)  # already sent, unchanged
+
+
 # -- filters -----------------------------------------------------------------------------------
 
 
