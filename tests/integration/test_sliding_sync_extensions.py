@@ -205,6 +205,7 @@ async def test_typing_starts_and_stops(api: MatrixApi) -> None:
     conn = Connection(api, bob, with_extensions(typing={"enabled": True}))
     first = extension(await conn.sync(), "typing")["rooms"][room_id]
     assert first["content"]["user_ids"] == [alice.user_id]
+    assert extension(await conn.sync(), "typing").get("rooms", {}) == {}  # sent once
     poll = conn.long_poll()
     await api.ok("PUT", path, json={"typing": False}, token=alice.token)
     stopped = extension(await woken(poll), "typing")["rooms"][room_id]
