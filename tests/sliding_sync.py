@@ -22,12 +22,18 @@ FEATURE = "org.matrix.simplified_msc3575"
 # response before the deadline can only be the wake-up.
 LONG_POLL_MS = 30_000
 WAKE_DEADLINE_S = 10.0
-# The state Element X asks for in its room list (matrix-rust-sdk's defaults).
-ROOM_LIST_STATE = [
-    ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"],
-    ["m.room.name", ""], ["m.room.avatar", ""], ["m.room.create", ""],
-    ["m.room.power_levels", ""],
+# The state Element X asks for in its room list (matrix-rust-sdk's RoomListService defaults);
+# its room subscriptions add the pinned events.
+ELEMENT_X_STATE = [
+    ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"],
+    ["m.room.member", "$ME"], ["m.room.topic", ""], ["m.room.avatar", ""],
+    ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+    ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""],
+    ["m.room.tombstone", ""], ["m.room.create", ""],
+    ["m.room.history_visibility", ""], ["io.element.functional_members", ""],
+    ["m.space.parent", "*"], ["m.space.child", "*"], ["m.beacon_info", "*"],
 ]
+ELEMENT_X_SUBSCRIPTION_STATE = [*ELEMENT_X_STATE, ["m.room.pinned_events", ""]]
 KEEP = object()  # `pos=KEEP`: send the connection's own pos
 
 
