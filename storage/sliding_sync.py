@@ -186,3 +186,34 @@ async def get_bumped_rooms(conn: asyncpg.Connection, after: int, upto: int) -> d
     through the stream's index: meant for short ranges)."""
     rows = await conn.fetch(GET_BUMPED_ROOMS, after, upto)
     return {r["room_id"]: r["bump_stamp"] for r in rows}
+
+
+GET_CURRENT_STATE_OF_ROOMS = """
+SELECT cs.room_id, cs.type, cs.state_key, cs.event_id
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room_id, type, state_key)
+JOIN current_state cs USING (room_id, type, state_key)
+UNION ALL
+SELECT cs.room_id, cs.type, cs.state_key, cs.event_id
+FROM unnest($4::text[], $5::text[]) AS k(room_id, type)
+JOIN current_state cs USING (room_id, type)
+UNION ALL
+SELECT room_id, type, state_key, event_id FROM current_state WHERE room_id = ANY($6)
+"""
+
+
+async def get_current_state_of_rooms(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]],
+    whole_types: Sequence[tuple[str, str]], whole_rooms: Sequence[str],
+) -> dict[str, dict[tuple[str, str], str]]:
+    """room -> (type, state_key) -> event ID of the current state entries named by `keys`
+    (room, type, state_key), of every key of `whole_types` (room, type), and all of
+    `whole_rooms`: the state of many rooms in one query."""
+    rows = await conn.fetch(
+        GET_CURRENT_STATE_OF_ROOMS,
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        [t[0] for t in whole_types], [t[1] for t in whole_types], list(whole_rooms),
+    )
+    out: dict[str, dict[tuple[str, str], str]] = {}
+    for r in rows:
+        out.setdefault(r["room_id"], {})[(r["type"], r["state_key"])] = r["event_id"]
+    return out
