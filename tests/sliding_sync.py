@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
+from homeserver import metrics
 from tests.helpers import MatrixApi, User
 from tests.sliding_sync_schema import validate_error, validate_request, validate_response
 
@@ -128,6 +129,15 @@ class Connection:
         then awaits `woken(task)`."""
         return asyncio.create_task(self.sync(timeout_ms=LONG_POLL_MS))
 
+    async def waiting(self) -> asyncio.Task[dict[str, Any]]:
+        """A long-poll that the server, running in this event loop, holds: a change made after
+        this returns reaches the client only by waking it."""
+        before = long_polls_held()
+        poll = self.long_poll()
+        await held(poll, before)
+        assert not poll.done(), f"the long-poll returned at once: {poll.result()}"
+        return poll
+
     async def expect_unknown_pos(self, pos: Any = KEEP) -> None:
         status, answer = await self.request(pos=pos)
         assert (status, answer["errcode"]) == (400, "M_UNKNOWN_POS"), (status, answer)
@@ -139,6 +149,19 @@ async def woken(poll: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     answer = await asyncio.wait_for(poll, WAKE_DEADLINE_S)
     assert time.monotonic() - started < WAKE_DEADLINE_S
     return answer
+
+
+def long_polls_held() -> float:
+    """How many long-polls the servers of this process hold (the notifier's gauge)."""
+    value: float = metrics.SYNC_LONG_POLLS._value.get()
+    return value
+
+
+async def held(poll: asyncio.Task[Any], before: float) -> None:
+    """Until a server running in this event loop holds one more long-poll than `before` (it
+    registers before it reads anything), or `poll` ended."""
+    while long_polls_held() <= before and not poll.done():  # noqa: ASYNC110
+        await asyncio.sleep(0)
 
 
 # -- reading answers -----------------------------------------------------------------------------

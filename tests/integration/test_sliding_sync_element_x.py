@@ -83,11 +83,11 @@ async def test_the_room_list_grows_and_preloads_the_rooms_on_screen(api: MatrixA
 
     # Then the loop long-polls: a message in an old room brings it back, with bob typing.
     oldest = created[0]
-    poll = room_list_conn.long_poll()
+    poll = await room_list_conn.waiting()
     await api.send_message(bob, oldest, "news")
     answer = await woken(poll)
     assert bodies(rooms(answer)[oldest]) == ["news"]
-    poll = room_list_conn.long_poll()
+    poll = await room_list_conn.waiting()
     await api.ok("PUT", f"rooms/{oldest}/typing/{bob.user_id}", token=bob.token,
                  json={"typing": True, "timeout": 30000})
     typing = extension(await woken(poll), "typing")["rooms"][oldest]
@@ -106,14 +106,14 @@ async def test_the_encryption_connection_runs_beside_the_room_list(api: MatrixAp
     since = extension(await encryption.sync(), "to_device")["next_batch"]
     encryption.body["extensions"]["to_device"]["since"] = since
 
-    poll = encryption.long_poll()
+    poll = await encryption.waiting()
     device = OlmDevice(api, bob)
     await device.upload_ok(device_keys=device.device_keys())
     answer = await woken(poll)
     assert extension(answer, "e2ee")["device_lists"]["changed"] == [bob.user_id]
     assert rooms(answer) == {}
 
-    poll = encryption.long_poll()
+    poll = await encryption.waiting()
     await api.ok("PUT", "sendToDevice/m.room.encrypted/t1", token=bob.token, json={
         "messages": {alice.user_id: {alice.device_id: {"algorithm": "m.olm.v1", "n": 1}}}})
     events = extension(await woken(poll), "to_device")["events"]

@@ -113,7 +113,7 @@ async def test_device_lists_changed_wakes_and_left(api: MatrixApi) -> None:
     conn = Connection(api, alice, with_extensions(e2ee={"enabled": True}))
     first = extension(await conn.sync(), "e2ee")
     assert first.get("device_lists", {}).get("changed", []) == []
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     device = OlmDevice(api, bob)
     await device.upload_ok(device_keys=device.device_keys())
     lists = extension(await woken(poll), "e2ee")["device_lists"]
@@ -145,7 +145,7 @@ async def test_global_account_data_initially_and_on_change(api: MatrixApi) -> No
     first = extension(await conn.sync(), "account_data")
     assert {"type": "org.example.a", "content": {"v": 1}} in first["global"]
     assert extension(await conn.sync(), "account_data").get("global", []) == []
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.ok("PUT", f"user/{alice.user_id}/account_data/org.example.a", token=alice.token,
                  json={"v": 2})
     changed = extension(await woken(poll), "account_data")
@@ -206,7 +206,7 @@ async def test_typing_starts_and_stops(api: MatrixApi) -> None:
     first = extension(await conn.sync(), "typing")["rooms"][room_id]
     assert first["content"]["user_ids"] == [alice.user_id]
     assert extension(await conn.sync(), "typing").get("rooms", {}) == {}  # sent once
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.ok("PUT", path, json={"typing": False}, token=alice.token)
     stopped = extension(await woken(poll), "typing")["rooms"][room_id]
     assert stopped["content"]["user_ids"] == []

@@ -339,7 +339,7 @@ async def test_an_unsubscribed_room_does_not_wake_a_long_poll(api: MatrixApi) ->
     conn.body = {"room_subscriptions": {followed: subscription()},
                  "unsubscribe_rooms": [dropped]}
     await conn.sync()
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.send_message(alice, dropped, "ignored")
     event_id = await api.send_message(alice, followed, "wakes")
     answer = await woken(poll)
