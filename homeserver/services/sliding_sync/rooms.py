@@ -265,10 +265,9 @@ class RoomResults:
         for w in work:
             sent = w.request.sent
             held = frozenset() if w.window.initial or sent is None else sent.lazy_members
-            in_timeline = {e.state_key for e in w.visible if e.type == MEMBER and e.state_key}
             senders = {e.sender for e in w.visible} if w.wanted.lazy else set()
-            w.new_lazy = senders - held - in_timeline
-            w.lazy_now = held | senders | (in_timeline if w.wanted.lazy else frozenset())
+            w.new_lazy = senders - held
+            w.lazy_now = held | senders
             lazy_keys = {(MEMBER, u) for u in w.new_lazy}
             if w.window.initial:
                 reads[w.room_id] = (w.wanted, lazy_keys | META)
@@ -296,16 +295,16 @@ class RoomResults:
                 continue
             sent = w.request.sent
             assert sent is not None
-            in_timeline = {e.event_id for e in w.visible}
-            send = [e for (t, k), e in w.changes.items()
-                    if e not in in_timeline and w.wanted.matches(t, k, w.lazy_now)]
+            # State changes are sent in required_state even when the timeline holds them
+            # too, as the reference server does: clients take room state from there.
+            send = [e for (t, k), e in w.changes.items() if w.wanted.matches(t, k, w.lazy_now)]
             old = StateWanted.of(sent.config.required_state, user_id)
             lazy_keys = {(MEMBER, u) for u in w.new_lazy}
             for (t, k), e in state.items():
                 fresh = (t, k) in lazy_keys or (
                     w.wanted.matches(t, k) and not old.matches(t, k)
                 )
-                if fresh and e not in send and e not in in_timeline:
+                if fresh and e not in send:
                     send.append(e)
             w.state_ids = send
 
