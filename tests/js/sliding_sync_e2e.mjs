@@ -52,7 +52,8 @@ class Device {
         this.label = label;
         this.userId = login.user_id;
         this.deviceId = login.device_id;
-        this.exchanges = []; // {request, response | error}: evidence for a failure report
+        this.exchanges = []; // {query, body, response | error}: evidence for a failure report
+        this.errors = []; // every failed sliding sync request's error
         this.responses = []; // every response the SlidingSync class processed, in order
         this.waiters = new Set();
         this.client = sdk.createClient({
@@ -92,6 +93,7 @@ class Device {
                 return entry.response;
             } catch (err) {
                 entry.error = { name: err.name, httpStatus: err.httpStatus, data: err.data };
+                this.errors.push(entry.error);
                 throw err;
             }
         };
@@ -330,6 +332,38 @@ async function run(baseUrl, userA, userB, password, steps) {
         a2.stop();
     });
 
+    let replacedPosRefused;
+    await step("B's client goes on after another connection replaced its own", async () => {
+        // A request without pos (another instance of the app, say) starts B's connection over.
+        // MSC4186 as Moot serves it then answers B's SlidingSync's older pos with 400
+        // M_UNKNOWN_POS, upon which the SDK starts over without pos; Synapse 1.163 still accepts
+        // the older pos. Either way the client must go on receiving, and to-device (per device,
+        // acknowledged by `since`) must not come twice. Whether the older pos was refused is
+        // reported (`replacedPosRefused`) for the caller to judge.
+        const fresh = await b.client.slidingSync({
+            lists: { [LIST]: { ranges: [[0, 19]], timeline_limit: 1, required_state: [] } },
+        });
+        expect(count(fresh) === 1 && roomOf(fresh, roomId)?.initial, "a new connection sends the room afresh", fresh);
+        // The long-poll in flight during the replacement may still answer (ping 3); the
+        // request after it holds the older pos, so ping 4 comes on a request made after it.
+        for (const n of [3, 4]) {
+            const bMark = b.mark();
+            await a.client.sendToDevice(PING_TYPE, new Map([[b.userId, new Map([[b.deviceId, { n }]])]]));
+            await b.response(bMark, `to-device ping ${n}`, (r) =>
+                (r.extensions?.to_device?.events ?? []).some((e) => e.type === PING_TYPE && e.content?.n === n),
+            );
+        }
+        const pings = b.toDeviceEvents(PING_TYPE).map((e) => e.content.n);
+        expect(JSON.stringify(pings) === "[1,2,3,4]", "no to-device message came twice", pings);
+        const refusals = b.errors.filter((e) => e.httpStatus === 400);
+        expect(
+            refusals.every((e) => e.data?.errcode === "M_UNKNOWN_POS"),
+            "the only refusal of B's requests is M_UNKNOWN_POS",
+            refusals,
+        );
+        replacedPosRefused = refusals.length > 0;
+    });
+
     await step("B leaves and the room leaves B's list", async () => {
         const bMark = b.mark();
         const aMark = a.mark();
@@ -349,9 +383,9 @@ async function run(baseUrl, userA, userB, password, steps) {
         // The leave response itself may still list the room (it tells the client of the leave);
         // the next one must not. A to-device message wakes B's connection for it.
         const afterMark = b.mark();
-        await a.client.sendToDevice(PING_TYPE, new Map([[b.userId, new Map([[b.deviceId, { n: 3 }]])]]));
-        const after = await b.response(afterMark, "to-device ping 3 after the leave", (r) =>
-            (r.extensions?.to_device?.events ?? []).some((e) => e.type === PING_TYPE && e.content?.n === 3),
+        await a.client.sendToDevice(PING_TYPE, new Map([[b.userId, new Map([[b.deviceId, { n: 5 }]])]]));
+        const after = await b.response(afterMark, "to-device ping 5 after the leave", (r) =>
+            (r.extensions?.to_device?.events ?? []).some((e) => e.type === PING_TYPE && e.content?.n === 5),
         );
         expect(count(after) === 0 && !roomOf(after, roomId), "the left room is out of B's list", after);
         // A connection started afresh (no pos) does not list it either.
@@ -363,7 +397,7 @@ async function run(baseUrl, userA, userB, password, steps) {
 
     a.stop();
     b.stop();
-    return { advertised, roomId, steps: steps.done };
+    return { advertised, replacedPosRefused, roomId, steps: steps.done };
 }
 
 const [baseUrl, userA, userB, password] = process.argv.slice(2);
