@@ -190,8 +190,12 @@ class RoomResults:
         result["initial"] = True
         if candidate.room_id in direct or own.get("content", {}).get("is_direct") is True:
             result["is_dm"] = True
-        key = "invite_state" if candidate.membership == "invite" else "knock_state"
-        result[key] = events
+        # Synapse serves a knock's stripped state as `invite_state` too, and that is what
+        # matrix-rust-sdk reads (telling the two apart by the user's own member event);
+        # MSC3575 names it `knock_state`: a knock carries both.
+        result["invite_state"] = events
+        if candidate.membership == "knock":
+            result["knock_state"] = events
         return Outcome(result, now_sent)
 
     async def _rooms(
@@ -343,8 +347,10 @@ class RoomResults:
         member = (await events_store.get_events(conn, [candidate.event_id])).get(
             candidate.event_id
         )
-        if member is None or member.state_group is None:
-            return {}
+        if member is None or member.state_group is None or (
+            await events_store.get_last_departure(conn, candidate.event_id) is None
+        ):
+            return {}  # never joined (an invite refused, a ban before any join): no state
         state = await state_store.get_state(conn, member.state_group)
         full = wanted is not None and wanted.needs_full_state
         return {
