@@ -127,7 +127,7 @@ async def delete_connection(conn: asyncpg.Connection, connection_id: int) -> Non
 GET_BUMP_STAMPS = """
 SELECT r.room_id, (
     SELECT e.stream_ordering FROM events e
-    WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto
+    WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto AND e.stream_ordering > $3
       AND e.type IN ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker',
                      'm.call.invite', 'm.poll.start', 'm.beacon_info')
       AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
@@ -138,12 +138,13 @@ FROM unnest($1::text[], $2::bigint[]) AS r(room_id, upto)
 
 
 async def get_bump_stamps(
-    conn: asyncpg.Connection, rooms: Sequence[tuple[str, int]]
+    conn: asyncpg.Connection, rooms: Sequence[tuple[str, int]], after: int = 0
 ) -> dict[str, int | None]:
-    """room -> the position of its newest bumping event at or before the room's bound (None
-    when it has none, as a room joined through another server may not)."""
+    """room -> the position of its newest bumping event after `after` and at or before the
+    room's bound (None when it has none: nothing bumped it since `after`, or it is a room
+    joined through another server without any)."""
     rows = await conn.fetch(
-        GET_BUMP_STAMPS, [room for room, _ in rooms], [upto for _, upto in rooms]
+        GET_BUMP_STAMPS, [room for room, _ in rooms], [upto for _, upto in rooms], after
     )
     return {r["room_id"]: r["bump_stamp"] for r in rows}
 
@@ -178,20 +179,3 @@ async def get_current_state_json(
     state keys), for filtering lists by room type and encryption in one query."""
     rows = await conn.fetch(GET_CURRENT_STATE_CONTENTS, list(room_ids), list(types))
     return {(r["room_id"], r["type"]): r["json"] for r in rows}
-
-
-GET_BUMPED_ROOMS = """
-SELECT room_id, max(stream_ordering) AS bump_stamp FROM events
-WHERE stream_ordering > $1 AND stream_ordering <= $2
-  AND type IN ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker',
-               'm.call.invite', 'm.poll.start', 'm.beacon_info')
-  AND rejection_reason IS NULL AND NOT soft_failed
-GROUP BY room_id
-"""
-
-
-async def get_bumped_rooms(conn: asyncpg.Connection, after: int, upto: int) -> dict[str, int]:
-    """room -> its newest bumping event in (after, upto], for every room that has one (read
-    through the stream's index: meant for short ranges)."""
-    rows = await conn.fetch(GET_BUMPED_ROOMS, after, upto)
-    return {r["room_id"]: r["bump_stamp"] for r in rows}

@@ -94,8 +94,8 @@ async def test_bump_stamps_count_bumping_events_up_to_each_bound(db: Database) -
         stamps = await store.get_bump_stamps(conn, [("!r:x", 100), ("!q:x", 100)])
         assert stamps == {"!r:x": 6, "!q:x": None}
         assert await store.get_bump_stamps(conn, [("!r:x", 5)]) == {"!r:x": 2}
-        assert await store.get_bumped_rooms(conn, 1, 100) == {"!r:x": 6}
-        assert await store.get_bumped_rooms(conn, 6, 100) == {}
+        assert await store.get_bump_stamps(conn, [("!r:x", 100)], after=1) == {"!r:x": 6}
+        assert await store.get_bump_stamps(conn, [("!r:x", 100)], after=6) == {"!r:x": None}
 
 
 async def test_member_counts_and_current_state_of_many_rooms(db: Database) -> None:
