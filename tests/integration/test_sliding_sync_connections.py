@@ -16,7 +16,7 @@ from homeserver.app import Homeserver
 from homeserver.config import load_config
 from tests.conftest import MakeServer, RunningServer, throwaway_database, write_test_config
 from tests.fake_clock import FakeClock
-from tests.helpers import MatrixApi, User
+from tests.helpers import MatrixApi
 from tests.sliding_sync import (
     FEATURE,
     PATH,
@@ -24,6 +24,7 @@ from tests.sliding_sync import (
     bodies,
     extension,
     room_list,
+    room_of_two,
     rooms,
     subscription,
     timeline,
@@ -33,14 +34,6 @@ from tests.sliding_sync import (
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 ALL = {"lists": {"all": room_list(timeline_limit=5)}}
-
-
-async def room_of_two(api: MatrixApi) -> tuple[User, User, str]:
-    alice = await api.register("alice")
-    bob = await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat", name="Two")
-    await api.join(bob, room_id)
-    return alice, bob, room_id
 
 
 async def test_versions_advertises_the_feature(api: MatrixApi) -> None:

@@ -13,6 +13,7 @@ from tests.sliding_sync import (
     Connection,
     bodies,
     count,
+    one_list,
     ordered,
     room_list,
     rooms,
@@ -23,10 +24,6 @@ from tests.sliding_sync import (
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 CREATE = ("m.room.create", "")
-
-
-def one_list(**config: Any) -> dict[str, Any]:
-    return {"lists": {"l": room_list(**config)}}
 
 
 async def rooms_by_recency(api: MatrixApi, user: User, n: int) -> list[str]:

@@ -14,6 +14,7 @@ from tests.sliding_sync import (
     bodies,
     count,
     expanded,
+    one_list,
     room_list,
     rooms,
     state_pairs,
@@ -25,10 +26,6 @@ from tests.sliding_sync import (
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 AVATAR = "mxc://localhost/tea"
-
-
-def one_list(**config: Any) -> dict[str, Any]:
-    return {"lists": {"l": room_list(**config)}}
 
 
 def member_events(events: list[dict[str, Any]], user: User) -> list[dict[str, Any]]:
