@@ -116,6 +116,27 @@ async def test_num_live_limited_and_prev_batch(api: MatrixApi) -> None:
     assert [e["content"]["body"] for e in page["chunk"]] == ["burst1", "burst0"]
 
 
+async def test_own_events_carry_the_transaction_id_for_the_sending_device(api: MatrixApi) -> None:
+    """Element X matches its local echo by `unsigned.transaction_id`: shown to the device that
+    sent the event, to nobody else."""
+    alice, bob = await users(api, "alice", "bob")
+    alice_phone = await api.login(alice)
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    sent = await api.ok("PUT", f"rooms/{room_id}/send/m.room.message/echo-1", token=alice.token,
+                        json={"msgtype": "m.text", "body": "echo"})
+
+    async def unsigned(user: User) -> dict[str, Any]:
+        answer = await Connection(api, user, one_list(timeline_limit=1)).sync()
+        [event] = timeline(rooms(answer)[room_id])
+        assert event["event_id"] == sent["event_id"]
+        return dict(event.get("unsigned") or {})
+
+    assert (await unsigned(alice)).get("transaction_id") == "echo-1"
+    assert "transaction_id" not in await unsigned(alice_phone)
+    assert "transaction_id" not in await unsigned(bob)
+
+
 async def test_notification_and_highlight_counts_match_sync(api: MatrixApi) -> None:
     alice, bob = await users(api, "alice", "bob")
     room_id = await api.create_room(alice, preset="public_chat")
