@@ -255,6 +255,27 @@ async def test_an_invite_then_a_join_then_a_leave(api: MatrixApi) -> None:
     assert room_id not in rooms(fresh) and count(fresh, "l") == 0
 
 
+async def test_joining_moves_a_room_from_the_invite_list_to_the_joined_list(
+    api: MatrixApi
+) -> None:
+    alice, bob = await users(api, "alice", "bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    conn = Connection(api, bob, {"lists": {
+        "invites": room_list(filters={"is_invite": True}),
+        "joined": room_list(filters={"is_invite": False}),
+    }})
+    await conn.sync()
+    await api.invite(alice, room_id, bob)
+    invited = await conn.sync()
+    assert (count(invited, "invites"), count(invited, "joined")) == (1, 0)
+    assert "invite_state" in rooms(invited)[room_id]
+    await api.join(bob, room_id)
+    joined = await conn.sync()
+    assert (count(joined, "invites"), count(joined, "joined")) == (0, 1)
+    assert rooms(joined)[room_id]["initial"] is True
+    assert rooms(joined)[room_id]["joined_count"] == 2
+
+
 @pytest.mark.parametrize("action", ["kick", "ban"])
 async def test_a_kick_or_ban_is_sent_and_stays_listed(api: MatrixApi, action: str) -> None:
     alice, bob = await users(api, "alice", "bob")
