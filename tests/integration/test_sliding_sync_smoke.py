@@ -104,3 +104,24 @@ async def test_a_refused_invite_shows_no_state_of_the_room(api: MatrixApi) -> No
     room = rooms(await conn.sync())[room_id]
     assert "for members only" not in str(room)
     assert [e["content"]["membership"] for e in room["timeline"]] == ["invite", "leave"]
+
+
+async def test_new_messages_reuse_the_position(api: MatrixApi) -> None:
+    """A response that changes nothing the connection holds (a message in a room it follows,
+    from a sender whose member event it has) hands out the same stored position with a newer
+    stream token: the steady state writes nothing."""
+    alice = await api.register("alice")
+    room_id = await api.create_room(alice, name="Tea")
+    conn = Connection(api, alice, LIST)
+    await conn.sync()
+    await api.send_message(alice, room_id, "one")
+    await conn.sync()
+    assert conn.pos is not None
+    stored = conn.pos.split("/")[0]
+    for text in ("two", "three"):
+        await api.send_message(alice, room_id, text)
+        assert bodies(rooms(await conn.sync())[room_id]) == [text]
+        assert conn.pos.split("/")[0] == stored
+    conn.body = {"lists": {"all": room_list(timeline_limit=2)}}  # what it holds changes
+    await conn.sync()
+    assert conn.pos.split("/")[0] != stored
