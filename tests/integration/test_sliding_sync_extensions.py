@@ -222,7 +222,9 @@ async def three_rooms(api: MatrixApi) -> tuple[User, User, dict[str, str]]:
     read in each, alice has account data in each."""
     alice, bob = await api.register("alice"), await api.register("bob")
     found: dict[str, str] = {}
-    kinds = (("plain", {}), ("board", {"type": BOARD}), ("subscribed", {"type": ELSEWHERE}))
+    kinds: list[tuple[str, dict[str, str]]] = [
+        ("plain", {}), ("board", {"type": BOARD}), ("subscribed", {"type": ELSEWHERE}),
+    ]
     for name, content in kinds:
         room_id = await api.create_room(alice, preset="public_chat", creation_content=content)
         await api.join(bob, room_id)
