@@ -6,8 +6,9 @@ and e2ee extensions feeding its Rust crypto): an encrypted room, the invite in t
 with invite_state, the join, a megolm message whose room key crosses as a to-device message and
 that the invitee decrypts, a to-device message delivered exactly once, a new device announced in
 device_lists.changed, the client going on after a request without pos replaced its connection,
-and the leave taking the room out of the list (and A out of device_lists, into `left`). The same script runs against
-Moot and against Synapse from PyPI: if it passes on Synapse and fails on Moot, Moot is wrong.
+and the leave taking the room out of the list (and A out of device_lists, into `left`). The same
+script runs against Moot and against Synapse from PyPI: if it passes on Synapse and fails on
+Moot, Moot is wrong.
 
 Node 22 and the pinned SDK come from npm into tests/js/node_modules (`make js`, which `make test`
 runs first). The script prints `E2E-RESULT {json}`, or `E2E-FAILURE {json}` with each client's
