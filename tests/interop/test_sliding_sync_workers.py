@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from tests.conftest import write_test_config
-from tests.helpers import MatrixApi, User
-from tests.interop.conftest import CHECKOUT, ServerProcess, free_port, port_overrides
+from tests.interop.conftest import CHECKOUT
 from tests.sliding_sync import (
+    LONG_POLL_MS,
     PATH,
     Connection,
     bodies,
@@ -28,47 +25,16 @@ from tests.sliding_sync import (
     timeline,
     woken,
 )
+from tests.worker_cluster import Cluster, worker_cluster
 
-WORKER = "sync1"
 BODY = {"lists": {"all": room_list(timeline_limit=10)}}
 
 
-@dataclass
-class Pair:
-    main: ServerProcess
-    worker: ServerProcess
-    on_main: MatrixApi
-    on_worker: MatrixApi
-
-    async def room_of_two(self) -> tuple[User, User, str]:
-        alice = await self.on_main.register("alice")
-        bob = await self.on_main.register("bob")
-        room_id = await self.on_main.create_room(alice, preset="public_chat")
-        await self.on_main.join(bob, room_id)
-        return alice, bob, room_id
-
-
 @pytest.fixture
-async def pair(database_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
+async def pair(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     """The main process and worker `sync1` on one database, from one config file."""
-    worker_port = free_port()
-    overrides = {**port_overrides(), "workers": {WORKER: {
-        "client": {"host": "127.0.0.1", "port": worker_port},
-        "metrics": {"host": "127.0.0.1", "port": free_port()},
-    }}}
-    config = write_test_config(tmp_path / "data", database_url, overrides)
-    main = ServerProcess(config, tmp_path / "main.log", overrides["listeners.client.port"])
-    worker = ServerProcess(config, tmp_path / "worker.log", worker_port,
-                           extra_args=("--worker", WORKER))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        try:
-            await main.start()
-            await worker.start()
-            yield Pair(main, worker, MatrixApi(main.url, session), MatrixApi(worker.url, session))
-        finally:
-            for process in (worker, main):
-                if process.proc is not None:
-                    await process.stop()
+    async with worker_cluster(database_url, tmp_path) as running:
+        yield running
 
 
 NGINX = CHECKOUT / "deploy" / "nginx-workers.conf"
@@ -89,7 +55,7 @@ def test_the_proxy_sends_sliding_sync_where_it_sends_sync() -> None:
         == "moot_main"
 
 
-async def test_the_worker_serves_sliding_sync(pair: Pair) -> None:
+async def test_the_worker_serves_sliding_sync(pair: Cluster) -> None:
     versions = await pair.on_worker.ok("GET", "/_matrix/client/versions")
     assert versions["unstable_features"]["org.matrix.simplified_msc3575"] is True
     alice, _, room_id = await pair.room_of_two()
@@ -98,7 +64,7 @@ async def test_the_worker_serves_sliding_sync(pair: Pair) -> None:
     assert bodies(rooms(answer)[room_id]) == ["through main"]
 
 
-async def test_a_send_through_main_wakes_the_workers_long_poll(pair: Pair) -> None:
+async def test_a_send_through_main_wakes_the_workers_long_poll(pair: Cluster) -> None:
     alice, bob, room_id = await pair.room_of_two()
     conn = Connection(pair.on_worker, bob, BODY)
     await conn.sync()
@@ -109,7 +75,7 @@ async def test_a_send_through_main_wakes_the_workers_long_poll(pair: Pair) -> No
         assert [e["event_id"] for e in timeline(rooms(answer)[room_id])] == [event_id]
 
 
-async def test_typing_through_main_reaches_the_worker_once(pair: Pair) -> None:
+async def test_typing_through_main_reaches_the_worker_once(pair: Cluster) -> None:
     """Typing lives in the main process's memory; the worker learns it by replication. Each
     change is delivered once: the next long-poll does not return the same typists again."""
     alice, bob, room_id = await pair.room_of_two()
@@ -127,7 +93,7 @@ async def test_typing_through_main_reaches_the_worker_once(pair: Pair) -> None:
         assert extension(again, "typing").get("rooms", {}) == {}, (typed_pos, again)
 
 
-async def test_to_device_through_main_reaches_the_worker(pair: Pair) -> None:
+async def test_to_device_through_main_reaches_the_worker(pair: Cluster) -> None:
     alice, bob, _ = await pair.room_of_two()
     conn = Connection(pair.on_worker, bob, {**BODY, "extensions": {"to_device": {"enabled": True}}})
     for i in range(3):
@@ -146,8 +112,9 @@ async def continue_or_unknown(
     conn: Connection, expected: list[str], room_id: str
 ) -> None:
     """The next request from `conn.pos` either continues with exactly the `expected` new
-    events of `room_id` (or resends the room whole) or is refused with M_UNKNOWN_POS."""
-    status, answer = await conn.request()
+    events of `room_id` (or resends the room whole) or is refused with M_UNKNOWN_POS. It
+    long-polls: a worker may hear of an event sent through the main process a moment later."""
+    status, answer = await conn.request(timeout_ms=LONG_POLL_MS)
     if status == 400:
         assert answer["errcode"] == "M_UNKNOWN_POS", answer
         conn.pos = None
@@ -165,7 +132,7 @@ async def continue_or_unknown(
     conn.pos = answer["pos"]
 
 
-async def test_a_pos_carried_between_the_processes(pair: Pair) -> None:
+async def test_a_pos_carried_between_the_processes(pair: Cluster) -> None:
     alice, bob, room_id = await pair.room_of_two()
     conn = Connection(pair.on_main, bob, BODY)
     await conn.sync()
@@ -175,7 +142,7 @@ async def test_a_pos_carried_between_the_processes(pair: Pair) -> None:
         await continue_or_unknown(conn, [event_id], room_id)
 
 
-async def test_a_pos_across_a_sigkill_of_the_worker(pair: Pair) -> None:
+async def test_a_pos_across_a_sigkill_of_the_worker(pair: Cluster) -> None:
     alice, bob, room_id = await pair.room_of_two()
     conn = Connection(pair.on_worker, bob, BODY)
     await conn.sync()
@@ -187,7 +154,7 @@ async def test_a_pos_across_a_sigkill_of_the_worker(pair: Pair) -> None:
     assert rooms(await conn.sync()) == {}
 
 
-async def test_bad_input_to_the_worker_is_a_400(pair: Pair) -> None:
+async def test_bad_input_to_the_worker_is_a_400(pair: Cluster) -> None:
     alice, _, _ = await pair.room_of_two()
     status, answer = await pair.on_worker.request(
         "POST", PATH, json={"lists": {"all": {"ranges": [[0]], "timeline_limit": 1,
