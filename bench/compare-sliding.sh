@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Simplified sliding sync (MSC4186, issue 14): Synapse and Moot side by side in one run.
+#
+# Each step gets a fresh database and a freshly started server, on loopback with registration
+# open and rate limits off (bench/common.sh), one after another:
+#   synapse-sliding  bench/load.py --receive sliding  (the group chat, receivers on sliding sync)
+#   synapse-first    bench/sliding_first.py           (first response in 500 rooms, idle memory)
+#   synapse-sync     bench/load.py (/sync receivers)  only with SYNAPSE_SYNC=1 (~2 more minutes)
+#   moot-sync        bench/load.py                    (Moot's own /sync figure, the baseline)
+#   moot-sliding     bench/load.py --receive sliding
+#   moot-first       bench/sliding_first.py
+# then prints every JSON result and the table (bench/sidebyside.py sliding) with the ratios and
+# the issue's targets. It measures only: the exit status says whether the runs completed.
+#
+# Environment: PGHOST PGPORT PGUSER as bench/compare.sh; LOAD_ARGS (extra bench/load.py
+# arguments), FIRST_ARGS (extra bench/sliding_first.py arguments); SYNAPSE_SYNC=1; ONLY=moot or
+# ONLY=synapse (one server's steps, no table); KEEP=1 keeps the work directory and databases.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOG_TAG=compare-sliding
+STAMP="$(date +%Y%m%d%H%M%S)_$$"
+WORK="$(mktemp -d /tmp/moot-bench-sliding.XXXXXX)"
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+read -r -a LOAD_EXTRA <<< "${LOAD_ARGS:-}"
+read -r -a FIRST_EXTRA <<< "${FIRST_ARGS:-}"
+trap cleanup_servers_and_databases EXIT
+
+step() {  # server name script [args...]: a fresh database and server, one script, -> $WORK/name.json
+    local server="$1" name="$2" script="$3" port
+    shift 3
+    port="$(free_port)"
+    new_database "bench_${name//-/_}_$STAMP"
+    if [[ "$server" == synapse ]]; then
+        write_synapse_config "$WORK/$name" localhost "$port" "bench_${name//-/_}_$STAMP"
+        start_synapse "$WORK/$name" "$port"
+    else
+        start_moot "$WORK/$name" localhost "$port" "bench_${name//-/_}_$STAMP"
+    fi
+    log "$name: load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$MOOT_PY" "$ROOT/bench/$script" --url "http://127.0.0.1:$port" --pid "${SERVER_PIDS[0]}" \
+        --prefix "${name//-/}$STAMP" "$@" > "$WORK/$name.json"
+    stop_servers
+}
+
+combined() {  # server -> {"sliding": ..., "first": ..., "sync": ... or null}
+    local sync="$WORK/$1-sync.json"
+    printf '{"sliding": %s, "first": %s, "sync": %s}\n' "$(cat "$WORK/$1-sliding.json")" \
+        "$(cat "$WORK/$1-first.json")" "$([[ -s "$sync" ]] && cat "$sync" || echo null)"
+}
+
+check_prerequisites
+STARTED=$SECONDS
+if [[ "${ONLY:-}" != moot ]]; then
+    log "Synapse $SYNAPSE_VERSION"
+    step synapse synapse-sliding load.py --receive sliding "${LOAD_EXTRA[@]}"
+    step synapse synapse-first sliding_first.py "${FIRST_EXTRA[@]}"
+    if [[ "${SYNAPSE_SYNC:-0}" == 1 ]]; then
+        step synapse synapse-sync load.py "${LOAD_EXTRA[@]}"
+    fi
+fi
+if [[ "${ONLY:-}" != synapse ]]; then
+    log "Moot $MOOT_VERSION"
+    step moot moot-sync load.py "${LOAD_EXTRA[@]}"
+    step moot moot-sliding load.py --receive sliding "${LOAD_EXTRA[@]}"
+    step moot moot-first sliding_first.py "${FIRST_EXTRA[@]}"
+fi
+
+echo "date: $(date -Is)  machine: $(nproc) cores  moot: $MOOT_VERSION  synapse: $SYNAPSE_VERSION  wall: $((SECONDS - STARTED)) s"
+for server in synapse moot; do
+    if [[ -s "$WORK/$server-first.json" ]]; then
+        combined "$server" > "$WORK/$server.json"
+        echo "$server: $(cat "$WORK/$server.json")"
+    fi
+done
+if [[ -z "${ONLY:-}" ]]; then
+    "$MOOT_PY" "$ROOT/bench/sidebyside.py" sliding "$WORK/synapse.json" "$WORK/moot.json"
+fi
