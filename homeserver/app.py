@@ -33,6 +33,7 @@ from homeserver.api.context import (
     REGISTRATION,
     ROOMS,
     SEARCH,
+    SLIDING_SYNC,
     SYNC,
     TAGS,
     TO_DEVICE,
@@ -76,6 +77,9 @@ from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
+from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, already_current
+from homeserver.services.sliding_sync.connections import Connections
+from homeserver.services.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
@@ -307,7 +311,7 @@ class Homeserver:
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
-        client = self._client_app(core, sync)
+        client = self._client_app(core, sync, self._sliding_sync(db, core, cluster.cache))
         client[ROOMS] = rooms
         uia = UserInteractiveAuth(db, accounts, clock)
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(
@@ -394,13 +398,36 @@ class Homeserver:
         )
         await self._replicate(replication)  # serves nothing before it knows the positions
 
-        client = self._client_app(core, sync)
+        sliding = self._sliding_sync(
+            db, core, cluster.cache, catch_up=replication.catch_up
+        )
+        client = self._client_app(core, sync, sliding)
         client.add_routes(worker_routes())
         await self._listen("client", client, settings.client.host, settings.client.port)
         await self._serve_metrics(settings.metrics)
 
-    def _client_app(self, core: Core, sync: SyncService) -> web.Application:
-        """The Client-Server application with what the /sync route needs."""
+    def _sliding_sync(
+        self, db: Database, core: Core, rooms: RoomView, catch_up: CatchUp = already_current
+    ) -> SlidingSyncService:
+        config, parts = self.config, core.sync_parts
+        connections = Connections(
+            db, self.clock, per_device=config.limits.sliding_sync_connections_per_device,
+            shared=bool(config.workers),
+        )
+        extensions = SlidingSyncExtensions(
+            to_device=parts.to_device, e2e_keys=core.e2e_keys, account_data=parts.account_data,
+            receipts=parts.receipts, typing=parts.typing,
+        )
+        return SlidingSyncService(
+            db, config, rooms, core.notifier, core.streams, self.clock,
+            connections=connections, extensions=extensions, presence=parts.presence,
+            unread=parts.unread, catch_up=catch_up,
+        )
+
+    def _client_app(
+        self, core: Core, sync: SyncService, sliding_sync: SlidingSyncService
+    ) -> web.Application:
+        """The Client-Server application with what the /sync routes need."""
         client = web.Application(
             client_max_size=self.config.limits.max_request_body_bytes,
             middlewares=[matrix_middleware],
@@ -408,6 +435,7 @@ class Homeserver:
         client[CONFIG] = self.config
         client[ACCOUNTS] = core.accounts
         client[SYNC] = sync
+        client[SLIDING_SYNC] = sliding_sync
         client[RATELIMITER] = core.ratelimiter
         client[E2E_KEYS] = core.e2e_keys
         return client

@@ -115,6 +115,8 @@ class MediaConfig:
 class LimitsConfig:
     max_request_body_bytes: int = 1_048_576
     sync_timeout_max_ms: int = 60_000
+    # Sliding sync connections (conn_id) a device keeps; a new one past this drops its oldest.
+    sliding_sync_connections_per_device: int = 10
     # A request's headers must arrive within this many seconds of its first byte (of the
     # connection, for its first request), the whole request within request_timeout_s.
     header_timeout_s: float = 30.0

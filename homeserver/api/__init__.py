@@ -34,6 +34,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         room_upgrades,
         rooms,
         search,
+        sliding_sync,
         spaces,
         sync,
         tags,
@@ -47,7 +48,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
         not_offered, reports, room_upgrades, openid, spaces, relations, threads,
-        timestamps,
+        timestamps, sliding_sync,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)
@@ -56,10 +57,10 @@ def client_routes() -> list[web.AbstractRouteDef]:
 def worker_routes() -> list[web.AbstractRouteDef]:
     """A worker process's routes: /sync, and /versions for load balancers' health checks.
     Everything else answers 404 M_UNRECOGNIZED there (the reverse proxy sends it to main)."""
-    from homeserver.api import misc, sync
+    from homeserver.api import misc, sliding_sync, sync
 
-    # deploy/nginx-workers.conf sends r0/sync here too.
+    # deploy/nginx-workers.conf sends r0/sync and sliding sync here too.
     return [
-        *sync.routes, *compat_routes(sync.routes),
+        *sync.routes, *compat_routes(sync.routes), *sliding_sync.routes,
         web.get("/_matrix/client/versions", misc.versions),
     ]

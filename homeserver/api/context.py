@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from homeserver.services.registration import RegistrationService
     from homeserver.services.room_operations import RoomsService
     from homeserver.services.search import SearchService
+    from homeserver.services.sliding_sync import SlidingSyncService
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
     from homeserver.services.to_device import ToDeviceService
@@ -30,6 +31,7 @@ CONFIG = web.AppKey("config", Config)
 ACCOUNTS: web.AppKey[AccountsService] = web.AppKey("accounts")
 ROOMS: web.AppKey[RoomsService] = web.AppKey("rooms")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
+SLIDING_SYNC: web.AppKey[SlidingSyncService] = web.AppKey("sliding_sync")
 RATELIMITER = web.AppKey("ratelimiter", RateLimiter)
 E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
 CROSS_SIGNING: web.AppKey[CrossSigningService] = web.AppKey("cross_signing")

@@ -21,9 +21,13 @@ SPEC_VERSIONS = [
 ]
 
 
+# Simplified Sliding Sync (MSC4186), which Element X requires: api/sliding_sync.py.
+UNSTABLE_FEATURES = {"org.matrix.simplified_msc3575": True}
+
+
 @routes.get("/_matrix/client/versions")
 async def versions(request: web.Request) -> web.Response:
-    return json_response({"versions": SPEC_VERSIONS, "unstable_features": {}})
+    return json_response({"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE_FEATURES})
 
 
 @routes.get("/.well-known/matrix/client")

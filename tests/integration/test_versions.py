@@ -89,6 +89,13 @@ async def test_versions_claims_exactly_what_is_served(
 
 
 async def test_unstable_features_are_served(api: MatrixApi) -> None:
-    """Nothing is advertised as an unstable feature that this server doesn't implement."""
+    """Nothing is advertised as an unstable feature that this server doesn't implement: only
+    Simplified Sliding Sync, whose route answers (an empty body starts a connection)."""
     body = await api.ok("GET", "/_matrix/client/versions")
-    assert body["unstable_features"] == {}
+    assert body["unstable_features"] == {"org.matrix.simplified_msc3575": True}
+    user = await api.register("prober")
+    served = await api.ok(
+        "POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", json={},
+        token=user.token,
+    )
+    assert served["pos"]

@@ -1,0 +1,127 @@
+"""Sliding sync connections: which `pos` a device may continue from, and what it was sent.
+
+Theory of operation. A position is written once (`storage.sliding_sync`) and never changes,
+so any process may hold it in memory by its ID; the cache here is bounded (least recently
+used positions go) and a miss reads the database, which is how a position outlives a restart
+and reaches another /sync worker. What can change is whether the position's connection still
+exists: a request without `pos` replaces the device's connection of that `conn_id`, and a
+device keeps only its `per_device` newest connections. This process evicts what it replaced
+or dropped itself; when other processes serve the same clients (`shared`), a cached position
+is also checked against the database, one indexed lookup.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import asyncpg
+
+from homeserver.errors import MatrixError
+from homeserver.protocol.sliding_sync import ConnectionState
+from homeserver.services.clock import Clock
+from homeserver.services.requester import Requester
+from storage import sliding_sync as store
+from storage.database import Database
+
+DEFAULT_CACHED_POSITIONS = 10_000
+
+
+def unknown_pos() -> MatrixError:
+    return MatrixError(400, "M_UNKNOWN_POS", "Unknown or expired position: start over without pos")
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A position as this process holds it."""
+
+    position_id: int
+    connection_id: int
+    owner: tuple[str, str, str]  # user, device, conn_id
+    state: ConnectionState
+
+
+class Connections:
+    def __init__(
+        self, db: Database, clock: Clock, *, per_device: int, shared: bool,
+        cached_positions: int = DEFAULT_CACHED_POSITIONS,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.per_device = per_device
+        self.shared = shared
+        self._size = cached_positions
+        self._positions: OrderedDict[int, Held] = OrderedDict()
+
+    async def load(
+        self, conn: asyncpg.Connection, requester: Requester, conn_id: str, position_id: int
+    ) -> Held:
+        """The position the client continues from; M_UNKNOWN_POS unless it is one of this
+        device's current connection of `conn_id`."""
+        owner = (requester.user_id, requester.device_id, conn_id)
+        held = self._positions.get(position_id)
+        if held is not None:
+            if held.owner != owner:
+                raise unknown_pos()
+            if self.shared and not await store.connection_exists(conn, held.connection_id):
+                self._drop([held.connection_id])
+                raise unknown_pos()
+            self._positions.move_to_end(position_id)
+            return held
+        row = await store.get_position(conn, position_id)
+        if row is None or (row.user_id, row.device_id, row.conn_id) != owner:
+            raise unknown_pos()
+        held = Held(position_id, row.connection_id, owner, ConnectionState.from_json(row.state))
+        self._keep(held)
+        return held
+
+    async def start(self, requester: Requester, conn_id: str, state: ConnectionState) -> Held:
+        """A new connection (replacing the device's one of this `conn_id`) at its first
+        position."""
+        now = self.clock.now_ms()
+        text = state.to_json()
+
+        async def txn(conn: asyncpg.Connection) -> tuple[int, int, list[int]]:
+            connection_id, dropped = await store.replace_connection(
+                conn, requester.user_id, requester.device_id, conn_id, now, self.per_device
+            )
+            position_id = await store.insert_position(conn, connection_id, text, None)
+            return connection_id, position_id, dropped
+
+        connection_id, position_id, dropped = await self.db.transaction(
+            txn, name="sliding_sync_connection"
+        )
+        self._drop(dropped)
+        held = Held(position_id, connection_id, (requester.user_id, requester.device_id, conn_id),
+                    state)
+        self._keep(held)
+        return held
+
+    async def advance(self, came_from: Held, state: ConnectionState) -> Held:
+        """The position after `came_from` with `state`: the same one when nothing the
+        connection was sent changed (no write), else a new one."""
+        if state == came_from.state:
+            return came_from
+        text = state.to_json()
+        position_id = await self.db.transaction(
+            lambda conn: store.insert_position(
+                conn, came_from.connection_id, text, came_from.position_id
+            ),
+            name="sliding_sync_position",
+        )
+        held = Held(position_id, came_from.connection_id, came_from.owner, state)
+        self._keep(held)
+        return held
+
+    def _keep(self, held: Held) -> None:
+        self._positions[held.position_id] = held
+        self._positions.move_to_end(held.position_id)
+        while len(self._positions) > self._size:
+            self._positions.popitem(last=False)
+
+    def _drop(self, connection_ids: list[int]) -> None:
+        if not connection_ids:
+            return
+        gone = set(connection_ids)
+        for position_id in [p for p, h in self._positions.items() if h.connection_id in gone]:
+            del self._positions[position_id]

@@ -1,0 +1,170 @@
+"""The `sliding_sync_connections` and `sliding_sync_positions` tables (MSC4186 connections),
+and the per-room reads a sliding sync list is sorted and filtered by.
+
+A connection is one device's `conn_id`; a position is the immutable record of what one
+response had sent on it, which the `pos` of the next request names. Replacing or dropping a
+connection deletes its positions (foreign key), so a `pos` of it is no longer found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    position_id: int
+    connection_id: int
+    user_id: str
+    device_id: str
+    conn_id: str
+    state: str  # JSON
+
+
+DELETE_CONNECTION = """
+DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3
+RETURNING id
+"""
+INSERT_CONNECTION = """
+INSERT INTO sliding_sync_connections (user_id, device_id, conn_id, created_ts)
+VALUES ($1, $2, $3, $4) RETURNING id
+"""
+DELETE_OLDEST_CONNECTIONS = """
+DELETE FROM sliding_sync_connections WHERE id IN (
+    SELECT id FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2
+    ORDER BY id DESC OFFSET $3
+) RETURNING id
+"""
+
+
+async def replace_connection(
+    conn: asyncpg.Connection, user_id: str, device_id: str, conn_id: str, now_ms: int,
+    keep_per_device: int,
+) -> tuple[int, list[int]]:
+    """A new connection for (user, device, conn_id) in place of any earlier one; the device
+    keeps its `keep_per_device` newest connections. Returns (new ID, IDs deleted)."""
+    dropped = [r["id"] for r in await conn.fetch(DELETE_CONNECTION, user_id, device_id, conn_id)]
+    connection_id: int = await conn.fetchval(
+        INSERT_CONNECTION, user_id, device_id, conn_id, now_ms
+    )
+    dropped += [r["id"] for r in await conn.fetch(
+        DELETE_OLDEST_CONNECTIONS, user_id, device_id, keep_per_device
+    )]
+    return connection_id, dropped
+
+
+INSERT_POSITION = """
+INSERT INTO sliding_sync_positions (connection_id, state) VALUES ($1, $2) RETURNING id
+"""
+DELETE_POSITIONS_BEFORE = """
+DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND id < $2
+"""
+
+
+async def insert_position(
+    conn: asyncpg.Connection, connection_id: int, state: str, keep_from: int | None
+) -> int:
+    """Record a new position; positions of the connection older than `keep_from` (the one
+    the client came from, which a retried request may name again) are deleted."""
+    if keep_from is not None:
+        await conn.execute(DELETE_POSITIONS_BEFORE, connection_id, keep_from)
+    position_id: int = await conn.fetchval(INSERT_POSITION, connection_id, state)
+    return position_id
+
+
+GET_POSITION = """
+SELECT p.id, p.connection_id, c.user_id, c.device_id, c.conn_id, p.state
+FROM sliding_sync_positions p JOIN sliding_sync_connections c ON c.id = p.connection_id
+WHERE p.id = $1
+"""
+
+
+async def get_position(conn: asyncpg.Connection, position_id: int) -> Position | None:
+    row = await conn.fetchrow(GET_POSITION, position_id)
+    return Position(*row) if row is not None else None
+
+
+CONNECTION_EXISTS = "SELECT EXISTS (SELECT 1 FROM sliding_sync_connections WHERE id = $1)"
+
+
+async def connection_exists(conn: asyncpg.Connection, connection_id: int) -> bool:
+    found: bool = await conn.fetchval(CONNECTION_EXISTS, connection_id)
+    return found
+
+
+# The predicate of the `events_bump_stamp` index (migration 0018), which the query must repeat
+# for the planner to use it.
+GET_BUMP_STAMPS = """
+SELECT r.room_id, (
+    SELECT e.stream_ordering FROM events e
+    WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto
+      AND e.type IN ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker',
+                     'm.call.invite', 'm.poll.start', 'm.beacon_info')
+      AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
+    ORDER BY e.stream_ordering DESC LIMIT 1
+) AS bump_stamp
+FROM unnest($1::text[], $2::bigint[]) AS r(room_id, upto)
+"""
+
+
+async def get_bump_stamps(
+    conn: asyncpg.Connection, rooms: Sequence[tuple[str, int]]
+) -> dict[str, int | None]:
+    """room -> the position of its newest bumping event at or before the room's bound (None
+    when it has none, as a room joined through another server may not)."""
+    rows = await conn.fetch(
+        GET_BUMP_STAMPS, [room for room, _ in rooms], [upto for _, upto in rooms]
+    )
+    return {r["room_id"]: r["bump_stamp"] for r in rows}
+
+
+GET_MEMBER_COUNTS = """
+SELECT room_id,
+       count(*) FILTER (WHERE membership = 'join') AS joined,
+       count(*) FILTER (WHERE membership = 'invite') AS invited
+FROM room_memberships WHERE room_id = ANY($1) AND membership IN ('join', 'invite')
+GROUP BY room_id
+"""
+
+
+async def get_member_counts(
+    conn: asyncpg.Connection, room_ids: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """room -> (joined, invited) members now; rooms with neither are left out."""
+    rows = await conn.fetch(GET_MEMBER_COUNTS, list(room_ids))
+    return {r["room_id"]: (r["joined"], r["invited"]) for r in rows}
+
+
+GET_CURRENT_STATE_CONTENTS = """
+SELECT cs.room_id, cs.type, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+WHERE cs.room_id = ANY($1) AND cs.type = ANY($2) AND cs.state_key = ''
+"""
+
+
+async def get_current_state_json(
+    conn: asyncpg.Connection, room_ids: Sequence[str], types: Sequence[str]
+) -> dict[tuple[str, str], str]:
+    """(room, type) -> the PDU JSON of the rooms' current state events of these types (empty
+    state keys), for filtering lists by room type and encryption in one query."""
+    rows = await conn.fetch(GET_CURRENT_STATE_CONTENTS, list(room_ids), list(types))
+    return {(r["room_id"], r["type"]): r["json"] for r in rows}
+
+
+GET_BUMPED_ROOMS = """
+SELECT room_id, max(stream_ordering) AS bump_stamp FROM events
+WHERE stream_ordering > $1 AND stream_ordering <= $2
+  AND type IN ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker',
+               'm.call.invite', 'm.poll.start', 'm.beacon_info')
+  AND rejection_reason IS NULL AND NOT soft_failed
+GROUP BY room_id
+"""
+
+
+async def get_bumped_rooms(conn: asyncpg.Connection, after: int, upto: int) -> dict[str, int]:
+    """room -> its newest bumping event in (after, upto], for every room that has one (read
+    through the stream's index: meant for short ranges)."""
+    rows = await conn.fetch(GET_BUMPED_ROOMS, after, upto)
+    return {r["room_id"]: r["bump_stamp"] for r in rows}

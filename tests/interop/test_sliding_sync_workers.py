@@ -1,0 +1,165 @@
+"""Simplified sliding sync served by a /sync worker (`run --worker sync1`), beside the main
+process on one database: the worker answers it as the main process does, its long-polls wake
+on changes made through the main process (messages, typing held in the main process's memory,
+to-device), a pos carried between the processes or across a SIGKILL either continues with a
+correct delta or is refused with M_UNKNOWN_POS, never a wrong delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import write_test_config
+from tests.helpers import MatrixApi, User
+from tests.interop.conftest import ServerProcess, free_port, port_overrides
+from tests.sliding_sync import (
+    PATH,
+    Connection,
+    bodies,
+    extension,
+    room_list,
+    rooms,
+    timeline,
+    woken,
+)
+
+WORKER = "sync1"
+BODY = {"lists": {"all": room_list(timeline_limit=10)}}
+
+
+@dataclass
+class Pair:
+    main: ServerProcess
+    worker: ServerProcess
+    on_main: MatrixApi
+    on_worker: MatrixApi
+
+    async def room_of_two(self) -> tuple[User, User, str]:
+        alice = await self.on_main.register("alice")
+        bob = await self.on_main.register("bob")
+        room_id = await self.on_main.create_room(alice, preset="public_chat")
+        await self.on_main.join(bob, room_id)
+        return alice, bob, room_id
+
+
+@pytest.fixture
+async def pair(database_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
+    """The main process and worker `sync1` on one database, from one config file."""
+    worker_port = free_port()
+    overrides = {**port_overrides(), "workers": {WORKER: {
+        "client": {"host": "127.0.0.1", "port": worker_port},
+        "metrics": {"host": "127.0.0.1", "port": free_port()},
+    }}}
+    config = write_test_config(tmp_path / "data", database_url, overrides)
+    main = ServerProcess(config, tmp_path / "main.log", overrides["listeners.client.port"])
+    worker = ServerProcess(config, tmp_path / "worker.log", worker_port,
+                           extra_args=("--worker", WORKER))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        try:
+            await main.start()
+            await worker.start()
+            yield Pair(main, worker, MatrixApi(main.url, session), MatrixApi(worker.url, session))
+        finally:
+            for process in (worker, main):
+                if process.proc is not None:
+                    await process.stop()
+
+
+async def test_the_worker_serves_sliding_sync(pair: Pair) -> None:
+    versions = await pair.on_worker.ok("GET", "/_matrix/client/versions")
+    assert versions["unstable_features"]["org.matrix.simplified_msc3575"] is True
+    alice, _, room_id = await pair.room_of_two()
+    await pair.on_main.send_message(alice, room_id, "through main")
+    answer = await Connection(pair.on_worker, alice, BODY).sync()
+    assert bodies(rooms(answer)[room_id]) == ["through main"]
+
+
+async def test_a_send_through_main_wakes_the_workers_long_poll(pair: Pair) -> None:
+    alice, bob, room_id = await pair.room_of_two()
+    conn = Connection(pair.on_worker, bob, BODY)
+    await conn.sync()
+    for i in range(3):
+        poll = conn.long_poll()
+        event_id = await pair.on_main.send_message(alice, room_id, f"ping {i}")
+        answer = await woken(poll)
+        assert [e["event_id"] for e in timeline(rooms(answer)[room_id])] == [event_id]
+
+
+async def test_typing_and_to_device_through_main_reach_the_worker(pair: Pair) -> None:
+    alice, bob, room_id = await pair.room_of_two()
+    conn = Connection(pair.on_worker, bob, {**BODY, "extensions": {
+        "typing": {"enabled": True}, "to_device": {"enabled": True}}})
+    since = extension(await conn.sync(), "to_device")["next_batch"]
+    conn.body["extensions"]["to_device"]["since"] = since
+    poll = conn.long_poll()
+    await pair.on_main.ok("PUT", f"rooms/{room_id}/typing/{alice.user_id}", token=alice.token,
+                          json={"typing": True, "timeout": 30000})
+    typing = extension(await woken(poll), "typing")["rooms"][room_id]
+    assert typing["content"]["user_ids"] == [alice.user_id]
+    poll = conn.long_poll()
+    await pair.on_main.ok("PUT", "sendToDevice/org.example.ping/t1", token=alice.token,
+                          json={"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
+    events = extension(await woken(poll), "to_device")["events"]
+    assert [e["content"] for e in events] == [{"n": 1}]
+
+
+async def continue_or_unknown(
+    conn: Connection, expected: list[str], room_id: str
+) -> None:
+    """The next request from `conn.pos` either continues with exactly the `expected` new
+    events of `room_id` (or resends the room whole) or is refused with M_UNKNOWN_POS."""
+    status, answer = await conn.request()
+    if status == 400:
+        assert answer["errcode"] == "M_UNKNOWN_POS", answer
+        conn.pos = None
+        fresh = await conn.sync()
+        assert [e["event_id"] for e in timeline(rooms(fresh)[room_id])][-len(expected):] \
+            == expected
+        return
+    assert status == 200, answer
+    room = rooms(answer)[room_id]
+    ids = [e["event_id"] for e in timeline(room)]
+    if room.get("initial"):
+        assert ids[-len(expected):] == expected
+    else:
+        assert ids == expected
+    conn.pos = answer["pos"]
+
+
+async def test_a_pos_carried_between_the_processes(pair: Pair) -> None:
+    alice, bob, room_id = await pair.room_of_two()
+    conn = Connection(pair.on_main, bob, BODY)
+    await conn.sync()
+    for i, api in enumerate((pair.on_worker, pair.on_main, pair.on_worker)):
+        event_id = await pair.on_main.send_message(alice, room_id, f"hop {i}")
+        conn.api = api
+        await continue_or_unknown(conn, [event_id], room_id)
+
+
+async def test_a_pos_across_a_sigkill_of_the_worker(pair: Pair) -> None:
+    alice, bob, room_id = await pair.room_of_two()
+    conn = Connection(pair.on_worker, bob, BODY)
+    await conn.sync()
+    before = await pair.on_main.send_message(alice, room_id, "before the kill")
+    await pair.worker.kill()
+    during = await pair.on_main.send_message(alice, room_id, "while the worker is down")
+    await pair.worker.start()
+    await continue_or_unknown(conn, [before, during], room_id)
+    assert rooms(await conn.sync()) == {}
+
+
+async def test_bad_input_to_the_worker_is_a_400(pair: Pair) -> None:
+    alice, _, _ = await pair.room_of_two()
+    status, answer = await pair.on_worker.request(
+        "POST", PATH, json={"lists": {"all": {"ranges": [[0]], "timeline_limit": 1,
+                                               "required_state": []}}}, token=alice.token)
+    assert status == 400 and answer["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM"), answer
+    status, answer = await pair.on_worker.request(
+        "POST", PATH, json={}, token=alice.token, params={"pos": "nonsense"})
+    assert status == 400 and answer["errcode"] in ("M_UNKNOWN_POS", "M_INVALID_PARAM"), answer
+
