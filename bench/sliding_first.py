@@ -245,7 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"first response p50 {first['p50_ms']} ms; {args.idle} idle connections")
         idle_figures = await idle_memory(
             client, f"{args.prefix}-0", args.pid, args.idle, args.concurrency,
-        )
+        ) if args.idle else None
     return {
         "url": args.url, "rooms": args.rooms, "members_per_room": args.members,
         "setup": setup, "first_response": first, "idle": idle_figures,
@@ -263,7 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--others", type=int, default=8, help="helper users who join the rooms")
     parser.add_argument("--requests", type=int, default=100,
                         help="first requests timed after the cold one")
-    parser.add_argument("--idle", type=int, default=200, help="idle connections for memory")
+    parser.add_argument("--idle", type=int, default=200,
+                        help="idle connections for memory (0: not measured)")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="set-up requests in flight")
     parser.add_argument("--prefix", default=f"first{secrets.token_hex(3)}",
