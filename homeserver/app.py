@@ -421,7 +421,7 @@ class Homeserver:
         return SlidingSyncService(
             db, config, rooms, core.notifier, core.streams, self.clock,
             connections=connections, extensions=extensions, presence=parts.presence,
-            unread=parts.unread, catch_up=catch_up,
+            unread=parts.unread, receipts=parts.receipts, catch_up=catch_up,
         )
 
     def _client_app(

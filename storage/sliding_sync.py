@@ -21,6 +21,8 @@ class Position:
     user_id: str
     device_id: str
     conn_id: str
+    secret: str
+    last_used_ts: int
     state: str  # JSON
 
 
@@ -29,8 +31,8 @@ DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND c
 RETURNING id
 """
 INSERT_CONNECTION = """
-INSERT INTO sliding_sync_connections (user_id, device_id, conn_id, created_ts)
-VALUES ($1, $2, $3, $4) RETURNING id
+INSERT INTO sliding_sync_connections (user_id, device_id, conn_id, secret, created_ts, last_used_ts)
+VALUES ($1, $2, $3, $4, $5, $5) RETURNING id
 """
 DELETE_OLDEST_CONNECTIONS = """
 DELETE FROM sliding_sync_connections WHERE id IN (
@@ -41,14 +43,14 @@ DELETE FROM sliding_sync_connections WHERE id IN (
 
 
 async def replace_connection(
-    conn: asyncpg.Connection, user_id: str, device_id: str, conn_id: str, now_ms: int,
-    keep_per_device: int,
+    conn: asyncpg.Connection, user_id: str, device_id: str, conn_id: str, secret: str,
+    now_ms: int, keep_per_device: int,
 ) -> tuple[int, list[int]]:
     """A new connection for (user, device, conn_id) in place of any earlier one; the device
     keeps its `keep_per_device` newest connections. Returns (new ID, IDs deleted)."""
     dropped = [r["id"] for r in await conn.fetch(DELETE_CONNECTION, user_id, device_id, conn_id)]
     connection_id: int = await conn.fetchval(
-        INSERT_CONNECTION, user_id, device_id, conn_id, now_ms
+        INSERT_CONNECTION, user_id, device_id, conn_id, secret, now_ms
     )
     dropped += [r["id"] for r in await conn.fetch(
         DELETE_OLDEST_CONNECTIONS, user_id, device_id, keep_per_device
@@ -76,7 +78,8 @@ async def insert_position(
 
 
 GET_POSITION = """
-SELECT p.id, p.connection_id, c.user_id, c.device_id, c.conn_id, p.state
+SELECT p.id, p.connection_id, c.user_id, c.device_id, c.conn_id, c.secret, c.last_used_ts,
+       p.state
 FROM sliding_sync_positions p JOIN sliding_sync_connections c ON c.id = p.connection_id
 WHERE p.id = $1
 """
@@ -87,12 +90,27 @@ async def get_position(conn: asyncpg.Connection, position_id: int) -> Position |
     return Position(*row) if row is not None else None
 
 
-CONNECTION_EXISTS = "SELECT EXISTS (SELECT 1 FROM sliding_sync_connections WHERE id = $1)"
+GET_LAST_USED = "SELECT last_used_ts FROM sliding_sync_connections WHERE id = $1"
 
 
-async def connection_exists(conn: asyncpg.Connection, connection_id: int) -> bool:
-    found: bool = await conn.fetchval(CONNECTION_EXISTS, connection_id)
+async def get_last_used(conn: asyncpg.Connection, connection_id: int) -> int | None:
+    """When the connection was last used (None: it no longer exists)."""
+    found: int | None = await conn.fetchval(GET_LAST_USED, connection_id)
     return found
+
+
+SET_LAST_USED = "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1"
+
+
+async def set_last_used(conn: asyncpg.Connection, connection_id: int, now_ms: int) -> None:
+    await conn.execute(SET_LAST_USED, connection_id, now_ms)
+
+
+DELETE_CONNECTION_BY_ID = "DELETE FROM sliding_sync_connections WHERE id = $1"
+
+
+async def delete_connection(conn: asyncpg.Connection, connection_id: int) -> None:
+    await conn.execute(DELETE_CONNECTION_BY_ID, connection_id)
 
 
 # The predicate of the `events_bump_stamp` index (migration 0018), which the query must repeat

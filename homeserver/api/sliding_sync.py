@@ -25,13 +25,15 @@ async def sliding_sync(request: web.Request) -> web.Response:
     presence = request.query.get("set_presence")
     if presence is not None and presence not in PRESENCE_STATES:
         raise invalid_param("'set_presence' must be offline, online or unavailable")
+    if request.query.get("timeout", "0").strip().startswith("-"):
+        raise invalid_param("'timeout' must be a non-negative number of milliseconds")
     query = SlidingSyncQuery(
         pos=request.query.get("pos"),
         timeout_ms=query_int(request, "timeout", 0, lo=0, hi=MAX_TIMEOUT_MS),
         set_presence=presence,
     )
     try:
-        body = parse_request(await read_json_body(request, allow_empty=True))
+        body = parse_request(await read_json_body(request))
     except ValueError as e:
         raise bad_json(str(e)) from None
     return json_response(await request.app[SLIDING_SYNC].sync(requester, body, query))

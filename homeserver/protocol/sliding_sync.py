@@ -32,6 +32,7 @@ MAX_RANGES = 100
 MAX_REQUIRED_STATE = 1000
 MAX_SUBSCRIPTIONS = 1000
 MAX_NAME_LENGTH = 255
+MAX_LIST_NAME_LENGTH = 64  # as the reference server
 MAX_TIMELINE_LIMIT = 100  # as /sync: a larger limit is served as this one
 MAX_TO_DEVICE_LIMIT = 100
 MAX_INDEX = 2**53 - 1  # the largest integer JSON carries exactly
@@ -76,7 +77,7 @@ class ListFilters:
 
 @dataclass(frozen=True, slots=True)
 class ListConfig:
-    ranges: tuple[tuple[int, int], ...]
+    ranges: tuple[tuple[int, int], ...] | None  # None: every room of the list
     room: RoomConfig
     filters: ListFilters
 
@@ -151,16 +152,28 @@ def _int(value: Any, where: str) -> int:
     return value
 
 
+_ABSENT: Any = object()
+
+
 def _optional_bool(value: Any, where: str) -> bool | None:
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"'{where}' must be true, false or null")
+    """A boolean field that may be left out (not null: clients leave out what they don't
+    set, and the reference server's models take a boolean)."""
+    if value is _ABSENT:
+        return None
+    if not isinstance(value, bool):
+        raise ValueError(f"'{where}' must be true or false")
     return value
 
 
-def _name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"'{where}' must be a non-empty string of at most "
-                         f"{MAX_NAME_LENGTH} characters")
+def _field(body: dict[str, Any], key: str, default: Any) -> Any:
+    """`body[key]`, or `default` when left out or null."""
+    value = body.get(key)
+    return default if value is None else value
+
+
+def _name(value: Any, where: str, most: int = MAX_NAME_LENGTH) -> str:
+    if not isinstance(value, str) or not value or len(value) > most:
+        raise ValueError(f"'{where}' must be a non-empty string of at most {most} characters")
     return value
 
 
@@ -192,9 +205,9 @@ def _filters(body: Any, where: str) -> ListFilters:
     room_types = body.get("room_types")
     not_room_types = body.get("not_room_types")
     return ListFilters(
-        is_dm=_optional_bool(body.get("is_dm"), f"{where}.is_dm"),
-        is_encrypted=_optional_bool(body.get("is_encrypted"), f"{where}.is_encrypted"),
-        is_invite=_optional_bool(body.get("is_invite"), f"{where}.is_invite"),
+        is_dm=_optional_bool(body.get("is_dm", _ABSENT), f"{where}.is_dm"),
+        is_encrypted=_optional_bool(body.get("is_encrypted", _ABSENT), f"{where}.is_encrypted"),
+        is_invite=_optional_bool(body.get("is_invite", _ABSENT), f"{where}.is_invite"),
         room_types=None if room_types is None else _room_types(room_types, f"{where}.room_types"),
         not_room_types=frozenset() if not_room_types is None
         else _room_types(not_room_types, f"{where}.not_room_types"),
@@ -217,7 +230,7 @@ def _ranges(value: Any, where: str) -> tuple[tuple[int, int], ...]:
 def _list_config(body: Any, where: str) -> ListConfig:
     room = parse_room_config(body, where)
     return ListConfig(
-        ranges=_ranges(body.get("ranges", []), f"{where}.ranges"),
+        ranges=None if body.get("ranges") is None else _ranges(body["ranges"], f"{where}.ranges"),
         room=room,
         filters=_filters(body.get("filters"), f"{where}.filters"),
     )
@@ -232,7 +245,7 @@ def _extension(body: Any, where: str, lists: Mapping[str, ListConfig]) -> Extens
     if body is None:
         return ExtensionConfig()
     body = _object(body, where)
-    enabled = _optional_bool(body.get("enabled"), f"{where}.enabled") or False
+    enabled = _optional_bool(body.get("enabled", _ABSENT), f"{where}.enabled") or False
     scoped_lists = (STATE_WILDCARD,) if body.get("lists") is None else _names(
         body["lists"], f"{where}.lists"
     )
@@ -266,14 +279,15 @@ def parse_request(body: Any) -> SlidingSyncRequest:
     conn_id = body.get("conn_id")
     if conn_id is not None:
         conn_id = _name(conn_id, "conn_id")
-    lists_body = _object(body.get("lists") or {}, "lists")
+    lists_body = _object(_field(body, "lists", {}), "lists")
     if len(lists_body) > MAX_LISTS:
         raise ValueError(f"'lists' may have at most {MAX_LISTS} lists")
     lists = {
-        _name(name, "lists"): _list_config(_object(config, f"lists.{name}"), f"lists.{name}")
+        _name(name, "lists", MAX_LIST_NAME_LENGTH):
+            _list_config(_object(config, f"lists.{name}"), f"lists.{name}")
         for name, config in lists_body.items()
     }
-    subs_body = _object(body.get("room_subscriptions") or {}, "room_subscriptions")
+    subs_body = _object(_field(body, "room_subscriptions", {}), "room_subscriptions")
     if len(subs_body) > MAX_SUBSCRIPTIONS:
         raise ValueError(f"'room_subscriptions' may have at most {MAX_SUBSCRIPTIONS} rooms")
     subscriptions = {}
@@ -281,8 +295,8 @@ def parse_request(body: Any) -> SlidingSyncRequest:
         if not is_valid_room_id(room_id):
             raise ValueError(f"'room_subscriptions' holds {room_id!r}, which is not a room ID")
         subscriptions[room_id] = parse_room_config(config, f"room_subscriptions.{room_id}")
-    unsubscribe = _names(body.get("unsubscribe_rooms") or [], "unsubscribe_rooms")
-    ext_body = _object(body.get("extensions") or {}, "extensions")
+    unsubscribe = _names(_field(body, "unsubscribe_rooms", []), "unsubscribe_rooms")
+    ext_body = _object(_field(body, "extensions", {}), "extensions")
     extensions = Extensions(**{
         name: _extension(ext_body.get(name), f"extensions.{name}", lists)
         for name in EXTENSIONS
@@ -365,16 +379,20 @@ def slice_ranges(rooms: list[str], ranges: Iterable[tuple[int, int]]) -> list[st
     return [rooms[i] for i in sorted(covered)]
 
 
-def encode_pos(position_id: int, stream_token: str) -> str:
-    return f"{position_id}/{stream_token}"
+def encode_pos(position_id: int, secret: str, stream_token: str) -> str:
+    """`<position>.<connection secret>/<stream token>`: the secret tells a position of this
+    server's connection from a same-numbered one of another server."""
+    return f"{position_id}.{secret}/{stream_token}"
 
 
-def parse_pos(pos: str) -> tuple[int, str]:
-    """(position ID, stream token text); ValueError for anything else."""
+def parse_pos(pos: str) -> tuple[int, str, str]:
+    """(position ID, connection secret, stream token text); ValueError for anything else."""
     head, sep, token = pos.partition("/")
-    if not sep or not head.isascii() or not head.isdigit() or len(head) > 19 or not token:
+    number, dot, secret = head.partition(".")
+    if not (sep and dot and token and secret and number.isascii() and number.isdigit()
+            and len(number) <= 19 and len(secret) <= 64):
         raise ValueError("not a sliding sync position")
-    return int(head), token
+    return int(number), secret, token
 
 
 # ---- what a connection was sent -----------------------------------------------------------

@@ -3,11 +3,13 @@
 -- A connection: one device's stream of requests under one `conn_id`. A request without a
 -- `pos` replaces the device's connection of that `conn_id` (its positions go with it).
 CREATE TABLE sliding_sync_connections (
-    id         bigserial PRIMARY KEY,
-    user_id    text NOT NULL,
-    device_id  text NOT NULL,
-    conn_id    text NOT NULL,
-    created_ts bigint NOT NULL,             -- ms since the epoch
+    id           bigserial PRIMARY KEY,
+    user_id      text NOT NULL,
+    device_id    text NOT NULL,
+    conn_id      text NOT NULL,
+    secret       text NOT NULL,           -- random, part of every pos: another server's is unknown
+    created_ts   bigint NOT NULL,         -- ms since the epoch
+    last_used_ts bigint NOT NULL,         -- ms since the epoch, kept to the hour; idle ones expire
     FOREIGN KEY (user_id, device_id) REFERENCES devices ON DELETE CASCADE,
     UNIQUE (user_id, device_id, conn_id)
 );

@@ -7,33 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import MatrixApi, User
+from homeserver.app import Homeserver
+from tests.conftest import RunningServer
+from tests.helpers import MatrixApi
+from tests.sliding_sync import Connection, bodies, room_list, rooms, state_pairs
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
-PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
-LIST = {
-    "ranges": [[0, 19]], "timeline_limit": 1,
-    "required_state": [["m.room.name", ""], ["m.room.member", "$LAZY"]],
-}
-
-
-async def slide(
-    api: MatrixApi, user: User, body: dict[str, Any], pos: str | None = None,
-    timeout: int = 0,
-) -> tuple[int, dict[str, Any]]:
-    params = {"timeout": str(timeout)}
-    if pos is not None:
-        params["pos"] = pos
-    status, result = await api.request("POST", PATH, json=body, token=user.token, params=params)
-    return status, result
-
-
-async def ok(api: MatrixApi, user: User, body: dict[str, Any], pos: str | None = None,
-             timeout: int = 0) -> dict[str, Any]:
-    status, result = await slide(api, user, body, pos, timeout)
-    assert status == 200, result
-    return result
+LIST = {"lists": {"all": room_list(
+    timeline_limit=1, required_state=[["m.room.name", ""], ["m.room.member", "$LAZY"]],
+)}}
 
 
 async def test_versions_advertise_sliding_sync(api: MatrixApi) -> None:
@@ -45,32 +28,65 @@ async def test_first_response_then_a_delta(api: MatrixApi) -> None:
     alice = await api.register("alice")
     room_id = await api.create_room(alice, name="Tea")
     await api.send_message(alice, room_id, "hello")
-    first = await ok(api, alice, {"lists": {"all": LIST}})
+    conn = Connection(api, alice, LIST)
+    first = await conn.sync()
     assert first["lists"]["all"]["count"] == 1
-    room = first["rooms"][room_id]
-    assert room["initial"] is True
-    assert room["name"] == "Tea"
-    assert [e["content"].get("body") for e in room["timeline"]] == ["hello"]
-    assert room["limited"] is True
-    assert ("m.room.name", "") in {(e["type"], e["state_key"]) for e in room["required_state"]}
+    room = rooms(first)[room_id]
+    assert (room["initial"], room["name"], room["limited"]) == (True, "Tea", True)
+    assert bodies(room) == ["hello"]
+    assert ("m.room.name", "") in state_pairs(room)
     assert room["joined_count"] == 1
-
-    quiet = await ok(api, alice, {"lists": {"all": LIST}}, pos=first["pos"])
-    assert quiet["rooms"] == {}
-
+    assert rooms(await conn.sync()) == {}
     await api.send_message(alice, room_id, "again")
-    delta = await ok(api, alice, {"lists": {"all": LIST}}, pos=quiet["pos"])
-    room = delta["rooms"][room_id]
+    room = rooms(await conn.sync())[room_id]
     assert "initial" not in room
-    assert [e["content"]["body"] for e in room["timeline"]] == ["again"]
-    assert room["num_live"] == 1
+    assert (bodies(room), room["num_live"]) == (["again"], 1)
 
 
-async def test_unknown_pos_and_bad_bodies(api: MatrixApi) -> None:
+async def test_an_invite_then_a_join_then_a_leave(api: MatrixApi) -> None:
     alice = await api.register("alice")
-    status, body = await slide(api, alice, {}, pos="999999/s1")
-    assert (status, body["errcode"]) == (400, "M_UNKNOWN_POS")
-    status, body = await slide(api, alice, {"lists": {"a": {"ranges": [[3, 1]]}}})
-    assert status == 400 and body["errcode"] == "M_BAD_JSON"
-    status, body = await slide(api, alice, {"lists": {"a": {"timeline_limit": -1}}})
-    assert status == 400
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice, name="Club")
+    conn = Connection(api, bob, LIST)
+    assert rooms(await conn.sync()) == {}
+    await api.invite(alice, room_id, bob)
+    invited = rooms(await conn.sync())[room_id]
+    assert invited["invite_state"][-1]["content"]["membership"] == "invite"
+    await api.join(bob, room_id)
+    joined = rooms(await conn.sync())[room_id]
+    assert joined["initial"] is True and "invite_state" not in joined
+    await api.ok("POST", f"rooms/{room_id}/leave", json={}, token=bob.token)
+    left = await conn.sync()
+    assert [e["content"]["membership"] for e in rooms(left)[room_id]["timeline"]] == ["leave"]
+    assert left["lists"]["all"]["count"] == 1  # shown once, so the client sees it go
+    gone = await conn.sync()
+    assert gone["lists"]["all"]["count"] == 0 and rooms(gone) == {}
+
+
+async def test_a_pos_survives_a_restart_with_a_correct_delta(
+    homeserver: RunningServer, http: Any
+) -> None:
+    api = MatrixApi(homeserver.url, http)
+    alice = await api.register("alice")
+    room_id = await api.create_room(alice, name="Tea")
+    conn = Connection(api, alice, {"lists": {"all": room_list(timeline_limit=5)}})
+    await conn.sync()
+    await api.send_message(alice, room_id, "before")
+    await homeserver.hs.stop()
+    hs = Homeserver(homeserver.hs.config)
+    await hs.start()
+    try:
+        api = MatrixApi(f"http://127.0.0.1:{hs.ports['client']}", http)
+        conn.api = api
+        # Its own transaction ID: this client's counter starts over, and the server rightly
+        # answers a repeated one with the earlier event.
+        await api.ok(
+            "PUT", f"rooms/{room_id}/send/m.room.message/after-restart",
+            json={"msgtype": "m.text", "body": "after the restart"}, token=alice.token,
+        )
+        room = rooms(await conn.sync())[room_id]
+        assert "initial" not in room
+        assert bodies(room) == ["before", "after the restart"]
+        assert rooms(await conn.sync()) == {}
+    finally:
+        await hs.stop()

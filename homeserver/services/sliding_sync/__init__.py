@@ -17,7 +17,7 @@ list count changed) it waits for a wake-up or the timeout and computes again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,7 @@ from homeserver.protocol.sliding_sync import (
     parse_pos,
 )
 from homeserver.services.clock import Clock
+from homeserver.services.ephemeral import ReceiptsService
 from homeserver.services.notifier import Notifier, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
@@ -51,6 +52,10 @@ CatchUp = Callable[[StreamToken], Awaitable[None]]
 
 async def already_current(token: StreamToken) -> None:
     """The main process writes every stream: it has heard of every position a client holds."""
+
+
+def _covered(token: StreamToken, current: StreamToken) -> bool:
+    return all(getattr(token, f.name) <= getattr(current, f.name) for f in fields(token))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ class SlidingSyncService:
         self, db: Database, config: Config, engine: RoomView, notifier: Notifier,
         streams: Streams, clock: Clock, *, connections: Connections,
         extensions: SlidingSyncExtensions, presence: PresenceService, unread: UnreadCounts,
-        catch_up: CatchUp = already_current,
+        receipts: ReceiptsService, catch_up: CatchUp = already_current,
     ) -> None:
         self.db = db
         self.config = config
@@ -85,6 +90,7 @@ class SlidingSyncService:
         self.extensions = extensions
         self.presence = presence
         self.unread = unread
+        self.receipts = receipts
         self.catch_up = catch_up
         self.lists = RoomLists(engine)
         self.rooms = RoomResults(engine)
@@ -97,14 +103,16 @@ class SlidingSyncService:
         since: StreamToken | None = None
         if query.pos is not None:
             try:
-                position_id, token_text = parse_pos(query.pos)
+                position_id, secret, token_text = parse_pos(query.pos)
                 since = StreamToken.parse(token_text)
             except ValueError:
                 raise unknown_pos() from None
             await self.catch_up(since)
+            if not _covered(since, self.streams.current()):
+                raise unknown_pos()  # positions this server never reached: not its pos
             async with self.db.connection() as conn:
                 came_from = await self.connections.load(
-                    conn, requester, request.conn_id, position_id
+                    conn, requester, request.conn_id, position_id, secret
                 )
         timeout_ms = min(max(query.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
         deadline = self.clock.monotonic() + timeout_ms / 1000
@@ -122,7 +130,7 @@ class SlidingSyncService:
             held = await self.connections.start(requester, request.conn_id, computed.state)
         else:
             held = await self.connections.advance(came_from, computed.state)
-        computed.body["pos"] = encode_pos(held.position_id, upto.encode())
+        computed.body["pos"] = encode_pos(held.position_id, held.secret, upto.encode())
         return computed.body
 
     async def _compute(
@@ -137,11 +145,12 @@ class SlidingSyncService:
             direct = direct | await self._direct_invites(conn, candidates)
             lists = await self.lists.build(conn, request.lists, candidates, direct)
             wanted = self._wanted(request, lists, candidates)
+            read = await self._read_moved(conn, user_id, list(wanted), since, upto)
             outcomes = await self.rooms.compute(
                 conn, requester,
                 {room_id: RoomRequest(candidates[room_id], config, previous.rooms.get(room_id))
                  for room_id, config in wanted.items()},
-                since, upto, direct, ignored, now,
+                since, upto, direct, ignored, now, read,
             )
             rooms = {room_id: o.result for room_id, o in outcomes.items() if o.result is not None}
             await self._counts(conn, user_id, outcomes, upto)
@@ -180,6 +189,23 @@ class SlidingSyncService:
             if room_id in candidates:
                 configs.setdefault(room_id, []).append(config)
         return {room_id: combine(each) for room_id, each in configs.items()}
+
+    async def _read_moved(
+        self, conn: asyncpg.Connection, user_id: str, room_ids: list[str],
+        since: StreamToken | None, upto: StreamToken,
+    ) -> frozenset[str]:
+        """The rooms whose unread counts the user's own receipts moved since `since` (no
+        query while the receipts stream is still)."""
+        if since is None or since.receipts >= upto.receipts or not room_ids:
+            return frozenset()
+        receipts = await self.receipts.events(
+            conn, user_id, room_ids, since.receipts, upto.receipts
+        )
+        return frozenset(
+            room_id for room_id, event in receipts.items()
+            if any(user_id in by_user for by_type in event["content"].values()
+                   for by_user in by_type.values())
+        )
 
     async def _direct_invites(
         self, conn: asyncpg.Connection, candidates: dict[str, Candidate]

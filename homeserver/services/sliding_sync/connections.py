@@ -4,14 +4,20 @@ Theory of operation. A position is written once (`storage.sliding_sync`) and nev
 so any process may hold it in memory by its ID; the cache here is bounded (least recently
 used positions go) and a miss reads the database, which is how a position outlives a restart
 and reaches another /sync worker. What can change is whether the position's connection still
-exists: a request without `pos` replaces the device's connection of that `conn_id`, and a
-device keeps only its `per_device` newest connections. This process evicts what it replaced
-or dropped itself; when other processes serve the same clients (`shared`), a cached position
-is also checked against the database, one indexed lookup.
+exists: a request without `pos` replaces the device's connection of that `conn_id`, a device
+keeps only its `per_device` newest connections, and a connection unused for `EXPIRY_MS`
+expires (as the reference server's do). This process evicts what it replaced or dropped
+itself; when other processes serve the same clients (`shared`), a cached position's
+connection is also looked up in the database, one indexed read. When it was last used is
+written at most once per `TOUCH_MS`, so a busy connection costs no write per request.
+
+Every pos carries its connection's random secret: a pos another server issued (whose IDs
+may well exist here) is unknown, not someone else's state.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -25,6 +31,8 @@ from storage import sliding_sync as store
 from storage.database import Database
 
 DEFAULT_CACHED_POSITIONS = 10_000
+EXPIRY_MS = 7 * 24 * 3600 * 1000
+TOUCH_MS = 3600 * 1000
 
 
 def unknown_pos() -> MatrixError:
@@ -37,6 +45,7 @@ class Held:
 
     position_id: int
     connection_id: int
+    secret: str
     owner: tuple[str, str, str]  # user, device, conn_id
     state: ConnectionState
 
@@ -52,27 +61,45 @@ class Connections:
         self.shared = shared
         self._size = cached_positions
         self._positions: OrderedDict[int, Held] = OrderedDict()
+        # connection -> when it was last used, as the database has it
+        self._last_used: OrderedDict[int, int] = OrderedDict()
 
     async def load(
-        self, conn: asyncpg.Connection, requester: Requester, conn_id: str, position_id: int
+        self, conn: asyncpg.Connection, requester: Requester, conn_id: str, position_id: int,
+        secret: str,
     ) -> Held:
         """The position the client continues from; M_UNKNOWN_POS unless it is one of this
-        device's current connection of `conn_id`."""
+        device's current, unexpired connection of `conn_id`."""
         owner = (requester.user_id, requester.device_id, conn_id)
         held = self._positions.get(position_id)
-        if held is not None:
-            if held.owner != owner:
+        if held is None:
+            row = await store.get_position(conn, position_id)
+            if row is None:
                 raise unknown_pos()
-            if self.shared and not await store.connection_exists(conn, held.connection_id):
+            held = Held(position_id, row.connection_id, row.secret,
+                        (row.user_id, row.device_id, row.conn_id),
+                        ConnectionState.from_json(row.state))
+            self._used(row.connection_id, row.last_used_ts)
+            if held.owner == owner and held.secret == secret:
+                self._keep(held)
+        elif self.shared or held.connection_id not in self._last_used:
+            found = await store.get_last_used(conn, held.connection_id)
+            if found is None:
                 self._drop([held.connection_id])
                 raise unknown_pos()
-            self._positions.move_to_end(position_id)
-            return held
-        row = await store.get_position(conn, position_id)
-        if row is None or (row.user_id, row.device_id, row.conn_id) != owner:
+            self._used(held.connection_id, found)
+        if held.owner != owner or not secrets.compare_digest(held.secret, secret):
             raise unknown_pos()
-        held = Held(position_id, row.connection_id, owner, ConnectionState.from_json(row.state))
-        self._keep(held)
+        now = self.clock.now_ms()
+        last_used = self._last_used[held.connection_id]
+        if now - last_used > EXPIRY_MS:
+            await store.delete_connection(conn, held.connection_id)
+            self._drop([held.connection_id])
+            raise unknown_pos()
+        if now - last_used > TOUCH_MS:
+            await store.set_last_used(conn, held.connection_id, now)
+            self._used(held.connection_id, now)
+        self._positions.move_to_end(position_id)
         return held
 
     async def start(self, requester: Requester, conn_id: str, state: ConnectionState) -> Held:
@@ -80,10 +107,12 @@ class Connections:
         position."""
         now = self.clock.now_ms()
         text = state.to_json()
+        secret = secrets.token_urlsafe(9)
 
         async def txn(conn: asyncpg.Connection) -> tuple[int, int, list[int]]:
             connection_id, dropped = await store.replace_connection(
-                conn, requester.user_id, requester.device_id, conn_id, now, self.per_device
+                conn, requester.user_id, requester.device_id, conn_id, secret, now,
+                self.per_device,
             )
             position_id = await store.insert_position(conn, connection_id, text, None)
             return connection_id, position_id, dropped
@@ -92,24 +121,31 @@ class Connections:
             txn, name="sliding_sync_connection"
         )
         self._drop(dropped)
-        held = Held(position_id, connection_id, (requester.user_id, requester.device_id, conn_id),
-                    state)
+        self._used(connection_id, now)
+        held = Held(position_id, connection_id, secret,
+                    (requester.user_id, requester.device_id, conn_id), state)
         self._keep(held)
         return held
 
     async def advance(self, came_from: Held, state: ConnectionState) -> Held:
         """The position after `came_from` with `state`: the same one when nothing the
-        connection was sent changed (no write), else a new one."""
+        connection was sent changed (no write), else a new one. M_UNKNOWN_POS when the
+        connection was replaced meanwhile."""
         if state == came_from.state:
             return came_from
         text = state.to_json()
-        position_id = await self.db.transaction(
-            lambda conn: store.insert_position(
-                conn, came_from.connection_id, text, came_from.position_id
-            ),
-            name="sliding_sync_position",
-        )
-        held = Held(position_id, came_from.connection_id, came_from.owner, state)
+        try:
+            position_id = await self.db.transaction(
+                lambda conn: store.insert_position(
+                    conn, came_from.connection_id, text, came_from.position_id
+                ),
+                name="sliding_sync_position",
+            )
+        except asyncpg.ForeignKeyViolationError:
+            self._drop([came_from.connection_id])
+            raise unknown_pos() from None
+        held = Held(position_id, came_from.connection_id, came_from.secret, came_from.owner,
+                    state)
         self._keep(held)
         return held
 
@@ -119,9 +155,17 @@ class Connections:
         while len(self._positions) > self._size:
             self._positions.popitem(last=False)
 
+    def _used(self, connection_id: int, last_used: int) -> None:
+        self._last_used[connection_id] = last_used
+        self._last_used.move_to_end(connection_id)
+        while len(self._last_used) > self._size:
+            self._last_used.popitem(last=False)
+
     def _drop(self, connection_ids: list[int]) -> None:
         if not connection_ids:
             return
         gone = set(connection_ids)
         for position_id in [p for p, h in self._positions.items() if h.connection_id in gone]:
             del self._positions[position_id]
+        for connection_id in gone:
+            self._last_used.pop(connection_id, None)

@@ -3,7 +3,8 @@ pass each list's filters.
 
 Theory of operation. A user's rooms are those with a join, invite, knock or ban, and those
 they were kicked from (as the reference server lists them); a room the user left themselves
-is listed only in the response that follows the leave, so the client sees it go. Rooms sort by
+is listed only in the response that follows the leave, so the client sees it go (and so is a
+room they were kicked or banned from without ever joining it). Rooms sort by
 `bump_stamp`, the stream position of their newest event of a bumping type (for a room the user
 is no longer joined to: bounded by their membership event; an invite or knock is its own
 event). The stamps of joined rooms live in one process-wide map, kept current by reading the
@@ -33,7 +34,7 @@ from storage import account_data as account_data_store
 from storage import events as events_store
 from storage import sliding_sync as store
 
-LISTED = ("join", "invite", "knock", "ban")
+LISTED = ("join", "invite", "knock")
 # Past this many positions, refreshing the stamps by the stream costs more than starting over.
 MAX_STAMP_CATCH_UP = 100_000
 MAX_STAMPS = 200_000
@@ -76,7 +77,7 @@ class RoomLists:
         self._stamps: dict[str, int] = {}  # joined rooms' stamps as of `_stamps_upto`
         self._stamps_upto = 0
         self._capped: FillCache[tuple[str, int], int] = FillCache(CACHE_SIZE)
-        self._leave_senders: FillCache[str, str] = FillCache(CACHE_SIZE)
+        self._departures_cache: FillCache[str, tuple[str, bool]] = FillCache(CACHE_SIZE)
         self._room_types: FillCache[str, str] = FillCache(CACHE_SIZE)  # "": untyped
         # (user, account data position) -> (direct rooms, ignored users)
         self._account: FillCache[tuple[str, int], tuple[frozenset[str], frozenset[str]]] = (
@@ -89,7 +90,7 @@ class RoomLists:
     ) -> dict[str, Candidate]:
         """The user's listable rooms with their bump stamps (see the module docstring)."""
         found: dict[str, Candidate] = {}
-        left: list[Candidate] = []
+        gone: list[Candidate] = []
         for row in (await self.engine.memberships(conn, user_id)).values():
             if row.forgotten:
                 continue
@@ -102,15 +103,17 @@ class RoomLists:
                 candidate = Candidate(
                     row.room_id, membership, earlier.event_id, earlier.stream_ordering or 0
                 )
-            if candidate.membership in LISTED:
+            if candidate.membership in ("leave", "ban"):
+                gone.append(candidate)
+            elif candidate.membership in LISTED:
                 found[candidate.room_id] = candidate
-            elif candidate.membership == "leave":
-                left.append(candidate)
-        senders = await self._senders(conn, [c.event_id for c in left])
-        for candidate in left:
-            kicked = senders.get(candidate.event_id, user_id) != user_id
-            just_left = since is not None and candidate.position > since.events
-            if kicked or just_left:
+        departures = await self._departures(conn, [c.event_id for c in gone])
+        for candidate in gone:
+            sender, was_joined = departures.get(candidate.event_id, (user_id, False))
+            just_now = since is not None and candidate.position > since.events
+            # Kicked or banned from a room they were in: listed; left, or barred from a room
+            # they never joined: only in the response that follows, so the client sees it go.
+            if just_now or (was_joined and (sender != user_id or candidate.membership == "ban")):
                 found[candidate.room_id] = candidate
         stamps = await self._bump_stamps(conn, list(found.values()), upto.events)
         return {
@@ -119,16 +122,24 @@ class RoomLists:
             for room_id, c in found.items()
         }
 
-    async def _senders(self, conn: asyncpg.Connection, event_ids: list[str]) -> dict[str, str]:
-        async def load(keys: Iterable[str]) -> dict[str, str]:
+    async def _departures(
+        self, conn: asyncpg.Connection, event_ids: list[str]
+    ) -> dict[str, tuple[str, bool]]:
+        """leave or ban event -> (its sender, whether it ended a join of the user)."""
+        async def load(keys: Iterable[str]) -> dict[str, tuple[str, bool]]:
             events = await events_store.get_events(conn, keys)
-            return {e: events[e].sender if e in events else "" for e in keys}
+            out = {}
+            for event_id in keys:
+                departure = await events_store.get_last_departure(conn, event_id)
+                sender = events[event_id].sender if event_id in events else ""
+                out[event_id] = (sender, departure is not None)
+            return out
 
-        out = {e: s for e in event_ids if (s := self._leave_senders.peek(e)) is not None}
-        missing = [e for e in event_ids if e not in out]
+        found = {e: v for e in event_ids if (v := self._departures_cache.peek(e)) is not None}
+        missing = [e for e in event_ids if e not in found]
         if missing:
-            out.update(await self._leave_senders.load_many(missing, load))
-        return out
+            found.update(await self._departures_cache.load_many(missing, load))
+        return found
 
     async def _bump_stamps(
         self, conn: asyncpg.Connection, candidates: list[Candidate], upto: int
@@ -224,9 +235,10 @@ class RoomLists:
                 if _passes(config.filters, c, c.room_id in direct, types.get(c.room_id),
                            c.room_id in encrypted)
             ]
-            out[name] = ListResult(
-                len(kept), [(r, slice_ranges(kept, [r])) for r in config.ranges]
+            ranges = config.ranges if config.ranges is not None else (
+                ((0, len(kept) - 1),) if kept else ()
             )
+            out[name] = ListResult(len(kept), [(r, slice_ranges(kept, [r])) for r in ranges])
         return out
 
 

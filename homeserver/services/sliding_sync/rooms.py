@@ -71,8 +71,10 @@ class RoomResults:
         self, conn: asyncpg.Connection, requester: Requester,
         rooms: Mapping[str, RoomRequest], since: StreamToken | None, upto: StreamToken,
         direct: frozenset[str], ignored: frozenset[str], now: int,
+        read: frozenset[str] = frozenset(),
     ) -> dict[str, Outcome]:
-        """room -> what to send of it and what the connection then holds."""
+        """room -> what to send of it and what the connection then holds. `read`: rooms
+        whose unread counts the user's own receipt moved (sent for their new counts)."""
         out: dict[str, Outcome] = {}
         windows: dict[str, _Window] = {}
         for room_id, request in rooms.items():
@@ -93,11 +95,11 @@ class RoomResults:
         quiet = await self._unmoved(conn, rooms, windows)
         for room_id, window in windows.items():
             request = rooms[room_id]
-            if room_id in quiet and request.sent is not None:
+            if room_id in quiet and room_id not in read and request.sent is not None:
                 out[room_id] = Outcome(None, _followed(request, request.sent.lazy_members))
                 continue
             out[room_id] = await self._room(
-                conn, requester, request, window, since, direct, ignored, now
+                conn, requester, request, window, since, direct, ignored, now, room_id in read
             )
         return out
 
@@ -163,7 +165,7 @@ class RoomResults:
     async def _room(
         self, conn: asyncpg.Connection, requester: Requester, request: RoomRequest,
         window: _Window, since: StreamToken | None, direct: frozenset[str],
-        ignored: frozenset[str], now: int,
+        ignored: frozenset[str], now: int, read: bool,
     ) -> Outcome:
         candidate, config, sent = request.candidate, request.config, request.sent
         room_id, user_id = candidate.room_id, requester.user_id
@@ -201,7 +203,7 @@ class RoomResults:
             )
             changed_meta = {(t, "" if t == MEMBER else k) for t, k in changes}
             meta = {k: e for k, e in changes.items() if k in (NAME, AVATAR)}
-            if not (visible or state_ids or window.expanded or (limit == 0 and fetched)):
+            if not (visible or state_ids or window.expanded or read or (limit == 0 and fetched)):
                 return Outcome(None, _followed(request, lazy_now))
         new_sent = SentRoom(True, candidate.membership, 0, config, lazy_now if wanted.lazy
                             else frozenset())
