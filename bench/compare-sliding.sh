@@ -15,6 +15,7 @@
 # Environment: PGHOST PGPORT PGUSER as bench/compare.sh; LOAD_ARGS (extra bench/load.py
 # arguments), FIRST_ARGS (extra bench/sliding_first.py arguments); SYNAPSE_SYNC=1; ONLY=moot or
 # ONLY=synapse (one server's steps, no table); KEEP=1 keeps the work directory and databases.
+# Runs of this script on one machine take turns (a lock file in $TMPDIR, /tmp by default).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,6 +53,12 @@ combined() {  # server -> {"sliding": ..., "first": ..., "sync": ... or null}
 }
 
 check_prerequisites
+# Two comparisons at once on one machine measure each other: a second run waits for the first.
+exec 9> "${TMPDIR:-/tmp}/moot-bench.lock"
+if ! flock -n 9; then
+    log "another comparison holds ${TMPDIR:-/tmp}/moot-bench.lock; waiting for it"
+    flock 9
+fi
 STARTED=$SECONDS
 if [[ "${ONLY:-}" != moot ]]; then
     log "Synapse $SYNAPSE_VERSION"
