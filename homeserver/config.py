@@ -356,7 +356,7 @@ def validate(config: Config) -> Config:
         if worker.client.port is None:
             raise ConfigError(f"workers.{name}.client.port: a worker needs a client port")
     for key in ("header_timeout_s", "request_timeout_s", "min_body_bytes_per_s",
-                "max_connections"):
+                "max_connections", "sliding_sync_connections_per_device"):
         if getattr(config.limits, key) <= 0:
             raise ConfigError(f"limits.{key}: must be more than 0")
     if config.limits.header_timeout_s > config.limits.request_timeout_s:
