@@ -12,8 +12,11 @@ senders' memberships; it is sent `--requests` times one after another, and the v
 `--idle` more times (one device each), the server's resident memory is read from /proc, each
 device in turn opens a connection (the same first request, timed: a new device's first response)
 and long-polls it with its `pos`; once every long-poll is waiting, the memory is read again: the
-difference divided by `--idle` is the memory per idle connection. One JSON object goes to stdout,
-progress to stderr; it asserts nothing.
+difference divided by `--idle` is the memory per idle connection. Given several servers (`--url`
+repeated), each is set up in turn, the first requests take turns between them (so that other
+load on the machine weighs on each alike), and the idle connections are measured one server
+after the other; the JSON is then {"servers": [one result per server]}. One JSON object goes to
+stdout, progress to stderr; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -125,19 +128,24 @@ def shape(reply: dict[str, Any]) -> dict[str, int]:
     }
 
 
-async def first_responses(client: Client, user: User, requests: int) -> dict[str, Any]:
-    """Sequential first requests on one connection id: each starts the connection over."""
-    times: list[float] = []
-    reply: dict[str, Any] = {}
+async def first_responses(
+    clients: list[Client], owners: list[User], requests: int,
+) -> list[dict[str, Any]]:
+    """Sequential first requests on one connection id (each starts the connection over), taking
+    turns between the servers, so that whatever else the machine runs meanwhile weighs on
+    each server's samples alike."""
+    times: list[list[float]] = [[] for _ in clients]
+    replies: list[dict[str, Any]] = [{} for _ in clients]
     for _ in range(requests):
-        started = time.monotonic()
-        _, reply = await open_connection(client, user)
-        times.append((time.monotonic() - started) * 1000)
-    return {
-        "cold_ms": round(times[0], 1), "p50_ms": percentile(times[1:], 50),
-        "p99_ms": percentile(times[1:], 99), "max_ms": round(max(times[1:]), 1),
-        "samples": len(times) - 1, "shape": shape(reply),
-    }
+        for i, (client, owner) in enumerate(zip(clients, owners, strict=True)):
+            started = time.monotonic()
+            _, replies[i] = await open_connection(client, owner)
+            times[i].append((time.monotonic() - started) * 1000)
+    return [{
+        "cold_ms": round(ms[0], 1), "p50_ms": percentile(ms[1:], 50),
+        "p99_ms": percentile(ms[1:], 99), "max_ms": round(max(ms[1:]), 1),
+        "samples": len(ms) - 1, "shape": shape(reply),
+    } for ms, reply in zip(times, replies, strict=True)]
 
 
 async def login(client: Client, localpart: str) -> User:
@@ -224,40 +232,58 @@ async def idle_memory(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    require_loopback(args.url)
+    for url in args.url:
+        require_loopback(url)
+    pids: list[int | None] = args.pid or [None] * len(args.url)
+    if len(pids) != len(args.url):
+        raise BenchError("give --pid once per --url, or not at all")
     if args.members < 1 or args.others < args.members - 1:
         raise BenchError("--members must be at least 1 and at most --others + 1")
     limit = args.idle + args.concurrency + 8
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
     timeout = aiohttp.ClientTimeout(total=IDLE_TIMEOUT_MS / 1000 + 60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        client = Client(session, args.url)
-        log(f"registering {args.others + 1} users as {args.prefix}-*")
-        owner, *others = await bounded(args.concurrency, [
-            register(client, f"{args.prefix}-{i}") for i in range(args.others + 1)
-        ])
-        log(f"creating {args.rooms} rooms for {owner.user_id}")
-        _, setup = await populate(
-            client, owner, others, args.rooms, args.members, args.concurrency,
-        )
-        log(f"set up in {setup}; {args.requests + 1} first requests")
-        first = await first_responses(client, owner, args.requests + 1)
-        log(f"first response p50 {first['p50_ms']} ms; {args.idle} idle connections")
-        idle_figures = await idle_memory(
-            client, f"{args.prefix}-0", args.pid, args.idle, args.concurrency,
-        ) if args.idle else None
-    return {
-        "url": args.url, "rooms": args.rooms, "members_per_room": args.members,
-        "setup": setup, "first_response": first, "idle": idle_figures,
-        "peak_rss_mb": round((read_status_kb(args.pid, "VmHWM") or 0) / 1024, 1)
-        if args.pid else None,
-    }
+        clients = [Client(session, url) for url in args.url]
+        owners: list[User] = []
+        setups: list[dict[str, float]] = []
+        for client, url in zip(clients, args.url, strict=True):  # one server at a time
+            log(f"{url}: registering {args.others + 1} users as {args.prefix}-*")
+            owner, *others = await bounded(args.concurrency, [
+                register(client, f"{args.prefix}-{i}") for i in range(args.others + 1)
+            ])
+            log(f"{url}: creating {args.rooms} rooms for {owner.user_id}")
+            _, setup = await populate(
+                client, owner, others, args.rooms, args.members, args.concurrency,
+            )
+            log(f"{url}: set up in {setup}")
+            owners.append(owner)
+            setups.append(setup)
+        log(f"{args.requests + 1} first requests to each server, taking turns")
+        firsts = await first_responses(clients, owners, args.requests + 1)
+        results = []
+        for client, url, pid, setup, first in zip(
+            clients, args.url, pids, setups, firsts, strict=True,
+        ):
+            log(f"{url}: first response p50 {first['p50_ms']} ms; {args.idle} idle connections")
+            idle_figures = await idle_memory(
+                client, f"{args.prefix}-0", pid, args.idle, args.concurrency,
+            ) if args.idle else None
+            results.append({
+                "url": url, "rooms": args.rooms, "members_per_room": args.members,
+                "setup": setup, "first_response": first, "idle": idle_figures,
+                "peak_rss_mb": round((read_status_kb(pid, "VmHWM") or 0) / 1024, 1)
+                if pid else None,
+            })
+    return results[0] if len(results) == 1 else {"servers": results}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True, help="client API base URL, e.g. http://127.0.0.1:8008")
-    parser.add_argument("--pid", type=int, default=None, help="server process to read RSS of")
+    parser.add_argument("--url", required=True, action="append",
+                        help="client API base URL, e.g. http://127.0.0.1:8008; repeat it to "
+                             "measure several servers side by side")
+    parser.add_argument("--pid", type=int, action="append",
+                        help="server process to read RSS of, once per --url")
     parser.add_argument("--rooms", type=int, default=500)
     parser.add_argument("--members", type=int, default=3, help="members of each room")
     parser.add_argument("--others", type=int, default=8, help="helper users who join the rooms")
