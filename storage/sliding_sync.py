@@ -26,54 +26,63 @@ class Position:
     state: str  # JSON
 
 
-DELETE_CONNECTION = """
-DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3
-RETURNING id
-"""
-INSERT_CONNECTION = """
-INSERT INTO sliding_sync_connections (user_id, device_id, conn_id, secret, created_ts, last_used_ts)
-VALUES ($1, $2, $3, $4, $5, $5) RETURNING id
-"""
-DELETE_OLDEST_CONNECTIONS = """
-DELETE FROM sliding_sync_connections WHERE id IN (
-    SELECT id FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2
-    ORDER BY id DESC OFFSET $3
-) RETURNING id
+START_CONNECTION = """
+WITH replaced AS (
+    DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3
+    RETURNING id
+), oldest AS (
+    DELETE FROM sliding_sync_connections WHERE id IN (
+        SELECT id FROM sliding_sync_connections
+        WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3
+        ORDER BY id DESC OFFSET $7 - 1
+    ) RETURNING id
+), created AS (
+    INSERT INTO sliding_sync_connections
+        (user_id, device_id, conn_id, secret, created_ts, last_used_ts)
+    VALUES ($1, $2, $3, $4, $5, $5) RETURNING id
+), first_position AS (
+    INSERT INTO sliding_sync_positions (connection_id, state) SELECT id, $6 FROM created
+    RETURNING id, connection_id
+)
+SELECT connection_id, id AS position_id,
+       ARRAY(SELECT id FROM replaced UNION ALL SELECT id FROM oldest) AS dropped
+FROM first_position
 """
 
 
-async def replace_connection(
+@dataclass(frozen=True, slots=True)
+class Started:
+    connection_id: int
+    position_id: int
+    dropped: list[int]  # connections deleted: the one replaced, the device's oldest
+
+
+async def start_connection(
     conn: asyncpg.Connection, user_id: str, device_id: str, conn_id: str, secret: str,
-    now_ms: int, keep_per_device: int,
-) -> tuple[int, list[int]]:
-    """A new connection for (user, device, conn_id) in place of any earlier one; the device
-    keeps its `keep_per_device` newest connections. Returns (new ID, IDs deleted)."""
-    dropped = [r["id"] for r in await conn.fetch(DELETE_CONNECTION, user_id, device_id, conn_id)]
-    connection_id: int = await conn.fetchval(
-        INSERT_CONNECTION, user_id, device_id, conn_id, secret, now_ms
+    now_ms: int, state: str, keep_per_device: int,
+) -> Started:
+    """A new connection for (user, device, conn_id) in place of any earlier one, at its first
+    position; the device keeps its `keep_per_device` newest connections. One statement."""
+    row = await conn.fetchrow(
+        START_CONNECTION, user_id, device_id, conn_id, secret, now_ms, state, keep_per_device
     )
-    dropped += [r["id"] for r in await conn.fetch(
-        DELETE_OLDEST_CONNECTIONS, user_id, device_id, keep_per_device
-    )]
-    return connection_id, dropped
+    return Started(row["connection_id"], row["position_id"], list(row["dropped"]))
 
 
 INSERT_POSITION = """
+WITH older AS (
+    DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND id < $3
+)
 INSERT INTO sliding_sync_positions (connection_id, state) VALUES ($1, $2) RETURNING id
-"""
-DELETE_POSITIONS_BEFORE = """
-DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND id < $2
 """
 
 
 async def insert_position(
-    conn: asyncpg.Connection, connection_id: int, state: str, keep_from: int | None
+    conn: asyncpg.Connection, connection_id: int, state: str, keep_from: int
 ) -> int:
     """Record a new position; positions of the connection older than `keep_from` (the one
     the client came from, which a retried request may name again) are deleted."""
-    if keep_from is not None:
-        await conn.execute(DELETE_POSITIONS_BEFORE, connection_id, keep_from)
-    position_id: int = await conn.fetchval(INSERT_POSITION, connection_id, state)
+    position_id: int = await conn.fetchval(INSERT_POSITION, connection_id, state, keep_from)
     return position_id
 
 
@@ -186,3 +195,46 @@ async def get_bumped_rooms(conn: asyncpg.Connection, after: int, upto: int) -> d
     through the stream's index: meant for short ranges)."""
     rows = await conn.fetch(GET_BUMPED_ROOMS, after, upto)
     return {r["room_id"]: r["bump_stamp"] for r in rows}
+
+
+_STATE_OF_KEYS = """
+SELECT cs.room_id, cs.type, cs.state_key, cs.event_id
+FROM unnest(${}::text[], ${}::text[], ${}::text[]) AS k(room_id, type, state_key)
+JOIN current_state cs USING (room_id, type, state_key)
+"""
+_STATE_OF_TYPES = """
+SELECT cs.room_id, cs.type, cs.state_key, cs.event_id
+FROM unnest(${}::text[], ${}::text[]) AS k(room_id, type)
+JOIN current_state cs USING (room_id, type)
+"""
+_STATE_OF_ROOMS = """
+SELECT room_id, type, state_key, event_id FROM current_state WHERE room_id = ANY(${}::text[])
+"""
+
+
+async def get_current_state_of_rooms(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]],
+    whole_types: Sequence[tuple[str, str]], whole_rooms: Sequence[str],
+) -> dict[str, dict[tuple[str, str], str]]:
+    """room -> (type, state_key) -> event ID of the current state entries named by `keys`
+    (room, type, state_key), of every key of `whole_types` (room, type), and all of
+    `whole_rooms`: the state of many rooms in one query. Only the parts with something to
+    read are in the query (an empty one would still cost a scan under a generic plan)."""
+    parts: list[str] = []
+    args: list[list[str]] = []
+    for template, columns in (
+        (_STATE_OF_KEYS, [list(c) for c in zip(*keys, strict=True)] if keys else []),
+        (_STATE_OF_TYPES, [list(c) for c in zip(*whole_types, strict=True)]
+         if whole_types else []),
+        (_STATE_OF_ROOMS, [list(whole_rooms)] if whole_rooms else []),
+    ):
+        if columns:
+            numbers = range(len(args) + 1, len(args) + len(columns) + 1)
+            parts.append(template.format(*numbers))
+            args.extend(columns)
+    if not parts:
+        return {}
+    out: dict[str, dict[tuple[str, str], str]] = {}
+    for r in await conn.fetch(" UNION ALL ".join(parts), *args):
+        out.setdefault(r["room_id"], {})[(r["type"], r["state_key"])] = r["event_id"]
+    return out

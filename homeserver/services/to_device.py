@@ -151,9 +151,11 @@ class ToDeviceService:
         self.wakes.add(slot.last_written, recipients)
 
     async def deliver(
-        self, conn: asyncpg.Connection, requester: Requester, since: int, upto: int
+        self, conn: asyncpg.Connection, requester: Requester, since: int, upto: int,
+        *, limit: int = MAX_PER_SYNC,
     ) -> Delivery:
-        """For /sync: acknowledge what lies at or below `since`, return what follows it.
+        """For /sync: acknowledge what lies at or below `since`, return what follows it (at
+        most `limit` messages; sliding sync's to-device extension may ask for fewer).
 
         When the stream has not moved there is nothing new to read, and the query is only
         needed if this device still has delivered messages to acknowledge (`_delivered`).
@@ -162,13 +164,14 @@ class ToDeviceService:
         delivered_up_to = self._delivered.get(device)
         if since >= upto and (delivered_up_to is None or since < delivered_up_to):
             return Delivery([], None)
+        limit = min(limit, MAX_PER_SYNC)
         pending = await to_device_store.ack_and_get_pending(
-            conn, requester.user_id, requester.device_id, since, upto, MAX_PER_SYNC + 1
+            conn, requester.user_id, requester.device_id, since, upto, limit + 1
         )
         if delivered_up_to is not None and since >= delivered_up_to:
             del self._delivered[device]
-        capped = len(pending) > MAX_PER_SYNC
-        delivered = pending[:MAX_PER_SYNC]
+        capped = len(pending) > limit
+        delivered = pending[:limit]
         if delivered:
             last = delivered[-1].stream_id
             self._delivered[device] = max(last, self._delivered.get(device, last))

@@ -11,7 +11,9 @@ CREATE TABLE sliding_sync_connections (
     created_ts   bigint NOT NULL,         -- ms since the epoch
     last_used_ts bigint NOT NULL,         -- ms since the epoch, kept to the hour; idle ones expire
     FOREIGN KEY (user_id, device_id) REFERENCES devices ON DELETE CASCADE,
-    UNIQUE (user_id, device_id, conn_id)
+    -- Checked at the end of each statement: one statement replaces a connection (deletes the
+    -- old row and inserts the new one, in no set order).
+    UNIQUE (user_id, device_id, conn_id) DEFERRABLE
 );
 
 -- What the connection had been sent when a response handed out this position (JSON of

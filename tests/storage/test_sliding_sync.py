@@ -14,41 +14,44 @@ A = "@a:x"
 async def test_a_connection_without_pos_replaces_the_earlier_one(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, A, "D")
-        first, dropped = await store.replace_connection(conn, A, "D", "main", "s1", 1, 10)
-        assert dropped == []
-        old_pos = await store.insert_position(conn, first, '{"v":1}', None)
-        found = await store.get_position(conn, old_pos)
+        first = await store.start_connection(conn, A, "D", "main", "s1", 1, '{"v":1}', 10)
+        assert first.dropped == []
+        found = await store.get_position(conn, first.position_id)
         assert found is not None
         assert (found.connection_id, found.user_id, found.device_id, found.conn_id,
                 found.secret, found.last_used_ts, found.state) == (
-            first, A, "D", "main", "s1", 1, '{"v":1}')
-        second, dropped = await store.replace_connection(conn, A, "D", "main", "s2", 2, 10)
-        assert dropped == [first] and second != first
-        assert await store.get_position(conn, old_pos) is None
-        assert await store.get_last_used(conn, first) is None
+            first.connection_id, A, "D", "main", "s1", 1, '{"v":1}')
+        second = await store.start_connection(conn, A, "D", "main", "s2", 2, "{}", 10)
+        assert second.dropped == [first.connection_id]
+        assert second.connection_id != first.connection_id
+        assert await store.get_position(conn, first.position_id) is None
+        assert await store.get_last_used(conn, first.connection_id) is None
+        assert await store.get_position(conn, second.position_id) is not None
 
 
 async def test_a_device_keeps_its_newest_connections(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, A, "D", "E")
         ids = [
-            (await store.replace_connection(conn, A, "D", f"c{i}", "s", i, 3))[0]
+            (await store.start_connection(conn, A, "D", f"c{i}", "s", i, "{}", 3)).connection_id
             for i in range(3)
         ]
-        other, _ = await store.replace_connection(conn, A, "E", "c0", "s", 0, 3)
-        newest, dropped = await store.replace_connection(conn, A, "D", "c3", "s", 3, 3)
-        assert dropped == [ids[0]]
-        for kept in (*ids[1:], newest, other):
+        other = await store.start_connection(conn, A, "E", "c0", "s", 0, "{}", 3)
+        newest = await store.start_connection(conn, A, "D", "c3", "s", 3, "{}", 3)
+        assert newest.dropped == [ids[0]]
+        for kept in (*ids[1:], newest.connection_id, other.connection_id):
             assert await store.get_last_used(conn, kept) is not None
+        again = await store.start_connection(conn, A, "D", "c1", "s", 4, "{}", 3)
+        assert again.dropped == [ids[1]]  # replacing one of its own is no new connection
 
 
 async def test_a_new_position_deletes_those_before_the_one_used(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, A, "D")
-        connection, _ = await store.replace_connection(conn, A, "D", "", "s", 0, 10)
-        p1 = await store.insert_position(conn, connection, "1", None)
-        p2 = await store.insert_position(conn, connection, "2", p1)
-        p3 = await store.insert_position(conn, connection, "3", p2)
+        started = await store.start_connection(conn, A, "D", "", "s", 0, "1", 10)
+        p1 = started.position_id
+        p2 = await store.insert_position(conn, started.connection_id, "2", p1)
+        p3 = await store.insert_position(conn, started.connection_id, "3", p2)
         assert await store.get_position(conn, p1) is None
         for kept in (p2, p3):  # the one the client came from may be retried
             assert await store.get_position(conn, kept) is not None
@@ -57,16 +60,17 @@ async def test_a_new_position_deletes_those_before_the_one_used(db: Database) ->
 async def test_logging_out_a_device_deletes_its_connections(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, A, "D")
-        connection, _ = await store.replace_connection(conn, A, "D", "", "s", 0, 10)
-        position = await store.insert_position(conn, connection, "{}", None)
+        started = await store.start_connection(conn, A, "D", "", "s", 0, "{}", 10)
         await accounts.delete_devices(conn, A, ["D"])
-        assert await store.get_position(conn, position) is None
+        assert await store.get_position(conn, started.position_id) is None
 
 
 async def test_last_used_is_kept_and_a_connection_deleted(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, A, "D")
-        connection, _ = await store.replace_connection(conn, A, "D", "", "s", 5, 10)
+        connection = (await store.start_connection(conn, A, "D", "", "s", 5, "{}", 10)
+                      ).connection_id
+        assert await store.get_last_used(conn, connection) == 5
         await store.set_last_used(conn, connection, 99)
         assert await store.get_last_used(conn, connection) == 99
         await store.delete_connection(conn, connection)
@@ -109,3 +113,26 @@ async def test_member_counts_and_current_state_of_many_rooms(db: Database) -> No
         )
         assert list(found) == [("!r:x", "m.room.create")]  # the odd state key is not read
         assert '"m.space"' in found[("!r:x", "m.room.create")]
+
+
+async def test_the_current_state_of_many_rooms_by_key_type_and_room(db: Database) -> None:
+    async with db.connection() as conn:
+        for room in ("!a:x", "!b:x", "!c:x"):
+            await add_room(conn, room)
+        name_a = await set_state(conn, "!a:x", "m.room.name", {"name": "A"}, stream=1)
+        await set_state(conn, "!a:x", "m.room.topic", {}, stream=2)
+        member_b = await set_state(conn, "!b:x", "m.room.member", {}, stream=3, state_key="@u:x")
+        await set_state(conn, "!b:x", "m.room.member", {}, stream=4, state_key="@v:x")
+        topic_c = await set_state(conn, "!c:x", "m.room.topic", {}, stream=5)
+        name_c = await set_state(conn, "!c:x", "m.room.name", {}, stream=6)
+        found = await store.get_current_state_of_rooms(
+            conn, [("!a:x", "m.room.name", ""), ("!a:x", "m.room.avatar", "")],
+            [("!b:x", "m.room.member")], ["!c:x"],
+        )
+        assert found["!a:x"] == {("m.room.name", ""): name_a}
+        assert found["!b:x"][("m.room.member", "@u:x")] == member_b
+        assert len(found["!b:x"]) == 2
+        assert found["!c:x"] == {("m.room.topic", ""): topic_c, ("m.room.name", ""): name_c}
+        only_rooms = await store.get_current_state_of_rooms(conn, [], [], ["!a:x"])
+        assert set(only_rooms["!a:x"]) == {("m.room.name", ""), ("m.room.topic", "")}
+        assert await store.get_current_state_of_rooms(conn, [], [], []) == {}

@@ -157,7 +157,8 @@ class SlidingSyncService:
             scope = Scope(
                 {name: result.rooms() for name, result in lists.items()},
                 frozenset(r for r in request.room_subscriptions if r in wanted),
-                frozenset(r for r, result in rooms.items() if result.get("initial")),
+                {r: frozenset(e["event_id"] for e in result.get("timeline", ()))
+                 for r, result in rooms.items() if result.get("initial")},
             )
             extensions, extension_news = await self.extensions.compute(
                 conn, requester, request.extensions, since, upto, scope

@@ -106,23 +106,23 @@ class Connections:
         """A new connection (replacing the device's one of this `conn_id`) at its first
         position."""
         now = self.clock.now_ms()
-        text = state.to_json()
         secret = secrets.token_urlsafe(9)
-
-        async def txn(conn: asyncpg.Connection) -> tuple[int, int, list[int]]:
-            connection_id, dropped = await store.replace_connection(
-                conn, requester.user_id, requester.device_id, conn_id, secret, now,
+        text = state.to_json()
+        async def start(conn: asyncpg.Connection) -> store.Started:
+            return await store.start_connection(
+                conn, requester.user_id, requester.device_id, conn_id, secret, now, text,
                 self.per_device,
             )
-            position_id = await store.insert_position(conn, connection_id, text, None)
-            return connection_id, position_id, dropped
 
-        connection_id, position_id, dropped = await self.db.transaction(
-            txn, name="sliding_sync_connection"
-        )
-        self._drop(dropped)
-        self._used(connection_id, now)
-        held = Held(position_id, connection_id, secret,
+        try:
+            started = await self.db.run(start, name="sliding_sync_connection")
+        except asyncpg.UniqueViolationError:
+            # Another request of this device started the same conn_id at the same moment:
+            # this one, the later, replaces it.
+            started = await self.db.run(start, name="sliding_sync_connection")
+        self._drop(started.dropped)
+        self._used(started.connection_id, now)
+        held = Held(started.position_id, started.connection_id, secret,
                     (requester.user_id, requester.device_id, conn_id), state)
         self._keep(held)
         return held
@@ -135,7 +135,7 @@ class Connections:
             return came_from
         text = state.to_json()
         try:
-            position_id = await self.db.transaction(
+            position_id = await self.db.run(
                 lambda conn: store.insert_position(
                     conn, came_from.connection_id, text, came_from.position_id
                 ),

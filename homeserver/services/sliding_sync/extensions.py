@@ -3,8 +3,9 @@ account data, MSC3960 receipts, MSC3961 typing), read from the same services as 
 
 Each enabled extension is in the response, as the reference server writes it; the rooms an
 extension reports on are those of the lists and subscriptions it names (`ExtensionConfig
-.scope`). A room sent `initial` in this response gets its receipts, typing and account data
-as they are, not as they changed: the client holds nothing of it.
+.scope`). A room sent `initial` in this response gets its typing and account data as they
+are, not as they changed (the client holds nothing of it), and, as the reference server
+does, the receipts of its timeline's events and the user's own, not those of every member.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from homeserver.services.to_device import ToDeviceService
 @dataclass(frozen=True, slots=True)
 class Scope:
     """The rooms of the response: by list (the rooms in its ranges), subscribed, and those
-    sent `initial`."""
+    sent `initial` with the events of their timelines."""
 
     lists: Mapping[str, list[str]]
     subscribed: frozenset[str]
-    initial: frozenset[str]
+    initial: Mapping[str, frozenset[str]]
 
 
 class SlidingSyncExtensions:
@@ -54,7 +55,7 @@ class SlidingSyncExtensions:
         news = False
         if config.to_device.enabled:
             out["to_device"], fresh = await self._to_device(
-                conn, requester, config.to_device.since, upto
+                conn, requester, config.to_device.since, config.to_device.limit, upto
             )
             news |= fresh
         if config.e2ee.enabled:
@@ -63,7 +64,7 @@ class SlidingSyncExtensions:
         if config.account_data.enabled:
             rooms = config.account_data.scope(scope.lists, scope.subscribed)
             out["account_data"], fresh = await self._account_data(
-                conn, requester.user_id, since, upto, rooms, scope.initial
+                conn, requester.user_id, since, upto, rooms, frozenset(scope.initial)
             )
             news |= fresh
         if config.receipts.enabled:
@@ -74,22 +75,24 @@ class SlidingSyncExtensions:
             news |= bool(out["receipts"]["rooms"])
         if config.typing.enabled:
             rooms = config.typing.scope(scope.lists, scope.subscribed)
-            typing = self.typing.events(rooms & scope.initial, None)
+            typing = self.typing.events(rooms & scope.initial.keys(), None)
             if since is not None:
-                typing.update(self.typing.events(rooms - scope.initial, since.typing))
+                typing.update(self.typing.events(rooms - scope.initial.keys(), since.typing))
             out["typing"] = {"rooms": typing}
             news |= bool(typing)
         return out, news
 
     async def _to_device(
-        self, conn: asyncpg.Connection, requester: Requester, since: int | None,
+        self, conn: asyncpg.Connection, requester: Requester, since: int | None, limit: int,
         upto: StreamToken,
     ) -> tuple[dict[str, Any], bool]:
         """Messages after `since` (which acknowledges, and so deletes, those up to it)."""
         after = since or 0
         if after > upto.to_device:  # a token from the future: nothing is known past it
             return {"next_batch": str(after), "events": []}, False
-        delivery = await self.to_device.deliver(conn, requester, after, upto.to_device)
+        delivery = await self.to_device.deliver(
+            conn, requester, after, upto.to_device, limit=limit
+        )
         next_batch = delivery.capped_at if delivery.capped_at is not None else upto.to_device
         return {"next_batch": str(next_batch), "events": delivery.events}, bool(delivery.events)
 
@@ -136,13 +139,32 @@ class SlidingSyncExtensions:
 
     async def _receipts(
         self, conn: asyncpg.Connection, user_id: str, since: StreamToken | None,
-        upto: StreamToken, rooms: set[str], initial: frozenset[str],
+        upto: StreamToken, rooms: set[str], initial: Mapping[str, frozenset[str]],
     ) -> dict[str, Any]:
-        out = await self.receipts.events(
-            conn, user_id, sorted(rooms & initial), 0, upto.receipts
-        )
+        out: dict[str, Any] = {}
+        fresh = sorted(rooms & initial.keys())
+        for room_id, event in (
+            await self.receipts.events(conn, user_id, fresh, 0, upto.receipts)
+        ).items():
+            content = _receipts_of(event["content"], initial[room_id], user_id)
+            if content:
+                out[room_id] = {"type": "m.receipt", "content": content}
         if since is not None:
             out.update(await self.receipts.events(
-                conn, user_id, sorted(rooms - initial), since.receipts, upto.receipts
+                conn, user_id, sorted(rooms - initial.keys()), since.receipts, upto.receipts
             ))
         return out
+
+
+def _receipts_of(
+    content: dict[str, Any], timeline: frozenset[str], user_id: str
+) -> dict[str, Any]:
+    """The receipts of an m.receipt content on the timeline's events, and the user's own."""
+    out: dict[str, Any] = {}
+    for event_id, by_type in content.items():
+        for receipt_type, by_user in by_type.items():
+            kept = {u: data for u, data in by_user.items()
+                    if event_id in timeline or u == user_id}
+            if kept:
+                out.setdefault(event_id, {})[receipt_type] = kept
+    return out

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -39,11 +39,12 @@ LISTED = ("join", "invite", "knock")
 MAX_STAMP_CATCH_UP = 100_000
 MAX_STAMPS = 200_000
 CACHE_SIZE = 100_000
+NO_FILTERS = ListFilters()
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One of the user's rooms as of the response's token."""
+class Candidate(NamedTuple):
+    """One of the user's rooms as of the response's token (a tuple: hundreds are built per
+    request)."""
 
     room_id: str
     membership: str
@@ -230,7 +231,7 @@ class RoomLists:
             encrypted = {room_id for room_id, _ in found}
         out: dict[str, ListResult] = {}
         for name, config in lists.items():
-            kept = [
+            kept = ids if config.filters == NO_FILTERS else [
                 c.room_id for c in ordered
                 if _passes(config.filters, c, c.room_id in direct, types.get(c.room_id),
                            c.room_id in encrypted)

@@ -7,17 +7,23 @@ membership event). A room the connection holds is sent only when something chang
 client's position (`pos` for a room followed live, the position it fell out of the lists at
 otherwise): new timeline events, state entries `required_state` names that changed, state a
 grown `required_state` newly names, members `$LAZY` newly needs (the senders of the timeline
-not yet sent on the connection), or a larger `timeline_limit` (the timeline is then sent in
-full again with `expanded_timeline`). Whether a followed room moved at all is answered from
-the recent-events cache (one query for all rooms when it cannot tell), so rooms that did not
-move cost nothing. Invites and knocks carry their stripped state once.
+not yet sent on the connection), a larger `timeline_limit` (the timeline is then sent in full
+again with `expanded_timeline`), or unread counts the user's own receipt moved. Invites and
+knocks carry their stripped state once per membership.
+
+Cost. Whether a followed room moved at all is answered from the recent-events cache (one query
+for all rooms when it cannot tell), so rooms that did not move cost nothing. The rooms that are
+sent are computed together, phase by phase: their timelines (from the cache, else one query
+each), one visibility check, one read of the current state of every joined room, one load of
+the state events, one serialization; a first response of twenty rooms costs a handful of
+queries, not a few per room.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -30,11 +36,13 @@ from homeserver.services.sliding_sync.lists import Candidate
 from homeserver.services.streams import StreamToken
 from homeserver.services.sync_rooms import MAX_HEROES, invite_state
 from storage import events as events_store
+from storage import sliding_sync as store
 from storage import state as state_store
 from storage.events import StoredEvent
 
 NAME: StatePair = ("m.room.name", "")
 AVATAR: StatePair = ("m.room.avatar", "")
+META = frozenset({NAME, AVATAR})
 READABLE = ("join", "leave", "ban")
 
 
@@ -63,6 +71,32 @@ class _Window:
     expanded: bool
 
 
+@dataclass(slots=True)
+class _Work:
+    """One room being computed, filled in phase by phase."""
+
+    request: RoomRequest
+    window: _Window
+    read: bool  # the user's receipt moved its unread counts
+    wanted: StateWanted
+    limited: bool = False
+    fetched: bool = False  # the window holds events (visible or not)
+    visible: list[StoredEvent] = field(default_factory=list)
+    lazy_now: frozenset[str] = frozenset()
+    new_lazy: set[str] = field(default_factory=set)
+    changes: dict[StatePair, str] = field(default_factory=dict)  # state changes (deltas)
+    state_ids: list[str] = field(default_factory=list)
+    meta: dict[StatePair, str] = field(default_factory=dict)
+
+    @property
+    def room_id(self) -> str:
+        return self.request.candidate.room_id
+
+    @property
+    def members_changed(self) -> bool:
+        return self.window.initial or any(t == MEMBER for t, _ in self.changes)
+
+
 class RoomResults:
     def __init__(self, engine: RoomView) -> None:
         self.engine = engine
@@ -80,27 +114,28 @@ class RoomResults:
         for room_id, request in rooms.items():
             candidate, sent = request.candidate, request.sent
             if candidate.membership not in READABLE:
-                out[room_id] = await self._stripped(conn, requester, request, direct, ignored)
+                out[room_id] = await self._stripped(conn, request, direct, ignored)
                 continue
             bound = upto.events if candidate.membership == "join" else candidate.position
-            initial = sent is None or sent.membership not in READABLE or (
+            if sent is None or sent.membership not in READABLE or (
                 sent.membership != "join" and candidate.membership == "join"
-            )
-            if initial or sent is None:
+            ):
                 windows[room_id] = _Window(0, bound, True, False)
                 continue
             after = (since.events if since is not None else 0) if sent.live else sent.upto
             expanded = request.config.timeline_limit > sent.config.timeline_limit
             windows[room_id] = _Window(min(after, bound), bound, False, expanded)
         quiet = await self._unmoved(conn, rooms, windows)
+        work: list[_Work] = []
         for room_id, window in windows.items():
             request = rooms[room_id]
             if room_id in quiet and room_id not in read and request.sent is not None:
                 out[room_id] = Outcome(None, _followed(request, request.sent.lazy_members))
-                continue
-            out[room_id] = await self._room(
-                conn, requester, request, window, since, direct, ignored, now, room_id in read
-            )
+            else:
+                wanted = StateWanted.of(request.config.required_state, requester.user_id)
+                work.append(_Work(request, window, room_id in read, wanted))
+        if work:
+            out.update(await self._rooms(conn, requester, work, since, direct, ignored, now))
         return out
 
     async def _unmoved(
@@ -130,8 +165,8 @@ class RoomResults:
         return quiet
 
     async def _stripped(
-        self, conn: asyncpg.Connection, requester: Requester, request: RoomRequest,
-        direct: frozenset[str], ignored: frozenset[str],
+        self, conn: asyncpg.Connection, request: RoomRequest, direct: frozenset[str],
+        ignored: frozenset[str],
     ) -> Outcome:
         """An invite or knock: its stripped state, once per membership."""
         candidate, sent = request.candidate, request.sent
@@ -144,193 +179,223 @@ class RoomResults:
             return Outcome(None, now_sent)  # spec "Ignoring Users": their invites are not sent
         result: dict[str, Any] = {
             "notification_count": 0, "highlight_count": 0, "bump_stamp": candidate.bump_stamp,
-            "initial": True,
         }
         for event in events:
-            if (event.get("type"), event.get("state_key")) == NAME:
-                name = event.get("content", {}).get("name")
-                if isinstance(name, str) and name:
-                    result["name"] = name
-            if (event.get("type"), event.get("state_key")) == AVATAR:
-                url = event.get("content", {}).get("url")
-                if isinstance(url, str) and url:
-                    result["avatar"] = url
-        is_direct = own.get("content", {}).get("is_direct") is True
-        if candidate.room_id in direct or is_direct:
+            pair = (event.get("type"), event.get("state_key"))
+            content = event.get("content", {})
+            if pair == NAME and _nonempty(content.get("name")):
+                result["name"] = content["name"]
+            if pair == AVATAR and _nonempty(content.get("url")):
+                result["avatar"] = content["url"]
+        result["initial"] = True
+        if candidate.room_id in direct or own.get("content", {}).get("is_direct") is True:
             result["is_dm"] = True
         key = "invite_state" if candidate.membership == "invite" else "knock_state"
         result[key] = events
         return Outcome(result, now_sent)
 
-    async def _room(
-        self, conn: asyncpg.Connection, requester: Requester, request: RoomRequest,
-        window: _Window, since: StreamToken | None, direct: frozenset[str],
-        ignored: frozenset[str], now: int, read: bool,
-    ) -> Outcome:
-        candidate, config, sent = request.candidate, request.config, request.sent
-        room_id, user_id = candidate.room_id, requester.user_id
-        limit = config.timeline_limit
-        timeline_after = 0 if window.initial or window.expanded else window.after
-        fetched = self.engine.recent.window(
-            room_id, after=timeline_after, upto=window.bound, limit=limit + 1
-        )
-        if fetched is None:
-            fetched = await events_store.get_room_events(
-                conn, room_id, after=timeline_after, upto=window.bound, limit=limit + 1,
-                newest_first=True,
+    async def _rooms(
+        self, conn: asyncpg.Connection, requester: Requester, work: list[_Work],
+        since: StreamToken | None, direct: frozenset[str], ignored: frozenset[str], now: int,
+    ) -> dict[str, Outcome]:
+        await self._timelines(conn, requester.user_id, work, ignored)
+        await self._state(conn, requester.user_id, work)
+        out: dict[str, Outcome] = {}
+        sending: list[_Work] = []
+        for w in work:
+            request = w.request
+            lazy = w.lazy_now if w.wanted.lazy else frozenset()
+            if not (w.window.initial or w.visible or w.state_ids or w.window.expanded
+                    or w.read or (request.config.timeline_limit == 0 and w.fetched)):
+                out[w.room_id] = Outcome(None, _followed(request, lazy))
+            else:
+                sending.append(w)
+        if not sending:
+            return out
+        stored = await _load(conn, [e for w in sending for e in w.state_ids])
+        pdus = await self.engine.get_pdus(conn, [e for w in sending for e in w.meta.values()])
+        to_serialize = [e for w in sending for e in w.visible] + list(stored.values())
+        serialized = {
+            event["event_id"]: event for event in await serialize_events(
+                conn, self.engine, to_serialize, requester, now=now
             )
-        limited = len(fetched) > limit
-        chronological = list(reversed(fetched[:limit]))
-        visible = await filter_visible(conn, self.engine, user_id, chronological, ignored=ignored)
-        wanted = StateWanted.of(config.required_state, user_id)
-        held_lazy = frozenset() if window.initial or sent is None else sent.lazy_members
-        in_timeline = {
-            e.state_key: e.event_id for e in visible if e.type == MEMBER and e.state_key
         }
-        senders = {e.sender for e in visible} if wanted.lazy else set()
-        new_lazy = senders - held_lazy - set(in_timeline)
-        lazy_now = held_lazy | senders | (set(in_timeline) if wanted.lazy else set())
-        if window.initial:
-            state = await self._read(conn, candidate, wanted, {(MEMBER, u) for u in new_lazy})
-            meta = await self._read(conn, candidate, None, {NAME, AVATAR})
-            state_ids = [e for k, e in state.items() if wanted.matches(k[0], k[1], lazy_now)]
-            changed_meta = {NAME, AVATAR, (MEMBER, "")}
-        else:
-            assert sent is not None
-            state_ids, changes = await self._delta_state(
-                conn, candidate, window, wanted, config.required_state, user_id, sent, limited,
-                visible, new_lazy, lazy_now,
-            )
-            changed_meta = {(t, "" if t == MEMBER else k) for t, k in changes}
-            meta = {k: e for k, e in changes.items() if k in (NAME, AVATAR)}
-            if not (visible or state_ids or window.expanded or read or (limit == 0 and fetched)):
-                return Outcome(None, _followed(request, lazy_now))
-        new_sent = SentRoom(True, candidate.membership, 0, config, lazy_now if wanted.lazy
-                            else frozenset())
-        result = await self._assemble(
-            conn, requester, request, window, since, visible, limited, state_ids, meta,
-            changed_meta, direct, now,
-        )
-        return Outcome(result, new_sent, counts=(MEMBER, "") in changed_meta)
+        for event in serialized.values():
+            event.pop("room_id", None)
+        for w in sending:
+            result = await self._assemble(conn, requester, w, since, direct, serialized, pdus)
+            lazy = w.lazy_now if w.wanted.lazy else frozenset()
+            sent = SentRoom(True, w.request.candidate.membership, 0, w.request.config, lazy)
+            out[w.room_id] = Outcome(result, sent, counts=w.members_changed)
+        return out
 
-    async def _delta_state(
-        self, conn: asyncpg.Connection, candidate: Candidate, window: _Window,
-        wanted: StateWanted, wanted_pairs: frozenset[StatePair], user_id: str, sent: SentRoom,
-        limited: bool, visible: list[StoredEvent], new_lazy: set[str],
-        lazy_now: frozenset[str],
-    ) -> tuple[list[str], dict[StatePair, str]]:
-        """(required_state event IDs to send, every state change of the window by key)."""
-        if limited or window.expanded:
-            stored = await events_store.get_state_changes(
-                conn, candidate.room_id, window.after, window.bound
+    async def _timelines(
+        self, conn: asyncpg.Connection, user_id: str, work: list[_Work],
+        ignored: frozenset[str],
+    ) -> None:
+        """Each room's newest `timeline_limit` events of its window (from the cache when it
+        can answer), then the visible ones among all of them, checked together."""
+        chronological: list[StoredEvent] = []
+        for w in work:
+            limit = w.request.config.timeline_limit
+            after = 0 if w.window.initial or w.window.expanded else w.window.after
+            fetched = self.engine.recent.window(
+                w.room_id, after=after, upto=w.window.bound, limit=limit + 1
             )
-            changes = {(e.type, e.state_key or ""): e.event_id for e in stored}
-            in_timeline = {e.event_id for e in visible}
-        else:
-            changes = {(e.type, e.state_key): e.event_id for e in visible
-                       if e.state_key is not None}
-            in_timeline = set(changes.values())
-        send = [
-            e for (t, k), e in changes.items()
-            if e not in in_timeline and wanted.matches(t, k, lazy_now)
-        ]
-        extra: set[StatePair] = {(MEMBER, u) for u in new_lazy}
-        old = StateWanted.of(sent.config.required_state, user_id)
-        grown = bool(wanted_pairs - sent.config.required_state)
-        if grown or extra:
-            state = await self._read(conn, candidate, wanted if grown else None, extra)
+            if fetched is None:
+                fetched = await events_store.get_room_events(
+                    conn, w.room_id, after=after, upto=w.window.bound, limit=limit + 1,
+                    newest_first=True,
+                )
+            w.limited = len(fetched) > limit
+            w.fetched = bool(fetched)
+            chronological.extend(reversed(fetched[:limit]))
+        visible = await filter_visible(conn, self.engine, user_id, chronological,
+                                       ignored=ignored)
+        by_room: defaultdict[str, list[StoredEvent]] = defaultdict(list)
+        for event in visible:
+            by_room[event.room_id].append(event)
+        for w in work:
+            w.visible = by_room.get(w.room_id, [])
+
+    async def _state(self, conn: asyncpg.Connection, user_id: str, work: list[_Work]) -> None:
+        """Each room's `required_state` to send (and its name and avatar when it owes them),
+        with one read of the current state of all the joined rooms."""
+        reads: dict[str, tuple[StateWanted | None, set[StatePair]]] = {}
+        for w in work:
+            sent = w.request.sent
+            held = frozenset() if w.window.initial or sent is None else sent.lazy_members
+            in_timeline = {e.state_key for e in w.visible if e.type == MEMBER and e.state_key}
+            senders = {e.sender for e in w.visible} if w.wanted.lazy else set()
+            w.new_lazy = senders - held - in_timeline
+            w.lazy_now = held | senders | (in_timeline if w.wanted.lazy else frozenset())
+            lazy_keys = {(MEMBER, u) for u in w.new_lazy}
+            if w.window.initial:
+                reads[w.room_id] = (w.wanted, lazy_keys | META)
+                continue
+            assert sent is not None
+            if w.limited or w.window.expanded:
+                changed = await events_store.get_state_changes(
+                    conn, w.room_id, w.window.after, w.window.bound
+                )
+                w.changes = {(e.type, e.state_key or ""): e.event_id for e in changed}
+            else:
+                w.changes = {(e.type, e.state_key): e.event_id for e in w.visible
+                             if e.state_key is not None}
+            w.meta = {k: e for k, e in w.changes.items() if k in META}
+            grown = bool(w.request.config.required_state - sent.config.required_state)
+            if grown or lazy_keys:
+                reads[w.room_id] = (w.wanted if grown else None, lazy_keys)
+        found = await self._read(conn, {w.room_id: w.request.candidate for w in work}, reads)
+        for w in work:
+            state = found.get(w.room_id, {})
+            if w.window.initial:
+                w.state_ids = [e for (t, k), e in state.items()
+                               if w.wanted.matches(t, k, w.lazy_now)]
+                w.meta = {k: e for k, e in state.items() if k in META}
+                continue
+            sent = w.request.sent
+            assert sent is not None
+            in_timeline = {e.event_id for e in w.visible}
+            send = [e for (t, k), e in w.changes.items()
+                    if e not in in_timeline and w.wanted.matches(t, k, w.lazy_now)]
+            old = StateWanted.of(sent.config.required_state, user_id)
+            lazy_keys = {(MEMBER, u) for u in w.new_lazy}
             for (t, k), e in state.items():
-                fresh = (t, k) in extra or (
-                    grown and wanted.matches(t, k) and not old.matches(t, k)
+                fresh = (t, k) in lazy_keys or (
+                    w.wanted.matches(t, k) and not old.matches(t, k)
                 )
                 if fresh and e not in send and e not in in_timeline:
                     send.append(e)
-        return send, changes
+            w.state_ids = send
 
     async def _read(
+        self, conn: asyncpg.Connection, candidates: Mapping[str, Candidate],
+        reads: Mapping[str, tuple[StateWanted | None, set[StatePair]]],
+    ) -> dict[str, dict[StatePair, str]]:
+        """The state entries each room's `StateWanted` and keys name: now for joined rooms
+        (one query for all), as of the user's membership event for the others."""
+        keys: list[tuple[str, str, str]] = []
+        whole_types: list[tuple[str, str]] = []
+        whole_rooms: list[str] = []
+        out: dict[str, dict[StatePair, str]] = {}
+        for room_id, (wanted, extra) in reads.items():
+            candidate = candidates[room_id]
+            if candidate.membership != "join":
+                out[room_id] = await self._read_at_membership(conn, candidate, wanted, extra)
+                continue
+            if wanted is not None and wanted.needs_full_state:
+                whole_rooms.append(room_id)
+                continue
+            wanted_keys = set(extra) | (set(wanted.keys) if wanted is not None else set())
+            keys.extend((room_id, t, k) for t, k in wanted_keys)
+            if wanted is not None:
+                whole_types.extend((room_id, t) for t in wanted.whole_types)
+        if keys or whole_types or whole_rooms:
+            out.update(await store.get_current_state_of_rooms(
+                conn, keys, whole_types, whole_rooms
+            ))
+        return out
+
+    async def _read_at_membership(
         self, conn: asyncpg.Connection, candidate: Candidate, wanted: StateWanted | None,
         keys: set[StatePair],
     ) -> dict[StatePair, str]:
-        """The room's state entries `wanted` and `keys` name, now (joined) or as of the
-        user's membership event (left, banned)."""
-        keys = set(keys)
-        whole_types: set[str] = set()
-        full = False
-        if wanted is not None:
-            full = wanted.needs_full_state
-            whole_types = set(wanted.whole_types)
-            keys |= set(wanted.keys)
-        if not (full or whole_types or keys):
-            return {}
-        room_id = candidate.room_id
-        if candidate.membership == "join":
-            out: dict[StatePair, str] = {}
-            if full:
-                return dict(await state_store.get_current_state(conn, room_id))
-            if whole_types:
-                out.update(await state_store.get_current_state(conn, room_id, list(whole_types)))
-            if keys:
-                out.update(await state_store.get_current_state_for_keys(conn, room_id, list(keys)))
-            return out
         member = (await events_store.get_events(conn, [candidate.event_id])).get(
             candidate.event_id
         )
         if member is None or member.state_group is None:
             return {}
         state = await state_store.get_state(conn, member.state_group)
+        full = wanted is not None and wanted.needs_full_state
         return {
             (t, k): e for (t, k), e in state.items()
-            if full or t in whole_types or (t, k) in keys
+            if full or (t, k) in keys or (wanted is not None and (
+                t in wanted.whole_types or (t, k) in wanted.keys
+            ))
         }
 
     async def _assemble(
-        self, conn: asyncpg.Connection, requester: Requester, request: RoomRequest,
-        window: _Window, since: StreamToken | None, visible: list[StoredEvent], limited: bool,
-        state_ids: list[str], meta: Mapping[StatePair, str], changed: set[StatePair],
-        direct: frozenset[str], now: int,
+        self, conn: asyncpg.Connection, requester: Requester, w: _Work,
+        since: StreamToken | None, direct: frozenset[str],
+        serialized: Mapping[str, dict[str, Any]], pdus: Mapping[str, dict[str, Any]],
     ) -> dict[str, Any]:
         """The room's JSON, in the field order the reference server writes it."""
-        candidate = request.candidate
-        room_id = candidate.room_id
+        candidate = w.request.candidate
         result: dict[str, Any] = {
             "notification_count": 0, "highlight_count": 0, "bump_stamp": candidate.bump_stamp,
         }
-        pdus = await self.engine.get_pdus(conn, list(meta.values()))
-        name = _content_str(pdus.get(meta.get(NAME, "")), "name")
+        name = _content_str(pdus.get(w.meta.get(NAME, "")), "name")
         if name:
             result["name"] = name
-        avatar = _content_str(pdus.get(meta.get(AVATAR, "")), "url")
+        avatar = _content_str(pdus.get(w.meta.get(AVATAR, "")), "url")
         if avatar:
             result["avatar"] = avatar
-        if (MEMBER, "") in changed and not name:
-            heroes = await self._heroes(conn, room_id, requester.user_id)
+        if w.members_changed and not name:
+            heroes = await self._heroes(conn, candidate.room_id, requester.user_id)
             if heroes:
                 result["heroes"] = heroes
-        if window.initial:
+        if w.window.initial:
             result["initial"] = True
-        if window.expanded:
+        if w.window.expanded:
             # The reference server's name; the MSC's later text drops the prefix.
             result["unstable_expanded_timeline"] = True
             result["expanded_timeline"] = True
-        state_events = await _load(conn, state_ids)
-        if state_events:
-            result["required_state"] = _client(
-                await serialize_events(conn, self.engine, state_events, requester, now=now)
-            )
-        if visible:
-            result["timeline"] = _client(
-                await serialize_events(conn, self.engine, visible, requester, now=now)
-            )
-        first = visible[0].stream_ordering if visible else None
-        result["limited"] = limited
+        state = [serialized[e] for e in w.state_ids if e in serialized]
+        if state:
+            result["required_state"] = state
+        timeline = [serialized[e.event_id] for e in w.visible if e.event_id in serialized]
+        if timeline:
+            result["timeline"] = timeline
+        first = w.visible[0].stream_ordering if w.visible else None
+        result["limited"] = w.limited
         result["prev_batch"] = StreamToken(
-            events=(first - 1) if first is not None else window.bound
+            events=(first - 1) if first is not None else w.window.bound
         ).encode()
-        live_after = since.events if since is not None else None
-        result["num_live"] = 0 if live_after is None else sum(
-            1 for e in visible if (e.stream_ordering or 0) > live_after
+        result["num_live"] = 0 if since is None else sum(
+            1 for e in w.visible if (e.stream_ordering or 0) > since.events
         )
-        if room_id in direct:
+        if candidate.room_id in direct:
             result["is_dm"] = True
         return result
 
@@ -362,27 +427,23 @@ def _followed(request: RoomRequest, lazy: frozenset[str]) -> SentRoom:
     """A room held live with nothing sent this time: it keeps what it was sent, under the
     configuration now asked (a narrowed one included, so that widening it again sends what
     the narrowing skipped)."""
-    sent = request.sent
-    assert sent is not None
     return SentRoom(True, request.candidate.membership, 0, request.config, lazy)
+
+
+def _nonempty(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _content_str(pdu: dict[str, Any] | None, field_name: str) -> str | None:
     if pdu is None:
         return None
     value = pdu.get("content", {}).get(field_name)
-    return value if isinstance(value, str) and value else None
+    return value if _nonempty(value) else None
 
 
-def _client(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for event in events:
-        event.pop("room_id", None)
-    return events
-
-
-async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> list[StoredEvent]:
+async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> dict[str, StoredEvent]:
+    """The events, oldest first."""
     if not event_ids:
-        return []
+        return {}
     found = await events_store.get_events(conn, event_ids)
-    return sorted((found[e] for e in event_ids if e in found),
-                  key=lambda e: e.stream_ordering or 0)
+    return {e.event_id: e for e in sorted(found.values(), key=lambda e: e.stream_ordering or 0)}
