@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
+from homeserver import metrics
 from tests.helpers import MatrixApi, User
 from tests.sliding_sync_schema import validate_error, validate_request, validate_response
 
@@ -22,12 +23,18 @@ FEATURE = "org.matrix.simplified_msc3575"
 # response before the deadline can only be the wake-up.
 LONG_POLL_MS = 30_000
 WAKE_DEADLINE_S = 10.0
-# The state Element X asks for in its room list (matrix-rust-sdk's defaults).
-ROOM_LIST_STATE = [
-    ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"],
-    ["m.room.name", ""], ["m.room.avatar", ""], ["m.room.create", ""],
-    ["m.room.power_levels", ""],
+# The state Element X asks for in its room list (matrix-rust-sdk's RoomListService defaults);
+# its room subscriptions add the pinned events.
+ELEMENT_X_STATE = [
+    ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"],
+    ["m.room.member", "$ME"], ["m.room.topic", ""], ["m.room.avatar", ""],
+    ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+    ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""],
+    ["m.room.tombstone", ""], ["m.room.create", ""],
+    ["m.room.history_visibility", ""], ["io.element.functional_members", ""],
+    ["m.space.parent", "*"], ["m.space.child", "*"], ["m.beacon_info", "*"],
 ]
+ELEMENT_X_SUBSCRIPTION_STATE = [*ELEMENT_X_STATE, ["m.room.pinned_events", ""]]
 KEEP = object()  # `pos=KEEP`: send the connection's own pos
 
 
@@ -91,12 +98,13 @@ class Connection:
         return body
 
     async def request(
-        self, *, pos: Any = KEEP, timeout_ms: int | None = None, set_presence: str = "offline",
-        body: dict[str, Any] | None = None,
+        self, *, pos: Any = KEEP, timeout_ms: int | None = None,
+        set_presence: str | None = "offline", body: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
-        """Send one request without touching `self.pos` (`pos=None` sends none)."""
+        """Send one request without touching `self.pos` (`pos=None` sends none;
+        `set_presence=None` leaves the parameter out, which marks the user online)."""
         sent_pos = self.pos if pos is KEEP else pos
-        params = {"set_presence": set_presence}
+        params = {} if set_presence is None else {"set_presence": set_presence}
         if sent_pos is not None:
             params["pos"] = sent_pos
         if timeout_ms is not None:
@@ -121,6 +129,15 @@ class Connection:
         then awaits `woken(task)`."""
         return asyncio.create_task(self.sync(timeout_ms=LONG_POLL_MS))
 
+    async def waiting(self) -> asyncio.Task[dict[str, Any]]:
+        """A long-poll that the server, running in this event loop, holds: a change made after
+        this returns reaches the client only by waking it."""
+        before = long_polls_held()
+        poll = self.long_poll()
+        await held(poll, before)
+        assert not poll.done(), f"the long-poll returned at once: {poll.result()}"
+        return poll
+
     async def expect_unknown_pos(self, pos: Any = KEEP) -> None:
         status, answer = await self.request(pos=pos)
         assert (status, answer["errcode"]) == (400, "M_UNKNOWN_POS"), (status, answer)
@@ -132,6 +149,19 @@ async def woken(poll: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     answer = await asyncio.wait_for(poll, WAKE_DEADLINE_S)
     assert time.monotonic() - started < WAKE_DEADLINE_S
     return answer
+
+
+def long_polls_held() -> float:
+    """How many long-polls the servers of this process hold (the notifier's gauge)."""
+    value: float = metrics.SYNC_LONG_POLLS._value.get()
+    return value
+
+
+async def held(poll: asyncio.Task[Any], before: float) -> None:
+    """Until a server running in this event loop holds one more long-poll than `before` (it
+    registers before it reads anything), or `poll` ended."""
+    while long_polls_held() <= before and not poll.done():  # noqa: ASYNC110
+        await asyncio.sleep(0)
 
 
 # -- reading answers -----------------------------------------------------------------------------

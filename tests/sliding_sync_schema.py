@@ -161,7 +161,8 @@ REQUEST_PARAMS_SCHEMA: dict[str, Any] = {
 
 _EVENT_CONTENT: dict[str, Any] = {"type": "object"}
 
-# A room event in the client format without `room_id` (as in /v3/sync's rooms).
+# A room event in the client format (as in /v3/sync's rooms, where `room_id` is left out;
+# Synapse keeps it on the m.room.create event of a version 12 room, so it is not forbidden).
 _CLIENT_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -175,7 +176,6 @@ _CLIENT_EVENT: dict[str, Any] = {
         "redacts": {"type": "string"},
     },
     "required": ["type", "event_id", "sender", "origin_server_ts", "content"],
-    "not": {"required": ["room_id"]},
 }
 
 _STATE_EVENT: dict[str, Any] = {**_CLIENT_EVENT, "required": [*_CLIENT_EVENT["required"],

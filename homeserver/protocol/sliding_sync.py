@@ -311,7 +311,12 @@ def parse_request(body: Any) -> SlidingSyncRequest:
 
 
 def combine(configs: Iterable[RoomConfig]) -> RoomConfig:
-    """One room named by several lists or subscriptions: the largest timeline, all the state."""
+    """One room named by several lists or subscriptions: the largest timeline, all the state.
+    A room named once keeps that configuration (the same object for all the rooms of a list,
+    which the connection state holds for each)."""
+    configs = list(configs)
+    if len(configs) == 1:
+        return configs[0]
     limit = 0
     pairs: set[StatePair] = set()
     for config in configs:
@@ -420,12 +425,12 @@ class SentRoom:
         ]
 
     @classmethod
-    def from_json(cls, value: list[Any]) -> SentRoom:
+    def from_json(cls, value: list[Any], configs: dict[RoomConfig, RoomConfig]) -> SentRoom:
+        """`configs` interns the configurations, which most rooms share."""
         live, membership, upto, limit, pairs, lazy = value
-        return cls(
-            bool(live), membership, upto,
-            RoomConfig(limit, frozenset((t, k) for t, k in pairs)), frozenset(lazy),
-        )
+        config = RoomConfig(limit, frozenset((t, k) for t, k in pairs))
+        return cls(bool(live), membership, upto, configs.setdefault(config, config),
+                   frozenset(lazy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +449,9 @@ class ConnectionState:
     @classmethod
     def from_json(cls, text: str) -> ConnectionState:
         value = json.loads(text)
+        configs: dict[RoomConfig, RoomConfig] = {}
         return cls(
-            {room_id: SentRoom.from_json(sent) for room_id, sent in value["rooms"].items()},
+            {room_id: SentRoom.from_json(sent, configs)
+             for room_id, sent in value["rooms"].items()},
             dict(value["counts"]),
         )

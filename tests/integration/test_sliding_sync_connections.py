@@ -200,7 +200,11 @@ async def test_an_idle_connection_expires(make_homeserver: MakeServer, http: Any
     await api.create_room(alice)
     conn = Connection(api, alice, ALL)
     await conn.sync()
-    clock.advance(30 * 24 * 3600)  # Synapse expires connections unused for 7 days
+    # Synapse expires connections unused for 7 days: idle time counts, not age.
+    for _ in range(3):
+        clock.advance(5 * 24 * 3600)
+        await conn.sync()
+    clock.advance(8 * 24 * 3600)
     await conn.expect_unknown_pos()
     assert rooms(await conn.restart())
 
@@ -216,6 +220,18 @@ async def test_connections_per_device_are_bounded(api: MatrixApi) -> None:
         await conn.sync()
     await conns[0].expect_unknown_pos()
     assert rooms(await conns[-1].sync()) == {}
+
+
+@pytest.mark.parametrize(("set_presence", "expected"), [
+    (None, "online"), ("online", "online"), ("unavailable", "unavailable"),
+    ("offline", "offline"),
+])
+async def test_set_presence(api: MatrixApi, set_presence: str | None, expected: str) -> None:
+    """MSC4186: polling marks the user online unless `set_presence` says otherwise."""
+    alice = await api.register("alice")
+    await Connection(api, alice, ALL).sync(set_presence=set_presence)
+    status = await api.ok("GET", f"presence/{alice.user_id}/status", token=alice.token)
+    assert status["presence"] == expected
 
 
 # -- long-polls --------------------------------------------------------------------------------
@@ -250,7 +266,7 @@ async def test_a_long_poll_wakes_on_a_message(api: MatrixApi) -> None:
     alice, bob, room_id = await room_of_two(api)
     conn = Connection(api, bob, ALL)
     await conn.sync()
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     event_id = await api.send_message(alice, room_id, "wake up")
     answer = await woken(poll)
     assert [e["event_id"] for e in timeline(rooms(answer)[room_id])] == [event_id]
@@ -261,7 +277,7 @@ async def test_a_long_poll_wakes_on_an_invite(api: MatrixApi) -> None:
     secret = await api.create_room(alice, name="Secret")
     conn = Connection(api, bob, ALL)
     await conn.sync()
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.invite(alice, secret, bob)
     answer = await woken(poll)
     invite_state = rooms(answer)[secret]["invite_state"]
@@ -275,7 +291,7 @@ async def test_a_long_poll_wakes_on_a_to_device_message(api: MatrixApi) -> None:
     conn = Connection(api, bob, {**ALL, "extensions": {"to_device": {"enabled": True}}})
     since = extension(await conn.sync(), "to_device")["next_batch"]
     conn.body["extensions"]["to_device"]["since"] = since
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.ok(
         "PUT", "sendToDevice/org.example.ping/t1", token=alice.token,
         json={"messages": {bob.user_id: {bob.device_id: {"n": 1}}}},
@@ -290,7 +306,7 @@ async def test_a_long_poll_wakes_on_typing(api: MatrixApi) -> None:
     alice, bob, room_id = await room_of_two(api)
     conn = Connection(api, bob, {**ALL, "extensions": {"typing": {"enabled": True}}})
     await conn.sync()
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.ok("PUT", f"rooms/{room_id}/typing/{alice.user_id}", token=alice.token,
                  json={"typing": True, "timeout": 30000})
     typing = extension(await woken(poll), "typing")["rooms"][room_id]
@@ -302,7 +318,7 @@ async def test_a_long_poll_wakes_on_a_receipt(api: MatrixApi) -> None:
     event_id = await api.send_message(bob, room_id, "read me")
     conn = Connection(api, bob, {**ALL, "extensions": {"receipts": {"enabled": True}}})
     await conn.sync()
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     await api.ok("POST", f"rooms/{room_id}/receipt/m.read/{event_id}", json={},
                  token=alice.token)
     receipt = extension(await woken(poll), "receipts")["rooms"][room_id]
@@ -314,7 +330,7 @@ async def test_a_long_poll_wakes_for_a_subscribed_room(api: MatrixApi) -> None:
     alice, bob, room_id = await room_of_two(api)
     conn = Connection(api, bob, {"room_subscriptions": {room_id: subscription()}})
     await conn.sync()
-    poll = conn.long_poll()
+    poll = await conn.waiting()
     event_id = await api.send_message(alice, room_id, "subscribed")
     answer = await woken(poll)
     assert [e["event_id"] for e in timeline(rooms(answer)[room_id])] == [event_id]
@@ -333,6 +349,23 @@ async def test_a_long_poll_ignores_rooms_outside_its_lists(api: MatrixApi) -> No
     answer = await conn.sync(timeout_ms=400)
     assert time.monotonic() - started >= 0.35
     assert rooms(answer) == {}
+
+
+async def test_a_cancelled_long_poll_is_resent_with_the_same_pos(api: MatrixApi) -> None:
+    """MSC4186: a client cancels an in-flight request (at the HTTP level) and resends with the
+    same pos, maybe with another body; the server must carry on from that pos."""
+    alice, bob, room_id = await room_of_two(api)
+    conn = Connection(api, bob, ALL)
+    await conn.sync()
+    poll = await conn.waiting()
+    poll.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await poll
+    conn.body = {"lists": {"all": room_list(timeline_limit=2)}}
+    poll = await conn.waiting()
+    event_id = await api.send_message(alice, room_id, "after the cancel")
+    answer = await woken(poll)
+    assert [e["event_id"] for e in timeline(rooms(answer)[room_id])] == [event_id]
 
 
 # -- restarts ----------------------------------------------------------------------------------
@@ -357,8 +390,8 @@ async def test_after_a_restart_a_pos_continues_correctly_or_is_unknown(
     before = await api.send_message(alice, room_id, "sent before the restart")
     hs = await restarted(homeserver)
     try:
-        api = MatrixApi(f"http://127.0.0.1:{hs.ports['client']}", http)
-        conn.api = api
+        # The same client (it numbers its transaction IDs on) at the restarted server's port.
+        api.base_url = f"http://127.0.0.1:{hs.ports['client']}"
         after = await api.send_message(alice, room_id, "sent after the restart")
         status, answer = await conn.request()
         if status == 400:
@@ -370,10 +403,11 @@ async def test_after_a_restart_a_pos_continues_correctly_or_is_unknown(
         # A delta: both new messages, nothing older; an unchanged room only as a full resend.
         room = rooms(answer)[room_id]
         ids = [e["event_id"] for e in timeline(room)]
+        shown = (bodies(room), room.get("initial"), answer["pos"])
         if room.get("initial"):
-            assert ids[-2:] == [before, after]
+            assert ids[-2:] == [before, after], shown
         else:
-            assert ids == [before, after]
+            assert ids == [before, after], shown
         assert quiet not in rooms(answer) or rooms(answer)[quiet].get("initial") is True
         conn.pos = answer["pos"]
         assert rooms(await conn.sync()) == {}
@@ -387,7 +421,7 @@ async def test_new_connections_work_after_a_restart(homeserver: RunningServer, h
     await api.send_message(alice, room_id, "kept")
     hs = await restarted(homeserver)
     try:
-        api = MatrixApi(f"http://127.0.0.1:{hs.ports['client']}", http)
+        api.base_url = f"http://127.0.0.1:{hs.ports['client']}"
         answer = await Connection(api, alice, ALL).sync()
         assert bodies(rooms(answer)[room_id]) == ["kept"]
     finally:

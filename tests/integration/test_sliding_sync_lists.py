@@ -109,7 +109,7 @@ async def test_a_non_bumping_event_leaves_bump_stamp_and_order(api: MatrixApi) -
                  json={"topic": "not news"})
     delta = await conn.sync()
     assert rooms(delta)[older].get("bump_stamp", stamp) == stamp
-    top = await Connection(api, alice, one_list(ranges=[[0, 0]])).sync()
+    top = await Connection(api, alice, one_list(ranges=[[0, 0]]), conn_id="top").sync()
     assert set(rooms(top)) == {newer}
     await api.send_message(alice, older, "news")
     assert rooms(await conn.sync())[older]["bump_stamp"] > stamp
@@ -208,6 +208,21 @@ async def test_required_state_in_a_delta_is_what_changed(api: MatrixApi) -> None
     assert room["name"] == "Renamed"
 
 
+async def test_widened_required_state_sends_the_newly_wanted_state(api: MatrixApi) -> None:
+    """MSC4186 "Changes to required_state": state the new config matches and the old did not
+    is sent (Synapse: with the room's next update)."""
+    alice, _, _, room_id = await named_room_of_three(api)
+    conn = Connection(api, alice, one_list(required_state=[["m.room.name", ""]]))
+    await conn.sync()
+    conn.body = one_list(required_state=[["m.room.name", ""], ["m.room.topic", ""]])
+    first = rooms(await conn.sync()).get(room_id)
+    if first is None or ("m.room.topic", "") not in state_pairs(first):
+        await api.send_message(alice, room_id, "an update")
+        first = rooms(await conn.sync())[room_id]
+    assert ("m.room.topic", "") in state_pairs(first)
+    assert ("m.room.name", "") not in state_pairs(first)  # already sent, unchanged
+
+
 # -- filters -----------------------------------------------------------------------------------
 
 
@@ -232,9 +247,13 @@ async def test_filter_is_dm_follows_m_direct(api: MatrixApi) -> None:
     assert rooms(answer)[group].get("is_dm", False) is False
 
 
+ENCRYPTION = [{"type": "m.room.encryption", "state_key": "",
+               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
+
+
 async def test_filter_is_encrypted(api: MatrixApi) -> None:
     alice = await api.register("alice")
-    encrypted = await api.create_room(alice, preset="private_chat")
+    encrypted = await api.create_room(alice, preset="private_chat", initial_state=ENCRYPTION)
     plain = await api.create_room(alice, preset="public_chat")
     assert await listed(api, alice, {"is_encrypted": True}) == {encrypted}
     assert await listed(api, alice, {"is_encrypted": False}) == {plain}
@@ -269,8 +288,9 @@ async def test_filter_room_types(api: MatrixApi) -> None:
 
 async def test_filters_combine_with_and(api: MatrixApi) -> None:
     alice, bob = await api.register("alice"), await api.register("bob")
-    encrypted_dm = await api.create_room(alice, preset="trusted_private_chat", is_direct=True)
-    plain_dm = await api.create_room(alice, preset="public_chat", is_direct=True)
+    encrypted_dm = await api.create_room(alice, preset="trusted_private_chat", is_direct=True,
+                                         initial_state=ENCRYPTION)
+    plain_dm = await api.create_room(alice, preset="public_chat")  # a DM by m.direct alone
     await api.create_room(alice, preset="private_chat")
     await api.ok("PUT", f"user/{alice.user_id}/account_data/m.direct", token=alice.token,
                  json={bob.user_id: [encrypted_dm, plain_dm]})

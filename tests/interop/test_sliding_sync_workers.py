@@ -90,22 +90,37 @@ async def test_a_send_through_main_wakes_the_workers_long_poll(pair: Pair) -> No
         assert [e["event_id"] for e in timeline(rooms(answer)[room_id])] == [event_id]
 
 
-async def test_typing_and_to_device_through_main_reach_the_worker(pair: Pair) -> None:
+async def test_typing_through_main_reaches_the_worker_once(pair: Pair) -> None:
+    """Typing lives in the main process's memory; the worker learns it by replication. Each
+    change is delivered once: the next long-poll does not return the same typists again."""
     alice, bob, room_id = await pair.room_of_two()
-    conn = Connection(pair.on_worker, bob, {**BODY, "extensions": {
-        "typing": {"enabled": True}, "to_device": {"enabled": True}}})
-    since = extension(await conn.sync(), "to_device")["next_batch"]
-    conn.body["extensions"]["to_device"]["since"] = since
-    poll = conn.long_poll()
-    await pair.on_main.ok("PUT", f"rooms/{room_id}/typing/{alice.user_id}", token=alice.token,
-                          json={"typing": True, "timeout": 30000})
-    typing = extension(await woken(poll), "typing")["rooms"][room_id]
-    assert typing["content"]["user_ids"] == [alice.user_id]
-    poll = conn.long_poll()
-    await pair.on_main.ok("PUT", "sendToDevice/org.example.ping/t1", token=alice.token,
-                          json={"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
-    events = extension(await woken(poll), "to_device")["events"]
-    assert [e["content"] for e in events] == [{"n": 1}]
+    conn = Connection(pair.on_worker, bob, {**BODY, "extensions": {"typing": {"enabled": True}}})
+    await conn.sync()
+    for typing in (True, False, True):
+        poll = conn.long_poll()
+        await pair.on_main.ok("PUT", f"rooms/{room_id}/typing/{alice.user_id}",
+                              token=alice.token, json={"typing": typing, "timeout": 30000})
+        answer = await woken(poll)
+        expected = [alice.user_id] if typing else []
+        assert extension(answer, "typing")["rooms"][room_id]["content"]["user_ids"] == expected
+        typed_pos = conn.pos
+        again = await conn.sync(timeout_ms=1000)
+        assert extension(again, "typing").get("rooms", {}) == {}, (typed_pos, again)
+
+
+async def test_to_device_through_main_reaches_the_worker(pair: Pair) -> None:
+    alice, bob, _ = await pair.room_of_two()
+    conn = Connection(pair.on_worker, bob, {**BODY, "extensions": {"to_device": {"enabled": True}}})
+    for i in range(3):
+        since = extension(await conn.sync(), "to_device")["next_batch"]
+        conn.body["extensions"]["to_device"]["since"] = since
+        poll = conn.long_poll()
+        await pair.on_main.ok("PUT", f"sendToDevice/org.example.ping/t{i}", token=alice.token,
+                              json={"messages": {bob.user_id: {bob.device_id: {"n": i}}}})
+        answer = await woken(poll)
+        assert [e["content"] for e in extension(answer, "to_device")["events"]] == [{"n": i}]
+        conn.body["extensions"]["to_device"]["since"] = extension(answer, "to_device")[
+            "next_batch"]
 
 
 async def continue_or_unknown(

@@ -16,6 +16,7 @@ same way, so sorting and filtering 500 rooms costs no query in the steady state.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class RoomLists:
         self.engine = engine
         self._stamps: dict[str, int] = {}  # joined rooms' stamps as of `_stamps_upto`
         self._stamps_upto = 0
+        # One refresh at a time: the requests a message wakes all want the same one.
+        self._stamps_lock = asyncio.Lock()
         self._capped: FillCache[tuple[str, int], int] = FillCache(CACHE_SIZE)
         self._departures_cache: FillCache[str, tuple[str, bool]] = FillCache(CACHE_SIZE)
         self._room_types: FillCache[str, str] = FillCache(CACHE_SIZE)  # "": untyped
@@ -172,14 +175,17 @@ class RoomLists:
         """Bring the joined rooms' stamps up to `upto` from the stream (see the docstring)."""
         if upto <= self._stamps_upto:
             return
-        if upto - self._stamps_upto > MAX_STAMP_CATCH_UP or len(self._stamps) > MAX_STAMPS:
-            self._stamps.clear()
-        else:
-            for room_id, stamp in (
-                await store.get_bumped_rooms(conn, self._stamps_upto, upto)
-            ).items():
-                self._stamps[room_id] = max(stamp, self._stamps.get(room_id, 0))
-        self._stamps_upto = max(self._stamps_upto, upto)
+        async with self._stamps_lock:
+            if upto <= self._stamps_upto:
+                return  # another request refreshed them meanwhile
+            if upto - self._stamps_upto > MAX_STAMP_CATCH_UP or len(self._stamps) > MAX_STAMPS:
+                self._stamps.clear()
+            else:
+                for room_id, stamp in (
+                    await store.get_bumped_rooms(conn, self._stamps_upto, upto)
+                ).items():
+                    self._stamps[room_id] = max(stamp, self._stamps.get(room_id, 0))
+            self._stamps_upto = upto
 
     async def account(
         self, conn: asyncpg.Connection, user_id: str, upto: StreamToken
