@@ -163,8 +163,12 @@ class TypingService:
                 typists.clear()
                 self._serial[room_id] = max(self._serial.get(room_id, 0), position)
 
-    def events(self, room_ids: Iterable[str], after: int | None) -> dict[str, dict[str, Any]]:
-        """room_id -> m.typing event for rooms whose typists changed after `after`.
+    def events(
+        self, room_ids: Iterable[str], after: int | None, upto: int | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """room_id -> m.typing event for rooms whose typists changed after `after` (and, with
+        `upto`, not after it: a worker may mirror a change before its stream position
+        arrives, and the token it hands out must cover what it sends).
 
         An initial sync (after None) gets the rooms where someone is typing now.
         """
@@ -174,7 +178,8 @@ class TypingService:
             if after is None:
                 changed = bool(typists)
             else:
-                changed = self._serial.get(room_id, 0) > after
+                serial = self._serial.get(room_id, 0)
+                changed = serial > after and (upto is None or serial <= upto)
             if changed:
                 out[room_id] = {
                     "type": "m.typing", "content": {"user_ids": sorted(typists or ())},

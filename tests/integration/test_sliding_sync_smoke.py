@@ -90,3 +90,38 @@ async def test_a_pos_survives_a_restart_with_a_correct_delta(
         assert rooms(await conn.sync()) == {}
     finally:
         await hs.stop()
+
+
+async def test_a_refused_invite_shows_no_state_of_the_room(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice, preset="private_chat", topic="for members only")
+    await api.invite(alice, room_id, bob)
+    conn = Connection(api, bob, {"lists": {"all": room_list(
+        timeline_limit=5, required_state=[["*", "*"]])}})
+    assert "invite_state" in rooms(await conn.sync())[room_id]
+    await api.ok("POST", f"rooms/{room_id}/leave", json={}, token=bob.token)
+    room = rooms(await conn.sync())[room_id]
+    assert "for members only" not in str(room)
+    assert [e["content"]["membership"] for e in room["timeline"]] == ["invite", "leave"]
+
+
+async def test_new_messages_reuse_the_position(api: MatrixApi) -> None:
+    """A response that changes nothing the connection holds (a message in a room it follows,
+    from a sender whose member event it has) hands out the same stored position with a newer
+    stream token: the steady state writes nothing."""
+    alice = await api.register("alice")
+    room_id = await api.create_room(alice, name="Tea")
+    conn = Connection(api, alice, LIST)
+    await conn.sync()
+    await api.send_message(alice, room_id, "one")
+    await conn.sync()
+    assert conn.pos is not None
+    stored = conn.pos.split("/")[0]
+    for text in ("two", "three"):
+        await api.send_message(alice, room_id, text)
+        assert bodies(rooms(await conn.sync())[room_id]) == [text]
+        assert conn.pos.split("/")[0] == stored
+    conn.body = {"lists": {"all": room_list(timeline_limit=2)}}  # what it holds changes
+    await conn.sync()
+    assert conn.pos.split("/")[0] != stored

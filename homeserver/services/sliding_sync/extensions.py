@@ -77,7 +77,9 @@ class SlidingSyncExtensions:
             rooms = config.typing.scope(scope.lists, scope.subscribed)
             typing = self.typing.events(rooms & scope.initial.keys(), None)
             if since is not None:
-                typing.update(self.typing.events(rooms - scope.initial.keys(), since.typing))
+                typing.update(self.typing.events(
+                    rooms - scope.initial.keys(), since.typing, upto.typing
+                ))
             out["typing"] = {"rooms": typing}
             news |= bool(typing)
         return out, news

@@ -190,8 +190,12 @@ class RoomResults:
         result["initial"] = True
         if candidate.room_id in direct or own.get("content", {}).get("is_direct") is True:
             result["is_dm"] = True
-        key = "invite_state" if candidate.membership == "invite" else "knock_state"
-        result[key] = events
+        # Synapse serves a knock's stripped state as `invite_state` too, and that is what
+        # matrix-rust-sdk reads (telling the two apart by the user's own member event);
+        # MSC3575 names it `knock_state`: a knock carries both.
+        result["invite_state"] = events
+        if candidate.membership == "knock":
+            result["knock_state"] = events
         return Outcome(result, now_sent)
 
     async def _rooms(
@@ -265,10 +269,9 @@ class RoomResults:
         for w in work:
             sent = w.request.sent
             held = frozenset() if w.window.initial or sent is None else sent.lazy_members
-            in_timeline = {e.state_key for e in w.visible if e.type == MEMBER and e.state_key}
             senders = {e.sender for e in w.visible} if w.wanted.lazy else set()
-            w.new_lazy = senders - held - in_timeline
-            w.lazy_now = held | senders | (in_timeline if w.wanted.lazy else frozenset())
+            w.new_lazy = senders - held
+            w.lazy_now = held | senders
             lazy_keys = {(MEMBER, u) for u in w.new_lazy}
             if w.window.initial:
                 reads[w.room_id] = (w.wanted, lazy_keys | META)
@@ -296,16 +299,16 @@ class RoomResults:
                 continue
             sent = w.request.sent
             assert sent is not None
-            in_timeline = {e.event_id for e in w.visible}
-            send = [e for (t, k), e in w.changes.items()
-                    if e not in in_timeline and w.wanted.matches(t, k, w.lazy_now)]
+            # State changes are sent in required_state even when the timeline holds them
+            # too, as the reference server does: clients take room state from there.
+            send = [e for (t, k), e in w.changes.items() if w.wanted.matches(t, k, w.lazy_now)]
             old = StateWanted.of(sent.config.required_state, user_id)
             lazy_keys = {(MEMBER, u) for u in w.new_lazy}
             for (t, k), e in state.items():
                 fresh = (t, k) in lazy_keys or (
                     w.wanted.matches(t, k) and not old.matches(t, k)
                 )
-                if fresh and e not in send and e not in in_timeline:
+                if fresh and e not in send:
                     send.append(e)
             w.state_ids = send
 
@@ -344,8 +347,10 @@ class RoomResults:
         member = (await events_store.get_events(conn, [candidate.event_id])).get(
             candidate.event_id
         )
-        if member is None or member.state_group is None:
-            return {}
+        if member is None or member.state_group is None or (
+            await events_store.get_last_departure(conn, candidate.event_id) is None
+        ):
+            return {}  # never joined (an invite refused, a ban before any join): no state
         state = await state_store.get_state(conn, member.state_group)
         full = wanted is not None and wanted.needs_full_state
         return {
