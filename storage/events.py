@@ -411,3 +411,43 @@ async def get_events_near_ts(
     """IDs of the room's events at or after (forwards) or at or before `ts`, nearest first."""
     query = GET_EVENTS_AFTER_TS if forwards else GET_EVENTS_BEFORE_TS
     return [r["event_id"] for r in await conn.fetch(query, room_id, ts, limit)]
+
+
+# The current state of many rooms at once (sliding sync's rooms): entries by key, whole types,
+# whole rooms. Only the parts with something to read are in a query (an empty one would still
+# cost a scan under a generic plan); their parameters are numbered as they are put together.
+_STATE_OF_KEYS = """
+SELECT cs.event_id
+FROM unnest(${}::text[], ${}::text[], ${}::text[]) AS k(room_id, type, state_key)
+JOIN current_state cs USING (room_id, type, state_key)
+"""
+_STATE_OF_TYPES = """
+SELECT cs.event_id FROM unnest(${}::text[], ${}::text[]) AS k(room_id, type)
+JOIN current_state cs USING (room_id, type)
+"""
+_STATE_OF_ROOMS = "SELECT event_id FROM current_state WHERE room_id = ANY(${}::text[])"
+
+
+async def get_current_state_of_rooms(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]],
+    whole_types: Sequence[tuple[str, str]], whole_rooms: Sequence[str],
+) -> list[StoredEvent]:
+    """The current state events named by `keys` (room, type, state_key), every key of
+    `whole_types` (room, type), and all of `whole_rooms`, in one query."""
+    parts: list[str] = []
+    args: list[list[str]] = []
+    for template, columns in (
+        (_STATE_OF_KEYS, [list(c) for c in zip(*keys, strict=True)] if keys else []),
+        (_STATE_OF_TYPES, [list(c) for c in zip(*whole_types, strict=True)]
+         if whole_types else []),
+        (_STATE_OF_ROOMS, [list(whole_rooms)] if whole_rooms else []),
+    ):
+        if columns:
+            numbers = range(len(args) + 1, len(args) + len(columns) + 1)
+            parts.append(template.format(*numbers))
+            args.extend(columns)
+    if not parts:
+        return []
+    query = (f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.event_id IN ("
+             + " UNION ".join(parts) + ")")
+    return [_row(r) for r in await conn.fetch(query, *args)]

@@ -127,7 +127,7 @@ async def delete_connection(conn: asyncpg.Connection, connection_id: int) -> Non
 GET_BUMP_STAMPS = """
 SELECT r.room_id, (
     SELECT e.stream_ordering FROM events e
-    WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto
+    WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto AND e.stream_ordering > $3
       AND e.type IN ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker',
                      'm.call.invite', 'm.poll.start', 'm.beacon_info')
       AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
@@ -138,12 +138,13 @@ FROM unnest($1::text[], $2::bigint[]) AS r(room_id, upto)
 
 
 async def get_bump_stamps(
-    conn: asyncpg.Connection, rooms: Sequence[tuple[str, int]]
+    conn: asyncpg.Connection, rooms: Sequence[tuple[str, int]], after: int = 0
 ) -> dict[str, int | None]:
-    """room -> the position of its newest bumping event at or before the room's bound (None
-    when it has none, as a room joined through another server may not)."""
+    """room -> the position of its newest bumping event after `after` and at or before the
+    room's bound (None when it has none: nothing bumped it since `after`, or it is a room
+    joined through another server without any)."""
     rows = await conn.fetch(
-        GET_BUMP_STAMPS, [room for room, _ in rooms], [upto for _, upto in rooms]
+        GET_BUMP_STAMPS, [room for room, _ in rooms], [upto for _, upto in rooms], after
     )
     return {r["room_id"]: r["bump_stamp"] for r in rows}
 
@@ -178,63 +179,3 @@ async def get_current_state_json(
     state keys), for filtering lists by room type and encryption in one query."""
     rows = await conn.fetch(GET_CURRENT_STATE_CONTENTS, list(room_ids), list(types))
     return {(r["room_id"], r["type"]): r["json"] for r in rows}
-
-
-GET_BUMPED_ROOMS = """
-SELECT room_id, max(stream_ordering) AS bump_stamp FROM events
-WHERE stream_ordering > $1 AND stream_ordering <= $2
-  AND type IN ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker',
-               'm.call.invite', 'm.poll.start', 'm.beacon_info')
-  AND rejection_reason IS NULL AND NOT soft_failed
-GROUP BY room_id
-"""
-
-
-async def get_bumped_rooms(conn: asyncpg.Connection, after: int, upto: int) -> dict[str, int]:
-    """room -> its newest bumping event in (after, upto], for every room that has one (read
-    through the stream's index: meant for short ranges)."""
-    rows = await conn.fetch(GET_BUMPED_ROOMS, after, upto)
-    return {r["room_id"]: r["bump_stamp"] for r in rows}
-
-
-_STATE_OF_KEYS = """
-SELECT cs.room_id, cs.type, cs.state_key, cs.event_id
-FROM unnest(${}::text[], ${}::text[], ${}::text[]) AS k(room_id, type, state_key)
-JOIN current_state cs USING (room_id, type, state_key)
-"""
-_STATE_OF_TYPES = """
-SELECT cs.room_id, cs.type, cs.state_key, cs.event_id
-FROM unnest(${}::text[], ${}::text[]) AS k(room_id, type)
-JOIN current_state cs USING (room_id, type)
-"""
-_STATE_OF_ROOMS = """
-SELECT room_id, type, state_key, event_id FROM current_state WHERE room_id = ANY(${}::text[])
-"""
-
-
-async def get_current_state_of_rooms(
-    conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]],
-    whole_types: Sequence[tuple[str, str]], whole_rooms: Sequence[str],
-) -> dict[str, dict[tuple[str, str], str]]:
-    """room -> (type, state_key) -> event ID of the current state entries named by `keys`
-    (room, type, state_key), of every key of `whole_types` (room, type), and all of
-    `whole_rooms`: the state of many rooms in one query. Only the parts with something to
-    read are in the query (an empty one would still cost a scan under a generic plan)."""
-    parts: list[str] = []
-    args: list[list[str]] = []
-    for template, columns in (
-        (_STATE_OF_KEYS, [list(c) for c in zip(*keys, strict=True)] if keys else []),
-        (_STATE_OF_TYPES, [list(c) for c in zip(*whole_types, strict=True)]
-         if whole_types else []),
-        (_STATE_OF_ROOMS, [list(whole_rooms)] if whole_rooms else []),
-    ):
-        if columns:
-            numbers = range(len(args) + 1, len(args) + len(columns) + 1)
-            parts.append(template.format(*numbers))
-            args.extend(columns)
-    if not parts:
-        return {}
-    out: dict[str, dict[tuple[str, str], str]] = {}
-    for r in await conn.fetch(" UNION ALL ".join(parts), *args):
-        out.setdefault(r["room_id"], {})[(r["type"], r["state_key"])] = r["event_id"]
-    return out

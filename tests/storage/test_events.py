@@ -11,7 +11,7 @@ import pytest
 from storage import events as store
 from storage.database import Database
 from storage.events import NewEvent
-from tests.storage.rows import event, insert, member
+from tests.storage.rows import add_room, event, insert, member, set_state
 
 R = "!r:x"
 
@@ -199,3 +199,27 @@ async def test_relations_threads_and_timestamps(db: Database) -> None:
         assert await store.get_events_near_ts(conn, R, 300, forwards=False, limit=2) == [
             "$r3", "$r2"
         ]
+
+
+async def test_the_current_state_of_many_rooms_by_key_type_and_room(db: Database) -> None:
+    async with db.connection() as conn:
+        for room in ("!a:x", "!b:x", "!c:x"):
+            await add_room(conn, room)
+        name_a = await set_state(conn, "!a:x", "m.room.name", {"name": "A"}, stream=1)
+        await set_state(conn, "!a:x", "m.room.topic", {}, stream=2)
+        member_u = await set_state(conn, "!b:x", "m.room.member", {}, stream=3, state_key="@u:x")
+        member_v = await set_state(conn, "!b:x", "m.room.member", {}, stream=4, state_key="@v:x")
+        await set_state(conn, "!b:x", "m.room.name", {}, stream=5)
+        topic_c = await set_state(conn, "!c:x", "m.room.topic", {}, stream=6)
+        name_c = await set_state(conn, "!c:x", "m.room.name", {}, stream=7)
+        found = await store.get_current_state_of_rooms(
+            conn, [("!a:x", "m.room.name", ""), ("!a:x", "m.room.avatar", "")],
+            [("!b:x", "m.room.member")], ["!c:x"],
+        )
+        assert {e.event_id for e in found} == {name_a, member_u, member_v, topic_c, name_c}
+        assert {(e.room_id, e.type, e.state_key) for e in found if e.event_id == name_a} == {
+            ("!a:x", "m.room.name", "")}
+        only_rooms = await store.get_current_state_of_rooms(conn, [], [], ["!a:x"])
+        assert {e.type for e in only_rooms} == {"m.room.name", "m.room.topic"}
+        assert await store.get_current_state_of_rooms(conn, [], [], []) == []
+

@@ -94,8 +94,8 @@ async def test_bump_stamps_count_bumping_events_up_to_each_bound(db: Database) -
         stamps = await store.get_bump_stamps(conn, [("!r:x", 100), ("!q:x", 100)])
         assert stamps == {"!r:x": 6, "!q:x": None}
         assert await store.get_bump_stamps(conn, [("!r:x", 5)]) == {"!r:x": 2}
-        assert await store.get_bumped_rooms(conn, 1, 100) == {"!r:x": 6}
-        assert await store.get_bumped_rooms(conn, 6, 100) == {}
+        assert await store.get_bump_stamps(conn, [("!r:x", 100)], after=1) == {"!r:x": 6}
+        assert await store.get_bump_stamps(conn, [("!r:x", 100)], after=6) == {"!r:x": None}
 
 
 async def test_member_counts_and_current_state_of_many_rooms(db: Database) -> None:
@@ -113,26 +113,3 @@ async def test_member_counts_and_current_state_of_many_rooms(db: Database) -> No
         )
         assert list(found) == [("!r:x", "m.room.create")]  # the odd state key is not read
         assert '"m.space"' in found[("!r:x", "m.room.create")]
-
-
-async def test_the_current_state_of_many_rooms_by_key_type_and_room(db: Database) -> None:
-    async with db.connection() as conn:
-        for room in ("!a:x", "!b:x", "!c:x"):
-            await add_room(conn, room)
-        name_a = await set_state(conn, "!a:x", "m.room.name", {"name": "A"}, stream=1)
-        await set_state(conn, "!a:x", "m.room.topic", {}, stream=2)
-        member_b = await set_state(conn, "!b:x", "m.room.member", {}, stream=3, state_key="@u:x")
-        await set_state(conn, "!b:x", "m.room.member", {}, stream=4, state_key="@v:x")
-        topic_c = await set_state(conn, "!c:x", "m.room.topic", {}, stream=5)
-        name_c = await set_state(conn, "!c:x", "m.room.name", {}, stream=6)
-        found = await store.get_current_state_of_rooms(
-            conn, [("!a:x", "m.room.name", ""), ("!a:x", "m.room.avatar", "")],
-            [("!b:x", "m.room.member")], ["!c:x"],
-        )
-        assert found["!a:x"] == {("m.room.name", ""): name_a}
-        assert found["!b:x"][("m.room.member", "@u:x")] == member_b
-        assert len(found["!b:x"]) == 2
-        assert found["!c:x"] == {("m.room.topic", ""): topic_c, ("m.room.name", ""): name_c}
-        only_rooms = await store.get_current_state_of_rooms(conn, [], [], ["!a:x"])
-        assert set(only_rooms["!a:x"]) == {("m.room.name", ""), ("m.room.topic", "")}
-        assert await store.get_current_state_of_rooms(conn, [], [], []) == {}

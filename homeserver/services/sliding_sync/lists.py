@@ -7,16 +7,17 @@ is listed only in the response that follows the leave, so the client sees it go 
 room they were kicked or banned from without ever joining it). Rooms sort by
 `bump_stamp`, the stream position of their newest event of a bumping type (for a room the user
 is no longer joined to: bounded by their membership event; an invite or knock is its own
-event). The stamps of joined rooms live in one process-wide map, kept current by reading the
-bumping events of the stream since the map's position (one short indexed query per stream
-advance, shared by every request); a room's first stamp is one probe of the partial index
-`events_bump_stamp`. Room types and the rooms the user marks as direct chats are cached the
-same way, so sorting and filtering 500 rooms costs no query in the steady state.
+event). The stamps of joined rooms live in one process-wide map, each with the position it was
+checked up to; a request brings the stamps of its user's rooms up to its token from the
+recent-events cache (no query), else with one query for the rooms the cache cannot answer for
+(a worker), and a room's first stamp is one probe of the partial index `events_bump_stamp`.
+A message wakes the requests of every member: the first brings the room's stamp up to date,
+the others find it so. Room types and the rooms the user marks as direct chats are cached too,
+so sorting and filtering 500 rooms costs no query in the steady state.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from homeserver.protocol.sliding_sync import ListConfig, ListFilters, slice_ranges
+from homeserver.protocol.sliding_sync import BUMP_TYPES, ListConfig, ListFilters, slice_ranges
 from homeserver.services.account_data import GLOBAL
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.ignored_users import ignored_users
@@ -37,7 +38,6 @@ from storage import sliding_sync as store
 
 LISTED = ("join", "invite", "knock")
 # Past this many positions, refreshing the stamps by the stream costs more than starting over.
-MAX_STAMP_CATCH_UP = 100_000
 MAX_STAMPS = 200_000
 CACHE_SIZE = 100_000
 NO_FILTERS = ListFilters()
@@ -76,10 +76,7 @@ class ListResult:
 class RoomLists:
     def __init__(self, engine: RoomView) -> None:
         self.engine = engine
-        self._stamps: dict[str, int] = {}  # joined rooms' stamps as of `_stamps_upto`
-        self._stamps_upto = 0
-        # One refresh at a time: the requests a message wakes all want the same one.
-        self._stamps_lock = asyncio.Lock()
+        self._stamps: dict[str, tuple[int, int]] = {}  # joined room -> (stamp, checked up to)
         self._capped: FillCache[tuple[str, int], int] = FillCache(CACHE_SIZE)
         self._departures_cache: FillCache[str, tuple[str, bool]] = FillCache(CACHE_SIZE)
         self._room_types: FillCache[str, str] = FillCache(CACHE_SIZE)  # "": untyped
@@ -151,13 +148,7 @@ class RoomLists:
         out: dict[str, int | None] = {}
         joined = [c.room_id for c in candidates if c.membership == "join"]
         if joined:
-            await self._advance_stamps(conn, upto)
-            missing = [r for r in joined if r not in self._stamps]
-            if missing:
-                loaded = await store.get_bump_stamps(conn, [(r, MAX_POSITION) for r in missing])
-                for room_id, stamp in loaded.items():
-                    self._stamps.setdefault(room_id, stamp or 0)
-            out.update({r: self._stamps.get(r) for r in joined})
+            out.update(await self._joined_stamps(conn, joined, upto))
         capped = [(c.room_id, c.position) for c in candidates if c.membership in ("leave", "ban")]
         if capped:
             async def load(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -171,21 +162,45 @@ class RoomLists:
             out.update({room_id: stamp for (room_id, _), stamp in found.items()})
         return out
 
-    async def _advance_stamps(self, conn: asyncpg.Connection, upto: int) -> None:
-        """Bring the joined rooms' stamps up to `upto` from the stream (see the docstring)."""
-        if upto <= self._stamps_upto:
-            return
-        async with self._stamps_lock:
-            if upto <= self._stamps_upto:
-                return  # another request refreshed them meanwhile
-            if upto - self._stamps_upto > MAX_STAMP_CATCH_UP or len(self._stamps) > MAX_STAMPS:
-                self._stamps.clear()
+    async def _joined_stamps(
+        self, conn: asyncpg.Connection, room_ids: list[str], upto: int
+    ) -> dict[str, int]:
+        """The joined rooms' stamps as of `upto` at least (see the module docstring)."""
+        if len(self._stamps) > MAX_STAMPS:
+            self._stamps.clear()
+        unknown: list[str] = []
+        behind: dict[str, int] = {}  # room -> checked up to, where the cache cannot tell
+        for room_id in room_ids:
+            entry = self._stamps.get(room_id)
+            if entry is None:
+                unknown.append(room_id)
+                continue
+            stamp, checked = entry
+            if checked >= upto:
+                continue
+            newer = self.engine.recent.window(
+                room_id, after=checked, upto=upto, limit=1, types=BUMP_TYPES
+            )
+            if newer is None:
+                behind[room_id] = checked
             else:
-                for room_id, stamp in (
-                    await store.get_bumped_rooms(conn, self._stamps_upto, upto)
-                ).items():
-                    self._stamps[room_id] = max(stamp, self._stamps.get(room_id, 0))
-            self._stamps_upto = upto
+                self._note(room_id, (newer[0].stream_ordering or 0) if newer else stamp, upto)
+        if behind:
+            bumped = await store.get_bump_stamps(
+                conn, [(r, upto) for r in behind], min(behind.values())
+            )
+            for room_id in behind:
+                self._note(room_id, bumped.get(room_id) or 0, upto)
+        if unknown:
+            loaded = await store.get_bump_stamps(conn, [(r, MAX_POSITION) for r in unknown])
+            for room_id in unknown:
+                self._note(room_id, loaded.get(room_id) or 0, upto)
+        return {room_id: self._stamps.get(room_id, (0, 0))[0] for room_id in room_ids}
+
+    def _note(self, room_id: str, stamp: int, checked: int) -> None:
+        """Record a stamp found up to `checked`; concurrent requests only move it forward."""
+        old_stamp, old_checked = self._stamps.get(room_id, (0, 0))
+        self._stamps[room_id] = (max(stamp, old_stamp), max(checked, old_checked))
 
     async def account(
         self, conn: asyncpg.Connection, user_id: str, upto: StreamToken

@@ -36,7 +36,6 @@ from homeserver.services.sliding_sync.lists import Candidate
 from homeserver.services.streams import StreamToken
 from homeserver.services.sync_rooms import MAX_HEROES, invite_state
 from storage import events as events_store
-from storage import sliding_sync as store
 from storage import state as state_store
 from storage.events import StoredEvent
 
@@ -203,7 +202,7 @@ class RoomResults:
         since: StreamToken | None, direct: frozenset[str], ignored: frozenset[str], now: int,
     ) -> dict[str, Outcome]:
         await self._timelines(conn, requester.user_id, work, ignored)
-        await self._state(conn, requester.user_id, work)
+        loaded = await self._state(conn, requester.user_id, work)
         out: dict[str, Outcome] = {}
         sending: list[_Work] = []
         for w in work:
@@ -216,9 +215,15 @@ class RoomResults:
                 sending.append(w)
         if not sending:
             return out
-        stored = await _load(conn, [e for w in sending for e in w.state_ids])
+        for w in sending:
+            loaded.update((e.event_id, e) for e in w.visible)
+        missing = [e for w in sending for e in w.state_ids if e not in loaded]
+        loaded.update(await events_store.get_events(conn, missing) if missing else {})
+        state_events = {e for w in sending for e in w.state_ids if e in loaded}
         pdus = await self.engine.get_pdus(conn, [e for w in sending for e in w.meta.values()])
-        to_serialize = [e for w in sending for e in w.visible] + list(stored.values())
+        to_serialize = [e for w in sending for e in w.visible] + sorted(
+            (loaded[e] for e in state_events), key=lambda e: e.stream_ordering or 0
+        )
         serialized = {
             event["event_id"]: event for event in await serialize_events(
                 conn, self.engine, to_serialize, requester, now=now
@@ -262,10 +267,14 @@ class RoomResults:
         for w in work:
             w.visible = by_room.get(w.room_id, [])
 
-    async def _state(self, conn: asyncpg.Connection, user_id: str, work: list[_Work]) -> None:
+    async def _state(
+        self, conn: asyncpg.Connection, user_id: str, work: list[_Work]
+    ) -> dict[str, StoredEvent]:
         """Each room's `required_state` to send (and its name and avatar when it owes them),
-        with one read of the current state of all the joined rooms."""
+        with one read of the current state of all the joined rooms; returns the state events
+        read on the way, by ID."""
         reads: dict[str, tuple[StateWanted | None, set[StatePair]]] = {}
+        loaded: dict[str, StoredEvent] = {}
         for w in work:
             sent = w.request.sent
             held = frozenset() if w.window.initial or sent is None else sent.lazy_members
@@ -282,6 +291,7 @@ class RoomResults:
                     conn, w.room_id, w.window.after, w.window.bound
                 )
                 w.changes = {(e.type, e.state_key or ""): e.event_id for e in changed}
+                loaded.update((e.event_id, e) for e in changed)
             else:
                 w.changes = {(e.type, e.state_key): e.event_id for e in w.visible
                              if e.state_key is not None}
@@ -289,7 +299,9 @@ class RoomResults:
             grown = bool(w.request.config.required_state - sent.config.required_state)
             if grown or lazy_keys:
                 reads[w.room_id] = (w.wanted if grown else None, lazy_keys)
-        found = await self._read(conn, {w.room_id: w.request.candidate for w in work}, reads)
+        found = await self._read(
+            conn, {w.room_id: w.request.candidate for w in work}, reads, loaded
+        )
         for w in work:
             state = found.get(w.room_id, {})
             if w.window.initial:
@@ -311,13 +323,16 @@ class RoomResults:
                 if fresh and e not in send:
                     send.append(e)
             w.state_ids = send
+        return loaded
 
     async def _read(
         self, conn: asyncpg.Connection, candidates: Mapping[str, Candidate],
         reads: Mapping[str, tuple[StateWanted | None, set[StatePair]]],
+        loaded: dict[str, StoredEvent],
     ) -> dict[str, dict[StatePair, str]]:
         """The state entries each room's `StateWanted` and keys name: now for joined rooms
-        (one query for all), as of the user's membership event for the others."""
+        (one query for all, whose events go to `loaded`), as of the user's membership event
+        for the others."""
         keys: list[tuple[str, str, str]] = []
         whole_types: list[tuple[str, str]] = []
         whole_rooms: list[str] = []
@@ -334,10 +349,11 @@ class RoomResults:
             keys.extend((room_id, t, k) for t, k in wanted_keys)
             if wanted is not None:
                 whole_types.extend((room_id, t) for t in wanted.whole_types)
-        if keys or whole_types or whole_rooms:
-            out.update(await store.get_current_state_of_rooms(
-                conn, keys, whole_types, whole_rooms
-            ))
+        for event in await events_store.get_current_state_of_rooms(
+            conn, keys, whole_types, whole_rooms
+        ):
+            loaded[event.event_id] = event
+            out.setdefault(event.room_id, {})[(event.type, event.state_key or "")] = event.event_id
         return out
 
     async def _read_at_membership(
@@ -444,11 +460,3 @@ def _content_str(pdu: dict[str, Any] | None, field_name: str) -> str | None:
         return None
     value = pdu.get("content", {}).get(field_name)
     return value if _nonempty(value) else None
-
-
-async def _load(conn: asyncpg.Connection, event_ids: list[str]) -> dict[str, StoredEvent]:
-    """The events, oldest first."""
-    if not event_ids:
-        return {}
-    found = await events_store.get_events(conn, event_ids)
-    return {e.event_id: e for e in sorted(found.values(), key=lambda e: e.stream_ordering or 0)}
