@@ -54,10 +54,24 @@ def room_list(
     return config
 
 
+def one_list(**config: Any) -> dict[str, Any]:
+    """A request body with one list, "l" (`config` as for `room_list`)."""
+    return {"lists": {"l": room_list(**config)}}
+
+
 def subscription(
     timeline_limit: int = 1, required_state: Iterable[Iterable[str]] = ()
 ) -> dict[str, Any]:
     return {"timeline_limit": timeline_limit, "required_state": [list(p) for p in required_state]}
+
+
+async def room_of_two(api: MatrixApi) -> tuple[User, User, str]:
+    """alice and bob, both joined to alice's public room "Two"."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat", name="Two")
+    await api.join(bob, room_id)
+    return alice, bob, room_id
 
 
 async def post(

@@ -209,8 +209,9 @@ _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 ROOM_RESULT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"},
-        "avatar": {"type": "string"},
+        # null: removed (MSC4186; matrix-rust-sdk reads `avatar` as a JsOption for this).
+        "name": {"type": ["string", "null"]},
+        "avatar": {"type": ["string", "null"]},
         "heroes": {"type": "array", "items": _HERO},
         # Absent means false (Synapse sends it only when true).
         "initial": {"type": "boolean"},

@@ -16,7 +16,7 @@ from homeserver.app import Homeserver
 from homeserver.config import load_config
 from tests.conftest import MakeServer, RunningServer, throwaway_database, write_test_config
 from tests.fake_clock import FakeClock
-from tests.helpers import MatrixApi, User
+from tests.helpers import MatrixApi
 from tests.sliding_sync import (
     FEATURE,
     PATH,
@@ -24,6 +24,7 @@ from tests.sliding_sync import (
     bodies,
     extension,
     room_list,
+    room_of_two,
     rooms,
     subscription,
     timeline,
@@ -33,14 +34,6 @@ from tests.sliding_sync import (
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 ALL = {"lists": {"all": room_list(timeline_limit=5)}}
-
-
-async def room_of_two(api: MatrixApi) -> tuple[User, User, str]:
-    alice = await api.register("alice")
-    bob = await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat", name="Two")
-    await api.join(bob, room_id)
-    return alice, bob, room_id
 
 
 async def test_versions_advertises_the_feature(api: MatrixApi) -> None:
@@ -148,6 +141,42 @@ async def test_unknown_pos_values(api: MatrixApi) -> None:
         status, answer = await conn.request(pos=garbage)
         assert status == 400, (garbage, status, answer)
         assert answer["errcode"] in ("M_UNKNOWN_POS", "M_INVALID_PARAM"), (garbage, answer)
+
+
+def alterations(pos: str) -> list[str]:
+    """`pos` with one character replaced by another of its kind, at every index (digits both
+    up and down)."""
+    found = []
+    for index, c in enumerate(pos):
+        if c.isdigit():
+            others = {str((int(c) + 1) % 10), str((int(c) - 1) % 10)}
+        elif c.isalpha():
+            others = {"b" if c.lower() == "a" else "a"}
+        else:
+            others = {"_" if c != "_" else "."}
+        found += [pos[:index] + other + pos[index + 1:] for other in sorted(others)]
+    return found
+
+
+async def test_an_altered_pos_is_unknown(api: MatrixApi) -> None:
+    """A pos is opaque: one the server never issued, however close to a real one, cannot be
+    continued from (it would give a delta from a point the server never stood at)."""
+    alice, _, room_id = await room_of_two(api)
+    conn = Connection(api, alice, ALL)
+    await conn.sync()
+    for i in range(12):  # streams with positions of two digits
+        await api.send_message(alice, room_id, f"moves the streams on {i}")
+    await conn.sync()
+    assert conn.pos is not None
+    accepted = []
+    for forged in alterations(conn.pos):
+        status, answer = await conn.request(pos=forged)
+        if status == 200:
+            accepted.append(forged)
+        else:
+            assert answer["errcode"] in ("M_UNKNOWN_POS", "M_INVALID_PARAM"), (forged, answer)
+    assert accepted == [], (conn.pos, accepted)
+    assert rooms(await conn.sync()) == {}
 
 
 async def test_pos_from_another_server_is_unknown(

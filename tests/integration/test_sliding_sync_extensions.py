@@ -11,7 +11,15 @@ import pytest
 from tests.e2e_keys import claim
 from tests.helpers import MatrixApi, User
 from tests.olm_device import OTK_ALGORITHM, OlmDevice
-from tests.sliding_sync import Connection, extension, room_list, rooms, subscription, woken
+from tests.sliding_sync import (
+    Connection,
+    extension,
+    room_list,
+    room_of_two,
+    rooms,
+    subscription,
+    woken,
+)
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -21,13 +29,6 @@ ELSEWHERE = "org.example.elsewhere"  # a type no list asks for
 
 def with_extensions(**extensions: dict[str, Any]) -> dict[str, Any]:
     return {"lists": {"all": room_list()}, "extensions": extensions}
-
-
-async def room_of_two(api: MatrixApi) -> tuple[User, User, str]:
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
-    return alice, bob, room_id
 
 
 async def send_to_device(api: MatrixApi, sender: User, recipient: User, txn: str,
@@ -221,7 +222,9 @@ async def three_rooms(api: MatrixApi) -> tuple[User, User, dict[str, str]]:
     read in each, alice has account data in each."""
     alice, bob = await api.register("alice"), await api.register("bob")
     found: dict[str, str] = {}
-    kinds = (("plain", {}), ("board", {"type": BOARD}), ("subscribed", {"type": ELSEWHERE}))
+    kinds: list[tuple[str, dict[str, str]]] = [
+        ("plain", {}), ("board", {"type": BOARD}), ("subscribed", {"type": ELSEWHERE}),
+    ]
     for name, content in kinds:
         room_id = await api.create_room(alice, preset="public_chat", creation_content=content)
         await api.join(bob, room_id)

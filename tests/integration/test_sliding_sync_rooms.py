@@ -14,6 +14,7 @@ from tests.sliding_sync import (
     bodies,
     count,
     expanded,
+    one_list,
     room_list,
     rooms,
     state_pairs,
@@ -25,10 +26,6 @@ from tests.sliding_sync import (
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 AVATAR = "mxc://localhost/tea"
-
-
-def one_list(**config: Any) -> dict[str, Any]:
-    return {"lists": {"l": room_list(**config)}}
 
 
 def member_events(events: list[dict[str, Any]], user: User) -> list[dict[str, Any]]:
@@ -117,6 +114,27 @@ async def test_num_live_limited_and_prev_batch(api: MatrixApi) -> None:
     page = await api.ok("GET", f"rooms/{room_id}/messages", token=alice.token,
                         params={"from": burst["prev_batch"], "dir": "b", "limit": "2"})
     assert [e["content"]["body"] for e in page["chunk"]] == ["burst1", "burst0"]
+
+
+async def test_own_events_carry_the_transaction_id_for_the_sending_device(api: MatrixApi) -> None:
+    """Element X matches its local echo by `unsigned.transaction_id`: shown to the device that
+    sent the event, to nobody else."""
+    alice, bob = await users(api, "alice", "bob")
+    alice_phone = await api.login(alice)
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    sent = await api.ok("PUT", f"rooms/{room_id}/send/m.room.message/echo-1", token=alice.token,
+                        json={"msgtype": "m.text", "body": "echo"})
+
+    async def unsigned(user: User) -> dict[str, Any]:
+        answer = await Connection(api, user, one_list(timeline_limit=1)).sync()
+        [event] = timeline(rooms(answer)[room_id])
+        assert event["event_id"] == sent["event_id"]
+        return dict(event.get("unsigned") or {})
+
+    assert (await unsigned(alice)).get("transaction_id") == "echo-1"
+    assert "transaction_id" not in await unsigned(alice_phone)
+    assert "transaction_id" not in await unsigned(bob)
 
 
 async def test_notification_and_highlight_counts_match_sync(api: MatrixApi) -> None:
@@ -235,6 +253,27 @@ async def test_an_invite_then_a_join_then_a_leave(api: MatrixApi) -> None:
     # A room the user left is not listed on a new connection.
     fresh = await Connection(api, bob, one_list()).sync()
     assert room_id not in rooms(fresh) and count(fresh, "l") == 0
+
+
+async def test_joining_moves_a_room_from_the_invite_list_to_the_joined_list(
+    api: MatrixApi
+) -> None:
+    alice, bob = await users(api, "alice", "bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    conn = Connection(api, bob, {"lists": {
+        "invites": room_list(filters={"is_invite": True}),
+        "joined": room_list(filters={"is_invite": False}),
+    }})
+    await conn.sync()
+    await api.invite(alice, room_id, bob)
+    invited = await conn.sync()
+    assert (count(invited, "invites"), count(invited, "joined")) == (1, 0)
+    assert "invite_state" in rooms(invited)[room_id]
+    await api.join(bob, room_id)
+    joined = await conn.sync()
+    assert (count(joined, "invites"), count(joined, "joined")) == (0, 1)
+    assert rooms(joined)[room_id]["initial"] is True
+    assert rooms(joined)[room_id]["joined_count"] == 2
 
 
 @pytest.mark.parametrize("action", ["kick", "ban"])

@@ -7,6 +7,7 @@ correct delta or is refused with M_UNKNOWN_POS, never a wrong delta.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import write_test_config
 from tests.helpers import MatrixApi, User
-from tests.interop.conftest import ServerProcess, free_port, port_overrides
+from tests.interop.conftest import CHECKOUT, ServerProcess, free_port, port_overrides
 from tests.sliding_sync import (
     PATH,
     Connection,
@@ -68,6 +69,24 @@ async def pair(database_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
             for process in (worker, main):
                 if process.proc is not None:
                     await process.stop()
+
+
+NGINX = CHECKOUT / "deploy" / "nginx-workers.conf"
+LOCATION = re.compile(r"location ~ (\S+) \{\s*proxy_pass http://(\w+);")
+
+
+def proxied_to(path: str) -> str:
+    """The upstream deploy/nginx-workers.conf sends `path` to (regex locations, in order)."""
+    for pattern, upstream in LOCATION.findall(NGINX.read_text()):
+        if re.search(pattern, path):
+            return str(upstream)
+    raise AssertionError(f"no location for {path}")
+
+
+def test_the_proxy_sends_sliding_sync_where_it_sends_sync() -> None:
+    assert proxied_to(PATH) == proxied_to("/_matrix/client/v3/sync") == "moot_sync"
+    assert proxied_to(PATH + "x") == proxied_to("/_matrix/client/v3/joined_rooms") \
+        == "moot_main"
 
 
 async def test_the_worker_serves_sliding_sync(pair: Pair) -> None:

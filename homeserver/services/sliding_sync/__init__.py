@@ -110,10 +110,9 @@ class SlidingSyncService:
             await self.catch_up(since)
             if not _covered(since, self.streams.current()):
                 raise unknown_pos()  # positions this server never reached: not its pos
-            async with self.db.connection() as conn:
-                came_from = await self.connections.load(
-                    conn, requester, request.conn_id, position_id, secret
-                )
+            came_from = await self.connections.load(
+                requester, request.conn_id, position_id, secret
+            )
         timeout_ms = min(max(query.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
         deadline = self.clock.monotonic() + timeout_ms / 1000
         previous = came_from.state if came_from is not None else ConnectionState()

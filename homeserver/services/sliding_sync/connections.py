@@ -65,15 +65,15 @@ class Connections:
         self._last_used: OrderedDict[int, int] = OrderedDict()
 
     async def load(
-        self, conn: asyncpg.Connection, requester: Requester, conn_id: str, position_id: int,
-        secret: str,
+        self, requester: Requester, conn_id: str, position_id: int, secret: str
     ) -> Held:
         """The position the client continues from; M_UNKNOWN_POS unless it is one of this
-        device's current, unexpired connection of `conn_id`."""
+        device's current, unexpired connection of `conn_id`. A position held here costs no
+        query unless other processes serve the same clients."""
         owner = (requester.user_id, requester.device_id, conn_id)
         held = self._positions.get(position_id)
         if held is None:
-            row = await store.get_position(conn, position_id)
+            row = await self.db.run(lambda conn: store.get_position(conn, position_id))
             if row is None:
                 raise unknown_pos()
             held = Held(position_id, row.connection_id, row.secret,
@@ -83,7 +83,8 @@ class Connections:
             if held.owner == owner and held.secret == secret:
                 self._keep(held)
         elif self.shared or held.connection_id not in self._last_used:
-            found = await store.get_last_used(conn, held.connection_id)
+            connection_id = held.connection_id
+            found = await self.db.run(lambda conn: store.get_last_used(conn, connection_id))
             if found is None:
                 self._drop([held.connection_id])
                 raise unknown_pos()
@@ -92,13 +93,14 @@ class Connections:
             raise unknown_pos()
         now = self.clock.now_ms()
         last_used = self._last_used[held.connection_id]
+        connection_id = held.connection_id
         if now - last_used > EXPIRY_MS:
-            await store.delete_connection(conn, held.connection_id)
-            self._drop([held.connection_id])
+            await self.db.run(lambda conn: store.delete_connection(conn, connection_id))
+            self._drop([connection_id])
             raise unknown_pos()
         if now - last_used > TOUCH_MS:
-            await store.set_last_used(conn, held.connection_id, now)
-            self._used(held.connection_id, now)
+            await self.db.run(lambda conn: store.set_last_used(conn, connection_id, now))
+            self._used(connection_id, now)
         self._positions.move_to_end(position_id)
         return held
 
