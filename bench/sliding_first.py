@@ -129,7 +129,7 @@ def shape(reply: dict[str, Any]) -> dict[str, int]:
 
 
 async def first_responses(
-    clients: list[Client], owners: list[User], requests: int,
+    clients: list[Client], owners: list[User], requests: int, pause_s: float,
 ) -> list[dict[str, Any]]:
     """Sequential first requests on one connection id (each starts the connection over), taking
     turns between the servers, so that whatever else the machine runs meanwhile weighs on
@@ -141,6 +141,7 @@ async def first_responses(
             started = time.monotonic()
             _, replies[i] = await open_connection(client, owner)
             times[i].append((time.monotonic() - started) * 1000)
+            await asyncio.sleep(pause_s)
     return [{
         "cold_ms": round(ms[0], 1), "p50_ms": percentile(ms[1:], 50),
         "p99_ms": percentile(ms[1:], 99), "max_ms": round(max(ms[1:]), 1),
@@ -259,7 +260,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             owners.append(owner)
             setups.append(setup)
         log(f"{args.requests + 1} first requests to each server, taking turns")
-        firsts = await first_responses(clients, owners, args.requests + 1)
+        firsts = await first_responses(clients, owners, args.requests + 1, args.pause)
         results = []
         for client, url, pid, setup, first in zip(
             clients, args.url, pids, setups, firsts, strict=True,
@@ -289,6 +290,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--others", type=int, default=8, help="helper users who join the rooms")
     parser.add_argument("--requests", type=int, default=100,
                         help="first requests timed after the cold one")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds of quiet after each first request")
     parser.add_argument("--idle", type=int, default=200,
                         help="idle connections for memory (0: not measured)")
     parser.add_argument("--concurrency", type=int, default=16,
