@@ -14,6 +14,8 @@ what makes the next response a delta; it is immutable, so a `pos` names one exac
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -385,19 +387,29 @@ def slice_ranges(rooms: list[str], ranges: Iterable[tuple[int, int]]) -> list[st
 
 
 def encode_pos(position_id: int, secret: str, stream_token: str) -> str:
-    """`<position>.<connection secret>/<stream token>`: the secret tells a position of this
-    server's connection from a same-numbered one of another server."""
-    return f"{position_id}.{secret}/{stream_token}"
+    """`<position>.<seal>/<stream token>`, the seal a MAC of the rest under the connection's
+    secret (which never leaves the server): a pos whose token was altered, or one of another
+    server's same-numbered position, does not verify."""
+    return f"{position_id}.{_seal(secret, position_id, stream_token)}/{stream_token}"
 
 
 def parse_pos(pos: str) -> tuple[int, str, str]:
-    """(position ID, connection secret, stream token text); ValueError for anything else."""
+    """(position ID, seal, stream token text); ValueError for anything else."""
     head, sep, token = pos.partition("/")
-    number, dot, secret = head.partition(".")
-    if not (sep and dot and token and secret and number.isascii() and number.isdigit()
-            and len(number) <= 19 and len(secret) <= 64):
+    number, dot, seal = head.partition(".")
+    if not (sep and dot and token and seal and number.isascii() and number.isdigit()
+            and len(number) <= 19 and len(seal) <= 64):
         raise ValueError("not a sliding sync position")
-    return int(number), secret, token
+    return int(number), seal, token
+
+
+def pos_verifies(secret: str, position_id: int, seal: str, stream_token: str) -> bool:
+    return hmac.compare_digest(_seal(secret, position_id, stream_token), seal)
+
+
+def _seal(secret: str, position_id: int, stream_token: str) -> str:
+    digest = hmac.new(secret.encode(), f"{position_id}/{stream_token}".encode(), "sha256")
+    return base64.urlsafe_b64encode(digest.digest()[:12]).decode()
 
 
 # ---- what a connection was sent -----------------------------------------------------------

@@ -18,6 +18,7 @@ from homeserver.protocol.sliding_sync import (
     encode_pos,
     parse_pos,
     parse_request,
+    pos_verifies,
     slice_ranges,
 )
 
@@ -124,9 +125,15 @@ def test_slicing_by_ranges_includes_both_ends_once() -> None:
     assert slice_ranges(rooms, [(20, 30)]) == []
 
 
-def test_pos_round_trips_and_garbage_is_refused() -> None:
+def test_pos_round_trips_sealed_and_garbage_is_refused() -> None:
     pos = encode_pos(42, "k3y", "s1_2_3")
-    assert parse_pos(pos) == (42, "k3y", "s1_2_3")
+    position_id, seal, token = parse_pos(pos)
+    assert (position_id, token) == (42, "s1_2_3")
+    assert "k3y" not in pos
+    assert pos_verifies("k3y", 42, seal, "s1_2_3")
+    assert not pos_verifies("k3y", 42, seal, "s1_2_4")  # an altered token
+    assert not pos_verifies("k3y", 43, seal, "s1_2_3")  # another position
+    assert not pos_verifies("other", 42, seal, "s1_2_3")  # another connection or server
     for bad in ("", "42", "42/s1", "x.k/s1", "42.k/", ".k/s1", "4" * 20 + ".k/s1"):
         with pytest.raises(ValueError):
             parse_pos(bad)

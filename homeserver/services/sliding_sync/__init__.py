@@ -103,7 +103,7 @@ class SlidingSyncService:
         since: StreamToken | None = None
         if query.pos is not None:
             try:
-                position_id, secret, token_text = parse_pos(query.pos)
+                position_id, seal, token_text = parse_pos(query.pos)
                 since = StreamToken.parse(token_text)
             except ValueError:
                 raise unknown_pos() from None
@@ -111,7 +111,7 @@ class SlidingSyncService:
             if not _covered(since, self.streams.current()):
                 raise unknown_pos()  # positions this server never reached: not its pos
             came_from = await self.connections.load(
-                requester, request.conn_id, position_id, secret
+                requester, request.conn_id, position_id, seal, token_text
             )
         timeout_ms = min(max(query.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
         deadline = self.clock.monotonic() + timeout_ms / 1000

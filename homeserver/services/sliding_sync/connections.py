@@ -11,8 +11,9 @@ itself; when other processes serve the same clients (`shared`), a cached positio
 connection is also looked up in the database, one indexed read. When it was last used is
 written at most once per `TOUCH_MS`, so a busy connection costs no write per request.
 
-Every pos carries its connection's random secret: a pos another server issued (whose IDs
-may well exist here) is unknown, not someone else's state.
+Every pos is sealed with its connection's random secret (which stays here): a pos another
+server issued (whose IDs may well exist here), or one whose stream token was altered, is
+unknown, not someone else's state or a delta from a point the server never stood at.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from homeserver.errors import MatrixError
-from homeserver.protocol.sliding_sync import ConnectionState
+from homeserver.protocol.sliding_sync import ConnectionState, pos_verifies
 from homeserver.services.clock import Clock
 from homeserver.services.requester import Requester
 from storage import sliding_sync as store
@@ -65,7 +66,8 @@ class Connections:
         self._last_used: OrderedDict[int, int] = OrderedDict()
 
     async def load(
-        self, requester: Requester, conn_id: str, position_id: int, secret: str
+        self, requester: Requester, conn_id: str, position_id: int, seal: str,
+        stream_token: str,
     ) -> Held:
         """The position the client continues from; M_UNKNOWN_POS unless it is one of this
         device's current, unexpired connection of `conn_id`. A position held here costs no
@@ -80,7 +82,7 @@ class Connections:
                         (row.user_id, row.device_id, row.conn_id),
                         ConnectionState.from_json(row.state))
             self._used(row.connection_id, row.last_used_ts)
-            if held.owner == owner and held.secret == secret:
+            if held.owner == owner:
                 self._keep(held)
         elif self.shared or held.connection_id not in self._last_used:
             connection_id = held.connection_id
@@ -89,7 +91,7 @@ class Connections:
                 self._drop([held.connection_id])
                 raise unknown_pos()
             self._used(held.connection_id, found)
-        if held.owner != owner or not secrets.compare_digest(held.secret, secret):
+        if held.owner != owner or not pos_verifies(held.secret, position_id, seal, stream_token):
             raise unknown_pos()
         now = self.clock.now_ms()
         last_used = self._last_used[held.connection_id]
