@@ -37,9 +37,9 @@ from load import (
     Receiver,
     RssSampler,
     SendResult,
+    SyncFeed,
     User,
     bounded,
-    initial_sync,
     log,
     percentile,
     receive,
@@ -49,7 +49,6 @@ from load import (
     run_cli,
     send_all,
     spread,
-    sync_filter,
     wait_delivered,
 )
 
@@ -122,12 +121,12 @@ async def start_receivers(
     server: Server, room_id: str, count: int, timeline_limit: int, progress: asyncio.Event,
 ) -> list[asyncio.Task[None]]:
     """The last `count` users of `server` long-poll /sync from a token taken now."""
-    filter_json = sync_filter(room_id, timeline_limit)
+    feed = SyncFeed(room_id, timeline_limit)
     users = server.users[-count:]
-    tokens = await bounded(count, [initial_sync(server.client, u, filter_json) for u in users])
+    tokens = await bounded(count, [feed.start(server.client, u) for u in users])
     server.receivers = [Receiver() for _ in users]
     return [
-        asyncio.create_task(receive(server.client, u, room_id, filter_json, since, r, progress))
+        asyncio.create_task(receive(server.client, u, feed, since, r, progress))
         for u, since, r in zip(users, tokens, server.receivers, strict=True)
     ]
 

@@ -2,15 +2,17 @@
 
 Theory of operation: register `--users` accounts (UIA with the `m.login.dummy` stage), the first
 creates a public room (preset `public_chat`, so no server encrypts it by default), the others join
-it one request each (timed), `--receivers` of them long-poll `/sync` from a token taken before the
-first message, and `--senders` others send `--messages` text messages in total. Every message
-carries a unique id and its send start time in its content, so each receiver can tell when it
-arrived (fan-out latency) and whether it saw it exactly once (lost, duplicates). The server
-process's resident memory is sampled from /proc while the load runs. One JSON object goes to
-stdout; progress goes to stderr. It only measures: it asserts nothing and never retries a send.
+it one request each (timed), `--receivers` of them long-poll `/sync` (or, with `--receive sliding`,
+simplified sliding sync) from a position taken before the first message, and `--senders` others send
+`--messages` text messages in total. Every message carries a unique id and its send start time in
+its content, so each receiver can tell when it arrived (fan-out latency) and whether it saw it
+exactly once (lost, duplicates). The server process's resident memory is sampled from /proc while
+the load runs. One JSON object goes to stdout; progress goes to stderr. It only measures: it asserts
+nothing and never retries a send.
 
-Only /register, /createRoom, /join, /rooms/{id}/send and /sync are used, so the same run works
-against Synapse and Moot. Loopback servers only; everything is bounded by `--deadline`.
+Only /register, /createRoom, /join, /rooms/{id}/send and /sync (or the sliding sync endpoint that
+Synapse and Moot both serve) are used, so the same run works against Synapse and Moot. Loopback
+servers only; everything is bounded by `--deadline`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 CLIENT_PREFIX = "/_matrix/client/v3"
+SLIDING_SYNC_PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 PASSWORD = "bench password 1"
 SYNC_TIMEOUT_MS = 30_000
 RSS_SAMPLE_S = 0.1
@@ -81,16 +84,18 @@ class Client:
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
         self._session = session
-        self._base = base_url.rstrip("/") + CLIENT_PREFIX
+        self._root = base_url.rstrip("/")
 
     async def call(
         self, method: str, path: str, token: str | None = None,
         body: dict[str, Any] | None = None, params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any], float]:
+        """`path` is under the v3 Client-Server prefix unless it is a whole `/_matrix/` path."""
+        url = self._root + (path if path.startswith("/_matrix/") else CLIENT_PREFIX + path)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         started = time.monotonic()
         async with self._session.request(
-            method, self._base + path, json=body, params=params, headers=headers,
+            method, url, json=body, params=params, headers=headers,
         ) as resp:
             raw = await resp.read()
         elapsed = time.monotonic() - started
@@ -147,39 +152,102 @@ def sync_filter(room_id: str, timeline_limit: int) -> str:
     })
 
 
-async def initial_sync(client: Client, user: User, filter_json: str) -> str:
-    """The token every receiver starts from, taken before the first message is sent."""
-    status, reply, _ = await client.call(
-        "GET", "/sync", user.token, params={"filter": filter_json, "timeout": "0"},
-    )
-    if status != 200 or "next_batch" not in reply:
-        raise BenchError(f"initial sync of {user.user_id} -> {status} {reply}")
-    return str(reply["next_batch"])
+Timeline = tuple[list[dict[str, Any]], bool]  # the room's new events, and whether there was a gap
+
+
+class Feed(Protocol):
+    """How a receiver long-polls the room: `start` takes the position before the first message,
+    `poll` waits for what follows it (status, next position, the room's new timeline)."""
+
+    async def start(self, client: Client, user: User) -> str: ...
+
+    async def poll(self, client: Client, user: User, since: str) -> tuple[int, str, Timeline]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFeed:
+    """`GET /sync` with an inline filter on the room (timeline limit, lazy-loaded members)."""
+
+    room_id: str
+    timeline_limit: int
+
+    def _params(self) -> dict[str, str]:
+        return {"filter": sync_filter(self.room_id, self.timeline_limit)}
+
+    async def start(self, client: Client, user: User) -> str:
+        status, reply, _ = await client.call(
+            "GET", "/sync", user.token, params={**self._params(), "timeout": "0"},
+        )
+        if status != 200 or "next_batch" not in reply:
+            raise BenchError(f"initial sync of {user.user_id} -> {status} {reply}")
+        return str(reply["next_batch"])
+
+    async def poll(self, client: Client, user: User, since: str) -> tuple[int, str, Timeline]:
+        status, reply, _ = await client.call("GET", "/sync", user.token, params={
+            **self._params(), "since": since, "timeout": str(SYNC_TIMEOUT_MS),
+        })
+        timeline = reply.get("rooms", {}).get("join", {}).get(self.room_id, {}).get("timeline", {})
+        return status, str(reply.get("next_batch", since)), (
+            timeline.get("events", []), bool(timeline.get("limited")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SlidingFeed:
+    """Simplified sliding sync (MSC4186, the path Element X speaks): one list whose range covers
+    the receiver's only room, the same timeline limit as `/sync`, members lazy-loaded; the body
+    is sent again with every request, as matrix-rust-sdk does."""
+
+    room_id: str
+    timeline_limit: int
+
+    def _body(self) -> dict[str, Any]:
+        return {"conn_id": "bench", "lists": {"bench": {
+            "ranges": [[0, 0]], "timeline_limit": self.timeline_limit,
+            "required_state": [["m.room.member", "$LAZY"]],
+        }}}
+
+    async def start(self, client: Client, user: User) -> str:
+        status, reply, _ = await client.call(
+            "POST", SLIDING_SYNC_PATH, user.token, self._body(), params={"timeout": "0"},
+        )
+        if status != 200 or "pos" not in reply:
+            raise BenchError(f"initial sliding sync of {user.user_id} -> {status} {reply}")
+        return str(reply["pos"])
+
+    async def poll(self, client: Client, user: User, since: str) -> tuple[int, str, Timeline]:
+        status, reply, _ = await client.call(
+            "POST", SLIDING_SYNC_PATH, user.token, self._body(),
+            params={"pos": since, "timeout": str(SYNC_TIMEOUT_MS)},
+        )
+        room = reply.get("rooms", {}).get(self.room_id, {})
+        return status, str(reply.get("pos", since)), (
+            room.get("timeline", []), bool(room.get("limited")),
+        )
+
+
+FEEDS: dict[str, Callable[[str, int], Feed]] = {"sync": SyncFeed, "sliding": SlidingFeed}
 
 
 async def receive(
-    client: Client, user: User, room_id: str, filter_json: str, since: str,
-    state: Receiver, progress: asyncio.Event,
+    client: Client, user: User, feed: Feed, since: str, state: Receiver, progress: asyncio.Event,
 ) -> None:
-    """Long-poll /sync until cancelled, recording each bench message's arrival."""
+    """Long-poll until cancelled, recording each bench message's arrival."""
     while True:
         try:
-            status, reply, _ = await client.call("GET", "/sync", user.token, params={
-                "filter": filter_json, "since": since, "timeout": str(SYNC_TIMEOUT_MS),
-            })
+            status, since_next, (events, limited) = await feed.poll(client, user, since)
         except (aiohttp.ClientError, TimeoutError):
-            status, reply = 0, {}
+            status, since_next, events, limited = 0, since, [], False
         arrived = time.time()
         if status != 200:
             state.sync_errors += 1
             await asyncio.sleep(SYNC_ERROR_BACKOFF_S)  # a failing server is not hammered
             continue
         state.syncs += 1
-        since = str(reply.get("next_batch", since))
-        timeline = reply.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {})
-        if timeline.get("limited"):
+        since = since_next
+        if limited:
             state.limited_syncs += 1
-        for event in timeline.get("events", []):
+        for event in events:
             content = event.get("content", {})
             bench_id = content.get("bench_id")
             if event.get("type") != "m.room.message" or not isinstance(bench_id, str):
@@ -341,15 +409,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         joins_total = time.monotonic() - joins_started
         join_ms = [elapsed * 1000 for _, elapsed in joins]
 
-        filter_json = sync_filter(room_id, args.timeline_limit)
+        feed = FEEDS[args.receive](room_id, args.timeline_limit)
         receiver_users = users[-args.receivers:]
         tokens = await bounded(args.concurrency, [
-            initial_sync(client, user, filter_json) for user in receiver_users
+            feed.start(client, user) for user in receiver_users
         ])
         states = [Receiver() for _ in receiver_users]
         progress = asyncio.Event()
         tasks = [
-            asyncio.create_task(receive(client, user, room_id, filter_json, since, state, progress))
+            asyncio.create_task(receive(client, user, feed, since, state, progress))
             for user, since, state in zip(receiver_users, tokens, states, strict=True)
         ]
         log(f"sending {args.messages} messages from {args.senders} senders")
@@ -369,7 +437,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     expected = set(sent.sent)
     return {
         "url": args.url, "users": args.users, "messages": args.messages,
-        "senders": args.senders, "receivers": args.receivers,
+        "senders": args.senders, "receivers": args.receivers, "receive": args.receive,
         "load_avg_before": [round(x, 2) for x in load_before],
         "joins": {
             "count": len(join_ms), "p50_ms": percentile(join_ms, 50),
@@ -409,6 +477,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16,
                         help="registrations, joins and initial syncs in flight")
     parser.add_argument("--timeline-limit", type=int, default=100)
+    parser.add_argument("--receive", choices=sorted(FEEDS), default="sync",
+                        help="receivers long-poll /sync or simplified sliding sync (MSC4186)")
     parser.add_argument("--drain", type=float, default=60.0,
                         help="seconds to wait for delivery after the last send")
     parser.add_argument("--deadline", type=float, default=1200.0, help="whole run, seconds")
