@@ -66,6 +66,13 @@ async def test_an_event_and_the_state_before_and_after_a_state_event(
     join = current[bob_key]
     ids = await room.ok("GET", f"/state_ids/{room.room}", query={"event_id": join})
     assert set(ids["pdu_ids"]) == set(current.values()) - {join, second}
+    # Bob renames himself once b holds the message, so the rename follows every event above.
+    deadline = time.monotonic() + 30
+    while (await room.api_b.request(
+        "GET", f"rooms/{quote(room.room_id)}/event/{quote(message)}", token=room.bob.token
+    ))[0] != 200:
+        assert time.monotonic() < deadline, "the message never reached b"
+        await asyncio.sleep(0.05)
     await room.api_b.ok(
         "PUT", f"rooms/{quote(room.room_id)}/state/m.room.member/{quote(room.bob.user_id)}",
         token=room.bob.token, json={"membership": "join", "displayname": "Bob of b"},

@@ -31,10 +31,11 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
 
 def imports_of_test_modules(root: Path) -> list[str]:
     """`file:line module` for every import, anywhere under `root`, of one of our `test_*`
-    modules (a library's, such as `aiohttp.test_utils`, is no test of ours)."""
+    modules (a library's, such as `aiohttp.test_utils`, is no test of ours; nor is anything
+    npm installed under `tests/js/node_modules`)."""
     return [
         f"{path.relative_to(root.parent)}:{line} {module}"
-        for path in sorted(root.rglob("*.py"))
+        for path in sorted(root.rglob("*.py")) if "node_modules" not in path.parts
         for line, module in imported_modules(path)
         if module.startswith(("tests.", ".")) and module.rsplit(".", 1)[-1].startswith("test_")
     ]
