@@ -34,6 +34,7 @@ from homeserver.api.context import (
     ROOMS,
     SEARCH,
     SLIDING_SYNC,
+    SPACES,
     SYNC,
     TAGS,
     TO_DEVICE,
@@ -80,6 +81,7 @@ from homeserver.services.search import SearchService
 from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, already_current
 from homeserver.services.sliding_sync.connections import Connections
 from homeserver.services.sliding_sync.extensions import SlidingSyncExtensions
+from homeserver.services.space_hierarchy import SpaceHierarchy
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
@@ -225,6 +227,7 @@ def federation_outward(
             shared_servers=_shared_servers(db, rooms),
         ),
         edus=OutboundEdus(db, rooms, server_name, outbound.sender),
+        room_info=outbound.room_info,
     )
 
 
@@ -327,6 +330,9 @@ class Homeserver:
         client[TAGS] = TagsService(parts.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
+        client[SPACES] = spaces = SpaceHierarchy(
+            db, cluster.cache, server_name, outward.room_info
+        )
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
@@ -337,7 +343,7 @@ class Homeserver:
             outbound, server_name, cluster.local.signing_key, db, accounts, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
             edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
-            clock=clock,
+            clock=clock, spaces=spaces,
         )
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         cluster.writes.observers.append(outbound.sender)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from homeserver.services.room_operations import RoomsService
     from homeserver.services.search import SearchService
     from homeserver.services.sliding_sync import SlidingSyncService
+    from homeserver.services.space_hierarchy import SpaceHierarchy
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
     from homeserver.services.to_device import ToDeviceService
@@ -45,3 +46,4 @@ DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
+SPACES: web.AppKey[SpaceHierarchy] = web.AppKey("spaces")
