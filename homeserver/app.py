@@ -38,6 +38,7 @@ from homeserver.api.context import (
     SYNC,
     TAGS,
     TO_DEVICE,
+    UPGRADES,
 )
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
@@ -73,6 +74,7 @@ from homeserver.services.replication import (
     WorkerSyncService,
 )
 from homeserver.services.room_operations import RoomsService
+from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
 from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
@@ -327,11 +329,16 @@ class Homeserver:
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
-        client[TAGS] = TagsService(parts.account_data)
+        client[TAGS] = tags = TagsService(parts.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
         client[SPACES] = spaces = SpaceHierarchy(
             db, cluster.cache, server_name, outward.room_info
+        )
+        carrier = UserSettingsCarrier(db, cluster.cache, tags, parts.account_data, push)
+        rooms.on_join.append(carrier.joined)
+        client[UPGRADES] = RoomUpgrades(
+            db, cluster.cache, cluster.local, rooms.reads, rooms.creation, carrier
         )
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)

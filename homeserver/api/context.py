@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
     from homeserver.services.room_operations import RoomsService
+    from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
     from homeserver.services.sliding_sync import SlidingSyncService
     from homeserver.services.space_hierarchy import SpaceHierarchy
@@ -47,3 +48,4 @@ ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_m
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
 SPACES: web.AppKey[SpaceHierarchy] = web.AppKey("spaces")
+UPGRADES: web.AppKey[RoomUpgrades] = web.AppKey("upgrades")
