@@ -1,6 +1,7 @@
 """Asks another server about one of its rooms: the federation side of
-`homeserver.services.remote_room_info.RemoteRoomInfo` (`GET /hierarchy/{roomId}` and
-`GET /timestamp_to_event/{roomId}`).
+`homeserver.services.remote_room_info.RemoteRoomInfo` (`GET /hierarchy/{roomId}`,
+`GET /timestamp_to_event/{roomId}`, and `GET /event/{eventId}` to hold the event the latter
+names, checked and stored as a historical event like those backfill brings).
 
 Only the answer's outline is checked here (a `room` of the room asked about; an event ID and a
 timestamp); what of a summary reaches a client is cut down by the service. Whatever goes wrong,
@@ -13,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from federation.client import FederationClient, path_segment
+from federation.inbound_pdus import InboundPdus, PduError
 from federation.remote_queries import peer_failed
 from federation.transport import FederationError
+from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.identifiers import is_valid_event_id
 
 PREFIX = "/_matrix/federation/v1"
@@ -24,8 +27,9 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 class FederationRoomInfo:
-    def __init__(self, client: FederationClient) -> None:
+    def __init__(self, client: FederationClient, pdus: InboundPdus) -> None:
         self.client = client
+        self.pdus = pdus
 
     async def _get(self, server_name: str, path: str, query: dict[str, str]) -> dict[str, Any]:
         try:
@@ -62,3 +66,19 @@ class FederationRoomInfo:
                 or not isinstance(event_ts, int) or isinstance(event_ts, bool):
             raise peer_failed(f"{server_name} answered /timestamp_to_event without an event")
         return {"event_id": event_id, "origin_server_ts": event_ts}
+
+    async def fetch_event(self, server_name: str, room_id: str, event_id: str) -> None:
+        version = await self.pdus.room_version(room_id)
+        if version is None:
+            raise peer_failed(f"This server does not hold room {room_id}")
+        answer = await self._get(server_name, f"/event/{path_segment(event_id)}", {})
+        pdus = answer.get("pdus")
+        pdu = pdus[0] if isinstance(pdus, list) and len(pdus) == 1 else None
+        if not isinstance(pdu, dict) or compute_event_id(pdu, version) != event_id:
+            raise peer_failed(f"{server_name} answered /event without {event_id}")
+        try:
+            await self.pdus.check_and_persist(
+                server_name, room_id, pdu, version, fetch_gap=False, historical=True
+            )
+        except PduError as e:
+            raise peer_failed(f"{event_id} from {server_name} was not stored: {e}") from None

@@ -169,7 +169,7 @@ def build_outbound(
         keyring=keyring, sender=sender, remote_queries=FederationRemoteQueries(client),
         pdus=pdus, joins=Joins(db, rooms, pdus, client, server_name, signing_key, clock),
         backfiller=Backfiller(db, pdus, client, server_name),
-        room_info=FederationRoomInfo(client),
+        room_info=FederationRoomInfo(client, pdus),
     )
 
 

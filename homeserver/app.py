@@ -37,6 +37,7 @@ from homeserver.api.context import (
     SPACES,
     SYNC,
     TAGS,
+    TIMESTAMPS,
     TO_DEVICE,
     UPGRADES,
 )
@@ -87,6 +88,7 @@ from homeserver.services.space_hierarchy import SpaceHierarchy
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
+from homeserver.services.timestamps import JumpToDate
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
 from homeserver.services.unread_counts import UnreadCounts
@@ -339,6 +341,9 @@ class Homeserver:
         rooms.on_join.append(carrier.joined)
         client[UPGRADES] = RoomUpgrades(
             db, cluster.cache, cluster.local, rooms.reads, rooms.creation, carrier
+        )
+        client[TIMESTAMPS] = JumpToDate(
+            db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)

@@ -15,6 +15,7 @@ from federation.api import (
     openid,
     public_rooms,
     query,
+    timestamps,
     transactions,
 )
 
@@ -23,5 +24,5 @@ def federation_routes() -> list[web.AbstractRouteDef]:
     return [
         *keys.routes, *query.routes, *public_rooms.routes, *devices.routes, *e2e_keys.routes,
         *transactions.routes, *membership.routes, *events.routes, *backfill.routes,
-        *openid.routes, *hierarchy.routes,
+        *openid.routes, *hierarchy.routes, *timestamps.routes,
     ]

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from homeserver.services.space_hierarchy import SpaceHierarchy
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
+    from homeserver.services.timestamps import JumpToDate
     from homeserver.services.to_device import ToDeviceService
 
 CONFIG = web.AppKey("config", Config)
@@ -49,3 +50,4 @@ REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
 SPACES: web.AppKey[SpaceHierarchy] = web.AppKey("spaces")
 UPGRADES: web.AppKey[RoomUpgrades] = web.AppKey("upgrades")
+TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")

@@ -1,6 +1,6 @@
 """`RemoteRoomInfo`: the seam through which room services ask another server about a room this
-server holds none (or not enough) of: its space hierarchy (`GET /hierarchy/{roomId}`) and the
-event nearest a timestamp (`GET /timestamp_to_event/{roomId}`).
+server holds none (or not enough) of: its space hierarchy (`GET /hierarchy/{roomId}`), the
+event nearest a timestamp (`GET /timestamp_to_event/{roomId}`) and that event itself.
 
 `homeserver/app.py` hands the federation implementation (`federation/room_info.py`) to the
 services when a federation listener is configured, `NoRemoteRoomInfo` otherwise. Each method
@@ -29,6 +29,11 @@ class RemoteRoomInfo(Protocol):
         """The server's {event_id, origin_server_ts} nearest ``ts`` in ``direction``."""
         ...
 
+    async def fetch_event(self, server_name: str, room_id: str, event_id: str) -> None:
+        """Fetch one event of a room this server holds from the server, and store it (checked
+        like any received event) so that clients can read it and around it."""
+        ...
+
 
 class NoRemoteRoomInfo:
     """A server without federation knows other servers' rooms only from its own database."""
@@ -41,4 +46,7 @@ class NoRemoteRoomInfo:
     async def timestamp_to_event(
         self, server_name: str, room_id: str, ts: int, direction: str
     ) -> dict[str, Any]:
+        raise federation_unavailable()
+
+    async def fetch_event(self, server_name: str, room_id: str, event_id: str) -> None:
         raise federation_unavailable()
