@@ -4,19 +4,20 @@
 names, checked and stored as a historical event like those backfill brings).
 
 Only the answer's outline is checked here (a `room` of the room asked about; an event ID and a
-timestamp); what of a summary reaches a client is cut down by the service. Whatever goes wrong,
-refusal included, is one 502 MatrixError, since the caller's only use for it is to try the next
-server.
+timestamp); what of a summary reaches a client is cut down by the service. A peer's refusal
+(403, 404) is passed on as such, since the peer works and may answer about other rooms;
+anything else that goes wrong is a 502 MatrixError: the peer failed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from federation.client import FederationClient, path_segment
+from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.inbound_pdus import InboundPdus, PduError
-from federation.remote_queries import peer_failed
+from federation.remote_queries import PASSED_ON, peer_failed
 from federation.transport import FederationError
+from homeserver.errors import MatrixError
 from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.identifiers import is_valid_event_id
 
@@ -36,6 +37,10 @@ class FederationRoomInfo:
             answer = await self.client.request(
                 "GET", server_name, PREFIX + path, query=query, max_bytes=MAX_ANSWER_BYTES
             )
+        except HttpResponseError as e:
+            if e.status in PASSED_ON:
+                raise MatrixError(e.status, e.errcode or "M_UNKNOWN", str(e)) from None
+            raise peer_failed(f"{server_name}: {e}") from None
         except FederationError as e:
             raise peer_failed(f"{server_name}: {e}") from None
         if not isinstance(answer, dict):

@@ -335,7 +335,7 @@ class Homeserver:
         client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
         client[SPACES] = spaces = SpaceHierarchy(
-            db, cluster.cache, server_name, outward.room_info
+            db, cluster.cache, server_name, outward.room_info, clock
         )
         carrier = UserSettingsCarrier(db, cluster.cache, tags, parts.account_data, push)
         rooms.on_join.append(carrier.joined)

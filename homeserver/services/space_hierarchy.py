@@ -13,7 +13,10 @@ through federation `/hierarchy`; the first that answers gives its summary and it
 which are kept for the rest of the walk so that a remote space costs one request, not one per
 child. Another server's answer is trusted only for what it says of the room, not for who may
 see it: that is judged here again, by the summary's join rule and `allowed_room_ids` against
-this server's memberships. Answers are not cached across requests (the spec suggests it).
+this server's memberships. Answers are reused for `REMOTE_TTL_S` (the spec says to cache them;
+Synapse keeps them 5 minutes), so that the pages of one walk ask once. One walk asks at most
+`MAX_ASKS` servers and never again one that failed (not one that refused), so that a space of
+many children on unreachable servers costs a few request timeouts, not one per child.
 
 The walk is recomputed per page and the token is an offset into it, carrying `max_depth` and
 `suggested_only` so that a page asked with other values is refused, as the spec requires.
@@ -27,8 +30,9 @@ counts as a member.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -45,6 +49,7 @@ from homeserver.protocol.room_previews import (
     rooms_allowing,
 )
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.services.clock import Clock
 from homeserver.services.directory import room_chunk
 from homeserver.services.remote_room_info import RemoteRoomInfo
 from homeserver.services.requester import Requester
@@ -57,6 +62,11 @@ from storage.directory import DIRECTORY_STATE_TYPES
 MAX_ROOMS = 1000
 # The servers of a child's `via` asked about it, at most (each may take a request timeout).
 MAX_VIA = 3
+# Servers one walk (or summary) asks in all.
+MAX_ASKS = 10
+# How long another server's /hierarchy answer is reused, and how many answers are kept.
+REMOTE_TTL_S = 300.0
+MAX_CACHED = 1000
 _TOKEN_RE = re.compile(r"h(\d{1,9})_(\d{1,3})_([01])")
 _SUMMARY_TYPES = [*DIRECTORY_STATE_TYPES, "m.room.encryption", SPACE_CHILD]
 
@@ -77,14 +87,30 @@ class _Local:
     allowed: list[str]  # the rooms whose members may preview it (restricted join rules)
 
 
+@dataclass(slots=True)
+class _Walk:
+    """What one walk learnt of other servers: summaries they gave (a space's answer carries
+    its children's), the servers that failed, and how many were asked."""
+
+    known: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    asks: int = 0
+
+
 class SpaceHierarchy:
     def __init__(
-        self, db: Database, engine: RoomView, server_name: str, remote: RemoteRoomInfo
+        self, db: Database, engine: RoomView, server_name: str, remote: RemoteRoomInfo,
+        clock: Clock,
     ) -> None:
         self.db = db
         self.engine = engine
         self.server_name = server_name
         self.remote = remote
+        self.clock = clock
+        # (room ID, suggested_only) -> (expiry, room summary, its children's summaries)
+        self._answers: OrderedDict[
+            tuple[str, bool], tuple[float, dict[str, Any], list[dict[str, Any]]]
+        ] = OrderedDict()
 
     async def hierarchy(
         self, requester: Requester, room_id: str, *, suggested_only: bool, max_depth: int,
@@ -126,7 +152,7 @@ class SpaceHierarchy:
 
         held, entry = await self.db.run(local)
         if not held:
-            entry = await self._remote_visible(viewer, room_id, via, False, {})
+            entry = await self._remote_visible(viewer, room_id, via, False, _Walk())
         if entry is None:
             raise not_found("Room not found, or you may not see it")
         entry = {k: v for k, v in entry.items() if k not in ("children_state", "allowed_room_ids")}
@@ -170,11 +196,11 @@ class SpaceHierarchy:
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         seen = {root}
-        known: dict[str, dict[str, Any]] = {}  # remote summaries other servers gave
+        walk = _Walk()
         stack: list[tuple[str, Sequence[str], int]] = [(root, (), 0)]
         while stack and len(out) < MAX_ROOMS:
             room_id, via, depth = stack.pop()
-            entry = await self._visible(viewer, room_id, via, suggested_only, known)
+            entry = await self._visible(viewer, room_id, via, suggested_only, walk)
             if entry is None:
                 continue
             out.append(entry)
@@ -188,7 +214,7 @@ class SpaceHierarchy:
 
     async def _visible(
         self, viewer: Viewer, room_id: str, via: Sequence[str], suggested_only: bool,
-        known: dict[str, dict[str, Any]],
+        walk: _Walk,
     ) -> dict[str, Any] | None:
         """The room's client summary when ``viewer`` may see it, from this server's copy or,
         for a room it does not hold, from another server's."""
@@ -201,15 +227,15 @@ class SpaceHierarchy:
         held, entry = await self.db.run(local)
         if held:
             return entry
-        return await self._remote_visible(viewer, room_id, via, suggested_only, known)
+        return await self._remote_visible(viewer, room_id, via, suggested_only, walk)
 
     async def _remote_visible(
         self, viewer: Viewer, room_id: str, via: Sequence[str], suggested_only: bool,
-        known: dict[str, dict[str, Any]],
+        walk: _Walk,
     ) -> dict[str, Any] | None:
-        summary = known.get(room_id)
+        summary = walk.known.get(room_id)
         if summary is None or "children_state" not in summary:
-            summary = await self._ask(room_id, via, suggested_only, known) or summary
+            summary = await self._ask(room_id, via, suggested_only, walk) or summary
         if summary is None:
             return None
         allowed = summary.get("allowed_room_ids", [])
@@ -230,32 +256,70 @@ class SpaceHierarchy:
         return entry
 
     async def _ask(
-        self, room_id: str, via: Sequence[str], suggested_only: bool,
-        known: dict[str, dict[str, Any]],
+        self, room_id: str, via: Sequence[str], suggested_only: bool, walk: _Walk
     ) -> dict[str, Any] | None:
-        """The room's summary from the first server of ``via`` that gives one (its children's
-        summaries go into ``known``); None when none does."""
+        """The room's summary from the first server of ``via`` that gives one (or from an
+        answer still fresh); its children's summaries go into ``walk.known``. None when no
+        server does."""
+        answer = self._cached(room_id, suggested_only)
+        if answer is None:
+            answer = await self._ask_servers(room_id, via, suggested_only, walk)
+        if answer is None:
+            return None
+        room, children = answer
+        for child in children:
+            walk.known.setdefault(child["room_id"], child)
+        walk.known[room_id] = room
+        return room
+
+    async def _ask_servers(
+        self, room_id: str, via: Sequence[str], suggested_only: bool, walk: _Walk
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         servers = [
             s for s in via if isinstance(s, str) and is_valid_server_name(s)
-            and s != self.server_name
+            and s != self.server_name and s not in walk.failed
         ][:MAX_VIA]
         for server in servers:
+            if walk.asks >= MAX_ASKS:
+                return None
+            walk.asks += 1
             try:
                 answer = await self.remote.hierarchy(server, room_id, suggested_only)
-            except MatrixError:
+            except MatrixError as e:
+                if e.status >= 500:  # a refusal is about this room, not the server
+                    walk.failed.add(server)
                 continue
             room = clean_remote_summary(answer.get("room"), room_id)
             if room is None:
+                walk.failed.add(server)
                 continue
             room.setdefault("children_state", [])
-            children = answer.get("children")
-            for child in children if isinstance(children, list) else []:
-                cleaned = clean_remote_summary(child)
-                if cleaned is not None:
-                    known.setdefault(cleaned["room_id"], cleaned)
-            known[room_id] = room
-            return room
+            listed = answer.get("children")
+            children = [
+                c for c in map(clean_remote_summary, listed if isinstance(listed, list) else [])
+                if c is not None
+            ]
+            self._answers[(room_id, suggested_only)] = (
+                self.clock.monotonic() + REMOTE_TTL_S, room, children
+            )
+            self._answers.move_to_end((room_id, suggested_only))
+            while len(self._answers) > MAX_CACHED:
+                self._answers.popitem(last=False)
+            return room, children
         return None
+
+    def _cached(
+        self, room_id: str, suggested_only: bool
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """A fresh earlier answer about the room (copies: the walk's entries are its own)."""
+        found = self._answers.get((room_id, suggested_only))
+        if found is None:
+            return None
+        expiry, room, children = found
+        if expiry <= self.clock.monotonic():
+            del self._answers[(room_id, suggested_only)]
+            return None
+        return dict(room), [dict(c) for c in children]
 
     async def _local(
         self, conn: asyncpg.Connection, room_id: str, suggested_only: bool

@@ -5,18 +5,20 @@ of rooms only another server holds."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from tests.federation_helpers import validate_ss_response
+from tests.federation_helpers import StandIn, json_handler, validate_ss_response
 from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User, validate_response
 from tests.shared_rooms import Room, shared_room
 
 HIERARCHY = "/_matrix/client/v1/rooms/{}/hierarchy"
 SUMMARY = "/_matrix/client/v1/room_summary/{}"
+PREFIX = "/_matrix/federation/v1/hierarchy/"
 
 
 async def add_child(
@@ -155,7 +157,9 @@ async def test_children_only_another_server_holds_come_from_it(
         deep, "Deep", 1
     )
     assert "children_state" not in summary
-    status, error = await api_b.request("GET", SUMMARY.format(quote(deep)), token=bob.token)
+    elsewhere = await room.api.create_room(room.alice, preset="public_chat")
+    status, error = await api_b.request("GET", SUMMARY.format(quote(elsewhere)),
+                                        token=bob.token)
     assert (status, error["errcode"]) == (404, "M_NOT_FOUND")  # no `via`: nobody to ask
     status, error = await api_b.request(
         "GET", SUMMARY.format(quote(children["private"])), token=bob.token,
@@ -165,3 +169,45 @@ async def test_children_only_another_server_holds_come_from_it(
     status, error = await api_b.request("GET", SUMMARY.format(quote(deep)), token=bob.token,
                                         params={"via": "not a server"})
     assert (status, error["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_other_servers_answers_are_checked_reused_and_bounded(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A peer's summary reaches clients cut down to the spec's fields; an answer is reused by
+    the next walk; a server that failed is not asked again in the same walk."""
+    a = await peers.new("a")
+    api = a.api(peer_http)
+    alice = await api.register("alice")
+    far = "!faraway:example.org"
+    good, broken = (await StandIn(tmp_path / "good").start(),
+                    await StandIn(tmp_path / "broken").start())
+    try:
+        good.prefix_handlers[PREFIX] = json_handler({
+            "room": {"room_id": far, "num_joined_members": 2, "name": "Far", "evil": {"x": 1},
+                     "join_rule": "public", "children_state": []},
+            "children": [], "inaccessible_children": [],
+        })
+        broken.prefix_handlers[PREFIX] = json_handler({"errcode": "M_UNKNOWN"}, status=500)
+        space = await api.create_room(alice, preset="public_chat",
+                                      creation_content={"type": "m.space"})
+        await add_child(api, alice, space, far, good.server_name, order="0")
+        for i in range(12):
+            await add_child(api, alice, space, f"!gone{i}:example.org", broken.server_name,
+                            order=str(i + 1))
+
+        for _ in range(2):
+            body = await api.ok("GET", HIERARCHY.format(quote(space)), token=alice.token)
+            validate_response("space_hierarchy.yaml", "/rooms/{roomId}/hierarchy", "get", 200,
+                              body)
+            assert [r["room_id"] for r in body["rooms"]] == [space, far]
+            assert "evil" not in body["rooms"][1] and body["rooms"][1]["name"] == "Far"
+        assert asked(good) == 1  # the second walk reused the answer
+        assert asked(broken) == 2  # once per walk
+    finally:
+        await good.stop()
+        await broken.stop()
+
+
+def asked(server: StandIn) -> int:
+    return sum(1 for r in server.requests if r.path.startswith(PREFIX))
