@@ -6,7 +6,8 @@ Theory of operation. From the root, depth first (a space's children in the spec'
 `max_depth` levels down and `MAX_ROOMS` rooms in all. A room is shown to whoever may preview it
 (`protocol/room_previews.py`: members, anyone for public, knockable or world-readable rooms,
 members of an allowed room for restricted ones); a room the user may not see is left out with
-everything under it, and a root they may not see is 403.
+everything under it, and a root they may not see is 403. A root this server does not hold is
+shown to a user invited to it (or who knocked), asked of the inviting server.
 
 A child this server is not in is asked of the servers its `m.space.child` event names (`via`),
 through federation `/hierarchy`; the first that answers gives its summary and its children's,
@@ -127,9 +128,12 @@ class SpaceHierarchy:
                 )
             offset = int(match[1])
         viewer = Viewer(user_id=requester.user_id)
-        if await self.db.run(lambda c: self._visible_local(c, viewer, room_id, False)) is None:
+        held, visible, via = await self.db.run(lambda c: self._root(c, viewer, room_id))
+        if (held and not visible) or (not held and not via):
             raise forbidden("You are not allowed to view this room")
-        rooms = await self._walk(viewer, room_id, suggested_only, max_depth)
+        rooms = await self._walk(viewer, room_id, via, suggested_only, max_depth)
+        if not rooms:  # a space the user is invited to that no server told us about
+            raise forbidden("You are not allowed to view this room")
         body: dict[str, Any] = {"rooms": rooms[offset:offset + limit]}
         if offset + limit < len(rooms):
             body["next_batch"] = f"h{offset + limit}_{max_depth}_{int(suggested_only)}"
@@ -191,13 +195,32 @@ class SpaceHierarchy:
 
         return await self.db.run(read)
 
+    async def _root(
+        self, conn: asyncpg.Connection, viewer: Viewer, room_id: str
+    ) -> tuple[bool, bool, list[str]]:
+        """Whether this server holds the root and the user may see it; for a root it does not
+        hold, the server whose user invited the user (or took their knock), to ask about it
+        (a space's invite is previewed before joining, as in Synapse)."""
+        held = await self._local(conn, room_id, False)
+        if held is not None:
+            return True, await self._may_see(conn, viewer, held), []
+        row = await state_store.get_membership(conn, room_id, viewer.user_id) \
+            if viewer.user_id is not None else None
+        if row is None or row["membership"] not in ("invite", "knock"):
+            return False, False, []
+        sender = (await self.engine.get_pdus(conn, [row["event_id"]])).get(
+            row["event_id"], {}
+        ).get("sender")
+        return False, False, [server_name_of(sender)] if isinstance(sender, str) else []
+
     async def _walk(
-        self, viewer: Viewer, root: str, suggested_only: bool, max_depth: int
+        self, viewer: Viewer, root: str, root_via: Sequence[str], suggested_only: bool,
+        max_depth: int,
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         seen = {root}
         walk = _Walk()
-        stack: list[tuple[str, Sequence[str], int]] = [(root, (), 0)]
+        stack: list[tuple[str, Sequence[str], int]] = [(root, root_via, 0)]
         while stack and len(out) < MAX_ROOMS:
             room_id, via, depth = stack.pop()
             entry = await self._visible(viewer, room_id, via, suggested_only, walk)
@@ -324,15 +347,19 @@ class SpaceHierarchy:
     async def _local(
         self, conn: asyncpg.Connection, room_id: str, suggested_only: bool
     ) -> _Local | None:
-        """The summary of a room this server holds, with its children; None for any other."""
+        """The summary of a room this server is in (a user of its joined: the state of a room
+        it was only invited to, or that all its users left, is not to be trusted), with its
+        children; None for any other."""
         version_id = await rooms_store.get_room_version(conn, room_id)
         if version_id is None:
+            return None
+        joined = await state_store.get_members(conn, room_id, ["join"])
+        if not any(server_name_of(m["user_id"]) == self.server_name for m in joined):
             return None
         ids = await state_store.get_current_state(conn, room_id, _SUMMARY_TYPES)
         pdus = await self.engine.get_pdus(conn, list(ids.values()))
         state = {t: pdus[e]["content"] for (t, key), e in ids.items() if key == "" and e in pdus}
-        joined = len(await state_store.get_members(conn, room_id, ["join"]))
-        entry = room_chunk(room_id, joined, state)
+        entry = room_chunk(room_id, len(joined), state)
         entry["room_version"] = version_id
         algorithm = state.get("m.room.encryption", {}).get("algorithm")
         if isinstance(algorithm, str):
@@ -350,13 +377,6 @@ class SpaceHierarchy:
         restricted = version is not None and is_restricted(join_rules, version)
         return _Local(entry, rooms_allowing(join_rules, restricted))
 
-    async def _visible_local(
-        self, conn: asyncpg.Connection, viewer: Viewer, room_id: str, suggested_only: bool
-    ) -> dict[str, Any] | None:
-        held = await self._local(conn, room_id, suggested_only)
-        return held.entry if held is not None and await self._may_see(conn, viewer, held) \
-            else None
-
     async def _may_see(self, conn: asyncpg.Connection, viewer: Viewer, room: _Local) -> bool:
         return (
             open_to_all(room.entry)
@@ -368,10 +388,11 @@ class SpaceHierarchy:
         self, conn: asyncpg.Connection, viewer: Viewer, room_ids: Sequence[str],
         memberships: tuple[str, ...],
     ) -> bool:
-        """Whether the viewer is in one of the rooms (a server: one of its users joined)."""
+        """Whether the viewer is in one of the rooms with one of the memberships (a server:
+        one of its users; an invited user counts, as in Synapse's `is_host_invited`)."""
         for room_id in room_ids:
             if viewer.server is not None:
-                members = await state_store.get_members(conn, room_id, ["join"])
+                members = await state_store.get_members(conn, room_id, memberships)
                 if any(server_name_of(m["user_id"]) == viewer.server for m in members):
                     return True
             elif viewer.user_id is not None:

@@ -211,3 +211,27 @@ async def test_other_servers_answers_are_checked_reused_and_bounded(
 
 def asked(server: StandIn) -> int:
     return sum(1 for r in server.requests if r.path.startswith(PREFIX))
+
+
+async def test_a_space_one_is_invited_to_on_another_server_is_previewed(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob, carol = (await api_a.register("alice"), await api_b.register("bob"),
+                         await api_b.register("carol"))
+    space = await api_a.create_room(alice, name="Private space",
+                                    creation_content={"type": "m.space"})
+    lobby = await api_a.create_room(alice, preset="public_chat", name="Lobby")
+    await add_child(api_a, alice, space, lobby, a.name)
+    await api_a.ok("POST", f"rooms/{quote(space)}/invite", json={"user_id": bob.user_id},
+                   token=alice.token)
+
+    async def invited() -> bool:
+        sync = await api_b.ok("GET", "sync", token=bob.token, params={"timeout": "0"})
+        return space in sync["rooms"]["invite"]
+
+    await eventually(invited, "Bob's invite on b")
+    assert await hierarchy_ids(api_b, bob, space) == [space, lobby]
+    status, error = await api_b.request("GET", HIERARCHY.format(quote(space)), token=carol.token)
+    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
