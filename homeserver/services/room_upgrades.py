@@ -3,15 +3,16 @@ new one of another room version, and let each user's settings for the room follo
 
 Theory of operation, in the spec's order: check that the user may send `m.room.tombstone` in the
 old room (before anything is created, so a refusal leaves nothing behind); create the new room
-through createRoom, with `predecessor` and the old room's `type` in its create event (and the
-`additional_creators` asked for, where the new version has them), the old room's power levels,
-the state the spec lists as transferable and, as Synapse does, the old room's `m.space.child`
-events; move the old room's local aliases (and its place in the room directory) to the new room
-and carry its `m.room.canonical_alias` over (the aliases now point there, so the event is
-valid), clearing the old room's; send the tombstone pointing at the new room; then raise the
-old room's `events_default` and `invite` to the greater of 50 and `users_default + 1` and copy
-its bans (MSC4167, as Synapse). The steps after the tombstone are best effort: the spec says
-"should", and the upgrader may lack the power for some of them.
+through createRoom, with `predecessor` (naming the old room's newest event) and the old room's
+`type` and `m.federate` in its create event (and the `additional_creators` asked for, where the
+new version has them), the old room's power levels, the state the spec lists as transferable
+and, as Synapse does, the old room's `m.space.child` events; move the old room's local aliases
+(and its place in the room directory) to the new room and carry its `m.room.canonical_alias`
+over (the aliases now point there, so the event is valid), clearing the old room's; send the
+tombstone pointing at the new room; then raise the old room's `events_default` and `invite` to
+the greater of 50 and `users_default + 1` and copy its bans (MSC4167, as Synapse). The steps
+after the tombstone are best effort: the spec says "should", and the upgrader may lack the power
+for some of them.
 
 "When a user joins the new room, the server should automatically transfer ... tags, etc."
 (`UserSettingsCarrier`): on each local join of a room whose create event names a predecessor,
@@ -42,6 +43,7 @@ from homeserver.services.rooms.local import LocalEvents
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.tags import TagsService
 from storage import directory as directory_store
+from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.database import Database
@@ -180,11 +182,13 @@ class RoomUpgrades:
         user = requester.user_id
         version = get_room_version(new_version)
         creation_content: dict[str, Any] = {
-            "predecessor": {"room_id": room_id, "event_id": create["event_id"]},
+            "predecessor": {"room_id": room_id, "event_id": await self._last_event(room_id)},
         }
         room_type = create["content"].get("type")
         if isinstance(room_type, str):
             creation_content["type"] = room_type
+        if create["content"].get("m.federate") is False:  # as Synapse
+            creation_content["m.federate"] = False
         # Versions without additional creators ignore the field (spec).
         creators = [c for c in additional_creators if c != user] \
             if version.additional_creators else []
@@ -215,6 +219,12 @@ class RoomUpgrades:
         await self._copy_bans(new_room, user, state)
         await self.carrier.carry(user, room_id, new_room)
         return new_room
+
+    async def _last_event(self, room_id: str) -> str:
+        """`predecessor.event_id`: "the last known event in the old room" (the newest of its
+        forward extremities)."""
+        tips = await self.db.run(lambda conn: events_store.get_forward_extremities(conn, room_id))
+        return max(tips, key=lambda t: (t.stream_ordering or -1, t.depth)).event_id
 
     async def _move_aliases(
         self, old: str, new: str, user: str, canonical: dict[str, Any] | None

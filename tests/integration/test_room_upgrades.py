@@ -39,10 +39,12 @@ async def test_a_space_keeps_its_type_children_aliases_and_bans(api: MatrixApi) 
     await api.ok("POST", f"rooms/{quote(old)}/ban", json={"user_id": carol.user_id,
                                                           "reason": "spam"}, token=alice.token)
     await api.join(bob, old)
+    last = await api.send_message(bob, old, "last words")
 
     new = await upgrade(api, alice, old, new_version="12")
     create = await state_content(api, alice, new, "m.room.create")
-    assert create["type"] == "m.space" and create["predecessor"]["room_id"] == old
+    assert create["type"] == "m.space"
+    assert create["predecessor"] == {"room_id": old, "event_id": last}
     children = await api.ok("GET", f"rooms/{quote(new)}/state", token=alice.token)
     assert [(e["state_key"], e["content"]["order"]) for e in children
             if e["type"] == "m.space.child"] == [(child, "a")]
