@@ -157,10 +157,15 @@ async def test_children_only_another_server_holds_come_from_it(
         deep, "Deep", 1
     )
     assert "children_state" not in summary
-    elsewhere = await room.api.create_room(room.alice, preset="public_chat")
+    elsewhere = await room.api.create_room(room.alice, preset="public_chat", name="Elsewhere",
+                                           room_alias_name="elsewhere")
     status, error = await api_b.request("GET", SUMMARY.format(quote(elsewhere)),
                                         token=bob.token)
     assert (status, error["errcode"]) == (404, "M_NOT_FOUND")  # no `via`: nobody to ask
+    # Through another server's alias: its directory names the servers to ask.
+    by_alias = await api_b.ok("GET", SUMMARY.format(quote(f"#elsewhere:{room.a.name}")),
+                              token=bob.token)
+    assert (by_alias["room_id"], by_alias["name"]) == (elsewhere, "Elsewhere")
     status, error = await api_b.request(
         "GET", SUMMARY.format(quote(children["private"])), token=bob.token,
         params={"via": room.a.name},
