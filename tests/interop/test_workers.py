@@ -1,10 +1,11 @@
 """Two processes on one database: the main process and a /sync worker (`run --worker sync1`).
 
 A message sent through the main process wakes a /sync long-poll held by the worker (how fast is
-measured in bench/, never asserted here); syncing back and forth between the two delivers every event exactly once; killing either
-process with SIGKILL loses nothing acknowledged; a logout or a membership change on the main
-process reaches the worker's caches at once; typing (held in the main process's memory) and
-presence (written only by it) cross over too. Everything waits by polling with deadlines.
+measured in bench/, never asserted here); syncing back and forth between the two delivers every
+event exactly once; killing either process with SIGKILL loses nothing acknowledged; a logout or
+a membership change on the main process reaches the worker's caches at once; typing (held in the
+main process's memory) and presence (written only by it) cross over too. Everything waits by
+polling with deadlines.
 """
 
 from __future__ import annotations
