@@ -37,6 +37,7 @@ from homeserver.api.context import (
     SYNC,
     TAGS,
     TO_DEVICE,
+    TURN,
 )
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
@@ -86,6 +87,7 @@ from homeserver.services.tags import TagsService
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
 from homeserver.services.unread_counts import UnreadCounts
+from homeserver.services.voip import TurnServers
 from storage import stats
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
@@ -327,6 +329,7 @@ class Homeserver:
         client[TAGS] = TagsService(parts.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
+        client[TURN] = TurnServers(config.voip, clock)
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 

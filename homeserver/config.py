@@ -112,6 +112,15 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VoipConfig:
+    """TURN credentials for calls, in the TURN REST API form coturn's `use-auth-secret` checks."""
+
+    turn_uris: tuple[str, ...] = ()
+    turn_shared_secret: str | None = None
+    turn_user_lifetime_ms: int = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsConfig:
     max_request_body_bytes: int = 1_048_576
     sync_timeout_max_ms: int = 60_000
@@ -241,6 +250,7 @@ class Config:
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    voip: VoipConfig = field(default_factory=VoipConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     workers: dict[str, WorkerConfig] = field(default_factory=dict)
     federation: FederationConfig = field(default_factory=FederationConfig)
@@ -343,6 +353,13 @@ def validate(config: Config) -> Config:
             f"encryption.default: must be one of {', '.join(ENCRYPTION_DEFAULTS)}, "
             f"got {config.encryption.default!r}"
         )
+    if bool(config.voip.turn_uris) != (config.voip.turn_shared_secret is not None):
+        raise ConfigError(
+            "voip: turn_uris and turn_shared_secret go together (credentials are made from "
+            "the secret for the servers the URIs name)"
+        )
+    if config.voip.turn_user_lifetime_ms < 1000:
+        raise ConfigError("voip.turn_user_lifetime_ms: must be at least 1000 (a ttl of 1 s)")
     if config.presence.idle_timeout_ms < 1:
         raise ConfigError("presence.idle_timeout_ms: must be at least 1")
     for key in ("max_upload_bytes", "max_image_pixels", "max_pending_uploads"):
