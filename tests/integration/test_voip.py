@@ -6,16 +6,17 @@ then `base64`), the computation coturn's `use-auth-secret` makes on its side.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from homeserver.config import ConfigError, parse_config
 from tests.conftest import MakeServer
 from tests.fake_clock import START_MS, FakeClock
 from tests.helpers import MatrixApi, validate_response
-from tests.integration.test_config import DATA_DIR, sample_with
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -98,5 +99,6 @@ async def test_credentials_need_an_access_token(
     ("voip.turn_uris", "turn:one.example.com", r"voip.turn_uris: expected a list"),
 ])
 def test_half_a_turn_config_is_refused(key: str, value: Any, message: str) -> None:
+    section, leaf = key.split(".")
     with pytest.raises(ConfigError, match=message):
-        parse_config(sample_with(key, value), DATA_DIR)
+        parse_config(yaml.safe_dump({section: {leaf: value}}), Path("/srv/moot"))
