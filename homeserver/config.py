@@ -101,6 +101,15 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UrlPreviewsConfig:
+    """`GET /media/preview_url`: the server fetches pages its users link to."""
+
+    enabled: bool = False
+    # Fetch pages on loopback, private and link-local addresses (tests; a closed network).
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class MediaConfig:
     # Where uploads are kept, relative to the data directory.
     store_path: str = "media"
@@ -109,6 +118,7 @@ class MediaConfig:
     max_image_pixels: int = 32_000_000
     # IDs a user may hold from POST /create without having uploaded to them yet.
     max_pending_uploads: int = 10
+    url_previews: UrlPreviewsConfig = field(default_factory=UrlPreviewsConfig)
 
 
 @dataclass(frozen=True, slots=True)

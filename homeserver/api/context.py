@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
     from homeserver.services.to_device import ToDeviceService
+    from homeserver.services.url_previews import UrlPreviews
     from homeserver.services.voip import TurnServers
 
 CONFIG = web.AppKey("config", Config)
@@ -47,3 +48,4 @@ ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_m
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
 TURN: web.AppKey[TurnServers] = web.AppKey("turn")
+URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
