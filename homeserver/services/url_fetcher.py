@@ -6,7 +6,9 @@ only addresses the :class:`~homeserver.protocol.addresses.AddressPolicy` allows:
 goes to an address that was checked, and no second lookup (which a rebinding DNS server could
 answer differently) happens for it. IP literals, which aiohttp never resolves, are checked here
 before the request. Redirects are followed by hand, each hop's URL checked again like the
-first. Time and size are bounded; no cookies are kept and no proxy from the environment is used.
+first. Time and size are bounded (aiohttp bounds what one compressed chunk may expand to, so
+the size limit holds for compressed answers too); no cookies are kept and no proxy from the
+environment is used.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -24,6 +25,7 @@ from homeserver.protocol.addresses import AddressPolicy, ip_literal
 from homeserver.protocol.url_previews import preview_target
 
 MAX_REDIRECTS = 5
+DNS_TIMEOUT_S = 5.0
 USER_AGENT = "Moot URL preview (Matrix homeserver)"
 
 
@@ -93,7 +95,7 @@ class UrlFetcher:
         # Made on first use, inside the running loop that will also close it.
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                resolver=_CheckedResolver(self.policy, self.timeout.sock_connect or 5.0),
+                resolver=_CheckedResolver(self.policy, DNS_TIMEOUT_S),
                 use_dns_cache=False, limit=32, limit_per_host=4,
             )
             self._session = aiohttp.ClientSession(
@@ -142,7 +144,7 @@ class UrlFetcher:
             raise FetchFailed(f"a redirect to an unusable URL: {e}") from None
 
     @staticmethod
-    async def _read(resp: Any, max_bytes: int) -> bytes:
+    async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
         if resp.content_length is not None and resp.content_length > max_bytes:
             raise FetchFailed(f"{resp.content_length} bytes is more than {max_bytes}")
         data = bytearray()
