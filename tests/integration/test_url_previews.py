@@ -8,6 +8,7 @@ The pages are served by a local aiohttp server on 127.0.0.1, so the server under
 
 from __future__ import annotations
 
+import asyncio
 import string
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,8 +21,11 @@ from aiohttp import web
 from hypothesis import strategies as st
 from yarl import URL
 
+from homeserver.errors import MatrixError
 from homeserver.protocol.addresses import AddressPolicy, IPAddress
+from homeserver.services.requester import Requester
 from homeserver.services.url_fetcher import FetchFailed, FetchRefused, UrlFetcher
+from homeserver.services.url_previews import FETCH_SLOTS, QUEUE_LIMIT
 from tests.bad_input import HUGE, assert_sane, collect, segments
 from tests.conftest import MakeServer
 from tests.helpers import MatrixApi, User, validate_response
@@ -307,3 +311,56 @@ async def test_generated_urls_and_ts_are_answered_sanely(
         is_http = url.lower().startswith(("http://", "https://"))
         if status == 200:
             assert is_http, params
+
+
+async def test_fetches_and_urls_in_flight_are_bounded(make_homeserver: MakeServer) -> None:
+    """FETCH_SLOTS pages are fetched at once; past QUEUE_LIMIT distinct URLs in flight the
+    answer is 429 at once, and a URL already in flight joins its fetch instead.
+
+    The previews are asked of the service in-process so that all of them are in flight before
+    the first page is answered: tasks start in the order they were made, so every preview has
+    registered its fetch by the time any fetch reaches the page server."""
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+    running = peak = 0
+    hits: Counter[str] = Counter()
+
+    async def held(request: web.Request) -> web.Response:
+        nonlocal running, peak
+        hits[request.path] += 1
+        running += 1
+        peak = max(peak, running)
+        arrived.set()
+        await release.wait()
+        running -= 1
+        return web.Response(text=f"<title>{request.path}</title>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{name}", held)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    # Two hosts, so that the connection pool's per-host bound is not what limits the fetches.
+    for host in ("127.0.0.1", "127.0.0.2"):
+        await web.TCPSite(runner, host, 0).start()
+    bases = [f"http://{host}:{port}" for host, port in runner.addresses]
+    try:
+        server = await make_homeserver(ON)
+        previews = server.hs.url_previews
+        assert previews is not None
+        who = Requester("@previewer:localhost", "DEVICE")
+        urls = [f"{bases[i % 2]}/p{i}" for i in range(QUEUE_LIMIT)]
+        tasks = [asyncio.ensure_future(previews.preview(who, url)) for url in urls]
+        joined = asyncio.ensure_future(previews.preview(who, urls[0]))
+        await arrived.wait()
+        with pytest.raises(MatrixError) as refused:
+            async with asyncio.timeout(30):  # only to fail: it answers at once or never
+                await previews.preview(who, f"{bases[0]}/one-too-many")
+        assert (refused.value.status, refused.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+        release.set()
+        answers = await asyncio.gather(*tasks, joined)
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert [a["og:title"] for a in answers] == [f"/p{i}" for i in range(QUEUE_LIMIT)] + ["/p0"]
+    assert peak == FETCH_SLOTS
+    assert hits == Counter({f"/p{i}": 1 for i in range(QUEUE_LIMIT)})
