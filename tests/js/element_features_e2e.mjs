@@ -51,7 +51,6 @@ class Device {
             userId: login.user_id,
             deviceId: login.device_id,
             accessToken: login.access_token,
-            threadSupport: true,
         });
         const recheck = () => {
             for (const waiter of [...this.waiters]) waiter();
@@ -68,7 +67,7 @@ class Device {
 
     async start() {
         const ready = this.until("the first sync", () => this.client.isInitialSyncComplete());
-        await this.client.startClient({ initialSyncLimit: 20 });
+        await this.client.startClient({ initialSyncLimit: 20, threadSupport: true });
         return ready;
     }
 
@@ -175,12 +174,20 @@ async function run(baseUrl, userA, userB, password, steps) {
         for (const body of ["first reply", "second reply"]) {
             replyIds.push((await b.client.sendMessage(roomId, rootId, text(body))).event_id);
         }
-        // B's client files both replies under the root (the SDK reads the m.thread relation).
-        await b.until(
-            "both replies under the root in B's client",
-            () => replyIds.every((id) => b.client.getRoom(roomId)?.findEventById(id)?.threadRootId === rootId),
-            () => replyIds.map((id) => b.client.getRoom(roomId)?.findEventById(id)?.threadRootId),
+        // A's client builds the thread from its sync: both replies in it, out of the main timeline.
+        const threadOf = () => a.client.getRoom(roomId)?.getThread(rootId);
+        await a.until(
+            "the thread with both replies in A's client",
+            () => threadOf()?.length === 2 && replyIds.every((id) => threadOf().findEventById(id)),
+            () => ({
+                length: threadOf()?.length,
+                events: threadOf()?.events.map((e) => e.getId()),
+                threads: a.client.getRoom(roomId)?.getThreads().map((t) => t.id),
+                replyIds,
+            }),
         );
+        const mainTimeline = a.client.getRoom(roomId).getLiveTimeline().getEvents().map((e) => e.getId());
+        expect(!replyIds.some((id) => mainTimeline.includes(id)), "the replies are out of A's main timeline");
         // The root as the server serves it: the bundled m.thread aggregation.
         const root = await a.client.fetchRoomEvent(roomId, rootId);
         const bundled = root.unsigned?.["m.relations"]?.["m.thread"];
