@@ -2,7 +2,8 @@
 
 tests/js/element_features_e2e.mjs drives two matrix-js-sdk clients through `/sync` (threads
 on): feature detection from `/versions` (threads stable, relations recursion, room summary);
-a thread with replies, read through the root's bundled `m.thread` and the threads list; an
+a thread with replies, as the other client builds it from `/sync`, through the root's bundled
+`m.thread` and through the threads list; an
 edit and a reaction (the edit through the bundled `m.replace` on `/event`, `/messages` and in
 the synced timeline, the reaction through `/relations`); a space read with the SDK's own
 `RoomHierarchy`; a room upgrade whose tombstone B's client follows into the new room. The same
