@@ -39,8 +39,8 @@ function expect(condition, message, details) {
     }
 }
 
-/** A logged-in client syncing with `/sync`, whose waits are re-checked after every sync and
- * every timeline or state event. */
+/** A logged-in client syncing with `/sync`, whose waits are re-checked after every sync, every
+ * timeline or state event and every change to a thread. */
 class Device {
     constructor(label, baseUrl, login) {
         this.label = label;
@@ -60,9 +60,10 @@ class Device {
         this.client.on(sdk.RoomStateEvent.Events, recheck);
         this.client.on(sdk.RoomEvent.MyMembership, recheck);
         this.client.on(sdk.ClientEvent.Event, recheck);
-        for (const event of [sdk.ThreadEvent.New, sdk.ThreadEvent.Update, sdk.ThreadEvent.NewReply]) {
-            this.client.on(event, recheck);
-        }
+        // Threads change on their own (replies filed, counts updated after the root's relations
+        // are fetched): the room re-emits their events, the client not all of them.
+        const threadEvents = [sdk.ThreadEvent.New, sdk.ThreadEvent.Update, sdk.ThreadEvent.NewReply, sdk.RoomEvent.Timeline];
+        this.client.on(sdk.ClientEvent.Room, (room) => threadEvents.forEach((event) => room.on(event, recheck)));
     }
 
     async start() {
