@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
     from homeserver.services.to_device import ToDeviceService
+    from homeserver.services.url_previews import UrlPreviews
+    from homeserver.services.voip import TurnServers
 
 CONFIG = web.AppKey("config", Config)
 ACCOUNTS: web.AppKey[AccountsService] = web.AppKey("accounts")
@@ -45,3 +47,5 @@ DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
+TURN: web.AppKey[TurnServers] = web.AppKey("turn")
+URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
