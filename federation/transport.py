@@ -2,7 +2,7 @@
 
 Every outbound federation byte (signed requests, key fetches, `.well-known` lookups) goes
 through :class:`Transport`: it resolves the host, refuses addresses the
-:class:`~federation.addresses.AddressPolicy` forbids *before* any connection is opened,
+:class:`~homeserver.protocol.addresses.AddressPolicy` forbids *before* any connection is opened,
 connects to the resolved IP itself (so what was checked is what is used: no second lookup an
 attacker's DNS could answer differently), sends the TLS server name and `Host` header that
 discovery chose, and bounds time and response size.
@@ -27,8 +27,8 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from federation.addresses import AddressPolicy, IPAddress, ip_literal
 from homeserver import metrics
+from homeserver.protocol.addresses import AddressPolicy, IPAddress, ip_literal
 
 log = logging.getLogger(__name__)
 

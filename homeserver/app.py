@@ -39,7 +39,9 @@ from homeserver.api.context import (
     TAGS,
     TIMESTAMPS,
     TO_DEVICE,
+    TURN,
     UPGRADES,
+    URL_PREVIEWS,
 )
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
@@ -92,6 +94,8 @@ from homeserver.services.timestamps import JumpToDate
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
 from homeserver.services.unread_counts import UnreadCounts
+from homeserver.services.url_previews import UrlPreviews
+from homeserver.services.voip import TurnServers
 from storage import stats
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
@@ -267,6 +271,7 @@ class Homeserver:
     incoming: RemoteEvents | None = None  # the room cluster's path for remote events
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
+    url_previews: UrlPreviews | None = None  # its HTTP client closes with us
 
     async def start(self) -> None:
         if self.worker is None:
@@ -332,8 +337,12 @@ class Homeserver:
         client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)
-        client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
+        client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
+        client[URL_PREVIEWS] = self.url_previews = UrlPreviews(
+            config, media, core.ratelimiter, clock
+        )
         client[PUSH] = push
+        client[TURN] = TurnServers(config.voip, clock)
         client[SPACES] = spaces = SpaceHierarchy(
             db, cluster.cache, server_name, outward.room_info, clock
         )
@@ -513,6 +522,8 @@ class Homeserver:
         self.runners.clear()
         if self.typing is not None:
             await self.typing.close()
+        if self.url_previews is not None:
+            await self.url_previews.close()
         if self.federation is not None:
             await self.federation.close()
             self.federation = None

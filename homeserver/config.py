@@ -101,6 +101,15 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UrlPreviewsConfig:
+    """`GET /media/preview_url`: the server fetches pages its users link to."""
+
+    enabled: bool = False
+    # Fetch pages on loopback, private and link-local addresses (tests; a closed network).
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class MediaConfig:
     # Where uploads are kept, relative to the data directory.
     store_path: str = "media"
@@ -109,6 +118,16 @@ class MediaConfig:
     max_image_pixels: int = 32_000_000
     # IDs a user may hold from POST /create without having uploaded to them yet.
     max_pending_uploads: int = 10
+    url_previews: UrlPreviewsConfig = field(default_factory=UrlPreviewsConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class VoipConfig:
+    """TURN credentials for calls, in the TURN REST API form coturn's `use-auth-secret` checks."""
+
+    turn_uris: tuple[str, ...] = ()
+    turn_shared_secret: str | None = None
+    turn_user_lifetime_ms: int = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +260,7 @@ class Config:
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    voip: VoipConfig = field(default_factory=VoipConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     workers: dict[str, WorkerConfig] = field(default_factory=dict)
     federation: FederationConfig = field(default_factory=FederationConfig)
@@ -343,6 +363,13 @@ def validate(config: Config) -> Config:
             f"encryption.default: must be one of {', '.join(ENCRYPTION_DEFAULTS)}, "
             f"got {config.encryption.default!r}"
         )
+    if bool(config.voip.turn_uris) != (config.voip.turn_shared_secret is not None):
+        raise ConfigError(
+            "voip: turn_uris and turn_shared_secret go together (credentials are made from "
+            "the secret for the servers the URIs name)"
+        )
+    if config.voip.turn_user_lifetime_ms < 1000:
+        raise ConfigError("voip.turn_user_lifetime_ms: must be at least 1000 (a ttl of 1 s)")
     if config.presence.idle_timeout_ms < 1:
         raise ConfigError("presence.idle_timeout_ms: must be at least 1")
     for key in ("max_upload_bytes", "max_image_pixels", "max_pending_uploads"):

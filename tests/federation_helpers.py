@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from federation.addresses import IPAddress, ip_literal
 from federation.client import FederationClient
 from federation.stack import make_client
 from homeserver.config import FederationConfig
+from homeserver.protocol.addresses import IPAddress, ip_literal
 from homeserver.protocol.signing import SigningKey
 from homeserver.services.clock import SYSTEM_CLOCK
 from homeserver.setup import write_tls_certificate

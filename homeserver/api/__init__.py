@@ -41,6 +41,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         threads,
         timestamps,
         to_device,
+        voip,
     )
 
     modules = (
@@ -48,7 +49,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
         not_offered, reports, room_upgrades, openid, spaces, relations, threads,
-        timestamps, sliding_sync,
+        timestamps, sliding_sync, voip,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from homeserver.services.tags import TagsService
     from homeserver.services.timestamps import JumpToDate
     from homeserver.services.to_device import ToDeviceService
+    from homeserver.services.url_previews import UrlPreviews
+    from homeserver.services.voip import TurnServers
 
 CONFIG = web.AppKey("config", Config)
 ACCOUNTS: web.AppKey[AccountsService] = web.AppKey("accounts")
@@ -51,3 +53,5 @@ PUSH: web.AppKey[PushService] = web.AppKey("push")
 SPACES: web.AppKey[SpaceHierarchy] = web.AppKey("spaces")
 UPGRADES: web.AppKey[RoomUpgrades] = web.AppKey("upgrades")
 TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")
+TURN: web.AppKey[TurnServers] = web.AppKey("turn")
+URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")

@@ -1,5 +1,5 @@
 """Endpoints of features this server does not offer: third-party networks (bridges through
-application services), TURN, third-party identifiers (e-mail, phone), application services,
+application services), third-party identifiers (e-mail, phone), application services,
 registration tokens and single sign-on.
 
 They are part of every spec version, so each is answered the way the spec (or, where the spec
@@ -43,14 +43,6 @@ async def protocol(request: web.Request) -> web.Response:
 async def thirdparty_lookup(request: web.Request) -> web.Response:
     await require_requester(request)
     return json_response([])
-
-
-@routes.get(V3 + "/voip/turnServer")
-async def turn_server(request: web.Request) -> web.Response:
-    """No TURN server is configured: Synapse answers an empty object then, and clients take
-    it as "no TURN" (the spec is silent on this case)."""
-    await require_requester(request)
-    return json_response({})
 
 
 @routes.post(V3 + "/account/3pid")

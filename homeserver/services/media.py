@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +90,26 @@ class MediaService:
     async def upload(self, requester: Requester, upload: Upload) -> str:
         """Store new content under a fresh media ID; return its `mxc://` URI."""
         self.ratelimiter.check("per_user", requester.user_id)
+        return await self._keep(requester.user_id, upload)
+
+    async def store_bytes(
+        self, user_id: str, data: bytes, content_type: str, upload_name: str | None
+    ) -> str:
+        """Keep `data` the server fetched for `user_id` (a URL preview's image) as new local
+        media; its `mxc://` URI."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self._keep(user_id, Upload(chunks(), len(data), content_type, upload_name))
+
+    async def _keep(self, user_id: str, upload: Upload) -> str:
+        """Store `upload` under a fresh media ID owned by `user_id`; its `mxc://` URI."""
         content = await self._store(upload)
         media_id = _new_media_id()
 
         async def insert(conn: asyncpg.Connection) -> None:
-            await store.insert_uploaded(
-                conn, media_id, requester.user_id, self.clock.now_ms(), content
-            )
+            await store.insert_uploaded(conn, media_id, user_id, self.clock.now_ms(), content)
 
         await self.db.transaction(insert, name="media_upload")
         return self.mxc_uri(media_id)

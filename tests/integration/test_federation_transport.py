@@ -14,7 +14,6 @@ import dns.rrset
 import pytest
 from aiohttp import web
 
-from federation.addresses import AddressPolicy
 from federation.client import FederationClient, HttpResponseError
 from federation.discovery import (
     DnsSrvResolver,
@@ -28,6 +27,7 @@ from federation.request_auth import parse_authorization, verify_request
 from federation.stack import make_client
 from federation.transport import FederationError, ForbiddenAddress, Transport
 from homeserver.config import FederationConfig
+from homeserver.protocol.addresses import AddressPolicy
 from homeserver.protocol.signing import generate_signing_key, verify_key_of
 from homeserver.services.clock import SYSTEM_CLOCK
 from tests.federation_helpers import (

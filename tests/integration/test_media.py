@@ -265,8 +265,9 @@ async def test_bad_upload_headers_and_names(api: MatrixApi, alice: User) -> None
         assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), (headers, params)
 
 
-async def test_preview_url_previews_nothing(api: MatrixApi, alice: User) -> None:
-    """No URL is fetched (no SSRF surface); every URL has no preview data."""
+async def test_preview_url_previews_nothing_by_default(api: MatrixApi, alice: User) -> None:
+    """`media.url_previews.enabled` is off by default: nothing is fetched and every URL has
+    no preview data (tests/integration/test_url_previews.py covers previews on)."""
     for prefix in (V1, V3):
         body = await api.ok(
             "GET", f"{prefix}/preview_url", token=alice.token, params={"url": "https://x.org"}

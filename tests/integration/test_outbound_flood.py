@@ -5,7 +5,11 @@ name under `hang.test`, as it does for names whose DNS servers never answer. Two
 the server look such names up: a to-device message to users of a couple of hundred made-up
 servers (each becomes a destination of the federation sender), and signed federation requests
 from made-up origins (each asks the keyring for the origin's key). A login, with real argon2,
-must answer about as fast during them as before them.
+must be answered while they all still hang: before the lookups had a thread pool of their own,
+they filled asyncio's default executor and logins queued behind them until they ended.
+
+No wall-clock bound: the lookups hang until the test ends, so a login answered at all was
+answered while they hang, which is certain whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ DESTINATIONS = 200
 ORIGINS = 100
 # The pools lookups may run in have at least this many threads (ours 4, asyncio's 6 here).
 BLOCKED_THREADS = 4
-MARGIN_S = 2.0
+# Bounds only a hang: a login queued behind the lookups would wait for the resolver to give up
+# (RESOLVER_GIVES_UP_S), which the test never lets it.
+LOGIN_DEADLINE_S = 60.0
+RESOLVER_GIVES_UP_S = 120.0
 
 
 class HangingResolver:
@@ -49,7 +56,7 @@ class HangingResolver:
         if isinstance(host, str) and host.endswith(HANGING_DOMAIN):
             with self._lock:
                 self.blocked += 1
-            self.released.wait(120)
+            self.released.wait(RESOLVER_GIVES_UP_S)
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         return self.real(host, port, *args, **kwargs)
 
@@ -62,14 +69,12 @@ def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[HangingResolver]:
     resolver.released.set()
 
 
-async def login_seconds(api: MatrixApi, localpart: str, limit_s: float) -> float:
-    start = time.monotonic()
-    async with asyncio.timeout(limit_s):
+async def login(api: MatrixApi, localpart: str) -> None:
+    async with asyncio.timeout(LOGIN_DEADLINE_S):
         await api.ok("POST", "login", json={
             "type": "m.login.password", "password": PASSWORD,
             "identifier": {"type": "m.id.user", "user": localpart},
         })
-    return time.monotonic() - start
 
 
 async def signed_request_from(
@@ -92,7 +97,6 @@ async def test_logins_answer_while_lookups_of_hundreds_of_servers_hang(
 ) -> None:
     alice = await api.register("alice")
     await api.register("bob")
-    before = max([await login_seconds(api, "bob", 30) for _ in range(3)])
 
     messages = {
         f"@u{i}:s{i}{HANGING_DOMAIN}:8448": {"*": {"body": "hello"}} for i in range(DESTINATIONS)
@@ -109,11 +113,10 @@ async def test_logins_answer_while_lookups_of_hundreds_of_servers_hang(
         while hanging_dns.blocked < BLOCKED_THREADS:  # the lookups have started and hang
             assert time.monotonic() < deadline, "no lookup of a made-up server started"
             await asyncio.sleep(0.05)
-        during = max(
-            [await login_seconds(api, "bob", before + MARGIN_S + 10) for _ in range(3)]
-        )
+        # Every lookup that started hangs until the fixture releases them, after the test.
+        for _ in range(3):
+            await login(api, "bob")
     finally:
         for task in origins:
             task.cancel()
         await asyncio.gather(*origins, return_exceptions=True)
-    assert during < before + MARGIN_S, (before, during)

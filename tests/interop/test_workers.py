@@ -1,17 +1,17 @@
 """Two processes on one database: the main process and a /sync worker (`run --worker sync1`).
 
-A message sent through the main process wakes a /sync long-poll held by the worker within
-100 ms; syncing back and forth between the two delivers every event exactly once; killing either
-process with SIGKILL loses nothing acknowledged; a logout or a membership change on the main
-process reaches the worker's caches at once; typing (held in the main process's memory) and
-presence (written only by it) cross over too. Everything waits by polling with deadlines.
+A message sent through the main process wakes a /sync long-poll held by the worker (how fast is
+measured in bench/, never asserted here); syncing back and forth between the two delivers every
+event exactly once; killing either process with SIGKILL loses nothing acknowledged; a logout or
+a membership change on the main process reaches the worker's caches at once; typing (held in the
+main process's memory) and presence (written only by it) cross over too. Everything waits by
+polling with deadlines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +30,8 @@ from tests.helpers import MatrixApi, User
 from tests.interop.conftest import CHECKOUT, free_port
 from tests.worker_cluster import DEADLINE_S, WORKER, Cluster, until, worker_cluster
 
+# Twice the deadline a test waits for a wake-up: an answer before the deadline is the wake-up.
+LONG_POLL_MS = int(DEADLINE_S * 2000)
 MESSAGES_ONLY = json.dumps({"room": {"timeline": {"limit": 100, "types": ["m.room.message"]}}})
 
 
@@ -59,13 +61,6 @@ def timeline_ids(body: dict[str, Any], room_id: str) -> list[str]:
     return []
 
 
-async def timed_sync(
-    api: MatrixApi, user: User, since: str, timeout_ms: int
-) -> tuple[dict[str, Any], float]:
-    body = await sync(api, user, since, timeout_ms)
-    return body, time.perf_counter()
-
-
 async def sync_until_seen(
     api: MatrixApi, user: User, room_id: str, since: str, wanted: set[str]
 ) -> tuple[list[str], str]:
@@ -83,17 +78,13 @@ async def sync_until_seen(
 async def test_a_send_through_main_wakes_a_sync_held_by_the_worker(cluster: Cluster) -> None:
     alice, bob, room_id = await cluster.room_of_two()
     since = (await sync(cluster.on_worker, bob))["next_batch"]
-    latencies = []
     for i in range(5):
-        poll = asyncio.create_task(timed_sync(cluster.on_worker, bob, since, 30_000))
+        poll = asyncio.create_task(sync(cluster.on_worker, bob, since, LONG_POLL_MS))
         await cluster.wait_until_held(poll)
         event_id = await cluster.on_main.send_message(alice, room_id, f"ping {i}")
-        acknowledged = time.perf_counter()
-        body, returned = await asyncio.wait_for(poll, DEADLINE_S)
+        body = await asyncio.wait_for(poll, DEADLINE_S)  # before the poll's own timeout
         assert timeline_ids(body, room_id) == [event_id]
-        latencies.append(returned - acknowledged)
         since = body["next_batch"]
-    assert statistics.median(latencies) < 0.1, f"send → worker /sync latencies: {latencies}"
 
 
 async def test_syncing_across_both_processes_delivers_each_event_once(cluster: Cluster) -> None:

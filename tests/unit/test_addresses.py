@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from federation.addresses import AddressPolicy, ip_literal, split_server_name
+from federation.addresses import split_server_name
+from homeserver.protocol.addresses import AddressPolicy, ip_literal
 
 
 @pytest.mark.parametrize(

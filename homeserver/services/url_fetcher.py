@@ -1,0 +1,155 @@
+"""Fetching a web page or image a user named, under the address policy (URL previews).
+
+Any user can make the server fetch any URL, so the fetch is where server-side request forgery
+is stopped. Every hostname is resolved by :class:`_CheckedResolver`, which hands the connector
+only addresses the :class:`~homeserver.protocol.addresses.AddressPolicy` allows: the connection
+goes to an address that was checked, and no second lookup (which a rebinding DNS server could
+answer differently) happens for it. IP literals, which aiohttp never resolves, are checked here
+before the request. Redirects are followed by hand, each hop's URL checked again like the
+first. Time and size are bounded (aiohttp bounds what one compressed chunk may expand to, so
+the size limit holds for compressed answers too); no cookies are kept and no proxy from the
+environment is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from homeserver.protocol.addresses import AddressPolicy, ip_literal
+from homeserver.protocol.url_previews import preview_target
+
+MAX_REDIRECTS = 5
+DNS_TIMEOUT_S = 5.0
+USER_AGENT = "Moot URL preview (Matrix homeserver)"
+
+
+class FetchRefused(Exception):
+    """The URL, or a redirect's, points where this server may not connect."""
+
+
+class FetchFailed(Exception):
+    """The page could not be fetched (unreachable, too slow, too large, an error status)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    url: URL  # after redirects
+    content_type: str | None
+    body: bytes
+
+
+class _CheckedResolver(AbstractResolver):
+    """The system's resolver, with the addresses the policy refuses taken out."""
+
+    def __init__(self, policy: AddressPolicy, timeout_s: float) -> None:
+        self.policy = policy
+        self.timeout_s = timeout_s
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as e:
+            raise FetchFailed(f"cannot resolve {host}: {e}") from None
+        allowed: list[ResolveResult] = []
+        refusals = []
+        for info_family, _type, proto, _canon, sockaddr in infos:
+            address = str(sockaddr[0]).split("%", 1)[0]
+            ip = ip_literal(address)
+            why = "not an IP address" if ip is None else self.policy.refusal(ip)
+            if why is not None:
+                refusals.append(f"{address} is {why}")
+                continue
+            allowed.append(ResolveResult(
+                hostname=host, host=address, port=port, family=info_family, proto=proto,
+                flags=socket.AI_NUMERICHOST,
+            ))
+        if not allowed:
+            raise FetchRefused(f"{host}: {', '.join(refusals) or 'no addresses'}")
+        return allowed
+
+    async def close(self) -> None:
+        return None
+
+
+class UrlFetcher:
+    """One pooled HTTP client for previews, bound to an address policy and limits."""
+
+    def __init__(
+        self, policy: AddressPolicy, *, timeout_s: float = 10.0, connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.policy = policy
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running loop that will also close it.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=_CheckedResolver(self.policy, DNS_TIMEOUT_S),
+                use_dns_cache=False, limit=32, limit_per_host=4,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False, headers={"User-Agent": USER_AGENT},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, url: URL, max_bytes: int, accept: str) -> Fetched:
+        """GET `url` (already a `preview_target`), following up to MAX_REDIRECTS redirects;
+        FetchRefused for an address the policy forbids, FetchFailed for everything else."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_literal(url)
+            try:
+                async with self._get_session().get(
+                    url, allow_redirects=False, headers={"Accept": accept},
+                ) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = self._next_hop(url, resp.headers["Location"])
+                        continue
+                    if resp.status != 200:
+                        raise FetchFailed(f"{url.host} answered {resp.status}")
+                    body = await self._read(resp, max_bytes)
+                    return Fetched(url, resp.headers.get("Content-Type"), body)
+            except (FetchRefused, FetchFailed):
+                raise
+            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                raise FetchFailed(f"fetching {url.host}: {type(e).__name__}: {e}") from None
+        raise FetchFailed(f"more than {MAX_REDIRECTS} redirects")
+
+    def _check_literal(self, url: URL) -> None:
+        ip = ip_literal(url.raw_host or "")
+        if ip is not None and (why := self.policy.refusal(ip)) is not None:
+            raise FetchRefused(f"{ip} is {why}")
+
+    @staticmethod
+    def _next_hop(url: URL, location: str) -> URL:
+        try:
+            return preview_target(str(url.join(URL(location))))
+        except ValueError as e:
+            raise FetchFailed(f"a redirect to an unusable URL: {e}") from None
+
+    @staticmethod
+    async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+        if resp.content_length is not None and resp.content_length > max_bytes:
+            raise FetchFailed(f"{resp.content_length} bytes is more than {max_bytes}")
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(65536):
+            data += chunk
+            if len(data) > max_bytes:
+                raise FetchFailed(f"more than {max_bytes} bytes")
+        return bytes(data)
