@@ -127,6 +127,25 @@ class RoomReads:
 
         return await self._visible_to(origin, await self._read(read), version)
 
+    async def event_near(
+        self, origin: str, room_id: str, ts: int, forwards: bool
+    ) -> dict[str, Any]:
+        """`/timestamp_to_event`: the event this server holds nearest `ts` in the direction
+        asked; the asker reads it through /event, which judges its visibility."""
+        await self._admit(room_id, origin)
+
+        async def read(conn: asyncpg.Connection) -> dict[str, Any]:
+            ids = await events_store.get_events_near_ts(
+                conn, room_id, ts, forwards=forwards, limit=1
+            )
+            if not ids:
+                raise not_found(f"No event found {'after' if forwards else 'before'} {ts}")
+            pdu = (await self.engine.get_pdus(conn, ids))[ids[0]]
+            return {"event_id": ids[0], "origin_server_ts": pdu["origin_server_ts"]}
+
+        result: dict[str, Any] = await self._read(read)
+        return result
+
     # ---- helpers ------------------------------------------------------------------------------
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:

@@ -27,6 +27,7 @@ from federation.api.context import (
     OWN_KEYS,
     QUERIES,
     ROOM_READS,
+    SPACES,
     TRANSACTIONS,
 )
 from federation.backfiller import Backfiller
@@ -41,6 +42,7 @@ from federation.own_keys import OwnKeys
 from federation.pdu_checks import PduChecker
 from federation.queries import AliasSource, FederationQueries, ProfileSource
 from federation.remote_queries import FederationRemoteQueries
+from federation.room_info import FederationRoomInfo
 from federation.room_reads import RoomReads
 from federation.sender import FederationSender
 from federation.transactions import EduHandler, TransactionHandler
@@ -52,6 +54,7 @@ from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.rooms.cluster import RoomCluster
+from homeserver.services.space_hierarchy import SpaceHierarchy
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class OutboundFederation:
     pdus: InboundPdus  # checks and stores what joins, backfill and transactions bring
     joins: Joins
     backfiller: Backfiller
+    room_info: FederationRoomInfo  # other servers' hierarchies and timestamp lookups
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Federation:
     e2e_keys: E2EKeysService
     transactions: TransactionHandler
     room_reads: RoomReads
+    spaces: SpaceHierarchy
 
     def install(self, app: web.Application, body_limit: int) -> None:
         """Mount the Server-Server routes and what they call on the federation listener;
@@ -104,6 +109,7 @@ class Federation:
         app[TRANSACTIONS] = self.transactions
         app[JOINS] = self.outbound.joins
         app[ROOM_READS] = self.room_reads
+        app[SPACES] = self.spaces
         app.add_routes(federation_routes())
 
     async def close(self) -> None:
@@ -163,6 +169,7 @@ def build_outbound(
         keyring=keyring, sender=sender, remote_queries=FederationRemoteQueries(client),
         pdus=pdus, joins=Joins(db, rooms, pdus, client, server_name, signing_key, clock),
         backfiller=Backfiller(db, pdus, client, server_name),
+        room_info=FederationRoomInfo(client, pdus),
     )
 
 
@@ -170,6 +177,7 @@ def build_federation(
     outbound: OutboundFederation, server_name: str, signing_key: SigningKey, db: Database,
     profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
     e2e_keys: E2EKeysService, edu_handlers: dict[str, EduHandler], clock: Clock,
+    spaces: SpaceHierarchy,
 ) -> Federation:
     """The inbound parts, answering from the services (built after them) and ``edu_handlers``."""
     own_keys = OwnKeys(server_name, signing_key)
@@ -184,4 +192,5 @@ def build_federation(
         directory=directory, e2e_keys=e2e_keys,
         transactions=TransactionHandler(db, pdus, edu_handlers, clock),
         room_reads=RoomReads(db, pdus.engine, server_name, pdus.server_allowed, clock),
+        spaces=spaces,
     )

@@ -34,10 +34,13 @@ from homeserver.api.context import (
     ROOMS,
     SEARCH,
     SLIDING_SYNC,
+    SPACES,
     SYNC,
     TAGS,
+    TIMESTAMPS,
     TO_DEVICE,
     TURN,
+    UPGRADES,
     URL_PREVIEWS,
 )
 from homeserver.api.http import matrix_middleware
@@ -74,6 +77,7 @@ from homeserver.services.replication import (
     WorkerSyncService,
 )
 from homeserver.services.room_operations import RoomsService
+from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
 from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
@@ -82,9 +86,11 @@ from homeserver.services.search import SearchService
 from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, already_current
 from homeserver.services.sliding_sync.connections import Connections
 from homeserver.services.sliding_sync.extensions import SlidingSyncExtensions
+from homeserver.services.space_hierarchy import SpaceHierarchy
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
+from homeserver.services.timestamps import JumpToDate
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
 from homeserver.services.unread_counts import UnreadCounts
@@ -229,6 +235,7 @@ def federation_outward(
             shared_servers=_shared_servers(db, rooms),
         ),
         edus=OutboundEdus(db, rooms, server_name, outbound.sender),
+        room_info=outbound.room_info,
     )
 
 
@@ -329,13 +336,24 @@ class Homeserver:
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
-        client[TAGS] = TagsService(parts.account_data)
+        client[TAGS] = tags = TagsService(parts.account_data)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
         client[URL_PREVIEWS] = self.url_previews = UrlPreviews(
             config, media, core.ratelimiter, clock
         )
         client[PUSH] = push
         client[TURN] = TurnServers(config.voip, clock)
+        client[SPACES] = spaces = SpaceHierarchy(
+            db, cluster.cache, server_name, outward.room_info, clock
+        )
+        carrier = UserSettingsCarrier(db, cluster.cache, tags, parts.account_data, push)
+        rooms.on_join.append(carrier.joined)
+        client[UPGRADES] = RoomUpgrades(
+            db, cluster.cache, cluster.local, rooms.reads, rooms.creation, carrier
+        )
+        client[TIMESTAMPS] = JumpToDate(
+            db, cluster.cache, rooms.reads, outward.room_info, server_name
+        )
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
@@ -346,7 +364,7 @@ class Homeserver:
             outbound, server_name, cluster.local.signing_key, db, accounts, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
             edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
-            clock=clock,
+            clock=clock, spaces=spaces,
         )
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         cluster.writes.observers.append(outbound.sender)

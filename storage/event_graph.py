@@ -130,6 +130,22 @@ async def get_backfill_ids(
     return [r["event_id"] for r in rows]
 
 
+# Whether an event names a prev event this server lacks (or holds only as an outlier).
+HAS_MISSING_PREV_EVENTS = """
+SELECT EXISTS (
+    SELECT 1 FROM event_edges g LEFT JOIN events prev ON prev.event_id = g.prev_event_id
+    WHERE g.event_id = $1 AND (prev.event_id IS NULL OR prev.outlier)
+)
+"""
+
+
+async def has_missing_prev_events(conn: asyncpg.Connection, event_id: str) -> bool:
+    """Whether the room's history has a gap just before the event (jump to date asks other
+    servers then)."""
+    missing: bool = await conn.fetchval(HAS_MISSING_PREV_EVENTS, event_id)
+    return missing
+
+
 # The prev events the bottom of a room's DAG names but this server lacks (or holds only as
 # outliers): where backfill goes on. Only events no deeper than the first of the room's
 # stream (our join, or the room's creation here) count, so that a gap after the join is left

@@ -92,6 +92,14 @@ async def count_aliases_by_creator(conn: asyncpg.Connection, creator: str) -> in
     return count
 
 
+MOVE_ALIASES = "UPDATE room_aliases SET room_id = $2 WHERE room_id = $1 RETURNING alias"
+
+
+async def move_aliases(conn: asyncpg.Connection, old_room_id: str, new_room_id: str) -> list[str]:
+    """Point every alias of a room at another (a room upgrade); the aliases moved."""
+    return sorted(r["alias"] for r in await conn.fetch(MOVE_ALIASES, old_room_id, new_room_id))
+
+
 DELETE_ALIAS = "DELETE FROM room_aliases WHERE alias = $1"
 
 

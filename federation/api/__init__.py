@@ -9,11 +9,13 @@ from federation.api import (
     devices,
     e2e_keys,
     events,
+    hierarchy,
     keys,
     membership,
     openid,
     public_rooms,
     query,
+    timestamps,
     transactions,
 )
 
@@ -22,5 +24,5 @@ def federation_routes() -> list[web.AbstractRouteDef]:
     return [
         *keys.routes, *query.routes, *public_rooms.routes, *devices.routes, *e2e_keys.routes,
         *transactions.routes, *membership.routes, *events.routes, *backfill.routes,
-        *openid.routes,
+        *openid.routes, *hierarchy.routes, *timestamps.routes,
     ]

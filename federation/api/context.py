@@ -15,6 +15,7 @@ from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.openid import OpenIdTokens
+from homeserver.services.space_hierarchy import SpaceHierarchy
 
 CLOCK = web.AppKey("clock", Clock)
 OWN_KEYS = web.AppKey("own_keys", OwnKeys)
@@ -27,5 +28,6 @@ TRANSACTIONS = web.AppKey("transactions", TransactionHandler)
 JOINS = web.AppKey("joins", Joins)
 ROOM_READS = web.AppKey("room_reads", RoomReads)
 OPENID = web.AppKey("openid", OpenIdTokens)
+SPACES = web.AppKey("spaces", SpaceHierarchy)
 # The largest body an authenticated route reads (`PUT /send` takes at least a transaction).
 BODY_LIMIT = web.AppKey("body_limit", int)

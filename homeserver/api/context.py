@@ -21,10 +21,13 @@ if TYPE_CHECKING:
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
     from homeserver.services.room_operations import RoomsService
+    from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
     from homeserver.services.sliding_sync import SlidingSyncService
+    from homeserver.services.space_hierarchy import SpaceHierarchy
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
+    from homeserver.services.timestamps import JumpToDate
     from homeserver.services.to_device import ToDeviceService
     from homeserver.services.url_previews import UrlPreviews
     from homeserver.services.voip import TurnServers
@@ -47,5 +50,8 @@ DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
+SPACES: web.AppKey[SpaceHierarchy] = web.AppKey("spaces")
+UPGRADES: web.AppKey[RoomUpgrades] = web.AppKey("upgrades")
+TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")
 TURN: web.AppKey[TurnServers] = web.AppKey("turn")
 URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")

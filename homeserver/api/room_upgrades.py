@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
-from homeserver.api.context import ROOMS
+from homeserver.api.context import UPGRADES
 from homeserver.api.http import json_response, path_room_id, read_json_body
-from homeserver.services.room_upgrades import RoomUpgrades, new_version_of
+from homeserver.services.room_upgrades import additional_creators_of, new_version_of
 
 routes = web.RouteTableDef()
 
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 async def upgrade(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     room_id = path_room_id(request)
-    version = new_version_of(await read_json_body(request))
-    rooms = request.app[ROOMS]
-    upgrades = RoomUpgrades(rooms.db, rooms.engine, rooms.local, rooms.reads, rooms.creation)
-    return json_response({"replacement_room": await upgrades.upgrade(requester, room_id, version)})
+    body = await read_json_body(request)
+    version, creators = new_version_of(body), additional_creators_of(body)
+    new_room = await request.app[UPGRADES].upgrade(requester, room_id, version, creators)
+    return json_response({"replacement_room": new_room})

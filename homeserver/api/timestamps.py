@@ -1,9 +1,6 @@
 """`GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`: the event of a room nearest a
-point in time, in the direction asked (the spec's "jump to date").
-
-Only the events this server holds are searched (asking other servers, federation
-`/timestamp_to_event`, is not built). Of the few nearest the time, the first the user may see
-is the answer (`RoomReads.event_near`); none is 404 M_NOT_FOUND.
+point in time, in the direction asked (the spec's "jump to date"); see
+homeserver/services/timestamps.py. The query's parsing is shared with the federation endpoint.
 """
 
 from __future__ import annotations
@@ -11,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
-from homeserver.api.context import ROOMS
+from homeserver.api.context import TIMESTAMPS
 from homeserver.api.http import json_response, path_room_id
 from homeserver.errors import MatrixError, invalid_param
 
@@ -20,10 +17,8 @@ routes = web.RouteTableDef()
 MAX_TS = 2**63 - 1
 
 
-@routes.get("/_matrix/client/v1/rooms/{roomId}/timestamp_to_event")
-async def timestamp_to_event(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
-    room_id = path_room_id(request)
+def ts_and_direction(request: web.Request) -> tuple[int, bool]:
+    """The required `ts` and `dir` query parameters: (timestamp, forwards)."""
     raw_ts, direction = request.query.get("ts"), request.query.get("dir")
     if raw_ts is None or direction is None:
         raise MatrixError(400, "M_MISSING_PARAM", "'ts' and 'dir' are required")
@@ -35,5 +30,14 @@ async def timestamp_to_event(request: web.Request) -> web.Response:
         raise invalid_param("'ts' must be an integer") from None
     if not 0 <= ts <= MAX_TS:
         raise invalid_param("'ts' is out of range")
-    event = await request.app[ROOMS].reads.event_near(requester, room_id, ts, direction == "f")
-    return json_response(event)
+    return ts, direction == "f"
+
+
+@routes.get("/_matrix/client/v1/rooms/{roomId}/timestamp_to_event")
+async def timestamp_to_event(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    room_id = path_room_id(request)
+    ts, forwards = ts_and_direction(request)
+    return json_response(
+        await request.app[TIMESTAMPS].event_near(requester, room_id, ts, forwards)
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from homeserver.services.outbound_edus import Edus, NoEdus
 from homeserver.services.remote_queries import NoRemoteQueries, RemoteQueries
+from homeserver.services.remote_room_info import NoRemoteRoomInfo, RemoteRoomInfo
 from homeserver.services.remote_rooms import NoRemoteRooms, RemoteRooms
 from homeserver.services.remote_server_limits import NoServerLimits, ServerLimits
 from homeserver.services.room_history import NoRemoteHistory, RemoteHistory
@@ -24,9 +25,11 @@ class Outward:
     history: RemoteHistory  # what /messages finds before this server's oldest event
     server_limits: ServerLimits  # how many other servers one user may make us contact
     edus: Edus  # local users' typing, receipts, presence, to-device and key changes
+    room_info: RemoteRoomInfo  # other servers' space hierarchies, events nearest a time
 
 
 NO_FEDERATION = Outward(
     queries=NoRemoteQueries(), rooms=NoRemoteRooms(), history=NoRemoteHistory(),
     server_limits=NoServerLimits(), edus=NoEdus(),
+    room_info=NoRemoteRoomInfo(),
 )

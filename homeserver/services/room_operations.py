@@ -8,7 +8,7 @@ whether an event is allowed. What is checked here is only what the auth rules ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -71,6 +71,9 @@ class RoomsService:
             db, config, local, self._member_content, self._put_alias, self._invite_remote,
             self.server_limits,
         )
+        # Called with (user ID, room ID) once a user's join through `join` is done (room
+        # upgrades carry the user's tags and push rules into a successor room).
+        self.on_join: list[Callable[[str, str], Awaitable[None]]] = []
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
@@ -130,6 +133,8 @@ class RoomsService:
             "membership": "join",
         }
         await self._join(requester, room_id, content, candidates)
+        for hook in self.on_join:
+            await hook(requester.user_id, room_id)
         return room_id
 
     async def knock(
