@@ -61,6 +61,7 @@ from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
 from homeserver.services.outward import NO_FEDERATION, Outward
 from homeserver.services.presence import PresenceService
+from homeserver.services.profile_propagation import ProfilePropagation
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.registration import RegistrationService
@@ -306,6 +307,9 @@ class Homeserver:
             db, config, cluster.cache, cluster.local, accounts, core.ratelimiter, outward, clock
         )
         self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
+        propagation = ProfilePropagation(db, cluster.local, clock)
+        accounts.profiles.member_fields_changed.append(propagation.wake)
+        self._background.append(asyncio.create_task(propagation.run()))
         push = PushService(db, cluster.cache, parts.account_data, server_name, parts.unread, clock)
         cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:
@@ -334,7 +338,7 @@ class Homeserver:
             client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
-            outbound, server_name, cluster.local.signing_key, db, accounts, aliases=rooms,
+            outbound, server_name, cluster.local.signing_key, db, accounts.profiles, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
             edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
             clock=clock,

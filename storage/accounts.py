@@ -1,4 +1,5 @@
-"""The `users`, `profiles`, `devices`, `access_tokens` and `refresh_tokens` tables.
+"""The `users`, `devices`, `access_tokens` and `refresh_tokens` tables, and each user's
+`profiles` row at registration (`storage.profiles` reads and changes it).
 
 Access and refresh tokens are only ever stored as their SHA-256 digest, so a leaked database
 dump cannot be replayed against the server. Deleting a device deletes its tokens, and deleting a
@@ -232,30 +233,3 @@ INSERT_PROFILE = "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)"
 
 async def insert_profile(conn: asyncpg.Connection, user_id: str, displayname: str | None) -> None:
     await conn.execute(INSERT_PROFILE, user_id, displayname)
-
-
-GET_PROFILE = "SELECT displayname, avatar_url FROM profiles WHERE user_id = $1"
-
-
-async def get_profile(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(GET_PROFILE, user_id)
-
-
-UPDATE_DISPLAYNAME = "UPDATE profiles SET displayname = $2 WHERE user_id = $1"
-
-
-async def update_displayname(
-    conn: asyncpg.Connection, user_id: str, displayname: str | None
-) -> None:
-    """Set the display name; None removes it."""
-    await conn.execute(UPDATE_DISPLAYNAME, user_id, displayname)
-
-
-UPDATE_AVATAR_URL = "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1"
-
-
-async def update_avatar_url(
-    conn: asyncpg.Connection, user_id: str, avatar_url: str | None
-) -> None:
-    """Set the avatar URL; None removes it."""
-    await conn.execute(UPDATE_AVATAR_URL, user_id, avatar_url)

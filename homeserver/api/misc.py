@@ -55,7 +55,8 @@ async def capabilities(request: web.Request) -> web.Response:
                 "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
             },
             "m.change_password": {"enabled": True},
-            # Profiles are editable (see profile.py); third-party IDs are not kept at all.
+            # Every profile field is editable (see profile.py); third-party IDs are not kept.
+            "m.profile_fields": {"enabled": True},
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
             "m.3pid_changes": {"enabled": False},

@@ -79,6 +79,6 @@ async def report_user(request: web.Request) -> web.Response:
     reason = await _reason(request)
     accounts = request.app[ACCOUNTS]
     if user_id.endswith(":" + request.app[CONFIG].server.server_name):
-        await accounts.get_profile(user_id)  # 404 for a user who doesn't exist
+        await accounts.profiles.get_profile(user_id)  # 404 for a user who doesn't exist
     log.warning("report by %s of user %s: %s", requester.user_id, user_id, reason)
     return json_response({})

@@ -23,6 +23,7 @@ from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.clock import Clock
 from homeserver.services.join_authorisation import authorise_join
 from homeserver.services.outward import Outward
+from homeserver.services.profiles import member_content
 from homeserver.services.quotas import over_quota
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
@@ -79,16 +80,13 @@ class RoomsService:
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Member event content with the user's profile, if this server knows it."""
-        content: dict[str, Any] = {"membership": membership}
+        profile: dict[str, Any] = {}
         if identifiers.server_name_of(user_id) == self.server_name:
             try:
-                profile = await self.accounts.get_profile(user_id)
+                profile = await self.accounts.profiles.get_profile(user_id)
             except MatrixError:
-                return content
-            for key in ("displayname", "avatar_url"):
-                if profile.get(key) is not None:
-                    content[key] = profile[key]
-        return content
+                pass
+        return member_content(profile, membership)
 
     # ---- membership -------------------------------------------------------------------------
 
