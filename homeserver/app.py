@@ -31,6 +31,7 @@ from homeserver.api.context import (
     PUSH,
     RATELIMITER,
     REGISTRATION,
+    REPORTS,
     ROOMS,
     SEARCH,
     SLIDING_SYNC,
@@ -72,6 +73,7 @@ from homeserver.services.replication import (
     WorkerReplication,
     WorkerSyncService,
 )
+from homeserver.services.reports import ReportsService
 from homeserver.services.room_operations import RoomsService
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
 from homeserver.services.rooms.recent import RecentEvents
@@ -331,6 +333,7 @@ class Homeserver:
         client[TAGS] = TagsService(parts.account_data)
         client[MEDIA] = MediaService(db, config, core.ratelimiter, clock)
         client[PUSH] = push
+        client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 

@@ -182,6 +182,7 @@ class RateLimitsConfig:
     password_checks_per_ip: int = 1
     registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
     user_writes: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=100))
+    reports: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.05, burst=10))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from homeserver.services.media import MediaService
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
+    from homeserver.services.reports import ReportsService
     from homeserver.services.room_operations import RoomsService
     from homeserver.services.search import SearchService
     from homeserver.services.sliding_sync import SlidingSyncService
@@ -45,3 +46,4 @@ DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
+REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
