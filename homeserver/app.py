@@ -56,6 +56,7 @@ from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import FiltersService
+from homeserver.services.guest_access import GuestEviction
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
@@ -312,6 +313,9 @@ class Homeserver:
         propagation = ProfilePropagation(db, cluster.local, clock)
         accounts.profiles.member_fields_changed.append(propagation.wake)
         self._background.append(asyncio.create_task(propagation.run()))
+        eviction = GuestEviction(db, cluster.local)
+        cluster.writes.observers.append(eviction)
+        self._background.append(asyncio.create_task(eviction.run()))
         push = PushService(db, cluster.cache, parts.account_data, server_name, parts.unread, clock)
         cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:

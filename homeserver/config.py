@@ -69,6 +69,8 @@ class DatabaseConfig:
 @dataclass(frozen=True, slots=True)
 class RegistrationConfig:
     enabled: bool = False
+    # Whether anyone may register a guest account (`kind=guest`, spec "Guest Access").
+    allow_guests: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,18 +11,46 @@ from __future__ import annotations
 import asyncpg
 
 INSERT_USER = """
-INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES ($1, $2, $3, $4)
+INSERT INTO users (user_id, password_hash, is_admin, created_ts, is_guest)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (user_id) DO NOTHING
 """
 
 
 async def insert_user(
     conn: asyncpg.Connection, user_id: str, password_hash: str | None, is_admin: bool,
-    created_ts: int,
+    created_ts: int, *, is_guest: bool = False,
 ) -> bool:
     """False if the user ID is already taken (a deactivated account keeps its name)."""
-    status: str = await conn.execute(INSERT_USER, user_id, password_hash, is_admin, created_ts)
+    status: str = await conn.execute(
+        INSERT_USER, user_id, password_hash, is_admin, created_ts, is_guest
+    )
     return status.endswith(" 1")
+
+
+UPGRADE_GUEST = """
+UPDATE users SET is_guest = false, password_hash = $2
+WHERE user_id = $1 AND is_guest AND NOT deactivated
+"""
+
+
+async def upgrade_guest(
+    conn: asyncpg.Connection, user_id: str, password_hash: str | None
+) -> bool:
+    """Make a guest a full account with a password; False if `user_id` is no (live) guest."""
+    status: str = await conn.execute(UPGRADE_GUEST, user_id, password_hash)
+    return status.endswith(" 1")
+
+
+GET_JOINED_GUESTS = """
+SELECT m.user_id FROM room_memberships m JOIN users u USING (user_id)
+WHERE m.room_id = $1 AND m.membership = 'join' AND u.is_guest
+"""
+
+
+async def get_joined_guests(conn: asyncpg.Connection, room_id: str) -> list[str]:
+    """The guest accounts of this server joined to the room."""
+    return [r["user_id"] for r in await conn.fetch(GET_JOINED_GUESTS, room_id)]
 
 
 GET_USER = "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = $1"
@@ -147,7 +175,7 @@ async def delete_device_tokens(conn: asyncpg.Connection, user_id: str, device_id
 
 
 GET_TOKEN_OWNER = """
-SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated,
+SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest, u.deactivated,
        r.token_hash AS refresh_token_hash, r.previous_hash
 FROM access_tokens t JOIN users u USING (user_id)
 LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_token_hash
@@ -156,7 +184,7 @@ WHERE t.token_hash = $1
 
 
 async def get_token_owner(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
-    """(user_id, device_id, expires_ts, is_admin, deactivated, refresh_token_hash,
+    """(user_id, device_id, expires_ts, is_admin, is_guest, deactivated, refresh_token_hash,
     previous_hash) of the token, or None if unknown. `previous_hash` is the refresh token
     exchanged for this token's pair, still alive until this pair is first used."""
     return await conn.fetchrow(GET_TOKEN_OWNER, token_hash)

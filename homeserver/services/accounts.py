@@ -165,7 +165,7 @@ class AccountsService:
             raise unknown_token()
         if _expired(row["expires_ts"], now):
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
-        requester = Requester(row["user_id"], row["device_id"], row["is_admin"])
+        requester = Requester(row["user_id"], row["device_id"], row["is_admin"], row["is_guest"])
         if row["previous_hash"] is not None:
             self._tokens.drop(requester.user_id, requester.device_id)
             generation = self._tokens.generation
@@ -238,18 +238,22 @@ class AccountsService:
     async def register(
         self, localpart: str | None, password_hash: str | None, *, device_id: str | None,
         device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
+        guest: bool = False,
     ) -> Session:
-        """Create an account and, unless `inhibit_login`, its first device and access token
-        (the caller has counted the request against `limit_registration`)."""
+        """Create an account (`guest`: a guest account) and, unless `inhibit_login`, its
+        first device and access token (the caller has counted the request against
+        `limit_registration`)."""
         login = None if inhibit_login else DeviceLogin(
             self._device_id(device_id), device_display_name, ip, refresh
         )
         if localpart is not None:
-            return await self._create(localpart, password_hash, admin=False, login=login)
+            return await self._create(
+                localpart, password_hash, admin=False, login=login, guest=guest
+            )
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
             try:
                 return await self._create(
-                    secrets.token_hex(6), password_hash, admin=False, login=login
+                    secrets.token_hex(6), password_hash, admin=False, login=login, guest=guest
                 )
             except MatrixError as e:
                 if e.errcode != "M_USER_IN_USE":
@@ -271,16 +275,40 @@ class AccountsService:
             user_id, DeviceLogin(self._device_id(device_id), device_display_name, ip, refresh)
         )
 
+    async def upgrade_guest(
+        self, user_id: str, password_hash: str | None, *, device_id: str | None,
+        device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
+    ) -> Session:
+        """Make the guest account `user_id` a full account with a password, keeping its user
+        ID (spec "Guest Access"), and unless `inhibit_login` log it in on a device."""
+        login = None if inhibit_login else DeviceLogin(
+            self._device_id(device_id), device_display_name, ip, refresh
+        )
+        now = self._clock.now_ms()
+
+        async def txn(conn: asyncpg.Connection) -> Session:
+            if not await store.upgrade_guest(conn, user_id, password_hash):
+                raise forbidden(f"{user_id} is not a guest account")
+            if login is None:
+                return Session(user_id)
+            return await self._issue_token(conn, user_id, login, now)
+
+        session = await self._db.transaction(txn, name="upgrade_guest")
+        self._tokens.drop(user_id)  # the cached requesters of its tokens still say guest
+        return session
+
     async def _create(
         self, localpart: str, password_hash: str | None, *, admin: bool,
-        login: DeviceLogin | None,
+        login: DeviceLogin | None, guest: bool = False,
     ) -> Session:
         """Insert user and profile, and with `login` a session."""
         user_id = self._user_id_for_registration(localpart)
         now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
-            if not await store.insert_user(conn, user_id, password_hash, admin, now):
+            if not await store.insert_user(
+                conn, user_id, password_hash, admin, now, is_guest=guest
+            ):
                 raise user_in_use()
             await store.insert_profile(conn, user_id, localpart)
             if login is None:

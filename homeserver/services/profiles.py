@@ -97,14 +97,14 @@ class ProfileService:
 
     async def set_field(self, requester: Requester, user_id: str, key: str, value: Any) -> None:
         """`PUT /profile/{userId}/{keyName}`: only the user themselves may."""
-        _check_owner(requester, user_id)
+        _check_owner(requester, user_id, key)
         check_key(key)
         _check_value(key, value)
         await self._change(user_id, key, value, remove=False)
 
     async def remove_field(self, requester: Requester, user_id: str, key: str) -> None:
         """`DELETE /profile/{userId}/{keyName}` (v1.16); a field that isn't set is no error."""
-        _check_owner(requester, user_id)
+        _check_owner(requester, user_id, key)
         check_key(key)
         await self._change(user_id, key, None, remove=True)
 
@@ -136,9 +136,11 @@ class ProfileService:
                 wake()
 
 
-def _check_owner(requester: Requester, user_id: str) -> None:
+def _check_owner(requester: Requester, user_id: str, key: str) -> None:
     if requester.user_id != user_id:
         raise forbidden("You may only change your own profile")
+    if requester.is_guest and key != "displayname":  # spec "Guest Access"
+        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may only change displayname")
 
 
 def _check_size(profile: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.clock import Clock
-from homeserver.services.join_authorisation import authorise_join
+from homeserver.services.join_authorisation import authorise_join, guests_may_join
 from homeserver.services.outward import Outward
 from homeserver.services.profiles import member_content
 from homeserver.services.quotas import over_quota
@@ -152,7 +152,12 @@ class RoomsService:
     ) -> str | None:
         """The requester's join with `content`; its event ID when this server built it (None
         when another server's make_join/send_join did). For a restricted room this server
-        names the authoriser itself, when the requester qualifies through the join rule."""
+        names the authoriser itself, when the requester qualifies through the join rule.
+        A guest joins only rooms whose `m.room.guest_access` is `can_join`."""
+        if requester.is_guest and not await self.db.run(
+            lambda c: guests_may_join(c, self.engine, room_id)
+        ):
+            raise forbidden("This room does not allow guests to join")
         if self.remote_rooms.federates and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
             candidates += await self._inviting_server(room_id, requester.user_id)

@@ -7,7 +7,7 @@ import asyncpg
 
 from storage import accounts
 from storage.database import Database
-from tests.storage.rows import add_user
+from tests.storage.rows import add_room, add_user, set_membership
 
 U = "@u:x"
 
@@ -98,3 +98,19 @@ async def test_a_password_hash_is_replaced(db: Database) -> None:
         await accounts.update_password_hash(conn, U, "new-hash")
         user = await accounts.get_user(conn, U)
         assert user is not None and user["password_hash"] == "new-hash"
+
+
+async def test_a_guest_upgrades_once_and_only_guests_are_listed_in_rooms(db: Database) -> None:
+    async with db.connection() as conn:
+        assert await accounts.insert_user(conn, "@g:x", None, False, 1, is_guest=True)
+        await add_user(conn, U)
+        await add_room(conn, "!r:x")
+        for stream, user_id in enumerate(("@g:x", U), start=1):
+            await set_membership(conn, "!r:x", user_id, "join", stream=stream)
+        assert await accounts.get_joined_guests(conn, "!r:x") == ["@g:x"]
+        assert not await accounts.upgrade_guest(conn, U, "hash")  # not a guest
+        assert await accounts.upgrade_guest(conn, "@g:x", "hash")
+        assert not await accounts.upgrade_guest(conn, "@g:x", "other")  # not twice
+        row = await accounts.get_user(conn, "@g:x")
+        assert row is not None and row["password_hash"] == "hash"
+        assert await accounts.get_joined_guests(conn, "!r:x") == []

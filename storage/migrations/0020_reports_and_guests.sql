@@ -13,3 +13,7 @@ CREATE TABLE reports (
 CREATE INDEX reports_reporter ON reports (reporter, id);
 CREATE INDEX reports_target_user ON reports (target_user, id) WHERE target_user IS NOT NULL;
 CREATE INDEX reports_room ON reports (room_id, id) WHERE room_id IS NOT NULL;
+
+-- Guest accounts (spec "Guest Access"): registered with `kind=guest`, no password, limited to
+-- the spec's endpoints; upgrading one to a full account clears the flag and keeps the user ID.
+ALTER TABLE users ADD COLUMN is_guest boolean NOT NULL DEFAULT false; -- a guest account
