@@ -358,6 +358,13 @@ class RoomsService:
         )
         return [r["room_id"] for r in rows]
 
+    async def mutual_rooms(self, requester: Requester, user_id: str) -> list[str]:
+        """The rooms the requester and `user_id` are both joined to (none for a user who
+        doesn't exist, as the spec asks)."""
+        return await self.db.run(
+            lambda c: state_store.get_mutual_rooms(c, requester.user_id, user_id)
+        )
+
     # ---- sending ------------------------------------------------------------------------------
 
     async def send_event(
