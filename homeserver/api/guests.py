@@ -26,7 +26,8 @@ GUEST_ROUTES = frozenset({
     ("GET", "rooms/{}/state/{}/{}"), ("GET", "rooms/{}/context/{}"),
     ("GET", "rooms/{}/event/{}"), ("GET", "rooms/{}/messages"), ("GET", "rooms/{}/members"),
     ("GET", "rooms/{}/initialSync"), ("GET", "sync"), ("GET", "events"),
-    ("GET", "download/{}/{}"), ("GET", "download/{}/{}/{}"), ("GET", "thumbnail/{}/{}"),
+    ("GET", "media/download/{}/{}"), ("GET", "media/download/{}/{}/{}"),
+    ("GET", "media/thumbnail/{}/{}"),
     # Sending events.
     ("POST", "rooms/{}/join"), ("POST", "join/{}"), ("POST", "rooms/{}/leave"),
     ("PUT", "rooms/{}/send/{}/{}"), ("PUT", "rooms/{}/state/{}"), ("PUT", "rooms/{}/state/{}/"),

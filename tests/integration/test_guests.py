@@ -81,6 +81,17 @@ async def test_a_guest_uses_only_the_guest_endpoints(guest_api: MatrixApi) -> No
                               params={"dir": "b"})
     assert any(e["content"].get("body") == "hello world" for e in page["chunk"])
     await guest_api.ok("GET", "sync", token=guest.token)
+    status, upload = await guest_api.request(
+        "POST", "/_matrix/media/v3/upload", raw=b"a picture", token=owner.token,
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 200, upload
+    media = upload["content_uri"].removeprefix("mxc://")
+    async with guest_api.session.get(
+        f"{guest_api.base_url}/_matrix/client/v1/media/download/{media}",
+        headers={"Authorization": f"Bearer {guest.token}"},
+    ) as resp:
+        assert (resp.status, await resp.read()) == (200, b"a picture")
     await guest_api.ok("PUT", f"profile/{quote(guest.user_id)}/displayname",
                        json={"displayname": "Visitor"}, token=guest.token)
     for method, path, body in (
