@@ -64,6 +64,12 @@ async def test_a_guest_registers_without_authentication(guest_api: MatrixApi) ->
     whoami = await guest_api.ok("GET", "account/whoami", token=guest.token)
     validate_response("whoami.yaml", "/account/whoami", "get", 200, whoami)
     assert whoami == {"user_id": guest.user_id, "device_id": guest.device_id, "is_guest": True}
+    caps = await guest_api.ok("GET", "capabilities", token=guest.token)
+    validate_response("capabilities.yaml", "/capabilities", "get", 200, caps)
+    assert caps["capabilities"]["m.profile_fields"] == {
+        "enabled": True, "allowed": ["displayname"]
+    }
+    assert caps["capabilities"]["m.set_avatar_url"] == {"enabled": False}
     devices = await guest_api.ok("GET", "devices", token=guest.token)
     assert [d["display_name"] for d in devices["devices"]] == ["Kiosk"]
     user = await guest_api.register("full")
