@@ -76,6 +76,21 @@ async def test_a_guest_registers_without_authentication(guest_api: MatrixApi) ->
     assert (await guest_api.ok("GET", "account/whoami", token=user.token))["is_guest"] is False
 
 
+async def test_guest_registrations_count_against_the_registration_limit(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    server = await make_homeserver({
+        **GUESTS, "rate_limits.enabled": True,
+        "rate_limits.registration": {"per_second": 0.001, "burst": 2},
+    })
+    api = MatrixApi(server.url, http)
+    for _ in range(2):
+        await register_guest(api)
+    status, error = await api.request("POST", "register", json={}, params={"kind": "guest"})
+    assert (status, error["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    validate_response("registration.yaml", "/register", "post", 429, error)
+
+
 async def test_a_guest_uses_only_the_guest_endpoints(guest_api: MatrixApi) -> None:
     owner = await guest_api.register("owner")
     room_id = await guest_room(guest_api, owner, access="forbidden")
