@@ -42,12 +42,12 @@ GUEST_ROUTES = frozenset({
 })
 
 
-def route_template(request: web.Request) -> str:
-    """The request's route as `GUEST_ROUTES` names it: no prefix, parameters as `{}`."""
-    resource = request.match_info.route.resource
-    path = resource.canonical if resource is not None else request.path
+def route_template(path: str) -> str:
+    """A route's path as `GUEST_ROUTES` names it: no prefix, parameters as `{}`."""
     return _PARAMETER.sub("{}", _PREFIX.sub("", path))
 
 
 def guest_may_use(request: web.Request) -> bool:
-    return (request.method, route_template(request)) in GUEST_ROUTES
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    return (request.method, route_template(path)) in GUEST_ROUTES

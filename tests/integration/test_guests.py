@@ -5,6 +5,7 @@ the user ID."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +13,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from homeserver.api import client_routes
+from homeserver.api.guests import GUEST_ROUTES, route_template
 from tests.conftest import MakeServer
 from tests.federation_peers import Peer, Peers, eventually, join_and_wait
 from tests.helpers import MatrixApi, User, validate_response
@@ -126,6 +129,29 @@ async def test_a_guest_uses_only_the_guest_endpoints(guest_api: MatrixApi) -> No
     ):
         status, error = await guest_api.request(method, path, json=body, token=guest.token)
         assert (status, error["errcode"]) == (403, "M_GUEST_ACCESS_FORBIDDEN"), path
+
+
+async def test_every_other_authenticated_route_refuses_guests(guest_api: MatrixApi) -> None:
+    """Over the live route table: a route that asks for an access token and is not a guest
+    route answers a guest 403 M_GUEST_ACCESS_FORBIDDEN, whatever it would do for others."""
+    guest = await register_guest(guest_api)
+    checked = 0
+    for route in client_routes():
+        method, path = getattr(route, "method", None), getattr(route, "path", None)
+        if not isinstance(path, str) or method not in ("GET", "PUT", "POST", "DELETE"):
+            continue
+        if (method, route_template(path)) in GUEST_ROUTES:
+            continue
+        filled = re.sub(r"{(\w+)}", "x", path)
+        status, error = await guest_api.request(method, filled, json={})
+        if (status, (error or {}).get("errcode")) != (401, "M_MISSING_TOKEN"):
+            continue  # served without a token, or refused before authentication
+        status, error = await guest_api.request(method, filled, json={}, token=guest.token)
+        assert (status, error["errcode"]) == (403, "M_GUEST_ACCESS_FORBIDDEN"), (method, path)
+        checked += 1
+    assert checked > 100
+    # The guest's session survived every one of them.
+    assert (await guest_api.ok("GET", "account/whoami", token=guest.token))["is_guest"]
 
 
 async def test_a_guest_joins_only_rooms_that_let_guests_join(guest_api: MatrixApi) -> None:
