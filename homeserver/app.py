@@ -31,6 +31,7 @@ from homeserver.api.context import (
     PUSH,
     RATELIMITER,
     REGISTRATION,
+    REPORTS,
     ROOMS,
     SEARCH,
     SLIDING_SYNC,
@@ -60,12 +61,14 @@ from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import FiltersService
+from homeserver.services.guest_access import GuestEviction
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
 from homeserver.services.outward import NO_FEDERATION, Outward
 from homeserver.services.presence import PresenceService
+from homeserver.services.profile_propagation import ProfilePropagation
 from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.registration import RegistrationService
@@ -76,6 +79,7 @@ from homeserver.services.replication import (
     WorkerReplication,
     WorkerSyncService,
 )
+from homeserver.services.reports import ReportsService
 from homeserver.services.room_operations import RoomsService
 from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
@@ -318,6 +322,12 @@ class Homeserver:
             db, config, cluster.cache, cluster.local, accounts, core.ratelimiter, outward, clock
         )
         self._background.append(asyncio.create_task(parts.presence.run_idle_sweeper()))
+        propagation = ProfilePropagation(db, cluster.local, clock)
+        accounts.profiles.member_fields_changed.append(propagation.wake)
+        self._background.append(asyncio.create_task(propagation.run()))
+        eviction = GuestEviction(db, cluster.local)
+        cluster.writes.observers.append(eviction)
+        self._background.append(asyncio.create_task(eviction.run()))
         push = PushService(db, cluster.cache, parts.account_data, server_name, parts.unread, clock)
         cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:
@@ -354,6 +364,7 @@ class Homeserver:
         client[TIMESTAMPS] = JumpToDate(
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
+        client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
@@ -361,7 +372,7 @@ class Homeserver:
             client_max_size=config.limits.max_request_body_bytes, middlewares=[matrix_middleware],
         )
         self.federation = build_federation(
-            outbound, server_name, cluster.local.signing_key, db, accounts, aliases=rooms,
+            outbound, server_name, cluster.local.signing_key, db, accounts.profiles, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
             edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
             clock=clock, spaces=spaces,

@@ -69,6 +69,8 @@ class DatabaseConfig:
 @dataclass(frozen=True, slots=True)
 class RegistrationConfig:
     enabled: bool = False
+    # Whether anyone may register a guest account (`kind=guest`, spec "Guest Access").
+    allow_guests: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ class RateLimitsConfig:
     password_checks_per_ip: int = 1
     registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
     user_writes: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=100))
+    reports: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.05, burst=10))
 
 
 @dataclass(frozen=True, slots=True)

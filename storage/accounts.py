@@ -1,4 +1,5 @@
-"""The `users`, `profiles`, `devices`, `access_tokens` and `refresh_tokens` tables.
+"""The `users`, `devices`, `access_tokens` and `refresh_tokens` tables, and each user's
+`profiles` row at registration (`storage.profiles` reads and changes it).
 
 Access and refresh tokens are only ever stored as their SHA-256 digest, so a leaked database
 dump cannot be replayed against the server. Deleting a device deletes its tokens, and deleting a
@@ -10,18 +11,46 @@ from __future__ import annotations
 import asyncpg
 
 INSERT_USER = """
-INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES ($1, $2, $3, $4)
+INSERT INTO users (user_id, password_hash, is_admin, created_ts, is_guest)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (user_id) DO NOTHING
 """
 
 
 async def insert_user(
     conn: asyncpg.Connection, user_id: str, password_hash: str | None, is_admin: bool,
-    created_ts: int,
+    created_ts: int, *, is_guest: bool = False,
 ) -> bool:
     """False if the user ID is already taken (a deactivated account keeps its name)."""
-    status: str = await conn.execute(INSERT_USER, user_id, password_hash, is_admin, created_ts)
+    status: str = await conn.execute(
+        INSERT_USER, user_id, password_hash, is_admin, created_ts, is_guest
+    )
     return status.endswith(" 1")
+
+
+UPGRADE_GUEST = """
+UPDATE users SET is_guest = false, password_hash = $2
+WHERE user_id = $1 AND is_guest AND NOT deactivated
+"""
+
+
+async def upgrade_guest(
+    conn: asyncpg.Connection, user_id: str, password_hash: str | None
+) -> bool:
+    """Make a guest a full account with a password; False if `user_id` is no (live) guest."""
+    status: str = await conn.execute(UPGRADE_GUEST, user_id, password_hash)
+    return status.endswith(" 1")
+
+
+GET_JOINED_GUESTS = """
+SELECT m.user_id FROM room_memberships m JOIN users u USING (user_id)
+WHERE m.room_id = $1 AND m.membership = 'join' AND u.is_guest
+"""
+
+
+async def get_joined_guests(conn: asyncpg.Connection, room_id: str) -> list[str]:
+    """The guest accounts of this server joined to the room."""
+    return [r["user_id"] for r in await conn.fetch(GET_JOINED_GUESTS, room_id)]
 
 
 GET_USER = "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = $1"
@@ -146,7 +175,7 @@ async def delete_device_tokens(conn: asyncpg.Connection, user_id: str, device_id
 
 
 GET_TOKEN_OWNER = """
-SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated,
+SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest, u.deactivated,
        r.token_hash AS refresh_token_hash, r.previous_hash
 FROM access_tokens t JOIN users u USING (user_id)
 LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_token_hash
@@ -155,7 +184,7 @@ WHERE t.token_hash = $1
 
 
 async def get_token_owner(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
-    """(user_id, device_id, expires_ts, is_admin, deactivated, refresh_token_hash,
+    """(user_id, device_id, expires_ts, is_admin, is_guest, deactivated, refresh_token_hash,
     previous_hash) of the token, or None if unknown. `previous_hash` is the refresh token
     exchanged for this token's pair, still alive until this pair is first used."""
     return await conn.fetchrow(GET_TOKEN_OWNER, token_hash)
@@ -232,30 +261,3 @@ INSERT_PROFILE = "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)"
 
 async def insert_profile(conn: asyncpg.Connection, user_id: str, displayname: str | None) -> None:
     await conn.execute(INSERT_PROFILE, user_id, displayname)
-
-
-GET_PROFILE = "SELECT displayname, avatar_url FROM profiles WHERE user_id = $1"
-
-
-async def get_profile(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(GET_PROFILE, user_id)
-
-
-UPDATE_DISPLAYNAME = "UPDATE profiles SET displayname = $2 WHERE user_id = $1"
-
-
-async def update_displayname(
-    conn: asyncpg.Connection, user_id: str, displayname: str | None
-) -> None:
-    """Set the display name; None removes it."""
-    await conn.execute(UPDATE_DISPLAYNAME, user_id, displayname)
-
-
-UPDATE_AVATAR_URL = "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1"
-
-
-async def update_avatar_url(
-    conn: asyncpg.Connection, user_id: str, avatar_url: str | None
-) -> None:
-    """Set the avatar URL; None removes it."""
-    await conn.execute(UPDATE_AVATAR_URL, user_id, avatar_url)

@@ -211,6 +211,18 @@ async def get_rooms_for_user(
     return list(await conn.fetch(GET_ROOMS_FOR_USER, user_id, list(memberships)))
 
 
+GET_MUTUAL_ROOMS = """
+SELECT a.room_id FROM room_memberships a JOIN room_memberships b USING (room_id)
+WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = $2 AND b.membership = 'join'
+ORDER BY a.room_id
+"""
+
+
+async def get_mutual_rooms(conn: asyncpg.Connection, user_a: str, user_b: str) -> list[str]:
+    """The rooms both users are joined to, by room ID."""
+    return [r["room_id"] for r in await conn.fetch(GET_MUTUAL_ROOMS, user_a, user_b)]
+
+
 GET_MEMBERSHIPS_OF = """
 SELECT room_id, membership, event_id, stream_ordering, forgotten FROM room_memberships
 WHERE user_id = $1

@@ -2,8 +2,8 @@
 
 Registration goes through User-Interactive Authentication with the single stage
 `m.login.dummy` (services/registration.py: sessions remember the first request's parameters,
-and completing one twice answers the same user). Guest accounts are not supported
-(`kind=guest` is 403).
+and completing one twice answers the same user). Guest accounts (`kind=guest`) need
+`registration.allow_guests`; upgrading one (`guest_access_token`) is an ordinary registration.
 """
 
 from __future__ import annotations
@@ -45,11 +45,18 @@ def _optional_bool(body: dict[str, Any], key: str) -> bool | None:
 @routes.post(f"{PREFIX}/register")
 async def register(request: web.Request) -> web.Response:
     kind = request.query.get("kind", "user")
-    if kind == "guest":
-        raise forbidden("Guest access is not supported on this homeserver")
-    if kind != "user":
+    if kind not in ("user", "guest"):
         raise invalid_param("'kind' must be 'user' or 'guest'")
-    if not request.app[CONFIG].registration.enabled:
+    config = request.app[CONFIG].registration
+    if kind == "guest":
+        if not config.allow_guests:
+            raise forbidden("Guest access is disabled on this homeserver")
+        body = await read_json_body(request, allow_empty=True)
+        session = await request.app[REGISTRATION].register_guest(
+            field_str(body, "initial_device_display_name"), request.remote or ""
+        )
+        return json_response(_session_json(session))
+    if not config.enabled:
         raise forbidden("Registration is disabled on this homeserver")
     body = await read_json_body(request)
     params = RegistrationParams(
@@ -57,12 +64,23 @@ async def register(request: web.Request) -> web.Response:
         initial_device_display_name=field_str(body, "initial_device_display_name"),
         inhibit_login=_optional_bool(body, "inhibit_login"),
         refresh_token=_optional_bool(body, "refresh_token"),
+        guest_user_id=await _guest(request, field_str(body, "guest_access_token")),
     )
     password = field_str(body, "password")
     # The password stays out of what the session remembers (it keeps a hash).
     uia = uia_request(request, {key: value for key, value in body.items() if key != "password"})
     session = await request.app[REGISTRATION].register(params, password, uia)
     return json_response(_session_json(session))
+
+
+async def _guest(request: web.Request, token: str | None) -> str | None:
+    """The guest account a registration upgrades: the owner of `guest_access_token`."""
+    if token is None:
+        return None
+    owner = await request.app[ACCOUNTS].authenticate(token, request.remote or "")
+    if not owner.is_guest:
+        raise forbidden("'guest_access_token' is not a guest's access token")
+    return owner.user_id
 
 
 @routes.get(f"{PREFIX}/register/available")
@@ -130,5 +148,6 @@ async def logout_all(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     return json_response(
-        {"user_id": requester.user_id, "device_id": requester.device_id, "is_guest": False}
+        {"user_id": requester.user_id, "device_id": requester.device_id,
+         "is_guest": requester.is_guest}
     )

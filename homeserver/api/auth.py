@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.context import ACCOUNTS, RATELIMITER
+from homeserver.api.guests import guest_may_use
 from homeserver.errors import MatrixError
 from homeserver.services.requester import Requester
 
@@ -47,12 +48,15 @@ async def is_authenticated(request: web.Request) -> bool:
 
 
 async def require_requester(request: web.Request) -> Requester:
-    """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
+    """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN; a guest only on the
+    routes guests may use (else 403 M_GUEST_ACCESS_FORBIDDEN, see guests.py)."""
     resolved = request.get(_RESOLVED)
     if resolved is None:
         resolved = await _resolve(request)
     if isinstance(resolved, MatrixError):
         raise resolved
+    if resolved.is_guest and not guest_may_use(request):
+        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts may not do this")
     return resolved
 
 

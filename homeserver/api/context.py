@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from homeserver.services.media import MediaService
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
+    from homeserver.services.reports import ReportsService
     from homeserver.services.room_operations import RoomsService
     from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
@@ -55,3 +56,4 @@ UPGRADES: web.AppKey[RoomUpgrades] = web.AppKey("upgrades")
 TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")
 TURN: web.AppKey[TurnServers] = web.AppKey("turn")
 URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
+REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
@@ -46,8 +48,13 @@ async def well_known_support(request: web.Request) -> web.Response:
 
 @routes.get("/_matrix/client/v3/capabilities")
 async def capabilities(request: web.Request) -> web.Response:
-    await require_requester(request)
+    requester = await require_requester(request)
     config = request.app[CONFIG]
+    # A guest may change only its display name (spec "Guest Access").
+    profile_fields: dict[str, Any] = (
+        {"enabled": True, "allowed": ["displayname"]} if requester.is_guest
+        else {"enabled": True}
+    )
     return json_response({
         "capabilities": {
             "m.room_versions": {
@@ -55,9 +62,10 @@ async def capabilities(request: web.Request) -> web.Response:
                 "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
             },
             "m.change_password": {"enabled": True},
-            # Profiles are editable (see profile.py); third-party IDs are not kept at all.
+            # Profile fields are editable (see profile.py); third-party IDs are not kept.
+            "m.profile_fields": profile_fields,
             "m.set_displayname": {"enabled": True},
-            "m.set_avatar_url": {"enabled": True},
+            "m.set_avatar_url": {"enabled": not requester.is_guest},
             "m.3pid_changes": {"enabled": False},
         }
     })

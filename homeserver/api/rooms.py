@@ -1,4 +1,4 @@
-"""Room creation, the room directory's aliases, and the list of joined rooms."""
+"""Room creation, the room directory's aliases, and the lists of joined and mutual rooms."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from aiohttp import web
 from homeserver.api.auth import require_requester, require_writer
 from homeserver.api.context import ROOMS
 from homeserver.api.http import json_response, read_json_body, require_str
+from homeserver.errors import MatrixError, invalid_param
+from homeserver.protocol.identifiers import is_valid_user_id
 
 routes = web.RouteTableDef()
 
@@ -25,6 +27,22 @@ async def create_room(request: web.Request) -> web.Response:
 async def joined_rooms(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     return json_response({"joined_rooms": await request.app[ROOMS].joined_rooms(requester)})
+
+
+@routes.get("/_matrix/client/v1/mutual_rooms")
+async def mutual_rooms(request: web.Request) -> web.Response:
+    """The rooms both the requester and `user_id` are joined to (v1.19), in one batch: no
+    `next_batch` is ever handed out, so any `from` is invalid."""
+    requester = await require_requester(request)
+    user_id = request.query.get("user_id")
+    if user_id is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "'user_id' is required")
+    if "from" in request.query:
+        raise invalid_param("Unknown 'from' token")
+    if not is_valid_user_id(user_id) or user_id == requester.user_id:
+        raise invalid_param("'user_id' must be another user's valid user ID")
+    joined = await request.app[ROOMS].mutual_rooms(requester, user_id)
+    return json_response({"joined": joined, "count": len(joined)})
 
 
 @routes.put(V3 + "/directory/room/{alias}")

@@ -1,5 +1,5 @@
 """Accounts: registration, password login, access and refresh tokens, devices' sessions,
-passwords, deactivation and profiles.
+passwords and deactivation; profiles are `self.profiles` (services/profiles.py).
 
 Theory of operation. An access token is `mat_` plus 32 random bytes; the database only ever sees
 its SHA-256 digest. Every authenticated request resolves its token through `authenticate`, so
@@ -29,12 +29,12 @@ import secrets
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 
 from homeserver.config import Config
-from homeserver.errors import MatrixError, forbidden, invalid_param, not_found, unknown_token
+from homeserver.errors import MatrixError, forbidden, invalid_param, unknown_token
 from homeserver.protocol.identifiers import (
     MAX_IDENTIFIER_BYTES,
     is_valid_localpart_for_registration,
@@ -43,6 +43,7 @@ from homeserver.protocol.identifiers import (
 from homeserver.services.clock import Clock
 from homeserver.services.openid import OpenIdTokens
 from homeserver.services.passwords import Passwords, check_new_password
+from homeserver.services.profiles import ProfileService
 from homeserver.services.ratelimit import RateLimiter, address_key
 from homeserver.services.requester import Requester
 from homeserver.services.token_cache import TokenCache, hash_token
@@ -56,8 +57,6 @@ TOKEN_PREFIX = "mat_"
 REFRESH_TOKEN_PREFIX = "mar_"
 DEVICE_ID_LENGTH = 10
 MAX_DEVICE_ID_BYTES = 255
-MAX_DISPLAYNAME_LENGTH = 256
-MAX_AVATAR_URL_LENGTH = 1000
 _GENERATED_LOCALPART_ATTEMPTS = 5
 
 
@@ -122,7 +121,7 @@ class AccountsService:
             limits.password_checks_per_ip if limits.enabled else None,
         )
         self._tokens = TokenCache(clock)
-        self.remote = remote  # other servers' profiles are asked of them
+        self.profiles = ProfileService(db, config.server.server_name, clock, remote)
 
     def close(self) -> None:
         """Stop the password hashing threads."""
@@ -166,7 +165,7 @@ class AccountsService:
             raise unknown_token()
         if _expired(row["expires_ts"], now):
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
-        requester = Requester(row["user_id"], row["device_id"], row["is_admin"])
+        requester = Requester(row["user_id"], row["device_id"], row["is_admin"], row["is_guest"])
         if row["previous_hash"] is not None:
             self._tokens.drop(requester.user_id, requester.device_id)
             generation = self._tokens.generation
@@ -239,18 +238,22 @@ class AccountsService:
     async def register(
         self, localpart: str | None, password_hash: str | None, *, device_id: str | None,
         device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
+        guest: bool = False,
     ) -> Session:
-        """Create an account and, unless `inhibit_login`, its first device and access token
-        (the caller has counted the request against `limit_registration`)."""
+        """Create an account (`guest`: a guest account) and, unless `inhibit_login`, its
+        first device and access token (the caller has counted the request against
+        `limit_registration`)."""
         login = None if inhibit_login else DeviceLogin(
             self._device_id(device_id), device_display_name, ip, refresh
         )
         if localpart is not None:
-            return await self._create(localpart, password_hash, admin=False, login=login)
+            return await self._create(
+                localpart, password_hash, admin=False, login=login, guest=guest
+            )
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
             try:
                 return await self._create(
-                    secrets.token_hex(6), password_hash, admin=False, login=login
+                    secrets.token_hex(6), password_hash, admin=False, login=login, guest=guest
                 )
             except MatrixError as e:
                 if e.errcode != "M_USER_IN_USE":
@@ -272,16 +275,40 @@ class AccountsService:
             user_id, DeviceLogin(self._device_id(device_id), device_display_name, ip, refresh)
         )
 
+    async def upgrade_guest(
+        self, user_id: str, password_hash: str | None, *, device_id: str | None,
+        device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
+    ) -> Session:
+        """Make the guest account `user_id` a full account with a password, keeping its user
+        ID (spec "Guest Access"), and unless `inhibit_login` log it in on a device."""
+        login = None if inhibit_login else DeviceLogin(
+            self._device_id(device_id), device_display_name, ip, refresh
+        )
+        now = self._clock.now_ms()
+
+        async def txn(conn: asyncpg.Connection) -> Session:
+            if not await store.upgrade_guest(conn, user_id, password_hash):
+                raise forbidden(f"{user_id} is not a guest account")
+            if login is None:
+                return Session(user_id)
+            return await self._issue_token(conn, user_id, login, now)
+
+        session = await self._db.transaction(txn, name="upgrade_guest")
+        self._tokens.drop(user_id)  # the cached requesters of its tokens still say guest
+        return session
+
     async def _create(
         self, localpart: str, password_hash: str | None, *, admin: bool,
-        login: DeviceLogin | None,
+        login: DeviceLogin | None, guest: bool = False,
     ) -> Session:
         """Insert user and profile, and with `login` a session."""
         user_id = self._user_id_for_registration(localpart)
         now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:
-            if not await store.insert_user(conn, user_id, password_hash, admin, now):
+            if not await store.insert_user(
+                conn, user_id, password_hash, admin, now, is_guest=guest
+            ):
                 raise user_in_use()
             await store.insert_profile(conn, user_id, localpart)
             if login is None:
@@ -454,51 +481,6 @@ class AccountsService:
         if not given or len(given.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID_BYTES:
             raise invalid_param(f"'device_id' must be 1 to {MAX_DEVICE_ID_BYTES} bytes")
         return given
-
-    # Profiles
-
-    async def get_profile(self, user_id: str) -> dict[str, Any]:
-        """The displayname and avatar_url that are set, or M_NOT_FOUND for an unknown user."""
-        row = await self._db.run(lambda conn: store.get_profile(conn, user_id))
-        if row is None:
-            raise not_found("Profile not found")
-        return {key: row[key] for key in ("displayname", "avatar_url") if row[key] is not None}
-
-    async def lookup_profile(self, user_id: str) -> dict[str, Any]:
-        """The profile a client asks for: a user of another server's from their server (as
-        `get_profile` without federation)."""
-        if parse_user_id(user_id)[1] != self.server_name:
-            return await self.remote.profile(user_id)
-        return await self.get_profile(user_id)
-
-    async def set_displayname(self, requester: Requester, user_id: str, name: str) -> None:
-        self._check_profile_write(requester, user_id, "displayname", name, MAX_DISPLAYNAME_LENGTH)
-        await self._db.transaction(
-            lambda conn: store.update_displayname(conn, user_id, name), name="set_displayname"
-        )
-
-    async def set_avatar_url(self, requester: Requester, user_id: str, url: str) -> None:
-        self._check_profile_write(requester, user_id, "avatar_url", url, MAX_AVATAR_URL_LENGTH)
-        await self._db.transaction(
-            lambda conn: store.update_avatar_url(conn, user_id, url), name="set_avatar_url"
-        )
-
-    async def remove_profile_field(self, requester: Requester, user_id: str, key: str) -> None:
-        """`DELETE /profile/{userId}/{keyName}` (v1.16) of a stored field."""
-        self._check_profile_write(requester, user_id, key, "", 0)
-        update = store.update_displayname if key == "displayname" else store.update_avatar_url
-        await self._db.transaction(
-            lambda conn: update(conn, user_id, None), name="remove_profile_field"
-        )
-
-    @staticmethod
-    def _check_profile_write(
-        requester: Requester, user_id: str, field: str, value: str, max_length: int
-    ) -> None:
-        if requester.user_id != user_id:
-            raise forbidden("You may only change your own profile")
-        if len(value) > max_length:
-            raise invalid_param(f"'{field}' may not be longer than {max_length} characters")
 
 
 def _expired(expires_ts: int | None, now: int) -> bool:

@@ -1,7 +1,7 @@
 """Whom this server names as the authoriser of a join of a restricted room, for a local
 user's `/join` and for another server's `make_join`/`send_join` alike (the rules are in
 `homeserver.protocol.restricted_joins`; each caller turns the verdict into its own API's
-errors)."""
+errors); and whether a room lets guest accounts join (spec "Guest Access")."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import asyncpg
 
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.restricted_joins import allowed_rooms, is_restricted, may_authorise
-from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS
+from homeserver.protocol.state_keys import CREATE, GUEST_ACCESS, JOIN_RULES, POWER_LEVELS
 from storage import state as state_store
 
 if TYPE_CHECKING:
@@ -59,3 +59,11 @@ async def authorise_join(
         needed=True, qualifies=True, authoriser=ours[0] if ours else None,
         other_servers=tuple(others),
     )
+
+
+async def guests_may_join(conn: asyncpg.Connection, engine: RoomView, room_id: str) -> bool:
+    """Whether the room's current `m.room.guest_access` is `can_join` (False for a room this
+    server has no state of: a guest joins only rooms this server can check)."""
+    ids = await state_store.get_current_state_for_keys(conn, room_id, [GUEST_ACCESS])
+    pdus = await engine.get_pdus(conn, list(ids.values()))
+    return any(p.get("content", {}).get("guest_access") == "can_join" for p in pdus.values())

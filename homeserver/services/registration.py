@@ -10,14 +10,19 @@ nothing: completing it registers. The session then remembers the user it registe
 completing it again answers that user, logged in afresh (Synapse's `registered_user_id`), so a
 client that lost the response does not register twice. Requested usernames are lowercased, as
 Synapse does: "Alice" registers @alice, who logs in as "Alice" too.
+
+Guests (`registration.allow_guests`) register without any stage; a guest becomes a full
+account through the ordinary flow with its access token as `guest_access_token`, keeping its
+user ID.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, astuple, dataclass
+from functools import partial
 from typing import Any
 
-from homeserver.services.accounts import AccountsService, Session
+from homeserver.services.accounts import AccountsService, Session, invalid_username
 from homeserver.services.uia import AuthRequired, UiaRequest, UiaSession, UserInteractiveAuth
 from storage import uia as store
 from storage.database import Database
@@ -35,6 +40,8 @@ class RegistrationParams:
     initial_device_display_name: str | None = None
     inhibit_login: bool | None = None
     refresh_token: bool | None = None
+    # The guest account this registration upgrades (its access token was given).
+    guest_user_id: str | None = None
 
     def over(self, earlier: RegistrationParams) -> RegistrationParams:
         """These parameters, completed by those an earlier request of the session gave."""
@@ -77,7 +84,12 @@ class RegistrationService:
                 refresh=bool(params.refresh_token),
             )
         username = None if params.username is None else params.username.lower()
-        if username is not None:
+        guest = params.guest_user_id
+        if guest is not None:
+            # Guest Access: the username, if given, is the guest's own localpart.
+            if username is not None and guest != f"@{username}:{self._accounts.server_name}":
+                raise invalid_username(f"A guest upgrade keeps the user ID {guest}")
+        elif username is not None:
             # The spec wants M_USER_IN_USE / M_INVALID_USERNAME before any stage.
             await self._accounts.check_username_available(username)
         if auth is None or auth.type != DUMMY_STAGE:
@@ -85,8 +97,12 @@ class RegistrationService:
         password_hash = session.password_hash if session is not None else None
         if password is not None:
             password_hash = await self._accounts.hash_new_password(password, ip)
-        registered = await self._accounts.register(
-            username, password_hash, device_id=params.device_id,
+        create = (
+            partial(self._accounts.register, username) if guest is None
+            else partial(self._accounts.upgrade_guest, guest)
+        )
+        registered = await create(
+            password_hash, device_id=params.device_id,
             device_display_name=params.initial_device_display_name,
             inhibit_login=bool(params.inhibit_login), ip=ip,
             refresh=bool(params.refresh_token),
@@ -96,6 +112,15 @@ class RegistrationService:
             await self._db.run(lambda conn: store.set_registered_user(conn, session_id, user_id))
             await self._uia.complete(session_id, user_id, DUMMY_STAGE, request)
         return registered
+
+    async def register_guest(self, device_display_name: str | None, ip: str) -> Session:
+        """`kind=guest` (spec "Guest Access"): no authentication stages, a generated user ID,
+        and every parameter but the device's display name ignored, as the spec says."""
+        self._accounts.limit_registration(ip)
+        return await self._accounts.register(
+            None, None, device_id=None, device_display_name=device_display_name,
+            inhibit_login=False, ip=ip, guest=True,
+        )
 
     async def _challenge(
         self, session: UiaSession | None, params: RegistrationParams, password: str | None,

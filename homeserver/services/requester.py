@@ -8,3 +8,5 @@ class Requester:
     user_id: str
     device_id: str
     is_admin: bool = False
+    # A guest account (spec "Guest Access"): limited to the endpoints guests may use.
+    is_guest: bool = False

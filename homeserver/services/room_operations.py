@@ -21,8 +21,9 @@ from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
 from homeserver.services.clock import Clock
-from homeserver.services.join_authorisation import authorise_join
+from homeserver.services.join_authorisation import authorise_join, guests_may_join
 from homeserver.services.outward import Outward
+from homeserver.services.profiles import member_content
 from homeserver.services.quotas import over_quota
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
@@ -82,16 +83,13 @@ class RoomsService:
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Member event content with the user's profile, if this server knows it."""
-        content: dict[str, Any] = {"membership": membership}
+        profile: dict[str, Any] = {}
         if identifiers.server_name_of(user_id) == self.server_name:
             try:
-                profile = await self.accounts.get_profile(user_id)
+                profile = await self.accounts.profiles.get_profile(user_id)
             except MatrixError:
-                return content
-            for key in ("displayname", "avatar_url"):
-                if profile.get(key) is not None:
-                    content[key] = profile[key]
-        return content
+                pass
+        return member_content(profile, membership)
 
     # ---- membership -------------------------------------------------------------------------
 
@@ -159,7 +157,12 @@ class RoomsService:
     ) -> str | None:
         """The requester's join with `content`; its event ID when this server built it (None
         when another server's make_join/send_join did). For a restricted room this server
-        names the authoriser itself, when the requester qualifies through the join rule."""
+        names the authoriser itself, when the requester qualifies through the join rule.
+        A guest joins only rooms whose `m.room.guest_access` is `can_join`."""
+        if requester.is_guest and not await self.db.run(
+            lambda c: guests_may_join(c, self.engine, room_id)
+        ):
+            raise forbidden("This room does not allow guests to join")
         if self.remote_rooms.federates and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
             candidates += await self._inviting_server(room_id, requester.user_id)
@@ -359,6 +362,13 @@ class RoomsService:
             lambda c: state_store.get_rooms_for_user(c, requester.user_id, ["join"])
         )
         return [r["room_id"] for r in rows]
+
+    async def mutual_rooms(self, requester: Requester, user_id: str) -> list[str]:
+        """The rooms the requester and `user_id` are both joined to (none for a user who
+        doesn't exist, as the spec asks)."""
+        return await self.db.run(
+            lambda c: state_store.get_mutual_rooms(c, requester.user_id, user_id)
+        )
 
     # ---- sending ------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The profile endpoints (displayname, avatar_url) against a running server, over HTTP."""
+"""The profile endpoints (displayname, avatar_url) against a running server, over HTTP
+(test_profile_fields.py: `m.tz`, custom fields and member events)."""
 
 from __future__ import annotations
 
@@ -84,17 +85,6 @@ async def test_set_profile_malformed_json(api: MatrixApi) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert (status, error["errcode"]) == (400, "M_NOT_JSON")
-
-
-async def test_unstored_profile_fields(api: MatrixApi) -> None:
-    alice = await api.register("alice")
-    status, error = await api.request(
-        "PUT", profile_path(alice.user_id, "m.tz"), json={"m.tz": "Europe/Paris"},
-        token=alice.token,
-    )
-    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
-    status, error = await api.request("GET", profile_path(alice.user_id, "m.tz"))
-    assert (status, error["errcode"]) == (404, "M_NOT_FOUND")
 
 
 async def test_unknown_and_invalid_users(api: MatrixApi) -> None:

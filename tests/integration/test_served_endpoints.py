@@ -126,27 +126,6 @@ async def test_openid_token_names_the_user_to_third_parties(
             assert answer["errcode"] == "M_UNKNOWN_TOKEN"
 
 
-async def test_reports(api: MatrixApi) -> None:
-    alice = await api.register("alice")
-    bob = await api.register("bob")
-    room_id = await api.create_room(alice)
-    event_id = await api.send_message(alice, room_id, "spam")
-    assert await api.ok("POST", f"rooms/{room_id}/report/{event_id}",
-                        json={"reason": "spam", "score": -100}, token=alice.token) == {}
-    assert await api.ok("POST", f"rooms/{room_id}/report", json={"reason": "bad"},
-                        token=alice.token) == {}
-    assert await api.ok("POST", f"users/{bob.user_id}/report", json={"reason": "rude"},
-                        token=alice.token) == {}
-    # What bob can't see, he can't report: as if it didn't exist.
-    for path in (f"rooms/{room_id}/report/{event_id}", f"rooms/{room_id}/report",
-                 "users/@nobody:localhost/report"):
-        status, body = await api.request("POST", path, json={"reason": "x"}, token=bob.token)
-        assert (status, body["errcode"]) == (404, "M_NOT_FOUND"), path
-    status, body = await api.request("POST", f"rooms/{room_id}/report/{event_id}",
-                                     json={"score": "high"}, token=alice.token)
-    assert (status, body["errcode"]) == (400, "M_BAD_JSON")
-
-
 async def test_whois(api: MatrixApi, homeserver: RunningServer) -> None:
     alice = await api.register("alice")
     bob = await api.register("bob")

@@ -1,4 +1,4 @@
-"""Users, devices, profiles and tokens: names are never reused, deleting a device or a
+"""Users, devices and tokens: names are never reused, deleting a device or a
 refresh token takes the tokens that hang off it, and a token names its owner."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncpg
 
 from storage import accounts
 from storage.database import Database
-from tests.storage.rows import add_user
+from tests.storage.rows import add_room, add_user, set_membership
 
 U = "@u:x"
 
@@ -92,13 +92,25 @@ async def test_a_used_pair_forgets_its_predecessor(db: Database) -> None:
         assert await accounts.get_refresh_token_for_update(conn, b"r2") is not None
 
 
-async def test_profile_fields_are_set_and_removed_independently(db: Database) -> None:
+async def test_a_password_hash_is_replaced(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, U)
-        await accounts.insert_profile(conn, U, "Ursula")
-        await accounts.update_avatar_url(conn, U, "mxc://x/a")
-        await accounts.update_displayname(conn, U, None)
         await accounts.update_password_hash(conn, U, "new-hash")
-        assert tuple(await accounts.get_profile(conn, U) or ()) == (None, "mxc://x/a")
         user = await accounts.get_user(conn, U)
         assert user is not None and user["password_hash"] == "new-hash"
+
+
+async def test_a_guest_upgrades_once_and_only_guests_are_listed_in_rooms(db: Database) -> None:
+    async with db.connection() as conn:
+        assert await accounts.insert_user(conn, "@g:x", None, False, 1, is_guest=True)
+        await add_user(conn, U)
+        await add_room(conn, "!r:x")
+        for stream, user_id in enumerate(("@g:x", U), start=1):
+            await set_membership(conn, "!r:x", user_id, "join", stream=stream)
+        assert await accounts.get_joined_guests(conn, "!r:x") == ["@g:x"]
+        assert not await accounts.upgrade_guest(conn, U, "hash")  # not a guest
+        assert await accounts.upgrade_guest(conn, "@g:x", "hash")
+        assert not await accounts.upgrade_guest(conn, "@g:x", "other")  # not twice
+        row = await accounts.get_user(conn, "@g:x")
+        assert row is not None and row["password_hash"] == "hash"
+        assert await accounts.get_joined_guests(conn, "!r:x") == []

@@ -79,6 +79,9 @@ class EventDraft:
 class _SendRequest(EventDraft):
     txn: ClientTxnKey | None
     done: asyncio.Future[PersistedEvent | str]
+    # Sent only while the sender's membership is join (checked under the room's lock): a
+    # server-made update of a member event must never re-join someone who just left.
+    if_joined: bool = False
 
 
 class LocalEvents:
@@ -146,9 +149,10 @@ class LocalEvents:
     async def send(
         self, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
         state_key: str | None = None, txn: ClientTxnKey | None = None,
-        redacts: str | None = None,
+        redacts: str | None = None, if_joined: bool = False,
     ) -> str:
-        """Build, authorize and persist a local event; return its event ID.
+        """Build, authorize and persist a local event; return its event ID. `if_joined`:
+        403 unless the sender is joined to the room when the event is built.
 
         Concurrent sends to one room are persisted together, in arrival order, by the room's
         writer task (`_drain`): one transaction and one commit for all that queued up while the
@@ -164,7 +168,9 @@ class LocalEvents:
         if not self.cache.knows_room(room_id):  # 404 before queueing for the room
             await self.db.run(lambda conn: self.cache.room_version(conn, room_id))
         done: asyncio.Future[PersistedEvent | str] = asyncio.get_running_loop().create_future()
-        request = _SendRequest(sender, event_type, content, state_key, redacts, txn, done)
+        request = _SendRequest(
+            sender, event_type, content, state_key, redacts, txn, done, if_joined
+        )
         self._queues[room_id].append(request)
         if room_id not in self._writers:
             self._writers[room_id] = asyncio.create_task(self._drain(room_id))
@@ -267,6 +273,9 @@ class LocalEvents:
                 outcomes.append(earlier[request.txn])
                 continue
             key = None if request.state_key is None else (request.event_type, request.state_key)
+            if request.if_joined and _membership(state, request.sender) != "join":
+                outcomes.append(forbidden(f"{request.sender} is not in the room"))
+                continue
             if key is not None and repeats_state(state.get(key), request.sender, request.content):
                 outcomes.append(current[key])
                 continue
@@ -455,3 +464,9 @@ def _fail(batch: list[_SendRequest], error: Exception) -> None:
     for request in batch:
         if not request.done.done():
             request.done.set_exception(error)
+
+
+def _membership(state: Mapping[StateKey, Mapping[str, Any]], user_id: str) -> str | None:
+    """The user's membership in `state` (None: no member event)."""
+    member = state.get(("m.room.member", user_id))
+    return None if member is None else member.get("content", {}).get("membership")
