@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.filters import EventFilter, Filter
 from homeserver.services.lazy_members import LazyMembers
@@ -125,7 +126,10 @@ async def room_timeline_and_state(
         conn, engine, requester.user_id, chronological, ignored=ignored
     )
     federation = flt.event_format == "federation"
-    serialized = await serialize_events(
+    # Bundled aggregations only for a gappy timeline (spec "Aggregations of child events"):
+    # a client that got every event since `since` has seen the children themselves.
+    serialize = serialize_with_relations if limited else serialize_events
+    serialized = await serialize(
         conn, engine, visible, requester, now=now, federation=federation
     )
     shown = [
