@@ -79,6 +79,7 @@ class _Rooms:
 
     joined: list[tuple[str, bool]]  # (room_id, joined since `since`)
     invited: list[tuple[str, str]]  # (room_id, invite event)
+    knocked: list[tuple[str, str]]  # (room_id, knock event)
     left: list[tuple[str, int, str]]  # (room_id, position of the leave, its event ID)
 
 
@@ -199,7 +200,7 @@ class SyncService:
             body["account_data"]["events"] or body["to_device"]["events"]
             or body["presence"]["events"]
             or body["device_lists"]["changed"] or body["device_lists"]["left"]
-            or rooms["join"] or rooms["invite"] or rooms["leave"]
+            or rooms["join"] or rooms["invite"] or rooms["leave"] or rooms["knock"]
         )
         return body, has_updates
 
@@ -281,6 +282,10 @@ class SyncService:
                 continue  # spec "Ignoring Users": their invites are not sent
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
+        for room_id, knock_id in rooms.knocked:
+            # The room as an outsider sees it, ending with the knock (sync.yaml KnockedRoom).
+            events = await invite_state(conn, self.engine, room_id, knock_id)
+            out["knock"][room_id] = {"knock_state": {"events": events}}
         for room_id, left_at, leave_id in rooms.left:
             window = RoomWindow(room_id, after, left_at, full, request.use_state_after)
             section = await self._room(conn, requester, window, flt, True, ignored)
@@ -340,15 +345,15 @@ class SyncService:
         self, conn: asyncpg.Connection, user_id: str, since: StreamToken | None,
         upto: StreamToken, flt: Filter,
     ) -> _Rooms:
-        """Sort the user's rooms into join/invite/leave for this response.
+        """Sort the user's rooms into join/invite/knock/leave for this response.
 
         A membership newer than `upto` counts as it was at `upto`; the next sync sees the change.
         """
-        rooms = _Rooms([], [], [])
+        rooms = _Rooms([], [], [], [])
         for row in (await self.engine.memberships(conn, user_id)).values():
             room_id, event_id, position = row.room_id, row.event_id, row.stream_ordering
             membership: str | None = row.membership
-            if row.forgotten or membership == "knock" or not flt.room.allows_room(room_id):
+            if row.forgotten or not flt.room.allows_room(room_id):
                 continue
             if position > upto.events:
                 # Changed while this sync ran: answer with the membership as of `upto`, so
@@ -366,6 +371,8 @@ class SyncService:
                 rooms.joined.append((room_id, newly))
             elif membership == "invite" and changed:
                 rooms.invited.append((room_id, event_id))
+            elif membership == "knock" and changed:
+                rooms.knocked.append((room_id, event_id))
             elif membership in ("leave", "ban") and changed:
                 if since is not None or flt.room.include_leave:
                     rooms.left.append((room_id, position, event_id))

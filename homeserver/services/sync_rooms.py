@@ -366,7 +366,8 @@ def _stripped(pdu: dict[str, Any]) -> dict[str, Any]:
 async def invite_state(
     conn: asyncpg.Connection, engine: RoomView, room_id: str, invite_event_id: str
 ) -> list[dict[str, Any]]:
-    """Stripped state of a room the user is invited to, ending with the invite itself.
+    """Stripped state of a room the user is invited to or knocked on, ending with the invite
+    or knock itself.
 
     Uses the invite's `unsigned.invite_room_state` when it carries one (a remote invite);
     otherwise the room's current state as this server knows it.
@@ -375,7 +376,10 @@ async def invite_state(
     carried = invite.get("unsigned", {}).get("invite_room_state")
     if isinstance(carried, list):
         return [*carried, _stripped(invite)]
-    return [*await stripped_state(conn, engine, room_id, invite["sender"]), _stripped(invite)]
+    # The sender's membership is in the stripped state: for a knock that is the knock itself.
+    own = ("m.room.member", invite.get("state_key"))
+    state = await stripped_state(conn, engine, room_id, invite["sender"])
+    return [*(e for e in state if (e["type"], e.get("state_key")) != own), _stripped(invite)]
 
 
 async def stripped_state(
