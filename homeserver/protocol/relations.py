@@ -69,6 +69,12 @@ def latest_valid_edit(
     return max(valid, key=lambda e: (e.origin_server_ts, e.event_id)).event_id
 
 
+def thread_root(content: Mapping[str, Any]) -> str | None:
+    """The root of the thread an event replies in (`rel_type` `m.thread`), if any."""
+    relation = relation_of(content)
+    return relation[1] if relation is not None and relation[0] == THREAD else None
+
+
 def may_start_thread(parent_content: Mapping[str, Any]) -> bool:
     """Whether an event may be a thread root (threading.md "Validation of `m.thread`
     relationships"): not if its `m.relates_to` has a `rel_type` — so a thread reply, an edit or
