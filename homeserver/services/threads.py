@@ -52,9 +52,7 @@ class Threads:
         engine = self.reads.engine
 
         async def read(conn: asyncpg.Connection) -> dict[str, Any]:
-            rows = await events_store.get_threads(
-                conn, room_id, user_id, before=before, limit=limit
-            )
+            rows = await events_store.get_threads(conn, room_id, before=before, limit=limit)
             roots = [
                 e for e in await load_events(conn, [r["root"] for r in rows])
                 if e.room_id == room_id and not e.rejected
