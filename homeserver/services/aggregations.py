@@ -37,11 +37,13 @@ _LATEST_EVENT_DEPTH = 1
 async def serialize_with_relations(
     conn: asyncpg.Connection, engine: RoomView, stored: Sequence[StoredEvent],
     viewer: Requester, *, now: int, federation: bool = False, depth: int = 2,
+    ignored: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
     """`serialize_events` plus each event's bundled aggregations; `depth` 1 bundles edits and
-    references only (for the latest reply of a thread)."""
+    references only (for the latest reply of a thread); `ignored`: the viewer's ignored users,
+    when the caller already read them."""
     events = await serialize_events(conn, engine, stored, viewer, now=now, federation=federation)
-    bundles = await _bundles(conn, engine, stored, viewer, now, federation, depth)
+    bundles = await _bundles(conn, engine, stored, viewer, now, federation, depth, ignored)
     for event in events:
         bundle = bundles.get(event["event_id"])
         if bundle:
@@ -51,14 +53,15 @@ async def serialize_with_relations(
 
 async def _bundles(
     conn: asyncpg.Connection, engine: RoomView, stored: Sequence[StoredEvent],
-    viewer: Requester, now: int, federation: bool, depth: int,
+    viewer: Requester, now: int, federation: bool, depth: int, ignored: frozenset[str] | None,
 ) -> dict[str, dict[str, Any]]:
     """`m.relations` by event ID for the events that have any (state events get none: spec
     "State events do not currently receive bundled aggregations")."""
     parents = {e.event_id: e for e in stored if e.state_key is None and not e.rejected}
     if not parents:
         return {}
-    ignored = await ignored_users(conn, viewer.user_id)
+    if ignored is None:
+        ignored = await ignored_users(conn, viewer.user_id)
     summary = await get_relation_summary(conn, list(parents), viewer.user_id, sorted(ignored))
     threads = summary.threads if depth > _LATEST_EVENT_DEPTH else []
     if not (summary.edits or threads or summary.references):
@@ -78,7 +81,7 @@ async def _bundles(
     served |= {
         e["event_id"]: e for e in await serialize_with_relations(
             conn, engine, [e for e in loaded if e.event_id not in edit_ids], viewer, now=now,
-            federation=federation, depth=_LATEST_EVENT_DEPTH,
+            federation=federation, depth=_LATEST_EVENT_DEPTH, ignored=ignored,
         )
     }
     bundles: dict[str, dict[str, Any]] = {}

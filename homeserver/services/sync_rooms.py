@@ -128,10 +128,14 @@ async def room_timeline_and_state(
     federation = flt.event_format == "federation"
     # Bundled aggregations only for a gappy timeline (spec "Aggregations of child events"):
     # a client that got every event since `since` has seen the children themselves.
-    serialize = serialize_with_relations if limited else serialize_events
-    serialized = await serialize(
-        conn, engine, visible, requester, now=now, federation=federation
-    )
+    if limited:
+        serialized = await serialize_with_relations(
+            conn, engine, visible, requester, now=now, federation=federation, ignored=ignored
+        )
+    else:
+        serialized = await serialize_events(
+            conn, engine, visible, requester, now=now, federation=federation
+        )
     shown = [
         (stored, event) for stored, event in zip(visible, serialized, strict=True)
         if timeline_filter.allows(event, window.room_id)
