@@ -252,7 +252,7 @@ class SyncService:
             # client holds none of the room's history.
             window = RoomWindow(
                 room_id, 0 if newly_joined else after, upto.events, full_room,
-                request.use_state_after,
+                request.use_state_after, newly_joined,
             )
             section = await self._room(
                 conn, requester, window, flt, room_id in moved, ignored

@@ -65,6 +65,7 @@ class RoomWindow:
     upto: int
     full_state: bool
     state_after: bool = False  # answer `state_after` (end of timeline) instead of `state`
+    newly_joined: bool = False  # joined since `since`: the client holds none of its history
 
     @property
     def state_section(self) -> str:
@@ -126,9 +127,10 @@ async def room_timeline_and_state(
         conn, engine, requester.user_id, chronological, ignored=ignored
     )
     federation = flt.event_format == "federation"
-    # Bundled aggregations only for a gappy timeline (spec "Aggregations of child events"):
-    # a client that got every event since `since` has seen the children themselves.
-    if limited:
+    # Bundled aggregations only for a gappy timeline (spec "Aggregations of child events"), or
+    # a room joined since `since` (as Synapse): a client that got every event since `since`
+    # has seen the children themselves.
+    if limited or window.newly_joined:
         serialized = await serialize_with_relations(
             conn, engine, visible, requester, now=now, federation=federation, ignored=ignored
         )

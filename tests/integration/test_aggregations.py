@@ -223,3 +223,20 @@ async def test_a_thread_cannot_start_from_an_event_with_a_relation(api: MatrixAp
         )
         assert (status, body["errcode"]) == (400, "M_UNKNOWN"), parent
     await send(api, alice, room_id, related("m.thread", root, "fine"))
+
+
+async def test_sync_bundles_the_timeline_of_a_room_joined_since(api: MatrixApi) -> None:
+    """Synapse bundles for a room newly joined (its timeline is `limited` then: the client
+    holds none of its history), even when the window holds every event."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    root = await api.send_message(alice, room_id, "root")
+    await send(api, alice, room_id, related("m.thread", root, "reply"))
+    wide = json.dumps({"room": {"timeline": {"limit": 50}}})
+    since = (await api.sync(bob, filter=wide))["next_batch"]
+    await api.join(bob, room_id)
+    body = await api.sync(bob, since=since, filter=wide)
+    timeline = body["rooms"]["join"][room_id]["timeline"]
+    assert timeline["limited"] is True
+    event = next(e for e in timeline["events"] if e["event_id"] == root)
+    assert relations(event)["m.thread"]["count"] == 1
