@@ -370,24 +370,23 @@ async def get_relations(
 
 GET_THREADS = """
 SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
-       max(e.stream_ordering) AS latest, count(*) AS replies,
-       bool_or(e.sender = $2) AS participated,
-       (array_agg(e.event_id ORDER BY e.stream_ordering DESC))[1] AS latest_event
+       max(e.stream_ordering) AS latest
 FROM events e
 WHERE e.room_id = $1 AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
   AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
 GROUP BY root
-HAVING max(e.stream_ordering) < $3
-ORDER BY latest DESC LIMIT $4
+HAVING max(e.stream_ordering) < $2
+ORDER BY latest DESC LIMIT $3
 """
 
 
 async def get_threads(
-    conn: asyncpg.Connection, room_id: str, user_id: str, *, before: int, limit: int,
+    conn: asyncpg.Connection, room_id: str, *, before: int, limit: int,
 ) -> list[asyncpg.Record]:
     """The room's threads whose latest reply is before `before`, newest activity first: root
-    event ID, latest reply (position and ID), reply count, whether `user_id` replied."""
-    return list(await conn.fetch(GET_THREADS, room_id, user_id, before, limit))
+    event ID and the position of the latest reply (their summaries are bundled aggregations,
+    storage/relations.py)."""
+    return list(await conn.fetch(GET_THREADS, room_id, before, limit))
 
 
 # The candidates nearest a timestamp, in either direction (index `events_room_time`).

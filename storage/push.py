@@ -119,6 +119,8 @@ async def upsert_default_change(
 
 # ---- notifications ----------------------------------------------------------------------------
 
+MAIN = "main"  # the thread ID of the main timeline, in receipts and notifications
+
 @dataclass(frozen=True, slots=True)
 class NotificationGroup:
     """The users one event notifies with the same actions."""
@@ -130,12 +132,13 @@ class NotificationGroup:
     highlight: bool
     ts: int
     user_ids: list[str]
+    thread_id: str = MAIN  # the root of the thread the event is in
 
 
 INSERT_PUSH_ACTIONS = """
 INSERT INTO push_actions
-    (room_id, event_id, stream_ordering, actions, highlight, ts, user_ids, part)
-VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8)
+    (room_id, event_id, stream_ordering, actions, highlight, ts, user_ids, part, thread_id)
+VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8, $9)
 """
 
 
@@ -149,19 +152,19 @@ async def insert_notifications(
         part = parts[g.stream_ordering] = parts.get(g.stream_ordering, -1) + 1
         rows.append((
             g.room_id, g.event_id, g.stream_ordering, g.actions_json, g.highlight, g.ts,
-            g.user_ids, part,
+            g.user_ids, part, g.thread_id,
         ))
     if rows:
         await conn.executemany(INSERT_PUSH_ACTIONS, rows)
 
 
-# Where a user has read a room up to: the later of their m.read and m.read.private receipts.
-# Threaded receipts other than the main timeline's do not move it (counts are not partitioned
-# by thread).
+# Where a user has read a notification's thread up to: the later of their m.read and
+# m.read.private receipts, unthreaded (everything) or of that thread (`main` for the main
+# timeline), receipts.md "Threaded read receipts".
 _READ_POSITION = """
 SELECT max(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id
 WHERE r.room_id = n.room_id AND r.user_id = $1
-  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')
+  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', n.thread_id)
 """
 
 # A user's own event (a message, their join) reads the room up to it, so the notifications
@@ -169,7 +172,7 @@ WHERE r.room_id = n.room_id AND r.user_id = $1
 # looked for only from the oldest of those notifications on (the unread stretch of the room).
 GET_UNREAD_COUNTS = f"""
 WITH unread AS (
-    SELECT n.room_id, n.stream_ordering, n.highlight FROM push_actions n
+    SELECT n.room_id, n.thread_id, n.stream_ordering, n.highlight FROM push_actions n
     WHERE n.room_id = ANY($2) AND n.stream_ordering <= $3 AND $1 = ANY(n.user_ids)
       AND n.stream_ordering > coalesce(({_READ_POSITION}), 0)
 ), own AS (
@@ -180,12 +183,12 @@ WITH unread AS (
     ) AS last_own
     FROM (SELECT room_id, min(stream_ordering) AS first FROM unread GROUP BY room_id) u
 )
-SELECT u.room_id, count(*) AS notification_count,
+SELECT u.room_id, u.thread_id, count(*) AS notification_count,
        count(*) FILTER (WHERE u.highlight) AS highlight_count,
        coalesce(max(u.stream_ordering), 0) AS last
 FROM unread u JOIN own o USING (room_id)
 WHERE u.stream_ordering > coalesce(o.last_own, 0)
-GROUP BY u.room_id
+GROUP BY u.room_id, u.thread_id
 """
 
 
@@ -199,10 +202,25 @@ class UnreadCount:
 async def get_unread_counts(
     conn: asyncpg.Connection, user_id: str, room_ids: Iterable[str], upto: int
 ) -> dict[str, UnreadCount]:
-    """room -> counts after the user's read receipt and their own latest event, for the rooms
+    """room -> counts after the user's read receipts and their own latest event, for the rooms
     that have any; events after `upto` are not counted."""
+    out: dict[str, UnreadCount] = {}
+    for (room_id, _), count in (await get_thread_unread_counts(
+        conn, user_id, room_ids, upto
+    )).items():
+        total = out.setdefault(room_id, UnreadCount(0, 0, 0))
+        total.notifications += count.notifications
+        total.highlights += count.highlights
+        total.last = max(total.last, count.last)
+    return out
+
+
+async def get_thread_unread_counts(
+    conn: asyncpg.Connection, user_id: str, room_ids: Iterable[str], upto: int
+) -> dict[tuple[str, str], UnreadCount]:
+    """(room, thread root or MAIN) -> counts, as `get_unread_counts` but per thread."""
     rows = await conn.fetch(GET_UNREAD_COUNTS, user_id, list(room_ids), upto)
-    return {r["room_id"]: UnreadCount(r[1], r[2], r[3]) for r in rows}
+    return {(r["room_id"], r["thread_id"]): UnreadCount(r[2], r[3], r[4]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

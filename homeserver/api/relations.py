@@ -27,7 +27,7 @@ async def relations(request: web.Request) -> web.Response:
     direction = request.query.get("dir", "b")
     if direction not in ("b", "f"):
         raise invalid_param("'dir' must be 'b' or 'f'")
-    query_bool(request, "recurse")  # validated; recursion is not done (see the service)
+    recurse = query_bool(request, "recurse") if "recurse" in request.query else None
     rooms = request.app[ROOMS]
     m = request.match_info
     return json_response(await Relations(rooms.db, rooms.reads).children(
@@ -35,5 +35,5 @@ async def relations(request: web.Request) -> web.Response:
         event_type=m.get("eventType"), from_token=request.query.get("from"),
         to_token=request.query.get("to"),
         limit=query_int(request, "limit", DEFAULT_LIMIT, lo=1, hi=MAX_LIMIT),
-        backwards=direction == "b",
+        backwards=direction == "b", recurse=recurse,
     ))

@@ -91,6 +91,8 @@ class EventFilter:
     contains_url: bool | None = None
     lazy_load_members: bool = False
     include_redundant_members: bool = False
+    # Unread counts split per thread in /sync (`unread_thread_notifications`, spec v1.4).
+    unread_thread_notifications: bool = False
 
     @classmethod
     def parse(cls, raw: dict[str, Any], where: str) -> EventFilter:
@@ -113,6 +115,7 @@ class EventFilter:
             contains_url=contains_url,
             lazy_load_members=_bool(raw, "lazy_load_members", where),
             include_redundant_members=_bool(raw, "include_redundant_members", where),
+            unread_thread_notifications=_bool(raw, "unread_thread_notifications", where),
         )
 
     def allows_type(self, event_type: str) -> bool:

@@ -30,6 +30,7 @@ from homeserver.protocol import push_rules
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.push_rules import CompiledRuleset, EventContext, InvalidPushRule
+from homeserver.protocol.relations import relation_of, thread_root
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.clock import Clock
@@ -42,7 +43,7 @@ from storage import account_data as account_data_store
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
-from storage.push import NotificationGroup, Pusher
+from storage.push import MAIN, NotificationGroup, Pusher
 
 log = logging.getLogger(__name__)
 
@@ -217,19 +218,36 @@ class PushService:
             {**pdu, "event_id": event.event_id}, len(members),
             user_power_level(sender, power_levels, create, version), power_levels,
         )
+        matched = {
+            user_id: rule for user_id, rule in
+            self._evaluate(rulesets, ctx, names, event.event_id).items() if rule.notifies
+        }
+        if not matched:
+            return
         groups: dict[str, NotificationGroup] = {}
+        thread_id = await self._thread_of(conn, pdu["content"])
         ts = self.clock.now_ms()
-        for user_id, rule in self._evaluate(rulesets, ctx, names, event.event_id).items():
-            if not rule.notifies:
-                continue
+        for user_id, rule in matched.items():
             group = groups.get(rule.actions_json)
             if group is None:
                 group = groups[rule.actions_json] = NotificationGroup(
                     room_id, event.event_id, event.stream_ordering, rule.actions_json,
-                    rule.highlight, ts, [],
+                    rule.highlight, ts, [], thread_id,
                 )
             group.user_ids.append(user_id)
         writes.notifications.extend(groups.values())
+
+    async def _thread_of(self, conn: asyncpg.Connection, content: dict[str, Any]) -> str:
+        """The thread an event's notification counts in (threading.md: per-thread
+        notification counts): a thread reply's root; for an edit, reference or other relation
+        of a thread reply, that reply's root (as Synapse does); else the main timeline."""
+        root = thread_root(content)
+        relation = relation_of(content)
+        if root is None and relation is not None:
+            parent = (await self.engine.get_pdus(conn, [relation[1]])).get(relation[1])
+            if parent is not None and isinstance(parent.get("content"), dict):
+                root = thread_root(parent["content"])
+        return root or MAIN
 
     @staticmethod
     def _evaluate(

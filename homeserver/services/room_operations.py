@@ -17,6 +17,7 @@ from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
 from homeserver.protocol.power_levels import required_level, user_power_level
+from homeserver.protocol.relations import THREAD, may_start_thread, relation_of
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.canonical_alias import CANONICAL_ALIAS, added_aliases
@@ -383,6 +384,9 @@ class RoomsService:
             raise forbidden("Redactions are sent with the /redact endpoint")
         if state_key is not None and event_type == CANONICAL_ALIAS:
             await self._check_canonical_alias(requester.user_id, room_id, state_key, content)
+        relation = relation_of(content)
+        if relation is not None and relation[0] == THREAD:
+            await self._check_thread_root(room_id, relation[1])
         txn = None
         if txn_id is not None:
             scope = f"send/{room_id}/{event_type}"
@@ -390,6 +394,24 @@ class RoomsService:
         return await self.local.send(
             room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
         )
+
+    async def _check_thread_root(self, room_id: str, root_id: str) -> None:
+        """400 M_UNKNOWN for a thread off an event that relates to another (threading.md
+        "Validation of `m.thread` relationships"), so threads never nest. A root this server
+        doesn't know is let through, as one of another room would be: the relation then
+        simply never shows."""
+        async def root_content(conn: Any) -> dict[str, Any] | None:
+            stored = (await events_store.get_events(conn, [root_id])).get(root_id)
+            if stored is None or stored.room_id != room_id:
+                return None
+            pdus = await self.engine.get_pdus(conn, [root_id])
+            return pdus[root_id]["content"] if root_id in pdus else None
+
+        content = await self.db.run(root_content)
+        if content is not None and not may_start_thread(content):
+            raise MatrixError(
+                400, "M_UNKNOWN", "Cannot start a thread from an event with a relation"
+            )
 
     async def _check_canonical_alias(
         self, requester_id: str, room_id: str, state_key: str, content: dict[str, Any]

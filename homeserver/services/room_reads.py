@@ -16,13 +16,9 @@ import asyncpg
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.protocol.state_keys import CREATE, StateKey
+from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
-from homeserver.services.event_views import (
-    filter_visible,
-    load_events,
-    serialize_events,
-    world_readable,
-)
+from homeserver.services.event_views import filter_visible, load_events, world_readable
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.requester import Requester
 from homeserver.services.room_history import (
@@ -72,7 +68,7 @@ class RoomReads:
     async def _serialize(
         self, conn: asyncpg.Connection, stored: Sequence[StoredEvent], requester: Requester
     ) -> list[dict[str, Any]]:
-        return await serialize_events(
+        return await serialize_with_relations(
             conn, self.engine, stored, requester, now=self.clock.now_ms()
         )
 

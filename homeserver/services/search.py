@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import invalid_param
+from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.filters import EventFilter
@@ -138,7 +139,7 @@ class SearchService:
         """The hits the user may see (history visibility) that pass the whole filter."""
         stored = await load_events(conn, [h.event_id for h in hits])
         visible = await filter_visible(conn, self.engine, requester.user_id, stored)
-        events = await serialize_events(
+        events = await serialize_with_relations(
             conn, self.engine, visible, requester, now=self.clock.now_ms()
         )
         by_id = {e["event_id"]: e for e in events if flt.allows(e)}
@@ -163,10 +164,12 @@ class SearchService:
         after_v = await filter_visible(conn, self.engine, uid, after)
         now = self.clock.now_ms()
         context: dict[str, Any] = {
-            "events_before": await serialize_events(
+            "events_before": await serialize_with_relations(
                 conn, self.engine, before_v, requester, now=now
             ),
-            "events_after": await serialize_events(conn, self.engine, after_v, requester, now=now),
+            "events_after": await serialize_with_relations(
+                conn, self.engine, after_v, requester, now=now
+            ),
             "start": StreamToken(events=(before[-1].stream_ordering or 1) - 1 if before
                                  else at - 1).encode(),
             "end": StreamToken(events=after[-1].stream_ordering or at if after else at).encode(),

@@ -49,8 +49,13 @@ from homeserver.services.unread_counts import UnreadCounts
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
+from storage.push import MAIN
 
 NO_NOTIFICATIONS = {"notification_count": 0, "highlight_count": 0}
+
+
+def _counts(notifications: int, highlights: int) -> dict[str, int]:
+    return {"notification_count": notifications, "highlight_count": highlights}
 
 
 def _joins(events: list[dict[str, Any]]) -> set[str]:
@@ -79,6 +84,7 @@ class _Rooms:
 
     joined: list[tuple[str, bool]]  # (room_id, joined since `since`)
     invited: list[tuple[str, str]]  # (room_id, invite event)
+    knocked: list[tuple[str, str]]  # (room_id, knock event)
     left: list[tuple[str, int, str]]  # (room_id, position of the leave, its event ID)
 
 
@@ -199,7 +205,7 @@ class SyncService:
             body["account_data"]["events"] or body["to_device"]["events"]
             or body["presence"]["events"]
             or body["device_lists"]["changed"] or body["device_lists"]["left"]
-            or rooms["join"] or rooms["invite"] or rooms["leave"]
+            or rooms["join"] or rooms["invite"] or rooms["leave"] or rooms["knock"]
         )
         return body, has_updates
 
@@ -246,7 +252,7 @@ class SyncService:
             # client holds none of the room's history.
             window = RoomWindow(
                 room_id, 0 if newly_joined else after, upto.events, full_room,
-                request.use_state_after,
+                request.use_state_after, newly_joined,
             )
             section = await self._room(
                 conn, requester, window, flt, room_id in moved, ignored
@@ -265,14 +271,14 @@ class SyncService:
             section["account_data"] = {"events": account_data}
             section["unread_notifications"] = dict(NO_NOTIFICATIONS)
             out["join"][room_id] = section
-        if out["join"]:
+        if out["join"] and flt.room.timeline.unread_thread_notifications:
+            await self._thread_counts(conn, requester.user_id, upto, out["join"])
+        elif out["join"]:
             counts = await self.unread.get(
                 conn, requester.user_id, list(out["join"]), upto.events
             )
             for room_id, (notifications, highlights) in counts.items():
-                out["join"][room_id]["unread_notifications"] = {
-                    "notification_count": notifications, "highlight_count": highlights,
-                }
+                out["join"][room_id]["unread_notifications"] = _counts(notifications, highlights)
         inviters = await events_store.get_events(
             conn, [e for _, e in rooms.invited]
         ) if ignored and rooms.invited else {}
@@ -281,6 +287,10 @@ class SyncService:
                 continue  # spec "Ignoring Users": their invites are not sent
             events = await invite_state(conn, self.engine, room_id, invite_id)
             out["invite"][room_id] = {"invite_state": {"events": events}}
+        for room_id, knock_id in rooms.knocked:
+            # The room as an outsider sees it, ending with the knock (sync.yaml KnockedRoom).
+            events = await invite_state(conn, self.engine, room_id, knock_id)
+            out["knock"][room_id] = {"knock_state": {"events": events}}
         for room_id, left_at, leave_id in rooms.left:
             window = RoomWindow(room_id, after, left_at, full, request.use_state_after)
             section = await self._room(conn, requester, window, flt, True, ignored)
@@ -293,6 +303,21 @@ class SyncService:
             out["leave"][room_id] = section
         newcomers.discard(requester.user_id)
         return newcomers
+
+    async def _thread_counts(
+        self, conn: asyncpg.Connection, user_id: str, upto: StreamToken,
+        joined: dict[str, dict[str, Any]],
+    ) -> None:
+        """Counts split by thread (sync.yaml `unread_thread_notifications`, asked for by the
+        timeline filter): the main timeline's in `unread_notifications`, each thread's under
+        its root (threads with nothing unread left out, as Synapse does)."""
+        counts = await self.unread.by_thread(conn, user_id, list(joined), upto.events)
+        for room_id, section in joined.items():
+            by_thread = counts.get(room_id, {})
+            section["unread_notifications"] = _counts(*by_thread.get(MAIN, (0, 0)))
+            section["unread_thread_notifications"] = {
+                root: _counts(*count) for root, count in by_thread.items() if root != MAIN
+            }
 
     async def _newcomers_presence(
         self, conn: asyncpg.Connection, newcomers: set[str], upto: StreamToken, flt: Filter,
@@ -340,15 +365,15 @@ class SyncService:
         self, conn: asyncpg.Connection, user_id: str, since: StreamToken | None,
         upto: StreamToken, flt: Filter,
     ) -> _Rooms:
-        """Sort the user's rooms into join/invite/leave for this response.
+        """Sort the user's rooms into join/invite/knock/leave for this response.
 
         A membership newer than `upto` counts as it was at `upto`; the next sync sees the change.
         """
-        rooms = _Rooms([], [], [])
+        rooms = _Rooms([], [], [], [])
         for row in (await self.engine.memberships(conn, user_id)).values():
             room_id, event_id, position = row.room_id, row.event_id, row.stream_ordering
             membership: str | None = row.membership
-            if row.forgotten or membership == "knock" or not flt.room.allows_room(room_id):
+            if row.forgotten or not flt.room.allows_room(room_id):
                 continue
             if position > upto.events:
                 # Changed while this sync ran: answer with the membership as of `upto`, so
@@ -366,6 +391,8 @@ class SyncService:
                 rooms.joined.append((room_id, newly))
             elif membership == "invite" and changed:
                 rooms.invited.append((room_id, event_id))
+            elif membership == "knock" and changed:
+                rooms.knocked.append((room_id, event_id))
             elif membership in ("leave", "ban") and changed:
                 if since is not None or flt.room.include_leave:
                     rooms.left.append((room_id, position, event_id))

@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.filters import EventFilter, Filter
 from homeserver.services.lazy_members import LazyMembers
@@ -64,6 +65,7 @@ class RoomWindow:
     upto: int
     full_state: bool
     state_after: bool = False  # answer `state_after` (end of timeline) instead of `state`
+    newly_joined: bool = False  # joined since `since`: the client holds none of its history
 
     @property
     def state_section(self) -> str:
@@ -125,9 +127,17 @@ async def room_timeline_and_state(
         conn, engine, requester.user_id, chronological, ignored=ignored
     )
     federation = flt.event_format == "federation"
-    serialized = await serialize_events(
-        conn, engine, visible, requester, now=now, federation=federation
-    )
+    # Bundled aggregations only for a gappy timeline (spec "Aggregations of child events"), or
+    # a room joined since `since` (as Synapse): a client that got every event since `since`
+    # has seen the children themselves.
+    if limited or window.newly_joined:
+        serialized = await serialize_with_relations(
+            conn, engine, visible, requester, now=now, federation=federation, ignored=ignored
+        )
+    else:
+        serialized = await serialize_events(
+            conn, engine, visible, requester, now=now, federation=federation
+        )
     shown = [
         (stored, event) for stored, event in zip(visible, serialized, strict=True)
         if timeline_filter.allows(event, window.room_id)
@@ -362,7 +372,8 @@ def _stripped(pdu: dict[str, Any]) -> dict[str, Any]:
 async def invite_state(
     conn: asyncpg.Connection, engine: RoomView, room_id: str, invite_event_id: str
 ) -> list[dict[str, Any]]:
-    """Stripped state of a room the user is invited to, ending with the invite itself.
+    """Stripped state of a room the user is invited to or knocked on, ending with the invite
+    or knock itself.
 
     Uses the invite's `unsigned.invite_room_state` when it carries one (a remote invite);
     otherwise the room's current state as this server knows it.
@@ -371,7 +382,10 @@ async def invite_state(
     carried = invite.get("unsigned", {}).get("invite_room_state")
     if isinstance(carried, list):
         return [*carried, _stripped(invite)]
-    return [*await stripped_state(conn, engine, room_id, invite["sender"]), _stripped(invite)]
+    # The sender's membership is in the stripped state: for a knock that is the knock itself.
+    own = ("m.room.member", invite.get("state_key"))
+    state = await stripped_state(conn, engine, room_id, invite["sender"])
+    return [*(e for e in state if (e["type"], e.get("state_key")) != own), _stripped(invite)]
 
 
 async def stripped_state(

@@ -17,7 +17,8 @@ import asyncpg
 
 from homeserver.errors import invalid_param
 from homeserver.protocol.state_keys import CREATE
-from homeserver.services.event_views import filter_visible, load_events, serialize_events
+from homeserver.services.aggregations import serialize_with_relations
+from homeserver.services.event_views import filter_visible, load_events
 from homeserver.services.requester import Requester
 from homeserver.services.room_reads import RoomReads
 from homeserver.services.streams import MAX_POSITION, prefixed_position
@@ -51,35 +52,23 @@ class Threads:
         engine = self.reads.engine
 
         async def read(conn: asyncpg.Connection) -> dict[str, Any]:
-            rows = await events_store.get_threads(
-                conn, room_id, user_id, before=before, limit=limit
-            )
-            roots = {
-                e.event_id: e for e in await load_events(conn, [r["root"] for r in rows])
+            rows = await events_store.get_threads(conn, room_id, before=before, limit=limit)
+            roots = [
+                e for e in await load_events(conn, [r["root"] for r in rows])
                 if e.room_id == room_id and not e.rejected
-            }
-            latest = {e.event_id: e for e in await load_events(
-                conn, [r["latest_event"] for r in rows]
-            )}
-            visible = {e.event_id for e in await filter_visible(
-                conn, engine, user_id, [*roots.values(), *latest.values()]
-            )}
+            ]
+            visible = await filter_visible(conn, engine, user_id, roots)
             chunk = []
-            for row in rows:
-                root = roots.get(row["root"])
-                last = latest.get(row["latest_event"])
-                if root is None or last is None or not {root.event_id, last.event_id} <= visible:
+            # Each root's `m.thread` bundle has the count and latest reply the reader may see
+            # (ignored users' replies left out); a thread with none of those is not listed.
+            for event in await serialize_with_relations(
+                conn, engine, visible, requester, now=self.reads.clock.now_ms()
+            ):
+                summary = event["unsigned"].get("m.relations", {}).get("m.thread")
+                if summary is None or (
+                    participated_only and not summary["current_user_participated"]
+                ):
                     continue
-                took_part = bool(row["participated"]) or root.sender == user_id
-                if participated_only and not took_part:
-                    continue
-                event, reply = await serialize_events(
-                    conn, engine, [root, last], requester, now=self.reads.clock.now_ms()
-                )
-                event["unsigned"].setdefault("m.relations", {})["m.thread"] = {
-                    "latest_event": reply, "count": row["replies"],
-                    "current_user_participated": took_part,
-                }
                 chunk.append(event)
             body: dict[str, Any] = {"chunk": chunk}
             if len(rows) == limit:

@@ -76,6 +76,18 @@ class UnreadCounts:
         return out
 
     @staticmethod
+    async def by_thread(
+        conn: asyncpg.Connection, user_id: str, room_ids: Sequence[str], upto: int
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        """room -> thread root (or `main`) -> (notifications, highlights), for a client that
+        asked for counts per thread. Read from the database: the cache holds room totals."""
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        found = await push_store.get_thread_unread_counts(conn, user_id, room_ids, upto)
+        for (room_id, thread_id), count in found.items():
+            out.setdefault(room_id, {})[thread_id] = (count.notifications, count.highlights)
+        return out
+
+    @staticmethod
     async def _load(
         conn: asyncpg.Connection, user_id: str, room_ids: list[str]
     ) -> dict[tuple[str, str], UnreadCount]:

@@ -187,11 +187,10 @@ async def test_relations_threads_and_timestamps(db: Database) -> None:
             limit=10, newest_first=False,
         )
         assert ids(threaded) == ["$r4"]
-        (thread,) = await store.get_threads(conn, R, "@v:x", before=10, limit=5)
-        assert (thread["root"], thread["latest"], thread["replies"], thread["participated"],
-                thread["latest_event"]) == ("$root", 4, 2, True, "$r4")
+        (thread,) = await store.get_threads(conn, R, before=10, limit=5)
+        assert (thread["root"], thread["latest"]) == ("$root", 4)
         # Paging back past a thread's latest reply leaves the thread out.
-        assert await store.get_threads(conn, R, "@v:x", before=4, limit=5) == []
+        assert await store.get_threads(conn, R, before=4, limit=5) == []
 
         assert await store.get_events_near_ts(conn, R, 250, forwards=True, limit=2) == [
             "$r3", "$r4"
