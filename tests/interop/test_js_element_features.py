@@ -48,12 +48,6 @@ async def test_js_sdk_element_features_on_synapse(synapse: SynapsePeer) -> None:
     assert [s["name"] for s in result["steps"]] == EXPECTED_STEPS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs WP-A's bundled aggregations (m.thread on the root from /event; m.replace on "
-    "/event and /messages): the thread step fails on them, and with it left out the edit step "
-    "does; the space and upgrade steps pass on main. The coordinator removes this on merging WP-A",
-)
 @pytest.mark.usefixtures("no_server_errors")  # a 500 the client retried past still fails
 async def test_js_sdk_element_features_on_moot(
     homeserver: RunningServer, http: aiohttp.ClientSession
