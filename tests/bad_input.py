@@ -79,9 +79,15 @@ async def send_body(
     return await api.request(method, path, json=value, token=token)
 
 
-def assert_sane(status: int, body: Any, context: Any) -> None:
-    """Never a 5xx; every error is Matrix-shaped (a 401 asking for more auth has no errcode)."""
-    assert status < 500, (status, body, context)
+def assert_sane(status: int, body: Any, context: Any, *, reaches_out: bool = False) -> None:
+    """Never a 5xx; every error is Matrix-shaped (a 401 asking for more auth has no errcode).
+
+    ``reaches_out``: the request may name another server that the server must ask (a remote
+    alias to join or resolve, a remote user's profile). A name that does not resolve is a
+    server that failed, not bad input: 502 or 504, Matrix-shaped, is the honest answer (as
+    Synapse's "Failed to fetch alias")."""
+    upstream = reaches_out and status in (502, 504)
+    assert status < 500 or upstream, (status, body, context)
     if status >= 400 and not (status == 401 and isinstance(body, dict) and "flows" in body):
         assert isinstance(body, dict) and isinstance(body.get("errcode"), str), (
             status, body, context,

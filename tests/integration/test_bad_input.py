@@ -162,6 +162,9 @@ async def test_path_segments_survive_arbitrary_text(api: MatrixApi, scene: Scene
     token = scene.alice.token
     for i, segment in enumerate(collect(segments)):
         part = quote(segment, safe="")
+        # The routes that may ask the server a segment names (an alias's, a user's).
+        reaching_out = {("POST", f"join/{part}"), ("GET", f"directory/room/{part}"),
+                        ("GET", f"profile/{part}"), ("POST", f"rooms/{part}/invite")}
         requests = [
             ("GET", f"rooms/{part}/messages"), ("GET", f"rooms/{part}/state"),
             ("GET", f"rooms/{scene.room}/event/{part}"),
@@ -177,7 +180,8 @@ async def test_path_segments_survive_arbitrary_text(api: MatrixApi, scene: Scene
             status, body = await api.request(
                 method, path, json={"user_id": scene.bob.user_id}, token=token
             )
-            assert_sane(status, body, (method, path))
+            assert_sane(status, body, (method, path),
+                        reaches_out=(method, path) in reaching_out)
 
 
 @pytest.mark.parametrize(
