@@ -389,19 +389,18 @@ async def get_threads(
     return list(await conn.fetch(GET_THREADS, room_id, before, limit))
 
 
-# The candidates nearest a timestamp, in either direction (index `events_room_time`).
-GET_EVENTS_AFTER_TS = """
+# The candidates nearest a timestamp, in either direction (index `events_room_time`): every
+# event of the room a client may page to, those with a stream position and the historical ones
+# fetched by backfill alike (history from before this server joined is still the room's), so
+# neither outliers, rejected nor soft-failed; ties by (depth, event ID), as history pages.
+_NEAR_TS = """
 SELECT event_id FROM events
-WHERE room_id = $1 AND origin_server_ts >= $2 AND stream_ordering IS NOT NULL
-  AND rejection_reason IS NULL AND NOT soft_failed
-ORDER BY origin_server_ts, stream_ordering LIMIT $3
+WHERE room_id = $1 AND origin_server_ts {} $2
+  AND NOT outlier AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY origin_server_ts {dir}, depth {dir}, event_id {dir} LIMIT $3
 """
-GET_EVENTS_BEFORE_TS = """
-SELECT event_id FROM events
-WHERE room_id = $1 AND origin_server_ts <= $2 AND stream_ordering IS NOT NULL
-  AND rejection_reason IS NULL AND NOT soft_failed
-ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT $3
-"""
+GET_EVENTS_AFTER_TS = _NEAR_TS.format(">=", dir="ASC")
+GET_EVENTS_BEFORE_TS = _NEAR_TS.format("<=", dir="DESC")
 
 
 async def get_events_near_ts(

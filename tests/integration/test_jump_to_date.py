@@ -89,8 +89,13 @@ async def test_history_only_other_servers_hold_is_found_there(
                            token=bob.token)
     assert event["origin_server_ts"] == body["origin_server_ts"]
 
-    # Going forward from before the second message: b's first event is Bob's join, next to the
-    # gap of what came before it; a holds the second message, nearer.
+    # Bob scrolls back, as a client does: b backfills what came before his join, so the join
+    # is no longer next to a gap and b's own answer stands; it must count that history.
+    await api_b.ok("GET", f"rooms/{room.room}/messages", token=bob.token,
+                   params={"dir": "b", "limit": "50"})
+
+    # Going forward from before the second message: a holds the second message; so does b now
+    # (backfilled), nearer than Bob's join.
     ts = second["origin_server_ts"]
     expected = await room.api.ok("GET", PATH.format(room.room), token=room.alice.token,
                                  params={"ts": str(ts), "dir": "f"})
