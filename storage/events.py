@@ -369,24 +369,32 @@ async def get_relations(
 
 
 GET_THREADS = """
-SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
-       max(e.stream_ordering) AS latest
-FROM events e
-WHERE e.room_id = $1 AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
-  AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
-GROUP BY root
-HAVING max(e.stream_ordering) < $2
+SELECT root, latest FROM (
+    SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
+           max(e.stream_ordering) AS latest, bool_or(e.sender = $4) AS replied
+    FROM events e
+    WHERE e.room_id = $1
+      AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
+      AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
+    GROUP BY root
+    HAVING max(e.stream_ordering) < $2
+) t
+WHERE $4::text IS NULL OR t.replied
+   OR EXISTS (SELECT 1 FROM events r WHERE r.event_id = t.root AND r.sender = $4)
 ORDER BY latest DESC LIMIT $3
 """
 
 
 async def get_threads(
     conn: asyncpg.Connection, room_id: str, *, before: int, limit: int,
+    participant: str | None = None,
 ) -> list[asyncpg.Record]:
     """The room's threads whose latest reply is before `before`, newest activity first: root
     event ID and the position of the latest reply (their summaries are bundled aggregations,
-    storage/relations.py)."""
-    return list(await conn.fetch(GET_THREADS, room_id, before, limit))
+    storage/relations.py). With `participant`, only the threads that user replied in or whose
+    root they sent (spec `include=participated`), chosen here so that a page is never cut
+    down to nothing after it was read."""
+    return list(await conn.fetch(GET_THREADS, room_id, before, limit, participant))
 
 
 # The candidates nearest a timestamp, in either direction (index `events_room_time`): every
