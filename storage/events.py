@@ -343,17 +343,23 @@ async def get_last_departure(
 
 
 # Event relationships: the children of an event by their content's `m.relates_to.event_id`
-# (index `events_relates_to`, migration 0016).
-_RELATIONS = f"""
-SELECT {_EVENT_COLUMNS} FROM events e
-WHERE moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' = $2 AND e.room_id = $1
+# (index `events_relates_to`, migration 0016). A page of them, here and of descendants
+# (storage/relations.py), is the events `e` after the query's parent condition and
+# RELATION_PAGE: $3 rel_type, $4 event type (each NULL for any), $5 < stream position < $6,
+# at most $7, in one of RELATION_ORDERS (newest first, oldest first).
+RELATION_PAGE = """
   AND e.stream_ordering > $5 AND e.stream_ordering < $6
   AND e.rejection_reason IS NULL AND NOT e.soft_failed
   AND ($3::text IS NULL OR moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = $3)
   AND ($4::text IS NULL OR e.type = $4)
 """
-GET_RELATIONS_BACKWARDS = _RELATIONS + "ORDER BY e.stream_ordering DESC LIMIT $7"
-GET_RELATIONS_FORWARDS = _RELATIONS + "ORDER BY e.stream_ordering ASC LIMIT $7"
+RELATION_ORDERS = ("ORDER BY e.stream_ordering DESC LIMIT $7",
+                   "ORDER BY e.stream_ordering ASC LIMIT $7")
+_RELATIONS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' = $2 AND e.room_id = $1
+{RELATION_PAGE}"""
+GET_RELATIONS_BACKWARDS, GET_RELATIONS_FORWARDS = (_RELATIONS + o for o in RELATION_ORDERS)
 
 
 async def get_relations(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from homeserver.protocol.relations import ENCRYPTED, REPLACE, THREAD, Edit
-from storage.events import _EVENT_COLUMNS, StoredEvent, _row
+from storage.events import _EVENT_COLUMNS, RELATION_ORDERS, RELATION_PAGE, StoredEvent, _row
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +127,8 @@ WITH RECURSIVE descendants(event_id, generation) AS (
 )
 SELECT {_EVENT_COLUMNS} FROM events e
 WHERE e.event_id IN (SELECT event_id FROM descendants)
-  AND e.stream_ordering > $5 AND e.stream_ordering < $6
-  AND e.rejection_reason IS NULL AND NOT e.soft_failed
-  AND ($3::text IS NULL OR moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = $3)
-  AND ($4::text IS NULL OR e.type = $4)
-"""
-GET_DESCENDANTS_BACKWARDS = _DESCENDANTS + "ORDER BY e.stream_ordering DESC LIMIT $7"
-GET_DESCENDANTS_FORWARDS = _DESCENDANTS + "ORDER BY e.stream_ordering ASC LIMIT $7"
+{RELATION_PAGE}"""
+GET_DESCENDANTS_BACKWARDS, GET_DESCENDANTS_FORWARDS = (_DESCENDANTS + o for o in RELATION_ORDERS)
 
 
 async def get_descendants(
