@@ -5,7 +5,8 @@ what relates to them in `unsigned.m.relations`.
   content is left as it is, and a redacted original gets no edit.
 - `m.thread`: the reply count and latest reply (ignored users' replies left out), and whether
   the reader took part; the latest reply comes with its own aggregations.
-- `m.reference`: the IDs of the referencing events.
+- `m.reference`: the IDs of the newest referencing events (storage/relations.py
+  MAX_REFERENCES: anyone may reference an event, and its bundle must not grow with that).
 Reactions (`m.annotation`) are not bundled: clients count them from the events.
 
 One query summarises the children of a whole page of events (storage/relations.py), one more
