@@ -343,17 +343,23 @@ async def get_last_departure(
 
 
 # Event relationships: the children of an event by their content's `m.relates_to.event_id`
-# (index `events_relates_to`, migration 0016).
-_RELATIONS = f"""
-SELECT {_EVENT_COLUMNS} FROM events e
-WHERE moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' = $2 AND e.room_id = $1
+# (index `events_relates_to`, migration 0016). A page of them, here and of descendants
+# (storage/relations.py), is the events `e` after the query's parent condition and
+# RELATION_PAGE: $3 rel_type, $4 event type (each NULL for any), $5 < stream position < $6,
+# at most $7, in one of RELATION_ORDERS (newest first, oldest first).
+RELATION_PAGE = """
   AND e.stream_ordering > $5 AND e.stream_ordering < $6
   AND e.rejection_reason IS NULL AND NOT e.soft_failed
   AND ($3::text IS NULL OR moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = $3)
   AND ($4::text IS NULL OR e.type = $4)
 """
-GET_RELATIONS_BACKWARDS = _RELATIONS + "ORDER BY e.stream_ordering DESC LIMIT $7"
-GET_RELATIONS_FORWARDS = _RELATIONS + "ORDER BY e.stream_ordering ASC LIMIT $7"
+RELATION_ORDERS = ("ORDER BY e.stream_ordering DESC LIMIT $7",
+                   "ORDER BY e.stream_ordering ASC LIMIT $7")
+_RELATIONS = f"""
+SELECT {_EVENT_COLUMNS} FROM events e
+WHERE moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' = $2 AND e.room_id = $1
+{RELATION_PAGE}"""
+GET_RELATIONS_BACKWARDS, GET_RELATIONS_FORWARDS = (_RELATIONS + o for o in RELATION_ORDERS)
 
 
 async def get_relations(
@@ -369,39 +375,46 @@ async def get_relations(
 
 
 GET_THREADS = """
-SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
-       max(e.stream_ordering) AS latest
-FROM events e
-WHERE e.room_id = $1 AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
-  AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
-GROUP BY root
-HAVING max(e.stream_ordering) < $2
+SELECT root, latest FROM (
+    SELECT moot_event_content(e.json) -> 'm.relates_to' ->> 'event_id' AS root,
+           max(e.stream_ordering) AS latest, bool_or(e.sender = $4) AS replied
+    FROM events e
+    WHERE e.room_id = $1
+      AND moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = 'm.thread'
+      AND e.stream_ordering IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
+    GROUP BY root
+    HAVING max(e.stream_ordering) < $2
+) t
+WHERE $4::text IS NULL OR t.replied
+   OR EXISTS (SELECT 1 FROM events r WHERE r.event_id = t.root AND r.sender = $4)
 ORDER BY latest DESC LIMIT $3
 """
 
 
 async def get_threads(
     conn: asyncpg.Connection, room_id: str, *, before: int, limit: int,
+    participant: str | None = None,
 ) -> list[asyncpg.Record]:
     """The room's threads whose latest reply is before `before`, newest activity first: root
     event ID and the position of the latest reply (their summaries are bundled aggregations,
-    storage/relations.py)."""
-    return list(await conn.fetch(GET_THREADS, room_id, before, limit))
+    storage/relations.py). With `participant`, only the threads that user replied in or whose
+    root they sent (spec `include=participated`), chosen here so that a page is never cut
+    down to nothing after it was read."""
+    return list(await conn.fetch(GET_THREADS, room_id, before, limit, participant))
 
 
-# The candidates nearest a timestamp, in either direction (index `events_room_time`).
-GET_EVENTS_AFTER_TS = """
+# The candidates nearest a timestamp, in either direction (index `events_room_time`): every
+# event of the room a client may page to, those with a stream position and the historical ones
+# fetched by backfill alike (history from before this server joined is still the room's), so
+# neither outliers, rejected nor soft-failed; ties by (depth, event ID), as history pages.
+_NEAR_TS = """
 SELECT event_id FROM events
-WHERE room_id = $1 AND origin_server_ts >= $2 AND stream_ordering IS NOT NULL
-  AND rejection_reason IS NULL AND NOT soft_failed
-ORDER BY origin_server_ts, stream_ordering LIMIT $3
+WHERE room_id = $1 AND origin_server_ts {} $2
+  AND NOT outlier AND rejection_reason IS NULL AND NOT soft_failed
+ORDER BY origin_server_ts {dir}, depth {dir}, event_id {dir} LIMIT $3
 """
-GET_EVENTS_BEFORE_TS = """
-SELECT event_id FROM events
-WHERE room_id = $1 AND origin_server_ts <= $2 AND stream_ordering IS NOT NULL
-  AND rejection_reason IS NULL AND NOT soft_failed
-ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT $3
-"""
+GET_EVENTS_AFTER_TS = _NEAR_TS.format(">=", dir="ASC")
+GET_EVENTS_BEFORE_TS = _NEAR_TS.format("<=", dir="DESC")
 
 
 async def get_events_near_ts(

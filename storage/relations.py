@@ -13,20 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from storage.events import _EVENT_COLUMNS, StoredEvent, _row
-
-
-@dataclass(frozen=True, slots=True)
-class EditRow:
-    """One unredacted `m.replace` child: what the validity rule needs."""
-
-    parent: str
-    event_id: str
-    sender: str
-    type: str
-    is_state: bool
-    origin_server_ts: int
-    has_new_content: bool
+from homeserver.protocol.relations import ENCRYPTED, REPLACE, THREAD, Edit
+from storage.events import _EVENT_COLUMNS, RELATION_ORDERS, RELATION_PAGE, StoredEvent, _row
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +29,21 @@ class ThreadRow:
 
 @dataclass(frozen=True, slots=True)
 class RelationSummary:
-    edits: list[EditRow]
+    edits: dict[str, Edit]  # parent → its latest edit by its own sender, of its own type
     threads: list[ThreadRow]
-    references: dict[str, list[str]]  # parent → `m.reference` children, oldest first
+    references: dict[str, list[str]]  # parent → newest `m.reference` children, oldest first
 
 
-# Children in the parent's room, neither rejected, soft-failed, outliers nor redacted. Edits
-# and references come one row each (an event has few); threads come summed per root, since a
+# At most this many `m.reference` children are bundled per event, the newest: any member (or
+# server) can reference any event, and each bundle of it must not grow with what others send.
+# The spec sets no number; clients read the whole list from /relations.
+MAX_REFERENCES = 100
+
+# Children in the parent's room, neither rejected, soft-failed, outliers nor redacted, one row
+# each that costs at most a row per parent: edits are those the validity rule could accept
+# (the parent's sender and type, no state, `m.new_content` unless encrypted; the remaining
+# checks are protocol/relations.py's), the latest of them taken here, so that edits sent by
+# others cost no rows; references come newest MAX_REFERENCES; threads summed per root, since a
 # thread may have thousands of replies.
 GET_RELATION_SUMMARY = """
 WITH children AS MATERIALIZED (
@@ -57,18 +53,28 @@ WITH children AS MATERIALIZED (
     FROM events c
     CROSS JOIN LATERAL (SELECT moot_event_content(c.json) AS content) j
     CROSS JOIN LATERAL (SELECT j.content -> 'm.relates_to' AS rel) r
+    JOIN events p ON p.event_id = rel ->> 'event_id' AND p.room_id = c.room_id
     WHERE moot_event_content(c.json) -> 'm.relates_to' ->> 'event_id' = ANY($1::text[])
       AND rel ->> 'rel_type' IN ('m.replace', 'm.thread', 'm.reference')
+      AND (rel ->> 'rel_type' <> 'm.replace'
+           OR (c.sender = p.sender AND c.type = p.type AND c.state_key IS NULL
+               AND (content ? 'm.new_content' OR c.type = $4)))
       AND c.stream_ordering IS NOT NULL AND c.rejection_reason IS NULL AND NOT c.soft_failed
-      AND EXISTS (SELECT 1 FROM events p WHERE p.event_id = rel ->> 'event_id'
-                  AND p.room_id = c.room_id)
       AND NOT EXISTS (SELECT 1 FROM event_redactions x JOIN events xe
                       ON xe.event_id = x.redaction_id
                       WHERE x.redacts = c.event_id AND xe.room_id = c.room_id)
 )
+(SELECT DISTINCT ON (parent) parent, rel_type, event_id, sender, type, is_state,
+        origin_server_ts, has_new_content, stream_ordering, 1::bigint AS count,
+        false AS participated
+ FROM children WHERE rel_type = 'm.replace'
+ ORDER BY parent, origin_server_ts DESC, event_id DESC)
+UNION ALL
 SELECT parent, rel_type, event_id, sender, type, is_state, origin_server_ts, has_new_content,
-       stream_ordering, 1::bigint AS count, false AS participated
-FROM children WHERE rel_type <> 'm.thread'
+       stream_ordering, 1::bigint, false
+FROM (SELECT *, row_number() OVER (PARTITION BY parent ORDER BY stream_ordering DESC) AS n
+      FROM children WHERE rel_type = 'm.reference') newest
+WHERE n <= $5
 UNION ALL
 SELECT parent, 'm.thread', (array_agg(event_id ORDER BY stream_ordering DESC))[1], NULL, NULL,
        NULL, NULL, NULL, max(stream_ordering), count(*), bool_or(sender = $2)
@@ -82,22 +88,27 @@ async def get_relation_summary(
     conn: asyncpg.Connection, parent_ids: Sequence[str], user_id: str,
     ignored: Sequence[str],
 ) -> RelationSummary:
-    """The edits, thread summaries (replies of `ignored` senders left out; `participated`:
-    whether `user_id` replied) and references of every event in `parent_ids`, in one query."""
-    summary = RelationSummary([], [], {})
+    """The latest edit, thread summary (replies of `ignored` senders left out; `participated`:
+    whether `user_id` replied) and newest references of every event in `parent_ids`, in one
+    query of at most MAX_REFERENCES + 2 rows per event."""
+    summary = RelationSummary({}, [], {})
     if not parent_ids:
         return summary
-    for row in await conn.fetch(GET_RELATION_SUMMARY, list(parent_ids), user_id, list(ignored)):
+    rows = await conn.fetch(
+        GET_RELATION_SUMMARY, list(parent_ids), user_id, list(ignored), ENCRYPTED,
+        MAX_REFERENCES,
+    )
+    for row in rows:
         rel_type, parent = row["rel_type"], row["parent"]
-        if rel_type == "m.thread":
+        if rel_type == THREAD:
             summary.threads.append(ThreadRow(
                 parent, row["event_id"], row["count"], row["participated"]
             ))
-        elif rel_type == "m.replace":
-            summary.edits.append(EditRow(
-                parent, row["event_id"], row["sender"], row["type"], row["is_state"],
+        elif rel_type == REPLACE:
+            summary.edits[parent] = Edit(
+                row["event_id"], row["sender"], row["type"], row["is_state"],
                 row["origin_server_ts"], row["has_new_content"],
-            ))
+            )
         else:
             summary.references.setdefault(parent, []).append(row["event_id"])
     return summary
@@ -116,13 +127,8 @@ WITH RECURSIVE descendants(event_id, generation) AS (
 )
 SELECT {_EVENT_COLUMNS} FROM events e
 WHERE e.event_id IN (SELECT event_id FROM descendants)
-  AND e.stream_ordering > $5 AND e.stream_ordering < $6
-  AND e.rejection_reason IS NULL AND NOT e.soft_failed
-  AND ($3::text IS NULL OR moot_event_content(e.json) -> 'm.relates_to' ->> 'rel_type' = $3)
-  AND ($4::text IS NULL OR e.type = $4)
-"""
-GET_DESCENDANTS_BACKWARDS = _DESCENDANTS + "ORDER BY e.stream_ordering DESC LIMIT $7"
-GET_DESCENDANTS_FORWARDS = _DESCENDANTS + "ORDER BY e.stream_ordering ASC LIMIT $7"
+{RELATION_PAGE}"""
+GET_DESCENDANTS_BACKWARDS, GET_DESCENDANTS_FORWARDS = (_DESCENDANTS + o for o in RELATION_ORDERS)
 
 
 async def get_descendants(

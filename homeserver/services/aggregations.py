@@ -5,7 +5,8 @@ what relates to them in `unsigned.m.relations`.
   content is left as it is, and a redacted original gets no edit.
 - `m.thread`: the reply count and latest reply (ignored users' replies left out), and whether
   the reader took part; the latest reply comes with its own aggregations.
-- `m.reference`: the IDs of the referencing events.
+- `m.reference`: the IDs of the newest referencing events (storage/relations.py
+  MAX_REFERENCES: anyone may reference an event, and its bundle must not grow with that).
 Reactions (`m.annotation`) are not bundled: clients count them from the events.
 
 One query summarises the children of a whole page of events (storage/relations.py), one more
@@ -27,7 +28,7 @@ from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
 from storage.events import StoredEvent
-from storage.relations import EditRow, get_relation_summary
+from storage.relations import get_relation_summary
 
 # How deep the latest reply of a thread is itself bundled: its edits (depth 1) but no thread
 # of its own, which the spec forbids and a peer could still send.
@@ -104,25 +105,18 @@ async def _bundles(
     return bundles
 
 
-def _chosen_edits(
-    parents: dict[str, StoredEvent], rows: Sequence[EditRow]
-) -> dict[str, str]:
-    """The edit to bundle for each original that has a valid one, unless it is redacted."""
-    by_parent: dict[str, list[Edit]] = {}
-    for row in rows:
-        by_parent.setdefault(row.parent, []).append(Edit(
-            row.event_id, row.sender, row.type, row.is_state, row.origin_server_ts,
-            row.has_new_content,
-        ))
+def _chosen_edits(parents: dict[str, StoredEvent], edits: dict[str, Edit]) -> dict[str, str]:
+    """The edit to bundle for each original whose latest candidate passes the validity rule,
+    unless the original is redacted."""
     chosen = {}
-    for parent_id, candidates in by_parent.items():
+    for parent_id, candidate in edits.items():
         original = parents[parent_id]
         if original.redacted_by:
             continue
         content = json.loads(original.json).get("content", {})
         edit = latest_valid_edit(
             original.sender, original.type, original.state_key is not None,
-            content if isinstance(content, dict) else {}, candidates,
+            content if isinstance(content, dict) else {}, [candidate],
         )
         if edit is not None:
             chosen[parent_id] = edit

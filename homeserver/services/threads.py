@@ -52,7 +52,10 @@ class Threads:
         engine = self.reads.engine
 
         async def read(conn: asyncpg.Connection) -> dict[str, Any]:
-            rows = await events_store.get_threads(conn, room_id, before=before, limit=limit)
+            rows = await events_store.get_threads(
+                conn, room_id, before=before, limit=limit,
+                participant=user_id if participated_only else None,
+            )
             roots = [
                 e for e in await load_events(conn, [r["root"] for r in rows])
                 if e.room_id == room_id and not e.rejected
@@ -64,12 +67,8 @@ class Threads:
             for event in await serialize_with_relations(
                 conn, engine, visible, requester, now=self.reads.clock.now_ms()
             ):
-                summary = event["unsigned"].get("m.relations", {}).get("m.thread")
-                if summary is None or (
-                    participated_only and not summary["current_user_participated"]
-                ):
-                    continue
-                chunk.append(event)
+                if "m.thread" in event["unsigned"].get("m.relations", {}):
+                    chunk.append(event)
             body: dict[str, Any] = {"chunk": chunk}
             if len(rows) == limit:
                 body["next_batch"] = f"t{rows[-1]['latest']}"

@@ -100,6 +100,23 @@ async def test_the_latest_valid_edit_is_bundled_and_the_content_left_alone(
     assert "m.replace" not in relations(await get_event(api, bob, room_id, original))
 
 
+async def test_a_flood_of_edits_by_another_member_leaves_the_bundle_alone(
+    api: MatrixApi,
+) -> None:
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    original = await api.send_message(alice, room_id, "mine")
+    mine = await send(api, alice, room_id, edit(original, "still mine"))
+    for i in range(30):
+        await send(api, bob, room_id, edit(original, f"Bob's {i}"))
+    bundle = relations(await get_event(api, bob, room_id, original))
+    assert set(bundle) == {"m.replace"}
+    assert (bundle["m.replace"]["event_id"], bundle["m.replace"]["content"]) == (
+        mine, edit(original, "still mine")
+    )
+
+
 async def test_encrypted_edits_are_bundled_by_their_clear_relation(api: MatrixApi) -> None:
     alice = await api.register("alice")
     room_id = await api.create_room(alice)

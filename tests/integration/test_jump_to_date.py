@@ -89,8 +89,13 @@ async def test_history_only_other_servers_hold_is_found_there(
                            token=bob.token)
     assert event["origin_server_ts"] == body["origin_server_ts"]
 
-    # Going forward from before the second message: b's first event is Bob's join, next to the
-    # gap of what came before it; a holds the second message, nearer.
+    # Bob scrolls back, as a client does: b backfills what came before his join, so the join
+    # is no longer next to a gap and b's own answer stands; it must count that history.
+    await api_b.ok("GET", f"rooms/{room.room}/messages", token=bob.token,
+                   params={"dir": "b", "limit": "50"})
+
+    # Going forward from before the second message: a holds the second message; so does b now
+    # (backfilled), nearer than Bob's join.
     ts = second["origin_server_ts"]
     expected = await room.api.ok("GET", PATH.format(room.room), token=room.alice.token,
                                  params={"ts": str(ts), "dir": "f"})
@@ -103,3 +108,21 @@ async def test_history_only_other_servers_hold_is_found_there(
     late = await api_b.ok("GET", f"rooms/{room.room}/event/{quote(now)}", token=bob.token)
     status, body = await nearest(api_b, bob, room.room_id, late["origin_server_ts"] + 1, "b")
     assert (status, body["event_id"]) == (200, now)
+
+    # Element shows the event it jumped to through /context and pages forward from its `end`:
+    # from a backfilled event that reads on through the history into the stream, up to now.
+    context = await api_b.ok("GET", f"rooms/{room.room}/context/{quote(first['event_id'])}",
+                             token=bob.token, params={"limit": "2"})
+    validate_response("event_context.yaml", "/rooms/{roomId}/context/{eventId}", "get",
+                      200, context)
+    seen = [e["event_id"] for e in context["events_after"]]
+    token = context["end"]
+    for _ in range(20):
+        page = await api_b.ok("GET", f"rooms/{room.room}/messages", token=bob.token,
+                              params={"dir": "f", "from": token, "limit": "2"})
+        seen += [e["event_id"] for e in page["chunk"]]
+        if "end" not in page:
+            break
+        token = page["end"]
+    assert second["event_id"] in seen and seen[-1] == now
+    assert seen.index(second["event_id"]) < seen.index(now)

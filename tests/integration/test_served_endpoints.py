@@ -317,6 +317,19 @@ async def test_threads(api: MatrixApi) -> None:
     first = await api.ok("GET", path, token=bob.token, params={"limit": "1"})
     rest = await api.ok("GET", path, token=bob.token, params={"from": first["next_batch"]})
     assert [e["event_id"] for e in first["chunk"] + rest["chunk"]] == [roots[0], roots[1]]
+    # The participated list is filtered before paging: a page of one is Bob's thread, not an
+    # empty page for the newer thread he is not in. Bob took part in his own root's thread too.
+    bobs = await api.send_message(bob, room_id, "Bob's root")
+    await reply(alice, bobs, "reply-d")
+    pages: list[list[str]] = []
+    params = {"include": "participated", "limit": "1"}
+    while True:
+        page = await api.ok("GET", path, token=bob.token, params=params)
+        pages.append([e["event_id"] for e in page["chunk"]])
+        if "next_batch" not in page:
+            break
+        params = {**params, "from": page["next_batch"]}
+    assert pages[:2] == [[bobs], [roots[1]]] and not any(pages[2:])
 
     outsider = await api.register("carol")
     private = await api.create_room(alice)

@@ -176,6 +176,10 @@ async def test_relations_threads_and_timestamps(db: Database) -> None:
             conn, event("$root", R, stream=1, ts=100),
             reply(2, "m.thread"), reply(3, "m.annotation"), reply(4, "m.thread", "@v:x"),
             event("$other", R, stream=5, ts=500),
+            # Backfilled history has no stream position and is still the room's; an outlier
+            # is not.
+            event("$history", R, stream=None, depth=3, ts=250),
+            event("$outlier", R, stream=None, ts=260, outlier=True),
         )
         relations = await store.get_relations(
             conn, R, "$root", rel_type=None, event_type=None, after=0, before=10, limit=10,
@@ -191,12 +195,16 @@ async def test_relations_threads_and_timestamps(db: Database) -> None:
         assert (thread["root"], thread["latest"]) == ("$root", 4)
         # Paging back past a thread's latest reply leaves the thread out.
         assert await store.get_threads(conn, R, before=4, limit=5) == []
+        # Only the threads a user replied in (or whose root they sent).
+        assert [t["root"] for t in await store.get_threads(
+            conn, R, before=10, limit=5, participant="@v:x")] == ["$root"]
+        assert await store.get_threads(conn, R, before=10, limit=5, participant="@w:x") == []
 
-        assert await store.get_events_near_ts(conn, R, 250, forwards=True, limit=2) == [
-            "$r3", "$r4"
+        assert await store.get_events_near_ts(conn, R, 250, forwards=True, limit=3) == [
+            "$history", "$r3", "$r4"
         ]
-        assert await store.get_events_near_ts(conn, R, 300, forwards=False, limit=2) == [
-            "$r3", "$r2"
+        assert await store.get_events_near_ts(conn, R, 300, forwards=False, limit=3) == [
+            "$r3", "$history", "$r2"
         ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.protocol.relations import ENCRYPTED
 from storage import relations as store
 from storage.database import Database
 from storage.events import insert_redaction
@@ -37,13 +38,34 @@ async def test_one_query_summarises_edits_threads_and_references(db: Database) -
         summary = await store.get_relation_summary(
             conn, ["$a", "$b", "$lonely"], "@v:x", ["@ignored:x"]
         )
-    assert [(e.parent, e.event_id, e.origin_server_ts) for e in summary.edits] == [
-        ("$a", "$e1", 300), ("$a", "$e2", 400)
-    ]
+    assert {parent: (e.event_id, e.origin_server_ts) for parent, e in summary.edits.items()} \
+        == {"$a": ("$e2", 400)}
     assert [(t.parent, t.latest_event, t.count, t.participated) for t in summary.threads] == [
         ("$b", "$t2", 2, True)
     ]
     assert summary.references == {"$a": ["$ref"]}
+
+
+async def test_what_others_send_costs_no_rows(db: Database) -> None:
+    """A flood of "edits" by another member, or of another type, or without `m.new_content`,
+    costs no row and leaves the owner's edit the one summarised; references come the newest
+    MAX_REFERENCES."""
+    flood = [child(f"$x{i}", 10 + i, "m.replace", "$a", sender="@m:x") for i in range(30)]
+    refs = [child(f"$r{i:03}", 100 + i, "m.reference", "$a", sender="@m:x")
+            for i in range(store.MAX_REFERENCES + 20)]
+    bare = {"m.relates_to": {"rel_type": "m.replace", "event_id": "$a"}}
+    async with db.connection() as conn:
+        await insert(
+            conn, event("$a", R, stream=1), child("$own", 2, "m.replace", "$a"), *flood,
+            child("$typed", 50, "m.replace", "$a", type="org.example.note"),
+            event("$bare", R, stream=51, content=bare, ts=5100), *refs,
+        )
+        rows = await conn.fetch(store.GET_RELATION_SUMMARY, ["$a"], "@u:x", [],
+                                ENCRYPTED, store.MAX_REFERENCES)
+        summary = await store.get_relation_summary(conn, ["$a"], "@u:x", [])
+    assert len(rows) == 1 + store.MAX_REFERENCES
+    assert {parent: e.event_id for parent, e in summary.edits.items()} == {"$a": "$own"}
+    assert summary.references == {"$a": [e.stored.event_id for e in refs[20:]]}
 
 
 async def test_descendants_follow_generations_down_to_the_limit(db: Database) -> None:
