@@ -146,17 +146,7 @@ class SpaceHierarchy:
         the hierarchy's rule of who may see it (anyone, unauthenticated, for a public or
         world-readable room); a room this server is not in is asked of the servers in
         ``via``. 404 for a room nobody told us of or the user may not see."""
-        viewer = Viewer(user_id=user_id)
-
-        async def local(conn: asyncpg.Connection) -> tuple[bool, dict[str, Any] | None]:
-            held = await self._local(conn, room_id, False)
-            if held is None:
-                return False, None
-            return True, held.entry if await self._may_see(conn, viewer, held) else None
-
-        held, entry = await self.db.run(local)
-        if not held:
-            entry = await self._remote_visible(viewer, room_id, via, False, _Walk())
+        entry = await self._visible(Viewer(user_id=user_id), room_id, via, False, _Walk())
         if entry is None:
             raise not_found("Room not found, or you may not see it")
         entry = {k: v for k, v in entry.items() if k not in ("children_state", "allowed_room_ids")}
