@@ -53,6 +53,23 @@ async def get_joined_guests(conn: asyncpg.Connection, room_id: str) -> list[str]
     return [r["user_id"] for r in await conn.fetch(GET_JOINED_GUESTS, room_id)]
 
 
+GET_ROOMS_BARRING_JOINED_GUESTS = """
+SELECT DISTINCT m.room_id FROM room_memberships m JOIN users u USING (user_id)
+LEFT JOIN current_state s
+    ON s.room_id = m.room_id AND s.type = 'm.room.guest_access' AND s.state_key = ''
+LEFT JOIN events e ON e.event_id = s.event_id
+WHERE m.membership = 'join' AND u.is_guest
+  AND (e.json::jsonb #>> '{content,guest_access}') IS DISTINCT FROM 'can_join'
+"""
+
+
+async def get_rooms_barring_joined_guests(conn: asyncpg.Connection) -> list[str]:
+    """Rooms a guest account of this server is joined to although the room's current
+    `m.room.guest_access` is not `can_join`: guests the server did not get round to removing
+    before it last stopped (the caller checks each room again before acting)."""
+    return [r["room_id"] for r in await conn.fetch(GET_ROOMS_BARRING_JOINED_GUESTS)]
+
+
 GET_USER = "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = $1"
 
 

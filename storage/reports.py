@@ -33,15 +33,3 @@ async def insert_report(conn: asyncpg.Connection, report: Report, received_ts: i
     )
     return report_id
 
-
-GET_REPORTS = """
-SELECT id, received_ts, reporter, kind, room_id, event_id, target_user, reason FROM reports
-WHERE id < $1 ORDER BY id DESC LIMIT $2
-"""
-
-
-async def get_reports(
-    conn: asyncpg.Connection, before_id: int, limit: int
-) -> list[asyncpg.Record]:
-    """Reports numbered below `before_id`, newest first."""
-    return list(await conn.fetch(GET_REPORTS, before_id, limit))

@@ -199,6 +199,47 @@ async def get_members(
     return list(await conn.fetch(GET_MEMBERS, room_id, arg))
 
 
+HAS_MEMBERSHIP_IN_ANY = """
+SELECT EXISTS (
+    SELECT 1 FROM room_memberships
+    WHERE room_id = ANY($1) AND user_id = $2 AND membership = ANY($3)
+)
+"""
+
+
+async def has_membership_in_any(
+    conn: asyncpg.Connection, user_id: str, room_ids: Sequence[str], memberships: Iterable[str]
+) -> bool:
+    """Whether the user has one of the memberships in one of the rooms: one query however many
+    rooms are asked about (a peer's list of rooms, for one)."""
+    found: bool = await conn.fetchval(
+        HAS_MEMBERSHIP_IN_ANY, list(room_ids), user_id, list(memberships)
+    )
+    return found
+
+
+# A user ID's server name is what follows its first ':' (localparts hold no ':').
+SERVER_HAS_MEMBERSHIP_IN_ANY = """
+SELECT EXISTS (
+    SELECT 1 FROM room_memberships
+    WHERE room_id = ANY($1) AND membership = ANY($3)
+      AND substr(user_id, strpos(user_id, ':') + 1) = $2
+)
+"""
+
+
+async def server_has_membership_in_any(
+    conn: asyncpg.Connection, server_name: str, room_ids: Sequence[str],
+    memberships: Iterable[str],
+) -> bool:
+    """Whether a user of the server has one of the memberships in one of the rooms, in one
+    query (without loading the rooms' member lists)."""
+    found: bool = await conn.fetchval(
+        SERVER_HAS_MEMBERSHIP_IN_ANY, list(room_ids), server_name, list(memberships)
+    )
+    return found
+
+
 GET_ROOMS_FOR_USER = """
 SELECT room_id, membership, event_id, stream_ordering FROM room_memberships
 WHERE user_id = $1 AND membership = ANY($2) AND NOT forgotten

@@ -10,7 +10,7 @@ invited; a server with a joined user), anyone when its join rule is `public`, `k
 
 Another server's summaries reach local clients, so they are cut down to the fields of the
 spec's `room_summary.yaml` with the types it gives; a child event that is not a valid
-`m.space.child` (no `via`) is dropped.
+`m.space.child` (no `via`) is dropped, and `allowed_room_ids` is kept to `MAX_ALLOWED_ROOMS`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from homeserver.protocol.restricted_joins import allowed_rooms
 OPEN_JOIN_RULES = ("public", "knock", "knock_restricted")
 RESTRICTED_JOIN_RULES = ("restricted", "knock_restricted")
 SPACE_CHILD = "m.space.child"
+# The rooms of a peer's `allowed_room_ids` kept (the first ones): the list is the peer's to make
+# as long as its answer allows, and each is checked against this server's memberships. A join
+# rule allowing more rooms than this is not one a user would meet.
+MAX_ALLOWED_ROOMS = 50
 
 _STRINGS = ("avatar_url", "canonical_alias", "join_rule", "name", "topic", "room_type",
             "encryption", "room_version")
@@ -77,7 +81,9 @@ def clean_remote_summary(summary: Any, room_id: str | None = None) -> dict[str, 
     out.update((k, summary[k]) for k in _STRINGS if isinstance(summary.get(k), str))
     allowed = summary.get("allowed_room_ids")
     if isinstance(allowed, list):
-        out["allowed_room_ids"] = [r for r in allowed if isinstance(r, str)]
+        out["allowed_room_ids"] = [
+            r for r in allowed if isinstance(r, str) and is_valid_room_id(r)
+        ][:MAX_ALLOWED_ROOMS]
     children = summary.get("children_state")
     if isinstance(children, list):
         out["children_state"] = sorted(

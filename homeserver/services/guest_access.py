@@ -10,8 +10,11 @@ it, by a leave event of its own (always allowed by the auth rules, as Synapse do
 reaches other servers like any event. Each server removes its own guests; whether a user is a
 guest is never told to other servers. The leave is sent only while the guest is still joined.
 
-Rooms noted but not yet handled when the process stops are not handled after a restart: the
-guests stay until the next `m.room.guest_access` change.
+The rooms noted are held in memory only: a process that stops between committing the change and
+sending the leaves forgets them. So the task starts by asking storage, in one query, for the rooms
+where a guest of this server is still joined although the current `m.room.guest_access` is not
+`can_join`, and handles them like rooms just noted: the spec's MUST holds across a crash, at the
+next start.
 """
 
 from __future__ import annotations
@@ -56,7 +59,15 @@ class GuestEviction:
                 self._wake.set()
 
     async def run(self) -> None:
-        """Background task: handle the rooms noted since the last wake-up."""
+        """Background task: first the rooms a previous process left guests in, then the rooms
+        noted since the last wake-up."""
+        try:
+            self._rooms.update(
+                await self._db.run(accounts_store.get_rooms_barring_joined_guests)
+            )
+        except Exception:
+            log.exception("finding the rooms guests were not removed from failed")
+        self._wake.set()
         while True:
             await self._wake.wait()
             self._wake.clear()

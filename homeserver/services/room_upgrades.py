@@ -77,14 +77,17 @@ class UserSettingsCarrier:
 
     async def joined(self, user_id: str, room_id: str) -> None:
         """A local user joined ``room_id``: carry their settings over if it replaced a room.
-        The join stands whatever happens here (a quota reached leaves a tag behind)."""
-        old = await self.db.run(lambda conn: self._predecessor(conn, room_id))
-        if old is None:
-            return
+        The join stands whatever happens here, so nothing here may fail it: a quota reached
+        leaves a tag behind (logged as such), anything else (a database error, a bug) is
+        logged with its traceback and the join still answers 200."""
         try:
-            await self.carry(user_id, old, room_id)
+            old = await self.db.run(lambda conn: self._predecessor(conn, room_id))
+            if old is not None:
+                await self.carry(user_id, old, room_id)
         except MatrixError as e:
-            log.info("settings of %s for %s not carried to %s: %s", user_id, old, room_id, e)
+            log.info("settings of %s not carried to %s: %s", user_id, room_id, e)
+        except Exception:
+            log.exception("settings of %s not carried to %s", user_id, room_id)
 
     async def _predecessor(self, conn: asyncpg.Connection, room_id: str) -> str | None:
         create = await state_store.get_current_state_event_id(conn, room_id, CREATE)

@@ -25,7 +25,10 @@ The walk is recomputed per page and the token is an offset into it, carrying `ma
 Federation `/hierarchy` answers another server with the room and its children this server holds
 (`children` those the asking server may preview, `inaccessible_children` the others; children
 it does not hold are left out), judged for the server as for a user: a server with a user joined
-counts as a member.
+counts as a member. Only the first `MAX_SERVED_CHILDREN` children are judged and summarised, and
+membership of the rooms a join rule (or a peer's `allowed_room_ids`, of which at most
+`MAX_ALLOWED_ROOMS` are kept) names is asked in one query: what any server's request, or any
+peer's answer, costs here is bounded.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ from storage.database import Database
 from storage.directory import DIRECTORY_STATE_TYPES
 
 MAX_ROOMS = 1000
+# Children of a space judged and summarised per federation /hierarchy answer (Synapse's
+# MAX_ROOMS_PER_SPACE): what one request of any server makes this server load is bounded.
+MAX_SERVED_CHILDREN = 50
 # The servers of a child's `via` asked about it, at most (each may take a request timeout).
 MAX_VIA = 3
 # Servers one walk (or summary) asks in all.
@@ -146,17 +152,7 @@ class SpaceHierarchy:
         the hierarchy's rule of who may see it (anyone, unauthenticated, for a public or
         world-readable room); a room this server is not in is asked of the servers in
         ``via``. 404 for a room nobody told us of or the user may not see."""
-        viewer = Viewer(user_id=user_id)
-
-        async def local(conn: asyncpg.Connection) -> tuple[bool, dict[str, Any] | None]:
-            held = await self._local(conn, room_id, False)
-            if held is None:
-                return False, None
-            return True, held.entry if await self._may_see(conn, viewer, held) else None
-
-        held, entry = await self.db.run(local)
-        if not held:
-            entry = await self._remote_visible(viewer, room_id, via, False, _Walk())
+        entry = await self._visible(Viewer(user_id=user_id), room_id, via, False, _Walk())
         if entry is None:
             raise not_found("Room not found, or you may not see it")
         entry = {k: v for k, v in entry.items() if k not in ("children_state", "allowed_room_ids")}
@@ -180,7 +176,7 @@ class SpaceHierarchy:
                 raise not_found("Room not found, or your server may not see it")
             children: list[dict[str, Any]] = []
             inaccessible: list[str] = []
-            for child in room.entry["children_state"]:
+            for child in room.entry["children_state"][:MAX_SERVED_CHILDREN]:
                 held = await self._local(conn, child["state_key"], suggested_only)
                 if held is None:
                     continue
@@ -353,13 +349,16 @@ class SpaceHierarchy:
         version_id = await rooms_store.get_room_version(conn, room_id)
         if version_id is None:
             return None
-        joined = await state_store.get_members(conn, room_id, ["join"])
-        if not any(server_name_of(m["user_id"]) == self.server_name for m in joined):
+        if not await state_store.server_has_membership_in_any(
+            conn, self.server_name, [room_id], ["join"]
+        ):
             return None
         ids = await state_store.get_current_state(conn, room_id, _SUMMARY_TYPES)
         pdus = await self.engine.get_pdus(conn, list(ids.values()))
         state = {t: pdus[e]["content"] for (t, key), e in ids.items() if key == "" and e in pdus}
-        entry = room_chunk(room_id, len(joined), state)
+        entry = room_chunk(
+            room_id, await state_store.count_members(conn, room_id, ["join"]), state
+        )
         entry["room_version"] = version_id
         algorithm = state.get("m.room.encryption", {}).get("algorithm")
         if isinstance(algorithm, str):
@@ -389,16 +388,18 @@ class SpaceHierarchy:
         memberships: tuple[str, ...],
     ) -> bool:
         """Whether the viewer is in one of the rooms with one of the memberships (a server:
-        one of its users; an invited user counts, as in Synapse's `is_host_invited`)."""
-        for room_id in room_ids:
-            if viewer.server is not None:
-                members = await state_store.get_members(conn, room_id, memberships)
-                if any(server_name_of(m["user_id"]) == viewer.server for m in members):
-                    return True
-            elif viewer.user_id is not None:
-                row = await state_store.get_membership(conn, room_id, viewer.user_id)
-                if row is not None and row["membership"] in memberships:
-                    return True
+        one of its users; an invited user counts, as in Synapse's `is_host_invited`), asked in
+        one query however many rooms a join rule (or a peer's summary) names."""
+        if not room_ids:
+            return False
+        if viewer.server is not None:
+            return await state_store.server_has_membership_in_any(
+                conn, viewer.server, room_ids, memberships
+            )
+        if viewer.user_id is not None:
+            return await state_store.has_membership_in_any(
+                conn, viewer.user_id, room_ids, memberships
+            )
         return False
 
 

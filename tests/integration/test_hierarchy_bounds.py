@@ -1,0 +1,80 @@
+"""What another server can make the space hierarchy do is bounded: of a peer's summary only the
+first `MAX_ALLOWED_ROOMS` of `allowed_room_ids` count, however many it sends, and a federation
+`/hierarchy` answer judges and summarises at most `MAX_SERVED_CHILDREN` children of a space
+(as Synapse's `MAX_ROOMS_PER_SPACE`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from homeserver.protocol.room_previews import MAX_ALLOWED_ROOMS
+from homeserver.services.space_hierarchy import MAX_SERVED_CHILDREN
+from tests.federation_helpers import StandIn, json_handler, validate_ss_response
+from tests.federation_peers import Peers
+from tests.helpers import validate_response
+from tests.integration.test_spaces import PREFIX, SUMMARY, add_child
+from tests.shared_rooms import shared_room
+
+
+def restricted_summary(room_id: str, allowed: list[str]) -> dict[str, Any]:
+    return {
+        "room": {"room_id": room_id, "num_joined_members": 1, "join_rule": "restricted",
+                 "allowed_room_ids": allowed, "children_state": []},
+        "children": [], "inaccessible_children": [],
+    }
+
+
+async def test_a_peer_s_huge_allowed_room_list_counts_only_its_first_rooms(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    a = await peers.new("a")
+    api = a.api(peer_http)
+    alice = await api.register("alice")
+    club = await api.create_room(alice, preset="private_chat")  # alice is joined to it
+    strangers = [f"!stranger{i}:example.org" for i in range(20_000)]
+    near, far = "!near:example.org", "!far:example.org"
+    peer = await StandIn(tmp_path / "peer").start()
+    try:
+        peer.prefix_handlers[PREFIX + near] = json_handler(
+            restricted_summary(near, [club, *strangers])
+        )
+        # alice's room is listed, but after more rooms than are looked at.
+        peer.prefix_handlers[PREFIX + far] = json_handler(
+            restricted_summary(far, [*strangers[:MAX_ALLOWED_ROOMS], club, *strangers])
+        )
+        body = await api.ok("GET", SUMMARY.format(quote(near)), token=alice.token,
+                            params={"via": peer.server_name})
+        validate_response("room_summary.yaml", "/room_summary/{roomIdOrAlias}", "get", 200,
+                          body)
+        assert body["room_id"] == near and "allowed_room_ids" not in body
+        status, error = await api.request("GET", SUMMARY.format(quote(far)),
+                                          token=alice.token, params={"via": peer.server_name})
+        assert (status, error.get("errcode")) == (404, "M_NOT_FOUND")
+    finally:
+        await peer.stop()
+
+
+async def test_a_federation_answer_serves_a_bounded_number_of_children(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http)
+    api, alice = room.api, room.alice
+    # Children first in the space's order that this server does not hold count to the bound.
+    for i in range(MAX_SERVED_CHILDREN):
+        await add_child(api, alice, room.room_id, f"!absent{i}:example.org", "example.org",
+                        order=f"{i:03d}")
+    held = await api.create_room(alice, preset="public_chat")
+    await add_child(api, alice, room.room_id, held, room.a.name, order="999")
+
+    body = await room.ok("GET", f"/hierarchy/{room.room}")
+    validate_ss_response("space_hierarchy.yaml", "/hierarchy/{roomId}", "get", 200, body)
+    assert len(body["room"]["children_state"]) == MAX_SERVED_CHILDREN + 1
+    assert body["children"] == [] and body["inaccessible_children"] == []
+    # Within the bound the same child is served.
+    await add_child(api, alice, room.room_id, held, room.a.name, order="000")
+    body = await room.ok("GET", f"/hierarchy/{room.room}")
+    assert [c["room_id"] for c in body["children"]] == [held]
