@@ -11,6 +11,9 @@ invited; a server with a joined user), anyone when its join rule is `public`, `k
 Another server's summaries reach local clients, so they are cut down to the fields of the
 spec's `room_summary.yaml` with the types it gives; a child event that is not a valid
 `m.space.child` (no `via`) is dropped, and `allowed_room_ids` is kept to `MAX_ALLOWED_ROOMS`.
+What is kept of a summary is bounded too, since this server caches peers' answers: the first
+`MAX_CHILDREN_STATE` children in the spec's order, each child's content cut to the three
+fields the walk reads (`via`, at most `MAX_VIA_SERVERS` of them; `order`; `suggested`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ SPACE_CHILD = "m.space.child"
 # as long as its answer allows, and each is checked against this server's memberships. A join
 # rule allowing more rooms than this is not one a user would meet.
 MAX_ALLOWED_ROOMS = 50
+# The children of a peer's summary kept (the first in the spec's order), and the servers of a
+# child's `via`: a space of more children than this is a directory, not a space one walks.
+MAX_CHILDREN_STATE = 200
+MAX_VIA_SERVERS = 10
 
 _STRINGS = ("avatar_url", "canonical_alias", "join_rule", "name", "topic", "room_type",
             "encryption", "room_version")
@@ -88,7 +95,7 @@ def clean_remote_summary(summary: Any, room_id: str | None = None) -> dict[str, 
     if isinstance(children, list):
         out["children_state"] = sorted(
             (c for c in map(_clean_child, children) if c is not None), key=child_order
-        )
+        )[:MAX_CHILDREN_STATE]
     return out
 
 
@@ -106,4 +113,9 @@ def _clean_child(event: Any) -> dict[str, Any] | None:
         or not is_valid_child(child["content"], False)
     ):
         return None
+    content = child["content"]
+    child["content"] = {
+        "via": [s for s in content["via"] if isinstance(s, str)][:MAX_VIA_SERVERS],
+        **{k: content[k] for k in ("order", "suggested") if k in content},
+    }
     return child

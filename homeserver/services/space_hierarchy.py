@@ -71,9 +71,12 @@ MAX_SERVED_CHILDREN = 50
 MAX_VIA = 3
 # Servers one walk (or summary) asks in all.
 MAX_ASKS = 10
-# How long another server's /hierarchy answer is reused, and how many answers are kept.
+# How long another server's /hierarchy answer is reused, and how many answers are kept: at most
+# MAX_CACHED, holding at most MAX_CACHED_CHILDREN child events in all (each answer is up to
+# MAX_SERVED_CHILDREN + 1 summaries of up to MAX_CHILDREN_STATE children: peers choose).
 REMOTE_TTL_S = 300.0
 MAX_CACHED = 1000
+MAX_CACHED_CHILDREN = 20_000
 _TOKEN_RE = re.compile(r"h(\d{1,9})_(\d{1,3})_([01])")
 _SUMMARY_TYPES = [*DIRECTORY_STATE_TYPES, "m.room.encryption", SPACE_CHILD]
 
@@ -118,6 +121,7 @@ class SpaceHierarchy:
         self._answers: OrderedDict[
             tuple[str, bool], tuple[float, dict[str, Any], list[dict[str, Any]]]
         ] = OrderedDict()
+        self._cached_children = 0  # child events held in `_answers`
 
     async def hierarchy(
         self, requester: Requester, room_id: str, *, suggested_only: bool, max_depth: int,
@@ -317,15 +321,27 @@ class SpaceHierarchy:
             children = [
                 c for c in map(clean_remote_summary, listed if isinstance(listed, list) else [])
                 if c is not None
-            ]
-            self._answers[(room_id, suggested_only)] = (
-                self.clock.monotonic() + REMOTE_TTL_S, room, children
-            )
-            self._answers.move_to_end((room_id, suggested_only))
-            while len(self._answers) > MAX_CACHED:
-                self._answers.popitem(last=False)
+            ][:MAX_SERVED_CHILDREN]
+            self._remember((room_id, suggested_only), room, children)
             return room, children
         return None
+
+    def _remember(
+        self, key: tuple[str, bool], room: dict[str, Any], children: list[dict[str, Any]]
+    ) -> None:
+        """Keep a peer's answer for REMOTE_TTL_S, evicting the oldest past either bound."""
+        self._forget(key)
+        self._answers[key] = (self.clock.monotonic() + REMOTE_TTL_S, room, children)
+        self._cached_children += _child_events(room, children)
+        while self._answers and (
+            len(self._answers) > MAX_CACHED or self._cached_children > MAX_CACHED_CHILDREN
+        ):
+            self._forget(next(iter(self._answers)))
+
+    def _forget(self, key: tuple[str, bool]) -> None:
+        found = self._answers.pop(key, None)
+        if found is not None:
+            self._cached_children -= _child_events(found[1], found[2])
 
     def _cached(
         self, room_id: str, suggested_only: bool
@@ -336,7 +352,7 @@ class SpaceHierarchy:
             return None
         expiry, room, children = found
         if expiry <= self.clock.monotonic():
-            del self._answers[(room_id, suggested_only)]
+            self._forget((room_id, suggested_only))
             return None
         return dict(room), [dict(c) for c in children]
 
@@ -407,3 +423,8 @@ def _for_federation(room: _Local) -> dict[str, Any]:
     """A summary for another server: with `allowed_room_ids`, which it needs to judge for its
     users (clients are not given them)."""
     return {**room.entry, "allowed_room_ids": room.allowed}
+
+
+def _child_events(room: dict[str, Any], children: list[dict[str, Any]]) -> int:
+    """The child events an answer holds: the weight of a cached answer."""
+    return sum(len(summary.get("children_state", ())) for summary in (room, *children))

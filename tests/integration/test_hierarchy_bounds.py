@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from homeserver.protocol.room_previews import MAX_ALLOWED_ROOMS
-from homeserver.services.space_hierarchy import MAX_SERVED_CHILDREN
+from homeserver.protocol.room_previews import MAX_ALLOWED_ROOMS, MAX_CHILDREN_STATE
+from homeserver.services.space_hierarchy import MAX_CACHED_CHILDREN, MAX_SERVED_CHILDREN
 from tests.federation_helpers import StandIn, json_handler, validate_ss_response
 from tests.federation_peers import Peers
 from tests.helpers import validate_response
@@ -78,3 +78,53 @@ async def test_a_federation_answer_serves_a_bounded_number_of_children(
     await add_child(api, alice, room.room_id, held, room.a.name, order="000")
     body = await room.ok("GET", f"/hierarchy/{room.room}")
     assert [c["room_id"] for c in body["children"]] == [held]
+
+
+def crowded_space(room_id: str, children: int) -> dict[str, Any]:
+    """A peer's answer about a space: as many child events as it likes, in itself and in each
+    of `children` child summaries."""
+    def summary(rid: str) -> dict[str, Any]:
+        return {"room_id": rid, "num_joined_members": 1, "join_rule": "public",
+                "children_state": [{
+                    "type": "m.space.child", "state_key": f"!c{i}:example.org",
+                    "sender": "@a:example.org", "origin_server_ts": i,
+                    "content": {"via": ["example.org"]},
+                } for i in range(MAX_CHILDREN_STATE + 10)]}
+    return {"room": summary(room_id), "inaccessible_children": [],
+            "children": [summary(f"!sub{i}:example.org") for i in range(children)]}
+
+
+async def test_the_cache_of_peers_answers_holds_a_bounded_number_of_child_events(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Each answer is cut to MAX_SERVED_CHILDREN summaries of MAX_CHILDREN_STATE children, and
+    the answers kept hold at most MAX_CACHED_CHILDREN child events: past that, the oldest
+    answer goes, and the peer is asked again."""
+    a = await peers.new("a")
+    api = a.api(peer_http)
+    alice = await api.register("alice")
+    per_answer = (MAX_SERVED_CHILDREN + 1) * MAX_CHILDREN_STATE
+    spaces = [f"!space{i}:example.org" for i in range(MAX_CACHED_CHILDREN // per_answer + 1)]
+    peer = await StandIn(tmp_path / "peer").start()
+    try:
+        for space in spaces:
+            peer.prefix_handlers[PREFIX + space] = json_handler(
+                crowded_space(space, MAX_SERVED_CHILDREN + 5)
+            )
+
+        async def summarise(space: str) -> None:
+            body = await api.ok("GET", SUMMARY.format(quote(space)), token=alice.token,
+                                params={"via": peer.server_name})
+            assert body["room_id"] == space
+
+        await summarise(spaces[0])
+        await summarise(spaces[0])
+        assert peer.hits(PREFIX + spaces[0]) == 1  # the answer was kept
+        for space in spaces[1:]:
+            await summarise(space)
+        await summarise(spaces[-1])
+        assert peer.hits(PREFIX + spaces[-1]) == 1  # the newest answer is kept
+        await summarise(spaces[0])
+        assert peer.hits(PREFIX + spaces[0]) == 2  # the oldest went to keep within the bound
+    finally:
+        await peer.stop()

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.protocol.room_previews import (
+    MAX_CHILDREN_STATE,
+    MAX_VIA_SERVERS,
     child_order,
     clean_remote_summary,
     is_valid_child,
@@ -64,6 +66,21 @@ def test_a_peers_summary_is_cut_down_to_the_spec() -> None:
         "room_id": ROOM, "num_joined_members": 3, "name": "Room", "world_readable": False,
         "guest_can_join": True, "allowed_room_ids": [CHILD],
         "children_state": [child("!other:example.org", order="a"), child(order="b")],
+    }
+
+
+def test_what_a_peer_makes_this_server_keep_of_a_summary_is_bounded() -> None:
+    """The first children in the spec's order, each cut to the fields a walk reads."""
+    many = [child(f"!c{i:05}:example.org", order=f"{i:05}") for i in range(MAX_CHILDREN_STATE * 5)]
+    many[0]["content"].update(via=[f"s{i}.example.org" for i in range(1000)], padding="x" * 9999)
+    summary = clean_remote_summary({
+        "room_id": ROOM, "num_joined_members": 1, "children_state": list(reversed(many)),
+    })
+    assert summary is not None
+    kept = summary["children_state"]
+    assert [c["state_key"] for c in kept] == [c["state_key"] for c in many[:MAX_CHILDREN_STATE]]
+    assert kept[0]["content"] == {
+        "via": [f"s{i}.example.org" for i in range(MAX_VIA_SERVERS)], "order": "00000",
     }
 
 
