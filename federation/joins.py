@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 V1, V2 = "/_matrix/federation/v1", "/_matrix/federation/v2"
-# The most stripped state events kept with an invite (the spec names six types).
+# The most stripped state events kept with an invite or a knock (the spec names six types).
 _MAX_STRIPPED_STATE = 50
 
 
@@ -215,15 +215,7 @@ class Joins:
             raise bad_json("The event ID in the path is not the event's")
         signed = sign_event(pdu, self.server_name, self.signing_key, room_version)
         if not await self._resident_quietly(room_id):
-            stripped = body.get("invite_room_state")
-            kept = dict(signed)
-            if isinstance(stripped, list):
-                kept["unsigned"] = {
-                    **(kept.get("unsigned") or {}),
-                    "invite_room_state": [
-                        e for e in stripped[:_MAX_STRIPPED_STATE] if isinstance(e, dict)
-                    ],
-                }
+            kept = _with_stripped_state(signed, body.get("invite_room_state"))
             await self.memberships.store_out_of_band(room_id, room_version, kept)
         return {"event": signed}
 
@@ -328,6 +320,16 @@ class Joins:
         await self._through_first(
             servers, f"No server could help joining {room_id}",
             lambda server: self._join_via(server, room_id, user_id, content),
+        )
+
+    async def knock_remote(
+        self, room_id: str, user_id: str, content: Mapping[str, Any], servers: Sequence[str]
+    ) -> None:
+        """Knock on `room_id` through the first of `servers` that takes it (make_knock, then
+        send_knock); MatrixError otherwise, as for a join."""
+        await self._through_first(
+            servers, f"No server could help knocking on {room_id}",
+            lambda server: self._knock_via(server, room_id, user_id, content),
         )
 
     async def leave_remote(self, room_id: str, user_id: str, servers: Sequence[str]) -> None:
@@ -460,10 +462,11 @@ class Joins:
     async def _template(
         self, server: str, kind: str, room_id: str, user_id: str
     ) -> tuple[RoomVersion, dict[str, Any]]:
-        """A resident's make_join/make_leave answer: the room version and the template."""
+        """A resident's make_join/make_knock/make_leave answer: the room version and the
+        template."""
         answer = await self.client.get_json(
             server, f"{V1}/make_{kind}/{path_segment(room_id)}/{path_segment(user_id)}",
-            {"ver": list(KNOWN_ROOM_VERSIONS)} if kind == "join" else None,
+            {"ver": list(KNOWN_ROOM_VERSIONS)} if kind != "leave" else None,
         )
         version = _field(answer, "room_version")
         room_version = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
@@ -479,15 +482,10 @@ class Joins:
     async def _join_via(
         self, server: str, room_id: str, user_id: str, content: Mapping[str, Any]
     ) -> None:
-        room_version, template = await self._template(server, "join", room_id, user_id)
-        template_content = template.get("content")
-        joined = {
-            **(template_content if isinstance(template_content, dict) else {}), **content,
-            "membership": "join",
-        }
-        event_id, pdu = self._build(
-            room_version, room_id, user_id, user_id, {**template, "content": joined}
+        room_version, event_id, pdu = await self._signed_from_template(
+            server, "join", room_id, user_id, content
         )
+        joined = pdu["content"]
         sent = await self.client.put_json(
             server, f"{V2}/send_join/{path_segment(room_id)}/{path_segment(event_id)}", pdu
         )
@@ -502,6 +500,38 @@ class Joins:
         if received.outcome not in (Outcome.ACCEPTED, Outcome.KNOWN):
             raise PduError(f"our join was {received.outcome.value}: {received.reason}")
 
+    async def _signed_from_template(
+        self, server: str, membership: str, room_id: str, user_id: str,
+        content: Mapping[str, Any],
+    ) -> tuple[RoomVersion, str, dict[str, Any]]:
+        """Our user's `membership` event built on `server`'s template, with the client's
+        `content` over the template's: the room version, its event ID and the signed event."""
+        room_version, template = await self._template(server, membership, room_id, user_id)
+        template_content = template.get("content")
+        merged = {
+            **(template_content if isinstance(template_content, dict) else {}), **content,
+            "membership": membership,
+        }
+        event_id, pdu = self._build(
+            room_version, room_id, user_id, user_id, {**template, "content": merged}
+        )
+        return room_version, event_id, pdu
+
+    async def _knock_via(
+        self, server: str, room_id: str, user_id: str, content: Mapping[str, Any]
+    ) -> None:
+        """The knock handshake with one resident. The knock is kept out of band (this server
+        holds no state of the room) with the `knock_room_state` the resident answered, which
+        the user's /sync shows as its `knock_state`, as an invite's stripped state."""
+        room_version, event_id, pdu = await self._signed_from_template(
+            server, "knock", room_id, user_id, content
+        )
+        sent = await self.client.put_json(
+            server, f"{V1}/send_knock/{path_segment(room_id)}/{path_segment(event_id)}", pdu
+        )
+        kept = _with_stripped_state(pdu, _field(sent, "knock_room_state"))
+        await self.memberships.store_out_of_band(room_id, room_version, kept)
+
     async def _leave_via(self, server: str, room_id: str, user_id: str) -> None:
         room_version, template = await self._template(server, "leave", room_id, user_id)
         event_id, pdu = self._build(room_version, room_id, user_id, user_id, template)
@@ -509,6 +539,21 @@ class Joins:
             server, f"{V2}/send_leave/{path_segment(room_id)}/{path_segment(event_id)}", pdu
         )
         await self.memberships.store_out_of_band(room_id, room_version, pdu)
+
+
+def _with_stripped_state(pdu: Mapping[str, Any], stripped: Any) -> dict[str, Any]:
+    """`pdu` with another server's stripped state of the room (an invite's
+    `invite_room_state`, a knock's `knock_room_state`) in its `unsigned.invite_room_state`,
+    where the user's /sync reads it; bounded, and only its objects."""
+    kept = dict(pdu)
+    if isinstance(stripped, list):
+        kept["unsigned"] = {
+            **(kept.get("unsigned") or {}),
+            "invite_room_state": [
+                e for e in stripped[:_MAX_STRIPPED_STATE] if isinstance(e, dict)
+            ],
+        }
+    return kept
 
 
 def _field(answer: Any, key: str) -> Any:

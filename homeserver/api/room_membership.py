@@ -17,6 +17,12 @@ V3 = "/_matrix/client/v3"
 _JOIN_PARAMETERS = ("third_party_signed",)
 
 
+def _via(request: web.Request) -> list[str]:
+    """The servers a join or knock may go through. `server_name` is the older name of `via`
+    (client-server-api "Joining rooms", "Knocking on rooms")."""
+    return [*request.query.getall("via", []), *request.query.getall("server_name", [])]
+
+
 async def _join(request: web.Request, target: str, *, whole_body: bool) -> web.Response:
     """A join; with `whole_body` the body is the member event's content (but its request
     parameters), else only its `reason` is."""
@@ -27,9 +33,7 @@ async def _join(request: web.Request, target: str, *, whole_body: bool) -> web.R
         extra = {k: v for k, v in body.items() if k not in _JOIN_PARAMETERS}
     else:
         extra = {} if reason is None else {"reason": reason}
-    # `server_name` is the older name of `via` (client-server-api "Joining rooms").
-    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
-    room_id = await request.app[ROOMS].join(requester, target, extra, servers)
+    room_id = await request.app[ROOMS].join(requester, target, extra, _via(request))
     return json_response({"room_id": room_id})
 
 
@@ -46,7 +50,8 @@ async def knock(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     body = await read_json_body(request, allow_empty=True)
     room_id = await request.app[ROOMS].knock(
-        requester, request.match_info["room_id_or_alias"], field_str(body, "reason")
+        requester, request.match_info["room_id_or_alias"], field_str(body, "reason"),
+        _via(request),
     )
     return json_response({"room_id": room_id})
 

@@ -20,6 +20,12 @@ class RemoteRooms(Protocol):
         """Join through the first of `servers` that lets us; MatrixError otherwise."""
         ...
 
+    async def knock_remote(
+        self, room_id: str, user_id: str, content: Mapping[str, Any], servers: Sequence[str]
+    ) -> None:
+        """Knock through the first of `servers` that takes it; MatrixError otherwise."""
+        ...
+
     async def invite_remote(
         self, room_id: str, inviter: str, invitee: str, content: Mapping[str, Any]
     ) -> None:
@@ -38,6 +44,11 @@ class NoRemoteRooms:
     federates = False
 
     async def join_remote(
+        self, room_id: str, user_id: str, content: Mapping[str, Any], servers: Sequence[str]
+    ) -> None:
+        raise federation_unavailable()
+
+    async def knock_remote(
         self, room_id: str, user_id: str, content: Mapping[str, Any], servers: Sequence[str]
     ) -> None:
         raise federation_unavailable()

@@ -113,19 +113,7 @@ class RoomsService:
         the servers named (`via`), those the alias lists, and the room ID's own server.
         `extra` is what the client asks to have in its member event besides the membership
         (a `reason`, its own keys, a per-room display name over the profile's)."""
-        candidates = list(servers)
-        if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
-            room_id_or_alias
-        ):
-            raise invalid_param(f"Invalid room alias {room_id_or_alias!r}")
-        if room_id_or_alias.startswith("#") and (
-            identifiers.server_name_of(room_id_or_alias) != self.server_name
-        ):
-            found = await self.get_alias(room_id_or_alias)
-            room_id = str(found["room_id"])
-            candidates += [str(s) for s in found.get("servers", [])]
-        else:
-            room_id = await self.resolve_room(room_id_or_alias)
+        room_id, candidates = await self._target(room_id_or_alias, servers)
         content = {
             **await self._member_content(requester.user_id, "join"),
             **{k: v for k, v in extra.items() if k != AUTHORISER},
@@ -137,20 +125,55 @@ class RoomsService:
         return room_id
 
     async def knock(
-        self, requester: Requester, room_id_or_alias: str, reason: str | None
+        self, requester: Requester, room_id_or_alias: str, reason: str | None,
+        servers: Sequence[str] = (),
     ) -> str:
-        """Knock on a room this server is in: a knock event through the same engine and auth
-        rules as every membership (the room's join rule must allow knocking). Knocking through
-        another server (make_knock/send_knock) is not built: a room this server is not in
-        answers 404."""
-        room_id = await self.resolve_room(room_id_or_alias)
-        if not await self._resident(room_id):
-            raise not_found("This server can only knock on rooms it is in")
+        """Knock on a room: a knock event through the same engine and auth rules as every
+        membership (the room's join rule must allow knocking) when this server is in the
+        room, else through another server (make_knock/send_knock) found as for a join."""
+        room_id, candidates = await self._target(room_id_or_alias, servers)
         content = await self._member_content(requester.user_id, "knock")
         if reason is not None:
             content["reason"] = reason
-        await self._membership(requester, room_id, requester.user_id, content)
+        if await self._resident(room_id):
+            await self._membership(requester, room_id, requester.user_id, content)
+        elif self.remote_rooms.federates:
+            self.ratelimiter.check("per_user", requester.user_id)
+            candidates += await self._remote_candidates(room_id, requester.user_id)
+            await self.remote_rooms.knock_remote(
+                room_id, requester.user_id, content, candidates
+            )
+        else:
+            raise not_found("This server can only knock on rooms it is in")
         return room_id
+
+    async def _target(
+        self, room_id_or_alias: str, servers: Sequence[str]
+    ) -> tuple[str, list[str]]:
+        """The room a join or knock names, and the servers the client named (`via`) with,
+        for another server's alias, those the alias lists."""
+        candidates = list(servers)
+        if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
+            room_id_or_alias
+        ):
+            raise invalid_param(f"Invalid room alias {room_id_or_alias!r}")
+        if room_id_or_alias.startswith("#") and (
+            identifiers.server_name_of(room_id_or_alias) != self.server_name
+        ):
+            found = await self.get_alias(room_id_or_alias)
+            candidates += [str(s) for s in found.get("servers", [])]
+            return str(found["room_id"]), candidates
+        return await self.resolve_room(room_id_or_alias), candidates
+
+    async def _remote_candidates(self, room_id: str, user_id: str) -> list[str]:
+        """Servers besides the client's to ask for a room this server is not in: those the
+        user's membership points to, those of the room's members when this server last was in
+        it, and (pre-v12 room IDs) the server that created the room."""
+        candidates = await self._membership_servers(room_id, user_id)
+        candidates += await self._last_known_servers(room_id)
+        if ":" in room_id:  # pre-v12 room IDs name the server that created the room
+            candidates.append(identifiers.server_name_of(room_id))
+        return candidates
 
     async def _join(
         self, requester: Requester, room_id: str, content: dict[str, Any],
@@ -166,10 +189,7 @@ class RoomsService:
             raise forbidden("This room does not allow guests to join")
         if self.remote_rooms.federates and not await self._resident(room_id):
             self.ratelimiter.check("per_user", requester.user_id)
-            candidates += await self._inviting_server(room_id, requester.user_id)
-            candidates += await self._last_known_servers(room_id)
-            if ":" in room_id:  # pre-v12 room IDs name the server that created the room
-                candidates.append(identifiers.server_name_of(room_id))
+            candidates += await self._remote_candidates(room_id, requester.user_id)
             await self.remote_rooms.join_remote(
                 room_id, requester.user_id, content, candidates
             )
@@ -236,15 +256,23 @@ class RoomsService:
             raise not_found(f"No membership of {user_id} in {room_id}")
         return str(row["event_id"])
 
-    async def _inviting_server(self, room_id: str, user_id: str) -> list[str]:
-        """The server whose user invited `user_id` (or made their last membership event)."""
+    async def _membership_servers(self, room_id: str, user_id: str) -> list[str]:
+        """The servers the user's membership event points to: its sender's (the inviter's),
+        then those of the senders of the stripped state it carries (a knock is our own user's,
+        so the room's servers are known from its `knock_room_state`)."""
         async def read(conn: Any) -> list[str]:
             row = await state_store.get_membership(conn, room_id, user_id)
             if row is None:
                 return []
-            pdus = await self.engine.get_pdus(conn, [row["event_id"]])
-            sender = pdus.get(row["event_id"], {}).get("sender")
-            return [identifiers.server_name_of(sender)] if isinstance(sender, str) else []
+            pdu = (await self.engine.get_pdus(conn, [row["event_id"]])).get(row["event_id"], {})
+            unsigned = pdu.get("unsigned")
+            stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+            events = [pdu, *(stripped if isinstance(stripped, list) else [])]
+            senders = (e.get("sender") for e in events if isinstance(e, dict))
+            return list(dict.fromkeys(
+                identifiers.server_name_of(s) for s in senders
+                if isinstance(s, str) and identifiers.is_valid_user_id(s)
+            ))
 
         servers: list[str] = await self.db.run(read)
         return servers
@@ -320,7 +348,7 @@ class RoomsService:
         # the engine makes the leave. Otherwise the inviting server does (or, when it cannot,
         # this server alone: see `RemoteRooms.leave_remote`).
         candidates = [
-            s for s in await self._inviting_server(room_id, target) if s != self.server_name
+            s for s in await self._membership_servers(room_id, target) if s != self.server_name
         ]
         if not candidates:
             return False

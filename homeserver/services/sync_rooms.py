@@ -381,11 +381,13 @@ async def invite_state(
     invite = (await engine.get_pdus(conn, [invite_event_id]))[invite_event_id]
     carried = invite.get("unsigned", {}).get("invite_room_state")
     if isinstance(carried, list):
-        return [*carried, _stripped(invite)]
-    # The sender's membership is in the stripped state: for a knock that is the knock itself.
+        state = carried
+    else:
+        state = await stripped_state(conn, engine, room_id, invite["sender"])
+    # The sender's membership is in the stripped state: for a knock that is the knock itself
+    # (a resident's `knock_room_state` holds it too), shown once, as this server holds it.
     own = ("m.room.member", invite.get("state_key"))
-    state = await stripped_state(conn, engine, room_id, invite["sender"])
-    return [*(e for e in state if (e["type"], e.get("state_key")) != own), _stripped(invite)]
+    return [*(e for e in state if (e.get("type"), e.get("state_key")) != own), _stripped(invite)]
 
 
 async def stripped_state(

@@ -163,7 +163,8 @@ async def test_path_segments_survive_arbitrary_text(api: MatrixApi, scene: Scene
     for i, segment in enumerate(collect(segments)):
         part = quote(segment, safe="")
         # The routes that may ask the server a segment names (an alias's, a user's).
-        reaching_out = {("POST", f"join/{part}"), ("GET", f"directory/room/{part}"),
+        reaching_out = {("POST", f"join/{part}"), ("POST", f"knock/{part}"),
+                        ("GET", f"directory/room/{part}"),
                         ("GET", f"profile/{part}"), ("POST", f"rooms/{part}/invite")}
         requests = [
             ("GET", f"rooms/{part}/messages"), ("GET", f"rooms/{part}/state"),
@@ -172,7 +173,8 @@ async def test_path_segments_survive_arbitrary_text(api: MatrixApi, scene: Scene
             ("GET", f"rooms/{scene.room}/state/{part}/{part}"),
             ("PUT", f"rooms/{part}/send/{part}/{i}"),
             ("PUT", f"rooms/{scene.room}/state/{part}/{part}"),
-            ("POST", f"join/{part}"), ("POST", f"rooms/{part}/invite"),
+            ("POST", f"join/{part}"), ("POST", f"knock/{part}"),
+            ("POST", f"rooms/{part}/invite"),
             ("GET", f"directory/room/{part}"), ("DELETE", f"directory/room/{part}"),
             ("GET", f"profile/{part}"), ("PUT", f"rooms/{scene.room}/redact/{part}/{i}"),
         ]
