@@ -14,9 +14,9 @@ knocks carry their stripped state once per membership.
 Cost. Whether a followed room moved at all is answered from the recent-events cache (one query
 for all rooms when it cannot tell), so rooms that did not move cost nothing. The rooms that are
 sent are computed together, phase by phase: their timelines (from the cache, else one query
-each), one visibility check, one read of the current state of every joined room, one load of
-the state events, one serialization; a first response of twenty rooms costs a handful of
-queries, not a few per room.
+for all the rooms it cannot answer for), one visibility check, one read of the current state
+of every joined room, one load of the state events, one serialization; a first response of
+twenty rooms costs a handful of queries, not a few per room.
 """
 
 from __future__ import annotations
@@ -245,17 +245,23 @@ class RoomResults:
         """Each room's newest `timeline_limit` events of its window (from the cache when it
         can answer), then the visible ones among all of them, checked together."""
         chronological: list[StoredEvent] = []
+        windows: dict[str, tuple[str, int, int, int]] = {}
+        held: dict[str, list[StoredEvent]] = {}
+        for w in work:
+            after = 0 if w.window.initial or w.window.expanded else w.window.after
+            limit = w.request.config.timeline_limit + 1
+            cached = self.engine.recent.window(
+                w.room_id, after=after, upto=w.window.bound, limit=limit
+            )
+            if cached is None:
+                windows[w.room_id] = (w.room_id, after, w.window.bound, limit)
+            else:
+                held[w.room_id] = cached
+        if windows:
+            held.update(await events_store.get_rooms_newest_events(conn, list(windows.values())))
         for w in work:
             limit = w.request.config.timeline_limit
-            after = 0 if w.window.initial or w.window.expanded else w.window.after
-            fetched = self.engine.recent.window(
-                w.room_id, after=after, upto=w.window.bound, limit=limit + 1
-            )
-            if fetched is None:
-                fetched = await events_store.get_room_events(
-                    conn, w.room_id, after=after, upto=w.window.bound, limit=limit + 1,
-                    newest_first=True,
-                )
+            fetched = held.get(w.room_id, [])
             w.limited = len(fetched) > limit
             w.fetched = bool(fetched)
             chronological.extend(reversed(fetched[:limit]))
