@@ -31,6 +31,7 @@ import asyncpg
 from homeserver.protocol.sliding_sync import MEMBER, RoomConfig, SentRoom, StatePair, StateWanted
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.requester import Requester
+from homeserver.services.rooms.current_state import StateQuery
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.sliding_sync.lists import Candidate
 from homeserver.services.streams import StreamToken
@@ -337,29 +338,34 @@ class RoomResults:
         loaded: dict[str, StoredEvent],
     ) -> dict[str, dict[StatePair, str]]:
         """The state entries each room's `StateWanted` and keys name: now for joined rooms
-        (one query for all, whose events go to `loaded`), as of the user's membership event
-        for the others."""
-        keys: list[tuple[str, str, str]] = []
-        whole_types: list[tuple[str, str]] = []
+        (from the current-state cache, else one query for all; a wildcard type reads the whole
+        state), whose events go to `loaded`; as of the user's membership event for the
+        others."""
+        queries: dict[str, StateQuery] = {}
         whole_rooms: list[str] = []
         out: dict[str, dict[StatePair, str]] = {}
         for room_id, (wanted, extra) in reads.items():
             candidate = candidates[room_id]
             if candidate.membership != "join":
                 out[room_id] = await self._read_at_membership(conn, candidate, wanted, extra)
-                continue
-            if wanted is not None and wanted.needs_full_state:
+            elif wanted is not None and wanted.needs_full_state:
                 whole_rooms.append(room_id)
-                continue
-            wanted_keys = set(extra) | (set(wanted.keys) if wanted is not None else set())
-            keys.extend((room_id, t, k) for t, k in wanted_keys)
-            if wanted is not None:
-                whole_types.extend((room_id, t) for t in wanted.whole_types)
-        for event in await events_store.get_current_state_of_rooms(
-            conn, keys, whole_types, whole_rooms
-        ):
-            loaded[event.event_id] = event
-            out.setdefault(event.room_id, {})[(event.type, event.state_key or "")] = event.event_id
+            elif wanted is None:
+                queries[room_id] = StateQuery(frozenset(extra))
+            else:
+                queries[room_id] = StateQuery(wanted.keys | extra, wanted.whole_types)
+        found = await self.engine.current_state.get(conn, queries) if queries else {}
+        if whole_rooms:
+            for event in await events_store.get_current_state_of_rooms(
+                conn, [], [], whole_rooms
+            ):
+                found.setdefault(event.room_id, []).append(event)
+        for events in found.values():
+            for event in events:
+                loaded[event.event_id] = event
+                out.setdefault(event.room_id, {})[(event.type, event.state_key or "")] = (
+                    event.event_id
+                )
         return out
 
     async def _read_at_membership(
