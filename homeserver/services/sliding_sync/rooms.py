@@ -127,12 +127,16 @@ class RoomResults:
             windows[room_id] = _Window(min(after, bound), bound, False, expanded)
         quiet = await self._unmoved(conn, rooms, windows)
         work: list[_Work] = []
+        resolved: dict[frozenset[StatePair], StateWanted] = {}  # the lists share configs
         for room_id, window in windows.items():
             request = rooms[room_id]
             if room_id in quiet and room_id not in read and request.sent is not None:
                 out[room_id] = Outcome(None, _followed(request, request.sent.lazy_members))
             else:
-                wanted = StateWanted.of(request.config.required_state, requester.user_id)
+                pairs = request.config.required_state
+                wanted = resolved.get(pairs)
+                if wanted is None:
+                    wanted = resolved[pairs] = StateWanted.of(pairs, requester.user_id)
                 work.append(_Work(request, window, room_id in read, wanted))
         if work:
             out.update(await self._rooms(conn, requester, work, since, direct, ignored, now))
