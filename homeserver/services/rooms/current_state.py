@@ -5,12 +5,13 @@ Theory of operation. A room's entry holds the state entries asked of it so far, 
 its current event or None (no such state), the types read whole, and its joined and invited
 counts; a miss is read from the database, for all the rooms of a request in one query. The
 room engine drops a room's entry after every commit that may have changed its current state
-(`RoomCache.learn`: a state event or a redaction; a resolution of events from federation;
-a write whose commit is in doubt), before it wakes any reader. A read fills the entry it took
-before its query: when a change drops that entry meanwhile, the fill goes to a detached entry
-and is not kept, so what is held is never older than the last change. Only the process that
-persists events hears of every change: elsewhere (a /sync worker) the cache is made with
-`max_entries=0`, keeps nothing and every read goes to the database.
+(`RoomCache.learn`: a state event or a redaction; a resolution of events from federation; any
+write that failed, whose commit may yet have happened), before it wakes any reader. A read
+fills the entry it took before its query: when a change drops that entry meanwhile, the fill
+goes to a detached entry and is not kept, so what is held is never older than the last
+change. Only the process that persists events hears of every change: elsewhere (a /sync
+worker) the cache is made with `max_entries=0`, keeps nothing and every read goes to the
+database.
 
 Entries are bounded in number (state keys, plus one per room): the rooms least recently read
 go first.

@@ -213,7 +213,6 @@ class LocalEvents:
             # The commit may or may not have happened (a lost connection): what is held in
             # memory for the room can no longer be trusted to be complete.
             self.cache.recent.forget(room_id, self.writes.stream.last_allocated)
-            self.cache.current_state.invalidate(room_id)
             _fail(batch, e)
             return
         finally:
