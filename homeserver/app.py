@@ -393,7 +393,7 @@ class Homeserver:
         cluster.cache.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
-        cluster.cache.current_state = CurrentStateCache(max_entries=0)
+        cluster.cache.current_state = CurrentStateCache(max_bytes=0)
         replication = WorkerReplication(config.database.url, core.replicated(), db, self.clock)
         sync = WorkerSyncService(
             db, config, cluster.cache, notifier, streams, self.clock, e2e_keys=core.e2e_keys,

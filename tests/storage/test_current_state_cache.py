@@ -8,7 +8,8 @@ import asyncio
 
 import asyncpg
 
-from homeserver.services.rooms.current_state import CurrentStateCache, StateQuery
+from homeserver.services.rooms.current_state import ENTRY_BYTES, CurrentStateCache, StateQuery
+from storage import events as events_store
 from storage.database import Database
 from tests.storage.rows import add_room, set_membership, set_state
 
@@ -46,7 +47,6 @@ async def test_a_read_raced_by_a_change_is_returned_but_not_kept(db: Database) -
 
 
 async def test_whole_types_member_counts_and_the_bound(db: Database) -> None:
-    cache = CurrentStateCache(max_entries=4)
     async with db.connection() as conn:
         for room_id in ("!r:x", "!s:x"):
             await add_room(conn, room_id)
@@ -54,6 +54,9 @@ async def test_whole_types_member_counts_and_the_bound(db: Database) -> None:
         await set_membership(conn, "!r:x", "@b:x", "invite", stream=2)
         spaces = StateQuery(whole_types=frozenset({"m.space.child"}))
         child = await set_state(conn, "!r:x", "m.space.child", {}, stream=3, state_key="!c:x")
+        child_bytes = len((await events_store.get_events(conn, [child]))[child].json)
+        # Room !r:x with its one entry and room !s:x with none fit; !s:x's two entries do not.
+        cache = CurrentStateCache(max_bytes=4 * ENTRY_BYTES + child_bytes + ENTRY_BYTES // 2)
         assert [e.event_id for e in (await cache.get(conn, {"!r:x": spaces}))["!r:x"]] == [child]
         assert await cache.member_counts(conn, ["!r:x", "!s:x"]) == {
             "!r:x": (1, 1), "!s:x": (0, 0)}
@@ -64,7 +67,7 @@ async def test_whole_types_member_counts_and_the_bound(db: Database) -> None:
 
 
 async def test_a_cache_that_keeps_nothing_reads_every_time(db: Database) -> None:
-    cache = CurrentStateCache(max_entries=0)
+    cache = CurrentStateCache(max_bytes=0)
     async with db.connection() as conn:
         await add_room(conn, "!r:x")
         await set_state(conn, "!r:x", "m.room.name", {"name": "a"}, stream=1)

@@ -10,11 +10,11 @@ write that failed, whose commit may yet have happened), before it wakes any read
 fills the entry it took before its query: when a change drops that entry meanwhile, the fill
 goes to a detached entry and is not kept, so what is held is never older than the last
 change. Only the process that persists events hears of every change: elsewhere (a /sync
-worker) the cache is made with `max_entries=0`, keeps nothing and every read goes to the
+worker) the cache is made with `max_bytes=0`, keeps nothing and every read goes to the
 database.
 
-Entries are bounded in number (state keys, plus one per room): the rooms least recently read
-go first.
+The cache is bounded by the size of what it holds (the events' JSON and a rough cost per entry
+and room): the rooms least recently read go first.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from storage import sliding_sync as sliding_sync_store
 from storage.events import StoredEvent
 
 StateKey = tuple[str, str]
-DEFAULT_MAX_ENTRIES = 200_000
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+# What an entry costs besides its event's JSON (the key, the StoredEvent, the dict slot), and
+# what a room costs with none: a rough count, enough to bound the memory.
+ENTRY_BYTES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +50,25 @@ class _Room:
     entries: dict[StateKey, StoredEvent | None] = field(default_factory=dict)
     whole_types: set[str] = field(default_factory=set)
     counts: tuple[int, int] | None = None  # joined, invited
+    size: int = ENTRY_BYTES  # bytes, roughly
 
-    @property
-    def size(self) -> int:
-        return len(self.entries) + 1
+    def put(self, key: StateKey, event: StoredEvent | None) -> None:
+        if key in self.entries:
+            self.size -= _cost(self.entries[key])
+        self.entries[key] = event
+        self.size += _cost(event)
+
+
+def _cost(event: StoredEvent | None) -> int:
+    return ENTRY_BYTES + (len(event.json) if event is not None else 0)
 
 
 class CurrentStateCache:
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
-        self._max_entries = max_entries
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._max_bytes = max_bytes
         self._rooms: OrderedDict[str, _Room] = OrderedDict()
-        self._held = 0
-        self._metric = metrics.CACHE_ENTRIES.labels("current_state")
+        self._held = 0  # bytes
+        self._metric = metrics.CACHE_SIZE_BYTES.labels("current_state")
 
     def invalidate(self, room_id: str) -> None:
         """The room's current state may have changed (called after the commit)."""
@@ -91,11 +101,11 @@ class CurrentStateCache:
             found = await events_store.get_current_state_of_rooms(conn, keys, types, [])
             before = {room_id: room.size for room_id, room in rooms.items()}
             for room_id, event_type, state_key in keys:
-                rooms[room_id].entries[(event_type, state_key)] = None
+                rooms[room_id].put((event_type, state_key), None)
             for room_id, event_type in types:
                 rooms[room_id].whole_types.add(event_type)
             for event in found:
-                rooms[event.room_id].entries[(event.type, event.state_key or "")] = event
+                rooms[event.room_id].put((event.type, event.state_key or ""), event)
             self._grown({r: room.size - before[r] for r, room in rooms.items()}, rooms)
         out: dict[str, list[StoredEvent]] = {}
         for room_id, query in queries.items():
@@ -126,7 +136,7 @@ class CurrentStateCache:
             self._rooms.move_to_end(room_id)
             return room
         room = _Room()
-        if self._max_entries > 0:
+        if self._max_bytes > 0:
             self._rooms[room_id] = room
             self._held += room.size
             self._evict()
@@ -140,7 +150,7 @@ class CurrentStateCache:
         self._evict()
 
     def _evict(self) -> None:
-        while self._held > self._max_entries and len(self._rooms) > 1:
+        while self._held > self._max_bytes and len(self._rooms) > 1:
             _, oldest = self._rooms.popitem(last=False)
             self._held -= oldest.size
         self._metric.set(self._held)
