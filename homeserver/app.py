@@ -83,6 +83,7 @@ from homeserver.services.reports import ReportsService
 from homeserver.services.room_operations import RoomsService
 from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
+from homeserver.services.rooms.current_state import CurrentStateCache
 from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
 from homeserver.services.rooms.view import RoomView
@@ -424,11 +425,13 @@ class Homeserver:
         )
         self.typing = core.sync_parts.typing
         self.accounts = core.accounts
-        # Only the process that persists events fills the recent-events cache and keeps unread
-        # counts current: here, every timeline and count is read from the database.
+        # Only the process that persists events fills the recent-events cache, keeps rooms'
+        # current state and unread counts current: here, every timeline, state entry and count
+        # is read from the database.
         cluster.cache.recent = RecentEvents(
             known_since=NEVER, max_bytes=config.caches.recent_events_max_bytes
         )
+        cluster.cache.current_state = CurrentStateCache(max_bytes=0)
         replication = WorkerReplication(config.database.url, core.replicated(), db, self.clock)
         sync = WorkerSyncService(
             db, config, cluster.cache, notifier, streams, self.clock, e2e_keys=core.e2e_keys,

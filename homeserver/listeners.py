@@ -150,6 +150,11 @@ class GuardedRequestHandler(web.RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         """aiohttp's last step of every request: after it, a kept-alive connection waits."""
         result = await super().finish_response(request, resp, start_time)
+        if isinstance(resp, web.Response):
+            # Sent: aiohttp's connection loop holds the last response until the next request
+            # on the connection is answered, so a long-poll would keep the previous answer's
+            # body (some 30 kB for a sliding sync first response) for the whole of its wait.
+            resp.body = None
         # Also when the answer came before the body was read (a 413, a 401): the next bytes
         # start the next request's clock, not this one's old timers.
         self._payload = None

@@ -222,6 +222,32 @@ async def get_room_events(
     return [_row(r) for r in rows]
 
 
+GET_ROOMS_NEWEST_EVENTS = f"""
+SELECT w.* FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[])
+    AS r(room_id, after, upto, max_events)
+CROSS JOIN LATERAL (
+    SELECT {_EVENT_COLUMNS} FROM events e
+    WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto AND e.stream_ordering > r.after
+      AND e.rejection_reason IS NULL AND NOT e.soft_failed
+    ORDER BY e.stream_ordering DESC LIMIT r.max_events
+) w
+"""
+
+
+async def get_rooms_newest_events(
+    conn: asyncpg.Connection, windows: Sequence[tuple[str, int, int, int]]
+) -> dict[str, list[StoredEvent]]:
+    """For each window (room, after, upto, limit): what `get_room_events` with `newest_first`
+    returns for it, in one query for all rooms (rooms with no event in theirs are left out)."""
+    columns = [list(c) for c in zip(*windows, strict=True)] if windows else [[], [], [], []]
+    out: dict[str, list[StoredEvent]] = {}
+    for r in await conn.fetch(GET_ROOMS_NEWEST_EVENTS, *columns):
+        out.setdefault(r["room_id"], []).append(_row(r))
+    for events in out.values():
+        events.sort(key=lambda e: e.stream_ordering or 0, reverse=True)
+    return out
+
+
 # Events from before this server joined the room, fetched by backfill: kept with their state,
 # but with no stream position (they are no news to /sync), and neither outliers, rejected nor
 # soft-failed. They page by (depth, event ID), all of them older than the room's stream.

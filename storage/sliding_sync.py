@@ -45,7 +45,8 @@ WITH replaced AS (
     RETURNING id, connection_id
 )
 SELECT connection_id, id AS position_id,
-       ARRAY(SELECT id FROM replaced UNION ALL SELECT id FROM oldest) AS dropped
+       ARRAY(SELECT id FROM replaced UNION ALL SELECT id FROM oldest) AS dropped,
+       set_config('synchronous_commit', 'off', true) AS commit_mode
 FROM first_position
 """
 
@@ -62,7 +63,17 @@ async def start_connection(
     now_ms: int, state: str, keep_per_device: int,
 ) -> Started:
     """A new connection for (user, device, conn_id) in place of any earlier one, at its first
-    position; the device keeps its `keep_per_device` newest connections. One statement."""
+    position; the device keeps its `keep_per_device` newest connections. One statement.
+
+    Its commit does not wait for the WAL to reach the disk (`synchronous_commit` off for this
+    statement's transaction only), which was a good part of a first response's time. What
+    that risks: if PostgreSQL itself crashes within the WAL writer's next few hundred ms (a
+    restart of Moot loses nothing), the new connection is gone and its pos is unknown
+    (M_UNKNOWN_POS: the client starts over, as the issue allows), or the connection it
+    replaced is back, whose own positions are still right. Never a wrong delta: a pos is
+    sealed with its connection's own random secret. Later positions (`insert_position`) keep
+    the synchronous commit: one of them lost and its ID given again to the same connection
+    would turn an old pos into the wrong state."""
     row = await conn.fetchrow(
         START_CONNECTION, user_id, device_id, conn_id, secret, now_ms, state, keep_per_device
     )

@@ -17,7 +17,6 @@ from homeserver.protocol.redaction import redact_event
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
-from storage import rooms as rooms_store
 from storage import state as state_store
 from storage.events import StoredEvent, get_events, get_last_departure
 
@@ -39,9 +38,7 @@ async def serialize_events(
     if viewer is not None:
         own = [e.event_id for e in stored if e.sender == viewer.user_id]
         if own:
-            txn_ids = await rooms_store.get_txn_ids_for_events(
-                conn, viewer.user_id, viewer.device_id, own
-            )
+            txn_ids = await engine.txn_ids(conn, viewer.user_id, viewer.device_id, own)
     out = []
     for event in stored:
         pdu = pdus[event.event_id]

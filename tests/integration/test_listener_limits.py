@@ -6,10 +6,12 @@ good). The timeouts are set to a second or two here; the defaults are 30 s and 6
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.conftest import MakeServer, RunningServer
 from tests.helpers import MatrixApi
@@ -131,6 +133,22 @@ async def test_a_long_poll_is_not_a_slow_request(
         params={"since": first["next_batch"], "timeout": "3000"},
     )
     assert status == 200 and "next_batch" in body
+
+
+async def test_a_kept_alive_connection_does_not_hold_its_last_answer(
+    homeserver: RunningServer,
+) -> None:
+    """Between requests (a long-poll's wait among them) a connection keeps no sent body: with
+    hundreds of idle sliding sync connections, each previous answer would stay in memory."""
+    connection = await connect(homeserver)
+    try:
+        await get(connection)
+        gc.collect()
+        held = [o for o in gc.get_objects() if isinstance(o, web.Response)
+                and isinstance(o.body, bytes) and b"unstable_features" in o.body]
+        assert held == []
+    finally:
+        connection.close()
 
 
 async def test_connections_beyond_the_cap_close_idle_ones_or_are_refused(

@@ -460,6 +460,34 @@ async def test_new_connections_work_after_a_restart(homeserver: RunningServer, h
         await hs.stop()
 
 
+async def test_first_responses_after_a_restart_show_what_changed_since(
+    homeserver: RunningServer, http: Any
+) -> None:
+    """Rooms' state and newest events, held in memory, start over with the process: a rename
+    and messages after the restart are shown, and a timeline reaching back before the restart
+    holds the events from before it too."""
+    api = MatrixApi(homeserver.url, http)
+    alice, bob, room_id = await room_of_two(api)
+    before = [await api.send_message(bob, room_id, f"before {i}") for i in range(2)]
+    named = {"lists": {"all": room_list(timeline_limit=2, required_state=[["m.room.name", ""]])}}
+    assert rooms(await Connection(api, alice, named).sync())[room_id]["name"] == "Two"
+    hs = await restarted(homeserver)
+    try:
+        api.base_url = f"http://127.0.0.1:{hs.ports['client']}"
+        renamed = (await api.ok("PUT", f"rooms/{room_id}/state/m.room.name/", token=alice.token,
+                                json={"name": "Three"}))["event_id"]
+        after = await api.send_message(bob, room_id, "after")
+        for limit, expected in ((2, [renamed, after]), (4, [*before, renamed, after])):
+            body = {"lists": {"all": room_list(timeline_limit=limit,
+                                               required_state=[["m.room.name", ""]])}}
+            room = rooms(await Connection(api, alice, body).sync())[room_id]
+            assert room["name"] == "Three"
+            assert [e["event_id"] for e in timeline(room)] == expected
+            assert room["limited"] is True
+    finally:
+        await hs.stop()
+
+
 async def test_concurrent_requests_on_one_connection_do_not_fail(api: MatrixApi) -> None:
     """A client cancels and resends with the same pos; both answers are well-formed."""
     alice, _, room_id = await room_of_two(api)

@@ -64,6 +64,27 @@ async def test_the_worker_serves_sliding_sync(pair: Cluster) -> None:
     assert bodies(rooms(answer)[room_id]) == ["through main"]
 
 
+async def test_first_responses_on_both_processes_show_state_changed_through_main(
+    pair: Cluster,
+) -> None:
+    """The main process keeps rooms' state and member counts in memory; the worker hears of
+    no change to them and must not answer from an older copy."""
+    alice, _, room_id = await pair.room_of_two()
+    carol = await pair.on_main.register("carol")
+    await pair.on_main.ok("PUT", f"rooms/{room_id}/state/m.room.name/", token=alice.token,
+                          json={"name": "Two"})
+    body = {"lists": {"all": room_list(timeline_limit=1, required_state=[["m.room.name", ""]])}}
+    for api in (pair.on_worker, pair.on_main, pair.on_worker):
+        room = rooms(await Connection(api, alice, body).sync())[room_id]
+        assert (room["name"], room["joined_count"], room["invited_count"]) == ("Two", 2, 0)
+    await pair.on_main.ok("PUT", f"rooms/{room_id}/state/m.room.name/", token=alice.token,
+                          json={"name": "Renamed"})
+    await pair.on_main.invite(alice, room_id, carol)
+    for api in (pair.on_worker, pair.on_main):
+        room = rooms(await Connection(api, alice, body).sync())[room_id]
+        assert (room["name"], room["joined_count"], room["invited_count"]) == ("Renamed", 2, 1)
+
+
 async def test_a_send_through_main_wakes_the_workers_long_poll(pair: Cluster) -> None:
     alice, bob, room_id = await pair.room_of_two()
     conn = Connection(pair.on_worker, bob, BODY)

@@ -29,6 +29,19 @@ async def test_a_connection_without_pos_replaces_the_earlier_one(db: Database) -
         assert await store.get_position(conn, second.position_id) is not None
 
 
+async def test_a_first_position_commits_without_waiting_for_the_disk_alone(db: Database) -> None:
+    """`synchronous_commit` is off for the statement's own transaction, and for nothing after
+    it on the pooled connection."""
+    async with db.connection() as conn:
+        await add_user(conn, A, "D")
+        async with conn.transaction():
+            await store.start_connection(conn, A, "D", "main", "s1", 1, "{}", 10)
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        await store.start_connection(conn, A, "D", "main", "s2", 2, "{}", 10)
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
 async def test_a_device_keeps_its_newest_connections(db: Database) -> None:
     async with db.connection() as conn:
         await add_user(conn, A, "D", "E")

@@ -1,5 +1,6 @@
-"""RecentEvents answers a room window only when it holds every event of it, like the query it
-replaces; otherwise it says so (None) and the caller reads the database."""
+"""RecentEvents answers a room window only when it holds every event of it, or its newest
+`limit`, like the query it replaces; otherwise it says so (None) and the caller reads the
+database."""
 
 from __future__ import annotations
 
@@ -40,6 +41,21 @@ def test_a_window_reaching_before_what_is_held_goes_to_the_database() -> None:
     recent.append(event("!r", 11), 7)  # the room's previous event was at 7
     assert recent.window("!r", after=6, upto=11, limit=10) is None
     assert ids(recent.window("!r", after=7, upto=11, limit=10)) == ["$!r11"]
+
+
+def test_a_window_whose_newest_events_are_held_is_served_though_it_reaches_before() -> None:
+    """A first sync's timeline after a restart: the tail started at 11 (the room's previous
+    event was at 7), and the newest two events of (0, 14] are both held."""
+    recent = RecentEvents(known_since=10, max_bytes=UNBOUNDED)
+    previous = 7
+    for position in (11, 12, 14):
+        recent.append(event("!r", position), previous)
+        previous = position
+    assert ids(recent.window("!r", after=0, upto=14, limit=2)) == ["$!r14", "$!r12"]
+    assert ids(recent.window("!r", after=0, upto=13, limit=2)) == ["$!r12", "$!r11"]
+    assert recent.window("!r", after=0, upto=14, limit=4) is None  # the fourth is not held
+    assert recent.window("!r", after=0, upto=14, limit=2, senders=["@b:x"]) is None
+    assert recent.rooms_changed(["!r"], 0, 14) == {"!r"}
 
 
 def test_a_room_without_events_since_known_since_has_none_and_earlier_is_unknown() -> None:

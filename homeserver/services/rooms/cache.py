@@ -1,6 +1,6 @@
 """The room cluster's memory: parsed events, room versions, joined members, users'
-memberships and the newest events of each room, kept current by the writers (`writes`) and
-read by everyone else through `RoomView`.
+memberships, the newest events and current state entries of each room, kept current by the
+writers (`writes`) and read by everyone else through `RoomView`.
 
 Theory of operation. Every cache learns of an event only after its transaction committed
 (`learn`, called by `RoomWrites.after_persist`), so a reader never sees what may yet roll back;
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -25,6 +25,7 @@ from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.services.event_cache import EventCache
 from homeserver.services.fill_cache import FillCache
+from homeserver.services.rooms.current_state import CurrentStateCache
 from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.view import Membership
 from storage import events as events_store
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from homeserver.services.rooms.writes import PersistedEvent
 
 _MEMBERSHIP_CACHE_USERS = 100_000
+_TXN_ID_CACHE_EVENTS = 100_000
+TxnKey = tuple[str, str, str]  # user, device, event
+NO_TXN = ""  # cached: the device sent the event without a transaction ID (or did not send it)
 
 
 class RoomCache:
@@ -46,6 +50,7 @@ class RoomCache:
         self.server_name = server_name
         self.events = EventCache(max_bytes=event_cache_max_bytes)
         self.recent = recent
+        self.current_state = CurrentStateCache()
         self._versions: dict[str, RoomVersion] = {}
         self._joined: dict[str, set[str]] = {}
         # Bumped after every committed membership change of a room, so a cache fill that
@@ -55,6 +60,9 @@ class RoomCache:
         self._memberships: FillCache[str, dict[str, Membership]] = FillCache(
             _MEMBERSHIP_CACHE_USERS
         )
+        # (user, device, event) -> the transaction ID the device sent the event with. Written
+        # with the event and never changed: any process may keep it.
+        self._txn_ids: FillCache[TxnKey, str] = FillCache(_TXN_ID_CACHE_EVENTS)
         # room -> the PDUs its write in progress has stored but not committed.
         self.staged: dict[str, dict[str, dict[str, Any]]] = {}
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
@@ -99,6 +107,23 @@ class RoomCache:
                 found[event_id] = pdu
         return found
 
+    async def txn_ids(
+        self, conn: asyncpg.Connection, user_id: str, device_id: str, event_ids: list[str]
+    ) -> dict[str, str]:
+        """event -> the transaction ID the user's device sent it with, for those it did."""
+        keys = [(user_id, device_id, e) for e in event_ids]
+        found = {k: v for k in keys if (v := self._txn_ids.peek(k)) is not None}
+        missing = [k for k in keys if k not in found]
+        if missing:
+            async def load(wanted: Sequence[TxnKey]) -> dict[TxnKey, str]:
+                txns = await rooms_store.get_txn_ids_for_events(
+                    conn, user_id, device_id, [e for _, _, e in wanted]
+                )
+                return {k: txns.get(k[2], NO_TXN) for k in wanted}
+
+            found.update(await self._txn_ids.load_many(missing, load))
+        return {k[2]: txn for k, txn in found.items() if txn != NO_TXN}
+
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:
         members = self._joined.get(room_id)
         if members is None:
@@ -142,6 +167,7 @@ class RoomCache:
         event says: drop what is cached about them and the room's members."""
         self._joined.pop(room_id, None)
         self._member_epochs[room_id] += 1
+        self.current_state.invalidate(room_id)
         for user_id in user_ids:
             self.memberships_changed(user_id)
 
@@ -162,6 +188,8 @@ class RoomCache:
         room_id = stored.room_id
         self.events.put(stored.event_id, pdu, len(stored.json))
         self.recent.append(stored, event.previous_position)
+        if "state_key" in pdu or redacted is not None:
+            self.current_state.invalidate(room_id)
         if redacted is not None:
             self.events.discard(redacted)
             self.recent.redact(room_id, redacted, stored.event_id)

@@ -5,8 +5,9 @@ events; reading them from PostgreSQL once per client per message was most of /sy
 room engine appends every event it persists here, right after the commit and in the room's
 stream order (it writes each room under one lock), and a reader asks for a window
 `(after, upto]` of a room. A room's *tail* holds all of its events after `complete_after`: a
-window starting at or after that is answered here; any other returns None and the caller reads
-the database. Rooms without a tail had no event since `known_since` (this process saw every
+window starting at or after that is answered here, and so is one whose newest `limit` events the
+tail holds (a first sync's timeline after a restart); any other returns None and the caller
+reads the database. Rooms without a tail had no event since `known_since` (this process saw every
 event after that), so "which rooms moved" is answered for them too. Eviction (the oldest events
 of a long tail; whole tails of the least recently written rooms once `max_events` are held or
 their JSON passes `max_bytes`, to bound the memory) only moves those bounds forward.
@@ -126,8 +127,6 @@ class RecentEvents:
         tail = self._tails.get(room_id)
         if tail is None:
             return [] if after >= self.known_since else None
-        if after < tail.complete_after:
-            return None
         out: list[StoredEvent] = []
         for held in reversed(tail.events):
             position = held.stream_ordering or 0
@@ -139,6 +138,10 @@ class RecentEvents:
                 senders is None or held.sender in senders
             ):
                 out.append(held)
+        if after < tail.complete_after and len(out) < limit:
+            # Older events of the window may be missing here; `limit` events found are the
+            # newest `limit` of it all the same (every one missing is older than they are).
+            return None
         return out
 
     def rooms_changed(self, room_ids: Iterable[str], after: int, upto: int) -> set[str] | None:

@@ -179,6 +179,9 @@ class RemoteEvents:
         changed_members: set[str],
     ) -> None:
         """After the commit: the observers' post-commit step, the caches, the wake-ups."""
+        # A resolution may have changed any of the room's current state, which no single
+        # event says.
+        self.cache.current_state.invalidate(room_id)
         persisted = [p for p, _ in stored if p is not None]
         for p, writes in stored:
             if p is not None:

@@ -11,6 +11,7 @@ import asyncpg
 from homeserver.protocol.room_versions import RoomVersion
 
 if TYPE_CHECKING:
+    from homeserver.services.rooms.current_state import CurrentStateCache
     from homeserver.services.rooms.recent import RecentEvents
 
 
@@ -30,6 +31,8 @@ class RoomView(Protocol):
 
     # The newest events of each room, for /sync's timelines.
     recent: RecentEvents
+    # Current state entries and member counts of rooms, for sliding sync's lists.
+    current_state: CurrentStateCache
 
     async def room_version(self, conn: asyncpg.Connection, room_id: str) -> RoomVersion:
         """The room's version; MatrixError 404 for a room this server does not know."""
@@ -39,6 +42,12 @@ class RoomView(Protocol):
         self, conn: asyncpg.Connection, event_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
         """Parsed PDUs for the IDs this server holds; redacted events in their redacted form."""
+        ...
+
+    async def txn_ids(
+        self, conn: asyncpg.Connection, user_id: str, device_id: str, event_ids: list[str]
+    ) -> dict[str, str]:
+        """event -> the transaction ID the user's device sent it with, for those it did."""
         ...
 
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:

@@ -174,6 +174,9 @@ class RoomWrites:
                     return await self.db.transaction(lambda conn: body(conn, slot), name=name)
             except BaseException:
                 self._wakes.flush()  # positions released: other rooms' wake-ups may be due
+                # The commit may have happened (a connection lost at the wrong moment): the
+                # room's state may have changed without anything learnt of it.
+                self.cache.current_state.invalidate(room_id)
                 raise
 
     async def stage(

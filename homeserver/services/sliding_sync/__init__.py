@@ -44,7 +44,6 @@ from homeserver.services.sliding_sync.lists import Candidate, ListResult, RoomLi
 from homeserver.services.sliding_sync.rooms import Outcome, RoomRequest, RoomResults
 from homeserver.services.streams import Streams, StreamToken
 from homeserver.services.unread_counts import UnreadCounts
-from storage import sliding_sync as store
 from storage.database import Database
 
 CatchUp = Callable[[StreamToken], Awaitable[None]]
@@ -237,7 +236,7 @@ class SlidingSyncService:
                 result["highlight_count"] = highlights
         owed = [r for r, o in outcomes.items() if o.result is not None and o.counts]
         if owed:
-            members = await store.get_member_counts(conn, owed)
+            members = await self.rooms.engine.current_state.member_counts(conn, owed)
             for room_id in owed:
                 result = outcomes[room_id].result
                 assert result is not None

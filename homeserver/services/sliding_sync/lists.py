@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -41,6 +42,8 @@ LISTED = ("join", "invite", "knock")
 MAX_STAMPS = 200_000
 CACHE_SIZE = 100_000
 NO_FILTERS = ListFilters()
+_ROOM_ID = attrgetter("room_id")
+_BUMP_STAMP = attrgetter("bump_stamp")
 
 
 class Candidate(NamedTuple):
@@ -90,37 +93,38 @@ class RoomLists:
         upto: StreamToken,
     ) -> dict[str, Candidate]:
         """The user's listable rooms with their bump stamps (see the module docstring)."""
-        found: dict[str, Candidate] = {}
-        gone: list[Candidate] = []
+        # (room, membership, its event, its position): plain tuples, as most of the hundreds
+        # of rooms go straight to their Candidate once their stamp is known.
+        found: dict[str, tuple[str, str, str, int]] = {}
+        gone: list[tuple[str, str, str, int]] = []
         for row in (await self.engine.memberships(conn, user_id)).values():
             if row.forgotten:
                 continue
-            candidate = Candidate(row.room_id, row.membership, row.event_id, row.stream_ordering)
-            if candidate.position > upto.events:
+            entry = (row.room_id, row.membership, row.event_id, row.stream_ordering)
+            if row.stream_ordering > upto.events:
                 earlier = await member_event_at(conn, row.event_id, upto.events)
                 membership = membership_of(earlier) if earlier is not None else None
                 if earlier is None or membership is None:
                     continue
-                candidate = Candidate(
-                    row.room_id, membership, earlier.event_id, earlier.stream_ordering or 0
-                )
-            if candidate.membership in ("leave", "ban"):
-                gone.append(candidate)
-            elif candidate.membership in LISTED:
-                found[candidate.room_id] = candidate
-        departures = await self._departures(conn, [c.event_id for c in gone])
-        for candidate in gone:
-            sender, was_joined = departures.get(candidate.event_id, (user_id, False))
-            just_now = since is not None and candidate.position > since.events
+                entry = (row.room_id, membership, earlier.event_id, earlier.stream_ordering or 0)
+            if entry[1] in LISTED:
+                found[entry[0]] = entry
+            elif entry[1] in ("leave", "ban"):
+                gone.append(entry)
+        departures = await self._departures(conn, [event_id for _, _, event_id, _ in gone])
+        for entry in gone:
+            room_id, membership, event_id, position = entry
+            sender, was_joined = departures.get(event_id, (user_id, False))
+            just_now = since is not None and position > since.events
             # Kicked or banned from a room they were in: listed; left, or barred from a room
             # they never joined: only in the response that follows, so the client sees it go.
-            if just_now or (was_joined and (sender != user_id or candidate.membership == "ban")):
-                found[candidate.room_id] = candidate
-        stamps = await self._bump_stamps(conn, list(found.values()), upto.events)
+            if just_now or (was_joined and (sender != user_id or membership == "ban")):
+                found[room_id] = entry
+        stamps = await self._bump_stamps(conn, found.values(), upto.events)
         return {
-            room_id: Candidate(c.room_id, c.membership, c.event_id, c.position,
-                               stamps.get(room_id) or c.position)
-            for room_id, c in found.items()
+            room_id: Candidate(room_id, membership, event_id, position,
+                               stamps.get(room_id) or position)
+            for room_id, membership, event_id, position in found.values()
         }
 
     async def _departures(
@@ -143,13 +147,19 @@ class RoomLists:
         return found
 
     async def _bump_stamps(
-        self, conn: asyncpg.Connection, candidates: list[Candidate], upto: int
+        self, conn: asyncpg.Connection, rooms: Iterable[tuple[str, str, str, int]], upto: int
     ) -> dict[str, int | None]:
+        """room -> its stamp, for (room, membership, membership event, position) entries."""
         out: dict[str, int | None] = {}
-        joined = [c.room_id for c in candidates if c.membership == "join"]
+        joined: list[str] = []
+        capped: list[tuple[str, int]] = []
+        for room_id, membership, _, position in rooms:
+            if membership == "join":
+                joined.append(room_id)
+            elif membership in ("leave", "ban"):
+                capped.append((room_id, position))
         if joined:
             out.update(await self._joined_stamps(conn, joined, upto))
-        capped = [(c.room_id, c.position) for c in candidates if c.membership in ("leave", "ban")]
         if capped:
             async def load(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
                 stamps = await store.get_bump_stamps(conn, list(keys))
@@ -240,7 +250,10 @@ class RoomLists:
         candidates: Mapping[str, Candidate], direct: frozenset[str],
     ) -> dict[str, ListResult]:
         """Each list: its rooms sorted and filtered, counted, and sliced by its ranges."""
-        ordered = sorted(candidates.values(), key=lambda c: (-c.bump_stamp, c.room_id))
+        # Newest stamp first, ties by room ID: two stable sorts by one field each, which is
+        # a third of the cost of one by a tuple built per room.
+        ordered = sorted(candidates.values(), key=_ROOM_ID)
+        ordered.sort(key=_BUMP_STAMP, reverse=True)
         ids = [c.room_id for c in ordered]
         types: dict[str, str | None] = {}
         encrypted: set[str] = set()

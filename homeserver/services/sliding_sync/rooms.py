@@ -14,9 +14,9 @@ knocks carry their stripped state once per membership.
 Cost. Whether a followed room moved at all is answered from the recent-events cache (one query
 for all rooms when it cannot tell), so rooms that did not move cost nothing. The rooms that are
 sent are computed together, phase by phase: their timelines (from the cache, else one query
-each), one visibility check, one read of the current state of every joined room, one load of
-the state events, one serialization; a first response of twenty rooms costs a handful of
-queries, not a few per room.
+for all the rooms it cannot answer for), one visibility check, one read of the current state
+of every joined room, one load of the state events, one serialization; a first response of
+twenty rooms costs a handful of queries, not a few per room.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import asyncpg
 from homeserver.protocol.sliding_sync import MEMBER, RoomConfig, SentRoom, StatePair, StateWanted
 from homeserver.services.event_views import filter_visible, serialize_events
 from homeserver.services.requester import Requester
+from homeserver.services.rooms.current_state import StateQuery
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.sliding_sync.lists import Candidate
 from homeserver.services.streams import StreamToken
@@ -126,12 +127,16 @@ class RoomResults:
             windows[room_id] = _Window(min(after, bound), bound, False, expanded)
         quiet = await self._unmoved(conn, rooms, windows)
         work: list[_Work] = []
+        resolved: dict[frozenset[StatePair], StateWanted] = {}  # the lists share configs
         for room_id, window in windows.items():
             request = rooms[room_id]
             if room_id in quiet and room_id not in read and request.sent is not None:
                 out[room_id] = Outcome(None, _followed(request, request.sent.lazy_members))
             else:
-                wanted = StateWanted.of(request.config.required_state, requester.user_id)
+                pairs = request.config.required_state
+                wanted = resolved.get(pairs)
+                if wanted is None:
+                    wanted = resolved[pairs] = StateWanted.of(pairs, requester.user_id)
                 work.append(_Work(request, window, room_id in read, wanted))
         if work:
             out.update(await self._rooms(conn, requester, work, since, direct, ignored, now))
@@ -245,17 +250,23 @@ class RoomResults:
         """Each room's newest `timeline_limit` events of its window (from the cache when it
         can answer), then the visible ones among all of them, checked together."""
         chronological: list[StoredEvent] = []
+        windows: dict[str, tuple[str, int, int, int]] = {}
+        held: dict[str, list[StoredEvent]] = {}
+        for w in work:
+            after = 0 if w.window.initial or w.window.expanded else w.window.after
+            limit = w.request.config.timeline_limit + 1
+            cached = self.engine.recent.window(
+                w.room_id, after=after, upto=w.window.bound, limit=limit
+            )
+            if cached is None:
+                windows[w.room_id] = (w.room_id, after, w.window.bound, limit)
+            else:
+                held[w.room_id] = cached
+        if windows:
+            held.update(await events_store.get_rooms_newest_events(conn, list(windows.values())))
         for w in work:
             limit = w.request.config.timeline_limit
-            after = 0 if w.window.initial or w.window.expanded else w.window.after
-            fetched = self.engine.recent.window(
-                w.room_id, after=after, upto=w.window.bound, limit=limit + 1
-            )
-            if fetched is None:
-                fetched = await events_store.get_room_events(
-                    conn, w.room_id, after=after, upto=w.window.bound, limit=limit + 1,
-                    newest_first=True,
-                )
+            fetched = held.get(w.room_id, [])
             w.limited = len(fetched) > limit
             w.fetched = bool(fetched)
             chronological.extend(reversed(fetched[:limit]))
@@ -331,29 +342,34 @@ class RoomResults:
         loaded: dict[str, StoredEvent],
     ) -> dict[str, dict[StatePair, str]]:
         """The state entries each room's `StateWanted` and keys name: now for joined rooms
-        (one query for all, whose events go to `loaded`), as of the user's membership event
-        for the others."""
-        keys: list[tuple[str, str, str]] = []
-        whole_types: list[tuple[str, str]] = []
+        (from the current-state cache, else one query for all; a wildcard type reads the whole
+        state), whose events go to `loaded`; as of the user's membership event for the
+        others."""
+        queries: dict[str, StateQuery] = {}
         whole_rooms: list[str] = []
         out: dict[str, dict[StatePair, str]] = {}
         for room_id, (wanted, extra) in reads.items():
             candidate = candidates[room_id]
             if candidate.membership != "join":
                 out[room_id] = await self._read_at_membership(conn, candidate, wanted, extra)
-                continue
-            if wanted is not None and wanted.needs_full_state:
+            elif wanted is not None and wanted.needs_full_state:
                 whole_rooms.append(room_id)
-                continue
-            wanted_keys = set(extra) | (set(wanted.keys) if wanted is not None else set())
-            keys.extend((room_id, t, k) for t, k in wanted_keys)
-            if wanted is not None:
-                whole_types.extend((room_id, t) for t in wanted.whole_types)
-        for event in await events_store.get_current_state_of_rooms(
-            conn, keys, whole_types, whole_rooms
-        ):
-            loaded[event.event_id] = event
-            out.setdefault(event.room_id, {})[(event.type, event.state_key or "")] = event.event_id
+            elif wanted is None:
+                queries[room_id] = StateQuery(frozenset(extra))
+            else:
+                queries[room_id] = StateQuery(wanted.keys | extra, wanted.whole_types)
+        found = await self.engine.current_state.get(conn, queries) if queries else {}
+        if whole_rooms:
+            for event in await events_store.get_current_state_of_rooms(
+                conn, [], [], whole_rooms
+            ):
+                found.setdefault(event.room_id, []).append(event)
+        for events in found.values():
+            for event in events:
+                loaded[event.event_id] = event
+                out.setdefault(event.room_id, {})[(event.type, event.state_key or "")] = (
+                    event.event_id
+                )
         return out
 
     async def _read_at_membership(
