@@ -23,21 +23,14 @@ import { format } from "node:util";
 import * as sdk from "matrix-js-sdk";
 import { RoomHierarchy } from "matrix-js-sdk/lib/room-hierarchy.js";
 
+import { ExpectationFailed, expect, Waits } from "./wait.mjs";
+
 for (const level of ["log", "info", "debug", "warn", "trace"]) {
     console[level] = (...args) => process.stderr.write(format(...args) + "\n");
 }
 
-const STEP_TIMEOUT_MS = 30_000; // a failure bound, not a wait: every step resolves on an event
 const UPGRADE_FROM = "10";
 const UPGRADE_TO = "11";
-
-class ExpectationFailed extends Error {}
-
-function expect(condition, message, details) {
-    if (!condition) {
-        throw new ExpectationFailed(details === undefined ? message : `${message}: ${JSON.stringify(details)}`);
-    }
-}
 
 /** A logged-in client syncing with `/sync`, whose waits are re-checked after every sync, every
  * timeline or state event and every change to a thread. */
@@ -45,16 +38,14 @@ class Device {
     constructor(label, baseUrl, login) {
         this.label = label;
         this.userId = login.user_id;
-        this.waiters = new Set();
+        this.waits = new Waits(label);
         this.client = sdk.createClient({
             baseUrl,
             userId: login.user_id,
             deviceId: login.device_id,
             accessToken: login.access_token,
         });
-        const recheck = () => {
-            for (const waiter of [...this.waiters]) waiter();
-        };
+        const recheck = () => this.waits.recheck();
         this.client.on(sdk.ClientEvent.Sync, recheck);
         this.client.on(sdk.RoomEvent.Timeline, recheck);
         this.client.on(sdk.RoomStateEvent.Events, recheck);
@@ -76,36 +67,9 @@ class Device {
         this.client.stopClient();
     }
 
-    /** Resolves with `check()`'s first truthy value, checked now and after every sync and
-     * event; rejects when STEP_TIMEOUT_MS passes first, with `explain()` if given. */
+    /** `check()`'s first truthy value, re-checked after every sync and event (wait.mjs). */
     until(description, check, explain) {
-        return new Promise((resolve, reject) => {
-            const done = () => {
-                clearTimeout(timer);
-                this.waiters.delete(waiter);
-            };
-            const waiter = () => {
-                let value;
-                try {
-                    value = check();
-                } catch (err) {
-                    done();
-                    reject(err);
-                    return;
-                }
-                if (value) {
-                    done();
-                    resolve(value);
-                }
-            };
-            const timer = setTimeout(() => {
-                this.waiters.delete(waiter);
-                const why = explain ? `: ${JSON.stringify(explain())}` : "";
-                reject(new ExpectationFailed(`${this.label}: no ${description} within ${STEP_TIMEOUT_MS} ms${why}`));
-            }, STEP_TIMEOUT_MS);
-            this.waiters.add(waiter);
-            waiter();
-        });
+        return this.waits.until(description, check, explain);
     }
 
     /** The room, once this client's sync has it with `membership`. */
