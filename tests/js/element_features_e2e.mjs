@@ -6,7 +6,8 @@
 // can be reused).
 //
 // Steps: feature detection from /versions (what the SDK decides to use: threads, their list,
-// stable room summary, relations recursion); a thread with replies, read through the root's
+// stable room summary, relations recursion, extended profiles); an extended profile field (m.tz)
+// one user sets and the other reads; a thread with replies, read through the root's
 // bundled `m.thread` aggregation and through the threads list; an edit and a reaction (the
 // edit through the bundled `m.replace` of the original, on /event and in the synced timeline;
 // the reaction through /relations, as the spec does not bundle annotations); a space and its
@@ -124,6 +125,23 @@ async function run(baseUrl, userA, userB, password, steps) {
         // Relations recursion (v1.10) and the stable room summary (v1.15) are picked by version.
         expect(await a.client.isVersionSupported("v1.10"), "v1.10 (relations recursion) is claimed", versions);
         expect(await a.client.isVersionSupported("v1.15"), "v1.15 (room summary) is claimed", versions);
+        // Extended profiles: the SDK uses the stable /v3/profile/{userId}/{keyName} for any key
+        // when v1.16 is claimed, or `uk.tcpip.msc4133.stable` announced (Synapse 1.163.2 claims
+        // up to v1.15 and announces that). Which of the two is reported: the runner expects
+        // v1.16 of Moot.
+        expect(await a.client.doesServerSupportExtendedProfiles(), "extended profiles are supported", versions);
+        result.v1_16 = await a.client.isVersionSupported("v1.16");
+    });
+
+    await step("an extended profile field (m.tz) set by A and read by B", async () => {
+        const timeZone = "Europe/Paris";
+        await a.client.setExtendedProfileProperty("m.tz", timeZone);
+        const read = await b.client.getExtendedProfileProperty(a.userId, "m.tz");
+        expect(read === timeZone, "B reads A's m.tz as A set it", read);
+        await a.client.deleteExtendedProfileProperty("m.tz");
+        // The whole profile, which the SDK never answers from its cache (a single key it does).
+        const profile = await b.client.getExtendedProfile(a.userId);
+        expect(!("m.tz" in profile), "A's profile has no m.tz once A deleted it", profile);
     });
 
     // A room both users are in: the thread, the edit and the reaction happen there.
