@@ -50,6 +50,11 @@ bodies = st.one_of(
     st.binary(max_size=64).map(lambda v: ("raw", v)),
 )
 segments = st.text(alphabet=string.printable + "\x00éλ!$#@:", min_size=1, max_size=30)
+# A query parameter's value: numbers past 64 bits, U+0000, malformed numbers, any short text.
+query_values = st.one_of(
+    st.sampled_from([str(n) for n in HUGE] + ["\x00", NUL, "-1", "1e999", "0x10"]),
+    st.integers().map(str), st.text(max_size=12),
+)
 
 
 def collect(strategy: st.SearchStrategy[Any], n: int = EXAMPLES) -> list[Any]:

@@ -28,18 +28,16 @@ from hypothesis import strategies as st
 from homeserver.api import client_routes
 from homeserver.api.http import loggable_path, matrix_middleware
 from storage.database import DataError
-from tests.bad_input import HUGE, NUL, assert_sane, bodies, collect, segments, send_body
+from tests.bad_input import NUL, assert_sane, bodies, collect, query_values, segments, send_body
 from tests.helpers import MatrixApi, User
 
 EXAMPLES_PER_ROUTE = 16
 # Query parameters the GET routes read: numbers, tokens, flags and filters, as garbage.
 QUERY_KEYS = ["limit", "timeout", "from", "to", "since", "dir", "filter", "version", "at",
               "full_state", "set_presence", "membership", "not_membership", "only",
-              "server_name", "width", "height", "method", "ts", "user_id"]
-query_values = st.one_of(
-    st.sampled_from([str(n) for n in HUGE] + ["\x00", NUL, "-1", "1e999", "0x10"]),
-    st.integers().map(str), st.text(max_size=12),
-)
+              "server_name", "width", "height", "method", "ts", "user_id", "recurse", "include",
+              "max_depth", "suggested_only", "via", "url", "kind", "field", "batch_token",
+              "animated", "timeout_ms", "use_state_after"]
 queries = st.dictionaries(st.sampled_from(QUERY_KEYS), query_values, min_size=1, max_size=4)
 
 
@@ -114,7 +112,8 @@ def fill(scene: Scene, method: str, template: str, i: int) -> tuple[str, str]:
         "alias": f"#fuzz{i}:{scene.server}", "deviceId": user.device_id,
         "keyName": "displayname", "receiptType": "m.read", "version": "1", "sessionId": "s",
         "kind": "override", "ruleId": "fuzz", "tag": "u.fuzz", "serverName": scene.server,
-        "mediaId": "fuzz", "fileName": "f", "filterId": "1",
+        "mediaId": "fuzz", "fileName": "f", "filterId": "1", "roomIdOrAlias": scene.room,
+        "relType": "m.annotation",
     }
 
     def value(match: re.Match[str]) -> str:
@@ -160,28 +159,53 @@ async def test_routes_survive_arbitrary_query_parameters(api: MatrixApi, scene: 
 
 async def test_path_segments_survive_arbitrary_text(api: MatrixApi, scene: Scene) -> None:
     token = scene.alice.token
+    room, event, alice = scene.room, quote(scene.event), quote(scene.alice.user_id)
+    v1 = "/_matrix/client/v1/"
     for i, segment in enumerate(collect(segments)):
         part = quote(segment, safe="")
-        # The routes that may ask the server a segment names (an alias's, a user's).
+        # The routes that may ask the server a segment names (an alias's, a user's, a room's
+        # or a URL's).
         reaching_out = {("POST", f"join/{part}"), ("POST", f"knock/{part}"),
                         ("GET", f"directory/room/{part}"),
-                        ("GET", f"profile/{part}"), ("POST", f"rooms/{part}/invite")}
+                        ("GET", f"profile/{part}"), ("POST", f"rooms/{part}/invite"),
+                        ("GET", f"{v1}room_summary/{part}"),
+                        ("GET", f"profile/{part}/m.tz"),
+                        ("GET", f"{v1}media/preview_url?url={part}"),
+                        ("GET", f"/_matrix/media/v3/preview_url?url={part}")}
         requests = [
             ("GET", f"rooms/{part}/messages"), ("GET", f"rooms/{part}/state"),
-            ("GET", f"rooms/{scene.room}/event/{part}"),
-            ("GET", f"rooms/{scene.room}/context/{part}"),
-            ("GET", f"rooms/{scene.room}/state/{part}/{part}"),
+            ("GET", f"rooms/{room}/event/{part}"),
+            ("GET", f"rooms/{room}/context/{part}"),
+            ("GET", f"rooms/{room}/state/{part}/{part}"),
             ("PUT", f"rooms/{part}/send/{part}/{i}"),
-            ("PUT", f"rooms/{scene.room}/state/{part}/{part}"),
+            ("PUT", f"rooms/{room}/state/{part}/{part}"),
             ("POST", f"join/{part}"), ("POST", f"knock/{part}"),
             ("POST", f"rooms/{part}/invite"),
             ("GET", f"directory/room/{part}"), ("DELETE", f"directory/room/{part}"),
-            ("GET", f"profile/{part}"), ("PUT", f"rooms/{scene.room}/redact/{part}/{i}"),
+            ("GET", f"profile/{part}"), ("PUT", f"rooms/{room}/redact/{part}/{i}"),
+            # Issue 15's routes.
+            ("GET", f"{v1}room_summary/{part}"), ("GET", f"{v1}rooms/{part}/hierarchy"),
+            ("GET", f"{v1}rooms/{part}/relations/{event}"),
+            ("GET", f"{v1}rooms/{room}/relations/{part}"),
+            ("GET", f"{v1}rooms/{room}/relations/{event}/{part}"),
+            ("GET", f"{v1}rooms/{room}/relations/{event}/{part}/{part}"),
+            ("GET", f"{v1}rooms/{part}/threads"),
+            ("GET", f"{v1}rooms/{part}/timestamp_to_event?ts=1&dir=f"),
+            ("POST", f"rooms/{room}/report/{part}"), ("POST", f"rooms/{part}/report/{event}"),
+            ("POST", f"rooms/{part}/report"), ("POST", f"users/{part}/report"),
+            ("POST", f"rooms/{part}/upgrade"),
+            ("GET", f"profile/{part}/m.tz"), ("PUT", f"profile/{alice}/{part}"),
+            ("GET", f"profile/{alice}/{part}"), ("DELETE", f"profile/{alice}/{part}"),
+            ("GET", f"{v1}mutual_rooms?user_id={part}"),
+            ("GET", f"{v1}media/preview_url?url={part}"),
+            ("GET", f"/_matrix/media/v3/preview_url?url={part}"),
         ]
         for method, path in requests:
-            status, body = await api.request(
-                method, path, json={"user_id": scene.bob.user_id}, token=token
-            )
+            # A profile field is set by a body that names it; every other route gets one
+            # body that some of them read (the invite's).
+            sets_field = (method, path) == ("PUT", f"profile/{alice}/{part}")
+            payload = {segment: "v"} if sets_field else {"user_id": scene.bob.user_id}
+            status, body = await api.request(method, path, json=payload, token=token)
             assert_sane(status, body, (method, path),
                         reaches_out=(method, path) in reaching_out)
 

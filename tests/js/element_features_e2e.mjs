@@ -6,7 +6,8 @@
 // can be reused).
 //
 // Steps: feature detection from /versions (what the SDK decides to use: threads, their list,
-// stable room summary, relations recursion); a thread with replies, read through the root's
+// stable room summary, relations recursion, extended profiles); an extended profile field (m.tz)
+// one user sets and the other reads; a thread with replies, read through the root's
 // bundled `m.thread` aggregation and through the threads list; an edit and a reaction (the
 // edit through the bundled `m.replace` of the original, on /event and in the synced timeline;
 // the reaction through /relations, as the spec does not bundle annotations); a space and its
@@ -23,21 +24,14 @@ import { format } from "node:util";
 import * as sdk from "matrix-js-sdk";
 import { RoomHierarchy } from "matrix-js-sdk/lib/room-hierarchy.js";
 
+import { ExpectationFailed, expect, Waits } from "./wait.mjs";
+
 for (const level of ["log", "info", "debug", "warn", "trace"]) {
     console[level] = (...args) => process.stderr.write(format(...args) + "\n");
 }
 
-const STEP_TIMEOUT_MS = 30_000; // a failure bound, not a wait: every step resolves on an event
 const UPGRADE_FROM = "10";
 const UPGRADE_TO = "11";
-
-class ExpectationFailed extends Error {}
-
-function expect(condition, message, details) {
-    if (!condition) {
-        throw new ExpectationFailed(details === undefined ? message : `${message}: ${JSON.stringify(details)}`);
-    }
-}
 
 /** A logged-in client syncing with `/sync`, whose waits are re-checked after every sync, every
  * timeline or state event and every change to a thread. */
@@ -45,16 +39,14 @@ class Device {
     constructor(label, baseUrl, login) {
         this.label = label;
         this.userId = login.user_id;
-        this.waiters = new Set();
+        this.waits = new Waits(label);
         this.client = sdk.createClient({
             baseUrl,
             userId: login.user_id,
             deviceId: login.device_id,
             accessToken: login.access_token,
         });
-        const recheck = () => {
-            for (const waiter of [...this.waiters]) waiter();
-        };
+        const recheck = () => this.waits.recheck();
         this.client.on(sdk.ClientEvent.Sync, recheck);
         this.client.on(sdk.RoomEvent.Timeline, recheck);
         this.client.on(sdk.RoomStateEvent.Events, recheck);
@@ -76,36 +68,9 @@ class Device {
         this.client.stopClient();
     }
 
-    /** Resolves with `check()`'s first truthy value, checked now and after every sync and
-     * event; rejects when STEP_TIMEOUT_MS passes first, with `explain()` if given. */
+    /** `check()`'s first truthy value, re-checked after every sync and event (wait.mjs). */
     until(description, check, explain) {
-        return new Promise((resolve, reject) => {
-            const done = () => {
-                clearTimeout(timer);
-                this.waiters.delete(waiter);
-            };
-            const waiter = () => {
-                let value;
-                try {
-                    value = check();
-                } catch (err) {
-                    done();
-                    reject(err);
-                    return;
-                }
-                if (value) {
-                    done();
-                    resolve(value);
-                }
-            };
-            const timer = setTimeout(() => {
-                this.waiters.delete(waiter);
-                const why = explain ? `: ${JSON.stringify(explain())}` : "";
-                reject(new ExpectationFailed(`${this.label}: no ${description} within ${STEP_TIMEOUT_MS} ms${why}`));
-            }, STEP_TIMEOUT_MS);
-            this.waiters.add(waiter);
-            waiter();
-        });
+        return this.waits.until(description, check, explain);
     }
 
     /** The room, once this client's sync has it with `membership`. */
@@ -160,6 +125,23 @@ async function run(baseUrl, userA, userB, password, steps) {
         // Relations recursion (v1.10) and the stable room summary (v1.15) are picked by version.
         expect(await a.client.isVersionSupported("v1.10"), "v1.10 (relations recursion) is claimed", versions);
         expect(await a.client.isVersionSupported("v1.15"), "v1.15 (room summary) is claimed", versions);
+        // Extended profiles: the SDK uses the stable /v3/profile/{userId}/{keyName} for any key
+        // when v1.16 is claimed, or `uk.tcpip.msc4133.stable` announced (Synapse 1.163.2 claims
+        // up to v1.15 and announces that). Which of the two is reported: the runner expects
+        // v1.16 of Moot.
+        expect(await a.client.doesServerSupportExtendedProfiles(), "extended profiles are supported", versions);
+        result.v1_16 = await a.client.isVersionSupported("v1.16");
+    });
+
+    await step("an extended profile field (m.tz) set by A and read by B", async () => {
+        const timeZone = "Europe/Paris";
+        await a.client.setExtendedProfileProperty("m.tz", timeZone);
+        const read = await b.client.getExtendedProfileProperty(a.userId, "m.tz");
+        expect(read === timeZone, "B reads A's m.tz as A set it", read);
+        await a.client.deleteExtendedProfileProperty("m.tz");
+        // The whole profile, which the SDK never answers from its cache (a single key it does).
+        const profile = await b.client.getExtendedProfile(a.userId);
+        expect(!("m.tz" in profile), "A's profile has no m.tz once A deleted it", profile);
     });
 
     // A room both users are in: the thread, the edit and the reaction happen there.

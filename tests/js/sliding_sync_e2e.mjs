@@ -19,12 +19,13 @@ import { format } from "node:util";
 import * as sdk from "matrix-js-sdk";
 import { SlidingSync, SlidingSyncEvent, SlidingSyncState } from "matrix-js-sdk/lib/sliding-sync.js";
 
+import { ExpectationFailed, expect, Waits } from "./wait.mjs";
+
 // Everything the SDK logs goes to stderr: stdout is the result line alone.
 for (const level of ["log", "info", "debug", "warn", "trace"]) {
     console[level] = (...args) => process.stderr.write(format(...args) + "\n");
 }
 
-const STEP_TIMEOUT_MS = 30_000; // a failure bound, not a wait: every step resolves on an event
 const LONG_POLL_MS = 3_000; // the server's long-poll timeout; bounds waits on unannounced changes
 const EVIDENCE_EXCHANGES = 12;
 const LIST = "all";
@@ -38,14 +39,6 @@ const REQUIRED_STATE = [
 const ENCRYPTION = { algorithm: "m.megolm.v1.aes-sha2" };
 const PING_TYPE = "org.example.moot.sliding_sync_ping";
 
-class ExpectationFailed extends Error {}
-
-function expect(condition, message, details) {
-    if (!condition) {
-        throw new ExpectationFailed(details === undefined ? message : `${message}: ${JSON.stringify(details)}`);
-    }
-}
-
 /** A logged-in device syncing through SlidingSync, recording every exchange and response. */
 class Device {
     constructor(label, baseUrl, login) {
@@ -55,7 +48,7 @@ class Device {
         this.exchanges = []; // {query, body, response | error}: evidence for a failure report
         this.errors = []; // every failed sliding sync request's error
         this.responses = []; // every response the SlidingSync class processed, in order
-        this.waiters = new Set();
+        this.waits = new Waits(label);
         this.client = sdk.createClient({
             baseUrl,
             userId: login.user_id,
@@ -117,7 +110,7 @@ class Device {
     }
 
     recheck() {
-        for (const waiter of [...this.waiters]) waiter();
+        this.waits.recheck();
     }
 
     /** The first response from `since` on (already in or still to come) that `matches`. */
@@ -130,36 +123,10 @@ class Device {
         return this.response(this.mark(), description, matches);
     }
 
-    /** Resolves with `check()`'s first truthy value, checked now and after every response and
-     * every decryption; rejects when STEP_TIMEOUT_MS passes first, with `explain()` if given. */
+    /** `check()`'s first truthy value, re-checked after every response and every decryption
+     * (wait.mjs). */
     until(description, check, explain) {
-        return new Promise((resolve, reject) => {
-            const done = () => {
-                clearTimeout(timer);
-                this.waiters.delete(waiter);
-            };
-            const waiter = () => {
-                let value;
-                try {
-                    value = check();
-                } catch (err) {
-                    done();
-                    reject(err);
-                    return;
-                }
-                if (value) {
-                    done();
-                    resolve(value);
-                }
-            };
-            const timer = setTimeout(() => {
-                this.waiters.delete(waiter);
-                const why = explain ? `: ${JSON.stringify(explain())}` : "";
-                reject(new ExpectationFailed(`${this.label}: no ${description} within ${STEP_TIMEOUT_MS} ms${why}`));
-            }, STEP_TIMEOUT_MS);
-            this.waiters.add(waiter);
-            waiter();
-        });
+        return this.waits.until(description, check, explain);
     }
 
     /** Every to-device event of `type` in this device's responses, in order. */
