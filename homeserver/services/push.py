@@ -38,7 +38,6 @@ from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from homeserver.services.unread_counts import UnreadCounts
-from storage import account_data as account_data_store
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
@@ -200,8 +199,8 @@ class PushService:
         else:
             checked = []
         if checked:
-            ignoring = await account_data_store.get_users_ignoring(conn, checked, sender)
-            recipients = [u for u in recipients if u not in ignoring]
+            lists = await self.account_data.ignore_lists.of(conn, checked)
+            recipients = [u for u in recipients if sender not in lists.get(u, ())]
         if not recipients:
             return
         rulesets = await self._rulesets(conn, recipients)
