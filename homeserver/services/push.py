@@ -210,25 +210,28 @@ class PushService:
         create = state_before.get(CREATE, {})
         version = await self.engine.room_version(conn, room_id)
         names: dict[str, str] = {}
-        if any(rulesets[u].uses_display_name for u in recipients):
+        if any(r.uses_display_name for r in rulesets.values()):
             names = await self._display_names(conn, room_id, recipients)
         ctx = EventContext(
             {**pdu, "event_id": event.event_id}, len(members),
             user_power_level(sender, power_levels, create, version), power_levels,
         )
-        groups: dict[str, NotificationGroup] = {}
-        ts = self.clock.now_ms()
+        # Grouped by actions first: whether they notify is then asked once per group, not
+        # once per member (a room's members mostly match the same rule).
+        by_actions: dict[str, tuple[push_rules.CompiledRule, list[str]]] = {}
         for user_id, rule in self._evaluate(rulesets, ctx, names, event.event_id).items():
-            if not rule.notifies:
-                continue
-            group = groups.get(rule.actions_json)
-            if group is None:
-                group = groups[rule.actions_json] = NotificationGroup(
-                    room_id, event.event_id, event.stream_ordering, rule.actions_json,
-                    rule.highlight, ts, [],
-                )
-            group.user_ids.append(user_id)
-        writes.notifications.extend(groups.values())
+            matched = by_actions.get(rule.actions_json)
+            if matched is None:
+                matched = by_actions[rule.actions_json] = (rule, [])
+            matched[1].append(user_id)
+        ts = self.clock.now_ms()
+        writes.notifications.extend(
+            NotificationGroup(
+                room_id, event.event_id, event.stream_ordering, actions_json, rule.highlight,
+                ts, user_ids,
+            )
+            for actions_json, (rule, user_ids) in by_actions.items() if rule.notifies
+        )
 
     @staticmethod
     def _evaluate(
