@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import signal
@@ -74,6 +75,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def freeze_startup_heap() -> None:
+    """Move what start-up allocated (modules, configuration, services: most of the objects
+    the garbage collector tracks) out of its reach for good. A full collection walks every
+    tracked object while holding the GIL, stalling the event loop as long: tens of ms at
+    start-up size, every request in flight delayed by it (the latency tail under load).
+    Frozen, a collection walks only what serving allocated since. Only a served process
+    freezes (`run`): in-process servers of the tests come and go."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _run(config: Config, worker: str | None) -> None:
     from homeserver.app import Homeserver
 
@@ -84,6 +96,7 @@ async def _run(config: Config, worker: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+        freeze_startup_heap()
         await stop.wait()
         logging.getLogger(__name__).info("signal received, stopping")
     finally:

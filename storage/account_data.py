@@ -76,16 +76,15 @@ async def get_account_data_changes(
     return [AccountData(r["room_id"], r["type"], r["content"], r["stream_id"]) for r in rows]
 
 
-GET_USERS_IGNORING = """
-SELECT user_id FROM account_data
-WHERE user_id = ANY($1) AND room_id = '' AND type = 'm.ignored_user_list'
-  AND jsonb_typeof(content -> 'ignored_users') = 'object' AND content -> 'ignored_users' ? $2
+GET_GLOBAL_OF_USERS = """
+SELECT user_id, content FROM account_data WHERE user_id = ANY($1) AND room_id = '' AND type = $2
 """
 
 
-async def get_users_ignoring(
-    conn: asyncpg.Connection, user_ids: Sequence[str], sender: str
-) -> set[str]:
-    """Those of `user_ids` whose `m.ignored_user_list` names `sender`."""
-    rows = await conn.fetch(GET_USERS_IGNORING, list(user_ids), sender)
-    return {r["user_id"] for r in rows}
+async def get_global_account_data_of_users(
+    conn: asyncpg.Connection, user_ids: Sequence[str], type: str
+) -> dict[str, Any]:
+    """user -> the content of their global entry of `type`, for those of `user_ids` who set
+    one."""
+    rows = await conn.fetch(GET_GLOBAL_OF_USERS, list(user_ids), type)
+    return {r["user_id"]: r["content"] for r in rows}

@@ -157,12 +157,22 @@ async def read_json_body(
     PostgreSQL stores it in neither text nor jsonb.
     `event_content`: the body is an event's content, which may hold one (the spec's strings
     allow it, Synapse accepts it, and events are stored as JSON text, where it is escaped)."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large("Request body is too large") from None
+    raw = await read_body(request)
     if not raw.strip() and allow_empty:
         return {}
+    return parse_json_object(raw, event_content=event_content)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body's bytes, or M_TOO_LARGE."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large("Request body is too large") from None
+
+
+def parse_json_object(raw: bytes, *, event_content: bool = False) -> dict[str, Any]:
+    """`raw` as a JSON object, or the errors `read_json_body` names."""
     try:
         value = loads_bounded(raw)
     except JSONNestingError:

@@ -14,6 +14,7 @@ import asyncpg
 
 from homeserver.config import QuotasConfig
 from homeserver.errors import MatrixError, not_found
+from homeserver.services.ignored_users import IGNORED_USER_LIST, IgnoreLists
 from homeserver.services.notifier import Notifier
 from homeserver.services.quotas import check_size, over_quota
 from homeserver.services.stream_wakes import StreamWakes
@@ -36,6 +37,7 @@ class AccountDataService:
         self.stream = stream
         self.notifier = notifier
         self.wakes = StreamWakes(notifier, stream)
+        self.ignore_lists = IgnoreLists()
 
     async def set_by_client(
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
@@ -62,8 +64,14 @@ class AccountDataService:
                 conn, user_id, room_id, data_type, content, position
             )
 
-        with self.stream.allocate() as slot:
-            await self.db.transaction(lambda conn: txn(conn, slot.position), name="account_data")
+        try:
+            with self.stream.allocate() as slot:
+                await self.db.transaction(
+                    lambda conn: txn(conn, slot.position), name="account_data"
+                )
+        finally:
+            if room_id == GLOBAL and data_type == IGNORED_USER_LIST:
+                self.ignore_lists.changed(user_id)
         self.wakes.add(slot.last_written, [user_id])
 
     async def get(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any]:

@@ -39,7 +39,6 @@ from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from homeserver.services.unread_counts import UnreadCounts
-from storage import account_data as account_data_store
 from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
@@ -201,8 +200,8 @@ class PushService:
         else:
             checked = []
         if checked:
-            ignoring = await account_data_store.get_users_ignoring(conn, checked, sender)
-            recipients = [u for u in recipients if u not in ignoring]
+            lists = await self.account_data.ignore_lists.of(conn, checked)
+            recipients = [u for u in recipients if sender not in lists.get(u, ())]
         if not recipients:
             return
         rulesets = await self._rulesets(conn, recipients)
@@ -212,30 +211,32 @@ class PushService:
         create = state_before.get(CREATE, {})
         version = await self.engine.room_version(conn, room_id)
         names: dict[str, str] = {}
-        if any(rulesets[u].uses_display_name for u in recipients):
+        if any(r.uses_display_name for r in rulesets.values()):
             names = await self._display_names(conn, room_id, recipients)
         ctx = EventContext(
             {**pdu, "event_id": event.event_id}, len(members),
             user_power_level(sender, power_levels, create, version), power_levels,
         )
-        matched = {
-            user_id: rule for user_id, rule in
-            self._evaluate(rulesets, ctx, names, event.event_id).items() if rule.notifies
-        }
-        if not matched:
+        # Grouped by actions first: whether they notify is then asked once per group, not
+        # once per member (a room's members mostly match the same rule).
+        by_actions: dict[str, tuple[push_rules.CompiledRule, list[str]]] = {}
+        for user_id, rule in self._evaluate(rulesets, ctx, names, event.event_id).items():
+            matched = by_actions.get(rule.actions_json)
+            if matched is None:
+                matched = by_actions[rule.actions_json] = (rule, [])
+            matched[1].append(user_id)
+        notifying = [(a, r, u) for a, (r, u) in by_actions.items() if r.notifies]
+        if not notifying:
             return
-        groups: dict[str, NotificationGroup] = {}
         thread_id = await self._thread_of(conn, pdu["content"])
         ts = self.clock.now_ms()
-        for user_id, rule in matched.items():
-            group = groups.get(rule.actions_json)
-            if group is None:
-                group = groups[rule.actions_json] = NotificationGroup(
-                    room_id, event.event_id, event.stream_ordering, rule.actions_json,
-                    rule.highlight, ts, [], thread_id,
-                )
-            group.user_ids.append(user_id)
-        writes.notifications.extend(groups.values())
+        writes.notifications.extend(
+            NotificationGroup(
+                room_id, event.event_id, event.stream_ordering, actions_json, rule.highlight,
+                ts, user_ids, thread_id,
+            )
+            for actions_json, rule, user_ids in notifying
+        )
 
     async def _thread_of(self, conn: asyncpg.Connection, content: dict[str, Any]) -> str:
         """The thread an event's notification counts in (threading.md: per-thread

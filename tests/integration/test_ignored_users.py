@@ -103,3 +103,27 @@ async def test_ignored_users_messages_do_not_notify(api: MatrixApi) -> None:
     await api.invite(bob, bobs_room, alice)
     notified = await api.ok("GET", "notifications", token=alice.token)
     assert [n["event"]["sender"] for n in notified["notifications"]] == []
+
+
+async def test_a_changed_ignore_list_applies_to_the_next_messages_notifications(
+    api: MatrixApi,
+) -> None:
+    """The lists the push rules consult are held in memory: each change replaces the held
+    one, both ways."""
+    alice, bob = [await api.register(n) for n in ("alice", "bob")]
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+
+    async def notified() -> int:
+        room = (await api.sync(alice))["rooms"]["join"][room_id]
+        count: int = room["unread_notifications"]["notification_count"]
+        return count
+
+    await api.send_message(bob, room_id, "heard")
+    assert await notified() == 1
+    await ignore(api, alice, bob)
+    await api.send_message(bob, room_id, "ignored")
+    assert await notified() == 1
+    await ignore(api, alice)
+    await api.send_message(bob, room_id, "heard again")
+    assert await notified() == 2

@@ -12,6 +12,7 @@ MSC4186: M_INVALID_PARAM).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -127,6 +128,23 @@ async def test_malformed_json_is_a_400(api: MatrixApi, alice: User, raw: bytes) 
         "POST", PATH, raw=raw, token=alice.token, headers={"Content-Type": "application/json"}
     )
     expect_bad(status, answer, repr(raw))
+
+
+async def test_a_body_is_judged_the_same_every_time_it_comes(
+    api: MatrixApi, alice: User
+) -> None:
+    """Parsed bodies are kept by their bytes (small ones): a good one serves again, a bad
+    one is refused again, and a large one (parsed every time) is judged alike."""
+    bad = changed((*LIST, "timeline_limit"), -1)
+    large = changed(("lists",), {f"l{i:063d}": room_list() for i in range(90)})
+    assert len(json.dumps(large)) > 8192
+    large_bad = copy.deepcopy(large)
+    large_bad["lists"][f"l{0:063d}"]["timeline_limit"] = -1
+    for _ in range(2):
+        expect_bad(*await post(api, alice, bad, check_request=False), "negative timeline_limit")
+        expect_bad(*await post(api, alice, large_bad, check_request=False), "large, negative")
+        assert (await post(api, alice, GOOD))[0] == 200
+        assert (await post(api, alice, large))[0] == 200
 
 
 async def test_a_bad_body_leaves_the_connection_usable(api: MatrixApi, alice: User) -> None:

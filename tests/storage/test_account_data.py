@@ -43,16 +43,17 @@ async def test_count_if_new_counts_only_for_an_entry_not_yet_held(db: Database) 
         assert await store.count_account_data_if_new(conn, "@other:x", "", "m.a") == 0
 
 
-async def test_users_ignoring_reads_only_well_formed_global_ignore_lists(db: Database) -> None:
-    spammer = "@spam:x"
+async def test_global_entries_of_many_users_are_read_at_once(db: Database) -> None:
     lists: dict[str, tuple[str, dict[str, Any]]] = {
-        "@a:x": ("", {"ignored_users": {spammer: {}}}),
-        "@b:x": ("", {"ignored_users": {"@someone:x": {}}}),
-        "@c:x": ("!r:x", {"ignored_users": {spammer: {}}}),  # per room: not an ignore list
-        "@d:x": ("", {"ignored_users": [spammer]}),  # not an object: ignored
+        "@a:x": ("", {"ignored_users": {"@spam:x": {}}}),
+        "@b:x": ("", {"ignored_users": [1]}),  # stored as written: the caller judges it
+        "@c:x": ("!r:x", {"ignored_users": {"@spam:x": {}}}),  # per room: not global
     }
     async with db.connection() as conn:
         for n, (user, (room, content)) in enumerate(lists.items()):
             await store.upsert_account_data(conn, user, room, "m.ignored_user_list", content, n)
-        assert await store.get_users_ignoring(conn, [*lists, "@e:x"], spammer) == {"@a:x"}
-        assert await store.get_users_ignoring(conn, ["@b:x"], spammer) == set()
+        await store.upsert_account_data(conn, "@a:x", "", "m.other", {}, 9)
+        found = await store.get_global_account_data_of_users(
+            conn, [*lists, "@e:x"], "m.ignored_user_list"
+        )
+        assert found == {"@a:x": lists["@a:x"][1], "@b:x": lists["@b:x"][1]}
