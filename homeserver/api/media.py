@@ -130,8 +130,8 @@ async def preview_url(request: web.Request) -> web.Response:
     url = request.query.get("url")
     if not url:
         raise MatrixError(400, "M_MISSING_PARAM", "'url' is required")
-    now = 2**63 - 1  # no `ts`: the current preview
-    ts = query_int(request, "ts", now, lo=0, hi=now)
+    latest = 2**63 - 1  # no `ts` (or one in the future): the current preview
+    ts = query_int(request, "ts", latest, lo=0, hi=latest)
     return json_response(await request.app[URL_PREVIEWS].preview(requester, url, ts))
 
 
