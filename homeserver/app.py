@@ -350,7 +350,7 @@ class Homeserver:
         client[TAGS] = tags = TagsService(parts.account_data)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
         client[URL_PREVIEWS] = self.url_previews = UrlPreviews(
-            config, media, core.ratelimiter, clock
+            db, config, media, core.ratelimiter, clock
         )
         client[PUSH] = push
         client[TURN] = TurnServers(config.voip, clock)

@@ -15,7 +15,7 @@ import asyncpg
 @dataclass(frozen=True, slots=True)
 class MediaRow:
     media_id: str
-    user_id: str
+    user_id: str | None  # None: the server's own (a URL preview's image)
     created_ts: int
     unused_expires_ts: int | None
     content_hash: str | None
@@ -48,7 +48,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $3)
 
 
 async def insert_uploaded(
-    conn: asyncpg.Connection, media_id: str, user_id: str, now_ts: int, content: Content
+    conn: asyncpg.Connection, media_id: str, user_id: str | None, now_ts: int, content: Content
 ) -> None:
     await conn.execute(
         INSERT_UPLOADED, media_id, user_id, now_ts, content.content_hash, content.content_type,
@@ -107,6 +107,21 @@ FROM local_media WHERE media_id = $1
 async def get_media(conn: asyncpg.Connection, media_id: str) -> MediaRow | None:
     row = await conn.fetchrow(GET_MEDIA, media_id)
     return None if row is None else MediaRow(**dict(row))
+
+
+GET_SERVER_MEDIA = """
+SELECT media_id FROM local_media
+WHERE user_id IS NULL AND content_hash = $1 AND content_type = $2
+LIMIT 1
+"""
+
+
+async def get_server_media(
+    conn: asyncpg.Connection, content_hash: str, content_type: str
+) -> str | None:
+    """A media ID the server already keeps these bytes under, as its own."""
+    media_id: str | None = await conn.fetchval(GET_SERVER_MEDIA, content_hash, content_type)
+    return media_id
 
 
 GET_THUMBNAIL = """

@@ -124,14 +124,15 @@ async def media_config(request: web.Request) -> web.Response:
 @routes.get(CLIENT_V1 + "/preview_url")
 @routes.get(MEDIA_V3 + "/preview_url")
 async def preview_url(request: web.Request) -> web.Response:
-    """See homeserver/services/url_previews.py; `ts` may ask for an older preview, which the
-    spec lets the server answer with a newer one (this server keeps only the latest)."""
+    """See homeserver/services/url_previews.py; `ts` asks for the preview as it was then (the
+    spec lets the server answer a newer one when it kept none that old)."""
     requester = await require_requester(request)
     url = request.query.get("url")
     if not url:
         raise MatrixError(400, "M_MISSING_PARAM", "'url' is required")
-    query_int(request, "ts", 0, lo=0, hi=2**63 - 1)  # validated only, see above
-    return json_response(await request.app[URL_PREVIEWS].preview(requester, url))
+    latest = 2**63 - 1  # no `ts` (or one in the future): the current preview
+    ts = query_int(request, "ts", latest, lo=0, hi=latest)
+    return json_response(await request.app[URL_PREVIEWS].preview(requester, url, ts))
 
 
 async def _download(request: web.Request) -> web.StreamResponse:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-__all__ = ["AddressPolicy", "IPAddress", "ip_literal"]
+__all__ = ["AddressPolicy", "IPAddress", "ip_literal", "numeric_ipv4"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -24,6 +24,44 @@ def ip_literal(host: str) -> IPAddress | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a URL's host means if its last label is a number, as the URL Standard
+    (WHATWG "ends in a number", "IPv4 parser") reads it: `2130706433`, `0x7f.1`, `0177.0.0.1`
+    and `127.1` are all 127.0.0.1. None if the host is a name; ValueError if it ends in a
+    number but is no address (`1.2.3.4.5`, `999.1.1.1`), which browsers refuse too.
+
+    Resolvers and HTTP clients disagree on these forms (getaddrinfo takes some, aiohttp
+    refuses others as malformed), so the caller replaces them by the canonical address, which
+    every one reads the same way and the address policy then checks."""
+    labels = host.split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()  # a trailing dot
+    last_label = labels[-1]
+    if not (last_label.isascii() and last_label.isdigit()) and _number(last_label) is None:
+        return None
+    numbers = [_number(label) for label in labels]
+    if len(numbers) > 4 or any(n is None for n in numbers):
+        raise ValueError(f"{host} is not an IPv4 address")
+    *high, last = [n for n in numbers if n is not None]
+    if any(n > 255 for n in high) or last >= 256 ** (5 - len(numbers)):
+        raise ValueError(f"{host} is not an IPv4 address")
+    return ipaddress.IPv4Address(sum(n << (8 * (3 - i)) for i, n in enumerate(high)) + last)
+
+
+def _number(label: str) -> int | None:
+    """A URL host label read as the URL Standard's "IPv4 number" (decimal, 0x hex, 0 octal)."""
+    if label[:2].lower() == "0x":
+        digits, radix = label[2:], 16  # "0x" alone is 0
+    elif len(label) > 1 and label.startswith("0"):
+        digits, radix = label[1:], 8
+    else:
+        digits, radix = label, 10
+    allowed = "0123456789abcdefABCDEF"[: radix + (6 if radix == 16 else 0)]
+    if (not digits and radix == 10) or any(c not in allowed for c in digits):
+        return None
+    return int(digits, radix) if digits else 0
 
 
 def _reason(ip: IPAddress) -> str | None:

@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 
 from yarl import URL
 
-from homeserver.protocol.addresses import ip_literal
+from homeserver.protocol.addresses import ip_literal, numeric_ipv4
 
 __all__ = ["MAX_URL_LENGTH", "opengraph", "page_charset", "preview_target"]
 
@@ -33,7 +33,9 @@ def preview_target(text: str) -> URL:
     """The URL to fetch for `text`, without its fragment; ValueError saying why it cannot be.
 
     Only absolute http and https URLs with a host are previewed, and none carrying a user name
-    or password (they would be sent to the site on the user's behalf).
+    or password (they would be sent to the site on the user's behalf). A host ending in a
+    number is an IPv4 address in one of its URL forms (`http://2130706433/`): it is replaced
+    by the canonical address, or refused if it is none.
     """
     if len(text) > MAX_URL_LENGTH:
         raise ValueError(f"URLs longer than {MAX_URL_LENGTH} characters are not previewed")
@@ -44,10 +46,11 @@ def preview_target(text: str) -> URL:
         raise ValueError(f"not a URL: {e}") from None
     if url.scheme not in ("http", "https"):
         raise ValueError("only http and https URLs are previewed")
-    if not url.raw_host or not (
-        _HOSTNAME.fullmatch(url.raw_host) or ip_literal(url.raw_host) is not None
-    ):
+    host = url.raw_host
+    if not host or not (_HOSTNAME.fullmatch(host) or ip_literal(host) is not None):
         raise ValueError("the URL has no valid host")
+    if ip_literal(host) is None and (address := numeric_ipv4(host)) is not None:
+        url = url.with_host(str(address))
     if url.user is not None or url.password is not None:
         raise ValueError("URLs with a user name or password are not previewed")
     if port is None or not 1 <= port <= 65535:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +92,24 @@ class MediaService:
         self.ratelimiter.check("per_user", requester.user_id)
         return await self._keep(requester.user_id, upload)
 
-    async def store_bytes(
-        self, user_id: str, data: bytes, content_type: str, upload_name: str | None
+    async def keep_server_copy(
+        self, data: bytes, content_type: str, upload_name: str | None
     ) -> str:
-        """Keep `data` the server fetched for `user_id` (a URL preview's image) as new local
-        media; its `mxc://` URI."""
+        """Keep `data` the server fetched itself (a URL preview's image) as local media owned
+        by no user (no user's upload it counts against); its media ID. The same bytes of the
+        same type kept before are reused, so fetching an image again adds nothing."""
+        content_hash = await asyncio.to_thread(self.content.put_bytes, data)
+        content = store.Content(content_hash, len(data), content_type, upload_name)
+        media_id = _new_media_id()
 
-        async def chunks() -> AsyncIterator[bytes]:
-            yield data
+        async def find_or_insert(conn: asyncpg.Connection) -> str:
+            existing = await store.get_server_media(conn, content_hash, content_type)
+            if existing is not None:
+                return existing
+            await store.insert_uploaded(conn, media_id, None, self.clock.now_ms(), content)
+            return media_id
 
-        return await self._keep(user_id, Upload(chunks(), len(data), content_type, upload_name))
+        return await self.db.transaction(find_or_insert, name="media_server_copy")
 
     async def _keep(self, user_id: str, upload: Upload) -> str:
         """Store `upload` under a fresh media ID owned by `user_id`; its `mxc://` URI."""

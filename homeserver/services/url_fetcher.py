@@ -37,6 +37,11 @@ class FetchFailed(Exception):
     """The page could not be fetched (unreachable, too slow, too large, an error status)."""
 
 
+class UnusableUrl(FetchFailed):
+    """The URL asked for is one the HTTP client refuses as malformed: the asker's mistake, where
+    the same refusal of a redirect's target is the site's (FetchFailed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     url: URL  # after redirects
@@ -112,7 +117,7 @@ class UrlFetcher:
     async def fetch(self, url: URL, max_bytes: int, accept: str) -> Fetched:
         """GET `url` (already a `preview_target`), following up to MAX_REDIRECTS redirects;
         FetchRefused for an address the policy forbids, FetchFailed for everything else."""
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             self._check_literal(url)
             try:
                 async with self._get_session().get(
@@ -127,6 +132,10 @@ class UrlFetcher:
                     return Fetched(url, resp.headers.get("Content-Type"), body)
             except (FetchRefused, FetchFailed):
                 raise
+            except aiohttp.InvalidURL as e:
+                if hop == 0:
+                    raise UnusableUrl(f"{type(e).__name__}: {e}") from None
+                raise FetchFailed(f"a redirect to an unusable URL: {e}") from None
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                 raise FetchFailed(f"fetching {url.host}: {type(e).__name__}: {e}") from None
         raise FetchFailed(f"more than {MAX_REDIRECTS} redirects")

@@ -1,22 +1,26 @@
 """`GET /media/preview_url`: a page's OpenGraph data, its image re-hosted as an `mxc://` URI.
 
 Off unless `media.url_previews.enabled` (every URL then answers `{}`, the spec's empty preview).
-On, a preview is fetched once and kept for CACHE_LIFETIME_MS in a cache of at most CACHE_SIZE
-URLs (least recently used out first); requests for a URL being fetched wait for that fetch.
-At most FETCH_SLOTS fetches run at once and at most QUEUE_LIMIT distinct URLs are being
-fetched or waiting for a slot: past that the answer is 429, so no user can grow memory or
-connections without bound. A request's `ts` gets the cached preview even if older was asked
-for, as the spec allows.
+On, previews are kept in the database per URL and fetch time (storage/url_previews.py), shared
+by every process and kept across restarts: a preview is the URL's current one for
+PREVIEW_LIFETIME_MS, and a request's `ts` gets the newest preview fetched at or before `ts` that
+was current then; with none, the current one; with none either, the page is fetched. Rows are
+deleted KEEP_EXPIRED_MS after they stop being current (with each new preview stored), so the
+table holds a day's fetches, and fetches are bounded as below. The page's image is kept once as
+media of the server's own (no user's upload), and the same bytes fetched again reuse it.
+
+Requests for a URL being fetched in this process wait for that fetch. At most FETCH_SLOTS
+fetches run at once and at most QUEUE_LIMIT distinct URLs are being fetched or waiting for a
+slot: past that the answer is 429, so no user can grow memory or connections without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from yarl import URL
 
 from homeserver.config import Config
@@ -27,10 +31,18 @@ from homeserver.services.clock import Clock
 from homeserver.services.media import MediaService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
-from homeserver.services.url_fetcher import Fetched, FetchFailed, FetchRefused, UrlFetcher
+from homeserver.services.url_fetcher import (
+    Fetched,
+    FetchFailed,
+    FetchRefused,
+    UnusableUrl,
+    UrlFetcher,
+)
+from storage import url_previews as store
+from storage.database import Database
 
-CACHE_LIFETIME_MS = 60 * 60 * 1000
-CACHE_SIZE = 1000
+PREVIEW_LIFETIME_MS = 60 * 60 * 1000
+KEEP_EXPIRED_MS = 24 * 60 * 60 * 1000
 FETCH_SLOTS = 4
 QUEUE_LIMIT = 32
 MAX_PAGE_BYTES = 2 * 1024 * 1024
@@ -43,24 +55,22 @@ def invalid_url(why: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_PARAM", f"Cannot preview this URL: {why}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    expires_ms: int
-    preview: dict[str, Any]
+_Preview = tuple[dict[str, Any], str | None]  # the answer, and the media ID of its image
 
 
 class UrlPreviews:
     def __init__(
-        self, config: Config, media: MediaService, ratelimiter: RateLimiter, clock: Clock,
+        self, db: Database, config: Config, media: MediaService, ratelimiter: RateLimiter,
+        clock: Clock,
     ) -> None:
         settings = config.media.url_previews
         self.enabled = settings.enabled
+        self.db = db
         self.media = media
         self.ratelimiter = ratelimiter
         self.clock = clock
         self.fetcher = UrlFetcher(AddressPolicy(allow_private=settings.allow_private_addresses))
         self.max_image_bytes = min(MAX_IMAGE_BYTES, config.media.max_upload_bytes)
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._in_flight: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._slots = asyncio.Semaphore(FETCH_SLOTS)
 
@@ -69,9 +79,10 @@ class UrlPreviews:
             task.cancel()
         await self.fetcher.close()
 
-    async def preview(self, requester: Requester, url_text: str) -> dict[str, Any]:
-        """The preview of `url_text` for `requester` (400 M_INVALID_PARAM if it is no http(s)
-        URL, 403 if it points where this server may not connect)."""
+    async def preview(self, requester: Requester, url_text: str, ts: int) -> dict[str, Any]:
+        """The preview of `url_text` as of `ts` (ms; the future means now) for `requester`
+        (400 M_INVALID_PARAM if it is no http(s) URL, 403 if it points where this server may
+        not connect)."""
         try:
             url = preview_target(url_text)
         except ValueError as e:
@@ -79,10 +90,9 @@ class UrlPreviews:
         if not self.enabled:
             return {}
         key = str(url)
-        cached = self._cache.get(key)
-        if cached is not None and cached.expires_ms > self.clock.now_ms():
-            self._cache.move_to_end(key)
-            return cached.preview
+        kept = await self._kept(key, ts)
+        if kept is not None:
+            return kept
         self.ratelimiter.check("per_user", requester.user_id)
         task = self._in_flight.get(key)
         if task is None:
@@ -91,62 +101,83 @@ class UrlPreviews:
                     429, "M_LIMIT_EXCEEDED", "Too many URL previews are being fetched",
                     retry_after_ms=1000,
                 )
-            task = asyncio.ensure_future(self._fetch(requester, url))
+            task = asyncio.ensure_future(self._fetch(url))
             self._in_flight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
         # Shielded: one requester going away does not cancel the fetch others wait for.
         return await asyncio.shield(task)
+
+    async def _kept(self, key: str, ts: int) -> dict[str, Any] | None:
+        """The stored preview current at `ts`, else the one current now, else None."""
+        now = self.clock.now_ms()
+
+        async def read(conn: asyncpg.Connection) -> dict[str, Any] | None:
+            found = await store.get_preview(conn, key, min(ts, now))
+            if found is None and ts < now:
+                found = await store.get_preview(conn, key, now)
+            return found
+
+        return await self.db.run(read, name="url_preview")
 
     def _forget(self, key: str, task: asyncio.Task[dict[str, Any]]) -> None:
         del self._in_flight[key]
         if not task.cancelled():
             task.exception()  # retrieved, even if every requester waiting for it went away
 
-    async def _fetch(self, requester: Requester, url: URL) -> dict[str, Any]:
+    async def _fetch(self, url: URL) -> dict[str, Any]:
         async with self._slots:
-            preview = await self._build(requester, url)
-        self._cache[str(url)] = _Cached(self.clock.now_ms() + CACHE_LIFETIME_MS, preview)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+            preview, media_id = await self._build(url)
+        now = self.clock.now_ms()
+
+        async def keep(conn: asyncpg.Connection) -> None:
+            await store.delete_expired(conn, now - KEEP_EXPIRED_MS)
+            await store.insert_preview(
+                conn, str(url), now, now + PREVIEW_LIFETIME_MS, preview, media_id
+            )
+
+        await self.db.transaction(keep, name="url_preview_keep")
         return preview
 
-    async def _build(self, requester: Requester, url: URL) -> dict[str, Any]:
+    async def _build(self, url: URL) -> _Preview:
         try:
             page = await self.fetcher.fetch(url, MAX_PAGE_BYTES, PAGE_ACCEPT)
         except FetchRefused as e:
             raise forbidden(f"URL previews may not fetch from this address ({e})") from None
+        except UnusableUrl as e:
+            raise invalid_url(str(e)) from None
         except FetchFailed as e:
             raise MatrixError(502, "M_UNKNOWN", f"Could not fetch the page: {e}") from None
         media_type = (page.content_type or "").split(";")[0].strip().lower()
         if media_type in IMAGE_TYPES:
-            return await self._rehost(requester, page.body, media_type, page.url)
+            return await self._rehost(page.body, media_type, page.url)
         if media_type not in ("text/html", "application/xhtml+xml"):
-            return {}
+            return {}, None
         # Decoding and parsing up to MAX_PAGE_BYTES of HTML takes a while: off the event loop.
         preview: dict[str, Any] = await asyncio.to_thread(_read_page, page)
         image_url = preview.pop("og:image", None)
-        if image_url is not None:
-            preview.update(await self._image(requester, URL(image_url)))
-        return preview
+        if image_url is None:
+            return preview, None
+        image, media_id = await self._image(URL(image_url))
+        return {**preview, **image}, media_id
 
-    async def _image(self, requester: Requester, url: URL) -> dict[str, Any]:
+    async def _image(self, url: URL) -> _Preview:
         """The page's image stored in the media repository, or nothing if it cannot be had."""
         try:
             image = await self.fetcher.fetch(preview_target(str(url)), self.max_image_bytes,
                                              "image/*")
         except (ValueError, FetchRefused, FetchFailed):
-            return {}
+            return {}, None
         media_type = (image.content_type or "").split(";")[0].strip().lower()
         if media_type not in IMAGE_TYPES:
-            return {}
-        return await self._rehost(requester, image.body, media_type, image.url)
+            return {}, None
+        return await self._rehost(image.body, media_type, image.url)
 
-    async def _rehost(
-        self, requester: Requester, data: bytes, media_type: str, source: URL
-    ) -> dict[str, Any]:
-        name = source.name or None
-        mxc = await self.media.store_bytes(requester.user_id, data, media_type, name)
-        return {"og:image": mxc, "og:image:type": media_type, "matrix:image:size": len(data)}
+    async def _rehost(self, data: bytes, media_type: str, source: URL) -> _Preview:
+        media_id = await self.media.keep_server_copy(data, media_type, source.name or None)
+        return {
+            "og:image": self.media.mxc_uri(media_id), "og:image:type": media_type,
+            "matrix:image:size": len(data),
+        }, media_id
 
 
 def _read_page(page: Fetched) -> dict[str, str]:

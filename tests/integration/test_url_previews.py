@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import string
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +24,13 @@ from yarl import URL
 from homeserver.errors import MatrixError
 from homeserver.protocol.addresses import AddressPolicy, IPAddress
 from homeserver.services.requester import Requester
-from homeserver.services.url_fetcher import FetchFailed, FetchRefused, UrlFetcher
+from homeserver.services.url_fetcher import FetchFailed, FetchRefused, UnusableUrl, UrlFetcher
 from homeserver.services.url_previews import FETCH_SLOTS, QUEUE_LIMIT
+from storage import media as media_store
+from storage.database import Database
 from tests.bad_input import HUGE, assert_sane, collect, segments
 from tests.conftest import MakeServer
+from tests.fake_clock import FakeClock
 from tests.helpers import MatrixApi, User, validate_response
 from tests.images import png
 
@@ -38,6 +41,7 @@ V3 = "/_matrix/media/v3"
 ON = {"media.url_previews.enabled": True, "media.url_previews.allow_private_addresses": True}
 IMAGE = png(40, 30)
 SERVER = "localhost"  # the test servers' name
+NOW = 2**63 - 1  # a preview's `ts` meaning "the current preview"
 PAGE = """<!doctype html><html><head>
 <meta charset="utf-8"><title>Not this one</title>
 <meta property="og:title" content="Caf\u00e9  &amp; chat">
@@ -78,6 +82,12 @@ async def pages() -> AsyncIterator[Pages]:
             raise web.HTTPFound(f"http://127.0.0.2:{request.url.port}/page")
         if name == "loop":
             raise web.HTTPFound("/loop")
+        if name == "changing":  # a new title each time it is fetched, the same image
+            return web.Response(
+                text=f"<title>v{served.hits[request.path]}</title>"
+                '<meta property="og:image" content="/image.png">',
+                content_type="text/html",
+            )
         if name == "big":
             return web.Response(body=b"<html>" + b" " * (3 * 1024 * 1024), content_type="text/html")
         if name == "missing":
@@ -163,14 +173,66 @@ async def test_a_preview_is_fetched_once_and_cached(
     assert pages.hits == Counter({"/redirect": 1, "/page": 1, "/image.png": 1})
 
 
+async def test_previews_are_shared_by_processes_and_kept_across_restarts(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, pages: Pages, db: Database
+) -> None:
+    """And the image re-hosted for it is the server's own media, no user's upload."""
+    api, user = await previewer(make_homeserver, http, ON)
+    first = await preview(api, user, pages.url + "/page")
+    assert first[0] == 200, first
+    # Another process on the same database (or this one, restarted).
+    other = MatrixApi((await make_homeserver(ON)).url, http)
+    someone = await other.register("someone")
+    assert await preview(other, someone, pages.url + "/page") == first
+    assert pages.hits == Counter({"/page": 1, "/image.png": 1})
+    media_id = first[1]["og:image"].rsplit("/", 1)[1]
+    row = await db.run(lambda conn: media_store.get_media(conn, media_id))
+    assert row is not None and row.user_id is None
+
+
+async def test_ts_gets_the_preview_of_its_time(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, pages: Pages
+) -> None:
+    """A preview is current for an hour; `ts` asks for the one that was current then, which
+    is kept a day longer. The page's image, the same bytes each time, is kept once."""
+    clock = FakeClock()
+    api = MatrixApi((await make_homeserver(ON, clock=clock)).url, http)
+    user = await api.register("previewer")
+    url = pages.url + "/changing"
+    start = clock.now_ms()
+
+    async def title(ts: int | None = None) -> str:
+        params = {"url": url} | ({} if ts is None else {"ts": str(ts)})
+        status, body = await api.request("GET", f"{V1}/preview_url", token=user.token,
+                                         params=params)
+        assert status == 200, body
+        images.add(body["og:image"])
+        return str(body["og:title"])
+
+    images: set[str] = set()
+    assert await title() == "v1"
+    clock.advance(2 * 3600)
+    assert await title() == "v2"  # the first is no longer current: fetched again
+    assert await title(start + 60_000) == "v1"  # as it was then
+    assert await title(start - 60_000) == "v2"  # none kept that old: the current one
+    assert await title(clock.now_ms() + 10**9) == "v2"  # the future: the current one
+    assert pages.hits["/changing"] == 2
+    clock.advance(30 * 3600)  # a day after both stopped being current
+    assert await title() == "v3"
+    assert await title(start + 60_000) == "v3"  # the old ones are gone
+    assert pages.hits["/changing"] == 3
+    assert len(images) == 1 and pages.hits["/image.png"] == 3
+
+
 async def test_loopback_is_refused_unless_allowed(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, pages: Pages
 ) -> None:
-    """The default policy: nothing is fetched from loopback, by IP literal or by a name that
-    resolves to it ("localhost")."""
+    """The default policy: nothing is fetched from loopback, by IP literal, by its other URL
+    forms (decimal, hex, octal, short) or by a name that resolves to it ("localhost")."""
     api, user = await previewer(make_homeserver, http, {"media.url_previews.enabled": True})
     port = URL(pages.url).port
-    for url in (pages.url + "/page", f"http://localhost:{port}/page", f"http://[::1]:{port}/page"):
+    forms = ("localhost", "[::1]", "2130706433", "0x7f000001", "0177.0.0.1", "127.1")
+    for url in [pages.url + "/page", *(f"http://{host}:{port}/page" for host in forms)]:
         status, body = await preview(api, user, url)
         assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), (url, body)
     assert pages.hits == Counter()
@@ -190,6 +252,7 @@ async def test_previews_off_fetch_nothing(
     "not a url", "ftp://example.com/file", "javascript:alert(1)", "file:///etc/passwd",
     "http://", "https://exa mple.com/", "http://user:pw@example.com/", "http://example.com:99999/",
     "/relative/path", "https://" + "a" * 3000 + ".com/",
+    "http://1.2.3.4.5/", "http://999.1.1.1/", "http://example.123/",
 ])
 async def test_malformed_or_non_http_urls_are_invalid_params(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, url: str, enabled: bool
@@ -279,6 +342,17 @@ async def test_a_body_past_the_limit_is_not_read(pages: Pages) -> None:
         await fetcher.close()
 
 
+async def test_a_url_the_http_client_refuses_is_the_asker_s_mistake(pages: Pages) -> None:
+    """preview_target makes such hosts canonical first; should one get through, the client's
+    refusal is not a failure of the site (502) but a bad URL (400)."""
+    fetcher = UrlFetcher(OnlyFirstLoopback())
+    try:
+        with pytest.raises(UnusableUrl, match="2130706433"):
+            await fetcher.fetch(URL("http://2130706433/"), 100, "*/*")
+    finally:
+        await fetcher.close()
+
+
 url_like = st.one_of(
     segments,
     st.builds(
@@ -288,38 +362,59 @@ url_like = st.one_of(
         st.text(alphabet=string.printable + "\x00é%", max_size=30),
     ),
 )
+# Hosts ending in a number: loopback in its URL forms, or no address at all. None of them is
+# looked up or connected to, so none may be a 502.
+numeric_host_urls = st.builds(
+    "http://{}/".format,
+    st.one_of(
+        st.sampled_from(["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "0x7f.1", "0"]),
+        st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){4,6}", fullmatch=True),
+        st.from_regex(r"(25[6-9]|[3-9][0-9]{2,5})(\.[0-9]{1,3}){0,3}\.?", fullmatch=True),
+        st.from_regex(r"[a-z]{1,5}\.[0-9]{1,5}", fullmatch=True),
+    ),
+)
 
 
+@pytest.mark.parametrize("enabled", [False, True])
 async def test_generated_urls_and_ts_are_answered_sanely(
-    make_homeserver: MakeServer, http: aiohttp.ClientSession
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, enabled: bool
 ) -> None:
-    """With previews off nothing is fetched, so any URL may be tried: each is either a preview
-    (empty) or 400 M_INVALID_PARAM, on both paths, whatever `ts` comes with it."""
-    api, user = await previewer(make_homeserver, http, {})
+    """Off, nothing is fetched: each URL is either a preview (empty) or 400 M_INVALID_PARAM, on
+    both paths, whatever `ts` comes with it. On, under the default address policy (this test
+    has no network to fetch from), a URL also reaches the fetcher: it may be refused (403) or
+    its host not be found (502), but a URL the HTTP client would refuse as malformed is the
+    asker's mistake, 400, never a 5xx."""
+    api, user = await previewer(make_homeserver, http, {"media.url_previews.enabled": enabled})
     stamps = [None, "0", "-1", "1.5", "x", *map(str, HUGE)]
-    for i, url in enumerate(collect(url_like)):
+    numeric = collect(numeric_host_urls, 30) if enabled else []
+    for i, url in enumerate(collect(url_like) + numeric):
         params = {"url": url}
         if (ts := stamps[i % len(stamps)]) is not None:
             params["ts"] = ts
         status, body = await api.request(
             "GET", f"{(V1, V3)[i % 2]}/preview_url", token=user.token, params=params
         )
-        assert_sane(status, body, params)
-        assert (status, body) == (200, {}) or (status, body["errcode"]) == (
-            400, "M_INVALID_PARAM"
-        ), params
         is_http = url.lower().startswith(("http://", "https://"))
         if status == 200:
-            assert is_http, params
+            assert is_http and (enabled or body == {}), params
+            continue
+        assert_sane(status, body, params, reaches_out=enabled and url not in numeric)
+        allowed = {(400, "M_INVALID_PARAM")} | (
+            {(403, "M_FORBIDDEN"), (502, "M_UNKNOWN")} if enabled and is_http else set()
+        )
+        assert (status, body["errcode"]) in allowed, (params, body)
 
 
-async def test_fetches_and_urls_in_flight_are_bounded(make_homeserver: MakeServer) -> None:
+async def test_fetches_and_urls_in_flight_are_bounded(
+    make_homeserver: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """FETCH_SLOTS pages are fetched at once; past QUEUE_LIMIT distinct URLs in flight the
     answer is 429 at once, and a URL already in flight joins its fetch instead.
 
     The previews are asked of the service in-process so that all of them are in flight before
-    the first page is answered: tasks start in the order they were made, so every preview has
-    registered its fetch by the time any fetch reaches the page server."""
+    the first page is answered: each looks in the database first and then registers its fetch,
+    which the test watches for (the service's `_fetch` is called as a fetch is registered)
+    before asking for more."""
     release = asyncio.Event()
     arrived = asyncio.Event()
     running = peak = 0
@@ -349,12 +444,23 @@ async def test_fetches_and_urls_in_flight_are_bounded(make_homeserver: MakeServe
         assert previews is not None
         who = Requester("@previewer:localhost", "DEVICE")
         urls = [f"{bases[i % 2]}/p{i}" for i in range(QUEUE_LIMIT)]
-        tasks = [asyncio.ensure_future(previews.preview(who, url)) for url in urls]
-        joined = asyncio.ensure_future(previews.preview(who, urls[0]))
+        registered = asyncio.Event()
+        fetch, started = previews._fetch, Counter[str]()
+
+        def watched(url: URL) -> Coroutine[Any, Any, dict[str, Any]]:
+            started[str(url)] += 1
+            if len(started) == QUEUE_LIMIT:
+                registered.set()
+            return fetch(url)
+
+        monkeypatch.setattr(previews, "_fetch", watched)
+        tasks = [asyncio.ensure_future(previews.preview(who, url, NOW)) for url in urls]
+        await registered.wait()
+        joined = asyncio.ensure_future(previews.preview(who, urls[0], NOW))
         await arrived.wait()
         with pytest.raises(MatrixError) as refused:
             async with asyncio.timeout(30):  # only to fail: it answers at once or never
-                await previews.preview(who, f"{bases[0]}/one-too-many")
+                await previews.preview(who, f"{bases[0]}/one-too-many", NOW)
         assert (refused.value.status, refused.value.errcode) == (429, "M_LIMIT_EXCEEDED")
         release.set()
         answers = await asyncio.gather(*tasks, joined)

@@ -22,6 +22,17 @@ PAGE = URL("https://example.com/blog/post")
     ("https://bücher.de/x", "https://xn--bcher-kva.de/x"),
     ("http://[2001:db8::1]/", "http://[2001:db8::1]/"),
     ("HTTPS://EXAMPLE.COM/", "https://example.com/"),
+    # A host ending in a number is an IPv4 address in a URL form: fetched by its canonical one.
+    ("http://2130706433/", "http://127.0.0.1/"),
+    ("http://0x7f000001:8080/a", "http://127.0.0.1:8080/a"),
+    ("http://0177.0.0.1/", "http://127.0.0.1/"),
+    ("http://127.1/", "http://127.0.0.1/"),
+    ("http://0x7f.0.1/", "http://127.0.0.1/"),
+    ("http://8.8.8.8./", "http://8.8.8.8/"),
+    ("http://134744072/", "http://8.8.8.8/"),
+    ("http://4294967295/", "http://255.255.255.255/"),
+    ("http://123.example/", "http://123.example/"),
+    ("http://example.0xg/", "http://example.0xg/"),
 ])
 def test_http_urls_are_previewed_without_their_fragment(text: str, expected: str) -> None:
     assert str(preview_target(text)) == expected
@@ -32,6 +43,9 @@ def test_http_urls_are_previewed_without_their_fragment(text: str, expected: str
     "javascript:alert(1)", "data:text/html,hi", "http://", "http:///path", "https://exa mple.com",
     "http://-bad.example/", "http://user:pw@example.com/", "http://user@example.com/",
     "http://example.com:0/", "http://example.com:99999/", "https://" + "a" * 2100 + ".com",
+    # Ending in a number but no IPv4 address (aiohttp refuses these as malformed too).
+    "http://1.2.3.4.5/", "http://999.1.1.1/", "http://4294967296/", "http://1.256.1/",
+    "http://example.123/", "http://1.08/", "http://1..2/", "http://0x1g.0x1/",
 ])
 def test_everything_else_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
