@@ -43,14 +43,14 @@ async def test_a_request_whose_handler_blocks_is_reported_with_its_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user = await api.register("alice")
-    accounts = homeserver.hs.accounts
-    lookup = accounts.lookup_profile
+    profiles = homeserver.hs.accounts.profiles
+    lookup = profiles.lookup_profile
 
     async def blocking_lookup(user_id: str) -> Any:
         sleep_past_threshold()
         return await lookup(user_id)
 
-    monkeypatch.setattr(accounts, "lookup_profile", blocking_lookup)
+    monkeypatch.setattr(profiles, "lookup_profile", blocking_lookup)
     with loop_guard.collecting() as blocks:
         await api.ok("GET", f"profile/{user.user_id}", token=user.token)
     [block] = blocks
