@@ -13,8 +13,8 @@ from homeserver.app import Homeserver
 from homeserver.services.guest_access import GuestEviction
 from tests.conftest import MakeServer
 from tests.federation_peers import eventually
+from tests.guests import GUESTS, guest_room, membership, register_guest
 from tests.helpers import MatrixApi
-from tests.integration.test_guests import GUESTS, guest_room, membership, register_guest
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 

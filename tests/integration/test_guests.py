@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -17,40 +16,15 @@ from homeserver.api import client_routes
 from homeserver.api.guests import GUEST_ROUTES, route_template
 from tests.conftest import MakeServer
 from tests.federation_peers import Peer, Peers, eventually, join_and_wait
+from tests.guests import GUESTS, guest_room, membership, register_guest
 from tests.helpers import MatrixApi, User, validate_response
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
-
-GUESTS = {"registration.allow_guests": True}
 
 
 @pytest.fixture
 async def guest_api(make_homeserver: MakeServer, http: aiohttp.ClientSession) -> MatrixApi:
     return MatrixApi((await make_homeserver(GUESTS)).url, http)
-
-
-async def register_guest(api: MatrixApi, body: Any = None) -> User:
-    status, session = await api.request("POST", "register", json=body or {},
-                                        params={"kind": "guest"})
-    assert status == 200, session
-    validate_response("registration.yaml", "/register", "post", 200, session)
-    return User(session["user_id"], session["access_token"], session["device_id"], "")
-
-
-async def guest_room(api: MatrixApi, owner: User, access: str = "can_join") -> str:
-    return await api.create_room(owner, preset="public_chat", initial_state=[
-        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": access}},
-        {"type": "m.room.history_visibility", "state_key": "",
-         "content": {"history_visibility": "world_readable"}},
-    ])
-
-
-async def membership(api: MatrixApi, viewer: User, room_id: str, user_id: str) -> Any:
-    status, content = await api.request(
-        "GET", f"rooms/{quote(room_id)}/state/m.room.member/{quote(user_id)}",
-        token=viewer.token,
-    )
-    return content.get("membership") if status == 200 else None
 
 
 async def test_guests_are_off_by_default(api: MatrixApi) -> None:

@@ -16,8 +16,8 @@ from homeserver.services.space_hierarchy import MAX_CACHED_CHILDREN, MAX_SERVED_
 from tests.federation_helpers import StandIn, json_handler, validate_ss_response
 from tests.federation_peers import Peers
 from tests.helpers import validate_response
-from tests.integration.test_spaces import PREFIX, SUMMARY, add_child
 from tests.shared_rooms import shared_room
+from tests.spaces import PREFIX, SUMMARY, add_child
 
 
 def restricted_summary(room_id: str, allowed: list[str]) -> dict[str, Any]:

@@ -8,19 +8,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.helpers import MatrixApi, User, validate_response
+from tests.helpers import MatrixApi, User
+from tests.room_upgrades import upgrade
 
 
 async def state_content(api: MatrixApi, user: User, room_id: str, event_type: str) -> Any:
     return await api.ok("GET", f"rooms/{quote(room_id)}/state/{event_type}", token=user.token)
-
-
-async def upgrade(api: MatrixApi, user: User, room_id: str, **body: Any) -> str:
-    answer = await api.ok("POST", f"rooms/{quote(room_id)}/upgrade", json=body,
-                          token=user.token)
-    validate_response("room_upgrades.yaml", "/rooms/{roomId}/upgrade", "post", 200, answer)
-    new_room: str = answer["replacement_room"]
-    return new_room
 
 
 async def test_a_space_keeps_its_type_children_aliases_and_bans(api: MatrixApi) -> None:

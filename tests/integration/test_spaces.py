@@ -15,17 +15,9 @@ from tests.federation_helpers import StandIn, json_handler, validate_ss_response
 from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User, validate_response
 from tests.shared_rooms import Room, shared_room
+from tests.spaces import PREFIX, SUMMARY, add_child
 
 HIERARCHY = "/_matrix/client/v1/rooms/{}/hierarchy"
-SUMMARY = "/_matrix/client/v1/room_summary/{}"
-PREFIX = "/_matrix/federation/v1/hierarchy/"
-
-
-async def add_child(
-    api: MatrixApi, user: User, space: str, child: str, via: str, **content: Any
-) -> None:
-    await api.ok("PUT", f"rooms/{quote(space)}/state/m.space.child/{quote(child)}",
-                 json={"via": [via], **content}, token=user.token)
 
 
 def restricted_to(room_id: str) -> dict[str, Any]:

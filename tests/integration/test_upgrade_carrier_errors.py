@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.helpers import MatrixApi
-from tests.integration.test_room_upgrades import upgrade
+from tests.room_upgrades import upgrade
 
 # Refuses, from inside PostgreSQL, any tag written for the room named in the function.
 REFUSE_TAGS = """
