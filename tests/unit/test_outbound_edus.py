@@ -9,7 +9,8 @@ from homeserver.services.to_device import MESSAGE_ID_LENGTH, message_id
 
 
 def test_servers_of_users_skips_what_names_no_server() -> None:
-    users = ["@a:one.example", "@b:one.example", "@c:two.example:8448", "not a user", "@"]
+    users = ["@a:one.example", "@b:one.example", "@c:two.example:8448", "not a user", "@",
+             "@empty:", "no.sigil:three.example"]
     assert servers_of(users) == {"one.example", "two.example:8448"}
 
 
