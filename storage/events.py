@@ -160,17 +160,21 @@ async def get_forward_extremities(conn: asyncpg.Connection, room_id: str) -> lis
     return [Extremity(*r) for r in await conn.fetch(GET_FORWARD_EXTREMITIES, room_id)]
 
 
-DELETE_EXTREMITIES = "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)"
-INSERT_EXTREMITY = "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)"
+# One statement, one round trip (every batch of local sends ends with it): the new event is
+# never among those it replaces, so the delete and the insert do not meet.
+REPLACE_EXTREMITIES = """
+WITH replaced AS (
+    DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2::text[])
+)
+INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $3)
+"""
 
 
 async def replace_forward_extremities(
     conn: asyncpg.Connection, room_id: str, removed: Sequence[str], added: str
 ) -> None:
     """The new event becomes an extremity; the events it points to stop being ones."""
-    if removed:
-        await conn.execute(DELETE_EXTREMITIES, room_id, list(removed))
-    await conn.execute(INSERT_EXTREMITY, room_id, added)
+    await conn.execute(REPLACE_EXTREMITIES, room_id, list(removed), added)
 
 
 GET_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.event_id = ANY($1)"
