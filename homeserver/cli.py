@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str) -> None:
+    # The format below uses none of the caller's file and line, thread, process or
+    # multiprocessing name: not collecting them makes each record a third cheaper (the
+    # logging HOWTO's "Optimization"), which counts at one access log line per request.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
