@@ -7,6 +7,7 @@ peer that misbehaves in ways a Moot server never would (forged keys, a lying not
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -30,11 +31,29 @@ INSECURE = FederationConfig(verify_certificates=False, allow_private_addresses=T
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now (for server names chosen before start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port nothing listens on right now (for server names chosen before start).
+
+    Drawn below the kernel's ephemeral range, not the kernel's own pick (port 0), which comes
+    from that range: between this check and the server's bind, any outgoing connection of the
+    busy test process could take a port from it as its source port (seen in CI: "address
+    already in use" at a worker cluster's start)."""
+    low = _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(low // 2, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below {low}")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def tls_context(directory: Path, name: str = "127.0.0.1") -> ssl.SSLContext:

@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import write_test_config
+from tests.federation_helpers import free_port
 from tests.helpers import MatrixApi, User
-from tests.interop.conftest import ServerProcess, free_port, port_overrides
+from tests.interop.conftest import ServerProcess, port_overrides
 
 WORKER = "sync1"
 DEADLINE_S = 15.0

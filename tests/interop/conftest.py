@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,20 +22,13 @@ import nio
 import pytest
 
 from tests.conftest import RunningServer, write_test_config
+from tests.federation_helpers import free_port
 from tests.nio_clients import new_client
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 20.0
 POLL_INTERVAL_S = 0.05
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def port_overrides() -> dict[str, Any]:
