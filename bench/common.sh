@@ -1,9 +1,9 @@
-# Shared by bench/compare.sh and bench/compare-federation.sh (sourced, not run): prerequisites,
-# fresh databases, free ports, and starting and stopping Synapse and Moot as subprocesses on
-# loopback with registration open and rate limits off. The caller sets WORK (its scratch
-# directory) and STAMP (unique per run) before calling anything here, and calls
-# `cleanup_servers_and_databases` on exit. SYNAPSE_LOG_LEVEL (default WARNING) sets Synapse's
-# log level, e.g. INFO to follow transactions in its homeserver.log.
+# Shared by the bench scripts (compare.sh, compare-federation.sh, compare-sliding.sh,
+# fuzz-client-api.sh; sourced, not run): prerequisites, fresh databases, free ports, and starting
+# and stopping Synapse and Moot as subprocesses on loopback with registration open and rate
+# limits off. The caller calls `start_run` before anything else here. SYNAPSE_LOG_LEVEL
+# (default WARNING) sets Synapse's log level, e.g. INFO to follow transactions in its
+# homeserver.log.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
@@ -11,6 +11,14 @@ SYNAPSE_VENV="$ROOT/bench/.synapse-venv"
 MOOT_PY="${MOOT_PY:-$ROOT/.venv/bin/python}"
 SERVER_PIDS=()   # every server started here, stopped by stop_servers
 DATABASES=()     # every database created here, dropped on exit unless KEEP=1
+
+start_run() {  # scratch prefix: sets STAMP (unique per run), WORK (its scratch directory,
+    # /tmp/PREFIX.*) and LOAD_EXTRA (LOAD_ARGS as words); servers, databases and WORK go on exit
+    STAMP="$(date +%Y%m%d%H%M%S)_$$"
+    WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
+    read -r -a LOAD_EXTRA <<< "${LOAD_ARGS:-}"
+    trap cleanup_servers_and_databases EXIT
+}
 
 log() { echo "[${LOG_TAG:-bench} $(date +%H:%M:%S)] $*" >&2; }
 

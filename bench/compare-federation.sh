@@ -21,12 +21,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LOG_TAG=compare-federation
-STAMP="$(date +%Y%m%d%H%M%S)_$$"
-WORK="$(mktemp -d /tmp/moot-bench-fed.XXXXXX)"
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
-read -r -a LOAD_EXTRA <<< "${LOAD_ARGS:-}"
-trap cleanup_servers_and_databases EXIT
+start_run moot-bench-fed
 
 run_pair() {  # moot|synapse NAME [federation.py args]: two servers, the load -> $WORK/NAME.json
     local kind="$1" name="$2" n client_ports=() federation_ports=()

@@ -21,13 +21,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LOG_TAG=compare-sliding
-STAMP="$(date +%Y%m%d%H%M%S)_$$"
-WORK="$(mktemp -d /tmp/moot-bench-sliding.XXXXXX)"
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
-read -r -a LOAD_EXTRA <<< "${LOAD_ARGS:-}"
+start_run moot-bench-sliding
 read -r -a FIRST_EXTRA <<< "${FIRST_ARGS:-}"
-trap cleanup_servers_and_databases EXIT
 
 start_server() {  # server name: a fresh database and the server on it; sets PORT
     local database="bench_${2//-/_}_$STAMP"

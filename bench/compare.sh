@@ -15,14 +15,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LOG_TAG=compare
-STAMP="$(date +%Y%m%d%H%M%S)_$$"
-WORK="$(mktemp -d /tmp/moot-bench.XXXXXX)"
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
+start_run moot-bench
 SYNAPSE_DB="bench_synapse_$STAMP"
 MOOT_DB="bench_moot_$STAMP"
-read -r -a LOAD_EXTRA <<< "${LOAD_ARGS:-}"
-trap cleanup_servers_and_databases EXIT
 
 run_load() {  # name url pid -> writes $WORK/name.json
     log "$1: load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"

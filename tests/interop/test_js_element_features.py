@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.helpers import MatrixApi
-from tests.js_e2e import run_script
+from tests.js_e2e import run_script, two_users
 from tests.synapse_peer import SynapsePeer
 
 SCRIPT = "element_features_e2e.mjs"
@@ -37,15 +37,9 @@ EXPECTED_STEPS = [
 ]
 
 
-async def two_users(api: MatrixApi) -> tuple[str, str]:
-    a = await api.register("js_el_alice")
-    b = await api.register("js_el_bob")
-    return a.user_id, b.user_id
-
-
 async def test_js_sdk_element_features_on_synapse(synapse: SynapsePeer) -> None:
     """The reference: the script's expectations hold against Synapse."""
-    user_a, user_b = await two_users(synapse.api)
+    user_a, user_b = await two_users(synapse.api, "js_el")
     result = await run_script(SCRIPT, synapse.client_url, user_a, user_b)
     assert [s["name"] for s in result["steps"]] == EXPECTED_STEPS
 
@@ -54,7 +48,7 @@ async def test_js_sdk_element_features_on_synapse(synapse: SynapsePeer) -> None:
 async def test_js_sdk_element_features_on_moot(
     homeserver: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    user_a, user_b = await two_users(MatrixApi(homeserver.url, http))
+    user_a, user_b = await two_users(MatrixApi(homeserver.url, http), "js_el")
     result = await run_script(SCRIPT, homeserver.url, user_a, user_b)
     assert [s["name"] for s in result["steps"]] == EXPECTED_STEPS
     # Moot claims v1.16, so the SDK reaches extended profiles by the spec's version (Synapse

@@ -22,21 +22,15 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.helpers import MatrixApi
-from tests.js_e2e import run_script
+from tests.js_e2e import run_script, two_users
 from tests.synapse_peer import SynapsePeer
 
 SCRIPT = "sliding_sync_e2e.mjs"
 
 
-async def two_users(api: MatrixApi) -> tuple[str, str]:
-    a = await api.register("js_alice")
-    b = await api.register("js_bob")
-    return a.user_id, b.user_id
-
-
 async def test_js_sdk_sliding_sync_on_synapse(synapse: SynapsePeer) -> None:
     """The reference: the script's expectations hold against Synapse."""
-    user_a, user_b = await two_users(synapse.api)
+    user_a, user_b = await two_users(synapse.api, "js")
     result = await run_script(SCRIPT, synapse.client_url, user_a, user_b)
     assert [s["name"] for s in result["steps"]] == EXPECTED_STEPS
     assert result["advertised"] is True
@@ -46,7 +40,7 @@ async def test_js_sdk_sliding_sync_on_synapse(synapse: SynapsePeer) -> None:
 async def test_js_sdk_sliding_sync_on_moot(
     homeserver: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    user_a, user_b = await two_users(MatrixApi(homeserver.url, http))
+    user_a, user_b = await two_users(MatrixApi(homeserver.url, http), "js")
     result = await run_script(SCRIPT, homeserver.url, user_a, user_b)
     assert [s["name"] for s in result["steps"]] == EXPECTED_STEPS
     # /versions' unstable_features["org.matrix.simplified_msc3575"]: Element X needs it.

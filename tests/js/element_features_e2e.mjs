@@ -19,16 +19,11 @@
 // synchronize. stdout carries one line, `E2E-RESULT {json}`; the SDK's logs go to stderr. On a
 // failed expectation it prints `E2E-FAILURE {json}` (the step and the expectation) and exits 1.
 
-import { format } from "node:util";
-
 import * as sdk from "matrix-js-sdk";
 import { RoomHierarchy } from "matrix-js-sdk/lib/room-hierarchy.js";
 
-import { ExpectationFailed, expect, Waits } from "./wait.mjs";
-
-for (const level of ["log", "info", "debug", "warn", "trace"]) {
-    console[level] = (...args) => process.stderr.write(format(...args) + "\n");
-}
+import { login, main } from "./script.mjs";
+import { expect, Waits } from "./wait.mjs";
 
 const UPGRADE_FROM = "10";
 const UPGRADE_TO = "11";
@@ -82,30 +77,14 @@ class Device {
     }
 }
 
-async function login(baseUrl, user, password) {
-    const anonymous = sdk.createClient({ baseUrl });
-    return anonymous.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user },
-        password,
-        initial_device_display_name: "js-sdk element features e2e",
-    });
-}
+const DEVICE_NAME = "js-sdk element features e2e";
 
 const text = (body) => ({ msgtype: "m.text", body });
 
 
-async function run(baseUrl, userA, userB, password, steps) {
-    const step = async (name, body) => {
-        const started = Date.now();
-        steps.current = name;
-        const value = await body();
-        steps.done.push({ name, ms: Date.now() - started });
-        return value;
-    };
-
-    const a = new Device("A", baseUrl, await login(baseUrl, userA, password));
-    const b = new Device("B", baseUrl, await login(baseUrl, userB, password));
+async function run(baseUrl, userA, userB, password, step) {
+    const a = new Device("A", baseUrl, await login(baseUrl, userA, password, DEVICE_NAME));
+    const b = new Device("B", baseUrl, await login(baseUrl, userB, password, DEVICE_NAME));
     await Promise.all([a.start(), b.start()]);
     const result = {};
 
@@ -292,26 +271,7 @@ async function run(baseUrl, userA, userB, password, steps) {
 
     a.stop();
     b.stop();
-    return { ...result, steps: steps.done };
+    return result;
 }
 
-const [baseUrl, userA, userB, password] = process.argv.slice(2);
-if (!password) {
-    process.stderr.write("usage: node element_features_e2e.mjs BASE_URL USER_A USER_B PASSWORD\n");
-    process.exit(2);
-}
-const steps = { done: [], current: null };
-try {
-    const result = await run(baseUrl.replace(/\/$/, ""), userA, userB, password, steps);
-    process.stdout.write(`E2E-RESULT ${JSON.stringify({ server: baseUrl, ...result })}\n`);
-    process.exit(0);
-} catch (err) {
-    const failure = {
-        server: baseUrl,
-        step: steps.current,
-        error: err instanceof ExpectationFailed ? err.message : String(err.stack ?? err),
-        passed: steps.done,
-    };
-    process.stdout.write(`E2E-FAILURE ${JSON.stringify(failure)}\n`);
-    process.exit(1);
-}
+await main("element_features_e2e.mjs", run);

@@ -14,17 +14,12 @@
 // client processed is written to FILE as well, pass or fail.
 
 import { writeFileSync } from "node:fs";
-import { format } from "node:util";
 
 import * as sdk from "matrix-js-sdk";
 import { SlidingSync, SlidingSyncEvent, SlidingSyncState } from "matrix-js-sdk/lib/sliding-sync.js";
 
-import { ExpectationFailed, expect, Waits } from "./wait.mjs";
-
-// Everything the SDK logs goes to stderr: stdout is the result line alone.
-for (const level of ["log", "info", "debug", "warn", "trace"]) {
-    console[level] = (...args) => process.stderr.write(format(...args) + "\n");
-}
+import { login, main } from "./script.mjs";
+import { expect, Waits } from "./wait.mjs";
 
 const LONG_POLL_MS = 3_000; // the server's long-poll timeout; bounds waits on unannounced changes
 const EVIDENCE_EXCHANGES = 12;
@@ -135,15 +130,8 @@ class Device {
     }
 }
 
-async function login(baseUrl, user, password) {
-    const anonymous = sdk.createClient({ baseUrl });
-    return anonymous.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user },
-        password,
-        initial_device_display_name: "js-sdk sliding sync e2e",
-    });
-}
+const DEVICE_NAME = "js-sdk sliding sync e2e";
+const devices = []; // every device the run logged in, for the evidence and the dump
 
 const roomOf = (resp, roomId) => resp.rooms?.[roomId];
 const count = (resp) => resp.lists?.[LIST]?.count;
@@ -152,21 +140,13 @@ const membershipEvent = (events, userId, membership) =>
         (e) => e.type === "m.room.member" && e.state_key === userId && e.content?.membership === membership,
     );
 
-async function run(baseUrl, userA, userB, password, steps) {
-    const step = async (name, body) => {
-        const started = Date.now();
-        steps.current = name;
-        const value = await body();
-        steps.done.push({ name, ms: Date.now() - started });
-        return value;
-    };
-
+async function run(baseUrl, userA, userB, password, step) {
     const versions = await (await fetch(`${baseUrl}/_matrix/client/versions`)).json();
     const advertised = versions.unstable_features?.["org.matrix.simplified_msc3575"] === true;
 
-    const a = new Device("A", baseUrl, await login(baseUrl, userA, password));
-    const b = new Device("B", baseUrl, await login(baseUrl, userB, password));
-    steps.devices = [a, b];
+    const a = new Device("A", baseUrl, await login(baseUrl, userA, password, DEVICE_NAME));
+    const b = new Device("B", baseUrl, await login(baseUrl, userB, password, DEVICE_NAME));
+    devices.push(a, b);
 
     await step("both clients sync", async () => {
         const [first] = await Promise.all([a.start(), b.start()]);
@@ -290,8 +270,8 @@ async function run(baseUrl, userA, userB, password, steps) {
 
     await step("device lists: A's new device in B's e2ee device_lists.changed", async () => {
         const bMark = b.mark();
-        const a2 = new Device("A2", baseUrl, await login(baseUrl, userA, password));
-        steps.devices.push(a2);
+        const a2 = new Device("A2", baseUrl, await login(baseUrl, userA, password, DEVICE_NAME));
+        devices.push(a2);
         await a2.start();
         await b.response(bMark, "A in device_lists.changed", (r) =>
             r.extensions?.e2ee?.device_lists?.changed?.includes(a.userId),
@@ -364,35 +344,13 @@ async function run(baseUrl, userA, userB, password, steps) {
 
     a.stop();
     b.stop();
-    return { advertised, replacedPosRefused, roomId, steps: steps.done };
+    return { advertised, replacedPosRefused, roomId };
 }
 
-const [baseUrl, userA, userB, password] = process.argv.slice(2);
-if (!password) {
-    process.stderr.write("usage: node sliding_sync_e2e.mjs BASE_URL USER_A USER_B PASSWORD\n");
-    process.exit(2);
-}
-const steps = { done: [], current: null, devices: [] };
-const dump = () => {
-    if (process.env.E2E_DUMP) {
-        const responses = Object.fromEntries(steps.devices.map((d) => [`${d.label} ${d.deviceId}`, d.responses]));
-        writeFileSync(process.env.E2E_DUMP, JSON.stringify(responses, null, 1));
-    }
-};
-try {
-    const result = await run(baseUrl.replace(/\/$/, ""), userA, userB, password, steps);
-    dump();
-    process.stdout.write(`E2E-RESULT ${JSON.stringify({ server: baseUrl, ...result })}\n`);
-    process.exit(0);
-} catch (err) {
-    const failure = {
-        server: baseUrl,
-        step: steps.current,
-        error: err instanceof ExpectationFailed ? err.message : String(err.stack ?? err),
-        passed: steps.done,
-        exchanges: Object.fromEntries(steps.devices.map((d) => [`${d.label} ${d.deviceId}`, d.exchanges])),
-    };
-    dump();
-    process.stdout.write(`E2E-FAILURE ${JSON.stringify(failure)}\n`);
-    process.exit(1);
-}
+const byDevice = (field) => Object.fromEntries(devices.map((d) => [`${d.label} ${d.deviceId}`, d[field]]));
+await main("sliding_sync_e2e.mjs", run, {
+    evidence: () => ({ exchanges: byDevice("exchanges") }),
+    finish: () => {
+        if (process.env.E2E_DUMP) writeFileSync(process.env.E2E_DUMP, JSON.stringify(byDevice("responses"), null, 1));
+    },
+});

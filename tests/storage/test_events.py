@@ -68,6 +68,26 @@ async def test_timeline_windows_skip_refused_events_and_honour_the_limit(db: Dat
             R, "!other:x"
         }
         assert await store.get_rooms_changed(conn, [R], 8, 100) == set()
+
+
+async def test_the_newest_events_of_several_windows_in_one_read(db: Database) -> None:
+    """What `get_room_events` answers newest first for each window, per room, in one query:
+    each window's own bounds and limit, refused events skipped, rooms with none left out."""
+    async with db.connection() as conn:
+        await timeline(conn)
+        windows = [(R, 1, 8, 2), ("!other:x", 0, 8, 5), ("!none:x", 0, 8, 5), ("!r2:x", 0, 0, 1)]
+        found = await store.get_rooms_newest_events(conn, windows)
+        assert {room: ids(events) for room, events in found.items()} == {
+            R: ["$e8", "$e6"], "!other:x": ["$e7"],
+        }
+        for room_id, after, upto, limit in windows:
+            assert found.get(room_id, []) == await store.get_room_events(
+                conn, room_id, after=after, upto=upto, limit=limit, newest_first=True
+            )
+        assert ids((await store.get_rooms_newest_events(conn, [(R, 0, 5, 10)]))[R]) == [
+            "$e4", "$e2", "$e1"
+        ]
+        assert await store.get_rooms_newest_events(conn, []) == {}
         assert await store.get_soft_failed_ids(conn, ["$e4", "$e5"]) == {"$e5"}
 
 

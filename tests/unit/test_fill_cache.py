@@ -42,3 +42,18 @@ async def test_load_many_keeps_the_untouched_keys_and_the_cache_is_bounded() -> 
     assert cache.peek("a") == 1 and cache.peek("b") is None
     await cache.load_many(["cc", "ddd"], load)
     assert cache.peek("a") is None and cache.peek("ddd") == 3
+
+
+async def test_get_many_loads_only_the_keys_not_held_in_one_call() -> None:
+    cache: FillCache[str, int] = FillCache(10)
+    calls: list[list[str]] = []
+
+    async def load(keys: Sequence[str]) -> dict[str, int]:
+        calls.append(list(keys))
+        return {k: len(k) for k in keys}
+
+    assert await cache.get_many(["a", "bb"], load) == {"a": 1, "bb": 2}
+    assert await cache.get_many(["bb", "ccc", "dddd"], load) == {"bb": 2, "ccc": 3, "dddd": 4}
+    assert calls == [["a", "bb"], ["ccc", "dddd"]]
+    assert await cache.get_many(["a", "dddd"], load) == {"a": 1, "dddd": 4}
+    assert len(calls) == 2

@@ -111,17 +111,14 @@ class RoomCache:
         self, conn: asyncpg.Connection, user_id: str, device_id: str, event_ids: list[str]
     ) -> dict[str, str]:
         """event -> the transaction ID the user's device sent it with, for those it did."""
-        keys = [(user_id, device_id, e) for e in event_ids]
-        found = {k: v for k in keys if (v := self._txn_ids.peek(k)) is not None}
-        missing = [k for k in keys if k not in found]
-        if missing:
-            async def load(wanted: Sequence[TxnKey]) -> dict[TxnKey, str]:
-                txns = await rooms_store.get_txn_ids_for_events(
-                    conn, user_id, device_id, [e for _, _, e in wanted]
-                )
-                return {k: txns.get(k[2], NO_TXN) for k in wanted}
+        async def load(wanted: Sequence[TxnKey]) -> dict[TxnKey, str]:
+            txns = await rooms_store.get_txn_ids_for_events(
+                conn, user_id, device_id, [e for _, _, e in wanted]
+            )
+            return {k: txns.get(k[2], NO_TXN) for k in wanted}
 
-            found.update(await self._txn_ids.load_many(missing, load))
+        keys = [(user_id, device_id, e) for e in event_ids]
+        found = await self._txn_ids.get_many(keys, load)
         return {k[2]: txn for k, txn in found.items() if txn != NO_TXN}
 
     async def joined_members(self, conn: asyncpg.Connection, room_id: str) -> set[str]:

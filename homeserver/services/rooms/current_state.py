@@ -112,8 +112,8 @@ class CurrentStateCache:
             entries = rooms[room_id].entries
             held = [entries.get(key) for key in query.keys]
             if query.whole_types:
-                held.extend(e for (t, _), e in entries.items()
-                            if t in query.whole_types and (t, _) not in query.keys)
+                held.extend(e for key, e in entries.items()
+                            if key[0] in query.whole_types and key not in query.keys)
             out[room_id] = [e for e in held if e is not None]
         return out
 

@@ -140,11 +140,7 @@ class RoomLists:
                 out[event_id] = (sender, departure is not None)
             return out
 
-        found = {e: v for e in event_ids if (v := self._departures_cache.peek(e)) is not None}
-        missing = [e for e in event_ids if e not in found]
-        if missing:
-            found.update(await self._departures_cache.load_many(missing, load))
-        return found
+        return await self._departures_cache.get_many(event_ids, load)
 
     async def _bump_stamps(
         self, conn: asyncpg.Connection, rooms: Iterable[tuple[str, str, str, int]], upto: int
@@ -165,10 +161,7 @@ class RoomLists:
                 stamps = await store.get_bump_stamps(conn, list(keys))
                 return {(r, cap): stamps.get(r) or cap for r, cap in keys}
 
-            found = {k: v for k in capped if (v := self._capped.peek(k)) is not None}
-            missing_caps = [k for k in capped if k not in found]
-            if missing_caps:
-                found.update(await self._capped.load_many(missing_caps, load))
+            found = await self._capped.get_many(capped, load)
             out.update({room_id: stamp for (room_id, _), stamp in found.items()})
         return out
 
@@ -239,10 +232,7 @@ class RoomLists:
                 out[room_id] = kind if isinstance(kind, str) else ""
             return out
 
-        found = {r: t for r in room_ids if (t := self._room_types.peek(r)) is not None}
-        missing = [r for r in room_ids if r not in found]
-        if missing:
-            found.update(await self._room_types.load_many(missing, load))
+        found = await self._room_types.get_many(room_ids, load)
         return {r: t or None for r, t in found.items()}
 
     async def build(
