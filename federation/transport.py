@@ -29,6 +29,7 @@ from yarl import URL
 
 from homeserver import metrics
 from homeserver.protocol.addresses import AddressPolicy, IPAddress, ip_literal
+from homeserver.services.http_bodies import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -220,14 +221,11 @@ class Transport:
                 method, url, headers=headers, data=body, allow_redirects=False,
                 server_hostname=server_hostname,
             ) as resp:
-                if resp.content_length is not None and resp.content_length > max_bytes:
-                    raise FederationError(f"response of {resp.content_length} bytes is too large")
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise FederationError(f"response is larger than {max_bytes} bytes")
-                return TransportResponse(resp.status, resp.headers, bytes(data))
+                try:
+                    data = await read_bounded(resp, max_bytes)
+                except BodyTooLarge as e:
+                    raise FederationError(f"response too large: {e}") from None
+                return TransportResponse(resp.status, resp.headers, data)
         except aiohttp.ClientConnectorError:
             raise
         except (aiohttp.ClientError, TimeoutError) as e:

@@ -6,9 +6,9 @@ only addresses the :class:`~homeserver.protocol.addresses.AddressPolicy` allows:
 goes to an address that was checked, and no second lookup (which a rebinding DNS server could
 answer differently) happens for it. IP literals, which aiohttp never resolves, are checked here
 before the request. Redirects are followed by hand, each hop's URL checked again like the
-first. Time and size are bounded (aiohttp bounds what one compressed chunk may expand to, so
-the size limit holds for compressed answers too); no cookies are kept and no proxy from the
-environment is used.
+first. Time and size are bounded (the body is read by
+:func:`~homeserver.services.http_bodies.read_bounded`, as federation reads its answers); no
+cookies are kept and no proxy from the environment is used.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from yarl import URL
 
 from homeserver.protocol.addresses import AddressPolicy, ip_literal
 from homeserver.protocol.url_previews import preview_target
+from homeserver.services.http_bodies import BodyTooLarge, read_bounded
 
 MAX_REDIRECTS = 5
 DNS_TIMEOUT_S = 5.0
@@ -128,7 +129,10 @@ class UrlFetcher:
                         continue
                     if resp.status != 200:
                         raise FetchFailed(f"{url.host} answered {resp.status}")
-                    body = await self._read(resp, max_bytes)
+                    try:
+                        body = await read_bounded(resp, max_bytes)
+                    except BodyTooLarge as e:
+                        raise FetchFailed(str(e)) from None
                     return Fetched(url, resp.headers.get("Content-Type"), body)
             except (FetchRefused, FetchFailed):
                 raise
@@ -151,14 +155,3 @@ class UrlFetcher:
             return preview_target(str(url.join(URL(location))))
         except ValueError as e:
             raise FetchFailed(f"a redirect to an unusable URL: {e}") from None
-
-    @staticmethod
-    async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-        if resp.content_length is not None and resp.content_length > max_bytes:
-            raise FetchFailed(f"{resp.content_length} bytes is more than {max_bytes}")
-        data = bytearray()
-        async for chunk in resp.content.iter_chunked(65536):
-            data += chunk
-            if len(data) > max_bytes:
-                raise FetchFailed(f"more than {max_bytes} bytes")
-        return bytes(data)
