@@ -14,7 +14,7 @@ from homeserver.protocol.identifiers import is_valid_room_alias, parse_user_id, 
 
 
 class ProfileSource(Protocol):
-    """Local profiles: the client API's accounts service fits."""
+    """Local profiles: the profile service (homeserver/services/profiles.py) fits."""
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The fields that are set; MatrixError 404 for an unknown user."""

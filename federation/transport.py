@@ -14,14 +14,11 @@ certificates, in tests).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import ssl
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -29,6 +26,12 @@ from yarl import URL
 
 from homeserver import metrics
 from homeserver.protocol.addresses import AddressPolicy, IPAddress, ip_literal
+from homeserver.services.host_resolver import (
+    DEFAULT_RESOLVE_TIMEOUT_S,
+    ResolveFailed,
+    SystemResolver,
+)
+from homeserver.services.http_bodies import BodyTooLarge, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -64,58 +67,10 @@ class TransportResponse:
 
 
 class HostResolver(Protocol):
-    """Hostname to IP addresses (A/AAAA, following CNAMEs). Tests may supply their own."""
+    """Hostname to IP addresses (A/AAAA, following CNAMEs), or ResolveFailed. Tests may
+    supply their own."""
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]: ...
-
-
-# Threads of the resolver's own pool: lookups of hundreds of hanging names then wait on
-# these few threads (and time out), never on the default executor that password hashing and
-# media files use.
-RESOLVER_THREADS = 4
-DEFAULT_RESOLVE_TIMEOUT_S = 10.0
-
-
-def _getaddrinfo(host: str, port: int) -> list[Any]:
-    # Looked up at call time, so that a test can stand in a resolver that hangs.
-    return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-
-
-class SystemResolver:
-    """The operating system's resolver (getaddrinfo: /etc/hosts, then DNS), run in a small
-    thread pool of its own and bounded by a timeout.
-
-    getaddrinfo cannot be interrupted, and a name whose DNS servers never answer holds its
-    thread for the system's whole retry schedule. Run on asyncio's default executor, a few
-    hundred such names queued every password check behind them; here they wait only for
-    each other, and a lookup still queued when its timeout passes is withdrawn unrun.
-    """
-
-    def __init__(
-        self, *, threads: int = RESOLVER_THREADS, timeout_s: float = DEFAULT_RESOLVE_TIMEOUT_S,
-    ) -> None:
-        self.timeout_s = timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="moot-dns")
-
-    async def resolve(self, host: str, port: int) -> list[IPAddress]:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                infos = await loop.run_in_executor(self._pool, _getaddrinfo, host, port)
-        except TimeoutError:
-            raise FederationError(f"resolving {host} took over {self.timeout_s:g}s") from None
-        except OSError as e:
-            raise FederationError(f"cannot resolve {host}: {e}") from e
-        out: list[IPAddress] = []
-        for _family, _type, _proto, _canon, sockaddr in infos:
-            ip = ip_literal(str(sockaddr[0]).split("%", 1)[0])  # drop an IPv6 zone
-            if ip is not None and ip not in out:
-                out.append(ip)
-        return out
-
-    def close(self) -> None:
-        """Withdraw queued lookups; threads stuck in getaddrinfo end when it returns."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _format_host(ip: IPAddress) -> str:
@@ -168,7 +123,10 @@ class Transport:
     async def allowed_addresses(self, host: str, port: int) -> list[IPAddress]:
         """The addresses of ``host`` we may connect to; ForbiddenAddress if there are none."""
         literal = ip_literal(host)
-        resolved = [literal] if literal is not None else await self.resolver.resolve(host, port)
+        try:
+            resolved = [literal] if literal is not None else await self.resolver.resolve(host, port)
+        except ResolveFailed as e:
+            raise FederationError(str(e)) from e
         if not resolved:
             raise FederationError(f"{host} has no addresses")
         allowed = [ip for ip in resolved if self.policy.refusal(ip) is None]
@@ -220,14 +178,11 @@ class Transport:
                 method, url, headers=headers, data=body, allow_redirects=False,
                 server_hostname=server_hostname,
             ) as resp:
-                if resp.content_length is not None and resp.content_length > max_bytes:
-                    raise FederationError(f"response of {resp.content_length} bytes is too large")
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise FederationError(f"response is larger than {max_bytes} bytes")
-                return TransportResponse(resp.status, resp.headers, bytes(data))
+                try:
+                    data = await read_bounded(resp, max_bytes)
+                except BodyTooLarge as e:
+                    raise FederationError(f"response too large: {e}") from None
+                return TransportResponse(resp.status, resp.headers, data)
         except aiohttp.ClientConnectorError:
             raise
         except (aiohttp.ClientError, TimeoutError) as e:

@@ -90,7 +90,16 @@ class MediaService:
     async def upload(self, requester: Requester, upload: Upload) -> str:
         """Store new content under a fresh media ID; return its `mxc://` URI."""
         self.ratelimiter.check("per_user", requester.user_id)
-        return await self._keep(requester.user_id, upload)
+        content = await self._store(upload)
+        media_id = _new_media_id()
+
+        async def insert(conn: asyncpg.Connection) -> None:
+            await store.insert_uploaded(
+                conn, media_id, requester.user_id, self.clock.now_ms(), content
+            )
+
+        await self.db.transaction(insert, name="media_upload")
+        return self.mxc_uri(media_id)
 
     async def keep_server_copy(
         self, data: bytes, content_type: str, upload_name: str | None
@@ -110,17 +119,6 @@ class MediaService:
             return media_id
 
         return await self.db.transaction(find_or_insert, name="media_server_copy")
-
-    async def _keep(self, user_id: str, upload: Upload) -> str:
-        """Store `upload` under a fresh media ID owned by `user_id`; its `mxc://` URI."""
-        content = await self._store(upload)
-        media_id = _new_media_id()
-
-        async def insert(conn: asyncpg.Connection) -> None:
-            await store.insert_uploaded(conn, media_id, user_id, self.clock.now_ms(), content)
-
-        await self.db.transaction(insert, name="media_upload")
-        return self.mxc_uri(media_id)
 
     async def create(self, requester: Requester) -> tuple[str, int]:
         """Reserve a media ID to upload to later; return its URI and when it expires."""

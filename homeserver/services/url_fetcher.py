@@ -4,16 +4,17 @@ Any user can make the server fetch any URL, so the fetch is where server-side re
 is stopped. Every hostname is resolved by :class:`_CheckedResolver`, which hands the connector
 only addresses the :class:`~homeserver.protocol.addresses.AddressPolicy` allows: the connection
 goes to an address that was checked, and no second lookup (which a rebinding DNS server could
-answer differently) happens for it. IP literals, which aiohttp never resolves, are checked here
-before the request. Redirects are followed by hand, each hop's URL checked again like the
-first. Time and size are bounded (aiohttp bounds what one compressed chunk may expand to, so
-the size limit holds for compressed answers too); no cookies are kept and no proxy from the
-environment is used.
+answer differently) happens for it. Lookups run in threads of their own, as federation's do
+(:class:`~homeserver.services.host_resolver.SystemResolver`), so names whose DNS never answers
+cannot hold the default executor that media I/O and page parsing use. IP literals, which
+aiohttp never resolves, are checked here before the request. Redirects are followed by hand,
+each hop's URL checked again like the first. Time and size are bounded (the body is read by
+:func:`~homeserver.services.http_bodies.read_bounded`, as federation reads its answers); no
+cookies are kept and no proxy from the environment is used.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from yarl import URL
 
 from homeserver.protocol.addresses import AddressPolicy, ip_literal
 from homeserver.protocol.url_previews import preview_target
+from homeserver.services.host_resolver import ResolveFailed, SystemResolver
+from homeserver.services.http_bodies import BodyTooLarge, read_bounded
 
 MAX_REDIRECTS = 5
 DNS_TIMEOUT_S = 5.0
@@ -50,33 +53,31 @@ class Fetched:
 
 
 class _CheckedResolver(AbstractResolver):
-    """The system's resolver, with the addresses the policy refuses taken out."""
+    """The system's resolver (in its own threads, as federation's), with the addresses the
+    policy refuses taken out."""
 
-    def __init__(self, policy: AddressPolicy, timeout_s: float) -> None:
+    def __init__(self, policy: AddressPolicy, lookup: SystemResolver) -> None:
         self.policy = policy
-        self.timeout_s = timeout_s
+        self.lookup = lookup
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.timeout_s):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError) as e:
-            raise FetchFailed(f"cannot resolve {host}: {e}") from None
+            addresses = await self.lookup.resolve(host, port)
+        except ResolveFailed as e:
+            raise FetchFailed(str(e)) from None
         allowed: list[ResolveResult] = []
         refusals = []
-        for info_family, _type, proto, _canon, sockaddr in infos:
-            address = str(sockaddr[0]).split("%", 1)[0]
-            ip = ip_literal(address)
-            why = "not an IP address" if ip is None else self.policy.refusal(ip)
+        for ip in addresses:
+            why = self.policy.refusal(ip)
             if why is not None:
-                refusals.append(f"{address} is {why}")
+                refusals.append(f"{ip} is {why}")
                 continue
             allowed.append(ResolveResult(
-                hostname=host, host=address, port=port, family=info_family, proto=proto,
-                flags=socket.AI_NUMERICHOST,
+                hostname=host, host=str(ip), port=port,
+                family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                proto=socket.IPPROTO_TCP, flags=socket.AI_NUMERICHOST,
             ))
         if not allowed:
             raise FetchRefused(f"{host}: {', '.join(refusals) or 'no addresses'}")
@@ -95,12 +96,14 @@ class UrlFetcher:
         self.policy = policy
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._lookup: SystemResolver | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop that will also close it.
         if self._session is None:
+            self._lookup = SystemResolver(timeout_s=DNS_TIMEOUT_S)
             connector = aiohttp.TCPConnector(
-                resolver=_CheckedResolver(self.policy, DNS_TIMEOUT_S),
+                resolver=_CheckedResolver(self.policy, self._lookup),
                 use_dns_cache=False, limit=32, limit_per_host=4,
             )
             self._session = aiohttp.ClientSession(
@@ -113,6 +116,9 @@ class UrlFetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._lookup is not None:
+            self._lookup.close()
+            self._lookup = None
 
     async def fetch(self, url: URL, max_bytes: int, accept: str) -> Fetched:
         """GET `url` (already a `preview_target`), following up to MAX_REDIRECTS redirects;
@@ -128,7 +134,10 @@ class UrlFetcher:
                         continue
                     if resp.status != 200:
                         raise FetchFailed(f"{url.host} answered {resp.status}")
-                    body = await self._read(resp, max_bytes)
+                    try:
+                        body = await read_bounded(resp, max_bytes)
+                    except BodyTooLarge as e:
+                        raise FetchFailed(str(e)) from None
                     return Fetched(url, resp.headers.get("Content-Type"), body)
             except (FetchRefused, FetchFailed):
                 raise
@@ -151,14 +160,3 @@ class UrlFetcher:
             return preview_target(str(url.join(URL(location))))
         except ValueError as e:
             raise FetchFailed(f"a redirect to an unusable URL: {e}") from None
-
-    @staticmethod
-    async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-        if resp.content_length is not None and resp.content_length > max_bytes:
-            raise FetchFailed(f"{resp.content_length} bytes is more than {max_bytes}")
-        data = bytearray()
-        async for chunk in resp.content.iter_chunked(65536):
-            data += chunk
-            if len(data) > max_bytes:
-                raise FetchFailed(f"more than {max_bytes} bytes")
-        return bytes(data)

@@ -1,5 +1,5 @@
 -- Reports of events, rooms and users (spec "Reporting content"), kept for the server's
--- administrators. Written once; the administration API reads them.
+-- administrators. Written once; no API reads them yet (README "Reports").
 CREATE TABLE reports (
     id           bigserial PRIMARY KEY,   -- the report's number, in the order received
     received_ts  bigint NOT NULL,         -- ms since the epoch

@@ -218,8 +218,13 @@ async def test_a_guest_leaves_a_room_of_another_server(
     host = await api_b.register("host")
     local = await api_a.register("local")
     room_id = await guest_room(api_b, host)
-    await join_and_wait(api_a, local, room_id, b, api_b, host)
     guest = await register_guest(api_a)
+    # Before a is in the room it has no state to check the room's guest access against.
+    status, error = await api_a.request("POST", f"join/{quote(room_id)}", json={},
+                                        params={"server_name": b.name},
+                                        token=guest.token)
+    assert (status, error["errcode"]) == (403, "M_FORBIDDEN")
+    await join_and_wait(api_a, local, room_id, b, api_b, host)
     # a is in the room: its guest joins there, checked against a's copy of the state.
     await api_a.join(guest, room_id)
 
