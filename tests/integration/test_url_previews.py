@@ -454,6 +454,9 @@ async def test_fetches_and_urls_in_flight_are_bounded(
             return fetch(url)
 
         monkeypatch.setattr(previews, "_fetch", watched)
+        # The pages are held until the test releases them, not for the 10 s a fetch may take:
+        # on a loaded machine registering all the fetches can take longer than that.
+        monkeypatch.setattr(previews.fetcher, "timeout", aiohttp.ClientTimeout(total=300))
         tasks = [asyncio.ensure_future(previews.preview(who, url, NOW)) for url in urls]
         await registered.wait()
         joined = asyncio.ensure_future(previews.preview(who, urls[0], NOW))
