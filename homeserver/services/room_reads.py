@@ -284,10 +284,12 @@ class RoomReads:
             )
             # A forward page short of its limit read everything up to the ceiling.
             end = newer.end or StreamToken(events=ceiling).encode()
+            # Both sides bundled at once: one summary of their children, not two.
+            around = await self._serialize(conn, [*before_v, *after_v], requester)
             return {
                 "event": target,
-                "events_before": await self._serialize(conn, before_v, requester),
-                "events_after": await self._serialize(conn, after_v, requester),
+                "events_before": around[:len(before_v)],
+                "events_after": around[len(before_v):],
                 "state": state,
                 "start": start,
                 "end": end,
