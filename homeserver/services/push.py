@@ -30,7 +30,7 @@ from homeserver.protocol import push_rules
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.push_rules import CompiledRuleset, EventContext, InvalidPushRule
-from homeserver.protocol.relations import relation_of, thread_root
+from homeserver.protocol.relations import THREAD, relation_of, thread_root
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.clock import Clock
@@ -241,13 +241,17 @@ class PushService:
     async def _thread_of(self, conn: asyncpg.Connection, content: dict[str, Any]) -> str:
         """The thread an event's notification counts in (threading.md: per-thread
         notification counts): a thread reply's root; for an edit, reference or other relation
-        of a thread reply, that reply's root (as Synapse does); else the main timeline."""
-        root = thread_root(content)
+        of a thread reply, that reply's root (as Synapse does); else the main timeline. Only
+        an event with a relation other than `m.thread` costs a read (of its parent)."""
         relation = relation_of(content)
-        if root is None and relation is not None:
-            parent = (await self.engine.get_pdus(conn, [relation[1]])).get(relation[1])
-            if parent is not None and isinstance(parent.get("content"), dict):
-                root = thread_root(parent["content"])
+        if relation is None:
+            return MAIN
+        rel_type, parent_id = relation
+        if rel_type == THREAD:
+            return parent_id
+        parent = (await self.engine.get_pdus(conn, [parent_id])).get(parent_id)
+        parent_content = parent.get("content") if parent is not None else None
+        root = thread_root(parent_content) if isinstance(parent_content, dict) else None
         return root or MAIN
 
     @staticmethod

@@ -20,6 +20,7 @@ from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import filter_visible, load_events, world_readable
 from homeserver.services.filters import EventFilter, FilterError
+from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.room_history import (
     BACKFILL_POINTS,
@@ -66,10 +67,13 @@ class RoomReads:
         self.clock = clock
 
     async def _serialize(
-        self, conn: asyncpg.Connection, stored: Sequence[StoredEvent], requester: Requester
+        self, conn: asyncpg.Connection, stored: Sequence[StoredEvent], requester: Requester,
+        ignored: frozenset[str] | None = None,
     ) -> list[dict[str, Any]]:
+        """Client events with their bundled aggregations; `ignored`: the requester's ignored
+        users, when the caller already read them."""
         return await serialize_with_relations(
-            conn, self.engine, stored, requester, now=self.clock.now_ms()
+            conn, self.engine, stored, requester, now=self.clock.now_ms(), ignored=ignored
         )
 
     async def _view(self, conn: asyncpg.Connection, room_id: str, user_id: str) -> View:
@@ -196,9 +200,13 @@ class RoomReads:
                 room_id, start, stop, ceiling, limit, event_filter.sql_types(),
                 event_filter.sql_senders(),
             ), backwards=backwards)
-            visible = await filter_visible(conn, self.engine, requester.user_id, page.events)
+            # Read once for both the visibility filter and the bundles.
+            ignored = await ignored_users(conn, requester.user_id)
+            visible = await filter_visible(
+                conn, self.engine, requester.user_id, page.events, ignored=ignored
+            )
             chunk = [
-                e for e in await self._serialize(conn, visible, requester)
+                e for e in await self._serialize(conn, visible, requester, ignored)
                 if event_filter.allows(e)
             ]
             result: dict[str, Any] = {"start": page.start, "chunk": chunk}
@@ -269,8 +277,9 @@ class RoomReads:
             before = older.events if older is not None else []
             after = newer.events
             uid = requester.user_id
-            before_v = await filter_visible(conn, self.engine, uid, before)
-            after_v = await filter_visible(conn, self.engine, uid, after)
+            ignored = await ignored_users(conn, uid)
+            before_v = await filter_visible(conn, self.engine, uid, before, ignored=ignored)
+            after_v = await filter_visible(conn, self.engine, uid, after, ignored=ignored)
             state_ids = (
                 await state_store.get_state(conn, stored.state_group)
                 if stored.state_group is not None else {}
@@ -284,10 +293,12 @@ class RoomReads:
             )
             # A forward page short of its limit read everything up to the ceiling.
             end = newer.end or StreamToken(events=ceiling).encode()
+            # Both sides bundled at once: one summary of their children, not two.
+            around = await self._serialize(conn, [*before_v, *after_v], requester, ignored)
             return {
                 "event": target,
-                "events_before": await self._serialize(conn, before_v, requester),
-                "events_after": await self._serialize(conn, after_v, requester),
+                "events_before": around[:len(before_v)],
+                "events_after": around[len(before_v):],
                 "state": state,
                 "start": start,
                 "end": end,

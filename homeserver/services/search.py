@@ -24,6 +24,7 @@ from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import filter_visible, load_events, serialize_events
 from homeserver.services.filters import EventFilter
+from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.streams import MAX_POSITION, StreamToken
@@ -106,12 +107,16 @@ class SearchService:
         else:
             hits = await search_store.search_by_recent(conn, query, position)
         total = hits[0].total if hits else 0
-        visible = await self._visible(conn, requester, hits, flt)
+        # Read once for the hits and every context around them (each filters and bundles).
+        ignored = await ignored_users(conn, requester.user_id)
+        visible = await self._visible(conn, requester, hits, flt, ignored)
         results = []
         for hit, event in visible:
             result: dict[str, Any] = {"rank": hit.rank, "result": event}
             if criteria.context is not None:
-                result["context"] = await self._context(conn, requester, hit, criteria)
+                result["context"] = await self._context(
+                    conn, requester, hit, criteria, ignored
+                )
             results.append(result)
         body: dict[str, Any] = {
             "results": results,
@@ -134,20 +139,22 @@ class SearchService:
 
     async def _visible(
         self, conn: asyncpg.Connection, requester: Requester, hits: list[SearchHit],
-        flt: EventFilter,
+        flt: EventFilter, ignored: frozenset[str],
     ) -> list[tuple[SearchHit, dict[str, Any]]]:
         """The hits the user may see (history visibility) that pass the whole filter."""
         stored = await load_events(conn, [h.event_id for h in hits])
-        visible = await filter_visible(conn, self.engine, requester.user_id, stored)
+        visible = await filter_visible(
+            conn, self.engine, requester.user_id, stored, ignored=ignored
+        )
         events = await serialize_with_relations(
-            conn, self.engine, visible, requester, now=self.clock.now_ms()
+            conn, self.engine, visible, requester, now=self.clock.now_ms(), ignored=ignored
         )
         by_id = {e["event_id"]: e for e in events if flt.allows(e)}
         return [(h, by_id[h.event_id]) for h in hits if h.event_id in by_id]
 
     async def _context(
         self, conn: asyncpg.Connection, requester: Requester, hit: SearchHit,
-        criteria: SearchCriteria,
+        criteria: SearchCriteria, ignored: frozenset[str],
     ) -> dict[str, Any]:
         assert criteria.context is not None
         before_n, after_n = criteria.context
@@ -160,16 +167,16 @@ class SearchService:
             newest_first=False,
         ) if after_n else []
         uid = requester.user_id
-        before_v = await filter_visible(conn, self.engine, uid, before)
-        after_v = await filter_visible(conn, self.engine, uid, after)
-        now = self.clock.now_ms()
+        before_v = await filter_visible(conn, self.engine, uid, before, ignored=ignored)
+        after_v = await filter_visible(conn, self.engine, uid, after, ignored=ignored)
+        # Both sides bundled at once: one summary of their children, not two.
+        served = await serialize_with_relations(
+            conn, self.engine, [*before_v, *after_v], requester, now=self.clock.now_ms(),
+            ignored=ignored,
+        )
         context: dict[str, Any] = {
-            "events_before": await serialize_with_relations(
-                conn, self.engine, before_v, requester, now=now
-            ),
-            "events_after": await serialize_with_relations(
-                conn, self.engine, after_v, requester, now=now
-            ),
+            "events_before": served[:len(before_v)],
+            "events_after": served[len(before_v):],
             "start": StreamToken(events=(before[-1].stream_ordering or 1) - 1 if before
                                  else at - 1).encode(),
             "end": StreamToken(events=after[-1].stream_ordering or at if after else at).encode(),

@@ -48,12 +48,19 @@ async def get_event(api: MatrixApi, user: User, room_id: str, event_id: str) -> 
     return body
 
 
+async def public_room(api: MatrixApi, *names: str) -> tuple[str, list[User]]:
+    """A public room the first of these new users made and the others joined."""
+    users = [await api.register(name) for name in names]
+    room_id = await api.create_room(users[0], preset="public_chat")
+    for user in users[1:]:
+        await api.join(user, room_id)
+    return room_id, users
+
+
 async def test_the_latest_valid_edit_is_bundled_and_the_content_left_alone(
     api: MatrixApi,
 ) -> None:
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
+    room_id, (alice, bob) = await public_room(api, "alice", "bob")
     original = await api.send_message(alice, room_id, "I like cake")
     first = await send(api, alice, room_id, edit(original, "I like chocolate cake"))
     second = await send(api, alice, room_id, edit(original, "I like carrot cake"))
@@ -103,9 +110,7 @@ async def test_the_latest_valid_edit_is_bundled_and_the_content_left_alone(
 async def test_a_flood_of_edits_by_another_member_leaves_the_bundle_alone(
     api: MatrixApi,
 ) -> None:
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
+    room_id, (alice, bob) = await public_room(api, "alice", "bob")
     original = await api.send_message(alice, room_id, "mine")
     mine = await send(api, alice, room_id, edit(original, "still mine"))
     for i in range(30):
@@ -132,10 +137,7 @@ async def test_encrypted_edits_are_bundled_by_their_clear_relation(api: MatrixAp
 
 
 async def test_threads_and_references_are_summarised(api: MatrixApi) -> None:
-    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
-    await api.join(carol, room_id)
+    room_id, (alice, bob, carol) = await public_room(api, "alice", "bob", "carol")
     root = await api.send_message(alice, room_id, "root")
     await send(api, bob, room_id, related("m.thread", root, "one"))
     reply = await send(api, bob, room_id, related("m.thread", root, "two"))

@@ -80,3 +80,24 @@ async def test_counts_are_split_by_thread_and_read_per_thread(api: MatrixApi) ->
     assert await counts(api, bob, room_id, threaded=True) == {
         "unread_notifications": n(0), "unread_thread_notifications": {},
     }
+
+
+async def test_an_event_relating_to_a_thread_reply_counts_in_that_thread(
+    api: MatrixApi,
+) -> None:
+    """A reference (or edit, reaction) to a thread reply is in the reply's thread, as Synapse
+    has it: its notification counts there, not in the main timeline."""
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice)
+    await api.invite(alice, room_id, bob)
+    await api.join(bob, room_id)
+    root = await api.send_message(alice, room_id, "root")
+    latest = await reply(api, alice, room_id, root, "one")
+    await api.ok("POST", f"rooms/{room_id}/send/m.room.message", json={
+        "msgtype": "m.text", "body": "see above",
+        "m.relates_to": {"rel_type": "m.reference", "event_id": latest},
+    }, token=alice.token)
+
+    assert await counts(api, bob, room_id, threaded=True) == {
+        "unread_notifications": n(1), "unread_thread_notifications": {root: n(2)},
+    }
