@@ -90,8 +90,9 @@ class Viewer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Local:
-    """A room this server holds: its summary (with `children_state`) and who may preview it."""
+class _Room:
+    """A room's summary (with `children_state`) and who may preview it: of a room this server
+    holds, or as another server told it."""
 
     entry: dict[str, Any]
     allowed: list[str]  # the rooms whose members may preview it (restricted join rules)
@@ -261,14 +262,8 @@ class SpaceHierarchy:
             summary = await self._ask(room_id, via, suggested_only, walk) or summary
         if summary is None:
             return None
-        allowed = summary.get("allowed_room_ids", [])
-
-        async def judge(conn: asyncpg.Connection) -> bool:
-            return open_to_all(summary) or await self._member_of(
-                conn, viewer, allowed, ("join",)
-            ) or await self._member_of(conn, viewer, [room_id], ("join", "invite"))
-
-        if not await self.db.run(judge):
+        room = _Room(summary, summary.get("allowed_room_ids", []))
+        if not await self.db.run(lambda conn: self._may_see(conn, viewer, room)):
             return None
         children = [
             c for c in summary.get("children_state", [])
@@ -358,7 +353,7 @@ class SpaceHierarchy:
 
     async def _local(
         self, conn: asyncpg.Connection, room_id: str, suggested_only: bool
-    ) -> _Local | None:
+    ) -> _Room | None:
         """The summary of a room this server is in (a user of its joined: the state of a room
         it was only invited to, or that all its users left, is not to be trusted), with its
         children; None for any other."""
@@ -390,9 +385,9 @@ class SpaceHierarchy:
         version = KNOWN_ROOM_VERSIONS.get(version_id)
         join_rules = state.get("m.room.join_rules", {})
         restricted = version is not None and is_restricted(join_rules, version)
-        return _Local(entry, rooms_allowing(join_rules, restricted))
+        return _Room(entry, rooms_allowing(join_rules, restricted))
 
-    async def _may_see(self, conn: asyncpg.Connection, viewer: Viewer, room: _Local) -> bool:
+    async def _may_see(self, conn: asyncpg.Connection, viewer: Viewer, room: _Room) -> bool:
         return (
             open_to_all(room.entry)
             or await self._member_of(conn, viewer, [room.entry["room_id"]], ("join", "invite"))
@@ -419,7 +414,7 @@ class SpaceHierarchy:
         return False
 
 
-def _for_federation(room: _Local) -> dict[str, Any]:
+def _for_federation(room: _Room) -> dict[str, Any]:
     """A summary for another server: with `allowed_room_ids`, which it needs to judge for its
     users (clients are not given them)."""
     return {**room.entry, "allowed_room_ids": room.allowed}
