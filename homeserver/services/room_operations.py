@@ -16,6 +16,7 @@ import asyncpg
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
+from homeserver.protocol.events import membership_servers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.relations import THREAD, may_start_thread, relation_of
 from homeserver.protocol.restricted_joins import AUTHORISER
@@ -257,22 +258,13 @@ class RoomsService:
         return str(row["event_id"])
 
     async def _membership_servers(self, room_id: str, user_id: str) -> list[str]:
-        """The servers the user's membership event points to: its sender's (the inviter's),
-        then those of the senders of the stripped state it carries (a knock is our own user's,
-        so the room's servers are known from its `knock_room_state`)."""
+        """The servers the user's membership event points to (`membership_servers`)."""
         async def read(conn: Any) -> list[str]:
             row = await state_store.get_membership(conn, room_id, user_id)
             if row is None:
                 return []
             pdu = (await self.engine.get_pdus(conn, [row["event_id"]])).get(row["event_id"], {})
-            unsigned = pdu.get("unsigned")
-            stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
-            events = [pdu, *(stripped if isinstance(stripped, list) else [])]
-            senders = (e.get("sender") for e in events if isinstance(e, dict))
-            return list(dict.fromkeys(
-                identifiers.server_name_of(s) for s in senders
-                if isinstance(s, str) and identifiers.is_valid_user_id(s)
-            ))
+            return membership_servers(pdu)
 
         servers: list[str] = await self.db.run(read)
         return servers

@@ -42,7 +42,8 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
-from homeserver.protocol.identifiers import is_valid_server_name, server_name_of
+from homeserver.protocol.events import membership_servers
+from homeserver.protocol.identifiers import is_valid_server_name
 from homeserver.protocol.restricted_joins import is_restricted
 from homeserver.protocol.room_previews import (
     SPACE_CHILD,
@@ -200,8 +201,8 @@ class SpaceHierarchy:
         self, conn: asyncpg.Connection, viewer: Viewer, room_id: str
     ) -> tuple[bool, bool, list[str]]:
         """Whether this server holds the root and the user may see it; for a root it does not
-        hold, the server whose user invited the user (or took their knock), to ask about it
-        (a space's invite is previewed before joining, as in Synapse)."""
+        hold, the servers the user's invite (or knock) points to, to ask about it (a space's
+        invite is previewed before joining, as in Synapse)."""
         held = await self._local(conn, room_id, False)
         if held is not None:
             return True, await self._may_see(conn, viewer, held), []
@@ -209,10 +210,8 @@ class SpaceHierarchy:
             if viewer.user_id is not None else None
         if row is None or row["membership"] not in ("invite", "knock"):
             return False, False, []
-        sender = (await self.engine.get_pdus(conn, [row["event_id"]])).get(
-            row["event_id"], {}
-        ).get("sender")
-        return False, False, [server_name_of(sender)] if isinstance(sender, str) else []
+        pdu = (await self.engine.get_pdus(conn, [row["event_id"]])).get(row["event_id"], {})
+        return False, False, membership_servers(pdu)
 
     async def _walk(
         self, viewer: Viewer, root: str, root_via: Sequence[str], suggested_only: bool,
