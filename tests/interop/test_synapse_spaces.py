@@ -38,7 +38,9 @@ async def space_with_child(api: MatrixApi, user: User, child: str, via: str) -> 
 
 
 async def rooms_of(api: MatrixApi, user: User, space: str) -> dict[str, dict[str, Any]]:
+    """The space's hierarchy as the user sees it, by room ID in the order given."""
     body = await api.ok("GET", HIERARCHY.format(quote(space)), token=user.token)
+    validate_response("space_hierarchy.yaml", "/rooms/{roomId}/hierarchy", "get", 200, body)
     return {r["room_id"]: r for r in body["rooms"]}
 
 
@@ -52,9 +54,7 @@ async def test_a_moot_space_shows_a_synapse_room(
     lounge = await synapse.api.create_room(bob, preset="public_chat", name="Synapse lounge")
     space = await space_with_child(api, alice, lounge, synapse.server_name)
 
-    body = await api.ok("GET", HIERARCHY.format(quote(space)), token=alice.token)
-    validate_response("space_hierarchy.yaml", "/rooms/{roomId}/hierarchy", "get", 200, body)
-    rooms = {r["room_id"]: r for r in body["rooms"]}
+    rooms = await rooms_of(api, alice, space)
     assert list(rooms) == [space, lounge]
     assert (rooms[lounge]["name"], rooms[lounge]["num_joined_members"]) == ("Synapse lounge", 1)
 
