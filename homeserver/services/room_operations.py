@@ -114,7 +114,7 @@ class RoomsService:
         the servers named (`via`), those the alias lists, and the room ID's own server.
         `extra` is what the client asks to have in its member event besides the membership
         (a `reason`, its own keys, a per-room display name over the profile's)."""
-        room_id, candidates = await self._target(room_id_or_alias, servers)
+        room_id, candidates = await self.target(room_id_or_alias, servers)
         content = {
             **await self._member_content(requester.user_id, "join"),
             **{k: v for k, v in extra.items() if k != AUTHORISER},
@@ -132,7 +132,7 @@ class RoomsService:
         """Knock on a room: a knock event through the same engine and auth rules as every
         membership (the room's join rule must allow knocking) when this server is in the
         room, else through another server (make_knock/send_knock) found as for a join."""
-        room_id, candidates = await self._target(room_id_or_alias, servers)
+        room_id, candidates = await self.target(room_id_or_alias, servers)
         content = await self._member_content(requester.user_id, "knock")
         if reason is not None:
             content["reason"] = reason
@@ -148,11 +148,11 @@ class RoomsService:
             raise not_found("This server can only knock on rooms it is in")
         return room_id
 
-    async def _target(
+    async def target(
         self, room_id_or_alias: str, servers: Sequence[str]
     ) -> tuple[str, list[str]]:
-        """The room a join or knock names, and the servers the client named (`via`) with,
-        for another server's alias, those the alias lists."""
+        """The room a join, knock or room summary names, and the servers the client named
+        (`via`) with, for another server's alias, those the alias lists."""
         candidates = list(servers)
         if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
             room_id_or_alias
