@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from federation.client import FederationClient, HttpResponseError
-from federation.transport import FederationError
+from federation.transport import DEFAULT_MAX_RESPONSE_BYTES, FederationError
 from homeserver.errors import MatrixError
 from homeserver.protocol.identifiers import is_valid_room_id, is_valid_server_name, server_name_of
 
@@ -25,6 +25,32 @@ PASSED_ON = (403, 404)
 
 def peer_failed(error: str) -> MatrixError:
     return MatrixError(502, "M_UNKNOWN", error)
+
+
+async def ask_peer(
+    client: FederationClient, method: str, server_name: str, path: str, *,
+    query: dict[str, str] | None = None, content: Any = None,
+    max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> dict[str, Any]:
+    """The peer's JSON object answer to a request under `PREFIX`, or the MatrixError a client
+    gets instead: the peer's own refusal (`PASSED_ON`, with its errcode), else a 502."""
+    try:
+        answer = await client.request(
+            method, server_name, PREFIX + path, query=query, content=content,
+            max_bytes=max_bytes,
+        )
+    except HttpResponseError as e:
+        if e.status in PASSED_ON and e.errcode is not None:
+            error = e.body.get("error")
+            raise MatrixError(
+                e.status, e.errcode, error if isinstance(error, str) else str(e)
+            ) from None
+        raise peer_failed(str(e)) from None
+    except FederationError as e:
+        raise peer_failed(f"{server_name} cannot be reached: {e}") from None
+    if not isinstance(answer, dict):
+        raise peer_failed(f"{server_name} answered {path} with something not an object")
+    return answer
 
 
 def _asked_users(answer: Any, asked: set[str]) -> dict[str, dict[str, Any]]:
@@ -74,23 +100,8 @@ class FederationRemoteQueries:
         self, method: str, server_name: str, path: str, *,
         query: dict[str, str] | None = None, content: Any = None,
     ) -> dict[str, Any]:
-        """The peer's JSON object answer, or the MatrixError a client gets instead."""
-        try:
-            answer = await self.client.request(
-                method, server_name, PREFIX + path, query=query, content=content
-            )
-        except HttpResponseError as e:
-            if e.status in PASSED_ON and e.errcode is not None:
-                error = e.body.get("error")
-                raise MatrixError(
-                    e.status, e.errcode, error if isinstance(error, str) else str(e)
-                ) from None
-            raise peer_failed(str(e)) from None
-        except FederationError as e:
-            raise peer_failed(f"{server_name} cannot be reached: {e}") from None
-        if not isinstance(answer, dict):
-            raise peer_failed(f"{server_name} answered {path} with something not an object")
-        return answer
+        return await ask_peer(self.client, method, server_name, path, query=query,
+                              content=content)
 
     async def query_keys(
         self, server_name: str, device_keys: dict[str, list[str]]

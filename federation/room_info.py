@@ -4,24 +4,22 @@
 names, checked and stored as a historical event like those backfill brings).
 
 Only the answer's outline is checked here (a `room` of the room asked about; an event ID and a
-timestamp); what of a summary reaches a client is cut down by the service. A peer's refusal
-(403, 404) is passed on as such, since the peer works and may answer about other rooms;
-anything else that goes wrong is a 502 MatrixError: the peer failed.
+timestamp); what of a summary reaches a client is cut down by the service. Failures are as
+for the other queries (`remote_queries.ask_peer`): a peer's refusal (403, 404) is passed on as
+such, since the peer works and may answer about other rooms; anything else that goes wrong is
+a 502 MatrixError: the peer failed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from federation.client import FederationClient, HttpResponseError, path_segment
+from federation.client import FederationClient, path_segment
 from federation.inbound_pdus import InboundPdus, PduError
-from federation.remote_queries import PASSED_ON, peer_failed
-from federation.transport import FederationError
-from homeserver.errors import MatrixError
+from federation.remote_queries import ask_peer, peer_failed
 from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.identifiers import is_valid_event_id
 
-PREFIX = "/_matrix/federation/v1"
 # A hierarchy answer carries up to a space's children with their own children: a few
 # hundred summaries at most, well under this.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -33,19 +31,9 @@ class FederationRoomInfo:
         self.pdus = pdus
 
     async def _get(self, server_name: str, path: str, query: dict[str, str]) -> dict[str, Any]:
-        try:
-            answer = await self.client.request(
-                "GET", server_name, PREFIX + path, query=query, max_bytes=MAX_ANSWER_BYTES
-            )
-        except HttpResponseError as e:
-            if e.status in PASSED_ON:
-                raise MatrixError(e.status, e.errcode or "M_UNKNOWN", str(e)) from None
-            raise peer_failed(f"{server_name}: {e}") from None
-        except FederationError as e:
-            raise peer_failed(f"{server_name}: {e}") from None
-        if not isinstance(answer, dict):
-            raise peer_failed(f"{server_name} answered {path} with something not an object")
-        return answer
+        return await ask_peer(
+            self.client, "GET", server_name, path, query=query, max_bytes=MAX_ANSWER_BYTES
+        )
 
     async def hierarchy(
         self, server_name: str, room_id: str, suggested_only: bool

@@ -16,6 +16,7 @@ shows only for a failing test.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ import yaml
 from homeserver.protocol.signing import SigningKey, generate_signing_key, write_signing_keys
 from homeserver.setup import write_tls_certificate
 from tests.federation_helpers import free_port
-from tests.helpers import MatrixApi
+from tests.helpers import MatrixApi, User
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SYNAPSE_VENV = CHECKOUT / "bench" / ".synapse-venv"
@@ -40,6 +41,7 @@ START_DEADLINE_S = 120.0
 STOP_DEADLINE_S = 20.0
 POLL_INTERVAL_S = 0.1
 LOG_TAIL_LINES = 60
+_USER_NUMBERS = itertools.count()  # user names unique however many tests share one Synapse
 
 # Synapse's rate limits, each lifted far beyond anything a test does. The nested ones are
 # groups of limits under one key (e.g. rc_login's address/account/failed_attempts).
@@ -169,6 +171,11 @@ class SynapsePeer:
     def api(self) -> MatrixApi:
         """A client of Synapse's client API."""
         return MatrixApi(self.client_url, self.http)
+
+    async def new_user(self, localpart: str) -> User:
+        """A new user named ``localpart`` and a number: one Synapse serves a module's tests,
+        each of which registers its own users."""
+        return await self.api.register(f"{localpart}{next(_USER_NUMBERS)}")
 
     async def register(self, localpart: str) -> tuple[str, str]:
         """A new user (open registration, the dummy stage): (user ID, access token)."""

@@ -44,11 +44,5 @@ async def room_summary(request: web.Request) -> web.Response:
     via = request.query.getall("via", [])
     if len(via) > MAX_VIA or not all(is_valid_server_name(s) for s in via):
         raise invalid_param(f"'via' must be at most {MAX_VIA} server names")
-    rooms = request.app[ROOMS]
-    target = request.match_info["roomIdOrAlias"]
-    if target.startswith("#"):
-        found = await rooms.get_alias(target)
-        room_id, via = str(found["room_id"]), [*via, *map(str, found.get("servers", []))]
-    else:
-        room_id = await rooms.resolve_room(target)
+    room_id, via = await request.app[ROOMS].target(request.match_info["roomIdOrAlias"], via)
     return json_response(await request.app[SPACES].summary(user_id, room_id, via))

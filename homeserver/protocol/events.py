@@ -19,7 +19,7 @@ from homeserver.protocol.canonical_json import check_canonical_json
 from homeserver.protocol.errors import CanonicalJSONError, InvalidEventError
 from homeserver.protocol.event_format import check_event_format
 from homeserver.protocol.hashing import add_content_hash, compute_event_id
-from homeserver.protocol.identifiers import EventID
+from homeserver.protocol.identifiers import EventID, is_valid_user_id, server_name_of
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.signing import sign_event
 
@@ -124,3 +124,17 @@ def client_event(
     if unsigned is not None:
         out["unsigned"] = dict(unsigned)
     return out
+
+
+def membership_servers(member_pdu: Mapping[str, Any]) -> list[str]:
+    """The servers a user's membership event of a room this server is not in points to, to
+    ask about the room: its sender's (an inviter's), then those of the senders of the stripped
+    state it carries (a knock is the user's own, so the room's servers are known from its
+    `knock_room_state`, kept as `unsigned.invite_room_state`)."""
+    unsigned = member_pdu.get("unsigned")
+    stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+    events = [member_pdu, *(stripped if isinstance(stripped, list) else [])]
+    senders = (e.get("sender") for e in events if isinstance(e, Mapping))
+    return list(dict.fromkeys(
+        server_name_of(s) for s in senders if isinstance(s, str) and is_valid_user_id(s)
+    ))

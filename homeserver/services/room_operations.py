@@ -16,6 +16,7 @@ import asyncpg
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import identifiers
+from homeserver.protocol.events import membership_servers
 from homeserver.protocol.power_levels import required_level, user_power_level
 from homeserver.protocol.relations import THREAD, may_start_thread, relation_of
 from homeserver.protocol.restricted_joins import AUTHORISER
@@ -113,7 +114,7 @@ class RoomsService:
         the servers named (`via`), those the alias lists, and the room ID's own server.
         `extra` is what the client asks to have in its member event besides the membership
         (a `reason`, its own keys, a per-room display name over the profile's)."""
-        room_id, candidates = await self._target(room_id_or_alias, servers)
+        room_id, candidates = await self.target(room_id_or_alias, servers)
         content = {
             **await self._member_content(requester.user_id, "join"),
             **{k: v for k, v in extra.items() if k != AUTHORISER},
@@ -131,7 +132,7 @@ class RoomsService:
         """Knock on a room: a knock event through the same engine and auth rules as every
         membership (the room's join rule must allow knocking) when this server is in the
         room, else through another server (make_knock/send_knock) found as for a join."""
-        room_id, candidates = await self._target(room_id_or_alias, servers)
+        room_id, candidates = await self.target(room_id_or_alias, servers)
         content = await self._member_content(requester.user_id, "knock")
         if reason is not None:
             content["reason"] = reason
@@ -147,11 +148,11 @@ class RoomsService:
             raise not_found("This server can only knock on rooms it is in")
         return room_id
 
-    async def _target(
+    async def target(
         self, room_id_or_alias: str, servers: Sequence[str]
     ) -> tuple[str, list[str]]:
-        """The room a join or knock names, and the servers the client named (`via`) with,
-        for another server's alias, those the alias lists."""
+        """The room a join, knock or room summary names, and the servers the client named
+        (`via`) with, for another server's alias, those the alias lists."""
         candidates = list(servers)
         if room_id_or_alias.startswith("#") and not identifiers.is_valid_room_alias(
             room_id_or_alias
@@ -257,22 +258,13 @@ class RoomsService:
         return str(row["event_id"])
 
     async def _membership_servers(self, room_id: str, user_id: str) -> list[str]:
-        """The servers the user's membership event points to: its sender's (the inviter's),
-        then those of the senders of the stripped state it carries (a knock is our own user's,
-        so the room's servers are known from its `knock_room_state`)."""
+        """The servers the user's membership event points to (`membership_servers`)."""
         async def read(conn: Any) -> list[str]:
             row = await state_store.get_membership(conn, room_id, user_id)
             if row is None:
                 return []
             pdu = (await self.engine.get_pdus(conn, [row["event_id"]])).get(row["event_id"], {})
-            unsigned = pdu.get("unsigned")
-            stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
-            events = [pdu, *(stripped if isinstance(stripped, list) else [])]
-            senders = (e.get("sender") for e in events if isinstance(e, dict))
-            return list(dict.fromkeys(
-                identifiers.server_name_of(s) for s in senders
-                if isinstance(s, str) and identifiers.is_valid_user_id(s)
-            ))
+            return membership_servers(pdu)
 
         servers: list[str] = await self.db.run(read)
         return servers

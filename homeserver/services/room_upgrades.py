@@ -30,6 +30,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param
 from homeserver.protocol.identifiers import is_valid_room_id, is_valid_user_id
+from homeserver.protocol.room_previews import SPACE_CHILD
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS
 from homeserver.services.account_data import GLOBAL, AccountDataService
@@ -51,7 +52,6 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 TOMBSTONE = "m.room.tombstone"
-SPACE_CHILD = "m.space.child"
 DIRECT = "m.direct"
 # State the spec's "Server behaviour" for upgrades lists as copied into the new room.
 TRANSFERRED = (

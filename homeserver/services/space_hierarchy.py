@@ -42,7 +42,8 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
-from homeserver.protocol.identifiers import is_valid_server_name, server_name_of
+from homeserver.protocol.events import membership_servers
+from homeserver.protocol.identifiers import is_valid_server_name
 from homeserver.protocol.restricted_joins import is_restricted
 from homeserver.protocol.room_previews import (
     SPACE_CHILD,
@@ -90,8 +91,9 @@ class Viewer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Local:
-    """A room this server holds: its summary (with `children_state`) and who may preview it."""
+class _Room:
+    """A room's summary (with `children_state`) and who may preview it: of a room this server
+    holds, or as another server told it."""
 
     entry: dict[str, Any]
     allowed: list[str]  # the rooms whose members may preview it (restricted join rules)
@@ -199,8 +201,8 @@ class SpaceHierarchy:
         self, conn: asyncpg.Connection, viewer: Viewer, room_id: str
     ) -> tuple[bool, bool, list[str]]:
         """Whether this server holds the root and the user may see it; for a root it does not
-        hold, the server whose user invited the user (or took their knock), to ask about it
-        (a space's invite is previewed before joining, as in Synapse)."""
+        hold, the servers the user's invite (or knock) points to, to ask about it (a space's
+        invite is previewed before joining, as in Synapse)."""
         held = await self._local(conn, room_id, False)
         if held is not None:
             return True, await self._may_see(conn, viewer, held), []
@@ -208,10 +210,8 @@ class SpaceHierarchy:
             if viewer.user_id is not None else None
         if row is None or row["membership"] not in ("invite", "knock"):
             return False, False, []
-        sender = (await self.engine.get_pdus(conn, [row["event_id"]])).get(
-            row["event_id"], {}
-        ).get("sender")
-        return False, False, [server_name_of(sender)] if isinstance(sender, str) else []
+        pdu = (await self.engine.get_pdus(conn, [row["event_id"]])).get(row["event_id"], {})
+        return False, False, membership_servers(pdu)
 
     async def _walk(
         self, viewer: Viewer, root: str, root_via: Sequence[str], suggested_only: bool,
@@ -261,14 +261,8 @@ class SpaceHierarchy:
             summary = await self._ask(room_id, via, suggested_only, walk) or summary
         if summary is None:
             return None
-        allowed = summary.get("allowed_room_ids", [])
-
-        async def judge(conn: asyncpg.Connection) -> bool:
-            return open_to_all(summary) or await self._member_of(
-                conn, viewer, allowed, ("join",)
-            ) or await self._member_of(conn, viewer, [room_id], ("join", "invite"))
-
-        if not await self.db.run(judge):
+        room = _Room(summary, summary.get("allowed_room_ids", []))
+        if not await self.db.run(lambda conn: self._may_see(conn, viewer, room)):
             return None
         children = [
             c for c in summary.get("children_state", [])
@@ -358,7 +352,7 @@ class SpaceHierarchy:
 
     async def _local(
         self, conn: asyncpg.Connection, room_id: str, suggested_only: bool
-    ) -> _Local | None:
+    ) -> _Room | None:
         """The summary of a room this server is in (a user of its joined: the state of a room
         it was only invited to, or that all its users left, is not to be trusted), with its
         children; None for any other."""
@@ -390,9 +384,9 @@ class SpaceHierarchy:
         version = KNOWN_ROOM_VERSIONS.get(version_id)
         join_rules = state.get("m.room.join_rules", {})
         restricted = version is not None and is_restricted(join_rules, version)
-        return _Local(entry, rooms_allowing(join_rules, restricted))
+        return _Room(entry, rooms_allowing(join_rules, restricted))
 
-    async def _may_see(self, conn: asyncpg.Connection, viewer: Viewer, room: _Local) -> bool:
+    async def _may_see(self, conn: asyncpg.Connection, viewer: Viewer, room: _Room) -> bool:
         return (
             open_to_all(room.entry)
             or await self._member_of(conn, viewer, [room.entry["room_id"]], ("join", "invite"))
@@ -419,7 +413,7 @@ class SpaceHierarchy:
         return False
 
 
-def _for_federation(room: _Local) -> dict[str, Any]:
+def _for_federation(room: _Room) -> dict[str, Any]:
     """A summary for another server: with `allowed_room_ids`, which it needs to judge for its
     users (clients are not given them)."""
     return {**room.entry, "allowed_room_ids": room.allowed}

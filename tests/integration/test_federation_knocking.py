@@ -80,6 +80,10 @@ async def test_a_knock_through_another_server_is_seen_accepted_and_joined(
     sliding = rooms(await Connection(api_b, bob, one_list()).sync())[room_id]
     assert own(sliding["knock_state"], bob) == ["knock"]
     assert sliding["name"] == "The door"
+    # Bob previews the room he knocked on: B asks A, whose user's state his knock carries.
+    preview = await api_b.ok("GET", f"/_matrix/client/v1/rooms/{quote(room_id)}/hierarchy",
+                             token=bob.token)
+    assert [(r["room_id"], r["name"]) for r in preview["rooms"]] == [(room_id, "The door")]
 
     assert await membership(api_a, alice, room_id, bob.user_id) == "knock"
     timeline = (await sync(api_a, alice, alice_since))["rooms"]["join"][room_id]["timeline"]

@@ -1,7 +1,7 @@
 """What another server can make the space hierarchy do is bounded: of a peer's summary only the
 first `MAX_ALLOWED_ROOMS` of `allowed_room_ids` count, however many it sends, and a federation
 `/hierarchy` answer judges and summarises at most `MAX_SERVED_CHILDREN` children of a space
-(as Synapse's `MAX_ROOMS_PER_SPACE`)."""
+(as Synapse's `MAX_ROOMS_PER_SPACE`); one walk asks other servers at most `MAX_ASKS` times."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from urllib.parse import quote
 import aiohttp
 
 from homeserver.protocol.room_previews import MAX_ALLOWED_ROOMS, MAX_CHILDREN_STATE
-from homeserver.services.space_hierarchy import MAX_CACHED_CHILDREN, MAX_SERVED_CHILDREN
+from homeserver.services.space_hierarchy import (
+    MAX_ASKS,
+    MAX_CACHED_CHILDREN,
+    MAX_SERVED_CHILDREN,
+)
 from tests.federation_helpers import StandIn, json_handler, validate_ss_response
 from tests.federation_peers import Peers
 from tests.helpers import validate_response
@@ -126,5 +130,30 @@ async def test_the_cache_of_peers_answers_holds_a_bounded_number_of_child_events
         assert peer.hits(PREFIX + spaces[-1]) == 1  # the newest answer is kept
         await summarise(spaces[0])
         assert peer.hits(PREFIX + spaces[0]) == 2  # the oldest went to keep within the bound
+    finally:
+        await peer.stop()
+
+
+async def test_one_walk_asks_other_servers_a_bounded_number_of_times(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A server that refuses is asked again about the next child (a refusal is about a room,
+    not the server), but one walk asks no more than `MAX_ASKS` times in all."""
+    a = await peers.new("a")
+    api = a.api(peer_http)
+    alice = await api.register("alice")
+    peer = await StandIn(tmp_path / "peer").start()
+    try:
+        peer.prefix_handlers[PREFIX] = json_handler(
+            {"errcode": "M_NOT_FOUND", "error": "no"}, status=404
+        )
+        space = await api.create_room(alice, preset="public_chat",
+                                      creation_content={"type": "m.space"})
+        for i in range(MAX_ASKS + 5):
+            await add_child(api, alice, space, f"!hidden{i}:example.org", peer.server_name)
+        body = await api.ok("GET", f"/_matrix/client/v1/rooms/{quote(space)}/hierarchy",
+                            token=alice.token)
+        assert [r["room_id"] for r in body["rooms"]] == [space]
+        assert sum(1 for r in peer.requests if r.path.startswith(PREFIX)) == MAX_ASKS
     finally:
         await peer.stop()

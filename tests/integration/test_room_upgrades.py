@@ -20,7 +20,7 @@ async def test_a_space_keeps_its_type_children_aliases_and_bans(api: MatrixApi) 
     alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
     old = await api.create_room(alice, preset="public_chat", name="Garden",
                                 room_alias_name="garden", room_version="11",
-                                creation_content={"type": "m.space"})
+                                creation_content={"type": "m.space", "m.federate": False})
     child = await api.create_room(alice, preset="public_chat")
     await api.ok("PUT", f"rooms/{quote(old)}/state/m.space.child/{quote(child)}",
                  json={"via": ["localhost"], "order": "a"}, token=alice.token)
@@ -36,7 +36,7 @@ async def test_a_space_keeps_its_type_children_aliases_and_bans(api: MatrixApi) 
 
     new = await upgrade(api, alice, old, new_version="12")
     create = await state_content(api, alice, new, "m.room.create")
-    assert create["type"] == "m.space"
+    assert (create["type"], create["m.federate"]) == ("m.space", False)
     assert create["predecessor"] == {"room_id": old, "event_id": last}
     children = await api.ok("GET", f"rooms/{quote(new)}/state", token=alice.token)
     assert [(e["state_key"], e["content"]["order"]) for e in children

@@ -6,7 +6,6 @@ Moot server, users and rooms."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 from urllib.parse import quote
 
@@ -16,12 +15,7 @@ from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User, validate_response
 from tests.synapse_peer import SynapsePeer
 
-_USER_NUMBERS = itertools.count()
 KNOCK_RULE = {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
-
-
-async def synapse_user(synapse: SynapsePeer, localpart: str) -> User:
-    return await synapse.api.register(f"{localpart}{next(_USER_NUMBERS)}")
 
 
 async def knock_room(api: MatrixApi, admin: User) -> str:
@@ -54,7 +48,7 @@ async def test_a_moot_user_knocks_on_a_synapse_room(
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     bob = await api.register("bob")
-    carol = await synapse_user(synapse, "carol")
+    carol = await synapse.new_user("carol")
     room_id = await knock_room(synapse.api, carol)
 
     await api.ok("POST", f"knock/{quote(room_id)}", token=bob.token,
@@ -79,7 +73,7 @@ async def test_a_synapse_user_knocks_on_a_moot_room(
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     alice = await api.register("alice")
-    dave = await synapse_user(synapse, "dave")
+    dave = await synapse.new_user("dave")
     room_id = await knock_room(api, alice)
 
     await synapse.api.ok("POST", f"knock/{quote(room_id)}", token=dave.token, json={},

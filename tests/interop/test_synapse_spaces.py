@@ -6,7 +6,6 @@ module (tests/synapse_peer.py); every test makes its own Moot server, users and 
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 from urllib.parse import quote
 
@@ -16,13 +15,8 @@ from tests.federation_peers import Peers, eventually, joined_members
 from tests.helpers import MatrixApi, User, validate_response
 from tests.synapse_peer import SynapsePeer
 
-_USER_NUMBERS = itertools.count()
 HIERARCHY = "/_matrix/client/v1/rooms/{}/hierarchy"
 TIMESTAMP = "/_matrix/client/v1/rooms/{}/timestamp_to_event"
-
-
-async def synapse_user(synapse: SynapsePeer, localpart: str) -> User:
-    return await synapse.api.register(f"{localpart}{next(_USER_NUMBERS)}")
 
 
 async def add_child(api: MatrixApi, user: User, space: str, child: str, via: str) -> None:
@@ -38,7 +32,9 @@ async def space_with_child(api: MatrixApi, user: User, child: str, via: str) -> 
 
 
 async def rooms_of(api: MatrixApi, user: User, space: str) -> dict[str, dict[str, Any]]:
+    """The space's hierarchy as the user sees it, by room ID in the order given."""
     body = await api.ok("GET", HIERARCHY.format(quote(space)), token=user.token)
+    validate_response("space_hierarchy.yaml", "/rooms/{roomId}/hierarchy", "get", 200, body)
     return {r["room_id"]: r for r in body["rooms"]}
 
 
@@ -48,13 +44,11 @@ async def test_a_moot_space_shows_a_synapse_room(
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     alice = await api.register("alice")
-    bob = await synapse_user(synapse, "bob")
+    bob = await synapse.new_user("bob")
     lounge = await synapse.api.create_room(bob, preset="public_chat", name="Synapse lounge")
     space = await space_with_child(api, alice, lounge, synapse.server_name)
 
-    body = await api.ok("GET", HIERARCHY.format(quote(space)), token=alice.token)
-    validate_response("space_hierarchy.yaml", "/rooms/{roomId}/hierarchy", "get", 200, body)
-    rooms = {r["room_id"]: r for r in body["rooms"]}
+    rooms = await rooms_of(api, alice, space)
     assert list(rooms) == [space, lounge]
     assert (rooms[lounge]["name"], rooms[lounge]["num_joined_members"]) == ("Synapse lounge", 1)
 
@@ -70,7 +64,7 @@ async def test_a_synapse_space_shows_a_moot_room(
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     alice = await api.register("alice")
-    bob = await synapse_user(synapse, "bob")
+    bob = await synapse.new_user("bob")
     garden = await api.create_room(alice, preset="public_chat", name="Moot garden")
     secret = await api.create_room(alice, name="Moot secret")
     space = await space_with_child(synapse.api, bob, garden, moot.name)
@@ -88,7 +82,7 @@ async def test_jump_to_date_finds_history_on_the_other_server(
     api = moot.api(peer_http)
     alice = await api.register("alice")
     sapi = synapse.api
-    bob = await synapse_user(synapse, "bob")
+    bob = await synapse.new_user("bob")
 
     async def old_message(host: MatrixApi, user: User, room_id: str) -> dict[str, Any]:
         event_id = await host.send_message(user, room_id, "before the other server joined")
