@@ -4,21 +4,13 @@ a member event. One Synapse serves the module (tests/synapse_peer.py)."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from tests.federation_peers import Peers, eventually, joined_members
-from tests.helpers import MatrixApi, User
 from tests.synapse_peer import SynapsePeer
-
-_NUMBERS = itertools.count()
-
-
-async def synapse_user(synapse: SynapsePeer) -> tuple[MatrixApi, User]:
-    return synapse.api, await synapse.api.register(f"prof{next(_NUMBERS)}")
 
 
 async def test_extended_fields_cross_both_ways(
@@ -29,7 +21,7 @@ async def test_extended_fields_cross_both_ways(
     alice = await api.register("alice")
     await api.ok("PUT", f"profile/{quote(alice.user_id)}/m.tz", json={"m.tz": "Europe/Oslo"},
                  token=alice.token)
-    sapi, bob = await synapse_user(synapse)
+    sapi, bob = synapse.api, await synapse.new_user("prof")
     await sapi.ok("PUT", f"profile/{quote(bob.user_id)}/m.tz", json={"m.tz": "Asia/Tokyo"},
                   token=bob.token)
 
@@ -48,7 +40,7 @@ async def test_a_moot_rename_reaches_a_synapse_room(
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     alice = await api.register("alice")
-    sapi, bob = await synapse_user(synapse)
+    sapi, bob = synapse.api, await synapse.new_user("prof")
     room_id = await sapi.create_room(bob, preset="public_chat")
     await api.ok("POST", f"join/{quote(room_id)}", token=alice.token, json={},
                  params={"via": synapse.server_name})
