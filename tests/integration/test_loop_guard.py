@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.helpers import MatrixApi
-from tests.loop_guard import THRESHOLD_S, Allowed, Block, LoopGuard
+from tests.loop_guard import SAMPLE_INTERVAL_S, THRESHOLD_S, Allowed, Block, LoopGuard
 
 
 async def run_on_loop(work: Callable[[], Any]) -> None:
@@ -29,6 +29,11 @@ async def run_on_loop(work: Callable[[], Any]) -> None:
 
 def sleep_past_threshold() -> None:
     time.sleep(2 * THRESHOLD_S)
+
+
+def sleep_just_past_threshold() -> None:
+    """Ends within a sampling interval of the threshold, as most blocks just over it do."""
+    time.sleep(THRESHOLD_S + SAMPLE_INTERVAL_S / 4)
 
 
 def compute_for(cpu_s: float) -> None:
@@ -68,6 +73,14 @@ async def test_a_callback_computing_past_the_threshold_is_reported(loop_guard: L
         await run_on_loop(lambda: compute_for(2 * THRESHOLD_S))
     [block] = blocks
     assert f"{__name__}:compute_for" in block.stack
+
+
+async def test_a_block_just_past_the_threshold_is_placed(loop_guard: LoopGuard) -> None:
+    """Its stack is known, so an allowed place there is not reported as an unplaced block."""
+    with loop_guard.collecting() as blocks:
+        await run_on_loop(sleep_just_past_threshold)
+    [block] = blocks
+    assert f"{__name__}:sleep_just_past_threshold" in block.stack
 
 
 async def test_a_short_callback_is_not_reported(loop_guard: LoopGuard) -> None:

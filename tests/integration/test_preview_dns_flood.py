@@ -5,7 +5,7 @@ previews of names whose DNS never answers leaves a thread behind with each one. 
 asyncio's default executor, they filled it, and every upload, download and thumbnail (their
 file I/O runs there) queued behind them; in the resolver's own threads they wait only for each
 other. The stand-in is `socket.getaddrinfo` hanging for names under `hang.test`
-(tests/integration/test_outbound_flood.py), and a lookup timeout short enough that each
+(tests/hanging_dns.py), and a lookup timeout short enough that each
 preview answers 502 at once while its lookup still hangs.
 
 No wall-clock bound: the lookups hang until the test ends, so an upload answered at all was
@@ -22,14 +22,14 @@ import pytest
 
 from homeserver.services import url_fetcher
 from tests.conftest import MakeServer
-from tests.helpers import MatrixApi
-from tests.integration.test_outbound_flood import (
+from tests.hanging_dns import (
     BLOCKED_THREADS,
     HANGING_DOMAIN,
     LOGIN_DEADLINE_S,
     HangingResolver,
     hanging_dns,
 )
+from tests.helpers import MatrixApi
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
