@@ -10,7 +10,7 @@ BIN = $(VENV)/bin
 SYNAPSE_VENV ?= bench/.synapse-venv
 JS_DIR = tests/js
 
-.PHONY: run test test-fast lint install synapse js
+.PHONY: run test test-fast lint install synapse js tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,13 +43,29 @@ $(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock
 
 js: $(JS_DIR)/node_modules/.installed
 
+# nginx and Prometheus (with promtool) from Debian 12's packages (nginx 1.22, Prometheus 2.42), for
+# the tests that run the shipped deploy/ files with the real tools. Installed when missing, as
+# root or through sudo without a password; where neither can install them, the tests that need
+# them are skipped and say why.
+DEBIAN_TOOLS = nginx prometheus
+tools:
+	@if command -v nginx >/dev/null || test -x /usr/sbin/nginx; then :; else missing=1; fi; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing=1; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends $(DEBIAN_TOOLS) \
+		|| { DEBIAN_FRONTEND=noninteractive $$sudo apt-get update \
+		     && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends $(DEBIAN_TOOLS); } \
+		|| echo "make tools: could not install $(DEBIAN_TOOLS); the tests that run them will be skipped"; \
+	fi
+
 run: $(VENV)/.installed
 	@test -f $(DATA)/homeserver.yaml || $(BIN)/python -m homeserver init \
 		--data-dir $(DATA) --server-name $(SERVER_NAME) --metrics-port 9108 --open-registration
 	$(BIN)/python -m homeserver run --config $(DATA)/homeserver.yaml
 
 # Everything: what CI runs (.ci/run).
-test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(JS_DIR)/node_modules/.installed
+test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(JS_DIR)/node_modules/.installed tools
 	$(BIN)/pytest
 
 # Unit, storage and integration tests: no interop, so no Synapse venv and no subprocess servers.
