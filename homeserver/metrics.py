@@ -220,17 +220,13 @@ SYNC_WAKEUP_SECONDS = Histogram(
 )
 
 # Series whose labels are known in advance exist (at 0) from startup in every process, so
-# that dashboards and alert rules find them before the first event.
+# that dashboards and alert rules find them before the first event: the caches' here (not
+# every process makes every cache); the others where their children are bound (persisted
+# events: `RoomCache`; inbound PDUs and EDUs: `federation.inbound_pdus` and `.transactions`;
+# rate limits: `RateLimiter`; routes in flight: `precreate_route_series`).
 for _cache in CACHES:
     CACHE_REQUESTS.child(_cache, "hit")
     CACHE_REQUESTS.child(_cache, "miss")
     CACHE_ENTRIES.child(_cache)
 for _cache in ("events", "recent_events", "current_state"):
     CACHE_SIZE_BYTES.child(_cache)
-for _type in EVENT_TYPES:
-    for _origin in EVENT_ORIGINS:
-        EVENTS_PERSISTED.child(_type, _origin)
-for _outcome in PDU_OUTCOMES:
-    FEDERATION_INBOUND_PDUS.labels(_outcome)
-for _type in EDU_TYPES:
-    FEDERATION_INBOUND_EDUS.labels(_type)
