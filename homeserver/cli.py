@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from homeserver.config import Config, ConfigError, load_config
+from homeserver.logs import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,20 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("user", help="localpart or full user ID")
     reg.add_argument("--admin", action="store_true")
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    # The format below uses none of the caller's file and line, thread, process or
-    # multiprocessing name: not collecting them makes each record a third cheaper (the
-    # logging HOWTO's "Optimization"), which counts at one access log line per request.
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -185,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    _setup_logging(config.logging.level)
+    setup_logging(config.logging.level, config.logging.format, getattr(args, "worker", None))
     password = _read_password() if args.command == "register-user" else None
     try:
         if args.command == "run":

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from homeserver.logs import FORMATS as LOG_FORMATS
 from homeserver.protocol.identifiers import is_valid_server_name
 
 MAX_ROOM_MEMBERS = 256
@@ -209,6 +210,8 @@ class RateLimitsConfig:
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
+    # `text` (a line for people) or `json` (one object per line, for log collectors).
+    format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +408,8 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"federation.trusted_notaries[{i}]: {notary!r} is not a server name")
     if config.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"logging.level: unknown level {config.logging.level!r}")
+    if config.logging.format not in LOG_FORMATS:
+        raise ConfigError(f"logging.format: {config.logging.format!r} is not one of {LOG_FORMATS}")
     return config
 
 

@@ -47,6 +47,13 @@ async def is_authenticated(request: web.Request) -> bool:
     return True
 
 
+def authenticated_user(request: web.Request) -> str | None:
+    """The user whose valid access token the request carried, if it was resolved (for the
+    access log: it never resolves a token itself)."""
+    resolved = request.get(_RESOLVED)
+    return resolved.user_id if isinstance(resolved, Requester) else None
+
+
 async def require_requester(request: web.Request) -> Requester:
     """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN; a guest only on the
     routes guests may use (else 403 M_GUEST_ACCESS_FORBIDDEN, see guests.py)."""
