@@ -1,4 +1,5 @@
-"""`python -m homeserver init | run [--worker NAME] | migrate | register-user` (also `moot`).
+"""`python -m homeserver init | run [--worker NAME] | migrate | register-user | backup | restore |
+forget-one-time-keys` (also `moot`).
 
 Scripts and operators depend on these subcommands and flags; change them only compatibly.
 """
@@ -47,6 +48,20 @@ def _parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", help="apply pending database migrations and exit")
     mig.add_argument("--config", required=True, type=Path)
+
+    for name, text in (
+        ("backup", "back up the database, media store and keys into a new directory DIR"),
+        ("restore", "restore the backup in DIR into an empty database (see the README)"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", required=True, type=Path)
+        cmd.add_argument("dir", type=Path, metavar="DIR")
+    forget = sub.add_parser(
+        "forget-one-time-keys",
+        help="delete every unclaimed one-time and fallback key (after restoring a database "
+        "by other means), so that devices upload new ones",
+    )
+    forget.add_argument("--config", required=True, type=Path)
 
     reg = sub.add_parser("register-user", help="create an account (password from stdin)")
     reg.add_argument("--config", required=True, type=Path)
@@ -162,6 +177,31 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
             await embedded.stop()
 
 
+BACKUP_COMMANDS = ("backup", "restore", "forget-one-time-keys")
+
+
+async def _backup_command(config: Config, args: argparse.Namespace) -> int:
+    """`backup`, `restore` and `forget-one-time-keys` (homeserver/backup.py)."""
+    from homeserver import backup
+
+    if args.command == "backup":
+        made = await backup.backup(config, args.config, args.dir)
+        print(f"backed up {made.server_name} into {args.dir}: the database, "
+              f"{made.media_files} media files, {', '.join(made.key_files)} and the config")
+        return 0
+    if args.command == "restore":
+        done = await backup.restore(config, args.dir)
+        for note in done.notes:
+            print(note)
+        print(f"restored {done.manifest.server_name} as of the backup's time "
+              f"({done.manifest.created_ts} ms); forgot {done.one_time_keys_forgotten} "
+              f"one-time and {done.fallback_keys_forgotten} fallback keys")
+        return 0
+    one_time, fallback = await backup.forget_one_time_keys(config)
+    print(f"forgot {one_time} one-time and {fallback} fallback keys")
+    return 0
+
+
 def _read_password() -> str:
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n")
@@ -191,9 +231,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             asyncio.run(_run(config, args.worker))
             return 0
+        if args.command in BACKUP_COMMANDS:
+            return asyncio.run(_backup_command(config, args))
         return asyncio.run(_with_database(config, args, password))
     except Exception as e:
+        from homeserver.backup import BackupError
         from homeserver.errors import MatrixError
+        from storage.dump import DumpError
+
+        if isinstance(e, BackupError | DumpError):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         from storage.embedded import EmbeddedPostgresError
         from storage.migrations import MigrationError
 
