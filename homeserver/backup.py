@@ -215,6 +215,12 @@ async def restore(config: Config, source: Path) -> Restored:
             server_major = conn.get_server_version().major
         finally:
             await conn.close()
+        if server_major < manifest.pg_dump_major:
+            raise BackupError(
+                f"the backup was dumped by PostgreSQL {manifest.pg_dump_major}'s pg_dump, which "
+                f"older servers cannot load; this database runs PostgreSQL {server_major}: "
+                f"restore into PostgreSQL {manifest.pg_dump_major} or newer"
+            )
         notes = await asyncio.to_thread(_place_files, config, source, manifest)
         bindir = config.database.embedded_bindir
         tools = await asyncio.to_thread(dump.find_tools, "pg_restore", bindir)

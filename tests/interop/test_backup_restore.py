@@ -50,9 +50,14 @@ class Filled:
     device_keys: dict[str, Any]
 
 
+def listener_port(config_path: Path, listener: str) -> int:
+    port: int = yaml.safe_load(config_path.read_text())["listeners"][listener]["port"]
+    return port
+
+
 async def server_keys(session: aiohttp.ClientSession, config_path: Path) -> dict[str, Any]:
     """The verify keys the server publishes at /_matrix/key/v2/server (federation listener)."""
-    port = yaml.safe_load(config_path.read_text())["listeners"]["federation"]["port"]
+    port = listener_port(config_path, "federation")
     async with session.get(f"https://127.0.0.1:{port}/_matrix/key/v2/server", ssl=False) as resp:
         assert resp.status == 200
         keys: dict[str, Any] = (await resp.json())["verify_keys"]
@@ -171,8 +176,7 @@ async def test_backup_while_running_and_restore_into_a_new_data_directory(
     again = moot("restore", "--config", str(config), str(backup_dir))
     assert again.returncode == 1 and "not empty" in again.stderr
 
-    port = yaml.safe_load(config.read_text())["listeners"]["client"]["port"]
-    restored = ServerProcess(config, tmp_path / "restored.log", port)
+    restored = ServerProcess(config, tmp_path / "restored.log", listener_port(config, "client"))
     await restored.start()
     try:
         async with aiohttp.ClientSession() as session:
