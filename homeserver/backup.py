@@ -13,7 +13,8 @@ file a row in the snapshot names exists before the copy starts, and files upload
 copy are at worst copied without a row naming them (harmless). Copying media first would miss the
 files of rows committed between the copy and the dump.
 
-After a restore the one-time keys of every device are forgotten, and its fallback keys with them.
+After a restore, two things the lost server handed out since the backup must not come again.
+One is the one-time keys: every device's unclaimed ones are forgotten, and its fallback keys.
 Keys the server handed out after the backup were consumed by the devices that made them (they
 drop a one-time key's private half once a message used it), yet the restored database offers
 them again: a session started on one would fail to decrypt. Which keys those are is unknowable,
@@ -22,7 +23,10 @@ clients upload new ones (the spec: a fallback key type missing from
 `device_unused_fallback_key_types` is replaced). A fallback key is dropped rather than kept
 because a device keeps only its current and previous fallback keys: one it replaced twice since
 the backup has no private half left, and until the device uploads a new one, a claim that finds
-no key is better than one on a key nobody can answer.
+no key is better than one on a key nobody can answer. The other is the outbound federation
+queue's positions, which make the transaction IDs: peers remember the IDs they received (a
+day, in Synapse) and answer a repeated one from memory, dropping what it carries; so they
+continue far above any the lost server can have taken (`OUTBOX_POSITIONS_PER_MS`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import asyncpg
 
 from homeserver.config import Config
 from homeserver.setup import write_private_file
-from storage import dump
+from storage import dump, outbox
 from storage.e2e_keys import delete_all_one_time_and_fallback_keys
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import available_migrations
@@ -194,11 +198,17 @@ def _place_files(config: Config, source: Path, manifest: Manifest) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class Reset:
+    one_time_keys: int  # unclaimed one-time keys forgotten
+    fallback_keys: int  # fallback keys forgotten
+    outbox_floor: int  # outbound federation positions continue above this
+
+
+@dataclass(frozen=True, slots=True)
 class Restored:
     manifest: Manifest
     notes: list[str]  # the key files written
-    one_time_keys_forgotten: int
-    fallback_keys_forgotten: int
+    reset: Reset
 
 
 async def restore(config: Config, source: Path) -> Restored:
@@ -226,23 +236,33 @@ async def restore(config: Config, source: Path) -> Restored:
         tools = await asyncio.to_thread(dump.find_tools, "pg_restore", bindir)
         tool = dump.choose_tool("pg_restore", tools, server_major, manifest.pg_dump_major)
         await dump.restore_database(tool, dsn, source / DATABASE_FILE)
-        one_time, fallback = await forget_one_time_keys_at(dsn)
-    return Restored(manifest, notes, one_time, fallback)
+        reset = await _reset_at(dsn)
+    return Restored(manifest, notes, reset)
 
 
-async def forget_one_time_keys_at(dsn: str) -> tuple[int, int]:
-    """Delete every unclaimed one-time key and every fallback key (see the module docstring);
-    returns how many of each."""
+# More outbound federation positions than a server takes in a millisecond, by far. Positions
+# after a restore continue from the current time times this: above every position the lost
+# server took, which started below its own start time times this (from 1, or from an earlier
+# restore) and grew more slowly.
+OUTBOX_POSITIONS_PER_MS = 1000
+
+
+async def _reset_at(dsn: str) -> Reset:
+    """Forget the one-time and fallback keys and advance the outbox positions (see the module
+    docstring), in one transaction."""
+    floor = int(time.time() * 1000) * OUTBOX_POSITIONS_PER_MS
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            return await delete_all_one_time_and_fallback_keys(conn)
+            one_time, fallback = await delete_all_one_time_and_fallback_keys(conn)
+            continued = await outbox.advance_positions(conn, floor)
     finally:
         await conn.close()
+    return Reset(one_time, fallback, continued)
 
 
-async def forget_one_time_keys(config: Config) -> tuple[int, int]:
-    """`moot forget-one-time-keys`: the key reset alone, for a database restored otherwise
-    (a file-system snapshot, point-in-time recovery). Run it before starting the server."""
+async def reset_after_restore(config: Config) -> Reset:
+    """`moot reset-after-restore`: the reset alone, for a database restored some other way (a
+    file-system snapshot, point-in-time recovery). Run it before starting the server."""
     async with _database(config) as dsn:
-        return await forget_one_time_keys_at(dsn)
+        return await _reset_at(dsn)

@@ -1,5 +1,5 @@
 """`python -m homeserver init | run [--worker NAME] | migrate | register-user | backup | restore |
-forget-one-time-keys` (also `moot`).
+reset-after-restore` (also `moot`).
 
 Scripts and operators depend on these subcommands and flags; change them only compatibly.
 """
@@ -14,10 +14,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from homeserver.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from homeserver.backup import Reset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,12 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", required=True, type=Path)
         cmd.add_argument("dir", type=Path, metavar="DIR")
-    forget = sub.add_parser(
-        "forget-one-time-keys",
-        help="delete every unclaimed one-time and fallback key (after restoring a database "
-        "by other means), so that devices upload new ones",
+    reset = sub.add_parser(
+        "reset-after-restore",
+        help="after restoring the database by other means: forget every unclaimed one-time "
+        "and fallback key, and number federation transactions past the lost server's",
     )
-    forget.add_argument("--config", required=True, type=Path)
+    reset.add_argument("--config", required=True, type=Path)
 
     reg = sub.add_parser("register-user", help="create an account (password from stdin)")
     reg.add_argument("--config", required=True, type=Path)
@@ -177,11 +181,11 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
             await embedded.stop()
 
 
-BACKUP_COMMANDS = ("backup", "restore", "forget-one-time-keys")
+BACKUP_COMMANDS = ("backup", "restore", "reset-after-restore")
 
 
 async def _backup_command(config: Config, args: argparse.Namespace) -> int:
-    """`backup`, `restore` and `forget-one-time-keys` (homeserver/backup.py)."""
+    """`backup`, `restore` and `reset-after-restore` (homeserver/backup.py)."""
     from homeserver import backup
 
     if args.command == "backup":
@@ -193,13 +197,17 @@ async def _backup_command(config: Config, args: argparse.Namespace) -> int:
         done = await backup.restore(config, args.dir)
         for note in done.notes:
             print(note)
-        print(f"restored {done.manifest.server_name} as of the backup's time "
-              f"({done.manifest.created_ts} ms); forgot {done.one_time_keys_forgotten} "
-              f"one-time and {done.fallback_keys_forgotten} fallback keys")
+        print(f"restored {done.manifest.server_name} as of the backup "
+              f"({done.manifest.created_ts} ms since the epoch)")
+        _print_reset(done.reset)
         return 0
-    one_time, fallback = await backup.forget_one_time_keys(config)
-    print(f"forgot {one_time} one-time and {fallback} fallback keys")
+    _print_reset(await backup.reset_after_restore(config))
     return 0
+
+
+def _print_reset(reset: Reset) -> None:
+    print(f"forgot {reset.one_time_keys} one-time and {reset.fallback_keys} fallback keys; "
+          f"federation transactions continue from position {reset.outbox_floor}")
 
 
 def _read_password() -> str:

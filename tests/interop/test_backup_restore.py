@@ -1,6 +1,7 @@
 """`moot backup` of a running server and `moot restore` into a new data directory and a new
 database, as an operator moving to a fresh machine would, with the external PostgreSQL and with
 the embedded one; then the restored server is started and everything is read back over HTTP.
+`moot reset-after-restore` does the restore's reset alone.
 
 The one-time keys: a key claimed after the backup is offered again by the restored database
 unless the restore forgets it; the test claims one in between and checks that the restored
@@ -9,7 +10,9 @@ server offers none and reports a count of 0, so that the device uploads new ones
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -119,6 +122,13 @@ async def read_back(api: MatrixApi, filled: Filled, config_path: Path) -> None:
     assert claimed["one_time_keys"].get(filled.alice.user_id, {}) == {}
 
 
+def outbox_floor(stdout: str) -> int:
+    """The position federation transactions continue from, as restore reports it."""
+    found = re.search(r"federation transactions continue from position (\d+)", stdout)
+    assert found, stdout
+    return int(found[1])
+
+
 def restored_config(backup_dir: Path, data_dir: Path, database_url: str | None) -> Path:
     """The fresh machine's config: the backup's, with its own ports and database."""
     raw = yaml.safe_load((backup_dir / "homeserver.yaml").read_text())
@@ -173,6 +183,8 @@ async def test_backup_while_running_and_restore_into_a_new_data_directory(
     result = moot("restore", "--config", str(config), str(backup_dir))
     assert result.returncode == 0, result.stderr
     assert "forgot 5 one-time and 1 fallback keys" in result.stdout
+    made_ts = json.loads((backup_dir / "manifest.json").read_text())["created_ts"]
+    assert outbox_floor(result.stdout) >= made_ts * 1000
     again = moot("restore", "--config", str(config), str(backup_dir))
     assert again.returncode == 1 and "not empty" in again.stderr
 
@@ -197,3 +209,25 @@ def test_restore_refuses_a_backup_of_another_server(tmp_path: Path) -> None:
                   str(tmp_path / "backup"))
     assert result.returncode == 1
     assert "'other.example'" in result.stderr and "cannot change" in result.stderr
+
+
+async def test_reset_after_restore_forgets_the_keys_of_a_database_restored_otherwise(
+    spawn_server: SpawnServer, database_url: str
+) -> None:
+    server = await spawn_server(database_url)
+    async with aiohttp.ClientSession() as session:
+        api = MatrixApi(server.url, session)
+        alice = await api.register("alice")
+        device = OlmDevice(api, alice)
+        await device.upload_ok(device_keys=device.device_keys(),
+                               one_time_keys=device.one_time_keys(3))
+        assert await server.stop() == 0
+
+        result = moot("reset-after-restore", "--config", str(server.config_path))
+        assert result.returncode == 0, result.stderr
+        assert "forgot 3 one-time and 0 fallback keys" in result.stdout
+        assert outbox_floor(result.stdout) > 0
+
+        await server.start()
+        synced = await api.sync(alice)
+        assert synced["device_one_time_keys_count"].get(OTK_ALGORITHM, 0) == 0
