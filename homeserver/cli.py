@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import getpass
 import logging
@@ -197,8 +198,8 @@ async def _backup_command(config: Config, args: argparse.Namespace) -> int:
         done = await backup.restore(config, args.dir)
         for note in done.notes:
             print(note)
-        print(f"restored {done.manifest.server_name} as of the backup "
-              f"({done.manifest.created_ts} ms since the epoch)")
+        taken = datetime.datetime.fromtimestamp(done.manifest.created_ts / 1000, datetime.UTC)
+        print(f"restored {done.manifest.server_name} as of {taken:%Y-%m-%d %H:%M:%S} UTC")
         _print_reset(done.reset)
         return 0
     _print_reset(await backup.reset_after_restore(config))
