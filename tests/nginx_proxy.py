@@ -124,11 +124,9 @@ class Nginx:
                 await asyncio.sleep(POLL_S)
 
 
-@asynccontextmanager
-async def nginx_in_front(
-    binary: str, shipped: Path, prefix: Path, upstreams: Mapping[str, int]
-) -> AsyncIterator[Nginx]:
-    """nginx serving `shipped` (with `upstreams` substituted), stopped on the way out."""
+def write_configs(shipped: Path, prefix: Path, upstreams: Mapping[str, int]
+                  ) -> tuple[Path, OutsidePorts]:
+    """The wrapper config (returned), the localized shipped file and a certificate in `prefix`."""
     prefix.mkdir(parents=True, exist_ok=True)
     cert, key = prefix / "cert.pem", prefix / "key.pem"
     write_tls_certificate(cert, key, "matrix.example.org")
@@ -137,6 +135,15 @@ async def nginx_in_front(
     included.write_text(localized(shipped.read_text(), outside, upstreams, cert, key))
     main = prefix / "nginx.conf"
     main.write_text(wrapper(prefix, included))
+    return main, outside
+
+
+@asynccontextmanager
+async def nginx_in_front(
+    binary: str, shipped: Path, prefix: Path, upstreams: Mapping[str, int]
+) -> AsyncIterator[Nginx]:
+    """nginx serving `shipped` (with `upstreams` substituted), stopped on the way out."""
+    main, outside = write_configs(shipped, prefix, upstreams)
     proc = await asyncio.create_subprocess_exec(
         binary, "-p", str(prefix), "-c", str(main), "-e", str(prefix / "error.log"),
         "-g", "daemon off;", stdin=asyncio.subprocess.DEVNULL,
