@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from homeserver.setup import write_tls_certificate
 from tests.conftest import MakeServer, RunningServer
 from tests.helpers import MatrixApi, User
 from tests.interop.conftest import CHECKOUT
@@ -24,12 +28,17 @@ from tests.nginx_proxy import (
     CLIENT,
     FEDERATION,
     TRUSTED_LOOPBACK,
+    WORKER_1,
+    WORKER_2,
     Nginx,
+    OutsidePorts,
+    localized,
     nginx_binary,
     nginx_in_front,
 )
 
 SHIPPED = CHECKOUT / "deploy" / "nginx.conf"
+DEBIAN = Path("/etc/nginx")  # the package's own configuration, which includes conf.d/*.conf
 CLIENT_ADDRESS = "127.0.0.5"  # a loopback address of its own, not nginx's 127.0.0.1
 UPLOAD_BYTES = 20 * 1024 * 1024
 LONG_POLL_MS = 30_000
@@ -180,3 +189,27 @@ async def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(
     alice = await api.register("alice")
     spoofed = await logged_in(api, alice, {"X-Forwarded-For": "203.0.113.9"})
     assert await address_of(api, spoofed) == CLIENT_ADDRESS
+
+
+@pytest.mark.parametrize("name", ["nginx.conf", "nginx-workers.conf"])
+def test_the_file_passes_nginx_t_inside_debians_own_config(name: str, tmp_path: Path) -> None:
+    """Installed as the README says, beside the package's http block and default site."""
+    binary = nginx_binary()
+    if not (DEBIAN / "nginx.conf").exists():
+        print(f"SKIPPED: no {DEBIAN}/nginx.conf (Debian's nginx package)")
+        pytest.skip("Debian's nginx configuration is not installed")
+    etc = tmp_path / "etc"
+    shutil.copytree(DEBIAN, etc)
+    write_tls_certificate(etc / "cert.pem", etc / "key.pem", "matrix.example.org")
+    shipped = (CHECKOUT / "deploy" / name).read_text()
+    unchanged = {port: int(port) for port in (CLIENT, FEDERATION, WORKER_1, WORKER_2)
+                 if f"127.0.0.1:{port};" in shipped}
+    (etc / "conf.d" / "moot.conf").write_text(localized(
+        shipped, OutsidePorts.free(), unchanged, etc / "cert.pem", etc / "key.pem"))
+    main = (DEBIAN / "nginx.conf").read_text().replace(str(DEBIAN) + "/", f"{etc}/")
+    (etc / "nginx.conf").write_text(re.sub(r"^pid .*$", f"pid {tmp_path}/nginx.pid;", main,
+                                           flags=re.MULTILINE))
+    result = subprocess.run(
+        [binary, "-t", "-c", str(etc / "nginx.conf"), "-e", str(tmp_path / "error.log")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
