@@ -19,8 +19,8 @@ from aiohttp import web
 
 from homeserver import metrics
 from homeserver.api.auth import is_authenticated
-from homeserver.api.client_address import forwarded_for
-from homeserver.api.context import CONFIG, RATELIMITER
+from homeserver.api.client_address import client_address
+from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
 from homeserver.protocol.identifiers import is_valid_room_id
@@ -71,9 +71,6 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
-    config = request.app.get(CONFIG)
-    if config is not None and (client := forwarded_for(request, config.listeners.trusted_proxies)):
-        request = request.clone(remote=client)
     request_id = uuid.uuid4().hex[:12]
     start = time.perf_counter()
     route = _route_name(request)
@@ -119,7 +116,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
     metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
     metrics.HTTP_SECONDS.labels(route, request.method).observe(duration)
     log.info(
-        "%s %s %s %s %d %.1fms", request_id, request.remote, request.method, route,
+        "%s %s %s %s %d %.1fms", request_id, client_address(request), request.method, route,
         response.status, duration * 1000,
     )
     return response
@@ -145,7 +142,7 @@ async def _limit_unauthenticated(request: web.Request) -> None:
     if limiter is None:
         return
     if not await is_authenticated(request):
-        limiter.check("per_ip", address_key(request.remote or ""))
+        limiter.check("per_ip", address_key(client_address(request)))
 
 
 async def read_json_body(
