@@ -384,7 +384,8 @@ class Homeserver:
         cluster.writes.observers.append(outbound.sender)
         await outbound.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
-        # nginx proxies federation on 443 too: its access log names the origin's address.
+        # nginx may proxy federation too (on 443, delegated): the access log then names the
+        # peer server's address rather than the proxy's.
         federation[TRUSTED_PROXIES] = config.http.trusted_proxies
         federation[FEDERATION_OPENID] = accounts.openid
         if federates:

@@ -75,7 +75,8 @@ class WellKnownConfig:
 
     # `host[:port]` other servers reach our federation API at (delegation); None: 404.
     server: str | None = None
-    # The client discovery file as is; None: built from server.public_baseurl.
+    # The client discovery file as is; None: built from server.public_baseurl, else from
+    # the scheme and Host the request came with.
     client: dict[str, Any] | None = None
 
 
@@ -359,13 +360,12 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         raise ConfigError(f"{path}: a value is required")
     if optional:
         return _convert(next(a for a in hint.__args__ if a is not type(None)), value, path)
-    base = hint
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if base in (int, float) and isinstance(value, bool):
+    if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{path}: expected a number, got {value!r}")
-    if not isinstance(value, base):
-        raise ConfigError(f"{path}: expected {base.__name__}, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
     return value
 
 
@@ -412,9 +412,9 @@ def _validate_well_known(config: WellKnownConfig) -> None:
     if not _is_json(client):
         raise ConfigError("well_known.client: must hold only JSON values (strings, numbers, "
                           "booleans, null, lists and mappings with string keys)")
-    homeserver = client.get("m.homeserver")
-    if homeserver is None:
+    if "m.homeserver" not in client:
         return
+    homeserver = client["m.homeserver"]
     if not isinstance(homeserver, dict):
         raise ConfigError("well_known.client.m.homeserver: expected a mapping")
     base_url = homeserver.get("base_url")

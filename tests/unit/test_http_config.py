@@ -64,6 +64,7 @@ def test_a_bad_delegation_is_refused(server: Any) -> None:
      "well_known.client.m.homeserver: expected a mapping"),
     ({"m.homeserver": {"base_url": "matrix.example.org"}},
      "well_known.client.m.homeserver.base_url: 'matrix.example.org' is not an http(s) URL"),
+    ({"m.homeserver": None}, "well_known.client.m.homeserver: expected a mapping"),
     ({"m.homeserver": {"base_url": None}}, "well_known.client.m.homeserver.base_url: "),
     ({"m.homeserver": {"base_url": ["https://a.example"]}},
      "well_known.client.m.homeserver.base_url: "),
