@@ -31,7 +31,7 @@ POLL_S = 0.02
 # Upstream ports of the shipped files: listeners.client, listeners.federation, and two workers.
 CLIENT, FEDERATION, WORKER_1, WORKER_2 = "8008", "18448", "8018", "8019"
 # How Moot is told to trust the proxy (which key is current is the config's business).
-TRUSTED_LOOPBACK = {"listeners.trusted_proxies": ["127.0.0.1"]}
+TRUSTED_LOOPBACK = {"http.trusted_proxies": ["127.0.0.1/32"]}
 
 
 def nginx_binary() -> str:

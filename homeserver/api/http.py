@@ -19,8 +19,8 @@ from aiohttp import web
 
 from homeserver import metrics
 from homeserver.api.auth import authenticated_user, is_authenticated
-from homeserver.api.client_address import forwarded_for
-from homeserver.api.context import CONFIG, RATELIMITER
+from homeserver.api.client_address import client_address
+from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.logs import ACCESS_LINE, ACCESS_LOGGER, REQUEST_ID
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
@@ -72,9 +72,6 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
-    config = request.app.get(CONFIG)
-    if config is not None and (client := forwarded_for(request, config.listeners.trusted_proxies)):
-        request = request.clone(remote=client)
     request_id = uuid.uuid4().hex[:12]
     # aiohttp handles each request in a task of its own, so that context variables set for
     # it (as here) end with it: nothing to reset.
@@ -123,8 +120,8 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
     metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
     metrics.HTTP_SECONDS.labels(route, request.method).observe(duration)
     log.info(  # the arguments in the order of logs.ACCESS_FIELDS
-        ACCESS_LINE, request_id, request.remote, request.method, loggable_path(request), route,
-        response.status, round(duration * 1000, 1), authenticated_user(request),
+        ACCESS_LINE, request_id, client_address(request), request.method, loggable_path(request),
+        route, response.status, round(duration * 1000, 1), authenticated_user(request),
     )
     return response
 
@@ -150,7 +147,7 @@ async def _limit_unauthenticated(request: web.Request) -> None:
     if limiter is None:
         return
     if not await is_authenticated(request):
-        limiter.check("per_ip", address_key(request.remote or ""))
+        limiter.check("per_ip", address_key(client_address(request)))
 
 
 async def read_json_body(

@@ -213,3 +213,23 @@ def test_the_file_passes_nginx_t_inside_debians_own_config(name: str, tmp_path: 
         [binary, "-t", "-c", str(etc / "nginx.conf"), "-e", str(tmp_path / "error.log")],
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+async def test_delegation_and_health_through_nginx(
+    make_homeserver: MakeServer, tmp_path: Path
+) -> None:
+    """With well_known.server set, both 443 blocks hand out the delegation; /health is 200."""
+    delegated = "matrix.example.org:443"
+    moot = await make_homeserver({**TRUSTED_LOOPBACK, "well_known.server": delegated})
+    upstreams = {CLIENT: moot.hs.ports["client"], FEDERATION: moot.hs.ports["federation"]}
+    async with (
+        nginx_in_front(nginx_binary(), SHIPPED, tmp_path / "nginx", upstreams) as nginx,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session,
+    ):
+        for host in ("example.org", "matrix.example.org"):
+            async with session.get(
+                nginx.https + "/.well-known/matrix/server", headers={"Host": host}
+            ) as resp:
+                assert (resp.status, await resp.json()) == (200, {"m.server": delegated})
+        async with session.get(nginx.https + "/health") as resp:
+            assert (resp.status, await resp.text()) == (200, "OK")
