@@ -18,11 +18,13 @@ from federation.stack import Federation, OutboundFederation, build_federation, b
 from federation.transactions import EduHandler
 from homeserver import metrics
 from homeserver.api import client_routes, worker_routes
+from homeserver.api.client_address import TRUSTED_PROXIES
 from homeserver.api.context import (
     ACCOUNT_MANAGEMENT,
     ACCOUNTS,
     CONFIG,
     CROSS_SIGNING,
+    DATABASE,
     DEVICES,
     DIRECTORY,
     E2E_KEYS,
@@ -384,6 +386,9 @@ class Homeserver:
         cluster.writes.observers.append(outbound.sender)
         await outbound.sender.start()
         self.federation.install(federation, config.limits.max_request_body_bytes)
+        # nginx may proxy federation too (on 443, delegated): the access log then names the
+        # peer server's address rather than the proxy's.
+        federation[TRUSTED_PROXIES] = config.http.trusted_proxies
         federation[FEDERATION_OPENID] = accounts.openid
         if federates:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -476,6 +481,9 @@ class Homeserver:
             middlewares=[matrix_middleware],
         )
         client[CONFIG] = self.config
+        client[TRUSTED_PROXIES] = self.config.http.trusted_proxies
+        assert self.db is not None
+        client[DATABASE] = self.db
         client[ACCOUNTS] = core.accounts
         client[SYNC] = sync
         client[SLIDING_SYNC] = sliding_sync

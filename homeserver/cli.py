@@ -1,4 +1,5 @@
-"""`python -m homeserver init | run [--worker NAME] | migrate | register-user` (also `moot`).
+"""`python -m homeserver init | run [--worker NAME] | migrate | register-user | backup | restore |
+reset-after-restore` (also `moot`).
 
 Scripts and operators depend on these subcommands and flags; change them only compatibly.
 """
@@ -7,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import getpass
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from homeserver.config import Config, ConfigError, load_config
+from homeserver.logs import setup_logging
+
+if TYPE_CHECKING:
+    from homeserver.backup import Reset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,25 +55,25 @@ def _parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply pending database migrations and exit")
     mig.add_argument("--config", required=True, type=Path)
 
+    for name, text in (
+        ("backup", "back up the database, media store and keys into a new directory DIR"),
+        ("restore", "restore the backup in DIR into an empty database (see the README)"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", required=True, type=Path)
+        cmd.add_argument("dir", type=Path, metavar="DIR")
+    reset = sub.add_parser(
+        "reset-after-restore",
+        help="after restoring the database by other means: forget every unclaimed one-time "
+        "and fallback key, and number federation transactions past the lost server's",
+    )
+    reset.add_argument("--config", required=True, type=Path)
+
     reg = sub.add_parser("register-user", help="create an account (password from stdin)")
     reg.add_argument("--config", required=True, type=Path)
     reg.add_argument("user", help="localpart or full user ID")
     reg.add_argument("--admin", action="store_true")
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    # The format below uses none of the caller's file and line, thread, process or
-    # multiprocessing name: not collecting them makes each record a third cheaper (the
-    # logging HOWTO's "Optimization"), which counts at one access log line per request.
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -162,6 +169,35 @@ async def _with_database(config: Config, args: argparse.Namespace, password: str
             await embedded.stop()
 
 
+BACKUP_COMMANDS = ("backup", "restore", "reset-after-restore")
+
+
+async def _backup_command(config: Config, args: argparse.Namespace) -> int:
+    """`backup`, `restore` and `reset-after-restore` (homeserver/backup.py)."""
+    from homeserver import backup
+
+    if args.command == "backup":
+        made = await backup.backup(config, args.config, args.dir)
+        print(f"backed up {made.server_name} into {args.dir}: the database, "
+              f"{made.media_files} media files, {', '.join(made.key_files)} and the config")
+        return 0
+    if args.command == "restore":
+        done = await backup.restore(config, args.dir)
+        for note in done.notes:
+            print(note)
+        taken = datetime.datetime.fromtimestamp(done.manifest.created_ts / 1000, datetime.UTC)
+        print(f"restored {done.manifest.server_name} as of {taken:%Y-%m-%d %H:%M:%S} UTC")
+        _print_reset(done.reset)
+        return 0
+    _print_reset(await backup.reset_after_restore(config))
+    return 0
+
+
+def _print_reset(reset: Reset) -> None:
+    print(f"forgot {reset.one_time_keys} one-time and {reset.fallback_keys} fallback keys; "
+          f"federation transactions continue from position {reset.outbox_floor}")
+
+
 def _read_password() -> str:
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n")
@@ -185,15 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    _setup_logging(config.logging.level)
+    setup_logging(config.logging.level, config.logging.format, getattr(args, "worker", None))
     password = _read_password() if args.command == "register-user" else None
     try:
         if args.command == "run":
             asyncio.run(_run(config, args.worker))
             return 0
+        if args.command in BACKUP_COMMANDS:
+            return asyncio.run(_backup_command(config, args))
         return asyncio.run(_with_database(config, args, password))
     except Exception as e:
+        from homeserver.backup import BackupError
         from homeserver.errors import MatrixError
+        from storage.dump import DumpError
+
+        if isinstance(e, BackupError | DumpError):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         from storage.embedded import EmbeddedPostgresError
         from storage.migrations import MigrationError
 

@@ -8,19 +8,23 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from homeserver.logs import FORMATS as LOG_FORMATS
 from homeserver.protocol.identifiers import is_valid_server_name
 
 MAX_ROOM_MEMBERS = 256
 WORKER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -53,8 +57,28 @@ class ListenersConfig:
     client: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8008))
     federation: FederationListenerConfig = field(default_factory=FederationListenerConfig)
     metrics: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=9108))
-    # Peers of the client listeners (reverse proxies) whose X-Forwarded-For names the client.
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """What the listeners believe of the reverse proxies in front of them."""
+
+    # Peers whose X-Forwarded-For and X-Forwarded-Proto are read (homeserver/api/
+    # client_address.py). The default is the addresses nginx on the same host connects from.
+    trusted_proxies: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WellKnownConfig:
+    """Discovery files served at /.well-known/matrix/{server,client} (api/well_known.py)."""
+
+    # `host[:port]` other servers reach our federation API at (delegation); None: 404.
+    server: str | None = None
+    # The client discovery file as is; None: built from server.public_baseurl, else from
+    # the scheme and Host the request came with.
+    client: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +233,8 @@ class RateLimitsConfig:
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
+    # `text` (a line for people) or `json` (one object per line, for log collectors).
+    format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +278,8 @@ class WorkerConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    well_known: WellKnownConfig = field(default_factory=WellKnownConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
@@ -307,6 +335,10 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:
+    if hint is Any:
+        return value
+    if hint == IPNetwork:
+        return _network(value, path)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
     if typing.get_origin(hint) is tuple:
@@ -329,14 +361,70 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         if optional:
             return None
         raise ConfigError(f"{path}: a value is required")
-    base = next((a for a in hint.__args__ if a is not type(None)), hint) if optional else hint
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
+    if optional:
+        return _convert(next(a for a in hint.__args__ if a is not type(None)), value, path)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if base in (int, float) and isinstance(value, bool):
+    if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{path}: expected a number, got {value!r}")
-    if not isinstance(value, base):
-        raise ConfigError(f"{path}: expected {base.__name__}, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _network(value: Any, path: str) -> IPNetwork:
+    """A CIDR (`10.0.0.0/8`) or a bare address (one host: /32 or /128), parsed once here."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: expected an address or CIDR string, got {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip())
+    except ValueError as e:
+        raise ConfigError(f"{path}: {value!r} is not an address or CIDR ({e})") from None
+
+
+def _is_json(value: Any) -> bool:
+    """Whether YAML gave a value JSON can carry as is (not a date, a set, a non-string key)."""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _validate_well_known(config: WellKnownConfig) -> None:
+    if config.server is not None and not is_valid_server_name(config.server):
+        raise ConfigError(
+            f"well_known.server: {config.server!r} is not a server name with optional port "
+            "(matrix.example.org:443)"
+        )
+    client = config.client
+    if client is None:
+        return
+    if not _is_json(client):
+        raise ConfigError("well_known.client: must hold only JSON values (strings, numbers, "
+                          "booleans, null, lists and mappings with string keys)")
+    if "m.homeserver" not in client:
+        return
+    homeserver = client["m.homeserver"]
+    if not isinstance(homeserver, dict):
+        raise ConfigError("well_known.client.m.homeserver: expected a mapping")
+    base_url = homeserver.get("base_url")
+    if "base_url" in homeserver and not (isinstance(base_url, str) and _is_http_url(base_url)):
+        raise ConfigError(
+            f"well_known.client.m.homeserver.base_url: {base_url!r} is not an http(s) URL"
+        )
 
 
 def validate(config: Config) -> Config:
@@ -403,8 +491,11 @@ def validate(config: Config) -> Config:
     for i, notary in enumerate(config.federation.trusted_notaries):
         if not is_valid_server_name(notary):
             raise ConfigError(f"federation.trusted_notaries[{i}]: {notary!r} is not a server name")
+    _validate_well_known(config.well_known)
     if config.logging.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"logging.level: unknown level {config.logging.level!r}")
+    if config.logging.format not in LOG_FORMATS:
+        raise ConfigError(f"logging.format: {config.logging.format!r} is not one of {LOG_FORMATS}")
     return config
 
 

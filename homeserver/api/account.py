@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
+from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
 from homeserver.api.http import field_bool, field_str, json_response, read_json_body, require_str
 from homeserver.api.uia import login_user, uia_request
+from homeserver.api.well_known import configured_discovery
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.services.accounts import Session
 from homeserver.services.registration import RegistrationParams
@@ -53,7 +55,7 @@ async def register(request: web.Request) -> web.Response:
             raise forbidden("Guest access is disabled on this homeserver")
         body = await read_json_body(request, allow_empty=True)
         session = await request.app[REGISTRATION].register_guest(
-            field_str(body, "initial_device_display_name"), request.remote or ""
+            field_str(body, "initial_device_display_name"), client_address(request)
         )
         return json_response(_session_json(session))
     if not config.enabled:
@@ -77,7 +79,7 @@ async def _guest(request: web.Request, token: str | None) -> str | None:
     """The guest account a registration upgrades: the owner of `guest_access_token`."""
     if token is None:
         return None
-    owner = await request.app[ACCOUNTS].authenticate(token, request.remote or "")
+    owner = await request.app[ACCOUNTS].authenticate(token, client_address(request))
     if not owner.is_guest:
         raise forbidden("'guest_access_token' is not a guest's access token")
     return owner.user_id
@@ -108,12 +110,12 @@ async def login(request: web.Request) -> web.Response:
     session = await request.app[ACCOUNTS].login(
         user, password, device_id=field_str(body, "device_id"),
         device_display_name=field_str(body, "initial_device_display_name"),
-        ip=request.remote or "", refresh=field_bool(body, "refresh_token"),
+        ip=client_address(request), refresh=field_bool(body, "refresh_token"),
     )
     response = _session_json(session)
-    base_url = request.app[CONFIG].server.public_baseurl
-    if base_url is not None:
-        response["well_known"] = {"m.homeserver": {"base_url": base_url}}
+    discovery = configured_discovery(request.app[CONFIG])
+    if discovery is not None:
+        response["well_known"] = discovery
     return json_response(response)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, RATELIMITER
 from homeserver.api.guests import guest_may_use
 from homeserver.errors import MatrixError
@@ -34,7 +35,7 @@ async def _resolve(request: web.Request) -> Requester:
     token = access_token(request)
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    return await request.app[ACCOUNTS].authenticate(token, request.remote or "")
+    return await request.app[ACCOUNTS].authenticate(token, client_address(request))
 
 
 async def is_authenticated(request: web.Request) -> bool:
@@ -45,6 +46,13 @@ async def is_authenticated(request: web.Request) -> bool:
         request[_RESOLVED] = e
         return False
     return True
+
+
+def authenticated_user(request: web.Request) -> str | None:
+    """The user whose valid access token the request carried, if it was resolved (for the
+    access log: it never resolves a token itself)."""
+    resolved = request.get(_RESOLVED)
+    return resolved.user_id if isinstance(resolved, Requester) else None
 
 
 async def require_requester(request: web.Request) -> Requester:

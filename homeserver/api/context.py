@@ -8,6 +8,7 @@ from aiohttp import web
 
 from homeserver.config import Config
 from homeserver.services.ratelimit import RateLimiter
+from storage.database import Database
 
 if TYPE_CHECKING:
     from homeserver.services.account_management import AccountManagementService
@@ -39,6 +40,7 @@ ROOMS: web.AppKey[RoomsService] = web.AppKey("rooms")
 SYNC: web.AppKey[SyncService] = web.AppKey("sync")
 SLIDING_SYNC: web.AppKey[SlidingSyncService] = web.AppKey("sliding_sync")
 RATELIMITER = web.AppKey("ratelimiter", RateLimiter)
+DATABASE = web.AppKey("database", Database)  # only GET /health asks it anything directly
 E2E_KEYS: web.AppKey[E2EKeysService] = web.AppKey("e2e_keys")
 CROSS_SIGNING: web.AppKey[CrossSigningService] = web.AppKey("cross_signing")
 TO_DEVICE: web.AppKey[ToDeviceService] = web.AppKey("to_device")

@@ -18,17 +18,18 @@ import orjson
 from aiohttp import web
 
 from homeserver import metrics
-from homeserver.api.auth import is_authenticated
-from homeserver.api.client_address import forwarded_for
-from homeserver.api.context import CONFIG, RATELIMITER
+from homeserver.api.auth import authenticated_user, is_authenticated
+from homeserver.api.client_address import client_address
+from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
+from homeserver.logs import ACCESS_LINE, ACCESS_LOGGER, REQUEST_ID
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
 from homeserver.protocol.identifiers import is_valid_room_id
 from homeserver.services.ratelimit import address_key
 from homeserver.services.streams import StreamToken
 from storage.database import DataError
 
-log = logging.getLogger("homeserver.access")
+log = logging.getLogger(ACCESS_LOGGER)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,10 +97,10 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def _serve(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
-    config = request.app.get(CONFIG)
-    if config is not None and (client := forwarded_for(request, config.listeners.trusted_proxies)):
-        request = request.clone(remote=client)
     request_id = uuid.uuid4().hex[:12]
+    # aiohttp handles each request in a task of its own, so that context variables set for
+    # it (as here) end with it: nothing to reset.
+    REQUEST_ID.set(request_id)
     start = time.perf_counter()
     response: web.StreamResponse
     try:
@@ -143,9 +144,9 @@ async def _serve(request: web.Request, handler: Handler, route: str) -> web.Stre
     method = method_label(request.method)
     metrics.HTTP_REQUESTS.labels(route, method, str(response.status)).inc()
     metrics.HTTP_SECONDS.labels(route, method).observe(duration)
-    log.info(
-        "%s %s %s %s %d %.1fms", request_id, request.remote, request.method, route,
-        response.status, duration * 1000,
+    log.info(  # the arguments in the order of logs.ACCESS_FIELDS
+        ACCESS_LINE, request_id, client_address(request), request.method, loggable_path(request),
+        route, response.status, round(duration * 1000, 1), authenticated_user(request),
     )
     return response
 
@@ -158,8 +159,9 @@ def one_line(text: str) -> str:
 
 def loggable_path(request: web.Request) -> str:
     """The path as the client sent it (percent-encoded), on one line: the decoded
-    `request.path` turns `%0A` into a newline, which would forge log lines."""
-    return one_line(request.raw_path)
+    `request.path` turns `%0A` into a newline, which would forge log lines. Without the query
+    string, which may hold an access token (`?access_token=`) or a login token."""
+    return one_line(request.raw_path.partition("?")[0])
 
 
 async def _limit_unauthenticated(request: web.Request) -> None:
@@ -170,7 +172,7 @@ async def _limit_unauthenticated(request: web.Request) -> None:
     if limiter is None:
         return
     if not await is_authenticated(request):
-        limiter.check("per_ip", address_key(request.remote or ""))
+        limiter.check("per_ip", address_key(client_address(request)))
 
 
 async def read_json_body(

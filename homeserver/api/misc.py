@@ -1,4 +1,5 @@
-"""Discovery: `/versions`, `/.well-known/matrix/client` and `/capabilities`."""
+"""Discovery: `/versions`, `/.well-known/matrix/support` and `/capabilities` (the other
+`.well-known` files: api/well_known.py)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,6 @@ UNSTABLE_FEATURES = {"org.matrix.simplified_msc3575": True}
 @routes.get("/_matrix/client/versions")
 async def versions(request: web.Request) -> web.Response:
     return json_response({"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE_FEATURES})
-
-
-@routes.get("/.well-known/matrix/client")
-async def well_known(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    base = config.server.public_baseurl or f"http://{request.host}"
-    return json_response({"m.homeserver": {"base_url": base.rstrip("/")}})
 
 
 @routes.get("/.well-known/matrix/support")

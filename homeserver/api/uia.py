@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.api.client_address import client_address
 from homeserver.api.http import field_obj, field_str, require_str
 from homeserver.errors import MatrixError
 from homeserver.services.uia import AuthSubmission, UiaRequest
@@ -33,10 +34,10 @@ def uia_request(request: web.Request, body: dict[str, Any]) -> UiaRequest:
     auth = field_obj(body, "auth")
     rest = {key: value for key, value in body.items() if key != "auth"}
     if auth is None:
-        return UiaRequest(request.method, request.path, rest, None, request.remote or "")
+        return UiaRequest(request.method, request.path, rest, None, client_address(request))
     user = login_user(auth) if "identifier" in auth or "user" in auth else None
     submission = AuthSubmission(
         type=field_str(auth, "type"), session=field_str(auth, "session"), user=user,
         password=field_str(auth, "password"),
     )
-    return UiaRequest(request.method, request.path, rest, submission, request.remote or "")
+    return UiaRequest(request.method, request.path, rest, submission, client_address(request))

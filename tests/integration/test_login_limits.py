@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
 from tests.auth_flows import password_login
 from tests.helpers import PASSWORD, MatrixApi
+from tests.loopback_clients import client_at
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer, RunningServer
@@ -28,14 +26,6 @@ NO_LIMIT = {"per_second": 100_000, "burst": 100_000}
 # Bound only a hang: what a test waits for happens at once or never.
 DEADLINE_S = 30.0
 HELD_AT_MOST_S = 60.0
-
-
-@asynccontextmanager
-async def client_at(server: RunningServer, address: str) -> AsyncIterator[MatrixApi]:
-    """A client whose requests come from `address`."""
-    connector = aiohttp.TCPConnector(local_addr=(address, 0), limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        yield MatrixApi(server.url, session)
 
 
 async def limited_server(make_homeserver: MakeServer, **limits: Any) -> RunningServer:

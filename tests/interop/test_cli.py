@@ -25,7 +25,9 @@ from tests.conftest import throwaway_database
 from tests.helpers import MatrixApi
 from tests.interop.conftest import CHECKOUT, SpawnServer
 
-SUBCOMMANDS = ("init", "run", "migrate", "register-user")
+SUBCOMMANDS = (
+    "init", "run", "migrate", "register-user", "backup", "restore", "reset-after-restore",
+)
 NAME = "example.test:8448"
 
 

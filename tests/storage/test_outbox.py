@@ -109,6 +109,25 @@ async def test_destination_state_round_trip(db: Database) -> None:
         )
 
 
+async def test_positions_advance_past_a_floor_and_never_go_back(db: Database) -> None:
+    await queue_pdus(db, [(A, 1)])
+    async with db.connection() as conn:
+        await outbox.insert_edus(conn, [A], "m.typing", {})
+        before = await outbox.get_batch(conn, A)
+        await outbox.delete_batch(conn, A, before)
+
+        assert await outbox.advance_positions(conn, 10**15) == 10**15
+        await queue_pdus(db, [(A, 2)])
+        await outbox.insert_edus(conn, [A], "m.typing", {})
+        after = await outbox.get_batch(conn, A)
+        assert after.pdus[0].position == after.edus[0].position == 10**15 + 1
+
+        # A floor below the taken positions: the PDUs' 10**15 + 1 is the lower one.
+        assert await outbox.advance_positions(conn, 5) == 10**15 + 1
+        await outbox.insert_edus(conn, [A], "m.typing", {})
+        assert (await outbox.get_batch(conn, A)).edus[-1].position == 10**15 + 2
+
+
 async def test_the_oldest_queued_item_of_each_destination(db: Database) -> None:
     await queue_pdus(db, [(A, 1), (A, 2)])
     async with db.connection() as conn:
