@@ -69,15 +69,40 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def method_label(method: str) -> str:
+    """The method as metrics label it: the client picks it, so unknown ones are "other"."""
+    return method if method in metrics.HTTP_METHODS else "other"
+
+
+def precreate_route_series(app: web.Application) -> None:
+    """Show every route of an app served through `matrix_middleware` as 0 requests in flight
+    from startup on, so that dashboards find the series before the first request (not the
+    HEAD twin of every GET route, which would double the series for requests rarely made)."""
+    if matrix_middleware not in app.middlewares:
+        return
+    for route in app.router.routes():
+        if route.resource is not None and route.method in metrics.HTTP_METHODS - {"HEAD"}:
+            metrics.HTTP_IN_FLIGHT.child(route.resource.canonical, route.method)
+
+
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
+    route = _route_name(request)
+    in_flight = metrics.HTTP_IN_FLIGHT.child(route, method_label(request.method))
+    in_flight.value += 1
+    try:
+        return await _serve(request, handler, route)
+    finally:
+        in_flight.value -= 1
+
+
+async def _serve(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
     request_id = uuid.uuid4().hex[:12]
     # aiohttp handles each request in a task of its own, so that context variables set for
     # it (as here) end with it: nothing to reset.
     REQUEST_ID.set(request_id)
     start = time.perf_counter()
-    route = _route_name(request)
     response: web.StreamResponse
     try:
         if request.method == "OPTIONS":
@@ -117,8 +142,9 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
         response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
     duration = time.perf_counter() - start
-    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
-    metrics.HTTP_SECONDS.labels(route, request.method).observe(duration)
+    method = method_label(request.method)
+    metrics.HTTP_REQUESTS.labels(route, method, str(response.status)).inc()
+    metrics.HTTP_SECONDS.labels(route, method).observe(duration)
     log.info(  # the arguments in the order of logs.ACCESS_FIELDS
         ACCESS_LINE, request_id, client_address(request), request.method, loggable_path(request),
         route, response.status, round(duration * 1000, 1), authenticated_user(request),

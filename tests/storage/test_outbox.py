@@ -126,3 +126,15 @@ async def test_positions_advance_past_a_floor_and_never_go_back(db: Database) ->
         assert await outbox.advance_positions(conn, 5) == 10**15 + 1
         await outbox.insert_edus(conn, [A], "m.typing", {})
         assert (await outbox.get_batch(conn, A)).edus[-1].position == 10**15 + 2
+
+
+async def test_the_oldest_queued_item_of_each_destination(db: Database) -> None:
+    await queue_pdus(db, [(A, 1), (A, 2)])
+    async with db.connection() as conn:
+        await outbox.insert_edus(conn, [A, B], "m.typing", {})
+        to_a, to_b = await outbox.get_batch(conn, A), await outbox.get_batch(conn, B)
+        assert await outbox.get_oldest_queued(conn) == {
+            A: min(p.enqueued_ts for p in to_a.pdus), B: to_b.edus[0].enqueued_ts,
+        }
+        await outbox.delete_batch(conn, A, to_a)
+        assert await outbox.get_oldest_queued(conn) == {B: to_b.edus[0].enqueued_ts}
