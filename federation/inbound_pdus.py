@@ -26,6 +26,7 @@ import asyncpg
 from federation.client import FederationClient, path_segment
 from federation.pdu_checks import PduChecker, PduCheckError
 from federation.transport import FederationError
+from homeserver import metrics
 from homeserver.errors import MatrixError
 from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.room_versions import RoomVersion
@@ -47,6 +48,14 @@ TRANSIENT = (
     asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
     asyncpg.SerializationError, asyncpg.DeadlockDetectedError, ConnectionError, TimeoutError,
 )
+
+# Received PDUs by outcome (see `metrics.FEDERATION_INBOUND_PDUS`), bound once.
+_RECEIVED = {o: metrics.FEDERATION_INBOUND_PDUS.labels(o) for o in metrics.PDU_OUTCOMES}
+IGNORED, REFUSED = _RECEIVED["ignored"], _RECEIVED["refused"]
+_BY_OUTCOME = {
+    Outcome.ACCEPTED: _RECEIVED["accepted"], Outcome.SOFT_FAILED: _RECEIVED["soft_failed"],
+    Outcome.REJECTED: _RECEIVED["rejected"], Outcome.KNOWN: _RECEIVED["duplicate"],
+}
 
 _GAP_LIMIT = 10
 _ATTEMPTS = 4
@@ -120,6 +129,7 @@ class InboundPdus:
         results: dict[str, dict[str, str]] = {}
         if admission is None:
             # Known from an invite only, or left: its state here is nothing to judge by.
+            IGNORED.inc(len(pdus))
             return results
         room_version, allowed = admission
         checked: list[tuple[str, dict[str, Any]]] = []
@@ -127,13 +137,16 @@ class InboundPdus:
             try:
                 event_id: str = compute_event_id(pdu, room_version)
             except Exception:  # anything unhashable is malformed: no ID to answer under
+                IGNORED.inc()
                 continue
             if not allowed:
+                REFUSED.inc()
                 results[event_id] = {"error": f"{origin} is denied by the room's server ACL"}
                 continue
             try:
                 checked.append((event_id, await self.checker.check(pdu, room_version)))
             except PduCheckError as e:
+                REFUSED.inc()
                 results[event_id] = {"error": str(e)}
         try:
             outcomes: Sequence[Received | MissingEvents | MatrixError] = (
@@ -153,6 +166,7 @@ class InboundPdus:
                 except MatrixError as e:
                     outcome = e
                 except (MissingEvents, FederationError) as e:
+                    REFUSED.inc()
                     results[event_id] = {"error": f"could not fetch what it refers to: {e}"}
                     continue
                 except TRANSIENT:
@@ -160,11 +174,15 @@ class InboundPdus:
                 except Exception:
                     # A bug of ours on one event must not cost the room's other events.
                     log.exception("event %s of %s could not be processed", event_id, room_id)
+                    REFUSED.inc()
                     results[event_id] = {"error": "the event could not be processed"}
                     continue
             if isinstance(outcome, MatrixError):
+                REFUSED.inc()
                 results[event_id] = {"error": outcome.error}
-            elif outcome.outcome is Outcome.REJECTED:
+                continue
+            _BY_OUTCOME[outcome.outcome].inc()
+            if outcome.outcome is Outcome.REJECTED:
                 results[event_id] = {"error": outcome.reason or "rejected"}
             else:
                 results[event_id] = {}

@@ -98,6 +98,8 @@ class _Destination:
     last_success_ts: int | None = None  # ms; None: none known
     retry_at: int | None = None  # ms; None while healthy
     pending: bool = False  # rows were queued since its task last read the queue
+    # When its oldest queued item was queued (ms), as far as known; None: nothing queued.
+    oldest_ts: int | None = None
     task: asyncio.Task[None] | None = None
     retry_now: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -121,6 +123,12 @@ class FederationSender:
         self.labels = DestinationLabels(metrics_destinations)
         self._destinations: dict[str, _Destination] = {}
         self._stopped = False
+
+    def oldest_age_s(self) -> float:
+        """Age of the oldest item queued for any destination (0: none). Called by the metrics
+        exposition's thread: it reads a copy of the destinations."""
+        oldest = [d.oldest_ts for d in self._destinations.copy().values() if d.oldest_ts]
+        return max(0, self.clock.now_ms() - min(oldest)) / 1000 if oldest else 0.0
 
     # ---- the room cluster's EventObserver -------------------------------------------------
 
@@ -174,11 +182,13 @@ class FederationSender:
         self._stopped = False
         async def load(
             conn: asyncpg.Connection,
-        ) -> tuple[dict[str, int], dict[str, DestinationState]]:
+        ) -> tuple[dict[str, int], dict[str, DestinationState], dict[str, int]]:
             depths = await outbox_store.get_queue_depths(conn)
-            return depths, await outbox_store.get_destination_states(conn, list(depths))
+            states = await outbox_store.get_destination_states(conn, list(depths))
+            return depths, states, await outbox_store.get_oldest_queued(conn)
 
-        depths, states = await self.db.run(load, name="outbox_resume")
+        depths, states, oldest = await self.db.run(load, name="outbox_resume")
+        _RUNNING.add(self)
         # Those that accepted a transaction most recently take the metric labels first.
         def last_success(destination: str) -> int:
             state = states.get(destination)
@@ -191,6 +201,7 @@ class FederationSender:
             if state is not None:
                 dest.failures, dest.retry_at = state.failures, state.retry_at
                 dest.last_success_ts = state.last_success_ts
+            dest.oldest_ts = oldest.get(destination)
             totals[dest.label] = totals.get(dest.label, 0) + depths[destination]
             self._show_backoff(dest)
         for label, total in totals.items():
@@ -204,6 +215,7 @@ class FederationSender:
         """Cancel every destination's task. Nothing is lost: undelivered rows stay queued and
         the backoff state is already stored; `start` picks both up again."""
         self._stopped = True
+        _RUNNING.discard(self)
         tasks = [d.task for d in self._destinations.values() if d.task is not None]
         for task in tasks:
             task.cancel()
@@ -230,6 +242,8 @@ class FederationSender:
             return  # the rows are durable; the next start counts and sends them
         dest = self._destination(destination)
         metrics.FEDERATION_QUEUED.labels(dest.label).inc(queued)
+        if queued and dest.oldest_ts is None:
+            dest.oldest_ts = self.clock.now_ms()  # until its task reads the queue
         dest.pending = True
         if dest.task is None:
             dest.task = asyncio.create_task(
@@ -249,7 +263,9 @@ class FederationSender:
                     if not batch:
                         if dest.pending:
                             continue  # queued while we read: look again
+                        dest.oldest_ts = None
                         return
+                    dest.oldest_ts = _oldest(batch)
                     await self._deliver(dest, batch)
                 except Exception:
                     # The database failed us (the peer's failures are handled in _deliver):
@@ -331,8 +347,7 @@ class FederationSender:
     def _expired(self, dest: _Destination, batch: Batch) -> bool:
         """Whether the destination accepted nothing since its oldest queued row (the batch's
         first) was queued, which is longer ago than the expiry."""
-        firsts = [p.enqueued_ts for p in batch.pdus[:1]] + [e.enqueued_ts for e in batch.edus[:1]]
-        oldest = min(firsts)
+        oldest = _oldest(batch)
         if dest.last_success_ts is not None and dest.last_success_ts >= oldest:
             return False
         return self.clock.now_ms() - oldest >= self.destination_expiry_ms
@@ -355,6 +370,7 @@ class FederationSender:
                 with contextlib.suppress(KeyError):
                     metric.remove(dest.name)
         dest.failures, dest.retry_at = 0, None  # so that the task's end forgets it
+        dest.oldest_ts = None
 
     async def _failed(self, dest: _Destination) -> None:
         """One more consecutive failure: the next attempt waits longer, also after a restart."""
@@ -382,11 +398,25 @@ class FederationSender:
 
         await self.db.transaction(record, name="outbox_delivered")
         dest.failures, dest.retry_at, dest.last_success_ts = 0, None, now_ms
+        dest.oldest_ts = None  # the next read of the queue tells
         self._show_backoff(dest)
         metrics.FEDERATION_QUEUED.labels(dest.label).dec(len(batch.pdus) + len(batch.edus))
         age = metrics.FEDERATION_PDU_AGE_SECONDS.labels(dest.label)
         for pdu in batch.pdus:
             age.observe(max(0, now_ms - pdu.enqueued_ts) / 1000)
+
+
+def _oldest(batch: Batch) -> int:
+    """When the batch's oldest item was queued (ms): its first PDU's or its first EDU's."""
+    return min([p.enqueued_ts for p in batch.pdus[:1]] + [e.enqueued_ts for e in batch.edus[:1]])
+
+
+# The senders running in this process, whose oldest queued item the gauge reports (one in a
+# server; the tests run several servers in one process).
+_RUNNING: set[FederationSender] = set()
+metrics.FEDERATION_OUTBOX_OLDEST_AGE_SECONDS.set_function(
+    lambda: max((sender.oldest_age_s() for sender in _RUNNING.copy()), default=0.0)
+)
 
 
 def _log_pdu_errors(destination: str, txn_id: str, response: Any) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from federation.inbound_pdus import TRANSIENT, InboundPdus
+from federation.inbound_pdus import IGNORED, REFUSED, TRANSIENT, InboundPdus
+from homeserver import metrics
 from homeserver.services.clock import Clock
 from storage import inbound_txns
 from storage.database import Database
@@ -36,6 +38,9 @@ MAX_TRANSACTION_BYTES = (MAX_PDUS + MAX_EDUS) * 65_536
 # (origin, content) -> None; registered per edu_type by the modules that handle them.
 EduHandler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
+# Received EDUs by type, bound once; a type the spec does not define counts as "other".
+_EDUS_RECEIVED = {t: metrics.FEDERATION_INBOUND_EDUS.labels(t) for t in metrics.EDU_TYPES}
+
 
 class TransactionHandler:
     def __init__(
@@ -52,6 +57,15 @@ class TransactionHandler:
     async def handle(
         self, origin: str, txn_id: str, pdus: list[dict[str, Any]], edus: list[dict[str, Any]]
     ) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            return await self._handle(origin, txn_id, pdus, edus)
+        finally:
+            metrics.FEDERATION_INBOUND_TRANSACTION_SECONDS.observe(time.perf_counter() - start)
+
+    async def _handle(
+        self, origin: str, txn_id: str, pdus: list[dict[str, Any]], edus: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         async with self._origin_locks[origin]:
             earlier = await self.db.run(lambda c: inbound_txns.get_response(c, origin, txn_id))
             if earlier is not None:
@@ -62,6 +76,8 @@ class TransactionHandler:
                 room_id = pdu.get("room_id")
                 if isinstance(room_id, str):
                     by_room.setdefault(room_id, []).append(pdu)
+                else:
+                    IGNORED.inc()
             for room_id, room_pdus in by_room.items():
                 try:
                     results.update(await self.pdus.on_room_pdus(origin, room_id, room_pdus))
@@ -71,6 +87,7 @@ class TransactionHandler:
                     # A bug of ours on a peer's PDUs must not fail its whole transaction (it
                     # would send it again forever): that room's PDUs alone fail.
                     log.exception("PDUs of %s from %s could not be processed", room_id, origin)
+                    REFUSED.inc(len(room_pdus))
             for edu in edus:
                 await self._edu(origin, edu)
             response = {"pdus": results}
@@ -89,6 +106,8 @@ class TransactionHandler:
 
     async def _edu(self, origin: str, edu: Mapping[str, Any]) -> None:
         edu_type, content = edu.get("edu_type"), edu.get("content")
+        received = _EDUS_RECEIVED.get(edu_type) if isinstance(edu_type, str) else None
+        (received or _EDUS_RECEIVED["other"]).inc()
         handler = self.edu_handlers.get(edu_type) if isinstance(edu_type, str) else None
         if handler is None or not isinstance(content, Mapping):
             return

@@ -44,7 +44,7 @@ from homeserver.api.context import (
     UPGRADES,
     URL_PREVIEWS,
 )
-from homeserver.api.http import matrix_middleware
+from homeserver.api.http import matrix_middleware, precreate_route_series
 from homeserver.config import Config, ListenerConfig
 from homeserver.listeners import GuardedRunner, ListenerLimits
 from homeserver.protocol.signing import read_signing_keys
@@ -63,6 +63,7 @@ from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import FiltersService
 from homeserver.services.guest_access import GuestEviction
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.loop_lag import measure_loop_lag
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
@@ -279,6 +280,7 @@ class Homeserver:
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
 
     async def start(self) -> None:
+        self._background.append(asyncio.create_task(measure_loop_lag()))
         if self.worker is None:
             await self._start_main()
         else:
@@ -507,6 +509,7 @@ class Homeserver:
             ), access_log=None, shutdown_timeout=10.0,
         )
         await runner.setup()
+        precreate_route_series(app)
         site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
         self.runners.append(runner)
@@ -520,6 +523,7 @@ class Homeserver:
                 metrics.USERS.set(counts["users"])
                 metrics.ROOMS.set(counts["rooms"])
                 metrics.DEVICES.set(counts["devices"])
+                metrics.ROOM_FORWARD_EXTREMITIES_MAX.set(counts["forward_extremities_max"])
                 pool = self.db.pool_stats()
                 metrics.DB_POOL_SIZE.set(pool["size"])
                 metrics.DB_POOL_IN_USE.set(pool["in_use"])

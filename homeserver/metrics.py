@@ -4,7 +4,11 @@ Defining them in one module keeps names consistent and lets operators find them 
 The default registry also carries the process and platform collectors.
 """
 
+from importlib import metadata
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from homeserver.tallies import TallyFamily
 
 HTTP_REQUESTS = Counter(
     "moot_http_requests_total", "HTTP requests served, by route, method and status",
@@ -24,8 +28,24 @@ HTTP_CONNECTIONS_CLOSED = Counter(
     "request_timeout, idle_evicted, over_capacity)",
     ["listener", "reason"],
 )
-EVENTS_PERSISTED = Counter(
-    "moot_events_persisted_total", "Events persisted to the room DAG, by event type", ["type"]
+# Event types are chosen by senders: those the spec defines have a label of their own, any
+# other is counted as "other", so no client can mint series.
+EVENT_TYPES = (
+    "m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules",
+    "m.room.history_visibility", "m.room.guest_access", "m.room.name", "m.room.topic",
+    "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.server_acl",
+    "m.room.tombstone", "m.room.pinned_events", "m.room.third_party_invite",
+    "m.room.message", "m.room.encrypted", "m.room.redaction", "m.reaction", "m.sticker",
+    "m.space.child", "m.space.parent", "m.call.invite", "m.call.candidates", "m.call.answer",
+    "m.call.select_answer", "m.call.negotiate", "m.call.reject", "m.call.hangup",
+    "m.poll.start", "m.poll.response", "m.poll.end", "other",
+)
+EVENT_ORIGINS = ("local", "remote")
+EVENTS_PERSISTED = TallyFamily(
+    "moot_events_persisted_total",
+    "Events persisted to the room DAG, by event type (the spec's types; any other is "
+    "\"other\") and origin (local: sent by our users; remote: received over federation)",
+    ("type", "origin"), "counter",
 )
 SEND_BATCH_SIZE = Histogram(
     "moot_send_batch_size", "Client sends persisted together in one room transaction",
@@ -46,14 +66,27 @@ DB_POOL_IN_USE = Gauge("moot_db_pool_connections_in_use", "Pool connections lent
 USERS = Gauge("moot_users", "Registered, non-deactivated users")
 ROOMS = Gauge("moot_rooms", "Rooms known to this server")
 DEVICES = Gauge("moot_devices", "Devices (logged-in sessions)")
-CACHE_ENTRIES = Gauge(
-    "moot_cache_entries", "Entries held by an in-memory cache (events, recent_events)", ["cache"]
+# Every in-memory cache that can grow, by the name its metrics carry.
+CACHES = (
+    "events", "recent_events", "current_state", "access_tokens", "memberships", "txn_ids",
+    "unread_counts", "filters", "one_time_key_counts", "ignored_users",
+    "sliding_sync_capped_rooms", "sliding_sync_departures", "sliding_sync_room_types",
+    "sliding_sync_account", "push_rules",
 )
-CACHE_SIZE_BYTES = Gauge(
+CACHE_REQUESTS = TallyFamily(
+    "moot_cache_requests_total",
+    "Lookups of an in-memory cache, by cache and result (hit: answered from memory; miss: "
+    "read from the database or computed)", ("cache", "result"), "counter",
+)
+CACHE_ENTRIES = TallyFamily(
+    "moot_cache_entries", "Entries held by an in-memory cache (rooms, for current_state)",
+    ("cache",), "gauge",
+)
+CACHE_SIZE_BYTES = TallyFamily(
     "moot_cache_size_bytes",
-    "Bytes of event JSON held by an in-memory cache (events, recent_events); the Python "
-    "objects holding them take somewhat more",
-    ["cache"],
+    "Bytes of event JSON held by an in-memory cache (events, recent_events, current_state); "
+    "the Python objects holding them take somewhat more",
+    ("cache",), "gauge",
 )
 PASSWORD_CHECKS_REFUSED = Counter(
     "moot_password_checks_refused_total",
@@ -121,3 +154,83 @@ FEDERATION_DESTINATIONS_EXPIRED = Counter(
     "Destinations whose whole queue was dropped because they accepted no transaction for "
     "federation.destination_expiry_ms after the oldest item was queued",
 )
+
+
+
+def _version() -> str:
+    try:
+        return metadata.version("moot")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+BUILD_INFO = Gauge("moot_build_info", "Always 1; the version of Moot running", ["version"])
+BUILD_INFO.labels(_version()).set(1)
+# Methods are the client's to choose: those HTTP defines have a label, any other is "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+HTTP_IN_FLIGHT = TallyFamily(
+    "moot_http_requests_in_flight",
+    "Client API requests being answered right now, by route pattern and method",
+    ("route", "method"), "gauge",
+)
+PDU_OUTCOMES = ("accepted", "soft_failed", "rejected", "duplicate", "refused", "ignored")
+FEDERATION_INBOUND_PDUS = Counter(
+    "moot_federation_inbound_pdus_total",
+    "PDUs received in federation transactions, by outcome (accepted; soft_failed: kept but "
+    "not applied; rejected: failed the auth rules; duplicate: held already; refused: failed "
+    "its checks (signature, hash, server ACL) or what it refers to could not be fetched; "
+    "ignored: a room this server is not in, or no event ID could be computed)",
+    ["outcome"],
+)
+EDU_TYPES = (
+    "m.typing", "m.receipt", "m.presence", "m.device_list_update", "m.signing_key_update",
+    "m.direct_to_device", "other",
+)
+FEDERATION_INBOUND_EDUS = Counter(
+    "moot_federation_inbound_edus_total",
+    "EDUs received in federation transactions, by type (the spec's; any other is \"other\")",
+    ["type"],
+)
+FEDERATION_INBOUND_TRANSACTION_SECONDS = Histogram(
+    "moot_federation_inbound_transaction_duration_seconds",
+    "Time to process one inbound federation transaction (PUT /send), its PDUs and EDUs",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FEDERATION_OUTBOX_OLDEST_AGE_SECONDS = Gauge(
+    "moot_federation_outbox_oldest_age_seconds",
+    "Age of the oldest PDU or EDU still queued for any destination server (0 when none is)",
+)
+ROOM_FORWARD_EXTREMITIES_MAX = Gauge(
+    "moot_room_forward_extremities_max",
+    "The most forward extremities (DAG heads) any room has, refreshed every 15 s (main "
+    "process); many heads make every new event of that room costlier to resolve",
+)
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "moot_event_loop_lag_seconds",
+    "How late a timer due every 0.5 s fires: the time the event loop was busy or blocked, "
+    "which every request of this process waited through",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SYNC_WAKEUP_SECONDS = Histogram(
+    "moot_sync_wakeup_delay_seconds",
+    "From a change being announced (right after its commit; on a worker, when the main "
+    "process's notification arrives) to a waiting /sync or sliding sync long-poll it woke "
+    "having its answer ready",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# Series whose labels are known in advance exist (at 0) from startup in every process, so
+# that dashboards and alert rules find them before the first event.
+for _cache in CACHES:
+    CACHE_REQUESTS.child(_cache, "hit")
+    CACHE_REQUESTS.child(_cache, "miss")
+    CACHE_ENTRIES.child(_cache)
+for _cache in ("events", "recent_events", "current_state"):
+    CACHE_SIZE_BYTES.child(_cache)
+for _type in EVENT_TYPES:
+    for _origin in EVENT_ORIGINS:
+        EVENTS_PERSISTED.child(_type, _origin)
+for _outcome in PDU_OUTCOMES:
+    FEDERATION_INBOUND_PDUS.labels(_outcome)
+for _type in EDU_TYPES:
+    FEDERATION_INBOUND_EDUS.labels(_type)

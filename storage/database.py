@@ -70,11 +70,13 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; a value PostgreSQL refuses surfaces as :class:`DataError`."""
         metrics.POOL_WAITERS.inc()
+        start = time.perf_counter()
         try:
             conn_cm = self.pool.acquire()
             conn = await conn_cm.__aenter__()
         finally:
             metrics.POOL_WAITERS.dec()
+            metrics.POOL_ACQUIRE_SECONDS.observe(time.perf_counter() - start)
         try:
             yield conn
         except asyncpg.DataError as e:

@@ -126,6 +126,22 @@ async def get_queue_depths(conn: asyncpg.Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in await conn.fetch(GET_QUEUE_DEPTHS)}
 
 
+GET_OLDEST_QUEUED = """
+SELECT destination, min(enqueued_ts) FROM (
+    SELECT destination, min(enqueued_ts) AS enqueued_ts FROM federation_outbox_pdus
+    GROUP BY destination
+    UNION ALL
+    SELECT destination, min(enqueued_ts) FROM federation_outbox_edus GROUP BY destination
+) q GROUP BY destination
+"""
+
+
+async def get_oldest_queued(conn: asyncpg.Connection) -> dict[str, int]:
+    """When each destination's oldest queued PDU or EDU was queued (ms); only destinations
+    with something queued."""
+    return {r[0]: r[1] for r in await conn.fetch(GET_OLDEST_QUEUED)}
+
+
 GET_DESTINATION_STATES = """
 SELECT destination, failures, retry_at, last_success_ts FROM federation_destinations
 WHERE destination = ANY($1)

@@ -1,11 +1,15 @@
-"""Counts for the gauges operators watch (users, rooms, devices)."""
+"""Counts for the gauges operators watch (users, rooms, devices, the most forward extremities
+of any room)."""
 
 import asyncpg
 
 GET_COUNTS = """
 SELECT (SELECT count(*) FROM users WHERE NOT deactivated) AS users,
        (SELECT count(*) FROM rooms) AS rooms,
-       (SELECT count(*) FROM devices) AS devices
+       (SELECT count(*) FROM devices) AS devices,
+       (SELECT coalesce(max(heads), 0)
+          FROM (SELECT count(*) AS heads FROM forward_extremities GROUP BY room_id) h)
+         AS forward_extremities_max
 """
 
 

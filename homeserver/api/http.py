@@ -68,15 +68,39 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def method_label(method: str) -> str:
+    """The method as metrics label it: the client picks it, so unknown ones are "other"."""
+    return method if method in metrics.HTTP_METHODS else "other"
+
+
+def precreate_route_series(app: web.Application) -> None:
+    """Show every route of an app served through `matrix_middleware` as 0 requests in flight
+    from startup on, so that dashboards find the series before the first request."""
+    if matrix_middleware not in app.middlewares:
+        return
+    for route in app.router.routes():
+        if route.resource is not None and route.method in metrics.HTTP_METHODS:
+            metrics.HTTP_IN_FLIGHT.child(route.resource.canonical, route.method)
+
+
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
+    route = _route_name(request)
+    in_flight = metrics.HTTP_IN_FLIGHT.child(route, method_label(request.method))
+    in_flight.value += 1
+    try:
+        return await _serve(request, handler, route)
+    finally:
+        in_flight.value -= 1
+
+
+async def _serve(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
     config = request.app.get(CONFIG)
     if config is not None and (client := forwarded_for(request, config.listeners.trusted_proxies)):
         request = request.clone(remote=client)
     request_id = uuid.uuid4().hex[:12]
     start = time.perf_counter()
-    route = _route_name(request)
     response: web.StreamResponse
     try:
         if request.method == "OPTIONS":
@@ -116,8 +140,9 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
         response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
     duration = time.perf_counter() - start
-    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
-    metrics.HTTP_SECONDS.labels(route, request.method).observe(duration)
+    method = method_label(request.method)
+    metrics.HTTP_REQUESTS.labels(route, method, str(response.status)).inc()
+    metrics.HTTP_SECONDS.labels(route, method).observe(duration)
     log.info(
         "%s %s %s %s %d %.1fms", request_id, request.remote, request.method, route,
         response.status, duration * 1000,

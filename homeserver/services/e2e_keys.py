@@ -150,7 +150,9 @@ class E2EKeysService:
         self.server_limits = server_limits  # how many other servers a user may have asked
         # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
         # change of the user's devices (a device deleted and logged in again starts at zero).
-        self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(_COUNTS_CACHE_USERS)
+        self._counts: FillCache[str, dict[str, store.KeyCounts]] = FillCache(
+            "one_time_key_counts", _COUNTS_CACHE_USERS
+        )
         # Told the user after each such change here (replication tells other processes).
         self.on_counts_changed: list[Callable[[str], None]] = []
         device_lists.on_change.append(self._counts_changed)

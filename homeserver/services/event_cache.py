@@ -26,8 +26,10 @@ class EventCache:
         self._max_bytes = max_bytes
         self.bytes = 0
         self.generation = 0
-        self._entries_metric = metrics.CACHE_ENTRIES.labels("events")
-        self._bytes_metric = metrics.CACHE_SIZE_BYTES.labels("events")
+        self._hits = metrics.CACHE_REQUESTS.child("events", "hit")
+        self._misses = metrics.CACHE_REQUESTS.child("events", "miss")
+        self._entries_metric = metrics.CACHE_ENTRIES.child("events")
+        self._bytes_metric = metrics.CACHE_SIZE_BYTES.child("events")
 
     def __len__(self) -> int:
         return len(self._items)
@@ -35,7 +37,9 @@ class EventCache:
     def get(self, event_id: str) -> dict[str, Any] | None:
         item = self._items.get(event_id)
         if item is None:
+            self._misses.value += 1
             return None
+        self._hits.value += 1
         self._items.move_to_end(event_id)
         return item[0]
 
@@ -68,5 +72,5 @@ class EventCache:
             self.bytes -= item[1]
 
     def _report(self) -> None:
-        self._entries_metric.set(len(self._items))
-        self._bytes_metric.set(self.bytes)
+        self._entries_metric.value = len(self._items)
+        self._bytes_metric.value = self.bytes

@@ -248,7 +248,7 @@ class FiltersService:
     def __init__(self, db: Database, quotas: QuotasConfig) -> None:
         self.db = db
         self.quotas = quotas
-        self._parsed: FillCache[tuple[str, str], Filter] = FillCache(_PARSED_CACHE_SIZE)
+        self._parsed: FillCache[tuple[str, str], Filter] = FillCache("filters", _PARSED_CACHE_SIZE)
 
     async def create(self, user_id: str, raw: dict[str, Any]) -> str:
         """Store a filter after checking its shape (M_BAD_JSON when it is wrong)."""

@@ -42,7 +42,7 @@ class IgnoreLists:
     """Whom each user ignores, cached (see the module docstring)."""
 
     def __init__(self, size: int = CACHED_LISTS) -> None:
-        self._lists: FillCache[str, frozenset[str]] = FillCache(size)
+        self._lists: FillCache[str, frozenset[str]] = FillCache("ignored_users", size)
 
     async def of(
         self, conn: asyncpg.Connection, user_ids: Sequence[str]

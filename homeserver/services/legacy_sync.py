@@ -27,7 +27,7 @@ from homeserver.services.account_data import GLOBAL
 from homeserver.services.event_views import filter_visible, serialize_events, world_readable
 from homeserver.services.filters import EventFilter
 from homeserver.services.ignored_users import ignored_users
-from homeserver.services.notifier import wait_for_wake
+from homeserver.services.notifier import answered_after_wake, wait_for_wake
 from homeserver.services.requester import Requester
 from homeserver.services.room_reads import RoomReads
 from homeserver.services.streams import StreamToken
@@ -63,6 +63,7 @@ class LegacySync:
                 raise forbidden(f"{room_id} is not world-readable and you are not joined")
         timeout_ms = min(max(timeout_ms, 0), self.sync.config.limits.sync_timeout_max_ms)
         deadline = self.sync.clock.monotonic() + timeout_ms / 1000
+        woken_at = None
         while True:
             with self.sync.notifier.listen(requester.user_id) as woken:
                 upto = self.sync.streams.current().events
@@ -76,9 +77,12 @@ class LegacySync:
                 }
                 remaining = deadline - self.sync.clock.monotonic()
                 if chunk or peek or remaining <= 0:
+                    if chunk:
+                        answered_after_wake(woken_at)
                     return body
                 if not await wait_for_wake(woken, remaining):
                     return body
+                woken_at = woken.result()
 
     async def _joined(self, conn: asyncpg.Connection, user_id: str, room_id: str) -> bool:
         row = await state_store.get_membership(conn, room_id, user_id)

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from homeserver import metrics
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.protocol import push_rules
 from homeserver.protocol.identifiers import server_name_of
@@ -73,6 +74,9 @@ class PushService:
         self.server_name = server_name
         self._local_suffix = ":" + server_name
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
+        self._hits = metrics.CACHE_REQUESTS.child("push_rules", "hit")
+        self._misses = metrics.CACHE_REQUESTS.child("push_rules", "miss")
+        self._entries = metrics.CACHE_ENTRIES.child("push_rules")
         # Bumped on every change of a user's rules, so a cache fill that raced one is dropped.
         self._epochs: defaultdict[str, int] = defaultdict(int)
         self._user_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -169,6 +173,7 @@ class PushService:
             finally:
                 self._epochs[user_id] += 1
                 self._compiled.pop(user_id, None)
+                self._entries.value = len(self._compiled)
             await self.account_data.set(user_id, GLOBAL, PUSH_RULES_TYPE, {"global": ruleset})
 
     # ---- evaluation (called by the room engine inside the event's transaction) ---------------
@@ -301,8 +306,10 @@ class PushService:
             else:
                 self._compiled.move_to_end(user_id)
                 out[user_id] = compiled
+        self._hits.value += len(out)
         if not missing:
             return out
+        self._misses.value += len(missing)
         epochs = {u: self._epochs[u] for u in missing}
         own = await push_store.get_user_rules(conn, missing)
         changes = await push_store.get_default_changes(conn, missing)
@@ -313,6 +320,7 @@ class PushService:
                 self._compiled[user_id] = compiled
         while len(self._compiled) > _RULESET_CACHE_SIZE:
             self._compiled.popitem(last=False)
+        self._entries.value = len(self._compiled)
         return out
 
     async def _display_names(

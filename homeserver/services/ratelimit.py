@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from homeserver import metrics
 from homeserver.config import RateConfig, RateLimitsConfig
@@ -38,6 +38,11 @@ def address_key(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
+def limit_kinds(config: RateLimitsConfig) -> list[str]:
+    """The kinds of limit there are: one per `rate_limits.*` setting that is a rate."""
+    return [f.name for f in fields(config) if isinstance(getattr(config, f.name), RateConfig)]
+
+
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
@@ -54,6 +59,9 @@ class RateLimiter:
         self.max_buckets = max_buckets
         # Least recently used first: eviction pops from the front.
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
+        # Every kind's refusal counter exists (at 0) from startup, for dashboards and alerts.
+        for kind in limit_kinds(config):
+            metrics.RATE_LIMITED.labels(kind)
 
     def _rate(self, kind: str) -> RateConfig:
         rate: RateConfig = getattr(self.config, kind)

@@ -29,7 +29,7 @@ from homeserver.services.event_views import never_a_reader
 from homeserver.services.filters import Filter, FilterError, FiltersService
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.lazy_members import LazyMembers
-from homeserver.services.notifier import Notifier, wait_for_wake
+from homeserver.services.notifier import Notifier, answered_after_wake, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
@@ -130,14 +130,18 @@ class SyncService:
         timeout_ms = min(max(request.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
         deadline = self.clock.monotonic() + timeout_ms / 1000
         may_wait = request.since is not None and not request.full_state
+        woken_at = None
         while True:
             with self.notifier.listen(requester.user_id) as woken:
                 body, has_updates = await self._compute(requester, request, flt)
                 remaining = deadline - self.clock.monotonic()
                 if has_updates or not may_wait or remaining <= 0:
+                    if has_updates:
+                        answered_after_wake(woken_at)
                     return body
                 if not await wait_for_wake(woken, remaining):
                     return body
+                woken_at = woken.result()
 
     async def _filter(self, user_id: str, param: str | None) -> Filter:
         if param is None:

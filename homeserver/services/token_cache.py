@@ -10,6 +10,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 
+from homeserver import metrics
 from homeserver.services.clock import Clock
 from homeserver.services.requester import Requester
 
@@ -33,19 +34,26 @@ class TokenCache:
         self._clock = clock
         self._items: OrderedDict[bytes, tuple[Requester, float, int | None]] = OrderedDict()
         self.generation = 0
+        self._hits = metrics.CACHE_REQUESTS.child("access_tokens", "hit")
+        self._misses = metrics.CACHE_REQUESTS.child("access_tokens", "miss")
+        self._entries = metrics.CACHE_ENTRIES.child("access_tokens")
         # Told (user, device or None) after every drop, so other processes drop it too.
         self.on_drop: list[Callable[[str, str | None], None]] = []
 
     def get(self, token_hash: bytes) -> Requester | None:
         item = self._items.get(token_hash)
         if item is None:
+            self._misses.value += 1
             return None
         requester, stored, expires_ts = item
         if self._clock.monotonic() - stored >= TOKEN_CACHE_TTL_S or (
             expires_ts is not None and self._clock.now_ms() >= expires_ts
         ):
             del self._items[token_hash]
+            self._misses.value += 1
+            self._entries.value = len(self._items)
             return None
+        self._hits.value += 1
         self._items.move_to_end(token_hash)
         return requester
 
@@ -58,6 +66,7 @@ class TokenCache:
         self._items.move_to_end(token_hash)
         if len(self._items) > TOKEN_CACHE_SIZE:
             self._items.popitem(last=False)
+        self._entries.value = len(self._items)
 
     def drop(self, user_id: str, device_id: str | None = None) -> None:
         """Forget the tokens of one device, or of every device when `device_id` is None."""
@@ -68,6 +77,7 @@ class TokenCache:
     def clear(self) -> None:
         self.generation += 1
         self._items.clear()
+        self._entries.value = 0
 
     def forget(self, user_id: str, device_id: str | None = None) -> None:
         """`drop` in this process only (another process dropped them and says so)."""
@@ -75,3 +85,4 @@ class TokenCache:
         for key, (requester, _, _) in list(self._items.items()):
             if requester.user_id == user_id and device_id in (None, requester.device_id):
                 del self._items[key]
+        self._entries.value = len(self._items)

@@ -27,7 +27,9 @@ _NO_BOUND = 2**62  # the loads that fill the cache count every committed notific
 class UnreadCounts:
     def __init__(self, *, live: bool = True) -> None:
         self.live = live
-        self._counts: FillCache[tuple[str, str], UnreadCount] = FillCache(_CACHE_SIZE)
+        self._counts: FillCache[tuple[str, str], UnreadCount] = FillCache(
+            "unread_counts", _CACHE_SIZE
+        )
 
     def notified(self, groups: Iterable[NotificationGroup]) -> None:
         """After the commit of the events that gave these notifications."""
@@ -54,7 +56,7 @@ class UnreadCounts:
         out: dict[str, tuple[int, int]] = {}
         missing = []
         for room_id in room_ids:
-            count = self._counts.peek((user_id, room_id)) if self.live else None
+            count = self._counts.lookup((user_id, room_id)) if self.live else None
             if count is None and self.live:
                 missing.append(room_id)
             elif count is not None and count.last <= upto:

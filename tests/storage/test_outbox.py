@@ -107,3 +107,15 @@ async def test_destination_state_round_trip(db: Database) -> None:
         assert (await outbox.get_destination_states(conn, [A]))[A] == DestinationState(
             0, None, 12_000
         )
+
+
+async def test_the_oldest_queued_item_of_each_destination(db: Database) -> None:
+    await queue_pdus(db, [(A, 1), (A, 2)])
+    async with db.connection() as conn:
+        await outbox.insert_edus(conn, [A, B], "m.typing", {})
+        to_a, to_b = await outbox.get_batch(conn, A), await outbox.get_batch(conn, B)
+        assert await outbox.get_oldest_queued(conn) == {
+            A: min(p.enqueued_ts for p in to_a.pdus), B: to_b.edus[0].enqueued_ts,
+        }
+        await outbox.delete_batch(conn, A, to_a)
+        assert await outbox.get_oldest_queued(conn) == {B: to_b.edus[0].enqueued_ts}

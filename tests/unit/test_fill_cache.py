@@ -9,7 +9,7 @@ from homeserver.services.fill_cache import FillCache
 
 
 async def test_a_load_raced_by_an_invalidation_is_returned_but_not_kept() -> None:
-    cache: FillCache[str, int] = FillCache(10)
+    cache: FillCache[str, int] = FillCache("memberships", 10)
     started, release = asyncio.Event(), asyncio.Event()
 
     async def slow_load() -> int:
@@ -32,7 +32,7 @@ async def test_a_load_raced_by_an_invalidation_is_returned_but_not_kept() -> Non
 
 
 async def test_load_many_keeps_the_untouched_keys_and_the_cache_is_bounded() -> None:
-    cache: FillCache[str, int] = FillCache(2)
+    cache: FillCache[str, int] = FillCache("memberships", 2)
 
     async def load(keys: Sequence[str]) -> dict[str, int]:
         cache.invalidate("b")
@@ -45,7 +45,7 @@ async def test_load_many_keeps_the_untouched_keys_and_the_cache_is_bounded() -> 
 
 
 async def test_get_many_loads_only_the_keys_not_held_in_one_call() -> None:
-    cache: FillCache[str, int] = FillCache(10)
+    cache: FillCache[str, int] = FillCache("memberships", 10)
     calls: list[list[str]] = []
 
     async def load(keys: Sequence[str]) -> dict[str, int]:

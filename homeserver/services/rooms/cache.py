@@ -48,6 +48,12 @@ class RoomCache:
         self, *, server_name: str, recent: RecentEvents, event_cache_max_bytes: int
     ) -> None:
         self.server_name = server_name
+        self._local_suffix = ":" + server_name
+        # The counters of persisted events, bound once: [local, remote] by event type.
+        self._persisted = [
+            {t: metrics.EVENTS_PERSISTED.child(t, origin) for t in metrics.EVENT_TYPES}
+            for origin in metrics.EVENT_ORIGINS
+        ]
         self.events = EventCache(max_bytes=event_cache_max_bytes)
         self.recent = recent
         self.current_state = CurrentStateCache()
@@ -58,11 +64,11 @@ class RoomCache:
         self._member_epochs: defaultdict[str, int] = defaultdict(int)
         # user -> room -> their membership.
         self._memberships: FillCache[str, dict[str, Membership]] = FillCache(
-            _MEMBERSHIP_CACHE_USERS
+            "memberships", _MEMBERSHIP_CACHE_USERS
         )
         # (user, device, event) -> the transaction ID the device sent the event with. Written
         # with the event and never changed: any process may keep it.
-        self._txn_ids: FillCache[TxnKey, str] = FillCache(_TXN_ID_CACHE_EVENTS)
+        self._txn_ids: FillCache[TxnKey, str] = FillCache("txn_ids", _TXN_ID_CACHE_EVENTS)
         # room -> the PDUs its write in progress has stored but not committed.
         self.staged: dict[str, dict[str, dict[str, Any]]] = {}
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
@@ -142,7 +148,7 @@ class RoomCache:
         return await self._memberships.get_or_load(user_id, load)
 
     def is_local(self, user_id: str) -> bool:
-        return user_id.endswith(":" + self.server_name)
+        return user_id.endswith(self._local_suffix)
 
     # ---- what the writers and replication tell it -------------------------------------------
 
@@ -192,7 +198,9 @@ class RoomCache:
             self.recent.redact(room_id, redacted, stored.event_id)
             for hook in self.on_event_redacted:
                 hook(redacted)
-        metrics.EVENTS_PERSISTED.labels(pdu["type"]).inc()
+        origin = 0 if stored.sender.endswith(self._local_suffix) else 1
+        persisted = self._persisted[origin].get(pdu["type"]) or self._persisted[origin]["other"]
+        persisted.value += 1
         to_wake = set(self._joined.get(room_id, ()))
         if pdu["type"] == "m.room.member":
             target = pdu["state_key"]

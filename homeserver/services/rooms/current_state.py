@@ -20,7 +20,7 @@ and room): the rooms least recently read go first.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -68,19 +68,26 @@ class CurrentStateCache:
         self._max_bytes = max_bytes
         self._rooms: OrderedDict[str, _Room] = OrderedDict()
         self._held = 0  # bytes
-        self._metric = metrics.CACHE_SIZE_BYTES.labels("current_state")
+        self._bytes_metric = metrics.CACHE_SIZE_BYTES.child("current_state")
+        self._entries_metric = metrics.CACHE_ENTRIES.child("current_state")
+        self._hits = metrics.CACHE_REQUESTS.child("current_state", "hit")
+        self._misses = metrics.CACHE_REQUESTS.child("current_state", "miss")
 
     def invalidate(self, room_id: str) -> None:
         """The room's current state may have changed (called after the commit)."""
         room = self._rooms.pop(room_id, None)
         if room is not None:
             self._held -= room.size
-            self._metric.set(self._held)
+            self._report()
 
     def clear(self) -> None:
         self._rooms.clear()
         self._held = 0
-        self._metric.set(0)
+        self._report()
+
+    def _report(self) -> None:
+        self._bytes_metric.value = self._held
+        self._entries_metric.value = len(self._rooms)
 
     async def get(
         self, conn: asyncpg.Connection, queries: Mapping[str, StateQuery]
@@ -97,6 +104,7 @@ class CurrentStateCache:
                 if (t, k) not in room.entries and t not in room.whole_types
                 and t not in query.whole_types
             )
+        self._count(len(queries), {r for r, *_ in keys} | {r for r, _ in types})
         if keys or types:
             found = await events_store.get_current_state_of_rooms(conn, keys, types, [])
             before = {room_id: room.size for room_id, room in rooms.items()}
@@ -123,11 +131,17 @@ class CurrentStateCache:
         """room -> (joined, invited) members now."""
         rooms = {room_id: self._take(room_id) for room_id in room_ids}
         missing = [r for r, room in rooms.items() if room.counts is None]
+        self._count(len(rooms), missing)
         if missing:
             counts = await sliding_sync_store.get_member_counts(conn, missing)
             for room_id in missing:
                 rooms[room_id].counts = counts.get(room_id, (0, 0))
         return {room_id: room.counts or (0, 0) for room_id, room in rooms.items()}
+
+    def _count(self, asked: int, missed: Collection[str]) -> None:
+        """Of `asked` rooms, those `missed` were read from the database (one miss each)."""
+        self._misses.value += len(missed)
+        self._hits.value += asked - len(missed)
 
     def _take(self, room_id: str) -> _Room:
         """The room's entry, made (and, in a caching process, kept) if it had none."""
@@ -153,4 +167,4 @@ class CurrentStateCache:
         while self._held > self._max_bytes and len(self._rooms) > 1:
             _, oldest = self._rooms.popitem(last=False)
             self._held -= oldest.size
-        self._metric.set(self._held)
+        self._report()

@@ -49,8 +49,10 @@ class RecentEvents:
         self._held = 0
         self.bytes = 0  # of the held events' JSON
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
-        self._entries_metric = metrics.CACHE_ENTRIES.labels("recent_events")
-        self._bytes_metric = metrics.CACHE_SIZE_BYTES.labels("recent_events")
+        self._hits = metrics.CACHE_REQUESTS.child("recent_events", "hit")
+        self._misses = metrics.CACHE_REQUESTS.child("recent_events", "miss")
+        self._entries_metric = metrics.CACHE_ENTRIES.child("recent_events")
+        self._bytes_metric = metrics.CACHE_SIZE_BYTES.child("recent_events")
 
     def append(self, stored: StoredEvent, previous_position: int | None) -> None:
         """Record a committed event; `previous_position` is the stream position of the room's
@@ -96,8 +98,8 @@ class RecentEvents:
             self.known_since = max(self.known_since, tail.events[-1].stream_ordering or 0)
 
     def _report(self) -> None:
-        self._entries_metric.set(self._held)
-        self._bytes_metric.set(self.bytes)
+        self._entries_metric.value = self._held
+        self._bytes_metric.value = self.bytes
 
     def forget(self, room_id: str, position: int) -> None:
         """The room may have events up to `position` that were never appended (a commit whose
@@ -124,6 +126,14 @@ class RecentEvents:
     ) -> list[StoredEvent] | None:
         """The newest `limit` events of the room in (after, upto], newest first, filtered like
         `storage.events.get_room_events`; None when this cache cannot answer for the window."""
+        out = self._window(room_id, after, upto, limit, types, senders)
+        (self._misses if out is None else self._hits).value += 1
+        return out
+
+    def _window(
+        self, room_id: str, after: int, upto: int, limit: int,
+        types: Sequence[str] | None, senders: Sequence[str] | None,
+    ) -> list[StoredEvent] | None:
         tail = self._tails.get(room_id)
         if tail is None:
             return [] if after >= self.known_since else None

@@ -34,7 +34,7 @@ from homeserver.protocol.sliding_sync import (
 )
 from homeserver.services.clock import Clock
 from homeserver.services.ephemeral import ReceiptsService
-from homeserver.services.notifier import Notifier, wait_for_wake
+from homeserver.services.notifier import Notifier, answered_after_wake, wait_for_wake
 from homeserver.services.presence import PresenceService
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
@@ -115,15 +115,19 @@ class SlidingSyncService:
         timeout_ms = min(max(query.timeout_ms, 0), self.config.limits.sync_timeout_max_ms)
         deadline = self.clock.monotonic() + timeout_ms / 1000
         previous = came_from.state if came_from is not None else ConnectionState()
+        woken_at = None
         while True:
             with self.notifier.listen(requester.user_id) as woken:
                 upto = self.streams.current()
                 computed = await self._compute(requester, request, since, upto, previous)
                 remaining = deadline - self.clock.monotonic()
                 if computed.news or since is None or remaining <= 0:
+                    if computed.news:
+                        answered_after_wake(woken_at)
                     break
                 if not await wait_for_wake(woken, remaining):
                     break
+                woken_at = woken.result()
         if came_from is None:
             held = await self.connections.start(requester, request.conn_id, computed.state)
         else:

@@ -80,12 +80,18 @@ class RoomLists:
     def __init__(self, engine: RoomView) -> None:
         self.engine = engine
         self._stamps: dict[str, tuple[int, int]] = {}  # joined room -> (stamp, checked up to)
-        self._capped: FillCache[tuple[str, int], int] = FillCache(CACHE_SIZE)
-        self._departures_cache: FillCache[str, tuple[str, bool]] = FillCache(CACHE_SIZE)
-        self._room_types: FillCache[str, str] = FillCache(CACHE_SIZE)  # "": untyped
+        self._capped: FillCache[tuple[str, int], int] = FillCache(
+            "sliding_sync_capped_rooms", CACHE_SIZE
+        )
+        self._departures_cache: FillCache[str, tuple[str, bool]] = FillCache(
+            "sliding_sync_departures", CACHE_SIZE
+        )
+        self._room_types: FillCache[str, str] = FillCache(
+            "sliding_sync_room_types", CACHE_SIZE
+        )  # "": untyped
         # (user, account data position) -> (direct rooms, ignored users)
         self._account: FillCache[tuple[str, int], tuple[frozenset[str], frozenset[str]]] = (
-            FillCache(CACHE_SIZE // 10)
+            FillCache("sliding_sync_account", CACHE_SIZE // 10)
         )
 
     async def candidates(
