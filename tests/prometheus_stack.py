@@ -40,6 +40,7 @@ TEST_INTERVAL = "1s"
 TEST_RATE_INTERVAL = "30s"
 
 START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 20.0
 POLL_S = 0.2
 
 
@@ -116,7 +117,7 @@ class Prometheus:
 
     workdir: Path
     port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    proc: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
@@ -131,14 +132,13 @@ class Prometheus:
         config = self.workdir / "prometheus.yml"
         config.write_text(config_text)
         self.port = free_port()
-        log = (self.workdir / "prometheus.log").open("wb")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        )
-        log.close()
+        with (self.workdir / "prometheus.log").open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                PROMETHEUS, f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )
         async with aiohttp.ClientSession() as session:
             await self._until_ready(session)
 
@@ -146,7 +146,7 @@ class Prometheus:
         assert self.proc is not None
         deadline = time.monotonic() + START_DEADLINE_S
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"prometheus exited:\n{self.log_tail()}"
+            assert self.proc.returncode is None, f"prometheus exited:\n{self.log_tail()}"
             try:
                 async with session.get(self.url + "/-/ready") as resp:
                     if resp.status == 200:
@@ -171,11 +171,12 @@ class Prometheus:
         result: list[dict[str, Any]] = data["result"] if data["resultType"] == "vector" else []
         return result
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), STOP_DEADLINE_S)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
