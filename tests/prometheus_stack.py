@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import aiohttp
 import yaml
 
 from tests.federation_helpers import free_port
+from tests.processes import terminate, until_answers
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SCRAPE_CONFIG = CHECKOUT / "deploy" / "prometheus.yml"
@@ -41,7 +41,6 @@ TEST_RATE_INTERVAL = "30s"
 
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 20.0
-POLL_S = 0.2
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -139,22 +138,8 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )
-        async with aiohttp.ClientSession() as session:
-            await self._until_ready(session)
-
-    async def _until_ready(self, session: aiohttp.ClientSession) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
-            assert self.proc.returncode is None, f"prometheus exited:\n{self.log_tail()}"
-            try:
-                async with session.get(self.url + "/-/ready") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(POLL_S)
-        raise AssertionError(f"prometheus not ready after {START_DEADLINE_S} s:\n{self.log_tail()}")
+        await until_answers(self.proc, self.url + "/-/ready", "prometheus", START_DEADLINE_S,
+                            self.log_tail)
 
     def log_tail(self) -> str:
         return (self.workdir / "prometheus.log").read_text(errors="replace")[-3000:]
@@ -172,11 +157,5 @@ class Prometheus:
         return result
 
     async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), STOP_DEADLINE_S)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        if self.proc is not None:
+            await terminate(self.proc, STOP_DEADLINE_S)
