@@ -12,39 +12,10 @@ from prometheus_client import REGISTRY
 
 from homeserver.protocol import state_res
 from homeserver.services.rooms.checks import MissingEvents
-from homeserver.services.rooms.remote import Outcome, RemoteEvents
+from homeserver.services.rooms.remote import Outcome
 from tests.conftest import RunningServer
-from tests.helpers import MatrixApi, User
-from tests.unit.room_builder import RoomBuilder
-
-# Servers named by loopback addresses, which the test server's address policy refuses at once:
-# what it queues for them never waits on a DNS lookup of a made-up name.
-ALICE, BOB, CAROL = "@alice:127.0.0.1:9", "@bob:127.0.0.1:10", "@carol:127.0.0.1:11"
-
-
-async def joined(homeserver: RunningServer, api: MatrixApi, version: str = "11") -> tuple[
-    RoomBuilder, User, RemoteEvents
-]:
-    """A room of a.example that our user joins (the join answered by a send_join)."""
-    me = await api.register("me")
-    builder = RoomBuilder.standard(version, ALICE)
-    builder.join(BOB)
-    incoming, federation = homeserver.hs.incoming, homeserver.hs.federation
-    assert incoming is not None and federation is not None
-    state = [builder.events[i] for i in builder.state_ids.values()]
-    join_id, join = builder.make(me.user_id, "m.room.member", {"membership": "join"},
-                                 me.user_id)
-    outcome = await federation.outbound.joins.memberships.join_room(
-        _room(builder), builder.rv, join, state, list(builder.events.values())
-    )
-    assert (outcome.event_id, outcome.outcome) == (join_id, Outcome.ACCEPTED)
-    builder.apply(join_id, join)
-    return builder, me, incoming
-
-
-def _room(builder: RoomBuilder) -> str:
-    assert builder.room_id is not None
-    return builder.room_id
+from tests.helpers import MatrixApi
+from tests.remote_rooms import ALICE, BOB, CAROL, joined, room_of
 
 
 async def _current_state(homeserver: RunningServer, room_id: str) -> dict[Any, str]:
@@ -59,7 +30,7 @@ async def test_a_joined_remote_room_shows_its_state_and_new_messages(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
     builder, me, incoming = await joined(homeserver, api)
-    room_id = _room(builder)
+    room_id = room_of(builder)
     assert await _current_state(homeserver, room_id) == builder.state_ids
     message = builder.make(BOB, "m.room.message", {"msgtype": "m.text", "body": "hi"})
     assert (await incoming.receive(room_id, message[1])).outcome is Outcome.ACCEPTED
@@ -79,7 +50,7 @@ async def test_an_event_failing_its_auth_is_rejected_and_never_seen(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
     builder, me, incoming = await joined(homeserver, api)
-    room_id = _room(builder)
+    room_id = room_of(builder)
     # Carol never joined: her message passes no auth check.
     event_id, pdu = builder.make(CAROL, "m.room.message", {"msgtype": "m.text", "body": "x"})
     outcome = await incoming.receive(room_id, pdu)
@@ -92,7 +63,7 @@ async def test_an_event_the_current_state_forbids_is_soft_failed(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
     builder, me, incoming = await joined(homeserver, api)
-    room_id = _room(builder)
+    room_id = room_of(builder)
     before = list(builder.latest)
     ban_id, ban = builder.make(ALICE, "m.room.member", {"membership": "ban"}, BOB)
     assert (await incoming.receive(room_id, ban)).outcome is Outcome.ACCEPTED
@@ -123,7 +94,7 @@ async def test_missing_prev_events_are_asked_for(
     builder.apply(gap_id, gap)
     _, after = builder.make(BOB, "m.room.message", {"msgtype": "m.text", "body": "2"})
     with pytest.raises(MissingEvents) as missing:
-        await incoming.receive(_room(builder), after)
+        await incoming.receive(room_of(builder), after)
     assert missing.value.event_ids == [gap_id]
 
 
@@ -132,7 +103,7 @@ async def test_a_fork_resolves_like_state_resolution_and_a_local_send_merges_it(
     homeserver: RunningServer, api: MatrixApi, version: str
 ) -> None:
     builder, me, incoming = await joined(homeserver, api, version)
-    room_id = _room(builder)
+    room_id = room_of(builder)
     fork_point = list(builder.latest)
     base_state = dict(builder.state_ids)
     # On one server Alice makes Bob a moderator; on another Bob, still a user, is banned...
