@@ -130,7 +130,7 @@ async def small_load(cluster: Cluster, federation_port: int) -> None:
     """Registrations, a room, sends waking a /sync long-poll held by the worker, /sync on the
     main process, and a request on the federation listener."""
     alice, bob, room_id = await cluster.room_of_two()
-    # Presence left alone: bob going online would answer the long-poll before any send.
+    # set_presence=offline: bob coming online would itself answer the long-poll.
     since = (await cluster.on_worker.sync(bob, set_presence="offline"))["next_batch"]
     poll = asyncio.create_task(
         cluster.on_worker.sync(bob, since=since, timeout=30000, set_presence="offline")
