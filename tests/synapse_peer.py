@@ -33,13 +33,13 @@ from homeserver.protocol.signing import SigningKey, generate_signing_key, write_
 from homeserver.setup import write_tls_certificate
 from tests.federation_helpers import free_port
 from tests.helpers import MatrixApi, User
+from tests.processes import terminate, until_answers
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SYNAPSE_VENV = CHECKOUT / "bench" / ".synapse-venv"
 INSTALL_HINT = "run `make synapse` (`make test` does it before pytest)"
 START_DEADLINE_S = 120.0
 STOP_DEADLINE_S = 20.0
-POLL_INTERVAL_S = 0.1
 LOG_TAIL_LINES = 60
 _USER_NUMBERS = itertools.count()  # user names unique however many tests share one Synapse
 
@@ -213,31 +213,13 @@ class SynapsePeer:
 
     async def _wait_until_up(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
-            if self.proc.returncode is not None:
-                raise AssertionError(
-                    f"Synapse exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                async with self.http.get(self.client_url + "/_matrix/client/versions") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(POLL_INTERVAL_S)
-        raise AssertionError(f"Synapse not up after {START_DEADLINE_S} s:\n{self.log_tail()}")
+        await until_answers(self.proc, self.client_url + "/_matrix/client/versions", "Synapse",
+                            START_DEADLINE_S, self.log_tail)
 
     async def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs)."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), STOP_DEADLINE_S)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        if self.proc is not None:
+            await terminate(self.proc, STOP_DEADLINE_S)
 
 
 @asynccontextmanager
