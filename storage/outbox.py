@@ -201,4 +201,7 @@ async def advance_positions(conn: asyncpg.Connection, at_least: int) -> int:
     since the backup must not come again, or peers that remember those IDs would drop the new
     transactions as repeats."""
     tables = ("federation_outbox_pdus", "federation_outbox_edus")
-    return min([await conn.fetchval(ADVANCE_POSITIONS, table, at_least) for table in tables])
+    floors: list[int] = [
+        await conn.fetchval(ADVANCE_POSITIONS, table, at_least) for table in tables
+    ]
+    return min(floors)
