@@ -111,9 +111,13 @@ def _copy_media(source: Path, target: Path) -> int:
 
 
 def _empty_directory(target: Path) -> None:
+    """Make `target` an empty directory only its owner can enter: it will hold the signing key,
+    and pg_dump writes the database (password hashes, access tokens) with the umask's mode,
+    so a directory the operator made beforehand (0755 is usual) is closed too."""
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty: back up into a new directory")
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the signing key
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.chmod(0o700)
 
 
 def _save_files(config: Config, config_path: Path, target: Path) -> tuple[int, list[str]]:
