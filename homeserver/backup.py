@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -99,13 +100,20 @@ async def _database(config: Config) -> AsyncIterator[str]:
 
 def _copy_media(source: Path, target: Path) -> int:
     """Copy a content store (not its `tmp/` of uploads in progress); return the file count.
-    A file already in `target` is skipped: same name, same bytes."""
+    A file already in `target` at its full size is skipped (same name, same bytes). Each copy
+    is made under a hidden name and renamed into place, so an interrupted backup or restore
+    leaves no short file under a content hash: a re-run would skip it, and the store would
+    serve it as the content for good."""
     count = 0
     for file in sorted(source.glob("??/??/*")):
+        if file.name.startswith("."):
+            continue  # a copy an earlier, interrupted run left unfinished
         dest = target / file.relative_to(source)
-        if not dest.exists():
+        if not dest.exists() or dest.stat().st_size != file.stat().st_size:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, dest)
+            partial = dest.with_name(f".{dest.name}.partial")
+            shutil.copy2(file, partial)
+            os.replace(partial, dest)
         count += 1
     return count
 
