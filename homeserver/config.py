@@ -415,16 +415,21 @@ def _validate_well_known(config: WellKnownConfig) -> None:
     if not _is_json(client):
         raise ConfigError("well_known.client: must hold only JSON values (strings, numbers, "
                           "booleans, null, lists and mappings with string keys)")
+    # The spec's discovery information requires `m.homeserver`, and a `base_url` in it and in
+    # `m.identity_server`: a client given a file without them stops at "FAIL_PROMPT".
     if "m.homeserver" not in client:
-        return
-    homeserver = client["m.homeserver"]
-    if not isinstance(homeserver, dict):
-        raise ConfigError("well_known.client.m.homeserver: expected a mapping")
-    base_url = homeserver.get("base_url")
-    if "base_url" in homeserver and not (isinstance(base_url, str) and _is_http_url(base_url)):
-        raise ConfigError(
-            f"well_known.client.m.homeserver.base_url: {base_url!r} is not an http(s) URL"
-        )
+        raise ConfigError("well_known.client: m.homeserver is required "
+                          '({"m.homeserver": {"base_url": "https://matrix.example.org"}})')
+    for key in ("m.homeserver", "m.identity_server"):
+        if key not in client:
+            continue
+        section = client[key]
+        if not isinstance(section, dict):
+            raise ConfigError(f"well_known.client.{key}: expected a mapping")
+        base_url = section.get("base_url")
+        if not (isinstance(base_url, str) and _is_http_url(base_url)):
+            raise ConfigError(f"well_known.client.{key}.base_url: {base_url!r} is not an "
+                              "http(s) URL")
 
 
 def validate(config: Config) -> Config:
