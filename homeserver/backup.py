@@ -243,10 +243,11 @@ async def restore(config: Config, source: Path) -> Restored:
                 f"older servers cannot load; this database runs PostgreSQL {server_major}: "
                 f"restore into PostgreSQL {manifest.pg_dump_major} or newer"
             )
-        notes = await asyncio.to_thread(_place_files, config, source, manifest)
+        # The pg_restore first: without one, nothing on this machine is touched yet.
         bindir = config.database.embedded_bindir
         tools = await asyncio.to_thread(dump.find_tools, "pg_restore", bindir)
         tool = dump.choose_tool("pg_restore", tools, server_major, manifest.pg_dump_major)
+        notes = await asyncio.to_thread(_place_files, config, source, manifest)
         await dump.restore_database(tool, dsn, source / DATABASE_FILE)
         reset = await _reset_at(dsn)
     return Restored(manifest, notes, reset)
