@@ -25,6 +25,9 @@ from homeserver.protocol.identifiers import is_valid_server_name
 MAX_ROOM_MEMBERS = 256
 WORKER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Keys an earlier config.sample.yaml had under another name: still an error (a config must say
+# what the server does), but one that names the fix.
+MOVED_KEYS = {"listeners.trusted_proxies": "http.trusted_proxies"}
 
 
 class ConfigError(Exception):
@@ -329,7 +332,8 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in known:
-            raise ConfigError(f"unknown configuration key: {path}")
+            moved = f" (moved to {MOVED_KEYS[path]})" if path in MOVED_KEYS else ""
+            raise ConfigError(f"unknown configuration key: {path}{moved}")
         kwargs[key] = _convert(hints[key], value, path)
     return cls(**kwargs)
 

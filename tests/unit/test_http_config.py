@@ -41,7 +41,8 @@ def test_a_bad_trusted_proxy_is_refused_naming_the_entry(entry: Any) -> None:
 
 
 def test_the_old_key_is_gone() -> None:
-    with pytest.raises(ConfigError, match=r"unknown configuration key: listeners\.trusted_proxies"):
+    with pytest.raises(ConfigError, match=r"unknown configuration key: listeners\.trusted_proxies "
+                       r"\(moved to http\.trusted_proxies\)"):
         parse({"listeners": {"trusted_proxies": ["127.0.0.1"]}})
 
 
