@@ -37,6 +37,7 @@ from federation.backoff import PRODUCTION_BACKOFF, Backoff
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.metric_labels import OTHER, DestinationLabels
 from homeserver import metrics
+from homeserver.logs import outside_requests
 from homeserver.protocol.state_keys import StateKey
 from homeserver.services.clock import Clock
 from homeserver.services.outbound_edus import servers_of
@@ -247,7 +248,8 @@ class FederationSender:
         dest.pending = True
         if dest.task is None:
             dest.task = asyncio.create_task(
-                self._run(dest), name=f"federation-sender {destination}"
+                self._run(dest), name=f"federation-sender {destination}",
+                context=outside_requests(),
             )
 
     async def _run(self, dest: _Destination) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -99,21 +100,32 @@ async def _database(config: Config) -> AsyncIterator[str]:
 
 def _copy_media(source: Path, target: Path) -> int:
     """Copy a content store (not its `tmp/` of uploads in progress); return the file count.
-    A file already in `target` is skipped: same name, same bytes."""
+    A file already in `target` at its full size is skipped (same name, same bytes). Each copy
+    is made under a hidden name and renamed into place, so an interrupted backup or restore
+    leaves no short file under a content hash: a re-run would skip it, and the store would
+    serve it as the content for good."""
     count = 0
     for file in sorted(source.glob("??/??/*")):
+        if file.name.startswith("."):
+            continue  # a copy an earlier, interrupted run left unfinished
         dest = target / file.relative_to(source)
-        if not dest.exists():
+        if not dest.exists() or dest.stat().st_size != file.stat().st_size:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, dest)
+            partial = dest.with_name(f".{dest.name}.partial")
+            shutil.copy2(file, partial)
+            os.replace(partial, dest)
         count += 1
     return count
 
 
 def _empty_directory(target: Path) -> None:
+    """Make `target` an empty directory only its owner can enter: it will hold the signing key,
+    and pg_dump writes the database (password hashes, access tokens) with the umask's mode,
+    so a directory the operator made beforehand (0755 is usual) is closed too."""
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty: back up into a new directory")
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the signing key
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.chmod(0o700)
 
 
 def _save_files(config: Config, config_path: Path, target: Path) -> tuple[int, list[str]]:
@@ -231,10 +243,11 @@ async def restore(config: Config, source: Path) -> Restored:
                 f"older servers cannot load; this database runs PostgreSQL {server_major}: "
                 f"restore into PostgreSQL {manifest.pg_dump_major} or newer"
             )
-        notes = await asyncio.to_thread(_place_files, config, source, manifest)
+        # The pg_restore first: without one, nothing on this machine is touched yet.
         bindir = config.database.embedded_bindir
         tools = await asyncio.to_thread(dump.find_tools, "pg_restore", bindir)
         tool = dump.choose_tool("pg_restore", tools, server_major, manifest.pg_dump_major)
+        notes = await asyncio.to_thread(_place_files, config, source, manifest)
         await dump.restore_database(tool, dsn, source / DATABASE_FILE)
         reset = await _reset_at(dsn)
     return Restored(manifest, notes, reset)

@@ -25,6 +25,9 @@ from homeserver.protocol.identifiers import is_valid_server_name
 MAX_ROOM_MEMBERS = 256
 WORKER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Keys an earlier config.sample.yaml had under another name: still an error (a config must say
+# what the server does), but one that names the fix.
+MOVED_KEYS = {"listeners.trusted_proxies": "http.trusted_proxies"}
 
 
 class ConfigError(Exception):
@@ -329,7 +332,8 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in known:
-            raise ConfigError(f"unknown configuration key: {path}")
+            moved = f" (moved to {MOVED_KEYS[path]})" if path in MOVED_KEYS else ""
+            raise ConfigError(f"unknown configuration key: {path}{moved}")
         kwargs[key] = _convert(hints[key], value, path)
     return cls(**kwargs)
 
@@ -415,16 +419,21 @@ def _validate_well_known(config: WellKnownConfig) -> None:
     if not _is_json(client):
         raise ConfigError("well_known.client: must hold only JSON values (strings, numbers, "
                           "booleans, null, lists and mappings with string keys)")
+    # The spec's discovery information requires `m.homeserver`, and a `base_url` in it and in
+    # `m.identity_server`: a client given a file without them stops at "FAIL_PROMPT".
     if "m.homeserver" not in client:
-        return
-    homeserver = client["m.homeserver"]
-    if not isinstance(homeserver, dict):
-        raise ConfigError("well_known.client.m.homeserver: expected a mapping")
-    base_url = homeserver.get("base_url")
-    if "base_url" in homeserver and not (isinstance(base_url, str) and _is_http_url(base_url)):
-        raise ConfigError(
-            f"well_known.client.m.homeserver.base_url: {base_url!r} is not an http(s) URL"
-        )
+        raise ConfigError("well_known.client: m.homeserver is required "
+                          '({"m.homeserver": {"base_url": "https://matrix.example.org"}})')
+    for key in ("m.homeserver", "m.identity_server"):
+        if key not in client:
+            continue
+        section = client[key]
+        if not isinstance(section, dict):
+            raise ConfigError(f"well_known.client.{key}: expected a mapping")
+        base_url = section.get("base_url")
+        if not (isinstance(base_url, str) and _is_http_url(base_url)):
+            raise ConfigError(f"well_known.client.{key}.base_url: {base_url!r} is not an "
+                              "http(s) URL")
 
 
 def validate(config: Config) -> Config:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from typing import Any
 
 import orjson
@@ -22,6 +22,16 @@ import orjson
 REQUEST_ID: ContextVar[str | None] = ContextVar("moot_request_id", default=None)
 
 ACCESS_LOGGER = "homeserver.access"
+
+
+def outside_requests() -> Context:
+    """A context for a task that a request starts but that serves others too and outlives it
+    (a destination's federation sender, a room's writer): without the request's ID, which
+    would otherwise stamp all of that task's records, for as long as it runs."""
+    context = copy_context()
+    context.run(REQUEST_ID.set, None)
+    return context
+
 
 # The access record of a request: its facts as positional arguments, in this order, each
 # with its place in the text line. Positional rather than a dict: the text format, on the hot

@@ -156,7 +156,6 @@ FEDERATION_DESTINATIONS_EXPIRED = Counter(
 )
 
 
-
 def _version() -> str:
     try:
         return metadata.version("moot")
@@ -170,7 +169,8 @@ BUILD_INFO.labels(_version()).set(1)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 HTTP_IN_FLIGHT = TallyFamily(
     "moot_http_requests_in_flight",
-    "Client API requests being answered right now, by route pattern and method",
+    "Requests being answered right now on the client and federation listeners, by route "
+    "pattern and method",
     ("route", "method"), "gauge",
 )
 PDU_OUTCOMES = ("accepted", "soft_failed", "rejected", "duplicate", "refused", "ignored")

@@ -69,15 +69,22 @@ def choose_tool(name: str, tools: list[Tool], server_major: int, at_least: int =
 
 
 def _without_password(dsn: str) -> tuple[str, dict[str, str]]:
-    """The DSN minus its password, and the environment that passes it instead: a program's
-    arguments are readable by every local user (`ps`), its environment is not."""
+    """The DSN minus its password (in the user part or as a `password=` parameter, which
+    libpq lets win), and the environment that passes it instead: a program's arguments are
+    readable by every local user (`ps`), its environment is not."""
     url = urllib.parse.urlsplit(dsn)
-    if url.password is None:
+    password = urllib.parse.unquote(url.password) if url.password is not None else None
+    if url.password is not None:
+        user, host = url.netloc.rsplit("@", 1)
+        url = url._replace(netloc=f"{user.split(':', 1)[0]}@{host}")
+    query = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        password = [value for key, value in query if key == "password"][-1]
+        kept = [(key, value) for key, value in query if key != "password"]
+        url = url._replace(query=urllib.parse.urlencode(kept))
+    if password is None:
         return dsn, {}
-    netloc = url.netloc.rsplit("@", 1)[1]
-    user = url.netloc.rsplit("@", 1)[0].split(":", 1)[0]
-    stripped = url._replace(netloc=f"{user}@{netloc}").geturl()
-    return stripped, {"PGPASSWORD": urllib.parse.unquote(url.password)}
+    return url.geturl(), {"PGPASSWORD": password}
 
 
 async def _run(tool: Tool, dsn: str, *args: str) -> None:

@@ -89,15 +89,19 @@ def precreate_route_series(app: web.Application) -> None:
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, client address, access log line, metrics, CORS, and Matrix-shaped errors."""
     route = _route_name(request)
-    in_flight = metrics.HTTP_IN_FLIGHT.child(route, method_label(request.method))
+    method = method_label(request.method)
+    in_flight = metrics.HTTP_IN_FLIGHT.child(route, method)
     in_flight.value += 1
     try:
-        return await _serve(request, handler, route)
+        return await _serve(request, handler, route, method)
     finally:
         in_flight.value -= 1
 
 
-async def _serve(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, handler: Handler, route: str, method: str
+) -> web.StreamResponse:
+    """The middleware's work for one request; `method` is `request.method` as metrics label it."""
     request_id = uuid.uuid4().hex[:12]
     # aiohttp handles each request in a task of its own, so that context variables set for
     # it (as here) end with it: nothing to reset.
@@ -142,7 +146,6 @@ async def _serve(request: web.Request, handler: Handler, route: str) -> web.Stre
         )
         response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
     duration = time.perf_counter() - start
-    method = method_label(request.method)
     metrics.HTTP_REQUESTS.labels(route, method, str(response.status)).inc()
     metrics.HTTP_SECONDS.labels(route, method).observe(duration)
     log.info(  # the arguments in the order of logs.ACCESS_FIELDS

@@ -122,6 +122,14 @@ async def read_back(api: MatrixApi, filled: Filled, config_path: Path) -> None:
     assert claimed["one_time_keys"].get(filled.alice.user_id, {}) == {}
 
 
+def assert_private(backup_dir: Path) -> None:
+    """No other local user can enter the backup: it holds the signing key, the config and the
+    database's password hashes and access tokens (pg_dump writes with the umask's mode)."""
+    mode = backup_dir.stat().st_mode
+    assert mode & 0o077 == 0, oct(mode)
+    assert (backup_dir / "database.dump").exists()
+
+
 def outbox_floor(stdout: str) -> int:
     """The position federation transactions continue from, as restore reports it."""
     found = re.search(r"federation transactions continue from position (\d+)", stdout)
@@ -163,12 +171,15 @@ async def test_backup_while_running_and_restore_into_a_new_data_directory(
     original_db, restored_db = setups
     original = await spawn_server(original_db)
     backup_dir = tmp_path / "backup"
+    backup_dir.mkdir(mode=0o755)  # made by the operator beforehand, with the usual mode
+    backup_dir.chmod(0o755)
     async with aiohttp.ClientSession() as session:
         api = MatrixApi(original.url, session)
         filled = await fill(api, original.config_path)
 
         made = moot("backup", "--config", str(original.config_path), str(backup_dir))
         assert made.returncode == 0, made.stderr
+        assert_private(backup_dir)
         assert original.proc is not None and original.proc.returncode is None  # still serving
 
         # After the backup: a key handed out, a message sent. Neither is in the backup.

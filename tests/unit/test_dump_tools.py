@@ -39,3 +39,11 @@ def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
     assert _without_password("postgresql://moot@/moot?host=/run/pg") == (
         "postgresql://moot@/moot?host=/run/pg", {}
     )
+
+
+def test_a_password_given_as_a_parameter_travels_in_the_environment_too() -> None:
+    dsn, env = _without_password(
+        "postgresql://moot@db.example/moot?sslmode=require&password=s%26cret"
+    )
+    assert dsn == "postgresql://moot@db.example/moot?sslmode=require"
+    assert env == {"PGPASSWORD": "s&cret"}

@@ -41,7 +41,8 @@ def test_a_bad_trusted_proxy_is_refused_naming_the_entry(entry: Any) -> None:
 
 
 def test_the_old_key_is_gone() -> None:
-    with pytest.raises(ConfigError, match=r"unknown configuration key: listeners\.trusted_proxies"):
+    with pytest.raises(ConfigError, match=r"unknown configuration key: listeners\.trusted_proxies "
+                       r"\(moved to http\.trusted_proxies\)"):
         parse({"listeners": {"trusted_proxies": ["127.0.0.1"]}})
 
 
@@ -68,7 +69,8 @@ def test_a_bad_delegation_is_refused(server: Any) -> None:
     ({"m.homeserver": {"base_url": None}}, "well_known.client.m.homeserver.base_url: "),
     ({"m.homeserver": {"base_url": ["https://a.example"]}},
      "well_known.client.m.homeserver.base_url: "),
-    ({"since": datetime.date(2026, 1, 1)}, "well_known.client: must hold only JSON values"),
+    ({"m.homeserver": {"base_url": "https://a.example"}, "since": datetime.date(2026, 1, 1)},
+     "well_known.client: must hold only JSON values"),
     ({"m.homeserver": {"base_url": "https://a.example"}, 7: "x"}, "well_known.client: "),
 ])
 def test_a_bad_client_file_is_refused(client: Any, error: str) -> None:
@@ -76,6 +78,18 @@ def test_a_bad_client_file_is_refused(client: Any, error: str) -> None:
         parse({"well_known": {"client": client}})
 
 
-def test_a_client_file_without_a_homeserver_is_served_as_written() -> None:
-    client = {"m.identity_server": {"base_url": "https://id.example.org"}, "x": [1.5, None]}
+@pytest.mark.parametrize(("client", "error"), [
+    ({"m.identity_server": {"base_url": "https://id.example.org"}},
+     "well_known.client: m.homeserver is required"),
+    ({"m.homeserver": {}}, "well_known.client.m.homeserver.base_url: None is not"),
+    ({"m.homeserver": {"base_url": "https://a.example"}, "m.identity_server": {}},
+     "well_known.client.m.identity_server.base_url: None is not"),
+])
+def test_the_spec_required_keys_of_a_client_file_are_required(client: Any, error: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(error)}"):
+        parse({"well_known": {"client": client}})
+
+
+def test_a_client_file_keeps_keys_of_its_own() -> None:
+    client = {"m.homeserver": {"base_url": "https://a.example"}, "x": [1.5, None]}
     assert parse({"well_known": {"client": client}}).well_known.client == client

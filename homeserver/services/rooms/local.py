@@ -27,6 +27,7 @@ import asyncpg
 
 from homeserver import metrics
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_full_error
+from homeserver.logs import outside_requests
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.canonical_json import check_canonical_json
 from homeserver.protocol.errors import AuthError, CanonicalJSONError, InvalidEventError
@@ -173,7 +174,9 @@ class LocalEvents:
         )
         self._queues[room_id].append(request)
         if room_id not in self._writers:
-            self._writers[room_id] = asyncio.create_task(self._drain(room_id))
+            self._writers[room_id] = asyncio.create_task(
+                self._drain(room_id), context=outside_requests()
+            )
         # Shielded: a client that hangs up does not cancel the batch its event is in.
         result = await asyncio.shield(done)
         return result if isinstance(result, str) else result.event_id
