@@ -33,7 +33,6 @@ class QueuedPush:
     event_id: str | None
     room_id: str | None
     actions: list[Any] | None
-    event_json: str | None  # events.json; None for a badge, or an event no longer stored
     enqueued_ts: int
     pusher_data: dict[str, Any]
     pushkey_ts: int  # ms: when the pusher was registered
@@ -88,11 +87,8 @@ async def queue_badges(conn: asyncpg.Connection, user_id: str) -> list[PusherKey
 
 
 GET_QUEUED = """
-SELECT d.position, d.event_id, d.room_id, d.actions, e.json, d.enqueued_ts, p.data,
-       p.created_ts
-FROM push_deliveries d
-JOIN pushers p USING (user_id, app_id, pushkey)
-LEFT JOIN events e ON e.event_id = d.event_id
+SELECT d.position, d.event_id, d.room_id, d.actions, d.enqueued_ts, p.data, p.created_ts
+FROM push_deliveries d JOIN pushers p USING (user_id, app_id, pushkey)
 WHERE d.user_id = $1 AND d.app_id = $2 AND d.pushkey = $3
 ORDER BY d.position LIMIT $4
 """
@@ -110,6 +106,15 @@ DELETE_QUEUED = "DELETE FROM push_deliveries WHERE position = $1"
 async def delete_queued(conn: asyncpg.Connection, position: int) -> None:
     """Forget a row that was delivered (or that never will be)."""
     await conn.execute(DELETE_QUEUED, position)
+
+
+IS_QUEUED = "SELECT EXISTS (SELECT 1 FROM push_deliveries WHERE position = $1)"
+
+
+async def is_queued(conn: asyncpg.Connection, position: int) -> bool:
+    """Whether the row is still queued (its pusher was not deleted meanwhile)."""
+    queued: bool = await conn.fetchval(IS_QUEUED, position)
+    return queued
 
 
 GET_QUEUED_PUSHERS = """
