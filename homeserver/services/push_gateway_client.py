@@ -75,24 +75,24 @@ class PushGatewayClient:
         """AddressRefused if the URL's host is a forbidden address, or a name that resolves
         only to forbidden addresses. A name that does not resolve now is accepted: it may
         resolve later, and delivery checks every address it connects to anyway."""
-        parsed = URL(url)
-        host = parsed.raw_host or ""
         try:
+            parsed = URL(url)
+            host = parsed.raw_host or ""
             numeric = numeric_ipv4(host)
-        except ValueError:
-            raise AddressRefused(f"{host} is not an address") from None
-        check_literal(self.policy, parsed if numeric is None else parsed.with_host(str(numeric)))
-        try:
+            literal = parsed if numeric is None else parsed.with_host(str(numeric))
+            check_literal(self.policy, literal)
             await CheckedResolver(self.policy, self._lookup).resolve(host, parsed.port or 0)
         except ResolveFailed:
             return
+        except ValueError as e:  # UnicodeError too: a label IDNA cannot encode
+            raise AddressRefused(f"not a usable host: {e}") from None
 
     async def notify(self, url: str, body: dict[str, Any]) -> Any:
         """POST the notification; the gateway's JSON answer (None if it is not JSON).
         AddressRefused for a forbidden address, GatewayFailed for everything else."""
-        target = URL(url)
-        check_literal(self.policy, target)
         try:
+            target = URL(url)
+            check_literal(self.policy, target)
             async with self._get_session().post(
                 target, json=body, allow_redirects=False,
             ) as resp:
@@ -104,7 +104,7 @@ class PushGatewayClient:
         except (ResolveFailed, BodyTooLarge) as e:
             raise GatewayFailed(str(e)) from None
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            raise GatewayFailed(f"{target.host}: {type(e).__name__}: {e}") from None
+            raise GatewayFailed(f"{url}: {type(e).__name__}: {e}") from None
         try:
             return json.loads(answer)
         except ValueError:

@@ -290,7 +290,7 @@ async def test_a_20_s_outage_is_caught_up_within_30_s_of_its_end(server: Running
 @pytest.mark.parametrize(
     "host",
     ["127.0.0.1:8080", "10.1.2.3", "169.254.169.254", "[::1]", "[fe80::1]", "localhost:8080",
-     "192.168.1.1", "2130706433", "[::ffff:127.0.0.1]"],
+     "192.168.1.1", "2130706433", "[::ffff:127.0.0.1]", "0x7f.1", "a..b"],
 )
 async def test_gateways_on_private_addresses_are_refused(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, host: str
