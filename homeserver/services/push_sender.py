@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -48,8 +48,12 @@ from storage.database import Database
 from storage.push_deliveries import HTTP, PusherKey, PusherState, QueuedPush
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 50  # rows read at once from one pusher's queue
+# The most pool connections the pushers' tasks hold at once: a burst of notifications to many
+# pushers must not queue the room writer (and every request) behind it for a connection.
+DB_CONNECTIONS = 4
 DELIVERY_EXPIRY_MS = 24 * 3600 * 1000
 # Answers that retrying cannot change: the gateway finds the request malformed or too large.
 _HOPELESS = frozenset({400, 413})
@@ -88,6 +92,7 @@ class PushSender:
         # count dropped.
         self._last_unread: dict[PusherKey, int] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._db_slots = asyncio.Semaphore(DB_CONNECTIONS)
         self._stopped = True
 
     # ---- what wakes it ----------------------------------------------------------------------
@@ -147,6 +152,14 @@ class PushSender:
 
     # ---- one pusher's task ----------------------------------------------------------------
 
+    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], name: str) -> T:
+        async with self._db_slots:
+            return await self.db.run(fn, name=name)
+
+    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], name: str) -> T:
+        async with self._db_slots:
+            return await self.db.transaction(fn, name=name)
+
     def _pusher(self, key: PusherKey) -> _Pusher:
         pusher = self._pushers.get(key)
         if pusher is None:
@@ -168,9 +181,9 @@ class PushSender:
                 await self._wait_until_due(pusher)
                 pusher.pending = False
                 try:
-                    rows = await self.db.run(
-                        lambda conn: queue_store.get_queued(conn, pusher.key, BATCH),
-                        name="push_read",
+                    rows = await self._read(
+                        partial(queue_store.get_queued, key=pusher.key, limit=BATCH),
+                        "push_read",
                     )
                     if not rows:
                         if pusher.pending:
@@ -201,8 +214,8 @@ class PushSender:
         url = row.pusher_data.get("url")
         retry = False
         while True:
-            body = await self.db.run(
-                partial(self._body, key=pusher.key, row=row, retry=retry), name="push"
+            body = await self._read(
+                partial(self._body, key=pusher.key, row=row, retry=retry), "push"
             )
             if body is None or not isinstance(url, str):
                 await self._forget(pusher, row)  # an unchanged badge, a vanished event
@@ -295,7 +308,7 @@ class PushSender:
             if pusher.failures:
                 await queue_store.set_pusher_state(conn, pusher.key, healthy)
 
-        await self.db.transaction(record, name="push_delivered")
+        await self._write(record, "push_delivered")
         pusher.failures, pusher.retry_at = 0, None
 
     async def _rejected(self, pusher: _Pusher) -> None:
@@ -303,9 +316,10 @@ class PushSender:
         key = pusher.key
         log.info("push gateway rejected the pushkey of %s: deleting the pusher", key)
         metrics.PUSH_REJECTED.labels(HTTP).inc()
-        await self.db.transaction(
-            lambda conn: push_store.delete_pusher(conn, key.user_id, key.app_id, key.pushkey),
-            name="push_rejected",
+        await self._write(
+            partial(push_store.delete_pusher, user_id=key.user_id, app_id=key.app_id,
+                    pushkey=key.pushkey),
+            "push_rejected",
         )
         pusher.gone = True
         self._last_unread.pop(key, None)
@@ -316,9 +330,9 @@ class PushSender:
         pusher.retry_at = self.backoff.retry_at_ms(pusher.failures, self.clock.now_ms())
         state = PusherState(pusher.failures, pusher.retry_at)
         try:
-            await self.db.transaction(
-                lambda conn: queue_store.set_pusher_state(conn, pusher.key, state),
-                name="push_backoff",
+            await self._write(
+                partial(queue_store.set_pusher_state, key=pusher.key, state=state),
+                "push_backoff",
             )
         except Exception:
             log.exception("storing the backoff of %s failed", pusher.key)
