@@ -1,8 +1,9 @@
 """The push gateway queue: `push_deliveries`, and the retry state kept on `pushers`.
 
-Rows are queued inside the room engine's transaction, from the notifications it has just
-written (`queue_notified`), with one statement for a whole batch of events, so the room writer
-pays one round trip however many members and pushers the room has. The sender reads a
+Rows are queued inside the room engine's transaction, from the notifications it is writing
+(`queue_notified`), with one statement for a whole batch of events, so the room writer pays
+one round trip however many members and pushers the room has, and none for a batch that
+notifies nobody with a pusher (the push service knows who holds one). The sender reads a
 pusher's oldest rows, joined with the event and the pusher, and deletes each once its gateway
 answered.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from storage.push import NotificationGroup
 
 HTTP = "http"  # the only pusher kind with a queue
 
@@ -44,28 +47,34 @@ class PusherState:
     retry_at: int | None  # ms
 
 
-# The rows of push_actions just written for these stream positions, one per notified user
-# with an http pusher, in stream order.
+# One row per (notification, pusher): the notifications arrive as parallel arrays, one
+# element per notified user, so nothing staged in this transaction is read back.
 QUEUE_NOTIFIED = """
 INSERT INTO push_deliveries (user_id, app_id, pushkey, event_id, room_id, actions)
-SELECT p.user_id, p.app_id, p.pushkey, a.event_id, a.room_id, a.actions
-FROM push_actions a CROSS JOIN LATERAL unnest(a.user_ids) AS u(user_id)
-JOIN pushers p ON p.user_id = u.user_id AND p.kind = 'http'
-WHERE a.stream_ordering = ANY($1::bigint[])
-ORDER BY a.stream_ordering, p.user_id, p.app_id, p.pushkey
+SELECT p.user_id, p.app_id, p.pushkey, n.event_id, n.room_id, n.actions::jsonb
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS n(stream_ordering, event_id, room_id, actions, user_id)
+JOIN pushers p ON p.user_id = n.user_id AND p.kind = 'http'
+ORDER BY n.stream_ordering, p.user_id, p.app_id, p.pushkey
 RETURNING user_id, app_id, pushkey
 """
 
 
 async def queue_notified(
-    conn: asyncpg.Connection, stream_orderings: Sequence[int]
+    conn: asyncpg.Connection, notifications: Sequence[NotificationGroup]
 ) -> list[PusherKey]:
-    """Queue a push of each notification stored for these events to every http pusher of
-    the users it notifies; the pushers that got a row (once per row)."""
-    if not stream_orderings:
+    """Queue a push of each notification to every http pusher of the users it lists (the
+    caller passes only users it knows to hold one: the others cost the join nothing but
+    rows); the pushers that got a row (once per row)."""
+    rows = [(n, user_id) for n in notifications for user_id in n.user_ids]
+    if not rows:
         return []
-    rows = await conn.fetch(QUEUE_NOTIFIED, list(stream_orderings))
-    return [PusherKey(*r) for r in rows]
+    queued = await conn.fetch(
+        QUEUE_NOTIFIED, [n.stream_ordering for n, _ in rows], [n.event_id for n, _ in rows],
+        [n.room_id for n, _ in rows], [n.actions_json for n, _ in rows],
+        [user_id for _, user_id in rows],
+    )
+    return [PusherKey(*r) for r in queued]
 
 
 # A badge waiting to be sent already carries the count as it will be when it goes out.

@@ -10,10 +10,11 @@ notifications of an event commit with it and count in the same /sync that shows 
 spec requires that). It evaluates the rules of every local joined member except the sender (plus
 a local invitee), from cached compiled rulesets and the state the engine already holds, and
 stages one row per set of actions with the users it notifies (`NotificationGroup`); the engine
-writes a batch's rows in one statement, and with them one push per notified user's http
-pusher (`storage/push_deliveries.py`). After the commit (`committed`) the in-memory unread
-counts (`UnreadCounts`) take them in and the push sender (`PushSender`) is woken; a read
-receipt drops a user's count for the room.
+writes a batch's rows in one statement, and with them, in one more, a push per http pusher of
+each notified user who holds one (`storage/push_deliveries.py`; who holds one is known in
+memory, `PusherOwners`, so a batch notifying nobody with a pusher costs nothing more). After
+the commit (`committed`) the in-memory unread counts (`UnreadCounts`) take them in and the
+push sender (`PushSender`) is woken; a read receipt drops a user's count for the room.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -46,6 +48,7 @@ from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
 from storage.push import MAIN, NotificationGroup, Pusher
+from storage.push_deliveries import HTTP
 
 log = logging.getLogger(__name__)
 
@@ -234,13 +237,18 @@ class PushService:
             return
         thread_id = await self._thread_of(conn, pdu["content"])
         ts = self.clock.now_ms()
-        writes.notifications.extend(
+        groups = [
             NotificationGroup(
                 room_id, event.event_id, event.stream_ordering, actions_json, rule.highlight,
                 ts, user_ids, thread_id,
             )
             for actions_json, rule, user_ids in notifying
-        )
+        ]
+        writes.notifications.extend(groups)
+        for group in groups:
+            owners = self.sender.owners.among(group.user_ids)
+            if owners:
+                writes.pushes_due.append(replace(group, user_ids=owners))
 
     async def _thread_of(self, conn: asyncpg.Connection, content: dict[str, Any]) -> str:
         """The thread an event's notification counts in (threading.md: per-thread
@@ -386,22 +394,28 @@ class PushService:
                     "push.allow_private_addresses"
                 ) from None
 
-        async def store(conn: asyncpg.Connection) -> None:
+        async def store(conn: asyncpg.Connection) -> list[str]:
+            losing = []
             if not append:
-                await push_store.delete_other_users_pushers(
+                losing = await push_store.delete_other_users_pushers(
                     conn, pusher.app_id, pusher.pushkey, requester.user_id
                 )
             await push_store.upsert_pusher(
                 conn, requester.user_id, requester.device_id, pusher, self.clock.now_ms()
             )
+            # An upsert of another kind may replace the user's only http pusher.
+            return losing if pusher.kind == HTTP else [*losing, requester.user_id]
 
-        await self.db.transaction(store, name="pushers")
+        await self.sender.owners.write(
+            self.db, store, adding=requester.user_id if pusher.kind == HTTP else None
+        )
 
     async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> None:
-        await self.db.transaction(
-            lambda conn: push_store.delete_pusher(conn, user_id, app_id, pushkey),
-            name="pushers",
-        )
+        async def delete(conn: asyncpg.Connection) -> list[str]:
+            await push_store.delete_pusher(conn, user_id, app_id, pushkey)
+            return [user_id]
+
+        await self.sender.owners.write(self.db, delete)
 
 
 def _place(ids: list[str], rule_id: str, before: str | None, after: str | None) -> list[str]:

@@ -39,6 +39,7 @@ from homeserver.protocol.push_gateway import Device, RoomDetails
 from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.push_gateway_client import GatewayFailed, PushGatewayClient
+from homeserver.services.pusher_owners import PusherOwners
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.unread_counts import UnreadCounts
 from storage import push as push_store
@@ -95,6 +96,8 @@ class PushSender:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._db_slots = asyncio.Semaphore(DB_CONNECTIONS)
         self._stopped = True
+        # Who holds an http pusher: the room writer queues pushes for them only.
+        self.owners = PusherOwners()
 
     # ---- what wakes it ----------------------------------------------------------------------
 
@@ -126,6 +129,7 @@ class PushSender:
 
     async def start(self) -> None:
         """Resume every pusher with queued rows, each no earlier than its stored retry time."""
+        await self.owners.load(self.db)
         self._stopped = False
         states = await self.db.run(queue_store.get_queued_pushers, name="push_resume")
         for key, state in states.items():
@@ -323,11 +327,12 @@ class PushSender:
         key = pusher.key
         log.info("push gateway rejected the pushkey of %s: deleting the pusher", key)
         metrics.PUSH_REJECTED.labels(HTTP).inc()
-        await self._in_transaction(
-            partial(push_store.delete_pusher, user_id=key.user_id, app_id=key.app_id,
-                    pushkey=key.pushkey),
-            "push_rejected",
-        )
+        async def delete(conn: asyncpg.Connection) -> list[str]:
+            await push_store.delete_pusher(conn, key.user_id, key.app_id, key.pushkey)
+            return [key.user_id]
+
+        async with self._db_slots:
+            await self.owners.write(self.db, delete, name="push_rejected")
         pusher.gone = True
         self._last_unread.pop(key, None)
 

@@ -22,6 +22,7 @@ from tests.federation_helpers import free_port
 from tests.federation_peers import eventually
 from tests.helpers import MatrixApi, User
 from tests.push_gateway import NOTIFY_PATH, RecordingGateway
+from tests.statements import counting, pool_statements
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -102,6 +103,35 @@ async def received(gateway: RecordingGateway, count: int, what: str) -> list[dic
 
     await eventually(enough, what)
     return gateway.received
+
+
+# ---- what the room writer pays -----------------------------------------------------------
+
+QUEUEING = "INSERT INTO push_deliveries"
+
+
+async def test_a_batch_queues_pushes_only_when_a_notified_user_holds_a_pusher(
+    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+) -> None:
+    db = server.hs.db
+    assert db is not None
+    async with pool_statements(db) as statements:
+        await api.send_message(room.alice, room.room_id, "nobody holds a pusher")
+    assert counting(statements, "INSERT INTO push_actions") == 1  # it notified Bob and Carol
+    assert counting(statements, QUEUEING) == 0
+
+    body = pusher_body(gateway.url, "bob-key")
+    await set_pusher(api, room.bob, body)
+    async with pool_statements(db) as statements:
+        pushed = await api.send_message(room.alice, room.room_id, "Bob holds one")
+    assert counting(statements, QUEUEING) == 1
+    assert (await received(gateway, 1, "Bob's push"))[0]["event_id"] == pushed
+
+    await set_pusher(api, room.bob, {**body, "kind": None})  # deleted: back to no statement
+    async with pool_statements(db) as statements:
+        await api.send_message(room.alice, room.room_id, "nobody again")
+    assert counting(statements, "INSERT INTO push_actions") == 1
+    assert counting(statements, QUEUEING) == 0
 
 
 # ---- what is sent ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@ takes its queue with it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncpg
 
 from storage import push as push_store
@@ -11,6 +13,7 @@ from storage import push_deliveries as queue
 from storage.database import Database
 from storage.push import NotificationGroup, Pusher
 from storage.push_deliveries import PusherKey, PusherState
+from tests.statements import counting, recording
 
 U1, U2, U3, U4 = "@u1:x", "@u2:x", "@u3:x", "@u4:x"
 ROOM = "!r:x"
@@ -39,13 +42,15 @@ async def test_one_statement_queues_every_http_pusher_of_the_notified_users(
         await add_pusher(conn, U1, pusher("k1b"))
         await add_pusher(conn, U2, pusher("k2"))
         await add_pusher(conn, U3, pusher("k3", kind="email"))
-        await push_store.insert_notifications(conn, [
+        notified = [
             NotificationGroup(ROOM, "$b", 11, '["notify"]', False, 1, [U1, U2, U3, U4]),
             NotificationGroup(ROOM, "$a", 10, '["notify"]', False, 1, [U2]),
             NotificationGroup(ROOM, "$b", 11, '["notify", {"set_tweak": "highlight"}]', True,
                               1, [U4]),
-        ])
-        queued = await queue.queue_notified(conn, [10, 11])
+        ]
+        async with recording(conn) as statements:
+            queued = await queue.queue_notified(conn, notified)
+        assert counting(statements, "push_deliveries") == 1  # asyncpg may add type lookups
         assert sorted(set(queued)) == [
             PusherKey(U1, "org.example.app", "k1"), PusherKey(U1, "org.example.app", "k1b"),
             PusherKey(U2, "org.example.app", "k2"),
@@ -57,7 +62,10 @@ async def test_one_statement_queues_every_http_pusher_of_the_notified_users(
         assert rows[0].pusher_data["url"].startswith("https://")
         assert rows[0].pushkey_ts == 1000
         assert (await queue.get_queue_stats(conn))[0] == 4
-        assert await queue.queue_notified(conn, []) == []
+        async with recording(conn) as statements:
+            assert await queue.queue_notified(conn, []) == []
+            assert await queue.queue_notified(conn, [replace(notified[1], user_ids=[])]) == []
+        assert statements == []
 
 
 async def test_badges_wait_once_and_a_deleted_pusher_takes_its_queue(db: Database) -> None:
@@ -74,3 +82,16 @@ async def test_badges_wait_once_and_a_deleted_pusher_takes_its_queue(db: Databas
         await push_store.delete_pusher(conn, U1, key.app_id, key.pushkey)
         assert not await queue.is_queued(conn, badge.position)
         assert await queue.get_queue_stats(conn) == (0, None)
+
+
+async def test_who_holds_an_http_pusher(db: Database) -> None:
+    async with db.connection() as conn:
+        await add_pusher(conn, U1, pusher("k1"))
+        await add_pusher(conn, U1, pusher("k1b"))
+        await add_pusher(conn, U2, pusher("k2"))
+        await add_pusher(conn, U3, pusher("k3", kind="email"))
+        assert await push_store.get_http_pusher_owners(conn) == {U1, U2}
+        assert await push_store.get_http_pusher_owners_among(conn, [U2, U3, U4]) == {U2}
+        taken = await push_store.delete_other_users_pushers(conn, "org.example.app", "k2", U4)
+        assert taken == [U2]
+        assert await push_store.get_http_pusher_owners(conn) == {U1}

@@ -70,6 +70,9 @@ class EventWrites:
     # (event_id, room_id, redacted JSON) of events a redaction took effect on; written after
     # the inserts, since the event may be of this same batch.
     censored: list[tuple[str, str, str]] = field(default_factory=list)
+    # The notifications to queue pushes for, each listing only the notified users who may
+    # hold an http pusher (none staged: no statement).
+    pushes_due: list[NotificationGroup] = field(default_factory=list)
     # The http pushers that `flush` queued a push for, once per queued row.
     pushes: list[PusherKey] = field(default_factory=list)
 
@@ -90,9 +93,7 @@ class EventWrites:
                 conn, room_id, extremity_replaced, self.events[-1].stored.event_id
             )
         await push_store.insert_notifications(conn, self.notifications)
-        self.pushes = await push_deliveries.queue_notified(
-            conn, sorted({n.stream_ordering for n in self.notifications})
-        )
+        self.pushes = await push_deliveries.queue_notified(conn, self.pushes_due)
         await rooms_store.insert_client_txns(
             conn, self.client_txns, self.events[-1].origin_server_ts
         )
