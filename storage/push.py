@@ -294,15 +294,36 @@ async def delete_pusher(conn: asyncpg.Connection, user_id: str, app_id: str, pus
 
 
 DELETE_OTHER_USERS_PUSHERS = """
-DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3
+DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3 RETURNING user_id
 """
 
 
 async def delete_other_users_pushers(
     conn: asyncpg.Connection, app_id: str, pushkey: str, user_id: str
-) -> None:
-    """`append: false`: a pushkey belongs to one user at a time."""
-    await conn.execute(DELETE_OTHER_USERS_PUSHERS, app_id, pushkey, user_id)
+) -> list[str]:
+    """`append: false`: a pushkey belongs to one user at a time. The users it was taken from."""
+    rows = await conn.fetch(DELETE_OTHER_USERS_PUSHERS, app_id, pushkey, user_id)
+    return [r[0] for r in rows]
+
+
+GET_HTTP_PUSHER_OWNERS = "SELECT DISTINCT user_id FROM pushers WHERE kind = 'http'"
+
+
+async def get_http_pusher_owners(conn: asyncpg.Connection) -> set[str]:
+    """Every user with at least one http pusher."""
+    return {r[0] for r in await conn.fetch(GET_HTTP_PUSHER_OWNERS)}
+
+
+GET_HTTP_PUSHER_OWNERS_AMONG = """
+SELECT DISTINCT user_id FROM pushers WHERE kind = 'http' AND user_id = ANY($1::text[])
+"""
+
+
+async def get_http_pusher_owners_among(
+    conn: asyncpg.Connection, user_ids: Sequence[str]
+) -> set[str]:
+    """Those of these users who have at least one http pusher."""
+    return {r[0] for r in await conn.fetch(GET_HTTP_PUSHER_OWNERS_AMONG, list(user_ids))}
 
 
 GET_PUSHERS = """

@@ -10,9 +10,11 @@ notifications of an event commit with it and count in the same /sync that shows 
 spec requires that). It evaluates the rules of every local joined member except the sender (plus
 a local invitee), from cached compiled rulesets and the state the engine already holds, and
 stages one row per set of actions with the users it notifies (`NotificationGroup`); the engine
-writes a batch's rows in one statement. After the commit (`committed`) the in-memory unread
-counts (`UnreadCounts`) take them in; a read receipt drops a user's count for the room.
-Pushers are stored; nothing delivers to push gateways yet.
+writes a batch's rows in one statement, and with them, in one more, a push per http pusher of
+each notified user who holds one (`storage/push_deliveries.py`; who holds one is known in
+memory, `PusherOwners`, so a batch notifying nobody with a pusher costs nothing more). After
+the commit (`committed`) the in-memory unread counts (`UnreadCounts`) take them in and the
+push sender (`PushSender`) is woken; a read receipt drops a user's count for the room.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -34,8 +37,10 @@ from homeserver.protocol.push_rules import CompiledRuleset, EventContext, Invali
 from homeserver.protocol.relations import THREAD, relation_of, thread_root
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
+from homeserver.services.push_sender import PushSender
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
@@ -44,6 +49,7 @@ from storage import push as push_store
 from storage import state as state_store
 from storage.database import Database
 from storage.push import MAIN, NotificationGroup, Pusher
+from storage.push_deliveries import HTTP
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +70,10 @@ def check_kind(kind: str) -> str:
 class PushService:
     def __init__(
         self, db: Database, engine: RoomView, account_data: AccountDataService,
-        server_name: str, unread: UnreadCounts, clock: Clock,
+        server_name: str, unread: UnreadCounts, clock: Clock, *, sender: PushSender,
     ) -> None:
         self.clock = clock
+        self.sender = sender
         self.db = db
         self.unread = unread
         self.engine = engine
@@ -235,13 +242,18 @@ class PushService:
             return
         thread_id = await self._thread_of(conn, pdu["content"])
         ts = self.clock.now_ms()
-        writes.notifications.extend(
+        groups = [
             NotificationGroup(
                 room_id, event.event_id, event.stream_ordering, actions_json, rule.highlight,
                 ts, user_ids, thread_id,
             )
             for actions_json, rule, user_ids in notifying
-        )
+        ]
+        writes.notifications.extend(groups)
+        for group in groups:
+            owners = self.sender.owners.among(group.user_ids)
+            if owners:
+                writes.pushes_due.append(replace(group, user_ids=owners))
 
     async def _thread_of(self, conn: asyncpg.Connection, content: dict[str, Any]) -> str:
         """The thread an event's notification counts in (threading.md: per-thread
@@ -283,6 +295,7 @@ class PushService:
 
     def committed(self, writes: EventWrites) -> None:
         self.unread.notified(writes.notifications)
+        self.sender.queued(writes.pushes)
         # A local user's own event reads the room up to it (push.md "Marking notifications
         # as read": "by using the API or by sending an event").
         for new in writes.events:
@@ -376,24 +389,41 @@ class PushService:
         return await self.db.run(lambda conn: push_store.get_pushers(conn, user_id))
 
     async def set_pusher(self, requester: Requester, pusher: Pusher, append: bool) -> None:
-        """Create or replace; without `append` the pushkey is taken from any other user."""
+        """Create or replace; without `append` the pushkey is taken from any other user. An
+        http pusher whose gateway is, or resolves only to, an address deliveries may not go
+        to is refused now rather than failing every delivery later."""
+        url = pusher.data.get("url")
+        if pusher.kind == "http" and isinstance(url, str):
+            try:
+                await self.sender.client.check_url(url)
+            except AddressRefused as e:
+                raise invalid_param(
+                    f"'data.url' is not a gateway this server may connect to ({e}); see "
+                    "push.allow_private_addresses"
+                ) from None
 
-        async def store(conn: asyncpg.Connection) -> None:
+        async def store(conn: asyncpg.Connection) -> list[str]:
+            losing = []
             if not append:
-                await push_store.delete_other_users_pushers(
+                losing = await push_store.delete_other_users_pushers(
                     conn, pusher.app_id, pusher.pushkey, requester.user_id
                 )
             await push_store.upsert_pusher(
                 conn, requester.user_id, requester.device_id, pusher, self.clock.now_ms()
             )
+            # An upsert of another kind may replace the user's only http pusher.
+            return losing if pusher.kind == HTTP else [*losing, requester.user_id]
 
-        await self.db.transaction(store, name="pushers")
+        await self.sender.owners.write(
+            self.db, store, adding=requester.user_id if pusher.kind == HTTP else None
+        )
 
     async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> None:
-        await self.db.transaction(
-            lambda conn: push_store.delete_pusher(conn, user_id, app_id, pushkey),
-            name="pushers",
-        )
+        async def delete(conn: asyncpg.Connection) -> list[str]:
+            await push_store.delete_pusher(conn, user_id, app_id, pushkey)
+            return [user_id]
+
+        await self.sender.owners.write(self.db, delete)
 
 
 def _place(ids: list[str], rule_id: str, before: str | None, after: str | None) -> list[str]:
