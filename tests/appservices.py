@@ -51,6 +51,7 @@ class AppServiceClient:
 
     api: MatrixApi
     as_token: str
+    server_name: str = "localhost"
 
     async def request(
         self, method: str, path: str, *, as_user: str | None = None,
@@ -69,7 +70,11 @@ class AppServiceClient:
         return body
 
     async def register(self, localpart: str, **extra: Any) -> tuple[int, Any]:
-        """`m.login.application_service` registration (mautrix's: `inhibit_login`)."""
+        """`m.login.application_service` registration as mautrix sends it: `inhibit_login`,
+        `?kind=user`, and `?user_id=` naming the user that does not exist yet."""
         body = {"type": "m.login.application_service", "username": localpart,
                 "inhibit_login": True, **extra}
-        return await self.request("POST", "register", json=body)
+        return await self.request(
+            "POST", "register", json=body, params={"kind": "user"},
+            as_user=f"@{localpart}:{self.server_name}",
+        )

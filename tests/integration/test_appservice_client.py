@@ -401,6 +401,22 @@ async def test_a_service_registered_unlimited_is_never_rate_limited(
         assert statuses == ([200, 200, 429, 429] if limited else [200] * 4), (client, as_user)
 
 
+async def test_registering_many_users_is_not_limited_per_address(
+    make_homeserver: MakeServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Each registration names its not yet registered user with `?user_id=`: still an
+    authenticated request, so neither the anonymous per-address limit nor the registration
+    limit stops a bridge creating its users."""
+    tight = {"per_second": 0.001, "burst": 2}
+    server = await make_homeserver({
+        **services(tmp_path), "rate_limits.enabled": True,
+        "rate_limits.per_ip": tight, "rate_limits.registration": tight,
+    })
+    bridge = AppServiceClient(MatrixApi(server.url, http), "as_token_of_bridge")
+    for i in range(5):
+        assert await ghost(bridge, f"_bridge_{i}") == f"@_bridge_{i}:localhost"
+
+
 # ---- deactivation and profiles of the service's users -------------------------------------
 
 
