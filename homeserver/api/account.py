@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.auth import require_requester
+from homeserver.api.auth import require_appservice, require_requester
 from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
 from homeserver.api.http import (
@@ -30,8 +30,7 @@ from homeserver.api.http import (
 )
 from homeserver.api.uia import login_user, uia_request
 from homeserver.api.well_known import configured_discovery
-from homeserver.errors import MatrixError, forbidden, invalid_param, unknown_token
-from homeserver.protocol.appservice import Registration
+from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.services.accounts import Session
 from homeserver.services.registration import RegistrationParams
 from homeserver.services.requester import NO_DEVICE
@@ -76,7 +75,7 @@ async def register(request: web.Request) -> web.Response:
     body = await read_json_body(request)
     if body.get("type") == APPSERVICE_LOGIN:
         session = await request.app[REGISTRATION].register_for_appservice(
-            await _appservice(request), _params(body), client_address(request)
+            require_appservice(request), _params(body), client_address(request)
         )
         return json_response(_session_json(session))
     if not config.enabled:
@@ -99,15 +98,6 @@ def _params(body: dict[str, Any]) -> RegistrationParams:
         inhibit_login=_optional_bool(body, "inhibit_login"),
         refresh_token=_optional_bool(body, "refresh_token"),
     )
-
-
-async def _appservice(request: web.Request) -> Registration:
-    """The application service whose as_token the request carries, else 401 (the spec:
-    M_MISSING_TOKEN without a token, M_UNKNOWN_TOKEN with another token)."""
-    requester = await require_requester(request)
-    if requester.appservice is None:
-        raise unknown_token(f"{APPSERVICE_LOGIN} needs an application service's as_token")
-    return requester.appservice
 
 
 async def _guest(request: web.Request, token: str | None) -> str | None:
@@ -158,7 +148,7 @@ async def login(request: web.Request) -> web.Response:
 async def _appservice_login(request: web.Request, body: dict[str, Any]) -> Session:
     """`m.login.application_service`: a new device and token for a user of the service,
     named by `identifier` only (MSC2778 refuses the deprecated top-level `user`)."""
-    registration = await _appservice(request)
+    registration = require_appservice(request)
     accounts = request.app[ACCOUNTS]
     if field_obj(body, "identifier") is None:
         raise MatrixError(400, "M_MISSING_PARAM", "'identifier' is required")
