@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from tests.appservices import AppServiceClient, registration, write_registrations
-from tests.helpers import MatrixApi
+from tests.e2e_keys import Identity
+from tests.helpers import MatrixApi, User
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer
@@ -447,3 +448,26 @@ async def test_a_service_sets_its_users_profiles(api: MatrixApi, bridge: AppServ
                     json={"avatar_url": "mxc://localhost/abc"})
     profile = await api.ok("GET", f"profile/{GHOST}")
     assert profile == {"displayname": "Alice (WhatsApp)", "avatar_url": "mxc://localhost/abc"}
+
+
+async def test_a_service_manages_its_users_devices_and_keys_without_uia(
+    api: MatrixApi, bridge: AppServiceClient
+) -> None:
+    """Spec "Device management" and "Cross-signing": no authentication stages for deleting
+    devices or replacing cross-signing keys, which a user must pass."""
+    await ghost(bridge)
+    for device_id in ("D1", "D2"):
+        await bridge.ok("POST", "login", json={
+            "type": "m.login.application_service", "device_id": device_id,
+            "identifier": {"type": "m.id.user", "user": GHOST},
+        })
+    await bridge.ok("DELETE", "devices/D1", as_user=GHOST, json={})
+    await bridge.ok("POST", "delete_devices", as_user=GHOST, json={"devices": ["D2"]})
+    assert (await bridge.ok("GET", "devices", as_user=GHOST))["devices"] == []
+    for _ in range(2):  # the second replaces existing keys
+        body = Identity(User(GHOST, "", "")).body()
+        await bridge.ok("POST", "keys/device_signing/upload", as_user=GHOST, json=body)
+    alice = await api.register("alice")
+    status, _ = await api.request("DELETE", f"devices/{alice.device_id}", token=alice.token,
+                                  json={})
+    assert status == 401
