@@ -12,9 +12,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.client_address import client_address
-from homeserver.api.context import ACCOUNTS, RATELIMITER
+from homeserver.api.context import ACCOUNTS, APPSERVICES, RATELIMITER
 from homeserver.api.guests import guest_may_use
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, unknown_token
+from homeserver.protocol.appservice import Registration
 from homeserver.services.requester import Requester
 
 # Request-scoped: the Requester or the MatrixError the request's access token resolved to.
@@ -35,17 +36,36 @@ async def _resolve(request: web.Request) -> Requester:
     token = access_token(request)
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    return await request.app[ACCOUNTS].authenticate(token, client_address(request))
+    query = request.query
+    return await request.app[ACCOUNTS].authenticate(
+        token, client_address(request), as_user=query.get("user_id"),
+        as_device=query.get("device_id", query.get("org.matrix.msc3202.device_id")),
+    )
 
 
 async def is_authenticated(request: web.Request) -> bool:
-    """Whether the request carries a valid access token (resolving it once per request)."""
+    """Whether the request carries a valid access token (resolving it once per request).
+    An application service's as_token is valid even where the user it names is not (403): it
+    is not an anonymous request (mautrix registers each new user with `?user_id=` naming it)."""
     try:
         request[_RESOLVED] = await _resolve(request)
     except MatrixError as e:
         request[_RESOLVED] = e
-        return False
+        return e.status != 401
     return True
+
+
+def require_appservice(request: web.Request) -> Registration:
+    """The application service whose as_token the request carries, whatever user it names
+    (registration and login of its users): 401 M_MISSING_TOKEN without a token,
+    M_UNKNOWN_TOKEN with another (spec "Server admin style permissions")."""
+    token = access_token(request)
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+    registration = request.app[APPSERVICES].by_as_token(token)
+    if registration is None:
+        raise unknown_token("This needs an application service's as_token")
+    return registration
 
 
 def authenticated_user(request: web.Request) -> str | None:
@@ -74,5 +94,5 @@ async def require_writer(request: web.Request) -> Requester:
     requester = await require_requester(request)
     limiter = request.app.get(RATELIMITER)
     if limiter is not None:
-        limiter.check("user_writes", requester.user_id)
+        limiter.check_user("user_writes", requester)
     return requester

@@ -114,7 +114,7 @@ class CrossSigningService:
         if any(public in device_ids for public in publics.values()):
             raise forbidden("Key ID in use: a device of yours has that ID")
         if "master" in existing:
-            await self.uia.authenticate(request, user_id)
+            await self.uia.authenticate_requester(request, requester)
         now = self.clock.now_ms()
 
         async def write(conn: asyncpg.Connection) -> None:

@@ -90,5 +90,5 @@ class DevicesService:
         """Delete devices once the user re-entered their password; unknown IDs are no error
         (the spec: "or had been removed previously"). Only the token owner's devices are
         looked at, and UIA refuses (403) a password stage naming anyone else."""
-        await self._uia.authenticate(request, requester.user_id)
+        await self._uia.authenticate_requester(request, requester)
         await self._accounts.delete_devices(requester.user_id, device_ids)

@@ -41,7 +41,7 @@ from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
 from homeserver.services.push_sender import PushSender
-from homeserver.services.requester import Requester
+from homeserver.services.requester import Requester, device_of
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from homeserver.services.unread_counts import UnreadCounts
@@ -392,6 +392,7 @@ class PushService:
         """Create or replace; without `append` the pushkey is taken from any other user. An
         http pusher whose gateway is, or resolves only to, an address deliveries may not go
         to is refused now rather than failing every delivery later."""
+        device_id = device_of(requester)
         url = pusher.data.get("url")
         if pusher.kind == "http" and isinstance(url, str):
             try:
@@ -409,7 +410,7 @@ class PushService:
                     conn, pusher.app_id, pusher.pushkey, requester.user_id
                 )
             await push_store.upsert_pusher(
-                conn, requester.user_id, requester.device_id, pusher, self.clock.now_ms()
+                conn, requester.user_id, device_id, pusher, self.clock.now_ms()
             )
             # An upsert of another kind may replace the user's only http pusher.
             return losing if pusher.kind == HTTP else [*losing, requester.user_id]

@@ -31,6 +31,7 @@ import asyncpg
 from homeserver.errors import MatrixError, forbidden
 from homeserver.services.accounts import AccountsService
 from homeserver.services.clock import Clock
+from homeserver.services.requester import Requester
 from storage import uia as store
 from storage.database import Database
 
@@ -108,6 +109,14 @@ class UserInteractiveAuth:
         self._db = db
         self._accounts = accounts
         self._clock = clock
+
+    async def authenticate_requester(self, request: UiaRequest, requester: Requester) -> str:
+        """`authenticate` for the owner of the request's token; an application service acting
+        as one of its users needs no authentication stages (spec "Device management",
+        "Cross-signing": it manages its users' devices and keys on its own)."""
+        if requester.appservice is not None:
+            return requester.user_id
+        return await self.authenticate(request, requester.user_id)
 
     async def authenticate(self, request: UiaRequest, user_id: str | None) -> str:
         """The user the request is authenticated as, or AuthRequired / another 4xx.
