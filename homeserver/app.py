@@ -204,7 +204,8 @@ def build_core(
         server_limits=outward.server_limits,
     )
     accounts = AccountsService(
-        db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries
+        db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries,
+        appservices=appservices,
     )
     sync_parts = build_sync_parts(
         config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
