@@ -14,10 +14,10 @@ events in queue order. A 2xx answer deletes the transaction and the next is clai
 (catch-up after an outage is this loop running until the queue is empty). Any other outcome
 retries the *same* stored transaction, same txnId and same bytes, after an exponential backoff
 (`federation/backoff.py`, handed in by app.py) whose state is stored, so a restart resumes
-where it stopped and re-sends the unacknowledged transaction first. The appservice may thus see a transaction twice
-(its acknowledgement lost, or a crash between its 200 and our commit), always under the same
-txnId, which the spec tells it to deduplicate on; it never sees an event in two different
-transactions, nor misses one.
+where it stopped and re-sends the unacknowledged transaction first. The appservice may thus
+see a transaction twice (its acknowledgement lost, or a crash between its 200 and our commit),
+always under the same txnId, which the spec tells it to deduplicate on; it never sees an event
+in two different transactions, nor misses one.
 """
 
 from __future__ import annotations
