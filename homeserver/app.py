@@ -22,6 +22,7 @@ from homeserver.api.client_address import TRUSTED_PROXIES
 from homeserver.api.context import (
     ACCOUNT_MANAGEMENT,
     ACCOUNTS,
+    APPSERVICES,
     CONFIG,
     CROSS_SIGNING,
     DATABASE,
@@ -53,6 +54,7 @@ from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
+from homeserver.services.appservices import AppServices, load_appservices
 from homeserver.services.censoring import censor_current_state
 from homeserver.services.clock import Clock, SystemClock
 from homeserver.services.cross_signing import CrossSigningService
@@ -159,6 +161,7 @@ class Core:
     e2e_keys: E2EKeysService
     accounts: AccountsService
     sync_parts: SyncParts
+    appservices: AppServices
 
     def replicated(self) -> Replicated:
         return Replicated(
@@ -181,7 +184,7 @@ def build_rooms(
 
 def build_core(
     config: Config, db: Database, streams: Streams, notifier: Notifier, rooms: RoomCluster,
-    outward: Outward, clock: Clock, *, follower: bool = False,
+    outward: Outward, clock: Clock, appservices: AppServices, *, follower: bool = False,
 ) -> Core:
     """``follower``: a worker, which reads what the main process writes (unread counts from
     the database rather than kept current in memory)."""
@@ -201,7 +204,8 @@ def build_core(
         config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
     )
     return Core(
-        streams, notifier, ratelimiter, rooms, device_lists, e2e_keys, accounts, sync_parts
+        streams, notifier, ratelimiter, rooms, device_lists, e2e_keys, accounts, sync_parts,
+        appservices,
     )
 
 
@@ -279,8 +283,11 @@ class Homeserver:
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
+    appservices: AppServices = field(default_factory=AppServices)
 
     async def start(self) -> None:
+        # Before anything else: a bad registration file stops start-up at once.
+        self.appservices = load_appservices(self.config)
         if self.worker is None:
             await self._start_main()
         else:
@@ -307,7 +314,7 @@ class Homeserver:
             federation_outward(config, db, cluster.cache, outbound, clock) if federates
             else NO_FEDERATION
         )
-        core = build_core(config, db, streams, notifier, cluster, outward, clock)
+        core = build_core(config, db, streams, notifier, cluster, outward, clock, self.appservices)
         parts = core.sync_parts
         self.typing = parts.typing
         accounts = core.accounts
@@ -426,7 +433,8 @@ class Homeserver:
         notifier = Notifier()
         cluster = build_rooms(config, db, streams, notifier, self.clock)
         core = build_core(
-            config, db, streams, notifier, cluster, NO_FEDERATION, self.clock, follower=True
+            config, db, streams, notifier, cluster, NO_FEDERATION, self.clock, self.appservices,
+            follower=True,
         )
         self.typing = core.sync_parts.typing
         self.accounts = core.accounts
@@ -487,6 +495,7 @@ class Homeserver:
         client[SLIDING_SYNC] = sliding_sync
         client[RATELIMITER] = core.ratelimiter
         client[E2E_KEYS] = core.e2e_keys
+        client[APPSERVICES] = core.appservices
         return client
 
     async def _replicate(self, replication: MainReplication | WorkerReplication) -> None:

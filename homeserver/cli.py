@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         from homeserver.errors import MatrixError
         from storage.dump import DumpError
 
+        if isinstance(e, ConfigError):  # an appservice registration file, read at start
+            print(f"configuration error: {e}", file=sys.stderr)
+            return 2
         if isinstance(e, BackupError | DumpError):
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -267,6 +267,15 @@ class FederationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AppServicesConfig:
+    """Application services (bridges, bots): services/appservices.py reads their files."""
+
+    # Registration files (YAML, as Synapse and the bridges write them), relative to the
+    # directory of this file.
+    registration_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerConfig:
     """One worker process (`run --worker NAME`): it serves /sync on its own client listener."""
 
@@ -295,6 +304,7 @@ class Config:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     workers: dict[str, WorkerConfig] = field(default_factory=dict)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    appservices: AppServicesConfig = field(default_factory=AppServicesConfig)
     # Where relative paths in the file are resolved: the directory holding the config file.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 

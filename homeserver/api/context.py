@@ -13,6 +13,7 @@ from storage.database import Database
 if TYPE_CHECKING:
     from homeserver.services.account_management import AccountManagementService
     from homeserver.services.accounts import AccountsService
+    from homeserver.services.appservices import AppServices
     from homeserver.services.cross_signing import CrossSigningService
     from homeserver.services.devices import DevicesService
     from homeserver.services.directory import DirectoryService
@@ -59,3 +60,4 @@ TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")
 TURN: web.AppKey[TurnServers] = web.AppKey("turn")
 URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
 REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
+APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
