@@ -41,6 +41,7 @@ from homeserver.api.context import (
     SPACES,
     SYNC,
     TAGS,
+    THIRD_PARTY,
     TIMESTAMPS,
     TO_DEVICE,
     TURN,
@@ -99,6 +100,7 @@ from homeserver.services.space_hierarchy import SpaceHierarchy
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
+from homeserver.services.third_party import ThirdPartyLookups
 from homeserver.services.timestamps import JumpToDate
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
@@ -354,7 +356,7 @@ class Homeserver:
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
-        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
+        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache, core.appservices)
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
@@ -375,6 +377,7 @@ class Homeserver:
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
+        client[THIRD_PARTY] = ThirdPartyLookups(core.appservices)
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
