@@ -22,6 +22,7 @@ from homeserver.api.client_address import TRUSTED_PROXIES
 from homeserver.api.context import (
     ACCOUNT_MANAGEMENT,
     ACCOUNTS,
+    APPSERVICE_QUERIES,
     APPSERVICES,
     CONFIG,
     CROSS_SIGNING,
@@ -55,6 +56,11 @@ from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
+from homeserver.services.appservice_client import AppServiceClient
+from homeserver.services.appservice_ephemeral import AppServiceEphemeral
+from homeserver.services.appservice_interest import AppServiceInterest
+from homeserver.services.appservice_queries import AppServiceQueries
+from homeserver.services.appservice_sender import AppServiceSender
 from homeserver.services.appservices import AppServices, load_appservices
 from homeserver.services.censoring import censor_current_state
 from homeserver.services.clock import Clock, SystemClock
@@ -286,6 +292,8 @@ class Homeserver:
     accounts: AccountsService | None = None  # its password hashing threads stop with us
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     appservices: AppServices = field(default_factory=AppServices)
+    # Stopped before the pool closes; tests reach it (its backoff, its client's timeouts).
+    appservice_sender: AppServiceSender | None = None
 
     async def start(self) -> None:
         # Before anything else: a bad registration file stops start-up at once.
@@ -378,6 +386,9 @@ class Homeserver:
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices)
+        client[APPSERVICE_QUERIES] = await self._start_appservices(
+            db, core, rooms, client[UPGRADES]
+        )
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 
@@ -410,6 +421,35 @@ class Homeserver:
             )
         if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
+
+    async def _start_appservices(
+        self, db: Database, core: Core, rooms: RoomsService, upgrades: RoomUpgrades
+    ) -> AppServiceQueries:
+        """Delivery to the registered application services: transactions of the events and
+        ephemeral data that interest them, and the questions about users and aliases."""
+        registrations, cache, parts = list(self.appservices), core.rooms.cache, core.sync_parts
+        client = AppServiceClient()
+        interest = AppServiceInterest(registrations)
+        sender = AppServiceSender(
+            db, cache, registrations, interest, client, clock=self.clock
+        )
+        self.appservice_sender = sender
+        core.rooms.writes.observers.append(sender)
+        cache.on_members_resolved.append(interest.forget_room)
+        rooms.on_aliases_changed.append(interest.forget_room)
+        upgrades.on_aliases_changed.append(interest.forget_room)
+        queries = AppServiceQueries(registrations, client)
+        if registrations:
+            core.accounts.profiles.ask_unknown_user = queries.user_exists
+            rooms.ask_unknown_alias = queries.alias_exists
+        ephemeral = AppServiceEphemeral(db, cache, interest, sender, parts.presence)
+        if ephemeral.active:
+            parts.typing.on_change.append(ephemeral.typing_changed)
+            parts.receipts.on_receipt.append(ephemeral.receipt_stored)
+            parts.presence.on_change.append(ephemeral.presence_changed)
+            self._background.append(asyncio.create_task(ephemeral.run()))
+        await sender.start()
+        return queries
 
     def _edu_handlers(
         self, db: Database, core: Core, outbound: OutboundFederation,
@@ -558,6 +598,9 @@ class Homeserver:
             await self.typing.close()
         if self.url_previews is not None:
             await self.url_previews.close()
+        if self.appservice_sender is not None:
+            await self.appservice_sender.stop()
+            await self.appservice_sender.client.close()
         if self.federation is not None:
             await self.federation.close()
             self.federation = None

@@ -121,3 +121,23 @@ FEDERATION_DESTINATIONS_EXPIRED = Counter(
     "Destinations whose whole queue was dropped because they accepted no transaction for "
     "federation.destination_expiry_ms after the oldest item was queued",
 )
+# Per application service: one series per registration (`appservice` is its `id`).
+APPSERVICE_TRANSACTIONS_SENT = Counter(
+    "moot_appservice_transactions_sent_total",
+    "Transactions an application service acknowledged (2xx)", ["appservice"],
+)
+APPSERVICE_TRANSACTIONS_FAILED = Counter(
+    "moot_appservice_transactions_failed_total",
+    "Transaction attempts to an application service that failed (unreachable, timeout, "
+    "non-2xx answer); each is retried with the same txnId", ["appservice"],
+)
+APPSERVICE_QUEUE_DEPTH = Gauge(
+    "moot_appservice_queue_depth",
+    "Events plus ephemeral events owed to an application service (queued or in its "
+    "unacknowledged transaction)", ["appservice"],
+)
+APPSERVICE_QUEUE_AGE_SECONDS = Gauge(
+    "moot_appservice_queue_oldest_age_seconds",
+    "How long the oldest item owed to an application service has waited (0 when none is)",
+    ["appservice"],
+)

@@ -13,6 +13,7 @@ from storage.database import Database
 if TYPE_CHECKING:
     from homeserver.services.account_management import AccountManagementService
     from homeserver.services.accounts import AccountsService
+    from homeserver.services.appservice_queries import AppServiceQueries
     from homeserver.services.appservices import AppServices
     from homeserver.services.cross_signing import CrossSigningService
     from homeserver.services.devices import DevicesService
@@ -63,3 +64,4 @@ URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
 REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
 THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
+APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")

@@ -53,13 +53,6 @@ async def registration_token_validity(request: web.Request) -> web.Response:
     return json_response({"valid": False})
 
 
-@routes.post("/_matrix/client/v1/appservice/{appserviceId}/ping")
-async def appservice_ping(request: web.Request) -> web.Response:
-    """The spec's answer to a token that is not the application service's own."""
-    await require_requester(request)
-    raise forbidden("Only an application service may ping itself, and none are registered")
-
-
 @routes.get(V3 + "/login/sso/redirect")
 @routes.get(V3 + "/login/sso/redirect/{idpId}")
 async def sso_redirect(request: web.Request) -> web.Response:

@@ -201,6 +201,8 @@ class ReceiptsService:
         self.account_data = account_data
         # Told (user, room) after a receipt that moves where the user has read up to.
         self.on_read: list[Callable[[str, str], None]] = []
+        # Told (user, room, receipt type -> event ID, data) after every receipt stored.
+        self.on_receipt: list[Callable[[str, str, dict[str, str], dict[str, Any]], None]] = []
         self.edus = edus  # where local users' public receipts go to other servers
 
     async def mark_read(
@@ -264,6 +266,8 @@ class ReceiptsService:
             await self.db.transaction(lambda conn: store(conn, slot.position), name="receipts")
         for listener in self.on_read:
             listener(user_id, room_id)
+        for hook in self.on_receipt:
+            hook(user_id, room_id, receipts, data)
         if PUBLIC_RECEIPT in receipts:
             members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
             self.wakes.add(slot.last_written, members | {user_id})

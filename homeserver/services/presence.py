@@ -75,6 +75,8 @@ class PresenceService:
         # Where local users' changes go to other servers, and when each was last sent there.
         self.edus = edus
         self._announced: dict[str, int] = {}
+        # Told the user after every change of their presence (appservices hear of it).
+        self.on_change: list[Callable[[str], None]] = []
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -172,6 +174,8 @@ class PresenceService:
         """Wake the user and their roommates; tell the roommates' servers of a local user."""
         roommates = await self.db.run(lambda conn: presence_store.get_roommates(conn, user_id))
         self.notifier.notify_users(roommates | {user_id})
+        for hook in self.on_change:
+            hook(user_id)
         if self.edus.sends_for(user_id):
             await self._announce(user_id, roommates)
 

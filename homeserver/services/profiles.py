@@ -10,7 +10,7 @@ wakes whoever listens on `member_fields_changed`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -79,10 +79,17 @@ class ProfileService:
         self.remote = remote  # other servers' profiles are asked of them
         # Called after a change of displayname or avatar_url has committed.
         self.member_fields_changed: list[Callable[[], None]] = []
+        # Asked whether a local user no account holds exists after all (the appservices whose
+        # namespace covers it, which create it before saying yes); app.py plugs it in.
+        self.ask_unknown_user: Callable[[str], Awaitable[bool]] | None = None
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """A local user's profile (every field that is set), or M_NOT_FOUND."""
         row = await self._db.run(lambda conn: store.get_profile(conn, user_id))
+        if row is None and self.ask_unknown_user is not None and (
+            await self.ask_unknown_user(user_id)
+        ):
+            row = await self._db.run(lambda conn: store.get_profile(conn, user_id))
         if row is None:
             raise not_found("Profile not found")
         return profile_of(row)

@@ -77,6 +77,11 @@ class RoomsService:
         # Called with (user ID, room ID) once a user's join through `join` is done (room
         # upgrades carry the user's tags and push rules into a successor room).
         self.on_join: list[Callable[[str, str], Awaitable[None]]] = []
+        # Asked whether a local alias the directory lacks exists after all (the appservices
+        # whose namespace covers it, which create it before saying yes); app.py plugs it in.
+        self.ask_unknown_alias: Callable[[str], Awaitable[bool]] | None = None
+        # Called with a room ID after one of its aliases was created or deleted.
+        self.on_aliases_changed: list[Callable[[str], None]] = []
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
@@ -97,7 +102,7 @@ class RoomsService:
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         if room_id_or_alias.startswith("#"):
-            row = await self.db.run(lambda c: rooms_store.get_alias(c, room_id_or_alias))
+            row = await self._alias_row(room_id_or_alias)
             if row is None:
                 raise not_found(f"Room alias {room_id_or_alias} not found")
             room_id: str = row["room_id"]
@@ -551,6 +556,23 @@ class RoomsService:
         created = await self.db.transaction(insert, name="put_alias")
         if not created:
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
+        self._aliases_changed(room_id)
+
+    def _aliases_changed(self, room_id: str) -> None:
+        for hook in self.on_aliases_changed:
+            hook(room_id)
+
+    async def _alias_row(self, alias: str) -> asyncpg.Record | None:
+        """The directory's row of an alias; for a local alias it lacks, the appservices
+        covering it are asked first (application-service-api "Querying")."""
+        row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))
+        if (
+            row is None and self.ask_unknown_alias is not None
+            and identifiers.server_name_of(alias) == self.server_name
+            and await self.ask_unknown_alias(alias)
+        ):
+            row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))
+        return row
 
     async def get_alias(self, alias: str) -> dict[str, Any]:
         """{room_id, servers} of an alias; another server's is asked of that server."""
@@ -563,16 +585,11 @@ class RoomsService:
     async def local_alias(self, alias: str) -> dict[str, Any]:
         """{room_id, servers} of an alias in this server's directory: this server first, then
         the servers of the room's joined members (those that can help a remote join)."""
-        async def read(conn: Any) -> tuple[str, set[str]] | None:
-            row = await rooms_store.get_alias(conn, alias)
-            if row is None:
-                return None
-            return row["room_id"], await self.engine.joined_members(conn, row["room_id"])
-
-        found = await self.db.run(read)
-        if found is None:
+        row = await self._alias_row(alias)
+        if row is None:
             raise not_found(f"Room alias {alias} not found")
-        room_id, members = found
+        room_id: str = row["room_id"]
+        members = await self.db.run(lambda conn: self.engine.joined_members(conn, room_id))
         others = {identifiers.server_name_of(m) for m in members} - {self.server_name}
         return {"room_id": room_id, "servers": [self.server_name, *sorted(others)]}
 
@@ -593,6 +610,7 @@ class RoomsService:
                 "alias) or a server admin may delete it"
             )
         await self.db.run(lambda c: rooms_store.delete_alias(c, alias))
+        self._aliases_changed(row["room_id"])
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
         """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""

@@ -24,6 +24,7 @@ the user's tags of the old room, its place in their `m.direct`, and their push r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -160,6 +161,8 @@ class RoomUpgrades:
         self.reads = reads
         self.creation = creation
         self.carrier = carrier
+        # Called with each room ID whose aliases an upgrade moved (appservices' interest).
+        self.on_aliases_changed: list[Callable[[str], None]] = []
 
     async def upgrade(
         self, requester: Requester, room_id: str, new_version: str,
@@ -239,6 +242,9 @@ class RoomUpgrades:
                 await directory_store.set_room_visibility(conn, old, False)
 
         await self.db.transaction(move, name="upgrade_aliases")
+        for hook in self.on_aliases_changed:
+            hook(old)
+            hook(new)
         if canonical is None or not canonical["content"]:
             return
         for room_id, content in ((new, canonical["content"]), (old, {})):

@@ -67,6 +67,8 @@ class RoomCache:
         self.staged: dict[str, dict[str, dict[str, Any]]] = {}
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
         self.on_event_redacted: list[Callable[[str], None]] = []  # replication
+        # Told a room ID after state resolution rewrote memberships of it (appservices' interest).
+        self.on_members_resolved: list[Callable[[str], None]] = []
 
     # ---- RoomView ---------------------------------------------------------------------------
 
@@ -167,6 +169,8 @@ class RoomCache:
         self.current_state.invalidate(room_id)
         for user_id in user_ids:
             self.memberships_changed(user_id)
+        for hook in self.on_members_resolved:
+            hook(room_id)
 
     def forget_memberships(self) -> None:
         """Drop every cached membership (changes by another process may have been missed)."""

@@ -26,6 +26,7 @@ from homeserver.services.notifier import Notifier
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.policy import may_redact, redacts_of
 from homeserver.services.stream_wakes import StreamWakes
+from storage import appservice_queue as appservice_store
 from storage import events as events_store
 from storage import outbox as outbox_store
 from storage import push as push_store
@@ -65,6 +66,7 @@ class EventWrites:
     client_txns: list[tuple[ClientTxnKey, str]] = field(default_factory=list)
     searchable: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     outbound: list[tuple[str, str]] = field(default_factory=list)  # (destination, event_id)
+    appservice: list[tuple[str, str]] = field(default_factory=list)  # (appservice id, event_id)
     # (event_id, room_id, redacted JSON) of events a redaction took effect on; written after
     # the inserts, since the event may be of this same batch.
     censored: list[tuple[str, str, str]] = field(default_factory=list)
@@ -80,6 +82,7 @@ class EventWrites:
         await events_store.censor_events(conn, self.censored)
         await search_store.delete_events(conn, [c[0] for c in self.censored])
         await outbox_store.insert_pdus(conn, self.outbound)
+        await appservice_store.insert_events(conn, self.appservice)
         await search_store.index_events(conn, self.searchable)
         if extremity_replaced is not None:
             await events_store.replace_forward_extremities(
