@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation.api.context import OPENID as FEDERATION_OPENID
+from federation.backoff import Backoff
 from federation.edus import InboundEdus
 from federation.stack import Federation, OutboundFederation, build_federation, build_outbound
 from federation.transactions import EduHandler
@@ -121,6 +122,10 @@ from storage.migrations import check_schema, migrate
 log = logging.getLogger(__name__)
 
 GAUGE_REFRESH_S = 15.0
+# Retries of a failed transaction to an application service: a second, doubling to half a
+# minute, so that one back from an outage of any length gets its backlog within about 30 s
+# (one that stays down costs two requests a minute).
+APPSERVICE_BACKOFF = Backoff(base_s=1.0, max_s=30.0)
 # A recent-events cache that has seen nothing: every read goes to the database.
 NEVER = 2**62
 
@@ -206,7 +211,8 @@ def build_core(
         server_limits=outward.server_limits,
     )
     accounts = AccountsService(
-        db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries
+        db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries,
+        appservices=appservices,
     )
     sync_parts = build_sync_parts(
         config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
@@ -431,7 +437,8 @@ class Homeserver:
         client = AppServiceClient()
         interest = AppServiceInterest(registrations)
         sender = AppServiceSender(
-            db, cache, registrations, interest, client, clock=self.clock
+            db, cache, registrations, interest, client, clock=self.clock,
+            backoff=APPSERVICE_BACKOFF,
         )
         self.appservice_sender = sender
         core.rooms.writes.observers.append(sender)

@@ -4,10 +4,15 @@ Registration goes through User-Interactive Authentication with the single stage
 `m.login.dummy` (services/registration.py: sessions remember the first request's parameters,
 and completing one twice answers the same user). Guest accounts (`kind=guest`) need
 `registration.allow_guests`; upgrading one (`guest_access_token`) is an ordinary registration.
+
+An application service registers and logs in users of its namespaces with the type
+`m.login.application_service` and its `as_token` (spec "Server admin style permissions"):
+no stages, no password, and regardless of `registration.enabled`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -18,14 +23,17 @@ from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
 from homeserver.api.http import field_bool, field_str, json_response, read_json_body, require_str
 from homeserver.api.uia import login_user, uia_request
 from homeserver.api.well_known import configured_discovery
-from homeserver.errors import MatrixError, forbidden, invalid_param
+from homeserver.errors import MatrixError, forbidden, invalid_param, unknown_token
+from homeserver.protocol.appservice import Registration
 from homeserver.services.accounts import Session
 from homeserver.services.registration import RegistrationParams
+from homeserver.services.requester import NO_DEVICE
 
 routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/client/v3"
 PASSWORD_LOGIN = "m.login.password"
+APPSERVICE_LOGIN = "m.login.application_service"
 
 
 def _session_json(session: Session) -> dict[str, Any]:
@@ -58,21 +66,41 @@ async def register(request: web.Request) -> web.Response:
             field_str(body, "initial_device_display_name"), client_address(request)
         )
         return json_response(_session_json(session))
+    body = await read_json_body(request)
+    if body.get("type") == APPSERVICE_LOGIN:
+        session = await request.app[REGISTRATION].register_for_appservice(
+            await _appservice(request), _params(body), client_address(request)
+        )
+        return json_response(_session_json(session))
     if not config.enabled:
         raise forbidden("Registration is disabled on this homeserver")
-    body = await read_json_body(request)
-    params = RegistrationParams(
-        username=field_str(body, "username"), device_id=field_str(body, "device_id"),
-        initial_device_display_name=field_str(body, "initial_device_display_name"),
-        inhibit_login=_optional_bool(body, "inhibit_login"),
-        refresh_token=_optional_bool(body, "refresh_token"),
-        guest_user_id=await _guest(request, field_str(body, "guest_access_token")),
+    params = replace(
+        _params(body), guest_user_id=await _guest(request, field_str(body, "guest_access_token"))
     )
     password = field_str(body, "password")
     # The password stays out of what the session remembers (it keeps a hash).
     uia = uia_request(request, {key: value for key, value in body.items() if key != "password"})
     session = await request.app[REGISTRATION].register(params, password, uia)
     return json_response(_session_json(session))
+
+
+def _params(body: dict[str, Any]) -> RegistrationParams:
+    """What a registration asks for, but the guest account it may upgrade."""
+    return RegistrationParams(
+        username=field_str(body, "username"), device_id=field_str(body, "device_id"),
+        initial_device_display_name=field_str(body, "initial_device_display_name"),
+        inhibit_login=_optional_bool(body, "inhibit_login"),
+        refresh_token=_optional_bool(body, "refresh_token"),
+    )
+
+
+async def _appservice(request: web.Request) -> Registration:
+    """The application service whose as_token the request carries, else 401 (the spec:
+    M_MISSING_TOKEN without a token, M_UNKNOWN_TOKEN with another token)."""
+    requester = await require_requester(request)
+    if requester.appservice is None:
+        raise unknown_token(f"{APPSERVICE_LOGIN} needs an application service's as_token")
+    return requester.appservice
 
 
 async def _guest(request: web.Request, token: str | None) -> str | None:
@@ -96,27 +124,44 @@ async def register_available(request: web.Request) -> web.Response:
 
 @routes.get(f"{PREFIX}/login")
 async def login_flows(request: web.Request) -> web.Response:
-    return json_response({"flows": [{"type": PASSWORD_LOGIN}]})
+    return json_response({"flows": [{"type": PASSWORD_LOGIN}, {"type": APPSERVICE_LOGIN}]})
 
 
 @routes.post(f"{PREFIX}/login")
 async def login(request: web.Request) -> web.Response:
     body = await read_json_body(request)
     login_type = require_str(body, "type")
-    if login_type != PASSWORD_LOGIN:
+    if login_type == APPSERVICE_LOGIN:
+        session = await _appservice_login(request, body)
+    elif login_type == PASSWORD_LOGIN:
+        session = await request.app[ACCOUNTS].login(
+            login_user(body), require_str(body, "password"), device_id=field_str(body, "device_id"),
+            device_display_name=field_str(body, "initial_device_display_name"),
+            ip=client_address(request), refresh=field_bool(body, "refresh_token"),
+        )
+    else:
         raise MatrixError(400, "M_UNKNOWN", f"Bad login type {login_type!r}")
-    user = login_user(body)
-    password = require_str(body, "password")
-    session = await request.app[ACCOUNTS].login(
-        user, password, device_id=field_str(body, "device_id"),
-        device_display_name=field_str(body, "initial_device_display_name"),
-        ip=client_address(request), refresh=field_bool(body, "refresh_token"),
-    )
     response = _session_json(session)
     discovery = configured_discovery(request.app[CONFIG])
     if discovery is not None:
         response["well_known"] = discovery
     return json_response(response)
+
+
+async def _appservice_login(request: web.Request, body: dict[str, Any]) -> Session:
+    """`m.login.application_service`: a new device and token for a user of the service."""
+    registration = await _appservice(request)
+    accounts = request.app[ACCOUNTS]
+    user = login_user(body)
+    user_id = accounts.local_user_id(user)
+    if user_id is None:
+        raise forbidden(f"{user!r} is not a user of this server")
+    await accounts.appservice_users.check_login(registration, user_id)
+    return await accounts.login_registered(
+        user_id, device_id=field_str(body, "device_id"),
+        device_display_name=field_str(body, "initial_device_display_name"),
+        inhibit_login=False, ip=client_address(request), refresh=field_bool(body, "refresh_token"),
+    )
 
 
 @routes.post(f"{PREFIX}/refresh")
@@ -149,7 +194,7 @@ async def logout_all(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/account/whoami")
 async def whoami(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    return json_response(
-        {"user_id": requester.user_id, "device_id": requester.device_id,
-         "is_guest": requester.is_guest}
-    )
+    body = {"user_id": requester.user_id, "is_guest": requester.is_guest}
+    if requester.device_id != NO_DEVICE:  # an application service's request may have none
+        body["device_id"] = requester.device_id
+    return json_response(body)

@@ -35,7 +35,11 @@ async def _resolve(request: web.Request) -> Requester:
     token = access_token(request)
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    return await request.app[ACCOUNTS].authenticate(token, client_address(request))
+    query = request.query
+    return await request.app[ACCOUNTS].authenticate(
+        token, client_address(request), as_user=query.get("user_id"),
+        as_device=query.get("device_id", query.get("org.matrix.msc3202.device_id")),
+    )
 
 
 async def is_authenticated(request: web.Request) -> bool:
@@ -74,5 +78,5 @@ async def require_writer(request: web.Request) -> Requester:
     requester = await require_requester(request)
     limiter = request.app.get(RATELIMITER)
     if limiter is not None:
-        limiter.check("user_writes", requester.user_id)
+        limiter.check_user("user_writes", requester)
     return requester

@@ -1,16 +1,37 @@
-"""Sending events: messages (idempotent per device and transaction ID), state, redactions."""
+"""Sending events: messages (idempotent per device and transaction ID), state, redactions.
+
+An application service may set the `origin_server_ts` of the messages and state it sends with
+`?ts=` (spec "Timestamp massaging"; bridges importing history); a user's `ts` is ignored.
+"""
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import ROOMS
 from homeserver.api.http import field_str, json_response, read_json_body
+from homeserver.errors import invalid_param
+from homeserver.protocol.canonical_json import MAX_INT
+from homeserver.services.requester import Requester
 
 routes = web.RouteTableDef()
 
 V3 = "/_matrix/client/v3"
+_TIMESTAMP = re.compile(r"[0-9]{1,16}")
+
+
+def massaged_ts(request: web.Request, requester: Requester) -> int | None:
+    """The `ts` an application service gave, or None: a millisecond time `origin_server_ts`
+    can hold (a JSON-safe non-negative integer), else 400 M_INVALID_PARAM."""
+    raw = request.query.get("ts")
+    if raw is None or requester.appservice is None:
+        return None
+    if _TIMESTAMP.fullmatch(raw) is None or int(raw) > MAX_INT:
+        raise invalid_param("'ts' must be a non-negative integer of milliseconds")
+    return int(raw)
 
 
 @routes.put(V3 + "/rooms/{room_id}/send/{event_type}/{txn_id}")
@@ -19,7 +40,8 @@ async def send_message(request: web.Request) -> web.Response:
     content = await read_json_body(request, event_content=True)
     m = request.match_info
     event_id = await request.app[ROOMS].send_event(
-        requester, m["room_id"], m["event_type"], content, txn_id=m["txn_id"]
+        requester, m["room_id"], m["event_type"], content, txn_id=m["txn_id"],
+        origin_server_ts=massaged_ts(request, requester),
     )
     return json_response({"event_id": event_id})
 
@@ -42,7 +64,8 @@ async def _put_state(request: web.Request, state_key: str) -> web.Response:
     content = await read_json_body(request, event_content=True)
     m = request.match_info
     event_id = await request.app[ROOMS].send_event(
-        requester, m["room_id"], m["event_type"], content, state_key=state_key
+        requester, m["room_id"], m["event_type"], content, state_key=state_key,
+        origin_server_ts=massaged_ts(request, requester),
     )
     return json_response({"event_id": event_id})
 

@@ -42,7 +42,7 @@ def parse_messages(body: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 @routes.put(PREFIX + "/sendToDevice/{eventType}/{txnId}")
 async def send_to_device(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    request.app[RATELIMITER].check("per_user", requester.user_id)
+    request.app[RATELIMITER].check_user("per_user", requester)
     messages = parse_messages(await read_json_body(request))
     m = request.match_info
     await request.app[TO_DEVICE].send(requester, m["eventType"], m["txnId"], messages)

@@ -51,7 +51,12 @@ class AccountManagementService:
             await self._accounts.delete_other_devices(user_id, keep)
 
     async def deactivate(self, requester: Requester | None, request: UiaRequest) -> None:
-        user_id = await self._uia.authenticate(request, _user_of(requester))
+        """Deactivate the requester's account after UIA; an application service deactivates
+        the user it acts as without (it holds its users' accounts, as in Synapse)."""
+        if requester is not None and requester.appservice is not None:
+            user_id = requester.user_id
+        else:
+            user_id = await self._uia.authenticate(request, _user_of(requester))
         await self._accounts.deactivate(user_id)
         await self._leave_rooms(user_id)
 

@@ -40,6 +40,8 @@ from homeserver.protocol.identifiers import (
     is_valid_localpart_for_registration,
     parse_user_id,
 )
+from homeserver.services.appservice_users import AppServiceUsers
+from homeserver.services.appservices import AppServices
 from homeserver.services.clock import Clock
 from homeserver.services.openid import OpenIdTokens
 from homeserver.services.passwords import Passwords, check_new_password
@@ -107,6 +109,7 @@ class AccountsService:
     def __init__(
         self, db: Database, config: Config, ratelimiter: RateLimiter, clock: Clock,
         device_lists: DeviceChanges, *, remote: RemoteQueries,
+        appservices: AppServices | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -122,6 +125,7 @@ class AccountsService:
         )
         self._tokens = TokenCache(clock)
         self.profiles = ProfileService(db, config.server.server_name, clock, remote)
+        self.appservice_users = AppServiceUsers(db, appservices or AppServices(), clock)
 
     def close(self) -> None:
         """Stop the password hashing threads."""
@@ -138,8 +142,15 @@ class AccountsService:
 
     # Authentication of requests
 
-    async def authenticate(self, token: str, ip: str) -> Requester:
-        """The owner of an access token, or 401 M_UNKNOWN_TOKEN (`soft_logout` if expired)."""
+    async def authenticate(
+        self, token: str, ip: str, *, as_user: str | None = None, as_device: str | None = None,
+    ) -> Requester:
+        """The owner of an access token, or 401 M_UNKNOWN_TOKEN (`soft_logout` if expired).
+        An application service's `as_token` acts as `as_user` on `as_device` (the request's
+        `user_id` and `device_id`; see appservice_users.py), a user's token ignores them."""
+        registration = self.appservice_users.appservices.by_as_token(token)
+        if registration is not None:
+            return await self.appservice_users.requester(registration, as_user, as_device)
         if not token.startswith(TOKEN_PREFIX):
             raise unknown_token()
         token_hash = hash_token(token)
@@ -197,7 +208,7 @@ class AccountsService:
 
     # Registration
 
-    def _user_id_for_registration(self, localpart: str) -> str:
+    def user_id_for_registration(self, localpart: str) -> str:
         """The user ID to allocate for `localpart`, or M_INVALID_USERNAME."""
         if not is_valid_localpart_for_registration(localpart):
             raise invalid_username(
@@ -214,8 +225,10 @@ class AccountsService:
         self._ratelimiter.check("registration", address_key(ip))
 
     async def check_username_available(self, localpart: str) -> str:
-        """The user ID `localpart` would get, or M_INVALID_USERNAME / M_USER_IN_USE."""
-        user_id = self._user_id_for_registration(localpart)
+        """The user ID `localpart` would get, or M_INVALID_USERNAME / M_EXCLUSIVE (an
+        application service's exclusive namespace) / M_USER_IN_USE."""
+        user_id = self.user_id_for_registration(localpart)
+        self.appservice_users.check_user(None, user_id)  # M_EXCLUSIVE
         if await self._db.run(lambda conn: store.get_user(conn, user_id)) is not None:
             raise user_in_use()
         return user_id
@@ -224,7 +237,7 @@ class AccountsService:
         self, localpart: str, password: str | None, *, admin: bool = False
     ) -> str:
         """Create an account (and its profile) without logging in; returns the user ID."""
-        self._user_id_for_registration(localpart)  # before the cost of a hash
+        self.user_id_for_registration(localpart)  # before the cost of a hash
         password_hash = None if password is None else await self.hash_new_password(password)
         session = await self._create(localpart, password_hash, admin=admin, login=None)
         return session.user_id
@@ -302,7 +315,7 @@ class AccountsService:
         login: DeviceLogin | None, guest: bool = False,
     ) -> Session:
         """Insert user and profile, and with `login` a session."""
-        user_id = self._user_id_for_registration(localpart)
+        user_id = self.user_id_for_registration(localpart)
         now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> Session:

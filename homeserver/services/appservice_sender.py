@@ -13,11 +13,11 @@ and waits for the answer, so exactly one transaction is in flight per appservice
 events in queue order. A 2xx answer deletes the transaction and the next is claimed at once
 (catch-up after an outage is this loop running until the queue is empty). Any other outcome
 retries the *same* stored transaction, same txnId and same bytes, after an exponential backoff
-(`federation/backoff.py`) whose state is stored, so a restart resumes where it stopped and
-re-sends the unacknowledged transaction first. The appservice may thus see a transaction twice
-(its acknowledgement lost, or a crash between its 200 and our commit), always under the same
-txnId, which the spec tells it to deduplicate on; it never sees an event in two different
-transactions, nor misses one.
+(`federation/backoff.py`, handed in by app.py) whose state is stored, so a restart resumes
+where it stopped and re-sends the unacknowledged transaction first. The appservice may thus
+see a transaction twice (its acknowledgement lost, or a crash between its 200 and our commit),
+always under the same txnId, which the spec tells it to deduplicate on; it never sees an event
+in two different transactions, nor misses one.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from federation.backoff import Backoff
 from homeserver import metrics
 from homeserver.protocol.appservice import Registration
 from homeserver.protocol.state_keys import StateKey
@@ -50,11 +49,17 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 100
 MAX_EPHEMERAL = 100
-# A second, doubling to half a minute: an appservice back from an outage of any length gets
-# its backlog within about 30 s, and one that is down costs two requests a minute.
-APPSERVICE_BACKOFF = Backoff(base_s=1.0, max_s=30.0)
 # MSC2409's name for `ephemeral`, which bridges built before Matrix 1.13 read.
 UNSTABLE_EPHEMERAL = "de.sorunome.msc2409.ephemeral"
+
+
+class RetrySchedule(Protocol):
+    """How long to wait after n consecutive failures (`federation.backoff.Backoff`, which
+    app.py hands in: services do not import federation)."""
+
+    def delay_s(self, failures: int) -> float: ...
+
+    def retry_at_ms(self, failures: int, now_ms: int) -> int: ...
 
 
 @dataclass(slots=True)
@@ -108,7 +113,7 @@ class AppServiceSender:
     def __init__(
         self, db: Database, engine: RoomView, registrations: Sequence[Registration],
         interest: AppServiceInterest, client: AppServiceClient, *, clock: Clock,
-        backoff: Backoff = APPSERVICE_BACKOFF,
+        backoff: RetrySchedule,
     ) -> None:
         self.db = db
         self.engine = engine

@@ -51,12 +51,21 @@ class AppServices:
                 return registration
         return None
 
-    def exclusive_owner_of_user(self, user_id: str) -> Registration | None:
-        """The service holding `user_id` in an exclusive namespace (or as its sender)."""
-        return next((r for r in self._all if is_exclusive_user(r, user_id)), None)
+    def exclusive_owner_of_user(
+        self, user_id: str, *, besides: Registration | None = None
+    ) -> Registration | None:
+        """A service (other than `besides`) holding `user_id` in an exclusive namespace or
+        as its sender."""
+        return next(
+            (r for r in self._all if r is not besides and is_exclusive_user(r, user_id)), None
+        )
 
-    def exclusive_owner_of_alias(self, alias: str) -> Registration | None:
-        return next((r for r in self._all if is_exclusive_alias(r, alias)), None)
+    def exclusive_owner_of_alias(
+        self, alias: str, *, besides: Registration | None = None
+    ) -> Registration | None:
+        return next(
+            (r for r in self._all if r is not besides and is_exclusive_alias(r, alias)), None
+        )
 
 
 def load_appservices(config: Config) -> AppServices:

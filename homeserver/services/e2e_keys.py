@@ -30,7 +30,7 @@ from homeserver.services.fill_cache import FillCache
 from homeserver.services.quotas import over_quota
 from homeserver.services.remote_queries import RemoteQueries, ask_each
 from homeserver.services.remote_server_limits import ServerLimits
-from homeserver.services.requester import Requester
+from homeserver.services.requester import Requester, device_of
 from homeserver.services.streams import StreamToken
 from storage import device_lists as device_lists_store
 from storage import e2e_keys as store
@@ -171,7 +171,7 @@ class E2EKeysService:
 
     async def upload(self, requester: Requester, upload: KeyUpload) -> dict[str, int]:
         """Store the device's keys; returns its one-time key counts per algorithm."""
-        user_id, device_id = requester.user_id, requester.device_id
+        user_id, device_id = requester.user_id, device_of(requester)
         new_keys = None
         if upload.device_keys is not None:
             new_keys = self._check_device_keys(requester, upload.device_keys)

@@ -89,7 +89,7 @@ class MediaService:
 
     async def upload(self, requester: Requester, upload: Upload) -> str:
         """Store new content under a fresh media ID; return its `mxc://` URI."""
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
         content = await self._store(upload)
         media_id = _new_media_id()
 
@@ -122,7 +122,7 @@ class MediaService:
 
     async def create(self, requester: Requester) -> tuple[str, int]:
         """Reserve a media ID to upload to later; return its URI and when it expires."""
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
         media_id = _new_media_id()
         now = self.clock.now_ms()
         expires = now + UNUSED_ID_LIFETIME_MS

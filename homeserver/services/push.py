@@ -35,7 +35,7 @@ from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
-from homeserver.services.requester import Requester
+from homeserver.services.requester import Requester, device_of
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
 from homeserver.services.unread_counts import UnreadCounts
@@ -369,6 +369,7 @@ class PushService:
 
     async def set_pusher(self, requester: Requester, pusher: Pusher, append: bool) -> None:
         """Create or replace; without `append` the pushkey is taken from any other user."""
+        device_id = device_of(requester)
 
         async def store(conn: asyncpg.Connection) -> None:
             if not append:
@@ -376,7 +377,7 @@ class PushService:
                     conn, pusher.app_id, pusher.pushkey, requester.user_id
                 )
             await push_store.upsert_pusher(
-                conn, requester.user_id, requester.device_id, pusher, self.clock.now_ms()
+                conn, requester.user_id, device_id, pusher, self.clock.now_ms()
             )
 
         await self.db.transaction(store, name="pushers")

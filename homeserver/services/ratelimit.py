@@ -19,6 +19,7 @@ from homeserver import metrics
 from homeserver.config import RateConfig, RateLimitsConfig
 from homeserver.errors import limit_exceeded
 from homeserver.services.clock import Clock
+from homeserver.services.requester import Requester
 
 MAX_BUCKETS = 100_000
 
@@ -86,6 +87,12 @@ class RateLimiter:
         bucket, rate = self._refill(kind, key)
         self._refuse_below(kind, bucket, rate, 1.0)
         bucket.tokens -= 1.0
+
+    def check_user(self, kind: str, requester: Requester) -> None:
+        """`check` with the requester's user as the key; an application service registered
+        `rate_limited: false` is never limited, whoever it acts as."""
+        if requester.rate_limited:
+            self.check(kind, requester.user_id)
 
     def peek(self, kind: str, key: str) -> None:
         """Raise if the bucket is empty, without taking a token (for login failures: only a

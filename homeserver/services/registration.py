@@ -22,6 +22,8 @@ from dataclasses import asdict, astuple, dataclass
 from functools import partial
 from typing import Any
 
+from homeserver.errors import MatrixError
+from homeserver.protocol.appservice import Registration
 from homeserver.services.accounts import AccountsService, Session, invalid_username
 from homeserver.services.uia import AuthRequired, UiaRequest, UiaSession, UserInteractiveAuth
 from storage import uia as store
@@ -112,6 +114,22 @@ class RegistrationService:
             await self._db.run(lambda conn: store.set_registered_user(conn, session_id, user_id))
             await self._uia.complete(session_id, user_id, DUMMY_STAGE, request)
         return registered
+
+    async def register_for_appservice(
+        self, registration: Registration, params: RegistrationParams, ip: str
+    ) -> Session:
+        """`m.login.application_service`: a user of the service's namespaces, without
+        authentication stages, password or registration rate limit (spec "Server admin style
+        permissions"); the localpart is taken as given, not lowercased."""
+        if params.username is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "'username' is required")
+        user_id = self._accounts.user_id_for_registration(params.username)
+        self._accounts.appservice_users.check_user(registration, user_id)
+        return await self._accounts.register(
+            params.username, None, device_id=params.device_id,
+            device_display_name=params.initial_device_display_name,
+            inhibit_login=bool(params.inhibit_login), ip=ip, refresh=bool(params.refresh_token),
+        )
 
     async def register_guest(self, device_display_name: str | None, ip: str) -> Session:
         """`kind=guest` (spec "Guest Access"): no authentication stages, a generated user ID,

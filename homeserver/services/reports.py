@@ -45,7 +45,7 @@ class ReportsService:
     async def report_event(
         self, requester: Requester, room_id: str, event_id: str, reason: str
     ) -> None:
-        self._ratelimiter.check("reports", requester.user_id)
+        self._ratelimiter.check_user("reports", requester)
         event = await self._reads.event(requester, room_id, event_id)  # 404 if not theirs
         row = await self._db.run(
             lambda conn: state_store.get_membership(conn, room_id, requester.user_id)
@@ -58,11 +58,11 @@ class ReportsService:
         ))
 
     async def report_room(self, requester: Requester, room_id: str, reason: str) -> None:
-        self._ratelimiter.check("reports", requester.user_id)
+        self._ratelimiter.check_user("reports", requester)
         await self._store(Report(requester.user_id, "room", reason, room_id=room_id))
 
     async def report_user(self, requester: Requester, user_id: str, reason: str) -> None:
-        self._ratelimiter.check("reports", requester.user_id)
+        self._ratelimiter.check_user("reports", requester)
         await self._store(Report(requester.user_id, "user", reason, target_user=user_id))
 
     async def _store(self, report: Report) -> None:

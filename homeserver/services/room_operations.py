@@ -85,7 +85,12 @@ class RoomsService:
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
+        alias_name = body.get("room_alias_name")
+        if isinstance(alias_name, str):
+            self.accounts.appservice_users.check_alias(
+                requester.appservice, f"#{alias_name}:{self.server_name}"
+            )
         return await self.creation.create_room(requester.user_id, body)
 
     async def _member_content(self, user_id: str, membership: str) -> dict[str, Any]:
@@ -144,7 +149,7 @@ class RoomsService:
         if await self._resident(room_id):
             await self._membership(requester, room_id, requester.user_id, content)
         elif self.remote_rooms.federates:
-            self.ratelimiter.check("per_user", requester.user_id)
+            self.ratelimiter.check_user("per_user", requester)
             candidates += await self._remote_candidates(room_id, requester.user_id)
             await self.remote_rooms.knock_remote(
                 room_id, requester.user_id, content, candidates
@@ -194,7 +199,7 @@ class RoomsService:
         ):
             raise forbidden("This room does not allow guests to join")
         if self.remote_rooms.federates and not await self._resident(room_id):
-            self.ratelimiter.check("per_user", requester.user_id)
+            self.ratelimiter.check_user("per_user", requester)
             candidates += await self._remote_candidates(room_id, requester.user_id)
             await self.remote_rooms.join_remote(
                 room_id, requester.user_id, content, candidates
@@ -209,7 +214,7 @@ class RoomsService:
             if not self.remote_rooms.federates or not verdict.other_servers:
                 raise forbidden("No user in the room may authorise joining it")
             # As Synapse: a server whose users may invite authorises it (make_join).
-            self.ratelimiter.check("per_user", requester.user_id)
+            self.ratelimiter.check_user("per_user", requester)
             await self.remote_rooms.join_remote(
                 room_id, requester.user_id, content, list(verdict.other_servers)
             )
@@ -335,7 +340,7 @@ class RoomsService:
         in (rejecting a remote invite), go through the other server; True when done so."""
         membership = content["membership"]
         if membership == "invite" and identifiers.server_name_of(target) != self.server_name:
-            self.ratelimiter.check("per_user", requester.user_id)
+            self.ratelimiter.check_user("per_user", requester)
             await self.server_limits.admit(requester.user_id, [identifiers.server_name_of(target)])
             return await self._invite_remote(room_id, requester.user_id, target, content)
         if membership != "leave" or target != requester.user_id or await self._resident(room_id):
@@ -349,7 +354,7 @@ class RoomsService:
         ]
         if not candidates:
             return False
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
         await self.remote_rooms.leave_remote(room_id, target, candidates)
         return True
 
@@ -369,7 +374,7 @@ class RoomsService:
     async def _membership(
         self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
     ) -> str:
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
         return await self.local.send(
             room_id, requester.user_id, "m.room.member", content, state_key=target
         )
@@ -401,10 +406,13 @@ class RoomsService:
     async def send_event(
         self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
         *, state_key: str | None = None, txn_id: str | None = None,
+        origin_server_ts: int | None = None,
     ) -> str:
+        """`origin_server_ts`: an application service's own time for the event (`?ts=`);
+        membership changes take the server's."""
         if event_type == "m.room.member" and state_key is not None:
             return await self.update_membership(requester, room_id, state_key, content)
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
         if state_key is None and event_type == "m.room.redaction":
             raise forbidden("Redactions are sent with the /redact endpoint")
         if state_key is not None and event_type == CANONICAL_ALIAS:
@@ -417,7 +425,8 @@ class RoomsService:
             scope = f"send/{room_id}/{event_type}"
             txn = ClientTxnKey(requester.user_id, requester.device_id, txn_id, scope)
         return await self.local.send(
-            room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn
+            room_id, requester.user_id, event_type, content, state_key=state_key, txn=txn,
+            origin_server_ts=origin_server_ts,
         )
 
     async def _check_thread_root(self, room_id: str, root_id: str) -> None:
@@ -476,7 +485,7 @@ class RoomsService:
         """Redact an event: allowed for its sender, or for users with the `redact` level.
         Only a member may ask (the auth rules would refuse anyone else's redaction), so that
         nobody else learns from the answer whether an event exists."""
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
 
         async def check(conn: Any) -> dict[str, Any]:
             version = await self.engine.room_version(conn, room_id)
@@ -530,18 +539,21 @@ class RoomsService:
         `require_membership_for_aliases`), only the room's joined members may, and server
         admins without being in the room. No power level is asked for: the directory is not
         room state, and publishing an alias in the room is `m.room.canonical_alias`, which
-        the power levels guard."""
+        the power levels guard. An application service creates aliases in its namespaces
+        only, without being in the room; nobody else may in its exclusive ones."""
         if not identifiers.is_valid_room_alias(alias):
             raise invalid_param(f"Invalid room alias {alias!r}")
         if identifiers.server_name_of(alias) != self.server_name:
             raise invalid_param("Aliases must be on this server")
+        self.accounts.appservice_users.check_alias(requester.appservice, alias)
 
         async def membership(conn: Any) -> str | None:
             await self.engine.room_version(conn, room_id)  # 404 for unknown rooms
             row = await state_store.get_membership(conn, room_id, requester.user_id)
             return None if row is None else str(row["membership"])
 
-        if await self.db.run(membership) != "join" and not requester.is_admin:
+        in_room = await self.db.run(membership) == "join"
+        if not in_room and not requester.is_admin and requester.appservice is None:
             raise forbidden("You must be in the room to create an alias for it")
         await self._put_alias(alias, room_id, requester.user_id)
 
@@ -596,11 +608,14 @@ class RoomsService:
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         """Delete an alias of this server: its creator may, a server admin, and (as in
         Synapse) an admin of the room it points to (`room_admins`), who may unpublish it from
-        the room's canonical alias anyway."""
+        the room's canonical alias anyway. An application service may delete any alias of its
+        namespaces, and only those; nobody else those of its exclusive ones."""
+        self.accounts.appservice_users.check_alias(requester.appservice, alias)
         row = await self.db.run(lambda c: rooms_store.get_alias(c, alias))
         if row is None:
             raise not_found(f"Room alias {alias} not found")
-        if row["creator"] != requester.user_id and not requester.is_admin and not (
+        manager = requester.is_admin or requester.appservice is not None
+        if row["creator"] != requester.user_id and not manager and not (
             await self.db.run(
                 lambda c: is_room_admin(c, self.engine, row["room_id"], requester.user_id)
             )

@@ -93,7 +93,7 @@ class UrlPreviews:
         kept = await self._kept(key, ts)
         if kept is not None:
             return kept
-        self.ratelimiter.check("per_user", requester.user_id)
+        self.ratelimiter.check_user("per_user", requester)
         task = self._in_flight.get(key)
         if task is None:
             if len(self._in_flight) >= QUEUE_LIMIT:

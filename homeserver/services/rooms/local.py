@@ -82,6 +82,8 @@ class _SendRequest(EventDraft):
     # Sent only while the sender's membership is join (checked under the room's lock): a
     # server-made update of a member event must never re-join someone who just left.
     if_joined: bool = False
+    # The event's origin_server_ts when not now (an application service's `?ts=`).
+    origin_server_ts: int | None = None
 
 
 class LocalEvents:
@@ -150,6 +152,7 @@ class LocalEvents:
         self, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
         state_key: str | None = None, txn: ClientTxnKey | None = None,
         redacts: str | None = None, if_joined: bool = False,
+        origin_server_ts: int | None = None,
     ) -> str:
         """Build, authorize and persist a local event; return its event ID. `if_joined`:
         403 unless the sender is joined to the room when the event is built.
@@ -169,7 +172,8 @@ class LocalEvents:
             await self.db.run(lambda conn: self.cache.room_version(conn, room_id))
         done: asyncio.Future[PersistedEvent | str] = asyncio.get_running_loop().create_future()
         request = _SendRequest(
-            sender, event_type, content, state_key, redacts, txn, done, if_joined
+            sender, event_type, content, state_key, redacts, txn, done, if_joined,
+            origin_server_ts,
         )
         self._queues[room_id].append(request)
         if room_id not in self._writers:
@@ -283,6 +287,7 @@ class LocalEvents:
                 pdu = self._build(
                     room_version, room_id, request, prev_events,
                     [current[k] for k in auth_types if k in current], depth=head.depth + 1,
+                    origin_server_ts=request.origin_server_ts,
                 )
                 self._check(
                     pdu, room_version, [state[k] for k in auth_types if k in state], state
@@ -391,7 +396,9 @@ class LocalEvents:
                 room_version=room_version, room_id=room_id, sender=draft.sender,
                 event_type=draft.event_type, content=draft.content, state_key=draft.state_key,
                 prev_events=prev, auth_events=auth, depth=depth,
-                origin_server_ts=origin_server_ts or self.clock.now_ms(),
+                origin_server_ts=(
+                    self.clock.now_ms() if origin_server_ts is None else origin_server_ts
+                ),
                 server_name=self.server_name, signing_key=self.signing_key,
                 redacts=draft.redacts,
             )

@@ -27,7 +27,7 @@ import asyncpg
 from homeserver.errors import MatrixError
 from homeserver.protocol.sliding_sync import ConnectionState, pos_verifies
 from homeserver.services.clock import Clock
-from homeserver.services.requester import Requester
+from homeserver.services.requester import Requester, device_of
 from storage import sliding_sync as store
 from storage.database import Database
 
@@ -109,12 +109,13 @@ class Connections:
     async def start(self, requester: Requester, conn_id: str, state: ConnectionState) -> Held:
         """A new connection (replacing the device's one of this `conn_id`) at its first
         position."""
+        device_id = device_of(requester)
         now = self.clock.now_ms()
         secret = secrets.token_urlsafe(9)
         text = state.to_json()
         async def start(conn: asyncpg.Connection) -> store.Started:
             return await store.start_connection(
-                conn, requester.user_id, requester.device_id, conn_id, secret, now, text,
+                conn, requester.user_id, device_id, conn_id, secret, now, text,
                 self.per_device,
             )
 
