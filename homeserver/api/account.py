@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.api.appservice_auth import appservice_of_token
 from homeserver.api.auth import require_requester
 from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
@@ -97,10 +98,11 @@ def _params(body: dict[str, Any]) -> RegistrationParams:
 async def _appservice(request: web.Request) -> Registration:
     """The application service whose as_token the request carries, else 401 (the spec:
     M_MISSING_TOKEN without a token, M_UNKNOWN_TOKEN with another token)."""
-    requester = await require_requester(request)
-    if requester.appservice is None:
+    service = appservice_of_token(request)
+    if service is None:
+        await require_requester(request)
         raise unknown_token(f"{APPSERVICE_LOGIN} needs an application service's as_token")
-    return requester.appservice
+    return service
 
 
 async def _guest(request: web.Request, token: str | None) -> str | None:
