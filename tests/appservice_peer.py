@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 
+from tests.appservices import registration, write_registrations
 from tests.federation_helpers import free_port
 
 # What a test may plug in for queries: the path's user ID or alias -> the status to answer.
@@ -77,19 +77,16 @@ class LoopbackAppService:
             self.runner = None
         self._release = asyncio.Event()
 
-    def registration(self, **overrides: Any) -> dict[str, Any]:
-        base: dict[str, Any] = {
-            "id": self.id, "url": self.url, "as_token": self.as_token,
-            "hs_token": self.hs_token, "sender_localpart": f"{self.id}_bot",
-            "namespaces": {"users": [], "aliases": [], "rooms": []}, "rate_limited": False,
-        }
-        base.update(overrides)
-        return base
-
     def write_registration(self, directory: Path, **overrides: Any) -> str:
-        path = directory / f"{self.id}.yaml"
-        path.write_text(yaml.safe_dump(self.registration(**overrides)))
-        return str(path)
+        """Its registration file (no namespaces unless `overrides` give some); the path."""
+        fields: dict[str, Any] = {
+            "url": self.url, "as_token": self.as_token, "hs_token": self.hs_token,
+            "sender_localpart": f"{self.id}_bot", "rate_limited": False,
+            "namespaces": {"users": [], "aliases": [], "rooms": []},
+        }
+        fields.update(overrides)
+        [path] = write_registrations(directory, registration(self.id, **fields))
+        return path
 
     # ---- what a test reads ---------------------------------------------------------------
 

@@ -21,7 +21,14 @@ from homeserver.api.appservice_auth import appservice_of_token
 from homeserver.api.auth import require_requester
 from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
-from homeserver.api.http import field_bool, field_str, json_response, read_json_body, require_str
+from homeserver.api.http import (
+    field_bool,
+    field_obj,
+    field_str,
+    json_response,
+    read_json_body,
+    require_str,
+)
 from homeserver.api.uia import login_user, uia_request
 from homeserver.api.well_known import configured_discovery
 from homeserver.errors import MatrixError, forbidden, invalid_param, unknown_token
@@ -151,9 +158,12 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def _appservice_login(request: web.Request, body: dict[str, Any]) -> Session:
-    """`m.login.application_service`: a new device and token for a user of the service."""
+    """`m.login.application_service`: a new device and token for a user of the service,
+    named by `identifier` only (MSC2778 refuses the deprecated top-level `user`)."""
     registration = await _appservice(request)
     accounts = request.app[ACCOUNTS]
+    if field_obj(body, "identifier") is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "'identifier' is required")
     user = login_user(body)
     user_id = accounts.local_user_id(user)
     if user_id is None:

@@ -84,7 +84,9 @@ class AppServiceEphemeral:
     async def _to_room(
         self, room_id: str, event: dict[str, Any], *, only: frozenset[str] | None = None
     ) -> None:
-        interested = await self.db.run(lambda conn: self.interest.of_room(conn, room_id))
+        interested = self.interest.cached_room(room_id)
+        if interested is None:  # typing and receipts in a busy room need no connection
+            interested = await self.db.run(lambda conn: self.interest.of_room(conn, room_id))
         targets = interested & self._wanting
         if only is not None:
             targets &= only

@@ -92,6 +92,10 @@ class AppServiceInterest:
             return NOBODY
         return await self._rooms.get_or_load(room_id, lambda: self._load_room(conn, room_id))
 
+    def cached_room(self, room_id: str) -> frozenset[str] | None:
+        """`of_room` when it is cached (None: it must be loaded)."""
+        return self._rooms.peek(room_id) if self.registrations else NOBODY
+
     async def of_rooms(
         self, conn: asyncpg.Connection, room_ids: Iterable[str]
     ) -> frozenset[str]:

@@ -11,7 +11,7 @@ bounded query timeout; a timeout or an error counts as "no".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.errors import MatrixError, forbidden
@@ -34,18 +34,26 @@ class AppServiceQueries:
 
     async def user_exists(self, user_id: str) -> bool:
         """Whether an appservice with `user_id` in a user namespace says it exists now."""
-        for registration in self.registrations:
-            if registration.url is not None and is_interested_in_user(registration, user_id):
-                if await self.client.query_user(registration, user_id):
-                    return True
-        return False
+        return await self._ask(
+            lambda r: is_interested_in_user(r, user_id),
+            lambda r: self.client.query_user(r, user_id),
+        )
 
     async def alias_exists(self, alias: str) -> bool:
         """Whether an appservice with `alias` in an alias namespace says it exists now."""
+        return await self._ask(
+            lambda r: is_interested_in_alias(r, alias),
+            lambda r: self.client.query_alias(r, alias),
+        )
+
+    async def _ask(
+        self, covers: Callable[[Registration], bool],
+        query: Callable[[Registration], Awaitable[bool]],
+    ) -> bool:
+        """Ask the covering appservices in turn until one says yes."""
         for registration in self.registrations:
-            if registration.url is not None and is_interested_in_alias(registration, alias):
-                if await self.client.query_alias(registration, alias):
-                    return True
+            if registration.url is not None and covers(registration) and await query(registration):
+                return True
         return False
 
     async def ping(

@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -73,7 +73,6 @@ class _Queue:
     depth: int = 0  # items queued or in the unacknowledged transaction
     oldest_ts: int | None = None  # ms: when the oldest of them was queued
     task: asyncio.Task[None] | None = None
-    retry_now: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def transaction_body(
@@ -292,15 +291,8 @@ class AppServiceSender:
         )
 
     async def _wait_until_due(self, queue: _Queue) -> None:
-        while queue.retry_at is not None:
-            delay = (queue.retry_at - self.clock.now_ms()) / 1000
-            if delay <= 0:
-                return
-            queue.retry_now.clear()
-            try:
-                await asyncio.wait_for(queue.retry_now.wait(), delay)
-            except TimeoutError:
-                return
+        if queue.retry_at is not None:
+            await asyncio.sleep(max(0.0, (queue.retry_at - self.clock.now_ms()) / 1000))
 
     async def _deliver(self, queue: _Queue, txn: PendingTxn) -> None:
         """PUT one transaction until the appservice takes it; its ID and body stay the same

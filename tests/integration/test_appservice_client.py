@@ -308,17 +308,19 @@ async def test_appservice_login_of_a_registered_user(
     assert me == {"user_id": GHOST, "device_id": body["device_id"], "is_guest": False}
 
 
-@pytest.mark.parametrize(("user", "status", "errcode"), [
-    ("alice", 403, "M_EXCLUSIVE"),
-    ("_bridge_nobody", 403, "M_FORBIDDEN"),
+@pytest.mark.parametrize(("login", "status", "errcode"), [
+    ({"identifier": {"type": "m.id.user", "user": "alice"}}, 403, "M_EXCLUSIVE"),
+    ({"identifier": {"type": "m.id.user", "user": "_bridge_nobody"}}, 403, "M_FORBIDDEN"),
+    ({"user": "_bridge_alice"}, 400, "M_MISSING_PARAM"),  # MSC2778: identifier only
 ])
 async def test_appservice_login_outside_the_service(
-    api: MatrixApi, bridge: AppServiceClient, user: str, status: int, errcode: str
+    api: MatrixApi, bridge: AppServiceClient, login: dict[str, Any], status: int, errcode: str
 ) -> None:
     await api.register("alice")
-    got, body = await bridge.request("POST", "login", json={
-        "type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": user},
-    })
+    await ghost(bridge)
+    got, body = await bridge.request(
+        "POST", "login", json={"type": "m.login.application_service", **login}
+    )
     assert (got, body["errcode"]) == (status, errcode)
 
 

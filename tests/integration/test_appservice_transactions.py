@@ -22,7 +22,7 @@ from homeserver.config import AppServicesConfig
 from tests.appservice_peer import LoopbackAppService
 from tests.conftest import MakeServer, RunningServer
 from tests.federation_peers import eventually
-from tests.helpers import MatrixApi
+from tests.helpers import MatrixApi, User
 from tests.metrics_scrape import sample, scrape
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
@@ -48,6 +48,20 @@ async def start(
     assert server.hs.appservice_sender is not None
     server.hs.appservice_sender.backoff = QUICK
     return server
+
+
+async def failing_bridge(
+    make_homeserver: MakeServer, tmp_path: Path, http: aiohttp.ClientSession, name: str
+) -> tuple[LoopbackAppService, RunningServer, MatrixApi, User, str]:
+    """An appservice answering 503 to every transaction, a server, a user of the
+    appservice's namespace and a room of theirs (whose events the appservice is owed)."""
+    bridge = LoopbackAppService(name)
+    bridge.transaction_status = 503
+    namespaces = users(f"@_{name}_.*:localhost")
+    server = await start(make_homeserver, tmp_path, (bridge, {"namespaces": namespaces}))
+    api = MatrixApi(server.url, http)
+    ghost = await api.register(f"_{name}_ghost")
+    return bridge, server, api, ghost, await api.create_room(ghost)
 
 
 def memberships(service: LoopbackAppService, room_id: str) -> list[tuple[str, str]]:
@@ -212,17 +226,11 @@ async def test_ephemeral_data_goes_only_to_an_appservice_that_asked_for_it(
 async def test_an_appservice_that_fails_then_goes_away_gets_everything_once_and_in_order(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    bridge = LoopbackAppService("outage")
-    bridge.transaction_status = 503
-    server = await start(
-        make_homeserver, tmp_path, (bridge, {"namespaces": users("@_out_.*:localhost")})
+    bridge, server, api, ghost, room = await failing_bridge(
+        make_homeserver, tmp_path, http, "outage"
     )
     before = await scrape(server, http)
     assert sample(before, "moot_appservice_transactions_sent_total", appservice="outage") == 0
-    assert sample(before, "moot_appservice_queue_depth", appservice="outage") == 0
-    api = MatrixApi(server.url, http)
-    ghost = await api.register("_out_ghost")
-    room = await api.create_room(ghost)
     sent = [await api.send_message(ghost, room, "first")]
     await eventually(lambda: _async(len(bridge.attempts) >= 3), "retries of a failing txn")
     await bridge.down()
@@ -261,14 +269,9 @@ async def test_an_appservice_that_fails_then_goes_away_gets_everything_once_and_
 async def test_a_restart_resumes_the_backlog_with_the_unacknowledged_transaction_first(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    bridge = LoopbackAppService("restart")
-    bridge.transaction_status = 503
-    server = await start(
-        make_homeserver, tmp_path, (bridge, {"namespaces": users("@_rs_.*:localhost")})
+    bridge, server, api, ghost, room = await failing_bridge(
+        make_homeserver, tmp_path, http, "restart"
     )
-    api = MatrixApi(server.url, http)
-    ghost = await api.register("_rs_ghost")
-    room = await api.create_room(ghost)
     sent = [await api.send_message(ghost, room, f"before {i}") for i in range(5)]
     await eventually(lambda: _async(len(bridge.attempts) >= 2), "a failing attempt")
     await bridge.down()
