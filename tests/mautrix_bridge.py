@@ -98,7 +98,8 @@ class MautrixBridge:
             as_token=registration.as_token, hs_token=registration.hs_token,
             bot_localpart=registration.sender_localpart, id=registration.id,
             state_store=FileASStateStore(path=state_dir / "mx-state.json", binary=False),
-            query_alias=self._query_alias,
+            # mautrix annotates this as an aiohttp handler; it is called with the alias.
+            query_alias=self._query_alias,  # type: ignore[arg-type]
         )
         self.appservice.matrix_event_handler(self._record)
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from mautrix.types import EventType, MessageType, TextMessageEventContent
+from mautrix.types import EventType, MessageType, RoomID, TextMessageEventContent
 
 from tests.conftest import MakeServer
 from tests.federation_helpers import free_port
@@ -96,7 +96,7 @@ async def test_a_users_message_reaches_the_bridge_in_a_transaction(
     room_id = await target.api.create_room(alice)
     await target.api.ok("POST", f"rooms/{quote(room_id)}/invite", token=alice.token,
                         json={"user_id": target.registration.bot_user_id})
-    await bridge.appservice.intent.join_room(room_id)
+    await bridge.appservice.intent.join_room(RoomID(room_id))
     event_id = await target.api.send_message(alice, room_id, "hello, bridge")
 
     async def delivered() -> list[object]:

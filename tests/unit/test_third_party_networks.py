@@ -30,7 +30,8 @@ def test_instances_get_ids_from_service_and_network() -> None:
 
 
 def test_invalid_descriptions_are_left_out() -> None:
-    for answer in (None, [], "x", {}, {"instances": {}}, {"instances": ["x"]}):
+    answers: list[object] = [None, [], "x", {}, {"instances": {}}, {"instances": ["x"]}]
+    for answer in answers:
         assert protocol_description("s", answer) is None, answer
     assert merge_descriptions([None, None]) is None
     assert merge_descriptions([]) is None
