@@ -445,7 +445,7 @@ class Homeserver:
         cache.on_members_resolved.append(interest.forget_room)
         rooms.on_aliases_changed.append(interest.forget_room)
         upgrades.on_aliases_changed.append(interest.forget_room)
-        queries = AppServiceQueries(registrations, client)
+        queries = AppServiceQueries(registrations, client, sender.appservice_is_back)
         if registrations:
             core.accounts.profiles.ask_unknown_user = queries.user_exists
             rooms.ask_unknown_alias = queries.alias_exists

@@ -28,9 +28,13 @@ from homeserver.services.appservice_client import (
 
 
 class AppServiceQueries:
-    def __init__(self, registrations: Sequence[Registration], client: AppServiceClient) -> None:
+    def __init__(
+        self, registrations: Sequence[Registration], client: AppServiceClient,
+        answered_ping: Callable[[str], None],
+    ) -> None:
         self.registrations = tuple(registrations)
         self.client = client
+        self.answered_ping = answered_ping  # the sender ends the appservice's backoff
 
     async def user_exists(self, user_id: str) -> bool:
         """Whether an appservice with `user_id` in a user namespace says it exists now."""
@@ -79,4 +83,5 @@ class AppServiceQueries:
             error = MatrixError(502, "M_BAD_STATUS", f"Ping returned status {e.status}")
             error.extra.update(status=e.status, body=e.body)  # `status` is also the HTTP one's name
             raise error from None
+        self.answered_ping(caller.id)
         return {"duration_ms": result.duration_ms}

@@ -23,11 +23,12 @@ in two different transactions, nor misses one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
@@ -73,6 +74,7 @@ class _Queue:
     depth: int = 0  # items queued or in the unacknowledged transaction
     oldest_ts: int | None = None  # ms: when the oldest of them was queued
     task: asyncio.Task[None] | None = None
+    retry_now: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def transaction_body(
@@ -181,6 +183,16 @@ class AppServiceSender:
         )
         for appservice_id in targets:
             self._wake(appservice_id, 1)
+
+    def appservice_is_back(self, appservice_id: str) -> None:
+        """The appservice just answered a ping (bridges ping when they start): it is up, so
+        its backoff ends and a failed transaction is retried at once."""
+        queue = self._queues.get(appservice_id)
+        if queue is None or queue.failures == 0:
+            return
+        log.info("appservice %s answered a ping: retrying it now", appservice_id)
+        queue.failures, queue.retry_at = 0, None
+        queue.retry_now.set()
 
     async def start(self) -> None:
         """Resume every appservice that is owed something (after a stop or a crash), each no
@@ -291,8 +303,13 @@ class AppServiceSender:
         )
 
     async def _wait_until_due(self, queue: _Queue) -> None:
-        if queue.retry_at is not None:
-            await asyncio.sleep(max(0.0, (queue.retry_at - self.clock.now_ms()) / 1000))
+        """Until the retry time, unless `appservice_is_back` says to go now."""
+        if queue.retry_at is None:
+            return
+        queue.retry_now.clear()
+        delay = max(0.0, (queue.retry_at - self.clock.now_ms()) / 1000)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(queue.retry_now.wait(), delay)
 
     async def _deliver(self, queue: _Queue, txn: PendingTxn) -> None:
         """PUT one transaction until the appservice takes it; its ID and body stay the same

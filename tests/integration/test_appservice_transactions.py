@@ -300,3 +300,23 @@ def _has(service: LoopbackAppService, event_id: str) -> Any:
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_a_ping_from_an_appservice_in_backoff_has_its_backlog_sent_at_once(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Bridges ping when they start: the answer shows the appservice is up again."""
+    bridge, server, api, ghost, room = await failing_bridge(
+        make_homeserver, tmp_path, http, "pingback"
+    )
+    waiting = await api.send_message(ghost, room, "waiting for the bridge")
+    assert server.hs.appservice_sender is not None
+    # An hour's wait after the next failure: only the ping can explain a prompt retry.
+    server.hs.appservice_sender.backoff = Backoff(base_s=3600.0, max_s=3600.0)
+    tried = len(bridge.attempts)
+    await eventually(lambda: _async(len(bridge.attempts) > tried), "a failure under it")
+    bridge.transaction_status = 200
+    await api.ok(
+        "POST", "/_matrix/client/v1/appservice/pingback/ping", json={}, token=bridge.as_token
+    )
+    await eventually(lambda: _has(bridge, waiting), "the retry after the ping")
