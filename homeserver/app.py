@@ -13,7 +13,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation.api.context import OPENID as FEDERATION_OPENID
-from federation.backoff import Backoff
 from federation.edus import InboundEdus
 from federation.stack import Federation, OutboundFederation, build_federation, build_outbound
 from federation.transactions import EduHandler
@@ -43,6 +42,7 @@ from homeserver.api.context import (
     SPACES,
     SYNC,
     TAGS,
+    THIRD_PARTY,
     TIMESTAMPS,
     TO_DEVICE,
     TURN,
@@ -53,6 +53,7 @@ from homeserver.api.http import matrix_middleware, precreate_route_series
 from homeserver.config import Config, ListenerConfig
 from homeserver.listeners import GuardedRunner, ListenerLimits
 from homeserver.protocol.addresses import AddressPolicy
+from homeserver.protocol.backoff import Backoff
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
@@ -110,6 +111,7 @@ from homeserver.services.space_hierarchy import SpaceHierarchy
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
+from homeserver.services.third_party import ThirdPartyLookups
 from homeserver.services.timestamps import JumpToDate
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.uia import UserInteractiveAuth
@@ -396,7 +398,7 @@ class Homeserver:
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
-        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache)
+        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache, core.appservices)
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
@@ -417,6 +419,7 @@ class Homeserver:
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
+        client[THIRD_PARTY] = ThirdPartyLookups(core.appservices)
         client[APPSERVICE_QUERIES] = await self._start_appservices(
             db, core, rooms, client[UPGRADES]
         )

@@ -71,7 +71,7 @@ CACHES = (
     "events", "recent_events", "current_state", "access_tokens", "memberships", "txn_ids",
     "unread_counts", "filters", "one_time_key_counts", "ignored_users",
     "sliding_sync_capped_rooms", "sliding_sync_departures", "sliding_sync_room_types",
-    "sliding_sync_account", "push_rules",
+    "sliding_sync_account", "push_rules", "appservice_rooms",
 )
 CACHE_REQUESTS = TallyFamily(
     "moot_cache_requests_total",

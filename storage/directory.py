@@ -8,6 +8,7 @@ listing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -43,8 +44,16 @@ async def set_room_visibility(conn: asyncpg.Connection, room_id: str, is_public:
     await conn.execute(SET_VISIBILITY, room_id, is_public)
 
 
+# A listing is the server's own directory, one network's (`$7`/`$8`: service and network), or
+# both together with every network of the services `$9` (include_all_networks).
 GET_PUBLIC_ROOMS = """
-WITH published AS (
+WITH listed AS (
+    SELECT room_id FROM rooms WHERE is_public AND $7::text IS NULL
+    UNION
+    SELECT room_id FROM appservice_room_list
+    WHERE CASE WHEN $7::text IS NULL THEN appservice_id = ANY($9::text[])
+               ELSE appservice_id = $7 AND network_id = $8 END
+), published AS (
     SELECT r.room_id,
            (SELECT count(*) FROM room_memberships m
              WHERE m.room_id = r.room_id AND m.membership = 'join') AS joined,
@@ -52,7 +61,7 @@ WITH published AS (
               FROM current_state cs JOIN events e USING (event_id)
              WHERE cs.room_id = r.room_id AND cs.state_key = '' AND cs.type = ANY($1))
              AS state
-    FROM rooms r WHERE r.is_public
+    FROM listed r
 )
 SELECT room_id, joined, coalesce(state, '{}') AS state, count(*) OVER () AS total
 FROM published
@@ -68,15 +77,29 @@ LIMIT $5 OFFSET $6
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Which directory to read: one application service network's (`network`: service id and
+    network id), else the server's own plus the networks of the services `all_networks_of`."""
+
+    network: tuple[str, str] | None = None
+    all_networks_of: tuple[str, ...] = ()
+
+
+OWN_DIRECTORY = Listing()  # the server's own published rooms, no network's
+
+
 async def get_public_rooms(
     conn: asyncpg.Connection, *, pattern: str | None, room_types: Sequence[str] | None,
-    include_untyped: bool, limit: int, offset: int,
+    include_untyped: bool, limit: int, offset: int, listing: Listing = OWN_DIRECTORY,
 ) -> list[asyncpg.Record]:
     """Published rooms, most joined members first: room_id, joined, state (type -> content)
     and total (matches before paging)."""
+    service, network = listing.network or (None, None)
     return list(await conn.fetch(
         GET_PUBLIC_ROOMS, DIRECTORY_STATE_TYPES, pattern,
         list(room_types) if room_types is not None else None, include_untyped, limit, offset,
+        service, network, list(listing.all_networks_of),
     ))
 
 

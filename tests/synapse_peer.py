@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +79,11 @@ def _rate_limits() -> dict[str, Any]:
 
 
 def write_config(
-    directory: Path, federation_port: int, client_port: int, signing_key: SigningKey
+    directory: Path, federation_port: int, client_port: int, signing_key: SigningKey,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Synapse's homeserver.yaml, log config, signing key and TLS certificate in ``directory``.
+    """Synapse's homeserver.yaml, log config, signing key and TLS certificate in ``directory``;
+    ``extra`` adds top-level settings (e.g. ``app_service_config_files``).
 
     The key file has the format both servers share, so the test knows Synapse's key."""
     server_name = f"127.0.0.1:{federation_port}"
@@ -133,6 +135,7 @@ def write_config(
         "presence": {"enabled": True},
         "use_frozen_dicts": False,
         **_rate_limits(),
+        **(extra or {}),
     }
     path = directory / "homeserver.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -148,6 +151,7 @@ class SynapsePeer:
     client_port: int
     http: aiohttp.ClientSession
     signing_key: SigningKey = field(default_factory=lambda: generate_signing_key("a_synapse"))
+    extra_config: Mapping[str, Any] | None = None
     proc: asyncio.subprocess.Process | None = None
     startup_s: float | None = None
 
@@ -200,7 +204,8 @@ class SynapsePeer:
         """Start Synapse and wait until its client API answers /versions."""
         python = synapse_python()
         config = write_config(
-            self.directory, self.federation_port, self.client_port, self.signing_key
+            self.directory, self.federation_port, self.client_port, self.signing_key,
+            self.extra_config,
         )
         started = time.monotonic()
         with (self.directory / "stdout.log").open("ab") as out:
@@ -223,10 +228,17 @@ class SynapsePeer:
 
 
 @asynccontextmanager
-async def run_synapse(directory: Path) -> AsyncIterator[SynapsePeer]:
-    """A Synapse on free loopback ports with its files in ``directory``, stopped on exit."""
+async def run_synapse(
+    directory: Path, extra_config: Mapping[str, Any] | None = None,
+    federation_port: int | None = None,
+) -> AsyncIterator[SynapsePeer]:
+    """A Synapse on free loopback ports (or the given federation port, which names it) with its
+    files in ``directory`` and ``extra_config`` in its homeserver.yaml, stopped on exit."""
     async with aiohttp.ClientSession() as http:
-        peer = SynapsePeer(directory, free_port(), free_port(), http)
+        peer = SynapsePeer(
+            directory, federation_port or free_port(), free_port(), http,
+            extra_config=extra_config,
+        )
         try:
             await peer.start()
             yield peer

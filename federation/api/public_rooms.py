@@ -1,9 +1,8 @@
 """The Public Room Directory over federation: `GET` and `POST /_matrix/federation/v1/publicRooms`.
 
 The listing is the client API's own (`DirectoryService.public_rooms`): one query, one order and
-one pagination token for both APIs, and the POST body is parsed by the same function, since the
-spec gives it the same shape. No application-service networks exist here, so
-`include_all_networks` changes nothing and a `third_party_instance_id` lists no rooms.
+one pagination token for both APIs, and the request is parsed by the same functions, since the
+spec gives it the same shape (application services' networks included).
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ from federation.api.auth import authenticated
 from federation.api.bodies import object_body
 from federation.api.context import DIRECTORY
 from federation.inbound_auth import AuthenticatedRequest
-from homeserver.api.directory import MAX_ROOMS_LIMIT, public_rooms_query
-from homeserver.api.http import json_response, query_bool, query_int
-from homeserver.errors import invalid_param
-from homeserver.services.directory import PublicRoomsQuery
+from homeserver.api.directory import MAX_ROOMS_LIMIT, public_rooms_params, public_rooms_query
+from homeserver.api.http import json_response, query_int
 
 routes = web.RouteTableDef()
 
@@ -29,13 +26,7 @@ PATH = "/_matrix/federation/v1/publicRooms"
 async def get_public_rooms(request: web.Request, auth: AuthenticatedRequest) -> web.Response:
     # limit 0 or absent means "no limit" here: the largest page, with a token for the rest.
     limit = query_int(request, "limit", 0, lo=0, hi=MAX_ROOMS_LIMIT) or MAX_ROOMS_LIMIT
-    include_all = query_bool(request, "include_all_networks")
-    instance = request.query.get("third_party_instance_id")
-    if include_all and instance is not None:
-        raise invalid_param("third_party_instance_id cannot be used with include_all_networks")
-    query = PublicRoomsQuery(
-        limit=limit, since=request.query.get("since"), third_party_instance_id=instance
-    )
+    query = public_rooms_params(request, limit)
     return json_response(await request.app[DIRECTORY].public_rooms(query))
 
 

@@ -40,6 +40,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         spaces,
         sync,
         tags,
+        third_party,
         threads,
         timestamps,
         to_device,
@@ -52,7 +53,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         account_data, ephemeral, to_device, key_backup, keys, media, devices, account_management,
         push, presence, tags, directory, search, legacy_sync,
         not_offered, reports, room_upgrades, openid, spaces, relations, threads,
-        timestamps, sliding_sync, voip, health, well_known, appservice_ping,
+        timestamps, sliding_sync, voip, health, well_known, appservice_ping, third_party,
     )
     routes = [route for module in modules for route in module.routes]
     return routes + compat_routes(routes)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from homeserver.services.space_hierarchy import SpaceHierarchy
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
+    from homeserver.services.third_party import ThirdPartyLookups
     from homeserver.services.timestamps import JumpToDate
     from homeserver.services.to_device import ToDeviceService
     from homeserver.services.url_previews import UrlPreviews
@@ -61,5 +62,6 @@ TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")
 TURN: web.AppKey[TurnServers] = web.AppKey("turn")
 URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
 REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
+THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
 APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")

@@ -1,7 +1,8 @@
 """Client-Server routes for room discovery and the user directory.
 
 `/publicRooms` (GET is open to anyone, as in the spec; POST needs an access token),
-`/directory/list/room/{roomId}` and `/user_directory/search`.
+`/directory/list/room/{roomId}`, an application service's
+`/directory/list/appservice/{networkId}/{roomId}` and `/user_directory/search`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.api.appservice_auth import require_appservice
 from homeserver.api.auth import require_requester
 from homeserver.api.context import CONFIG, DIRECTORY
 from homeserver.api.http import (
@@ -18,6 +20,7 @@ from homeserver.api.http import (
     field_str,
     json_response,
     path_room_id,
+    query_bool,
     query_int,
     read_json_body,
 )
@@ -32,6 +35,7 @@ MAX_ROOMS_LIMIT = 500
 DEFAULT_USERS_LIMIT = 10
 MAX_USERS_LIMIT = 100
 VISIBILITIES = ("public", "private")
+MAX_NETWORK_ID_LENGTH = 255
 
 
 def _body_int(body: dict[str, Any], key: str, default: int, hi: int) -> int:
@@ -57,29 +61,35 @@ def _room_types(raw: Any) -> tuple[str | None, ...] | None:
     return tuple(raw)
 
 
+def public_rooms_params(request: web.Request, limit: int) -> PublicRoomsQuery:
+    """The query string of `GET /publicRooms`, here and over federation: Synapse takes the
+    networks (`include_all_networks`, `third_party_instance_id`) there too."""
+    return PublicRoomsQuery(
+        limit=limit,
+        since=request.query.get("since"),
+        third_party_instance_id=request.query.get("third_party_instance_id"),
+        include_all_networks=query_bool(request, "include_all_networks"),
+    )
+
+
 @routes.get(PREFIX + "/publicRooms")
 async def get_public_rooms(request: web.Request) -> web.Response:
     _check_server(request)
-    query = PublicRoomsQuery(
-        limit=query_int(request, "limit", DEFAULT_ROOMS_LIMIT, lo=1, hi=MAX_ROOMS_LIMIT),
-        since=request.query.get("since"),
-    )
+    limit = query_int(request, "limit", DEFAULT_ROOMS_LIMIT, lo=1, hi=MAX_ROOMS_LIMIT)
+    query = public_rooms_params(request, limit)
     return json_response(await request.app[DIRECTORY].public_rooms(query))
 
 
 def public_rooms_query(body: dict[str, Any]) -> PublicRoomsQuery:
     """The body of `POST /publicRooms`, which the federation API takes in the same shape."""
     flt = field_obj(body, "filter") or {}
-    include_all = field_bool(body, "include_all_networks")
-    instance = field_str(body, "third_party_instance_id")
-    if include_all and instance is not None:
-        raise invalid_param("third_party_instance_id cannot be used with include_all_networks")
     return PublicRoomsQuery(
         limit=_body_int(body, "limit", DEFAULT_ROOMS_LIMIT, MAX_ROOMS_LIMIT),
         since=field_str(body, "since"),
         search_term=field_str(flt, "generic_search_term"),
         room_types=_room_types(flt.get("room_types")),
-        third_party_instance_id=instance,
+        third_party_instance_id=field_str(body, "third_party_instance_id"),
+        include_all_networks=field_bool(body, "include_all_networks"),
     )
 
 
@@ -101,11 +111,33 @@ async def get_visibility(request: web.Request) -> web.Response:
 async def set_visibility(request: web.Request) -> web.Response:
     requester = await require_requester(request)
     room_id = path_room_id(request)
-    body = await read_json_body(request)
-    visibility = field_str(body, "visibility", "public")
-    if visibility is None or visibility not in VISIBILITIES:
-        raise invalid_param("'visibility' must be public or private")
+    visibility = _visibility(await read_json_body(request), "public")
     await request.app[DIRECTORY].set_visibility(requester, room_id, visibility)
+    return json_response({})
+
+
+def _visibility(body: dict[str, Any], default: str | None) -> str:
+    visibility = field_str(body, "visibility", default)
+    if visibility is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "'visibility' is required")
+    if visibility not in VISIBILITIES:
+        raise invalid_param("'visibility' must be public or private")
+    return visibility
+
+
+@routes.put(PREFIX + "/directory/list/appservice/{networkId}/{roomId}")
+async def set_network_visibility(request: web.Request) -> web.Response:
+    """An application service (by its as_token) lists a room in one of its networks'
+    directories (`public`) or takes it out (`private`)."""
+    service = await require_appservice(request)
+    room_id = path_room_id(request)
+    network_id = request.match_info["networkId"]
+    if len(network_id) > MAX_NETWORK_ID_LENGTH:
+        raise invalid_param(f"'networkId' is longer than {MAX_NETWORK_ID_LENGTH} characters")
+    visibility = _visibility(await read_json_body(request), None)
+    await request.app[DIRECTORY].set_network_visibility(
+        service.id, network_id, room_id, visibility
+    )
     return json_response({})
 
 

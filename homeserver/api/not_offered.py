@@ -1,6 +1,5 @@
-"""Endpoints of features this server does not offer: third-party networks (bridges through
-application services), third-party identifiers (e-mail, phone), application services,
-registration tokens and single sign-on.
+"""Endpoints of features this server does not offer: third-party identifiers (e-mail, phone),
+application services, registration tokens and single sign-on.
 
 They are part of every spec version, so each is answered the way the spec (or, where the spec
 is silent, Synapse without the feature configured) says a server without it answers, never with
@@ -23,28 +22,6 @@ V3 = "/_matrix/client/v3"
 NO_THREEPIDS = "This server keeps no third-party identifiers (m.3pid_changes is disabled)"
 
 
-# Third-party networks: there are no application services, so no protocols and no matches.
-@routes.get(V3 + "/thirdparty/protocols")
-async def protocols(request: web.Request) -> web.Response:
-    await require_requester(request)
-    return json_response({})
-
-
-@routes.get(V3 + "/thirdparty/protocol/{protocol}")
-async def protocol(request: web.Request) -> web.Response:
-    await require_requester(request)
-    raise not_found("No such protocol: no bridges are registered on this server")
-
-
-@routes.get(V3 + "/thirdparty/location")
-@routes.get(V3 + "/thirdparty/location/{protocol}")
-@routes.get(V3 + "/thirdparty/user")
-@routes.get(V3 + "/thirdparty/user/{protocol}")
-async def thirdparty_lookup(request: web.Request) -> web.Response:
-    await require_requester(request)
-    return json_response([])
-
-
 @routes.post(V3 + "/account/3pid")
 @routes.post(V3 + "/account/3pid/add")
 @routes.post(V3 + "/account/3pid/bind")
@@ -63,13 +40,6 @@ async def request_token(request: web.Request) -> web.Response:
     """The spec's answer for an identifier the server does not permit (M_THREEPID_DENIED)."""
     await read_json_body(request)
     raise MatrixError(403, "M_THREEPID_DENIED", NO_THREEPIDS)
-
-
-@routes.put(V3 + "/directory/list/appservice/{networkId}/{roomId}")
-async def appservice_directory(request: web.Request) -> web.Response:
-    """Only an application service may call this, and none are registered."""
-    await require_requester(request)
-    raise forbidden("Only an application service may publish to a network's room directory")
 
 
 @routes.get("/_matrix/client/v1/register/m.login.registration_token/validity")

@@ -46,7 +46,7 @@ class AppServiceInterest:
     def __init__(self, registrations: Sequence[Registration]) -> None:
         self.registrations = tuple(registrations)
         self._users: OrderedDict[str, frozenset[str]] = OrderedDict()
-        self._rooms: FillCache[str, frozenset[str]] = FillCache(_ROOMS_CACHED)
+        self._rooms: FillCache[str, frozenset[str]] = FillCache("appservice_rooms", _ROOMS_CACHED)
 
     def of_user(self, user_id: str) -> frozenset[str]:
         """The appservices holding a user ID (its sender or a user namespace)."""

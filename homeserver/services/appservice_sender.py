@@ -13,7 +13,7 @@ and waits for the answer, so exactly one transaction is in flight per appservice
 events in queue order. A 2xx answer deletes the transaction and the next is claimed at once
 (catch-up after an outage is this loop running until the queue is empty). Any other outcome
 retries the *same* stored transaction, same txnId and same bytes, after an exponential backoff
-(`federation/backoff.py`, handed in by app.py) whose state is stored, so a restart resumes
+(`homeserver/protocol/backoff.py`, handed in by app.py) whose state is stored, so a restart resumes
 where it stopped and re-sends the unacknowledged transaction first. The appservice may thus
 see a transaction twice (its acknowledgement lost, or a crash between its 200 and our commit),
 always under the same txnId, which the spec tells it to deduplicate on; it never sees an event
@@ -55,7 +55,7 @@ UNSTABLE_EPHEMERAL = "de.sorunome.msc2409.ephemeral"
 
 
 class RetrySchedule(Protocol):
-    """How long to wait after n consecutive failures (`federation.backoff.Backoff`, which
+    """How long to wait after n consecutive failures (`homeserver.protocol.backoff.Backoff`, which
     app.py hands in: services do not import federation)."""
 
     def delay_s(self, failures: int) -> float: ...

@@ -1,8 +1,12 @@
 """The published room directory (`/publicRooms`, `/directory/list/room`) and the user directory.
 
 A room is published when `rooms.is_public` is set: by `createRoom` with `visibility: public`, or
-by a room admin through `/directory/list/room/{roomId}`. Listings are offset-paginated in a
-stable order (most joined members first, then room ID); a token is `o<offset>`.
+by a room admin through `/directory/list/room/{roomId}`. An application service publishes rooms
+per network of its own (`/directory/list/appservice/{networkId}/{roomId}`, the bridged rooms of
+one remote network): those are listed for that network's `third_party_instance_id` (from
+`/thirdparty/protocols`), and with the server's own under `include_all_networks`, as Synapse
+does. Listings are offset-paginated in a stable order (most joined members first, then room
+ID); a token is `o<offset>`.
 
 The user directory finds users joined to a room the searcher is joined to, or to a room with a
 public join rule or world-readable history (the spec's minimum), by user ID or display name.
@@ -16,9 +20,12 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.protocol.third_party_networks import parse_instance_id
+from homeserver.services.appservices import AppServices
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import is_room_admin
 from homeserver.services.rooms.view import RoomView
+from storage import appservice_room_list
 from storage import directory as directory_store
 from storage.database import Database
 
@@ -32,6 +39,7 @@ class PublicRoomsQuery:
     search_term: str | None = None
     room_types: tuple[str | None, ...] | None = None
     third_party_instance_id: str | None = None
+    include_all_networks: bool = False
 
 
 def _offset(token: str) -> int:
@@ -76,9 +84,10 @@ def room_chunk(room_id: str, joined: int, state: dict[str, Any]) -> dict[str, An
 
 
 class DirectoryService:
-    def __init__(self, db: Database, engine: RoomView) -> None:
+    def __init__(self, db: Database, engine: RoomView, appservices: AppServices) -> None:
         self.db = db
         self.engine = engine
+        self.appservices = appservices
 
     # ---- room visibility --------------------------------------------------------------------
 
@@ -107,14 +116,29 @@ class DirectoryService:
 
         await self.db.transaction(run, name="room_visibility")
 
+    async def set_network_visibility(
+        self, appservice_id: str, network_id: str, room_id: str, visibility: str
+    ) -> None:
+        """An application service lists a room in one of its networks' directories, or takes it
+        out. Any room this server knows may be listed, as in Synapse: the service answers for
+        its networks the way a room admin answers for the server's own directory."""
+        async def run(conn: asyncpg.Connection) -> None:
+            if await directory_store.get_room_visibility(conn, room_id) is None:
+                raise not_found("Room not found")
+            change = (
+                appservice_room_list.insert_listed_room if visibility == "public"
+                else appservice_room_list.delete_listed_room
+            )
+            await change(conn, appservice_id, network_id, room_id)
+
+        await self.db.transaction(run, name="appservice_room_list")
+
     # ---- listings ---------------------------------------------------------------------------
 
     async def public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
         """A page of the published room directory (spec `PublishedRoomsResponse`)."""
         offset = _offset(query.since) if query.since is not None else 0
-        if query.third_party_instance_id is not None:
-            # No application-service networks exist here, so none of their rooms do either.
-            return {"chunk": [], "total_room_count_estimate": 0}
+        listing = self._listing(query)
         types = query.room_types
         term = query.search_term.strip() if query.search_term else ""
         rows = await self.db.run(lambda conn: directory_store.get_public_rooms(
@@ -122,7 +146,7 @@ class DirectoryService:
             pattern=directory_store.like_pattern(term) if term else None,
             room_types=[t for t in types if t is not None] if types is not None else None,
             include_untyped=types is not None and None in types,
-            limit=query.limit, offset=offset,
+            limit=query.limit, offset=offset, listing=listing,
         ))
         total = rows[0]["total"] if rows else 0
         body: dict[str, Any] = {
@@ -134,6 +158,20 @@ class DirectoryService:
         if offset > 0:
             body["prev_batch"] = f"o{max(0, offset - query.limit)}"
         return body
+
+    def _listing(self, query: PublicRoomsQuery) -> directory_store.Listing:
+        """The directory the query names: one network's, every network's too, or the server's.
+        Registered services only make up "all networks": a removed bridge's rooms drop out."""
+        instance = query.third_party_instance_id
+        if instance is not None and query.include_all_networks:
+            raise invalid_param(
+                "third_party_instance_id cannot be used with include_all_networks"
+            )
+        if instance is not None:
+            return directory_store.Listing(network=parse_instance_id(instance))
+        if query.include_all_networks:
+            return directory_store.Listing(all_networks_of=tuple(s.id for s in self.appservices))
+        return directory_store.OWN_DIRECTORY
 
     async def search_users(self, requester: Requester, term: str, limit: int) -> dict[str, Any]:
         """Spec `/user_directory/search`: at most `limit` results and whether there were more."""

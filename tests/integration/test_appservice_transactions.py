@@ -16,9 +16,9 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from federation.backoff import Backoff
 from homeserver.app import Homeserver
 from homeserver.config import AppServicesConfig
+from homeserver.protocol.backoff import Backoff
 from tests.appservice_peer import LoopbackAppService
 from tests.conftest import MakeServer, RunningServer
 from tests.federation_peers import eventually

@@ -420,7 +420,7 @@ async def test_a_server_whose_config_is_silent_on_it_caps_the_outbox_backoff_at_
 ) -> None:
     """The cap production gets from a config that does not set it (no key can): a peer back
     from an outage that sends us nothing waits at most five minutes for its backlog (see
-    federation/backoff.py). Pinned, so that a change to it is deliberate."""
+    homeserver/protocol/backoff.py). Pinned, so that a change to it is deliberate."""
     server = await make_homeserver()
     assert server.hs.federation is not None
     assert server.hs.federation.outbound.sender.backoff.max_s == 300.0

@@ -149,14 +149,15 @@ async def test_whois(api: MatrixApi, homeserver: RunningServer) -> None:
 async def test_features_not_offered_answer_as_the_spec_says(api: MatrixApi) -> None:
     alice = await api.register("alice")
     ok = {
-        "thirdparty/protocols": {}, "thirdparty/location/irc": [], "thirdparty/user/irc": [],
-        "thirdparty/location?alias=x": [], "thirdparty/user?userid=x": [],
-        "voip/turnServer": {},
+        "thirdparty/protocols": {}, "thirdparty/location?alias=%23x:localhost": [],
+        "thirdparty/user?userid=@x:localhost": [], "voip/turnServer": {},
     }
     for path, expected in ok.items():
         assert await api.ok("GET", path, token=alice.token) == expected, path
     refused = {
         ("GET", "thirdparty/protocol/irc"): (404, "M_NOT_FOUND"),
+        ("GET", "thirdparty/location/irc"): (404, "M_NOT_FOUND"),
+        ("GET", "thirdparty/user/irc"): (404, "M_NOT_FOUND"),
         ("POST", "account/3pid/add"): (403, "M_FORBIDDEN"),
         ("POST", "account/3pid/delete"): (403, "M_FORBIDDEN"),
         ("POST", "register/email/requestToken"): (403, "M_THREEPID_DENIED"),
