@@ -59,6 +59,19 @@ _RATE_LIMITS: dict[str, tuple[str, ...]] = {
 }
 
 
+def tail_files(files: list[tuple[Path, int]], lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of each existing file after its byte offset, each under its name
+    (a subprocess peer's log since a test began, and its stdout)."""
+    parts = []
+    for path, start in files:
+        if path.exists():
+            with path.open("rb") as f:
+                f.seek(start)
+                text = f.read().decode(errors="replace")
+            parts.append(f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(parts)
+
+
 def synapse_python() -> Path:
     """The venv's interpreter; without it the test fails (never skips) naming the make target."""
     python = SYNAPSE_VENV / "bin" / "python"
@@ -131,6 +144,8 @@ def write_config(
         "enable_registration_without_verification": True,
         "bcrypt_rounds": 4,  # registration is set-up, not what is tested
         "presence": {"enabled": True},
+        # The spec's `counts.unread` in a push: unread messages, not Synapse's default of rooms.
+        "push": {"group_unread_count_by_room": False},
         "use_frozen_dicts": False,
         **_rate_limits(),
     }
@@ -187,14 +202,7 @@ class SynapsePeer:
 
     def log_tail(self, since: int = 0, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines Synapse logged after byte offset ``since``, and its stdout."""
-        parts = []
-        for path, start in ((self.log_path, since), (self.directory / "stdout.log", 0)):
-            if path.exists():
-                with path.open("rb") as f:
-                    f.seek(start)
-                    text = f.read().decode(errors="replace")
-                parts.append(f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:]))
-        return "\n".join(parts)
+        return tail_files([(self.log_path, since), (self.directory / "stdout.log", 0)], lines)
 
     async def start(self) -> None:
         """Start Synapse and wait until its client API answers /versions."""
