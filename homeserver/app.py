@@ -49,6 +49,7 @@ from homeserver.api.context import (
 from homeserver.api.http import matrix_middleware
 from homeserver.config import Config, ListenerConfig
 from homeserver.listeners import GuardedRunner, ListenerLimits
+from homeserver.protocol.addresses import AddressPolicy
 from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
@@ -72,6 +73,8 @@ from homeserver.services.outward import NO_FEDERATION, Outward
 from homeserver.services.presence import PresenceService
 from homeserver.services.profile_propagation import ProfilePropagation
 from homeserver.services.push import PushService
+from homeserver.services.push_gateway_client import PushGatewayClient
+from homeserver.services.push_sender import PushSender
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.registration import RegistrationService
 from homeserver.services.remote_server_limits import RemoteServerLimits
@@ -230,6 +233,20 @@ def build_sync_parts(
     )
 
 
+def build_push_sender(
+    config: Config, db: Database, rooms: RoomView, unread: UnreadCounts, clock: Clock
+) -> PushSender:
+    """The push sender, with its gateway client under `push.allow_private_addresses`."""
+    allow_private = config.push.allow_private_addresses
+    if allow_private:
+        log.warning(
+            "push.allow_private_addresses is on: push gateways may be on loopback, private "
+            "and link-local addresses"
+        )
+    client = PushGatewayClient(AddressPolicy(allow_private=allow_private))
+    return PushSender(db, client, rooms, unread, config.server.server_name, clock)
+
+
 def federation_outward(
     config: Config, db: Database, rooms: RoomView, outbound: OutboundFederation, clock: Clock
 ) -> Outward:
@@ -279,6 +296,7 @@ class Homeserver:
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
+    push_sender: PushSender | None = None  # stopped before the pool closes
 
     async def start(self) -> None:
         if self.worker is None:
@@ -331,8 +349,16 @@ class Homeserver:
         eviction = GuestEviction(db, cluster.local)
         cluster.writes.observers.append(eviction)
         self._background.append(asyncio.create_task(eviction.run()))
-        push = PushService(db, cluster.cache, parts.account_data, server_name, parts.unread, clock)
+        self.push_sender = push_sender = build_push_sender(
+            config, db, cluster.cache, parts.unread, clock
+        )
+        parts.receipts.on_read.append(push_sender.read_moved)
+        push = PushService(
+            db, cluster.cache, parts.account_data, server_name, parts.unread, clock,
+            sender=push_sender,
+        )
         cluster.writes.observers.append(push)
+        await push_sender.start()
         if config.workers and config.database.url is not None:
             await self._replicate(MainReplication(config.database.url, core.replicated()))
 
@@ -531,6 +557,8 @@ class Homeserver:
                 pool = self.db.pool_stats()
                 metrics.DB_POOL_SIZE.set(pool["size"])
                 metrics.DB_POOL_IN_USE.set(pool["in_use"])
+                if self.push_sender is not None:
+                    await self.push_sender.refresh_gauges()
             except Exception:
                 log.exception("refreshing gauges failed")
             await asyncio.sleep(GAUGE_REFRESH_S)
@@ -546,6 +574,8 @@ class Homeserver:
             await self.typing.close()
         if self.url_previews is not None:
             await self.url_previews.close()
+        if self.push_sender is not None:
+            await self.push_sender.stop()
         if self.federation is not None:
             await self.federation.close()
             self.federation = None

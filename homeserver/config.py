@@ -267,6 +267,15 @@ class FederationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PushConfig:
+    """Delivery of notifications to push gateways (the URLs clients give in /pushers/set)."""
+
+    # Connect to gateways on loopback, private and link-local addresses (a gateway on this
+    # machine or network, tests).
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerConfig:
     """One worker process (`run --worker NAME`): it serves /sync on its own client listener."""
 
@@ -295,6 +304,7 @@ class Config:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     workers: dict[str, WorkerConfig] = field(default_factory=dict)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     # Where relative paths in the file are resolved: the directory holding the config file.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 

@@ -121,3 +121,29 @@ FEDERATION_DESTINATIONS_EXPIRED = Counter(
     "Destinations whose whole queue was dropped because they accepted no transaction for "
     "federation.destination_expiry_ms after the oldest item was queued",
 )
+PUSH_SENT = Counter(
+    "moot_push_sent_total",
+    "Notifications (and badge updates) a push gateway accepted, by pusher kind", ["kind"],
+)
+PUSH_FAILED = Counter(
+    "moot_push_failed_total",
+    "Attempts to deliver to a push gateway that failed (unreachable, refused address, timeout, "
+    "an error status); each is retried after a backoff, by pusher kind", ["kind"],
+)
+PUSH_REJECTED = Counter(
+    "moot_push_rejected_total",
+    "Pushkeys a push gateway listed as rejected, whose pushers were deleted, by pusher kind",
+    ["kind"],
+)
+PUSH_QUEUE_DEPTH = Gauge(
+    "moot_push_queue_depth", "Pushes queued and not yet accepted by a gateway, by pusher kind",
+    ["kind"],
+)
+PUSH_QUEUE_OLDEST_AGE_SECONDS = Gauge(
+    "moot_push_queue_oldest_age_seconds",
+    "Age of the oldest queued push (0 when none is queued), by pusher kind", ["kind"],
+)
+for _push_metric in (
+    PUSH_SENT, PUSH_FAILED, PUSH_REJECTED, PUSH_QUEUE_DEPTH, PUSH_QUEUE_OLDEST_AGE_SECONDS
+):
+    _push_metric.labels("http")  # exported at 0 from the start

@@ -30,7 +30,8 @@ RULE_PATH = PUSHRULES + "/global/{kind}/{ruleId}"
 MAX_APP_ID_CHARS = 64
 MAX_PUSHKEY_BYTES = 512
 PUSH_GATEWAY_PATH = "/_matrix/push/v1/notify"
-PUSHER_KINDS = ("http", "email")
+EMAIL = "email"
+PUSHER_KINDS = ("http", EMAIL)
 DEFAULT_NOTIFICATIONS_LIMIT = 20
 MAX_NOTIFICATIONS_LIMIT = 100
 
@@ -213,6 +214,9 @@ def _parse_pusher(body: dict[str, Any], app_id: str, pushkey: str) -> Pusher:
     kind = field_str(body, "kind")
     if kind not in PUSHER_KINDS:
         raise invalid_param(f"'kind' must be one of {', '.join(PUSHER_KINDS)} or null")
+    if kind == EMAIL:
+        raise invalid_param("This server sends no email notifications: 'email' pushers are "
+                            "not supported")
     missing = [
         k for k in ("app_display_name", "device_display_name", "lang", "data") if k not in body
     ]
@@ -233,15 +237,23 @@ def _parse_pusher(body: dict[str, Any], app_id: str, pushkey: str) -> Pusher:
 
 
 def _check_gateway(data: dict[str, Any]) -> None:
-    """An http pusher's `url` MUST be HTTPS with the push gateway path; `format` is an enum."""
+    """An http pusher's `url` has the push gateway path (http or https: the spec's "MUST be
+    HTTPS" binds clients, and Sygnal serves plain HTTP behind its operator's proxy); `format`
+    is an enum."""
     url = field_str(data, "url")
     if url is None:
         raise _missing("data.url")
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port out of range raises here)
     except ValueError:
         raise invalid_param("'data.url' is not a URL") from None
-    if parts.scheme != "https" or not parts.netloc or parts.path != PUSH_GATEWAY_PATH:
-        raise invalid_param(f"'data.url' must be an https URL with the path {PUSH_GATEWAY_PATH}")
+    if (
+        parts.scheme not in ("http", "https") or not parts.hostname
+        or parts.path != PUSH_GATEWAY_PATH
+    ):
+        raise invalid_param(
+            f"'data.url' must be an http(s) URL with the path {PUSH_GATEWAY_PATH}"
+        )
     if field_str(data, "format") not in (None, "event_id_only"):
         raise invalid_param("'data.format' must be 'event_id_only' when given")

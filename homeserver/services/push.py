@@ -10,9 +10,10 @@ notifications of an event commit with it and count in the same /sync that shows 
 spec requires that). It evaluates the rules of every local joined member except the sender (plus
 a local invitee), from cached compiled rulesets and the state the engine already holds, and
 stages one row per set of actions with the users it notifies (`NotificationGroup`); the engine
-writes a batch's rows in one statement. After the commit (`committed`) the in-memory unread
-counts (`UnreadCounts`) take them in; a read receipt drops a user's count for the room.
-Pushers are stored; nothing delivers to push gateways yet.
+writes a batch's rows in one statement, and with them one push per notified user's http
+pusher (`storage/push_deliveries.py`). After the commit (`committed`) the in-memory unread
+counts (`UnreadCounts`) take them in and the push sender (`PushSender`) is woken; a read
+receipt drops a user's count for the room.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from homeserver.protocol.push_rules import CompiledRuleset, EventContext, Invali
 from homeserver.protocol.relations import THREAD, relation_of, thread_root
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
+from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
+from homeserver.services.push_sender import PushSender
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent
@@ -63,9 +66,10 @@ def check_kind(kind: str) -> str:
 class PushService:
     def __init__(
         self, db: Database, engine: RoomView, account_data: AccountDataService,
-        server_name: str, unread: UnreadCounts, clock: Clock,
+        server_name: str, unread: UnreadCounts, clock: Clock, *, sender: PushSender,
     ) -> None:
         self.clock = clock
+        self.sender = sender
         self.db = db
         self.unread = unread
         self.engine = engine
@@ -278,6 +282,7 @@ class PushService:
 
     def committed(self, writes: EventWrites) -> None:
         self.unread.notified(writes.notifications)
+        self.sender.queued(writes.pushes)
         # A local user's own event reads the room up to it (push.md "Marking notifications
         # as read": "by using the API or by sending an event").
         for new in writes.events:
@@ -368,7 +373,18 @@ class PushService:
         return await self.db.run(lambda conn: push_store.get_pushers(conn, user_id))
 
     async def set_pusher(self, requester: Requester, pusher: Pusher, append: bool) -> None:
-        """Create or replace; without `append` the pushkey is taken from any other user."""
+        """Create or replace; without `append` the pushkey is taken from any other user. An
+        http pusher whose gateway is, or resolves only to, an address deliveries may not go
+        to is refused now rather than failing every delivery later."""
+        url = pusher.data.get("url")
+        if pusher.kind == "http" and isinstance(url, str):
+            try:
+                await self.sender.client.check_url(url)
+            except AddressRefused as e:
+                raise invalid_param(
+                    f"'data.url' is not a gateway this server may connect to ({e}); see "
+                    "push.allow_private_addresses"
+                ) from None
 
         async def store(conn: asyncpg.Connection) -> None:
             if not append:

@@ -1,29 +1,25 @@
 """Fetching a web page or image a user named, under the address policy (URL previews).
 
 Any user can make the server fetch any URL, so the fetch is where server-side request forgery
-is stopped. Every hostname is resolved by :class:`_CheckedResolver`, which hands the connector
-only addresses the :class:`~homeserver.protocol.addresses.AddressPolicy` allows: the connection
-goes to an address that was checked, and no second lookup (which a rebinding DNS server could
-answer differently) happens for it. Lookups run in threads of their own, as federation's do
-(:class:`~homeserver.services.host_resolver.SystemResolver`), so names whose DNS never answers
-cannot hold the default executor that media I/O and page parsing use. IP literals, which
-aiohttp never resolves, are checked here before the request. Redirects are followed by hand,
-each hop's URL checked again like the first. Time and size are bounded (the body is read by
-:func:`~homeserver.services.http_bodies.read_bounded`, as federation reads its answers); no
-cookies are kept and no proxy from the environment is used.
+is stopped. Every hostname is resolved by
+:class:`~homeserver.services.checked_resolver.CheckedResolver`, which hands the connector only
+addresses the :class:`~homeserver.protocol.addresses.AddressPolicy` allows, in threads of its
+own; IP literals, which aiohttp never resolves, are checked before each request. Redirects
+are followed by hand, each hop's URL checked again like the first. Time and size are bounded
+(the body is read by :func:`~homeserver.services.http_bodies.read_bounded`, as federation
+reads its answers); no cookies are kept and no proxy from the environment is used.
 """
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from homeserver.protocol.addresses import AddressPolicy, ip_literal
+from homeserver.protocol.addresses import AddressPolicy
 from homeserver.protocol.url_previews import preview_target
+from homeserver.services.checked_resolver import AddressRefused, CheckedResolver, check_literal
 from homeserver.services.host_resolver import ResolveFailed, SystemResolver
 from homeserver.services.http_bodies import BodyTooLarge, read_bounded
 
@@ -52,41 +48,6 @@ class Fetched:
     body: bytes
 
 
-class _CheckedResolver(AbstractResolver):
-    """The system's resolver (in its own threads, as federation's), with the addresses the
-    policy refuses taken out."""
-
-    def __init__(self, policy: AddressPolicy, lookup: SystemResolver) -> None:
-        self.policy = policy
-        self.lookup = lookup
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        try:
-            addresses = await self.lookup.resolve(host, port)
-        except ResolveFailed as e:
-            raise FetchFailed(str(e)) from None
-        allowed: list[ResolveResult] = []
-        refusals = []
-        for ip in addresses:
-            why = self.policy.refusal(ip)
-            if why is not None:
-                refusals.append(f"{ip} is {why}")
-                continue
-            allowed.append(ResolveResult(
-                hostname=host, host=str(ip), port=port,
-                family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
-                proto=socket.IPPROTO_TCP, flags=socket.AI_NUMERICHOST,
-            ))
-        if not allowed:
-            raise FetchRefused(f"{host}: {', '.join(refusals) or 'no addresses'}")
-        return allowed
-
-    async def close(self) -> None:
-        return None
-
-
 class UrlFetcher:
     """One pooled HTTP client for previews, bound to an address policy and limits."""
 
@@ -103,7 +64,7 @@ class UrlFetcher:
         if self._session is None:
             self._lookup = SystemResolver(timeout_s=DNS_TIMEOUT_S)
             connector = aiohttp.TCPConnector(
-                resolver=_CheckedResolver(self.policy, self._lookup),
+                resolver=CheckedResolver(self.policy, self._lookup),
                 use_dns_cache=False, limit=32, limit_per_host=4,
             )
             self._session = aiohttp.ClientSession(
@@ -124,8 +85,8 @@ class UrlFetcher:
         """GET `url` (already a `preview_target`), following up to MAX_REDIRECTS redirects;
         FetchRefused for an address the policy forbids, FetchFailed for everything else."""
         for hop in range(MAX_REDIRECTS + 1):
-            self._check_literal(url)
             try:
+                check_literal(self.policy, url)
                 async with self._get_session().get(
                     url, allow_redirects=False, headers={"Accept": accept},
                 ) as resp:
@@ -139,7 +100,11 @@ class UrlFetcher:
                     except BodyTooLarge as e:
                         raise FetchFailed(str(e)) from None
                     return Fetched(url, resp.headers.get("Content-Type"), body)
-            except (FetchRefused, FetchFailed):
+            except AddressRefused as e:
+                raise FetchRefused(str(e)) from None
+            except ResolveFailed as e:
+                raise FetchFailed(str(e)) from None
+            except FetchFailed:
                 raise
             except aiohttp.InvalidURL as e:
                 if hop == 0:
@@ -148,11 +113,6 @@ class UrlFetcher:
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                 raise FetchFailed(f"fetching {url.host}: {type(e).__name__}: {e}") from None
         raise FetchFailed(f"more than {MAX_REDIRECTS} redirects")
-
-    def _check_literal(self, url: URL) -> None:
-        ip = ip_literal(url.raw_host or "")
-        if ip is not None and (why := self.policy.refusal(ip)) is not None:
-            raise FetchRefused(f"{ip} is {why}")
 
     @staticmethod
     def _next_hop(url: URL, location: str) -> URL:

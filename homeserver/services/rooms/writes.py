@@ -29,12 +29,14 @@ from homeserver.services.stream_wakes import StreamWakes
 from storage import events as events_store
 from storage import outbox as outbox_store
 from storage import push as push_store
+from storage import push_deliveries
 from storage import rooms as rooms_store
 from storage import search as search_store
 from storage import state as state_store
 from storage.database import Database
 from storage.events import NewEvent, StoredEvent
 from storage.push import NotificationGroup
+from storage.push_deliveries import PusherKey
 from storage.rooms import ClientTxnKey
 from storage.streams import Slot, StreamIdGenerator
 
@@ -68,6 +70,8 @@ class EventWrites:
     # (event_id, room_id, redacted JSON) of events a redaction took effect on; written after
     # the inserts, since the event may be of this same batch.
     censored: list[tuple[str, str, str]] = field(default_factory=list)
+    # The http pushers that `flush` queued a push for, once per queued row.
+    pushes: list[PusherKey] = field(default_factory=list)
 
     async def flush(
         self, conn: asyncpg.Connection, room_id: str, extremity_replaced: Sequence[str] | None
@@ -86,6 +90,9 @@ class EventWrites:
                 conn, room_id, extremity_replaced, self.events[-1].stored.event_id
             )
         await push_store.insert_notifications(conn, self.notifications)
+        self.pushes = await push_deliveries.queue_notified(
+            conn, sorted({n.stream_ordering for n in self.notifications})
+        )
         await rooms_store.insert_client_txns(
             conn, self.client_txns, self.events[-1].origin_server_ts
         )
