@@ -362,9 +362,16 @@ async def wait_delivered(
     receivers: list[Receiver], expected: list[str], progress: asyncio.Event, drain_s: float,
 ) -> None:
     """Until every receiver saw every sent message, or `drain_s` passed without it."""
-    deadline = time.monotonic() + drain_s
     wanted = set(expected)
-    while any(not wanted <= r.seen.keys() for r in receivers):
+    await wait_progress(
+        lambda: all(wanted <= r.seen.keys() for r in receivers), progress, drain_s,
+    )
+
+
+async def wait_progress(done: Callable[[], bool], progress: asyncio.Event, drain_s: float) -> None:
+    """Until `done()`, checked whenever `progress` is set, or `drain_s` passed without it."""
+    deadline = time.monotonic() + drain_s
+    while not done():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
@@ -448,7 +455,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # `--pushers all`, never with `receivers`).
         expected_pushes = len(sent.sent) * (len(holders) - (args.pushers == "all"))
         if gateway is not None:
-            await push.wait_for(expected_pushes, args.drain)
+            await wait_progress(
+                lambda: push.distinct() >= expected_pushes, push.progress, args.drain,
+            )
             await gateway.cleanup()
         for task in tasks:
             task.cancel()

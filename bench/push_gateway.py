@@ -30,7 +30,7 @@ class PushRecorder:
     latencies_ms: list[float] = field(default_factory=list)
     badges: int = 0
     other: int = 0  # notifications about anything but a bench message
-    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)  # set on every request
 
     async def notify(self, request: web.Request) -> web.Response:
         arrived = time.time()
@@ -57,19 +57,6 @@ class PushRecorder:
 
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.arrivals.values())
-
-    async def wait_for(self, expected: int, drain_s: float) -> None:
-        """Until `expected` distinct pushes arrived, or `drain_s` passed without it."""
-        deadline = time.monotonic() + drain_s
-        while self.distinct() < expected:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self.progress.clear()
-            try:
-                await asyncio.wait_for(self.progress.wait(), remaining)
-            except TimeoutError:
-                return
 
 
 async def start_gateway(recorder: PushRecorder) -> tuple[web.AppRunner, str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.federation_helpers import free_port
-from tests.synapse_peer import tail_files
+from tests.peer_process import file_logging, tail_files, terminate, wait_until_answers
 from tests.web_push import b64url, public_bytes
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -39,8 +38,6 @@ APP_ID = "org.example.moot.web"  # the app ID a pusher names to reach the webpus
 WEBPUSH_TTL_S = 321  # not Sygnal's default (900), so the header shows the config was read
 NOTIFY_PATH = "/_matrix/push/v1/notify"
 START_DEADLINE_S = 60.0
-STOP_DEADLINE_S = 20.0
-POLL_INTERVAL_S = 0.05
 # A proxy in the environment would take Sygnal's requests away from loopback.
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
@@ -63,16 +60,7 @@ def write_config(directory: Path, port: int, vapid_key: ec.EllipticCurvePrivateK
     ))
     config = {
         "http": {"bind_addresses": ["127.0.0.1"], "port": port},
-        "log": {"setup": {
-            "version": 1,
-            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-            "handlers": {"file": {
-                "class": "logging.FileHandler", "filename": str(directory / "sygnal.log"),
-                "formatter": "plain",
-            }},
-            "root": {"level": "INFO", "handlers": ["file"]},
-            "disable_existing_loggers": False,
-        }},
+        "log": {"setup": file_logging(directory / "sygnal.log")},
         "apps": {APP_ID: {
             "type": "webpush", "vapid_private_key": str(key_path),
             "vapid_contact_email": "push@example.org", "ttl": WEBPUSH_TTL_S,
@@ -129,32 +117,15 @@ class SygnalGateway:
 
     async def _wait_until_up(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + START_DEADLINE_S
         async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    raise AssertionError(
-                        f"Sygnal exited with {self.proc.returncode}:\n{self.log_tail()}"
-                    )
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/health") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(POLL_INTERVAL_S)
-        raise AssertionError(f"Sygnal not up after {START_DEADLINE_S} s:\n{self.log_tail()}")
+            await wait_until_answers(
+                self.proc, http, f"http://127.0.0.1:{self.port}/health", "Sygnal",
+                START_DEADLINE_S, self.log_tail,
+            )
 
     async def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs): the port refuses connections afterwards."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), STOP_DEADLINE_S)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await terminate(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,18 @@ from homeserver.protocol.signing import SigningKey, generate_signing_key, write_
 from homeserver.setup import write_tls_certificate
 from tests.federation_helpers import free_port
 from tests.helpers import MatrixApi, User
+from tests.peer_process import (
+    LOG_TAIL_LINES,
+    file_logging,
+    tail_files,
+    terminate,
+    wait_until_answers,
+)
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SYNAPSE_VENV = CHECKOUT / "bench" / ".synapse-venv"
 INSTALL_HINT = "run `make synapse` (`make test` does it before pytest)"
 START_DEADLINE_S = 120.0
-STOP_DEADLINE_S = 20.0
-POLL_INTERVAL_S = 0.1
-LOG_TAIL_LINES = 60
 _USER_NUMBERS = itertools.count()  # user names unique however many tests share one Synapse
 
 # Synapse's rate limits, each lifted far beyond anything a test does. The nested ones are
@@ -57,19 +61,6 @@ _RATE_LIMITS: dict[str, tuple[str, ...]] = {
     "rc_invites": ("per_room", "per_user", "per_issuer"),
     "rc_presence": ("per_user",),
 }
-
-
-def tail_files(files: list[tuple[Path, int]], lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of each existing file after its byte offset, each under its name
-    (a subprocess peer's log since a test began, and its stdout)."""
-    parts = []
-    for path, start in files:
-        if path.exists():
-            with path.open("rb") as f:
-                f.seek(start)
-                text = f.read().decode(errors="replace")
-            parts.append(f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:]))
-    return "\n".join(parts)
 
 
 def synapse_python() -> Path:
@@ -104,16 +95,7 @@ def write_config(
     cert, key = directory / "tls.crt", directory / "tls.key"
     write_tls_certificate(cert, key, server_name)
     log_config = directory / "log.yaml"
-    log_config.write_text(yaml.safe_dump({
-        "version": 1,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"file": {
-            "class": "logging.FileHandler", "filename": str(directory / "homeserver.log"),
-            "formatter": "plain",
-        }},
-        "root": {"level": "INFO", "handlers": ["file"]},
-        "disable_existing_loggers": False,
-    }))
+    log_config.write_text(yaml.safe_dump(file_logging(directory / "homeserver.log")))
     loopback = {"bind_addresses": ["127.0.0.1"], "type": "http", "x_forwarded": False}
     config: dict[str, Any] = {
         "server_name": server_name,
@@ -221,31 +203,14 @@ class SynapsePeer:
 
     async def _wait_until_up(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
-            if self.proc.returncode is not None:
-                raise AssertionError(
-                    f"Synapse exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                async with self.http.get(self.client_url + "/_matrix/client/versions") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(POLL_INTERVAL_S)
-        raise AssertionError(f"Synapse not up after {START_DEADLINE_S} s:\n{self.log_tail()}")
+        await wait_until_answers(
+            self.proc, self.http, self.client_url + "/_matrix/client/versions", "Synapse",
+            START_DEADLINE_S, self.log_tail,
+        )
 
     async def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs)."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), STOP_DEADLINE_S)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await terminate(self.proc)
 
 
 @asynccontextmanager

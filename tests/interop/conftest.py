@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,11 @@ import pytest
 from tests.conftest import RunningServer, write_test_config
 from tests.federation_helpers import free_port
 from tests.nio_clients import new_client
+from tests.peer_process import wait_until_answers
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 20.0
-POLL_INTERVAL_S = 0.05
 
 
 def port_overrides() -> dict[str, Any]:
@@ -74,21 +73,11 @@ class ServerProcess:
 
     async def _wait_until_up(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + START_DEADLINE_S
         async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    raise AssertionError(
-                        f"server exited with {self.proc.returncode}:\n{self.log_tail()}"
-                    )
-                try:
-                    async with session.get(self.url + "/_matrix/client/versions") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(POLL_INTERVAL_S)
-        raise AssertionError(f"server not up after {START_DEADLINE_S} s:\n{self.log_tail()}")
+            await wait_until_answers(
+                self.proc, session, self.url + "/_matrix/client/versions", "server",
+                START_DEADLINE_S, self.log_tail,
+            )
 
     async def _wait(self, deadline_s: float) -> int | None:
         """The exit code, or None if the process is still running after `deadline_s`."""
