@@ -408,7 +408,7 @@ async def test_a_pusher_goes_with_the_device_that_registered_it(api: MatrixApi) 
         (pusher(kind="carrier-pigeon"), "M_INVALID_PARAM"),
         (pusher(app_id="x" * 65), "M_INVALID_PARAM"),
         (pusher(pushkey="k" * 513), "M_INVALID_PARAM"),
-        (pusher(data={"url": "http://push.example.org/_matrix/push/v1/notify"}),
+        (pusher(data={"url": "ftp://push.example.org/_matrix/push/v1/notify"}),
          "M_INVALID_PARAM"),
         (pusher(data={"url": "https://push.example.org/other"}), "M_INVALID_PARAM"),
         (pusher(data={}), "M_MISSING_PARAM"),

@@ -1,0 +1,341 @@
+"""Delivery to push gateways, over HTTP to a recording gateway on loopback: what is sent for
+each kind of event and format, badge updates after a read receipt, rejected pushkeys, a
+gateway that is down for a while, a restart with pushes queued, and the address policy that
+keeps users' gateway URLs off this server's own network."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from prometheus_client import REGISTRY
+
+from federation.backoff import PRODUCTION_BACKOFF, Backoff
+from homeserver.app import Homeserver
+from tests.conftest import MakeServer, RunningServer
+from tests.federation_helpers import free_port
+from tests.federation_peers import eventually
+from tests.helpers import MatrixApi, User
+from tests.push_gateway import NOTIFY_PATH, RecordingGateway
+
+pytestmark = pytest.mark.usefixtures("no_server_errors")
+
+ALLOW_PRIVATE = {"push.allow_private_addresses": True}
+FAST = Backoff(base_s=0.05, max_s=0.2)
+APP_ID = "org.example.app"
+_txn = itertools.count()
+
+
+def pusher_body(url: str, pushkey: str, **data: Any) -> dict[str, Any]:
+    return {
+        "kind": "http", "app_id": APP_ID, "pushkey": pushkey, "app_display_name": "Example",
+        "device_display_name": "Phone", "lang": "en", "data": {"url": url, **data},
+    }
+
+
+def metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name, {"kind": "http"}) or 0.0
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[RecordingGateway]:
+    gw = RecordingGateway()
+    await gw.start()
+    yield gw
+    await gw.stop()
+
+
+@pytest.fixture
+async def server(make_homeserver: MakeServer) -> RunningServer:
+    running = await make_homeserver(ALLOW_PRIVATE)
+    assert running.hs.push_sender is not None
+    running.hs.push_sender.backoff = FAST
+    return running
+
+
+@pytest.fixture
+async def api(server: RunningServer, http: aiohttp.ClientSession) -> MatrixApi:
+    return MatrixApi(server.url, http)
+
+
+@dataclass
+class Room:
+    alice: User
+    bob: User
+    carol: User
+    room_id: str
+
+
+@pytest.fixture
+async def room(api: MatrixApi) -> Room:
+    """Three members (the group-chat rules apply), a name, an alias and Alice's display name."""
+    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
+    await api.ok("PUT", f"profile/{quote(alice.user_id)}/displayname",
+                 json={"displayname": "Alice Liddell"}, token=alice.token)
+    room_id = await api.create_room(
+        alice, preset="public_chat", name="Lobby", room_alias_name="lobby"
+    )
+    await api.join(bob, room_id)
+    await api.join(carol, room_id)
+    return Room(alice, bob, carol, room_id)
+
+
+async def set_pusher(api: MatrixApi, user: User, body: dict[str, Any]) -> None:
+    await api.ok("POST", "pushers/set", json=body, token=user.token)
+
+
+async def send(api: MatrixApi, user: User, room_id: str, event_type: str, content: Any) -> str:
+    body = await api.ok("PUT", f"rooms/{room_id}/send/{event_type}/p{next(_txn)}", json=content,
+                        token=user.token)
+    event_id: str = body["event_id"]
+    return event_id
+
+
+async def received(gateway: RecordingGateway, count: int, what: str) -> list[dict[str, Any]]:
+    async def enough() -> bool:
+        return len(gateway.received) >= count
+
+    await eventually(enough, what)
+    return gateway.received
+
+
+# ---- what is sent ---------------------------------------------------------------------------
+
+async def test_a_message_sends_everything_the_spec_lists(
+    api: MatrixApi, room: Room, gateway: RecordingGateway
+) -> None:
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key", extra="kept"))
+    first = await api.send_message(room.alice, room.room_id, "hello")
+    mention = await send(api, room.alice, room.room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "hey bob", "m.mentions": {"user_ids": [room.bob.user_id]},
+    })
+    notes = await received(gateway, 2, "two pushes")
+    device = notes[0]["devices"][0]
+    assert isinstance(device.pop("pushkey_ts"), int)
+    assert notes[0] == {
+        "event_id": first, "room_id": room.room_id, "type": "m.room.message",
+        "sender": room.alice.user_id, "sender_display_name": "Alice Liddell",
+        "room_name": "Lobby", "room_alias": "#lobby:localhost", "prio": "high",
+        "content": {"msgtype": "m.text", "body": "hello"}, "counts": {"unread": 1},
+        "devices": [{"app_id": APP_ID, "pushkey": "bob-key", "data": {"extra": "kept"},
+                     "tweaks": {}}],
+    }
+    assert notes[1]["event_id"] == mention
+    assert notes[1]["counts"] == {"unread": 2}
+    assert notes[1]["devices"][0]["tweaks"] == {"sound": "default", "highlight": True}
+    assert len(gateway.received) == 2  # Alice's own pusherless account, Carol's: nothing
+
+
+async def test_an_encrypted_event_goes_without_its_content(
+    api: MatrixApi, room: Room, gateway: RecordingGateway
+) -> None:
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    event_id = await send(api, room.alice, room.room_id, "m.room.encrypted", {
+        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "c", "sender_key": "k",
+        "session_id": "s", "device_id": "D",
+    })
+    [note] = await received(gateway, 1, "the push")
+    assert (note["event_id"], note["type"], note["prio"]) == (event_id, "m.room.encrypted", "high")
+    assert "content" not in note
+
+
+async def test_an_invite_is_pushed_to_its_target(
+    api: MatrixApi, room: Room, gateway: RecordingGateway
+) -> None:
+    dave = await api.register("dave")
+    await set_pusher(api, dave, pusher_body(gateway.url, "dave-key"))
+    await api.invite(room.alice, room.room_id, dave)
+    [note] = await received(gateway, 1, "the invite's push")
+    assert note["type"] == "m.room.member"
+    assert note["user_is_target"] is True
+    assert note["prio"] == "high"
+    assert note["content"]["membership"] == "invite"
+    assert note["room_name"] == "Lobby"
+
+
+async def test_event_id_only_and_a_badge_update_after_a_read_receipt(
+    api: MatrixApi, room: Room, gateway: RecordingGateway
+) -> None:
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key", format="event_id_only"))
+    first = await api.send_message(room.alice, room.room_id, "one")
+    second = await api.send_message(room.alice, room.room_id, "two")
+    notes = await received(gateway, 2, "two pushes")
+    assert [set(n) for n in notes] == [{"event_id", "room_id", "counts", "prio", "devices"}] * 2
+    assert [(n["event_id"], n["counts"]) for n in notes] == [
+        (first, {"unread": 1}), (second, {"unread": 2}),
+    ]
+    assert notes[0]["devices"][0]["data"] == {"format": "event_id_only"}
+    await api.ok("POST", f"rooms/{room.room_id}/receipt/m.read/{second}", json={},
+                 token=room.bob.token)
+    [*_, badge] = await received(gateway, 3, "the badge update")
+    device = badge["devices"][0]
+    assert badge == {"counts": {"unread": 0}, "devices": [device]}
+    assert (device["pushkey"], device["tweaks"]) == ("bob-key", {})
+
+
+async def test_a_rejected_pushkey_loses_its_pusher(
+    api: MatrixApi, room: Room, gateway: RecordingGateway
+) -> None:
+    rejected_before = metric("moot_push_rejected_total")
+    gateway.rejecting.add("bob-key")
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    await set_pusher(api, room.carol, pusher_body(gateway.url, "carol-key"))
+    await api.send_message(room.alice, room.room_id, "one")
+
+    async def gone() -> bool:
+        body = await api.ok("GET", "pushers", token=room.bob.token)
+        return body == {"pushers": []}
+
+    await eventually(gone, "Bob's rejected pusher to be deleted")
+    assert metric("moot_push_rejected_total") == rejected_before + 1
+    later = await api.send_message(room.alice, room.room_id, "two")
+
+    async def carol_has_it() -> bool:
+        return later in gateway.events("carol-key")
+
+    await eventually(carol_has_it, "Carol's push of the second message")
+    assert len(gateway.events("bob-key")) == 1
+    assert len((await api.ok("GET", "pushers", token=room.carol.token))["pushers"]) == 1
+
+
+# ---- durability -----------------------------------------------------------------------------
+
+async def test_a_gateway_down_for_a_while_gets_everything_once_in_order(
+    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+) -> None:
+    sender = server.hs.push_sender
+    assert sender is not None
+    sent_before, failed_before = metric("moot_push_sent_total"), metric("moot_push_failed_total")
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    gateway.down = True
+    sent = [await api.send_message(room.alice, room.room_id, f"m{i}") for i in range(5)]
+
+    async def retried() -> bool:
+        return gateway.refused >= 3
+
+    await eventually(retried, "three refused attempts")
+    await sender.refresh_gauges()
+    assert metric("moot_push_queue_depth") == 5
+    assert metric("moot_push_queue_oldest_age_seconds") >= 0
+    gateway.down = False
+
+    async def caught_up() -> bool:
+        return len(gateway.events()) >= 5
+
+    await eventually(caught_up, "the backlog")
+    sent.append(await api.send_message(room.alice, room.room_id, "after"))
+    await received(gateway, 6, "the push after the outage")
+    assert gateway.events() == sent
+    assert len(gateway.received) == 6
+    assert metric("moot_push_sent_total") == sent_before + 6
+    assert metric("moot_push_failed_total") >= failed_before + 3
+    await sender.refresh_gauges()
+    assert metric("moot_push_queue_depth") == 0
+
+
+async def test_pushes_queued_when_the_server_stops_go_out_after_its_restart(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    port = free_port()  # the gateway is not there yet: every attempt fails
+    server = await make_homeserver(ALLOW_PRIVATE)
+    api = MatrixApi(server.url, http)
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    await set_pusher(api, bob, pusher_body(f"http://127.0.0.1:{port}{NOTIFY_PATH}", "bob-key"))
+    failed_before = metric("moot_push_failed_total")
+    sent = [await api.send_message(alice, room_id, f"m{i}") for i in range(3)]
+
+    async def attempted() -> bool:
+        return metric("moot_push_failed_total") > failed_before
+
+    await eventually(attempted, "a failed attempt")
+    await server.hs.stop()
+
+    gateway = RecordingGateway()
+    await gateway.start(port)
+    restarted = Homeserver(server.hs.config)
+    await restarted.start()
+    try:
+        async def delivered() -> bool:
+            return len(gateway.events()) >= 3
+
+        await eventually(delivered, "the queued pushes after the restart")
+        assert gateway.events() == sent
+    finally:
+        await restarted.stop()
+        await gateway.stop()
+
+
+async def test_a_20_s_outage_is_caught_up_within_30_s_of_its_end(server: RunningServer) -> None:
+    """The default schedule (1 s doubling, capped at 5 minutes): a gateway down from t=0 to
+    t=20 s is tried again by t=50 s, however the attempts fell."""
+    assert server.hs.push_sender is not None
+    assert PRODUCTION_BACKOFF.max_s == 300.0
+    t, failures = 0.0, 0
+    while t < 20:
+        failures += 1
+        t += PRODUCTION_BACKOFF.delay_s(failures)
+    assert t <= 20 + 30
+    assert PRODUCTION_BACKOFF.delay_s(1) == 1.0
+
+
+# ---- the address policy -------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1:8080", "10.1.2.3", "169.254.169.254", "[::1]", "[fe80::1]", "localhost:8080",
+     "192.168.1.1", "2130706433", "[::ffff:127.0.0.1]"],
+)
+async def test_gateways_on_private_addresses_are_refused(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, host: str
+) -> None:
+    server = await make_homeserver()
+    api = MatrixApi(server.url, http)
+    alice = await api.register("alice")
+    status, body = await api.request(
+        "POST", "pushers/set", json=pusher_body(f"http://{host}{NOTIFY_PATH}", "k"),
+        token=alice.token,
+    )
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), body
+    assert await api.ok("GET", "pushers", token=alice.token) == {"pushers": []}
+
+
+async def test_a_stored_private_gateway_gets_nothing_once_the_key_is_off(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, gateway: RecordingGateway
+) -> None:
+    """The check at delivery holds even for a pusher stored while private addresses were
+    allowed (or a name that resolved elsewhere then)."""
+    allowed = await make_homeserver(ALLOW_PRIVATE)
+    api = MatrixApi(allowed.url, http)
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    await set_pusher(api, bob, pusher_body(gateway.url, "bob-key"))
+    await allowed.hs.stop()
+
+    strict = await make_homeserver()
+    api = MatrixApi(strict.url, http)
+    failed_before = metric("moot_push_failed_total")
+    await api.send_message(alice, room_id, "hello")
+
+    async def refused() -> bool:
+        return metric("moot_push_failed_total") > failed_before
+
+    await eventually(refused, "the refused delivery")
+    assert gateway.received == []
+
+
+async def test_email_pushers_are_refused(api: MatrixApi) -> None:
+    alice = await api.register("alice")
+    body = pusher_body("unused", "alice@example.org") | {
+        "kind": "email", "data": {}
+    }
+    status, answer = await api.request("POST", "pushers/set", json=body, token=alice.token)
+    assert (status, answer["errcode"]) == (400, "M_INVALID_PARAM"), answer
+    assert await api.ok("GET", "pushers", token=alice.token) == {"pushers": []}
