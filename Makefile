@@ -8,7 +8,7 @@ DATA ?= data
 SERVER_NAME ?= localhost:8448
 BIN = $(VENV)/bin
 SYNAPSE_VENV ?= bench/.synapse-venv
-SYGNAL_VENV ?= tests/.sygnal-venv
+SYGNAL_VENV ?= bench/.sygnal-venv
 # Sygnal's release source is not on PyPI: it comes from shared/vendor/ beside the checkout.
 SYGNAL_VENDOR ?= ../shared/vendor
 JS_DIR = tests/js
@@ -41,8 +41,8 @@ synapse: $(SYNAPSE_VENV)/.installed
 # (PyPI for those) in its own venv: the gateway between a homeserver and a loopback web push
 # service in tests/interop/. The script checks the source's checksum and is idempotent; its stamp
 # records what it installed, so a changed vendor file reinstalls.
-$(SYGNAL_VENV)/.installed: tests/sygnal-venv.sh $(wildcard $(SYGNAL_VENDOR)/matrix-sygnal-*)
-	bash tests/sygnal-venv.sh $(SYGNAL_VENV) $(SYGNAL_VENDOR)
+$(SYGNAL_VENV)/.installed: bench/sygnal-venv.sh $(wildcard $(SYGNAL_VENDOR)/matrix-sygnal-*)
+	bash bench/sygnal-venv.sh $(SYGNAL_VENV) $(SYGNAL_VENDOR)
 	touch $@
 
 sygnal: $(SYGNAL_VENV)/.installed

@@ -1,7 +1,7 @@
 """Sygnal, the Matrix reference push gateway, run from its release source as a test peer.
 
 Sygnal is not on PyPI: `make sygnal` (which `make test` runs first) installs the release source
-kept in ../shared/vendor/ into `tests/.sygnal-venv` (tests/sygnal-venv.sh). A test starts it
+kept in ../shared/vendor/ into `bench/.sygnal-venv` (bench/sygnal-venv.sh). A test starts it
 as a subprocess on a loopback port, with one app: its webpush pushkin, signing for the push
 service with a VAPID key made here and asking for a fixed TTL. A homeserver's http pusher then
 points at `notify_url`, the pusher's `data.endpoint`/`data.auth` at a subscription of the
@@ -32,7 +32,7 @@ from tests.peer_process import file_logging, tail_files, terminate, wait_until_a
 from tests.web_push import b64url, public_bytes
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-SYGNAL_VENV = CHECKOUT / "tests" / ".sygnal-venv"
+SYGNAL_VENV = CHECKOUT / "bench" / ".sygnal-venv"
 INSTALL_HINT = "run `make sygnal` (`make test` does it before pytest)"
 APP_ID = "org.example.moot.web"  # the app ID a pusher names to reach the webpush pushkin
 WEBPUSH_TTL_S = 321  # not Sygnal's default (900), so the header shows the config was read

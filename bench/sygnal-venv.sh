@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install Sygnal, the Matrix reference push gateway, into its own virtualenv (never Moot's .venv), once.
+# Install Sygnal, the Matrix reference push gateway, into its own virtualenv (never Moot's .venv),
+# once.
 #
 # Sygnal is not on PyPI: its unchanged release source and a requirements file pinning its
 # dependencies to the release's lock file lie in shared/vendor/, beside the checkout (../shared).
@@ -9,8 +10,8 @@
 # Idempotent: a stamp file records the checksum of the source and of the requirements that were
 # installed, so a second run with the same files does nothing and a changed one reinstalls.
 #
-# Usage: tests/sygnal-venv.sh [VENV [VENDOR_DIR]]
-#   (defaults: tests/.sygnal-venv beside this script, ../shared/vendor beside the checkout)
+# Usage: bench/sygnal-venv.sh [VENV [VENDOR_DIR]]
+#   (defaults: bench/.sygnal-venv beside this script, ../shared/vendor beside the checkout)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
