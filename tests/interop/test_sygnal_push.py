@@ -5,8 +5,11 @@ Homeserver → Sygnal (its webpush pushkin, run from the vendored release, tests
 an http pusher whose `data.url` is Sygnal's notify URL and whose `data.endpoint`/`data.auth`
 and pushkey are a web push subscription; another user writes into their room. Every test runs
 unchanged against Moot (`push.allow_private_addresses: true`, since everything is on loopback)
-and against Synapse from PyPI (its blocklist is empty in tests/synapse_peer.py), so what Moot
-sends is read by the same gateway the same way as what Synapse sends.
+and against Synapse from PyPI (tests/synapse_peer.py: its IP blocklist is empty, so it reaches
+loopback, and it counts `unread` in messages as the spec does, not in rooms), so what Moot sends
+is read by the same gateway the same way as what Synapse sends. While Sygnal is down, a stand-in
+on its port answers 503 and counts, so the test knows the homeserver tried before Sygnal
+returns.
 
 Covered: one web push per notifying event and none for a non-notifying one, in order; the
 fields that reach the device in the full format and in `event_id_only`; Sygnal's TTL and
