@@ -8,7 +8,7 @@ destinations are woken: each destination with work has one task, which reads the
 transaction is in flight per destination and the peer sees our events in queue order. On a 200
 the batch's rows are deleted and the next batch goes out at once (catch-up after an outage is
 just this loop running until the queue is empty). On a failure the *same* batch, under the same
-txnId, is retried after an exponential backoff (`federation/backoff.py`) whose state is stored,
+txnId, is retried after an exponential backoff (`protocol/backoff.py`) whose state is stored,
 so a restart resumes where it stopped; any request from the peer (`peer_is_back`) cuts the wait
 short. Rows leave the queue only when the peer accepted them, or when it refused the whole
 transaction with 400 or 413, which no retry can change, or when the destination expired: it
@@ -33,10 +33,10 @@ from typing import Any
 
 import asyncpg
 
-from federation.backoff import PRODUCTION_BACKOFF, Backoff
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.metric_labels import OTHER, DestinationLabels
 from homeserver import metrics
+from homeserver.protocol.backoff import PRODUCTION_BACKOFF, Backoff
 from homeserver.protocol.state_keys import StateKey
 from homeserver.services.clock import Clock
 from homeserver.services.outbound_edus import servers_of

@@ -8,7 +8,7 @@ at a time (the gateway API carries one notification a request), so its gateway s
 queue order. A row is deleted once the gateway answered 200; should the process die between
 the answer and the deletion, that one notification is sent again after the restart (the spec
 tells gateways to deduplicate by `event_id`). On a failure the *same* row is retried after an
-exponential backoff (`federation/backoff.py`, 1 s doubling to 5 minutes) whose state is stored
+exponential backoff (`protocol/backoff.py`, 1 s doubling to 5 minutes) whose state is stored
 on the pusher, so a restart resumes where it stopped. A row leaves the queue undelivered only
 when the gateway refused it for good (400 or 413, which no retry changes), when it has been
 failing for a day (`DELIVERY_EXPIRY_MS`, after which a notification is news to nobody), or
@@ -31,9 +31,9 @@ from typing import Any
 
 import asyncpg
 
-from federation.backoff import PRODUCTION_BACKOFF, Backoff
 from homeserver import metrics
 from homeserver.protocol import push_gateway
+from homeserver.protocol.backoff import PRODUCTION_BACKOFF, Backoff
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.push_gateway import Device, RoomDetails
 from homeserver.services.checked_resolver import AddressRefused

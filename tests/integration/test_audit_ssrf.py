@@ -214,14 +214,16 @@ def _assert_nothing_fetched(name: str, status: int, reply: Any, server: str) -> 
 
 async def test_queued_sends_and_pushers_never_connect(world: World) -> None:
     """Work the server does later (to-device messages queued for remote servers, pushers
-    with a gateway on loopback) connects nowhere either: checked after an event that would
-    push, and once every queued destination has failed its first attempt."""
+    with a gateway on loopback, which /pushers/set refuses) connects nowhere either: checked
+    after an event that would push, and once every queued destination has failed its first
+    attempt."""
     api, alice, port = world.api, world.alice, world.listener.port
-    await api.ok("POST", "pushers/set", token=alice.token, json={
+    status, reply = await api.request("POST", "pushers/set", token=alice.token, json={
         "kind": "http", "app_id": "org.example.app", "pushkey": "key", "lang": "en",
         "app_display_name": "App", "device_display_name": "Phone",
         "data": {"url": f"https://127.0.0.1:{port}/_matrix/push/v1/notify"},
     })
+    assert (status, reply["errcode"]) == (400, "M_INVALID_PARAM"), reply
     bob = await api.register("bob")
     await api.join(bob, world.room_id)
     await api.send_message(bob, world.room_id, "a message that notifies alice")

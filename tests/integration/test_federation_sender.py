@@ -19,9 +19,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from federation.backoff import Backoff
 from federation.client import HttpResponseError
 from federation.sender import SEND_PATH, FederationSender
+from homeserver.protocol.backoff import Backoff
 from homeserver.protocol.signing import generate_signing_key
 from homeserver.services.clock import SYSTEM_CLOCK
 from homeserver.services.rooms.writes import EventWrites, PersistedEvent

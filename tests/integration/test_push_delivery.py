@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from federation.backoff import PRODUCTION_BACKOFF, Backoff
 from homeserver.app import Homeserver
+from homeserver.protocol.backoff import PRODUCTION_BACKOFF, Backoff
 from tests.conftest import MakeServer, RunningServer
 from tests.federation_helpers import free_port
 from tests.federation_peers import eventually

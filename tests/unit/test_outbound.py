@@ -3,8 +3,8 @@ transaction IDs."""
 
 from __future__ import annotations
 
-from federation.backoff import Backoff
 from federation.sender import destinations_for, transaction_id
+from homeserver.protocol.backoff import Backoff
 from storage.outbox import Batch, QueuedEdu, QueuedPdu
 
 OWN = "own.example"

@@ -1,4 +1,5 @@
-"""The retry schedule of one federation destination: how long to wait after n failures.
+"""The retry schedule of a destination that failed: how long to wait after n failures (a
+federation destination, a push gateway).
 
 Pure (no clock, no I/O): the sender passes the time in. The delay doubles from ``base_s`` with
 each consecutive failure and stops at ``max_s``, minutes rather than the hours or days some
