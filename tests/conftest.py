@@ -34,9 +34,9 @@ from storage.migrations import migrate
 from tests.helpers import MatrixApi
 from tests.loop_guard import LoopGuard
 
-# The multi-server harness (`peers`, `peer_http`) and a real Synapse as a peer (`synapse`), for
-# any test module that asks for them.
-pytest_plugins = ["tests.federation_peers", "tests.synapse_peer"]
+# The multi-server harness (`peers`, `peer_http`), a real Synapse as a peer (`synapse`) and a
+# real Sygnal push gateway (`sygnal`), for any test module that asks for them.
+pytest_plugins = ["tests.federation_peers", "tests.synapse_peer", "tests.sygnal_gateway"]
 
 TEMPLATE_DB = f"moot_template_{os.getpid()}"
 

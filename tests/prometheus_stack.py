@@ -21,7 +21,7 @@ import aiohttp
 import yaml
 
 from tests.federation_helpers import free_port
-from tests.processes import terminate, until_answers
+from tests.peer_process import terminate, wait_until_answers
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SCRAPE_CONFIG = CHECKOUT / "deploy" / "prometheus.yml"
@@ -40,7 +40,6 @@ TEST_INTERVAL = "1s"
 TEST_RATE_INTERVAL = "30s"
 
 START_DEADLINE_S = 30.0
-STOP_DEADLINE_S = 20.0
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -138,8 +137,11 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )
-        await until_answers(self.proc, self.url + "/-/ready", "prometheus", START_DEADLINE_S,
-                            self.log_tail)
+        async with aiohttp.ClientSession() as session:
+            await wait_until_answers(
+                self.proc, session, self.url + "/-/ready", "prometheus", START_DEADLINE_S,
+                self.log_tail,
+            )
 
     def log_tail(self) -> str:
         return (self.workdir / "prometheus.log").read_text(errors="replace")[-3000:]
@@ -157,5 +159,4 @@ class Prometheus:
         return result
 
     async def stop(self) -> None:
-        if self.proc is not None:
-            await terminate(self.proc, STOP_DEADLINE_S)
+        await terminate(self.proc)

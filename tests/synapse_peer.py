@@ -33,14 +33,18 @@ from homeserver.protocol.signing import SigningKey, generate_signing_key, write_
 from homeserver.setup import write_tls_certificate
 from tests.federation_helpers import free_port
 from tests.helpers import MatrixApi, User
-from tests.processes import terminate, until_answers
+from tests.peer_process import (
+    LOG_TAIL_LINES,
+    file_logging,
+    tail_files,
+    terminate,
+    wait_until_answers,
+)
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SYNAPSE_VENV = CHECKOUT / "bench" / ".synapse-venv"
 INSTALL_HINT = "run `make synapse` (`make test` does it before pytest)"
 START_DEADLINE_S = 120.0
-STOP_DEADLINE_S = 20.0
-LOG_TAIL_LINES = 60
 _USER_NUMBERS = itertools.count()  # user names unique however many tests share one Synapse
 
 # Synapse's rate limits, each lifted far beyond anything a test does. The nested ones are
@@ -93,16 +97,7 @@ def write_config(
     cert, key = directory / "tls.crt", directory / "tls.key"
     write_tls_certificate(cert, key, server_name)
     log_config = directory / "log.yaml"
-    log_config.write_text(yaml.safe_dump({
-        "version": 1,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"file": {
-            "class": "logging.FileHandler", "filename": str(directory / "homeserver.log"),
-            "formatter": "plain",
-        }},
-        "root": {"level": "INFO", "handlers": ["file"]},
-        "disable_existing_loggers": False,
-    }))
+    log_config.write_text(yaml.safe_dump(file_logging(directory / "homeserver.log")))
     loopback = {"bind_addresses": ["127.0.0.1"], "type": "http", "x_forwarded": False}
     config: dict[str, Any] = {
         "server_name": server_name,
@@ -133,6 +128,8 @@ def write_config(
         "enable_registration_without_verification": True,
         "bcrypt_rounds": 4,  # registration is set-up, not what is tested
         "presence": {"enabled": True},
+        # The spec's `counts.unread` in a push: unread messages, not Synapse's default of rooms.
+        "push": {"group_unread_count_by_room": False},
         "use_frozen_dicts": False,
         **_rate_limits(),
         **(extra or {}),
@@ -191,14 +188,7 @@ class SynapsePeer:
 
     def log_tail(self, since: int = 0, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines Synapse logged after byte offset ``since``, and its stdout."""
-        parts = []
-        for path, start in ((self.log_path, since), (self.directory / "stdout.log", 0)):
-            if path.exists():
-                with path.open("rb") as f:
-                    f.seek(start)
-                    text = f.read().decode(errors="replace")
-                parts.append(f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:]))
-        return "\n".join(parts)
+        return tail_files([(self.log_path, since), (self.directory / "stdout.log", 0)], lines)
 
     async def start(self) -> None:
         """Start Synapse and wait until its client API answers /versions."""
@@ -218,13 +208,14 @@ class SynapsePeer:
 
     async def _wait_until_up(self) -> None:
         assert self.proc is not None
-        await until_answers(self.proc, self.client_url + "/_matrix/client/versions", "Synapse",
-                            START_DEADLINE_S, self.log_tail)
+        await wait_until_answers(
+            self.proc, self.http, self.client_url + "/_matrix/client/versions", "Synapse",
+            START_DEADLINE_S, self.log_tail,
+        )
 
     async def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs)."""
-        if self.proc is not None:
-            await terminate(self.proc, STOP_DEADLINE_S)
+        await terminate(self.proc)
 
 
 @asynccontextmanager

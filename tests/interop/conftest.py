@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
 import pytest
 
 from tests.conftest import RunningServer, write_test_config
 from tests.federation_helpers import free_port
 from tests.nio_clients import new_client
-from tests.processes import until_answers
+from tests.peer_process import wait_until_answers
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 60.0
@@ -72,8 +73,11 @@ class ServerProcess:
 
     async def _wait_until_up(self) -> None:
         assert self.proc is not None
-        await until_answers(self.proc, self.url + "/_matrix/client/versions", "server",
-                            START_DEADLINE_S, self.log_tail)
+        async with aiohttp.ClientSession() as session:
+            await wait_until_answers(
+                self.proc, session, self.url + "/_matrix/client/versions", "server",
+                START_DEADLINE_S, self.log_tail,
+            )
 
     async def _wait(self, deadline_s: float) -> int | None:
         """The exit code, or None if the process is still running after `deadline_s`."""

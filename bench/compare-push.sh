@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Moot's send rate without and with push delivery, under the identical bench/load.py load (issue 17).
+#
+# Two steps, each on a fresh database and a freshly started Moot with the same configuration
+# (`init` as in compare.sh, plus push.allow_private_addresses: true so that pushers may name a
+# gateway on loopback): first the group chat without pushers, then the same load with every user
+# (PUSHERS=receivers: only the long-polling receivers) holding an http pusher to the loopback
+# gateway that load.py starts (bench/push_gateway.py, answering 200 {"rejected": []}). Prints both
+# JSON results, the send-rate ratio (the issue's target: with pushers within 10 % of without) and
+# what reached the gateway. It measures only: the exit status says whether the runs completed.
+#
+# Environment: PGHOST PGPORT PGUSER (default 127.0.0.1 5432 postgres); LOAD_ARGS (extra
+# bench/load.py arguments, e.g. "--users 64 --messages 200"); PUSHERS (all or receivers, default
+# all); KEEP=1 keeps the work directory and databases.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOG_TAG=compare-push
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+start_run moot-bench-push
+
+run_step() {  # name pushers -> writes $WORK/name.json
+    local name="$1" db="bench_push_$1_$STAMP" port dir="$WORK/$1"
+    port="$(free_port)"
+    new_database "$db"
+    init_moot "$dir" localhost "$port" "$db"
+    "$MOOT_PY" - "$dir/homeserver.yaml" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+config = yaml.safe_load(open(path))
+config.setdefault("push", {})["allow_private_addresses"] = True
+open(path, "w").write(yaml.safe_dump(config))
+PY
+    log "$name: starting Moot ($MOOT_VERSION) on 127.0.0.1:$port; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    run_moot "$dir" "$port"
+    "$MOOT_PY" "$ROOT/bench/load.py" --url "http://127.0.0.1:$port" --pid "${SERVER_PIDS[0]}" \
+        --prefix "$name$STAMP" --pushers "$2" "${LOAD_EXTRA[@]}" > "$WORK/$name.json"
+    stop_servers
+}
+
+check_prerequisites
+run_step without none
+run_step with "${PUSHERS:-all}"
+
+echo "date: $(date -Is)  machine: $(nproc) cores  moot: $MOOT_VERSION"
+echo "without pushers: $(cat "$WORK/without.json")"
+echo "with pushers:    $(cat "$WORK/with.json")"
+"$MOOT_PY" - "$WORK/without.json" "$WORK/with.json" <<'PY'
+import json, sys
+without, with_ = (json.load(open(path)) for path in sys.argv[1:3])
+a, b = without["send"]["msgs_per_s"], with_["send"]["msgs_per_s"]
+push = with_["push"]
+print(f"send rate: {a} msgs/s without pushers, {b} with ({b / a:.3f}x; target >= 0.9x)")
+print(f"pushes: {push['received']} of {push['expected']} received, {push['missing']} missing, "
+      f"{push['duplicates']} duplicates; send start -> gateway p50 {push['latency']['p50_ms']} ms, "
+      f"p99 {push['latency']['p99_ms']} ms")
+PY
