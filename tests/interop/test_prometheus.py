@@ -50,7 +50,7 @@ VARIABLES = {"server_name": SERVER_NAME, "instance": ".*"}
 # The rows the dashboard promises an operator, in order.
 ROWS = [
     "Traffic and latency by route", "Sync long-polls", "Event persistence", "Send batching",
-    "Federation", "Database", "Caches", "Process", "Workers",
+    "Federation", "Push and application services", "Database", "Caches", "Process", "Workers",
 ]
 # Series from other exporters: node exporter's, and Prometheus's own `up`.
 FOREIGN_METRIC = re.compile(r"^(node_\w+|up)$")
