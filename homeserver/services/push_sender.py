@@ -7,16 +7,17 @@ are woken: each pusher with work has one task, which reads its oldest rows and P
 at a time (the gateway API carries one notification a request), so its gateway sees them in
 queue order. The queues of many pushers are read together (`QueueReader`). A row is deleted
 only after the gateway answered 200, and not at once: the positions delivered are deleted by
-the statement that reads the pusher's next rows (or, when the pusher was failing or fails now,
-with its retry state), so a busy pusher costs one statement per batch of rows, not one per row.
-Should the process die between the answer and the deletion, those notifications are sent again
-after the restart (the spec tells gateways to deduplicate by `event_id`); a clean stop deletes
-them. On a failure the *same* row is retried after an exponential backoff
-(`protocol/backoff.py`, 1 s doubling to 5 minutes) whose state is stored on the pusher, so a
-restart resumes where it stopped. A row leaves the queue undelivered only when the gateway
-refused it for good (400 or 413, which no retry changes), when it has been failing for a day
-(`DELIVERY_EXPIRY_MS`, after which a notification is news to nobody), or when its pusher is
-deleted: by its owner, or because the gateway listed its pushkey in `rejected`.
+the next statement that reads queues, or by one statement for all that a short while gathered
+(`QueueReader.hand_over`), or, when the pusher was failing or fails now, with its retry state:
+a busy sender pays statements per wave of pushes, not per row. Should the process die between
+the answer and the deletion, those notifications are sent again after the restart (the spec
+tells gateways to deduplicate by `event_id`); a clean stop deletes them. On a failure the
+*same* row is retried after an exponential backoff (`protocol/backoff.py`, 1 s doubling to 5
+minutes) whose state is stored on the pusher, so a restart resumes where it stopped. A row
+leaves the queue undelivered only when the gateway refused it for good (400 or 413, which no
+retry changes), when it has been failing for a day (`DELIVERY_EXPIRY_MS`, after which a
+notification is news to nobody), or when its pusher is deleted: by its owner, or because the
+gateway listed its pushkey in `rejected`.
 
 Counts are read when a row is sent, not when it was queued: a phone coming back after an outage
 shows the badge as it is now. Everything a request needs is read from memory where the process
@@ -105,8 +106,6 @@ class PushSender:
         # count dropped.
         self._last_unread: dict[PusherKey, int] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
-        # Delivered positions whose task was cancelled before deleting them (`stop` does).
-        self._undeleted: list[int] = []
         self._db_slots = asyncio.Semaphore(DB_CONNECTIONS)
         self.reader = QueueReader(db, self._db_slots, BATCH)
         self._stopped = True
@@ -161,16 +160,15 @@ class PushSender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._undeleted += await self.reader.stop()
-        if self._undeleted:
+        delivered = await self.reader.stop()
+        if delivered:
             try:
                 await self.db.run(
-                    partial(queue_store.delete_queued, positions=self._undeleted),
+                    partial(queue_store.delete_queued, positions=delivered),
                     name="push_delivered",
                 )
             except Exception:  # they are sent again after the restart
-                log.exception("deleting %d delivered pushes failed", len(self._undeleted))
-            self._undeleted = []
+                log.exception("deleting %d delivered pushes failed", len(delivered))
         await self.client.close()
 
     async def refresh_gauges(self) -> None:
@@ -222,6 +220,8 @@ class PushSender:
                         await self._deliver(pusher, row)
                         if pusher.gone:
                             return
+                    if len(rows) < BATCH and not pusher.pending:
+                        return  # that was the whole queue, and nothing came since
                 except Exception:
                     # The database failed us (the gateway's failures are handled in _deliver):
                     # back off as for a failed delivery rather than lose the task.
@@ -229,9 +229,9 @@ class PushSender:
                     await self._failed(pusher)
         finally:
             pusher.task = None
-            if not pusher.gone:  # cancelled by `stop` (else the last read deleted them)
-                self._undeleted.extend(pusher.delivered)
-                pusher.delivered.clear()
+            if not pusher.gone:  # (a deleted pusher's rows went with it)
+                self.reader.hand_over(pusher.delivered)
+                pusher.delivered = []
             if pusher.gone or (pusher.failures == 0 and not pusher.pending):
                 self._pushers.pop(pusher.key, None)
 
