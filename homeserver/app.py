@@ -98,6 +98,7 @@ from homeserver.services.replication import (
 from homeserver.services.reports import ReportsService
 from homeserver.services.room_operations import RoomsService
 from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
+from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
 from homeserver.services.rooms.current_state import CurrentStateCache
 from homeserver.services.rooms.recent import RecentEvents
@@ -253,7 +254,7 @@ def build_sync_parts(
 
 
 def build_push_sender(
-    config: Config, db: Database, rooms: RoomView, unread: UnreadCounts, clock: Clock
+    config: Config, db: Database, rooms: RoomCache, unread: UnreadCounts, clock: Clock
 ) -> PushSender:
     """The push sender, with its gateway client under `push.allow_private_addresses`."""
     allow_private = config.push.allow_private_addresses
@@ -263,7 +264,9 @@ def build_push_sender(
             "and link-local addresses"
         )
     client = PushGatewayClient(AddressPolicy(allow_private=allow_private))
-    return PushSender(db, client, rooms, unread, config.server.server_name, clock)
+    return PushSender(
+        db, client, rooms, unread, rooms.current_state, config.server.server_name, clock
+    )
 
 
 def federation_outward(

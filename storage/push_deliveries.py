@@ -4,8 +4,8 @@ Rows are queued inside the room engine's transaction, from the notifications it 
 (`queue_notified`), with one statement for a whole batch of events, so the room writer pays
 one round trip however many members and pushers the room has, and none for a batch that
 notifies nobody with a pusher (the push service knows who holds one). The sender reads a
-pusher's oldest rows, joined with the event and the pusher, and deletes each once its gateway
-answered.
+pusher's oldest rows with the pusher's data, and deletes those its gateway took with its next
+read (or, for a failing pusher, with its retry state).
 """
 
 from __future__ import annotations
@@ -95,26 +95,46 @@ async def queue_badges(conn: asyncpg.Connection, user_id: str) -> list[PusherKey
     return [PusherKey(*r) for r in await conn.fetch(QUEUE_BADGES, user_id)]
 
 
+# Several pushers' queues at once, each up to the limit. The rows delivered since the last
+# read go in the same statement: the deletion's snapshot is the read's, so the read leaves
+# them out itself.
 GET_QUEUED = """
-SELECT d.position, d.event_id, d.room_id, d.actions, d.enqueued_ts, p.data, p.created_ts
-FROM push_deliveries d JOIN pushers p USING (user_id, app_id, pushkey)
-WHERE d.user_id = $1 AND d.app_id = $2 AND d.pushkey = $3
-ORDER BY d.position LIMIT $4
+WITH delivered AS (DELETE FROM push_deliveries WHERE position = ANY($5::bigint[]))
+SELECT k.user_id, k.app_id, k.pushkey, q.*
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(user_id, app_id, pushkey)
+CROSS JOIN LATERAL (
+    SELECT d.position, d.event_id, d.room_id, d.actions, d.enqueued_ts, p.data, p.created_ts
+    FROM push_deliveries d JOIN pushers p USING (user_id, app_id, pushkey)
+    WHERE d.user_id = k.user_id AND d.app_id = k.app_id AND d.pushkey = k.pushkey
+      AND d.position <> ALL($5::bigint[])
+    ORDER BY d.position LIMIT $4
+) q
+ORDER BY q.position
 """
 
 
-async def get_queued(conn: asyncpg.Connection, key: PusherKey, limit: int) -> list[QueuedPush]:
-    """The pusher's oldest queued rows, in queue order."""
-    rows = await conn.fetch(GET_QUEUED, key.user_id, key.app_id, key.pushkey, limit)
-    return [QueuedPush(*r) for r in rows]
+async def get_queued(
+    conn: asyncpg.Connection, keys: Sequence[PusherKey], limit: int,
+    delivered: Sequence[int] = (),
+) -> dict[PusherKey, list[QueuedPush]]:
+    """Each pusher's oldest queued rows (up to `limit`), in queue order, once the `delivered`
+    positions are deleted: one round trip for all of it. Pushers with none are left out."""
+    found: dict[PusherKey, list[QueuedPush]] = {}
+    rows = await conn.fetch(
+        GET_QUEUED, [k.user_id for k in keys], [k.app_id for k in keys],
+        [k.pushkey for k in keys], limit, list(delivered),
+    )
+    for r in rows:
+        found.setdefault(PusherKey(r[0], r[1], r[2]), []).append(QueuedPush(*r[3:]))
+    return found
 
 
-DELETE_QUEUED = "DELETE FROM push_deliveries WHERE position = $1"
+DELETE_QUEUED = "DELETE FROM push_deliveries WHERE position = ANY($1::bigint[])"
 
 
-async def delete_queued(conn: asyncpg.Connection, position: int) -> None:
-    """Forget a row that was delivered (or that never will be)."""
-    await conn.execute(DELETE_QUEUED, position)
+async def delete_queued(conn: asyncpg.Connection, positions: Sequence[int]) -> None:
+    """Forget rows that were delivered (or that never will be)."""
+    await conn.execute(DELETE_QUEUED, list(positions))
 
 
 IS_QUEUED = "SELECT EXISTS (SELECT 1 FROM push_deliveries WHERE position = $1)"

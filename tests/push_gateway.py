@@ -20,6 +20,7 @@ class RecordingGateway:
         self.rejecting: set[str] = set()  # pushkeys answered as rejected
         self.down = False
         self.refused = 0  # requests answered 503 while down
+        self.connections: set[object] = set()  # the TCP connections requests came on
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -42,6 +43,7 @@ class RecordingGateway:
             self._runner = None
 
     async def _notify(self, request: web.Request) -> web.Response:
+        self.connections.add(request.transport)
         if self.down:
             self.refused += 1
             return web.json_response({"error": "down"}, status=503)

@@ -14,9 +14,9 @@ from storage.database import Database
 
 
 @contextmanager
-def _logging(conn: asyncpg.Connection, into: list[str]) -> Iterator[None]:
+def _logging(conn: asyncpg.Connection, into: list[LoggedQuery]) -> Iterator[None]:
     def log(query: LoggedQuery) -> None:
-        into.append(query.query)
+        into.append(query)
 
     conn.add_query_logger(log)
     try:
@@ -32,9 +32,10 @@ async def _logged() -> None:
 
 
 @asynccontextmanager
-async def recording(conn: asyncpg.Connection) -> AsyncIterator[list[str]]:
-    """The text of every statement `conn` runs meanwhile."""
-    statements: list[str] = []
+async def recording(conn: asyncpg.Connection) -> AsyncIterator[list[LoggedQuery]]:
+    """Every statement `conn` runs meanwhile (its text in `.query`, its arguments in
+    `.args`)."""
+    statements: list[LoggedQuery] = []
     with _logging(conn, statements):
         yield statements
     await _logged()
@@ -42,19 +43,21 @@ async def recording(conn: asyncpg.Connection) -> AsyncIterator[list[str]]:
 
 @asynccontextmanager
 async def pool_statements(
-    db: Database, task_name: str | None = None
-) -> AsyncIterator[list[str]]:
+    db: Database, task_prefix: str | None = None
+) -> AsyncIterator[list[LoggedQuery]]:
     """Every statement run on a connection the database hands out meanwhile (a running
-    server's too: its services share this object); with `task_name`, only on those taken by
-    asyncio tasks of that name."""
-    statements: list[str] = []
+    server's too: its services share this object); with `task_prefix`, only on those taken by
+    asyncio tasks whose names start with it."""
+    statements: list[LoggedQuery] = []
     handing_out = db.connection
 
     @asynccontextmanager
     async def connection() -> AsyncIterator[asyncpg.Connection]:
         task = asyncio.current_task()
         async with handing_out() as conn:
-            if task_name is not None and (task is None or task.get_name() != task_name):
+            if task_prefix is not None and (
+                task is None or not task.get_name().startswith(task_prefix)
+            ):
                 yield conn
                 return
             with _logging(conn, statements):
@@ -68,6 +71,6 @@ async def pool_statements(
     await _logged()
 
 
-def counting(statements: list[str], fragment: str) -> int:
+def counting(statements: list[LoggedQuery], fragment: str) -> int:
     """How many of the statements contain `fragment`."""
-    return sum(fragment in s for s in statements)
+    return sum(fragment in s.query for s in statements)

@@ -5,19 +5,26 @@ notification and http pusher of the notified user (`storage/push_deliveries.py`)
 commits with its event; a read receipt queues a badge-only row. After the commit the pushers
 are woken: each pusher with work has one task, which reads its oldest rows and POSTs them one
 at a time (the gateway API carries one notification a request), so its gateway sees them in
-queue order. A row is deleted once the gateway answered 200; should the process die between
-the answer and the deletion, that one notification is sent again after the restart (the spec
-tells gateways to deduplicate by `event_id`). On a failure the *same* row is retried after an
-exponential backoff (`protocol/backoff.py`, 1 s doubling to 5 minutes) whose state is stored
-on the pusher, so a restart resumes where it stopped. A row leaves the queue undelivered only
-when the gateway refused it for good (400 or 413, which no retry changes), when it has been
-failing for a day (`DELIVERY_EXPIRY_MS`, after which a notification is news to nobody), or
-when its pusher is deleted: by its owner, or because the gateway listed its pushkey in
-`rejected`.
+queue order. The queues of many pushers are read together (`QueueReader`). A row is deleted
+only after the gateway answered 200, and not at once: the positions delivered are deleted by
+the next statement that reads queues, or by one statement for all that a short while gathered
+(`QueueReader.hand_over`), or, when the pusher was failing or fails now, with its retry state:
+a busy sender pays statements per wave of pushes, not per row. Should the process die between
+the answer and the deletion, those notifications are sent again after the restart (the spec
+tells gateways to deduplicate by `event_id`); a clean stop deletes them. On a failure the
+*same* row is retried after an exponential backoff (`protocol/backoff.py`, 1 s doubling to 5
+minutes) whose state is stored on the pusher, so a restart resumes where it stopped. A row
+leaves the queue undelivered only when the gateway refused it for good (400 or 413, which no
+retry changes), when it has been failing for a day (`DELIVERY_EXPIRY_MS`, after which a
+notification is news to nobody), or when its pusher is deleted: by its owner, or because the
+gateway listed its pushkey in `rejected`.
 
-Counts are read when a row is sent, not when it was queued: a phone coming back after an
-outage shows the badge as it is now. A badge row is sent only when the count is lower than the
-last one this process sent to that pusher (or none was sent yet).
+Counts are read when a row is sent, not when it was queued: a phone coming back after an outage
+shows the badge as it is now. Everything a request needs is read from memory where the process
+keeps it current (the event cache, the user's memberships and unread counts, the room's current
+state), so a push in the steady state reads nothing from the database. A badge row is sent only
+when the count is lower than the last one this process sent to that pusher (or none was sent
+yet).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -39,12 +46,13 @@ from homeserver.protocol.push_gateway import Device, RoomDetails
 from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.push_gateway_client import GatewayFailed, PushGatewayClient
+from homeserver.services.push_queue_reader import QueueReader
 from homeserver.services.pusher_owners import PusherOwners
+from homeserver.services.rooms.current_state import CurrentStateCache, StateQuery
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.unread_counts import UnreadCounts
 from storage import push as push_store
 from storage import push_deliveries as queue_store
-from storage import state as state_store
 from storage.database import Database
 from storage.push_deliveries import HTTP, PusherKey, PusherState, QueuedPush
 
@@ -70,6 +78,8 @@ class _Pusher:
     failures: int = 0
     retry_at: int | None = None  # ms; None while healthy
     pending: bool = False  # rows were queued since its task last read the queue
+    # Positions its gateway took that are still in the table (deleted with the next read).
+    delivered: list[int] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     gone: bool = False  # deleted (rejected by its gateway): its task stops
 
@@ -80,11 +90,13 @@ class PushSender:
 
     def __init__(
         self, db: Database, client: PushGatewayClient, rooms: RoomView, unread: UnreadCounts,
-        server_name: str, clock: Clock, backoff: Backoff = PRODUCTION_BACKOFF,
+        current_state: CurrentStateCache, server_name: str, clock: Clock,
+        backoff: Backoff = PRODUCTION_BACKOFF,
     ) -> None:
         self.db = db
         self.client = client
         self.rooms = rooms
+        self.current_state = current_state
         self.unread = unread
         self.server_name = server_name
         self.clock = clock
@@ -95,6 +107,7 @@ class PushSender:
         self._last_unread: dict[PusherKey, int] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._db_slots = asyncio.Semaphore(DB_CONNECTIONS)
+        self.reader = QueueReader(db, self._db_slots, BATCH)
         self._stopped = True
         # Who holds an http pusher: the room writer queues pushes for them only.
         self.owners = PusherOwners()
@@ -147,6 +160,15 @@ class PushSender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        delivered = await self.reader.stop()
+        if delivered:
+            try:
+                await self.db.run(
+                    partial(queue_store.delete_queued, positions=delivered),
+                    name="push_delivered",
+                )
+            except Exception:  # they are sent again after the restart
+                log.exception("deleting %d delivered pushes failed", len(delivered))
         await self.client.close()
 
     async def refresh_gauges(self) -> None:
@@ -188,10 +210,8 @@ class PushSender:
                 await self._wait_until_due(pusher)
                 pusher.pending = False
                 try:
-                    rows = await self._on_connection(
-                        partial(queue_store.get_queued, key=pusher.key, limit=BATCH),
-                        "push_read",
-                    )
+                    delivered, pusher.delivered = pusher.delivered, []
+                    rows = await self.reader.read(pusher.key, delivered)
                     if not rows:
                         if pusher.pending:
                             continue  # queued while we read: look again
@@ -200,6 +220,8 @@ class PushSender:
                         await self._deliver(pusher, row)
                         if pusher.gone:
                             return
+                    if len(rows) < BATCH and not pusher.pending:
+                        return  # that was the whole queue, and nothing came since
                 except Exception:
                     # The database failed us (the gateway's failures are handled in _deliver):
                     # back off as for a failed delivery rather than lose the task.
@@ -207,6 +229,9 @@ class PushSender:
                     await self._failed(pusher)
         finally:
             pusher.task = None
+            if not pusher.gone:  # (a deleted pusher's rows went with it)
+                self.reader.hand_over(pusher.delivered)
+                pusher.delivered = []
             if pusher.gone or (pusher.failures == 0 and not pusher.pending):
                 self._pushers.pop(pusher.key, None)
 
@@ -290,12 +315,13 @@ class PushSender:
         self, conn: asyncpg.Connection, room_id: str, sender: Any
     ) -> RoomDetails:
         """The room's name and canonical alias and the sender's display name, as they are now."""
-        keys = [("m.room.name", ""), ("m.room.canonical_alias", "")]
+        keys = {("m.room.name", ""), ("m.room.canonical_alias", "")}
         if isinstance(sender, str):
-            keys.append(("m.room.member", sender))
-        state = await state_store.get_current_state_for_keys(conn, room_id, keys)
-        pdus = await self.rooms.get_pdus(conn, list(state.values()))
-        content = {key[0]: pdus.get(e, {}).get("content", {}) for key, e in state.items()}
+            keys.add(("m.room.member", sender))
+        query = {room_id: StateQuery(keys=frozenset(keys))}
+        state = (await self.current_state.get(conn, query))[room_id]
+        pdus = await self.rooms.get_pdus(conn, [e.event_id for e in state])
+        content = {e.type: pdus.get(e.event_id, {}).get("content", {}) for e in state}
 
         def text(event_type: str, name: str) -> str | None:
             value = content.get(event_type, {}).get(name)
@@ -308,19 +334,23 @@ class PushSender:
 
     async def _forget(self, pusher: _Pusher, row: QueuedPush) -> None:
         """The row is done with; a pusher that was failing is healthy again. For a healthy
-        one (nearly every push) that is one statement, without a transaction's round trips."""
-        delete = partial(queue_store.delete_queued, position=row.position)
-        if not pusher.failures:
-            await self._on_connection(delete, "push_delivered")
-            return
-        healthy = PusherState(0, None)
+        one (nearly every push) the row is only noted, and deleted with the next read."""
+        pusher.delivered.append(row.position)
+        if pusher.failures:
+            await self._store_state(pusher, PusherState(0, None))
+            pusher.failures, pusher.retry_at = 0, None
 
-        async def record(conn: asyncpg.Connection) -> None:
-            await delete(conn)
-            await queue_store.set_pusher_state(conn, pusher.key, healthy)
+    async def _store_state(self, pusher: _Pusher, state: PusherState) -> None:
+        """Store the pusher's retry state, deleting the rows it delivered meanwhile in the
+        same transaction (a failing pusher may wait long: they are not left to a restart)."""
+        delivered = list(pusher.delivered)
 
-        await self._in_transaction(record, "push_delivered")
-        pusher.failures, pusher.retry_at = 0, None
+        async def store(conn: asyncpg.Connection) -> None:
+            await queue_store.delete_queued(conn, delivered)
+            await queue_store.set_pusher_state(conn, pusher.key, state)
+
+        await self._in_transaction(store, "push_state")
+        del pusher.delivered[:len(delivered)]
 
     async def _rejected(self, pusher: _Pusher) -> None:
         """The gateway will never deliver to this pushkey: the pusher goes, with its queue."""
@@ -340,11 +370,7 @@ class PushSender:
         """One more consecutive failure: the next attempt waits longer, also after a restart."""
         pusher.failures += 1
         pusher.retry_at = self.backoff.retry_at_ms(pusher.failures, self.clock.now_ms())
-        state = PusherState(pusher.failures, pusher.retry_at)
         try:
-            await self._in_transaction(
-                partial(queue_store.set_pusher_state, key=pusher.key, state=state),
-                "push_backoff",
-            )
+            await self._store_state(pusher, PusherState(pusher.failures, pusher.retry_at))
         except Exception:
             log.exception("storing the backoff of %s failed", pusher.key)

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from homeserver.app import Homeserver
 from homeserver.protocol.backoff import Backoff
+from storage.push_deliveries import DELETE_QUEUED
 from tests.conftest import MakeServer, RunningServer
 from tests.federation_helpers import free_port
 from tests.federation_peers import eventually
@@ -108,6 +109,7 @@ async def received(gateway: RecordingGateway, count: int, what: str) -> list[dic
 # ---- what the room writer pays -----------------------------------------------------------
 
 QUEUEING = "INSERT INTO push_deliveries"
+SENDER_TASKS = "push "  # the push sender's tasks: one per pusher, and its queue reader
 
 
 async def test_a_batch_queues_pushes_only_when_a_notified_user_holds_a_pusher(
@@ -132,6 +134,79 @@ async def test_a_batch_queues_pushes_only_when_a_notified_user_holds_a_pusher(
         await api.send_message(room.alice, room.room_id, "nobody again")
     assert counting(statements, "INSERT INTO push_actions") == 1
     assert counting(statements, QUEUEING) == 0
+
+
+async def test_a_push_costs_the_sender_few_statements(
+    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+) -> None:
+    """Read from the caches, deleted with the next read or a deletion for several: at most
+    two statements a push even when each push is alone in the queue (and the caches' first
+    loads)."""
+    assert server.hs.db is not None
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    pushes = 10
+    async with pool_statements(server.hs.db, SENDER_TASKS) as statements:
+        sent = [await api.send_message(room.alice, room.room_id, f"m{i}") for i in range(pushes)]
+        await received(gateway, pushes, "every push")
+    assert gateway.events() == sent
+    print(f"{len(statements)} statements for {pushes} pushes")
+    assert len(statements) <= 2 * pushes + 3, statements
+    assert len(gateway.connections) == 1  # one kept-alive connection carried them all
+
+
+async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
+    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+) -> None:
+    """Every pusher's queue is read by one statement; what was delivered is deleted with a
+    later read or in one deletion for all; the requests' bodies come from memory once the
+    caches hold the users' counts."""
+    db = server.hs.db
+    assert db is not None
+    others = [await api.register(f"member{i}") for i in range(6)]
+    for user in others:
+        await api.join(user, room.room_id)
+    for user in [room.bob, room.carol, *others]:
+        await set_pusher(api, user, pusher_body(gateway.url, f"{user.user_id}-key"))
+    await api.send_message(room.alice, room.room_id, "fills the caches")
+    await received(gateway, 8, "the first wave")
+
+    async def queue_empty() -> bool:
+        async with db.connection() as conn:
+            return await conn.fetchval("SELECT count(*) FROM push_deliveries") == 0
+
+    await eventually(queue_empty, "the first wave's rows to be deleted")
+    async with pool_statements(db, SENDER_TASKS) as statements:
+        wave = await api.send_message(room.alice, room.room_id, "the second wave")
+        await received(gateway, 16, "the second wave")
+        await eventually(queue_empty, "the second wave's rows to be deleted")
+    assert gateway.events().count(wave) == 8
+    reads = [s for s in statements if "WITH delivered" in s.query]
+    deletions = [s for s in statements if s.query == DELETE_QUEUED]
+    print(f"{len(statements)} statements for a wave of 8 pushes")
+    # Nothing read for a request's body, no row deleted alone.
+    assert len(reads) + len(deletions) == len(statements), statements
+    assert len(reads[0].args[0]) == 8  # the first read found every pusher's row
+    deleted = [p for r in reads for p in r.args[4]] + [p for d in deletions for p in d.args[0]]
+    assert len(deleted) == 8
+
+
+async def test_a_renamed_room_is_pushed_under_its_new_name(
+    api: MatrixApi, room: Room, gateway: RecordingGateway
+) -> None:
+    """The room's name comes from the current-state cache, which a state change empties."""
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    before = await api.send_message(room.alice, room.room_id, "before")
+    await received(gateway, 1, "the first push")
+    await api.ok("PUT", f"rooms/{room.room_id}/state/m.room.name/", json={"name": "Hall"},
+                 token=room.alice.token)
+    after = await api.send_message(room.alice, room.room_id, "after")
+
+    async def both() -> bool:
+        return after in gateway.events()
+
+    await eventually(both, "the second push")
+    names = {n["event_id"]: n["room_name"] for n in gateway.received if "event_id" in n}
+    assert (names[before], names[after]) == ("Lobby", "Hall")
 
 
 # ---- what is sent ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from tests.statements import counting, recording
 
 U1, U2, U3, U4 = "@u1:x", "@u2:x", "@u3:x", "@u4:x"
 ROOM = "!r:x"
+APP = "org.example.app"
 
 
 def pusher(pushkey: str, kind: str = "http") -> Pusher:
@@ -55,13 +56,30 @@ async def test_one_statement_queues_every_http_pusher_of_the_notified_users(
             PusherKey(U1, "org.example.app", "k1"), PusherKey(U1, "org.example.app", "k1b"),
             PusherKey(U2, "org.example.app", "k2"),
         ]
-        rows = await queue.get_queued(conn, PusherKey(U2, "org.example.app", "k2"), 10)
+        k1, k1b, k2 = (PusherKey(U1, APP, "k1"), PusherKey(U1, APP, "k1b"),
+                       PusherKey(U2, APP, "k2"))
+        queues = await queue.get_queued(conn, [k1, k2, PusherKey(U4, "a", "b")], 10)
+        assert set(queues) == {k1, k2}  # a pusher with nothing queued is left out
+        assert [r.event_id for r in queues[k1]] == ["$b"]
+        rows = queues[k2]
         assert [(r.event_id, r.room_id, r.actions) for r in rows] == [
             ("$a", ROOM, ["notify"]), ("$b", ROOM, ["notify"]),
         ]
         assert rows[0].pusher_data["url"].startswith("https://")
         assert rows[0].pushkey_ts == 1000
         assert (await queue.get_queue_stats(conn))[0] == 4
+        # Delivered rows (of any pusher) go with the next read, in one statement; a limit
+        # is per pusher.
+        [only] = queues[k1]
+        async with recording(conn) as statements:
+            queues = await queue.get_queued(conn, [k1, k1b, k2], 1, delivered=[only.position])
+        assert counting(statements, "push_deliveries") == 1
+        assert {k: [r.event_id for r in q] for k, q in queues.items()} == {
+            k1b: ["$b"], k2: ["$a"],
+        }
+        assert (await queue.get_queue_stats(conn))[0] == 3
+        await queue.delete_queued(conn, [r.position for r in rows])
+        assert (await queue.get_queue_stats(conn))[0] == 1
         async with recording(conn) as statements:
             assert await queue.queue_notified(conn, []) == []
             assert await queue.queue_notified(conn, [replace(notified[1], user_ids=[])]) == []
@@ -74,7 +92,7 @@ async def test_badges_wait_once_and_a_deleted_pusher_takes_its_queue(db: Databas
         await add_pusher(conn, U1, pusher("k1"))
         assert await queue.queue_badges(conn, U1) == [key]
         assert await queue.queue_badges(conn, U1) == []  # one is waiting already
-        [badge] = await queue.get_queued(conn, key, 10)
+        [badge] = (await queue.get_queued(conn, [key], 10))[key]
         assert (badge.event_id, badge.room_id, badge.actions) == (None, None, None)
         await queue.set_pusher_state(conn, key, PusherState(3, 5000))
         assert await queue.get_queued_pushers(conn) == {key: PusherState(3, 5000)}
