@@ -298,7 +298,7 @@ class AppServiceSender:
             events, ephemeral, receive_ephemeral=registration.receive_ephemeral
         )
         return await queue_store.claim_txn(
-            conn, registration.id, items[-1].position, body, events=len(event_ids),
+            conn, registration.id, [i.position for i in items], body, events=len(event_ids),
             ephemeral=len(ephemeral), oldest_ts=items[0].enqueued_ts,
         )
 
