@@ -103,7 +103,11 @@ INSERT INTO appservice_states (appservice_id, last_txn_id) VALUES ($1, 1)
 ON CONFLICT (appservice_id) DO UPDATE SET last_txn_id = appservice_states.last_txn_id + 1
 RETURNING last_txn_id
 """
-DELETE_QUEUED_UPTO = "DELETE FROM appservice_queue WHERE appservice_id = $1 AND position <= $2"
+# The rows taken by position, never "up to" one: a row with a smaller position whose
+# transaction committed after the rows were read is in no body, and must stay queued.
+DELETE_QUEUED = """
+DELETE FROM appservice_queue WHERE appservice_id = $1 AND position = ANY($2::bigint[])
+"""
 INSERT_TXN = """
 INSERT INTO appservice_txns (appservice_id, txn_id, body, events, ephemeral, oldest_ts)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -111,13 +115,13 @@ VALUES ($1, $2, $3, $4, $5, $6)
 
 
 async def claim_txn(
-    conn: asyncpg.Connection, appservice_id: str, last_position: int, body: str, *,
+    conn: asyncpg.Connection, appservice_id: str, positions: Sequence[int], body: str, *,
     events: int, ephemeral: int, oldest_ts: int,
 ) -> PendingTxn:
-    """Number a transaction, store it and take its rows (those up to ``last_position``) off
-    the queue. The caller's transaction makes the three one step."""
+    """Number a transaction, store it and take its rows (those at ``positions``) off the
+    queue. The caller's transaction makes the three one step."""
     txn_id: int = await conn.fetchval(NEXT_TXN_ID, appservice_id)
-    await conn.execute(DELETE_QUEUED_UPTO, appservice_id, last_position)
+    await conn.execute(DELETE_QUEUED, appservice_id, list(positions))
     await conn.execute(INSERT_TXN, appservice_id, txn_id, body, events, ephemeral, oldest_ts)
     return PendingTxn(txn_id, body, events, ephemeral, oldest_ts)
 

@@ -286,6 +286,18 @@ async def upsert_pusher(
     )
 
 
+COUNT_OTHER_PUSHERS = """
+SELECT count(*) FROM pushers WHERE user_id = $1 AND NOT (app_id = $2 AND pushkey = $3)
+"""
+
+
+async def count_other_pushers(
+    conn: asyncpg.Connection, user_id: str, app_id: str, pushkey: str
+) -> int:
+    """How many pushers the user has besides the one with this app_id and pushkey."""
+    return int(await conn.fetchval(COUNT_OTHER_PUSHERS, user_id, app_id, pushkey))
+
+
 DELETE_PUSHER = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3"
 
 

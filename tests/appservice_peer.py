@@ -45,6 +45,10 @@ class LoopbackAppService:
     # The status transactions are answered with (200 when healthy).
     transaction_status: int = 200
     ping_status: int = 200
+    # While set and not open, a transaction is held after its status is chosen (counted in
+    # `held`), until the test opens it.
+    transaction_gate: asyncio.Event | None = None
+    held: int = 0
     ping_hangs: bool = False
     on_user_query: QueryHandler | None = None
     on_alias_query: QueryHandler | None = None
@@ -113,6 +117,9 @@ class LoopbackAppService:
     async def _transaction(self, request: web.Request) -> web.Response:
         raw = await request.read()
         status = self.transaction_status
+        if self.transaction_gate is not None:
+            self.held += 1
+            await self.transaction_gate.wait()
         self.attempts.append(Received(
             request.match_info["txn"], json.loads(raw), raw,
             request.headers.get("Authorization"), status,

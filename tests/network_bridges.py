@@ -29,6 +29,13 @@ class Asked:
     authorization: str | None
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """An answer: 302 to this path under /_matrix/app/v1/."""
+
+    path: str
+
+
 @dataclass
 class NetworkBridge:
     service: LoopbackAppService
@@ -79,6 +86,8 @@ class NetworkBridge:
         if path not in self.answers:
             return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown"}, status=404)
         answer = self.answers[path]
+        if isinstance(answer, Redirect):
+            raise web.HTTPFound("/_matrix/app/v1/" + answer.path)
         if isinstance(answer, bytes):  # a malformed answer, sent as is
             return web.Response(body=answer, content_type="application/json")
         return web.json_response(answer)

@@ -72,6 +72,8 @@ def _reason(ip: IPAddress) -> str | None:
             return _reason(mapped)
         if ip.teredo is not None:
             return _reason(ip.teredo[1])
+        if ip.is_site_local:  # fec0::/10: deprecated, but neither private nor reserved here
+            return "site-local"
     checks = (
         (ip.is_loopback, "loopback"),
         (ip.is_unspecified, "unspecified"),

@@ -188,10 +188,13 @@ class AppServiceSender:
         """The appservice just answered a ping (bridges ping when they start): it is up, so
         its backoff ends and a failed transaction is retried at once."""
         queue = self._queues.get(appservice_id)
-        if queue is None or queue.failures == 0:
+        if queue is None:
             return
-        log.info("appservice %s answered a ping: retrying it now", appservice_id)
+        if queue.failures:
+            log.info("appservice %s answered a ping: retrying it now", appservice_id)
         queue.failures, queue.retry_at = 0, None
+        # Left set until the next attempt starts: a ping answered while an attempt is in
+        # flight still cuts short the wait after that attempt fails.
         queue.retry_now.set()
 
     async def start(self) -> None:
@@ -298,7 +301,7 @@ class AppServiceSender:
             events, ephemeral, receive_ephemeral=registration.receive_ephemeral
         )
         return await queue_store.claim_txn(
-            conn, registration.id, items[-1].position, body, events=len(event_ids),
+            conn, registration.id, [i.position for i in items], body, events=len(event_ids),
             ephemeral=len(ephemeral), oldest_ts=items[0].enqueued_ts,
         )
 
@@ -306,10 +309,10 @@ class AppServiceSender:
         """Until the retry time, unless `appservice_is_back` says to go now."""
         if queue.retry_at is None:
             return
-        queue.retry_now.clear()
         delay = max(0.0, (queue.retry_at - self.clock.now_ms()) / 1000)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(queue.retry_now.wait(), delay)
+        queue.retry_now.clear()  # used up: it never cuts a later wait short
 
     async def _deliver(self, queue: _Queue, txn: PendingTxn) -> None:
         """PUT one transaction until the appservice takes it; its ID and body stay the same
@@ -317,6 +320,7 @@ class AppServiceSender:
         registration = queue.registration
         queue.oldest_ts = txn.oldest_ts
         while True:
+            queue.retry_now.clear()  # only a ping from now on speaks for this attempt
             try:
                 await self.client.put_transaction(registration, txn.txn_id, txn.body)
             except Exception as e:

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from homeserver import metrics
-from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol import push_rules
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import user_power_level
@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 PUSH_RULES_TYPE = "m.push_rules"
 _RULESET_CACHE_SIZE = 50_000
+# Each http pusher is one more request per notification to a URL the user chose, and one more
+# queue: without a bound, one account could turn every message it gets into thousands of
+# requests. Phones and browsers register one or two each; Synapse users rarely exceed a dozen.
+MAX_PUSHERS_PER_USER = 100
 
 
 def _rule_error(e: InvalidPushRule) -> MatrixError:
@@ -408,6 +412,13 @@ class PushService:
             if not append:
                 losing = await push_store.delete_other_users_pushers(
                     conn, pusher.app_id, pusher.pushkey, requester.user_id
+                )
+            others = await push_store.count_other_pushers(
+                conn, requester.user_id, pusher.app_id, pusher.pushkey
+            )
+            if others >= MAX_PUSHERS_PER_USER:
+                raise forbidden(
+                    f"A user may have at most {MAX_PUSHERS_PER_USER} pushers; delete one first"
                 )
             await push_store.upsert_pusher(
                 conn, requester.user_id, device_id, pusher, self.clock.now_ms()

@@ -15,9 +15,10 @@ tells gateways to deduplicate by `event_id`); a clean stop deletes them. On a fa
 *same* row is retried after an exponential backoff (`protocol/backoff.py`, 1 s doubling to 5
 minutes) whose state is stored on the pusher, so a restart resumes where it stopped. A row
 leaves the queue undelivered only when the gateway refused it for good (400 or 413, which no
-retry changes), when it has been failing for a day (`DELIVERY_EXPIRY_MS`, after which a
-notification is news to nobody), or when its pusher is deleted: by its owner, or because the
-gateway listed its pushkey in `rejected`.
+retry changes), when it has been queued for a day (`DELIVERY_EXPIRY_MS`, after which a
+notification is news to nobody: dropped without a request, so that the backlog of a gateway
+down for days drains at database speed rather than one timeout per row), or when its pusher
+is deleted: by its owner, or because the gateway listed its pushkey in `rejected`.
 
 Counts are read when a row is sent, not when it was queued: a phone coming back after an outage
 shows the badge as it is now. Everything a request needs is read from memory where the process
@@ -246,6 +247,10 @@ class PushSender:
         url = row.pusher_data.get("url")
         retry = False
         while True:
+            if self._expired(row):
+                log.info("dropping a push to %s queued more than a day ago", pusher.key)
+                await self._forget(pusher, row)
+                return
             body = await self._on_connection(
                 partial(self._body, key=pusher.key, row=row, retry=retry), "push"
             )
@@ -257,7 +262,7 @@ class PushSender:
             except (AddressRefused, GatewayFailed) as e:
                 metrics.PUSH_FAILED.labels(HTTP).inc()
                 status = e.status if isinstance(e, GatewayFailed) else None
-                if status in _HOPELESS or self._expired(row):
+                if status in _HOPELESS:
                     log.warning("dropping a push to %s for good: %s", pusher.key, e)
                     await self._forget(pusher, row)
                     return

@@ -7,6 +7,7 @@ that list any protocol and hold the alias or user in their namespaces. A service
 `url` is never asked. All are asked at once, each for at most `timeout_s` seconds and
 `MAX_ANSWER_BYTES` bytes; one that is down, slow, refuses or answers something malformed is left
 out of the answer and logged, so that one broken bridge never breaks the lookup for the others.
+No redirect is followed: the request carries the hs_token, which goes to the registered URL only.
 How the answers merge is in homeserver/protocol/third_party_networks.py.
 
 Nothing is cached: clients ask for the protocols once per session, and a bridge that changes its
@@ -127,7 +128,9 @@ async def _ask(session: aiohttp.ClientSession, question: _Question) -> object:
     url = service.url.rstrip("/") + APP_PATH + question.path
     headers = {"Authorization": f"Bearer {service.hs_token}"}
     try:
-        async with session.get(url, params=dict(question.query), headers=headers) as resp:
+        async with session.get(
+            url, params=dict(question.query), headers=headers, allow_redirects=False
+        ) as resp:
             if resp.status != 200:
                 log.warning("appservice %s answered %s to %s", service.id, resp.status, url)
                 return None

@@ -7,6 +7,7 @@ under the same txnId with the same body."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from pathlib import Path
@@ -319,4 +320,26 @@ async def test_a_ping_from_an_appservice_in_backoff_has_its_backlog_sent_at_once
     await api.ok(
         "POST", "/_matrix/client/v1/appservice/pingback/ping", json={}, token=bridge.as_token
     )
+    await eventually(lambda: _has(bridge, waiting), "the retry after the ping")
+
+
+async def test_a_ping_while_a_transaction_is_in_flight_is_not_lost(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The bridge pings while the attempt it will fail is still open: the ping still means
+    it is up, so the failure is retried at once rather than after the backoff."""
+    bridge, server, api, ghost, room = await failing_bridge(
+        make_homeserver, tmp_path, http, "inflight"
+    )
+    gate = bridge.transaction_gate = asyncio.Event()
+    waiting = await api.send_message(ghost, room, "waiting for the bridge")
+    await eventually(lambda: _async(bridge.held > 0), "an attempt held open")
+    assert server.hs.appservice_sender is not None
+    server.hs.appservice_sender.backoff = Backoff(base_s=3600.0, max_s=3600.0)
+    bridge.transaction_status = 200  # the held attempt still fails
+    await api.ok(
+        "POST", "/_matrix/client/v1/appservice/inflight/ping", json={}, token=bridge.as_token
+    )
+    bridge.transaction_gate = None
+    gate.set()
     await eventually(lambda: _has(bridge, waiting), "the retry after the ping")

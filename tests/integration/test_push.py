@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
+from homeserver.services import push as push_service
 from tests.bad_input import assert_sane, bodies, collect, segments, send_body
 from tests.helpers import MatrixApi, User, validate_response
 
@@ -397,6 +398,28 @@ async def test_a_pusher_goes_with_the_device_that_registered_it(api: MatrixApi) 
     })
     await api.ok("POST", "logout", json={}, token=alice.token)  # deletes the first device
     assert await api.ok("GET", "pushers", token=phone["access_token"]) == {"pushers": []}
+
+
+async def test_a_user_has_a_bounded_number_of_pushers(
+    api: MatrixApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push_service, "MAX_PUSHERS_PER_USER", 3)
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    for n in range(3):
+        await api.ok("POST", "pushers/set", json=pusher(pushkey=f"key-{n}"), token=alice.token)
+    status, answer = await api.request("POST", "pushers/set", json=pusher(pushkey="key-3"),
+                                       token=alice.token)
+    assert (status, answer["errcode"]) == (403, "M_FORBIDDEN"), answer
+    # Updating one she has is no new pusher; another user has a bound of his own.
+    await api.ok("POST", "pushers/set", json=pusher(pushkey="key-0", lang="de"),
+                 token=alice.token)
+    await api.ok("POST", "pushers/set", json=pusher(pushkey="key-3"), token=bob.token)
+    await api.ok("POST", "pushers/set", json={"kind": None, "app_id": "org.example.app",
+                                              "pushkey": "key-1"}, token=alice.token)
+    await api.ok("POST", "pushers/set", json=pusher(pushkey="key-4"), token=alice.token)
+    listed = (await api.ok("GET", "pushers", token=alice.token))["pushers"]
+    assert sorted(p["pushkey"] for p in listed) == ["key-0", "key-2", "key-4"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from homeserver.app import Homeserver
 from homeserver.protocol.backoff import Backoff
+from homeserver.services import push_sender as push_sender_module
 from storage.push_deliveries import DELETE_QUEUED
 from tests.conftest import MakeServer, RunningServer
 from tests.federation_helpers import free_port
@@ -341,6 +342,29 @@ async def test_a_gateway_down_for_a_while_gets_everything_once_in_order(
     assert metric("moot_push_failed_total") >= failed_before + 3
     await sender.refresh_gauges()
     assert metric("moot_push_queue_depth") == 0
+
+
+async def test_pushes_older_than_a_day_are_dropped_without_a_request(
+    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A gateway down for more than a day: its backlog must drain without one (possibly
+    # 20 s) request per row, or it would grow faster than it drains.
+    monkeypatch.setattr(push_sender_module, "DELIVERY_EXPIRY_MS", 0)  # every row is a day old
+    db = server.hs.db
+    assert db is not None
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    gateway.down = True
+    for i in range(3):
+        await api.send_message(room.alice, room.room_id, f"stale {i}")
+
+    async def queue_empty() -> bool:
+        async with db.connection() as conn:
+            return await conn.fetchval("SELECT count(*) FROM push_deliveries") == 0
+
+    await eventually(queue_empty, "the stale rows to be dropped")
+    assert gateway.refused == 0
+    assert gateway.received == []
 
 
 async def test_pushes_queued_when_the_server_stops_go_out_after_its_restart(

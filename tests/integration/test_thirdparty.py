@@ -16,7 +16,7 @@ import pytest
 from tests.appservice_peer import LoopbackAppService
 from tests.conftest import MakeServer
 from tests.helpers import MatrixApi, User
-from tests.network_bridges import NetworkBridge
+from tests.network_bridges import NetworkBridge, Redirect
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -132,6 +132,17 @@ async def test_a_bridge_that_is_down_hangs_or_answers_garbage_is_left_out(start:
 
     assert [i["instance_id"] for i in protocols["irc"]["instances"]] == ["good|libera"]
     assert hanging.paths_asked() == ["thirdparty/protocol/irc"]
+
+
+async def test_a_bridge_that_redirects_is_not_followed(start: Start) -> None:
+    # The request carries the hs_token: it goes to the registration's URL and nowhere else,
+    # as every other request to an appservice (appservice_client.py).
+    moved = bridge("moved", "irc", protocol__irc=Redirect("thirdparty/elsewhere"),
+                   elsewhere=irc("libera", "Libera"))
+    api, alice = await start(moved)
+
+    assert await api.ok("GET", "thirdparty/protocols", token=alice.token) == {}
+    assert moved.paths_asked() == ["thirdparty/protocol/irc"]
 
 
 async def test_lookups_pass_the_fields_on_and_keep_well_formed_results(start: Start) -> None:

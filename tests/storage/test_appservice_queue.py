@@ -38,7 +38,7 @@ async def test_a_claimed_transaction_stays_until_completed_and_ids_never_repeat(
             await queue.insert_ephemeral(conn, ["a"], {"n": n})
         items = await queue.get_queued(conn, "a", 10)
         first = await queue.claim_txn(
-            conn, "a", items[1].position, '{"events":[]}', events=0, ephemeral=2,
+            conn, "a", [i.position for i in items[:2]], '{"events":[]}', events=0, ephemeral=2,
             oldest_ts=items[0].enqueued_ts,
         )
         assert first.txn_id == 1
@@ -55,9 +55,27 @@ async def test_a_claimed_transaction_stays_until_completed_and_ids_never_repeat(
         assert (await queue.get_delivery_states(conn))["a"] == DeliveryState(0, None)
         rest = await queue.get_queued(conn, "a", 10)
         second = await queue.claim_txn(
-            conn, "a", rest[-1].position, "{}", events=0, ephemeral=2,
+            conn, "a", [i.position for i in rest], "{}", events=0, ephemeral=2,
             oldest_ts=rest[0].enqueued_ts,
         )
         assert second.txn_id == 2
         await queue.complete_txn(conn, "a", second.txn_id, now_ms=100)
         assert await queue.get_backlogs(conn) == {}
+
+
+async def test_a_row_committed_late_with_a_smaller_position_stays_queued(db: Database) -> None:
+    # Positions are handed out at insert, so a transaction that inserted first can commit
+    # after a later one; its row is in no body claimed meanwhile and must not be taken.
+    async with db.connection() as slow, db.connection() as conn:
+        late = slow.transaction()
+        await late.start()
+        await queue.insert_ephemeral(slow, ["a"], {"n": "late"})
+        await queue.insert_ephemeral(conn, ["a"], {"n": "early"})
+        items = await queue.get_queued(conn, "a", 10)
+        assert [i.ephemeral for i in items] == [{"n": "early"}]
+        await late.commit()
+        await queue.claim_txn(
+            conn, "a", [i.position for i in items], "{}", events=0, ephemeral=1,
+            oldest_ts=items[0].enqueued_ts,
+        )
+        assert [i.ephemeral for i in await queue.get_queued(conn, "a", 10)] == [{"n": "late"}]

@@ -62,6 +62,7 @@ def test_ip_literal() -> None:
         ("::ffff:10.0.0.1", "private"),
         ("2002:7f00:1::", "loopback"),  # 6to4 wrapping 127.0.0.1
         ("192.0.2.1", "private"),  # documentation range
+        ("fec0::1", "site-local"),  # deprecated (RFC 3879), still routed on old networks
     ],
 )
 def test_refused_by_default(ip: str, reason: str) -> None:
