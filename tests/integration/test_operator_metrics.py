@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -16,18 +15,12 @@ import pytest
 from homeserver import app as app_module
 from tests.conftest import MakeServer, RunningServer
 from tests.edu_helpers import pair, send_edus
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peer, Peers, eventually
 from tests.helpers import MatrixApi
 from tests.metrics_scrape import sample, scrape
 from tests.remote_rooms import BOB, joined, room_of
 
-DEADLINE_S = 20.0
 SYNC = "/_matrix/client/v3/sync"
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def peer_page(peer: Peer, http: aiohttp.ClientSession) -> str:
@@ -54,7 +47,7 @@ async def test_a_woken_long_poll_is_in_flight_and_then_times_its_wake_up(
         page = await scrape(homeserver, http)
         return sample(page, "moot_http_requests_in_flight", route=SYNC, method="GET") > idle
 
-    await until(in_flight, "the waiting /sync to show as in flight")
+    await eventually(in_flight, "the waiting /sync to show as in flight")
     await api.send_message(alice, room, "wake up")
     assert room in (await waiting)["rooms"]["join"]
     after = await scrape(homeserver, http)
@@ -135,7 +128,7 @@ async def test_federation_traffic_moves_the_inbound_and_persisted_counters(
             before, "moot_federation_inbound_pdus_total", outcome="accepted"
         )
 
-    await until(arrived, "A to accept Bob's message")
+    await eventually(arrived, "A to accept Bob's message")
     await send_edus(shared.b, a, {"edu_type": "m.typing", "content": {
         "room_id": shared.room_id, "user_id": shared.bob.user_id, "typing": True,
     }}, {"edu_type": "org.example.unknown", "content": {}})
@@ -172,13 +165,13 @@ async def test_forward_extremities_and_the_outbox_age_show_a_forked_unreachable_
     async def forked() -> bool:
         return await gauge_at_least("moot_room_forward_extremities_max", 2)
 
-    await until(forked, "the forward extremities gauge to show the fork")
+    await eventually(forked, "the forward extremities gauge to show the fork")
     await api.send_message(me, room_id, "to nobody reachable")
 
     async def aged() -> bool:
         return await gauge_at_least("moot_federation_outbox_oldest_age_seconds", 0.001)
 
-    await until(aged, "the outbox's oldest item to show its age")
+    await eventually(aged, "the outbox's oldest item to show its age")
 
 
 async def test_a_blocked_event_loop_raises_the_lag_histogram(
@@ -208,6 +201,6 @@ async def test_a_blocked_event_loop_raises_the_lag_histogram(
     async def lag_seen() -> bool:
         return late(await scrape(homeserver, http)) > before
 
-    await until(lag_seen, "the lag histogram to count a late wake-up")
+    await eventually(lag_seen, "the lag histogram to count a late wake-up")
 
 
