@@ -21,6 +21,7 @@ from tests.metrics_scrape import sample, scrape
 from tests.remote_rooms import BOB, joined, room_of
 
 SYNC = "/_matrix/client/v3/sync"
+LONG_POLLS = "moot_sync_long_polls_in_flight"
 
 
 async def peer_page(peer: Peer, http: aiohttp.ClientSession) -> str:
@@ -38,6 +39,7 @@ async def test_a_woken_long_poll_is_in_flight_and_then_times_its_wake_up(
     since = (await api.sync(alice))["next_batch"]
     before = await scrape(homeserver, http)
     idle = sample(before, "moot_http_requests_in_flight", route=SYNC, method="GET")
+    polls = sample(before, LONG_POLLS)  # the registry is per process
     woken = sample(before, "moot_sync_wakeup_delay_seconds_count")
     waits = sample(before, "moot_db_pool_acquire_duration_seconds_count")
 
@@ -45,13 +47,15 @@ async def test_a_woken_long_poll_is_in_flight_and_then_times_its_wake_up(
 
     async def in_flight() -> bool:
         page = await scrape(homeserver, http)
-        return sample(page, "moot_http_requests_in_flight", route=SYNC, method="GET") > idle
+        return (sample(page, "moot_http_requests_in_flight", route=SYNC, method="GET") > idle
+                and sample(page, LONG_POLLS) == polls + 1)
 
-    await eventually(in_flight, "the waiting /sync to show as in flight")
+    await eventually(in_flight, "the waiting /sync to show as in flight and long-polling")
     await api.send_message(alice, room, "wake up")
     assert room in (await waiting)["rooms"]["join"]
     after = await scrape(homeserver, http)
     assert sample(after, "moot_http_requests_in_flight", route=SYNC, method="GET") == idle
+    assert sample(after, LONG_POLLS) == polls
     assert sample(after, "moot_sync_wakeup_delay_seconds_count") >= woken + 1
     assert sample(after, "moot_db_pool_acquire_duration_seconds_count") > waits
 
