@@ -57,8 +57,10 @@ def pick_client_address(
 ) -> str:
     """The client's address for a request from `peer` carrying the `X-Forwarded-For` header
     values `forwarded_for` (in the order received); see the theory of operation above."""
+    if not trusted or not forwarded_for:  # most requests: no address to parse
+        return peer
     peer_address = parse_address(peer)
-    if peer_address is None or not is_trusted(peer_address, trusted) or not forwarded_for:
+    if peer_address is None or not is_trusted(peer_address, trusted):
         return peer
     entries = ",".join(forwarded_for).split(",")
     client = peer_address

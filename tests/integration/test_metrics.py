@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -44,28 +43,6 @@ async def test_metrics_after_traffic(
     assert sample(text, "moot_db_transaction_duration_seconds_count", name="send_events") >= 1
     sample(text, "moot_users")  # refreshed every 15 s: only its presence is certain
     assert sample(text, "process_resident_memory_bytes") > 0
-
-
-async def test_long_poll_gauge_counts_a_waiting_sync(
-    api: MatrixApi, homeserver: RunningServer, http: aiohttp.ClientSession
-) -> None:
-    alice = await api.register("alice")
-    room = await api.create_room(alice)
-    since = (await api.sync(alice))["next_batch"]
-    gauge = "moot_sync_long_polls_in_flight"
-    idle = sample(await scrape(homeserver, http), gauge)  # the registry is per process
-
-    waiting = asyncio.ensure_future(api.sync(alice, since=since, timeout=30000))
-    # Each scrape is a round trip through the server, which lets the sync reach its wait.
-    for _ in range(200):
-        if sample(await scrape(homeserver, http), gauge) == idle + 1:
-            break
-    else:
-        raise AssertionError("the waiting /sync never showed in the gauge")
-    await api.send_message(alice, room, "wake up")
-    result = await waiting
-    assert room in result["rooms"]["join"]
-    assert sample(await scrape(homeserver, http), gauge) == idle
 
 
 async def test_event_caches_report_their_size_within_their_byte_bounds(

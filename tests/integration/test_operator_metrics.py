@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -16,18 +15,13 @@ import pytest
 from homeserver import app as app_module
 from tests.conftest import MakeServer, RunningServer
 from tests.edu_helpers import pair, send_edus
-from tests.federation_peers import Peer, Peers
+from tests.federation_peers import Peer, Peers, eventually
 from tests.helpers import MatrixApi
 from tests.metrics_scrape import sample, scrape
 from tests.remote_rooms import BOB, joined, room_of
 
-DEADLINE_S = 20.0
 SYNC = "/_matrix/client/v3/sync"
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+LONG_POLLS = "moot_sync_long_polls_in_flight"
 
 
 async def peer_page(peer: Peer, http: aiohttp.ClientSession) -> str:
@@ -45,6 +39,7 @@ async def test_a_woken_long_poll_is_in_flight_and_then_times_its_wake_up(
     since = (await api.sync(alice))["next_batch"]
     before = await scrape(homeserver, http)
     idle = sample(before, "moot_http_requests_in_flight", route=SYNC, method="GET")
+    polls = sample(before, LONG_POLLS)  # the registry is per process
     woken = sample(before, "moot_sync_wakeup_delay_seconds_count")
     waits = sample(before, "moot_db_pool_acquire_duration_seconds_count")
 
@@ -52,13 +47,15 @@ async def test_a_woken_long_poll_is_in_flight_and_then_times_its_wake_up(
 
     async def in_flight() -> bool:
         page = await scrape(homeserver, http)
-        return sample(page, "moot_http_requests_in_flight", route=SYNC, method="GET") > idle
+        return (sample(page, "moot_http_requests_in_flight", route=SYNC, method="GET") > idle
+                and sample(page, LONG_POLLS) == polls + 1)
 
-    await until(in_flight, "the waiting /sync to show as in flight")
+    await eventually(in_flight, "the waiting /sync to show as in flight and long-polling")
     await api.send_message(alice, room, "wake up")
     assert room in (await waiting)["rooms"]["join"]
     after = await scrape(homeserver, http)
     assert sample(after, "moot_http_requests_in_flight", route=SYNC, method="GET") == idle
+    assert sample(after, LONG_POLLS) == polls
     assert sample(after, "moot_sync_wakeup_delay_seconds_count") >= woken + 1
     assert sample(after, "moot_db_pool_acquire_duration_seconds_count") > waits
 
@@ -135,7 +132,7 @@ async def test_federation_traffic_moves_the_inbound_and_persisted_counters(
             before, "moot_federation_inbound_pdus_total", outcome="accepted"
         )
 
-    await until(arrived, "A to accept Bob's message")
+    await eventually(arrived, "A to accept Bob's message")
     await send_edus(shared.b, a, {"edu_type": "m.typing", "content": {
         "room_id": shared.room_id, "user_id": shared.bob.user_id, "typing": True,
     }}, {"edu_type": "org.example.unknown", "content": {}})
@@ -172,13 +169,13 @@ async def test_forward_extremities_and_the_outbox_age_show_a_forked_unreachable_
     async def forked() -> bool:
         return await gauge_at_least("moot_room_forward_extremities_max", 2)
 
-    await until(forked, "the forward extremities gauge to show the fork")
+    await eventually(forked, "the forward extremities gauge to show the fork")
     await api.send_message(me, room_id, "to nobody reachable")
 
     async def aged() -> bool:
         return await gauge_at_least("moot_federation_outbox_oldest_age_seconds", 0.001)
 
-    await until(aged, "the outbox's oldest item to show its age")
+    await eventually(aged, "the outbox's oldest item to show its age")
 
 
 async def test_a_blocked_event_loop_raises_the_lag_histogram(
@@ -208,6 +205,6 @@ async def test_a_blocked_event_loop_raises_the_lag_histogram(
     async def lag_seen() -> bool:
         return late(await scrape(homeserver, http)) > before
 
-    await until(lag_seen, "the lag histogram to count a late wake-up")
+    await eventually(lag_seen, "the lag histogram to count a late wake-up")
 
 

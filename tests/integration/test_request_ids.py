@@ -5,9 +5,7 @@ writer): tagged with the first request's ID, hours of their records would be gat
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -15,11 +13,11 @@ import pytest
 
 from homeserver.logs import REQUEST_ID
 from tests.conftest import MakeServer
+from tests.federation_peers import eventually
 from tests.helpers import MatrixApi
 
 # A server named by a loopback address, which the test server's address policy refuses at once.
 REMOTE_USER = "@zoe:127.0.0.1:12"
-DEADLINE_S = 20.0
 
 
 class RequestIds(logging.Handler):
@@ -59,8 +57,8 @@ async def test_the_federation_sender_a_request_starts_logs_under_no_request(
     def failures() -> list[tuple[str, str | None]]:
         return [(m, r) for m, r in sender_records.seen if "127.0.0.1:12" in m]
 
-    deadline = time.monotonic() + DEADLINE_S
-    while not failures():
-        assert time.monotonic() < deadline, "the sender logged no failed transaction"
-        await asyncio.sleep(0.05)
+    async def failed() -> bool:
+        return bool(failures())
+
+    await eventually(failed, "the sender to log a failed transaction")
     assert [request_id for _, request_id in failures()] == [None] * len(failures())
