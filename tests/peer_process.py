@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 POLL_INTERVAL_S = 0.1
 STOP_DEADLINE_S = 20.0
@@ -28,6 +29,12 @@ def file_logging(path: Path) -> dict[str, Any]:
         "root": {"level": "INFO", "handlers": ["file"]},
         "disable_existing_loggers": False,
     }
+
+
+def write_yaml(path: Path, config: dict[str, Any]) -> Path:
+    """Write a peer's config file (Synapse's and Sygnal's are YAML); return its path."""
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def tail_files(files: list[tuple[Path, int]], lines: int = LOG_TAIL_LINES) -> str:

@@ -23,12 +23,17 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.federation_helpers import free_port
-from tests.peer_process import file_logging, tail_files, terminate, wait_until_answers
+from tests.peer_process import (
+    file_logging,
+    tail_files,
+    terminate,
+    wait_until_answers,
+    write_yaml,
+)
 from tests.web_push import b64url, public_bytes
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -66,9 +71,7 @@ def write_config(directory: Path, port: int, vapid_key: ec.EllipticCurvePrivateK
             "vapid_contact_email": "push@example.org", "ttl": WEBPUSH_TTL_S,
         }},
     }
-    path = directory / "sygnal.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_yaml(directory / "sygnal.yaml", config)
 
 
 @dataclass

@@ -27,7 +27,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from homeserver.protocol.signing import SigningKey, generate_signing_key, write_signing_keys
 from homeserver.setup import write_tls_certificate
@@ -39,6 +38,7 @@ from tests.peer_process import (
     tail_files,
     terminate,
     wait_until_answers,
+    write_yaml,
 )
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -96,8 +96,7 @@ def write_config(
     key_path.write_text(write_signing_keys([signing_key]))
     cert, key = directory / "tls.crt", directory / "tls.key"
     write_tls_certificate(cert, key, server_name)
-    log_config = directory / "log.yaml"
-    log_config.write_text(yaml.safe_dump(file_logging(directory / "homeserver.log")))
+    log_config = write_yaml(directory / "log.yaml", file_logging(directory / "homeserver.log"))
     loopback = {"bind_addresses": ["127.0.0.1"], "type": "http", "x_forwarded": False}
     config: dict[str, Any] = {
         "server_name": server_name,
@@ -134,9 +133,7 @@ def write_config(
         **_rate_limits(),
         **(extra or {}),
     }
-    path = directory / "homeserver.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_yaml(directory / "homeserver.yaml", config)
 
 
 @dataclass
