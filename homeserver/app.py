@@ -422,10 +422,9 @@ class Homeserver:
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
-        client[THIRD_PARTY] = ThirdPartyLookups(core.appservices)
-        client[APPSERVICE_QUERIES] = await self._start_appservices(
-            db, core, rooms, client[UPGRADES]
-        )
+        queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
+        client[APPSERVICE_QUERIES] = queries
+        client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)
         client.add_routes(client_routes())
         await self._listen("client", client, listeners.client.host, listeners.client.port)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.auth import require_appservice, require_requester
+from homeserver.api.auth import require_as_token, require_requester
 from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
 from homeserver.api.http import (
@@ -75,7 +75,7 @@ async def register(request: web.Request) -> web.Response:
     body = await read_json_body(request)
     if body.get("type") == APPSERVICE_LOGIN:
         session = await request.app[REGISTRATION].register_for_appservice(
-            require_appservice(request), _params(body), client_address(request)
+            require_as_token(request), _params(body), client_address(request)
         )
         return json_response(_session_json(session))
     if not config.enabled:
@@ -148,7 +148,7 @@ async def login(request: web.Request) -> web.Response:
 async def _appservice_login(request: web.Request, body: dict[str, Any]) -> Session:
     """`m.login.application_service`: a new device and token for a user of the service,
     named by `identifier` only (MSC2778 refuses the deprecated top-level `user`)."""
-    registration = require_appservice(request)
+    registration = require_as_token(request)
     accounts = request.app[ACCOUNTS]
     if field_obj(body, "identifier") is None:
         raise MatrixError(400, "M_MISSING_PARAM", "'identifier' is required")

@@ -1,13 +1,13 @@
 """The application service a request comes from, for the endpoints only an application service
 may call: the spec has them authenticated by the service's `as_token` itself, whoever the
-request may act for (`?user_id=`)."""
+request may act for (`?user_id=`), which must be one of its users (unlike
+`auth.require_as_token`, for registering and logging in those users)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.auth import access_token, require_requester
-from homeserver.api.context import APPSERVICES
+from homeserver.api.auth import require_requester
 from homeserver.errors import forbidden
 from homeserver.protocol.appservice import Registration
 
@@ -19,11 +19,3 @@ async def require_appservice(request: web.Request) -> Registration:
     if requester.appservice is None:
         raise forbidden("Only an application service may do this (with its as_token)")
     return requester.appservice
-
-
-def appservice_of_token(request: web.Request) -> Registration | None:
-    """The service whose `as_token` the request carries, whatever its `user_id` names: for
-    registering and logging in its users, which Synapse also leaves `user_id` out of (mautrix
-    sends the ghost it registers as `user_id`, before that user exists)."""
-    token = access_token(request)
-    return None if token is None else request.app[APPSERVICES].by_as_token(token)

@@ -55,7 +55,7 @@ async def is_authenticated(request: web.Request) -> bool:
     return True
 
 
-def require_appservice(request: web.Request) -> Registration:
+def require_as_token(request: web.Request) -> Registration:
     """The application service whose as_token the request carries, whatever user it names
     (registration and login of its users): 401 M_MISSING_TOKEN without a token,
     M_UNKNOWN_TOKEN with another (spec "Server admin style permissions")."""

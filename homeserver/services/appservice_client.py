@@ -99,7 +99,7 @@ class AppServiceClient:
             headers["Content-Type"] = "application/json"
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._client().request(
+                async with self.session().request(
                     method, url, data=body, headers=headers, allow_redirects=False
                 ) as response:
                     text = await response.text(errors="replace")
@@ -112,7 +112,8 @@ class AppServiceClient:
                 f"answered {response.status}", response.status, text[:_MAX_BODY_CHARS]
             )
 
-    def _client(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The one session, opened at first use (also for the third-party lookups)."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return self._session

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -160,9 +161,7 @@ class AppServiceSender:
             stored = new.stored
             if self.interest.changes_room_interest(stored.type, stored.state_key):
                 self.interest.forget_room(stored.room_id)
-        counts: dict[str, int] = {}
-        for appservice_id, _ in writes.appservice:
-            counts[appservice_id] = counts.get(appservice_id, 0) + 1
+        counts = Counter(appservice_id for appservice_id, _ in writes.appservice)
         for appservice_id, n in counts.items():
             self._wake(appservice_id, n)
 

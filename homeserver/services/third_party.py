@@ -39,6 +39,7 @@ from homeserver.protocol.third_party_networks import (
     merge_entities,
     protocol_description,
 )
+from homeserver.services.appservice_client import AppServiceClient
 from homeserver.services.appservices import AppServices
 from homeserver.services.http_bodies import BodyTooLarge, read_bounded
 
@@ -61,8 +62,12 @@ class _Question:
 
 
 class ThirdPartyLookups:
-    def __init__(self, appservices: AppServices, timeout_s: float = LOOKUP_TIMEOUT_S) -> None:
+    def __init__(
+        self, appservices: AppServices, client: AppServiceClient,
+        timeout_s: float = LOOKUP_TIMEOUT_S,
+    ) -> None:
         self.appservices = appservices
+        self.client = client
         self.timeout_s = timeout_s
 
     def _bridging(self, protocol: str) -> list[Registration]:
@@ -118,18 +123,21 @@ class ThirdPartyLookups:
         if not questions:
             return []
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            return list(await asyncio.gather(*(_ask(session, q) for q in questions)))
+        session = self.client.session()
+        return list(await asyncio.gather(*(_ask(session, timeout, q) for q in questions)))
 
 
-async def _ask(session: aiohttp.ClientSession, question: _Question) -> object:
+async def _ask(
+    session: aiohttp.ClientSession, limit: aiohttp.ClientTimeout, question: _Question
+) -> object:
     service = question.service
     assert service.url is not None  # services without a URL are never asked
     url = service.url.rstrip("/") + APP_PATH + question.path
     headers = {"Authorization": f"Bearer {service.hs_token}"}
     try:
         async with session.get(
-            url, params=dict(question.query), headers=headers, allow_redirects=False
+            url, params=dict(question.query), headers=headers, allow_redirects=False,
+            timeout=limit,
         ) as resp:
             if resp.status != 200:
                 log.warning("appservice %s answered %s to %s", service.id, resp.status, url)

@@ -29,22 +29,23 @@ def namespaces() -> dict[str, Any]:
 
 
 async def start(
-    make_homeserver: MakeServer, tmp_path: Path, *services: LoopbackAppService,
-    **overrides: Any,
-) -> RunningServer:
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path,
+    *services: LoopbackAppService, **overrides: Any,
+) -> tuple[RunningServer, MatrixApi]:
+    """A server with `services` registered (and up), and a client of it."""
     paths = []
     for service in services:
         await service.up()
         paths.append(service.write_registration(tmp_path, namespaces=namespaces(), **overrides))
-    return await make_homeserver({"appservices.registration_files": paths})
+    server = await make_homeserver({"appservices.registration_files": paths})
+    return server, MatrixApi(server.url, http)
 
 
 async def test_an_unknown_user_in_a_namespace_is_asked_of_the_appservice(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     bridge = LoopbackAppService("users-q")
-    server = await start(make_homeserver, tmp_path, bridge)
-    api = MatrixApi(server.url, http)
+    _, api = await start(make_homeserver, http, tmp_path, bridge)
 
     async def create_ghost(user_id: str) -> int:
         if user_id != "@_q_ghost:localhost":
@@ -74,8 +75,7 @@ async def test_an_unknown_alias_in_a_namespace_is_asked_of_the_appservice(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     bridge = LoopbackAppService("aliases-q")
-    server = await start(make_homeserver, tmp_path, bridge)
-    api = MatrixApi(server.url, http)
+    _, api = await start(make_homeserver, http, tmp_path, bridge)
     portal_owner = await api.register("portal")
 
     async def create_portal(alias: str) -> int:
@@ -112,8 +112,7 @@ async def test_ping_reaches_the_appservice_and_reports_each_failure(
 ) -> None:
     bridge = LoopbackAppService("pinged", hs_token="hs-ping")
     other = LoopbackAppService("other", hs_token="hs-other")
-    server = await start(make_homeserver, tmp_path, bridge, other)
-    api = MatrixApi(server.url, http)
+    server, api = await start(make_homeserver, http, tmp_path, bridge, other)
     path = PING.format("pinged")
 
     body = await api.ok("POST", path, json={"transaction_id": "meow"}, token=bridge.as_token)
@@ -148,8 +147,7 @@ async def test_ping_of_an_appservice_without_a_url_is_m_url_not_set(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     silent = LoopbackAppService("silent")
-    server = await start(make_homeserver, tmp_path, silent, url=None)
-    api = MatrixApi(server.url, http)
+    _, api = await start(make_homeserver, http, tmp_path, silent, url=None)
     status, error = await api.request(
         "POST", PING.format("silent"), json={}, token=silent.as_token
     )
