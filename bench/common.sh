@@ -1,5 +1,5 @@
 # Shared by the bench scripts (compare.sh, compare-federation.sh, compare-sliding.sh,
-# fuzz-client-api.sh; sourced, not run): prerequisites, fresh databases, free ports, and starting
+# compare-push.sh, fuzz-client-api.sh; sourced, not run): prerequisites, fresh databases, free ports, and starting
 # and stopping Synapse and Moot as subprocesses on loopback with registration open and rate
 # limits off. The caller calls `start_run` before anything else here. SYNAPSE_LOG_LEVEL
 # (default WARNING) sets Synapse's log level, e.g. INFO to follow transactions in its
