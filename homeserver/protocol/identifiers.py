@@ -102,12 +102,16 @@ def is_valid_localpart_for_registration(s: str) -> bool:
     return isinstance(s, str) and _STRICT_LOCALPART_RE.fullmatch(s) is not None
 
 
+# The sigils of identifiers that end in a server name (`server_name_of`).
+SERVER_SIGILS = ("@", "#", "!", "$")
+
+
 def server_name_of(identifier: str) -> str:
     """The server name of ``@user:srv``, ``#alias:srv``, ``!room:srv`` or ``$event:srv``.
 
     Raises ``ValueError`` for identifiers without a domain (v4+ event IDs, v12 room IDs).
     """
-    if not isinstance(identifier, str) or identifier[:1] not in ("@", "#", "!", "$"):
+    if not isinstance(identifier, str) or identifier[:1] not in SERVER_SIGILS:
         raise ValueError(f"not a sigil identifier: {identifier!r}")
     _, domain = _split_sigil_id(identifier, identifier[0])
     if not domain:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from homeserver.protocol.identifiers import SERVER_SIGILS
 from homeserver.services.rooms.view import RoomView
 from storage.database import Database
 
@@ -33,14 +34,11 @@ def servers_of(user_ids: Iterable[str]) -> set[str]:
     # to it (the federation sender's destinations), where two calls per member showed.
     servers = set()
     for user_id in user_ids:
-        if isinstance(user_id, str) and user_id[:1] in _SIGILS:
+        if isinstance(user_id, str) and user_id[:1] in SERVER_SIGILS:
             server = user_id.partition(":")[2]
             if server:
                 servers.add(server)
     return servers
-
-
-_SIGILS = ("@", "#", "!", "$")
 
 
 async def users_sharing_room(

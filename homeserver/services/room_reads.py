@@ -278,8 +278,13 @@ class RoomReads:
             after = newer.events
             uid = requester.user_id
             ignored = await ignored_users(conn, uid)
-            before_v = await filter_visible(conn, self.engine, uid, before, ignored=ignored)
-            after_v = await filter_visible(conn, self.engine, uid, after, ignored=ignored)
+            # Both sides checked at once (same room, mostly the same state), then split:
+            # filter_visible keeps the order, so the visible events before come first.
+            visible = await filter_visible(
+                conn, self.engine, uid, [*before, *after], ignored=ignored
+            )
+            before_ids = {e.event_id for e in before}
+            split = sum(1 for e in visible if e.event_id in before_ids)
             state_ids = (
                 await state_store.get_state(conn, stored.state_group)
                 if stored.state_group is not None else {}
@@ -294,11 +299,11 @@ class RoomReads:
             # A forward page short of its limit read everything up to the ceiling.
             end = newer.end or StreamToken(events=ceiling).encode()
             # Both sides bundled at once: one summary of their children, not two.
-            around = await self._serialize(conn, [*before_v, *after_v], requester, ignored)
+            around = await self._serialize(conn, visible, requester, ignored)
             return {
                 "event": target,
-                "events_before": around[:len(before_v)],
-                "events_after": around[len(before_v):],
+                "events_before": around[:split],
+                "events_after": around[split:],
                 "state": state,
                 "start": start,
                 "end": end,

@@ -167,22 +167,24 @@ class SearchService:
             newest_first=False,
         ) if after_n else []
         uid = requester.user_id
-        before_v = await filter_visible(conn, self.engine, uid, before, ignored=ignored)
-        after_v = await filter_visible(conn, self.engine, uid, after, ignored=ignored)
+        # Both sides checked at once (same room, mostly the same state), then split:
+        # filter_visible keeps the order, so the visible events before come first.
+        visible = await filter_visible(conn, self.engine, uid, [*before, *after], ignored=ignored)
+        before_ids = {e.event_id for e in before}
+        split = sum(1 for e in visible if e.event_id in before_ids)
         # Both sides bundled at once: one summary of their children, not two.
         served = await serialize_with_relations(
-            conn, self.engine, [*before_v, *after_v], requester, now=self.clock.now_ms(),
-            ignored=ignored,
+            conn, self.engine, visible, requester, now=self.clock.now_ms(), ignored=ignored,
         )
         context: dict[str, Any] = {
-            "events_before": served[:len(before_v)],
-            "events_after": served[len(before_v):],
+            "events_before": served[:split],
+            "events_after": served[split:],
             "start": StreamToken(events=(before[-1].stream_ordering or 1) - 1 if before
                                  else at - 1).encode(),
             "end": StreamToken(events=after[-1].stream_ordering or at if after else at).encode(),
         }
         if criteria.include_profile:
-            senders = {e.sender for e in [*before_v, *after_v]}
+            senders = {e.sender for e in visible}
             context["profile_info"] = await self._profiles(conn, hit.room_id, senders)
         return context
 
