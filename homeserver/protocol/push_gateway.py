@@ -97,12 +97,11 @@ def event_notification(
         return {"notification": notification}
     notification["type"] = pdu.get("type")
     notification["sender"] = pdu.get("sender")
-    if room.sender_display_name is not None:
-        notification["sender_display_name"] = room.sender_display_name
-    if room.room_name is not None:
-        notification["room_name"] = room.room_name
-    if room.room_alias is not None:
-        notification["room_alias"] = room.room_alias
+    notification.update((k, v) for k, v in (
+        ("sender_display_name", room.sender_display_name),
+        ("room_name", room.room_name),
+        ("room_alias", room.room_alias),
+    ) if v is not None)
     if pdu.get("type") == "m.room.member":
         notification["user_is_target"] = pdu.get("state_key") == user_id
     content = pdu.get("content")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -12,10 +10,10 @@ import pytest
 from homeserver.services import push as push_service
 from tests.bad_input import assert_sane, bodies, collect, segments, send_body
 from tests.helpers import MatrixApi, User, validate_response
+from tests.push_rooms import GroupRoom, group_room, send
 
 RULES = "pushrules/global"
 GATEWAY = "https://push.example.org/_matrix/push/v1/notify"
-_txn = itertools.count()
 
 
 def pusher(**overrides: Any) -> dict[str, Any]:
@@ -33,31 +31,9 @@ async def rule_ids(api: MatrixApi, user: User, kind: str) -> list[str]:
     return [r["rule_id"] for r in body[kind]]
 
 
-@dataclass
-class Room:
-    alice: User
-    bob: User
-    carol: User
-    room: str
-
-
 @pytest.fixture
-async def room(api: MatrixApi) -> Room:
-    """Three members, so the default group-chat rules (not the one-to-one ones) apply."""
-    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
-    await api.join(carol, room_id)
-    return Room(alice, bob, carol, room_id)
-
-
-async def send(api: MatrixApi, user: User, room_id: str, event_type: str, content: Any) -> str:
-    body = await api.ok(
-        "PUT", f"rooms/{room_id}/send/{event_type}/push{next(_txn)}",
-        json=content, token=user.token,
-    )
-    event_id: str = body["event_id"]
-    return event_id
+async def room(api: MatrixApi) -> GroupRoom:
+    return await group_room(api, preset="public_chat")
 
 
 async def counts(
@@ -246,34 +222,34 @@ async def test_rules_need_a_token(api: MatrixApi) -> None:
 # ---- counts -----------------------------------------------------------------------------------
 
 async def test_counts_rise_on_messages_and_mentions_and_reset_on_receipt(
-    api: MatrixApi, room: Room
+    api: MatrixApi, room: GroupRoom
 ) -> None:
     since = (await api.sync(room.alice))["next_batch"]
-    await api.send_message(room.bob, room.room, "plain message")
-    unread, since = await counts(api, room.alice, room.room, since)
+    await api.send_message(room.bob, room.room_id, "plain message")
+    unread, since = await counts(api, room.alice, room.room_id, since)
     assert unread == {"notification_count": 1, "highlight_count": 0}
     mention = {"msgtype": "m.text", "body": "hey alice",
                "m.mentions": {"user_ids": [room.alice.user_id]}}
-    last = await send(api, room.bob, room.room, "m.room.message", mention)
-    unread, since = await counts(api, room.alice, room.room, since)
+    last = await send(api, room.bob, room.room_id, "m.room.message", mention)
+    unread, since = await counts(api, room.alice, room.room_id, since)
     assert unread == {"notification_count": 2, "highlight_count": 1}
     # Carol was not mentioned; the sender's own events never count for him.
-    carol = (await api.sync(room.carol))["rooms"]["join"][room.room]["unread_notifications"]
+    carol = (await api.sync(room.carol))["rooms"]["join"][room.room_id]["unread_notifications"]
     assert carol == {"notification_count": 2, "highlight_count": 0}
-    bob = (await api.sync(room.bob))["rooms"]["join"][room.room]["unread_notifications"]
+    bob = (await api.sync(room.bob))["rooms"]["join"][room.room_id]["unread_notifications"]
     assert bob == {"notification_count": 0, "highlight_count": 0}
 
-    await api.ok("POST", f"rooms/{room.room}/receipt/m.read/{last}", json={},
+    await api.ok("POST", f"rooms/{room.room_id}/receipt/m.read/{last}", json={},
                  token=room.alice.token)
-    unread, since = await counts(api, room.alice, room.room, since)
+    unread, since = await counts(api, room.alice, room.room_id, since)
     assert unread == {"notification_count": 0, "highlight_count": 0}
     # A private receipt resets too.
-    notice = await api.send_message(room.bob, room.room, "another")
-    unread, since = await counts(api, room.alice, room.room, since)
+    notice = await api.send_message(room.bob, room.room_id, "another")
+    unread, since = await counts(api, room.alice, room.room_id, since)
     assert unread["notification_count"] == 1
-    await api.ok("POST", f"rooms/{room.room}/receipt/m.read.private/{notice}", json={},
+    await api.ok("POST", f"rooms/{room.room_id}/receipt/m.read.private/{notice}", json={},
                  token=room.alice.token)
-    unread, since = await counts(api, room.alice, room.room, since)
+    unread, since = await counts(api, room.alice, room.room_id, since)
     assert unread == {"notification_count": 0, "highlight_count": 0}
 
 
@@ -305,51 +281,51 @@ async def test_own_events_read_the_room_up_to_them(api: MatrixApi) -> None:
     assert full == {"notification_count": 1, "highlight_count": 0}
 
 
-async def test_encrypted_events_and_notices(api: MatrixApi, room: Room) -> None:
+async def test_encrypted_events_and_notices(api: MatrixApi, room: GroupRoom) -> None:
     since = (await api.sync(room.alice))["next_batch"]
     encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEn", "sender_key": "k",
                  "device_id": "D", "session_id": "s"}
-    await send(api, room.bob, room.room, "m.room.encrypted", encrypted)
-    await send(api, room.bob, room.room, "m.room.message", {"msgtype": "m.notice", "body": "n"})
-    unread, _ = await counts(api, room.alice, room.room, since)
+    await send(api, room.bob, room.room_id, "m.room.encrypted", encrypted)
+    await send(api, room.bob, room.room_id, "m.room.message", {"msgtype": "m.notice", "body": "n"})
+    unread, _ = await counts(api, room.alice, room.room_id, since)
     assert unread == {"notification_count": 1, "highlight_count": 0}
 
 
-async def test_room_mention_needs_power(api: MatrixApi, room: Room) -> None:
+async def test_room_mention_needs_power(api: MatrixApi, room: GroupRoom) -> None:
     since = (await api.sync(room.carol))["next_batch"]
     everyone = {"msgtype": "m.text", "body": "@room", "m.mentions": {"room": True}}
-    await send(api, room.bob, room.room, "m.room.message", everyone)  # bob has level 0
-    await send(api, room.alice, room.room, "m.room.message", everyone)  # alice created it
-    unread, _ = await counts(api, room.carol, room.room, since)
+    await send(api, room.bob, room.room_id, "m.room.message", everyone)  # bob has level 0
+    await send(api, room.alice, room.room_id, "m.room.message", everyone)  # alice created it
+    unread, _ = await counts(api, room.carol, room.room_id, since)
     assert unread == {"notification_count": 2, "highlight_count": 1}
 
 
-async def test_user_rules_change_what_counts(api: MatrixApi, room: Room) -> None:
-    await api.ok("PUT", f"{RULES}/room/{quote(room.room)}", token=room.alice.token,
+async def test_user_rules_change_what_counts(api: MatrixApi, room: GroupRoom) -> None:
+    await api.ok("PUT", f"{RULES}/room/{quote(room.room_id)}", token=room.alice.token,
                  json={"actions": []})
     await api.ok("PUT", f"{RULES}/content/tea", token=room.carol.token,
                  json={"pattern": "tea", "actions": ["notify", {"set_tweak": "highlight"}]})
     since_a = (await api.sync(room.alice))["next_batch"]
     since_c = (await api.sync(room.carol))["next_batch"]
-    await api.send_message(room.bob, room.room, "time for TEA!")
-    assert (await counts(api, room.alice, room.room, since_a))[0]["notification_count"] == 0
-    assert (await counts(api, room.carol, room.room, since_c))[0] == {
+    await api.send_message(room.bob, room.room_id, "time for TEA!")
+    assert (await counts(api, room.alice, room.room_id, since_a))[0]["notification_count"] == 0
+    assert (await counts(api, room.carol, room.room_id, since_c))[0] == {
         "notification_count": 1, "highlight_count": 1,
     }
 
 
-async def test_notifications_endpoint(api: MatrixApi, room: Room) -> None:
-    first = await api.send_message(room.bob, room.room, "one")
+async def test_notifications_endpoint(api: MatrixApi, room: GroupRoom) -> None:
+    first = await api.send_message(room.bob, room.room_id, "one")
     mention = {"msgtype": "m.text", "body": "two",
                "m.mentions": {"user_ids": [room.alice.user_id]}}
-    second = await send(api, room.bob, room.room, "m.room.message", mention)
-    await api.ok("POST", f"rooms/{room.room}/receipt/m.read/{first}", json={},
+    second = await send(api, room.bob, room.room_id, "m.room.message", mention)
+    await api.ok("POST", f"rooms/{room.room_id}/receipt/m.read/{first}", json={},
                  token=room.alice.token)
     body = await api.ok("GET", "notifications", token=room.alice.token)
     validate_response("notifications.yaml", "/notifications", "get", 200, body)
     listed = [(n["event"]["event_id"], n["read"]) for n in body["notifications"]]
     assert listed == [(second, False), (first, True)]
-    assert body["notifications"][0]["room_id"] == room.room
+    assert body["notifications"][0]["room_id"] == room.room_id
     assert "next_token" not in body
     highlights = await api.ok("GET", "notifications", token=room.alice.token,
                               params={"only": "highlight"})

@@ -5,11 +5,8 @@ keeps users' gateway URLs off this server's own network."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -24,6 +21,7 @@ from tests.federation_helpers import free_port
 from tests.federation_peers import eventually
 from tests.helpers import MatrixApi, User
 from tests.push_gateway import NOTIFY_PATH, RecordingGateway
+from tests.push_rooms import GroupRoom, group_room, send
 from tests.statements import counting, pool_statements
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
@@ -31,7 +29,6 @@ pytestmark = pytest.mark.usefixtures("no_server_errors")
 ALLOW_PRIVATE = {"push.allow_private_addresses": True}
 FAST = Backoff(base_s=0.05, max_s=0.2)
 APP_ID = "org.example.app"
-_txn = itertools.count()
 
 
 def pusher_body(url: str, pushkey: str, **data: Any) -> dict[str, Any]:
@@ -66,37 +63,16 @@ async def api(server: RunningServer, http: aiohttp.ClientSession) -> MatrixApi:
     return MatrixApi(server.url, http)
 
 
-@dataclass
-class Room:
-    alice: User
-    bob: User
-    carol: User
-    room_id: str
-
-
 @pytest.fixture
-async def room(api: MatrixApi) -> Room:
-    """Three members (the group-chat rules apply), a name, an alias and Alice's display name."""
-    alice, bob, carol = [await api.register(n) for n in ("alice", "bob", "carol")]
-    await api.ok("PUT", f"profile/{quote(alice.user_id)}/displayname",
-                 json={"displayname": "Alice Liddell"}, token=alice.token)
-    room_id = await api.create_room(
-        alice, preset="public_chat", name="Lobby", room_alias_name="lobby"
+async def room(api: MatrixApi) -> GroupRoom:
+    """The group room with a name, an alias and Alice's display name."""
+    return await group_room(
+        api, "Alice Liddell", preset="public_chat", name="Lobby", room_alias_name="lobby"
     )
-    await api.join(bob, room_id)
-    await api.join(carol, room_id)
-    return Room(alice, bob, carol, room_id)
 
 
 async def set_pusher(api: MatrixApi, user: User, body: dict[str, Any]) -> None:
     await api.ok("POST", "pushers/set", json=body, token=user.token)
-
-
-async def send(api: MatrixApi, user: User, room_id: str, event_type: str, content: Any) -> str:
-    body = await api.ok("PUT", f"rooms/{room_id}/send/{event_type}/p{next(_txn)}", json=content,
-                        token=user.token)
-    event_id: str = body["event_id"]
-    return event_id
 
 
 async def received(gateway: RecordingGateway, count: int, what: str) -> list[dict[str, Any]]:
@@ -114,7 +90,7 @@ SENDER_TASKS = "push "  # the push sender's tasks: one per pusher, and its queue
 
 
 async def test_a_batch_queues_pushes_only_when_a_notified_user_holds_a_pusher(
-    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer
 ) -> None:
     db = server.hs.db
     assert db is not None
@@ -138,7 +114,7 @@ async def test_a_batch_queues_pushes_only_when_a_notified_user_holds_a_pusher(
 
 
 async def test_a_push_costs_the_sender_few_statements(
-    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer
 ) -> None:
     """Read from the caches, deleted with the next read or a deletion for several: at most
     two statements a push even when each push is alone in the queue (and the caches' first
@@ -156,7 +132,7 @@ async def test_a_push_costs_the_sender_few_statements(
 
 
 async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
-    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer
 ) -> None:
     """Every pusher's queue is read by one statement; what was delivered is deleted with a
     later read or in one deletion for all; the requests' bodies come from memory once the
@@ -192,7 +168,7 @@ async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
 
 
 async def test_a_renamed_room_is_pushed_under_its_new_name(
-    api: MatrixApi, room: Room, gateway: RecordingGateway
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
 ) -> None:
     """The room's name comes from the current-state cache, which a state change empties."""
     await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
@@ -213,7 +189,7 @@ async def test_a_renamed_room_is_pushed_under_its_new_name(
 # ---- what is sent ---------------------------------------------------------------------------
 
 async def test_a_message_sends_everything_the_spec_lists(
-    api: MatrixApi, room: Room, gateway: RecordingGateway
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
 ) -> None:
     await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key", extra="kept"))
     first = await api.send_message(room.alice, room.room_id, "hello")
@@ -238,7 +214,7 @@ async def test_a_message_sends_everything_the_spec_lists(
 
 
 async def test_an_encrypted_event_goes_without_its_content(
-    api: MatrixApi, room: Room, gateway: RecordingGateway
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
 ) -> None:
     await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
     event_id = await send(api, room.alice, room.room_id, "m.room.encrypted", {
@@ -251,7 +227,7 @@ async def test_an_encrypted_event_goes_without_its_content(
 
 
 async def test_an_invite_is_pushed_to_its_target(
-    api: MatrixApi, room: Room, gateway: RecordingGateway
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
 ) -> None:
     dave = await api.register("dave")
     await set_pusher(api, dave, pusher_body(gateway.url, "dave-key"))
@@ -265,7 +241,7 @@ async def test_an_invite_is_pushed_to_its_target(
 
 
 async def test_event_id_only_and_a_badge_update_after_a_read_receipt(
-    api: MatrixApi, room: Room, gateway: RecordingGateway
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
 ) -> None:
     await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key", format="event_id_only"))
     first = await api.send_message(room.alice, room.room_id, "one")
@@ -285,7 +261,7 @@ async def test_event_id_only_and_a_badge_update_after_a_read_receipt(
 
 
 async def test_a_rejected_pushkey_loses_its_pusher(
-    api: MatrixApi, room: Room, gateway: RecordingGateway
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
 ) -> None:
     rejected_before = metric("moot_push_rejected_total")
     gateway.rejecting.add("bob-key")
@@ -312,7 +288,7 @@ async def test_a_rejected_pushkey_loses_its_pusher(
 # ---- durability -----------------------------------------------------------------------------
 
 async def test_a_gateway_down_for_a_while_gets_everything_once_in_order(
-    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer
 ) -> None:
     sender = server.hs.push_sender
     assert sender is not None
@@ -345,7 +321,7 @@ async def test_a_gateway_down_for_a_while_gets_everything_once_in_order(
 
 
 async def test_pushes_older_than_a_day_are_dropped_without_a_request(
-    api: MatrixApi, room: Room, gateway: RecordingGateway, server: RunningServer,
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A gateway down for more than a day: its backlog must drain without one (possibly
