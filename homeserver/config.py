@@ -98,6 +98,12 @@ class RegistrationConfig:
     enabled: bool = False
     # Whether anyone may register a guest account (`kind=guest`, spec "Guest Access").
     allow_guests: bool = False
+    # The secret of shared-secret registration (`/_synapse/admin/v1/register`, what
+    # `register_new_matrix_user` uses); None turns that endpoint off.
+    shared_secret: str | None = None
+    # Whether registering through the client API needs a registration token (the
+    # `m.login.registration_token` stage; operators make tokens with the admin API).
+    require_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +294,15 @@ class AppServicesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerNoticesConfig:
+    """Server notices (admin `send_server_notice`): messages from the server to a user."""
+
+    # Localpart of the user who sends notices and owns each user's notices room; None turns
+    # server notices off.
+    localpart: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerConfig:
     """One worker process (`run --worker NAME`): it serves /sync on its own client listener."""
 
@@ -318,6 +333,7 @@ class Config:
     federation: FederationConfig = field(default_factory=FederationConfig)
     push: PushConfig = field(default_factory=PushConfig)
     appservices: AppServicesConfig = field(default_factory=AppServicesConfig)
+    server_notices: ServerNoticesConfig = field(default_factory=ServerNoticesConfig)
     # Where relative paths in the file are resolved: the directory holding the config file.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.api.admin import admin_routes
 from homeserver.api.compat import compat_routes
 
 
@@ -56,7 +57,7 @@ def client_routes() -> list[web.AbstractRouteDef]:
         timestamps, sliding_sync, voip, health, well_known, appservice_ping, third_party,
     )
     routes = [route for module in modules for route in module.routes]
-    return routes + compat_routes(routes)
+    return routes + compat_routes(routes) + admin_routes()
 
 
 def worker_routes() -> list[web.AbstractRouteDef]:
