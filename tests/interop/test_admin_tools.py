@@ -55,6 +55,7 @@ def synadm_config(home: Path, url: str, admin: User, server_name: str) -> Path:
     """synadm's config file (what its interactive `config` step would write)."""
     if not SYNADM.exists():
         pytest.fail(f"synadm is not installed at {SYNADM}: run `make synadm`", pytrace=False)
+    home.mkdir(parents=True, exist_ok=True)
     path = home / "synadm.yaml"
     path.write_text(yaml.safe_dump({
         "user": admin.user_id, "token": admin.token, "protocol": "http", "base_url": url,
@@ -74,8 +75,7 @@ async def tools_on(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The tools' run against one server: an admin made by the shared secret, a user made
     through the client API, then synadm's user list and that user's details."""
-    home.mkdir(parents=True, exist_ok=True)
-    assert "Success!" in await register_admin(home, url, "ops")
+    assert "Success!" in await register_admin(home.parent, url, "ops")
     api = MatrixApi(url, http)
     ops = await api.login(User(f"@ops:{server_name}", "", "", PASSWORD))
     alice = await api.register("alice")
@@ -98,7 +98,7 @@ async def test_operators_tools_on_moot_and_synapse(
     moot = await make_homeserver({"registration.shared_secret": SECRET})
     moot_list, moot_details = await tools_on(tmp_path / "moot", moot.url, moot.server_name, http)
     # The tool's --exists-ok reads M_USER_IN_USE as "already there".
-    again = await register_admin(tmp_path / "moot", moot.url, "ops", "--exists-ok")
+    again = await register_admin(tmp_path, moot.url, "ops", "--exists-ok")
     assert "User already exists" in again
 
     extra = {"registration_shared_secret": SECRET}
