@@ -66,7 +66,7 @@ def summary(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def details(row: asyncpg.Record) -> dict[str, Any]:
+def user_details(row: asyncpg.Record) -> dict[str, Any]:
     """An account as `GET /_synapse/admin/v2/users/{userId}` shows it."""
     return summary(row) | {
         # Synapse's details give the creation time in seconds (its column), the list in ms.
@@ -134,7 +134,7 @@ class AdminUsersService:
         return UserPage([summary(row) for row in rows], total)
 
     async def details(self, user_id: str) -> dict[str, Any]:
-        return details(await self._get(user_id))
+        return user_details(await self._get(user_id))
 
     async def put_user(self, admin: Requester, user_id: str, changes: UserChanges) -> bool:
         """Create the account (True) or change it (False), as `changes` says."""
