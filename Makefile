@@ -9,11 +9,12 @@ SERVER_NAME ?= localhost:8448
 BIN = $(VENV)/bin
 SYNAPSE_VENV ?= bench/.synapse-venv
 SYGNAL_VENV ?= bench/.sygnal-venv
+SYNADM_VENV ?= bench/.synadm-venv
 # Sygnal's release source is not on PyPI: it comes from shared/vendor/ beside the checkout.
 SYGNAL_VENDOR ?= ../shared/vendor
 JS_DIR = tests/js
 
-.PHONY: run test test-fast lint install synapse sygnal js tools
+.PHONY: run test test-fast lint install synapse synadm sygnal js tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,14 @@ $(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh
 	touch $@
 
 synapse: $(SYNAPSE_VENV)/.installed
+
+# synadm, the operators' admin tool, from PyPI in its own venv: tests/interop/test_admin_tools.py
+# drives Moot's (and Synapse's) admin API with it. Same stamp scheme as the Synapse venv.
+$(SYNADM_VENV)/.installed: bench/synadm-venv.sh
+	bash bench/synadm-venv.sh $(SYNADM_VENV)
+	touch $@
+
+synadm: $(SYNADM_VENV)/.installed
 
 # Sygnal, the reference push gateway, from its vendored release source and pinned requirements
 # (PyPI for those) in its own venv: the gateway between a homeserver and a loopback web push
@@ -79,6 +88,7 @@ run: $(VENV)/.installed
 
 # Everything: what CI runs (.ci/run).
 test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(SYGNAL_VENV)/.installed \
+		$(SYNADM_VENV)/.installed \
 		$(JS_DIR)/node_modules/.installed tools
 	$(BIN)/pytest
 

@@ -22,6 +22,7 @@ from homeserver.api.client_address import TRUSTED_PROXIES
 from homeserver.api.context import (
     ACCOUNT_MANAGEMENT,
     ACCOUNTS,
+    ADMIN_USERS,
     APPSERVICE_QUERIES,
     APPSERVICES,
     CONFIG,
@@ -38,6 +39,7 @@ from homeserver.api.context import (
     REPORTS,
     ROOMS,
     SEARCH,
+    SHARED_SECRET_REGISTRATION,
     SLIDING_SYNC,
     SPACES,
     SYNC,
@@ -58,6 +60,7 @@ from homeserver.protocol.signing import read_signing_keys
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountsService
+from homeserver.services.admin_users import AdminUsersService
 from homeserver.services.appservice_client import AppServiceClient
 from homeserver.services.appservice_ephemeral import AppServiceEphemeral
 from homeserver.services.appservice_interest import AppServiceInterest
@@ -105,6 +108,7 @@ from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, already_current
 from homeserver.services.sliding_sync.connections import Connections
 from homeserver.services.sliding_sync.extensions import SlidingSyncExtensions
@@ -397,7 +401,13 @@ class Homeserver:
             db, core.device_lists, uia, outward.edus, clock
         )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
-        client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, cluster.local)
+        client[ACCOUNT_MANAGEMENT] = management = AccountManagementService(
+            db, accounts, uia, cluster.local
+        )
+        client[ADMIN_USERS] = AdminUsersService(db, accounts, management)
+        client[SHARED_SECRET_REGISTRATION] = SharedSecretRegistration(
+            accounts, config.registration.shared_secret, clock
+        )
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)

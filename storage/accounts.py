@@ -11,19 +11,19 @@ from __future__ import annotations
 import asyncpg
 
 INSERT_USER = """
-INSERT INTO users (user_id, password_hash, is_admin, created_ts, is_guest)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO users (user_id, password_hash, is_admin, created_ts, is_guest, user_type)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (user_id) DO NOTHING
 """
 
 
 async def insert_user(
     conn: asyncpg.Connection, user_id: str, password_hash: str | None, is_admin: bool,
-    created_ts: int, *, is_guest: bool = False,
+    created_ts: int, *, is_guest: bool = False, user_type: str | None = None,
 ) -> bool:
     """False if the user ID is already taken (a deactivated account keeps its name)."""
     status: str = await conn.execute(
-        INSERT_USER, user_id, password_hash, is_admin, created_ts, is_guest
+        INSERT_USER, user_id, password_hash, is_admin, created_ts, is_guest, user_type
     )
     return status.endswith(" 1")
 
@@ -265,12 +265,15 @@ async def update_password_hash(conn: asyncpg.Connection, user_id: str, password_
     await conn.execute(UPDATE_PASSWORD_HASH, user_id, password_hash)
 
 
-DEACTIVATE_USER = "UPDATE users SET deactivated = true WHERE user_id = $1"
+DEACTIVATE_USER = """
+UPDATE users SET deactivated = true, erased = erased OR $2 WHERE user_id = $1
+"""
 
 
-async def deactivate_user(conn: asyncpg.Connection, user_id: str) -> None:
-    """Mark the account deactivated; the row stays, so the user ID is never handed out again."""
-    await conn.execute(DEACTIVATE_USER, user_id)
+async def deactivate_user(conn: asyncpg.Connection, user_id: str, erase: bool = False) -> None:
+    """Mark the account deactivated, and with `erase` erased; the row stays, so the user ID
+    is never handed out again."""
+    await conn.execute(DEACTIVATE_USER, user_id, erase)
 
 
 INSERT_PROFILE = "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)"

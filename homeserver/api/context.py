@@ -13,6 +13,7 @@ from storage.database import Database
 if TYPE_CHECKING:
     from homeserver.services.account_management import AccountManagementService
     from homeserver.services.accounts import AccountsService
+    from homeserver.services.admin_users import AdminUsersService
     from homeserver.services.appservice_queries import AppServiceQueries
     from homeserver.services.appservices import AppServices
     from homeserver.services.cross_signing import CrossSigningService
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from homeserver.services.room_operations import RoomsService
     from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
+    from homeserver.services.shared_secret import SharedSecretRegistration
     from homeserver.services.sliding_sync import SlidingSyncService
     from homeserver.services.space_hierarchy import SpaceHierarchy
     from homeserver.services.sync import SyncService
@@ -65,3 +67,7 @@ REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
 THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
 APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")
+ADMIN_USERS: web.AppKey[AdminUsersService] = web.AppKey("admin_users")
+SHARED_SECRET_REGISTRATION: web.AppKey[SharedSecretRegistration] = web.AppKey(
+    "shared_secret_registration"
+)

@@ -57,7 +57,12 @@ class AccountManagementService:
             user_id = await self._uia.authenticate_requester(request, requester)
         else:
             user_id = await self._uia.authenticate(request, None)
-        await self._accounts.deactivate(user_id)
+        await self.deactivate_account(user_id)
+
+    async def deactivate_account(self, user_id: str, *, erase: bool = False) -> None:
+        """Deactivate `user_id` (whoever asked has been checked): no more devices or tokens,
+        out of every room; `erase` also marks it erased with its profile cleared."""
+        await self._accounts.deactivate(user_id, erase=erase)
         await self._leave_rooms(user_id)
 
     async def _leave_rooms(self, user_id: str) -> None:

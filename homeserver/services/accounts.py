@@ -50,6 +50,8 @@ from homeserver.services.ratelimit import RateLimiter, address_key
 from homeserver.services.requester import Requester
 from homeserver.services.token_cache import TokenCache, hash_token
 from storage import accounts as store
+from storage import admin_users as admin_store
+from storage import profiles as profiles_store
 from storage.database import Database
 
 if TYPE_CHECKING:
@@ -82,6 +84,18 @@ class DeviceLogin:
     display_name: str | None
     ip: str  # the device is "last seen" at the address that logged it in
     refresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDetails:
+    """What an operator may choose of an account they create (shared-secret registration,
+    the admin API) that a client registering itself does not."""
+
+    displayname: str | None = None  # None: the localpart
+    user_type: str | None = None  # 'bot' or 'support'; None: an ordinary user
+
+
+PLAIN_ACCOUNT = AccountDetails()
 
 
 def user_in_use() -> MatrixError:
@@ -234,12 +248,15 @@ class AccountsService:
         return user_id
 
     async def create_user(
-        self, localpart: str, password: str | None, *, admin: bool = False
+        self, localpart: str, password: str | None, *, admin: bool = False,
+        details: AccountDetails = PLAIN_ACCOUNT,
     ) -> str:
         """Create an account (and its profile) without logging in; returns the user ID."""
         self.user_id_for_registration(localpart)  # before the cost of a hash
         password_hash = None if password is None else await self.hash_new_password(password)
-        session = await self._create(localpart, password_hash, admin=admin, login=None)
+        session = await self._create(
+            localpart, password_hash, admin=admin, login=None, details=details
+        )
         return session.user_id
 
     async def hash_new_password(self, password: str, ip: str = "") -> str:
@@ -251,17 +268,18 @@ class AccountsService:
     async def register(
         self, localpart: str | None, password_hash: str | None, *, device_id: str | None,
         device_display_name: str | None, inhibit_login: bool, ip: str, refresh: bool = False,
-        guest: bool = False,
+        guest: bool = False, admin: bool = False, details: AccountDetails = PLAIN_ACCOUNT,
     ) -> Session:
         """Create an account (`guest`: a guest account) and, unless `inhibit_login`, its
         first device and access token (the caller has counted the request against
-        `limit_registration`)."""
+        `limit_registration`, or is an operator holding the registration shared secret)."""
         login = None if inhibit_login else DeviceLogin(
             self._device_id(device_id), device_display_name, ip, refresh
         )
         if localpart is not None:
             return await self._create(
-                localpart, password_hash, admin=False, login=login, guest=guest
+                localpart, password_hash, admin=admin, login=login, guest=guest,
+                details=details,
             )
         for _ in range(_GENERATED_LOCALPART_ATTEMPTS):
             try:
@@ -312,7 +330,7 @@ class AccountsService:
 
     async def _create(
         self, localpart: str, password_hash: str | None, *, admin: bool,
-        login: DeviceLogin | None, guest: bool = False,
+        login: DeviceLogin | None, guest: bool = False, details: AccountDetails = PLAIN_ACCOUNT,
     ) -> Session:
         """Insert user and profile, and with `login` a session."""
         user_id = self.user_id_for_registration(localpart)
@@ -320,10 +338,11 @@ class AccountsService:
 
         async def txn(conn: asyncpg.Connection) -> Session:
             if not await store.insert_user(
-                conn, user_id, password_hash, admin, now, is_guest=guest
+                conn, user_id, password_hash, admin, now, is_guest=guest,
+                user_type=details.user_type,
             ):
                 raise user_in_use()
-            await store.insert_profile(conn, user_id, localpart)
+            await store.insert_profile(conn, user_id, details.displayname or localpart)
             if login is None:
                 return Session(user_id)
             return await self._issue_token(conn, user_id, login, now)
@@ -417,17 +436,40 @@ class AccountsService:
             name="set_password",
         )
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
         """Mark the account deactivated and delete every device and token of it. The user ID
-        stays taken forever, so nobody can register it and inherit its rooms or trust."""
+        stays taken forever, so nobody can register it and inherit its rooms or trust.
+        `erase` (an admin's GDPR erasure) also marks it erased and clears its profile."""
 
         async def txn(conn: asyncpg.Connection) -> list[str]:
-            await store.deactivate_user(conn, user_id)
+            await store.deactivate_user(conn, user_id, erase)
+            if erase:
+                await profiles_store.update_profile(conn, user_id, None, None, {})
             return await store.delete_other_devices(conn, user_id, None)
 
         deleted = await self._db.transaction(txn, name="deactivate")
         self._tokens.drop(user_id)
         await self._devices_changed(user_id, deleted)
+
+    async def reactivate(self, user_id: str, password: str) -> None:
+        """Undo a deactivation (an admin's), with a new password: the old one must not come
+        back, whoever may have learnt it since."""
+        check_new_password(password)
+        password_hash = await self._passwords.hash(password, user_id)
+
+        async def txn(conn: asyncpg.Connection) -> None:
+            await admin_store.reactivate_user(conn, user_id)
+            await store.update_password_hash(conn, user_id, password_hash)
+
+        await self._db.transaction(txn, name="reactivate")
+
+    async def set_admin(self, user_id: str, admin: bool) -> None:
+        """Grant or revoke the server-admin flag; the user's cached tokens go, so a revoked
+        admin loses the admin API at once rather than when the cache entries age out."""
+        await self._db.transaction(
+            lambda conn: admin_store.update_admin(conn, user_id, admin), name="set_admin"
+        )
+        self._tokens.drop(user_id)
 
     async def check_password(self, user_id: str, password: str, ip: str = "") -> bool:
         """User-Interactive Authentication's password stage for an authenticated user.

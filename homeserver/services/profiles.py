@@ -58,7 +58,7 @@ def check_key(key: str) -> None:
         raise MatrixError(400, "M_KEY_TOO_LARGE", f"Profile keys are at most {MAX_KEY_BYTES} bytes")
 
 
-def _check_value(key: str, value: Any) -> None:
+def check_value(key: str, value: Any) -> None:
     """The spec's types: strings for the member fields and `m.tz`, any JSON for custom keys
     (null included: stored, as the spec recommends, not taken for a deletion)."""
     limits = {"displayname": MAX_DISPLAYNAME_LENGTH, "avatar_url": MAX_AVATAR_URL_LENGTH}
@@ -106,7 +106,7 @@ class ProfileService:
         """`PUT /profile/{userId}/{keyName}`: only the user themselves may."""
         _check_owner(requester, user_id, key)
         check_key(key)
-        _check_value(key, value)
+        check_value(key, value)
         await self._change(user_id, key, value, remove=False)
 
     async def remove_field(self, requester: Requester, user_id: str, key: str) -> None:
@@ -114,6 +114,13 @@ class ProfileService:
         _check_owner(requester, user_id, key)
         check_key(key)
         await self._change(user_id, key, None, remove=True)
+
+    async def set_by_admin(self, user_id: str, key: str, value: str) -> None:
+        """A server admin's change of a local user's `displayname` or `avatar_url` (the
+        admin API): announced in the user's rooms like their own; "" removes the field."""
+        if value:
+            check_value(key, value)
+        await self._change(user_id, key, value or None, remove=not value)
 
     async def _change(self, user_id: str, key: str, value: Any, *, remove: bool) -> None:
         now = self._clock.now_ms()
