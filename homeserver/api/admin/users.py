@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
+from homeserver.api.admin.paging import query_page
 from homeserver.api.context import ADMIN_USERS
 from homeserver.api.http import (
     field_bool,
@@ -24,23 +25,6 @@ from storage.admin_users import ORDER_COLUMNS, UserFilter
 
 routes = web.RouteTableDef()
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000  # a bigger `limit` is served as this many (the paging still adds up)
-
-
-def _query_count(request: web.Request, key: str, default: int, lowest: int) -> int:
-    """A paging number: `lowest` or more, else M_INVALID_PARAM (never a 500 or a loop)."""
-    raw = request.query.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_param(f"'{key}' must be an integer") from None
-    if value < lowest:
-        raise invalid_param(f"'{key}' must be at least {lowest}")
-    return value
-
 
 def _query_flag(request: web.Request, key: str) -> bool | None:
     """An optional boolean filter: None when absent."""
@@ -49,26 +33,22 @@ def _query_flag(request: web.Request, key: str) -> bool | None:
 
 async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
     await require_admin(request)
-    start = _query_count(request, "from", 0, 0)
-    limit = min(_query_count(request, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
+    page = query_page(request)
     order_by = request.query.get("order_by", "name")
     if order_by not in ORDER_COLUMNS:
         raise invalid_param(f"Unknown value for order_by: {order_by!r}")
-    direction = request.query.get("dir", "f")
-    if direction not in ("f", "b"):
-        raise invalid_param("'dir' must be 'f' or 'b'")
     f = UserFilter(
         name=request.query.get("name"), user_id=request.query.get("user_id"),
         guests=query_bool(request, "guests", True), deactivated=deactivated,
         admins=_query_flag(request, "admins"),
     )
-    page = await request.app[ADMIN_USERS].list_users(
-        f, order_by, direction == "b", start, limit
+    found = await request.app[ADMIN_USERS].list_users(
+        f, order_by, page.backwards, page.start, page.limit
     )
-    body: dict[str, Any] = {"users": page.users, "total": page.total}
-    if start + limit < page.total:
-        body["next_token"] = str(start + len(page.users))
-    return json_response(body)
+    return json_response({
+        "users": found.users, "total": found.total,
+        **page.next_token(len(found.users), found.total),
+    })
 
 
 @routes.get(ADMIN + "/v2/users")
