@@ -68,6 +68,12 @@ async def _messages(api: MatrixApi, user: User, room_id: str) -> dict[str, Any]:
     return body
 
 
+async def _unread(api: MatrixApi, user: User, room_id: str) -> int:
+    synced = await api.sync(user)
+    count: int = synced["rooms"]["join"][room_id]["unread_notifications"]["notification_count"]
+    return count
+
+
 def _bodies(events: list[dict[str, Any]]) -> list[str]:
     return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
 
@@ -85,8 +91,10 @@ async def test_purge_up_to_an_event_deletes_the_history_before_it(
         "PUT", f"rooms/{quote(room_id)}/redact/{quote(old[0])}/r1", json={}, token=alice.token
     ))["event_id"]
     point = await api.send_message(alice, room_id, "point")
-    after = await api.send_message(bob, room_id, "after")
+    after = await api.send_message(alice, room_id, "after")
     assert await _held(homeserver, [*old, redaction]) == {*old, redaction}
+    unread = await _unread(api, bob, room_id)
+    assert unread >= 5
 
     status = await _purge(api, admin, room_id, point, delete_local_events=True)
     assert status == {"status": "complete"}
@@ -97,6 +105,7 @@ async def test_purge_up_to_an_event_deletes_the_history_before_it(
         homeserver, "SELECT redaction_id FROM event_redactions WHERE redaction_id = $1", redaction
     ) == []
     assert await _held(homeserver, [point, after]) >= {point, after}
+    assert await _unread(api, bob, room_id) == unread - len(old)
     search = await api.ok("POST", "search", token=alice.token, json={
         "search_categories": {"room_events": {"search_term": "walrus"}}
     })
@@ -141,6 +150,30 @@ async def test_purge_up_to_an_event_deletes_the_history_before_it(
     room = first["rooms"]["join"][room_id]
     assert "new" in _bodies(room["timeline"]["events"])
     assert not set(old) & {e["event_id"] for e in room["timeline"]["events"]}
+
+
+async def test_an_event_a_receipt_points_to_stays(
+    homeserver: RunningServer, api: MatrixApi
+) -> None:
+    admin = await make_admin(homeserver, api)
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat")
+    await api.join(bob, room_id)
+    first, read, unread_one = [await api.send_message(alice, room_id, t) for t in "abc"]
+    await api.ok(
+        "POST", f"rooms/{quote(room_id)}/receipt/m.read/{quote(read)}", json={},
+        token=bob.token,
+    )
+    point = await api.send_message(alice, room_id, "point")
+    assert await _unread(api, bob, room_id) == 2
+
+    await _purge(api, admin, room_id, point, delete_local_events=True)
+    # Bob's read position is where it was: only the point is unread now.
+    assert set(await _rows(
+        homeserver, "SELECT event_id FROM events WHERE event_id = ANY($1)",
+        [first, read, unread_one],
+    )) == {read}
+    assert await _unread(api, bob, room_id) == 1
 
 
 async def test_purge_up_to_a_time_keeps_the_last_event_before_it(
