@@ -55,11 +55,11 @@ UNION SELECT event_id FROM forward_extremities WHERE room_id = $1
 """
 
 # The next events that may go, oldest first, after the key ($4, $5) of the previous batch
-# (so rows kept are read once, not again by every batch). Local senders' events ($7 is
-# ":server_name") only when $6.
+# (so rows kept are read once, not again by every batch: `depth >= $4` bounds the scan of the
+# room's depth index). Local senders' events ($7 is ":server_name") only when $6.
 GET_PURGEABLE = """
 SELECT e.event_id, e.depth, e.stream_ordering FROM events e
-WHERE e.room_id = $1 AND e.depth < $2
+WHERE e.room_id = $1 AND e.depth < $2 AND e.depth >= $4
   AND (e.stream_ordering IS NULL OR e.stream_ordering < $3)
   AND (e.depth, e.event_id) > ($4, $5)
   AND e.state_key IS NULL AND NOT e.outlier
