@@ -31,6 +31,7 @@ from homeserver.api.context import (
     DEVICES,
     DIRECTORY,
     E2E_KEYS,
+    HISTORY_PURGES,
     KEY_BACKUP,
     MEDIA,
     PUSH,
@@ -78,6 +79,7 @@ from homeserver.services.e2e_keys import E2EKeysService
 from homeserver.services.ephemeral import ReceiptsService, TypingService
 from homeserver.services.filters import FiltersService
 from homeserver.services.guest_access import GuestEviction
+from homeserver.services.history_purge import HistoryPurges
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.loop_lag import measure_loop_lag
 from homeserver.services.media import MediaService
@@ -321,6 +323,7 @@ class Homeserver:
     incoming: RemoteEvents | None = None  # the room cluster's path for remote events
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
+    history_purges: HistoryPurges | None = None  # purges in flight stop before the pool closes
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     push_sender: PushSender | None = None  # stopped before the pool closes
     appservices: AppServices = field(default_factory=AppServices)
@@ -432,6 +435,9 @@ class Homeserver:
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
+        client[HISTORY_PURGES] = self.history_purges = HistoryPurges(
+            db, cluster.writes, cluster.cache, parts.unread, server_name=server_name
+        )
         queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
         client[APPSERVICE_QUERIES] = queries
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)
@@ -649,6 +655,8 @@ class Homeserver:
             await self.typing.close()
         if self.url_previews is not None:
             await self.url_previews.close()
+        if self.history_purges is not None:
+            await self.history_purges.stop()
         if self.push_sender is not None:
             await self.push_sender.stop()
         if self.appservice_sender is not None:

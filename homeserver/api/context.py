@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from homeserver.services.devices import DevicesService
     from homeserver.services.directory import DirectoryService
     from homeserver.services.e2e_keys import E2EKeysService
+    from homeserver.services.history_purge import HistoryPurges
     from homeserver.services.key_backup import KeyBackupService
     from homeserver.services.media import MediaService
     from homeserver.services.push import PushService
@@ -64,6 +65,7 @@ TIMESTAMPS: web.AppKey[JumpToDate] = web.AppKey("timestamps")
 TURN: web.AppKey[TurnServers] = web.AppKey("turn")
 URL_PREVIEWS: web.AppKey[UrlPreviews] = web.AppKey("url_previews")
 REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
+HISTORY_PURGES: web.AppKey[HistoryPurges] = web.AppKey("history_purges")
 THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
 APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")

@@ -49,6 +49,12 @@ class UnreadCounts:
     def read_moved(self, user_id: str, room_id: str) -> None:
         self._counts.invalidate((user_id, room_id))
 
+    def notifications_deleted(self, room_id: str, user_ids: Iterable[str]) -> None:
+        """After the commit that deleted notifications of these users in the room (a history
+        purge): their counts are read again."""
+        for user_id in user_ids:
+            self._counts.invalidate((user_id, room_id))
+
     async def get(
         self, conn: asyncpg.Connection, user_id: str, room_ids: Sequence[str], upto: int
     ) -> dict[str, tuple[int, int]]:

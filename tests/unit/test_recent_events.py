@@ -108,3 +108,16 @@ def test_eviction_by_bytes_of_json() -> None:
     assert recent.bytes == 150_000
     assert recent.window("!c", after=3, upto=9, limit=9) is None
     assert ids(recent.window("!c", after=4, upto=9, limit=9)) == ["$!c5"]
+
+
+def test_purged_events_leave_the_tail_which_still_answers_for_the_rest() -> None:
+    recent = RecentEvents(known_since=10, max_bytes=UNBOUNDED)
+    previous = 10
+    for position in (11, 12, 13, 14):
+        recent.append(event("!r", position, json="{1}"), previous)
+        previous = position
+    recent.discard("!r", {"$!r11", "$!r13"})
+    assert ids(recent.window("!r", after=10, upto=14, limit=10)) == ["$!r14", "$!r12"]
+    assert recent.bytes == 2 * len("{1}")
+    recent.append(event("!r", 15), 14)  # the tail goes on from its newest event
+    assert ids(recent.window("!r", after=10, upto=15, limit=10)) == ["$!r15", "$!r14", "$!r12"]

@@ -14,7 +14,17 @@ from aiohttp import web
 
 
 def admin_routes() -> list[web.AbstractRouteDef]:
-    from homeserver.api.admin import register, server, users
+    from homeserver.api.admin import (
+        history,
+        register,
+        server,
+        users,
+    )
 
-    modules = (server, register, users)
+    modules = (
+        history,
+        register,
+        server,
+        users,
+    )
     return [route for module in modules for route in module.routes]

@@ -73,6 +73,7 @@ class RoomCache:
         self.staged: dict[str, dict[str, dict[str, Any]]] = {}
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
         self.on_event_redacted: list[Callable[[str], None]] = []  # replication
+        self.on_events_purged: list[Callable[[list[str]], None]] = []  # replication
         # Told a room ID after state resolution rewrote memberships of it (appservices' interest).
         self.on_members_resolved: list[Callable[[str], None]] = []
 
@@ -187,6 +188,15 @@ class RoomCache:
         self._memberships.invalidate(user_id)
         for hook in self.on_memberships_changed:
             hook(user_id)
+
+    def purged(self, room_id: str, event_ids: list[str]) -> None:
+        """Events a history purge deleted (committed): forget their PDUs and drop them from
+        the room's newest events, here and in the workers."""
+        for event_id in event_ids:
+            self.events.discard(event_id)
+        self.recent.discard(room_id, set(event_ids))
+        for hook in self.on_events_purged:
+            hook(event_ids)
 
     def learn(self, event: PersistedEvent) -> set[str]:
         """A committed event, in its room's stream order; returns the users to wake for it

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from homeserver import metrics
@@ -119,6 +120,20 @@ class RecentEvents:
                 if held.redacted_by is None:
                     tail.events[i] = dataclasses.replace(held, redacted_by=redaction_id)
                 return
+
+    def discard(self, room_id: str, event_ids: AbstractSet[str]) -> None:
+        """Events deleted from the database (a history purge): a window read from it would
+        not find them either, so the tail still holds every event after `complete_after`."""
+        tail = self._tails.get(room_id)
+        if tail is None:
+            return
+        gone = [held for held in tail.events if held.event_id in event_ids]
+        if not gone:
+            return
+        tail.events = deque(held for held in tail.events if held.event_id not in event_ids)
+        self._held -= len(gone)
+        self.bytes -= sum(len(held.json) for held in gone)
+        self._report()
 
     def window(
         self, room_id: str, *, after: int, upto: int, limit: int,

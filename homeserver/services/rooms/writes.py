@@ -190,6 +190,16 @@ class RoomWrites:
                 self.cache.current_state.invalidate(room_id)
                 raise
 
+    async def exclusive(
+        self, room_id: str, name: str, body: Callable[[asyncpg.Connection], Awaitable[T]],
+    ) -> T:
+        """Run one transaction that changes a room's stored history without writing events
+        (a history purge): serialized with the room's writers in this process, holding no
+        stream position. `body` takes the room row's lock (`storage.rooms.lock_room`) to be
+        serialized with writers of other processes too."""
+        async with self._room_locks[room_id]:
+            return await self.db.transaction(body, name=name)
+
     async def stage(
         self, txn: RoomTxn, pdu: dict[str, Any], stored: StoredEvent,
         state_before: Mapping[StateKey, Mapping[str, Any]], *, previous_position: int | None,

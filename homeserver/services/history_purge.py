@@ -1,0 +1,183 @@
+"""History purge: deleting a room's events from before a point, to reclaim space (the admin
+API's `purge_history`, and retention after it).
+
+Theory of operation. A purge keeps the point's event, the room's oldest from then on, and
+deletes the events before it (less deep in the DAG and earlier in the stream, as Synapse
+purges by depth) that `storage.history_purge` says may go: never state, outliers, forward
+extremities or the targets of receipts, so the room's state, its auth chains and its DAG stay
+whole and it goes on working; events of local senders only when asked (`delete_local_events`:
+they may be the only copies there are). Events sent after the point was chosen are later in
+the stream than it, so a purge never touches what is sent while it runs.
+
+It deletes in batches, oldest first, each in its own short transaction serialized with the
+room's writers (so no writer waits long, and what is left is always the newer part of the
+history, without holes); after each commit the caches of this process and of the workers
+forget the deleted events, and unread counts that counted them are read again. Purges of one
+room run one after the other. `start` runs one in the background and keeps its status for
+`purge_history_status` in this process's memory, the last `KEPT_STATUSES` of them (Synapse
+keeps them in memory too); a purge cut short by a restart is simply started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.writes import RoomWrites
+from homeserver.services.unread_counts import UnreadCounts
+from storage import events as events_store
+from storage import history_purge as purge_store
+from storage import rooms as rooms_store
+from storage.database import Database
+from storage.history_purge import PurgePoint
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+KEPT_STATUSES = 1000
+_BEFORE_ALL = (-(2**63), "")  # a (depth, event ID) key below every event's
+
+
+@dataclass(slots=True)
+class PurgeStatus:
+    status: str = "active"  # "active", "complete" or "failed" (Synapse's words)
+    error: str | None = None
+    deleted: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    events: list[purge_store.Purgeable]  # deleted, oldest first
+    notified: set[str]  # the users whose notifications went with them
+
+
+class HistoryPurges:
+    def __init__(
+        self, db: Database, writes: RoomWrites, cache: RoomCache, unread: UnreadCounts,
+        *, server_name: str, batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.db = db
+        self.writes = writes
+        self.cache = cache
+        self.unread = unread
+        self._local_suffix = ":" + server_name
+        self.batch_size = batch_size
+        self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._statuses: OrderedDict[str, PurgeStatus] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- where to purge up to ---------------------------------------------------------------
+
+    async def point_at_event(self, room_id: str, event_id: str) -> PurgePoint:
+        """The event as the point: 404 for an unknown room or event, 400 for an event of
+        another room."""
+        async def read(conn: asyncpg.Connection) -> PurgePoint:
+            await self.cache.room_version(conn, room_id)  # 404 for an unknown room
+            stored = (await events_store.get_events(conn, [event_id])).get(event_id)
+            if stored is None:
+                raise not_found(f"Unknown event {event_id}")
+            if stored.room_id != room_id:
+                raise invalid_param(f"Event {event_id} is not in room {room_id}")
+            return PurgePoint(event_id, stored.depth, stored.stream_ordering)
+
+        return await self.db.run(read)
+
+    async def point_before_ts(self, room_id: str, ts: int) -> PurgePoint | None:
+        """The newest of the room's events sent before `ts` (ms), all older ones before it
+        too; None when there is none (nothing to purge). 404 for an unknown room."""
+        async def read(conn: asyncpg.Connection) -> PurgePoint | None:
+            await self.cache.room_version(conn, room_id)
+            return await purge_store.get_point_before_ts(conn, room_id, ts)
+
+        return await self.db.run(read)
+
+    # ---- purging ----------------------------------------------------------------------------
+
+    async def purge(
+        self, room_id: str, point: PurgePoint, *, delete_local_events: bool,
+        status: PurgeStatus | None = None,
+    ) -> int:
+        """Delete what may go of the room's history before `point` (see the module
+        docstring); returns how many events were deleted. `status` counts them as they go."""
+        status = status if status is not None else PurgeStatus()
+        async with self._room_locks[room_id]:
+            after = _BEFORE_ALL
+            while batch := await self._purge_batch(room_id, point, after, delete_local_events):
+                # Committed: no reader finds them in the database any more.
+                self.cache.purged(room_id, [e.event_id for e in batch.events])
+                self.unread.notifications_deleted(room_id, batch.notified)
+                status.deleted += len(batch.events)
+                after = (batch.events[-1].depth, batch.events[-1].event_id)
+        log.info("purged %d events of %s before %s", status.deleted, room_id, point.event_id)
+        return status.deleted
+
+    async def _purge_batch(
+        self, room_id: str, point: PurgePoint, after: tuple[int, str],
+        delete_local_events: bool,
+    ) -> _Batch | None:
+        """Delete the next batch in one transaction; None when nothing is left to delete."""
+        async def run(conn: asyncpg.Connection) -> _Batch | None:
+            if not await rooms_store.lock_room(conn, room_id):
+                raise not_found(f"Unknown room {room_id}")
+            events = await purge_store.get_purgeable(
+                conn, room_id, point, after=after, delete_local_events=delete_local_events,
+                local_suffix=self._local_suffix, limit=self.batch_size,
+            )
+            if not events:
+                return None
+            return _Batch(events, await purge_store.delete_events(conn, room_id, events))
+
+        return await self.writes.exclusive(room_id, "purge_history", run)
+
+    # ---- in the background ------------------------------------------------------------------
+
+    def start(self, room_id: str, point: PurgePoint, *, delete_local_events: bool) -> str:
+        """Run a purge in the background; its ID for `status`."""
+        purge_id = secrets.token_urlsafe(12)
+        status = self._statuses[purge_id] = PurgeStatus()
+        while len(self._statuses) > KEPT_STATUSES:
+            self._statuses.popitem(last=False)
+        task = asyncio.get_running_loop().create_task(
+            self._run(room_id, point, delete_local_events, status)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return purge_id
+
+    async def _run(
+        self, room_id: str, point: PurgePoint, delete_local_events: bool, status: PurgeStatus
+    ) -> None:
+        try:
+            await self.purge(
+                room_id, point, delete_local_events=delete_local_events, status=status
+            )
+            status.status = "complete"
+        except MatrixError as e:
+            status.status, status.error = "failed", e.error
+        except Exception as e:
+            log.exception("the purge of %s before %s failed", room_id, point.event_id)
+            status.status, status.error = "failed", f"{type(e).__name__}: {e}"
+
+    def status(self, purge_id: str) -> PurgeStatus | None:
+        return self._statuses.get(purge_id)
+
+    async def stop(self) -> None:
+        """Cancel the purges in flight (before the pool closes); each batch done stays done."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
