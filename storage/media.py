@@ -166,8 +166,8 @@ async def insert_thumbnail(
 
 
 TOUCH_MEDIA = """
-UPDATE local_media SET last_access_ts = $2
-WHERE media_id = $1 AND (last_access_ts IS NULL OR last_access_ts <= $2 - $3)
+UPDATE local_media SET last_access_ts = $2::bigint
+WHERE media_id = $1 AND (last_access_ts IS NULL OR last_access_ts <= $2::bigint - $3::bigint)
 """
 
 
