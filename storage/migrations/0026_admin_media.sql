@@ -3,7 +3,7 @@
 -- (an admin exempts it from quarantine and from deletion by age or size).
 
 ALTER TABLE local_media
-    ADD COLUMN last_access_ts bigint,  -- last download or thumbnail, ms since the epoch (to the minute); NULL: never
+    ADD COLUMN last_access_ts bigint,  -- last download or thumbnail (to the minute), ms; NULL: never
     ADD COLUMN quarantined_by text,    -- the admin who quarantined it; NULL: served normally
     ADD COLUMN safe_from_quarantine boolean NOT NULL DEFAULT false; -- protected by an admin
 
