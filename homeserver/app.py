@@ -34,6 +34,7 @@ from homeserver.api.context import (
     HISTORY_PURGES,
     KEY_BACKUP,
     MEDIA,
+    MEDIA_ADMIN,
     PUSH,
     RATELIMITER,
     REGISTRATION,
@@ -83,6 +84,7 @@ from homeserver.services.history_purge import HistoryPurges
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.loop_lag import measure_loop_lag
 from homeserver.services.media import MediaService
+from homeserver.services.media_admin import MediaAdmin
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
 from homeserver.services.outward import NO_FEDERATION, Outward
@@ -418,6 +420,7 @@ class Homeserver:
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
+        client[MEDIA_ADMIN] = MediaAdmin(db, media)
         client[URL_PREVIEWS] = self.url_previews = UrlPreviews(
             db, config, media, core.ratelimiter, clock
         )

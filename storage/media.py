@@ -2,7 +2,8 @@
 
 The bytes themselves are files named by their SHA-256 (the media service's content store);
 these rows only map IDs to hashes. A row with a NULL `content_hash` is an ID reserved by
-`POST /create` whose upload has not arrived yet.
+`POST /create` whose upload has not arrived yet. A file may be removed once no row uses it;
+`lock_contents` serializes that check with the inserts that start using a file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class MediaRow:
     content_type: str | None
     upload_name: str | None
     size_bytes: int | None
+    quarantined_by: str | None = None  # the admin who quarantined it: served to no one
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ async def complete_pending(
 
 GET_MEDIA = """
 SELECT media_id, user_id, created_ts, unused_expires_ts, content_hash, content_type,
-       upload_name, size_bytes
+       upload_name, size_bytes, quarantined_by
 FROM local_media WHERE media_id = $1
 """
 
@@ -161,3 +163,78 @@ async def insert_thumbnail(
         INSERT_THUMBNAIL, source_hash, width, height, method, thumbnail.thumbnail_hash,
         thumbnail.content_type,
     )
+
+
+TOUCH_MEDIA = """
+UPDATE local_media SET last_access_ts = $2::bigint
+WHERE media_id = $1 AND (last_access_ts IS NULL OR last_access_ts <= $2::bigint - $3::bigint)
+"""
+
+
+async def touch_media(
+    conn: asyncpg.Connection, media_id: str, now_ts: int, granularity_ms: int
+) -> None:
+    """Record a download, at most once per `granularity_ms` (a download is not worth a write)."""
+    await conn.execute(TOUCH_MEDIA, media_id, now_ts, granularity_ms)
+
+
+# Two-key advisory locks, the first key naming this use; in hash order, so that two
+# transactions locking several files cannot deadlock on them.
+LOCK_CONTENTS = """
+SELECT pg_advisory_xact_lock(hashtext('media_content'), hashtext(h))
+FROM (SELECT DISTINCT h FROM unnest($1::text[]) AS h ORDER BY h) AS hashes
+"""
+
+
+async def lock_contents(conn: asyncpg.Connection, content_hashes: list[str]) -> None:
+    """Hold the files of `content_hashes` until the transaction ends: no file is removed
+    while a row starting to use it is being inserted."""
+    await conn.execute(LOCK_CONTENTS, content_hashes)
+
+
+DELETE_MEDIA = """
+DELETE FROM local_media WHERE media_id = ANY($1::text[]) RETURNING media_id, content_hash
+"""
+
+
+async def delete_media(
+    conn: asyncpg.Connection, media_ids: list[str]
+) -> list[tuple[str, str | None]]:
+    """Delete the rows of `media_ids`; the deleted IDs with their content hashes."""
+    rows = await conn.fetch(DELETE_MEDIA, media_ids)
+    return [(row["media_id"], row["content_hash"]) for row in rows]
+
+
+GET_CONTENTS_IN_USE = """
+SELECT DISTINCT content_hash FROM local_media WHERE content_hash = ANY($1::text[])
+"""
+
+
+async def get_contents_in_use(conn: asyncpg.Connection, content_hashes: list[str]) -> set[str]:
+    """Which of `content_hashes` some media ID still has as its content."""
+    rows = await conn.fetch(GET_CONTENTS_IN_USE, content_hashes)
+    return {row["content_hash"] for row in rows}
+
+
+GET_FILES_IN_USE = """
+SELECT content_hash AS hash FROM local_media WHERE content_hash = ANY($1::text[])
+UNION
+SELECT thumbnail_hash FROM media_thumbnails WHERE thumbnail_hash = ANY($1::text[])
+"""
+
+
+async def get_files_in_use(conn: asyncpg.Connection, content_hashes: list[str]) -> set[str]:
+    """Which of `content_hashes` a media ID or a thumbnail still uses."""
+    rows = await conn.fetch(GET_FILES_IN_USE, content_hashes)
+    return {row["hash"] for row in rows}
+
+
+DELETE_THUMBNAILS = """
+DELETE FROM media_thumbnails WHERE source_hash = ANY($1::text[]) RETURNING thumbnail_hash
+"""
+
+
+async def delete_thumbnails(conn: asyncpg.Connection, source_hashes: list[str]) -> set[str]:
+    """Forget every thumbnail of `source_hashes`; the hashes of their files."""
+    rows = await conn.fetch(DELETE_THUMBNAILS, source_hashes)
+    return {row["thumbnail_hash"] for row in rows}

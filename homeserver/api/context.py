@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from homeserver.services.history_purge import HistoryPurges
     from homeserver.services.key_backup import KeyBackupService
     from homeserver.services.media import MediaService
+    from homeserver.services.media_admin import MediaAdmin
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
     from homeserver.services.reports import ReportsService
@@ -55,6 +56,7 @@ DIRECTORY: web.AppKey[DirectoryService] = web.AppKey("directory")
 SEARCH: web.AppKey[SearchService] = web.AppKey("search")
 TAGS: web.AppKey[TagsService] = web.AppKey("tags")
 MEDIA: web.AppKey[MediaService] = web.AppKey("media")
+MEDIA_ADMIN: web.AppKey[MediaAdmin] = web.AppKey("media_admin")
 DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")

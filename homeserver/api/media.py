@@ -84,7 +84,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.put(MEDIA_V3 + "/upload/{serverName}/{mediaId}")
 async def upload_to(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    server_name, media_id = _media_ref(request)
+    server_name, media_id = media_ref(request)
     await request.app[MEDIA].upload_to(requester, server_name, media_id, _upload(request))
     return json_response({})
 
@@ -136,7 +136,7 @@ async def preview_url(request: web.Request) -> web.Response:
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
-    server_name, media_id = _media_ref(request)
+    server_name, media_id = media_ref(request)
     file_name = request.match_info.get("fileName")
     if file_name is not None:
         _check_filename(file_name)
@@ -146,7 +146,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
 
 
 async def _thumbnail(request: web.Request) -> web.StreamResponse:
-    server_name, media_id = _media_ref(request)
+    server_name, media_id = media_ref(request)
     width, height = _dimension(request, "width"), _dimension(request, "height")
     method = request.query.get("method", "scale")
     if method not in METHODS:
@@ -195,15 +195,21 @@ def _upload(request: web.Request) -> Upload:
     )
 
 
-def _media_ref(request: web.Request) -> tuple[str, str]:
+def media_ref(request: web.Request) -> tuple[str, str]:
     """`{serverName}` and `{mediaId}`, restricted as the spec's security section requires
     (valid server name; media ID of `A-Za-z0-9_-` only) so no path can be smuggled in."""
-    server_name, media_id = request.match_info["serverName"], request.match_info["mediaId"]
+    server_name = request.match_info["serverName"]
     if not is_valid_server_name(server_name):
         raise invalid_param(f"{server_name!r} is not a valid server name")
+    return server_name, path_media_id(request)
+
+
+def path_media_id(request: web.Request) -> str:
+    """`{mediaId}`, validated as `media_ref` does."""
+    media_id = request.match_info["mediaId"]
     if not _MEDIA_ID_RE.fullmatch(media_id):
         raise invalid_param(f"{media_id!r} is not a valid media ID")
-    return server_name, media_id
+    return media_id
 
 
 def _check_filename(name: str) -> None:

@@ -6,24 +6,25 @@ hashed first, and only then is the row inserted, so a slow or aborted upload cos
 connection and leaves no row.
 
 Remote media (another server's name in the `mxc://` URI) answers 404 for now: fetching it
-needs federation.
+needs federation. Quarantined media (the admin API) answers 404 too, to everyone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, not_found, too_large
 from homeserver.services.clock import Clock
-from homeserver.services.media_store import ContentStore
+from homeserver.services.media_store import ContentStore, Staged
 from homeserver.services.media_thumbnails import (
     ImageTooLarge,
     NotAnImage,
@@ -42,6 +43,10 @@ from storage.database import Database
 UNUSED_ID_LIFETIME_MS = 24 * 60 * 60 * 1000
 # Thumbnails decoded at once: each holds a decoded image in memory and a core busy.
 THUMBNAIL_CONCURRENCY = 2
+# Downloads of one media ID within this long record one access (`last_access_ts`).
+ACCESS_GRANULARITY_MS = 60_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,8 @@ class MediaService:
     async def upload(self, requester: Requester, upload: Upload) -> str:
         """Store new content under a fresh media ID; return its `mxc://` URI."""
         self.ratelimiter.check_user("per_user", requester)
-        content = await self._store(upload)
+        staged = await self._stage(upload)
+        content = _content(staged, upload)
         media_id = _new_media_id()
 
         async def insert(conn: asyncpg.Connection) -> None:
@@ -98,7 +104,7 @@ class MediaService:
                 conn, media_id, requester.user_id, self.clock.now_ms(), content
             )
 
-        await self.db.transaction(insert, name="media_upload")
+        await self._commit_files([staged], insert, name="media_upload")
         return self.mxc_uri(media_id)
 
     async def keep_server_copy(
@@ -107,18 +113,18 @@ class MediaService:
         """Keep `data` the server fetched itself (a URL preview's image) as local media owned
         by no user (no user's upload it counts against); its media ID. The same bytes of the
         same type kept before are reused, so fetching an image again adds nothing."""
-        content_hash = await asyncio.to_thread(self.content.put_bytes, data)
-        content = store.Content(content_hash, len(data), content_type, upload_name)
+        staged = await asyncio.to_thread(self.content.stage_bytes, data)
+        content = store.Content(staged.content_hash, staged.size, content_type, upload_name)
         media_id = _new_media_id()
 
         async def find_or_insert(conn: asyncpg.Connection) -> str:
-            existing = await store.get_server_media(conn, content_hash, content_type)
+            existing = await store.get_server_media(conn, staged.content_hash, content_type)
             if existing is not None:
                 return existing
             await store.insert_uploaded(conn, media_id, None, self.clock.now_ms(), content)
             return media_id
 
-        return await self.db.transaction(find_or_insert, name="media_server_copy")
+        return await self._commit_files([staged], find_or_insert, name="media_server_copy")
 
     async def create(self, requester: Requester) -> tuple[str, int]:
         """Reserve a media ID to upload to later; return its URI and when it expires."""
@@ -149,14 +155,15 @@ class MediaService:
             raise forbidden("This media ID was created by another user")
         if row.content_hash is not None:
             raise _cannot_overwrite()
-        content = await self._store(upload)
+        staged = await self._stage(upload)
+        content = _content(staged, upload)
 
         async def complete(conn: asyncpg.Connection) -> bool:
             return await store.complete_pending(
                 conn, media_id, requester.user_id, self.clock.now_ms(), content
             )
 
-        if not await self.db.transaction(complete, name="media_upload"):
+        if not await self._commit_files([staged], complete, name="media_upload"):
             raise _cannot_overwrite()
         self._uploads.notify(media_id)
 
@@ -165,6 +172,7 @@ class MediaService:
         row = await self._uploaded_row(server_name, media_id, timeout_ms)
         assert row.content_hash is not None and row.content_type is not None
         path = await self._existing(row.content_hash)
+        await self._touch(media_id)
         return MediaFile(path, row.content_type, row.upload_name)
 
     async def get_thumbnail(
@@ -195,20 +203,32 @@ class MediaService:
         if thumbnail is None:
             source = await self._existing(source_hash)
             async with self._thumbnail_slots:
-                thumbnail = await asyncio.to_thread(self._make_thumbnail, source, size)
+                made = await asyncio.to_thread(self._make_thumbnail, source, size)
+            thumbnail = store.ThumbnailRow(
+                source_hash if made.staged is None else made.staged.content_hash,
+                made.content_type,
+            )
 
             async def remember(conn: asyncpg.Connection) -> None:
                 assert thumbnail is not None
+                # A deletion of the source meanwhile took its thumbnails along; a row now
+                # would outlive it.
+                if not await store.get_contents_in_use(conn, [source_hash]):
+                    raise not_found("Unknown media ID")
                 await store.insert_thumbnail(
                     conn, source_hash, size.width, size.height, method, thumbnail
                 )
 
-            await self.db.transaction(remember, name="media_thumbnail")
+            staged = [] if made.staged is None else [made.staged]
+            await self._commit_files(
+                staged, remember, name="media_thumbnail", also_lock=[source_hash]
+            )
         path = await self._existing(thumbnail.thumbnail_hash)
+        await self._touch(media_id)
         return MediaFile(path, thumbnail.content_type, None)
 
-    def _make_thumbnail(self, source: Path, size: ThumbnailSize) -> store.ThumbnailRow:
-        """Render and store a thumbnail (blocking: runs in a worker thread)."""
+    def _make_thumbnail(self, source: Path, size: ThumbnailSize) -> _Thumbnail:
+        """Render a thumbnail and stage its bytes (blocking: runs in a worker thread)."""
         try:
             rendered = render(source, size, self.limits.max_image_pixels)
         except NotAnImage:
@@ -218,15 +238,65 @@ class MediaService:
         except ImageTooLarge:
             raise too_large("Content is too large to thumbnail") from None
         if rendered.data is None:
-            return store.ThumbnailRow(source.name, rendered.content_type)
-        return store.ThumbnailRow(self.content.put_bytes(rendered.data), rendered.content_type)
+            return _Thumbnail(None, rendered.content_type)
+        return _Thumbnail(self.content.stage_bytes(rendered.data), rendered.content_type)
 
-    async def _store(self, upload: Upload) -> store.Content:
+    async def delete_local_media(self, media_ids: list[str]) -> list[str]:
+        """Delete local media IDs with their thumbnails; the IDs that existed.
+
+        A file goes from disk only when no media ID and no thumbnail uses it any more (the
+        same bytes uploaded twice share one file). Files are removed while their locks are
+        held (see `media_store`), so an upload of the same bytes meanwhile either waits and
+        puts the file back, or committed first and keeps it.
+        """
+        async def delete(conn: asyncpg.Connection) -> list[str]:
+            deleted = await store.delete_media(conn, media_ids)
+            sources = sorted({h for _, h in deleted if h is not None})
+            await store.lock_contents(conn, sources)
+            unused = sorted(set(sources) - await store.get_contents_in_use(conn, sources))
+            thumbnails = await store.delete_thumbnails(conn, unused)
+            await store.lock_contents(conn, sorted(thumbnails - set(sources)))
+            candidates = sorted(set(unused) | thumbnails)
+            doomed = set(candidates) - await store.get_files_in_use(conn, candidates)
+            for content_hash in doomed:
+                await asyncio.to_thread(self.content.remove, content_hash)
+            return [media_id for media_id, _ in deleted]
+
+        return await self.db.transaction(delete, name="media_delete")
+
+    async def _commit_files(
+        self, staged: list[Staged], fn: Callable[[asyncpg.Connection], Awaitable[T]], *,
+        name: str, also_lock: list[str] | None = None,
+    ) -> T:
+        """Run `fn` (which inserts the rows using the staged files) and place the files in
+        one transaction holding the files' locks, so no deletion removes a file in between;
+        nothing is placed if `fn` raises."""
+        hashes = [s.content_hash for s in staged] + (also_lock or [])
+
+        async def run(conn: asyncpg.Connection) -> T:
+            await store.lock_contents(conn, hashes)
+            result = await fn(conn)
+            for file in staged:
+                await asyncio.to_thread(self.content.place, file)
+            return result
+
+        try:
+            return await self.db.transaction(run, name=name)
+        finally:
+            for file in staged:
+                await asyncio.to_thread(self.content.discard, file)
+
+    async def _stage(self, upload: Upload) -> Staged:
         limit = self.limits.max_upload_bytes
         if upload.declared_length is not None and upload.declared_length > limit:
             raise too_large(f"Uploads are limited to {limit} bytes")
-        content_hash, size = await self.content.put_stream(upload.chunks, limit)
-        return store.Content(content_hash, size, upload.content_type, upload.upload_name)
+        return await self.content.stage_stream(upload.chunks, limit)
+
+    async def _touch(self, media_id: str) -> None:
+        async def touch(conn: asyncpg.Connection) -> None:
+            await store.touch_media(conn, media_id, self.clock.now_ms(), ACCESS_GRANULARITY_MS)
+
+        await self.db.run(touch, name="media_touch")
 
     async def _local_row(self, server_name: str, media_id: str) -> store.MediaRow:
         """The row of a local media ID, or 404 (remote, unknown, or reserved and expired)."""
@@ -237,9 +307,10 @@ class MediaService:
             return await store.get_media(conn, media_id)
 
         row = await self.db.run(read)
-        if row is None or (
+        if row is None or row.quarantined_by is not None or (
             row.content_hash is None and (row.unused_expires_ts or 0) <= self.clock.now_ms()
         ):
+            # Quarantined media is hidden from everyone, admins included, as unknown.
             raise not_found("Unknown media ID")
         return row
 
@@ -266,6 +337,18 @@ class MediaService:
         if not await asyncio.to_thread(path.is_file):
             raise not_found("The content of this media is no longer stored")
         return path
+
+
+@dataclass(frozen=True, slots=True)
+class _Thumbnail:
+    """A rendered thumbnail: its staged bytes, or None when the source serves as itself."""
+
+    staged: Staged | None
+    content_type: str
+
+
+def _content(staged: Staged, upload: Upload) -> store.Content:
+    return store.Content(staged.content_hash, staged.size, upload.content_type, upload.upload_name)
 
 
 def _new_media_id() -> str:

@@ -16,6 +16,7 @@ from aiohttp import web
 def admin_routes() -> list[web.AbstractRouteDef]:
     from homeserver.api.admin import (
         history,
+        media,
         register,
         server,
         users,
@@ -23,6 +24,7 @@ def admin_routes() -> list[web.AbstractRouteDef]:
 
     modules = (
         history,
+        media,
         register,
         server,
         users,
