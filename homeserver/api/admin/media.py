@@ -7,10 +7,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
+from homeserver.api.admin.paging import DEFAULT_LIMIT, MAX_LIMIT, query_count
 from homeserver.api.context import MEDIA_ADMIN
 from homeserver.api.http import json_response, path_room_id, query_bool
 from homeserver.api.media import media_ref, path_media_id
-from homeserver.errors import MatrixError, invalid_param
+from homeserver.errors import invalid_param
 from homeserver.protocol.identifiers import is_valid_user_id
 from homeserver.services.media_admin import MediaOrder
 from storage.admin_media import ORDER_COLUMNS, MediaInfo
@@ -18,8 +19,6 @@ from storage.admin_media import ORDER_COLUMNS, MediaInfo
 routes = web.RouteTableDef()
 
 V1 = ADMIN + "/v1"
-DEFAULT_LIMIT = 100
-MAX_INT = 2**63 - 1
 # A `before_ts` below this is almost surely seconds where milliseconds were meant (Synapse
 # refuses it for the same reason: it would delete nothing, or everything, by surprise).
 SECONDS_NOT_MS = 30_000_000_000
@@ -99,12 +98,12 @@ async def delete_stale_media(request: web.Request) -> web.Response:
     server_name = request.match_info.get("serverName")
     if server_name is not None and server_name != request.app[MEDIA_ADMIN].server_name:
         raise invalid_param("Can only delete local media")
-    before_ts = _query_count(request, "before_ts", None)
+    before_ts = query_count(request, "before_ts", None)
     if before_ts < SECONDS_NOT_MS:
         raise invalid_param(
             "'before_ts' is from 1970: it is in milliseconds since the epoch, not seconds"
         )
-    size_gt = _query_count(request, "size_gt", 0)
+    size_gt = query_count(request, "size_gt", 0)
     keep_profiles = query_bool(request, "keep_profiles", True)
     deleted = await request.app[MEDIA_ADMIN].delete_stale(before_ts, size_gt, keep_profiles)
     log_admin_action(
@@ -186,20 +185,7 @@ def _order(request: web.Request) -> MediaOrder:
         order_by, direction = "created_ts", "b"
     return MediaOrder(
         order_by or "created_ts", direction == "b",
-        _query_count(request, "from", 0), _query_count(request, "limit", DEFAULT_LIMIT),
+        query_count(request, "from", 0),
+        min(query_count(request, "limit", DEFAULT_LIMIT, lowest=1), MAX_LIMIT),
     )
 
-
-def _query_count(request: web.Request, key: str, default: int | None) -> int:
-    """A non-negative integer query parameter; `default` None makes it required."""
-    raw = request.query.get(key)
-    if raw is None:
-        if default is None:
-            raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
-        return default
-    if not raw.isascii() or not raw.isdigit():
-        raise invalid_param(f"'{key}' must be a non-negative integer")
-    value = int(raw)
-    if value > MAX_INT:
-        raise invalid_param(f"'{key}' is too large")
-    return value

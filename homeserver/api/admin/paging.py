@@ -8,18 +8,20 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from homeserver.errors import invalid_param
+from homeserver.errors import MatrixError, invalid_param
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000  # a bigger `limit` is served as this many (the paging still adds up)
 _BIGINT = 2**63 - 1  # the largest number a query parameter may carry to PostgreSQL
 
 
-def query_count(request: web.Request, key: str, default: int, lowest: int = 0) -> int:
+def query_count(request: web.Request, key: str, default: int | None, lowest: int = 0) -> int:
     """A non-negative integer parameter (an offset, a size, a timestamp): from `lowest` to
-    PostgreSQL's bigint, else M_INVALID_PARAM."""
+    PostgreSQL's bigint, else M_INVALID_PARAM; `default` None makes it required."""
     raw = request.query.get(key)
     if raw is None:
+        if default is None:
+            raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
         return default
     try:
         value = int(raw)
