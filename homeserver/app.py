@@ -36,6 +36,8 @@ from homeserver.api.context import (
     RATELIMITER,
     REGISTRATION,
     REPORTS,
+    ROOM_ADMIN,
+    ROOM_SHUTDOWN,
     ROOMS,
     SEARCH,
     SLIDING_SYNC,
@@ -96,7 +98,9 @@ from homeserver.services.replication import (
     WorkerSyncService,
 )
 from homeserver.services.reports import ReportsService
+from homeserver.services.room_admin import RoomAdmin
 from homeserver.services.room_operations import RoomsService
+from homeserver.services.room_shutdown import RoomShutdown
 from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
@@ -319,6 +323,7 @@ class Homeserver:
     accounts: AccountsService | None = None  # its password hashing threads stop with us
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     push_sender: PushSender | None = None  # stopped before the pool closes
+    room_shutdown: RoomShutdown | None = None  # its running room deletions stop with us
     appservices: AppServices = field(default_factory=AppServices)
     # Stopped before the pool closes; tests reach it (its backoff, its client's timeouts).
     appservice_sender: AppServiceSender | None = None
@@ -422,6 +427,8 @@ class Homeserver:
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
+        client[ROOM_ADMIN] = RoomAdmin(db, cluster.cache, rooms, clock)
+        client[ROOM_SHUTDOWN] = self.room_shutdown = RoomShutdown(db, cluster.cache, rooms, clock)
         queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
         client[APPSERVICE_QUERIES] = queries
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)
@@ -641,6 +648,8 @@ class Homeserver:
             await self.url_previews.close()
         if self.push_sender is not None:
             await self.push_sender.stop()
+        if self.room_shutdown is not None:
+            await self.room_shutdown.close()
         if self.appservice_sender is not None:
             await self.appservice_sender.stop()
             await self.appservice_sender.client.close()

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
     from homeserver.services.reports import ReportsService
+    from homeserver.services.room_admin import RoomAdmin
     from homeserver.services.room_operations import RoomsService
+    from homeserver.services.room_shutdown import RoomShutdown
     from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
     from homeserver.services.sliding_sync import SlidingSyncService
@@ -65,3 +67,5 @@ REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
 THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
 APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")
+ROOM_ADMIN: web.AppKey[RoomAdmin] = web.AppKey("room_admin")
+ROOM_SHUTDOWN: web.AppKey[RoomShutdown] = web.AppKey("room_shutdown")
