@@ -80,11 +80,16 @@ class RoomAdmin:
 
     # ---- reading ------------------------------------------------------------------------------
 
-    async def list_rooms(self, query: RoomQuery, offset: int, limit: int) -> dict[str, Any]:
-        """A page of rooms with Synapse's paging fields: `offset`, `total_rooms` and, when
-        there are more, `next_batch` and `prev_batch` (offsets to ask for next)."""
-        if query.order_by not in store.ORDERS:
-            raise invalid_param(f"Unknown order_by {query.order_by!r}")
+    async def list_rooms(
+        self, *, search: str | None, public: bool | None, empty: bool | None, order_by: str,
+        forwards: bool, offset: int, limit: int,
+    ) -> dict[str, Any]:
+        """A page of rooms (see `RoomQuery`) with Synapse's paging fields: `offset`,
+        `total_rooms` and, when there are more, `next_batch` and `prev_batch` (the offsets to
+        ask for next)."""
+        if order_by not in store.ORDERS:
+            raise invalid_param(f"Unknown order_by {order_by!r}")
+        query = RoomQuery(search, public, empty, order_by, forwards)
 
         async def read(conn: asyncpg.Connection) -> tuple[int, list[asyncpg.Record]]:
             total = await store.count_rooms(conn, self.local, query)

@@ -18,7 +18,6 @@ from homeserver.api.http import (
 )
 from homeserver.api.room_reads import read_messages
 from homeserver.errors import bad_json, invalid_param
-from storage.admin_rooms import RoomQuery
 
 routes = web.RouteTableDef()
 
@@ -54,15 +53,14 @@ async def list_rooms(request: web.Request) -> web.Response:
     direction = request.query.get("dir", "f")
     if direction not in ("f", "b"):
         raise invalid_param("dir must be 'f' or 'b'")
-    query = RoomQuery(
+    return json_response(await request.app[ROOM_ADMIN].list_rooms(
         search=request.query.get("search_term") or None,
         public=_optional_bool(request, "public_rooms"),
         empty=_optional_bool(request, "empty_rooms"),
         order_by=request.query.get("order_by", "name"), forwards=direction == "f",
-    )
-    offset = _offset(request, "from", 0)
-    limit = min(MAX_LIMIT, _offset(request, "limit", 100))
-    return json_response(await request.app[ROOM_ADMIN].list_rooms(query, offset, limit))
+        offset=_offset(request, "from", 0),
+        limit=min(MAX_LIMIT, _offset(request, "limit", 100)),
+    ))
 
 
 @routes.get(ROOMS + "/{room_id}")
