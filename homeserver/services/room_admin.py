@@ -19,6 +19,7 @@ from homeserver.protocol.power_levels import (
     required_level,
     user_power_level,
 )
+from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import load_events, serialize_events
@@ -52,7 +53,7 @@ class RoomPower:
     """Who of this server may do what in a room now: its local joined members' power levels,
     the power levels' content, the join rule and the membership of one user asked about."""
 
-    room_version: Any
+    room_version: RoomVersion
     create: dict[str, Any]
     levels: dict[str, Any] | None
     join_rule: str | None
@@ -216,7 +217,7 @@ class RoomAdmin:
         if await self.db.run(lambda c: accounts_store.get_user(c, user_id)) is None:
             raise not_found(f"User {user_id} not found")
         room_id, servers = await self.rooms.target(room, [])
-        if await self.db.run(lambda c: self._knows(c, room_id)):
+        if await self.db.run(lambda c: self._has_members(c, room_id)):
             power = await self._power(room_id, user_id)
             if power.target_membership != "join" and power.join_rule != "public":
                 needed = required_level(power.levels, "invite")
@@ -228,6 +229,7 @@ class RoomAdmin:
                 )
         return await self.rooms.join(Requester(user_id, NO_DEVICE), room_id, {}, servers)
 
-    async def _knows(self, conn: asyncpg.Connection, room_id: str) -> bool:
-        """Whether this server has the room's state (else a join goes over federation)."""
+    async def _has_members(self, conn: asyncpg.Connection, room_id: str) -> bool:
+        """Whether the room has joined members here (else a join goes over federation, and
+        nobody here could invite)."""
         return bool(await self.engine.joined_members(conn, room_id))

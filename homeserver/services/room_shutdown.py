@@ -216,20 +216,30 @@ class RoomShutdown:
             user = Requester(row["user_id"], NO_DEVICE)
             try:
                 await self.rooms.set_membership(user, room_id, user.user_id, "leave", None)
-                await self.rooms.forget(user, room_id)
-                if task.new_room_id is not None and row["membership"] == "join":
-                    await self.rooms.join(user, task.new_room_id, {})
             except MatrixError as e:
                 log.warning("room %s: could not remove %s: %s", room_id, user.user_id, e)
                 task.failed_to_kick_users.append(user.user_id)
-            else:
-                task.kicked_users.append(user.user_id)
+                continue
+            task.kicked_users.append(user.user_id)
+            await self._resettle(user, room_id, task.new_room_id, row["membership"] == "join")
         task.local_aliases = await self.db.transaction(
             lambda c: self._move_aliases(c, room_id, task.new_room_id), name="shutdown_aliases"
         )
         self.rooms.aliases_changed(room_id)
         if task.new_room_id is not None:
             self.rooms.aliases_changed(task.new_room_id)
+
+    async def _resettle(
+        self, user: Requester, room_id: str, new_room_id: str | None, was_joined: bool
+    ) -> None:
+        """After a user left the room: forget it for them, and join them to the new room if
+        they were joined (a failure here leaves them out of it, and is only logged)."""
+        try:
+            await self.rooms.forget(user, room_id)
+            if new_room_id is not None and was_joined:
+                await self.rooms.join(user, new_room_id, {})
+        except MatrixError as e:
+            log.warning("room %s: could not move %s: %s", room_id, user.user_id, e)
 
     async def _new_room(self, request: DeleteRequest) -> str:
         """The room the users move to, with the message that says why."""
