@@ -39,6 +39,8 @@ from homeserver.api.context import (
     RATELIMITER,
     REGISTRATION,
     REPORTS,
+    ROOM_ADMIN,
+    ROOM_SHUTDOWN,
     ROOMS,
     SEARCH,
     SHARED_SECRET_REGISTRATION,
@@ -103,7 +105,9 @@ from homeserver.services.replication import (
     WorkerSyncService,
 )
 from homeserver.services.reports import ReportsService
+from homeserver.services.room_admin import RoomAdmin
 from homeserver.services.room_operations import RoomsService
+from homeserver.services.room_shutdown import RoomShutdown
 from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
@@ -328,6 +332,7 @@ class Homeserver:
     history_purges: HistoryPurges | None = None  # purges in flight stop before the pool closes
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     push_sender: PushSender | None = None  # stopped before the pool closes
+    room_shutdown: RoomShutdown | None = None  # its running room deletions stop with us
     appservices: AppServices = field(default_factory=AppServices)
     # Stopped before the pool closes; tests reach it (its backoff, its client's timeouts).
     appservice_sender: AppServiceSender | None = None
@@ -441,6 +446,8 @@ class Homeserver:
         client[HISTORY_PURGES] = self.history_purges = HistoryPurges(
             db, cluster.writes, cluster.cache, parts.unread, server_name=server_name
         )
+        client[ROOM_ADMIN] = RoomAdmin(db, cluster.cache, rooms, clock)
+        client[ROOM_SHUTDOWN] = self.room_shutdown = RoomShutdown(db, cluster.cache, rooms, clock)
         queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
         client[APPSERVICE_QUERIES] = queries
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)
@@ -662,6 +669,8 @@ class Homeserver:
             await self.history_purges.stop()
         if self.push_sender is not None:
             await self.push_sender.stop()
+        if self.room_shutdown is not None:
+            await self.room_shutdown.close()
         if self.appservice_sender is not None:
             await self.appservice_sender.stop()
             await self.appservice_sender.client.close()

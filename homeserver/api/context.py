@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
     from homeserver.services.reports import ReportsService
+    from homeserver.services.room_admin import RoomAdmin
     from homeserver.services.room_operations import RoomsService
+    from homeserver.services.room_shutdown import RoomShutdown
     from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
     from homeserver.services.shared_secret import SharedSecretRegistration
@@ -75,3 +77,5 @@ ADMIN_USERS: web.AppKey[AdminUsersService] = web.AppKey("admin_users")
 SHARED_SECRET_REGISTRATION: web.AppKey[SharedSecretRegistration] = web.AppKey(
     "shared_secret_registration"
 )
+ROOM_ADMIN: web.AppKey[RoomAdmin] = web.AppKey("room_admin")
+ROOM_SHUTDOWN: web.AppKey[RoomShutdown] = web.AppKey("room_shutdown")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import ROOMS
 from homeserver.api.http import json_response, query_int
 from homeserver.errors import MatrixError
+from homeserver.services.requester import Requester
 from homeserver.services.room_reads import parse_event_filter
 
 routes = web.RouteTableDef()
@@ -84,13 +87,20 @@ async def context(request: web.Request) -> web.Response:
 @routes.get(V3 + "/rooms/{room_id}/messages")
 async def messages(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    direction = request.query.get("dir", "b")
+    return json_response(await read_messages(request, requester))
+
+
+async def read_messages(
+    request: web.Request, requester: Requester, *, default_dir: str = "b", as_admin: bool = False
+) -> dict[str, Any]:
+    """A page of `{room_id}`'s events for the query's from, to, dir, limit and filter (the
+    client's /messages and, `as_admin`, the admin API's room messages)."""
+    direction = request.query.get("dir", default_dir)
     if direction not in ("b", "f"):
         raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
-    result = await request.app[ROOMS].reads.messages(
+    return await request.app[ROOMS].reads.messages(
         requester, request.match_info["room_id"], from_token=request.query.get("from"),
         to_token=request.query.get("to"), backwards=direction == "b",
         limit=query_int(request, "limit", 10, lo=1, hi=1000),
-        event_filter=parse_event_filter(request.query.get("filter")),
+        event_filter=parse_event_filter(request.query.get("filter")), as_admin=as_admin,
     )
-    return json_response(result)

@@ -34,6 +34,7 @@ from homeserver.services.room_creation import RoomCreation
 from homeserver.services.room_reads import RoomReads
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.local import LocalEvents
+from storage import blocked_rooms
 from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
@@ -143,6 +144,7 @@ class RoomsService:
         membership (the room's join rule must allow knocking) when this server is in the
         room, else through another server (make_knock/send_knock) found as for a join."""
         room_id, candidates = await self.target(room_id_or_alias, servers)
+        await self.refuse_blocked(room_id)
         content = await self._member_content(requester.user_id, "knock")
         if reason is not None:
             content["reason"] = reason
@@ -194,6 +196,7 @@ class RoomsService:
         when another server's make_join/send_join did). For a restricted room this server
         names the authoriser itself, when the requester qualifies through the join rule.
         A guest joins only rooms whose `m.room.guest_access` is `can_join`."""
+        await self.refuse_blocked(room_id)
         if requester.is_guest and not await self.db.run(
             lambda c: guests_may_join(c, self.engine, room_id)
         ):
@@ -322,6 +325,8 @@ class RoomsService:
                 return None if row is None else str(row["membership"])
             if await self.db.run(current) not in required:
                 raise forbidden(f"Cannot {action} {target}: their membership does not allow it")
+        if membership == "invite":
+            await self.refuse_blocked(room_id)
         if content is None and membership == "invite":
             content = await self._member_content(target, "invite")
         content = {**(content or {}), "membership": membership}
@@ -332,6 +337,12 @@ class RoomsService:
         ):
             return None
         return await self._membership(requester, room_id, target, content)
+
+    async def refuse_blocked(self, room_id: str) -> None:
+        """403 for a room a server admin blocked (the admin API's room block): this server's
+        users neither join it nor are invited into it."""
+        if await self.db.run(lambda c: blocked_rooms.get_blocker(c, room_id)) is not None:
+            raise forbidden("This room has been blocked on this server")
 
     async def _through_federation(
         self, requester: Requester, room_id: str, target: str, content: dict[str, Any]
@@ -568,9 +579,10 @@ class RoomsService:
         created = await self.db.transaction(insert, name="put_alias")
         if not created:
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
-        self._aliases_changed(room_id)
+        self.aliases_changed(room_id)
 
-    def _aliases_changed(self, room_id: str) -> None:
+    def aliases_changed(self, room_id: str) -> None:
+        """Tell the hooks that the room's aliases changed (here, or by a room shutdown)."""
         for hook in self.on_aliases_changed:
             hook(room_id)
 
@@ -625,7 +637,7 @@ class RoomsService:
                 "alias) or a server admin may delete it"
             )
         await self.db.run(lambda c: rooms_store.delete_alias(c, alias))
-        self._aliases_changed(row["room_id"])
+        self.aliases_changed(row["room_id"])
 
     async def room_aliases(self, requester: Requester, room_id: str) -> list[str]:
         """The local aliases of a room, for those who may read it (spec: 403 otherwise)."""

@@ -18,6 +18,8 @@ def admin_routes() -> list[web.AbstractRouteDef]:
         history,
         media,
         register,
+        room_deletes,
+        rooms,
         server,
         users,
     )
@@ -26,6 +28,8 @@ def admin_routes() -> list[web.AbstractRouteDef]:
         history,
         media,
         register,
+        room_deletes,
+        rooms,
         server,
         users,
     )

@@ -179,6 +179,18 @@ class RoomCache:
         for hook in self.on_members_resolved:
             hook(room_id)
 
+    def forget_room(self, room_id: str, event_ids: Sequence[str]) -> None:
+        """A room purged from the database (an admin's room deletion): drop everything held
+        of it and every cached membership, so that it reads as a room never seen."""
+        self._versions.pop(room_id, None)
+        self._joined.pop(room_id, None)
+        self._member_epochs[room_id] += 1
+        self.current_state.invalidate(room_id)
+        self.recent.forget(room_id, 0)
+        for event_id in event_ids:
+            self.events.discard(event_id)
+        self.forget_memberships()
+
     def forget_memberships(self) -> None:
         """Drop every cached membership (changes by another process may have been missed)."""
         self._memberships.clear()
