@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from homeserver.api.http import query_bool
 from homeserver.errors import MatrixError, invalid_param
 
 DEFAULT_LIMIT = 100
@@ -51,3 +52,8 @@ def query_page(request: web.Request, default_limit: int = DEFAULT_LIMIT) -> Page
     if direction not in ("f", "b"):
         raise invalid_param("'dir' must be 'f' or 'b'")
     return Page(start, limit, direction == "b")
+
+
+def query_flag(request: web.Request, key: str) -> bool | None:
+    """An optional boolean filter (`true`/`false`): None when absent."""
+    return query_bool(request, key) if key in request.query else None

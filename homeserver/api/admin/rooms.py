@@ -6,42 +6,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
+from homeserver.api.admin.paging import query_flag, query_page
 from homeserver.api.context import ROOM_ADMIN
 from homeserver.api.http import (
     field_bool,
     field_str,
     json_response,
-    query_bool,
     read_json_body,
     require_str,
     valid_room_id,
 )
 from homeserver.api.room_reads import read_messages
-from homeserver.errors import bad_json, invalid_param
+from homeserver.errors import bad_json
 
 routes = web.RouteTableDef()
 
 ROOMS = ADMIN + "/v1/rooms"
-MAX_LIMIT = 1000
-
-
-def _offset(request: web.Request, key: str, default: int) -> int:
-    """A non-negative integer query parameter (Synapse: 400 for a negative one)."""
-    raw = request.query.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_param(f"'{key}' must be an integer") from None
-    if value < 0:
-        raise invalid_param(f"'{key}' must not be negative")
-    return value
-
-
-def _optional_bool(request: web.Request, key: str) -> bool | None:
-    return query_bool(request, key) if key in request.query else None
-
 
 def _room_id(request: web.Request) -> str:
     return valid_room_id(request.match_info["room_id"])
@@ -50,16 +30,13 @@ def _room_id(request: web.Request) -> str:
 @routes.get(ROOMS)
 async def list_rooms(request: web.Request) -> web.Response:
     await require_admin(request)
-    direction = request.query.get("dir", "f")
-    if direction not in ("f", "b"):
-        raise invalid_param("dir must be 'f' or 'b'")
+    page = query_page(request)
     return json_response(await request.app[ROOM_ADMIN].list_rooms(
         search=request.query.get("search_term") or None,
-        public=_optional_bool(request, "public_rooms"),
-        empty=_optional_bool(request, "empty_rooms"),
-        order_by=request.query.get("order_by", "name"), forwards=direction == "f",
-        offset=_offset(request, "from", 0),
-        limit=min(MAX_LIMIT, _offset(request, "limit", 100)),
+        public=query_flag(request, "public_rooms"),
+        empty=query_flag(request, "empty_rooms"),
+        order_by=request.query.get("order_by", "name"), forwards=not page.backwards,
+        offset=page.start, limit=page.limit,
     ))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
-from homeserver.api.admin.paging import query_page
+from homeserver.api.admin.paging import query_flag, query_page
 from homeserver.api.context import ADMIN_USERS
 from homeserver.api.http import (
     field_bool,
@@ -26,11 +26,6 @@ from storage.admin_users import ORDER_COLUMNS, UserFilter
 routes = web.RouteTableDef()
 
 
-def _query_flag(request: web.Request, key: str) -> bool | None:
-    """An optional boolean filter: None when absent."""
-    return query_bool(request, key) if key in request.query else None
-
-
 async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
     await require_admin(request)
     page = query_page(request)
@@ -40,7 +35,7 @@ async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
     f = UserFilter(
         name=request.query.get("name"), user_id=request.query.get("user_id"),
         guests=query_bool(request, "guests", True), deactivated=deactivated,
-        admins=_query_flag(request, "admins"),
+        admins=query_flag(request, "admins"),
     )
     found = await request.app[ADMIN_USERS].list_users(
         f, order_by, page.backwards, page.start, page.limit
@@ -60,7 +55,7 @@ async def list_users_v2(request: web.Request) -> web.Response:
 @routes.get(ADMIN + "/v3/users")
 async def list_users_v3(request: web.Request) -> web.Response:
     # v3: `deactivated` filters both ways; absent, it does not filter.
-    return await _list(request, _query_flag(request, "deactivated"))
+    return await _list(request, query_flag(request, "deactivated"))
 
 
 @routes.get(ADMIN + "/v2/users/{userId}")
