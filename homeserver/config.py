@@ -145,6 +145,13 @@ class UrlPreviewsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaRetentionConfig:
+    # Local media not downloaded (or, never downloaded, uploaded) for this long is deleted by
+    # the retention sweep; None keeps it forever. Avatars in use are kept.
+    local_lifetime_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MediaConfig:
     # Where uploads are kept, relative to the data directory.
     store_path: str = "media"
@@ -154,6 +161,7 @@ class MediaConfig:
     # IDs a user may hold from POST /create without having uploaded to them yet.
     max_pending_uploads: int = 10
     url_previews: UrlPreviewsConfig = field(default_factory=UrlPreviewsConfig)
+    retention: MediaRetentionConfig = field(default_factory=lambda: MediaRetentionConfig())
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +301,37 @@ class AppServicesConfig:
     registration_files: tuple[str, ...] = ()
 
 
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """Message retention (MSC1763 `m.room.retention`) and the sweeps that forget what is due."""
+
+    # Purge events past their room's max_lifetime (or the default below).
+    enabled: bool = False
+    # The max_lifetime of rooms that set none; None keeps their events forever.
+    default_max_lifetime_ms: int | None = None
+    # A room's lifetime is clamped into this range (as Synapse: clamped, not refused).
+    allowed_lifetime_min_ms: int = DAY_MS
+    allowed_lifetime_max_ms: int | None = None
+    # How often every sweep (room retention, redactions, media, client IPs) runs.
+    purge_interval_ms: int = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionsConfig:
+    # How long a redacted event's original content is kept before it is erased from storage;
+    # None keeps it forever.
+    retention_period_ms: int | None = 7 * DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    # How long a device's last client IP address and user agent are kept; 0 keeps none.
+    client_ip_retention_ms: int = 28 * DAY_MS
+
+
 @dataclass(frozen=True, slots=True)
 class ServerNoticesConfig:
     """Server notices (admin `send_server_notice`): messages from the server to a user."""
@@ -334,6 +373,9 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     appservices: AppServicesConfig = field(default_factory=AppServicesConfig)
     server_notices: ServerNoticesConfig = field(default_factory=ServerNoticesConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    redactions: RedactionsConfig = field(default_factory=RedactionsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     # Where relative paths in the file are resolved: the directory holding the config file.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
