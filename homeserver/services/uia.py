@@ -32,6 +32,7 @@ from homeserver.errors import MatrixError, forbidden
 from homeserver.services.accounts import AccountsService
 from homeserver.services.clock import Clock
 from homeserver.services.requester import Requester
+from storage import registration_tokens as tokens_store
 from storage import uia as store
 from storage.database import Database
 
@@ -72,6 +73,7 @@ class AuthSubmission:
     session: str | None
     user: str | None  # the m.id.user identifier (or legacy `user`), if given
     password: str | None
+    token: str | None = None  # the m.login.registration_token stage's token
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,7 @@ class UiaSession:
     params: dict[str, Any] | None  # registration: the parameters given so far
     password_hash: str | None  # registration: the hash of the password given so far
     registered_user_id: str | None  # registration: whom the session registered
+    registration_token: str | None  # registration: the token whose pending use it holds
 
 
 class UserInteractiveAuth:
@@ -161,6 +164,7 @@ class UserInteractiveAuth:
         now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> None:
+            await tokens_store.release_uses_of_expired_sessions(conn, now)
             await store.delete_expired_sessions(conn, now)
             await store.insert_session(
                 conn, session_id, user_id, request.method, request.path,
@@ -182,6 +186,7 @@ class UserInteractiveAuth:
             session_id, row["user_id"], list(row["completed"]),
             None if row["completed_hash"] is None else bytes(row["completed_hash"]),
             row["params"], row["password_hash"], row["registered_user_id"],
+            row["registration_token"],
         )
 
     async def complete(

@@ -14,7 +14,7 @@ from aiohttp import web
 
 
 def admin_routes() -> list[web.AbstractRouteDef]:
-    from homeserver.api.admin import server
+    from homeserver.api.admin import registration_tokens, server, server_notices
 
-    modules = (server,)
+    modules = (server, registration_tokens, server_notices)
     return [route for module in modules for route in module.routes]
