@@ -15,7 +15,9 @@ the user the password stage named; a password stage naming anyone else is refuse
 wrong password is 401 with the flows and `errcode: M_FORBIDDEN`, counted against the
 login-failure limit. Every 401 lists the stages `completed` so far. Once the stage is done the
 session answers again, until it expires, the request that completed it (the spec: a client
-retrying a completed flow gets the result of the call), and nothing else.
+retrying a completed flow gets the result of the call), and nothing else. Expired sessions
+are deleted when a new one opens; a registration session that holds a pending use of a
+registration token (registration.py) gives it back then.
 """
 
 from __future__ import annotations
