@@ -87,12 +87,17 @@ async def set_registered_user(
     return token
 
 
-HOLD_REGISTRATION_TOKEN = "UPDATE uia_sessions SET registration_token = $2 WHERE session_id = $1"
+HOLD_REGISTRATION_TOKEN = """
+UPDATE uia_sessions SET registration_token = $2
+WHERE session_id = $1 AND registration_token IS NULL AND registered_user_id IS NULL
+"""
 
 
-async def hold_registration_token(conn: asyncpg.Connection, session_id: str, token: str) -> None:
-    """The session holds a pending use of `token` (claimed in the same transaction)."""
-    await conn.execute(HOLD_REGISTRATION_TOKEN, session_id, token)
+async def hold_registration_token(conn: asyncpg.Connection, session_id: str, token: str) -> bool:
+    """The session holds a pending use of `token` (to be claimed in the same transaction);
+    False when it holds one already (or registered), and nothing changed."""
+    status: str = await conn.execute(HOLD_REGISTRATION_TOKEN, session_id, token)
+    return status != "UPDATE 0"
 
 
 DELETE_EXPIRED_SESSIONS = "DELETE FROM uia_sessions WHERE expires_ts <= $1"

@@ -216,19 +216,20 @@ class RegistrationService:
         digest = request.digest(session_id)
         now = self._clock.now_ms()
 
-        async def claim(conn: asyncpg.Connection) -> bool:
-            if not await tokens_store.claim_use(conn, token, now):
-                return False
-            await store.hold_registration_token(conn, session_id, token)
-            await store.complete_stage(conn, session_id, None, TOKEN_STAGE, digest)
-            return True
+        refused = AuthRequired(
+            session_id, [] if session is None else session.completed,
+            "Invalid registration token", "M_UNAUTHORIZED", self._flows,
+        )
 
-        if not await self._db.transaction(claim, name="registration_token_claim"):
-            completed = session.completed if session is not None else []
-            raise AuthRequired(
-                session_id, completed, "Invalid registration token", "M_UNAUTHORIZED",
-                self._flows,
-            )
+        async def claim(conn: asyncpg.Connection) -> None:
+            # The session's row first: of two requests of one session, only one claims a use.
+            if not await store.hold_registration_token(conn, session_id, token):
+                return  # the other passed the stage already
+            if not await tokens_store.claim_use(conn, token, now):
+                raise refused  # and the hold is rolled back
+            await store.complete_stage(conn, session_id, None, TOKEN_STAGE, digest)
+
+        await self._db.transaction(claim, name="registration_token_claim")
         return await self._uia.resume(session_id, request)
 
 

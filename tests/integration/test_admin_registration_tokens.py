@@ -161,6 +161,20 @@ async def test_racing_for_the_last_use_exactly_one_wins(setup: Setup) -> None:
     assert (counts["pending"], counts["completed"], counts["uses_allowed"]) == (0, 3, 3)
 
 
+async def test_one_session_holds_one_use(setup: Setup) -> None:
+    token = await setup.new_token(uses_allowed=2)
+    session = await setup.start("ivy")
+    answers = await asyncio.gather(
+        *(setup.stage(session, TOKEN_STAGE, token=token) for _ in range(4))
+    )
+    assert [status for status, _ in answers] == [401] * 4
+    assert all(body["completed"] == [TOKEN_STAGE] for _, body in answers), answers
+    assert (await setup.token(token))["pending"] == 1
+    assert (await setup.stage(session, "m.login.dummy"))[0] == 200
+    counts = await setup.token(token)
+    assert (counts["pending"], counts["completed"]) == (0, 1)
+
+
 async def test_an_abandoned_session_gives_its_use_back(setup: Setup) -> None:
     token = await setup.new_token(uses_allowed=1)
     abandoned = await setup.start("gina")
