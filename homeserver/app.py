@@ -38,11 +38,13 @@ from homeserver.api.context import (
     PUSH,
     RATELIMITER,
     REGISTRATION,
+    REGISTRATION_TOKENS,
     REPORTS,
     ROOM_ADMIN,
     ROOM_SHUTDOWN,
     ROOMS,
     SEARCH,
+    SERVER_NOTICES,
     SHARED_SECRET_REGISTRATION,
     SLIDING_SYNC,
     SPACES,
@@ -97,6 +99,7 @@ from homeserver.services.push_gateway_client import PushGatewayClient
 from homeserver.services.push_sender import PushSender
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.registration import RegistrationService
+from homeserver.services.registration_tokens import RegistrationTokens
 from homeserver.services.remote_server_limits import RemoteServerLimits
 from homeserver.services.replication import (
     MainReplication,
@@ -116,6 +119,7 @@ from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
+from homeserver.services.server_notices import ServerNotices
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, already_current
 from homeserver.services.sliding_sync.connections import Connections
@@ -418,12 +422,17 @@ class Homeserver:
         client[SHARED_SECRET_REGISTRATION] = SharedSecretRegistration(
             accounts, config.registration.shared_secret, clock
         )
-        client[REGISTRATION] = RegistrationService(db, accounts, uia)
+        client[REGISTRATION] = RegistrationService(
+            db, accounts, uia, clock, require_token=config.registration.require_token
+        )
+        client[REGISTRATION_TOKENS] = RegistrationTokens(db, clock)
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(db, cluster.cache, core.appservices)
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)
+        client[SERVER_NOTICES] = notices = ServerNotices(db, config, accounts, rooms, tags)
+        rooms.leave_checks.append(notices.check_leave)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
         client[MEDIA_ADMIN] = MediaAdmin(db, media)
         client[URL_PREVIEWS] = self.url_previews = UrlPreviews(

@@ -243,6 +243,10 @@ class RateLimitsConfig:
     # Password checks one client address may have running or waiting at once.
     password_checks_per_ip: int = 1
     registration: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.2, burst=10))
+    # Registration token validity checks per client address (guessing tokens).
+    registration_token_validity: RateConfig = field(
+        default_factory=lambda: RateConfig(per_second=0.1, burst=5)
+    )
     user_writes: RateConfig = field(default_factory=lambda: RateConfig(per_second=10.0, burst=100))
     reports: RateConfig = field(default_factory=lambda: RateConfig(per_second=0.05, burst=10))
 

@@ -25,7 +25,7 @@ async def insert_session(
 
 GET_SESSION = """
 SELECT session_id, user_id, method, path, completed, completed_hash, params, password_hash,
-       registered_user_id
+       registered_user_id, registration_token
 FROM uia_sessions
 WHERE session_id = $1 AND expires_ts > $2
 """
@@ -68,11 +68,36 @@ async def update_registration(
     await conn.execute(UPDATE_REGISTRATION, session_id, params, password_hash)
 
 
-SET_REGISTERED_USER = "UPDATE uia_sessions SET registered_user_id = $2 WHERE session_id = $1"
+SET_REGISTERED_USER = """
+WITH held AS (
+    SELECT session_id, registration_token FROM uia_sessions WHERE session_id = $1 FOR UPDATE
+)
+UPDATE uia_sessions s SET registered_user_id = $2, registration_token = NULL
+FROM held WHERE s.session_id = held.session_id
+RETURNING held.registration_token
+"""
 
 
-async def set_registered_user(conn: asyncpg.Connection, session_id: str, user_id: str) -> None:
-    await conn.execute(SET_REGISTERED_USER, session_id, user_id)
+async def set_registered_user(
+    conn: asyncpg.Connection, session_id: str, user_id: str
+) -> str | None:
+    """Record whom the session registered; the registration token whose pending use it held
+    (it holds none from now on: the use is the caller's to complete), if any."""
+    token: str | None = await conn.fetchval(SET_REGISTERED_USER, session_id, user_id)
+    return token
+
+
+HOLD_REGISTRATION_TOKEN = """
+UPDATE uia_sessions SET registration_token = $2
+WHERE session_id = $1 AND registration_token IS NULL AND registered_user_id IS NULL
+"""
+
+
+async def hold_registration_token(conn: asyncpg.Connection, session_id: str, token: str) -> bool:
+    """The session holds a pending use of `token` (to be claimed in the same transaction);
+    False when it holds one already (or registered), and nothing changed."""
+    status: str = await conn.execute(HOLD_REGISTRATION_TOKEN, session_id, token)
+    return status != "UPDATE 0"
 
 
 DELETE_EXPIRED_SESSIONS = "DELETE FROM uia_sessions WHERE expires_ts <= $1"

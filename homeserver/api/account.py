@@ -4,6 +4,9 @@ Registration goes through User-Interactive Authentication with the single stage
 `m.login.dummy` (services/registration.py: sessions remember the first request's parameters,
 and completing one twice answers the same user). Guest accounts (`kind=guest`) need
 `registration.allow_guests`; upgrading one (`guest_access_token`) is an ordinary registration.
+With `registration.require_token`, the flow starts with the stage `m.login.registration_token`,
+whose tokens clients may check beforehand (`GET /v1/register/m.login.registration_token/
+validity`, rate limited per address since it answers guesses).
 
 An application service registers and logs in users of its namespaces with the type
 `m.login.application_service` and its `as_token` (spec "Server admin style permissions"):
@@ -19,7 +22,7 @@ from aiohttp import web
 
 from homeserver.api.auth import require_as_token, require_requester
 from homeserver.api.client_address import client_address
-from homeserver.api.context import ACCOUNTS, CONFIG, REGISTRATION
+from homeserver.api.context import ACCOUNTS, CONFIG, RATELIMITER, REGISTRATION, REGISTRATION_TOKENS
 from homeserver.api.http import (
     field_bool,
     field_obj,
@@ -32,6 +35,7 @@ from homeserver.api.uia import login_user, uia_request
 from homeserver.api.well_known import configured_discovery
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.services.accounts import Session
+from homeserver.services.ratelimit import address_key
 from homeserver.services.registration import RegistrationParams
 from homeserver.services.requester import NO_DEVICE
 
@@ -117,6 +121,21 @@ async def register_available(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing 'username' query parameter")
     await request.app[ACCOUNTS].check_username_available(username)
     return json_response({"available": True})
+
+
+@routes.get("/_matrix/client/v1/register/m.login.registration_token/validity")
+async def registration_token_validity(request: web.Request) -> web.Response:
+    """Whether a token would pass the token stage now; with registration off every token is
+    invalid, which the spec's 403 says."""
+    request.app[RATELIMITER].check(
+        "registration_token_validity", address_key(client_address(request))
+    )
+    if not request.app[CONFIG].registration.enabled:
+        raise forbidden("Registration is disabled on this homeserver")
+    token = request.query.get("token")
+    if token is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "'token' is required")
+    return json_response({"valid": await request.app[REGISTRATION_TOKENS].is_valid(token)})
 
 
 @routes.get(f"{PREFIX}/login")

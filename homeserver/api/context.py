@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     from homeserver.services.media_admin import MediaAdmin
     from homeserver.services.push import PushService
     from homeserver.services.registration import RegistrationService
+    from homeserver.services.registration_tokens import RegistrationTokens
     from homeserver.services.reports import ReportsService
     from homeserver.services.room_admin import RoomAdmin
     from homeserver.services.room_operations import RoomsService
     from homeserver.services.room_shutdown import RoomShutdown
     from homeserver.services.room_upgrades import RoomUpgrades
     from homeserver.services.search import SearchService
+    from homeserver.services.server_notices import ServerNotices
     from homeserver.services.shared_secret import SharedSecretRegistration
     from homeserver.services.sliding_sync import SlidingSyncService
     from homeserver.services.space_hierarchy import SpaceHierarchy
@@ -62,6 +64,8 @@ MEDIA_ADMIN: web.AppKey[MediaAdmin] = web.AppKey("media_admin")
 DEVICES: web.AppKey[DevicesService] = web.AppKey("devices")
 ACCOUNT_MANAGEMENT: web.AppKey[AccountManagementService] = web.AppKey("account_management")
 REGISTRATION: web.AppKey[RegistrationService] = web.AppKey("registration")
+REGISTRATION_TOKENS: web.AppKey[RegistrationTokens] = web.AppKey("registration_tokens")
+SERVER_NOTICES: web.AppKey[ServerNotices] = web.AppKey("server_notices")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
 SPACES: web.AppKey[SpaceHierarchy] = web.AppKey("spaces")
 UPGRADES: web.AppKey[RoomUpgrades] = web.AppKey("upgrades")

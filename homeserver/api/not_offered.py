@@ -1,5 +1,5 @@
 """Endpoints of features this server does not offer: third-party identifiers (e-mail, phone),
-application services, registration tokens and single sign-on.
+application services and single sign-on.
 
 They are part of every spec version, so each is answered the way the spec (or, where the spec
 is silent, Synapse without the feature configured) says a server without it answers, never with
@@ -12,8 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
-from homeserver.api.context import CONFIG
-from homeserver.api.http import json_response, read_json_body
+from homeserver.api.http import read_json_body
 from homeserver.errors import MatrixError, forbidden, not_found
 
 routes = web.RouteTableDef()
@@ -40,17 +39,6 @@ async def request_token(request: web.Request) -> web.Response:
     """The spec's answer for an identifier the server does not permit (M_THREEPID_DENIED)."""
     await read_json_body(request)
     raise MatrixError(403, "M_THREEPID_DENIED", NO_THREEPIDS)
-
-
-@routes.get("/_matrix/client/v1/register/m.login.registration_token/validity")
-async def registration_token_validity(request: web.Request) -> web.Response:
-    """Registration needs no token here (there are none): no token is valid, and with
-    registration off the spec's 403 says so."""
-    if not request.app[CONFIG].registration.enabled:
-        raise forbidden("Registration is disabled on this homeserver")
-    if "token" not in request.query:
-        raise MatrixError(400, "M_MISSING_PARAM", "'token' is required")
-    return json_response({"valid": False})
 
 
 @routes.get(V3 + "/login/sso/redirect")

@@ -38,6 +38,6 @@ def uia_request(request: web.Request, body: dict[str, Any]) -> UiaRequest:
     user = login_user(auth) if "identifier" in auth or "user" in auth else None
     submission = AuthSubmission(
         type=field_str(auth, "type"), session=field_str(auth, "session"), user=user,
-        password=field_str(auth, "password"),
+        password=field_str(auth, "password"), token=field_str(auth, "token"),
     )
     return UiaRequest(request.method, request.path, rest, submission, client_address(request))

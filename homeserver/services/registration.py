@@ -1,12 +1,17 @@
 """Registration (spec "Account registration and management") behind User-Interactive
-Authentication with the single stage `m.login.dummy`.
+Authentication: the single stage `m.login.dummy`, preceded by `m.login.registration_token` when
+`registration.require_token` is on.
 
 Theory of operation. A request without `auth` opens a session (uia.py) bound to
 `POST /register` and is answered 401 with the flows. The session remembers the request's
 parameters (username, device ID and name, `inhibit_login`, `refresh_token`) and the hash of its
 password, never the password itself, so the completing request may carry only `auth`; what a
-later request of the session gives overrides what an earlier one gave. The dummy stage proves
-nothing: completing it registers. The session then remembers the user it registered, and
+later request of the session gives overrides what an earlier one gave. Each request passes one
+stage, in any order; the one that passes the flow's last stage registers. The dummy stage
+proves nothing. The token stage claims a pending use of a valid token for the session (one
+conditional UPDATE, so of two registrations racing for a token's last use exactly one wins);
+registering turns that use into a completed one, and a session that expires before
+registering gives it back. The session then remembers the user it registered, and
 completing it again answers that user, logged in afresh (Synapse's `registered_user_id`), so a
 client that lost the response does not register twice. Requested usernames are lowercased, as
 Synapse does: "Alice" registers @alice, who logs in as "Alice" too.
@@ -20,17 +25,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, astuple, dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
+
+import asyncpg
 
 from homeserver.errors import MatrixError
 from homeserver.protocol.appservice import Registration
 from homeserver.services.accounts import AccountsService, Session, invalid_username
+from homeserver.services.clock import Clock
 from homeserver.services.uia import AuthRequired, UiaRequest, UiaSession, UserInteractiveAuth
+from storage import registration_tokens as tokens_store
 from storage import uia as store
 from storage.database import Database
 
 DUMMY_STAGE = "m.login.dummy"
-DUMMY_FLOWS = [[DUMMY_STAGE]]
+TOKEN_STAGE = "m.login.registration_token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +71,17 @@ class RegistrationParams:
 
 
 class RegistrationService:
-    def __init__(self, db: Database, accounts: AccountsService, uia: UserInteractiveAuth) -> None:
+    def __init__(
+        self, db: Database, accounts: AccountsService, uia: UserInteractiveAuth, clock: Clock,
+        *, require_token: bool,
+    ) -> None:
         self._db = db
         self._accounts = accounts
         self._uia = uia
+        self._clock = clock
+        # The one flow offered, as Synapse offers it: the token stage first.
+        self._flow = [TOKEN_STAGE, DUMMY_STAGE] if require_token else [DUMMY_STAGE]
+        self._flows = [self._flow]
 
     async def register(
         self, given: RegistrationParams, password: str | None, request: UiaRequest
@@ -94,8 +110,18 @@ class RegistrationService:
         elif username is not None:
             # The spec wants M_USER_IN_USE / M_INVALID_USERNAME before any stage.
             await self._accounts.check_username_available(username)
-        if auth is None or auth.type != DUMMY_STAGE:
+        stage = None if auth is None else auth.type
+        if stage is None or stage not in self._flow:
             await self._challenge(session, params, password, request)
+        assert auth is not None and stage is not None
+        if stage == TOKEN_STAGE and (session is None or TOKEN_STAGE not in session.completed):
+            session = await self._token_stage(session, params, password, request)
+        completed = [] if session is None else session.completed
+        passed = list(dict.fromkeys([*completed, stage]))
+        if any(needed not in passed for needed in self._flow):
+            session_id = await self._remember(session, params, password, request)
+            await self._uia.complete(session_id, None, stage, request)
+            raise AuthRequired(session_id, passed, flows=self._flows)
         password_hash = session.password_hash if session is not None else None
         if password is not None:
             password_hash = await self._accounts.hash_new_password(password, ip)
@@ -110,9 +136,11 @@ class RegistrationService:
             refresh=bool(params.refresh_token),
         )
         if session is not None:
-            session_id, user_id = session.session_id, registered.user_id
-            await self._db.run(lambda conn: store.set_registered_user(conn, session_id, user_id))
-            await self._uia.complete(session_id, user_id, DUMMY_STAGE, request)
+            await self._db.transaction(
+                partial(_registered, session.session_id, registered.user_id),
+                name="registration_registered",
+            )
+            await self._uia.complete(session.session_id, registered.user_id, stage, request)
         return registered
 
     async def register_for_appservice(
@@ -143,9 +171,25 @@ class RegistrationService:
     async def _challenge(
         self, session: UiaSession | None, params: RegistrationParams, password: str | None,
         request: UiaRequest,
-    ) -> None:
-        """Remember the request's parameters in its session (opened now if need be) and
-        answer 401: the first challenge, or an unsupported stage type."""
+    ) -> NoReturn:
+        """Remember the request in its session and answer 401: the first challenge, or an
+        unsupported stage type."""
+        session_id = await self._remember(session, params, password, request)
+        completed = session.completed if session is not None else []
+        auth = request.auth
+        if auth is None or auth.type is None:
+            raise AuthRequired(session_id, completed, flows=self._flows)
+        raise AuthRequired(
+            session_id, completed, f"Unsupported authentication type {auth.type!r}",
+            "M_UNRECOGNIZED", self._flows,
+        )
+
+    async def _remember(
+        self, session: UiaSession | None, params: RegistrationParams, password: str | None,
+        request: UiaRequest,
+    ) -> str:
+        """Remember the request's parameters (and the hash of its password, if the session
+        has none yet) in its session, opened now if need be; the session's ID."""
         session_id = await self._uia.open(request, None) if session is None else session.session_id
         password_hash = None
         if password is not None and (session is None or session.password_hash is None):
@@ -155,11 +199,42 @@ class RegistrationService:
                 conn, session_id, params.to_json(), password_hash
             )
         )
-        completed = session.completed if session is not None else []
-        auth = request.auth
-        if auth is None or auth.type is None:
-            raise AuthRequired(session_id, completed, flows=DUMMY_FLOWS)
-        raise AuthRequired(
-            session_id, completed, f"Unsupported authentication type {auth.type!r}",
-            "M_UNRECOGNIZED", DUMMY_FLOWS,
+        return session_id
+
+    async def _token_stage(
+        self, session: UiaSession | None, params: RegistrationParams, password: str | None,
+        request: UiaRequest,
+    ) -> UiaSession:
+        """`m.login.registration_token`: claim a use of the token for the session (opened
+        now if need be), or 401 M_UNAUTHORIZED when the token is not valid; the session as
+        it is now."""
+        assert request.auth is not None
+        token = request.auth.token
+        if token is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "The token stage needs 'token'")
+        session_id = await self._remember(session, params, password, request)
+        digest = request.digest(session_id)
+        now = self._clock.now_ms()
+
+        refused = AuthRequired(
+            session_id, [] if session is None else session.completed,
+            "Invalid registration token", "M_UNAUTHORIZED", self._flows,
         )
+
+        async def claim(conn: asyncpg.Connection) -> None:
+            # The session's row first: of two requests of one session, only one claims a use.
+            if not await store.hold_registration_token(conn, session_id, token):
+                return  # the other passed the stage already
+            if not await tokens_store.claim_use(conn, token, now):
+                raise refused  # and the hold is rolled back
+            await store.complete_stage(conn, session_id, None, TOKEN_STAGE, digest)
+
+        await self._db.transaction(claim, name="registration_token_claim")
+        return await self._uia.resume(session_id, request)
+
+
+async def _registered(session_id: str, user_id: str, conn: asyncpg.Connection) -> None:
+    """The session registered `user_id`: the token use it held, if any, is completed."""
+    token = await store.set_registered_user(conn, session_id, user_id)
+    if token is not None:
+        await tokens_store.complete_use(conn, token)

@@ -83,6 +83,9 @@ class RoomsService:
         self.ask_unknown_alias: Callable[[str], Awaitable[bool]] | None = None
         # Called with a room ID after one of its aliases was created or deleted.
         self.on_aliases_changed: list[Callable[[str], None]] = []
+        # Asked with (user ID, room ID) before a user leaves a room or rejects an invitation
+        # on their own; may refuse (server notices: the invitation to the notices room).
+        self.leave_checks: list[Callable[[str, str], Awaitable[None]]] = []
 
     async def create_room(self, requester: Requester, body: dict[str, Any]) -> str:
         """Spec createRoom (see room_creation); rate limited like any event a user sends."""
@@ -318,6 +321,9 @@ class RoomsService:
         if not identifiers.is_valid_user_id(target):
             raise invalid_param(f"Invalid user ID {target!r}")
         membership, required = MEMBERSHIP_ACTIONS[action]
+        if membership == "leave" and target == requester.user_id:
+            for check in self.leave_checks:
+                await check(target, room_id)
         if required:
             async def current(conn: Any) -> str | None:
                 await self.engine.room_version(conn, room_id)  # 404 for unknown rooms

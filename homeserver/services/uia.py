@@ -15,7 +15,9 @@ the user the password stage named; a password stage naming anyone else is refuse
 wrong password is 401 with the flows and `errcode: M_FORBIDDEN`, counted against the
 login-failure limit. Every 401 lists the stages `completed` so far. Once the stage is done the
 session answers again, until it expires, the request that completed it (the spec: a client
-retrying a completed flow gets the result of the call), and nothing else.
+retrying a completed flow gets the result of the call), and nothing else. Expired sessions
+are deleted when a new one opens; a registration session that holds a pending use of a
+registration token (registration.py) gives it back then.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from homeserver.errors import MatrixError, forbidden
 from homeserver.services.accounts import AccountsService
 from homeserver.services.clock import Clock
 from homeserver.services.requester import Requester
+from storage import registration_tokens as tokens_store
 from storage import uia as store
 from storage.database import Database
 
@@ -72,6 +75,7 @@ class AuthSubmission:
     session: str | None
     user: str | None  # the m.id.user identifier (or legacy `user`), if given
     password: str | None
+    token: str | None = None  # the m.login.registration_token stage's token
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,7 @@ class UiaSession:
     params: dict[str, Any] | None  # registration: the parameters given so far
     password_hash: str | None  # registration: the hash of the password given so far
     registered_user_id: str | None  # registration: whom the session registered
+    registration_token: str | None  # registration: the token whose pending use it holds
 
 
 class UserInteractiveAuth:
@@ -161,6 +166,7 @@ class UserInteractiveAuth:
         now = self._clock.now_ms()
 
         async def txn(conn: asyncpg.Connection) -> None:
+            await tokens_store.release_uses_of_expired_sessions(conn, now)
             await store.delete_expired_sessions(conn, now)
             await store.insert_session(
                 conn, session_id, user_id, request.method, request.path,
@@ -182,6 +188,7 @@ class UserInteractiveAuth:
             session_id, row["user_id"], list(row["completed"]),
             None if row["completed_hash"] is None else bytes(row["completed_hash"]),
             row["params"], row["password_hash"], row["registered_user_id"],
+            row["registration_token"],
         )
 
     async def complete(

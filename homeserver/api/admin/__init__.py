@@ -18,9 +18,11 @@ def admin_routes() -> list[web.AbstractRouteDef]:
         history,
         media,
         register,
+        registration_tokens,
         room_deletes,
         rooms,
         server,
+        server_notices,
         users,
     )
 
@@ -28,9 +30,11 @@ def admin_routes() -> list[web.AbstractRouteDef]:
         history,
         media,
         register,
+        registration_tokens,
         room_deletes,
         rooms,
         server,
+        server_notices,
         users,
     )
     return [route for module in modules for route in module.routes]
