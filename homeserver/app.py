@@ -396,7 +396,7 @@ class Homeserver:
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(
             db, core.device_lists, uia, outward.edus, clock
         )
-        client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
+        client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists, clock)
         client[ACCOUNT_MANAGEMENT] = AccountManagementService(db, accounts, uia, cluster.local)
         client[REGISTRATION] = RegistrationService(db, accounts, uia)
         client[TO_DEVICE] = parts.to_device
