@@ -27,6 +27,7 @@ from homeserver.api.context import (
     CONFIG,
     CROSS_SIGNING,
     DATABASE,
+    DESTINATIONS,
     DEVICES,
     DIRECTORY,
     E2E_KEYS,
@@ -67,6 +68,7 @@ from homeserver.services.appservices import AppServices, load_appservices
 from homeserver.services.censoring import censor_current_state
 from homeserver.services.clock import Clock, SystemClock
 from homeserver.services.cross_signing import CrossSigningService
+from homeserver.services.destinations import FederationDestinations
 from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
@@ -422,6 +424,7 @@ class Homeserver:
             db, cluster.cache, rooms.reads, outward.room_info, server_name
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
+        client[DESTINATIONS] = FederationDestinations(db, outbound.sender)
         queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
         client[APPSERVICE_QUERIES] = queries
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)

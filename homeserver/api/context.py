@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from homeserver.services.appservice_queries import AppServiceQueries
     from homeserver.services.appservices import AppServices
     from homeserver.services.cross_signing import CrossSigningService
+    from homeserver.services.destinations import FederationDestinations
     from homeserver.services.devices import DevicesService
     from homeserver.services.directory import DirectoryService
     from homeserver.services.e2e_keys import E2EKeysService
@@ -65,3 +66,4 @@ REPORTS: web.AppKey[ReportsService] = web.AppKey("reports")
 THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
 APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")
+DESTINATIONS: web.AppKey[FederationDestinations] = web.AppKey("destinations")
