@@ -41,6 +41,7 @@ from homeserver.api.context import (
     SEARCH,
     SLIDING_SYNC,
     SPACES,
+    STATISTICS,
     SYNC,
     TAGS,
     THIRD_PARTY,
@@ -111,6 +112,7 @@ from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, alread
 from homeserver.services.sliding_sync.connections import Connections
 from homeserver.services.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.services.space_hierarchy import SpaceHierarchy
+from homeserver.services.statistics import Statistics
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
@@ -425,6 +427,7 @@ class Homeserver:
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
         client[DESTINATIONS] = FederationDestinations(db, outbound.sender)
+        client[STATISTICS] = Statistics(db)
         queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
         client[APPSERVICE_QUERIES] = queries
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)

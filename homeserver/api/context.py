@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from homeserver.services.search import SearchService
     from homeserver.services.sliding_sync import SlidingSyncService
     from homeserver.services.space_hierarchy import SpaceHierarchy
+    from homeserver.services.statistics import Statistics
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
     from homeserver.services.third_party import ThirdPartyLookups
@@ -67,3 +68,4 @@ THIRD_PARTY: web.AppKey[ThirdPartyLookups] = web.AppKey("third_party")
 APPSERVICES: web.AppKey[AppServices] = web.AppKey("appservices")
 APPSERVICE_QUERIES: web.AppKey[AppServiceQueries] = web.AppKey("appservice_queries")
 DESTINATIONS: web.AppKey[FederationDestinations] = web.AppKey("destinations")
+STATISTICS: web.AppKey[Statistics] = web.AppKey("statistics")

@@ -14,7 +14,7 @@ from aiohttp import web
 
 
 def admin_routes() -> list[web.AbstractRouteDef]:
-    from homeserver.api.admin import devices, federation, reports, server
+    from homeserver.api.admin import devices, federation, reports, server, statistics
 
-    modules = (server, devices, reports, federation)
+    modules = (server, devices, reports, federation, statistics)
     return [route for module in modules for route in module.routes]

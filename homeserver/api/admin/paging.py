@@ -6,7 +6,7 @@ no integer; a page holds at most `MAX_LIMIT` entries, whatever `limit` asks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 
@@ -14,6 +14,7 @@ from homeserver.errors import invalid_param
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_VALUE = 2**63 - 1  # PostgreSQL's bigint: an offset or a timestamp beyond is no value
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,14 @@ class Page:
         return {"next_token": end} if end < total else {}
 
 
-def _non_negative(request: web.Request, key: str, default: int) -> int:
+@overload
+def non_negative(request: web.Request, key: str, default: int) -> int: ...
+@overload
+def non_negative(request: web.Request, key: str, default: None) -> int | None: ...
+
+
+def non_negative(request: web.Request, key: str, default: int | None) -> int | None:
+    """An integer query parameter that may not be negative (Synapse's 400 for one that is)."""
     raw = request.query.get(key)
     if raw is None:
         return default
@@ -36,7 +44,7 @@ def _non_negative(request: web.Request, key: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise invalid_param(f"'{key}' must be a non-negative integer") from None
-    if value < 0:
+    if not 0 <= value <= MAX_VALUE:
         raise invalid_param(f"'{key}' must be a non-negative integer")
     return value
 
@@ -46,5 +54,5 @@ def page_of(request: web.Request, *, default_dir: str) -> Page:
     direction = request.query.get("dir", default_dir)
     if direction not in ("f", "b"):
         raise invalid_param("'dir' must be 'f' or 'b'")
-    limit = min(MAX_LIMIT, _non_negative(request, "limit", DEFAULT_LIMIT))
-    return Page(_non_negative(request, "from", 0), limit, direction == "b")
+    limit = min(MAX_LIMIT, non_negative(request, "limit", DEFAULT_LIMIT))
+    return Page(non_negative(request, "from", 0), limit, direction == "b")
