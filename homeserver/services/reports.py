@@ -87,26 +87,42 @@ class ReportsService:
         self, query: ReportQuery, offset: int, limit: int, *, newest_first: bool
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of event reports as Synapse's admin API lists them, and the total."""
-        rows, total = await self._db.run(lambda conn: store.get_event_reports(
-            conn, query, offset, limit, newest_first=newest_first
+        rows, total = await self._db.run(lambda conn: store.get_reports(
+            conn, "event", query, offset, limit, newest_first=newest_first
         ))
         return [_event_report_json(row) for row in rows], total
 
     async def event_report(self, report_id: int) -> dict[str, Any]:
         """One event report with the reported event (`event_json`, null if not stored)."""
-        row = await self._db.run(lambda conn: store.get_event_report(conn, report_id))
-        if row is None:
-            raise not_found("Event report not found")
+        row = await self._report("event", report_id)
         report = _event_report_json(row)
         report["event_json"] = None if row["event_json"] is None else json.loads(row["event_json"])
         return report
 
     async def delete_event_report(self, report_id: int) -> None:
         deleted = await self._db.transaction(
-            lambda conn: store.delete_event_report(conn, report_id), name="delete_report"
+            lambda conn: store.delete_report(conn, "event", report_id), name="delete_report"
         )
         if not deleted:
-            raise not_found("Event report not found")
+            raise not_found("Report not found")
+
+    async def room_reports(
+        self, query: ReportQuery, offset: int, limit: int, *, newest_first: bool
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of room reports, and the total."""
+        rows, total = await self._db.run(lambda conn: store.get_reports(
+            conn, "room", query, offset, limit, newest_first=newest_first
+        ))
+        return [_room_report_json(row) for row in rows], total
+
+    async def room_report(self, report_id: int) -> dict[str, Any]:
+        return _room_report_json(await self._report("room", report_id))
+
+    async def _report(self, kind: str, report_id: int) -> asyncpg.Record:
+        row = await self._db.run(lambda conn: store.get_report(conn, kind, report_id))
+        if row is None:
+            raise not_found("Report not found")
+        return row
 
 
 def _event_report_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -116,4 +132,12 @@ def _event_report_json(row: asyncpg.Record) -> dict[str, Any]:
         "name": row["name"], "event_id": row["event_id"], "user_id": row["reporter"],
         "reason": row["reason"], "score": None, "sender": row["target_user"],
         "canonical_alias": row["canonical_alias"],
+    }
+
+
+def _room_report_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"], "received_ts": row["received_ts"], "room_id": row["room_id"],
+        "user_id": row["reporter"], "reason": row["reason"], "name": row["name"],
+        "canonical_alias": row["canonical_alias"], "topic": row["topic"],
     }

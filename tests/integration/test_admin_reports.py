@@ -1,6 +1,6 @@
-"""Reported events through the admin API: the list (paged, newest first by default, filtered
-by reporter, room and sender) with the room's name and alias, one report with the reported
-event, and deleting one."""
+"""Reported events and rooms through the admin API: the list (paged, newest first by default,
+filtered by reporter, room and sender) with the room's name and alias, one report with the
+reported event, and deleting one; room reports apart from event reports."""
 
 from __future__ import annotations
 
@@ -83,23 +83,51 @@ async def test_listing_reading_and_deleting_event_reports(
     assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
 
 
-async def test_room_and_user_reports_are_not_event_reports(
+async def test_room_reports_and_other_kinds_kept_apart(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
     admin = await make_admin(homeserver, api)
-    alice = await api.register("alice")
-    room_id = await api.create_room(alice)
-    await api.ok("POST", f"rooms/{room_id}/report", json={"reason": "room"}, token=alice.token)
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, name="Noisy", topic="all day")
+    other = await api.create_room(bob)
+    await api.ok("POST", f"rooms/{room_id}/report", json={"reason": "noise"}, token=bob.token)
+    await api.ok("POST", f"rooms/{other}/report", json={"reason": "mine"}, token=alice.token)
+    # A room this server never knew is not listed (as Synapse leaves out purged rooms).
+    await api.ok("POST", "rooms/!unknown:elsewhere.example/report", json={"reason": "?"},
+                 token=bob.token)
     await api.ok("POST", "users/@x:localhost/report", json={"reason": "user"}, token=alice.token)
-    body = await admin_ok(api, admin, "GET", "/v1/event_reports")
-    assert body == {"event_reports": [], "total": 0}
-    status, answer = await api.request("GET", ADMIN + "/v1/event_reports/1", token=admin.token)
-    assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
+    assert await admin_ok(api, admin, "GET", "/v1/event_reports") == {
+        "event_reports": [], "total": 0,
+    }
+
+    body = await admin_ok(api, admin, "GET", "/v1/room_reports")
+    assert body["total"] == 2 and "next_batch" not in body
+    mine, noise = body["room_reports"]  # newest first
+    assert noise == {
+        "id": noise["id"], "received_ts": noise["received_ts"], "room_id": room_id,
+        "user_id": bob.user_id, "reason": "noise", "name": "Noisy", "canonical_alias": None,
+        "topic": "all day",
+    }
+    assert mine["room_id"] == other
+    page = await admin_ok(api, admin, "GET", "/v1/room_reports", params={"limit": "1"})
+    assert page["room_reports"] == [mine] and page["next_batch"] == 1
+    page = await admin_ok(api, admin, "GET", "/v1/room_reports",
+                          params={"limit": "1", "from": "1"})
+    assert page["room_reports"] == [noise] and "next_batch" not in page
+    filtered = await admin_ok(api, admin, "GET", "/v1/room_reports",
+                              params={"user_id": bob.user_id})
+    assert filtered == {"room_reports": [noise], "total": 1}
+    assert await admin_ok(api, admin, "GET", f"/v1/room_reports/{noise['id']}") == noise
+    # Each kind under its own path only (the user report came two after alice's).
+    for path in (f"/v1/event_reports/{noise['id']}", f"/v1/room_reports/{mine['id'] + 2}"):
+        status, answer = await api.request("GET", ADMIN + path, token=admin.token)
+        assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
 
 
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/v1/event_reports"), ("GET", "/v1/event_reports/1"),
-    ("DELETE", "/v1/event_reports/1"),
+    ("DELETE", "/v1/event_reports/1"), ("GET", "/v1/room_reports"),
+    ("GET", "/v1/room_reports/1"),
 ])
 async def test_only_admins(api: MatrixApi, method: str, path: str) -> None:
     alice = await api.register("alice")
@@ -117,6 +145,9 @@ async def test_only_admins(api: MatrixApi, method: str, path: str) -> None:
     ("GET", "/v1/event_reports/-1", None),
     ("GET", "/v1/event_reports/99999999999999999999999", None),
     ("DELETE", "/v1/event_reports/abc", None),
+    ("GET", "/v1/room_reports", {"limit": "-3"}),
+    ("GET", "/v1/room_reports", {"dir": "down"}),
+    ("GET", "/v1/room_reports/x1", None),
 ])
 async def test_bad_input(
     homeserver: RunningServer, api: MatrixApi, method: str, path: str, params: Any

@@ -23,10 +23,11 @@ class Page:
     limit: int
     backwards: bool  # dir=b
 
-    def next_token(self, total: int) -> dict[str, Any]:
-        """`{"next_token": …}` while entries remain past this page, else nothing."""
+    def next_token(self, total: int, key: str = "next_token") -> dict[str, Any]:
+        """`{key: …}` (the `from` of the next page) while entries remain past this page,
+        else nothing."""
         end = self.start + self.limit
-        return {"next_token": end} if end < total else {}
+        return {key: end} if end < total else {}
 
 
 @overload

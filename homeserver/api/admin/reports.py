@@ -1,6 +1,11 @@
-"""Reported events, for server admins (Synapse's event_reports.md): `GET
-/_synapse/admin/v1/event_reports` (paged, filtered by reporter, room and the reported event's
-sender), `GET` and `DELETE /_synapse/admin/v1/event_reports/{reportId}`."""
+"""Reported events and rooms, for server admins (Synapse's event_reports.md and
+room_reports.md): `GET /_synapse/admin/v1/event_reports` (paged, filtered by reporter, room
+and the reported event's sender), `GET` and `DELETE /_synapse/admin/v1/event_reports/{reportId}`;
+`GET /_synapse/admin/v1/room_reports` (newest first unless `dir=f`, filtered by reporter and
+room; `from` is an offset, handed back as `next_batch`) and
+`GET /_synapse/admin/v1/room_reports/{reportId}`.
+Reports of users are only in the server's log and the `reports` table: Synapse documents no
+admin API for them."""
 
 from __future__ import annotations
 
@@ -53,3 +58,25 @@ async def delete_event_report(request: web.Request) -> web.Response:
     await request.app[REPORTS].delete_event_report(report_id)
     log_admin_action(admin, "delete_event_report", report_id=report_id)
     return json_response({})
+
+
+ROOM_REPORTS_PATH = ADMIN + "/v1/room_reports"
+
+
+@routes.get(ROOM_REPORTS_PATH)
+async def list_room_reports(request: web.Request) -> web.Response:
+    await require_admin(request)
+    page = page_of(request, default_dir="b")
+    query = ReportQuery(request.query.get("user_id"), request.query.get("room_id"))
+    reports, total = await request.app[REPORTS].room_reports(
+        query, page.start, page.limit, newest_first=page.backwards
+    )
+    return json_response(
+        {"room_reports": reports, "total": total, **page.next_token(total, "next_batch")}
+    )
+
+
+@routes.get(ROOM_REPORTS_PATH + "/{reportId}")
+async def get_room_report(request: web.Request) -> web.Response:
+    await require_admin(request)
+    return json_response(await request.app[REPORTS].room_report(_report_id(request)))
