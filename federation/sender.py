@@ -169,13 +169,19 @@ class FederationSender:
     def peer_is_back(self, destination: str) -> None:
         """The peer just reached us, so it is up: drop its backoff and retry at once. Called
         for every authenticated inbound request, so it costs nothing for a healthy peer."""
+        if self.retry_now(destination):
+            log.info("%s contacted us: retrying it now", destination)
+
+    def retry_now(self, destination: str) -> bool:
+        """Drop the backoff this sender holds for a destination and retry it at once (its
+        stored state is the caller's); False if it was not backing off."""
         dest = self._destinations.get(destination)
         if dest is None or dest.failures == 0:
-            return
-        log.info("%s contacted us: retrying it now", destination)
+            return False
         dest.failures, dest.retry_at = 0, None
         self._show_backoff(dest)
         dest.retry_now.set()
+        return True
 
     async def start(self) -> None:
         """Resume every destination with queued rows (after a stop or a crash), each no
@@ -377,9 +383,10 @@ class FederationSender:
     async def _failed(self, dest: _Destination) -> None:
         """One more consecutive failure: the next attempt waits longer, also after a restart."""
         dest.failures += 1
-        dest.retry_at = self.backoff.retry_at_ms(dest.failures, self.clock.now_ms())
+        now_ms = self.clock.now_ms()
+        dest.retry_at = self.backoff.retry_at_ms(dest.failures, now_ms)
         self._show_backoff(dest)
-        state = DestinationState(dest.failures, dest.retry_at, None)
+        state = DestinationState(dest.failures, dest.retry_at, None, failed_ts=now_ms)
         try:
             await self.db.transaction(
                 lambda conn: outbox_store.upsert_destination_state(conn, dest.name, state),
@@ -397,6 +404,10 @@ class FederationSender:
         async def record(conn: asyncpg.Connection) -> None:
             await outbox_store.delete_batch(conn, dest.name, batch)
             await outbox_store.upsert_destination_state(conn, dest.name, state)
+            if batch.pdus:
+                await outbox_store.record_sent_pdus(
+                    conn, dest.name, [pdu.event_id for pdu in batch.pdus]
+                )
 
         await self.db.transaction(record, name="outbox_delivered")
         dest.failures, dest.retry_at, dest.last_success_ts = 0, None, now_ms

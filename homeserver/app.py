@@ -28,6 +28,7 @@ from homeserver.api.context import (
     CONFIG,
     CROSS_SIGNING,
     DATABASE,
+    DESTINATIONS,
     DEVICES,
     DIRECTORY,
     E2E_KEYS,
@@ -48,6 +49,7 @@ from homeserver.api.context import (
     SHARED_SECRET_REGISTRATION,
     SLIDING_SYNC,
     SPACES,
+    STATISTICS,
     SYNC,
     TAGS,
     THIRD_PARTY,
@@ -76,6 +78,7 @@ from homeserver.services.appservices import AppServices, load_appservices
 from homeserver.services.censoring import censor_current_state
 from homeserver.services.clock import Clock, SystemClock
 from homeserver.services.cross_signing import CrossSigningService
+from homeserver.services.destinations import FederationDestinations
 from homeserver.services.device_list_updates import DeviceListUpdates
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DevicesService
@@ -125,6 +128,7 @@ from homeserver.services.sliding_sync import CatchUp, SlidingSyncService, alread
 from homeserver.services.sliding_sync.connections import Connections
 from homeserver.services.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.services.space_hierarchy import SpaceHierarchy
+from homeserver.services.statistics import Statistics
 from homeserver.services.streams import Streams, follower_streams, load_streams
 from homeserver.services.sync import SyncParts, SyncService
 from homeserver.services.tags import TagsService
@@ -414,7 +418,7 @@ class Homeserver:
         client[CROSS_SIGNING] = cross_signing = CrossSigningService(
             db, core.device_lists, uia, outward.edus, clock
         )
-        client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists)
+        client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists, clock)
         client[ACCOUNT_MANAGEMENT] = management = AccountManagementService(
             db, accounts, uia, cluster.local
         )
@@ -457,6 +461,8 @@ class Homeserver:
         )
         client[ROOM_ADMIN] = RoomAdmin(db, cluster.cache, rooms, clock)
         client[ROOM_SHUTDOWN] = self.room_shutdown = RoomShutdown(db, cluster.cache, rooms, clock)
+        client[DESTINATIONS] = FederationDestinations(db, outbound.sender)
+        client[STATISTICS] = Statistics(db)
         queries = await self._start_appservices(db, core, rooms, client[UPGRADES])
         client[APPSERVICE_QUERIES] = queries
         client[THIRD_PARTY] = ThirdPartyLookups(core.appservices, queries.client)

@@ -1,5 +1,5 @@
 """`python -m homeserver init | run [--worker NAME] | migrate | register-user | backup | restore |
-reset-after-restore` (also `moot`).
+reset-after-restore | export-user` (also `moot`).
 
 Scripts and operators depend on these subcommands and flags; change them only compatibly.
 """
@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--config", required=True, type=Path)
     reg.add_argument("user", help="localpart or full user ID")
     reg.add_argument("--admin", action="store_true")
+
+    export = sub.add_parser(
+        "export-user", help="write everything the server holds of a local user into a new "
+        "directory DIR (JSON files and their media)",
+    )
+    export.add_argument("--config", required=True, type=Path)
+    export.add_argument("user", help="the full user ID")
+    export.add_argument("dir", type=Path, metavar="DIR")
     return parser
 
 
@@ -193,6 +201,22 @@ async def _backup_command(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export_user(config: Config, args: argparse.Namespace) -> int:
+    from homeserver.app import open_database
+    from homeserver.user_export import export_user
+
+    db, embedded = await open_database(config)
+    try:
+        done = await export_user(config, db, args.user, args.dir)
+    finally:
+        await db.close()
+        if embedded is not None:
+            await embedded.stop()
+    print(f"exported {args.user} into {args.dir}: {done.rooms} rooms, {done.events} events, "
+          f"{done.media_files} media files")
+    return 0
+
+
 def _print_reset(reset: Reset) -> None:
     print(f"forgot {reset.one_time_keys} one-time and {reset.fallback_keys} fallback keys; "
           f"federation transactions continue from position {reset.outbox_floor}")
@@ -229,16 +253,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in BACKUP_COMMANDS:
             return asyncio.run(_backup_command(config, args))
+        if args.command == "export-user":
+            return asyncio.run(_export_user(config, args))
         return asyncio.run(_with_database(config, args, password))
     except Exception as e:
         from homeserver.backup import BackupError
         from homeserver.errors import MatrixError
+        from homeserver.user_export import ExportError
         from storage.dump import DumpError
 
         if isinstance(e, ConfigError):  # an appservice registration file, read at start
             print(f"configuration error: {e}", file=sys.stderr)
             return 2
-        if isinstance(e, BackupError | DumpError):
+        if isinstance(e, BackupError | DumpError | ExportError):
             print(f"error: {e}", file=sys.stderr)
             return 1
         from storage.embedded import EmbeddedPostgresError

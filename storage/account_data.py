@@ -88,3 +88,13 @@ async def get_global_account_data_of_users(
     one."""
     rows = await conn.fetch(GET_GLOBAL_OF_USERS, list(user_ids), type)
     return {r["user_id"]: r["content"] for r in rows}
+
+
+GET_ALL_OF_USER = """
+SELECT room_id, type, content FROM account_data WHERE user_id = $1 ORDER BY room_id, type
+"""
+
+
+async def get_all_account_data(conn: asyncpg.Connection, user_id: str) -> list[asyncpg.Record]:
+    """Every (room_id, type, content) of the user: global ones under room ''."""
+    return list(await conn.fetch(GET_ALL_OF_USER, user_id))

@@ -93,7 +93,7 @@ async def insert_device(
 
 
 GET_DEVICES = """
-SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
+SELECT device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent FROM devices
 WHERE user_id = $1 ORDER BY device_id
 """
 
@@ -103,7 +103,7 @@ async def get_devices(conn: asyncpg.Connection, user_id: str) -> list[asyncpg.Re
 
 
 GET_DEVICE = """
-SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
+SELECT device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent FROM devices
 WHERE user_id = $1 AND device_id = $2
 """
 
@@ -153,14 +153,18 @@ async def delete_other_devices(
 
 
 UPDATE_DEVICE_LAST_SEEN = """
-UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4 WHERE user_id = $1 AND device_id = $2
+UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4,
+                   last_seen_user_agent = coalesce($5, last_seen_user_agent)
+WHERE user_id = $1 AND device_id = $2
 """
 
 
 async def update_device_last_seen(
-    conn: asyncpg.Connection, user_id: str, device_id: str, ts: int, ip: str
+    conn: asyncpg.Connection, user_id: str, device_id: str, ts: int, ip: str,
+    user_agent: str | None = None,
 ) -> None:
-    await conn.execute(UPDATE_DEVICE_LAST_SEEN, user_id, device_id, ts, ip)
+    """Where and when the device was last seen; a None `user_agent` keeps the stored one."""
+    await conn.execute(UPDATE_DEVICE_LAST_SEEN, user_id, device_id, ts, ip, user_agent)
 
 
 INSERT_ACCESS_TOKEN = """

@@ -493,3 +493,20 @@ async def get_current_state_of_rooms(
     query = (f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.event_id IN ("
              + " UNION ".join(parts) + ")")
     return [_row(r) for r in await conn.fetch(query, *args)]
+
+
+GET_EVENTS_SENT_BY = """
+SELECT stream_ordering, room_id, json FROM events
+WHERE sender = $1 AND stream_ordering > $2 AND rejection_reason IS NULL
+ORDER BY stream_ordering LIMIT $3
+"""
+
+
+async def get_events_sent_by(
+    conn: asyncpg.Connection, sender: str, after: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """Up to `limit` timeline events `sender` sent, after stream position `after`, oldest
+    first, as (stream_ordering, room_id, stored JSON); rejected events and outliers are left
+    out."""
+    rows = await conn.fetch(GET_EVENTS_SENT_BY, sender, after, limit)
+    return [(r["stream_ordering"], r["room_id"], r["json"]) for r in rows]

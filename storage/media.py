@@ -238,3 +238,13 @@ async def delete_thumbnails(conn: asyncpg.Connection, source_hashes: list[str]) 
     """Forget every thumbnail of `source_hashes`; the hashes of their files."""
     rows = await conn.fetch(DELETE_THUMBNAILS, source_hashes)
     return {row["thumbnail_hash"] for row in rows}
+GET_UPLOADED_BY = """
+SELECT media_id, user_id, created_ts, unused_expires_ts, content_hash, content_type,
+       upload_name, size_bytes
+FROM local_media WHERE user_id = $1 AND content_hash IS NOT NULL ORDER BY created_ts, media_id
+"""
+
+
+async def get_uploaded_by(conn: asyncpg.Connection, user_id: str) -> list[MediaRow]:
+    """The media the user uploaded (IDs reserved by /create and never filled left out)."""
+    return [MediaRow(*r) for r in await conn.fetch(GET_UPLOADED_BY, user_id)]

@@ -51,6 +51,7 @@ class DestinationState:
     failures: int  # consecutive failures; 0 when healthy
     retry_at: int | None  # ms
     last_success_ts: int | None  # ms
+    failed_ts: int | None = None  # ms: when the failure this state records happened
 
 
 INSERT_PDUS = """
@@ -156,12 +157,19 @@ async def get_destination_states(
     return {r[0]: DestinationState(r[1], r[2], r[3]) for r in rows}
 
 
+# A run of failures keeps the time it began; a healthy state (no failures) forgets both times.
 UPSERT_DESTINATION_STATE = """
-INSERT INTO federation_destinations (destination, failures, retry_at, last_success_ts)
-VALUES ($1, $2, $3, $4)
+INSERT INTO federation_destinations
+    (destination, failures, retry_at, last_success_ts, failure_ts, last_failure_ts)
+VALUES ($1, $2, $3, $4, $5, $5)
 ON CONFLICT (destination) DO UPDATE SET
     failures = EXCLUDED.failures, retry_at = EXCLUDED.retry_at,
-    last_success_ts = coalesce(EXCLUDED.last_success_ts, federation_destinations.last_success_ts)
+    last_success_ts = coalesce(EXCLUDED.last_success_ts, federation_destinations.last_success_ts),
+    failure_ts = CASE WHEN EXCLUDED.failures = 0 THEN NULL
+                      ELSE coalesce(federation_destinations.failure_ts, EXCLUDED.failure_ts) END,
+    last_failure_ts = CASE WHEN EXCLUDED.failures = 0 THEN NULL
+                           ELSE coalesce(EXCLUDED.last_failure_ts,
+                                         federation_destinations.last_failure_ts) END
 """
 
 
@@ -171,8 +179,24 @@ async def upsert_destination_state(
     """Store a destination's retry state; a None ``last_success_ts`` keeps the stored one."""
     await conn.execute(
         UPSERT_DESTINATION_STATE, destination, state.failures, state.retry_at,
-        state.last_success_ts,
+        state.last_success_ts, state.failed_ts,
     )
+
+
+RECORD_SENT_PDUS = """
+UPDATE federation_destinations SET last_sent_stream_ordering = GREATEST(
+    last_sent_stream_ordering,
+    (SELECT max(stream_ordering) FROM events WHERE event_id = ANY($2::text[])))
+WHERE destination = $1
+"""
+
+
+async def record_sent_pdus(
+    conn: asyncpg.Connection, destination: str, event_ids: Sequence[str]
+) -> None:
+    """Note the latest stream position among PDUs the destination accepted (its state row
+    exists: the caller stored it first)."""
+    await conn.execute(RECORD_SENT_PDUS, destination, list(event_ids))
 
 
 DELETE_DESTINATION_PDUS = "DELETE FROM federation_outbox_pdus WHERE destination = $1"

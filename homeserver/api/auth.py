@@ -40,6 +40,7 @@ async def _resolve(request: web.Request) -> Requester:
     return await request.app[ACCOUNTS].authenticate(
         token, client_address(request), as_user=query.get("user_id"),
         as_device=query.get("device_id", query.get("org.matrix.msc3202.device_id")),
+        user_agent=request.headers.get("User-Agent"),
     )
 
 

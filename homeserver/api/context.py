@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from homeserver.services.appservice_queries import AppServiceQueries
     from homeserver.services.appservices import AppServices
     from homeserver.services.cross_signing import CrossSigningService
+    from homeserver.services.destinations import FederationDestinations
     from homeserver.services.devices import DevicesService
     from homeserver.services.directory import DirectoryService
     from homeserver.services.e2e_keys import E2EKeysService
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from homeserver.services.shared_secret import SharedSecretRegistration
     from homeserver.services.sliding_sync import SlidingSyncService
     from homeserver.services.space_hierarchy import SpaceHierarchy
+    from homeserver.services.statistics import Statistics
     from homeserver.services.sync import SyncService
     from homeserver.services.tags import TagsService
     from homeserver.services.third_party import ThirdPartyLookups
@@ -83,3 +85,5 @@ SHARED_SECRET_REGISTRATION: web.AppKey[SharedSecretRegistration] = web.AppKey(
 )
 ROOM_ADMIN: web.AppKey[RoomAdmin] = web.AppKey("room_admin")
 ROOM_SHUTDOWN: web.AppKey[RoomShutdown] = web.AppKey("room_shutdown")
+DESTINATIONS: web.AppKey[FederationDestinations] = web.AppKey("destinations")
+STATISTICS: web.AppKey[Statistics] = web.AppKey("statistics")

@@ -158,8 +158,10 @@ class AccountsService:
 
     async def authenticate(
         self, token: str, ip: str, *, as_user: str | None = None, as_device: str | None = None,
+        user_agent: str | None = None,
     ) -> Requester:
-        """The owner of an access token, or 401 M_UNKNOWN_TOKEN (`soft_logout` if expired).
+        """The owner of an access token, or 401 M_UNKNOWN_TOKEN (`soft_logout` if expired);
+        the device is last seen at `ip` with `user_agent` (what the admin API shows).
         An application service's `as_token` acts as `as_user` on `as_device` (the request's
         `user_id` and `device_id`; see appservice_users.py), a user's token ignores them."""
         registration = self.appservice_users.appservices.by_as_token(token)
@@ -178,7 +180,9 @@ class AccountsService:
             row = await store.get_token_owner(conn, token_hash)
             if row is None or row["deactivated"] or _expired(row["expires_ts"], now):
                 return row
-            await store.update_device_last_seen(conn, row["user_id"], row["device_id"], now, ip)
+            await store.update_device_last_seen(
+                conn, row["user_id"], row["device_id"], now, ip, user_agent
+            )
             if row["previous_hash"] is not None:
                 # The first use of a refreshed pair revokes the refresh token it replaced.
                 await store.delete_refresh_tokens(conn, [row["previous_hash"]], [])
@@ -533,9 +537,14 @@ class AccountsService:
     def _device_id(given: str | None) -> str:
         if given is None:
             return "".join(secrets.choice(string.ascii_uppercase) for _ in range(DEVICE_ID_LENGTH))
-        if not given or len(given.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID_BYTES:
-            raise invalid_param(f"'device_id' must be 1 to {MAX_DEVICE_ID_BYTES} bytes")
-        return given
+        return valid_device_id(given)
+
+
+def valid_device_id(device_id: str) -> str:
+    """`device_id` if a client (or an admin) may name a device so; else M_INVALID_PARAM."""
+    if not device_id or len(device_id.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID_BYTES:
+        raise invalid_param(f"'device_id' must be 1 to {MAX_DEVICE_ID_BYTES} bytes")
+    return device_id
 
 
 def _expired(expires_ts: int | None, now: int) -> bool:

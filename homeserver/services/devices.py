@@ -1,5 +1,6 @@
 """Device management (spec "Device management"): listing a user's devices, renaming one and
-deleting them behind User-Interactive Authentication.
+deleting them behind User-Interactive Authentication; and the same for a server admin on
+anyone's behalf (Synapse's admin API `/_synapse/admin/v2/users/{userId}/devices`), without UIA.
 
 Deleting goes through the accounts service, which owns the token cache: a deleted device's
 access and refresh tokens stop working at once, its end-to-end keys and to-device inbox go with
@@ -14,7 +15,9 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
-from homeserver.services.accounts import AccountsService
+from homeserver.protocol.identifiers import parse_user_id
+from homeserver.services.accounts import AccountsService, valid_device_id
+from homeserver.services.clock import Clock
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.requester import Requester
 from homeserver.services.uia import UiaRequest, UserInteractiveAuth
@@ -24,17 +27,45 @@ from storage.database import Database
 MAX_DEVICE_DISPLAY_NAME_LENGTH = 256
 
 
+# The spec's `client_device`; the user agent is only shown to admins (and in whois).
+CLIENT_DEVICE_FIELDS = ("device_id", "display_name", "last_seen_ip", "last_seen_ts")
+
+
 def _device_json(row: asyncpg.Record) -> dict[str, Any]:
     """A `client_device` object; absent values are left out, as the schema has no nulls."""
-    return {key: row[key] for key in row.keys() if row[key] is not None}
+    return {key: row[key] for key in CLIENT_DEVICE_FIELDS if row[key] is not None}
+
+
+def _admin_device_json(user_id: str, row: asyncpg.Record) -> dict[str, Any]:
+    """A device as Synapse's admin API shows it: `display_name` absent when unset, the
+    last-seen fields null when never seen. Moot has no dehydrated devices."""
+    device = {
+        "device_id": row["device_id"], "last_seen_ip": row["last_seen_ip"],
+        "last_seen_ts": row["last_seen_ts"], "last_seen_user_agent": row["last_seen_user_agent"],
+        "user_id": user_id, "dehydrated": False,
+    }
+    if row["display_name"] is not None:
+        device["display_name"] = row["display_name"]
+    return device
+
+
+def _connections(row: asyncpg.Record) -> list[dict[str, Any]]:
+    """Whois's `ConnectionInfo` of a device: where it was last seen, if it ever was."""
+    if row["last_seen_ts"] is None:
+        return []
+    connection = {"ip": row["last_seen_ip"], "last_seen": row["last_seen_ts"]}
+    if row["last_seen_user_agent"] is not None:
+        connection["user_agent"] = row["last_seen_user_agent"]
+    return [connection]
 
 
 class DevicesService:
     def __init__(
         self, db: Database, accounts: AccountsService, uia: UserInteractiveAuth,
-        device_lists: DeviceListService,
+        device_lists: DeviceListService, clock: Clock,
     ) -> None:
         self._db = db
+        self._clock = clock
         self._accounts = accounts
         self._uia = uia
         self._device_lists = device_lists
@@ -48,12 +79,10 @@ class DevicesService:
         user themselves or a server admin may ask (as Synapse allows)."""
         if user_id != requester.user_id and not requester.is_admin:
             raise forbidden("Only a server admin may look up another user")
+        await self._local_user(user_id)
         rows = await self._db.run(lambda conn: store.get_devices(conn, user_id))
         return {"user_id": user_id, "devices": {
-            row["device_id"]: {"sessions": [{"connections": [
-                {"ip": row["last_seen_ip"], "last_seen": row["last_seen_ts"]}
-            ] if row["last_seen_ts"] is not None else []}]}
-            for row in rows
+            row["device_id"]: {"sessions": [{"connections": _connections(row)}]} for row in rows
         }}
 
     async def get_device(self, requester: Requester, device_id: str) -> dict[str, Any]:
@@ -66,23 +95,25 @@ class DevicesService:
         self, requester: Requester, device_id: str, display_name: str | None
     ) -> None:
         """Set the device's display name; without one, only check that the device exists."""
+        await self._rename(requester.user_id, device_id, display_name)
+
+    async def _rename(self, user_id: str, device_id: str, display_name: str | None) -> None:
         if display_name is None:
-            await self.get_device(requester, device_id)
-            return
+            if await self._db.run(lambda conn: store.get_device(conn, user_id, device_id)):
+                return
+            raise not_found("No device with that ID")
         if len(display_name) > MAX_DEVICE_DISPLAY_NAME_LENGTH:
             raise invalid_param(
                 f"'display_name' may not be longer than {MAX_DEVICE_DISPLAY_NAME_LENGTH} characters"
             )
         updated = await self._db.transaction(
-            lambda conn: store.update_device_display_name(
-                conn, requester.user_id, device_id, display_name
-            ),
+            lambda conn: store.update_device_display_name(conn, user_id, device_id, display_name),
             name="rename_device",
         )
         if not updated:
-            raise not_found("You have no device with that ID")
+            raise not_found("No device with that ID")
         # Other users see the name in /keys/query (`unsigned.device_display_name`).
-        await self._device_lists.mark_changed(requester.user_id, [device_id])
+        await self._device_lists.mark_changed(user_id, [device_id])
 
     async def delete_devices(
         self, requester: Requester, device_ids: list[str], request: UiaRequest
@@ -92,3 +123,51 @@ class DevicesService:
         looked at, and UIA refuses (403) a password stage naming anyone else."""
         await self._uia.authenticate_requester(request, requester)
         await self._accounts.delete_devices(requester.user_id, device_ids)
+
+    # ---- a server admin's, on any local user's behalf (the caller checked the admin) ----
+
+    async def _local_user(self, user_id: str) -> None:
+        """400 for a user ID that is malformed or another server's, 404 for an unknown one."""
+        try:
+            _, server_name = parse_user_id(user_id)
+        except ValueError:
+            raise invalid_param(f"{user_id!r} is not a valid user ID") from None
+        if server_name != self._accounts.server_name:
+            raise invalid_param("Only local users can be looked up")
+        if await self._db.run(lambda conn: store.get_user(conn, user_id)) is None:
+            raise not_found("Unknown user")
+
+    async def admin_list(self, user_id: str) -> list[dict[str, Any]]:
+        await self._local_user(user_id)
+        rows = await self._db.run(lambda conn: store.get_devices(conn, user_id))
+        return [_admin_device_json(user_id, row) for row in rows]
+
+    async def admin_get(self, user_id: str, device_id: str) -> dict[str, Any]:
+        await self._local_user(user_id)
+        row = await self._db.run(lambda conn: store.get_device(conn, user_id, device_id))
+        if row is None:
+            raise not_found("No device with that ID")
+        return _admin_device_json(user_id, row)
+
+    async def admin_create(self, user_id: str, device_id: str) -> None:
+        """Create a device without a token (nothing if it exists): others' clients learn of it
+        from the device list, as of one a login creates."""
+        await self._local_user(user_id)
+        valid_device_id(device_id)
+        now = self._clock.now_ms()
+        created = await self._db.transaction(
+            lambda conn: store.insert_device(conn, user_id, device_id, None, now),
+            name="admin_create_device",
+        )
+        if created:
+            await self._device_lists.mark_changed(user_id, [device_id])
+
+    async def admin_rename(self, user_id: str, device_id: str, display_name: str | None) -> None:
+        await self._local_user(user_id)
+        await self._rename(user_id, device_id, display_name)
+
+    async def admin_delete(self, user_id: str, device_ids: list[str]) -> None:
+        """Delete devices as the user's own deletion does (tokens, keys, to-device inbox,
+        device list update), without UIA; unknown IDs are no error."""
+        await self._local_user(user_id)
+        await self._accounts.delete_devices(user_id, device_ids)

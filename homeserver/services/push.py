@@ -65,6 +65,15 @@ def _rule_error(e: InvalidPushRule) -> MatrixError:
     return MatrixError(400, e.errcode, str(e))
 
 
+async def read_ruleset(
+    conn: asyncpg.Connection, user_id: str
+) -> dict[str, list[dict[str, Any]]]:
+    """The user's push ruleset as `GET /pushrules/global/` serves it."""
+    own = await push_store.get_user_rules(conn, [user_id])
+    changes = await push_store.get_default_changes(conn, [user_id])
+    return push_rules.build_ruleset(user_id, own[user_id], changes[user_id])
+
+
 def check_kind(kind: str) -> str:
     if kind not in push_rules.KINDS:
         raise invalid_param(f"Unknown push rule kind {kind!r}")
@@ -95,14 +104,7 @@ class PushService:
     # ---- the rules API ----------------------------------------------------------------------
 
     async def ruleset(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
-        return await self.db.run(lambda conn: self._ruleset(conn, user_id))
-
-    async def _ruleset(
-        self, conn: asyncpg.Connection, user_id: str
-    ) -> dict[str, list[dict[str, Any]]]:
-        own = await push_store.get_user_rules(conn, [user_id])
-        changes = await push_store.get_default_changes(conn, [user_id])
-        return push_rules.build_ruleset(user_id, own[user_id], changes[user_id])
+        return await self.db.run(lambda conn: read_ruleset(conn, user_id))
 
     async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         """The rule as the ruleset shows it, or M_NOT_FOUND."""
@@ -176,7 +178,7 @@ class PushService:
         """Store a change (one writer per user), drop the cached ruleset, publish m.push_rules."""
         async def run(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
             await fn(conn)
-            return await self._ruleset(conn, user_id)
+            return await read_ruleset(conn, user_id)
 
         async with self._user_locks[user_id]:
             try:

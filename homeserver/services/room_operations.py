@@ -406,10 +406,12 @@ class RoomsService:
         self.engine.memberships_changed(requester.user_id)
 
     async def joined_rooms(self, requester: Requester) -> list[str]:
-        rows = await self.db.run(
-            lambda c: state_store.get_rooms_for_user(c, requester.user_id, ["join"])
-        )
-        return [r["room_id"] for r in rows]
+        return await self.joined_rooms_of(requester.user_id)
+
+    async def joined_rooms_of(self, user_id: str) -> list[str]:
+        """The rooms `user_id` (of any server) is joined to, as far as this server knows."""
+        rows = await self.db.run(lambda c: state_store.get_rooms_for_user(c, user_id, ["join"]))
+        return sorted(r["room_id"] for r in rows)
 
     async def mutual_rooms(self, requester: Requester, user_id: str) -> list[str]:
         """The rooms the requester and `user_id` are both joined to (none for a user who

@@ -27,6 +27,7 @@ from tests.interop.conftest import CHECKOUT, SpawnServer
 
 SUBCOMMANDS = (
     "init", "run", "migrate", "register-user", "backup", "restore", "reset-after-restore",
+    "export-user",
 )
 NAME = "example.test:8448"
 

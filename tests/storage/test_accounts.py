@@ -37,10 +37,12 @@ async def test_devices_are_listed_renamed_and_deleted_per_user(db: Database) -> 
         assert not await accounts.insert_device(conn, U, "A", "again", 5)
         assert await accounts.update_device_display_name(conn, U, "A", "phone")
         assert not await accounts.update_device_display_name(conn, U, "Z", "nothing")
-        await accounts.update_device_last_seen(conn, U, "B", 42, "10.0.0.1")
+        await accounts.update_device_last_seen(conn, U, "B", 40, "10.0.0.9", "Element/1.0")
+        await accounts.update_device_last_seen(conn, U, "B", 42, "10.0.0.1")  # UA kept
         devices = [tuple(r) for r in await accounts.get_devices(conn, U)]
         assert devices == [
-            ("A", "phone", None, None), ("B", None, 42, "10.0.0.1"), ("C", None, None, None)
+            ("A", "phone", None, None, None), ("B", None, 42, "10.0.0.1", "Element/1.0"),
+            ("C", None, None, None, None),
         ]
         assert await accounts.delete_devices(conn, U, ["C", "Z"]) == ["C"]
         assert await accounts.get_device(conn, U, "C") is None

@@ -15,26 +15,34 @@ from aiohttp import web
 
 def admin_routes() -> list[web.AbstractRouteDef]:
     from homeserver.api.admin import (
+        devices,
+        federation,
         history,
         media,
         register,
         registration_tokens,
+        reports,
         room_deletes,
         rooms,
         server,
         server_notices,
+        statistics,
         users,
     )
 
     modules = (
+        devices,
+        federation,
         history,
         media,
         register,
         registration_tokens,
+        reports,
         room_deletes,
         rooms,
         server,
         server_notices,
+        statistics,
         users,
     )
     return [route for module in modules for route in module.routes]

@@ -1,10 +1,14 @@
-"""The query parameters every admin listing reads: `from` (an offset, as Synapse's
-`next_token`), `limit` and `dir`, checked at the edge so a value PostgreSQL can't hold is a
-400 M_INVALID_PARAM rather than a 500."""
+"""The query parameters of Synapse's admin listings, checked at the edge: `from` (an offset,
+which Synapse hands back as `next_token`), `limit` and `dir`, and the other counts listings
+take (timestamps, sizes). Synapse answers a negative `from` or `limit` with 400
+M_INVALID_PARAM, and so does Moot, also for one that is no integer or is past what PostgreSQL's
+bigint holds (a 500 otherwise); a page holds at most `MAX_LIMIT` entries, whatever `limit`
+asks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -12,48 +16,63 @@ from homeserver.api.http import query_bool
 from homeserver.errors import MatrixError, invalid_param
 
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000  # a bigger `limit` is served as this many (the paging still adds up)
-_BIGINT = 2**63 - 1  # the largest number a query parameter may carry to PostgreSQL
+MAX_LIMIT = 1000
+MAX_VALUE = 2**63 - 1  # PostgreSQL's bigint: an offset or a timestamp beyond is no value
 
 
-def query_count(request: web.Request, key: str, default: int | None, lowest: int = 0) -> int:
-    """A non-negative integer parameter (an offset, a size, a timestamp): from `lowest` to
-    PostgreSQL's bigint, else M_INVALID_PARAM; `default` None makes it required."""
+def optional_count(request: web.Request, key: str, lowest: int = 0) -> int | None:
+    """An integer parameter from `lowest` to PostgreSQL's bigint, None when absent;
+    anything else is M_INVALID_PARAM."""
     raw = request.query.get(key)
     if raw is None:
-        if default is None:
-            raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
         raise invalid_param(f"'{key}' must be an integer") from None
-    if not lowest <= value <= _BIGINT:
-        raise invalid_param(f"'{key}' must be an integer from {lowest} to {_BIGINT}")
+    if not lowest <= value <= MAX_VALUE:
+        raise invalid_param(f"'{key}' must be an integer from {lowest} to {MAX_VALUE}")
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    start: int  # offset of the first row served
-    limit: int  # most rows served
-    backwards: bool  # `dir=b`: the listing's order reversed
-
-    def next_token(self, served: int, total: int) -> dict[str, str]:
-        """`next_token` (a string offset, as Synapse sends it) while rows remain."""
-        following = self.start + served
-        return {"next_token": str(following)} if served and following < total else {}
-
-
-def query_page(request: web.Request, default_limit: int = DEFAULT_LIMIT) -> Page:
-    start = query_count(request, "from", 0)
-    limit = min(query_count(request, "limit", default_limit, lowest=1), MAX_LIMIT)
-    direction = request.query.get("dir", "f")
-    if direction not in ("f", "b"):
-        raise invalid_param("'dir' must be 'f' or 'b'")
-    return Page(start, limit, direction == "b")
+def query_count(request: web.Request, key: str, default: int | None, lowest: int = 0) -> int:
+    """`optional_count` with a default; `default` None makes the parameter required."""
+    value = optional_count(request, key, lowest)
+    if value is not None:
+        return value
+    if default is None:
+        raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
+    return default
 
 
 def query_flag(request: web.Request, key: str) -> bool | None:
     """An optional boolean filter (`true`/`false`): None when absent."""
     return query_bool(request, key) if key in request.query else None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    start: int  # offset of the first entry
+    limit: int  # most entries served
+    backwards: bool  # dir=b
+
+    def next_token(
+        self, total: int, key: str = "next_token", *, text: bool = False
+    ) -> dict[str, Any]:
+        """`{key: …}` (the `from` of the next page) while entries remain past this page, else
+        nothing; `text` for the listings where Synapse sends it as a string."""
+        end = self.start + self.limit
+        if end >= total:
+            return {}
+        return {key: str(end) if text else end}
+
+
+def query_page(
+    request: web.Request, *, default_dir: str = "f", default_limit: int = DEFAULT_LIMIT
+) -> Page:
+    """The page a listing request asks for."""
+    direction = request.query.get("dir", default_dir)
+    if direction not in ("f", "b"):
+        raise invalid_param("'dir' must be 'f' or 'b'")
+    limit = min(MAX_LIMIT, query_count(request, "limit", default_limit, lowest=1))
+    return Page(query_count(request, "from", 0), limit, direction == "b")

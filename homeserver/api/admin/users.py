@@ -42,7 +42,7 @@ async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
     )
     return json_response({
         "users": found.users, "total": found.total,
-        **page.next_token(len(found.users), found.total),
+        **page.next_token(found.total, text=True),
     })
 
 
