@@ -33,6 +33,7 @@ SELECT r.room_id, r.room_version, r.creator, r.is_public,
        {_string("m.room.create", "type")} AS room_type,
        {_string("m.room.topic", "topic")} AS topic,
        {_string("m.room.avatar", "url")} AS avatar,
+       {_string("m.room.tombstone", "replacement_room")} AS replacement_room,
        coalesce((
            SELECT moot_event_content(e.json) -> 'm.federate' <> 'false'::jsonb
            FROM current_state c JOIN events e ON e.event_id = c.event_id
@@ -123,14 +124,18 @@ SELECT s.*,
        NOT EXISTS (
            SELECT 1 FROM room_memberships m
            WHERE m.room_id = s.room_id AND right(m.user_id, length($1)) = $1 AND NOT m.forgotten
-       ) AS forgotten
+       ) AS forgotten,
+       EXISTS (
+           SELECT 1 FROM current_state c
+           WHERE c.room_id = s.room_id AND c.type = 'm.room.tombstone' AND c.state_key = ''
+       ) AS tombstoned
 FROM ({_SUMMARY} WHERE r.room_id = $2) s
 """
 
 
 async def get_room(conn: asyncpg.Connection, local: str, room_id: str) -> asyncpg.Record | None:
-    """One room's summary with its topic, avatar, local devices joined and whether every local
-    user forgot it (Synapse's `forgotten`); None for a room this server does not know."""
+    """One room's summary with its topic, avatar, local devices joined, whether every local
+    user forgot it (Synapse's `forgotten`) and whether it was replaced (`tombstoned`); None for a room this server does not know."""
     return await conn.fetchrow(GET_ROOM, local, room_id)
 
 

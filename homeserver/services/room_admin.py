@@ -39,7 +39,9 @@ LIST_FIELDS = (
     "creator", "encryption", "federatable", "public", "join_rules", "guest_access",
     "history_visibility", "state_events", "room_type",
 )
-DETAIL_FIELDS = ("topic", "avatar", "joined_local_devices", "forgotten")
+DETAIL_FIELDS = (
+    "topic", "avatar", "joined_local_devices", "forgotten", "tombstoned", "replacement_room",
+)
 # Columns whose name differs from the field's.
 _COLUMNS = {"version": "room_version", "public": "is_public"}
 

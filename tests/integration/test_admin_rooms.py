@@ -110,6 +110,7 @@ async def test_room_details_members_state_and_messages(
     assert (details["joined_members"], details["joined_local_members"]) == (2, 2)
     assert details["joined_local_devices"] == 2 and details["forgotten"] is False
     assert details["creator"] == alice.user_id and details["join_rules"] == "public"
+    assert (details["tombstoned"], details["replacement_room"]) == (False, None)
 
     members = await admin_ok(api, admin, "GET", f"/v1/rooms/{room}/members")
     assert sorted(members["members"]) == sorted([alice.user_id, bob.user_id])
@@ -134,6 +135,14 @@ async def test_room_details_members_state_and_messages(
         api, admin, "GET", f"/v1/rooms/{room}/messages", params={"dir": "b", "limit": "1"}
     )
     assert [e["event_id"] for e in latest["chunk"]] == [sent[-1]] and "end" in latest
+
+    upgraded = await api.ok(
+        "POST", f"rooms/{room}/upgrade", json={"new_version": "11"}, token=alice.token
+    )
+    details = await admin_ok(api, admin, "GET", f"/v1/rooms/{room}")
+    assert (details["tombstoned"], details["replacement_room"]) == (
+        True, upgraded["replacement_room"]
+    )
 
     for path in ("", "/members", "/state", "/messages"):
         await refused(api, admin, "GET", f"/v1/rooms/{UNKNOWN_ROOM}{path}", 404, "M_NOT_FOUND")

@@ -4,7 +4,8 @@ against a real Synapse to show that Moot answers what they expect:
 - `register_new_matrix_user` (shipped in matrix-synapse, from bench/.synapse-venv) creates an
   admin through shared-secret registration;
 - synadm (bench/.synadm-venv, `make synadm`) lists the users and shows one user's details,
-  with that admin's access token in its config file (its non-interactive form).
+  lists the rooms and shows one room's details, with that admin's access token in its config
+  file (its non-interactive form).
 
 Both run as subprocesses against the servers' client listeners on loopback."""
 
@@ -72,23 +73,33 @@ async def synadm(home: Path, config: Path, *args: str) -> Any:
 
 async def tools_on(
     home: Path, url: str, server_name: str, http: aiohttp.ClientSession
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> dict[str, Any]:
     """The tools' run against one server: an admin made by the shared secret, a user made
-    through the client API, then synadm's user list and that user's details."""
+    through the client API with a room, then synadm's user list, that user's details, the
+    room list and that room's details (by the command's name)."""
     assert "Success!" in await register_admin(home.parent, url, "ops")
     api = MatrixApi(url, http)
     ops = await api.login(User(f"@ops:{server_name}", "", "", PASSWORD))
     alice = await api.register("alice")
+    room = await api.create_room(alice, name="Ops review", preset="public_chat")
     config = synadm_config(home, url, ops, server_name)
     listing = await synadm(home, config, "user", "list")
     details = await synadm(home, config, "user", "details", alice.user_id)
+    rooms = await synadm(home, config, "room", "list")
+    room_details = await synadm(home, config, "room", "details", room)
     assert listing["total"] == 2
     assert {(u["name"], u["admin"]) for u in listing["users"]} == {
         (ops.user_id, True), (alice.user_id, False)
     }
     assert details["name"] == alice.user_id and details["displayname"] == "alice"
     assert (details["admin"], details["deactivated"]) == (False, False)
-    return listing, details
+    assert rooms["total_rooms"] == 1
+    assert [(r["room_id"], r["name"], r["joined_members"]) for r in rooms["rooms"]] == [
+        (room, "Ops review", 1)
+    ]
+    assert (room_details["room_id"], room_details["creator"]) == (room, alice.user_id)
+    assert (room_details["join_rules"], room_details["public"]) == ("public", False)
+    return {"users": listing, "user": details, "rooms": rooms, "room": room_details}
 
 
 @pytest.mark.synapse
@@ -96,17 +107,18 @@ async def test_operators_tools_on_moot_and_synapse(
     make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     moot = await make_homeserver({"registration.shared_secret": SECRET})
-    moot_list, moot_details = await tools_on(tmp_path / "moot", moot.url, moot.server_name, http)
+    on_moot = await tools_on(tmp_path / "moot", moot.url, moot.server_name, http)
     # The tool's --exists-ok reads M_USER_IN_USE as "already there".
     again = await register_admin(tmp_path, moot.url, "ops", "--exists-ok")
     assert "User already exists" in again
 
     extra = {"registration_shared_secret": SECRET}
     async with run_synapse(tmp_path / "synapse", extra) as synapse:
-        synapse_list, synapse_details = await tools_on(
+        on_synapse = await tools_on(
             tmp_path / "synapse-home", synapse.client_url, synapse.server_name, http
         )
     # Moot answers every field Synapse does (and what synadm printed is Synapse's shape).
-    assert set(synapse_list) <= set(moot_list)
-    assert set(synapse_list["users"][0]) <= set(moot_list["users"][0])
-    assert set(synapse_details) <= set(moot_details)
+    for answer in ("users", "user", "rooms", "room"):
+        assert set(on_synapse[answer]) <= set(on_moot[answer]), answer
+    for listing in ("users", "rooms"):
+        assert set(on_synapse[listing][listing][0]) <= set(on_moot[listing][listing][0])
