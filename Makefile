@@ -32,7 +32,7 @@ install: $(VENV)/.installed
 
 # Synapse from PyPI in its own venv: a federation peer for tests/interop/ (and bench/compare.sh).
 # The script is idempotent; touching the stamp keeps make from re-running it after an edit to it.
-$(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh
+$(SYNAPSE_VENV)/.installed: bench/synapse-venv.sh bench/pypi-venv.sh
 	bash bench/synapse-venv.sh $(SYNAPSE_VENV)
 	touch $@
 
@@ -40,7 +40,7 @@ synapse: $(SYNAPSE_VENV)/.installed
 
 # synadm, the operators' admin tool, from PyPI in its own venv: tests/interop/test_admin_tools.py
 # drives Moot's (and Synapse's) admin API with it. Same stamp scheme as the Synapse venv.
-$(SYNADM_VENV)/.installed: bench/synadm-venv.sh
+$(SYNADM_VENV)/.installed: bench/synadm-venv.sh bench/pypi-venv.sh
 	bash bench/synadm-venv.sh $(SYNADM_VENV)
 	touch $@
 

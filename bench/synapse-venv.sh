@@ -2,8 +2,7 @@
 # Install Synapse from PyPI into its own virtualenv (never Moot's .venv), once.
 #
 # Shared by bench/compare.sh (Synapse as the benchmark's yardstick) and `make test` (Synapse as a
-# federation peer in tests/interop/). Idempotent: a stamp file records the requirement that was
-# installed, so a second run with the same requirement does nothing and a changed one reinstalls.
+# federation peer in tests/interop/). Idempotent (bench/pypi-venv.sh).
 #
 # Usage: bench/synapse-venv.sh [VENV]   (default: bench/.synapse-venv beside this script)
 set -euo pipefail
@@ -13,16 +12,6 @@ set -euo pipefail
 # SQLite): its driver comes as the psycopg2-binary wheel rather than through Synapse's `postgres`
 # extra, whose psycopg2 builds from source and needs a compiler and libpq's headers.
 REQUIREMENTS=(matrix-synapse~=1.163.2 psycopg2-binary)
-REQUIREMENT="${REQUIREMENTS[*]}"
 
-VENV="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/.synapse-venv}"
-STAMP="$VENV/.installed"
-
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$REQUIREMENT" && -x "$VENV/bin/python" ]]; then
-    exit 0
-fi
-echo "installing $REQUIREMENT into $VENV" >&2
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade pip >&2
-"$VENV/bin/pip" install --quiet "${REQUIREMENTS[@]}" >&2
-echo "$REQUIREMENT" > "$STAMP"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec bash "$HERE/pypi-venv.sh" "${1:-$HERE/.synapse-venv}" python "${REQUIREMENTS[@]}"

@@ -10,39 +10,17 @@ Every route but shared-secret registration needs the access token of a server ad
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from aiohttp import web
+
+# One module per area (homeserver/api/admin/<area>.py), each with its `routes` table.
+AREAS = (
+    "devices", "federation", "history", "media", "register", "registration_tokens", "reports",
+    "room_deletes", "rooms", "server", "server_notices", "statistics", "users",
+)
 
 
 def admin_routes() -> list[web.AbstractRouteDef]:
-    from homeserver.api.admin import (
-        devices,
-        federation,
-        history,
-        media,
-        register,
-        registration_tokens,
-        reports,
-        room_deletes,
-        rooms,
-        server,
-        server_notices,
-        statistics,
-        users,
-    )
-
-    modules = (
-        devices,
-        federation,
-        history,
-        media,
-        register,
-        registration_tokens,
-        reports,
-        room_deletes,
-        rooms,
-        server,
-        server_notices,
-        statistics,
-        users,
-    )
+    modules = [import_module(f"{__name__}.{area}") for area in AREAS]
     return [route for module in modules for route in module.routes]

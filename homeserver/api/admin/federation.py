@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
-from homeserver.api.admin.paging import query_page
+from homeserver.api.admin.paging import query_order, query_page
 from homeserver.api.context import DESTINATIONS
 from homeserver.api.http import json_response, read_json_body
 from homeserver.errors import invalid_param
@@ -31,9 +31,7 @@ def _destination(request: web.Request) -> str:
 async def list_destinations(request: web.Request) -> web.Response:
     await require_admin(request)
     page = query_page(request, default_dir="f")
-    order_by = request.query.get("order_by", "destination")
-    if order_by not in ORDERS:
-        raise invalid_param(f"'order_by' must be one of {', '.join(ORDERS)}")
+    order_by = query_order(request, ORDERS, "destination")
     destinations, total = await request.app[DESTINATIONS].destinations(
         request.query.get("destination"), page.start, page.limit, order_by=order_by,
         backwards=page.backwards,

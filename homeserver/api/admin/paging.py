@@ -7,6 +7,7 @@ asks."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,14 @@ def query_count(request: web.Request, key: str, default: int | None, lowest: int
     if default is None:
         raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
     return default
+
+
+def query_order(request: web.Request, orders: Collection[str], default: str) -> str:
+    """`order_by`: one of `orders` (the columns a listing sorts by), else M_INVALID_PARAM."""
+    order_by = request.query.get("order_by", default)
+    if order_by not in orders:
+        raise invalid_param(f"'order_by' must be one of {', '.join(sorted(orders))}")
+    return order_by
 
 
 def query_flag(request: web.Request, key: str) -> bool | None:

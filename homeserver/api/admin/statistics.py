@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, require_admin
-from homeserver.api.admin.paging import optional_count, query_page
+from homeserver.api.admin.paging import optional_count, query_order, query_page
 from homeserver.api.context import STATISTICS
 from homeserver.api.http import json_response
 from homeserver.errors import invalid_param
@@ -34,9 +34,7 @@ def _media_usage_query(request: web.Request) -> MediaUsageQuery:
 async def users_media(request: web.Request) -> web.Response:
     await require_admin(request)
     page = query_page(request, default_dir="f")
-    order_by = request.query.get("order_by", "user_id")
-    if order_by not in MEDIA_USAGE_ORDERS:
-        raise invalid_param(f"'order_by' must be one of {', '.join(MEDIA_USAGE_ORDERS)}")
+    order_by = query_order(request, MEDIA_USAGE_ORDERS, "user_id")
     users, total = await request.app[STATISTICS].media_usage(
         _media_usage_query(request), page.start, page.limit, order_by=order_by,
         backwards=page.backwards,

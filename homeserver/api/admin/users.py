@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
-from homeserver.api.admin.paging import query_flag, query_page
+from homeserver.api.admin.paging import query_flag, query_order, query_page
 from homeserver.api.context import ADMIN_USERS
 from homeserver.api.http import (
     field_bool,
@@ -29,9 +29,7 @@ routes = web.RouteTableDef()
 async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
     await require_admin(request)
     page = query_page(request)
-    order_by = request.query.get("order_by", "name")
-    if order_by not in ORDER_COLUMNS:
-        raise invalid_param(f"Unknown value for order_by: {order_by!r}")
+    order_by = query_order(request, ORDER_COLUMNS, "name")
     f = UserFilter(
         name=request.query.get("name"), user_id=request.query.get("user_id"),
         guests=query_bool(request, "guests", True), deactivated=deactivated,
