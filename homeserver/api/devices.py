@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from homeserver.api.auth import require_requester
@@ -59,14 +61,20 @@ async def delete_device(request: web.Request) -> web.Response:
     return json_response({})
 
 
-@routes.post(f"{PREFIX}/delete_devices")
-async def delete_devices(request: web.Request) -> web.Response:
-    requester = await require_requester(request)
-    body = await read_json_body(request)
+def device_ids(body: dict[str, Any]) -> list[str]:
+    """The `devices` of a bulk deletion's body: a required array of device IDs."""
     if "devices" not in body:
         raise MatrixError(400, "M_MISSING_PARAM", "'devices' is required")
     devices = body["devices"]
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise bad_json("'devices' must be an array of device IDs")
+    return devices
+
+
+@routes.post(f"{PREFIX}/delete_devices")
+async def delete_devices(request: web.Request) -> web.Response:
+    requester = await require_requester(request)
+    body = await read_json_body(request)
+    devices = device_ids(body)
     await request.app[DEVICES].delete_devices(requester, devices, uia_request(request, body))
     return json_response({})

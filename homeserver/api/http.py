@@ -24,7 +24,7 @@ from homeserver.api.context import RATELIMITER
 from homeserver.errors import MatrixError, bad_json, invalid_param, too_large
 from homeserver.logs import ACCESS_LINE, ACCESS_LOGGER, REQUEST_ID
 from homeserver.protocol.canonical_json import JSONNestingError, loads_bounded
-from homeserver.protocol.identifiers import is_valid_room_id
+from homeserver.protocol.identifiers import is_valid_room_id, is_valid_user_id
 from homeserver.services.ratelimit import address_key
 from homeserver.services.streams import StreamToken
 from storage.database import DataError
@@ -307,6 +307,14 @@ def valid_room_id(room_id: str) -> str:
 def path_room_id(request: web.Request) -> str:
     """The `{roomId}` path parameter, validated."""
     return valid_room_id(request.match_info["roomId"])
+
+
+def path_user_id(request: web.Request) -> str:
+    """The `{userId}` path parameter, validated (M_INVALID_PARAM for a malformed one)."""
+    user_id = request.match_info["userId"]
+    if not is_valid_user_id(user_id):
+        raise invalid_param(f"{user_id!r} is not a valid user ID")
+    return user_id
 
 
 def is_json_number(value: Any) -> bool:

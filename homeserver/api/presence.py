@@ -7,9 +7,8 @@ from aiohttp import web
 from homeserver.api.auth import require_requester
 from homeserver.api.context import SYNC
 from homeserver.api.filters import own_user_id
-from homeserver.api.http import field_str, json_response, read_json_body
+from homeserver.api.http import field_str, json_response, path_user_id, read_json_body
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.protocol.identifiers import is_valid_user_id
 from homeserver.services.presence import PRESENCE_STATES
 
 routes = web.RouteTableDef()
@@ -22,9 +21,7 @@ MAX_STATUS_MSG_CHARS = 1024
 @routes.get(STATUS_PATH)
 async def get_presence(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    user_id = request.match_info["userId"]
-    if not is_valid_user_id(user_id):
-        raise invalid_param(f"{user_id!r} is not a valid user ID")
+    user_id = path_user_id(request)
     return json_response(await request.app[SYNC].presence.get_presence(requester.user_id, user_id))
 
 

@@ -13,9 +13,8 @@ from aiohttp import web
 
 from homeserver.api.auth import require_requester
 from homeserver.api.context import ACCOUNTS
-from homeserver.api.http import json_response, read_json_body
+from homeserver.api.http import json_response, path_user_id, read_json_body
 from homeserver.errors import MatrixError, invalid_param, not_found
-from homeserver.protocol.identifiers import is_valid_user_id
 from homeserver.services.profiles import check_key
 
 routes = web.RouteTableDef()
@@ -24,12 +23,6 @@ PREFIX = "/_matrix/client/v3"
 # The keyName grammar of the spec's profile API.
 _KEY_NAME_RE = re.compile(r"avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
-
-def _user_id(request: web.Request) -> str:
-    user_id = request.match_info["userId"]
-    if not is_valid_user_id(user_id):
-        raise invalid_param(f"{user_id!r} is not a valid user ID")
-    return user_id
 
 
 def _key_name(request: web.Request) -> str:
@@ -42,12 +35,12 @@ def _key_name(request: web.Request) -> str:
 
 @routes.get(PREFIX + "/profile/{userId}")
 async def get_profile(request: web.Request) -> web.Response:
-    return json_response(await request.app[ACCOUNTS].profiles.lookup_profile(_user_id(request)))
+    return json_response(await request.app[ACCOUNTS].profiles.lookup_profile(path_user_id(request)))
 
 
 @routes.get(PREFIX + "/profile/{userId}/{keyName}")
 async def get_profile_field(request: web.Request) -> web.Response:
-    user_id, key = _user_id(request), _key_name(request)
+    user_id, key = path_user_id(request), _key_name(request)
     profile = await request.app[ACCOUNTS].profiles.lookup_profile(user_id)
     if key not in profile:
         raise not_found(f"This user has no {key!r} in their profile")
@@ -57,7 +50,7 @@ async def get_profile_field(request: web.Request) -> web.Response:
 @routes.put(PREFIX + "/profile/{userId}/{keyName}")
 async def set_profile_field(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    user_id, key = _user_id(request), _key_name(request)
+    user_id, key = path_user_id(request), _key_name(request)
     body = await read_json_body(request)
     if key not in body:
         raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
@@ -68,6 +61,6 @@ async def set_profile_field(request: web.Request) -> web.Response:
 @routes.delete(PREFIX + "/profile/{userId}/{keyName}")
 async def remove_profile_field(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    user_id, key = _user_id(request), _key_name(request)
+    user_id, key = path_user_id(request), _key_name(request)
     await request.app[ACCOUNTS].profiles.remove_field(requester, user_id, key)
     return json_response({})

@@ -13,10 +13,10 @@ from homeserver.api.http import (
     is_json_number,
     json_response,
     path_room_id,
+    path_user_id,
     read_json_body,
 )
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.protocol.identifiers import is_valid_user_id
 
 routes = web.RouteTableDef()
 
@@ -60,9 +60,7 @@ async def report_room(request: web.Request) -> web.Response:
 @routes.post(V3 + "/users/{userId}/report")
 async def report_user(request: web.Request) -> web.Response:
     requester = await require_requester(request)
-    user_id = request.match_info["userId"]
-    if not is_valid_user_id(user_id):
-        raise invalid_param(f"{user_id!r} is not a valid user ID")
+    user_id = path_user_id(request)
     reason = await _reason(request, required=True)
     await request.app[REPORTS].report_user(requester, user_id, reason)
     return json_response({})

@@ -14,9 +14,8 @@ from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
 from homeserver.api.context import DEVICES, ROOMS
-from homeserver.api.http import field_str, json_response, read_json_body, require_str
-from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.protocol.identifiers import is_valid_user_id
+from homeserver.api.devices import device_ids
+from homeserver.api.http import field_str, json_response, path_user_id, read_json_body, require_str
 
 routes = web.RouteTableDef()
 
@@ -74,11 +73,7 @@ async def delete_devices(request: web.Request) -> web.Response:
     admin = await require_admin(request)
     user_id = request.match_info["userId"]
     body = await read_json_body(request)
-    if "devices" not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", "'devices' is required")
-    devices = body["devices"]
-    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
-        raise bad_json("'devices' must be an array of device IDs")
+    devices = device_ids(body)
     await request.app[DEVICES].admin_delete(user_id, devices)
     log_admin_action(admin, "delete_devices", user_id=user_id, devices=devices)
     return json_response({})
@@ -88,9 +83,7 @@ async def delete_devices(request: web.Request) -> web.Response:
 async def joined_rooms(request: web.Request) -> web.Response:
     """Any user's, a remote one's too: the rooms this server shares with them."""
     await require_admin(request)
-    user_id = request.match_info["userId"]
-    if not is_valid_user_id(user_id):
-        raise invalid_param(f"{user_id!r} is not a valid user ID")
+    user_id = path_user_id(request)
     rooms = await request.app[ROOMS].joined_rooms_of(user_id)
     return json_response({"joined_rooms": rooms, "total": len(rooms)})
 

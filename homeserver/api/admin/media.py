@@ -9,10 +9,9 @@ from aiohttp import web
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
 from homeserver.api.admin.paging import DEFAULT_LIMIT, MAX_LIMIT, query_count
 from homeserver.api.context import MEDIA_ADMIN
-from homeserver.api.http import json_response, path_room_id, query_bool
+from homeserver.api.http import json_response, path_room_id, path_user_id, query_bool
 from homeserver.api.media import media_ref, path_media_id
 from homeserver.errors import invalid_param
-from homeserver.protocol.identifiers import is_valid_user_id
 from homeserver.services.media_admin import MediaOrder
 from storage.admin_media import ORDER_COLUMNS, MediaInfo
 
@@ -27,7 +26,7 @@ SECONDS_NOT_MS = 30_000_000_000
 @routes.get(V1 + "/users/{userId}/media")
 async def list_user_media(request: web.Request) -> web.Response:
     await require_admin(request)
-    page = await request.app[MEDIA_ADMIN].user_media(_user_id(request), _order(request))
+    page = await request.app[MEDIA_ADMIN].user_media(path_user_id(request), _order(request))
     body: dict[str, object] = {"media": [_listed(m) for m in page.media], "total": page.total}
     if page.next_token is not None:
         body["next_token"] = page.next_token
@@ -37,7 +36,7 @@ async def list_user_media(request: web.Request) -> web.Response:
 @routes.delete(V1 + "/users/{userId}/media")
 async def delete_user_media(request: web.Request) -> web.Response:
     admin = await require_admin(request)
-    user_id = _user_id(request)
+    user_id = path_user_id(request)
     deleted = await request.app[MEDIA_ADMIN].delete_user_media(user_id, _order(request))
     log_admin_action(admin, "delete_user_media", user_id=user_id, media_ids=deleted)
     return _deleted(deleted)
@@ -85,7 +84,7 @@ async def quarantine_room_media(request: web.Request) -> web.Response:
 @routes.post(V1 + "/user/{userId}/media/quarantine")
 async def quarantine_user_media(request: web.Request) -> web.Response:
     admin = await require_admin(request)
-    user_id = _user_id(request)
+    user_id = path_user_id(request)
     count = await request.app[MEDIA_ADMIN].quarantine_user(admin.user_id, user_id)
     log_admin_action(admin, "quarantine_user_media", user_id=user_id, count=count)
     return json_response({"num_quarantined": count})
@@ -164,12 +163,6 @@ def _listed(info: MediaInfo) -> dict[str, object]:
 def _deleted(media_ids: list[str]) -> web.Response:
     return json_response({"deleted_media": media_ids, "total": len(media_ids)})
 
-
-def _user_id(request: web.Request) -> str:
-    user_id = request.match_info["userId"]
-    if not is_valid_user_id(user_id):
-        raise invalid_param(f"{user_id!r} is not a valid user ID")
-    return user_id
 
 
 def _order(request: web.Request) -> MediaOrder:
