@@ -76,6 +76,7 @@ from homeserver.services.appservice_queries import AppServiceQueries
 from homeserver.services.appservice_sender import AppServiceSender
 from homeserver.services.appservices import AppServices, load_appservices
 from homeserver.services.censoring import censor_current_state
+from homeserver.services.client_ips import ClientIpSweep
 from homeserver.services.clock import Clock, SystemClock
 from homeserver.services.cross_signing import CrossSigningService
 from homeserver.services.destinations import FederationDestinations
@@ -92,6 +93,7 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.loop_lag import measure_loop_lag
 from homeserver.services.media import MediaService
 from homeserver.services.media_admin import MediaAdmin
+from homeserver.services.media_retention import MediaRetention
 from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import OutboundEdus, servers_of, users_sharing_room
 from homeserver.services.outward import NO_FEDERATION, Outward
@@ -101,6 +103,7 @@ from homeserver.services.push import PushService
 from homeserver.services.push_gateway_client import PushGatewayClient
 from homeserver.services.push_sender import PushSender
 from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.redaction_sweep import RedactionSweep
 from homeserver.services.registration import RegistrationService
 from homeserver.services.registration_tokens import RegistrationTokens
 from homeserver.services.remote_server_limits import RemoteServerLimits
@@ -111,6 +114,7 @@ from homeserver.services.replication import (
     WorkerSyncService,
 )
 from homeserver.services.reports import ReportsService
+from homeserver.services.retention_sweeps import RetentionSweeps, Sweep
 from homeserver.services.room_admin import RoomAdmin
 from homeserver.services.room_operations import RoomsService
 from homeserver.services.room_shutdown import RoomShutdown
@@ -338,6 +342,7 @@ class Homeserver:
     typing: TypingService | None = None  # its expiry timers stop before the pool closes
     accounts: AccountsService | None = None  # its password hashing threads stop with us
     history_purges: HistoryPurges | None = None  # purges in flight stop before the pool closes
+    retention_sweeps: RetentionSweeps | None = None  # stopped before the pool closes
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     push_sender: PushSender | None = None  # stopped before the pool closes
     room_shutdown: RoomShutdown | None = None  # its running room deletions stop with us
@@ -438,7 +443,7 @@ class Homeserver:
         client[SERVER_NOTICES] = notices = ServerNotices(db, config, accounts, rooms, tags)
         rooms.leave_checks.append(notices.check_leave)
         client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
-        client[MEDIA_ADMIN] = MediaAdmin(db, media)
+        client[MEDIA_ADMIN] = media_admin = MediaAdmin(db, media)
         client[URL_PREVIEWS] = self.url_previews = UrlPreviews(
             db, config, media, core.ratelimiter, clock
         )
@@ -498,6 +503,25 @@ class Homeserver:
             )
         if await self._serve_metrics(listeners.metrics):
             self._background.append(asyncio.create_task(self._refresh_gauges()))
+        self.retention_sweeps = RetentionSweeps(
+            self._retention_sweeps(db, cluster.cache, media, media_admin),
+            interval_ms=config.retention.purge_interval_ms, clock=clock,
+        )
+        self.retention_sweeps.start()
+
+    def _retention_sweeps(
+        self, db: Database, cache: RoomCache, media: MediaService, media_admin: MediaAdmin
+    ) -> list[Sweep]:
+        """What the retention scheduler runs, in this order. Room retention is listed only
+        when `retention.enabled`; the others run whether or not it is."""
+        config = self.config
+        return [
+            Sweep("redactions", RedactionSweep(db, cache).sweep),
+            Sweep("media", MediaRetention(
+                db, media, media_admin, config.media.retention.local_lifetime_ms
+            ).sweep),
+            Sweep("client_ips", ClientIpSweep(db, config.privacy.client_ip_retention_ms).sweep),
+        ]
 
     async def _start_appservices(
         self, db: Database, core: Core, rooms: RoomsService, upgrades: RoomUpgrades
@@ -680,6 +704,8 @@ class Homeserver:
             await self.typing.close()
         if self.url_previews is not None:
             await self.url_previews.close()
+        if self.retention_sweeps is not None:
+            await self.retention_sweeps.stop()
         if self.history_purges is not None:
             await self.history_purges.stop()
         if self.push_sender is not None:

@@ -325,8 +325,10 @@ class RetentionConfig:
 
 @dataclass(frozen=True, slots=True)
 class RedactionsConfig:
-    # How long a redacted event's original content is kept before it is erased from storage;
-    # None keeps it forever.
+    # The longest a redacted event's original content may stay in storage. Moot erases it
+    # when the redaction takes effect (row, search index); the sweep every
+    # retention.purge_interval_ms erases what that missed (edits of a redacted message, rows
+    # of older versions), so this is an upper bound. None: no bound is promised.
     retention_period_ms: int | None = 7 * DAY_MS
 
 

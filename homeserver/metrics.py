@@ -278,3 +278,36 @@ APPSERVICE_QUEUE_AGE_SECONDS = Gauge(
     "How long the oldest item owed to an application service has waited (0 when none is)",
     ["appservice"],
 )
+
+# The retention sweeps (services/retention_sweeps.py), one series per sweep from the start.
+RETENTION_SWEEPS = ("rooms", "redactions", "media", "client_ips")
+RETENTION_PURGED_EVENTS = Counter(
+    "moot_retention_purged_events_total",
+    "What the retention sweeps forgot, by sweep (rooms: events purged; redactions: events "
+    "whose content was erased; media: local media deleted; client_ips: devices whose last "
+    "address and user agent were deleted)", ["sweep"],
+)
+RETENTION_PURGED_BYTES = Counter(
+    "moot_retention_purged_bytes_total",
+    "Bytes the retention sweeps freed, by sweep, where the sweep knows them (event JSON for "
+    "rooms and redactions, file sizes for media; none for client_ips)", ["sweep"],
+)
+RETENTION_SWEEP_SECONDS = Histogram(
+    "moot_retention_sweep_seconds", "Duration of a successful run of a retention sweep",
+    ["sweep"], buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
+)
+RETENTION_LAST_SUCCESS = Gauge(
+    "moot_retention_last_success_timestamp_seconds",
+    "Unix time of the last successful run of a retention sweep (0: none since start-up)",
+    ["sweep"],
+)
+RETENTION_SWEEP_FAILURES = Counter(
+    "moot_retention_sweep_failures_total",
+    "Runs of a retention sweep that failed (logged; retried at the next interval)", ["sweep"],
+)
+for _sweep in RETENTION_SWEEPS:
+    for _retention_metric in (
+        RETENTION_PURGED_EVENTS, RETENTION_PURGED_BYTES, RETENTION_SWEEP_SECONDS,
+        RETENTION_LAST_SUCCESS, RETENTION_SWEEP_FAILURES,
+    ):
+        _retention_metric.labels(_sweep)

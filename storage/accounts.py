@@ -160,11 +160,31 @@ WHERE user_id = $1 AND device_id = $2
 
 
 async def update_device_last_seen(
-    conn: asyncpg.Connection, user_id: str, device_id: str, ts: int, ip: str,
+    conn: asyncpg.Connection, user_id: str, device_id: str, ts: int, ip: str | None,
     user_agent: str | None = None,
 ) -> None:
     """Where and when the device was last seen; a None `user_agent` keeps the stored one."""
     await conn.execute(UPDATE_DEVICE_LAST_SEEN, user_id, device_id, ts, ip, user_agent)
+
+
+# One batch of devices not seen since $1 that still hold an address or a user agent (the
+# devices table has no index on last_seen_ts: each batch is a scan that stops at $2 rows).
+FORGET_CLIENT_ADDRESSES = """
+UPDATE devices SET last_seen_ip = NULL, last_seen_user_agent = NULL
+WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM devices
+    WHERE (last_seen_ts IS NULL OR last_seen_ts <= $1)
+      AND (last_seen_ip IS NOT NULL OR last_seen_user_agent IS NOT NULL)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
+))
+"""
+
+
+async def forget_client_addresses(conn: asyncpg.Connection, seen_before_ts: int, limit: int) -> int:
+    """Clear the last address and user agent of up to `limit` devices last seen at or before
+    `seen_before_ts`; how many were cleared."""
+    status: str = await conn.execute(FORGET_CLIENT_ADDRESSES, seen_before_ts, limit)
+    return int(status.split()[-1])
 
 
 INSERT_ACCESS_TOKEN = """

@@ -140,7 +140,7 @@ async def get_room_mxc_uris(conn: asyncpg.Connection, room_id: str) -> list[str]
 
 # The mxc:// URIs in use as an avatar: users' profiles, and rooms' and members' avatars in
 # the current state of every room.
-_AVATARS = """
+AVATAR_URIS = """
 SELECT avatar_url AS uri FROM profiles WHERE avatar_url IS NOT NULL
 UNION
 SELECT e.json::jsonb #>> '{content,url}' FROM current_state AS cs
@@ -159,7 +159,7 @@ WHERE content_hash IS NOT NULL
   AND NOT safe_from_quarantine AND quarantined_by IS NULL
 """
 KEEP_AVATARS = f"""
-  AND $3 || media_id NOT IN (SELECT uri FROM ({_AVATARS}) AS avatars WHERE uri IS NOT NULL)
+  AND $3 || media_id NOT IN (SELECT uri FROM ({AVATAR_URIS}) AS avatars WHERE uri IS NOT NULL)
 """
 
 
@@ -175,3 +175,11 @@ async def get_stale_media(
             GET_STALE_MEDIA + KEEP_AVATARS, before_ts, size_gt, keep_avatars_of
         )
     return [row["media_id"] for row in rows]
+
+
+GET_TOTAL_SIZE = "SELECT coalesce(sum(size_bytes), 0) FROM local_media WHERE media_id = ANY($1)"
+
+
+async def get_total_size(conn: asyncpg.Connection, media_ids: list[str]) -> int:
+    """The bytes the media IDs hold (each counted, though equal bytes share one file)."""
+    return int(await conn.fetchval(GET_TOTAL_SIZE, media_ids))

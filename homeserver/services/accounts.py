@@ -181,7 +181,7 @@ class AccountsService:
             if row is None or row["deactivated"] or _expired(row["expires_ts"], now):
                 return row
             await store.update_device_last_seen(
-                conn, row["user_id"], row["device_id"], now, ip, user_agent
+                conn, row["user_id"], row["device_id"], now, *self._kept(ip, user_agent)
             )
             if row["previous_hash"] is not None:
                 # The first use of a refreshed pair revokes the refresh token it replaced.
@@ -492,6 +492,13 @@ class AccountsService:
         self._charge(failures)
         return False
 
+    def _kept(self, ip: str, user_agent: str | None) -> tuple[str | None, str | None]:
+        """What of a request's address and user agent is stored: nothing when
+        `privacy.client_ip_retention_ms` is 0 (the client IP sweep forgets the rest)."""
+        if self._config.privacy.client_ip_retention_ms == 0:
+            return None, None
+        return ip, user_agent
+
     def _failure_buckets(self, ip: str, user_key: str) -> list[tuple[str, str]]:
         """The failed-password buckets a check from `ip` counts against; raises 429 if one
         is empty (an exhausted bucket refuses even the right password, or guessing would go
@@ -512,7 +519,9 @@ class AccountsService:
         device_id = login.device_id
         if not await store.insert_device(conn, user_id, device_id, login.display_name, now):
             await store.delete_device_tokens(conn, user_id, device_id)
-        await store.update_device_last_seen(conn, user_id, device_id, now, login.ip)
+        await store.update_device_last_seen(
+            conn, user_id, device_id, now, *self._kept(login.ip, None)
+        )
         return await self._new_tokens(conn, user_id, device_id, now, refresh=login.refresh)
 
     async def _new_tokens(

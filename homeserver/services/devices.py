@@ -53,7 +53,10 @@ def _connections(row: asyncpg.Record) -> list[dict[str, Any]]:
     """Whois's `ConnectionInfo` of a device: where it was last seen, if it ever was."""
     if row["last_seen_ts"] is None:
         return []
-    connection = {"ip": row["last_seen_ip"], "last_seen": row["last_seen_ts"]}
+    # The address and user agent are absent once the client IP sweep forgot them.
+    connection = {"last_seen": row["last_seen_ts"]}
+    if row["last_seen_ip"] is not None:
+        connection["ip"] = row["last_seen_ip"]
     if row["last_seen_user_agent"] is not None:
         connection["user_agent"] = row["last_seen_user_agent"]
     return [connection]

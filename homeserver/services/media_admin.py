@@ -89,10 +89,17 @@ class MediaAdmin:
     async def delete_stale(self, before_ts: int, size_gt: int, keep_profiles: bool) -> list[str]:
         """Delete media last downloaded (or uploaded, if never downloaded) before `before_ts`
         and larger than `size_gt` bytes; with `keep_profiles`, none used as an avatar."""
+        return await self.delete_many(await self.stale_media(before_ts, size_gt, keep_profiles))
+
+    async def stale_media(self, before_ts: int, size_gt: int, keep_profiles: bool) -> list[str]:
+        """What `delete_stale` deletes."""
         prefix = f"mxc://{self.server_name}/" if keep_profiles else None
-        media_ids = await self._read(
+        return await self._read(
             lambda conn: store.get_stale_media(conn, before_ts, size_gt, prefix)
         )
+
+    async def delete_many(self, media_ids: list[str]) -> list[str]:
+        """Delete local media IDs, a batch per transaction; the IDs that existed."""
         deleted: list[str] = []
         for start in range(0, len(media_ids), DELETE_BATCH):
             batch = media_ids[start:start + DELETE_BATCH]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -209,6 +209,16 @@ class RoomCache:
         self.recent.discard(room_id, set(event_ids))
         for hook in self.on_events_purged:
             hook(event_ids)
+
+    def censored(self, room_id: str, rows: Mapping[str, str]) -> None:
+        """Rows (event ID → redacted JSON) rewritten outside a room write (the redaction
+        sweep): forget their PDUs here and in the workers, hold the new JSON as newest."""
+        self.current_state.invalidate(room_id)
+        for event_id, json_text in rows.items():
+            self.events.discard(event_id)
+            self.recent.rewrite(room_id, event_id, json_text)
+            for hook in self.on_event_redacted:
+                hook(event_id)
 
     def learn(self, event: PersistedEvent) -> set[str]:
         """A committed event, in its room's stream order; returns the users to wake for it

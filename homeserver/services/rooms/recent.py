@@ -121,6 +121,18 @@ class RecentEvents:
                     tail.events[i] = dataclasses.replace(held, redacted_by=redaction_id)
                 return
 
+    def rewrite(self, room_id: str, event_id: str, json: str) -> None:
+        """Hold a censored row's new JSON (the redaction sweep rewrote it in the database)."""
+        tail = self._tails.get(room_id)
+        if tail is None:
+            return
+        for i, held in enumerate(tail.events):
+            if held.event_id == event_id:
+                self.bytes += len(json) - len(held.json)
+                tail.events[i] = dataclasses.replace(held, json=json)
+                self._report()
+                return
+
     def discard(self, room_id: str, event_ids: AbstractSet[str]) -> None:
         """Events deleted from the database (a history purge): a window read from it would
         not find them either, so the tail still holds every event after `complete_after`."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 
 from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.media_refs import local_media_ids
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
@@ -28,9 +29,9 @@ from homeserver.services.rooms.policy import may_redact, redacts_of
 from homeserver.services.stream_wakes import StreamWakes
 from storage import appservice_queue as appservice_store
 from storage import events as events_store
+from storage import media_release, push_deliveries
 from storage import outbox as outbox_store
 from storage import push as push_store
-from storage import push_deliveries
 from storage import rooms as rooms_store
 from storage import search as search_store
 from storage import state as state_store
@@ -72,6 +73,8 @@ class EventWrites:
     # (event_id, room_id, redacted JSON) of events a redaction took effect on; written after
     # the inserts, since the event may be of this same batch.
     censored: list[tuple[str, str, str]] = field(default_factory=list)
+    # Local media IDs the censored events referred to (the media sweep's candidates).
+    released_media: set[str] = field(default_factory=set)
     # The notifications to queue pushes for, each listing only the notified users who may
     # hold an http pusher (none staged: no statement).
     pushes_due: list[NotificationGroup] = field(default_factory=list)
@@ -88,6 +91,9 @@ class EventWrites:
         await events_store.insert_events(conn, self.events)
         await events_store.censor_events(conn, self.censored)
         await search_store.delete_events(conn, [c[0] for c in self.censored])
+        await media_release.add_media_candidates(
+            conn, sorted(self.released_media), self.events[-1].origin_server_ts
+        )
         await outbox_store.insert_pdus(conn, self.outbound)
         await appservice_store.insert_events(conn, self.appservice)
         await search_store.index_events(conn, self.searchable)
@@ -274,6 +280,9 @@ class RoomWrites:
         if target_id in staged:
             staged[target_id] = pruned
         txn.writes.censored.append((target_id, room_id, encode_canonical_json(pruned).decode()))
+        content = original.get("content")
+        if isinstance(content, dict):
+            txn.writes.released_media |= local_media_ids(content, self.cache.server_name)
         return target_id
 
     def after_persist(self, *persisted: PersistedEvent) -> None:
