@@ -278,3 +278,21 @@ APPSERVICE_QUEUE_AGE_SECONDS = Gauge(
     "How long the oldest item owed to an application service has waited (0 when none is)",
     ["appservice"],
 )
+
+# The retention sweeps (issue 20): `sweep` names one of a fixed set (rooms, ...).
+RETENTION_SWEEPS = ("rooms",)
+RETENTION_PURGED_EVENTS = Counter(
+    "moot_retention_purged_events_total",
+    "Events a retention sweep removed: deleted, or kept content-less where the room's DAG "
+    "still needs them", ["sweep"],
+)
+RETENTION_SWEEP_SECONDS = Histogram(
+    "moot_retention_sweep_seconds", "How long one run of a retention sweep took", ["sweep"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+)
+RETENTION_LAST_SUCCESS = Gauge(
+    "moot_retention_last_success_timestamp_seconds",
+    "When a retention sweep last completed without an error (Unix time)", ["sweep"],
+)
+for _sweep in RETENTION_SWEEPS:
+    RETENTION_PURGED_EVENTS.labels(_sweep)  # exported at 0 from the start
