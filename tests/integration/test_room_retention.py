@@ -84,6 +84,11 @@ async def _search(api: MatrixApi, user: User, term: str) -> list[str]:
     return [r["result"]["event_id"] for r in body["search_categories"]["room_events"]["results"]]
 
 
+async def _notified(api: MatrixApi, user: User) -> list[str]:
+    body = await api.ok("GET", "notifications", token=user.token)
+    return [n["event"]["event_id"] for n in body["notifications"]]
+
+
 async def _timeline(api: MatrixApi, user: User, room_id: str) -> list[str]:
     """The event IDs of an initial /sync's timeline of the room (a fresh device)."""
     device = await api.login(user)
@@ -124,6 +129,7 @@ async def test_expired_posts_disappear_from_reads_then_from_storage(
         token=bob.token,
     )
     assert await _search(api, bob, old_markers[3]) == [old[3]]
+    assert set(old[:5]) <= set(await _notified(api, bob))
 
     clock.advance(61)
     new_markers = [_marker("new") for _ in range(3)]
@@ -141,6 +147,7 @@ async def test_expired_posts_disappear_from_reads_then_from_storage(
         assert status == 404, event_id
     assert await _bodies(api, bob, room_id) == new_markers
     assert await _search(api, bob, old_markers[3]) == []
+    assert not set(old) & set(await _notified(api, bob))
     assert not set(old) & set(await _timeline(api, bob, room_id))
     status, body = await api.request(
         "GET", f"rooms/{quote(room_id)}/relations/{quote(old[1])}", token=bob.token
