@@ -7,8 +7,9 @@ joined in the room's current state; 403 otherwise, 404 for a room or an event th
 not hold. Events read one by one (/event, /backfill, /get_missing_events) are also judged by
 the history visibility at each of them: under `joined` (`invited`) an event is served whole
 only when one of the server's users was joined (or invited) there, and otherwise redacted, so
-that the asker can still walk the DAG through it. State and auth chains are served whole: the
-asker needs them to check events it already may see.
+that the asker can still walk the DAG through it; so are those past their room's retention
+cutoff, before the retention sweep deletes or censors them. State and auth chains are served
+whole: the asker needs them to check events it already may see.
 
 Rejected events are never served, as events or as state; outliers (auth chains and state
 fetched for us) are served as events and in auth chains, but have no state here, so the state
@@ -30,6 +31,7 @@ from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services.clock import Clock
+from homeserver.services.event_views import drop_expired
 from homeserver.services.rooms.state import state_before_event
 from homeserver.services.rooms.view import RoomView
 from storage import event_graph
@@ -178,12 +180,14 @@ class RoomReads:
         self, conn: asyncpg.Connection, origin: str, events: Sequence[StoredEvent]
     ) -> set[str]:
         """The events whose history visibility (in the state after each, as for clients)
-        shows them to no user of `origin`; outliers have no state here and are shown."""
+        shows them to no user of `origin`, and those past their room's retention cutoff
+        (expired content goes to no one); outliers have no state here and are shown."""
+        unexpired = {e.event_id for e in await drop_expired(conn, self.engine, events)}
+        hidden = {e.event_id for e in events if e.event_id not in unexpired}
         by_group: defaultdict[int, list[str]] = defaultdict(list)
         for event in events:
             if event.state_group is not None:
                 by_group[event.state_group].append(event.event_id)
-        hidden: set[str] = set()
         for group, event_ids in by_group.items():
             history = await state_store.get_state_for_keys(conn, group, [_HISTORY_VISIBILITY])
             pdus = await self.engine.get_pdus(conn, list(history.values()))

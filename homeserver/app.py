@@ -117,6 +117,7 @@ from homeserver.services.reports import ReportsService
 from homeserver.services.retention_sweeps import RetentionSweeps, Sweep
 from homeserver.services.room_admin import RoomAdmin
 from homeserver.services.room_operations import RoomsService
+from homeserver.services.room_retention import RoomRetention
 from homeserver.services.room_shutdown import RoomShutdown
 from homeserver.services.room_upgrades import RoomUpgrades, UserSettingsCarrier
 from homeserver.services.rooms.cache import RoomCache
@@ -124,6 +125,7 @@ from homeserver.services.rooms.cluster import RoomCluster, build_room_cluster
 from homeserver.services.rooms.current_state import CurrentStateCache
 from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.remote import RemoteEvents
+from homeserver.services.rooms.retention import retention_limits
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.search import SearchService
 from homeserver.services.server_notices import ServerNotices
@@ -221,6 +223,7 @@ def build_rooms(
         max_members=config.rooms.max_members, notifier=notifier, stream=streams.events,
         event_cache_max_bytes=config.caches.event_cache_max_bytes,
         recent_events_max_bytes=config.caches.recent_events_max_bytes, clock=clock,
+        retention=retention_limits(config.retention),
     )
 
 
@@ -343,6 +346,8 @@ class Homeserver:
     accounts: AccountsService | None = None  # its password hashing threads stop with us
     history_purges: HistoryPurges | None = None  # purges in flight stop before the pool closes
     retention_sweeps: RetentionSweeps | None = None  # stopped before the pool closes
+    # The room retention sweep (`sweep(now_ms)`), for the retention scheduler and tests.
+    room_retention: RoomRetention | None = None
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     push_sender: PushSender | None = None  # stopped before the pool closes
     room_shutdown: RoomShutdown | None = None  # its running room deletions stop with us
@@ -464,6 +469,9 @@ class Homeserver:
         client[HISTORY_PURGES] = self.history_purges = HistoryPurges(
             db, cluster.writes, cluster.cache, parts.unread, server_name=server_name
         )
+        self.room_retention = RoomRetention(
+            db, cluster.cache.retention, self.history_purges, clock
+        )
         client[ROOM_ADMIN] = RoomAdmin(db, cluster.cache, rooms, clock)
         client[ROOM_SHUTDOWN] = self.room_shutdown = RoomShutdown(db, cluster.cache, rooms, clock)
         client[DESTINATIONS] = FederationDestinations(db, outbound.sender)
@@ -514,8 +522,9 @@ class Homeserver:
     ) -> list[Sweep]:
         """What the retention scheduler runs, in this order. Room retention is listed only
         when `retention.enabled`; the others run whether or not it is."""
-        config = self.config
+        config, rooms = self.config, self.room_retention
         return [
+            *([Sweep("rooms", rooms.sweep)] if config.retention.enabled and rooms else []),
             Sweep("redactions", RedactionSweep(db, cache).sweep),
             Sweep("media", MediaRetention(
                 db, media, media_admin, config.media.retention.local_lifetime_ms

@@ -312,11 +312,13 @@ DAY_MS = 86_400_000
 class RetentionConfig:
     """Message retention (MSC1763 `m.room.retention`) and the sweeps that forget what is due."""
 
-    # Purge events past their room's max_lifetime (or the default below).
+    # Purge events past their room's max_lifetime (or the default below); expired events are
+    # served to no one before the sweep purges them.
     enabled: bool = False
     # The max_lifetime of rooms that set none; None keeps their events forever.
     default_max_lifetime_ms: int | None = None
-    # A room's lifetime is clamped into this range (as Synapse: clamped, not refused).
+    # A room's lifetime is clamped into this range (as Synapse: clamped, not refused); lower
+    # the minimum for disappearing posts shorter than a day.
     allowed_lifetime_min_ms: int = DAY_MS
     allowed_lifetime_max_ms: int | None = None
     # How often every sweep (room retention, redactions, media, client IPs) runs.

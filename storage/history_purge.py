@@ -6,6 +6,11 @@ snapshots refer to them; auth events are state events), outliers (held for auth 
 room's forward extremities (the next event's prev_events) and the events a receipt points to
 (unread counts find a user's read position through them). The DAG edges *to* a deleted event
 stay as its children hold them: they tell backfill where the room's history goes on.
+
+Retention also empties what stays of the non-state events before the point, the point's own
+included (`get_kept` and `strip_events`): their rows are rewritten to their redacted form and
+what was derived from their content (search entries, notifications) is deleted, so that
+nothing of what they said is kept although their IDs still hold the DAG together.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+
+from storage.events import censor_events
 
 MAX_POSITION = 2**63 - 1
 
@@ -117,4 +124,53 @@ async def delete_events(
     await conn.execute(DELETE_EDGES, ids)
     await conn.execute(DELETE_AUTH_EDGES, ids)
     await conn.execute(DELETE_EVENTS, room_id, ids)
+    return notified
+
+
+# The non-state events a purge up to the point left (pins, outliers) and the point itself,
+# after the (depth, event ID) key ($5, $6) of the previous batch.
+GET_KEPT = """
+SELECT e.event_id, e.depth, e.stream_ordering, e.json FROM events e
+WHERE e.room_id = $1 AND e.state_key IS NULL AND e.depth >= $5
+  AND (e.event_id = $4 OR (
+      e.depth < $2 AND (e.stream_ordering IS NULL OR e.stream_ordering < $3)))
+  AND (e.depth, e.event_id) > ($5, $6)
+ORDER BY e.depth, e.event_id
+LIMIT $7
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    event: Purgeable
+    json: str  # as stored
+
+
+async def get_kept(
+    conn: asyncpg.Connection, room_id: str, point: PurgePoint, *, after: tuple[int, str],
+    limit: int,
+) -> list[Kept]:
+    """Up to `limit` of the non-state events up to `point` (itself included) still stored,
+    oldest first, from after the key `after`."""
+    rows = await conn.fetch(
+        GET_KEPT, room_id, point.depth, point.stream_ordering, point.event_id,
+        after[0], after[1], limit,
+    )
+    return [Kept(Purgeable(r[0], r[1], r[2]), r[3]) for r in rows]
+
+
+async def strip_events(
+    conn: asyncpg.Connection, room_id: str, stripped: Sequence[tuple[Purgeable, str]],
+) -> set[str]:
+    """Rewrite the events' rows to the JSON given (their content-less form) and delete their
+    search entries and notifications; returns the users whose notifications were deleted."""
+    if not stripped:
+        return set()
+    await censor_events(conn, [(e.event_id, room_id, j) for e, j in stripped])
+    ids = [e.event_id for e, _ in stripped]
+    await conn.execute(DELETE_SEARCH, ids)
+    positions = [e.stream_ordering for e, _ in stripped if e.stream_ordering is not None]
+    notified: set[str] = set()
+    for row in await conn.fetch(DELETE_PUSH_ACTIONS, room_id, positions):
+        notified.update(row["user_ids"])
     return notified

@@ -14,6 +14,7 @@ import asyncpg
 
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.retention import expired
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
@@ -96,8 +97,10 @@ async def filter_visible(
     everything from their current join onwards.
 
     Events other than state events from users the reader ignores are dropped (spec "Ignoring
-    Users"); `ignored` is that list when the caller already read it.
+    Users"); `ignored` is that list when the caller already read it. So are those that have
+    outlived their room's retention policy (`drop_expired`).
     """
+    stored = await drop_expired(conn, engine, stored)
     if ignored is None:
         ignored = await ignored_users(conn, user_id)
     if ignored:
@@ -138,6 +141,26 @@ async def filter_visible(
             elif history == "shared" and left_at is not None:
                 visible.update(e.event_id for e in group_events if _before(e, left_at))
     return [e for e in stored if e.event_id in visible]
+
+
+async def drop_expired(
+    conn: asyncpg.Connection, engine: RoomView, stored: Sequence[StoredEvent]
+) -> list[StoredEvent]:
+    """The events less those past their room's retention cutoff (MSC1763), which no one is
+    served even before the retention sweep purges them."""
+    cutoffs = {
+        room_id: await engine.expired_before(conn, room_id)
+        for room_id in {e.room_id for e in stored}
+    }
+    aging = [e.event_id for e in stored if e.state_key is None and cutoffs[e.room_id] is not None]
+    if not aging:
+        return list(stored)
+    pdus = await engine.get_pdus(conn, aging)
+    return [
+        e for e in stored
+        if e.event_id not in pdus
+        or not expired(pdus[e.event_id]["origin_server_ts"], False, cutoffs[e.room_id])
+    ]
 
 
 async def world_readable(conn: asyncpg.Connection, engine: RoomView, room_id: str) -> bool:

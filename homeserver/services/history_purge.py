@@ -9,6 +9,12 @@ whole and it goes on working; events of local senders only when asked (`delete_l
 they may be the only copies there are). Events sent after the point was chosen are later in
 the stream than it, so a purge never touches what is sent while it runs.
 
+Retention asks for more (`censor_kept`): what a room forgets must be gone, so after the
+deletes the non-state events up to the point that had to stay (the point itself, receipt
+targets, forward extremities, outliers) are stripped, batch by batch too: their rows are
+rewritten to their redacted form (the event ID, hashes and signatures still hold the DAG
+together) and their search entries and notifications deleted.
+
 It deletes in batches, oldest first, each in its own short transaction serialized with the
 room's writers (so no writer waits long, and what is left is always the newer part of the
 history, without holes); after each commit the caches of this process and of the workers
@@ -21,6 +27,7 @@ keeps them in memory too); a purge cut short by a restart is simply started agai
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections import OrderedDict, defaultdict
@@ -30,6 +37,8 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.redaction import redact_event
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.writes import RoomWrites
 from homeserver.services.unread_counts import UnreadCounts
@@ -51,6 +60,7 @@ class PurgeStatus:
     status: str = "active"  # "active", "complete" or "failed" (Synapse's words)
     error: str | None = None
     deleted: int = 0
+    stripped: int = 0  # kept, but their content removed (`censor_kept`)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status}
@@ -61,8 +71,9 @@ class PurgeStatus:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    events: list[purge_store.Purgeable]  # deleted, oldest first
+    events: list[purge_store.Purgeable]  # deleted (or stripped), oldest first
     notified: set[str]  # the users whose notifications went with them
+    after: tuple[int, str] = _BEFORE_ALL  # stripping: the key of the last event looked at
 
 
 class HistoryPurges:
@@ -109,21 +120,35 @@ class HistoryPurges:
 
     async def purge(
         self, room_id: str, point: PurgePoint, *, delete_local_events: bool,
-        status: PurgeStatus | None = None,
-    ) -> int:
+        censor_kept: bool = False, status: PurgeStatus | None = None,
+    ) -> PurgeStatus:
         """Delete what may go of the room's history before `point` (see the module
-        docstring); returns how many events were deleted. `status` counts them as they go."""
+        docstring); `censor_kept`: then strip the content of the non-state events up to it
+        that stay (retention). `status` counts them as they go; returned at the end."""
         status = status if status is not None else PurgeStatus()
         async with self._room_locks[room_id]:
             after = _BEFORE_ALL
             while batch := await self._purge_batch(room_id, point, after, delete_local_events):
                 # Committed: no reader finds them in the database any more.
-                self.cache.purged(room_id, [e.event_id for e in batch.events])
-                self.unread.notifications_deleted(room_id, batch.notified)
+                self._forget(room_id, batch)
                 status.deleted += len(batch.events)
                 after = (batch.events[-1].depth, batch.events[-1].event_id)
-        log.info("purged %d events of %s before %s", status.deleted, room_id, point.event_id)
-        return status.deleted
+            after = _BEFORE_ALL
+            while censor_kept and (batch := await self._strip_batch(room_id, point, after)):
+                after = batch.after
+                self._forget(room_id, batch)
+                status.stripped += len(batch.events)
+        log.info(
+            "purged %d events of %s before %s (%d more stripped)",
+            status.deleted, room_id, point.event_id, status.stripped,
+        )
+        return status
+
+    def _forget(self, room_id: str, batch: _Batch) -> None:
+        # A stripped event is one past its room's retention, which no reader serves: the
+        # caches may forget it as if it were deleted.
+        self.cache.purged(room_id, [e.event_id for e in batch.events])
+        self.unread.notifications_deleted(room_id, batch.notified)
 
     async def _purge_batch(
         self, room_id: str, point: PurgePoint, after: tuple[int, str],
@@ -140,6 +165,33 @@ class HistoryPurges:
             if not events:
                 return None
             return _Batch(events, await purge_store.delete_events(conn, room_id, events))
+
+        return await self.writes.exclusive(room_id, "purge_history", run)
+
+    async def _strip_batch(
+        self, room_id: str, point: PurgePoint, after: tuple[int, str]
+    ) -> _Batch | None:
+        """Strip the content of the next batch of kept events in one transaction (those
+        already content-less are left as they are); None when none is left to look at."""
+        async def run(conn: asyncpg.Connection) -> _Batch | None:
+            if not await rooms_store.lock_room(conn, room_id):
+                raise not_found(f"Unknown room {room_id}")
+            kept = await purge_store.get_kept(
+                conn, room_id, point, after=after, limit=self.batch_size
+            )
+            if not kept:
+                return None
+            version = await self.cache.room_version(conn, room_id)
+            stripped = []
+            for row in kept:
+                pruned = encode_canonical_json(redact_event(json.loads(row.json), version))
+                if pruned.decode() != row.json:
+                    stripped.append((row.event, pruned.decode()))
+            last = kept[-1].event
+            return _Batch(
+                [e for e, _ in stripped], await purge_store.strip_events(conn, room_id, stripped),
+                after=(last.depth, last.event_id),
+            )
 
         return await self.writes.exclusive(room_id, "purge_history", run)
 

@@ -39,7 +39,7 @@ from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 from homeserver.services.account_data import GLOBAL, AccountDataService
 from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
-from homeserver.services.event_views import load_events, serialize_events
+from homeserver.services.event_views import drop_expired, load_events, serialize_events
 from homeserver.services.push_sender import PushSender
 from homeserver.services.requester import Requester, device_of
 from homeserver.services.rooms.view import RoomView
@@ -367,7 +367,10 @@ class PushService:
             rows = await push_store.get_notifications(
                 conn, requester.user_id, before, only_highlight, limit
             )
-            stored = await load_events(conn, [r.event_id for r in rows])
+            # Notifications of expired events go before the retention sweep deletes them.
+            stored = await drop_expired(
+                conn, self.engine, await load_events(conn, [r.event_id for r in rows])
+            )
             events = await serialize_events(
                 conn, self.engine, stored, requester, now=self.clock.now_ms()
             )

@@ -18,7 +18,12 @@ from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.protocol.state_keys import CREATE, StateKey
 from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
-from homeserver.services.event_views import filter_visible, load_events, world_readable
+from homeserver.services.event_views import (
+    drop_expired,
+    filter_visible,
+    load_events,
+    world_readable,
+)
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
@@ -208,8 +213,11 @@ class RoomReads:
             ), backwards=backwards)
             # Read once for both the visibility filter and the bundles.
             ignored = frozenset() if as_admin else await ignored_users(conn, requester.user_id)
-            visible = page.events if as_admin else await filter_visible(
-                conn, self.engine, requester.user_id, page.events, ignored=ignored
+            visible = (
+                await drop_expired(conn, self.engine, page.events) if as_admin
+                else await filter_visible(
+                    conn, self.engine, requester.user_id, page.events, ignored=ignored
+                )
             )
             chunk = [
                 e for e in await self._serialize(conn, visible, requester, ignored)

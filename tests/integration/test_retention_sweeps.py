@@ -8,7 +8,6 @@ start-up, every `retention.purge_interval_ms`), with a fake clock where time mus
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from itertools import count
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from storage.dump import choose_tool, find_tools
+from tests.database_dump import dump_text
 from tests.fake_clock import FakeClock
 from tests.helpers import MatrixApi, User
 from tests.loopback_clients import client_at
@@ -33,25 +32,6 @@ DAY_S = 86_400
 MARKER_IP = "198.51.100.77"
 V3_MEDIA = "/_matrix/media/v3"
 _txns = count()
-
-
-# A copy of tests/database_dump.py (ret-rooms' helper) until the branches meet.
-async def dump_text(database_url: str) -> str:
-    """Every row of every table of the database, as pg_dump writes them (COPY blocks)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        server_major = int(await conn.fetchval("SHOW server_version_num")) // 10000
-    finally:
-        await conn.close()
-    tool = choose_tool("pg_dump", find_tools("pg_dump", None), server_major)
-    proc = await asyncio.create_subprocess_exec(
-        tool.path, f"--dbname={database_url}", "--data-only", "--format=plain",
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode(errors="replace")
-    return out.decode()
 
 
 def marker() -> str:

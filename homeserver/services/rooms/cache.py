@@ -22,11 +22,14 @@ import asyncpg
 from homeserver import metrics
 from homeserver.errors import not_found
 from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.retention import RetentionLimits
 from homeserver.protocol.room_versions import RoomVersion, get_room_version
+from homeserver.services.clock import SYSTEM_CLOCK, Clock
 from homeserver.services.event_cache import EventCache
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.rooms.current_state import CurrentStateCache
 from homeserver.services.rooms.recent import RecentEvents
+from homeserver.services.rooms.retention import RetentionPolicy
 from homeserver.services.rooms.view import Membership
 from storage import events as events_store
 from storage import rooms as rooms_store
@@ -45,7 +48,8 @@ class RoomCache:
     """The one `RoomView`, and what the writers tell it."""
 
     def __init__(
-        self, *, server_name: str, recent: RecentEvents, event_cache_max_bytes: int
+        self, *, server_name: str, recent: RecentEvents, event_cache_max_bytes: int,
+        retention: RetentionLimits | None = None, clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.server_name = server_name
         self._local_suffix = ":" + server_name
@@ -57,6 +61,7 @@ class RoomCache:
         self.events = EventCache(max_bytes=event_cache_max_bytes)
         self.recent = recent
         self.current_state = CurrentStateCache()
+        self.retention = RetentionPolicy(retention, clock, self.current_state)
         self._versions: dict[str, RoomVersion] = {}
         self._joined: dict[str, set[str]] = {}
         # Bumped after every committed membership change of a room, so a cache fill that
@@ -152,6 +157,9 @@ class RoomCache:
 
     def is_local(self, user_id: str) -> bool:
         return user_id.endswith(self._local_suffix)
+
+    async def expired_before(self, conn: asyncpg.Connection, room_id: str) -> int | None:
+        return await self.retention.expired_before(conn, room_id)
 
     # ---- what the writers and replication tell it -------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.protocol.retention import RetentionLimits
 from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
 from homeserver.services.rooms.cache import RoomCache
@@ -30,11 +31,12 @@ class RoomCluster:
 def build_room_cluster(
     db: Database, *, server_name: str, signing_key: Any, max_members: int, notifier: Notifier,
     stream: StreamIdGenerator, event_cache_max_bytes: int, recent_events_max_bytes: int,
-    clock: Clock,
+    clock: Clock, retention: RetentionLimits | None,
 ) -> RoomCluster:
     cache = RoomCache(
         server_name=server_name, event_cache_max_bytes=event_cache_max_bytes,
         recent=RecentEvents(stream.current, max_bytes=recent_events_max_bytes),
+        retention=retention, clock=clock,
     )
     writes = RoomWrites(db, cache, stream=stream, notifier=notifier)
     return RoomCluster(

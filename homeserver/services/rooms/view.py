@@ -61,3 +61,8 @@ class RoomView(Protocol):
     def is_local(self, user_id: str) -> bool:
         """Whether the user belongs to this server."""
         ...
+
+    async def expired_before(self, conn: asyncpg.Connection, room_id: str) -> int | None:
+        """The room's retention cutoff (ms since the epoch): its non-state events sent before
+        it have expired and are served to no one; None when they never expire."""
+        ...
