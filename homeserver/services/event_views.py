@@ -2,12 +2,19 @@
 
 Both /sync and the room read endpoints go through these two functions, so redaction,
 `unsigned` fields and history visibility are decided in exactly one place.
+
+Erased senders (spec "Account deactivation", `erase`: their events are not to be shown "to
+users who join the room later"): `filter_visible` marks an erased user's event that the
+reader may see but was not joined at (Synapse's `filter_events_for_client` prunes the same
+ones), and `serialize_events` serves it redacted; members who were joined when it was sent
+see it as before.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -17,6 +24,7 @@ from homeserver.protocol.redaction import redact_event
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
+from storage import erasure as erasure_store
 from storage import state as state_store
 from storage.events import StoredEvent, get_events, get_last_departure
 
@@ -52,6 +60,8 @@ async def serialize_events(
             unsigned["redacted_because"] = protocol_events.client_event(
                 redaction, event.redacted_by, event.room_id
             )
+        elif event.erased_for_reader:
+            pdu = redact_event(pdu, await engine.room_version(conn, event.room_id))
         previous = pdus.get(event.replaces_state) if event.replaces_state else None
         if previous is not None:
             unsigned["prev_content"] = previous["content"]
@@ -96,7 +106,8 @@ async def filter_visible(
     everything from their current join onwards.
 
     Events other than state events from users the reader ignores are dropped (spec "Ignoring
-    Users"); `ignored` is that list when the caller already read it.
+    Users"); `ignored` is that list when the caller already read it. Events of erased senders
+    that the user was not joined at come back marked `erased_for_reader`.
     """
     if ignored is None:
         ignored = await ignored_users(conn, user_id)
@@ -106,6 +117,8 @@ async def filter_visible(
     for event in stored:
         by_room[event.room_id].append(event)
     visible: set[str] = set()
+    erased = await erasure_store.get_erased(conn, sorted({e.sender for e in stored}))
+    not_joined: set[str] = set()  # visible events the user was not joined at
     for room_id, events in by_room.items():
         membership = (await engine.memberships(conn, user_id)).get(room_id)
         joined_now = membership is not None and membership.membership == "join"
@@ -128,6 +141,8 @@ async def filter_visible(
             member_pdu = pdus.get(state.get(keys[1], ""))
             history = hv_pdu["content"].get("history_visibility", "shared") if hv_pdu else "shared"
             member = member_pdu["content"].get("membership") if member_pdu else None
+            if member != "join":
+                not_joined.update(e.event_id for e in group_events if e.sender in erased)
             if (
                 history == _VISIBLE_ALWAYS
                 or member == "join"
@@ -137,7 +152,10 @@ async def filter_visible(
                 visible.update(e.event_id for e in group_events)
             elif history == "shared" and left_at is not None:
                 visible.update(e.event_id for e in group_events if _before(e, left_at))
-    return [e for e in stored if e.event_id in visible]
+    return [
+        replace(e, erased_for_reader=True) if e.event_id in not_joined else e
+        for e in stored if e.event_id in visible
+    ]
 
 
 async def world_readable(conn: asyncpg.Connection, engine: RoomView, room_id: str) -> bool:
