@@ -6,17 +6,16 @@ those who were in the room when they were sent."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
+import asyncpg
 import pytest
 
 from federation.client import path_segment
+from storage.dump import choose_tool, find_tools
 from tests.admin_api import admin_ok, make_admin
 from tests.auth_flows import with_uia
 from tests.federation_peers import Peers
@@ -42,18 +41,14 @@ MARKERS = {
 async def dump_text(database_url: str) -> str:
     """A text dump of every row of the database (`pg_dump --data-only`). A local copy of the
     shared tests/database_dump.py helper, until the branches meet."""
-    candidates = [shutil.which("pg_dump")]
+    conn = await asyncpg.connect(database_url)
     try:
-        bindir = subprocess.run(
-            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        candidates.append(os.path.join(bindir, "pg_dump"))
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    candidates += sorted(str(p) for p in Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
-    pg_dump = next(c for c in candidates if c and os.path.exists(c))
+        major = conn.get_server_version().major
+    finally:
+        await conn.close()
+    tool = choose_tool("pg_dump", await asyncio.to_thread(find_tools, "pg_dump", None), major)
     proc = await asyncio.create_subprocess_exec(
-        pg_dump, "--data-only", "--dbname", database_url,
+        str(tool.path), "--data-only", "--dbname", database_url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
