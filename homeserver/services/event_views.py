@@ -21,6 +21,7 @@ import asyncpg
 
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.state_keys import StateKey
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
@@ -156,6 +157,21 @@ async def filter_visible(
         replace(e, erased_for_reader=True) if e.event_id in not_joined else e
         for e in stored if e.event_id in visible
     ]
+
+
+async def erased_unless_joined(
+    conn: asyncpg.Connection, engine: RoomView, user_id: str, state: dict[StateKey, str],
+    stored: Sequence[StoredEvent],
+) -> list[StoredEvent]:
+    """`stored` (state served beside an event, as /context's) marked `erased_for_reader`
+    where the sender is erased and `state`, the state there, does not have `user_id`
+    joined."""
+    member_id = state.get(("m.room.member", user_id))
+    member = (await engine.get_pdus(conn, [member_id]))[member_id] if member_id else None
+    if member is not None and member["content"].get("membership") == "join":
+        return list(stored)
+    erased = await erasure_store.get_erased(conn, sorted({e.sender for e in stored}))
+    return [replace(e, erased_for_reader=True) if e.sender in erased else e for e in stored]
 
 
 async def world_readable(conn: asyncpg.Connection, engine: RoomView, room_id: str) -> bool:

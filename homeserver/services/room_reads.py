@@ -18,7 +18,12 @@ from homeserver.protocol.canonical_json import loads_bounded
 from homeserver.protocol.state_keys import CREATE, StateKey
 from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
-from homeserver.services.event_views import filter_visible, load_events, world_readable
+from homeserver.services.event_views import (
+    erased_unless_joined,
+    filter_visible,
+    load_events,
+    world_readable,
+)
 from homeserver.services.filters import EventFilter, FilterError
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
@@ -295,9 +300,10 @@ class RoomReads:
                 await state_store.get_state(conn, stored.state_group)
                 if stored.state_group is not None else {}
             )
-            state = await self._serialize(
-                conn, await load_events(conn, list(state_ids.values())), requester
-            )
+            state_events = await load_events(conn, list(state_ids.values()))
+            state = await self._serialize(conn, await erased_unless_joined(
+                conn, self.engine, uid, state_ids, state_events
+            ), requester)
             start = (
                 encode_position(position_before(stored)) if older is None
                 else older.end or older.resume()

@@ -168,6 +168,9 @@ async def test_erasure_leaves_no_trace_outside_events_and_the_media_store(
 async def test_later_joiners_see_an_erased_users_events_redacted(api: MatrixApi) -> None:
     alice, carol = await api.register("alice"), await api.register("carol")
     room_id = await api.create_room(carol, preset="public_chat")
+    # Named before joining: her join event carries the name.
+    await api.ok("PUT", f"profile/{quote(alice.user_id)}/displayname", token=alice.token,
+                 json={"displayname": MARKERS["displayname"]})
     await api.join(alice, room_id)
     sent = [await api.send_message(alice, room_id, f"{MARKERS['message']} {i}") for i in range(2)]
     await erase(api, alice)
@@ -193,6 +196,10 @@ async def test_later_joiners_see_an_erased_users_events_redacted(api: MatrixApi)
         assert context["event"]["content"] == {}
         around = context["events_before"] + context["events_after"]
         assert message_contents(around, alice.user_id) == [{}]
+        # The state at the event names Alice's join without her display name.
+        [joined] = [e["content"] for e in context["state"]
+                    if e["type"] == "m.room.member" and e["state_key"] == alice.user_id]
+        assert joined == {"membership": "join"}
         whole = await api.ok("GET", f"rooms/{room}/event/{quote(event_id)}", token=carol.token)
         assert whole["content"]["body"].startswith(MARKERS["message"])
     sync = await api.ok("GET", "sync", token=dave.token,
