@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from federation.client import FederationClient, HttpResponseError, path_segment
 from federation.inbound_pdus import InboundPdus, PduError
 from federation.pdu_checks import PduCheckError
-from federation.room_reads import auth_chain_events
+from federation.room_reads import auth_chain_events, redact_erased
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_full_error
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.errors import InvalidEventError
@@ -296,7 +296,9 @@ class Joins:
             chain = [e.event_id for e in await auth_chain_events(
                 conn, room_id, room_version, [*state.values(), event_id]
             )]
-            pdus = await self.engine.get_pdus(conn, [event_id, *state.values(), *chain])
+            pdus = await redact_erased(conn, room_version, await self.engine.get_pdus(
+                conn, [event_id, *state.values(), *chain]
+            ))
             members = await self.engine.joined_members(conn, room_id)
             return {
                 "origin": self.server_name,

@@ -14,7 +14,10 @@ whole: the asker needs them to check events it already may see.
 Rejected events are never served, as events or as state; outliers (auth chains and state
 fetched for us) are served as events and in auth chains, but have no state here, so the state
 at one is a 404. Redacted events go out redacted: hashes and signatures stay, so their IDs
-still verify and the receiver, finding the content hash off, redacts its copy too.
+still verify and the receiver, finding the content hash off, redacts its copy too. So do the
+events of an erased local user, to every server and in state and auth chains as well (as
+Synapse's `filter_events_for_server`): a server that has them whole keeps its copy, one that
+fetches them after the erasure gets no content.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from homeserver.services.clock import Clock
 from homeserver.services.event_views import drop_expired
 from homeserver.services.rooms.state import state_before_event
 from homeserver.services.rooms.view import RoomView
+from storage import erasure as erasure_store
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
@@ -87,7 +91,7 @@ class RoomReads:
     ) -> tuple[list[Pdu], list[Pdu]]:
         """The state events before the event and their auth chain."""
         version, state, chain = await self._state_and_chain(origin, room_id, event_id)
-        return _served(state, version), _served(chain, version)
+        return await self._served(state, version), await self._served(chain, version)
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> list[Pdu]:
         version = await self._admit(room_id, origin)
@@ -96,7 +100,7 @@ class RoomReads:
             await _require(conn, room_id, [event_id])
             return await auth_chain_events(conn, room_id, version, [event_id])
 
-        return _served(await self._read(read), version)
+        return await self._served(await self._read(read), version)
 
     async def missing_events(
         self, origin: str, room_id: str, earliest: Sequence[str], latest: Sequence[str],
@@ -174,7 +178,25 @@ class RoomReads:
         """The events as `origin` may see them: whole, or redacted where the history
         visibility at an event hides it from the server's users there."""
         hidden: set[str] = await self._read(lambda conn: self._hidden(conn, origin, events))
-        return _served(events, version, hidden)
+        return await self._served(events, version, hidden)
+
+    async def _served(
+        self, events: Sequence[StoredEvent], version: RoomVersion,
+        hidden: set[str] | None = None,
+    ) -> list[Pdu]:
+        """The PDUs as they go out: as received, or redacted (redacted ones, `hidden` ones
+        and those of erased senders)."""
+        senders = sorted({e.sender for e in events})
+        erased: set[str] = await self._read(lambda conn: erasure_store.get_erased(conn, senders))
+        out = []
+        for event in events:
+            pdu: Pdu = json.loads(event.json)
+            redact = (
+                event.redacted_by or event.sender in erased
+                or (hidden is not None and event.event_id in hidden)
+            )
+            out.append(redact_event(pdu, version) if redact else pdu)
+        return out
 
     async def _hidden(
         self, conn: asyncpg.Connection, origin: str, events: Sequence[StoredEvent]
@@ -259,13 +281,14 @@ async def auth_chain_events(
     return sorted(events, key=lambda e: (e.depth, e.event_id))
 
 
-def _served(
-    events: Iterable[StoredEvent], version: RoomVersion, hidden: set[str] | None = None
-) -> list[Pdu]:
-    """The PDUs as they go out: as received, or redacted (redacted ones and `hidden` ones)."""
-    out = []
-    for event in events:
-        pdu: Pdu = json.loads(event.json)
-        redact = event.redacted_by or (hidden is not None and event.event_id in hidden)
-        out.append(redact_event(pdu, version) if redact else pdu)
-    return out
+async def redact_erased(
+    conn: asyncpg.Connection, version: RoomVersion, pdus: dict[str, Pdu]
+) -> dict[str, Pdu]:
+    """The PDUs by event ID, those of erased senders redacted (for answers that do not go
+    through `RoomReads`, such as a join's state and auth chain)."""
+    erased = await erasure_store.get_erased(conn, sorted({p["sender"] for p in pdus.values()}))
+    if not erased:
+        return pdus
+    return {
+        i: redact_event(p, version) if p["sender"] in erased else p for i, p in pdus.items()
+    }

@@ -429,8 +429,9 @@ class Homeserver:
             db, core.device_lists, uia, outward.edus, clock
         )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists, clock)
+        client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
         client[ACCOUNT_MANAGEMENT] = management = AccountManagementService(
-            db, accounts, uia, cluster.local
+            db, accounts, uia, cluster.local, media
         )
         client[ADMIN_USERS] = AdminUsersService(db, accounts, management)
         client[SHARED_SECRET_REGISTRATION] = SharedSecretRegistration(
@@ -447,7 +448,6 @@ class Homeserver:
         client[TAGS] = tags = TagsService(parts.account_data)
         client[SERVER_NOTICES] = notices = ServerNotices(db, config, accounts, rooms, tags)
         rooms.leave_checks.append(notices.check_leave)
-        client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
         client[MEDIA_ADMIN] = media_admin = MediaAdmin(db, media)
         client[URL_PREVIEWS] = self.url_previews = UrlPreviews(
             db, config, media, core.ratelimiter, clock

@@ -22,6 +22,9 @@ class StoredEvent:
     rejected: bool
     replaces_state: str | None
     redacted_by: str | None
+    # Not a column: set by a read path for one reader, who gets the event redacted because
+    # its sender was erased and the reader was not joined when it was sent.
+    erased_for_reader: bool = False
 
 
 _EVENT_COLUMNS = """

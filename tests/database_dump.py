@@ -15,10 +15,11 @@ async def dump_text(database_url: str) -> str:
     """Every row of every table of the database, as pg_dump writes them (COPY blocks)."""
     conn = await asyncpg.connect(database_url)
     try:
-        server_major = int(await conn.fetchval("SHOW server_version_num")) // 10000
+        major = conn.get_server_version().major
     finally:
         await conn.close()
-    tool = choose_tool("pg_dump", find_tools("pg_dump", None), server_major)
+    # Finding the tool runs pg_config and lists directories: not on the event loop.
+    tool = choose_tool("pg_dump", await asyncio.to_thread(find_tools, "pg_dump", None), major)
     proc = await asyncio.create_subprocess_exec(
         tool.path, f"--dbname={database_url}", "--data-only", "--format=plain",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

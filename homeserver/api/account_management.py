@@ -47,10 +47,11 @@ async def change_password(request: web.Request) -> web.Response:
 async def deactivate(request: web.Request) -> web.Response:
     requester = await optional_requester(request)
     body = await read_json_body(request)
-    # Checked for their types only: no 3PID is ever bound here, and erasure is not offered.
-    field_str(body, "id_server")
-    field_bool(body, "erase")
-    await request.app[ACCOUNT_MANAGEMENT].deactivate(requester, uia_request(request, body))
+    field_str(body, "id_server")  # checked for its type only: no 3PID is ever bound here
+    erase = field_bool(body, "erase", False)
+    await request.app[ACCOUNT_MANAGEMENT].deactivate(
+        requester, uia_request(request, body), erase=erase
+    )
     # The spec: "This must be `success` if the homeserver has no identifiers to unbind".
     return json_response({"id_server_unbind_result": "success"})
 

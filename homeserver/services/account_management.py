@@ -6,6 +6,13 @@ requirement); the password stage then names the account. Deactivation is permane
 account row stays (so the name can never be registered again), every device and token dies,
 and the user leaves, rejects or withdraws from every room through the room engine like any
 leave, so the rooms' other members see it.
+
+With `erase` (spec: "the server should erase all information about the account", "a best
+effort attempt"), everything about the user that is not an event goes too: profile, account
+data, keys, backups, push settings and the rest (storage/erasure.py lists every table) and
+the media they uploaded. Their events stay, signed; readers who were not joined when one was
+sent get it redacted (services/event_views.py, federation/room_reads.py). The leave events
+carry no displayname or avatar: the profile is cleared before they are sent.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ import logging
 
 from homeserver.errors import MatrixError
 from homeserver.services.accounts import AccountsService
+from homeserver.services.media import MediaService
 from homeserver.services.passwords import check_new_password
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.local import LocalEvents
 from homeserver.services.uia import UiaRequest, UserInteractiveAuth
+from storage import erasure as erasure_store
 from storage import state as state_store
 from storage.database import Database
 
@@ -30,9 +39,10 @@ ACTIVE_MEMBERSHIPS = ("join", "invite", "knock")
 class AccountManagementService:
     def __init__(
         self, db: Database, accounts: AccountsService, uia: UserInteractiveAuth,
-        engine: LocalEvents,
+        engine: LocalEvents, media: MediaService,
     ) -> None:
         self._db = db
+        self._media = media
         self._accounts = accounts
         self._uia = uia
         self._engine = engine
@@ -50,19 +60,27 @@ class AccountManagementService:
             keep = requester.device_id if requester is not None else None
             await self._accounts.delete_other_devices(user_id, keep)
 
-    async def deactivate(self, requester: Requester | None, request: UiaRequest) -> None:
-        """Deactivate the requester's account after UIA; an application service deactivates
-        the user it acts as without (it holds its users' accounts, as in Synapse)."""
+    async def deactivate(
+        self, requester: Requester | None, request: UiaRequest, *, erase: bool = False
+    ) -> None:
+        """Deactivate (and with `erase`, erase) the requester's account after UIA; an
+        application service deactivates the user it acts as without (it holds its users'
+        accounts, as in Synapse)."""
         if requester is not None:
             user_id = await self._uia.authenticate_requester(request, requester)
         else:
             user_id = await self._uia.authenticate(request, None)
-        await self.deactivate_account(user_id)
+        await self.deactivate_account(user_id, erase=erase)
 
     async def deactivate_account(self, user_id: str, *, erase: bool = False) -> None:
         """Deactivate `user_id` (whoever asked has been checked): no more devices or tokens,
-        out of every room; `erase` also marks it erased with its profile cleared."""
+        out of every room; `erase` also marks it erased and deletes its data and media."""
         await self._accounts.deactivate(user_id, erase=erase)
+        if erase:
+            media_ids = await self._db.run(
+                lambda conn: erasure_store.get_user_media(conn, user_id)
+            )
+            await self._media.delete_local_media(media_ids)
         await self._leave_rooms(user_id)
 
     async def _leave_rooms(self, user_id: str) -> None:

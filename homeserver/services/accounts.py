@@ -51,6 +51,7 @@ from homeserver.services.requester import Requester
 from homeserver.services.token_cache import TokenCache, hash_token
 from storage import accounts as store
 from storage import admin_users as admin_store
+from storage import erasure as erasure_store
 from storage import profiles as profiles_store
 from storage.database import Database
 
@@ -443,13 +444,17 @@ class AccountsService:
     async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
         """Mark the account deactivated and delete every device and token of it. The user ID
         stays taken forever, so nobody can register it and inherit its rooms or trust.
-        `erase` (an admin's GDPR erasure) also marks it erased and clears its profile."""
+        `erase` also marks it erased, clears its profile and deletes every other row about
+        it that is not an event (storage/erasure.py; its media is the caller's), before the
+        device-list change goes out, so that nobody finds its cross-signing keys after."""
 
         async def txn(conn: asyncpg.Connection) -> list[str]:
             await store.deactivate_user(conn, user_id, erase)
+            deleted = await store.delete_other_devices(conn, user_id, None)
             if erase:
                 await profiles_store.update_profile(conn, user_id, None, None, {})
-            return await store.delete_other_devices(conn, user_id, None)
+                await erasure_store.erase_user_rows(conn, user_id)
+            return deleted
 
         deleted = await self._db.transaction(txn, name="deactivate")
         self._tokens.drop(user_id)

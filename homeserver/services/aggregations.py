@@ -111,7 +111,7 @@ def _chosen_edits(parents: dict[str, StoredEvent], edits: dict[str, Edit]) -> di
     chosen = {}
     for parent_id, candidate in edits.items():
         original = parents[parent_id]
-        if original.redacted_by:
+        if original.redacted_by or original.erased_for_reader:
             continue
         content = json.loads(original.json).get("content", {})
         edit = latest_valid_edit(

@@ -2,12 +2,19 @@
 
 Both /sync and the room read endpoints go through these two functions, so redaction,
 `unsigned` fields and history visibility are decided in exactly one place.
+
+Erased senders (spec "Account deactivation", `erase`: their events are not to be shown "to
+users who join the room later"): `filter_visible` marks an erased user's event that the
+reader may see but was not joined at (Synapse's `filter_events_for_client` prunes the same
+ones), and `serialize_events` serves it redacted; members who were joined when it was sent
+see it as before.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -15,9 +22,11 @@ import asyncpg
 from homeserver.protocol import events as protocol_events
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.retention import expired
+from homeserver.protocol.state_keys import StateKey
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
+from storage import erasure as erasure_store
 from storage import state as state_store
 from storage.events import StoredEvent, get_events, get_last_departure
 
@@ -53,6 +62,8 @@ async def serialize_events(
             unsigned["redacted_because"] = protocol_events.client_event(
                 redaction, event.redacted_by, event.room_id
             )
+        elif event.erased_for_reader:
+            pdu = redact_event(pdu, await engine.room_version(conn, event.room_id))
         previous = pdus.get(event.replaces_state) if event.replaces_state else None
         if previous is not None:
             unsigned["prev_content"] = previous["content"]
@@ -98,7 +109,8 @@ async def filter_visible(
 
     Events other than state events from users the reader ignores are dropped (spec "Ignoring
     Users"); `ignored` is that list when the caller already read it. So are those that have
-    outlived their room's retention policy (`drop_expired`).
+    outlived their room's retention policy (`drop_expired`). Events of erased senders that
+    the user was not joined at come back marked `erased_for_reader`.
     """
     stored = await drop_expired(conn, engine, stored)
     if ignored is None:
@@ -109,6 +121,8 @@ async def filter_visible(
     for event in stored:
         by_room[event.room_id].append(event)
     visible: set[str] = set()
+    erased = await erasure_store.get_erased(conn, sorted({e.sender for e in stored}))
+    not_joined: set[str] = set()  # visible events the user was not joined at
     for room_id, events in by_room.items():
         membership = (await engine.memberships(conn, user_id)).get(room_id)
         joined_now = membership is not None and membership.membership == "join"
@@ -131,6 +145,8 @@ async def filter_visible(
             member_pdu = pdus.get(state.get(keys[1], ""))
             history = hv_pdu["content"].get("history_visibility", "shared") if hv_pdu else "shared"
             member = member_pdu["content"].get("membership") if member_pdu else None
+            if member != "join":
+                not_joined.update(e.event_id for e in group_events if e.sender in erased)
             if (
                 history == _VISIBLE_ALWAYS
                 or member == "join"
@@ -140,7 +156,25 @@ async def filter_visible(
                 visible.update(e.event_id for e in group_events)
             elif history == "shared" and left_at is not None:
                 visible.update(e.event_id for e in group_events if _before(e, left_at))
-    return [e for e in stored if e.event_id in visible]
+    return [
+        replace(e, erased_for_reader=True) if e.event_id in not_joined else e
+        for e in stored if e.event_id in visible
+    ]
+
+
+async def erased_unless_joined(
+    conn: asyncpg.Connection, engine: RoomView, user_id: str, state: dict[StateKey, str],
+    stored: Sequence[StoredEvent],
+) -> list[StoredEvent]:
+    """`stored` (state served beside an event, as /context's) marked `erased_for_reader`
+    where the sender is erased and `state`, the state there, does not have `user_id`
+    joined."""
+    member_id = state.get(("m.room.member", user_id))
+    member = (await engine.get_pdus(conn, [member_id]))[member_id] if member_id else None
+    if member is not None and member["content"].get("membership") == "join":
+        return list(stored)
+    erased = await erasure_store.get_erased(conn, sorted({e.sender for e in stored}))
+    return [replace(e, erased_for_reader=True) if e.sender in erased else e for e in stored]
 
 
 async def drop_expired(

@@ -20,6 +20,7 @@ from homeserver.services.aggregations import serialize_with_relations
 from homeserver.services.clock import Clock
 from homeserver.services.event_views import (
     drop_expired,
+    erased_unless_joined,
     filter_visible,
     load_events,
     world_readable,
@@ -303,9 +304,10 @@ class RoomReads:
                 await state_store.get_state(conn, stored.state_group)
                 if stored.state_group is not None else {}
             )
-            state = await self._serialize(
-                conn, await load_events(conn, list(state_ids.values())), requester
-            )
+            state_events = await load_events(conn, list(state_ids.values()))
+            state = await self._serialize(conn, await erased_unless_joined(
+                conn, self.engine, uid, state_ids, state_events
+            ), requester)
             start = (
                 encode_position(position_before(stored)) if older is None
                 else older.end or older.resume()
