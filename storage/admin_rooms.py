@@ -135,7 +135,8 @@ FROM ({_SUMMARY} WHERE r.room_id = $2) s
 
 async def get_room(conn: asyncpg.Connection, local: str, room_id: str) -> asyncpg.Record | None:
     """One room's summary with its topic, avatar, local devices joined, whether every local
-    user forgot it (Synapse's `forgotten`) and whether it was replaced (`tombstoned`); None for a room this server does not know."""
+    user forgot it (Synapse's `forgotten`) and whether it was replaced (`tombstoned`); None
+    for a room this server does not know."""
     return await conn.fetchrow(GET_ROOM, local, room_id)
 
 
