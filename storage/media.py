@@ -24,6 +24,7 @@ class MediaRow:
     upload_name: str | None
     size_bytes: int | None
     quarantined_by: str | None = None  # the admin who quarantined it: served to no one
+    last_access_ts: int | None = None  # last download (recorded once per a while); None: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ async def complete_pending(
 
 GET_MEDIA = """
 SELECT media_id, user_id, created_ts, unused_expires_ts, content_hash, content_type,
-       upload_name, size_bytes, quarantined_by
+       upload_name, size_bytes, quarantined_by, last_access_ts
 FROM local_media WHERE media_id = $1
 """
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.errors import invalid_param, not_found
 from homeserver.protocol.identifiers import parse_user_id
 from homeserver.services.account_management import AccountManagementService
 from homeserver.services.accounts import AccountDetails, AccountsService
+from homeserver.services.local_users import local_user_id
 from homeserver.services.profiles import check_value
 from homeserver.services.requester import Requester
 from storage import admin_users as store
@@ -105,18 +106,8 @@ class AdminUsersService:
         self._accounts = accounts
         self._management = management
 
-    def local_user(self, user_id: str) -> str:
-        """`user_id` if it names a user of this server, else 400."""
-        try:
-            _, server_name = parse_user_id(user_id)
-        except ValueError:
-            raise invalid_param(f"{user_id!r} is not a valid user ID") from None
-        if server_name != self._accounts.server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "Can only look up local users")
-        return user_id
-
     async def _find(self, user_id: str) -> asyncpg.Record | None:
-        self.local_user(user_id)
+        local_user_id(self._accounts.server_name, user_id)
         return await self._db.run(lambda conn: store.get_user_details(conn, user_id))
 
     async def _get(self, user_id: str) -> asyncpg.Record:

@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import forbidden, invalid_param, not_found
-from homeserver.protocol.identifiers import parse_user_id
 from homeserver.services.accounts import AccountsService, valid_device_id
 from homeserver.services.clock import Clock
 from homeserver.services.device_lists import DeviceListService
+from homeserver.services.local_users import require_local_account
 from homeserver.services.requester import Requester
 from homeserver.services.uia import UiaRequest, UserInteractiveAuth
 from storage import accounts as store
@@ -130,15 +130,8 @@ class DevicesService:
     # ---- a server admin's, on any local user's behalf (the caller checked the admin) ----
 
     async def _local_user(self, user_id: str) -> None:
-        """400 for a user ID that is malformed or another server's, 404 for an unknown one."""
-        try:
-            _, server_name = parse_user_id(user_id)
-        except ValueError:
-            raise invalid_param(f"{user_id!r} is not a valid user ID") from None
-        if server_name != self._accounts.server_name:
-            raise invalid_param("Only local users can be looked up")
-        if await self._db.run(lambda conn: store.get_user(conn, user_id)) is None:
-            raise not_found("Unknown user")
+        server_name = self._accounts.server_name
+        await self._db.run(lambda conn: require_local_account(conn, server_name, user_id))
 
     async def admin_list(self, user_id: str) -> list[dict[str, Any]]:
         await self._local_user(user_id)

@@ -172,7 +172,7 @@ class MediaService:
         row = await self._uploaded_row(server_name, media_id, timeout_ms)
         assert row.content_hash is not None and row.content_type is not None
         path = await self._existing(row.content_hash)
-        await self._touch(media_id)
+        await self._touch(row)
         return MediaFile(path, row.content_type, row.upload_name)
 
     async def get_thumbnail(
@@ -224,7 +224,7 @@ class MediaService:
                 staged, remember, name="media_thumbnail", also_lock=[source_hash]
             )
         path = await self._existing(thumbnail.thumbnail_hash)
-        await self._touch(media_id)
+        await self._touch(row)
         return MediaFile(path, thumbnail.content_type, None)
 
     def _make_thumbnail(self, source: Path, size: ThumbnailSize) -> _Thumbnail:
@@ -292,9 +292,17 @@ class MediaService:
             raise too_large(f"Uploads are limited to {limit} bytes")
         return await self.content.stage_stream(upload.chunks, limit)
 
-    async def _touch(self, media_id: str) -> None:
+    async def _touch(self, row: store.MediaRow) -> None:
+        """Record a download in `last_access_ts` (what deleting media by age goes by), at
+        most once per `ACCESS_GRANULARITY_MS`. The row the download read says when the last
+        one was recorded, so a download within that time costs no round trip."""
+        now = self.clock.now_ms()
+        if row.last_access_ts is not None and now - row.last_access_ts < ACCESS_GRANULARITY_MS:
+            return
+        media_id = row.media_id
+
         async def touch(conn: asyncpg.Connection) -> None:
-            await store.touch_media(conn, media_id, self.clock.now_ms(), ACCESS_GRANULARITY_MS)
+            await store.touch_media(conn, media_id, now, ACCESS_GRANULARITY_MS)
 
         await self.db.run(touch, name="media_touch")
 

@@ -17,9 +17,8 @@ from typing import TypeVar
 import asyncpg
 
 from homeserver.errors import invalid_param, not_found
-from homeserver.protocol.identifiers import server_name_of
+from homeserver.services.local_users import require_local_account
 from homeserver.services.media import MediaService
-from storage import accounts as accounts_store
 from storage import admin_media as store
 from storage import rooms as rooms_store
 from storage.admin_media import MediaInfo
@@ -56,7 +55,7 @@ class MediaAdmin:
 
     async def user_media(self, user_id: str, order: MediaOrder) -> MediaPage:
         async def read(conn: asyncpg.Connection) -> MediaPage:
-            await self._require_local_user(conn, user_id)
+            await require_local_account(conn, self.server_name, user_id)
             page = await store.list_user_media(
                 conn, user_id, order.order_by, order.backwards, order.offset, order.limit
             )
@@ -134,7 +133,7 @@ class MediaAdmin:
     async def quarantine_user(self, admin: str, user_id: str) -> int:
         """Quarantine every media `user_id` uploaded; how many were."""
         async def quarantine(conn: asyncpg.Connection) -> int:
-            await self._require_local_user(conn, user_id)
+            await require_local_account(conn, self.server_name, user_id)
             return await store.quarantine_user_media(conn, user_id, admin)
 
         return await self._db.transaction(quarantine, name="admin_quarantine_user")
@@ -142,12 +141,6 @@ class MediaAdmin:
     def _require_local(self, server_name: str) -> None:
         if server_name != self.server_name:
             raise not_found("Unknown media: this server keeps no copies of remote media")
-
-    async def _require_local_user(self, conn: asyncpg.Connection, user_id: str) -> None:
-        if server_name_of(user_id) != self.server_name:
-            raise invalid_param("Can only look up local users")
-        if await accounts_store.get_user(conn, user_id) is None:
-            raise not_found("Unknown user")
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await self._db.run(fn, name="admin_media")

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from homeserver.services.media_store import ContentStore
 from tests.admin_api import ADMIN, admin_ok, make_admin
@@ -159,6 +160,35 @@ async def test_a_users_media_is_listed_paged_and_sorted(
 
 
 # -- quarantine and protection -----------------------------------------------------------------
+
+
+def touches() -> float:
+    """How many times the media service went to the database to record a download."""
+    value = REGISTRY.get_sample_value(
+        "moot_db_transaction_duration_seconds_count", {"name": "media_touch"}
+    )
+    return value or 0.0
+
+
+async def test_downloads_record_an_access_once_a_minute_without_a_write_each(
+    homeserver: RunningServer, api: MatrixApi, admin: User, alice: User, clock: FakeClock,
+) -> None:
+    """`last_access_ts` moves at most once a minute, and a download within the minute costs
+    no database round trip for it: the row the download reads already tells it is recent."""
+    media_id = await upload(api, alice, b"popular")
+    url = f"{V3}/download/{homeserver.server_name}/{media_id}"
+    before = touches()
+    await api.ok("GET", url)
+    assert touches() == before + 1
+    for _ in range(5):
+        clock.advance(5)
+        await api.ok("GET", url)
+    assert touches() == before + 1
+    clock.advance(60)
+    await api.ok("GET", url)
+    assert touches() == before + 2
+    body = await admin_ok(api, admin, "GET", f"/v1/users/{alice.user_id}/media")
+    assert body["media"][0]["last_access_ts"] == START_MS + 85_000
 
 
 async def test_quarantined_media_is_hidden_from_everyone_until_released(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 import pytest
@@ -117,6 +118,24 @@ async def test_shared_secret_registration(make_homeserver: MakeServer, http: Any
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
     status, body = await api.request("POST", ADMIN + "/v1/register", raw=b"[1]")
     assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+
+
+async def test_shared_secret_registration_refuses_lone_surrogates(
+    make_homeserver: MakeServer, http: Any
+) -> None:
+    """JSON may escape a lone surrogate (`"\\ud800"`), which no UTF-8 encodes: the MAC
+    cannot be computed over it, and anyone may send it (no token is needed), so it must
+    be a 400, not a 500."""
+    server = await make_homeserver({"registration.shared_secret": SECRET})
+    api = MatrixApi(server.url, http)
+    for field in ("username", "password", "mac", "displayname", "user_type"):
+        n = await nonce(api)
+        fields = {"nonce": n, "username": "x", "password": PASSWORD,
+                  "mac": mac_of(n, "x", PASSWORD, False)}  # right, but for `field`
+        raw = json.dumps(fields | {field: "a\ud800"}).encode()
+        assert b"\\ud800" in raw
+        status, body = await api.request("POST", ADMIN + "/v1/register", raw=raw)
+        assert 400 <= status < 500 and body["errcode"].startswith("M_"), (field, status, body)
 
 
 async def test_shared_secret_nonces_expire(make_homeserver: MakeServer, http: Any) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
-from homeserver.api.admin.paging import DEFAULT_LIMIT, MAX_LIMIT, query_count
+from homeserver.api.admin.paging import query_count, query_page
 from homeserver.api.context import MEDIA_ADMIN
 from homeserver.api.http import json_response, path_room_id, path_user_id, query_bool
 from homeserver.api.media import media_ref, path_media_id
@@ -164,21 +164,11 @@ def _deleted(media_ids: list[str]) -> web.Response:
     return json_response({"deleted_media": media_ids, "total": len(media_ids)})
 
 
-
 def _order(request: web.Request) -> MediaOrder:
     """`order_by`, `dir`, `from` and `limit` of the user media list; newest first unless
     asked otherwise (with `order_by` alone, ascending)."""
     order_by = request.query.get("order_by")
-    direction = request.query.get("dir")
     if order_by is not None and order_by not in ORDER_COLUMNS:
         raise invalid_param(f"'order_by' must be one of {', '.join(ORDER_COLUMNS)}")
-    if direction not in (None, "f", "b"):
-        raise invalid_param("'dir' must be 'f' or 'b'")
-    if order_by is None and direction is None:
-        order_by, direction = "created_ts", "b"
-    return MediaOrder(
-        order_by or "created_ts", direction == "b",
-        query_count(request, "from", 0),
-        min(query_count(request, "limit", DEFAULT_LIMIT, lowest=1), MAX_LIMIT),
-    )
-
+    page = query_page(request, default_dir="b" if order_by is None else "f")
+    return MediaOrder(order_by or "created_ts", page.backwards, page.start, page.limit)

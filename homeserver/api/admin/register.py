@@ -10,7 +10,7 @@ from homeserver.api.admin.auth import ADMIN, audit
 from homeserver.api.client_address import client_address
 from homeserver.api.context import ACCOUNTS, SHARED_SECRET_REGISTRATION
 from homeserver.api.http import field_str, json_response, read_json_body, require_str
-from homeserver.errors import bad_json
+from homeserver.errors import bad_json, invalid_param
 from homeserver.services.admin_users import check_profile_fields, check_user_type
 from homeserver.services.shared_secret import SharedSecretRequest
 
@@ -40,6 +40,7 @@ async def register(request: web.Request) -> web.Response:
         mac=require_str(body, "mac"), displayname=field_str(body, "displayname"),
         user_type=field_str(body, "user_type"),
     )
+    _check_encodable(req.username, req.password, req.mac, req.displayname, req.user_type)
     check_user_type(req.user_type)
     check_profile_fields(req.displayname, None)
     session = await registration.register(req, client_address(request))
@@ -50,3 +51,16 @@ async def register(request: web.Request) -> web.Response:
         "home_server": request.app[ACCOUNTS].server_name,
         "device_id": session.device_id,
     })
+
+
+def _check_encodable(*values: str | None) -> None:
+    """JSON may escape a lone surrogate (`"\\ud800"`), which no UTF-8 encodes: the MAC is
+    made over UTF-8, and the database stores UTF-8. Anyone may POST here (no token), so such
+    a field is a 400 here rather than an encoding error (a 500) further on."""
+    for value in values:
+        if value is None or value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid_param("Strings may not hold lone surrogates") from None

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.admin.auth import ADMIN, log_admin_action, require_admin
+from homeserver.api.admin.paging import query_flag
 from homeserver.api.context import REGISTRATION_TOKENS
 from homeserver.api.http import json_response, read_json_body
 from homeserver.errors import invalid_param
@@ -54,11 +55,7 @@ def _change(body: dict[str, Any], key: str, hi: int) -> Change:
 @routes.get(TOKENS)
 async def list_tokens(request: web.Request) -> web.Response:
     await require_admin(request)
-    raw = request.query.get("valid")
-    if raw not in (None, "true", "false"):
-        raise invalid_param("'valid' must be true or false")
-    valid = None if raw is None else raw == "true"
-    tokens = await request.app[REGISTRATION_TOKENS].list_tokens(valid)
+    tokens = await request.app[REGISTRATION_TOKENS].list_tokens(query_flag(request, "valid"))
     return json_response({"registration_tokens": [_token_json(t) for t in tokens]})
 
 

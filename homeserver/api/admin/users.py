@@ -26,8 +26,12 @@ from storage.admin_users import ORDER_COLUMNS, UserFilter
 routes = web.RouteTableDef()
 
 
-async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
-    await require_admin(request)
+async def _list(request: web.Request, *, v3: bool) -> web.Response:
+    await require_admin(request)  # before reading the query: a stranger learns nothing of it
+    if v3:  # `deactivated` filters both ways; absent, it does not filter.
+        deactivated = query_flag(request, "deactivated")
+    else:  # v2: deactivated accounts are left out unless `deactivated=true` adds them.
+        deactivated = None if query_bool(request, "deactivated") else False
     page = query_page(request)
     order_by = query_order(request, ORDER_COLUMNS, "name")
     f = UserFilter(
@@ -46,14 +50,12 @@ async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
 
 @routes.get(ADMIN + "/v2/users")
 async def list_users_v2(request: web.Request) -> web.Response:
-    # v2: deactivated accounts are left out unless `deactivated=true` adds them.
-    return await _list(request, None if query_bool(request, "deactivated") else False)
+    return await _list(request, v3=False)
 
 
 @routes.get(ADMIN + "/v3/users")
 async def list_users_v3(request: web.Request) -> web.Response:
-    # v3: `deactivated` filters both ways; absent, it does not filter.
-    return await _list(request, query_flag(request, "deactivated"))
+    return await _list(request, v3=True)
 
 
 @routes.get(ADMIN + "/v2/users/{userId}")
