@@ -16,6 +16,8 @@ from tests.helpers import MatrixApi
 
 EXAMPLES = 60
 NUL = "a\x00b"
+# A lone UTF-16 surrogate: JSON can escape one (\ud800), but it is no text (no UTF-8).
+LONE_SURROGATE = "a\ud800b"
 # Past PostgreSQL's bigint (and orjson's 64 bits) both ways.
 HUGE = [2**63, 2**64, 2**70, -(2**63) - 1, -(2**70)]
 # Field names the write endpoints read: objects built from them reach past the first check.
@@ -33,7 +35,8 @@ KNOWN_KEYS = [
     "first_message_index", "session_data", "rooms", "sessions", "since", "server",
 ]
 json_scalars = (
-    st.none() | st.booleans() | st.text(max_size=20) | st.sampled_from(["\x00", NUL])
+    st.none() | st.booleans() | st.text(max_size=20)
+    | st.sampled_from(["\x00", NUL, LONE_SURROGATE])
     | st.integers(min_value=-(2**60), max_value=2**60) | st.sampled_from(HUGE)
     | st.floats(allow_nan=False, allow_infinity=False)
 )

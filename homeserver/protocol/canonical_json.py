@@ -247,4 +247,23 @@ def loads_bounded(text: str | bytes, max_depth: int = MAX_NESTING_DEPTH) -> Any:
         raise ValueError("JSON is nested too deeply to parse") from None
     if isinstance(value, dict | list) and _nesting_exceeds(value, max_depth):
         raise JSONNestingError(f"JSON nested deeper than {max_depth} levels")
+    if _escapes_surrogates(text):
+        _refuse_lone_surrogates(value)
     return value
+
+
+def _escapes_surrogates(text: str | bytes) -> bool:
+    """Whether the text has a `\\uD800`-`\\uDFFF` escape: halves of a surrogate pair (an
+    emoji written as escapes) or a lone one. Raw text never holds one: UTF-8 cannot."""
+    if isinstance(text, bytes):
+        return b"\\ud" in text or b"\\uD" in text
+    return "\\ud" in text or "\\uD" in text
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """ValueError when a string holds a lone surrogate (`"\\ud800"` parses to one): it is no
+    Unicode text, and encoding it as UTF-8 (canonical JSON, PostgreSQL) would fail later."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError("JSON holds a lone UTF-16 surrogate, which is not text") from None

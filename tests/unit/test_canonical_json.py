@@ -170,3 +170,15 @@ def test_gradual_encoding_of_long_runs_and_nested_members() -> None:
     assert encode_canonical_json(value, gradual=True) == encode_canonical_json(value)
     with pytest.raises(CanonicalJSONError):
         encode_canonical_json({"x": [{"a": 1}] * 300 + [1.5]}, gradual=True)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": "\\ud800"}', '["x\\uDC00"]', '{"\\udbff": 1}', b'["\\ud800\\ud800"]'],
+)
+def test_lone_surrogates_are_refused(text: str | bytes) -> None:
+    with pytest.raises(ValueError, match="surrogate"):
+        loads_bounded(text)
+
+
+def test_escaped_surrogate_pairs_are_text() -> None:
+    assert loads_bounded('{"a": "\\ud83d\\ude00 \\uD83D\\uDE00"}') == {"a": "\U0001f600 \U0001f600"}
