@@ -345,6 +345,47 @@ class RssSampler:
             await asyncio.sleep(RSS_SAMPLE_S)
 
 
+def cpu_s(pid: int | None = None) -> float | None:
+    """CPU seconds (user + system) a process used so far: the server's from /proc/PID/stat,
+    this process's own without a pid; None once the process is gone."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class CpuMeter:
+    """CPU seconds of the server (and of this load generator, gateway included) from the
+    start of the send phase to its end, and to the end of delivery (every /sync and push
+    arrived): the work a message costs, whatever the send rate the run reached."""
+
+    pid: int | None
+    start: tuple[float | None, float | None] = (None, None)
+    marks: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    def begin(self) -> None:
+        self.start = (cpu_s(self.pid) if self.pid else None, cpu_s())
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = (cpu_s(self.pid) if self.pid else None, cpu_s())
+
+    def report(self, messages: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (server, own) in self.marks.items():
+            for who, now, then in (("server", server, self.start[0]), ("load", own, self.start[1])):
+                if now is not None and then is not None:
+                    out[f"{who}_{name}_s"] = round(now - then, 2)
+                    if messages:
+                        out[f"{who}_{name}_ms_per_msg"] = round((now - then) * 1000 / messages, 2)
+        return out
+
+
 def rss_report(sampler: RssSampler | None) -> dict[str, Any]:
     """The process's lifetime peak (VmHWM, or the highest sample once it is gone) and the peak
     of each phase, in MB."""
@@ -400,6 +441,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
     timeout = aiohttp.ClientTimeout(total=SYNC_TIMEOUT_MS / 1000 + 60)
     push = PushRecorder()
+    cpu = CpuMeter(args.pid)
     gateway: web.AppRunner | None = None
     holders: list[User] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -446,9 +488,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"sending {args.messages} messages from {args.senders} senders")
         if sampler:
             sampler.phase = "send"
+        cpu.begin()
         sent, send_s = await send_all(
             client, users[:args.senders], room_id, args.messages, args.prefix,
         )
+        cpu.mark("send")
         log(f"sent {len(sent.sent)} in {send_s:.1f} s; waiting for delivery")
         await wait_delivered(states, sent.sent, progress, args.drain)
         # Every message notifies every pusher holder but its sender (senders hold one with
@@ -458,6 +502,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await wait_progress(
                 lambda: push.distinct() >= expected_pushes, push.progress, args.drain,
             )
+        cpu.mark("delivered")
+        if gateway is not None:
             await gateway.cleanup()
         for task in tasks:
             task.cancel()
@@ -488,6 +534,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "limited_syncs": sum(state.limited_syncs for state in states),
         "sync_errors": sum(state.sync_errors for state in states),
         "push": push_report(args.pushers, len(holders), expected_pushes, push),
+        "cpu": cpu.report(len(sent.sent)),
         **rss_report(sampler),
     }
 
