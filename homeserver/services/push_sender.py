@@ -23,9 +23,9 @@ is deleted: by its owner, or because the gateway listed its pushkey in `rejected
 Counts are read when a row is sent, not when it was queued: a phone coming back after an outage
 shows the badge as it is now. Everything a request needs is read from memory where the process
 keeps it current (the event cache, the user's memberships and unread counts, the room's current
-state), so a push in the steady state reads nothing from the database. A badge row is sent only
-when the count is lower than the last one this process sent to that pusher (or none was sent
-yet).
+state), so a push in the steady state reads nothing from the database, nor takes a pool
+connection (`Database.on_demand`). A badge row is sent only when the count is lower than
+the last one this process sent to that pusher (or none was sent yet).
 """
 
 from __future__ import annotations
@@ -180,11 +180,6 @@ class PushSender:
 
     # ---- one pusher's task ----------------------------------------------------------------
 
-    async def _on_connection(self, fn: _Work[T], name: str) -> T:
-        """`fn` on one of the sender's pool connections, each statement committing alone."""
-        async with self._db_slots:
-            return await self.db.run(fn, name=name)
-
     async def _in_transaction(self, fn: _Work[T], name: str) -> T:
         """`fn` in one transaction on one of the sender's pool connections."""
         async with self._db_slots:
@@ -251,9 +246,8 @@ class PushSender:
                 log.info("dropping a push to %s queued more than a day ago", pusher.key)
                 await self._forget(pusher, row)
                 return
-            body = await self._on_connection(
-                partial(self._body, key=pusher.key, row=row, retry=retry), "push"
-            )
+            async with self.db.on_demand(self._db_slots) as conn:  # (nearly always cached)
+                body = await self._body(conn, pusher.key, row, retry)
             if body is None or not isinstance(url, str):
                 await self._forget(pusher, row)  # an unchanged badge, a vanished event
                 return
