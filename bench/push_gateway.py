@@ -83,13 +83,26 @@ class _Gateway(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        """Answer every complete request that arrived, the answers in one write (a client that
+        pipelines sends many requests in one)."""
         self.data += data
-        while self.transport is not None and not self.transport.is_closing():
+        answers: list[bytes] = []
+        close = self._serve(answers)
+        assert self.transport is not None
+        if answers:
+            self.transport.write(b"".join(answers))
+        if close:
+            self.transport.close()
+
+    def _serve(self, answers: list[bytes]) -> bool:
+        """Answer the complete requests; whether the connection must close."""
+        while True:
             end = self.data.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.data) > MAX_REQUEST_BYTES:
-                    self._answer(431, b"{}", close=True)
-                return
+                    answers.append(_answer(431, b"{}", close=True))
+                    return True
+                return False
             lines = self.data[:end].decode("latin-1").split("\r\n")
             method, target, _version = lines[0].split(" ", 2)
             headers = dict(
@@ -98,27 +111,25 @@ class _Gateway(asyncio.Protocol):
             )
             length = int(headers.get("content-length", "0"))
             if "transfer-encoding" in headers or length > MAX_REQUEST_BYTES:
-                self._answer(411, b"{}", close=True)
-                return
+                answers.append(_answer(411, b"{}", close=True))
+                return True
             if len(self.data) < end + 4 + length:
-                return
+                return False
             body, self.data = self.data[end + 4:end + 4 + length], self.data[end + 4 + length:]
             if method == "POST" and target == NOTIFY_PATH:
                 self.recorder.record(body)
-                self._answer(200, _OK)
+                answers.append(_answer(200, _OK))
             elif method == "GET" and target == STATS_PATH:
-                self._answer(200, json.dumps(self.recorder.stats()).encode())
+                answers.append(_answer(200, json.dumps(self.recorder.stats()).encode()))
             else:
-                self._answer(404, b"{}")
+                answers.append(_answer(404, b"{}"))
 
-    def _answer(self, status: int, body: bytes, close: bool = False) -> None:
-        assert self.transport is not None
-        self.transport.write(
-            b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-            % (status, len(body), b"Connection: close\r\n" if close else b"") + body
-        )
-        if close:
-            self.transport.close()
+
+def _answer(status: int, body: bytes, close: bool = False) -> bytes:
+    return (
+        b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+        % (status, len(body), b"Connection: close\r\n" if close else b"") + body
+    )
 
 
 async def serve() -> None:

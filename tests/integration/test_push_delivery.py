@@ -163,6 +163,7 @@ async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
     # Nothing read for a request's body, no row deleted alone.
     assert len(reads) + len(deletions) == len(statements), statements
     assert len(reads[0].args[0]) == 8  # the first read found every pusher's row
+    assert len(gateway.connections) == 1  # the eight requests pipelined on one connection
     deleted = [p for r in reads for p in r.args[4]] + [p for d in deletions for p in d.args[0]]
     assert len(deleted) == 8
 
