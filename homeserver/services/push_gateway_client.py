@@ -131,6 +131,9 @@ class _Connection(asyncio.Protocol):
         """The response to `request`, once the gateway answered it and those before it."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[http1.Response] = loop.create_future()
+        if self.done:  # it failed while the request waited for it to connect
+            answer.set_exception(ConnectionError("the connection closed"))
+            return answer
         self._waiting.append(answer)
         if not self._out:
             loop.call_soon(self._flush)
