@@ -5,8 +5,9 @@
 # (`init` as in compare.sh, plus push.allow_private_addresses: true so that pushers may name a
 # gateway on loopback): first the group chat without pushers, then the same load with each of
 # the long-polling receivers (PUSHERS=all: every user) holding an http pusher to the loopback
-# gateway that load.py starts (bench/push_gateway.py, answering 200 {"rejected": []}). Prints both
-# JSON results, the send-rate ratio (the target: with pushers within 10 % of without) and
+# gateway that load.py starts in a process of its own (bench/push_gateway.py, answering 200
+# {"rejected": []}). Prints both JSON results, the send-rate ratio (the target: with
+# pushers within 10 % of without), the server's CPU per message (and per push) in both, and
 # what reached the gateway. It measures only: the exit status says whether the runs completed.
 #
 # Environment: PGHOST PGPORT PGUSER (default 127.0.0.1 5432 postgres); LOAD_ARGS (extra
@@ -53,6 +54,12 @@ without, with_ = (json.load(open(path)) for path in sys.argv[1:3])
 a, b = without["send"]["msgs_per_s"], with_["send"]["msgs_per_s"]
 push = with_["push"]
 print(f"send rate: {a} msgs/s without pushers, {b} with ({b / a:.3f}x; target >= 0.9x)")
+cpu_a, cpu_b = without["cpu"], with_["cpu"]
+print(f"server CPU per message, send start -> all delivered: {cpu_a['server_delivered_ms_per_msg']} ms "
+      f"without pushers, {cpu_b['server_delivered_ms_per_msg']} ms with; per push "
+      f"{(cpu_b['server_delivered_s'] - cpu_a['server_delivered_s']) * 1e6 / max(1, push['received']):.0f} us "
+      f"more; during the send phase {cpu_a['server_send_s']} s and {cpu_b['server_send_s']} s; "
+      f"the gateway process {push['gateway_cpu_s']} s")
 print(f"pushes: {push['received']} of {push['expected']} received, {push['missing']} missing, "
       f"{push['duplicates']} duplicates; send start -> gateway p50 {push['latency']['p50_ms']} ms, "
       f"p99 {push['latency']['p99_ms']} ms")

@@ -33,8 +33,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from aiohttp import web
-from push_gateway import PushRecorder, pusher_body, start_gateway
+from push_gateway import STATS_PATH, pusher_body
 
 CLIENT_PREFIX = "/_matrix/client/v3"
 SLIDING_SYNC_PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -42,6 +41,8 @@ PASSWORD = "bench password 1"
 SYNC_TIMEOUT_MS = 30_000
 RSS_SAMPLE_S = 0.1
 SYNC_ERROR_BACKOFF_S = 0.5
+GATEWAY_POLL_S = 0.2
+GATEWAY_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "push_gateway.py")
 
 
 class BenchError(Exception):
@@ -345,6 +346,47 @@ class RssSampler:
             await asyncio.sleep(RSS_SAMPLE_S)
 
 
+def cpu_s(pid: int | None = None) -> float | None:
+    """CPU seconds (user + system) a process used so far: the server's from /proc/PID/stat,
+    this process's own without a pid; None once the process is gone."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class CpuMeter:
+    """CPU seconds of the server (and of this load generator) from the
+    start of the send phase to its end, and to the end of delivery (every /sync and push
+    arrived): the work a message costs, whatever the send rate the run reached."""
+
+    pid: int | None
+    start: tuple[float | None, float | None] = (None, None)
+    marks: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    def begin(self) -> None:
+        self.start = (cpu_s(self.pid) if self.pid else None, cpu_s())
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = (cpu_s(self.pid) if self.pid else None, cpu_s())
+
+    def report(self, messages: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (server, own) in self.marks.items():
+            for who, now, then in (("server", server, self.start[0]), ("load", own, self.start[1])):
+                if now is not None and then is not None:
+                    out[f"{who}_{name}_s"] = round(now - then, 2)
+                    if messages:
+                        out[f"{who}_{name}_ms_per_msg"] = round((now - then) * 1000 / messages, 2)
+        return out
+
+
 def rss_report(sampler: RssSampler | None) -> dict[str, Any]:
     """The process's lifetime peak (VmHWM, or the highest sample once it is gone) and the peak
     of each phase, in MB."""
@@ -382,6 +424,48 @@ async def wait_progress(done: Callable[[], bool], progress: asyncio.Event, drain
             return
 
 
+@dataclass(slots=True)
+class GatewayProcess:
+    """`bench/push_gateway.py` in a process of its own (see why there), asked for what it
+    recorded over HTTP."""
+
+    process: asyncio.subprocess.Process
+    url: str  # the pushers' `data.url`
+
+    @classmethod
+    async def start(cls) -> GatewayProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, GATEWAY_SCRIPT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        return cls(process, (await process.stdout.readline()).decode().strip())
+
+    async def stats(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.get(self.url.split("/_matrix", 1)[0] + STATS_PATH) as resp:
+            stats: dict[str, Any] = await resp.json()
+            return stats
+
+    async def wait(self, session: aiohttp.ClientSession, expected: int, drain_s: float) -> None:
+        """Until `expected` distinct pushes arrived, or `drain_s` passed without one more."""
+        received, since = -1, time.monotonic()
+        while time.monotonic() - since < drain_s:
+            now = (await self.stats(session))["received"]
+            if now >= expected:
+                return
+            if now > received:
+                received, since = now, time.monotonic()
+            await asyncio.sleep(GATEWAY_POLL_S)
+
+    def cpu_s(self) -> float | None:
+        return cpu_s(self.process.pid)
+
+    async def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        await self.process.wait()
+
+
 def require_loopback(url: str) -> None:
     """This machine's servers only: a load run never targets another address."""
     host = urlsplit(url).hostname
@@ -399,8 +483,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     limit = args.senders + args.receivers + args.concurrency + 8
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
     timeout = aiohttp.ClientTimeout(total=SYNC_TIMEOUT_MS / 1000 + 60)
-    push = PushRecorder()
-    gateway: web.AppRunner | None = None
+    push: dict[str, Any] = {}
+    cpu = CpuMeter(args.pid)
+    gateway: GatewayProcess | None = None
+    gateway_cpu_s: float | None = None
     holders: list[User] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         client = Client(session, args.url)
@@ -428,9 +514,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.pushers != "none":
             holders = receiver_users if args.pushers == "receivers" else users
             log(f"{len(holders)} pushers to a loopback gateway")
-            gateway, url = await start_gateway(push)
+            gateway = await GatewayProcess.start()
             await bounded(args.concurrency, [
-                client.setup_call("POST", "/pushers/set", user.token, pusher_body(url, f"p{i}"))
+                client.setup_call(
+                    "POST", "/pushers/set", user.token, pusher_body(gateway.url, f"p{i}"),
+                )
                 for i, user in enumerate(holders)
             ])
         feed = FEEDS[args.receive](room_id, args.timeline_limit)
@@ -446,19 +534,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"sending {args.messages} messages from {args.senders} senders")
         if sampler:
             sampler.phase = "send"
+        cpu.begin()
+        gateway_cpu_s = gateway.cpu_s() if gateway is not None else None
         sent, send_s = await send_all(
             client, users[:args.senders], room_id, args.messages, args.prefix,
         )
+        cpu.mark("send")
         log(f"sent {len(sent.sent)} in {send_s:.1f} s; waiting for delivery")
         await wait_delivered(states, sent.sent, progress, args.drain)
         # Every message notifies every pusher holder but its sender (senders hold one with
         # `--pushers all`, never with `receivers`).
         expected_pushes = len(sent.sent) * (len(holders) - (args.pushers == "all"))
         if gateway is not None:
-            await wait_progress(
-                lambda: push.distinct() >= expected_pushes, push.progress, args.drain,
-            )
-            await gateway.cleanup()
+            await gateway.wait(session, expected_pushes, args.drain)
+        cpu.mark("delivered")
+        if gateway is not None:
+            push = await gateway.stats(session)
+            gateway_cpu_s = round((gateway.cpu_s() or 0) - (gateway_cpu_s or 0), 2)
+            await gateway.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -487,24 +580,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "syncs": sum(state.syncs for state in states),
         "limited_syncs": sum(state.limited_syncs for state in states),
         "sync_errors": sum(state.sync_errors for state in states),
-        "push": push_report(args.pushers, len(holders), expected_pushes, push),
+        "push": push_report(args.pushers, len(holders), expected_pushes, push, gateway_cpu_s),
+        "cpu": cpu.report(len(sent.sent)),
         **rss_report(sampler),
     }
 
 
 def push_report(
-    mode: str, holders: int, expected: int, push: PushRecorder,
+    mode: str, holders: int, expected: int, push: dict[str, Any], cpu_s: float | None,
 ) -> dict[str, Any] | None:
-    """What the bench's gateway got: pushes about bench messages (distinct per pusher and
-    message), duplicates, those expected and never received within the drain time, badge-only
-    updates, and send start → arrival at the gateway. None without pushers."""
+    """What the bench's gateway got (its `stats`): pushes about bench messages (distinct per
+    pusher and message), duplicates, those expected and never received within the drain time,
+    badge-only updates, send start → arrival at the gateway, and the gateway's CPU seconds.
+    None without pushers."""
     if mode == "none":
         return None
     return {
         "pushers": mode, "holders": holders, "expected": expected,
-        "received": push.distinct(), "missing": max(0, expected - push.distinct()),
-        "duplicates": push.duplicates(), "badges": push.badges, "other": push.other,
-        "latency": spread(push.latencies_ms),
+        "received": push["received"], "missing": max(0, expected - push["received"]),
+        "duplicates": push["duplicates"], "badges": push["badges"], "other": push["other"],
+        "latency": spread(push["latencies_ms"]), "gateway_cpu_s": cpu_s,
     }
 
 

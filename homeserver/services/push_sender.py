@@ -23,9 +23,10 @@ is deleted: by its owner, or because the gateway listed its pushkey in `rejected
 Counts are read when a row is sent, not when it was queued: a phone coming back after an outage
 shows the badge as it is now. Everything a request needs is read from memory where the process
 keeps it current (the event cache, the user's memberships and unread counts, the room's current
-state), so a push in the steady state reads nothing from the database. A badge row is sent only
-when the count is lower than the last one this process sent to that pusher (or none was sent
-yet).
+state), so a push in the steady state reads nothing from the database, nor takes a pool
+connection (`Database.on_demand`); the room's names and the sender's display name are worked
+out once for all the pushers an event goes to. A badge row is sent only when the count is
+lower than the last one this process sent to that pusher (or none was sent yet).
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ BATCH = 50  # rows read at once from one pusher's queue
 # pushers must not queue the room writer (and every request) behind it for a connection.
 DB_CONNECTIONS = 4
 DELIVERY_EXPIRY_MS = 24 * 3600 * 1000
+# Room names and display names read for one event's pushes serve its other pushers for this
+# long (the pushes of one event go out within milliseconds of each other), for so many events.
+DETAILS_FRESH_MS = 1000
+DETAILS_KEPT = 1024
 # Answers that retrying cannot change: the gateway finds the request malformed or too large.
 _HOPELESS = frozenset({400, 413})
 _NO_BOUND = 2**62  # counts include every committed notification
+_SENT, _FAILED = metrics.PUSH_SENT.labels(HTTP), metrics.PUSH_FAILED.labels(HTTP)
 
 
 @dataclass(slots=True)
@@ -106,6 +112,7 @@ class PushSender:
         # The last unread count sent to each pusher, so that a badge goes out only when the
         # count dropped.
         self._last_unread: dict[PusherKey, int] = {}
+        self._details: dict[str, tuple[int, RoomDetails]] = {}  # event -> (when, details)
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._db_slots = asyncio.Semaphore(DB_CONNECTIONS)
         self.reader = QueueReader(db, self._db_slots, BATCH)
@@ -180,11 +187,6 @@ class PushSender:
 
     # ---- one pusher's task ----------------------------------------------------------------
 
-    async def _on_connection(self, fn: _Work[T], name: str) -> T:
-        """`fn` on one of the sender's pool connections, each statement committing alone."""
-        async with self._db_slots:
-            return await self.db.run(fn, name=name)
-
     async def _in_transaction(self, fn: _Work[T], name: str) -> T:
         """`fn` in one transaction on one of the sender's pool connections."""
         async with self._db_slots:
@@ -251,16 +253,15 @@ class PushSender:
                 log.info("dropping a push to %s queued more than a day ago", pusher.key)
                 await self._forget(pusher, row)
                 return
-            body = await self._on_connection(
-                partial(self._body, key=pusher.key, row=row, retry=retry), "push"
-            )
+            async with self.db.on_demand(self._db_slots) as conn:  # (nearly always cached)
+                body = await self._body(conn, pusher.key, row, retry)
             if body is None or not isinstance(url, str):
                 await self._forget(pusher, row)  # an unchanged badge, a vanished event
                 return
             try:
                 answer = await self.client.notify(url, body)
             except (AddressRefused, GatewayFailed) as e:
-                metrics.PUSH_FAILED.labels(HTTP).inc()
+                _FAILED.inc()
                 status = e.status if isinstance(e, GatewayFailed) else None
                 if status in _HOPELESS:
                     log.warning("dropping a push to %s for good: %s", pusher.key, e)
@@ -274,7 +275,7 @@ class PushSender:
                 await self._wait_until_due(pusher)
                 retry = True
                 continue
-            metrics.PUSH_SENT.labels(HTTP).inc()
+            _SENT.inc()
             if pusher.key.pushkey in push_gateway.rejected_pushkeys(answer):
                 await self._rejected(pusher)
                 return
@@ -304,7 +305,7 @@ class PushSender:
             return None
         details = RoomDetails()
         if device.data.get("format") != push_gateway.EVENT_ID_ONLY:
-            details = await self._room_details(conn, row.room_id, pdu.get("sender"))
+            details = await self._details_of(conn, row.event_id, row.room_id, pdu)
         return push_gateway.event_notification(
             pdu, row.event_id, row.room_id, key.user_id, row.actions, device, unread, details
         )
@@ -315,6 +316,21 @@ class PushSender:
         joined = [r for r, m in memberships.items() if m.membership == "join"]
         counts = await self.unread.get(conn, user_id, joined, _NO_BOUND)
         return sum(notifications for notifications, _ in counts.values())
+
+    async def _details_of(
+        self, conn: asyncpg.Connection, event_id: str, room_id: str, pdu: dict[str, Any]
+    ) -> RoomDetails:
+        """`_room_details` for the event, worked out once for all the pushers it goes to
+        within `DETAILS_FRESH_MS` (a message to a room of many pushers asks for the same)."""
+        now = self.clock.now_ms()
+        known = self._details.get(event_id)
+        if known is not None and now - known[0] < DETAILS_FRESH_MS:
+            return known[1]
+        details = await self._room_details(conn, room_id, pdu.get("sender"))
+        if len(self._details) >= DETAILS_KEPT:
+            self._details.clear()
+        self._details[event_id] = (now, details)
+        return details
 
     async def _room_details(
         self, conn: asyncpg.Connection, room_id: str, sender: Any

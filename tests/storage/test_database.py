@@ -85,3 +85,22 @@ async def test_pool_waiters_count_tasks_queued_for_a_connection(database_url: st
         assert pool_waiters() == before
     finally:
         await db.close()
+
+
+async def test_an_on_demand_connection_is_taken_only_by_a_statement(database_url: str) -> None:
+    db = await Database.connect(database_url, min_size=1, max_size=1)
+    limit = asyncio.Semaphore(1)
+    try:
+        async with db.connection(), db.on_demand(limit) as conn:
+            assert limit.locked() is False  # the pool's only connection is busy: not waited for
+        async with db.on_demand(limit) as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+            assert await conn.fetchval("SELECT 2") == 2  # the same connection, taken once
+            assert db.pool_stats() == {"size": 1, "in_use": 1}
+            assert limit.locked()
+            with pytest.raises(AttributeError):
+                conn.transaction()
+        assert db.pool_stats() == {"size": 1, "in_use": 0}
+        assert not limit.locked()
+    finally:
+        await db.close()
