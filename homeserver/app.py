@@ -246,6 +246,7 @@ def build_core(
         db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries,
         appservices=appservices,
     )
+    accounts.erased_changed.append(rooms.cache.erased_changed)
     sync_parts = build_sync_parts(
         config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
     )
