@@ -468,7 +468,7 @@ class Homeserver:
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
         client[HISTORY_PURGES] = self.history_purges = HistoryPurges(
-            db, cluster.writes, cluster.cache, parts.unread, server_name=server_name
+            db, cluster.writes, cluster.cache, parts.unread, server_name=server_name, clock=clock,
         )
         self.room_retention = RoomRetention(
             db, cluster.cache.retention, self.history_purges, clock
