@@ -296,7 +296,7 @@ class Joins:
             chain = [e.event_id for e in await auth_chain_events(
                 conn, room_id, room_version, [*state.values(), event_id]
             )]
-            pdus = await redact_erased(conn, room_version, await self.engine.get_pdus(
+            pdus = await redact_erased(conn, self.engine, room_version, await self.engine.get_pdus(
                 conn, [event_id, *state.values(), *chain]
             ))
             members = await self.engine.joined_members(conn, room_id)

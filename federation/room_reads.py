@@ -37,7 +37,6 @@ from homeserver.services.clock import Clock
 from homeserver.services.event_views import drop_expired
 from homeserver.services.rooms.state import state_before_event
 from homeserver.services.rooms.view import RoomView
-from storage import erasure as erasure_store
 from storage import event_graph
 from storage import events as events_store
 from storage import state as state_store
@@ -186,8 +185,8 @@ class RoomReads:
     ) -> list[Pdu]:
         """The PDUs as they go out: as received, or redacted (redacted ones, `hidden` ones
         and those of erased senders)."""
-        senders = sorted({e.sender for e in events})
-        erased: set[str] = await self._read(lambda conn: erasure_store.get_erased(conn, senders))
+        senders = {e.sender for e in events}
+        erased: set[str] = await self._read(lambda conn: self.engine.erased(conn, senders))
         out = []
         for event in events:
             pdu: Pdu = json.loads(event.json)
@@ -282,11 +281,11 @@ async def auth_chain_events(
 
 
 async def redact_erased(
-    conn: asyncpg.Connection, version: RoomVersion, pdus: dict[str, Pdu]
+    conn: asyncpg.Connection, engine: RoomView, version: RoomVersion, pdus: dict[str, Pdu]
 ) -> dict[str, Pdu]:
     """The PDUs by event ID, those of erased senders redacted (for answers that do not go
     through `RoomReads`, such as a join's state and auth chain)."""
-    erased = await erasure_store.get_erased(conn, sorted({p["sender"] for p in pdus.values()}))
+    erased = await engine.erased(conn, {p["sender"] for p in pdus.values()})
     if not erased:
         return pdus
     return {

@@ -246,6 +246,7 @@ def build_core(
         db, config, ratelimiter, clock, device_lists=device_lists, remote=outward.queries,
         appservices=appservices,
     )
+    accounts.erased_changed.append(rooms.cache.erased_changed)
     sync_parts = build_sync_parts(
         config, db, streams, notifier, rooms.cache, outward, clock, follower=follower
     )
@@ -467,7 +468,7 @@ class Homeserver:
         )
         client[REPORTS] = ReportsService(db, rooms.reads, core.ratelimiter, clock)
         client[HISTORY_PURGES] = self.history_purges = HistoryPurges(
-            db, cluster.writes, cluster.cache, parts.unread, server_name=server_name
+            db, cluster.writes, cluster.cache, parts.unread, server_name=server_name, clock=clock,
         )
         self.room_retention = RoomRetention(
             db, cluster.cache.retention, self.history_purges, clock

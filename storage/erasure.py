@@ -109,11 +109,10 @@ async def get_user_media(conn: asyncpg.Connection, user_id: str) -> list[str]:
     return [r["media_id"] for r in await conn.fetch(GET_USER_MEDIA, user_id)]
 
 
-GET_ERASED = "SELECT user_id FROM users WHERE erased AND user_id = ANY($1::text[])"
+GET_ERASED = "SELECT user_id FROM users WHERE erased"
 
 
-async def get_erased(conn: asyncpg.Connection, user_ids: list[str]) -> set[str]:
-    """Which of the (local) users are erased."""
-    if not user_ids:
-        return set()
-    return {r["user_id"] for r in await conn.fetch(GET_ERASED, user_ids)}
+async def get_erased(conn: asyncpg.Connection) -> set[str]:
+    """Every erased (local) user: few, and read whole once by the room cache, which every
+    read asks (`RoomView.erased`)."""
+    return {r["user_id"] for r in await conn.fetch(GET_ERASED)}

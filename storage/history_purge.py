@@ -106,14 +106,20 @@ DELETE_REDACTIONS = "DELETE FROM event_redactions WHERE redaction_id = ANY($1)"
 DELETE_EDGES = "DELETE FROM event_edges WHERE event_id = ANY($1)"
 DELETE_AUTH_EDGES = "DELETE FROM event_auth_edges WHERE event_id = ANY($1)"
 # The federation outbox and the appservice queues let go of them by ON DELETE CASCADE.
-DELETE_EVENTS = "DELETE FROM events WHERE room_id = $1 AND event_id = ANY($2)"
+DELETE_EVENTS = "DELETE FROM events WHERE room_id = $1 AND event_id = ANY($2) RETURNING json"
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    notified: set[str]  # the users whose notifications were deleted
+    json: list[str]  # the deleted events as they were stored (for the media they referred to)
 
 
 async def delete_events(
     conn: asyncpg.Connection, room_id: str, events: Sequence[Purgeable]
-) -> set[str]:
+) -> Deleted:
     """Delete the events with their search entries, notifications, the redactions they made
-    and their own DAG edges; returns the users whose notifications were deleted."""
+    and their own DAG edges."""
     ids = [e.event_id for e in events]
     positions = [e.stream_ordering for e in events if e.stream_ordering is not None]
     await conn.execute(DELETE_SEARCH, ids)
@@ -123,8 +129,8 @@ async def delete_events(
     await conn.execute(DELETE_REDACTIONS, ids)
     await conn.execute(DELETE_EDGES, ids)
     await conn.execute(DELETE_AUTH_EDGES, ids)
-    await conn.execute(DELETE_EVENTS, room_id, ids)
-    return notified
+    rows = await conn.fetch(DELETE_EVENTS, room_id, ids)
+    return Deleted(notified, [r["json"] for r in rows])
 
 
 # The non-state events a purge up to the point left (pins, outliers) and the point itself,

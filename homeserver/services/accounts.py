@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -141,6 +141,9 @@ class AccountsService:
         self._tokens = TokenCache(clock)
         self.profiles = ProfileService(db, config.server.server_name, clock, remote)
         self.appservice_users = AppServiceUsers(db, appservices or AppServices(), clock)
+        # Told a user ID after its erasure or reactivation committed (the room cache's
+        # erased users).
+        self.erased_changed: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         """Stop the password hashing threads."""
@@ -458,6 +461,9 @@ class AccountsService:
 
         deleted = await self._db.transaction(txn, name="deactivate")
         self._tokens.drop(user_id)
+        if erase:
+            for hook in self.erased_changed:
+                hook(user_id)
         await self._devices_changed(user_id, deleted)
 
     async def reactivate(self, user_id: str, password: str) -> None:
@@ -471,6 +477,8 @@ class AccountsService:
             await store.update_password_hash(conn, user_id, password_hash)
 
         await self._db.transaction(txn, name="reactivate")
+        for hook in self.erased_changed:  # no longer erased
+            hook(user_id)
 
     async def set_admin(self, user_id: str, admin: bool) -> None:
         """Grant or revoke the server-admin flag; the user's cached tokens go, so a revoked

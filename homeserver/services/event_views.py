@@ -26,7 +26,6 @@ from homeserver.protocol.state_keys import StateKey
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
 from homeserver.services.rooms.view import Membership, RoomView
-from storage import erasure as erasure_store
 from storage import state as state_store
 from storage.events import StoredEvent, get_events, get_last_departure
 
@@ -121,7 +120,7 @@ async def filter_visible(
     for event in stored:
         by_room[event.room_id].append(event)
     visible: set[str] = set()
-    erased = await erasure_store.get_erased(conn, sorted({e.sender for e in stored}))
+    erased = await engine.erased(conn, {e.sender for e in stored})
     not_joined: set[str] = set()  # visible events the user was not joined at
     for room_id, events in by_room.items():
         membership = (await engine.memberships(conn, user_id)).get(room_id)
@@ -173,7 +172,7 @@ async def erased_unless_joined(
     member = (await engine.get_pdus(conn, [member_id]))[member_id] if member_id else None
     if member is not None and member["content"].get("membership") == "join":
         return list(stored)
-    erased = await erasure_store.get_erased(conn, sorted({e.sender for e in stored}))
+    erased = await engine.erased(conn, {e.sender for e in stored})
     return [replace(e, erased_for_reader=True) if e.sender in erased else e for e in stored]
 
 

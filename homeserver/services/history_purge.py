@@ -13,7 +13,9 @@ Retention asks for more (`censor_kept`): what a room forgets must be gone, so af
 deletes the non-state events up to the point that had to stay (the point itself, receipt
 targets, forward extremities, outliers) are stripped, batch by batch too: their rows are
 rewritten to their redacted form (the event ID, hashes and signatures still hold the DAG
-together) and their search entries and notifications deleted.
+together) and their search entries and notifications deleted. The local media the deleted
+and stripped events referred to become candidates of the media sweep, which deletes what
+nothing else refers to.
 
 It deletes in batches, oldest first, each in its own short transaction serialized with the
 room's writers (so no writer waits long, and what is left is always the newer part of the
@@ -38,12 +40,15 @@ import asyncpg
 
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.media_refs import local_media_ids
 from homeserver.protocol.redaction import redact_event
+from homeserver.services.clock import Clock
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.writes import RoomWrites
 from homeserver.services.unread_counts import UnreadCounts
 from storage import events as events_store
 from storage import history_purge as purge_store
+from storage import media_release
 from storage import rooms as rooms_store
 from storage.database import Database
 from storage.history_purge import PurgePoint
@@ -79,9 +84,10 @@ class _Batch:
 class HistoryPurges:
     def __init__(
         self, db: Database, writes: RoomWrites, cache: RoomCache, unread: UnreadCounts,
-        *, server_name: str, batch_size: int = BATCH_SIZE,
+        *, server_name: str, clock: Clock, batch_size: int = BATCH_SIZE,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.writes = writes
         self.cache = cache
         self.unread = unread
@@ -164,7 +170,9 @@ class HistoryPurges:
             )
             if not events:
                 return None
-            return _Batch(events, await purge_store.delete_events(conn, room_id, events))
+            deleted = await purge_store.delete_events(conn, room_id, events)
+            await self._release_media(conn, deleted.json)
+            return _Batch(events, deleted.notified)
 
         return await self.writes.exclusive(room_id, "purge_history", run)
 
@@ -188,12 +196,21 @@ class HistoryPurges:
                 if pruned.decode() != row.json:
                     stripped.append((row.event, pruned.decode()))
             last = kept[-1].event
-            return _Batch(
-                [e for e, _ in stripped], await purge_store.strip_events(conn, room_id, stripped),
-                after=(last.depth, last.event_id),
-            )
+            notified = await purge_store.strip_events(conn, room_id, stripped)
+            await self._release_media(conn, [r.json for r in kept])
+            return _Batch([e for e, _ in stripped], notified, after=(last.depth, last.event_id))
 
         return await self.writes.exclusive(room_id, "purge_history", run)
+
+    async def _release_media(self, conn: asyncpg.Connection, rows: list[str]) -> None:
+        """Record the local media the events (as they were stored) referred to, for the media
+        sweep to delete once nothing else refers to it."""
+        media: set[str] = set()
+        for row in rows:
+            content = json.loads(row).get("content")
+            if isinstance(content, dict):
+                media |= local_media_ids(content, self.cache.server_name)
+        await media_release.add_media_candidates(conn, sorted(media), self.clock.now_ms())
 
     # ---- in the background ------------------------------------------------------------------
 

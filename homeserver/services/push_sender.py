@@ -45,6 +45,7 @@ from homeserver.protocol import push_gateway
 from homeserver.protocol.backoff import PRODUCTION_BACKOFF, Backoff
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.push_gateway import Device, RoomDetails
+from homeserver.protocol.retention import expired
 from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.push_gateway_client import GatewayFailed, PushGatewayClient
@@ -303,6 +304,9 @@ class PushSender:
         pdu = (await self.rooms.get_pdus(conn, [row.event_id])).get(row.event_id)
         if pdu is None:
             return None
+        cutoff = await self.rooms.expired_before(conn, row.room_id)
+        if expired(pdu["origin_server_ts"], "state_key" in pdu, cutoff):
+            return None  # it outlived its room's retention while queued: served to no one
         details = RoomDetails()
         if device.data.get("format") != push_gateway.EVENT_ID_ONLY:
             details = await self._details_of(conn, row.event_id, row.room_id, pdu)

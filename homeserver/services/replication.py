@@ -6,9 +6,9 @@ publishes those users with its current stream token on the `moot_replication` ch
 advances its follower streams to that token and wakes the same users locally. The in-memory
 state a worker's /sync reads and the main process changes goes through the same channel, ahead
 of the wake-up that follows the change (one queue keeps them in order): cached memberships,
-one-time-key counts, access tokens and redacted or purged events are dropped, and typing
-(which lives only in memory) is mirrored. Workers send the main process what their /sync would
-write (presence activity) and the access tokens they revoked, on `moot_to_main`.
+one-time-key counts, access tokens, erased users and redacted or purged events are dropped,
+and typing (which lives only in memory) is mirrored. Workers send the main process what their
+/sync would write (presence activity) and the access tokens they revoked, on `moot_to_main`.
 
 Positions. A worker serves nothing before it knows the positions: it asks the main process
 (`hello`), which answers with its current token and the typing that changed since the worker's
@@ -25,6 +25,8 @@ Messages, JSON of at most `MAX_PAYLOAD_BYTES` (longer lists are split over sever
                   {"inv": "tokens", "k": [[user, device or null]]}
                   {"inv": "events", "k": [event_id]}  (redacted or purged: drop the
                                                        cached PDUs)
+                  {"inv": "erased", "k": [user]}      (erased or reactivated: read the
+                                                       erased users again)
                   {"typing": room, "u": [user], "p": position}
   workers → main  {"presence": [user, state]}, {"inv": "tokens", ...} and
                   {"hello": nonce, "typing": position}
@@ -147,6 +149,9 @@ class MainReplication(_Endpoint):
         state.engine.on_event_redacted.append(
             lambda event_id: self.send(REPLICATION, {"inv": "events", "k": [event_id]})
         )
+        state.engine.on_erased_changed.append(
+            lambda user: self.send(REPLICATION, {"inv": "erased", "k": [user]})
+        )
         state.engine.on_events_purged.append(
             lambda event_ids: self.send(REPLICATION, {"inv": "events", "k": event_ids}, "k")
         )
@@ -224,6 +229,7 @@ class WorkerReplication(_Endpoint):
         if reconnected:  # changes announced while disconnected were missed
             self.state.engine.forget_memberships()
             self.state.engine.events.clear()
+            self.state.engine.forget_erased()
             self.state.e2e_keys.forget_counts()
             self.state.tokens.clear()
         await self.resync()
@@ -295,6 +301,8 @@ class WorkerReplication(_Endpoint):
         elif message.get("inv") == "memberships":
             for user_id in message["k"]:
                 state.engine.memberships_changed(str(user_id))
+        elif message.get("inv") == "erased":
+            state.engine.forget_erased()
         elif message.get("inv") == "events":
             for event_id in message["k"]:
                 state.engine.events.discard(str(event_id))

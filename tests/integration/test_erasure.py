@@ -13,12 +13,14 @@ import aiohttp
 import pytest
 
 from federation.client import path_segment
+from storage.erasure import GET_ERASED
 from tests.admin_api import admin_ok, make_admin
 from tests.auth_flows import with_uia
 from tests.database_dump import dump_text
 from tests.federation_peers import Peers
 from tests.helpers import MatrixApi, User
 from tests.shared_rooms import shared_room
+from tests.statements import counting, pool_statements
 
 if TYPE_CHECKING:
     from tests.conftest import RunningServer
@@ -196,6 +198,35 @@ async def test_later_joiners_see_an_erased_users_events_redacted(api: MatrixApi)
             "search_categories": {"room_events": {"search_term": MARKERS["message"]}}
         })
         assert found["search_categories"]["room_events"]["results"] == []
+
+
+async def test_reads_ask_the_database_who_is_erased_only_after_an_erasure(
+    homeserver: RunningServer, api: MatrixApi,
+) -> None:
+    """Every /messages and /sync serves its events through the erased-sender check: the
+    erased users are held in memory, read again only after an erasure (or reactivation)."""
+    assert homeserver.hs.db is not None
+    alice, carol = await api.register("alice"), await api.register("carol")
+    room_id = await api.create_room(carol, preset="public_chat")
+    await api.join(alice, room_id)
+    await api.send_message(alice, room_id, MARKERS["message"])
+    path = f"rooms/{quote(room_id)}/messages"
+    params = {"dir": "b", "limit": "50"}
+    await api.ok("GET", path, token=carol.token, params=params)  # the first read loads them
+    async with pool_statements(homeserver.hs.db) as statements:
+        for _ in range(3):
+            await api.ok("GET", path, token=carol.token, params=params)
+            await api.ok("GET", "sync", token=carol.token)
+    assert counting(statements, GET_ERASED) == 0
+
+    await erase(api, alice)
+    dave = await api.register("dave")
+    await api.join(dave, room_id)
+    async with pool_statements(homeserver.hs.db) as statements:
+        for _ in range(3):
+            body = await api.ok("GET", path, token=dave.token, params=params)
+            assert message_contents(body["chunk"], alice.user_id) == [{}]
+    assert counting(statements, GET_ERASED) == 1
 
 
 async def test_an_admin_erasure_does_the_same(

@@ -5,6 +5,7 @@ keeps users' gateway URLs off this server's own network."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -453,3 +454,36 @@ async def test_email_pushers_are_refused(api: MatrixApi) -> None:
     status, answer = await api.request("POST", "pushers/set", json=body, token=alice.token)
     assert (status, answer["errcode"]) == (400, "M_INVALID_PARAM"), answer
     assert await api.ok("GET", "pushers", token=alice.token) == {"pushers": []}
+
+
+async def test_a_push_still_queued_when_its_event_expires_is_not_sent(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, gateway: RecordingGateway,
+) -> None:
+    """A disappearing post whose push waited out a gateway outage longer than the post's
+    lifetime: the push goes nowhere (its content is served to no one once it expired)."""
+    server = await make_homeserver({
+        **ALLOW_PRIVATE, "retention.enabled": True, "retention.allowed_lifetime_min_ms": 0,
+        "encryption.default": "off",
+    })
+    assert server.hs.push_sender is not None
+    server.hs.push_sender.backoff = FAST
+    api = MatrixApi(server.url, http)
+    room = await group_room(api, "Alice Liddell", preset="public_chat")
+    await api.ok(
+        "PUT", f"rooms/{room.room_id}/state/m.room.retention/",
+        json={"max_lifetime": 1000}, token=room.alice.token,
+    )
+    await set_pusher(api, room.bob, pusher_body(gateway.url, "bob-key"))
+    gateway.down = True
+    await api.send_message(room.alice, room.room_id, "disappearing")
+
+    async def retried() -> bool:
+        return gateway.refused >= 2
+
+    await eventually(retried, "refused attempts")
+    await asyncio.sleep(1.2)  # the post's lifetime is over
+    gateway.down = False
+    after = await api.send_message(room.alice, room.room_id, "after")
+    await received(gateway, 1, "the push after the outage")
+    await asyncio.sleep(0.3)  # nothing else comes
+    assert gateway.events() == [after]

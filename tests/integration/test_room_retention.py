@@ -283,3 +283,34 @@ async def test_a_sweep_racing_sends_loses_nothing_and_brings_nothing_back(
     ))
     # Every message left is a new one, or a content-less stub of an old one (the anchor).
     assert {r[0] for r in bodies} - {None} == set(new_markers)
+
+
+async def test_media_only_expired_posts_referred_to_is_deleted(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    """A disappearing image post takes its file with it (the media sweep after the room
+    sweep); a file a newer post still shows stays."""
+    clock = FakeClock()
+    server, api = await _server(make_homeserver, http, clock)
+    alice = await api.register("alice")
+    room_id = await api.create_room(alice, name="Status feed")
+    await _set_state(api, alice, room_id, "m.room.retention", {"max_lifetime": 60_000})
+    alone, shared = (_marker("file").encode() for _ in range(2))
+    uris = []
+    for data in (alone, shared):
+        body = await api.ok(
+            "POST", "/_matrix/media/v3/upload", raw=data, token=alice.token,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        uris.append(body["content_uri"])
+    for uri in uris:
+        await _send(api, alice, room_id, "m.room.message",
+                    {"msgtype": "m.image", "body": "a.png", "url": uri})
+    clock.advance(61)
+    await _send(api, alice, room_id, "m.room.message",
+                {"msgtype": "m.file", "body": "again", "url": uris[1]})
+    await _sweep(server)
+
+    files = [p for p in (server.data_dir / "media").rglob("*") if p.is_file()]
+    assert not any(alone in p.read_bytes() for p in files)
+    assert any(shared in p.read_bytes() for p in files)

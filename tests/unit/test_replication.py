@@ -11,6 +11,8 @@ from homeserver.services.notifier import Notifier
 from homeserver.services.outbound_edus import NoEdus
 from homeserver.services.replication import Replicated, WorkerReplication
 from homeserver.services.requester import Requester
+from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.streams import StreamToken, follower_streams
 from homeserver.services.token_cache import TokenCache
 from tests.fake_clock import FakeClock
@@ -75,3 +77,32 @@ def test_a_token_dropped_on_main_is_forgotten_here() -> None:
     replication.handle({"inv": "tokens", "k": [["@bob:x", "DEV"]]})
     assert tokens.get(b"bob") is None
     assert tokens.get(b"other") is not None
+
+
+class _Users:
+    """A connection that answers the erased users' query, counting how often it is asked."""
+
+    def __init__(self, erased: list[str]) -> None:
+        self.erased, self.reads = erased, 0
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, str]]:
+        self.reads += 1
+        return [{"user_id": u} for u in self.erased]
+
+
+async def test_an_erasure_on_main_makes_the_worker_read_the_erased_users_again() -> None:
+    replication = worker()
+    engine = RoomCache(
+        server_name="x", recent=RecentEvents(known_since=0, max_bytes=0),
+        event_cache_max_bytes=0,
+    )
+    replication.state.engine = engine
+    conn = cast(Any, _Users([]))
+    for _ in range(3):
+        assert await engine.erased(conn, ["@alice:x"]) == set()
+    assert conn.reads == 1
+    conn.erased = ["@alice:x"]
+    replication.handle({"inv": "erased", "k": ["@alice:x"]})
+    assert await engine.erased(conn, ["@alice:x", "@bob:x"]) == {"@alice:x"}
+    assert await engine.erased(conn, ["@alice:x"]) == {"@alice:x"}
+    assert conn.reads == 2

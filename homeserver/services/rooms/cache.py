@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -31,6 +31,7 @@ from homeserver.services.rooms.current_state import CurrentStateCache
 from homeserver.services.rooms.recent import RecentEvents
 from homeserver.services.rooms.retention import RetentionPolicy
 from homeserver.services.rooms.view import Membership
+from storage import erasure as erasure_store
 from storage import events as events_store
 from storage import rooms as rooms_store
 from storage import state as state_store
@@ -79,6 +80,12 @@ class RoomCache:
         self.on_memberships_changed: list[Callable[[str], None]] = []  # replication
         self.on_event_redacted: list[Callable[[str], None]] = []  # replication
         self.on_events_purged: list[Callable[[list[str]], None]] = []  # replication
+        # Erased local users, read whole on first use (there are few, and every read of events
+        # asks); None until then, and again after any erasure or reactivation, which also
+        # moves the epoch so that a read that raced with one is not kept.
+        self._erased: frozenset[str] | None = None
+        self._erased_epoch = 0
+        self.on_erased_changed: list[Callable[[str], None]] = []  # replication
         # Told a room ID after state resolution rewrote memberships of it (appservices' interest).
         self.on_members_resolved: list[Callable[[str], None]] = []
 
@@ -158,6 +165,15 @@ class RoomCache:
     def is_local(self, user_id: str) -> bool:
         return user_id.endswith(self._local_suffix)
 
+    async def erased(self, conn: asyncpg.Connection, user_ids: Iterable[str]) -> set[str]:
+        erased = self._erased
+        if erased is None:
+            epoch = self._erased_epoch
+            erased = frozenset(await erasure_store.get_erased(conn))
+            if self._erased_epoch == epoch:
+                self._erased = erased
+        return {u for u in user_ids if u in erased} if erased else set()
+
     async def expired_before(self, conn: asyncpg.Connection, room_id: str) -> int | None:
         return await self.retention.expired_before(conn, room_id)
 
@@ -202,6 +218,18 @@ class RoomCache:
     def forget_memberships(self) -> None:
         """Drop every cached membership (changes by another process may have been missed)."""
         self._memberships.clear()
+
+    def erased_changed(self, user_id: str) -> None:
+        """The user was erased or reactivated (committed): read the erased users again, here
+        and in the workers."""
+        self.forget_erased()
+        for hook in self.on_erased_changed:
+            hook(user_id)
+
+    def forget_erased(self) -> None:
+        """Drop the erased users held (changes by another process may have been missed)."""
+        self._erased = None
+        self._erased_epoch += 1
 
     def memberships_changed(self, user_id: str) -> None:
         """Drop the user's cached memberships (a member event, or a room forgotten)."""

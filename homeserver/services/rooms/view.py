@@ -3,6 +3,7 @@ the room cluster's writers (`RoomCache` is the one implementation)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +61,11 @@ class RoomView(Protocol):
 
     def is_local(self, user_id: str) -> bool:
         """Whether the user belongs to this server."""
+        ...
+
+    async def erased(self, conn: asyncpg.Connection, user_ids: Iterable[str]) -> set[str]:
+        """Which of the users are erased (deactivated with `erase`): their events are served
+        redacted to readers who were not joined when they were sent."""
         ...
 
     async def expired_before(self, conn: asyncpg.Connection, room_id: str) -> int | None:
