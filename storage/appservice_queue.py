@@ -126,6 +126,24 @@ async def claim_txn(
     return PendingTxn(txn_id, body, events, ephemeral, oldest_ts)
 
 
+GET_TXN_BODIES = "SELECT appservice_id, txn_id, body FROM appservice_txns"
+SET_TXN_BODY = """
+UPDATE appservice_txns SET body = $3, events = $4 WHERE appservice_id = $1 AND txn_id = $2
+"""
+
+
+async def get_txn_bodies(conn: asyncpg.Connection) -> list[tuple[str, int, str]]:
+    """(appservice, txnId, body) of every unacknowledged transaction: one per appservice at
+    most, so a handful."""
+    return [(r["appservice_id"], r["txn_id"], r["body"]) for r in await conn.fetch(GET_TXN_BODIES)]
+
+
+async def set_txn_body(
+    conn: asyncpg.Connection, appservice_id: str, txn_id: int, body: str, events: int
+) -> None:
+    await conn.execute(SET_TXN_BODY, appservice_id, txn_id, body, events)
+
+
 DELETE_TXN = "DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2"
 RECORD_SUCCESS = """
 UPDATE appservice_states SET failures = 0, retry_at = NULL, last_success_ts = $2

@@ -19,8 +19,9 @@ Format decisions, as Synapse reads the files the mautrix bridges write:
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,3 +202,20 @@ def _protocols(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
         raise RegistrationError("protocols", f"expected a list of protocol names, got {value!r}")
     return tuple(value)
+
+
+def without_events(body: str, event_ids: Collection[str]) -> tuple[str, int] | None:
+    """A transaction body (JSON text) less the room events `event_ids` names, with how many
+    it then holds; None when it holds none of them. What a purge, a retention sweep or a
+    redaction removed must not reach an appservice that was down when it happened: the
+    retry under the same txnId carries the rest (an appservice that already took the first
+    attempt drops the retry by its txnId)."""
+    if not any(event_id in body for event_id in event_ids):
+        return None
+    parsed = json.loads(body)
+    events = parsed.get("events", [])
+    kept = [e for e in events if e.get("event_id") not in event_ids]
+    if len(kept) == len(events):
+        return None
+    parsed["events"] = kept
+    return json.dumps(parsed, ensure_ascii=False, separators=(",", ":")), len(kept)

@@ -314,8 +314,8 @@ class AppServiceSender:
         queue.retry_now.clear()  # used up: it never cuts a later wait short
 
     async def _deliver(self, queue: _Queue, txn: PendingTxn) -> None:
-        """PUT one transaction until the appservice takes it; its ID and body stay the same
-        across the retries."""
+        """PUT one transaction until the appservice takes it; its ID stays the same across
+        the retries, and its body too but for events purged or redacted meanwhile."""
         registration = queue.registration
         queue.oldest_ts = txn.oldest_ts
         while True:
@@ -331,6 +331,13 @@ class AppServiceSender:
                     self.backoff.delay_s(queue.failures),
                 )
                 await self._wait_until_due(queue)
+                # Read again: a purge or redaction since may have taken events out of it.
+                reread = await self.db.run(
+                    lambda conn: queue_store.get_pending_txn(conn, registration.id)
+                )
+                if reread is None or reread.txn_id != txn.txn_id:
+                    return
+                txn = reread
                 continue
             metrics.APPSERVICE_TRANSACTIONS_SENT.labels(registration.id).inc()
             await self._done(queue, txn)

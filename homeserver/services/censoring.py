@@ -16,13 +16,16 @@ meets its target in one of three orders:
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import asyncpg
 
+from homeserver.protocol.appservice import without_events
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.redaction import redact_event
 from homeserver.services.rooms.view import RoomView
+from storage import appservice_queue as appservice_store
 from storage import events as events_store
 
 
@@ -49,3 +52,18 @@ async def censor_current_state(conn: asyncpg.Connection, rooms: RoomView) -> int
             censored.append((event_id, room_id, pruned))
     await events_store.censor_events(conn, censored)
     return len(censored)
+
+
+async def forget_in_appservice_transactions(
+    conn: asyncpg.Connection, event_ids: Collection[str]
+) -> None:
+    """Take `event_ids` (purged, expired or redacted in this transaction) out of the
+    unacknowledged appservice transactions, whose bodies hold events as they were when the
+    transaction was made: an appservice that is down must not get them when it returns."""
+    if not event_ids:
+        return
+    ids = set(event_ids)
+    for appservice_id, txn_id, body in await appservice_store.get_txn_bodies(conn):
+        changed = without_events(body, ids)
+        if changed is not None:
+            await appservice_store.set_txn_body(conn, appservice_id, txn_id, *changed)

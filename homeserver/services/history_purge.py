@@ -42,6 +42,7 @@ from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.media_refs import local_media_ids
 from homeserver.protocol.redaction import redact_event
+from homeserver.services.censoring import forget_in_appservice_transactions
 from homeserver.services.clock import Clock
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.writes import RoomWrites
@@ -172,6 +173,7 @@ class HistoryPurges:
                 return None
             deleted = await purge_store.delete_events(conn, room_id, events)
             await self._release_media(conn, deleted.json)
+            await forget_in_appservice_transactions(conn, [e.event_id for e in events])
             return _Batch(events, deleted.notified)
 
         return await self.writes.exclusive(room_id, "purge_history", run)
@@ -197,6 +199,7 @@ class HistoryPurges:
                     stripped.append((row.event, pruned.decode()))
             last = kept[-1].event
             notified = await purge_store.strip_events(conn, room_id, stripped)
+            await forget_in_appservice_transactions(conn, [e.event_id for e, _ in stripped])
             await self._release_media(conn, [r.json for r in kept])
             return _Batch([e for e, _ in stripped], notified, after=(last.depth, last.event_id))
 

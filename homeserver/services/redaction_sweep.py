@@ -26,6 +26,7 @@ import asyncpg
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.media_refs import local_media_ids
 from homeserver.protocol.redaction import redact_event
+from homeserver.services.censoring import forget_in_appservice_transactions
 from homeserver.services.retention_sweeps import SweepResult
 from homeserver.services.rooms.cache import RoomCache
 from storage import events as events_store
@@ -86,6 +87,7 @@ class RedactionSweep:
                 media |= local_media_ids(content, self._cache.server_name)
         await events_store.censor_events(conn, [(e, r, new) for e, r, _, new in rows])
         await search_store.delete_events(conn, [e for e, _, _, _ in rows])
+        await forget_in_appservice_transactions(conn, [e for e, _, _, _ in rows])
         await media_release.add_media_candidates(conn, sorted(media), now_ms)
         return rows
 

@@ -22,6 +22,7 @@ from homeserver.config import AppServicesConfig
 from homeserver.protocol.backoff import Backoff
 from tests.appservice_peer import LoopbackAppService
 from tests.conftest import MakeServer, RunningServer
+from tests.database_dump import dump_text
 from tests.federation_peers import eventually
 from tests.helpers import MatrixApi, User
 from tests.metrics_scrape import sample, scrape
@@ -343,3 +344,38 @@ async def test_a_ping_while_a_transaction_is_in_flight_is_not_lost(
     bridge.transaction_gate = None
     gate.set()
     await eventually(lambda: _has(bridge, waiting), "the retry after the ping")
+
+
+async def test_a_redaction_takes_its_event_out_of_a_transaction_still_owed(
+    make_homeserver: MakeServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A transaction an appservice keeps failing holds a message; the message is redacted:
+    the retry under the same txnId no longer carries it, and no row of the database holds
+    its text (issue 20: what is deleted is gone, even from a queue to a service that is
+    down)."""
+    bridge, server, api, ghost, room = await failing_bridge(
+        make_homeserver, tmp_path, http, "forget"
+    )
+    bridge.transaction_status = 200  # the room's creation goes through
+    await eventually(lambda: _async(bool(bridge.accepted())), "the room's creation")
+    bridge.transaction_status = 503
+    marker = "zqforget2f9a61c0"
+    needle = marker.encode()
+    secret = await api.send_message(ghost, room, marker)
+    await eventually(
+        lambda: _async(any(needle in a.raw for a in bridge.attempts)), "a failing attempt"
+    )
+    await api.ok(
+        "PUT", f"rooms/{room}/redact/{quote(secret)}/r1", json={}, token=ghost.token
+    )
+    assert marker not in await dump_text(server.hs.config.database.url or "")
+    owed = next(a for a in bridge.attempts if needle in a.raw)
+    tried = len(bridge.attempts)
+    bridge.transaction_status = 200
+    await eventually(
+        lambda: _async(any(a.txn_id == owed.txn_id for a in bridge.accepted())),
+        "the owed transaction",
+    )
+    first = next(a for a in bridge.accepted() if a.txn_id == owed.txn_id)
+    assert len(bridge.attempts) > tried and needle not in first.raw
+    assert secret not in [e["event_id"] for e in first.body["events"]]
