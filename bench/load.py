@@ -94,8 +94,10 @@ class Client:
         self, method: str, path: str, token: str | None = None,
         body: dict[str, Any] | None = None, params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any], float]:
-        """`path` is under the v3 Client-Server prefix unless it is a whole `/_matrix/` path."""
-        url = self._root + (path if path.startswith("/_matrix/") else CLIENT_PREFIX + path)
+        """`path` is under the v3 Client-Server prefix unless it is a whole `/_matrix/` (or
+        admin API `/_synapse/`) path."""
+        whole = path.startswith(("/_matrix/", "/_synapse/"))
+        url = self._root + (path if whole else CLIENT_PREFIX + path)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         started = time.monotonic()
         async with self._session.request(
