@@ -1,9 +1,9 @@
 # Shared by the bench scripts (compare.sh, compare-federation.sh, compare-push.sh,
-# compare-sliding.sh, fuzz-client-api.sh; sourced, not run): prerequisites, fresh databases, free ports, and starting
-# and stopping Synapse and Moot as subprocesses on loopback with registration open and rate
-# limits off. The caller calls `start_run` before anything else here. SYNAPSE_LOG_LEVEL
-# (default WARNING) sets Synapse's log level, e.g. INFO to follow transactions in its
-# homeserver.log.
+# compare-sliding.sh, fuzz-client-api.sh, purge-latency.sh; sourced, not run): prerequisites,
+# fresh databases, free ports, and starting and stopping Synapse and Moot as subprocesses on
+# loopback with registration open and rate limits off. The caller calls `start_run` before
+# anything else here. SYNAPSE_LOG_LEVEL (default WARNING) sets Synapse's log level, e.g. INFO
+# to follow transactions in its homeserver.log.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
@@ -27,6 +27,12 @@ free_port() {
 }
 
 check_prerequisites() {  # PostgreSQL reachable, Moot's .venv and Synapse's venv installed
+    check_moot_prerequisites
+    bash "$ROOT/bench/synapse-venv.sh" "$SYNAPSE_VENV"
+    SYNAPSE_VERSION="$("$SYNAPSE_VENV/bin/python" -c "from importlib.metadata import version; print(version('matrix-synapse'))")"
+}
+
+check_moot_prerequisites() {  # PostgreSQL reachable, Moot's .venv installed (Moot-only runs)
     if ! pg_isready -q -h "$PGHOST" -p "$PGPORT"; then
         echo "PostgreSQL is not reachable on $PGHOST:$PGPORT; start it (trust auth for $PGUSER)" >&2
         exit 2
@@ -39,8 +45,6 @@ check_prerequisites() {  # PostgreSQL reachable, Moot's .venv and Synapse's venv
         log "creating Moot's .venv (make install)"
         make -C "$ROOT" install >&2
     fi
-    bash "$ROOT/bench/synapse-venv.sh" "$SYNAPSE_VENV"
-    SYNAPSE_VERSION="$("$SYNAPSE_VENV/bin/python" -c "from importlib.metadata import version; print(version('matrix-synapse'))")"
     MOOT_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 }
 

@@ -95,8 +95,10 @@ class Client:
         self, method: str, path: str, token: str | None = None,
         body: dict[str, Any] | None = None, params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any], float]:
-        """`path` is under the v3 Client-Server prefix unless it is a whole `/_matrix/` path."""
-        url = self._root + (path if path.startswith("/_matrix/") else CLIENT_PREFIX + path)
+        """`path` is under the v3 Client-Server prefix unless it is a whole `/_matrix/` (or
+        admin API `/_synapse/`) path."""
+        whole = path.startswith(("/_matrix/", "/_synapse/"))
+        url = self._root + (path if whole else CLIENT_PREFIX + path)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         started = time.monotonic()
         async with self._session.request(
@@ -272,6 +274,31 @@ class SendResult:
     first_error: str | None = None
 
 
+async def send_one(
+    client: Client, user: User, room_id: str, bench_id: str, result: SendResult,
+) -> None:
+    """One `m.text` message carrying `bench_id` and its send start; its latency (or error)
+    goes into `result`. Never retried."""
+    path = f"/rooms/{quote(room_id, safe='')}/send/m.room.message/{quote(bench_id, safe='')}"
+    started = time.time()
+    # Integer microseconds: canonical JSON (room versions 6+) forbids floats.
+    started_us = int(started * 1_000_000)
+    content = {
+        "msgtype": "m.text", "body": f"bench message {bench_id} sent at {started_us} us",
+        "bench_id": bench_id, "bench_t_us": started_us,
+    }
+    try:
+        status, reply, elapsed = await client.call("PUT", path, user.token, content)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        status, reply, elapsed = 0, {"error": repr(exc)}, time.time() - started
+    if status == 200:
+        result.sent.append(bench_id)
+        result.latencies_ms.append(elapsed * 1000)
+    else:
+        result.errors += 1
+        result.first_error = result.first_error or f"{status} {reply}"[:300]
+
+
 async def send_all(
     client: Client, senders: list[User], room_id: str, total: int, prefix: str,
     rate: float | None = None,
@@ -281,33 +308,13 @@ async def send_all(
     a faster server is offered no more messages than a slower one."""
     result = SendResult()
     counter = iter(range(total))
-    path = f"/rooms/{quote(room_id, safe='')}/send/m.room.message/"
     phase_start = time.monotonic()
 
     async def worker(user: User) -> None:
         for index in counter:
             if rate:
                 await asyncio.sleep(phase_start + index / rate - time.monotonic())
-            bench_id = f"{prefix}-{index}"
-            started = time.time()
-            # Integer microseconds: canonical JSON (room versions 6+) forbids floats.
-            started_us = int(started * 1_000_000)
-            content = {
-                "msgtype": "m.text", "body": f"bench message {bench_id} sent at {started_us} us",
-                "bench_id": bench_id, "bench_t_us": started_us,
-            }
-            try:
-                status, reply, elapsed = await client.call(
-                    "PUT", path + bench_id, user.token, content,
-                )
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status, reply, elapsed = 0, {"error": repr(exc)}, time.time() - started
-            if status == 200:
-                result.sent.append(bench_id)
-                result.latencies_ms.append(elapsed * 1000)
-            else:
-                result.errors += 1
-                result.first_error = result.first_error or f"{status} {reply}"[:300]
+            await send_one(client, user, room_id, f"{prefix}-{index}", result)
 
     started = time.monotonic()
     await asyncio.gather(*(worker(user) for user in senders))

@@ -170,12 +170,15 @@ WHERE r.room_id = n.room_id AND r.user_id = $1
 # A user's own event (a message, their join) reads the room up to it, so the notifications
 # after the receipt count only when they also follow the user's latest own event. That event is
 # looked for only from the oldest of those notifications on (the unread stretch of the room).
+# `own` is MATERIALIZED so that it is worked out once per room: inlined, PostgreSQL evaluates
+# its subquery once per unread notification, each a scan of the unread stretch, quadratic in
+# it (with 20 000 unread messages a /sync took over 90 s here; materialized, 0.13 s).
 GET_UNREAD_COUNTS = f"""
 WITH unread AS (
     SELECT n.room_id, n.thread_id, n.stream_ordering, n.highlight FROM push_actions n
     WHERE n.room_id = ANY($2) AND n.stream_ordering <= $3 AND $1 = ANY(n.user_ids)
       AND n.stream_ordering > coalesce(({_READ_POSITION}), 0)
-), own AS (
+), own AS MATERIALIZED (
     SELECT u.room_id, (
         SELECT max(e.stream_ordering) FROM events e
         WHERE e.room_id = u.room_id AND e.sender = $1
