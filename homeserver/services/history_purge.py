@@ -133,29 +133,38 @@ class HistoryPurges:
         docstring); `censor_kept`: then strip the content of the non-state events up to it
         that stay (retention). `status` counts them as they go; returned at the end."""
         status = status if status is not None else PurgeStatus()
+        # Users whose notifications went: their unread counts are read again once, at the
+        # end, rather than after every batch (each re-read counts the whole unread stretch,
+        # and a purge of a busy room would otherwise slow every /sync of its members).
+        notified: set[str] = set()
         async with self._room_locks[room_id]:
-            after = _BEFORE_ALL
-            while batch := await self._purge_batch(room_id, point, after, delete_local_events):
-                # Committed: no reader finds them in the database any more.
-                self._forget(room_id, batch)
-                status.deleted += len(batch.events)
-                after = (batch.events[-1].depth, batch.events[-1].event_id)
-            after = _BEFORE_ALL
-            while censor_kept and (batch := await self._strip_batch(room_id, point, after)):
-                after = batch.after
-                self._forget(room_id, batch)
-                status.stripped += len(batch.events)
+            try:
+                after = _BEFORE_ALL
+                while batch := await self._purge_batch(
+                    room_id, point, after, delete_local_events
+                ):
+                    # Committed: no reader finds them in the database any more.
+                    self._forget(room_id, batch, notified)
+                    status.deleted += len(batch.events)
+                    after = (batch.events[-1].depth, batch.events[-1].event_id)
+                after = _BEFORE_ALL
+                while censor_kept and (batch := await self._strip_batch(room_id, point, after)):
+                    after = batch.after
+                    self._forget(room_id, batch, notified)
+                    status.stripped += len(batch.events)
+            finally:
+                self.unread.notifications_deleted(room_id, notified)
         log.info(
             "purged %d events of %s before %s (%d more stripped)",
             status.deleted, room_id, point.event_id, status.stripped,
         )
         return status
 
-    def _forget(self, room_id: str, batch: _Batch) -> None:
+    def _forget(self, room_id: str, batch: _Batch, notified: set[str]) -> None:
         # A stripped event is one past its room's retention, which no reader serves: the
         # caches may forget it as if it were deleted.
         self.cache.purged(room_id, [e.event_id for e in batch.events])
-        self.unread.notifications_deleted(room_id, batch.notified)
+        notified.update(batch.notified)
 
     async def _purge_batch(
         self, room_id: str, point: PurgePoint, after: tuple[int, str],
