@@ -56,7 +56,7 @@ from storage.history_purge import PurgePoint
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
+BATCH_SIZE = 100
 KEPT_STATUSES = 1000
 _BEFORE_ALL = (-(2**63), "")  # a (depth, event ID) key below every event's
 
