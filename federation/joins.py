@@ -34,6 +34,7 @@ from homeserver.services.rooms.remote import Outcome
 from homeserver.services.rooms.remote_memberships import RemoteMemberships
 from homeserver.services.rooms.state import state_before_event
 from homeserver.services.sync_rooms import stripped_state
+from storage import blocked_rooms
 from storage import events as events_store
 from storage import state as state_store
 from storage.database import Database
@@ -211,6 +212,8 @@ class Joins:
             raise forbidden(str(e)) from None
         if not await self.pdus.server_allowed(room_id, origin):
             raise forbidden(f"{origin} is denied by the room's server ACL")
+        if await self.db.run(lambda conn: blocked_rooms.get_blocker(conn, room_id)):
+            raise forbidden("This room has been blocked on this server")
         if computed != event_id:
             raise bad_json("The event ID in the path is not the event's")
         signed = sign_event(pdu, self.server_name, self.signing_key, room_version)
