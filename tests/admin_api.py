@@ -23,3 +23,15 @@ async def admin_ok(api: MatrixApi, admin: User, method: str, path: str, **kwargs
     status, body = await api.request(method, ADMIN + path, token=admin.token, **kwargs)
     assert status == 200, (method, path, status, body)
     return body
+
+
+async def admin_and_public_room(
+    homeserver: RunningServer, api: MatrixApi, **room: Any
+) -> tuple[User, User, User, str]:
+    """An admin, and alice's public room (`room`: more of its createRoom body) that bob has
+    joined: what most admin tests act on."""
+    admin = await make_admin(homeserver, api)
+    alice, bob = await api.register("alice"), await api.register("bob")
+    room_id = await api.create_room(alice, preset="public_chat", **room)
+    await api.join(bob, room_id)
+    return admin, alice, bob, room_id

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from homeserver.services.rooms.remote import Outcome
-from tests.admin_api import ADMIN, admin_ok, make_admin
+from tests.admin_api import ADMIN, admin_and_public_room, admin_ok, make_admin
 from tests.conftest import MakeServer, RunningServer
 from tests.fake_clock import FakeClock
 from tests.federation_peers import eventually
@@ -81,10 +81,7 @@ def _bodies(events: list[dict[str, Any]]) -> list[str]:
 async def test_purge_up_to_an_event_deletes_the_history_before_it(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
-    admin = await make_admin(homeserver, api)
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
+    admin, alice, bob, room_id = await admin_and_public_room(homeserver, api)
     old = [await api.send_message(alice, room_id, f"walrus {i} @bob:localhost") for i in range(3)]
     # A redaction among the old events goes too; the event it redacted stays redacted.
     redaction = (await api.ok(
@@ -155,10 +152,7 @@ async def test_purge_up_to_an_event_deletes_the_history_before_it(
 async def test_an_event_a_receipt_points_to_stays(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
-    admin = await make_admin(homeserver, api)
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room_id = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room_id)
+    admin, alice, bob, room_id = await admin_and_public_room(homeserver, api)
     first, read, unread_one = [await api.send_message(alice, room_id, t) for t in "abc"]
     await api.ok(
         "POST", f"rooms/{quote(room_id)}/receipt/m.read/{quote(read)}", json={},

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.admin_api import ADMIN, admin_ok, make_admin
+from tests.admin_api import ADMIN, admin_and_public_room, admin_ok, make_admin
 from tests.conftest import RunningServer
 from tests.federation_peers import eventually
 from tests.helpers import MatrixApi, User
@@ -92,10 +92,9 @@ async def test_list_rooms_search_order_and_pages(
 async def test_room_details_members_state_and_messages(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
-    admin = await make_admin(homeserver, api)
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room = await api.create_room(alice, name="Den", topic="Things", preset="public_chat")
-    await api.join(bob, room)
+    admin, alice, bob, room = await admin_and_public_room(
+        homeserver, api, name="Den", topic="Things"
+    )
     await api.ok(
         "PUT", f"rooms/{room}/state/m.room.avatar", json={"url": "mxc://localhost/pic"},
         token=alice.token,
@@ -336,10 +335,7 @@ async def test_delete_without_new_room_frees_the_alias(
 async def test_delete_without_purge_keeps_the_room(
     homeserver: RunningServer, api: MatrixApi
 ) -> None:
-    admin = await make_admin(homeserver, api)
-    alice, bob = await api.register("alice"), await api.register("bob")
-    room = await api.create_room(alice, preset="public_chat")
-    await api.join(bob, room)
+    admin, alice, bob, room = await admin_and_public_room(homeserver, api)
 
     result = await admin_ok(api, admin, "DELETE", f"/v1/rooms/{room}", json={"purge": False})
     assert sorted(result["kicked_users"]) == sorted([alice.user_id, bob.user_id])
