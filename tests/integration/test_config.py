@@ -133,6 +133,7 @@ workers:
   sync2:
     client: {port: 8019}
     metrics: null
+  pusher1: {push: true}
 """
 
 
@@ -141,10 +142,18 @@ def test_workers_are_read_by_name() -> None:
     assert config.worker("sync1").client.port == 8018
     assert config.worker("sync1").metrics.port == 9118
     assert config.worker("sync2").metrics.port is None  # null: no metrics listener
+    assert config.worker("pusher1").client.port is None  # a push worker needs no listener
+    assert config.push_worker == "pusher1"
+    assert not config.worker("sync1").push
+
+
+def test_without_a_push_worker_the_main_process_delivers() -> None:
+    text = WORKERS.replace("{push: true}", "{push: false, client: {port: 8020}}")
+    assert parse_config(text, DATA_DIR).push_worker is None
 
 
 def test_an_unknown_worker_name_is_a_config_error_naming_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no worker named 'sync3' \(configured: sync1, sync2\)"):
+    with pytest.raises(ConfigError, match=r"no worker named 'sync3' \(configured: pusher1, sync1, sync2\)"):
         parse_config(WORKERS, DATA_DIR).worker("sync3")
 
 
@@ -162,6 +171,9 @@ def test_a_worker_needs_an_external_database() -> None:
          r"unknown configuration key: workers\.sync1\.federation$"),
         ("workers:\n  'a/b': {client: {port: 1}}\n", r"^workers\.a/b: a worker name"),
         ("workers: [sync1]\n", r"^workers: expected a mapping"),
+        ("workers:\n  p1: {push: true}\n  p2: {push: true}\n",
+         r"^workers\.p2\.push: only one worker delivers pushes \(p1 does\)"),
+        ("workers:\n  p1: {push: 1}\n", r"workers\.p1\.push"),
     ],
 )
 def test_bad_worker_sections_are_refused_naming_the_key(text: str, error: str) -> None:
