@@ -579,6 +579,11 @@ def validate(config: Config) -> Config:
                 "push worker)"
             )
     pushing = [name for name, worker in config.workers.items() if worker.push]
+    if pushing and config.database.url is None:
+        raise ConfigError(
+            f"workers.{pushing[0]}.push: a push worker shares the main process's PostgreSQL, "
+            "so database.url must be configured"
+        )
     if len(pushing) > 1:
         raise ConfigError(
             f"workers.{pushing[1]}.push: only one worker delivers pushes ({pushing[0]} does)"

@@ -4,7 +4,8 @@ more statement in its transaction) only for a batch that notifies one of them.
 Theory of operation. The set is read at start-up and changed by every write of pushers, all
 of which run in the main process (workers serve /sync only), which also runs the room writer,
 so memory is as good as the table. It may hold a user who no longer has a pusher (a pusher
-that went with its device's deletion; a failed write that meant to add one): that costs the
+that went with its device's deletion, or that a push worker deleted because its gateway
+rejected the pushkey; a failed write that meant to add one): that costs the
 writer a statement that queues nothing. It must never miss a user who has one, so a user is
 added *before* the transaction that gives them a pusher commits, and removed only after a
 read, inside the transaction that took one away, found none left. Pusher writes are serialized
