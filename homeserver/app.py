@@ -102,7 +102,7 @@ from homeserver.services.profile_propagation import ProfilePropagation
 from homeserver.services.push import PushService
 from homeserver.services.push_gateway_client import PushGatewayClient
 from homeserver.services.push_sender import PushSender
-from homeserver.services.push_wakeups import PushWakeups, announce
+from homeserver.services.push_wakeups import PushAnnouncer, PushWakeups
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.redaction_sweep import RedactionSweep
 from homeserver.services.registration import RegistrationService
@@ -423,7 +423,8 @@ class Homeserver:
         if config.workers and config.database.url is not None:
             replication = MainReplication(config.database.url, core.replicated())
             if config.push_worker is not None:  # it delivers; this process only queues
-                push_sender.elsewhere = announce(replication)
+                # A previous run may have died before announcing what it committed.
+                PushAnnouncer(replication, push_sender, parts.unread).reset()
             await self._replicate(replication)
         await push_sender.start()
 
@@ -612,8 +613,9 @@ class Homeserver:
         )
         await self._replicate(replication)  # serves nothing before it knows the positions
         if settings.push:
+            # Counts of its own, kept current by the main process (`push_wakeups.py`).
             self.push_sender = sender = build_push_sender(
-                config, db, cluster.cache, core.sync_parts.unread, self.clock
+                config, db, cluster.cache, UnreadCounts(), self.clock
             )
             self.push_wakeups = PushWakeups(config.database.url, sender)
             await self.push_wakeups.start()  # before the sender's first read of the queue

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -142,7 +142,11 @@ class PushSender:
         queue a badge update for a local user's pushers."""
         if self._stopped or server_name_of(user_id) != self.server_name:
             return
-        task = asyncio.create_task(self._queue_badges(user_id), name="push badges")
+        self.spawn(self._queue_badges(user_id), "push badges")
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the pushers' tasks (`stop` cancels it)."""
+        task = asyncio.create_task(work, name=name)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 

@@ -32,6 +32,8 @@ class PusherOwners:
     def __init__(self) -> None:
         self._users: set[str] = set()
         self._writing = asyncio.Lock()
+        # Told of a user added to the set (the push worker's counts of them may be stale).
+        self.on_added: list[Callable[[str], None]] = []
 
     async def load(self, db: Database) -> None:
         self._users = await db.run(push_store.get_http_pusher_owners, name="pusher_owners")
@@ -51,6 +53,8 @@ class PusherOwners:
             return losing - await push_store.get_http_pusher_owners_among(conn, list(losing))
 
         async with self._writing:
-            if adding is not None:
+            if adding is not None and adding not in self._users:
                 self._users.add(adding)
+                for listener in self.on_added:
+                    listener(adding)
             self._users -= await db.transaction(write_and_check, name=name)

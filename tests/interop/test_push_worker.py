@@ -3,7 +3,8 @@ queues pushes and the worker, a process of its own with no client listener, deli
 a recording gateway on loopback. A notification reaches the gateway exactly once, and from the
 worker: the main process sends nothing when a push worker is configured. A worker killed with
 SIGKILL while pushes wait (its gateway answering 503) delivers all of them, and those queued
-while it was down, once restarted. Everything waits by polling with deadlines.
+while it was down, once restarted. The unread counts the worker sends follow notifications
+and read receipts. Everything waits by polling with deadlines.
 """
 
 from __future__ import annotations
@@ -125,6 +126,24 @@ async def test_the_worker_delivers_each_push_once_and_the_main_process_none(
     assert cluster.gateway.events() == [first, second]
     assert await cluster.sent(cluster.worker.client_port) >= 2
     assert await cluster.sent(cluster.main_metrics_port) == 0
+
+
+async def test_the_workers_counts_follow_notifications_and_receipts(cluster: PushCluster) -> None:
+    """The worker keeps unread counts from what the main process announces."""
+    room = await cluster.room_with_pusher()
+    for body in ("one", "two"):  # (a count is read when its push goes out: one at a time)
+        await cluster.arrived([await send(cluster.api, room.alice, room.room_id,
+                                          "m.room.message", {"msgtype": "m.text", "body": body})])
+    await cluster.api.ok("POST", f"rooms/{room.room_id}/receipt/m.read/"
+                         f"{cluster.gateway.events()[-1]}", json={}, token=room.bob.token)
+    await until(lambda: _now(len(cluster.gateway.received) >= 3), "the badge update")
+    third = await send(cluster.api, room.alice, room.room_id, "m.room.message",
+                       {"msgtype": "m.text", "body": "three"})
+    await cluster.arrived([third])
+
+    counts = [(n.get("event_id") is not None, n["counts"]["unread"])
+              for n in cluster.gateway.received]
+    assert counts == [(True, 1), (True, 2), (False, 0), (True, 1)]
 
 
 async def test_a_killed_worker_delivers_the_backlog_once_restarted(
