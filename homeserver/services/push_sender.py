@@ -28,8 +28,8 @@ connection (`Database.on_demand`); the room's names and the sender's display nam
 out once for all the pushers an event goes to. A badge row is sent only when the count is
 lower than the last one this process sent to that pusher (or none was sent yet).
 
-With a push worker configured, the sender delivering runs there and the main process's only
-announces the rows it queued (`push_wakeups.py`).
+With a push worker configured, the delivering sender runs there, and the main process's sender
+only announces the rows it queued (`elsewhere`, `push_wakeups.py`).
 """
 
 from __future__ import annotations
