@@ -369,24 +369,28 @@ def cpu_s(pid: int | None = None) -> float | None:
 
 @dataclass(slots=True)
 class CpuMeter:
-    """CPU seconds of the server (and of this load generator) from the
+    """CPU seconds of the server (and its push worker, and this load generator) from the
     start of the send phase to its end, and to the end of delivery (every /sync and push
     arrived): the work a message costs, whatever the send rate the run reached."""
 
-    pid: int | None
-    start: tuple[float | None, float | None] = (None, None)
-    marks: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    pids: dict[str, int]  # "server", "worker": the processes measured besides this one
+    start: dict[str, float | None] = field(default_factory=dict)
+    marks: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, float | None]:
+        return {**{who: cpu_s(pid) for who, pid in self.pids.items()}, "load": cpu_s()}
 
     def begin(self) -> None:
-        self.start = (cpu_s(self.pid) if self.pid else None, cpu_s())
+        self.start = self._read()
 
     def mark(self, name: str) -> None:
-        self.marks[name] = (cpu_s(self.pid) if self.pid else None, cpu_s())
+        self.marks[name] = self._read()
 
     def report(self, messages: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, (server, own) in self.marks.items():
-            for who, now, then in (("server", server, self.start[0]), ("load", own, self.start[1])):
+        for name, readings in self.marks.items():
+            for who, now in readings.items():
+                then = self.start.get(who)
                 if now is not None and then is not None:
                     out[f"{who}_{name}_s"] = round(now - then, 2)
                     if messages:
@@ -491,7 +495,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
     timeout = aiohttp.ClientTimeout(total=SYNC_TIMEOUT_MS / 1000 + 60)
     push: dict[str, Any] = {}
-    cpu = CpuMeter(args.pid)
+    cpu = CpuMeter({
+        who: pid for who, pid in (("server", args.pid), ("worker", args.worker_pid)) if pid
+    })
     gateway: GatewayProcess | None = None
     gateway_cpu_s: float | None = None
     holders: list[User] = []
@@ -622,6 +628,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--receivers", type=int, default=16)
     parser.add_argument("--pid", type=int, default=None, help="server process to sample RSS of")
+    parser.add_argument("--worker-pid", type=int, default=None,
+                        help="a worker process of the server (its push worker) to measure CPU of")
     parser.add_argument("--prefix", default=f"bench{secrets.token_hex(3)}",
                         help="user name prefix, unique per run (default: random)")
     parser.add_argument("--concurrency", type=int, default=16,

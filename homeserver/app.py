@@ -102,6 +102,7 @@ from homeserver.services.profile_propagation import ProfilePropagation
 from homeserver.services.push import PushService
 from homeserver.services.push_gateway_client import PushGatewayClient
 from homeserver.services.push_sender import PushSender
+from homeserver.services.push_wakeups import PushAnnouncer, PushWakeups
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.redaction_sweep import RedactionSweep
 from homeserver.services.registration import RegistrationService
@@ -351,6 +352,7 @@ class Homeserver:
     room_retention: RoomRetention | None = None
     url_previews: UrlPreviews | None = None  # its HTTP client closes with us
     push_sender: PushSender | None = None  # stopped before the pool closes
+    push_wakeups: PushWakeups | None = None  # the push worker's LISTEN
     room_shutdown: RoomShutdown | None = None  # its running room deletions stop with us
     appservices: AppServices = field(default_factory=AppServices)
     # Stopped before the pool closes; tests reach it (its backoff, its client's timeouts).
@@ -419,9 +421,13 @@ class Homeserver:
             sender=push_sender,
         )
         cluster.writes.observers.append(push)
-        await push_sender.start()
         if config.workers and config.database.url is not None:
-            await self._replicate(MainReplication(config.database.url, core.replicated()))
+            replication = MainReplication(config.database.url, core.replicated())
+            if config.push_worker is not None:  # it delivers; this process only queues
+                # A previous run may have died before announcing what it committed.
+                PushAnnouncer(replication, push_sender, parts.unread).reset()
+            await self._replicate(replication)
+        await push_sender.start()
 
         client = self._client_app(core, sync, self._sliding_sync(db, core, cluster.cache))
         client[ROOMS] = rooms
@@ -578,7 +584,8 @@ class Homeserver:
         ).handlers()
 
     async def _start_worker(self, name: str) -> None:
-        """/sync only, reading what the main process writes (see `services/replication.py`)."""
+        """/sync only (if it has a client listener), reading what the main process writes (see
+        `services/replication.py`); the push worker also delivers pushes."""
         config = self.config
         settings = config.worker(name)
         assert config.database.url is not None  # checked by `config.worker`
@@ -606,6 +613,14 @@ class Homeserver:
             parts=core.sync_parts, replication=replication,
         )
         await self._replicate(replication)  # serves nothing before it knows the positions
+        if settings.push:
+            # Counts of its own, kept current by the main process (`push_wakeups.py`).
+            self.push_sender = sender = build_push_sender(
+                config, db, cluster.cache, UnreadCounts(), self.clock
+            )
+            self.push_wakeups = PushWakeups(config.database.url, sender)
+            await self.push_wakeups.start()  # before the sender's first read of the queue
+            await sender.start()
 
         sliding = self._sliding_sync(
             db, core, cluster.cache, catch_up=replication.catch_up
@@ -718,6 +733,8 @@ class Homeserver:
             await self.retention_sweeps.stop()
         if self.history_purges is not None:
             await self.history_purges.stop()
+        if self.push_wakeups is not None:
+            await self.push_wakeups.close()
         if self.push_sender is not None:
             await self.push_sender.stop()
         if self.room_shutdown is not None:

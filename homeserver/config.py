@@ -351,10 +351,12 @@ class ServerNoticesConfig:
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """One worker process (`run --worker NAME`): it serves /sync on its own client listener."""
+    """One worker process (`run --worker NAME`): it serves /sync on its own client listener,
+    and (`push`) delivers the push gateway queue, which the main process then only fills."""
 
     client: ListenerConfig = field(default_factory=ListenerConfig)
     metrics: ListenerConfig = field(default_factory=ListenerConfig)
+    push: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +406,11 @@ class Config:
                 "configured (the embedded one serves a single process)"
             )
         return worker
+
+    @property
+    def push_worker(self) -> str | None:
+        """The worker that delivers pushes; None when the main process does."""
+        return next((name for name, worker in self.workers.items() if worker.push), None)
 
 
 def _build(cls: type[Any], raw: Any, where: str) -> Any:
@@ -566,8 +573,21 @@ def validate(config: Config) -> Config:
             raise ConfigError(
                 f"workers.{name}: a worker name is letters, digits, '-' and '_' (at most 64)"
             )
-        if worker.client.port is None:
-            raise ConfigError(f"workers.{name}.client.port: a worker needs a client port")
+        if worker.client.port is None and not worker.push:
+            raise ConfigError(
+                f"workers.{name}.client.port: a worker needs a client port (unless it is the "
+                "push worker)"
+            )
+    pushing = [name for name, worker in config.workers.items() if worker.push]
+    if pushing and config.database.url is None:
+        raise ConfigError(
+            f"workers.{pushing[0]}.push: a push worker shares the main process's PostgreSQL, "
+            "so database.url must be configured"
+        )
+    if len(pushing) > 1:
+        raise ConfigError(
+            f"workers.{pushing[1]}.push: only one worker delivers pushes ({pushing[0]} does)"
+        )
     for key in ("header_timeout_s", "request_timeout_s", "min_body_bytes_per_s",
                 "max_connections", "sliding_sync_connections_per_device"):
         if getattr(config.limits, key) <= 0:

@@ -27,13 +27,16 @@ state), so a push in the steady state reads nothing from the database, nor takes
 connection (`Database.on_demand`); the room's names and the sender's display name are worked
 out once for all the pushers an event goes to. A badge row is sent only when the count is
 lower than the last one this process sent to that pusher (or none was sent yet).
+
+With a push worker configured, the delivering sender runs there, and the main process's sender
+only announces the rows it queued (`elsewhere`, `push_wakeups.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -120,11 +123,18 @@ class PushSender:
         self._stopped = True
         # Who holds an http pusher: the room writer queues pushes for them only.
         self.owners = PusherOwners()
+        # Set in a main process whose push worker delivers (`push_wakeups.py`): the pushers
+        # that got rows are announced to it, and this process sends nothing.
+        self.elsewhere: Callable[[list[PusherKey]], None] | None = None
 
     # ---- what wakes it ----------------------------------------------------------------------
 
     def queued(self, keys: Iterable[PusherKey]) -> None:
         """Rows were committed for these pushers."""
+        if self.elsewhere is not None:
+            if keys := sorted(set(keys)):
+                self.elsewhere(keys)
+            return
         for key in set(keys):
             self._wake(key)
 
@@ -133,7 +143,11 @@ class PushSender:
         queue a badge update for a local user's pushers."""
         if self._stopped or server_name_of(user_id) != self.server_name:
             return
-        task = asyncio.create_task(self._queue_badges(user_id), name="push badges")
+        self.spawn(self._queue_badges(user_id), "push badges")
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the pushers' tasks (`stop` cancels it)."""
+        task = asyncio.create_task(work, name=name)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
@@ -150,13 +164,20 @@ class PushSender:
     # ---- start, stop, gauges ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every pusher with queued rows, each no earlier than its stored retry time."""
+        """Resume delivery, unless another process delivers."""
         await self.owners.load(self.db)
         self._stopped = False
+        if self.elsewhere is None:
+            await self.resume()
+
+    async def resume(self) -> None:
+        """Wake every pusher with queued rows (a pusher not running yet no earlier than its
+        stored retry time): at start, and when wake-ups may have been missed."""
         states = await self.db.run(queue_store.get_queued_pushers, name="push_resume")
         for key, state in states.items():
-            pusher = self._pusher(key)
-            pusher.failures, pusher.retry_at = state.failures, state.retry_at
+            if key not in self._pushers:
+                pusher = self._pusher(key)
+                pusher.failures, pusher.retry_at = state.failures, state.retry_at
             self._wake(key)
         if states:
             log.info("push sender resumed %d pushers", len(states))

@@ -4,7 +4,8 @@ more statement in its transaction) only for a batch that notifies one of them.
 Theory of operation. The set is read at start-up and changed by every write of pushers, all
 of which run in the main process (workers serve /sync only), which also runs the room writer,
 so memory is as good as the table. It may hold a user who no longer has a pusher (a pusher
-that went with its device's deletion; a failed write that meant to add one): that costs the
+that went with its device's deletion, or that a push worker deleted because its gateway
+rejected the pushkey; a failed write that meant to add one): that costs the
 writer a statement that queues nothing. It must never miss a user who has one, so a user is
 added *before* the transaction that gives them a pusher commits, and removed only after a
 read, inside the transaction that took one away, found none left. Pusher writes are serialized
@@ -31,6 +32,8 @@ class PusherOwners:
     def __init__(self) -> None:
         self._users: set[str] = set()
         self._writing = asyncio.Lock()
+        # Told of a user added to the set (the push worker's counts of them may be stale).
+        self.on_added: list[Callable[[str], None]] = []
 
     async def load(self, db: Database) -> None:
         self._users = await db.run(push_store.get_http_pusher_owners, name="pusher_owners")
@@ -50,6 +53,8 @@ class PusherOwners:
             return losing - await push_store.get_http_pusher_owners_among(conn, list(losing))
 
         async with self._writing:
-            if adding is not None:
+            if adding is not None and adding not in self._users:
                 self._users.add(adding)
+                for listener in self.on_added:
+                    listener(adding)
             self._users -= await db.transaction(write_and_check, name=name)

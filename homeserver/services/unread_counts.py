@@ -7,12 +7,14 @@ The process that persists events knows every notification as it commits, so it k
 dropped when the user's read receipt moves (`read_moved`). A count that may include an event
 past the sync's token is read from the database instead, so a response never counts an event
 it does not show yet. A process that does not persist events (a worker) cannot keep counts
-current and always reads the database (`live=False`).
+current and always reads the database (`live=False`), except the push worker, whose counts
+follow the main process's changes to those of the users holding a pusher (`on_notified`,
+`on_dropped`; see `push_wakeups.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -30,30 +32,48 @@ class UnreadCounts:
         self._counts: FillCache[tuple[str, str], UnreadCount] = FillCache(
             "unread_counts", _CACHE_SIZE
         )
+        # Told of every change, for a copy of some counts in another process to follow.
+        self.on_notified: list[Callable[[list[NotificationGroup]], None]] = []
+        self.on_dropped: list[Callable[[str, str], None]] = []  # (user, room)
 
     def notified(self, groups: Iterable[NotificationGroup]) -> None:
         """After the commit of the events that gave these notifications."""
+        groups = list(groups)
         for group in groups:
-            for user_id in group.user_ids:
-                key = (user_id, group.room_id)
-                count = self._counts.peek(key)
-                if count is None:
-                    self._counts.invalidate(key)  # a load in flight may have missed it
-                    continue
-                if group.stream_ordering <= count.last:
-                    continue  # a load that ran after the commit already counted it
-                count.notifications += 1
-                count.highlights += group.highlight
-                count.last = max(count.last, group.stream_ordering)
+            self.count(group.room_id, group.stream_ordering, group.highlight, group.user_ids)
+        for listener in self.on_notified:
+            listener(groups)
+
+    def count(
+        self, room_id: str, stream_ordering: int, highlight: bool, user_ids: Iterable[str]
+    ) -> None:
+        """One committed notification of these users."""
+        for user_id in user_ids:
+            key = (user_id, room_id)
+            count = self._counts.peek(key)
+            if count is None:
+                self._counts.invalidate(key)  # a load in flight may have missed it
+                continue
+            if stream_ordering <= count.last:
+                continue  # a load that ran after the commit already counted it
+            count.notifications += 1
+            count.highlights += highlight
+            count.last = max(count.last, stream_ordering)
 
     def read_moved(self, user_id: str, room_id: str) -> None:
         self._counts.invalidate((user_id, room_id))
+        for listener in self.on_dropped:
+            listener(user_id, room_id)
 
     def notifications_deleted(self, room_id: str, user_ids: Iterable[str]) -> None:
         """After the commit that deleted notifications of these users in the room (a history
         purge): their counts are read again."""
         for user_id in user_ids:
-            self._counts.invalidate((user_id, room_id))
+            self.read_moved(user_id, room_id)
+
+    def clear(self) -> None:
+        """Forget every count (changes may have been missed)."""
+        self._counts.clear()
 
     async def get(
         self, conn: asyncpg.Connection, user_id: str, room_ids: Sequence[str], upto: int

@@ -133,6 +133,7 @@ workers:
   sync2:
     client: {port: 8019}
     metrics: null
+  pusher1: {push: true}
 """
 
 
@@ -141,15 +142,25 @@ def test_workers_are_read_by_name() -> None:
     assert config.worker("sync1").client.port == 8018
     assert config.worker("sync1").metrics.port == 9118
     assert config.worker("sync2").metrics.port is None  # null: no metrics listener
+    assert config.worker("pusher1").client.port is None  # a push worker needs no listener
+    assert config.push_worker == "pusher1"
+    assert not config.worker("sync1").push
+
+
+def test_without_a_push_worker_the_main_process_delivers() -> None:
+    text = WORKERS.replace("{push: true}", "{push: false, client: {port: 8020}}")
+    assert parse_config(text, DATA_DIR).push_worker is None
 
 
 def test_an_unknown_worker_name_is_a_config_error_naming_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no worker named 'sync3' \(configured: sync1, sync2\)"):
+    known = r"\(configured: pusher1, sync1, sync2\)"
+    with pytest.raises(ConfigError, match=rf"no worker named 'sync3' {known}"):
         parse_config(WORKERS, DATA_DIR).worker("sync3")
 
 
 def test_a_worker_needs_an_external_database() -> None:
-    config = parse_config(WORKERS.replace("url: postgresql://moot@db/moot", "url: null"), DATA_DIR)
+    text = WORKERS.replace("url: postgresql://moot@db/moot", "url: null")
+    config = parse_config(text.replace("  pusher1: {push: true}\n", ""), DATA_DIR)
     with pytest.raises(ConfigError, match=r"^database\.url:"):
         config.worker("sync1")
 
@@ -162,6 +173,11 @@ def test_a_worker_needs_an_external_database() -> None:
          r"unknown configuration key: workers\.sync1\.federation$"),
         ("workers:\n  'a/b': {client: {port: 1}}\n", r"^workers\.a/b: a worker name"),
         ("workers: [sync1]\n", r"^workers: expected a mapping"),
+        ("database: {url: postgresql://db/moot}\nworkers:\n  p1: {push: true}\n"
+         "  p2: {push: true}\n",
+         r"^workers\.p2\.push: only one worker delivers pushes \(p1 does\)"),
+        ("workers:\n  p1: {push: 1}\n", r"workers\.p1\.push"),
+        ("workers:\n  p1: {push: true}\n", r"^workers\.p1\.push: .* database\.url must"),
     ],
 )
 def test_bad_worker_sections_are_refused_naming_the_key(text: str, error: str) -> None:
