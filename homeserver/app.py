@@ -422,7 +422,10 @@ class Homeserver:
         )
         cluster.writes.observers.append(push)
         if config.workers and config.database.url is not None:
-            replication = MainReplication(config.database.url, core.replicated())
+            replication = MainReplication(
+                config.database.url, core.replicated(),
+                serves_sync=any(w.client.port is not None for w in config.workers.values()),
+            )
             if config.push_worker is not None:  # it delivers; this process only queues
                 # A previous run may have died before announcing what it committed.
                 PushAnnouncer(replication, push_sender, parts.unread).reset()

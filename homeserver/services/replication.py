@@ -139,10 +139,13 @@ class _Endpoint:
 class MainReplication(_Endpoint):
     """The writer's side: publishes wake-ups and changes, applies what workers send."""
 
-    def __init__(self, dsn: str, state: Replicated) -> None:
+    def __init__(self, dsn: str, state: Replicated, *, serves_sync: bool = True) -> None:
         super().__init__(dsn, state, TO_MAIN)
         self.epoch = secrets.token_hex(8)
-        state.notifier.on_notify.append(self._wake)
+        # The users' wake-ups are for workers that serve /sync; a push worker alone needs
+        # none, and publishing one per commit is a tenth of a busy writer's time.
+        if serves_sync:
+            state.notifier.on_notify.append(self._wake)
         state.engine.on_memberships_changed.append(
             lambda user: self.send(REPLICATION, {"inv": "memberships", "k": [user]})
         )
