@@ -23,6 +23,7 @@ from homeserver.protocol.media_refs import local_media_ids
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
+from homeserver.services.censoring import forget_in_appservice_transactions
 from homeserver.services.notifier import Notifier
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.policy import may_redact, redacts_of
@@ -91,6 +92,7 @@ class EventWrites:
         await events_store.insert_events(conn, self.events)
         await events_store.censor_events(conn, self.censored)
         await search_store.delete_events(conn, [c[0] for c in self.censored])
+        await forget_in_appservice_transactions(conn, [c[0] for c in self.censored])
         await media_release.add_media_candidates(
             conn, sorted(self.released_media), self.events[-1].origin_server_ts
         )
