@@ -15,8 +15,8 @@ import aiohttp
 from homeserver.services.clock import SYSTEM_CLOCK
 from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User
-from tests.interop.test_synapse_rooms import join, page_back, set_state, synapse_user
 from tests.synapse_peer import SynapsePeer
+from tests.synapse_rooms import join, page_back, set_state, synapse_user
 
 LIFETIME_MS = 1_500
 RETENTION = {
