@@ -10,33 +10,17 @@ set given twice, must keep the unconflicted state, and can only pick events it w
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from homeserver.protocol.errors import AuthError
 from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import resolve_state
 
 from .room_builder import RoomBuilder
-from .state_forks import (
-    ALICE,
-    BOB,
-    CAROL,
-    Fork,
-    auth_difference,
-    forks,
-    room_v1_known,
-    room_with_moderator,
-)
+from .state_forks import KINDS, USERS, Action, auth_difference, grow, room_v1_known
 
-DAVE = "@dave:d.example"
-USERS = [ALICE, BOB, CAROL, DAVE]
-KINDS = ["topic", "name", "power", "join_rule", "join", "leave", "invite", "kick", "ban"]
-
-Action = tuple[str, str, str, int]
 actions = st.tuples(
     st.sampled_from(USERS), st.sampled_from(KINDS), st.sampled_from(USERS),
     st.sampled_from([0, 50, 100]),
@@ -48,41 +32,6 @@ branches = st.lists(st.lists(actions, max_size=6), min_size=2, max_size=3)
 def _room_v1() -> Iterator[None]:
     with room_v1_known():
         yield
-
-
-def act(fork: Fork, action: Action) -> None:
-    """Send the action's event on the branch, unless the branch's state refuses it."""
-    sender, kind, target, level = action
-    member: dict[str, str] = {"join": "join", "leave": "leave", "invite": "invite",
-                              "kick": "leave", "ban": "ban"}
-    content: dict[str, Any]
-    if kind in ("topic", "name"):
-        event_type, key, content = f"m.room.{kind}", "", {kind: f"{sender} {level}"}
-    elif kind == "power":
-        pl = dict(fork.b.events[fork.state[("m.room.power_levels", "")]]["content"])
-        event_type, key = "m.room.power_levels", ""
-        content = {**pl, "users": {**pl["users"], target: level}}
-    elif kind == "join_rule":
-        event_type, key = "m.room.join_rules", ""
-        content = {"join_rule": "public" if level else "invite"}
-    else:
-        event_type, key = "m.room.member", sender if kind in ("join", "leave") else target
-        content = {"membership": member[kind]}
-    try:
-        fork.send(sender, event_type, content, key)
-    except AuthError:
-        pass
-
-
-def grow(
-    version: str, plan: Sequence[Sequence[Action]]
-) -> tuple[RoomBuilder, list[dict[StateKey, str]]]:
-    b = room_with_moderator(version)
-    branches = forks(b, len(plan))
-    for fork, steps in zip(branches, plan, strict=True):
-        for action in steps:
-            act(fork, action)
-    return b, [fork.state for fork in branches]
 
 
 def resolve(b: RoomBuilder, state_sets: Sequence[Mapping[StateKey, str]]) -> dict[StateKey, str]:
