@@ -31,6 +31,7 @@ v1 never looks at an event's own ``auth_events``, so it needs no auth chains.
 from __future__ import annotations
 
 import hashlib
+from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,7 +46,6 @@ from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
 
 Event = Mapping[str, Any]
 EventMap = Mapping[str, Event]
-
 
 
 def _phase(key: StateKey) -> int:
@@ -127,11 +127,12 @@ class _Resolver:
         return True
 
     def resolve_auth_key(
-        self, key: StateKey, event_ids: set[str], state: Mapping[StateKey, str]
+        self, key: StateKey, event_ids: set[str], state: dict[StateKey, str]
     ) -> str:
         """The first event in, then each next one while the auth rules allow it."""
         first, *rest = self.oldest_first(event_ids)
-        trial = {**state, key: first}
+        # R with this key overlaid: a copy of a large room's state per key would be waste.
+        trial = ChainMap({key: first}, state)
         for event_id in rest:
             if not self.allowed(event_id, trial):
                 break
