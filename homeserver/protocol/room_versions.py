@@ -13,7 +13,7 @@ from typing import Literal
 
 EventIdFormat = Literal["v4"]
 RedactionRules = Literal["v9", "v11"]
-StateResAlgorithm = Literal["v2", "v2.1"]
+StateResAlgorithm = Literal["v1", "v2", "v2.1"]
 
 
 @dataclass(frozen=True, slots=True)
