@@ -455,7 +455,7 @@ class Homeserver:
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
         client[DIRECTORY] = directory = DirectoryService(
             db, cluster.cache, core.appservices, remote=outward.queries,
-            server_limits=outward.server_limits,
+            server_limits=outward.server_limits, clock=clock,
         )
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)

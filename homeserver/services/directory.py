@@ -23,6 +23,8 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.protocol.public_rooms import PublicRoomsQuery
 from homeserver.protocol.third_party_networks import parse_instance_id
 from homeserver.services.appservices import AppServices
+from homeserver.services.clock import Clock
+from homeserver.services.remote_directory_pages import RemoteDirectoryPages
 from homeserver.services.remote_queries import RemoteQueries
 from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.requester import Requester
@@ -87,13 +89,14 @@ def _check_networks(query: PublicRoomsQuery) -> None:
 class DirectoryService:
     def __init__(
         self, db: Database, engine: RoomView, appservices: AppServices, *,
-        remote: RemoteQueries, server_limits: ServerLimits,
+        remote: RemoteQueries, server_limits: ServerLimits, clock: Clock,
     ) -> None:
         self.db = db
         self.engine = engine
         self.appservices = appservices
         self.remote = remote
         self.server_limits = server_limits
+        self.remote_pages = RemoteDirectoryPages(clock)
 
     # ---- room visibility --------------------------------------------------------------------
 
@@ -169,17 +172,22 @@ class DirectoryService:
         self, requester: Requester, server: str, query: PublicRoomsQuery
     ) -> dict[str, Any]:
         """A page of another server's directory (`?server=`), asked over federation within
-        REMOTE_TIMEOUT_S. The user pays for the server as for any other they make this server
-        contact (`ServerLimits`)."""
+        REMOTE_TIMEOUT_S unless asked lately (`RemoteDirectoryPages`). The user pays for the
+        server as for any other they make this server contact (`ServerLimits`)."""
         _check_networks(query)
         await self.server_limits.admit(requester.user_id, [server])
+        page = self.remote_pages.get(server, query)
+        if page is not None:
+            return page
         try:
             async with asyncio.timeout(REMOTE_TIMEOUT_S):
-                return await self.remote.public_rooms(server, query)
+                page = await self.remote.public_rooms(server, query)
         except TimeoutError:
             raise MatrixError(
                 504, "M_UNKNOWN", f"{server} did not answer with its room directory in time"
             ) from None
+        self.remote_pages.put(server, query, page)
+        return page
 
     def _listing(self, query: PublicRoomsQuery) -> directory_store.Listing:
         """The directory the query names: one network's, every network's too, or the server's.

@@ -1,7 +1,8 @@
 """Another server's published room directory through this one (`GET`/`POST /publicRooms
 ?server=`, asked over federation `publicRooms`): two Moot servers list each other's rooms, and
 a peer that is down, hangs or answers garbage costs the client a 502 or 504 with an errcode
-within `REMOTE_TIMEOUT_S`, never a 500 or a hang; a malformed server name is a 400."""
+within `REMOTE_TIMEOUT_S`, never a 500 or a hang; a malformed server name is a 400; a page
+asked again soon is served from this server's short-lived copy."""
 
 from __future__ import annotations
 
@@ -187,4 +188,27 @@ async def test_a_peer_that_never_answers_is_a_504_in_bounded_time(
         assert REMOTE_TIMEOUT_S - 1 < elapsed < 15, elapsed
     finally:
         released.set()
+        await peer.stop()
+
+
+async def test_a_page_asked_again_soon_is_not_asked_of_the_peer_again(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    a = await peers.new("a")
+    api = a.api(peer_http)
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    peer = await StandIn(tmp_path / "peer").start()
+    peer.handlers[PUBLIC_ROOMS] = json_handler(
+        {"chunk": [{"room_id": "!r:example.org", "num_joined_members": 1}]}
+    )
+    try:
+        for user in (alice, bob, alice):
+            status, body = await listing(api, user, peer.server_name, limit="5")
+            assert (status, ids(body)) == (200, ["!r:example.org"])
+        assert peer.hits(PUBLIC_ROOMS) == 1
+        await listing(api, alice, peer.server_name, limit="6")
+        await listing(api, alice, peer.server_name, "POST", filter={"generic_search_term": "r"})
+        assert peer.hits(PUBLIC_ROOMS) == 3
+    finally:
         await peer.stop()
