@@ -6,7 +6,8 @@ per network of its own (`/directory/list/appservice/{networkId}/{roomId}`, the b
 one remote network): those are listed for that network's `third_party_instance_id` (from
 `/thirdparty/protocols`), and with the server's own under `include_all_networks`, as Synapse
 does. Listings are offset-paginated in a stable order (most joined members first, then room
-ID); a token is `o<offset>`.
+ID); a token is `o<offset>`. Another server's directory (`?server=`) is that server's answer to
+federation `publicRooms` (`RemoteQueries`), its tokens its own.
 
 The user directory finds users joined to a room the searcher is joined to, or to a room with a
 public join rule or world-readable history (the spec's minimum), by user ID or display name.
