@@ -1,0 +1,64 @@
+"""What a client sees of another server while that server is down, and after it is back:
+the device lists of its users (kept from its last answer, its name in `failures`, refreshed
+once it answers again).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.edu_helpers import changed, pair, sync_until, token
+from tests.federation_peers import Peers
+from tests.helpers import MatrixApi, User
+from tests.olm_device import OlmDevice
+
+
+async def _keys_query(api: MatrixApi, user: User, wanted: dict[str, list[str]]) -> Any:
+    return await api.ok("POST", "keys/query", json={"device_keys": wanted}, token=user.token)
+
+
+async def test_device_lists_stay_while_their_server_is_down_and_resync_after(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    p = await pair(peers, peer_http)
+    phone = OlmDevice(p.api_b, p.bob)
+    await phone.upload_ok(device_keys=phone.device_keys())
+    # Carol of B shares no room with anyone of A: what B says of her is not kept.
+    carol = await p.api_b.register("carol")
+    carols = OlmDevice(p.api_b, carol)
+    await carols.upload_ok(device_keys=carols.device_keys())
+    wanted: dict[str, list[str]] = {p.bob.user_id: [], carol.user_id: []}
+    first = await _keys_query(p.api_a, p.alice, wanted)
+    assert first["failures"] == {}
+    assert set(first["device_keys"][p.bob.user_id]) == {p.bob.device_id}
+    assert set(first["device_keys"][carol.user_id]) == {carol.device_id}
+
+    await p.b.stop()
+    down = await _keys_query(p.api_a, p.alice, wanted)
+    assert list(down["failures"]) == [p.b.name]
+    assert down["device_keys"] == {p.bob.user_id: first["device_keys"][p.bob.user_id]}
+    # Asked for one device, the kept list answers for that one.
+    one = await _keys_query(p.api_a, p.alice, {p.bob.user_id: [p.bob.device_id, "GONE"]})
+    assert set(one["device_keys"][p.bob.user_id]) == {p.bob.device_id}
+
+    # Back, Bob adds a laptop: its update reaches A, and A's next query sees both devices.
+    await p.b.start()
+    api_b = p.b.api(peer_http)
+    since = await token(p.api_a, p.alice)
+    laptop = OlmDevice(api_b, await api_b.login(p.bob))
+    await laptop.upload_ok(device_keys=laptop.device_keys())
+    await sync_until(
+        p.api_a, p.alice, since, lambda body: p.bob.user_id in changed(body),
+        "Bob's laptop, on A",
+    )
+    after = await _keys_query(p.api_a, p.alice, {p.bob.user_id: []})
+    assert after["failures"] == {}
+    assert set(after["device_keys"][p.bob.user_id]) == {p.bob.device_id, laptop.user.device_id}
+
+    # Down again: the list kept is the new one.
+    await p.b.stop()
+    again = await _keys_query(p.api_a, p.alice, {p.bob.user_id: []})
+    assert list(again["failures"]) == [p.b.name]
+    assert again["device_keys"] == after["device_keys"]
