@@ -1,22 +1,66 @@
-"""What a client sees of another server while that server is down, and after it is back:
-the device lists of its users (kept from its last answer, its name in `failures`, refreshed
-once it answers again).
+"""What a client sees of another server while that server is down or hangs, and after it is
+back: the rejection of its invite (made here alone, in bounded time), and the device lists of
+its users (kept from its last answer, its name in `failures`, refreshed once it answers again).
 """
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from aiohttp import web
 
+from federation.joins import LEAVE_ATTEMPT_TIMEOUT_S
 from tests.edu_helpers import changed, pair, sync_until, token
-from tests.federation_peers import Peers
+from tests.federation_helpers import StandIn
+from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User
 from tests.olm_device import OlmDevice
 
 
 async def _keys_query(api: MatrixApi, user: User, wanted: dict[str, list[str]]) -> Any:
     return await api.ok("POST", "keys/query", json={"device_keys": wanted}, token=user.token)
+
+
+async def test_an_invite_from_a_server_that_hangs_is_rejected_in_bounded_time(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_a.create_room(alice, preset="private_chat")
+    await api_a.invite(alice, room_id, bob)
+
+    async def invited() -> bool:
+        return room_id in (await api_b.sync(bob)).get("rooms", {}).get("invite", {})
+
+    await eventually(invited, "Bob's invite")
+    since = (await api_b.sync(bob))["next_batch"]
+    # A's port now answers TLS and takes requests, but never answers them.
+    await a.stop()
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.json_response({}, status=503)
+
+    hung = StandIn(tmp_path / "hung", port=a.port)
+    hung.prefix_handlers["/_matrix/federation/"] = hang
+    await hung.start()
+    try:
+        # Without a bound of its own, the leave would wait out the request timeout (60 s).
+        async with asyncio.timeout(LEAVE_ATTEMPT_TIMEOUT_S + 15):
+            await api_b.ok("POST", f"rooms/{quote(room_id)}/leave", token=bob.token, json={})
+        assert [r.path.split("/")[4] for r in hung.requests] == ["make_leave"]
+    finally:
+        release.set()
+        await hung.stop()
+    rooms = (await api_b.sync(bob, since=since))["rooms"]
+    assert room_id not in rooms.get("invite", {})
+    assert room_id in rooms.get("leave", {})
 
 
 async def test_device_lists_stay_while_their_server_is_down_and_resync_after(
