@@ -1,11 +1,13 @@
 """What a client sees of another server while that server is down or hangs, and after it is
-back: the rejection of its invite (made here alone, in bounded time), and the device lists of
-its users (kept from its last answer, its name in `failures`, refreshed once it answers again).
+back: the rejection of its invite (made here alone, in bounded time), the device lists of its
+users (kept from its last answer, its name in `failures`, refreshed once it answers again),
+and its keys as a notary hands them on (the last seen, expired or not).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,9 +15,16 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
+from federation.client import path_segment
 from federation.joins import LEAVE_ATTEMPT_TIMEOUT_S
+from homeserver.protocol.signing import (
+    generate_signing_key,
+    key_id,
+    sign_json,
+    verify_key_base64,
+)
 from tests.edu_helpers import changed, pair, sync_until, token
-from tests.federation_helpers import StandIn
+from tests.federation_helpers import StandIn, free_port, json_handler, validate_ss_response
 from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User
 from tests.olm_device import OlmDevice
@@ -106,3 +115,43 @@ async def test_device_lists_stay_while_their_server_is_down_and_resync_after(
     again = await _keys_query(p.api_a, p.alice, {p.bob.user_id: []})
     assert list(again["failures"]) == [p.b.name]
     assert again["device_keys"] == after["device_keys"]
+
+
+async def test_the_notary_hands_on_an_expired_key_of_a_server_that_is_down(
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """keys_query.yaml: the keys SHOULD be valid until `minimum_valid_until_ts` (now, when not
+    given); when nothing better can be had, the last response seen is handed on as it was,
+    its old `valid_until_ts` with it ("Notary servers can return keys for servers that are
+    offline ... by using cached responses")."""
+    c = await peers.new("c")
+    origin = StandIn(tmp_path / "origin", port=free_port())
+    key = generate_signing_key("short")
+    valid_until = int(time.time() * 1000) + 3000
+    origin.handlers["/_matrix/key/v2/server"] = json_handler(sign_json({
+        "server_name": origin.server_name, "valid_until_ts": valid_until,
+        "verify_keys": {key_id(key): {"key": verify_key_base64(key)}}, "old_verify_keys": {},
+    }, origin.server_name, key))
+    await origin.start()
+    url = (f"{c.federation_url}/_matrix/key/v2/query/{path_segment(origin.server_name)}/"
+           f"{quote(key_id(key))}")
+
+    async def notary_answer() -> Any:
+        async with peer_http.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            answer = await resp.json()
+        validate_ss_response("keys_query.yaml", "/query/{serverName}", "GET", 200, answer)
+        return answer
+
+    [fresh] = (await notary_answer())["server_keys"]
+    assert fresh["valid_until_ts"] == valid_until
+    await origin.stop()
+
+    async def expired() -> bool:
+        return time.time() * 1000 > valid_until
+
+    await eventually(expired, "the key's validity to end")
+    [stale] = (await notary_answer())["server_keys"]
+    assert stale["valid_until_ts"] == valid_until < time.time() * 1000
+    assert key_id(key) in stale["verify_keys"]
+    assert set(stale["signatures"]) == {origin.server_name, c.name}
