@@ -63,7 +63,8 @@ async def test_an_invite_from_a_server_that_hangs_is_rejected_in_bounded_time(
         # Without a bound of its own, the leave would wait out the request timeout (60 s).
         async with asyncio.timeout(LEAVE_ATTEMPT_TIMEOUT_S + 15):
             await api_b.ok("POST", f"rooms/{quote(room_id)}/leave", token=bob.token, json={})
-        assert [r.path.split("/")[4] for r in hung.requests] == ["make_leave"]
+        asked = [r.path.split("/")[4] for r in hung.requests]
+        assert asked.count("make_leave") == 1 and "send_leave" not in asked, asked
     finally:
         release.set()
         await hung.stop()
