@@ -207,17 +207,32 @@ async def test_state_at_an_outlier_or_a_rejected_event_is_not_found(
             ) == (404, "M_NOT_FOUND"), (read, event_id)
 
 
-async def test_backfill_naming_an_event_of_another_room_is_not_found(
+async def test_backfill_and_missing_events_serve_nothing_of_another_room(
     peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:
+    """Sytest's "Backfill checks the events requested belong to the room": an event of another
+    room named as a starting point is ignored (200, as Synapse answers), and nothing reached
+    from it is served."""
     room = await shared_room(peers, peer_http)
     other = await second_room(room)
+    here = await room.api.send_message(room.alice, room.room_id, "of this room")
     secret = await room.api.send_message(room.alice, other, "of the other room")
-    status, body = await room.ask(
-        "GET", f"/backfill/{room.room}", query={"v": secret, "limit": "10"}
-    )
-    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
-    assert "of the other room" not in str(body)
+    answers = [
+        (await room.ok("GET", f"/backfill/{room.room}", query={"v": secret, "limit": "10"}))[
+            "pdus"
+        ],
+        (await room.ok("POST", f"/get_missing_events/{room.room}", body={
+            "earliest_events": [], "latest_events": [secret], "limit": 10,
+        }))["events"],
+    ]
+    assert answers == [[], []]
+    # Named beside an event of the room: the walk goes from that one only.
+    backfilled = (await room.ok(
+        "GET", f"/backfill/{room.room}", query={"v": [secret, here], "limit": "10"}
+    ))["pdus"]
+    assert here in {room.event_id(p) for p in backfilled}
+    assert {p.get("room_id") for p in backfilled} <= {room.room_id, None}  # v12 create: none
+    assert "of the other room" not in str(backfilled)
 
 
 # ---- events reaching into another room ----------------------------------------------------------
