@@ -11,7 +11,6 @@ sent through b's federation client, as a server that misbehaves would send them.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -21,56 +20,13 @@ from federation.client import HttpResponseError, path_segment
 from homeserver.protocol.events import build_event
 from homeserver.protocol.signing import key_id
 from homeserver.services.rooms.remote import Outcome
-from storage import events as events_store
 from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
 from tests.federation_peers import Peers, eventually, join_via
 from tests.helpers import MatrixApi, User
-from tests.shared_rooms import Room, error, shared_room
+from tests.shared_rooms import Room, error, forge, send_pdus, shared_room, stored
 
 V1 = "/_matrix/federation/v1"
-
-
-async def forge(
-    room: Room, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
-    state_key: str | None = None, prev_events: list[str] | None = None,
-    auth_keys: list[tuple[str, str]] | None = None, auth_events: list[str] | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """An event of b in a room of a, on a's heads and with auth events from a's current state
-    (the create event's, the power levels' and the sender's membership), unless told."""
-    hs = room.a.hs
-    assert hs is not None and hs.db is not None
-    heads = await hs.db.run(lambda c: events_store.get_forward_extremities(c, room_id))
-    current = await hs.db.run(lambda c: state_store.get_current_state(c, room_id))
-    keys = auth_keys or [("m.room.power_levels", ""), ("m.room.member", sender)]
-    if room.version.create_event_in_auth_events:
-        keys.append(("m.room.create", ""))
-    event_id, pdu = build_event(
-        room_version=room.version, room_id=room_id, sender=sender, event_type=event_type,
-        content=content, state_key=state_key,
-        prev_events=prev_events or [h.event_id for h in heads],
-        auth_events=auth_events if auth_events is not None else [current[k] for k in keys],
-        depth=max(h.depth for h in heads) + 1, origin_server_ts=int(time.time() * 1000),
-        server_name=room.b.name, signing_key=room.b.signing_key,
-    )
-    return str(event_id), pdu
-
-
-async def send_pdus(room: Room, *pdus: dict[str, Any]) -> dict[str, Any]:
-    """b's transaction to a: the `pdus` answer (event ID -> {} or {"error": ...})."""
-    answer = await room.b.federation.outbound.client.put_json(
-        room.a.name, f"{V1}/send/{uuid.uuid4().hex}",
-        {"origin": room.b.name, "origin_server_ts": int(time.time() * 1000),
-         "pdus": list(pdus), "edus": []},
-    )
-    result: dict[str, Any] = answer["pdus"]
-    return result
-
-
-async def stored(room: Room, event_id: str) -> bool:
-    hs = room.a.hs
-    assert hs is not None and hs.db is not None
-    return event_id in await hs.db.run(lambda c: events_store.get_events(c, [event_id]))
 
 
 async def second_room(room: Room) -> str:
@@ -269,13 +225,21 @@ async def test_an_event_whose_auth_events_are_in_another_room_is_rejected(
         room, room.room_id, room.bob.user_id, "m.room.message",
         {"msgtype": "m.text", "body": "borrowed"}, auth_events=auth,
     )
-    answer = await send_pdus(room, pdu)
-    assert "another room" in answer[event_id].get("error", ""), answer
+    # A state event so authorised does not enter the room's state either.
+    member_id, member = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.member",
+        {"membership": "join", "displayname": "borrowed"}, state_key=room.bob.user_id,
+        auth_events=auth,
+    )
+    answer = await send_pdus(room, pdu, member)
+    for rejected in (event_id, member_id):
+        assert "another room" in answer[rejected].get("error", ""), answer
     messages = await room.api.ok(
         "GET", f"rooms/{quote(room.room_id)}/messages", token=room.alice.token,
         params={"dir": "b", "limit": "50"},
     )
-    assert event_id not in {e["event_id"] for e in messages["chunk"]}
+    assert not {event_id, member_id} & {e["event_id"] for e in messages["chunk"]}
+    assert await hs.db.run(lambda c: state_store.get_current_state(c, room.room_id)) == state
 
 
 async def test_a_redaction_of_an_event_of_another_room_is_ignored(
