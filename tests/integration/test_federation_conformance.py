@@ -2,7 +2,8 @@
 deprecated paths (the single-key notary query; v1 send_join, send_leave and invite with their
 array answers, which the spec has since dropped from its API files, so checked by hand here),
 reads at events that have no state here, and events that reach into another room
-(prev_events, auth_events, a redaction's target), refused or ignored.
+(prev_events, auth_events, a redaction's target, also one that arrives after the redaction),
+refused or ignored.
 
 Peer b plays the other server with real keys: its events are built and signed by hand and
 sent through b's federation client, as a server that misbehaves would send them.
@@ -265,6 +266,35 @@ async def test_a_redaction_of_an_event_of_another_room_is_ignored(
     assert await send_pdus(room, pdu) == {event_id: {}}
     event = await room.api.ok(
         "GET", f"rooms/{quote(other)}/event/{quote(target)}", token=room.alice.token
+    )
+    assert event["content"].get("body") == "stays"
+    assert "redacted_because" not in event.get("unsigned", {})
+
+
+async def test_a_redaction_arriving_before_its_target_redacts_nothing_of_another_room(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """A redaction of an event not yet seen is kept for the event's arrival; when the event
+    arrives in another room, the redaction does not take effect on it."""
+    room = await shared_room(peers, peer_http)
+    other = await second_room(room)
+    # Bob may redact anyone's events in the room: one not yet seen too.
+    levels = await room.api.ok(
+        "GET", f"rooms/{quote(room.room_id)}/state/m.room.power_levels", token=room.alice.token
+    )
+    levels["users"] = {**levels.get("users", {}), room.bob.user_id: 50}
+    await room.set_state("m.room.power_levels", levels)
+    target_id, target = await forge(
+        room, other, room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "stays"},
+    )
+    redaction_id, redaction = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.redaction",
+        {"reason": "ahead of its target", "redacts": target_id},
+    )
+    assert await send_pdus(room, redaction) == {redaction_id: {}}
+    assert await send_pdus(room, target) == {target_id: {}}
+    event = await room.api.ok(
+        "GET", f"rooms/{quote(other)}/event/{quote(target_id)}", token=room.alice.token
     )
     assert event["content"].get("body") == "stays"
     assert "redacted_because" not in event.get("unsigned", {})
