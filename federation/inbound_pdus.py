@@ -200,7 +200,10 @@ class InboundPdus:
         self, origin: str, room_id: str, pdu: Mapping[str, Any], room_version: RoomVersion,
         *, fetch_gap: bool = True, federate: bool = False, historical: bool = False,
     ) -> Received:
-        """`historical`: an event from before our join (backfill), kept out of the stream."""
+        """`fetch_gap`: the event was pushed to us (a send_join): a gap before it is asked
+        for, and prev events still missing then refuse it; False for an event we pulled, which
+        is built on the state fetched at its missing prev events. `historical`: an event from
+        before our join (backfill), kept out of the stream."""
         try:
             checked = await self.checker.check(pdu, room_version)
         except PduCheckError as e:
