@@ -22,7 +22,7 @@ from aiohttp import web
 from federation.request_auth import authorization_header
 from storage import events as events_store
 from tests.federation_helpers import StandIn, json_handler
-from tests.federation_peers import Peers
+from tests.federation_peers import Peers, join_and_wait
 from tests.shared_rooms import V1, Room, forge, send_pdus, shared_room, stored
 
 
@@ -143,10 +143,15 @@ async def test_soft_failed_events_are_no_heads_and_one_may_build_on_another(
     """Soft failure: soft-failed events are not added to the forward extremities (so a's next
     event does not refer to them), the heads they were built on stay heads, and a second
     soft-failed event naming the first as its prev event is soft-failed too, not refused for
-    a missing prev event (Sytest's "Inbound federation accepts a second soft-failed event")."""
+    a missing prev event (Sytest's "Inbound federation accepts a second soft-failed event").
+    Other servers get them from /get_missing_events only when asking from an event that refers
+    to them."""
     room = await shared_room(peers, peer_http)
     hs = room.a.hs
     assert hs is not None and hs.db is not None
+    # b keeps a user in the room after Bob's ban, so that b may still read it.
+    carol = await room.api_b.register("carol")
+    await join_and_wait(room.api_b, carol, room.room_id, room.a, room.api, room.alice)
     before = await room.current_state()
     auth = [before[("m.room.power_levels", "")], before[("m.room.member", room.bob.user_id)]]
     if room.version.create_event_in_auth_events:
@@ -189,3 +194,13 @@ async def test_soft_failed_events_are_no_heads_and_one_may_build_on_another(
     sent = await room.api.send_message(room.alice, room.room_id, "after")
     pdu = (await hs.db.run(lambda c: events_store.get_events(c, [sent])))[sent]
     assert json.loads(pdu.json)["prev_events"] == [ban_id]
+
+    # Served to other servers only when asked from an event that refers to them.
+    missing = await room.ok("POST", f"/get_missing_events/{room.room}", body={
+        "earliest_events": [h.event_id for h in heads_before], "latest_events": [second_id],
+    })
+    assert [room.event_id(e) for e in missing["events"]] == [first_id]
+    backfilled = await room.ok(
+        "GET", f"/backfill/{room.room}", query={"v": sent, "limit": "20"}
+    )
+    assert not {first_id, second_id} & {room.event_id(p) for p in backfilled["pdus"]}
