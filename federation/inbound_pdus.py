@@ -11,8 +11,16 @@ MissingEvents then takes the one-at-a-time path:
 - missing *prev* events: the gap is asked for once (`/get_missing_events` between our forward
   extremities and the event, at most ten events); what comes back takes this same path, oldest
   first, without asking again;
-- prev events still missing: the state after each of them is fetched (`/state` and `/event`),
-  its events stored as outliers, and the event is persisted on top of that state.
+- prev events still missing after that, for an event *pushed* to us (a transaction, a
+  send_join): the event is refused, not stored. Its sender holds its prev events and would not
+  hand them over, so the state before it cannot be established; taking that server's word for
+  the state there would let it make the event a head of the room on a state of its choosing
+  (Synapse refuses such an event too: "Your server isn't divulging details about prev_events");
+- prev events still missing for an event *pulled* by us (the oldest of a gap, backfill): the
+  state after each of them is fetched (`/state` and `/event`), its events stored as outliers,
+  and the event is persisted on top of that state. A prev event that does not come back as
+  asked (another event, another room's, one that fails its checks) leaves no state to judge
+  the event by: it is refused.
 """
 
 from __future__ import annotations
@@ -192,7 +200,10 @@ class InboundPdus:
         self, origin: str, room_id: str, pdu: Mapping[str, Any], room_version: RoomVersion,
         *, fetch_gap: bool = True, federate: bool = False, historical: bool = False,
     ) -> Received:
-        """`historical`: an event from before our join (backfill), kept out of the stream."""
+        """`fetch_gap`: the event was pushed to us (a send_join): a gap before it is asked
+        for, and prev events still missing then refuse it; False for an event we pulled, which
+        is built on the state fetched at its missing prev events. `historical`: an event from
+        before our join (backfill), kept out of the stream."""
         try:
             checked = await self.checker.check(pdu, room_version)
         except PduCheckError as e:
@@ -211,6 +222,7 @@ class InboundPdus:
         fetch_gap: bool, federate: bool, historical: bool,
     ) -> Received:
         event_id = compute_event_id(pdu, room_version)
+        pushed = fetch_gap  # pulled events (a gap, backfill) come without asking for more
         auth_ids = {str(a) for a in pdu.get("auth_events", [])}
         if room_version.room_id_from_create_event:
             auth_ids.add(create_event_id(room_id))
@@ -228,6 +240,8 @@ class InboundPdus:
             elif fetch_gap:
                 fetch_gap = False
                 await self._fill_gap(origin, room_id, event_id, room_version)
+            elif pushed:
+                raise MissingEvents(sorted(missing))  # see the module's docstring
             else:
                 states = await self._states_after(origin, room_id, sorted(missing), room_version)
                 return await self.incoming.receive(
@@ -298,7 +312,13 @@ class InboundPdus:
                 raise FederationError(f"{origin} sent no state for {prev_id}")
             state = await self.checked(answer.get("pdus") or [], room_version)
             chain = await self.checked(answer.get("auth_chain") or [], room_version)
-            prev = await self.checked(event.get("pdus") or [], room_version)
+            prev = [
+                p for p in await self.checked(event.get("pdus") or [], room_version)
+                if compute_event_id(p, room_version) == prev_id
+            ]
             accepted = await self.outliers.store(room_id, [*chain, *state, *prev])
+            if prev_id not in accepted:
+                # Not this room's, or failing its auth events: no state to build on.
+                raise FederationError(f"{origin} sent no acceptable event {prev_id}")
             states[prev_id] = state_map([*state, *prev], room_version, accepted)
         return states

@@ -4,12 +4,16 @@ gap before an event and history to backfill (server-server-api.md "Retrieving ev
 
 Who may read: a server the room's `m.room.server_acl` admits and that has at least one user
 joined in the room's current state; 403 otherwise, 404 for a room or an event this server does
-not hold. Events read one by one (/event, /backfill, /get_missing_events) are also judged by
-the history visibility at each of them: under `joined` (`invited`) an event is served whole
-only when one of the server's users was joined (or invited) there, and otherwise redacted, so
-that the asker can still walk the DAG through it; so are those past their room's retention
-cutoff, before the retention sweep deletes or censors them. State and auth chains are served
-whole: the asker needs them to check events it already may see.
+not hold. /backfill and /get_missing_events, which walk the DAG from the events they name, walk
+only from those of the room and ignore the others (unknown, rejected or of another room), as
+Synapse does: the answer may be empty, but nothing of another room is reached.
+
+Events read one by one (/event, /backfill, /get_missing_events) are also judged by the history
+visibility at each of them: under `joined` (`invited`) an event is served whole only when one
+of the server's users was joined (or invited) there, and otherwise redacted, so that the asker
+can still walk the DAG through it; so are those past their room's retention cutoff, before the
+retention sweep deletes or censors them. State and auth chains are served whole: the asker
+needs them to check events it already may see.
 
 Rejected events are never served, as events or as state; outliers (auth chains and state
 fetched for us) are served as events and in auth chains, but have no state here, so the state
@@ -109,9 +113,9 @@ class RoomReads:
         version = await self._admit(room_id, origin)
 
         async def read(conn: asyncpg.Connection) -> list[StoredEvent]:
-            await _require(conn, room_id, latest)
+            seeds = await _of_room(conn, room_id, latest)
             ids = await event_graph.get_missing_event_ids(
-                conn, room_id, earliest, latest, min(limit, MAX_MISSING_EVENTS), min_depth
+                conn, room_id, earliest, seeds, min(limit, MAX_MISSING_EVENTS), min_depth
             )
             return await _load_all(conn, ids)
 
@@ -124,9 +128,9 @@ class RoomReads:
         version = await self._admit(room_id, origin)
 
         async def read(conn: asyncpg.Connection) -> list[StoredEvent]:
-            await _require(conn, room_id, event_ids)
+            seeds = await _of_room(conn, room_id, event_ids)
             ids = await event_graph.get_backfill_ids(
-                conn, room_id, event_ids, min(limit, MAX_BACKFILL_EVENTS)
+                conn, room_id, seeds, min(limit, MAX_BACKFILL_EVENTS)
             )
             return await _load_all(conn, ids)
 
@@ -257,6 +261,19 @@ async def _require(
             where = f" in room {room_id}" if room_id is not None else ""
             raise not_found(f"Unknown event {event_id}{where}")
     return [found[i] for i in event_ids]
+
+
+async def _of_room(
+    conn: asyncpg.Connection, room_id: str, event_ids: Sequence[str]
+) -> list[str]:
+    """The servable events of the room among `event_ids`: where a walk through the DAG may
+    start. The others (unknown, rejected, of another room) are left out, as Synapse does,
+    rather than refused: the answer holds nothing reached from them."""
+    found = await events_store.get_events(conn, event_ids)
+    return [
+        i for i in dict.fromkeys(event_ids)
+        if i in found and not found[i].rejected and found[i].room_id == room_id
+    ]
 
 
 async def _load_all(conn: asyncpg.Connection, event_ids: Sequence[str]) -> list[StoredEvent]:

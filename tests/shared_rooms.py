@@ -1,9 +1,12 @@
 """A room shared by two federating servers, seen from the Server-Server API: the federation
-read endpoints (state, backfill, missing events) are tested against it.
+read endpoints (state, backfill, missing events) are tested against it, and b plays a server
+that sends a events built and signed by hand (`forge`, `send_pdus`).
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +15,10 @@ from urllib.parse import quote
 import aiohttp
 
 from federation.client import HttpResponseError, path_segment
+from homeserver.protocol.events import build_event
 from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from storage import events as events_store
 from storage import state as state_store
 from tests.federation_peers import Peer, Peers
 from tests.helpers import MatrixApi, User
@@ -102,3 +107,45 @@ async def error(room: Room, method: str, path: str, **kwargs: Any) -> tuple[int,
     return status, body["errcode"]
 
 
+async def forge(
+    room: Room, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
+    state_key: str | None = None, prev_events: list[str] | None = None,
+    auth_keys: list[tuple[str, str]] | None = None, auth_events: list[str] | None = None,
+    depth: int | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """An event of b in a room of a, on a's heads (one deeper) and with auth events from a's
+    current state (the create event's, the power levels' and the sender's membership), unless
+    told."""
+    hs = room.a.hs
+    assert hs is not None and hs.db is not None
+    heads = await hs.db.run(lambda c: events_store.get_forward_extremities(c, room_id))
+    current = await hs.db.run(lambda c: state_store.get_current_state(c, room_id))
+    keys = auth_keys or [("m.room.power_levels", ""), ("m.room.member", sender)]
+    if room.version.create_event_in_auth_events:
+        keys.append(("m.room.create", ""))
+    event_id, pdu = build_event(
+        room_version=room.version, room_id=room_id, sender=sender, event_type=event_type,
+        content=content, state_key=state_key,
+        prev_events=prev_events or [h.event_id for h in heads],
+        auth_events=auth_events if auth_events is not None else [current[k] for k in keys],
+        depth=depth or max(h.depth for h in heads) + 1, origin_server_ts=int(time.time() * 1000),
+        server_name=room.b.name, signing_key=room.b.signing_key,
+    )
+    return str(event_id), pdu
+
+
+async def send_pdus(room: Room, *pdus: dict[str, Any]) -> dict[str, Any]:
+    """b's transaction to a: the `pdus` answer (event ID -> {} or {"error": ...})."""
+    answer = await room.b.federation.outbound.client.put_json(
+        room.a.name, f"{V1}/send/{uuid.uuid4().hex}",
+        {"origin": room.b.name, "origin_server_ts": int(time.time() * 1000),
+         "pdus": list(pdus), "edus": []},
+    )
+    result: dict[str, Any] = answer["pdus"]
+    return result
+
+
+async def stored(room: Room, event_id: str) -> bool:
+    hs = room.a.hs
+    assert hs is not None and hs.db is not None
+    return event_id in await hs.db.run(lambda c: events_store.get_events(c, [event_id]))

@@ -2,7 +2,8 @@
 deprecated paths (the single-key notary query; v1 send_join, send_leave and invite with their
 array answers, which the spec has since dropped from its API files, so checked by hand here),
 reads at events that have no state here, and events that reach into another room
-(prev_events, auth_events, a redaction's target), refused or ignored.
+(prev_events, auth_events, a redaction's target, also one that arrives after the redaction),
+refused or ignored.
 
 Peer b plays the other server with real keys: its events are built and signed by hand and
 sent through b's federation client, as a server that misbehaves would send them.
@@ -11,7 +12,6 @@ sent through b's federation client, as a server that misbehaves would send them.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -21,56 +21,13 @@ from federation.client import HttpResponseError, path_segment
 from homeserver.protocol.events import build_event
 from homeserver.protocol.signing import key_id
 from homeserver.services.rooms.remote import Outcome
-from storage import events as events_store
 from storage import state as state_store
 from tests.federation_helpers import validate_ss_response
 from tests.federation_peers import Peers, eventually, join_via
 from tests.helpers import MatrixApi, User
-from tests.shared_rooms import Room, error, shared_room
+from tests.shared_rooms import Room, error, forge, send_pdus, shared_room, stored
 
 V1 = "/_matrix/federation/v1"
-
-
-async def forge(
-    room: Room, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
-    state_key: str | None = None, prev_events: list[str] | None = None,
-    auth_keys: list[tuple[str, str]] | None = None, auth_events: list[str] | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """An event of b in a room of a, on a's heads and with auth events from a's current state
-    (the create event's, the power levels' and the sender's membership), unless told."""
-    hs = room.a.hs
-    assert hs is not None and hs.db is not None
-    heads = await hs.db.run(lambda c: events_store.get_forward_extremities(c, room_id))
-    current = await hs.db.run(lambda c: state_store.get_current_state(c, room_id))
-    keys = auth_keys or [("m.room.power_levels", ""), ("m.room.member", sender)]
-    if room.version.create_event_in_auth_events:
-        keys.append(("m.room.create", ""))
-    event_id, pdu = build_event(
-        room_version=room.version, room_id=room_id, sender=sender, event_type=event_type,
-        content=content, state_key=state_key,
-        prev_events=prev_events or [h.event_id for h in heads],
-        auth_events=auth_events if auth_events is not None else [current[k] for k in keys],
-        depth=max(h.depth for h in heads) + 1, origin_server_ts=int(time.time() * 1000),
-        server_name=room.b.name, signing_key=room.b.signing_key,
-    )
-    return str(event_id), pdu
-
-
-async def send_pdus(room: Room, *pdus: dict[str, Any]) -> dict[str, Any]:
-    """b's transaction to a: the `pdus` answer (event ID -> {} or {"error": ...})."""
-    answer = await room.b.federation.outbound.client.put_json(
-        room.a.name, f"{V1}/send/{uuid.uuid4().hex}",
-        {"origin": room.b.name, "origin_server_ts": int(time.time() * 1000),
-         "pdus": list(pdus), "edus": []},
-    )
-    result: dict[str, Any] = answer["pdus"]
-    return result
-
-
-async def stored(room: Room, event_id: str) -> bool:
-    hs = room.a.hs
-    assert hs is not None and hs.db is not None
-    return event_id in await hs.db.run(lambda c: events_store.get_events(c, [event_id]))
 
 
 async def second_room(room: Room) -> str:
@@ -207,17 +164,32 @@ async def test_state_at_an_outlier_or_a_rejected_event_is_not_found(
             ) == (404, "M_NOT_FOUND"), (read, event_id)
 
 
-async def test_backfill_naming_an_event_of_another_room_is_not_found(
+async def test_backfill_and_missing_events_serve_nothing_of_another_room(
     peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:
+    """Sytest's "Backfill checks the events requested belong to the room": an event of another
+    room named as a starting point is ignored (200, as Synapse answers), and nothing reached
+    from it is served."""
     room = await shared_room(peers, peer_http)
     other = await second_room(room)
+    here = await room.api.send_message(room.alice, room.room_id, "of this room")
     secret = await room.api.send_message(room.alice, other, "of the other room")
-    status, body = await room.ask(
-        "GET", f"/backfill/{room.room}", query={"v": secret, "limit": "10"}
-    )
-    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
-    assert "of the other room" not in str(body)
+    answers = [
+        (await room.ok("GET", f"/backfill/{room.room}", query={"v": secret, "limit": "10"}))[
+            "pdus"
+        ],
+        (await room.ok("POST", f"/get_missing_events/{room.room}", body={
+            "earliest_events": [], "latest_events": [secret], "limit": 10,
+        }))["events"],
+    ]
+    assert answers == [[], []]
+    # Named beside an event of the room: the walk goes from that one only.
+    backfilled = (await room.ok(
+        "GET", f"/backfill/{room.room}", query={"v": [secret, here], "limit": "10"}
+    ))["pdus"]
+    assert here in {room.event_id(p) for p in backfilled}
+    assert {p.get("room_id") for p in backfilled} <= {room.room_id, None}  # v12 create: none
+    assert "of the other room" not in str(backfilled)
 
 
 # ---- events reaching into another room ----------------------------------------------------------
@@ -254,13 +226,21 @@ async def test_an_event_whose_auth_events_are_in_another_room_is_rejected(
         room, room.room_id, room.bob.user_id, "m.room.message",
         {"msgtype": "m.text", "body": "borrowed"}, auth_events=auth,
     )
-    answer = await send_pdus(room, pdu)
-    assert "another room" in answer[event_id].get("error", ""), answer
+    # A state event so authorised does not enter the room's state either.
+    member_id, member = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.member",
+        {"membership": "join", "displayname": "borrowed"}, state_key=room.bob.user_id,
+        auth_events=auth,
+    )
+    answer = await send_pdus(room, pdu, member)
+    for rejected in (event_id, member_id):
+        assert "another room" in answer[rejected].get("error", ""), answer
     messages = await room.api.ok(
         "GET", f"rooms/{quote(room.room_id)}/messages", token=room.alice.token,
         params={"dir": "b", "limit": "50"},
     )
-    assert event_id not in {e["event_id"] for e in messages["chunk"]}
+    assert not {event_id, member_id} & {e["event_id"] for e in messages["chunk"]}
+    assert await hs.db.run(lambda c: state_store.get_current_state(c, room.room_id)) == state
 
 
 async def test_a_redaction_of_an_event_of_another_room_is_ignored(
@@ -286,6 +266,35 @@ async def test_a_redaction_of_an_event_of_another_room_is_ignored(
     assert await send_pdus(room, pdu) == {event_id: {}}
     event = await room.api.ok(
         "GET", f"rooms/{quote(other)}/event/{quote(target)}", token=room.alice.token
+    )
+    assert event["content"].get("body") == "stays"
+    assert "redacted_because" not in event.get("unsigned", {})
+
+
+async def test_a_redaction_arriving_before_its_target_redacts_nothing_of_another_room(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """A redaction of an event not yet seen is kept for the event's arrival; when the event
+    arrives in another room, the redaction does not take effect on it."""
+    room = await shared_room(peers, peer_http)
+    other = await second_room(room)
+    # Bob may redact anyone's events in the room: one not yet seen too.
+    levels = await room.api.ok(
+        "GET", f"rooms/{quote(room.room_id)}/state/m.room.power_levels", token=room.alice.token
+    )
+    levels["users"] = {**levels.get("users", {}), room.bob.user_id: 50}
+    await room.set_state("m.room.power_levels", levels)
+    target_id, target = await forge(
+        room, other, room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "stays"},
+    )
+    redaction_id, redaction = await forge(
+        room, room.room_id, room.bob.user_id, "m.room.redaction",
+        {"reason": "ahead of its target", "redacts": target_id},
+    )
+    assert await send_pdus(room, redaction) == {redaction_id: {}}
+    assert await send_pdus(room, target) == {target_id: {}}
+    event = await room.api.ok(
+        "GET", f"rooms/{quote(other)}/event/{quote(target_id)}", token=room.alice.token
     )
     assert event["content"].get("body") == "stays"
     assert "redacted_because" not in event.get("unsigned", {})
