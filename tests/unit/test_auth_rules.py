@@ -578,3 +578,19 @@ def test_aliases_rule_of_v1_to_v5(version: str) -> None:
         b.join(BOB)
         assert "rule 7" in rejected(b, BOB, "m.room.aliases", aliases, "b.example")
         b.send(ALICE, "m.room.aliases", aliases, "b.example")  # any server's, given the power
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_knock_membership_can_be_left_from_v7_only(version: str) -> None:
+    """v7 rule 4.5.1 adds `knock` to the memberships one may leave; before v7 a knock in the
+    state (which no accepted event can have put there) leaves nothing to leave."""
+    b = RoomBuilder.standard(version)
+    _, leave = b.make(BOB, "m.room.member", {"membership": "leave"}, BOB)
+    state = b.auth_state()
+    state[("m.room.member", BOB)] = {"type": "m.room.member", "state_key": BOB,
+                                      "sender": BOB, "content": {"membership": "knock"}}
+    if int(version) >= 7:
+        check_auth_rules(leave, state, b.rv, is_signed_by=b.is_signed_by)
+    else:
+        with pytest.raises(AuthError, match=r"4\.5\.1"):
+            check_auth_rules(leave, state, b.rv, is_signed_by=b.is_signed_by)
