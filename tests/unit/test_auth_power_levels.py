@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from homeserver.protocol.auth_rules import check_auth_rules
 from homeserver.protocol.errors import AuthError, InvalidEventError
 
 from .room_builder import RoomBuilder
@@ -162,11 +163,16 @@ def test_float_levels_are_truncated_before_v6(version: str) -> None:
 
 
 @pytest.mark.parametrize("version", [str(v) for v in range(6, 13)])
-def test_float_levels_cannot_even_be_built_from_v6(version: str) -> None:
+def test_float_levels_are_refused_from_v6(version: str) -> None:
     b = RoomBuilder(version)
     b.join(ALICE)
-    with pytest.raises(InvalidEventError):
+    with pytest.raises(InvalidEventError):  # not canonical JSON: it cannot even be built
         b.set_power_levels(ALICE, {"users": {ALICE: 100.5}})
+    # ...and the auth rules refuse it too, should an unchecked event reach them.
+    _, pdu = b.make(ALICE, "m.room.power_levels", {"ban": 50}, "")
+    with pytest.raises(AuthError, match=r"9\.1"):
+        check_auth_rules({**pdu, "content": {"ban": 50.0}}, b.auth_state(), b.rv,
+                         is_signed_by=b.is_signed_by)
 
 
 # -- v12 creators -----------------------------------------------------------------------------
