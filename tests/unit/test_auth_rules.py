@@ -594,3 +594,18 @@ def test_a_knock_membership_can_be_left_from_v7_only(version: str) -> None:
     else:
         with pytest.raises(AuthError, match=r"4\.5\.1"):
             check_auth_rules(leave, state, b.rv, is_signed_by=b.is_signed_by)
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_v1_v2_creator_join_names_the_create_event_by_its_event_id(version: str) -> None:
+    b = RoomBuilder(version)
+    _, join = b.make(ALICE, "m.room.member", {"membership": "join"}, ALICE)
+    assert join["prev_events"][0][0] == b.create_id == b.events[b.create_id]["event_id"]
+    check_auth_rules(join, b.auth_state(), b.rv, is_signed_by=b.is_signed_by)
+    state = b.auth_state()
+    state[("m.room.create", "")] = {**state[("m.room.create", "")], "event_id": "$other:a.example"}
+    with pytest.raises(AuthError):  # then the join does not follow the create event
+        check_auth_rules(join, state, b.rv, is_signed_by=b.is_signed_by)
+    del state[("m.room.create", "")]["event_id"]
+    with pytest.raises(AuthError):
+        check_auth_rules(join, state, b.rv, is_signed_by=b.is_signed_by)
