@@ -1,10 +1,10 @@
 """The authorisation rules of room versions 1 to 12, as pure functions.
 
-Implements rooms/v1.md ... rooms/v12.md "Authorisation rules" (rooms fragments v1-auth-rules
-for v1-v2, v3-auth-rules for v3-v5, rooms/v6.md and v7.md, v8-auth-rules for v8-v9; the auth events
-selection and rule 2 live in ``auth_events`` and are re-exported here, as is the event format
-check of ``event_format``, so that the room engine has one import for "may this event be in the
-room").
+Implements rooms/v1.md ... rooms/v12.md "Authorisation rules" (rooms fragments
+v1-auth-rules for v1-v2, v3-auth-rules for v3-v5, rooms/v6.md and v7.md, v8-auth-rules for
+v8-v9; the auth events selection and rule 2 live in ``auth_events`` and are re-exported here,
+as is the event format check of ``event_format``, so that the room engine has one import for
+"may this event be in the room").
 
 Theory of operation
 -------------------
@@ -16,7 +16,7 @@ the rule. The caller decides which state it passes. In v12 the create event is n
 ``auth_events``, yet the rules need it: the caller always puts it at
 ``("m.room.create", "")`` and we check that the room ID really is its hash (v12 rule 2).
 
-Rule 2 of v10/v11 (rule 3 of v12) is about the literal ``auth_events`` list and needs the
+Rule 2 of v1-v11 (rule 3 of v12) is about the literal ``auth_events`` list and needs the
 auth events themselves, so it is a separate function, ``check_auth_events_selection``;
 whether an auth event was itself rejected (rule 2.3) only the caller's storage knows.
 
@@ -29,7 +29,8 @@ the redacted event's ID; from v3 on redactions are authorised like any event); v
 ``join_authorised_via_users_server`` (rule 4.2); v10 knock_restricted and integer-only power
 levels (``power_levels_rules``); v11 takes the creator from the sender.
 
-Signatures by the sender's server are checked on receipt, outside these rules. The one
+Signatures by the sender's server (and in v1-v2 by the server of the event ID, which
+rooms/v3.md drops) are checked on receipt, outside these rules. The one
 signature *inside* the rules, by the server of ``join_authorised_via_users_server``, needs a
 key the caller holds, so every caller says how it knows: ``is_signed_by`` is required. A caller
 whose events all had that signature verified on receipt (the federation path verifies the
@@ -43,7 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from homeserver.protocol.auth_events import auth_types_for_event, check_auth_events_selection
-from homeserver.protocol.errors import AuthError
+from homeserver.protocol.errors import AuthError, InvalidEventError
 from homeserver.protocol.event_format import check_event_format
 from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.hashing import compute_event_id, compute_room_id
@@ -161,6 +162,14 @@ def _check_v12_room_id(event: Mapping[str, Any], room: _Room) -> None:
         raise AuthError("rule 2: room_id is not the ID of the room's m.room.create event")
 
 
+def _event_id(event: Mapping[str, Any], rv: RoomVersion) -> str | None:
+    # A v1/v2 event whose event_id is missing or malformed is named by nothing.
+    try:
+        return compute_event_id(event, rv)
+    except InvalidEventError:
+        return None
+
+
 def signature_present(event: Mapping[str, Any], server: str) -> bool:
     """The ``is_signed_by`` of a caller that verified the event's signatures on receipt:
     a signature of ``server`` is there. Never for events whose signatures nobody verified."""
@@ -182,7 +191,7 @@ def _check_join(event: Mapping[str, Any], room: _Room, target: str) -> None:
     if (
         len(prev_events) == 1
         and target == creator
-        and prev_events[0] == compute_event_id(room.create, room.rv)
+        and prev_events[0] == _event_id(room.create, room.rv)
     ):
         return
     if sender != target:
