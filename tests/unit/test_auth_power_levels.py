@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from homeserver.protocol.auth_rules import check_auth_rules
 from homeserver.protocol.errors import AuthError, InvalidEventError
+from homeserver.protocol.power_levels_rules import check_power_levels_change
+from homeserver.protocol.room_versions import get_defined_room_version
 
 from .room_builder import RoomBuilder
 
@@ -231,3 +235,51 @@ def test_v12_creator_without_power_levels_event() -> None:
     b.join(CAROL)
     with pytest.raises(AuthError):
         b.send(CAROL, "m.room.name", {"name": "n"}, "")
+
+
+# -- property: a spelling is never a decision -------------------------------------------------
+
+_levels = st.integers(-5, 120)
+_content = st.fixed_dictionaries(
+    {},
+    optional={
+        "ban": _levels, "kick": _levels, "invite": _levels, "state_default": _levels,
+        "users": st.dictionaries(st.sampled_from([ALICE, BOB, CAROL, DAVE]), _levels),
+        "events": st.dictionaries(st.sampled_from(["m.room.name", "m.room.topic"]), _levels),
+    },
+)
+
+
+def _spelt(content: dict[str, Any], spell: Any) -> dict[str, Any]:
+    return {k: ({u: spell(v) for u, v in v.items()} if isinstance(v, dict) else spell(v))
+            for k, v in content.items()}
+
+
+def _verdict(new: dict[str, Any], old: dict[str, Any], sender_level: int, rv: Any) -> str:
+    try:
+        check_power_levels_change({"sender": BOB, "content": new}, old, sender_level, set(), rv)
+    except AuthError as e:
+        return e.reason.split(":")[0]
+    return "allowed"
+
+
+@settings(max_examples=150, deadline=None)
+@given(new=_content, old=_content, sender_level=_levels)
+def test_levels_spelt_as_strings_or_floats_decide_as_their_integers(
+    new: dict[str, Any], old: dict[str, Any], sender_level: int
+) -> None:
+    """v1-v9 admit " +50" for 50 (and v1-v5 50.5 for 50): whatever the change, spelling the
+    levels so never changes the verdict; v10 refuses every such spelling."""
+    for version in VERSIONS:
+        rv = get_defined_room_version(version)
+        verdict = _verdict(new, old, sender_level, rv)
+        as_strings = _verdict(_spelt(new, lambda v: f" +{v:03d} " if v >= 0 else f"{v}"),
+                              _spelt(old, str), sender_level, rv)
+        if int(version) <= 9:
+            assert as_strings == verdict
+        elif any(v != {} for v in new.values()):  # some level spelt as a string
+            assert as_strings.startswith("rule 9.")
+        if int(version) <= 5:
+            as_floats = _verdict(_spelt(new, lambda v: v + (0.5 if v >= 0 else -0.5)),
+                                 _spelt(old, float), sender_level, rv)
+            assert as_floats == verdict
