@@ -11,6 +11,7 @@ joining server starts its copy of the room.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -45,6 +46,9 @@ T = TypeVar("T")
 V1, V2 = "/_matrix/federation/v1", "/_matrix/federation/v2"
 # The most stripped state events kept with an invite or a knock (the spec names six types).
 _MAX_STRIPPED_STATE = 50
+# How long leaving through one server may take (make_leave and send_leave): a rejection of an
+# invite whose server hangs is then made here alone, without the client waiting minutes.
+LEAVE_ATTEMPT_TIMEOUT_S = 10.0
 
 
 class Joins:
@@ -341,13 +345,16 @@ class Joins:
         """Leave a room this server is not in (reject an invite, withdraw a knock) through one
         of `servers`: make_leave, then send_leave; the leave is kept for the user's /sync.
 
-        When none of them helps (unreachable, or no longer in the room), an invite or a knock
-        is rejected here alone, as Synapse does: else an invite nobody can take back would
-        stay in the user's /sync for ever."""
+        When none of them helps (unreachable, hanging past `LEAVE_ATTEMPT_TIMEOUT_S`, or no
+        longer in the room), an invite or a knock is rejected here alone, as Synapse does: else
+        an invite nobody can take back would stay in the user's /sync for ever."""
+        async def attempt(server: str) -> None:
+            async with asyncio.timeout(LEAVE_ATTEMPT_TIMEOUT_S):
+                await self._leave_via(server, room_id, user_id)
+
         try:
             await self._through_first(
-                servers, f"No server could help leaving {room_id}",
-                lambda server: self._leave_via(server, room_id, user_id),
+                servers, f"No server could help leaving {room_id}", attempt
             )
         except MatrixError as e:
             if not await self._leave_alone(room_id, user_id):

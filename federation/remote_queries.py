@@ -1,6 +1,6 @@
 """Asks other homeservers what a local client wants to know about their users and aliases:
 the federation side of `homeserver.services.remote_queries.RemoteQueries` (`user/keys/query`,
-`user/keys/claim`, `query/profile`, `query/directory`).
+`user/keys/claim`, `query/profile`, `query/directory`, `publicRooms`).
 
 A peer's answer is checked before a client sees it: only the shapes the spec gives, and only
 what the peer was asked about its own users (a server cannot speak for another server's users'
@@ -17,10 +17,17 @@ from federation.client import FederationClient, HttpResponseError
 from federation.transport import DEFAULT_MAX_RESPONSE_BYTES, FederationError
 from homeserver.errors import MatrixError
 from homeserver.protocol.identifiers import is_valid_room_id, is_valid_server_name, server_name_of
+from homeserver.protocol.public_rooms import (
+    PublicRoomsQuery,
+    clean_remote_page,
+    federation_query,
+)
 
 PREFIX = "/_matrix/federation/v1"
 # A peer's refusals a client can act on; anything else it answers is the peer failing.
 PASSED_ON = (403, 404)
+# A directory page of the largest limit a client may ask (500 rooms) is well under this.
+MAX_DIRECTORY_BYTES = 4 * 1024 * 1024
 
 
 def peer_failed(error: str) -> MatrixError:
@@ -99,9 +106,10 @@ class FederationRemoteQueries:
     async def _ask(
         self, method: str, server_name: str, path: str, *,
         query: dict[str, str] | None = None, content: Any = None,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> dict[str, Any]:
         return await ask_peer(self.client, method, server_name, path, query=query,
-                              content=content)
+                              content=content, max_bytes=max_bytes)
 
     async def query_keys(
         self, server_name: str, device_keys: dict[str, list[str]]
@@ -141,3 +149,14 @@ class FederationRemoteQueries:
             "room_id": room_id,
             "servers": [s for s in servers if isinstance(s, str) and is_valid_server_name(s)],
         }
+
+    async def public_rooms(self, server_name: str, query: PublicRoomsQuery) -> dict[str, Any]:
+        asked = federation_query(query)
+        answer = await self._ask(
+            "GET" if asked.body is None else "POST", server_name, "/publicRooms",
+            query=asked.params, content=asked.body, max_bytes=MAX_DIRECTORY_BYTES,
+        )
+        page = clean_remote_page(answer, query.limit)
+        if page is None:
+            raise peer_failed(f"{server_name} answered publicRooms without a chunk of rooms")
+        return page

@@ -453,7 +453,10 @@ class Homeserver:
         client[REGISTRATION_TOKENS] = RegistrationTokens(db, clock)
         client[TO_DEVICE] = parts.to_device
         client[KEY_BACKUP] = KeyBackupService(db, config.quotas)
-        client[DIRECTORY] = directory = DirectoryService(db, cluster.cache, core.appservices)
+        client[DIRECTORY] = directory = DirectoryService(
+            db, cluster.cache, core.appservices, remote=outward.queries,
+            server_limits=outward.server_limits, clock=clock,
+        )
         client[SEARCH] = SearchService(db, cluster.cache, core.streams.events, clock)
         client[TAGS] = tags = TagsService(parts.account_data)
         client[SERVER_NOTICES] = notices = ServerNotices(db, config, accounts, rooms, tags)

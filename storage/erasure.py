@@ -90,6 +90,7 @@ KEPT = {
     "room_aliases": "an alias the user made is the room's address, not the user's",
     "device_list_changes": "how others learn the user's devices are gone (IDs only)",
     "remote_device_list_streams": "other servers' users only",
+    "remote_device_keys": "other servers' users only",
     "reports": "the admins' moderation record, as Synapse keeps its reports",
     "blocked_rooms": "the admin who blocked a room: the admins' record",
 }

@@ -1,6 +1,8 @@
 """Client-Server routes for room discovery and the user directory.
 
-`/publicRooms` (GET is open to anyone, as in the spec; POST needs an access token),
+`/publicRooms` (GET of this server's directory is open to anyone, as in the spec; POST, and
+GET of another server's directory (`?server=`, asked over federation), need an access token,
+as in Synapse: a stranger does not make this server contact other servers),
 `/directory/list/room/{roomId}`, an application service's
 `/directory/list/appservice/{networkId}/{roomId}` and `/user_directory/search`.
 """
@@ -25,7 +27,9 @@ from homeserver.api.http import (
     read_json_body,
 )
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.services.directory import PublicRoomsQuery
+from homeserver.protocol.identifiers import is_valid_server_name
+from homeserver.protocol.public_rooms import PublicRoomsQuery
+from homeserver.services.requester import Requester
 
 routes = web.RouteTableDef()
 
@@ -46,11 +50,28 @@ def _body_int(body: dict[str, Any], key: str, default: int, hi: int) -> int:
     return max(1, min(hi, value))
 
 
-def _check_server(request: web.Request) -> None:
-    """Only this server's directory is served; asking a remote one needs federation."""
+def _server(request: web.Request) -> str | None:
+    """The `server` whose directory is asked for: None for this server's own (also when the
+    parameter is empty, as Synapse reads it)."""
     server = request.query.get("server")
-    if server is not None and server != request.app[CONFIG].server.server_name:
-        raise invalid_param("Listing another server's directory is not supported")
+    if not server or server == request.app[CONFIG].server.server_name:
+        return None
+    if not is_valid_server_name(server):
+        raise invalid_param(f"'server' is not a valid server name: {server!r}")
+    return server
+
+
+async def _public_rooms(
+    request: web.Request, query: PublicRoomsQuery, requester: Requester | None = None
+) -> web.Response:
+    """This server's directory, or the one `?server=` names (the requester's, who must have
+    signed in)."""
+    directory = request.app[DIRECTORY]
+    server = _server(request)
+    if server is None:
+        return json_response(await directory.public_rooms(query))
+    requester = requester or await require_requester(request)
+    return json_response(await directory.server_public_rooms(requester, server, query))
 
 
 def _room_types(raw: Any) -> tuple[str | None, ...] | None:
@@ -74,10 +95,8 @@ def public_rooms_params(request: web.Request, limit: int) -> PublicRoomsQuery:
 
 @routes.get(PREFIX + "/publicRooms")
 async def get_public_rooms(request: web.Request) -> web.Response:
-    _check_server(request)
     limit = query_int(request, "limit", DEFAULT_ROOMS_LIMIT, lo=1, hi=MAX_ROOMS_LIMIT)
-    query = public_rooms_params(request, limit)
-    return json_response(await request.app[DIRECTORY].public_rooms(query))
+    return await _public_rooms(request, public_rooms_params(request, limit))
 
 
 def public_rooms_query(body: dict[str, Any]) -> PublicRoomsQuery:
@@ -95,10 +114,9 @@ def public_rooms_query(body: dict[str, Any]) -> PublicRoomsQuery:
 
 @routes.post(PREFIX + "/publicRooms")
 async def query_public_rooms(request: web.Request) -> web.Response:
-    await require_requester(request)
-    _check_server(request)
+    requester = await require_requester(request)
     query = public_rooms_query(await read_json_body(request))
-    return json_response(await request.app[DIRECTORY].public_rooms(query))
+    return await _public_rooms(request, query, requester)
 
 
 @routes.get(PREFIX + "/directory/list/room/{roomId}")

@@ -17,5 +17,6 @@ database. Time and signing keys are passed in by the caller. The modules map ont
 - ``auth_rules``      rooms/ "Authorisation rules" (with ``power_levels_rules``,
                       ``third_party_invite``)
 - ``events``          building PDUs and the Client-Server "ClientEvent" shape
-- ``state_res``       rooms/ "State resolution" v2 and v2.1
+- ``state_res``       rooms/ "State resolution" v2 and v2.1 (and the dispatch to v1)
+- ``state_res_v1``    rooms/v1.md "State resolution"
 """

@@ -1,6 +1,7 @@
 """State resolution v2 (rooms v2-v11) and v2.1 (room v12), as one pure function.
 
-Implements rooms/fragments/v2-state-res.md and rooms/v12.md "State resolution".
+Implements rooms/fragments/v2-state-res.md and rooms/v12.md "State resolution". Rooms of
+version 1 resolve with v1 (``state_res_v1``); :func:`resolve_state` hands them over.
 
 Theory of operation
 -------------------
@@ -44,6 +45,7 @@ from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
+from homeserver.protocol.state_res_v1 import resolve_state_v1
 
 Event = Mapping[str, Any]
 EventMap = Mapping[str, Event]
@@ -257,14 +259,19 @@ def resolve_state(
     *,
     rejected_events: AbstractSet[str] = frozenset(),
 ) -> dict[StateKey, str]:
-    """Resolve ``state_sets`` into one state map (state resolution v2 / v2.1).
+    """Resolve ``state_sets`` into one state map (state resolution v1, v2 or v2.1).
 
-    ``event_map`` must hold every event of the state sets' conflicted entries, of
-    ``auth_chain_difference``, and their auth chains (a missing conflicted or auth-difference
-    event raises ``ValueError``; missing deeper ancestors are treated as absent).
+    For v1, ``event_map`` needs only what ``state_res_v1.resolve_state_v1`` reads, and the
+    auth difference and rejections are unused (v1 never falls back to an event's own auth
+    events). For v2 and v2.1, ``event_map`` must hold every event of the state sets'
+    conflicted entries, of ``auth_chain_difference``, and their auth chains (a missing
+    conflicted or auth-difference event raises ``ValueError``; missing deeper ancestors are
+    treated as absent).
     ``rejected_events`` names events rejected on their auth chain: they are never used as
     fallback auth events during the iterative auth checks.
     """
+    if room_version.state_res == "v1":
+        return resolve_state_v1(room_version, state_sets, event_map)
     if not state_sets:
         return {}
     unconflicted, conflicted = _partition(state_sets)

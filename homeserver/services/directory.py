@@ -6,7 +6,8 @@ per network of its own (`/directory/list/appservice/{networkId}/{roomId}`, the b
 one remote network): those are listed for that network's `third_party_instance_id` (from
 `/thirdparty/protocols`), and with the server's own under `include_all_networks`, as Synapse
 does. Listings are offset-paginated in a stable order (most joined members first, then room
-ID); a token is `o<offset>`.
+ID); a token is `o<offset>`. Another server's directory (`?server=`) is that server's answer to
+federation `publicRooms` (`RemoteQueries`), its tokens its own.
 
 The user directory finds users joined to a room the searcher is joined to, or to a room with a
 public join rule or world-readable history (the spec's minimum), by user ID or display name.
@@ -14,14 +15,19 @@ public join rule or world-readable history (the spec's minimum), by user ID or d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
 from typing import Any
 
 import asyncpg
 
-from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.protocol.public_rooms import PublicRoomsQuery
 from homeserver.protocol.third_party_networks import parse_instance_id
 from homeserver.services.appservices import AppServices
+from homeserver.services.clock import Clock
+from homeserver.services.remote_directory_pages import RemoteDirectoryPages
+from homeserver.services.remote_queries import RemoteQueries
+from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.requester import Requester
 from homeserver.services.room_admins import is_room_admin
 from homeserver.services.rooms.view import RoomView
@@ -30,16 +36,9 @@ from storage import directory as directory_store
 from storage.database import Database
 
 MAX_TOKEN_OFFSET = 10**9
-
-
-@dataclass(frozen=True, slots=True)
-class PublicRoomsQuery:
-    limit: int
-    since: str | None = None
-    search_term: str | None = None
-    room_types: tuple[str | None, ...] | None = None
-    third_party_instance_id: str | None = None
-    include_all_networks: bool = False
+# How long a client waits for another server's directory: a peer that is down or hangs costs
+# a 504 after this, not the federation client's minute.
+REMOTE_TIMEOUT_S = 10.0
 
 
 def _offset(token: str) -> int:
@@ -83,11 +82,22 @@ def room_chunk(room_id: str, joined: int, state: dict[str, Any]) -> dict[str, An
     return entry
 
 
+def _check_networks(query: PublicRoomsQuery) -> None:
+    if query.third_party_instance_id is not None and query.include_all_networks:
+        raise invalid_param("third_party_instance_id cannot be used with include_all_networks")
+
+
 class DirectoryService:
-    def __init__(self, db: Database, engine: RoomView, appservices: AppServices) -> None:
+    def __init__(
+        self, db: Database, engine: RoomView, appservices: AppServices, *,
+        remote: RemoteQueries, server_limits: ServerLimits, clock: Clock,
+    ) -> None:
         self.db = db
         self.engine = engine
         self.appservices = appservices
+        self.remote = remote
+        self.server_limits = server_limits
+        self.remote_pages = RemoteDirectoryPages(clock)
 
     # ---- room visibility --------------------------------------------------------------------
 
@@ -159,14 +169,32 @@ class DirectoryService:
             body["prev_batch"] = f"o{max(0, offset - query.limit)}"
         return body
 
+    async def server_public_rooms(
+        self, requester: Requester, server: str, query: PublicRoomsQuery
+    ) -> dict[str, Any]:
+        """A page of another server's directory (`?server=`), asked over federation within
+        REMOTE_TIMEOUT_S unless asked lately (`RemoteDirectoryPages`). The user pays for the
+        server as for any other they make this server contact (`ServerLimits`)."""
+        _check_networks(query)
+        await self.server_limits.admit(requester.user_id, [server])
+        page = self.remote_pages.get(server, query)
+        if page is not None:
+            return page
+        try:
+            async with asyncio.timeout(REMOTE_TIMEOUT_S):
+                page = await self.remote.public_rooms(server, query)
+        except TimeoutError:
+            raise MatrixError(
+                504, "M_UNKNOWN", f"{server} did not answer with its room directory in time"
+            ) from None
+        self.remote_pages.put(server, query, page)
+        return page
+
     def _listing(self, query: PublicRoomsQuery) -> directory_store.Listing:
         """The directory the query names: one network's, every network's too, or the server's.
         Registered services only make up "all networks": a removed bridge's rooms drop out."""
+        _check_networks(query)
         instance = query.third_party_instance_id
-        if instance is not None and query.include_all_networks:
-            raise invalid_param(
-                "third_party_instance_id cannot be used with include_all_networks"
-            )
         if instance is not None:
             return directory_store.Listing(network=parse_instance_id(instance))
         if query.include_all_networks:

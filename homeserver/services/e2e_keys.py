@@ -28,6 +28,7 @@ from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_checks import device_identity, merge_signatures, public_key_of
 from homeserver.services.fill_cache import FillCache
 from homeserver.services.quotas import over_quota
+from homeserver.services.remote_device_keys import RemoteDeviceKeys
 from homeserver.services.remote_queries import RemoteQueries, ask_each
 from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.requester import Requester, device_of
@@ -147,6 +148,7 @@ class E2EKeysService:
         self.server_name = server_name
         self.device_lists = device_lists
         self.remote = remote  # other servers' users' keys are asked of their servers
+        self.remote_keys = RemoteDeviceKeys(db, clock)  # ... and kept for when they are down
         self.server_limits = server_limits  # how many other servers a user may have asked
         # user -> device -> key counts, read by every /sync; dropped on upload, claim and any
         # change of the user's devices (a device deleted and logged in again starts at zero).
@@ -262,7 +264,9 @@ class E2EKeysService:
         timeout_s: float = DEFAULT_REMOTE_TIMEOUT_S,
     ) -> dict[str, Any]:
         """Device keys and cross-signing keys of the users, with visible signatures merged;
-        other servers' users are asked of their servers, all at once."""
+        other servers' users are asked of their servers, all at once. For a server that
+        fails, its users' keys as it last gave them (`RemoteDeviceKeys`), and it is named in
+        `failures`."""
         local, remote = split_by_server(list(wanted), self.server_name)
         await self.server_limits.admit(requester.user_id, remote)
         body = await self.local_keys({u: wanted[u] for u in local}, requester.user_id)
@@ -271,7 +275,10 @@ class E2EKeysService:
             lambda peer, server, users: peer.query_keys(server, {u: wanted[u] for u in users}),
             timeout_s,
         )
-        for answer in answers.values():
+        for server, answer in answers.items():
+            await self.remote_keys.remember(answer, {u: wanted[u] for u in remote[server]})
+        kept = await self.remote_keys.recall({u: wanted[u] for s in failures for u in remote[s]})
+        for answer in [*answers.values(), kept]:
             for field_name in ("device_keys", "master_keys", "self_signing_keys"):
                 body[field_name].update(answer.get(field_name, {}))
         return {"failures": failures, **body}

@@ -1,6 +1,7 @@
 """`RemoteQueries`: the seam through which client-API services ask another homeserver.
 
-The services that answer about users and aliases (keys, profiles, the room directory) know
+The services that answer about users, aliases and directories (keys, profiles, the room
+directory) know
 only this interface, so they never import `federation/`; `homeserver/app.py` hands them the
 federation implementation when a federation listener is configured, and `NoRemoteQueries`
 otherwise. Every method asks the server named by its arguments and returns that server's
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from homeserver.errors import MatrixError, federation_unavailable, not_found
+from homeserver.protocol.public_rooms import PublicRoomsQuery
 
 T = TypeVar("T")
 
@@ -42,6 +44,11 @@ class RemoteQueries(Protocol):
         """`query/directory`: {room_id, servers} of an alias of another server."""
         ...
 
+    async def public_rooms(self, server_name: str, query: PublicRoomsQuery) -> dict[str, Any]:
+        """`publicRooms`: a page of the server's published room directory (spec
+        `PublishedRoomsResponse`, at most `query.limit` rooms)."""
+        ...
+
 
 class NoRemoteQueries:
     """A server without federation answers for other servers what it would find of them in
@@ -62,6 +69,9 @@ class NoRemoteQueries:
 
     async def room_alias(self, alias: str) -> dict[str, Any]:
         raise not_found(f"Room alias {alias} not found")
+
+    async def public_rooms(self, server_name: str, query: PublicRoomsQuery) -> dict[str, Any]:
+        raise federation_unavailable()
 
 
 async def ask_each(

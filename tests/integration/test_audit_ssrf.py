@@ -184,10 +184,9 @@ async def refusals(w: World) -> float:
     )
 
 
-# The probes whose server name goes to outbound federation (remote media and other servers'
-# room directories are not fetched at all).
+# The probes whose server name goes to outbound federation (remote media is not fetched at all).
 FEDERATING = ["profile", "alias", "keys_query", "keys_claim", "join_alias",
-              "join_room_via", "invite"]
+              "join_room_via", "invite", "public_rooms"]
 
 
 @pytest.mark.parametrize("host", ELSEWHERE + RESOLVED_LOOPBACK)

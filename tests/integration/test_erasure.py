@@ -298,3 +298,53 @@ async def test_other_servers_get_an_erased_users_events_redacted(
         "earliest_events": [], "latest_events": [message], "limit": 10,
     })
     assert not [m for m in MARKERS.values() if m in str(missing)]
+
+
+async def test_a_server_joining_after_the_erasure_gets_her_events_redacted(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """c joins after the erasure: send_join's state and auth chain, /state and the history
+    it backfills carry none of Alice's words nor her display name."""
+    a, c = await peers.new("a"), await peers.new("c")
+    api_a, api_c = a.api(peer_http), c.api(peer_http)
+    alice, carol = await api_a.register("alice"), await api_a.register("carol")
+    room_id = await api_a.create_room(carol, preset="public_chat")
+    await api_a.ok("PUT", f"profile/{quote(alice.user_id)}/displayname", token=alice.token,
+                   json={"displayname": MARKERS["displayname"]})
+    await api_a.join(alice, room_id)
+    sent = await api_a.send_message(alice, room_id, MARKERS["message"])
+    await erase(api_a, alice)
+    last = await api_a.send_message(carol, room_id, "after the erasure")
+
+    eve = await api_c.register("eve")
+    await api_c.ok("POST", f"join/{quote(room_id)}", token=eve.token, json={},
+                   params={"server_name": a.name})
+    marked = (MARKERS["message"], MARKERS["displayname"])
+
+    async def held_by_c() -> list[str]:
+        """The JSON of the room's events c holds."""
+        assert c.hs is not None and c.hs.db is not None
+        rows = await c.hs.db.run(lambda conn: conn.fetch(
+            "SELECT json FROM events WHERE room_id = $1", room_id
+        ))
+        return [row["json"] for row in rows]
+
+    # What send_join gave (read before any backfill, whose redacted copies would replace
+    # whole ones: c would find their content hashes off).
+    joined_with = await held_by_c()
+    assert any(alice.user_id in pdu for pdu in joined_with)
+    assert not [pdu for pdu in joined_with if any(m in pdu for m in marked)]
+    history = await api_c.ok("GET", f"rooms/{quote(room_id)}/messages", token=eve.token,
+                             params={"dir": "b", "limit": "50"})
+    assert sent in {e["event_id"] for e in history["chunk"]}  # backfilled from a
+    assert message_contents(history["chunk"], alice.user_id) == [{}]
+    assert not [pdu for pdu in await held_by_c() if any(m in pdu for m in marked)]
+
+    state = await c.federation.outbound.client.get_json(
+        a.name, f"/_matrix/federation/v1/state/{path_segment(room_id)}", {"event_id": last}
+    )
+    [joined] = [e["content"] for e in state["auth_chain"]
+                if e["type"] == "m.room.member" and e["state_key"] == alice.user_id
+                and e["content"]["membership"] == "join"]
+    assert joined == {"membership": "join"}
+    assert not [m for m in marked if m in str(state)]

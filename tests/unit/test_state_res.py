@@ -2,70 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from homeserver.protocol.auth_rules import check_auth_rules
 from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import _Graph, is_power_event, resolve_state
 
 from .room_builder import RoomBuilder
+from .state_forks import ALICE, BOB, CAROL, auth_difference, forks, room_with_moderator
 
-ALICE = "@alice:a.example"
-BOB = "@bob:b.example"
-CAROL = "@carol:c.example"
 VERSIONS = ["10", "11", "12"]
 PL: StateKey = ("m.room.power_levels", "")
 TOPIC: StateKey = ("m.room.topic", "")
 
 
-class Fork:
-    """A branch of the DAG: its tip and the state after it."""
-
-    def __init__(self, b: RoomBuilder, state: Mapping[StateKey, str], tip: list[str]) -> None:
-        self.b, self.state, self.tip = b, dict(state), list(tip)
-
-    def send(self, sender: str, event_type: str, content: dict[str, Any],
-             state_key: str | None = None, ts: int | None = None) -> str:
-        event_id, pdu = self.b.make(sender, event_type, content, state_key,
-                                    prev_events=self.tip, state=self.state, ts=ts)
-        check_auth_rules(pdu, {k: self.b.events[v] for k, v in self.state.items()}, self.b.rv,
-                         is_signed_by=self.b.is_signed_by)
-        if state_key is not None:
-            self.state[(event_type, state_key)] = event_id
-        self.tip = [event_id]
-        return event_id
-
-
-def forks(b: RoomBuilder) -> tuple[Fork, Fork]:
-    return Fork(b, b.state_ids, b.latest), Fork(b, b.state_ids, b.latest)
-
-
-def auth_difference(b: RoomBuilder, state_sets: Sequence[Mapping[StateKey, str]]) -> set[str]:
-    graph = _Graph(b.events)
-    # Like Synapse, each state set's auth chain includes the state events themselves.
-    chains: list[set[str]] = []
-    for s in state_sets:
-        chain: set[str] = set()
-        for e in s.values():
-            chain |= {e} | graph.auth_chain(e)
-        chains.append(chain)
-    return set[str]().union(*chains) - chains[0].intersection(*chains[1:])
-
-
 def resolve(b: RoomBuilder, *state_sets: Mapping[StateKey, str]) -> dict[StateKey, str]:
     return resolve_state(b.rv, state_sets, b.events, auth_difference(b, state_sets))
-
-
-def room_with_moderator(version: str) -> RoomBuilder:
-    b = RoomBuilder.standard(version)
-    b.join(BOB)
-    b.join(CAROL)
-    pl = b.power_levels()
-    b.set_power_levels(ALICE, {**pl, "users": {**pl["users"], BOB: 50}, "state_default": 50})
-    return b
 
 
 def test_no_conflict() -> None:

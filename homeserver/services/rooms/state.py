@@ -2,9 +2,10 @@
 resolution.
 
 The resolution algorithm itself is pure (`protocol/state_res.py`); this module loads what it
-needs (the state maps, the conflicted events, the auth-chain difference and the auth chains of
-all of those) and stores the result as a state group, so that later events on top of a merge
-read it like any other state.
+needs and stores the result as a state group, so that later events on top of a merge read it
+like any other state. v2 needs the conflicted events, the auth-chain difference and the auth
+chains of all of those; v1 (room version 1) only the conflicted events and the state events
+their auth checks read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.protocol import state_res
+from homeserver.protocol import state_res, state_res_v1
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE, StateKey
 from storage import event_graph
@@ -34,6 +35,8 @@ async def resolve(
     first = state_sets[0]
     if all(s == first for s in state_sets[1:]):
         return dict(first)
+    if room_version.state_res == "v1":
+        return await _resolve_v1(conn, room_version, state_sets)
     keys = {k for s in state_sets for k in s}
     conflicted = {
         s[k] for k in keys for s in state_sets
@@ -49,11 +52,28 @@ async def resolve(
     if create is not None:
         wanted.add(create)  # v12 names it in no auth_events, yet every check needs it
     stored = await events_store.get_events(conn, wanted)
-    event_map: dict[str, dict[str, Any]] = {i: json.loads(e.json) for i, e in stored.items()}
+    event_map = _parsed(stored)
     rejected = {i for i, e in stored.items() if e.rejected}
     return state_res.resolve_state(
         room_version, state_sets, event_map, difference, rejected_events=rejected
     )
+
+
+async def _resolve_v1(
+    conn: asyncpg.Connection, room_version: RoomVersion, state_sets: Sequence[StateMap]
+) -> StateMap:
+    """v1 reads no auth chains: the conflicted events, then the state at the keys their auth
+    checks name (two reads, however long the room's history)."""
+    _, conflicted = state_res_v1.split_state(state_sets)
+    event_map = _parsed(await events_store.get_events(conn, set().union(*conflicted.values())))
+    keys = state_res_v1.auth_keys(room_version, event_map.values())
+    wanted = {s[k] for s in state_sets for k in keys if k in s} - event_map.keys()
+    event_map.update(_parsed(await events_store.get_events(conn, wanted)))
+    return state_res.resolve_state(room_version, state_sets, event_map, set())
+
+
+def _parsed(stored: Mapping[str, StoredEvent]) -> dict[str, dict[str, Any]]:
+    return {i: json.loads(e.json) for i, e in stored.items()}
 
 
 async def state_group_for(
