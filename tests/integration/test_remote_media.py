@@ -219,9 +219,10 @@ async def test_a_location_is_followed_only_where_the_address_policy_allows(
     base = f"{V1}/download/{peer.server_name}"
     status, headers, body = await download(peer_http, b.client_url, f"{base}/moved", bob)
     assert (status, headers["Content-Type"], body) == (200, "image/gif", b"from the cdn")
-    for media_id in ["unspecified", "multicast", "plain"]:
+    for media_id, why in [("unspecified", b"refusing to connect"),
+                          ("multicast", b"refusing to connect"), ("plain", b"not https")]:
         status, _, body = await download(peer_http, b.client_url, f"{base}/{media_id}", bob)
-        assert status == 502 and b"M_UNKNOWN" in body, (media_id, body)
+        assert status == 502 and b"M_UNKNOWN" in body and why in body, (media_id, body)
     assert peer.hits("/cdn/file") == 1
     await peer.stop()
 
@@ -292,16 +293,25 @@ async def test_the_cache_evicts_the_least_recently_used(
 
 
 async def test_unreachable_servers_fail_fast_with_an_errcode(
-    peers: Peers, peer_http: aiohttp.ClientSession,
+    peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path,
 ) -> None:
     # Accepts connections and never says a word (not even TLS).
     silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     silent_port = silent.sockets[0].getsockname()[1]
+    # Speaks TLS and takes the request, then never answers it.
+    never = asyncio.Event()
+    mute = await stand_in(tmp_path)
+
+    async def no_answer(request: web.Request) -> web.StreamResponse:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    mute.prefix_handlers[FED_MEDIA] = no_answer
     b = await peers.new("b")
     bob = await b.api(peer_http).register("bob")
     try:
-        for ref in [f"127.0.0.1:{silent_port}/item", "nosuchserver.invalid/item",
-                    "127.0.0.1:1/item"]:
+        for ref in [f"127.0.0.1:{silent_port}/item", f"{mute.server_name}/item",
+                    "nosuchserver.invalid/item", "127.0.0.1:1/item"]:
             for path in [f"{V1}/download/{ref}", f"{V1}/thumbnail/{ref}?width=8&height=8"]:
                 started = time.monotonic()
                 status, _, body = await download(peer_http, b.client_url, path, bob)
@@ -310,6 +320,8 @@ async def test_unreachable_servers_fail_fast_with_an_errcode(
                 assert b'"errcode"' in body, body
     finally:
         silent.close()
+        never.set()
+        await mute.stop()
     # Bad input is the client's: 400 before anything is fetched.
     for ref in [f"{quote('bad server!', safe='')}/item", "example.org/a.b"]:
         status, _, body = await download(peer_http, b.client_url, f"{V1}/download/{ref}", bob)
