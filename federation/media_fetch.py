@@ -13,7 +13,8 @@ through the federation transport: to an address its address policy allows, as an
 
 Bounds. From the first lookup to the content's headers the peer has `ANSWER_TIMEOUT_S`, both
 routes and a redirect together, so an unreachable, unknown or silent server answers the
-client within it; the content then flows under the transport's request timeout, and the
+client within it (the client's `timeout_ms` is passed on capped at `PEER_WAIT_MS`, so a peer
+waiting for an upload answers first); the content then flows under the transport's request timeout, and the
 caller stops reading past its byte limit. Errors are MatrixErrors: the peer's 404 is passed
 on as 404 M_NOT_FOUND, its 504 M_NOT_YET_UPLOADED and M_TOO_LARGE as themselves, and
 anything else (unreachable, refused, garbage) is 502, as Synapse answers.
@@ -40,6 +41,9 @@ from homeserver.protocol.media_types import is_file_name, is_media_type
 from homeserver.services.remote_media import RemoteDownload, remote_too_large
 
 ANSWER_TIMEOUT_S = 10.0
+# The longest a peer is asked to wait for an upload still to come: it must answer (504
+# M_NOT_YET_UPLOADED at worst) well within ANSWER_TIMEOUT_S.
+PEER_WAIT_MS = 5_000
 FEDERATION_DOWNLOAD = "/_matrix/federation/v1/media/download/"
 LEGACY_DOWNLOAD = "/_matrix/media/v3/download/"
 # What is read of an error answer, or of the metadata part (an empty object today).
@@ -60,8 +64,9 @@ class FederationMedia:
         try:
             async with AsyncExitStack() as stack:
                 async with asyncio.timeout(ANSWER_TIMEOUT_S):
-                    download = await self._answer(stack, server_name, media_id, max_bytes,
-                                                  timeout_ms)
+                    download = await self._answer(
+                        stack, server_name, media_id, max_bytes, min(timeout_ms, PEER_WAIT_MS)
+                    )
                 yield download
         except TimeoutError:
             raise peer_failed(

@@ -125,7 +125,7 @@ async def test_bytes_shared_with_local_media_outlive_its_deletion(
     assert (await download(peer_http, b.client_url, f"{V1}/download/{ref}", bob))[0] == 200
     bapi = b.api(peer_http)
     local_id = await upload(bapi, bob, data, "text/plain")
-    assert b.hs is not None
+    assert b.hs is not None and b.hs.accounts is not None
     admin_id = await b.hs.accounts.create_user("root", PASSWORD, admin=True)
     admin = await bapi.login(User(admin_id, "", "", PASSWORD))
     await bapi.ok("DELETE", f"/_synapse/admin/v1/media/{b.name}/{local_id}", token=admin.token)
