@@ -14,10 +14,10 @@ through the federation transport: to an address its address policy allows, as an
 Bounds. From the first lookup to the content's headers the peer has `ANSWER_TIMEOUT_S`, both
 routes and a redirect together, so an unreachable, unknown or silent server answers the
 client within it (the client's `timeout_ms` is passed on capped at `PEER_WAIT_MS`, so a peer
-waiting for an upload answers first); the content then flows under the transport's request timeout, and the
-caller stops reading past its byte limit. Errors are MatrixErrors: the peer's 404 is passed
-on as 404 M_NOT_FOUND, its 504 M_NOT_YET_UPLOADED and M_TOO_LARGE as themselves, and
-anything else (unreachable, refused, garbage) is 502, as Synapse answers.
+waiting for an upload answers first); the content then flows under the transport's request
+timeout, and the caller stops reading past its byte limit. Errors are MatrixErrors: the peer's
+404 is passed on as 404 M_NOT_FOUND, its 504 M_NOT_YET_UPLOADED and M_TOO_LARGE as
+themselves, and anything else (unreachable, refused, garbage) is 502, as Synapse answers.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from federation.own_keys import OwnKeys
 from federation.queries import FederationQueries
 from federation.room_reads import RoomReads
 from federation.transactions import TransactionHandler
+from homeserver.api.context import MEDIA as MEDIA  # the deprecated media routes use it too
 from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
-from homeserver.services.media import MediaService
 from homeserver.services.openid import OpenIdTokens
 from homeserver.services.space_hierarchy import SpaceHierarchy
 
@@ -30,6 +30,5 @@ JOINS = web.AppKey("joins", Joins)
 ROOM_READS = web.AppKey("room_reads", RoomReads)
 OPENID = web.AppKey("openid", OpenIdTokens)
 SPACES = web.AppKey("spaces", SpaceHierarchy)
-MEDIA = web.AppKey("media", MediaService)
 # The largest body an authenticated route reads (`PUT /send` takes at least a transaction).
 BODY_LIMIT = web.AppKey("body_limit", int)

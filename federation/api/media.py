@@ -1,6 +1,10 @@
 """`GET /_matrix/federation/v1/media/download/{mediaId}` and `.../thumbnail/{mediaId}`
 (server-server-api.md "Content Repository"): this server's own media, for other servers.
 
+Servers from before Matrix 1.11 (and newer ones falling back) ask the deprecated
+`/_matrix/media/{v3,r0}/download` and `/thumbnail` instead, on this listener: those are the
+client API's own unauthenticated routes, served here unchanged (this server's media only).
+
 The answer is multipart/mixed with exactly two parts, as the spec requires: the metadata
 (`{}`, there being none yet) as JSON, then the bytes with their `Content-Type` and
 `Content-Disposition`. The file is opened before the answer starts and streamed from that
@@ -21,6 +25,8 @@ from federation.api.context import MEDIA
 from federation.inbound_auth import AuthenticatedRequest
 from homeserver.api.media import (
     content_disposition,
+    legacy_download,
+    legacy_thumbnail,
     path_media_id,
     thumbnail_disposition,
     thumbnail_size,
@@ -33,6 +39,11 @@ routes = web.RouteTableDef()
 
 PREFIX = "/_matrix/federation/v1/media"
 CHUNK_BYTES = 256 * 1024
+
+for _legacy in ("/_matrix/media/v3", "/_matrix/media/r0"):
+    routes.get(_legacy + "/download/{serverName}/{mediaId}")(legacy_download)
+    routes.get(_legacy + "/download/{serverName}/{mediaId}/{fileName}")(legacy_download)
+    routes.get(_legacy + "/thumbnail/{serverName}/{mediaId}")(legacy_thumbnail)
 
 
 @routes.get(PREFIX + "/download/{mediaId}")

@@ -111,6 +111,13 @@ async def test_the_federation_endpoints_answer_multipart(
     # Unsigned: refused.
     async with peer_http.get(f"{a.federation_url}{FED_MEDIA}/download/{media_id}") as resp:
         assert (resp.status, (await resp.json())["errcode"]) == (401, "M_UNAUTHORIZED")
+    # Older servers' deprecated paths, on the federation listener: its own media only.
+    for prefix in [V3, "/_matrix/media/r0"]:
+        legacy = f"{a.federation_url}{prefix}/download"
+        async with peer_http.get(f"{legacy}/{a.name}/{media_id}?allow_remote=false") as resp:
+            assert (resp.status, await resp.read()) == (200, data)
+        async with peer_http.get(f"{legacy}/{b.name}/{media_id}?allow_remote=false") as resp:
+            assert resp.status == 404
 
 
 async def test_bytes_shared_with_local_media_outlive_its_deletion(
