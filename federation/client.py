@@ -9,13 +9,21 @@ transport's address policy, TLS verification and timeouts.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import aiohttp
+
 from federation.discovery import ServerDiscovery
 from federation.request_auth import authorization_header
-from federation.transport import DEFAULT_MAX_RESPONSE_BYTES, FederationError, Transport
+from federation.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    FederationError,
+    Transport,
+    read_whole,
+)
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.signing import SigningKey
 
@@ -62,6 +70,25 @@ class FederationClient:
         body. Raises :class:`HttpResponseError` for a non-2xx answer, ForbiddenAddress or
         another :class:`FederationError` when the server cannot be reached.
         """
+        async with self.open(method, destination, path, query=query, content=content) as resp:
+            response = await read_whole(resp, max_bytes)
+        try:
+            parsed = json.loads(response.body) if response.body else None
+        except ValueError:
+            parsed = None
+            if 200 <= response.status < 300:
+                raise FederationError(f"{destination} answered with invalid JSON") from None
+        if not 200 <= response.status < 300:
+            raise HttpResponseError(destination, response.status, parsed)
+        return parsed
+
+    @asynccontextmanager
+    async def open(
+        self, method: str, destination: str, path: str, *, query: Query | None = None,
+        content: Any = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a signed request (as `request` does); the answer, whatever its status, with
+        its body the caller's to read while the context is open (media, streamed)."""
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
         uri = path
@@ -77,18 +104,10 @@ class FederationClient:
         if content is not None:
             body = encode_canonical_json(content)
             headers["Content-Type"] = "application/json"
-        response = await self.transport.request(
-            method.upper(), target, uri, headers=headers, body=body, max_bytes=max_bytes
-        )
-        try:
-            parsed = json.loads(response.body) if response.body else None
-        except ValueError:
-            parsed = None
-            if 200 <= response.status < 300:
-                raise FederationError(f"{destination} answered with invalid JSON") from None
-        if not 200 <= response.status < 300:
-            raise HttpResponseError(destination, response.status, parsed)
-        return parsed
+        async with self.transport.open(
+            method.upper(), target, uri, headers=headers, body=body
+        ) as resp:
+            yield resp
 
     async def get_json(self, destination: str, path: str, query: Query | None = None) -> Any:
         return await self.request("GET", destination, path, query=query)

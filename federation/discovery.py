@@ -41,7 +41,7 @@ import dns.resolver
 from yarl import URL
 
 from federation.addresses import DEFAULT_FEDERATION_PORT, split_server_name
-from federation.transport import FederationError, Target, Transport
+from federation.transport import FederationError, Target, Transport, url_target
 from homeserver.protocol.addresses import ip_literal
 from homeserver.services.clock import Clock
 
@@ -273,13 +273,9 @@ class HttpsWellKnownFetcher:
         seen: set[str] = set()
         for _ in range(_MAX_REDIRECTS + 1):
             seen.add(str(url))
-            host, port = url.host or "", url.port or 443
-            shown = f"[{host}]" if ":" in host else host
-            host_header = shown if port == 443 else f"{shown}:{port}"
             try:
                 resp = await self.transport.request(
-                    "GET", Target(host, port, host, host_header), url.raw_path_qs,
-                    max_bytes=WELL_KNOWN_MAX_BYTES,
+                    "GET", url_target(url), url.raw_path_qs, max_bytes=WELL_KNOWN_MAX_BYTES,
                 )
             except FederationError as e:
                 log.debug("well-known of %s: %s", hostname, e)

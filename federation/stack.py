@@ -23,6 +23,7 @@ from federation.api.context import (
     DIRECTORY,
     E2E_KEYS,
     JOINS,
+    MEDIA,
     NOTARY,
     OWN_KEYS,
     QUERIES,
@@ -37,6 +38,7 @@ from federation.inbound_auth import RequestAuthenticator
 from federation.inbound_pdus import InboundPdus
 from federation.joins import Joins
 from federation.keyring import Keyring
+from federation.media_fetch import FederationMedia
 from federation.notary import Notary
 from federation.own_keys import OwnKeys
 from federation.pdu_checks import PduChecker
@@ -53,6 +55,7 @@ from homeserver.protocol.signing import SigningKey, key_id, verify_key_of
 from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService
+from homeserver.services.media import MediaService
 from homeserver.services.rooms.cluster import RoomCluster
 from homeserver.services.space_hierarchy import SpaceHierarchy
 from storage.database import Database
@@ -76,6 +79,7 @@ class OutboundFederation:
     joins: Joins
     backfiller: Backfiller
     room_info: FederationRoomInfo  # other servers' hierarchies and timestamp lookups
+    media: FederationMedia  # other servers' media
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Federation:
     transactions: TransactionHandler
     room_reads: RoomReads
     spaces: SpaceHierarchy
+    media: MediaService
 
     def install(self, app: web.Application, body_limit: int) -> None:
         """Mount the Server-Server routes and what they call on the federation listener;
@@ -110,6 +115,7 @@ class Federation:
         app[JOINS] = self.outbound.joins
         app[ROOM_READS] = self.room_reads
         app[SPACES] = self.spaces
+        app[MEDIA] = self.media
         app.add_routes(federation_routes())
 
     async def close(self) -> None:
@@ -169,7 +175,7 @@ def build_outbound(
         keyring=keyring, sender=sender, remote_queries=FederationRemoteQueries(client),
         pdus=pdus, joins=Joins(db, rooms, pdus, client, server_name, signing_key, clock),
         backfiller=Backfiller(db, pdus, client, server_name),
-        room_info=FederationRoomInfo(client, pdus),
+        room_info=FederationRoomInfo(client, pdus), media=FederationMedia(client),
     )
 
 
@@ -177,7 +183,7 @@ def build_federation(
     outbound: OutboundFederation, server_name: str, signing_key: SigningKey, db: Database,
     profiles: ProfileSource, *, aliases: AliasSource, directory: DirectoryService,
     e2e_keys: E2EKeysService, edu_handlers: dict[str, EduHandler], clock: Clock,
-    spaces: SpaceHierarchy,
+    spaces: SpaceHierarchy, media: MediaService,
 ) -> Federation:
     """The inbound parts, answering from the services (built after them) and ``edu_handlers``."""
     own_keys = OwnKeys(server_name, signing_key)
@@ -192,5 +198,5 @@ def build_federation(
         directory=directory, e2e_keys=e2e_keys,
         transactions=TransactionHandler(db, pdus, edu_handlers, clock),
         room_reads=RoomReads(db, pdus.engine, server_name, pdus.server_allowed, clock),
-        spaces=spaces,
+        spaces=spaces, media=media,
     )

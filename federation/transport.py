@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +60,14 @@ class Target:
     host_header: str
 
 
+def url_target(url: URL) -> Target:
+    """Where an https URL (not a server name: a `.well-known` redirect, a media `Location`)
+    points, presented as a browser would: certificate and `Host` for the URL's host."""
+    host, port = url.host or "", url.port or 443
+    shown = f"[{host}]" if ":" in host else host
+    return Target(host, port, host, shown if port == 443 else f"{shown}:{port}")
+
+
 @dataclass(frozen=True, slots=True)
 class TransportResponse:
     status: int
@@ -71,6 +80,15 @@ class HostResolver(Protocol):
     supply their own."""
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]: ...
+
+
+async def read_whole(resp: aiohttp.ClientResponse, max_bytes: int) -> TransportResponse:
+    """The answer with its body, or FederationError past ``max_bytes``."""
+    try:
+        data = await read_bounded(resp, max_bytes)
+    except BodyTooLarge as e:
+        raise FederationError(f"response too large: {e}") from None
+    return TransportResponse(resp.status, resp.headers, data)
 
 
 def _format_host(ip: IPAddress) -> str:
@@ -145,7 +163,18 @@ class Transport:
         headers: Mapping[str, str] | None = None, body: bytes | None = None,
         max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> TransportResponse:
-        """Send one HTTPS request to ``target``; ``uri`` is the encoded path and query.
+        """Send one HTTPS request to ``target`` and read its answer whole (see `open`)."""
+        async with self.open(method, target, uri, headers=headers, body=body) as resp:
+            return await read_whole(resp, max_bytes)
+
+    @asynccontextmanager
+    async def open(
+        self, method: str, target: Target, uri: str, *,
+        headers: Mapping[str, str] | None = None, body: bytes | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one HTTPS request to ``target``; ``uri`` is the encoded path and query. The
+        answer's body is the caller's to read (media, streamed to disk) while the context is
+        open; a failure reading it is a FederationError too.
 
         Each allowed address is tried in turn until one accepts the connection; a failure after
         the connection was made is not retried (the request may have been acted on).
@@ -158,31 +187,35 @@ class Transport:
         for ip in addresses:
             url = URL(f"https://{_format_host(ip)}:{target.port}{uri}", encoded=True)
             try:
-                return await self._send(
-                    method, url, all_headers, body, server_hostname, max_bytes
-                )
+                resp = await self._send(method, url, all_headers, body, server_hostname)
+                break
             except aiohttp.ClientConnectorError as e:
                 log.debug("connecting to %s (%s) failed: %s", target.host, ip, e)
                 last_error = e
-        raise FederationError(
-            f"cannot connect to {target.host}:{target.port}: {last_error}"
-        ) from last_error
+        else:
+            raise FederationError(
+                f"cannot connect to {target.host}:{target.port}: {last_error}"
+            ) from last_error
+        try:
+            yield resp
+        except (aiohttp.ClientError, TimeoutError) as e:
+            resp.close()
+            raise FederationError(f"{method} {url.host}: {type(e).__name__}: {e}") from e
+        except BaseException:
+            resp.close()
+            raise
+        resp.release()
 
     async def _send(
         self, method: str, url: URL, headers: CIMultiDict[str], body: bytes | None,
-        server_hostname: str | None, max_bytes: int,
-    ) -> TransportResponse:
+        server_hostname: str | None,
+    ) -> aiohttp.ClientResponse:
         session = self._get_session()
         try:
-            async with session.request(
+            return await session.request(
                 method, url, headers=headers, data=body, allow_redirects=False,
                 server_hostname=server_hostname,
-            ) as resp:
-                try:
-                    data = await read_bounded(resp, max_bytes)
-                except BodyTooLarge as e:
-                    raise FederationError(f"response too large: {e}") from None
-                return TransportResponse(resp.status, resp.headers, data)
+            )
         except aiohttp.ClientConnectorError:
             raise
         except (aiohttp.ClientError, TimeoutError) as e:

@@ -310,7 +310,7 @@ def federation_outward(
             shared_servers=_shared_servers(db, rooms),
         ),
         edus=OutboundEdus(db, rooms, server_name, outbound.sender),
-        room_info=outbound.room_info,
+        room_info=outbound.room_info, media=outbound.media,
     )
 
 
@@ -439,7 +439,7 @@ class Homeserver:
             db, core.device_lists, uia, outward.edus, clock
         )
         client[DEVICES] = DevicesService(db, accounts, uia, core.device_lists, clock)
-        client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock)
+        client[MEDIA] = media = MediaService(db, config, core.ratelimiter, clock, outward)
         client[ACCOUNT_MANAGEMENT] = management = AccountManagementService(
             db, accounts, uia, cluster.local, media
         )
@@ -502,7 +502,7 @@ class Homeserver:
             outbound, server_name, cluster.local.signing_key, db, accounts.profiles, aliases=rooms,
             directory=directory, e2e_keys=core.e2e_keys,
             edu_handlers=self._edu_handlers(db, core, outbound, cross_signing) if federates else {},
-            clock=clock, spaces=spaces,
+            clock=clock, spaces=spaces, media=media,
         )
         # Stopped by `federation.close()` in `stop`, before the pool closes.
         cluster.writes.observers.append(outbound.sender)

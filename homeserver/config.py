@@ -156,6 +156,9 @@ class MediaConfig:
     # Where uploads are kept, relative to the data directory.
     store_path: str = "media"
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Other servers' media kept on disk (each item at most max_upload_bytes); past it, the
+    # least recently used items are evicted.
+    remote_cache_max_bytes: int = 1024 * 1024 * 1024
     # Images with more pixels are not thumbnailed (decoding them costs ~4 bytes a pixel).
     max_image_pixels: int = 32_000_000
     # IDs a user may hold from POST /create without having uploaded to them yet.
@@ -565,7 +568,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("voip.turn_user_lifetime_ms: must be at least 1000 (a ttl of 1 s)")
     if config.presence.idle_timeout_ms < 1:
         raise ConfigError("presence.idle_timeout_ms: must be at least 1")
-    for key in ("max_upload_bytes", "max_image_pixels", "max_pending_uploads"):
+    for key in ("max_upload_bytes", "remote_cache_max_bytes", "max_image_pixels",
+                "max_pending_uploads"):
         if getattr(config.media, key) < 1:
             raise ConfigError(f"media.{key}: must be at least 1")
     for name, worker in config.workers.items():

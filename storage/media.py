@@ -1,7 +1,8 @@
 """The `local_media` and `media_thumbnails` tables: what each media ID and thumbnail points at.
 
 The bytes themselves are files named by their SHA-256 (the media service's content store);
-these rows only map IDs to hashes. A row with a NULL `content_hash` is an ID reserved by
+these rows only map IDs to hashes (`storage.remote_media` maps other servers' cached media the
+same way, into the same files). A row with a NULL `content_hash` is an ID reserved by
 `POST /create` whose upload has not arrived yet. A file may be removed once no row uses it;
 `lock_contents` serializes that check with the inserts that start using a file.
 """
@@ -207,18 +208,23 @@ async def delete_media(
 
 
 GET_CONTENTS_IN_USE = """
-SELECT DISTINCT content_hash FROM local_media WHERE content_hash = ANY($1::text[])
+SELECT content_hash FROM local_media WHERE content_hash = ANY($1::text[])
+UNION
+SELECT content_hash FROM remote_media WHERE content_hash = ANY($1::text[])
 """
 
 
 async def get_contents_in_use(conn: asyncpg.Connection, content_hashes: list[str]) -> set[str]:
-    """Which of `content_hashes` some media ID still has as its content."""
+    """Which of `content_hashes` some media ID (local, or another server's cached) still has
+    as its content."""
     rows = await conn.fetch(GET_CONTENTS_IN_USE, content_hashes)
     return {row["content_hash"] for row in rows}
 
 
 GET_FILES_IN_USE = """
 SELECT content_hash AS hash FROM local_media WHERE content_hash = ANY($1::text[])
+UNION
+SELECT content_hash FROM remote_media WHERE content_hash = ANY($1::text[])
 UNION
 SELECT thumbnail_hash FROM media_thumbnails WHERE thumbnail_hash = ANY($1::text[])
 """

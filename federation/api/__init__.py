@@ -11,6 +11,7 @@ from federation.api import (
     events,
     hierarchy,
     keys,
+    media,
     membership,
     openid,
     public_rooms,
@@ -24,5 +25,5 @@ def federation_routes() -> list[web.AbstractRouteDef]:
     return [
         *keys.routes, *query.routes, *public_rooms.routes, *devices.routes, *e2e_keys.routes,
         *transactions.routes, *membership.routes, *events.routes, *backfill.routes,
-        *openid.routes, *hierarchy.routes, *timestamps.routes,
+        *openid.routes, *hierarchy.routes, *timestamps.routes, *media.routes,
     ]

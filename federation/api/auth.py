@@ -26,8 +26,10 @@ from federation.request_auth import RequestAuthError
 from federation.transactions import MAX_TRANSACTION_BYTES
 from homeserver.errors import MatrixError, too_large
 
-AuthenticatedHandler = Callable[[web.Request, AuthenticatedRequest], Awaitable[web.Response]]
-Handler = Callable[[web.Request], Awaitable[web.Response]]
+AuthenticatedHandler = Callable[
+    [web.Request, AuthenticatedRequest], Awaitable[web.StreamResponse]
+]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def authenticated(handler: AuthenticatedHandler) -> Handler:
@@ -44,7 +46,7 @@ def _authenticated(
     handler: AuthenticatedHandler, body_limit: Callable[[web.Application], int]
 ) -> Handler:
     @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.Response:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
         limit = body_limit(request.app)
         _refuse_declared_length(request, limit)
         authenticator = request.app[AUTHENTICATOR]

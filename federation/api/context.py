@@ -11,6 +11,7 @@ from federation.own_keys import OwnKeys
 from federation.queries import FederationQueries
 from federation.room_reads import RoomReads
 from federation.transactions import TransactionHandler
+from homeserver.api.context import MEDIA as MEDIA  # the deprecated media routes use it too
 from homeserver.services.clock import Clock
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2EKeysService

@@ -19,8 +19,10 @@ from homeserver.api.context import MEDIA, URL_PREVIEWS
 from homeserver.api.http import CORS_HEADERS, json_response, query_bool, query_int
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.protocol.identifiers import is_valid_server_name
+from homeserver.protocol.media_types import MAX_FILENAME_CHARS, is_file_name, is_media_type
 from homeserver.services.media import MediaFile, Upload
 from homeserver.services.media_thumbnails import METHODS
+from homeserver.services.requester import Requester
 
 routes = web.RouteTableDef()
 
@@ -31,15 +33,10 @@ MEDIA_V3 = "/_matrix/media/v3"
 UPLOAD_CHUNK_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_MS = 20_000
 MAX_TIMEOUT_MS = 60_000
-MAX_FILENAME_CHARS = 255
 # Thumbnail dimensions beyond any image we would decode; larger requests are served as this.
 MAX_DIMENSION = 65_535
 
 _MEDIA_ID_RE = re.compile(r"[A-Za-z0-9_\-]{1,255}")
-# RFC 9110 media type: token "/" token, then parameters in printable ASCII.
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+"
-_CONTENT_TYPE_RE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;[\x20-\x7e]*)?")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Characters RFC 8187 lets stand unescaped in `filename*`.
 _ATTR_CHARS = string.ascii_letters + string.digits + "!#$&+-.^_`|~"
 
@@ -92,26 +89,25 @@ async def upload_to(request: web.Request) -> web.Response:
 @routes.get(CLIENT_V1 + "/download/{serverName}/{mediaId}")
 @routes.get(CLIENT_V1 + "/download/{serverName}/{mediaId}/{fileName}")
 async def download(request: web.Request) -> web.StreamResponse:
-    await require_requester(request)
-    return await _download(request)
+    return await _download(request, await require_requester(request))
 
 
 @routes.get(MEDIA_V3 + "/download/{serverName}/{mediaId}")
 @routes.get(MEDIA_V3 + "/download/{serverName}/{mediaId}/{fileName}")
 async def legacy_download(request: web.Request) -> web.StreamResponse:
-    """Deprecated and unauthenticated, but still what older clients call."""
-    return await _download(request)
+    """Deprecated and unauthenticated, but still what older clients call (and older servers:
+    this server's own media only)."""
+    return await _download(request, None)
 
 
 @routes.get(CLIENT_V1 + "/thumbnail/{serverName}/{mediaId}")
 async def thumbnail(request: web.Request) -> web.StreamResponse:
-    await require_requester(request)
-    return await _thumbnail(request)
+    return await _thumbnail(request, await require_requester(request))
 
 
 @routes.get(MEDIA_V3 + "/thumbnail/{serverName}/{mediaId}")
 async def legacy_thumbnail(request: web.Request) -> web.StreamResponse:
-    return await _thumbnail(request)
+    return await _thumbnail(request, None)
 
 
 @routes.get(CLIENT_V1 + "/config")
@@ -135,29 +131,40 @@ async def preview_url(request: web.Request) -> web.Response:
     return json_response(await request.app[URL_PREVIEWS].preview(requester, url, ts))
 
 
-async def _download(request: web.Request) -> web.StreamResponse:
+async def _download(request: web.Request, requester: Requester | None) -> web.StreamResponse:
     server_name, media_id = media_ref(request)
     file_name = request.match_info.get("fileName")
     if file_name is not None:
         _check_filename(file_name)
-    media = await request.app[MEDIA].get_content(server_name, media_id, _timeout_ms(request))
+    media = await request.app[MEDIA].get_content(
+        server_name, media_id, timeout_ms(request), requester
+    )
     name = file_name if file_name is not None else media.upload_name
     return _serve(media, content_disposition(media.content_type, name))
 
 
-async def _thumbnail(request: web.Request) -> web.StreamResponse:
+async def _thumbnail(request: web.Request, requester: Requester | None) -> web.StreamResponse:
     server_name, media_id = media_ref(request)
+    width, height, method = thumbnail_size(request)
+    media = await request.app[MEDIA].get_thumbnail(
+        server_name, media_id, width, height, method, timeout_ms(request), requester
+    )
+    return _serve(media, thumbnail_disposition(media))
+
+
+def thumbnail_size(request: web.Request) -> tuple[int, int, str]:
+    """The `width`, `height` and `method` a thumbnail request asks for (validated)."""
     width, height = _dimension(request, "width"), _dimension(request, "height")
     method = request.query.get("method", "scale")
     if method not in METHODS:
         raise invalid_param(f"'method' must be one of {', '.join(METHODS)}")
     # Animated thumbnails are not made: the spec lets `animated=true` behave as false.
     query_bool(request, "animated")
-    media = await request.app[MEDIA].get_thumbnail(
-        server_name, media_id, width, height, method, _timeout_ms(request)
-    )
-    name = _THUMBNAIL_NAMES.get(media.content_type, "thumbnail")
-    return _serve(media, f'inline; filename="{name}"')
+    return width, height, method
+
+
+def thumbnail_disposition(media: MediaFile) -> str:
+    return f'inline; filename="{_THUMBNAIL_NAMES.get(media.content_type, "thumbnail")}"'
 
 
 def _serve(media: MediaFile, disposition: str) -> web.FileResponse:
@@ -184,7 +191,7 @@ def content_disposition(content_type: str, filename: str | None) -> str:
 def _upload(request: web.Request) -> Upload:
     """The request body as an upload: streamed, never read into memory whole."""
     content_type = request.headers.get("Content-Type", "").strip() or "application/octet-stream"
-    if len(content_type) > 255 or not _CONTENT_TYPE_RE.fullmatch(content_type):
+    if not is_media_type(content_type):
         raise invalid_param("Content-Type is not a valid media type")
     upload_name = request.query.get("filename")
     if upload_name is not None:
@@ -213,7 +220,7 @@ def path_media_id(request: web.Request) -> str:
 
 
 def _check_filename(name: str) -> None:
-    if len(name) > MAX_FILENAME_CHARS or _CONTROL_RE.search(name):
+    if not is_file_name(name):
         raise invalid_param(
             f"A file name is at most {MAX_FILENAME_CHARS} characters, without control characters"
         )
@@ -232,5 +239,5 @@ def _dimension(request: web.Request, key: str) -> int:
     return min(value, MAX_DIMENSION)
 
 
-def _timeout_ms(request: web.Request) -> int:
+def timeout_ms(request: web.Request) -> int:
     return query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, lo=0, hi=MAX_TIMEOUT_MS)

@@ -5,25 +5,27 @@ content hash. Nothing is held open while a client streams an upload: the file is
 hashed first, and only then is the row inserted, so a slow or aborted upload costs no database
 connection and leaves no row.
 
-Remote media (another server's name in the `mxc://` URI) answers 404 for now: fetching it
-needs federation. Quarantined media (the admin API) answers 404 too, to everyone.
+Another server's media (its name in the `mxc://` URI) is fetched and cached by
+`RemoteMediaCache`, for authenticated requests only: the deprecated unauthenticated paths
+answer 404 for it, as the spec's "freeze" asks of newly cached remote media (and as Synapse
+does). Quarantined media (the admin API) answers 404 too, to everyone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import asyncpg
 
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, not_found, too_large
 from homeserver.services.clock import Clock
+from homeserver.services.media_files import MediaFiles
 from homeserver.services.media_store import ContentStore, Staged
 from homeserver.services.media_thumbnails import (
     ImageTooLarge,
@@ -34,7 +36,9 @@ from homeserver.services.media_thumbnails import (
     render,
     target_for,
 )
+from homeserver.services.outward import Outward
 from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.remote_media_cache import RemoteMediaCache
 from homeserver.services.requester import Requester
 from storage import media as store
 from storage.database import Database
@@ -45,8 +49,6 @@ UNUSED_ID_LIFETIME_MS = 24 * 60 * 60 * 1000
 THUMBNAIL_CONCURRENCY = 2
 # Downloads of one media ID within this long record one access (`last_access_ts`).
 ACCESS_GRANULARITY_MS = 60_000
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +70,31 @@ class MediaFile:
     upload_name: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """The content a download or thumbnail is of, local or another server's."""
+
+    content_hash: str
+    content_type: str
+    upload_name: str | None
+
+
 MAX_THUMBNAILS_PER_SOURCE = 16
 
 
 class MediaService:
     def __init__(
         self, db: Database, config: Config, ratelimiter: RateLimiter,
-        clock: Clock,
+        clock: Clock, outward: Outward,
     ) -> None:
         self.db = db
         self.server_name = config.server.server_name
         self.limits = config.media
         self.content = ContentStore(config.path(config.media.store_path))
+        self.files = MediaFiles(db, self.content)
+        self.remote = RemoteMediaCache(
+            self.files, outward.media, outward.server_limits, config.media, clock
+        )
         self.ratelimiter = ratelimiter
         self.clock = clock
         self._uploads = _UploadWaiters()
@@ -104,7 +119,7 @@ class MediaService:
                 conn, media_id, requester.user_id, self.clock.now_ms(), content
             )
 
-        await self._commit_files([staged], insert, name="media_upload")
+        await self.files.commit([staged], insert, name="media_upload")
         return self.mxc_uri(media_id)
 
     async def keep_server_copy(
@@ -124,7 +139,7 @@ class MediaService:
             await store.insert_uploaded(conn, media_id, None, self.clock.now_ms(), content)
             return media_id
 
-        return await self._commit_files([staged], find_or_insert, name="media_server_copy")
+        return await self.files.commit([staged], find_or_insert, name="media_server_copy")
 
     async def create(self, requester: Requester) -> tuple[str, int]:
         """Reserve a media ID to upload to later; return its URI and when it expires."""
@@ -163,26 +178,27 @@ class MediaService:
                 conn, media_id, requester.user_id, self.clock.now_ms(), content
             )
 
-        if not await self._commit_files([staged], complete, name="media_upload"):
+        if not await self.files.commit([staged], complete, name="media_upload"):
             raise _cannot_overwrite()
         self._uploads.notify(media_id)
 
-    async def get_content(self, server_name: str, media_id: str, timeout_ms: int) -> MediaFile:
-        """The uploaded file, waiting up to `timeout_ms` for an upload still to come."""
-        row = await self._uploaded_row(server_name, media_id, timeout_ms)
-        assert row.content_hash is not None and row.content_type is not None
-        path = await self._existing(row.content_hash)
-        await self._touch(row)
-        return MediaFile(path, row.content_type, row.upload_name)
+    async def get_content(
+        self, server_name: str, media_id: str, timeout_ms: int, requester: Requester | None,
+    ) -> MediaFile:
+        """The uploaded file, waiting up to `timeout_ms` for an upload still to come; another
+        server's only for a `requester` (fetched for them if not cached)."""
+        source = await self._source(server_name, media_id, timeout_ms, requester)
+        path = await self.files.existing(source.content_hash)
+        return MediaFile(path, source.content_type, source.upload_name)
 
     async def get_thumbnail(
         self, server_name: str, media_id: str, width: int, height: int, method: str,
-        timeout_ms: int,
+        timeout_ms: int, requester: Requester | None,
     ) -> MediaFile:
-        """A thumbnail of an uploaded image, made on first request and cached after."""
-        row = await self._uploaded_row(server_name, media_id, timeout_ms)
-        source_hash = row.content_hash
-        assert source_hash is not None
+        """A thumbnail of an uploaded image (or another server's, fetched whole and
+        thumbnailed here, as Synapse does), made on first request and cached after."""
+        source = await self._source(server_name, media_id, timeout_ms, requester)
+        source_hash = source.content_hash
         size = target_for(width, height, method)
 
         async def cached(conn: asyncpg.Connection) -> store.ThumbnailRow | None:
@@ -201,9 +217,9 @@ class MediaService:
 
         thumbnail = await self.db.run(cached)
         if thumbnail is None:
-            source = await self._existing(source_hash)
+            source_path = await self.files.existing(source_hash)
             async with self._thumbnail_slots:
-                made = await asyncio.to_thread(self._make_thumbnail, source, size)
+                made = await asyncio.to_thread(self._make_thumbnail, source_path, size)
             thumbnail = store.ThumbnailRow(
                 source_hash if made.staged is None else made.staged.content_hash,
                 made.content_type,
@@ -220,12 +236,26 @@ class MediaService:
                 )
 
             staged = [] if made.staged is None else [made.staged]
-            await self._commit_files(
+            await self.files.commit(
                 staged, remember, name="media_thumbnail", also_lock=[source_hash]
             )
-        path = await self._existing(thumbnail.thumbnail_hash)
-        await self._touch(row)
+        path = await self.files.existing(thumbnail.thumbnail_hash)
         return MediaFile(path, thumbnail.content_type, None)
+
+    async def _source(
+        self, server_name: str, media_id: str, timeout_ms: int, requester: Requester | None,
+    ) -> _Source:
+        if server_name != self.server_name:
+            if requester is None:
+                raise not_found(
+                    "Media from other servers is served on the authenticated endpoints only"
+                )
+            remote = await self.remote.get(requester.user_id, server_name, media_id, timeout_ms)
+            return _Source(remote.content_hash, remote.content_type, remote.upload_name)
+        row = await self._uploaded_row(media_id, timeout_ms)
+        assert row.content_hash is not None and row.content_type is not None
+        await self._touch(row)
+        return _Source(row.content_hash, row.content_type, row.upload_name)
 
     def _make_thumbnail(self, source: Path, size: ThumbnailSize) -> _Thumbnail:
         """Render a thumbnail and stage its bytes (blocking: runs in a worker thread)."""
@@ -251,40 +281,10 @@ class MediaService:
         """
         async def delete(conn: asyncpg.Connection) -> list[str]:
             deleted = await store.delete_media(conn, media_ids)
-            sources = sorted({h for _, h in deleted if h is not None})
-            await store.lock_contents(conn, sources)
-            unused = sorted(set(sources) - await store.get_contents_in_use(conn, sources))
-            thumbnails = await store.delete_thumbnails(conn, unused)
-            await store.lock_contents(conn, sorted(thumbnails - set(sources)))
-            candidates = sorted(set(unused) | thumbnails)
-            doomed = set(candidates) - await store.get_files_in_use(conn, candidates)
-            for content_hash in doomed:
-                await asyncio.to_thread(self.content.remove, content_hash)
+            await self.files.release(conn, [h for _, h in deleted if h is not None])
             return [media_id for media_id, _ in deleted]
 
         return await self.db.transaction(delete, name="media_delete")
-
-    async def _commit_files(
-        self, staged: list[Staged], fn: Callable[[asyncpg.Connection], Awaitable[T]], *,
-        name: str, also_lock: list[str] | None = None,
-    ) -> T:
-        """Run `fn` (which inserts the rows using the staged files) and place the files in
-        one transaction holding the files' locks, so no deletion removes a file in between;
-        nothing is placed if `fn` raises."""
-        hashes = [s.content_hash for s in staged] + (also_lock or [])
-
-        async def run(conn: asyncpg.Connection) -> T:
-            await store.lock_contents(conn, hashes)
-            result = await fn(conn)
-            for file in staged:
-                await asyncio.to_thread(self.content.place, file)
-            return result
-
-        try:
-            return await self.db.transaction(run, name=name)
-        finally:
-            for file in staged:
-                await asyncio.to_thread(self.content.discard, file)
 
     async def _stage(self, upload: Upload) -> Staged:
         limit = self.limits.max_upload_bytes
@@ -309,7 +309,7 @@ class MediaService:
     async def _local_row(self, server_name: str, media_id: str) -> store.MediaRow:
         """The row of a local media ID, or 404 (remote, unknown, or reserved and expired)."""
         if server_name != self.server_name:
-            raise not_found("Media from other servers is not available: no federation yet")
+            raise not_found("Only this server's own media can be uploaded to")
 
         async def read(conn: asyncpg.Connection) -> store.MediaRow | None:
             return await store.get_media(conn, media_id)
@@ -322,29 +322,20 @@ class MediaService:
             raise not_found("Unknown media ID")
         return row
 
-    async def _uploaded_row(
-        self, server_name: str, media_id: str, timeout_ms: int
-    ) -> store.MediaRow:
+    async def _uploaded_row(self, media_id: str, timeout_ms: int) -> store.MediaRow:
         # Watch before reading, so an upload finishing between the read and the wait still
         # wakes us.
         with self._uploads.watch(media_id) as uploaded:
-            row = await self._local_row(server_name, media_id)
+            row = await self._local_row(self.server_name, media_id)
             if row.content_hash is None and timeout_ms > 0:
                 try:
                     await asyncio.wait_for(uploaded.wait(), timeout_ms / 1000)
                 except TimeoutError:
                     pass
-                row = await self._local_row(server_name, media_id)
+                row = await self._local_row(self.server_name, media_id)
         if row.content_hash is None:
             raise MatrixError(504, "M_NOT_YET_UPLOADED", "Content has not yet been uploaded")
         return row
-
-    async def _existing(self, content_hash: str) -> Path:
-        """The file of `content_hash`; 404 if it went missing from disk (an operator's doing)."""
-        path = self.content.path_of(content_hash)
-        if not await asyncio.to_thread(path.is_file):
-            raise not_found("The content of this media is no longer stored")
-        return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ and delete media by ID or by age and size.
 Quarantined media stays on disk but is served to no one (the media service answers 404 for
 it); protected media cannot be quarantined, nor deleted by age and size. Deleting goes
 through `MediaService.delete_local_media`, which keeps a file while another media ID uses
-the same bytes. Only local media exists here: Moot keeps no copies of remote media.
+the same bytes. Only local media is managed here: other servers' media cached for local users
+(`remote_media_cache.py`) is evicted by size, least recently used first, and is neither
+listed, quarantined nor deleted through this API yet.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ class MediaAdmin:
 
     def _require_local(self, server_name: str) -> None:
         if server_name != self.server_name:
-            raise not_found("Unknown media: this server keeps no copies of remote media")
+            raise not_found("Unknown media: the admin API manages this server's own media only")
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await self._db.run(fn, name="admin_media")

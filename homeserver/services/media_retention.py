@@ -7,7 +7,8 @@ Two kinds go:
   protected and quarantined media are kept);
 - media a redacted or purged event referred to (`storage.media_release` records them when the
   event is censored) that no event this server holds and no avatar refers to any more.
-Moot keeps no copies of remote media, so there is no remote cache to evict.
+Other servers' cached media is not swept by age: its cache is bounded by size
+(`media.remote_cache_max_bytes`, least recently used evicted; `remote_media_cache.py`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,11 +47,14 @@ class ContentStore:
     def path_of(self, content_hash: str) -> Path:
         return self.root / content_hash[:2] / content_hash[2:4] / content_hash
 
-    async def stage_stream(self, chunks: AsyncIterable[bytes], limit: int) -> Staged:
+    async def stage_stream(
+        self, chunks: AsyncIterable[bytes], limit: int,
+        refuse: Callable[[str], Exception] = too_large,
+    ) -> Staged:
         """Write a stream of at most `limit` bytes to a temporary file.
 
-        A stream longer than `limit` is refused with 413 M_TOO_LARGE as soon as it passes the
-        limit, and nothing of it is kept.
+        A stream longer than `limit` is refused (413 M_TOO_LARGE, or `refuse`'s error) as soon
+        as it passes the limit, and nothing of it is kept.
         """
         file, tmp = await asyncio.to_thread(self._open_temp)
         hasher = hashlib.sha256()
@@ -61,7 +64,7 @@ class ContentStore:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise too_large(f"Uploads are limited to {limit} bytes")
+                    raise refuse(f"Content is limited to {limit} bytes")
                 hasher.update(chunk)
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER_BYTES:

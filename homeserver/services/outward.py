@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.services.outbound_edus import Edus, NoEdus
+from homeserver.services.remote_media import NoRemoteMedia, RemoteMedia
 from homeserver.services.remote_queries import NoRemoteQueries, RemoteQueries
 from homeserver.services.remote_room_info import NoRemoteRoomInfo, RemoteRoomInfo
 from homeserver.services.remote_rooms import NoRemoteRooms, RemoteRooms
@@ -26,10 +27,11 @@ class Outward:
     server_limits: ServerLimits  # how many other servers one user may make us contact
     edus: Edus  # local users' typing, receipts, presence, to-device and key changes
     room_info: RemoteRoomInfo  # other servers' space hierarchies, events nearest a time
+    media: RemoteMedia  # other servers' media, for local users
 
 
 NO_FEDERATION = Outward(
     queries=NoRemoteQueries(), rooms=NoRemoteRooms(), history=NoRemoteHistory(),
     server_limits=NoServerLimits(), edus=NoEdus(),
-    room_info=NoRemoteRoomInfo(),
+    room_info=NoRemoteRoomInfo(), media=NoRemoteMedia(),
 )
