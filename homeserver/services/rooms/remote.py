@@ -26,6 +26,7 @@ Events with no place in the timeline that fill gaps or join rooms are `outliers`
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,19 @@ class _SoftFail:
     @property
     def reason(self) -> str:
         return f"{self.kind.value}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Merge:
+    """How an accepted event moves the room's current state."""
+
+    changed: Mapping[StateKey, str]
+    removed: Sequence[StateKey]
+    # The current state's group after the event, when resolution made it (it may be the
+    # event's own group) and it differs from the event's own or from the state before it:
+    # recorded with the event for /sync.
+    resolved_group: int | None
+    resolved: bool  # the heads' states were resolved again
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +301,14 @@ class RemoteEvents:
             txn, pdu, stored, before, previous_position=previous, federate=arrival.federate
         )
         await txn.writes.flush(conn, room_id, None)
-        await self._advance(txn, persisted, extremities, after_group, arrival.changed_members)
+        # Resolution reads the event itself from the database: only now is it there.
+        merge = await self._merge(txn, pdu, event_id, extremities, after_group)
+        await self._advance(txn, persisted, extremities, merge, arrival.changed_members)
+        if merge.resolved_group is not None:
+            await events_store.set_current_state_group(conn, event_id, merge.resolved_group)
+            persisted = dataclasses.replace(persisted, stored=dataclasses.replace(
+                stored, current_state_group=merge.resolved_group
+            ))
         return Received(event_id, Outcome.ACCEPTED), persisted, txn.writes
 
     async def _state_before(
@@ -346,44 +367,57 @@ class RemoteEvents:
         """`checks.exceeded_member_limit` under this server's `rooms.max_members`."""
         return await checks.exceeded_member_limit(conn, room_id, pdu, state, self.max_members)
 
-    async def _advance(
-        self, txn: RoomTxn, event: PersistedEvent, extremities: list[events_store.Extremity],
-        group: int | None, changed_members: set[str],
-    ) -> None:
-        """Make the accepted event a forward extremity and bring the current state up to the
-        resolution of the new heads' states."""
+    async def _merge(
+        self, txn: RoomTxn, pdu: Mapping[str, Any], event_id: str,
+        extremities: list[events_store.Extremity], group: int,
+    ) -> _Merge:
+        """How the accepted event, stored, moves the room's current state: to the resolution
+        of the new heads' states."""
         conn, room_id = txn.conn, txn.room_id
-        pdu, event_id = event.pdu, event.event_id
         prev_ids = set(pdu["prev_events"])
         old = {e.event_id for e in extremities}
-        await events_store.replace_forward_extremities(
-            conn, room_id, list(prev_ids & old), event_id
-        )
         if old and old == prev_ids:
             # The event extends every head: the state after it is the current state plus it.
             if isinstance(pdu.get("state_key"), str):
-                # `after_persist` updates the caches for the event's own membership.
-                await self._apply_state(
-                    txn, {(pdu["type"], pdu["state_key"]): event_id}, [],
-                    event.stream_ordering, set(),
-                )
-            return
+                return _Merge({(pdu["type"], pdu["state_key"]): event_id}, [], None, False)
+            return _Merge({}, [], None, False)
         if old and all(e.state_group == group for e in extremities):
             # The event and every head share one state group (a fork of messages, as when
             # two servers send at once): the current state, their resolution, is it already.
+            return _Merge({}, [], None, False)
+        heads = [e for e in extremities if e.event_id not in prev_ids]
+        groups = [e.state_group for e in heads if e.state_group is not None]
+        state, resolved = await merged_state(conn, room_id, txn.room_version, [group, *groups])
+        current = await state_store.get_current_state(conn, room_id)
+        changed = {k: v for k, v in state.items() if current.get(k) != v}
+        removed = [k for k in current if k not in state]
+        # Recorded when the state after the event is not its own, or when resolution moved
+        # the current state (maybe to the event's own state, but not by the event's key alone).
+        shown = resolved != group or changed or removed
+        return _Merge(changed, removed, resolved if shown else None, True)
+
+    async def _advance(
+        self, txn: RoomTxn, event: PersistedEvent, extremities: list[events_store.Extremity],
+        merge: _Merge, changed_members: set[str],
+    ) -> None:
+        """Make the accepted event a forward extremity and bring the current state to `merge`."""
+        pdu = event.pdu
+        await events_store.replace_forward_extremities(
+            txn.conn, txn.room_id,
+            [e.event_id for e in extremities if e.event_id in set(pdu["prev_events"])],
+            event.event_id,
+        )
+        if not merge.resolved:
+            # `after_persist` updates the caches for the event's own membership.
+            await self._apply_state(txn, merge.changed, [], event.stream_ordering, set())
             return
         if pdu["type"] == "m.room.member":
             # Resolution may keep another event for the event's own key: its target's cached
             # membership cannot be updated from the event alone.
             changed_members.add(pdu["state_key"])
-        heads = [e for e in extremities if e.event_id not in prev_ids]
-        groups = [e.state_group for e in heads if e.state_group is not None]
-        assert group is not None
-        state, _ = await merged_state(conn, room_id, txn.room_version, [group, *groups])
-        current = await state_store.get_current_state(conn, room_id)
-        changed = {k: v for k, v in state.items() if current.get(k) != v}
-        removed = [k for k in current if k not in state]
-        await self._apply_state(txn, changed, removed, event.stream_ordering, changed_members)
+        await self._apply_state(
+            txn, merge.changed, merge.removed, event.stream_ordering, changed_members
+        )
 
     async def _apply_state(
         self, txn: RoomTxn, changed: Mapping[StateKey, str], removed: Sequence[StateKey],
