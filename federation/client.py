@@ -2,7 +2,8 @@
 
 Every request this server makes to another server goes through :class:`FederationClient`, so
 every one is signed (server-server-api.md "Request Authentication": the origin and destination
-are server names *before* delegation), goes where discovery says, and is subject to the
+are server names *before* delegation), goes where discovery says (to the next of its targets
+when one cannot be connected to: SRV records may name several), and is subject to the
 transport's address policy, TLS verification and timeouts.
 """
 
@@ -15,7 +16,15 @@ from urllib.parse import quote, urlencode
 
 from federation.discovery import ServerDiscovery
 from federation.request_auth import authorization_header
-from federation.transport import DEFAULT_MAX_RESPONSE_BYTES, FederationError, Transport
+from federation.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ConnectFailed,
+    FederationError,
+    ForbiddenAddress,
+    Target,
+    Transport,
+    TransportResponse,
+)
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.signing import SigningKey
 
@@ -67,7 +76,7 @@ class FederationClient:
         uri = path
         if query:
             uri += "?" + urlencode(query, doseq=True, quote_via=quote)
-        target = await self.discovery.resolve(destination)
+        targets = await self.discovery.resolve(destination)
         headers = {
             "Authorization": authorization_header(
                 method, uri, self.server_name, destination, content, self.signing_key
@@ -77,9 +86,7 @@ class FederationClient:
         if content is not None:
             body = encode_canonical_json(content)
             headers["Content-Type"] = "application/json"
-        response = await self.transport.request(
-            method.upper(), target, uri, headers=headers, body=body, max_bytes=max_bytes
-        )
+        response = await self._send(method.upper(), targets, uri, headers, body, max_bytes)
         try:
             parsed = json.loads(response.body) if response.body else None
         except ValueError:
@@ -89,6 +96,24 @@ class FederationClient:
         if not 200 <= response.status < 300:
             raise HttpResponseError(destination, response.status, parsed)
         return parsed
+
+    async def _send(
+        self, method: str, targets: Sequence[Target], uri: str, headers: Mapping[str, str],
+        body: bytes | None, max_bytes: int,
+    ) -> TransportResponse:
+        """The answer of the first target (in discovery's order) that takes the connection;
+        a target that takes it and then fails is not left for the next (the request may
+        have been acted on)."""
+        failure: FederationError | None = None
+        for target in targets:
+            try:
+                return await self.transport.request(
+                    method, target, uri, headers=headers, body=body, max_bytes=max_bytes
+                )
+            except (ConnectFailed, ForbiddenAddress) as e:
+                failure = e
+        assert failure is not None, "discovery gives at least one target"
+        raise failure
 
     async def get_json(self, destination: str, path: str, query: Query | None = None) -> Any:
         return await self.request("GET", destination, path, query=query)
