@@ -19,10 +19,15 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
+from tests.federation_helpers import free_port
+from tests.federation_peers import Peer, Peers
 from tests.helpers import MatrixApi, User
 
 _CHUNK = 64 * 1024
+# How soon after the link is mended both servers must agree (issue 16).
+CONVERGENCE_DEADLINE_S = 60.0
 
 
 class TcpRelay:
@@ -96,6 +101,8 @@ class SyncedState:
     user: User
     room_id: str
     state_after: bool
+    # The query parameter and response key of `use_state_after` (Synapse has only MSC4222's).
+    after_names: tuple[str, str] = ("use_state_after", "state_after")
     since: str | None = None
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -104,7 +111,7 @@ class SyncedState:
         if self.since is not None:
             params["since"] = self.since
         if self.state_after:
-            params["use_state_after"] = "true"
+            params[self.after_names[0]] = "true"
         body = await self.api.sync(self.user, **params)
         self.since = body["next_batch"]
         room = body.get("rooms", {}).get("join", {}).get(self.room_id)
@@ -112,7 +119,7 @@ class SyncedState:
             return
         if self.state_after:
             assert "state" not in room, room
-            events = room.get("state_after", {}).get("events", [])
+            events = room.get(self.after_names[1], {}).get("events", [])
         else:
             events = [*room.get("state", {}).get("events", []),
                       *room.get("timeline", {}).get("events", [])]
@@ -123,3 +130,38 @@ class SyncedState:
     def content(self, event_type: str, state_key: str = "") -> dict[str, Any] | None:
         event = self.state.get((event_type, state_key))
         return None if event is None else event["content"]
+
+
+async def cuttable_moots(peers: Peers) -> tuple[Peer, Peer, list[TcpRelay]]:
+    """Two Moot servers, each reachable only through its own relay (stopped with them)."""
+    pair: list[Peer] = []
+    relays: list[TcpRelay] = []
+    for label in ("a", "b"):
+        listen = free_port()
+        peer = await peers.new(label, listen_port=listen)
+        relay = await TcpRelay(peer.port, listen).start()
+        peers.stack.push_async_callback(relay.stop)
+        pair.append(peer)
+        relays.append(relay)
+    return pair[0], pair[1], relays
+
+
+async def current_name(api: MatrixApi, user: User, room_id: str) -> str | None:
+    """The room's name as the user's server holds it now (None: no name)."""
+    status, body = await api.request(
+        "GET", f"rooms/{quote(room_id)}/state/m.room.name/", token=user.token
+    )
+    assert status in (200, 404), (status, body)
+    name = body.get("name") if status == 200 else None
+    return name if isinstance(name, str) else None
+
+
+async def holds(api: MatrixApi, user: User, room_id: str, event_ids: list[str]) -> bool:
+    """Whether the user's server has every one of the room's `event_ids`."""
+    for event_id in event_ids:
+        status, _ = await api.request(
+            "GET", f"rooms/{quote(room_id)}/event/{quote(event_id)}", token=user.token
+        )
+        if status != 200:
+            return False
+    return True

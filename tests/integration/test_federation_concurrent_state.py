@@ -8,54 +8,24 @@ cutting both relays cuts the link both ways.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from tests.federation_helpers import free_port
-from tests.federation_peers import Peer, Peers, eventually, join_and_wait
-from tests.helpers import MatrixApi, User
-from tests.link_cut import SyncedState, TcpRelay
+from tests.federation_peers import Peers, eventually, join_and_wait
+from tests.link_cut import (
+    CONVERGENCE_DEADLINE_S,
+    SyncedState,
+    current_name,
+    cuttable_moots,
+    holds,
+)
 from tests.sliding_sync import Connection, subscription
-
-CONVERGENCE_DEADLINE_S = 60.0
-
-
-async def cuttable_pair(peers: Peers) -> tuple[Peer, Peer, list[TcpRelay]]:
-    """Two servers, each reachable only through its own relay."""
-    pair: list[Peer] = []
-    relays: list[TcpRelay] = []
-    for label in ("a", "b"):
-        listen = free_port()
-        peer = await peers.new(label, listen_port=listen)
-        relay = await TcpRelay(peer.port, listen).start()
-        peers.stack.push_async_callback(relay.stop)
-        pair.append(peer)
-        relays.append(relay)
-    return pair[0], pair[1], relays
-
-
-async def current_name(api: MatrixApi, user: User, room_id: str) -> str | None:
-    status, body = await api.request(
-        "GET", f"rooms/{quote(room_id)}/state/m.room.name/", token=user.token
-    )
-    assert status in (200, 404), (status, body)
-    return body.get("name") if status == 200 else None
-
-
-async def set_state(
-    api: MatrixApi, user: User, room_id: str, event_type: str, content: dict[str, Any]
-) -> str:
-    body = await api.ok(
-        "PUT", f"rooms/{quote(room_id)}/state/{event_type}/", json=content, token=user.token
-    )
-    event_id: str = body["event_id"]
-    return event_id
+from tests.synapse_rooms import set_state
 
 
 async def test_concurrent_name_changes_converge(peers: Peers, peer_http: aiohttp.ClientSession):
-    a, b, relays = await cuttable_pair(peers)
+    a, b, relays = await cuttable_moots(peers)
     api_a, api_b = a.api(peer_http), b.api(peer_http)
     alice, bob = await api_a.register("alice"), await api_b.register("bob")
     room_id = await api_a.create_room(
@@ -69,8 +39,10 @@ async def test_concurrent_name_changes_converge(peers: Peers, peer_http: aiohttp
 
     for relay in relays:
         relay.cut()
-    await set_state(api_a, alice, room_id, "m.room.name", {"name": "Alice's"})
-    await set_state(api_b, bob, room_id, "m.room.name", {"name": "Bob's"})
+    renames = [
+        await set_state(api_a, alice, room_id, "m.room.name", {"name": "Alice's"}),
+        await set_state(api_b, bob, room_id, "m.room.name", {"name": "Bob's"}),
+    ]
     for client in clients:
         await client.sync()  # each client sees its own server's name
     assert [c.content("m.room.name") for c in clients] == [{"name": "Alice's"}, {"name": "Bob's"}]
@@ -78,13 +50,18 @@ async def test_concurrent_name_changes_converge(peers: Peers, peer_http: aiohttp
         relay.mend()
 
     async def converged() -> str | None:
+        if not (await holds(api_a, alice, room_id, renames)
+                and await holds(api_b, bob, room_id, renames)):
+            return None
         names = {await current_name(api_a, alice, room_id), await current_name(api_b, bob, room_id)}
         for client in clients:
             await client.sync()
             names.add((client.content("m.room.name") or {}).get("name"))
         return names.pop() if len(names) == 1 and names != {"Before"} else None
 
-    agreed = await eventually(converged, "both servers and clients agree", CONVERGENCE_DEADLINE_S)
+    agreed = await eventually(
+        converged, "both hold both names and all agree on one", CONVERGENCE_DEADLINE_S
+    )
     assert agreed in ("Alice's", "Bob's")
     # A client starting afresh too. (Without `use_state_after` a client takes state from the
     # timeline as well, where the event that lost resolution may come last on one server:
@@ -102,7 +79,7 @@ async def test_state_resolution_takes_back_to_state_no_window_shows(
     applies the power change first, so bob's rename loses on both servers and the name goes
     back to "Before", an event older than any sync window of bob's clients: their incremental
     /sync (`state`, and sliding sync's `required_state`) must carry it."""
-    a, b, relays = await cuttable_pair(peers)
+    a, b, relays = await cuttable_moots(peers)
     api_a, api_b = a.api(peer_http), b.api(peer_http)
     alice, bob = await api_a.register("alice"), await api_b.register("bob")
     room_id = await api_a.create_room(
