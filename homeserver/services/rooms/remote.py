@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -43,6 +43,7 @@ from homeserver.services.censoring import censor_arriving
 from homeserver.services.rooms import checks
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.checks import MissingEvents
+from homeserver.services.rooms.extremities import MAX_EXTREMITIES
 from homeserver.services.rooms.state import merged_state, resolve, state_group_for
 from homeserver.services.rooms.writes import (
     EventWrites,
@@ -115,16 +116,23 @@ class _Arrival:
     federate: bool
     historical: bool
     changed_members: set[str]  # filled: users whose membership resolution changed
+    heads: list[int] = field(default_factory=list)  # filled: the room's head count after each
 
 
 class RemoteEvents:
     """The remote half of the room cluster; it shares the local half's lock, caches and
     writes (`RoomWrites`)."""
 
-    def __init__(self, cache: RoomCache, writes: RoomWrites, *, max_members: int) -> None:
+    def __init__(
+        self, cache: RoomCache, writes: RoomWrites, *, max_members: int,
+        crowded: Callable[[str], None] | None = None,
+    ) -> None:
         self.cache = cache
         self.writes = writes
         self.max_members = max_members
+        # Told of a room left with more than MAX_EXTREMITIES forward extremities (the
+        # `ExtremityMerger`, which merges them).
+        self.crowded = crowded
 
     async def receive(
         self, room_id: str, pdu: Mapping[str, Any], *,
@@ -146,11 +154,12 @@ class RemoteEvents:
             conn: asyncpg.Connection, slot: Slot
         ) -> tuple[Received, PersistedEvent | None, EventWrites]:
             arrival.changed_members.clear()  # a retried transaction starts over
+            arrival.heads.clear()
             slot.restart()
             return await self._receive(conn, slot, 0, room_id, dict(pdu), arrival)
 
         outcome, persisted, writes = await self.writes.write(room_id, "receive_event", body)
-        self._committed(room_id, [(persisted, writes)], arrival.changed_members)
+        self._committed(room_id, [(persisted, writes)], arrival)
         return outcome
 
     async def receive_batch(
@@ -168,6 +177,7 @@ class RemoteEvents:
             list[tuple[PersistedEvent | None, EventWrites]],
         ]:
             arrival.changed_members.clear()
+            arrival.heads.clear()
             slot.restart()
             outcomes: list[Received | MissingEvents | MatrixError] = []
             stored: list[tuple[PersistedEvent | None, EventWrites]] = []
@@ -185,14 +195,15 @@ class RemoteEvents:
             return outcomes, stored
 
         outcomes, stored = await self.writes.write(room_id, "receive_events", body)
-        self._committed(room_id, stored, arrival.changed_members)
+        self._committed(room_id, stored, arrival)
         return outcomes
 
     def _committed(
         self, room_id: str, stored: list[tuple[PersistedEvent | None, EventWrites]],
-        changed_members: set[str],
+        arrival: _Arrival,
     ) -> None:
-        """After the commit: the observers' post-commit step, the caches, the wake-ups."""
+        """After the commit: the observers' post-commit step, the caches, the wake-ups, and
+        the merger told of a room with too many heads."""
         # A resolution may have changed any of the room's current state, which no single
         # event says.
         self.cache.current_state.invalidate(room_id)
@@ -203,8 +214,10 @@ class RemoteEvents:
                     observer.committed(writes)
         if persisted:
             self.writes.after_persist(*persisted)
-        if changed_members:
-            self.cache.memberships_resolved(room_id, changed_members)
+        if arrival.changed_members:
+            self.cache.memberships_resolved(room_id, arrival.changed_members)
+        if arrival.heads and arrival.heads[-1] > MAX_EXTREMITIES and self.crowded is not None:
+            self.crowded(room_id)
 
     async def _receive(
         self, conn: asyncpg.Connection, slot: Slot, index: int, room_id: str,
@@ -304,6 +317,8 @@ class RemoteEvents:
         # Resolution reads the event itself from the database: only now is it there.
         merge = await self._merge(txn, pdu, event_id, extremities, after_group)
         await self._advance(txn, persisted, extremities, merge, arrival.changed_members)
+        prev_ids = set(pdu["prev_events"])
+        arrival.heads.append(sum(e.event_id not in prev_ids for e in extremities) + 1)
         if merge.resolved_group is not None:
             await events_store.set_current_state_group(conn, event_id, merge.resolved_group)
             persisted = dataclasses.replace(persisted, stored=dataclasses.replace(
