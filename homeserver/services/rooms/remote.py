@@ -406,10 +406,12 @@ class RemoteEvents:
         current = await state_store.get_current_state(conn, room_id)
         changed = {k: v for k, v in state.items() if current.get(k) != v}
         removed = [k for k in current if k not in state]
-        # Recorded when the state after the event is not its own, or when resolution moved
-        # the current state (maybe to the event's own state, but not by the event's key alone).
-        shown = resolved != group or changed or removed
-        return _Merge(changed, removed, resolved if shown else None, True)
+        # Recorded when the current state after the event is not the state at it, or when
+        # resolution moved more of it than the event's own key (which the event shows).
+        state_key = pdu.get("state_key")
+        own = (pdu["type"], state_key) if isinstance(state_key, str) else None
+        moved = removed or any(k != own for k in changed)
+        return _Merge(changed, removed, resolved if resolved != group or moved else None, True)
 
     async def _advance(
         self, txn: RoomTxn, event: PersistedEvent, extremities: list[events_store.Extremity],
