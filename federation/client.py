@@ -2,7 +2,8 @@
 
 Every request this server makes to another server goes through :class:`FederationClient`, so
 every one is signed (server-server-api.md "Request Authentication": the origin and destination
-are server names *before* delegation), goes where discovery says, and is subject to the
+are server names *before* delegation), goes where discovery says (to the next of its targets
+when one cannot be connected to: SRV records may name several), and is subject to the
 transport's address policy, TLS verification and timeouts.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,7 +21,10 @@ from federation.discovery import ServerDiscovery
 from federation.request_auth import authorization_header
 from federation.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    ConnectFailed,
     FederationError,
+    ForbiddenAddress,
+    Target,
     Transport,
     read_whole,
 )
@@ -94,7 +98,7 @@ class FederationClient:
         uri = path
         if query:
             uri += "?" + urlencode(query, doseq=True, quote_via=quote)
-        target = await self.discovery.resolve(destination)
+        targets = await self.discovery.resolve(destination)
         headers = {
             "Authorization": authorization_header(
                 method, uri, self.server_name, destination, content, self.signing_key
@@ -104,9 +108,30 @@ class FederationClient:
         if content is not None:
             body = encode_canonical_json(content)
             headers["Content-Type"] = "application/json"
-        async with self.transport.open(
-            method.upper(), target, uri, headers=headers, body=body
-        ) as resp:
+        async with self._open_first(method.upper(), targets, uri, headers, body) as resp:
+            yield resp
+
+    @asynccontextmanager
+    async def _open_first(
+        self, method: str, targets: Sequence[Target], uri: str, headers: Mapping[str, str],
+        body: bytes | None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The answer of the first target (in discovery's order) that takes the connection;
+        a target that takes it and then fails is not left for the next (the request may
+        have been acted on)."""
+        failure: FederationError | None = None
+        async with AsyncExitStack() as stack:
+            for target in targets:
+                try:
+                    resp = await stack.enter_async_context(
+                        self.transport.open(method, target, uri, headers=headers, body=body)
+                    )
+                    break
+                except (ConnectFailed, ForbiddenAddress) as e:
+                    failure = e
+            else:
+                assert failure is not None, "discovery gives at least one target"
+                raise failure
             yield resp
 
     async def get_json(self, destination: str, path: str, query: Query | None = None) -> Any:

@@ -14,6 +14,10 @@ order (each step only when the ones before it did not apply):
 4. No delegation: SRV ``_matrix-fed._tcp.<hostname>``, 5. then ``_matrix._tcp.<hostname>``
    (deprecated), 6. then the hostname on port 8448; certificate and `Host` for the hostname.
 
+SRV records give several targets: they are tried in RFC 2782's order (priority, then a draw
+weighted by weight, :func:`order_srv`), the next when connecting to one fails
+(`FederationClient`).
+
 `.well-known` answers, good or bad, are cached (:func:`well_known_lifetime`): a good one for
 its Cache-Control / Expires lifetime (24 hours without headers) within 5 minutes and 48 hours;
 a definite "no delegation" (a non-200 status, bad JSON, no valid ``m.server``) for an hour;
@@ -31,7 +35,8 @@ import asyncio
 import email.utils
 import json
 import logging
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -144,11 +149,27 @@ def well_known_lifetime(answer: WellKnownAnswer, failures: int, now_wall_s: floa
     return min(max(lifetime, WELL_KNOWN_MIN_S), WELL_KNOWN_MAX_S)
 
 
-def pick_srv(records: list[SrvRecord]) -> SrvRecord | None:
-    """The record to use: lowest priority first, then the heaviest weight (a deterministic
-    reading of RFC 2782's weighted choice, so every attempt goes to the same target)."""
+def order_srv(records: list[SrvRecord], randint: Callable[[int, int], int]) -> list[SrvRecord]:
+    """The records in the order to try them (RFC 2782): lowest priority first; within one
+    priority, each next record drawn at random in proportion to its weight, records of weight
+    0 having a small chance of going first. `randint(a, b)` draws from a..b inclusive
+    (`random.randint`; tests pass a seeded or scripted one). No record when the only one is
+    the target "." ("service decidedly not available")."""
     usable = [r for r in records if r.target not in ("", ".")]
-    return min(usable, key=lambda r: (r.priority, -r.weight)) if usable else None
+    ordered: list[SrvRecord] = []
+    for priority in sorted({r.priority for r in usable}):
+        # Weight-0 records first, as the RFC says, so that they are picked only when the draw
+        # is 0; the rest in their given order.
+        left = sorted((r for r in usable if r.priority == priority), key=lambda r: r.weight != 0)
+        while left:
+            draw = randint(0, sum(r.weight for r in left))
+            running = 0
+            for i, record in enumerate(left):
+                running += record.weight
+                if running >= draw:
+                    ordered.append(left.pop(i))
+                    break
+    return ordered
 
 
 # --- the resolver ----------------------------------------------------------------------------
@@ -164,45 +185,50 @@ class ServerDiscovery:
     """Resolves server names in the spec's order, caching `.well-known` answers."""
 
     def __init__(
-        self, srv: SrvResolver, well_known: WellKnownFetcher, clock: Clock
+        self, srv: SrvResolver, well_known: WellKnownFetcher, clock: Clock,
+        randint: Callable[[int, int], int] = random.randint,
     ) -> None:
         self.srv = srv
         self.well_known = well_known
         self._clock = clock
+        self._randint = randint  # SRV weights' draw (`order_srv`)
         self._cache: dict[str, _Cached] = {}
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
 
-    async def resolve(self, server_name: str) -> Target:
-        """Where to connect for ``server_name``; DiscoveryError if it is not a server name."""
+    async def resolve(self, server_name: str) -> list[Target]:
+        """Where to connect for ``server_name``, in the order to try (several only from SRV
+        records: the next is for when connecting to one fails); DiscoveryError if it is not a
+        server name."""
         try:
             host, port = split_server_name(server_name)
         except ValueError as e:
             raise DiscoveryError(str(e)) from e
         if ip_literal(host) is not None:  # step 1
-            return Target(host, port or DEFAULT_FEDERATION_PORT, host, server_name)
+            return [Target(host, port or DEFAULT_FEDERATION_PORT, host, server_name)]
         if port is not None:  # step 2
-            return Target(host, port, host, server_name)
+            return [Target(host, port, host, server_name)]
         delegated = await self._delegation(host)  # step 3
         if delegated is not None:
             return await self._resolve_delegated(delegated)
         return await self._srv_or_default(host)  # steps 4 to 6
 
-    async def _resolve_delegated(self, delegated: str) -> Target:
+    async def _resolve_delegated(self, delegated: str) -> list[Target]:
         dhost, dport = split_server_name(delegated)  # validated by parse_well_known
         if ip_literal(dhost) is not None:  # 3.1
-            return Target(dhost, dport or DEFAULT_FEDERATION_PORT, dhost, delegated)
+            return [Target(dhost, dport or DEFAULT_FEDERATION_PORT, dhost, delegated)]
         if dport is not None:  # 3.2
-            return Target(dhost, dport, dhost, f"{dhost}:{dport}")
+            return [Target(dhost, dport, dhost, f"{dhost}:{dport}")]
         return await self._srv_or_default(dhost)  # 3.3 to 3.5
 
-    async def _srv_or_default(self, host: str) -> Target:
+    async def _srv_or_default(self, host: str) -> list[Target]:
         """SRV `_matrix-fed._tcp`, then the deprecated `_matrix._tcp`, then port 8448; the
-        certificate and `Host` are always for ``host``, whatever the SRV target is."""
+        certificate and `Host` are always for ``host``, whatever the SRV target is. As
+        Synapse, the targets of the first SRV name that has any, and no port 8448 after them."""
         for service in ("_matrix-fed._tcp", "_matrix._tcp"):
-            record = pick_srv(await self.srv.lookup(f"{service}.{host}"))
-            if record is not None:
-                return Target(record.target.rstrip("."), record.port, host, host)
-        return Target(host, DEFAULT_FEDERATION_PORT, host, host)
+            records = order_srv(await self.srv.lookup(f"{service}.{host}"), self._randint)
+            if records:
+                return [Target(r.target.rstrip("."), r.port, host, host) for r in records]
+        return [Target(host, DEFAULT_FEDERATION_PORT, host, host)]
 
     async def _delegation(self, hostname: str) -> str | None:
         cached = self._cache.get(hostname)

@@ -50,6 +50,11 @@ class ForbiddenAddress(FederationError):
     """The destination resolves only to addresses outbound federation may not connect to."""
 
 
+class ConnectFailed(FederationError):
+    """No connection was made (the host did not resolve or refused at every address): nothing
+    was sent, so another target of the same server may be tried."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where to connect and how to present ourselves there (from discovery)."""
@@ -144,9 +149,9 @@ class Transport:
         try:
             resolved = [literal] if literal is not None else await self.resolver.resolve(host, port)
         except ResolveFailed as e:
-            raise FederationError(str(e)) from e
+            raise ConnectFailed(str(e)) from e
         if not resolved:
-            raise FederationError(f"{host} has no addresses")
+            raise ConnectFailed(f"{host} has no addresses")
         allowed = [ip for ip in resolved if self.policy.refusal(ip) is None]
         if not allowed:
             ip = resolved[0]
@@ -193,7 +198,7 @@ class Transport:
                 log.debug("connecting to %s (%s) failed: %s", target.host, ip, e)
                 last_error = e
         else:
-            raise FederationError(
+            raise ConnectFailed(
                 f"cannot connect to {target.host}:{target.port}: {last_error}"
             ) from last_error
         try:

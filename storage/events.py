@@ -22,6 +22,11 @@ class StoredEvent:
     rejected: bool
     replaces_state: str | None
     redacted_by: str | None
+    # The room's current state after the event, where state resolution of the room's heads on
+    # its arrival (an event of another server, on a fork) moved the current state or left it
+    # other than the event's own `state_group`; None: that group is it. The state a /sync
+    # token's position stands for is this one.
+    current_state_group: int | None = None
     # Not a column: set by a read path for one reader, who gets the event redacted because
     # its sender was erased and the reader was not joined when it was sent.
     erased_for_reader: bool = False
@@ -32,7 +37,7 @@ _EVENT_COLUMNS = """
     e.state_group, e.rejection_reason IS NOT NULL AS rejected, e.replaces_state,
     (SELECT r.redaction_id FROM event_redactions r JOIN events re ON re.event_id = r.redaction_id
       WHERE r.redacts = e.event_id AND re.room_id = e.room_id
-      ORDER BY r.redaction_id LIMIT 1) AS redacted_by
+      ORDER BY r.redaction_id LIMIT 1) AS redacted_by, e.current_state_group
 """
 
 
@@ -326,6 +331,28 @@ async def get_state_changes(
 ) -> list[StoredEvent]:
     """The latest state event per (type, state_key) that changed in (after, upto]."""
     return [_row(r) for r in await conn.fetch(GET_STATE_CHANGES, room_id, after, upto)]
+
+
+SET_CURRENT_STATE_GROUP = "UPDATE events SET current_state_group = $2 WHERE event_id = $1"
+
+
+async def set_current_state_group(
+    conn: asyncpg.Connection, event_id: str, state_group: int
+) -> None:
+    """Record the room's current state after a stored event, as resolution made it."""
+    await conn.execute(SET_CURRENT_STATE_GROUP, event_id, state_group)
+
+
+RESOLVED_IN = """
+SELECT EXISTS (SELECT 1 FROM events WHERE room_id = $1 AND stream_ordering > $2
+               AND stream_ordering <= $3 AND current_state_group IS NOT NULL)
+"""
+
+
+async def resolved_in(conn: asyncpg.Connection, room_id: str, after: int, upto: int) -> bool:
+    """Whether state resolution on the arrival of an event in (after, upto] moved the room's
+    current state or left it other than the state at that event."""
+    return bool(await conn.fetchval(RESOLVED_IN, room_id, after, upto))
 
 
 GET_MEMBERSHIP_CHANGES = """

@@ -42,6 +42,8 @@ class Peer:
     overrides: dict[str, Any] = field(default_factory=dict)
     hs: Homeserver | None = None
     config_path: Path | None = None
+    # Where the federation listener really listens, when not on `port` (a relay's there).
+    listen_port: int | None = None
 
     @property
     def name(self) -> str:
@@ -74,7 +76,7 @@ class Peer:
         if self.config_path is None:
             self.config_path = write_test_config(
                 self.data_dir, self.database_url, {
-                    "listeners.federation.port": self.port,
+                    "listeners.federation.port": self.listen_port or self.port,
                     "federation.verify_certificates": False,
                     "federation.allow_private_addresses": True,
                     "federation.trusted_notaries": list(self.notaries),
@@ -102,11 +104,13 @@ class Peers:
 
     async def new(self, label: str, *, port: int | None = None,
                   notaries: tuple[str, ...] = (), start: bool = True,
-                  overrides: dict[str, Any] | None = None) -> Peer:
-        """A server named after a free port; ``overrides`` are dotted config keys."""
+                  overrides: dict[str, Any] | None = None,
+                  listen_port: int | None = None) -> Peer:
+        """A server named after a free port; ``overrides`` are dotted config keys;
+        ``listen_port``: its federation listener's, when not the port of its name."""
         url = await self.stack.enter_async_context(throwaway_database(self.postgres_dsn))
         peer = Peer(label, self.tmp_path / label, url, port or free_port(), notaries,
-                    dict(overrides or {}))
+                    dict(overrides or {}), listen_port=listen_port)
         self.all.append(peer)
         return await peer.start() if start else peer
 
@@ -149,9 +153,11 @@ async def register(peer: Peer, http: aiohttp.ClientSession, localpart: str) -> s
 DEADLINE_S = 30.0
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """Poll `check` until it returns something truthy, or fail after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
+async def eventually(
+    check: Callable[[], Awaitable[Any]], what: str, deadline_s: float = DEADLINE_S
+) -> Any:
+    """Poll `check` until it returns something truthy, or fail after `deadline_s`."""
+    deadline = time.monotonic() + deadline_s
     while not (result := await check()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)

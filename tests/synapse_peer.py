@@ -84,10 +84,11 @@ def _rate_limits() -> dict[str, Any]:
 
 def write_config(
     directory: Path, federation_port: int, client_port: int, signing_key: SigningKey,
-    extra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None, listen_port: int | None = None,
 ) -> Path:
     """Synapse's homeserver.yaml, log config, signing key and TLS certificate in ``directory``;
-    ``extra`` adds top-level settings (e.g. ``app_service_config_files``).
+    ``extra`` adds top-level settings (e.g. ``app_service_config_files``); ``listen_port``:
+    where its federation listener listens, when not on the port that names it (a relay's).
 
     The key file has the format both servers share, so the test knows Synapse's key."""
     server_name = f"127.0.0.1:{federation_port}"
@@ -102,7 +103,7 @@ def write_config(
         "server_name": server_name,
         "pid_file": str(directory / "homeserver.pid"),
         "listeners": [
-            {"port": federation_port, "tls": True, **loopback,
+            {"port": listen_port or federation_port, "tls": True, **loopback,
              "resources": [{"names": ["federation"], "compress": False}]},
             {"port": client_port, "tls": False, **loopback,
              "resources": [{"names": ["client"], "compress": False}]},
@@ -146,6 +147,7 @@ class SynapsePeer:
     http: aiohttp.ClientSession
     signing_key: SigningKey = field(default_factory=lambda: generate_signing_key("a_synapse"))
     extra_config: Mapping[str, Any] | None = None
+    listen_port: int | None = None  # the federation listener's, when not federation_port
     proc: asyncio.subprocess.Process | None = None
     startup_s: float | None = None
 
@@ -192,7 +194,7 @@ class SynapsePeer:
         python = synapse_python()
         config = write_config(
             self.directory, self.federation_port, self.client_port, self.signing_key,
-            self.extra_config,
+            self.extra_config, self.listen_port,
         )
         started = time.monotonic()
         with (self.directory / "stdout.log").open("ab") as out:
@@ -218,14 +220,15 @@ class SynapsePeer:
 @asynccontextmanager
 async def run_synapse(
     directory: Path, extra_config: Mapping[str, Any] | None = None,
-    federation_port: int | None = None,
+    federation_port: int | None = None, listen_port: int | None = None,
 ) -> AsyncIterator[SynapsePeer]:
-    """A Synapse on free loopback ports (or the given federation port, which names it) with its
-    files in ``directory`` and ``extra_config`` in its homeserver.yaml, stopped on exit."""
+    """A Synapse on free loopback ports (or the given federation port, which names it; its
+    listener on `listen_port` if given) with its files in ``directory`` and ``extra_config`` in
+    its homeserver.yaml, stopped on exit."""
     async with aiohttp.ClientSession() as http:
         peer = SynapsePeer(
             directory, federation_port or free_port(), free_port(), http,
-            extra_config=extra_config,
+            extra_config=extra_config, listen_port=listen_port,
         )
         try:
             await peer.start()

@@ -25,6 +25,7 @@ from homeserver.protocol.retention import expired
 from homeserver.protocol.state_keys import StateKey
 from homeserver.services.ignored_users import ignored_users
 from homeserver.services.requester import Requester
+from homeserver.services.rooms.extremities import DUMMY_EVENT
 from homeserver.services.rooms.view import Membership, RoomView
 from storage import state as state_store
 from storage.events import StoredEvent, get_events, get_last_departure
@@ -106,12 +107,14 @@ async def filter_visible(
     after it would otherwise hide itself). Fast path: a user who is joined now sees
     everything from their current join onwards.
 
-    Events other than state events from users the reader ignores are dropped (spec "Ignoring
-    Users"); `ignored` is that list when the caller already read it. So are those that have
-    outlived their room's retention policy (`drop_expired`). Events of erased senders that
-    the user was not joined at come back marked `erased_for_reader`.
+    Dummy events are dropped (`rooms.extremities`), and events other than state events from
+    users the reader ignores (spec "Ignoring Users"); `ignored` is that list when the caller
+    already read it. So are those that have outlived their room's retention policy
+    (`drop_expired`). Events of erased senders that the user was not joined at come back
+    marked `erased_for_reader`.
     """
-    stored = await drop_expired(conn, engine, stored)
+    # Dummy events (merges of a room's heads) say nothing to anyone: Synapse never shows them.
+    stored = await drop_expired(conn, engine, [e for e in stored if e.type != DUMMY_EVENT])
     if ignored is None:
         ignored = await ignored_users(conn, user_id)
     if ignored:

@@ -12,7 +12,15 @@ then left out. The `state` section depends on the mode:
   through another server, where nothing before the join has a stream position, the state the
   join was built on);
 * incremental: the state changes between `since` and the timeline's first event, which is empty
-  (and costs no query) unless the timeline was cut short or filtered.
+  (and costs no query) unless the timeline was cut short or filtered; and, when state
+  resolution moved the current state within the window (an event of another server on a fork,
+  `StoredEvent.current_state_group`), every entry of the state at the window's end that
+  differs from that at `since` and that the timeline does not hold: the entries resolution
+  chose may be events no timeline shows (as Synapse's "state at the end of the timeline"
+  reading, but with the resolved state rather than the last event's own).
+
+The state "at" a position is the room's current state as it was then: after the last event at
+or before it, including what resolution made of that event and the room's other heads.
 
 With `use_state_after` (spec v1.16) the section is `state_after` instead: the state at the
 *end* of the timeline (full), or the entries of that state that differ from the state at
@@ -86,20 +94,42 @@ def _state_allowed(stored: StoredEvent, state_filter: EventFilter) -> bool:
     return not (state_filter.lazy_load_members and stored.type == "m.room.member")
 
 
-async def _state_at(
+async def state_at(
     conn: asyncpg.Connection, room_id: str, position: int,
     keys: list[tuple[str, str]] | None = None,
 ) -> dict[Any, str]:
-    """The room's state after its last event at or before `position` (empty before creation);
-    only `keys` when given."""
+    """The room's current state as of `position`: after its last event at or before it, as
+    resolved with the room's other heads when that event was persisted (empty before
+    creation); only `keys` when given."""
     last = await events_store.get_room_events(
         conn, room_id, after=0, upto=position, limit=1, newest_first=True
     )
-    if not last or last[0].state_group is None:
+    if not last:
+        return {}
+    group = last[0].current_state_group
+    if group is None:
+        group = last[0].state_group
+    if group is None:
         return {}
     if keys is not None:
-        return await state_store.get_state_for_keys(conn, last[0].state_group, keys)
-    return await state_store.get_state(conn, last[0].state_group)
+        return await state_store.get_state_for_keys(conn, group, keys)
+    return await state_store.get_state(conn, group)
+
+
+async def resolved_window(
+    conn: asyncpg.Connection, room_id: str, after: int, upto: int,
+    events: list[StoredEvent], *, complete: bool,
+) -> tuple[dict[Any, str], dict[Any, str]] | None:
+    """The room's current state at `after` and at `upto` when state resolution moved it in
+    between in a way its events need not show (it kept another branch's event, or took an
+    earlier one back); None when no event of the window resolved anything. `events`: those of
+    the window, every one of them when `complete` (else the database is asked)."""
+    if complete:
+        if not any(e.current_state_group is not None for e in events):
+            return None
+    elif not await events_store.resolved_in(conn, room_id, after, upto):
+        return None
+    return await state_at(conn, room_id, after), await state_at(conn, room_id, upto)
 
 
 async def room_timeline_and_state(
@@ -194,7 +224,7 @@ async def _lazy_members(
         # Every sender's member event was sent, and any change since is in this timeline.
         lazy.take(key, _timeline_members(shown), fresh=False, redundant=False)
         return []
-    at_start = await _state_at(
+    at_start = await state_at(
         conn, window.room_id, start, [("m.room.member", u) for u in sorted(needed)]
     )
     members = {user_id: event_id for (_, user_id), event_id in at_start.items()}
@@ -240,10 +270,10 @@ async def lazy_hero_members(
 
 async def _state_after_ids(conn: asyncpg.Connection, window: RoomWindow) -> list[str]:
     """`state_after`: the state at the window's end, less what the client held at `since`."""
-    at_end = await _state_at(conn, window.room_id, window.upto)
+    at_end = await state_at(conn, window.room_id, window.upto)
     if window.full_state:
         return list(at_end.values())
-    at_since = await _state_at(conn, window.room_id, window.after)
+    at_since = await state_at(conn, window.room_id, window.after)
     return [e for key, e in at_end.items() if at_since.get(key) != e]
 
 
@@ -252,16 +282,25 @@ async def _state_ids(
     timeline_filter: EventFilter, timeline: list[StoredEvent],
 ) -> list[str]:
     if window.full_state:
-        state = await _state_at(conn, window.room_id, start)
+        state = await state_at(conn, window.room_id, start)
         if not state:
             state = await _state_before_first(conn, timeline)
         return list(state.values())
     filtered = _filtered(timeline_filter)
-    if not (limited or filtered):
-        return []
-    upto = window.upto if filtered else start
-    changes = await events_store.get_state_changes(conn, window.room_id, window.after, upto)
-    return [e.event_id for e in changes]
+    ids: dict[Any, str] = {}
+    if limited or filtered:
+        upto = window.upto if filtered else start
+        changes = await events_store.get_state_changes(conn, window.room_id, window.after, upto)
+        ids = {(e.type, e.state_key): e.event_id for e in changes}
+    resolved = await resolved_window(
+        conn, window.room_id, window.after, window.upto, timeline,
+        complete=not (limited or filtered),
+    )
+    if resolved is not None:
+        # What resolution changed is owed even where no event of the window shows it.
+        before, after = resolved
+        ids.update((k, e) for k, e in after.items() if before.get(k) != e)
+    return list(ids.values())
 
 
 async def _state_before_first(

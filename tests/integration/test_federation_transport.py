@@ -4,6 +4,7 @@ discovery's `.well-known` fetch and SRV targets, and what a peer actually receiv
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,11 +22,11 @@ from federation.discovery import (
     ServerDiscovery,
     SrvRecord,
     WellKnownAnswer,
-    pick_srv,
+    order_srv,
 )
 from federation.request_auth import parse_authorization, verify_request
 from federation.stack import make_client
-from federation.transport import FederationError, ForbiddenAddress, Transport
+from federation.transport import ConnectFailed, FederationError, ForbiddenAddress, Transport
 from homeserver.config import FederationConfig
 from homeserver.protocol.addresses import AddressPolicy
 from homeserver.protocol.signing import generate_signing_key, verify_key_of
@@ -34,6 +35,7 @@ from tests.federation_helpers import (
     INSECURE,
     StandIn,
     StaticResolver,
+    free_port,
     insecure_client,
     json_handler,
 )
@@ -252,6 +254,33 @@ async def test_srv_target_gets_the_servers_name_as_host(stand_in: StandIn) -> No
     assert stand_in.hits("/.well-known/matrix/server") == 1  # asked first, 404
 
 
+async def test_a_refusing_srv_target_fails_over_to_the_next(stand_in: StandIn) -> None:
+    """Two SRV targets: the preferred one (lower priority value) refuses connections, the
+    request goes to the next; the whole request failed before SRV failover."""
+    stand_in.handlers["/_matrix/federation/v1/version"] = json_handler(
+        {"server": {"name": "stand-in"}}
+    )
+    refusing = free_port()  # nothing listens there
+    resolver = StaticResolver({"example.test": ["127.0.0.1"], "down.test": ["127.0.0.1"],
+                               "up.test": ["127.0.0.1"]})
+    t = transport(resolver)
+    srv = FixedSrv({"_matrix-fed._tcp.example.test": [
+        SrvRecord(20, 0, stand_in.port, "up.test."), SrvRecord(10, 0, refusing, "down.test."),
+    ]})
+    discovery = ServerDiscovery(srv, HttpsWellKnownFetcher(t, port=stand_in.port), SYSTEM_CLOCK)
+    client = FederationClient("origin.example", KEY, t, discovery)
+    try:
+        assert [x.host for x in await discovery.resolve("example.test")] == ["down.test", "up.test"]
+        body = await client.get_json("example.test", "/_matrix/federation/v1/version")
+        assert body == {"server": {"name": "stand-in"}}
+        srv.records["_matrix-fed._tcp.example.test"].pop(0)  # only the refusing target left
+        with pytest.raises(ConnectFailed, match=f"down.test:{refusing}"):
+            await client.get_json("example.test", "/_matrix/federation/v1/version")
+    finally:
+        await t.close()
+    assert stand_in.hits("/_matrix/federation/v1/version") == 1
+
+
 def test_insecure_config_is_what_tests_use() -> None:
     assert INSECURE.verify_certificates is False and INSECURE.allow_private_addresses is True
 
@@ -302,7 +331,7 @@ async def test_dnspython_srv_lookups_against_a_real_dns_server() -> None:
             SrvRecord(10, 5, 8443, "fed.example.test"), SrvRecord(20, 0, 8444, "b.test"),
         ]
         assert await srv.lookup("_matrix-fed._tcp.nothing.test") == []
-        assert pick_srv(await srv.lookup("_matrix._tcp.gone.test")) is None
+        assert order_srv(await srv.lookup("_matrix._tcp.gone.test"), random.randint) == []
     finally:
         transport.close()
 

@@ -7,6 +7,7 @@ tests/integration/test_federation_transport.py.
 
 from __future__ import annotations
 
+import random
 from email.utils import formatdate
 
 import pytest
@@ -20,8 +21,8 @@ from federation.discovery import (
     ServerDiscovery,
     SrvRecord,
     WellKnownAnswer,
+    order_srv,
     parse_well_known,
-    pick_srv,
     well_known_lifetime,
 )
 from federation.transport import Target
@@ -78,7 +79,7 @@ def discovery(
 )
 async def test_ip_literals_are_used_directly(name: str, target: Target) -> None:
     srv, wk = Srv(), WellKnown()
-    assert await discovery(srv, wk).resolve(name) == target
+    assert (await discovery(srv, wk).resolve(name))[0] == target
     assert srv.asked == [] and wk.fetched == []
 
 
@@ -87,7 +88,7 @@ async def test_ip_literals_are_used_directly(name: str, target: Target) -> None:
 async def test_an_explicit_port_skips_well_known_and_srv() -> None:
     srv = Srv({"_matrix-fed._tcp.example.org": [SrvRecord(0, 0, 1, "x.example.org")]})
     wk = WellKnown({"example.org": delegate("elsewhere.org")})
-    target = await discovery(srv, wk).resolve("example.org:8888")
+    target = (await discovery(srv, wk).resolve("example.org:8888"))[0]
     assert target == Target("example.org", 8888, "example.org", "example.org:8888")
     assert srv.asked == [] and wk.fetched == []
 
@@ -96,11 +97,11 @@ async def test_an_explicit_port_skips_well_known_and_srv() -> None:
 
 async def test_delegation_to_an_ip_literal() -> None:
     wk = WellKnown({"example.org": delegate("10.0.0.5")})
-    assert await discovery(well_known=wk).resolve("example.org") == Target(
+    assert (await discovery(well_known=wk).resolve("example.org"))[0] == Target(
         "10.0.0.5", 8448, "10.0.0.5", "10.0.0.5"
     )
     wk = WellKnown({"example.org": delegate("[2001:db8::1]:9000")})
-    assert await discovery(well_known=wk).resolve("example.org") == Target(
+    assert (await discovery(well_known=wk).resolve("example.org"))[0] == Target(
         "2001:db8::1", 9000, "2001:db8::1", "[2001:db8::1]:9000"
     )
 
@@ -108,7 +109,7 @@ async def test_delegation_to_an_ip_literal() -> None:
 async def test_delegation_with_its_own_port() -> None:
     srv = Srv({"_matrix-fed._tcp.matrix.example.org": [SrvRecord(0, 0, 1, "x.example.org")]})
     wk = WellKnown({"example.org": delegate("matrix.example.org:1234")})
-    assert await discovery(srv, wk).resolve("example.org") == Target(
+    assert (await discovery(srv, wk).resolve("example.org"))[0] == Target(
         "matrix.example.org", 1234, "matrix.example.org", "matrix.example.org:1234"
     )
     assert srv.asked == []
@@ -121,7 +122,7 @@ async def test_delegation_then_srv_matrix_fed() -> None:
     })
     wk = WellKnown({"example.org": delegate("matrix.example.org")})
     # Connect to the SRV target, but expect the certificate and Host of the delegated name.
-    assert await discovery(srv, wk).resolve("example.org") == Target(
+    assert (await discovery(srv, wk).resolve("example.org"))[0] == Target(
         "fed.example.net", 443, "matrix.example.org", "matrix.example.org"
     )
     assert srv.asked == ["_matrix-fed._tcp.matrix.example.org"]
@@ -130,7 +131,7 @@ async def test_delegation_then_srv_matrix_fed() -> None:
 async def test_delegation_then_deprecated_srv_matrix() -> None:
     srv = Srv({"_matrix._tcp.matrix.example.org": [SrvRecord(10, 0, 8449, "old.example.net")]})
     wk = WellKnown({"example.org": delegate("matrix.example.org")})
-    assert await discovery(srv, wk).resolve("example.org") == Target(
+    assert (await discovery(srv, wk).resolve("example.org"))[0] == Target(
         "old.example.net", 8449, "matrix.example.org", "matrix.example.org"
     )
     assert srv.asked == ["_matrix-fed._tcp.matrix.example.org", "_matrix._tcp.matrix.example.org"]
@@ -138,7 +139,7 @@ async def test_delegation_then_deprecated_srv_matrix() -> None:
 
 async def test_delegation_without_srv_uses_8448() -> None:
     wk = WellKnown({"example.org": delegate("matrix.example.org")})
-    assert await discovery(well_known=wk).resolve("example.org") == Target(
+    assert (await discovery(well_known=wk).resolve("example.org"))[0] == Target(
         "matrix.example.org", 8448, "matrix.example.org", "matrix.example.org"
     )
 
@@ -150,7 +151,7 @@ async def test_srv_matrix_fed_is_preferred_over_matrix() -> None:
         "_matrix-fed._tcp.example.org": [SrvRecord(10, 5, 8443, "fed.example.org")],
         "_matrix._tcp.example.org": [SrvRecord(0, 0, 8449, "old.example.org")],
     })
-    assert await discovery(srv).resolve("example.org") == Target(
+    assert (await discovery(srv).resolve("example.org"))[0] == Target(
         "fed.example.org", 8443, "example.org", "example.org"
     )
     assert srv.asked == ["_matrix-fed._tcp.example.org"]
@@ -158,7 +159,7 @@ async def test_srv_matrix_fed_is_preferred_over_matrix() -> None:
 
 async def test_deprecated_srv_matrix_when_no_matrix_fed() -> None:
     srv = Srv({"_matrix._tcp.example.org": [SrvRecord(0, 0, 8449, "old.example.org")]})
-    assert await discovery(srv).resolve("example.org") == Target(
+    assert (await discovery(srv).resolve("example.org"))[0] == Target(
         "old.example.org", 8449, "example.org", "example.org"
     )
 
@@ -179,7 +180,7 @@ async def test_deprecated_srv_matrix_when_no_matrix_fed() -> None:
 async def test_no_valid_delegation_falls_back_to_8448(answer: WellKnownAnswer) -> None:
     srv = Srv()
     wk = WellKnown({"example.org": answer})
-    assert await discovery(srv, wk).resolve("example.org") == Target(
+    assert (await discovery(srv, wk).resolve("example.org"))[0] == Target(
         "example.org", 8448, "example.org", "example.org"
     )
     assert srv.asked == ["_matrix-fed._tcp.example.org", "_matrix._tcp.example.org"]
@@ -187,18 +188,57 @@ async def test_no_valid_delegation_falls_back_to_8448(answer: WellKnownAnswer) -
 
 async def test_not_a_server_name() -> None:
     with pytest.raises(DiscoveryError):
-        await discovery().resolve("not a server")
+        (await discovery().resolve("not a server"))[0]
 
 
-def test_srv_choice() -> None:
-    records = [
-        SrvRecord(20, 100, 1, "c.example"),
-        SrvRecord(10, 1, 2, "b.example"),
-        SrvRecord(10, 50, 3, "a.example"),
+class Draws:
+    """A scripted `randint`: returns the given draws in turn, checking each is in range."""
+
+    def __init__(self, *draws: int) -> None:
+        self.draws = list(draws)
+        self.ranges: list[tuple[int, int]] = []
+
+    def __call__(self, low: int, high: int) -> int:
+        self.ranges.append((low, high))
+        draw = self.draws.pop(0)
+        assert low <= draw <= high
+        return draw
+
+
+def test_srv_order_is_by_priority_then_a_draw_by_weight() -> None:
+    c = SrvRecord(20, 100, 1, "c.example")
+    b = SrvRecord(10, 1, 2, "b.example")
+    a = SrvRecord(10, 50, 3, "a.example")
+    # Priority 10 first: running sums b 1, a 51 over a draw in 0..51; then a alone, then c.
+    draws = Draws(30, 1, 100)
+    assert order_srv([c, b, a], draws) == [a, b, c]
+    assert draws.ranges == [(0, 51), (0, 1), (0, 100)]
+    assert order_srv([c, b, a], Draws(1, 50, 0)) == [b, a, c]
+    # A weight of 0 goes first in the running sums: chosen first only on a draw of 0.
+    zero = SrvRecord(10, 0, 4, "z.example")
+    assert order_srv([a, zero], Draws(0, 0)) == [zero, a]
+    assert order_srv([a, zero], Draws(1, 0)) == [a, zero]
+    assert order_srv([SrvRecord(0, 0, 0, ".")], Draws()) == []  # "decidedly not available"
+    assert order_srv([], Draws()) == []
+
+
+def test_srv_first_choices_follow_the_weights() -> None:
+    """RFC 2782's draw over 0..sum inclusive: a record of weight 1 before one of weight 3
+    is first on draws 0 and 1, two in five."""
+    light, heavy = SrvRecord(0, 1, 1, "light.example"), SrvRecord(0, 3, 2, "heavy.example")
+    draws = random.Random(2782).randint
+    firsts = [order_srv([light, heavy], draws)[0] for _ in range(10_000)]
+    assert 0.37 < firsts.count(light) / len(firsts) < 0.43
+
+
+async def test_every_srv_target_is_given_in_order() -> None:
+    srv = Srv({"_matrix-fed._tcp.example.org": [
+        SrvRecord(5, 0, 2, "second.example."), SrvRecord(1, 0, 1, "first.example."),
+    ]})
+    assert await discovery(srv).resolve("example.org") == [
+        Target("first.example", 1, "example.org", "example.org"),
+        Target("second.example", 2, "example.org", "example.org"),
     ]
-    assert pick_srv(records) == SrvRecord(10, 50, 3, "a.example")
-    assert pick_srv([SrvRecord(0, 0, 0, ".")]) is None  # "service decidedly not available"
-    assert pick_srv([]) is None
 
 
 def test_parse_well_known_ignores_the_content_type() -> None:
@@ -213,11 +253,11 @@ async def test_well_known_answers_are_cached_for_their_lifetime() -> None:
     wk = WellKnown({"example.org": delegate("m.example.org:1", **{"Cache-Control": "max-age=600"})})
     d = discovery(well_known=wk, clock=clock)
     for _ in range(3):
-        assert (await d.resolve("example.org")).port == 1
+        assert ((await d.resolve("example.org"))[0]).port == 1
     assert wk.fetched == ["example.org"]
     clock.advance(601)
     wk.answers["example.org"] = delegate("m.example.org:2")
-    assert (await d.resolve("example.org")).port == 2
+    assert ((await d.resolve("example.org"))[0]).port == 2
     assert wk.fetched == ["example.org"] * 2
 
 
@@ -225,12 +265,12 @@ async def test_invalid_answers_are_cached_for_an_hour() -> None:
     clock = FakeClock()
     wk = WellKnown({"example.org": WellKnownAnswer(404)})
     d = discovery(well_known=wk, clock=clock)
-    await d.resolve("example.org")
+    (await d.resolve("example.org"))[0]
     clock.advance(WELL_KNOWN_INVALID_S - 1)
-    await d.resolve("example.org")
+    (await d.resolve("example.org"))[0]
     assert len(wk.fetched) == 1
     clock.advance(2)
-    await d.resolve("example.org")
+    (await d.resolve("example.org"))[0]
     assert len(wk.fetched) == 2
 
 
@@ -240,13 +280,13 @@ async def test_repeated_failures_back_off_exponentially() -> None:
     d = discovery(well_known=wk, clock=clock)
     waits = []
     for _ in range(7):
-        await d.resolve("example.org")
+        (await d.resolve("example.org"))[0]
         fetched = len(wk.fetched)
         waited = 0.0
         while len(wk.fetched) == fetched:
             clock.advance(30)
             waited += 30
-            await d.resolve("example.org")
+            (await d.resolve("example.org"))[0]
         waits.append(waited)
     assert waits == [120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0]
 
@@ -256,8 +296,8 @@ async def test_concurrent_resolutions_share_one_fetch() -> None:
 
     wk = WellKnown({"example.org": delegate("m.example.org:1")})
     d = discovery(well_known=wk)
-    targets = await asyncio.gather(*(d.resolve("example.org") for _ in range(5)))
-    assert {t.port for t in targets} == {1} and wk.fetched == ["example.org"]
+    answers = await asyncio.gather(*(d.resolve("example.org") for _ in range(5)))
+    assert {t.port for a in answers for t in a} == {1} and wk.fetched == ["example.org"]
 
 
 @pytest.mark.parametrize(

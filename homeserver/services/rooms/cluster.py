@@ -10,6 +10,7 @@ from homeserver.protocol.retention import RetentionLimits
 from homeserver.services.clock import Clock
 from homeserver.services.notifier import Notifier
 from homeserver.services.rooms.cache import RoomCache
+from homeserver.services.rooms.extremities import ExtremityMerger
 from homeserver.services.rooms.local import LocalEvents
 from homeserver.services.rooms.outliers import Outliers
 from homeserver.services.rooms.recent import RecentEvents
@@ -39,11 +40,12 @@ def build_room_cluster(
         retention=retention, clock=clock,
     )
     writes = RoomWrites(db, cache, stream=stream, notifier=notifier)
+    local = LocalEvents(
+        cache, writes, signing_key=signing_key, max_members=max_members, clock=clock
+    )
+    merger = ExtremityMerger(cache, local, clock)
     return RoomCluster(
-        cache, writes,
-        LocalEvents(
-            cache, writes, signing_key=signing_key, max_members=max_members, clock=clock
-        ),
-        RemoteEvents(cache, writes, max_members=max_members),
+        cache, writes, local,
+        RemoteEvents(cache, writes, max_members=max_members, crowded=merger.crowded),
         Outliers(cache, writes),
     )

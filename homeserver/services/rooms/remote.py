@@ -26,9 +26,10 @@ Events with no place in the timeline that fill gaps or join rooms are `outliers`
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -42,6 +43,7 @@ from homeserver.services.censoring import censor_arriving
 from homeserver.services.rooms import checks
 from homeserver.services.rooms.cache import RoomCache
 from homeserver.services.rooms.checks import MissingEvents
+from homeserver.services.rooms.extremities import MAX_EXTREMITIES
 from homeserver.services.rooms.state import merged_state, resolve, state_group_for
 from homeserver.services.rooms.writes import (
     EventWrites,
@@ -94,6 +96,19 @@ class _SoftFail:
 
 
 @dataclass(frozen=True, slots=True)
+class _Merge:
+    """How an accepted event moves the room's current state."""
+
+    changed: Mapping[StateKey, str]
+    removed: Sequence[StateKey]
+    # The current state's group after the event, when resolution made it (it may be the
+    # event's own group) and it differs from the event's own or from the state before it:
+    # recorded with the event for /sync.
+    resolved_group: int | None
+    resolved: bool  # the heads' states were resolved again
+
+
+@dataclass(frozen=True, slots=True)
 class _Arrival:
     """What one `_receive` call is given besides the event."""
 
@@ -101,16 +116,23 @@ class _Arrival:
     federate: bool
     historical: bool
     changed_members: set[str]  # filled: users whose membership resolution changed
+    heads: list[int] = field(default_factory=list)  # filled: the room's head count after each
 
 
 class RemoteEvents:
     """The remote half of the room cluster; it shares the local half's lock, caches and
     writes (`RoomWrites`)."""
 
-    def __init__(self, cache: RoomCache, writes: RoomWrites, *, max_members: int) -> None:
+    def __init__(
+        self, cache: RoomCache, writes: RoomWrites, *, max_members: int,
+        crowded: Callable[[str], None] | None = None,
+    ) -> None:
         self.cache = cache
         self.writes = writes
         self.max_members = max_members
+        # Told of a room left with more than MAX_EXTREMITIES forward extremities (the
+        # `ExtremityMerger`, which merges them).
+        self.crowded = crowded
 
     async def receive(
         self, room_id: str, pdu: Mapping[str, Any], *,
@@ -132,11 +154,12 @@ class RemoteEvents:
             conn: asyncpg.Connection, slot: Slot
         ) -> tuple[Received, PersistedEvent | None, EventWrites]:
             arrival.changed_members.clear()  # a retried transaction starts over
+            arrival.heads.clear()
             slot.restart()
             return await self._receive(conn, slot, 0, room_id, dict(pdu), arrival)
 
         outcome, persisted, writes = await self.writes.write(room_id, "receive_event", body)
-        self._committed(room_id, [(persisted, writes)], arrival.changed_members)
+        self._committed(room_id, [(persisted, writes)], arrival)
         return outcome
 
     async def receive_batch(
@@ -154,6 +177,7 @@ class RemoteEvents:
             list[tuple[PersistedEvent | None, EventWrites]],
         ]:
             arrival.changed_members.clear()
+            arrival.heads.clear()
             slot.restart()
             outcomes: list[Received | MissingEvents | MatrixError] = []
             stored: list[tuple[PersistedEvent | None, EventWrites]] = []
@@ -171,14 +195,15 @@ class RemoteEvents:
             return outcomes, stored
 
         outcomes, stored = await self.writes.write(room_id, "receive_events", body)
-        self._committed(room_id, stored, arrival.changed_members)
+        self._committed(room_id, stored, arrival)
         return outcomes
 
     def _committed(
         self, room_id: str, stored: list[tuple[PersistedEvent | None, EventWrites]],
-        changed_members: set[str],
+        arrival: _Arrival,
     ) -> None:
-        """After the commit: the observers' post-commit step, the caches, the wake-ups."""
+        """After the commit: the observers' post-commit step, the caches, the wake-ups, and
+        the merger told of a room with too many heads."""
         # A resolution may have changed any of the room's current state, which no single
         # event says.
         self.cache.current_state.invalidate(room_id)
@@ -189,8 +214,10 @@ class RemoteEvents:
                     observer.committed(writes)
         if persisted:
             self.writes.after_persist(*persisted)
-        if changed_members:
-            self.cache.memberships_resolved(room_id, changed_members)
+        if arrival.changed_members:
+            self.cache.memberships_resolved(room_id, arrival.changed_members)
+        if arrival.heads and arrival.heads[-1] > MAX_EXTREMITIES and self.crowded is not None:
+            self.crowded(room_id)
 
     async def _receive(
         self, conn: asyncpg.Connection, slot: Slot, index: int, room_id: str,
@@ -287,7 +314,16 @@ class RemoteEvents:
             txn, pdu, stored, before, previous_position=previous, federate=arrival.federate
         )
         await txn.writes.flush(conn, room_id, None)
-        await self._advance(txn, persisted, extremities, after_group, arrival.changed_members)
+        # Resolution reads the event itself from the database: only now is it there.
+        merge = await self._merge(txn, pdu, event_id, extremities, after_group)
+        await self._advance(txn, persisted, extremities, merge, arrival.changed_members)
+        prev_ids = set(pdu["prev_events"])
+        arrival.heads.append(sum(e.event_id not in prev_ids for e in extremities) + 1)
+        if merge.resolved_group is not None:
+            await events_store.set_current_state_group(conn, event_id, merge.resolved_group)
+            persisted = dataclasses.replace(persisted, stored=dataclasses.replace(
+                stored, current_state_group=merge.resolved_group
+            ))
         return Received(event_id, Outcome.ACCEPTED), persisted, txn.writes
 
     async def _state_before(
@@ -346,44 +382,59 @@ class RemoteEvents:
         """`checks.exceeded_member_limit` under this server's `rooms.max_members`."""
         return await checks.exceeded_member_limit(conn, room_id, pdu, state, self.max_members)
 
-    async def _advance(
-        self, txn: RoomTxn, event: PersistedEvent, extremities: list[events_store.Extremity],
-        group: int | None, changed_members: set[str],
-    ) -> None:
-        """Make the accepted event a forward extremity and bring the current state up to the
-        resolution of the new heads' states."""
+    async def _merge(
+        self, txn: RoomTxn, pdu: Mapping[str, Any], event_id: str,
+        extremities: list[events_store.Extremity], group: int,
+    ) -> _Merge:
+        """How the accepted event, stored, moves the room's current state: to the resolution
+        of the new heads' states."""
         conn, room_id = txn.conn, txn.room_id
-        pdu, event_id = event.pdu, event.event_id
         prev_ids = set(pdu["prev_events"])
         old = {e.event_id for e in extremities}
-        await events_store.replace_forward_extremities(
-            conn, room_id, list(prev_ids & old), event_id
-        )
         if old and old == prev_ids:
             # The event extends every head: the state after it is the current state plus it.
             if isinstance(pdu.get("state_key"), str):
-                # `after_persist` updates the caches for the event's own membership.
-                await self._apply_state(
-                    txn, {(pdu["type"], pdu["state_key"]): event_id}, [],
-                    event.stream_ordering, set(),
-                )
-            return
+                return _Merge({(pdu["type"], pdu["state_key"]): event_id}, [], None, False)
+            return _Merge({}, [], None, False)
         if old and all(e.state_group == group for e in extremities):
             # The event and every head share one state group (a fork of messages, as when
             # two servers send at once): the current state, their resolution, is it already.
+            return _Merge({}, [], None, False)
+        heads = [e for e in extremities if e.event_id not in prev_ids]
+        groups = [e.state_group for e in heads if e.state_group is not None]
+        state, resolved = await merged_state(conn, room_id, txn.room_version, [group, *groups])
+        current = await state_store.get_current_state(conn, room_id)
+        changed = {k: v for k, v in state.items() if current.get(k) != v}
+        removed = [k for k in current if k not in state]
+        # Recorded when the current state after the event is not the state at it, or when
+        # resolution moved more of it than the event's own key (which the event shows).
+        state_key = pdu.get("state_key")
+        own = (pdu["type"], state_key) if isinstance(state_key, str) else None
+        moved = removed or any(k != own for k in changed)
+        return _Merge(changed, removed, resolved if resolved != group or moved else None, True)
+
+    async def _advance(
+        self, txn: RoomTxn, event: PersistedEvent, extremities: list[events_store.Extremity],
+        merge: _Merge, changed_members: set[str],
+    ) -> None:
+        """Make the accepted event a forward extremity and bring the current state to `merge`."""
+        pdu = event.pdu
+        await events_store.replace_forward_extremities(
+            txn.conn, txn.room_id,
+            [e.event_id for e in extremities if e.event_id in set(pdu["prev_events"])],
+            event.event_id,
+        )
+        if not merge.resolved:
+            # `after_persist` updates the caches for the event's own membership.
+            await self._apply_state(txn, merge.changed, [], event.stream_ordering, set())
             return
         if pdu["type"] == "m.room.member":
             # Resolution may keep another event for the event's own key: its target's cached
             # membership cannot be updated from the event alone.
             changed_members.add(pdu["state_key"])
-        heads = [e for e in extremities if e.event_id not in prev_ids]
-        groups = [e.state_group for e in heads if e.state_group is not None]
-        assert group is not None
-        state, _ = await merged_state(conn, room_id, txn.room_version, [group, *groups])
-        current = await state_store.get_current_state(conn, room_id)
-        changed = {k: v for k, v in state.items() if current.get(k) != v}
-        removed = [k for k in current if k not in state]
-        await self._apply_state(txn, changed, removed, event.stream_ordering, changed_members)
+        await self._apply_state(
+            txn, merge.changed, merge.removed, event.stream_ordering, changed_members
+        )
 
     async def _apply_state(
         self, txn: RoomTxn, changed: Mapping[StateKey, str], removed: Sequence[StateKey],

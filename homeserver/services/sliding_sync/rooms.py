@@ -35,7 +35,7 @@ from homeserver.services.rooms.current_state import StateQuery
 from homeserver.services.rooms.view import RoomView
 from homeserver.services.sliding_sync.lists import Candidate
 from homeserver.services.streams import StreamToken
-from homeserver.services.sync_rooms import MAX_HEROES, invite_state
+from homeserver.services.sync_rooms import MAX_HEROES, invite_state, resolved_window
 from storage import events as events_store
 from storage import state as state_store
 from storage.events import StoredEvent
@@ -80,7 +80,7 @@ class _Work:
     read: bool  # the user's receipt moved its unread counts
     wanted: StateWanted
     limited: bool = False
-    fetched: bool = False  # the window holds events (visible or not)
+    fetched: list[StoredEvent] = field(default_factory=list)  # the window's, visible or not
     visible: list[StoredEvent] = field(default_factory=list)
     lazy_now: frozenset[str] = frozenset()
     new_lazy: set[str] = field(default_factory=set)
@@ -268,7 +268,7 @@ class RoomResults:
             limit = w.request.config.timeline_limit
             fetched = held.get(w.room_id, [])
             w.limited = len(fetched) > limit
-            w.fetched = bool(fetched)
+            w.fetched = fetched
             chronological.extend(reversed(fetched[:limit]))
         visible = await filter_visible(conn, self.engine, user_id, chronological,
                                        ignored=ignored)
@@ -306,6 +306,17 @@ class RoomResults:
             else:
                 w.changes = {(e.type, e.state_key): e.event_id for e in w.visible
                              if e.state_key is not None}
+            resolved = await resolved_window(
+                conn, w.room_id, w.window.after, w.window.bound, w.fetched,
+                complete=not (w.limited or w.window.expanded),
+            )
+            if resolved is not None:
+                # Resolution decided the state now: each key changed, or shown changed by
+                # an event of the window, is sent as it stands (it may be an event no
+                # timeline holds, and a shown event may have lost).
+                before, now = resolved
+                keys = set(w.changes) | {k for k, e in now.items() if before.get(k) != e}
+                w.changes = {k: now[k] for k in keys if k in now}
             w.meta = {k: e for k, e in w.changes.items() if k in META}
             grown = bool(w.request.config.required_state - sent.config.required_state)
             if grown or lazy_keys:
