@@ -142,12 +142,16 @@ ROOM_V12 = replace(
 # The versions the room engine runs: what capabilities advertise, createRoom accepts and
 # federation joins.
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
-    v.identifier: v for v in (ROOM_V10, ROOM_V11, ROOM_V12)
+    v.identifier: v
+    for v in (
+        ROOM_V3, ROOM_V4, ROOM_V5, ROOM_V6, ROOM_V7, ROOM_V8, ROOM_V9, ROOM_V10, ROOM_V11,
+        ROOM_V12,
+    )
 }
 
 DEFINED_ROOM_VERSIONS: dict[str, RoomVersion] = {
     v.identifier: v
-    for v in (ROOM_V1, ROOM_V2, ROOM_V3, ROOM_V4, ROOM_V5, ROOM_V6, ROOM_V7, ROOM_V8, ROOM_V9)
+    for v in (ROOM_V1, ROOM_V2)
 } | KNOWN_ROOM_VERSIONS
 """Every version whose protocol rules ``protocol/`` implements: 1-12.
 
