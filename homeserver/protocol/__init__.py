@@ -6,10 +6,11 @@ database. Time and signing keys are passed in by the caller. The modules map ont
 
 - ``identifiers``     appendices "Identifier Grammar"
 - ``canonical_json``  appendices "Canonical JSON"
-- ``room_versions``   rooms/ (feature flags for room versions 10, 11 and 12)
+- ``room_versions``   rooms/ (feature flags for room versions 1 to 12; the engine runs 10-12)
 - ``hashing``         server-server "Calculating the content/reference hash", event and room IDs
+- ``event_refs``      event ID forms per version, prev_events/auth_events entries (v1-v2 pairs)
 - ``signing``         appendices "Signing JSON", server-server "Signing Events"
-- ``redaction``       rooms/ "Redactions" (v9 and v11 rules)
+- ``redaction``       rooms/ "Redactions" (v1, v6, v8, v9 and v11 rules)
 - ``power_levels``    m.room.power_levels semantics and createRoom defaults
 - ``event_format``    server-server "Checks performed on receipt of a PDU" step 1, size limits
 - ``auth_events``     server-server "Auth events selection", auth rule 2

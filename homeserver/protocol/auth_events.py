@@ -1,8 +1,8 @@
 """Auth events: which state events an event cites, and checking the list it cites.
 
-Implements server-server-api.md "Auth events selection" and rule 2 of rooms/v10.md and
-v11.md "Authorisation rules" (rule 3 of rooms/v12.md): no duplicate ``(type, state_key)``
-entries, only selected types, the create event present (v10/v11) or absent (v12), and no
+Implements server-server-api.md "Auth events selection" and rule 2 of rooms/v1.md ... v11.md
+"Authorisation rules" (rule 3 of rooms/v12.md): no duplicate ``(type, state_key)``
+entries, only selected types, the create event present (v1-v11) or absent (v12), and no
 auth event from another room. Whether an auth event was itself rejected (rule 2.3) is known
 only to the caller's storage.
 """

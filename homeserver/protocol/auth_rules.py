@@ -1,9 +1,10 @@
-"""The authorisation rules of room versions 10, 11 and 12, as pure functions.
+"""The authorisation rules of room versions 1 to 12, as pure functions.
 
-Implements rooms/v10.md, rooms/v11.md and rooms/v12.md "Authorisation rules" (the auth events
-selection and rule 2 live in ``auth_events`` and are re-exported here, as is the event format
-check of ``event_format``, so that the room engine has one import for "may this event be in the
-room").
+Implements rooms/v1.md ... rooms/v12.md "Authorisation rules" (rooms fragments
+v1-auth-rules for v1-v2, v3-auth-rules for v3-v5, rooms/v6.md and v7.md, v8-auth-rules for
+v8-v9; the auth events selection and rule 2 live in ``auth_events`` and are re-exported here,
+as is the event format check of ``event_format``, so that the room engine has one import for
+"may this event be in the room").
 
 Theory of operation
 -------------------
@@ -15,14 +16,21 @@ the rule. The caller decides which state it passes. In v12 the create event is n
 ``auth_events``, yet the rules need it: the caller always puts it at
 ``("m.room.create", "")`` and we check that the room ID really is its hash (v12 rule 2).
 
-Rule 2 of v10/v11 (rule 3 of v12) is about the literal ``auth_events`` list and needs the
+Rule 2 of v1-v11 (rule 3 of v12) is about the literal ``auth_events`` list and needs the
 auth events themselves, so it is a separate function, ``check_auth_events_selection``;
 whether an auth event was itself rejected (rule 2.3) only the caller's storage knows.
 
 Rule numbers in the ``AuthError`` reasons are those of rooms/v11.md; v12 inserts its new
-rule 2, so v12's numbers are one higher from there on.
+rule 2, so v12's numbers are one higher from there on, and so are those of v1-v5, whose rule 4
+is the ``m.room.aliases`` special case (reasons "v1 rule 4"). What else changed, by version:
+v1-v2 have rule 11 (a redaction needs the redact level or its event ID's server to be that of
+the redacted event's ID; from v3 on redactions are authorised like any event); v6 guards
+``notifications`` levels; v7 adds knocking, v8 restricted joins and the signature of
+``join_authorised_via_users_server`` (rule 4.2); v10 knock_restricted and integer-only power
+levels (``power_levels_rules``); v11 takes the creator from the sender.
 
-Signatures by the sender's server are checked on receipt, outside these rules. The one
+Signatures by the sender's server (and in v1-v2 by the server of the event ID, which
+rooms/v3.md drops) are checked on receipt, outside these rules. The one
 signature *inside* the rules, by the server of ``join_authorised_via_users_server``, needs a
 key the caller holds, so every caller says how it knows: ``is_signed_by`` is required. A caller
 whose events all had that signature verified on receipt (the federation path verifies the
@@ -36,8 +44,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from homeserver.protocol.auth_events import auth_types_for_event, check_auth_events_selection
-from homeserver.protocol.errors import AuthError
+from homeserver.protocol.errors import AuthError, InvalidEventError
 from homeserver.protocol.event_format import check_event_format
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.hashing import compute_event_id, compute_room_id
 from homeserver.protocol.identifiers import is_valid_user_id, server_name_of
 from homeserver.protocol.power_levels import (
@@ -48,7 +57,7 @@ from homeserver.protocol.power_levels import (
     user_power_level,
 )
 from homeserver.protocol.power_levels_rules import check_power_levels_change
-from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.protocol.room_versions import DEFINED_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS, StateKey
 from homeserver.protocol.third_party_invite import third_party_signature_matches
 
@@ -133,7 +142,9 @@ def _check_create(event: Mapping[str, Any], rv: RoomVersion) -> None:
             same = False
         if not same:
             raise AuthError("rule 1.2: room_id domain does not match the sender's domain")
-    if "room_version" in content and content["room_version"] not in KNOWN_ROOM_VERSIONS:
+    # "Recognised" is every version whose rules we implement: the room engine refusing the
+    # versions it does not run yet is a question of joining and creating, not of these rules.
+    if "room_version" in content and content["room_version"] not in DEFINED_ROOM_VERSIONS:
         raise AuthError(f"rule 1.3: unrecognised room version {content['room_version']!r}")
     if rv.additional_creators and "additional_creators" in content:
         extra = content["additional_creators"]
@@ -151,6 +162,14 @@ def _check_v12_room_id(event: Mapping[str, Any], room: _Room) -> None:
         raise AuthError("rule 2: room_id is not the ID of the room's m.room.create event")
 
 
+def _event_id(event: Mapping[str, Any], rv: RoomVersion) -> str | None:
+    # A v1/v2 event whose event_id is missing or malformed is named by nothing.
+    try:
+        return compute_event_id(event, rv)
+    except InvalidEventError:
+        return None
+
+
 def signature_present(event: Mapping[str, Any], server: str) -> bool:
     """The ``is_signed_by`` of a caller that verified the event's signatures on receipt:
     a signature of ``server`` is there. Never for events whose signatures nobody verified."""
@@ -161,8 +180,8 @@ def signature_present(event: Mapping[str, Any], server: str) -> bool:
 
 def _check_join(event: Mapping[str, Any], room: _Room, target: str) -> None:
     sender = event["sender"]
-    prev_events = event.get("prev_events") or []
-    # Rule 4.3.1: the creator's own first join (v10: content.creator; v11+: the sender of
+    prev_events = referenced_event_ids(event.get("prev_events"))
+    # Rule 4.3.1: the creator's own first join (v1-v10: content.creator; v11+: the sender of
     # m.room.create -- in v12 *not* the additional creators).
     creator = (
         room.create.get("sender")
@@ -172,7 +191,7 @@ def _check_join(event: Mapping[str, Any], room: _Room, target: str) -> None:
     if (
         len(prev_events) == 1
         and target == creator
-        and prev_events[0] == compute_event_id(room.create, room.rv)
+        and prev_events[0] == _event_id(room.create, room.rv)
     ):
         return
     if sender != target:
@@ -236,7 +255,9 @@ def _check_invite(event: Mapping[str, Any], room: _Room, target: str) -> None:
 def _check_leave(event: Mapping[str, Any], room: _Room, target: str) -> None:
     sender = event["sender"]
     if sender == target:
-        if room.membership(target) in ("invite", "join", "knock"):
+        # v7 lets a knock be rescinded; before, knock was no membership at all.
+        leavable = ("invite", "join", "knock") if room.rv.knock_join_rule else ("invite", "join")
+        if room.membership(target) in leavable:
             return
         raise AuthError("rule 4.5.1: cannot leave without being invited, joined or knocking")
     if room.membership(sender) != "join":
@@ -292,7 +313,7 @@ def _check_member(
     membership = content.get("membership")
     if not isinstance(target, str) or membership is None:
         raise AuthError("rule 4.1: m.room.member needs a state_key and content.membership")
-    if "join_authorised_via_users_server" in content:
+    if "join_authorised_via_users_server" in content and room.rv.restricted_join_rule:
         via = content["join_authorised_via_users_server"]
         try:
             server = server_name_of(via) if isinstance(via, str) else None
@@ -301,7 +322,7 @@ def _check_member(
         if server is None or not is_signed_by(event, server):
             raise AuthError("rule 4.2.1: not signed by the authorising user's server")
     rule = _MEMBERSHIP_RULES.get(membership) if isinstance(membership, str) else None
-    if rule is None:
+    if rule is None or (membership == "knock" and not room.rv.knock_join_rule):
         raise AuthError(f"rule 4.8: unknown membership {membership!r}")
     rule(event, room, target)
 
@@ -335,6 +356,10 @@ def check_auth_rules(
         if not same:
             raise AuthError("rule 3: room is not federated and sender is on another server")
 
+    if event_type == "m.room.aliases" and room_version.special_case_aliases_auth:
+        _check_aliases(event, sender)
+        return
+
     if event_type == "m.room.member":
         _check_member(event, room, is_signed_by)
         return
@@ -356,3 +381,33 @@ def check_auth_rules(
             event, room.pl_content, sender_level, creators(room.create, room_version),
             room_version,
         )
+    if event_type == "m.room.redaction" and room_version.redaction_auth_rule:
+        _check_v1_redaction(event, room, sender_level)
+
+
+def _check_aliases(event: Mapping[str, Any], sender: str) -> None:
+    # v1-v5 rule 4: a server's aliases live under its name, and nobody else may set them;
+    # membership and power do not matter.
+    state_key = event.get("state_key")
+    if not isinstance(state_key, str) or not state_key:
+        raise AuthError("v1 rule 4.1: m.room.aliases needs a state_key")
+    try:
+        same = state_key == server_name_of(sender)
+    except ValueError:
+        same = False
+    if not same:
+        raise AuthError("v1 rule 4.2: m.room.aliases state_key is not the sender's server")
+
+
+def _check_v1_redaction(event: Mapping[str, Any], room: _Room, sender_level: PowerLevel) -> None:
+    # v1-v2 rule 11: the redact level, or a redaction from the server that made the event
+    # (both IDs are $opaque:server in these versions).
+    if sender_level >= room.level("redact"):
+        return
+    redacts = event.get("redacts")
+    try:
+        same = server_name_of(str(event.get("event_id"))) == server_name_of(str(redacts))
+    except ValueError:
+        same = False
+    if not same:
+        raise AuthError("v1 rule 11: sender may not redact events of another server")

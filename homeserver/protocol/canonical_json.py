@@ -8,6 +8,12 @@ library; what this module adds is the *value* rules the library does not enforce
 - floats are not permitted at all (``1.0`` and ``1.5`` alike);
 - object keys must be strings, strings must be encodable as UTF-8 (no lone surrogates).
 
+Rooms v1-v5 do not enforce the number rules (rooms fragments v1-canonical-json: servers MUST
+NOT; appendices: "integers might not be in the range"): with ``strict=False`` finite floats
+and integers of any size are encoded as the ``canonicaljson`` library (and so Synapse) writes
+them, ``50.57``, ``1e+100``, ``1180591620717411303424``, so that hashes and signatures of such
+events agree with the servers that made them. The other rules hold in every version.
+
 Decoding is the place where a JSON *text* such as ``1e10`` or ``-0`` is mapped to the integer
 it denotes, as the appendices' last example requires (``{"a":-0,"b":1e10}`` canonicalises to
 ``{"a":0,"b":10000000000}``). A number with a real fractional part stays a float and is then
@@ -21,6 +27,7 @@ code that walks it later.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -40,17 +47,22 @@ class JSONNestingError(ValueError):
     """The JSON text is well-formed but nested deeper than :data:`MAX_NESTING_DEPTH`."""
 
 
-def _normalise(value: object, path: str) -> object:
-    """Validate ``value`` recursively and return it as plain dict/list/str/int/bool/None."""
+def _normalise(value: object, path: str, strict: bool) -> object:
+    """Validate ``value`` recursively and return it as plain dict/list/str/int/bool/None
+    (and float, when not ``strict``)."""
     # bool is a subclass of int: test it first so True is not range-checked as 1.
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        if not MIN_INT <= value <= MAX_INT:
+        if strict and not MIN_INT <= value <= MAX_INT:
             raise CanonicalJSONError(f"integer out of canonical JSON range at {path}")
         return int(value)
     if isinstance(value, float):
-        raise CanonicalJSONError(f"floats are not permitted in canonical JSON (at {path})")
+        if strict:
+            raise CanonicalJSONError(f"floats are not permitted in canonical JSON (at {path})")
+        if not math.isfinite(value):
+            raise CanonicalJSONError(f"NaN and infinities are not JSON (at {path})")
+        return float(value)
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -62,11 +74,11 @@ def _normalise(value: object, path: str) -> object:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CanonicalJSONError(f"object key {k!r} is not a string at {path}")
-            _normalise(k, path)
-            out[k] = _normalise(v, f"{path}.{k}")
+            _normalise(k, path, strict)
+            out[k] = _normalise(v, f"{path}.{k}", strict)
         return out
     if isinstance(value, list | tuple):
-        return [_normalise(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_normalise(v, f"{path}[{i}]", strict) for i, v in enumerate(value)]
     raise CanonicalJSONError(f"type {type(value).__name__} is not JSON at {path}")
 
 
@@ -99,21 +111,27 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def check_canonical_json(value: object) -> None:
-    """Raise :class:`CanonicalJSONError` unless ``value`` is representable as canonical JSON."""
-    if not _plain_and_valid(value):
-        _normalise(value, "$")
+def check_canonical_json(value: object, *, strict: bool = True) -> None:
+    """Raise :class:`CanonicalJSONError` unless ``value`` is representable as canonical JSON
+    (``strict=False``: as the lenient canonical JSON of rooms v1-v5)."""
+    if not (strict and _plain_and_valid(value)):
+        _normalise(value, "$", strict)
 
 
-def encode_canonical_json(value: object, *, gradual: bool = False) -> bytes:
+def encode_canonical_json(
+    value: object, *, gradual: bool = False, strict: bool = True
+) -> bytes:
     """Encode ``value`` as canonical JSON bytes, refusing floats and out-of-range integers.
 
+    ``strict=False`` admits finite floats and integers of any size (rooms v1-v5).
     ``gradual`` produces the same bytes in many short calls of the C encoder instead of one,
     for large values encoded in a worker thread: one call holds the GIL throughout (about a
     second for a 9 MB federation transaction), which would stall the event loop as surely
     as encoding on it.
     """
-    plain = value if _plain_and_valid(value) else _normalise(value, "$")
+    # The strict rules' fast check holds for almost every event; the lenient rules of the old
+    # rooms take the copying walk.
+    plain = value if strict and _plain_and_valid(value) else _normalise(value, "$", strict)
     if not gradual:
         return canonicaljson.encode_canonical_json(plain)
     pieces: list[bytes] = []

@@ -1,16 +1,18 @@
 """Building outgoing PDUs and shaping stored PDUs for clients.
 
-Implements the PDU layout of rooms v10-v12 (rooms fragments v6/v11/v12 event format:
-``pdu_v6``, ``pdu_v11``, ``pdu_v12``), server-server "Adding hashes and signatures to
-outgoing events" (content hash, then sign the redacted event, then the event ID from the
-reference hash), and the client-server ``ClientEvent`` format including the v11 advice to
-mirror ``redacts`` between the top level and ``content`` of ``m.room.redaction`` events.
+Implements the PDU layout of every room version (server-server definitions ``pdu_v1`` to
+``pdu_v12``: v1-v2 carry the ``event_id`` the sending server chose and pair each
+``prev_events``/``auth_events`` ID with its reference hash, see ``event_refs``),
+server-server "Adding hashes and signatures to outgoing events" (content hash, then sign the
+redacted event, then the event ID from the reference hash), and the client-server
+``ClientEvent`` format including the v11 advice to mirror ``redacts`` between the top level
+and ``content`` of ``m.room.redaction`` events.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from signedjson.types import SigningKey
@@ -18,6 +20,7 @@ from signedjson.types import SigningKey
 from homeserver.protocol.canonical_json import check_canonical_json
 from homeserver.protocol.errors import CanonicalJSONError, InvalidEventError
 from homeserver.protocol.event_format import check_event_format
+from homeserver.protocol.event_refs import EventReference
 from homeserver.protocol.hashing import add_content_hash, compute_event_id
 from homeserver.protocol.identifiers import EventID, is_valid_user_id, server_name_of
 from homeserver.protocol.room_versions import RoomVersion
@@ -32,18 +35,23 @@ def build_event(
     event_type: str,
     content: dict[str, Any],
     state_key: str | None,
-    prev_events: list[str],
-    auth_events: list[str],
+    prev_events: Sequence[EventReference],
+    auth_events: Sequence[EventReference],
     depth: int,
     origin_server_ts: int,
     server_name: str,
     signing_key: SigningKey,
     redacts: str | None = None,
     unsigned: dict[str, Any] | None = None,
+    event_id: str | None = None,
 ) -> tuple[EventID, dict[str, Any]]:
     """Assemble, hash and sign a PDU; return ``(event_id, pdu)`` as sent over federation.
 
-    The PDU has no ``event_id`` key (room versions 4+ derive it from the reference hash).
+    ``prev_events`` and ``auth_events`` are entries as the version spells them
+    (``event_refs.event_reference``: bare IDs, or v1-v2 ``[id, hashes]`` pairs). In rooms
+    v1-v2 the caller chooses the ``event_id`` (``$opaque:server_name``; the protocol core has
+    no randomness) and the PDU carries it; in v3+ the PDU has no ``event_id`` key, the ID is
+    derived from the reference hash, and passing one is an error.
     In v12 the create event has no ``room_id``: pass ``room_id=None`` and take the room ID
     from ``hashing.compute_room_id``. Raises ``InvalidEventError`` if the result breaks the
     event format (size limits, bad IDs...).
@@ -53,6 +61,8 @@ def build_event(
         raise ValueError("room_id is required except for a room v12 m.room.create")
     if room_id is not None and is_v12_create:
         raise ValueError("a room v12 m.room.create must not have a room_id")
+    if (event_id is not None) != room_version.event_id_in_pdu:
+        raise ValueError("event_id is given in rooms v1-v2, and only there")
 
     body = copy.deepcopy(content)
     pdu: dict[str, Any] = {
@@ -66,6 +76,8 @@ def build_event(
     }
     if room_id is not None:
         pdu["room_id"] = room_id
+    if event_id is not None:
+        pdu["event_id"] = event_id
     if state_key is not None:
         pdu["state_key"] = state_key
     if redacts is not None:
@@ -76,10 +88,10 @@ def build_event(
             pdu["redacts"] = redacts
 
     try:
-        check_canonical_json(pdu)
+        check_canonical_json(pdu, strict=room_version.strict_canonical_json)
     except CanonicalJSONError as e:
         raise InvalidEventError(f"event is not canonical JSON: {e}") from e
-    pdu = add_content_hash(pdu)
+    pdu = add_content_hash(pdu, room_version)
     pdu["signatures"] = {}
     pdu = sign_event(pdu, server_name, signing_key, room_version)
     if unsigned is not None:

@@ -29,6 +29,8 @@ _DNS_RE = re.compile(r"(?P<host>[0-9A-Za-z\-.]{1,255})" + _PORT)
 _STRICT_LOCALPART_RE = re.compile(r"[a-z0-9._=\-/+]+")
 # v4+ event IDs (and v12 room IDs) are a sha256 in URL-safe unpadded base64: 43 characters.
 _HASH_ID_RE = re.compile(r"[A-Za-z0-9_\-]{43}")
+# v3 event IDs are the same sha256 in standard unpadded base64.
+_V3_HASH_ID_RE = re.compile(r"[A-Za-z0-9+/]{43}")
 
 
 def _byte_len(s: str) -> int:
@@ -150,12 +152,21 @@ def is_hash_event_id(s: str) -> bool:
     return isinstance(s, str) and s.startswith("$") and _HASH_ID_RE.fullmatch(s[1:]) is not None
 
 
+def is_v3_event_id(s: str) -> bool:
+    """True for a room v3 event ID: ``$`` followed by a standard unpadded base64 sha256."""
+    return isinstance(s, str) and s.startswith("$") and _V3_HASH_ID_RE.fullmatch(s[1:]) is not None
+
+
 def is_valid_event_id(s: str) -> bool:
-    """True for any event ID form: v4+ reference hashes or the old ``$opaque:server``."""
+    """True for an event ID of any room version: a v4+ reference hash, a v3 one (standard
+    base64) or the ``$opaque:server`` of rooms v1-v2."""
+    return is_hash_event_id(s) or is_v3_event_id(s) or is_legacy_event_id(s)
+
+
+def is_legacy_event_id(s: str) -> bool:
+    """True for a room v1-v2 event ID, ``$opaque:server`` within 255 bytes."""
     if not isinstance(s, str) or not s.startswith("$") or _byte_len(s) > MAX_IDENTIFIER_BYTES:
         return False
-    if is_hash_event_id(s):
-        return True
     try:
         localpart, domain = _split_sigil_id(s, "$")
     except ValueError:

@@ -6,12 +6,15 @@ ban/redact levels), rooms/v12.md "room creators have infinitely high power level
 initial power levels of client-server ``POST /createRoom``.
 
 Power levels are ``int``, except that a v12 room creator's level is ``math.inf``; callers
-only ever compare levels, so the mixed type is safe.
+only ever compare levels, so the mixed type is safe. Rooms v1-v9 may spell a level as a
+string and v1-v5 as a float (rooms fragments v1-stringy-power-levels, v1-floaty-power-levels):
+:func:`parse_level` reads every spelling, whichever version admits it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,12 +46,41 @@ LEVEL_DEFAULTS: dict[str, int] = {
 }
 
 
-def _as_int(value: object, default: int) -> int:
-    # Rooms v10+ only admit integer levels (auth rules reject anything else), so a non-int
-    # here can only come from a malformed caller-built dict: fall back to the default.
-    if isinstance(value, int) and not isinstance(value, bool):
+# v1-stringy-power-levels: "a single base 10 integer ... optionally with any number of leading
+# zeroes", "optionally prefixed with a single - or +", surrounded by any whitespace.
+_LEVEL_STRING_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_level(value: object) -> int | None:
+    """The level ``value`` spells, or None when it spells none.
+
+    Integers are themselves; strings of a base-10 integer (v1-v9) their integer; finite floats
+    (v1-v5) are truncated at the decimal point (``50.57`` is 50). Which spellings a version
+    admits is decided by the auth rules (``power_levels_rules``), which refuse the others, so
+    reading is the same for every version.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
         return value
-    return default
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        if _LEVEL_STRING_RE.fullmatch(text) is None:
+            return None
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (sys.int_info)
+            return None
+    return None
+
+
+def _as_int(value: object, default: int) -> int:
+    # A value that spells no level can only come from a malformed caller-built dict (the auth
+    # rules refused such power levels): fall back to the default.
+    level = parse_level(value)
+    return default if level is None else level
 
 
 def creators(create_event: Mapping[str, Any], room_version: RoomVersion) -> set[str]:

@@ -1,7 +1,10 @@
 """The redaction algorithm: which keys of an event survive a redaction.
 
-Implements rooms/fragments/v9-redactions.md (room version 10) and
-rooms/fragments/v11-redactions.md (room versions 11 and 12). Redaction is also the first step
+Implements rooms/fragments/v1-redactions.md (room versions 1-5), v6-redactions.md (6-7),
+the list in rooms/v8.md (8), v9-redactions.md (9-10) and v11-redactions.md (11-12). Each
+older list is the next one minus a few keys: v1 also keeps m.room.aliases' ``aliases``, v8
+added m.room.join_rules' ``allow``, v9 m.room.member's ``join_authorised_via_users_server``.
+Redaction is also the first step
 of signing and of the reference hash (server-server "Signing Events"), so getting a single
 key wrong here changes event IDs and breaks signatures with every other server.
 
@@ -16,9 +19,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from homeserver.protocol.room_versions import RoomVersion
+from homeserver.protocol.room_versions import RedactionRules, RoomVersion
 
-_TOP_LEVEL_V9 = frozenset(
+_TOP_LEVEL_V1 = frozenset(
     {
         "event_id",
         "type",
@@ -38,8 +41,8 @@ _TOP_LEVEL_V9 = frozenset(
     }
 )
 
-# v11 stops protecting origin, membership and prev_state.
-_TOP_LEVEL_V11 = _TOP_LEVEL_V9 - {"origin", "membership", "prev_state"}
+# v1-v10 share one top-level list; v11 stops protecting origin, membership and prev_state.
+_TOP_LEVEL_V11 = _TOP_LEVEL_V1 - {"origin", "membership", "prev_state"}
 
 _CONTENT_V9: dict[str, frozenset[str]] = {
     "m.room.member": frozenset({"membership", "join_authorised_via_users_server"}),
@@ -52,6 +55,12 @@ _CONTENT_V9: dict[str, frozenset[str]] = {
     "m.room.history_visibility": frozenset({"history_visibility"}),
 }
 
+_CONTENT_V8 = {**_CONTENT_V9, "m.room.member": frozenset({"membership"})}
+
+_CONTENT_V6 = {**_CONTENT_V8, "m.room.join_rules": frozenset({"join_rule"})}
+
+_CONTENT_V1 = {**_CONTENT_V6, "m.room.aliases": frozenset({"aliases"})}
+
 _CONTENT_V11: dict[str, frozenset[str]] = {
     **_CONTENT_V9,
     # m.room.create keeps *all* content in v11; handled specially below.
@@ -59,11 +68,16 @@ _CONTENT_V11: dict[str, frozenset[str]] = {
     "m.room.redaction": frozenset({"redacts"}),
 }
 
+_CONTENT_KEYS: dict[RedactionRules, dict[str, frozenset[str]]] = {
+    "v1": _CONTENT_V1, "v6": _CONTENT_V6, "v8": _CONTENT_V8, "v9": _CONTENT_V9,
+    "v11": _CONTENT_V11,
+}
+
 
 def redact_event(event: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
     """Return a new, redacted copy of ``event`` (the input is never modified)."""
     v11 = room_version.updated_redaction_rules
-    top_level = _TOP_LEVEL_V11 if v11 else _TOP_LEVEL_V9
+    top_level = _TOP_LEVEL_V11 if v11 else _TOP_LEVEL_V1
     redacted: dict[str, Any] = {
         k: copy.deepcopy(v) for k, v in event.items() if k in top_level and k != "content"
     }
@@ -76,7 +90,7 @@ def redact_event(event: Mapping[str, Any], room_version: RoomVersion) -> dict[st
     if v11 and event_type == "m.room.create":
         new_content = copy.deepcopy(dict(content))
     else:
-        allowed = (_CONTENT_V11 if v11 else _CONTENT_V9).get(str(event_type), frozenset())
+        allowed = _CONTENT_KEYS[room_version.redaction_rules].get(str(event_type), frozenset())
         new_content = {k: copy.deepcopy(v) for k, v in content.items() if k in allowed}
         if v11 and event_type == "m.room.member":
             # v11: third_party_invite "is no longer redacted, *but* will only contain the

@@ -1,9 +1,14 @@
-"""Room versions as data: one frozen record of feature flags per supported version.
+"""Room versions as data: one frozen record of feature flags per version.
 
-Implements the differences between rooms/v10.md, rooms/v11.md and rooms/v12.md (and the
-feature matrix in rooms/_index.md). Code elsewhere asks a flag ("does this version take the
-creator from the sender?") instead of comparing version strings, so adding a version is a
-new record here plus whatever new rule it brings.
+Implements the differences between rooms/v1.md ... rooms/v12.md (and the feature matrix in
+rooms/_index.md). Code elsewhere asks a flag ("does this version take the creator from the
+sender?") instead of comparing version strings, so adding a version is a new record here plus
+whatever new rule it brings.
+
+Two mappings: :data:`KNOWN_ROOM_VERSIONS` (10-12) are the versions the room engine runs,
+advertises in capabilities and joins over federation; :data:`DEFINED_ROOM_VERSIONS` adds the
+records of 1-9, whose protocol rules (event IDs, redaction, canonical JSON, auth rules) are
+implemented here in ``protocol/`` but which the engine does not take yet.
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-EventIdFormat = Literal["v4"]
-RedactionRules = Literal["v9", "v11"]
+# v1: "$opaque:server", carried in the PDU's `event_id`; v3: "$" + standard unpadded base64
+# of the reference hash; v4: the same in URL-safe unpadded base64.
+EventIdFormat = Literal["v1", "v3", "v4"]
+# Named after the rooms fragments that define them (v1-, v6-, v9-, v11-redactions; v8's list
+# is spelled out in rooms/v8.md).
+RedactionRules = Literal["v1", "v6", "v8", "v9", "v11"]
 StateResAlgorithm = Literal["v1", "v2", "v2.1"]
 
 
@@ -21,15 +30,24 @@ class RoomVersion:
     """The rules a room follows, fixed for its lifetime by ``m.room.create``."""
 
     identifier: str
-    # Every version we support uses v4 event IDs: "$" + URL-safe base64 reference hash.
     event_id_format: EventIdFormat
-    # Which redaction algorithm applies (rooms fragments v9-redactions / v11-redactions).
+    # Which redaction algorithm applies (see RedactionRules).
     redaction_rules: RedactionRules
     state_res: StateResAlgorithm
+    # v5+: a signing key counts only until its valid_until_ts (v5-signing-requirements).
+    enforce_key_validity: bool
+    # v1-v5: auth rule 4, m.room.aliases is allowed when state_key is the sender's server.
+    special_case_aliases_auth: bool
+    # v1-v2: auth rule 11, a redaction needs the redact level or the same event ID domain.
+    redaction_auth_rule: bool
+    # v6+: events MUST be canonical JSON (no floats, integers within +-(2**53 - 1)).
+    strict_canonical_json: bool
+    # v6+: power levels' `notifications` entries are guarded like `events` entries.
+    limit_notifications_power_levels: bool
     knock_join_rule: bool
     restricted_join_rule: bool
     knock_restricted_join_rule: bool
-    # v10+: power level values must be integers, never strings.
+    # v10+: power level values must be integers, never strings (nor, before v6, floats).
     enforce_int_power_levels: bool
     # v11+: the creator is the create event's sender, content.creator is gone.
     implicit_room_creator: bool
@@ -49,22 +67,64 @@ class RoomVersion:
         """True when the v11 redaction rules (MSC2176/MSC3821) apply."""
         return self.redaction_rules == "v11"
 
+    @property
+    def event_id_in_pdu(self) -> bool:
+        """True in rooms v1-v2, whose PDUs carry their ``event_id`` (it is no hash)."""
+        return self.event_id_format == "v1"
 
-ROOM_V10 = RoomVersion(
-    identifier="10",
-    event_id_format="v4",
-    redaction_rules="v9",
-    state_res="v2",
-    knock_join_rule=True,
-    restricted_join_rule=True,
-    knock_restricted_join_rule=True,
-    enforce_int_power_levels=True,
+
+ROOM_V1 = RoomVersion(
+    identifier="1",
+    event_id_format="v1",
+    redaction_rules="v1",
+    state_res="v1",
+    enforce_key_validity=False,
+    special_case_aliases_auth=True,
+    redaction_auth_rule=True,
+    strict_canonical_json=False,
+    limit_notifications_power_levels=False,
+    knock_join_rule=False,
+    restricted_join_rule=False,
+    knock_restricted_join_rule=False,
+    enforce_int_power_levels=False,
     implicit_room_creator=False,
     redacts_in_content=False,
     room_id_from_create_event=False,
     create_event_in_auth_events=True,
     privileged_creators=False,
     additional_creators=False,
+)
+
+# v2: state resolution v2, nothing else.
+ROOM_V2 = replace(ROOM_V1, identifier="2", state_res="v2")
+
+# v3: event IDs are reference hashes (standard base64), redactions leave the auth rules.
+ROOM_V3 = replace(ROOM_V2, identifier="3", event_id_format="v3", redaction_auth_rule=False)
+
+# v4: URL-safe base64 event IDs.
+ROOM_V4 = replace(ROOM_V3, identifier="4", event_id_format="v4")
+
+# v5: signing key validity periods are enforced.
+ROOM_V5 = replace(ROOM_V4, identifier="5", enforce_key_validity=True)
+
+# v6: no aliases special case (in auth nor redaction), strict canonical JSON, notifications.
+ROOM_V6 = replace(
+    ROOM_V5, identifier="6", redaction_rules="v6", special_case_aliases_auth=False,
+    strict_canonical_json=True, limit_notifications_power_levels=True,
+)
+
+# v7: knocking.
+ROOM_V7 = replace(ROOM_V6, identifier="7", knock_join_rule=True)
+
+# v8: restricted join rule; redaction keeps m.room.join_rules' `allow`.
+ROOM_V8 = replace(ROOM_V7, identifier="8", redaction_rules="v8", restricted_join_rule=True)
+
+# v9: redaction keeps m.room.member's `join_authorised_via_users_server`.
+ROOM_V9 = replace(ROOM_V8, identifier="9", redaction_rules="v9")
+
+# v10: knock_restricted, and integer-only power levels.
+ROOM_V10 = replace(
+    ROOM_V9, identifier="10", knock_restricted_join_rule=True, enforce_int_power_levels=True,
 )
 
 # v11: the creator comes from the sender, and redaction rules changed (`redacts` in content).
@@ -79,14 +139,40 @@ ROOM_V12 = replace(
     create_event_in_auth_events=False, privileged_creators=True, additional_creators=True,
 )
 
+# The versions the room engine runs: what capabilities advertise, createRoom accepts and
+# federation joins.
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
-    v.identifier: v for v in (ROOM_V10, ROOM_V11, ROOM_V12)
+    v.identifier: v
+    for v in (
+        ROOM_V3, ROOM_V4, ROOM_V5, ROOM_V6, ROOM_V7, ROOM_V8, ROOM_V9, ROOM_V10, ROOM_V11,
+        ROOM_V12,
+    )
 }
+
+DEFINED_ROOM_VERSIONS: dict[str, RoomVersion] = {
+    v.identifier: v
+    for v in (ROOM_V1, ROOM_V2)
+} | KNOWN_ROOM_VERSIONS
+"""Every version whose protocol rules ``protocol/`` implements: 1-12.
+
+The room engine does not take 1-9 yet (joining such rooms, v1/v2 event IDs through the
+federation pipeline, state resolution v1 in the engine are a later step), so nothing that
+decides what the server serves or joins may read this mapping: use
+:data:`KNOWN_ROOM_VERSIONS` and :func:`get_room_version` there.
+"""
 
 # rooms/_index.md: "Servers SHOULD use room version 12 as the default".
 DEFAULT_ROOM_VERSION = "12"
 
 
 def get_room_version(identifier: str) -> RoomVersion:
-    """Look up a supported room version; raises ``KeyError`` if we do not know it."""
+    """Look up a version the server runs; raises ``KeyError`` if we do not run it."""
     return KNOWN_ROOM_VERSIONS[identifier]
+
+
+def get_defined_room_version(identifier: str) -> RoomVersion:
+    """Look up any version whose rules are implemented (1-12); raises ``KeyError`` otherwise.
+
+    For protocol code and tests only, never for deciding what the server joins or serves.
+    """
+    return DEFINED_ROOM_VERSIONS[identifier]

@@ -99,13 +99,18 @@ def verify_key_base64(signing_key: SigningKey) -> str:
     return signedjson.key.encode_verify_key_base64(signedjson.key.get_verify_key(signing_key))
 
 
-def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey) -> dict[str, Any]:
-    """Return a signed deep copy of ``obj``; existing signatures are preserved."""
+def sign_json(
+    obj: Mapping[str, Any], server_name: str, signing_key: SigningKey, *, strict: bool = True
+) -> dict[str, Any]:
+    """Return a signed deep copy of ``obj``; existing signatures are preserved.
+
+    ``strict=False`` signs the lenient canonical JSON of rooms v1-v5 (floats, big integers).
+    """
     signed: dict[str, Any] = copy.deepcopy(dict(obj))
     # signedjson uses canonicaljson directly, which would accept floats: validate first.
     unsigned_view = {k: v for k, v in signed.items() if k not in ("signatures", "unsigned")}
     try:
-        encode_canonical_json(unsigned_view)
+        encode_canonical_json(unsigned_view, strict=strict)
     except CanonicalJSONError as e:
         raise SignatureError(f"cannot sign non-canonical JSON: {e}") from e
     result: dict[str, Any] = signedjson.sign.sign_json(signed, server_name, signing_key)
@@ -114,13 +119,14 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
 
 def verify_json(
     obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKeyLike, *,
-    gradual: bool = False,
+    gradual: bool = False, strict: bool = True,
 ) -> None:
     """Check the ``key_id`` signature of ``server_name`` on ``obj``; raise SignatureError.
 
     Follows appendices "Checking for a Signature": the entry must exist, decode as base64,
     and verify over the canonical JSON of the object without ``signatures`` and ``unsigned``.
-    ``gradual`` is for large objects checked in a worker thread (see `encode_canonical_json`).
+    ``gradual`` is for large objects checked in a worker thread (see `encode_canonical_json`);
+    ``strict=False`` checks the lenient canonical JSON of rooms v1-v5.
     """
     signatures = obj.get("signatures")
     if not isinstance(signatures, Mapping):
@@ -137,7 +143,7 @@ def verify_json(
         raise SignatureError(f"signature {key_id} of {server_name} is not base64") from e
     stripped = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
     try:
-        message = encode_canonical_json(stripped, gradual=gradual)
+        message = encode_canonical_json(stripped, gradual=gradual, strict=strict)
     except CanonicalJSONError as e:
         raise SignatureError(f"signed object is not canonical JSON: {e}") from e
     if not signature_matches(message, sig_b64, verify_key):
@@ -165,7 +171,10 @@ def sign_event(
     The event should already carry its content hash (``hashing.add_content_hash``): the hash
     survives redaction, which is how the signature ends up covering the full content.
     """
-    redacted_signed = sign_json(redact_event(event, room_version), server_name, signing_key)
+    redacted_signed = sign_json(
+        redact_event(event, room_version), server_name, signing_key,
+        strict=room_version.strict_canonical_json,
+    )
     out: dict[str, Any] = copy.deepcopy(dict(event))
     signatures: dict[str, Any] = dict(out.get("signatures") or {})
     mine = dict(signatures.get(server_name) or {})
@@ -186,4 +195,7 @@ def verify_event_signature(
 
     Works whether we were sent the full event or an already-redacted copy.
     """
-    verify_json(redact_event(event, room_version), server_name, key_id, verify_key)
+    verify_json(
+        redact_event(event, room_version), server_name, key_id, verify_key,
+        strict=room_version.strict_canonical_json,
+    )

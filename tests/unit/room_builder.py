@@ -7,7 +7,7 @@ deterministic per-server key), its ``auth_events`` are selected with
 ``check_auth_events_selection`` and ``check_auth_rules`` against the current state. A refused
 event raises ``AuthError`` and leaves the room unchanged, so tests read::
 
-    b = RoomBuilder.standard("12", join_rule="invite")
+    b = RoomBuilder.standard("12", join_rule="invite")  # any version, 1 to 12
     with pytest.raises(AuthError):
         b.join("@bob:b.example")
 
@@ -29,11 +29,12 @@ from homeserver.protocol.auth_rules import (
     check_auth_rules,
 )
 from homeserver.protocol.errors import SignatureError
+from homeserver.protocol.event_refs import event_reference, referenced_event_ids
 from homeserver.protocol.events import build_event
 from homeserver.protocol.hashing import compute_room_id
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import default_power_levels_content
-from homeserver.protocol.room_versions import RoomVersion, get_room_version
+from homeserver.protocol.room_versions import RoomVersion, get_defined_room_version
 from homeserver.protocol.signing import (
     SigningKey,
     decode_signing_key_base64,
@@ -62,7 +63,7 @@ class RoomBuilder:
         create_content: Mapping[str, Any] | None = None,
         room_id: str | None = None,
     ) -> None:
-        self.rv: RoomVersion = get_room_version(version)
+        self.rv: RoomVersion = get_defined_room_version(version)
         self.creator = creator
         self.state: dict[StateKey, Event] = {}
         self.state_ids: dict[StateKey, str] = {}
@@ -133,6 +134,7 @@ class RoomBuilder:
         prevs = list(self.latest) if prev_events is None else prev_events
         depth = max((self.events[p]["depth"] for p in prevs), default=0) + 1
         self.ts += 1
+        server = server_name_of(sender)
         event_id, pdu = build_event(
             room_version=self.rv,
             room_id=self.room_id,
@@ -140,13 +142,15 @@ class RoomBuilder:
             event_type=event_type,
             content=dict(content),
             state_key=state_key,
-            prev_events=prevs,
-            auth_events=auth_ids,
+            prev_events=[event_reference(i, self.events[i], self.rv) for i in prevs],
+            auth_events=[event_reference(i, self.events[i], self.rv) for i in auth_ids],
             depth=depth,
             origin_server_ts=self.ts if ts is None else ts,
-            server_name=server_name_of(sender),
-            signing_key=server_key(server_name_of(sender)),
+            server_name=server,
+            signing_key=server_key(server),
             redacts=redacts,
+            # Rooms v1-v2: the sending server picks the ID; the timestamp keeps it unique.
+            event_id=f"${self.ts}:{server}" if self.rv.event_id_in_pdu else None,
         )
         if cosign is not None:
             pdu = sign_event(pdu, cosign, server_key(cosign), self.rv)
@@ -155,7 +159,8 @@ class RoomBuilder:
 
     def check(self, pdu: Mapping[str, Any]) -> None:
         """Run the auth rules for ``pdu`` against the current state (raises AuthError)."""
-        check_auth_events_selection(pdu, [self.events[i] for i in pdu["auth_events"]], self.rv)
+        auth_events = [self.events[i] for i in referenced_event_ids(pdu["auth_events"])]
+        check_auth_events_selection(pdu, auth_events, self.rv)
         check_auth_rules(pdu, self.auth_state(), self.rv, is_signed_by=self.is_signed_by)
 
     def is_signed_by(self, event: Mapping[str, Any], server: str) -> bool:

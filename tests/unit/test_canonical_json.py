@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -182,3 +184,37 @@ def test_lone_surrogates_are_refused(text: str | bytes) -> None:
 
 def test_escaped_surrogate_pairs_are_text() -> None:
     assert loads_bounded('{"a": "\\ud83d\\ude00 \\uD83D\\uDE00"}') == {"a": "\U0001f600 \U0001f600"}
+
+
+# -- rooms v1-v5: canonical JSON without the number rules ---------------------------------------
+
+def test_lenient_mode_admits_floats_and_big_integers_as_canonicaljson_writes_them() -> None:
+    value = {"f": 50.57, "e": 5.114698e4, "big": 2**70, "neg": -(2**60), "one": 1.0}
+    assert encode_canonical_json(value, strict=False) == (
+        b'{"big":1180591620717411303424,"e":51146.98,"f":50.57,"neg":-1152921504606846976,'
+        b'"one":1.0}')
+    check_canonical_json(value, strict=False)
+    with pytest.raises(CanonicalJSONError):
+        check_canonical_json(value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), {1: 2},
+                                   "\ud800", object()])
+def test_lenient_mode_still_refuses_what_is_no_json(value: object) -> None:
+    with pytest.raises(CanonicalJSONError):
+        encode_canonical_json({"v": value}, strict=False)
+    with pytest.raises(CanonicalJSONError):
+        check_canonical_json([value], strict=False)
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+))
+def test_lenient_encoding_is_python_json_sorted_and_compact(value: object) -> None:
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                          allow_nan=False).encode()
+    assert encode_canonical_json(value, strict=False) == expected
+    assert encode_canonical_json(value, strict=False, gradual=True) == expected

@@ -1,4 +1,4 @@
-"""build_event and client_event, across room versions 10-12."""
+"""build_event and client_event, across room versions 1-12."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import pytest
 from homeserver.protocol.errors import InvalidEventError
 from homeserver.protocol.events import build_event, client_event
 from homeserver.protocol.hashing import check_content_hash, compute_event_id, compute_room_id
-from homeserver.protocol.room_versions import ROOM_V10, ROOM_V11, ROOM_V12, RoomVersion
+from homeserver.protocol.room_versions import (
+    DEFINED_ROOM_VERSIONS,
+    ROOM_V1,
+    ROOM_V2,
+    ROOM_V10,
+    ROOM_V11,
+    ROOM_V12,
+    RoomVersion,
+)
 from homeserver.protocol.signing import (
     generate_signing_key,
     key_id,
@@ -49,6 +57,29 @@ def test_built_event_is_hashed_signed_and_identified(rv: RoomVersion) -> None:
     verify_event_signature(pdu, "example.org", key_id(KEY), verify_key_of(KEY), rv)
     assert pdu["unsigned"] == {"age": 1}
     assert "state_key" not in pdu
+
+
+@pytest.mark.parametrize("rv", [v for v in DEFINED_ROOM_VERSIONS.values() if v != ROOM_V12])
+def test_every_version_builds_a_well_formed_event(rv: RoomVersion) -> None:
+    prev: Any = PREV
+    if rv.event_id_format == "v1":
+        prev = ["$p:example.org", {"sha256": "h"}]
+    elif rv.event_id_format == "v3":
+        prev = "$" + "A/+" * 14 + "A"
+    own_id = "$m1:example.org" if rv.event_id_in_pdu else None
+    event_id, pdu = build(rv, prev_events=[prev], auth_events=[prev], event_id=own_id)
+    assert event_id == compute_event_id(pdu, rv)
+    assert (pdu.get("event_id") == "$m1:example.org") is rv.event_id_in_pdu
+    assert check_content_hash(pdu, rv)
+    verify_event_signature(pdu, "example.org", key_id(KEY), verify_key_of(KEY), rv)
+
+
+def test_event_id_is_chosen_in_v1_v2_only() -> None:
+    for rv in (ROOM_V1, ROOM_V2):
+        with pytest.raises(ValueError):
+            build(rv, prev_events=[], auth_events=[])
+    with pytest.raises(ValueError):
+        build(ROOM_V10, event_id="$m1:example.org")
 
 
 def test_v12_create_has_no_room_id() -> None:

@@ -8,8 +8,17 @@ import pytest
 from unpaddedbase64 import decode_base64
 
 from homeserver.protocol.errors import SignatureError
-from homeserver.protocol.hashing import add_content_hash, check_content_hash
-from homeserver.protocol.room_versions import ROOM_V10, ROOM_V11, ROOM_V12
+from homeserver.protocol.hashing import add_content_hash, check_content_hash, compute_event_id
+from homeserver.protocol.room_versions import (
+    DEFINED_ROOM_VERSIONS,
+    ROOM_V1,
+    ROOM_V5,
+    ROOM_V6,
+    ROOM_V10,
+    ROOM_V11,
+    ROOM_V12,
+    RoomVersion,
+)
 from homeserver.protocol.signing import (
     decode_signing_key_base64,
     decode_verify_key_base64,
@@ -101,7 +110,21 @@ def test_sign_minimal_event() -> None:
     }
 
 
-def test_sign_event_with_redactable_content() -> None:
+# Rooms v1-v10 share the top-level keys redaction keeps, and for these event types the
+# content keys: the vectors hold for every one of them. The second vector carries a
+# "$0:domain" event_id, the form of rooms v1-v2, where it is the event's ID.
+PRE_V11 = [rv for rv in DEFINED_ROOM_VERSIONS.values() if not rv.updated_redaction_rules]
+
+
+@pytest.mark.parametrize("rv", PRE_V11)
+def test_sign_minimal_event_every_version_before_v11(rv: RoomVersion) -> None:
+    signed = sign_event(add_content_hash(MINIMAL_EVENT, rv), "domain", KEY, rv)
+    assert signed == sign_event(add_content_hash(MINIMAL_EVENT), "domain", KEY, ROOM_V10)
+    assert signed["signatures"]["domain"]["ed25519:1"].startswith("KxwGjPSDEtvnFgU00fwFz")
+
+
+@pytest.mark.parametrize("rv", PRE_V11)
+def test_sign_event_with_redactable_content(rv: RoomVersion) -> None:
     event = {
         "content": {"body": "Here is the message content"},
         "event_id": "$0:domain",
@@ -113,7 +136,7 @@ def test_sign_event_with_redactable_content() -> None:
         "signatures": {},
         "unsigned": {"age_ts": 1000000},
     }
-    signed = sign_event(add_content_hash(event), "domain", KEY, ROOM_V10)
+    signed = sign_event(add_content_hash(event, rv), "domain", KEY, rv)
     assert signed["hashes"] == {"sha256": "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"}
     assert signed["signatures"] == {
         "domain": {
@@ -121,8 +144,32 @@ def test_sign_event_with_redactable_content() -> None:
             "HYMGCA5McEiVPdhzBA"
         }
     }
-    assert check_content_hash(signed)
-    verify_event_signature(signed, "domain", "ed25519:1", verify_key_of(KEY), ROOM_V10)
+    assert check_content_hash(signed, rv)
+    verify_event_signature(signed, "domain", "ed25519:1", verify_key_of(KEY), rv)
+    if rv.event_id_in_pdu:
+        assert compute_event_id(signed, rv) == "$0:domain"
+        # The event ID is signed (redaction keeps it): another ID breaks the signature.
+        with pytest.raises(SignatureError):
+            verify_event_signature({**signed, "event_id": "$1:domain"}, "domain", "ed25519:1",
+                                   verify_key_of(KEY), rv)
+
+
+def test_v1_to_v5_sign_floats_and_big_integers_v6_refuses_them() -> None:
+    """Rooms v1-v5 do not hold events to canonical JSON's number rules; their signatures
+    cover the numbers as the canonicaljson library writes them."""
+    event = add_content_hash({**MINIMAL_EVENT, "content": {"f": 50.57, "big": 2**60}}, ROOM_V1)
+    for rv in (ROOM_V1, ROOM_V5):
+        signed = sign_event(event, "domain", KEY, rv)
+        verify_event_signature(signed, "domain", "ed25519:1", verify_key_of(KEY), rv)
+        pl = {**signed, "type": "m.room.power_levels", "state_key": "",
+              "content": {"ban": 50.57}}
+        signed_pl = sign_event(add_content_hash(pl, rv), "domain", KEY, rv)  # kept by redaction
+        verify_event_signature(signed_pl, "domain", "ed25519:1", verify_key_of(KEY), rv)
+        with pytest.raises(SignatureError):
+            verify_event_signature({**signed_pl, "content": {"ban": 50.58}}, "domain",
+                                   "ed25519:1", verify_key_of(KEY), rv)
+    with pytest.raises(SignatureError):
+        sign_event({**MINIMAL_EVENT, "content": {}, "depth": 2**60}, "domain", KEY, ROOM_V6)
 
 
 def test_sign_json_does_not_mutate_and_keeps_other_signatures() -> None:
