@@ -5,7 +5,7 @@ Synapse. For each version a Synapse user makes a room with some history, and a M
 joins it through Moot, reads the history from before the join (Moot backfills it from
 Synapse), exchanges messages, and sees state changes from Synapse while making one Synapse
 sees. A redaction by the Synapse user reaches Moot redacted as the version's algorithm says
-(and as Synapse itself shows it). The other way, a Moot user makes a room of that version
+The other way, a Moot user makes a room of that version
 (`createRoom` with `room_version`), and a Synapse user joins it, reads its history back from
 Moot, talks, and sees a redaction made on Moot.
 
@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.federation_peers import Peer, eventually, joined_members, peer_group
+from tests.helpers import MatrixApi, User
 from tests.synapse_peer import SynapsePeer
 from tests.synapse_rooms import (
     bodies,
@@ -42,8 +44,9 @@ from tests.synapse_rooms import (
 
 VERSIONS = [str(v) for v in range(1, 12)]
 
-# What a redaction leaves of a power-levels event (redaction algorithm of rooms/v1.md; rooms
-# v11 adds `invite`).
+# What a redaction leaves of a power-levels event (the redaction algorithm of rooms/v1.md;
+# rooms v11 adds `invite`). Of join rules it leaves `join_rule`, and `allow` from v8; of
+# m.room.aliases it leaves `aliases` up to v5 (v6 made aliases an ordinary event).
 KEPT_LEVELS = {"ban", "events", "events_default", "kick", "redact", "state_default", "users",
                "users_default"}
 
@@ -78,10 +81,12 @@ async def _field(found: Awaitable[dict[str, Any] | None], key: str, want: Any) -
     return content is not None and content.get(key) == want
 
 
-async def _redacted(found: Awaitable[dict[str, Any] | None], gone: str) -> dict[str, Any] | None:
-    """The event, once its content has lost ``gone`` (a key only a redaction removes)."""
-    e = await found
-    return e if e is not None and gone not in e["content"] else None
+async def _redacted(
+    api: MatrixApi, user: User, room_id: str, event_id: str
+) -> dict[str, Any] | None:
+    """The event, once it is served redacted (with the redaction in `unsigned`)."""
+    e = await event(api, user, room_id, event_id)
+    return e if e is not None and "redacted_because" in e.get("unsigned", {}) else None
 
 
 # --- a Moot user in a Synapse room of each version ---------------------------------------------
@@ -139,26 +144,32 @@ async def test_a_moot_user_joins_backfills_and_talks_in_a_synapse_room(
         "Synapse's topic on Moot",
     )
 
-    # Redactions by Synapse's user, of a message and of power levels no longer current.
-    doomed = await sapi.send_message(bob, room_id, "to be redacted")
-    await eventually(lambda: event(api, alice, room_id, doomed), "the message on Moot")
+    # Redactions by Synapse's user: a message, and state events whose redacted form differs by
+    # version, each superseded first so that the room's rules stay as they were.
+    rules = await set_state(sapi, bob, room_id, "m.room.join_rules", {
+        "join_rule": "public", "allow": [{"type": "m.room_membership", "room_id": room_id}],
+    })
+    aliases = await set_state(sapi, bob, room_id, "m.room.aliases",
+                              {"aliases": [f"#v{room_version}:{synapse.server_name}"]},
+                              synapse.server_name)
+    await set_state(sapi, bob, room_id, "m.room.join_rules", {"join_rule": "public"})
     await set_state(sapi, bob, room_id, "m.room.power_levels",
                     {**granting, "notifications": {"room": 100}})
-    by_bob = [await redact(sapi, bob, room_id, doomed), await redact(sapi, bob, room_id, granted)]
-    message = await eventually(lambda: _redacted(event(api, alice, room_id, doomed), "body"),
-                               "the redacted message on Moot")
-    assert message["content"] == {}
-    old_levels = await eventually(
-        lambda: _redacted(event(api, alice, room_id, granted), "notifications"),
-        "the redacted power levels on Moot",
-    )
-    kept = KEPT_LEVELS | ({"invite"} if room_version == "11" else set())
-    assert set(old_levels["content"]) == kept & set(granting)
-    on_synapse = await event(sapi, bob, room_id, granted)
-    assert on_synapse is not None and old_levels["content"] == on_synapse["content"]
-    for redaction, target in zip(by_bob, (doomed, granted), strict=True):
-        on_moot = await event(api, alice, room_id, redaction)
-        assert on_moot is not None and redacts(on_moot, room_version) == target
+    doomed = await sapi.send_message(bob, room_id, "to be redacted")
+    kept = {
+        doomed: set(),
+        granted: KEPT_LEVELS | ({"invite"} if room_version == "11" else set()),
+        rules: {"join_rule", "allow"} if int(room_version) >= 8 else {"join_rule"},
+        aliases: {"aliases"} if int(room_version) <= 5 else set(),
+    }
+    for target, keys in kept.items():
+        redaction = await redact(sapi, bob, room_id, target)
+        on_moot = await eventually(partial(_redacted, api, alice, room_id, target),
+                                   f"the redaction of {target} on Moot")
+        assert set(on_moot["content"]) == keys, on_moot["type"]
+        because = on_moot["unsigned"]["redacted_because"]
+        assert because["event_id"] == redaction
+        assert redacts(because, room_version) == target
 
 
 # --- a Synapse user in a Moot room of each version ---------------------------------------------
@@ -207,7 +218,7 @@ async def test_a_synapse_user_joins_backfills_and_talks_in_a_moot_room(
     doomed = await api.send_message(alice, room_id, "to be redacted")
     await eventually(lambda: event(sapi, bob, room_id, doomed), "the message on Synapse")
     await redact(api, alice, room_id, doomed)
-    message = await eventually(lambda: _redacted(event(sapi, bob, room_id, doomed), "body"),
+    message = await eventually(partial(_redacted, sapi, bob, room_id, doomed),
                                "the redacted message on Synapse")
     assert message["content"] == {}
     assert "to be redacted" not in await bodies(sapi, bob, room_id)
