@@ -48,7 +48,7 @@ async def _state(api: MatrixApi, user: User, room_id: str, path: str) -> dict[st
     return body if status == 200 else {}
 
 
-@pytest.mark.parametrize("version", ["3", "4", "6", "8", "9"])
+@pytest.mark.parametrize("version", ["1", "2", "3", "4", "6", "8", "9"])
 async def test_a_room_of_an_older_version_federates(
     version: str, peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:
