@@ -24,48 +24,23 @@ from tests.edu_helpers import ephemeral, sync_until, token, typists
 from tests.federation_peers import Peer, Peers, eventually, joined_members
 from tests.helpers import MatrixApi, User
 from tests.synapse_peer import SynapsePeer
-from tests.synapse_rooms import join, messages, page_back, set_state, synapse_user
+from tests.synapse_rooms import (
+    bodies,
+    exchange_messages,
+    has_message,
+    join,
+    messages,
+    page_back,
+    set_state,
+    state_content,
+    synapse_user,
+)
 
 
 async def moot_with_user(peers: Peers, http: aiohttp.ClientSession) -> tuple[Peer, MatrixApi, User]:
     moot = await peers.new("moot")
     api = moot.api(http)
     return moot, api, await api.register("alice")
-
-
-async def bodies(api: MatrixApi, user: User, room_id: str) -> list[str]:
-    """The message bodies of the room's timeline as `user` reads it, oldest first."""
-    page = await messages(api, user, room_id)
-    return [
-        e["content"].get("body") for e in reversed(page["chunk"])
-        if e["type"] == "m.room.message"
-    ]
-
-
-async def has_message(api: MatrixApi, user: User, room_id: str, text: str) -> bool:
-    return text in await bodies(api, user, room_id)
-
-
-async def state_content(
-    api: MatrixApi, user: User, room_id: str, event_type: str, state_key: str = ""
-) -> dict[str, Any] | None:
-    status, body = await api.request(
-        "GET", f"rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}", token=user.token
-    )
-    return body if status == 200 else None
-
-
-async def exchange_messages(
-    one: tuple[MatrixApi, User], other: tuple[MatrixApi, User], room_id: str
-) -> None:
-    """A message each way, each read by the other side with /messages."""
-    for (api, user), (reader_api, reader) in ((one, other), (other, one)):
-        text = f"hello from {user.user_id}"
-        await api.send_message(user, room_id, text)
-        await eventually(
-            lambda r=reader_api, u=reader, t=text: has_message(r, u, room_id, t),
-            f"{user.user_id}'s message at {reader.user_id}",
-        )
 
 
 # --- a Synapse user in a room that lives on Moot ------------------------------------------------
