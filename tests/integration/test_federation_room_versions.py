@@ -159,3 +159,19 @@ async def test_served_events_carry_their_id_in_rooms_v1_v2_only(
     # v1-v2 name their parents by [ID, reference hash] pairs, the others by ID.
     entries = served["prev_events"] + served["auth_events"]
     assert all(isinstance(e, list) is carries_id for e in entries)
+
+
+@pytest.mark.parametrize(("version", "status"), [("1", 200), ("4", 400)])
+async def test_make_join_without_ver_means_room_version_1(
+    version: str, status: int, peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """server-server-api.md make_join `ver`: "Defaults to [1]"."""
+    room = await shared_room(peers, peer_http, room_version=version)
+    got, body = await room.ask(
+        "GET", f"/make_join/{room.room}/{path_segment(room.bob.user_id)}"
+    )
+    assert got == status, body
+    if status == 200:
+        assert body["room_version"] == "1" and "event_id" not in body["event"]
+    else:
+        assert body["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
