@@ -75,7 +75,8 @@ class FederationClient:
         }
         body = None
         if content is not None:
-            body = encode_canonical_json(content)
+            # Lenient: a transaction may carry PDUs of rooms v1-v5 (floats, big integers).
+            body = encode_canonical_json(content, strict=False)
             headers["Content-Type"] = "application/json"
         response = await self.transport.request(
             method.upper(), target, uri, headers=headers, body=body, max_bytes=max_bytes

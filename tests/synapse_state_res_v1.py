@@ -4,8 +4,8 @@ Not imported by the tests: `tests/interop/test_state_res_v1_synapse.py` runs thi
 the Synapse venv's interpreter (`bench/.synapse-venv`). Input: a JSON list of cases, each
 ``{"room_id", "events": {event_id: pdu}, "state_sets": [[type, state_key, event_id], ...]}``;
 output: a JSON list of the resolved states in the same ``[type, state_key, event_id]`` form.
-The events are v4-format PDUs whose auth rules are room version 10's, so Synapse reads them
-as version 10 events and calls its v1 algorithm on them directly.
+The events are room version 1 PDUs (each carries its `event_id`), read and resolved as
+Synapse's room version 1.
 """
 
 import asyncio
@@ -21,7 +21,7 @@ from synapse.state import v1
 async def resolve(case):
     events = {}
     for event_id, pdu in case["events"].items():
-        event = make_event_from_dict(pdu, RoomVersions.V10)
+        event = make_event_from_dict(pdu, RoomVersions.V1)
         assert event.event_id == event_id, (event.event_id, event_id)
         events[event_id] = event
 
@@ -30,7 +30,7 @@ async def resolve(case):
 
     state_sets = [{(t, k): e for t, k, e in s} for s in case["state_sets"]]
     resolved = await v1.resolve_events_with_store(
-        case["room_id"], RoomVersions.V10, state_sets, events, nothing_more
+        case["room_id"], RoomVersions.V1, state_sets, events, nothing_more
     )
     return sorted([t, k, e] for (t, k), e in resolved.items())
 

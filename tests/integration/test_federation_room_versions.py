@@ -1,6 +1,8 @@
 """Rooms of the older room versions shared by two Moot servers over TLS on loopback: created
 on one, joined from the other, messages and state both ways, history from before the join
-backfilled, and redactions, with every event ID in the form its version gives it."""
+backfilled, and redactions, with every event ID in the form its version gives it; and what
+is particular to rooms v1-v2 over federation (IDs carried in the PDU and chosen by a server
+that must sign them)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from federation.client import path_segment
 from homeserver.protocol.event_refs import is_event_id_for
+from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.room_versions import get_room_version
 from tests.federation_peers import Peers, eventually, join_and_wait
 from tests.helpers import MatrixApi, User
+from tests.shared_rooms import forge, send_pdus, shared_room, stored
 
 
 async def _timeline(api: MatrixApi, user: User, room_id: str) -> list[dict[str, Any]]:
@@ -48,7 +53,7 @@ async def _state(api: MatrixApi, user: User, room_id: str, path: str) -> dict[st
     return body if status == 200 else {}
 
 
-@pytest.mark.parametrize("version", ["3", "4", "6", "8", "9"])
+@pytest.mark.parametrize("version", ["1", "2", "3", "4", "6", "8", "9"])
 async def test_a_room_of_an_older_version_federates(
     version: str, peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:
@@ -115,3 +120,58 @@ async def _display_name_is(
 ) -> bool:
     content = await _state(api, user, room_id, f"m.room.member/{quote(member)}")
     return content.get("displayname") == name
+
+
+async def test_a_room_v1_event_needs_the_signature_of_the_server_its_id_names(
+    peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http, room_version="1")
+    bob = room.bob.user_id
+    message = {"msgtype": "m.text", "body": "from b"}
+    # b made the event, yet its ID names another server, which did not sign it.
+    foreign, pdu = await forge(
+        room, room.room_id, bob, "m.room.message", message, event_id="$x1:elsewhere.example"
+    )
+    assert "error" in (await send_pdus(room, pdu))[foreign]
+    assert not await stored(room, foreign)
+    # Its own ID, and a float in the content: canonical JSON of rooms v1-v5 admits it, so the
+    # event travels (the transaction is signed and checked leniently) and is kept as sent.
+    event_id, pdu = await forge(
+        room, room.room_id, bob, "m.room.message", {**message, "weight": 1.5}
+    )
+    assert event_id.endswith(":" + room.b.name)
+    assert (await send_pdus(room, pdu))[event_id] == {}
+    assert await stored(room, event_id)
+    served = (await room.ok("GET", f"/event/{path_segment(event_id)}"))["pdus"][0]
+    assert served["event_id"] == event_id and served["content"]["weight"] == 1.5
+    assert served["signatures"] == pdu["signatures"]
+
+
+@pytest.mark.parametrize(("version", "carries_id"), [("1", True), ("2", True), ("4", False)])
+async def test_served_events_carry_their_id_in_rooms_v1_v2_only(
+    version: str, carries_id: bool, peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    room = await shared_room(peers, peer_http, room_version=version)
+    event_id = await room.api.send_message(room.alice, room.room_id, "served")
+    served = (await room.ok("GET", f"/event/{path_segment(event_id)}"))["pdus"][0]
+    assert ("event_id" in served) is carries_id
+    assert compute_event_id(served, room.version) == event_id
+    # v1-v2 name their parents by [ID, reference hash] pairs, the others by ID.
+    entries = served["prev_events"] + served["auth_events"]
+    assert all(isinstance(e, list) is carries_id for e in entries)
+
+
+@pytest.mark.parametrize(("version", "status"), [("1", 200), ("4", 400)])
+async def test_make_join_without_ver_means_room_version_1(
+    version: str, status: int, peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    """server-server-api.md make_join `ver`: "Defaults to [1]"."""
+    room = await shared_room(peers, peer_http, room_version=version)
+    got, body = await room.ask(
+        "GET", f"/make_join/{room.room}/{path_segment(room.bob.user_id)}"
+    )
+    assert got == status, body
+    if status == 200:
+        assert body["room_version"] == "1" and "event_id" not in body["event"]
+    else:
+        assert body["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"

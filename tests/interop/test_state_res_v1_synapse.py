@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from homeserver.protocol.room_versions import ROOM_V1
 from homeserver.protocol.state_res import resolve_state
 from homeserver.protocol.state_res_v1 import split_state
 from tests.synapse_peer import synapse_python
-from tests.unit.state_forks import KINDS, ROOM_V1, USERS, grow, room_v1_known
+from tests.unit.state_forks import KINDS, USERS, grow
 
 pytestmark = pytest.mark.synapse
 
@@ -35,24 +36,23 @@ def random_cases(seed: int) -> tuple[list[dict[str, object]], collections.Counte
     rng = random.Random(seed)
     cases: list[dict[str, object]] = []
     conflicts: collections.Counter[str] = collections.Counter()
-    with room_v1_known():
-        while len(cases) < CASES:
-            plan = [
-                [(rng.choice(USERS), rng.choice(KINDS), rng.choice(USERS),
-                  rng.choice([0, 50, 100])) for _ in range(rng.randint(0, 8))]
-                for _ in range(rng.randint(2, 3))
-            ]
-            b, state_sets = grow("1", plan)
-            _, conflicted = split_state(state_sets)
-            if not conflicted:
-                continue
-            conflicts.update(key[0] for key in conflicted)
-            resolved = resolve_state(ROOM_V1, state_sets, b.events, set())
-            cases.append({
-                "room_id": b.room_id, "events": b.events,
-                "state_sets": [[[*k, e] for k, e in s.items()] for s in state_sets],
-                "moot": sorted([*k, e] for k, e in resolved.items()),
-            })
+    while len(cases) < CASES:
+        plan = [
+            [(rng.choice(USERS), rng.choice(KINDS), rng.choice(USERS),
+              rng.choice([0, 50, 100])) for _ in range(rng.randint(0, 8))]
+            for _ in range(rng.randint(2, 3))
+        ]
+        b, state_sets = grow("1", plan)
+        _, conflicted = split_state(state_sets)
+        if not conflicted:
+            continue
+        conflicts.update(key[0] for key in conflicted)
+        resolved = resolve_state(ROOM_V1, state_sets, b.events, set())
+        cases.append({
+            "room_id": b.room_id, "events": b.events,
+            "state_sets": [[[*k, e] for k, e in s.items()] for s in state_sets],
+            "moot": sorted([*k, e] for k, e in resolved.items()),
+        })
     return cases, conflicts
 
 

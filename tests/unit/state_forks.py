@@ -1,5 +1,4 @@
-"""Forks of a `RoomBuilder` room for state resolution tests, and the room version 1 record
-they resolve under until the room version records of 1-9 exist.
+"""Forks of a `RoomBuilder` room for state resolution tests.
 
 A `Fork` is one branch of the DAG: events sent on it see only its own state, as on a server
 that has not heard of the other branch yet. `grow` plays a plan of random actions on forks,
@@ -8,16 +7,11 @@ for property tests and for comparing with Synapse.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-import pytest
 
 from homeserver.protocol.auth_rules import check_auth_rules
 from homeserver.protocol.errors import AuthError
-from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, ROOM_V10
 from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import _Graph
 
@@ -33,18 +27,6 @@ KINDS = ["topic", "name", "power", "join_rule", "join", "leave", "invite", "kick
 Action = tuple[str, str, str, int]
 _MEMBERSHIP_OF = {"join": "join", "leave": "leave", "invite": "invite", "kick": "leave",
                   "ban": "ban"}
-
-# Room version 1 as far as state resolution goes: v10's other rules, v1's resolution.
-ROOM_V1 = dataclasses.replace(ROOM_V10, identifier="1", state_res="v1")
-
-
-@contextmanager
-def room_v1_known() -> Iterator[None]:
-    """`RoomBuilder("1")` (and its create event's auth check) while `ROOM_V1` is registered."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(KNOWN_ROOM_VERSIONS, "1", ROOM_V1)
-        yield
-
 
 class Fork:
     """A branch of the DAG: its tip and the state after it."""

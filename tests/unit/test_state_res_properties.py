@@ -9,7 +9,7 @@ set given twice, must keep the unconflicted state, and can only pick events it w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,19 +19,13 @@ from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import resolve_state
 
 from .room_builder import RoomBuilder
-from .state_forks import KINDS, USERS, Action, auth_difference, grow, room_v1_known
+from .state_forks import KINDS, USERS, Action, auth_difference, grow
 
 actions = st.tuples(
     st.sampled_from(USERS), st.sampled_from(KINDS), st.sampled_from(USERS),
     st.sampled_from([0, 50, 100]),
 )
 branches = st.lists(st.lists(actions, max_size=6), min_size=2, max_size=3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _room_v1() -> Iterator[None]:
-    with room_v1_known():
-        yield
 
 
 def resolve(b: RoomBuilder, state_sets: Sequence[Mapping[StateKey, str]]) -> dict[StateKey, str]:

@@ -7,29 +7,23 @@ the module docstring of ``state_res_v1`` lists.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from homeserver.protocol.room_versions import ROOM_V10
+from homeserver.protocol.room_versions import ROOM_V1, ROOM_V10
 from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import resolve_state
 from homeserver.protocol.state_res_v1 import auth_keys, resolve_state_v1, split_state
 
 from .room_builder import RoomBuilder
-from .state_forks import ALICE, BOB, CAROL, ROOM_V1, auth_difference, forks, room_v1_known
+from .state_forks import ALICE, BOB, CAROL, auth_difference, forks
 
 PL: StateKey = ("m.room.power_levels", "")
 JOIN_RULES: StateKey = ("m.room.join_rules", "")
 TOPIC: StateKey = ("m.room.topic", "")
 CAROL_MEMBER: StateKey = ("m.room.member", CAROL)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _room_v1() -> Iterator[None]:
-    with room_v1_known():
-        yield
 
 
 def sha1(event_id: str) -> str:

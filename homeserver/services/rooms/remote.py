@@ -36,6 +36,7 @@ import asyncpg
 from homeserver import metrics
 from homeserver.errors import MatrixError, not_found
 from homeserver.protocol import hashing
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import StateKey
 from homeserver.services.censoring import censor_arriving
@@ -295,7 +296,7 @@ class RemoteEvents:
         pdu: Mapping[str, Any], prev_states: Mapping[str, StateMap],
     ) -> tuple[StateMap, int]:
         """The state before the event and a state group holding it."""
-        prev_ids = [str(p) for p in pdu["prev_events"]]
+        prev_ids = referenced_event_ids(pdu["prev_events"])
         stored = await events_store.get_events(conn, prev_ids)
         elsewhere = [p for p in prev_ids if p in stored and stored[p].room_id != room_id]
         if elsewhere:
@@ -354,7 +355,7 @@ class RemoteEvents:
         resolution of the new heads' states."""
         conn, room_id = txn.conn, txn.room_id
         pdu, event_id = event.pdu, event.event_id
-        prev_ids = set(pdu["prev_events"])
+        prev_ids = set(referenced_event_ids(pdu["prev_events"]))
         old = {e.event_id for e in extremities}
         await events_store.replace_forward_extremities(
             conn, room_id, list(prev_ids & old), event_id
