@@ -8,6 +8,7 @@ characters (`/`, `+`, `:`) that a path segment must escape."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -92,6 +93,17 @@ async def state_content(
         "GET", f"rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}", token=user.token
     )
     return body if status == 200 else None
+
+
+async def equals(found: Awaitable[Any], want: Any) -> bool:
+    """Whether what ``found`` reads is ``want`` (a check for `eventually`)."""
+    return bool(await found == want)
+
+
+async def has_field(found: Awaitable[dict[str, Any] | None], key: str, want: Any) -> bool:
+    """Whether the content ``found`` reads has ``key`` set to ``want``."""
+    content = await found
+    return content is not None and content.get(key) == want
 
 
 async def exchange_messages(
