@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -217,3 +218,41 @@ async def test_a_synapse_user_joins_backfills_and_talks_in_a_moot_room(
                                "the redacted message on Synapse")
     assert message["content"] == {}
     assert "to be redacted" not in await bodies(sapi, bob, room_id)
+
+
+# --- restricted rooms (v8+) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("room_version", ["8", "9", "10", "11"])
+async def test_a_moot_user_joins_a_restricted_synapse_room_through_another_rooms_membership(
+    moot: Peer, peer_http: aiohttp.ClientSession, synapse: SynapsePeer, room_version: str
+) -> None:
+    """Synapse vouches for the join (`join_authorised_via_users_server`, rooms v8 and on) of a
+    member of the room the join rules allow, and refuses anyone else."""
+    api = moot.api(peer_http)
+    alice = await api.register(f"alice_member_v{room_version}")
+    carol = await api.register(f"carol_outsider_v{room_version}")
+    sapi, bob = await synapse_user(synapse, "bob")
+    space = await sapi.create_room(bob, preset="public_chat", room_version=room_version)
+    room_id = await sapi.create_room(
+        bob, preset="private_chat", room_version=room_version, initial_state=[{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": {"join_rule": "restricted",
+                        "allow": [{"type": "m.room_membership", "room_id": space}]},
+        }],
+    )
+    status, body = await api.request(
+        "POST", f"join/{quote(room_id)}", token=carol.token, json={},
+        params={"via": synapse.server_name},
+    )
+    assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
+
+    await join(api, alice, space, synapse.server_name)
+    await join(api, alice, room_id, synapse.server_name)
+    both = {alice.user_id, bob.user_id}
+    assert await joined_members(api, alice, room_id) == both
+    member = await state_content(api, alice, room_id, "m.room.member", alice.user_id)
+    assert member is not None
+    assert member.get("join_authorised_via_users_server") == bob.user_id
+    await eventually(lambda: equals(joined_members(sapi, bob, room_id), both),
+                     "Alice's join on Synapse")
+    await exchange_messages((api, alice), (sapi, bob), room_id)
