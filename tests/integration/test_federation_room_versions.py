@@ -175,3 +175,28 @@ async def test_make_join_without_ver_means_room_version_1(
         assert body["room_version"] == "1" and "event_id" not in body["event"]
     else:
         assert body["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_a_remote_user_invited_to_a_room_v1_v2_joins_it(
+    version: str, peers: Peers, peer_http: aiohttp.ClientSession
+) -> None:
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(peer_http), b.api(peer_http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_b.create_room(bob, preset="private_chat", room_version=version)
+    await api_b.invite(bob, room_id, alice)
+
+    async def invited() -> bool:
+        return room_id in (await api_a.sync(alice)).get("rooms", {}).get("invite", {})
+
+    await eventually(invited, "the invite on A")
+    await api_a.join(alice, quote(room_id))
+    await eventually(
+        lambda: _is_joined(api_b, bob, room_id, alice.user_id), "Alice's join on B"
+    )
+
+
+async def _is_joined(api: MatrixApi, user: User, room_id: str, member: str) -> bool:
+    content = await _state(api, user, room_id, f"m.room.member/{quote(member)}")
+    return content.get("membership") == "join"
