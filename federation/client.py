@@ -106,7 +106,8 @@ class FederationClient:
         }
         body = None
         if content is not None:
-            body = encode_canonical_json(content)
+            # Lenient: a transaction may carry PDUs of rooms v1-v5 (floats, big integers).
+            body = encode_canonical_json(content, strict=False)
             headers["Content-Type"] = "application/json"
         async with self._open_first(method.upper(), targets, uri, headers, body) as resp:
             yield resp

@@ -36,6 +36,7 @@ from federation.pdu_checks import PduChecker, PduCheckError
 from federation.transport import FederationError
 from homeserver import metrics
 from homeserver.errors import MatrixError
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.hashing import compute_event_id, create_event_id
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.server_acl import server_allowed
@@ -223,7 +224,7 @@ class InboundPdus:
     ) -> Received:
         event_id = compute_event_id(pdu, room_version)
         pushed = fetch_gap  # pulled events (a gap, backfill) come without asking for more
-        auth_ids = {str(a) for a in pdu.get("auth_events", [])}
+        auth_ids = set(referenced_event_ids(pdu.get("auth_events")))
         if room_version.room_id_from_create_event:
             auth_ids.add(create_event_id(room_id))
         fetched_auth = False

@@ -23,6 +23,7 @@ from federation.room_reads import auth_chain_events, redact_erased
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, room_full_error
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.errors import InvalidEventError
+from homeserver.protocol.event_refs import event_reference
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.member_limit import MEMBER_LIMIT
 from homeserver.protocol.restricted_joins import AUTHORISER
@@ -379,9 +380,10 @@ class Joins:
             return False
         room_version, previous, previous_id = found
         # Its only ancestor is the membership it ends, whose auth events authorise it too.
+        previous_ref = event_reference(previous_id, previous, room_version)
         _, leave = self._build(room_version, room_id, user_id, user_id, {
-            "content": {"membership": "leave"}, "prev_events": [previous_id],
-            "auth_events": [*previous["auth_events"], previous_id],
+            "content": {"membership": "leave"}, "prev_events": [previous_ref],
+            "auth_events": [*previous["auth_events"], previous_ref],
             "depth": int(previous["depth"]) + 1,
         })
         await self.memberships.store_out_of_band(room_id, room_version, leave)
@@ -467,7 +469,7 @@ class Joins:
             state_key=target, prev_events=list(template["prev_events"]),
             auth_events=list(template["auth_events"]), depth=int(template["depth"]),
             origin_server_ts=self.clock.now_ms(), server_name=self.server_name,
-            signing_key=self.signing_key,
+            signing_key=self.signing_key, event_id=self.local.new_event_id(room_version),
         )
         return event_id, pdu
 

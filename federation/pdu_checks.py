@@ -26,12 +26,16 @@ class PduCheckError(Exception):
     """The PDU cannot be accepted from anyone: a required signature is missing or wrong."""
 
 
-def required_signers(pdu: Mapping[str, Any]) -> list[str]:
-    """Servers whose signature the event must carry."""
+def required_signers(pdu: Mapping[str, Any], room_version: RoomVersion) -> list[str]:
+    """Servers whose signature the event must carry: in rooms v1-v2 also the server named in
+    the event ID (server-server-api.md "Validating hashes and signatures on received
+    events"), which chose that ID."""
     try:
         servers = [server_name_of(str(pdu.get("sender")))]
+        if room_version.event_id_in_pdu:
+            servers.append(server_name_of(str(pdu.get("event_id"))))
     except ValueError:
-        raise PduCheckError("the sender is not a user ID") from None
+        raise PduCheckError("the sender or the event ID names no server") from None
     content = pdu.get("content")
     authoriser = (
         content.get("join_authorised_via_users_server") if isinstance(content, Mapping) else None
@@ -56,10 +60,10 @@ class PduChecker:
         PduCheckError when a required signature does not verify."""
         if not isinstance(pdu.get("signatures"), Mapping):
             raise PduCheckError("the event has no signatures")
-        for server in required_signers(pdu):
+        for server in required_signers(pdu, room_version):
             await self.check_signed_by(pdu, server, room_version)
         try:
-            if check_content_hash(pdu):
+            if check_content_hash(pdu, room_version):
                 return dict(pdu)
         except CanonicalJSONError:
             pass  # content no server could have hashed (floats, huge integers): no match
@@ -73,6 +77,10 @@ class PduChecker:
         theirs = signatures.get(server) if isinstance(signatures, Mapping) else None
         ts = pdu.get("origin_server_ts")
         valid_at = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+        if not room_version.enforce_key_validity:
+            # Before v5 a key signs for ever (rooms/fragments/v5-signing-requirements.md);
+            # Synapse asks for a key valid at 0 there too.
+            valid_at = 0
         if not isinstance(theirs, Mapping) or not theirs:
             raise PduCheckError(f"the event is not signed by {server}")
         errors = []

@@ -106,10 +106,12 @@ def authorization_header(
     ``uri`` is the path with its query string, exactly as it goes on the request line;
     ``content`` is the JSON value of the body, or None for a request without one. The
     format follows the spec's advice for older receivers: one space after the scheme,
-    lower-case names, no whitespace around commas.
+    lower-case names, no whitespace around commas. The body may carry PDUs of rooms v1-v5,
+    whose numbers canonical JSON does not bound there (floats, big integers): it is signed
+    with the lenient rules, as Synapse signs it.
     """
     signed = sign_json(request_json(method, uri, origin, destination, content), origin,
-                       signing_key)
+                       signing_key, strict=False)
     kid = key_id(signing_key)
     sig = signed["signatures"][origin][kid]
     params = (
@@ -234,6 +236,8 @@ def verify_request(
     senders normally send the bytes they signed, and then nothing needs encoding again. It is
     sound: the signature covers exactly these bytes, which parse to exactly ``content``.
     Otherwise the content is encoded canonically (``gradual``: see `encode_canonical_json`).
+    Both with the lenient rules: a body may carry PDUs of rooms v1-v5, whose numbers
+    canonical JSON does not bound (each PDU is held to its room version's rules later).
     """
     check_destination(credentials, this_server)
     if raw_content is not None and content is not None:
@@ -242,14 +246,17 @@ def verify_request(
             verify_key=verify_key, raw_content=raw_content,
         ):
             try:
-                check_canonical_json(content)
+                check_canonical_json(content, strict=False)
             except CanonicalJSONError as e:
                 raise RequestAuthError(f"the body is not canonical JSON: {e}") from e
             return
     obj: dict[str, Any] = request_json(method, uri, credentials.origin, this_server, content)
     obj["signatures"] = {credentials.origin: {credentials.key_id: credentials.signature}}
     try:
-        verify_json(obj, credentials.origin, credentials.key_id, verify_key, gradual=gradual)
+        verify_json(
+            obj, credentials.origin, credentials.key_id, verify_key, gradual=gradual,
+            strict=False,
+        )
     except SignatureError as e:
         raise RequestAuthError(f"the X-Matrix signature does not verify: {e}") from e
 

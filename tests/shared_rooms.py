@@ -5,6 +5,7 @@ that sends a events built and signed by hand (`forge`, `send_pdus`).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from urllib.parse import quote
 import aiohttp
 
 from federation.client import HttpResponseError, path_segment
+from homeserver.protocol.event_refs import event_reference
 from homeserver.protocol.events import build_event
 from homeserver.protocol.hashing import compute_event_id
 from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -80,13 +82,15 @@ class Room:
 async def shared_room(
     peers: Peers, http: aiohttp.ClientSession,
     before_join: Callable[[Room], Awaitable[None]] | None = None,
+    room_version: str | None = None,
 ) -> Room:
-    """A public room on a that Bob of b joined through a real remote join (after
-    `before_join` did its part)."""
+    """A public room on a (of `room_version`, the default unless told) that Bob of b joined
+    through a real remote join (after `before_join` did its part)."""
     a, b = await peers.new("a"), await peers.new("b")
     api_a, api_b = a.api(http), b.api(http)
     alice, bob = await api_a.register("alice"), await api_b.register("bob")
-    room_id = await api_a.create_room(alice, preset="public_chat")
+    options = {} if room_version is None else {"room_version": room_version}
+    room_id = await api_a.create_room(alice, preset="public_chat", **options)
     create = await api_a.ok(
         "GET", f"rooms/{quote(room_id)}/state/m.room.create", token=alice.token
     )
@@ -111,11 +115,12 @@ async def forge(
     room: Room, room_id: str, sender: str, event_type: str, content: dict[str, Any], *,
     state_key: str | None = None, prev_events: list[str] | None = None,
     auth_keys: list[tuple[str, str]] | None = None, auth_events: list[str] | None = None,
-    depth: int | None = None,
+    depth: int | None = None, event_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """An event of b in a room of a, on a's heads (one deeper) and with auth events from a's
     current state (the create event's, the power levels' and the sender's membership), unless
-    told."""
+    told. In rooms v1-v2 the event carries `event_id` (b's own unless told) and names the
+    others as [ID, hashes] pairs."""
     hs = room.a.hs
     assert hs is not None and hs.db is not None
     heads = await hs.db.run(lambda c: events_store.get_forward_extremities(c, room_id))
@@ -123,15 +128,23 @@ async def forge(
     keys = auth_keys or [("m.room.power_levels", ""), ("m.room.member", sender)]
     if room.version.create_event_in_auth_events:
         keys.append(("m.room.create", ""))
-    event_id, pdu = build_event(
+    prev = prev_events or [h.event_id for h in heads]
+    auth = auth_events if auth_events is not None else [current[k] for k in keys]
+    if room.version.event_id_in_pdu:
+        rows = await hs.db.run(lambda c: events_store.get_events(c, [*prev, *auth]))
+        pdus = {i: json.loads(row.json) for i, row in rows.items()}
+        prev_refs = [event_reference(i, pdus[i], room.version) for i in prev]
+        auth_refs = [event_reference(i, pdus[i], room.version) for i in auth]
+        event_id = event_id or f"${uuid.uuid4().hex}:{room.b.name}"
+    built_id, pdu = build_event(
         room_version=room.version, room_id=room_id, sender=sender, event_type=event_type,
         content=content, state_key=state_key,
-        prev_events=prev_events or [h.event_id for h in heads],
-        auth_events=auth_events if auth_events is not None else [current[k] for k in keys],
+        prev_events=prev_refs if room.version.event_id_in_pdu else prev,
+        auth_events=auth_refs if room.version.event_id_in_pdu else auth,
         depth=depth or max(h.depth for h in heads) + 1, origin_server_ts=int(time.time() * 1000),
-        server_name=room.b.name, signing_key=room.b.signing_key,
+        server_name=room.b.name, signing_key=room.b.signing_key, event_id=event_id,
     )
-    return str(event_id), pdu
+    return str(built_id), pdu
 
 
 async def send_pdus(room: Room, *pdus: dict[str, Any]) -> dict[str, Any]:

@@ -1,16 +1,24 @@
 """Shared by the tests of rooms between Moot and Synapse (tests/interop/test_synapse_*.py):
-users of a Synapse peer, joins through a server, state sends and reading a room back."""
+users of a Synapse peer, joins through a server, messages both ways, state sends, redactions
+and reading a room back.
+
+Event IDs go into URLs quoted with no safe characters: room versions 1-3 name events with
+characters (`/`, `+`, `:`) that a path segment must escape."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
+from tests.federation_peers import eventually
 from tests.helpers import MatrixApi, User
 from tests.synapse_peer import SynapsePeer
 
 _USER_NUMBERS = itertools.count()
+_REDACTIONS = itertools.count()  # transaction IDs of redactions, unique per process
 
 
 async def synapse_user(synapse: SynapsePeer, localpart: str) -> tuple[MatrixApi, User]:
@@ -63,3 +71,67 @@ async def page_back(api: MatrixApi, user: User, room_id: str, limit: int) -> lis
         if since is None:
             return seen[::-1]
     raise AssertionError("/messages never reached the start of the room")
+
+
+async def bodies(api: MatrixApi, user: User, room_id: str) -> list[str]:
+    """The message bodies of the room's timeline as `user` reads it, oldest first."""
+    page = await messages(api, user, room_id)
+    return [
+        e["content"].get("body") for e in reversed(page["chunk"])
+        if e["type"] == "m.room.message"
+    ]
+
+
+async def has_message(api: MatrixApi, user: User, room_id: str, text: str) -> bool:
+    return text in await bodies(api, user, room_id)
+
+
+async def state_content(
+    api: MatrixApi, user: User, room_id: str, event_type: str, state_key: str = ""
+) -> dict[str, Any] | None:
+    status, body = await api.request(
+        "GET", f"rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}", token=user.token
+    )
+    return body if status == 200 else None
+
+
+async def equals(found: Awaitable[Any], want: Any) -> bool:
+    """Whether what ``found`` reads is ``want`` (a check for `eventually`)."""
+    return bool(await found == want)
+
+
+async def has_field(found: Awaitable[dict[str, Any] | None], key: str, want: Any) -> bool:
+    """Whether the content ``found`` reads has ``key`` set to ``want``."""
+    content = await found
+    return content is not None and content.get(key) == want
+
+
+async def exchange_messages(
+    one: tuple[MatrixApi, User], other: tuple[MatrixApi, User], room_id: str
+) -> None:
+    """A message each way, each read by the other side with /messages."""
+    for (api, user), (reader_api, reader) in ((one, other), (other, one)):
+        text = f"hello from {user.user_id}"
+        await api.send_message(user, room_id, text)
+        await eventually(
+            partial(has_message, reader_api, reader, room_id, text),
+            f"{user.user_id}'s message at {reader.user_id}",
+        )
+
+
+async def event(api: MatrixApi, user: User, room_id: str, event_id: str) -> dict[str, Any] | None:
+    """One event as ``user``'s server serves it to clients (None when it does not)."""
+    status, body = await api.request(
+        "GET", f"rooms/{quote(room_id)}/event/{quote(event_id, safe='')}", token=user.token
+    )
+    return body if status == 200 else None
+
+
+async def redact(api: MatrixApi, user: User, room_id: str, event_id: str) -> str:
+    """Redact ``event_id``; the redaction's event ID."""
+    body = await api.ok(
+        "PUT", f"rooms/{quote(room_id)}/redact/{quote(event_id, safe='')}/r{next(_REDACTIONS)}",
+        token=user.token, json={"reason": "interop"},
+    )
+    redaction: str = body["event_id"]
+    return redaction

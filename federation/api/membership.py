@@ -23,7 +23,8 @@ V1, V2 = "/_matrix/federation/v1", "/_matrix/federation/v2"
 
 
 async def _make(request: web.Request, auth: AuthenticatedRequest, membership: str) -> web.Response:
-    versions = request.query.getall("ver", [])
+    # make_join: "Defaults to [1]" when the server names none; make_knock requires it.
+    versions = request.query.getall("ver", ["1"] if membership == "join" else [])
     answer = await request.app[JOINS].make(
         auth.origin, request.match_info["roomId"], request.match_info["userId"], membership,
         versions if membership != "leave" else None,

@@ -6,7 +6,7 @@ database. Time and signing keys are passed in by the caller. The modules map ont
 
 - ``identifiers``     appendices "Identifier Grammar"
 - ``canonical_json``  appendices "Canonical JSON"
-- ``room_versions``   rooms/ (feature flags for room versions 1 to 12; the engine runs 10-12)
+- ``room_versions``   rooms/ (feature flags for room versions 1 to 12)
 - ``hashing``         server-server "Calculating the content/reference hash", event and room IDs
 - ``event_refs``      event ID forms per version, prev_events/auth_events entries (v1-v2 pairs)
 - ``signing``         appendices "Signing JSON", server-server "Signing Events"

@@ -57,7 +57,7 @@ from homeserver.protocol.power_levels import (
     user_power_level,
 )
 from homeserver.protocol.power_levels_rules import check_power_levels_change
-from homeserver.protocol.room_versions import DEFINED_ROOM_VERSIONS, RoomVersion
+from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.protocol.state_keys import CREATE, JOIN_RULES, POWER_LEVELS, StateKey
 from homeserver.protocol.third_party_invite import third_party_signature_matches
 
@@ -144,7 +144,7 @@ def _check_create(event: Mapping[str, Any], rv: RoomVersion) -> None:
             raise AuthError("rule 1.2: room_id domain does not match the sender's domain")
     # "Recognised" is every version whose rules we implement: the room engine refusing the
     # versions it does not run yet is a question of joining and creating, not of these rules.
-    if "room_version" in content and content["room_version"] not in DEFINED_ROOM_VERSIONS:
+    if "room_version" in content and content["room_version"] not in KNOWN_ROOM_VERSIONS:
         raise AuthError(f"rule 1.3: unrecognised room version {content['room_version']!r}")
     if rv.additional_creators and "additional_creators" in content:
         extra = content["additional_creators"]

@@ -158,8 +158,9 @@ def is_v3_event_id(s: str) -> bool:
 
 
 def is_valid_event_id(s: str) -> bool:
-    """True for a v4+ reference hash event ID or the old ``$opaque:server`` of rooms v1-v2."""
-    return is_hash_event_id(s) or is_legacy_event_id(s)
+    """True for an event ID of any room version: a v4+ reference hash, a v3 one (standard
+    base64) or the ``$opaque:server`` of rooms v1-v2."""
+    return is_hash_event_id(s) or is_v3_event_id(s) or is_legacy_event_id(s)
 
 
 def is_legacy_event_id(s: str) -> bool:

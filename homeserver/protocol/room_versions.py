@@ -5,10 +5,8 @@ rooms/_index.md). Code elsewhere asks a flag ("does this version take the creato
 sender?") instead of comparing version strings, so adding a version is a new record here plus
 whatever new rule it brings.
 
-Two mappings: :data:`KNOWN_ROOM_VERSIONS` (10-12) are the versions the room engine runs,
-advertises in capabilities and joins over federation; :data:`DEFINED_ROOM_VERSIONS` adds the
-records of 1-9, whose protocol rules (event IDs, redaction, canonical JSON, auth rules) are
-implemented here in ``protocol/`` but which the engine does not take yet.
+:data:`KNOWN_ROOM_VERSIONS` (1-12) are the versions the room engine runs, advertises in
+capabilities, creates and joins over federation.
 """
 
 from __future__ import annotations
@@ -140,22 +138,14 @@ ROOM_V12 = replace(
 )
 
 # The versions the room engine runs: what capabilities advertise, createRoom accepts and
-# federation joins.
+# federation joins (all "stable", as Synapse lists them).
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
-    v.identifier: v for v in (ROOM_V10, ROOM_V11, ROOM_V12)
-}
-
-DEFINED_ROOM_VERSIONS: dict[str, RoomVersion] = {
     v.identifier: v
-    for v in (ROOM_V1, ROOM_V2, ROOM_V3, ROOM_V4, ROOM_V5, ROOM_V6, ROOM_V7, ROOM_V8, ROOM_V9)
-} | KNOWN_ROOM_VERSIONS
-"""Every version whose protocol rules ``protocol/`` implements: 1-12.
-
-The room engine does not take 1-9 yet (joining such rooms, v1/v2 event IDs through the
-federation pipeline, state resolution v1 in the engine are a later step), so nothing that
-decides what the server serves or joins may read this mapping: use
-:data:`KNOWN_ROOM_VERSIONS` and :func:`get_room_version` there.
-"""
+    for v in (
+        ROOM_V1, ROOM_V2, ROOM_V3, ROOM_V4, ROOM_V5, ROOM_V6, ROOM_V7, ROOM_V8, ROOM_V9,
+        ROOM_V10, ROOM_V11, ROOM_V12,
+    )
+}
 
 # rooms/_index.md: "Servers SHOULD use room version 12 as the default".
 DEFAULT_ROOM_VERSION = "12"
@@ -165,10 +155,3 @@ def get_room_version(identifier: str) -> RoomVersion:
     """Look up a version the server runs; raises ``KeyError`` if we do not run it."""
     return KNOWN_ROOM_VERSIONS[identifier]
 
-
-def get_defined_room_version(identifier: str) -> RoomVersion:
-    """Look up any version whose rules are implemented (1-12); raises ``KeyError`` otherwise.
-
-    For protocol code and tests only, never for deciding what the server joins or serves.
-    """
-    return DEFINED_ROOM_VERSIONS[identifier]

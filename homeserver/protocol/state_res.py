@@ -41,6 +41,7 @@ from homeserver.protocol.auth_rules import (
     signature_present,
 )
 from homeserver.protocol.errors import AuthError
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.hashing import create_event_id
 from homeserver.protocol.power_levels import user_power_level
 from homeserver.protocol.room_versions import RoomVersion
@@ -52,8 +53,7 @@ EventMap = Mapping[str, Event]
 
 
 def _auth_ids(event: Event) -> list[str]:
-    ids = event.get("auth_events")
-    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+    return referenced_event_ids(event.get("auth_events"))
 
 
 def is_power_event(event: Event) -> bool:

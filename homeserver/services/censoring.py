@@ -47,7 +47,9 @@ async def censor_current_state(conn: asyncpg.Connection, rooms: RoomView) -> int
     censored = []
     for event_id, room_id, stored in await events_store.get_redacted_current_state(conn):
         version = await rooms.room_version(conn, room_id)
-        pruned = encode_canonical_json(redact_event(json.loads(stored), version)).decode()
+        pruned = encode_canonical_json(
+            redact_event(json.loads(stored), version), strict=version.strict_canonical_json
+        ).decode()
         if pruned != stored:
             censored.append((event_id, room_id, pruned))
     await events_store.censor_events(conn, censored)

@@ -203,7 +203,10 @@ class HistoryPurges:
             version = await self.cache.room_version(conn, room_id)
             stripped = []
             for row in kept:
-                pruned = encode_canonical_json(redact_event(json.loads(row.json), version))
+                pruned = encode_canonical_json(
+                    redact_event(json.loads(row.json), version),
+                    strict=version.strict_canonical_json,
+                )
                 if pruned.decode() != row.json:
                     stripped.append((row.event, pruned.decode()))
             last = kept[-1].event

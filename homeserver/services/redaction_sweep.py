@@ -78,7 +78,9 @@ class RedactionSweep:
         for row in await store.get_uncensored(conn, batch):
             version = await self._cache.room_version(conn, row.room_id)
             original = json.loads(row.json)
-            pruned = encode_canonical_json(redact_event(original, version)).decode()
+            pruned = encode_canonical_json(
+                redact_event(original, version), strict=version.strict_canonical_json
+            ).decode()
             if pruned == row.json:
                 continue
             rows.append((row.event_id, row.room_id, row.json, pruned))

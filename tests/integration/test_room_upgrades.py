@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from tests.helpers import MatrixApi, User
 from tests.room_upgrades import upgrade
 
@@ -139,3 +141,19 @@ async def test_tags_direct_and_push_rules_follow_users_into_the_new_room(
     tags = await api.ok("GET", f"user/{quote(bob.user_id)}/rooms/{quote(old)}/tags",
                         token=bob.token)
     assert tags["tags"] == {"u.work": {"order": 0.25}}
+
+
+@pytest.mark.parametrize("old_version", ["1", "3", "9"])
+async def test_a_room_of_an_old_version_upgrades_to_the_default(
+    api: MatrixApi, old_version: str
+) -> None:
+    """Most rooms an upgrade leaves are old: their tombstone is built with their version's
+    event IDs and references, and the new room names it as its predecessor."""
+    alice = await api.register("alice")
+    old = await api.create_room(alice, preset="public_chat", room_version=old_version)
+    last = await api.send_message(alice, old, "before the upgrade")
+    new = await upgrade(api, alice, old, new_version="12")
+    create = await state_content(api, alice, new, "m.room.create")
+    assert create["predecessor"] == {"room_id": old, "event_id": last}
+    tombstone = await state_content(api, alice, old, "m.room.tombstone")
+    assert tombstone["replacement_room"] == new

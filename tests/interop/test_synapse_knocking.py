@@ -1,7 +1,8 @@
 """Knocking between Moot and a real Synapse, both ways (server-server-api "Knocking upon a
 room"): a Moot user knocks on a Synapse room (Moot's make_knock/send_knock), a Synapse user on
 a Moot room (Moot answering them); in each the room's admin sees the knock and invites, and the
-knocker joins. One Synapse serves the module (tests/synapse_peer.py); every test makes its own
+knocker joins. Knocking came with room version 7, so each test runs in rooms of v7 to v11.
+One Synapse serves the module (tests/synapse_peer.py); every test makes its own
 Moot server, users and rooms."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 
 from tests.federation_peers import Peers, eventually
 from tests.helpers import MatrixApi, User, validate_response
@@ -18,8 +20,11 @@ from tests.synapse_peer import SynapsePeer
 KNOCK_RULE = {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
 
 
-async def knock_room(api: MatrixApi, admin: User) -> str:
-    return await api.create_room(admin, preset="private_chat", room_version="10",
+KNOCK_VERSIONS = pytest.mark.parametrize("room_version", ["7", "8", "9", "10", "11"])
+
+
+async def knock_room(api: MatrixApi, admin: User, room_version: str) -> str:
+    return await api.create_room(admin, preset="private_chat", room_version=room_version,
                                  name="Knock here", initial_state=[KNOCK_RULE])
 
 
@@ -42,14 +47,15 @@ def own(events: list[dict[str, Any]], user: User) -> list[str]:
             if e["type"] == "m.room.member" and e["state_key"] == user.user_id]
 
 
+@KNOCK_VERSIONS
 async def test_a_moot_user_knocks_on_a_synapse_room(
-    peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
+    peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer, room_version: str
 ) -> None:
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     bob = await api.register("bob")
     carol = await synapse.new_user("carol")
-    room_id = await knock_room(synapse.api, carol)
+    room_id = await knock_room(synapse.api, carol, room_version)
 
     await api.ok("POST", f"knock/{quote(room_id)}", token=bob.token,
                  json={"reason": "hello"}, params={"via": synapse.server_name})
@@ -67,14 +73,15 @@ async def test_a_moot_user_knocks_on_a_synapse_room(
     assert await membership(synapse.api, carol, room_id, bob.user_id) == "join"
 
 
+@KNOCK_VERSIONS
 async def test_a_synapse_user_knocks_on_a_moot_room(
-    peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
+    peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer, room_version: str
 ) -> None:
     moot = await peers.new("moot")
     api = moot.api(peer_http)
     alice = await api.register("alice")
     dave = await synapse.new_user("dave")
-    room_id = await knock_room(api, alice)
+    room_id = await knock_room(api, alice, room_version)
 
     await synapse.api.ok("POST", f"knock/{quote(room_id)}", token=dave.token, json={},
                          params={"via": moot.name})

@@ -24,48 +24,25 @@ from tests.edu_helpers import ephemeral, sync_until, token, typists
 from tests.federation_peers import Peer, Peers, eventually, joined_members
 from tests.helpers import MatrixApi, User
 from tests.synapse_peer import SynapsePeer
-from tests.synapse_rooms import join, messages, page_back, set_state, synapse_user
+from tests.synapse_rooms import (
+    bodies,
+    equals,
+    exchange_messages,
+    has_field,
+    has_message,
+    join,
+    messages,
+    page_back,
+    set_state,
+    state_content,
+    synapse_user,
+)
 
 
 async def moot_with_user(peers: Peers, http: aiohttp.ClientSession) -> tuple[Peer, MatrixApi, User]:
     moot = await peers.new("moot")
     api = moot.api(http)
     return moot, api, await api.register("alice")
-
-
-async def bodies(api: MatrixApi, user: User, room_id: str) -> list[str]:
-    """The message bodies of the room's timeline as `user` reads it, oldest first."""
-    page = await messages(api, user, room_id)
-    return [
-        e["content"].get("body") for e in reversed(page["chunk"])
-        if e["type"] == "m.room.message"
-    ]
-
-
-async def has_message(api: MatrixApi, user: User, room_id: str, text: str) -> bool:
-    return text in await bodies(api, user, room_id)
-
-
-async def state_content(
-    api: MatrixApi, user: User, room_id: str, event_type: str, state_key: str = ""
-) -> dict[str, Any] | None:
-    status, body = await api.request(
-        "GET", f"rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}", token=user.token
-    )
-    return body if status == 200 else None
-
-
-async def exchange_messages(
-    one: tuple[MatrixApi, User], other: tuple[MatrixApi, User], room_id: str
-) -> None:
-    """A message each way, each read by the other side with /messages."""
-    for (api, user), (reader_api, reader) in ((one, other), (other, one)):
-        text = f"hello from {user.user_id}"
-        await api.send_message(user, room_id, text)
-        await eventually(
-            lambda r=reader_api, u=reader, t=text: has_message(r, u, room_id, t),
-            f"{user.user_id}'s message at {reader.user_id}",
-        )
 
 
 # --- a Synapse user in a room that lives on Moot ------------------------------------------------
@@ -81,7 +58,7 @@ async def test_a_synapse_user_joins_a_moot_room(
 
     both = {alice.user_id, bob.user_id}
     await eventually(
-        lambda: _equal(joined_members(api, alice, room_id), both), "Bob's join on Moot"
+        lambda: equals(joined_members(api, alice, room_id), both), "Bob's join on Moot"
     )
     assert await joined_members(sapi, bob, room_id) == both
     await exchange_messages((api, alice), (sapi, bob), room_id)
@@ -89,14 +66,14 @@ async def test_a_synapse_user_joins_a_moot_room(
     # Moot's state change reaches Synapse; Synapse's (Bob's own member event) reaches Moot.
     await set_state(api, alice, room_id, "m.room.topic", {"topic": "set on moot"})
     await eventually(
-        lambda: _field(state_content(sapi, bob, room_id, "m.room.topic"), "topic",
+        lambda: has_field(state_content(sapi, bob, room_id, "m.room.topic"), "topic",
                        "set on moot"),
         "Moot's topic on Synapse",
     )
     await set_state(sapi, bob, room_id, "m.room.member",
                     {"membership": "join", "displayname": "Bob renamed"}, bob.user_id)
     await eventually(
-        lambda: _field(state_content(api, alice, room_id, "m.room.member", bob.user_id),
+        lambda: has_field(state_content(api, alice, room_id, "m.room.member", bob.user_id),
                        "displayname", "Bob renamed"),
         "Bob's new display name on Moot",
     )
@@ -122,20 +99,20 @@ async def test_a_moot_user_joins_a_synapse_room(
     assert (await state_content(api, alice, room_id, "m.room.topic") or {}).get(
         "topic") == "set on synapse"
     await eventually(
-        lambda: _equal(joined_members(sapi, bob, room_id), both), "Alice's join on Synapse"
+        lambda: equals(joined_members(sapi, bob, room_id), both), "Alice's join on Synapse"
     )
     await exchange_messages((sapi, bob), (api, alice), room_id)
 
     await set_state(sapi, bob, room_id, "m.room.topic", {"topic": "changed on synapse"})
     await eventually(
-        lambda: _field(state_content(api, alice, room_id, "m.room.topic"), "topic",
+        lambda: has_field(state_content(api, alice, room_id, "m.room.topic"), "topic",
                        "changed on synapse"),
         "Synapse's new topic on Moot",
     )
     await set_state(api, alice, room_id, "m.room.member",
                     {"membership": "join", "displayname": "Alice renamed"}, alice.user_id)
     await eventually(
-        lambda: _field(state_content(sapi, bob, room_id, "m.room.member", alice.user_id),
+        lambda: has_field(state_content(sapi, bob, room_id, "m.room.member", alice.user_id),
                        "displayname", "Alice renamed"),
         "Alice's new display name on Synapse",
     )
@@ -264,7 +241,7 @@ async def shared_moot_room(
     await join(sapi, bob, room_id, moot.name, "server_name")
     both = {alice.user_id, bob.user_id}
     await eventually(
-        lambda: _equal(joined_members(api, alice, room_id), both), "Bob's join on Moot"
+        lambda: equals(joined_members(api, alice, room_id), both), "Bob's join on Moot"
     )
     return Shared(moot, api, alice, sapi, bob, room_id)
 
@@ -390,12 +367,3 @@ async def _found(api: MatrixApi, user: User, room_id: str, event_id: str) -> boo
         "GET", f"rooms/{quote(room_id)}/event/{quote(event_id)}", token=user.token
     )
     return status == 200
-
-
-async def _equal(found: Any, want: Any) -> bool:
-    return bool(await found == want)
-
-
-async def _field(found: Any, key: str, want: Any) -> bool:
-    content = await found
-    return content is not None and content.get(key) == want

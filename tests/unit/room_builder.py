@@ -34,7 +34,7 @@ from homeserver.protocol.events import build_event
 from homeserver.protocol.hashing import compute_room_id
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.power_levels import default_power_levels_content
-from homeserver.protocol.room_versions import RoomVersion, get_defined_room_version
+from homeserver.protocol.room_versions import RoomVersion, get_room_version
 from homeserver.protocol.signing import (
     SigningKey,
     decode_signing_key_base64,
@@ -63,7 +63,7 @@ class RoomBuilder:
         create_content: Mapping[str, Any] | None = None,
         room_id: str | None = None,
     ) -> None:
-        self.rv: RoomVersion = get_defined_room_version(version)
+        self.rv: RoomVersion = get_room_version(version)
         self.creator = creator
         self.state: dict[StateKey, Event] = {}
         self.state_ids: dict[StateKey, str] = {}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from homeserver.protocol.auth_rules import check_auth_rules
 from homeserver.protocol.errors import AuthError, InvalidEventError
 from homeserver.protocol.power_levels_rules import check_power_levels_change
-from homeserver.protocol.room_versions import get_defined_room_version
+from homeserver.protocol.room_versions import get_room_version
 
 from .room_builder import RoomBuilder
 
@@ -271,7 +271,7 @@ def test_levels_spelt_as_strings_or_floats_decide_as_their_integers(
     """v1-v9 admit " +50" for 50 (and v1-v5 50.5 for 50): whatever the change, spelling the
     levels so never changes the verdict; v10 refuses every such spelling."""
     for version in VERSIONS:
-        rv = get_defined_room_version(version)
+        rv = get_room_version(version)
         verdict = _verdict(new, old, sender_level, rv)
         as_strings = _verdict(_spelt(new, lambda v: f" +{v:03d} " if v >= 0 else f"{v}"),
                               _spelt(old, str), sender_level, rv)

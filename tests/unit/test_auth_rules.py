@@ -22,7 +22,7 @@ from homeserver.protocol.auth_rules import (
 from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.errors import AuthError
 from homeserver.protocol.event_refs import referenced_event_ids
-from homeserver.protocol.room_versions import ROOM_V11, ROOM_V12, get_defined_room_version
+from homeserver.protocol.room_versions import ROOM_V11, ROOM_V12, get_room_version
 from homeserver.protocol.signing import sign_event
 
 from .room_builder import RoomBuilder, server_key
@@ -567,7 +567,7 @@ def test_aliases_rule_of_v1_to_v5(version: str) -> None:
     whatever the sender's membership or power; from v6 it is a plain state event."""
     b = RoomBuilder.standard(version)
     aliases = {"aliases": ["#x:b.example"]}
-    if get_defined_room_version(version).special_case_aliases_auth:
+    if get_room_version(version).special_case_aliases_auth:
         assert int(version) <= 5
         b.send(BOB, "m.room.aliases", aliases, "b.example")  # Bob is not even joined
         assert "v1 rule 4.2" in rejected(b, BOB, "m.room.aliases", aliases, "a.example")

@@ -116,11 +116,13 @@ def test_v1_v2_events_carry_their_id_and_pair_references_with_hashes() -> None:
     for rv in (ROOM_V1, ROOM_V2):
         check_event_format(v1_pdu(), rv)
         check_event_format(v1_pdu(type="m.room.create", prev_events=[], auth_events=[]), rv)
+        # Synapse pairs an event it does not hold as it builds with empty hashes.
+        check_event_format(v1_pdu(auth_events=[[V1_REF[0], {}]]), rv)
         for bad in (
             {"event_id": DROP}, {"event_id": "$" + "B" * 43}, {"event_id": 5},
             {"prev_events": [EID]}, {"auth_events": ["$af232176:example.org"]},
             {"prev_events": [V1_REF[:1]]}, {"prev_events": [[*V1_REF, {}]]},
-            {"prev_events": [[V1_REF[0], {"sha1": "x"}]]},
+            {"prev_events": [[V1_REF[0], {"sha256": 5}]]}, {"prev_events": [[V1_REF[0], []]]},
             {"prev_events": [V1_REF, [V1_REF[0], {"sha256": "other"}]]},
             {"auth_events": [V1_REF] * 11},
         ):

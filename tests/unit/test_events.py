@@ -10,7 +10,7 @@ from homeserver.protocol.errors import InvalidEventError
 from homeserver.protocol.events import build_event, client_event
 from homeserver.protocol.hashing import check_content_hash, compute_event_id, compute_room_id
 from homeserver.protocol.room_versions import (
-    DEFINED_ROOM_VERSIONS,
+    KNOWN_ROOM_VERSIONS,
     ROOM_V1,
     ROOM_V2,
     ROOM_V10,
@@ -59,7 +59,7 @@ def test_built_event_is_hashed_signed_and_identified(rv: RoomVersion) -> None:
     assert "state_key" not in pdu
 
 
-@pytest.mark.parametrize("rv", [v for v in DEFINED_ROOM_VERSIONS.values() if v != ROOM_V12])
+@pytest.mark.parametrize("rv", [v for v in KNOWN_ROOM_VERSIONS.values() if v != ROOM_V12])
 def test_every_version_builds_a_well_formed_event(rv: RoomVersion) -> None:
     prev: Any = PREV
     if rv.event_id_format == "v1":

@@ -89,6 +89,8 @@ def test_room_aliases() -> None:
 def test_event_ids() -> None:
     assert is_valid_event_id("$" + HASH)
     assert is_valid_event_id("$legacy:example.org")
+    # Room v3: the hash in standard base64, '+' and '/' included.
+    assert is_valid_event_id("$" + "a+/" * 14 + "b")
     assert not is_valid_event_id("$")
     assert not is_valid_event_id(HASH)
     assert not is_valid_event_id("$" + "a" * 300)

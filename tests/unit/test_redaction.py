@@ -10,7 +10,7 @@ import pytest
 
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import (
-    DEFINED_ROOM_VERSIONS,
+    KNOWN_ROOM_VERSIONS,
     ROOM_V10,
     ROOM_V11,
     ROOM_V12,
@@ -18,7 +18,7 @@ from homeserver.protocol.room_versions import (
 )
 
 V11_RULES = [ROOM_V11, ROOM_V12]
-ALL = list(DEFINED_ROOM_VERSIONS.values())
+ALL = list(KNOWN_ROOM_VERSIONS.values())
 
 
 def number(rv: RoomVersion) -> int:

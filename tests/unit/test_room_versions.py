@@ -8,18 +8,16 @@ import pytest
 
 from homeserver.protocol.room_versions import (
     DEFAULT_ROOM_VERSION,
-    DEFINED_ROOM_VERSIONS,
     KNOWN_ROOM_VERSIONS,
-    get_defined_room_version,
     get_room_version,
 )
 
 
 def test_known_versions() -> None:
-    assert set(KNOWN_ROOM_VERSIONS) == {"10", "11", "12"}
+    assert list(KNOWN_ROOM_VERSIONS) == [str(v) for v in range(1, 13)]
     assert DEFAULT_ROOM_VERSION == "12"
     with pytest.raises(KeyError):
-        get_room_version("9")
+        get_room_version("13")
 
 
 def test_flags() -> None:
@@ -34,18 +32,6 @@ def test_flags() -> None:
     assert v12.updated_redaction_rules and not v10.updated_redaction_rules
     with pytest.raises(dataclasses.FrozenInstanceError):
         v12.identifier = "13"  # type: ignore[misc]
-
-
-def test_versions_1_to_9_are_defined_but_not_run() -> None:
-    """The older records exist for the protocol core; nothing the server advertises or joins
-    (KNOWN_ROOM_VERSIONS, get_room_version) may include them yet."""
-    assert list(DEFINED_ROOM_VERSIONS) == [str(v) for v in range(1, 13)]
-    assert set(KNOWN_ROOM_VERSIONS) == {"10", "11", "12"}
-    for old in map(str, range(1, 10)):
-        assert get_defined_room_version(old).identifier == old
-        with pytest.raises(KeyError):
-            get_room_version(old)
-    assert all(DEFINED_ROOM_VERSIONS[v] is KNOWN_ROOM_VERSIONS[v] for v in KNOWN_ROOM_VERSIONS)
 
 
 # Each flag, version by version, from rooms/v1.md ... v12.md (a row is versions 1 to 12).
@@ -73,7 +59,7 @@ _SPEC_FLAGS = {
 
 @pytest.mark.parametrize("flag", sorted(_SPEC_FLAGS))
 def test_every_flag_of_every_version_follows_the_spec(flag: str) -> None:
-    assert [getattr(DEFINED_ROOM_VERSIONS[str(v)], flag) for v in range(1, 13)] == _SPEC_FLAGS[
+    assert [getattr(KNOWN_ROOM_VERSIONS[str(v)], flag) for v in range(1, 13)] == _SPEC_FLAGS[
         flag]
 
 

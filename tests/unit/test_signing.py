@@ -10,7 +10,7 @@ from unpaddedbase64 import decode_base64
 from homeserver.protocol.errors import SignatureError
 from homeserver.protocol.hashing import add_content_hash, check_content_hash, compute_event_id
 from homeserver.protocol.room_versions import (
-    DEFINED_ROOM_VERSIONS,
+    KNOWN_ROOM_VERSIONS,
     ROOM_V1,
     ROOM_V5,
     ROOM_V6,
@@ -113,7 +113,7 @@ def test_sign_minimal_event() -> None:
 # Rooms v1-v10 share the top-level keys redaction keeps, and for these event types the
 # content keys: the vectors hold for every one of them. The second vector carries a
 # "$0:domain" event_id, the form of rooms v1-v2, where it is the event's ID.
-PRE_V11 = [rv for rv in DEFINED_ROOM_VERSIONS.values() if not rv.updated_redaction_rules]
+PRE_V11 = [rv for rv in KNOWN_ROOM_VERSIONS.values() if not rv.updated_redaction_rules]
 
 
 @pytest.mark.parametrize("rv", PRE_V11)

@@ -17,6 +17,7 @@ import asyncpg
 
 from homeserver.protocol import auth_rules, hashing
 from homeserver.protocol.errors import AuthError, InvalidEventError
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.member_limit import MEMBER_LIMIT, SEATED, exceeded_limit, takes_seat
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE, POWER_LEVELS, StateKey
@@ -109,7 +110,7 @@ async def auth_events_refusal(
     """Why a remote event fails against its own auth events (None: it passes). Auth events
     are looked up in `pending` (a batch being stored) and then in the database; a missing
     one raises MissingEvents; `rejected` are IDs known to be rejected."""
-    auth_ids = [str(i) for i in pdu.get("auth_events", [])]
+    auth_ids = referenced_event_ids(pdu.get("auth_events"))
     wanted = list(auth_ids)
     if room_version.room_id_from_create_event and pdu.get("type") != "m.room.create":
         wanted.append(hashing.create_event_id(room_id))  # v12: the create event is implied

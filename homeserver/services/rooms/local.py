@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,6 +31,7 @@ from homeserver.logs import outside_requests
 from homeserver.protocol import auth_rules, events, hashing
 from homeserver.protocol.canonical_json import check_canonical_json
 from homeserver.protocol.errors import AuthError, CanonicalJSONError, InvalidEventError
+from homeserver.protocol.event_refs import EventReference, event_reference
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import StateKey
 from homeserver.services.clock import Clock
@@ -288,9 +289,12 @@ class LocalEvents:
                 continue
             try:
                 pdu = self._build(
-                    room_version, room_id, request, prev_events,
-                    [current[k] for k in auth_types if k in current], depth=head.depth + 1,
-                    origin_server_ts=request.origin_server_ts,
+                    room_version, room_id, request,
+                    await self.references(conn, room_version, prev_events),
+                    await self.references(
+                        conn, room_version, [current[k] for k in auth_types if k in current]
+                    ),
+                    depth=head.depth + 1, origin_server_ts=request.origin_server_ts,
                 )
                 self._check(
                     pdu, room_version, [state[k] for k in auth_types if k in state], state
@@ -374,8 +378,12 @@ class LocalEvents:
             pdu: dict[str, Any] = {
                 "type": event_type, "content": content, "room_id": room_id, "sender": sender,
                 "origin_server_ts": self.clock.now_ms(), "depth": heads[0].depth + 1,
-                "prev_events": [h.event_id for h in heads],
-                "auth_events": [current[k] for k in auth_types if k in current],
+                "prev_events": await self.references(
+                    conn, room_version, [h.event_id for h in heads]
+                ),
+                "auth_events": await self.references(
+                    conn, room_version, [current[k] for k in auth_types if k in current]
+                ),
             }
             if state_key is not None:
                 pdu["state_key"] = state_key
@@ -390,9 +398,27 @@ class LocalEvents:
 
         return await self.db.run(build)
 
+    async def references(
+        self, conn: asyncpg.Connection, room_version: RoomVersion, event_ids: list[str]
+    ) -> list[EventReference]:
+        """The ``prev_events``/``auth_events`` entries naming ``event_ids``: the IDs
+        themselves, or in rooms v1-v2 each paired with its event's reference hash."""
+        if not room_version.event_id_in_pdu:
+            return list(event_ids)
+        pdus = await self.cache.get_pdus(conn, event_ids)
+        return [event_reference(i, pdus[i], room_version) for i in event_ids]
+
+    def new_event_id(self, room_version: RoomVersion) -> str | None:
+        """The ID a room v1-v2 event built here carries (``$opaque:our server``, as Synapse
+        makes them); None from v3 on, where the ID is the event's reference hash."""
+        if not room_version.event_id_in_pdu:
+            return None
+        return f"${secrets.token_urlsafe(18)}:{self.server_name}"
+
     def _build(
         self, room_version: RoomVersion, room_id: str | None, draft: EventDraft,
-        prev: list[str], auth: list[str], *, depth: int, origin_server_ts: int | None = None,
+        prev: Sequence[EventReference], auth: Sequence[EventReference], *, depth: int,
+        origin_server_ts: int | None = None,
     ) -> dict[str, Any]:
         try:
             _, pdu = events.build_event(
@@ -403,7 +429,7 @@ class LocalEvents:
                     self.clock.now_ms() if origin_server_ts is None else origin_server_ts
                 ),
                 server_name=self.server_name, signing_key=self.signing_key,
-                redacts=draft.redacts,
+                redacts=draft.redacts, event_id=self.new_event_id(room_version),
             )
         except InvalidEventError as e:
             raise format_error(e) from None

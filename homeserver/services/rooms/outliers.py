@@ -11,6 +11,7 @@ import asyncpg
 
 from homeserver.protocol import auth_rules, hashing
 from homeserver.protocol.errors import InvalidEventError
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.services.censoring import censor_arriving
 from homeserver.services.rooms import checks
@@ -94,7 +95,9 @@ def _auth_order(pdus: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 continue
             on_path.add(event_id)
             stack.append((event_id, True))
-            stack.extend((str(a), False) for a in reversed(pdus[event_id]["auth_events"]))
+            stack.extend(
+                (a, False) for a in reversed(referenced_event_ids(pdus[event_id]["auth_events"]))
+            )
     return order
 
 

@@ -37,6 +37,7 @@ import asyncpg
 from homeserver import metrics
 from homeserver.errors import MatrixError, not_found
 from homeserver.protocol import hashing
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import StateKey
 from homeserver.services.censoring import censor_arriving
@@ -317,7 +318,7 @@ class RemoteEvents:
         # Resolution reads the event itself from the database: only now is it there.
         merge = await self._merge(txn, pdu, event_id, extremities, after_group)
         await self._advance(txn, persisted, extremities, merge, arrival.changed_members)
-        prev_ids = set(pdu["prev_events"])
+        prev_ids = set(referenced_event_ids(pdu["prev_events"]))
         arrival.heads.append(sum(e.event_id not in prev_ids for e in extremities) + 1)
         if merge.resolved_group is not None:
             await events_store.set_current_state_group(conn, event_id, merge.resolved_group)
@@ -331,7 +332,7 @@ class RemoteEvents:
         pdu: Mapping[str, Any], prev_states: Mapping[str, StateMap],
     ) -> tuple[StateMap, int]:
         """The state before the event and a state group holding it."""
-        prev_ids = [str(p) for p in pdu["prev_events"]]
+        prev_ids = referenced_event_ids(pdu["prev_events"])
         stored = await events_store.get_events(conn, prev_ids)
         elsewhere = [p for p in prev_ids if p in stored and stored[p].room_id != room_id]
         if elsewhere:
@@ -389,7 +390,7 @@ class RemoteEvents:
         """How the accepted event, stored, moves the room's current state: to the resolution
         of the new heads' states."""
         conn, room_id = txn.conn, txn.room_id
-        prev_ids = set(pdu["prev_events"])
+        prev_ids = set(referenced_event_ids(pdu["prev_events"]))
         old = {e.event_id for e in extremities}
         if old and old == prev_ids:
             # The event extends every head: the state after it is the current state plus it.
@@ -419,9 +420,9 @@ class RemoteEvents:
     ) -> None:
         """Make the accepted event a forward extremity and bring the current state to `merge`."""
         pdu = event.pdu
+        prev_ids = set(referenced_event_ids(pdu["prev_events"]))
         await events_store.replace_forward_extremities(
-            txn.conn, txn.room_id,
-            [e.event_id for e in extremities if e.event_id in set(pdu["prev_events"])],
+            txn.conn, txn.room_id, [e.event_id for e in extremities if e.event_id in prev_ids],
             event.event_id,
         )
         if not merge.resolved:

@@ -14,6 +14,7 @@ import asyncpg
 
 from homeserver.errors import MatrixError
 from homeserver.protocol import hashing
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.room_versions import RoomVersion
 from homeserver.protocol.state_keys import CREATE
 from homeserver.services.rooms.outliers import Outliers
@@ -64,7 +65,7 @@ class RemoteMemberships:
         state_ids = state_map(state, room_version, accepted)
         if CREATE not in state_ids:
             raise MatrixError(502, "M_UNKNOWN", "The room's m.room.create was not valid")
-        prev_states = {str(p): state_ids for p in join["prev_events"]}
+        prev_states = {p: state_ids for p in referenced_event_ids(join["prev_events"])}
         return await self.remote.receive(room_id, join, prev_states=prev_states)
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 
 from homeserver.protocol.canonical_json import encode_canonical_json
+from homeserver.protocol.event_refs import referenced_event_ids
 from homeserver.protocol.media_refs import local_media_ids
 from homeserver.protocol.redaction import redact_event
 from homeserver.protocol.room_versions import RoomVersion
@@ -147,7 +148,10 @@ def stored_event(
     return StoredEvent(
         event_id=event_id, room_id=room_id, stream_ordering=position, depth=pdu["depth"],
         type=pdu["type"], state_key=pdu.get("state_key"), sender=pdu["sender"],
-        json=encode_canonical_json(pdu).decode(), state_group=state_group, rejected=rejected,
+        # Lenient: the format check already held the event to its version's rules, and
+        # rooms v1-v5 admit floats and big integers.
+        json=encode_canonical_json(pdu, strict=False).decode(), state_group=state_group,
+        rejected=rejected,
         replaces_state=replaces_state, redacted_by=None,
     )
 
@@ -164,8 +168,8 @@ def unplaced_row(
         rejected=reason is not None,
     )
     return NewEvent(
-        stored, int(pdu["origin_server_ts"]), [str(p) for p in pdu.get("prev_events", [])],
-        [str(a) for a in pdu.get("auth_events", [])], rejection_reason=reason,
+        stored, int(pdu["origin_server_ts"]), referenced_event_ids(pdu.get("prev_events")),
+        referenced_event_ids(pdu.get("auth_events")), rejection_reason=reason,
         soft_failed=soft_failed, outlier=outlier,
     )
 
@@ -219,7 +223,8 @@ class RoomWrites:
         position = stored.stream_ordering
         assert position is not None
         writes.events.append(NewEvent(
-            stored, pdu["origin_server_ts"], pdu["prev_events"], pdu["auth_events"]
+            stored, pdu["origin_server_ts"], referenced_event_ids(pdu["prev_events"]),
+            referenced_event_ids(pdu["auth_events"]),
         ))
         if pdu["type"] in search_store.SEARCHABLE:
             writes.searchable.append((event_id, room_id, position, pdu))
@@ -281,7 +286,9 @@ class RoomWrites:
         pruned = redact_event(original, txn.room_version)
         if target_id in staged:
             staged[target_id] = pruned
-        txn.writes.censored.append((target_id, room_id, encode_canonical_json(pruned).decode()))
+        txn.writes.censored.append(
+            (target_id, room_id, encode_canonical_json(pruned, strict=False).decode())
+        )
         content = original.get("content")
         if isinstance(content, dict):
             txn.writes.released_media |= local_media_ids(content, self.cache.server_name)
