@@ -25,7 +25,7 @@ import asyncpg
 
 from homeserver.config import MediaConfig
 from homeserver.services.clock import Clock
-from homeserver.services.media_files import MediaFiles
+from homeserver.services.media_files import ACCESS_GRANULARITY_MS, MediaFiles
 from homeserver.services.remote_media import RemoteMedia, remote_too_large
 from homeserver.services.remote_server_limits import ServerLimits
 from homeserver.services.single_flight import SingleFlight
@@ -34,8 +34,6 @@ from storage.remote_media import RemoteMediaRow
 
 # Items fetched at once from other servers (each holds a connection and a temporary file).
 MAX_FETCHES = 64
-# Downloads of one item within this long record one access (`last_access_ts`).
-ACCESS_GRANULARITY_MS = 60_000
 
 
 class RemoteMediaCache:
