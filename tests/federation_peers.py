@@ -194,8 +194,9 @@ async def join_and_wait(
 
 
 @dataclass
-class RemoteInvite:
-    """Alice (on `a`) has invited Bob (on `b`) to her private room, and `b` has it."""
+class TwoServerRoom:
+    """Alice of `a`, Bob of `b`, and a room Alice made on `a` that Bob was invited to (or
+    joined, as the helper making it says)."""
 
     a: Peer
     b: Peer
@@ -206,7 +207,7 @@ class RemoteInvite:
     room_id: str
 
 
-async def remote_invite(peers: Peers, http: aiohttp.ClientSession) -> RemoteInvite:
+async def remote_invite(peers: Peers, http: aiohttp.ClientSession) -> TwoServerRoom:
     """Two servers, and an invite across them that Bob's client has seen in /sync."""
     a, b = await peers.new("a"), await peers.new("b")
     api_a, api_b = a.api(http), b.api(http)
@@ -218,4 +219,4 @@ async def remote_invite(peers: Peers, http: aiohttp.ClientSession) -> RemoteInvi
         return room_id in (await api_b.sync(bob)).get("rooms", {}).get("invite", {})
 
     await eventually(invited, "Bob's invite")
-    return RemoteInvite(a, b, api_a, api_b, alice, bob, room_id)
+    return TwoServerRoom(a, b, api_a, api_b, alice, bob, room_id)
