@@ -318,19 +318,39 @@ async def get_rooms_changed(
     return {r["room_id"] for r in rows}
 
 
-GET_STATE_CHANGES = f"""
+_STATE_CHANGES = f"""
 SELECT DISTINCT ON (e.type, e.state_key) {_EVENT_COLUMNS} FROM events e
 WHERE e.room_id = $1 AND e.stream_ordering > $2 AND e.stream_ordering <= $3
   AND e.state_key IS NOT NULL AND e.rejection_reason IS NULL AND NOT e.soft_failed
 ORDER BY e.type, e.state_key, e.stream_ordering DESC
 """
+# The changes and, in the same read, whether any event of the range has a resolved current
+# state (`current_state_group`): /sync needs both for a gappy or filtered window, and the
+# partial index `events_resolved_positions` makes the second free where no fork was resolved.
+# One row with NULL columns when nothing changed.
+GET_STATE_CHANGES = f"""
+SELECT c.*, r.resolved FROM (
+    SELECT EXISTS (SELECT 1 FROM events WHERE room_id = $1 AND stream_ordering > $2
+                   AND stream_ordering <= $3 AND current_state_group IS NOT NULL) AS resolved
+) r LEFT JOIN ({_STATE_CHANGES}) c ON true
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    events: list[StoredEvent]  # the latest state event per (type, state_key) that changed
+    # Whether state resolution on the arrival of an event of the range moved the room's
+    # current state or left it other than the state at that event.
+    resolved: bool
 
 
 async def get_state_changes(
     conn: asyncpg.Connection, room_id: str, after: int, upto: int
-) -> list[StoredEvent]:
-    """The latest state event per (type, state_key) that changed in (after, upto]."""
-    return [_row(r) for r in await conn.fetch(GET_STATE_CHANGES, room_id, after, upto)]
+) -> StateChanges:
+    """The state changes in (after, upto], and whether resolution moved the state there."""
+    rows = await conn.fetch(GET_STATE_CHANGES, room_id, after, upto)
+    changed = [StoredEvent(*list(r)[:-1]) for r in rows if r["event_id"] is not None]
+    return StateChanges(changed, bool(rows[0]["resolved"]))
 
 
 SET_CURRENT_STATE_GROUP = "UPDATE events SET current_state_group = $2 WHERE event_id = $1"
@@ -341,18 +361,6 @@ async def set_current_state_group(
 ) -> None:
     """Record the room's current state after a stored event, as resolution made it."""
     await conn.execute(SET_CURRENT_STATE_GROUP, event_id, state_group)
-
-
-RESOLVED_IN = """
-SELECT EXISTS (SELECT 1 FROM events WHERE room_id = $1 AND stream_ordering > $2
-               AND stream_ordering <= $3 AND current_state_group IS NOT NULL)
-"""
-
-
-async def resolved_in(conn: asyncpg.Connection, room_id: str, after: int, upto: int) -> bool:
-    """Whether state resolution on the arrival of an event in (after, upto] moved the room's
-    current state or left it other than the state at that event."""
-    return bool(await conn.fetchval(RESOLVED_IN, room_id, after, upto))
 
 
 GET_MEMBERSHIP_CHANGES = """

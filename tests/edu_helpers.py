@@ -17,7 +17,7 @@ from federation.transactions import EduHandler
 from storage import device_lists as device_lists_store
 from storage.database import Database
 from tests.federation_helpers import validate_ss_response
-from tests.federation_peers import Peer, Peers, join_and_wait
+from tests.federation_peers import Peer, Peers, TwoServerRoom, join_and_wait
 from tests.helpers import MatrixApi, User
 
 DEADLINE_S = 20.0
@@ -25,16 +25,9 @@ SEND = "/_matrix/federation/v1/send/"
 
 
 @dataclass
-class Pair:
+class Pair(TwoServerRoom):
     """Alice of A and Bob of B, both joined to a public room that A created."""
 
-    a: Peer
-    b: Peer
-    api_a: MatrixApi
-    api_b: MatrixApi
-    alice: User
-    bob: User
-    room_id: str
     # (origin, edu_type, content) of every EDU each server received, in order.
     seen_by_a: list[tuple[str, str, dict[str, Any]]]
     seen_by_b: list[tuple[str, str, dict[str, Any]]]

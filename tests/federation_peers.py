@@ -191,3 +191,32 @@ async def join_and_wait(
         return guest.user_id in await joined_members(host_api, host_user, room_id)
 
     await eventually(seen, f"{guest.user_id}'s join on {host.name}")
+
+
+@dataclass
+class TwoServerRoom:
+    """Alice of `a`, Bob of `b`, and a room Alice made on `a` that Bob was invited to (or
+    joined, as the helper making it says)."""
+
+    a: Peer
+    b: Peer
+    api_a: MatrixApi
+    api_b: MatrixApi
+    alice: User
+    bob: User
+    room_id: str
+
+
+async def remote_invite(peers: Peers, http: aiohttp.ClientSession) -> TwoServerRoom:
+    """Two servers, and an invite across them that Bob's client has seen in /sync."""
+    a, b = await peers.new("a"), await peers.new("b")
+    api_a, api_b = a.api(http), b.api(http)
+    alice, bob = await api_a.register("alice"), await api_b.register("bob")
+    room_id = await api_a.create_room(alice, preset="private_chat")
+    await api_a.invite(alice, room_id, bob)
+
+    async def invited() -> bool:
+        return room_id in (await api_b.sync(bob)).get("rooms", {}).get("invite", {})
+
+    await eventually(invited, "Bob's invite")
+    return TwoServerRoom(a, b, api_a, api_b, alice, bob, room_id)

@@ -105,9 +105,12 @@ class SyncedState:
     after_names: tuple[str, str] = ("use_state_after", "state_after")
     since: str | None = None
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    filter: str | None = None  # a filter's JSON, to sync through it
 
     async def sync(self) -> None:
         params: dict[str, Any] = {"timeout": 0}
+        if self.filter is not None:
+            params["filter"] = self.filter
         if self.since is not None:
             params["since"] = self.since
         if self.state_after:

@@ -31,6 +31,7 @@ import pytest
 from homeserver.protocol.signing import SigningKey, generate_signing_key, write_signing_keys
 from homeserver.setup import write_tls_certificate
 from tests.federation_helpers import free_port
+from tests.federation_peers import Peer, Peers
 from tests.helpers import MatrixApi, User
 from tests.peer_process import (
     LOG_TAIL_LINES,
@@ -252,3 +253,12 @@ async def synapse(synapse_process: SynapsePeer) -> AsyncIterator[SynapsePeer]:
     yield synapse_process
     print(f"Synapse log during the test:\n{synapse_process.log_tail(since)}")
 
+
+
+async def moot_and_synapse_users(
+    peers: Peers, http: aiohttp.ClientSession, synapse: SynapsePeer
+) -> tuple[Peer, MatrixApi, User, User]:
+    """A Moot server, its client API and its user Alice, and Bob, a user of `synapse`."""
+    moot = await peers.new("moot")
+    api = moot.api(http)
+    return moot, api, await api.register("alice"), await synapse.new_user("bob")

@@ -25,7 +25,7 @@ import asyncpg
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, not_found, too_large
 from homeserver.services.clock import Clock
-from homeserver.services.media_files import MediaFiles
+from homeserver.services.media_files import ACCESS_GRANULARITY_MS, MediaFiles
 from homeserver.services.media_store import ContentStore, Staged
 from homeserver.services.media_thumbnails import (
     ImageTooLarge,
@@ -47,8 +47,6 @@ from storage.database import Database
 UNUSED_ID_LIFETIME_MS = 24 * 60 * 60 * 1000
 # Thumbnails decoded at once: each holds a decoded image in memory and a core busy.
 THUMBNAIL_CONCURRENCY = 2
-# Downloads of one media ID within this long record one access (`last_access_ts`).
-ACCESS_GRANULARITY_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)

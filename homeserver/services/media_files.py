@@ -24,6 +24,10 @@ from storage.database import Database
 
 T = TypeVar("T")
 
+# Downloads of one item (local or another server's) within this long record one access
+# (`last_access_ts`, what retention and the remote cache's eviction go by).
+ACCESS_GRANULARITY_MS = 60_000
+
 
 class MediaFiles:
     def __init__(self, db: Database, content: ContentStore) -> None:

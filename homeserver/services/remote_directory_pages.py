@@ -3,12 +3,14 @@ users of this server (each scrolling, each search re-run as they type) asks its 
 page and query every `TTL_S`, as Synapse's 30-second cache of remote `publicRooms` does.
 
 Pages are what other servers chose to send and the servers are whatever users name, so the
-cache is bounded by the bytes it holds (`MAX_BYTES`, each page weighed by its JSON), forgetting
-the least recently stored first; a page heavier than the whole bound is not kept.
+cache is bounded by the bytes it holds (`MAX_BYTES`, each page weighed by its JSON together
+with its key: a user's search terms are held too), forgetting the least recently stored first;
+a page heavier than the whole bound is not kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from typing import Any
@@ -20,6 +22,11 @@ TTL_S = 30.0
 MAX_BYTES = 16 * 1024 * 1024
 
 Key = tuple[str, PublicRoomsQuery]
+
+
+def weight_of(server: str, query: PublicRoomsQuery, page: dict[str, Any]) -> int:
+    """What a page and its key cost, about: their JSON's length."""
+    return len(json.dumps([server, dataclasses.astuple(query), page]))
 
 
 class RemoteDirectoryPages:
@@ -41,7 +48,7 @@ class RemoteDirectoryPages:
         return found[1]
 
     def put(self, server: str, query: PublicRoomsQuery, page: dict[str, Any]) -> None:
-        weight = len(json.dumps(page))
+        weight = weight_of(server, query, page)
         self._forget((server, query))
         if weight > self.max_bytes:
             return

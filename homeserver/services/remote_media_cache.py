@@ -7,10 +7,9 @@ most once a minute, for eviction). A miss fetches the item through `RemoteMedia`
 and writes it into the content store as it arrives, so equal bytes held as local media or
 under another remote ID are one file. Then:
 
-- Concurrent requests for the same item share one fetch (single flight): the first starts it
-  as a task of its own, the others wait on that task. A requester who goes away does not stop
-  the fetch the others wait for. At most `MAX_FETCHES` items are fetched at once; more answer
-  429.
+- Concurrent requests for the same item share one fetch (`SingleFlight`): a requester who
+  goes away does not stop the fetch the others wait for. At most `MAX_FETCHES` items are
+  fetched at once; more answer 429.
 - Each item is bounded by `media.max_upload_bytes`: past it the fetch stops and answers
   502 M_TOO_LARGE (Synapse's answer, and the spec's for remote content too large to serve).
 - The cache is bounded by `media.remote_cache_max_bytes`: after each fetch the least
@@ -22,26 +21,19 @@ under another remote ID are one file. Then:
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import asyncpg
 
 from homeserver.config import MediaConfig
-from homeserver.errors import MatrixError
 from homeserver.services.clock import Clock
-from homeserver.services.media_files import MediaFiles
+from homeserver.services.media_files import ACCESS_GRANULARITY_MS, MediaFiles
 from homeserver.services.remote_media import RemoteMedia, remote_too_large
 from homeserver.services.remote_server_limits import ServerLimits
+from homeserver.services.single_flight import SingleFlight
 from storage import remote_media as store
 from storage.remote_media import RemoteMediaRow
 
-log = logging.getLogger(__name__)
-
 # Items fetched at once from other servers (each holds a connection and a temporary file).
 MAX_FETCHES = 64
-# Downloads of one item within this long record one access (`last_access_ts`).
-ACCESS_GRANULARITY_MS = 60_000
 
 
 class RemoteMediaCache:
@@ -55,7 +47,9 @@ class RemoteMediaCache:
         self.max_bytes = config.max_upload_bytes
         self.cache_max_bytes = config.remote_cache_max_bytes
         self.clock = clock
-        self._inflight: dict[tuple[str, str], asyncio.Task[RemoteMediaRow]] = {}
+        self._inflight: SingleFlight[tuple[str, str], RemoteMediaRow] = SingleFlight(
+            MAX_FETCHES, "remote media fetches"
+        )
 
     async def get(
         self, user_id: str, server_name: str, media_id: str, timeout_ms: int
@@ -69,24 +63,9 @@ class RemoteMediaCache:
             await self._touch(row)
             return row
         await self.server_limits.admit(user_id, [server_name])
-        key = (server_name, media_id)
-        task = self._inflight.get(key)
-        if task is None:
-            if len(self._inflight) >= MAX_FETCHES:
-                raise MatrixError(
-                    429, "M_LIMIT_EXCEEDED", "Too many remote media fetches at once",
-                    retry_after_ms=1000,
-                )
-            task = asyncio.create_task(self._fetch(server_name, media_id, timeout_ms))
-            self._inflight[key] = task
-            task.add_done_callback(lambda done: self._done(key, done))
-        return await asyncio.shield(task)
-
-    def _done(self, key: tuple[str, str], task: asyncio.Task[RemoteMediaRow]) -> None:
-        self._inflight.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            # Retrieved here, so a fetch whose requesters all went away logs no warning.
-            log.debug("fetching %s/%s failed: %s", *key, task.exception())
+        return await self._inflight.run(
+            (server_name, media_id), lambda: self._fetch(server_name, media_id, timeout_ms)
+        )
 
     async def _fetch(self, server_name: str, media_id: str, timeout_ms: int) -> RemoteMediaRow:
         async with self.remote.download(

@@ -118,16 +118,15 @@ async def state_at(
 
 async def resolved_window(
     conn: asyncpg.Connection, room_id: str, after: int, upto: int,
-    events: list[StoredEvent], *, complete: bool,
+    events: list[StoredEvent], *, resolved: bool,
 ) -> tuple[dict[Any, str], dict[Any, str]] | None:
     """The room's current state at `after` and at `upto` when state resolution moved it in
     between in a way its events need not show (it kept another branch's event, or took an
     earlier one back); None when no event of the window resolved anything. `events`: those of
-    the window, every one of them when `complete` (else the database is asked)."""
-    if complete:
-        if not any(e.current_state_group is not None for e in events):
-            return None
-    elif not await events_store.resolved_in(conn, room_id, after, upto):
+    the window the caller holds; `resolved`: whether the database says one it does not hold
+    resolved something (`StateChanges.resolved`), so that a window with no fork costs no
+    read here."""
+    if not (resolved or any(e.current_state_group is not None for e in events)):
         return None
     return await state_at(conn, room_id, after), await state_at(conn, room_id, upto)
 
@@ -288,13 +287,16 @@ async def _state_ids(
         return list(state.values())
     filtered = _filtered(timeline_filter)
     ids: dict[Any, str] = {}
+    resolved_unseen = False
     if limited or filtered:
+        # Unfiltered, the timeline holds every event after `start`: the database is asked
+        # about those before it (filtered, about all of the window).
         upto = window.upto if filtered else start
         changes = await events_store.get_state_changes(conn, window.room_id, window.after, upto)
-        ids = {(e.type, e.state_key): e.event_id for e in changes}
+        ids = {(e.type, e.state_key): e.event_id for e in changes.events}
+        resolved_unseen = changes.resolved
     resolved = await resolved_window(
-        conn, window.room_id, window.after, window.upto, timeline,
-        complete=not (limited or filtered),
+        conn, window.room_id, window.after, window.upto, timeline, resolved=resolved_unseen,
     )
     if resolved is not None:
         # What resolution changed is owed even where no event of the window shows it.

@@ -31,6 +31,7 @@ from homeserver.services.clock import Clock
 from homeserver.services.media import MediaService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
+from homeserver.services.single_flight import SingleFlight
 from homeserver.services.url_fetcher import (
     Fetched,
     FetchFailed,
@@ -71,12 +72,13 @@ class UrlPreviews:
         self.clock = clock
         self.fetcher = UrlFetcher(AddressPolicy(allow_private=settings.allow_private_addresses))
         self.max_image_bytes = min(MAX_IMAGE_BYTES, config.media.max_upload_bytes)
-        self._in_flight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._in_flight: SingleFlight[str, dict[str, Any]] = SingleFlight(
+            QUEUE_LIMIT, "URL previews being fetched"
+        )
         self._slots = asyncio.Semaphore(FETCH_SLOTS)
 
     async def close(self) -> None:
-        for task in self._in_flight.values():
-            task.cancel()
+        self._in_flight.cancel()
         await self.fetcher.close()
 
     async def preview(self, requester: Requester, url_text: str, ts: int) -> dict[str, Any]:
@@ -94,18 +96,7 @@ class UrlPreviews:
         if kept is not None:
             return kept
         self.ratelimiter.check_user("per_user", requester)
-        task = self._in_flight.get(key)
-        if task is None:
-            if len(self._in_flight) >= QUEUE_LIMIT:
-                raise MatrixError(
-                    429, "M_LIMIT_EXCEEDED", "Too many URL previews are being fetched",
-                    retry_after_ms=1000,
-                )
-            task = asyncio.ensure_future(self._fetch(url))
-            self._in_flight[key] = task
-            task.add_done_callback(lambda done: self._forget(key, done))
-        # Shielded: one requester going away does not cancel the fetch others wait for.
-        return await asyncio.shield(task)
+        return await self._in_flight.run(key, lambda: self._fetch(url))
 
     async def _kept(self, key: str, ts: int) -> dict[str, Any] | None:
         """The stored preview current at `ts`, else the one current now, else None."""
@@ -119,10 +110,6 @@ class UrlPreviews:
 
         return await self.db.run(read, name="url_preview")
 
-    def _forget(self, key: str, task: asyncio.Task[dict[str, Any]]) -> None:
-        del self._in_flight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved, even if every requester waiting for it went away
 
     async def _fetch(self, url: URL) -> dict[str, Any]:
         async with self._slots:

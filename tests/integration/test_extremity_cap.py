@@ -48,3 +48,14 @@ async def test_more_than_ten_heads_are_merged_by_a_dummy_event(
     dummy = (await db.run(lambda c: rooms.cache.get_pdus(c, [dummy_id])))[dummy_id]
     assert (dummy["type"], dummy["sender"], dummy["content"]) == (DUMMY_EVENT, me.user_id, {})
     assert set(dummy["prev_events"]) == forked
+
+    # Clients never see it (as with Synapse): not in /sync, not in /messages, while the forks
+    # it merged are there.
+    sync = await api.sync(me, filter='{"room":{"timeline":{"limit":50}}}')
+    synced = {e["event_id"] for e in sync["rooms"]["join"][room_id]["timeline"]["events"]}
+    messages = await api.ok(
+        "GET", f"rooms/{room_id}/messages", token=me.token, params={"dir": "b", "limit": "50"}
+    )
+    paged = {e["event_id"] for e in messages["chunk"]}
+    assert forked <= synced and forked <= paged
+    assert dummy_id not in synced | paged

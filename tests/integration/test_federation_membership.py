@@ -18,7 +18,7 @@ from homeserver.protocol.events import build_event
 from homeserver.protocol.restricted_joins import AUTHORISER
 from homeserver.protocol.room_versions import get_room_version
 from homeserver.protocol.signing import key_id
-from tests.federation_peers import Peers, eventually, join_via
+from tests.federation_peers import Peers, eventually, join_via, remote_invite
 from tests.helpers import MatrixApi, User
 
 LIMIT = {"rooms.max_members": 3}
@@ -132,14 +132,10 @@ async def test_an_invite_is_rejected_when_the_inviting_server_cannot_be_reached(
     peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:
     """As Synapse: when no server helps, the rejection is made here alone and the invite goes."""
-    a, b = await peers.new("a"), await peers.new("b")
-    api_a, api_b = a.api(peer_http), b.api(peer_http)
-    alice, bob = await api_a.register("alice"), await api_b.register("bob")
-    room_id = await api_a.create_room(alice, preset="private_chat")
-    await api_a.invite(alice, room_id, bob)
-    await eventually(lambda: _invited_to(api_b, bob, room_id), "Bob's invite")
+    invite = await remote_invite(peers, peer_http)
+    api_b, bob, room_id = invite.api_b, invite.bob, invite.room_id
     since = (await api_b.sync(bob))["next_batch"]
-    await a.stop()
+    await invite.a.stop()
 
     rooms = await _since_rejected(api_b, bob, room_id, since)
     assert room_id not in rooms.get("invite", {})
@@ -151,13 +147,11 @@ async def test_an_invite_to_a_room_everyone_else_left_is_rejected(
     peers: Peers, peer_http: aiohttp.ClientSession
 ) -> None:
     """The inviting server is no longer in the room (its make_leave answers 404)."""
-    a, b = await peers.new("a"), await peers.new("b")
-    api_a, api_b = a.api(peer_http), b.api(peer_http)
-    alice, bob = await api_a.register("alice"), await api_b.register("bob")
-    room_id = await api_a.create_room(alice, preset="private_chat")
-    await api_a.invite(alice, room_id, bob)
-    await eventually(lambda: _invited_to(api_b, bob, room_id), "Bob's invite")
-    await api_a.ok("POST", f"rooms/{quote(room_id)}/leave", token=alice.token, json={})
+    invite = await remote_invite(peers, peer_http)
+    api_b, bob, room_id = invite.api_b, invite.bob, invite.room_id
+    await invite.api_a.ok(
+        "POST", f"rooms/{quote(room_id)}/leave", token=invite.alice.token, json={}
+    )
     since = (await api_b.sync(bob))["next_batch"]
 
     rooms = await _since_rejected(api_b, bob, room_id, since)

@@ -25,7 +25,7 @@ from homeserver.protocol.signing import (
 )
 from tests.edu_helpers import changed, pair, sync_until, token
 from tests.federation_helpers import StandIn, free_port, json_handler, validate_ss_response
-from tests.federation_peers import Peers, eventually
+from tests.federation_peers import Peers, eventually, remote_invite
 from tests.helpers import MatrixApi, User
 from tests.olm_device import OlmDevice
 
@@ -37,16 +37,8 @@ async def _keys_query(api: MatrixApi, user: User, wanted: dict[str, list[str]]) 
 async def test_an_invite_from_a_server_that_hangs_is_rejected_in_bounded_time(
     peers: Peers, peer_http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    a, b = await peers.new("a"), await peers.new("b")
-    api_a, api_b = a.api(peer_http), b.api(peer_http)
-    alice, bob = await api_a.register("alice"), await api_b.register("bob")
-    room_id = await api_a.create_room(alice, preset="private_chat")
-    await api_a.invite(alice, room_id, bob)
-
-    async def invited() -> bool:
-        return room_id in (await api_b.sync(bob)).get("rooms", {}).get("invite", {})
-
-    await eventually(invited, "Bob's invite")
+    invite = await remote_invite(peers, peer_http)
+    a, api_b, bob, room_id = invite.a, invite.api_b, invite.bob, invite.room_id
     since = (await api_b.sync(bob))["next_batch"]
     # A's port now answers TLS and takes requests, but never answers them.
     await a.stop()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.federation_peers import Peers
 from tests.helpers import MatrixApi, User, validate_response
-from tests.synapse_peer import SynapsePeer, run_synapse
+from tests.synapse_peer import SynapsePeer, moot_and_synapse_users, run_synapse
 
 OPEN_DIRECTORY = {
     "allow_public_rooms_over_federation": True,
@@ -54,10 +54,7 @@ def names(chunk: list[dict[str, Any]]) -> dict[str, str]:
 async def test_a_moot_user_browses_synapse_s_directory(
     peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
 ) -> None:
-    moot = await peers.new("moot")
-    api = moot.api(peer_http)
-    alice = await api.register("alice")
-    bob = await synapse.new_user("bob")
+    _moot, api, alice, bob = await moot_and_synapse_users(peers, peer_http, synapse)
     otters = await synapse.api.create_room(bob, visibility="public", preset="public_chat",
                                            name="Otter holt", topic="Sea otters")
     beavers = await synapse.api.create_room(bob, visibility="public", preset="public_chat",
@@ -75,10 +72,7 @@ async def test_a_moot_user_browses_synapse_s_directory(
 async def test_a_synapse_user_browses_moot_s_directory(
     peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
 ) -> None:
-    moot = await peers.new("moot")
-    api = moot.api(peer_http)
-    alice = await api.register("alice")
-    bob = await synapse.new_user("bob")
+    moot, api, alice, bob = await moot_and_synapse_users(peers, peer_http, synapse)
     herons = await api.create_room(alice, visibility="public", preset="public_chat",
                                    name="Heron pond", topic="Grey herons",
                                    room_alias_name="herons")

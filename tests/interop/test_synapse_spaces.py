@@ -16,7 +16,7 @@ import aiohttp
 from tests.federation_peers import Peers, eventually, joined_members
 from tests.helpers import MatrixApi, User, validate_response
 from tests.spaces import add_child
-from tests.synapse_peer import SynapsePeer
+from tests.synapse_peer import SynapsePeer, moot_and_synapse_users
 from tests.synapse_rooms import join
 
 HIERARCHY = "/_matrix/client/v1/rooms/{}/hierarchy"
@@ -90,10 +90,7 @@ async def browse_nested_space(
 async def test_a_moot_space_shows_a_synapse_room(
     peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
 ) -> None:
-    moot = await peers.new("moot")
-    api = moot.api(peer_http)
-    alice = await api.register("alice")
-    bob = await synapse.new_user("bob")
+    _moot, api, alice, bob = await moot_and_synapse_users(peers, peer_http, synapse)
     lounge = await synapse.api.create_room(bob, preset="public_chat", name="Synapse lounge")
     space = await space_with_child(api, alice, lounge, synapse.server_name)
 
@@ -110,10 +107,7 @@ async def test_a_moot_space_shows_a_synapse_room(
 async def test_a_synapse_space_shows_a_moot_room(
     peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
 ) -> None:
-    moot = await peers.new("moot")
-    api = moot.api(peer_http)
-    alice = await api.register("alice")
-    bob = await synapse.new_user("bob")
+    moot, api, alice, bob = await moot_and_synapse_users(peers, peer_http, synapse)
     garden = await api.create_room(alice, preset="public_chat", name="Moot garden")
     secret = await api.create_room(alice, name="Moot secret")
     space = await space_with_child(synapse.api, bob, garden, moot.name)
@@ -127,10 +121,7 @@ async def test_a_synapse_space_shows_a_moot_room(
 async def test_a_moot_user_browses_a_space_living_on_synapse(
     peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
 ) -> None:
-    moot = await peers.new("moot")
-    api = moot.api(peer_http)
-    alice = await api.register("alice")
-    bob = await synapse.new_user("bob")
+    _moot, api, alice, bob = await moot_and_synapse_users(peers, peer_http, synapse)
     ids = await nested_space(synapse.api, bob, synapse.server_name)
     # Invited, Moot holds none of it: it asks the inviting server about the space too.
     await synapse.api.invite(bob, quote(ids["space"]), alice)
@@ -144,10 +135,7 @@ async def test_a_moot_user_browses_a_space_living_on_synapse(
 async def test_a_synapse_user_browses_a_space_living_on_moot(
     peers: Peers, peer_http: aiohttp.ClientSession, synapse: SynapsePeer
 ) -> None:
-    moot = await peers.new("moot")
-    api = moot.api(peer_http)
-    alice = await api.register("alice")
-    bob = await synapse.new_user("bob")
+    moot, api, alice, bob = await moot_and_synapse_users(peers, peer_http, synapse)
     ids = await nested_space(api, alice, moot.name)
     await join(synapse.api, bob, ids["space"], moot.name)  # Synapse holds only the space
     await browse_nested_space(synapse.api, bob, ids)

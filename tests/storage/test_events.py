@@ -162,8 +162,15 @@ async def test_sync_reads_the_latest_state_and_membership_in_a_window(db: Databa
             member("$elsewhere", "!s:x", "@u:x", "join", stream=6),
         )
         changes = await store.get_state_changes(conn, R, 0, 4)
-        assert sorted(ids(changes)) == ["$j", "$n2"]
-        assert ids(await store.get_state_changes(conn, R, 3, 10)) == ["$l"]
+        assert sorted(ids(changes.events)) == ["$j", "$n2"] and not changes.resolved
+        assert ids((await store.get_state_changes(conn, R, 3, 10)).events) == ["$l"]
+        assert (await store.get_state_changes(conn, R, 5, 10)).events == []
+        # Resolution moving the state at an event (a message, even) is said within its range.
+        await store.set_current_state_group(conn, "$elsewhere", 1)
+        await store.set_current_state_group(conn, "$n3", 1)
+        assert not (await store.get_state_changes(conn, R, 4, 10)).resolved
+        nothing_changed = await store.get_state_changes(conn, R, 3, 4)
+        assert nothing_changed.resolved and nothing_changed.events == []
         assert await store.get_membership_changes(conn, "@u:x", 0, 6) == {
             R: ("$l", 5), "!s:x": ("$elsewhere", 6)
         }

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from homeserver.protocol.public_rooms import PublicRoomsQuery, clean_remote_page, federation_query
-from homeserver.services.remote_directory_pages import TTL_S, RemoteDirectoryPages
+from homeserver.services.remote_directory_pages import TTL_S, RemoteDirectoryPages, weight_of
 from tests.fake_clock import FakeClock
 
 FIRST = PublicRoomsQuery(limit=10)
@@ -32,7 +31,7 @@ def test_a_page_is_reused_until_it_expires_and_only_for_the_same_query() -> None
 
 
 def test_pages_are_held_within_the_byte_bound_oldest_forgotten_first() -> None:
-    weight = len(json.dumps(page("p0", 1000)))
+    weight = weight_of("s0.example", FIRST, page("p0", 1000))
     pages = RemoteDirectoryPages(FakeClock(), max_bytes=3 * weight)
     for i in range(5):
         pages.put(f"s{i}.example", FIRST, page(f"p{i}", 1000))
@@ -45,6 +44,18 @@ def test_pages_are_held_within_the_byte_bound_oldest_forgotten_first() -> None:
     assert pages.get("s4.example", FIRST) is not None
     pages.put("s4.example", FIRST, page("p9", 1000))  # replacing does not count twice
     assert pages.held_bytes == 3 * weight
+
+
+def test_search_terms_count_against_the_bound_as_much_as_pages() -> None:
+    # A user's every keystroke is a query of its own: empty answers to long terms must not
+    # pile up under a bound that weighs only the answers.
+    pages = RemoteDirectoryPages(FakeClock(), max_bytes=50_000)
+    queries = [PublicRoomsQuery(limit=10, search_term=f"{i}" + "x" * 10_000) for i in range(20)]
+    for query in queries:
+        pages.put("a.example", query, {"chunk": []})
+        assert pages.held_bytes <= 50_000
+    assert pages.get("a.example", queries[0]) is None
+    assert pages.get("a.example", queries[-1]) == {"chunk": []}
 
 
 def test_a_query_goes_to_another_server_as_get_unless_it_filters() -> None:

@@ -297,18 +297,20 @@ class RoomResults:
                 reads[w.room_id] = (w.wanted, lazy_keys | META)
                 continue
             assert sent is not None
+            resolved_unseen = False
             if w.limited or w.window.expanded:
                 changed = await events_store.get_state_changes(
                     conn, w.room_id, w.window.after, w.window.bound
                 )
-                w.changes = {(e.type, e.state_key or ""): e.event_id for e in changed}
-                loaded.update((e.event_id, e) for e in changed)
+                w.changes = {(e.type, e.state_key or ""): e.event_id for e in changed.events}
+                loaded.update((e.event_id, e) for e in changed.events)
+                resolved_unseen = changed.resolved
             else:
                 w.changes = {(e.type, e.state_key): e.event_id for e in w.visible
                              if e.state_key is not None}
             resolved = await resolved_window(
                 conn, w.room_id, w.window.after, w.window.bound, w.fetched,
-                complete=not (w.limited or w.window.expanded),
+                resolved=resolved_unseen,
             )
             if resolved is not None:
                 # Resolution decided the state now: each key changed, or shown changed by
