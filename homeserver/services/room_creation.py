@@ -205,7 +205,7 @@ class _CreateRequest:
             raise MatrixError(
                 400, "M_UNSUPPORTED_ROOM_VERSION",
                 f"Room version {req.room_version!r} is not supported; "
-                f"choose one of {sorted(KNOWN_ROOM_VERSIONS)}",
+                f"choose one of {sorted(KNOWN_ROOM_VERSIONS, key=int)}",
             )
         req.preset = _opt(body, "preset", str)
         if req.preset is not None and req.preset not in PRESETS:
