@@ -114,6 +114,19 @@ def _encode(body: dict[str, Any]) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _decode(answer: bytes) -> Any:
+    """The answer's JSON, None if it is not JSON. orjson reads it in a twentieth of the time,
+    but not integers over 64 bits (which json does)."""
+    try:
+        return orjson.loads(answer)
+    except ValueError:
+        pass
+    try:
+        return json.loads(answer)
+    except ValueError:
+        return None
+
+
 class _Connection(asyncio.Protocol):
     """One connection to a gateway. Requests are written as they come, those of one turn of
     the event loop together, and the responses (which HTTP/1.1 returns in request order)
@@ -299,10 +312,7 @@ class PushGatewayClient:
             raise GatewayFailed(f"{url}: {type(e).__name__}: {e}") from None
         if response.status != 200:
             raise GatewayFailed(f"{target.host} answered {response.status}", response.status)
-        try:
-            return json.loads(response.body)
-        except ValueError:
-            return None
+        return _decode(response.body)
 
     async def _exchange(self, target: _Target, request: bytes) -> http1.Response:
         """The response to `request` on a kept-alive connection to the gateway, or a new one."""
