@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -133,6 +134,8 @@ class _Connection(asyncio.Protocol):
     handed to the requests waiting in turn."""
 
     def __init__(self) -> None:
+        # (bound once: `asyncio.get_running_loop` makes a getpid system call in Python 3.11)
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.data = b""
         self.done = False  # closed, or closing: it takes no more requests
@@ -150,11 +153,11 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.idle_since = asyncio.get_running_loop().time()
+        self.idle_since = time.monotonic()
 
     def exchange(self, request: bytes) -> asyncio.Future[http1.Response]:
         """The response to `request`, once the gateway answered it and those before it."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         answer: asyncio.Future[http1.Response] = loop.create_future()
         if self.done:  # it failed while the request waited for it to connect
             answer.set_exception(ConnectionError("the connection closed"))
@@ -174,10 +177,10 @@ class _Connection(asyncio.Protocol):
             self._hold = None
         if self._out and self.transport is not None and not self.done:
             self.transport.write(b"".join(self._out))
-            now = asyncio.get_running_loop().time()
+            now = time.monotonic()
             self._written_at.extend(now for _ in self._out)
             if self._watchdog is None:
-                self._watchdog = asyncio.get_running_loop().call_later(
+                self._watchdog = self.loop.call_later(
                     REQUEST_TIMEOUT_S, self._check_answered
                 )
         self._out.clear()
@@ -190,12 +193,11 @@ class _Connection(asyncio.Protocol):
         self._watchdog = None
         if not self._written_at:
             return
-        loop = asyncio.get_running_loop()
         due = self._written_at[0] + REQUEST_TIMEOUT_S
-        if loop.time() >= due:
+        if time.monotonic() >= due:
             self.fail(TimeoutError(f"no answer within {REQUEST_TIMEOUT_S:.0f} s"))
         else:
-            self._watchdog = loop.call_at(due, self._check_answered)
+            self._watchdog = self.loop.call_later(due - time.monotonic(), self._check_answered)
 
     def data_received(self, data: bytes) -> None:
         self.data += data
@@ -221,14 +223,14 @@ class _Connection(asyncio.Protocol):
             self.data = self.data[used:]
             self._written_at.popleft()
             if not self._written_at and self._out:  # after the tasks these answers wake
-                asyncio.get_running_loop().call_soon(self._flush)
+                self.loop.call_soon(self._flush)
             answer = self._waiting.popleft()
             if not answer.done():  # (its request timed out meanwhile)
                 answer.set_result(response)
             if not response.keep_alive:
                 self.fail(ConnectionError("the gateway closed the connection"))
                 return
-        self.idle_since = asyncio.get_running_loop().time()
+        self.idle_since = time.monotonic()
         if eof or self.data:  # closed, or bytes that no request asked for
             self.fail(ConnectionError("the connection closed"))
 
@@ -320,7 +322,7 @@ class PushGatewayClient:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool()
-        conn = pool.pick(asyncio.get_running_loop().time())
+        conn = pool.pick(time.monotonic())
         if conn is None:
             if pool.connecting is None:  # one at a time: the requests meanwhile share it
                 pool.connecting = asyncio.ensure_future(self._connect(target))

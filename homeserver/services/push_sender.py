@@ -87,7 +87,7 @@ _HOPELESS = frozenset({400, 413})
 _NO_BOUND = 2**62  # counts include every committed notification
 MEMBER = "m.room.member"
 _Lookup = asyncio.Future[RoomDetails | None]  # details being looked up; None if that failed
-_SENT, _FAILED = metrics.PUSH_SENT.labels(HTTP), metrics.PUSH_FAILED.labels(HTTP)
+_SENT, _FAILED = metrics.PUSH_SENT.child(HTTP), metrics.PUSH_FAILED.labels(HTTP)
 
 
 @dataclass(slots=True)
@@ -307,7 +307,7 @@ class PushSender:
                 await self._wait_until_due(pusher)
                 retry = True
                 continue
-            _SENT.inc()
+            _SENT.value += 1
             if pusher.key.pushkey in push_gateway.rejected_pushkeys(answer):
                 await self._rejected(pusher)
                 return
