@@ -231,10 +231,12 @@ for _cache in CACHES:
 for _cache in ("events", "recent_events", "current_state"):
     CACHE_SIZE_BYTES.child(_cache)
 
-PUSH_SENT = Counter(
+PUSH_SENT = TallyFamily(  # one a push: a tally, not a locked counter
     "moot_push_sent_total",
-    "Notifications (and badge updates) a push gateway accepted, by pusher kind", ["kind"],
+    "Notifications (and badge updates) a push gateway accepted, by pusher kind", ("kind",),
+    "counter",
 )
+PUSH_SENT.child("http")  # exported at 0 from the start
 PUSH_FAILED = Counter(
     "moot_push_failed_total",
     "Attempts to deliver to a push gateway that failed (unreachable, refused address, timeout, "
@@ -254,7 +256,7 @@ PUSH_QUEUE_OLDEST_AGE_SECONDS = Gauge(
     "Age of the oldest queued push (0 when none is queued), by pusher kind", ["kind"],
 )
 for _push_metric in (
-    PUSH_SENT, PUSH_FAILED, PUSH_REJECTED, PUSH_QUEUE_DEPTH, PUSH_QUEUE_OLDEST_AGE_SECONDS
+    PUSH_FAILED, PUSH_REJECTED, PUSH_QUEUE_DEPTH, PUSH_QUEUE_OLDEST_AGE_SECONDS
 ):
     _push_metric.labels("http")  # exported at 0 from the start
 

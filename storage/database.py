@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -97,16 +97,15 @@ class Database:
         finally:
             metrics.TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - start)
 
-    @asynccontextmanager
-    async def on_demand(
+    def on_demand(
         self, limit: asyncio.Semaphore | None = None
-    ) -> AsyncIterator[asyncpg.Connection]:
+    ) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A stand-in for a pooled connection, taken (under `limit`, if given) only when a
         statement runs on it, and returned at the end of the block: for work that usually
         finds everything in caches which take a connection for their misses, so that a hit
-        costs no pool round trip. Statements commit alone, as with `run`."""
-        async with AsyncExitStack() as stack:
-            yield cast(asyncpg.Connection, _OnDemand(self, limit, stack))
+        costs no pool round trip (nor, in a loop of hits, the generator and exit stack of a
+        context manager). Statements commit alone, as with `run`."""
+        return _OnDemand(self, limit)
 
     async def transaction(
         self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, name: str = "txn"
@@ -150,16 +149,26 @@ class _OnDemand:
 
     _STATEMENTS = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchval"})
 
-    def __init__(
-        self, db: Database, limit: asyncio.Semaphore | None, stack: AsyncExitStack
-    ) -> None:
+    def __init__(self, db: Database, limit: asyncio.Semaphore | None) -> None:
         self._db = db
         self._limit = limit
-        self._stack = stack
+        self._stack: AsyncExitStack | None = None  # what the first statement took
         self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        return cast(asyncpg.Connection, self)
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        if self._stack is None:
+            return None
+        self._conn = None
+        stack, self._stack = self._stack, None
+        return await stack.__aexit__(*exc)
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None:
+            if self._stack is None:
+                self._stack = AsyncExitStack()
             if self._limit is not None:
                 await self._stack.enter_async_context(self._limit)
             self._conn = await self._stack.enter_async_context(self._db.connection())

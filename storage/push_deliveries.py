@@ -10,6 +10,7 @@ read (or, for a failing pusher, with its retry state).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,13 +98,16 @@ async def queue_badges(conn: asyncpg.Connection, user_id: str) -> list[PusherKey
 
 # Several pushers' queues at once, each up to the limit. The rows delivered since the last
 # read go in the same statement: the deletion's snapshot is the read's, so the read leaves
-# them out itself.
+# them out itself. A row names its pusher by its place in the arrays, and the JSON of actions
+# and pusher data comes as text: the pushes of one event to many pushers share their actions,
+# the rows of one pusher its data, and each is decoded once a read (`get_queued`).
 GET_QUEUED = """
 WITH delivered AS (DELETE FROM push_deliveries WHERE position = ANY($5::bigint[]))
-SELECT k.user_id, k.app_id, k.pushkey, q.*
-FROM unnest($1::text[], $2::text[], $3::text[]) AS k(user_id, app_id, pushkey)
+SELECT k.i, q.*
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(user_id, app_id, pushkey, i)
 CROSS JOIN LATERAL (
-    SELECT d.position, d.event_id, d.room_id, d.actions, d.enqueued_ts, p.data, p.created_ts
+    SELECT d.position, d.event_id, d.room_id, d.actions::text, d.enqueued_ts, p.data::text,
+           p.created_ts
     FROM push_deliveries d JOIN pushers p USING (user_id, app_id, pushkey)
     WHERE d.user_id = k.user_id AND d.app_id = k.app_id AND d.pushkey = k.pushkey
       AND d.position <> ALL($5::bigint[])
@@ -120,12 +124,19 @@ async def get_queued(
     """Each pusher's oldest queued rows (up to `limit`), in queue order, once the `delivered`
     positions are deleted: one round trip for all of it. Pushers with none are left out."""
     found: dict[PusherKey, list[QueuedPush]] = {}
+    decoded: dict[str | None, Any] = {None: None}
     rows = await conn.fetch(
         GET_QUEUED, [k.user_id for k in keys], [k.app_id for k in keys],
         [k.pushkey for k in keys], limit, list(delivered),
     )
-    for r in rows:
-        found.setdefault(PusherKey(r[0], r[1], r[2]), []).append(QueuedPush(*r[3:]))
+    for i, position, event_id, room_id, actions, enqueued_ts, data, created_ts in rows:
+        for text in (actions, data):
+            if text not in decoded:
+                decoded[text] = json.loads(text)
+        found.setdefault(keys[i - 1], []).append(QueuedPush(
+            position, event_id, room_id, decoded[actions], enqueued_ts, decoded[data],
+            created_ts,
+        ))
     return found
 
 

@@ -25,12 +25,18 @@ What remains is the kernel's: on loopback a socket write was most of a push's co
 requests to one gateway share a connection, pipelined (RFC 9112 section 9.3.2; Sygnal's
 Twisted, aiohttp, nginx and the usual servers answer pipelined requests in order), and the
 requests made in one turn of the event loop (an event's pushes to many pushers) go out in
-one write. A second connection opens only when one has `PIPELINE` requests waiting (at
-most `PER_GATEWAY`). Each pusher still has one request in flight, so its gateway sees its
-notifications in order. The RFC advises against pipelining a method that is not idempotent;
-a push is, in effect, since the spec tells gateways to deduplicate by `event_id`. When a
-connection fails (closed, malformed, a request timed out), every request waiting on it
-fails and its pusher retries after its backoff, as for any failure.
+one write. A request made while earlier ones on its connection are unanswered waits for
+their answers (at most `HOLD_S`), as Nagle's algorithm does for segments: the answers to one
+write wake their pushers' next requests together, and those go out in one write too. Without
+the hold, the pushers drifted apart (an answer read alone sends its pusher's next request
+alone) until a write carried one or two requests (measured with 16 pushers: 1.4 requests a
+write; with it, 12). Idle, nothing is unanswered and nothing waits. A second connection
+opens only when one has `PIPELINE` requests waiting (at most `PER_GATEWAY`). Each pusher
+still has one request in flight, so its gateway sees its notifications in order. The RFC
+advises against pipelining a method that is not idempotent; a push is, in effect, since the
+spec tells gateways to deduplicate by `event_id`. When a connection fails (closed,
+malformed, unanswered for `REQUEST_TIMEOUT_S`), every request waiting on it fails and its
+pusher retries after its backoff, as for any failure.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -57,6 +64,9 @@ CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_S = 15.0  # an idle connection older than this is closed rather than reused
 PER_GATEWAY = 10  # connections to one gateway at most
 PIPELINE = 16  # requests waiting on one connection before another is opened
+# The longest a request waits for the answers to those written before it on its connection
+# (see `_Connection`); none waits when nothing is unanswered.
+HOLD_S = 0.002
 MAX_ANSWER_BYTES = 64 * 1024  # a `rejected` list of a few pushkeys
 USER_AGENT = "Moot push (Matrix homeserver)"
 _HEADERS = f"User-Agent: {USER_AGENT}\r\n".encode()
@@ -105,18 +115,36 @@ def _encode(body: dict[str, Any]) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _decode(answer: bytes) -> Any:
+    """The answer's JSON, None if it is not JSON. orjson reads it in a twentieth of the time,
+    but not integers over 64 bits (which json does)."""
+    try:
+        return orjson.loads(answer)
+    except ValueError:
+        pass
+    try:
+        return json.loads(answer)
+    except ValueError:
+        return None
+
+
 class _Connection(asyncio.Protocol):
     """One connection to a gateway. Requests are written as they come, those of one turn of
     the event loop together, and the responses (which HTTP/1.1 returns in request order)
     handed to the requests waiting in turn."""
 
     def __init__(self) -> None:
+        # (bound once: `asyncio.get_running_loop` makes a getpid system call in Python 3.11)
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.data = b""
         self.done = False  # closed, or closing: it takes no more requests
         self.idle_since = 0.0
         self._waiting: deque[asyncio.Future[http1.Response]] = deque()
-        self._out: list[bytes] = []
+        self._out: list[bytes] = []  # requests not written yet (the last of `_waiting`)
+        self._written_at: deque[float] = deque()  # when each unanswered request was written
+        self._hold: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def in_flight(self) -> int:
@@ -125,25 +153,51 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.idle_since = asyncio.get_running_loop().time()
+        self.idle_since = time.monotonic()
 
     def exchange(self, request: bytes) -> asyncio.Future[http1.Response]:
         """The response to `request`, once the gateway answered it and those before it."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         answer: asyncio.Future[http1.Response] = loop.create_future()
         if self.done:  # it failed while the request waited for it to connect
             answer.set_exception(ConnectionError("the connection closed"))
             return answer
         self._waiting.append(answer)
-        if not self._out:
-            loop.call_soon(self._flush)
         self._out.append(request)
+        if len(self._out) == 1:
+            if self._written_at:  # wait for their answers, which wake the requests' next ones
+                self._hold = loop.call_later(HOLD_S, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return answer
 
     def _flush(self) -> None:
-        if self.transport is not None and not self.done:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        if self._out and self.transport is not None and not self.done:
             self.transport.write(b"".join(self._out))
+            now = time.monotonic()
+            self._written_at.extend(now for _ in self._out)
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_later(
+                    REQUEST_TIMEOUT_S, self._check_answered
+                )
         self._out.clear()
+
+    def _check_answered(self) -> None:
+        """The gateway must answer each request within `REQUEST_TIMEOUT_S`; one that does not
+        holds up every request behind it, so the connection fails. One timer a connection,
+        not one a request: it looks at the oldest unanswered request only (answers come in
+        order), and runs again when that one is due."""
+        self._watchdog = None
+        if not self._written_at:
+            return
+        due = self._written_at[0] + REQUEST_TIMEOUT_S
+        if time.monotonic() >= due:
+            self.fail(TimeoutError(f"no answer within {REQUEST_TIMEOUT_S:.0f} s"))
+        else:
+            self._watchdog = self.loop.call_later(due - time.monotonic(), self._check_answered)
 
     def data_received(self, data: bytes) -> None:
         self.data += data
@@ -157,7 +211,7 @@ class _Connection(asyncio.Protocol):
         self._parse(eof=True)
 
     def _parse(self, eof: bool) -> None:
-        while self._waiting:
+        while self._written_at:
             try:
                 found = http1.parse_response(self.data, eof, MAX_ANSWER_BYTES)
             except ValueError as e:
@@ -167,19 +221,25 @@ class _Connection(asyncio.Protocol):
                 return
             response, used = found
             self.data = self.data[used:]
+            self._written_at.popleft()
+            if not self._written_at and self._out:  # after the tasks these answers wake
+                self.loop.call_soon(self._flush)
             answer = self._waiting.popleft()
             if not answer.done():  # (its request timed out meanwhile)
                 answer.set_result(response)
             if not response.keep_alive:
                 self.fail(ConnectionError("the gateway closed the connection"))
                 return
-        self.idle_since = asyncio.get_running_loop().time()
+        self.idle_since = time.monotonic()
         if eof or self.data:  # closed, or bytes that no request asked for
             self.fail(ConnectionError("the connection closed"))
 
     def fail(self, error: Exception) -> None:
         """Close the connection; the requests still waiting on it fail with `error`."""
         self.done = True
+        for timer in (self._hold, self._watchdog):
+            if timer is not None:
+                timer.cancel()
         while self._waiting:
             answer = self._waiting.popleft()
             if not answer.done():
@@ -247,18 +307,14 @@ class PushGatewayClient:
         try:
             target = _target(url)
             request = http1.request(target.path, target.host_header, _HEADERS, _encode(body))
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                response = await self._exchange(target, request)
+            response = await self._exchange(target, request)
         except (AddressRefused, GatewayFailed):
             raise
         except (ResolveFailed, OSError, TimeoutError, ValueError) as e:
             raise GatewayFailed(f"{url}: {type(e).__name__}: {e}") from None
         if response.status != 200:
             raise GatewayFailed(f"{target.host} answered {response.status}", response.status)
-        try:
-            return json.loads(response.body)
-        except ValueError:
-            return None
+        return _decode(response.body)
 
     async def _exchange(self, target: _Target, request: bytes) -> http1.Response:
         """The response to `request` on a kept-alive connection to the gateway, or a new one."""
@@ -266,18 +322,14 @@ class PushGatewayClient:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool()
-        conn = pool.pick(asyncio.get_running_loop().time())
+        conn = pool.pick(time.monotonic())
         if conn is None:
             if pool.connecting is None:  # one at a time: the requests meanwhile share it
                 pool.connecting = asyncio.ensure_future(self._connect(target))
                 pool.connecting.add_done_callback(partial(_connected, pool))
-            conn = await asyncio.shield(pool.connecting)
-        try:
-            return await conn.exchange(request)
-        except (TimeoutError, asyncio.CancelledError):
-            # A gateway that does not answer holds up every request behind this one.
-            conn.fail(ConnectionError("a request on the connection timed out"))
-            raise
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                conn = await asyncio.shield(pool.connecting)
+        return await conn.exchange(request)
 
     async def _connect(self, target: _Target) -> _Connection:
         """A connection to an address of the gateway's host that the policy allows (a

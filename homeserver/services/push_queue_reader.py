@@ -10,15 +10,18 @@ positions over without reading again (`hand_over`), and they go with the next re
 `DELETE_DELAY_S`, with one deletion for all that gathered meanwhile. A wave of pushes to many
 pushers thus costs about two statements (the read that finds the rows, and the deletion),
 however many pushers it reaches. Deferring a deletion widens, by as much, the window in which
-a crash makes a notification go out twice.
+a crash makes a notification go out twice. On the same connection, right after a read, the
+sender loads what the bodies of all the rows found will need (`prepare`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+
+import asyncpg
 
 from storage import push_deliveries as queue_store
 from storage.database import Database
@@ -26,13 +29,18 @@ from storage.push_deliveries import PusherKey, QueuedPush
 
 log = logging.getLogger(__name__)
 DELETE_DELAY_S = 0.05
+# Loads, on the read's connection, what the bodies of the rows read will need.
+Prepare = Callable[[asyncpg.Connection, list[QueuedPush]], Awaitable[None]]
 
 
 class QueueReader:
-    def __init__(self, db: Database, slots: asyncio.Semaphore, limit: int) -> None:
+    def __init__(
+        self, db: Database, slots: asyncio.Semaphore, limit: int, prepare: Prepare
+    ) -> None:
         self.db = db
         self.slots = slots  # the sender's share of the pool
         self.limit = limit  # rows read at once from one pusher's queue
+        self.prepare = prepare
         self._waiting: dict[PusherKey, asyncio.Future[list[QueuedPush]]] = {}
         self._delivered: list[int] = []  # handed over, not yet deleted
         self._task: asyncio.Task[None] | None = None
@@ -116,8 +124,15 @@ class QueueReader:
                     name="push_delivered",
                 )
                 return {}
-            return await self.db.run(
-                partial(queue_store.get_queued, keys=keys, limit=self.limit,
-                        delivered=delivered),
-                name="push_read",
-            )
+            return await self.db.run(partial(self._read, keys=keys, delivered=delivered),
+                                     name="push_read")
+
+    async def _read(
+        self, conn: asyncpg.Connection, keys: list[PusherKey], delivered: list[int]
+    ) -> dict[PusherKey, list[QueuedPush]]:
+        found = await queue_store.get_queued(conn, keys, self.limit, delivered)
+        try:
+            await self.prepare(conn, [row for rows in found.values() for row in rows])
+        except Exception as e:  # the rows go out anyway: each body loads what it lacks
+            log.warning("preparing %d pushers' rows failed: %s", len(found), e)
+        return found

@@ -24,9 +24,13 @@ Counts are read when a row is sent, not when it was queued: a phone coming back 
 shows the badge as it is now. Everything a request needs is read from memory where the process
 keeps it current (the event cache, the user's memberships and unread counts, the room's current
 state), so a push in the steady state reads nothing from the database, nor takes a pool
-connection (`Database.on_demand`); the room's names and the sender's display name are worked
-out once for all the pushers an event goes to. A badge row is sent only when the count is
-lower than the last one this process sent to that pusher (or none was sent yet).
+connection (`Database.on_demand`). What memory lacks (in a push worker, which writes no events:
+the events themselves and the rooms' current state) is loaded when the rows are read, for all
+the rows of one read at once on the read's connection (`_prepare`): an event to a room of many
+pushers is read once, not once per pusher (in the push worker that was a statement or two per
+push). The room's names and the sender's display name are worked out once for all the pushers
+an event goes to. A badge row is sent only when the count is lower than the last one this
+process sent to that pusher (or none was sent yet).
 
 With a push worker configured, the delivering sender runs there, and the main process's sender
 only announces the rows it queued (`elsewhere`, `push_wakeups.py`).
@@ -49,6 +53,7 @@ from homeserver.protocol.backoff import PRODUCTION_BACKOFF, Backoff
 from homeserver.protocol.identifiers import server_name_of
 from homeserver.protocol.push_gateway import Device, RoomDetails
 from homeserver.protocol.retention import expired
+from homeserver.protocol.state_keys import CANONICAL_ALIAS, NAME, StateKey
 from homeserver.services.checked_resolver import AddressRefused
 from homeserver.services.clock import Clock
 from homeserver.services.push_gateway_client import GatewayFailed, PushGatewayClient
@@ -71,14 +76,18 @@ BATCH = 50  # rows read at once from one pusher's queue
 # pushers must not queue the room writer (and every request) behind it for a connection.
 DB_CONNECTIONS = 4
 DELIVERY_EXPIRY_MS = 24 * 3600 * 1000
-# Room names and display names read for one event's pushes serve its other pushers for this
-# long (the pushes of one event go out within milliseconds of each other), for so many events.
-DETAILS_FRESH_MS = 1000
+# Room names and display names looked up for one event's pushes serve its other pushers for
+# this long, for so many events. They are looked up when the event's rows are read from the
+# queue, and on a busy machine a worker at a low priority may send them seconds later: the
+# pushes of one event should not each look them up again then.
+DETAILS_FRESH_MS = 10_000
 DETAILS_KEPT = 1024
 # Answers that retrying cannot change: the gateway finds the request malformed or too large.
 _HOPELESS = frozenset({400, 413})
 _NO_BOUND = 2**62  # counts include every committed notification
-_SENT, _FAILED = metrics.PUSH_SENT.labels(HTTP), metrics.PUSH_FAILED.labels(HTTP)
+MEMBER = "m.room.member"
+_Lookup = asyncio.Future[RoomDetails | None]  # details being looked up; None if that failed
+_SENT, _FAILED = metrics.PUSH_SENT.child(HTTP), metrics.PUSH_FAILED.labels(HTTP)
 
 
 @dataclass(slots=True)
@@ -116,10 +125,11 @@ class PushSender:
         # The last unread count sent to each pusher, so that a badge goes out only when the
         # count dropped.
         self._last_unread: dict[PusherKey, int] = {}
-        self._details: dict[str, tuple[int, RoomDetails]] = {}  # event -> (when, details)
+        # event -> (when, its details, or their lookup in flight)
+        self._details: dict[str, tuple[int, RoomDetails | _Lookup]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._db_slots = asyncio.Semaphore(DB_CONNECTIONS)
-        self.reader = QueueReader(db, self._db_slots, BATCH)
+        self.reader = QueueReader(db, self._db_slots, BATCH, self._prepare)
         self._stopped = True
         # Who holds an http pusher: the room writer queues pushes for them only.
         self.owners = PusherOwners()
@@ -297,7 +307,7 @@ class PushSender:
                 await self._wait_until_due(pusher)
                 retry = True
                 continue
-            _SENT.inc()
+            _SENT.value += 1
             if pusher.key.pushkey in push_gateway.rejected_pushkeys(answer):
                 await self._rejected(pusher)
                 return
@@ -346,37 +356,90 @@ class PushSender:
         self, conn: asyncpg.Connection, event_id: str, room_id: str, pdu: dict[str, Any]
     ) -> RoomDetails:
         """`_room_details` for the event, worked out once for all the pushers it goes to
-        within `DETAILS_FRESH_MS` (a message to a room of many pushers asks for the same)."""
-        now = self.clock.now_ms()
+        within `DETAILS_FRESH_MS` (a message to a room of many pushers asks for the same):
+        normally by `_prepare` when their rows were read, else here by the first pusher that
+        asks, whose answer the others wait for rather than ask the database again."""
         known = self._details.get(event_id)
-        if known is not None and now - known[0] < DETAILS_FRESH_MS:
-            return known[1]
-        details = await self._room_details(conn, room_id, pdu.get("sender"))
-        if len(self._details) >= DETAILS_KEPT:
-            self._details.clear()
-        self._details[event_id] = (now, details)
+        if known is not None and self.clock.now_ms() - known[0] < DETAILS_FRESH_MS:
+            if not isinstance(known[1], asyncio.Future):
+                return known[1]
+            found = await asyncio.shield(known[1])
+            if found is not None:
+                return found  # (None: that lookup failed; this one tries again)
+        looking: asyncio.Future[RoomDetails | None] = asyncio.get_running_loop().create_future()
+        self._remember_details(event_id, looking)
+        details = None
+        try:
+            details = (await self._room_details(conn, {event_id: (room_id, pdu)}))[event_id]
+        finally:
+            looking.set_result(details)
+            if details is not None:
+                self._remember_details(event_id, details)
+            elif self._details.get(event_id, (0, None))[1] is looking:
+                del self._details[event_id]
         return details
 
-    async def _room_details(
-        self, conn: asyncpg.Connection, room_id: str, sender: Any
-    ) -> RoomDetails:
-        """The room's name and canonical alias and the sender's display name, as they are now."""
-        keys = {("m.room.name", ""), ("m.room.canonical_alias", "")}
-        if isinstance(sender, str):
-            keys.add(("m.room.member", sender))
-        query = {room_id: StateQuery(keys=frozenset(keys))}
-        state = (await self.current_state.get(conn, query))[room_id]
-        pdus = await self.rooms.get_pdus(conn, [e.event_id for e in state])
-        content = {e.type: pdus.get(e.event_id, {}).get("content", {}) for e in state}
+    def _remember_details(self, event_id: str, details: RoomDetails | _Lookup) -> None:
+        if len(self._details) >= DETAILS_KEPT and event_id not in self._details:
+            self._details.clear()
+        self._details[event_id] = (self.clock.now_ms(), details)
 
-        def text(event_type: str, name: str) -> str | None:
-            value = content.get(event_type, {}).get(name)
+    async def _prepare(self, conn: asyncpg.Connection, rows: list[QueuedPush]) -> None:
+        """What the bodies of the rows one queue read found need, loaded for all of them at
+        once on the read's connection: their events (one statement for those not cached),
+        and the room details of the events that go to a full-format pusher (one statement
+        for the rooms' current state, one at most for the state events not cached). The
+        pushes of an event in a room of many pushers are read together, one row per pusher:
+        looked up pusher by pusher, they cost a statement or two each."""
+        event_ids = list({r.event_id for r in rows if r.event_id is not None})
+        if not event_ids:
+            return
+        pdus = await self.rooms.get_pdus(conn, event_ids)
+        now = self.clock.now_ms()
+        wanted: dict[str, tuple[str, dict[str, Any]]] = {}
+        for r in rows:
+            if r.event_id is None or r.room_id is None or r.event_id in wanted:
+                continue
+            pdu = pdus.get(r.event_id)
+            known = self._details.get(r.event_id)
+            if (pdu is not None and r.pusher_data.get("format") != push_gateway.EVENT_ID_ONLY
+                    and (known is None or now - known[0] >= DETAILS_FRESH_MS)):
+                wanted[r.event_id] = (r.room_id, pdu)
+        if wanted:
+            for event_id, details in (await self._room_details(conn, wanted)).items():
+                self._remember_details(event_id, details)
+
+    async def _room_details(
+        self, conn: asyncpg.Connection, events: dict[str, tuple[str, dict[str, Any]]]
+    ) -> dict[str, RoomDetails]:
+        """event -> its room's name and canonical alias and its sender's display name, as
+        they are now, for events given as event -> (room, PDU)."""
+        senders: dict[str, set[StateKey]] = {}
+        for room_id, pdu in events.values():
+            keys = senders.setdefault(room_id, {NAME, CANONICAL_ALIAS})
+            if isinstance(pdu.get("sender"), str):
+                keys.add((MEMBER, pdu["sender"]))
+        queries = {room_id: StateQuery(keys=frozenset(k)) for room_id, k in senders.items()}
+        state = await self.current_state.get(conn, queries)
+        pdus = await self.rooms.get_pdus(conn, [e.event_id for s in state.values() for e in s])
+        content = {
+            (room_id, e.type, e.state_key or ""): pdus.get(e.event_id, {}).get("content", {})
+            for room_id, held in state.items() for e in held
+        }
+
+        def text(room_id: str, key: StateKey, name: str) -> str | None:
+            value = content.get((room_id, *key), {}).get(name)
             return value if isinstance(value, str) and value else None
 
-        return RoomDetails(
-            text("m.room.name", "name"), text("m.room.canonical_alias", "alias"),
-            text("m.room.member", "displayname"),
-        )
+        out = {}
+        for event_id, (room_id, pdu) in events.items():
+            sender = pdu.get("sender")
+            out[event_id] = RoomDetails(
+                text(room_id, NAME, "name"), text(room_id, CANONICAL_ALIAS, "alias"),
+                text(room_id, (MEMBER, sender), "displayname")
+                if isinstance(sender, str) else None,
+            )
+        return out
 
     async def _forget(self, pusher: _Pusher, row: QueuedPush) -> None:
         """The row is done with; a pusher that was failing is healthy again. For a healthy

@@ -161,12 +161,48 @@ async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
     reads = [s for s in statements if "WITH delivered" in s.query]
     deletions = [s for s in statements if s.query == DELETE_QUEUED]
     print(f"{len(statements)} statements for a wave of 8 pushes")
-    # Nothing read for a request's body, no row deleted alone.
-    assert len(reads) + len(deletions) == len(statements), statements
+    # Nothing read for a request's body, no row deleted alone. (On a busy machine the read
+    # may come before the writer's caches hold the new event: then the event and the room's
+    # state are read once with it, for all eight pushes.)
+    assert len(statements) - len(reads) - len(deletions) <= 3, statements
     assert len(reads[0].args[0]) == 8  # the first read found every pusher's row
     assert len(gateway.connections) == 1  # the eight requests pipelined on one connection
     deleted = [p for r in reads for p in r.args[4]] + [p for d in deletions for p in d.args[0]]
     assert len(deleted) == 8
+
+
+async def test_an_event_missing_from_memory_is_read_once_for_all_its_pushers(
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer
+) -> None:
+    """As in a push worker, which writes no events: what the bodies need and memory lacks
+    (the event, the room's state) is read once for all the rows a queue read found, not once
+    per pusher."""
+    db, sender = server.hs.db, server.hs.push_sender
+    assert db is not None and sender is not None
+    others = [await api.register(f"member{i}") for i in range(6)]
+    for user in others:
+        await api.join(user, room.room_id)
+    for user in [room.bob, room.carol, *others]:
+        await set_pusher(api, user, pusher_body(gateway.url, f"{user.user_id}-key"))
+    await api.send_message(room.alice, room.room_id, "fills the users' counts")
+    await received(gateway, 8, "the first wave")
+    slots = sender._db_slots
+    for _ in range(push_sender_module.DB_CONNECTIONS):  # the queue waits to be read
+        await slots.acquire()
+    try:
+        wave = await api.send_message(room.alice, room.room_id, "the second wave")
+    finally:
+        sender.rooms.events.clear()  # type: ignore[attr-defined]
+        sender.current_state.clear()
+        async with pool_statements(db, SENDER_TASKS) as statements:
+            for _ in range(push_sender_module.DB_CONNECTIONS):
+                slots.release()
+            await received(gateway, 16, "the second wave")
+    assert gateway.events().count(wave) == 8
+    event_reads = [s for s in statements if "FROM events e WHERE e.event_id = ANY" in s.query]
+    state_reads = [s for s in statements if "JOIN current_state" in s.query]
+    assert len(event_reads) <= 2 and len(state_reads) == 1, statements  # (the 2nd: state)
+    assert wave in event_reads[0].args[0]
 
 
 async def test_a_renamed_room_is_pushed_under_its_new_name(
