@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from homeserver.protocol.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.protocol.state_keys import StateKey
 from homeserver.protocol.state_res import resolve_state
 
@@ -32,7 +33,7 @@ def resolve(b: RoomBuilder, state_sets: Sequence[Mapping[StateKey, str]]) -> dic
     return resolve_state(b.rv, state_sets, b.events, auth_difference(b, state_sets))
 
 
-@pytest.mark.parametrize("version", ["1", "10", "11", "12"])
+@pytest.mark.parametrize("version", list(KNOWN_ROOM_VERSIONS))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=branches, data=st.data())
 def test_resolution_properties(version: str, plan: list[list[Action]], data: st.DataObject) -> None:
