@@ -129,9 +129,10 @@ def encode_canonical_json(
     second for a 9 MB federation transaction), which would stall the event loop as surely
     as encoding on it.
     """
-    # The strict rules' fast check holds for almost every event; the lenient rules of the old
-    # rooms take the copying walk.
-    plain = value if strict and _plain_and_valid(value) else _normalise(value, "$", strict)
+    # The strict rules' fast check holds for almost every value, under either rules (what is
+    # strictly valid the lenient walk would return unchanged): only what breaks them (floats
+    # and big integers of the old rooms, or errors to name) takes the copying walk.
+    plain = value if _plain_and_valid(value) else _normalise(value, "$", strict)
     if not gradual:
         return canonicaljson.encode_canonical_json(plain)
     pieces: list[bytes] = []
