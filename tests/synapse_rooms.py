@@ -119,6 +119,27 @@ async def exchange_messages(
         )
 
 
+async def state_crosses_both_ways(
+    moot: tuple[MatrixApi, User], synapse: tuple[MatrixApi, User], room_id: str
+) -> None:
+    """Moot's user sets the topic, which Synapse's sees; Synapse's user renames itself (its own
+    member event), which Moot's sees."""
+    (api, alice), (sapi, bob) = moot, synapse
+    await set_state(api, alice, room_id, "m.room.topic", {"topic": "set on moot"})
+    await eventually(
+        lambda: has_field(state_content(sapi, bob, room_id, "m.room.topic"), "topic",
+                          "set on moot"),
+        "Moot's topic on Synapse",
+    )
+    await set_state(sapi, bob, room_id, "m.room.member",
+                    {"membership": "join", "displayname": "Bob renamed"}, bob.user_id)
+    await eventually(
+        lambda: has_field(state_content(api, alice, room_id, "m.room.member", bob.user_id),
+                          "displayname", "Bob renamed"),
+        "Bob's new display name on Moot",
+    )
+
+
 async def event(api: MatrixApi, user: User, room_id: str, event_id: str) -> dict[str, Any] | None:
     """One event as ``user``'s server serves it to clients (None when it does not)."""
     status, body = await api.request(

@@ -8,14 +8,17 @@ cutting both relays cuts the link both ways.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import aiohttp
 
 from tests.federation_peers import Peers, eventually, join_and_wait
+from tests.helpers import MatrixApi, User
 from tests.link_cut import (
     CONVERGENCE_DEADLINE_S,
     SyncedState,
+    TcpRelay,
     current_name,
     cuttable_moots,
     holds,
@@ -24,15 +27,35 @@ from tests.sliding_sync import Connection, subscription
 from tests.synapse_rooms import set_state
 
 
-async def test_concurrent_name_changes_converge(peers: Peers, peer_http: aiohttp.ClientSession):
+@dataclass
+class CutRoom:
+    relays: list[TcpRelay]
+    api_a: MatrixApi
+    api_b: MatrixApi
+    alice: User
+    bob: User
+    room_id: str
+
+
+async def cut_room(peers: Peers, peer_http: aiohttp.ClientSession, bob_level: int) -> CutRoom:
+    """Two Moot servers behind relays that can cut the link; alice (a) creates a public room
+    named "Before" where bob (b), joined on both servers, has power `bob_level`."""
     a, b, relays = await cuttable_moots(peers)
     api_a, api_b = a.api(peer_http), b.api(peer_http)
     alice, bob = await api_a.register("alice"), await api_b.register("bob")
     room_id = await api_a.create_room(
         alice, preset="public_chat", name="Before",
-        power_level_content_override={"users": {bob.user_id: 100}},
+        power_level_content_override={"users": {bob.user_id: bob_level}},
     )
     await join_and_wait(api_b, bob, room_id, a, api_a, alice)
+    return CutRoom(relays, api_a, api_b, alice, bob, room_id)
+
+
+async def test_concurrent_name_changes_converge(peers: Peers, peer_http: aiohttp.ClientSession):
+    room = await cut_room(peers, peer_http, bob_level=100)
+    relays, api_a, api_b, alice, bob, room_id = (
+        room.relays, room.api_a, room.api_b, room.alice, room.bob, room.room_id
+    )
     clients = [SyncedState(api_a, alice, room_id, True), SyncedState(api_b, bob, room_id, True)]
     for client in clients:
         await client.sync()
@@ -79,14 +102,10 @@ async def test_state_resolution_takes_back_to_state_no_window_shows(
     applies the power change first, so bob's rename loses on both servers and the name goes
     back to "Before", an event older than any sync window of bob's clients: their incremental
     /sync (`state`, and sliding sync's `required_state`) must carry it."""
-    a, b, relays = await cuttable_moots(peers)
-    api_a, api_b = a.api(peer_http), b.api(peer_http)
-    alice, bob = await api_a.register("alice"), await api_b.register("bob")
-    room_id = await api_a.create_room(
-        alice, preset="public_chat", name="Before",
-        power_level_content_override={"users": {bob.user_id: 50}},
+    room = await cut_room(peers, peer_http, bob_level=50)
+    relays, api_a, api_b, alice, bob, room_id = (
+        room.relays, room.api_a, room.api_b, room.alice, room.bob, room.room_id
     )
-    await join_and_wait(api_b, bob, room_id, a, api_a, alice)
     # A filtered timeline is not the whole window: the database says whether resolution
     # moved the state in it.
     filtered = '{"room": {"timeline": {"types": ["m.room.name"]}}}'

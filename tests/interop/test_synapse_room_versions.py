@@ -42,6 +42,7 @@ from tests.synapse_rooms import (
     redact,
     set_state,
     state_content,
+    state_crosses_both_ways,
     synapse_user,
 )
 
@@ -85,6 +86,26 @@ async def _redacted(
 
 # --- a Moot user in a Synapse room of each version ---------------------------------------------
 
+async def joined_and_backfilled(
+    joiner: tuple[MatrixApi, User], host: tuple[MatrixApi, User], room_id: str,
+    room_version: str, history: list[str],
+) -> None:
+    """The joiner's server holds the room at its version with both members (and the host's
+    server comes to see the join), and pages the history from before the join back from the
+    host's server, a page of 3 at a time, down to the create event, each event once."""
+    (api, user), (host_api, host_user) = joiner, host
+    both = {user.user_id, host_user.user_id}
+    assert await joined_members(api, user, room_id) == both
+    create = await state_content(api, user, room_id, "m.room.create")
+    assert create is not None and create.get("room_version") == room_version
+    await eventually(lambda: equals(joined_members(host_api, host_user, room_id), both),
+                     f"{user.user_id}'s join on the host")
+    seen = await page_back(api, user, room_id, limit=3)
+    assert seen[0]["type"] == "m.room.create"
+    assert [e["content"].get("body") for e in seen if e["type"] == "m.room.message"] == history
+    assert len({e["event_id"] for e in seen}) == len(seen)
+
+
 @pytest.mark.parametrize("room_version", VERSIONS)
 async def test_a_moot_user_joins_backfills_and_talks_in_a_synapse_room(
     moot: Peer, peer_http: aiohttp.ClientSession, synapse: SynapsePeer, room_version: str
@@ -98,18 +119,7 @@ async def test_a_moot_user_joins_backfills_and_talks_in_a_synapse_room(
         await sapi.send_message(bob, room_id, text)
 
     await join(api, alice, room_id, synapse.server_name)
-    both = {alice.user_id, bob.user_id}
-    assert await joined_members(api, alice, room_id) == both
-    create = await state_content(api, alice, room_id, "m.room.create")
-    assert create is not None and create.get("room_version") == room_version
-    await eventually(lambda: equals(joined_members(sapi, bob, room_id), both),
-                     "Alice's join on Synapse")
-
-    # The history from before the join, backfilled from Synapse a page at a time.
-    seen = await page_back(api, alice, room_id, limit=3)
-    assert seen[0]["type"] == "m.room.create"
-    assert [e["content"].get("body") for e in seen if e["type"] == "m.room.message"] == history
-    assert len({e["event_id"] for e in seen}) == len(seen)
+    await joined_and_backfilled((api, alice), (sapi, bob), room_id, room_version, history)
 
     await exchange_messages((api, alice), (sapi, bob), room_id)
     ours = await api.send_message(alice, room_id, "an event ID of this version")
@@ -183,32 +193,10 @@ async def test_a_synapse_user_joins_backfills_and_talks_in_a_moot_room(
 
     sapi, bob = await synapse_user(synapse, "bob")
     await join(sapi, bob, room_id, moot.name, "server_name")
-    both = {alice.user_id, bob.user_id}
-    assert await joined_members(sapi, bob, room_id) == both
-    create = await state_content(sapi, bob, room_id, "m.room.create")
-    assert create is not None and create.get("room_version") == room_version
-    await eventually(lambda: equals(joined_members(api, alice, room_id), both),
-                     "Bob's join on Moot")
-
-    # Synapse backfills the history from Moot.
-    seen = await page_back(sapi, bob, room_id, limit=3)
-    assert seen[0]["type"] == "m.room.create"
-    assert [e["content"].get("body") for e in seen if e["type"] == "m.room.message"] == history
+    await joined_and_backfilled((sapi, bob), (api, alice), room_id, room_version, history)
 
     await exchange_messages((sapi, bob), (api, alice), room_id)
-    await set_state(api, alice, room_id, "m.room.topic", {"topic": "set on moot"})
-    await eventually(
-        lambda: has_field(state_content(sapi, bob, room_id, "m.room.topic"), "topic",
-                          "set on moot"),
-        "Moot's topic on Synapse",
-    )
-    await set_state(sapi, bob, room_id, "m.room.member",
-                    {"membership": "join", "displayname": "Bob renamed"}, bob.user_id)
-    await eventually(
-        lambda: has_field(state_content(api, alice, room_id, "m.room.member", bob.user_id),
-                       "displayname", "Bob renamed"),
-        "Bob's new display name on Moot",
-    )
+    await state_crosses_both_ways((api, alice), (sapi, bob), room_id)
 
     # A redaction made on Moot is one Synapse applies.
     doomed = await api.send_message(alice, room_id, "to be redacted")

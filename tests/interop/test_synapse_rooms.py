@@ -35,6 +35,7 @@ from tests.synapse_rooms import (
     page_back,
     set_state,
     state_content,
+    state_crosses_both_ways,
     synapse_user,
 )
 
@@ -64,19 +65,7 @@ async def test_a_synapse_user_joins_a_moot_room(
     await exchange_messages((api, alice), (sapi, bob), room_id)
 
     # Moot's state change reaches Synapse; Synapse's (Bob's own member event) reaches Moot.
-    await set_state(api, alice, room_id, "m.room.topic", {"topic": "set on moot"})
-    await eventually(
-        lambda: has_field(state_content(sapi, bob, room_id, "m.room.topic"), "topic",
-                       "set on moot"),
-        "Moot's topic on Synapse",
-    )
-    await set_state(sapi, bob, room_id, "m.room.member",
-                    {"membership": "join", "displayname": "Bob renamed"}, bob.user_id)
-    await eventually(
-        lambda: has_field(state_content(api, alice, room_id, "m.room.member", bob.user_id),
-                       "displayname", "Bob renamed"),
-        "Bob's new display name on Moot",
-    )
+    await state_crosses_both_ways((api, alice), (sapi, bob), room_id)
 
 
 # --- a Moot user in a room that lives on Synapse ------------------------------------------------
