@@ -8,6 +8,7 @@ import asyncio
 import gc
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -119,6 +120,38 @@ async def test_an_allowed_place_is_not_reported(
         await run_on_loop(sleep_past_threshold)
         await run_on_loop(lambda: compute_for(2 * THRESHOLD_S))
     assert [f"{__name__}:compute_for" in block.stack for block in blocks] == [True]
+
+
+def gil_holder(seconds: float, holding: threading.Event) -> threading.Thread:
+    """A thread that, once started, keeps the GIL for `seconds` in one C call (a builtin summing
+    a range yields it only when it returns), `holding` set just before."""
+    start = time.perf_counter()
+    sum(range(1_000_000))
+    steps = int(seconds / (time.perf_counter() - start) * 1_000_000)
+    return threading.Thread(target=lambda: (holding.set(), sum(range(steps))))
+
+
+async def test_a_callback_held_off_the_gil_by_another_thread_is_not_reported(
+    loop_guard: LoopGuard,
+) -> None:
+    """Another thread's long C call holds up whatever callback needs the GIL meanwhile; the
+    callback blocked nothing itself (the sampler, held off too, never sees it)."""
+    holding = threading.Event()
+    holder = gil_holder(3 * THRESHOLD_S, holding)
+    walls: list[float] = []
+
+    def held_off() -> None:
+        start = time.perf_counter()
+        holder.start()
+        holding.wait()
+        time.sleep(SAMPLE_INTERVAL_S)  # gives the GIL up to the holder, now in its sum
+        walls.append(time.perf_counter() - start)
+
+    with loop_guard.collecting() as blocks:
+        await run_on_loop(held_off)
+    holder.join()
+    assert walls[0] > 2 * THRESHOLD_S  # by its time on the loop, the callback blocked it
+    assert blocks == [], [str(b) for b in blocks]
 
 
 @pytest.fixture
