@@ -15,8 +15,11 @@
 #
 # Environment: PGHOST PGPORT PGUSER (default 127.0.0.1 5432 postgres); LOAD_ARGS (extra
 # bench/load.py arguments, e.g. "--users 64 --messages 200"); PUSHERS (all or receivers, default
-# receivers, as the issue measures it); PUSH_WORKER=0 delivers from the main process instead;
-# KEEP=1 keeps the work directory and databases.
+# receivers, as the issue measures it; none: both steps alike, which measures the bench's own
+# bias between its first and second step); PUSH_WORKER=0 delivers from the main process instead;
+# DELIVER=0 configures the push worker but never starts it, so rows are queued and never sent
+# (what the push path costs the room writer's side alone; pass LOAD_ARGS="--drain 2" so that
+# load.py stops waiting for the pushes soon); KEEP=1 keeps the work directory and databases.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,7 +60,7 @@ open(path, "w").write(yaml.safe_dump(config))
 PY
     log "$name: starting Moot ($MOOT_VERSION) on 127.0.0.1:$port; load average $(cut -d' ' -f1-3 /proc/loadavg)"
     run_moot "$dir" "$port"
-    if [[ "$3" == 1 ]]; then
+    if [[ "$3" == 1 && "${DELIVER:-1}" == 1 ]]; then
         run_push_worker "$dir" "$worker_port"
         worker_args=(--worker-pid "${SERVER_PIDS[1]}")
     fi
@@ -78,20 +81,22 @@ echo "with pushers:    $(cat "$WORK/with.json")"
 import json, sys
 without, with_ = (json.load(open(path)) for path in sys.argv[1:3])
 a, b = without["send"]["msgs_per_s"], with_["send"]["msgs_per_s"]
-push = with_["push"]
+push = with_["push"] or {"expected": 0}
 print(f"send rate: {a} msgs/s without pushers, {b} with ({b / a:.3f}x; target >= 0.9x)")
 cpu_a, cpu_b = without["cpu"], with_["cpu"]
+more = cpu_b["server_delivered_s"] - cpu_a["server_delivered_s"]
+per_push = f"{more * 1e6 / push['expected']:.0f} us" if push["expected"] else "(no pushes)"
 print(f"main process CPU per message, send start -> all delivered: "
       f"{cpu_a['server_delivered_ms_per_msg']} ms without pushers, "
-      f"{cpu_b['server_delivered_ms_per_msg']} ms with; per push "
-      f"{(cpu_b['server_delivered_s'] - cpu_a['server_delivered_s']) * 1e6 / max(1, push['received']):.0f} us "
-      f"more; during the send phase {cpu_a['server_send_s']} s and {cpu_b['server_send_s']} s; "
-      f"the gateway process {push['gateway_cpu_s']} s")
+      f"{cpu_b['server_delivered_ms_per_msg']} ms with; per push {per_push} more; during the "
+      f"send phase {cpu_a['server_send_s']} s and {cpu_b['server_send_s']} s; the gateway "
+      f"process {push.get('gateway_cpu_s')} s")
 if "worker_delivered_s" in cpu_b:
     print(f"push worker (nice 10) CPU: {cpu_b['worker_send_s']} s during the send phase, "
           f"{cpu_b['worker_delivered_s']} s to all delivered "
-          f"({cpu_b['worker_delivered_s'] * 1e6 / max(1, push['received']):.0f} us per push)")
-print(f"pushes: {push['received']} of {push['expected']} received, {push['missing']} missing, "
-      f"{push['duplicates']} duplicates; send start -> gateway p50 {push['latency']['p50_ms']} ms, "
-      f"p99 {push['latency']['p99_ms']} ms")
+          f"({cpu_b['worker_delivered_s'] * 1e6 / max(1, push.get('received', 0)):.0f} us per push)")
+if push["expected"]:
+    print(f"pushes: {push['received']} of {push['expected']} received, {push['missing']} "
+          f"missing, {push['duplicates']} duplicates; send start -> gateway p50 "
+          f"{push['latency']['p50_ms']} ms, p99 {push['latency']['p99_ms']} ms")
 PY
