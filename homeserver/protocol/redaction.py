@@ -19,6 +19,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.room_versions import RedactionRules, RoomVersion
 
 _TOP_LEVEL_V1 = frozenset(
@@ -102,3 +103,11 @@ def redact_event(event: Mapping[str, Any], room_version: RoomVersion) -> dict[st
     if "content" in event or new_content:
         redacted["content"] = new_content
     return redacted
+
+
+def redacted_json(event: Mapping[str, Any], room_version: RoomVersion) -> str:
+    """The event's redacted form as the database keeps events: canonical JSON under its
+    version's rules (rooms v1-v5 admit floats and big integers, which stay)."""
+    return encode_canonical_json(
+        redact_event(event, room_version), strict=room_version.strict_canonical_json
+    ).decode()

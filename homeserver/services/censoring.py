@@ -22,8 +22,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.protocol.appservice import without_events
-from homeserver.protocol.canonical_json import encode_canonical_json
-from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.redaction import redact_event, redacted_json
 from homeserver.services.rooms.view import RoomView
 from storage import appservice_queue as appservice_store
 from storage import events as events_store
@@ -47,9 +46,7 @@ async def censor_current_state(conn: asyncpg.Connection, rooms: RoomView) -> int
     censored = []
     for event_id, room_id, stored in await events_store.get_redacted_current_state(conn):
         version = await rooms.room_version(conn, room_id)
-        pruned = encode_canonical_json(
-            redact_event(json.loads(stored), version), strict=version.strict_canonical_json
-        ).decode()
+        pruned = redacted_json(json.loads(stored), version)
         if pruned != stored:
             censored.append((event_id, room_id, pruned))
     await events_store.censor_events(conn, censored)

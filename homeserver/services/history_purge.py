@@ -39,9 +39,8 @@ from typing import Any
 import asyncpg
 
 from homeserver.errors import MatrixError, invalid_param, not_found
-from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.media_refs import local_media_ids
-from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.redaction import redacted_json
 from homeserver.services.censoring import forget_in_appservice_transactions
 from homeserver.services.clock import Clock
 from homeserver.services.rooms.cache import RoomCache
@@ -203,12 +202,9 @@ class HistoryPurges:
             version = await self.cache.room_version(conn, room_id)
             stripped = []
             for row in kept:
-                pruned = encode_canonical_json(
-                    redact_event(json.loads(row.json), version),
-                    strict=version.strict_canonical_json,
-                )
-                if pruned.decode() != row.json:
-                    stripped.append((row.event, pruned.decode()))
+                pruned = redacted_json(json.loads(row.json), version)
+                if pruned != row.json:
+                    stripped.append((row.event, pruned))
             last = kept[-1].event
             notified = await purge_store.strip_events(conn, room_id, stripped)
             await forget_in_appservice_transactions(conn, [e.event_id for e, _ in stripped])

@@ -23,9 +23,8 @@ import json
 
 import asyncpg
 
-from homeserver.protocol.canonical_json import encode_canonical_json
 from homeserver.protocol.media_refs import local_media_ids
-from homeserver.protocol.redaction import redact_event
+from homeserver.protocol.redaction import redacted_json
 from homeserver.services.censoring import forget_in_appservice_transactions
 from homeserver.services.retention_sweeps import SweepResult
 from homeserver.services.rooms.cache import RoomCache
@@ -78,9 +77,7 @@ class RedactionSweep:
         for row in await store.get_uncensored(conn, batch):
             version = await self._cache.room_version(conn, row.room_id)
             original = json.loads(row.json)
-            pruned = encode_canonical_json(
-                redact_event(original, version), strict=version.strict_canonical_json
-            ).decode()
+            pruned = redacted_json(original, version)
             if pruned == row.json:
                 continue
             rows.append((row.event_id, row.room_id, row.json, pruned))

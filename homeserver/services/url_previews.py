@@ -110,7 +110,6 @@ class UrlPreviews:
 
         return await self.db.run(read, name="url_preview")
 
-
     async def _fetch(self, url: URL) -> dict[str, Any]:
         async with self._slots:
             preview, media_id = await self._build(url)
