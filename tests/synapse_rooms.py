@@ -120,23 +120,23 @@ async def exchange_messages(
 
 
 async def state_crosses_both_ways(
-    moot: tuple[MatrixApi, User], synapse: tuple[MatrixApi, User], room_id: str
+    first: tuple[MatrixApi, User], second: tuple[MatrixApi, User], room_id: str,
+    topic: str = "set on moot", displayname: str = "Bob renamed",
 ) -> None:
-    """Moot's user sets the topic, which Synapse's sees; Synapse's user renames itself (its own
-    member event), which Moot's sees."""
-    (api, alice), (sapi, bob) = moot, synapse
-    await set_state(api, alice, room_id, "m.room.topic", {"topic": "set on moot"})
+    """`first`'s user sets the topic, which `second`'s sees; `second`'s user renames itself
+    (its own member event), which `first`'s sees."""
+    (api, alice), (sapi, bob) = first, second
+    await set_state(api, alice, room_id, "m.room.topic", {"topic": topic})
     await eventually(
-        lambda: has_field(state_content(sapi, bob, room_id, "m.room.topic"), "topic",
-                          "set on moot"),
-        "Moot's topic on Synapse",
+        lambda: has_field(state_content(sapi, bob, room_id, "m.room.topic"), "topic", topic),
+        f"the topic {topic!r} on the other server",
     )
     await set_state(sapi, bob, room_id, "m.room.member",
-                    {"membership": "join", "displayname": "Bob renamed"}, bob.user_id)
+                    {"membership": "join", "displayname": displayname}, bob.user_id)
     await eventually(
         lambda: has_field(state_content(api, alice, room_id, "m.room.member", bob.user_id),
-                          "displayname", "Bob renamed"),
-        "Bob's new display name on Moot",
+                          "displayname", displayname),
+        f"the display name {displayname!r} on the other server",
     )
 
 

@@ -132,6 +132,20 @@ async def test_a_push_costs_the_sender_few_statements(
     assert len(gateway.connections) == 1  # one kept-alive connection carried them all
 
 
+async def eight_pushers_after_a_first_wave(
+    api: MatrixApi, room: GroupRoom, gateway: RecordingGateway
+) -> None:
+    """Six more members join; they, Bob and Carol each hold a pusher; a first message reaches
+    all eight (which fills the caches and the users' counts)."""
+    others = [await api.register(f"member{i}") for i in range(6)]
+    for user in others:
+        await api.join(user, room.room_id)
+    for user in [room.bob, room.carol, *others]:
+        await set_pusher(api, user, pusher_body(gateway.url, f"{user.user_id}-key"))
+    await api.send_message(room.alice, room.room_id, "the first wave")
+    await received(gateway, 8, "the first wave")
+
+
 async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
     api: MatrixApi, room: GroupRoom, gateway: RecordingGateway, server: RunningServer
 ) -> None:
@@ -140,13 +154,7 @@ async def test_a_wave_of_pushes_to_many_pushers_reads_every_queue_at_once(
     caches hold the users' counts."""
     db = server.hs.db
     assert db is not None
-    others = [await api.register(f"member{i}") for i in range(6)]
-    for user in others:
-        await api.join(user, room.room_id)
-    for user in [room.bob, room.carol, *others]:
-        await set_pusher(api, user, pusher_body(gateway.url, f"{user.user_id}-key"))
-    await api.send_message(room.alice, room.room_id, "fills the caches")
-    await received(gateway, 8, "the first wave")
+    await eight_pushers_after_a_first_wave(api, room, gateway)
 
     async def queue_empty() -> bool:
         async with db.connection() as conn:
@@ -179,13 +187,7 @@ async def test_an_event_missing_from_memory_is_read_once_for_all_its_pushers(
     per pusher."""
     db, sender = server.hs.db, server.hs.push_sender
     assert db is not None and sender is not None
-    others = [await api.register(f"member{i}") for i in range(6)]
-    for user in others:
-        await api.join(user, room.room_id)
-    for user in [room.bob, room.carol, *others]:
-        await set_pusher(api, user, pusher_body(gateway.url, f"{user.user_id}-key"))
-    await api.send_message(room.alice, room.room_id, "fills the users' counts")
-    await received(gateway, 8, "the first wave")
+    await eight_pushers_after_a_first_wave(api, room, gateway)
     slots = sender._db_slots
     for _ in range(push_sender_module.DB_CONNECTIONS):  # the queue waits to be read
         await slots.acquire()

@@ -28,7 +28,6 @@ from tests.synapse_rooms import (
     bodies,
     equals,
     exchange_messages,
-    has_field,
     has_message,
     join,
     messages,
@@ -92,18 +91,9 @@ async def test_a_moot_user_joins_a_synapse_room(
     )
     await exchange_messages((sapi, bob), (api, alice), room_id)
 
-    await set_state(sapi, bob, room_id, "m.room.topic", {"topic": "changed on synapse"})
-    await eventually(
-        lambda: has_field(state_content(api, alice, room_id, "m.room.topic"), "topic",
-                       "changed on synapse"),
-        "Synapse's new topic on Moot",
-    )
-    await set_state(api, alice, room_id, "m.room.member",
-                    {"membership": "join", "displayname": "Alice renamed"}, alice.user_id)
-    await eventually(
-        lambda: has_field(state_content(sapi, bob, room_id, "m.room.member", alice.user_id),
-                       "displayname", "Alice renamed"),
-        "Alice's new display name on Synapse",
+    await state_crosses_both_ways(
+        (sapi, bob), (api, alice), room_id, topic="changed on synapse",
+        displayname="Alice renamed",
     )
 
 
